@@ -1,0 +1,632 @@
+//! Deterministic in-memory network: a relay, N clients and M trustees wired together with
+//! a fake clock and per-link latency, no sockets. Every protocol behaviour that does not
+//! need real I/O is tested here.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use dissent_core::client::{Chunk, Client, ClientConfig, ClientEvent, ConnId, Upstream};
+use dissent_core::crypto::public_key;
+use dissent_core::relay::{
+    Destination, Downstream, PeerError, PeerId, Relay, RelayConfig, RelayEvent,
+};
+use dissent_core::trustee::{Trustee, TrusteeConfig};
+use dissent_core::wire::{self, Message};
+use dissent_core::{Duration, Instant};
+
+const GROUP: [u8; 16] = [7; 16];
+const SESSION: [u8; 16] = [8; 16];
+
+fn secret(tag: u8, i: usize) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    for (k, b) in s.iter_mut().enumerate() {
+        *b = tag ^ (i as u8).wrapping_mul(31) ^ (k as u8).wrapping_mul(17) ^ 0x5a;
+    }
+    s
+}
+
+/// Application side of one client: bytes waiting per connection.
+#[derive(Default)]
+struct App {
+    pending: VecDeque<(ConnId, Vec<u8>)>,
+    closing: VecDeque<ConnId>,
+    received: BTreeMap<ConnId, Vec<u8>>,
+    closed: Vec<ConnId>,
+    lost: Vec<ConnId>,
+}
+
+impl Upstream for App {
+    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
+        if let Some((conn, mut data)) = self.pending.pop_front() {
+            let n = data.len().min(buf.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            if n < data.len() {
+                data.drain(..n);
+                self.pending.push_front((conn, data));
+            }
+            return Some(Chunk::Data { conn, len: n });
+        }
+        self.closing.pop_front().map(|conn| Chunk::Close { conn })
+    }
+}
+
+/// Exit side of the relay: an echo server.
+#[derive(Default)]
+struct Exit {
+    upstream: BTreeMap<u32, Vec<u8>>,
+    closed: Vec<u32>,
+    replies: VecDeque<(u32, Vec<u8>)>,
+    echo: bool,
+    garbled: usize,
+}
+
+impl Downstream for Exit {
+    fn has_data(&self) -> bool {
+        !self.replies.is_empty()
+    }
+    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<(u32, usize)> {
+        let (conn, mut data) = self.replies.pop_front()?;
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        if n < data.len() {
+            data.drain(..n);
+            self.replies.push_front((conn, data));
+        }
+        Some((conn, n))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Node {
+    Client(usize),
+    Trustee(usize),
+}
+
+struct Sim {
+    now: Instant,
+    latency: Duration,
+    relay: Relay<Vec<u8>>,
+    clients: Vec<Client<Vec<u8>>>,
+    apps: Vec<App>,
+    trustees: Vec<Trustee>,
+    up: Vec<bool>,
+    trustee_up: Vec<bool>,
+    /// In-flight frames: (arrival, from, to-relay?, node, frame).
+    wires: VecDeque<(Instant, bool, Node, Vec<u8>)>,
+    exit: Exit,
+    relay_errors: Vec<(PeerId, PeerError)>,
+    evicted: Vec<PeerId>,
+    evicted_log: Vec<PeerId>,
+    muted: Vec<bool>,
+    intervals: Vec<u32>,
+    /// Slot of each client (the harness knows; the relay does not).
+    slots: Vec<u16>,
+}
+
+impl Sim {
+    fn new(n: usize, m: usize, cell_len: usize) -> Sim {
+        let client_secrets: Vec<_> = (0..n).map(|i| secret(1, i)).collect();
+        let trustee_secrets: Vec<_> = (0..m).map(|i| secret(2, i)).collect();
+        let client_pubs: Vec<_> = client_secrets.iter().map(public_key).collect();
+        let trustee_pubs: Vec<_> = trustee_secrets.iter().map(public_key).collect();
+        // Slots in a permuted order, as a shuffled pseudonym list would give.
+        let slots: Vec<u16> = (0..n).map(|i| ((i * 7 + 3) % n) as u16).collect();
+        let cfg = RelayConfig {
+            group_id: GROUP,
+            session_id: SESSION,
+            clients: n as u16,
+            trustees: m as u16,
+            slots: n as u16,
+            cell_len,
+            client_window: 3,
+            trustee_window: 8,
+            downstream_len: 4096,
+            min_clients: 1,
+            idle_gap: Duration::from_millis(1),
+            exchange_timeout: Duration::from_millis(500),
+            first_interval: 100,
+        };
+        let relay = Relay::new(cfg, vec![0u8; cfg.storage_len()]).unwrap();
+        let clients = (0..n)
+            .map(|i| {
+                Client::new(
+                    &ClientConfig {
+                        index: i as u16,
+                        group_id: GROUP,
+                        session_id: SESSION,
+                        session_secret: client_secrets[i],
+                        trustee_keys: &trustee_pubs,
+                        slot: slots[i],
+                        slots: n as u16,
+                        cell_len,
+                    },
+                    vec![0u8; cell_len * 4],
+                )
+                .unwrap()
+            })
+            .collect();
+        let trustees = (0..m)
+            .map(|j| {
+                Trustee::new(&TrusteeConfig {
+                    index: j as u16,
+                    group_id: GROUP,
+                    session_id: SESSION,
+                    session_secret: trustee_secrets[j],
+                    client_keys: &client_pubs,
+                    cell_len,
+                    rng_seed: secret(3, j),
+                })
+                .unwrap()
+            })
+            .collect();
+        let mut sim = Sim {
+            now: Instant::from_micros(1_000_000),
+            latency: Duration::from_micros(200),
+            relay,
+            clients,
+            apps: (0..n).map(|_| App::default()).collect(),
+            trustees,
+            up: vec![false; n],
+            trustee_up: vec![false; m],
+            wires: VecDeque::new(),
+            exit: Exit {
+                echo: true,
+                ..Exit::default()
+            },
+            relay_errors: Vec::new(),
+            evicted: Vec::new(),
+            evicted_log: Vec::new(),
+            muted: vec![false; n],
+            intervals: Vec::new(),
+            slots,
+        };
+        for j in 0..m {
+            sim.connect(Node::Trustee(j));
+        }
+        for i in 0..n {
+            sim.connect(Node::Client(i));
+        }
+        sim
+    }
+
+    fn connect(&mut self, node: Node) {
+        match node {
+            Node::Client(i) => {
+                self.up[i] = true;
+                self.clients[i].handle_connected(self.now);
+            }
+            Node::Trustee(j) => {
+                self.trustee_up[j] = true;
+                self.trustees[j].handle_connected(self.now);
+            }
+        }
+        self.flush_node(node);
+    }
+
+    fn disconnect(&mut self, node: Node) {
+        let peer = match node {
+            Node::Client(i) => {
+                self.up[i] = false;
+                self.clients[i].handle_disconnected(self.now);
+                PeerId::Client(i as u16)
+            }
+            Node::Trustee(j) => {
+                self.trustee_up[j] = false;
+                self.trustees[j].handle_disconnected(self.now);
+                PeerId::Trustee(j as u16)
+            }
+        };
+        // Frames in flight on that link are gone.
+        self.wires.retain(|(_, _, n, _)| *n != node);
+        self.relay.handle_disconnected(self.now, peer);
+        self.flush_relay();
+    }
+
+    fn node_up(&self, node: Node) -> bool {
+        match node {
+            Node::Client(i) => self.up[i],
+            Node::Trustee(j) => self.trustee_up[j],
+        }
+    }
+
+    fn send(&mut self, to_relay: bool, node: Node, frame: Vec<u8>) {
+        self.wires
+            .push_back((self.now + self.latency, to_relay, node, frame));
+    }
+
+    fn flush_node(&mut self, node: Node) {
+        let mut out = vec![0u8; 70_000];
+        loop {
+            let n = match node {
+                Node::Client(i) => self.clients[i]
+                    .poll_transmit(&mut out, &mut self.apps[i])
+                    .unwrap(),
+                Node::Trustee(j) => self.trustees[j].poll_transmit(&mut out).unwrap(),
+            };
+            let Some(n) = n else { break };
+            self.send(true, node, out[..n].to_vec());
+        }
+    }
+
+    fn flush_relay(&mut self) {
+        while let Some(ev) = self.relay.poll_event(self.now) {
+            match ev {
+                RelayEvent::Upstream { conn, data } => {
+                    self.exit
+                        .upstream
+                        .entry(conn)
+                        .or_default()
+                        .extend_from_slice(data);
+                    if self.exit.echo {
+                        self.exit.replies.push_back((conn, data.to_vec()));
+                    }
+                }
+                RelayEvent::Close { conn } => {
+                    self.exit.closed.push(conn);
+                    if self.exit.echo {
+                        self.exit.replies.push_back((conn, Vec::new()));
+                    }
+                }
+                RelayEvent::Garbled { .. } => self.exit.garbled += 1,
+                RelayEvent::IntervalStarted { interval, .. } => self.intervals.push(interval),
+                RelayEvent::Evict { peer } => self.evicted.push(peer),
+                _ => {}
+            }
+        }
+        let mut out = vec![0u8; 70_000];
+        while let Some(t) = self
+            .relay
+            .poll_transmit(self.now, &mut out, &mut self.exit)
+            .unwrap()
+        {
+            let frame = out[..t.len].to_vec();
+            match t.destination {
+                Destination::Trustees => {
+                    for j in 0..self.trustees.len() {
+                        if self.trustee_up[j] {
+                            self.send(false, Node::Trustee(j), frame.clone());
+                        }
+                    }
+                }
+                Destination::Clients(set) => {
+                    for i in set.iter() {
+                        if self.up[i] {
+                            self.send(false, Node::Client(i), frame.clone());
+                        }
+                    }
+                }
+            }
+        }
+        // Evicted peers are dropped by the shell.
+        for peer in std::mem::take(&mut self.evicted) {
+            let node = match peer {
+                PeerId::Client(i) => Node::Client(usize::from(i)),
+                PeerId::Trustee(j) => Node::Trustee(usize::from(j)),
+            };
+            if self.node_up(node) {
+                self.evicted_log.push(peer);
+                self.disconnect(node);
+            }
+        }
+    }
+
+    /// Delivers one due frame, or advances the clock; false when nothing can happen.
+    fn step(&mut self) -> bool {
+        if let Some(pos) = self
+            .wires
+            .iter()
+            .enumerate()
+            .min_by_key(|(k, w)| (w.0, *k))
+            .map(|(k, _)| k)
+        {
+            let (at, to_relay, node, frame) = self.wires.remove(pos).unwrap();
+            if at > self.now {
+                self.now = at;
+                self.timeout();
+            }
+            let (body, _) = wire::split_frame(&frame).unwrap().unwrap();
+            if to_relay {
+                self.deliver_to_relay(node, body.to_vec());
+            } else {
+                self.deliver_to_node(node, body.to_vec());
+            }
+            return true;
+        }
+        match self.relay.poll_timeout() {
+            Some(t) => {
+                self.now = self.now.max(t);
+                self.timeout();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn timeout(&mut self) {
+        if let Some(t) = self.relay.poll_timeout() {
+            if t <= self.now {
+                self.relay.handle_timeout(self.now);
+                self.flush_relay();
+            }
+        }
+    }
+
+    fn deliver_to_relay(&mut self, node: Node, body: Vec<u8>) {
+        let peer = match node {
+            Node::Client(i) => PeerId::Client(i as u16),
+            Node::Trustee(j) => PeerId::Trustee(j as u16),
+        };
+        if matches!(Message::parse(&body), Ok(Message::Hello { .. })) {
+            assert_eq!(self.relay.handle_hello(self.now, &body).unwrap(), peer);
+        } else if let Err(e) = self.relay.handle_frame(self.now, peer, &body) {
+            self.relay_errors.push((peer, e));
+            self.disconnect(node);
+        }
+        self.flush_relay();
+    }
+
+    fn mute(&mut self, i: usize) {
+        self.muted[i] = true;
+    }
+
+    fn deliver_to_node(&mut self, node: Node, body: Vec<u8>) {
+        if let Node::Client(i) = node {
+            if self.muted[i] {
+                return;
+            }
+        }
+        match node {
+            Node::Client(i) => {
+                if let Some(d) = self.clients[i].handle_frame(self.now, &body).unwrap() {
+                    if d.data.is_empty() {
+                        self.apps[i].closed.push(d.conn);
+                    } else {
+                        self.apps[i]
+                            .received
+                            .entry(d.conn)
+                            .or_default()
+                            .extend_from_slice(d.data);
+                    }
+                }
+                while let Some(e) = self.clients[i].poll_event() {
+                    if let ClientEvent::Lost { conn } = e {
+                        self.apps[i].lost.push(conn);
+                    }
+                }
+            }
+            Node::Trustee(j) => self.trustees[j].handle_frame(self.now, &body).unwrap(),
+        }
+        self.flush_node(node);
+    }
+
+    /// Runs until `done` holds, failing after `max_steps`.
+    fn run_until(&mut self, max_steps: usize, mut done: impl FnMut(&Sim) -> bool) {
+        for _ in 0..max_steps {
+            if done(self) {
+                return;
+            }
+            assert!(self.step(), "simulation stalled");
+        }
+        panic!("condition not reached in {max_steps} steps");
+    }
+
+    fn all_delivered(&self, expect: &BTreeMap<u32, Vec<u8>>) -> bool {
+        expect
+            .iter()
+            .all(|(c, d)| self.exit.upstream.get(c).map(|v| v.len()) == Some(d.len()))
+    }
+}
+
+fn pattern(seed: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|k| (k * 131 + seed * 7 + k / 251) as u8)
+        .collect()
+}
+
+/// Opens one connection per client and queues `len` bytes on each.
+fn load(sim: &mut Sim, len: usize) -> BTreeMap<u32, Vec<u8>> {
+    let mut expect = BTreeMap::new();
+    for i in 0..sim.clients.len() {
+        let conn = sim.clients[i].open().unwrap();
+        assert_eq!(conn >> 16, u32::from(sim.slots[i]) + 1);
+        let data = pattern(i, len);
+        sim.apps[i].pending.push_back((conn, data.clone()));
+        expect.insert(conn, data);
+    }
+    expect
+}
+
+#[test]
+fn every_slot_decodes_exactly_and_replies_reach_only_the_owner() {
+    for &(n, m, cell) in &[(1usize, 1usize, 64usize), (3, 2, 128), (5, 3, 1024)] {
+        let mut sim = Sim::new(n, m, cell);
+        let expect = load(&mut sim, 5000);
+        sim.run_until(200_000, |s| {
+            s.all_delivered(&expect)
+                && expect.keys().all(|c| {
+                    s.apps
+                        .iter()
+                        .any(|a| a.received.get(c).map(|v| v.len()) == Some(5000))
+                })
+        });
+        assert_eq!(sim.exit.upstream, expect, "n={n} m={m}");
+        assert_eq!(sim.exit.garbled, 0);
+        assert!(sim.relay_errors.is_empty());
+        for (i, app) in sim.apps.iter().enumerate() {
+            // Each client got back exactly its own connection's bytes and nobody else's.
+            assert_eq!(app.received.len(), 1, "client {i}");
+            let (conn, data) = app.received.iter().next().unwrap();
+            assert_eq!(data, &expect[conn]);
+        }
+    }
+}
+
+#[test]
+fn closes_travel_both_ways() {
+    let mut sim = Sim::new(3, 2, 64);
+    let conn = sim.clients[1].open().unwrap();
+    sim.apps[1].pending.push_back((conn, b"bye".to_vec()));
+    sim.apps[1].closing.push_back(conn);
+    // The echo exit answers a close with a close.
+    sim.run_until(100_000, |s| s.exit.closed.contains(&conn));
+    assert_eq!(sim.exit.upstream[&conn], b"bye");
+    assert!(!sim.clients[1].is_open(conn));
+    let other = sim.clients[2].open().unwrap();
+    sim.exit.replies.push_back((other, Vec::new()));
+    sim.run_until(100_000, |s| s.apps[2].closed.contains(&other));
+    assert!(!sim.clients[2].is_open(other));
+}
+
+#[test]
+fn a_client_leaving_loses_nothing_for_anyone() {
+    let mut sim = Sim::new(4, 2, 128);
+    let expect = load(&mut sim, 20_000);
+    // Let data start flowing, then kill client 2's link mid-transfer.
+    sim.run_until(100_000, |s| {
+        s.exit.upstream.values().map(Vec::len).sum::<usize>() > 8000
+    });
+    let before = sim.intervals.len();
+    sim.disconnect(Node::Client(2));
+    let others: BTreeMap<_, _> = expect
+        .iter()
+        .filter(|(c, _)| **c >> 16 != u32::from(sim.slots[2]) + 1)
+        .map(|(c, d)| (*c, d.clone()))
+        .collect();
+    sim.run_until(400_000, |s| s.all_delivered(&others));
+    assert!(
+        sim.intervals.len() > before,
+        "a new interval excluded the client"
+    );
+    for (c, d) in &others {
+        assert_eq!(&sim.exit.upstream[c], d);
+    }
+    // It comes back and finishes too, without duplicating or dropping a byte.
+    sim.connect(Node::Client(2));
+    sim.run_until(400_000, |s| s.all_delivered(&expect));
+    assert_eq!(sim.exit.upstream, expect);
+    assert_eq!(sim.exit.garbled, 0);
+}
+
+#[test]
+fn a_trustee_restart_loses_nothing() {
+    let mut sim = Sim::new(3, 3, 64);
+    let expect = load(&mut sim, 6000);
+    sim.run_until(100_000, |s| {
+        s.exit.upstream.values().map(Vec::len).sum::<usize>() > 3000
+    });
+    sim.disconnect(Node::Trustee(1));
+    for _ in 0..50 {
+        sim.step();
+    }
+    sim.connect(Node::Trustee(1));
+    sim.run_until(400_000, |s| s.all_delivered(&expect));
+    assert_eq!(sim.exit.upstream, expect);
+}
+
+#[test]
+fn a_silent_client_is_evicted_and_the_rest_continue() {
+    let mut sim = Sim::new(3, 2, 64);
+    let expect = load(&mut sim, 3000);
+    sim.run_until(100_000, |s| !s.exit.upstream.is_empty());
+    // Client 0 stops answering but keeps its link open: only the timeout can help.
+    sim.mute(0);
+    let others: BTreeMap<_, _> = expect
+        .iter()
+        .filter(|(c, _)| **c >> 16 != u32::from(sim.slots[0]) + 1)
+        .map(|(c, d)| (*c, d.clone()))
+        .collect();
+    sim.run_until(400_000, |s| s.all_delivered(&others));
+    assert!(sim.evicted_log.contains(&PeerId::Client(0)));
+    for (c, d) in &others {
+        assert_eq!(&sim.exit.upstream[c], d);
+    }
+}
+
+#[test]
+fn bad_frames_cost_only_their_sender() {
+    let mut sim = Sim::new(3, 2, 64);
+    let expect = load(&mut sim, 2000);
+    let mut out = vec![0u8; 1024];
+    for case in 0..4 {
+        // Wait until client 1 is back in a running interval.
+        sim.run_until(100_000, |s| {
+            s.relay.interval().is_some_and(|(_, o)| o.contains(1))
+                && s.clients[1].interval().is_some()
+        });
+        let (interval, _) = sim.relay.interval().unwrap();
+        let body = match case {
+            0 => vec![0xFF, 0x00, 0x13],
+            1 => {
+                let n = Message::Cell {
+                    interval,
+                    exchange: 0,
+                    cell: &[0u8; 10],
+                }
+                .emit_frame(&mut out)
+                .unwrap();
+                out[4..n].to_vec()
+            }
+            2 => {
+                let n = Message::Cell {
+                    interval,
+                    exchange: 1 << 40,
+                    cell: &[0u8; 64],
+                }
+                .emit_frame(&mut out)
+                .unwrap();
+                out[4..n].to_vec()
+            }
+            _ => {
+                let n = Message::Cell {
+                    interval: interval + 5,
+                    exchange: 0,
+                    cell: &[0u8; 64],
+                }
+                .emit_frame(&mut out)
+                .unwrap();
+                out[4..n].to_vec()
+            }
+        };
+        sim.relay_errors.clear();
+        sim.deliver_to_relay(Node::Client(1), body);
+        assert_eq!(sim.relay_errors.len(), 1);
+        assert_eq!(sim.relay_errors[0].0, PeerId::Client(1));
+        assert!(!sim.up[1]);
+        sim.connect(Node::Client(1));
+    }
+    sim.run_until(400_000, |s| s.all_delivered(&expect));
+    assert_eq!(sim.exit.upstream, expect);
+}
+
+#[test]
+fn relay_rejects_hellos_from_strangers() {
+    let sim = Sim::new(2, 1, 64);
+    let mut relay = sim.relay;
+    let mut out = [0u8; 128];
+    let mut hello = |group: [u8; 16], role, index| {
+        let n = Message::Hello {
+            version: wire::PROTOCOL_VERSION,
+            group_id: group,
+            session_id: SESSION,
+            role,
+            index,
+        }
+        .emit_frame(&mut out)
+        .unwrap();
+        out[4..n].to_vec()
+    };
+    let now = Instant::from_micros(0);
+    assert!(relay
+        .handle_hello(now, &hello([0; 16], wire::NodeRole::Client, 0))
+        .is_err());
+    assert!(relay
+        .handle_hello(now, &hello(GROUP, wire::NodeRole::Client, 2))
+        .is_err());
+    assert!(relay
+        .handle_hello(now, &hello(GROUP, wire::NodeRole::Trustee, 1))
+        .is_err());
+    assert!(relay.handle_hello(now, &[1, 2, 3]).is_err());
+    assert_eq!(
+        relay.handle_hello(now, &hello(GROUP, wire::NodeRole::Client, 1)),
+        Ok(PeerId::Client(1))
+    );
+}
