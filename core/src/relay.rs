@@ -328,6 +328,7 @@ pub struct Relay<B> {
     idle: bool,
     last_issue: Instant,
     stale_cells: u64,
+    decoded: u64,
 }
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
@@ -376,6 +377,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
             idle: true,
             last_issue: Instant::default(),
             stale_cells: 0,
+            decoded: 0,
             cfg,
         })
     }
@@ -401,6 +403,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
     /// Cells that arrived for intervals already over (harmless, counted for diagnostics).
     pub fn stale_cells(&self) -> u64 {
         self.stale_cells
+    }
+
+    /// Exchanges decoded since the relay started.
+    pub fn exchanges_decoded(&self) -> u64 {
+        self.decoded
     }
 
     /// Checks a link's first frame body and marks the peer connected.
@@ -738,6 +745,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
             if let Phase::Running(r) = &mut self.phase {
                 r.done += 1;
             }
+            self.decoded += 1;
             let idx = (exchange % u64::from(self.cfg.trustee_window)) as usize;
             let l = self.cfg.cell_len;
             let cell = &self.store.as_ref()[idx * l..(idx + 1) * l];

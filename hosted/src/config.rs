@@ -1,0 +1,1362 @@
+//! The configuration file set: generating it (`dissent config generate`) and loading it.
+//!
+//! Like the prototype's `config.py -c N -t M DIR`, a configuration directory holds:
+//!
+//! - `system.json` (public): the group id, the relay's id, address and long-term key, the
+//!   clients' and trustees' ids and long-term X25519 public keys, and the cell length.
+//! - `session.json` (public): the session id and a per-session X25519 public key for every
+//!   client and trustee, in the same order and with the same ids as `system.json`.
+//! - `pseudonym.json` (public): one pseudonym public key per client, in a uniformly shuffled
+//!   order. A slot's index is its position in this list; the file does not say which client
+//!   owns which slot (only the owner, holding the pseudonym private key, can tell).
+//! - `ID.json` for every node, the relay included (private, mode 0600): the node's
+//!   long-term private key.
+//! - `ID.session.json` for every client and trustee (private, mode 0600): the node's session
+//!   private key and, for a client, its pseudonym private key.
+//!
+//! Generation plays the trusted dealer: it knows every private key for a moment, writes each
+//! to its owner's file and forgets them. Loading checks that the public files agree with each
+//! other ([`Group::load`]) and that a node's private files agree with them ([`load_node`]);
+//! every error names the file and the field at fault. Readers are lenient about extra fields.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use rand::rngs::OsRng;
+use rand::seq::SliceRandom;
+use rand::RngCore;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use x25519_dalek::{PublicKey, StaticSecret};
+
+/// Number of clients generated when none is given.
+pub const DEFAULT_CLIENTS: usize = 10;
+/// Number of trustees generated when none is given.
+pub const DEFAULT_TRUSTEES: usize = 3;
+/// Relay address (`host:port`) written when none is given.
+pub const DEFAULT_RELAY: &str = "127.0.0.1:12345";
+/// Cell length in bytes written when none is given.
+pub const DEFAULT_CELL_LENGTH: usize = 1024;
+/// Smallest accepted cell length in bytes.
+pub const MIN_CELL_LENGTH: usize = 16;
+/// Largest accepted cell length in bytes.
+pub const MAX_CELL_LENGTH: usize = 65536;
+/// Largest accepted number of clients.
+pub const MAX_CLIENTS: usize = 256;
+/// Largest accepted number of trustees.
+pub const MAX_TRUSTEES: usize = 16;
+
+const SYSTEM_FILE: &str = "system.json";
+const SESSION_FILE: &str = "session.json";
+const PSEUDONYM_FILE: &str = "pseudonym.json";
+const RELAY_ID: &str = "relay";
+/// Longest accepted node id.
+const MAX_ID_LEN: usize = 64;
+/// Largest configuration file we read; real ones are a few tens of kilobytes at most.
+const MAX_FILE_LEN: u64 = 1 << 20;
+const PRIVATE_MODE: u32 = 0o600;
+const PUBLIC_MODE: u32 = 0o644;
+
+/// Options for [`generate`].
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    /// Number of clients (`client-0` ...).
+    pub clients: usize,
+    /// Number of trustees (`trustee-0` ...).
+    pub trustees: usize,
+    /// Cell length in bytes.
+    pub cell_length: usize,
+    /// The relay's `host:port`.
+    pub relay: String,
+    /// Overwrite a previous configuration in a non-empty directory.
+    pub force: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            clients: DEFAULT_CLIENTS,
+            trustees: DEFAULT_TRUSTEES,
+            cell_length: DEFAULT_CELL_LENGTH,
+            relay: DEFAULT_RELAY.to_string(),
+            force: false,
+        }
+    }
+}
+
+/// A 32-byte X25519 key, public or private.
+pub type Key = [u8; 32];
+
+/// A node's id and long-term public key, as listed in `system.json`.
+#[derive(Clone, Debug)]
+pub struct NodeEntry {
+    /// The node's id, also the stem of its private file names.
+    pub id: String,
+    /// The node's long-term X25519 public key.
+    pub key: Key,
+}
+
+/// Everything public about a group, from `system.json`, `session.json` and `pseudonym.json`.
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// Group id (`system.json`).
+    pub group_id: [u8; 16],
+    /// Session id (`session.json`).
+    pub session_id: [u8; 16],
+    /// The relay's id.
+    pub relay_id: String,
+    /// The relay's `host:port`.
+    pub relay_address: String,
+    /// The relay's long-term public key.
+    pub relay_key: Key,
+    /// Clients and their long-term public keys; a client's index is its [`Role::Client`] index.
+    pub clients: Vec<NodeEntry>,
+    /// Trustees and their long-term public keys; a trustee's index is its [`Role::Trustee`] index.
+    pub trustees: Vec<NodeEntry>,
+    /// Client session public keys, in the order of `clients`.
+    pub client_session_keys: Vec<Key>,
+    /// Trustee session public keys, in the order of `trustees`.
+    pub trustee_session_keys: Vec<Key>,
+    /// Pseudonym public keys; a slot's index is its position here.
+    pub slots: Vec<Key>,
+    /// Cell length in bytes.
+    pub cell_length: usize,
+}
+
+/// A node's role in the group, with its index into [`Group::clients`] or [`Group::trustees`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The relay.
+    Relay,
+    /// The client at this index.
+    Client(usize),
+    /// The trustee at this index.
+    Trustee(usize),
+}
+
+/// A node's private keys, checked against its [`Group`].
+pub struct NodeSecrets {
+    /// The node's id.
+    pub id: String,
+    /// The node's role in the group.
+    pub role: Role,
+    /// Long-term X25519 private key.
+    pub private_key: Key,
+    /// Session X25519 private key (clients and trustees).
+    pub session_private_key: Option<Key>,
+    /// Pseudonym X25519 private key (clients only).
+    pub pseudonym_private_key: Option<Key>,
+}
+
+impl fmt::Debug for NodeSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const REDACTED: &str = "<redacted>";
+        f.debug_struct("NodeSecrets")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("private_key", &REDACTED)
+            .field(
+                "session_private_key",
+                &self.session_private_key.map(|_| REDACTED),
+            )
+            .field(
+                "pseudonym_private_key",
+                &self.pseudonym_private_key.map(|_| REDACTED),
+            )
+            .finish()
+    }
+}
+
+impl NodeSecrets {
+    /// For a client: the index of its pseudonym slot in group.slots.
+    pub fn slot(&self, group: &Group) -> Option<usize> {
+        let public = public_key(self.pseudonym_private_key.as_ref()?);
+        group.slots.iter().position(|slot| *slot == public)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// File formats
+
+#[derive(Serialize, Deserialize)]
+struct SystemFile {
+    group_id: String,
+    relay: RelayFileEntry,
+    clients: Vec<FileEntry>,
+    trustees: Vec<FileEntry>,
+    cell_length: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RelayFileEntry {
+    id: String,
+    address: String,
+    key: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FileEntry {
+    id: String,
+    key: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionFile {
+    session_id: String,
+    clients: Vec<FileEntry>,
+    trustees: Vec<FileEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PseudonymFile {
+    slots: Vec<SlotEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SlotEntry {
+    key: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PrivateFile {
+    id: String,
+    private_key: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionPrivateFile {
+    id: String,
+    session_private_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pseudonym_private_key: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Generation
+
+/// Writes a complete configuration set into `dir` (creating it). Refuses a non-empty dir unless force.
+///
+/// With `force`, files this function would write (and leftovers of a larger earlier set) are
+/// removed first; other files in `dir` are left alone.
+pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
+    check_options(opts)?;
+    prepare_dir(dir, opts.force)?;
+
+    struct Member {
+        id: String,
+        long_term: Key,
+        session: Key,
+        pseudonym: Option<Key>,
+    }
+    let member = |id: String, is_client: bool| Member {
+        id,
+        long_term: random_key(),
+        session: random_key(),
+        pseudonym: is_client.then(random_key),
+    };
+    let clients: Vec<Member> = (0..opts.clients)
+        .map(|i| member(format!("client-{i}"), true))
+        .collect();
+    let trustees: Vec<Member> = (0..opts.trustees)
+        .map(|i| member(format!("trustee-{i}"), false))
+        .collect();
+    let relay_key = random_key();
+
+    // Private files first, so a half-written set has no public files pointing at missing keys.
+    let relay_file = PrivateFile {
+        id: RELAY_ID.to_string(),
+        private_key: hex::encode(relay_key),
+    };
+    write_json(dir, &format!("{RELAY_ID}.json"), &relay_file, PRIVATE_MODE)?;
+    for m in clients.iter().chain(&trustees) {
+        let long_term = PrivateFile {
+            id: m.id.clone(),
+            private_key: hex::encode(m.long_term),
+        };
+        write_json(dir, &format!("{}.json", m.id), &long_term, PRIVATE_MODE)?;
+        let session = SessionPrivateFile {
+            id: m.id.clone(),
+            session_private_key: hex::encode(m.session),
+            pseudonym_private_key: m.pseudonym.map(hex::encode),
+        };
+        write_json(
+            dir,
+            &format!("{}.session.json", m.id),
+            &session,
+            PRIVATE_MODE,
+        )?;
+    }
+
+    let mut slots: Vec<Key> = clients
+        .iter()
+        .filter_map(|m| m.pseudonym.as_ref().map(public_key))
+        .collect();
+    slots.shuffle(&mut OsRng);
+    let pseudonym = PseudonymFile {
+        slots: slots
+            .iter()
+            .map(|key| SlotEntry {
+                key: hex::encode(key),
+            })
+            .collect(),
+    };
+    write_json(dir, PSEUDONYM_FILE, &pseudonym, PUBLIC_MODE)?;
+
+    let entries = |members: &[Member], key: fn(&Member) -> &Key| -> Vec<FileEntry> {
+        members
+            .iter()
+            .map(|m| FileEntry {
+                id: m.id.clone(),
+                key: hex::encode(public_key(key(m))),
+            })
+            .collect()
+    };
+    let session = SessionFile {
+        session_id: hex::encode(random_id()),
+        clients: entries(&clients, |m| &m.session),
+        trustees: entries(&trustees, |m| &m.session),
+    };
+    write_json(dir, SESSION_FILE, &session, PUBLIC_MODE)?;
+
+    let system = SystemFile {
+        group_id: hex::encode(random_id()),
+        relay: RelayFileEntry {
+            id: RELAY_ID.to_string(),
+            address: opts.relay.clone(),
+            key: hex::encode(public_key(&relay_key)),
+        },
+        clients: entries(&clients, |m| &m.long_term),
+        trustees: entries(&trustees, |m| &m.long_term),
+        cell_length: opts.cell_length,
+    };
+    write_json(dir, SYSTEM_FILE, &system, PUBLIC_MODE)?;
+
+    // Make the renames durable; not all platforms can sync a directory, so best effort.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn check_options(opts: &GenerateOptions) -> Result<()> {
+    ensure!(
+        (1..=MAX_CLIENTS).contains(&opts.clients),
+        "number of clients must be between 1 and {MAX_CLIENTS}, not {}",
+        opts.clients
+    );
+    ensure!(
+        (1..=MAX_TRUSTEES).contains(&opts.trustees),
+        "number of trustees must be between 1 and {MAX_TRUSTEES}, not {}",
+        opts.trustees
+    );
+    ensure!(
+        (MIN_CELL_LENGTH..=MAX_CELL_LENGTH).contains(&opts.cell_length),
+        "cell length must be between {MIN_CELL_LENGTH} and {MAX_CELL_LENGTH} bytes, not {}",
+        opts.cell_length
+    );
+    check_address(&opts.relay).map_err(|e| anyhow!("relay address {:?}: {e}", opts.relay))
+}
+
+/// Creates `dir`, or checks it is empty, or (with `force`) clears our files out of it.
+fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
+    let shown = dir.display();
+    match fs::metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return fs::create_dir_all(dir).with_context(|| format!("{shown}: cannot create"));
+        }
+        Err(e) => return Err(e).with_context(|| format!("{shown}: cannot read")),
+        Ok(meta) => ensure!(meta.is_dir(), "{shown}: exists and is not a directory"),
+    }
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("{shown}: cannot list"))? {
+        names.push(
+            entry
+                .with_context(|| format!("{shown}: cannot list"))?
+                .file_name(),
+        );
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        bail!("{shown}: directory is not empty; use --force to overwrite the configuration in it");
+    }
+    for name in names {
+        if name.to_str().is_some_and(is_generated_name) {
+            let path = dir.join(&name);
+            fs::remove_file(&path).with_context(|| format!("{}: cannot remove", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `generate` could have written a file of this name (or its temporary).
+fn is_generated_name(name: &str) -> bool {
+    let name = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .unwrap_or(name);
+    let Some(stem) = name.strip_suffix(".json") else {
+        return false;
+    };
+    if matches!(stem, "system" | "session" | "pseudonym") {
+        return true;
+    }
+    let stem = stem.strip_suffix(".session").unwrap_or(stem);
+    let numbered = |prefix: &str| {
+        stem.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    stem == RELAY_ID || numbered("client-") || numbered("trustee-")
+}
+
+fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, mode: u32) -> Result<()> {
+    let path = dir.join(name);
+    let mut text = serde_json::to_vec_pretty(value)
+        .with_context(|| format!("{}: cannot encode", path.display()))?;
+    text.push(b'\n');
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let written = write_then_rename(&tmp, &path, &text, mode);
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.with_context(|| format!("{}: cannot write", path.display()))
+}
+
+fn write_then_rename(tmp: &Path, path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    match fs::remove_file(tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(tmp)?;
+    // `mode` above is filtered by the umask; set it exactly, so private files are the owner's
+    // alone and public ones can be handed around whatever the umask.
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    fs::rename(tmp, path)
+}
+
+fn random_key() -> Key {
+    let mut key = [0u8; 32];
+    OsRng.fill_bytes(&mut key);
+    key
+}
+
+fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    OsRng.fill_bytes(&mut id);
+    id
+}
+
+fn public_key(private: &Key) -> Key {
+    PublicKey::from(&StaticSecret::from(*private)).to_bytes()
+}
+
+// ---------------------------------------------------------------------------------------
+// Loading
+
+impl Group {
+    /// Loads and cross-checks `system.json`, `session.json` and `pseudonym.json` in `dir`.
+    pub fn load(dir: &Path) -> Result<Group> {
+        let system_path = dir.join(SYSTEM_FILE);
+        let session_path = dir.join(SESSION_FILE);
+        let pseudonym_path = dir.join(PSEUDONYM_FILE);
+        let system: SystemFile = read_json(&system_path)?;
+        let session: SessionFile = read_json(&session_path)?;
+        let pseudonym: PseudonymFile = read_json(&pseudonym_path)?;
+
+        let sys = system_path.display();
+        let group_id = parse_hex(&system_path, "group_id", &system.group_id)?;
+        check_id(&system_path, "relay.id", &system.relay.id)?;
+        check_address(&system.relay.address)
+            .map_err(|e| anyhow!("{sys}: relay.address {:?}: {e}", system.relay.address))?;
+        let relay_key = parse_hex(&system_path, "relay.key", &system.relay.key)?;
+        let clients = parse_entries(&system_path, "clients", &system.clients, MAX_CLIENTS)?;
+        let trustees = parse_entries(&system_path, "trustees", &system.trustees, MAX_TRUSTEES)?;
+        ensure!(
+            (MIN_CELL_LENGTH..=MAX_CELL_LENGTH).contains(&system.cell_length),
+            "{sys}: cell_length must be between {MIN_CELL_LENGTH} and {MAX_CELL_LENGTH}, not {}",
+            system.cell_length
+        );
+
+        let mut ids = HashSet::new();
+        ids.insert(system.relay.id.as_str());
+        for (field, entry) in named("clients", &clients).chain(named("trustees", &trustees)) {
+            ensure!(
+                ids.insert(entry.id.as_str()),
+                "{sys}: {field}.id: duplicate id {:?}",
+                entry.id
+            );
+        }
+        let long_term = std::iter::once(("relay.key".to_string(), &relay_key))
+            .chain(named("clients", &clients).map(|(f, e)| (format!("{f}.key"), &e.key)))
+            .chain(named("trustees", &trustees).map(|(f, e)| (format!("{f}.key"), &e.key)));
+        check_distinct(&system_path, long_term)?;
+
+        let session_id = parse_hex(&session_path, "session_id", &session.session_id)?;
+        let client_session_keys =
+            parse_session_entries(&session_path, "clients", &session.clients, &clients)?;
+        let trustee_session_keys =
+            parse_session_entries(&session_path, "trustees", &session.trustees, &trustees)?;
+        let session_keys = named("clients", &client_session_keys)
+            .chain(named("trustees", &trustee_session_keys))
+            .map(|(f, k)| (format!("{f}.key"), k));
+        check_distinct(&session_path, session_keys)?;
+
+        ensure!(
+            pseudonym.slots.len() == clients.len(),
+            "{}: slots: {} slots for {} clients in {SYSTEM_FILE}",
+            pseudonym_path.display(),
+            pseudonym.slots.len(),
+            clients.len()
+        );
+        let slots = pseudonym
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| parse_hex(&pseudonym_path, &format!("slots[{i}].key"), &slot.key))
+            .collect::<Result<Vec<Key>>>()?;
+        check_distinct(
+            &pseudonym_path,
+            named("slots", &slots).map(|(f, k)| (format!("{f}.key"), k)),
+        )?;
+
+        Ok(Group {
+            group_id,
+            session_id,
+            relay_id: system.relay.id,
+            relay_address: system.relay.address,
+            relay_key,
+            clients,
+            trustees,
+            client_session_keys,
+            trustee_session_keys,
+            slots,
+            cell_length: system.cell_length,
+        })
+    }
+
+    fn role_of(&self, id: &str) -> Option<Role> {
+        if id == self.relay_id {
+            return Some(Role::Relay);
+        }
+        if let Some(i) = self.clients.iter().position(|e| e.id == id) {
+            return Some(Role::Client(i));
+        }
+        self.trustees
+            .iter()
+            .position(|e| e.id == id)
+            .map(Role::Trustee)
+    }
+}
+
+/// Loads a node's private file (DIR/ID.json) and, for clients and trustees, its DIR/ID.session.json beside it; checks they match the group.
+pub fn load_node(group: &Group, private_file: &Path) -> Result<NodeSecrets> {
+    let shown = private_file.display();
+    let file: PrivateFile = read_json(private_file)?;
+    let role = group
+        .role_of(&file.id)
+        .ok_or_else(|| anyhow!("{shown}: id: {:?} is not a node in {SYSTEM_FILE}", file.id))?;
+    let private_key: Key = parse_hex(private_file, "private_key", &file.private_key)?;
+    let (expected, session_keys) = match role {
+        Role::Relay => (&group.relay_key, None),
+        Role::Client(i) => (&group.clients[i].key, Some(&group.client_session_keys[i])),
+        Role::Trustee(i) => (&group.trustees[i].key, Some(&group.trustee_session_keys[i])),
+    };
+    ensure!(
+        public_key(&private_key) == *expected,
+        "{shown}: private_key does not match the key of {:?} in {SYSTEM_FILE}",
+        file.id
+    );
+    let Some(expected_session) = session_keys else {
+        return Ok(NodeSecrets {
+            id: file.id,
+            role,
+            private_key,
+            session_private_key: None,
+            pseudonym_private_key: None,
+        });
+    };
+
+    let session_path = private_file
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(format!("{}.session.json", file.id));
+    let sess = session_path.display();
+    let session: SessionPrivateFile = read_json(&session_path)?;
+    ensure!(
+        session.id == file.id,
+        "{sess}: id: {:?} does not match {:?} in {shown}",
+        session.id,
+        file.id
+    );
+    let session_private_key: Key = parse_hex(
+        &session_path,
+        "session_private_key",
+        &session.session_private_key,
+    )?;
+    ensure!(
+        public_key(&session_private_key) == *expected_session,
+        "{sess}: session_private_key does not match the key of {:?} in {SESSION_FILE}",
+        file.id
+    );
+    let pseudonym_private_key = match (role, &session.pseudonym_private_key) {
+        (Role::Client(_), Some(text)) => {
+            let key: Key = parse_hex(&session_path, "pseudonym_private_key", text)?;
+            let public = public_key(&key);
+            ensure!(
+                group.slots.contains(&public),
+                "{sess}: pseudonym_private_key matches no slot in {PSEUDONYM_FILE}"
+            );
+            Some(key)
+        }
+        (Role::Client(_), None) => bail!("{sess}: pseudonym_private_key: missing for a client"),
+        (_, Some(_)) => bail!("{sess}: pseudonym_private_key: only clients have one"),
+        (_, None) => None,
+    };
+    Ok(NodeSecrets {
+        id: file.id,
+        role,
+        private_key,
+        session_private_key: Some(session_private_key),
+        pseudonym_private_key,
+    })
+}
+
+/// Reads and parses a JSON file of bounded size; errors name the file.
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let shown = path.display();
+    let file = File::open(path).with_context(|| format!("{shown}: cannot open"))?;
+    let mut text = Vec::new();
+    file.take(MAX_FILE_LEN + 1)
+        .read_to_end(&mut text)
+        .with_context(|| format!("{shown}: cannot read"))?;
+    ensure!(
+        text.len() as u64 <= MAX_FILE_LEN,
+        "{shown}: larger than {MAX_FILE_LEN} bytes"
+    );
+    serde_json::from_slice(&text).with_context(|| format!("{shown}: invalid configuration file"))
+}
+
+fn parse_hex<const N: usize>(path: &Path, field: &str, text: &str) -> Result<[u8; N]> {
+    let shown = path.display();
+    ensure!(
+        text.len() == 2 * N,
+        "{shown}: {field}: expected {} hex characters, found {}",
+        2 * N,
+        text.len()
+    );
+    let mut out = [0u8; N];
+    hex::decode_to_slice(text, &mut out).map_err(|e| anyhow!("{shown}: {field}: {e}"))?;
+    Ok(out)
+}
+
+/// Checks a node id: 1 to 64 of `A-Z a-z 0-9 _ -`, so `ID.json` is a plain file name that
+/// cannot collide with the public files.
+fn check_id(path: &Path, field: &str, id: &str) -> Result<()> {
+    let shown = path.display();
+    ensure!(
+        !id.is_empty() && id.len() <= MAX_ID_LEN,
+        "{shown}: {field}: id must be 1 to {MAX_ID_LEN} characters long"
+    );
+    ensure!(
+        id.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{shown}: {field}: id {id:?} may only contain letters, digits, '-' and '_'"
+    );
+    ensure!(
+        !matches!(id, "system" | "session" | "pseudonym"),
+        "{shown}: {field}: id {id:?} is reserved for a public file"
+    );
+    Ok(())
+}
+
+fn parse_entries(
+    path: &Path,
+    field: &str,
+    entries: &[FileEntry],
+    max: usize,
+) -> Result<Vec<NodeEntry>> {
+    ensure!(
+        (1..=max).contains(&entries.len()),
+        "{}: {field}: expected 1 to {max} entries, found {}",
+        path.display(),
+        entries.len()
+    );
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            check_id(path, &format!("{field}[{i}].id"), &entry.id)?;
+            let key = parse_hex(path, &format!("{field}[{i}].key"), &entry.key)?;
+            Ok(NodeEntry {
+                id: entry.id.clone(),
+                key,
+            })
+        })
+        .collect()
+}
+
+/// Parses `session.json` entries, which must list the same ids in the same order as `nodes`.
+fn parse_session_entries(
+    path: &Path,
+    field: &str,
+    entries: &[FileEntry],
+    nodes: &[NodeEntry],
+) -> Result<Vec<Key>> {
+    let shown = path.display();
+    ensure!(
+        entries.len() == nodes.len(),
+        "{shown}: {field}: {} session keys for {} {field} in {SYSTEM_FILE}",
+        entries.len(),
+        nodes.len()
+    );
+    entries
+        .iter()
+        .zip(nodes)
+        .enumerate()
+        .map(|(i, (entry, node))| {
+            ensure!(
+                entry.id == node.id,
+                "{shown}: {field}[{i}].id: {:?} where {SYSTEM_FILE} has {:?}",
+                entry.id,
+                node.id
+            );
+            parse_hex(path, &format!("{field}[{i}].key"), &entry.key)
+        })
+        .collect()
+}
+
+/// Pairs each item with its field name, `field[i]`.
+fn named<'a, T>(field: &'a str, items: &'a [T]) -> impl Iterator<Item = (String, &'a T)> + 'a {
+    items
+        .iter()
+        .enumerate()
+        .map(move |(i, item)| (format!("{field}[{i}]"), item))
+}
+
+fn check_distinct<'a>(path: &Path, keys: impl Iterator<Item = (String, &'a Key)>) -> Result<()> {
+    let mut seen: HashMap<&Key, String> = HashMap::new();
+    for (field, key) in keys {
+        if let Some(first) = seen.get(key) {
+            bail!("{}: {field}: same key as {first}", path.display());
+        }
+        seen.insert(key, field);
+    }
+    Ok(())
+}
+
+/// Checks `host:port`: a host name, IPv4 address or bracketed IPv6 address, and a port 1-65535.
+fn check_address(address: &str) -> Result<(), String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| "expected host:port".to_string())?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("port {port:?} is not a number"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => {}
+        _ => return Err(format!("port {port} is not between 1 and 65535")),
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match inner.parse::<Ipv6Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("{host:?} is not an IPv6 address")),
+        };
+    }
+    if host.parse::<Ipv4Addr>().is_ok() || is_host_name(host) {
+        Ok(())
+    } else {
+        Err(format!("{host:?} is not a host name or IP address"))
+    }
+}
+
+fn is_host_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    fn small() -> GenerateOptions {
+        GenerateOptions {
+            clients: 4,
+            trustees: 2,
+            ..GenerateOptions::default()
+        }
+    }
+
+    fn generated(opts: &GenerateOptions) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path(), opts).unwrap();
+        dir
+    }
+
+    /// The error's full message (context chain included).
+    fn err_text<T>(result: Result<T>) -> String {
+        match result {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    fn read_value(path: &Path) -> Value {
+        serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+    }
+
+    fn write_value(path: &Path, value: &Value) {
+        fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn generate_then_load() {
+        let opts = small();
+        let dir = generated(&opts);
+        let group = Group::load(dir.path()).unwrap();
+        assert_eq!(group.clients.len(), 4);
+        assert_eq!(group.trustees.len(), 2);
+        assert_eq!(group.client_session_keys.len(), 4);
+        assert_eq!(group.trustee_session_keys.len(), 2);
+        assert_eq!(group.slots.len(), 4);
+        assert_eq!(group.cell_length, DEFAULT_CELL_LENGTH);
+        assert_eq!(group.relay_id, "relay");
+        assert_eq!(group.relay_address, DEFAULT_RELAY);
+        let client_ids: Vec<&str> = group.clients.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(client_ids, ["client-0", "client-1", "client-2", "client-3"]);
+        let trustee_ids: Vec<&str> = group.trustees.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(trustee_ids, ["trustee-0", "trustee-1"]);
+
+        let relay = load_node(&group, &dir.path().join("relay.json")).unwrap();
+        assert_eq!(relay.role, Role::Relay);
+        assert_eq!(public_key(&relay.private_key), group.relay_key);
+        assert!(relay.session_private_key.is_none());
+        assert_eq!(relay.slot(&group), None);
+
+        let mut slots = BTreeSet::new();
+        for (i, entry) in group.clients.iter().enumerate() {
+            let node = load_node(&group, &dir.path().join(format!("{}.json", entry.id))).unwrap();
+            assert_eq!(node.id, entry.id);
+            assert_eq!(node.role, Role::Client(i));
+            assert_eq!(public_key(&node.private_key), entry.key);
+            let session = node.session_private_key.unwrap();
+            assert_eq!(public_key(&session), group.client_session_keys[i]);
+            slots.insert(node.slot(&group).unwrap());
+        }
+        assert_eq!(slots, (0..4).collect::<BTreeSet<_>>());
+
+        for (i, entry) in group.trustees.iter().enumerate() {
+            let node = load_node(&group, &dir.path().join(format!("{}.json", entry.id))).unwrap();
+            assert_eq!(node.role, Role::Trustee(i));
+            assert_eq!(public_key(&node.private_key), entry.key);
+            let session = node.session_private_key.unwrap();
+            assert_eq!(public_key(&session), group.trustee_session_keys[i]);
+            assert!(node.pseudonym_private_key.is_none());
+            assert_eq!(node.slot(&group), None);
+        }
+
+        let debug = format!("{relay:?}");
+        assert!(!debug.contains(&hex::encode(relay.private_key)));
+    }
+
+    #[test]
+    fn file_modes() {
+        let dir = generated(&small());
+        let mut private = vec!["relay.json".to_string()];
+        for id in ["client-0", "client-3", "trustee-0", "trustee-1"] {
+            private.push(format!("{id}.json"));
+            private.push(format!("{id}.session.json"));
+        }
+        for name in &private {
+            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+        }
+        for name in [SYSTEM_FILE, SESSION_FILE, PSEUDONYM_FILE] {
+            assert_ne!(mode(&dir.path().join(name)), 0o600, "{name}");
+            assert_ne!(mode(&dir.path().join(name)) & 0o044, 0, "{name}");
+        }
+        // 3 public + relay + 6 members x 2, and no temporaries left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3 + 1 + 12);
+    }
+
+    fn keys_of(value: &Value) -> BTreeSet<&str> {
+        value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+
+    #[test]
+    fn json_shape() {
+        let dir = generated(&small());
+        let system = read_value(&dir.path().join(SYSTEM_FILE));
+        assert_eq!(
+            keys_of(&system),
+            BTreeSet::from(["group_id", "relay", "clients", "trustees", "cell_length"])
+        );
+        assert_eq!(system["group_id"].as_str().unwrap().len(), 32);
+        assert_eq!(
+            keys_of(&system["relay"]),
+            BTreeSet::from(["id", "address", "key"])
+        );
+        assert_eq!(system["relay"]["id"], "relay");
+        assert_eq!(system["relay"]["address"], DEFAULT_RELAY);
+        assert_eq!(system["cell_length"], 1024);
+        let clients = system["clients"].as_array().unwrap();
+        assert_eq!(clients.len(), 4);
+        for (i, client) in clients.iter().enumerate() {
+            assert_eq!(keys_of(client), BTreeSet::from(["id", "key"]));
+            assert_eq!(client["id"], format!("client-{i}"));
+            assert_eq!(client["key"].as_str().unwrap().len(), 64);
+        }
+        for trustee in system["trustees"].as_array().unwrap() {
+            assert_eq!(keys_of(trustee), BTreeSet::from(["id", "key"]));
+        }
+
+        let session = read_value(&dir.path().join(SESSION_FILE));
+        assert_eq!(
+            keys_of(&session),
+            BTreeSet::from(["session_id", "clients", "trustees"])
+        );
+        assert_eq!(session["session_id"].as_str().unwrap().len(), 32);
+        for (i, client) in session["clients"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(keys_of(client), BTreeSet::from(["id", "key"]));
+            assert_eq!(client["id"], system["clients"][i]["id"]);
+            assert_ne!(client["key"], system["clients"][i]["key"]);
+        }
+
+        let pseudonym = read_value(&dir.path().join(PSEUDONYM_FILE));
+        assert_eq!(keys_of(&pseudonym), BTreeSet::from(["slots"]));
+        let slots = pseudonym["slots"].as_array().unwrap();
+        assert_eq!(slots.len(), 4);
+        for slot in slots {
+            assert_eq!(keys_of(slot), BTreeSet::from(["key"]));
+        }
+        let text = fs::read_to_string(dir.path().join(PSEUDONYM_FILE)).unwrap();
+        assert!(!text.contains("client") && !text.contains("\"id\""));
+
+        let relay = read_value(&dir.path().join("relay.json"));
+        assert_eq!(keys_of(&relay), BTreeSet::from(["id", "private_key"]));
+        let client = read_value(&dir.path().join("client-1.session.json"));
+        assert_eq!(
+            keys_of(&client),
+            BTreeSet::from(["id", "session_private_key", "pseudonym_private_key"])
+        );
+        let trustee = read_value(&dir.path().join("trustee-1.session.json"));
+        assert_eq!(
+            keys_of(&trustee),
+            BTreeSet::from(["id", "session_private_key"])
+        );
+    }
+
+    #[test]
+    fn refuses_non_empty_dir_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        let text = err_text(generate(dir.path(), &small()));
+        assert!(text.contains("--force"), "{text}");
+        assert!(!dir.path().join(SYSTEM_FILE).exists());
+
+        let forced = GenerateOptions {
+            force: true,
+            ..small()
+        };
+        generate(dir.path(), &forced).unwrap();
+        let first = Group::load(dir.path()).unwrap();
+        assert!(err_text(generate(dir.path(), &small())).contains("--force"));
+
+        // Overwrite with fewer clients: the old client files go, the user's file stays.
+        let fewer = GenerateOptions {
+            clients: 2,
+            ..forced
+        };
+        generate(dir.path(), &fewer).unwrap();
+        let second = Group::load(dir.path()).unwrap();
+        assert_eq!(second.clients.len(), 2);
+        assert_ne!(first.group_id, second.group_id);
+        assert!(!dir.path().join("client-3.json").exists());
+        assert!(!dir.path().join("client-3.session.json").exists());
+        assert_eq!(
+            fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+            "mine"
+        );
+        for id in ["client-0", "client-1", "trustee-0", "relay"] {
+            let path = dir.path().join(format!("{id}.json"));
+            load_node(&second, &path).unwrap();
+            assert_eq!(mode(&path), 0o600);
+        }
+    }
+
+    #[test]
+    fn creates_missing_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        generate(&nested, &small()).unwrap();
+        Group::load(&nested).unwrap();
+    }
+
+    #[test]
+    fn generations_differ() {
+        let a = Group::load(generated(&small()).path()).unwrap();
+        let b = Group::load(generated(&small()).path()).unwrap();
+        assert_ne!(a.group_id, b.group_id);
+        assert_ne!(a.session_id, b.session_id);
+        assert_ne!(a.relay_key, b.relay_key);
+        for (x, y) in a.clients.iter().zip(&b.clients) {
+            assert_ne!(x.key, y.key);
+        }
+        assert_ne!(a.slots, b.slots);
+    }
+
+    #[test]
+    fn slots_are_shuffled() {
+        let opts = GenerateOptions {
+            clients: 5,
+            trustees: 1,
+            ..GenerateOptions::default()
+        };
+        let mut seen = BTreeSet::new();
+        for _ in 0..20 {
+            let dir = generated(&opts);
+            let group = Group::load(dir.path()).unwrap();
+            let node = load_node(&group, &dir.path().join("client-0.json")).unwrap();
+            seen.insert(node.slot(&group).unwrap());
+        }
+        assert!(seen.len() > 1, "client-0 always had slot {seen:?}");
+    }
+
+    #[test]
+    fn corrupt_hex_is_an_error_naming_the_file() {
+        let dir = generated(&small());
+        let path = dir.path().join(SYSTEM_FILE);
+        let mut system = read_value(&path);
+        system["clients"][1]["key"] = Value::from("zz".repeat(32));
+        write_value(&path, &system);
+        let text = err_text(Group::load(dir.path()));
+        assert!(
+            text.contains(SYSTEM_FILE) && text.contains("clients[1].key"),
+            "{text}"
+        );
+
+        system["clients"][1]["key"] = Value::from("ab".repeat(31));
+        write_value(&path, &system);
+        let text = err_text(Group::load(dir.path()));
+        assert!(
+            text.contains("expected 64 hex characters, found 62"),
+            "{text}"
+        );
+
+        let dir = generated(&small());
+        let group = Group::load(dir.path()).unwrap();
+        let path = dir.path().join("client-2.json");
+        let mut private = read_value(&path);
+        private["private_key"] = Value::from("g".repeat(64));
+        write_value(&path, &private);
+        let text = err_text(load_node(&group, &path));
+        assert!(
+            text.contains("client-2.json") && text.contains("private_key"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn mismatched_private_key_is_an_error() {
+        let dir = generated(&small());
+        let group = Group::load(dir.path()).unwrap();
+        let other = read_value(&dir.path().join("client-1.json"));
+        let path = dir.path().join("client-0.json");
+        let mut mine = read_value(&path);
+        mine["private_key"] = other["private_key"].clone();
+        write_value(&path, &mine);
+        let text = err_text(load_node(&group, &path));
+        assert!(
+            text.contains("client-0.json") && text.contains("does not match"),
+            "{text}"
+        );
+
+        // A session file copied from another node.
+        let dir = generated(&small());
+        let group = Group::load(dir.path()).unwrap();
+        let other = read_value(&dir.path().join("trustee-1.session.json"));
+        let session = dir.path().join("trustee-0.session.json");
+        let mut mine = read_value(&session);
+        mine["session_private_key"] = other["session_private_key"].clone();
+        write_value(&session, &mine);
+        let text = err_text(load_node(&group, &dir.path().join("trustee-0.json")));
+        assert!(text.contains("trustee-0.session.json"), "{text}");
+
+        // A pseudonym key that is in no slot.
+        let session = dir.path().join("client-0.session.json");
+        let mut mine = read_value(&session);
+        mine["pseudonym_private_key"] = Value::from(hex::encode(random_key()));
+        write_value(&session, &mine);
+        let text = err_text(load_node(&group, &dir.path().join("client-0.json")));
+        assert!(
+            text.contains("client-0.session.json") && text.contains("no slot"),
+            "{text}"
+        );
+
+        // A private file of a node that is not in this group.
+        let elsewhere = generated(&small());
+        let text = err_text(load_node(&group, &elsewhere.path().join("client-0.json")));
+        assert!(text.contains("client-0.json"), "{text}");
+    }
+
+    #[test]
+    fn truncated_json_is_an_error_naming_the_file() {
+        for name in [SYSTEM_FILE, SESSION_FILE, PSEUDONYM_FILE] {
+            let dir = generated(&small());
+            let path = dir.path().join(name);
+            let text = fs::read(&path).unwrap();
+            fs::write(&path, &text[..text.len() / 2]).unwrap();
+            let message = Group::load(dir.path()).unwrap_err().to_string();
+            assert!(message.contains(name), "{message}");
+        }
+        for name in ["client-0.json", "client-0.session.json", "relay.json"] {
+            let dir = generated(&small());
+            let group = Group::load(dir.path()).unwrap();
+            let path = dir.path().join(name);
+            let text = fs::read(&path).unwrap();
+            fs::write(&path, &text[..text.len() / 2]).unwrap();
+            let node_file = if name == "relay.json" {
+                "relay.json"
+            } else {
+                "client-0.json"
+            };
+            let message = load_node(&group, &dir.path().join(node_file))
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains(name), "{message}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let message = Group::load(dir.path()).unwrap_err().to_string();
+        assert!(message.contains(SYSTEM_FILE), "{message}");
+    }
+
+    #[test]
+    fn inconsistent_public_files_are_errors() {
+        let check = |edit: &dyn Fn(&Path), file: &str, expect: &str| {
+            let dir = generated(&small());
+            edit(dir.path());
+            let text = err_text(Group::load(dir.path()));
+            assert!(text.contains(file) && text.contains(expect), "{text}");
+        };
+        let edit = |name: &'static str, f: fn(&mut Value)| {
+            move |dir: &Path| {
+                let path = dir.join(name);
+                let mut value = read_value(&path);
+                f(&mut value);
+                write_value(&path, &value);
+            }
+        };
+        check(
+            &edit(SYSTEM_FILE, |v| v["clients"][1]["id"] = "client-0".into()),
+            SYSTEM_FILE,
+            "duplicate id",
+        );
+        check(
+            &edit(SYSTEM_FILE, |v| v["trustees"][0]["id"] = "relay".into()),
+            SYSTEM_FILE,
+            "duplicate id",
+        );
+        check(
+            &edit(SYSTEM_FILE, |v| v["clients"][0]["id"] = "../x".into()),
+            SYSTEM_FILE,
+            "clients[0].id",
+        );
+        check(
+            &edit(SYSTEM_FILE, |v| v["cell_length"] = 8.into()),
+            SYSTEM_FILE,
+            "cell_length",
+        );
+        check(
+            &edit(SYSTEM_FILE, |v| v["relay"]["address"] = "nonsense".into()),
+            SYSTEM_FILE,
+            "relay.address",
+        );
+        check(
+            &edit(SYSTEM_FILE, |v| v["group_id"] = "abcd".into()),
+            SYSTEM_FILE,
+            "group_id",
+        );
+        check(
+            &edit(SYSTEM_FILE, |v| {
+                v["trustees"][1]["key"] = v["clients"][2]["key"].clone()
+            }),
+            SYSTEM_FILE,
+            "same key",
+        );
+        check(
+            &edit(SYSTEM_FILE, |v| v["clients"] = Value::Array(vec![])),
+            SYSTEM_FILE,
+            "clients",
+        );
+        check(
+            &edit(SESSION_FILE, |v| {
+                v["clients"].as_array_mut().unwrap().pop();
+            }),
+            SESSION_FILE,
+            "3 session keys for 4 clients",
+        );
+        check(
+            &edit(SESSION_FILE, |v| {
+                v["trustees"][0]["id"] = "trustee-9".into()
+            }),
+            SESSION_FILE,
+            "trustees[0].id",
+        );
+        check(
+            &edit(PSEUDONYM_FILE, |v| {
+                v["slots"].as_array_mut().unwrap().pop();
+            }),
+            PSEUDONYM_FILE,
+            "3 slots for 4 clients",
+        );
+        check(
+            &edit(PSEUDONYM_FILE, |v| v["slots"][3] = v["slots"][0].clone()),
+            PSEUDONYM_FILE,
+            "same key",
+        );
+        // Extra fields are tolerated.
+        let dir = generated(&small());
+        edit(SYSTEM_FILE, |v| v["comment"] = "hello".into())(dir.path());
+        edit(PSEUDONYM_FILE, |v| v["slots"][0]["note"] = 1.into())(dir.path());
+        Group::load(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn invalid_options_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                GenerateOptions {
+                    clients: 0,
+                    ..small()
+                },
+                "clients",
+            ),
+            (
+                GenerateOptions {
+                    clients: MAX_CLIENTS + 1,
+                    ..small()
+                },
+                "clients",
+            ),
+            (
+                GenerateOptions {
+                    trustees: 0,
+                    ..small()
+                },
+                "trustees",
+            ),
+            (
+                GenerateOptions {
+                    cell_length: 8,
+                    ..small()
+                },
+                "cell length",
+            ),
+            (
+                GenerateOptions {
+                    cell_length: MAX_CELL_LENGTH + 1,
+                    ..small()
+                },
+                "cell length",
+            ),
+        ];
+        for (opts, expect) in cases {
+            let text = err_text(generate(dir.path(), &opts));
+            assert!(text.contains(expect), "{text}");
+        }
+        for relay in [
+            "nonsense",
+            "host:0",
+            "host:65536",
+            "host:port",
+            ":80",
+            "::1:80",
+            "bad host:80",
+            "-x:80",
+        ] {
+            let opts = GenerateOptions {
+                relay: relay.to_string(),
+                ..small()
+            };
+            let text = err_text(generate(dir.path(), &opts));
+            assert!(text.contains("relay address"), "{relay}: {text}");
+        }
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn valid_relay_addresses() {
+        for relay in [
+            "127.0.0.1:12345",
+            "localhost:1",
+            "relay.example.org:65535",
+            "[::1]:8080",
+        ] {
+            assert_eq!(check_address(relay), Ok(()), "{relay}");
+        }
+        let dir = generated(&GenerateOptions {
+            relay: "relay.example.org:443".to_string(),
+            ..small()
+        });
+        let group = Group::load(dir.path()).unwrap();
+        assert_eq!(group.relay_address, "relay.example.org:443");
+    }
+
+    #[test]
+    fn generated_names() {
+        for name in [
+            "system.json",
+            "session.json",
+            "pseudonym.json",
+            "relay.json",
+            "client-12.json",
+            "client-0.session.json",
+            "trustee-3.session.json",
+            ".client-0.json.tmp",
+        ] {
+            assert!(is_generated_name(name), "{name}");
+        }
+        for name in [
+            "notes.txt",
+            "client-.json",
+            "client-x.json",
+            "alice.json",
+            "system.txt",
+        ] {
+            assert!(!is_generated_name(name), "{name}");
+        }
+    }
+}

@@ -1,0 +1,748 @@
+//! Exits: where decoded DC-net connections leave the network.
+//!
+//! The relay turns each tunnelled connection ("Conn#") back into an ordered byte stream
+//! from the anonymous client. [`open`] gives it an [`ExitStream`] to write those bytes
+//! into and read the replies from. What sits behind the stream is chosen by [`ExitKind`]:
+//!
+//! - [`ExitKind::Socks5`]: a SOCKS5 server (RFC 1928; CONNECT only, no-auth only, IPv4,
+//!   IPv6 and domain-name targets). The client application speaks SOCKS5 through the
+//!   tunnel and picks its own destination.
+//! - [`ExitKind::Echo`]: every byte comes straight back; for tests and demos.
+//! - [`ExitKind::Tcp`]: one fixed `host:port`.
+//!
+//! Every exit is a task bridged to the relay through an in-memory
+//! [`tokio::io::duplex`] pipe of [`DUPLEX_CAPACITY`] bytes in each direction, so the relay
+//! sees one concrete stream type and gets backpressure, not memory growth, when the far
+//! side is slow. Dropping the stream (or shutting down its write half) closes the
+//! connection at the exit.
+//!
+//! [`serve_socks5`] and [`serve_echo`] run the same SOCKS5 and echo logic as standalone
+//! TCP servers (`dissent socks5 -p PORT`, `dissent echo -p PORT`).
+//!
+//! SOCKS5 framing is parsed by the `fast-socks5` crate's server protocol API; this module
+//! owns the policy: which commands are allowed, how targets are resolved (via
+//! [`tokio::net::lookup_host`], every address tried in order), the timeouts, and which
+//! RFC 1928 reply code each failure earns. Nothing here panics on input; a bad peer only
+//! ends its own connection.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use fast_socks5::server::{Socks5ServerProtocol, SocksServerError};
+use fast_socks5::util::target_addr::TargetAddr;
+use fast_socks5::{ReplyError, Socks5Command};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+
+/// Bytes buffered in each direction between the relay and an exit task.
+pub const DUPLEX_CAPACITY: usize = 64 * 1024;
+
+/// Longest wait for a target's DNS resolution plus TCP connect.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest wait for a SOCKS5 client to finish its greeting and request.
+///
+/// Generous because over the DC-net every round trip can take several exchange rounds.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Pause after a failed `accept` so a persistent error (e.g. out of descriptors) cannot spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Where decoded connections leave the DC-net.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExitKind {
+    /// A SOCKS5 server that the client application talks to through the tunnel.
+    Socks5,
+    /// A loopback that sends every byte back.
+    Echo,
+    /// A fixed TCP destination, written `host:port`.
+    Tcp(String),
+}
+
+/// Why a string is not an [`ExitKind`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseExitKindError {
+    /// The string names no known exit.
+    UnknownKind(String),
+    /// The text after `tcp:` is not `HOST:PORT` with a port in 1..=65535.
+    BadTcpAddr(String),
+}
+
+impl fmt::Display for ParseExitKindError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownKind(s) => write!(
+                f,
+                "unknown exit `{s}`: expected `socks5`, `echo` or `tcp:HOST:PORT`"
+            ),
+            Self::BadTcpAddr(s) => write!(
+                f,
+                "bad tcp exit address `{s}`: expected `tcp:HOST:PORT` with a port in 1..=65535"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ParseExitKindError {}
+
+impl FromStr for ExitKind {
+    type Err = ParseExitKindError;
+
+    /// Parses `socks5`, `echo` or `tcp:HOST:PORT` (IPv6 hosts in brackets: `tcp:[::1]:80`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "socks5" => Ok(Self::Socks5),
+            "echo" => Ok(Self::Echo),
+            _ => match s.strip_prefix("tcp:") {
+                Some(addr) if is_host_port(addr) => Ok(Self::Tcp(addr.to_owned())),
+                Some(addr) => Err(ParseExitKindError::BadTcpAddr(addr.to_owned())),
+                None => Err(ParseExitKindError::UnknownKind(s.to_owned())),
+            },
+        }
+    }
+}
+
+/// Whether `addr` looks like `HOST:PORT`: a non-empty host without spaces, a non-zero port.
+fn is_host_port(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let port_ok = matches!(port.parse::<u16>(), Ok(p) if p != 0);
+    let host_ok = !host.is_empty() && !host.contains(char::is_whitespace);
+    // A bare IPv6 literal has more colons; it must be bracketed to be unambiguous.
+    let v6_ok = !host.contains(':') || (host.starts_with('[') && host.ends_with(']'));
+    port_ok && host_ok && v6_ok
+}
+
+impl fmt::Display for ExitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Socks5 => f.write_str("socks5"),
+            Self::Echo => f.write_str("echo"),
+            Self::Tcp(addr) => write!(f, "tcp:{addr}"),
+        }
+    }
+}
+
+/// A bidirectional byte stream to the exit side of one tunnelled connection.
+///
+/// The relay's end of an in-memory pipe; an exit task holds the other end. Shutting down
+/// the write half signals end-of-stream to the exit; dropping it closes the connection.
+pub type ExitStream = DuplexStream;
+
+/// Opens the exit side of one tunnelled connection.
+///
+/// Spawns the exit's task on the current tokio runtime (so it must be called inside one).
+/// Only [`ExitKind::Tcp`] can fail here: with the connect error, or `TimedOut` after
+/// [`CONNECT_TIMEOUT`]. SOCKS5 failures are reported to the client in-band instead.
+pub async fn open(kind: &ExitKind) -> io::Result<ExitStream> {
+    let (near, far) = tokio::io::duplex(DUPLEX_CAPACITY);
+    match kind {
+        ExitKind::Socks5 => {
+            tokio::spawn(async move {
+                if let Err(e) = socks5_session(far).await {
+                    tracing::debug!(error = %e, "tunnelled socks5 session ended");
+                }
+            });
+        }
+        ExitKind::Echo => {
+            tokio::spawn(async move {
+                if let Err(e) = echo(far).await {
+                    tracing::debug!(error = %e, "tunnelled echo ended");
+                }
+            });
+        }
+        ExitKind::Tcp(addr) => {
+            let tcp = connect_tcp(addr).await?;
+            tokio::spawn(async move {
+                if let Err(e) = bridge(far, tcp).await {
+                    tracing::debug!(error = %e, "tunnelled tcp exit ended");
+                }
+            });
+        }
+    }
+    Ok(near)
+}
+
+/// Connects to a fixed `host:port` exit, trying every resolved address, within the timeout.
+async fn connect_tcp(addr: &str) -> io::Result<TcpStream> {
+    let tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("exit tcp:{addr}: connect failed: {e}"),
+            ))
+        }
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("exit tcp:{addr}: connect timed out after {CONNECT_TIMEOUT:?}"),
+            ))
+        }
+    };
+    // Best effort: interactive traffic should not wait for Nagle.
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// Binds `listen` and serves SOCKS5 on it forever.
+pub async fn serve_socks5(listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding socks5 server to {listen}"))?;
+    serve_socks5_on(listener).await
+}
+
+/// Serves SOCKS5 on an already bound listener forever, one task per connection.
+pub async fn serve_socks5_on(listener: TcpListener) -> anyhow::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "socks5 server listening");
+    loop {
+        let Some((stream, peer)) = accept(&listener).await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            if let Err(e) = socks5_session(stream).await {
+                tracing::debug!(%peer, error = %e, "socks5 session ended");
+            }
+        });
+    }
+}
+
+/// Binds `listen` and echoes every connection on it forever.
+pub async fn serve_echo(listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding echo server to {listen}"))?;
+    serve_echo_on(listener).await
+}
+
+/// Echoes every connection on an already bound listener forever, one task per connection.
+pub async fn serve_echo_on(listener: TcpListener) -> anyhow::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "echo server listening");
+    loop {
+        let Some((stream, peer)) = accept(&listener).await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = echo(stream).await {
+                tracing::debug!(%peer, error = %e, "echo connection ended");
+            }
+        });
+    }
+}
+
+/// Accepts one connection; on error logs it, backs off briefly and returns `None`.
+async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok(conn) => Some(conn),
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(ACCEPT_BACKOFF).await;
+            None
+        }
+    }
+}
+
+/// Sends every byte read from `stream` back into it, then shuts it down at end of input.
+async fn echo<S>(stream: S) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite,
+{
+    let (mut rx, mut tx) = tokio::io::split(stream);
+    tokio::io::copy(&mut rx, &mut tx).await?;
+    tx.shutdown().await
+}
+
+/// Copies bytes both ways until both directions have ended, then shuts both sides down.
+async fn bridge<A, B>(mut a: A, mut b: B) -> io::Result<()>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let copied = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+    // Best effort: after an error one side may already be gone.
+    let _ = a.shutdown().await;
+    let _ = b.shutdown().await;
+    copied.map(drop)
+}
+
+/// Why a SOCKS5 session ended early.
+#[derive(Debug)]
+enum SessionError {
+    /// The client sent nothing usable within [`HANDSHAKE_TIMEOUT`].
+    HandshakeTimeout,
+    /// The client's greeting or request was malformed, or the client went away.
+    Protocol(SocksServerError),
+    /// The request was refused with this reply code.
+    Refused(ReplyError, String),
+    /// The relayed connection failed after CONNECT succeeded.
+    Relay(io::Error),
+}
+
+impl fmt::Display for SessionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::HandshakeTimeout => write!(f, "no request within {HANDSHAKE_TIMEOUT:?}"),
+            Self::Protocol(e) => write!(f, "protocol: {e}"),
+            Self::Refused(code, why) => write!(f, "refused ({code}): {why}"),
+            Self::Relay(e) => write!(f, "relay: {e}"),
+        }
+    }
+}
+
+impl From<SocksServerError> for SessionError {
+    fn from(e: SocksServerError) -> Self {
+        Self::Protocol(e)
+    }
+}
+
+/// Runs one SOCKS5 server session on `client`: handshake, CONNECT, then relay.
+///
+/// Every refusal is answered with its RFC 1928 reply code before the stream is dropped.
+async fn socks5_session<S>(client: S) -> Result<(), SessionError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handshake = async {
+        Socks5ServerProtocol::accept_no_auth(client)
+            .await?
+            .read_command()
+            .await
+    };
+    let (proto, cmd, target) = timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| SessionError::HandshakeTimeout)??;
+
+    if cmd != Socks5Command::TCPConnect {
+        proto.reply_error(&ReplyError::CommandNotSupported).await?;
+        return Err(SessionError::Refused(
+            ReplyError::CommandNotSupported,
+            format!("{cmd:?} to {target}"),
+        ));
+    }
+
+    tracing::debug!(%target, "socks5 connect");
+    let mut outbound = match timeout(CONNECT_TIMEOUT, connect_target(&target)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err((code, why))) => {
+            proto.reply_error(&code).await?;
+            return Err(SessionError::Refused(code, format!("{target}: {why}")));
+        }
+        Err(_) => {
+            let code = ReplyError::ConnectionTimeout;
+            proto.reply_error(&code).await?;
+            return Err(SessionError::Refused(code, format!("{target}: timed out")));
+        }
+    };
+    let _ = outbound.set_nodelay(true);
+
+    let bound = outbound
+        .local_addr()
+        .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+    let mut client = proto.reply_success(bound).await?;
+    bridge(&mut client, &mut outbound)
+        .await
+        .map_err(SessionError::Relay)
+}
+
+/// Resolves `target` and connects to the first address that accepts.
+///
+/// On failure returns the reply code for the last error seen, and that error.
+async fn connect_target(target: &TargetAddr) -> Result<TcpStream, (ReplyError, io::Error)> {
+    let addrs: Vec<SocketAddr> = match target {
+        TargetAddr::Ip(addr) => vec![*addr],
+        TargetAddr::Domain(host, port) => tokio::net::lookup_host((host.as_str(), *port))
+            .await
+            .map_err(|e| (ReplyError::HostUnreachable, e))?
+            .collect(),
+    };
+    let mut last = (
+        ReplyError::HostUnreachable,
+        io::Error::new(io::ErrorKind::NotFound, "name resolved to no addresses"),
+    );
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "socks5 connect attempt failed");
+                last = (reply_code(&e), e);
+            }
+        }
+    }
+    Err(last)
+}
+
+/// The RFC 1928 reply code for a failed TCP connect.
+fn reply_code(e: &io::Error) -> ReplyError {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => ReplyError::ConnectionRefused,
+        io::ErrorKind::NetworkUnreachable | io::ErrorKind::NetworkDown => {
+            ReplyError::NetworkUnreachable
+        }
+        io::ErrorKind::HostUnreachable => ReplyError::HostUnreachable,
+        io::ErrorKind::TimedOut => ReplyError::ConnectionTimeout,
+        _ => ReplyError::GeneralFailure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const GREETING: [u8; 3] = [0x05, 0x01, 0x00];
+
+    /// A target that reads `ping`, answers `pong:` + what it read, then echoes until EOF.
+    async fn spawn_target() -> io::Result<SocketAddr> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut ping = [0u8; 4];
+            if s.read_exact(&mut ping).await.is_err() {
+                return;
+            }
+            let mut reply = b"pong:".to_vec();
+            reply.extend_from_slice(&ping);
+            if s.write_all(&reply).await.is_err() {
+                return;
+            }
+            let _ = echo(s).await;
+        });
+        Ok(addr)
+    }
+
+    /// A loopback port that nothing listens on.
+    async fn closed_port() -> io::Result<u16> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        Ok(listener.local_addr()?.port())
+    }
+
+    fn connect_ipv4(cmd: u8, addr: SocketAddr) -> Vec<u8> {
+        let SocketAddr::V4(v4) = addr else {
+            panic!("test targets are IPv4");
+        };
+        let mut req = vec![0x05, cmd, 0x00, 0x01];
+        req.extend_from_slice(&v4.ip().octets());
+        req.extend_from_slice(&v4.port().to_be_bytes());
+        req
+    }
+
+    fn connect_domain(host: &str, port: u16) -> Vec<u8> {
+        let mut req = vec![0x05, 0x01, 0x00, 0x03, host.len() as u8];
+        req.extend_from_slice(host.as_bytes());
+        req.extend_from_slice(&port.to_be_bytes());
+        req
+    }
+
+    /// Sends the no-auth greeting and checks the server picks no-auth.
+    async fn greet<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S) -> io::Result<()> {
+        s.write_all(&GREETING).await?;
+        let mut choice = [0u8; 2];
+        s.read_exact(&mut choice).await?;
+        assert_eq!(choice, [0x05, 0x00]);
+        Ok(())
+    }
+
+    /// Reads a whole request reply and returns its REP code.
+    async fn read_reply<S: AsyncRead + Unpin>(s: &mut S) -> io::Result<u8> {
+        let mut head = [0u8; 4];
+        s.read_exact(&mut head).await?;
+        assert_eq!(head[0], 0x05, "reply version");
+        assert_eq!(head[2], 0x00, "reply reserved byte");
+        let addr_len = match head[3] {
+            0x01 => 4,
+            0x04 => 16,
+            0x03 => usize::from(s.read_u8().await?),
+            other => panic!("bad reply ATYP {other:#04x}"),
+        };
+        let mut rest = vec![0u8; addr_len + 2];
+        s.read_exact(&mut rest).await?;
+        Ok(head[1])
+    }
+
+    /// Runs a full CONNECT with `request` and checks both directions and the close.
+    async fn connect_and_talk(request: &[u8]) -> io::Result<()> {
+        let mut s = open(&ExitKind::Socks5).await?;
+        greet(&mut s).await?;
+        s.write_all(request).await?;
+        assert_eq!(read_reply(&mut s).await?, 0x00);
+
+        s.write_all(b"ping").await?;
+        let mut pong = [0u8; 9];
+        s.read_exact(&mut pong).await?;
+        assert_eq!(&pong, b"pong:ping");
+
+        s.write_all(b"more bytes").await?;
+        s.shutdown().await?;
+        let mut tail = Vec::new();
+        s.read_to_end(&mut tail).await?;
+        assert_eq!(tail, b"more bytes");
+        Ok(())
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    /// Writes `data` (then shuts down) while reading everything back, concurrently.
+    async fn round_trip<S: AsyncRead + AsyncWrite>(s: S, data: &[u8]) -> io::Result<Vec<u8>> {
+        let (mut rx, mut tx) = tokio::io::split(s);
+        let write = async {
+            tx.write_all(data).await?;
+            tx.shutdown().await
+        };
+        let mut back = Vec::new();
+        let (w, r) = tokio::join!(write, rx.read_to_end(&mut back));
+        w?;
+        r?;
+        Ok(back)
+    }
+
+    #[tokio::test]
+    async fn echo_returns_100_kib_unchanged() -> io::Result<()> {
+        let data = pattern(100 * 1024);
+        let back = round_trip(open(&ExitKind::Echo).await?, &data).await?;
+        assert_eq!(back.len(), data.len());
+        assert!(back == data);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn socks5_connect_ipv4() -> io::Result<()> {
+        let target = spawn_target().await?;
+        connect_and_talk(&connect_ipv4(0x01, target)).await
+    }
+
+    #[tokio::test]
+    async fn socks5_connect_domain() -> io::Result<()> {
+        let target = spawn_target().await?;
+        connect_and_talk(&connect_domain("localhost", target.port())).await
+    }
+
+    #[tokio::test]
+    async fn socks5_pipelined_request_and_data() -> io::Result<()> {
+        let target = spawn_target().await?;
+        let mut all = GREETING.to_vec();
+        all.extend_from_slice(&connect_ipv4(0x01, target));
+        all.extend_from_slice(b"ping");
+        let mut s = open(&ExitKind::Socks5).await?;
+        s.write_all(&all).await?;
+        let mut choice = [0u8; 2];
+        s.read_exact(&mut choice).await?;
+        assert_eq!(choice, [0x05, 0x00]);
+        assert_eq!(read_reply(&mut s).await?, 0x00);
+        let mut pong = [0u8; 9];
+        s.read_exact(&mut pong).await?;
+        assert_eq!(&pong, b"pong:ping");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn socks5_refused_port_replies_0x05() -> io::Result<()> {
+        let port = closed_port().await?;
+        let mut s = open(&ExitKind::Socks5).await?;
+        greet(&mut s).await?;
+        s.write_all(&connect_ipv4(0x01, (Ipv4Addr::LOCALHOST, port).into()))
+            .await?;
+        assert_eq!(read_reply(&mut s).await?, 0x05);
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await?;
+        assert!(rest.is_empty(), "stream closes after the error reply");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn socks5_bind_replies_0x07() -> io::Result<()> {
+        let mut s = open(&ExitKind::Socks5).await?;
+        greet(&mut s).await?;
+        s.write_all(&connect_ipv4(0x02, (Ipv4Addr::LOCALHOST, 80).into()))
+            .await?;
+        assert_eq!(read_reply(&mut s).await?, 0x07);
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await?;
+        assert!(rest.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn socks5_unknown_command_replies_0x07() -> io::Result<()> {
+        let mut s = open(&ExitKind::Socks5).await?;
+        greet(&mut s).await?;
+        s.write_all(&connect_ipv4(0x09, (Ipv4Addr::LOCALHOST, 80).into()))
+            .await?;
+        assert_eq!(read_reply(&mut s).await?, 0x07);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn socks5_unknown_address_type_replies_0x08() -> io::Result<()> {
+        let mut s = open(&ExitKind::Socks5).await?;
+        greet(&mut s).await?;
+        s.write_all(&[0x05, 0x01, 0x00, 0x05, 1, 2, 3, 4, 0, 80])
+            .await?;
+        assert_eq!(read_reply(&mut s).await?, 0x08);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn socks5_garbage_greeting_closes() -> io::Result<()> {
+        let mut s = open(&ExitKind::Socks5).await?;
+        s.write_all(&[0x04, 0x01, 0x00, 0x50, 0x7f, 0, 0, 1])
+            .await?;
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await?;
+        assert!(rest.is_empty(), "no reply to a SOCKS4 greeting");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn socks5_without_no_auth_method_is_rejected() -> io::Result<()> {
+        let mut s = open(&ExitKind::Socks5).await?;
+        s.write_all(&[0x05, 0x01, 0x02]).await?;
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await?;
+        assert_eq!(rest, [0x05, 0xff]);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn socks5_truncated_request_closes() -> io::Result<()> {
+        let mut s = open(&ExitKind::Socks5).await?;
+        greet(&mut s).await?;
+        s.write_all(&[0x05, 0x01, 0x00, 0x03, 200, b'x']).await?;
+        s.shutdown().await?;
+        // Whatever the server says, it must end the stream rather than hang or panic.
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn tcp_exit_bridges_to_listener() -> io::Result<()> {
+        let target = spawn_target().await?;
+        let mut s = open(&ExitKind::Tcp(target.to_string())).await?;
+        s.write_all(b"ping").await?;
+        let mut pong = [0u8; 9];
+        s.read_exact(&mut pong).await?;
+        assert_eq!(&pong, b"pong:ping");
+        let back = round_trip(s, &pattern(100 * 1024)).await?;
+        assert!(back == pattern(100 * 1024));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn tcp_exit_to_closed_port_fails() -> io::Result<()> {
+        let port = closed_port().await?;
+        let Err(e) = open(&ExitKind::Tcp(format!("127.0.0.1:{port}"))).await else {
+            panic!("connect to a closed port succeeded");
+        };
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
+        Ok(())
+    }
+
+    #[test]
+    fn exit_kind_round_trips() {
+        let kinds = [
+            ExitKind::Socks5,
+            ExitKind::Echo,
+            ExitKind::Tcp("127.0.0.1:8080".into()),
+            ExitKind::Tcp("example.org:443".into()),
+            ExitKind::Tcp("[::1]:22".into()),
+        ];
+        for kind in kinds {
+            assert_eq!(kind.to_string().parse::<ExitKind>(), Ok(kind));
+        }
+        assert_eq!("socks5".parse(), Ok(ExitKind::Socks5));
+        assert_eq!(
+            "tcp:localhost:7".parse(),
+            Ok(ExitKind::Tcp("localhost:7".into()))
+        );
+    }
+
+    #[test]
+    fn exit_kind_rejects_junk() {
+        for junk in ["", "SOCKS5", "socks", "echo ", "udp:1.2.3.4:5", "tcp"] {
+            assert_eq!(
+                junk.parse::<ExitKind>(),
+                Err(ParseExitKindError::UnknownKind(junk.into())),
+                "{junk:?}"
+            );
+        }
+        for junk in [
+            "tcp:",
+            "tcp:host",
+            "tcp::80",
+            "tcp:host:",
+            "tcp:host:0",
+            "tcp:host:65536",
+            "tcp:host:http",
+            "tcp:::1:80",
+            "tcp:a b:80",
+        ] {
+            assert!(
+                matches!(
+                    junk.parse::<ExitKind>(),
+                    Err(ParseExitKindError::BadTcpAddr(_))
+                ),
+                "{junk:?}"
+            );
+        }
+        let msg = "nope".parse::<ExitKind>().err().map(|e| e.to_string());
+        assert_eq!(
+            msg.as_deref(),
+            Some("unknown exit `nope`: expected `socks5`, `echo` or `tcp:HOST:PORT`")
+        );
+    }
+
+    #[tokio::test]
+    async fn serve_echo_on_echoes() -> io::Result<()> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(serve_echo_on(listener));
+        for _ in 0..2 {
+            let data = pattern(100 * 1024);
+            let back = round_trip(TcpStream::connect(addr).await?, &data).await?;
+            assert!(back == data);
+        }
+        server.abort();
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn serve_socks5_on_connects_and_survives_bad_clients() -> io::Result<()> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let proxy = listener.local_addr()?;
+        let server = tokio::spawn(serve_socks5_on(listener));
+
+        // A garbage client ends only its own connection.
+        let mut bad = TcpStream::connect(proxy).await?;
+        bad.write_all(&[0x04, 0x01]).await?;
+        let mut rest = Vec::new();
+        bad.read_to_end(&mut rest).await?;
+        assert!(rest.is_empty());
+
+        let target = spawn_target().await?;
+        let mut s = TcpStream::connect(proxy).await?;
+        greet(&mut s).await?;
+        s.write_all(&connect_ipv4(0x01, target)).await?;
+        assert_eq!(read_reply(&mut s).await?, 0x00);
+        s.write_all(b"ping").await?;
+        let mut pong = [0u8; 9];
+        s.read_exact(&mut pong).await?;
+        assert_eq!(&pong, b"pong:ping");
+
+        server.abort();
+        Ok(())
+    }
+}

@@ -1,0 +1,506 @@
+//! `dissent relay`: the hub. Accepts links, drives the core relay, runs the exit.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use dissent_core::relay::{Destination, Downstream, PeerId, Relay, RelayConfig, RelayEvent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tracing::{debug, info, warn};
+
+use crate::config::Group;
+use crate::exit::{self, ExitKind};
+use crate::net::{self, FrameReader};
+
+/// Options of the relay beyond the group configuration.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Address to listen on for clients and trustees.
+    pub listen: SocketAddr,
+    /// Where decoded connections go.
+    pub exit: ExitKind,
+    /// Exchanges clients are asked ahead.
+    pub client_window: u16,
+    /// Exchanges trustees are asked ahead.
+    pub trustee_window: u16,
+    /// Clients needed before an interval opens.
+    pub min_clients: u16,
+    /// Pause between exchanges while idle.
+    pub idle_gap: Duration,
+    /// Peers silent this long in an exchange are dropped.
+    pub exchange_timeout: Duration,
+    /// Largest downstream payload per exchange.
+    pub downstream_len: usize,
+    /// Seconds between stats lines (0 = none).
+    pub stats_every: u64,
+}
+
+/// Bytes buffered towards one exit connection before it is closed as too slow.
+const EXIT_QUEUE: usize = 1024;
+/// Downstream chunks waiting for an exchange.
+const DOWNSTREAM_QUEUE: usize = 64;
+/// Closed Conn#s remembered so that late data does not reopen them.
+const CLOSED_MEMORY: usize = 65536;
+/// Time a new link has to send its Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum LinkEvent {
+    Frame(u64, Bytes),
+    Closed(u64, String),
+}
+
+struct Link {
+    peer: Option<PeerId>,
+    addr: SocketAddr,
+    tx: mpsc::Sender<Bytes>,
+    reader: AbortHandle,
+}
+
+/// The exit side: one task per open Conn#, replies funnelled into one queue.
+struct Exits {
+    kind: ExitKind,
+    open: HashMap<u32, mpsc::Sender<Bytes>>,
+    closed: HashSet<u32>,
+    closed_order: VecDeque<u32>,
+    down_tx: mpsc::Sender<(u32, Bytes)>,
+    down_rx: mpsc::Receiver<(u32, Bytes)>,
+    pending: Option<(u32, Bytes)>,
+    downstream_len: usize,
+    up_bytes: u64,
+    down_bytes: u64,
+}
+
+impl Exits {
+    fn new(kind: ExitKind, downstream_len: usize) -> Self {
+        let (down_tx, down_rx) = mpsc::channel(DOWNSTREAM_QUEUE);
+        Exits {
+            kind,
+            open: HashMap::new(),
+            closed: HashSet::new(),
+            closed_order: VecDeque::new(),
+            down_tx,
+            down_rx,
+            pending: None,
+            downstream_len,
+            up_bytes: 0,
+            down_bytes: 0,
+        }
+    }
+
+    fn remember_closed(&mut self, conn: u32) {
+        if self.closed.insert(conn) {
+            self.closed_order.push_back(conn);
+            if self.closed_order.len() > CLOSED_MEMORY {
+                if let Some(old) = self.closed_order.pop_front() {
+                    self.closed.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn upstream(&mut self, conn: u32, data: &[u8]) {
+        self.up_bytes += data.len() as u64;
+        if self.closed.contains(&conn) {
+            debug!(conn, "data for a closed connection dropped");
+            return;
+        }
+        let tx = self.open.entry(conn).or_insert_with(|| {
+            spawn_exit(
+                self.kind.clone(),
+                conn,
+                self.downstream_len,
+                self.down_tx.clone(),
+            )
+        });
+        if tx.try_send(Bytes::copy_from_slice(data)).is_err() {
+            warn!(conn, "exit connection not keeping up; closing it");
+            self.open.remove(&conn);
+            self.remember_closed(conn);
+            // Tell the owner the connection is gone; fine to drop if the queue is full,
+            // the exit task's own close follows.
+            let _ = self.down_tx.try_send((conn, Bytes::new()));
+        }
+    }
+
+    fn close(&mut self, conn: u32) {
+        // Dropping the sender lets the exit task finish writing, then close.
+        self.open.remove(&conn);
+        self.remember_closed(conn);
+    }
+}
+
+impl Downstream for Exits {
+    fn has_data(&self) -> bool {
+        self.pending.is_some() || !self.down_rx.is_empty()
+    }
+
+    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<(u32, usize)> {
+        let (conn, data) = match self.pending.take() {
+            Some(p) => p,
+            None => self.down_rx.try_recv().ok()?,
+        };
+        if data.is_empty() {
+            self.open.remove(&conn);
+            self.remember_closed(conn);
+            return Some((conn, 0));
+        }
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        if n < data.len() {
+            self.pending = Some((conn, data.slice(n..)));
+        }
+        self.down_bytes += n as u64;
+        Some((conn, n))
+    }
+}
+
+/// Starts the exit task of one connection; returns its upstream queue.
+fn spawn_exit(
+    kind: ExitKind,
+    conn: u32,
+    chunk: usize,
+    down: mpsc::Sender<(u32, Bytes)>,
+) -> mpsc::Sender<Bytes> {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(EXIT_QUEUE);
+    tokio::spawn(async move {
+        let stream = match exit::open(&kind).await {
+            Ok(s) => s,
+            Err(e) => {
+                info!(conn, "exit failed: {e}");
+                let _ = down.send((conn, Bytes::new())).await;
+                return;
+            }
+        };
+        let (mut r, mut w) = tokio::io::split(stream);
+        let reader_down = down.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; chunk];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if reader_down
+                            .send((conn, Bytes::copy_from_slice(&buf[..n])))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = reader_down.send((conn, Bytes::new())).await;
+        });
+        while let Some(data) = rx.recv().await {
+            if w.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        // The client closed (or the relay gave up on this connection).
+        let _ = w.shutdown().await;
+        reader.abort();
+    });
+    tx
+}
+
+/// Runs the relay until Ctrl-C.
+pub async fn run(group: Group, opts: RelayOptions) -> Result<()> {
+    let cfg = RelayConfig {
+        group_id: group.group_id,
+        session_id: group.session_id,
+        clients: group.clients.len() as u16,
+        trustees: group.trustees.len() as u16,
+        slots: group.slots.len() as u16,
+        cell_len: group.cell_length,
+        client_window: opts.client_window,
+        trustee_window: opts.trustee_window,
+        downstream_len: opts.downstream_len,
+        min_clients: opts.min_clients.min(group.clients.len() as u16),
+        idle_gap: dissent_core::Duration::from_micros(opts.idle_gap.as_micros() as u64),
+        exchange_timeout: dissent_core::Duration::from_micros(
+            opts.exchange_timeout.as_micros() as u64
+        ),
+        // Seconds since the epoch keep interval numbers fresh across restarts.
+        first_interval: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0),
+    };
+    let mut relay = Relay::new(cfg, vec![0u8; cfg.storage_len()])
+        .map_err(|e| anyhow::anyhow!("relay configuration: {e}"))?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    info!(
+        "relay listening on {} ({} clients, {} trustees, cell {} bytes, exit {})",
+        listener.local_addr()?,
+        cfg.clients,
+        cfg.trustees,
+        cfg.cell_len,
+        opts.exit
+    );
+
+    let origin = tokio::time::Instant::now();
+    let (ev_tx, mut ev_rx) = mpsc::channel::<LinkEvent>(4096);
+    let mut links: HashMap<u64, Link> = HashMap::new();
+    let mut by_peer: HashMap<PeerId, u64> = HashMap::new();
+    let mut next_token = 0u64;
+    let mut exits = Exits::new(opts.exit.clone(), opts.downstream_len);
+    let mut out = vec![0u8; cfg.cell_len.max(opts.downstream_len) + 256];
+    let stats_every = Duration::from_secs(opts.stats_every.max(1));
+    let mut stats = tokio::time::interval_at(origin + stats_every, stats_every);
+    let mut last = (origin, 0u64, 0u64, 0u64);
+    let shutdown = net::shutdown_signal();
+    tokio::pin!(shutdown);
+
+    loop {
+        let timeout = relay.poll_timeout().map(|t| net::tokio_at(origin, t));
+        tokio::select! {
+            _ = &mut shutdown => {
+                info!("relay shutting down");
+                break;
+            }
+            accepted = listener.accept() => {
+                match accepted {
+                    Ok((stream, addr)) => {
+                        next_token += 1;
+                        let link = spawn_link(next_token, stream, addr, ev_tx.clone());
+                        links.insert(next_token, link);
+                    }
+                    Err(e) => {
+                        warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            Some(ev) = ev_rx.recv() => {
+                let now = net::core_now(origin);
+                match ev {
+                    LinkEvent::Frame(token, body) => {
+                        let Some(link) = links.get_mut(&token) else { continue };
+                        match link.peer {
+                            None => match relay.handle_hello(now, &body) {
+                                Ok(peer) => {
+                                    link.peer = Some(peer);
+                                    info!("{peer} connected from {}", link.addr);
+                                    if let Some(old) = by_peer.insert(peer, token) {
+                                        if let Some(l) = links.remove(&old) {
+                                            info!("{peer}: new link replaces the old one");
+                                            l.reader.abort();
+                                        }
+                                    }
+                                }
+                                Err(e) => {
+                                    warn!("rejecting link from {}: {e}", link.addr);
+                                    drop_link(&mut links, &mut by_peer, &mut relay, now, token);
+                                }
+                            },
+                            Some(peer) => {
+                                if let Err(e) = relay.handle_frame(now, peer, &body) {
+                                    warn!("dropping {peer}: {e}");
+                                    drop_link(&mut links, &mut by_peer, &mut relay, now, token);
+                                }
+                            }
+                        }
+                    }
+                    LinkEvent::Closed(token, reason) => {
+                        if let Some(link) = links.get(&token) {
+                            match link.peer {
+                                Some(peer) => info!("{peer} disconnected: {reason}"),
+                                None => debug!("link from {} closed: {reason}", link.addr),
+                            }
+                        }
+                        drop_link(&mut links, &mut by_peer, &mut relay, now, token);
+                    }
+                }
+            }
+            Some(chunk) = exits.down_rx.recv(), if exits.pending.is_none() => {
+                exits.pending = Some(chunk);
+            }
+            _ = async { tokio::time::sleep_until(timeout.unwrap_or_else(tokio::time::Instant::now)).await }, if timeout.is_some() => {
+                relay.handle_timeout(net::core_now(origin));
+            }
+            _ = stats.tick() => {
+                let now = tokio::time::Instant::now();
+                let secs = (now - last.0).as_secs_f64().max(1e-6);
+                let ex = relay.exchanges_decoded();
+                info!(
+                    "{:.0} exchanges/s, up {}/s, down {}/s, {} clients, {} trustees{}",
+                    (ex - last.1) as f64 / secs,
+                    human((exits.up_bytes - last.2) as f64 / secs),
+                    human((exits.down_bytes - last.3) as f64 / secs),
+                    relay.connected_clients().len(),
+                    relay.connected_trustees(),
+                    relay.interval().map(|(i, o)| format!(", interval {i} with {} clients", o.len())).unwrap_or_default(),
+                );
+                last = (now, ex, exits.up_bytes, exits.down_bytes);
+            }
+        }
+        drive(
+            &mut relay,
+            origin,
+            &mut exits,
+            &mut out,
+            &mut links,
+            &mut by_peer,
+        );
+    }
+    Ok(())
+}
+
+/// Drains the core's events and frames after an input.
+fn drive(
+    relay: &mut Relay<Vec<u8>>,
+    origin: tokio::time::Instant,
+    exits: &mut Exits,
+    out: &mut [u8],
+    links: &mut HashMap<u64, Link>,
+    by_peer: &mut HashMap<PeerId, u64>,
+) {
+    loop {
+        let now = net::core_now(origin);
+        let mut evict = Vec::new();
+        while let Some(ev) = relay.poll_event(now) {
+            match ev {
+                RelayEvent::Upstream { conn, data } => exits.upstream(conn, data),
+                RelayEvent::Close { conn } => exits.close(conn),
+                RelayEvent::Garbled { interval, exchange } => {
+                    warn!("exchange {exchange} of interval {interval} decoded to garbage (disruption or bug)")
+                }
+                RelayEvent::IntervalStarted { interval, clients } => {
+                    info!("interval {interval} started with {clients} clients")
+                }
+                RelayEvent::IntervalEnded { interval, done } => {
+                    debug!("interval {interval} ended after {done} exchanges")
+                }
+                RelayEvent::Evict { peer } => evict.push(peer),
+                _ => {}
+            }
+        }
+        for peer in evict {
+            if let Some(&token) = by_peer.get(&peer) {
+                warn!("dropping {peer}: no answer within the exchange timeout");
+                drop_link(links, by_peer, relay, now, token);
+            }
+        }
+        let mut sent = false;
+        loop {
+            let t = match relay.poll_transmit(now, out, exits) {
+                Ok(Some(t)) => t,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!("cannot encode a frame: {e}");
+                    break;
+                }
+            };
+            sent = true;
+            let frame = Bytes::copy_from_slice(&out[..t.len]);
+            let targets: Vec<PeerId> = match t.destination {
+                Destination::Trustees => by_peer
+                    .keys()
+                    .filter(|p| matches!(p, PeerId::Trustee(_)))
+                    .copied()
+                    .collect(),
+                Destination::Clients(set) => set.iter().map(|i| PeerId::Client(i as u16)).collect(),
+            };
+            let mut slow = Vec::new();
+            for peer in targets {
+                if let Some(link) = by_peer.get(&peer).and_then(|t| links.get(t)) {
+                    if link.tx.try_send(frame.clone()).is_err() {
+                        slow.push(peer);
+                    }
+                }
+            }
+            for peer in slow {
+                if let Some(&token) = by_peer.get(&peer) {
+                    warn!("dropping {peer}: not reading its link");
+                    drop_link(links, by_peer, relay, now, token);
+                }
+            }
+        }
+        // Dropping peers may end an interval and produce more events.
+        if !sent {
+            break;
+        }
+    }
+}
+
+fn drop_link(
+    links: &mut HashMap<u64, Link>,
+    by_peer: &mut HashMap<PeerId, u64>,
+    relay: &mut Relay<Vec<u8>>,
+    now: dissent_core::Instant,
+    token: u64,
+) {
+    if let Some(link) = links.remove(&token) {
+        link.reader.abort();
+        if let Some(peer) = link.peer {
+            if by_peer.get(&peer) == Some(&token) {
+                by_peer.remove(&peer);
+                relay.handle_disconnected(now, peer);
+            }
+        }
+    }
+}
+
+fn spawn_link(
+    token: u64,
+    stream: TcpStream,
+    addr: SocketAddr,
+    ev: mpsc::Sender<LinkEvent>,
+) -> Link {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let (tx, rx) = mpsc::channel(net::SEND_QUEUE);
+    tokio::spawn(async move {
+        if let Err(e) = net::write_frames(w, rx).await {
+            debug!("write to {addr} failed: {e}");
+        }
+    });
+    let reader = tokio::spawn(async move {
+        let mut frames = FrameReader::new(r);
+        let reason = match frames.next_within(HELLO_TIMEOUT).await {
+            Ok(Some(hello)) => {
+                if ev.send(LinkEvent::Frame(token, hello)).await.is_err() {
+                    return;
+                }
+                loop {
+                    match frames.next().await {
+                        Ok(Some(body)) => {
+                            if ev.send(LinkEvent::Frame(token, body)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break "closed by peer".to_string(),
+                        Err(e) => break e.to_string(),
+                    }
+                }
+            }
+            Ok(None) => "closed before hello".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let _ = ev.send(LinkEvent::Closed(token, reason)).await;
+    });
+    Link {
+        peer: None,
+        addr,
+        tx,
+        reader: reader.abort_handle(),
+    }
+}
+
+/// Formats a byte rate.
+pub fn human(bytes_per_sec: f64) -> String {
+    if bytes_per_sec >= 1e6 {
+        format!("{:.1} MB", bytes_per_sec / 1e6)
+    } else if bytes_per_sec >= 1e3 {
+        format!("{:.1} kB", bytes_per_sec / 1e3)
+    } else {
+        format!("{bytes_per_sec:.0} B")
+    }
+}
