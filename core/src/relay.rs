@@ -410,8 +410,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         self.decoded
     }
 
-    /// Checks a link's first frame body and marks the peer connected.
-    pub fn handle_hello(&mut self, now: Instant, body: &[u8]) -> Result<PeerId, HelloError> {
+    /// Checks a link's first frame body without changing any state.
+    pub fn check_hello(&self, body: &[u8]) -> Result<PeerId, HelloError> {
         let Message::Hello {
             version,
             group_id,
@@ -428,11 +428,16 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         if group_id != self.cfg.group_id || session_id != self.cfg.session_id {
             return Err(HelloError::WrongGroup);
         }
-        let peer = match role {
-            NodeRole::Client if index < self.cfg.clients => PeerId::Client(index),
-            NodeRole::Trustee if index < self.cfg.trustees => PeerId::Trustee(index),
-            _ => return Err(HelloError::UnknownIndex),
-        };
+        match role {
+            NodeRole::Client if index < self.cfg.clients => Ok(PeerId::Client(index)),
+            NodeRole::Trustee if index < self.cfg.trustees => Ok(PeerId::Trustee(index)),
+            _ => Err(HelloError::UnknownIndex),
+        }
+    }
+
+    /// Checks a link's first frame body and marks the peer connected.
+    pub fn handle_hello(&mut self, now: Instant, body: &[u8]) -> Result<PeerId, HelloError> {
+        let peer = self.check_hello(body)?;
         // A peer that reconnects replaces its old link.
         self.handle_disconnected(now, peer);
         match peer {

@@ -14,7 +14,8 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::{Group, NodeSecrets, Role};
-use crate::net::{self, FrameReader};
+use crate::link;
+use crate::net;
 
 /// Unconfirmed cells the client can keep (bounds the window it accepts).
 const STORE_CELLS: usize = 16;
@@ -96,6 +97,12 @@ pub async fn run(
         listener.local_addr()?
     );
 
+    let keys = LinkKeys {
+        own: node.private_key,
+        relay: group.relay_key,
+        group_id: group.group_id,
+        session_id: group.session_id,
+    };
     let origin = tokio::time::Instant::now();
     let (in_tx, mut in_rx) = mpsc::channel::<Input>(1024);
     let (up_tx, up_rx) = mpsc::channel::<(ConnId, Bytes)>(UPSTREAM_QUEUE);
@@ -125,7 +132,7 @@ pub async fn run(
                 match TcpStream::connect(&relay_addr).await {
                     Ok(stream) => {
                         link_token += 1;
-                        link = Some(spawn_link(link_token, stream, in_tx.clone()));
+                        link = Some(spawn_link(link_token, stream, keys, in_tx.clone()));
                         client.handle_connected(net::core_now(origin));
                         backoff = Duration::from_millis(100);
                         info!("connected to relay {relay_addr}");
@@ -256,29 +263,54 @@ fn deliver(locals: &mut HashMap<ConnId, Local>, conn: ConnId, data: &[u8]) {
     }
 }
 
+/// Keys a node needs to open its link to the relay.
+#[derive(Clone, Copy)]
+pub struct LinkKeys {
+    /// The node's long-term secret.
+    pub own: [u8; 32],
+    /// The relay's long-term public key.
+    pub relay: [u8; 32],
+    /// The group id.
+    pub group_id: [u8; 16],
+    /// The session id.
+    pub session_id: [u8; 16],
+}
+
 fn spawn_link(
     token: u64,
     stream: TcpStream,
+    keys: LinkKeys,
     input: mpsc::Sender<Input>,
 ) -> (u64, mpsc::Sender<Bytes>, AbortHandle) {
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
     let (tx, rx) = mpsc::channel(net::SEND_QUEUE);
-    tokio::spawn(async move {
-        let _ = net::write_frames(w, rx).await;
-    });
     let reader = tokio::spawn(async move {
-        let mut frames = FrameReader::new(r);
-        let reason = loop {
-            match frames.next().await {
-                Ok(Some(body)) => {
-                    if input.send(Input::RelayFrame(token, body)).await.is_err() {
-                        return;
+        let (r, w) = stream.into_split();
+        let reason = match link::connect(
+            r,
+            w,
+            &keys.own,
+            &keys.relay,
+            &keys.group_id,
+            &keys.session_id,
+        )
+        .await
+        {
+            Ok((mut frames, writer)) => {
+                tokio::spawn(writer.run(rx));
+                loop {
+                    match frames.next().await {
+                        Ok(Some(body)) => {
+                            if input.send(Input::RelayFrame(token, body)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break "closed by the relay".to_string(),
+                        Err(e) => break e.to_string(),
                     }
                 }
-                Ok(None) => break "closed by the relay".to_string(),
-                Err(e) => break e.to_string(),
             }
+            Err(e) => format!("handshake failed: {e}"),
         };
         let _ = input.send(Input::RelayClosed(token, reason)).await;
     });

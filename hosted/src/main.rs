@@ -3,6 +3,7 @@
 mod client;
 mod config;
 mod exit;
+mod link;
 mod net;
 mod relay;
 mod supervisor;
@@ -173,6 +174,9 @@ struct RelayArgs {
     /// Seconds between stats lines.
     #[arg(long, default_value_t = 5)]
     stats_secs: u64,
+    /// The relay's private file (default: DIR/relay.json).
+    #[arg(long)]
+    key: Option<PathBuf>,
     /// Configuration folder.
     dir: PathBuf,
 }
@@ -244,7 +248,11 @@ async fn run(command: Command) -> Result<()> {
                 downstream_len: a.downstream_length,
                 stats_every: a.stats_secs,
             };
-            relay::run(group, opts)
+            let key_file = a
+                .key
+                .unwrap_or_else(|| a.dir.join(format!("{}.json", group.relay_id)));
+            let node = config::load_node(&group, &key_file)?;
+            relay::run(group, node.private_key, opts)
                 .instrument(tracing::info_span!("relay"))
                 .await
         }

@@ -15,7 +15,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::Group;
 use crate::exit::{self, ExitKind};
-use crate::net::{self, FrameReader};
+use crate::link;
+use crate::net;
 
 /// Options of the relay beyond the group configuration.
 #[derive(Debug, Clone)]
@@ -50,11 +51,13 @@ const CLOSED_MEMORY: usize = 65536;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 enum LinkEvent {
+    Admitted(u64, PeerId),
     Frame(u64, Bytes),
     Closed(u64, String),
 }
 
 struct Link {
+    admitted: Option<PeerId>,
     peer: Option<PeerId>,
     addr: SocketAddr,
     tx: mpsc::Sender<Bytes>,
@@ -209,7 +212,7 @@ fn spawn_exit(
 }
 
 /// Runs the relay until Ctrl-C.
-pub async fn run(group: Group, opts: RelayOptions) -> Result<()> {
+pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Result<()> {
     let cfg = RelayConfig {
         group_id: group.group_id,
         session_id: group.session_id,
@@ -245,6 +248,19 @@ pub async fn run(group: Group, opts: RelayOptions) -> Result<()> {
         opts.exit
     );
 
+    let mut members: Vec<([u8; 32], PeerId)> = Vec::new();
+    for (i, c) in group.clients.iter().enumerate() {
+        members.push((c.key, PeerId::Client(i as u16)));
+    }
+    for (j, t) in group.trustees.iter().enumerate() {
+        members.push((t.key, PeerId::Trustee(j as u16)));
+    }
+    let auth = std::sync::Arc::new(LinkAuth {
+        relay_key,
+        group_id: group.group_id,
+        session_id: group.session_id,
+        members,
+    });
     let origin = tokio::time::Instant::now();
     let (ev_tx, mut ev_rx) = mpsc::channel::<LinkEvent>(4096);
     let mut links: HashMap<u64, Link> = HashMap::new();
@@ -269,7 +285,7 @@ pub async fn run(group: Group, opts: RelayOptions) -> Result<()> {
                 match accepted {
                     Ok((stream, addr)) => {
                         next_token += 1;
-                        let link = spawn_link(next_token, stream, addr, ev_tx.clone());
+                        let link = spawn_link(next_token, stream, addr, auth.clone(), ev_tx.clone());
                         links.insert(next_token, link);
                     }
                     Err(e) => {
@@ -281,10 +297,22 @@ pub async fn run(group: Group, opts: RelayOptions) -> Result<()> {
             Some(ev) = ev_rx.recv() => {
                 let now = net::core_now(origin);
                 match ev {
+                    LinkEvent::Admitted(token, peer) => {
+                        if let Some(link) = links.get_mut(&token) {
+                            link.admitted = Some(peer);
+                        }
+                    }
                     LinkEvent::Frame(token, body) => {
                         let Some(link) = links.get_mut(&token) else { continue };
                         match link.peer {
-                            None => match relay.handle_hello(now, &body) {
+                            None => match relay
+                                .check_hello(&body)
+                                .and_then(|p| if link.admitted == Some(p) { relay.handle_hello(now, &body) } else { Ok(p) })
+                            {
+                                Ok(peer) if link.admitted != Some(peer) => {
+                                    warn!("rejecting link from {}: authenticated as {:?} but says it is {peer}", link.addr, link.admitted);
+                                    drop_link(&mut links, &mut by_peer, &mut relay, now, token);
+                                }
                                 Ok(peer) => {
                                     link.peer = Some(peer);
                                     info!("{peer} connected from {}", link.addr);
@@ -312,6 +340,7 @@ pub async fn run(group: Group, opts: RelayOptions) -> Result<()> {
                         if let Some(link) = links.get(&token) {
                             match link.peer {
                                 Some(peer) => info!("{peer} disconnected: {reason}"),
+                                None if reason.starts_with("rejected") => warn!("link from {} {reason}", link.addr),
                                 None => debug!("link from {} closed: {reason}", link.addr),
                             }
                         }
@@ -448,22 +477,54 @@ fn drop_link(
     }
 }
 
+/// What the relay needs to run handshakes.
+struct LinkAuth {
+    relay_key: [u8; 32],
+    group_id: [u8; 16],
+    session_id: [u8; 16],
+    members: Vec<([u8; 32], PeerId)>,
+}
+
 fn spawn_link(
     token: u64,
     stream: TcpStream,
     addr: SocketAddr,
+    auth: std::sync::Arc<LinkAuth>,
     ev: mpsc::Sender<LinkEvent>,
 ) -> Link {
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
     let (tx, rx) = mpsc::channel(net::SEND_QUEUE);
-    tokio::spawn(async move {
-        if let Err(e) = net::write_frames(w, rx).await {
-            debug!("write to {addr} failed: {e}");
-        }
-    });
     let reader = tokio::spawn(async move {
-        let mut frames = FrameReader::new(r);
+        let (r, w) = stream.into_split();
+        let accepted = link::accept(
+            r,
+            w,
+            &auth.relay_key,
+            &auth.group_id,
+            &auth.session_id,
+            |k| auth.members.iter().find(|(m, _)| m == k).map(|(_, p)| *p),
+        )
+        .await;
+        let (peer, mut frames, writer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = ev
+                    .send(LinkEvent::Closed(
+                        token,
+                        format!("rejected in the handshake: {e}"),
+                    ))
+                    .await;
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(e) = writer.run(rx).await {
+                debug!("write to {addr} failed: {e}");
+            }
+        });
+        if ev.send(LinkEvent::Admitted(token, peer)).await.is_err() {
+            return;
+        }
         let reason = match frames.next_within(HELLO_TIMEOUT).await {
             Ok(Some(hello)) => {
                 if ev.send(LinkEvent::Frame(token, hello)).await.is_err() {
@@ -487,6 +548,7 @@ fn spawn_link(
         let _ = ev.send(LinkEvent::Closed(token, reason)).await;
     });
     Link {
+        admitted: None,
         peer: None,
         addr,
         tx,

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::config::{Group, NodeSecrets, Role};
-use crate::net::{self, FrameReader};
+use crate::link;
+use crate::net;
 
 /// Runs a trustee until Ctrl-C, reconnecting to the relay whenever the link drops.
 pub async fn run(group: Group, node: NodeSecrets, relay_addr: String) -> Result<()> {
@@ -59,9 +60,29 @@ pub async fn run(group: Group, node: NodeSecrets, relay_addr: String) -> Result<
         info!("connected to relay {relay_addr}");
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
+        let (mut frames, writer) = match link::connect(
+            r,
+            w,
+            &node.private_key,
+            &group.relay_key,
+            &group.group_id,
+            &group.session_id,
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("handshake with the relay failed: {e}");
+                tokio::select! {
+                    _ = &mut shutdown => return Ok(()),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
         let (tx, rx) = mpsc::channel::<Bytes>(net::SEND_QUEUE);
-        let writer = tokio::spawn(net::write_frames(w, rx));
-        let mut frames = FrameReader::new(r);
+        let writer = tokio::spawn(writer.run(rx));
         trustee.handle_connected(net::core_now(origin));
         let reason = 'link: loop {
             loop {
