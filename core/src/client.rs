@@ -14,12 +14,15 @@
 //! the [`Upstream`] trait when this client's slot comes up, so the application is never
 //! asked for more than one cell's worth at a time (backpressure).
 
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use chacha20::ChaCha20;
 use heapless::{Deque, FnvIndexSet, Vec};
 
 use crate::crypto::{IntervalKey, KeyError, PadKey};
+use crate::schedule::Schedule;
 use crate::time::Instant;
 use crate::wire::{self, CellRepr, Message, NodeRole, WireError, CELL_HEADER_LEN};
-use crate::{cell_length_ok, MAX_TRUSTEES, MAX_WINDOW};
+use crate::{cell_length_ok, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
 /// Most connections one client has open at once.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -46,6 +49,8 @@ pub struct ClientConfig<'a> {
     pub slots: u16,
     /// Cell length in bytes.
     pub cell_len: usize,
+    /// Fresh randomness from the platform, used for per-link nonces.
+    pub rng_seed: [u8; 32],
 }
 
 /// Errors in a client's configuration.
@@ -104,6 +109,15 @@ pub enum ClientError {
     WindowExceeded,
     /// The interval parameters are unusable (nonce count, window, slot).
     BadParameters,
+    /// An interval announced again, or older than one already run on this link.
+    StaleInterval(u32),
+    /// The scheduled slot is not the one the schedule gives for the exchange.
+    WrongSlot {
+        /// The exchange.
+        exchange: u64,
+        /// The slot the relay named.
+        got: u16,
+    },
 }
 
 impl core::fmt::Display for ClientError {
@@ -119,6 +133,13 @@ impl core::fmt::Display for ClientError {
             }
             ClientError::WindowExceeded => f.write_str("relay exceeded the request window"),
             ClientError::BadParameters => f.write_str("unusable interval parameters"),
+            ClientError::StaleInterval(i) => write!(f, "interval {i} is not new on this link"),
+            ClientError::WrongSlot { exchange, got } => {
+                write!(
+                    f,
+                    "exchange {exchange} scheduled for slot {got}, not the schedule's"
+                )
+            }
         }
     }
 }
@@ -198,7 +219,8 @@ pub enum ClientEvent {
         /// The interval number.
         interval: u32,
     },
-    /// Bytes of `conn` were lost for good (the relay forgot their interval); it is closed.
+    /// `conn` is closed because bytes of it were lost for good (the link to the relay
+    /// dropped, so downstream bytes may be missing, or the relay forgot an interval).
     Lost {
         /// The connection.
         conn: ConnId,
@@ -230,8 +252,11 @@ pub struct Client<B> {
     group_id: [u8; 16],
     session_id: [u8; 16],
     slot: u16,
-    slots: u16,
+    schedule: Schedule,
     cell_len: usize,
+    rng: ChaCha20,
+    link_nonce: [u8; NONCE_LEN],
+    last_interval: Option<u32>,
     pad_keys: Vec<PadKey, MAX_TRUSTEES>,
     interval_keys: Vec<IntervalKey, MAX_TRUSTEES>,
     phase: Phase,
@@ -244,8 +269,8 @@ pub struct Client<B> {
     resend: Deque<u8, MAX_WINDOW>,
     conns: FnvIndexSet<ConnId, MAX_CONNECTIONS>,
     next_conn: u16,
-    closes: Deque<ConnId, MAX_WINDOW>,
-    events: Deque<ClientEvent, { 2 * MAX_WINDOW }>,
+    closes: Deque<ConnId, MAX_CONNECTIONS>,
+    events: Deque<ClientEvent, { MAX_CONNECTIONS + MAX_WINDOW }>,
 }
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
@@ -288,8 +313,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             group_id: config.group_id,
             session_id: config.session_id,
             slot: config.slot,
-            slots: config.slots,
+            // slots > slot >= 0, checked above.
+            schedule: Schedule::round_robin(config.slots).ok_or(ConfigError::Slot)?,
             cell_len: config.cell_len,
+            rng: ChaCha20::new(&config.rng_seed.into(), &[0u8; 12].into()),
+            link_nonce: [0; NONCE_LEN],
+            last_interval: None,
             pad_keys,
             interval_keys: Vec::new(),
             phase: Phase::Disconnected,
@@ -352,14 +381,29 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
 
     /// The link to the relay is up.
     pub fn handle_connected(&mut self, _now: Instant) {
+        // The keystream of one seed lasts 256 GiB: 2^34 links.
+        self.link_nonce = [0; NONCE_LEN];
+        self.rng.apply_keystream(&mut self.link_nonce);
+        self.last_interval = None;
         self.phase = Phase::AwaitStart;
         self.hello_pending = true;
         self.requests.clear();
         self.interval_keys.clear();
     }
 
-    /// The link to the relay is gone.
+    /// The link to the relay is gone; open connections are closed (downstream bytes sent
+    /// meanwhile are lost), their unconfirmed upstream cells are still resent.
     pub fn handle_disconnected(&mut self, _now: Instant) {
+        let mut lost: Vec<ConnId, MAX_CONNECTIONS> = Vec::new();
+        for &conn in self.conns.iter() {
+            let _ = lost.push(conn);
+        }
+        self.conns.clear();
+        for conn in lost {
+            // Both queues hold MAX_CONNECTIONS and conns held at most that many.
+            let _ = self.closes.push_back(conn);
+            self.push_event(ClientEvent::Lost { conn });
+        }
         self.phase = Phase::Disconnected;
         self.hello_pending = false;
         self.requests.clear();
@@ -382,6 +426,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 if self.phase == Phase::Disconnected {
                     return Err(ClientError::Unexpected);
                 }
+                if self.last_interval.is_some_and(|last| interval <= last) {
+                    return Err(ClientError::StaleInterval(interval));
+                }
                 if nonces.len() != self.pad_keys.len()
                     || window == 0
                     || usize::from(window) > self.capacity
@@ -391,8 +438,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 self.interval_keys.clear();
                 for (k, n) in self.pad_keys.iter().zip(nonces.iter()) {
                     // Same length as pad_keys, which is bounded by MAX_TRUSTEES.
-                    let _ = self.interval_keys.push(k.interval_key(interval, n));
+                    let _ = self
+                        .interval_keys
+                        .push(k.interval_key(interval, n, &self.link_nonce));
                 }
+                self.last_interval = Some(interval);
                 self.settle(&history);
                 self.requests.clear();
                 self.phase = Phase::Running {
@@ -430,8 +480,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                         got: exchange,
                     });
                 }
-                if slot >= self.slots {
-                    return Err(ClientError::BadParameters);
+                if slot != self.schedule.slot(exchange) {
+                    return Err(ClientError::WrongSlot {
+                        exchange,
+                        got: slot,
+                    });
                 }
                 if self.requests.push_back((exchange, slot)).is_err() {
                     return Err(ClientError::WindowExceeded);
@@ -484,6 +537,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 session_id: self.session_id,
                 role: NodeRole::Client,
                 index: self.index,
+                nonce: self.link_nonce,
             }
             .emit_frame(out)?;
             self.hello_pending = false;

@@ -4,13 +4,15 @@
 //! dh          = X25519(own session secret, peer session public)
 //! prk         = HKDF-SHA256-Extract(salt = group_id | session_id, ikm = dh)
 //! pad key     = HKDF-SHA256-Expand(prk, "dissent-rs v1 pad key" | client_pub | trustee_pub, 32)
-//! interval key= HKDF-SHA256-Expand(pad key, "dissent-rs v1 interval" | interval(u32 BE) | nonce(16), 32)
+//! interval key= HKDF-SHA256-Expand(pad key, "dissent-rs v1 interval" | interval(u32 BE)
+//!                                | trustee nonce(16) | client nonce(16), 32)
 //! pad(e)      = ChaCha20(key = interval key, nonce = 0(4) | e(u64 BE), counter 0), cell-length bytes
 //! ```
 //!
-//! The nonce is fresh randomness each trustee contributes per interval, so as long as one
-//! trustee is honest no pad is ever reused, even if the relay replays interval numbers or
-//! a node restarts. Any exchange's pad is computed directly from its number, so trustees
+//! The trustee nonce is fresh randomness each trustee contributes per interval; the client
+//! nonce is fresh randomness the client contributes per link (and a client never accepts
+//! the same interval twice on one link). A client's pads are therefore never reused, even
+//! if the relay replays old interval announcements; an honest trustee's never are either. Any exchange's pad is computed directly from its number, so trustees
 //! can run ahead and a pad can be recomputed later for accountability.
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
@@ -111,13 +113,23 @@ impl PadKey {
     }
 
     /// Derives the key of this pair's pads for one interval.
-    pub fn interval_key(&self, interval: u32, nonce: &[u8; NONCE_LEN]) -> IntervalKey {
+    pub fn interval_key(
+        &self,
+        interval: u32,
+        trustee_nonce: &[u8; NONCE_LEN],
+        client_nonce: &[u8; NONCE_LEN],
+    ) -> IntervalKey {
         let mut key = [0u8; 32];
         // A pad key is 32 bytes, a valid HKDF-SHA256 PRK, so from_prk cannot fail;
         // 32 output bytes cannot exceed the expand limit either.
         if let Ok(hk) = Hkdf::<Sha256>::from_prk(&self.0) {
-            let _ =
-                hk.expand_multi_info(&[INTERVAL_INFO, &interval.to_be_bytes(), nonce], &mut key);
+            let info: [&[u8]; 4] = [
+                INTERVAL_INFO,
+                &interval.to_be_bytes(),
+                trustee_nonce,
+                client_nonce,
+            ];
+            let _ = hk.expand_multi_info(&info, &mut key);
         }
         IntervalKey(key)
     }
@@ -197,7 +209,7 @@ mod tests {
             PadKey::agree(&trustee, &public_key(&client), false, &group, &session).unwrap();
         assert_eq!(from_client.as_bytes(), from_trustee.as_bytes());
         assert_eq!(from_client.as_bytes(), &unhex::<32>(PAD_KEY_HEX));
-        let ik = from_client.interval_key(7, &[0x55; NONCE_LEN]);
+        let ik = from_client.interval_key(7, &[0x55; NONCE_LEN], &[0x66; NONCE_LEN]);
         assert_eq!(ik.as_bytes(), &unhex::<32>(INTERVAL_KEY_HEX));
         let mut pad = [0u8; 72];
         ik.apply_pad(0x0102_0304_0506, &mut pad);
@@ -208,7 +220,7 @@ mod tests {
     #[test]
     fn pads_are_random_access_and_cancel() {
         let k = PadKey::from_shared(&[9; 32], &[1; 16], &[2; 16], &[3; 32], &[4; 32]);
-        let ik = k.interval_key(1, &[0; NONCE_LEN]);
+        let ik = k.interval_key(1, &[0; NONCE_LEN], &[0; NONCE_LEN]);
         let mut a = [0u8; 100];
         ik.apply_pad(5, &mut a);
         let mut b = [0u8; 100];
@@ -218,11 +230,17 @@ mod tests {
         assert_eq!(a, [0u8; 100]);
         // Another interval or nonce gives another pad.
         let mut c = [0u8; 100];
-        k.interval_key(2, &[0; NONCE_LEN]).apply_pad(6, &mut c);
+        k.interval_key(2, &[0; NONCE_LEN], &[0; NONCE_LEN])
+            .apply_pad(6, &mut c);
         assert_ne!(b, c);
         let mut d = [0u8; 100];
-        k.interval_key(1, &[1; NONCE_LEN]).apply_pad(6, &mut d);
+        k.interval_key(1, &[1; NONCE_LEN], &[0; NONCE_LEN])
+            .apply_pad(6, &mut d);
         assert_ne!(b, d);
+        let mut e = [0u8; 100];
+        k.interval_key(1, &[0; NONCE_LEN], &[1; NONCE_LEN])
+            .apply_pad(6, &mut e);
+        assert_ne!(b, e);
     }
 
     #[test]
@@ -236,7 +254,7 @@ mod tests {
 
     const PAD_KEY_HEX: &str = "b21f430d7a03edb1a05ed71726de6bfd477002da16b5468ac4944f28d0c5594f";
     const INTERVAL_KEY_HEX: &str =
-        "767434a93fb8fbf49cd03012a5c792b54eb1b4f43f66e90e52dff3242c14f3c6";
-    const PAD_HEAD_HEX: &str = "949afb1803edb9763d2afbb09e6ac4ca";
-    const PAD_TAIL_HEX: &str = "ba11f55973e93181";
+        "55b5914eb15577544e68980e3b5ffc9963285fba768a3605cb7141afb321ef59";
+    const PAD_HEAD_HEX: &str = "4fab8d90139d60101d5fad975ec48d76";
+    const PAD_TAIL_HEX: &str = "636cbf2bfaac3375";
 }

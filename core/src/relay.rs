@@ -59,6 +59,21 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
+    /// Longest frame the relay emits with these parameters.
+    pub const fn max_frame_len(&self) -> usize {
+        let data = if self.cell_len > self.downstream_len {
+            self.cell_len
+        } else {
+            self.downstream_len
+        };
+        let data = data + 64;
+        if data > wire::MAX_CONTROL_FRAME {
+            data
+        } else {
+            wire::MAX_CONTROL_FRAME
+        }
+    }
+
     /// Storage the relay needs for these parameters.
     pub const fn storage_len(&self) -> usize {
         self.trustee_window as usize * self.cell_len + self.downstream_len
@@ -318,13 +333,14 @@ pub struct Relay<B> {
     store: B,
     ring: Vec<Slot, MAX_WINDOW>,
     nonces: [[u8; NONCE_LEN]; MAX_TRUSTEES],
+    client_nonces: [[u8; NONCE_LEN]; MAX_CLIENTS],
     clients: OnlineSet,
     trustees: u32,
     all_trustees: u32,
     phase: Phase,
     next_interval: u32,
     history: Deque<IntervalRecord, MAX_HISTORY>,
-    events: Deque<RelayEvent<'static>, 64>,
+    events: Deque<RelayEvent<'static>, { MAX_CLIENTS + MAX_TRUSTEES + 8 }>,
     idle: bool,
     last_issue: Instant,
     stale_cells: u64,
@@ -367,6 +383,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
             store: storage,
             ring,
             nonces: [[0; NONCE_LEN]; MAX_TRUSTEES],
+            client_nonces: [[0; NONCE_LEN]; MAX_CLIENTS],
             clients: OnlineSet::new(),
             trustees: 0,
             all_trustees: if t == 32 { u32::MAX } else { (1u32 << t) - 1 },
@@ -412,12 +429,17 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
 
     /// Checks a link's first frame body without changing any state.
     pub fn check_hello(&self, body: &[u8]) -> Result<PeerId, HelloError> {
+        self.parse_hello(body).map(|(peer, _)| peer)
+    }
+
+    fn parse_hello(&self, body: &[u8]) -> Result<(PeerId, [u8; NONCE_LEN]), HelloError> {
         let Message::Hello {
             version,
             group_id,
             session_id,
             role,
             index,
+            nonce,
         } = Message::parse(body).map_err(HelloError::Wire)?
         else {
             return Err(HelloError::NotHello);
@@ -429,20 +451,21 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
             return Err(HelloError::WrongGroup);
         }
         match role {
-            NodeRole::Client if index < self.cfg.clients => Ok(PeerId::Client(index)),
-            NodeRole::Trustee if index < self.cfg.trustees => Ok(PeerId::Trustee(index)),
+            NodeRole::Client if index < self.cfg.clients => Ok((PeerId::Client(index), nonce)),
+            NodeRole::Trustee if index < self.cfg.trustees => Ok((PeerId::Trustee(index), nonce)),
             _ => Err(HelloError::UnknownIndex),
         }
     }
 
     /// Checks a link's first frame body and marks the peer connected.
     pub fn handle_hello(&mut self, now: Instant, body: &[u8]) -> Result<PeerId, HelloError> {
-        let peer = self.check_hello(body)?;
+        let (peer, nonce) = self.parse_hello(body)?;
         // A peer that reconnects replaces its old link.
         self.handle_disconnected(now, peer);
         match peer {
             PeerId::Client(i) => {
                 self.clients.insert(usize::from(i));
+                self.client_nonces[usize::from(i)] = nonce;
             }
             PeerId::Trustee(i) => self.trustees |= 1 << i,
         }
@@ -483,7 +506,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
     fn abort(&mut self) {
         match self.phase {
             Phase::Waiting => {}
-            Phase::Opening { interval, .. } => self.end_interval(interval, 0),
+            // No exchange ran, so there is nothing for clients to settle.
+            Phase::Opening { .. } => self.phase = Phase::Waiting,
             Phase::Running(mut r) => {
                 if matches!(r.stop, Some(Stop::Abort { .. })) {
                     return;
@@ -778,8 +802,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         })
     }
 
-    /// Writes the next frame into `out`; `out` must hold a cell or downstream frame (the
-    /// larger of cell length and downstream length, plus 64 bytes).
+    /// Writes the next frame into `out`, which must hold [`RelayConfig::max_frame_len`] bytes.
     pub fn poll_transmit(
         &mut self,
         now: Instant,
@@ -799,9 +822,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
                 if !*open_pending {
                     return Ok(None);
                 }
+                let client_nonces = online.iter().map(|i| self.client_nonces[i]).collect();
                 let len = Message::IntervalOpen {
                     interval: *interval,
                     online: *online,
+                    client_nonces,
                 }
                 .emit_frame(out)?;
                 *open_pending = false;

@@ -200,19 +200,28 @@ impl Trustee {
     /// Handles one frame body from the relay.
     pub fn handle_frame(&mut self, _now: Instant, body: &[u8]) -> Result<(), TrusteeError> {
         match Message::parse(body)? {
-            Message::IntervalOpen { interval, online } => {
-                if online.is_empty() || online.any_at_or_above(self.pad_keys.len()) {
+            Message::IntervalOpen {
+                interval,
+                online,
+                client_nonces,
+            } => {
+                if online.is_empty()
+                    || online.any_at_or_above(self.pad_keys.len())
+                    || client_nonces.len() != online.len()
+                {
                     return Err(TrusteeError::BadOnlineSet);
                 }
                 let mut nonce = [0u8; NONCE_LEN];
                 // The keystream of one seed lasts 256 GiB: 2^34 intervals.
                 self.rng.apply_keystream(&mut nonce);
                 self.interval_keys.clear();
-                for i in online.iter() {
+                for (i, client_nonce) in online.iter().zip(client_nonces.iter()) {
                     // At most pad_keys.len() <= MAX_CLIENTS members.
-                    let _ = self
-                        .interval_keys
-                        .push(self.pad_keys[i].interval_key(interval, &nonce));
+                    let _ = self.interval_keys.push(self.pad_keys[i].interval_key(
+                        interval,
+                        &nonce,
+                        client_nonce,
+                    ));
                 }
                 self.requests.clear();
                 self.current = Some(Current {
@@ -261,6 +270,7 @@ impl Trustee {
                 session_id: self.session_id,
                 role: NodeRole::Trustee,
                 index: self.index,
+                nonce: [0; NONCE_LEN],
             }
             .emit_frame(out)?;
             self.hello_pending = false;

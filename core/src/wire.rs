@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::online::OnlineSet;
-use crate::{MAX_TRUSTEES, NONCE_LEN};
+use crate::{MAX_CLIENTS, MAX_TRUSTEES, NONCE_LEN};
 
 /// Protocol version carried in [`Message::Hello`].
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -27,6 +27,10 @@ pub const FRAME_HEADER_LEN: usize = 4;
 
 /// Largest frame body accepted from any peer.
 pub const MAX_FRAME_BODY: usize = crate::MAX_CELL_LENGTH + 256;
+
+/// Longest frame of any message other than a cell or a client request (an interval open
+/// naming every client).
+pub const MAX_CONTROL_FRAME: usize = FRAME_HEADER_LEN + 64 + MAX_CLIENTS * NONCE_LEN;
 
 /// Most previous intervals a [`Message::IntervalStart`] reports.
 pub const MAX_HISTORY: usize = 8;
@@ -98,6 +102,8 @@ pub enum Message<'a> {
         role: NodeRole,
         /// Index of the node in the group's client or trustee list.
         index: u16,
+        /// Fresh randomness for this link; a client mixes it into all its pads on the link.
+        nonce: [u8; NONCE_LEN],
     },
     /// Relay → trustee: prepare pads for a new interval over this online client set.
     IntervalOpen {
@@ -105,6 +111,8 @@ pub enum Message<'a> {
         interval: u32,
         /// The clients whose pads the trustee must include.
         online: OnlineSet,
+        /// The link nonce of each online client, in increasing client order.
+        client_nonces: heapless::Vec<[u8; NONCE_LEN], MAX_CLIENTS>,
     },
     /// Trustee → relay: ready for the interval; `nonce` is fresh randomness for its pads.
     IntervalReady {
@@ -493,6 +501,36 @@ mod tests {
     }
 
     #[test]
+    fn largest_control_frame_fits() {
+        let mut out = [0u8; MAX_CONTROL_FRAME];
+        let mut online = OnlineSet::new();
+        let mut client_nonces = heapless::Vec::new();
+        for i in 0..MAX_CLIENTS {
+            online.insert(i);
+            client_nonces.push([0xFF; NONCE_LEN]).unwrap();
+        }
+        let open = Message::IntervalOpen {
+            interval: u32::MAX,
+            online,
+            client_nonces,
+        };
+        let n = open.emit_frame(&mut out).unwrap();
+        assert_eq!(Message::parse(&out[FRAME_HEADER_LEN..n]).unwrap(), open);
+        let start = Message::IntervalStart {
+            interval: u32::MAX,
+            nonces: (0..MAX_TRUSTEES).map(|_| [0xFF; NONCE_LEN]).collect(),
+            window: u16::MAX,
+            history: (0..MAX_HISTORY)
+                .map(|_| IntervalRecord {
+                    interval: u32::MAX,
+                    done: u64::MAX,
+                })
+                .collect(),
+        };
+        assert!(start.emit_frame(&mut out).is_ok());
+    }
+
+    #[test]
     fn frames_round_trip_and_split() {
         let mut out = [0u8; 256];
         let msg = Message::Hello {
@@ -501,6 +539,7 @@ mod tests {
             session_id: [2; 16],
             role: NodeRole::Trustee,
             index: 3,
+            nonce: [9; NONCE_LEN],
         };
         let n = msg.emit_frame(&mut out).unwrap();
         assert_eq!(split_frame(&out[..n - 1]).unwrap(), None);

@@ -138,6 +138,7 @@ impl Sim {
                         slot: slots[i],
                         slots: n as u16,
                         cell_len,
+                        rng_seed: secret(4, i),
                     },
                     vec![0u8; cell_len * 4],
                 )
@@ -207,6 +208,7 @@ impl Sim {
             Node::Client(i) => {
                 self.up[i] = false;
                 self.clients[i].handle_disconnected(self.now);
+                self.client_events(i);
                 PeerId::Client(i as u16)
             }
             Node::Trustee(j) => {
@@ -364,6 +366,14 @@ impl Sim {
         self.flush_relay();
     }
 
+    fn client_events(&mut self, i: usize) {
+        while let Some(e) = self.clients[i].poll_event() {
+            if let ClientEvent::Lost { conn } = e {
+                self.apps[i].lost.push(conn);
+            }
+        }
+    }
+
     fn mute(&mut self, i: usize) {
         self.muted[i] = true;
     }
@@ -387,11 +397,7 @@ impl Sim {
                             .extend_from_slice(d.data);
                     }
                 }
-                while let Some(e) = self.clients[i].poll_event() {
-                    if let ClientEvent::Lost { conn } = e {
-                        self.apps[i].lost.push(conn);
-                    }
-                }
+                self.client_events(i);
             }
             Node::Trustee(j) => self.trustees[j].handle_frame(self.now, &body).unwrap(),
         }
@@ -499,10 +505,26 @@ fn a_client_leaving_loses_nothing_for_anyone() {
     for (c, d) in &others {
         assert_eq!(&sim.exit.upstream[c], d);
     }
-    // It comes back and finishes too, without duplicating or dropping a byte.
+    // Its own connection may have missed downstream bytes while it was away, so it is
+    // closed: the exit got an exact prefix of what was sent, then the close.
+    let mine = *expect
+        .keys()
+        .find(|c| **c >> 16 == u32::from(sim.slots[2]) + 1)
+        .unwrap();
+    assert_eq!(sim.apps[2].lost, vec![mine]);
     sim.connect(Node::Client(2));
-    sim.run_until(400_000, |s| s.all_delivered(&expect));
-    assert_eq!(sim.exit.upstream, expect);
+    sim.run_until(400_000, |s| s.exit.closed.contains(&mine));
+    let got = sim.exit.upstream.get(&mine).cloned().unwrap_or_default();
+    assert_eq!(&expect[&mine][..got.len()], &got[..]);
+    // A new connection after rejoining works end to end.
+    let fresh = sim.clients[2].open().unwrap();
+    let data = pattern(9, 3000);
+    sim.apps[2].pending.push_back((fresh, data.clone()));
+    sim.run_until(400_000, |s| {
+        s.apps[2].received.get(&fresh).map(Vec::len) == Some(data.len())
+    });
+    assert_eq!(sim.exit.upstream[&fresh], data);
+    assert_eq!(sim.apps[2].received[&fresh], data);
     assert_eq!(sim.exit.garbled, 0);
 }
 
@@ -593,8 +615,20 @@ fn bad_frames_cost_only_their_sender() {
         assert!(!sim.up[1]);
         sim.connect(Node::Client(1));
     }
-    sim.run_until(400_000, |s| s.all_delivered(&expect));
-    assert_eq!(sim.exit.upstream, expect);
+    // Everyone else's bytes arrive in full; client 1's connection was closed at its first
+    // disconnect after an exact prefix.
+    let mine = u32::from(sim.slots[1]) + 1;
+    let (ours, others): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        expect.into_iter().partition(|(c, _)| *c >> 16 == mine);
+    sim.run_until(400_000, |s| s.all_delivered(&others));
+    for (c, d) in &others {
+        assert_eq!(&sim.exit.upstream[c], d);
+    }
+    for (c, d) in &ours {
+        sim.run_until(400_000, |s| s.exit.closed.contains(c));
+        let got = sim.exit.upstream.get(c).cloned().unwrap_or_default();
+        assert_eq!(&d[..got.len()], &got[..]);
+    }
 }
 
 #[test]
@@ -609,6 +643,7 @@ fn relay_rejects_hellos_from_strangers() {
             session_id: SESSION,
             role,
             index,
+            nonce: [0; 16],
         }
         .emit_frame(&mut out)
         .unwrap();
@@ -629,4 +664,116 @@ fn relay_rejects_hellos_from_strangers() {
         relay.handle_hello(now, &hello(GROUP, wire::NodeRole::Client, 1)),
         Ok(PeerId::Client(1))
     );
+}
+
+/// A client driven by hand-written relay frames.
+fn lone_client() -> Client<Vec<u8>> {
+    let trustee_pub = [public_key(&secret(2, 0))];
+    Client::new(
+        &ClientConfig {
+            index: 0,
+            group_id: GROUP,
+            session_id: SESSION,
+            session_secret: secret(1, 0),
+            trustee_keys: &trustee_pub,
+            slot: 0,
+            slots: 2,
+            cell_len: 64,
+            rng_seed: secret(4, 0),
+        },
+        vec![0u8; 64 * 4],
+    )
+    .unwrap()
+}
+
+fn body(msg: &Message<'_>) -> Vec<u8> {
+    let mut out = vec![0u8; 8192];
+    let n = msg.emit_frame(&mut out).unwrap();
+    out[4..n].to_vec()
+}
+
+fn start(interval: u32) -> Vec<u8> {
+    body(&Message::IntervalStart {
+        interval,
+        nonces: [[3u8; 16]].into_iter().collect(),
+        window: 3,
+        history: heapless::Vec::new(),
+    })
+}
+
+fn request(interval: u32, exchange: u64, slot: u16) -> Vec<u8> {
+    body(&Message::ClientRequest {
+        interval,
+        exchange,
+        slot,
+        conn: 0,
+        data: &[],
+    })
+}
+
+fn cell_of(client: &mut Client<Vec<u8>>) -> Vec<u8> {
+    let mut out = vec![0u8; 256];
+    let n = client
+        .poll_transmit(&mut out, &mut dissent_core::client::NoUpstream)
+        .unwrap()
+        .unwrap();
+    out[..n].to_vec()
+}
+
+#[test]
+fn a_replayed_interval_never_reuses_a_pad() {
+    let now = Instant::from_micros(0);
+    let mut c = lone_client();
+    c.handle_connected(now);
+    let _hello = cell_of(&mut c);
+    c.handle_frame(now, &start(5)).unwrap();
+    c.handle_frame(now, &request(5, 0, 0)).unwrap();
+    let first = cell_of(&mut c);
+    // The same announcement again on this link is refused.
+    assert_eq!(
+        c.handle_frame(now, &start(5)),
+        Err(dissent_core::client::ClientError::StaleInterval(5))
+    );
+    assert_eq!(
+        c.handle_frame(now, &start(4)),
+        Err(dissent_core::client::ClientError::StaleInterval(4))
+    );
+    // On a new link the relay may replay it, but the client's link nonce is fresh.
+    c.handle_disconnected(now);
+    c.handle_connected(now);
+    let _hello = cell_of(&mut c);
+    c.handle_frame(now, &start(5)).unwrap();
+    c.handle_frame(now, &request(5, 0, 0)).unwrap();
+    let second = cell_of(&mut c);
+    assert_eq!(first.len(), second.len());
+    assert_ne!(first, second);
+}
+
+#[test]
+fn a_client_refuses_requests_off_the_schedule() {
+    let now = Instant::from_micros(0);
+    let mut c = lone_client();
+    c.handle_connected(now);
+    let _hello = cell_of(&mut c);
+    c.handle_frame(now, &start(1)).unwrap();
+    assert!(c.handle_frame(now, &request(1, 0, 0)).is_ok());
+    assert_eq!(
+        c.handle_frame(now, &request(1, 1, 0)),
+        Err(dissent_core::client::ClientError::WrongSlot {
+            exchange: 1,
+            got: 0
+        })
+    );
+    assert!(matches!(
+        c.handle_frame(now, &request(1, 5, 1)),
+        Err(dissent_core::client::ClientError::OutOfOrder { .. })
+    ));
+    assert!(matches!(
+        c.handle_frame(now, &request(2, 1, 1)),
+        Err(dissent_core::client::ClientError::WrongInterval { .. })
+    ));
+    // Garbage is an error, never a panic.
+    for junk in [&[][..], &[0xFF][..], &[5, 1, 1][..], &[3, 1, 200, 1][..]] {
+        assert!(c.handle_frame(now, junk).is_err());
+    }
 }

@@ -76,6 +76,8 @@ pub async fn run(
     let session_secret = node
         .session_private_key
         .context("the client has no session key")?;
+    let mut rng_seed = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rng_seed);
     let cfg = ClientConfig {
         index: index as u16,
         group_id: group.group_id,
@@ -85,6 +87,7 @@ pub async fn run(
         slot: slot as u16,
         slots: group.slots.len() as u16,
         cell_len: group.cell_length,
+        rng_seed,
     };
     let mut client = Client::new(&cfg, vec![0u8; group.cell_length * STORE_CELLS])
         .map_err(|e| anyhow::anyhow!("client configuration: {e}"))?;

@@ -267,7 +267,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
     let mut by_peer: HashMap<PeerId, u64> = HashMap::new();
     let mut next_token = 0u64;
     let mut exits = Exits::new(opts.exit.clone(), opts.downstream_len);
-    let mut out = vec![0u8; cfg.cell_len.max(opts.downstream_len) + 256];
+    let mut out = vec![0u8; cfg.max_frame_len()];
     let stats_every = Duration::from_secs(opts.stats_every.max(1));
     let mut stats = tokio::time::interval_at(origin + stats_every, stats_every);
     let mut last = (origin, 0u64, 0u64, 0u64);
