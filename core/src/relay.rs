@@ -50,7 +50,8 @@ pub struct RelayConfig {
     pub downstream_len: usize,
     /// Clients that must be online before an interval opens.
     pub min_clients: u16,
-    /// Least time between new exchanges while nothing is being sent.
+    /// Longest pause between new exchanges while nothing is being sent; the pause grows
+    /// from a sixteenth of this towards it while the net stays idle.
     pub idle_gap: Duration,
     /// A peer that leaves an exchange unanswered this long is evicted.
     pub exchange_timeout: Duration,
@@ -342,6 +343,7 @@ pub struct Relay<B> {
     history: Deque<IntervalRecord, MAX_HISTORY>,
     events: Deque<RelayEvent<'static>, { MAX_CLIENTS + MAX_TRUSTEES + 8 }>,
     idle: bool,
+    gap: Duration,
     last_issue: Instant,
     stale_cells: u64,
     decoded: u64,
@@ -392,6 +394,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
             history: Deque::new(),
             events: Deque::new(),
             idle: true,
+            gap: Duration::default(),
             last_issue: Instant::default(),
             stale_cells: 0,
             decoded: 0,
@@ -653,6 +656,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
                     stop: None,
                 });
                 self.idle = false;
+                self.gap = Duration::default();
                 self.last_issue = now;
                 self.push_event(RelayEvent::IntervalStarted {
                     interval,
@@ -781,6 +785,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
             let empty = cell.iter().all(|&b| b == 0);
             self.idle = empty;
             if !empty {
+                self.gap = Duration::default();
+            }
+            if !empty {
                 break (r.interval, exchange, idx);
             }
         };
@@ -898,8 +905,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
                 len: n,
             }));
         }
-        let paced =
-            self.idle && !downstream.has_data() && now < self.last_issue + self.cfg.idle_gap;
+        let paced = self.idle && !downstream.has_data() && now < self.last_issue + self.gap;
         if r.stop.is_none()
             && r.next_trustee < r.done + u64::from(self.cfg.trustee_window)
             && !paced
@@ -923,6 +929,16 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
             self.store.as_mut()[idx * l..(idx + 1) * l].fill(0);
             r.next_trustee += 1;
             self.last_issue = now;
+            self.gap = if self.idle && !downstream.has_data() {
+                let floor = self.cfg.idle_gap.as_micros() / 16;
+                Duration::from_micros(
+                    (self.gap.as_micros() * 2)
+                        .max(floor)
+                        .min(self.cfg.idle_gap.as_micros()),
+                )
+            } else {
+                Duration::default()
+            };
             return Ok(Some(Transmit {
                 destination: Destination::Trustees,
                 len: n,
@@ -945,7 +961,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
                 let pace = (r.stop.is_none()
                     && self.idle
                     && r.next_trustee < r.done + u64::from(self.cfg.trustee_window))
-                .then(|| self.last_issue + self.cfg.idle_gap);
+                .then(|| self.last_issue + self.gap);
                 match (deadline, pace) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),

@@ -777,3 +777,24 @@ fn a_client_refuses_requests_off_the_schedule() {
         assert!(c.handle_frame(now, junk).is_err());
     }
 }
+
+#[test]
+fn an_idle_net_slows_down_and_data_wakes_it_up() {
+    let mut sim = Sim::new(3, 2, 64);
+    sim.run_until(100_000, |s| s.relay.interval().is_some());
+    let (t0, e0) = (sim.now, sim.relay.exchanges_decoded());
+    sim.run_until(1_000_000, |s| s.now >= t0 + Duration::from_millis(1000));
+    let idle = sim.relay.exchanges_decoded() - e0;
+    // The longest idle gap is 1 ms, so an idle second holds about a thousand exchanges.
+    assert!((500..=1100).contains(&idle), "{idle} idle exchanges");
+    let expect = load(&mut sim, 20_000);
+    let (t1, e1) = (sim.now, sim.relay.exchanges_decoded());
+    sim.run_until(1_000_000, |s| s.all_delivered(&expect));
+    let busy = sim.relay.exchanges_decoded() - e1;
+    let secs = (sim.now - t1).as_micros() as f64 / 1e6;
+    assert!(
+        busy as f64 / secs > 3.0 * idle as f64,
+        "{busy} exchanges in {secs} s under load"
+    );
+    assert_eq!(sim.exit.upstream, expect);
+}

@@ -162,8 +162,8 @@ struct RelayArgs {
     /// Clients that must be connected before exchanges start.
     #[arg(long, default_value_t = 2)]
     min_clients: u16,
-    /// Milliseconds between exchanges while nobody sends anything.
-    #[arg(long, default_value_t = 2)]
+    /// Longest pause in milliseconds between exchanges while nobody sends anything.
+    #[arg(long, default_value_t = 10)]
     idle_ms: u64,
     /// Milliseconds a peer may take to answer an exchange before it is dropped.
     #[arg(long, default_value_t = 10_000)]
@@ -253,7 +253,7 @@ async fn run(command: Command) -> Result<()> {
                 .unwrap_or_else(|| a.dir.join(format!("{}.json", group.relay_id)));
             let node = config::load_node(&group, &key_file)?;
             relay::run(group, node.private_key, opts)
-                .instrument(tracing::info_span!("relay"))
+                .instrument(tracing::error_span!("relay"))
                 .await
         }
         Command::Trustee {
@@ -263,7 +263,7 @@ async fn run(command: Command) -> Result<()> {
         } => {
             let group = config::Group::load(&dir)?;
             let node = config::load_node(&group, &key_file)?;
-            let span = tracing::info_span!("trustee", id = %node.id);
+            let span = tracing::error_span!("trustee", id = %node.id);
             let relay = relay_address(&group, relay);
             trustee::run(group, node, relay).instrument(span).await
         }
@@ -276,7 +276,7 @@ async fn run(command: Command) -> Result<()> {
         } => {
             let group = config::Group::load(&dir)?;
             let node = config::load_node(&group, &key_file)?;
-            let span = tracing::info_span!("client", id = %node.id);
+            let span = tracing::error_span!("client", id = %node.id);
             let relay = relay_address(&group, relay);
             client::run(group, node, SocketAddr::new(host, port), relay)
                 .instrument(span)

@@ -110,13 +110,19 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
     }
 
     let exe = std::env::current_exe().context("cannot find the dissent executable")?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
+    // Stopped in reverse order of dependence: clients, then trustees, then the relay.
+    let tiers: Vec<_> = (0..3).map(|_| watch::channel(false)).collect();
+    let mut tasks: Vec<Vec<_>> = vec![Vec::new(), Vec::new(), Vec::new()];
     for spec in specs {
-        tasks.push(tokio::spawn(keep_running(
+        let tier = match spec.args.first().map(String::as_str) {
+            Some("relay") => 0,
+            Some("trustee") => 1,
+            _ => 2,
+        };
+        tasks[tier].push(tokio::spawn(keep_running(
             exe.clone(),
             spec,
-            stop_rx.clone(),
+            tiers[tier].1.clone(),
         )));
     }
 
@@ -139,9 +145,11 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
         _ = &mut shutdown => {}
     }
     info!("stopping all children");
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
+    for tier in (0..3).rev() {
+        let _ = tiers[tier].0.send(true);
+        for t in tasks[tier].drain(..) {
+            let _ = t.await;
+        }
     }
     info!("all children stopped");
     Ok(())
