@@ -798,3 +798,68 @@ fn an_idle_net_slows_down_and_data_wakes_it_up() {
     );
     assert_eq!(sim.exit.upstream, expect);
 }
+
+/// Random and mutated frames thrown at every role: errors are fine, panics are not.
+#[test]
+fn random_frames_never_panic() {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut sim = Sim::new(3, 2, 64);
+    sim.run_until(100_000, |s| s.relay.interval().is_some());
+    // Valid frames to mutate, taken from the live exchange.
+    let mut samples: Vec<Vec<u8>> = Vec::new();
+    for (_, _, _, frame) in sim.wires.iter() {
+        samples.push(frame[4..].to_vec());
+    }
+    samples.push(start(7));
+    samples.push(request(7, 0, 0));
+    let now = sim.now;
+    let mut trustee = Trustee::new(&TrusteeConfig {
+        index: 0,
+        group_id: GROUP,
+        session_id: SESSION,
+        session_secret: secret(2, 0),
+        client_keys: &[public_key(&secret(1, 0)), public_key(&secret(1, 1))],
+        cell_len: 64,
+        rng_seed: [1; 32],
+    })
+    .unwrap();
+    trustee.handle_connected(now);
+    let mut client = lone_client();
+    client.handle_connected(now);
+    let mut out = vec![0u8; 70_000];
+    for round in 0..20_000 {
+        let mut body = if round % 2 == 0 && !samples.is_empty() {
+            samples[(rand() as usize) % samples.len()].clone()
+        } else {
+            (0..(rand() % 80) as usize).map(|_| rand() as u8).collect()
+        };
+        if !body.is_empty() {
+            for _ in 0..(rand() % 4) {
+                let i = (rand() as usize) % body.len();
+                body[i] ^= 1 << (rand() % 8);
+            }
+        }
+        let _ = sim.relay.check_hello(&body);
+        let _ = sim
+            .relay
+            .handle_frame(now, PeerId::Client((rand() % 3) as u16), &body);
+        let _ = sim
+            .relay
+            .handle_frame(now, PeerId::Trustee((rand() % 2) as u16), &body);
+        while sim.relay.poll_event(now).is_some() {}
+        while let Ok(Some(_)) = sim.relay.poll_transmit(now, &mut out, &mut sim.exit) {}
+        let _ = trustee.handle_frame(now, &body);
+        while let Ok(Some(_)) = trustee.poll_transmit(&mut out) {}
+        let _ = client.handle_frame(now, &body);
+        while let Ok(Some(_)) =
+            client.poll_transmit(&mut out, &mut dissent_core::client::NoUpstream)
+        {}
+        let _ = dissent_core::wire::CellRepr::parse(&body);
+    }
+}
