@@ -1,1 +1,1258 @@
-fn main() {}
+//! End-to-end tests: real `dissent` processes talking over 127.0.0.1, the way a user runs them.
+//!
+//! Every test has its own configuration folder and its own ports, so tests run in parallel.
+//! Nothing sleeps and hopes: every wait polls for a concrete condition (a port accepting, a
+//! log line, a process exiting) with short sleeps and a hard limit, and every test body runs
+//! under an overall time limit ([`within`]) after which its processes are killed.
+//!
+//! Processes are owned by [`Proc`] guards that kill and reap them on drop, panics included;
+//! a test that fails prints the tail of each process's output. As a second net, each child
+//! gets `PR_SET_PDEATHSIG`, so it is stopped even if the test binary itself dies.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dissent");
+
+/// Longest wait for a DC-net to form (relay up, everyone connected, first interval).
+const FORM_TIMEOUT: Duration = Duration::from_secs(40);
+/// Longest wait for one transfer through the DC-net.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a process to exit after a signal.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------------------------------
+// Harness: time limits and processes
+
+/// What a test body gets: a place to register the processes it starts.
+#[derive(Clone, Default)]
+struct Scope {
+    pids: Arc<Mutex<Vec<u32>>>,
+}
+
+/// Runs `body` on its own thread; fails (and kills every process it started) after `limit`.
+fn within(limit: Duration, body: impl FnOnce(&Scope) + Send + 'static) {
+    let scope = Scope::default();
+    let (done_tx, done_rx) = mpsc::channel();
+    let body_scope = scope.clone();
+    let handle = thread::Builder::new()
+        .name("e2e-body".into())
+        .spawn(move || {
+            body(&body_scope);
+            let _ = done_tx.send(());
+        })
+        .expect("cannot start the test thread");
+    match done_rx.recv_timeout(limit) {
+        Ok(()) => handle.join().expect("the test thread finished"),
+        // The body panicked: pass its panic on (its guards have already cleaned up).
+        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the body ended without reporting"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let pids: Vec<u32> = lock(&scope.pids).clone();
+            for pid in pids {
+                kill_tree(pid);
+            }
+            panic!("test did not finish within {limit:?}; killed its processes");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking reader thread must not hide the output it already collected.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Output of one stream of a child, collected line by line by a thread.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<String>>);
+
+impl Captured {
+    fn collect(stream: impl Read + Send + 'static) -> Self {
+        let captured = Captured::default();
+        let text = captured.0.clone();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stream);
+            let mut line = Vec::new();
+            // Ends at end of stream: when the child (and any grandchild holding it) is gone.
+            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                lock(&text).push_str(&String::from_utf8_lossy(&line));
+                line.clear();
+            }
+        });
+        captured
+    }
+
+    fn text(&self) -> String {
+        lock(&self.0).clone()
+    }
+}
+
+/// A `dissent` process that is killed and reaped when dropped.
+struct Proc {
+    name: String,
+    child: Child,
+    stdout: Captured,
+    stderr: Captured,
+    /// Whether it runs children of its own (supervisor, up) that must go with it.
+    has_children: bool,
+    status: Option<ExitStatus>,
+}
+
+impl Scope {
+    /// Starts `dissent ARGS`, its output captured, logging at info level.
+    fn spawn(&self, name: &str, args: &[&str]) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to stop the child if
+        // the thread that started it dies, so no process outlives a crashed test binary.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN} ({name}): {e}"));
+        lock(&self.pids).push(child.id());
+        let stdout = Captured::collect(child.stdout.take().expect("stdout is piped"));
+        let stderr = Captured::collect(child.stderr.take().expect("stderr is piped"));
+        let has_children = matches!(args.first(), Some(&"supervisor") | Some(&"up"));
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+            has_children,
+            status: None,
+        }
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything it logged so far (stderr).
+    fn log(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// Everything it printed so far (stdout).
+    fn out(&self) -> String {
+        self.stdout.text()
+    }
+
+    fn is_running(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait on our own child");
+        }
+        self.status.is_none()
+    }
+
+    /// Waits until its log contains `needle`; returns the log.
+    fn wait_for_log(&mut self, needle: &str, limit: Duration) -> String {
+        self.wait_until(limit, &format!("log line containing {needle:?}"), |p| {
+            let log = p.log();
+            log.contains(needle).then_some(log)
+        })
+    }
+
+    /// Polls `check` until it gives a value; panics with the output after `limit`.
+    fn wait_until<T>(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        mut check: impl FnMut(&Proc) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = check(self) {
+                return v;
+            }
+            if !self.is_running() {
+                // One last look: the output may have arrived with the exit.
+                thread::sleep(Duration::from_millis(100));
+                if let Some(v) = check(self) {
+                    return v;
+                }
+                panic!(
+                    "{} exited ({:?}) while waiting for {what}",
+                    self.name, self.status
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!("{}: no {what} within {limit:?}", self.name);
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Sends a signal to this process (only).
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signalling our own, not yet reaped, child by its id.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.name);
+    }
+
+    /// Waits up to `limit` for it to exit.
+    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while self.is_running() {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.status
+    }
+
+    /// SIGKILLs it and reaps it.
+    fn kill(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("---- {} (pid {}) ----", self.name, self.pid());
+            for (stream, text) in [("stdout", self.out()), ("stderr", self.log())] {
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(80)..];
+                eprintln!("{stream}, last {} lines:", tail.len());
+                for line in tail {
+                    eprintln!("  {line}");
+                }
+            }
+        }
+        if self.has_children {
+            // Collect its children before it dies (they are re-parented after), then let it
+            // stop and reap them itself; kill whatever is left if it does not.
+            let kids = descendants(self.pid());
+            if self.is_running() {
+                // SAFETY: signalling our own, not yet reaped, child by its id.
+                unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
+                let _ = self.wait_exit(Duration::from_secs(8));
+            }
+            self.kill();
+            for pid in kids {
+                kill_ours(pid);
+            }
+        } else {
+            self.kill();
+        }
+    }
+}
+
+/// SIGKILLs `pid` and all its descendants, if they are still ours.
+fn kill_tree(pid: u32) {
+    let kids = descendants(pid);
+    kill_ours(pid);
+    for kid in kids {
+        kill_ours(kid);
+    }
+}
+
+/// SIGKILLs `pid` if it is still a live `dissent` process (guards against pid reuse).
+fn kill_ours(pid: u32) {
+    if alive(pid) && cmdline(pid).first().is_some_and(|exe| is_dissent(exe)) {
+        // SAFETY: signalling a process we started (checked by its executable path).
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness: /proc
+
+/// The parent pid and state letter of `pid`, from /proc/PID/stat.
+fn stat(pid: u32) -> Option<(u32, char)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    stat(pid).is_some_and(|(_, state)| state != 'Z' && state != 'X')
+}
+
+fn cmdline(pid: u32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `exe` (a process's argv\[0\]) is the `dissent` binary under test.
+fn is_dissent(exe: &str) -> bool {
+    exe == BIN
+        || matches!(
+            (Path::new(exe).canonicalize(), Path::new(BIN).canonicalize()),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
+/// Live processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| stat(*p).is_some_and(|(ppid, state)| ppid == pid && state != 'Z'))
+        .collect()
+}
+
+/// All live processes below `pid`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for kid in children(p) {
+            found.push(kid);
+            todo.push(kid);
+        }
+    }
+    found
+}
+
+/// The live child of `parent` running `dissent ROLE ...` with `arg` among its arguments.
+fn find_child(parent: u32, role: &str, arg: &str) -> Option<u32> {
+    children(parent).into_iter().find(|pid| {
+        let args = cmdline(*pid);
+        args.first().is_some_and(|exe| is_dissent(exe))
+            && args.get(1).is_some_and(|r| r == role)
+            && args.iter().any(|a| a == arg)
+    })
+}
+
+/// Polls until none of `pids` is alive.
+fn wait_all_gone(pids: &[u32], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes still running after {limit:?}: {left:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness: ports and sockets
+
+static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+const PORT_FIRST: u16 = 20_000;
+const PORT_END: u16 = 32_000;
+
+/// The first of `n` consecutive free ports on 127.0.0.1.
+///
+/// Ports come from below the kernel's ephemeral range (32768 up), so the outgoing connections
+/// of tests running in parallel cannot take them between this check and a child's `bind`;
+/// a per-process counter keeps this binary's tests apart, a pid-based start other binaries.
+fn free_ports(n: u16) -> u16 {
+    let span = PORT_END - PORT_FIRST;
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        PORT_FIRST + (std::process::id() % u32::from(span / 2)) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..1000 {
+        let mut base = NEXT_PORT.fetch_add(n, Ordering::SeqCst);
+        if base < PORT_FIRST || base + n > PORT_END {
+            base = PORT_FIRST;
+            NEXT_PORT.store(PORT_FIRST + n, Ordering::SeqCst);
+        }
+        if (base..base + n).all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports in {PORT_FIRST}..{PORT_END}");
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Polls until 127.0.0.1:`port` accepts a connection.
+fn wait_for_port(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if TcpStream::connect_timeout(&local(port), Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing accepts on port {port} after {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Polls until 127.0.0.1:`port` refuses connections.
+fn wait_for_port_closed(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if TcpStream::connect_timeout(&local(port), Duration::from_millis(200)).is_err() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "port {port} still accepts after {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn connect(port: u16, limit: Duration) -> TcpStream {
+    let s = TcpStream::connect_timeout(&local(port), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("cannot connect to port {port}: {e}"));
+    s.set_read_timeout(Some(limit)).expect("set_read_timeout");
+    s.set_write_timeout(Some(limit)).expect("set_write_timeout");
+    let _ = s.set_nodelay(true);
+    s
+}
+
+/// `len` bytes that do not repeat with any short period (xorshift64), different per `seed`.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Panics with the lengths and the first differing offset if `got != want`.
+fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    if got == want {
+        return;
+    }
+    let at = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    panic!(
+        "{what}: got {} bytes, want {}; first difference at byte {at}",
+        got.len(),
+        want.len()
+    );
+}
+
+/// Bytes written into a connection and read back from it concurrently, on threads.
+struct Transfer {
+    what: String,
+    want: Arc<Vec<u8>>,
+    received: Arc<AtomicUsize>,
+    handle: JoinHandle<Result<Vec<u8>, String>>,
+}
+
+impl Transfer {
+    /// Writes `data` into `stream` while reading as many bytes back (an echo at the far end).
+    fn start(what: &str, stream: TcpStream, data: Vec<u8>) -> Transfer {
+        let want = Arc::new(data);
+        let received = Arc::new(AtomicUsize::new(0));
+        let (w_data, counter) = (want.clone(), received.clone());
+        let handle = thread::spawn(move || {
+            let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+            let to_write = w_data.clone();
+            let write = thread::spawn(move || writer.write_all(&to_write));
+            let mut reader = stream;
+            let mut got = Vec::with_capacity(w_data.len());
+            let mut buf = vec![0u8; 64 * 1024];
+            let deadline = Instant::now() + TRANSFER_TIMEOUT;
+            while got.len() < w_data.len() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(format!(
+                        "timed out after {} of {} bytes",
+                        got.len(),
+                        w_data.len()
+                    ));
+                }
+                let _ = reader.set_read_timeout(Some(left));
+                match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        got.extend_from_slice(&buf[..n]);
+                        counter.store(got.len(), Ordering::SeqCst);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        return Err(format!(
+                            "nothing more came back within {TRANSFER_TIMEOUT:?}: got {} of {} bytes",
+                            got.len(),
+                            w_data.len()
+                        ))
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "read failed after {} of {} bytes: {e}",
+                            got.len(),
+                            w_data.len()
+                        ))
+                    }
+                }
+            }
+            match write.join() {
+                Ok(Ok(())) => Ok(got),
+                Ok(Err(e)) => Err(format!("write failed: {e}")),
+                Err(_) => Err("writer thread panicked".into()),
+            }
+        });
+        Transfer {
+            what: what.to_string(),
+            want,
+            received,
+            handle,
+        }
+    }
+
+    /// Polls until at least `bytes` came back.
+    fn wait_for_progress(&self, bytes: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.received.load(Ordering::SeqCst) < bytes {
+            assert!(
+                !self.handle.is_finished() || self.received.load(Ordering::SeqCst) >= bytes,
+                "{}: ended after {} bytes",
+                self.what,
+                self.received.load(Ordering::SeqCst)
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{}: only {} bytes back after {limit:?}",
+                self.what,
+                self.received.load(Ordering::SeqCst)
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits for the end and checks every byte came back, in order.
+    fn finish(self) {
+        let got = match self.handle.join() {
+            Ok(Ok(got)) => got,
+            Ok(Err(e)) => panic!("{}: {e}", self.what),
+            Err(_) => panic!("{}: transfer thread panicked", self.what),
+        };
+        assert_same(&got, &self.want, &self.what);
+    }
+}
+
+/// Through a SOCKS5 proxy on `proxy`, a CONNECT (no auth) to `target`.
+fn socks5_connect(proxy: u16, target: SocketAddrV4) -> io::Result<TcpStream> {
+    let mut s = connect(proxy, TRANSFER_TIMEOUT);
+    s.write_all(&[0x05, 0x01, 0x00])?;
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice)?;
+    if choice != [0x05, 0x00] {
+        return Err(io::Error::other(format!("method choice {choice:?}")));
+    }
+    let mut req = vec![0x05, 0x01, 0x00, 0x01];
+    req.extend_from_slice(&target.ip().octets());
+    req.extend_from_slice(&target.port().to_be_bytes());
+    s.write_all(&req)?;
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head)?;
+    let addr_len = match head[3] {
+        0x01 => 4,
+        0x04 => 16,
+        0x03 => {
+            let mut n = [0u8; 1];
+            s.read_exact(&mut n)?;
+            usize::from(n[0])
+        }
+        other => return Err(io::Error::other(format!("reply ATYP {other:#04x}"))),
+    };
+    let mut rest = vec![0u8; addr_len + 2];
+    s.read_exact(&mut rest)?;
+    if head[..2] != [0x05, 0x00] {
+        return Err(io::Error::other(format!("SOCKS5 reply {head:?}")));
+    }
+    Ok(s)
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 serving `body` at `/file` for up to `count` requests.
+///
+/// Returns its port and a handle giving the request lines (and Host headers) it served.
+fn serve_file(body: Arc<Vec<u8>>, count: usize) -> (u16, JoinHandle<Vec<String>>) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the HTTP server");
+    let port = listener.local_addr().expect("local_addr").port();
+    listener.set_nonblocking(true).expect("set_nonblocking");
+    let handle = thread::spawn(move || {
+        let mut served = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while served.len() < count && Instant::now() < deadline {
+            let mut s = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                Err(_) => break,
+            };
+            let _ = s.set_nonblocking(false);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+            let _ = s.set_write_timeout(Some(Duration::from_secs(60)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+                match s.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let request = head.lines().next().unwrap_or_default().to_string();
+            let host = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("Host: ")
+                        .or_else(|| l.strip_prefix("host: "))
+                })
+                .unwrap_or_default()
+                .to_string();
+            let ok = request.starts_with("GET /file ");
+            let reply_body: &[u8] = if ok { &body } else { b"not found\n" };
+            let status = if ok { "200 OK" } else { "404 Not Found" };
+            let header = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                reply_body.len()
+            );
+            let _ = s
+                .write_all(header.as_bytes())
+                .and_then(|_| s.write_all(reply_body));
+            let _ = s.shutdown(Shutdown::Write);
+            // Let the client read it all before the socket goes.
+            let _ = s.read_to_end(&mut Vec::new());
+            served.push(format!("{request} (Host: {host})"));
+        }
+        served
+    });
+    (port, handle)
+}
+
+/// Length of the greeting [`TaggedEcho`] answers the first byte with: `tag:NNNN\n`.
+const TAG_LEN: usize = 9;
+
+/// An echo server on 127.0.0.1 that answers each connection's first byte with its own number.
+struct TaggedEcho {
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TaggedEcho {
+    fn start() -> TaggedEcho {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the echo server");
+        let port = listener.local_addr().expect("local_addr").port();
+        listener.set_nonblocking(true).expect("set_nonblocking");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(180);
+            let mut next = 0u32;
+            while !stopped.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let mut s = match listener.accept() {
+                    Ok((s, _)) => s,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
+                    Err(_) => break,
+                };
+                next += 1;
+                let tag = format!("tag:{next:04}\n");
+                thread::spawn(move || {
+                    let _ = s.set_nonblocking(false);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+                    let _ = s.set_write_timeout(Some(Duration::from_secs(60)));
+                    let mut buf = vec![0u8; 16 * 1024];
+                    // The relay opens an exit connection on its first upstream byte.
+                    let mut hello = [0u8; 1];
+                    if s.read_exact(&mut hello).is_err() || s.write_all(tag.as_bytes()).is_err() {
+                        return;
+                    }
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        TaggedEcho { port, stop }
+    }
+}
+
+impl Drop for TaggedEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Through client `port` to a [`TaggedEcho`]: checks its greeting is new, then echoes `data`.
+///
+/// Returns the connection, still open.
+fn tagged_echo(port: u16, seen: &mut HashSet<String>, data: Vec<u8>, what: &str) -> TcpStream {
+    let mut s = connect(port, Duration::from_secs(20));
+    if let Err(e) = s.write_all(b"?") {
+        panic!("{what}: cannot send the first byte: {e}");
+    }
+    let mut tag = Vec::new();
+    let mut buf = [0u8; TAG_LEN];
+    while tag.len() < TAG_LEN {
+        match s.read(&mut buf[..TAG_LEN - tag.len()]) {
+            Ok(0) => break,
+            Ok(n) => tag.extend_from_slice(&buf[..n]),
+            Err(e) => panic!(
+                "{what}: no greeting from a fresh exit connection ({e}); got {:?}",
+                String::from_utf8_lossy(&tag)
+            ),
+        }
+    }
+    let tag = String::from_utf8_lossy(&tag).into_owned();
+    assert!(tag.starts_with("tag:"), "{what}: greeting {tag:?}");
+    assert!(
+        seen.insert(tag.clone()),
+        "{what}: greeting {tag:?} again: this connection joined an old exit connection"
+    );
+    s.set_read_timeout(Some(TRANSFER_TIMEOUT))
+        .expect("set_read_timeout");
+    let back = s.try_clone().expect("try_clone");
+    Transfer::start(what, back, data).finish();
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness: configurations and DC-nets
+
+/// Runs `dissent config generate` and checks it worked.
+fn generate(dir: &Path, clients: usize, trustees: usize, relay_port: u16) {
+    let out = Command::new(BIN)
+        .args(["config", "generate", "-c", &clients.to_string()])
+        .args(["-t", &trustees.to_string()])
+        .args(["--relay", &format!("127.0.0.1:{relay_port}")])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dissent config generate");
+    assert!(
+        out.status.success(),
+        "config generate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn key_file(dir: &Path, id: &str) -> String {
+    dir.join(format!("{id}.json")).display().to_string()
+}
+
+/// A relay, its trustees and its clients, each a process of its own.
+///
+/// Fields drop in order: processes first, then the configuration folder.
+struct Net {
+    relay: Proc,
+    _trustees: Vec<Proc>,
+    clients: Vec<Proc>,
+    relay_port: u16,
+    client_ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Net {
+    /// Starts a DC-net with `exit` and waits until its first interval has every client.
+    fn start(scope: &Scope, clients: usize, trustees: usize, exit: &str) -> Net {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("cfg");
+        let base = free_ports(1 + clients as u16);
+        let relay_port = base;
+        let client_ports: Vec<u16> = (1..=clients as u16).map(|i| base + i).collect();
+        generate(&cfg, clients, trustees, relay_port);
+        let cfg_s = cfg.display().to_string();
+
+        let mut relay = scope.spawn("relay", &["relay", "--exit", exit, &cfg_s]);
+        relay.wait_for_log("relay listening on", FORM_TIMEOUT);
+        let trustees = (0..trustees)
+            .map(|j| {
+                let id = format!("trustee-{j}");
+                scope.spawn(&id, &["trustee", &cfg_s, &key_file(&cfg, &id)])
+            })
+            .collect();
+        let clients = client_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let id = format!("client-{i}");
+                let port = port.to_string();
+                scope.spawn(&id, &["client", "-p", &port, &cfg_s, &key_file(&cfg, &id)])
+            })
+            .collect();
+        let mut net = Net {
+            relay,
+            _trustees: trustees,
+            clients,
+            relay_port,
+            client_ports,
+            _dir: dir,
+        };
+        net.relay.wait_for_log(
+            &format!("started with {} clients", net.client_ports.len()),
+            FORM_TIMEOUT,
+        );
+        for port in &net.client_ports {
+            wait_for_port(*port, FORM_TIMEOUT);
+        }
+        net
+    }
+
+    /// A new connection into client `i`'s port.
+    fn connect(&self, i: usize) -> TcpStream {
+        connect(self.client_ports[i], TRANSFER_TIMEOUT)
+    }
+
+    /// Asserts the relay is still running.
+    fn assert_relay_up(&mut self) {
+        assert!(
+            self.relay.is_running(),
+            "the relay exited: {:?}",
+            self.relay.status
+        );
+    }
+}
+
+/// The ports announced by `SOCKS5 proxy: 127.0.0.1:PORT` lines.
+fn announced_proxies(out: &str) -> Vec<u16> {
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("SOCKS5 proxy: 127.0.0.1:"))
+        .map(|p| p.parse().expect("a port number"))
+        .collect()
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn one_mebibyte_through_echo_comes_back_identical() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start(scope, 2, 2, "echo");
+        let started = Instant::now();
+        Transfer::start("1 MiB via client 0", net.connect(0), pattern(1 << 20, 1)).finish();
+        eprintln!("1 MiB round trip took {:?}", started.elapsed());
+        net.assert_relay_up();
+    });
+}
+
+#[test]
+fn two_clients_at_once() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start(scope, 2, 2, "echo");
+        let transfers = [
+            Transfer::start("client 0, first", net.connect(0), pattern(256 * 1024, 10)),
+            Transfer::start("client 1", net.connect(1), pattern(256 * 1024, 11)),
+            Transfer::start("client 0, second", net.connect(0), pattern(192 * 1024, 12)),
+        ];
+        for t in transfers {
+            t.finish();
+        }
+        net.assert_relay_up();
+    });
+}
+
+#[test]
+fn curl_through_socks5_exit_fetches_a_file() {
+    within(Duration::from_secs(150), |scope| {
+        let net = Net::start(scope, 2, 1, "socks5");
+        let body = Arc::new(pattern(300 * 1024, 20));
+        let (http_port, server) = serve_file(body.clone(), 2);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let proxy = format!("127.0.0.1:{}", net.client_ports[0]);
+        // By address, then by name so the exit resolves the domain itself.
+        for host in ["127.0.0.1", "localhost"] {
+            let out = tmp.path().join(format!("{host}.bin"));
+            let url = format!("http://{host}:{http_port}/file");
+            let mut curl = Command::new("curl")
+                // -q: no ~/.curlrc; --noproxy "": NO_PROXY must not bypass the tunnel.
+                .args([
+                    "-q",
+                    "--silent",
+                    "--show-error",
+                    "--fail",
+                    "--max-time",
+                    "60",
+                ])
+                .args(["--noproxy", ""])
+                .args(["--socks5-hostname", &proxy, &url, "-o"])
+                .arg(&out)
+                .stdin(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run curl (scripts/setup installs it)");
+            let deadline = Instant::now() + Duration::from_secs(75);
+            let status = loop {
+                if let Some(status) = curl.try_wait().expect("try_wait curl") {
+                    break status;
+                }
+                if Instant::now() >= deadline {
+                    let _ = curl.kill();
+                    let _ = curl.wait();
+                    panic!("curl {url} did not finish");
+                }
+                thread::sleep(Duration::from_millis(20));
+            };
+            let mut err = String::new();
+            if let Some(mut e) = curl.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            assert!(status.success(), "curl {url} failed ({status}): {err}");
+            let got = fs::read(&out).expect("curl's output file");
+            assert_same(&got, &body, &url);
+        }
+        let served = server.join().expect("HTTP server thread");
+        assert_eq!(served.len(), 2, "requests served: {served:?}");
+        assert!(served[1].contains("localhost"), "{served:?}");
+    });
+}
+
+#[test]
+fn up_serves_a_proxy_and_stops_on_sigint() {
+    within(Duration::from_secs(120), |scope| {
+        let state = tempfile::tempdir().expect("tempdir");
+        let base = free_ports(4);
+        let (relay_port, client_base) = (base, base + 1);
+        let state_s = state.path().display().to_string();
+        let mut up = scope.spawn(
+            "up",
+            &[
+                "up",
+                "--state",
+                &state_s,
+                "-c",
+                "3",
+                "-t",
+                "2",
+                "--relay",
+                &format!("127.0.0.1:{relay_port}"),
+                "--client-port-base",
+                &client_base.to_string(),
+            ],
+        );
+        let proxies = up.wait_until(FORM_TIMEOUT, "3 \"SOCKS5 proxy:\" lines", |p| {
+            let ports = announced_proxies(&p.out());
+            (ports.len() >= 3).then_some(ports)
+        });
+        assert_eq!(proxies, [client_base, client_base + 1, client_base + 2]);
+
+        // The demo configuration, with private keys readable by the owner only.
+        let demo = state.path().join("demo");
+        for public in ["system.json", "session.json", "pseudonym.json"] {
+            assert!(demo.join(public).is_file(), "{public} missing");
+        }
+        let mut private = vec!["relay.json".to_string()];
+        for id in ["client-0", "client-1", "client-2", "trustee-0", "trustee-1"] {
+            private.push(format!("{id}.json"));
+            private.push(format!("{id}.session.json"));
+        }
+        for name in &private {
+            assert_eq!(mode(&demo.join(name)), 0o600, "mode of {name}");
+        }
+
+        // A SOCKS5 CONNECT by hand through the first proxy to a local server.
+        let body = Arc::new(pattern(64 * 1024, 30));
+        let (http_port, server) = serve_file(body.clone(), 1);
+        let mut s = socks5_connect(
+            proxies[0],
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, http_port),
+        )
+        .expect("SOCKS5 CONNECT through the first proxy");
+        s.write_all(b"GET /file HTTP/1.1\r\nHost: test\r\n\r\n")
+            .expect("send the request");
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).expect("read the reply");
+        let split = reply
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP header");
+        let head = String::from_utf8_lossy(&reply[..split]);
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert_same(&reply[split + 4..], &body, "body through `up`'s proxy");
+        assert_eq!(server.join().expect("server thread").len(), 1);
+
+        // Ctrl-C stops everything.
+        let kids = descendants(up.pid());
+        assert_eq!(
+            kids.len(),
+            6,
+            "relay, 2 trustees and 3 clients: {:?}",
+            kids.iter().map(|p| cmdline(*p)).collect::<Vec<_>>()
+        );
+        up.signal(libc::SIGINT);
+        let status = up.wait_exit(EXIT_TIMEOUT).expect("`up` exits after SIGINT");
+        assert!(status.success(), "`up` exited with {status}");
+        wait_all_gone(&kids, Duration::from_secs(5));
+        for port in proxies {
+            wait_for_port_closed(port, Duration::from_secs(5));
+        }
+        wait_for_port_closed(relay_port, Duration::from_secs(5));
+    });
+}
+
+#[test]
+fn a_killed_client_is_survived() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start(scope, 3, 1, "echo");
+        let first = Transfer::start("client 0", net.connect(0), pattern(512 * 1024, 40));
+        first.wait_for_progress(32 * 1024, TRANSFER_TIMEOUT);
+
+        net.clients[2].signal(libc::SIGKILL);
+        net.clients[2]
+            .wait_exit(EXIT_TIMEOUT)
+            .expect("client 2 dies");
+        net.relay.wait_until(FORM_TIMEOUT, "client 2 leaving", |p| {
+            let log = p.log();
+            (log.contains("client 2 disconnected") || log.contains("dropping client 2"))
+                .then_some(())
+        });
+
+        let second = Transfer::start("client 1", net.connect(1), pattern(128 * 1024, 41));
+        first.finish();
+        second.finish();
+        net.assert_relay_up();
+    });
+}
+
+#[test]
+fn garbage_from_a_peer_is_rejected_and_harms_nobody() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start(scope, 2, 1, "echo");
+        let transfer = Transfer::start("client 0", net.connect(0), pattern(512 * 1024, 50));
+        transfer.wait_for_progress(32 * 1024, TRANSFER_TIMEOUT);
+
+        let junk: [(&str, Vec<u8>); 3] = [
+            ("an impossible length", {
+                let mut v = vec![0xFF, 0xFF, 0xFF, 0xFF];
+                v.extend(pattern(64, 51));
+                v
+            }),
+            ("a small frame of junk", {
+                let mut v = vec![0, 0, 0, 16];
+                v.extend(pattern(16, 52));
+                v
+            }),
+            ("random bytes", pattern(4096, 53)),
+        ];
+        let mut peers = Vec::new();
+        for (what, bytes) in &junk {
+            let mut s = connect(net.relay_port, Duration::from_secs(20));
+            // The relay may hang up before it read everything; that is fine.
+            let _ = s.write_all(bytes);
+            peers.push((what, s));
+        }
+        // The first two must make the relay hang up (the random one may be a long frame).
+        for (what, s) in peers.iter_mut().take(2) {
+            let mut rest = Vec::new();
+            match s.read_to_end(&mut rest) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+                Err(e) => panic!("relay did not hang up on {what}: {e}"),
+            }
+        }
+        net.relay.wait_until(FORM_TIMEOUT, "a rejected link", |p| {
+            let log = p.log().to_lowercase();
+            (log.contains("reject") || log.contains("dropping")).then_some(())
+        });
+
+        transfer.finish();
+        net.assert_relay_up();
+        // A fresh connection still works after the junk.
+        Transfer::start("after junk", net.connect(1), pattern(16 * 1024, 54)).finish();
+        net.assert_relay_up();
+    });
+}
+
+#[test]
+fn supervisor_restarts_a_crashed_child() {
+    within(Duration::from_secs(120), |scope| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("cfg");
+        let base = free_ports(3);
+        let (relay_port, client_base) = (base, base + 1);
+        generate(&cfg, 2, 1, relay_port);
+        let cfg_s = cfg.display().to_string();
+        // An echo exit that greets every connection with a number of its own, so a new
+        // connection that lands in an old one's exit stream is caught, not echoed.
+        let target = TaggedEcho::start();
+        let mut sup = scope.spawn(
+            "supervisor",
+            &[
+                "supervisor",
+                &cfg_s,
+                "--exit",
+                &format!("tcp:127.0.0.1:{}", target.port),
+                "--client-port-base",
+                &client_base.to_string(),
+                "-p",
+                &relay_port.to_string(),
+            ],
+        );
+        let proxies = sup.wait_until(FORM_TIMEOUT, "2 \"SOCKS5 proxy:\" lines", |p| {
+            let ports = announced_proxies(&p.out());
+            (ports.len() >= 2).then_some(ports)
+        });
+        assert_eq!(proxies, [client_base, client_base + 1]);
+        let mut tags = HashSet::new();
+        // One connection is still open when its client dies.
+        let open = tagged_echo(
+            client_base,
+            &mut tags,
+            pattern(32 * 1024, 60),
+            "before the crash",
+        );
+
+        let port = client_base.to_string();
+        let old = find_child(sup.pid(), "client", &port).expect("client-0 is a child");
+        // SAFETY: SIGKILL to our own supervisor's child, found by parent pid and arguments.
+        unsafe { libc::kill(old as libc::pid_t, libc::SIGKILL) };
+        sup.wait_for_log("client-0 exited", EXIT_TIMEOUT);
+        let new = sup.wait_until(EXIT_TIMEOUT, "a restarted client-0", |p| {
+            find_child(p.pid(), "client", &port).filter(|pid| *pid != old)
+        });
+        assert!(!alive(old), "the killed client is gone");
+        drop(open);
+        wait_for_port(client_base, FORM_TIMEOUT);
+        for i in 0..3 {
+            let what = format!("connection {i} after the restart");
+            tagged_echo(client_base, &mut tags, pattern(32 * 1024, 61 + i), &what);
+        }
+
+        let kids: Vec<u32> = descendants(sup.pid());
+        assert!(kids.contains(&new));
+        sup.signal(libc::SIGINT);
+        let status = sup
+            .wait_exit(EXIT_TIMEOUT)
+            .expect("supervisor exits after SIGINT");
+        assert!(status.success(), "supervisor exited with {status}");
+        wait_all_gone(&kids, Duration::from_secs(5));
+    });
+}
+
+#[test]
+fn config_generate_refuses_to_overwrite() {
+    within(Duration::from_secs(60), |_scope| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg: PathBuf = dir.path().join("cfg");
+        generate(&cfg, 2, 1, 12345);
+        let before = fs::read(cfg.join("system.json")).expect("system.json");
+
+        let again = Command::new(BIN)
+            .args(["config", "generate", "-c", "2", "-t", "1"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dissent");
+        let err = String::from_utf8_lossy(&again.stderr);
+        assert!(!again.status.success(), "overwrote without --force");
+        assert!(
+            err.contains("--force"),
+            "message does not mention --force: {err}"
+        );
+        assert_eq!(
+            fs::read(cfg.join("system.json")).expect("system.json"),
+            before,
+            "a refused generate changed system.json"
+        );
+
+        let forced = Command::new(BIN)
+            .args(["config", "generate", "-c", "2", "-t", "1", "--force"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dissent");
+        assert!(
+            forced.status.success(),
+            "--force failed: {}",
+            String::from_utf8_lossy(&forced.stderr)
+        );
+        assert_ne!(
+            fs::read(cfg.join("system.json")).expect("system.json"),
+            before,
+            "--force wrote the same group again"
+        );
+    });
+}
+
+/// Half-closing (as `nc -N` or an HTTP/1.0 client does) must not lose replies in flight.
+#[test]
+fn half_closed_connection_still_gets_every_byte_back() {
+    within(Duration::from_secs(120), |scope| {
+        let net = Net::start(scope, 2, 1, "echo");
+        let data = pattern(100 * 1024, 70);
+        let mut s = net.connect(0);
+        let mut writer = s.try_clone().expect("try_clone");
+        let to_write = data.clone();
+        let write = thread::spawn(move || {
+            writer.write_all(&to_write)?;
+            writer.shutdown(Shutdown::Write)
+        });
+        let mut got = Vec::new();
+        let read = s.read_to_end(&mut got);
+        write
+            .join()
+            .expect("writer thread")
+            .expect("write and shutdown");
+        read.expect("read to the end");
+        assert_same(&got, &data, "echo after a half-close");
+    });
+}

@@ -16,7 +16,7 @@
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;
-use heapless::{Deque, FnvIndexSet, Vec};
+use heapless::{Deque, FnvIndexMap, Vec};
 
 use crate::crypto::{IntervalKey, KeyError, PadKey};
 use crate::schedule::Schedule;
@@ -246,6 +246,15 @@ struct Sent {
     store: u8,
 }
 
+/// What the client knows of one of its connections.
+#[derive(Debug, Clone, Copy, Default)]
+struct Conn {
+    /// Its OPEN cell has been sent.
+    announced: bool,
+    /// The application finished sending (a close cell was or will be sent).
+    finished: bool,
+}
+
 /// Client state machine.
 pub struct Client<B> {
     index: u16,
@@ -267,7 +276,7 @@ pub struct Client<B> {
     free: u64,
     sent: Deque<Sent, MAX_WINDOW>,
     resend: Deque<u8, MAX_WINDOW>,
-    conns: FnvIndexSet<ConnId, MAX_CONNECTIONS>,
+    conns: FnvIndexMap<ConnId, Conn, MAX_CONNECTIONS>,
     next_conn: u16,
     closes: Deque<ConnId, MAX_CONNECTIONS>,
     events: Deque<ClientEvent, { MAX_CONNECTIONS + MAX_WINDOW }>,
@@ -333,7 +342,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             },
             sent: Deque::new(),
             resend: Deque::new(),
-            conns: FnvIndexSet::new(),
+            conns: FnvIndexMap::new(),
             next_conn: 0,
             closes: Deque::new(),
             events: Deque::new(),
@@ -366,17 +375,17 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         loop {
             self.next_conn = self.next_conn.wrapping_add(1).max(1);
             let conn = (u32::from(self.slot) + 1) << 16 | u32::from(self.next_conn);
-            if !self.conns.contains(&conn) {
+            if !self.conns.contains_key(&conn) {
                 // Capacity checked above.
-                let _ = self.conns.insert(conn);
+                let _ = self.conns.insert(conn, Conn::default());
                 return Ok(conn);
             }
         }
     }
 
-    /// Whether `conn` is open.
+    /// Whether `conn` is open (in at least one direction).
     pub fn is_open(&self, conn: ConnId) -> bool {
-        self.conns.contains(&conn)
+        self.conns.contains_key(&conn)
     }
 
     /// The link to the relay is up.
@@ -394,14 +403,16 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// The link to the relay is gone; open connections are closed (downstream bytes sent
     /// meanwhile are lost), their unconfirmed upstream cells are still resent.
     pub fn handle_disconnected(&mut self, _now: Instant) {
-        let mut lost: Vec<ConnId, MAX_CONNECTIONS> = Vec::new();
-        for &conn in self.conns.iter() {
-            let _ = lost.push(conn);
+        let mut lost: Vec<(ConnId, Conn), MAX_CONNECTIONS> = Vec::new();
+        for (&conn, &state) in self.conns.iter() {
+            let _ = lost.push((conn, state));
         }
         self.conns.clear();
-        for conn in lost {
+        for (conn, state) in lost {
             // Both queues hold MAX_CONNECTIONS and conns held at most that many.
-            let _ = self.closes.push_back(conn);
+            if state.announced && !state.finished {
+                let _ = self.closes.push_back(conn);
+            }
             self.push_event(ClientEvent::Lost { conn });
         }
         self.phase = Phase::Disconnected;
@@ -504,7 +515,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                         break;
                     }
                 }
-                if conn != 0 && self.conns.contains(&conn) {
+                if conn != 0 && self.conns.contains_key(&conn) {
                     if data.is_empty() {
                         self.conns.remove(&conn);
                     }
@@ -591,25 +602,48 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let at = usize::from(idx) * l;
         let cap = self.payload_capacity();
         let cell = &mut self.store.as_mut()[at..at + l];
-        let repr_conn_len = if let Some(conn) = self.closes.pop_front() {
-            Some((conn, 0))
+        // (conn, open, payload length); a close is (conn, false, 0).
+        let header = if let Some(conn) = self.closes.pop_front() {
+            Some((conn, false, 0))
         } else {
             match upstream.next_chunk(&mut cell[CELL_HEADER_LEN..CELL_HEADER_LEN + cap]) {
-                Some(Chunk::Data { conn, len })
-                    if len > 0 && len <= cap && self.conns.contains(&conn) =>
-                {
-                    Some((conn, len))
+                Some(Chunk::Data { conn, len }) if len > 0 && len <= cap => {
+                    match self.conns.get_mut(&conn) {
+                        Some(c) if !c.finished => {
+                            let open = !c.announced;
+                            c.announced = true;
+                            Some((conn, open, len))
+                        }
+                        // Bytes for a connection that is gone: dropped.
+                        _ => None,
+                    }
                 }
-                Some(Chunk::Close { conn }) if self.conns.remove(&conn) => Some((conn, 0)),
+                Some(Chunk::Close { conn }) => match self.conns.get_mut(&conn) {
+                    Some(c) if c.announced && !c.finished => {
+                        c.finished = true;
+                        Some((conn, false, 0))
+                    }
+                    Some(c) if !c.announced => {
+                        // Never announced: the exit never heard of it.
+                        self.conns.remove(&conn);
+                        None
+                    }
+                    _ => None,
+                },
                 _ => None,
             }
         };
-        let Some((conn, len)) = repr_conn_len else {
+        // With nothing else to send, announce a connection that has no data yet, so the
+        // exit opens it (some servers speak first).
+        let header = header.or_else(|| {
+            let (&conn, c) = self.conns.iter_mut().find(|(_, c)| !c.announced)?;
+            c.announced = true;
+            Some((conn, true, 0))
+        });
+        let Some((conn, open, len)) = header else {
             return Ok(None);
         };
-        cell[..4].copy_from_slice(&conn.to_be_bytes());
-        // len <= cap <= u16::MAX.
-        cell[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+        wire::emit_header(cell, conn, open, len);
         cell[CELL_HEADER_LEN + len..].fill(0);
         self.free &= !(1 << idx);
         Ok(Some(idx))
@@ -628,8 +662,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     let at = usize::from(s.store) * self.cell_len;
                     let conn = wire::Cell::new_unchecked(&self.store.as_ref()[at..at + 6]).conn();
                     self.free |= 1 << s.store;
-                    if self.conns.remove(&conn) {
-                        let _ = self.closes.push_back(conn);
+                    if let Some(state) = self.conns.remove(&conn) {
+                        if !state.finished {
+                            let _ = self.closes.push_back(conn);
+                        }
                         self.push_event(ClientEvent::Lost { conn });
                     }
                 }

@@ -32,8 +32,8 @@ pub const MAX_CLIENTS: usize = 256;
 pub const MAX_TRUSTEES: usize = 16;
 /// Smallest cell length.
 pub const MIN_CELL_LENGTH: usize = 16;
-/// Largest cell length.
-pub const MAX_CELL_LENGTH: usize = 65536;
+/// Largest cell length (the payload length must fit the 15 bits of a cell's `Len`).
+pub const MAX_CELL_LENGTH: usize = 32768;
 /// Largest pipelining window (exchanges in flight) of any role.
 pub const MAX_WINDOW: usize = 64;
 /// Bytes of a trustee's per-interval nonce.

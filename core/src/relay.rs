@@ -230,10 +230,12 @@ pub enum RelayEvent<'a> {
     Upstream {
         /// The connection.
         conn: u32,
-        /// The bytes (never empty).
+        /// First cell of the connection: open it at the exit (anew if it exists).
+        open: bool,
+        /// The bytes; empty only when `open`.
         data: &'a [u8],
     },
-    /// The slot owner closed `conn`.
+    /// The slot owner finished sending on `conn` (like a TCP FIN).
     Close {
         /// The connection.
         conn: u32,
@@ -796,12 +798,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         let cell = &self.store.as_ref()[idx * l..(idx + 1) * l];
         Some(match CellRepr::parse(cell) {
             // A Conn# names the slot that opened it; anything else is a disruption.
-            Ok(CellRepr::Data { conn, payload }) if conn >> 16 == u32::from(slot) + 1 => {
-                RelayEvent::Upstream {
-                    conn,
-                    data: payload,
-                }
-            }
+            Ok(CellRepr::Data {
+                conn,
+                open,
+                payload,
+            }) if conn >> 16 == u32::from(slot) + 1 => RelayEvent::Upstream {
+                conn,
+                open,
+                data: payload,
+            },
             Ok(CellRepr::Close { conn }) if conn >> 16 == u32::from(slot) + 1 => {
                 RelayEvent::Close { conn }
             }

@@ -10,7 +10,8 @@
 //! Inside a [`Message::ClientRequest`] the relay carries the prototype's downstream record
 //! `Conn#(4) | Len(2) | NextSlot(2) | payload` as the fields `conn`, `data` (its length is
 //! `Len`) and `slot`. Before XOR, the slot owner's upstream cell is the prototype's
-//! `Conn#(4) | Len(2) | payload | zero padding`, handled by [`CellRepr`].
+//! `Conn#(4) | Len(2) | payload | zero padding`, handled by [`CellRepr`]; the top bit of
+//! `Len` marks the first cell of a connection (OPEN), the other 15 bits are the length.
 //!
 //! Nothing in this module panics on any input: every parser returns a [`WireError`].
 
@@ -25,8 +26,9 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// Bytes of the frame length prefix.
 pub const FRAME_HEADER_LEN: usize = 4;
 
-/// Largest frame body accepted from any peer.
-pub const MAX_FRAME_BODY: usize = crate::MAX_CELL_LENGTH + 256;
+/// Largest frame body accepted from any peer (a client request with the largest
+/// downstream payload fits).
+pub const MAX_FRAME_BODY: usize = crate::MAX_DOWNSTREAM + 256;
 
 /// Longest frame of any message other than a cell or a client request (an interval open
 /// naming every client).
@@ -252,6 +254,12 @@ pub fn emit_cell_prefix(
 /// Bytes of the upstream cell header: `Conn#(4) | Len(2)`.
 pub const CELL_HEADER_LEN: usize = 6;
 
+/// Bit of the `Len` field that marks the first cell of a connection.
+pub const OPEN_FLAG: u16 = 0x8000;
+
+/// Largest payload length the `Len` field can express.
+pub const MAX_PAYLOAD: usize = 0x7FFF;
+
 /// A read/write wrapper around an upstream cell plaintext: `Conn#(4) | Len(2) | payload | 0-pad`.
 #[derive(Debug)]
 pub struct Cell<T: AsRef<[u8]>> {
@@ -277,10 +285,20 @@ impl<T: AsRef<[u8]>> Cell<T> {
         if b.len() < CELL_HEADER_LEN {
             return Err(WireError::BufferTooSmall);
         }
-        if usize::from(self.len_field()) > b.len() - CELL_HEADER_LEN {
+        if self.payload_len() > b.len() - CELL_HEADER_LEN {
             return Err(WireError::BadCellLength);
         }
         Ok(())
+    }
+
+    /// Payload length (the low 15 bits of `Len`).
+    pub fn payload_len(&self) -> usize {
+        usize::from(self.len_field() & !OPEN_FLAG)
+    }
+
+    /// Whether the OPEN bit of `Len` is set.
+    pub fn opens(&self) -> bool {
+        self.len_field() & OPEN_FLAG != 0
     }
 
     /// The `Conn#` field.
@@ -289,22 +307,22 @@ impl<T: AsRef<[u8]>> Cell<T> {
         u32::from_be_bytes([b[0], b[1], b[2], b[3]])
     }
 
-    /// The `Len` field.
+    /// The raw `Len` field (OPEN bit and payload length).
     pub fn len_field(&self) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[4], b[5]])
     }
 
-    /// The payload (`Len` bytes after the header).
+    /// The payload (the bytes after the header, as many as `Len` says).
     pub fn payload(&self) -> &[u8] {
         let b = self.buffer.as_ref();
-        &b[CELL_HEADER_LEN..CELL_HEADER_LEN + usize::from(self.len_field())]
+        &b[CELL_HEADER_LEN..CELL_HEADER_LEN + self.payload_len()]
     }
 
     /// True when every byte after the payload is zero.
     pub fn padding_is_zero(&self) -> bool {
         let b = self.buffer.as_ref();
-        b[CELL_HEADER_LEN + usize::from(self.len_field())..]
+        b[CELL_HEADER_LEN + self.payload_len()..]
             .iter()
             .all(|&x| x == 0)
     }
@@ -320,14 +338,16 @@ impl<T: AsRef<[u8]>> Cell<T> {
 pub enum CellRepr<'a> {
     /// All zero: the slot owner sent nothing.
     Empty,
-    /// Bytes for connection `conn`.
+    /// Bytes for connection `conn`; `open` marks the connection's first cell.
     Data {
         /// Conn#, never 0.
         conn: u32,
-        /// Payload, never empty.
+        /// First cell of the connection: the exit opens it (anew, if the Conn# was in use).
+        open: bool,
+        /// Payload; empty only in an OPEN cell.
         payload: &'a [u8],
     },
-    /// The slot owner closes connection `conn`.
+    /// The slot owner has finished sending on `conn` (like a TCP FIN).
     Close {
         /// Conn#, never 0.
         conn: u32,
@@ -341,30 +361,34 @@ impl<'a> CellRepr<'a> {
         if !c.padding_is_zero() {
             return Err(WireError::Malformed);
         }
-        let (conn, len) = (c.conn(), c.len_field());
-        match (conn, len) {
-            (0, 0) => Ok(CellRepr::Empty),
-            (0, _) => Err(WireError::Malformed),
-            (conn, 0) => Ok(CellRepr::Close { conn }),
-            (conn, _) => Ok(CellRepr::Data {
+        let (conn, open, len) = (c.conn(), c.opens(), c.payload_len());
+        match (conn, open, len) {
+            (0, false, 0) => Ok(CellRepr::Empty),
+            (0, _, _) => Err(WireError::Malformed),
+            (conn, false, 0) => Ok(CellRepr::Close { conn }),
+            (conn, open, len) => Ok(CellRepr::Data {
                 conn,
-                payload: &cell[CELL_HEADER_LEN..CELL_HEADER_LEN + usize::from(len)],
+                open,
+                payload: &cell[CELL_HEADER_LEN..CELL_HEADER_LEN + len],
             }),
         }
     }
 
     /// Writes this cell into all of `cell` (header, payload, zero padding).
     pub fn emit(&self, cell: &mut [u8]) -> Result<(), WireError> {
-        let (conn, payload): (u32, &[u8]) = match *self {
-            CellRepr::Empty => (0, &[]),
-            CellRepr::Data { conn, payload } => (conn, payload),
-            CellRepr::Close { conn } => (conn, &[]),
+        let (conn, open, payload): (u32, bool, &[u8]) = match *self {
+            CellRepr::Empty => (0, false, &[]),
+            CellRepr::Data {
+                conn,
+                open,
+                payload,
+            } => (conn, open, payload),
+            CellRepr::Close { conn } => (conn, false, &[]),
         };
-        if cell.len() < CELL_HEADER_LEN + payload.len() || payload.len() > usize::from(u16::MAX) {
+        if cell.len() < CELL_HEADER_LEN + payload.len() || payload.len() > MAX_PAYLOAD {
             return Err(WireError::BufferTooSmall);
         }
-        cell[..4].copy_from_slice(&conn.to_be_bytes());
-        cell[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+        emit_header(cell, conn, open, payload.len());
         cell[CELL_HEADER_LEN..CELL_HEADER_LEN + payload.len()].copy_from_slice(payload);
         cell[CELL_HEADER_LEN + payload.len()..].fill(0);
         Ok(())
@@ -373,12 +397,19 @@ impl<'a> CellRepr<'a> {
     /// Largest payload a cell of `cell_len` bytes can carry.
     pub const fn capacity(cell_len: usize) -> usize {
         let cap = cell_len.saturating_sub(CELL_HEADER_LEN);
-        if cap > u16::MAX as usize {
-            u16::MAX as usize
+        if cap > MAX_PAYLOAD {
+            MAX_PAYLOAD
         } else {
             cap
         }
     }
+}
+
+/// Writes a cell header; `cell` must hold at least the header and `len <= MAX_PAYLOAD`.
+pub(crate) fn emit_header(cell: &mut [u8], conn: u32, open: bool, len: usize) {
+    let raw = (len as u16 & !OPEN_FLAG) | if open { OPEN_FLAG } else { 0 };
+    cell[..4].copy_from_slice(&conn.to_be_bytes());
+    cell[4..6].copy_from_slice(&raw.to_be_bytes());
 }
 
 #[cfg(test)]
@@ -390,6 +421,7 @@ mod tests {
         let mut cell = [0xAAu8; 16];
         CellRepr::Data {
             conn: 0x0001_0002,
+            open: false,
             payload: b"hey",
         }
         .emit(&mut cell)
@@ -402,9 +434,27 @@ mod tests {
             CellRepr::parse(&cell).unwrap(),
             CellRepr::Data {
                 conn: 0x0001_0002,
+                open: false,
                 payload: b"hey"
             }
         );
+        // The first cell of a connection sets the top bit of Len.
+        let open = CellRepr::Data {
+            conn: 0x0001_0002,
+            open: true,
+            payload: b"hey",
+        };
+        open.emit(&mut cell).unwrap();
+        assert_eq!(cell[..7], [0, 1, 0, 2, 0x80, 3, b'h']);
+        assert_eq!(CellRepr::parse(&cell).unwrap(), open);
+        let bare = CellRepr::Data {
+            conn: 9,
+            open: true,
+            payload: b"",
+        };
+        bare.emit(&mut cell).unwrap();
+        assert_eq!(cell[..7], [0, 0, 0, 9, 0x80, 0, 0]);
+        assert_eq!(CellRepr::parse(&cell).unwrap(), bare);
     }
 
     #[test]
@@ -430,10 +480,19 @@ mod tests {
             CellRepr::parse(&[0, 0, 0, 1, 0, 1, 1, 2]),
             Err(WireError::Malformed)
         );
-        // Conn# 0 with a length.
+        // Conn# 0 with a length, or with the OPEN bit.
         assert_eq!(
             CellRepr::parse(&[0, 0, 0, 0, 0, 1, 1, 0]),
             Err(WireError::Malformed)
+        );
+        assert_eq!(
+            CellRepr::parse(&[0, 0, 0, 0, 0x80, 0, 0, 0]),
+            Err(WireError::Malformed)
+        );
+        // The OPEN bit is not part of the length.
+        assert_eq!(
+            CellRepr::parse(&[0, 0, 0, 1, 0x80, 9, 1, 2]),
+            Err(WireError::BadCellLength)
         );
         // Too short for the header.
         assert_eq!(CellRepr::parse(&[0, 0]), Err(WireError::BufferTooSmall));
@@ -442,6 +501,7 @@ mod tests {
         assert_eq!(
             CellRepr::Data {
                 conn: 1,
+                open: false,
                 payload: b"ab"
             }
             .emit(&mut small),
@@ -481,7 +541,7 @@ mod tests {
     #[test]
     fn cell_prefix_matches_postcard() {
         for &(interval, exchange, len) in
-            &[(0u32, 0u64, 16usize), (7, 1 << 40, 1024), (1, 2, 65536)]
+            &[(0u32, 0u64, 16usize), (7, 1 << 40, 1024), (1, 2, 32768)]
         {
             let cell: heapless::Vec<u8, 65536> = (0..len).map(|i| i as u8).collect();
             let mut a = [0u8; 65536 + 64];

@@ -53,6 +53,7 @@ impl Upstream for App {
 #[derive(Default)]
 struct Exit {
     upstream: BTreeMap<u32, Vec<u8>>,
+    opened: BTreeMap<u32, usize>,
     closed: Vec<u32>,
     replies: VecDeque<(u32, Vec<u8>)>,
     echo: bool,
@@ -252,13 +253,18 @@ impl Sim {
     fn flush_relay(&mut self) {
         while let Some(ev) = self.relay.poll_event(self.now) {
             match ev {
-                RelayEvent::Upstream { conn, data } => {
+                RelayEvent::Upstream { conn, open, data } => {
+                    if open {
+                        *self.exit.opened.entry(conn).or_default() += 1;
+                    }
+                    // Every connection's first cell opens it.
+                    assert!(self.exit.opened.contains_key(&conn), "data before open");
                     self.exit
                         .upstream
                         .entry(conn)
                         .or_default()
                         .extend_from_slice(data);
-                    if self.exit.echo {
+                    if self.exit.echo && !data.is_empty() {
                         self.exit.replies.push_back((conn, data.to_vec()));
                     }
                 }
@@ -455,6 +461,7 @@ fn every_slot_decodes_exactly_and_replies_reach_only_the_owner() {
                 })
         });
         assert_eq!(sim.exit.upstream, expect, "n={n} m={m}");
+        assert!(sim.exit.opened.values().all(|&n| n == 1));
         assert_eq!(sim.exit.garbled, 0);
         assert!(sim.relay_errors.is_empty());
         for (i, app) in sim.apps.iter().enumerate() {
@@ -472,14 +479,46 @@ fn closes_travel_both_ways() {
     let conn = sim.clients[1].open().unwrap();
     sim.apps[1].pending.push_back((conn, b"bye".to_vec()));
     sim.apps[1].closing.push_back(conn);
-    // The echo exit answers a close with a close.
-    sim.run_until(100_000, |s| s.exit.closed.contains(&conn));
+    // The echo exit answers a close with a close, after echoing everything.
+    sim.run_until(100_000, |s| s.apps[1].closed.contains(&conn));
     assert_eq!(sim.exit.upstream[&conn], b"bye");
+    assert_eq!(sim.apps[1].received[&conn], b"bye");
+    assert_eq!(sim.exit.opened[&conn], 1);
     assert!(!sim.clients[1].is_open(conn));
     let other = sim.clients[2].open().unwrap();
     sim.exit.replies.push_back((other, Vec::new()));
     sim.run_until(100_000, |s| s.apps[2].closed.contains(&other));
     assert!(!sim.clients[2].is_open(other));
+}
+
+#[test]
+fn a_half_closed_connection_still_gets_its_replies() {
+    let mut sim = Sim::new(2, 1, 64);
+    sim.exit.echo = false;
+    let conn = sim.clients[0].open().unwrap();
+    sim.apps[0].pending.push_back((conn, b"request".to_vec()));
+    sim.apps[0].closing.push_back(conn);
+    sim.run_until(100_000, |s| s.exit.closed.contains(&conn));
+    // The exit answers only after the client finished sending.
+    assert!(sim.clients[0].is_open(conn));
+    let reply = pattern(3, 5000);
+    sim.exit.replies.push_back((conn, reply.clone()));
+    sim.exit.replies.push_back((conn, Vec::new()));
+    sim.run_until(100_000, |s| s.apps[0].closed.contains(&conn));
+    assert_eq!(sim.apps[0].received[&conn], reply);
+    assert!(!sim.clients[0].is_open(conn));
+}
+
+#[test]
+fn a_connection_without_data_is_still_opened() {
+    let mut sim = Sim::new(2, 1, 64);
+    let conn = sim.clients[1].open().unwrap();
+    sim.run_until(100_000, |s| s.exit.opened.contains_key(&conn));
+    assert_eq!(sim.exit.upstream[&conn], b"");
+    // A server that speaks first reaches it.
+    sim.exit.replies.push_back((conn, b"220 hello".to_vec()));
+    sim.run_until(100_000, |s| s.apps[1].received.contains_key(&conn));
+    assert_eq!(sim.apps[1].received[&conn], b"220 hello");
 }
 
 #[test]
@@ -625,7 +664,10 @@ fn bad_frames_cost_only_their_sender() {
         assert_eq!(&sim.exit.upstream[c], d);
     }
     for (c, d) in &ours {
-        sim.run_until(400_000, |s| s.exit.closed.contains(c));
+        // Closed at the exit if it had been opened there at all.
+        sim.run_until(400_000, |s| {
+            s.exit.closed.contains(c) || !s.exit.opened.contains_key(c)
+        });
         let got = sim.exit.upstream.get(c).cloned().unwrap_or_default();
         assert_eq!(&d[..got.len()], &got[..]);
     }

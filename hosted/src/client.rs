@@ -38,7 +38,6 @@ struct Local {
 struct Pending {
     rx: mpsc::Receiver<(ConnId, Bytes)>,
     partial: Option<(ConnId, Bytes)>,
-    closed: Vec<ConnId>,
 }
 
 impl Upstream for Pending {
@@ -48,7 +47,7 @@ impl Upstream for Pending {
             None => self.rx.try_recv().ok()?,
         };
         if data.is_empty() {
-            self.closed.push(conn);
+            // The application finished sending; replies keep coming until the exit closes.
             return Some(Chunk::Close { conn });
         }
         let n = data.len().min(buf.len());
@@ -112,7 +111,6 @@ pub async fn run(
     let mut pending = Pending {
         rx: up_rx,
         partial: None,
-        closed: Vec::new(),
     };
     let mut locals: HashMap<ConnId, Local> = HashMap::new();
     let mut link: Option<(u64, mpsc::Sender<Bytes>, AbortHandle)> = None;
@@ -221,12 +219,6 @@ pub async fn run(
                         .reset(tokio::time::Instant::now() + backoff);
                     break;
                 }
-            }
-        }
-        // Connections the application closed: stop writing to them too.
-        for conn in pending.closed.drain(..) {
-            if let Some(local) = locals.remove(&conn) {
-                local.reader.abort();
             }
         }
     }

@@ -46,7 +46,7 @@ pub const DEFAULT_CELL_LENGTH: usize = 1024;
 /// Smallest accepted cell length in bytes.
 pub const MIN_CELL_LENGTH: usize = 16;
 /// Largest accepted cell length in bytes.
-pub const MAX_CELL_LENGTH: usize = 65536;
+pub const MAX_CELL_LENGTH: usize = dissent_core::MAX_CELL_LENGTH;
 /// Largest accepted number of clients.
 pub const MAX_CLIENTS: usize = 256;
 /// Largest accepted number of trustees.

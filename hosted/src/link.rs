@@ -38,7 +38,19 @@ fn prologue(group_id: &[u8; 16], session_id: &[u8; 16]) -> Vec<u8> {
     [b"dissent-rs v1 link".as_slice(), group_id, session_id].concat()
 }
 
+/// Length of the first handshake message: ephemeral key, encrypted static key, empty payload.
+const FIRST_MESSAGE_LEN: usize = 32 + (32 + TAG) + TAG;
+
 async fn read_record<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<bool> {
+    read_record_of(r, buf, None).await
+}
+
+/// Reads one record; with `exact`, any other length is refused before its body is read.
+async fn read_record_of<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    exact: Option<usize>,
+) -> io::Result<bool> {
     let mut len = [0u8; 2];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -48,6 +60,9 @@ async fn read_record<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> io::
     let n = usize::from(u16::from_be_bytes(len));
     if n < TAG {
         return Err(invalid(format!("record of {n} bytes is too short")));
+    }
+    if exact.is_some_and(|e| e != n) {
+        return Err(invalid(format!("handshake message of {n} bytes")));
     }
     buf.resize(n, 0);
     r.read_exact(buf).await?;
@@ -228,7 +243,7 @@ where
     let mut r = BufReader::with_capacity(2 * MAX_RECORD, r);
     let fut = async {
         let mut rec = Vec::new();
-        if !read_record(&mut r, &mut rec).await? {
+        if !read_record_of(&mut r, &mut rec, Some(FIRST_MESSAGE_LEN)).await? {
             return Err(invalid("closed before the handshake"));
         }
         let mut payload = vec![0u8; MAX_RECORD];
@@ -288,8 +303,9 @@ mod tests {
             let (tx, rx) = mpsc::channel(8);
             let w = tokio::spawn(writer.run(rx));
             // One small frame and one spanning several records.
-            let mut big = vec![0u8; 4 + 65792];
-            big[..4].copy_from_slice(&65792u32.to_be_bytes());
+            let max = wire::MAX_FRAME_BODY;
+            let mut big = vec![0u8; 4 + max];
+            big[..4].copy_from_slice(&(max as u32).to_be_bytes());
             for (i, b) in big[4..].iter_mut().enumerate() {
                 *b = i as u8;
             }
@@ -313,7 +329,7 @@ mod tests {
             let w = tokio::spawn(writer.run(rx));
             assert_eq!(&reader.next().await?.unwrap()[..], &[7, 8]);
             let big = reader.next().await?.unwrap();
-            assert_eq!(big.len(), 65792);
+            assert_eq!(big.len(), wire::MAX_FRAME_BODY);
             assert!(big.iter().enumerate().all(|(i, b)| *b == i as u8));
             assert!(reader.next().await?.is_none());
             tx.send(Bytes::from_static(&[0, 0, 0, 1, 9])).await.unwrap();
@@ -355,7 +371,17 @@ mod tests {
         let (a, b) = tokio::io::duplex(4096);
         let (br, bw) = tokio::io::split(b);
         let (_ar, mut aw) = tokio::io::split(a);
-        aw.write_all(&[0, 3, 1, 2, 3]).await.unwrap();
+        // A first record of the wrong length is refused without waiting for its body.
+        aw.write_all(&[0xFF, 0xFF, 1, 2, 3]).await.unwrap();
+        let r = accept(br, bw, &[4; 32], &[1; 16], &[2; 16], |_| Some(())).await;
+        assert!(r.err().unwrap().to_string().contains("65535"));
+        // Right length, random bytes.
+        let (a, b) = tokio::io::duplex(4096);
+        let (br, bw) = tokio::io::split(b);
+        let (_ar, mut aw) = tokio::io::split(a);
+        let mut junk = vec![0u8, FIRST_MESSAGE_LEN as u8];
+        junk.extend((0..FIRST_MESSAGE_LEN).map(|i| (i * 7) as u8));
+        aw.write_all(&junk).await.unwrap();
         let r = accept(br, bw, &[4; 32], &[1; 16], &[2; 16], |_| Some(())).await;
         assert!(r.is_err());
     }

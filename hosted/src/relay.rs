@@ -1,6 +1,6 @@
 //! `dissent relay`: the hub. Accepts links, drives the core relay, runs the exit.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -41,12 +41,10 @@ pub struct RelayOptions {
     pub stats_every: u64,
 }
 
-/// Bytes buffered towards one exit connection before it is closed as too slow.
+/// Chunks buffered towards one exit connection before it is closed as too slow.
 const EXIT_QUEUE: usize = 1024;
 /// Downstream chunks waiting for an exchange.
 const DOWNSTREAM_QUEUE: usize = 64;
-/// Closed Conn#s remembered so that late data does not reopen them.
-const CLOSED_MEMORY: usize = 65536;
 /// Time a new link has to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -64,15 +62,26 @@ struct Link {
     reader: AbortHandle,
 }
 
+/// One exit connection; `generation` tells its replies from those of an earlier
+/// connection that used the same Conn#.
+struct ExitConn {
+    generation: u64,
+    /// Upstream bytes; `None` once the client finished sending.
+    tx: Option<mpsc::Sender<Bytes>>,
+    task: AbortHandle,
+}
+
+/// A downstream chunk: Conn#, generation, bytes (empty: the exit side finished).
+type DownChunk = (u32, u64, Bytes);
+
 /// The exit side: one task per open Conn#, replies funnelled into one queue.
 struct Exits {
     kind: ExitKind,
-    open: HashMap<u32, mpsc::Sender<Bytes>>,
-    closed: HashSet<u32>,
-    closed_order: VecDeque<u32>,
-    down_tx: mpsc::Sender<(u32, Bytes)>,
-    down_rx: mpsc::Receiver<(u32, Bytes)>,
-    pending: Option<(u32, Bytes)>,
+    open: HashMap<u32, ExitConn>,
+    next_generation: u64,
+    down_tx: mpsc::Sender<DownChunk>,
+    down_rx: mpsc::Receiver<DownChunk>,
+    pending: Option<DownChunk>,
     downstream_len: usize,
     up_bytes: u64,
     down_bytes: u64,
@@ -84,8 +93,7 @@ impl Exits {
         Exits {
             kind,
             open: HashMap::new(),
-            closed: HashSet::new(),
-            closed_order: VecDeque::new(),
+            next_generation: 0,
             down_tx,
             down_rx,
             pending: None,
@@ -95,45 +103,65 @@ impl Exits {
         }
     }
 
-    fn remember_closed(&mut self, conn: u32) {
-        if self.closed.insert(conn) {
-            self.closed_order.push_back(conn);
-            if self.closed_order.len() > CLOSED_MEMORY {
-                if let Some(old) = self.closed_order.pop_front() {
-                    self.closed.remove(&old);
-                }
-            }
-        }
-    }
-
-    fn upstream(&mut self, conn: u32, data: &[u8]) {
+    fn upstream(&mut self, conn: u32, open: bool, data: &[u8]) {
         self.up_bytes += data.len() as u64;
-        if self.closed.contains(&conn) {
-            debug!(conn, "data for a closed connection dropped");
-            return;
-        }
-        let tx = self.open.entry(conn).or_insert_with(|| {
-            spawn_exit(
+        if open {
+            if let Some(old) = self.open.remove(&conn) {
+                // A client that restarted reuses its Conn#s; the old connection is over.
+                debug!(conn, "connection opened again; closing the previous one");
+                old.task.abort();
+            }
+            self.next_generation += 1;
+            let generation = self.next_generation;
+            let (tx, task) = spawn_exit(
                 self.kind.clone(),
                 conn,
+                generation,
                 self.downstream_len,
                 self.down_tx.clone(),
-            )
-        });
+            );
+            self.open.insert(
+                conn,
+                ExitConn {
+                    generation,
+                    tx: Some(tx),
+                    task,
+                },
+            );
+        }
+        if data.is_empty() {
+            return;
+        }
+        let Some(exit) = self.open.get_mut(&conn) else {
+            debug!(conn, "data for a connection that is not open dropped");
+            return;
+        };
+        let Some(tx) = &exit.tx else {
+            debug!(conn, "data after the client finished sending dropped");
+            return;
+        };
         if tx.try_send(Bytes::copy_from_slice(data)).is_err() {
             warn!(conn, "exit connection not keeping up; closing it");
-            self.open.remove(&conn);
-            self.remember_closed(conn);
-            // Tell the owner the connection is gone; fine to drop if the queue is full,
-            // the exit task's own close follows.
-            let _ = self.down_tx.try_send((conn, Bytes::new()));
+            let generation = exit.generation;
+            if let Some(old) = self.open.remove(&conn) {
+                old.task.abort();
+            }
+            // Tell the owner; if the queue is full it learns when its data goes nowhere.
+            let _ = self.down_tx.try_send((conn, generation, Bytes::new()));
         }
     }
 
+    /// The client finished sending on `conn`: the exit sends a FIN and keeps reading.
     fn close(&mut self, conn: u32) {
-        // Dropping the sender lets the exit task finish writing, then close.
-        self.open.remove(&conn);
-        self.remember_closed(conn);
+        if let Some(exit) = self.open.get_mut(&conn) {
+            exit.tx = None;
+        }
+    }
+
+    fn is_current(&self, conn: u32, generation: u64) -> bool {
+        self.open
+            .get(&conn)
+            .is_some_and(|e| e.generation == generation)
     }
 }
 
@@ -143,72 +171,81 @@ impl Downstream for Exits {
     }
 
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<(u32, usize)> {
-        let (conn, data) = match self.pending.take() {
-            Some(p) => p,
-            None => self.down_rx.try_recv().ok()?,
-        };
-        if data.is_empty() {
-            self.open.remove(&conn);
-            self.remember_closed(conn);
-            return Some((conn, 0));
+        loop {
+            let (conn, generation, data) = match self.pending.take() {
+                Some(p) => p,
+                None => self.down_rx.try_recv().ok()?,
+            };
+            if !self.is_current(conn, generation) {
+                // Replies of a connection already replaced or closed.
+                continue;
+            }
+            if data.is_empty() {
+                self.open.remove(&conn);
+                return Some((conn, 0));
+            }
+            let n = data.len().min(buf.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            if n < data.len() {
+                self.pending = Some((conn, generation, data.slice(n..)));
+            }
+            self.down_bytes += n as u64;
+            return Some((conn, n));
         }
-        let n = data.len().min(buf.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        if n < data.len() {
-            self.pending = Some((conn, data.slice(n..)));
-        }
-        self.down_bytes += n as u64;
-        Some((conn, n))
     }
 }
 
-/// Starts the exit task of one connection; returns its upstream queue.
+/// Starts the exit task of one connection; returns its upstream queue and its handle.
 fn spawn_exit(
     kind: ExitKind,
     conn: u32,
+    generation: u64,
     chunk: usize,
-    down: mpsc::Sender<(u32, Bytes)>,
-) -> mpsc::Sender<Bytes> {
+    down: mpsc::Sender<DownChunk>,
+) -> (mpsc::Sender<Bytes>, AbortHandle) {
     let (tx, mut rx) = mpsc::channel::<Bytes>(EXIT_QUEUE);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let stream = match exit::open(&kind).await {
             Ok(s) => s,
             Err(e) => {
                 info!(conn, "exit failed: {e}");
-                let _ = down.send((conn, Bytes::new())).await;
+                let _ = down.send((conn, generation, Bytes::new())).await;
                 return;
             }
         };
         let (mut r, mut w) = tokio::io::split(stream);
-        let reader_down = down.clone();
-        let reader = tokio::spawn(async move {
+        let writer = async move {
+            while let Some(data) = rx.recv().await {
+                if w.write_all(&data).await.is_err() {
+                    return;
+                }
+            }
+            // The client finished sending: pass the FIN on, keep reading replies.
+            let _ = w.shutdown().await;
+        };
+        let reader = async {
             let mut buf = vec![0u8; chunk];
             loop {
                 match r.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if reader_down
-                            .send((conn, Bytes::copy_from_slice(&buf[..n])))
-                            .await
-                            .is_err()
-                        {
+                        let data = Bytes::copy_from_slice(&buf[..n]);
+                        if down.send((conn, generation, data)).await.is_err() {
                             return;
                         }
                     }
                 }
             }
-            let _ = reader_down.send((conn, Bytes::new())).await;
-        });
-        while let Some(data) = rx.recv().await {
-            if w.write_all(&data).await.is_err() {
-                break;
-            }
+            let _ = down.send((conn, generation, Bytes::new())).await;
+        };
+        // The connection ends when the exit side does; a writer still blocked then
+        // has nobody left to write to.
+        tokio::select! {
+            _ = reader => {}
+            _ = async { writer.await; std::future::pending::<()>().await } => {}
         }
-        // The client closed (or the relay gave up on this connection).
-        let _ = w.shutdown().await;
-        reader.abort();
     });
-    tx
+    (tx, task.abort_handle())
 }
 
 /// Runs the relay until Ctrl-C.
@@ -396,7 +433,7 @@ fn drive(
         let mut evict = Vec::new();
         while let Some(ev) = relay.poll_event(now) {
             match ev {
-                RelayEvent::Upstream { conn, data } => exits.upstream(conn, data),
+                RelayEvent::Upstream { conn, open, data } => exits.upstream(conn, open, data),
                 RelayEvent::Close { conn } => exits.close(conn),
                 RelayEvent::Garbled { interval, exchange } => {
                     warn!("exchange {exchange} of interval {interval} decoded to garbage (disruption or bug)")
