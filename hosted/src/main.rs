@@ -1,5 +1,6 @@
 //! `dissent`: every role of the dissent-rs DC-net in one binary.
 
+mod bench;
 mod client;
 mod config;
 mod exit;
@@ -116,6 +117,9 @@ enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
+    /// Measure speed: `core` (protocol CPU cost, in memory), `net` (real processes over
+    /// loopback), or both.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -327,6 +331,7 @@ async fn run(command: Command) -> Result<()> {
             })
             .await
         }
+        Command::Bench(a) => bench::run(a).await,
     }
 }
 
