@@ -109,6 +109,17 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
         });
     }
 
+    // A port someone else holds would make us announce their service as our proxy.
+    for port in &proxies {
+        ensure_free(*port, "client")?;
+    }
+    if let Some(port) = relay_addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+    {
+        ensure_free(port, "relay")?;
+    }
+
     let exe = std::env::current_exe().context("cannot find the dissent executable")?;
     // Stopped in reverse order of dependence: clients, then trustees, then the relay.
     let tiers: Vec<_> = (0..3).map(|_| watch::channel(false)).collect();
@@ -153,6 +164,18 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
     }
     info!("all children stopped");
     Ok(())
+}
+
+/// Fails with a clear message if `port` on 127.0.0.1 is already taken.
+fn ensure_free(port: u16, what: &str) -> Result<()> {
+    std::net::TcpListener::bind(("127.0.0.1", port))
+        .map(drop)
+        .with_context(|| {
+            format!(
+                "{what} port {port} on 127.0.0.1 is in use (another dissent running? \
+                 choose other ports with --client-port-base or the relay address)"
+            )
+        })
 }
 
 fn node_file(dir: &Path, id: &str) -> String {
