@@ -807,6 +807,11 @@ struct Net {
 impl Net {
     /// Starts a DC-net with `exit` and waits until its first interval has every client.
     fn start(scope: &Scope, clients: usize, trustees: usize, exit: &str) -> Net {
+        Net::start_with(scope, clients, trustees, &["--exit", exit])
+    }
+
+    /// Like [`Net::start`], with any relay options.
+    fn start_with(scope: &Scope, clients: usize, trustees: usize, relay_args: &[&str]) -> Net {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("cfg");
         let base = free_ports(1 + clients as u16);
@@ -815,7 +820,12 @@ impl Net {
         generate(&cfg, clients, trustees, relay_port);
         let cfg_s = cfg.display().to_string();
 
-        let mut relay = scope.spawn("relay", &["relay", "--exit", exit, &cfg_s]);
+        let args: Vec<&str> = ["relay"]
+            .into_iter()
+            .chain(relay_args.iter().copied())
+            .chain([cfg_s.as_str()])
+            .collect();
+        let mut relay = scope.spawn("relay", &args);
         relay.wait_for_log("relay listening on", FORM_TIMEOUT);
         let trustees = (0..trustees)
             .map(|j| {
@@ -1254,5 +1264,25 @@ fn half_closed_connection_still_gets_every_byte_back() {
             .expect("write and shutdown");
         read.expect("read to the end");
         assert_same(&got, &data, "echo after a half-close");
+    });
+}
+
+/// The exit closes a connection nobody uses any more (its client may be gone for good).
+#[test]
+fn an_idle_exit_connection_is_closed() {
+    within(Duration::from_secs(60), |scope| {
+        let net = Net::start_with(scope, 2, 1, &["--exit", "echo", "--exit-idle-secs", "1"]);
+        let mut conn = net.connect(0);
+        conn.write_all(b"ping").expect("write");
+        let mut got = [0u8; 4];
+        conn.read_exact(&mut got).expect("echo");
+        assert_eq!(&got, b"ping");
+        // Nothing more is sent: the exit gives up and the close reaches the application.
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest)
+            .expect("the connection is closed, not timed out");
+        assert!(rest.is_empty());
     });
 }

@@ -178,6 +178,9 @@ struct RelayArgs {
     /// Seconds between stats lines.
     #[arg(long, default_value_t = 5)]
     stats_secs: u64,
+    /// Seconds without traffic after which an exit connection is closed.
+    #[arg(long, default_value_t = 600)]
+    exit_idle_secs: u64,
     /// The relay's private file (default: DIR/relay.json).
     #[arg(long)]
     key: Option<PathBuf>,
@@ -263,6 +266,7 @@ async fn run(command: Command) -> Result<()> {
                 exchange_timeout: Duration::from_millis(a.timeout_ms),
                 downstream_len: a.downstream_length,
                 stats_every: a.stats_secs,
+                exit_idle: Duration::from_secs(a.exit_idle_secs.max(1)),
             };
             let key_file = a
                 .key

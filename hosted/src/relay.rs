@@ -39,6 +39,8 @@ pub struct RelayOptions {
     pub downstream_len: usize,
     /// Seconds between stats lines (0 = none).
     pub stats_every: u64,
+    /// Exit connections with no traffic this long are closed.
+    pub exit_idle: Duration,
 }
 
 /// Chunks buffered towards one exit connection before it is closed as too slow.
@@ -83,12 +85,13 @@ struct Exits {
     down_rx: mpsc::Receiver<DownChunk>,
     pending: Option<DownChunk>,
     downstream_len: usize,
+    idle_limit: Duration,
     up_bytes: u64,
     down_bytes: u64,
 }
 
 impl Exits {
-    fn new(kind: ExitKind, downstream_len: usize) -> Self {
+    fn new(kind: ExitKind, downstream_len: usize, idle_limit: Duration) -> Self {
         let (down_tx, down_rx) = mpsc::channel(DOWNSTREAM_QUEUE);
         Exits {
             kind,
@@ -98,6 +101,7 @@ impl Exits {
             down_rx,
             pending: None,
             downstream_len,
+            idle_limit,
             up_bytes: 0,
             down_bytes: 0,
         }
@@ -118,6 +122,7 @@ impl Exits {
                 conn,
                 generation,
                 self.downstream_len,
+                self.idle_limit,
                 self.down_tx.clone(),
             );
             self.open.insert(
@@ -201,10 +206,20 @@ fn spawn_exit(
     conn: u32,
     generation: u64,
     chunk: usize,
+    idle_limit: Duration,
     down: mpsc::Sender<DownChunk>,
 ) -> (mpsc::Sender<Bytes>, AbortHandle) {
     let (tx, mut rx) = mpsc::channel::<Bytes>(EXIT_QUEUE);
     let task = tokio::spawn(async move {
+        // Milliseconds since `start` of the last byte in either direction.
+        let start = tokio::time::Instant::now();
+        let last = std::sync::atomic::AtomicU64::new(0);
+        let touch = || {
+            last.store(
+                start.elapsed().as_millis() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+        };
         let stream = match exit::open(&kind).await {
             Ok(s) => s,
             Err(e) => {
@@ -216,6 +231,7 @@ fn spawn_exit(
         let (mut r, mut w) = tokio::io::split(stream);
         let writer = async move {
             while let Some(data) = rx.recv().await {
+                touch();
                 if w.write_all(&data).await.is_err() {
                     return;
                 }
@@ -229,6 +245,7 @@ fn spawn_exit(
                 match r.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
+                        touch();
                         let data = Bytes::copy_from_slice(&buf[..n]);
                         if down.send((conn, generation, data)).await.is_err() {
                             return;
@@ -236,14 +253,27 @@ fn spawn_exit(
                     }
                 }
             }
-            let _ = down.send((conn, generation, Bytes::new())).await;
+        };
+        // A connection whose client died is never closed by it: give up when idle.
+        let idle = async {
+            loop {
+                tokio::time::sleep(idle_limit / 4).await;
+                let quiet = (start.elapsed().as_millis() as u64)
+                    .saturating_sub(last.load(std::sync::atomic::Ordering::Relaxed));
+                if quiet >= idle_limit.as_millis() as u64 {
+                    info!(conn, "exit connection idle for {idle_limit:?}; closing it");
+                    return;
+                }
+            }
         };
         // The connection ends when the exit side does; a writer still blocked then
         // has nobody left to write to.
         tokio::select! {
             _ = reader => {}
             _ = async { writer.await; std::future::pending::<()>().await } => {}
+            _ = idle => {}
         }
+        let _ = down.send((conn, generation, Bytes::new())).await;
     });
     (tx, task.abort_handle())
 }
@@ -303,7 +333,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
     let mut links: HashMap<u64, Link> = HashMap::new();
     let mut by_peer: HashMap<PeerId, u64> = HashMap::new();
     let mut next_token = 0u64;
-    let mut exits = Exits::new(opts.exit.clone(), opts.downstream_len);
+    let mut exits = Exits::new(opts.exit.clone(), opts.downstream_len, opts.exit_idle);
     let mut out = vec![0u8; cfg.max_frame_len()];
     let stats_every = Duration::from_secs(opts.stats_every.max(1));
     let mut stats = tokio::time::interval_at(origin + stats_every, stats_every);
