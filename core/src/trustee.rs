@@ -36,6 +36,9 @@ pub struct TrusteeConfig<'a> {
     pub cell_len: usize,
     /// Fresh randomness from the platform, used for per-interval nonces.
     pub rng_seed: [u8; 32],
+    /// Smallest online set this trustee serves: below it, the few clients online would be
+    /// easy to tell apart, so the trustee refuses the interval whatever the relay wants.
+    pub min_clients: u16,
 }
 
 /// Errors in a trustee's configuration.
@@ -72,6 +75,13 @@ pub enum TrusteeError {
     Unexpected,
     /// The online set is empty or names unknown clients.
     BadOnlineSet,
+    /// The online set is smaller than the trustee's minimum anonymity set.
+    TooFewClients {
+        /// Clients in the proposed interval.
+        online: usize,
+        /// The trustee's minimum.
+        min: u16,
+    },
     /// A request for an interval other than the current one.
     WrongInterval {
         /// The current interval.
@@ -96,6 +106,10 @@ impl core::fmt::Display for TrusteeError {
             TrusteeError::Wire(e) => write!(f, "bad frame: {e}"),
             TrusteeError::Unexpected => f.write_str("unexpected message"),
             TrusteeError::BadOnlineSet => f.write_str("bad online set"),
+            TrusteeError::TooFewClients { online, min } => write!(
+                f,
+                "interval with {online} clients is below this trustee's minimum of {min}"
+            ),
             TrusteeError::WrongInterval { current, got } => {
                 write!(f, "request for interval {got}, current is {current}")
             }
@@ -127,6 +141,7 @@ pub struct Trustee {
     group_id: [u8; 16],
     session_id: [u8; 16],
     cell_len: usize,
+    min_clients: u16,
     pad_keys: Vec<PadKey, MAX_CLIENTS>,
     interval_keys: Vec<IntervalKey, MAX_CLIENTS>,
     current: Option<Current>,
@@ -163,6 +178,7 @@ impl Trustee {
             group_id: config.group_id,
             session_id: config.session_id,
             cell_len: config.cell_len,
+            min_clients: config.min_clients,
             pad_keys,
             interval_keys: Vec::new(),
             current: None,
@@ -210,6 +226,12 @@ impl Trustee {
                     || client_nonces.len() != online.len()
                 {
                     return Err(TrusteeError::BadOnlineSet);
+                }
+                if online.len() < usize::from(self.min_clients) {
+                    return Err(TrusteeError::TooFewClients {
+                        online: online.len(),
+                        min: self.min_clients,
+                    });
                 }
                 let mut nonce = [0u8; NONCE_LEN];
                 // The keystream of one seed lasts 256 GiB: 2^34 intervals.

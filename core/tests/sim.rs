@@ -156,6 +156,7 @@ impl Sim {
                     client_keys: &client_pubs,
                     cell_len,
                     rng_seed: secret(3, j),
+                    min_clients: 1,
                 })
                 .unwrap()
             })
@@ -869,6 +870,7 @@ fn random_frames_never_panic() {
         client_keys: &[public_key(&secret(1, 0)), public_key(&secret(1, 1))],
         cell_len: 64,
         rng_seed: [1; 32],
+        min_clients: 1,
     })
     .unwrap();
     trustee.handle_connected(now);
@@ -904,4 +906,41 @@ fn random_frames_never_panic() {
         {}
         let _ = dissent_core::wire::CellRepr::parse(&body);
     }
+}
+
+#[test]
+fn a_trustee_refuses_an_interval_below_its_anonymity_minimum() {
+    let now = Instant::from_micros(0);
+    let keys: Vec<_> = (0..3).map(|i| public_key(&secret(1, i))).collect();
+    let mut trustee = Trustee::new(&TrusteeConfig {
+        index: 0,
+        group_id: GROUP,
+        session_id: SESSION,
+        session_secret: secret(2, 0),
+        client_keys: &keys,
+        cell_len: 64,
+        rng_seed: [1; 32],
+        min_clients: 2,
+    })
+    .unwrap();
+    trustee.handle_connected(now);
+    let open = |members: &[usize]| {
+        let mut online = dissent_core::OnlineSet::new();
+        for &m in members {
+            online.insert(m);
+        }
+        body(&Message::IntervalOpen {
+            interval: 9,
+            online,
+            client_nonces: members.iter().map(|_| [0u8; 16]).collect(),
+        })
+    };
+    // A relay that isolates one client gets no pads for it.
+    assert_eq!(
+        trustee.handle_frame(now, &open(&[1])),
+        Err(dissent_core::trustee::TrusteeError::TooFewClients { online: 1, min: 2 })
+    );
+    assert_eq!(trustee.interval(), None);
+    assert_eq!(trustee.handle_frame(now, &open(&[0, 2])), Ok(()));
+    assert_eq!(trustee.interval(), Some(9));
 }

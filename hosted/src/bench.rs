@@ -551,6 +551,7 @@ impl CoreNet {
                 client_keys: &client_pubs,
                 cell_len,
                 rng_seed: random_key(),
+                min_clients: 1,
             })
             .map_err(|e| anyhow!("trustee configuration: {e}"))?;
             trustees.push(t);

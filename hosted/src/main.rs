@@ -40,6 +40,9 @@ enum Command {
         /// Relay address (default: the one in system.json).
         #[arg(long)]
         relay: Option<String>,
+        /// Refuse intervals with fewer clients online than this (the anonymity set).
+        #[arg(long, default_value_t = 2)]
+        min_clients: u16,
         /// Configuration folder.
         dir: PathBuf,
         /// This trustee's private file, DIR/ID.json.
@@ -278,6 +281,7 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Trustee {
             relay,
+            min_clients,
             dir,
             key_file,
         } => {
@@ -285,7 +289,9 @@ async fn run(command: Command) -> Result<()> {
             let node = config::load_node(&group, &key_file)?;
             let span = tracing::error_span!("trustee", id = %node.id);
             let relay = relay_address(&group, relay);
-            trustee::run(group, node, relay).instrument(span).await
+            trustee::run(group, node, relay, min_clients)
+                .instrument(span)
+                .await
         }
         Command::Client {
             port,

@@ -15,7 +15,12 @@ use crate::link;
 use crate::net;
 
 /// Runs a trustee until Ctrl-C, reconnecting to the relay whenever the link drops.
-pub async fn run(group: Group, node: NodeSecrets, relay_addr: String) -> Result<()> {
+pub async fn run(
+    group: Group,
+    node: NodeSecrets,
+    relay_addr: String,
+    min_clients: u16,
+) -> Result<()> {
     let Role::Trustee(index) = node.role else {
         anyhow::bail!("{} is not a trustee", node.id);
     };
@@ -31,6 +36,7 @@ pub async fn run(group: Group, node: NodeSecrets, relay_addr: String) -> Result<
         client_keys: &group.client_session_keys,
         cell_len: group.cell_length,
         rng_seed,
+        min_clients: min_clients.min(group.clients.len() as u16),
     })
     .map_err(|e| anyhow::anyhow!("trustee configuration: {e}"))?;
     info!("{} starting (relay {relay_addr})", node.id);
