@@ -107,7 +107,7 @@ pub enum ClientError {
     },
     /// The relay asked for more exchanges than the window allows.
     WindowExceeded,
-    /// The interval parameters are unusable (nonce count, window, slot).
+    /// The interval parameters are unusable (nonce count or window).
     BadParameters,
     /// An interval announced again, or older than one already run on this link.
     StaleInterval(u32),
@@ -219,8 +219,8 @@ pub enum ClientEvent {
         /// The interval number.
         interval: u32,
     },
-    /// `conn` is closed because bytes of it were lost for good (the link to the relay
-    /// dropped, so downstream bytes may be missing, or the relay forgot an interval).
+    /// `conn` is closed because bytes of it were lost for good: the link to the relay
+    /// dropped (downstream bytes may be missing), or the relay forgot an interval.
     Lost {
         /// The connection.
         conn: ConnId,
@@ -400,8 +400,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         self.interval_keys.clear();
     }
 
-    /// The link to the relay is gone; open connections are closed (downstream bytes sent
-    /// meanwhile are lost), their unconfirmed upstream cells are still resent.
+    /// The link to the relay is gone: every connection is closed (downstream bytes sent
+    /// meanwhile are lost), and the closes are sent once the link is back. Cells the relay
+    /// had not confirmed are dropped with their connections.
     pub fn handle_disconnected(&mut self, _now: Instant) {
         let mut lost: Vec<(ConnId, Conn), MAX_CONNECTIONS> = Vec::new();
         for (&conn, &state) in self.conns.iter() {
@@ -410,11 +411,18 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         self.conns.clear();
         for (conn, state) in lost {
             // Both queues hold MAX_CONNECTIONS and conns held at most that many.
-            if state.announced && !state.finished {
+            if state.announced {
                 let _ = self.closes.push_back(conn);
             }
             self.push_event(ClientEvent::Lost { conn });
         }
+        self.sent.clear();
+        self.resend.clear();
+        self.free = if self.capacity == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.capacity) - 1
+        };
         self.phase = Phase::Disconnected;
         self.hello_pending = false;
         self.requests.clear();
@@ -662,10 +670,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     let at = usize::from(s.store) * self.cell_len;
                     let conn = wire::Cell::new_unchecked(&self.store.as_ref()[at..at + 6]).conn();
                     self.free |= 1 << s.store;
-                    if let Some(state) = self.conns.remove(&conn) {
-                        if !state.finished {
-                            let _ = self.closes.push_back(conn);
-                        }
+                    if self.conns.remove(&conn).is_some() {
+                        // The lost cell may have been the close itself: close again.
+                        let _ = self.closes.push_back(conn);
                         self.push_event(ClientEvent::Lost { conn });
                     }
                 }

@@ -390,7 +390,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
             client_nonces: [[0; NONCE_LEN]; MAX_CLIENTS],
             clients: OnlineSet::new(),
             trustees: 0,
-            all_trustees: if t == 32 { u32::MAX } else { (1u32 << t) - 1 },
+            // t <= MAX_TRUSTEES = 16, so the shift cannot overflow.
+            all_trustees: (1u32 << t) - 1,
             phase: Phase::Waiting,
             next_interval: cfg.first_interval,
             history: Deque::new(),

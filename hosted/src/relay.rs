@@ -84,6 +84,8 @@ struct Exits {
     down_tx: mpsc::Sender<DownChunk>,
     down_rx: mpsc::Receiver<DownChunk>,
     pending: Option<DownChunk>,
+    /// Connections the relay gave up on, whose owners still need a close record.
+    closing: std::collections::VecDeque<u32>,
     downstream_len: usize,
     idle_limit: Duration,
     up_bytes: u64,
@@ -100,6 +102,7 @@ impl Exits {
             down_tx,
             down_rx,
             pending: None,
+            closing: std::collections::VecDeque::new(),
             downstream_len,
             idle_limit,
             up_bytes: 0,
@@ -147,12 +150,11 @@ impl Exits {
         };
         if tx.try_send(Bytes::copy_from_slice(data)).is_err() {
             warn!(conn, "exit connection not keeping up; closing it");
-            let generation = exit.generation;
             if let Some(old) = self.open.remove(&conn) {
                 old.task.abort();
             }
-            // Tell the owner; if the queue is full it learns when its data goes nowhere.
-            let _ = self.down_tx.try_send((conn, generation, Bytes::new()));
+            // The owner learns with the next downstream record.
+            self.closing.push_back(conn);
         }
     }
 
@@ -172,10 +174,13 @@ impl Exits {
 
 impl Downstream for Exits {
     fn has_data(&self) -> bool {
-        self.pending.is_some() || !self.down_rx.is_empty()
+        self.pending.is_some() || !self.closing.is_empty() || !self.down_rx.is_empty()
     }
 
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<(u32, usize)> {
+        if let Some(conn) = self.closing.pop_front() {
+            return Some((conn, 0));
+        }
         loop {
             let (conn, generation, data) = match self.pending.take() {
                 Some(p) => p,
