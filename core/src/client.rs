@@ -304,19 +304,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if capacity == 0 {
             return Err(ConfigError::StorageTooSmall);
         }
-        let mut pad_keys = Vec::new();
-        for key in config.trustee_keys {
-            let k = PadKey::agree(
-                &config.session_secret,
-                key,
-                true,
-                &config.group_id,
-                &config.session_id,
-            )
-            .map_err(ConfigError::Key)?;
-            // Bounded by the MAX_TRUSTEES check above.
-            let _ = pad_keys.push(k);
-        }
+        let pad_keys = PadKey::agree_all(
+            &config.session_secret,
+            config.trustee_keys,
+            true,
+            &config.group_id,
+            &config.session_id,
+        )
+        .map_err(ConfigError::Key)?
+        .ok_or(ConfigError::TrusteeCount)?;
         Ok(Client {
             index: config.index,
             group_id: config.group_id,

@@ -112,6 +112,24 @@ impl PadKey {
         ))
     }
 
+    /// Agrees a pad key with each of `peers`; `None` if there are more than `N`.
+    pub fn agree_all<const N: usize>(
+        own_secret: &[u8; 32],
+        peers: &[[u8; 32]],
+        own_is_client: bool,
+        group_id: &[u8; 16],
+        session_id: &[u8; 16],
+    ) -> Result<Option<heapless::Vec<PadKey, N>>, KeyError> {
+        let mut keys = heapless::Vec::new();
+        for peer in peers {
+            let key = Self::agree(own_secret, peer, own_is_client, group_id, session_id)?;
+            if keys.push(key).is_err() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(keys))
+    }
+
     /// Derives the key of this pair's pads for one interval.
     pub fn interval_key(
         &self,

@@ -160,19 +160,15 @@ impl Trustee {
         if config.client_keys.is_empty() || config.client_keys.len() > MAX_CLIENTS {
             return Err(ConfigError::ClientCount);
         }
-        let mut pad_keys = Vec::new();
-        for key in config.client_keys {
-            let k = PadKey::agree(
-                &config.session_secret,
-                key,
-                false,
-                &config.group_id,
-                &config.session_id,
-            )
-            .map_err(ConfigError::Key)?;
-            // Bounded by the MAX_CLIENTS check above.
-            let _ = pad_keys.push(k);
-        }
+        let pad_keys = PadKey::agree_all(
+            &config.session_secret,
+            config.client_keys,
+            false,
+            &config.group_id,
+            &config.session_id,
+        )
+        .map_err(ConfigError::Key)?
+        .ok_or(ConfigError::ClientCount)?;
         Ok(Trustee {
             index: config.index,
             group_id: config.group_id,

@@ -45,7 +45,7 @@ use rand::seq::SliceRandom;
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::task::JoinSet;
 
 use crate::config;
@@ -1006,23 +1006,11 @@ impl Cluster {
             let log_path = work.join(format!("{name}.log"));
             let log = std::fs::File::create(&log_path)
                 .with_context(|| format!("cannot create {}", log_path.display()))?;
-            let mut cmd = Command::new(exe);
+            let mut cmd = crate::net::child_command(exe);
             cmd.args(&argv)
                 .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
                 .stdout(Stdio::from(log.try_clone()?))
-                .stderr(Stdio::from(log))
-                .kill_on_drop(true)
-                // Ctrl-C in the terminal reaches only us; we stop the children ourselves.
-                .process_group(0);
-            #[cfg(target_os = "linux")]
-            // SAFETY: prctl is async-signal-safe; it stops the child if the bench dies.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                    Ok(())
-                });
-            }
+                .stderr(Stdio::from(log));
             let child = cmd
                 .spawn()
                 .with_context(|| format!("cannot start {name}"))?;

@@ -29,3 +29,22 @@ pub async fn shutdown_signal() {
         _ = term.recv() => {}
     }
 }
+
+/// A command for a child `dissent` process: no stdin, in its own process group (so a
+/// terminal's Ctrl-C reaches only the parent, which stops children in order), killed when
+/// dropped and, on Linux, when the parent dies.
+pub fn child_command(exe: &std::path::Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .process_group(0);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; it makes the child stop if the parent dies.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd
+}

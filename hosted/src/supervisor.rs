@@ -1,11 +1,9 @@
 //! `dissent supervisor` and `dissent up`: run a whole local DC-net as child processes.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::process::Command;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -208,20 +206,8 @@ async fn wait_for_port(port: u16) {
 async fn keep_running(exe: PathBuf, spec: ChildSpec, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(500);
     loop {
-        let mut cmd = Command::new(&exe);
-        cmd.args(&spec.args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            // Children ignore the terminal's Ctrl-C; the supervisor stops them in order.
-            .process_group(0);
-        #[cfg(target_os = "linux")]
-        // SAFETY: prctl is async-signal-safe; it makes the child stop if the supervisor dies.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
+        let mut cmd = net::child_command(&exe);
+        cmd.args(&spec.args);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", spec.log);
         }
