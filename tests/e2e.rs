@@ -924,7 +924,8 @@ fn two_clients_at_once() {
 #[test]
 fn curl_through_socks5_exit_fetches_a_file() {
     within(Duration::from_secs(150), |scope| {
-        let net = Net::start(scope, 2, 1, "socks5");
+        // The test's HTTP server is on loopback, which the exit refuses by default.
+        let net = Net::start_with(scope, 2, 1, &["--exit", "socks5", "--allow-private-exit"]);
         let body = Arc::new(pattern(300 * 1024, 20));
         let (http_port, server) = serve_file(body.clone(), 2);
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -997,6 +998,7 @@ fn up_serves_a_proxy_and_stops_on_sigint() {
                 &format!("127.0.0.1:{relay_port}"),
                 "--client-port-base",
                 &client_base.to_string(),
+                "--allow-private-exit",
             ],
         );
         let proxies = up.wait_until(FORM_TIMEOUT, "3 \"SOCKS5 proxy:\" lines", |p| {

@@ -136,17 +136,73 @@ impl fmt::Display for ExitKind {
 /// the write half signals end-of-stream to the exit; dropping it closes the connection.
 pub type ExitStream = DuplexStream;
 
+/// Which destinations the SOCKS5 exit may connect to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitPolicy {
+    /// Also allow loopback, private, link-local and other non-public addresses. Off by
+    /// default: anonymous users must not reach services on the exit's own host or network.
+    pub allow_private: bool,
+}
+
+impl ExitPolicy {
+    /// Public addresses only.
+    pub const PUBLIC_ONLY: ExitPolicy = ExitPolicy {
+        allow_private: false,
+    };
+    /// Any address, the exit's own loopback included (for local testing).
+    pub const ANY: ExitPolicy = ExitPolicy {
+        allow_private: true,
+    };
+
+    /// Whether the policy lets connections reach `ip`.
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        self.allow_private || is_public(ip)
+    }
+}
+
+/// Whether `ip` is a globally routable unicast address.
+fn is_public(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1])) // carrier-grade NAT
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking
+                || o[0] >= 240)
+        }
+        std::net::IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(std::net::IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link local
+                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+        }
+    }
+}
+
 /// Opens the exit side of one tunnelled connection.
 ///
 /// Spawns the exit's task on the current tokio runtime (so it must be called inside one).
 /// Only [`ExitKind::Tcp`] can fail here: with the connect error, or `TimedOut` after
 /// [`CONNECT_TIMEOUT`]. SOCKS5 failures are reported to the client in-band instead.
-pub async fn open(kind: &ExitKind) -> io::Result<ExitStream> {
+pub async fn open(kind: &ExitKind, policy: ExitPolicy) -> io::Result<ExitStream> {
     let (near, far) = tokio::io::duplex(DUPLEX_CAPACITY);
     match kind {
         ExitKind::Socks5 => {
             tokio::spawn(async move {
-                if let Err(e) = socks5_session(far).await {
+                if let Err(e) = socks5_session(far, policy).await {
                     tracing::debug!(error = %e, "tunnelled socks5 session ended");
                 }
             });
@@ -193,15 +249,15 @@ async fn connect_tcp(addr: &str) -> io::Result<TcpStream> {
 }
 
 /// Binds `listen` and serves SOCKS5 on it forever.
-pub async fn serve_socks5(listen: SocketAddr) -> anyhow::Result<()> {
+pub async fn serve_socks5(listen: SocketAddr, policy: ExitPolicy) -> anyhow::Result<()> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding socks5 server to {listen}"))?;
-    serve_socks5_on(listener).await
+    serve_socks5_on(listener, policy).await
 }
 
 /// Serves SOCKS5 on an already bound listener forever, one task per connection.
-pub async fn serve_socks5_on(listener: TcpListener) -> anyhow::Result<()> {
+pub async fn serve_socks5_on(listener: TcpListener, policy: ExitPolicy) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "socks5 server listening");
     loop {
         let Some((stream, peer)) = accept(&listener).await else {
@@ -209,7 +265,7 @@ pub async fn serve_socks5_on(listener: TcpListener) -> anyhow::Result<()> {
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            if let Err(e) = socks5_session(stream).await {
+            if let Err(e) = socks5_session(stream, policy).await {
                 tracing::debug!(%peer, error = %e, "socks5 session ended");
             }
         });
@@ -307,7 +363,7 @@ impl From<SocksServerError> for SessionError {
 /// Runs one SOCKS5 server session on `client`: handshake, CONNECT, then relay.
 ///
 /// Every refusal is answered with its RFC 1928 reply code before the stream is dropped.
-async fn socks5_session<S>(client: S) -> Result<(), SessionError>
+async fn socks5_session<S>(client: S, policy: ExitPolicy) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -330,7 +386,7 @@ where
     }
 
     tracing::debug!(%target, "socks5 connect");
-    let mut outbound = match timeout(CONNECT_TIMEOUT, connect_target(&target)).await {
+    let mut outbound = match timeout(CONNECT_TIMEOUT, connect_target(&target, policy)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err((code, why))) => {
             proto.reply_error(&code).await?;
@@ -356,14 +412,31 @@ where
 /// Resolves `target` and connects to the first address that accepts.
 ///
 /// On failure returns the reply code for the last error seen, and that error.
-async fn connect_target(target: &TargetAddr) -> Result<TcpStream, (ReplyError, io::Error)> {
-    let addrs: Vec<SocketAddr> = match target {
+async fn connect_target(
+    target: &TargetAddr,
+    policy: ExitPolicy,
+) -> Result<TcpStream, (ReplyError, io::Error)> {
+    let resolved: Vec<SocketAddr> = match target {
         TargetAddr::Ip(addr) => vec![*addr],
         TargetAddr::Domain(host, port) => tokio::net::lookup_host((host.as_str(), *port))
             .await
             .map_err(|e| (ReplyError::HostUnreachable, e))?
             .collect(),
     };
+    let addrs: Vec<SocketAddr> = resolved
+        .iter()
+        .copied()
+        .filter(|a| policy.allows(a.ip()))
+        .collect();
+    if addrs.is_empty() && !resolved.is_empty() {
+        return Err((
+            ReplyError::ConnectionNotAllowed,
+            io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "destination is not a public address (see --allow-private-exit)",
+            ),
+        ));
+    }
     let mut last = (
         ReplyError::HostUnreachable,
         io::Error::new(io::ErrorKind::NotFound, "name resolved to no addresses"),
@@ -473,7 +546,7 @@ mod tests {
 
     /// Runs a full CONNECT with `request` and checks both directions and the close.
     async fn connect_and_talk(request: &[u8]) -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
         greet(&mut s).await?;
         s.write_all(request).await?;
         assert_eq!(read_reply(&mut s).await?, 0x00);
@@ -512,7 +585,7 @@ mod tests {
     #[tokio::test]
     async fn echo_returns_100_kib_unchanged() -> io::Result<()> {
         let data = pattern(100 * 1024);
-        let back = round_trip(open(&ExitKind::Echo).await?, &data).await?;
+        let back = round_trip(open(&ExitKind::Echo, ExitPolicy::ANY).await?, &data).await?;
         assert_eq!(back.len(), data.len());
         assert!(back == data);
         Ok(())
@@ -536,7 +609,7 @@ mod tests {
         let mut all = GREETING.to_vec();
         all.extend_from_slice(&connect_ipv4(0x01, target));
         all.extend_from_slice(b"ping");
-        let mut s = open(&ExitKind::Socks5).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
         s.write_all(&all).await?;
         let mut choice = [0u8; 2];
         s.read_exact(&mut choice).await?;
@@ -551,7 +624,7 @@ mod tests {
     #[tokio::test]
     async fn socks5_refused_port_replies_0x05() -> io::Result<()> {
         let port = closed_port().await?;
-        let mut s = open(&ExitKind::Socks5).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
         greet(&mut s).await?;
         s.write_all(&connect_ipv4(0x01, (Ipv4Addr::LOCALHOST, port).into()))
             .await?;
@@ -563,8 +636,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn socks5_to_a_private_address_is_not_allowed_by_default() -> io::Result<()> {
+        let target = spawn_target().await?;
+        let requests = [
+            connect_ipv4(0x01, target),
+            connect_domain("localhost", target.port()),
+        ];
+        for request in requests {
+            let mut s = open(&ExitKind::Socks5, ExitPolicy::PUBLIC_ONLY).await?;
+            greet(&mut s).await?;
+            s.write_all(&request).await?;
+            assert_eq!(read_reply(&mut s).await?, 0x02, "connection not allowed");
+        }
+        // The same target is reachable when private addresses are allowed.
+        connect_and_talk(&connect_ipv4(0x01, target)).await
+    }
+
+    #[test]
+    fn public_and_private_addresses() {
+        let public = [
+            "1.1.1.1",
+            "93.184.215.14",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ];
+        let private = [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ];
+        for a in public {
+            assert!(ExitPolicy::PUBLIC_ONLY.allows(a.parse().unwrap()), "{a}");
+        }
+        for a in private {
+            assert!(!ExitPolicy::PUBLIC_ONLY.allows(a.parse().unwrap()), "{a}");
+            assert!(ExitPolicy::ANY.allows(a.parse().unwrap()), "{a}");
+        }
+    }
+
+    #[tokio::test]
     async fn socks5_bind_replies_0x07() -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
         greet(&mut s).await?;
         s.write_all(&connect_ipv4(0x02, (Ipv4Addr::LOCALHOST, 80).into()))
             .await?;
@@ -577,7 +700,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_unknown_command_replies_0x07() -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
         greet(&mut s).await?;
         s.write_all(&connect_ipv4(0x09, (Ipv4Addr::LOCALHOST, 80).into()))
             .await?;
@@ -587,7 +710,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_unknown_address_type_replies_0x08() -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
         greet(&mut s).await?;
         s.write_all(&[0x05, 0x01, 0x00, 0x05, 1, 2, 3, 4, 0, 80])
             .await?;
@@ -597,7 +720,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_garbage_greeting_closes() -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
         s.write_all(&[0x04, 0x01, 0x00, 0x50, 0x7f, 0, 0, 1])
             .await?;
         let mut rest = Vec::new();
@@ -608,7 +731,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_without_no_auth_method_is_rejected() -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
         s.write_all(&[0x05, 0x01, 0x02]).await?;
         let mut rest = Vec::new();
         s.read_to_end(&mut rest).await?;
@@ -618,7 +741,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_truncated_request_closes() -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
         greet(&mut s).await?;
         s.write_all(&[0x05, 0x01, 0x00, 0x03, 200, b'x']).await?;
         s.shutdown().await?;
@@ -631,7 +754,7 @@ mod tests {
     #[tokio::test]
     async fn tcp_exit_bridges_to_listener() -> io::Result<()> {
         let target = spawn_target().await?;
-        let mut s = open(&ExitKind::Tcp(target.to_string())).await?;
+        let mut s = open(&ExitKind::Tcp(target.to_string()), ExitPolicy::ANY).await?;
         s.write_all(b"ping").await?;
         let mut pong = [0u8; 9];
         s.read_exact(&mut pong).await?;
@@ -644,7 +767,8 @@ mod tests {
     #[tokio::test]
     async fn tcp_exit_to_closed_port_fails() -> io::Result<()> {
         let port = closed_port().await?;
-        let Err(e) = open(&ExitKind::Tcp(format!("127.0.0.1:{port}"))).await else {
+        let Err(e) = open(&ExitKind::Tcp(format!("127.0.0.1:{port}")), ExitPolicy::ANY).await
+        else {
             panic!("connect to a closed port succeeded");
         };
         assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
@@ -723,7 +847,7 @@ mod tests {
     async fn serve_socks5_on_connects_and_survives_bad_clients() -> io::Result<()> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let proxy = listener.local_addr()?;
-        let server = tokio::spawn(serve_socks5_on(listener));
+        let server = tokio::spawn(serve_socks5_on(listener, ExitPolicy::ANY));
 
         // A garbage client ends only its own connection.
         let mut bad = TcpStream::connect(proxy).await?;

@@ -75,6 +75,9 @@ enum Command {
         /// Port to listen on (127.0.0.1).
         #[arg(short, long, default_value_t = 8080)]
         port: u16,
+        /// Also connect to loopback, private and other non-public addresses.
+        #[arg(long)]
+        allow_private: bool,
     },
     /// Run the relay, the trustees and the clients of DIR as child processes.
     Supervisor {
@@ -92,6 +95,9 @@ enum Command {
         /// Relay port (default: the one in system.json).
         #[arg(short, long)]
         port: Option<u16>,
+        /// Let the SOCKS5 exit reach loopback, private and other non-public addresses.
+        #[arg(long)]
+        allow_private_exit: bool,
         /// Show info logs of every child, not just the relay.
         #[arg(short, long)]
         verbose: bool,
@@ -116,6 +122,9 @@ enum Command {
         /// Where decoded connections go: socks5, echo or tcp:HOST:PORT.
         #[arg(long, default_value = "socks5")]
         exit: ExitKind,
+        /// Let the SOCKS5 exit reach loopback, private and other non-public addresses.
+        #[arg(long)]
+        allow_private_exit: bool,
         /// Show info logs of every child, not just the relay.
         #[arg(short, long)]
         verbose: bool,
@@ -160,6 +169,9 @@ struct RelayArgs {
     /// Where decoded connections go: socks5, echo or tcp:HOST:PORT.
     #[arg(long, default_value = "socks5")]
     exit: ExitKind,
+    /// Let the SOCKS5 exit reach loopback, private and other non-public addresses.
+    #[arg(long)]
+    allow_private_exit: bool,
     /// Exchanges clients are asked ahead of the last decoded one.
     #[arg(long, default_value_t = 8)]
     client_window: u16,
@@ -262,6 +274,7 @@ async fn run(command: Command) -> Result<()> {
             let opts = relay::RelayOptions {
                 listen,
                 exit: a.exit,
+                exit_policy: exit_policy(a.allow_private_exit),
                 client_window: a.client_window,
                 trustee_window: a.trustee_window,
                 min_clients: a.min_clients,
@@ -311,8 +324,15 @@ async fn run(command: Command) -> Result<()> {
         Command::Echo { port } => {
             exit::serve_echo(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)).await
         }
-        Command::Socks5 { port } => {
-            exit::serve_socks5(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)).await
+        Command::Socks5 {
+            port,
+            allow_private,
+        } => {
+            exit::serve_socks5(
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+                exit_policy(allow_private),
+            )
+            .await
         }
         Command::Supervisor {
             dir,
@@ -320,6 +340,7 @@ async fn run(command: Command) -> Result<()> {
             exit,
             client_port_base,
             port,
+            allow_private_exit,
             verbose,
         } => {
             supervisor::run(supervisor::SupervisorOptions {
@@ -329,7 +350,7 @@ async fn run(command: Command) -> Result<()> {
                 client_port_base,
                 relay_port: port,
                 verbose,
-                relay_args: Vec::new(),
+                relay_args: private_exit_args(allow_private_exit),
             })
             .await
         }
@@ -340,9 +361,11 @@ async fn run(command: Command) -> Result<()> {
             relay,
             client_port_base,
             exit,
+            allow_private_exit,
             verbose,
         } => {
             supervisor::up(supervisor::UpOptions {
+                relay_args: private_exit_args(allow_private_exit),
                 state: state.unwrap_or_else(supervisor::default_state_dir),
                 clients,
                 trustees,
@@ -354,6 +377,22 @@ async fn run(command: Command) -> Result<()> {
             .await
         }
         Command::Bench(a) => bench::run(a).await,
+    }
+}
+
+fn exit_policy(allow_private: bool) -> exit::ExitPolicy {
+    if allow_private {
+        exit::ExitPolicy::ANY
+    } else {
+        exit::ExitPolicy::PUBLIC_ONLY
+    }
+}
+
+fn private_exit_args(allow: bool) -> Vec<String> {
+    if allow {
+        vec!["--allow-private-exit".into()]
+    } else {
+        Vec::new()
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::Group;
-use crate::exit::{self, ExitKind};
+use crate::exit::{self, ExitKind, ExitPolicy};
 use crate::link;
 use crate::net;
 
@@ -25,6 +25,8 @@ pub struct RelayOptions {
     pub listen: SocketAddr,
     /// Where decoded connections go.
     pub exit: ExitKind,
+    /// Which destinations the SOCKS5 exit may reach.
+    pub exit_policy: ExitPolicy,
     /// Exchanges clients are asked ahead.
     pub client_window: u16,
     /// Exchanges trustees are asked ahead.
@@ -79,6 +81,7 @@ type DownChunk = (u32, u64, Bytes);
 /// The exit side: one task per open Conn#, replies funnelled into one queue.
 struct Exits {
     kind: ExitKind,
+    policy: ExitPolicy,
     open: HashMap<u32, ExitConn>,
     next_generation: u64,
     down_tx: mpsc::Sender<DownChunk>,
@@ -93,10 +96,16 @@ struct Exits {
 }
 
 impl Exits {
-    fn new(kind: ExitKind, downstream_len: usize, idle_limit: Duration) -> Self {
+    fn new(
+        kind: ExitKind,
+        policy: ExitPolicy,
+        downstream_len: usize,
+        idle_limit: Duration,
+    ) -> Self {
         let (down_tx, down_rx) = mpsc::channel(DOWNSTREAM_QUEUE);
         Exits {
             kind,
+            policy,
             open: HashMap::new(),
             next_generation: 0,
             down_tx,
@@ -122,6 +131,7 @@ impl Exits {
             let generation = self.next_generation;
             let (tx, task) = spawn_exit(
                 self.kind.clone(),
+                self.policy,
                 conn,
                 generation,
                 self.downstream_len,
@@ -208,6 +218,7 @@ impl Downstream for Exits {
 /// Starts the exit task of one connection; returns its upstream queue and its handle.
 fn spawn_exit(
     kind: ExitKind,
+    policy: ExitPolicy,
     conn: u32,
     generation: u64,
     chunk: usize,
@@ -225,7 +236,7 @@ fn spawn_exit(
                 std::sync::atomic::Ordering::Relaxed,
             )
         };
-        let stream = match exit::open(&kind).await {
+        let stream = match exit::open(&kind, policy).await {
             Ok(s) => s,
             Err(e) => {
                 info!(conn, "exit failed: {e}");
@@ -338,7 +349,12 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
     let mut links: HashMap<u64, Link> = HashMap::new();
     let mut by_peer: HashMap<PeerId, u64> = HashMap::new();
     let mut next_token = 0u64;
-    let mut exits = Exits::new(opts.exit.clone(), opts.downstream_len, opts.exit_idle);
+    let mut exits = Exits::new(
+        opts.exit.clone(),
+        opts.exit_policy,
+        opts.downstream_len,
+        opts.exit_idle,
+    );
     let mut out = vec![0u8; cfg.max_frame_len()];
     let stats_every = Duration::from_secs(opts.stats_every.max(1));
     let mut stats = tokio::time::interval_at(origin + stats_every, stats_every);

@@ -270,6 +270,8 @@ pub struct UpOptions {
     pub exit: ExitKind,
     /// Log at info level in every child.
     pub verbose: bool,
+    /// Extra arguments for the relay.
+    pub relay_args: Vec<String>,
 }
 
 /// The default state folder: `$XDG_STATE_HOME/dissent` or `~/.local/state/dissent`.
@@ -313,7 +315,7 @@ pub async fn up(opts: UpOptions) -> Result<()> {
         client_port_base: opts.client_port_base,
         relay_port: None,
         verbose: opts.verbose,
-        relay_args: Vec::new(),
+        relay_args: opts.relay_args,
     })
     .await
 }
