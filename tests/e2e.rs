@@ -1288,3 +1288,23 @@ fn an_idle_exit_connection_is_closed() {
         assert!(rest.is_empty());
     });
 }
+
+/// Hundreds of connections that never finish a handshake do not lock members out.
+#[test]
+fn a_flood_of_idle_links_harms_nobody() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start(scope, 2, 1, "echo");
+        let idle: Vec<TcpStream> = (0..200)
+            .map(|_| connect(net.relay_port, Duration::from_secs(20)))
+            .collect();
+        net.relay.wait_until(FORM_TIMEOUT, "refused links", |p| {
+            p.log()
+                .contains("links already in their handshake")
+                .then_some(())
+        });
+        // Members that were already in keep working while the flood lasts.
+        Transfer::start("during the flood", net.connect(0), pattern(64 * 1024, 60)).finish();
+        net.assert_relay_up();
+        drop(idle);
+    });
+}

@@ -49,6 +49,8 @@ pub struct RelayOptions {
 const EXIT_QUEUE: usize = 1024;
 /// Downstream chunks waiting for an exchange.
 const DOWNSTREAM_QUEUE: usize = 64;
+/// Most links at once that have not finished their handshake and Hello.
+const MAX_PENDING_LINKS: usize = 128;
 /// Time a new link has to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -372,6 +374,13 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
             accepted = listener.accept() => {
                 match accepted {
                     Ok((stream, addr)) => {
+                        // Links still in their handshake are bounded, so a flood of idle
+                        // connections cannot exhaust the relay; members retry.
+                        let pending = links.values().filter(|l| l.peer.is_none()).count();
+                        if pending >= MAX_PENDING_LINKS {
+                            warn!("refusing link from {addr}: {pending} links already in their handshake");
+                            continue;
+                        }
                         next_token += 1;
                         let link = spawn_link(next_token, stream, addr, auth.clone(), ev_tx.clone());
                         links.insert(next_token, link);
