@@ -393,56 +393,12 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
             }
             Some(ev) = ev_rx.recv() => {
                 let now = net::core_now(origin);
-                match ev {
-                    LinkEvent::Admitted(token, peer) => {
-                        if let Some(link) = links.get_mut(&token) {
-                            link.admitted = Some(peer);
-                        }
-                    }
-                    LinkEvent::Frame(token, body) => {
-                        let Some(link) = links.get_mut(&token) else { continue };
-                        match link.peer {
-                            None => match relay
-                                .check_hello(&body)
-                                .and_then(|p| if link.admitted == Some(p) { relay.handle_hello(now, &body) } else { Ok(p) })
-                            {
-                                Ok(peer) if link.admitted != Some(peer) => {
-                                    warn!("rejecting link from {}: authenticated as {:?} but says it is {peer}", link.addr, link.admitted);
-                                    drop_link(&mut links, &mut by_peer, &mut relay, now, token);
-                                }
-                                Ok(peer) => {
-                                    link.peer = Some(peer);
-                                    info!("{peer} connected from {}", link.addr);
-                                    if let Some(old) = by_peer.insert(peer, token) {
-                                        if let Some(l) = links.remove(&old) {
-                                            info!("{peer}: new link replaces the old one");
-                                            l.reader.abort();
-                                        }
-                                    }
-                                }
-                                Err(e) => {
-                                    warn!("rejecting link from {}: {e}", link.addr);
-                                    drop_link(&mut links, &mut by_peer, &mut relay, now, token);
-                                }
-                            },
-                            Some(peer) => {
-                                if let Err(e) = relay.handle_frame(now, peer, &body) {
-                                    warn!("dropping {peer}: {e}");
-                                    drop_link(&mut links, &mut by_peer, &mut relay, now, token);
-                                }
-                            }
-                        }
-                    }
-                    LinkEvent::Closed(token, reason) => {
-                        if let Some(link) = links.get(&token) {
-                            match link.peer {
-                                Some(peer) => info!("{peer} disconnected: {reason}"),
-                                None if reason.starts_with("rejected") => warn!("link from {} {reason}", link.addr),
-                                None => debug!("link from {} closed: {reason}", link.addr),
-                            }
-                        }
-                        drop_link(&mut links, &mut by_peer, &mut relay, now, token);
-                    }
+                handle_link_event(&mut relay, &mut links, &mut by_peer, now, ev);
+                // Take whatever else already arrived before driving the core, so a burst
+                // of cells costs one round of transmissions, not one per cell.
+                for _ in 0..256 {
+                    let Ok(ev) = ev_rx.try_recv() else { break };
+                    handle_link_event(&mut relay, &mut links, &mut by_peer, now, ev);
                 }
             }
             Some(chunk) = exits.down_rx.recv(), if exits.pending.is_none() => {
@@ -477,6 +433,76 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         );
     }
     Ok(())
+}
+
+/// Applies one event of a link to the core and the link tables.
+fn handle_link_event(
+    relay: &mut Relay<Vec<u8>>,
+    links: &mut HashMap<u64, Link>,
+    by_peer: &mut HashMap<PeerId, u64>,
+    now: dissent_core::Instant,
+    ev: LinkEvent,
+) {
+    match ev {
+        LinkEvent::Admitted(token, peer) => {
+            if let Some(link) = links.get_mut(&token) {
+                link.admitted = Some(peer);
+            }
+        }
+        LinkEvent::Frame(token, body) => {
+            let Some(link) = links.get_mut(&token) else {
+                return;
+            };
+            match link.peer {
+                None => {
+                    match relay.check_hello(&body).and_then(|p| {
+                        if link.admitted == Some(p) {
+                            relay.handle_hello(now, &body)
+                        } else {
+                            Ok(p)
+                        }
+                    }) {
+                        Ok(peer) if link.admitted != Some(peer) => {
+                            warn!("rejecting link from {}: authenticated as {:?} but says it is {peer}", link.addr, link.admitted);
+                            drop_link(links, by_peer, relay, now, token);
+                        }
+                        Ok(peer) => {
+                            link.peer = Some(peer);
+                            info!("{peer} connected from {}", link.addr);
+                            if let Some(old) = by_peer.insert(peer, token) {
+                                if let Some(l) = links.remove(&old) {
+                                    info!("{peer}: new link replaces the old one");
+                                    l.reader.abort();
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            warn!("rejecting link from {}: {e}", link.addr);
+                            drop_link(links, by_peer, relay, now, token);
+                        }
+                    }
+                }
+                Some(peer) => {
+                    if let Err(e) = relay.handle_frame(now, peer, &body) {
+                        warn!("dropping {peer}: {e}");
+                        drop_link(links, by_peer, relay, now, token);
+                    }
+                }
+            }
+        }
+        LinkEvent::Closed(token, reason) => {
+            if let Some(link) = links.get(&token) {
+                match link.peer {
+                    Some(peer) => info!("{peer} disconnected: {reason}"),
+                    None if reason.starts_with("rejected") => {
+                        warn!("link from {} {reason}", link.addr)
+                    }
+                    None => debug!("link from {} closed: {reason}", link.addr),
+                }
+            }
+            drop_link(links, by_peer, relay, now, token);
+        }
+    }
 }
 
 /// Drains the core's events and frames after an input.
