@@ -797,7 +797,8 @@ fn key_file(dir: &Path, id: &str) -> String {
 /// Fields drop in order: processes first, then the configuration folder.
 struct Net {
     relay: Proc,
-    _trustees: Vec<Proc>,
+    trustees: Vec<Proc>,
+    cfg: PathBuf,
     clients: Vec<Proc>,
     relay_port: u16,
     client_ports: Vec<u16>,
@@ -844,7 +845,8 @@ impl Net {
             .collect();
         let mut net = Net {
             relay,
-            _trustees: trustees,
+            trustees,
+            cfg: cfg.clone(),
             clients,
             relay_port,
             client_ports,
@@ -858,6 +860,13 @@ impl Net {
             wait_for_port(*port, FORM_TIMEOUT);
         }
         net
+    }
+
+    /// Starts trustee `j` (again).
+    fn spawn_trustee(&mut self, scope: &Scope, j: usize) {
+        let id = format!("trustee-{j}");
+        let cfg_s = self.cfg.display().to_string();
+        self.trustees[j] = scope.spawn(&id, &["trustee", &cfg_s, &key_file(&self.cfg, &id)]);
     }
 
     /// A new connection into client `i`'s port.
@@ -1306,5 +1315,27 @@ fn a_flood_of_idle_links_harms_nobody() {
         Transfer::start("during the flood", net.connect(0), pattern(64 * 1024, 60)).finish();
         net.assert_relay_up();
         drop(idle);
+    });
+}
+
+/// A trustee that dies pauses the exchanges; once it is back every byte arrives.
+#[test]
+fn a_killed_trustee_pauses_and_nothing_is_lost() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start(scope, 2, 2, "echo");
+        let transfer = Transfer::start("client 0", net.connect(0), pattern(512 * 1024, 70));
+        transfer.wait_for_progress(32 * 1024, TRANSFER_TIMEOUT);
+
+        net.trustees[1].signal(libc::SIGKILL);
+        net.trustees[1]
+            .wait_exit(EXIT_TIMEOUT)
+            .expect("trustee 1 dies");
+        net.relay
+            .wait_until(FORM_TIMEOUT, "trustee 1 leaving", |p| {
+                p.log().contains("trustee 1 disconnected").then_some(())
+            });
+        net.spawn_trustee(scope, 1);
+        transfer.finish();
+        net.assert_relay_up();
     });
 }
