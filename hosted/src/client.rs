@@ -139,7 +139,11 @@ pub async fn run(
                         info!("connected to relay {relay_addr}");
                     }
                     Err(e) => {
-                        debug!("relay {relay_addr} not reachable: {e}");
+                        if backoff == Duration::from_millis(100) {
+                            info!("relay {relay_addr} not reachable yet ({e}); retrying");
+                        } else {
+                            debug!("relay {relay_addr} not reachable: {e}");
+                        }
                         reconnect.as_mut().reset(tokio::time::Instant::now() + backoff);
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }

@@ -53,7 +53,11 @@ pub async fn run(
         let stream = match stream {
             Ok(s) => s,
             Err(e) => {
-                debug!("relay {relay_addr} not reachable: {e}");
+                if backoff == Duration::from_millis(100) {
+                    info!("relay {relay_addr} not reachable yet ({e}); retrying");
+                } else {
+                    debug!("relay {relay_addr} not reachable: {e}");
+                }
                 tokio::select! {
                     _ = &mut shutdown => return Ok(()),
                     _ = tokio::time::sleep(backoff) => {}
