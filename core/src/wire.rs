@@ -13,7 +13,10 @@
 //! `Conn#(4) | Len(2) | payload | zero padding`, handled by [`CellRepr`]; the top bit of
 //! `Len` marks the first cell of a connection (OPEN), the other 15 bits are the length.
 //!
-//! Nothing in this module panics on any input: every parser returns a [`WireError`].
+//! Nothing in this module panics on any input: every parser returns a [`WireError`]. The
+//! one exception is by contract: the accessors of a [`Cell`] built with
+//! [`Cell::new_unchecked`] index the header, so that buffer must hold at least
+//! [`CELL_HEADER_LEN`] bytes (use [`Cell::new_checked`] on untrusted bytes).
 
 use serde::{Deserialize, Serialize};
 
@@ -267,7 +270,7 @@ pub struct Cell<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Cell<T> {
-    /// Wraps a buffer without checking it.
+    /// Wraps a buffer without checking it (accessors panic if it is shorter than the header).
     pub const fn new_unchecked(buffer: T) -> Self {
         Cell { buffer }
     }
