@@ -18,7 +18,7 @@ use crate::link;
 use crate::net;
 
 /// Unconfirmed cells the client can keep (bounds the window it accepts).
-const STORE_CELLS: usize = 16;
+const STORE_CELLS: usize = dissent_core::MAX_WINDOW;
 /// Upstream chunks waiting for this client's slot, over all connections.
 const UPSTREAM_QUEUE: usize = 64;
 /// Downstream chunks buffered per local connection before it is closed as not reading.
