@@ -1359,4 +1359,25 @@ mod tests {
             assert!(!is_generated_name(name), "{name}");
         }
     }
+
+    /// The demo set in configs/ (used by the docs) stays loadable, every node included.
+    #[test]
+    fn the_shipped_demo_configuration_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/demo");
+        let group = Group::load(&dir).unwrap();
+        assert_eq!((group.clients.len(), group.trustees.len()), (3, 2));
+        let mut slots = BTreeSet::new();
+        for c in &group.clients {
+            let node = load_node(&group, &dir.join(format!("{}.json", c.id))).unwrap();
+            assert!(matches!(node.role, Role::Client(_)));
+            slots.insert(node.slot(&group).unwrap());
+        }
+        assert_eq!(slots.len(), 3);
+        for t in &group.trustees {
+            let node = load_node(&group, &dir.join(format!("{}.json", t.id))).unwrap();
+            assert!(matches!(node.role, Role::Trustee(_)));
+        }
+        let relay = load_node(&group, &dir.join("relay.json")).unwrap();
+        assert_eq!(relay.role, Role::Relay);
+    }
 }
