@@ -331,11 +331,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             requests: Deque::new(),
             store: storage,
             capacity,
-            free: if capacity == 64 {
-                u64::MAX
-            } else {
-                (1u64 << capacity) - 1
-            },
+            free: all_free(capacity),
             sent: Deque::new(),
             resend: Deque::new(),
             conns: FnvIndexMap::new(),
@@ -414,11 +410,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         }
         self.sent.clear();
         self.resend.clear();
-        self.free = if self.capacity == 64 {
-            u64::MAX
-        } else {
-            (1u64 << self.capacity) - 1
-        };
+        self.free = all_free(self.capacity);
         self.phase = Phase::Disconnected;
         self.hello_pending = false;
         self.requests.clear();
@@ -681,6 +673,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             self.events.pop_front();
         }
         let _ = self.events.push_back(event);
+    }
+}
+
+/// The free-slot mask of a store with `capacity` (at most 64) cells.
+const fn all_free(capacity: usize) -> u64 {
+    if capacity >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << capacity) - 1
     }
 }
 

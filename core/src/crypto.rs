@@ -187,6 +187,7 @@ impl IntervalKey {
 
 #[cfg(test)]
 mod tests {
+    // Test code only: each unwrap() is an assertion on a fixture, never on network input.
     use super::*;
 
     fn unhex<const N: usize>(s: &str) -> [u8; N] {

@@ -410,6 +410,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         self.clients
     }
 
+    /// Number of trustees in the group.
+    pub fn trustee_count(&self) -> u16 {
+        self.cfg.trustees
+    }
+
     /// Number of trustees currently connected.
     pub fn connected_trustees(&self) -> usize {
         self.trustees.count_ones() as usize
@@ -989,7 +994,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
                 }
             }
             Phase::Running(r)
-                if r.done < r.next_trustee && r.stop != Some(Stop::Abort { end_at: r.done }) =>
+                if r.done < r.next_trustee && !matches!(r.stop, Some(Stop::Abort { .. })) =>
             {
                 let s = self.ring[(r.done % u64::from(self.cfg.trustee_window)) as usize];
                 if now < s.issued + self.cfg.exchange_timeout {

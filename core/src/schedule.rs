@@ -33,6 +33,7 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
+    // Test code only: each unwrap() is an assertion on a fixture, never on network input.
     use super::*;
 
     #[test]

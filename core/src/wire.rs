@@ -417,6 +417,7 @@ pub(crate) fn emit_header(cell: &mut [u8], conn: u32, open: bool, len: usize) {
 
 #[cfg(test)]
 mod tests {
+    // Test code only: each unwrap() is an assertion on a fixture, never on network input.
     use super::*;
 
     #[test]

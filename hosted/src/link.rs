@@ -190,15 +190,10 @@ where
         .remote_public_key(relay_key)
         .prologue(&pro)
         .build_initiator()
-        .map_err(|e| io::Error::other(format!("noise: {e}")))?;
+        .map_err(noise_error)?;
     let mut r = BufReader::with_capacity(2 * MAX_RECORD, r);
-    let mut msg = vec![0u8; MAX_RECORD];
-    let fut = async {
-        let n = hs
-            .write_message(&[], &mut msg)
-            .map_err(|e| io::Error::other(format!("noise: {e}")))?;
-        write_record(&mut w, &msg[..n]).await?;
-        w.flush().await?;
+    in_time(async {
+        send_handshake(&mut hs, &mut w).await?;
         let mut rec = Vec::new();
         if !read_record(&mut r, &mut rec).await? {
             return Err(invalid("relay closed the link during the handshake"));
@@ -207,18 +202,9 @@ where
         hs.read_message(&rec, &mut payload)
             .map_err(|_| invalid("relay failed the handshake (wrong relay key or group?)"))?;
         Ok(())
-    };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))??;
-    let state = Arc::new(
-        hs.into_stateless_transport_mode()
-            .map_err(|e| io::Error::other(format!("noise: {e}")))?,
-    );
-    Ok((
-        LinkReader::new(r, state.clone()),
-        LinkWriter { inner: w, state },
-    ))
+    })
+    .await?;
+    established(hs, r, w)
 }
 
 /// Runs the relay side of the handshake; `admit` maps the node's static key to an identity.
@@ -239,9 +225,9 @@ where
         .local_private_key(relay_key)
         .prologue(&pro)
         .build_responder()
-        .map_err(|e| io::Error::other(format!("noise: {e}")))?;
+        .map_err(noise_error)?;
     let mut r = BufReader::with_capacity(2 * MAX_RECORD, r);
-    let fut = async {
+    let who = in_time(async {
         let mut rec = Vec::new();
         if !read_record_of(&mut r, &mut rec, Some(FIRST_MESSAGE_LEN)).await? {
             return Err(invalid("closed before the handshake"));
@@ -254,23 +240,48 @@ where
             .and_then(|k| k.try_into().ok())
             .ok_or_else(|| invalid("handshake without a static key"))?;
         let who = admit(&key).ok_or_else(|| invalid("static key is not a member of the group"))?;
-        let mut msg = vec![0u8; MAX_RECORD];
-        let n = hs
-            .write_message(&[], &mut msg)
-            .map_err(|e| io::Error::other(format!("noise: {e}")))?;
-        write_record(&mut w, &msg[..n]).await?;
-        w.flush().await?;
+        send_handshake(&mut hs, &mut w).await?;
         Ok(who)
-    };
-    let who = tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
+    })
+    .await?;
+    let (reader, writer) = established(hs, r, w)?;
+    Ok((who, reader, writer))
+}
+
+fn noise_error(e: snow::Error) -> io::Error {
+    io::Error::other(format!("noise: {e}"))
+}
+
+/// Writes our handshake message (empty payload) as one record.
+async fn send_handshake<W: AsyncWrite + Unpin>(
+    hs: &mut snow::HandshakeState,
+    w: &mut W,
+) -> io::Result<()> {
+    let mut msg = vec![0u8; MAX_RECORD];
+    let n = hs.write_message(&[], &mut msg).map_err(noise_error)?;
+    write_record(w, &msg[..n]).await?;
+    w.flush().await
+}
+
+/// Runs a handshake step within [`HANDSHAKE_TIMEOUT`].
+async fn in_time<T>(step: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, step)
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))??;
-    let state = Arc::new(
-        hs.into_stateless_transport_mode()
-            .map_err(|e| io::Error::other(format!("noise: {e}")))?,
-    );
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))?
+}
+
+/// Turns a finished handshake into the two halves of the link.
+fn established<R, W>(
+    hs: snow::HandshakeState,
+    r: BufReader<R>,
+    w: W,
+) -> io::Result<(LinkReader<R>, LinkWriter<W>)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let state = Arc::new(hs.into_stateless_transport_mode().map_err(noise_error)?);
     Ok((
-        who,
         LinkReader::new(r, state.clone()),
         LinkWriter { inner: w, state },
     ))

@@ -240,8 +240,16 @@ fn main() {
     }
 }
 
-fn relay_address(group: &config::Group, over: Option<String>) -> String {
-    over.unwrap_or_else(|| group.relay_address.clone())
+/// Loads the group and a node's secrets; the relay address is `over` or system.json's.
+fn load_node_config(
+    dir: &std::path::Path,
+    key_file: &std::path::Path,
+    over: Option<String>,
+) -> Result<(config::Group, config::NodeSecrets, String)> {
+    let group = config::Group::load(dir)?;
+    let node = config::load_node(&group, key_file)?;
+    let relay = over.unwrap_or_else(|| group.relay_address.clone());
+    Ok((group, node, relay))
 }
 
 async fn run(command: Command) -> Result<()> {
@@ -300,10 +308,8 @@ async fn run(command: Command) -> Result<()> {
             dir,
             key_file,
         } => {
-            let group = config::Group::load(&dir)?;
-            let node = config::load_node(&group, &key_file)?;
+            let (group, node, relay) = load_node_config(&dir, &key_file, relay)?;
             let span = tracing::error_span!("trustee", id = %node.id);
-            let relay = relay_address(&group, relay);
             trustee::run(group, node, relay, min_clients)
                 .instrument(span)
                 .await
@@ -315,10 +321,8 @@ async fn run(command: Command) -> Result<()> {
             dir,
             key_file,
         } => {
-            let group = config::Group::load(&dir)?;
-            let node = config::load_node(&group, &key_file)?;
+            let (group, node, relay) = load_node_config(&dir, &key_file, relay)?;
             let span = tracing::error_span!("client", id = %node.id);
-            let relay = relay_address(&group, relay);
             client::run(group, node, SocketAddr::new(host, port), relay)
                 .instrument(span)
                 .await

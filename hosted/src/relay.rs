@@ -552,19 +552,24 @@ fn drive(
             };
             sent = true;
             let frame = Bytes::copy_from_slice(&out[..t.len]);
-            let targets: Vec<PeerId> = match t.destination {
-                Destination::Trustees => by_peer
-                    .keys()
-                    .filter(|p| matches!(p, PeerId::Trustee(_)))
-                    .copied()
-                    .collect(),
-                Destination::Clients(set) => set.iter().map(|i| PeerId::Client(i as u16)).collect(),
-            };
+            // Peers whose queue is full; allocated only if there are any.
             let mut slow = Vec::new();
-            for peer in targets {
+            let mut send = |peer: PeerId| {
                 if let Some(link) = by_peer.get(&peer).and_then(|t| links.get(t)) {
                     if link.tx.try_send(frame.clone()).is_err() {
                         slow.push(peer);
+                    }
+                }
+            };
+            match t.destination {
+                Destination::Trustees => {
+                    for j in 0..relay.trustee_count() {
+                        send(PeerId::Trustee(j));
+                    }
+                }
+                Destination::Clients(set) => {
+                    for i in set.iter() {
+                        send(PeerId::Client(i as u16));
                     }
                 }
             }
