@@ -6,8 +6,8 @@
 //! input from the network. The hosted (tokio) and embedded (embassy) shells only move bytes.
 //!
 //! Module map: [`wire`] (frames, messages, cells), [`crypto`] (keys and pads), [`link`]
-//! (Noise links between nodes and the relay), [`online`] (online sets), [`schedule`] (slot
-//! schedule), [`time`] (caller-supplied time).
+//! (Noise links between nodes and the relay), [`backoff`] (when to redial the relay),
+//! [`online`] (online sets), [`schedule`] (slot schedule), [`time`] (caller-supplied time).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::std_instead_of_core)]
@@ -15,6 +15,7 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod backoff;
 pub mod client;
 pub mod crypto;
 pub mod link;
