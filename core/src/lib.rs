@@ -5,8 +5,9 @@
 //! out. They never read a clock, a socket or an RNG, never allocate and never panic on
 //! input from the network. The hosted (tokio) and embedded (embassy) shells only move bytes.
 //!
-//! Module map: [`wire`] (frames, messages, cells), [`crypto`] (keys and pads), [`online`]
-//! (online sets), [`schedule`] (slot schedule), [`time`] (caller-supplied time).
+//! Module map: [`wire`] (frames, messages, cells), [`crypto`] (keys and pads), [`link`]
+//! (Noise links between nodes and the relay), [`backoff`] (when to redial the relay),
+//! [`online`] (online sets), [`schedule`] (slot schedule), [`time`] (caller-supplied time).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::std_instead_of_core)]
@@ -14,8 +15,10 @@
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod backoff;
 pub mod client;
 pub mod crypto;
+pub mod link;
 pub mod online;
 pub mod relay;
 pub mod schedule;

@@ -1,102 +1,97 @@
 //! Authenticated, encrypted links between the relay and its clients and trustees.
 //!
-//! Every link starts with a Noise `IK` handshake (X25519, ChaCha20-Poly1305, BLAKE2s):
-//! the node knows the relay's long-term key from system.json, and the relay learns the
-//! node's long-term key from the first handshake message and admits it only if that key
-//! belongs to a client or trustee of the group. The prologue binds the group and session.
-//!
-//! After the handshake the byte stream is a sequence of records,
+//! The tokio shell around `dissent_core::link`, which holds the whole protocol: a Noise `IK`
+//! handshake (X25519, ChaCha20-Poly1305, BLAKE2s) in which the node knows the relay's
+//! long-term key from system.json and the relay admits the node's long-term key only if it
+//! belongs to a client or trustee of the group, then records,
 //! `Length (u16, big endian) | Noise transport message`, whose plaintexts concatenated form
-//! the frame stream of `dissent_core::wire`.
+//! the frame stream of `dissent_core::wire`. This module only moves the bytes, keeps the
+//! time limit and draws each handshake's entropy from the OS.
 
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use dissent_core::link::{
+    Initiator, LinkError, Opener, RecordReader, Responder, Sealer, Transport, HEADER_LEN,
+    MAX_PLAINTEXT, MAX_RECORD, OVERHEAD, REQUEST_LEN, RESPONSE_LEN,
+};
 use dissent_core::wire;
-use snow::{Builder, StatelessTransportState};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// The Noise protocol name.
-pub const NOISE_PARAMS: &str = "Noise_IK_25519_ChaChaPoly_BLAKE2s";
-/// Largest Noise message.
-const MAX_RECORD: usize = 65535;
-/// Authentication tag per record.
-const TAG: usize = 16;
-/// Largest plaintext per record.
-const MAX_PLAIN: usize = MAX_RECORD - TAG;
+#[allow(unused_imports)] // Part of this module's interface; only the tests name it today.
+pub use dissent_core::link::NOISE_PARAMS;
 /// Time allowed for the whole handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Least free room to read into.
+const READ_CHUNK: usize = 16 * 1024;
 
 fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
 }
 
-fn prologue(group_id: &[u8; 16], session_id: &[u8; 16]) -> Vec<u8> {
-    [b"dissent-rs v1 link".as_slice(), group_id, session_id].concat()
+fn noise_error(e: LinkError) -> io::Error {
+    io::Error::other(format!("noise: {e}"))
 }
 
-/// Length of the first handshake message: ephemeral key, encrypted static key, empty payload.
-const FIRST_MESSAGE_LEN: usize = 32 + (32 + TAG) + TAG;
-
-async fn read_record<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<bool> {
-    read_record_of(r, buf, None).await
+/// 32 fresh bytes from the OS for one handshake.
+fn entropy() -> io::Result<[u8; 32]> {
+    let mut e = [0u8; 32];
+    OsRng
+        .try_fill_bytes(&mut e)
+        .map_err(|e| io::Error::other(format!("no entropy from the OS: {e}")))?;
+    Ok(e)
 }
 
-/// Reads one record; with `exact`, any other length is refused before its body is read.
-async fn read_record_of<R: AsyncRead + Unpin>(
+/// Reads until `buf` starts with a whole record and returns the bytes it takes;
+/// `Ok(None)` on a clean end of stream before any of it.
+///
+/// A bad length is refused as soon as the length field is in, before the body is read.
+async fn read_record<R: AsyncRead + Unpin>(
     r: &mut R,
-    buf: &mut Vec<u8>,
-    exact: Option<usize>,
-) -> io::Result<bool> {
-    let mut len = [0u8; 2];
-    match r.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
-        Err(e) => return Err(e),
+    buf: &mut BytesMut,
+    records: &mut RecordReader,
+) -> io::Result<Option<usize>> {
+    loop {
+        if let Some((_, used)) = records.split(buf).map_err(|e| invalid(e.to_string()))? {
+            return Ok(Some(used));
+        }
+        // Room for the rest of the record under way, and never less than one chunk.
+        let record = buf.first_chunk::<HEADER_LEN>().map_or(HEADER_LEN, |h| {
+            HEADER_LEN + usize::from(u16::from_be_bytes(*h))
+        });
+        let want = record.saturating_sub(buf.len()).max(READ_CHUNK);
+        if buf.capacity() - buf.len() < want {
+            buf.reserve(want);
+        }
+        if r.read_buf(buf).await? == 0 {
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "stream ended inside a record",
+            ));
+        }
     }
-    let n = usize::from(u16::from_be_bytes(len));
-    if n < TAG {
-        return Err(invalid(format!("record of {n} bytes is too short")));
-    }
-    if exact.is_some_and(|e| e != n) {
-        return Err(invalid(format!("handshake message of {n} bytes")));
-    }
-    buf.resize(n, 0);
-    r.read_exact(buf).await?;
-    Ok(true)
-}
-
-async fn write_record<W: AsyncWrite + Unpin>(w: &mut W, record: &[u8]) -> io::Result<()> {
-    // Records are at most MAX_RECORD bytes by construction.
-    w.write_all(&(record.len() as u16).to_be_bytes()).await?;
-    w.write_all(record).await
 }
 
 /// The receiving half of an established link.
 pub struct LinkReader<R> {
-    inner: BufReader<R>,
-    state: Arc<StatelessTransportState>,
-    nonce: u64,
-    record: Vec<u8>,
+    inner: R,
+    opener: Opener,
+    records: RecordReader,
+    /// Stream bytes not yet opened.
+    raw: BytesMut,
+    /// Opened plaintext not yet split into frames.
     plain: BytesMut,
-    scratch: Vec<u8>,
 }
 
 impl<R: AsyncRead + Unpin> LinkReader<R> {
-    fn new(inner: BufReader<R>, state: Arc<StatelessTransportState>) -> Self {
-        LinkReader {
-            inner,
-            state,
-            nonce: 0,
-            record: Vec::new(),
-            plain: BytesMut::new(),
-            scratch: vec![0u8; MAX_RECORD],
-        }
-    }
-
     /// Reads the next frame body; `Ok(None)` on a clean end of stream between frames.
     pub async fn next(&mut self) -> io::Result<Option<Bytes>> {
         loop {
@@ -107,18 +102,20 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
                 frame.advance(start);
                 return Ok(Some(frame.freeze()));
             }
-            if !read_record(&mut self.inner, &mut self.record).await? {
+            let Some(used) = read_record(&mut self.inner, &mut self.raw, &mut self.records).await?
+            else {
                 if self.plain.is_empty() {
                     return Ok(None);
                 }
                 return Err(invalid("stream ended inside a frame"));
-            }
+            };
+            let message = &mut self.raw[HEADER_LEN..used];
             let n = self
-                .state
-                .read_message(self.nonce, &self.record, &mut self.scratch)
+                .opener
+                .open_in_place(message)
                 .map_err(|_| invalid("record failed authentication"))?;
-            self.nonce += 1;
-            self.plain.extend_from_slice(&self.scratch[..n]);
+            self.plain.extend_from_slice(&message[..n]);
+            self.raw.advance(used);
         }
     }
 
@@ -134,33 +131,29 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
 /// The sending half of an established link.
 pub struct LinkWriter<W> {
     inner: W,
-    state: Arc<StatelessTransportState>,
+    sealer: Sealer,
 }
 
 impl<W: AsyncWrite + Unpin> LinkWriter<W> {
     /// Encrypts and writes every frame from `rx` until the channel closes, then shuts down.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Bytes>) -> io::Result<()> {
-        let mut nonce = 0u64;
-        let mut plain: Vec<u8> = Vec::with_capacity(2 * MAX_PLAIN);
-        let mut record = vec![0u8; MAX_RECORD];
+        let mut plain: Vec<u8> = Vec::with_capacity(2 * MAX_PLAINTEXT);
         let mut out: Vec<u8> = Vec::with_capacity(4 * MAX_RECORD);
         while let Some(frame) = rx.recv().await {
             plain.extend_from_slice(&frame);
             // Batch whatever is already queued.
-            while plain.len() < 4 * MAX_PLAIN {
+            while plain.len() < 4 * MAX_PLAINTEXT {
                 match rx.try_recv() {
                     Ok(f) => plain.extend_from_slice(&f),
                     Err(_) => break,
                 }
             }
-            for chunk in plain.chunks(MAX_PLAIN) {
-                let n = self
-                    .state
-                    .write_message(nonce, chunk, &mut record)
+            for chunk in plain.chunks(MAX_PLAINTEXT) {
+                let start = out.len();
+                out.resize(start + chunk.len() + OVERHEAD, 0);
+                self.sealer
+                    .seal(chunk, &mut out[start..])
                     .map_err(|e| io::Error::other(format!("encrypt: {e}")))?;
-                nonce += 1;
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-                out.extend_from_slice(&record[..n]);
             }
             plain.clear();
             self.inner.write_all(&out).await?;
@@ -173,7 +166,7 @@ impl<W: AsyncWrite + Unpin> LinkWriter<W> {
 
 /// Runs the node side of the handshake: `own_key` is the node's long-term secret.
 pub async fn connect<R, W>(
-    r: R,
+    mut r: R,
     mut w: W,
     own_key: &[u8; 32],
     relay_key: &[u8; 32],
@@ -184,32 +177,31 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let pro = prologue(group_id, session_id);
-    let mut hs = Builder::new(params())
-        .local_private_key(own_key)
-        .remote_public_key(relay_key)
-        .prologue(&pro)
-        .build_initiator()
+    let mut hs = Initiator::new(own_key, relay_key, group_id, session_id, entropy()?)
         .map_err(noise_error)?;
-    let mut r = BufReader::with_capacity(2 * MAX_RECORD, r);
-    in_time(async {
-        send_handshake(&mut hs, &mut w).await?;
-        let mut rec = Vec::new();
-        if !read_record(&mut r, &mut rec).await? {
+    let mut records = RecordReader::initiator();
+    let mut raw = BytesMut::new();
+    let transport = in_time(async {
+        let mut request = [0u8; HEADER_LEN + REQUEST_LEN];
+        let n = hs.write_request(&mut request).map_err(noise_error)?;
+        w.write_all(&request[..n]).await?;
+        w.flush().await?;
+        let Some(used) = read_record(&mut r, &mut raw, &mut records).await? else {
             return Err(invalid("relay closed the link during the handshake"));
-        }
-        let mut payload = vec![0u8; MAX_RECORD];
-        hs.read_message(&rec, &mut payload)
+        };
+        let transport = hs
+            .read_response(&raw[HEADER_LEN..used])
             .map_err(|_| invalid("relay failed the handshake (wrong relay key or group?)"))?;
-        Ok(())
+        raw.advance(used);
+        Ok(transport)
     })
     .await?;
-    established(hs, r, w)
+    Ok(established(transport, r, records, raw, w))
 }
 
 /// Runs the relay side of the handshake; `admit` maps the node's static key to an identity.
 pub async fn accept<R, W, T>(
-    r: R,
+    mut r: R,
     mut w: W,
     relay_key: &[u8; 32],
     group_id: &[u8; 16],
@@ -220,47 +212,28 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let pro = prologue(group_id, session_id);
-    let mut hs = Builder::new(params())
-        .local_private_key(relay_key)
-        .prologue(&pro)
-        .build_responder()
-        .map_err(noise_error)?;
-    let mut r = BufReader::with_capacity(2 * MAX_RECORD, r);
-    let who = in_time(async {
-        let mut rec = Vec::new();
-        if !read_record_of(&mut r, &mut rec, Some(FIRST_MESSAGE_LEN)).await? {
+    let mut hs =
+        Responder::new(relay_key, group_id, session_id, entropy()?).map_err(noise_error)?;
+    let mut records = RecordReader::responder();
+    let mut raw = BytesMut::new();
+    let (who, transport) = in_time(async {
+        let Some(used) = read_record(&mut r, &mut raw, &mut records).await? else {
             return Err(invalid("closed before the handshake"));
-        }
-        let mut payload = vec![0u8; MAX_RECORD];
-        hs.read_message(&rec, &mut payload)
+        };
+        let key = hs
+            .read_request(&raw[HEADER_LEN..used])
             .map_err(|_| invalid("handshake failed (not encrypted to this relay's key)"))?;
-        let key: [u8; 32] = hs
-            .get_remote_static()
-            .and_then(|k| k.try_into().ok())
-            .ok_or_else(|| invalid("handshake without a static key"))?;
+        raw.advance(used);
         let who = admit(&key).ok_or_else(|| invalid("static key is not a member of the group"))?;
-        send_handshake(&mut hs, &mut w).await?;
-        Ok(who)
+        let mut response = [0u8; HEADER_LEN + RESPONSE_LEN];
+        let (n, transport) = hs.write_response(&mut response).map_err(noise_error)?;
+        w.write_all(&response[..n]).await?;
+        w.flush().await?;
+        Ok((who, transport))
     })
     .await?;
-    let (reader, writer) = established(hs, r, w)?;
+    let (reader, writer) = established(transport, r, records, raw, w);
     Ok((who, reader, writer))
-}
-
-fn noise_error(e: snow::Error) -> io::Error {
-    io::Error::other(format!("noise: {e}"))
-}
-
-/// Writes our handshake message (empty payload) as one record.
-async fn send_handshake<W: AsyncWrite + Unpin>(
-    hs: &mut snow::HandshakeState,
-    w: &mut W,
-) -> io::Result<()> {
-    let mut msg = vec![0u8; MAX_RECORD];
-    let n = hs.write_message(&[], &mut msg).map_err(noise_error)?;
-    write_record(w, &msg[..n]).await?;
-    w.flush().await
 }
 
 /// Runs a handshake step within [`HANDSHAKE_TIMEOUT`].
@@ -270,34 +243,33 @@ async fn in_time<T>(step: impl std::future::Future<Output = io::Result<T>>) -> i
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))?
 }
 
-/// Turns a finished handshake into the two halves of the link.
+/// Turns a finished handshake into the two halves of the link; `raw` holds any stream
+/// bytes that arrived after the handshake.
 fn established<R, W>(
-    hs: snow::HandshakeState,
-    r: BufReader<R>,
+    transport: Transport,
+    r: R,
+    records: RecordReader,
+    raw: BytesMut,
     w: W,
-) -> io::Result<(LinkReader<R>, LinkWriter<W>)>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let state = Arc::new(hs.into_stateless_transport_mode().map_err(noise_error)?);
-    Ok((
-        LinkReader::new(r, state.clone()),
-        LinkWriter { inner: w, state },
-    ))
-}
-
-fn params() -> snow::params::NoiseParams {
-    // NOISE_PARAMS is a valid, supported protocol name.
-    NOISE_PARAMS
-        .parse()
-        .unwrap_or_else(|_| unreachable!("valid noise parameters"))
+) -> (LinkReader<R>, LinkWriter<W>) {
+    let (sealer, opener) = transport.split();
+    (
+        LinkReader {
+            inner: r,
+            opener,
+            records,
+            raw,
+            plain: BytesMut::new(),
+        },
+        LinkWriter { inner: w, sealer },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use dissent_core::crypto::public_key;
+    use tokio::io::{DuplexStream, ReadHalf, WriteHalf};
 
     async fn pair(
         node_key: [u8; 32],
@@ -390,10 +362,146 @@ mod tests {
         let (a, b) = tokio::io::duplex(4096);
         let (br, bw) = tokio::io::split(b);
         let (_ar, mut aw) = tokio::io::split(a);
-        let mut junk = vec![0u8, FIRST_MESSAGE_LEN as u8];
-        junk.extend((0..FIRST_MESSAGE_LEN).map(|i| (i * 7) as u8));
+        let mut junk = vec![0u8, REQUEST_LEN as u8];
+        junk.extend((0..REQUEST_LEN).map(|i| (i * 7) as u8));
         aw.write_all(&junk).await.unwrap();
         let r = accept(br, bw, &[4; 32], &[1; 16], &[2; 16], |_| Some(())).await;
         assert!(r.is_err());
+    }
+
+    /// One end of a link as the snow-based releases ran it.
+    struct SnowPeer {
+        r: ReadHalf<DuplexStream>,
+        w: WriteHalf<DuplexStream>,
+        state: snow::TransportState,
+    }
+
+    impl SnowPeer {
+        async fn read_message(r: &mut ReadHalf<DuplexStream>) -> Vec<u8> {
+            let mut len = [0u8; 2];
+            r.read_exact(&mut len).await.unwrap();
+            let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            r.read_exact(&mut msg).await.unwrap();
+            msg
+        }
+
+        async fn write_message(w: &mut WriteHalf<DuplexStream>, msg: &[u8]) {
+            w.write_all(&(msg.len() as u16).to_be_bytes())
+                .await
+                .unwrap();
+            w.write_all(msg).await.unwrap();
+        }
+
+        /// Sends `frame` as one record.
+        async fn send(&mut self, frame: &[u8]) {
+            let mut buf = vec![0u8; MAX_RECORD];
+            let n = self.state.write_message(frame, &mut buf).unwrap();
+            Self::write_message(&mut self.w, &buf[..n]).await;
+        }
+
+        /// Receives one record's plaintext.
+        async fn receive(&mut self) -> Vec<u8> {
+            let msg = Self::read_message(&mut self.r).await;
+            let mut buf = vec![0u8; MAX_RECORD];
+            let n = self.state.read_message(&msg, &mut buf).unwrap();
+            buf.truncate(n);
+            buf
+        }
+    }
+
+    fn snow_builder<'a>(key: &'a [u8; 32], prologue: &'a [u8]) -> snow::Builder<'a> {
+        snow::Builder::new(NOISE_PARAMS.parse().unwrap())
+            .local_private_key(key)
+            .prologue(prologue)
+    }
+
+    /// The prologue as docs/protocol.md §1 writes it, for group 01×16 and session 02×16.
+    fn prologue() -> Vec<u8> {
+        [b"dissent-rs v1 link".as_slice(), &[1; 16], &[2; 16]].concat()
+    }
+
+    #[tokio::test]
+    async fn snow_relays_and_snow_nodes_still_interoperate() {
+        let (node, relay) = ([3u8; 32], [4u8; 32]);
+        let (relay_pub, node_pub) = (public_key(&relay), public_key(&node));
+        let frame = [0u8, 0, 0, 3, 7, 8, 9];
+
+        // This node against a relay of the snow-based releases.
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (ar, aw) = tokio::io::split(a);
+        let (br, bw) = tokio::io::split(b);
+        let snow_relay = async move {
+            let pro = prologue();
+            let mut hs = snow_builder(&relay, &pro).build_responder().unwrap();
+            let (mut r, mut w) = (br, bw);
+            let msg = SnowPeer::read_message(&mut r).await;
+            assert_eq!(msg.len(), REQUEST_LEN);
+            hs.read_message(&msg, &mut [0u8; 64]).unwrap();
+            assert_eq!(hs.get_remote_static().unwrap(), &node_pub);
+            let mut buf = [0u8; 64];
+            let n = hs.write_message(&[], &mut buf).unwrap();
+            SnowPeer::write_message(&mut w, &buf[..n]).await;
+            let mut peer = SnowPeer {
+                r,
+                w,
+                state: hs.into_transport_mode().unwrap(),
+            };
+            assert_eq!(peer.receive().await, frame);
+            peer.send(&frame[..4]).await;
+            peer.send(&frame[4..]).await;
+        };
+        let ours = async move {
+            let (mut reader, writer) =
+                connect(ar, aw, &node, &relay_pub, &[1; 16], &[2; 16]).await?;
+            let (tx, rx) = mpsc::channel(1);
+            tx.send(Bytes::copy_from_slice(&frame)).await.unwrap();
+            drop(tx);
+            writer.run(rx).await?;
+            reader.next().await
+        };
+        let ((), got) = tokio::join!(snow_relay, ours);
+        assert_eq!(&got.unwrap().unwrap()[..], &frame[4..]);
+
+        // A node of the snow-based releases against this relay.
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (ar, aw) = tokio::io::split(a);
+        let (br, bw) = tokio::io::split(b);
+        let snow_node = async move {
+            let pro = prologue();
+            let mut hs = snow_builder(&node, &pro)
+                .remote_public_key(&relay_pub)
+                .build_initiator()
+                .unwrap();
+            let (mut r, mut w) = (ar, aw);
+            let mut buf = [0u8; 128];
+            let n = hs.write_message(&[], &mut buf).unwrap();
+            SnowPeer::write_message(&mut w, &buf[..n]).await;
+            let msg = SnowPeer::read_message(&mut r).await;
+            assert_eq!(msg.len(), RESPONSE_LEN);
+            hs.read_message(&msg, &mut buf).unwrap();
+            let mut peer = SnowPeer {
+                r,
+                w,
+                state: hs.into_transport_mode().unwrap(),
+            };
+            peer.send(&frame).await;
+            peer.send(&frame).await;
+            peer.receive().await
+        };
+        let ours = async move {
+            let (who, mut reader, writer) =
+                accept(br, bw, &relay, &[1; 16], &[2; 16], |k| Some(*k)).await?;
+            assert_eq!(who, node_pub);
+            for _ in 0..2 {
+                assert_eq!(&reader.next().await?.unwrap()[..], &frame[4..]);
+            }
+            let (tx, rx) = mpsc::channel(1);
+            tx.send(Bytes::copy_from_slice(&frame)).await.unwrap();
+            drop(tx);
+            writer.run(rx).await
+        };
+        let (got, r) = tokio::join!(snow_node, ours);
+        r.unwrap();
+        assert_eq!(got, frame);
     }
 }
