@@ -1014,8 +1014,11 @@ fn describe(target: &Target<'_>) -> String {
 fn every_log_line_names_its_role_library_lines_included() {
     within(Duration::from_secs(60), |scope| {
         let port = free_ports(1);
-        let mut server =
-            scope.spawn_logging("socks5", &["socks5", "-p", &port.to_string()], "debug");
+        let mut server = scope.spawn_logging(
+            "socks5",
+            &["socks5", "-p", &port.to_string()],
+            "debug,fast_socks5=debug",
+        );
         wait_for_port(port, Duration::from_secs(20));
         // A greeting offering only username/password: the library logs its refusal.
         let mut s = connect(port, Duration::from_secs(20));
@@ -1024,6 +1027,26 @@ fn every_log_line_names_its_role_library_lines_included() {
         let _ = s.read_to_end(&mut rest);
         assert_eq!(rest, [0x05, 0xff]);
         let log = server.wait_for_log("No auth method supported", Duration::from_secs(20));
+        assert!(every_line_names(&log, "socks5"), "{log}");
+
+        // Unless named, the library logs at info at most: its debug lines name destinations.
+        let port = free_ports(1);
+        let mut server =
+            scope.spawn_logging("socks5", &["socks5", "-p", &port.to_string()], "debug");
+        wait_for_port(port, Duration::from_secs(20));
+        let target = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a target");
+        let target_port = target.local_addr().expect("local_addr").port();
+        let local = Target::Ip(Ipv4Addr::LOCALHOST.into(), target_port);
+        assert_eq!(socks5_reply(port, &local), 0x02);
+        let log = server.wait_for_log(
+            "refused a destination by exit policy",
+            Duration::from_secs(20),
+        );
+        assert!(
+            !log.contains(&format!(":{target_port}")),
+            "a destination was logged: {log}"
+        );
+        assert!(!log.contains("Request target"), "{log}");
         assert!(every_line_names(&log, "socks5"), "{log}");
     });
 }

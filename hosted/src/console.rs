@@ -21,6 +21,9 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+/// The log target of the SOCKS5 library.
+const SOCKS5_LIBRARY: &str = "fast_socks5";
+
 /// The name printed on every log line.
 static ROLE: RwLock<String> = RwLock::new(String::new());
 
@@ -33,10 +36,24 @@ pub fn set_role(role: &str) {
 
 /// Installs the global `tracing` subscriber: `RUST_LOG` (default `info`), role-prefixed
 /// lines on stderr, colours only on a terminal.
+///
+/// The SOCKS5 library's debug lines name destinations, which an exit should not keep: it
+/// logs at `info` at most unless `RUST_LOG` names it (`fast_socks5=debug`).
 pub fn init_logging(role: &str) {
     set_role(role);
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let asked = std::env::var("RUST_LOG").unwrap_or_default();
+    let default = || tracing_subscriber::EnvFilter::new("info");
+    let mut filter = match asked.trim() {
+        "" => default(),
+        directives => {
+            tracing_subscriber::EnvFilter::try_new(directives).unwrap_or_else(|_| default())
+        }
+    };
+    if !asked.contains(SOCKS5_LIBRARY) {
+        if let Ok(cap) = format!("{SOCKS5_LIBRARY}=info").parse() {
+            filter = filter.add_directive(cap);
+        }
+    }
     let lines = tracing_subscriber::fmt::layer()
         .with_writer(QuietStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&io::stderr()))
