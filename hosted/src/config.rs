@@ -23,7 +23,6 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -34,6 +33,8 @@ use rand::RngCore;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use x25519_dalek::{PublicKey, StaticSecret};
+
+use crate::addr::HostPort;
 
 /// Number of clients generated when none is given.
 pub const DEFAULT_CLIENTS: usize = 10;
@@ -51,6 +52,9 @@ pub const MAX_CELL_LENGTH: usize = dissent_core::MAX_CELL_LENGTH;
 pub const MAX_CLIENTS: usize = 256;
 /// Largest accepted number of trustees.
 pub const MAX_TRUSTEES: usize = 16;
+/// Fewest clients whose traffic can hide among each other; smaller groups and intervals
+/// are refused unless the user asks for them (`--allow-small-anonymity-set`).
+pub const MIN_ANONYMITY_SET: usize = 2;
 
 const SYSTEM_FILE: &str = "system.json";
 const SESSION_FILE: &str = "session.json";
@@ -112,7 +116,7 @@ pub struct Group {
     /// The relay's id.
     pub relay_id: String,
     /// The relay's `host:port`.
-    pub relay_address: String,
+    pub relay_address: HostPort,
     /// The relay's long-term public key.
     pub relay_key: Key,
     /// Clients and their long-term public keys; a client's index is its [`Role::Client`] index.
@@ -127,6 +131,37 @@ pub struct Group {
     pub slots: Vec<Key>,
     /// Cell length in bytes.
     pub cell_length: usize,
+}
+
+/// The kind of node a command runs, and so the kind of key file it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// The relay.
+    Relay,
+    /// A client.
+    Client,
+    /// A trustee.
+    Trustee,
+}
+
+impl NodeKind {
+    fn of(role: Role) -> NodeKind {
+        match role {
+            Role::Relay => NodeKind::Relay,
+            Role::Client(_) => NodeKind::Client,
+            Role::Trustee(_) => NodeKind::Trustee,
+        }
+    }
+}
+
+impl fmt::Display for NodeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NodeKind::Relay => "relay",
+            NodeKind::Client => "client",
+            NodeKind::Trustee => "trustee",
+        })
+    }
 }
 
 /// A node's role in the group, with its index into [`Group::clients`] or [`Group::trustees`].
@@ -360,7 +395,10 @@ fn check_options(opts: &GenerateOptions) -> Result<()> {
         "cell length must be between {MIN_CELL_LENGTH} and {MAX_CELL_LENGTH} bytes, not {}",
         opts.cell_length
     );
-    check_address(&opts.relay).map_err(|e| anyhow!("relay address {:?}: {e}", opts.relay))
+    opts.relay
+        .parse::<HostPort>()
+        .map(drop)
+        .map_err(|e| anyhow!("relay address {:?}: {e}", opts.relay))
 }
 
 /// Creates `dir`, or checks it is empty, or (with `force`) clears our files out of it.
@@ -479,7 +517,10 @@ impl Group {
         let sys = system_path.display();
         let group_id = parse_hex(&system_path, "group_id", &system.group_id)?;
         check_id(&system_path, "relay.id", &system.relay.id)?;
-        check_address(&system.relay.address)
+        let relay_address: HostPort = system
+            .relay
+            .address
+            .parse()
             .map_err(|e| anyhow!("{sys}: relay.address {:?}: {e}", system.relay.address))?;
         let relay_key = parse_hex(&system_path, "relay.key", &system.relay.key)?;
         let clients = parse_entries(&system_path, "clients", &system.clients, MAX_CLIENTS)?;
@@ -536,7 +577,7 @@ impl Group {
             group_id,
             session_id,
             relay_id: system.relay.id,
-            relay_address: system.relay.address,
+            relay_address,
             relay_key,
             clients,
             trustees,
@@ -545,6 +586,22 @@ impl Group {
             slots,
             cell_length: system.cell_length,
         })
+    }
+
+    /// Which key files a node of `kind` can use, as a sentence: "the relay needs relay.json".
+    fn key_files_for(&self, kind: NodeKind) -> String {
+        let range = |nodes: &[NodeEntry]| match nodes {
+            [] => "none in this group".to_string(),
+            [only] => format!("{}.json", only.id),
+            [first, .., last] => format!("one of {}.json to {}.json", first.id, last.id),
+        };
+        match kind {
+            NodeKind::Relay => format!("the relay needs {}.json", self.relay_id),
+            NodeKind::Client => format!("a client needs a client key, {}", range(&self.clients)),
+            NodeKind::Trustee => {
+                format!("a trustee needs a trustee key, {}", range(&self.trustees))
+            }
+        }
     }
 
     fn role_of(&self, id: &str) -> Option<Role> {
@@ -561,13 +618,31 @@ impl Group {
     }
 }
 
-/// Loads a node's private file (DIR/ID.json) and, for clients and trustees, its DIR/ID.session.json beside it; checks they match the group.
-pub fn load_node(group: &Group, private_file: &Path) -> Result<NodeSecrets> {
+/// Loads the private file (DIR/ID.json) of a node of kind `kind` and, for clients and
+/// trustees, its DIR/ID.session.json beside it; checks they are the owner's alone and
+/// match the group.
+pub fn load_node(group: &Group, private_file: &Path, kind: NodeKind) -> Result<NodeSecrets> {
     let shown = private_file.display();
-    let file: PrivateFile = read_json(private_file)?;
+    if let Some(stem) = private_file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".session.json"))
+    {
+        bail!(
+            "{shown} is a session key file; give the node's own key file, {stem}.json \
+             (its session file is read from beside it)"
+        );
+    }
+    let file: PrivateFile = read_private_json(private_file)?;
     let role = group
         .role_of(&file.id)
         .ok_or_else(|| anyhow!("{shown}: id: {:?} is not a node in {SYSTEM_FILE}", file.id))?;
+    let found = NodeKind::of(role);
+    ensure!(
+        found == kind,
+        "{shown} is a {found} key; {}",
+        group.key_files_for(kind)
+    );
     let private_key: Key = parse_hex(private_file, "private_key", &file.private_key)?;
     let (expected, session_keys) = match role {
         Role::Relay => (&group.relay_key, None),
@@ -594,7 +669,7 @@ pub fn load_node(group: &Group, private_file: &Path) -> Result<NodeSecrets> {
         .unwrap_or(Path::new(""))
         .join(format!("{}.session.json", file.id));
     let sess = session_path.display();
-    let session: SessionPrivateFile = read_json(&session_path)?;
+    let session: SessionPrivateFile = read_private_json(&session_path)?;
     ensure!(
         session.id == file.id,
         "{sess}: id: {:?} does not match {:?} in {shown}",
@@ -636,8 +711,45 @@ pub fn load_node(group: &Group, private_file: &Path) -> Result<NodeSecrets> {
 
 /// Reads and parses a JSON file of bounded size; errors name the file.
 fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    parse_json_file(path, file)
+}
+
+/// Like [`read_json`], for a file holding a private key: refuses it, as ssh does, when
+/// anyone but its owner may read or write it.
+fn read_private_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let shown = path.display();
     let file = File::open(path).with_context(|| format!("{shown}: cannot open"))?;
+    let mode = file
+        .metadata()
+        .with_context(|| format!("{shown}: cannot read its permissions"))?
+        .permissions()
+        .mode()
+        & 0o777;
+    ensure!(
+        mode & 0o077 == 0,
+        "{shown}: permissions {mode:04o} are too open: a private key file must be readable \
+         by its owner only; run: chmod 600 {}",
+        shell_word(&shown.to_string())
+    );
+    parse_json_file(path, file)
+}
+
+/// `word` as one shell word: unchanged when plain, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@%=".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn parse_json_file<T: DeserializeOwned>(path: &Path, file: File) -> Result<T> {
+    let shown = path.display();
     let mut text = Vec::new();
     file.take(MAX_FILE_LEN + 1)
         .read_to_end(&mut text)
@@ -757,46 +869,6 @@ fn check_distinct<'a>(path: &Path, keys: impl Iterator<Item = (String, &'a Key)>
     Ok(())
 }
 
-/// Checks `host:port`: a host name, IPv4 address or bracketed IPv6 address, and a port 1-65535.
-fn check_address(address: &str) -> Result<(), String> {
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| "expected host:port".to_string())?;
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("port {port:?} is not a number"));
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p != 0 => {}
-        _ => return Err(format!("port {port} is not between 1 and 65535")),
-    }
-    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return match inner.parse::<Ipv6Addr>() {
-            Ok(_) => Ok(()),
-            Err(_) => Err(format!("{host:?} is not an IPv6 address")),
-        };
-    }
-    if host.parse::<Ipv4Addr>().is_ok() || is_host_name(host) {
-        Ok(())
-    } else {
-        Err(format!("{host:?} is not a host name or IP address"))
-    }
-}
-
-fn is_host_name(host: &str) -> bool {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -837,6 +909,19 @@ mod tests {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
 
+    /// [`load_node`] for the kind of node the file's name says.
+    fn load(group: &Group, path: &Path) -> Result<NodeSecrets> {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let kind = if name.starts_with("client") {
+            NodeKind::Client
+        } else if name.starts_with("trustee") {
+            NodeKind::Trustee
+        } else {
+            NodeKind::Relay
+        };
+        load_node(group, path, kind)
+    }
+
     #[test]
     fn generate_then_load() {
         let opts = small();
@@ -849,13 +934,13 @@ mod tests {
         assert_eq!(group.slots.len(), 4);
         assert_eq!(group.cell_length, DEFAULT_CELL_LENGTH);
         assert_eq!(group.relay_id, "relay");
-        assert_eq!(group.relay_address, DEFAULT_RELAY);
+        assert_eq!(group.relay_address.to_string(), DEFAULT_RELAY);
         let client_ids: Vec<&str> = group.clients.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(client_ids, ["client-0", "client-1", "client-2", "client-3"]);
         let trustee_ids: Vec<&str> = group.trustees.iter().map(|e| e.id.as_str()).collect();
         assert_eq!(trustee_ids, ["trustee-0", "trustee-1"]);
 
-        let relay = load_node(&group, &dir.path().join("relay.json")).unwrap();
+        let relay = load(&group, &dir.path().join("relay.json")).unwrap();
         assert_eq!(relay.role, Role::Relay);
         assert_eq!(public_key(&relay.private_key), group.relay_key);
         assert!(relay.session_private_key.is_none());
@@ -863,7 +948,7 @@ mod tests {
 
         let mut slots = BTreeSet::new();
         for (i, entry) in group.clients.iter().enumerate() {
-            let node = load_node(&group, &dir.path().join(format!("{}.json", entry.id))).unwrap();
+            let node = load(&group, &dir.path().join(format!("{}.json", entry.id))).unwrap();
             assert_eq!(node.id, entry.id);
             assert_eq!(node.role, Role::Client(i));
             assert_eq!(public_key(&node.private_key), entry.key);
@@ -874,7 +959,7 @@ mod tests {
         assert_eq!(slots, (0..4).collect::<BTreeSet<_>>());
 
         for (i, entry) in group.trustees.iter().enumerate() {
-            let node = load_node(&group, &dir.path().join(format!("{}.json", entry.id))).unwrap();
+            let node = load(&group, &dir.path().join(format!("{}.json", entry.id))).unwrap();
             assert_eq!(node.role, Role::Trustee(i));
             assert_eq!(public_key(&node.private_key), entry.key);
             let session = node.session_private_key.unwrap();
@@ -1011,7 +1096,7 @@ mod tests {
         );
         for id in ["client-0", "client-1", "trustee-0", "relay"] {
             let path = dir.path().join(format!("{id}.json"));
-            load_node(&second, &path).unwrap();
+            load(&second, &path).unwrap();
             assert_eq!(mode(&path), 0o600);
         }
     }
@@ -1048,7 +1133,7 @@ mod tests {
         for _ in 0..20 {
             let dir = generated(&opts);
             let group = Group::load(dir.path()).unwrap();
-            let node = load_node(&group, &dir.path().join("client-0.json")).unwrap();
+            let node = load(&group, &dir.path().join("client-0.json")).unwrap();
             seen.insert(node.slot(&group).unwrap());
         }
         assert!(seen.len() > 1, "client-0 always had slot {seen:?}");
@@ -1081,7 +1166,7 @@ mod tests {
         let mut private = read_value(&path);
         private["private_key"] = Value::from("g".repeat(64));
         write_value(&path, &private);
-        let text = err_text(load_node(&group, &path));
+        let text = err_text(load(&group, &path));
         assert!(
             text.contains("client-2.json") && text.contains("private_key"),
             "{text}"
@@ -1097,7 +1182,7 @@ mod tests {
         let mut mine = read_value(&path);
         mine["private_key"] = other["private_key"].clone();
         write_value(&path, &mine);
-        let text = err_text(load_node(&group, &path));
+        let text = err_text(load(&group, &path));
         assert!(
             text.contains("client-0.json") && text.contains("does not match"),
             "{text}"
@@ -1111,7 +1196,7 @@ mod tests {
         let mut mine = read_value(&session);
         mine["session_private_key"] = other["session_private_key"].clone();
         write_value(&session, &mine);
-        let text = err_text(load_node(&group, &dir.path().join("trustee-0.json")));
+        let text = err_text(load(&group, &dir.path().join("trustee-0.json")));
         assert!(text.contains("trustee-0.session.json"), "{text}");
 
         // A pseudonym key that is in no slot.
@@ -1119,7 +1204,7 @@ mod tests {
         let mut mine = read_value(&session);
         mine["pseudonym_private_key"] = Value::from(hex::encode(random_key()));
         write_value(&session, &mine);
-        let text = err_text(load_node(&group, &dir.path().join("client-0.json")));
+        let text = err_text(load(&group, &dir.path().join("client-0.json")));
         assert!(
             text.contains("client-0.session.json") && text.contains("no slot"),
             "{text}"
@@ -1127,7 +1212,7 @@ mod tests {
 
         // A private file of a node that is not in this group.
         let elsewhere = generated(&small());
-        let text = err_text(load_node(&group, &elsewhere.path().join("client-0.json")));
+        let text = err_text(load(&group, &elsewhere.path().join("client-0.json")));
         assert!(text.contains("client-0.json"), "{text}");
     }
 
@@ -1152,7 +1237,7 @@ mod tests {
             } else {
                 "client-0.json"
             };
-            let message = load_node(&group, &dir.path().join(node_file))
+            let message = load(&group, &dir.path().join(node_file))
                 .unwrap_err()
                 .to_string();
             assert!(message.contains(name), "{message}");
@@ -1322,17 +1407,94 @@ mod tests {
         for relay in [
             "127.0.0.1:12345",
             "localhost:1",
-            "relay.example.org:65535",
+            "relay.example.org:443",
             "[::1]:8080",
         ] {
-            assert_eq!(check_address(relay), Ok(()), "{relay}");
+            let dir = generated(&GenerateOptions {
+                relay: relay.to_string(),
+                ..small()
+            });
+            let group = Group::load(dir.path()).unwrap();
+            assert_eq!(group.relay_address.to_string(), relay);
         }
-        let dir = generated(&GenerateOptions {
-            relay: "relay.example.org:443".to_string(),
-            ..small()
-        });
+    }
+
+    #[test]
+    fn a_key_file_of_another_role_is_refused() {
+        let dir = generated(&small());
         let group = Group::load(dir.path()).unwrap();
-        assert_eq!(group.relay_address, "relay.example.org:443");
+        let file = |id: &str| dir.path().join(format!("{id}.json"));
+        let cases = [
+            ("client-0", NodeKind::Relay, "is a client key; the relay needs relay.json"),
+            ("trustee-1", NodeKind::Relay, "is a trustee key; the relay needs relay.json"),
+            (
+                "client-0",
+                NodeKind::Trustee,
+                "is a client key; a trustee needs a trustee key, one of trustee-0.json to trustee-1.json",
+            ),
+            (
+                "relay",
+                NodeKind::Trustee,
+                "is a relay key; a trustee needs a trustee key",
+            ),
+            (
+                "trustee-0",
+                NodeKind::Client,
+                "is a trustee key; a client needs a client key, one of client-0.json to client-3.json",
+            ),
+            ("relay", NodeKind::Client, "is a relay key; a client needs"),
+        ];
+        for (id, kind, says) in cases {
+            let text = err_text(load_node(&group, &file(id), kind));
+            assert!(
+                text.contains(&format!("{id}.json {says}")),
+                "{id} as {kind}: {text}"
+            );
+        }
+        let session = dir.path().join("client-0.session.json");
+        let text = err_text(load_node(&group, &session, NodeKind::Client));
+        assert!(
+            text.contains("is a session key file") && text.contains("client-0.json"),
+            "{text}"
+        );
+        load_node(&group, &file("client-0"), NodeKind::Client).unwrap();
+    }
+
+    #[test]
+    fn a_private_file_others_can_read_is_refused() {
+        let dir = generated(&small());
+        let group = Group::load(dir.path()).unwrap();
+        for (name, node) in [
+            ("relay.json", "relay.json"),
+            ("client-1.json", "client-1.json"),
+            ("client-1.session.json", "client-1.json"),
+            ("trustee-0.session.json", "trustee-0.json"),
+        ] {
+            for bad in [0o640, 0o604, 0o660, 0o644, 0o602] {
+                let path = dir.path().join(name);
+                fs::set_permissions(&path, fs::Permissions::from_mode(bad)).unwrap();
+                let text = err_text(load(&group, &dir.path().join(node)));
+                let hint = format!("run: chmod 600 {}", path.display());
+                assert!(
+                    text.contains(&hint) && text.contains(&format!("{bad:04o}")),
+                    "{text}"
+                );
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            load(&group, &dir.path().join(node)).unwrap();
+            fs::set_permissions(dir.path().join(name), fs::Permissions::from_mode(0o400)).unwrap();
+            load(&group, &dir.path().join(node)).unwrap();
+        }
+        // Public files are public.
+        fs::set_permissions(
+            dir.path().join(SYSTEM_FILE),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        Group::load(dir.path()).unwrap();
+        assert_eq!(shell_word("/tmp/a b/x.json"), "'/tmp/a b/x.json'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("/tmp/dc/relay.json"), "/tmp/dc/relay.json");
     }
 
     #[test]
@@ -1360,24 +1522,39 @@ mod tests {
         }
     }
 
-    /// The demo set in configs/ (used by the docs) stays loadable, every node included.
+    /// The demo set in configs/ stays loadable, every node included, once its private files
+    /// have the mode git cannot keep (the test works on a copy).
     #[test]
     fn the_shipped_demo_configuration_loads() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/demo");
-        let group = Group::load(&dir).unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/demo");
+        let copy = tempfile::tempdir().unwrap();
+        let dir = copy.path();
+        for entry in fs::read_dir(&shipped).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            let to = dir.join(&name);
+            fs::copy(entry.path(), &to).unwrap();
+            let public = matches!(
+                name.as_str(),
+                "system.json" | "session.json" | "pseudonym.json"
+            );
+            let mode = if public { PUBLIC_MODE } else { PRIVATE_MODE };
+            fs::set_permissions(&to, fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let group = Group::load(dir).unwrap();
         assert_eq!((group.clients.len(), group.trustees.len()), (3, 2));
         let mut slots = BTreeSet::new();
         for c in &group.clients {
-            let node = load_node(&group, &dir.join(format!("{}.json", c.id))).unwrap();
+            let node = load(&group, &dir.join(format!("{}.json", c.id))).unwrap();
             assert!(matches!(node.role, Role::Client(_)));
             slots.insert(node.slot(&group).unwrap());
         }
         assert_eq!(slots.len(), 3);
         for t in &group.trustees {
-            let node = load_node(&group, &dir.join(format!("{}.json", t.id))).unwrap();
+            let node = load(&group, &dir.join(format!("{}.json", t.id))).unwrap();
             assert!(matches!(node.role, Role::Trustee(_)));
         }
-        let relay = load_node(&group, &dir.join("relay.json")).unwrap();
+        let relay = load(&group, &dir.join("relay.json")).unwrap();
         assert_eq!(relay.role, Role::Relay);
     }
 }

@@ -24,11 +24,18 @@
 //! [`tokio::net::lookup_host`], every address tried in order), the timeouts, and which
 //! RFC 1928 reply code each failure earns. Nothing here panics on input; a bad peer only
 //! ends its own connection.
+//!
+//! The [`ExitPolicy`] refuses, with reply 0x02 "connection not allowed by ruleset", every
+//! destination that is not globally reachable ([`crate::special`]) and every address of
+//! this host, unless `--allow-private-exit` is given; names are checked after resolution.
+//! It counts its refusals for the relay's stats line and never logs a destination.
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -38,6 +45,9 @@ use fast_socks5::{ReplyError, Socks5Command};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
+
+use crate::addr::{AddrError, HostPort};
+use crate::special;
 
 /// Bytes buffered in each direction between the relay and an exit task.
 pub const DUPLEX_CAPACITY: usize = 64 * 1024;
@@ -61,7 +71,7 @@ pub enum ExitKind {
     /// A loopback that sends every byte back.
     Echo,
     /// A fixed TCP destination, written `host:port`.
-    Tcp(String),
+    Tcp(HostPort),
 }
 
 /// Why a string is not an [`ExitKind`].
@@ -71,7 +81,7 @@ pub enum ParseExitKindError {
     /// The string names no known exit.
     UnknownKind(String),
     /// The text after `tcp:` is not `HOST:PORT` with a port in 1..=65535.
-    BadTcpAddr(String),
+    BadTcpAddr(String, AddrError),
 }
 
 impl fmt::Display for ParseExitKindError {
@@ -81,10 +91,7 @@ impl fmt::Display for ParseExitKindError {
                 f,
                 "unknown exit `{s}`: expected `socks5`, `echo` or `tcp:HOST:PORT`"
             ),
-            Self::BadTcpAddr(s) => write!(
-                f,
-                "bad tcp exit address `{s}`: expected `tcp:HOST:PORT` with a port in 1..=65535"
-            ),
+            Self::BadTcpAddr(s, e) => write!(f, "bad tcp exit address `{s}`: {e}"),
         }
     }
 }
@@ -100,24 +107,14 @@ impl FromStr for ExitKind {
             "socks5" => Ok(Self::Socks5),
             "echo" => Ok(Self::Echo),
             _ => match s.strip_prefix("tcp:") {
-                Some(addr) if is_host_port(addr) => Ok(Self::Tcp(addr.to_owned())),
-                Some(addr) => Err(ParseExitKindError::BadTcpAddr(addr.to_owned())),
+                Some(addr) => addr
+                    .parse()
+                    .map(Self::Tcp)
+                    .map_err(|e| ParseExitKindError::BadTcpAddr(addr.to_owned(), e)),
                 None => Err(ParseExitKindError::UnknownKind(s.to_owned())),
             },
         }
     }
-}
-
-/// Whether `addr` looks like `HOST:PORT`: a non-empty host without spaces, a non-zero port.
-fn is_host_port(addr: &str) -> bool {
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return false;
-    };
-    let port_ok = matches!(port.parse::<u16>(), Ok(p) if p != 0);
-    let host_ok = !host.is_empty() && !host.contains(char::is_whitespace);
-    // A bare IPv6 literal has more colons; it must be bracketed to be unambiguous.
-    let v6_ok = !host.contains(':') || (host.starts_with('[') && host.ends_with(']'));
-    port_ok && host_ok && v6_ok
 }
 
 impl fmt::Display for ExitKind {
@@ -136,59 +133,77 @@ impl fmt::Display for ExitKind {
 /// the write half signals end-of-stream to the exit; dropping it closes the connection.
 pub type ExitStream = DuplexStream;
 
-/// Which destinations the SOCKS5 exit may connect to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which destinations the SOCKS5 exit may connect to, and how many it refused.
+///
+/// Clones share one refusal counter.
+#[derive(Clone, Debug)]
 pub struct ExitPolicy {
-    /// Also allow loopback, private, link-local and other non-public addresses. Off by
-    /// default: anonymous users must not reach services on the exit's own host or network.
-    pub allow_private: bool,
+    inner: Arc<PolicyState>,
+}
+
+#[derive(Debug)]
+struct PolicyState {
+    /// Also allow special-purpose addresses and this host's own. Off by default:
+    /// anonymous users must not reach services on the exit's host or network.
+    allow_private: bool,
+    /// This host's interface addresses, read once at start.
+    host: Vec<IpAddr>,
+    /// Requests refused by this policy so far.
+    refused: AtomicU64,
 }
 
 impl ExitPolicy {
-    /// Public addresses only.
-    pub const PUBLIC_ONLY: ExitPolicy = ExitPolicy {
-        allow_private: false,
-    };
-    /// Any address, the exit's own loopback included (for local testing).
-    pub const ANY: ExitPolicy = ExitPolicy {
-        allow_private: true,
-    };
+    /// Globally reachable addresses only, never this host's own (read from its interfaces
+    /// now); with `allow_private`, any address.
+    pub fn new(allow_private: bool) -> ExitPolicy {
+        let host = if allow_private {
+            Vec::new()
+        } else {
+            match if_addrs::get_if_addrs() {
+                Ok(ifs) => ifs.iter().map(|i| i.ip()).collect(),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot list this host's addresses ({e}); the exit refuses \
+                         special-purpose addresses only"
+                    );
+                    Vec::new()
+                }
+            }
+        };
+        ExitPolicy::with_host_addresses(allow_private, host)
+    }
+
+    /// Globally reachable addresses only, except those in `host`.
+    fn with_host_addresses(allow_private: bool, host: Vec<IpAddr>) -> ExitPolicy {
+        ExitPolicy {
+            inner: Arc::new(PolicyState {
+                allow_private,
+                host,
+                refused: AtomicU64::new(0),
+            }),
+        }
+    }
 
     /// Whether the policy lets connections reach `ip`.
-    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
-        self.allow_private || is_public(ip)
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        if self.inner.allow_private {
+            return true;
+        }
+        let carried = match ip {
+            IpAddr::V6(v6) => special::carried_ipv4(v6).map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        let own = |a: IpAddr| self.inner.host.iter().any(|h| h.to_canonical() == a);
+        special::special_block(ip).is_none() && !own(ip.to_canonical()) && !carried.is_some_and(own)
     }
-}
 
-/// Whether `ip` is a globally routable unicast address.
-fn is_public(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])) // carrier-grade NAT
-                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking
-                || o[0] >= 240)
-        }
-        std::net::IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(std::net::IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link local
-                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
-        }
+    /// Requests refused by this policy (and its clones) since it was made.
+    pub fn refused(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    fn count_refusal(&self) {
+        self.inner.refused.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -202,7 +217,7 @@ pub async fn open(kind: &ExitKind, policy: ExitPolicy) -> io::Result<ExitStream>
     match kind {
         ExitKind::Socks5 => {
             tokio::spawn(async move {
-                if let Err(e) = socks5_session(far, policy).await {
+                if let Err(e) = socks5_session(far, &policy).await {
                     tracing::debug!(error = %e, "tunnelled socks5 session ended");
                 }
             });
@@ -227,8 +242,8 @@ pub async fn open(kind: &ExitKind, policy: ExitPolicy) -> io::Result<ExitStream>
 }
 
 /// Connects to a fixed `host:port` exit, trying every resolved address, within the timeout.
-async fn connect_tcp(addr: &str) -> io::Result<TcpStream> {
-    let tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+async fn connect_tcp(addr: &HostPort) -> io::Result<TcpStream> {
+    let tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(addr.to_string())).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
             return Err(io::Error::new(
@@ -264,9 +279,18 @@ pub async fn serve_socks5_on(listener: TcpListener, policy: ExitPolicy) -> anyho
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let policy = policy.clone();
         tokio::spawn(async move {
-            if let Err(e) = socks5_session(stream, policy).await {
-                tracing::debug!(%peer, error = %e, "socks5 session ended");
+            match socks5_session(stream, &policy).await {
+                Err(SessionError::Refused(ReplyError::ConnectionNotAllowed, _)) => {
+                    tracing::info!(
+                        "refused a destination by exit policy ({} so far; allow with \
+                         --allow-private-exit)",
+                        policy.refused()
+                    );
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "socks5 session ended"),
+                Ok(()) => {}
             }
         });
     }
@@ -363,7 +387,9 @@ impl From<SocksServerError> for SessionError {
 /// Runs one SOCKS5 server session on `client`: handshake, CONNECT, then relay.
 ///
 /// Every refusal is answered with its RFC 1928 reply code before the stream is dropped.
-async fn socks5_session<S>(client: S, policy: ExitPolicy) -> Result<(), SessionError>
+///
+/// Destinations never appear in its errors: an exit should not keep them.
+async fn socks5_session<S>(client: S, policy: &ExitPolicy) -> Result<(), SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -381,21 +407,20 @@ where
         proto.reply_error(&ReplyError::CommandNotSupported).await?;
         return Err(SessionError::Refused(
             ReplyError::CommandNotSupported,
-            format!("{cmd:?} to {target}"),
+            format!("{cmd:?}"),
         ));
     }
 
-    tracing::debug!(%target, "socks5 connect");
     let mut outbound = match timeout(CONNECT_TIMEOUT, connect_target(&target, policy)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err((code, why))) => {
             proto.reply_error(&code).await?;
-            return Err(SessionError::Refused(code, format!("{target}: {why}")));
+            return Err(SessionError::Refused(code, why.to_string()));
         }
         Err(_) => {
             let code = ReplyError::ConnectionTimeout;
             proto.reply_error(&code).await?;
-            return Err(SessionError::Refused(code, format!("{target}: timed out")));
+            return Err(SessionError::Refused(code, "timed out".into()));
         }
     };
     let _ = outbound.set_nodelay(true);
@@ -411,10 +436,11 @@ where
 
 /// Resolves `target` and connects to the first address that accepts.
 ///
-/// On failure returns the reply code for the last error seen, and that error.
+/// Names are checked against the policy after resolution. On failure returns the reply
+/// code for the last error seen, and that error.
 async fn connect_target(
     target: &TargetAddr,
-    policy: ExitPolicy,
+    policy: &ExitPolicy,
 ) -> Result<TcpStream, (ReplyError, io::Error)> {
     let resolved: Vec<SocketAddr> = match target {
         TargetAddr::Ip(addr) => vec![*addr],
@@ -429,11 +455,12 @@ async fn connect_target(
         .filter(|a| policy.allows(a.ip()))
         .collect();
     if addrs.is_empty() && !resolved.is_empty() {
+        policy.count_refusal();
         return Err((
             ReplyError::ConnectionNotAllowed,
             io::Error::new(
                 io::ErrorKind::PermissionDenied,
-                "destination is not a public address (see --allow-private-exit)",
+                "destination is not globally reachable (see --allow-private-exit)",
             ),
         ));
     }
@@ -445,7 +472,7 @@ async fn connect_target(
         match TcpStream::connect(addr).await {
             Ok(tcp) => return Ok(tcp),
             Err(e) => {
-                tracing::debug!(%addr, error = %e, "socks5 connect attempt failed");
+                tracing::debug!(error = %e, "socks5 connect attempt failed");
                 last = (reply_code(&e), e);
             }
         }
@@ -546,7 +573,7 @@ mod tests {
 
     /// Runs a full CONNECT with `request` and checks both directions and the close.
     async fn connect_and_talk(request: &[u8]) -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::new(true)).await?;
         greet(&mut s).await?;
         s.write_all(request).await?;
         assert_eq!(read_reply(&mut s).await?, 0x00);
@@ -585,7 +612,7 @@ mod tests {
     #[tokio::test]
     async fn echo_returns_100_kib_unchanged() -> io::Result<()> {
         let data = pattern(100 * 1024);
-        let back = round_trip(open(&ExitKind::Echo, ExitPolicy::ANY).await?, &data).await?;
+        let back = round_trip(open(&ExitKind::Echo, ExitPolicy::new(true)).await?, &data).await?;
         assert_eq!(back.len(), data.len());
         assert!(back == data);
         Ok(())
@@ -609,7 +636,7 @@ mod tests {
         let mut all = GREETING.to_vec();
         all.extend_from_slice(&connect_ipv4(0x01, target));
         all.extend_from_slice(b"ping");
-        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::new(true)).await?;
         s.write_all(&all).await?;
         let mut choice = [0u8; 2];
         s.read_exact(&mut choice).await?;
@@ -624,7 +651,7 @@ mod tests {
     #[tokio::test]
     async fn socks5_refused_port_replies_0x05() -> io::Result<()> {
         let port = closed_port().await?;
-        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::new(true)).await?;
         greet(&mut s).await?;
         s.write_all(&connect_ipv4(0x01, (Ipv4Addr::LOCALHOST, port).into()))
             .await?;
@@ -643,7 +670,7 @@ mod tests {
             connect_domain("localhost", target.port()),
         ];
         for request in requests {
-            let mut s = open(&ExitKind::Socks5, ExitPolicy::PUBLIC_ONLY).await?;
+            let mut s = open(&ExitKind::Socks5, ExitPolicy::new(false)).await?;
             greet(&mut s).await?;
             s.write_all(&request).await?;
             assert_eq!(read_reply(&mut s).await?, 0x02, "connection not allowed");
@@ -659,6 +686,7 @@ mod tests {
             "93.184.215.14",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
         ];
         let private = [
             "127.0.0.1",
@@ -667,6 +695,9 @@ mod tests {
             "192.168.1.1",
             "169.254.1.1",
             "100.64.0.1",
+            "192.0.0.1",
+            "198.18.0.1",
+            "240.0.0.1",
             "0.0.0.0",
             "224.0.0.1",
             "255.255.255.255",
@@ -674,20 +705,66 @@ mod tests {
             "::",
             "fd00::1",
             "fe80::1",
+            "fec0::1",
+            "2001:db8::1",
             "::ffff:127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:a00:1::1",
         ];
+        let public_only = ExitPolicy::with_host_addresses(false, Vec::new());
+        let any = ExitPolicy::new(true);
         for a in public {
-            assert!(ExitPolicy::PUBLIC_ONLY.allows(a.parse().unwrap()), "{a}");
+            assert!(public_only.allows(a.parse().unwrap()), "{a}");
         }
         for a in private {
-            assert!(!ExitPolicy::PUBLIC_ONLY.allows(a.parse().unwrap()), "{a}");
-            assert!(ExitPolicy::ANY.allows(a.parse().unwrap()), "{a}");
+            assert!(!public_only.allows(a.parse().unwrap()), "{a}");
+            assert!(any.allows(a.parse().unwrap()), "{a}");
         }
+    }
+
+    #[test]
+    fn this_hosts_own_addresses_are_refused() {
+        let own: Vec<IpAddr> = vec![
+            "203.0.114.7".parse().unwrap(),
+            "2a01:4f8::7".parse().unwrap(),
+        ];
+        let policy = ExitPolicy::with_host_addresses(false, own);
+        for a in [
+            "203.0.114.7",
+            "::ffff:203.0.114.7",
+            "64:ff9b::203.0.114.7",
+            "2002:cb00:7207::1",
+            "2a01:4f8::7",
+        ] {
+            assert!(!policy.allows(a.parse().unwrap()), "{a}");
+        }
+        for a in ["203.0.114.8", "2a01:4f8::8"] {
+            assert!(policy.allows(a.parse().unwrap()), "{a}");
+        }
+        assert!(ExitPolicy::new(true).allows("203.0.114.7".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn refusals_are_counted_and_shared_by_clones() -> io::Result<()> {
+        let policy = ExitPolicy::with_host_addresses(false, Vec::new());
+        assert_eq!(policy.refused(), 0);
+        for request in [
+            connect_ipv4(0x01, (Ipv4Addr::new(127, 0, 0, 2), 80).into()),
+            connect_domain("localhost", 80),
+        ] {
+            let mut s = open(&ExitKind::Socks5, policy.clone()).await?;
+            greet(&mut s).await?;
+            s.write_all(&request).await?;
+            assert_eq!(read_reply(&mut s).await?, 0x02, "connection not allowed");
+        }
+        assert_eq!(policy.refused(), 2);
+        Ok(())
     }
 
     #[tokio::test]
     async fn socks5_bind_replies_0x07() -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::new(true)).await?;
         greet(&mut s).await?;
         s.write_all(&connect_ipv4(0x02, (Ipv4Addr::LOCALHOST, 80).into()))
             .await?;
@@ -700,7 +777,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_unknown_command_replies_0x07() -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::new(true)).await?;
         greet(&mut s).await?;
         s.write_all(&connect_ipv4(0x09, (Ipv4Addr::LOCALHOST, 80).into()))
             .await?;
@@ -710,7 +787,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_unknown_address_type_replies_0x08() -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::new(true)).await?;
         greet(&mut s).await?;
         s.write_all(&[0x05, 0x01, 0x00, 0x05, 1, 2, 3, 4, 0, 80])
             .await?;
@@ -720,7 +797,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_garbage_greeting_closes() -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::new(true)).await?;
         s.write_all(&[0x04, 0x01, 0x00, 0x50, 0x7f, 0, 0, 1])
             .await?;
         let mut rest = Vec::new();
@@ -731,7 +808,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_without_no_auth_method_is_rejected() -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::new(true)).await?;
         s.write_all(&[0x05, 0x01, 0x02]).await?;
         let mut rest = Vec::new();
         s.read_to_end(&mut rest).await?;
@@ -741,7 +818,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_truncated_request_closes() -> io::Result<()> {
-        let mut s = open(&ExitKind::Socks5, ExitPolicy::ANY).await?;
+        let mut s = open(&ExitKind::Socks5, ExitPolicy::new(true)).await?;
         greet(&mut s).await?;
         s.write_all(&[0x05, 0x01, 0x00, 0x03, 200, b'x']).await?;
         s.shutdown().await?;
@@ -754,7 +831,11 @@ mod tests {
     #[tokio::test]
     async fn tcp_exit_bridges_to_listener() -> io::Result<()> {
         let target = spawn_target().await?;
-        let mut s = open(&ExitKind::Tcp(target.to_string()), ExitPolicy::ANY).await?;
+        let mut s = open(
+            &ExitKind::Tcp(target.to_string().parse().unwrap()),
+            ExitPolicy::new(true),
+        )
+        .await?;
         s.write_all(b"ping").await?;
         let mut pong = [0u8; 9];
         s.read_exact(&mut pong).await?;
@@ -767,7 +848,11 @@ mod tests {
     #[tokio::test]
     async fn tcp_exit_to_closed_port_fails() -> io::Result<()> {
         let port = closed_port().await?;
-        let Err(e) = open(&ExitKind::Tcp(format!("127.0.0.1:{port}")), ExitPolicy::ANY).await
+        let Err(e) = open(
+            &ExitKind::Tcp(format!("127.0.0.1:{port}").parse().unwrap()),
+            ExitPolicy::new(true),
+        )
+        .await
         else {
             panic!("connect to a closed port succeeded");
         };
@@ -780,9 +865,9 @@ mod tests {
         let kinds = [
             ExitKind::Socks5,
             ExitKind::Echo,
-            ExitKind::Tcp("127.0.0.1:8080".into()),
-            ExitKind::Tcp("example.org:443".into()),
-            ExitKind::Tcp("[::1]:22".into()),
+            ExitKind::Tcp("127.0.0.1:8080".parse().unwrap()),
+            ExitKind::Tcp("example.org:443".parse().unwrap()),
+            ExitKind::Tcp("[::1]:22".parse().unwrap()),
         ];
         for kind in kinds {
             assert_eq!(kind.to_string().parse::<ExitKind>(), Ok(kind));
@@ -790,7 +875,7 @@ mod tests {
         assert_eq!("socks5".parse(), Ok(ExitKind::Socks5));
         assert_eq!(
             "tcp:localhost:7".parse(),
-            Ok(ExitKind::Tcp("localhost:7".into()))
+            Ok(ExitKind::Tcp("localhost:7".parse().unwrap()))
         );
     }
 
@@ -817,7 +902,7 @@ mod tests {
             assert!(
                 matches!(
                     junk.parse::<ExitKind>(),
-                    Err(ParseExitKindError::BadTcpAddr(_))
+                    Err(ParseExitKindError::BadTcpAddr(..))
                 ),
                 "{junk:?}"
             );
@@ -847,7 +932,7 @@ mod tests {
     async fn serve_socks5_on_connects_and_survives_bad_clients() -> io::Result<()> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let proxy = listener.local_addr()?;
-        let server = tokio::spawn(serve_socks5_on(listener, ExitPolicy::ANY));
+        let server = tokio::spawn(serve_socks5_on(listener, ExitPolicy::new(true)));
 
         // A garbage client ends only its own connection.
         let mut bad = TcpStream::connect(proxy).await?;

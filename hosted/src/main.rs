@@ -1,12 +1,22 @@
 //! `dissent`: every role of the dissent-rs DC-net in one binary.
+//!
+//! Options mean the same in every subcommand: `-p/--port` and `--host` are where this
+//! process listens, `--relay HOST:PORT` is where the relay is, `--relay-port` changes the
+//! relay's port for the processes a supervisor starts, `--allow-private-exit` lets the
+//! SOCKS5 exit reach non-public addresses and `--allow-small-anonymity-set` accepts groups
+//! or intervals of fewer than two clients. Every value is checked here, before anything
+//! runs or is written.
 
+mod addr;
 mod bench;
 mod client;
 mod config;
+mod console;
 mod exit;
 mod link;
 mod net;
 mod relay;
+mod special;
 mod supervisor;
 mod trustee;
 
@@ -14,10 +24,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Result};
+use clap::builder::{RangedI64ValueParser, RangedU64ValueParser};
 use clap::{Args, Parser, Subcommand};
-use tracing::Instrument;
 
+use crate::addr::{Host, HostPort};
+use crate::config::NodeKind;
 use crate::exit::ExitKind;
 
 /// A Dissent-style low-latency DC-net: anonymous TCP through a relay, clients and trustees.
@@ -36,99 +48,28 @@ enum Command {
     /// Run the relay (the hub clients and trustees connect to).
     Relay(RelayArgs),
     /// Run a trustee.
-    Trustee {
-        /// Relay address (default: the one in system.json).
-        #[arg(long)]
-        relay: Option<String>,
-        /// Refuse intervals with fewer clients online than this (the anonymity set).
-        #[arg(long, default_value_t = 2)]
-        min_clients: u16,
-        /// Configuration folder.
-        dir: PathBuf,
-        /// This trustee's private file, DIR/ID.json.
-        key_file: PathBuf,
-    },
+    Trustee(TrusteeArgs),
     /// Run a client: a local port whose TCP connections go through the DC-net.
-    Client {
-        /// Local port to listen on.
-        #[arg(short, long, default_value_t = 1080)]
-        port: u16,
-        /// Local address to listen on.
-        #[arg(long, default_value = "127.0.0.1")]
-        host: IpAddr,
-        /// Relay address (default: the one in system.json).
-        #[arg(long)]
-        relay: Option<String>,
-        /// Configuration folder.
-        dir: PathBuf,
-        /// This client's private file, DIR/ID.json.
-        key_file: PathBuf,
-    },
-    /// Run a standalone echo server.
+    Client(ClientArgs),
+    /// Run a standalone echo server on 127.0.0.1.
     Echo {
-        /// Port to listen on (127.0.0.1).
-        #[arg(short, long, default_value_t = 8080)]
+        /// Port to listen on, 1-65535.
+        #[arg(short, long, default_value_t = 8080, value_parser = port())]
         port: u16,
     },
-    /// Run a standalone SOCKS5 server.
+    /// Run a standalone SOCKS5 server on 127.0.0.1.
     Socks5 {
-        /// Port to listen on (127.0.0.1).
-        #[arg(short, long, default_value_t = 8080)]
+        /// Port to listen on, 1-65535.
+        #[arg(short, long, default_value_t = 8080, value_parser = port())]
         port: u16,
-        /// Also connect to loopback, private and other non-public addresses.
-        #[arg(long)]
-        allow_private: bool,
+        #[command(flatten)]
+        exit: PrivateExit,
     },
     /// Run the relay, the trustees and the clients of DIR as child processes.
-    Supervisor {
-        /// Configuration folder.
-        dir: PathBuf,
-        /// Leave the last K clients for you to start by hand.
-        #[arg(long, default_value_t = 0)]
-        local: usize,
-        /// Where decoded connections go: socks5, echo or tcp:HOST:PORT.
-        #[arg(long, default_value = "socks5")]
-        exit: ExitKind,
-        /// Client i listens on 127.0.0.1:(BASE + i).
-        #[arg(long, default_value_t = 1080)]
-        client_port_base: u16,
-        /// Relay port (default: the one in system.json).
-        #[arg(short, long)]
-        port: Option<u16>,
-        /// Let the SOCKS5 exit reach loopback, private and other non-public addresses.
-        #[arg(long)]
-        allow_private_exit: bool,
-        /// Show info logs of every child, not just the relay.
-        #[arg(short, long)]
-        verbose: bool,
-    },
-    /// Run a local demo DC-net with SOCKS5 proxies (creates its configuration on first use).
-    Up {
-        /// State folder (default: $XDG_STATE_HOME/dissent or ~/.local/state/dissent).
-        #[arg(long)]
-        state: Option<PathBuf>,
-        /// Clients in a new configuration.
-        #[arg(short, long, default_value_t = config::DEFAULT_CLIENTS)]
-        clients: usize,
-        /// Trustees in a new configuration.
-        #[arg(short, long, default_value_t = config::DEFAULT_TRUSTEES)]
-        trustees: usize,
-        /// Relay address of a new configuration.
-        #[arg(long, default_value = config::DEFAULT_RELAY)]
-        relay: String,
-        /// Client i listens on 127.0.0.1:(BASE + i).
-        #[arg(long, default_value_t = 1080)]
-        client_port_base: u16,
-        /// Where decoded connections go: socks5, echo or tcp:HOST:PORT.
-        #[arg(long, default_value = "socks5")]
-        exit: ExitKind,
-        /// Let the SOCKS5 exit reach loopback, private and other non-public addresses.
-        #[arg(long)]
-        allow_private_exit: bool,
-        /// Show info logs of every child, not just the relay.
-        #[arg(short, long)]
-        verbose: bool,
-    },
+    Supervisor(SupervisorArgs),
+    /// Run a local demo DC-net with SOCKS5 proxies. It keeps its configuration in its state
+    /// folder and writes a new one when -c, -t, --relay or --relay-port ask for another.
+    Up(UpArgs),
     /// Measure speed: `core` (protocol CPU cost, in memory), `net` (real processes over
     /// loopback), or both.
     Bench(bench::BenchArgs),
@@ -138,83 +79,247 @@ enum Command {
 enum ConfigCommand {
     /// Write a new configuration set (system, session, pseudonym and private files).
     Generate {
-        /// Number of clients.
-        #[arg(short, long, default_value_t = config::DEFAULT_CLIENTS)]
+        /// Number of clients, 2-256 (1 with --allow-small-anonymity-set).
+        #[arg(short, long, value_name = "N", default_value_t = config::DEFAULT_CLIENTS, value_parser = clients())]
         clients: usize,
-        /// Number of trustees.
-        #[arg(short, long, default_value_t = config::DEFAULT_TRUSTEES)]
+        /// Number of trustees, 1-16.
+        #[arg(short, long, value_name = "N", default_value_t = config::DEFAULT_TRUSTEES, value_parser = trustees())]
         trustees: usize,
-        /// Cell length in bytes.
-        #[arg(long, default_value_t = config::DEFAULT_CELL_LENGTH)]
+        /// Cell length in bytes, 16-32768.
+        #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_CELL_LENGTH, value_parser = cell_length())]
         cell_length: usize,
         /// Relay address written into system.json.
-        #[arg(long, default_value = config::DEFAULT_RELAY)]
-        relay: String,
+        #[arg(long, value_name = "HOST:PORT", default_value = config::DEFAULT_RELAY)]
+        relay: HostPort,
         /// Overwrite an existing configuration.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        small: SmallSet,
         /// Folder to write.
         dir: PathBuf,
     },
 }
 
+/// Lets the SOCKS5 exit reach any address.
+#[derive(Args, Debug, Clone, Copy)]
+struct PrivateExit {
+    /// Let the SOCKS5 exit reach loopback, private and other addresses that are not
+    /// globally reachable, and this host's own (for trying it against a server on this
+    /// machine). Without it such destinations get "connection not allowed by ruleset".
+    #[arg(long, alias = "allow-private")]
+    allow_private_exit: bool,
+}
+
+/// Accepts groups and intervals of fewer than two clients, or fewer than --min-clients.
+#[derive(Args, Debug, Clone, Copy)]
+struct SmallSet {
+    /// Accept a group or interval with fewer than 2 clients (or fewer than --min-clients):
+    /// every connection is then hidden among that few clients, or traceable to its client
+    /// when there is only one.
+    #[arg(long)]
+    allow_small_anonymity_set: bool,
+}
+
 #[derive(Args, Debug)]
 struct RelayArgs {
-    /// Port to listen on (default: the one in system.json).
-    #[arg(short, long)]
+    /// Port to listen on, 1-65535 (default: the port in system.json).
+    #[arg(short, long, value_name = "PORT", value_parser = port())]
     port: Option<u16>,
-    /// Address to listen on (default: the host in system.json).
-    #[arg(long)]
+    /// Address to listen on (default: the host in system.json; every address when it is
+    /// a name).
+    #[arg(long, value_name = "IP")]
     host: Option<IpAddr>,
     /// Where decoded connections go: socks5, echo or tcp:HOST:PORT.
     #[arg(long, default_value = "socks5")]
     exit: ExitKind,
-    /// Let the SOCKS5 exit reach loopback, private and other non-public addresses.
-    #[arg(long)]
-    allow_private_exit: bool,
-    /// Exchanges clients are asked ahead of the last decoded one.
-    #[arg(long, default_value_t = 8)]
+    #[command(flatten)]
+    private_exit: PrivateExit,
+    /// Exchanges clients are asked ahead of the last decoded one, 1-64, at most
+    /// --trustee-window.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = window())]
     client_window: u16,
-    /// Exchanges trustees are asked ahead of the last decoded one.
-    #[arg(long, default_value_t = 16)]
+    /// Exchanges trustees are asked ahead of the last decoded one, 1-64.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = window())]
     trustee_window: u16,
-    /// Clients that must be connected before exchanges start.
-    #[arg(long, default_value_t = 2)]
+    /// Clients that must be connected before exchanges start, 2-256 (1 with
+    /// --allow-small-anonymity-set).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = min_clients())]
     min_clients: u16,
-    /// Longest pause in milliseconds between exchanges while nobody sends anything. Lower
-    /// values cut the wait for the first slot after a quiet spell (up to clients x this)
-    /// at the cost of more idle CPU and traffic.
-    #[arg(long, default_value_t = 10)]
+    #[command(flatten)]
+    small: SmallSet,
+    /// Longest pause in milliseconds between exchanges while nobody sends anything,
+    /// 1-10000. Lower values cut the wait for the first slot after a quiet spell (up to
+    /// clients x this) at the cost of more idle CPU and traffic.
+    #[arg(long, value_name = "MS", default_value_t = 10, value_parser = RangedU64ValueParser::<u64>::new().range(1..=10_000))]
     idle_ms: u64,
-    /// Milliseconds a peer may take to answer an exchange before it is dropped.
-    #[arg(long, default_value_t = 10_000)]
+    /// Milliseconds a peer may take to answer an exchange before it is dropped,
+    /// 100-3600000.
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = RangedU64ValueParser::<u64>::new().range(100..=3_600_000))]
     timeout_ms: u64,
-    /// Largest downstream payload per exchange, in bytes.
-    #[arg(long, default_value_t = 16384)]
+    /// Largest downstream payload per exchange, in bytes, 1-65535.
+    #[arg(long, value_name = "BYTES", default_value_t = 16384, value_parser = RangedU64ValueParser::<usize>::new().range(1..=dissent_core::MAX_DOWNSTREAM as u64))]
     downstream_length: usize,
-    /// Seconds between stats lines.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds between stats lines, 1-86400.
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = seconds())]
     stats_secs: u64,
-    /// Seconds without traffic after which an exit connection is closed.
-    #[arg(long, default_value_t = 600)]
+    /// Seconds without traffic after which an exit connection is closed, 1-86400.
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = seconds())]
     exit_idle_secs: u64,
     /// The relay's private file (default: DIR/relay.json).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
     /// Configuration folder.
     dir: PathBuf,
 }
 
+#[derive(Args, Debug)]
+struct TrusteeArgs {
+    /// Relay address (default: the one in system.json).
+    #[arg(long, value_name = "HOST:PORT")]
+    relay: Option<HostPort>,
+    /// Refuse intervals with fewer clients online than this (the anonymity set), 2-256
+    /// (1 with --allow-small-anonymity-set).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = min_clients())]
+    min_clients: u16,
+    #[command(flatten)]
+    small: SmallSet,
+    /// Configuration folder.
+    dir: PathBuf,
+    /// This trustee's private file, DIR/ID.json.
+    key_file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ClientArgs {
+    /// Local port to listen on, 1-65535.
+    #[arg(short, long, default_value_t = 1080, value_parser = port())]
+    port: u16,
+    /// Local address to listen on.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Relay address (default: the one in system.json).
+    #[arg(long, value_name = "HOST:PORT")]
+    relay: Option<HostPort>,
+    /// Configuration folder.
+    dir: PathBuf,
+    /// This client's private file, DIR/ID.json.
+    key_file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct SupervisorArgs {
+    /// Configuration folder.
+    dir: PathBuf,
+    /// Leave the last K clients for you to start by hand.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    local: usize,
+    /// Where decoded connections go: socks5, echo or tcp:HOST:PORT.
+    #[arg(long, default_value = "socks5")]
+    exit: ExitKind,
+    /// Client i listens on 127.0.0.1:(BASE + i); BASE + clients - 1 must be at most 65535.
+    #[arg(long, value_name = "BASE", default_value_t = 1080, value_parser = port())]
+    client_port_base: u16,
+    /// The relay's port, 1-65535 (default: the one in system.json).
+    #[arg(long, value_name = "PORT", value_parser = port(), alias = "port", short_alias = 'p')]
+    relay_port: Option<u16>,
+    #[command(flatten)]
+    private_exit: PrivateExit,
+    #[command(flatten)]
+    small: SmallSet,
+    /// Show info logs of every child, not just the relay.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Args, Debug)]
+struct UpArgs {
+    /// State folder (default: $XDG_STATE_HOME/dissent or ~/.local/state/dissent).
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Clients, 2-256 (default: those of the existing demo, or 10).
+    #[arg(short, long, value_name = "N", value_parser = clients())]
+    clients: Option<usize>,
+    /// Trustees, 1-16 (default: those of the existing demo, or 3).
+    #[arg(short, long, value_name = "N", value_parser = trustees())]
+    trustees: Option<usize>,
+    /// Relay address (default: the existing demo's, or 127.0.0.1:12345).
+    #[arg(long, value_name = "HOST:PORT")]
+    relay: Option<HostPort>,
+    /// The relay's port, 1-65535 (replaces the port of --relay).
+    #[arg(long, value_name = "PORT", value_parser = port())]
+    relay_port: Option<u16>,
+    /// Client i listens on 127.0.0.1:(BASE + i); BASE + clients - 1 must be at most 65535.
+    #[arg(long, value_name = "BASE", default_value_t = 1080, value_parser = port())]
+    client_port_base: u16,
+    /// Where decoded connections go: socks5, echo or tcp:HOST:PORT.
+    #[arg(long, default_value = "socks5")]
+    exit: ExitKind,
+    #[command(flatten)]
+    private_exit: PrivateExit,
+    #[command(flatten)]
+    small: SmallSet,
+    /// Show info logs of every child, not just the relay.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+/// A TCP port: 1-65535.
+fn port() -> RangedI64ValueParser<u16> {
+    clap::value_parser!(u16).range(1..)
+}
+
+/// A pipelining window: 1-64.
+fn window() -> RangedI64ValueParser<u16> {
+    clap::value_parser!(u16).range(1..=dissent_core::MAX_WINDOW as i64)
+}
+
+/// A --min-clients value: 1-256 (below 2 only with --allow-small-anonymity-set).
+fn min_clients() -> RangedI64ValueParser<u16> {
+    clap::value_parser!(u16).range(1..=config::MAX_CLIENTS as i64)
+}
+
+/// A number of clients: 1-256 (below 2 only with --allow-small-anonymity-set).
+fn clients() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..=config::MAX_CLIENTS as u64)
+}
+
+/// A number of trustees: 1-16.
+fn trustees() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new().range(1..=config::MAX_TRUSTEES as u64)
+}
+
+/// A cell length: 16-32768 bytes.
+fn cell_length() -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::new()
+        .range(config::MIN_CELL_LENGTH as u64..=config::MAX_CELL_LENGTH as u64)
+}
+
+/// A period in seconds: 1 s to a day.
+fn seconds() -> RangedU64ValueParser<u64> {
+    RangedU64ValueParser::new().range(1..=86_400)
+}
+
+impl Command {
+    /// The name on every log line until the node's id is known.
+    fn role(&self) -> &'static str {
+        match self {
+            Command::Config(_) => "config",
+            Command::Relay(_) => "relay",
+            Command::Trustee(_) => "trustee",
+            Command::Client(_) => "client",
+            Command::Echo { .. } => "echo",
+            Command::Socks5 { .. } => "socks5",
+            Command::Supervisor(_) => "supervisor",
+            Command::Up(_) => "up",
+            Command::Bench(_) => "bench",
+        }
+    }
+}
+
 fn main() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    console::init_logging(cli.command.role());
     // The relay spreads its links' encryption over worker threads; every other role is
     // one state machine plus a few sockets, fastest without cross-thread wake-ups
     // (`dissent bench net`: about 1.3x the throughput of a threaded client and trustee).
@@ -230,26 +335,26 @@ fn main() {
     let rt = match runtime {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            console::complain(format_args!("error: cannot start the runtime: {e}"));
             std::process::exit(1);
         }
     };
     if let Err(e) = rt.block_on(run(cli.command)) {
-        eprintln!("error: {e:#}");
+        console::complain(format_args!("error: {e:#}"));
         std::process::exit(1);
     }
 }
 
-/// Loads the group and a node's secrets; the relay address is `over` or system.json's.
-fn load_node_config(
+/// Loads the group and the key file of a node of `kind`, and names log lines after it.
+fn load_node(
     dir: &std::path::Path,
     key_file: &std::path::Path,
-    over: Option<String>,
-) -> Result<(config::Group, config::NodeSecrets, String)> {
+    kind: NodeKind,
+) -> Result<(config::Group, config::NodeSecrets)> {
     let group = config::Group::load(dir)?;
-    let node = config::load_node(&group, key_file)?;
-    let relay = over.unwrap_or_else(|| group.relay_address.clone());
-    Ok((group, node, relay))
+    let node = config::load_node(&group, key_file, kind)?;
+    console::set_role(&node.id);
+    Ok((group, node))
 }
 
 async fn run(command: Command) -> Result<()> {
@@ -260,125 +365,111 @@ async fn run(command: Command) -> Result<()> {
             cell_length,
             relay,
             force,
+            small,
             dir,
         }) => {
+            check_group_size(clients, small)?;
             config::generate(
                 &dir,
                 &config::GenerateOptions {
                     clients,
                     trustees,
                     cell_length,
-                    relay,
+                    relay: relay.to_string(),
                     force,
                 },
             )?;
-            println!(
+            console::say(format_args!(
                 "wrote a configuration for {clients} clients and {trustees} trustees to {}",
                 dir.display()
-            );
+            ));
             Ok(())
         }
         Command::Relay(a) => {
+            if a.client_window > a.trustee_window {
+                bail!(
+                    "--client-window {} is larger than --trustee-window {}: clients cannot \
+                     be asked further ahead than trustees",
+                    a.client_window,
+                    a.trustee_window
+                );
+            }
             let group = config::Group::load(&a.dir)?;
-            let listen = relay_listen(&group.relay_address, a.host, a.port)?;
+            let key_file = a
+                .key
+                .unwrap_or_else(|| a.dir.join(format!("{}.json", group.relay_id)));
+            let node = config::load_node(&group, &key_file, NodeKind::Relay)?;
+            let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
             let opts = relay::RelayOptions {
-                listen,
+                listen: relay_listen(&group.relay_address, a.host, a.port),
                 exit: a.exit,
-                exit_policy: exit_policy(a.allow_private_exit),
+                exit_policy: exit::ExitPolicy::new(a.private_exit.allow_private_exit),
                 client_window: a.client_window,
                 trustee_window: a.trustee_window,
-                min_clients: a.min_clients,
+                min_clients,
                 idle_gap: Duration::from_millis(a.idle_ms),
                 exchange_timeout: Duration::from_millis(a.timeout_ms),
                 downstream_len: a.downstream_length,
                 stats_every: a.stats_secs,
-                exit_idle: Duration::from_secs(a.exit_idle_secs.max(1)),
+                exit_idle: Duration::from_secs(a.exit_idle_secs),
             };
-            let key_file = a
-                .key
-                .unwrap_or_else(|| a.dir.join(format!("{}.json", group.relay_id)));
-            let node = config::load_node(&group, &key_file)?;
-            relay::run(group, node.private_key, opts)
-                .instrument(tracing::error_span!("relay"))
-                .await
+            relay::run(group, node.private_key, opts).await
         }
-        Command::Trustee {
-            relay,
-            min_clients,
-            dir,
-            key_file,
-        } => {
-            let (group, node, relay) = load_node_config(&dir, &key_file, relay)?;
-            let span = tracing::error_span!("trustee", id = %node.id);
-            trustee::run(group, node, relay, min_clients)
-                .instrument(span)
-                .await
+        Command::Trustee(a) => {
+            let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Trustee)?;
+            let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+            let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            trustee::run(group, node, relay.to_string(), min_clients).await
         }
-        Command::Client {
-            port,
-            host,
-            relay,
-            dir,
-            key_file,
-        } => {
-            let (group, node, relay) = load_node_config(&dir, &key_file, relay)?;
-            let span = tracing::error_span!("client", id = %node.id);
-            client::run(group, node, SocketAddr::new(host, port), relay)
-                .instrument(span)
-                .await
+        Command::Client(a) => {
+            let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Client)?;
+            let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            client::run(
+                group,
+                node,
+                SocketAddr::new(a.host, a.port),
+                relay.to_string(),
+            )
+            .await
         }
         Command::Echo { port } => {
             exit::serve_echo(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)).await
         }
-        Command::Socks5 {
-            port,
-            allow_private,
-        } => {
+        Command::Socks5 { port, exit } => {
             exit::serve_socks5(
                 SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
-                exit_policy(allow_private),
+                exit::ExitPolicy::new(exit.allow_private_exit),
             )
             .await
         }
-        Command::Supervisor {
-            dir,
-            local,
-            exit,
-            client_port_base,
-            port,
-            allow_private_exit,
-            verbose,
-        } => {
+        Command::Supervisor(a) => {
             supervisor::run(supervisor::SupervisorOptions {
-                dir,
-                local,
-                exit,
-                client_port_base,
-                relay_port: port,
-                verbose,
-                relay_args: private_exit_args(allow_private_exit),
+                dir: a.dir,
+                local: a.local,
+                exit: a.exit,
+                client_port_base: a.client_port_base,
+                relay_port: a.relay_port,
+                verbose: a.verbose,
+                allow_private_exit: a.private_exit.allow_private_exit,
+                allow_small_anonymity_set: a.small.allow_small_anonymity_set,
             })
             .await
         }
-        Command::Up {
-            state,
-            clients,
-            trustees,
-            relay,
-            client_port_base,
-            exit,
-            allow_private_exit,
-            verbose,
-        } => {
+        Command::Up(a) => {
+            if let Some(clients) = a.clients {
+                check_group_size(clients, a.small)?;
+            }
             supervisor::up(supervisor::UpOptions {
-                relay_args: private_exit_args(allow_private_exit),
-                state: state.unwrap_or_else(supervisor::default_state_dir),
-                clients,
-                trustees,
-                relay,
-                client_port_base,
-                exit,
-                verbose,
+                state: a.state.unwrap_or_else(supervisor::default_state_dir),
+                clients: a.clients,
+                trustees: a.trustees,
+                relay: a.relay,
+                relay_port: a.relay_port,
+                client_port_base: a.client_port_base,
+                exit: a.exit,
+                verbose: a.verbose,
+                allow_private_exit: a.private_exit.allow_private_exit,
+                allow_small_anonymity_set: a.small.allow_small_anonymity_set,
             })
             .await
         }
@@ -386,33 +477,64 @@ async fn run(command: Command) -> Result<()> {
     }
 }
 
-fn exit_policy(allow_private: bool) -> exit::ExitPolicy {
-    if allow_private {
-        exit::ExitPolicy::ANY
-    } else {
-        exit::ExitPolicy::PUBLIC_ONLY
+/// Refuses a group of fewer than two clients unless the user accepted it.
+fn check_group_size(clients: usize, small: SmallSet) -> Result<()> {
+    if clients < config::MIN_ANONYMITY_SET && !small.allow_small_anonymity_set {
+        bail!(
+            "a group of {clients} client cannot hide anyone: every connection would be \
+             traceable to its client. Use -c {} or more, or pass \
+             --allow-small-anonymity-set to accept that",
+            config::MIN_ANONYMITY_SET
+        );
     }
+    Ok(())
 }
 
-fn private_exit_args(allow: bool) -> Vec<String> {
-    if allow {
-        vec!["--allow-private-exit".into()]
-    } else {
-        Vec::new()
+/// The fewest clients an interval may have: `asked` (--min-clients), refused below two or
+/// above the group's size unless the user accepted a small anonymity set, in which case it
+/// is lowered to the group's size with one warning.
+fn interval_minimum(asked: u16, group_clients: usize, small: SmallSet) -> Result<u16> {
+    let floor = config::MIN_ANONYMITY_SET;
+    let allowed = small.allow_small_anonymity_set;
+    if usize::from(asked) < floor && !allowed {
+        bail!(
+            "--min-clients {asked} would run intervals with fewer than {floor} clients, where \
+             a connection is traceable to its client; use {floor} or more, or pass \
+             --allow-small-anonymity-set to accept that"
+        );
     }
+    if usize::from(asked) > group_clients {
+        if !allowed {
+            bail!(
+                "the group has {group_clients} client(s), fewer than --min-clients {asked}, so \
+                 no interval could start; use a configuration with at least {asked} clients, \
+                 or pass --allow-small-anonymity-set to run intervals of {group_clients}"
+            );
+        }
+        // The group size is at most MAX_CLIENTS, so it fits.
+        let lowered = u16::try_from(group_clients).unwrap_or(u16::MAX);
+        warn_small_set(lowered);
+        return Ok(lowered);
+    }
+    if usize::from(asked) < floor {
+        warn_small_set(asked);
+    }
+    Ok(asked)
+}
+
+fn warn_small_set(clients: u16) {
+    tracing::warn!(
+        "intervals may run with only {clients} client(s) (--allow-small-anonymity-set): a \
+         connection is hidden among no more than that many"
+    );
 }
 
 /// The relay's listening address: system.json's, with optional host and port overrides.
-fn relay_listen(configured: &str, host: Option<IpAddr>, port: Option<u16>) -> Result<SocketAddr> {
-    let (h, p) = configured
-        .rsplit_once(':')
-        .context("relay address in system.json has no port")?;
-    let p: u16 = p.parse().context("relay port in system.json")?;
-    let h = h.trim_start_matches('[').trim_end_matches(']');
-    let ip = match host {
-        Some(ip) => ip,
+fn relay_listen(configured: &HostPort, host: Option<IpAddr>, port: Option<u16>) -> SocketAddr {
+    let ip = host.unwrap_or(match configured.host() {
+        Host::Ip(ip) => *ip,
         // A name (not an address) in system.json: listen everywhere.
-        None => h.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-    };
-    Ok(SocketAddr::new(ip, port.unwrap_or(p)))
+        Host::Name(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    });
+    SocketAddr::new(ip, port.unwrap_or(configured.port()))
 }

@@ -133,7 +133,7 @@ impl Exits {
             let generation = self.next_generation;
             let (tx, task) = spawn_exit(
                 self.kind.clone(),
-                self.policy,
+                self.policy.clone(),
                 conn,
                 generation,
                 self.downstream_len,
@@ -411,14 +411,16 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
                 let now = tokio::time::Instant::now();
                 let secs = (now - last.0).as_secs_f64().max(1e-6);
                 let ex = relay.exchanges_decoded();
+                let refused = exits.policy.refused();
                 info!(
-                    "{:.0} exchanges/s, up {}/s, down {}/s, {} clients, {} trustees{}",
+                    "{:.0} exchanges/s, up {}/s, down {}/s, {} clients, {} trustees{}{}",
                     (ex - last.1) as f64 / secs,
                     human((exits.up_bytes - last.2) as f64 / secs),
                     human((exits.down_bytes - last.3) as f64 / secs),
                     relay.connected_clients().len(),
                     relay.connected_trustees(),
                     relay.interval().map(|(i, o)| format!(", interval {i} with {} clients", o.len())).unwrap_or_default(),
+                    if refused > 0 { format!(", {refused} refused by exit policy (allow with --allow-private-exit)") } else { String::new() },
                 );
                 last = (now, ex, exits.up_bytes, exits.down_bytes);
             }

@@ -1,0 +1,1052 @@
+//! End-to-end tests of the command line's edges: every refusal explained at once, values
+//! checked with their ranges, flags that mean the same everywhere, keys checked for role
+//! and permissions, quiet ends on closed pipes, and the SOCKS5 exit's address policy.
+//!
+//! Like `e2e.rs`, every test runs the real binary with its own folders and ports, waits
+//! only for concrete conditions with hard limits, and runs under an overall time limit.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+mod support;
+use support::*;
+
+/// Longest a refusal may take: it must come at start, not after retries.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `dissent ARGS`, which must fail promptly with a message containing every `says`.
+fn refused(args: &[&str], says: &[&str]) -> String {
+    let out = run_once(args, REFUSAL_TIMEOUT);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "dissent {args:?} was accepted: {err}"
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "dissent {args:?} panicked: {err}"
+    );
+    for s in says {
+        assert!(err.contains(s), "dissent {args:?}: no {s:?} in: {err}");
+    }
+    err
+}
+
+/// A fresh configuration of `clients` clients and `trustees` trustees in `dir`.
+fn config(dir: &Path, clients: usize, trustees: usize) -> String {
+    generate(dir, clients, trustees, free_ports(1));
+    dir.display().to_string()
+}
+
+/// A SOCKS5 destination.
+enum Target<'a> {
+    Ip(IpAddr, u16),
+    Name(&'a str, u16),
+}
+
+/// Sends a no-auth greeting and a CONNECT for `target` to the SOCKS5 server on `port`;
+/// returns the reply code.
+fn socks5_reply(port: u16, target: &Target<'_>) -> u8 {
+    let mut s = connect(port, Duration::from_secs(60));
+    s.write_all(&[0x05, 0x01, 0x00]).expect("send the greeting");
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice).expect("read the method choice");
+    assert_eq!(choice, [0x05, 0x00], "no-auth chosen");
+    let mut req = vec![0x05, 0x01, 0x00];
+    let port = match *target {
+        Target::Ip(IpAddr::V4(ip), port) => {
+            req.push(0x01);
+            req.extend_from_slice(&ip.octets());
+            port
+        }
+        Target::Ip(IpAddr::V6(ip), port) => {
+            req.push(0x04);
+            req.extend_from_slice(&ip.octets());
+            port
+        }
+        Target::Name(name, port) => {
+            req.push(0x03);
+            req.push(name.len() as u8);
+            req.extend_from_slice(name.as_bytes());
+            port
+        }
+    };
+    req.extend_from_slice(&port.to_be_bytes());
+    s.write_all(&req).expect("send the request");
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head).expect("read the reply");
+    assert_eq!(head[0], 0x05, "reply version");
+    head[1]
+}
+
+/// Whether every non-empty line of `log` reads `TIME LEVEL ROLE: ...`.
+fn every_line_names(log: &str, role: &str) -> bool {
+    log.lines().filter(|l| !l.trim().is_empty()).all(|line| {
+        let mut parts = line.split_whitespace();
+        let _time = parts.next();
+        let level = parts.next().unwrap_or_default();
+        ["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&level)
+            && parts.next() == Some(&format!("{role}:") as &str)
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. One address parser
+
+#[test]
+fn bad_addresses_are_refused_at_start_with_the_reason() {
+    within(Duration::from_secs(60), |_| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(&dir.path().join("cfg"), 2, 1);
+        let key = key_file(Path::new(&cfg), "client-0");
+        for (relay, says) in [
+            ("127.0.0.1", "has no port"),
+            (
+                "127.0.0.1:99999",
+                "port 99999 is out of range: ports are 1-65535",
+            ),
+            ("127.0.0.1:0", "port 0 is out of range"),
+            (":12345", "the host is empty"),
+            ("::1:80", "an IPv6 address needs brackets: write [::1]:80"),
+            ("[::1:80", "[ADDRESS]:PORT"),
+            ("[::1]80", "[ADDRESS]:PORT"),
+            ("[1.2.3.4]:80", "not an IPv6 address"),
+            ("bad host:80", "not a host name"),
+        ] {
+            refused(
+                &["client", "--relay", relay, &cfg, &key],
+                &["--relay", says],
+            );
+            refused(
+                &[
+                    "trustee",
+                    "--relay",
+                    relay,
+                    &cfg,
+                    &key_file(Path::new(&cfg), "trustee-0"),
+                ],
+                &[says],
+            );
+            let new = dir.path().join("new").display().to_string();
+            refused(&["config", "generate", "--relay", relay, &new], &[says]);
+            refused(&["up", "--relay", relay, "--state", &new], &[says]);
+            refused(&["relay", "--exit", &format!("tcp:{relay}"), &cfg], &[says]);
+            assert!(!Path::new(&new).exists(), "{new} was written");
+        }
+        // system.json's address goes through the same parser.
+        let system = Path::new(&cfg).join("system.json");
+        let text = fs::read_to_string(&system).expect("system.json");
+        let port = text
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("the relay address");
+        fs::write(
+            &system,
+            text.replace(&format!("127.0.0.1:{port}"), "127.0.0.1"),
+        )
+        .expect("write system.json");
+        refused(
+            &["client", &cfg, &key],
+            &["system.json", "relay.address", "has no port"],
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Numeric options checked at start, with their ranges
+
+#[test]
+fn numeric_options_are_refused_with_their_ranges() {
+    within(Duration::from_secs(90), |_| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(&dir.path().join("cfg"), 2, 1);
+        let client_key = key_file(Path::new(&cfg), "client-0");
+        let relay_cases: [(&[&str], &str); 12] = [
+            (&["--timeout-ms", "0"], "100..=3600000"),
+            (&["--timeout-ms", "99"], "100..=3600000"),
+            (&["--min-clients", "0"], "1..=256"),
+            (&["--min-clients", "257"], "1..=256"),
+            (&["--client-window", "0"], "1..=64"),
+            (&["--trustee-window", "65"], "1..=64"),
+            (&["--idle-ms", "0"], "1..=10000"),
+            (&["--downstream-length", "65536"], "1..=65535"),
+            (&["--stats-secs", "0"], "1..=86400"),
+            (&["--exit-idle-secs", "0"], "1..=86400"),
+            (&["--port", "0"], "1..=65535"),
+            (&["--port", "70000"], "1..=65535"),
+        ];
+        for (args, range) in relay_cases {
+            let all: Vec<&str> = ["relay"]
+                .iter()
+                .chain(args)
+                .chain([&cfg.as_str()])
+                .copied()
+                .collect();
+            refused(&all, &[args[0], range]);
+        }
+        refused(
+            &[
+                "relay",
+                "--client-window",
+                "20",
+                "--trustee-window",
+                "10",
+                &cfg,
+            ],
+            &["--client-window 20 is larger than --trustee-window 10"],
+        );
+        refused(&["client", "-p", "0", &cfg, &client_key], &["1..=65535"]);
+        refused(&["echo", "--port", "0"], &["1..=65535"]);
+        let out = dir.path().join("out").display().to_string();
+        for (args, range) in [
+            (["-c", "0"], "1..=256"),
+            (["-c", "257"], "1..=256"),
+            (["-t", "0"], "1..=16"),
+            (["-t", "17"], "1..=16"),
+            (["--cell-length", "15"], "16..=32768"),
+            (["--cell-length", "32769"], "16..=32768"),
+        ] {
+            refused(
+                &["config", "generate", args[0], args[1], &out],
+                &[args[0], range],
+            );
+        }
+        assert!(!Path::new(&out).exists());
+
+        // The client ports must fit below 65536, checked before anything is written.
+        let state = dir.path().join("state");
+        let state_s = state.display().to_string();
+        refused(
+            &[
+                "up",
+                "--state",
+                &state_s,
+                "-c",
+                "10",
+                "--client-port-base",
+                "65530",
+            ],
+            &[
+                "--client-port-base 65530",
+                "65530-65539",
+                "between 1 and 65526",
+            ],
+        );
+        assert!(
+            !state.join("demo").exists(),
+            "`up` wrote a configuration first"
+        );
+        refused(
+            &["supervisor", "--client-port-base", "65535", &cfg],
+            &["--client-port-base 65535", "between 1 and 65534"],
+        );
+
+        // The ranges are in --help too.
+        let help = stdout(&run_once(&["relay", "--help"], REFUSAL_TIMEOUT));
+        for range in [
+            "1-64",
+            "100-3600000",
+            "1-65535",
+            "1-10000",
+            "1-86400",
+            "2-256",
+        ] {
+            assert!(help.contains(range), "relay --help lacks {range}: {help}");
+        }
+        let help = stdout(&run_once(
+            &["config", "generate", "--help"],
+            REFUSAL_TIMEOUT,
+        ));
+        for range in ["2-256", "1-16", "16-32768"] {
+            assert!(
+                help.contains(range),
+                "config generate --help lacks {range}: {help}"
+            );
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Flag names mean the same in every subcommand
+
+#[test]
+fn flags_mean_the_same_in_every_subcommand() {
+    within(Duration::from_secs(60), |scope| {
+        let help = |sub: &[&str]| {
+            let mut args = sub.to_vec();
+            args.push("--help");
+            stdout(&run_once(&args, REFUSAL_TIMEOUT))
+        };
+        // -p/--port is always the port this process listens on.
+        for sub in ["relay", "client", "echo", "socks5"] {
+            let text = help(&[sub]);
+            let line = text
+                .lines()
+                .find(|l| l.contains("-p, --port <PORT>"))
+                .unwrap_or_else(|| panic!("{sub} --help has no -p, --port: {text}"));
+            let next = text
+                .lines()
+                .skip_while(|l| !l.contains("-p, --port"))
+                .nth(1)
+                .unwrap_or_default();
+            assert!(
+                line.contains("listen on") || next.contains("listen on"),
+                "{sub}: -p is not the listening port: {line} {next}"
+            );
+        }
+        // The relay's port, where a process starts a relay, is --relay-port.
+        for sub in ["supervisor", "up"] {
+            let text = help(&[sub]);
+            assert!(text.contains("--relay-port <PORT>"), "{sub}: {text}");
+            assert!(
+                !text.contains("-p,"),
+                "{sub} shows a -p of another meaning: {text}"
+            );
+        }
+        // One spelling for the exit policy everywhere.
+        for sub in ["relay", "socks5", "supervisor", "up"] {
+            assert!(help(&[sub]).contains("--allow-private-exit"), "{sub}");
+        }
+
+        // The old spelling `socks5 --allow-private` still works, as the new one does.
+        let target = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a target");
+        let target_port = target.local_addr().expect("local_addr").port();
+        let local = Target::Ip(Ipv4Addr::LOCALHOST.into(), target_port);
+        for (flag, want) in [
+            (None, 0x02),
+            (Some("--allow-private"), 0x00),
+            (Some("--allow-private-exit"), 0x00),
+        ] {
+            let port = free_ports(1);
+            let port_s = port.to_string();
+            let mut args = vec!["socks5", "-p", &port_s];
+            args.extend(flag);
+            let _server = scope.spawn("socks5", &args);
+            wait_for_port(port, REFUSAL_TIMEOUT);
+            assert_eq!(socks5_reply(port, &local), want, "socks5 {flag:?}");
+        }
+
+        // A supervisor's old -p still sets the relay's port (not a listening port of its own).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = config(&dir.path().join("cfg"), 2, 1);
+        let base = free_ports(3);
+        let (relay_port, client_base) = (base, base + 1);
+        let mut sup = scope.spawn(
+            "supervisor",
+            &[
+                "supervisor",
+                &cfg,
+                "--exit",
+                "echo",
+                "--client-port-base",
+                &client_base.to_string(),
+                "-p",
+                &relay_port.to_string(),
+            ],
+        );
+        sup.wait_until(Duration::from_secs(40), "2 proxies", |p| {
+            (announced_proxies(&p.out()).len() >= 2).then_some(())
+        });
+        let relay = find_child(sup.pid(), "relay", &relay_port.to_string());
+        assert!(relay.is_some(), "no relay child on port {relay_port}");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. `dissent up` applies the options it is given
+
+#[test]
+fn up_applies_a_changed_relay_port_and_names_the_option_when_taken() {
+    within(Duration::from_secs(180), |scope| {
+        let state = tempfile::tempdir().expect("tempdir");
+        let state_s = state.path().display().to_string();
+        let system = state.path().join("demo/system.json");
+        let base = free_ports(5);
+        let (first_relay, second_relay, client_base) = (base, base + 1, base + 2);
+        let client_base_s = client_base.to_string();
+        let up = |extra: &[&str]| -> Vec<String> {
+            let mut args = vec![
+                "up",
+                "--state",
+                &state_s,
+                "--exit",
+                "echo",
+                "--client-port-base",
+                &client_base_s,
+            ];
+            args.extend_from_slice(extra);
+            args.iter().map(|s| s.to_string()).collect()
+        };
+        let start = |args: Vec<String>, clients: usize| {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let mut p = scope.spawn("up", &refs);
+            let proxies = p.wait_until(Duration::from_secs(60), "proxies", |p| {
+                let ports = announced_proxies(&p.out());
+                (ports.len() >= clients).then_some(ports)
+            });
+            let want: Vec<u16> = (0..clients as u16).map(|i| client_base + i).collect();
+            assert_eq!(proxies, want);
+            p
+        };
+        let stop = |mut p: Proc| {
+            p.signal(libc::SIGINT);
+            let status = p
+                .wait_exit(Duration::from_secs(15))
+                .expect("`up` stops on SIGINT");
+            assert!(status.success(), "`up` exited with {status}");
+        };
+
+        // A first demo, relay on the first port.
+        let relay = format!("127.0.0.1:{first_relay}");
+        let first = start(up(&["-c", "2", "-t", "1", "--relay", &relay]), 2);
+        assert!(
+            first.out().contains("created a demo configuration"),
+            "{}",
+            first.out()
+        );
+        stop(first);
+        let before = fs::read(&system).expect("system.json");
+
+        // Its relay port taken: refused before anything changes, naming the option.
+        let holder = TcpListener::bind((Ipv4Addr::LOCALHOST, first_relay)).expect("take the port");
+        let args = up(&[]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused(
+            &refs,
+            &[&format!("relay port {first_relay}"), "--relay-port"],
+        );
+        assert_eq!(fs::read(&system).expect("system.json"), before);
+
+        // A new relay port and client count: applied, with one line saying so.
+        let second = start(
+            up(&["--relay-port", &second_relay.to_string(), "-c", "3"]),
+            3,
+        );
+        let out = second.out();
+        assert!(
+            out.contains(&format!("relay 127.0.0.1:{second_relay}"))
+                && out.contains(&format!(
+                    "replacing the one with 2 clients, 1 trustee, relay 127.0.0.1:{first_relay}"
+                )),
+            "{out}"
+        );
+        let text = fs::read_to_string(&system).expect("system.json");
+        assert!(
+            text.contains(&format!("127.0.0.1:{second_relay}")),
+            "{text}"
+        );
+        assert!(
+            find_child(second.pid(), "relay", &second_relay.to_string()).is_some(),
+            "the relay does not run on {second_relay}"
+        );
+        wait_for_port(second_relay, Duration::from_secs(10));
+        stop(second);
+
+        // The same options again: the configuration is kept.
+        let after = fs::read(&system).expect("system.json");
+        let third = start(up(&[]), 3);
+        assert!(
+            third.out().contains("using the demo configuration"),
+            "{}",
+            third.out()
+        );
+        stop(third);
+        assert_eq!(fs::read(&system).expect("system.json"), after);
+        drop(holder);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. The anonymity set never shrinks silently
+
+#[test]
+fn a_one_client_group_is_refused_without_the_flag() {
+    within(Duration::from_secs(90), |scope| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let one = dir.path().join("one");
+        let one_s = one.display().to_string();
+        refused(
+            &["config", "generate", "-c", "1", &one_s],
+            &["--allow-small-anonymity-set"],
+        );
+        assert!(!one.exists(), "a refused generate wrote {one_s}");
+        let port = free_ports(1);
+        let relay = format!("127.0.0.1:{port}");
+        let out = run_once(
+            &[
+                "config",
+                "generate",
+                "-c",
+                "1",
+                "-t",
+                "1",
+                "--relay",
+                &relay,
+                "--allow-small-anonymity-set",
+                &one_s,
+            ],
+            REFUSAL_TIMEOUT,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+
+        let trustee = key_file(&one, "trustee-0");
+        refused(
+            &["relay", &one_s],
+            &[
+                "1 client(s), fewer than --min-clients 2",
+                "--allow-small-anonymity-set",
+            ],
+        );
+        refused(
+            &["trustee", &one_s, &trustee],
+            &["fewer than --min-clients 2", "--allow-small-anonymity-set"],
+        );
+        refused(&["supervisor", &one_s], &["--allow-small-anonymity-set"]);
+        let state = dir.path().join("state").display().to_string();
+        refused(
+            &["up", "--state", &state, "-c", "1"],
+            &["--allow-small-anonymity-set"],
+        );
+        // A minimum below two needs the flag even in a large group.
+        let three = config(&dir.path().join("three"), 3, 1);
+        refused(
+            &["relay", "--min-clients", "1", &three],
+            &["--min-clients 1", "--allow-small-anonymity-set"],
+        );
+
+        // With the flag it runs, and says once what it costs.
+        let mut relay = scope.spawn("relay", &["relay", "--allow-small-anonymity-set", &one_s]);
+        let log = relay.wait_for_log("relay listening on", Duration::from_secs(20));
+        assert_eq!(
+            log.matches("intervals may run with only 1 client").count(),
+            1,
+            "{log}"
+        );
+        let mut trustee_p = scope.spawn(
+            "trustee",
+            &["trustee", "--allow-small-anonymity-set", &one_s, &trustee],
+        );
+        let log = trustee_p.wait_for_log(
+            "intervals may run with only 1 client",
+            Duration::from_secs(20),
+        );
+        assert_eq!(log.matches("intervals may run").count(), 1, "{log}");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Every key file is checked for its role
+
+#[test]
+fn a_key_file_of_the_wrong_role_is_refused_by_each_command() {
+    within(Duration::from_secs(60), |_| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg_path = dir.path().join("dc");
+        let cfg = config(&cfg_path, 3, 2);
+        let key = |id: &str| key_file(&cfg_path, id);
+        refused(
+            &["relay", "--key", &key("client-0"), &cfg],
+            &["client-0.json is a client key; the relay needs relay.json"],
+        );
+        refused(
+            &["relay", "--key", &key("trustee-1"), &cfg],
+            &["trustee-1.json is a trustee key; the relay needs relay.json"],
+        );
+        refused(
+            &["trustee", &cfg, &key("client-0")],
+            &["client-0.json is a client key; a trustee needs a trustee key, one of trustee-0.json to trustee-1.json"],
+        );
+        refused(
+            &["trustee", &cfg, &key("relay")],
+            &["relay.json is a relay key; a trustee needs"],
+        );
+        refused(
+            &["client", &cfg, &key("trustee-0")],
+            &["trustee-0.json is a trustee key; a client needs a client key, one of client-0.json to client-2.json"],
+        );
+        refused(
+            &["client", &cfg, &key("relay")],
+            &["relay.json is a relay key; a client needs"],
+        );
+        let session = cfg_path.join("client-0.session.json").display().to_string();
+        refused(
+            &["client", &cfg, &session],
+            &["is a session key file", "client-0.json"],
+        );
+        // The supervisor checks every file before starting anything.
+        fs::copy(
+            cfg_path.join("client-1.json"),
+            cfg_path.join("trustee-0.json"),
+        )
+        .expect("copy");
+        refused(
+            &["supervisor", &cfg],
+            &["trustee-0.json is a client key; a trustee needs"],
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Private files readable by others are refused with the chmod to run
+
+#[test]
+fn a_group_or_other_readable_key_is_refused_with_the_chmod_hint() {
+    within(Duration::from_secs(60), |_| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg_path = dir.path().join("dc");
+        let cfg = config(&cfg_path, 2, 1);
+        // `config generate` writes every private file for its owner only.
+        for entry in fs::read_dir(&cfg_path).expect("list") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let want = if ["system.json", "session.json", "pseudonym.json"].contains(&name.as_str())
+            {
+                0o644
+            } else {
+                0o600
+            };
+            assert_eq!(mode(&path), want, "mode of {name}");
+        }
+        let chmod = |name: &str, bits: u32| {
+            fs::set_permissions(cfg_path.join(name), fs::Permissions::from_mode(bits))
+                .expect("chmod");
+        };
+        let hint = |name: &str| format!("run: chmod 600 {}", cfg_path.join(name).display());
+        let client = key_file(&cfg_path, "client-0");
+        for (name, bits) in [("client-0.json", 0o640), ("client-0.session.json", 0o604)] {
+            chmod(name, bits);
+            refused(
+                &["client", &cfg, &client],
+                &[&format!("{bits:04o} are too open"), &hint(name)],
+            );
+            chmod(name, 0o600);
+        }
+        chmod("relay.json", 0o644);
+        refused(&["relay", &cfg], &[&hint("relay.json")]);
+        refused(&["supervisor", &cfg], &[&hint("relay.json")]);
+        chmod("relay.json", 0o600);
+        chmod("trustee-0.json", 0o660);
+        refused(
+            &["trustee", &cfg, &key_file(&cfg_path, "trustee-0")],
+            &[&hint("trustee-0.json")],
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. A closed pipe ends the process quietly
+
+#[test]
+fn a_client_whose_stderr_closes_exits_without_a_panic() {
+    within(Duration::from_secs(60), |scope| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg_path = dir.path().join("dc");
+        let cfg = config(&cfg_path, 2, 1);
+        let port = free_ports(1);
+        // No relay runs: the client keeps logging its retries (and, at debug level, every
+        // local connection), as `dissent client ... 2>&1 | head -3` would show.
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "client",
+            "-p",
+            &port.to_string(),
+            &cfg,
+            &key_file(&cfg_path, "client-0"),
+        ])
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        // SAFETY: as in the harness: the child dies with the test thread.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("start the client");
+        lock(&scope.pids).push(child.id());
+        let mut err = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let mut first = String::new();
+        err.read_line(&mut first).expect("a first log line");
+        assert!(first.contains("client-0:"), "{first}");
+        drop(err);
+        // Give it more to write: local connections, each logged at debug level.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the client still runs with its stderr closed"
+            );
+            let _ = TcpStream::connect_timeout(
+                &(Ipv4Addr::LOCALHOST, port).into(),
+                Duration::from_millis(200),
+            );
+            thread::sleep(Duration::from_millis(50));
+        };
+        assert_ne!(status.code(), Some(101), "the client panicked");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGPIPE),
+            "ended by SIGPIPE: {status}"
+        );
+    });
+}
+
+#[test]
+fn a_closed_stdout_ends_config_generate_quietly() {
+    within(Duration::from_secs(60), |_| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("dc");
+        let mut fds = [0; 2];
+        // SAFETY: pipe() fills two descriptors we own from here on.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+        // SAFETY: fds[0] is ours; closing it leaves a pipe with no reader.
+        unsafe { libc::close(fds[0]) };
+        // SAFETY: fds[1] is ours and handed over to the child's stdout here.
+        let write_end = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
+        let mut child = Command::new(BIN)
+            .args(["config", "generate", "-c", "2", "-t", "1"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(write_end))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start config generate");
+        let deadline = Instant::now() + REFUSAL_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "config generate did not finish");
+            thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        let _ = child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err);
+        assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            cfg.join("system.json").is_file(),
+            "the configuration was written first"
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. The exit's address policy: counted in the relay's stats line, refused everywhere
+
+#[test]
+fn the_stats_line_counts_refused_destinations() {
+    within(Duration::from_secs(120), |scope| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg_path = dir.path().join("dc");
+        let base = free_ports(3);
+        generate(&cfg_path, 2, 1, base);
+        let cfg = cfg_path.display().to_string();
+        let mut relay = scope.spawn("relay", &["relay", "--stats-secs", "1", &cfg]);
+        relay.wait_for_log("relay listening on", Duration::from_secs(20));
+        let _trustee = scope.spawn(
+            "trustee-0",
+            &["trustee", &cfg, &key_file(&cfg_path, "trustee-0")],
+        );
+        let mut clients = Vec::new();
+        for i in 0..2u16 {
+            let id = format!("client-{i}");
+            let port = (base + 1 + i).to_string();
+            clients.push(scope.spawn(
+                &id,
+                &["client", "-p", &port, &cfg, &key_file(&cfg_path, &id)],
+            ));
+        }
+        relay.wait_for_log("started with 2 clients", Duration::from_secs(40));
+        wait_for_port(base + 1, Duration::from_secs(20));
+
+        // A server on this machine, which the exit must not reach.
+        let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        server.set_nonblocking(true).expect("nonblocking");
+        let server_port = server.local_addr().expect("local_addr").port();
+        assert_eq!(
+            socks5_reply(
+                base + 1,
+                &Target::Ip(Ipv4Addr::LOCALHOST.into(), server_port)
+            ),
+            0x02
+        );
+        relay.wait_for_log(
+            "1 refused by exit policy (allow with --allow-private-exit)",
+            Duration::from_secs(20),
+        );
+        assert_eq!(
+            socks5_reply(base + 2, &Target::Name("localhost", server_port)),
+            0x02
+        );
+        let log = relay.wait_for_log(
+            "2 refused by exit policy (allow with --allow-private-exit)",
+            Duration::from_secs(20),
+        );
+        assert!(
+            matches!(server.accept(), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "the refused destination was reached"
+        );
+        assert!(
+            !log.contains(&format!(":{server_port}")),
+            "the relay logged a destination: {log}"
+        );
+
+        // 10. Every line names its process, tasks and libraries included.
+        assert!(every_line_names(&log, "relay"), "{log}");
+        assert!(
+            every_line_names(&clients[0].log(), "client-0"),
+            "{}",
+            clients[0].log()
+        );
+    });
+}
+
+/// Runs [`socks5_exit_refuses_special_addresses_inside_a_namespace`] in a new network
+/// namespace holding only loopback, so that nothing it tries can leave the machine.
+#[test]
+fn the_exit_refuses_every_kind_of_special_address() {
+    within(Duration::from_secs(120), |_| {
+        let exe = std::env::current_exe().expect("the test binary");
+        let probe = Command::new("unshare")
+            .args(["-rn", "true"])
+            .stdin(Stdio::null())
+            .output();
+        match probe {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                eprintln!(
+                    "skipped: network namespaces are not allowed here (unshare -rn: {})",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                return;
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run unshare to make a network namespace ({e})");
+                return;
+            }
+        }
+        let out = Command::new("unshare")
+            .arg("-rn")
+            .arg(&exe)
+            .args([
+                "--exact",
+                "socks5_exit_refuses_special_addresses_inside_a_namespace",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("DISSENT_TEST_IN_NAMESPACE", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the test in a namespace");
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(out.status.success(), "inside the namespace:\n{text}");
+        assert!(
+            text.contains("1 passed"),
+            "the inner test did not run:\n{text}"
+        );
+    });
+}
+
+/// Brings up the loopback interface of this (new) network namespace.
+fn loopback_up() {
+    // SAFETY: a datagram socket for ioctls, closed below; `req` is a zeroed ifreq with a
+    // NUL-terminated name, as SIOCGIFFLAGS and SIOCSIFFLAGS expect.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req),
+            0,
+            "SIOCGIFFLAGS"
+        );
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(libc::ioctl(fd, libc::SIOCSIFFLAGS, &req), 0, "SIOCSIFFLAGS");
+        libc::close(fd);
+    }
+}
+
+#[test]
+#[ignore = "runs inside a network namespace, started by the_exit_refuses_every_kind_of_special_address"]
+fn socks5_exit_refuses_special_addresses_inside_a_namespace() {
+    assert_eq!(
+        std::env::var("DISSENT_TEST_IN_NAMESPACE").as_deref(),
+        Ok("1"),
+        "run only through the_exit_refuses_every_kind_of_special_address"
+    );
+    // /proc/net/dev lists the interfaces of this process's own network namespace.
+    let interfaces: Vec<String> = fs::read_to_string("/proc/net/dev")
+        .expect("/proc/net/dev")
+        .lines()
+        .skip(2)
+        .filter_map(|l| Some(l.split_once(':')?.0.trim().to_string()))
+        .collect();
+    assert_eq!(interfaces, ["lo"], "not in a namespace with only loopback");
+    loopback_up();
+    // A globally reachable address of this host's own, on the namespace's loopback (needs
+    // `ip`; that part is skipped without it).
+    let own: Option<Ipv4Addr> = Command::new("ip")
+        .args(["addr", "add", "192.88.98.7/32", "dev", "lo"])
+        .stderr(Stdio::null())
+        .status()
+        .ok()
+        .filter(|s| s.success())
+        .map(|_| Ipv4Addr::new(192, 88, 98, 7));
+    if own.is_none() {
+        eprintln!("skipped the host-address part: cannot add an address with `ip`");
+    }
+
+    within(Duration::from_secs(90), move |scope| {
+        let strict = free_ports(2);
+        let open = strict + 1;
+        let _a = scope.spawn("socks5", &["socks5", "-p", &strict.to_string()]);
+        let _b = scope.spawn(
+            "socks5",
+            &["socks5", "-p", &open.to_string(), "--allow-private-exit"],
+        );
+        wait_for_port(strict, Duration::from_secs(20));
+        wait_for_port(open, Duration::from_secs(20));
+        let ip = |s: &str| Target::Ip(s.parse().expect("an address"), 80);
+        let mut special: Vec<Target<'_>> = [
+            "0.0.0.1",
+            "10.0.0.1",
+            "100.64.0.1",
+            "127.0.0.1",
+            "169.254.0.1",
+            "172.16.0.1",
+            "192.0.0.8",
+            "192.0.2.1",
+            "192.88.99.1",
+            "192.168.0.1",
+            "198.18.0.1",
+            "198.51.100.1",
+            "203.0.113.1",
+            "224.0.0.1",
+            "240.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "::ffff:10.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::1",
+            "100::1",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:db8::1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+            "3fff::1",
+            "5f00::1",
+            "fc00::1",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
+        ]
+        .iter()
+        .map(|s| ip(s))
+        .collect();
+        special.push(Target::Name("localhost", 80));
+        if let Some(own) = own {
+            special.push(Target::Ip(own.into(), 80));
+            special.push(ip("::ffff:192.88.98.7"));
+        }
+        for target in &special {
+            assert_eq!(socks5_reply(strict, target), 0x02, "{}", describe(target));
+            // Allowed, the same request fails (or succeeds) for a network reason instead.
+            assert_ne!(socks5_reply(open, target), 0x02, "{}", describe(target));
+        }
+        // A globally reachable address is not refused by the policy: the namespace has no
+        // route to it, so it fails as unreachable.
+        let public = ip("1.1.1.1");
+        assert_ne!(socks5_reply(strict, &public), 0x02);
+    });
+}
+
+fn describe(target: &Target<'_>) -> String {
+    match target {
+        Target::Ip(ip, port) => format!("{ip} port {port}"),
+        Target::Name(name, port) => format!("{name} port {port}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. A role prefix on every log line, the SOCKS5 library's included
+
+#[test]
+fn every_log_line_names_its_role_library_lines_included() {
+    within(Duration::from_secs(60), |scope| {
+        let port = free_ports(1);
+        let mut server = scope.spawn_logging(
+            "socks5",
+            &["socks5", "-p", &port.to_string()],
+            "debug,fast_socks5=debug",
+        );
+        wait_for_port(port, Duration::from_secs(20));
+        // A greeting offering only username/password: the library logs its refusal.
+        let mut s = connect(port, Duration::from_secs(20));
+        s.write_all(&[0x05, 0x01, 0x02]).expect("greeting");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert_eq!(rest, [0x05, 0xff]);
+        let log = server.wait_for_log("No auth method supported", Duration::from_secs(20));
+        assert!(every_line_names(&log, "socks5"), "{log}");
+
+        // Unless named, the library logs at info at most: its debug lines name destinations.
+        let port = free_ports(1);
+        let mut server =
+            scope.spawn_logging("socks5", &["socks5", "-p", &port.to_string()], "debug");
+        wait_for_port(port, Duration::from_secs(20));
+        let target = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a target");
+        let target_port = target.local_addr().expect("local_addr").port();
+        let local = Target::Ip(Ipv4Addr::LOCALHOST.into(), target_port);
+        assert_eq!(socks5_reply(port, &local), 0x02);
+        let log = server.wait_for_log(
+            "refused a destination by exit policy",
+            Duration::from_secs(20),
+        );
+        assert!(
+            !log.contains(&format!(":{target_port}")),
+            "a destination was logged: {log}"
+        );
+        assert!(!log.contains("Request target"), "{log}");
+        assert!(every_line_names(&log, "socks5"), "{log}");
+    });
+}

@@ -1,0 +1,542 @@
+//! The process harness of the end-to-end tests: real `dissent` processes over 127.0.0.1.
+//!
+//! Nothing sleeps and hopes: every wait polls for a concrete condition (a port accepting, a
+//! log line, a process exiting) with short sleeps and a hard limit, and every test body runs
+//! under an overall time limit ([`within`]) after which its processes are killed.
+//!
+//! Processes are owned by [`Proc`] guards that kill and reap them on drop, panics included;
+//! a test that fails prints the tail of each process's output. As a second net, each child
+//! gets `PR_SET_PDEATHSIG`, so it is stopped even if the test binary itself dies.
+//!
+//! Shared by several test binaries, each using a part of it.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dissent");
+
+/// Longest wait for a DC-net to form (relay up, everyone connected, first interval).
+pub const FORM_TIMEOUT: Duration = Duration::from_secs(40);
+/// Longest wait for one transfer through the DC-net.
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a process to exit after a signal.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------------------------------
+// Harness: time limits and processes
+
+/// What a test body gets: a place to register the processes it starts.
+#[derive(Clone, Default)]
+pub struct Scope {
+    pub pids: Arc<Mutex<Vec<u32>>>,
+}
+
+/// Runs `body` on its own thread; fails (and kills every process it started) after `limit`.
+pub fn within(limit: Duration, body: impl FnOnce(&Scope) + Send + 'static) {
+    let scope = Scope::default();
+    let (done_tx, done_rx) = mpsc::channel();
+    let body_scope = scope.clone();
+    let handle = thread::Builder::new()
+        .name("e2e-body".into())
+        .spawn(move || {
+            body(&body_scope);
+            let _ = done_tx.send(());
+        })
+        .expect("cannot start the test thread");
+    match done_rx.recv_timeout(limit) {
+        Ok(()) => handle.join().expect("the test thread finished"),
+        // The body panicked: pass its panic on (its guards have already cleaned up).
+        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the body ended without reporting"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let pids: Vec<u32> = lock(&scope.pids).clone();
+            for pid in pids {
+                kill_tree(pid);
+            }
+            panic!("test did not finish within {limit:?}; killed its processes");
+        }
+    }
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking reader thread must not hide the output it already collected.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Output of one stream of a child, collected line by line by a thread.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<String>>);
+
+impl Captured {
+    pub fn collect(stream: impl Read + Send + 'static) -> Self {
+        let captured = Captured::default();
+        let text = captured.0.clone();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stream);
+            let mut line = Vec::new();
+            // Ends at end of stream: when the child (and any grandchild holding it) is gone.
+            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                lock(&text).push_str(&String::from_utf8_lossy(&line));
+                line.clear();
+            }
+        });
+        captured
+    }
+
+    pub fn text(&self) -> String {
+        lock(&self.0).clone()
+    }
+}
+
+/// A `dissent` process that is killed and reaped when dropped.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    /// Whether it runs children of its own (supervisor, up) that must go with it.
+    pub has_children: bool,
+    pub status: Option<ExitStatus>,
+}
+
+impl Scope {
+    /// Starts `dissent ARGS`, its output captured, logging at info level.
+    pub fn spawn(&self, name: &str, args: &[&str]) -> Proc {
+        self.spawn_logging(name, args, "info")
+    }
+
+    /// Like [`Scope::spawn`], logging at `level` (a `RUST_LOG` value).
+    pub fn spawn_logging(&self, name: &str, args: &[&str], level: &str) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("RUST_LOG", level)
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to stop the child if
+        // the thread that started it dies, so no process outlives a crashed test binary.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN} ({name}): {e}"));
+        lock(&self.pids).push(child.id());
+        let stdout = Captured::collect(child.stdout.take().expect("stdout is piped"));
+        let stderr = Captured::collect(child.stderr.take().expect("stderr is piped"));
+        let has_children = matches!(args.first(), Some(&"supervisor") | Some(&"up"));
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+            has_children,
+            status: None,
+        }
+    }
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything it logged so far (stderr).
+    pub fn log(&self) -> String {
+        self.stderr.text()
+    }
+
+    /// Everything it printed so far (stdout).
+    pub fn out(&self) -> String {
+        self.stdout.text()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait on our own child");
+        }
+        self.status.is_none()
+    }
+
+    /// Waits until its log contains `needle`; returns the log.
+    pub fn wait_for_log(&mut self, needle: &str, limit: Duration) -> String {
+        self.wait_until(limit, &format!("log line containing {needle:?}"), |p| {
+            let log = p.log();
+            log.contains(needle).then_some(log)
+        })
+    }
+
+    /// Polls `check` until it gives a value; panics with the output after `limit`.
+    pub fn wait_until<T>(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        mut check: impl FnMut(&Proc) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = check(self) {
+                return v;
+            }
+            if !self.is_running() {
+                // One last look: the output may have arrived with the exit.
+                thread::sleep(Duration::from_millis(100));
+                if let Some(v) = check(self) {
+                    return v;
+                }
+                panic!(
+                    "{} exited ({:?}) while waiting for {what}",
+                    self.name, self.status
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!("{}: no {what} within {limit:?}", self.name);
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Sends a signal to this process (only).
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signalling our own, not yet reaped, child by its id.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.name);
+    }
+
+    /// Waits up to `limit` for it to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while self.is_running() {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.status
+    }
+
+    /// SIGKILLs it and reaps it.
+    pub fn kill(&mut self) {
+        if self.is_running() {
+            let _ = self.child.kill();
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("---- {} (pid {}) ----", self.name, self.pid());
+            for (stream, text) in [("stdout", self.out()), ("stderr", self.log())] {
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(80)..];
+                eprintln!("{stream}, last {} lines:", tail.len());
+                for line in tail {
+                    eprintln!("  {line}");
+                }
+            }
+        }
+        if self.has_children {
+            // Collect its children before it dies (they are re-parented after), then let it
+            // stop and reap them itself; kill whatever is left if it does not.
+            let kids = descendants(self.pid());
+            if self.is_running() {
+                // SAFETY: signalling our own, not yet reaped, child by its id.
+                unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGTERM) };
+                let _ = self.wait_exit(Duration::from_secs(8));
+            }
+            self.kill();
+            for pid in kids {
+                kill_ours(pid);
+            }
+        } else {
+            self.kill();
+        }
+    }
+}
+
+/// Runs `dissent ARGS` to its end, which must come within `limit`; returns its output.
+///
+/// For commands that finish by themselves (refusals, `config generate`).
+pub fn run_once(args: &[&str], limit: Duration) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: as in `Scope::spawn`.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {BIN} {args:?}: {e}"));
+    let read_all = |mut stream: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stream.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("stdout is piped")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("stderr is piped")));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait on our own child") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("dissent {args:?} did not exit within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// SIGKILLs `pid` and all its descendants, if they are still ours.
+pub fn kill_tree(pid: u32) {
+    let kids = descendants(pid);
+    kill_ours(pid);
+    for kid in kids {
+        kill_ours(kid);
+    }
+}
+
+/// SIGKILLs `pid` if it is still a live `dissent` process (guards against pid reuse).
+pub fn kill_ours(pid: u32) {
+    if alive(pid) && cmdline(pid).first().is_some_and(|exe| is_dissent(exe)) {
+        // SAFETY: signalling a process we started (checked by its executable path).
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness: /proc
+
+/// The parent pid and state letter of `pid`, from /proc/PID/stat.
+pub fn stat(pid: u32) -> Option<(u32, char)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    stat(pid).is_some_and(|(_, state)| state != 'Z' && state != 'X')
+}
+
+pub fn cmdline(pid: u32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `exe` (a process's argv\[0\]) is the `dissent` binary under test.
+pub fn is_dissent(exe: &str) -> bool {
+    exe == BIN
+        || matches!(
+            (Path::new(exe).canonicalize(), Path::new(BIN).canonicalize()),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
+/// Live processes whose parent is `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| stat(*p).is_some_and(|(ppid, state)| ppid == pid && state != 'Z'))
+        .collect()
+}
+
+/// All live processes below `pid`.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for kid in children(p) {
+            found.push(kid);
+            todo.push(kid);
+        }
+    }
+    found
+}
+
+/// The live child of `parent` running `dissent ROLE ...` with `arg` among its arguments.
+pub fn find_child(parent: u32, role: &str, arg: &str) -> Option<u32> {
+    children(parent).into_iter().find(|pid| {
+        let args = cmdline(*pid);
+        args.first().is_some_and(|exe| is_dissent(exe))
+            && args.get(1).is_some_and(|r| r == role)
+            && args.iter().any(|a| a == arg)
+    })
+}
+
+/// Polls until none of `pids` is alive.
+pub fn wait_all_gone(pids: &[u32], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes still running after {limit:?}: {left:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness: ports and sockets
+
+pub static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
+pub const PORT_FIRST: u16 = 20_000;
+pub const PORT_END: u16 = 32_000;
+
+/// The first of `n` consecutive free ports on 127.0.0.1.
+///
+/// Ports come from below the kernel's ephemeral range (32768 up), so the outgoing connections
+/// of tests running in parallel cannot take them between this check and a child's `bind`;
+/// a per-process counter keeps this binary's tests apart, a pid-based start other binaries.
+pub fn free_ports(n: u16) -> u16 {
+    let span = PORT_END - PORT_FIRST;
+    let _ = NEXT_PORT.compare_exchange(
+        0,
+        PORT_FIRST + (std::process::id() % u32::from(span / 2)) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..1000 {
+        let mut base = NEXT_PORT.fetch_add(n, Ordering::SeqCst);
+        if base < PORT_FIRST || base + n > PORT_END {
+            base = PORT_FIRST;
+            NEXT_PORT.store(PORT_FIRST + n, Ordering::SeqCst);
+        }
+        if (base..base + n).all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports in {PORT_FIRST}..{PORT_END}");
+}
+
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Polls until 127.0.0.1:`port` accepts a connection.
+pub fn wait_for_port(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if TcpStream::connect_timeout(&local(port), Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing accepts on port {port} after {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Polls until 127.0.0.1:`port` refuses connections.
+pub fn wait_for_port_closed(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if TcpStream::connect_timeout(&local(port), Duration::from_millis(200)).is_err() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "port {port} still accepts after {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
+pub fn connect(port: u16, limit: Duration) -> TcpStream {
+    let s = TcpStream::connect_timeout(&local(port), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("cannot connect to port {port}: {e}"));
+    s.set_read_timeout(Some(limit)).expect("set_read_timeout");
+    s.set_write_timeout(Some(limit)).expect("set_write_timeout");
+    let _ = s.set_nodelay(true);
+    s
+}
+
+// Harness: configurations and DC-nets
+
+/// Runs `dissent config generate` and checks it worked.
+pub fn generate(dir: &Path, clients: usize, trustees: usize, relay_port: u16) {
+    let out = Command::new(BIN)
+        .args(["config", "generate", "-c", &clients.to_string()])
+        .args(["-t", &trustees.to_string()])
+        .args(["--relay", &format!("127.0.0.1:{relay_port}")])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dissent config generate");
+    assert!(
+        out.status.success(),
+        "config generate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn key_file(dir: &Path, id: &str) -> String {
+    dir.join(format!("{id}.json")).display().to_string()
+}
+
+/// The ports announced by `SOCKS5 proxy: 127.0.0.1:PORT` lines.
+pub fn announced_proxies(out: &str) -> Vec<u16> {
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("SOCKS5 proxy: 127.0.0.1:"))
+        .map(|p| p.parse().expect("a port number"))
+        .collect()
+}
+
+pub fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
