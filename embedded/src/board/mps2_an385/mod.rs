@@ -2,7 +2,7 @@
 //!
 //! - Network: the LAN9118 at 0x4020_0000 (IRQ 13) under embassy-net, with the static address
 //!   QEMU user networking expects (10.0.2.15/24, gateway and host at 10.0.2.2).
-//! - Time: SysTick at 1 kHz ([`systick`]).
+//! - Time: SysTick at 1 kHz (`systick.rs`).
 //! - Entropy: ChaCha20 seeded from the `SEED` area, which the host fills with fresh random
 //!   bytes before every boot (see [`crate::provision`]); boot stops if there is none.
 //! - Console and exit: Arm semihosting (QEMU's `-semihosting-config enable=on,target=native`).
