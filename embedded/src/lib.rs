@@ -1,9 +1,113 @@
-//! Embedded shell of dissent-rs (placeholder).
+//! Embedded shell of dissent-rs: the board layer that apps run on.
 //!
-//! This crate will run a trustee or a client on microcontroller boards with embassy and
-//! embassy-net, as a thin shell around `dissent_core`: a `Board` for each supported board
-//! (an emulated one for QEMU in CI), one binary per role. Today it only proves that the
-//! protocol core links into a `thumbv7m-none-eabi` image without an allocator.
-#![no_std]
+//! The layout follows embassy's examples: one module per board under [`board`], chosen by a
+//! cargo feature (`mps2-an385`, the QEMU board CI runs; `nucleo-f767zi`, a real board that
+//! is build-checked), and one binary per app under `src/bin/`. An app never touches
+//! registers: it gets a [`Board`] (network stack, entropy, provisioning blob) from [`run`],
+//! prints with [`println!`] and stops with [`exit`]. Adding a board touches no app code and
+//! adding an app touches no board code.
+//!
+//! Every board shares the same executor ([`executor::Executor`], which sleeps with `WFI`),
+//! the same console plumbing and the same stack high-water meter ([`stack`]).
+//!
+//! The pure parts (the provisioning format in [`provision`] and the LAN9118 FIFO framing)
+//! also build for the host, where `cargo test --lib --target <host triple>` runs their unit
+//! tests.
+#![cfg_attr(not(test), no_std)]
 
 pub use dissent_core as core_protocol;
+
+pub mod board;
+pub mod provision;
+
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+pub mod executor;
+#[cfg(target_os = "none")]
+pub mod stack;
+
+#[cfg(target_os = "none")]
+#[doc(hidden)]
+pub use console::print_line as __print_line;
+#[cfg(target_os = "none")]
+pub use device::*;
+
+#[cfg(all(target_os = "none", feature = "mps2-an385", feature = "nucleo-f767zi"))]
+compile_error!("select exactly one board feature");
+
+#[cfg(target_os = "none")]
+mod device {
+    use embassy_executor::Spawner;
+    use static_cell::StaticCell;
+
+    use crate::board::selected;
+    use crate::executor::Executor;
+
+    /// Sockets the network stack has room for (every TCP or UDP socket an app opens at once).
+    pub const NET_SOCKETS: usize = 6;
+
+    /// Exit status when the board cannot start (no entropy, no network hardware).
+    pub const EXIT_BOARD_FAILED: u8 = 3;
+    /// Exit status after a panic.
+    pub const EXIT_PANIC: u8 = 101;
+    /// Exit status after a hard fault or an unexpected exception.
+    pub const EXIT_FAULT: u8 = 102;
+
+    /// The board's entropy source: a cryptographically secure RNG (rand_core 0.6 traits).
+    pub type BoardRng = selected::Rng;
+
+    const _: () = {
+        fn is_crypto_rng<R: rand_core::RngCore + rand_core::CryptoRng>() {}
+        let _ = is_crypto_rng::<BoardRng>;
+    };
+
+    /// What an app gets from the board it runs on.
+    pub struct Board {
+        /// Name of the board, e.g. `mps2-an385`.
+        pub name: &'static str,
+        /// The network stack, already running on the board's Ethernet.
+        ///
+        /// On the QEMU board it has the static address QEMU user networking expects
+        /// (10.0.2.15/24, gateway 10.0.2.2); real boards use DHCP. Apps may replace the
+        /// configuration with `Stack::set_config_v4`.
+        pub net: embassy_net::Stack<'static>,
+        /// Entropy for keys, handshakes and the network stack's own choices.
+        pub rng: BoardRng,
+        /// The provisioning area, raw; read it with [`crate::provision::Blob::parse`].
+        pub provisioning: &'static [u8],
+    }
+
+    /// Boots the board and runs `app` on the executor; never returns.
+    ///
+    /// `app` is called once, inside the executor, with a spawner and the [`Board`]; it
+    /// spawns the app's tasks and returns.
+    pub fn run(app: impl FnOnce(Spawner, Board)) -> ! {
+        let hardware = selected::init();
+        static EXECUTOR: StaticCell<Executor> = StaticCell::new();
+        EXECUTOR.init(Executor::new()).run(move |spawner| {
+            let board = selected::start(spawner, hardware);
+            app(spawner, board);
+        })
+    }
+
+    /// Stops the program with `status` (0 = success); under QEMU this is QEMU's exit status.
+    ///
+    /// On a real board the status is printed and the core halts. Apps use statuses below
+    /// [`EXIT_BOARD_FAILED`]; the shell uses it and the `EXIT_*` statuses above it.
+    pub fn exit(status: u8) -> ! {
+        selected::exit(status)
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo) -> ! {
+        crate::println!("panic: {}", info);
+        exit(EXIT_PANIC)
+    }
+
+    #[cortex_m_rt::exception]
+    unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
+        crate::println!("hard fault at pc {:#010x}", frame.pc());
+        exit(EXIT_FAULT)
+    }
+}

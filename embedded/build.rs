@@ -1,0 +1,34 @@
+//! Links the selected board's memory map (`memory/<board>.x`, copied to `memory.x`) and
+//! cortex-m-rt's `link.x` into device binaries. Host builds (unit tests) link nothing.
+
+use std::path::PathBuf;
+use std::{env, fs};
+
+const BOARDS: &[&str] = &["mps2-an385", "nucleo-f767zi"];
+
+fn main() {
+    println!("cargo:rerun-if-changed=memory");
+    let target = env::var("TARGET").unwrap_or_default();
+    if !target.starts_with("thumb") {
+        return;
+    }
+    let selected: Vec<&str> = BOARDS
+        .iter()
+        .copied()
+        .filter(|board| {
+            let feature = format!("CARGO_FEATURE_{}", board.to_uppercase().replace('-', "_"));
+            env::var_os(feature).is_some()
+        })
+        .collect();
+    let board = match selected.as_slice() {
+        [board] => *board,
+        _ => panic!("select exactly one board feature (one of {BOARDS:?}), got {selected:?}"),
+    };
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let source = PathBuf::from("memory").join(format!("{board}.x"));
+    fs::copy(&source, out.join("memory.x"))
+        .unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rustc-link-arg-bins=--nmagic");
+    println!("cargo:rustc-link-arg-bins=-Tlink.x");
+}

@@ -1,0 +1,178 @@
+//! QEMU `mps2-an385`: Cortex-M3 at 25 MHz with an SMSC LAN9118 Ethernet controller.
+//!
+//! - Network: the LAN9118 at 0x4020_0000 (IRQ 13) under embassy-net, with the static address
+//!   QEMU user networking expects (10.0.2.15/24, gateway and host at 10.0.2.2).
+//! - Time: SysTick at 1 kHz (`systick.rs`).
+//! - Entropy: ChaCha20 seeded from the `SEED` area, which the host fills with fresh random
+//!   bytes before every boot (see [`crate::provision`]); boot stops if there is none.
+//! - Console and exit: Arm semihosting (QEMU's `-semihosting-config enable=on,target=native`).
+//!
+//! Run it with `qemu-system-arm -M mps2-an385 -nic user,model=lan9118 -semihosting-config
+//! enable=on,target=native -kernel ELF` plus the loader blobs; `qemu-run` does all of it.
+
+pub mod lan9118;
+#[cfg(target_os = "none")]
+mod systick;
+
+#[cfg(target_os = "none")]
+pub use device::*;
+
+#[cfg(target_os = "none")]
+mod device {
+    use core::cell::RefCell;
+
+    use critical_section::Mutex;
+    use embassy_executor::Spawner;
+    use embassy_net::{Ipv4Address, Ipv4Cidr, Runner, StackResources, StaticConfigV4};
+    use rand_core::{RngCore, SeedableRng};
+    use semihosting::io::{Stdout, Write};
+    use static_cell::StaticCell;
+
+    use super::lan9118::Lan9118;
+    use super::systick;
+    use crate::provision;
+    use crate::{Board, NET_SOCKETS};
+
+    /// Name of the board.
+    pub const NAME: &str = "mps2-an385";
+    /// The board's entropy source: ChaCha20 keyed by the per-boot seed.
+    pub type Rng = rand_chacha::ChaCha20Rng;
+
+    const CORE_HZ: u32 = 25_000_000;
+    const LAN9118_BASE: usize = 0x4020_0000;
+    const LAN9118_IRQ: u16 = 13;
+
+    /// Hardware brought up before the executor runs.
+    pub struct Parts {
+        eth: Lan9118,
+        rng: Rng,
+    }
+
+    #[derive(Clone, Copy)]
+    struct Lan9118Irq;
+
+    // SAFETY: 13 is the LAN9118's line on the mps2-an385 NVIC.
+    unsafe impl cortex_m::interrupt::InterruptNumber for Lan9118Irq {
+        fn number(self) -> u16 {
+            LAN9118_IRQ
+        }
+    }
+
+    /// Sets up time, entropy and Ethernet.
+    pub fn init() -> Parts {
+        // `init` runs once, from `crate::run`, so the peripherals are still there.
+        let core = cortex_m::Peripherals::take().unwrap();
+        systick::start(core.SYST, CORE_HZ);
+        let rng = match take_seed() {
+            Ok(seed) => Rng::from_seed(seed),
+            Err(e) => fail(format_args!("entropy: {e}")),
+        };
+        // SAFETY: the LAN9118 window is at this address on this board and only this driver
+        // uses it.
+        let eth = match unsafe { Lan9118::new(LAN9118_BASE) } {
+            Ok(eth) => eth,
+            Err(e) => fail(format_args!("ethernet: {e}")),
+        };
+        crate::println!(
+            "{}: LAN9118 id {:#010x}, MAC {:02x?}",
+            NAME,
+            eth.id_rev(),
+            eth.mac()
+        );
+        // SAFETY: the handler (`DefaultHandler` below) is ready; no critical section is open.
+        unsafe { cortex_m::peripheral::NVIC::unmask(Lan9118Irq) };
+        Parts { eth, rng }
+    }
+
+    /// Starts the network stack and hands out the board.
+    pub fn start(spawner: Spawner, parts: Parts) -> Board {
+        let Parts { eth, mut rng } = parts;
+        let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
+            address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
+            gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
+            dns_servers: Default::default(),
+        });
+        static RESOURCES: StaticCell<StackResources<NET_SOCKETS>> = StaticCell::new();
+        let (net, runner) = embassy_net::new(
+            eth,
+            config,
+            RESOURCES.init(StackResources::new()),
+            RngCore::next_u64(&mut rng),
+        );
+        // The task pool has room for this one task, spawned once.
+        spawner.spawn(net_task(runner).unwrap());
+        Board {
+            name: NAME,
+            net,
+            rng,
+            provisioning: crate::board::area::provisioning(),
+        }
+    }
+
+    #[embassy_executor::task]
+    async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
+        runner.run().await
+    }
+
+    /// Reads the boot's seed and wipes it, so it is never used twice.
+    fn take_seed() -> Result<[u8; provision::SEED_LEN], provision::SeedError> {
+        extern "C" {
+            static mut _seed_start: u8;
+            static _seed_end: u8;
+        }
+        // SAFETY: the linker script puts these symbols around the SEED area, RAM that no
+        // Rust object lives in; it is read and wiped here, once, before anything else runs.
+        unsafe {
+            let start = core::ptr::addr_of_mut!(_seed_start);
+            let len = core::ptr::addr_of!(_seed_end) as usize - start as usize;
+            let area = core::slice::from_raw_parts_mut(start, len);
+            let seed = provision::parse_seed(area);
+            for byte in area.iter_mut().take(4 + provision::SEED_LEN) {
+                core::ptr::write_volatile(byte, 0);
+            }
+            seed
+        }
+    }
+
+    fn fail(reason: core::fmt::Arguments<'_>) -> ! {
+        crate::println!("{}: {}", NAME, reason);
+        exit(crate::EXIT_BOARD_FAILED)
+    }
+
+    static STDOUT: Mutex<RefCell<Option<Stdout>>> = Mutex::new(RefCell::new(None));
+
+    /// Writes to QEMU's standard output.
+    ///
+    /// Interrupts stay enabled meanwhile: the handle is taken out of its cell for the write,
+    /// and a print from an interrupt handler during it opens a handle of its own.
+    pub fn console_write(bytes: &[u8]) {
+        let taken = critical_section::with(|cs| STDOUT.borrow_ref_mut(cs).take());
+        let Some(mut out) = taken.or_else(|| semihosting::io::stdout().ok()) else {
+            return;
+        };
+        // Nowhere to report a console failure; the text is lost.
+        let _ = out.write_all(bytes);
+        critical_section::with(|cs| {
+            let mut slot = STDOUT.borrow_ref_mut(cs);
+            if slot.is_none() {
+                *slot = Some(out);
+            }
+        });
+    }
+
+    /// Ends QEMU with `status` as its exit status.
+    pub fn exit(status: u8) -> ! {
+        semihosting::process::exit(i32::from(status))
+    }
+
+    #[cortex_m_rt::exception]
+    unsafe fn DefaultHandler(irqn: i16) {
+        if irqn == LAN9118_IRQ as i16 {
+            // SAFETY: this is the LAN9118's interrupt and the base `init` used.
+            unsafe { Lan9118::on_interrupt(LAN9118_BASE) };
+        } else {
+            crate::println!("{}: unexpected exception or interrupt {}", NAME, irqn);
+            exit(crate::EXIT_FAULT);
+        }
+    }
+}

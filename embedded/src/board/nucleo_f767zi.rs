@@ -1,0 +1,155 @@
+//! ST NUCLEO-F767ZI: STM32F767ZI (Cortex-M7 at 216 MHz) with its Ethernet MAC and the
+//! board's LAN8742A PHY over RMII. Build-checked in CI; not run there.
+//!
+//! - Network: embassy-stm32's Ethernet driver, address by DHCPv4; the MAC address is
+//!   derived from the chip's unique ID (locally administered).
+//! - Time: embassy-stm32's timer driver (`time-driver-any`, 32.768 kHz ticks).
+//! - Entropy: the chip's hardware RNG.
+//! - Console: USART3 TX on PD8, the ST-LINK virtual COM port (115200 8N1).
+//! - Exit: prints the status, then halts (sleeping) until reset.
+//! - Provisioning: the last 256 KiB flash sector (see `memory/nucleo-f767zi.x`).
+
+use core::cell::RefCell;
+
+use critical_section::Mutex;
+use embassy_executor::Spawner;
+use embassy_net::{Runner, StackResources};
+use embassy_stm32::eth::{self, Ethernet, GenericPhy, PacketQueue, Sma};
+use embassy_stm32::mode::Blocking;
+use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
+use embassy_stm32::time::Hertz;
+use embassy_stm32::usart::{self, UartTx};
+use embassy_stm32::{bind_interrupts, rng, Config};
+use rand_core::RngCore;
+use static_cell::{ConstStaticCell, StaticCell};
+
+use crate::{Board, NET_SOCKETS};
+
+/// Name of the board.
+pub const NAME: &str = "nucleo-f767zi";
+/// The board's entropy source: the hardware RNG.
+pub type Rng = rng::Rng<'static, RNG>;
+
+type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
+
+bind_interrupts!(struct Irqs {
+    ETH => eth::InterruptHandler;
+    RNG => rng::InterruptHandler<RNG>;
+});
+
+/// Hardware brought up before the executor runs.
+pub struct Parts {
+    eth: Device,
+    rng: Rng,
+}
+
+static CONSOLE: Mutex<RefCell<Option<UartTx<'static, Blocking>>>> = Mutex::new(RefCell::new(None));
+
+/// Sets up clocks, console, entropy and Ethernet.
+pub fn init() -> Parts {
+    let mut config = Config::default();
+    {
+        use embassy_stm32::rcc::*;
+        // 8 MHz from the ST-LINK's MCO; PLL to 216 MHz.
+        config.rcc.hse = Some(Hse {
+            freq: Hertz(8_000_000),
+            mode: HseMode::Bypass,
+        });
+        config.rcc.pll_src = PllSource::HSE;
+        config.rcc.pll = Some(Pll {
+            prediv: PllPreDiv::DIV4,
+            mul: PllMul::MUL216,
+            divp: Some(PllPDiv::DIV2),
+            divq: None,
+            divr: None,
+        });
+        config.rcc.ahb_pre = AHBPrescaler::DIV1;
+        config.rcc.apb1_pre = APBPrescaler::DIV4;
+        config.rcc.apb2_pre = APBPrescaler::DIV2;
+        config.rcc.sys = Sysclk::PLL1_P;
+    }
+    let p = embassy_stm32::init(config);
+
+    // The default UART configuration (115200 8N1) is valid for USART3, so this cannot fail.
+    let console = UartTx::new_blocking(p.USART3, p.PD8, usart::Config::default()).unwrap();
+    critical_section::with(|cs| CONSOLE.borrow_ref_mut(cs).replace(console));
+
+    let rng = Rng::new(p.RNG, Irqs);
+
+    // DMA descriptors and buffers, zeroed in place in RAM the Ethernet DMA reaches.
+    static PACKETS: ConstStaticCell<PacketQueue<4, 4>> = ConstStaticCell::new(PacketQueue::new());
+    let eth = Ethernet::new(
+        PACKETS.take(),
+        p.ETH,
+        Irqs,
+        p.PA1,
+        p.PA7,
+        p.PC4,
+        p.PC5,
+        p.PG13,
+        p.PB13,
+        p.PG11,
+        mac_address(embassy_stm32::uid::uid()),
+        p.ETH_SMA,
+        p.PA2,
+        p.PC1,
+    );
+    Parts { eth, rng }
+}
+
+/// A locally administered unicast MAC address folded from the chip's 96-bit unique ID.
+fn mac_address(uid: [u8; 12]) -> [u8; 6] {
+    let mut mac = [0x02, 0, 0, 0, 0, 0];
+    for (i, byte) in uid.iter().enumerate() {
+        mac[1 + i % 5] ^= byte;
+    }
+    mac
+}
+
+/// Starts the network stack (DHCPv4) and hands out the board.
+pub fn start(spawner: Spawner, parts: Parts) -> Board {
+    let Parts { eth, mut rng } = parts;
+    let config = embassy_net::Config::dhcpv4(Default::default());
+    static RESOURCES: StaticCell<StackResources<NET_SOCKETS>> = StaticCell::new();
+    let (net, runner) = embassy_net::new(
+        eth,
+        config,
+        RESOURCES.init(StackResources::new()),
+        RngCore::next_u64(&mut rng),
+    );
+    // The task pool has room for this one task, spawned once.
+    spawner.spawn(net_task(runner).unwrap());
+    Board {
+        name: NAME,
+        net,
+        rng,
+        provisioning: crate::board::area::provisioning(),
+    }
+}
+
+#[embassy_executor::task]
+async fn net_task(mut runner: Runner<'static, Device>) -> ! {
+    runner.run().await
+}
+
+/// Writes to the ST-LINK virtual COM port.
+///
+/// Interrupts stay enabled during the (slow, blocking) write: the UART is taken out of its
+/// cell meanwhile, so a print from an interrupt handler during it is dropped.
+pub fn console_write(bytes: &[u8]) {
+    let Some(mut uart) = critical_section::with(|cs| CONSOLE.borrow_ref_mut(cs).take()) else {
+        return;
+    };
+    // Nowhere to report a console failure; the text is lost.
+    let _ = uart.blocking_write(bytes);
+    let _ = uart.blocking_flush();
+    critical_section::with(|cs| CONSOLE.borrow_ref_mut(cs).replace(uart));
+}
+
+/// Prints the status and halts until reset.
+pub fn exit(status: u8) -> ! {
+    crate::println!("{}: exit status {}", NAME, status);
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
