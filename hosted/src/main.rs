@@ -1,5 +1,6 @@
 //! `dissent`: every role of the dissent-rs DC-net in one binary.
 
+mod admission;
 mod bench;
 mod client;
 mod config;
