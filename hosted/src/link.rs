@@ -200,9 +200,10 @@ where
 }
 
 /// Runs the relay side of the handshake; `admit` maps the node's static key to an identity.
+#[allow(dead_code)] // For callers without a replay check, once the relay moves to `accept_checked`.
 pub async fn accept<R, W, T>(
-    mut r: R,
-    mut w: W,
+    r: R,
+    w: W,
     relay_key: &[u8; 32],
     group_id: &[u8; 16],
     session_id: &[u8; 16],
@@ -212,6 +213,29 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let no_check = |_: &[u8; REQUEST_LEN]| Ok::<(), std::convert::Infallible>(());
+    accept_checked(r, w, relay_key, group_id, session_id, no_check, admit).await
+}
+
+/// Runs the relay side of the handshake, first showing the raw request to `check`.
+///
+/// `check` sees the [`REQUEST_LEN`]-byte request before any Diffie-Hellman work, so a
+/// replay cache can refuse a request it has seen (the error's text becomes the link's
+/// error); `admit` then maps the node's authenticated static key to an identity.
+pub async fn accept_checked<R, W, T, E>(
+    mut r: R,
+    mut w: W,
+    relay_key: &[u8; 32],
+    group_id: &[u8; 16],
+    session_id: &[u8; 16],
+    check: impl FnOnce(&[u8; REQUEST_LEN]) -> Result<(), E>,
+    admit: impl FnOnce(&[u8; 32]) -> Option<T>,
+) -> io::Result<(T, LinkReader<R>, LinkWriter<W>)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+    E: std::fmt::Display,
+{
     let mut hs =
         Responder::new(relay_key, group_id, session_id, entropy()?).map_err(noise_error)?;
     let mut records = RecordReader::responder();
@@ -220,8 +244,13 @@ where
         let Some(used) = read_record(&mut r, &mut raw, &mut records).await? else {
             return Err(invalid("closed before the handshake"));
         };
+        // The responder's record reader lets through only REQUEST_LEN-byte messages.
+        let request: &[u8; REQUEST_LEN] = raw[HEADER_LEN..used]
+            .try_into()
+            .map_err(|_| invalid("handshake request of the wrong length"))?;
+        check(request).map_err(|e| invalid(e.to_string()))?;
         let key = hs
-            .read_request(&raw[HEADER_LEN..used])
+            .read_request(request)
             .map_err(|_| invalid("handshake failed (not encrypted to this relay's key)"))?;
         raw.advance(used);
         let who = admit(&key).ok_or_else(|| invalid("static key is not a member of the group"))?;
@@ -367,6 +396,77 @@ mod tests {
         aw.write_all(&junk).await.unwrap();
         let r = accept(br, bw, &[4; 32], &[1; 16], &[2; 16], |_| Some(())).await;
         assert!(r.is_err());
+    }
+
+    #[tokio::test]
+    async fn requests_are_checked_before_the_key_exchange() {
+        use crate::admission::{Ephemeral, Refusal, Replays};
+        let (node, relay) = ([3u8; 32], [4u8; 32]);
+        let (relay_pub, node_pub) = (public_key(&relay), public_key(&node));
+        let replays = Replays::new(Duration::from_secs(60), 16);
+        let now = std::time::Instant::now();
+
+        // A member's link: the check sees the request the node sent, byte for byte.
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (ar, aw) = tokio::io::split(a);
+        let (br, bw) = tokio::io::split(b);
+        let mut seen = None;
+        let (n, r) = tokio::join!(
+            connect(ar, aw, &node, &relay_pub, &[1; 16], &[2; 16]),
+            accept_checked(
+                br,
+                bw,
+                &relay,
+                &[1; 16],
+                &[2; 16],
+                |req| {
+                    seen = Some(*req);
+                    replays.check(now, req)
+                },
+                |k| Some(*k),
+            )
+        );
+        n.unwrap();
+        assert_eq!(r.unwrap().0, node_pub);
+        let request = seen.unwrap();
+        replays.insert(now, Ephemeral::of(&request)).unwrap();
+
+        // The same request again is refused by the check, and the key is never looked at.
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (_ar, mut aw) = tokio::io::split(a);
+        let (br, bw) = tokio::io::split(b);
+        aw.write_all(&(REQUEST_LEN as u16).to_be_bytes())
+            .await
+            .unwrap();
+        aw.write_all(&request).await.unwrap();
+        let mut admitted = false;
+        let r = accept_checked(
+            br,
+            bw,
+            &relay,
+            &[1; 16],
+            &[2; 16],
+            |req| replays.check(now, req),
+            |k| {
+                admitted = true;
+                Some(*k)
+            },
+        )
+        .await;
+        assert_eq!(r.err().unwrap().to_string(), Refusal::Replayed.to_string());
+        assert!(!admitted);
+        assert_eq!(replays.refused(), 1);
+
+        // Without the check the replay authenticates: the check is what refuses it.
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (_ar, mut aw) = tokio::io::split(a);
+        let (br, bw) = tokio::io::split(b);
+        aw.write_all(&(REQUEST_LEN as u16).to_be_bytes())
+            .await
+            .unwrap();
+        aw.write_all(&request).await.unwrap();
+        let r = accept(br, bw, &relay, &[1; 16], &[2; 16], |k| Some(*k)).await;
+        assert_eq!(r.unwrap().0, node_pub);
     }
 
     /// One end of a link as the snow-based releases ran it.

@@ -8,6 +8,7 @@
 //! runs or is written.
 
 mod addr;
+mod admission;
 mod bench;
 mod client;
 mod config;
