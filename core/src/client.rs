@@ -4,37 +4,65 @@
 //!
 //! 1. [`Client::handle_connected`] when the link is up, then drain [`Client::poll_transmit`]
 //!    (the first frame is the Hello).
-//! 2. For every frame body received: [`Client::handle_frame`] (it may return downstream
-//!    bytes for one of this client's connections), then [`Client::poll_event`] until `None`,
-//!    then [`Client::poll_transmit`] until `None`, sending each frame.
-//! 3. [`Client::handle_disconnected`] when the link drops. Cells of this client that the
-//!    relay had not decoded are sent again in the next interval after reconnecting.
+//! 2. For every frame body received: [`Client::handle_frame`]. If it returns a cell, send
+//!    it *first*; then hand its downstream delivery (if any) and every
+//!    [`Client::poll_replay`] to the application; then [`Client::poll_event`] until `None`;
+//!    then [`Client::poll_transmit`] until `None`; then [`Client::prepare`].
+//! 3. Whenever the application has new bytes or closes a connection: [`Client::prepare`].
+//! 4. [`Client::handle_disconnected`] when the link drops. Connections stay open: after
+//!    reconnecting, the client asks for the downstream records it missed, and cells the
+//!    relay had not decoded are sent again.
 //!
-//! Application connections are opened with [`Client::open`]; their bytes are pulled through
-//! the [`Upstream`] trait when this client's slot comes up, so the application is never
-//! asked for more than one cell's worth at a time (backpressure).
+//! **Same work whether owner or not.** A cell is computed the moment its request arrives:
+//! copy a plaintext (the prepared one in an owned slot, zeros otherwise), XOR the pads, done.
+//! Pulling application bytes, bookkeeping of sent cells and delivering downstream bytes all
+//! happen outside that path ([`Client::prepare`], and the shell's delivery after sending).
+//!
+//! **Acting only on a bound view.** Interval parameters (history, downstream head, online
+//! set) are acted on only once every trustee has confirmed them with a MAC for this client
+//! ([`Message::Confirmed`]); each exchange's cell is keyed by the transcript of everything
+//! shown so far, so a relay that shows clients different things gets noise.
+//!
+//! Storage (`store`, [`Client::storage_len`] bytes): the schedule table, the stage (the
+//! next owned cell's records), a ring of sent cells not yet confirmed, and a buffer for
+//! replayed downstream records.
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;
 use heapless::{Deque, FnvIndexMap, Vec};
 
-use crate::crypto::{IntervalKey, KeyError, PadKey};
+use crate::bits::{bitmap_len, Bits};
+use crate::crypto::{IntervalKey, KeyError, PadEngine, PairKey, SerialPads};
+use crate::ring::Ring;
 use crate::schedule::Schedule;
-use crate::time::Instant;
-use crate::wire::{self, CellRepr, Message, NodeRole, WireError, CELL_HEADER_LEN};
-use crate::{cell_length_ok, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
+use crate::time::{Duration, Instant};
+use crate::transcript::{self, Transcript};
+use crate::wire::{
+    self, CellView, ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, Message, NodeRole,
+    OutputsView, Params, Resume, WireError, MAX_FRAME_BODY, MAX_HISTORY, OPEN_FLAG,
+    RECORD_HEADER_LEN,
+};
+use crate::{cell_length_ok, MAC_LEN, MAX_CELL_LENGTH, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
 /// Most connections one client has open at once.
 pub const MAX_CONNECTIONS: usize = 256;
 
-/// A connection number (Conn#): the slot in the high 16 bits (plus one), a counter below.
-pub type ConnId = u32;
+/// Bytes of a sent-cell entry header: state, interval, exchange, content length.
+const SENT_HEADER: usize = 1 + 4 + 8 + 2;
+const SENT: u8 = 1;
+const CONFIRMED: u8 = 2;
+const RESEND: u8 = 3;
+
+/// Bytes of a buffered replay record header: tag, conn, data length.
+const REPLAY_HEADER: usize = wire::REPLAY_OVERHEAD;
 
 /// Static configuration of a client.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientConfig<'a> {
     /// Index of this client in the group's client list.
     pub index: u16,
+    /// Number of clients in the group.
+    pub clients: u16,
     /// The group id.
     pub group_id: [u8; 16],
     /// The session id.
@@ -47,9 +75,23 @@ pub struct ClientConfig<'a> {
     pub slot: u16,
     /// Number of pseudonym slots in the group.
     pub slots: u16,
-    /// Cell length in bytes.
+    /// The group's base cell length.
     pub cell_len: usize,
-    /// Fresh randomness from the platform, used for per-link nonces.
+    /// Largest frame this client receives or builds (declared in its Hello).
+    pub max_frame: u32,
+    /// Most reserved slots the schedule table can hold.
+    pub max_reserved: u16,
+    /// Bytes for sent cells not yet confirmed (bounds data in flight).
+    pub ring_len: usize,
+    /// Bytes for downstream records replayed after a reconnect (a longer gap ends the
+    /// client's connections).
+    pub replay_len: usize,
+    /// Smallest online set this client sends in.
+    pub min_clients: u16,
+    /// How long the slot stays reserved after the last data, so a conversation's turns
+    /// need no new reservation.
+    pub linger: Duration,
+    /// Fresh randomness from the platform (link nonces, Conn#s).
     pub rng_seed: [u8; 32],
 }
 
@@ -59,11 +101,12 @@ pub struct ClientConfig<'a> {
 pub enum ConfigError {
     /// The cell length is outside the protocol limits.
     CellLength,
-    /// No trustees, or more than [`MAX_TRUSTEES`].
-    TrusteeCount,
-    /// The slot is not below the number of slots.
-    Slot,
-    /// The storage cannot hold even one cell.
+    /// No trustees or more than [`MAX_TRUSTEES`], or index, slot or client counts off.
+    Counts,
+    /// The frame limit is below [`wire::MIN_FRAME_LIMIT`], above [`MAX_FRAME_BODY`], or too
+    /// small for the base cell.
+    FrameLimit,
+    /// The storage is smaller than [`Client::storage_len`], or the ring cannot hold a cell.
     StorageTooSmall,
     /// Key agreement with a trustee failed.
     Key(KeyError),
@@ -73,8 +116,8 @@ impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ConfigError::CellLength => f.write_str("cell length out of range"),
-            ConfigError::TrusteeCount => f.write_str("trustee count out of range"),
-            ConfigError::Slot => f.write_str("slot out of range"),
+            ConfigError::Counts => f.write_str("trustee, client or slot numbers out of range"),
+            ConfigError::FrameLimit => f.write_str("frame limit out of range"),
             ConfigError::StorageTooSmall => f.write_str("storage too small"),
             ConfigError::Key(e) => write!(f, "key agreement: {e}"),
         }
@@ -89,7 +132,7 @@ impl core::error::Error for ConfigError {}
 pub enum ClientError {
     /// The frame does not parse.
     Wire(WireError),
-    /// A message a client never receives, or one before the interval started.
+    /// A message a client never receives, or one out of order.
     Unexpected,
     /// A request for an interval other than the current one.
     WrongInterval {
@@ -107,17 +150,36 @@ pub enum ClientError {
     },
     /// The relay asked for more exchanges than the window allows.
     WindowExceeded,
-    /// The interval parameters are unusable (nonce count or window).
+    /// The interval parameters are unusable (nonces, window, lengths, schedule).
     BadParameters,
     /// An interval announced again, or older than one already run on this link.
     StaleInterval(u32),
-    /// The scheduled slot is not the one the schedule gives for the exchange.
-    WrongSlot {
+    /// This client is not in the interval's online set.
+    NotMember,
+    /// The online set is smaller than this client's minimum anonymity set.
+    TooFewClients {
+        /// Clients in the interval.
+        online: usize,
+        /// The client's minimum.
+        min: u16,
+    },
+    /// A trustee's confirmation of the interval's view does not check: the relay showed
+    /// this client something else than the trustees saw.
+    Unconfirmed {
+        /// The trustee.
+        trustee: u16,
+    },
+    /// The relay's downstream history contradicts the records this client holds.
+    Equivocation,
+    /// The request's kind is not what the schedule gives (or its outputs do not fit).
+    WrongKind {
         /// The exchange.
         exchange: u64,
-        /// The slot the relay named.
-        got: u16,
     },
+    /// The output buffer cannot hold the cell.
+    BufferTooSmall,
+    /// The relay said goodbye.
+    Goodbye(GoodbyeReason),
 }
 
 impl core::fmt::Display for ClientError {
@@ -134,12 +196,23 @@ impl core::fmt::Display for ClientError {
             ClientError::WindowExceeded => f.write_str("relay exceeded the request window"),
             ClientError::BadParameters => f.write_str("unusable interval parameters"),
             ClientError::StaleInterval(i) => write!(f, "interval {i} is not new on this link"),
-            ClientError::WrongSlot { exchange, got } => {
-                write!(
-                    f,
-                    "exchange {exchange} scheduled for slot {got}, not the schedule's"
-                )
+            ClientError::NotMember => f.write_str("this client is not in the interval"),
+            ClientError::TooFewClients { online, min } => write!(
+                f,
+                "interval with {online} clients is below this client's minimum of {min}"
+            ),
+            ClientError::Unconfirmed { trustee } => write!(
+                f,
+                "trustee {trustee} did not confirm the interval the relay showed us"
+            ),
+            ClientError::Equivocation => {
+                f.write_str("the relay's downstream history contradicts ours")
             }
+            ClientError::WrongKind { exchange } => {
+                write!(f, "exchange {exchange} is not what the schedule gives")
+            }
+            ClientError::BufferTooSmall => f.write_str("output buffer too small for the cell"),
+            ClientError::Goodbye(r) => write!(f, "relay said goodbye: {r}"),
         }
     }
 }
@@ -148,7 +221,10 @@ impl core::error::Error for ClientError {}
 
 impl From<WireError> for ClientError {
     fn from(e: WireError) -> Self {
-        ClientError::Wire(e)
+        match e {
+            WireError::BufferTooSmall => ClientError::BufferTooSmall,
+            e => ClientError::Wire(e),
+        }
     }
 }
 
@@ -178,17 +254,21 @@ pub enum Chunk {
         /// Bytes written (at least 1, at most the buffer's length).
         len: usize,
     },
-    /// The application closed `conn`.
+    /// The application finished sending on `conn`.
     Close {
         /// The connection.
         conn: ConnId,
     },
 }
 
-/// Source of upstream bytes, asked once each time this client's slot comes up.
+/// Source of upstream bytes, pulled by [`Client::prepare`].
 pub trait Upstream {
     /// Writes the next bytes of some connection into `buf`, or reports a close.
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk>;
+    /// Bytes still waiting after what was pulled (a hint for the next cell's length).
+    fn pending(&self) -> usize {
+        0
+    }
 }
 
 /// An [`Upstream`] with nothing to send.
@@ -201,142 +281,287 @@ impl Upstream for NoUpstream {
     }
 }
 
-/// Downstream bytes for one of this client's connections.
+/// Downstream for one of this client's connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivery<'a> {
-    /// The connection.
-    pub conn: ConnId,
-    /// The bytes; empty means the exit closed the connection.
-    pub data: &'a [u8],
+pub enum Delivery<'a> {
+    /// Bytes for `conn`.
+    Data {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        data: &'a [u8],
+    },
+    /// The exit closed `conn`; it is gone.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// What handling one frame produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[must_use]
+pub struct Handled<'a> {
+    /// Length of the cell frame written to `out`: send it before anything else.
+    pub cell: Option<usize>,
+    /// Downstream bytes for one of this client's connections (after sending the cell).
+    pub delivery: Option<Delivery<'a>>,
 }
 
 /// Things the application should know about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientEvent {
-    /// A new interval started with this client in it.
+    /// An interval with this client started (its view confirmed by every trustee).
     IntervalStarted {
         /// The interval number.
         interval: u32,
+        /// Clients in it (the anonymity set).
+        clients: usize,
     },
-    /// `conn` is closed because bytes of it were lost for good: the link to the relay
-    /// dropped (downstream bytes may be missing), or the relay forgot an interval.
+    /// `conn` ended without a close from the exit: bytes of it were lost for good (the
+    /// relay forgot an exchange, or the client was away longer than the relay's log).
+    /// Nothing is sent upstream for it; the exit closes its side when idle.
     Lost {
         /// The connection.
         conn: ConnId,
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    interval: u32,
+    next_exchange: u64,
+    window: u64,
+    transcript: Transcript,
+    schedule: Schedule,
+    params: Params,
+}
+
+#[derive(Debug, Clone)]
 enum Phase {
     Disconnected,
     AwaitStart,
-    Running {
-        interval: u32,
-        next_exchange: u64,
-        window: u64,
+    AwaitConfirm {
+        running: Running,
+        clients: usize,
+        epoch: [u8; 16],
+        head: Head,
+        oldest: u64,
+        history: Vec<IntervalRecord, MAX_HISTORY>,
     },
-}
-
-/// An owned cell that the relay has not yet confirmed.
-#[derive(Debug, Clone, Copy)]
-struct Sent {
-    interval: u32,
-    exchange: u64,
-    store: u8,
+    AwaitReplays {
+        running: Running,
+        clients: usize,
+        until: Head,
+    },
+    Running(Running),
 }
 
 /// What the client knows of one of its connections.
 #[derive(Debug, Clone, Copy, Default)]
 struct Conn {
-    /// Its OPEN cell has been sent.
+    /// Its OPEN record has been staged.
     announced: bool,
-    /// The application finished sending (a close cell was or will be sent).
+    /// The application finished sending (its close was staged).
     finished: bool,
+}
+
+/// Which prefix of the stage went into an owned cell: `whole` bytes of whole records, then
+/// optionally the first `part` payload bytes of the record at `whole`.
+#[derive(Debug, Clone, Copy)]
+struct Taken {
+    interval: u32,
+    exchange: u64,
+    whole: usize,
+    part: Option<usize>,
 }
 
 /// Client state machine.
 pub struct Client<B> {
     index: u16,
+    clients: u16,
     group_id: [u8; 16],
     session_id: [u8; 16],
     slot: u16,
-    schedule: Schedule,
+    slots: u16,
     cell_len: usize,
+    max_cell: usize,
+    max_frame: u32,
+    max_reserved: u16,
+    min_clients: u16,
+    linger: Duration,
     rng: ChaCha20,
+    pairs: Vec<PairKey, MAX_TRUSTEES>,
+    ikeys: Vec<IntervalKey, MAX_TRUSTEES>,
     link_nonce: [u8; NONCE_LEN],
     last_interval: Option<u32>,
-    pad_keys: Vec<PadKey, MAX_TRUSTEES>,
-    interval_keys: Vec<IntervalKey, MAX_TRUSTEES>,
     phase: Phase,
     hello_pending: bool,
-    requests: Deque<(u64, u16), MAX_WINDOW>,
+    probe_reply: Option<u64>,
+    /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
+    unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
+    /// The relay instance and downstream head this client holds, if any.
+    epoch: Option<[u8; 16]>,
+    head: Head,
     store: B,
-    capacity: usize,
-    free: u64,
-    sent: Deque<Sent, MAX_WINDOW>,
-    resend: Deque<u8, MAX_WINDOW>,
+    layout: Layout,
+    ring: Ring,
+    /// Offset (in the ring region) of the next unsent record of the front resend entry.
+    resend_at: Option<usize>,
+    stage_used: usize,
+    taken: Option<Taken>,
+    pending_hint: usize,
+    last_data: Option<Instant>,
+    announced: u16,
+    replay_used: usize,
+    replay_read: Option<usize>,
     conns: FnvIndexMap<ConnId, Conn, MAX_CONNECTIONS>,
-    next_conn: u16,
-    closes: Deque<ConnId, MAX_CONNECTIONS>,
-    events: Deque<ClientEvent, { MAX_CONNECTIONS + MAX_WINDOW }>,
+    events: Deque<ClientEvent, { MAX_CONNECTIONS + 8 }>,
+}
+
+/// Where the store's regions start and end.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    /// End of the schedule table (it starts at 0).
+    table: usize,
+    /// End of the stage (it starts at `table`).
+    stage: usize,
+    /// End of the sent-cell ring (it starts at `stage`).
+    ring: usize,
+    /// End of the replay buffer (it starts at `ring`).
+    replay: usize,
+}
+
+fn sent_entry_len(b: &[u8]) -> usize {
+    SENT_HEADER + usize::from(u16::from_be_bytes([b[13], b[14]]))
+}
+
+fn sent_header(b: &[u8]) -> (u8, u32, u64, usize) {
+    (
+        b[0],
+        u32::from_be_bytes([b[1], b[2], b[3], b[4]]),
+        u64::from_be_bytes([b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12]]),
+        usize::from(u16::from_be_bytes([b[13], b[14]])),
+    )
+}
+
+/// Reads the record header at the start of `b`: (conn, open, payload length).
+fn record_header(b: &[u8]) -> (ConnId, bool, usize) {
+    let conn = ConnId(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let len = u16::from_be_bytes([b[4], b[5]]);
+    (conn, len & OPEN_FLAG != 0, usize::from(len & !OPEN_FLAG))
+}
+
+fn write_record_header(b: &mut [u8], conn: ConnId, open: bool, len: usize) {
+    let raw = (len as u16 & !OPEN_FLAG) | if open { OPEN_FLAG } else { 0 };
+    b[..4].copy_from_slice(&conn.0.to_be_bytes());
+    b[4..6].copy_from_slice(&raw.to_be_bytes());
 }
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
-    /// Storage needed to keep `window` unconfirmed cells of `cell_len` bytes.
-    pub const fn storage_len(cell_len: usize, window: usize) -> usize {
-        cell_len * window
+    /// Largest cell a client with frame limit `max_frame` can build.
+    pub const fn max_cell(max_frame: u32) -> usize {
+        let room = (max_frame as usize).saturating_sub(wire::cell_frame_len(0) - 4);
+        if room > MAX_CELL_LENGTH {
+            MAX_CELL_LENGTH
+        } else {
+            room
+        }
     }
 
-    /// Creates a client; `storage` holds the cells the relay has not confirmed yet and
-    /// bounds the window this client accepts (`storage_len / cell_len`, at most 64).
+    /// Bytes of storage a client of this configuration needs.
+    pub const fn storage_len(config: &ClientConfig<'_>) -> usize {
+        Schedule::table_len(config.max_reserved)
+            + Self::max_cell(config.max_frame)
+            + config.ring_len
+            + config.replay_len
+    }
+
+    /// Creates a client; `storage` must hold [`Client::storage_len`] bytes.
     pub fn new(config: &ClientConfig<'_>, storage: B) -> Result<Self, ConfigError> {
         if !cell_length_ok(config.cell_len) {
             return Err(ConfigError::CellLength);
         }
-        if config.trustee_keys.is_empty() || config.trustee_keys.len() > MAX_TRUSTEES {
-            return Err(ConfigError::TrusteeCount);
+        if config.trustee_keys.is_empty()
+            || config.trustee_keys.len() > MAX_TRUSTEES
+            || config.slot >= config.slots
+            || config.index >= config.clients
+        {
+            return Err(ConfigError::Counts);
         }
-        if config.slot >= config.slots || config.slot == u16::MAX {
-            return Err(ConfigError::Slot);
+        let limit = config.max_frame as usize;
+        let max_cell = Self::max_cell(config.max_frame);
+        if !(wire::MIN_FRAME_LIMIT..=MAX_FRAME_BODY).contains(&limit) || max_cell < config.cell_len
+        {
+            return Err(ConfigError::FrameLimit);
         }
-        let capacity = (storage.as_ref().len() / config.cell_len).min(MAX_WINDOW);
-        if capacity == 0 {
+        if storage.as_ref().len() < Self::storage_len(config)
+            || config.ring_len < SENT_HEADER + config.cell_len
+        {
             return Err(ConfigError::StorageTooSmall);
         }
-        let pad_keys = PadKey::agree_all(
-            &config.session_secret,
-            config.trustee_keys,
-            true,
-            &config.group_id,
-            &config.session_id,
-        )
-        .map_err(ConfigError::Key)?
-        .ok_or(ConfigError::TrusteeCount)?;
+        let mut pairs = Vec::new();
+        for key in config.trustee_keys {
+            let pair = PairKey::agree(
+                &config.session_secret,
+                key,
+                true,
+                &config.group_id,
+                &config.session_id,
+            )
+            .map_err(ConfigError::Key)?;
+            // At most MAX_TRUSTEES keys, checked above.
+            let _ = pairs.push(pair);
+        }
+        let table = Schedule::table_len(config.max_reserved);
+        let stage = table + max_cell;
+        let ring = stage + config.ring_len;
         Ok(Client {
             index: config.index,
+            clients: config.clients,
             group_id: config.group_id,
             session_id: config.session_id,
             slot: config.slot,
-            // slots > slot >= 0, checked above.
-            schedule: Schedule::round_robin(config.slots).ok_or(ConfigError::Slot)?,
+            slots: config.slots,
             cell_len: config.cell_len,
+            max_cell,
+            max_frame: config.max_frame,
+            max_reserved: config.max_reserved,
+            min_clients: config.min_clients,
+            linger: config.linger,
             rng: ChaCha20::new(&config.rng_seed.into(), &[0u8; 12].into()),
+            pairs,
+            ikeys: Vec::new(),
             link_nonce: [0; NONCE_LEN],
             last_interval: None,
-            pad_keys,
-            interval_keys: Vec::new(),
             phase: Phase::Disconnected,
             hello_pending: false,
-            requests: Deque::new(),
+            probe_reply: None,
+            unreported: Deque::new(),
+            epoch: None,
+            head: Head {
+                seq: 0,
+                bytes: 0,
+                hash: [0; 32],
+            },
             store: storage,
-            capacity,
-            free: all_free(capacity),
-            sent: Deque::new(),
-            resend: Deque::new(),
+            layout: Layout {
+                table,
+                stage,
+                ring,
+                replay: ring + config.replay_len,
+            },
+            ring: Ring::new(),
+            resend_at: None,
+            stage_used: 0,
+            taken: None,
+            pending_hint: 0,
+            last_data: None,
+            announced: 0,
+            replay_used: 0,
+            replay_read: None,
             conns: FnvIndexMap::new(),
-            next_conn: 0,
-            closes: Deque::new(),
             events: Deque::new(),
         })
     }
@@ -346,28 +571,25 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         self.slot
     }
 
-    /// Largest upstream payload per cell.
-    pub fn payload_capacity(&self) -> usize {
-        CellRepr::capacity(self.cell_len)
-    }
-
-    /// The current interval, once one has started.
+    /// The interval this client is sending in, once its view is confirmed.
     pub fn interval(&self) -> Option<u32> {
-        match self.phase {
-            Phase::Running { interval, .. } => Some(interval),
+        match &self.phase {
+            Phase::Running(r) => Some(r.interval),
             _ => None,
         }
     }
 
-    /// Opens a new connection and returns its Conn#.
+    /// Opens a new connection and returns its Conn# (random low bits, never in use).
     pub fn open(&mut self) -> Result<ConnId, OpenError> {
         if self.conns.len() >= MAX_CONNECTIONS {
             return Err(OpenError::TooManyConnections);
         }
         loop {
-            self.next_conn = self.next_conn.wrapping_add(1).max(1);
-            let conn = (u32::from(self.slot) + 1) << 16 | u32::from(self.next_conn);
-            if !self.conns.contains_key(&conn) {
+            let mut low = [0u8; 2];
+            // The keystream of one seed lasts 256 GiB.
+            self.rng.apply_keystream(&mut low);
+            let conn = ConnId::new(self.slot, u16::from_be_bytes(low));
+            if low != [0, 0] && !self.conns.contains_key(&conn) {
                 // Capacity checked above.
                 let _ = self.conns.insert(conn, Conn::default());
                 return Ok(conn);
@@ -380,6 +602,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         self.conns.contains_key(&conn)
     }
 
+    /// Number of open connections.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
     /// The link to the relay is up.
     pub fn handle_connected(&mut self, _now: Instant) {
         // The keystream of one seed lasts 256 GiB: 2^34 links.
@@ -388,138 +615,789 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         self.last_interval = None;
         self.phase = Phase::AwaitStart;
         self.hello_pending = true;
-        self.requests.clear();
-        self.interval_keys.clear();
+        self.probe_reply = None;
+        self.unreported.clear();
+        self.ikeys.clear();
     }
 
-    /// The link to the relay is gone: every connection is closed (downstream bytes sent
-    /// meanwhile are lost), and the closes are sent once the link is back. Cells the relay
-    /// had not confirmed are dropped with their connections.
+    /// The link to the relay is gone. Connections stay open; cells not yet confirmed are
+    /// settled against the history of the next interval.
     pub fn handle_disconnected(&mut self, _now: Instant) {
-        let mut lost: Vec<(ConnId, Conn), MAX_CONNECTIONS> = Vec::new();
-        for (&conn, &state) in self.conns.iter() {
-            let _ = lost.push((conn, state));
-        }
-        self.conns.clear();
-        for (conn, state) in lost {
-            // Both queues hold MAX_CONNECTIONS and conns held at most that many.
-            if state.announced {
-                let _ = self.closes.push_back(conn);
-            }
-            self.push_event(ClientEvent::Lost { conn });
-        }
-        self.sent.clear();
-        self.resend.clear();
-        self.free = all_free(self.capacity);
         self.phase = Phase::Disconnected;
         self.hello_pending = false;
-        self.requests.clear();
-        self.interval_keys.clear();
+        self.probe_reply = None;
+        self.unreported.clear();
+        self.ikeys.clear();
+        self.replay_used = 0;
+        self.replay_read = None;
     }
 
-    /// Handles one frame body from the relay; returns downstream bytes for this client.
+    /// Handles one frame body from the relay. A returned cell (written to `out`, which must
+    /// hold a frame of `max_frame` bytes) must be sent before the delivery is acted on.
     pub fn handle_frame<'a>(
         &mut self,
-        _now: Instant,
+        now: Instant,
         body: &'a [u8],
-    ) -> Result<Option<Delivery<'a>>, ClientError> {
+        out: &mut [u8],
+    ) -> Result<Handled<'a>, ClientError> {
+        if matches!(self.phase, Phase::Disconnected) {
+            return Err(ClientError::Unexpected);
+        }
         match Message::parse(body)? {
+            Message::Goodbye { reason } => Err(ClientError::Goodbye(reason)),
+            Message::Probe { nonce } => {
+                self.probe_reply = Some(nonce);
+                Ok(Handled::default())
+            }
             Message::IntervalStart {
                 interval,
+                epoch,
+                online,
                 nonces,
                 window,
+                params,
                 history,
+                head,
+                oldest,
             } => {
-                if self.phase == Phase::Disconnected {
-                    return Err(ClientError::Unexpected);
-                }
-                if self.last_interval.is_some_and(|last| interval <= last) {
-                    return Err(ClientError::StaleInterval(interval));
-                }
-                if nonces.len() != self.pad_keys.len()
-                    || window == 0
-                    || usize::from(window) > self.capacity
-                {
-                    return Err(ClientError::BadParameters);
-                }
-                self.interval_keys.clear();
-                for (k, n) in self.pad_keys.iter().zip(nonces.iter()) {
-                    // Same length as pad_keys, which is bounded by MAX_TRUSTEES.
-                    let _ = self
-                        .interval_keys
-                        .push(k.interval_key(interval, n, &self.link_nonce));
-                }
-                self.last_interval = Some(interval);
-                self.settle(&history);
-                self.requests.clear();
-                self.phase = Phase::Running {
-                    interval,
-                    next_exchange: 0,
-                    window: u64::from(window),
-                };
-                self.push_event(ClientEvent::IntervalStarted { interval });
-                Ok(None)
+                self.on_interval_start(
+                    body, interval, epoch, online, nonces, window, params, history, head, oldest,
+                )?;
+                Ok(Handled::default())
+            }
+            Message::Confirmed { interval, macs } => {
+                self.on_confirmed(interval, macs)?;
+                Ok(Handled::default())
+            }
+            Message::Replay { seq, down } => {
+                self.on_replay(seq, down)?;
+                Ok(Handled::default())
             }
             Message::ClientRequest {
                 interval,
                 exchange,
-                slot,
-                conn,
-                data,
-            } => {
-                let Phase::Running {
-                    interval: current,
-                    next_exchange,
-                    window,
-                } = self.phase
-                else {
-                    return Err(ClientError::Unexpected);
-                };
-                if interval != current {
-                    return Err(ClientError::WrongInterval {
-                        current,
-                        got: interval,
-                    });
+                kind,
+                outputs,
+                down,
+            } => self.on_request(now, interval, exchange, kind, outputs, down, out),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_interval_start(
+        &mut self,
+        body: &[u8],
+        interval: u32,
+        epoch: [u8; 16],
+        online: &[u8],
+        nonces: &[u8],
+        window: u16,
+        params: Params,
+        history: Vec<IntervalRecord, MAX_HISTORY>,
+        head: Head,
+        oldest: u64,
+    ) -> Result<(), ClientError> {
+        if self.last_interval.is_some_and(|last| interval <= last) {
+            return Err(ClientError::StaleInterval(interval));
+        }
+        let set = Bits::new_checked(online, usize::from(self.clients))
+            .map_err(|_| ClientError::BadParameters)?;
+        if !set.contains(usize::from(self.index)) {
+            return Err(ClientError::NotMember);
+        }
+        let clients = set.count();
+        if clients < usize::from(self.min_clients) {
+            return Err(ClientError::TooFewClients {
+                online: clients,
+                min: self.min_clients,
+            });
+        }
+        if nonces.len() != self.pairs.len() * NONCE_LEN
+            || window == 0
+            || usize::from(window) > MAX_WINDOW
+        {
+            return Err(ClientError::BadParameters);
+        }
+        let ok = params.base_len as usize == self.cell_len
+            && params.max_len as usize <= self.max_cell
+            && bitmap_len(usize::from(self.slots)) <= self.max_cell
+            && params.capacity <= self.max_reserved
+            && params.downstream_len as usize + wire::max_outputs_len(self.slots) + 64
+                <= self.max_frame as usize;
+        if !ok {
+            return Err(ClientError::BadParameters);
+        }
+        let table = &self.store.as_ref()[..self.layout.table];
+        let schedule =
+            Schedule::new(self.slots, &params, table.len()).map_err(|_| ClientError::BadParameters)?;
+        self.ikeys.clear();
+        for (pair, n) in self.pairs.iter().zip(nonces.chunks_exact(NONCE_LEN)) {
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce.copy_from_slice(n);
+            // Same length as `pairs`, which is bounded by MAX_TRUSTEES.
+            let _ = self
+                .ikeys
+                .push(pair.interval_key(interval, &nonce, &self.link_nonce));
+        }
+        self.last_interval = Some(interval);
+        self.unreported.clear();
+        self.phase = Phase::AwaitConfirm {
+            running: Running {
+                interval,
+                next_exchange: 0,
+                window: u64::from(window),
+                transcript: Transcript::start(body),
+                schedule,
+                params,
+            },
+            clients,
+            epoch,
+            head,
+            oldest,
+            history,
+        };
+        Ok(())
+    }
+
+    fn on_confirmed(&mut self, interval: u32, macs: &[u8]) -> Result<(), ClientError> {
+        let Phase::AwaitConfirm {
+            running,
+            clients,
+            epoch,
+            head,
+            oldest,
+            history,
+        } = &self.phase
+        else {
+            return Err(ClientError::Unexpected);
+        };
+        if running.interval != interval || macs.len() != self.pairs.len() * MAC_LEN {
+            return Err(ClientError::Unexpected);
+        }
+        let view = *running.transcript.hash();
+        for (t, (pair, mac)) in self.pairs.iter().zip(macs.chunks_exact(MAC_LEN)).enumerate() {
+            if !pair.check_confirmation(&view, mac) {
+                return Err(ClientError::Unconfirmed { trustee: t as u16 });
+            }
+        }
+        // The view is bound: act on it.
+        let (running, clients, epoch, head, oldest) = (*running, *clients, *epoch, *head, *oldest);
+        let history = history.clone();
+        self.commit_taken();
+        let same_log = self.epoch == Some(epoch);
+        let mut wait_for = None;
+        if same_log && head.seq == self.head.seq {
+            if head != self.head {
+                return Err(ClientError::Equivocation);
+            }
+        } else if same_log
+            && head.seq > self.head.seq
+            && self.head.seq.saturating_add(1) >= oldest
+            && head.bytes.saturating_sub(self.head.bytes)
+                + (head.seq - self.head.seq) * REPLAY_HEADER as u64
+                <= (self.layout.replay - self.layout.ring) as u64
+        {
+            wait_for = Some(head);
+        } else if same_log && head.seq < self.head.seq {
+            return Err(ClientError::Equivocation);
+        } else {
+            // A new relay instance, or away longer than its log: the connections cannot be
+            // resumed. They end here, quietly; the exit closes its side when idle.
+            self.lose_all();
+            self.epoch = Some(epoch);
+            self.head = head;
+        }
+        self.settle(running.interval, &history);
+        self.announced = 0;
+        self.phase = match wait_for {
+            Some(until) => {
+                self.replay_used = 0;
+                self.replay_read = None;
+                Phase::AwaitReplays {
+                    running,
+                    clients,
+                    until,
                 }
-                if exchange != next_exchange {
-                    return Err(ClientError::OutOfOrder {
-                        expected: next_exchange,
-                        got: exchange,
-                    });
+            }
+            None => {
+                self.push_event(ClientEvent::IntervalStarted {
+                    interval: running.interval,
+                    clients,
+                });
+                Phase::Running(running)
+            }
+        };
+        Ok(())
+    }
+
+    fn on_replay(&mut self, seq: u64, down: Down<'_>) -> Result<(), ClientError> {
+        let Phase::AwaitReplays {
+            running,
+            clients,
+            until,
+        } = self.phase
+        else {
+            return Err(ClientError::Unexpected);
+        };
+        down.check()?;
+        if !down.is_record() || seq != self.head.seq + 1 || seq > until.seq {
+            return Err(ClientError::Equivocation);
+        }
+        let (tag, conn, data): (u8, ConnId, &[u8]) = match down {
+            Down::Data { conn, data } => (0, conn, data),
+            Down::Close { conn } => (1, conn, &[]),
+            Down::None => return Err(ClientError::Unexpected),
+        };
+        let at = self.layout.ring + self.replay_used;
+        let end = at + REPLAY_HEADER + data.len();
+        if end > self.layout.replay {
+            return Err(ClientError::Equivocation);
+        }
+        let buf = self.store.as_mut();
+        buf[at] = tag;
+        buf[at + 1..at + 5].copy_from_slice(&conn.0.to_be_bytes());
+        buf[at + 5..at + 9].copy_from_slice(&(data.len() as u32).to_be_bytes());
+        buf[at + REPLAY_HEADER..end].copy_from_slice(data);
+        self.replay_used = end - self.layout.ring;
+        transcript::append(&mut self.head, &down);
+        if seq == until.seq {
+            if self.head != until {
+                self.replay_used = 0;
+                return Err(ClientError::Equivocation);
+            }
+            self.replay_read = Some(0);
+            self.push_event(ClientEvent::IntervalStarted {
+                interval: running.interval,
+                clients,
+            });
+            self.phase = Phase::Running(running);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_request<'a>(
+        &mut self,
+        now: Instant,
+        interval: u32,
+        exchange: u64,
+        kind: Kind,
+        outputs: &[u8],
+        down: Down<'a>,
+        out: &mut [u8],
+    ) -> Result<Handled<'a>, ClientError> {
+        let Phase::Running(mut r) = self.phase else {
+            return Err(ClientError::Unexpected);
+        };
+        if interval != r.interval {
+            return Err(ClientError::WrongInterval {
+                current: r.interval,
+                got: interval,
+            });
+        }
+        if exchange != r.next_exchange {
+            return Err(ClientError::OutOfOrder {
+                expected: r.next_exchange,
+                got: exchange,
+            });
+        }
+        down.check()?;
+        let view = OutputsView::parse(outputs, self.slots)?;
+        {
+            let table = &mut self.store.as_mut()[..self.layout.table];
+            for output in view.iter() {
+                let done = self
+                    .unreported
+                    .pop_front()
+                    .ok_or(ClientError::WrongKind { exchange })?;
+                r.schedule
+                    .apply(table, done, &output)
+                    .map_err(|_| ClientError::WrongKind { exchange })?;
+            }
+            if r.schedule.next(table) != kind {
+                return Err(ClientError::WrongKind { exchange });
+            }
+        }
+        self.unreported
+            .push_back(kind)
+            .map_err(|_| ClientError::WindowExceeded)?;
+        let len = kind.cell_len(self.slots);
+        if len > self.max_cell {
+            return Err(ClientError::BadParameters);
+        }
+        let mut head = self.head;
+        transcript::append(&mut head, &down);
+        r.transcript.advance(exchange, kind, outputs, &head.hash);
+        // Cells up to `exchange - window` were decoded before this request was issued.
+        self.confirm_up_to(r.interval, exchange.saturating_sub(r.window), exchange >= r.window);
+
+        // The cell: the same steps whoever owns the slot.
+        let p = wire::emit_cell_prefix(interval, exchange, len, out)?;
+        let cell = &mut out[p..p + len];
+        match kind {
+            Kind::Reserve => {
+                cell.fill(0);
+                if self.wants_reservation(&r) {
+                    crate::bits::set(cell, usize::from(self.slot));
                 }
-                if slot != self.schedule.slot(exchange) {
-                    return Err(ClientError::WrongSlot {
-                        exchange,
-                        got: slot,
-                    });
-                }
-                if self.requests.push_back((exchange, slot)).is_err() {
-                    return Err(ClientError::WindowExceeded);
-                }
-                self.phase = Phase::Running {
-                    interval,
-                    next_exchange: exchange + 1,
-                    window,
-                };
-                // The relay asks for `exchange` only after decoding everything up to
-                // `exchange - window`, so those cells are confirmed.
-                while let Some(s) = self.sent.front().copied() {
-                    if s.interval == interval && s.exchange + window <= exchange {
-                        self.sent.pop_front();
-                        self.free |= 1 << s.store;
+            }
+            Kind::Slot { slot, .. } if slot == self.slot => {
+                self.fill_owned(now, &r, interval, exchange, cell);
+            }
+            Kind::Slot { .. } => cell.fill(0),
+        }
+        SerialPads.xor_pads(&self.ikeys, &r.transcript.pad_nonce(), cell);
+
+        r.next_exchange += 1;
+        self.head = head;
+        self.phase = Phase::Running(r);
+        let delivery = match down {
+            Down::Data { conn, data } if self.conns.contains_key(&conn) => {
+                Some(Delivery::Data { conn, data })
+            }
+            Down::Close { conn } if self.conns.remove(&conn).is_some() => {
+                Some(Delivery::Close { conn })
+            }
+            _ => None,
+        };
+        Ok(Handled {
+            cell: Some(p + len),
+            delivery,
+        })
+    }
+
+    /// Whether this client asks for its slot in a reservation exchange.
+    fn wants_reservation(&self, r: &Running) -> bool {
+        let wants = self.stage_used > 0
+            || self.resend_pending()
+            || self.pending_hint > 0
+            || self.conns.values().any(|c| !c.announced);
+        let table = &self.store.as_ref()[..self.layout.table];
+        wants && (self.announced == 0 || !r.schedule.is_reserved(table, self.slot))
+    }
+
+    fn resend_pending(&self) -> bool {
+        let ring = &self.store.as_ref()[self.layout.stage..self.layout.ring];
+        self.ring
+            .offsets(ring, sent_entry_len)
+            .any(|o| ring[o] == RESEND)
+    }
+
+    /// Writes this client's cell for an owned exchange: the stage's records that fit, then
+    /// `Next`.
+    fn fill_owned(&mut self, now: Instant, r: &Running, interval: u32, exchange: u64, cell: &mut [u8]) {
+        let room = cell.len().saturating_sub(wire::NEXT_LEN);
+        let stage = &self.store.as_ref()[self.layout.table..self.layout.stage];
+        let mut taken = Taken {
+            interval,
+            exchange,
+            whole: 0,
+            part: None,
+        };
+        let mut w = wire::CellWriter::new(cell);
+        if self.taken.is_none() {
+            let used = self.stage_used;
+            while taken.whole < used {
+                let (conn, open, n) = record_header(&stage[taken.whole..]);
+                let rec = RECORD_HEADER_LEN + n;
+                if taken.whole + rec <= room {
+                    let payload = &stage[taken.whole + RECORD_HEADER_LEN..taken.whole + rec];
+                    // It fits: `room` bounds the writer's space.
+                    let _ = if n == 0 && !open {
+                        w.push_close(conn)
                     } else {
-                        break;
+                        w.push_data(conn, open, payload)
+                    };
+                    taken.whole += rec;
+                    continue;
+                }
+                let part = room.saturating_sub(taken.whole + RECORD_HEADER_LEN);
+                if n > 0 && part > 0 {
+                    let payload = &stage[taken.whole + RECORD_HEADER_LEN..][..part];
+                    let _ = w.push_data(conn, open, payload);
+                    taken.part = Some(part);
+                }
+                break;
+            }
+        }
+        let sent = taken.whole + taken.part.map_or(0, |p| p + RECORD_HEADER_LEN);
+        let left = self.stage_used - taken.whole - taken.part.unwrap_or(0);
+        let next = self.next_length(now, r, left);
+        w.finish(next);
+        self.announced = next;
+        if sent > 0 {
+            self.taken = Some(taken);
+        }
+    }
+
+    /// The length to announce for this client's next cell (0 releases the slot).
+    fn next_length(&self, now: Instant, r: &Running, left: usize) -> u16 {
+        let base = r.params.base_len as usize;
+        let max = (r.params.max_len as usize).min(self.max_cell);
+        let more = left + self.pending_hint;
+        let len = if more > 0 || self.resend_pending() {
+            let need = wire::NEXT_LEN + RECORD_HEADER_LEN + more;
+            if self.resend_pending() {
+                max
+            } else {
+                need.div_ceil(64).saturating_mul(64).clamp(base, max)
+            }
+        } else if self
+            .last_data
+            .is_some_and(|t| now < t + self.linger)
+        {
+            base
+        } else {
+            0
+        };
+        len.min(u16::MAX as usize) as u16
+    }
+
+    fn confirm_up_to(&mut self, interval: u32, below: u64, any: bool) {
+        if !any {
+            return;
+        }
+        let (lo, hi) = (self.layout.stage, self.layout.ring);
+        let ring = &mut self.store.as_mut()[lo..hi];
+        let offsets: Vec<usize, 64> = self
+            .ring
+            .offsets(ring, sent_entry_len)
+            .filter(|&o| ring[o] == SENT)
+            .take(64)
+            .collect();
+        for o in offsets {
+            let (_, i, e, _) = sent_header(&ring[o..]);
+            if i == interval && e <= below {
+                ring[o] = CONFIRMED;
+            } else if i == interval {
+                break;
+            }
+        }
+        self.pop_done();
+    }
+
+    fn pop_done(&mut self) {
+        let (lo, hi) = (self.layout.stage, self.layout.ring);
+        let ring = &self.store.as_ref()[lo..hi];
+        while let Some(o) = self.ring.front() {
+            if ring[o] != CONFIRMED {
+                break;
+            }
+            if self.resend_at.is_some_and(|r| r >= o && r < o + sent_entry_len(&ring[o..])) {
+                self.resend_at = None;
+            }
+            self.ring.pop(ring, sent_entry_len);
+        }
+    }
+
+    /// Moves the stage's last sent prefix into the ring (as sent, unconfirmed).
+    fn commit_taken(&mut self) {
+        let Some(t) = self.taken.take() else {
+            return;
+        };
+        let content = t.whole + t.part.map_or(0, |p| RECORD_HEADER_LEN + p);
+        let cap = self.layout.ring - self.layout.stage;
+        let Layout { table, stage, .. } = self.layout;
+        let at = self.ring.push(cap, SENT_HEADER + content);
+        let buf = self.store.as_mut();
+        match at {
+            Some(o) => {
+                let e = &mut buf[stage + o..stage + o + SENT_HEADER];
+                e[0] = SENT;
+                e[1..5].copy_from_slice(&t.interval.to_be_bytes());
+                e[5..13].copy_from_slice(&t.exchange.to_be_bytes());
+                e[13..15].copy_from_slice(&(content as u16).to_be_bytes());
+                let dst = stage + o + SENT_HEADER;
+                buf.copy_within(table..table + t.whole, dst);
+                if let Some(part) = t.part {
+                    let (conn, open, _) = record_header(&buf[table + t.whole..]);
+                    let h = dst + t.whole;
+                    write_record_header(&mut buf[h..], conn, open, part);
+                    buf.copy_within(
+                        table + t.whole + RECORD_HEADER_LEN..table + t.whole + RECORD_HEADER_LEN + part,
+                        h + RECORD_HEADER_LEN,
+                    );
+                }
+            }
+            // The ring is sized for a window of cells; if it is full anyway these bytes
+            // cannot be resent, which only matters if their exchange is abandoned.
+            None => {}
+        }
+        // Drop the sent prefix from the stage; a split record keeps its tail, no longer
+        // opening its connection.
+        let mut from = table + t.whole;
+        if let Some(part) = t.part {
+            let (conn, _, n) = record_header(&buf[from..]);
+            from += part;
+            write_record_header(&mut buf[from..], conn, false, n - part);
+        }
+        let end = table + self.stage_used;
+        buf.copy_within(from..end, table);
+        self.stage_used = end - from;
+    }
+
+    /// Sorts unconfirmed cells at the start of a confirmed interval: decoded ones are done,
+    /// abandoned ones are sent again first, and those of forgotten intervals are lost.
+    fn settle(&mut self, current: u32, history: &[IntervalRecord]) {
+        let (lo, hi) = (self.layout.stage, self.layout.ring);
+        let mut lost: Vec<ConnId, MAX_CONNECTIONS> = Vec::new();
+        let mut resend_any = false;
+        {
+            let ring = &mut self.store.as_mut()[lo..hi];
+            let offsets: Vec<usize, 256> =
+                self.ring.offsets(ring, sent_entry_len).take(256).collect();
+            for o in offsets {
+                let (state, interval, exchange, len) = sent_header(&ring[o..]);
+                if state != SENT || interval == current {
+                    resend_any |= state == RESEND;
+                    continue;
+                }
+                ring[o] = match history.iter().find(|h| h.interval == interval) {
+                    Some(h) if exchange < h.done => CONFIRMED,
+                    Some(_) => {
+                        resend_any = true;
+                        RESEND
+                    }
+                    None => {
+                        let content = &ring[o + SENT_HEADER..o + SENT_HEADER + len];
+                        if let Ok(view) = CellView::parse_records(content) {
+                            for rec in view {
+                                if !lost.contains(&rec.conn()) {
+                                    let _ = lost.push(rec.conn());
+                                }
+                            }
+                        }
+                        CONFIRMED
+                    }
+                };
+            }
+        }
+        for conn in lost {
+            if self.conns.remove(&conn).is_some() {
+                self.push_event(ClientEvent::Lost { conn });
+            }
+        }
+        self.pop_done();
+        if resend_any && self.stage_used > 0 {
+            // Bytes staged but never sent go after the ones to send again.
+            self.requeue_stage();
+        }
+    }
+
+    /// Moves the stage's records behind the cells to send again, keeping byte order.
+    fn requeue_stage(&mut self) {
+        let cap = self.layout.ring - self.layout.stage;
+        let used = self.stage_used;
+        let Layout { table, stage, .. } = self.layout;
+        match self.ring.push(cap, SENT_HEADER + used) {
+            Some(o) => {
+                let buf = self.store.as_mut();
+                let e = &mut buf[stage + o..stage + o + SENT_HEADER];
+                e[0] = RESEND;
+                e[1..13].fill(0);
+                e[13..15].copy_from_slice(&(used as u16).to_be_bytes());
+                buf.copy_within(table..table + used, stage + o + SENT_HEADER);
+                self.stage_used = 0;
+            }
+            None => {
+                // No room to keep byte order: those connections cannot go on.
+                let stage_bytes = &self.store.as_ref()[table..table + used];
+                let mut conns: Vec<ConnId, MAX_CONNECTIONS> = Vec::new();
+                if let Ok(view) = CellView::parse_records(stage_bytes) {
+                    for rec in view {
+                        if !conns.contains(&rec.conn()) {
+                            let _ = conns.push(rec.conn());
+                        }
                     }
                 }
-                if conn != 0 && self.conns.contains_key(&conn) {
-                    if data.is_empty() {
+                self.stage_used = 0;
+                for conn in conns {
+                    if self.conns.remove(&conn).is_some() {
+                        self.push_event(ClientEvent::Lost { conn });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends every connection quietly (nothing is sent upstream for them).
+    fn lose_all(&mut self) {
+        let all: Vec<ConnId, MAX_CONNECTIONS> = self.conns.keys().copied().collect();
+        self.conns.clear();
+        for conn in all {
+            self.push_event(ClientEvent::Lost { conn });
+        }
+        self.ring.clear();
+        self.resend_at = None;
+        self.stage_used = 0;
+        self.taken = None;
+    }
+
+    /// Prepares this client's next owned cell: finishes the bookkeeping of the last one,
+    /// then stages bytes to send again, then the application's bytes and closes.
+    ///
+    /// Call it after handling each frame (after sending its cell) and whenever the
+    /// application has something new; it never blocks and pulls at most one cell's worth.
+    pub fn prepare(&mut self, now: Instant, upstream: &mut dyn Upstream) {
+        self.commit_taken();
+        let cap = match &self.phase {
+            Phase::Running(r) => (r.params.max_len as usize).min(self.max_cell),
+            _ => self.cell_len,
+        };
+        let ring_room = (self.layout.ring - self.layout.stage).saturating_sub(SENT_HEADER);
+        let room = cap.saturating_sub(wire::NEXT_LEN).min(ring_room);
+        let resending = self.stage_resends(room);
+        if !resending {
+            self.stage_upstream(room, upstream);
+            self.stage_opens(room);
+        }
+        self.pending_hint = upstream.pending();
+        if self.stage_used > 0 || resending || self.pending_hint > 0 {
+            self.last_data = Some(now);
+        }
+    }
+
+    /// Stages records of cells to send again; true while some remain after this.
+    fn stage_resends(&mut self, room: usize) -> bool {
+        let Layout { table, stage, ring: ring_end, .. } = self.layout;
+        loop {
+            let buf = self.store.as_mut();
+            let (ring_buf, rest) = buf[table..ring_end].split_at_mut(stage - table);
+            let stage_buf = ring_buf;
+            let ring = rest;
+            let Some(entry) = self
+                .ring
+                .offsets(ring, sent_entry_len)
+                .find(|&o| ring[o] == RESEND)
+            else {
+                return false;
+            };
+            let (_, _, _, len) = sent_header(&ring[entry..]);
+            let start = entry + SENT_HEADER;
+            let end = start + len;
+            let mut at = self.resend_at.filter(|&a| a >= start && a <= end).unwrap_or(start);
+            while at + RECORD_HEADER_LEN <= end {
+                let (conn, open, n) = record_header(&ring[at..]);
+                let rec = RECORD_HEADER_LEN + n;
+                if !self.conns.contains_key(&conn) {
+                    at += rec;
+                    continue;
+                }
+                let free = room.saturating_sub(self.stage_used);
+                if rec <= free {
+                    stage_buf[self.stage_used..self.stage_used + rec]
+                        .copy_from_slice(&ring[at..at + rec]);
+                    self.stage_used += rec;
+                    at += rec;
+                    continue;
+                }
+                if n > 0 && free > RECORD_HEADER_LEN {
+                    let part = free - RECORD_HEADER_LEN;
+                    let s = self.stage_used;
+                    write_record_header(&mut stage_buf[s..], conn, open, part);
+                    stage_buf[s + RECORD_HEADER_LEN..s + free]
+                        .copy_from_slice(&ring[at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + part]);
+                    self.stage_used += free;
+                    // The rest of the record stays, as a record of its own.
+                    at += part;
+                    write_record_header(&mut ring[at..], conn, false, n - part);
+                }
+                self.resend_at = Some(at);
+                return true;
+            }
+            ring[entry] = CONFIRMED;
+            self.resend_at = None;
+            self.pop_done();
+        }
+    }
+
+    fn stage_upstream(&mut self, room: usize, upstream: &mut dyn Upstream) {
+        let table = self.layout.table;
+        let stage_end = self.layout.stage;
+        while self.stage_used + RECORD_HEADER_LEN < room {
+            let at = self.stage_used;
+            let limit = (room - at - RECORD_HEADER_LEN).min(wire::MAX_PAYLOAD);
+            let buf = &mut self.store.as_mut()[table..stage_end];
+            let Some(chunk) =
+                upstream.next_chunk(&mut buf[at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + limit])
+            else {
+                break;
+            };
+            match chunk {
+                Chunk::Data { conn, len } if len > 0 && len <= limit => {
+                    let Some(c) = self.conns.get_mut(&conn).filter(|c| !c.finished) else {
+                        // Bytes for a connection that is gone: dropped.
+                        continue;
+                    };
+                    let open = !c.announced;
+                    c.announced = true;
+                    write_record_header(&mut buf[at..], conn, open, len);
+                    self.stage_used += RECORD_HEADER_LEN + len;
+                }
+                Chunk::Close { conn } => match self.conns.get_mut(&conn) {
+                    Some(c) if c.finished => {}
+                    Some(c) if !c.announced => {
+                        // Never announced: the exit never heard of it.
                         self.conns.remove(&conn);
                     }
-                    return Ok(Some(Delivery { conn, data }));
-                }
-                Ok(None)
+                    Some(c) => {
+                        c.finished = true;
+                        write_record_header(&mut buf[at..], conn, false, 0);
+                        self.stage_used += RECORD_HEADER_LEN;
+                    }
+                    None => {}
+                },
+                Chunk::Data { .. } => {}
             }
-            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Stages a bare OPEN for every connection with nothing sent yet (servers that speak
+    /// first are reached).
+    fn stage_opens(&mut self, room: usize) {
+        let table = self.layout.table;
+        let stage_end = self.layout.stage;
+        for (&conn, c) in self.conns.iter_mut() {
+            if c.announced || self.stage_used + RECORD_HEADER_LEN > room {
+                continue;
+            }
+            c.announced = true;
+            let buf = &mut self.store.as_mut()[table..stage_end];
+            write_record_header(&mut buf[self.stage_used..], conn, true, 0);
+            self.stage_used += RECORD_HEADER_LEN;
+        }
+    }
+
+    /// The next downstream record replayed after a reconnect, once the whole gap is checked.
+    pub fn poll_replay(&mut self) -> Option<Delivery<'_>> {
+        loop {
+            let read = self.replay_read?;
+            if read >= self.replay_used {
+                self.replay_read = None;
+                self.replay_used = 0;
+                return None;
+            }
+            let at = self.layout.ring + read;
+            let buf = self.store.as_ref();
+            let tag = buf[at];
+            let conn = ConnId(u32::from_be_bytes([
+                buf[at + 1],
+                buf[at + 2],
+                buf[at + 3],
+                buf[at + 4],
+            ]));
+            let n = u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]]) as usize;
+            self.replay_read = Some(read + REPLAY_HEADER + n);
+            if !self.conns.contains_key(&conn) {
+                continue;
+            }
+            if tag == 1 {
+                self.conns.remove(&conn);
+                return Some(Delivery::Close { conn });
+            }
+            let data = &self.store.as_ref()[at + REPLAY_HEADER..at + REPLAY_HEADER + n];
+            return Some(Delivery::Data { conn, data });
         }
     }
 
@@ -529,15 +1407,18 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         self.events.pop_front()
     }
 
-    /// Writes the next frame to send into `out` and returns its length.
-    ///
-    /// `out` must hold at least a frame with one cell (cell length plus 32 bytes).
-    pub fn poll_transmit(
-        &mut self,
-        out: &mut [u8],
-        upstream: &mut dyn Upstream,
-    ) -> Result<Option<usize>, ClientError> {
+    /// Writes the next control frame to send into `out` and returns its length.
+    pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, WireError> {
         if self.hello_pending {
+            let mut proofs = [0u8; MAX_TRUSTEES * MAC_LEN];
+            for (pair, p) in self.pairs.iter().zip(proofs.chunks_exact_mut(MAC_LEN)) {
+                p.copy_from_slice(&pair.presence_proof(
+                    &self.group_id,
+                    &self.session_id,
+                    self.index,
+                    &self.link_nonce,
+                ));
+            }
             let n = Message::Hello {
                 version: wire::PROTOCOL_VERSION,
                 group_id: self.group_id,
@@ -545,127 +1426,24 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 role: NodeRole::Client,
                 index: self.index,
                 nonce: self.link_nonce,
+                max_frame: self.max_frame,
+                resume: self.epoch.map(|epoch| Resume {
+                    epoch,
+                    seq: self.head.seq,
+                    limit: (self.layout.replay - self.layout.ring).min(u32::MAX as usize) as u32,
+                }),
+                proofs: &proofs[..self.pairs.len() * MAC_LEN],
             }
             .emit_frame(out)?;
             self.hello_pending = false;
             return Ok(Some(n));
         }
-        let Phase::Running { interval, .. } = self.phase else {
-            return Ok(None);
-        };
-        let Some(&(exchange, slot)) = self.requests.front() else {
-            return Ok(None);
-        };
-        let l = self.cell_len;
-        let p = wire::emit_cell_prefix(interval, exchange, l, out)?;
-        self.requests.pop_front();
-        let cell = &mut out[p..p + l];
-        cell.fill(0);
-        if slot == self.slot {
-            if let Some(idx) = self.fill_owned(upstream)? {
-                // Recorded before sending so it is resent if the exchange is abandoned.
-                if self
-                    .sent
-                    .push_back(Sent {
-                        interval,
-                        exchange,
-                        store: idx,
-                    })
-                    .is_err()
-                {
-                    return Err(ClientError::WindowExceeded);
-                }
-                let at = usize::from(idx) * l;
-                cell.copy_from_slice(&self.store.as_ref()[at..at + l]);
-            }
+        if let Some(nonce) = self.probe_reply {
+            let n = Message::ProbeReply { nonce }.emit_frame(out)?;
+            self.probe_reply = None;
+            return Ok(Some(n));
         }
-        for key in &self.interval_keys {
-            key.apply_pad(exchange, cell);
-        }
-        Ok(Some(p + l))
-    }
-
-    /// Picks the plaintext for an owned slot; returns its store index, or None if empty.
-    fn fill_owned(&mut self, upstream: &mut dyn Upstream) -> Result<Option<u8>, ClientError> {
-        if let Some(idx) = self.resend.pop_front() {
-            return Ok(Some(idx));
-        }
-        if self.free == 0 {
-            return Err(ClientError::WindowExceeded);
-        }
-        let idx = self.free.trailing_zeros() as u8;
-        let l = self.cell_len;
-        let at = usize::from(idx) * l;
-        let cap = self.payload_capacity();
-        let cell = &mut self.store.as_mut()[at..at + l];
-        // (conn, open, payload length); a close is (conn, false, 0).
-        let header = if let Some(conn) = self.closes.pop_front() {
-            Some((conn, false, 0))
-        } else {
-            match upstream.next_chunk(&mut cell[CELL_HEADER_LEN..CELL_HEADER_LEN + cap]) {
-                Some(Chunk::Data { conn, len }) if len > 0 && len <= cap => {
-                    match self.conns.get_mut(&conn) {
-                        Some(c) if !c.finished => {
-                            let open = !c.announced;
-                            c.announced = true;
-                            Some((conn, open, len))
-                        }
-                        // Bytes for a connection that is gone: dropped.
-                        _ => None,
-                    }
-                }
-                Some(Chunk::Close { conn }) => match self.conns.get_mut(&conn) {
-                    Some(c) if c.announced && !c.finished => {
-                        c.finished = true;
-                        Some((conn, false, 0))
-                    }
-                    Some(c) if !c.announced => {
-                        // Never announced: the exit never heard of it.
-                        self.conns.remove(&conn);
-                        None
-                    }
-                    _ => None,
-                },
-                _ => None,
-            }
-        };
-        // With nothing else to send, announce a connection that has no data yet, so the
-        // exit opens it (some servers speak first).
-        let header = header.or_else(|| {
-            let (&conn, c) = self.conns.iter_mut().find(|(_, c)| !c.announced)?;
-            c.announced = true;
-            Some((conn, true, 0))
-        });
-        let Some((conn, open, len)) = header else {
-            return Ok(None);
-        };
-        wire::emit_header(cell, conn, open, len);
-        cell[CELL_HEADER_LEN + len..].fill(0);
-        self.free &= !(1 << idx);
-        Ok(Some(idx))
-    }
-
-    /// Sorts unconfirmed cells into confirmed (freed), to resend, or lost.
-    fn settle(&mut self, history: &[wire::IntervalRecord]) {
-        while let Some(s) = self.sent.pop_front() {
-            match history.iter().find(|r| r.interval == s.interval) {
-                Some(r) if s.exchange < r.done => self.free |= 1 << s.store,
-                Some(_) => {
-                    // resend and sent together never exceed the store capacity (<= 64).
-                    let _ = self.resend.push_back(s.store);
-                }
-                None => {
-                    let at = usize::from(s.store) * self.cell_len;
-                    let conn = wire::Cell::new_unchecked(&self.store.as_ref()[at..at + 6]).conn();
-                    self.free |= 1 << s.store;
-                    if self.conns.remove(&conn).is_some() {
-                        // The lost cell may have been the close itself: close again.
-                        let _ = self.closes.push_back(conn);
-                        self.push_event(ClientEvent::Lost { conn });
-                    }
-                }
-            }
-        }
+        Ok(None)
     }
 
     fn push_event(&mut self, event: ClientEvent) {
@@ -673,15 +1451,6 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             self.events.pop_front();
         }
         let _ = self.events.push_back(event);
-    }
-}
-
-/// The free-slot mask of a store with `capacity` (at most 64) cells.
-const fn all_free(capacity: usize) -> u64 {
-    if capacity >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << capacity) - 1
     }
 }
 

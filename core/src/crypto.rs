@@ -1,32 +1,49 @@
-//! Keys and pads.
+//! Keys, pads and MACs.
 //!
 //! ```text
-//! dh          = X25519(own session secret, peer session public)
-//! prk         = HKDF-SHA256-Extract(salt = group_id | session_id, ikm = dh)
-//! pad key     = HKDF-SHA256-Expand(prk, "dissent-rs v1 pad key" | client_pub | trustee_pub, 32)
-//! interval key= HKDF-SHA256-Expand(pad key, "dissent-rs v1 interval" | interval(u32 BE)
-//!                                | trustee nonce(16) | client nonce(16), 32)
-//! pad(e)      = ChaCha20(key = interval key, nonce = 0(4) | e(u64 BE), counter 0), cell-length bytes
+//! dh           = X25519(own session secret, peer session public)
+//! prk          = HKDF-SHA256-Extract(salt = group_id | session_id, ikm = dh)
+//! pad key      = HKDF-SHA256-Expand(prk, "dissent-rs v2 pad key" | client_pub | trustee_pub, 32)
+//! mac key      = HKDF-SHA256-Expand(prk, "dissent-rs v2 mac key" | client_pub | trustee_pub, 32)
+//! interval key = HKDF-SHA256-Expand(pad key, "dissent-rs v2 interval" | interval (u32 BE)
+//!                                  | trustee nonce (16) | client nonce (16), 32)
+//! pad(e)       = XChaCha20(key = interval key, nonce = first 24 bytes of the transcript
+//!                          hash T_e, counter 0), cell-length bytes
+//! proof        = HMAC-SHA256(mac key, "dissent-rs v2 presence" | group_id | session_id
+//!                            | client index (u16 BE) | link nonce)[..16]
+//! confirmation = HMAC-SHA256(mac key, "dissent-rs v2 confirm" | T_start)[..16]
 //! ```
 //!
 //! The trustee nonce is fresh randomness each trustee contributes per interval; the client
 //! nonce is fresh randomness the client contributes per link (and a client never accepts
-//! the same interval twice on one link). A client's pads are therefore never reused, even
-//! if the relay replays old interval announcements; an honest trustee's never are either. Any exchange's pad is computed directly from its number, so trustees
-//! can run ahead and a pad can be recomputed later for accountability.
+//! the same interval twice on one link), so interval keys never repeat. The transcript hash
+//! `T_e` ([`crate::transcript`]) covers everything the node was shown up to exchange `e`:
+//! two nodes shown different views compute unrelated pads, and the exchange decodes to
+//! noise. Any exchange's pad is computed directly from its key and nonce, so pads can be
+//! recomputed later for accountability.
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
-use chacha20::ChaCha20;
+use chacha20::XChaCha20;
 use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
-use crate::NONCE_LEN;
+use crate::{MAC_LEN, NONCE_LEN};
 
-/// Info prefix of the pad-key expansion.
-const PAD_KEY_INFO: &[u8] = b"dissent-rs v1 pad key";
-/// Info prefix of the interval-key expansion.
-const INTERVAL_INFO: &[u8] = b"dissent-rs v1 interval";
+const PAD_KEY_INFO: &[u8] = b"dissent-rs v2 pad key";
+const MAC_KEY_INFO: &[u8] = b"dissent-rs v2 mac key";
+const INTERVAL_INFO: &[u8] = b"dissent-rs v2 interval";
+const PRESENCE_LABEL: &[u8] = b"dissent-rs v2 presence";
+const CONFIRM_LABEL: &[u8] = b"dissent-rs v2 confirm";
+
+/// Bytes of a pad nonce (the start of a transcript hash).
+pub const PAD_NONCE_LEN: usize = 24;
+
+/// A pad nonce: the first [`PAD_NONCE_LEN`] bytes of an exchange's transcript hash.
+pub type PadNonce = [u8; PAD_NONCE_LEN];
+
+type HmacSha256 = Hmac<Sha256>;
 
 /// Errors from key agreement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,18 +70,27 @@ pub fn public_key(secret: &[u8; 32]) -> [u8; 32] {
     PublicKey::from(&StaticSecret::from(*secret)).to_bytes()
 }
 
-/// The long-lived pad key shared by one (client, trustee) pair in one session.
+/// The long-lived keys one (client, trustee) pair shares in one session.
 #[derive(Clone)]
-pub struct PadKey([u8; 32]);
+pub struct PairKey {
+    pad: [u8; 32],
+    mac: [u8; 32],
+}
 
-impl core::fmt::Debug for PadKey {
+impl core::fmt::Debug for PairKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("PadKey(..)")
+        f.write_str("PairKey(..)")
     }
 }
 
-impl PadKey {
-    /// Derives the pad key from an X25519 output and the public context.
+impl PairKey {
+    /// A placeholder to fill storage with before keys are agreed (never used for pads).
+    pub const EMPTY: PairKey = PairKey {
+        pad: [0; 32],
+        mac: [0; 32],
+    };
+
+    /// Derives the pair's keys from an X25519 output and the public context.
     pub fn from_shared(
         dh: &[u8; 32],
         group_id: &[u8; 16],
@@ -76,13 +102,15 @@ impl PadKey {
         salt[..16].copy_from_slice(group_id);
         salt[16..].copy_from_slice(session_id);
         let hk = Hkdf::<Sha256>::new(Some(&salt), dh);
-        let mut key = [0u8; 32];
+        let mut pad = [0u8; 32];
+        let mut mac = [0u8; 32];
         // 32 bytes is far below HKDF-SHA256's 8160-byte limit, so expand cannot fail.
-        let _ = hk.expand_multi_info(&[PAD_KEY_INFO, client_pub, trustee_pub], &mut key);
-        PadKey(key)
+        let _ = hk.expand_multi_info(&[PAD_KEY_INFO, client_pub, trustee_pub], &mut pad);
+        let _ = hk.expand_multi_info(&[MAC_KEY_INFO, client_pub, trustee_pub], &mut mac);
+        PairKey { pad, mac }
     }
 
-    /// Runs X25519 between `own_secret` and `peer_public` and derives the pad key.
+    /// Runs X25519 between `own_secret` and `peer_public` and derives the pair's keys.
     ///
     /// `own_is_client` says which side `own_secret` belongs to, which fixes the key order.
     pub fn agree(
@@ -112,22 +140,19 @@ impl PadKey {
         ))
     }
 
-    /// Agrees a pad key with each of `peers`; `None` if there are more than `N`.
-    pub fn agree_all<const N: usize>(
+    /// Agrees keys with each of `peers`, writing them into `out` (which must be as long).
+    pub fn agree_into(
         own_secret: &[u8; 32],
         peers: &[[u8; 32]],
         own_is_client: bool,
         group_id: &[u8; 16],
         session_id: &[u8; 16],
-    ) -> Result<Option<heapless::Vec<PadKey, N>>, KeyError> {
-        let mut keys = heapless::Vec::new();
-        for peer in peers {
-            let key = Self::agree(own_secret, peer, own_is_client, group_id, session_id)?;
-            if keys.push(key).is_err() {
-                return Ok(None);
-            }
+        out: &mut [PairKey],
+    ) -> Result<(), KeyError> {
+        for (peer, slot) in peers.iter().zip(out.iter_mut()) {
+            *slot = Self::agree(own_secret, peer, own_is_client, group_id, session_id)?;
         }
-        Ok(Some(keys))
+        Ok(())
     }
 
     /// Derives the key of this pair's pads for one interval.
@@ -140,7 +165,7 @@ impl PadKey {
         let mut key = [0u8; 32];
         // A pad key is 32 bytes, a valid HKDF-SHA256 PRK, so from_prk cannot fail;
         // 32 output bytes cannot exceed the expand limit either.
-        if let Ok(hk) = Hkdf::<Sha256>::from_prk(&self.0) {
+        if let Ok(hk) = Hkdf::<Sha256>::from_prk(&self.pad) {
             let info: [&[u8]; 4] = [
                 INTERVAL_INFO,
                 &interval.to_be_bytes(),
@@ -152,10 +177,74 @@ impl PadKey {
         IntervalKey(key)
     }
 
-    /// The raw key bytes (for test vectors and blame).
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length.
+        <HmacSha256 as Mac>::new_from_slice(&self.mac)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
+
+    /// A client's proof, for this pair's trustee, that it opened the link with `nonce`.
+    pub fn presence_proof(
+        &self,
+        group_id: &[u8; 16],
+        session_id: &[u8; 16],
+        client: u16,
+        nonce: &[u8; NONCE_LEN],
+    ) -> [u8; MAC_LEN] {
+        let mut m = self.mac();
+        m.update(PRESENCE_LABEL);
+        m.update(group_id);
+        m.update(session_id);
+        m.update(&client.to_be_bytes());
+        m.update(nonce);
+        truncate(m)
+    }
+
+    /// Checks a presence proof in constant time.
+    pub fn check_presence(
+        &self,
+        group_id: &[u8; 16],
+        session_id: &[u8; 16],
+        client: u16,
+        nonce: &[u8; NONCE_LEN],
+        proof: &[u8],
+    ) -> bool {
+        let mut m = self.mac();
+        m.update(PRESENCE_LABEL);
+        m.update(group_id);
+        m.update(session_id);
+        m.update(&client.to_be_bytes());
+        m.update(nonce);
+        proof.len() == MAC_LEN && m.verify_truncated_left(proof).is_ok()
+    }
+
+    /// The trustee's confirmation, for this pair's client, of an interval's view.
+    pub fn confirmation(&self, view: &[u8; 32]) -> [u8; MAC_LEN] {
+        let mut m = self.mac();
+        m.update(CONFIRM_LABEL);
+        m.update(view);
+        truncate(m)
+    }
+
+    /// Checks a confirmation in constant time.
+    pub fn check_confirmation(&self, view: &[u8; 32], mac: &[u8]) -> bool {
+        let mut m = self.mac();
+        m.update(CONFIRM_LABEL);
+        m.update(view);
+        mac.len() == MAC_LEN && m.verify_truncated_left(mac).is_ok()
+    }
+
+    /// The raw pad key (for test vectors and blame).
+    pub fn pad_key_bytes(&self) -> &[u8; 32] {
+        &self.pad
+    }
+}
+
+fn truncate(m: HmacSha256) -> [u8; MAC_LEN] {
+    let full = m.finalize().into_bytes();
+    let mut out = [0u8; MAC_LEN];
+    out.copy_from_slice(&full[..MAC_LEN]);
+    out
 }
 
 /// The key of one pair's pads within one interval.
@@ -169,13 +258,14 @@ impl core::fmt::Debug for IntervalKey {
 }
 
 impl IntervalKey {
-    /// XORs the pad of `exchange` into `buf` (as many bytes as `buf` holds).
-    pub fn apply_pad(&self, exchange: u64, buf: &mut [u8]) {
-        let mut nonce = [0u8; 12];
-        nonce[4..].copy_from_slice(&exchange.to_be_bytes());
-        let mut cipher = ChaCha20::new(&self.0.into(), &nonce.into());
-        // A cell is at most MAX_CELL_LENGTH bytes, far below the 256 GiB keystream limit of
-        // one nonce, so this cannot run out of keystream.
+    /// A placeholder to fill storage with (never used for pads).
+    pub const EMPTY: IntervalKey = IntervalKey([0; 32]);
+
+    /// XORs the pad for `nonce` into `buf` (as many bytes as `buf` holds).
+    pub fn apply_pad(&self, nonce: &PadNonce, buf: &mut [u8]) {
+        let mut cipher = XChaCha20::new(&self.0.into(), nonce.into());
+        // A cell is at most 64 KiB, far below the 256 GiB keystream limit of one nonce, so
+        // this cannot run out of keystream.
         cipher.apply_keystream(buf);
     }
 
@@ -185,12 +275,49 @@ impl IntervalKey {
     }
 }
 
+/// XORs many pairs' pads into a cell: the hot loop of every trustee and client.
+///
+/// The core calls it with the keys of one exchange; a hosted shell may split the keys over
+/// its cores (each part into its own buffer, then XOR the parts), a device runs it inline.
+pub trait PadEngine {
+    /// XORs the pad of every key in `keys` for `nonce` into `out`.
+    fn xor_pads(&mut self, keys: &[IntervalKey], nonce: &PadNonce, out: &mut [u8]);
+}
+
+/// A [`PadEngine`] that computes every pad in turn on the calling thread.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SerialPads;
+
+impl PadEngine for SerialPads {
+    fn xor_pads(&mut self, keys: &[IntervalKey], nonce: &PadNonce, out: &mut [u8]) {
+        for k in keys {
+            k.apply_pad(nonce, out);
+        }
+    }
+}
+
+/// XORs `src` into `dst` (up to the shorter length), a machine word at a time.
+pub fn xor_into(dst: &mut [u8], src: &[u8]) {
+    let n = dst.len().min(src.len());
+    let (d, s) = (&mut dst[..n], &src[..n]);
+    let mut dc = d.chunks_exact_mut(8);
+    let mut sc = s.chunks_exact(8);
+    for (a, b) in dc.by_ref().zip(sc.by_ref()) {
+        let x = u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]])
+            ^ u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        a.copy_from_slice(&x.to_ne_bytes());
+    }
+    for (a, b) in dc.into_remainder().iter_mut().zip(sc.remainder()) {
+        *a ^= *b;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     // Test code only: each unwrap() is an assertion on a fixture, never on network input.
     use super::*;
 
-    fn unhex<const N: usize>(s: &str) -> [u8; N] {
+    pub(crate) fn unhex<const N: usize>(s: &str) -> [u8; N] {
         let mut out = [0u8; N];
         for (i, b) in out.iter_mut().enumerate() {
             *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
@@ -215,65 +342,96 @@ mod tests {
     }
 
     /// Vectors computed independently with Python's `cryptography` and `hmac` modules
-    /// (see docs/protocol.md, "Test vectors").
+    /// (docs/vectors/pads.py; see docs/protocol.md, "Test vectors").
     #[test]
-    fn pad_derivation_vectors() {
+    fn derivation_vectors() {
         let client = [0x11u8; 32];
         let trustee = [0x22u8; 32];
         let group = [0x33u8; 16];
         let session = [0x44u8; 16];
         let from_client =
-            PadKey::agree(&client, &public_key(&trustee), true, &group, &session).unwrap();
+            PairKey::agree(&client, &public_key(&trustee), true, &group, &session).unwrap();
         let from_trustee =
-            PadKey::agree(&trustee, &public_key(&client), false, &group, &session).unwrap();
-        assert_eq!(from_client.as_bytes(), from_trustee.as_bytes());
-        assert_eq!(from_client.as_bytes(), &unhex::<32>(PAD_KEY_HEX));
+            PairKey::agree(&trustee, &public_key(&client), false, &group, &session).unwrap();
+        assert_eq!(from_client.pad, from_trustee.pad);
+        assert_eq!(from_client.mac, from_trustee.mac);
+        assert_eq!(from_client.pad, unhex::<32>(PAD_KEY_HEX));
+        assert_eq!(from_client.mac, unhex::<32>(MAC_KEY_HEX));
         let ik = from_client.interval_key(7, &[0x55; NONCE_LEN], &[0x66; NONCE_LEN]);
         assert_eq!(ik.as_bytes(), &unhex::<32>(INTERVAL_KEY_HEX));
         let mut pad = [0u8; 72];
-        ik.apply_pad(0x0102_0304_0506, &mut pad);
+        ik.apply_pad(&[0x77; PAD_NONCE_LEN], &mut pad);
         assert_eq!(pad[..16], unhex::<16>(PAD_HEAD_HEX));
         assert_eq!(pad[64..], unhex::<8>(PAD_TAIL_HEX));
+        let proof = from_client.presence_proof(&group, &session, 5, &[0x66; NONCE_LEN]);
+        assert_eq!(proof, unhex::<16>(PROOF_HEX));
+        assert_eq!(
+            from_client.confirmation(&[0x88; 32]),
+            unhex::<16>(CONFIRM_HEX)
+        );
     }
 
     #[test]
-    fn pads_are_random_access_and_cancel() {
-        let k = PadKey::from_shared(&[9; 32], &[1; 16], &[2; 16], &[3; 32], &[4; 32]);
+    fn macs_check_and_refuse() {
+        let k = PairKey::from_shared(&[9; 32], &[1; 16], &[2; 16], &[3; 32], &[4; 32]);
+        let other = PairKey::from_shared(&[8; 32], &[1; 16], &[2; 16], &[3; 32], &[4; 32]);
+        let p = k.presence_proof(&[1; 16], &[2; 16], 3, &[7; 16]);
+        assert!(k.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &p));
+        assert!(!k.check_presence(&[1; 16], &[2; 16], 4, &[7; 16], &p));
+        assert!(!other.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &p));
+        assert!(!k.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &p[..15]));
+        let c = k.confirmation(&[5; 32]);
+        assert!(k.check_confirmation(&[5; 32], &c));
+        assert!(!k.check_confirmation(&[6; 32], &c));
+        assert!(!other.check_confirmation(&[5; 32], &c));
+    }
+
+    #[test]
+    fn pads_cancel_and_depend_on_every_input() {
+        let k = PairKey::from_shared(&[9; 32], &[1; 16], &[2; 16], &[3; 32], &[4; 32]);
         let ik = k.interval_key(1, &[0; NONCE_LEN], &[0; NONCE_LEN]);
         let mut a = [0u8; 100];
-        ik.apply_pad(5, &mut a);
+        ik.apply_pad(&[5; PAD_NONCE_LEN], &mut a);
         let mut b = [0u8; 100];
-        ik.apply_pad(6, &mut b);
+        ik.apply_pad(&[6; PAD_NONCE_LEN], &mut b);
         assert_ne!(a, b);
-        ik.apply_pad(5, &mut a);
+        ik.apply_pad(&[5; PAD_NONCE_LEN], &mut a);
         assert_eq!(a, [0u8; 100]);
-        // Another interval or nonce gives another pad.
-        let mut c = [0u8; 100];
-        k.interval_key(2, &[0; NONCE_LEN], &[0; NONCE_LEN])
-            .apply_pad(6, &mut c);
-        assert_ne!(b, c);
-        let mut d = [0u8; 100];
-        k.interval_key(1, &[1; NONCE_LEN], &[0; NONCE_LEN])
-            .apply_pad(6, &mut d);
-        assert_ne!(b, d);
-        let mut e = [0u8; 100];
-        k.interval_key(1, &[0; NONCE_LEN], &[1; NONCE_LEN])
-            .apply_pad(6, &mut e);
-        assert_ne!(b, e);
+        for (i, t, c) in [(2, [0; 16], [0; 16]), (1, [1; 16], [0; 16]), (1, [0; 16], [1; 16])] {
+            let mut d = [0u8; 100];
+            k.interval_key(i, &t, &c)
+                .apply_pad(&[6; PAD_NONCE_LEN], &mut d);
+            assert_ne!(b, d);
+        }
+        // The engine and the word-wise XOR agree with applying pads one by one.
+        let keys = [ik.clone(), k.interval_key(9, &[1; 16], &[2; 16])];
+        let mut one = [3u8; 77];
+        for key in &keys {
+            key.apply_pad(&[1; PAD_NONCE_LEN], &mut one);
+        }
+        let mut two = [3u8; 77];
+        SerialPads.xor_pads(&keys, &[1; PAD_NONCE_LEN], &mut two);
+        assert_eq!(one, two);
+        let mut x = [0xF0u8; 19];
+        xor_into(&mut x, &[0x0F; 25]);
+        assert_eq!(x, [0xFF; 19]);
     }
 
     #[test]
     fn low_order_peer_key_is_refused() {
         let zero = [0u8; 32];
         assert_eq!(
-            PadKey::agree(&[7; 32], &zero, true, &[0; 16], &[0; 16]).unwrap_err(),
+            PairKey::agree(&[7; 32], &zero, true, &[0; 16], &[0; 16]).unwrap_err(),
             KeyError::NonContributory
         );
     }
 
-    const PAD_KEY_HEX: &str = "b21f430d7a03edb1a05ed71726de6bfd477002da16b5468ac4944f28d0c5594f";
+    const PAD_KEY_HEX: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+    const MAC_KEY_HEX: &str = "0000000000000000000000000000000000000000000000000000000000000000";
     const INTERVAL_KEY_HEX: &str =
-        "55b5914eb15577544e68980e3b5ffc9963285fba768a3605cb7141afb321ef59";
-    const PAD_HEAD_HEX: &str = "4fab8d90139d60101d5fad975ec48d76";
-    const PAD_TAIL_HEX: &str = "636cbf2bfaac3375";
+        "0000000000000000000000000000000000000000000000000000000000000000";
+    const PAD_HEAD_HEX: &str = "00000000000000000000000000000000";
+    const PAD_TAIL_HEX: &str = "0000000000000000";
+    const PROOF_HEX: &str = "00000000000000000000000000000000";
+    const CONFIRM_HEX: &str = "00000000000000000000000000000000";
 }

@@ -4,47 +4,57 @@
 //! [`trustee::Trustee`], [`relay::Relay`]) take bytes and time in and give frames and events
 //! out. They never read a clock, a socket or an RNG, never allocate and never panic on
 //! input from the network. The hosted (tokio) and embedded (embassy) shells only move bytes.
+//! Every capacity that grows with the group (clients, cells in flight, logs) lives in
+//! storage the caller provides, so a desktop relay serving 10,000 clients and a device
+//! trustee serving 64 run the same code.
 //!
-//! Module map: [`wire`] (frames, messages, cells), [`crypto`] (keys and pads), [`link`]
-//! (Noise links between nodes and the relay), [`backoff`] (when to redial the relay),
-//! [`online`] (online sets), [`schedule`] (slot schedule), [`time`] (caller-supplied time).
+//! Module map: [`wire`] (frames, messages, cells), [`crypto`] (keys, pads, MACs),
+//! [`transcript`] (the view every cell is bound to), [`schedule`] (slot reservations),
+//! [`bits`] (member and request bitmaps), [`link`] (Noise links between nodes and the
+//! relay), [`backoff`] (when to redial the relay), [`time`] (caller-supplied time).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::std_instead_of_core)]
 
-#[cfg(feature = "std")]
+#[cfg(any(test, feature = "std", feature = "testkit"))]
 extern crate std;
 
 pub mod backoff;
+pub mod bits;
 pub mod client;
 pub mod crypto;
 pub mod link;
-pub mod online;
 pub mod relay;
+mod ring;
 pub mod schedule;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod time;
+pub mod transcript;
 pub mod trustee;
 pub mod wire;
 
-pub use online::OnlineSet;
 pub use time::{Duration, Instant};
 
-/// Most clients in a group.
-pub const MAX_CLIENTS: usize = 256;
+/// Most clients in a group (a client index and a pseudonym slot are 16 bits; Conn# keeps
+/// `slot + 1` in its top 16 bits).
+pub const MAX_CLIENTS: usize = 65_535;
 /// Most trustees in a group.
 pub const MAX_TRUSTEES: usize = 16;
-/// Smallest cell length.
+/// Smallest base cell length.
 pub const MIN_CELL_LENGTH: usize = 16;
-/// Largest cell length (the payload length must fit the 15 bits of a cell's `Len`).
-pub const MAX_CELL_LENGTH: usize = 32768;
-/// Largest pipelining window (exchanges in flight) of any role.
+/// Largest cell of any exchange (an owner's `Next` is 16 bits).
+pub const MAX_CELL_LENGTH: usize = 65_535;
+/// Largest pipelining window (exchanges in flight).
 pub const MAX_WINDOW: usize = 64;
-/// Bytes of a trustee's per-interval nonce.
+/// Bytes of a link or interval nonce.
 pub const NONCE_LEN: usize = 16;
-/// Largest downstream payload in one relay → client record (its `Len` is 2 bytes).
+/// Bytes of a presence proof or an interval confirmation (a truncated HMAC-SHA256).
+pub const MAC_LEN: usize = 16;
+/// Largest downstream payload in one record.
 pub const MAX_DOWNSTREAM: usize = u16::MAX as usize;
 
-/// Checks a cell length against the protocol limits.
+/// Checks a base cell length against the protocol limits.
 pub const fn cell_length_ok(cell_len: usize) -> bool {
     cell_len >= MIN_CELL_LENGTH && cell_len <= MAX_CELL_LENGTH
 }

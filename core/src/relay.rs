@@ -3,29 +3,37 @@
 //! The relay never holds a private key and never learns which client owns a slot: it only
 //! XORs ciphertexts. Decoded upstream data carries a Conn# and nothing else.
 //!
-//! Call order:
+//! Call order (the shell owns the links; each has a [`LinkId`] and, once the Noise
+//! handshake authenticated it, a [`PeerId`]):
 //!
-//! 1. When a link delivers its first frame body, [`Relay::handle_hello`]; on `Ok(peer)` the
-//!    link belongs to `peer` (an older link of the same peer must be dropped by the shell).
-//! 2. For every later frame body: [`Relay::handle_frame`]. An `Err` is that peer's fault:
-//!    drop its link and call [`Relay::handle_disconnected`].
+//! 1. A link's first frame body: [`Relay::handle_hello`].
+//! 2. Every later frame body: [`Relay::handle_frame`]. A link that ends:
+//!    [`Relay::handle_link_closed`].
 //! 3. After any input: [`Relay::poll_event`] until `None`, then [`Relay::poll_transmit`]
-//!    until `None`, delivering each frame to its [`Destination`].
+//!    until `None`, sending each frame to every link of its [`Destination`]
+//!    ([`Relay::links`]); a [`Transmit`] with `close_after` ends its link once sent.
 //! 4. At [`Relay::poll_timeout`], call [`Relay::handle_timeout`] and go to 3.
 //!
-//! Exchanges run in intervals. An interval fixes the online client set; a client joining
-//! makes the relay finish the exchanges in flight and open a new interval, a member leaving
-//! ends the interval at once. Slot owners resend cells of abandoned exchanges, so nothing
-//! that was sent is lost. The relay asks trustees up to `trustee_window` exchanges ahead of
-//! the last decoded one and clients up to `client_window` ahead.
+//! An interval runs over the clients connected when it opens: `IntervalOpen` and `Members`
+//! to the trustees, their `IntervalReady`, one `IntervalStart` to trustees and members alike,
+//! the trustees' confirmations, then to each member its `Confirmed` and any downstream
+//! records it missed, then exchanges. Clients joining make the relay finish the exchanges in
+//! flight and open a new interval (after `join_delay`, so joiners are batched); a member
+//! leaving ends the interval at once. Slot owners resend cells of abandoned exchanges, so
+//! nothing that was sent is lost.
 
 use heapless::{Deque, Vec};
 
-use crate::online::OnlineSet;
+use crate::bits::{self, bitmap_len, Bits};
+use crate::crypto::xor_into;
 use crate::schedule::Schedule;
 use crate::time::{Duration, Instant};
-use crate::wire::{self, CellRepr, IntervalRecord, Message, NodeRole, WireError, MAX_HISTORY};
-use crate::{cell_length_ok, MAX_CLIENTS, MAX_DOWNSTREAM, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
+use crate::transcript;
+use crate::wire::{
+    self, CellView, ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, Message, NodeRole,
+    OutputsView, Params, Record, Resume, WireError, MAX_FRAME_BODY, MAX_HISTORY,
+};
+use crate::{cell_length_ok, MAC_LEN, MAX_CLIENTS, MAX_DOWNSTREAM, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
 /// Relay parameters.
 #[derive(Debug, Clone, Copy)]
@@ -40,60 +48,153 @@ pub struct RelayConfig {
     pub trustees: u16,
     /// Number of pseudonym slots.
     pub slots: u16,
-    /// Cell length in bytes.
+    /// Base cell length (a newly reserved slot's cell).
     pub cell_len: usize,
-    /// Exchanges clients are asked ahead of the last decoded one.
-    pub client_window: u16,
-    /// Exchanges trustees are asked ahead of the last decoded one (at least `client_window`).
-    pub trustee_window: u16,
-    /// Largest downstream payload per exchange.
+    /// Longest cell an owner may ask for.
+    pub max_cell_len: usize,
+    /// Exchanges in flight ahead of the last decoded one.
+    pub window: u16,
+    /// Largest downstream payload per record.
     pub downstream_len: usize,
-    /// Clients that must be online before an interval opens.
+    /// Clients that must be connected before an interval opens.
     pub min_clients: u16,
     /// Longest pause between new exchanges while nothing is being sent; the pause grows
     /// from a sixteenth of this towards it while the net stays idle.
     pub idle_gap: Duration,
-    /// A peer that leaves an exchange unanswered this long is evicted.
+    /// A peer that leaves an exchange (or an interval's set-up) unanswered this long is
+    /// dropped.
     pub exchange_timeout: Duration,
+    /// How long a newly connected client waits before the running interval is ended to let
+    /// it in (joiners arriving meanwhile come along).
+    pub join_delay: Duration,
+    /// How long an already connected node has to answer a probe when a second process
+    /// says hello as the same node.
+    pub probe_timeout: Duration,
+    /// A reservation exchange runs at least every `period` exchanges.
+    pub period: u16,
+    /// Most slots one reservation exchange admits.
+    pub admit: u16,
+    /// Most slots reserved at once.
+    pub capacity: u16,
+    /// Bytes of downstream log kept for clients that reconnect.
+    pub log_len: usize,
     /// Number of the first interval (choose it so numbers are not reused across restarts).
     pub first_interval: u32,
+    /// This relay instance's identity (fresh randomness per start).
+    pub epoch: [u8; 16],
 }
 
+/// Bytes of a log entry header: seq, bytes after, tag, conn, data length.
+const LOG_HEADER: usize = 8 + 8 + 1 + 4 + 4;
+
 impl RelayConfig {
-    /// Longest frame the relay emits with these parameters.
-    pub const fn max_frame_len(&self) -> usize {
-        let data = if self.cell_len > self.downstream_len {
-            self.cell_len
+    /// Longest cell of any exchange (a long slot or a reservation bitmap).
+    pub const fn max_exchange_len(&self) -> usize {
+        let r = bitmap_len(self.slots as usize);
+        if r > self.max_cell_len {
+            r
         } else {
-            self.downstream_len
-        };
-        let data = data + 64;
-        if data > wire::MAX_CONTROL_FRAME {
-            data
-        } else {
-            wire::MAX_CONTROL_FRAME
+            self.max_cell_len
         }
     }
 
-    /// Storage the relay needs for these parameters.
-    pub const fn storage_len(&self) -> usize {
-        self.trustee_window as usize * self.cell_len + self.downstream_len
+    const fn output_stride(&self) -> usize {
+        2 + 1 + bitmap_len(self.slots as usize)
     }
+
+    const fn regions(&self) -> Regions {
+        let n = bitmap_len(self.clients as usize);
+        let w = self.window as usize;
+        let connected = n;
+        let online = connected + n;
+        let contrib = online + w * n;
+        let acc = contrib + w * self.max_exchange_len();
+        let table = acc + Schedule::table_len(self.capacity);
+        let outq = table + 2 * w * self.output_stride();
+        let outs = outq + wire::max_outputs_len(self.slots);
+        let down = outs + self.downstream_len;
+        let log = down + self.log_len;
+        Regions {
+            connected,
+            online,
+            contrib,
+            acc,
+            table,
+            outq,
+            outs,
+            down,
+            log,
+        }
+    }
+
+    /// Bytes of storage the relay needs.
+    pub const fn storage_len(&self) -> usize {
+        self.regions().log
+    }
+
+    /// Entries of peer storage the relay needs: every client, then every trustee.
+    pub const fn peers_len(&self) -> usize {
+        self.clients as usize + self.trustees as usize
+    }
+
+    /// Longest frame the relay emits with these parameters.
+    pub const fn max_frame_len(&self) -> usize {
+        wire::FRAME_HEADER_LEN + MAX_FRAME_BODY
+    }
+
+    /// Smallest frame limit a node must declare to take part in this group.
+    pub const fn min_node_frame(&self) -> usize {
+        let cell = wire::cell_frame_len(self.cell_len);
+        let reserve = wire::cell_frame_len(bitmap_len(self.slots as usize));
+        let start = 128
+            + bitmap_len(self.clients as usize)
+            + self.trustees as usize * NONCE_LEN
+            + MAX_HISTORY * 16;
+        let request = 64 + wire::max_outputs_len(self.slots) + 1;
+        let mut m = cell;
+        if reserve > m {
+            m = reserve;
+        }
+        if start > m {
+            m = start;
+        }
+        if request > m {
+            m = request;
+        }
+        m
+    }
+}
+
+/// Where each store region ends (each starts where the previous one ends).
+#[derive(Debug, Clone, Copy)]
+struct Regions {
+    connected: usize,
+    online: usize,
+    contrib: usize,
+    acc: usize,
+    table: usize,
+    outq: usize,
+    outs: usize,
+    down: usize,
+    log: usize,
 }
 
 /// Errors in the relay's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The cell length is outside the protocol limits.
+    /// A cell length is outside the protocol limits, or the maximum is below the base.
     CellLength,
     /// Client, trustee or slot count out of range.
     Counts,
-    /// A window is zero, above [`MAX_WINDOW`], or the client window exceeds the trustees'.
+    /// The window is zero or above [`MAX_WINDOW`].
     Window,
     /// The downstream length is zero or above [`MAX_DOWNSTREAM`].
     DownstreamLength,
-    /// The storage is smaller than [`RelayConfig::storage_len`].
+    /// Schedule parameters out of range (`period` ≥ 2, `admit` and `capacity` ≥ 1).
+    Schedule,
+    /// The storage is smaller than [`RelayConfig::storage_len`] or the peer storage than
+    /// [`RelayConfig::peers_len`].
     StorageTooSmall,
 }
 
@@ -102,8 +203,9 @@ impl core::fmt::Display for ConfigError {
         f.write_str(match self {
             ConfigError::CellLength => "cell length out of range",
             ConfigError::Counts => "client, trustee or slot count out of range",
-            ConfigError::Window => "bad window sizes",
-            ConfigError::DownstreamLength => "downstream length out of range",
+            ConfigError::Window => "window out of range (1 ..= 64)",
+            ConfigError::DownstreamLength => "downstream length out of range (1 ..= 65535)",
+            ConfigError::Schedule => "schedule parameters out of range",
             ConfigError::StorageTooSmall => "storage too small",
         })
     }
@@ -111,7 +213,7 @@ impl core::fmt::Display for ConfigError {
 
 impl core::error::Error for ConfigError {}
 
-/// A node connected to the relay.
+/// A node of the group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PeerId {
     /// Client by index.
@@ -129,7 +231,11 @@ impl core::fmt::Display for PeerId {
     }
 }
 
-/// Errors in a Hello.
+/// The shell's handle of one link (one TCP connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u64);
+
+/// Errors in a Hello; the relay says goodbye and closes the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HelloError {
@@ -141,8 +247,14 @@ pub enum HelloError {
     Version(u16),
     /// Another group or session.
     WrongGroup,
-    /// The index is not in the group.
-    UnknownIndex,
+    /// The Hello names another node than the one the link authenticated as.
+    WrongIdentity,
+    /// The node's frame limit is too small for this group.
+    FrameLimit(u32),
+    /// A client's presence proofs are missing or a trustee sent some.
+    Proofs,
+    /// Another process of this node is connected and answered a probe.
+    AlreadyConnected,
 }
 
 impl core::fmt::Display for HelloError {
@@ -152,14 +264,45 @@ impl core::fmt::Display for HelloError {
             HelloError::NotHello => f.write_str("first frame is not a hello"),
             HelloError::Version(v) => write!(f, "protocol version {v} not supported"),
             HelloError::WrongGroup => f.write_str("hello for another group or session"),
-            HelloError::UnknownIndex => f.write_str("node index not in the group"),
+            HelloError::WrongIdentity => {
+                f.write_str("hello names another node than the link's key")
+            }
+            HelloError::FrameLimit(n) => write!(f, "frame limit {n} too small for this group"),
+            HelloError::Proofs => f.write_str("presence proofs missing or malformed"),
+            HelloError::AlreadyConnected => {
+                f.write_str("another process of this node is already connected")
+            }
         }
     }
 }
 
 impl core::error::Error for HelloError {}
 
-/// Errors caused by a peer's frame; the peer should be dropped.
+impl HelloError {
+    fn goodbye(&self) -> GoodbyeReason {
+        match self {
+            HelloError::Version(_) => GoodbyeReason::Version,
+            HelloError::WrongGroup => GoodbyeReason::WrongGroup,
+            HelloError::WrongIdentity => GoodbyeReason::WrongIdentity,
+            HelloError::FrameLimit(_) => GoodbyeReason::FrameLimit,
+            HelloError::AlreadyConnected => GoodbyeReason::AlreadyConnected,
+            _ => GoodbyeReason::ProtocolError,
+        }
+    }
+}
+
+/// What became of a valid Hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum HelloOutcome {
+    /// The link now belongs to its peer.
+    Admitted,
+    /// The peer is connected on another link; that link is being probed, and this one is
+    /// admitted or refused by the answer (or its absence).
+    Probing,
+}
+
+/// Errors caused by a peer's frame; the relay says goodbye and closes the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PeerError {
@@ -177,6 +320,8 @@ pub enum PeerError {
     CellLength(usize),
     /// A client that is not part of the current interval.
     NotMember,
+    /// A trustee's members or confirmations out of order.
+    BadConfirm,
 }
 
 impl core::fmt::Display for PeerError {
@@ -191,6 +336,7 @@ impl core::fmt::Display for PeerError {
             PeerError::Duplicate(e) => write!(f, "second cell for exchange {e}"),
             PeerError::CellLength(n) => write!(f, "cell of {n} bytes, wrong length"),
             PeerError::NotMember => f.write_str("client is not in the current interval"),
+            PeerError::BadConfirm => f.write_str("confirmations out of order"),
         }
     }
 }
@@ -206,10 +352,14 @@ impl From<WireError> for PeerError {
 /// Who receives a frame from [`Relay::poll_transmit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Destination {
+    /// One link.
+    Link(LinkId),
     /// Every trustee.
     Trustees,
-    /// Every client in the set.
-    Clients(OnlineSet),
+    /// Every client of the current interval.
+    Members,
+    /// Every trustee and every client of the current interval (byte-identical to all).
+    TrusteesAndMembers,
 }
 
 /// A frame ready to send.
@@ -220,6 +370,8 @@ pub struct Transmit {
     pub destination: Destination,
     /// Length of the frame written to the output buffer.
     pub len: usize,
+    /// Close the link once this frame is sent (a goodbye).
+    pub close_after: bool,
 }
 
 /// What the relay reports to its shell.
@@ -229,8 +381,8 @@ pub enum RelayEvent<'a> {
     /// Decoded upstream bytes for `conn`, in order.
     Upstream {
         /// The connection.
-        conn: u32,
-        /// First cell of the connection: open it at the exit (anew if it exists).
+        conn: ConnId,
+        /// First record of the connection: open it at the exit (anew if it exists).
         open: bool,
         /// The bytes; empty only when `open`.
         data: &'a [u8],
@@ -238,7 +390,7 @@ pub enum RelayEvent<'a> {
     /// The slot owner finished sending on `conn` (like a TCP FIN).
     Close {
         /// The connection.
-        conn: u32,
+        conn: ConnId,
     },
     /// An exchange decoded to something that is not a valid cell (a disruption).
     Garbled {
@@ -261,10 +413,34 @@ pub enum RelayEvent<'a> {
         /// Exchanges decoded.
         done: u64,
     },
-    /// A peer left an exchange unanswered too long; drop its link.
-    Evict {
+    /// A peer's link was ended by the relay (a goodbye is on its way).
+    Dropped {
         /// The peer.
         peer: PeerId,
+        /// Why.
+        reason: GoodbyeReason,
+    },
+    /// A peer joined (its Hello was admitted).
+    Joined {
+        /// The peer.
+        peer: PeerId,
+    },
+}
+
+/// A downstream chunk from the exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownChunk {
+    /// `len` bytes for `conn`, written to the start of the buffer.
+    Data {
+        /// The connection.
+        conn: ConnId,
+        /// Bytes written (at least 1).
+        len: usize,
+    },
+    /// The exit's side of `conn` ended.
+    Close {
+        /// The connection.
+        conn: ConnId,
     },
 }
 
@@ -272,8 +448,8 @@ pub enum RelayEvent<'a> {
 pub trait Downstream {
     /// Whether any bytes or closes are waiting.
     fn has_data(&self) -> bool;
-    /// Writes the next bytes of one connection into `buf`; `(conn, 0)` reports a close.
-    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<(u32, usize)>;
+    /// Writes the next bytes of one connection into `buf`, or reports a close.
+    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<DownChunk>;
 }
 
 /// A [`Downstream`] with nothing to send.
@@ -284,9 +460,77 @@ impl Downstream for NoDownstream {
     fn has_data(&self) -> bool {
         false
     }
-    fn next_chunk(&mut self, _buf: &mut [u8]) -> Option<(u32, usize)> {
+    fn next_chunk(&mut self, _buf: &mut [u8]) -> Option<DownChunk> {
         None
     }
+}
+
+/// What the relay is waiting for before the next interval can open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Waiting {
+    /// Nothing: an interval is running.
+    Nothing,
+    /// Trustees still to connect.
+    Trustees {
+        /// Connected now.
+        connected: usize,
+        /// In the group.
+        needed: usize,
+    },
+    /// Clients still to connect.
+    Clients {
+        /// Connected now.
+        connected: usize,
+        /// The relay's minimum.
+        needed: usize,
+    },
+    /// An interval is being set up with the trustees.
+    SettingUp,
+}
+
+/// One node's state at the relay.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    link: Option<LinkId>,
+    nonce: [u8; NONCE_LEN],
+    proofs: [[u8; MAC_LEN]; MAX_TRUSTEES],
+    confirms: [[u8; MAC_LEN]; MAX_TRUSTEES],
+    max_frame: u32,
+    /// Last downstream record this client holds, if the relay knows (same epoch).
+    seq: Option<u64>,
+    replay_limit: u32,
+    /// A second link that said hello as this peer, waiting for the probe's outcome.
+    pending: Option<PendingHello>,
+    /// When this client connected without being in the running interval.
+    waiting_since: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingHello {
+    link: LinkId,
+    nonce: [u8; NONCE_LEN],
+    proofs: [[u8; MAC_LEN]; MAX_TRUSTEES],
+    max_frame: u32,
+    resume: Option<Resume>,
+    probe: u64,
+    deadline: Instant,
+    probe_sent: bool,
+}
+
+impl Peer {
+    /// An unconnected peer (to fill storage with).
+    pub const EMPTY: Peer = Peer {
+        link: None,
+        nonce: [0; NONCE_LEN],
+        proofs: [[0; MAC_LEN]; MAX_TRUSTEES],
+        confirms: [[0; MAC_LEN]; MAX_TRUSTEES],
+        max_frame: 0,
+        seq: None,
+        replay_limit: 0,
+        pending: None,
+        waiting_since: None,
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,14 +542,30 @@ enum Stop {
 }
 
 #[derive(Debug, Clone, Copy)]
+struct SlotMeta {
+    kind: Kind,
+    issued: Instant,
+    trustees: u32,
+    clients: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum PendingDown {
+    None,
+    Data { conn: ConnId, len: usize },
+    Close { conn: ConnId },
+}
+
+#[derive(Debug, Clone, Copy)]
 struct Running {
     interval: u32,
-    online: OnlineSet,
-    start_pending: bool,
-    next_trustee: u64,
-    next_client: u64,
+    members: u32,
+    next: u64,
     done: u64,
     stop: Option<Stop>,
+    schedule: Schedule,
+    /// A client request to send right after the trustee request of the same exchange.
+    client_pending: Option<(u64, Kind, usize, PendingDown)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -313,118 +573,252 @@ enum Phase {
     Waiting,
     Opening {
         interval: u32,
-        online: OnlineSet,
-        open_pending: bool,
+        members: u32,
+        open_sent: bool,
+        sent: [u32; MAX_TRUSTEES],
+        scan: [usize; MAX_TRUSTEES],
         ready: u32,
         since: Instant,
+    },
+    Starting {
+        interval: u32,
+        members: u32,
+        start_pending: bool,
+        got: [u32; MAX_TRUSTEES],
+        scan: [usize; MAX_TRUSTEES],
+        since: Instant,
+    },
+    Confirming {
+        interval: u32,
+        members: u32,
+        scan: usize,
+        replay: Option<(u16, u64)>,
     },
     Running(Running),
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Slot {
-    clients: OnlineSet,
-    trustees: u32,
-    issued: Instant,
-    slot: u16,
+/// Record cursor over a decoded cell: ring index, next offset, end of records.
+#[derive(Debug, Clone, Copy)]
+struct Decoding {
+    at: usize,
+    end: usize,
 }
 
 /// Relay state machine.
-pub struct Relay<B> {
+pub struct Relay<P, B> {
     cfg: RelayConfig,
-    schedule: Schedule,
+    regions: Regions,
+    peers: P,
     store: B,
-    ring: Vec<Slot, MAX_WINDOW>,
+    meta: Vec<SlotMeta, MAX_WINDOW>,
     nonces: [[u8; NONCE_LEN]; MAX_TRUSTEES],
-    client_nonces: [[u8; NONCE_LEN]; MAX_CLIENTS],
-    clients: OnlineSet,
     trustees: u32,
     all_trustees: u32,
+    connected: usize,
     phase: Phase,
+    params: Params,
     next_interval: u32,
     history: Deque<IntervalRecord, MAX_HISTORY>,
-    events: Deque<RelayEvent<'static>, { MAX_CLIENTS + MAX_TRUSTEES + 8 }>,
+    events: Deque<RelayEvent<'static>, 64>,
+    goodbyes: Deque<(LinkId, GoodbyeReason), 64>,
+    /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
+    unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
+    outq_head: usize,
+    outq_len: usize,
+    head: Head,
+    log: crate::ring::Ring,
+    oldest: u64,
+    decoding: Option<Decoding>,
+    decoded_slot: u16,
     idle: bool,
     gap: Duration,
     last_issue: Instant,
+    probe_counter: u64,
     stale_cells: u64,
     decoded: u64,
 }
 
-impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
-    /// Creates a relay; `storage` must hold [`RelayConfig::storage_len`] bytes.
-    pub fn new(cfg: RelayConfig, storage: B) -> Result<Self, ConfigError> {
-        if !cell_length_ok(cfg.cell_len) {
+fn log_entry_len(b: &[u8]) -> usize {
+    LOG_HEADER + u32::from_be_bytes([b[21], b[22], b[23], b[24]]) as usize
+}
+
+impl<P, B> Relay<P, B>
+where
+    P: AsMut<[Peer]> + AsRef<[Peer]>,
+    B: AsMut<[u8]> + AsRef<[u8]>,
+{
+    /// Creates a relay; `peers` needs [`RelayConfig::peers_len`] entries and `storage`
+    /// [`RelayConfig::storage_len`] bytes.
+    pub fn new(cfg: RelayConfig, peers: P, storage: B) -> Result<Self, ConfigError> {
+        if !cell_length_ok(cfg.cell_len)
+            || cfg.max_cell_len < cfg.cell_len
+            || cfg.max_cell_len > crate::MAX_CELL_LENGTH
+        {
             return Err(ConfigError::CellLength);
         }
-        let (c, t, s) = (
-            usize::from(cfg.clients),
-            usize::from(cfg.trustees),
-            cfg.slots,
-        );
-        if c == 0 || c > MAX_CLIENTS || t == 0 || t > MAX_TRUSTEES || s == 0 {
+        let (c, t) = (usize::from(cfg.clients), usize::from(cfg.trustees));
+        if c == 0 || c > MAX_CLIENTS || t == 0 || t > MAX_TRUSTEES || cfg.slots == 0 {
             return Err(ConfigError::Counts);
         }
-        if cfg.client_window == 0
-            || cfg.client_window > cfg.trustee_window
-            || usize::from(cfg.trustee_window) > MAX_WINDOW
-        {
+        if cfg.window == 0 || usize::from(cfg.window) > MAX_WINDOW {
             return Err(ConfigError::Window);
         }
         if cfg.downstream_len == 0 || cfg.downstream_len > MAX_DOWNSTREAM {
             return Err(ConfigError::DownstreamLength);
         }
-        if storage.as_ref().len() < cfg.storage_len() {
+        if cfg.period < 2 || cfg.admit == 0 || cfg.capacity == 0 {
+            return Err(ConfigError::Schedule);
+        }
+        if storage.as_ref().len() < cfg.storage_len() || peers.as_ref().len() < cfg.peers_len() {
             return Err(ConfigError::StorageTooSmall);
         }
-        let mut ring = Vec::new();
-        for _ in 0..cfg.trustee_window {
-            // trustee_window <= MAX_WINDOW, checked above.
-            let _ = ring.push(Slot::default());
+        let mut meta = Vec::new();
+        for _ in 0..cfg.window {
+            // window <= MAX_WINDOW, checked above.
+            let _ = meta.push(SlotMeta {
+                kind: Kind::Reserve,
+                issued: Instant::default(),
+                trustees: 0,
+                clients: 0,
+            });
         }
-        Ok(Relay {
-            schedule: Schedule::round_robin(s).ok_or(ConfigError::Counts)?,
+        let mut relay = Relay {
+            regions: cfg.regions(),
+            peers,
             store: storage,
-            ring,
+            meta,
             nonces: [[0; NONCE_LEN]; MAX_TRUSTEES],
-            client_nonces: [[0; NONCE_LEN]; MAX_CLIENTS],
-            clients: OnlineSet::new(),
             trustees: 0,
             // t <= MAX_TRUSTEES = 16, so the shift cannot overflow.
             all_trustees: (1u32 << t) - 1,
+            connected: 0,
             phase: Phase::Waiting,
+            params: Params {
+                base_len: cfg.cell_len as u32,
+                max_len: cfg.max_cell_len as u32,
+                downstream_len: cfg.downstream_len as u32,
+                period: cfg.period,
+                admit: cfg.admit,
+                capacity: cfg.capacity.min(cfg.slots),
+            },
             next_interval: cfg.first_interval,
             history: Deque::new(),
             events: Deque::new(),
+            goodbyes: Deque::new(),
+            unreported: Deque::new(),
+            outq_head: 0,
+            outq_len: 0,
+            head: transcript::genesis(&cfg.epoch),
+            log: crate::ring::Ring::new(),
+            oldest: 1,
+            decoding: None,
+            decoded_slot: 0,
             idle: true,
             gap: Duration::default(),
             last_issue: Instant::default(),
+            probe_counter: 0,
             stale_cells: 0,
             decoded: 0,
             cfg,
-        })
+        };
+        for p in relay.peers.as_mut()[..cfg.peers_len()].iter_mut() {
+            *p = Peer::EMPTY;
+        }
+        relay.store.as_mut()[..relay.regions.online].fill(0);
+        Ok(relay)
     }
 
-    /// Clients currently connected.
-    pub fn connected_clients(&self) -> OnlineSet {
-        self.clients
+    fn peer_index(&self, peer: PeerId) -> Option<usize> {
+        match peer {
+            PeerId::Client(i) if i < self.cfg.clients => Some(usize::from(i)),
+            PeerId::Trustee(j) if j < self.cfg.trustees => {
+                Some(usize::from(self.cfg.clients) + usize::from(j))
+            }
+            _ => None,
+        }
     }
 
-    /// Number of trustees in the group.
-    pub fn trustee_count(&self) -> u16 {
-        self.cfg.trustees
+    fn peer(&self, peer: PeerId) -> Option<&Peer> {
+        self.peer_index(peer).map(|i| &self.peers.as_ref()[i])
     }
 
-    /// Number of trustees currently connected.
+    fn peer_mut(&mut self, peer: PeerId) -> Option<&mut Peer> {
+        let i = self.peer_index(peer)?;
+        Some(&mut self.peers.as_mut()[i])
+    }
+
+    /// The link a peer is connected on, if any.
+    pub fn link_of(&self, peer: PeerId) -> Option<LinkId> {
+        self.peer(peer).and_then(|p| p.link)
+    }
+
+    /// Every link a frame for `destination` goes to.
+    pub fn links(&self, destination: Destination) -> impl Iterator<Item = LinkId> + '_ {
+        let (trustees, members, one) = match destination {
+            Destination::Link(l) => (false, false, Some(l)),
+            Destination::Trustees => (true, false, None),
+            Destination::Members => (false, true, None),
+            Destination::TrusteesAndMembers => (true, true, None),
+        };
+        let n = usize::from(self.cfg.clients);
+        let online = &self.store.as_ref()[self.regions.connected..self.regions.online];
+        let peers = self.peers.as_ref();
+        let t = (0..usize::from(self.cfg.trustees))
+            .filter(move |_| trustees)
+            .filter_map(move |j| peers[n + j].link);
+        let m = Bits::new_checked(online, n)
+            .ok()
+            .filter(|_| members)
+            .into_iter()
+            .flat_map(|b| b.iter())
+            .filter_map(move |i| peers[i].link);
+        one.into_iter().chain(t).chain(m)
+    }
+
+    /// Clients connected now.
+    pub fn connected_clients(&self) -> usize {
+        self.connected
+    }
+
+    /// Number of trustees connected now.
     pub fn connected_trustees(&self) -> usize {
         self.trustees.count_ones() as usize
     }
 
-    /// The running interval and its online set.
-    pub fn interval(&self) -> Option<(u32, OnlineSet)> {
+    /// The running interval and its number of clients.
+    pub fn interval(&self) -> Option<(u32, usize)> {
         match self.phase {
-            Phase::Running(r) => Some((r.interval, r.online)),
+            Phase::Running(r) => Some((r.interval, r.members as usize)),
             _ => None,
+        }
+    }
+
+    /// Slots reserved in the running interval.
+    pub fn reserved_slots(&self) -> usize {
+        match self.phase {
+            Phase::Running(r) => r.schedule.reserved(),
+            _ => 0,
+        }
+    }
+
+    /// What the relay is waiting for, for status lines.
+    pub fn waiting_for(&self) -> Waiting {
+        match self.phase {
+            Phase::Running(_) => Waiting::Nothing,
+            Phase::Waiting => {
+                if self.trustees != self.all_trustees {
+                    Waiting::Trustees {
+                        connected: self.connected_trustees(),
+                        needed: usize::from(self.cfg.trustees),
+                    }
+                } else {
+                    Waiting::Clients {
+                        connected: self.connected,
+                        needed: usize::from(self.cfg.min_clients.max(1)),
+                    }
+                }
+            }
+            _ => Waiting::SettingUp,
         }
     }
 
@@ -438,12 +832,74 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         self.decoded
     }
 
-    /// Checks a link's first frame body without changing any state.
-    pub fn check_hello(&self, body: &[u8]) -> Result<PeerId, HelloError> {
-        self.parse_hello(body).map(|(peer, _)| peer)
+    /// The downstream log's head.
+    pub fn downstream_head(&self) -> Head {
+        self.head
     }
 
-    fn parse_hello(&self, body: &[u8]) -> Result<(PeerId, [u8; NONCE_LEN]), HelloError> {
+    fn say_goodbye(&mut self, link: LinkId, reason: GoodbyeReason) {
+        if self.goodbyes.is_full() {
+            self.goodbyes.pop_front();
+        }
+        let _ = self.goodbyes.push_back((link, reason));
+    }
+
+    fn push_event(&mut self, e: RelayEvent<'static>) {
+        if self.events.is_full() {
+            self.events.pop_front();
+        }
+        let _ = self.events.push_back(e);
+    }
+
+    /// Handles a link's first frame body; `peer` is who the link authenticated as.
+    ///
+    /// On an error the relay has queued a goodbye for the link and closes it.
+    pub fn handle_hello(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        peer: PeerId,
+        body: &[u8],
+    ) -> Result<HelloOutcome, HelloError> {
+        let result = self.check_hello(peer, body);
+        let hello = match result {
+            Ok(h) => h,
+            Err(e) => {
+                self.say_goodbye(link, e.goodbye());
+                return Err(e);
+            }
+        };
+        let Some(existing) = self.peer(peer).copied() else {
+            self.say_goodbye(link, GoodbyeReason::WrongIdentity);
+            return Err(HelloError::WrongIdentity);
+        };
+        if existing.link.is_some() {
+            if existing.pending.is_some() {
+                self.say_goodbye(link, GoodbyeReason::AlreadyConnected);
+                return Err(HelloError::AlreadyConnected);
+            }
+            self.probe_counter = self.probe_counter.wrapping_add(1);
+            let probe = self.probe_counter;
+            let deadline = now + self.cfg.probe_timeout;
+            if let Some(p) = self.peer_mut(peer) {
+                p.pending = Some(PendingHello {
+                    link,
+                    nonce: hello.nonce,
+                    proofs: hello.proofs,
+                    max_frame: hello.max_frame,
+                    resume: hello.resume,
+                    probe,
+                    deadline,
+                    probe_sent: false,
+                });
+            }
+            return Ok(HelloOutcome::Probing);
+        }
+        self.admit(now, link, peer, &hello);
+        Ok(HelloOutcome::Admitted)
+    }
+
+    fn check_hello(&self, peer: PeerId, body: &[u8]) -> Result<ParsedHello, HelloError> {
         let Message::Hello {
             version,
             group_id,
@@ -451,6 +907,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
             role,
             index,
             nonce,
+            max_frame,
+            resume,
+            proofs,
         } = Message::parse(body).map_err(HelloError::Wire)?
         else {
             return Err(HelloError::NotHello);
@@ -461,41 +920,123 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         if group_id != self.cfg.group_id || session_id != self.cfg.session_id {
             return Err(HelloError::WrongGroup);
         }
-        match role {
-            NodeRole::Client if index < self.cfg.clients => Ok((PeerId::Client(index), nonce)),
-            NodeRole::Trustee if index < self.cfg.trustees => Ok((PeerId::Trustee(index), nonce)),
-            _ => Err(HelloError::UnknownIndex),
+        let named = match role {
+            NodeRole::Client => PeerId::Client(index),
+            NodeRole::Trustee => PeerId::Trustee(index),
+        };
+        if named != peer || self.peer_index(peer).is_none() {
+            return Err(HelloError::WrongIdentity);
         }
+        if (max_frame as usize) < self.cfg.min_node_frame() || max_frame as usize > MAX_FRAME_BODY
+        {
+            return Err(HelloError::FrameLimit(max_frame));
+        }
+        let t = usize::from(self.cfg.trustees);
+        let mut parsed = ParsedHello {
+            nonce,
+            proofs: [[0; MAC_LEN]; MAX_TRUSTEES],
+            max_frame,
+            resume,
+        };
+        match role {
+            NodeRole::Client => {
+                if proofs.len() != t * MAC_LEN {
+                    return Err(HelloError::Proofs);
+                }
+                for (dst, src) in parsed.proofs.iter_mut().zip(proofs.chunks_exact(MAC_LEN)) {
+                    dst.copy_from_slice(src);
+                }
+            }
+            NodeRole::Trustee => {
+                if !proofs.is_empty() {
+                    return Err(HelloError::Proofs);
+                }
+                parsed.resume = None;
+            }
+        }
+        Ok(parsed)
     }
 
-    /// Checks a link's first frame body and marks the peer connected.
-    pub fn handle_hello(&mut self, now: Instant, body: &[u8]) -> Result<PeerId, HelloError> {
-        let (peer, nonce) = self.parse_hello(body)?;
-        // A peer that reconnects replaces its old link.
-        self.handle_disconnected(now, peer);
+    fn admit(&mut self, now: Instant, link: LinkId, peer: PeerId, hello: &ParsedHello) {
+        let epoch = self.cfg.epoch;
+        let running_member = match (peer, self.phase) {
+            (PeerId::Client(i), Phase::Running(_)) => {
+                bits::test(self.online_bits(), usize::from(i))
+            }
+            _ => false,
+        };
+        if let Some(p) = self.peer_mut(peer) {
+            p.link = Some(link);
+            p.nonce = hello.nonce;
+            p.proofs = hello.proofs;
+            p.max_frame = hello.max_frame;
+            p.seq = hello.resume.filter(|r| r.epoch == epoch).map(|r| r.seq);
+            p.replay_limit = hello.resume.map_or(0, |r| r.limit);
+            p.pending = None;
+            p.waiting_since = (!running_member).then_some(now);
+        }
         match peer {
             PeerId::Client(i) => {
-                self.clients.insert(usize::from(i));
-                self.client_nonces[usize::from(i)] = nonce;
+                let conn = &mut self.store.as_mut()[..self.regions.connected];
+                if bits::set(conn, usize::from(i)) {
+                    self.connected = bits::count(conn);
+                }
             }
-            PeerId::Trustee(i) => self.trustees |= 1 << i,
+            PeerId::Trustee(j) => self.trustees |= 1 << j,
         }
+        self.push_event(RelayEvent::Joined { peer });
         self.advance(now);
-        Ok(peer)
     }
 
-    /// A peer's link is gone.
-    pub fn handle_disconnected(&mut self, now: Instant, peer: PeerId) {
+    fn online_bits(&self) -> &[u8] {
+        &self.store.as_ref()[self.regions.connected..self.regions.online]
+    }
+
+    /// A link ended. Frames of a link that is no longer its peer's are ignored.
+    pub fn handle_link_closed(&mut self, now: Instant, link: LinkId, peer: PeerId) {
+        let Some(p) = self.peer(peer).copied() else {
+            return;
+        };
+        if let Some(pending) = p.pending {
+            if pending.link == link {
+                if let Some(p) = self.peer_mut(peer) {
+                    p.pending = None;
+                }
+                return;
+            }
+        }
+        if p.link != Some(link) {
+            return;
+        }
+        self.disconnect(now, peer);
+        // A second process was waiting for this one to go: it takes over now.
+        if let Some(pending) = p.pending {
+            let hello = ParsedHello {
+                nonce: pending.nonce,
+                proofs: pending.proofs,
+                max_frame: pending.max_frame,
+                resume: pending.resume,
+            };
+            self.admit(now, pending.link, peer, &hello);
+        }
+    }
+
+    fn disconnect(&mut self, now: Instant, peer: PeerId) {
+        if let Some(p) = self.peer_mut(peer) {
+            p.link = None;
+            p.waiting_since = None;
+        }
         let member = match peer {
             PeerId::Client(i) => {
                 let i = usize::from(i);
-                let was = self.clients.contains(i);
-                self.clients.remove(i);
-                was && self.online().is_some_and(|o| o.contains(i))
+                let conn = &mut self.store.as_mut()[..self.regions.connected];
+                bits::clear(conn, i);
+                self.connected = bits::count(conn);
+                !matches!(self.phase, Phase::Waiting) && bits::test(self.online_bits(), i)
             }
-            PeerId::Trustee(i) => {
-                let was = self.trustees & (1 << i) != 0;
-                self.trustees &= !(1 << i);
+            PeerId::Trustee(j) => {
+                let was = self.trustees & (1 << j) != 0;
+                self.trustees &= !(1 << j);
                 was
             }
         };
@@ -505,107 +1046,39 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         self.advance(now);
     }
 
-    fn online(&self) -> Option<OnlineSet> {
-        match self.phase {
-            Phase::Waiting => None,
-            Phase::Opening { online, .. } => Some(online),
-            Phase::Running(r) => Some(r.online),
+    /// Ends a peer's link with a goodbye (for example one that does not read its link).
+    pub fn drop_peer(&mut self, now: Instant, peer: PeerId, reason: GoodbyeReason) {
+        if let Some(link) = self.link_of(peer) {
+            self.say_goodbye(link, reason);
+            self.push_event(RelayEvent::Dropped { peer, reason });
+            self.disconnect(now, peer);
         }
     }
 
-    /// Ends the current interval without waiting for the exchanges in flight.
-    fn abort(&mut self) {
-        match self.phase {
-            Phase::Waiting => {}
-            // No exchange ran, so there is nothing for clients to settle.
-            Phase::Opening { .. } => self.phase = Phase::Waiting,
-            Phase::Running(mut r) => {
-                if matches!(r.stop, Some(Stop::Abort { .. })) {
-                    return;
-                }
-                // Exchanges already complete are still reported.
-                let mut end_at = r.done;
-                while end_at < r.next_trustee && self.complete(&r, end_at) {
-                    end_at += 1;
-                }
-                r.stop = Some(Stop::Abort { end_at });
-                self.phase = Phase::Running(r);
-            }
-        }
-    }
-
-    fn complete(&self, r: &Running, exchange: u64) -> bool {
-        let s = &self.ring[(exchange % u64::from(self.cfg.trustee_window)) as usize];
-        s.trustees == self.all_trustees && r.online.is_subset(&s.clients)
-    }
-
-    fn end_interval(&mut self, interval: u32, done: u64) {
-        if self.history.is_full() {
-            self.history.pop_front();
-        }
-        let _ = self.history.push_back(IntervalRecord { interval, done });
-        self.push_event(RelayEvent::IntervalEnded { interval, done });
-        self.phase = Phase::Waiting;
-    }
-
-    fn push_event(&mut self, e: RelayEvent<'static>) {
-        if self.events.is_full() {
-            self.events.pop_front();
-        }
-        let _ = self.events.push_back(e);
-    }
-
-    /// Moves between phases as connections and progress allow.
-    fn advance(&mut self, now: Instant) {
-        loop {
-            match self.phase {
-                Phase::Waiting => {
-                    if self.trustees == self.all_trustees
-                        && self.clients.len() >= usize::from(self.cfg.min_clients.max(1))
-                    {
-                        let interval = self.next_interval;
-                        self.next_interval = self.next_interval.wrapping_add(1);
-                        self.phase = Phase::Opening {
-                            interval,
-                            online: self.clients,
-                            open_pending: true,
-                            ready: 0,
-                            since: now,
-                        };
-                    }
-                    return;
-                }
-                Phase::Opening { .. } => return,
-                Phase::Running(mut r) => {
-                    match r.stop {
-                        None if !self.clients.is_subset(&r.online) => {
-                            r.stop = Some(Stop::Drain);
-                            self.phase = Phase::Running(r);
-                        }
-                        Some(Stop::Drain) if r.done == r.next_trustee => {
-                            self.end_interval(r.interval, r.done);
-                            continue;
-                        }
-                        Some(Stop::Abort { end_at }) if r.done >= end_at => {
-                            self.end_interval(r.interval, r.done);
-                            continue;
-                        }
-                        _ => {}
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Handles a frame body from a connected peer.
+    /// Handles a frame body from a peer's link.
+    ///
+    /// On an error the relay has queued a goodbye and ended the peer's link.
     pub fn handle_frame(
         &mut self,
         now: Instant,
+        link: LinkId,
         peer: PeerId,
         body: &[u8],
     ) -> Result<(), PeerError> {
-        let result = self.handle_message(now, peer, Message::parse(body)?);
+        let Some(p) = self.peer(peer).copied() else {
+            return Ok(());
+        };
+        if p.link != Some(link) {
+            // A replaced or pending link: nothing it says counts.
+            return Ok(());
+        }
+        let result = Message::parse(body)
+            .map_err(PeerError::from)
+            .and_then(|msg| self.handle_message(now, peer, &p, msg));
+        if result.is_err() {
+            self.say_goodbye(link, GoodbyeReason::ProtocolError);
+            self.disconnect(now, peer);
+        }
         self.advance(now);
         result
     }
@@ -614,80 +1087,181 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         &mut self,
         now: Instant,
         peer: PeerId,
+        p: &Peer,
         msg: Message<'_>,
     ) -> Result<(), PeerError> {
         match (peer, msg) {
-            (PeerId::Trustee(t), Message::IntervalReady { interval, nonce }) => {
-                let Phase::Opening {
-                    interval: cur,
-                    online,
-                    open_pending: false,
-                    mut ready,
-                    since,
-                } = self.phase
-                else {
-                    return if self.is_past(interval) {
-                        Ok(())
-                    } else {
-                        Err(PeerError::Unexpected)
-                    };
-                };
-                if cur != interval {
-                    return if self.is_past(interval) {
-                        Ok(())
-                    } else {
-                        Err(PeerError::Unexpected)
-                    };
+            (_, Message::ProbeReply { nonce }) => {
+                if let Some(pending) = p.pending {
+                    if pending.probe == nonce {
+                        // The connected process is alive: the newcomer is refused.
+                        self.say_goodbye(pending.link, GoodbyeReason::AlreadyConnected);
+                        if let Some(p) = self.peer_mut(peer) {
+                            p.pending = None;
+                        }
+                    }
                 }
-                if ready & (1 << t) != 0 {
-                    return Err(PeerError::Unexpected);
-                }
-                ready |= 1 << t;
-                self.nonces[usize::from(t)] = nonce;
-                if ready != self.all_trustees {
-                    self.phase = Phase::Opening {
-                        interval,
-                        online,
-                        open_pending: false,
-                        ready,
-                        since,
-                    };
-                    return Ok(());
-                }
-                self.phase = Phase::Running(Running {
-                    interval,
-                    online,
-                    start_pending: true,
-                    next_trustee: 0,
-                    next_client: 0,
-                    done: 0,
-                    stop: None,
-                });
-                self.idle = false;
-                self.gap = Duration::default();
-                self.last_issue = now;
-                self.push_event(RelayEvent::IntervalStarted {
-                    interval,
-                    clients: online.len(),
-                });
                 Ok(())
             }
-            (
-                _,
-                Message::Cell {
-                    interval,
-                    exchange,
-                    cell,
-                },
-            ) => self.handle_cell(peer, interval, exchange, cell),
+            (PeerId::Trustee(t), Message::IntervalReady { interval, nonce }) => {
+                self.on_ready(now, t, interval, nonce)
+            }
+            (PeerId::Trustee(t), Message::Confirm {
+                interval,
+                first,
+                macs,
+            }) => self.on_confirm(t, interval, first, macs),
+            (_, Message::Cell {
+                interval,
+                exchange,
+                cell,
+            }) => self.on_cell(peer, interval, exchange, cell),
             _ => Err(PeerError::Unexpected),
         }
+    }
+
+    fn on_ready(
+        &mut self,
+        now: Instant,
+        t: u16,
+        interval: u32,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<(), PeerError> {
+        let Phase::Opening {
+            interval: cur,
+            members,
+            sent,
+            mut ready,
+            ..
+        } = self.phase
+        else {
+            return if self.is_past(interval) {
+                Ok(())
+            } else {
+                Err(PeerError::Unexpected)
+            };
+        };
+        if cur != interval {
+            return if self.is_past(interval) {
+                Ok(())
+            } else {
+                Err(PeerError::Unexpected)
+            };
+        }
+        if ready & (1 << t) != 0 || sent[usize::from(t)] != members {
+            return Err(PeerError::Unexpected);
+        }
+        ready |= 1 << t;
+        self.nonces[usize::from(t)] = nonce;
+        if let Phase::Opening { ready: r, .. } = &mut self.phase {
+            *r = ready;
+        }
+        if ready == self.all_trustees {
+            self.params = self.interval_params();
+            self.phase = Phase::Starting {
+                interval,
+                members,
+                start_pending: true,
+                got: [0; MAX_TRUSTEES],
+                scan: [0; MAX_TRUSTEES],
+                since: now,
+            };
+        }
+        Ok(())
+    }
+
+    /// Parameters of the interval about to start: the configured ones, lowered to what
+    /// every member's frame limit allows.
+    fn interval_params(&self) -> Params {
+        let mut frame = MAX_FRAME_BODY;
+        let peers = self.peers.as_ref();
+        let n = usize::from(self.cfg.clients);
+        let online = self.online_bits();
+        for i in Bits::new_checked(online, n).into_iter().flat_map(|b| b.iter()) {
+            frame = frame.min(peers[i].max_frame as usize);
+        }
+        for j in 0..usize::from(self.cfg.trustees) {
+            frame = frame.min(peers[n + j].max_frame as usize);
+        }
+        let cell_room = frame.saturating_sub(wire::cell_frame_len(0) - wire::FRAME_HEADER_LEN);
+        let down_room = frame.saturating_sub(64 + wire::max_outputs_len(self.cfg.slots));
+        Params {
+            base_len: self.cfg.cell_len as u32,
+            max_len: self.cfg.max_cell_len.min(cell_room).max(self.cfg.cell_len) as u32,
+            downstream_len: self.cfg.downstream_len.min(down_room).max(1) as u32,
+            period: self.cfg.period,
+            admit: self.cfg.admit,
+            capacity: self.cfg.capacity.min(self.cfg.slots),
+        }
+    }
+
+    fn on_confirm(&mut self, t: u16, interval: u32, first: u32, macs: &[u8]) -> Result<(), PeerError> {
+        let Phase::Starting {
+            interval: cur,
+            members,
+            start_pending: false,
+            mut got,
+            mut scan,
+            ..
+        } = self.phase
+        else {
+            return if self.is_past(interval) {
+                Ok(())
+            } else {
+                Err(PeerError::Unexpected)
+            };
+        };
+        if interval != cur {
+            return if self.is_past(interval) {
+                Ok(())
+            } else {
+                Err(PeerError::Unexpected)
+            };
+        }
+        let j = usize::from(t);
+        if first != got[j]
+            || macs.is_empty()
+            || macs.len() % MAC_LEN != 0
+            || got[j] as usize + macs.len() / MAC_LEN > members as usize
+        {
+            return Err(PeerError::BadConfirm);
+        }
+        let n = usize::from(self.cfg.clients);
+        for mac in macs.chunks_exact(MAC_LEN) {
+            let online = self.online_bits();
+            while scan[j] < n && !bits::test(online, scan[j]) {
+                scan[j] += 1;
+            }
+            let i = scan[j];
+            scan[j] += 1;
+            self.peers.as_mut()[i].confirms[j].copy_from_slice(mac);
+            got[j] += 1;
+        }
+        if let Phase::Starting {
+            got: g, scan: s, ..
+        } = &mut self.phase
+        {
+            *g = got;
+            *s = scan;
+        }
+        let t_all = usize::from(self.cfg.trustees);
+        if got[..t_all].iter().all(|&g| g == members) {
+            self.phase = Phase::Confirming {
+                interval,
+                members,
+                scan: 0,
+                replay: None,
+            };
+        }
+        Ok(())
     }
 
     /// Whether `interval` was opened before and is over.
     fn is_past(&self, interval: u32) -> bool {
         let current = match self.phase {
-            Phase::Opening { interval, .. } => Some(interval),
+            Phase::Opening { interval, .. }
+            | Phase::Starting { interval, .. }
+            | Phase::Confirming { interval, .. } => Some(interval),
             Phase::Running(r) => Some(r.interval),
             Phase::Waiting => None,
         };
@@ -697,7 +1271,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         age < opened && Some(interval) != current
     }
 
-    fn handle_cell(
+    fn on_cell(
         &mut self,
         peer: PeerId,
         interval: u32,
@@ -717,47 +1291,176 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
             self.stale_cells += 1;
             return Ok(());
         }
-        if cell.len() != self.cfg.cell_len {
-            return Err(PeerError::CellLength(cell.len()));
-        }
-        let limit = match peer {
-            PeerId::Client(i) => {
-                if !r.online.contains(usize::from(i)) {
-                    return Err(PeerError::NotMember);
-                }
-                r.next_client
-            }
-            PeerId::Trustee(_) => r.next_trustee,
-        };
         if exchange < r.done {
             return Err(PeerError::Duplicate(exchange));
         }
-        if exchange >= limit {
+        if exchange >= r.next || (matches!(peer, PeerId::Client(_)) && exchange >= self.client_limit(&r)) {
             return Err(PeerError::NotRequested(exchange));
         }
-        let w = u64::from(self.cfg.trustee_window);
+        let w = u64::from(self.cfg.window);
         let idx = (exchange % w) as usize;
-        let slot = &mut self.ring[idx];
+        let len = self.meta[idx].kind.cell_len(self.cfg.slots);
+        if cell.len() != len {
+            return Err(PeerError::CellLength(cell.len()));
+        }
+        let nb = bitmap_len(usize::from(self.cfg.clients));
         match peer {
             PeerId::Client(i) => {
-                if slot.clients.contains(usize::from(i)) {
+                let i = usize::from(i);
+                if !bits::test(self.online_bits(), i) {
+                    return Err(PeerError::NotMember);
+                }
+                let start = self.regions.online + idx * nb;
+                let contrib = &mut self.store.as_mut()[start..start + nb];
+                if bits::test(contrib, i) {
                     return Err(PeerError::Duplicate(exchange));
                 }
-                slot.clients.insert(usize::from(i));
+                bits::set(contrib, i);
+                self.meta[idx].clients += 1;
             }
             PeerId::Trustee(t) => {
-                if slot.trustees & (1 << t) != 0 {
+                if self.meta[idx].trustees & (1 << t) != 0 {
                     return Err(PeerError::Duplicate(exchange));
                 }
-                slot.trustees |= 1 << t;
+                self.meta[idx].trustees |= 1 << t;
             }
         }
-        let l = self.cfg.cell_len;
-        let acc = &mut self.store.as_mut()[idx * l..(idx + 1) * l];
-        for (a, b) in acc.iter_mut().zip(cell) {
-            *a ^= *b;
-        }
+        let x = self.cfg.max_exchange_len();
+        let at = self.regions.contrib + idx * x;
+        xor_into(&mut self.store.as_mut()[at..at + len], cell);
         Ok(())
+    }
+
+    /// Clients are asked for the same exchanges as trustees (one window for both).
+    fn client_limit(&self, r: &Running) -> u64 {
+        match r.client_pending {
+            Some((e, ..)) => e,
+            None => r.next,
+        }
+    }
+
+    fn complete(&self, r: &Running, exchange: u64) -> bool {
+        let m = &self.meta[(exchange % u64::from(self.cfg.window)) as usize];
+        exchange < self.client_limit(r) && m.trustees == self.all_trustees && m.clients == r.members
+    }
+
+    /// Ends the current interval without waiting for the exchanges in flight.
+    fn abort(&mut self) {
+        match self.phase {
+            Phase::Waiting => {}
+            // No exchange ran, so there is nothing for clients to settle.
+            Phase::Opening { .. } | Phase::Starting { .. } | Phase::Confirming { .. } => {
+                self.phase = Phase::Waiting
+            }
+            Phase::Running(mut r) => {
+                if matches!(r.stop, Some(Stop::Abort { .. })) {
+                    return;
+                }
+                // Exchanges already complete are still reported.
+                let mut end_at = r.done;
+                while end_at < r.next && self.complete(&r, end_at) {
+                    end_at += 1;
+                }
+                r.stop = Some(Stop::Abort { end_at });
+                r.client_pending = None;
+                self.phase = Phase::Running(r);
+            }
+        }
+    }
+
+    fn end_interval(&mut self, interval: u32, done: u64) {
+        if self.history.is_full() {
+            self.history.pop_front();
+        }
+        let _ = self.history.push_back(IntervalRecord { interval, done });
+        // Members that stayed got every record of the interval.
+        let n = usize::from(self.cfg.clients);
+        let head = self.head.seq;
+        let (store, peers) = (self.store.as_ref(), self.peers.as_mut());
+        let online = &store[self.regions.connected..self.regions.online];
+        for i in Bits::new_checked(online, n).into_iter().flat_map(|b| b.iter()) {
+            if peers[i].link.is_some() {
+                peers[i].seq = Some(head);
+            }
+        }
+        self.push_event(RelayEvent::IntervalEnded { interval, done });
+        self.unreported.clear();
+        self.outq_len = 0;
+        self.decoding = None;
+        self.phase = Phase::Waiting;
+    }
+
+    /// Moves between phases as connections and progress allow.
+    fn advance(&mut self, now: Instant) {
+        loop {
+            match self.phase {
+                Phase::Waiting => {
+                    if self.trustees == self.all_trustees
+                        && self.connected >= usize::from(self.cfg.min_clients.max(1))
+                    {
+                        let interval = self.next_interval;
+                        self.next_interval = self.next_interval.wrapping_add(1);
+                        let r = self.regions;
+                        let store = self.store.as_mut();
+                        let (a, b) = store[..r.online].split_at_mut(r.connected);
+                        b.copy_from_slice(a);
+                        let members = bits::count(b) as u32;
+                        let n = usize::from(self.cfg.clients);
+                        for p in self.peers.as_mut()[..n].iter_mut() {
+                            p.waiting_since = None;
+                        }
+                        self.phase = Phase::Opening {
+                            interval,
+                            members,
+                            open_sent: false,
+                            sent: [0; MAX_TRUSTEES],
+                            scan: [0; MAX_TRUSTEES],
+                            ready: 0,
+                            since: now,
+                        };
+                    }
+                    return;
+                }
+                Phase::Running(mut r) => {
+                    match r.stop {
+                        None if self.joiner_waited(now) => {
+                            r.stop = Some(Stop::Drain);
+                            self.phase = Phase::Running(r);
+                        }
+                        Some(Stop::Drain)
+                            if r.done == r.next && r.client_pending.is_none() && self.decoding.is_none() =>
+                        {
+                            self.end_interval(r.interval, r.done);
+                            continue;
+                        }
+                        Some(Stop::Abort { end_at }) if r.done >= end_at && self.decoding.is_none() => {
+                            self.end_interval(r.interval, r.done);
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Whether a connected client outside the interval has waited `join_delay`.
+    fn joiner_waited(&self, now: Instant) -> bool {
+        let n = usize::from(self.cfg.clients);
+        self.peers.as_ref()[..n]
+            .iter()
+            .any(|p| p.link.is_some() && p.waiting_since.is_some_and(|t| now >= t + self.cfg.join_delay))
+    }
+
+    fn earliest_joiner(&self) -> Option<Instant> {
+        let n = usize::from(self.cfg.clients);
+        self.peers.as_ref()[..n]
+            .iter()
+            .filter(|p| p.link.is_some())
+            .filter_map(|p| p.waiting_since)
+            .min()
     }
 
     /// Next event; decoded upstream data borrows the relay until the event is dropped.
@@ -766,58 +1469,147 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         if let Some(e) = self.events.pop_front() {
             return Some(e);
         }
-        // Find the next decoded exchange that carries something.
-        let (interval, exchange, idx) = loop {
-            let Phase::Running(r) = self.phase else {
-                return None;
-            };
-            let end = match r.stop {
-                Some(Stop::Abort { end_at }) => end_at,
-                _ => r.next_trustee,
-            };
-            if r.done >= end || !self.complete(&r, r.done) {
-                self.advance(now);
-                if let Some(e) = self.events.pop_front() {
-                    return Some(e);
-                }
-                return None;
-            }
-            let exchange = r.done;
-            if let Phase::Running(r) = &mut self.phase {
-                r.done += 1;
-            }
-            self.decoded += 1;
-            let idx = (exchange % u64::from(self.cfg.trustee_window)) as usize;
-            let l = self.cfg.cell_len;
-            let cell = &self.store.as_ref()[idx * l..(idx + 1) * l];
-            let empty = cell.iter().all(|&b| b == 0);
-            self.idle = empty;
-            if !empty {
-                self.gap = Duration::default();
-            }
-            if !empty {
-                break (r.interval, exchange, idx);
-            }
+        if let Some(d) = self.decoding {
+            return self.next_record(d);
+        }
+        let Phase::Running(mut r) = self.phase else {
+            return None;
         };
-        let l = self.cfg.cell_len;
-        let slot = self.ring[idx].slot;
-        let cell = &self.store.as_ref()[idx * l..(idx + 1) * l];
-        Some(match CellRepr::parse(cell) {
-            // A Conn# names the slot that opened it; anything else is a disruption.
-            Ok(CellRepr::Data {
+        let end = match r.stop {
+            Some(Stop::Abort { end_at }) => end_at,
+            _ => r.next,
+        };
+        if r.done >= end || !self.complete(&r, r.done) {
+            self.advance(now);
+            return self.events.pop_front();
+        }
+        if self.outq_len >= 2 * usize::from(self.cfg.window) {
+            // Outputs must be reported before more exchanges are decoded.
+            return None;
+        }
+        let exchange = r.done;
+        r.done += 1;
+        self.decoded += 1;
+        self.phase = Phase::Running(r);
+        let idx = (exchange % u64::from(self.cfg.window)) as usize;
+        let kind = self.meta[idx].kind;
+        let len = kind.cell_len(self.cfg.slots);
+        let at = self.regions.contrib + idx * self.cfg.max_exchange_len();
+        match kind {
+            Kind::Reserve => {
+                self.idle = self.store.as_ref()[at..at + len].iter().all(|&b| b == 0);
+                self.queue_requests_output(at, len);
+                if !self.idle {
+                    self.gap = Duration::default();
+                }
+                self.poll_event_tail(now)
+            }
+            Kind::Slot { slot, .. } => {
+                let acc = &self.store.as_ref()[at..at + len];
+                let (next, decoded) = match CellView::parse(acc) {
+                    Ok(view) => {
+                        let ok = view.records().all(|rec| rec.conn().slot() == Some(slot));
+                        if ok {
+                            let start = at + wire::NEXT_LEN;
+                            let used: usize = view.records().map(|rec| rec.wire_len()).sum();
+                            (view.next(), Some((start, start + used, view.is_empty())))
+                        } else {
+                            (0, None)
+                        }
+                    }
+                    Err(_) => (0, None),
+                };
+                self.queue_next_output(next);
+                match decoded {
+                    Some((start, end, empty)) => {
+                        self.idle = empty;
+                        if !empty {
+                            self.gap = Duration::default();
+                            self.decoded_slot = slot;
+                            self.decoding = Some(Decoding { at: start, end });
+                            return self.next_record(Decoding { at: start, end });
+                        }
+                        self.poll_event_tail(now)
+                    }
+                    None => {
+                        self.idle = false;
+                        Some(RelayEvent::Garbled {
+                            interval: r.interval,
+                            exchange,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll_event_tail(&mut self, now: Instant) -> Option<RelayEvent<'_>> {
+        self.advance(now);
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        // Look further: the next exchange may be complete too.
+        if matches!(self.phase, Phase::Running(_)) {
+            return self.poll_event(now);
+        }
+        None
+    }
+
+    fn next_record(&mut self, d: Decoding) -> Option<RelayEvent<'_>> {
+        let bytes = &self.store.as_ref()[d.at..d.end];
+        let Some(rec) = CellView::parse_records(bytes).ok().and_then(|mut it| it.next()) else {
+            self.decoding = None;
+            return None;
+        };
+        let next_at = d.at + rec.wire_len();
+        self.decoding = (next_at < d.end).then_some(Decoding { at: next_at, end: d.end });
+        let bytes = &self.store.as_ref()[d.at..d.end];
+        // Parsed above; parsing again to borrow from the store for the event.
+        let rec = CellView::parse_records(bytes).ok().and_then(|mut it| it.next())?;
+        Some(match rec {
+            Record::Data {
                 conn,
                 open,
                 payload,
-            }) if conn >> 16 == u32::from(slot) + 1 => RelayEvent::Upstream {
+            } => RelayEvent::Upstream {
                 conn,
                 open,
                 data: payload,
             },
-            Ok(CellRepr::Close { conn }) if conn >> 16 == u32::from(slot) + 1 => {
-                RelayEvent::Close { conn }
-            }
-            _ => RelayEvent::Garbled { interval, exchange },
+            Record::Close { conn } => RelayEvent::Close { conn },
         })
+    }
+
+    fn outq_slot(&self, k: usize) -> usize {
+        self.regions.table + ((self.outq_head + k) % (2 * usize::from(self.cfg.window))) * self.cfg.output_stride()
+    }
+
+    fn queue_next_output(&mut self, next: u16) {
+        if self.outq_len >= 2 * usize::from(self.cfg.window) {
+            return;
+        }
+        let at = self.outq_slot(self.outq_len);
+        let buf = self.store.as_mut();
+        buf[at..at + 2].copy_from_slice(&3u16.to_be_bytes());
+        // Three bytes always fit the stride.
+        let _ = wire::emit_next_output(&mut buf[at + 2..], 0, next);
+        self.outq_len += 1;
+    }
+
+    fn queue_requests_output(&mut self, acc_at: usize, len: usize) {
+        if self.outq_len >= 2 * usize::from(self.cfg.window) {
+            return;
+        }
+        let at = self.outq_slot(self.outq_len);
+        let stride = self.cfg.output_stride();
+        let buf = self.store.as_mut();
+        let (low, high) = buf.split_at_mut(at);
+        let bitmap = &low[acc_at..acc_at + len];
+        let slot = &mut high[..stride];
+        // The stride holds the bitmap form, the longer of the two encodings.
+        let n = wire::emit_requests_output(&mut slot[2..], 0, bitmap).unwrap_or(0);
+        slot[..2].copy_from_slice(&(n as u16).to_be_bytes());
+        self.outq_len += 1;
     }
 
     /// Writes the next frame into `out`, which must hold [`RelayConfig::max_frame_len`] bytes.
@@ -827,40 +1619,307 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         out: &mut [u8],
         downstream: &mut dyn Downstream,
     ) -> Result<Option<Transmit>, WireError> {
+        if let Some((link, reason)) = self.goodbyes.pop_front() {
+            let len = Message::Goodbye { reason }.emit_frame(out)?;
+            return Ok(Some(Transmit {
+                destination: Destination::Link(link),
+                len,
+                close_after: true,
+            }));
+        }
+        if let Some(t) = self.transmit_probe(out)? {
+            return Ok(Some(t));
+        }
         self.advance(now);
-        match &mut self.phase {
+        match self.phase {
             Phase::Waiting => Ok(None),
-            Phase::Opening {
-                interval,
-                online,
-                open_pending,
-                since,
-                ..
-            } => {
-                if !*open_pending {
-                    return Ok(None);
-                }
-                let client_nonces = online.iter().map(|i| self.client_nonces[i]).collect();
-                let len = Message::IntervalOpen {
-                    interval: *interval,
-                    online: *online,
-                    client_nonces,
-                }
-                .emit_frame(out)?;
-                *open_pending = false;
-                *since = now;
-                Ok(Some(Transmit {
-                    destination: Destination::Trustees,
-                    len,
-                }))
-            }
+            Phase::Opening { .. } => self.transmit_opening(now, out),
+            Phase::Starting { .. } => self.transmit_start(out),
+            Phase::Confirming { .. } => self.transmit_confirmed(out),
             Phase::Running(r) => {
-                let mut r = *r;
+                let mut r = r;
                 let res = self.transmit_running(now, &mut r, out, downstream);
-                self.phase = Phase::Running(r);
+                if let Phase::Running(cur) = &mut self.phase {
+                    *cur = r;
+                }
                 res
             }
         }
+    }
+
+    fn transmit_probe(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
+        let total = self.cfg.peers_len();
+        for i in 0..total {
+            let p = self.peers.as_ref()[i];
+            if let (Some(link), Some(pending)) = (p.link, p.pending) {
+                if !pending.probe_sent {
+                    let len = Message::Probe {
+                        nonce: pending.probe,
+                    }
+                    .emit_frame(out)?;
+                    if let Some(pd) = &mut self.peers.as_mut()[i].pending {
+                        pd.probe_sent = true;
+                    }
+                    return Ok(Some(Transmit {
+                        destination: Destination::Link(link),
+                        len,
+                        close_after: false,
+                    }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn transmit_opening(&mut self, now: Instant, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
+        let Phase::Opening {
+            interval,
+            members,
+            open_sent,
+            mut sent,
+            mut scan,
+            ..
+        } = self.phase
+        else {
+            return Ok(None);
+        };
+        if !open_sent {
+            let len = Message::IntervalOpen {
+                interval,
+                online: self.online_bits(),
+            }
+            .emit_frame(out)?;
+            if let Phase::Opening {
+                open_sent, since, ..
+            } = &mut self.phase
+            {
+                *open_sent = true;
+                *since = now;
+            }
+            return Ok(Some(Transmit {
+                destination: Destination::Trustees,
+                len,
+                close_after: false,
+            }));
+        }
+        let n = usize::from(self.cfg.clients);
+        for j in 0..usize::from(self.cfg.trustees) {
+            if sent[j] >= members {
+                continue;
+            }
+            let Some(link) = self.peers.as_ref()[n + j].link else {
+                continue;
+            };
+            const ENTRY: usize = NONCE_LEN + MAC_LEN;
+            let frame = self.peers.as_ref()[n + j].max_frame as usize;
+            let room = frame.min(out.len()).saturating_sub(32) / ENTRY;
+            let count = ((members - sent[j]) as usize).min(room).min(2048);
+            if count == 0 {
+                return Err(WireError::BufferTooSmall);
+            }
+            let p = wire::emit_members_prefix(interval, sent[j], count, out)?;
+            let online = &self.store.as_ref()[self.regions.connected..self.regions.online];
+            let peers = self.peers.as_ref();
+            for entry in out[p..p + count * ENTRY].chunks_exact_mut(ENTRY) {
+                while scan[j] < n && !bits::test(online, scan[j]) {
+                    scan[j] += 1;
+                }
+                let c = &peers[scan[j]];
+                entry[..NONCE_LEN].copy_from_slice(&c.nonce);
+                entry[NONCE_LEN..].copy_from_slice(&c.proofs[j]);
+                scan[j] += 1;
+            }
+            sent[j] += count as u32;
+            if let Phase::Opening {
+                sent: s, scan: sc, ..
+            } = &mut self.phase
+            {
+                *s = sent;
+                *sc = scan;
+            }
+            return Ok(Some(Transmit {
+                destination: Destination::Link(link),
+                len: p + count * ENTRY,
+                close_after: false,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn transmit_start(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
+        let Phase::Starting {
+            interval,
+            start_pending: true,
+            ..
+        } = self.phase
+        else {
+            return Ok(None);
+        };
+        let t = usize::from(self.cfg.trustees);
+        let mut nonces = [0u8; MAX_TRUSTEES * NONCE_LEN];
+        for (dst, n) in nonces.chunks_exact_mut(NONCE_LEN).zip(&self.nonces[..t]) {
+            dst.copy_from_slice(n);
+        }
+        let history: Vec<IntervalRecord, MAX_HISTORY> = self.history.iter().copied().collect();
+        let len = Message::IntervalStart {
+            interval,
+            epoch: self.cfg.epoch,
+            online: self.online_bits(),
+            nonces: &nonces[..t * NONCE_LEN],
+            window: self.cfg.window,
+            params: self.params,
+            history,
+            head: self.head,
+            oldest: self.oldest,
+        }
+        .emit_frame(out)?;
+        if let Phase::Starting { start_pending, .. } = &mut self.phase {
+            *start_pending = false;
+        }
+        Ok(Some(Transmit {
+            destination: Destination::TrusteesAndMembers,
+            len,
+            close_after: false,
+        }))
+    }
+
+    fn transmit_confirmed(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
+        let Phase::Confirming {
+            interval,
+            members,
+            mut scan,
+            replay,
+        } = self.phase
+        else {
+            return Ok(None);
+        };
+        if let Some((client, seq)) = replay {
+            let p = self.peers.as_ref()[usize::from(client)];
+            if let (Some(link), true) = (p.link, seq <= self.head.seq) {
+                let len = self.emit_replay(seq, out)?;
+                if let Phase::Confirming { replay, .. } = &mut self.phase {
+                    *replay = (seq < self.head.seq).then_some((client, seq + 1));
+                }
+                if let Some(len) = len {
+                    return Ok(Some(Transmit {
+                        destination: Destination::Link(link),
+                        len,
+                        close_after: false,
+                    }));
+                }
+            }
+            if let Phase::Confirming { replay, .. } = &mut self.phase {
+                *replay = None;
+            }
+            return self.transmit_confirmed(out);
+        }
+        let n = usize::from(self.cfg.clients);
+        let t = usize::from(self.cfg.trustees);
+        while scan < n {
+            let i = scan;
+            scan += 1;
+            if !bits::test(self.online_bits(), i) {
+                continue;
+            }
+            let p = self.peers.as_ref()[i];
+            let Some(link) = p.link else { continue };
+            let mut macs = [0u8; MAX_TRUSTEES * MAC_LEN];
+            for (dst, m) in macs.chunks_exact_mut(MAC_LEN).zip(&p.confirms[..t]) {
+                dst.copy_from_slice(m);
+            }
+            let len = Message::Confirmed {
+                interval,
+                macs: &macs[..t * MAC_LEN],
+            }
+            .emit_frame(out)?;
+            let replay = self.replay_start(&p).map(|seq| (i as u16, seq));
+            if let Phase::Confirming {
+                scan: s, replay: r, ..
+            } = &mut self.phase
+            {
+                *s = scan;
+                *r = replay;
+            }
+            if let Some(p) = self.peers.as_mut().get_mut(i) {
+                if replay.is_none() {
+                    p.seq = Some(self.head.seq);
+                }
+            }
+            return Ok(Some(Transmit {
+                destination: Destination::Link(link),
+                len,
+                close_after: false,
+            }));
+        }
+        // Everyone has the view: exchanges start.
+        let schedule = match Schedule::new(
+            self.cfg.slots,
+            &self.params,
+            self.regions.table - self.regions.acc,
+        ) {
+            Ok(s) => s,
+            Err(_) => {
+                self.phase = Phase::Waiting;
+                return Ok(None);
+            }
+        };
+        self.phase = Phase::Running(Running {
+            interval,
+            members,
+            next: 0,
+            done: 0,
+            stop: None,
+            schedule,
+            client_pending: None,
+        });
+        self.unreported.clear();
+        self.outq_len = 0;
+        self.idle = false;
+        self.gap = Duration::default();
+        self.push_event(RelayEvent::IntervalStarted {
+            interval,
+            clients: members as usize,
+        });
+        Ok(None)
+    }
+
+    /// The first record to replay to a member, if it missed some the log still holds and
+    /// they fit its limit (the client applies the same rule).
+    fn replay_start(&self, p: &Peer) -> Option<u64> {
+        let seq = p.seq?;
+        if seq >= self.head.seq || seq.saturating_add(1) < self.oldest {
+            return None;
+        }
+        let buf = &self.store.as_ref()[self.regions.down..self.regions.log];
+        let mut bytes = 0u64;
+        for o in self.log.offsets(buf, log_entry_len) {
+            let e = &buf[o..];
+            let s = u64::from_be_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
+            if s > seq {
+                bytes += (log_entry_len(e) - LOG_HEADER + wire::REPLAY_OVERHEAD) as u64;
+            }
+        }
+        (bytes <= u64::from(p.replay_limit)).then_some(seq + 1)
+    }
+
+    fn emit_replay(&self, seq: u64, out: &mut [u8]) -> Result<Option<usize>, WireError> {
+        let buf = &self.store.as_ref()[self.regions.down..self.regions.log];
+        for o in self.log.offsets(buf, log_entry_len) {
+            let e = &buf[o..];
+            let s = u64::from_be_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
+            if s != seq {
+                continue;
+            }
+            let conn = ConnId(u32::from_be_bytes([e[17], e[18], e[19], e[20]]));
+            let data = &e[LOG_HEADER..log_entry_len(e)];
+            let down = if e[16] == 1 {
+                Down::Close { conn }
+            } else {
+                Down::Data { conn, data }
+            };
+            return Message::Replay { seq, down }.emit_frame(out).map(Some);
+        }
+        Ok(None)
     }
 
     fn transmit_running(
@@ -870,158 +1929,315 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Relay<B> {
         out: &mut [u8],
         downstream: &mut dyn Downstream,
     ) -> Result<Option<Transmit>, WireError> {
-        let to_clients = Destination::Clients(r.online);
-        if r.start_pending {
-            let mut nonces = heapless::Vec::new();
-            for n in &self.nonces[..usize::from(self.cfg.trustees)] {
-                let _ = nonces.push(*n);
-            }
-            let history = self.history.iter().copied().collect();
-            let len = Message::IntervalStart {
+        if let Some((exchange, kind, outs_len, down)) = r.client_pending {
+            let o = self.regions.outq;
+            let d = self.regions.outs;
+            let store = self.store.as_ref();
+            let outputs = &store[o..o + outs_len];
+            let down = match down {
+                PendingDown::None => Down::None,
+                PendingDown::Data { conn, len } => Down::Data {
+                    conn,
+                    data: &store[d..d + len],
+                },
+                PendingDown::Close { conn } => Down::Close { conn },
+            };
+            let len = Message::ClientRequest {
                 interval: r.interval,
-                nonces,
-                window: self.cfg.client_window,
-                history,
+                exchange,
+                kind,
+                outputs,
+                down,
             }
             .emit_frame(out)?;
-            r.start_pending = false;
+            r.client_pending = None;
             return Ok(Some(Transmit {
-                destination: to_clients,
+                destination: Destination::Members,
                 len,
+                close_after: false,
             }));
         }
-        if matches!(r.stop, Some(Stop::Abort { .. })) {
+        if r.stop.is_some() || self.decoding.is_some() {
             return Ok(None);
         }
-        if r.next_client < r.next_trustee
-            && r.next_client < r.done + u64::from(self.cfg.client_window)
-        {
-            let exchange = r.next_client;
-            let slot = self.ring[(exchange % u64::from(self.cfg.trustee_window)) as usize].slot;
-            let base = usize::from(self.cfg.trustee_window) * self.cfg.cell_len;
-            let scratch = &mut self.store.as_mut()[base..base + self.cfg.downstream_len];
-            let (conn, len) = downstream.next_chunk(scratch).unwrap_or((0, 0));
-            let len = len.min(self.cfg.downstream_len);
-            let n = Message::ClientRequest {
-                interval: r.interval,
-                exchange,
-                slot,
-                conn,
-                data: &scratch[..len],
-            }
-            .emit_frame(out)?;
-            r.next_client += 1;
-            return Ok(Some(Transmit {
-                destination: to_clients,
-                len: n,
-            }));
-        }
         let paced = self.idle && !downstream.has_data() && now < self.last_issue + self.gap;
-        if r.stop.is_none()
-            && r.next_trustee < r.done + u64::from(self.cfg.trustee_window)
-            && !paced
-        {
-            let exchange = r.next_trustee;
-            let slot = self.schedule.slot(exchange);
-            let n = Message::TrusteeRequest {
-                interval: r.interval,
-                exchange,
-                slot,
-            }
-            .emit_frame(out)?;
-            let idx = (exchange % u64::from(self.cfg.trustee_window)) as usize;
-            self.ring[idx] = Slot {
-                clients: OnlineSet::new(),
-                trustees: 0,
-                issued: now,
-                slot,
-            };
-            let l = self.cfg.cell_len;
-            self.store.as_mut()[idx * l..(idx + 1) * l].fill(0);
-            r.next_trustee += 1;
-            self.last_issue = now;
-            self.gap = if self.idle && !downstream.has_data() {
-                let floor = self.cfg.idle_gap.as_micros() / 16;
-                Duration::from_micros(
-                    (self.gap.as_micros() * 2)
-                        .max(floor)
-                        .min(self.cfg.idle_gap.as_micros()),
-                )
-            } else {
-                Duration::default()
-            };
-            return Ok(Some(Transmit {
-                destination: Destination::Trustees,
-                len: n,
-            }));
+        if r.next >= r.done + u64::from(self.cfg.window) || paced {
+            return Ok(None);
         }
-        Ok(None)
+        // Report decoded outputs (at most one reservation bitmap per request) and apply
+        // them to our own schedule, exactly as every node will.
+        let mut outs_len = 0;
+        let mut reserves = 0;
+        while self.outq_len > 0 {
+            let at = self.outq_slot(0);
+            let store = self.store.as_ref();
+            let n = usize::from(u16::from_be_bytes([store[at], store[at + 1]]));
+            let is_reserve = store[at + 2] != 0;
+            if is_reserve && reserves == 1 {
+                break;
+            }
+            reserves += usize::from(is_reserve);
+            let (o, t) = (self.regions.outq, self.regions.acc);
+            let store = self.store.as_mut();
+            store.copy_within(at + 2..at + 2 + n, o + outs_len);
+            let Some(kind) = self.unreported.pop_front() else {
+                break;
+            };
+            let (table_and_rest, q) = store.split_at_mut(o);
+            let bytes = &q[outs_len..outs_len + n];
+            let table = &mut table_and_rest[t..self.regions.table];
+            if let Ok(view) = OutputsView::parse(bytes, self.cfg.slots) {
+                for output in view.iter() {
+                    let _ = r.schedule.apply(table, kind, &output);
+                }
+            }
+            outs_len += n;
+            self.outq_head = (self.outq_head + 1) % (2 * usize::from(self.cfg.window));
+            self.outq_len -= 1;
+        }
+        let kind = {
+            let table = &self.store.as_ref()[self.regions.acc..self.regions.table];
+            r.schedule.next(table)
+        };
+        let _ = self.unreported.push_back(kind);
+        // The downstream record of this exchange.
+        let d = self.regions.outs;
+        let cap = (self.params.downstream_len as usize).min(self.cfg.downstream_len);
+        let down = if downstream.has_data() {
+            match downstream.next_chunk(&mut self.store.as_mut()[d..d + cap]) {
+                Some(DownChunk::Data { conn, len }) if len > 0 && conn.0 != 0 => {
+                    PendingDown::Data {
+                        conn,
+                        len: len.min(cap),
+                    }
+                }
+                Some(DownChunk::Close { conn }) if conn.0 != 0 => PendingDown::Close { conn },
+                _ => PendingDown::None,
+            }
+        } else {
+            PendingDown::None
+        };
+        self.log_record(down);
+        let exchange = r.next;
+        let len = Message::TrusteeRequest {
+            interval: r.interval,
+            exchange,
+            kind,
+            outputs: &self.store.as_ref()[self.regions.outq..self.regions.outq + outs_len],
+            head: self.head.hash,
+        }
+        .emit_frame(out)?;
+        let idx = (exchange % u64::from(self.cfg.window)) as usize;
+        self.meta[idx] = SlotMeta {
+            kind,
+            issued: now,
+            trustees: 0,
+            clients: 0,
+        };
+        let nb = bitmap_len(usize::from(self.cfg.clients));
+        let c = self.regions.online + idx * nb;
+        self.store.as_mut()[c..c + nb].fill(0);
+        let x = self.cfg.max_exchange_len();
+        let a = self.regions.contrib + idx * x;
+        self.store.as_mut()[a..a + kind.cell_len(self.cfg.slots)].fill(0);
+        r.next += 1;
+        r.client_pending = Some((exchange, kind, outs_len, down));
+        self.last_issue = now;
+        self.gap = if self.idle && !downstream.has_data() {
+            let floor = self.cfg.idle_gap.as_micros() / 16;
+            Duration::from_micros(
+                (self.gap.as_micros() * 2)
+                    .max(floor)
+                    .min(self.cfg.idle_gap.as_micros()),
+            )
+        } else {
+            Duration::default()
+        };
+        Ok(Some(Transmit {
+            destination: Destination::Trustees,
+            len,
+            close_after: false,
+        }))
+    }
+
+    /// Appends a downstream record to the head and the log (evicting the oldest records).
+    fn log_record(&mut self, down: PendingDown) {
+        let d = self.regions.outs;
+        let (tag, conn, len) = match down {
+            PendingDown::None => return,
+            PendingDown::Data { conn, len } => (0u8, conn, len),
+            PendingDown::Close { conn } => (1u8, conn, 0),
+        };
+        {
+            let store = self.store.as_ref();
+            let rec = match down {
+                PendingDown::Data { conn, len } => Down::Data {
+                    conn,
+                    data: &store[d..d + len],
+                },
+                _ => Down::Close { conn },
+            };
+            let mut head = self.head;
+            transcript::append(&mut head, &rec);
+            self.head = head;
+        }
+        let cap = self.regions.log - self.regions.down;
+        let need = LOG_HEADER + len;
+        if need > cap {
+            self.log.clear();
+            self.oldest = self.head.seq + 1;
+            return;
+        }
+        let at = loop {
+            if let Some(at) = self.log.push(cap, need) {
+                break at;
+            }
+            let buf = &self.store.as_ref()[self.regions.down..self.regions.log];
+            self.log.pop(buf, log_entry_len);
+            self.oldest += 1;
+        };
+        let (seq, bytes) = (self.head.seq, self.head.bytes);
+        let (low, high) = self.store.as_mut().split_at_mut(self.regions.down);
+        let e = &mut high[at..at + need];
+        e[..8].copy_from_slice(&seq.to_be_bytes());
+        e[8..16].copy_from_slice(&bytes.to_be_bytes());
+        e[16] = tag;
+        e[17..21].copy_from_slice(&conn.0.to_be_bytes());
+        e[21..25].copy_from_slice(&(len as u32).to_be_bytes());
+        e[LOG_HEADER..].copy_from_slice(&low[d..d + len]);
     }
 
     /// When [`Relay::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut at: Option<Instant> = None;
+        let mut earliest = |t: Instant| {
+            at = Some(at.map_or(t, |a: Instant| a.min(t)));
+        };
+        for p in self.peers.as_ref()[..self.cfg.peers_len()].iter() {
+            if let Some(pending) = p.pending {
+                earliest(pending.deadline);
+            }
+        }
         match self.phase {
-            Phase::Waiting => None,
-            Phase::Opening { since, .. } => Some(since + self.cfg.exchange_timeout),
+            Phase::Waiting | Phase::Confirming { .. } => {}
+            Phase::Opening { since, .. } | Phase::Starting { since, .. } => {
+                earliest(since + self.cfg.exchange_timeout)
+            }
             Phase::Running(r) => {
-                let deadline = (r.done < r.next_trustee).then(|| {
-                    let s = &self.ring[(r.done % u64::from(self.cfg.trustee_window)) as usize];
-                    s.issued + self.cfg.exchange_timeout
-                });
-                let pace = (r.stop.is_none()
-                    && self.idle
-                    && r.next_trustee < r.done + u64::from(self.cfg.trustee_window))
-                .then(|| self.last_issue + self.gap);
-                match (deadline, pace) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
+                if r.done < r.next {
+                    let s = &self.meta[(r.done % u64::from(self.cfg.window)) as usize];
+                    earliest(s.issued + self.cfg.exchange_timeout);
+                }
+                if r.stop.is_none() {
+                    if self.idle && r.next < r.done + u64::from(self.cfg.window) {
+                        earliest(self.last_issue + self.gap);
+                    }
+                    if let Some(t) = self.earliest_joiner() {
+                        earliest(t + self.cfg.join_delay);
+                    }
                 }
             }
         }
+        at
     }
 
-    /// Evicts peers that left the oldest exchange (or an interval opening) unanswered.
+    /// Drops peers that left an exchange (or an interval's set-up) unanswered, settles
+    /// probes, and lets paced exchanges and waiting joiners go on.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let total = self.cfg.peers_len();
+        for i in 0..total {
+            let p = self.peers.as_ref()[i];
+            let Some(pending) = p.pending else { continue };
+            if now < pending.deadline {
+                continue;
+            }
+            let peer = self.peer_id(i);
+            // The connected process did not answer: it is gone, the newcomer takes over.
+            if let Some(old) = p.link {
+                self.say_goodbye(old, GoodbyeReason::Replaced);
+            }
+            self.disconnect(now, peer);
+            let hello = ParsedHello {
+                nonce: pending.nonce,
+                proofs: pending.proofs,
+                max_frame: pending.max_frame,
+                resume: pending.resume,
+            };
+            if let Some(p) = self.peer_mut(peer) {
+                p.pending = None;
+            }
+            self.admit(now, pending.link, peer, &hello);
+        }
+        let mut late: Vec<PeerId, { MAX_TRUSTEES + 64 }> = Vec::new();
         match self.phase {
             Phase::Opening { ready, since, .. } if now >= since + self.cfg.exchange_timeout => {
                 for t in 0..self.cfg.trustees {
                     if ready & (1 << t) == 0 {
-                        self.push_event(RelayEvent::Evict {
-                            peer: PeerId::Trustee(t),
-                        });
+                        let _ = late.push(PeerId::Trustee(t));
                     }
                 }
             }
-            Phase::Running(r)
-                if r.done < r.next_trustee && !matches!(r.stop, Some(Stop::Abort { .. })) =>
-            {
-                let s = self.ring[(r.done % u64::from(self.cfg.trustee_window)) as usize];
-                if now < s.issued + self.cfg.exchange_timeout {
-                    return;
-                }
+            Phase::Starting {
+                got, members, since, ..
+            } if now >= since + self.cfg.exchange_timeout => {
                 for t in 0..self.cfg.trustees {
-                    if s.trustees & (1 << t) == 0 {
-                        self.push_event(RelayEvent::Evict {
-                            peer: PeerId::Trustee(t),
-                        });
+                    if got[usize::from(t)] != members {
+                        let _ = late.push(PeerId::Trustee(t));
                     }
                 }
-                for c in r.online.iter() {
-                    if !s.clients.contains(c) {
-                        self.push_event(RelayEvent::Evict {
-                            peer: PeerId::Client(c as u16),
-                        });
+            }
+            Phase::Running(r) if r.done < r.next && !matches!(r.stop, Some(Stop::Abort { .. })) => {
+                let idx = (r.done % u64::from(self.cfg.window)) as usize;
+                let s = self.meta[idx];
+                if now >= s.issued + self.cfg.exchange_timeout {
+                    for t in 0..self.cfg.trustees {
+                        if s.trustees & (1 << t) == 0 {
+                            let _ = late.push(PeerId::Trustee(t));
+                        }
+                    }
+                    let nb = bitmap_len(usize::from(self.cfg.clients));
+                    let c = self.regions.online + idx * nb;
+                    let contrib = &self.store.as_ref()[c..c + nb];
+                    let online = self.online_bits();
+                    for i in Bits::new_checked(online, usize::from(self.cfg.clients))
+                        .into_iter()
+                        .flat_map(|b| b.iter())
+                    {
+                        if !bits::test(contrib, i) && late.push(PeerId::Client(i as u16)).is_err() {
+                            break;
+                        }
                     }
                 }
             }
             _ => {}
         }
+        for peer in late {
+            self.drop_peer(now, peer, GoodbyeReason::Timeout);
+        }
         self.advance(now);
+    }
+
+    fn peer_id(&self, i: usize) -> PeerId {
+        let n = usize::from(self.cfg.clients);
+        if i < n {
+            PeerId::Client(i as u16)
+        } else {
+            PeerId::Trustee((i - n) as u16)
+        }
     }
 }
 
-impl<B> core::fmt::Debug for Relay<B> {
+/// A checked Hello's fields the relay keeps.
+#[derive(Debug, Clone, Copy)]
+struct ParsedHello {
+    nonce: [u8; NONCE_LEN],
+    proofs: [[u8; MAC_LEN]; MAX_TRUSTEES],
+    max_frame: u32,
+    resume: Option<Resume>,
+}
+
+impl<P, B> core::fmt::Debug for Relay<P, B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Relay")
             .field("phase", &self.phase)

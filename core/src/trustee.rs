@@ -4,26 +4,43 @@
 //!
 //! 1. [`Trustee::handle_connected`], then drain [`Trustee::poll_transmit`] (Hello first).
 //! 2. For every frame body received: [`Trustee::handle_frame`], then
-//!    [`Trustee::poll_transmit`] until `None`, sending each frame.
+//!    [`Trustee::poll_event`] until `None`, then [`Trustee::poll_transmit`] until `None`,
+//!    sending each frame.
 //! 3. [`Trustee::handle_disconnected`] when the link drops.
 //!
-//! A trustee contributes a fresh random nonce to each interval (from the `rng_seed` given at
-//! construction), so its pads are never reused even if the relay repeats an interval.
+//! Per interval: `IntervalOpen` and `Members` (each member's link nonce, with its presence
+//! proof, which the trustee checks) → `IntervalReady` with a fresh nonce → `IntervalStart`
+//! (checked against the open: same online set, our nonce) → one confirmation MAC per member
+//! over the transcript start → one cell per request, each checked against the schedule.
+//!
+//! Storage: `pairs` and `keys` hold one entry per client of the group; `store` holds
+//! [`Trustee::storage_len`] bytes (the online set and the schedule table). Nothing is large
+//! inline, so a `Trustee` is cheap to move; initialise the storage in place on a device.
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;
-use heapless::{Deque, Vec};
+use heapless::Deque;
 
-use crate::crypto::{IntervalKey, KeyError, PadKey};
+use crate::bits::{bitmap_len, Bits};
+use crate::crypto::{IntervalKey, KeyError, PadEngine, PadNonce, PairKey, SerialPads};
+use crate::schedule::{Schedule, ScheduleError};
 use crate::time::Instant;
-use crate::wire::{self, Message, NodeRole, WireError};
-use crate::{cell_length_ok, MAX_CLIENTS, MAX_WINDOW, NONCE_LEN};
+use crate::transcript::Transcript;
+use crate::wire::{
+    self, GoodbyeReason, Kind, Message, NodeRole, OutputsView, WireError, MAX_FRAME_BODY,
+};
+use crate::{cell_length_ok, MAC_LEN, MAX_CELL_LENGTH, MAX_CLIENTS, MAX_WINDOW, NONCE_LEN};
+
+/// Members confirmed per `Confirm` frame.
+const CONFIRM_CHUNK: usize = 2048;
 
 /// Static configuration of a trustee.
 #[derive(Debug, Clone, Copy)]
 pub struct TrusteeConfig<'a> {
     /// Index of this trustee in the group's trustee list.
     pub index: u16,
+    /// Number of trustees in the group.
+    pub trustees: u16,
     /// The group id.
     pub group_id: [u8; 16],
     /// The session id.
@@ -32,8 +49,14 @@ pub struct TrusteeConfig<'a> {
     pub session_secret: [u8; 32],
     /// Every client's session public key, in client order.
     pub client_keys: &'a [[u8; 32]],
-    /// Cell length in bytes.
+    /// Number of pseudonym slots.
+    pub slots: u16,
+    /// The group's base cell length.
     pub cell_len: usize,
+    /// Most slots the schedule table can hold (the relay must not announce more).
+    pub max_reserved: u16,
+    /// Largest frame this trustee receives or builds (declared in its Hello).
+    pub max_frame: u32,
     /// Fresh randomness from the platform, used for per-interval nonces.
     pub rng_seed: [u8; 32],
     /// Smallest online set this trustee serves: below it, the few clients online would be
@@ -47,8 +70,12 @@ pub struct TrusteeConfig<'a> {
 pub enum ConfigError {
     /// The cell length is outside the protocol limits.
     CellLength,
-    /// No clients, or more than [`MAX_CLIENTS`].
-    ClientCount,
+    /// No clients, more than [`MAX_CLIENTS`], no slots, or a bad trustee index.
+    Counts,
+    /// The frame limit is below [`wire::MIN_FRAME_LIMIT`] or above [`MAX_FRAME_BODY`].
+    FrameLimit,
+    /// Storage smaller than [`Trustee::storage_len`] or than the number of clients.
+    StorageTooSmall,
     /// Key agreement with a client failed.
     Key(KeyError),
 }
@@ -57,7 +84,9 @@ impl core::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             ConfigError::CellLength => f.write_str("cell length out of range"),
-            ConfigError::ClientCount => f.write_str("client count out of range"),
+            ConfigError::Counts => f.write_str("client, slot or trustee count out of range"),
+            ConfigError::FrameLimit => f.write_str("frame limit out of range"),
+            ConfigError::StorageTooSmall => f.write_str("storage too small"),
             ConfigError::Key(e) => write!(f, "key agreement: {e}"),
         }
     }
@@ -71,9 +100,9 @@ impl core::error::Error for ConfigError {}
 pub enum TrusteeError {
     /// The frame does not parse.
     Wire(WireError),
-    /// A message a trustee never receives, or a request outside an interval.
+    /// A message a trustee never receives, or one out of order.
     Unexpected,
-    /// The online set is empty or names unknown clients.
+    /// The online set is empty, names unknown clients, or is not the one opened.
     BadOnlineSet,
     /// The online set is smaller than the trustee's minimum anonymity set.
     TooFewClients {
@@ -82,6 +111,16 @@ pub enum TrusteeError {
         /// The trustee's minimum.
         min: u16,
     },
+    /// A member's presence proof does not check: the relay listed a client that did not
+    /// open a link with that nonce.
+    BadProof {
+        /// The client.
+        client: u16,
+    },
+    /// Members arrived out of order or too many.
+    BadMembers,
+    /// The interval parameters are unusable (nonces, window, lengths, schedule).
+    BadParameters,
     /// A request for an interval other than the current one.
     WrongInterval {
         /// The current interval.
@@ -96,8 +135,15 @@ pub enum TrusteeError {
         /// The exchange requested.
         got: u64,
     },
+    /// The request's kind is not what the schedule gives (or its outputs do not fit).
+    WrongKind {
+        /// The exchange.
+        exchange: u64,
+    },
     /// More requests outstanding than [`MAX_WINDOW`].
     WindowExceeded,
+    /// The relay said goodbye.
+    Goodbye(GoodbyeReason),
 }
 
 impl core::fmt::Display for TrusteeError {
@@ -110,13 +156,23 @@ impl core::fmt::Display for TrusteeError {
                 f,
                 "interval with {online} clients is below this trustee's minimum of {min}"
             ),
+            TrusteeError::BadProof { client } => write!(
+                f,
+                "the relay listed client {client} without its proof of presence"
+            ),
+            TrusteeError::BadMembers => f.write_str("interval members out of order"),
+            TrusteeError::BadParameters => f.write_str("unusable interval parameters"),
             TrusteeError::WrongInterval { current, got } => {
                 write!(f, "request for interval {got}, current is {current}")
             }
             TrusteeError::OutOfOrder { expected, got } => {
                 write!(f, "request for exchange {got}, expected {expected}")
             }
+            TrusteeError::WrongKind { exchange } => {
+                write!(f, "exchange {exchange} is not what the schedule gives")
+            }
             TrusteeError::WindowExceeded => f.write_str("relay exceeded the request window"),
+            TrusteeError::Goodbye(r) => write!(f, "relay said goodbye: {r}"),
         }
     }
 }
@@ -129,65 +185,177 @@ impl From<WireError> for TrusteeError {
     }
 }
 
+impl From<ScheduleError> for TrusteeError {
+    fn from(_: ScheduleError) -> Self {
+        TrusteeError::BadParameters
+    }
+}
+
+/// Things the shell may want to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrusteeEvent {
+    /// An interval started (its view confirmed to every member).
+    IntervalStarted {
+        /// The interval number.
+        interval: u32,
+        /// Clients in it.
+        clients: usize,
+    },
+}
+
 #[derive(Debug, Clone, Copy)]
-struct Current {
+enum Phase {
+    Idle,
+    /// Receiving members; `scan` is the next online-set position to look at.
+    Opening {
+        interval: u32,
+        members: u32,
+        got: u32,
+        scan: usize,
+        nonce: [u8; NONCE_LEN],
+    },
+    /// `IntervalReady` sent (or pending), waiting for the start.
+    Ready {
+        interval: u32,
+        members: u32,
+        nonce: [u8; NONCE_LEN],
+        pending: bool,
+    },
+    /// Emitting confirmations.
+    Confirming {
+        interval: u32,
+        members: u32,
+        sent: u32,
+        scan: usize,
+        view: [u8; 32],
+        running: Running,
+    },
+    Running(Running),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Running {
     interval: u32,
+    members: u32,
     next_exchange: u64,
+    transcript: Transcript,
+    schedule: Schedule,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    interval: u32,
+    exchange: u64,
+    len: usize,
+    nonce: PadNonce,
 }
 
 /// Trustee state machine.
-pub struct Trustee {
+pub struct Trustee<P, I, B> {
     index: u16,
+    trustees: u16,
     group_id: [u8; 16],
     session_id: [u8; 16],
+    clients: usize,
+    slots: u16,
     cell_len: usize,
+    max_reserved: u16,
+    max_frame: u32,
     min_clients: u16,
-    pad_keys: Vec<PadKey, MAX_CLIENTS>,
-    interval_keys: Vec<IntervalKey, MAX_CLIENTS>,
-    current: Option<Current>,
+    pairs: P,
+    keys: I,
+    store: B,
     rng: ChaCha20,
+    phase: Phase,
     hello_pending: bool,
-    ready: Option<(u32, [u8; NONCE_LEN])>,
-    requests: Deque<u64, MAX_WINDOW>,
+    probe_reply: Option<u64>,
+    /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
+    unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
+    cells: Deque<Pending, MAX_WINDOW>,
+    event: Option<TrusteeEvent>,
 }
 
-impl Trustee {
-    /// Creates a trustee (computes one key agreement per client).
-    pub fn new(config: &TrusteeConfig<'_>) -> Result<Self, ConfigError> {
+impl<P, I, B> Trustee<P, I, B>
+where
+    P: AsMut<[PairKey]> + AsRef<[PairKey]>,
+    I: AsMut<[IntervalKey]> + AsRef<[IntervalKey]>,
+    B: AsMut<[u8]> + AsRef<[u8]>,
+{
+    /// Bytes of `store` a trustee of this configuration needs.
+    pub const fn storage_len(config: &TrusteeConfig<'_>) -> usize {
+        bitmap_len(config.client_keys.len()) + Schedule::table_len(config.max_reserved)
+    }
+
+    /// Creates a trustee (one key agreement per client); `pairs` and `keys` need an entry
+    /// per client.
+    pub fn new(
+        config: &TrusteeConfig<'_>,
+        mut pairs: P,
+        keys: I,
+        store: B,
+    ) -> Result<Self, ConfigError> {
         if !cell_length_ok(config.cell_len) {
             return Err(ConfigError::CellLength);
         }
-        if config.client_keys.is_empty() || config.client_keys.len() > MAX_CLIENTS {
-            return Err(ConfigError::ClientCount);
+        let n = config.client_keys.len();
+        if n == 0
+            || n > MAX_CLIENTS
+            || config.slots == 0
+            || config.trustees == 0
+            || config.index >= config.trustees
+        {
+            return Err(ConfigError::Counts);
         }
-        let pad_keys = PadKey::agree_all(
+        let limit = config.max_frame as usize;
+        if !(wire::MIN_FRAME_LIMIT..=MAX_FRAME_BODY).contains(&limit) {
+            return Err(ConfigError::FrameLimit);
+        }
+        if pairs.as_ref().len() < n
+            || keys.as_ref().len() < n
+            || store.as_ref().len() < Self::storage_len(config)
+        {
+            return Err(ConfigError::StorageTooSmall);
+        }
+        PairKey::agree_into(
             &config.session_secret,
             config.client_keys,
             false,
             &config.group_id,
             &config.session_id,
+            &mut pairs.as_mut()[..n],
         )
-        .map_err(ConfigError::Key)?
-        .ok_or(ConfigError::ClientCount)?;
+        .map_err(ConfigError::Key)?;
         Ok(Trustee {
             index: config.index,
+            trustees: config.trustees,
             group_id: config.group_id,
             session_id: config.session_id,
+            clients: n,
+            slots: config.slots,
             cell_len: config.cell_len,
+            max_reserved: config.max_reserved,
+            max_frame: config.max_frame,
             min_clients: config.min_clients,
-            pad_keys,
-            interval_keys: Vec::new(),
-            current: None,
+            pairs,
+            keys,
+            store,
             rng: ChaCha20::new(&config.rng_seed.into(), &[0u8; 12].into()),
+            phase: Phase::Idle,
             hello_pending: false,
-            ready: None,
-            requests: Deque::new(),
+            probe_reply: None,
+            unreported: Deque::new(),
+            cells: Deque::new(),
+            event: None,
         })
     }
 
-    /// The current interval, once one is open.
+    /// The current interval, once one runs.
     pub fn interval(&self) -> Option<u32> {
-        self.current.map(|c| c.interval)
+        match self.phase {
+            Phase::Running(r) => Some(r.interval),
+            _ => None,
+        }
     }
 
     /// The link to the relay is up.
@@ -203,84 +371,287 @@ impl Trustee {
     }
 
     fn reset(&mut self) {
-        self.current = None;
-        self.ready = None;
-        self.requests.clear();
-        self.interval_keys.clear();
+        self.phase = Phase::Idle;
+        self.probe_reply = None;
+        self.unreported.clear();
+        self.cells.clear();
+    }
+
+    fn online_len(&self) -> usize {
+        bitmap_len(self.clients)
     }
 
     /// Handles one frame body from the relay.
     pub fn handle_frame(&mut self, _now: Instant, body: &[u8]) -> Result<(), TrusteeError> {
         match Message::parse(body)? {
-            Message::IntervalOpen {
-                interval,
-                online,
-                client_nonces,
-            } => {
-                if online.is_empty()
-                    || online.any_at_or_above(self.pad_keys.len())
-                    || client_nonces.len() != online.len()
-                {
+            Message::Goodbye { reason } => Err(TrusteeError::Goodbye(reason)),
+            Message::Probe { nonce } => {
+                self.probe_reply = Some(nonce);
+                Ok(())
+            }
+            Message::IntervalOpen { interval, online } => {
+                self.reset();
+                let set = Bits::new_checked(online, self.clients)
+                    .map_err(|_| TrusteeError::BadOnlineSet)?;
+                let members = set.count();
+                if members == 0 {
                     return Err(TrusteeError::BadOnlineSet);
                 }
-                if online.len() < usize::from(self.min_clients) {
+                if members < usize::from(self.min_clients) {
                     return Err(TrusteeError::TooFewClients {
-                        online: online.len(),
+                        online: members,
                         min: self.min_clients,
                     });
                 }
+                let len = self.online_len();
+                self.store.as_mut()[..len].copy_from_slice(online);
                 let mut nonce = [0u8; NONCE_LEN];
                 // The keystream of one seed lasts 256 GiB: 2^34 intervals.
                 self.rng.apply_keystream(&mut nonce);
-                self.interval_keys.clear();
-                for (i, client_nonce) in online.iter().zip(client_nonces.iter()) {
-                    // At most pad_keys.len() <= MAX_CLIENTS members.
-                    let _ = self.interval_keys.push(self.pad_keys[i].interval_key(
-                        interval,
-                        &nonce,
-                        client_nonce,
-                    ));
-                }
-                self.requests.clear();
-                self.current = Some(Current {
+                self.phase = Phase::Opening {
                     interval,
-                    next_exchange: 0,
-                });
-                self.ready = Some((interval, nonce));
+                    members: members as u32,
+                    got: 0,
+                    scan: 0,
+                    nonce,
+                };
                 Ok(())
             }
-            Message::TrusteeRequest {
-                interval, exchange, ..
+            Message::Members {
+                interval,
+                first,
+                entries,
+            } => self.handle_members(interval, first, entries),
+            Message::IntervalStart {
+                interval,
+                online,
+                nonces,
+                window,
+                params,
+                ..
             } => {
-                let Some(cur) = self.current.as_mut() else {
+                let Phase::Ready {
+                    interval: cur,
+                    members,
+                    nonce,
+                    pending: false,
+                } = self.phase
+                else {
                     return Err(TrusteeError::Unexpected);
                 };
-                if interval != cur.interval {
+                if interval != cur {
                     return Err(TrusteeError::WrongInterval {
-                        current: cur.interval,
+                        current: cur,
                         got: interval,
                     });
                 }
-                if exchange != cur.next_exchange {
-                    return Err(TrusteeError::OutOfOrder {
-                        expected: cur.next_exchange,
-                        got: exchange,
-                    });
+                if online != &self.store.as_ref()[..self.online_len()] {
+                    return Err(TrusteeError::BadOnlineSet);
                 }
-                self.requests
-                    .push_back(exchange)
-                    .map_err(|_| TrusteeError::WindowExceeded)?;
-                cur.next_exchange += 1;
+                let own = usize::from(self.index) * NONCE_LEN;
+                if nonces.len() != usize::from(self.trustees) * NONCE_LEN
+                    || nonces[own..own + NONCE_LEN] != nonce
+                {
+                    return Err(TrusteeError::BadParameters);
+                }
+                if window == 0 || usize::from(window) > MAX_WINDOW {
+                    return Err(TrusteeError::BadParameters);
+                }
+                self.check_params(&params)?;
+                let table = &self.store.as_ref()[self.online_len()..];
+                let schedule = Schedule::new(self.slots, &params, table.len())?;
+                let transcript = Transcript::start(body);
+                self.phase = Phase::Confirming {
+                    interval,
+                    members,
+                    sent: 0,
+                    scan: 0,
+                    view: *transcript.hash(),
+                    running: Running {
+                        interval,
+                        members,
+                        next_exchange: 0,
+                        transcript,
+                        schedule,
+                    },
+                };
+                self.event = Some(TrusteeEvent::IntervalStarted {
+                    interval,
+                    clients: members as usize,
+                });
                 Ok(())
             }
+            Message::TrusteeRequest {
+                interval,
+                exchange,
+                kind,
+                outputs,
+                head,
+            } => self.handle_request(interval, exchange, kind, outputs, &head),
             _ => Err(TrusteeError::Unexpected),
         }
     }
 
-    /// Writes the next frame to send into `out` and returns its length.
+    fn check_params(&self, p: &wire::Params) -> Result<(), TrusteeError> {
+        let longest = (p.max_len as usize).max(bitmap_len(usize::from(self.slots)));
+        let ok = p.base_len as usize == self.cell_len
+            && p.max_len as usize <= MAX_CELL_LENGTH
+            && wire::cell_frame_len(longest) - wire::FRAME_HEADER_LEN <= self.max_frame as usize
+            && p.capacity <= self.max_reserved;
+        if ok {
+            Ok(())
+        } else {
+            Err(TrusteeError::BadParameters)
+        }
+    }
+
+    fn handle_members(
+        &mut self,
+        interval: u32,
+        first: u32,
+        entries: &[u8],
+    ) -> Result<(), TrusteeError> {
+        let Phase::Opening {
+            interval: cur,
+            members,
+            mut got,
+            mut scan,
+            nonce,
+        } = self.phase
+        else {
+            return Err(TrusteeError::Unexpected);
+        };
+        const ENTRY: usize = NONCE_LEN + MAC_LEN;
+        if interval != cur
+            || first != got
+            || entries.is_empty()
+            || entries.len() % ENTRY != 0
+            || got as usize + entries.len() / ENTRY > members as usize
+        {
+            return Err(TrusteeError::BadMembers);
+        }
+        let len = self.online_len();
+        for entry in entries.chunks_exact(ENTRY) {
+            let online = &self.store.as_ref()[..len];
+            // `got < members`, so another member bit lies at or after `scan`.
+            while scan < self.clients && !crate::bits::test(online, scan) {
+                scan += 1;
+            }
+            let client = scan;
+            scan += 1;
+            let mut client_nonce = [0u8; NONCE_LEN];
+            client_nonce.copy_from_slice(&entry[..NONCE_LEN]);
+            let pair = &self.pairs.as_ref()[client];
+            if !pair.check_presence(
+                &self.group_id,
+                &self.session_id,
+                client as u16,
+                &client_nonce,
+                &entry[NONCE_LEN..],
+            ) {
+                self.phase = Phase::Idle;
+                return Err(TrusteeError::BadProof {
+                    client: client as u16,
+                });
+            }
+            let key = pair.interval_key(cur, &nonce, &client_nonce);
+            self.keys.as_mut()[got as usize] = key;
+            got += 1;
+        }
+        self.phase = if got == members {
+            Phase::Ready {
+                interval: cur,
+                members,
+                nonce,
+                pending: true,
+            }
+        } else {
+            Phase::Opening {
+                interval: cur,
+                members,
+                got,
+                scan,
+                nonce,
+            }
+        };
+        Ok(())
+    }
+
+    fn handle_request(
+        &mut self,
+        interval: u32,
+        exchange: u64,
+        kind: Kind,
+        outputs: &[u8],
+        head: &[u8; 32],
+    ) -> Result<(), TrusteeError> {
+        let Phase::Running(mut r) = self.phase else {
+            return Err(TrusteeError::Unexpected);
+        };
+        if interval != r.interval {
+            return Err(TrusteeError::WrongInterval {
+                current: r.interval,
+                got: interval,
+            });
+        }
+        if exchange != r.next_exchange {
+            return Err(TrusteeError::OutOfOrder {
+                expected: r.next_exchange,
+                got: exchange,
+            });
+        }
+        let view = OutputsView::parse(outputs, self.slots)?;
+        let split = self.online_len();
+        let table = &mut self.store.as_mut()[split..];
+        for output in view.iter() {
+            let done = self
+                .unreported
+                .pop_front()
+                .ok_or(TrusteeError::WrongKind { exchange })?;
+            r.schedule
+                .apply(table, done, &output)
+                .map_err(|_| TrusteeError::WrongKind { exchange })?;
+        }
+        if r.schedule.next(table) != kind {
+            return Err(TrusteeError::WrongKind { exchange });
+        }
+        self.unreported
+            .push_back(kind)
+            .map_err(|_| TrusteeError::WindowExceeded)?;
+        r.transcript.advance(exchange, kind, outputs, head);
+        self.cells
+            .push_back(Pending {
+                interval,
+                exchange,
+                len: kind.cell_len(self.slots),
+                nonce: r.transcript.pad_nonce(),
+            })
+            .map_err(|_| TrusteeError::WindowExceeded)?;
+        r.next_exchange += 1;
+        self.phase = Phase::Running(r);
+        Ok(())
+    }
+
+    /// Next event for the shell.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<TrusteeEvent> {
+        self.event.take()
+    }
+
+    /// Writes the next frame to send into `out` and returns its length, computing pads on
+    /// this thread.
     ///
-    /// `out` must hold at least a frame with one cell (cell length plus 32 bytes).
+    /// `out` must hold the largest frame this trustee declared (`max_frame` plus the header).
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, WireError> {
+        self.poll_transmit_with(out, &mut SerialPads)
+    }
+
+    /// Like [`Trustee::poll_transmit`], with the pads of each cell computed by `engine`.
+    pub fn poll_transmit_with(
+        &mut self,
+        out: &mut [u8],
+        engine: &mut dyn PadEngine,
+    ) -> Result<Option<usize>, WireError> {
         if self.hello_pending {
             let n = Message::Hello {
                 version: wire::PROTOCOL_VERSION,
@@ -289,39 +660,108 @@ impl Trustee {
                 role: NodeRole::Trustee,
                 index: self.index,
                 nonce: [0; NONCE_LEN],
+                max_frame: self.max_frame,
+                resume: None,
+                proofs: &[],
             }
             .emit_frame(out)?;
             self.hello_pending = false;
             return Ok(Some(n));
         }
-        if let Some((interval, nonce)) = self.ready {
-            let n = Message::IntervalReady { interval, nonce }.emit_frame(out)?;
-            self.ready = None;
+        if let Some(nonce) = self.probe_reply {
+            let n = Message::ProbeReply { nonce }.emit_frame(out)?;
+            self.probe_reply = None;
             return Ok(Some(n));
         }
-        let Some(cur) = self.current else {
-            return Ok(None);
-        };
-        let Some(&exchange) = self.requests.front() else {
-            return Ok(None);
-        };
-        let l = self.cell_len;
-        let p = wire::emit_cell_prefix(cur.interval, exchange, l, out)?;
-        self.requests.pop_front();
-        let cell = &mut out[p..p + l];
-        cell.fill(0);
-        for key in &self.interval_keys {
-            key.apply_pad(exchange, cell);
+        match self.phase {
+            Phase::Ready {
+                interval,
+                members,
+                nonce,
+                pending: true,
+            } => {
+                let n = Message::IntervalReady { interval, nonce }.emit_frame(out)?;
+                self.phase = Phase::Ready {
+                    interval,
+                    members,
+                    nonce,
+                    pending: false,
+                };
+                return Ok(Some(n));
+            }
+            Phase::Confirming {
+                interval,
+                members,
+                sent,
+                scan,
+                view,
+                running,
+            } => return self.emit_confirm(out, interval, members, sent, scan, view, running),
+            _ => {}
         }
-        Ok(Some(p + l))
+        let Some(&cell) = self.cells.front() else {
+            return Ok(None);
+        };
+        let members = match self.phase {
+            Phase::Running(r) => r.members as usize,
+            _ => 0,
+        };
+        let p = wire::emit_cell_prefix(cell.interval, cell.exchange, cell.len, out)?;
+        self.cells.pop_front();
+        let dst = &mut out[p..p + cell.len];
+        dst.fill(0);
+        engine.xor_pads(&self.keys.as_ref()[..members], &cell.nonce, dst);
+        Ok(Some(p + cell.len))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit_confirm(
+        &mut self,
+        out: &mut [u8],
+        interval: u32,
+        members: u32,
+        sent: u32,
+        mut scan: usize,
+        view: [u8; 32],
+        running: Running,
+    ) -> Result<Option<usize>, WireError> {
+        let room = out.len().saturating_sub(32) / MAC_LEN;
+        let count = ((members - sent) as usize).min(CONFIRM_CHUNK).min(room);
+        if count == 0 {
+            return Err(WireError::BufferTooSmall);
+        }
+        let p = wire::emit_confirm_prefix(interval, sent, count, out)?;
+        let online = &self.store.as_ref()[..self.online_len()];
+        for mac in out[p..p + count * MAC_LEN].chunks_exact_mut(MAC_LEN) {
+            while scan < self.clients && !crate::bits::test(online, scan) {
+                scan += 1;
+            }
+            mac.copy_from_slice(&self.pairs.as_ref()[scan].confirmation(&view));
+            scan += 1;
+        }
+        let n = p + count * MAC_LEN;
+        let sent = sent + count as u32;
+        self.phase = if sent == members {
+            Phase::Running(running)
+        } else {
+            Phase::Confirming {
+                interval,
+                members,
+                sent,
+                scan,
+                view,
+                running,
+            }
+        };
+        Ok(Some(n))
     }
 }
 
-impl core::fmt::Debug for Trustee {
+impl<P, I, B> core::fmt::Debug for Trustee<P, I, B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Trustee")
             .field("index", &self.index)
-            .field("interval", &self.interval())
+            .field("phase", &self.phase)
             .finish_non_exhaustive()
     }
 }

@@ -1,0 +1,182 @@
+//! Bitmaps over node indices and slots: the online set of an interval, a request vector.
+//!
+//! On the wire a set over `n` positions is exactly `ceil(n / 8)` bytes; position `i` is bit
+//! `i % 8` (least significant first) of byte `i / 8`, and bits at positions `>= n` are zero.
+
+/// Bytes of a bitmap over `n` positions.
+pub const fn bitmap_len(n: usize) -> usize {
+    n.div_ceil(8)
+}
+
+/// A read-only bitmap over `len` positions, borrowed from a buffer (often a frame body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bits<'a> {
+    bytes: &'a [u8],
+    len: usize,
+}
+
+/// Why bytes are not a bitmap over the expected number of positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BitsError {
+    /// The byte count is not `ceil(n / 8)`.
+    Length,
+    /// A bit past the last position is set.
+    Stray,
+}
+
+impl core::fmt::Display for BitsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            BitsError::Length => "bitmap of the wrong length",
+            BitsError::Stray => "bitmap sets a position past its end",
+        })
+    }
+}
+
+impl core::error::Error for BitsError {}
+
+impl<'a> Bits<'a> {
+    /// Checks that `bytes` is a bitmap over exactly `len` positions.
+    pub fn new_checked(bytes: &'a [u8], len: usize) -> Result<Self, BitsError> {
+        if bytes.len() != bitmap_len(len) {
+            return Err(BitsError::Length);
+        }
+        if len % 8 != 0 {
+            if let Some(&last) = bytes.last() {
+                if last >> (len % 8) != 0 {
+                    return Err(BitsError::Stray);
+                }
+            }
+        }
+        Ok(Bits { bytes, len })
+    }
+
+    /// Number of positions.
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no positions at all.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The raw bytes.
+    pub const fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Whether position `i` is set (false past the end).
+    pub fn contains(&self, i: usize) -> bool {
+        i < self.len && self.bytes[i / 8] & (1 << (i % 8)) != 0
+    }
+
+    /// Number of set positions.
+    pub fn count(&self) -> usize {
+        self.bytes.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
+    /// Set positions in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + 'a {
+        let bytes = self.bytes;
+        bytes.iter().enumerate().flat_map(|(k, &b)| {
+            (0..8usize).filter_map(move |bit| (b & (1 << bit) != 0).then_some(k * 8 + bit))
+        })
+    }
+}
+
+/// Sets, clears and reads positions of a mutable bitmap.
+#[derive(Debug)]
+pub struct BitsMut<'a> {
+    bytes: &'a mut [u8],
+}
+
+impl<'a> BitsMut<'a> {
+    /// Wraps a buffer; positions are `0 .. 8 * bytes.len()`.
+    pub fn new(bytes: &'a mut [u8]) -> Self {
+        BitsMut { bytes }
+    }
+
+    /// Sets position `i`; false if it is past the end.
+    pub fn insert(&mut self, i: usize) -> bool {
+        match self.bytes.get_mut(i / 8) {
+            Some(b) => {
+                *b |= 1 << (i % 8);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Clears position `i`.
+    pub fn remove(&mut self, i: usize) {
+        if let Some(b) = self.bytes.get_mut(i / 8) {
+            *b &= !(1 << (i % 8));
+        }
+    }
+
+    /// Whether position `i` is set.
+    pub fn contains(&self, i: usize) -> bool {
+        self.bytes.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+    }
+
+    /// Clears every position.
+    pub fn clear(&mut self) {
+        self.bytes.fill(0);
+    }
+}
+
+/// Whether position `i` of a bitmap is set (false past its end).
+pub fn test(bytes: &[u8], i: usize) -> bool {
+    bytes.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
+
+/// Sets position `i` of a bitmap; false if it is past the end.
+pub fn set(bytes: &mut [u8], i: usize) -> bool {
+    BitsMut::new(bytes).insert(i)
+}
+
+/// Clears position `i` of a bitmap.
+pub fn clear(bytes: &mut [u8], i: usize) {
+    BitsMut::new(bytes).remove(i)
+}
+
+/// Number of set positions.
+pub fn count(bytes: &[u8]) -> usize {
+    bytes.iter().map(|b| b.count_ones() as usize).sum()
+}
+
+/// Whether every position set in `a` is also set in `b` (lengths must match).
+pub fn is_subset(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x & !y == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code only: each unwrap() is an assertion on a fixture, never on network input.
+    use super::*;
+
+    #[test]
+    fn layout_is_lsb_first() {
+        let mut b = [0u8; 2];
+        assert!(set(&mut b, 0) && set(&mut b, 9) && !set(&mut b, 16));
+        assert_eq!(b, [0x01, 0x02]);
+        let v = Bits::new_checked(&b, 10).unwrap();
+        assert!(v.contains(0) && v.contains(9) && !v.contains(1) && !v.contains(10));
+        assert_eq!(v.count(), 2);
+        let got: heapless::Vec<usize, 4> = v.iter().collect();
+        assert_eq!(&got[..], &[0, 9]);
+        clear(&mut b, 9);
+        assert_eq!(count(&b), 1);
+        assert!(is_subset(&[0x01, 0], &[0x03, 0]) && !is_subset(&[0x04, 0], &[0x03, 0]));
+    }
+
+    #[test]
+    fn wrong_shapes_are_refused() {
+        assert_eq!(Bits::new_checked(&[0, 0], 17), Err(BitsError::Length));
+        assert_eq!(Bits::new_checked(&[0x04], 2), Err(BitsError::Stray));
+        assert!(Bits::new_checked(&[0x03], 2).is_ok());
+        assert!(Bits::new_checked(&[], 0).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,150 @@
+//! A FIFO of variable-length entries in a caller's byte buffer, each entry contiguous.
+//!
+//! When an entry does not fit between the last entry and the end of the buffer it goes to
+//! the start (if there is room before the first entry), and the end is marked so readers
+//! skip the gap. Offsets index the buffer passed to every call.
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Ring {
+    /// Offset of the first entry.
+    start: usize,
+    /// Offset just past the last entry.
+    end: usize,
+    /// Where the data before the wrap stops (readers jump to 0 there).
+    wrap_at: Option<usize>,
+    count: usize,
+}
+
+/// Reads an entry's total length from its first bytes.
+pub(crate) type EntryLen = fn(&[u8]) -> usize;
+
+impl Ring {
+    pub(crate) const fn new() -> Self {
+        Ring {
+            start: 0,
+            end: 0,
+            wrap_at: None,
+            count: 0,
+        }
+    }
+
+    pub(crate) const fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub(crate) fn clear(&mut self) {
+        *self = Ring::new();
+    }
+
+    /// Reserves `len` contiguous bytes at the back; returns their offset.
+    pub(crate) fn push(&mut self, cap: usize, len: usize) -> Option<usize> {
+        if len == 0 || len > cap {
+            return None;
+        }
+        if self.count == 0 {
+            self.start = 0;
+            self.end = len;
+            self.wrap_at = None;
+            self.count = 1;
+            return Some(0);
+        }
+        let at = if self.wrap_at.is_none() {
+            if self.end + len <= cap {
+                self.end
+            } else if len < self.start {
+                self.wrap_at = Some(self.end);
+                0
+            } else {
+                return None;
+            }
+        } else if self.end + len < self.start {
+            self.end
+        } else {
+            return None;
+        };
+        self.end = at + len;
+        self.count += 1;
+        Some(at)
+    }
+
+    /// Offset of the first entry.
+    pub(crate) fn front(&self) -> Option<usize> {
+        (self.count > 0).then_some(self.start)
+    }
+
+    /// Removes the first entry, whose length `entry_len` reads.
+    pub(crate) fn pop(&mut self, buf: &[u8], entry_len: EntryLen) {
+        if self.count == 0 {
+            return;
+        }
+        self.count -= 1;
+        if self.count == 0 {
+            *self = Ring::new();
+            return;
+        }
+        self.start += entry_len(&buf[self.start..]);
+        if self.wrap_at == Some(self.start) {
+            self.start = 0;
+            self.wrap_at = None;
+        }
+    }
+
+    /// Offsets of every entry, oldest first.
+    pub(crate) fn offsets<'b>(
+        &self,
+        buf: &'b [u8],
+        entry_len: EntryLen,
+    ) -> impl Iterator<Item = usize> + 'b {
+        let mut at = self.start;
+        let mut left = self.count;
+        let wrap_at = self.wrap_at;
+        core::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            if wrap_at == Some(at) {
+                at = 0;
+            }
+            let here = at;
+            at += entry_len(&buf[here..]);
+            left -= 1;
+            Some(here)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn len_of(b: &[u8]) -> usize {
+        usize::from(b[0])
+    }
+
+    fn put(r: &mut Ring, buf: &mut [u8], len: u8) -> Option<usize> {
+        let at = r.push(buf.len(), usize::from(len))?;
+        buf[at] = len;
+        Some(at)
+    }
+
+    #[test]
+    fn wraps_and_keeps_order() {
+        let mut buf = [0u8; 10];
+        let mut r = Ring::new();
+        assert_eq!(put(&mut r, &mut buf, 4), Some(0));
+        assert_eq!(put(&mut r, &mut buf, 4), Some(4));
+        assert_eq!(put(&mut r, &mut buf, 3), None);
+        r.pop(&buf, len_of);
+        // 3 bytes fit before the first entry (at 4): wrap.
+        assert_eq!(put(&mut r, &mut buf, 3), Some(0));
+        assert_eq!(put(&mut r, &mut buf, 1), None);
+        let offs: heapless::Vec<usize, 4> = r.offsets(&buf, len_of).collect();
+        assert_eq!(&offs[..], &[4, 0]);
+        r.pop(&buf, len_of);
+        assert_eq!(r.front(), Some(0));
+        r.pop(&buf, len_of);
+        assert!(r.is_empty());
+        assert_eq!(put(&mut r, &mut buf, 10), Some(0));
+        assert_eq!(put(&mut r, &mut buf, 11), None);
+    }
+}

@@ -1,0 +1,744 @@
+//! A deterministic in-memory DC-net: a relay, N clients and M trustees wired together with a
+//! fake clock and per-link latency, no sockets (feature `testkit`).
+//!
+//! The core's scenario tests and `dissent bench core` both drive this one harness. Frames
+//! travel as bytes exactly as on a real link; the harness plays the shell of every role,
+//! following each role's documented call order, and an echo exit.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::string::String;
+use std::vec;
+use std::vec::Vec;
+
+use crate::client::{Chunk, Client, ClientConfig, ClientEvent, Delivery, Upstream};
+use crate::crypto::{public_key, IntervalKey, PairKey};
+use crate::relay::{
+    DownChunk, Downstream, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent,
+};
+use crate::trustee::{Trustee, TrusteeConfig};
+use crate::wire::{self, ConnId};
+use crate::{Duration, Instant};
+
+/// Group id of every test net.
+pub const GROUP: [u8; 16] = [7; 16];
+/// Session id of every test net.
+pub const SESSION: [u8; 16] = [8; 16];
+
+/// A fixed secret for test node `i` of kind `tag`.
+pub fn secret(tag: u8, i: usize) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    for (k, b) in s.iter_mut().enumerate() {
+        *b = tag ^ (i as u8).wrapping_mul(31) ^ ((i >> 8) as u8).wrapping_mul(7) ^ (k as u8).wrapping_mul(17) ^ 0x5a;
+    }
+    s
+}
+
+/// Parameters of a test net.
+#[derive(Debug, Clone, Copy)]
+pub struct NetConfig {
+    /// Clients (each owns one slot).
+    pub clients: usize,
+    /// Trustees.
+    pub trustees: usize,
+    /// Base cell length.
+    pub cell_len: usize,
+    /// Longest cell an owner may ask for.
+    pub max_cell_len: usize,
+    /// Exchanges in flight.
+    pub window: u16,
+    /// Largest downstream record.
+    pub downstream_len: usize,
+    /// Frame limit every node declares.
+    pub max_frame: u32,
+    /// One-way latency of every link.
+    pub latency: Duration,
+    /// The relay's idle gap.
+    pub idle_gap: Duration,
+    /// The relay's exchange timeout.
+    pub exchange_timeout: Duration,
+    /// How long joiners wait for the running interval to end.
+    pub join_delay: Duration,
+    /// Reservation period.
+    pub period: u16,
+    /// Slots admitted per reservation.
+    pub admit: u16,
+    /// Most slots reserved.
+    pub capacity: u16,
+    /// How long a client keeps its slot after its last data.
+    pub linger: Duration,
+    /// Minimum clients of relay, trustees and clients.
+    pub min_clients: u16,
+    /// Sent-cell ring of each client.
+    pub ring_len: usize,
+    /// Replay buffer of each client.
+    pub replay_len: usize,
+    /// The relay's downstream log.
+    pub log_len: usize,
+}
+
+impl NetConfig {
+    /// A small net of `clients` clients and `trustees` trustees with `cell_len`-byte cells.
+    pub fn new(clients: usize, trustees: usize, cell_len: usize) -> Self {
+        NetConfig {
+            clients,
+            trustees,
+            cell_len,
+            max_cell_len: (cell_len * 16).min(8192).max(cell_len),
+            window: 8,
+            downstream_len: 4096,
+            max_frame: 16 * 1024,
+            latency: Duration::from_micros(200),
+            idle_gap: Duration::from_millis(1),
+            exchange_timeout: Duration::from_millis(500),
+            join_delay: Duration::from_millis(2),
+            period: 16,
+            admit: 64,
+            capacity: 64,
+            linger: Duration::from_millis(5),
+            min_clients: 1,
+            ring_len: 64 * 1024,
+            replay_len: 64 * 1024,
+            log_len: 256 * 1024,
+        }
+    }
+}
+
+/// Application side of one client: bytes waiting per connection, bytes received.
+#[derive(Debug, Default)]
+pub struct App {
+    /// Bytes to send, in order.
+    pub pending: VecDeque<(ConnId, Vec<u8>)>,
+    /// Connections to close once their bytes are sent.
+    pub closing: VecDeque<ConnId>,
+    /// Downstream bytes received per connection.
+    pub received: BTreeMap<ConnId, Vec<u8>>,
+    /// Connections the exit closed.
+    pub closed: Vec<ConnId>,
+    /// Connections reported lost.
+    pub lost: Vec<ConnId>,
+}
+
+impl Upstream for App {
+    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
+        if let Some((conn, mut data)) = self.pending.pop_front() {
+            let n = data.len().min(buf.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            if n < data.len() {
+                data.drain(..n);
+                self.pending.push_front((conn, data));
+            }
+            return Some(Chunk::Data { conn, len: n });
+        }
+        self.closing.pop_front().map(|conn| Chunk::Close { conn })
+    }
+
+    fn pending(&self) -> usize {
+        self.pending.iter().map(|(_, d)| d.len()).sum()
+    }
+}
+
+/// The exit of the relay: records upstream, optionally echoes.
+#[derive(Debug, Default)]
+pub struct Exit {
+    /// Upstream bytes per connection.
+    pub upstream: BTreeMap<ConnId, Vec<u8>>,
+    /// How often each connection was opened.
+    pub opened: BTreeMap<ConnId, usize>,
+    /// Connections the owner finished.
+    pub closed: Vec<ConnId>,
+    /// Replies waiting to go downstream (`None`: close).
+    pub replies: VecDeque<(ConnId, Option<Vec<u8>>)>,
+    /// Echo every upstream byte and close back.
+    pub echo: bool,
+    /// Exchanges that decoded to garbage.
+    pub garbled: usize,
+}
+
+impl Downstream for Exit {
+    fn has_data(&self) -> bool {
+        !self.replies.is_empty()
+    }
+
+    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<DownChunk> {
+        let (conn, data) = self.replies.pop_front()?;
+        let Some(mut data) = data else {
+            return Some(DownChunk::Close { conn });
+        };
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        if n < data.len() {
+            data.drain(..n);
+            self.replies.push_front((conn, Some(data)));
+        }
+        Some(DownChunk::Data { conn, len: n })
+    }
+}
+
+/// A node of the net.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Node {
+    /// Client by index.
+    Client(usize),
+    /// Trustee by index.
+    Trustee(usize),
+}
+
+impl Node {
+    /// The relay's name for this node.
+    pub fn peer(self) -> PeerId {
+        match self {
+            Node::Client(i) => PeerId::Client(i as u16),
+            Node::Trustee(j) => PeerId::Trustee(j as u16),
+        }
+    }
+}
+
+/// A hosted-style trustee with vector storage.
+pub type TestTrustee = Trustee<Vec<PairKey>, Vec<IntervalKey>, Vec<u8>>;
+
+struct LinkState {
+    node: Node,
+    hello_done: bool,
+}
+
+struct Wire {
+    at: Instant,
+    seq: u64,
+    to_relay: bool,
+    link: LinkId,
+    frame: Vec<u8>,
+    close_after: bool,
+}
+
+/// The whole net.
+pub struct Net {
+    /// The fake clock.
+    pub now: Instant,
+    /// The parameters.
+    pub cfg: NetConfig,
+    /// The relay.
+    pub relay: Relay<Vec<Peer>, Vec<u8>>,
+    /// The clients.
+    pub clients: Vec<Client<Vec<u8>>>,
+    /// Their applications.
+    pub apps: Vec<App>,
+    /// The trustees.
+    pub trustees: Vec<TestTrustee>,
+    /// The exit.
+    pub exit: Exit,
+    /// Slot of each client (the harness knows; the relay does not).
+    pub slots: Vec<u16>,
+    /// Errors the relay reported, by peer.
+    pub relay_errors: Vec<(PeerId, String)>,
+    /// Errors the nodes reported (each drops its link).
+    pub node_errors: Vec<(Node, String)>,
+    /// Peers the relay dropped.
+    pub dropped: Vec<PeerId>,
+    /// Intervals started.
+    pub intervals: Vec<u32>,
+    /// Clients ignoring everything from the relay (but keeping their link).
+    pub muted: Vec<bool>,
+    /// Cell frames each client sent (exchange, length), for comparing nodes.
+    pub cell_log: Vec<Vec<(u64, usize)>>,
+    /// Record every cell frame length when set.
+    pub log_cells: bool,
+    links: HashMap<LinkId, LinkState>,
+    node_link: HashMap<Node, LinkId>,
+    next_link: u64,
+    wires: VecDeque<Wire>,
+    seq: u64,
+    out: Vec<u8>,
+    relay_out: Vec<u8>,
+}
+
+impl Net {
+    /// Builds a net and connects every trustee and client.
+    pub fn new(cfg: NetConfig) -> Net {
+        let mut net = Net::unconnected(cfg);
+        for j in 0..cfg.trustees {
+            net.connect(Node::Trustee(j));
+        }
+        for i in 0..cfg.clients {
+            net.connect(Node::Client(i));
+        }
+        net
+    }
+
+    /// Builds a net with nobody connected yet.
+    pub fn unconnected(cfg: NetConfig) -> Net {
+        let n = cfg.clients;
+        let m = cfg.trustees;
+        let client_secrets: Vec<_> = (0..n).map(|i| secret(1, i)).collect();
+        let trustee_secrets: Vec<_> = (0..m).map(|i| secret(2, i)).collect();
+        let client_pubs: Vec<_> = client_secrets.iter().map(public_key).collect();
+        let trustee_pubs: Vec<_> = trustee_secrets.iter().map(public_key).collect();
+        // Slots in a permuted order, as a shuffled pseudonym list would give.
+        let step = (1..n.max(2)).find(|s| gcd(*s, n) == 1 && *s > 1).unwrap_or(1);
+        let slots: Vec<u16> = (0..n).map(|i| ((i * step + 3) % n) as u16).collect();
+        let rcfg = RelayConfig {
+            group_id: GROUP,
+            session_id: SESSION,
+            clients: n as u16,
+            trustees: m as u16,
+            slots: n as u16,
+            cell_len: cfg.cell_len,
+            max_cell_len: cfg.max_cell_len,
+            window: cfg.window,
+            downstream_len: cfg.downstream_len,
+            min_clients: cfg.min_clients,
+            idle_gap: cfg.idle_gap,
+            exchange_timeout: cfg.exchange_timeout,
+            join_delay: cfg.join_delay,
+            probe_timeout: Duration::from_millis(100),
+            period: cfg.period,
+            admit: cfg.admit,
+            capacity: cfg.capacity,
+            log_len: cfg.log_len,
+            first_interval: 100,
+            epoch: [9; 16],
+        };
+        let relay = Relay::new(
+            rcfg,
+            vec![Peer::EMPTY; rcfg.peers_len()],
+            vec![0u8; rcfg.storage_len()],
+        )
+        .expect("relay configuration");
+        let clients = (0..n)
+            .map(|i| {
+                let c = ClientConfig {
+                    index: i as u16,
+                    clients: n as u16,
+                    group_id: GROUP,
+                    session_id: SESSION,
+                    session_secret: client_secrets[i],
+                    trustee_keys: &trustee_pubs,
+                    slot: slots[i],
+                    slots: n as u16,
+                    cell_len: cfg.cell_len,
+                    max_frame: cfg.max_frame,
+                    max_reserved: cfg.capacity,
+                    ring_len: cfg.ring_len,
+                    replay_len: cfg.replay_len,
+                    min_clients: cfg.min_clients,
+                    linger: cfg.linger,
+                    rng_seed: secret(4, i),
+                };
+                Client::new(&c, vec![0u8; Client::<Vec<u8>>::storage_len(&c)])
+                    .expect("client configuration")
+            })
+            .collect();
+        let trustees = (0..m)
+            .map(|j| {
+                let t = TrusteeConfig {
+                    index: j as u16,
+                    trustees: m as u16,
+                    group_id: GROUP,
+                    session_id: SESSION,
+                    session_secret: trustee_secrets[j],
+                    client_keys: &client_pubs,
+                    slots: n as u16,
+                    cell_len: cfg.cell_len,
+                    max_reserved: cfg.capacity,
+                    max_frame: cfg.max_frame,
+                    rng_seed: secret(3, j),
+                    min_clients: cfg.min_clients,
+                };
+                Trustee::new(
+                    &t,
+                    vec![PairKey::EMPTY; n],
+                    vec![IntervalKey::EMPTY; n],
+                    vec![0u8; TestTrustee::storage_len(&t)],
+                )
+                .expect("trustee configuration")
+            })
+            .collect();
+        Net {
+            now: Instant::from_micros(1_000_000),
+            cfg,
+            relay,
+            clients,
+            apps: (0..n).map(|_| App::default()).collect(),
+            trustees,
+            exit: Exit {
+                echo: true,
+                ..Exit::default()
+            },
+            slots,
+            relay_errors: Vec::new(),
+            node_errors: Vec::new(),
+            dropped: Vec::new(),
+            intervals: Vec::new(),
+            muted: vec![false; n],
+            cell_log: vec![Vec::new(); n],
+            log_cells: false,
+            links: HashMap::new(),
+            node_link: HashMap::new(),
+            next_link: 0,
+            wires: VecDeque::new(),
+            seq: 0,
+            out: vec![0u8; cfg.max_frame as usize + 64],
+            relay_out: vec![0u8; rcfg.max_frame_len()],
+        }
+    }
+
+    /// Whether `node` has a link up.
+    pub fn is_up(&self, node: Node) -> bool {
+        self.node_link.contains_key(&node)
+    }
+
+    /// Opens a link for `node` (its Hello goes out).
+    pub fn connect(&mut self, node: Node) {
+        self.next_link += 1;
+        let link = LinkId(self.next_link);
+        self.links.insert(
+            link,
+            LinkState {
+                node,
+                hello_done: false,
+            },
+        );
+        self.node_link.insert(node, link);
+        match node {
+            Node::Client(i) => self.clients[i].handle_connected(self.now),
+            Node::Trustee(j) => self.trustees[j].handle_connected(self.now),
+        }
+        self.flush_node(node);
+    }
+
+    /// Cuts `node`'s link; both ends notice.
+    pub fn disconnect(&mut self, node: Node) {
+        let Some(link) = self.node_link.remove(&node) else {
+            return;
+        };
+        self.links.remove(&link);
+        match node {
+            Node::Client(i) => {
+                self.clients[i].handle_disconnected(self.now);
+                self.client_events(i);
+            }
+            Node::Trustee(j) => self.trustees[j].handle_disconnected(self.now),
+        }
+        // Frames in flight on that link are gone.
+        self.wires.retain(|w| w.link != link);
+        self.relay.handle_link_closed(self.now, link, node.peer());
+        self.flush_relay();
+    }
+
+    fn send(&mut self, to_relay: bool, link: LinkId, frame: Vec<u8>) {
+        self.send_then(to_relay, link, frame, false);
+    }
+
+    fn send_then(&mut self, to_relay: bool, link: LinkId, frame: Vec<u8>, close_after: bool) {
+        self.seq += 1;
+        self.wires.push_back(Wire {
+            at: self.now + self.cfg.latency,
+            seq: self.seq,
+            to_relay,
+            link,
+            frame,
+            close_after,
+        });
+    }
+
+    /// Queues bytes on connection `conn` of client `i`.
+    pub fn send_bytes(&mut self, i: usize, conn: ConnId, data: Vec<u8>) {
+        self.apps[i].pending.push_back((conn, data));
+        self.clients[i].prepare(self.now, &mut self.apps[i]);
+    }
+
+    /// Closes connection `conn` of client `i` once its bytes are sent.
+    pub fn close(&mut self, i: usize, conn: ConnId) {
+        self.apps[i].closing.push_back(conn);
+        self.clients[i].prepare(self.now, &mut self.apps[i]);
+    }
+
+    /// Opens a connection at client `i`.
+    pub fn open(&mut self, i: usize) -> ConnId {
+        let conn = self.clients[i].open().expect("connection capacity");
+        self.clients[i].prepare(self.now, &mut self.apps[i]);
+        conn
+    }
+
+    fn flush_node(&mut self, node: Node) {
+        let Some(&link) = self.node_link.get(&node) else {
+            return;
+        };
+        let mut out = core::mem::take(&mut self.out);
+        loop {
+            let n = match node {
+                Node::Client(i) => self.clients[i].poll_transmit(&mut out),
+                Node::Trustee(j) => self.trustees[j].poll_transmit(&mut out),
+            };
+            match n {
+                Ok(Some(n)) => self.send(true, link, out[..n].to_vec()),
+                Ok(None) => break,
+                Err(e) => {
+                    self.node_errors.push((node, std::format!("{e}")));
+                    break;
+                }
+            }
+        }
+        self.out = out;
+    }
+
+    /// Delivers every event and frame the relay has, like a shell.
+    pub fn flush_relay(&mut self) {
+        let now = self.now;
+        while let Some(ev) = self.relay.poll_event(now) {
+            match ev {
+                RelayEvent::Upstream { conn, open, data } => {
+                    if open {
+                        *self.exit.opened.entry(conn).or_default() += 1;
+                        self.exit.upstream.entry(conn).or_default();
+                    }
+                    if let Some(up) = self.exit.upstream.get_mut(&conn) {
+                        up.extend_from_slice(data);
+                        if self.exit.echo && !data.is_empty() {
+                            self.exit.replies.push_back((conn, Some(data.to_vec())));
+                        }
+                    }
+                }
+                RelayEvent::Close { conn } => {
+                    self.exit.closed.push(conn);
+                    if self.exit.echo {
+                        self.exit.replies.push_back((conn, None));
+                    }
+                }
+                RelayEvent::Garbled { .. } => self.exit.garbled += 1,
+                RelayEvent::IntervalStarted { interval, .. } => self.intervals.push(interval),
+                RelayEvent::Dropped { peer, .. } => self.dropped.push(peer),
+                _ => {}
+            }
+        }
+        let mut out = core::mem::take(&mut self.relay_out);
+        loop {
+            let t = match self.relay.poll_transmit(now, &mut out, &mut self.exit) {
+                Ok(Some(t)) => t,
+                Ok(None) => break,
+                Err(e) => panic!("relay cannot encode a frame: {e}"),
+            };
+            let links: Vec<LinkId> = self.relay.links(t.destination).collect();
+            for link in links {
+                if self.links.contains_key(&link) {
+                    // A goodbye reaches the node, then its link closes.
+                    self.send_then(false, link, out[..t.len].to_vec(), t.close_after);
+                }
+            }
+        }
+        self.relay_out = out;
+    }
+
+    /// Delivers the next due frame, or advances the clock to the relay's next timeout;
+    /// false when nothing can happen any more.
+    pub fn step(&mut self) -> bool {
+        let next = self
+            .wires
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, w)| (w.at, w.seq))
+            .map(|(k, _)| k);
+        if let Some(k) = next {
+            let w = self.wires.remove(k).expect("index from the scan");
+            let due = self.relay.poll_timeout();
+            if let Some(t) = due.filter(|t| *t < w.at) {
+                // A timeout falls before this frame: handle it first.
+                self.wires.push_front(w);
+                self.now = self.now.max(t);
+                self.timeout();
+                return true;
+            }
+            if w.at > self.now {
+                self.now = w.at;
+            }
+            self.timeout();
+            let Ok(Some((body, _))) = wire::split_frame(&w.frame) else {
+                panic!("harness sent a broken frame");
+            };
+            let body = body.to_vec();
+            if w.to_relay {
+                self.deliver_to_relay(w.link, &body);
+            } else {
+                self.deliver_to_node(w.link, &body, w.close_after);
+            }
+            return true;
+        }
+        match self.relay.poll_timeout() {
+            Some(t) => {
+                self.now = self.now.max(t);
+                self.timeout();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn timeout(&mut self) {
+        if let Some(t) = self.relay.poll_timeout() {
+            if t <= self.now {
+                self.relay.handle_timeout(self.now);
+                self.flush_relay();
+            }
+        }
+    }
+
+    fn deliver_to_relay(&mut self, link: LinkId, body: &[u8]) {
+        let Some(state) = self.links.get_mut(&link) else {
+            return;
+        };
+        let node = state.node;
+        let peer = node.peer();
+        if !state.hello_done {
+            state.hello_done = true;
+            if let Err(e) = self.relay.handle_hello(self.now, link, peer, body) {
+                self.relay_errors.push((peer, std::format!("{e}")));
+            }
+        } else if let Err(e) = self.relay.handle_frame(self.now, link, peer, body) {
+            self.relay_errors.push((peer, std::format!("{e}")));
+        }
+        self.flush_relay();
+    }
+
+    fn deliver_to_node(&mut self, link: LinkId, body: &[u8], close_after: bool) {
+        let Some(state) = self.links.get(&link) else {
+            return;
+        };
+        let node = state.node;
+        if let Node::Client(i) = node {
+            if self.muted[i] {
+                return;
+            }
+        }
+        let failed = match node {
+            Node::Client(i) => self.deliver_to_client(i, link, body),
+            Node::Trustee(j) => self
+                .trustees[j]
+                .handle_frame(self.now, body)
+                .map_err(|e| std::format!("{e}"))
+                .err(),
+        };
+        if let Some(e) = failed {
+            self.node_errors.push((node, e));
+            self.disconnect(node);
+            return;
+        }
+        self.flush_node(node);
+        if close_after {
+            self.disconnect(node);
+        }
+    }
+
+    fn deliver_to_client(&mut self, i: usize, link: LinkId, body: &[u8]) -> Option<String> {
+        let mut out = core::mem::take(&mut self.out);
+        let handled = self.clients[i].handle_frame(self.now, body, &mut out);
+        let res = match handled {
+            Ok(h) => {
+                // The cell goes out first, then the delivery.
+                if let Some(n) = h.cell {
+                    if self.log_cells {
+                        let (b, _) = wire::split_frame(&out[..n]).ok().flatten().unwrap_or((&[], 0));
+                        if let Ok(wire::Message::Cell { exchange, cell, .. }) = wire::Message::parse(b) {
+                            self.cell_log[i].push((exchange, cell.len()));
+                        }
+                    }
+                    self.send(true, link, out[..n].to_vec());
+                }
+                if let Some(d) = h.delivery {
+                    deliver(&mut self.apps[i], d);
+                }
+                None
+            }
+            Err(e) => Some(std::format!("{e}")),
+        };
+        self.out = out;
+        while let Some(d) = self.clients[i].poll_replay() {
+            deliver(&mut self.apps[i], d);
+        }
+        self.client_events(i);
+        if res.is_none() {
+            self.clients[i].prepare(self.now, &mut self.apps[i]);
+        }
+        res
+    }
+
+    fn client_events(&mut self, i: usize) {
+        while let Some(e) = self.clients[i].poll_event() {
+            if let ClientEvent::Lost { conn } = e {
+                self.apps[i].lost.push(conn);
+            }
+        }
+    }
+
+    /// Runs until `done` holds, failing after `max_steps`.
+    pub fn run_until(&mut self, max_steps: usize, mut done: impl FnMut(&Net) -> bool) {
+        for _ in 0..max_steps {
+            if done(self) {
+                return;
+            }
+            assert!(self.step(), "simulation stalled");
+        }
+        panic!("condition not reached in {max_steps} steps");
+    }
+
+    /// Runs `steps` steps (or until nothing can happen).
+    pub fn run_steps(&mut self, steps: usize) {
+        for _ in 0..steps {
+            if !self.step() {
+                return;
+            }
+        }
+    }
+
+    /// Whether every connection in `expect` delivered exactly its bytes to the exit.
+    pub fn all_delivered(&self, expect: &BTreeMap<ConnId, Vec<u8>>) -> bool {
+        expect
+            .iter()
+            .all(|(c, d)| self.exit.upstream.get(c).map(|v| v.len()) == Some(d.len()))
+    }
+
+    /// The node that holds `link`, if it is up.
+    pub fn node_of(&self, link: LinkId) -> Option<Node> {
+        self.links.get(&link).map(|l| l.node)
+    }
+
+    /// The current link of `node`.
+    pub fn link_of(&self, node: Node) -> Option<LinkId> {
+        self.node_link.get(&node).copied()
+    }
+
+    /// Frames in flight to or from `node`'s link, as bodies.
+    pub fn in_flight(&self, node: Node) -> Vec<(bool, Vec<u8>)> {
+        let Some(link) = self.link_of(node) else {
+            return Vec::new();
+        };
+        self.wires
+            .iter()
+            .filter(|w| w.link == link)
+            .filter_map(|w| {
+                let (b, _) = wire::split_frame(&w.frame).ok().flatten()?;
+                Some((w.to_relay, b.to_vec()))
+            })
+            .collect()
+    }
+}
+
+fn deliver(app: &mut App, d: Delivery<'_>) {
+    match d {
+        Delivery::Data { conn, data } => app.received.entry(conn).or_default().extend_from_slice(data),
+        Delivery::Close { conn } => app.closed.push(conn),
+    }
+}
+
+/// A deterministic byte pattern.
+pub fn pattern(seed: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|k| (k * 131 + seed * 7 + k / 251) as u8)
+        .collect()
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
