@@ -118,7 +118,9 @@ impl<'a> BitsMut<'a> {
 
     /// Whether position `i` is set.
     pub fn contains(&self, i: usize) -> bool {
-        self.bytes.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+        self.bytes
+            .get(i / 8)
+            .is_some_and(|b| b & (1 << (i % 8)) != 0)
     }
 
     /// Clears every position.

@@ -729,8 +729,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             return Err(ClientError::BadParameters);
         }
         let table = &self.store.as_ref()[..self.layout.table];
-        let schedule =
-            Schedule::new(self.slots, &params, table.len()).map_err(|_| ClientError::BadParameters)?;
+        let schedule = Schedule::new(self.slots, &params, table.len())
+            .map_err(|_| ClientError::BadParameters)?;
         self.ikeys.clear();
         for (pair, n) in self.pairs.iter().zip(nonces.chunks_exact(NONCE_LEN)) {
             let mut nonce = [0u8; NONCE_LEN];
@@ -776,7 +776,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             return Err(ClientError::Unexpected);
         }
         let view = *running.transcript.hash();
-        for (t, (pair, mac)) in self.pairs.iter().zip(macs.chunks_exact(MAC_LEN)).enumerate() {
+        for (t, (pair, mac)) in self
+            .pairs
+            .iter()
+            .zip(macs.chunks_exact(MAC_LEN))
+            .enumerate()
+        {
             if !pair.check_confirmation(&view, mac) {
                 return Err(ClientError::Unconfirmed { trustee: t as u16 });
             }
@@ -803,8 +808,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             return Err(ClientError::Equivocation);
         } else {
             // A new relay instance, or away longer than its log: the connections cannot be
-            // resumed. They end here, quietly; the exit closes its side when idle.
-            self.lose_all();
+            // resumed. They end here, quietly; the exit closes its side when idle. (A client
+            // that never followed a log has missed nothing.)
+            if self.epoch.is_some() {
+                self.lose_all();
+            }
             self.epoch = Some(epoch);
             self.head = head;
         }
@@ -930,7 +938,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         transcript::append(&mut head, &down);
         r.transcript.advance(exchange, kind, outputs, &head.hash);
         // Cells up to `exchange - window` were decoded before this request was issued.
-        self.confirm_up_to(r.interval, exchange.saturating_sub(r.window), exchange >= r.window);
+        self.confirm_up_to(
+            r.interval,
+            exchange.saturating_sub(r.window),
+            exchange >= r.window,
+        );
 
         // The cell: the same steps whoever owns the slot.
         let p = wire::emit_cell_prefix(interval, exchange, len, out)?;
@@ -986,7 +998,14 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
 
     /// Writes this client's cell for an owned exchange: the stage's records that fit, then
     /// `Next`.
-    fn fill_owned(&mut self, now: Instant, r: &Running, interval: u32, exchange: u64, cell: &mut [u8]) {
+    fn fill_owned(
+        &mut self,
+        now: Instant,
+        r: &Running,
+        interval: u32,
+        exchange: u64,
+        cell: &mut [u8],
+    ) {
         let room = cell.len().saturating_sub(wire::NEXT_LEN);
         let stage = &self.store.as_ref()[self.layout.table..self.layout.stage];
         let mut taken = Taken {
@@ -1043,10 +1062,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             } else {
                 need.div_ceil(64).saturating_mul(64).clamp(base, max)
             }
-        } else if self
-            .last_data
-            .is_some_and(|t| now < t + self.linger)
-        {
+        } else if self.last_data.is_some_and(|t| now < t + self.linger) {
             base
         } else {
             0
@@ -1084,7 +1100,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             if ring[o] != CONFIRMED {
                 break;
             }
-            if self.resend_at.is_some_and(|r| r >= o && r < o + sent_entry_len(&ring[o..])) {
+            if self
+                .resend_at
+                .is_some_and(|r| r >= o && r < o + sent_entry_len(&ring[o..]))
+            {
                 self.resend_at = None;
             }
             self.ring.pop(ring, sent_entry_len);
@@ -1115,7 +1134,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     let h = dst + t.whole;
                     write_record_header(&mut buf[h..], conn, open, part);
                     buf.copy_within(
-                        table + t.whole + RECORD_HEADER_LEN..table + t.whole + RECORD_HEADER_LEN + part,
+                        table + t.whole + RECORD_HEADER_LEN
+                            ..table + t.whole + RECORD_HEADER_LEN + part,
                         h + RECORD_HEADER_LEN,
                     );
                 }
@@ -1260,7 +1280,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
 
     /// Stages records of cells to send again; true while some remain after this.
     fn stage_resends(&mut self, room: usize) -> bool {
-        let Layout { table, stage, ring: ring_end, .. } = self.layout;
+        let Layout {
+            table,
+            stage,
+            ring: ring_end,
+            ..
+        } = self.layout;
         loop {
             let buf = self.store.as_mut();
             let (ring_buf, rest) = buf[table..ring_end].split_at_mut(stage - table);
@@ -1276,7 +1301,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             let (_, _, _, len) = sent_header(&ring[entry..]);
             let start = entry + SENT_HEADER;
             let end = start + len;
-            let mut at = self.resend_at.filter(|&a| a >= start && a <= end).unwrap_or(start);
+            let mut at = self
+                .resend_at
+                .filter(|&a| a >= start && a <= end)
+                .unwrap_or(start);
             while at + RECORD_HEADER_LEN <= end {
                 let (conn, open, n) = record_header(&ring[at..]);
                 let rec = RECORD_HEADER_LEN + n;
@@ -1296,8 +1324,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     let part = free - RECORD_HEADER_LEN;
                     let s = self.stage_used;
                     write_record_header(&mut stage_buf[s..], conn, open, part);
-                    stage_buf[s + RECORD_HEADER_LEN..s + free]
-                        .copy_from_slice(&ring[at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + part]);
+                    stage_buf[s + RECORD_HEADER_LEN..s + free].copy_from_slice(
+                        &ring[at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + part],
+                    );
                     self.stage_used += free;
                     // The rest of the record stays, as a record of its own.
                     at += part;
@@ -1319,8 +1348,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             let at = self.stage_used;
             let limit = (room - at - RECORD_HEADER_LEN).min(wire::MAX_PAYLOAD);
             let buf = &mut self.store.as_mut()[table..stage_end];
-            let Some(chunk) =
-                upstream.next_chunk(&mut buf[at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + limit])
+            let Some(chunk) = upstream
+                .next_chunk(&mut buf[at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + limit])
             else {
                 break;
             };
@@ -1387,7 +1416,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 buf[at + 3],
                 buf[at + 4],
             ]));
-            let n = u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]]) as usize;
+            let n =
+                u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]]) as usize;
             self.replay_read = Some(read + REPLAY_HEADER + n);
             if !self.conns.contains_key(&conn) {
                 continue;

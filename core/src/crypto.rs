@@ -397,7 +397,11 @@ mod tests {
         assert_ne!(a, b);
         ik.apply_pad(&[5; PAD_NONCE_LEN], &mut a);
         assert_eq!(a, [0u8; 100]);
-        for (i, t, c) in [(2, [0; 16], [0; 16]), (1, [1; 16], [0; 16]), (1, [0; 16], [1; 16])] {
+        for (i, t, c) in [
+            (2, [0; 16], [0; 16]),
+            (1, [1; 16], [0; 16]),
+            (1, [0; 16], [1; 16]),
+        ] {
             let mut d = [0u8; 100];
             k.interval_key(i, &t, &c)
                 .apply_pad(&[6; PAD_NONCE_LEN], &mut d);

@@ -33,7 +33,9 @@ use crate::wire::{
     self, CellView, ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, Message, NodeRole,
     OutputsView, Params, Record, Resume, WireError, MAX_FRAME_BODY, MAX_HISTORY,
 };
-use crate::{cell_length_ok, MAC_LEN, MAX_CLIENTS, MAX_DOWNSTREAM, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
+use crate::{
+    cell_length_ok, MAC_LEN, MAX_CLIENTS, MAX_DOWNSTREAM, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN,
+};
 
 /// Relay parameters.
 #[derive(Debug, Clone, Copy)]
@@ -927,8 +929,7 @@ where
         if named != peer || self.peer_index(peer).is_none() {
             return Err(HelloError::WrongIdentity);
         }
-        if (max_frame as usize) < self.cfg.min_node_frame() || max_frame as usize > MAX_FRAME_BODY
-        {
+        if (max_frame as usize) < self.cfg.min_node_frame() || max_frame as usize > MAX_FRAME_BODY {
             return Err(HelloError::FrameLimit(max_frame));
         }
         let t = usize::from(self.cfg.trustees);
@@ -1106,16 +1107,22 @@ where
             (PeerId::Trustee(t), Message::IntervalReady { interval, nonce }) => {
                 self.on_ready(now, t, interval, nonce)
             }
-            (PeerId::Trustee(t), Message::Confirm {
-                interval,
-                first,
-                macs,
-            }) => self.on_confirm(t, interval, first, macs),
-            (_, Message::Cell {
-                interval,
-                exchange,
-                cell,
-            }) => self.on_cell(peer, interval, exchange, cell),
+            (
+                PeerId::Trustee(t),
+                Message::Confirm {
+                    interval,
+                    first,
+                    macs,
+                },
+            ) => self.on_confirm(t, interval, first, macs),
+            (
+                _,
+                Message::Cell {
+                    interval,
+                    exchange,
+                    cell,
+                },
+            ) => self.on_cell(peer, interval, exchange, cell),
             _ => Err(PeerError::Unexpected),
         }
     }
@@ -1177,7 +1184,10 @@ where
         let peers = self.peers.as_ref();
         let n = usize::from(self.cfg.clients);
         let online = self.online_bits();
-        for i in Bits::new_checked(online, n).into_iter().flat_map(|b| b.iter()) {
+        for i in Bits::new_checked(online, n)
+            .into_iter()
+            .flat_map(|b| b.iter())
+        {
             frame = frame.min(peers[i].max_frame as usize);
         }
         for j in 0..usize::from(self.cfg.trustees) {
@@ -1195,7 +1205,13 @@ where
         }
     }
 
-    fn on_confirm(&mut self, t: u16, interval: u32, first: u32, macs: &[u8]) -> Result<(), PeerError> {
+    fn on_confirm(
+        &mut self,
+        t: u16,
+        interval: u32,
+        first: u32,
+        macs: &[u8],
+    ) -> Result<(), PeerError> {
         let Phase::Starting {
             interval: cur,
             members,
@@ -1294,7 +1310,9 @@ where
         if exchange < r.done {
             return Err(PeerError::Duplicate(exchange));
         }
-        if exchange >= r.next || (matches!(peer, PeerId::Client(_)) && exchange >= self.client_limit(&r)) {
+        if exchange >= r.next
+            || (matches!(peer, PeerId::Client(_)) && exchange >= self.client_limit(&r))
+        {
             return Err(PeerError::NotRequested(exchange));
         }
         let w = u64::from(self.cfg.window);
@@ -1378,7 +1396,10 @@ where
         let head = self.head.seq;
         let (store, peers) = (self.store.as_ref(), self.peers.as_mut());
         let online = &store[self.regions.connected..self.regions.online];
-        for i in Bits::new_checked(online, n).into_iter().flat_map(|b| b.iter()) {
+        for i in Bits::new_checked(online, n)
+            .into_iter()
+            .flat_map(|b| b.iter())
+        {
             if peers[i].link.is_some() {
                 peers[i].seq = Some(head);
             }
@@ -1428,12 +1449,16 @@ where
                             self.phase = Phase::Running(r);
                         }
                         Some(Stop::Drain)
-                            if r.done == r.next && r.client_pending.is_none() && self.decoding.is_none() =>
+                            if r.done == r.next
+                                && r.client_pending.is_none()
+                                && self.decoding.is_none() =>
                         {
                             self.end_interval(r.interval, r.done);
                             continue;
                         }
-                        Some(Stop::Abort { end_at }) if r.done >= end_at && self.decoding.is_none() => {
+                        Some(Stop::Abort { end_at })
+                            if r.done >= end_at && self.decoding.is_none() =>
+                        {
                             self.end_interval(r.interval, r.done);
                             continue;
                         }
@@ -1449,9 +1474,11 @@ where
     /// Whether a connected client outside the interval has waited `join_delay`.
     fn joiner_waited(&self, now: Instant) -> bool {
         let n = usize::from(self.cfg.clients);
-        self.peers.as_ref()[..n]
-            .iter()
-            .any(|p| p.link.is_some() && p.waiting_since.is_some_and(|t| now >= t + self.cfg.join_delay))
+        self.peers.as_ref()[..n].iter().any(|p| {
+            p.link.is_some()
+                && p.waiting_since
+                    .is_some_and(|t| now >= t + self.cfg.join_delay)
+        })
     }
 
     fn earliest_joiner(&self) -> Option<Instant> {
@@ -1557,15 +1584,23 @@ where
 
     fn next_record(&mut self, d: Decoding) -> Option<RelayEvent<'_>> {
         let bytes = &self.store.as_ref()[d.at..d.end];
-        let Some(rec) = CellView::parse_records(bytes).ok().and_then(|mut it| it.next()) else {
+        let Some(rec) = CellView::parse_records(bytes)
+            .ok()
+            .and_then(|mut it| it.next())
+        else {
             self.decoding = None;
             return None;
         };
         let next_at = d.at + rec.wire_len();
-        self.decoding = (next_at < d.end).then_some(Decoding { at: next_at, end: d.end });
+        self.decoding = (next_at < d.end).then_some(Decoding {
+            at: next_at,
+            end: d.end,
+        });
         let bytes = &self.store.as_ref()[d.at..d.end];
         // Parsed above; parsing again to borrow from the store for the event.
-        let rec = CellView::parse_records(bytes).ok().and_then(|mut it| it.next())?;
+        let rec = CellView::parse_records(bytes)
+            .ok()
+            .and_then(|mut it| it.next())?;
         Some(match rec {
             Record::Data {
                 conn,
@@ -1581,7 +1616,8 @@ where
     }
 
     fn outq_slot(&self, k: usize) -> usize {
-        self.regions.table + ((self.outq_head + k) % (2 * usize::from(self.cfg.window))) * self.cfg.output_stride()
+        self.regions.table
+            + ((self.outq_head + k) % (2 * usize::from(self.cfg.window))) * self.cfg.output_stride()
     }
 
     fn queue_next_output(&mut self, next: u16) {
@@ -1632,19 +1668,25 @@ where
         }
         self.advance(now);
         match self.phase {
-            Phase::Waiting => Ok(None),
-            Phase::Opening { .. } => self.transmit_opening(now, out),
-            Phase::Starting { .. } => self.transmit_start(out),
-            Phase::Confirming { .. } => self.transmit_confirmed(out),
-            Phase::Running(r) => {
-                let mut r = r;
-                let res = self.transmit_running(now, &mut r, out, downstream);
-                if let Phase::Running(cur) = &mut self.phase {
-                    *cur = r;
+            Phase::Waiting => return Ok(None),
+            Phase::Opening { .. } => return self.transmit_opening(now, out),
+            Phase::Starting { .. } => return self.transmit_start(out),
+            Phase::Confirming { .. } => {
+                if let Some(t) = self.transmit_confirmed(out)? {
+                    return Ok(Some(t));
                 }
-                res
             }
+            Phase::Running(_) => {}
         }
+        // Running (possibly just now, once every member has its confirmation).
+        let Phase::Running(mut r) = self.phase else {
+            return Ok(None);
+        };
+        let res = self.transmit_running(now, &mut r, out, downstream);
+        if let Phase::Running(cur) = &mut self.phase {
+            *cur = r;
+        }
+        res
     }
 
     fn transmit_probe(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
@@ -1671,7 +1713,11 @@ where
         Ok(None)
     }
 
-    fn transmit_opening(&mut self, now: Instant, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
+    fn transmit_opening(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+    ) -> Result<Option<Transmit>, WireError> {
         let Phase::Opening {
             interval,
             members,
@@ -2179,7 +2225,10 @@ where
                 }
             }
             Phase::Starting {
-                got, members, since, ..
+                got,
+                members,
+                since,
+                ..
             } if now >= since + self.cfg.exchange_timeout => {
                 for t in 0..self.cfg.trustees {
                     if got[usize::from(t)] != members {

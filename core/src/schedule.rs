@@ -297,7 +297,16 @@ mod tests {
         let three = Kind::Slot { slot: 3, len: 64 };
         assert_eq!(
             &got[..],
-            &[three, three, three, Kind::Reserve, three, three, three, Kind::Reserve]
+            &[
+                three,
+                three,
+                three,
+                Kind::Reserve,
+                three,
+                three,
+                three,
+                Kind::Reserve
+            ]
         );
         // The owner asks for a long cell, then releases.
         s.apply(&mut table, three, &Output::Next(5000)).unwrap();
@@ -317,12 +326,20 @@ mod tests {
         let mut table = [0u8; 64];
         let mut s = Schedule::new(16, &params(100, 2, 16), table.len()).unwrap();
         // Slots 1, 5, 9 ask; two are admitted now, the third next time.
-        s.apply(&mut table, Kind::Reserve, &requests(&[0b0010_0010, 0b10], 16))
-            .unwrap();
+        s.apply(
+            &mut table,
+            Kind::Reserve,
+            &requests(&[0b0010_0010, 0b10], 16),
+        )
+        .unwrap();
         let slots: heapless::Vec<u16, 4> = s.iter(&table).map(|e| e.0).collect();
         assert_eq!(&slots[..], &[1, 5]);
-        s.apply(&mut table, Kind::Reserve, &requests(&[0b0010_0010, 0b10], 16))
-            .unwrap();
+        s.apply(
+            &mut table,
+            Kind::Reserve,
+            &requests(&[0b0010_0010, 0b10], 16),
+        )
+        .unwrap();
         let slots: heapless::Vec<u16, 4> = s.iter(&table).map(|e| e.0).collect();
         assert_eq!(&slots[..], &[1, 5, 9]);
         let got: heapless::Vec<u16, 6> = (0..6)
@@ -346,8 +363,12 @@ mod tests {
             .unwrap();
         assert_eq!(s.reserved(), 2);
         // A slot beyond capacity announcing Next is not added.
-        s.apply(&mut table, Kind::Slot { slot: 9, len: 64 }, &Output::Next(64))
-            .unwrap();
+        s.apply(
+            &mut table,
+            Kind::Slot { slot: 9, len: 64 },
+            &Output::Next(64),
+        )
+        .unwrap();
         assert_eq!(s.reserved(), 2);
         assert!(s.is_reserved(&table, 0) && s.is_reserved(&table, 1));
         assert!(Schedule::new(0, &params(4, 8, 2), 8).is_err());

@@ -12,9 +12,7 @@ use std::vec::Vec;
 
 use crate::client::{Chunk, Client, ClientConfig, ClientEvent, Delivery, Upstream};
 use crate::crypto::{public_key, IntervalKey, PairKey};
-use crate::relay::{
-    DownChunk, Downstream, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent,
-};
+use crate::relay::{DownChunk, Downstream, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent};
 use crate::trustee::{Trustee, TrusteeConfig};
 use crate::wire::{self, ConnId};
 use crate::{Duration, Instant};
@@ -28,7 +26,11 @@ pub const SESSION: [u8; 16] = [8; 16];
 pub fn secret(tag: u8, i: usize) -> [u8; 32] {
     let mut s = [0u8; 32];
     for (k, b) in s.iter_mut().enumerate() {
-        *b = tag ^ (i as u8).wrapping_mul(31) ^ ((i >> 8) as u8).wrapping_mul(7) ^ (k as u8).wrapping_mul(17) ^ 0x5a;
+        *b = tag
+            ^ (i as u8).wrapping_mul(31)
+            ^ ((i >> 8) as u8).wrapping_mul(7)
+            ^ (k as u8).wrapping_mul(17)
+            ^ 0x5a;
     }
     s
 }
@@ -238,8 +240,8 @@ pub struct Net {
     pub intervals: Vec<u32>,
     /// Clients ignoring everything from the relay (but keeping their link).
     pub muted: Vec<bool>,
-    /// Cell frames each client sent (exchange, length), for comparing nodes.
-    pub cell_log: Vec<Vec<(u64, usize)>>,
+    /// Cell frames each client sent (interval, exchange, length), for comparing nodes.
+    pub cell_log: Vec<Vec<(u32, u64, usize)>>,
     /// Record every cell frame length when set.
     pub log_cells: bool,
     links: HashMap<LinkId, LinkState>,
@@ -273,7 +275,9 @@ impl Net {
         let client_pubs: Vec<_> = client_secrets.iter().map(public_key).collect();
         let trustee_pubs: Vec<_> = trustee_secrets.iter().map(public_key).collect();
         // Slots in a permuted order, as a shuffled pseudonym list would give.
-        let step = (1..n.max(2)).find(|s| gcd(*s, n) == 1 && *s > 1).unwrap_or(1);
+        let step = (1..n.max(2))
+            .find(|s| gcd(*s, n) == 1 && *s > 1)
+            .unwrap_or(1);
         let slots: Vec<u16> = (0..n).map(|i| ((i * step + 3) % n) as u16).collect();
         let rcfg = RelayConfig {
             group_id: GROUP,
@@ -610,8 +614,7 @@ impl Net {
         }
         let failed = match node {
             Node::Client(i) => self.deliver_to_client(i, link, body),
-            Node::Trustee(j) => self
-                .trustees[j]
+            Node::Trustee(j) => self.trustees[j]
                 .handle_frame(self.now, body)
                 .map_err(|e| std::format!("{e}"))
                 .err(),
@@ -635,9 +638,17 @@ impl Net {
                 // The cell goes out first, then the delivery.
                 if let Some(n) = h.cell {
                     if self.log_cells {
-                        let (b, _) = wire::split_frame(&out[..n]).ok().flatten().unwrap_or((&[], 0));
-                        if let Ok(wire::Message::Cell { exchange, cell, .. }) = wire::Message::parse(b) {
-                            self.cell_log[i].push((exchange, cell.len()));
+                        let (b, _) = wire::split_frame(&out[..n])
+                            .ok()
+                            .flatten()
+                            .unwrap_or((&[], 0));
+                        if let Ok(wire::Message::Cell {
+                            interval,
+                            exchange,
+                            cell,
+                        }) = wire::Message::parse(b)
+                        {
+                            self.cell_log[i].push((interval, exchange, cell.len()));
                         }
                     }
                     self.send(true, link, out[..n].to_vec());
@@ -674,7 +685,14 @@ impl Net {
             if done(self) {
                 return;
             }
-            assert!(self.step(), "simulation stalled");
+            assert!(
+                self.step(),
+                "simulation stalled: {:?} relay errors {:?} node errors {:?} dropped {:?}",
+                self.relay,
+                self.relay_errors,
+                self.node_errors,
+                self.dropped
+            );
         }
         panic!("condition not reached in {max_steps} steps");
     }
@@ -723,7 +741,11 @@ impl Net {
 
 fn deliver(app: &mut App, d: Delivery<'_>) {
     match d {
-        Delivery::Data { conn, data } => app.received.entry(conn).or_default().extend_from_slice(data),
+        Delivery::Data { conn, data } => app
+            .received
+            .entry(conn)
+            .or_default()
+            .extend_from_slice(data),
         Delivery::Close { conn } => app.closed.push(conn),
     }
 }

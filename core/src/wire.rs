@@ -540,7 +540,11 @@ pub fn emit_cell_prefix(
     cell_len: usize,
     out: &mut [u8],
 ) -> Result<usize, WireError> {
-    emit_prefix(&(CELL_VARIANT, interval, exchange, cell_len as u64), cell_len, out)
+    emit_prefix(
+        &(CELL_VARIANT, interval, exchange, cell_len as u64),
+        cell_len,
+        out,
+    )
 }
 
 /// Writes the frame prefix of a [`Message::Confirm`] with `count` MACs; the caller writes
@@ -828,7 +832,10 @@ impl<'a> Requests<'a> {
         };
         bits.into_iter()
             .flat_map(|b| b.iter().map(|s| s as u16))
-            .chain(list.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])))
+            .chain(
+                list.chunks_exact(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]])),
+            )
     }
 }
 
