@@ -349,6 +349,10 @@ mod tests {
         let trustee = [0x22u8; 32];
         let group = [0x33u8; 16];
         let session = [0x44u8; 16];
+        assert_eq!(public_key(&client), unhex::<32>(CLIENT_PUB_HEX));
+        assert_eq!(public_key(&trustee), unhex::<32>(TRUSTEE_PUB_HEX));
+        let dh = StaticSecret::from(client).diffie_hellman(&PublicKey::from(public_key(&trustee)));
+        assert_eq!(dh.to_bytes(), unhex::<32>(DH_HEX));
         let from_client =
             PairKey::agree(&client, &public_key(&trustee), true, &group, &session).unwrap();
         let from_trustee =
@@ -430,12 +434,17 @@ mod tests {
         );
     }
 
-    const PAD_KEY_HEX: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-    const MAC_KEY_HEX: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+    // Printed by docs/vectors/pads.py.
+    const CLIENT_PUB_HEX: &str = "7b4e909bbe7ffe44c465a220037d608ee35897d31ef972f07f74892cb0f73f13";
+    const TRUSTEE_PUB_HEX: &str =
+        "0faa684ed28867b97f4a6a2dee5df8ce974e76b7018e3f22a1c4cf2678570f20";
+    const DH_HEX: &str = "9e004098efc091d4ec2663b4e9f5cfd4d7064571690b4bea97ab146ab9f35056";
+    const PAD_KEY_HEX: &str = "59ec282986ccd717d1d05ec1d9b01cc6756574a7f45cf5476b077a3ee41dc712";
+    const MAC_KEY_HEX: &str = "66da9d80c96d631dbfb37fa8ab4c42fb4d2f25bb221bb2940201caa3272f33fd";
     const INTERVAL_KEY_HEX: &str =
-        "0000000000000000000000000000000000000000000000000000000000000000";
-    const PAD_HEAD_HEX: &str = "00000000000000000000000000000000";
-    const PAD_TAIL_HEX: &str = "0000000000000000";
-    const PROOF_HEX: &str = "00000000000000000000000000000000";
-    const CONFIRM_HEX: &str = "00000000000000000000000000000000";
+        "15b28721307ac8f7fa5a7eabe1e75343aa1edd00df8d49ba3a69de78bc04f2be";
+    const PAD_HEAD_HEX: &str = "7c597de63ddb5a4f89be92956d5927e1";
+    const PAD_TAIL_HEX: &str = "b26e533ea858ebdc";
+    const PROOF_HEX: &str = "616fcf3282d433e6cc6b5ac29969ff7c";
+    const CONFIRM_HEX: &str = "70724f3e4a41795d1510a5e9b086c2c2";
 }

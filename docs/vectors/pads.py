@@ -1,17 +1,207 @@
-import hmac, hashlib
+#!/usr/bin/env python3
+"""Test vectors for protocol v2's keys, pads, MACs and transcript, computed apart from the Rust code.
+
+Follows the formulas in core/src/crypto.rs and core/src/transcript.rs with:
+- X25519 and ChaCha20 from Python's `cryptography` package;
+- HKDF-SHA256 (RFC 5869), HMAC-SHA256 and SHA-256 from the standard `hmac`/`hashlib`;
+- XChaCha20 (draft-irtf-cfrg-xchacha): `cryptography` has none, so HChaCha20 is written here
+  on a ChaCha20 block function written from RFC 8439's pseudocode. The script checks that
+  block function against `cryptography`'s ChaCha20, HChaCha20 against the draft's
+  section 2.2.1 vector, and computes each pad twice (own block function only, and
+  HChaCha20 subkey + `cryptography`'s ChaCha20), refusing to print if they differ.
+  No pycryptodome.
+
+The inputs are those of `crypto::tests::derivation_vectors` and
+`transcript::tests::transcript_vectors`. Run: `python3 docs/vectors/pads.py`; it prints
+`name hex` lines (for the head chain also `name.seq` and `name.bytes` in decimal).
+"""
+
+import hashlib
+import hmac
+import struct
+
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
-from cryptography.hazmat.primitives import serialization as s
-def pub(sk):
-    return X25519PrivateKey.from_private_bytes(sk).public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw)
-def hkdf_extract(salt, ikm): return hmac.new(salt, ikm, hashlib.sha256).digest()
-def hkdf_expand(prk, info, n=32): return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()[:n]
-c, t = bytes([0x11])*32, bytes([0x22])*32
-dh = X25519PrivateKey.from_private_bytes(c).exchange(X25519PublicKey.from_public_bytes(pub(t)))
-prk = hkdf_extract(bytes([0x33])*16 + bytes([0x44])*16, dh)
-padkey = hkdf_expand(prk, b"dissent-rs v1 pad key" + pub(c) + pub(t))
-ik = hkdf_expand(padkey, b"dissent-rs v1 interval" + (7).to_bytes(4,"big") + bytes([0x55])*16 + bytes([0x66])*16)
-# cryptography's ChaCha20 takes a 16-byte nonce: counter(4, LE) | nonce(12)
-nonce = (0).to_bytes(4,"little") + bytes(4) + (0x010203040506).to_bytes(8,"big")
-pad = Cipher(algorithms.ChaCha20(ik, nonce), mode=None).encryptor().update(bytes(72))
-print(padkey.hex(), ik.hex(), pad[:16].hex(), pad[64:].hex())
+
+MASK = 0xFFFFFFFF
+
+
+def rotl(v, n):
+    return ((v << n) & MASK) | (v >> (32 - n))
+
+
+def quarter_round(s, a, b, c, d):
+    s[a] = (s[a] + s[b]) & MASK
+    s[d] = rotl(s[d] ^ s[a], 16)
+    s[c] = (s[c] + s[d]) & MASK
+    s[b] = rotl(s[b] ^ s[c], 12)
+    s[a] = (s[a] + s[b]) & MASK
+    s[d] = rotl(s[d] ^ s[a], 8)
+    s[c] = (s[c] + s[d]) & MASK
+    s[b] = rotl(s[b] ^ s[c], 7)
+
+
+def rounds(state):
+    """The 20 ChaCha rounds (RFC 8439 section 2.3), without the final addition."""
+    s = list(state)
+    for _ in range(10):
+        quarter_round(s, 0, 4, 8, 12)
+        quarter_round(s, 1, 5, 9, 13)
+        quarter_round(s, 2, 6, 10, 14)
+        quarter_round(s, 3, 7, 11, 15)
+        quarter_round(s, 0, 5, 10, 15)
+        quarter_round(s, 1, 6, 11, 12)
+        quarter_round(s, 2, 7, 8, 13)
+        quarter_round(s, 3, 4, 9, 14)
+    return s
+
+
+CONSTANTS = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)
+
+
+def chacha20_block(key, counter, nonce12):
+    """RFC 8439 section 2.3: one 64-byte keystream block."""
+    state = list(CONSTANTS) + list(struct.unpack("<8I", key)) + [counter]
+    state += list(struct.unpack("<3I", nonce12))
+    out = [(x + y) & MASK for x, y in zip(rounds(state), state)]
+    return struct.pack("<16I", *out)
+
+
+def chacha20_own(key, nonce12, n, counter=0):
+    blocks = b"".join(chacha20_block(key, counter + i, nonce12) for i in range((n + 63) // 64))
+    return blocks[:n]
+
+
+def chacha20_lib(key, nonce12, n, counter=0):
+    # cryptography's ChaCha20 takes counter (u32 LE) | nonce (12) as its 16-byte nonce.
+    full = struct.pack("<I", counter) + nonce12
+    return Cipher(algorithms.ChaCha20(key, full), mode=None).encryptor().update(bytes(n))
+
+
+def hchacha20(key, nonce16):
+    """draft-irtf-cfrg-xchacha section 2.2: words 0-3 and 12-15 of the rounds, no addition."""
+    state = list(CONSTANTS) + list(struct.unpack("<8I", key)) + list(struct.unpack("<4I", nonce16))
+    s = rounds(state)
+    return struct.pack("<8I", *(s[0:4] + s[12:16]))
+
+
+def xchacha20(key, nonce24, n, chacha):
+    """draft-irtf-cfrg-xchacha section 2.3: subkey from nonce[0..16], then ChaCha20, counter 0."""
+    subkey = hchacha20(key, nonce24[:16])
+    return chacha(subkey, bytes(4) + nonce24[16:], n)
+
+
+def self_check():
+    key = bytes(range(32))
+    nonce = bytes.fromhex("000000090000004a00000000")
+    assert chacha20_own(key, nonce, 200, 1) == chacha20_lib(key, nonce, 200, 1)
+    subkey = hchacha20(key, bytes.fromhex("000000090000004a0000000031415927"))
+    assert subkey.hex() == "82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc"
+
+
+def hkdf_extract(salt, ikm):
+    return hmac.new(salt, ikm, hashlib.sha256).digest()
+
+
+def hkdf_expand(prk, info, n):
+    out, block, i = b"", b"", 1
+    while len(out) < n:
+        block = hmac.new(prk, block + info + bytes([i]), hashlib.sha256).digest()
+        out += block
+        i += 1
+    return out[:n]
+
+
+def public(secret):
+    pk = X25519PrivateKey.from_private_bytes(secret).public_key()
+    return pk.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def x25519(secret, peer_public):
+    own = X25519PrivateKey.from_private_bytes(secret)
+    return own.exchange(X25519PublicKey.from_public_bytes(peer_public))
+
+
+def u16(v):
+    return struct.pack(">H", v)
+
+
+def u32(v):
+    return struct.pack(">I", v)
+
+
+def u64(v):
+    return struct.pack(">Q", v)
+
+
+def sha256(*parts):
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+def main():
+    self_check()
+    out = []
+
+    def emit(name, value):
+        out.append(f"{name} {value.hex() if isinstance(value, bytes) else value}")
+
+    client, trustee = bytes([0x11]) * 32, bytes([0x22]) * 32
+    group, session = bytes([0x33]) * 16, bytes([0x44]) * 16
+    trustee_nonce, client_nonce = bytes([0x55]) * 16, bytes([0x66]) * 16
+    pad_nonce, view = bytes([0x77]) * 24, bytes([0x88]) * 32
+    cpub, tpub = public(client), public(trustee)
+    dh = x25519(client, tpub)
+    assert dh == x25519(trustee, cpub)
+    prk = hkdf_extract(group + session, dh)
+    pad_key = hkdf_expand(prk, b"dissent-rs v2 pad key" + cpub + tpub, 32)
+    mac_key = hkdf_expand(prk, b"dissent-rs v2 mac key" + cpub + tpub, 32)
+    interval_key = hkdf_expand(
+        pad_key, b"dissent-rs v2 interval" + u32(7) + trustee_nonce + client_nonce, 32
+    )
+    pad = xchacha20(interval_key, pad_nonce, 72, chacha20_own)
+    assert pad == xchacha20(interval_key, pad_nonce, 72, chacha20_lib)
+    proof = hmac.new(
+        mac_key,
+        b"dissent-rs v2 presence" + group + session + u16(5) + client_nonce,
+        hashlib.sha256,
+    ).digest()[:16]
+    confirm = hmac.new(mac_key, b"dissent-rs v2 confirm" + view, hashlib.sha256).digest()[:16]
+    emit("client_pub", cpub)
+    emit("trustee_pub", tpub)
+    emit("dh", dh)
+    emit("pad_key", pad_key)
+    emit("mac_key", mac_key)
+    emit("interval_key", interval_key)
+    emit("pad[0..16]", pad[:16])
+    emit("pad[64..72]", pad[64:])
+    emit("presence_proof", proof)
+    emit("confirmation", confirm)
+
+    # Transcript: T_start of a short IntervalStart body, then one Slot exchange.
+    t_start = sha256(b"dissent-rs v2 interval", bytes([1, 2, 3]))
+    kind = bytes([1]) + u16(0x0203) + u32(0x00000400)
+    outputs, head = bytes([0, 1, 0]), bytes([0x99]) * 32
+    t_e = sha256(
+        b"dissent-rs v2 exchange", t_start, u64(0x0102030405060708), kind,
+        u32(len(outputs)), outputs, head,
+    )
+    emit("t_start", t_start)
+    emit("t_exchange", t_e)
+    emit("exchange_pad_nonce", t_e[:24])
+
+    # Downstream chain: genesis, a data record, a close record.
+    d0 = sha256(b"dissent-rs v2 downstream", bytes([0xAA]) * 16)
+    conn, data = 0x00020005, b"hi"
+    d1 = sha256(b"dissent-rs v2 record", d0, u64(1), bytes([0]), u32(conn), u32(len(data)), data)
+    d2 = sha256(b"dissent-rs v2 record", d1, u64(2), bytes([1]), u32(conn), u32(0))
+    for name, seq, nbytes, h in (("genesis", 0, 0, d0), ("data", 1, 2, d1), ("close", 2, 2, d2)):
+        emit(f"{name}.seq", seq)
+        emit(f"{name}.bytes", nbytes)
+        emit(f"{name}.hash", h)
+
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
