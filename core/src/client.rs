@@ -1120,29 +1120,25 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let Layout { table, stage, .. } = self.layout;
         let at = self.ring.push(cap, SENT_HEADER + content);
         let buf = self.store.as_mut();
-        match at {
-            Some(o) => {
-                let e = &mut buf[stage + o..stage + o + SENT_HEADER];
-                e[0] = SENT;
-                e[1..5].copy_from_slice(&t.interval.to_be_bytes());
-                e[5..13].copy_from_slice(&t.exchange.to_be_bytes());
-                e[13..15].copy_from_slice(&(content as u16).to_be_bytes());
-                let dst = stage + o + SENT_HEADER;
-                buf.copy_within(table..table + t.whole, dst);
-                if let Some(part) = t.part {
-                    let (conn, open, _) = record_header(&buf[table + t.whole..]);
-                    let h = dst + t.whole;
-                    write_record_header(&mut buf[h..], conn, open, part);
-                    buf.copy_within(
-                        table + t.whole + RECORD_HEADER_LEN
-                            ..table + t.whole + RECORD_HEADER_LEN + part,
-                        h + RECORD_HEADER_LEN,
-                    );
-                }
+        // The ring is sized for a window of cells; if it is full anyway these bytes cannot
+        // be resent, which only matters if their exchange is abandoned.
+        if let Some(o) = at {
+            let e = &mut buf[stage + o..stage + o + SENT_HEADER];
+            e[0] = SENT;
+            e[1..5].copy_from_slice(&t.interval.to_be_bytes());
+            e[5..13].copy_from_slice(&t.exchange.to_be_bytes());
+            e[13..15].copy_from_slice(&(content as u16).to_be_bytes());
+            let dst = stage + o + SENT_HEADER;
+            buf.copy_within(table..table + t.whole, dst);
+            if let Some(part) = t.part {
+                let (conn, open, _) = record_header(&buf[table + t.whole..]);
+                let h = dst + t.whole;
+                write_record_header(&mut buf[h..], conn, open, part);
+                buf.copy_within(
+                    table + t.whole + RECORD_HEADER_LEN..table + t.whole + RECORD_HEADER_LEN + part,
+                    h + RECORD_HEADER_LEN,
+                );
             }
-            // The ring is sized for a window of cells; if it is full anyway these bytes
-            // cannot be resent, which only matters if their exchange is abandoned.
-            None => {}
         }
         // Drop the sent prefix from the stage; a split record keeps its tail, no longer
         // opening its connection.

@@ -777,6 +777,13 @@ where
         one.into_iter().chain(t).chain(m)
     }
 
+    /// The frame limit a connected peer declared.
+    pub fn max_frame_of(&self, peer: PeerId) -> Option<u32> {
+        self.peer(peer)
+            .filter(|p| p.link.is_some())
+            .map(|p| p.max_frame)
+    }
+
     /// Clients connected now.
     pub fn connected_clients(&self) -> usize {
         self.connected

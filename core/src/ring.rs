@@ -28,10 +28,6 @@ impl Ring {
         }
     }
 
-    pub(crate) const fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     pub(crate) fn clear(&mut self) {
         *self = Ring::new();
     }
@@ -143,7 +139,7 @@ mod tests {
         r.pop(&buf, len_of);
         assert_eq!(r.front(), Some(0));
         r.pop(&buf, len_of);
-        assert!(r.is_empty());
+        assert_eq!(r.front(), None);
         assert_eq!(put(&mut r, &mut buf, 10), Some(0));
         assert_eq!(put(&mut r, &mut buf, 11), None);
     }

@@ -1,273 +1,157 @@
 //! `dissent bench`: how fast the DC-net runs on this machine. Prints numbers, never verdicts.
 //!
-//! - `dissent bench core` measures the protocol's CPU cost. A `dissent_core` relay, N clients
-//!   and M trustees (real X25519 keys, so real pads) are wired together in this process with
-//!   no sockets, no latency and a clock that never moves (`idle_gap` 0, a one-hour
-//!   `exchange_timeout`). Every client keeps its slot full, so every cell carries data. It
-//!   reports exchanges per second, decoded upstream MB/s, and nanoseconds per exchange spent
-//!   in the calls of each role (all clients together, all trustees together, the relay) and
-//!   in the harness around them (frame copies, the byte check). This is the number to compare
-//!   across code changes. Each timed call also pays about one clock read (~20 ns).
-//! - `dissent bench net` measures the real binary over loopback. It writes a configuration
-//!   into a temporary folder, starts this executable as relay (with the echo exit), trustees
-//!   and clients, waits until a byte makes it through the DC-net, then measures the
-//!   round-trip time of small pings through client 0 and the throughput of K connections
-//!   streaming pattern data into the echo exit and reading it back (checked byte for byte).
-//!   Children log warnings to files in the temporary folder, which is kept (and named) only
-//!   if something fails. They are stopped with SIGTERM, then killed after 5 s.
-//! - `dissent bench` runs `core`, then `net`, with their defaults.
+//! - `dissent bench [--clients N] [--trustees M] [--cell-length L] [--seconds S] [--json]`
+//!   runs a whole DC-net on loopback with real TCP links: a relay process (echo exit),
+//!   trustee processes, client 0 as a `dissent client` process with a local port (the one
+//!   measured), and the other clients in load processes (`dissent clients`, up to
+//!   [`CLIENTS_PER_PROCESS`] each; `--separate` gives every client its own process). Phases:
+//!   the net idles (exchanges/s and CPU of the whole net), a first echo on a new connection
+//!   after the idle spell, 32-byte echoes one at a time on a warm connection (RTT), then one
+//!   sender streaming through client 0 for S seconds, every echoed byte checked (goodput).
+//!   The pad limit is this machine's XChaCha20 rate, measured here, times the cores, over
+//!   the pad bytes the whole net computes per goodput byte.
+//! - `dissent bench core` measures the protocol's CPU cost in memory with the core's own
+//!   test network (`dissent_core::testkit`), every client keeping its slot busy.
+//! - `dissent bench load --rate R --seconds S --size BYTES` runs the prototype's
+//!   `test_client.py` test: HTTP requests at a fixed rate through the clients' SOCKS5 ports.
 //!
-//! The summary is `key: value` lines on stdout; progress goes to stderr and only when it is
-//! a terminal. Every phase is bounded in time, and Ctrl-C stops early (children included).
-//! Timings on a shared machine drift with everyone else's load: compare builds or settings
-//! as ratios of numbers taken in one run (or in runs interleaved close together), not
-//! against numbers from another day.
+//! Results are `key: value` lines on stdout (with `--json`, the last line is one JSON
+//! object); progress goes to stderr. Every phase is bounded in time, and Ctrl-C stops early
+//! (children included). On a shared machine compare numbers as ratios taken in one run.
 
-use std::collections::{HashMap, VecDeque};
 use std::io::IsTerminal;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::{Args, Subcommand};
-use dissent_core::client::{Chunk, Client, ClientConfig, ClientEvent, ConnId, Upstream};
-use dissent_core::relay::{Destination, NoDownstream, PeerId, Relay, RelayConfig, RelayEvent};
-use dissent_core::trustee::{Trustee, TrusteeConfig};
-use dissent_core::wire;
-use dissent_core::OnlineSet;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
-use rand::seq::SliceRandom;
-use rand::RngCore;
+use dissent_core::crypto::{PairKey, PAD_NONCE_LEN};
+use dissent_core::testkit::{Net, NetConfig};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Child;
-use tokio::task::JoinSet;
 
 use crate::config;
+use crate::console;
 use crate::net;
 
-const CORE_CLIENTS: usize = 10;
-const CORE_TRUSTEES: usize = 3;
-const CORE_EXCHANGES: u64 = 20_000;
-const NET_CLIENTS: usize = 3;
-const NET_TRUSTEES: usize = 2;
-const NET_BYTES: u64 = 8 << 20;
-const NET_CONNECTIONS: usize = 2;
-const NET_PINGS: usize = 200;
-const NET_TIMEOUT_SECS: u64 = 120;
-const CELL_LENGTH: usize = config::DEFAULT_CELL_LENGTH;
-
-/// Bound on waiting for the DC-net to carry its first byte.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bound on the whole ping phase.
-const PING_PHASE: Duration = Duration::from_secs(60);
-/// Bound on one ping.
-const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Clients one load process hosts (a process here may hold 20,000 files; each client
+/// holds one link).
+pub const CLIENTS_PER_PROCESS: usize = 2500;
 /// Bytes in one ping.
 const PING_LEN: usize = 32;
 /// Time children get between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-/// Largest write or read of one throughput connection.
-const IO_CHUNK: usize = 16 * 1024;
+/// Largest write or read of the goodput stream.
+const IO_CHUNK: usize = 64 * 1024;
 /// Length of the pattern every checked byte stream is cut from (a prime, so streams at
 /// different offsets do not line up).
 const PATTERN_LEN: usize = 65_521;
+/// The relay's counter of decoded exchanges on its metrics endpoint.
+const EXCHANGES_METRIC: &str = "dissent_exchanges_total";
+/// How long the net idles before the idle numbers and the first echo.
+const IDLE_SPELL: Duration = Duration::from_secs(4);
 
 /// Arguments of `dissent bench`.
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
     #[command(subcommand)]
     mode: Option<Mode>,
+    #[command(flatten)]
+    net: NetArgs,
 }
 
 #[derive(Subcommand, Debug)]
 enum Mode {
-    /// Protocol CPU cost: every role in this process, in memory, no sockets.
+    /// Protocol CPU cost: the core's in-memory test network, no sockets.
     Core(CoreArgs),
-    /// The real binary over loopback: ping latency and echo throughput.
-    Net(NetArgs),
 }
 
 /// Arguments of `dissent bench core`.
 #[derive(Args, Debug, Clone)]
 struct CoreArgs {
-    /// Clients (each keeps its slot full).
-    #[arg(long, default_value_t = CORE_CLIENTS)]
+    /// Clients (each keeps its slot busy).
+    #[arg(long, default_value_t = 16)]
     clients: usize,
     /// Trustees.
-    #[arg(long, default_value_t = CORE_TRUSTEES)]
+    #[arg(long, default_value_t = 3)]
     trustees: usize,
-    /// Cell length in bytes.
-    #[arg(long, default_value_t = CELL_LENGTH)]
+    /// Cell length in bytes (every exchange has this length).
+    #[arg(long, default_value_t = 1024)]
     cell_length: usize,
-    /// Exchanges to time (after a short warm-up).
-    #[arg(long, default_value_t = CORE_EXCHANGES)]
-    exchanges: u64,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
 }
 
-impl Default for CoreArgs {
-    fn default() -> Self {
-        CoreArgs {
-            clients: CORE_CLIENTS,
-            trustees: CORE_TRUSTEES,
-            cell_length: CELL_LENGTH,
-            exchanges: CORE_EXCHANGES,
-        }
-    }
-}
-
-/// Arguments of `dissent bench net`.
+/// Arguments of the network benchmark (`dissent bench`).
 #[derive(Args, Debug, Clone)]
 struct NetArgs {
-    /// Clients.
-    #[arg(long, default_value_t = NET_CLIENTS)]
+    /// Clients, 1-65535.
+    #[arg(long, default_value_t = 16)]
     clients: usize,
-    /// Trustees.
-    #[arg(long, default_value_t = NET_TRUSTEES)]
+    /// Trustees, 1-16.
+    #[arg(long, default_value_t = 3)]
     trustees: usize,
-    /// Cell length in bytes.
-    #[arg(long, default_value_t = CELL_LENGTH)]
+    /// Base cell length in bytes.
+    #[arg(long, default_value_t = 256)]
     cell_length: usize,
-    /// Bytes echoed in the throughput phase, over all connections (suffixes k, M, KiB, MiB).
-    #[arg(long, default_value = "8MiB", value_parser = parse_bytes)]
-    bytes: u64,
-    /// Connections in the throughput phase, spread over the clients.
-    #[arg(long, default_value_t = NET_CONNECTIONS)]
-    connections: usize,
-    /// Sequential 32-byte ping-pongs through client 0.
-    #[arg(long, default_value_t = NET_PINGS)]
+    /// Longest cell a sender may ask for.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_CELL_LENGTH)]
+    max_cell_length: usize,
+    /// Seconds of the goodput phase (the other phases take about as long together).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Most 32-byte echoes in the RTT phase.
+    #[arg(long, default_value_t = 500)]
     pings: usize,
-    /// Seconds the throughput phase may take before partial numbers are reported.
-    #[arg(long, default_value_t = NET_TIMEOUT_SECS)]
-    timeout: u64,
-    /// Also print the result as one Markdown table row, for release notes.
+    /// Every client in its own process (default: client 0 alone, the rest in load processes).
     #[arg(long)]
-    release_note: bool,
-    /// Extra argument for the relay, repeatable (e.g. `--relay-arg=--client-window=8`).
+    separate: bool,
+    /// Print the result as one JSON object on the last line of standard output.
+    #[arg(long)]
+    json: bool,
+    /// Extra argument for the relay, repeatable (e.g. `--relay-arg=--idle-ms=10`).
     #[arg(long = "relay-arg", allow_hyphen_values = true)]
     relay_args: Vec<String>,
-}
-
-impl Default for NetArgs {
-    fn default() -> Self {
-        NetArgs {
-            clients: NET_CLIENTS,
-            trustees: NET_TRUSTEES,
-            cell_length: CELL_LENGTH,
-            bytes: NET_BYTES,
-            connections: NET_CONNECTIONS,
-            pings: NET_PINGS,
-            timeout: NET_TIMEOUT_SECS,
-            release_note: false,
-            relay_args: Vec::new(),
-        }
-    }
-}
-
-/// Parses a byte count such as `8388608`, `512k`, `8M`, `8MiB`.
-fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a byte count"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        u => return Err(format!("unknown unit {u:?} in {s:?}")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// Runs the benchmark mode chosen on the command line.
 pub async fn run(args: BenchArgs) -> Result<()> {
     if cfg!(debug_assertions) {
-        eprintln!("warning: this dissent was built without --release; its numbers mean little");
+        console::complain(format_args!(
+            "warning: this dissent was built without --release; its numbers mean little"
+        ));
     }
-    println!("bench.build: {}", build_kind());
     match args.mode {
-        Some(Mode::Core(a)) => {
-            run_core(a).await?;
-        }
-        Some(Mode::Net(a)) => {
-            run_net(&a).await?;
-        }
-        None => {
-            if run_core(CoreArgs::default()).await? == Finish::Complete {
-                run_net(&NetArgs::default()).await?;
-            }
-        }
+        Some(Mode::Core(a)) => bench_core(&a),
+        None => run_net(&args.net).await,
     }
-    Ok(())
-}
-
-fn build_kind() -> &'static str {
-    if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    }
-}
-
-/// How a mode ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Finish {
-    Complete,
-    Interrupted,
 }
 
 // ---------------------------------------------------------------------------------------
-// Progress and statistics
+// Progress, statistics and checked streams
 
-/// A progress bar on stderr, or a hidden one when stderr is not a terminal.
-fn progress(len: u64, template: &str) -> ProgressBar {
+/// A spinner on stderr, or a plain line when stderr is not a terminal.
+fn phase(msg: String) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let style = ProgressStyle::with_template(template)
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{:.0}/s", s.per_sec());
-        })
-        .progress_chars("=> ");
-    ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr_with_hz(10))
-        .with_style(style)
-}
-
-/// A spinner on stderr for waits of unknown length, hidden when stderr is not a terminal.
-fn spinner(msg: &'static str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
+        console::complain(format_args!("bench: {msg}"));
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10))
+        .with_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        )
         .with_message(msg);
     pb.enable_steady_tick(Duration::from_millis(100));
     pb
-}
-
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn mb_per_s(bytes: u64, time: Duration) -> f64 {
-    bytes as f64 / 1e6 / time.as_secs_f64().max(1e-9)
 }
 
 /// Checked byte streams: stream offset `k` is byte `k mod PATTERN_LEN` of one fixed buffer.
@@ -287,11 +171,6 @@ impl Pattern {
                 })
                 .collect(),
         )
-    }
-
-    /// Where stream `id` starts in the pattern.
-    fn origin(id: u64) -> u64 {
-        id.wrapping_mul(7919) % PATTERN_LEN as u64
     }
 
     /// Writes the stream bytes at `offset` into `out`.
@@ -322,709 +201,113 @@ impl Pattern {
     }
 }
 
+/// Milliseconds at a quantile of a histogram of microseconds.
+fn ms_at(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
 // ---------------------------------------------------------------------------------------
 // core mode
 
-/// Time spent inside each role's calls.
-#[derive(Debug, Default, Clone, Copy)]
-struct RoleTimes {
-    client: Duration,
-    trustee: Duration,
-    relay: Duration,
-}
-
-/// Where a queued frame body goes.
-#[derive(Debug, Clone, Copy)]
-enum To {
-    Relay(PeerId),
-    Client(usize),
-    Trustee(usize),
-}
-
-/// One client's application: a single connection that always has more bytes to send.
-struct Source {
-    conn: ConnId,
-    stream: u64,
-    offset: u64,
-    /// Stop after this many bytes (`None`: never).
-    limit: Option<u64>,
-    pattern: Rc<Pattern>,
-}
-
-impl Upstream for Source {
-    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
-        let left = self.limit.map_or(u64::MAX, |l| l - self.offset);
-        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        if n == 0 {
-            return None;
-        }
-        self.pattern
-            .fill(Pattern::origin(self.stream) + self.offset, &mut buf[..n]);
-        self.offset += n as u64;
-        Some(Chunk::Data {
-            conn: self.conn,
-            len: n,
-        })
-    }
-}
-
-/// The relay's exit in core mode: checks every decoded byte against what was supplied.
-#[derive(Default)]
-struct Sink {
-    /// Conn# to (stream id, bytes received).
-    streams: HashMap<u32, (u64, u64)>,
-    total: u64,
-    mismatches: u64,
-    garbled: u64,
-    /// Time spent checking, to be taken out of the relay's share.
-    time: Duration,
-}
-
-impl Sink {
-    fn take(&mut self, pattern: &Pattern, conn: u32, data: &[u8]) {
-        match self.streams.get_mut(&conn) {
-            Some((stream, got)) => {
-                if !pattern.matches(Pattern::origin(*stream) + *got, data) {
-                    self.mismatches += 1;
-                }
-                *got += data.len() as u64;
-                self.total += data.len() as u64;
-            }
-            None => self.mismatches += 1,
-        }
-    }
-}
-
-/// Who receives a staged frame.
-#[derive(Debug, Clone, Copy)]
-enum Route {
-    Relay(PeerId),
-    Trustees,
-    Clients(OnlineSet),
-}
-
-/// Frames written during one timed delivery, queued only after the clock is read.
-///
-/// Roles write straight into `bytes` at increasing offsets, so a whole delivery (handle
-/// the frame, drain events, drain frames) costs two clock reads and no copies.
-struct Staged {
-    bytes: Vec<u8>,
-    used: usize,
-    /// Room every role needs for one frame.
-    frame_room: usize,
-    frames: Vec<(Route, usize, usize)>,
-}
-
-impl Staged {
-    fn new(frame_room: usize) -> Staged {
-        Staged {
-            bytes: vec![0u8; frame_room * 16],
-            used: 0,
-            frame_room,
-            frames: Vec::with_capacity(64),
-        }
-    }
-
-    /// Space for the next frame (grows once in a while, never shrinks).
-    fn room(&mut self) -> &mut [u8] {
-        if self.bytes.len() < self.used + self.frame_room {
-            self.bytes.resize(self.used + self.frame_room, 0);
-        }
-        &mut self.bytes[self.used..]
-    }
-
-    /// Records that `len` bytes were written into [`Staged::room`].
-    fn push(&mut self, route: Route, len: usize) {
-        self.frames.push((route, self.used, len));
-        self.used += len;
-    }
-}
-
-/// A relay, N clients and M trustees wired together in memory with zero latency.
-struct CoreNet {
-    now: dissent_core::Instant,
-    relay: Relay<Vec<u8>>,
-    clients: Vec<Client<Vec<u8>>>,
-    sources: Vec<Source>,
-    trustees: Vec<Trustee>,
-    /// Whether each client (then each trustee) has sent its Hello.
-    greeted: Vec<bool>,
-    queue: VecDeque<(To, Rc<[u8]>)>,
-    staged: Staged,
-    pattern: Rc<Pattern>,
-    sink: Sink,
-    times: RoleTimes,
-}
-
-fn random_key() -> [u8; 32] {
-    let mut k = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut k);
-    k
-}
-
-/// The body of a frame a role just emitted.
-fn body_of(frame: &[u8]) -> Result<Rc<[u8]>> {
-    match wire::split_frame(frame) {
-        Ok(Some((body, _))) => Ok(Rc::from(body)),
-        _ => bail!("a role emitted a malformed frame"),
-    }
-}
-
-impl CoreNet {
-    /// Builds the roles (one connection per client, `limit` bytes each) and connects them.
-    fn new(n: usize, m: usize, cell_len: usize, limit: Option<u64>) -> Result<CoreNet> {
-        ensure!(
-            (1..=dissent_core::MAX_CLIENTS).contains(&n),
-            "clients must be between 1 and {}",
-            dissent_core::MAX_CLIENTS
-        );
-        ensure!(
-            (1..=dissent_core::MAX_TRUSTEES).contains(&m),
-            "trustees must be between 1 and {}",
-            dissent_core::MAX_TRUSTEES
-        );
-        ensure!(
-            dissent_core::cell_length_ok(cell_len),
-            "cell length must be between {} and {} bytes",
-            dissent_core::MIN_CELL_LENGTH,
-            dissent_core::MAX_CELL_LENGTH
-        );
-        let group_id: [u8; 16] = random_key()[..16].try_into()?;
-        let session_id: [u8; 16] = random_key()[..16].try_into()?;
-        let client_secrets: Vec<_> = (0..n).map(|_| random_key()).collect();
-        let trustee_secrets: Vec<_> = (0..m).map(|_| random_key()).collect();
-        let client_pubs: Vec<_> = client_secrets
-            .iter()
-            .map(dissent_core::crypto::public_key)
-            .collect();
-        let trustee_pubs: Vec<_> = trustee_secrets
-            .iter()
-            .map(dissent_core::crypto::public_key)
-            .collect();
-        let mut slots: Vec<u16> = (0..n as u16).collect();
-        slots.shuffle(&mut rand::thread_rng());
-        let cfg = RelayConfig {
-            group_id,
-            session_id,
-            clients: n as u16,
-            trustees: m as u16,
-            slots: n as u16,
-            cell_len,
-            // The hosted relay's defaults.
-            client_window: 3,
-            trustee_window: 8,
-            downstream_len: 4096,
-            min_clients: n as u16,
-            idle_gap: dissent_core::Duration::from_micros(0),
-            exchange_timeout: dissent_core::Duration::from_millis(3_600_000),
-            first_interval: 1,
-        };
-        let relay = Relay::new(cfg, vec![0u8; cfg.storage_len()])
-            .map_err(|e| anyhow!("relay configuration: {e}"))?;
-        let mut clients = Vec::with_capacity(n);
-        for i in 0..n {
-            let c = Client::new(
-                &ClientConfig {
-                    index: i as u16,
-                    group_id,
-                    session_id,
-                    session_secret: client_secrets[i],
-                    trustee_keys: &trustee_pubs,
-                    slot: slots[i],
-                    slots: n as u16,
-                    cell_len,
-                    rng_seed: random_key(),
-                },
-                // As many unconfirmed cells as the hosted client keeps.
-                vec![0u8; cell_len * 16],
-            )
-            .map_err(|e| anyhow!("client configuration: {e}"))?;
-            clients.push(c);
-        }
-        let mut trustees = Vec::with_capacity(m);
-        for (j, secret) in trustee_secrets.iter().enumerate() {
-            let t = Trustee::new(&TrusteeConfig {
-                index: j as u16,
-                group_id,
-                session_id,
-                session_secret: *secret,
-                client_keys: &client_pubs,
-                cell_len,
-                rng_seed: random_key(),
-                min_clients: 1,
-            })
-            .map_err(|e| anyhow!("trustee configuration: {e}"))?;
-            trustees.push(t);
-        }
-        let pattern = Rc::new(Pattern::new());
-        let mut sink = Sink::default();
-        let mut sources = Vec::with_capacity(n);
-        for (i, c) in clients.iter_mut().enumerate() {
-            let conn = c
-                .open()
-                .map_err(|e| anyhow!("cannot open a connection: {e}"))?;
-            sink.streams.insert(conn, (i as u64, 0));
-            sources.push(Source {
-                conn,
-                stream: i as u64,
-                offset: 0,
-                limit,
-                pattern: pattern.clone(),
-            });
-        }
-        let frame_room = cfg
-            .max_frame_len()
-            .max(cell_len + 256)
-            .max(wire::MAX_CONTROL_FRAME);
-        let mut net = CoreNet {
-            now: dissent_core::Instant::from_micros(1_000_000),
-            relay,
-            clients,
-            sources,
-            trustees,
-            greeted: vec![false; n + m],
-            queue: VecDeque::new(),
-            staged: Staged::new(frame_room),
-            pattern,
-            sink,
-            times: RoleTimes::default(),
-        };
-        for j in 0..m {
-            net.trustees[j].handle_connected(net.now);
-            net.trustee_frames(j)?;
-            net.queue_staged()?;
-        }
-        for i in 0..n {
-            net.clients[i].handle_connected(net.now);
-            net.client_frames(i)?;
-            net.queue_staged()?;
-        }
-        Ok(net)
-    }
-
-    fn decoded(&self) -> u64 {
-        self.relay.exchanges_decoded()
-    }
-
-    /// Delivers the oldest queued frame; false when nothing is queued.
-    fn step(&mut self) -> Result<bool> {
-        let Some((to, body)) = self.queue.pop_front() else {
-            return Ok(false);
-        };
-        match to {
-            To::Relay(peer) => self.deliver_to_relay(peer, &body)?,
-            To::Client(i) => self.deliver_to_client(i, &body)?,
-            To::Trustee(j) => self.deliver_to_trustee(j, &body)?,
-        }
-        Ok(true)
-    }
-
-    /// Runs until `done` holds; fails if the net stalls or after `max_steps` deliveries.
-    #[cfg(test)]
-    fn run_until(&mut self, max_steps: u64, mut done: impl FnMut(&CoreNet) -> bool) -> Result<()> {
-        for _ in 0..max_steps {
-            if done(self) {
-                return Ok(());
-            }
-            ensure!(
-                self.step()?,
-                "the in-memory net stalled at exchange {}",
-                self.decoded()
-            );
-        }
-        bail!("condition not reached in {max_steps} deliveries")
-    }
-
-    /// Runs until `target` exchanges are decoded or `stop` is set; true if the target was met.
-    fn drive(
-        &mut self,
-        target: u64,
-        stop: &AtomicBool,
-        pb: &ProgressBar,
-        base: u64,
-    ) -> Result<bool> {
-        let mut steps = 0u32;
-        while self.decoded() < target {
-            ensure!(
-                self.step()?,
-                "the in-memory net stalled at exchange {}",
-                self.decoded()
-            );
-            steps = steps.wrapping_add(1);
-            if steps % 512 == 0 {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(false);
-                }
-                pb.set_position(self.decoded().saturating_sub(base));
-            }
-        }
-        Ok(true)
-    }
-
-    /// Moves the staged frames into the delivery queue.
-    fn queue_staged(&mut self) -> Result<()> {
-        for &(route, at, len) in &self.staged.frames {
-            let body = body_of(&self.staged.bytes[at..at + len])?;
-            match route {
-                Route::Relay(peer) => self.queue.push_back((To::Relay(peer), body)),
-                Route::Trustees => {
-                    for j in 0..self.trustees.len() {
-                        self.queue.push_back((To::Trustee(j), body.clone()));
-                    }
-                }
-                Route::Clients(set) => {
-                    for i in set.iter() {
-                        self.queue.push_back((To::Client(i), body.clone()));
-                    }
-                }
-            }
-        }
-        self.staged.frames.clear();
-        self.staged.used = 0;
-        Ok(())
-    }
-
-    fn deliver_to_relay(&mut self, peer: PeerId, body: &[u8]) -> Result<()> {
-        let k = match peer {
-            PeerId::Client(i) => usize::from(i),
-            PeerId::Trustee(j) => self.clients.len() + usize::from(j),
-        };
-        let t = Instant::now();
-        let r = if self.greeted[k] {
-            self.relay
-                .handle_frame(self.now, peer, body)
-                .map_err(|e| anyhow!("the relay refused a frame from {peer}: {e}"))
-        } else {
-            match self.relay.handle_hello(self.now, body) {
-                Ok(p) if p == peer => Ok(()),
-                Ok(p) => Err(anyhow!("{peer} sent a hello naming {p}")),
-                Err(e) => Err(anyhow!("the relay refused the hello of {peer}: {e}")),
-            }
-        };
-        let r = r.and_then(|()| self.relay_outputs());
-        let spent = t.elapsed();
-        let checked = std::mem::take(&mut self.sink.time);
-        self.times.relay += spent.saturating_sub(checked);
-        r?;
-        self.greeted[k] = true;
-        self.queue_staged()
-    }
-
-    /// Drains the relay's events (checking decoded bytes) and stages its frames.
-    fn relay_outputs(&mut self) -> Result<()> {
-        while let Some(ev) = self.relay.poll_event(self.now) {
-            match ev {
-                RelayEvent::Upstream { conn, data, .. } => {
-                    // The check is the harness's cost, not the relay's.
-                    let t = Instant::now();
-                    self.sink.take(&self.pattern, conn, data);
-                    self.sink.time += t.elapsed();
-                }
-                RelayEvent::Garbled { .. } => self.sink.garbled += 1,
-                RelayEvent::Evict { peer } => bail!("the relay evicted {peer}"),
-                _ => {}
-            }
-        }
-        loop {
-            let out = self.staged.room();
-            let sent = self
-                .relay
-                .poll_transmit(self.now, out, &mut NoDownstream)
-                .map_err(|e| anyhow!("the relay cannot encode a frame: {e}"))?;
-            let Some(tx) = sent else { return Ok(()) };
-            let route = match tx.destination {
-                Destination::Trustees => Route::Trustees,
-                Destination::Clients(set) => Route::Clients(set),
-            };
-            self.staged.push(route, tx.len);
-        }
-    }
-
-    fn deliver_to_client(&mut self, i: usize, body: &[u8]) -> Result<()> {
-        let t = Instant::now();
-        let r = match self.clients[i].handle_frame(self.now, body) {
-            Ok(_) => self.client_frames(i),
-            Err(e) => Err(anyhow!("client {i} refused a frame: {e}")),
-        };
-        self.times.client += t.elapsed();
-        r?;
-        self.queue_staged()
-    }
-
-    /// Drains a client's events and stages its frames.
-    fn client_frames(&mut self, i: usize) -> Result<()> {
-        while let Some(ev) = self.clients[i].poll_event() {
-            if let ClientEvent::Lost { conn } = ev {
-                bail!("client {i} lost connection {conn}");
-            }
-        }
-        loop {
-            let out = self.staged.room();
-            let sent = self.clients[i]
-                .poll_transmit(out, &mut self.sources[i])
-                .map_err(|e| anyhow!("client {i} cannot send: {e}"))?;
-            let Some(n) = sent else { return Ok(()) };
-            self.staged.push(Route::Relay(PeerId::Client(i as u16)), n);
-        }
-    }
-
-    fn deliver_to_trustee(&mut self, j: usize, body: &[u8]) -> Result<()> {
-        let t = Instant::now();
-        let r = match self.trustees[j].handle_frame(self.now, body) {
-            Ok(()) => self.trustee_frames(j),
-            Err(e) => Err(anyhow!("trustee {j} refused a frame: {e}")),
-        };
-        self.times.trustee += t.elapsed();
-        r?;
-        self.queue_staged()
-    }
-
-    /// Stages a trustee's frames.
-    fn trustee_frames(&mut self, j: usize) -> Result<()> {
-        loop {
-            let out = self.staged.room();
-            let sent = self.trustees[j]
-                .poll_transmit(out)
-                .map_err(|e| anyhow!("trustee {j} cannot send: {e}"))?;
-            let Some(n) = sent else { return Ok(()) };
-            self.staged.push(Route::Relay(PeerId::Trustee(j as u16)), n);
-        }
-    }
-}
-
-/// What `bench core` measured.
-#[derive(Debug)]
-struct CoreReport {
-    args: CoreArgs,
-    setup: Duration,
-    exchanges: u64,
-    bytes: u64,
-    wall: Duration,
-    times: RoleTimes,
-    finish: Finish,
-}
-
-impl CoreReport {
-    fn print(&self) {
-        let a = &self.args;
-        let ex = self.exchanges.max(1) as f64;
-        let ns = |d: Duration| d.as_nanos() as f64 / ex;
-        let roles = self.times.client + self.times.trustee + self.times.relay;
-        println!(
-            "# core: {} clients, {} trustees, cell {} bytes, in memory, one thread",
-            a.clients, a.trustees, a.cell_length
-        );
-        if self.finish == Finish::Interrupted {
-            println!("core.interrupted: yes");
-        }
-        println!("core.setup_ms: {:.1}", self.setup.as_secs_f64() * 1e3);
-        println!("core.exchanges: {}", self.exchanges);
-        println!("core.seconds: {:.3}", self.wall.as_secs_f64());
-        println!(
-            "core.exchanges_per_s: {:.0}",
-            self.exchanges as f64 / self.wall.as_secs_f64().max(1e-9)
-        );
-        println!("core.upstream_mb_s: {:.2}", mb_per_s(self.bytes, self.wall));
-        println!("core.client_ns_per_exchange: {:.0}", ns(self.times.client));
-        println!(
-            "core.client_ns_per_cell: {:.0}",
-            ns(self.times.client) / a.clients as f64
-        );
-        println!(
-            "core.trustee_ns_per_exchange: {:.0}",
-            ns(self.times.trustee)
-        );
-        println!(
-            "core.trustee_ns_per_cell: {:.0}",
-            ns(self.times.trustee) / a.trustees as f64
-        );
-        println!("core.relay_ns_per_exchange: {:.0}", ns(self.times.relay));
-        println!(
-            "core.harness_ns_per_exchange: {:.0}",
-            ns(self.wall.saturating_sub(roles))
-        );
-        println!("core.verified: yes");
-    }
-}
-
-/// Runs `bench core` on a blocking thread; Ctrl-C stops it early with partial numbers.
-async fn run_core(args: CoreArgs) -> Result<Finish> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let job = args.clone();
-    let mut task = tokio::task::spawn_blocking(move || bench_core(&job, &flag));
-    let report = tokio::select! {
-        r = &mut task => r,
-        _ = net::shutdown_signal() => {
-            stop.store(true, Ordering::Relaxed);
-            task.await
-        }
-    }
-    .context("the core benchmark thread failed")??;
-    report.print();
-    Ok(report.finish)
-}
-
-fn bench_core(args: &CoreArgs, stop: &AtomicBool) -> Result<CoreReport> {
-    ensure!(args.exchanges > 0, "--exchanges must be at least 1");
-    let setup = Instant::now();
-    let mut net = CoreNet::new(args.clients, args.trustees, args.cell_length, None)?;
-    let setup = setup.elapsed();
-    let warm = (args.exchanges / 20).clamp(10, 1000);
-    net.drive(warm, stop, &ProgressBar::hidden(), 0)?;
-    net.times = RoleTimes::default();
-    let (d0, b0) = (net.decoded(), net.sink.total);
-    let pb = progress(
-        args.exchanges,
-        "core  [{bar:40}] {pos}/{len} exchanges  {rate}  eta {eta}",
-    );
-    let start = Instant::now();
-    let done = net.drive(d0 + args.exchanges, stop, &pb, d0)?;
-    let wall = start.elapsed();
-    pb.finish_and_clear();
+fn bench_core(args: &CoreArgs) -> Result<()> {
     ensure!(
-        net.sink.mismatches == 0 && net.sink.garbled == 0,
-        "the pipeline is broken: {} chunks decoded wrong, {} garbled exchanges",
-        net.sink.mismatches,
-        net.sink.garbled
+        args.clients >= 1 && args.trustees >= 1,
+        "need clients and trustees"
     );
-    Ok(CoreReport {
-        args: args.clone(),
-        setup,
-        exchanges: net.decoded() - d0,
-        bytes: net.sink.total - b0,
-        wall,
-        times: net.times,
-        finish: if done {
-            Finish::Complete
-        } else {
-            Finish::Interrupted
-        },
-    })
+    let mut cfg = NetConfig::new(args.clients, args.trustees, args.cell_length);
+    cfg.max_cell_len = args.cell_length;
+    cfg.max_frame =
+        (args.cell_length + 4096).clamp(16 * 1024, dissent_core::wire::MAX_FRAME_BODY) as u32;
+    cfg.latency = dissent_core::Duration::from_micros(1);
+    cfg.period = 1024;
+    cfg.capacity = args.clients.min(1024) as u16;
+    cfg.admit = cfg.capacity;
+    cfg.window = 16;
+    let mut net = Net::new(cfg);
+    let pb = phase(format!(
+        "core: {} clients, {} trustees, {}-byte cells",
+        args.clients, args.trustees, args.cell_length
+    ));
+    net.run_until(10_000_000, |n| n.relay.interval().is_some());
+    // Every client keeps its slot busy.
+    let chunk = 1 << 20;
+    let mut conns = Vec::new();
+    for i in 0..args.clients {
+        let c = net.open(i);
+        net.send_bytes(i, c, vec![0x5a; chunk]);
+        conns.push(c);
+    }
+    // Warm up until every slot is reserved.
+    net.run_until(50_000_000, |n| {
+        n.relay.reserved_slots() >= args.clients.min(1024)
+    });
+    let start = Instant::now();
+    let e0 = net.relay.exchanges_decoded();
+    let b0: usize = net.exit.upstream.values().map(Vec::len).sum();
+    let limit = Duration::from_secs(args.seconds.max(1));
+    while start.elapsed() < limit {
+        net.run_steps(10_000);
+        for (i, c) in conns.iter().enumerate() {
+            if net.apps[i].pending.is_empty() {
+                net.send_bytes(i, *c, vec![0x5a; chunk]);
+            }
+        }
+        // Echoes pile up at the exit; the core bench measures upstream only.
+        net.exit.replies.clear();
+        for app in net.apps.iter_mut() {
+            app.received.clear();
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    let exchanges = net.relay.exchanges_decoded() - e0;
+    let bytes: usize = net.exit.upstream.values().map(Vec::len).sum::<usize>() - b0;
+    println!(
+        "# core: {} clients, {} trustees, cell {} bytes, one thread, in-memory test network",
+        args.clients, args.trustees, args.cell_length
+    );
+    println!("core.exchanges_per_sec: {:.0}", exchanges as f64 / secs);
+    println!("core.upstream_mb_per_sec: {:.2}", bytes as f64 / secs / 1e6);
+    println!(
+        "core.us_per_exchange: {:.1}",
+        secs * 1e6 / exchanges.max(1) as f64
+    );
+    ensure!(
+        net.exit.garbled == 0,
+        "{} exchanges decoded to garbage",
+        net.exit.garbled
+    );
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
 // net mode
 
-/// A temporary folder, removed on drop unless kept.
-struct WorkDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl WorkDir {
-    fn create() -> Result<WorkDir> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("dissent-bench-{}-{nanos:09}", std::process::id()));
-        std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(WorkDir { path, keep: false })
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
-/// Distinct free loopback ports (bound together, then released).
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("cannot find free loopback ports")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
-}
-
-/// The child processes of one benchmark, in start order: relay, trustees, clients.
+/// The child processes of one benchmark: relay, trustees, clients.
 struct Cluster {
     children: Vec<(String, Child)>,
 }
 
 impl Cluster {
-    fn start(exe: &Path, work: &Path, args: &NetArgs, ports: &[u16]) -> Result<Cluster> {
-        let cfg = work.join("cfg");
-        let dir = cfg.display().to_string();
-        let relay = format!("127.0.0.1:{}", ports[0]);
-        let mut specs: Vec<(String, Vec<String>)> = vec![(
-            "relay".into(),
-            vec![
-                "relay".into(),
-                "-p".into(),
-                ports[0].to_string(),
-                "--exit".into(),
-                "echo".into(),
-                "--min-clients".into(),
-                args.clients.to_string(),
-                "--stats-secs".into(),
-                "3600".into(),
-            ],
-        )];
-        specs[0].1.extend(args.relay_args.iter().cloned());
-        specs[0].1.push(dir.clone());
-        for j in 0..args.trustees {
-            let id = format!("trustee-{j}");
-            specs.push((
-                id.clone(),
-                vec![
-                    "trustee".into(),
-                    "--relay".into(),
-                    relay.clone(),
-                    dir.clone(),
-                    cfg.join(format!("{id}.json")).display().to_string(),
-                ],
-            ));
-        }
-        for (i, port) in ports[1..].iter().enumerate() {
-            let id = format!("client-{i}");
-            specs.push((
-                id.clone(),
-                vec![
-                    "client".into(),
-                    "-p".into(),
-                    port.to_string(),
-                    "--relay".into(),
-                    relay.clone(),
-                    dir.clone(),
-                    cfg.join(format!("{id}.json")).display().to_string(),
-                ],
-            ));
-        }
-        let mut cluster = Cluster {
-            children: Vec::new(),
-        };
-        for (name, argv) in specs {
-            let log_path = work.join(format!("{name}.log"));
-            let log = std::fs::File::create(&log_path)
-                .with_context(|| format!("cannot create {}", log_path.display()))?;
-            let mut cmd = crate::net::child_command(exe);
-            cmd.args(&argv)
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::from(log.try_clone()?))
-                .stderr(Stdio::from(log));
-            let child = cmd
-                .spawn()
-                .with_context(|| format!("cannot start {name}"))?;
-            cluster.children.push((name, child));
-        }
-        Ok(cluster)
+    fn spawn(&mut self, exe: &Path, work: &Path, name: &str, argv: &[String]) -> Result<u32> {
+        let log_path = work.join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let mut cmd = net::child_command(exe);
+        cmd.args(argv)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        let pid = child.id().unwrap_or(0);
+        self.children.push((name.to_string(), child));
+        Ok(pid)
     }
 
-    /// Name and process id of every child still running.
-    fn pids(&self) -> Vec<(String, u32)> {
-        self.children
-            .iter()
-            .filter_map(|(name, child)| Some((name.clone(), child.id()?)))
-            .collect()
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(|(_, c)| c.id()).collect()
     }
 
     /// Resolves when any child has exited, naming it.
@@ -1061,7 +344,9 @@ impl Cluster {
                     .await
                     .is_err()
                 {
-                    eprintln!("bench: {name} did not stop within {STOP_GRACE:?}; killing it");
+                    console::complain(format_args!(
+                        "bench: {name} did not stop within {STOP_GRACE:?}; killing it"
+                    ));
                     let _ = child.kill().await;
                 }
             }
@@ -1069,214 +354,289 @@ impl Cluster {
     }
 }
 
-/// What `bench net` measured so far.
-#[derive(Debug, Default)]
-struct NetReport {
-    ready: Option<Duration>,
-    /// Round trips of the pings that completed.
-    pings: Vec<Duration>,
-    pings_partial: bool,
-    throughput: Option<Throughput>,
+/// Distinct free loopback ports (bound together, then released).
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("cannot find free loopback ports")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
-#[derive(Debug)]
-struct ConnResult {
-    client: usize,
-    target: u64,
-    echoed: u64,
-    /// Time from the start of the phase until its last byte came back.
-    elapsed: Option<Duration>,
-    error: Option<String>,
+/// CPU seconds (user plus system, all threads) `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(p) = procfs::process::Process::new(pid as i32) else {
+        return 0.0;
+    };
+    let Ok(stat) = p.stat() else { return 0.0 };
+    let tps = procfs::ticks_per_second() as f64;
+    (stat.utime + stat.stime) as f64 / tps
 }
 
-#[derive(Debug)]
-struct Throughput {
-    conns: Vec<ConnResult>,
-    wall: Duration,
-    timed_out: bool,
-    /// CPU time used during the phase, per role group (relay, trustees, clients, bench).
-    cpu: Vec<(&'static str, Duration)>,
+fn total_cpu(pids: &[u32]) -> f64 {
+    pids.iter().map(|&p| cpu_seconds(p)).sum()
 }
 
-/// CPU time (user plus system, all threads) process `pid` has used so far, from /proc.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions; it only reads a system setting.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100);
-    Some(Duration::from_micros(ticks.saturating_mul(1_000_000) / hz))
+/// Peak resident memory of `pid` in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    procfs::process::Process::new(pid as i32)
+        .ok()
+        .and_then(|p| p.status().ok())
+        .and_then(|s| s.vmhwm)
+        .map_or(0, |kb| kb * 1024)
 }
 
-/// The role group a child's name belongs to.
-fn group_of(name: &str) -> &'static str {
-    if name.starts_with("client") {
-        "clients"
-    } else if name.starts_with("trustee") {
-        "trustees"
-    } else {
-        "relay"
-    }
+/// Reads the relay's decoded-exchange counter from its metrics endpoint.
+async fn exchanges(metrics: u16) -> Result<u64> {
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, metrics)).await?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).await?;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            (name == EXCHANGES_METRIC).then(|| value.trim().parse::<f64>().ok())?
+        })
+        .map(|v| v as u64)
+        .ok_or_else(|| anyhow!("the relay's metrics have no {EXCHANGES_METRIC}"))
 }
 
-/// CPU time so far of every child and of this process, by role group.
-fn cpu_by_group(pids: &[(String, u32)]) -> Vec<(&'static str, Duration)> {
-    let mut out: Vec<(&'static str, Duration)> = Vec::new();
-    let own = (String::from("bench"), std::process::id());
-    for (name, pid) in pids.iter().chain(std::iter::once(&own)) {
-        let group = if *pid == own.1 {
-            "bench"
-        } else {
-            group_of(name)
-        };
-        let t = cpu_time(*pid).unwrap_or_default();
-        match out.iter_mut().find(|(g, _)| *g == group) {
-            Some((_, sum)) => *sum += t,
-            None => out.push((group, t)),
-        }
-    }
-    out
+/// What the network benchmark measured (the JSON object of `--json`).
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    clients: usize,
+    trustees: usize,
+    cell_length: usize,
+    max_cell_length: usize,
+    seconds: u64,
+    separate_processes: bool,
+    exchanges_per_sec: Rates,
+    goodput_bytes_per_sec: f64,
+    rtt_ms: Quantiles,
+    pings: usize,
+    first_byte_ms: f64,
+    pad_limit_goodput_bytes_per_sec: f64,
+    pad_bytes_per_sec_per_core: f64,
+    cores: usize,
+    relay_rss_bytes: u64,
+    cpu_seconds: f64,
+    idle_cpu_percent: f64,
+    ready_seconds: f64,
+    verified: bool,
 }
 
-impl NetReport {
-    fn print(&self, args: &NetArgs, note: Option<&str>) {
+#[derive(Debug, Default, Serialize)]
+struct Rates {
+    idle: f64,
+    one_sender: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Quantiles {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+}
+
+impl Report {
+    fn print(&self, json: bool) {
         println!(
-            "# net: {} clients, {} trustees, cell {} bytes, echo exit, loopback, separate processes",
-            args.clients, args.trustees, args.cell_length
+            "# net: {} clients, {} trustees, cells {}..{} bytes, echo exit, loopback, {}",
+            self.clients,
+            self.trustees,
+            self.cell_length,
+            self.max_cell_length,
+            if self.separate_processes {
+                "every node its own process"
+            } else {
+                "clients 1.. in load processes"
+            }
         );
-        if !args.relay_args.is_empty() {
-            println!("# relay arguments: {}", args.relay_args.join(" "));
-        }
-        if let Some(note) = note {
-            println!("net.stopped: {note}");
-        }
-        if let Some(r) = self.ready {
-            println!("net.ready_s: {:.2}", r.as_secs_f64());
-        }
-        let mut ms: Vec<f64> = self.pings.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-        ms.sort_by(f64::total_cmp);
-        if !ms.is_empty() {
-            println!("net.ping_count: {}", ms.len());
-            if self.pings_partial {
-                println!("net.ping_partial: yes ({} asked)", args.pings);
-            }
-            println!("net.ping_ms_min: {:.3}", ms[0]);
-            println!("net.ping_ms_median: {:.3}", percentile(&ms, 0.5));
-            println!("net.ping_ms_p90: {:.3}", percentile(&ms, 0.9));
-            println!("net.ping_ms_p99: {:.3}", percentile(&ms, 0.99));
-            println!("net.ping_ms_max: {:.3}", ms[ms.len() - 1]);
-        }
-        if let Some(t) = &self.throughput {
-            let echoed: u64 = t.conns.iter().map(|c| c.echoed).sum();
-            let target: u64 = t.conns.iter().map(|c| c.target).sum();
-            println!("net.throughput_connections: {}", t.conns.len());
-            println!("net.throughput_bytes: {echoed}");
-            if echoed < target {
-                println!(
-                    "net.throughput_partial: yes ({echoed} of {target} bytes{})",
-                    if t.timed_out {
-                        format!(" after the {} s timeout", args.timeout)
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-            println!("net.throughput_seconds: {:.3}", t.wall.as_secs_f64());
-            println!("net.throughput_mb_s: {:.3}", mb_per_s(echoed, t.wall));
-            for (k, c) in t.conns.iter().enumerate() {
-                let time = c.elapsed.unwrap_or(t.wall);
-                println!(
-                    "net.conn{k}_mb_s: {:.3} (client {}, {} bytes{})",
-                    mb_per_s(c.echoed, time),
-                    c.client,
-                    c.echoed,
-                    c.error
-                        .as_deref()
-                        .map(|e| format!(", {e}"))
-                        .unwrap_or_default()
-                );
-            }
-            for (group, cpu) in &t.cpu {
-                println!(
-                    "net.cpu_{group}_pct: {:.0}",
-                    cpu.as_secs_f64() / t.wall.as_secs_f64().max(1e-9) * 100.0
-                );
-            }
-            let bad = t.conns.iter().any(|c| c.error.is_some());
-            println!("net.verified: {}", if bad { "no" } else { "yes" });
-        }
-    }
-
-    fn release_note(&self, args: &NetArgs) {
-        let mut ms: Vec<f64> = self.pings.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-        ms.sort_by(f64::total_cmp);
-        let tp = self
-            .throughput
-            .as_ref()
-            .map(|t| mb_per_s(t.conns.iter().map(|c| c.echoed).sum(), t.wall));
+        println!("ready_seconds: {:.2}", self.ready_seconds);
+        println!("exchanges_per_sec.idle: {:.1}", self.exchanges_per_sec.idle);
         println!(
-            "| build | clients | trustees | cell | ping median ms | ping p99 ms | echo MB/s |"
+            "exchanges_per_sec.one_sender: {:.1}",
+            self.exchanges_per_sec.one_sender
         );
-        println!("|---|---|---|---|---|---|---|");
+        println!("idle_cpu_percent: {:.1}", self.idle_cpu_percent);
+        println!("first_byte_ms: {:.2}", self.first_byte_ms);
         println!(
-            "| {} {} | {} | {} | {} | {:.2} | {:.2} | {} |",
-            env!("CARGO_PKG_VERSION"),
-            build_kind(),
-            args.clients,
-            args.trustees,
-            args.cell_length,
-            percentile(&ms, 0.5),
-            percentile(&ms, 0.99),
-            tp.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into()),
+            "rtt_ms: p50 {:.2}, p95 {:.2}, p99 {:.2} ({} echoes)",
+            self.rtt_ms.p50, self.rtt_ms.p95, self.rtt_ms.p99, self.pings
         );
+        println!(
+            "goodput_bytes_per_sec: {:.0} ({:.2} MB/s, verified: {})",
+            self.goodput_bytes_per_sec,
+            self.goodput_bytes_per_sec / 1e6,
+            if self.verified { "yes" } else { "no" }
+        );
+        println!(
+            "pad_limit_goodput_bytes_per_sec: {:.0} ({:.2} MB/s; XChaCha20 {:.0} MB/s per core, {} cores)",
+            self.pad_limit_goodput_bytes_per_sec,
+            self.pad_limit_goodput_bytes_per_sec / 1e6,
+            self.pad_bytes_per_sec_per_core / 1e6,
+            self.cores
+        );
+        println!("relay_rss_bytes: {}", self.relay_rss_bytes);
+        println!("cpu_seconds: {:.1}", self.cpu_seconds);
+        if json {
+            match serde_json::to_string(self) {
+                Ok(j) => println!("{j}"),
+                Err(e) => console::complain(format_args!("bench: cannot write JSON: {e}")),
+            }
+        }
     }
 }
 
-/// Runs `bench net`: starts the children, measures, stops them, prints.
-async fn run_net(args: &NetArgs) -> Result<Finish> {
+/// This machine's XChaCha20 rate on one core, in pad bytes per second.
+fn pad_rate() -> f64 {
+    let key = PairKey::from_shared(&[1; 32], &[2; 16], &[3; 16], &[4; 32], &[5; 32])
+        .interval_key(1, &[6; 16], &[7; 16]);
+    let mut buf = vec![0u8; 16 * 1024];
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    while start.elapsed() < Duration::from_millis(300) {
+        for k in 0..64u8 {
+            key.apply_pad(&[k; PAD_NONCE_LEN], &mut buf);
+            bytes += buf.len() as u64;
+        }
+    }
+    bytes as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn run_net(args: &NetArgs) -> Result<()> {
     ensure!(
-        (1..=config::MAX_CLIENTS).contains(&args.clients),
+        (1..=dissent_core::MAX_CLIENTS).contains(&args.clients),
         "--clients must be between 1 and {}",
-        config::MAX_CLIENTS
+        dissent_core::MAX_CLIENTS
     );
     ensure!(
-        (1..=64).contains(&args.connections),
-        "--connections must be between 1 and 64"
+        (1..=dissent_core::MAX_TRUSTEES).contains(&args.trustees),
+        "--trustees must be between 1 and {}",
+        dissent_core::MAX_TRUSTEES
     );
-    ensure!(
-        args.bytes >= args.connections as u64,
-        "--bytes must be at least one per connection"
-    );
-    let mut work = WorkDir::create()?;
-    let ports = free_ports(1 + args.clients)?;
+    let work = tempfile::Builder::new()
+        .prefix("dissent-bench-")
+        .tempdir()
+        .context("cannot create a temporary folder")?;
+    let ports = free_ports(3)?;
+    let (relay_port, client_port, metrics_port) = (ports[0], ports[1], ports[2]);
+    let cfg_dir = work.path().join("cfg");
+    let pb = phase(format!(
+        "writing a configuration for {} clients and {} trustees",
+        args.clients, args.trustees
+    ));
     config::generate(
-        &work.path.join("cfg"),
+        &cfg_dir,
         &config::GenerateOptions {
             clients: args.clients,
             trustees: args.trustees,
             cell_length: args.cell_length,
-            relay: format!("127.0.0.1:{}", ports[0]),
+            max_cell_length: args.max_cell_length.max(args.cell_length),
+            relay: format!("127.0.0.1:{relay_port}"),
             force: false,
         },
     )?;
+    pb.finish_and_clear();
     let exe = std::env::current_exe().context("cannot find the dissent executable")?;
-    if !std::io::stderr().is_terminal() {
-        eprintln!(
-            "bench net: starting {} clients and {} trustees",
-            args.clients, args.trustees
-        );
-    }
-    let mut cluster = match Cluster::start(&exe, &work.path, args, &ports) {
-        Ok(c) => c,
+    let dir = cfg_dir.display().to_string();
+    let small: Vec<String> = if args.clients < 2 {
+        vec!["--allow-small-anonymity-set".into()]
+    } else {
+        Vec::new()
+    };
+    let min = args.clients.to_string();
+    let mut cluster = Cluster {
+        children: Vec::new(),
+    };
+    let mut report = Report {
+        clients: args.clients,
+        trustees: args.trustees,
+        cell_length: args.cell_length,
+        max_cell_length: args.max_cell_length.max(args.cell_length),
+        seconds: args.seconds,
+        separate_processes: args.separate,
+        ..Report::default()
+    };
+    let start = async {
+        let mut relay = vec![
+            "relay".into(),
+            "-p".into(),
+            relay_port.to_string(),
+            "--exit".into(),
+            "echo".into(),
+            "--min-clients".into(),
+            min.clone(),
+            "--stats-secs".into(),
+            "3600".into(),
+            "--metrics".into(),
+            format!("127.0.0.1:{metrics_port}"),
+            "--timeout-ms".into(),
+            "60000".into(),
+        ];
+        relay.extend(small.iter().cloned());
+        relay.extend(args.relay_args.iter().cloned());
+        relay.push(dir.clone());
+        let relay_pid = cluster.spawn(&exe, work.path(), "relay", &relay)?;
+        for j in 0..args.trustees {
+            let mut argv = vec!["trustee".into(), "--min-clients".into(), min.clone()];
+            argv.extend(small.iter().cloned());
+            argv.push(dir.clone());
+            argv.push(
+                cfg_dir
+                    .join(format!("trustee-{j}.json"))
+                    .display()
+                    .to_string(),
+            );
+            cluster.spawn(&exe, work.path(), &format!("trustee-{j}"), &argv)?;
+        }
+        let mut argv = vec![
+            "client".into(),
+            "-p".into(),
+            client_port.to_string(),
+            "--min-clients".into(),
+            min.clone(),
+        ];
+        argv.extend(small.iter().cloned());
+        argv.push(dir.clone());
+        argv.push(cfg_dir.join("client-0.json").display().to_string());
+        cluster.spawn(&exe, work.path(), "client-0", &argv)?;
+        let per = if args.separate {
+            1
+        } else {
+            CLIENTS_PER_PROCESS
+        };
+        let mut from = 1;
+        while from < args.clients {
+            let to = (from + per).min(args.clients);
+            let mut argv = vec![
+                "clients".into(),
+                "--from".into(),
+                from.to_string(),
+                "--to".into(),
+                to.to_string(),
+                "--min-clients".into(),
+                min.clone(),
+            ];
+            argv.extend(small.iter().cloned());
+            argv.push(dir.clone());
+            cluster.spawn(&exe, work.path(), &format!("clients-{from}"), &argv)?;
+            from = to;
+        }
+        anyhow::Ok(relay_pid)
+    };
+    let relay_pid = match start.await {
+        Ok(p) => p,
         Err(e) => {
-            work.keep = true;
-            return Err(e.context(format!("logs in {}", work.path.display())));
+            cluster.stop().await;
+            return Err(e);
         }
     };
-    let mut report = NetReport::default();
     let pids = cluster.pids();
     enum End {
         Done(Result<()>),
@@ -1284,82 +644,143 @@ async fn run_net(args: &NetArgs) -> Result<Finish> {
         Interrupted,
     }
     let end = tokio::select! {
-        r = measure(args, &ports[1..], &pids, &mut report) => End::Done(r),
+        r = measure(args, client_port, metrics_port, &pids, &mut report) => End::Done(r),
         why = cluster.first_exit() => End::Exited(why),
         _ = net::shutdown_signal() => End::Interrupted,
     };
+    report.relay_rss_bytes = peak_rss(relay_pid);
+    report.cpu_seconds = total_cpu(&pids);
     cluster.stop().await;
-    let broken = report
-        .throughput
-        .iter()
-        .flat_map(|t| &t.conns)
-        .find_map(|c| c.error.clone());
-    let (note, failure) = match end {
-        End::Done(Ok(())) => match broken {
-            Some(e) => (None, Some(anyhow!("an echo connection failed: {e}"))),
-            None => (None, None),
-        },
-        End::Done(Err(e)) => (Some(format!("{e:#}")), Some(e)),
-        End::Exited(why) => (Some(why.clone()), Some(anyhow!(why))),
-        End::Interrupted => (Some("interrupted".to_string()), None),
+    let failure = match end {
+        End::Done(Ok(())) => None,
+        End::Done(Err(e)) => Some(e),
+        End::Exited(why) => Some(anyhow!(why)),
+        End::Interrupted => Some(anyhow!("interrupted")),
     };
-    report.print(args, note.as_deref());
-    if args.release_note {
-        report.release_note(args);
-    }
+    report.print(args.json && failure.is_none());
     if let Some(e) = failure {
-        work.keep = true;
-        eprintln!(
-            "bench net: the children's logs are in {}",
-            work.path.display()
-        );
+        let kept = work.keep();
+        console::complain(format_args!(
+            "bench: the children's logs are in {}",
+            kept.display()
+        ));
         return Err(e);
     }
-    Ok(if note.is_some() {
-        Finish::Interrupted
-    } else {
-        Finish::Complete
-    })
+    Ok(())
 }
 
-/// The three phases of `bench net`, recording into `report` as they go.
+/// The phases of the network benchmark, recording into `report` as they go.
 async fn measure(
     args: &NetArgs,
-    ports: &[u16],
-    pids: &[(String, u32)],
-    report: &mut NetReport,
+    port: u16,
+    metrics: u16,
+    pids: &[u32],
+    report: &mut Report,
 ) -> Result<()> {
-    let start = Instant::now();
-    let pb = spinner("waiting for the DC-net to carry a byte");
-    let ready = wait_ready(ports).await;
+    let t0 = Instant::now();
+    // Scaled with the group: key agreement and the first interval grow with it.
+    let ready_limit = Duration::from_secs(60 + args.clients as u64 / 50);
+    let pb = phase(format!(
+        "waiting for the DC-net of {} clients to carry a byte",
+        args.clients
+    ));
+    let ready = wait_ready(port, ready_limit).await;
     pb.finish_and_clear();
     ready?;
-    report.ready = Some(start.elapsed());
-    ping(ports[0], args.pings, report).await?;
-    throughput(args, ports, pids, report).await
+    report.ready_seconds = t0.elapsed().as_secs_f64();
+
+    // Idle: nothing is sent for a while; exchanges and CPU of the whole net.
+    let pb = phase(format!("idling for {} s", IDLE_SPELL.as_secs()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (e0, c0, w0) = (exchanges(metrics).await?, total_cpu(pids), Instant::now());
+    tokio::time::sleep(IDLE_SPELL - Duration::from_secs(1)).await;
+    let (e1, c1) = (exchanges(metrics).await?, total_cpu(pids));
+    let idle = w0.elapsed().as_secs_f64();
+    report.exchanges_per_sec.idle = (e1 - e0) as f64 / idle;
+    report.idle_cpu_percent = (c1 - c0) / idle * 100.0;
+    pb.finish_and_clear();
+
+    // The first echo on a new connection after the idle spell.
+    let pattern = Pattern::new();
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+        .await
+        .context("cannot connect to client 0")?;
+    s.set_nodelay(true)?;
+    let mut msg = [0u8; PING_LEN];
+    let mut back = [0u8; PING_LEN];
+    pattern.fill(1_000_003, &mut msg);
+    let t = Instant::now();
+    echo_once(&mut s, &msg, &mut back, Duration::from_secs(30)).await?;
+    report.first_byte_ms = t.elapsed().as_secs_f64() * 1e3;
+    ensure!(back == msg, "the first echo came back changed");
+
+    // Round trips on the warm connection, one at a time.
+    let budget = Duration::from_secs(args.seconds.max(2));
+    let pb = phase(format!("up to {} 32-byte echoes", args.pings));
+    let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
+        .map_err(|e| anyhow!("histogram: {e}"))?;
+    let phase_start = Instant::now();
+    for k in 0..args.pings {
+        if phase_start.elapsed() > budget {
+            break;
+        }
+        pattern.fill(2_000_003 + (k * PING_LEN) as u64, &mut msg);
+        let t = Instant::now();
+        echo_once(&mut s, &msg, &mut back, Duration::from_secs(30)).await?;
+        let us = t.elapsed().as_micros() as u64;
+        ensure!(back == msg, "echo {k} came back changed");
+        h.saturating_record(us.max(1));
+        report.pings = k + 1;
+    }
+    report.rtt_ms = Quantiles {
+        p50: ms_at(&h, 0.5),
+        p95: ms_at(&h, 0.95),
+        p99: ms_at(&h, 0.99),
+    };
+    pb.finish_and_clear();
+
+    // One sender streams through client 0; every echoed byte is checked.
+    let pb = phase(format!("one sender streaming for {} s", args.seconds));
+    let (e0, w0) = (exchanges(metrics).await?, Instant::now());
+    let (echoed, verified) = stream(s, &pattern, Duration::from_secs(args.seconds.max(1))).await;
+    let secs = w0.elapsed().as_secs_f64();
+    let e1 = exchanges(metrics).await?;
+    pb.finish_and_clear();
+    report.goodput_bytes_per_sec = echoed as f64 / secs;
+    report.exchanges_per_sec.one_sender = (e1 - e0) as f64 / secs;
+    report.verified = verified;
+    ensure!(verified, "echoed bytes differ from what was sent");
+
+    // The physical ceiling: pads computed per goodput byte, at this machine's rate.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rate = pad_rate();
+    let l = report.max_cell_length as f64;
+    let per_goodput = 2.0 * args.clients as f64 * args.trustees as f64 * l / (l - 8.0).max(1.0);
+    report.cores = cores;
+    report.pad_bytes_per_sec_per_core = rate;
+    report.pad_limit_goodput_bytes_per_sec = rate * cores as f64 / per_goodput;
+    Ok(())
 }
 
-/// Waits until every client port accepts and one byte comes back through client 0.
-async fn wait_ready(ports: &[u16]) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-    for &port in ports {
-        loop {
-            if TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            ensure!(
-                tokio::time::Instant::now() < deadline,
-                "client port {port} did not open within {READY_TIMEOUT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waits until client 0's port accepts and one byte comes back through the DC-net.
+async fn wait_ready(port: u16, limit: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .is_ok()
+        {
+            break;
         }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "client 0's port {port} did not open within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     loop {
         let probe = async {
-            let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, ports[0])).await?;
+            let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await?;
             s.write_all(&[0x5a]).await?;
             let mut b = [0u8; 1];
             s.read_exact(&mut b).await?;
@@ -1368,193 +789,59 @@ async fn wait_ready(ports: &[u16]) -> Result<()> {
         match tokio::time::timeout_at(deadline, probe).await {
             Ok(Ok(true)) => return Ok(()),
             Ok(Ok(false)) => bail!("the echo through client 0 returned a wrong byte"),
-            Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(_) => bail!("no byte came back through the DC-net within {READY_TIMEOUT:?}"),
+            Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(_) => bail!("no byte came back through the DC-net within {limit:?}"),
         }
     }
 }
 
-/// Sequential small round trips on one connection through the client at `port`.
-async fn ping(port: u16, count: usize, report: &mut NetReport) -> Result<()> {
-    if count == 0 {
-        return Ok(());
-    }
-    let pattern = Pattern::new();
-    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-        .await
-        .context("cannot connect to client 0")?;
-    s.set_nodelay(true)?;
-    let deadline = tokio::time::Instant::now() + PING_PHASE;
-    let pb = progress(count as u64, "ping  [{bar:40}] {pos}/{len}  {rate}");
-    let mut msg = [0u8; PING_LEN];
-    let mut back = [0u8; PING_LEN];
-    // One unrecorded round trip opens the connection through the net.
-    for k in 0..=count {
-        let offset = Pattern::origin(1_000_003) + (k * PING_LEN) as u64;
-        pattern.fill(offset, &mut msg);
-        let t = Instant::now();
-        let round = async {
-            s.write_all(&msg).await?;
-            s.read_exact(&mut back).await?;
-            std::io::Result::Ok(())
-        };
-        let limit = (tokio::time::Instant::now() + PING_TIMEOUT).min(deadline);
-        match tokio::time::timeout_at(limit, round).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => bail!("ping {k} failed: {e}"),
-            Err(_) => {
-                pb.finish_and_clear();
-                report.pings_partial = true;
-                if tokio::time::Instant::now() >= deadline {
-                    return Ok(());
-                }
-                bail!("ping {k} got no answer within {PING_TIMEOUT:?}");
-            }
-        }
-        let rtt = t.elapsed();
-        ensure!(back == msg, "ping {k} came back changed");
-        if k > 0 {
-            report.pings.push(rtt);
-            pb.inc(1);
-        }
-    }
-    pb.finish_and_clear();
-    Ok(())
-}
-
-/// K connections streaming pattern bytes into the echo exit and checking what comes back.
-async fn throughput(
-    args: &NetArgs,
-    ports: &[u16],
-    pids: &[(String, u32)],
-    report: &mut NetReport,
-) -> Result<()> {
-    let k = args.connections;
-    let pattern = Arc::new(Pattern::new());
-    let mut streams = Vec::with_capacity(k);
-    for c in 0..k {
-        let port = ports[c % ports.len()];
-        let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .with_context(|| format!("cannot connect to client {}", c % ports.len()))?;
-        s.set_nodelay(true)?;
-        streams.push(s);
-    }
-    let targets: Vec<u64> = (0..k as u64)
-        .map(|c| args.bytes / k as u64 + u64::from(c < args.bytes % k as u64))
-        .collect();
-    let echoed: Arc<Vec<AtomicU64>> = Arc::new((0..k).map(|_| AtomicU64::new(0)).collect());
-    let pb = progress(
-        args.bytes,
-        "echo  [{bar:40}] {bytes}/{total_bytes}  {bytes_per_sec}  eta {eta}",
-    );
-    let cpu_before = cpu_by_group(pids);
-    let start = Instant::now();
-    let mut set = JoinSet::new();
-    for (c, s) in streams.into_iter().enumerate() {
-        let (pattern, echoed, target) = (pattern.clone(), echoed.clone(), targets[c]);
-        set.spawn(async move {
-            let r = stream_one(s, c, target, &pattern, &echoed[c]).await;
-            (c, start.elapsed(), r)
-        });
-    }
-    let conns = (0..k)
-        .map(|c| ConnResult {
-            client: c % ports.len(),
-            target: targets[c],
-            echoed: 0,
-            elapsed: None,
-            error: None,
-        })
-        .collect();
-    // Kept up to date in the report, so an interrupted phase still shows its numbers.
-    let t = report.throughput.insert(Throughput {
-        conns,
-        wall: Duration::ZERO,
-        timed_out: false,
-        cpu: Vec::new(),
-    });
-    let sync = |t: &mut Throughput| {
-        t.wall = start.elapsed();
-        for (c, r) in t.conns.iter_mut().enumerate() {
-            r.echoed = echoed[c].load(Ordering::Relaxed);
-        }
+async fn echo_once(s: &mut TcpStream, msg: &[u8], back: &mut [u8], limit: Duration) -> Result<()> {
+    let round = async {
+        s.write_all(msg).await?;
+        s.read_exact(back).await?;
+        std::io::Result::Ok(())
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout);
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        tokio::select! {
-            joined = set.join_next() => match joined {
-                None => break,
-                Some(Ok((c, at, r))) => {
-                    t.conns[c].elapsed = Some(at);
-                    t.conns[c].error = r.err();
-                }
-                Some(Err(e)) => bail!("a throughput task failed: {e}"),
-            },
-            _ = tick.tick() => {
-                sync(t);
-                pb.set_position(t.conns.iter().map(|c| c.echoed).sum());
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                t.timed_out = true;
-                set.abort_all();
-                break;
-            }
-        }
+    match tokio::time::timeout(limit, round).await {
+        Ok(r) => r.context("echo failed"),
+        Err(_) => bail!("no echo within {limit:?}"),
     }
-    sync(t);
-    t.cpu = cpu_by_group(pids);
-    for (group, used) in &mut t.cpu {
-        if let Some((_, before)) = cpu_before.iter().find(|(g, _)| g == group) {
-            *used = used.saturating_sub(*before);
-        }
-    }
-    pb.finish_and_clear();
-    Ok(())
 }
 
-/// Writes `target` pattern bytes of stream `id` and reads them back, checking each byte.
-async fn stream_one(
-    s: TcpStream,
-    id: usize,
-    target: u64,
-    pattern: &Pattern,
-    echoed: &AtomicU64,
-) -> Result<(), String> {
-    let origin = Pattern::origin(id as u64);
+/// Streams pattern bytes for `time`, reads them back checking each byte; returns the bytes
+/// echoed and whether all matched.
+async fn stream(s: TcpStream, pattern: &Pattern, time: Duration) -> (u64, bool) {
+    let origin = 7_777_777u64;
     let (mut r, mut w) = s.into_split();
+    let written = std::sync::atomic::AtomicU64::new(0);
+    let stop = tokio::time::Instant::now() + time;
     let write = async {
         let mut buf = vec![0u8; IO_CHUNK];
         let mut sent = 0u64;
-        while sent < target {
-            let n = (target - sent).min(IO_CHUNK as u64) as usize;
-            pattern.fill(origin + sent, &mut buf[..n]);
-            w.write_all(&buf[..n]).await?;
-            sent += n as u64;
+        while tokio::time::Instant::now() < stop {
+            pattern.fill(origin + sent, &mut buf);
+            let Ok(Ok(())) = tokio::time::timeout_at(stop, w.write_all(&buf)).await else {
+                break;
+            };
+            sent += buf.len() as u64;
+            written.store(sent, std::sync::atomic::Ordering::Relaxed);
         }
-        std::io::Result::Ok(())
     };
     let read = async {
         let mut buf = vec![0u8; IO_CHUNK];
         let mut got = 0u64;
-        while got < target {
-            let n = r.read(&mut buf).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err(format!("closed after {got} bytes"));
-            }
-            if got + n as u64 > target || !pattern.matches(origin + got, &buf[..n]) {
-                return Err(format!("echoed bytes differ at offset {got}"));
+        loop {
+            let n = match tokio::time::timeout_at(stop, r.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return (got, true),
+                Ok(Ok(n)) => n,
+            };
+            if !pattern.matches(origin + got, &buf[..n]) {
+                return (got, false);
             }
             got += n as u64;
-            echoed.fetch_add(n as u64, Ordering::Relaxed);
         }
-        Ok(())
     };
-    // The write half stays open until everything came back, so no close races the data.
-    let (wrote, read) = tokio::join!(write, read);
-    wrote.map_err(|e| format!("write failed: {e}"))?;
-    read
+    let ((), result) = tokio::join!(write, read);
+    result
 }
 
 #[cfg(test)]
@@ -1562,30 +849,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn core_driver_decodes_every_byte_in_order() {
-        let cell = 128;
-        let cap = wire::CellRepr::capacity(cell) as u64;
-        // Two full-slot clients for about 200 exchanges.
-        let limit = 100 * cap + 17;
-        let mut net = CoreNet::new(2, 1, cell, Some(limit)).unwrap();
-        net.run_until(200_000, |n| n.sink.total == 2 * limit)
-            .unwrap();
-        assert!(net.decoded() >= 200, "{} exchanges", net.decoded());
-        assert_eq!(net.sink.mismatches, 0);
-        assert_eq!(net.sink.garbled, 0);
-        for (_, got) in net.sink.streams.values() {
-            assert_eq!(*got, limit);
-        }
-        for s in &net.sources {
-            assert_eq!(s.offset, limit);
-        }
+    fn patterns_check_every_byte() {
+        let p = Pattern::new();
+        let mut a = vec![0u8; 100_000];
+        p.fill(12_345, &mut a);
+        assert!(p.matches(12_345, &a));
+        assert!(p.matches(12_345 + 70_000, &a[70_000..]));
+        a[77_777] ^= 1;
+        assert!(!p.matches(12_345, &a));
     }
 
     #[test]
-    fn byte_counts_parse() {
-        assert_eq!(parse_bytes("8MiB"), Ok(8 << 20));
-        assert_eq!(parse_bytes("512k"), Ok(512_000));
-        assert_eq!(parse_bytes("42"), Ok(42));
-        assert!(parse_bytes("lots").is_err());
+    fn the_core_bench_runs_on_the_test_network() {
+        let r = bench_core(&CoreArgs {
+            clients: 3,
+            trustees: 2,
+            cell_length: 256,
+            seconds: 1,
+        });
+        assert!(r.is_ok(), "{r:?}");
     }
 }

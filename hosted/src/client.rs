@@ -1,12 +1,22 @@
 //! `dissent client`: a local TCP port whose connections are tunnelled through the DC-net.
+//!
+//! One task runs the core client: it dials the relay (the shared backoff policy), answers
+//! every request with its cell at once (the cell goes out before anything else is done),
+//! then hands downstream bytes to the local connections and prepares the next owned cell.
+//! Each local connection has a reader task (bytes upstream) and a writer task (bytes
+//! downstream). Connections survive a short loss of the relay link; a connection opened
+//! while the net cannot carry traffic is closed after a few seconds, with the reason logged.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use dissent_core::client::{Chunk, Client, ClientConfig, ClientEvent, ConnId, Upstream};
+use dissent_core::client::{
+    Chunk, Client, ClientConfig, ClientError, ClientEvent, Delivery, Upstream,
+};
+use dissent_core::wire::{ConnId, GoodbyeReason, MAX_FRAME_BODY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -14,63 +24,101 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::{Group, NodeSecrets, Role};
-use crate::link;
+use crate::dial::{Connected, Dialer, LinkKeys};
 use crate::net;
 
-/// Unconfirmed cells the client can keep (bounds the window it accepts).
-const STORE_CELLS: usize = dissent_core::MAX_WINDOW;
 /// Upstream chunks waiting for this client's slot, over all connections.
-const UPSTREAM_QUEUE: usize = 64;
+const UPSTREAM_QUEUE: usize = 256;
 /// Downstream chunks buffered per local connection before it is closed as not reading.
 const LOCAL_QUEUE: usize = 4096;
+/// Bytes read from a local connection at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// How long a local connection waits for the net to carry traffic before it is closed.
+const NO_NET_GRACE: Duration = Duration::from_secs(3);
+/// Bytes kept for sent cells not yet confirmed (bounds data in flight).
+const RING_LEN: usize = 2 * 1024 * 1024;
+/// Bytes kept for downstream records missed during a short link drop.
+const REPLAY_LEN: usize = 4 * 1024 * 1024;
+/// How long a slot stays reserved after its last data.
+const LINGER: Duration = Duration::from_millis(300);
 
-enum Input {
-    RelayFrame(u64, Bytes),
-    RelayClosed(u64, String),
+/// What a local connection sends upstream.
+enum Up {
+    Data(ConnId, Bytes),
+    /// The application finished sending.
+    Close(ConnId),
+}
+
+/// What goes down to a local connection.
+enum Down {
+    Data(Bytes),
+    /// The exit ended the connection.
+    Close,
 }
 
 struct Local {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Down>,
     reader: AbortHandle,
+    accepted: tokio::time::Instant,
+    /// An interval ran since the connection was accepted.
+    carried: bool,
 }
 
 /// Upstream bytes from all local connections, in arrival order.
 struct Pending {
-    rx: mpsc::Receiver<(ConnId, Bytes)>,
-    partial: Option<(ConnId, Bytes)>,
+    rx: mpsc::Receiver<Up>,
+    partial: Option<Up>,
+    /// Bytes of chunks taken from the queue but not yet handed to the core.
+    waiting: usize,
 }
 
 impl Upstream for Pending {
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
-        let (conn, data) = match self.partial.take() {
+        let item = match self.partial.take() {
             Some(p) => p,
             None => self.rx.try_recv().ok()?,
         };
-        if data.is_empty() {
-            // The application finished sending; replies keep coming until the exit closes.
-            return Some(Chunk::Close { conn });
+        match item {
+            Up::Close(conn) => Some(Chunk::Close { conn }),
+            Up::Data(conn, data) => {
+                let n = data.len().min(buf.len());
+                buf[..n].copy_from_slice(&data[..n]);
+                if n < data.len() {
+                    self.partial = Some(Up::Data(conn, data.slice(n..)));
+                }
+                Some(Chunk::Data { conn, len: n })
+            }
         }
-        let n = data.len().min(buf.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        if n < data.len() {
-            self.partial = Some((conn, data.slice(n..)));
-        }
-        Some(Chunk::Data { conn, len: n })
+    }
+
+    fn pending(&self) -> usize {
+        let partial = match &self.partial {
+            Some(Up::Data(_, d)) => d.len(),
+            _ => 0,
+        };
+        // Roughly: a queued chunk is at most one read.
+        partial + self.rx.len() * READ_CHUNK.min(1024) + self.waiting
     }
 }
 
-/// Runs a client until Ctrl-C.
-pub async fn run(
-    group: Group,
-    node: NodeSecrets,
-    listen: SocketAddr,
-    relay_addr: String,
-) -> Result<()> {
+/// What one client process needs to know beyond its configuration.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The relay's `host:port`.
+    pub relay: String,
+    /// Smallest interval this client sends in.
+    pub min_clients: u16,
+    /// Log routine events at debug only (many clients in one process).
+    pub quiet: bool,
+}
+
+/// Builds the core client of `node`.
+fn core_client(group: &Group, node: &NodeSecrets, min_clients: u16) -> Result<Client<Vec<u8>>> {
     let Role::Client(index) = node.role else {
-        anyhow::bail!("{} is not a client", node.id);
+        bail!("{} is not a client", node.id);
     };
     let slot = node
-        .slot(&group)
+        .slot(group)
         .context("the client's pseudonym key is not in pseudonym.json")?;
     let session_secret = node
         .session_private_key
@@ -79,6 +127,7 @@ pub async fn run(
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut rng_seed);
     let cfg = ClientConfig {
         index: index as u16,
+        clients: group.clients.len() as u16,
         group_id: group.group_id,
         session_id: group.session_id,
         session_secret,
@@ -86,269 +135,404 @@ pub async fn run(
         slot: slot as u16,
         slots: group.slots.len() as u16,
         cell_len: group.cell_length,
+        max_frame: MAX_FRAME_BODY as u32,
+        max_reserved: group.slots.len().min(1024) as u16,
+        ring_len: RING_LEN,
+        replay_len: REPLAY_LEN,
+        min_clients,
+        linger: dissent_core::Duration::from_micros(LINGER.as_micros() as u64),
         rng_seed,
     };
-    let mut client = Client::new(&cfg, vec![0u8; group.cell_length * STORE_CELLS])
-        .map_err(|e| anyhow::anyhow!("client configuration: {e}"))?;
+    Client::new(&cfg, vec![0u8; Client::<Vec<u8>>::storage_len(&cfg)])
+        .map_err(|e| anyhow::anyhow!("client configuration: {e}"))
+}
+
+/// Runs a client with a local listening port until Ctrl-C.
+pub async fn run(
+    group: Group,
+    node: NodeSecrets,
+    listen: SocketAddr,
+    opts: ClientOptions,
+) -> Result<()> {
+    let client = core_client(&group, &node, opts.min_clients)?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     info!(
-        "{} listening on {} (relay {relay_addr})",
+        "{} listening on {} (relay {})",
         node.id,
-        listener.local_addr()?
+        listener.local_addr()?,
+        opts.relay
     );
-
-    let keys = LinkKeys {
-        own: node.private_key,
-        relay: group.relay_key,
-        group_id: group.group_id,
-        session_id: group.session_id,
-    };
-    let origin = tokio::time::Instant::now();
-    let (in_tx, mut in_rx) = mpsc::channel::<Input>(1024);
-    let (up_tx, up_rx) = mpsc::channel::<(ConnId, Bytes)>(UPSTREAM_QUEUE);
-    let mut pending = Pending {
-        rx: up_rx,
-        partial: None,
-    };
-    let mut locals: HashMap<ConnId, Local> = HashMap::new();
-    let mut link: Option<(u64, mpsc::Sender<Bytes>, AbortHandle)> = None;
-    let mut link_token = 0u64;
-    let mut backoff = Duration::from_millis(100);
-    let reconnect = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(reconnect);
-    let mut out = vec![0u8; group.cell_length + 256];
-    let payload = client.payload_capacity();
     let shutdown = net::shutdown_signal();
-    tokio::pin!(shutdown);
+    ClientNode::new(&group, &node, client, opts)
+        .run(Some(listener), shutdown)
+        .await
+}
 
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => {
-                info!("client shutting down");
-                break;
-            }
-            _ = &mut reconnect, if link.is_none() => {
-                match TcpStream::connect(&relay_addr).await {
-                    Ok(stream) => {
-                        link_token += 1;
-                        link = Some(spawn_link(link_token, stream, keys, in_tx.clone()));
-                        client.handle_connected(net::core_now(origin));
-                        backoff = Duration::from_millis(100);
-                        info!("connected to relay {relay_addr}");
-                    }
-                    Err(e) => {
-                        if backoff == Duration::from_millis(100) {
-                            info!("relay {relay_addr} not reachable yet ({e}); retrying");
-                        } else {
-                            debug!("relay {relay_addr} not reachable: {e}");
-                        }
-                        reconnect.as_mut().reset(tokio::time::Instant::now() + backoff);
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
-            accepted = listener.accept() => {
-                match accepted {
-                    Ok((stream, addr)) => match client.open() {
-                        Ok(conn) => {
-                            debug!(conn, "local connection from {addr}");
-                            locals.insert(conn, spawn_local(conn, stream, payload, up_tx.clone()));
-                        }
-                        Err(e) => warn!("refusing local connection from {addr}: {e}"),
-                    },
-                    Err(e) => {
-                        warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-            Some(input) = in_rx.recv() => {
-                let now = net::core_now(origin);
-                match input {
-                    Input::RelayFrame(token, body) if link.as_ref().is_some_and(|l| l.0 == token) => {
-                        match client.handle_frame(now, &body) {
-                            Ok(Some(d)) => deliver(&mut locals, d.conn, d.data),
-                            Ok(None) => {}
-                            Err(e) => {
-                                warn!("dropping the relay link: {e}");
-                                drop_relay(&mut link, &mut client, now);
-                                reconnect.as_mut().reset(tokio::time::Instant::now() + backoff);
-                            }
-                        }
-                    }
-                    Input::RelayClosed(token, reason) if link.as_ref().is_some_and(|l| l.0 == token) => {
-                        warn!("relay link lost: {reason}");
-                        drop_relay(&mut link, &mut client, now);
-                        reconnect.as_mut().reset(tokio::time::Instant::now() + backoff);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        while let Some(ev) = client.poll_event() {
-            match ev {
-                ClientEvent::IntervalStarted { interval } => debug!("interval {interval} started"),
-                ClientEvent::Lost { conn } => {
-                    warn!(
-                        conn,
-                        "connection lost in an interval the relay forgot; closing it"
-                    );
-                    deliver(&mut locals, conn, &[]);
-                }
-                _ => {}
-            }
-        }
-        loop {
-            match client.poll_transmit(&mut out, &mut pending) {
-                Ok(Some(n)) => {
-                    if let Some((_, tx, _)) = &link {
-                        if tx.try_send(Bytes::copy_from_slice(&out[..n])).is_err() {
-                            warn!("relay link is not draining; reconnecting");
-                            drop_relay(&mut link, &mut client, net::core_now(origin));
-                            reconnect
-                                .as_mut()
-                                .reset(tokio::time::Instant::now() + backoff);
-                            break;
-                        }
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    warn!("dropping the relay link: {e}");
-                    drop_relay(&mut link, &mut client, net::core_now(origin));
-                    reconnect
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + backoff);
-                    break;
-                }
-            }
+/// Runs many clients of one group in this process, without local ports (load for benchmarks).
+pub async fn run_many(group: Group, nodes: Vec<NodeSecrets>, opts: ClientOptions) -> Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for node in &nodes {
+        let client = core_client(&group, node, opts.min_clients)?;
+        let mut o = opts.clone();
+        o.quiet = true;
+        let cn = ClientNode::new(&group, node, client, o);
+        set.spawn(async move { cn.run(None, net::shutdown_signal()).await });
+    }
+    info!("{} clients running", nodes.len());
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("a client stopped: {e:#}"),
+            Err(e) => warn!("a client task failed: {e}"),
         }
     }
     Ok(())
 }
 
-fn drop_relay(
-    link: &mut Option<(u64, mpsc::Sender<Bytes>, AbortHandle)>,
-    client: &mut Client<Vec<u8>>,
-    now: dissent_core::Instant,
-) {
-    if let Some((_, _, reader)) = link.take() {
-        reader.abort();
-    }
-    client.handle_disconnected(now);
+/// How a link ended.
+enum End {
+    Shutdown,
+    Lost(String),
+    Goodbye(GoodbyeReason),
 }
 
-/// Hands downstream bytes to a local connection; empty data closes it.
-fn deliver(locals: &mut HashMap<ConnId, Local>, conn: ConnId, data: &[u8]) {
-    if data.is_empty() {
-        if let Some(local) = locals.remove(&conn) {
-            debug!(conn, "closed by the exit");
-            local.reader.abort();
+/// One client: the core state machine and its local connections.
+struct ClientNode {
+    id: String,
+    client: Client<Vec<u8>>,
+    dialer: Dialer,
+    locals: HashMap<ConnId, Local>,
+    pending: Pending,
+    up_tx: mpsc::Sender<Up>,
+    origin: tokio::time::Instant,
+    quiet: bool,
+    /// A downstream record per frame handled in a batch, delivered after the cells went out.
+    deliveries: Vec<(ConnId, Option<Bytes>)>,
+    intervals: u64,
+}
+
+impl ClientNode {
+    fn new(
+        group: &Group,
+        node: &NodeSecrets,
+        client: Client<Vec<u8>>,
+        opts: ClientOptions,
+    ) -> Self {
+        let keys = LinkKeys {
+            own: node.private_key,
+            relay: group.relay_key,
+            group_id: group.group_id,
+            session_id: group.session_id,
+        };
+        let mut seed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+        let (up_tx, up_rx) = mpsc::channel(UPSTREAM_QUEUE);
+        ClientNode {
+            id: node.id.clone(),
+            client,
+            dialer: Dialer::new(opts.relay, keys, seed, opts.quiet),
+            locals: HashMap::new(),
+            pending: Pending {
+                rx: up_rx,
+                partial: None,
+                waiting: 0,
+            },
+            up_tx,
+            origin: tokio::time::Instant::now(),
+            quiet: opts.quiet,
+            deliveries: Vec::new(),
+            intervals: 0,
         }
-        return;
     }
-    if let Some(local) = locals.get(&conn) {
-        if local.tx.try_send(Bytes::copy_from_slice(data)).is_err() {
-            warn!(
-                conn,
-                "local application is not reading; closing its connection"
-            );
-            if let Some(local) = locals.remove(&conn) {
-                local.reader.abort();
-            }
-        }
+
+    fn now(&self) -> dissent_core::Instant {
+        net::core_now(self.origin)
     }
-}
 
-/// Keys a node needs to open its link to the relay.
-#[derive(Clone, Copy)]
-pub struct LinkKeys {
-    /// The node's long-term secret.
-    pub own: [u8; 32],
-    /// The relay's long-term public key.
-    pub relay: [u8; 32],
-    /// The group id.
-    pub group_id: [u8; 16],
-    /// The session id.
-    pub session_id: [u8; 16],
-}
-
-fn spawn_link(
-    token: u64,
-    stream: TcpStream,
-    keys: LinkKeys,
-    input: mpsc::Sender<Input>,
-) -> (u64, mpsc::Sender<Bytes>, AbortHandle) {
-    let _ = stream.set_nodelay(true);
-    let (tx, rx) = mpsc::channel(net::SEND_QUEUE);
-    let reader = tokio::spawn(async move {
-        let (r, w) = stream.into_split();
-        let reason = match link::connect(
-            r,
-            w,
-            &keys.own,
-            &keys.relay,
-            &keys.group_id,
-            &keys.session_id,
-        )
-        .await
-        {
-            Ok((mut frames, writer)) => {
-                tokio::spawn(writer.run(rx));
-                loop {
-                    match frames.next().await {
-                        Ok(Some(body)) => {
-                            if input.send(Input::RelayFrame(token, body)).await.is_err() {
-                                return;
+    async fn run(
+        mut self,
+        listener: Option<TcpListener>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut link: Option<Connected> = None;
+        loop {
+            let end = match link.as_mut() {
+                None => {
+                    tokio::select! {
+                        _ = &mut shutdown => End::Shutdown,
+                        l = self.dialer.dial() => {
+                            self.client.handle_connected(self.now());
+                            let mut l = l;
+                            if let Err(e) = self.send_control(&mut l).await {
+                                End::Lost(e)
+                            } else {
+                                link = Some(l);
+                                continue;
                             }
                         }
-                        Ok(None) => break "closed by the relay".to_string(),
-                        Err(e) => break e.to_string(),
+                        a = accept(&listener) => { self.accepted(a); continue; }
+                        Some(up) = self.pending.rx.recv(), if self.pending.partial.is_none() => {
+                            self.pending.partial = Some(up);
+                            self.client.prepare(self.now(), &mut self.pending);
+                            continue;
+                        }
+                        _ = tick.tick() => { self.close_stranded(); continue; }
+                    }
+                }
+                Some(l) => {
+                    tokio::select! {
+                        _ = &mut shutdown => End::Shutdown,
+                        f = l.frames.next() => match f {
+                            Ok(Some(body)) => match self.frames(l, body).await {
+                                Ok(()) => continue,
+                                Err(end) => end,
+                            },
+                            Ok(None) => End::Lost("closed by the relay".into()),
+                            Err(e) => End::Lost(e.to_string()),
+                        },
+                        a = accept(&listener) => { self.accepted(a); continue; }
+                        Some(up) = self.pending.rx.recv(), if self.pending.partial.is_none() => {
+                            self.pending.partial = Some(up);
+                            self.client.prepare(self.now(), &mut self.pending);
+                            continue;
+                        }
+                        _ = tick.tick() => { self.close_stranded(); continue; }
+                    }
+                }
+            };
+            let had_link = link.take().is_some();
+            self.client.handle_disconnected(self.now());
+            match end {
+                End::Shutdown => {
+                    if !self.quiet {
+                        info!("client shutting down");
+                    }
+                    return Ok(());
+                }
+                End::Goodbye(r @ (GoodbyeReason::AlreadyConnected | GoodbyeReason::Replaced)) => {
+                    bail!("{}: {r}; this process stops", self.id);
+                }
+                End::Goodbye(r) => warn!("the relay ended the link: {r}"),
+                End::Lost(reason) => {
+                    if had_link || !self.quiet {
+                        warn!("relay link lost: {reason}");
                     }
                 }
             }
-            Err(e) => format!("handshake failed: {e}"),
+            self.dialer.lost();
+        }
+    }
+
+    /// Handles a frame and every other frame already buffered; cells go out first.
+    async fn frames(&mut self, link: &mut Connected, first: Bytes) -> Result<(), End> {
+        let now = self.now();
+        let mut body = Some(first);
+        while let Some(b) = body.take() {
+            if !link.sink.has_room() {
+                link.sink
+                    .flush()
+                    .await
+                    .map_err(|e| End::Lost(e.to_string()))?;
+            }
+            match self.client.handle_frame(now, &b, link.sink.room()) {
+                Ok(h) => {
+                    if let Some(n) = h.cell {
+                        link.sink.commit(n);
+                    }
+                    match h.delivery {
+                        Some(Delivery::Data { conn, data }) => {
+                            self.deliveries.push((conn, Some(b.slice_ref(data))))
+                        }
+                        Some(Delivery::Close { conn }) => self.deliveries.push((conn, None)),
+                        None => {}
+                    }
+                }
+                Err(ClientError::Goodbye(r)) => return Err(End::Goodbye(r)),
+                Err(e) => return Err(End::Lost(format!("dropping the relay link: {e}"))),
+            }
+            body = link
+                .frames
+                .next_buffered()
+                .map_err(|e| End::Lost(e.to_string()))?;
+        }
+        // The cells are on their way; now the application gets its bytes.
+        link.sink
+            .flush()
+            .await
+            .map_err(|e| End::Lost(e.to_string()))?;
+        for (conn, data) in std::mem::take(&mut self.deliveries) {
+            self.deliver(conn, data);
+        }
+        while let Some(d) = self.client.poll_replay() {
+            let (conn, data) = match d {
+                Delivery::Data { conn, data } => (conn, Some(Bytes::copy_from_slice(data))),
+                Delivery::Close { conn } => (conn, None),
+            };
+            self.deliver(conn, data);
+        }
+        self.events();
+        self.send_control(link).await.map_err(End::Lost)?;
+        self.client.prepare(self.now(), &mut self.pending);
+        Ok(())
+    }
+
+    async fn send_control(&mut self, link: &mut Connected) -> Result<(), String> {
+        loop {
+            match self.client.poll_transmit(link.sink.room()) {
+                Ok(Some(n)) => link.sink.commit(n),
+                Ok(None) => break,
+                Err(e) => return Err(format!("cannot encode a frame: {e}")),
+            }
+        }
+        link.sink.flush().await.map_err(|e| e.to_string())
+    }
+
+    fn events(&mut self) {
+        while let Some(ev) = self.client.poll_event() {
+            match ev {
+                ClientEvent::IntervalStarted { interval, clients } => {
+                    self.intervals += 1;
+                    if self.intervals == 1 && !self.quiet {
+                        info!("sending in interval {interval} with {clients} clients");
+                    } else {
+                        debug!("interval {interval} started with {clients} clients");
+                    }
+                    for l in self.locals.values_mut() {
+                        l.carried = true;
+                    }
+                }
+                ClientEvent::Lost { conn } => {
+                    warn!(%conn, "connection lost (bytes of it are gone for good); closing it");
+                    self.deliver(conn, None);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn accepted(&mut self, accepted: std::io::Result<(TcpStream, SocketAddr)>) {
+        match accepted {
+            Ok((stream, addr)) => match self.client.open() {
+                Ok(conn) => {
+                    debug!(%conn, "local connection from {addr}");
+                    let carried = self.client.interval().is_some();
+                    let local = spawn_local(conn, stream, self.up_tx.clone(), carried);
+                    self.locals.insert(conn, local);
+                    self.client.prepare(self.now(), &mut self.pending);
+                }
+                Err(e) => warn!("refusing local connection from {addr}: {e}"),
+            },
+            Err(e) => warn!("accept failed: {e}"),
+        }
+    }
+
+    /// Closes local connections that have waited too long for the net to carry them.
+    fn close_stranded(&mut self) {
+        if self.client.interval().is_some() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let stranded: Vec<ConnId> = self
+            .locals
+            .iter()
+            .filter(|(_, l)| !l.carried && now >= l.accepted + NO_NET_GRACE)
+            .map(|(c, _)| *c)
+            .collect();
+        if stranded.is_empty() {
+            return;
+        }
+        let why = if self.dialer.next_in() > Duration::ZERO {
+            format!("the relay at {} is not reachable", self.dialer.relay())
+        } else {
+            "the relay has not started an interval with this client yet (too few clients or \
+             trustees connected? see the relay's log)"
+                .to_string()
         };
-        let _ = input.send(Input::RelayClosed(token, reason)).await;
-    });
-    (token, tx, reader.abort_handle())
+        warn!(
+            "closing {} local connection(s) after {} s: {why}",
+            stranded.len(),
+            NO_NET_GRACE.as_secs()
+        );
+        for conn in stranded {
+            if let Some(l) = self.locals.remove(&conn) {
+                l.reader.abort();
+                let _ = l.tx.try_send(Down::Close);
+            }
+            // The core forgets a connection it never announced.
+            let _ = self.up_tx.try_send(Up::Close(conn));
+        }
+    }
+
+    /// Hands downstream bytes (or the end) to a local connection.
+    fn deliver(&mut self, conn: ConnId, data: Option<Bytes>) {
+        let Some(local) = self.locals.get(&conn) else {
+            return;
+        };
+        let down = match data {
+            Some(d) => Down::Data(d),
+            None => {
+                debug!(%conn, "closed by the exit");
+                Down::Close
+            }
+        };
+        let closing = matches!(down, Down::Close);
+        if local.tx.try_send(down).is_err() {
+            warn!(%conn, "local application is not reading; closing its connection");
+            if let Some(l) = self.locals.remove(&conn) {
+                l.reader.abort();
+            }
+            let _ = self.up_tx.try_send(Up::Close(conn));
+            return;
+        }
+        if closing {
+            if let Some(l) = self.locals.remove(&conn) {
+                l.reader.abort();
+            }
+        }
+    }
+}
+
+async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Pumps one local connection: reads go upstream, downstream bytes get written.
-fn spawn_local(
-    conn: ConnId,
-    stream: TcpStream,
-    payload: usize,
-    up: mpsc::Sender<(ConnId, Bytes)>,
-) -> Local {
+fn spawn_local(conn: ConnId, stream: TcpStream, up: mpsc::Sender<Up>, carried: bool) -> Local {
     let _ = stream.set_nodelay(true);
     let (mut r, mut w) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(LOCAL_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Down>(LOCAL_QUEUE);
     let reader = tokio::spawn(async move {
-        let mut buf = vec![0u8; payload];
+        let mut buf = vec![0u8; READ_CHUNK];
         loop {
             match r.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if up
-                        .send((conn, Bytes::copy_from_slice(&buf[..n])))
-                        .await
-                        .is_err()
-                    {
+                    let chunk = Bytes::copy_from_slice(&buf[..n]);
+                    if up.send(Up::Data(conn, chunk)).await.is_err() {
                         return;
                     }
                 }
             }
         }
-        let _ = up.send((conn, Bytes::new())).await;
+        let _ = up.send(Up::Close(conn)).await;
     });
     let reader_abort = reader.abort_handle();
     tokio::spawn(async move {
-        while let Some(data) = rx.recv().await {
-            if w.write_all(&data).await.is_err() {
-                break;
+        while let Some(down) = rx.recv().await {
+            match down {
+                Down::Data(d) => {
+                    if w.write_all(&d).await.is_err() {
+                        break;
+                    }
+                }
+                Down::Close => break,
             }
         }
         // The exit closed: finish and close the local side entirely.
@@ -358,5 +542,7 @@ fn spawn_local(
     Local {
         tx,
         reader: reader.abort_handle(),
+        accepted: tokio::time::Instant::now(),
+        carried,
     }
 }

@@ -48,8 +48,10 @@ pub const DEFAULT_CELL_LENGTH: usize = 1024;
 pub const MIN_CELL_LENGTH: usize = 16;
 /// Largest accepted cell length in bytes.
 pub const MAX_CELL_LENGTH: usize = dissent_core::MAX_CELL_LENGTH;
+/// Longest cell an owner may ask for when none is given (bulk transfers use it).
+pub const DEFAULT_MAX_CELL_LENGTH: usize = 32 * 1024;
 /// Largest accepted number of clients.
-pub const MAX_CLIENTS: usize = 256;
+pub const MAX_CLIENTS: usize = dissent_core::MAX_CLIENTS;
 /// Largest accepted number of trustees.
 pub const MAX_TRUSTEES: usize = 16;
 /// Fewest clients whose traffic can hide among each other; smaller groups and intervals
@@ -74,8 +76,10 @@ pub struct GenerateOptions {
     pub clients: usize,
     /// Number of trustees (`trustee-0` ...).
     pub trustees: usize,
-    /// Cell length in bytes.
+    /// Cell length in bytes (a newly reserved slot's cell).
     pub cell_length: usize,
+    /// Longest cell a slot owner may ask for.
+    pub max_cell_length: usize,
     /// The relay's `host:port`.
     pub relay: String,
     /// Overwrite a previous configuration in a non-empty directory.
@@ -88,6 +92,7 @@ impl Default for GenerateOptions {
             clients: DEFAULT_CLIENTS,
             trustees: DEFAULT_TRUSTEES,
             cell_length: DEFAULT_CELL_LENGTH,
+            max_cell_length: DEFAULT_MAX_CELL_LENGTH,
             relay: DEFAULT_RELAY.to_string(),
             force: false,
         }
@@ -129,8 +134,10 @@ pub struct Group {
     pub trustee_session_keys: Vec<Key>,
     /// Pseudonym public keys; a slot's index is its position here.
     pub slots: Vec<Key>,
-    /// Cell length in bytes.
+    /// Cell length in bytes (a newly reserved slot's cell).
     pub cell_length: usize,
+    /// Longest cell a slot owner may ask for.
+    pub max_cell_length: usize,
 }
 
 /// The kind of node a command runs, and so the kind of key file it needs.
@@ -226,6 +233,9 @@ struct SystemFile {
     clients: Vec<FileEntry>,
     trustees: Vec<FileEntry>,
     cell_length: usize,
+    /// Absent in configurations written before long cells: the cell length then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_cell_length: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -369,6 +379,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
         clients: entries(&clients, |m| &m.long_term),
         trustees: entries(&trustees, |m| &m.long_term),
         cell_length: opts.cell_length,
+        max_cell_length: Some(opts.max_cell_length.max(opts.cell_length)),
     };
     write_json(dir, SYSTEM_FILE, &system, PUBLIC_MODE)?;
 
@@ -530,6 +541,14 @@ impl Group {
             "{sys}: cell_length must be between {MIN_CELL_LENGTH} and {MAX_CELL_LENGTH}, not {}",
             system.cell_length
         );
+        if let Some(max) = system.max_cell_length {
+            ensure!(
+                (system.cell_length..=MAX_CELL_LENGTH).contains(&max),
+                "{sys}: max_cell_length must be between cell_length ({}) and \
+                 {MAX_CELL_LENGTH}, not {max}",
+                system.cell_length
+            );
+        }
 
         let mut ids = HashSet::new();
         ids.insert(system.relay.id.as_str());
@@ -585,6 +604,10 @@ impl Group {
             trustee_session_keys,
             slots,
             cell_length: system.cell_length,
+            max_cell_length: system
+                .max_cell_length
+                .unwrap_or(system.cell_length)
+                .max(system.cell_length),
         })
     }
 
@@ -1006,7 +1029,14 @@ mod tests {
         let system = read_value(&dir.path().join(SYSTEM_FILE));
         assert_eq!(
             keys_of(&system),
-            BTreeSet::from(["group_id", "relay", "clients", "trustees", "cell_length"])
+            BTreeSet::from([
+                "group_id",
+                "relay",
+                "clients",
+                "trustees",
+                "cell_length",
+                "max_cell_length"
+            ])
         );
         assert_eq!(system["group_id"].as_str().unwrap().len(), 32);
         assert_eq!(

@@ -119,11 +119,31 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
         }
     }
 
-    /// Reads the next frame body, failing if none arrives within `limit`.
-    pub async fn next_within(&mut self, limit: Duration) -> io::Result<Option<Bytes>> {
-        match tokio::time::timeout(limit, self.next()).await {
-            Ok(r) => r,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "no frame in time")),
+    /// The next frame body if one is already complete in what was read, without waiting.
+    pub fn next_buffered(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            let split = wire::split_frame(&self.plain).map_err(|e| invalid(e.to_string()))?;
+            if let Some((body, used)) = split {
+                let start = used - body.len();
+                let mut frame = self.plain.split_to(used);
+                frame.advance(start);
+                return Ok(Some(frame.freeze()));
+            }
+            // Open a whole record that is already buffered, if any.
+            let Some((_, used)) = self
+                .records
+                .split(&self.raw)
+                .map_err(|e| invalid(e.to_string()))?
+            else {
+                return Ok(None);
+            };
+            let message = &mut self.raw[HEADER_LEN..used];
+            let n = self
+                .opener
+                .open_in_place(message)
+                .map_err(|_| invalid("record failed authentication"))?;
+            self.plain.extend_from_slice(&message[..n]);
+            self.raw.advance(used);
         }
     }
 }
@@ -132,9 +152,16 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
 pub struct LinkWriter<W> {
     inner: W,
     sealer: Sealer,
+    max_record: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl<W: AsyncWrite + Unpin> LinkWriter<W> {
+    /// A handle to lower the largest record plaintext this writer seals (a node's declared
+    /// frame limit); it starts at the protocol's largest.
+    pub fn max_record(&self) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+        self.max_record.clone()
+    }
+
     /// Encrypts and writes every frame from `rx` until the channel closes, then shuts down.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Bytes>) -> io::Result<()> {
         let mut plain: Vec<u8> = Vec::with_capacity(2 * MAX_PLAINTEXT);
@@ -148,7 +175,11 @@ impl<W: AsyncWrite + Unpin> LinkWriter<W> {
                     Err(_) => break,
                 }
             }
-            for chunk in plain.chunks(MAX_PLAINTEXT) {
+            let limit = self
+                .max_record
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .clamp(1, MAX_PLAINTEXT);
+            for chunk in plain.chunks(limit) {
                 let start = out.len();
                 out.resize(start + chunk.len() + OVERHEAD, 0);
                 self.sealer
@@ -290,8 +321,73 @@ fn established<R, W>(
             raw,
             plain: BytesMut::new(),
         },
-        LinkWriter { inner: w, sealer },
+        LinkWriter {
+            inner: w,
+            sealer,
+            max_record: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(MAX_PLAINTEXT)),
+        },
     )
+}
+
+impl<W: AsyncWrite + Unpin> LinkWriter<W> {
+    /// Turns this writer into a sink the caller fills in place and flushes itself.
+    pub fn into_sink(self, max_frame: usize) -> LinkSink<W> {
+        LinkSink {
+            inner: self.inner,
+            sealer: self.sealer,
+            plain: vec![0u8; 2 * (max_frame + wire::FRAME_HEADER_LEN)],
+            used: 0,
+            max_frame: max_frame + wire::FRAME_HEADER_LEN,
+            sealed: Vec::with_capacity(2 * MAX_RECORD),
+        }
+    }
+}
+
+/// The sending half of a node's link, written in place: frames go into [`LinkSink::room`],
+/// and [`LinkSink::flush`] seals and writes everything in one go. Nothing is allocated per
+/// frame.
+pub struct LinkSink<W> {
+    inner: W,
+    sealer: Sealer,
+    plain: Vec<u8>,
+    used: usize,
+    max_frame: usize,
+    sealed: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Unpin> LinkSink<W> {
+    /// Whether a whole frame of the declared size still fits before a flush.
+    pub fn has_room(&self) -> bool {
+        self.plain.len() - self.used >= self.max_frame
+    }
+
+    /// Where the next frame goes (write it at the start, then [`LinkSink::commit`]).
+    pub fn room(&mut self) -> &mut [u8] {
+        &mut self.plain[self.used..]
+    }
+
+    /// Keeps the `n` bytes just written to [`LinkSink::room`].
+    pub fn commit(&mut self, n: usize) {
+        self.used = (self.used + n).min(self.plain.len());
+    }
+
+    /// Seals and writes everything committed.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if self.used == 0 {
+            return Ok(());
+        }
+        self.sealed.clear();
+        for chunk in self.plain[..self.used].chunks(MAX_PLAINTEXT) {
+            let start = self.sealed.len();
+            self.sealed.resize(start + chunk.len() + OVERHEAD, 0);
+            self.sealer
+                .seal(chunk, &mut self.sealed[start..])
+                .map_err(|e| io::Error::other(format!("encrypt: {e}")))?;
+        }
+        self.used = 0;
+        self.inner.write_all(&self.sealed).await?;
+        self.inner.flush().await
+    }
 }
 
 #[cfg(test)]

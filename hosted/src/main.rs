@@ -13,7 +13,9 @@ mod bench;
 mod client;
 mod config;
 mod console;
+mod dial;
 mod exit;
+mod exits;
 mod link;
 mod net;
 mod relay;
@@ -52,6 +54,9 @@ enum Command {
     Trustee(TrusteeArgs),
     /// Run a client: a local port whose TCP connections go through the DC-net.
     Client(ClientArgs),
+    /// Run many clients in one process without local ports (used by `dissent bench`).
+    #[command(hide = true)]
+    Clients(ClientsArgs),
     /// Run a standalone echo server on 127.0.0.1.
     Echo {
         /// Port to listen on, 1-65535.
@@ -80,15 +85,19 @@ enum Command {
 enum ConfigCommand {
     /// Write a new configuration set (system, session, pseudonym and private files).
     Generate {
-        /// Number of clients, 2-256 (1 with --allow-small-anonymity-set).
+        /// Number of clients, 2-65535 (1 with --allow-small-anonymity-set).
         #[arg(short, long, value_name = "N", default_value_t = config::DEFAULT_CLIENTS, value_parser = clients())]
         clients: usize,
         /// Number of trustees, 1-16.
         #[arg(short, long, value_name = "N", default_value_t = config::DEFAULT_TRUSTEES, value_parser = trustees())]
         trustees: usize,
-        /// Cell length in bytes, 16-32768.
+        /// Base cell length in bytes (a newly reserved slot's cell), 16-65535.
         #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_CELL_LENGTH, value_parser = cell_length())]
         cell_length: usize,
+        /// Longest cell a slot owner may ask for (bulk transfers), at least --cell-length,
+        /// at most 65535.
+        #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_CELL_LENGTH, value_parser = cell_length())]
+        max_cell_length: usize,
         /// Relay address written into system.json.
         #[arg(long, value_name = "HOST:PORT", default_value = config::DEFAULT_RELAY)]
         relay: HostPort,
@@ -136,24 +145,36 @@ struct RelayArgs {
     exit: ExitKind,
     #[command(flatten)]
     private_exit: PrivateExit,
-    /// Exchanges clients are asked ahead of the last decoded one, 1-64, at most
-    /// --trustee-window.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = window())]
-    client_window: u16,
-    /// Exchanges trustees are asked ahead of the last decoded one, 1-64.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = window())]
-    trustee_window: u16,
-    /// Clients that must be connected before exchanges start, 2-256 (1 with
+    /// Exchanges in flight ahead of the last decoded one, 1-64 (trustees and clients are
+    /// asked for the same exchanges).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = window(), alias = "trustee-window", alias = "client-window")]
+    window: u16,
+    /// Clients that must be connected before exchanges start, 2-65535 (1 with
     /// --allow-small-anonymity-set).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = min_clients())]
     min_clients: u16,
     #[command(flatten)]
     small: SmallSet,
     /// Longest pause in milliseconds between exchanges while nobody sends anything,
-    /// 1-10000. Lower values cut the wait for the first slot after a quiet spell (up to
-    /// clients x this) at the cost of more idle CPU and traffic.
-    #[arg(long, value_name = "MS", default_value_t = 10, value_parser = RangedU64ValueParser::<u64>::new().range(1..=10_000))]
+    /// 1-10000. A new conversation's first byte waits for the next reservation exchange, so
+    /// lower values cut that wait at the cost of more idle CPU and traffic.
+    #[arg(long, value_name = "MS", default_value_t = 25, value_parser = RangedU64ValueParser::<u64>::new().range(1..=10_000))]
     idle_ms: u64,
+    /// Milliseconds a newly connected client waits for the running interval to end, so
+    /// clients arriving together join one new interval, 0-10000.
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = RangedU64ValueParser::<u64>::new().range(0..=10_000))]
+    join_ms: u64,
+    /// A reservation exchange at least every N exchanges while slots are reserved, 2-1024
+    /// (a lone sender gets N-1 of every N exchanges).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(2..=1024))]
+    reservation_period: u16,
+    /// Open exit connections one pseudonym slot may have, 1-65535.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_535))]
+    exit_per_slot: usize,
+    /// Open exit connections in all, 1-1000000 (lowered to what the open-file limit leaves
+    /// after every member's link).
+    #[arg(long, value_name = "N", default_value_t = 16_384, value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    exit_max: usize,
     /// Milliseconds a peer may take to answer an exchange before it is dropped,
     /// 100-3600000.
     #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = RangedU64ValueParser::<u64>::new().range(100..=3_600_000))]
@@ -179,7 +200,7 @@ struct TrusteeArgs {
     /// Relay address (default: the one in system.json).
     #[arg(long, value_name = "HOST:PORT")]
     relay: Option<HostPort>,
-    /// Refuse intervals with fewer clients online than this (the anonymity set), 2-256
+    /// Refuse intervals with fewer clients online than this (the anonymity set), 2-65535
     /// (1 with --allow-small-anonymity-set).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = min_clients())]
     min_clients: u16,
@@ -202,10 +223,37 @@ struct ClientArgs {
     /// Relay address (default: the one in system.json).
     #[arg(long, value_name = "HOST:PORT")]
     relay: Option<HostPort>,
+    /// Refuse to send in intervals with fewer clients than this (the anonymity set), 2-65535
+    /// (1 with --allow-small-anonymity-set).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = min_clients())]
+    min_clients: u16,
+    #[command(flatten)]
+    small: SmallSet,
     /// Configuration folder.
     dir: PathBuf,
     /// This client's private file, DIR/ID.json.
     key_file: PathBuf,
+}
+
+/// Runs clients FROM..TO of DIR in one process, without local ports (load for benchmarks).
+#[derive(Args, Debug)]
+struct ClientsArgs {
+    /// First client index.
+    #[arg(long)]
+    from: usize,
+    /// One past the last client index.
+    #[arg(long)]
+    to: usize,
+    /// Relay address (default: the one in system.json).
+    #[arg(long, value_name = "HOST:PORT")]
+    relay: Option<HostPort>,
+    /// Refuse to send in intervals with fewer clients than this.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = min_clients())]
+    min_clients: u16,
+    #[command(flatten)]
+    small: SmallSet,
+    /// Configuration folder.
+    dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -238,7 +286,7 @@ struct UpArgs {
     /// State folder (default: $XDG_STATE_HOME/dissent or ~/.local/state/dissent).
     #[arg(long)]
     state: Option<PathBuf>,
-    /// Clients, 2-256 (default: those of the existing demo, or 10).
+    /// Clients, 2-65535 (default: those of the existing demo, or 10).
     #[arg(short, long, value_name = "N", value_parser = clients())]
     clients: Option<usize>,
     /// Trustees, 1-16 (default: those of the existing demo, or 3).
@@ -275,12 +323,12 @@ fn window() -> RangedI64ValueParser<u16> {
     clap::value_parser!(u16).range(1..=dissent_core::MAX_WINDOW as i64)
 }
 
-/// A --min-clients value: 1-256 (below 2 only with --allow-small-anonymity-set).
+/// A --min-clients value: 1-65535 (below 2 only with --allow-small-anonymity-set).
 fn min_clients() -> RangedI64ValueParser<u16> {
     clap::value_parser!(u16).range(1..=config::MAX_CLIENTS as i64)
 }
 
-/// A number of clients: 1-256 (below 2 only with --allow-small-anonymity-set).
+/// A number of clients: 1-65535 (below 2 only with --allow-small-anonymity-set).
 fn clients() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(1..=config::MAX_CLIENTS as u64)
 }
@@ -290,7 +338,7 @@ fn trustees() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(1..=config::MAX_TRUSTEES as u64)
 }
 
-/// A cell length: 16-32768 bytes.
+/// A cell length: 16-65535 bytes.
 fn cell_length() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new()
         .range(config::MIN_CELL_LENGTH as u64..=config::MAX_CELL_LENGTH as u64)
@@ -308,7 +356,7 @@ impl Command {
             Command::Config(_) => "config",
             Command::Relay(_) => "relay",
             Command::Trustee(_) => "trustee",
-            Command::Client(_) => "client",
+            Command::Client(_) | Command::Clients(_) => "client",
             Command::Echo { .. } => "echo",
             Command::Socks5 { .. } => "socks5",
             Command::Supervisor(_) => "supervisor",
@@ -324,7 +372,7 @@ fn main() {
     // The relay spreads its links' encryption over worker threads; every other role is
     // one state machine plus a few sockets, fastest without cross-thread wake-ups
     // (`dissent bench net`: about 1.3x the throughput of a threaded client and trustee).
-    let runtime = if matches!(cli.command, Command::Relay(_)) {
+    let runtime = if matches!(cli.command, Command::Relay(_) | Command::Clients(_)) {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -364,6 +412,7 @@ async fn run(command: Command) -> Result<()> {
             clients,
             trustees,
             cell_length,
+            max_cell_length,
             relay,
             force,
             small,
@@ -376,6 +425,7 @@ async fn run(command: Command) -> Result<()> {
                     clients,
                     trustees,
                     cell_length,
+                    max_cell_length: max_cell_length.max(cell_length),
                     relay: relay.to_string(),
                     force,
                 },
@@ -387,14 +437,6 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Relay(a) => {
-            if a.client_window > a.trustee_window {
-                bail!(
-                    "--client-window {} is larger than --trustee-window {}: clients cannot \
-                     be asked further ahead than trustees",
-                    a.client_window,
-                    a.trustee_window
-                );
-            }
             let group = config::Group::load(&a.dir)?;
             let key_file = a
                 .key
@@ -405,14 +447,17 @@ async fn run(command: Command) -> Result<()> {
                 listen: relay_listen(&group.relay_address, a.host, a.port),
                 exit: a.exit,
                 exit_policy: exit::ExitPolicy::new(a.private_exit.allow_private_exit),
-                client_window: a.client_window,
-                trustee_window: a.trustee_window,
+                window: a.window,
                 min_clients,
                 idle_gap: Duration::from_millis(a.idle_ms),
                 exchange_timeout: Duration::from_millis(a.timeout_ms),
+                join_delay: Duration::from_millis(a.join_ms),
                 downstream_len: a.downstream_length,
                 stats_every: a.stats_secs,
                 exit_idle: Duration::from_secs(a.exit_idle_secs),
+                exit_per_slot: a.exit_per_slot,
+                exit_total: a.exit_max,
+                period: a.reservation_period,
             };
             relay::run(group, node.private_key, opts).await
         }
@@ -424,12 +469,38 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Client(a) => {
             let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Client)?;
+            let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
             let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
             client::run(
                 group,
                 node,
                 SocketAddr::new(a.host, a.port),
-                relay.to_string(),
+                client::ClientOptions {
+                    relay: relay.to_string(),
+                    min_clients,
+                    quiet: false,
+                },
+            )
+            .await
+        }
+        Command::Clients(a) => {
+            let group = config::Group::load(&a.dir)?;
+            let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+            let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            let mut nodes = Vec::new();
+            for i in a.from..a.to.min(group.clients.len()) {
+                let file = a.dir.join(format!("{}.json", group.clients[i].id));
+                nodes.push(config::load_node(&group, &file, NodeKind::Client)?);
+            }
+            console::set_role(&format!("clients {}..{}", a.from, a.to));
+            client::run_many(
+                group,
+                nodes,
+                client::ClientOptions {
+                    relay: relay.to_string(),
+                    min_clients,
+                    quiet: true,
+                },
             )
             .await
         }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use dissent_core::backoff::{Backoff, BackoffConfig};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -286,41 +287,45 @@ async fn wait_for_port(port: u16) {
     }
 }
 
-/// Runs one child, restarting it with backoff when it exits, until told to stop.
+/// Runs one child, restarting it when it exits (the nodes' own backoff policy says when),
+/// until told to stop.
 async fn keep_running(exe: PathBuf, spec: ChildSpec, mut stop: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_millis(500);
+    let mut seed = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+    let mut backoff = Backoff::new(BackoffConfig::default(), seed);
+    let origin = tokio::time::Instant::now();
     loop {
         let mut cmd = net::child_command(&exe);
         cmd.args(&spec.args);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", spec.log);
         }
-        let started = tokio::time::Instant::now();
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
+                let next = backoff.handle_connect_failed(net::core_now(origin));
                 warn!("{}: cannot start: {e}", spec.name);
                 tokio::select! {
                     _ = stop.changed() => return,
-                    _ = tokio::time::sleep(backoff) => continue,
+                    _ = tokio::time::sleep_until(net::tokio_at(origin, next)) => continue,
                 }
             }
         };
+        backoff.handle_connected(net::core_now(origin));
         tokio::select! {
             status = child.wait() => {
                 if *stop.borrow() {
                     return;
                 }
-                if started.elapsed() > Duration::from_secs(30) {
-                    backoff = Duration::from_millis(500);
-                }
-                warn!("{} exited ({}); restarting in {:?}", spec.name,
-                    status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()), backoff);
+                let next = net::tokio_at(origin, backoff.handle_lost(net::core_now(origin)));
+                let wait = next.saturating_duration_since(tokio::time::Instant::now());
+                warn!("{} exited ({}); restarting in {:.1} s", spec.name,
+                    status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+                    wait.as_secs_f64());
                 tokio::select! {
                     _ = stop.changed() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep_until(next) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
             _ = stop.changed() => {
                 if let Some(pid) = child.id() {

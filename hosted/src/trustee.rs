@@ -1,135 +1,191 @@
-//! `dissent trustee`: answers every exchange with the XOR of its pads.
+//! `dissent trustee`: answers every exchange with the XOR of its pads with every online
+//! client, computed on every core when there is enough of it.
 
-use std::time::Duration;
-
-use anyhow::{Context, Result};
-use bytes::Bytes;
-use dissent_core::trustee::{Trustee, TrusteeConfig};
+use anyhow::{bail, Context, Result};
+use dissent_core::crypto::{xor_into, IntervalKey, PadEngine, PadNonce, PairKey, SerialPads};
+use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeError, TrusteeEvent};
+use dissent_core::wire::{GoodbyeReason, MAX_FRAME_BODY};
 use rand::RngCore;
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use rayon::prelude::*;
 use tracing::{debug, info, warn};
 
 use crate::config::{Group, NodeSecrets, Role};
-use crate::link;
+use crate::dial::{Dialer, LinkKeys};
 use crate::net;
 
+/// Pad bytes per cell below which one thread does the whole cell (splitting costs more).
+const PARALLEL_MIN: usize = 256 * 1024;
+
+/// Computes a cell's pads on every core: each thread XORs a share of the clients' pads into
+/// its own buffer, then the buffers are XORed together.
+pub struct ParallelPads {
+    threads: usize,
+    parts: Vec<Vec<u8>>,
+}
+
+impl ParallelPads {
+    /// An engine using rayon's pool (one thread per core).
+    pub fn new() -> Self {
+        let threads = rayon::current_num_threads().max(1);
+        ParallelPads {
+            threads,
+            parts: (0..threads).map(|_| Vec::new()).collect(),
+        }
+    }
+}
+
+impl PadEngine for ParallelPads {
+    fn xor_pads(&mut self, keys: &[IntervalKey], nonce: &PadNonce, out: &mut [u8]) {
+        if self.threads < 2 || keys.len() * out.len() < PARALLEL_MIN {
+            SerialPads.xor_pads(keys, nonce, out);
+            return;
+        }
+        let per = keys.len().div_ceil(self.threads);
+        let len = out.len();
+        keys.par_chunks(per)
+            .zip(self.parts.par_iter_mut())
+            .for_each(|(share, part)| {
+                part.clear();
+                part.resize(len, 0);
+                SerialPads.xor_pads(share, nonce, part);
+            });
+        for part in self.parts.iter().take(keys.len().div_ceil(per)) {
+            xor_into(out, part);
+        }
+    }
+}
+
+/// How a link ended.
+enum End {
+    Shutdown,
+    Lost(String),
+    Goodbye(GoodbyeReason),
+}
+
 /// Runs a trustee until Ctrl-C, reconnecting to the relay whenever the link drops.
-pub async fn run(
-    group: Group,
-    node: NodeSecrets,
-    relay_addr: String,
-    min_clients: u16,
-) -> Result<()> {
+pub async fn run(group: Group, node: NodeSecrets, relay: String, min_clients: u16) -> Result<()> {
     let Role::Trustee(index) = node.role else {
-        anyhow::bail!("{} is not a trustee", node.id);
+        bail!("{} is not a trustee", node.id);
     };
     let mut rng_seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut rng_seed);
-    let mut trustee = Trustee::new(&TrusteeConfig {
+    let cfg = TrusteeConfig {
         index: index as u16,
+        trustees: group.trustees.len() as u16,
         group_id: group.group_id,
         session_id: group.session_id,
         session_secret: node
             .session_private_key
             .context("the trustee has no session key")?,
         client_keys: &group.client_session_keys,
+        slots: group.slots.len() as u16,
         cell_len: group.cell_length,
+        max_reserved: group.slots.len().min(u16::MAX as usize) as u16,
+        max_frame: MAX_FRAME_BODY as u32,
         rng_seed,
-        min_clients: min_clients.min(group.clients.len() as u16),
-    })
+        min_clients,
+    };
+    let n = group.clients.len();
+    let mut trustee = Trustee::new(
+        &cfg,
+        vec![PairKey::EMPTY; n],
+        vec![IntervalKey::EMPTY; n],
+        vec![0u8; Trustee::<Vec<PairKey>, Vec<IntervalKey>, Vec<u8>>::storage_len(&cfg)],
+    )
     .map_err(|e| anyhow::anyhow!("trustee configuration: {e}"))?;
-    info!("{} starting (relay {relay_addr})", node.id);
+    info!("{} starting (relay {relay})", node.id);
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let keys = LinkKeys {
+        own: node.private_key,
+        relay: group.relay_key,
+        group_id: group.group_id,
+        session_id: group.session_id,
+    };
+    let mut dialer = Dialer::new(relay, keys, seed, false);
+    let mut engine = ParallelPads::new();
     let origin = tokio::time::Instant::now();
-    let mut out = vec![0u8; group.cell_length + 256];
-    let mut backoff = Duration::from_millis(100);
     let shutdown = net::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let link = tokio::select! {
             _ = &mut shutdown => return Ok(()),
-            s = TcpStream::connect(&relay_addr) => s,
+            l = dialer.dial() => l,
         };
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                if backoff == Duration::from_millis(100) {
-                    info!("relay {relay_addr} not reachable yet ({e}); retrying");
-                } else {
-                    debug!("relay {relay_addr} not reachable: {e}");
-                }
-                tokio::select! {
-                    _ = &mut shutdown => return Ok(()),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(100);
-        info!("connected to relay {relay_addr}");
-        let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
-        let (mut frames, writer) = match link::connect(
-            r,
-            w,
-            &node.private_key,
-            &group.relay_key,
-            &group.group_id,
-            &group.session_id,
-        )
-        .await
-        {
-            Ok(l) => l,
-            Err(e) => {
-                warn!("handshake with the relay failed: {e}");
-                tokio::select! {
-                    _ = &mut shutdown => return Ok(()),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        let (tx, rx) = mpsc::channel::<Bytes>(net::SEND_QUEUE);
-        let writer = tokio::spawn(writer.run(rx));
         trustee.handle_connected(net::core_now(origin));
-        let reason = 'link: loop {
-            loop {
-                match trustee.poll_transmit(&mut out) {
-                    Ok(Some(n)) => {
-                        if tx.send(Bytes::copy_from_slice(&out[..n])).await.is_err() {
-                            break 'link "link writer stopped".to_string();
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => break 'link format!("cannot encode a frame: {e}"),
-                }
-            }
-            let body = tokio::select! {
-                _ = &mut shutdown => {
-                    info!("trustee shutting down");
-                    return Ok(());
-                }
-                f = frames.next() => f,
-            };
-            match body {
-                Ok(Some(body)) => {
-                    if let Err(e) = trustee.handle_frame(net::core_now(origin), &body) {
-                        break format!("bad frame from the relay: {e}");
-                    }
-                }
-                Ok(None) => break "closed by the relay".to_string(),
-                Err(e) => break e.to_string(),
-            }
-        };
-        warn!("relay link lost: {reason}");
+        let end = serve(&mut trustee, link, &mut engine, origin, &mut shutdown).await;
         trustee.handle_disconnected(net::core_now(origin));
-        drop(tx);
-        writer.abort();
-        tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            _ = tokio::time::sleep(backoff) => {}
+        match end {
+            End::Shutdown => {
+                info!("trustee shutting down");
+                return Ok(());
+            }
+            End::Goodbye(r @ (GoodbyeReason::AlreadyConnected | GoodbyeReason::Replaced)) => {
+                bail!("{}: {r}; this process stops", node.id);
+            }
+            End::Goodbye(r) => {
+                warn!("the relay ended the link: {r}");
+                dialer.lost();
+            }
+            End::Lost(reason) => {
+                warn!("relay link lost: {reason}");
+                dialer.lost();
+            }
+        }
+    }
+}
+
+type HostTrustee = Trustee<Vec<PairKey>, Vec<IntervalKey>, Vec<u8>>;
+
+async fn serve(
+    trustee: &mut HostTrustee,
+    link: crate::dial::Connected,
+    engine: &mut ParallelPads,
+    origin: tokio::time::Instant,
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> End {
+    // The sink writes in place on this task: no copy or allocation per cell.
+    let crate::dial::Connected {
+        mut frames,
+        mut sink,
+    } = link;
+    loop {
+        loop {
+            if !sink.has_room() {
+                if let Err(e) = sink.flush().await {
+                    return End::Lost(e.to_string());
+                }
+            }
+            match trustee.poll_transmit_with(sink.room(), engine) {
+                Ok(Some(n)) => sink.commit(n),
+                Ok(None) => break,
+                Err(e) => return End::Lost(format!("cannot encode a frame: {e}")),
+            }
+        }
+        if let Err(e) = sink.flush().await {
+            return End::Lost(e.to_string());
+        }
+        let body = tokio::select! {
+            _ = shutdown.as_mut() => return End::Shutdown,
+            f = frames.next() => f,
+        };
+        let body = match body {
+            Ok(Some(b)) => b,
+            Ok(None) => return End::Lost("closed by the relay".into()),
+            Err(e) => return End::Lost(e.to_string()),
+        };
+        match trustee.handle_frame(net::core_now(origin), &body) {
+            Ok(()) => {}
+            Err(TrusteeError::Goodbye(r)) => return End::Goodbye(r),
+            Err(e) => return End::Lost(format!("bad frame from the relay: {e}")),
+        }
+        while let Some(ev) = trustee.poll_event() {
+            match ev {
+                TrusteeEvent::IntervalStarted { interval, clients } => {
+                    debug!("interval {interval} started with {clients} clients")
+                }
+                _ => {}
+            }
         }
     }
 }

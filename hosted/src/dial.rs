@@ -1,0 +1,167 @@
+//! Dialling the relay: one reconnect policy for every node, the Noise handshake, and log
+//! lines that say what is wrong.
+//!
+//! When to dial is decided by `dissent_core::backoff` (exponential, jittered, with a longer
+//! cap once the relay keeps refusing the handshake). A node is said to be connected only
+//! once the handshake succeeded; a refused handshake names its likely cause.
+
+use std::time::Duration;
+
+use dissent_core::backoff::{Backoff, BackoffConfig};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use crate::link::{self, LinkReader, LinkSink};
+use crate::net;
+
+/// Keys a node needs to open its link to the relay.
+#[derive(Clone, Copy)]
+pub struct LinkKeys {
+    /// The node's long-term secret.
+    pub own: [u8; 32],
+    /// The relay's long-term public key.
+    pub relay: [u8; 32],
+    /// The group id.
+    pub group_id: [u8; 16],
+    /// The session id.
+    pub session_id: [u8; 16],
+}
+
+/// An established link: frames in, frames out through a sink written in place.
+pub struct Connected {
+    /// Frame bodies from the relay.
+    pub frames: LinkReader<OwnedReadHalf>,
+    /// Frames to the relay.
+    pub sink: LinkSink<OwnedWriteHalf>,
+}
+
+/// Dials the relay for one node, as often as the backoff policy allows.
+pub struct Dialer {
+    relay: String,
+    keys: LinkKeys,
+    backoff: Backoff,
+    origin: tokio::time::Instant,
+    next: tokio::time::Instant,
+    /// Failures since the last link that came up.
+    failures: u32,
+    /// Log routine failures at debug only (many nodes in one process).
+    quiet: bool,
+}
+
+impl Dialer {
+    /// A dialer for `relay` (`host:port`); `seed` is fresh randomness for the jitter.
+    pub fn new(relay: String, keys: LinkKeys, seed: [u8; 32], quiet: bool) -> Self {
+        let origin = tokio::time::Instant::now();
+        Dialer {
+            relay,
+            keys,
+            backoff: Backoff::new(BackoffConfig::default(), seed),
+            origin,
+            next: origin,
+            failures: 0,
+            quiet,
+        }
+    }
+
+    /// The relay's address.
+    pub fn relay(&self) -> &str {
+        &self.relay
+    }
+
+    fn at(&self, t: dissent_core::Instant) -> tokio::time::Instant {
+        net::tokio_at(self.origin, t)
+    }
+
+    fn now(&self) -> dissent_core::Instant {
+        net::core_now(self.origin)
+    }
+
+    /// Waits for the next dial time, then dials and runs the handshake, until a link is up.
+    pub async fn dial(&mut self) -> Connected {
+        loop {
+            tokio::time::sleep_until(self.next).await;
+            let stream = match TcpStream::connect(&self.relay).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.failures += 1;
+                    let next = self.backoff.handle_connect_failed(self.now());
+                    self.next = self.at(next);
+                    let wait = self
+                        .next
+                        .saturating_duration_since(tokio::time::Instant::now());
+                    if self.failures == 1 && !self.quiet {
+                        info!(
+                            "relay {} not reachable yet ({e}); retrying with backoff",
+                            self.relay
+                        );
+                    } else if self.failures % 20 == 0 && !self.quiet {
+                        info!(
+                            "still waiting for the relay at {} ({e}); next try in {:.1} s",
+                            self.relay,
+                            wait.as_secs_f64()
+                        );
+                    } else {
+                        debug!("relay {} not reachable: {e}", self.relay);
+                    }
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let (r, w) = stream.into_split();
+            let k = self.keys;
+            match link::connect(r, w, &k.own, &k.relay, &k.group_id, &k.session_id).await {
+                Ok((frames, writer)) => {
+                    self.backoff.handle_connected(self.now());
+                    if self.failures > 0 || !self.quiet {
+                        info!("connected to relay {}", self.relay);
+                    }
+                    self.failures = 0;
+                    let sink = writer.into_sink(dissent_core::wire::MAX_FRAME_BODY);
+                    return Connected { frames, sink };
+                }
+                Err(e) => {
+                    self.failures += 1;
+                    let next = self.backoff.handle_handshake_failed(self.now());
+                    self.next = self.at(next);
+                    let wait = self
+                        .next
+                        .saturating_duration_since(tokio::time::Instant::now());
+                    warn!(
+                        "the relay at {} refused the handshake: {e}; {}; next try in {:.1} s",
+                        self.relay,
+                        likely_cause(&e),
+                        wait.as_secs_f64()
+                    );
+                }
+            }
+        }
+    }
+
+    /// The link that [`Dialer::dial`] returned is gone; the next dial waits as the policy says.
+    pub fn lost(&mut self) {
+        let next = self.backoff.handle_lost(self.now());
+        self.next = self.at(next);
+    }
+
+    /// Time until the next dial.
+    pub fn next_in(&self) -> Duration {
+        self.next
+            .saturating_duration_since(tokio::time::Instant::now())
+    }
+}
+
+/// What usually causes a handshake failure of this kind.
+fn likely_cause(e: &std::io::Error) -> &'static str {
+    let text = e.to_string();
+    if text.contains("closed") || e.kind() == std::io::ErrorKind::UnexpectedEof {
+        "the relay does not know this node's key (a key file from another configuration?)"
+    } else if text.contains("failed the handshake") {
+        "the relay's key differs from the one in system.json (another configuration, or \
+         the relay was given another key file?)"
+    } else if e.kind() == std::io::ErrorKind::TimedOut {
+        "the relay did not answer in time"
+    } else {
+        "is this the relay of this configuration?"
+    }
+}
