@@ -14,6 +14,9 @@ mod config;
 mod console;
 mod exit;
 mod link;
+// Called by `bench load` once it is wired in.
+#[allow(dead_code)]
+mod load;
 // The recording functions are called by the roles once they are wired in.
 #[allow(dead_code)]
 mod metrics;
