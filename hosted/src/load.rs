@@ -429,11 +429,12 @@ async fn read_response<S: AsyncRead + Unpin>(
     size: u64,
     seed: u64,
 ) -> Result<u64, Failure> {
-    let mut buf = vec![0u8; MAX_HEAD.max(CHUNK)];
+    // Two small buffers per request, however large the body: thousands may run at once.
+    let mut buf = vec![0u8; MAX_HEAD];
     let mut len = 0;
     let head_len = loop {
         let n = stream
-            .read(&mut buf[len..MAX_HEAD])
+            .read(&mut buf[len..])
             .await
             .map_err(|_| Failure::Broken)?;
         if n == 0 {
@@ -453,7 +454,7 @@ async fn read_response<S: AsyncRead + Unpin>(
             _ => return Err(Failure::BadBody),
         }
     };
-    let mut expected = vec![0u8; buf.len()];
+    let mut expected = vec![0u8; buf.len().min(usize::try_from(size).unwrap_or(usize::MAX))];
     let mut got = 0u64;
     let mut check = |bytes: &[u8], got: &mut u64| -> Result<(), Failure> {
         if bytes.len() as u64 > size - *got {
