@@ -71,6 +71,35 @@ pub struct BenchArgs {
 enum Mode {
     /// Protocol CPU cost: the core's in-memory test network, no sockets.
     Core(CoreArgs),
+    /// HTTP requests at a fixed rate through the clients' SOCKS5 ports, against a local
+    /// server (the prototype's test_client.py).
+    Load(LoadArgs),
+}
+
+/// Arguments of `dissent bench load`.
+#[derive(Args, Debug, Clone)]
+struct LoadArgs {
+    /// Requests started per second (open loop: on schedule, whatever the latency).
+    #[arg(long, default_value_t = 10)]
+    rate: u32,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Response body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: u64,
+    /// Clients, each its own process with a SOCKS5 port; requests go to them in turn.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Trustees.
+    #[arg(long, default_value_t = 3)]
+    trustees: usize,
+    /// Base cell length in bytes.
+    #[arg(long, default_value_t = 256)]
+    cell_length: usize,
+    /// Print the result as one JSON object on the last line of standard output.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `dissent bench core`.
@@ -131,6 +160,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     match args.mode {
         Some(Mode::Core(a)) => bench_core(&a),
+        Some(Mode::Load(a)) => run_load(&a).await,
         None => run_net(&args.net).await,
     }
 }
@@ -509,14 +539,39 @@ fn pad_rate() -> f64 {
     bytes as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn run_net(args: &NetArgs) -> Result<()> {
+/// A DC-net of separate processes on loopback, as a benchmark runs it.
+struct ClusterSpec {
+    clients: usize,
+    trustees: usize,
+    cell_length: usize,
+    max_cell_length: usize,
+    /// The relay's exit: `echo` or `socks5`.
+    exit: &'static str,
+    /// Clients that get their own `dissent client` process with a local port (the first
+    /// ones); the rest run in load processes.
+    with_ports: usize,
+    /// Every client in its own process.
+    separate: bool,
+    relay_args: Vec<String>,
+}
+
+/// A running cluster and what a benchmark needs of it.
+struct Running {
+    cluster: Cluster,
+    work: tempfile::TempDir,
+    relay_pid: u32,
+    client_ports: Vec<u16>,
+    metrics_port: u16,
+}
+
+async fn start_cluster(spec: &ClusterSpec) -> Result<Running> {
     ensure!(
-        (1..=dissent_core::MAX_CLIENTS).contains(&args.clients),
+        (1..=dissent_core::MAX_CLIENTS).contains(&spec.clients),
         "--clients must be between 1 and {}",
         dissent_core::MAX_CLIENTS
     );
     ensure!(
-        (1..=dissent_core::MAX_TRUSTEES).contains(&args.trustees),
+        (1..=dissent_core::MAX_TRUSTEES).contains(&spec.trustees),
         "--trustees must be between 1 and {}",
         dissent_core::MAX_TRUSTEES
     );
@@ -524,20 +579,22 @@ async fn run_net(args: &NetArgs) -> Result<()> {
         .prefix("dissent-bench-")
         .tempdir()
         .context("cannot create a temporary folder")?;
-    let ports = free_ports(3)?;
-    let (relay_port, client_port, metrics_port) = (ports[0], ports[1], ports[2]);
+    let with_ports = spec.with_ports.min(spec.clients);
+    let ports = free_ports(2 + with_ports)?;
+    let (relay_port, metrics_port) = (ports[0], ports[1]);
+    let client_ports = ports[2..].to_vec();
     let cfg_dir = work.path().join("cfg");
     let pb = phase(format!(
         "writing a configuration for {} clients and {} trustees",
-        args.clients, args.trustees
+        spec.clients, spec.trustees
     ));
     config::generate(
         &cfg_dir,
         &config::GenerateOptions {
-            clients: args.clients,
-            trustees: args.trustees,
-            cell_length: args.cell_length,
-            max_cell_length: args.max_cell_length.max(args.cell_length),
+            clients: spec.clients,
+            trustees: spec.trustees,
+            cell_length: spec.cell_length,
+            max_cell_length: spec.max_cell_length.max(spec.cell_length),
             relay: format!("127.0.0.1:{relay_port}"),
             force: false,
         },
@@ -545,31 +602,22 @@ async fn run_net(args: &NetArgs) -> Result<()> {
     pb.finish_and_clear();
     let exe = std::env::current_exe().context("cannot find the dissent executable")?;
     let dir = cfg_dir.display().to_string();
-    let small: Vec<String> = if args.clients < 2 {
+    let small: Vec<String> = if spec.clients < 2 {
         vec!["--allow-small-anonymity-set".into()]
     } else {
         Vec::new()
     };
-    let min = args.clients.to_string();
+    let min = spec.clients.to_string();
     let mut cluster = Cluster {
         children: Vec::new(),
     };
-    let mut report = Report {
-        clients: args.clients,
-        trustees: args.trustees,
-        cell_length: args.cell_length,
-        max_cell_length: args.max_cell_length.max(args.cell_length),
-        seconds: args.seconds,
-        separate_processes: args.separate,
-        ..Report::default()
-    };
-    let start = async {
+    let mut start = || {
         let mut relay = vec![
             "relay".into(),
             "-p".into(),
             relay_port.to_string(),
             "--exit".into(),
-            "echo".into(),
+            spec.exit.into(),
             "--min-clients".into(),
             min.clone(),
             "--stats-secs".into(),
@@ -579,11 +627,14 @@ async fn run_net(args: &NetArgs) -> Result<()> {
             "--timeout-ms".into(),
             "60000".into(),
         ];
+        if spec.exit == "socks5" {
+            relay.push("--allow-private-exit".into());
+        }
         relay.extend(small.iter().cloned());
-        relay.extend(args.relay_args.iter().cloned());
+        relay.extend(spec.relay_args.iter().cloned());
         relay.push(dir.clone());
         let relay_pid = cluster.spawn(&exe, work.path(), "relay", &relay)?;
-        for j in 0..args.trustees {
+        for j in 0..spec.trustees {
             let mut argv = vec!["trustee".into(), "--min-clients".into(), min.clone()];
             argv.extend(small.iter().cloned());
             argv.push(dir.clone());
@@ -595,25 +646,32 @@ async fn run_net(args: &NetArgs) -> Result<()> {
             );
             cluster.spawn(&exe, work.path(), &format!("trustee-{j}"), &argv)?;
         }
-        let mut argv = vec![
-            "client".into(),
-            "-p".into(),
-            client_port.to_string(),
-            "--min-clients".into(),
-            min.clone(),
-        ];
-        argv.extend(small.iter().cloned());
-        argv.push(dir.clone());
-        argv.push(cfg_dir.join("client-0.json").display().to_string());
-        cluster.spawn(&exe, work.path(), "client-0", &argv)?;
-        let per = if args.separate {
+        for (i, port) in client_ports.iter().enumerate() {
+            let mut argv = vec![
+                "client".into(),
+                "-p".into(),
+                port.to_string(),
+                "--min-clients".into(),
+                min.clone(),
+            ];
+            argv.extend(small.iter().cloned());
+            argv.push(dir.clone());
+            argv.push(
+                cfg_dir
+                    .join(format!("client-{i}.json"))
+                    .display()
+                    .to_string(),
+            );
+            cluster.spawn(&exe, work.path(), &format!("client-{i}"), &argv)?;
+        }
+        let per = if spec.separate {
             1
         } else {
             CLIENTS_PER_PROCESS
         };
-        let mut from = 1;
-        while from < args.clients {
-            let to = (from + per).min(args.clients);
+        let mut from = with_ports;
+        while from < spec.clients {
+            let to = (from + per).min(spec.clients);
             let mut argv = vec![
                 "clients".into(),
                 "--from".into(),
@@ -630,40 +688,158 @@ async fn run_net(args: &NetArgs) -> Result<()> {
         }
         anyhow::Ok(relay_pid)
     };
-    let relay_pid = match start.await {
-        Ok(p) => p,
+    match start() {
+        Ok(relay_pid) => Ok(Running {
+            cluster,
+            work,
+            relay_pid,
+            client_ports,
+            metrics_port,
+        }),
         Err(e) => {
             cluster.stop().await;
-            return Err(e);
+            Err(e)
         }
-    };
-    let pids = cluster.pids();
-    enum End {
-        Done(Result<()>),
-        Exited(String),
-        Interrupted,
     }
+}
+
+/// How a benchmark's measuring ended.
+enum End {
+    Done(Result<()>),
+    Exited(String),
+    Interrupted,
+}
+
+impl End {
+    fn failure(self) -> Option<anyhow::Error> {
+        match self {
+            End::Done(Ok(())) => None,
+            End::Done(Err(e)) => Some(e),
+            End::Exited(why) => Some(anyhow!(why)),
+            End::Interrupted => Some(anyhow!("interrupted")),
+        }
+    }
+}
+
+/// Keeps the children's logs when a benchmark failed, and says where.
+fn keep_logs(work: tempfile::TempDir) {
+    let kept = work.keep();
+    console::complain(format_args!(
+        "bench: the children's logs are in {}",
+        kept.display()
+    ));
+}
+
+async fn run_net(args: &NetArgs) -> Result<()> {
+    let mut running = start_cluster(&ClusterSpec {
+        clients: args.clients,
+        trustees: args.trustees,
+        cell_length: args.cell_length,
+        max_cell_length: args.max_cell_length,
+        exit: "echo",
+        with_ports: 1,
+        separate: args.separate,
+        relay_args: args.relay_args.clone(),
+    })
+    .await?;
+    let mut report = Report {
+        clients: args.clients,
+        trustees: args.trustees,
+        cell_length: args.cell_length,
+        max_cell_length: args.max_cell_length.max(args.cell_length),
+        seconds: args.seconds,
+        separate_processes: args.separate,
+        ..Report::default()
+    };
+    let pids = running.cluster.pids();
+    let (port, metrics) = (running.client_ports[0], running.metrics_port);
     let end = tokio::select! {
-        r = measure(args, client_port, metrics_port, &pids, &mut report) => End::Done(r),
-        why = cluster.first_exit() => End::Exited(why),
+        r = measure(args, port, metrics, &pids, &mut report) => End::Done(r),
+        why = running.cluster.first_exit() => End::Exited(why),
         _ = net::shutdown_signal() => End::Interrupted,
     };
-    report.relay_rss_bytes = peak_rss(relay_pid);
+    report.relay_rss_bytes = peak_rss(running.relay_pid);
     report.cpu_seconds = total_cpu(&pids);
-    cluster.stop().await;
-    let failure = match end {
-        End::Done(Ok(())) => None,
-        End::Done(Err(e)) => Some(e),
-        End::Exited(why) => Some(anyhow!(why)),
-        End::Interrupted => Some(anyhow!("interrupted")),
-    };
+    running.cluster.stop().await;
+    let failure = end.failure();
     report.print(args.json && failure.is_none());
     if let Some(e) = failure {
-        let kept = work.keep();
-        console::complain(format_args!(
-            "bench: the children's logs are in {}",
-            kept.display()
+        keep_logs(running.work);
+        return Err(e);
+    }
+    Ok(())
+}
+
+async fn run_load(args: &LoadArgs) -> Result<()> {
+    ensure!(args.rate >= 1, "--rate must be at least 1");
+    let server = crate::load::serve_http().await?;
+    let mut running = start_cluster(&ClusterSpec {
+        clients: args.clients,
+        trustees: args.trustees,
+        cell_length: args.cell_length,
+        max_cell_length: config::DEFAULT_MAX_CELL_LENGTH,
+        exit: "socks5",
+        with_ports: args.clients,
+        separate: true,
+        relay_args: Vec::new(),
+    })
+    .await?;
+    let proxies: Vec<std::net::SocketAddr> = running
+        .client_ports
+        .iter()
+        .map(|&p| (Ipv4Addr::LOCALHOST, p).into())
+        .collect();
+    let mut opts = crate::load::LoadOptions::new(proxies.clone(), server.addr());
+    opts.rate = args.rate;
+    opts.duration = Duration::from_secs(args.seconds.max(1));
+    opts.size = args.size;
+    opts.progress = std::io::stderr().is_terminal();
+    let work = async {
+        let pb = phase(format!(
+            "waiting for the DC-net of {} clients to carry a request",
+            args.clients
         ));
+        let mut probe = crate::load::LoadOptions::new(vec![proxies[0]], server.addr());
+        probe.rate = 1;
+        probe.duration = Duration::from_secs(1);
+        probe.size = 16;
+        probe.progress = false;
+        let deadline = Instant::now() + Duration::from_secs(60 + args.clients as u64 / 50);
+        loop {
+            let r = crate::load::run_load(probe.clone()).await?;
+            if r.completed == r.scheduled {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "no request came back through the DC-net within a minute"
+            );
+        }
+        pb.finish_and_clear();
+        crate::load::run_load(opts).await
+    };
+    let mut report = None;
+    let end = tokio::select! {
+        r = work => match r {
+            Ok(r) => { report = Some(r); End::Done(Ok(())) }
+            Err(e) => End::Done(Err(e)),
+        },
+        why = running.cluster.first_exit() => End::Exited(why),
+        _ = net::shutdown_signal() => End::Interrupted,
+    };
+    running.cluster.stop().await;
+    if let Some(r) = &report {
+        println!(
+            "# load: {} clients (each a SOCKS5 proxy), {} trustees, {} requests/s for {} s, {}-byte bodies, SOCKS5 exit, local HTTP server",
+            args.clients, args.trustees, args.rate, args.seconds, args.size
+        );
+        println!("{r}");
+        if args.json {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    }
+    if let Some(e) = end.failure() {
+        keep_logs(running.work);
         return Err(e);
     }
     Ok(())

@@ -342,6 +342,7 @@ impl ClientNode {
                 Ok(h) => {
                     if let Some(n) = h.cell {
                         link.sink.commit(n);
+                        crate::metrics::exchanges(1);
                     }
                     match h.delivery {
                         Some(Delivery::Data { conn, data }) => {
@@ -396,6 +397,10 @@ impl ClientNode {
             match ev {
                 ClientEvent::IntervalStarted { interval, clients } => {
                     self.intervals += 1;
+                    if !self.quiet {
+                        crate::metrics::interval(u64::from(interval));
+                        crate::metrics::online_clients(clients as u64);
+                    }
                     if self.intervals == 1 && !self.quiet {
                         info!("sending in interval {interval} with {clients} clients");
                     } else {
@@ -479,6 +484,9 @@ impl ClientNode {
                 Down::Close
             }
         };
+        if let Down::Data(d) = &down {
+            crate::metrics::bytes_down(d.len() as u64);
+        }
         let closing = matches!(down, Down::Close);
         if local.tx.try_send(down).is_err() {
             warn!(%conn, "local application is not reading; closing its connection");
@@ -514,6 +522,7 @@ fn spawn_local(conn: ConnId, stream: TcpStream, up: mpsc::Sender<Up>, carried: b
             match r.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    crate::metrics::bytes_up(n as u64);
                     let chunk = Bytes::copy_from_slice(&buf[..n]);
                     if up.send(Up::Data(conn, chunk)).await.is_err() {
                         return;

@@ -17,6 +17,8 @@ mod dial;
 mod exit;
 mod exits;
 mod link;
+mod load;
+mod metrics;
 mod net;
 mod relay;
 mod special;
@@ -121,6 +123,27 @@ struct PrivateExit {
     allow_private_exit: bool,
 }
 
+/// Serves Prometheus metrics.
+#[derive(Args, Debug, Clone)]
+struct MetricsArg {
+    /// Serve Prometheus metrics at http://ADDR/metrics. ADDR is HOST:PORT or a port alone
+    /// (127.0.0.1:PORT). A name must resolve to loopback; another IP address written out
+    /// serves the metrics beyond this machine, where anyone who reaches it sees this
+    /// node's traffic counters.
+    #[arg(long, value_name = "ADDR", value_parser = metrics::parse_listen)]
+    metrics: Option<HostPort>,
+}
+
+impl MetricsArg {
+    /// Starts the metrics endpoint when one was asked for.
+    async fn serve(&self) -> Result<()> {
+        if let Some(addr) = &self.metrics {
+            metrics::serve(addr).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Accepts groups and intervals of fewer than two clients, or fewer than --min-clients.
 #[derive(Args, Debug, Clone, Copy)]
 struct SmallSet {
@@ -191,6 +214,8 @@ struct RelayArgs {
     /// The relay's private file (default: DIR/relay.json).
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
+    #[command(flatten)]
+    metrics: MetricsArg,
     /// Configuration folder.
     dir: PathBuf,
 }
@@ -206,6 +231,8 @@ struct TrusteeArgs {
     min_clients: u16,
     #[command(flatten)]
     small: SmallSet,
+    #[command(flatten)]
+    metrics: MetricsArg,
     /// Configuration folder.
     dir: PathBuf,
     /// This trustee's private file, DIR/ID.json.
@@ -229,6 +256,8 @@ struct ClientArgs {
     min_clients: u16,
     #[command(flatten)]
     small: SmallSet,
+    #[command(flatten)]
+    metrics: MetricsArg,
     /// Configuration folder.
     dir: PathBuf,
     /// This client's private file, DIR/ID.json.
@@ -459,18 +488,21 @@ async fn run(command: Command) -> Result<()> {
                 exit_total: a.exit_max,
                 period: a.reservation_period,
             };
+            a.metrics.serve().await?;
             relay::run(group, node.private_key, opts).await
         }
         Command::Trustee(a) => {
             let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Trustee)?;
             let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
             let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            a.metrics.serve().await?;
             trustee::run(group, node, relay.to_string(), min_clients).await
         }
         Command::Client(a) => {
             let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Client)?;
             let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
             let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            a.metrics.serve().await?;
             client::run(
                 group,
                 node,

@@ -109,6 +109,17 @@ struct Hub {
     exits: Exits,
     origin: tokio::time::Instant,
     out: Vec<u8>,
+    /// Counters already reported to the metrics.
+    reported: Reported,
+}
+
+/// Counter values last added to the metrics, so each report adds only what is new.
+#[derive(Default)]
+struct Reported {
+    exchanges: u64,
+    up: u64,
+    down: u64,
+    refused: u64,
 }
 
 /// Runs the relay until Ctrl-C.
@@ -212,6 +223,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         ),
         origin,
         out: vec![0u8; cfg.max_frame_len()],
+        reported: Reported::default(),
     };
     let mut next_token = 0u64;
     let stats_every = Duration::from_secs(opts.stats_every.max(1));
@@ -278,6 +290,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
             }
         }
         hub.drive();
+        hub.record_metrics(ev_rx.len());
     }
     Ok(())
 }
@@ -374,6 +387,27 @@ impl Hub {
         );
     }
 
+    /// Brings the metrics up to date (cheap: counters add what is new, gauges are set).
+    fn record_metrics(&mut self, link_queue: usize) {
+        let r = &mut self.reported;
+        let ex = self.relay.exchanges_decoded();
+        crate::metrics::exchanges(ex - r.exchanges);
+        r.exchanges = ex;
+        let s = self.exits.stats;
+        crate::metrics::bytes_up(s.up_bytes - r.up);
+        crate::metrics::bytes_down(s.down_bytes - r.down);
+        (r.up, r.down) = (s.up_bytes, s.down_bytes);
+        let refused = self.exits.policy.refused() + s.refused_cap;
+        crate::metrics::exit_refused(refused - r.refused);
+        r.refused = refused;
+        let (interval, online) = self.relay.interval().unwrap_or((0, 0));
+        crate::metrics::interval(u64::from(interval));
+        crate::metrics::online_clients(online as u64);
+        crate::metrics::reserved_slots(self.relay.reserved_slots() as u64);
+        crate::metrics::exit_connections(self.exits.open_connections() as u64);
+        crate::metrics::queue_depth("relay_link_events", link_queue as u64);
+    }
+
     /// Closes the links the admission policy gave up on.
     fn close_drops(&mut self) {
         while let Some(d) = self.admission.poll_drop() {
@@ -412,6 +446,7 @@ impl Hub {
                         }
                     }
                     Verdict::Refuse { reason } => {
+                        crate::metrics::link_events("refused");
                         if let Some(link) = self.links.remove(&token) {
                             debug!("refusing link from {} ({peer}): {reason}", link.addr);
                             link.reader.abort();
@@ -433,6 +468,7 @@ impl Hub {
                     let addr = link.addr;
                     match self.relay.handle_hello(now, LinkId(token), peer, &body) {
                         Ok(HelloOutcome::Admitted) => {
+                            crate::metrics::link_events("joined");
                             info!("{peer} connected from {addr}");
                             self.set_record_limit(token, peer);
                         }
@@ -452,6 +488,7 @@ impl Hub {
                     match (link.peer, link.hello_done) {
                         (Some(peer), true) => {
                             if self.relay.link_of(peer) == Some(LinkId(token)) {
+                                crate::metrics::link_events("lost");
                                 info!("{peer} disconnected: {reason}");
                             }
                             self.relay.handle_link_closed(now, LinkId(token), peer);
@@ -493,7 +530,10 @@ impl Hub {
                     RelayEvent::IntervalEnded { interval, done } => {
                         debug!("interval {interval} ended after {done} exchanges")
                     }
-                    RelayEvent::Dropped { peer, reason } => warn!("dropping {peer}: {reason}"),
+                    RelayEvent::Dropped { peer, reason } => {
+                        crate::metrics::link_events("dropped");
+                        warn!("dropping {peer}: {reason}")
+                    }
                     RelayEvent::Joined { peer } => {
                         if let Some(link) = self.relay.link_of(peer) {
                             self.set_record_limit(link.0, peer);

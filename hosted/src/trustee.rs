@@ -13,6 +13,9 @@ use crate::config::{Group, NodeSecrets, Role};
 use crate::dial::{Dialer, LinkKeys};
 use crate::net;
 
+/// The first body byte (postcard variant) of a trustee request.
+const TRUSTEE_REQUEST: u8 = 11;
+
 /// Pad bytes per cell below which one thread does the whole cell (splitting costs more).
 const PARALLEL_MIN: usize = 256 * 1024;
 
@@ -175,13 +178,19 @@ async fn serve(
             Err(e) => return End::Lost(e.to_string()),
         };
         match trustee.handle_frame(net::core_now(origin), &body) {
-            Ok(()) => {}
+            Ok(()) => {
+                if body.first() == Some(&TRUSTEE_REQUEST) {
+                    crate::metrics::exchanges(1);
+                }
+            }
             Err(TrusteeError::Goodbye(r)) => return End::Goodbye(r),
             Err(e) => return End::Lost(format!("bad frame from the relay: {e}")),
         }
         while let Some(ev) = trustee.poll_event() {
             match ev {
                 TrusteeEvent::IntervalStarted { interval, clients } => {
+                    crate::metrics::interval(u64::from(interval));
+                    crate::metrics::online_clients(clients as u64);
                     debug!("interval {interval} started with {clients} clients")
                 }
                 _ => {}
