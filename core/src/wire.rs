@@ -1160,6 +1160,270 @@ mod tests {
         );
     }
 
+    /// Concatenates parts; `rep(b, n)` is `n` copies of `b`.
+    fn cat(parts: &[&[u8]]) -> std::vec::Vec<u8> {
+        parts.concat()
+    }
+
+    fn rep(b: u8, n: usize) -> std::vec::Vec<u8> {
+        std::vec![b; n]
+    }
+
+    /// The byte-exact frames of docs/protocol.md, section 2 ("Byte-exact frames").
+    #[test]
+    fn documented_frame_vectors() {
+        let proofs = [0xABu8; 32];
+        let mut entries = rep(0xAA, 16);
+        entries.extend(rep(0xBA, 16));
+        entries.extend(rep(0xCC, 16));
+        entries.extend(rep(0xDC, 16));
+        let mut nonces = rep(0x55, 16);
+        nonces.extend(rep(0x56, 16));
+        let mut macs = rep(0x71, 16);
+        macs.extend(rep(0x72, 16));
+        let mut history = heapless::Vec::new();
+        history
+            .push(IntervalRecord {
+                interval: 6,
+                done: 1000,
+            })
+            .unwrap();
+        // Next(256) of an earlier slot exchange, then slot 5's request as a list.
+        let outputs = [0x00, 0x01, 0x00, 0x02, 0x00, 0x01, 0x00, 0x05];
+        let conn = ConnId(0x0003_0001);
+        let slot = Kind::Slot { slot: 2, len: 256 };
+        let cases: [(Message<'_>, std::vec::Vec<u8>); 19] = [
+            (
+                Message::Hello {
+                    version: PROTOCOL_VERSION,
+                    group_id: [1; 16],
+                    session_id: [2; 16],
+                    role: NodeRole::Client,
+                    index: 3,
+                    nonce: [0x66; 16],
+                    max_frame: MAX_FRAME_BODY as u32,
+                    resume: Some(Resume {
+                        epoch: [4; 16],
+                        seq: 77,
+                        limit: 65536,
+                    }),
+                    proofs: &proofs,
+                },
+                cat(&[
+                    &[0, 0, 0, 0x6D, 0x00, 0x02],
+                    &rep(1, 16),
+                    &rep(2, 16),
+                    &[0x00, 0x03],
+                    &rep(0x66, 16),
+                    &[0x80, 0x80, 0x06, 0x01],
+                    &rep(4, 16),
+                    &[0x4D, 0x80, 0x80, 0x04, 0x20],
+                    &proofs,
+                ]),
+            ),
+            (
+                Message::Hello {
+                    version: PROTOCOL_VERSION,
+                    group_id: [1; 16],
+                    session_id: [2; 16],
+                    role: NodeRole::Trustee,
+                    index: 1,
+                    nonce: [0; 16],
+                    max_frame: MAX_FRAME_BODY as u32,
+                    resume: None,
+                    proofs: &[],
+                },
+                cat(&[
+                    &[0, 0, 0, 0x39, 0x00, 0x02],
+                    &rep(1, 16),
+                    &rep(2, 16),
+                    &[0x01, 0x01],
+                    &rep(0, 16),
+                    &[0x80, 0x80, 0x06, 0x00, 0x00],
+                ]),
+            ),
+            (
+                Message::Goodbye {
+                    reason: GoodbyeReason::AlreadyConnected,
+                },
+                std::vec![0, 0, 0, 2, 0x01, 0x00],
+            ),
+            (
+                Message::Goodbye {
+                    reason: GoodbyeReason::Timeout,
+                },
+                std::vec![0, 0, 0, 2, 0x01, 0x07],
+            ),
+            (
+                Message::Probe { nonce: 1 },
+                std::vec![0, 0, 0, 2, 0x02, 0x01],
+            ),
+            (
+                Message::ProbeReply { nonce: 1 },
+                std::vec![0, 0, 0, 2, 0x03, 0x01],
+            ),
+            (
+                Message::IntervalOpen {
+                    interval: 7,
+                    online: &[0x05],
+                },
+                std::vec![0, 0, 0, 4, 0x04, 0x07, 0x01, 0x05],
+            ),
+            (
+                Message::Members {
+                    interval: 7,
+                    first: 0,
+                    entries: &entries,
+                },
+                cat(&[&[0, 0, 0, 0x44, 0x05, 0x07, 0x00, 0x40], &entries]),
+            ),
+            (
+                Message::IntervalReady {
+                    interval: 7,
+                    nonce: [0x55; 16],
+                },
+                cat(&[&[0, 0, 0, 0x12, 0x06, 0x07], &rep(0x55, 16)]),
+            ),
+            (
+                Message::IntervalStart {
+                    interval: 7,
+                    epoch: [9; 16],
+                    online: &[0x05],
+                    nonces: &nonces,
+                    window: 8,
+                    params: Params {
+                        base_len: 256,
+                        max_len: 4096,
+                        downstream_len: 16384,
+                        period: 16,
+                        admit: 64,
+                        capacity: 64,
+                    },
+                    history,
+                    head: Head {
+                        seq: 3,
+                        bytes: 300,
+                        hash: [0xEE; 32],
+                    },
+                    oldest: 1,
+                },
+                cat(&[
+                    &[0, 0, 0, 0x68, 0x07, 0x07],
+                    &rep(9, 16),
+                    &[0x01, 0x05, 0x20],
+                    &nonces,
+                    &[0x08],
+                    &[0x80, 0x02, 0x80, 0x20, 0x80, 0x80, 0x01, 0x10, 0x40, 0x40],
+                    &[0x01, 0x06, 0xE8, 0x07],
+                    &[0x03, 0xAC, 0x02],
+                    &rep(0xEE, 32),
+                    &[0x01],
+                ]),
+            ),
+            (
+                Message::Confirm {
+                    interval: 7,
+                    first: 0,
+                    macs: &macs,
+                },
+                cat(&[&[0, 0, 0, 0x24, 0x08, 0x07, 0x00, 0x20], &macs]),
+            ),
+            (
+                Message::Confirmed {
+                    interval: 7,
+                    macs: &macs,
+                },
+                cat(&[&[0, 0, 0, 0x23, 0x09, 0x07, 0x20], &macs]),
+            ),
+            (
+                Message::Replay {
+                    seq: 4,
+                    down: Down::Data { conn, data: b"hi" },
+                },
+                std::vec![0, 0, 0, 9, 0x0A, 0x04, 0x01, 0x81, 0x80, 0x0C, 0x02, b'h', b'i'],
+            ),
+            (
+                Message::Replay {
+                    seq: 5,
+                    down: Down::Close { conn },
+                },
+                std::vec![0, 0, 0, 6, 0x0A, 0x05, 0x02, 0x81, 0x80, 0x0C],
+            ),
+            (
+                Message::TrusteeRequest {
+                    interval: 7,
+                    exchange: 300,
+                    kind: slot,
+                    outputs: &outputs,
+                    head: [0xEE; 32],
+                },
+                cat(&[
+                    &[
+                        0, 0, 0, 0x31, 0x0B, 0x07, 0xAC, 0x02, 0x01, 0x02, 0x80, 0x02, 0x08,
+                    ],
+                    &outputs,
+                    &rep(0xEE, 32),
+                ]),
+            ),
+            (
+                Message::TrusteeRequest {
+                    interval: 7,
+                    exchange: 301,
+                    kind: Kind::Reserve,
+                    outputs: &[],
+                    head: [0xEE; 32],
+                },
+                cat(&[
+                    &[0, 0, 0, 0x26, 0x0B, 0x07, 0xAD, 0x02, 0x00, 0x00],
+                    &rep(0xEE, 32),
+                ]),
+            ),
+            (
+                Message::ClientRequest {
+                    interval: 7,
+                    exchange: 300,
+                    kind: slot,
+                    outputs: &outputs,
+                    down: Down::Data { conn, data: b"ok" },
+                },
+                cat(&[
+                    &[
+                        0, 0, 0, 0x18, 0x0C, 0x07, 0xAC, 0x02, 0x01, 0x02, 0x80, 0x02, 0x08,
+                    ],
+                    &outputs,
+                    &[0x01, 0x81, 0x80, 0x0C, 0x02, b'o', b'k'],
+                ]),
+            ),
+            (
+                Message::ClientRequest {
+                    interval: 7,
+                    exchange: 301,
+                    kind: Kind::Reserve,
+                    outputs: &[],
+                    down: Down::None,
+                },
+                std::vec![0, 0, 0, 7, 0x0C, 0x07, 0xAD, 0x02, 0x00, 0x00, 0x00],
+            ),
+            (
+                Message::Cell {
+                    interval: 7,
+                    exchange: 300,
+                    cell: &[0xEE; 16],
+                },
+                cat(&[
+                    &[0, 0, 0, 0x15, 0x0D, 0x07, 0xAC, 0x02, 0x10],
+                    &rep(0xEE, 16),
+                ]),
+            ),
+        ];
+        let mut out = [0u8; 256];
+        for (msg, want) in &cases {
+            let n = msg.emit_frame(&mut out).unwrap();
+            assert_eq!(&out[..n], &want[..], "{msg:?}");
+            assert_eq!(Message::parse(&want[FRAME_HEADER_LEN..]).unwrap(), *msg);
+        }
+    }
+
     #[test]
     fn cell_prefix_matches_postcard() {
         for &(interval, exchange, len) in
