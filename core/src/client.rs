@@ -348,6 +348,7 @@ enum Phase {
         epoch: [u8; 16],
         head: Head,
         oldest: u64,
+        largest: u32,
         history: Vec<IntervalRecord, MAX_HISTORY>,
     },
     AwaitReplays {
@@ -659,9 +660,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 history,
                 head,
                 oldest,
+                largest,
             } => {
                 self.on_interval_start(
                     body, interval, epoch, online, nonces, window, params, history, head, oldest,
+                    largest,
                 )?;
                 Ok(Handled::default())
             }
@@ -697,6 +700,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         history: Vec<IntervalRecord, MAX_HISTORY>,
         head: Head,
         oldest: u64,
+        largest: u32,
     ) -> Result<(), ClientError> {
         if self.last_interval.is_some_and(|last| interval <= last) {
             return Err(ClientError::StaleInterval(interval));
@@ -755,6 +759,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             epoch,
             head,
             oldest,
+            largest,
             history,
         };
         Ok(())
@@ -767,6 +772,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             epoch,
             head,
             oldest,
+            largest,
             history,
         } = &self.phase
         else {
@@ -787,7 +793,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             }
         }
         // The view is bound: act on it.
-        let (running, clients, epoch, head, oldest) = (*running, *clients, *epoch, *head, *oldest);
+        let (running, clients, epoch, head, oldest, largest) =
+            (*running, *clients, *epoch, *head, *oldest, *largest);
         let history = history.clone();
         self.commit_taken();
         let same_log = self.epoch == Some(epoch);
@@ -799,6 +806,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         } else if same_log
             && head.seq > self.head.seq
             && self.head.seq.saturating_add(1) >= oldest
+            && largest as usize + wire::REPLAY_FRAME_OVERHEAD <= self.max_frame as usize
             && head.bytes.saturating_sub(self.head.bytes)
                 + (head.seq - self.head.seq) * REPLAY_HEADER as u64
                 <= (self.layout.replay - self.layout.ring) as u64
@@ -1119,9 +1127,33 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let cap = self.layout.ring - self.layout.stage;
         let Layout { table, stage, .. } = self.layout;
         let at = self.ring.push(cap, SENT_HEADER + content);
+        // Staging never takes more than the ring can keep, so this holds; should it not,
+        // the bytes could not be sent again, and their connections end now rather than
+        // with a hole later.
+        if at.is_none() {
+            let (table, stage_end) = (self.layout.table, self.layout.stage);
+            let stage_bytes = &self.store.as_ref()[table..stage_end];
+            let mut gone: Vec<ConnId, MAX_CONNECTIONS> = Vec::new();
+            if let Ok(view) = CellView::parse_records(&stage_bytes[..t.whole]) {
+                for rec in view {
+                    if !gone.contains(&rec.conn()) {
+                        let _ = gone.push(rec.conn());
+                    }
+                }
+            }
+            if t.part.is_some() {
+                let (conn, _, _) = record_header(&stage_bytes[t.whole..]);
+                if !gone.contains(&conn) {
+                    let _ = gone.push(conn);
+                }
+            }
+            for conn in gone {
+                if self.conns.remove(&conn).is_some() {
+                    self.push_event(ClientEvent::Lost { conn });
+                }
+            }
+        }
         let buf = self.store.as_mut();
-        // The ring is sized for a window of cells; if it is full anyway these bytes cannot
-        // be resent, which only matters if their exchange is abandoned.
         if let Some(o) = at {
             let e = &mut buf[stage + o..stage + o + SENT_HEADER];
             e[0] = SENT;
@@ -1261,7 +1293,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             Phase::Running(r) => (r.params.max_len as usize).min(self.max_cell),
             _ => self.cell_len,
         };
-        let ring_room = (self.layout.ring - self.layout.stage).saturating_sub(SENT_HEADER);
+        // What is staged must fit the ring once sent (two entries' headers: a sent prefix
+        // and, should the interval end, the rest), or it could not be sent again.
+        let ring_room = self
+            .ring
+            .max_push(self.layout.ring - self.layout.stage)
+            .saturating_sub(2 * SENT_HEADER);
         let room = cap.saturating_sub(wire::NEXT_LEN).min(ring_room);
         let resending = self.stage_resends(room);
         if !resending {

@@ -60,9 +60,13 @@ pub struct RelayConfig {
     pub downstream_len: usize,
     /// Clients that must be connected before an interval opens.
     pub min_clients: u16,
-    /// Longest pause between new exchanges while nothing is being sent; the pause grows
-    /// from a sixteenth of this towards it while the net stays idle.
+    /// Longest pause between new exchanges while nothing is being sent or reserved; the
+    /// pause grows from a sixteenth of this towards it while the net stays idle.
     pub idle_gap: Duration,
+    /// Bytes per second of cells an idle net may cost the relay: in a large group an idle
+    /// exchange costs every member a cell, so the longest pause grows with the group until
+    /// idle exchanges stay within this budget.
+    pub idle_budget: u64,
     /// A peer that leaves an exchange (or an interval's set-up) unanswered this long is
     /// dropped.
     pub exchange_timeout: Duration,
@@ -621,8 +625,8 @@ pub struct Relay<P, B> {
     params: Params,
     next_interval: u32,
     history: Deque<IntervalRecord, MAX_HISTORY>,
-    events: Deque<RelayEvent<'static>, 64>,
-    goodbyes: Deque<(LinkId, GoodbyeReason), 64>,
+    events: Deque<RelayEvent<'static>, 256>,
+    goodbyes: Deque<(LinkId, GoodbyeReason), 256>,
     /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
     unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
     outq_head: usize,
@@ -1531,6 +1535,12 @@ where
         let at = self.regions.contrib + idx * self.cfg.max_exchange_len();
         match kind {
             Kind::Reserve => {
+                // Bits past the last slot carry nothing: a client that sets them only wastes
+                // its own cell, and nodes would refuse them in the report.
+                let slots = usize::from(self.cfg.slots);
+                if slots % 8 != 0 && len > 0 {
+                    self.store.as_mut()[at + len - 1] &= (1u8 << (slots % 8)) - 1;
+                }
                 self.idle = self.store.as_ref()[at..at + len].iter().all(|&b| b == 0);
                 self.queue_requests_output(at, len);
                 if !self.idle {
@@ -1553,6 +1563,22 @@ where
                     }
                     Err(_) => (0, None),
                 };
+                if decoded.is_none() {
+                    // A garbled exchange (a disruption, or members shown different views):
+                    // nothing from it or after it reaches the exit, so every owner's bytes
+                    // stay in order. The interval ends here; owners resend from this exchange.
+                    self.decoded -= 1;
+                    if let Phase::Running(r) = &mut self.phase {
+                        r.done = exchange;
+                        r.stop = Some(Stop::Abort { end_at: exchange });
+                        r.client_pending = None;
+                    }
+                    self.idle = false;
+                    return Some(RelayEvent::Garbled {
+                        interval: r.interval,
+                        exchange,
+                    });
+                }
                 self.queue_next_output(next);
                 match decoded {
                     Some((start, end, empty)) => {
@@ -1565,13 +1591,7 @@ where
                         }
                         self.poll_event_tail(now)
                     }
-                    None => {
-                        self.idle = false;
-                        Some(RelayEvent::Garbled {
-                            interval: r.interval,
-                            exchange,
-                        })
-                    }
+                    None => self.poll_event_tail(now),
                 }
             }
         }
@@ -1824,6 +1844,7 @@ where
             history,
             head: self.head,
             oldest: self.oldest,
+            largest: self.largest_record(),
         }
         .emit_frame(out)?;
         if let Phase::Starting { start_pending, .. } = &mut self.phase {
@@ -1936,11 +1957,24 @@ where
         Ok(None)
     }
 
+    /// Data bytes of the largest record in the log.
+    fn largest_record(&self) -> u32 {
+        let buf = &self.store.as_ref()[self.regions.down..self.regions.log];
+        self.log
+            .offsets(buf, log_entry_len)
+            .map(|o| (log_entry_len(&buf[o..]) - LOG_HEADER) as u32)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The first record to replay to a member, if it missed some the log still holds and
-    /// they fit its limit (the client applies the same rule).
+    /// they fit its limits (the client applies the same rule).
     fn replay_start(&self, p: &Peer) -> Option<u64> {
         let seq = p.seq?;
         if seq >= self.head.seq || seq.saturating_add(1) < self.oldest {
+            return None;
+        }
+        if self.largest_record() as usize + wire::REPLAY_FRAME_OVERHEAD > p.max_frame as usize {
             return None;
         }
         let buf = &self.store.as_ref()[self.regions.down..self.regions.log];
@@ -2013,7 +2047,12 @@ where
         if r.stop.is_some() || self.decoding.is_some() {
             return Ok(None);
         }
-        let paced = self.idle && !downstream.has_data() && now < self.last_issue + self.gap;
+        // Only an idle net with nothing reserved is paced: a reserved slot (a conversation
+        // between turns) runs at full speed.
+        let paced = self.idle
+            && r.schedule.reserved() == 0
+            && !downstream.has_data()
+            && now < self.last_issue + self.gap;
         if r.next >= r.done + u64::from(self.cfg.window) || paced {
             return Ok(None);
         }
@@ -2097,12 +2136,12 @@ where
         r.client_pending = Some((exchange, kind, outs_len, down));
         self.last_issue = now;
         self.gap = if self.idle && !downstream.has_data() {
-            let floor = self.cfg.idle_gap.as_micros() / 16;
-            Duration::from_micros(
-                (self.gap.as_micros() * 2)
-                    .max(floor)
-                    .min(self.cfg.idle_gap.as_micros()),
-            )
+            let cells = u64::from(r.members) + u64::from(self.cfg.trustees);
+            let bytes = cells * kind.cell_len(self.cfg.slots) as u64;
+            let cost = bytes.saturating_mul(1_000_000) / self.cfg.idle_budget.max(1);
+            let longest = self.cfg.idle_gap.as_micros().max(cost);
+            let floor = longest / 16;
+            Duration::from_micros((self.gap.as_micros() * 2).max(floor).min(longest))
         } else {
             Duration::default()
         };
@@ -2222,7 +2261,9 @@ where
             }
             self.admit(now, pending.link, peer, &hello);
         }
-        let mut late: Vec<PeerId, { MAX_TRUSTEES + 64 }> = Vec::new();
+        // At most 64 peers per call, so every goodbye fits its queue; the rest follow at the
+        // next timeout (the deadline has passed, so that is at once).
+        let mut late: Vec<PeerId, 64> = Vec::new();
         match self.phase {
             Phase::Opening { ready, since, .. } if now >= since + self.cfg.exchange_timeout => {
                 for t in 0..self.cfg.trustees {

@@ -63,6 +63,17 @@ impl Ring {
         Some(at)
     }
 
+    /// Longest entry [`Ring::push`] would accept now.
+    pub(crate) fn max_push(&self, cap: usize) -> usize {
+        if self.count == 0 {
+            cap
+        } else if self.wrap_at.is_none() {
+            (cap - self.end).max(self.start.saturating_sub(1))
+        } else {
+            self.start.saturating_sub(self.end + 1)
+        }
+    }
+
     /// Offset of the first entry.
     pub(crate) fn front(&self) -> Option<usize> {
         (self.count > 0).then_some(self.start)
@@ -130,7 +141,9 @@ mod tests {
         assert_eq!(put(&mut r, &mut buf, 4), Some(0));
         assert_eq!(put(&mut r, &mut buf, 4), Some(4));
         assert_eq!(put(&mut r, &mut buf, 3), None);
+        assert_eq!(r.max_push(buf.len()), 2);
         r.pop(&buf, len_of);
+        assert_eq!(r.max_push(buf.len()), 3);
         // 3 bytes fit before the first entry (at 4): wrap.
         assert_eq!(put(&mut r, &mut buf, 3), Some(0));
         assert_eq!(put(&mut r, &mut buf, 1), None);

@@ -291,6 +291,7 @@ impl Net {
             downstream_len: cfg.downstream_len,
             min_clients: cfg.min_clients,
             idle_gap: cfg.idle_gap,
+            idle_budget: 1 << 30,
             exchange_timeout: cfg.exchange_timeout,
             join_delay: cfg.join_delay,
             probe_timeout: Duration::from_millis(100),

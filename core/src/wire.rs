@@ -149,6 +149,9 @@ pub struct Resume {
 /// Bytes a client counts per replayed record on top of its data (see [`Resume::limit`]).
 pub const REPLAY_OVERHEAD: usize = 9;
 
+/// Most bytes a `Replay` frame body takes beyond its record's data.
+pub const REPLAY_FRAME_OVERHEAD: usize = 32;
+
 /// The head of the downstream log: every record so far, hashed in a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
@@ -384,6 +387,9 @@ pub enum Message<'a> {
         head: Head,
         /// Oldest record the relay can still replay.
         oldest: u64,
+        /// Data bytes of the largest record the relay can replay (a client whose frames
+        /// are smaller cannot take replays).
+        largest: u32,
     },
     /// Trustee → relay: its confirmation of the interval's view for the next members.
     Confirm {
@@ -1306,9 +1312,10 @@ mod tests {
                         hash: [0xEE; 32],
                     },
                     oldest: 1,
+                    largest: 300,
                 },
                 cat(&[
-                    &[0, 0, 0, 0x68, 0x07, 0x07],
+                    &[0, 0, 0, 0x6A, 0x07, 0x07],
                     &rep(9, 16),
                     &[0x01, 0x05, 0x20],
                     &nonces,
@@ -1318,6 +1325,7 @@ mod tests {
                     &[0x03, 0xAC, 0x02],
                     &rep(0xEE, 32),
                     &[0x01],
+                    &[0xAC, 0x02],
                 ]),
             ),
             (

@@ -500,6 +500,7 @@ fn start_body(interval: u32) -> Vec<u8> {
         history: heapless::Vec::new(),
         head: dissent_core::transcript::genesis(&[1; 16]),
         oldest: 1,
+        largest: 0,
     })
 }
 

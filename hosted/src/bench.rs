@@ -253,6 +253,9 @@ fn bench_core(args: &CoreArgs) -> Result<()> {
     cfg.capacity = args.clients.min(1024) as u16;
     cfg.admit = cfg.capacity;
     cfg.window = 16;
+    // Everyone in the first interval: no joiners to wait for.
+    cfg.min_clients = args.clients.min(u16::MAX as usize) as u16;
+    cfg.join_delay = dissent_core::Duration::from_micros(0);
     let mut net = Net::new(cfg);
     let pb = phase(format!(
         "core: {} clients, {} trustees, {}-byte cells",

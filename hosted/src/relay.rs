@@ -44,6 +44,9 @@ pub struct RelayOptions {
     pub min_clients: u16,
     /// Longest pause between exchanges while idle.
     pub idle_gap: Duration,
+    /// Bytes per second of cells an idle net may cost (stretches the idle pause in large
+    /// groups).
+    pub idle_budget: u64,
     /// Peers silent this long in an exchange are dropped.
     pub exchange_timeout: Duration,
     /// How long newly connected clients wait for the running interval to end.
@@ -158,6 +161,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         downstream_len: opts.downstream_len,
         min_clients: opts.min_clients,
         idle_gap: core_duration(opts.idle_gap),
+        idle_budget: opts.idle_budget,
         exchange_timeout: core_duration(opts.exchange_timeout),
         join_delay: core_duration(opts.join_delay),
         probe_timeout: core_duration(PROBE_TIMEOUT),
