@@ -181,13 +181,17 @@ fn numeric_options_are_refused_with_their_ranges() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config(&dir.path().join("cfg"), 2, 1);
         let client_key = key_file(Path::new(&cfg), "client-0");
-        let relay_cases: [(&[&str], &str); 12] = [
+        let relay_cases: [(&[&str], &str); 16] = [
             (&["--timeout-ms", "0"], "100..=3600000"),
             (&["--timeout-ms", "99"], "100..=3600000"),
-            (&["--min-clients", "0"], "1..=256"),
-            (&["--min-clients", "257"], "1..=256"),
-            (&["--client-window", "0"], "1..=64"),
-            (&["--trustee-window", "65"], "1..=64"),
+            (&["--min-clients", "0"], "1..=65535"),
+            (&["--min-clients", "65536"], "1..=65535"),
+            (&["--window", "0"], "1..=64"),
+            (&["--window", "65"], "1..=64"),
+            (&["--idle-budget", "0"], "1..=100000"),
+            (&["--join-ms", "10001"], "0..=10000"),
+            (&["--reservation-period", "1"], "2..=1024"),
+            (&["--exit-per-slot", "0"], "1..=65535"),
             (&["--idle-ms", "0"], "1..=10000"),
             (&["--downstream-length", "65536"], "1..=65535"),
             (&["--stats-secs", "0"], "1..=86400"),
@@ -204,6 +208,8 @@ fn numeric_options_are_refused_with_their_ranges() {
                 .collect();
             refused(&all, &[args[0], range]);
         }
+        // The windows of the first protocol version are one window now: both old names
+        // still work, as long as only one is given.
         refused(
             &[
                 "relay",
@@ -213,18 +219,18 @@ fn numeric_options_are_refused_with_their_ranges() {
                 "10",
                 &cfg,
             ],
-            &["--client-window 20 is larger than --trustee-window 10"],
+            &["--window"],
         );
         refused(&["client", "-p", "0", &cfg, &client_key], &["1..=65535"]);
         refused(&["echo", "--port", "0"], &["1..=65535"]);
         let out = dir.path().join("out").display().to_string();
         for (args, range) in [
-            (["-c", "0"], "1..=256"),
-            (["-c", "257"], "1..=256"),
+            (["-c", "0"], "1..=65535"),
+            (["-c", "65536"], "1..=65535"),
             (["-t", "0"], "1..=16"),
             (["-t", "17"], "1..=16"),
-            (["--cell-length", "15"], "16..=32768"),
-            (["--cell-length", "32769"], "16..=32768"),
+            (["--cell-length", "15"], "16..=65535"),
+            (["--cell-length", "65536"], "16..=65535"),
         ] {
             refused(
                 &["config", "generate", args[0], args[1], &out],
@@ -269,7 +275,8 @@ fn numeric_options_are_refused_with_their_ranges() {
             "1-65535",
             "1-10000",
             "1-86400",
-            "2-256",
+            "2-65535",
+            "2-1024",
         ] {
             assert!(help.contains(range), "relay --help lacks {range}: {help}");
         }
@@ -277,7 +284,7 @@ fn numeric_options_are_refused_with_their_ranges() {
             &["config", "generate", "--help"],
             REFUSAL_TIMEOUT,
         ));
-        for range in ["2-256", "1-16", "16-32768"] {
+        for range in ["2-65535", "1-16", "16-65535"] {
             assert!(
                 help.contains(range),
                 "config generate --help lacks {range}: {help}"
