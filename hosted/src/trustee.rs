@@ -187,13 +187,10 @@ async fn serve(
             Err(e) => return End::Lost(format!("bad frame from the relay: {e}")),
         }
         while let Some(ev) = trustee.poll_event() {
-            match ev {
-                TrusteeEvent::IntervalStarted { interval, clients } => {
-                    crate::metrics::interval(u64::from(interval));
-                    crate::metrics::online_clients(clients as u64);
-                    debug!("interval {interval} started with {clients} clients")
-                }
-                _ => {}
+            if let TrusteeEvent::IntervalStarted { interval, clients } = ev {
+                crate::metrics::interval(u64::from(interval));
+                crate::metrics::online_clients(clients as u64);
+                debug!("interval {interval} started with {clients} clients");
             }
         }
     }
