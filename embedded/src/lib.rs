@@ -10,15 +10,18 @@
 //! Every board shares the same executor ([`executor::Executor`], which sleeps with `WFI`),
 //! the same console plumbing and the same stack high-water meter ([`stack`]).
 //!
-//! The pure parts (the provisioning format in [`provision`] and the LAN9118 FIFO framing)
-//! also build for the host, where `cargo test --lib --target <host triple>` runs their unit
-//! tests.
+//! The pure parts (the link's record and frame buffers in [`stream`] and the LAN9118 FIFO
+//! framing) also build for the host, where `cargo test --lib --target <host triple>` runs
+//! their unit tests; the provisioning format lives in `dissent_core::provision`.
 #![cfg_attr(not(test), no_std)]
 
 pub use dissent_core as core_protocol;
 
 pub mod board;
-pub mod provision;
+pub mod stream;
+
+/// Provisioning and seed blobs, read with the same code the host tool writes them with.
+pub use dissent_core::provision;
 
 #[cfg(target_os = "none")]
 mod console;
