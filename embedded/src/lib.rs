@@ -29,6 +29,8 @@ mod console;
 pub mod executor;
 #[cfg(target_os = "none")]
 pub mod stack;
+#[cfg(target_os = "none")]
+pub mod uplink;
 
 #[cfg(target_os = "none")]
 #[doc(hidden)]
@@ -48,7 +50,7 @@ mod device {
     use crate::executor::Executor;
 
     /// Sockets the network stack has room for (every TCP or UDP socket an app opens at once).
-    pub const NET_SOCKETS: usize = 6;
+    pub const NET_SOCKETS: usize = 8;
 
     /// Exit status when the board cannot start (no entropy, no network hardware).
     pub const EXIT_BOARD_FAILED: u8 = 3;
