@@ -193,7 +193,12 @@ impl Uplink {
                     self.up_since = Some(at);
                     socket.set_timeout(Some(LINK_TIMEOUT));
                     socket.set_keep_alive(Some(KEEP_ALIVE));
-                    println!("{}: link up (attempt {})", self.name, self.attempt);
+                    println!(
+                        "{}: link up (attempt {}); stack peak {} B",
+                        self.name,
+                        self.attempt,
+                        crate::stack::peak()
+                    );
                     return transport;
                 }
                 Err(e) => {
@@ -229,11 +234,12 @@ impl Uplink {
             .take()
             .map_or(0, |since| (at - since).as_millis());
         println!(
-            "{}: link lost after {} ms: {}; next dial in {} ms",
+            "{}: link lost after {} ms: {}; next dial in {} ms; stack peak {} B",
             self.name,
             up,
             loss,
-            (self.next_dial - at).as_millis()
+            (self.next_dial - at).as_millis(),
+            crate::stack::peak()
         );
     }
 

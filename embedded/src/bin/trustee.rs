@@ -18,6 +18,7 @@ use dissent_core::wire::{NodeRole, WireError};
 use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, Inbound, Outbound};
 use dissent_embedded::uplink::{fill, now, send_frame, Loss, NodeName, Target, Uplink};
 use dissent_embedded::{println, stack, Board};
+use embassy_executor::Spawner;
 use embassy_net::tcp::TcpSocket;
 use rand_core::RngCore;
 use static_cell::{ConstStaticCell, StaticCell};
@@ -55,14 +56,11 @@ impl core::fmt::Display for RoleError {
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
-    dissent_embedded::run(|spawner, board| {
-        // The pool holds this one task, spawned once.
-        spawner.spawn(trustee(board).unwrap());
-    })
+    dissent_embedded::run(start)
 }
 
-#[embassy_executor::task]
-async fn trustee(mut board: Board) {
+/// Reads the provisioning, agrees the keys and spawns the link task.
+fn start(spawner: Spawner, mut board: Board) {
     let node = match Node::parse(board.provisioning, NodeRole::Trustee) {
         Ok(node) => node,
         Err(e) => {
@@ -139,12 +137,35 @@ async fn trustee(mut board: Board) {
         }
     };
     println!(
-        "{}: keys agreed with {} clients in {} ms",
+        "{}: keys agreed with {} clients in {} ms; stack peak {} B",
         name,
         client_keys.len(),
-        started.elapsed().as_millis()
+        started.elapsed().as_millis(),
+        stack::peak()
     );
 
+    RngCore::fill_bytes(&mut board.rng, &mut seed);
+    let target = Target {
+        addr: node.relay_addr,
+        port: node.relay_port,
+        link_secret: node.link_secret,
+        relay_key: node.relay_key,
+        group_id: node.group_id,
+        session_id: node.session_id,
+    };
+    let uplink = Uplink::new(name, target, seed);
+    // The pool holds this one task, spawned once.
+    spawner.spawn(link(name, trustee, uplink, board).unwrap());
+}
+
+/// The relay link: serves the trustee's frames, dialling again whenever the link drops.
+#[embassy_executor::task]
+async fn link(
+    name: NodeName,
+    trustee: &'static mut DeviceTrustee,
+    mut uplink: Uplink,
+    mut board: Board,
+) {
     static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
     let Buffers {
         socket_rx,
@@ -156,20 +177,10 @@ async fn trustee(mut board: Board) {
     let mut socket = TcpSocket::new(board.net, socket_rx, socket_tx);
     let mut inbound = Inbound::new(raw, plain);
     let mut out = Outbound::new(out);
-    RngCore::fill_bytes(&mut board.rng, &mut seed);
-    let target = Target {
-        addr: node.relay_addr,
-        port: node.relay_port,
-        link_secret: node.link_secret,
-        relay_key: node.relay_key,
-        group_id: node.group_id,
-        session_id: node.session_id,
-    };
-    let mut link = Uplink::new(name, target, seed);
     board.net.wait_config_up().await;
     let mut stats = Stats::default();
     loop {
-        let transport = link
+        let transport = uplink
             .connect(&mut socket, &mut inbound, &mut board.rng)
             .await;
         let (mut sealer, mut opener) = transport.split();
@@ -224,7 +235,7 @@ async fn trustee(mut board: Board) {
             }
         };
         trustee.handle_disconnected(now());
-        link.lost(&mut socket, &loss).await;
+        uplink.lost(&mut socket, &loss).await;
     }
 }
 
