@@ -3,7 +3,7 @@
 //!
 //! One firmware image per role serves every node: what differs between nodes (identity,
 //! keys, the group's parameters, the relay's address) comes from a provisioning area the
-//! firmware never links into. The host writes the blob with [`Node::to_blob`] (or
+//! firmware never links into. The host writes the blob with `Node::to_blob` (feature `std`, or
 //! [`Node::emit`]); the firmware reads it in place with [`Node::parse`], without an
 //! allocator, borrowing the variable parts from the area.
 //!
