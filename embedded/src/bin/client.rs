@@ -41,6 +41,8 @@ use static_cell::{ConstStaticCell, StaticCell};
 
 /// Local connections tunnelled at once.
 const MAX_LOCAL: usize = 4;
+// One socket per local connection, one to the relay, one for a board's DHCP client.
+const _: () = assert!(MAX_LOCAL + 2 <= dissent_embedded::NET_SOCKETS);
 /// Largest frame body this client takes or builds (declared in its Hello).
 const MAX_FRAME: usize = 4096;
 /// Most reserved slots the schedule table holds (the relay's `capacity` must not exceed it).
