@@ -1,11 +1,17 @@
-//! The embedded shell under QEMU: the `netcheck` firmware on the emulated `mps2-an385` board.
+//! The embedded shell under QEMU: the `netcheck`, `trustee` and `client` firmware on the
+//! emulated `mps2-an385` board.
 //!
-//! This test builds nothing: `scripts/test` builds the firmware first (`cd embedded && cargo
+//! These tests build nothing: `scripts/test` builds the firmware first (`cd embedded && cargo
 //! build-mps2-an385`), and a missing ELF fails the test with that instruction. Without
 //! `qemu-system-arm` (installed by `scripts/setup`) the tests are skipped with a message.
 //!
 //! Each boot writes a fresh seed and a provisioning blob, runs QEMU with its console in a
 //! file (printed if the test fails), and is killed by pid if it outlives its deadline.
+//!
+//! The role firmware is checked against a stand-in relay: a listener on 127.0.0.1 that
+//! answers the Noise handshake with the core's link layer, reads the node's Hello, and then
+//! drops the connection, as a relay restart would; the node must dial again, later each
+//! time.
 
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Write};
@@ -17,10 +23,10 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// The firmware, as `scripts/test` builds it.
-const NETCHECK_ELF: &str = concat!(
+/// Where `scripts/test` builds the firmware.
+const FIRMWARE_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../embedded/target/thumbv7m-none-eabi/release/netcheck"
+    "/../embedded/target/thumbv7m-none-eabi/release"
 );
 /// Where the board reads the provisioning blob and the seed (`embedded/memory/mps2-an385.x`).
 const PROVISION_ADDR: u32 = 0x003F_0000;
@@ -45,8 +51,8 @@ fn have_qemu() -> bool {
     }
 }
 
-fn firmware() -> PathBuf {
-    let elf = PathBuf::from(NETCHECK_ELF);
+fn firmware(app: &str) -> PathBuf {
+    let elf = Path::new(FIRMWARE_DIR).join(app);
     assert!(
         elf.is_file(),
         "{} is missing: build the firmware first with `cd embedded && cargo build-mps2-an385` \
@@ -260,7 +266,7 @@ fn netcheck_moves_bytes_both_ways_and_exits_zero() {
     if !have_qemu() {
         return;
     }
-    let elf = firmware();
+    let elf = firmware("netcheck");
     let dir = tempfile::tempdir().expect("temp dir");
     let echo = Echo::start(BOOT_LIMIT);
     let host_port = free_port();
@@ -338,7 +344,7 @@ fn netcheck_refuses_a_blob_for_another_app_and_a_boot_without_seed() {
     if !have_qemu() {
         return;
     }
-    let elf = firmware();
+    let elf = firmware("netcheck");
     let dir = tempfile::tempdir().expect("temp dir");
 
     let wrong_app = netcheck_blob(b"TRST", 9, GUEST_PORT, 1);
@@ -365,4 +371,285 @@ fn netcheck_refuses_a_blob_for_another_app_and_a_boot_without_seed() {
     );
     let console = qemu.console();
     assert!(console.contains("no fresh seed"), "console:\n{console}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Role firmware against a stand-in relay
+
+use dissent_core::crypto::public_key;
+use dissent_core::link::{RecordReader, Responder, Transport, HEADER_LEN, REQUEST_LEN};
+use dissent_core::provision::{Node, PeerKeys};
+use dissent_core::wire::{self, Message, NodeRole};
+
+/// Group and session of the test group.
+const GROUP: [u8; 16] = [0x47; 16];
+const SESSION: [u8; 16] = [0x53; 16];
+/// Clients and trustees in the test group.
+const CLIENTS: u16 = 3;
+const TRUSTEES: u16 = 2;
+/// Dials the stand-in relay takes before the test looks at the gaps between them.
+const DIALS: usize = 5;
+
+/// A fixed test secret for node `i` of kind `tag` (test keys only).
+fn secret(tag: u8, i: u16) -> [u8; 32] {
+    std::array::from_fn(|k| {
+        tag.wrapping_mul(29) ^ (i as u8).wrapping_mul(7) ^ (k as u8).wrapping_mul(13) ^ 0x5a
+    })
+}
+
+const RELAY: u8 = 1;
+const CLIENT_LINK: u8 = 2;
+const CLIENT_SESSION: u8 = 3;
+const TRUSTEE_LINK: u8 = 4;
+const TRUSTEE_SESSION: u8 = 5;
+
+/// The link secret of node `index` of `role`.
+fn link_secret(role: NodeRole, index: u16) -> [u8; 32] {
+    match role {
+        NodeRole::Client => secret(CLIENT_LINK, index),
+        NodeRole::Trustee => secret(TRUSTEE_LINK, index),
+    }
+}
+
+/// The provisioning blob of node `index` of `role`, for a relay on the host's `relay_port`.
+fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
+    let peers: Vec<[u8; 32]> = match role {
+        NodeRole::Client => (0..TRUSTEES)
+            .map(|j| public_key(&secret(TRUSTEE_SESSION, j)))
+            .collect(),
+        NodeRole::Trustee => (0..CLIENTS)
+            .map(|i| public_key(&secret(CLIENT_SESSION, i)))
+            .collect(),
+    };
+    let flat = peers.concat();
+    let client = role == NodeRole::Client;
+    Node {
+        role,
+        index,
+        group_id: GROUP,
+        session_id: SESSION,
+        link_secret: link_secret(role, index),
+        session_secret: match role {
+            NodeRole::Client => secret(CLIENT_SESSION, index),
+            NodeRole::Trustee => secret(TRUSTEE_SESSION, index),
+        },
+        relay_key: public_key(&secret(RELAY, 0)),
+        // The host's 127.0.0.1 as QEMU user networking shows it to the guest.
+        relay_addr: [10, 0, 2, 2],
+        relay_port,
+        clients: CLIENTS,
+        trustees: TRUSTEES,
+        slots: CLIENTS,
+        slot: if client { (index + 1) % CLIENTS } else { 0 },
+        cell_len: 64,
+        max_cell_len: 1024,
+        peer_keys: PeerKeys::from_flat(&flat).expect("whole keys"),
+        local_port: if client { GUEST_PORT } else { 0 },
+        min_clients: 1,
+    }
+    .to_blob()
+}
+
+/// Accepts the next connection on `listener`, failing if QEMU exits or `limit` passes.
+fn accept_within(listener: &TcpListener, qemu: &mut Qemu, limit: Duration) -> TcpStream {
+    let deadline = Instant::now() + limit;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).expect("blocking stream");
+                return stream;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if let Some(status) = qemu.exited() {
+                    panic!("qemu exited ({status}) instead of dialing the relay");
+                }
+                assert!(Instant::now() < deadline, "no dial within {limit:?}");
+                thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+}
+
+/// Plays the relay's side of the handshake with the core's link layer, checks that the
+/// node authenticated with `expect_key`, and returns the first frame body it sends.
+fn relay_handshake(stream: &mut TcpStream, expect_key: &[u8; 32]) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut request = [0u8; HEADER_LEN + REQUEST_LEN];
+    stream
+        .read_exact(&mut request)
+        .expect("the node's handshake request");
+    let mut records = RecordReader::responder();
+    let (message, used) = records
+        .split(&request)
+        .expect("a 96-byte request")
+        .expect("whole");
+    assert_eq!(used, request.len());
+    let mut responder =
+        Responder::new(&secret(RELAY, 0), &GROUP, &SESSION, rand::random()).expect("responder");
+    let key = responder
+        .read_request(message)
+        .expect("request encrypted to the relay's key");
+    assert_eq!(&key, expect_key, "the node's link key");
+    let mut response = [0u8; 64];
+    let (n, mut transport) = responder.write_response(&mut response).expect("response");
+    stream.write_all(&response[..n]).expect("send the response");
+    first_frame(stream, &mut transport, &mut records)
+}
+
+/// Reads records until the plaintext holds a whole frame; returns its body.
+fn first_frame(
+    stream: &mut TcpStream,
+    transport: &mut Transport,
+    records: &mut RecordReader,
+) -> Vec<u8> {
+    let mut raw = Vec::new();
+    let mut plain = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some((body, _)) = wire::split_frame(&plain).expect("frame length") {
+            return body.to_vec();
+        }
+        if let Some((message, used)) = records.split(&raw).expect("record length") {
+            let mut out = vec![0u8; message.len()];
+            let m = transport.open(message, &mut out).expect("record opens");
+            plain.extend_from_slice(&out[..m]);
+            raw.drain(..used);
+            continue;
+        }
+        let n = stream.read(&mut buf).expect("read the node's records");
+        assert!(n > 0, "the node closed before its Hello");
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Checks a Hello from node `index` of `role`; returns its link nonce.
+fn check_hello(body: &[u8], role: NodeRole, index: u16) -> [u8; 16] {
+    let Message::Hello {
+        version,
+        group_id,
+        session_id,
+        role: r,
+        index: i,
+        nonce,
+        max_frame,
+        resume,
+        proofs,
+    } = Message::parse(body).expect("a frame the relay can parse")
+    else {
+        panic!("the first frame is not a Hello");
+    };
+    assert_eq!(version, wire::PROTOCOL_VERSION);
+    assert_eq!((group_id, session_id), (GROUP, SESSION));
+    assert_eq!((r, i), (role, index));
+    assert!(
+        (wire::MIN_FRAME_LIMIT..=wire::MAX_FRAME_BODY).contains(&(max_frame as usize)),
+        "max_frame {max_frame}"
+    );
+    assert_eq!(resume, None, "nothing to resume: no interval ran");
+    match role {
+        NodeRole::Client => {
+            assert_eq!(proofs.len(), usize::from(TRUSTEES) * dissent_core::MAC_LEN);
+            assert_ne!(nonce, [0; 16], "a client's link nonce is random");
+        }
+        NodeRole::Trustee => assert!(proofs.is_empty()),
+    }
+    nonce
+}
+
+#[test]
+fn role_firmware_sends_its_hello_and_redials_a_restarted_relay_ever_later() {
+    if !have_qemu() {
+        return;
+    }
+    for (role, app) in [(NodeRole::Trustee, "trustee"), (NodeRole::Client, "client")] {
+        let elf = firmware(app);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind relay");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let port = listener.local_addr().unwrap().port();
+        let index = 1;
+        let mut qemu = Qemu::boot(dir.path(), &elf, Some(&node_blob(role, index, port)), &[]);
+        let expect_key = public_key(&link_secret(role, index));
+        let mut dialed = Vec::new();
+        let mut nonces = Vec::new();
+        for _ in 0..DIALS {
+            let mut stream = accept_within(&listener, &mut qemu, BOOT_LIMIT);
+            dialed.push(Instant::now());
+            let hello = relay_handshake(&mut stream, &expect_key);
+            nonces.push(check_hello(&hello, role, index));
+            // The relay goes away.
+            drop(stream);
+        }
+        if role == NodeRole::Client {
+            nonces.sort_unstable();
+            nonces.dedup();
+            assert_eq!(nonces.len(), DIALS, "a fresh link nonce per link");
+        }
+        // Each link lasted well under the backoff's 10 s "stable" time, so each loss counts
+        // as one more failure: the k-th redial waits 50·2^(k-1) ..= 100·2^(k-1) ms.
+        let gaps: Vec<u64> = dialed
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_millis() as u64)
+            .collect();
+        eprintln!("{app}: gaps between dials {gaps:?} ms");
+        for (k, &gap) in gaps.iter().enumerate() {
+            let floor = 50 << k;
+            assert!(
+                gap >= floor,
+                "{app}: redial {} after {gap} ms, before {floor} ms: {gaps:?}",
+                k + 1
+            );
+            assert!(
+                gap <= 2 * floor + 3_000,
+                "{app}: redial {} after {gap} ms: {gaps:?}",
+                k + 1
+            );
+        }
+        assert!(
+            gaps[gaps.len() - 1] > gaps[0] + 200,
+            "{app}: gaps do not grow: {gaps:?}"
+        );
+        let console = qemu.console();
+        assert_eq!(
+            console.matches("link up").count(),
+            DIALS,
+            "console:\n{console}"
+        );
+        assert!(
+            console.matches("link lost").count() >= DIALS - 1,
+            "console:\n{console}"
+        );
+        assert!(
+            qemu.exited().is_none(),
+            "{app} stopped: console:\n{console}"
+        );
+    }
+}
+
+#[test]
+fn role_firmware_refuses_a_blob_for_the_other_role() {
+    if !have_qemu() {
+        return;
+    }
+    for (app, blob_role, found, expected) in [
+        ("trustee", NodeRole::Client, "CLNT", "TRST"),
+        ("client", NodeRole::Trustee, "TRST", "CLNT"),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut qemu = Qemu::boot(
+            dir.path(),
+            &firmware(app),
+            Some(&node_blob(blob_role, 0, 9)),
+            &[],
+        );
+        assert_eq!(qemu.wait(BOOT_LIMIT).code(), Some(1), "{app} exit status");
+        let console = qemu.console();
+        let says = format!("for app {found}, this firmware is {expected}");
+        assert!(console.contains(&says), "console:\n{console}");
+    }
 }

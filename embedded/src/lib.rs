@@ -10,15 +10,18 @@
 //! Every board shares the same executor ([`executor::Executor`], which sleeps with `WFI`),
 //! the same console plumbing and the same stack high-water meter ([`stack`]).
 //!
-//! The pure parts (the provisioning format in [`provision`] and the LAN9118 FIFO framing)
-//! also build for the host, where `cargo test --lib --target <host triple>` runs their unit
-//! tests.
+//! The pure parts (the link's record and frame buffers in [`stream`] and the LAN9118 FIFO
+//! framing) also build for the host, where `cargo test --lib --target <host triple>` runs
+//! their unit tests; the provisioning format lives in `dissent_core::provision`.
 #![cfg_attr(not(test), no_std)]
 
 pub use dissent_core as core_protocol;
 
 pub mod board;
-pub mod provision;
+pub mod stream;
+
+/// Provisioning and seed blobs, read with the same code the host tool writes them with.
+pub use dissent_core::provision;
 
 #[cfg(target_os = "none")]
 mod console;
@@ -26,6 +29,8 @@ mod console;
 pub mod executor;
 #[cfg(target_os = "none")]
 pub mod stack;
+#[cfg(target_os = "none")]
+pub mod uplink;
 
 #[cfg(target_os = "none")]
 #[doc(hidden)]
@@ -45,7 +50,7 @@ mod device {
     use crate::executor::Executor;
 
     /// Sockets the network stack has room for (every TCP or UDP socket an app opens at once).
-    pub const NET_SOCKETS: usize = 6;
+    pub const NET_SOCKETS: usize = 8;
 
     /// Exit status when the board cannot start (no entropy, no network hardware).
     pub const EXIT_BOARD_FAILED: u8 = 3;

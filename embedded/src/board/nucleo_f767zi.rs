@@ -21,7 +21,7 @@ use embassy_stm32::time::Hertz;
 use embassy_stm32::usart::{self, UartTx};
 use embassy_stm32::{bind_interrupts, rng, Config};
 use rand_core::RngCore;
-use static_cell::{ConstStaticCell, StaticCell};
+use static_cell::ConstStaticCell;
 
 use crate::{Board, NET_SOCKETS};
 
@@ -110,13 +110,11 @@ fn mac_address(uid: [u8; 12]) -> [u8; 6] {
 pub fn start(spawner: Spawner, parts: Parts) -> Board {
     let Parts { eth, mut rng } = parts;
     let config = embassy_net::Config::dhcpv4(Default::default());
-    static RESOURCES: StaticCell<StackResources<NET_SOCKETS>> = StaticCell::new();
-    let (net, runner) = embassy_net::new(
-        eth,
-        config,
-        RESOURCES.init(StackResources::new()),
-        RngCore::next_u64(&mut rng),
-    );
+    // Built in place in .bss, never on the stack.
+    static RESOURCES: ConstStaticCell<StackResources<NET_SOCKETS>> =
+        ConstStaticCell::new(StackResources::new());
+    let (net, runner) =
+        embassy_net::new(eth, config, RESOURCES.take(), RngCore::next_u64(&mut rng));
     // The task pool has room for this one task, spawned once.
     spawner.spawn(net_task(runner).unwrap());
     Board {

@@ -26,7 +26,7 @@ mod device {
     use embassy_net::{Ipv4Address, Ipv4Cidr, Runner, StackResources, StaticConfigV4};
     use rand_core::{RngCore, SeedableRng};
     use semihosting::io::{Stdout, Write};
-    use static_cell::StaticCell;
+    use static_cell::ConstStaticCell;
 
     use super::lan9118::Lan9118;
     use super::systick;
@@ -92,13 +92,11 @@ mod device {
             gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
             dns_servers: Default::default(),
         });
-        static RESOURCES: StaticCell<StackResources<NET_SOCKETS>> = StaticCell::new();
-        let (net, runner) = embassy_net::new(
-            eth,
-            config,
-            RESOURCES.init(StackResources::new()),
-            RngCore::next_u64(&mut rng),
-        );
+        // Built in place in .bss, never on the stack.
+        static RESOURCES: ConstStaticCell<StackResources<NET_SOCKETS>> =
+            ConstStaticCell::new(StackResources::new());
+        let (net, runner) =
+            embassy_net::new(eth, config, RESOURCES.take(), RngCore::next_u64(&mut rng));
         // The task pool has room for this one task, spawned once.
         spawner.spawn(net_task(runner).unwrap());
         Board {

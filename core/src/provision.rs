@@ -1,0 +1,828 @@
+//! Provisioning: the blob a host tool writes into a device before boot, and the node
+//! configuration it carries.
+//!
+//! One firmware image per role serves every node: what differs between nodes (identity,
+//! keys, the group's parameters, the relay's address) comes from a provisioning area the
+//! firmware never links into. The host writes the blob with `Node::to_blob` (feature `std`, or
+//! [`Node::emit`]); the firmware reads it in place with [`Node::parse`], without an
+//! allocator, borrowing the variable parts from the area.
+//!
+//! The container:
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  magic   "DSPV"
+//!      4     4  app     four ASCII bytes naming the firmware the payload is for:
+//!                       "TRST" (trustee), "CLNT" (client), "NCHK" (netcheck)
+//!      8     4  length  payload length, u32 little-endian
+//!     12     n  payload, postcard-encoded
+//! ```
+//!
+//! A node's payload is postcard's encoding of `(FORMAT, Node)`: the format number
+//! ([`FORMAT`], a varint) and then [`Node`]'s fields in declaration order. The trustees'
+//! (for a client) or clients' (for a trustee) session public keys are one byte string of
+//! 32 bytes per key, in index order.
+//!
+//! Boards without a hardware RNG get fresh entropy per boot in a separate seed area,
+//! `"SEED"` followed by 32 random bytes ([`parse_seed`]); the host rewrites it before every
+//! boot and the firmware wipes it once read.
+//!
+//! Nothing here panics on any input.
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::wire::NodeRole;
+use crate::{cell_length_ok, MAX_CELL_LENGTH, MAX_CLIENTS, MAX_TRUSTEES};
+
+/// Magic at the start of a provisioning blob.
+pub const MAGIC: [u8; 4] = *b"DSPV";
+/// Length of the container header (magic, app, payload length).
+pub const HEADER_LEN: usize = 12;
+/// App tag of trustee firmware.
+pub const TRUSTEE_APP: [u8; 4] = *b"TRST";
+/// App tag of client firmware.
+pub const CLIENT_APP: [u8; 4] = *b"CLNT";
+/// Version of the node payload; a blob of another format is refused.
+pub const FORMAT: u16 = 1;
+/// Magic at the start of a seed blob.
+pub const SEED_MAGIC: [u8; 4] = *b"SEED";
+/// Bytes of entropy in a seed blob.
+pub const SEED_LEN: usize = 32;
+/// Bytes of one session public key in [`PeerKeys`].
+pub const KEY_LEN: usize = 32;
+
+/// The app tag of the firmware that runs `role`.
+pub const fn app_for(role: NodeRole) -> [u8; 4] {
+    match role {
+        NodeRole::Client => CLIENT_APP,
+        NodeRole::Trustee => TRUSTEE_APP,
+    }
+}
+
+/// A provisioning blob: the app it is for and its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blob<'a> {
+    /// Four ASCII bytes naming the app, e.g. [`TRUSTEE_APP`].
+    pub app: [u8; 4],
+    /// The app's postcard-encoded configuration.
+    pub payload: &'a [u8],
+}
+
+/// Why a provisioning area holds no usable blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlobError {
+    /// The area does not start with [`MAGIC`]: nothing was provisioned.
+    Missing,
+    /// The header declares more payload than the area holds.
+    Truncated {
+        /// Payload bytes the header declares.
+        declared: usize,
+        /// Payload bytes the area has room for.
+        available: usize,
+    },
+    /// The blob is for another app.
+    WrongApp {
+        /// The app the caller expected.
+        expected: [u8; 4],
+        /// The app the blob names.
+        found: [u8; 4],
+    },
+    /// The payload does not decode as the app's configuration.
+    Payload(postcard::Error),
+    /// The payload decoded but left bytes unused.
+    TrailingBytes,
+    /// The output buffer is too small for the blob.
+    BufferTooSmall {
+        /// Bytes the blob needs.
+        needed: usize,
+    },
+}
+
+impl fmt::Display for BlobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing => write!(f, "no provisioning blob (magic {:?} not found)", "DSPV"),
+            Self::Truncated {
+                declared,
+                available,
+            } => write!(
+                f,
+                "provisioning blob declares {declared} payload bytes, area holds {available}"
+            ),
+            Self::WrongApp { expected, found } => write!(
+                f,
+                "provisioning blob is for app {:?}, this firmware is {:?}",
+                AppName(found),
+                AppName(expected)
+            ),
+            Self::Payload(e) => write!(f, "provisioning payload does not decode: {e}"),
+            Self::TrailingBytes => f.write_str("provisioning payload has trailing bytes"),
+            Self::BufferTooSmall { needed } => {
+                write!(f, "provisioning blob needs a {needed}-byte buffer")
+            }
+        }
+    }
+}
+
+impl core::error::Error for BlobError {}
+
+/// Shows an app tag as text when it is ASCII.
+struct AppName<'a>(&'a [u8; 4]);
+
+impl fmt::Debug for AppName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match core::str::from_utf8(self.0) {
+            Ok(name) if self.0.iter().all(u8::is_ascii_graphic) => write!(f, "{name}"),
+            _ => write!(f, "{:02x?}", self.0),
+        }
+    }
+}
+
+impl<'a> Blob<'a> {
+    /// Reads the blob at the start of a provisioning area.
+    pub fn parse(area: &'a [u8]) -> Result<Self, BlobError> {
+        let (header, rest) = area
+            .split_at_checked(HEADER_LEN)
+            .ok_or(BlobError::Missing)?;
+        if header[..4] != MAGIC {
+            return Err(BlobError::Missing);
+        }
+        let app = [header[4], header[5], header[6], header[7]];
+        let declared = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+        let declared = usize::try_from(declared).unwrap_or(usize::MAX);
+        let payload = rest.get(..declared).ok_or(BlobError::Truncated {
+            declared,
+            available: rest.len(),
+        })?;
+        Ok(Self { app, payload })
+    }
+
+    /// Decodes the whole payload as `T`, checking that the blob is for `app`.
+    pub fn decode<T: Deserialize<'a>>(&self, app: [u8; 4]) -> Result<T, BlobError> {
+        if self.app != app {
+            return Err(BlobError::WrongApp {
+                expected: app,
+                found: self.app,
+            });
+        }
+        let (value, rest) = postcard::take_from_bytes(self.payload).map_err(BlobError::Payload)?;
+        if !rest.is_empty() {
+            return Err(BlobError::TrailingBytes);
+        }
+        Ok(value)
+    }
+
+    /// Writes the blob (header and payload) into `out`; returns its length.
+    pub fn emit(&self, out: &mut [u8]) -> Result<usize, BlobError> {
+        let len = HEADER_LEN + self.payload.len();
+        let declared = u32::try_from(self.payload.len())
+            .map_err(|_| BlobError::BufferTooSmall { needed: len })?;
+        let out = out
+            .get_mut(..len)
+            .ok_or(BlobError::BufferTooSmall { needed: len })?;
+        out[..4].copy_from_slice(&MAGIC);
+        out[4..8].copy_from_slice(&self.app);
+        out[8..12].copy_from_slice(&declared.to_le_bytes());
+        out[HEADER_LEN..].copy_from_slice(self.payload);
+        Ok(len)
+    }
+}
+
+/// Session public keys of a node's peers, [`KEY_LEN`] bytes each, in index order.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerKeys<'a>(#[serde(borrow)] &'a [u8]);
+
+impl<'a> PeerKeys<'a> {
+    /// The keys laid end to end in `flat`; `None` unless its length is a multiple of
+    /// [`KEY_LEN`].
+    pub const fn from_flat(flat: &'a [u8]) -> Option<Self> {
+        if flat.len() % KEY_LEN == 0 {
+            Some(PeerKeys(flat))
+        } else {
+            None
+        }
+    }
+
+    /// Number of keys.
+    pub const fn len(&self) -> usize {
+        self.0.len() / KEY_LEN
+    }
+
+    /// Whether there are no keys.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Key `i`, if there is one.
+    pub fn get(&self, i: usize) -> Option<[u8; KEY_LEN]> {
+        let bytes = self.0.get(i * KEY_LEN..(i + 1) * KEY_LEN)?;
+        let mut key = [0u8; KEY_LEN];
+        key.copy_from_slice(bytes);
+        Some(key)
+    }
+
+    /// The keys in index order.
+    pub fn iter(&self) -> impl Iterator<Item = [u8; KEY_LEN]> + 'a {
+        self.0.chunks_exact(KEY_LEN).map(|c| {
+            let mut key = [0u8; KEY_LEN];
+            key.copy_from_slice(c);
+            key
+        })
+    }
+
+    /// The keys laid end to end.
+    pub const fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+}
+
+impl fmt::Debug for PeerKeys<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerKeys({} keys)", self.len())
+    }
+}
+
+/// Everything a device needs to run one client or trustee of a group.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node<'a> {
+    /// Client or trustee.
+    pub role: NodeRole,
+    /// Index of the node among the group's clients or trustees.
+    pub index: u16,
+    /// The group id.
+    pub group_id: [u8; 16],
+    /// The session id.
+    pub session_id: [u8; 16],
+    /// The node's long-term link secret (its Noise static key).
+    pub link_secret: [u8; 32],
+    /// The node's session secret (its DC-net key).
+    pub session_secret: [u8; 32],
+    /// The relay's long-term link public key.
+    pub relay_key: [u8; 32],
+    /// The relay's IPv4 address as the device reaches it.
+    pub relay_addr: [u8; 4],
+    /// The relay's TCP port.
+    pub relay_port: u16,
+    /// Clients in the group.
+    pub clients: u16,
+    /// Trustees in the group.
+    pub trustees: u16,
+    /// Pseudonym slots in the group.
+    pub slots: u16,
+    /// A client's pseudonym slot (0 for a trustee).
+    pub slot: u16,
+    /// The group's base cell length.
+    pub cell_len: u32,
+    /// The group's largest cell.
+    pub max_cell_len: u32,
+    /// The peers' session public keys: every trustee's for a client, every client's for a
+    /// trustee.
+    #[serde(borrow)]
+    pub peer_keys: PeerKeys<'a>,
+    /// A client's local TCP port for applications (0 for a trustee).
+    pub local_port: u16,
+    /// Smallest online set the node takes part in.
+    pub min_clients: u16,
+}
+
+impl fmt::Debug for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("role", &self.role)
+            .field("index", &self.index)
+            .field("relay_addr", &self.relay_addr)
+            .field("relay_port", &self.relay_port)
+            .field("clients", &self.clients)
+            .field("trustees", &self.trustees)
+            .field("slots", &self.slots)
+            .field("peer_keys", &self.peer_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a provisioning area holds no usable node configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProvisionError {
+    /// The container is missing, cut short, for another app, or does not decode.
+    Blob(BlobError),
+    /// The payload is of another format version.
+    Format(u16),
+    /// The payload names another role than the firmware runs.
+    WrongRole {
+        /// The firmware's role.
+        expected: NodeRole,
+        /// The payload's role.
+        found: NodeRole,
+    },
+    /// A field is out of range or inconsistent with the others; names the field.
+    Field(&'static str),
+}
+
+impl fmt::Display for ProvisionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Blob(e) => write!(f, "{e}"),
+            Self::Format(v) => write!(
+                f,
+                "provisioning payload is format {v}, this firmware reads format {FORMAT}"
+            ),
+            Self::WrongRole { expected, found } => write!(
+                f,
+                "provisioning payload is for a {found:?}, this firmware runs a {expected:?}"
+            ),
+            Self::Field(name) => write!(f, "provisioning field `{name}` is out of range"),
+        }
+    }
+}
+
+impl core::error::Error for ProvisionError {}
+
+impl From<BlobError> for ProvisionError {
+    fn from(e: BlobError) -> Self {
+        ProvisionError::Blob(e)
+    }
+}
+
+impl<'a> Node<'a> {
+    /// Reads and checks the node configuration for `role` at the start of a provisioning
+    /// area, borrowing the peers' keys from it.
+    pub fn parse(area: &'a [u8], role: NodeRole) -> Result<Self, ProvisionError> {
+        let (format, node): (u16, Node<'a>) = Blob::parse(area)?.decode(app_for(role))?;
+        if format != FORMAT {
+            return Err(ProvisionError::Format(format));
+        }
+        if node.role != role {
+            return Err(ProvisionError::WrongRole {
+                expected: role,
+                found: node.role,
+            });
+        }
+        node.check()?;
+        Ok(node)
+    }
+
+    /// Checks every field against the protocol limits and the others.
+    pub fn check(&self) -> Result<(), ProvisionError> {
+        let field = |ok: bool, name| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ProvisionError::Field(name))
+            }
+        };
+        let (clients, trustees) = (usize::from(self.clients), usize::from(self.trustees));
+        field(clients > 0 && clients <= MAX_CLIENTS, "clients")?;
+        field(trustees > 0 && trustees <= MAX_TRUSTEES, "trustees")?;
+        field(self.slots > 0, "slots")?;
+        field(cell_length_ok(self.cell_len as usize), "cell_len")?;
+        field(
+            self.max_cell_len >= self.cell_len && self.max_cell_len as usize <= MAX_CELL_LENGTH,
+            "max_cell_len",
+        )?;
+        field(self.relay_port != 0, "relay_port")?;
+        field(self.min_clients <= self.clients, "min_clients")?;
+        match self.role {
+            NodeRole::Client => {
+                field(self.index < self.clients, "index")?;
+                field(self.slot < self.slots, "slot")?;
+                field(self.local_port != 0, "local_port")?;
+                field(self.peer_keys.len() == trustees, "peer_keys")
+            }
+            NodeRole::Trustee => {
+                field(self.index < self.trustees, "index")?;
+                field(self.peer_keys.len() == clients, "peer_keys")
+            }
+        }
+    }
+
+    /// Writes the provisioning blob (container and payload) into `out`; returns its length.
+    pub fn emit(&self, out: &mut [u8]) -> Result<usize, BlobError> {
+        let payload = out.get_mut(HEADER_LEN..).ok_or(BlobError::BufferTooSmall {
+            needed: HEADER_LEN + 1,
+        })?;
+        let n = postcard::to_slice(&(FORMAT, self), payload)
+            .map_err(|_| BlobError::BufferTooSmall {
+                needed: HEADER_LEN + self.payload_len(),
+            })?
+            .len();
+        let declared = u32::try_from(n).map_err(|_| BlobError::BufferTooSmall { needed: n })?;
+        out[..4].copy_from_slice(&MAGIC);
+        out[4..8].copy_from_slice(&app_for(self.role));
+        out[8..12].copy_from_slice(&declared.to_le_bytes());
+        Ok(HEADER_LEN + n)
+    }
+
+    /// Bytes of the payload [`Node::emit`] writes.
+    pub fn payload_len(&self) -> usize {
+        postcard::experimental::serialized_size(&(FORMAT, self)).unwrap_or(usize::MAX / 2)
+    }
+
+    /// The provisioning blob for this node (container and payload).
+    #[cfg(any(test, feature = "std"))]
+    pub fn to_blob(&self) -> std::vec::Vec<u8> {
+        let mut out = std::vec![0u8; HEADER_LEN + self.payload_len()];
+        // The buffer is exactly as long as the encoding.
+        let n = self.emit(&mut out).unwrap_or(0);
+        out.truncate(n);
+        out
+    }
+}
+
+/// Why a seed area holds no usable seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SeedError {
+    /// No seed: the host wrote none for this boot, or it was already used.
+    Missing,
+    /// The seed is one repeated byte: not entropy.
+    Degenerate,
+}
+
+impl fmt::Display for SeedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing => write!(
+                f,
+                "no fresh seed for this boot (the host writes one per boot)"
+            ),
+            Self::Degenerate => write!(f, "seed bytes are all the same value"),
+        }
+    }
+}
+
+impl core::error::Error for SeedError {}
+
+/// Reads the seed at the start of a seed area.
+pub fn parse_seed(area: &[u8]) -> Result<[u8; SEED_LEN], SeedError> {
+    let blob = area.get(..4 + SEED_LEN).ok_or(SeedError::Missing)?;
+    if blob[..4] != SEED_MAGIC {
+        return Err(SeedError::Missing);
+    }
+    let mut seed = [0; SEED_LEN];
+    seed.copy_from_slice(&blob[4..]);
+    if seed.iter().all(|&b| b == seed[0]) {
+        return Err(SeedError::Degenerate);
+    }
+    Ok(seed)
+}
+
+#[cfg(test)]
+mod tests {
+    // Test code only: each unwrap() is an assertion on a fixture.
+    use std::string::ToString;
+    use std::vec::Vec;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Config {
+        #[serde(with = "postcard::fixint::le")]
+        port: u16,
+        name: u8,
+    }
+
+    fn keys(n: usize) -> Vec<u8> {
+        (0..n * KEY_LEN).map(|i| (i * 7 + 3) as u8).collect()
+    }
+
+    fn trustee(flat: &[u8]) -> Node<'_> {
+        Node {
+            role: NodeRole::Trustee,
+            index: 1,
+            group_id: [1; 16],
+            session_id: [2; 16],
+            link_secret: [3; 32],
+            session_secret: [4; 32],
+            relay_key: [5; 32],
+            relay_addr: [10, 0, 2, 2],
+            relay_port: 7000,
+            clients: 3,
+            trustees: 2,
+            slots: 3,
+            slot: 0,
+            cell_len: 256,
+            max_cell_len: 4096,
+            peer_keys: PeerKeys::from_flat(flat).unwrap(),
+            local_port: 0,
+            min_clients: 2,
+        }
+    }
+
+    fn client(flat: &[u8]) -> Node<'_> {
+        Node {
+            role: NodeRole::Client,
+            index: 2,
+            trustees: 2,
+            slot: 1,
+            local_port: 8080,
+            link_secret: [6; 32],
+            ..trustee(flat)
+        }
+    }
+
+    #[test]
+    fn node_round_trips_borrowing_the_keys() {
+        let flat = keys(3);
+        let node = trustee(&flat);
+        let blob = node.to_blob();
+        assert_eq!(blob.len(), HEADER_LEN + node.payload_len());
+        assert_eq!(&blob[..8], b"DSPVTRST");
+        let back = Node::parse(&blob, NodeRole::Trustee).unwrap();
+        assert_eq!(back, node);
+        assert_eq!(back.peer_keys.len(), 3);
+        assert_eq!(back.peer_keys.get(2).unwrap(), flat[64..96]);
+        assert_eq!(back.peer_keys.get(3), None);
+        let again: Vec<[u8; 32]> = back.peer_keys.iter().collect();
+        assert_eq!(again.concat(), flat);
+        // The keys are read in place, not copied.
+        let at = blob.len() - flat.len() - 2; // local_port 0 and min_clients 2 follow
+        assert!(core::ptr::eq(
+            back.peer_keys.as_bytes(),
+            &blob[at..at + flat.len()]
+        ));
+
+        let flat = keys(2);
+        let node = client(&flat);
+        let mut area = [0xFFu8; 512];
+        let n = node.emit(&mut area).unwrap();
+        assert_eq!(&area[..8], b"DSPVCLNT");
+        assert_eq!(Node::parse(&area, NodeRole::Client).unwrap(), node);
+        assert_eq!(&area[..n], node.to_blob().as_slice());
+    }
+
+    #[test]
+    fn payload_bytes_are_the_documented_layout() {
+        let flat = [0xAB; 32];
+        let node = Node {
+            clients: 1,
+            trustees: 1,
+            index: 0,
+            min_clients: 1,
+            relay_port: 300,
+            cell_len: 16,
+            max_cell_len: 128,
+            ..trustee(&flat)
+        };
+        let blob = node.to_blob();
+        let mut expect = Vec::new();
+        expect.extend_from_slice(b"DSPVTRST");
+        let mut payload = std::vec![1, 1, 0]; // format 1, Trustee, index 0
+        payload.extend([1; 16]);
+        payload.extend([2; 16]);
+        payload.extend([3; 32]);
+        payload.extend([4; 32]);
+        payload.extend([5; 32]);
+        payload.extend([10, 0, 2, 2, 0xAC, 0x02]); // address, port 300
+        payload.extend([1, 1, 3, 0, 16, 0x80, 0x01]); // clients … max_cell_len 128
+        payload.push(32);
+        payload.extend([0xAB; 32]);
+        payload.extend([0, 1]); // local_port, min_clients
+        expect.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        expect.extend_from_slice(&payload);
+        assert_eq!(blob, expect);
+    }
+
+    #[test]
+    fn a_blob_for_the_other_role_or_app_is_refused() {
+        let flat = keys(3);
+        let blob = trustee(&flat).to_blob();
+        assert_eq!(
+            Node::parse(&blob, NodeRole::Client),
+            Err(ProvisionError::Blob(BlobError::WrongApp {
+                expected: CLIENT_APP,
+                found: TRUSTEE_APP
+            }))
+        );
+        // The right app tag over a payload naming the other role.
+        let mut relabelled = blob.clone();
+        relabelled[4..8].copy_from_slice(&CLIENT_APP);
+        let err = Node::parse(&relabelled, NodeRole::Client).unwrap_err();
+        assert_eq!(
+            err,
+            ProvisionError::WrongRole {
+                expected: NodeRole::Client,
+                found: NodeRole::Trustee
+            }
+        );
+        assert!(err.to_string().contains("Trustee"), "{err}");
+        // A netcheck blob.
+        let nchk = Blob {
+            app: *b"NCHK",
+            payload: &[1, 2, 3],
+        };
+        let mut area = [0u8; 32];
+        nchk.emit(&mut area).unwrap();
+        let err = Node::parse(&area, NodeRole::Trustee).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("for app NCHK, this firmware is TRST"));
+        // Another format version.
+        let mut future = blob.clone();
+        future[HEADER_LEN] = 2;
+        assert_eq!(
+            Node::parse(&future, NodeRole::Trustee),
+            Err(ProvisionError::Format(2))
+        );
+    }
+
+    #[test]
+    fn inconsistent_fields_are_named() {
+        let flat = keys(3);
+        let cases: [(Node<'_>, &str); 9] = [
+            (
+                Node {
+                    index: 2,
+                    ..trustee(&flat)
+                },
+                "index",
+            ),
+            (
+                Node {
+                    clients: 4,
+                    ..trustee(&flat)
+                },
+                "peer_keys",
+            ),
+            (
+                Node {
+                    cell_len: 8,
+                    ..trustee(&flat)
+                },
+                "cell_len",
+            ),
+            (
+                Node {
+                    max_cell_len: 100,
+                    ..trustee(&flat)
+                },
+                "max_cell_len",
+            ),
+            (
+                Node {
+                    relay_port: 0,
+                    ..trustee(&flat)
+                },
+                "relay_port",
+            ),
+            (
+                Node {
+                    min_clients: 9,
+                    ..trustee(&flat)
+                },
+                "min_clients",
+            ),
+            (
+                Node {
+                    trustees: 17,
+                    ..trustee(&flat)
+                },
+                "trustees",
+            ),
+            (
+                Node {
+                    slot: 3,
+                    ..client(&flat[..64])
+                },
+                "slot",
+            ),
+            (
+                Node {
+                    local_port: 0,
+                    ..client(&flat[..64])
+                },
+                "local_port",
+            ),
+        ];
+        for (node, name) in cases {
+            let blob = node.to_blob();
+            assert_eq!(
+                Node::parse(&blob, node.role),
+                Err(ProvisionError::Field(name)),
+                "{name}"
+            );
+        }
+        assert_eq!(PeerKeys::from_flat(&flat[..33]), None);
+    }
+
+    #[test]
+    fn cut_or_padded_payloads_are_refused() {
+        let flat = keys(3);
+        let blob = trustee(&flat).to_blob();
+        for cut in [0, 5, HEADER_LEN, HEADER_LEN + 1, blob.len() - 1] {
+            let mut short = blob[..cut].to_vec();
+            if cut >= HEADER_LEN {
+                let n = (cut - HEADER_LEN) as u32;
+                short[8..12].copy_from_slice(&n.to_le_bytes());
+            }
+            assert!(Node::parse(&short, NodeRole::Trustee).is_err(), "cut {cut}");
+        }
+        let mut long = blob.clone();
+        long.push(0);
+        let n = (long.len() - HEADER_LEN) as u32;
+        long[8..12].copy_from_slice(&n.to_le_bytes());
+        assert_eq!(
+            Node::parse(&long, NodeRole::Trustee),
+            Err(ProvisionError::Blob(BlobError::TrailingBytes))
+        );
+        // An area longer than the blob is fine: the length field bounds the payload.
+        let mut area = blob.clone();
+        area.extend([0xFF; 100]);
+        assert!(Node::parse(&area, NodeRole::Trustee).is_ok());
+        // Random bytes never panic.
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for _ in 0..2000 {
+            let mut b = blob.clone();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = HEADER_LEN + (x as usize) % (b.len() - HEADER_LEN);
+                b[i] = (x >> 32) as u8;
+            }
+            let _ = Node::parse(&b, NodeRole::Trustee);
+        }
+    }
+
+    #[test]
+    fn emit_refuses_a_short_buffer() {
+        let flat = keys(3);
+        let node = trustee(&flat);
+        let need = HEADER_LEN + node.payload_len();
+        assert_eq!(
+            node.emit(&mut std::vec![0; need - 1]),
+            Err(BlobError::BufferTooSmall { needed: need })
+        );
+        let blob = Blob {
+            app: *b"NCHK",
+            payload: &[1, 2, 3],
+        };
+        assert_eq!(
+            blob.emit(&mut [0; 14]),
+            Err(BlobError::BufferTooSmall { needed: 15 })
+        );
+    }
+
+    #[test]
+    fn container_bytes_are_the_documented_layout() {
+        let blob = Blob {
+            app: *b"NCHK",
+            payload: &[0x58, 0x1b, 7],
+        };
+        let mut area = [0xffu8; 32];
+        let len = blob.emit(&mut area).unwrap();
+        assert_eq!(
+            &area[..len],
+            b"DSPVNCHK\x03\x00\x00\x00\x58\x1b\x07",
+            "magic, app, little-endian length, payload"
+        );
+        assert_eq!(Blob::parse(&area).unwrap(), blob);
+        let config: Config = blob.decode(*b"NCHK").unwrap();
+        assert_eq!(
+            config,
+            Config {
+                port: 7000,
+                name: 7
+            }
+        );
+    }
+
+    #[test]
+    fn blank_or_garbage_area_is_missing() {
+        assert_eq!(Blob::parse(&[0u8; 64]), Err(BlobError::Missing));
+        assert_eq!(Blob::parse(&[0xffu8; 64]), Err(BlobError::Missing));
+        assert_eq!(Blob::parse(b"DSPV"), Err(BlobError::Missing));
+        assert_eq!(Blob::parse(&[]), Err(BlobError::Missing));
+        let mut area = [0u8; 20];
+        area[..12].copy_from_slice(b"DSPVNCHK\x09\x00\x00\x00");
+        assert_eq!(
+            Blob::parse(&area),
+            Err(BlobError::Truncated {
+                declared: 9,
+                available: 8
+            })
+        );
+        area[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            Blob::parse(&area),
+            Err(BlobError::Truncated { available: 8, .. })
+        ));
+    }
+
+    #[test]
+    fn seed_is_read_and_bad_seeds_refused() {
+        let mut area = [0u8; 64];
+        assert_eq!(parse_seed(&area), Err(SeedError::Missing));
+        area[..4].copy_from_slice(b"SEED");
+        assert_eq!(parse_seed(&area), Err(SeedError::Degenerate));
+        for (i, b) in area[4..36].iter_mut().enumerate() {
+            *b = i as u8 * 7 + 1;
+        }
+        let seed = parse_seed(&area).unwrap();
+        assert_eq!(seed[..3], [1, 8, 15]);
+        assert_eq!(parse_seed(&area[..35]), Err(SeedError::Missing));
+    }
+}

@@ -1,0 +1,268 @@
+//! trustee: a DC-net trustee on the device, the same `dissent_core::trustee` as hosted ones.
+//!
+//! It reads its node configuration from the provisioning blob (app `TRST`, see
+//! `dissent_core::provision`), dials the relay (redialling with backoff whenever the link
+//! drops), and serves pads for every exchange of every interval. The group may have up to
+//! [`MAX_CLIENTS`] clients; all storage is static and sized at compile time.
+//!
+//! Console: one line per link event and one per interval.
+#![no_std]
+#![no_main]
+
+use dissent_core::bits::bitmap_len;
+use dissent_core::crypto::{IntervalKey, PairKey};
+use dissent_core::provision::Node;
+use dissent_core::schedule::Schedule;
+use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeError, TrusteeEvent};
+use dissent_core::wire::{NodeRole, WireError};
+use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, Inbound, Outbound};
+use dissent_embedded::uplink::{fill, now, send_frame, Loss, NodeName, Target, Uplink};
+use dissent_embedded::{println, stack, Board};
+use embassy_executor::Spawner;
+use embassy_net::tcp::TcpSocket;
+use rand_core::RngCore;
+use static_cell::{ConstStaticCell, StaticCell};
+
+/// Most clients in a group this firmware serves.
+const MAX_CLIENTS: usize = 64;
+/// Most pseudonym slots in such a group.
+const MAX_SLOTS: usize = 256;
+/// Largest frame body this trustee takes or builds (declared in its Hello).
+const MAX_FRAME: usize = 4096;
+/// Plaintext bytes of the largest record accepted: one whole frame.
+const MAX_RECORD_PLAINTEXT: usize = frame_buffer_len(MAX_FRAME);
+/// The TCP socket's buffers.
+const SOCKET_BUF: usize = 4096;
+/// The online set and the schedule table.
+const STORE_LEN: usize = bitmap_len(MAX_CLIENTS) + Schedule::table_len(MAX_SLOTS as u16);
+
+type DeviceTrustee = Trustee<&'static mut [PairKey], &'static mut [IntervalKey], &'static mut [u8]>;
+
+/// Why the trustee cannot go on with a link.
+#[derive(Debug)]
+enum RoleError {
+    Frame(TrusteeError),
+    Encode(WireError),
+}
+
+impl core::fmt::Display for RoleError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Frame(e) => write!(f, "{e}"),
+            Self::Encode(e) => write!(f, "cannot build a frame: {e}"),
+        }
+    }
+}
+
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    dissent_embedded::run(start)
+}
+
+/// Reads the provisioning, agrees the keys and spawns the link task.
+fn start(spawner: Spawner, mut board: Board) {
+    let node = match Node::parse(board.provisioning, NodeRole::Trustee) {
+        Ok(node) => node,
+        Err(e) => {
+            println!("trustee: {}", e);
+            dissent_embedded::exit(1)
+        }
+    };
+    let name = NodeName {
+        role: "trustee",
+        index: node.index,
+    };
+    if usize::from(node.clients) > MAX_CLIENTS || usize::from(node.slots) > MAX_SLOTS {
+        println!(
+            "{}: the group has {} clients and {} slots; this firmware serves up to {} and {}",
+            name, node.clients, node.slots, MAX_CLIENTS, MAX_SLOTS
+        );
+        dissent_embedded::exit(1)
+    }
+    // 32-byte keys laid end to end in the blob, viewed in place.
+    let Ok(client_keys) = bytemuck::try_cast_slice::<u8, [u8; 32]>(node.peer_keys.as_bytes())
+    else {
+        println!("{}: client keys are not whole keys", name);
+        dissent_embedded::exit(1)
+    };
+    println!(
+        "{}: on {}, group of {} clients, {} trustees, {}-byte cells; relay {}.{}.{}.{}:{}",
+        name,
+        board.name,
+        node.clients,
+        node.trustees,
+        node.cell_len,
+        node.relay_addr[0],
+        node.relay_addr[1],
+        node.relay_addr[2],
+        node.relay_addr[3],
+        node.relay_port
+    );
+
+    let mut seed = [0u8; 32];
+    RngCore::fill_bytes(&mut board.rng, &mut seed);
+    let config = TrusteeConfig {
+        index: node.index,
+        trustees: node.trustees,
+        group_id: node.group_id,
+        session_id: node.session_id,
+        session_secret: node.session_secret,
+        client_keys,
+        slots: node.slots,
+        cell_len: node.cell_len as usize,
+        max_reserved: node.slots,
+        max_frame: MAX_FRAME as u32,
+        rng_seed: seed,
+        min_clients: node.min_clients,
+    };
+    // Zeroed in place in .bss.
+    static PAIRS: ConstStaticCell<[PairKey; MAX_CLIENTS]> =
+        ConstStaticCell::new([PairKey::EMPTY; MAX_CLIENTS]);
+    static KEYS: ConstStaticCell<[IntervalKey; MAX_CLIENTS]> =
+        ConstStaticCell::new([IntervalKey::EMPTY; MAX_CLIENTS]);
+    static STORE: ConstStaticCell<[u8; STORE_LEN]> = ConstStaticCell::new([0; STORE_LEN]);
+    static TRUSTEE: StaticCell<DeviceTrustee> = StaticCell::new();
+    let started = embassy_time::Instant::now();
+    let made = Trustee::new(
+        &config,
+        &mut PAIRS.take()[..],
+        &mut KEYS.take()[..],
+        &mut STORE.take()[..],
+    );
+    let trustee = match made {
+        Ok(t) => TRUSTEE.init(t),
+        Err(e) => {
+            println!("{}: {}", name, e);
+            dissent_embedded::exit(1)
+        }
+    };
+    println!(
+        "{}: keys agreed with {} clients in {} ms; stack peak {} B",
+        name,
+        client_keys.len(),
+        started.elapsed().as_millis(),
+        stack::peak()
+    );
+
+    RngCore::fill_bytes(&mut board.rng, &mut seed);
+    let target = Target {
+        addr: node.relay_addr,
+        port: node.relay_port,
+        link_secret: node.link_secret,
+        relay_key: node.relay_key,
+        group_id: node.group_id,
+        session_id: node.session_id,
+    };
+    let uplink = Uplink::new(name, target, seed);
+    // The pool holds this one task, spawned once.
+    spawner.spawn(link(name, trustee, uplink, board).unwrap());
+}
+
+/// The relay link: serves the trustee's frames, dialling again whenever the link drops.
+#[embassy_executor::task]
+async fn link(
+    name: NodeName,
+    trustee: &'static mut DeviceTrustee,
+    mut uplink: Uplink,
+    mut board: Board,
+) {
+    static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
+    let Buffers {
+        socket_rx,
+        socket_tx,
+        raw,
+        plain,
+        out,
+    } = BUFFERS.take();
+    let mut socket = TcpSocket::new(board.net, socket_rx, socket_tx);
+    let mut inbound = Inbound::new(raw, plain);
+    let mut out = Outbound::new(out);
+    board.net.wait_config_up().await;
+    let mut stats = Stats::default();
+    loop {
+        let transport = uplink
+            .connect(&mut socket, &mut inbound, &mut board.rng)
+            .await;
+        let (mut sealer, mut opener) = transport.split();
+        trustee.handle_connected(now());
+        let loss = loop {
+            // Everything the trustee has to send, then the next frame from the relay.
+            let sent = async {
+                loop {
+                    let n = match trustee.poll_transmit(out.frame_space()) {
+                        Ok(Some(n)) => n,
+                        Ok(None) => return Ok(()),
+                        Err(e) => return Err(Loss::Role(RoleError::Encode(e))),
+                    };
+                    stats.frames += 1;
+                    stats.bytes += n as u64;
+                    send_frame(&mut socket, &mut out, &mut sealer, n).await?;
+                }
+            };
+            if let Err(loss) = sent.await {
+                break loss;
+            }
+            let body = loop {
+                match inbound.next_frame(&mut opener) {
+                    Ok(Some(body)) => break Ok(body),
+                    Ok(None) => {}
+                    Err(e) => break Err(Loss::from(e)),
+                }
+                if let Err(loss) = fill(&mut socket, &mut inbound).await {
+                    break Err(loss);
+                }
+            };
+            let handled = body.and_then(|body| {
+                trustee
+                    .handle_frame(now(), body)
+                    .map_err(|e| Loss::Role(RoleError::Frame(e)))
+            });
+            if let Err(loss) = handled {
+                break loss;
+            }
+            while let Some(event) = trustee.poll_event() {
+                if let TrusteeEvent::IntervalStarted { interval, clients } = event {
+                    println!(
+                        "{}: interval {} with {} clients; {} frames, {} KiB sent so far; stack peak {} B",
+                        name,
+                        interval,
+                        clients,
+                        stats.frames,
+                        stats.bytes / 1024,
+                        stack::peak()
+                    );
+                }
+            }
+        };
+        trustee.handle_disconnected(now());
+        uplink.lost(&mut socket, &loss).await;
+    }
+}
+
+/// Frames and bytes sent since boot.
+#[derive(Default)]
+struct Stats {
+    frames: u64,
+    bytes: u64,
+}
+
+/// The link's buffers, zeroed in place in .bss.
+struct Buffers {
+    socket_rx: [u8; SOCKET_BUF],
+    socket_tx: [u8; SOCKET_BUF],
+    raw: [u8; record_buffer_len(MAX_RECORD_PLAINTEXT)],
+    plain: [u8; frame_buffer_len(MAX_FRAME)],
+    out: [u8; record_buffer_len(frame_buffer_len(MAX_FRAME))],
+}
+
+impl Buffers {
+    const fn new() -> Self {
+        Buffers {
+            socket_rx: [0; SOCKET_BUF],
+            socket_tx: [0; SOCKET_BUF],
+            raw: [0; record_buffer_len(MAX_RECORD_PLAINTEXT)],
+            plain: [0; frame_buffer_len(MAX_FRAME)],
+            out: [0; record_buffer_len(frame_buffer_len(MAX_FRAME))],
+        }
+    }
+}
