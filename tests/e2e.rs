@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -937,4 +937,247 @@ fn a_killed_trustee_pauses_and_nothing_is_lost() {
         transfer.finish();
         net.assert_relay_up();
     });
+}
+
+/// Reads one metric of a node's `--metrics` endpoint.
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let mut s = TcpStream::connect(local(port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// Polls a metric until `ok` holds for its value.
+fn wait_metric(port: u16, name: &str, limit: Duration, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = metric(port, name) {
+            if ok(v) {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} not as wanted within {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sixteen clients: one streams a bulk transfer (long cells) while another holds a
+/// conversation of small messages; both come back intact and in order.
+#[test]
+fn a_bulk_transfer_and_a_conversation_share_sixteen_clients() {
+    within(Duration::from_secs(180), |scope| {
+        let mut net = Net::start(scope, 16, 2, "echo");
+        let bulk = Transfer::start("bulk via client 3", net.connect(3), pattern(4 << 20, 80));
+        bulk.wait_for_progress(64 * 1024, TRANSFER_TIMEOUT);
+        let mut chat = net.connect(11);
+        let mut back = [0u8; 40];
+        for k in 0..50u64 {
+            let msg = pattern(40, 1000 + k);
+            chat.write_all(&msg).expect("write a message");
+            chat.read_exact(&mut back).expect("its echo");
+            assert_same(&back, &msg, &format!("message {k}"));
+        }
+        bulk.finish();
+        net.assert_relay_up();
+    });
+}
+
+/// A TCP forwarder between a client and the relay whose connections the test can cut.
+struct Cutter {
+    port: u16,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+    cuts: Arc<AtomicUsize>,
+}
+
+impl Cutter {
+    fn start(relay_port: u16) -> Cutter {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the forwarder");
+        let port = listener.local_addr().expect("local_addr").port();
+        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let keep = live.clone();
+        thread::spawn(move || {
+            // Bounded: the forwarder serves at most a few hundred links.
+            for inbound in listener.incoming().take(500) {
+                let Ok(inbound) = inbound else { continue };
+                let Ok(outbound) = TcpStream::connect(local(relay_port)) else {
+                    continue;
+                };
+                for s in [&inbound, &outbound] {
+                    if let Ok(c) = s.try_clone() {
+                        lock(&keep).push(c);
+                    }
+                }
+                for (mut from, mut to) in [
+                    (inbound.try_clone(), outbound.try_clone()),
+                    (outbound.try_clone(), inbound.try_clone()),
+                ]
+                .into_iter()
+                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                {
+                    thread::spawn(move || {
+                        let _ = io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Cutter {
+            port,
+            live,
+            cuts: Arc::default(),
+        }
+    }
+
+    /// Cuts every link now forwarded (both TCP connections of each, at once).
+    fn cut(&self) {
+        for s in lock(&self.live).drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        self.cuts.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A client whose link to the relay is cut for a moment keeps its open connections, and
+/// no byte of them is lost in either direction.
+#[test]
+fn a_cut_link_keeps_open_connections_and_every_byte() {
+    within(Duration::from_secs(180), |scope| {
+        let mut net = Net::start(scope, 3, 1, "echo");
+        // Client 0 again, its link through a forwarder the test can cut.
+        let cutter = Cutter::start(net.relay_port);
+        net.clients[0].kill();
+        let relay = format!("127.0.0.1:{}", cutter.port);
+        let cfg_s = net.cfg.display().to_string();
+        let port = net.client_ports[0].to_string();
+        net.clients[0] = scope.spawn(
+            "client-0",
+            &[
+                "client",
+                "-p",
+                &port,
+                "--relay",
+                &relay,
+                &cfg_s,
+                &key_file(&net.cfg, "client-0"),
+            ],
+        );
+        wait_for_port(net.client_ports[0], FORM_TIMEOUT);
+        let transfer = Transfer::start("through cuts", net.connect(0), pattern(2 << 20, 90));
+        for k in 1..=3 {
+            transfer.wait_for_progress(k * 256 * 1024, TRANSFER_TIMEOUT);
+            cutter.cut();
+        }
+        transfer.finish();
+        assert_eq!(cutter.cuts.load(Ordering::SeqCst), 3);
+        net.assert_relay_up();
+    });
+}
+
+/// One client opening many more connections than the exit allows a slot gets the extra
+/// ones closed; the relay's exit connections stay bounded, others keep working, and a
+/// member that restarts gets back in.
+#[test]
+fn a_client_with_thousands_of_connections_harms_nobody() {
+    within(Duration::from_secs(240), |scope| {
+        // The test holds a few thousand sockets.
+        raise_open_files(8192);
+        let metrics = free_ports(1);
+        let metrics_s = format!("127.0.0.1:{metrics}");
+        let mut net = Net::start_with(
+            scope,
+            3,
+            1,
+            &[
+                "--exit",
+                "echo",
+                "--exit-per-slot",
+                "64",
+                "--metrics",
+                &metrics_s,
+            ],
+        );
+        let mut held = Vec::new();
+        let mut refused_locally = 0usize;
+        for _ in 0..2000 {
+            match TcpStream::connect(local(net.client_ports[0])) {
+                Ok(mut s) => {
+                    let _ = s.write_all(b"x");
+                    held.push(s);
+                }
+                Err(_) => refused_locally += 1,
+            }
+        }
+        // The relay never has more exit connections than the slot's cap.
+        let open = wait_metric(metrics, "dissent_exit_connections", TRANSFER_TIMEOUT, |v| {
+            v > 0.0
+        });
+        assert!(open <= 64.0, "{open} exit connections");
+        // Others keep working meanwhile.
+        Transfer::start(
+            "client 1 meanwhile",
+            net.connect(1),
+            pattern(256 * 1024, 91),
+        )
+        .finish();
+        // A member that restarts gets back in.
+        net.clients[2].signal(libc::SIGKILL);
+        net.clients[2]
+            .wait_exit(EXIT_TIMEOUT)
+            .expect("client 2 dies");
+        net.spawn_client(scope, 2);
+        wait_for_port(net.client_ports[2], FORM_TIMEOUT);
+        Transfer::start(
+            "client 2 after its restart",
+            net.connect(2),
+            pattern(16 * 1024, 92),
+        )
+        .finish();
+        // Of client 0's connections, at most the cap were carried; the rest were closed.
+        let mut echoed = 0usize;
+        let mut closed = 0usize;
+        for s in held.iter_mut() {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut b = [0u8; 1];
+            match s.read(&mut b) {
+                Ok(1) => echoed += 1,
+                Ok(_) => closed += 1,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => closed += 1,
+                Err(_) => {}
+            }
+        }
+        assert!(echoed <= 64, "{echoed} connections were carried");
+        assert!(echoed > 0, "no connection was carried");
+        assert!(
+            closed + refused_locally > 1000,
+            "only {closed} closed and {refused_locally} refused"
+        );
+        // Client 0's slot still has at most its cap; clients 1 and 2 have one each.
+        let open = metric(metrics, "dissent_exit_connections").unwrap_or(0.0);
+        assert!(open <= 66.0, "{open} exit connections");
+        net.assert_relay_up();
+    });
+}
+
+/// Raises this process's soft open-file limit to at least `want` (within the hard limit).
+fn raise_open_files(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
