@@ -1,0 +1,93 @@
+//! Micro-benchmarks of the hot paths every exchange runs: pad generation, XOR of cells and
+//! the frame codec. `cargo bench -p dissent-core`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dissent_core::crypto::{xor_into, IntervalKey, PadEngine, PairKey, SerialPads, PAD_NONCE_LEN};
+use dissent_core::wire::{self, CellView, CellWriter, ConnId, Down, Kind, Message};
+
+fn key(i: u8) -> IntervalKey {
+    PairKey::from_shared(&[i; 32], &[1; 16], &[2; 16], &[3; 32], &[4; 32])
+        .interval_key(7, &[5; 16], &[6; 16])
+}
+
+fn pads(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pad");
+    for len in [256usize, 1024, 32 * 1024] {
+        let k = key(1);
+        let mut buf = vec![0u8; len];
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_with_input(BenchmarkId::new("one_pair", len), &len, |b, _| {
+            b.iter(|| k.apply_pad(&[9; PAD_NONCE_LEN], &mut buf))
+        });
+    }
+    // A trustee's cell: the pads of many clients XORed together.
+    for clients in [16usize, 256] {
+        let keys: Vec<IntervalKey> = (0..clients).map(|i| key(i as u8)).collect();
+        let mut buf = vec![0u8; 256];
+        g.throughput(Throughput::Bytes((clients * 256) as u64));
+        g.bench_with_input(
+            BenchmarkId::new("trustee_cell_256", clients),
+            &clients,
+            |b, _| b.iter(|| SerialPads.xor_pads(&keys, &[9; PAD_NONCE_LEN], &mut buf)),
+        );
+    }
+    g.finish();
+}
+
+fn xor(c: &mut Criterion) {
+    let mut g = c.benchmark_group("xor");
+    for len in [256usize, 32 * 1024] {
+        let src = vec![0x5au8; len];
+        let mut dst = vec![0xa5u8; len];
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_with_input(BenchmarkId::new("xor_into", len), &len, |b, _| {
+            b.iter(|| xor_into(&mut dst, &src))
+        });
+    }
+    g.finish();
+}
+
+fn codec(c: &mut Criterion) {
+    let mut g = c.benchmark_group("codec");
+    let data = vec![0x42u8; 1024];
+    let outputs = [0u8, 0, 0];
+    let msg = Message::ClientRequest {
+        interval: 1_700_000_000,
+        exchange: 123_456,
+        kind: Kind::Slot { slot: 7, len: 256 },
+        outputs: &outputs,
+        down: Down::Data {
+            conn: ConnId::new(7, 99),
+            data: &data,
+        },
+    };
+    let mut out = vec![0u8; 4096];
+    let n = msg.emit_frame(&mut out).expect("fits");
+    g.bench_function("emit_client_request_1k", |b| {
+        b.iter(|| msg.emit_frame(&mut out).expect("fits"))
+    });
+    let frame = out[wire::FRAME_HEADER_LEN..n].to_vec();
+    g.bench_function("parse_client_request_1k", |b| {
+        b.iter(|| Message::parse(&frame).expect("valid"))
+    });
+    let mut cell = vec![0u8; 1024];
+    let mut w = CellWriter::new(&mut cell);
+    for k in 0..8u32 {
+        w.push_data(ConnId::new(7, k as u16 + 1), false, &[k as u8; 100])
+            .expect("fits");
+    }
+    w.finish(1024);
+    g.bench_function("parse_cell_8_records", |b| {
+        b.iter(|| {
+            let v = CellView::parse(&cell).expect("valid");
+            v.records().count()
+        })
+    });
+    g.bench_function("cell_prefix", |b| {
+        b.iter(|| wire::emit_cell_prefix(1_700_000_000, 123_456, 256, &mut out).expect("fits"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pads, xor, codec);
+criterion_main!(benches);
