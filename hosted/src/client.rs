@@ -68,15 +68,33 @@ struct Local {
 struct Pending {
     rx: mpsc::Receiver<Up>,
     partial: Option<Up>,
-    /// Bytes of chunks taken from the queue but not yet handed to the core.
-    waiting: usize,
+    /// Bytes in the queue (added by the readers, taken here).
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Pending {
+    /// Keeps a chunk just taken from the queue for the next pull.
+    fn hold(&mut self, up: Up) {
+        if let Up::Data(_, d) = &up {
+            self.queued
+                .fetch_sub(d.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+        self.partial = Some(up);
+    }
 }
 
 impl Upstream for Pending {
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
         let item = match self.partial.take() {
             Some(p) => p,
-            None => self.rx.try_recv().ok()?,
+            None => {
+                let item = self.rx.try_recv().ok()?;
+                if let Up::Data(_, d) = &item {
+                    self.queued
+                        .fetch_sub(d.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+                item
+            }
         };
         match item {
             Up::Close(conn) => Some(Chunk::Close { conn }),
@@ -96,8 +114,7 @@ impl Upstream for Pending {
             Some(Up::Data(_, d)) => d.len(),
             _ => 0,
         };
-        // Roughly: a queued chunk is at most one read.
-        partial + self.rx.len() * READ_CHUNK.min(1024) + self.waiting
+        partial + self.queued.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -208,8 +225,6 @@ struct ClientNode {
     up_tx: mpsc::Sender<Up>,
     origin: tokio::time::Instant,
     quiet: bool,
-    /// A downstream record per frame handled in a batch, delivered after the cells went out.
-    deliveries: Vec<(ConnId, Option<Bytes>)>,
     intervals: u64,
 }
 
@@ -237,12 +252,11 @@ impl ClientNode {
             pending: Pending {
                 rx: up_rx,
                 partial: None,
-                waiting: 0,
+                queued: std::sync::Arc::default(),
             },
             up_tx,
             origin: tokio::time::Instant::now(),
             quiet: opts.quiet,
-            deliveries: Vec::new(),
             intervals: 0,
         }
     }
@@ -276,7 +290,7 @@ impl ClientNode {
                         }
                         a = accept(&listener) => { self.accepted(a); continue; }
                         Some(up) = self.pending.rx.recv(), if self.pending.partial.is_none() => {
-                            self.pending.partial = Some(up);
+                            self.pending.hold(up);
                             self.client.prepare(self.now(), &mut self.pending);
                             continue;
                         }
@@ -296,7 +310,7 @@ impl ClientNode {
                         },
                         a = accept(&listener) => { self.accepted(a); continue; }
                         Some(up) = self.pending.rx.recv(), if self.pending.partial.is_none() => {
-                            self.pending.partial = Some(up);
+                            self.pending.hold(up);
                             self.client.prepare(self.now(), &mut self.pending);
                             continue;
                         }
@@ -327,18 +341,14 @@ impl ClientNode {
         }
     }
 
-    /// Handles a frame and every other frame already buffered; cells go out first.
+    /// Handles a frame and every other frame already buffered. For each: its cell goes out
+    /// first, then its downstream bytes to the application, then the next owned cell is
+    /// prepared, so every cell is computed the same way, owner or not.
     async fn frames(&mut self, link: &mut Connected, first: Bytes) -> Result<(), End> {
-        let now = self.now();
         let mut body = Some(first);
         while let Some(b) = body.take() {
-            if !link.sink.has_room() {
-                link.sink
-                    .flush()
-                    .await
-                    .map_err(|e| End::Lost(e.to_string()))?;
-            }
-            match self.client.handle_frame(now, &b, link.sink.room()) {
+            let now = self.now();
+            let delivery = match self.client.handle_frame(now, &b, link.sink.room()) {
                 Ok(h) => {
                     if let Some(n) = h.cell {
                         link.sink.commit(n);
@@ -346,38 +356,37 @@ impl ClientNode {
                     }
                     match h.delivery {
                         Some(Delivery::Data { conn, data }) => {
-                            self.deliveries.push((conn, Some(b.slice_ref(data))))
+                            Some((conn, Some(b.slice_ref(data))))
                         }
-                        Some(Delivery::Close { conn }) => self.deliveries.push((conn, None)),
-                        None => {}
+                        Some(Delivery::Close { conn }) => Some((conn, None)),
+                        None => None,
                     }
                 }
                 Err(ClientError::Goodbye(r)) => return Err(End::Goodbye(r)),
                 Err(e) => return Err(End::Lost(format!("dropping the relay link: {e}"))),
+            };
+            link.sink
+                .flush()
+                .await
+                .map_err(|e| End::Lost(e.to_string()))?;
+            if let Some((conn, data)) = delivery {
+                self.deliver(conn, data);
             }
+            while let Some(d) = self.client.poll_replay() {
+                let (conn, data) = match d {
+                    Delivery::Data { conn, data } => (conn, Some(Bytes::copy_from_slice(data))),
+                    Delivery::Close { conn } => (conn, None),
+                };
+                self.deliver(conn, data);
+            }
+            self.events();
+            self.send_control(link).await.map_err(End::Lost)?;
+            self.client.prepare(self.now(), &mut self.pending);
             body = link
                 .frames
                 .next_buffered()
                 .map_err(|e| End::Lost(e.to_string()))?;
         }
-        // The cells are on their way; now the application gets its bytes.
-        link.sink
-            .flush()
-            .await
-            .map_err(|e| End::Lost(e.to_string()))?;
-        for (conn, data) in std::mem::take(&mut self.deliveries) {
-            self.deliver(conn, data);
-        }
-        while let Some(d) = self.client.poll_replay() {
-            let (conn, data) = match d {
-                Delivery::Data { conn, data } => (conn, Some(Bytes::copy_from_slice(data))),
-                Delivery::Close { conn } => (conn, None),
-            };
-            self.deliver(conn, data);
-        }
-        self.events();
-        self.send_control(link).await.map_err(End::Lost)?;
-        self.client.prepare(self.now(), &mut self.pending);
         Ok(())
     }
 
@@ -425,7 +434,13 @@ impl ClientNode {
                 Ok(conn) => {
                     debug!(%conn, "local connection from {addr}");
                     let carried = self.client.interval().is_some();
-                    let local = spawn_local(conn, stream, self.up_tx.clone(), carried);
+                    let local = spawn_local(
+                        conn,
+                        stream,
+                        self.up_tx.clone(),
+                        self.pending.queued.clone(),
+                        carried,
+                    );
                     self.locals.insert(conn, local);
                     self.client.prepare(self.now(), &mut self.pending);
                 }
@@ -512,7 +527,13 @@ async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, S
 }
 
 /// Pumps one local connection: reads go upstream, downstream bytes get written.
-fn spawn_local(conn: ConnId, stream: TcpStream, up: mpsc::Sender<Up>, carried: bool) -> Local {
+fn spawn_local(
+    conn: ConnId,
+    stream: TcpStream,
+    up: mpsc::Sender<Up>,
+    queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    carried: bool,
+) -> Local {
     let _ = stream.set_nodelay(true);
     let (mut r, mut w) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Down>(LOCAL_QUEUE);
@@ -523,6 +544,7 @@ fn spawn_local(conn: ConnId, stream: TcpStream, up: mpsc::Sender<Up>, carried: b
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     crate::metrics::bytes_up(n as u64);
+                    queued.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     let chunk = Bytes::copy_from_slice(&buf[..n]);
                     if up.send(Up::Data(conn, chunk)).await.is_err() {
                         return;

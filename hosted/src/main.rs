@@ -208,7 +208,7 @@ struct RelayArgs {
     #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = RangedU64ValueParser::<u64>::new().range(100..=3_600_000))]
     timeout_ms: u64,
     /// Largest downstream payload per exchange, in bytes, 1-65535.
-    #[arg(long, value_name = "BYTES", default_value_t = 16384, value_parser = RangedU64ValueParser::<usize>::new().range(1..=dissent_core::MAX_DOWNSTREAM as u64))]
+    #[arg(long, value_name = "BYTES", default_value_t = dissent_core::MAX_DOWNSTREAM, value_parser = RangedU64ValueParser::<usize>::new().range(1..=dissent_core::MAX_DOWNSTREAM as u64))]
     downstream_length: usize,
     /// Seconds between stats lines, 1-86400.
     #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = seconds())]
