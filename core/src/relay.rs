@@ -2048,12 +2048,19 @@ where
             return Ok(None);
         }
         // Only an idle net with nothing reserved is paced: a reserved slot (a conversation
-        // between turns) runs at full speed.
+        // between turns) runs at full speed, one exchange at a time, so the owner's next
+        // bytes go into the very next exchange instead of waiting behind a window of empty
+        // ones. Data (up or down) opens the whole window.
         let paced = self.idle
             && r.schedule.reserved() == 0
             && !downstream.has_data()
             && now < self.last_issue + self.gap;
-        if r.next >= r.done + u64::from(self.cfg.window) || paced {
+        let window = if self.idle && !downstream.has_data() {
+            1
+        } else {
+            u64::from(self.cfg.window)
+        };
+        if r.next >= r.done + window || paced {
             return Ok(None);
         }
         // Report decoded outputs (at most one reservation bitmap per request) and apply
@@ -2222,7 +2229,9 @@ where
                     earliest(s.issued + self.cfg.exchange_timeout);
                 }
                 if r.stop.is_none() {
-                    if self.idle && r.next < r.done + u64::from(self.cfg.window) {
+                    // Idle, one exchange is in flight at a time: the pause matters only once
+                    // it has decoded.
+                    if self.idle && r.schedule.reserved() == 0 && r.next <= r.done {
                         earliest(self.last_issue + self.gap);
                     }
                     if let Some(t) = self.earliest_joiner() {
