@@ -275,7 +275,7 @@ struct ClientArgs {
 #[derive(Args, Debug)]
 struct QemuArgs {
     /// For a client: the port on 127.0.0.1 forwarded to its proxy port on the device,
-    /// 1-65535.
+    /// 1-65535 (default 1080).
     #[arg(short, long, value_name = "HOST_PORT", value_parser = port())]
     port: Option<u16>,
     /// Firmware ELF to boot (default: the trustee or client release build in
