@@ -11,7 +11,9 @@
 //! The role firmware is checked against a stand-in relay: a listener on 127.0.0.1 that
 //! answers the Noise handshake with the core's link layer, reads the node's Hello, and then
 //! drops the connection, as a relay restart would; the node must dial again, later each
-//! time.
+//! time. Then against the real thing: `dissent qemu` boots an emulated trustee and client
+//! in a group with a hosted relay, trustee and clients, and bytes go through both kinds of
+//! client while the relay's metrics show every exchange decoding.
 
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Write};
@@ -652,4 +654,280 @@ fn role_firmware_refuses_a_blob_for_the_other_role() {
         let says = format!("for app {found}, this firmware is {expected}");
         assert!(console.contains(&says), "console:\n{console}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// `dissent qemu`: emulated nodes in a group with hosted ones
+
+mod support;
+
+use support::{
+    connect, free_ports, generate, key_file, run_once, wait_all_gone, within, Proc, Scope,
+    FORM_TIMEOUT, TRANSFER_TIMEOUT,
+};
+
+/// Longest the mixed group may take from start to finish.
+const MIXED_LIMIT: Duration = Duration::from_secs(150);
+
+/// An emulated node run by `dissent qemu`, its console in a file printed if the test fails.
+struct Device {
+    proc: Proc,
+    console: PathBuf,
+}
+
+impl Device {
+    /// Starts `dissent qemu CFG CFG/ID.json ARGS`, its console in `dir`.
+    fn start(scope: &Scope, dir: &Path, cfg: &Path, id: &str, args: &[&str]) -> Device {
+        let console = dir.join(format!("{id}.console"));
+        let cfg_s = cfg.display().to_string();
+        let console_s = console.display().to_string();
+        let key = key_file(cfg, id);
+        let mut all = vec!["qemu", &cfg_s, &key, "--console", &console_s];
+        all.extend_from_slice(args);
+        Device {
+            proc: scope.spawn(id, &all),
+            console,
+        }
+    }
+
+    fn console(&self) -> String {
+        fs::read_to_string(&self.console).unwrap_or_default()
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "--- {} console ({}) ---\n{}--- end ---",
+                self.proc.name,
+                self.console.display(),
+                self.console()
+            );
+        }
+    }
+}
+
+/// The relay's metrics page at 127.0.0.1:`port`.
+fn scrape(port: u16) -> io::Result<String> {
+    let mut s =
+        TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut page = String::new();
+    s.read_to_string(&mut page)?;
+    Ok(page)
+}
+
+/// The value of the series `name` on a metrics page.
+fn sample(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Writes `data` into 127.0.0.1:`port` while reading as many bytes back; returns them.
+fn echo_through(port: u16, data: Vec<u8>) -> thread::JoinHandle<io::Result<Vec<u8>>> {
+    thread::spawn(move || {
+        let mut stream = connect(port, TRANSFER_TIMEOUT);
+        let mut writer = stream.try_clone()?;
+        let len = data.len();
+        let writing = thread::spawn(move || writer.write_all(&data));
+        let mut got = Vec::with_capacity(len);
+        let mut buf = [0u8; 16 * 1024];
+        while got.len() < len {
+            match stream.read(&mut buf)? {
+                0 => break,
+                n => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        writing
+            .join()
+            .map_err(|_| io::Error::other("writer thread panicked"))??;
+        Ok(got)
+    })
+}
+
+#[test]
+fn emulated_trustee_and_client_serve_beside_hosted_nodes() {
+    if !have_qemu() {
+        return;
+    }
+    firmware("trustee");
+    firmware("client");
+    within(MIXED_LIMIT, |scope| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = dir.path().join("cfg");
+        // Relay, metrics, two hosted clients' ports and the emulated client's forward.
+        let base = free_ports(5);
+        let (relay_port, metrics_port) = (base, base + 1);
+        let client_ports = [base + 2, base + 3, base + 4];
+        generate(&cfg, 3, 2, relay_port);
+        let cfg_s = cfg.display().to_string();
+        let metrics = metrics_port.to_string();
+        let mut relay = scope.spawn(
+            "relay",
+            &["relay", "--exit", "echo", "--metrics", &metrics, &cfg_s],
+        );
+        support::wait_for_port(relay_port, FORM_TIMEOUT);
+        let started = Instant::now();
+        let mut hosted = vec![scope.spawn(
+            "trustee-0",
+            &["trustee", &cfg_s, &key_file(&cfg, "trustee-0")],
+        )];
+        let mut devices = vec![Device::start(scope, dir.path(), &cfg, "trustee-1", &[])];
+        for (i, port) in client_ports[..2].iter().enumerate() {
+            let id = format!("client-{i}");
+            let port = port.to_string();
+            hosted.push(scope.spawn(&id, &["client", "-p", &port, &cfg_s, &key_file(&cfg, &id)]));
+        }
+        let forward = client_ports[2].to_string();
+        devices.push(Device::start(
+            scope,
+            dir.path(),
+            &cfg,
+            "client-2",
+            &["-p", &forward],
+        ));
+
+        // Ready when the relay runs an interval with all three clients (both trustees,
+        // the emulated one included, confirmed it).
+        relay.wait_until(FORM_TIMEOUT, "an interval with 3 clients", |_| {
+            let page = scrape(metrics_port).ok()?;
+            (sample(&page, "dissent_online_clients")? == 3.0).then_some(())
+        });
+        eprintln!("group formed in {:?}", started.elapsed());
+        for port in &client_ports[..2] {
+            support::wait_for_port(*port, FORM_TIMEOUT);
+        }
+
+        let transfer = Instant::now();
+        let hosted_data = pattern(64 * 1024, 1);
+        let device_data = pattern(16 * 1024, 2);
+        let via_hosted = echo_through(client_ports[0], hosted_data.clone());
+        let via_device = echo_through(client_ports[2], device_data.clone());
+        for (what, handle, want) in [
+            ("64 KiB via hosted client 0", via_hosted, hosted_data),
+            ("16 KiB via emulated client 2", via_device, device_data),
+        ] {
+            let got = handle
+                .join()
+                .expect("transfer thread")
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(got.len(), want.len(), "{what}: bytes back");
+            assert!(got == want, "{what}: different bytes came back");
+        }
+        eprintln!("both transfers took {:?}", transfer.elapsed());
+
+        // Every exchange of the run decoded: the emulated trustee's pads and the emulated
+        // client's cells were right each time, and nobody was dropped.
+        let page = scrape(metrics_port).expect("relay metrics");
+        let exchanges = sample(&page, "dissent_exchanges_total").unwrap_or(0.0);
+        assert!(exchanges > 0.0, "no exchange decoded:\n{page}");
+        assert!(
+            sample(&page, "dissent_upstream_bytes_total").unwrap_or(0.0) >= (80 * 1024) as f64,
+            "{page}"
+        );
+        assert_eq!(
+            sample(&page, "dissent_garbled_exchanges_total"),
+            Some(0.0),
+            "garbled exchanges:\n{page}"
+        );
+        for kind in ["dropped", "lost"] {
+            let series = format!("dissent_link_events_total{{kind=\"{kind}\"}}");
+            assert_eq!(sample(&page, &series), None, "links {kind}:\n{page}");
+        }
+        eprintln!("{exchanges} exchanges, none garbled");
+        for device in &devices {
+            let console = device.console();
+            assert!(
+                console.contains("link up") && !console.contains("link lost"),
+                "{}: console:\n{console}",
+                device.proc.name
+            );
+        }
+
+        // Ctrl-C stops `dissent qemu` and its QEMU, and it exits 0.
+        for device in &mut devices {
+            let qemu: Vec<u32> = support::children(device.proc.pid());
+            assert_eq!(qemu.len(), 1, "{}: one QEMU child", device.proc.name);
+            device.proc.signal(libc::SIGINT);
+            let status = device.proc.wait_exit(support::EXIT_TIMEOUT);
+            assert_eq!(
+                status.and_then(|s| s.code()),
+                Some(0),
+                "{} after Ctrl-C",
+                device.proc.name
+            );
+            wait_all_gone(&qemu, support::EXIT_TIMEOUT);
+        }
+        assert!(relay.is_running() && hosted.iter_mut().all(|p| p.is_running()));
+    });
+}
+
+#[test]
+fn dissent_qemu_refuses_what_cannot_run() {
+    if !have_qemu() {
+        return;
+    }
+    firmware("trustee");
+    let dir = tempfile::tempdir().expect("temp dir");
+    // More clients than the trustee firmware serves: refused before anything boots.
+    let big = dir.path().join("big");
+    generate(&big, 65, 1, 9);
+    let big_s = big.display().to_string();
+    let out = run_once(
+        &["qemu", &big_s, &key_file(&big, "trustee-0")],
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the group has 65 clients") && err.contains("up to 64 clients"),
+        "{err}"
+    );
+
+    let small = dir.path().join("small");
+    generate(&small, 2, 1, 9);
+    let small_s = small.display().to_string();
+    let client = key_file(&small, "client-0");
+    // The trustee firmware for a client's key.
+    let trustee_elf = firmware("trustee").display().to_string();
+    let out = run_once(
+        &["qemu", &small_s, &client, "--firmware", &trustee_elf],
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("firmware for app TRST"), "{err}");
+    // A firmware that is not there.
+    let missing = dir.path().join("nothing.elf").display().to_string();
+    let out = run_once(
+        &["qemu", &small_s, &client, "--firmware", &missing],
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read the firmware"), "{err}");
+    // -p is for clients.
+    let out = run_once(
+        &["qemu", &small_s, &key_file(&small, "trustee-0"), "-p", "9"],
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a trustee and has none"), "{err}");
+
+    // No QEMU on the PATH: says how to get it.
+    let empty = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(support::BIN)
+        .args(["qemu", &small_s, &client])
+        .env("PATH", empty.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run dissent qemu");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("qemu-system-arm not found") && err.contains("scripts/setup"),
+        "{err}"
+    );
 }

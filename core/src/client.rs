@@ -1014,7 +1014,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         exchange: u64,
         cell: &mut [u8],
     ) {
-        let room = cell.len().saturating_sub(wire::NEXT_LEN);
+        // Bytes staged while the ring had more room may not all fit it now.
+        let room = cell
+            .len()
+            .saturating_sub(wire::NEXT_LEN)
+            .min(self.ring_room());
         let stage = &self.store.as_ref()[self.layout.table..self.layout.stage];
         let mut taken = Taken {
             interval,
@@ -1056,6 +1060,14 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if sent > 0 {
             self.taken = Some(taken);
         }
+    }
+
+    /// Most cell content the ring can keep once sent (two entries' headers: a sent prefix
+    /// and, should the interval end, the rest); more could not be sent again.
+    fn ring_room(&self) -> usize {
+        self.ring
+            .max_push(self.layout.ring - self.layout.stage)
+            .saturating_sub(2 * SENT_HEADER)
     }
 
     /// The length to announce for this client's next cell (0 releases the slot).
@@ -1293,13 +1305,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             Phase::Running(r) => (r.params.max_len as usize).min(self.max_cell),
             _ => self.cell_len,
         };
-        // What is staged must fit the ring once sent (two entries' headers: a sent prefix
-        // and, should the interval end, the rest), or it could not be sent again.
-        let ring_room = self
-            .ring
-            .max_push(self.layout.ring - self.layout.stage)
-            .saturating_sub(2 * SENT_HEADER);
-        let room = cap.saturating_sub(wire::NEXT_LEN).min(ring_room);
+        let room = cap.saturating_sub(wire::NEXT_LEN).min(self.ring_room());
         let resending = self.stage_resends(room);
         if !resending {
             self.stage_upstream(room, upstream);

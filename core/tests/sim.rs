@@ -687,3 +687,34 @@ fn a_trustee_refuses_an_interval_below_its_anonymity_minimum() {
     net.run_until(100_000, |s| s.relay.interval().is_some());
     assert_eq!(net.relay.interval().unwrap().1, 2);
 }
+
+#[test]
+fn a_small_sent_cell_ring_loses_no_connection_behind_a_bulk_sender() {
+    // A device client's sizes: 4 KiB frames, an 8 KiB ring of sent cells, 16 exchanges in
+    // flight. Bytes staged while the ring had room must wait when it fills, not be sent
+    // without room to keep them (which ended their connection).
+    let mut cfg = NetConfig::new(3, 2, 1024);
+    cfg.max_cell_len = 32 * 1024;
+    cfg.max_frame = 4096;
+    cfg.ring_len = 8 * 1024;
+    cfg.replay_len = 4 * 1024;
+    cfg.window = 16;
+    let mut net = Net::new(cfg);
+    net.run_until(100_000, |s| s.relay.interval().is_some());
+    for (i, len) in [(0, 64 * 1024), (2, 16 * 1024), (2, 16 * 1024)] {
+        let conn = net.open(i);
+        let data = pattern(i + len, len);
+        net.send_bytes(i, conn, data.clone());
+        net.run_until(2_000_000, |s| {
+            s.apps[i].received.get(&conn).map_or(0, Vec::len) == len || !s.apps[i].lost.is_empty()
+        });
+        assert!(
+            net.apps[i].lost.is_empty(),
+            "client {i} lost {:?}",
+            net.apps[i].lost
+        );
+        assert_eq!(net.apps[i].received[&conn], data, "client {i}");
+    }
+    assert_eq!(net.exit.garbled, 0);
+    assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+}

@@ -23,6 +23,59 @@ pub mod stream;
 /// Provisioning and seed blobs, read with the same code the host tool writes them with.
 pub use dissent_core::provision;
 
+/// What a role firmware serves: the largest group it takes part in and its frame limit.
+///
+/// A firmware declares it with [`declare_capacity!`], which exports it as ELF symbols so a
+/// host tool (`dissent qemu`) can refuse a group that does not fit before booting a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// The provisioning app tag the firmware reads (`dissent_core::provision::app_for`).
+    pub app: [u8; 4],
+    /// Most clients in the group.
+    pub clients: u32,
+    /// Most pseudonym slots in the group.
+    pub slots: u32,
+    /// The `max_frame` the firmware declares in its Hello.
+    pub frame: u32,
+}
+
+/// Declares the firmware's [`Capacity`] as the ELF symbols `DISSENT_APP` (4 bytes),
+/// `DISSENT_MAX_CLIENTS`, `DISSENT_MAX_SLOTS` and `DISSENT_MAX_FRAME` (u32, little-endian),
+/// and defines `fn capacity() -> Capacity` reading them back.
+///
+/// The app must call `capacity()` (for its own checks): that keeps the symbols in the image.
+#[macro_export]
+macro_rules! declare_capacity {
+    (app: $app:expr, clients: $clients:expr, slots: $slots:expr, frame: $frame:expr $(,)?) => {
+        #[no_mangle]
+        #[used]
+        static DISSENT_APP: [u8; 4] = $app;
+        #[no_mangle]
+        #[used]
+        static DISSENT_MAX_CLIENTS: u32 = $clients as u32;
+        #[no_mangle]
+        #[used]
+        static DISSENT_MAX_SLOTS: u32 = $slots as u32;
+        #[no_mangle]
+        #[used]
+        static DISSENT_MAX_FRAME: u32 = $frame as u32;
+
+        /// This firmware's capacity, read through its exported symbols.
+        fn capacity() -> $crate::Capacity {
+            // SAFETY: volatile reads of initialised, immutable statics (volatile so that the
+            // symbols stay referenced and are not folded away).
+            unsafe {
+                $crate::Capacity {
+                    app: core::ptr::read_volatile(core::ptr::addr_of!(DISSENT_APP)),
+                    clients: core::ptr::read_volatile(core::ptr::addr_of!(DISSENT_MAX_CLIENTS)),
+                    slots: core::ptr::read_volatile(core::ptr::addr_of!(DISSENT_MAX_SLOTS)),
+                    frame: core::ptr::read_volatile(core::ptr::addr_of!(DISSENT_MAX_FRAME)),
+                }
+            }
+        }
+    };
+}
+
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]

@@ -20,6 +20,7 @@ mod link;
 mod load;
 mod metrics;
 mod net;
+mod qemu;
 mod relay;
 mod special;
 mod supervisor;
@@ -56,6 +57,8 @@ enum Command {
     Trustee(TrusteeArgs),
     /// Run a client: a local port whose TCP connections go through the DC-net.
     Client(ClientArgs),
+    /// Run a client or trustee of DIR as device firmware under QEMU (emulated mps2-an385).
+    Qemu(QemuArgs),
     /// Run many clients in one process without local ports (used by `dissent bench`).
     #[command(hide = true)]
     Clients(ClientsArgs),
@@ -269,6 +272,35 @@ struct ClientArgs {
     key_file: PathBuf,
 }
 
+#[derive(Args, Debug)]
+struct QemuArgs {
+    /// For a client: the port on 127.0.0.1 forwarded to its proxy port on the device,
+    /// 1-65535 (default 1080).
+    #[arg(short, long, value_name = "HOST_PORT", value_parser = port())]
+    port: Option<u16>,
+    /// Firmware ELF to boot (default: the trustee or client release build in
+    /// embedded/target/thumbv7m-none-eabi/release).
+    #[arg(long, value_name = "ELF")]
+    firmware: Option<PathBuf>,
+    /// Relay address as this machine reaches it (default: the one in system.json); the
+    /// device reaches this machine's own addresses at 10.0.2.2.
+    #[arg(long, value_name = "HOST:PORT")]
+    relay: Option<HostPort>,
+    /// Write the device's console to FILE instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    console: Option<PathBuf>,
+    /// Refuse intervals with fewer clients online than this (the anonymity set), 2-65535
+    /// (1 with --allow-small-anonymity-set).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = min_clients())]
+    min_clients: u16,
+    #[command(flatten)]
+    small: SmallSet,
+    /// Configuration folder.
+    dir: PathBuf,
+    /// The node's private file, DIR/ID.json (a client's or a trustee's).
+    key_file: PathBuf,
+}
+
 /// Runs clients FROM..TO of DIR in one process, without local ports (load for benchmarks).
 #[derive(Args, Debug)]
 struct ClientsArgs {
@@ -391,6 +423,7 @@ impl Command {
             Command::Relay(_) => "relay",
             Command::Trustee(_) => "trustee",
             Command::Client(_) | Command::Clients(_) => "client",
+            Command::Qemu(_) => "qemu",
             Command::Echo { .. } => "echo",
             Command::Socks5 { .. } => "socks5",
             Command::Supervisor(_) => "supervisor",
@@ -520,6 +553,25 @@ async fn run(command: Command) -> Result<()> {
                 },
             )
             .await
+        }
+        Command::Qemu(a) => {
+            let group = config::Group::load(&a.dir)?;
+            let kind = qemu::node_kind(&group, &a.key_file)?;
+            let (group, node) = load_node(&a.dir, &a.key_file, kind)?;
+            let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+            let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            let opts = qemu::QemuOptions {
+                firmware: a.firmware,
+                relay,
+                port: a.port,
+                console: a.console,
+                min_clients,
+            };
+            let code = qemu::run(group, node, opts).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
         }
         Command::Clients(a) => {
             let group = config::Group::load(&a.dir)?;

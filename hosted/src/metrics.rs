@@ -12,6 +12,7 @@
 //! | function | metric | kind |
 //! |---|---|---|
 //! | [`exchanges`] | `dissent_exchanges_total` | counter |
+//! | [`garbled`] | `dissent_garbled_exchanges_total` | counter |
 //! | [`bytes_up`] | `dissent_upstream_bytes_total` | counter |
 //! | [`bytes_down`] | `dissent_downstream_bytes_total` | counter |
 //! | [`online_clients`] | `dissent_online_clients` | gauge |
@@ -63,6 +64,7 @@ type Label = [(&'static str, &'static str); 1];
 struct Metrics {
     registry: Registry,
     exchanges: Counter,
+    garbled: Counter,
     bytes_up: Counter,
     bytes_down: Counter,
     online_clients: Gauge,
@@ -86,6 +88,11 @@ impl Metrics {
             c
         };
         let exchanges = counter("exchanges", "DC-net exchanges completed", None);
+        let garbled = counter(
+            "garbled_exchanges",
+            "Exchanges whose output decoded to garbage (a disruption, or nodes shown different views)",
+            None,
+        );
         let bytes_up = counter(
             "upstream",
             "Payload bytes sent towards the exit",
@@ -121,6 +128,7 @@ impl Metrics {
         Metrics {
             registry,
             exchanges,
+            garbled,
             bytes_up,
             bytes_down,
             online_clients,
@@ -148,6 +156,11 @@ fn gauge_value(n: u64) -> i64 {
 /// Counts `n` more completed exchanges.
 pub fn exchanges(n: u64) {
     metrics().exchanges.inc_by(n);
+}
+
+/// Counts one more exchange whose output decoded to garbage.
+pub fn garbled() {
+    metrics().garbled.inc();
 }
 
 /// Counts `n` more payload bytes sent upstream (towards the exit).
@@ -391,6 +404,7 @@ mod tests {
         bytes_up(1000);
         bytes_down(2000);
         exit_refused(3);
+        garbled();
         online_clients(42);
         interval(5);
         reserved_slots(2);
@@ -415,6 +429,7 @@ mod tests {
             ("dissent_upstream_bytes_total", 1000.0),
             ("dissent_downstream_bytes_total", 2000.0),
             ("dissent_exit_refused_total", 3.0),
+            ("dissent_garbled_exchanges_total", 1.0),
         ] {
             let v = sample(body, name).unwrap_or_else(|| panic!("{name} missing:\n{body}"));
             assert!(v >= at_least, "{name} = {v}, expected at least {at_least}");

@@ -524,10 +524,13 @@ impl Hub {
                         self.exits.upstream(conn, open, data)
                     }
                     RelayEvent::Close { conn } => self.exits.close(conn),
-                    RelayEvent::Garbled { interval, exchange } => warn!(
-                        "exchange {exchange} of interval {interval} decoded to garbage (a \
-                         disruption, or nodes shown different views)"
-                    ),
+                    RelayEvent::Garbled { interval, exchange } => {
+                        crate::metrics::garbled();
+                        warn!(
+                            "exchange {exchange} of interval {interval} decoded to garbage (a \
+                             disruption, or nodes shown different views)"
+                        )
+                    }
                     RelayEvent::IntervalStarted { interval, clients } => {
                         info!("interval {interval} started with {clients} clients")
                     }

@@ -71,6 +71,13 @@ const DOWN_STALL: Duration = Duration::from_secs(2);
 /// How long the slot stays reserved after the last data.
 const LINGER: dissent_core::Duration = dissent_core::Duration::from_millis(200);
 
+dissent_embedded::declare_capacity!(
+    app: dissent_core::provision::CLIENT_APP,
+    clients: dissent_core::MAX_CLIENTS,
+    slots: u16::MAX,
+    frame: MAX_FRAME,
+);
+
 type DeviceClient = Client<&'static mut [u8]>;
 type Shared<T> = Mutex<ThreadModeRawMutex, RefCell<T>>;
 
@@ -239,12 +246,11 @@ fn start(spawner: Spawner, mut board: Board) {
             dissent_embedded::exit(1)
         }
     };
-    if node.max_cell_len as usize > DeviceClient::max_cell(MAX_FRAME as u32) {
+    let max_cell = DeviceClient::max_cell(capacity().frame);
+    if node.max_cell_len as usize > max_cell {
         println!(
             "{}: cells capped at {} bytes by this device (the group allows {})",
-            name,
-            DeviceClient::max_cell(MAX_FRAME as u32),
-            node.max_cell_len
+            name, max_cell, node.max_cell_len
         );
     }
     static CLIENT: StaticCell<Shared<DeviceClient>> = StaticCell::new();

@@ -36,6 +36,13 @@ const SOCKET_BUF: usize = 4096;
 /// The online set and the schedule table.
 const STORE_LEN: usize = bitmap_len(MAX_CLIENTS) + Schedule::table_len(MAX_SLOTS as u16);
 
+dissent_embedded::declare_capacity!(
+    app: dissent_core::provision::TRUSTEE_APP,
+    clients: MAX_CLIENTS,
+    slots: MAX_SLOTS,
+    frame: MAX_FRAME,
+);
+
 type DeviceTrustee = Trustee<&'static mut [PairKey], &'static mut [IntervalKey], &'static mut [u8]>;
 
 /// Why the trustee cannot go on with a link.
@@ -72,10 +79,11 @@ fn start(spawner: Spawner, mut board: Board) {
         role: "trustee",
         index: node.index,
     };
-    if usize::from(node.clients) > MAX_CLIENTS || usize::from(node.slots) > MAX_SLOTS {
+    let capacity = capacity();
+    if u32::from(node.clients) > capacity.clients || u32::from(node.slots) > capacity.slots {
         println!(
             "{}: the group has {} clients and {} slots; this firmware serves up to {} and {}",
-            name, node.clients, node.slots, MAX_CLIENTS, MAX_SLOTS
+            name, node.clients, node.slots, capacity.clients, capacity.slots
         );
         dissent_embedded::exit(1)
     }

@@ -1,0 +1,559 @@
+//! `dissent qemu`: one client or trustee of a group as device firmware on QEMU's emulated
+//! `mps2-an385` board, beside hosted nodes.
+//!
+//! It picks the firmware by the key file's role, checks the group fits what the firmware
+//! declares it serves (the `DISSENT_*` symbols of `embedded/src/lib.rs`), writes the node's
+//! provisioning blob (`dissent_core::provision::Node::to_blob`) and a fresh seed from the OS
+//! RNG into a private temporary folder, and runs QEMU with user networking: the device
+//! reaches the host's 127.0.0.1:P at 10.0.2.2:P, and a client's proxy port on the device is
+//! forwarded from 127.0.0.1:HOST_PORT. The blobs go where the firmware's linker script put
+//! its `PROVISION` and `SEED` areas (`_provision_start`, `_seed_start`), read from the ELF.
+//!
+//! QEMU runs in its own process group, so a terminal's Ctrl-C reaches only this process,
+//! which then stops QEMU; QEMU's exit status (the firmware's, through semihosting) is this
+//! process's.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use dissent_core::provision::{self, Node, PeerKeys, SEED_LEN, SEED_MAGIC};
+use dissent_core::relay::RelayConfig;
+use dissent_core::wire::NodeRole;
+use object::{Object, ObjectSection, ObjectSymbol};
+use rand::RngCore;
+use tracing::info;
+
+use crate::addr::{Host, HostPort};
+use crate::config::{Group, NodeKind, NodeSecrets, Role};
+use crate::net;
+
+/// QEMU's Arm system emulator.
+const QEMU: &str = "qemu-system-arm";
+/// The emulated board the firmware is built for.
+const MACHINE: &str = "mps2-an385";
+/// Where `cd embedded && cargo build-mps2-an385` puts the firmware of the emulated board.
+const FIRMWARE_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../embedded/target/thumbv7m-none-eabi/release"
+);
+/// The client's proxy port on the device; the host's `-p` port is forwarded to it.
+pub const DEVICE_PROXY_PORT: u16 = 1080;
+/// The host's loopback as the device sees it under QEMU user networking.
+const HOST_FROM_DEVICE: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+/// How long QEMU has to stop after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What `dissent qemu` needs beyond the group and the node's keys.
+#[derive(Debug, Clone)]
+pub struct QemuOptions {
+    /// The firmware ELF (default: the release build under `embedded/target`).
+    pub firmware: Option<PathBuf>,
+    /// The relay's address as this machine reaches it.
+    pub relay: HostPort,
+    /// A client's host port, forwarded to its proxy port on the device.
+    pub port: Option<u16>,
+    /// A file for the device's console instead of the terminal.
+    pub console: Option<PathBuf>,
+    /// Smallest interval the node takes part in.
+    pub min_clients: u16,
+}
+
+/// What a firmware ELF declares: its app, capacity and provisioning areas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Firmware {
+    path: PathBuf,
+    app: [u8; 4],
+    max_clients: u32,
+    max_slots: u32,
+    max_frame: u32,
+    provision_start: u64,
+    provision_end: u64,
+    seed_start: u64,
+}
+
+/// Boots `node` of `group` under QEMU until QEMU exits or this process is asked to stop;
+/// returns the exit status to pass on (0 when stopped by Ctrl-C or SIGTERM).
+pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i32> {
+    let (role, index) = match node.role {
+        Role::Client(i) => (NodeRole::Client, i),
+        Role::Trustee(j) => (NodeRole::Trustee, j),
+        Role::Relay => bail!("`dissent qemu` runs a client or a trustee, not the relay"),
+    };
+    let forward = match (role, opts.port) {
+        (NodeRole::Client, port) => Some(port.unwrap_or(DEVICE_PROXY_PORT)),
+        (NodeRole::Trustee, None) => None,
+        (NodeRole::Trustee, Some(_)) => {
+            bail!(
+                "-p forwards a client's proxy port; {} is a trustee and has none",
+                node.id
+            )
+        }
+    };
+    check_qemu().await?;
+    let path = opts
+        .firmware
+        .clone()
+        .unwrap_or_else(|| Path::new(FIRMWARE_DIR).join(role_name(role)));
+    let firmware = Firmware::read(&path, opts.firmware.is_none())?;
+    firmware.check_fits(&group, role)?;
+    if let Some(port) = forward {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).with_context(|| {
+            format!("cannot forward 127.0.0.1:{port} to the device; choose another port with -p")
+        })?;
+    }
+
+    let (relay_addr, relay_port) = device_relay(&opts.relay).await?;
+    let peers = match role {
+        NodeRole::Client => group.trustee_session_keys.concat(),
+        NodeRole::Trustee => group.client_session_keys.concat(),
+    };
+    let slot = match role {
+        NodeRole::Client => node
+            .slot(&group)
+            .context("the client's pseudonym key is not in pseudonym.json")?,
+        NodeRole::Trustee => 0,
+    };
+    let device = Node {
+        role,
+        index: u16::try_from(index).context("node index")?,
+        group_id: group.group_id,
+        session_id: group.session_id,
+        link_secret: node.private_key,
+        session_secret: node
+            .session_private_key
+            .with_context(|| format!("{} has no session key", node.id))?,
+        relay_key: group.relay_key,
+        relay_addr: relay_addr.octets(),
+        relay_port,
+        clients: count(group.clients.len(), "clients")?,
+        trustees: count(group.trustees.len(), "trustees")?,
+        slots: count(group.slots.len(), "slots")?,
+        slot: u16::try_from(slot).context("slot")?,
+        cell_len: u32::try_from(group.cell_length).context("cell_length")?,
+        max_cell_len: u32::try_from(group.max_cell_length).context("max_cell_length")?,
+        // Whole 32-byte keys, so the length is a multiple of the key length.
+        peer_keys: PeerKeys::from_flat(&peers).context("session keys")?,
+        local_port: if forward.is_some() {
+            DEVICE_PROXY_PORT
+        } else {
+            0
+        },
+        min_clients: opts.min_clients,
+    };
+    device
+        .check()
+        .map_err(|e| anyhow!("cannot provision {}: {e}", node.id))?;
+    let blob = device.to_blob();
+    let room = firmware
+        .provision_end
+        .saturating_sub(firmware.provision_start);
+    if blob.len() as u64 > room {
+        bail!(
+            "{}'s provisioning blob is {} bytes; {} has room for {room}",
+            node.id,
+            blob.len(),
+            firmware.path.display()
+        );
+    }
+
+    // Secrets: a folder only this user can enter, files only this user can read.
+    let dir = tempfile::Builder::new()
+        .prefix("dissent-qemu-")
+        .tempdir()
+        .context("cannot create a temporary folder for the provisioning blob")?;
+    let provision_file = dir.path().join("provision.bin");
+    write_private(&provision_file, &blob)?;
+    let seed_file = dir.path().join("seed.bin");
+    write_private(&seed_file, &seed()?)?;
+
+    let mut nic = "user,model=lan9118".to_string();
+    if let Some(port) = forward {
+        nic.push_str(&format!(
+            ",hostfwd=tcp:127.0.0.1:{port}-:{DEVICE_PROXY_PORT}"
+        ));
+    }
+    let mut cmd = net::child_command(Path::new(QEMU));
+    cmd.args(["-machine", MACHINE, "-cpu", "cortex-m3"])
+        .args(["-display", "none", "-monitor", "none", "-serial", "null"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .args(["-nic", &nic])
+        .arg("-kernel")
+        .arg(&firmware.path)
+        .arg("-device")
+        .arg(loader(&seed_file, firmware.seed_start))
+        .arg("-device")
+        .arg(loader(&provision_file, firmware.provision_start));
+    match &opts.console {
+        Some(file) => {
+            let out = File::create(file)
+                .with_context(|| format!("cannot write the console to {}", file.display()))?;
+            cmd.stderr(out.try_clone()?).stdout(out);
+        }
+        None => {
+            cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {QEMU}"))?;
+    info!(
+        "{} ({}) booting under QEMU {MACHINE}; relay {relay_addr}:{relay_port} as the device sees it{}",
+        node.id,
+        firmware.path.display(),
+        match forward {
+            Some(port) => format!("; proxy 127.0.0.1:{port} -> device port {DEVICE_PROXY_PORT}"),
+            None => String::new(),
+        }
+    );
+    let shutdown = net::shutdown_signal();
+    tokio::pin!(shutdown);
+    let status = tokio::select! {
+        status = child.wait() => status.with_context(|| format!("waiting for {QEMU}"))?,
+        _ = &mut shutdown => {
+            info!("stopping QEMU");
+            stop(&mut child).await;
+            return Ok(0);
+        }
+    };
+    drop(dir);
+    Ok(exit_code(status))
+}
+
+/// Whether the key file at `path` is a client's or a trustee's, by the id it names.
+///
+/// A file this cannot read is taken as a client's, for `config::load_node` to explain.
+pub fn node_kind(group: &Group, path: &Path) -> Result<NodeKind> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let Some(Id { id }) = fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Id>(&bytes).ok())
+    else {
+        return Ok(NodeKind::Client);
+    };
+    if id == group.relay_id {
+        bail!(
+            "{} is the relay's key: `dissent qemu` runs a client or a trustee",
+            path.display()
+        );
+    }
+    Ok(if group.trustees.iter().any(|t| t.id == id) {
+        NodeKind::Trustee
+    } else {
+        NodeKind::Client
+    })
+}
+
+/// Fails with how to install QEMU when it is not there.
+async fn check_qemu() -> Result<()> {
+    let found = tokio::process::Command::new(QEMU)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    match found {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => bail!("`{QEMU} --version` failed ({status})"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "{QEMU} not found: `dissent qemu` needs QEMU's Arm system emulator (scripts/setup \
+             installs it; on Debian: apt-get install qemu-system-arm)"
+        ),
+        Err(e) => bail!("cannot run {QEMU}: {e}"),
+    }
+}
+
+/// The firmware binary's name for `role`.
+fn role_name(role: NodeRole) -> &'static str {
+    match role {
+        NodeRole::Client => "client",
+        NodeRole::Trustee => "trustee",
+    }
+}
+
+impl Firmware {
+    /// Reads what the ELF at `path` declares; `default` says it was not given with --firmware.
+    fn read(path: &Path, default: bool) -> Result<Firmware> {
+        let data = match fs::read(path) {
+            Ok(data) => data,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && default => bail!(
+                "no firmware at {}: build it with `cd embedded && cargo build-mps2-an385` in \
+                 the dissent-rs source tree, or give one with --firmware ELF",
+                path.display()
+            ),
+            Err(e) => bail!("cannot read the firmware {}: {e}", path.display()),
+        };
+        Firmware::parse(path, &data)
+    }
+
+    /// Reads the declarations out of the ELF image `data`.
+    fn parse(path: &Path, data: &[u8]) -> Result<Firmware> {
+        let shown = path.display();
+        let elf =
+            object::File::parse(data).with_context(|| format!("{shown} is not an ELF file"))?;
+        if elf.architecture() != object::Architecture::Arm {
+            bail!(
+                "{shown} is not Arm firmware (it is for {:?})",
+                elf.architecture()
+            );
+        }
+        let symbol = |name: &str| {
+            elf.symbols()
+                .find(|s| s.name() == Ok(name))
+                .with_context(|| {
+                    format!(
+                        "{shown} does not declare {name}: is it dissent firmware for the \
+                     {MACHINE} board, built from this tree?"
+                    )
+                })
+        };
+        let bytes = |name: &str, len: usize| -> Result<Vec<u8>> {
+            let s = symbol(name)?;
+            let section = s
+                .section_index()
+                .and_then(|i| elf.section_by_index(i).ok())
+                .with_context(|| format!("{shown}: {name} is in no section"))?;
+            let data = section
+                .data_range(s.address(), len as u64)
+                .ok()
+                .flatten()
+                .with_context(|| format!("{shown}: {name} has no contents"))?;
+            Ok(data.to_vec())
+        };
+        let word = |name: &str| -> Result<u32> {
+            let b = bytes(name, 4)?;
+            // `bytes` returned exactly 4 bytes.
+            Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let app = bytes("DISSENT_APP", 4)?;
+        Ok(Firmware {
+            path: path.to_path_buf(),
+            app: [app[0], app[1], app[2], app[3]],
+            max_clients: word("DISSENT_MAX_CLIENTS")?,
+            max_slots: word("DISSENT_MAX_SLOTS")?,
+            max_frame: word("DISSENT_MAX_FRAME")?,
+            provision_start: symbol("_provision_start")?.address(),
+            provision_end: symbol("_provision_end")?.address(),
+            seed_start: symbol("_seed_start")?.address(),
+        })
+    }
+
+    /// Refuses a firmware for another role, or a group larger than the firmware serves.
+    fn check_fits(&self, group: &Group, role: NodeRole) -> Result<()> {
+        let shown = self.path.display();
+        let want = provision::app_for(role);
+        if self.app != want {
+            bail!(
+                "{shown} is firmware for app {}, but the key file is a {}'s (app {}); give \
+                 the {} firmware",
+                String::from_utf8_lossy(&self.app),
+                role_name(role),
+                String::from_utf8_lossy(&want),
+                role_name(role)
+            );
+        }
+        let (clients, slots) = (group.clients.len(), group.slots.len());
+        if clients > self.max_clients as usize || slots > self.max_slots as usize {
+            bail!(
+                "the group has {clients} clients and {slots} slots; this {} firmware ({shown}) \
+                 serves groups of up to {} clients and {} slots",
+                role_name(role),
+                self.max_clients,
+                self.max_slots
+            );
+        }
+        let needed = min_node_frame(group);
+        if needed > self.max_frame as usize {
+            bail!(
+                "the group's frames need a limit of {needed} bytes (cell length {}, {clients} \
+                 clients, {} trustees); this firmware ({shown}) takes frames of up to {} bytes",
+                group.cell_length,
+                group.trustees.len(),
+                self.max_frame
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The smallest frame limit the relay accepts from a member of `group`.
+fn min_node_frame(group: &Group) -> usize {
+    let clamp = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+    // Only the group's sizes and cell length matter to the minimum; the relay's own
+    // options (window, timeouts, log) do not.
+    RelayConfig {
+        group_id: group.group_id,
+        session_id: group.session_id,
+        clients: clamp(group.clients.len()),
+        trustees: clamp(group.trustees.len()),
+        slots: clamp(group.slots.len()),
+        cell_len: group.cell_length,
+        max_cell_len: group.max_cell_length,
+        window: 1,
+        downstream_len: 1,
+        min_clients: 1,
+        idle_gap: dissent_core::Duration::from_millis(1),
+        idle_budget: 1,
+        exchange_timeout: dissent_core::Duration::from_millis(1),
+        join_delay: dissent_core::Duration::from_millis(0),
+        probe_timeout: dissent_core::Duration::from_millis(1),
+        period: 2,
+        admit: 1,
+        capacity: 1,
+        log_len: 0,
+        first_interval: 0,
+        epoch: [0; 16],
+    }
+    .min_node_frame()
+}
+
+/// A group count as the provisioning format holds it.
+fn count(n: usize, what: &str) -> Result<u16> {
+    u16::try_from(n).with_context(|| format!("{n} {what} do not fit a device"))
+}
+
+/// The relay's IPv4 address and port as the device reaches them: this machine's own
+/// addresses are 10.0.2.2 under QEMU user networking; other addresses are reached through
+/// QEMU's NAT as they are.
+async fn device_relay(relay: &HostPort) -> Result<(Ipv4Addr, u16)> {
+    let port = relay.port();
+    let ip = match relay.host() {
+        Host::Ip(ip) => *ip,
+        Host::Name(name) => {
+            let found: Vec<_> = tokio::net::lookup_host((name.as_str(), port))
+                .await
+                .with_context(|| format!("cannot resolve the relay's host {name}"))?
+                .collect();
+            found
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(found.first())
+                .map(|a| a.ip())
+                .with_context(|| format!("{name} has no address"))?
+        }
+    };
+    Ok((
+        device_ip(ip).with_context(|| {
+            format!("the relay's address {ip} is IPv6; the device speaks IPv4 only")
+        })?,
+        port,
+    ))
+}
+
+/// `ip` as the device reaches it; `None` for IPv6 other than loopback.
+fn device_ip(ip: IpAddr) -> Option<Ipv4Addr> {
+    let v4 = match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) if v6.is_loopback() || v6.is_unspecified() => Ipv4Addr::LOCALHOST,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped()?,
+    };
+    if v4.is_loopback() || v4.is_unspecified() {
+        Some(HOST_FROM_DEVICE)
+    } else {
+        Some(v4)
+    }
+}
+
+/// A seed blob of fresh OS entropy for one boot.
+fn seed() -> Result<Vec<u8>> {
+    let mut bytes = [0u8; SEED_LEN];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| anyhow!("no entropy from the OS: {e}"))?;
+    Ok([SEED_MAGIC.as_slice(), &bytes].concat())
+}
+
+/// Writes `bytes` to a new file only its owner can read.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// QEMU's option that loads `file` at `addr` before the board starts.
+fn loader(file: &Path, addr: u64) -> String {
+    format!("loader,file={},addr={addr:#x}", file.display())
+}
+
+/// Stops QEMU: SIGTERM, then SIGKILL if it lingers.
+async fn stop(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: signalling our own child, which has not been reaped (it has an id).
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        if tokio::time::timeout(STOP_TIMEOUT, child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
+/// QEMU's exit status as this process's: its code, or 128 + the signal that ended it.
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_is_10_0_2_2_and_other_addresses_stay() {
+        let v4 = |s: &str| device_ip(s.parse().unwrap());
+        assert_eq!(v4("127.0.0.1"), Some(HOST_FROM_DEVICE));
+        assert_eq!(v4("127.3.2.1"), Some(HOST_FROM_DEVICE));
+        assert_eq!(v4("0.0.0.0"), Some(HOST_FROM_DEVICE));
+        assert_eq!(v4("::1"), Some(HOST_FROM_DEVICE));
+        assert_eq!(v4("192.0.2.7"), Some(Ipv4Addr::new(192, 0, 2, 7)));
+        assert_eq!(v4("::ffff:192.0.2.7"), Some(Ipv4Addr::new(192, 0, 2, 7)));
+        assert_eq!(v4("2001:db8::1"), None);
+    }
+
+    #[tokio::test]
+    async fn a_name_resolves_to_ipv4_as_the_device_sees_it() {
+        let relay: HostPort = "localhost:7000".parse().unwrap();
+        assert_eq!(
+            device_relay(&relay).await.unwrap(),
+            (HOST_FROM_DEVICE, 7000)
+        );
+    }
+
+    #[test]
+    fn a_seed_is_fresh_each_time() {
+        let (a, b) = (seed().unwrap(), seed().unwrap());
+        assert_eq!(a.len(), 4 + SEED_LEN);
+        assert_eq!(provision::parse_seed(&a).unwrap().len(), SEED_LEN);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn exit_codes_pass_through() {
+        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
+        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGKILL)), 128 + 9);
+    }
+
+    #[test]
+    fn not_an_elf_is_refused() {
+        let e = Firmware::parse(Path::new("x.bin"), b"not an elf").unwrap_err();
+        assert!(e.to_string().contains("not an ELF"), "{e}");
+    }
+}
