@@ -1,0 +1,1614 @@
+//! A malicious relay played by the test (issue 6): honest clients and trustees with real keys,
+//! driven frame by frame with frames the relay builds itself.
+//!
+//! The relay here is written by hand, so it can show each node what it likes: another
+//! history, another downstream record, an online set naming a client that is not there.
+//! The test also holds every node's keys, so it can take a client's cell, remove the pads
+//! that client computed (from what the relay showed it) and read exactly what the client
+//! wrote. An exchange *decodes* when the XOR of all cells equals the XOR of what the members
+//! wrote; only then does the relay see what an owner did.
+//!
+//! Each test says what protocol v1 did and first checks that the reaction it let the relay
+//! watch is real (so the test fails against v1), then that v2 keeps it hidden. Two tests are
+//! ignored: they show weaknesses that remain (see their `ignore` reasons).
+
+// Test code: every unwrap() and expect() asserts on frames and state the test itself set up.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use dissent_core::bits;
+use dissent_core::client::{
+    Chunk, Client, ClientConfig, ClientError, ClientEvent, Delivery, OpenError, Upstream,
+    MAX_CONNECTIONS,
+};
+use dissent_core::crypto::{
+    public_key, xor_into, IntervalKey, PadEngine, PadNonce, PairKey, SerialPads,
+};
+use dissent_core::schedule::Schedule;
+use dissent_core::testkit::{pattern, secret, App, TestTrustee, GROUP, SESSION};
+use dissent_core::transcript::{self, Transcript};
+use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeError};
+use dissent_core::wire::{
+    self, CellView, ConnId, Down, Head, IntervalRecord, Kind, Message, OutputsView, Params, Record,
+    Resume,
+};
+use dissent_core::{Duration, Instant, MAC_LEN, NONCE_LEN};
+
+/// Clients in the group: enough for an 8-byte reservation bitmap, so that a noisy one equals
+/// the intended one only by a 2^-64 chance.
+const N: usize = 64;
+/// Trustees in the group.
+const M: usize = 2;
+/// Base cell length.
+const CELL: usize = 64;
+/// Frame limit of every node.
+const MAX_FRAME: u32 = 4096;
+/// The relay instance.
+const EPOCH: [u8; 16] = [0xE0; 16];
+/// What the owner of the history tests sends.
+const FIRST: &[u8] = b"first message";
+
+/// Each client's slot: a permutation the relay does not know (the test does).
+fn slot_of(client: usize) -> u16 {
+    ((client * 5 + 3) % N) as u16
+}
+
+fn all() -> Vec<usize> {
+    (0..N).collect()
+}
+
+fn params() -> Params {
+    Params {
+        base_len: CELL as u32,
+        max_len: 256,
+        downstream_len: 512,
+        period: 4,
+        admit: 4,
+        capacity: 4,
+    }
+}
+
+fn bitmap(members: impl IntoIterator<Item = usize>) -> Vec<u8> {
+    let mut b = vec![0u8; N.div_ceil(8)];
+    for i in members {
+        bits::set(&mut b, i);
+    }
+    b
+}
+
+fn frame_body(msg: &Message<'_>) -> Vec<u8> {
+    let mut out = vec![0u8; msg.frame_len()];
+    let n = msg.emit_frame(&mut out).expect("the test's frames fit");
+    out[wire::FRAME_HEADER_LEN..n].to_vec()
+}
+
+fn body_of(frame: &[u8]) -> &[u8] {
+    wire::split_frame(frame)
+        .expect("a node's frame")
+        .expect("a whole frame")
+        .0
+}
+
+/// The cell of a `Cell` frame, checked to answer `exchange` of `interval`.
+fn cell_of(frame: &[u8], interval: u32, exchange: u64) -> Vec<u8> {
+    match Message::parse(body_of(frame)).expect("a node's frame") {
+        Message::Cell {
+            interval: i,
+            exchange: e,
+            cell,
+        } if (i, e) == (interval, exchange) => cell.to_vec(),
+        other => panic!("expected the cell of exchange {exchange}, got {other:?}"),
+    }
+}
+
+fn trustee_keys() -> Vec<[u8; 32]> {
+    (0..M).map(|t| public_key(&secret(2, t))).collect()
+}
+
+fn client_config(
+    i: usize,
+    trustee_keys: &[[u8; 32]],
+    min_clients: u16,
+    rng_seed: [u8; 32],
+) -> ClientConfig<'_> {
+    ClientConfig {
+        index: i as u16,
+        clients: N as u16,
+        group_id: GROUP,
+        session_id: SESSION,
+        session_secret: secret(1, i),
+        trustee_keys,
+        slot: slot_of(i),
+        slots: N as u16,
+        cell_len: CELL,
+        max_frame: MAX_FRAME,
+        max_reserved: 8,
+        ring_len: 4096,
+        replay_len: 2048,
+        min_clients,
+        linger: Duration::from_millis(5),
+        rng_seed,
+    }
+}
+
+fn new_client(cfg: &ClientConfig<'_>) -> Client<Vec<u8>> {
+    Client::new(cfg, vec![0u8; Client::<Vec<u8>>::storage_len(cfg)]).expect("client config")
+}
+
+/// A downstream record, as the relay shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rec {
+    None,
+    Data(ConnId, Vec<u8>),
+    Close(ConnId),
+}
+
+impl Rec {
+    fn down(&self) -> Down<'_> {
+        match self {
+            Rec::None => Down::None,
+            Rec::Data(conn, data) => Down::Data { conn: *conn, data },
+            Rec::Close(conn) => Down::Close { conn: *conn },
+        }
+    }
+}
+
+/// An upstream record the relay decoded from a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Up {
+    Data {
+        conn: ConnId,
+        open: bool,
+        payload: Vec<u8>,
+    },
+    Close(ConnId),
+}
+
+/// The records of a data exchange's plaintext, as the relay takes them (`None`: garbled).
+fn upstream(plain: &[u8], slot: u16) -> Option<Vec<Up>> {
+    let view = CellView::parse(plain).ok()?;
+    let mut ups = Vec::new();
+    for r in view.records() {
+        if r.conn().slot() != Some(slot) {
+            return None;
+        }
+        ups.push(match r {
+            Record::Data {
+                conn,
+                open,
+                payload,
+            } => Up::Data {
+                conn,
+                open,
+                payload: payload.to_vec(),
+            },
+            Record::Close { conn } => Up::Close(conn),
+        });
+    }
+    Some(ups)
+}
+
+fn carries(ups: &[Up], conn: ConnId, bytes: &[u8]) -> bool {
+    ups.iter()
+        .any(|u| matches!(u, Up::Data { conn: c, payload, .. } if *c == conn && payload == bytes))
+}
+
+/// What a client put out, in order, as its shell would see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Out {
+    /// A frame from `poll_transmit` (Hello, ProbeReply), by length.
+    Control(usize),
+    /// A cell frame from `handle_frame`, by length.
+    Cell(usize),
+    /// An event.
+    Event(ClientEvent),
+    /// Downstream bytes or a close handed to the application.
+    Delivery(ConnId),
+    /// `handle_frame` refused the frame.
+    Refused(ClientError),
+}
+
+fn deliver(app: &mut App, trace: &mut Vec<Out>, d: Delivery<'_>) {
+    match d {
+        Delivery::Data { conn, data } => {
+            trace.push(Out::Delivery(conn));
+            app.received
+                .entry(conn)
+                .or_default()
+                .extend_from_slice(data);
+        }
+        Delivery::Close { conn } => {
+            trace.push(Out::Delivery(conn));
+            app.closed.push(conn);
+        }
+    }
+}
+
+/// A client's latest Hello.
+#[derive(Debug, Clone)]
+struct Hello {
+    nonce: [u8; NONCE_LEN],
+    proofs: Vec<u8>,
+    resume: Option<Resume>,
+}
+
+/// One member as the relay lists it to the trustees.
+#[derive(Debug, Clone)]
+struct Entry {
+    client: usize,
+    nonce: [u8; NONCE_LEN],
+    proofs: Vec<u8>,
+}
+
+/// What the relay showed one client, from which the test recomputes that client's pads.
+#[derive(Debug, Clone)]
+struct View {
+    transcript: Transcript,
+    head: Head,
+    keys: Vec<IntervalKey>,
+}
+
+impl View {
+    /// The client's cell with its pads removed: what it wrote.
+    fn strip(&self, cell: &[u8]) -> Vec<u8> {
+        let mut plain = cell.to_vec();
+        SerialPads.xor_pads(&self.keys, &self.transcript.pad_nonce(), &mut plain);
+        plain
+    }
+}
+
+/// The fields of an `IntervalStart`.
+#[derive(Debug, Clone)]
+struct Start {
+    interval: u32,
+    online: Vec<usize>,
+    nonces: Vec<[u8; NONCE_LEN]>,
+    history: Vec<IntervalRecord>,
+    head: Head,
+    largest: u32,
+}
+
+impl Start {
+    fn body(&self) -> Vec<u8> {
+        frame_body(&Message::IntervalStart {
+            interval: self.interval,
+            epoch: EPOCH,
+            online: &bitmap(self.online.iter().copied()),
+            nonces: &self.nonces.concat(),
+            window: 1,
+            params: params(),
+            history: self.history.iter().copied().collect(),
+            head: self.head,
+            oldest: 1,
+            largest: self.largest,
+        })
+    }
+}
+
+/// Records how many pads a trustee applies, and over how many bytes.
+struct Counting<'a>(&'a mut Vec<(usize, usize)>);
+
+impl PadEngine for Counting<'_> {
+    fn xor_pads(&mut self, keys: &[IntervalKey], nonce: &PadNonce, out: &mut [u8]) {
+        self.0.push((keys.len(), out.len()));
+        SerialPads.xor_pads(keys, nonce, out);
+    }
+}
+
+/// An exchange issued: every answer the relay got.
+#[derive(Debug, Clone)]
+struct Issued {
+    interval: u32,
+    exchange: u64,
+    kind: Kind,
+    trustee_cells: Vec<Vec<u8>>,
+    client_cells: BTreeMap<usize, Vec<u8>>,
+    /// What each client that answered wrote (its cell without its pads).
+    wrote: BTreeMap<usize, Vec<u8>>,
+}
+
+/// An exchange the relay combined.
+#[derive(Debug, Clone)]
+struct Decoded {
+    exchange: u64,
+    kind: Kind,
+    /// The XOR of every cell the relay has: all it learns.
+    xor: Vec<u8>,
+    wrote: BTreeMap<usize, Vec<u8>>,
+}
+
+impl Decoded {
+    /// The XOR of what the members wrote: in a data exchange, the owner's plaintext.
+    fn intended(&self) -> Vec<u8> {
+        let mut x = vec![0u8; self.xor.len()];
+        for p in self.wrote.values() {
+            xor_into(&mut x, p);
+        }
+        x
+    }
+
+    fn decodes(&self) -> bool {
+        self.xor == self.intended()
+    }
+
+    fn slot(&self) -> Option<u16> {
+        match self.kind {
+            Kind::Slot { slot, .. } => Some(slot),
+            Kind::Reserve => None,
+        }
+    }
+
+    /// What the relay hands its exit from this exchange (`None`: not a well-formed cell).
+    fn records(&self) -> Option<Vec<Up>> {
+        upstream(&self.xor, self.slot()?)
+    }
+
+    fn carries(&self, conn: ConnId, bytes: &[u8]) -> bool {
+        self.records().is_some_and(|r| carries(&r, conn, bytes))
+    }
+}
+
+/// The slots whose exchanges carried records.
+fn active_slots(run: &[Decoded]) -> BTreeSet<u16> {
+    run.iter()
+        .filter(|d| d.records().is_some_and(|r| !r.is_empty()))
+        .filter_map(Decoded::slot)
+        .collect()
+}
+
+/// The relay's state within an interval.
+#[derive(Debug)]
+struct Run {
+    interval: u32,
+    members: Vec<usize>,
+    schedule: Schedule,
+    table: Vec<u8>,
+    /// Outputs to report in the next request (window 1: the previous exchange's).
+    outputs: Vec<u8>,
+    next: u64,
+    done: u64,
+}
+
+/// The relay, hand-written, with every node it drives.
+struct Mallory {
+    now: Instant,
+    clients: Vec<Client<Vec<u8>>>,
+    trustees: Vec<TestTrustee>,
+    apps: Vec<App>,
+    /// Pair keys of every (client, trustee): the test's knowledge, never the relay's.
+    pairs: Vec<Vec<PairKey>>,
+    hellos: Vec<Option<Hello>>,
+    views: Vec<Option<View>>,
+    traces: Vec<Vec<Out>>,
+    /// (keys, bytes) of every pad computation of the trustees.
+    trustee_pads: Vec<(usize, usize)>,
+    /// The downstream log (record `seq` at `seq - 1`) and its head.
+    log: Vec<Rec>,
+    head: Head,
+    history: Vec<IntervalRecord>,
+    /// Records the exit has for the downstream.
+    exit: VecDeque<Rec>,
+    /// Upstream records that reached the exit, by slot.
+    upstream: Vec<(u16, Up)>,
+    run: Option<Run>,
+    out: Vec<u8>,
+}
+
+impl Mallory {
+    /// A group with every trustee and client connected; `min` is everyone's minimum.
+    fn new(min: u16) -> Self {
+        Self::with_minimums(min, min)
+    }
+
+    fn with_minimums(client_min: u16, trustee_min: u16) -> Self {
+        let tkeys = trustee_keys();
+        let ckeys: Vec<[u8; 32]> = (0..N).map(|i| public_key(&secret(1, i))).collect();
+        let clients = (0..N)
+            .map(|i| new_client(&client_config(i, &tkeys, client_min, secret(4, i))))
+            .collect();
+        let trustees = (0..M)
+            .map(|t| {
+                let cfg = TrusteeConfig {
+                    index: t as u16,
+                    trustees: M as u16,
+                    group_id: GROUP,
+                    session_id: SESSION,
+                    session_secret: secret(2, t),
+                    client_keys: &ckeys,
+                    slots: N as u16,
+                    cell_len: CELL,
+                    max_reserved: 8,
+                    max_frame: MAX_FRAME,
+                    rng_seed: secret(3, t),
+                    min_clients: trustee_min,
+                };
+                Trustee::new(
+                    &cfg,
+                    vec![PairKey::EMPTY; N],
+                    vec![IntervalKey::EMPTY; N],
+                    vec![0u8; TestTrustee::storage_len(&cfg)],
+                )
+                .expect("trustee config")
+            })
+            .collect();
+        let pairs = (0..N)
+            .map(|i| {
+                tkeys
+                    .iter()
+                    .map(|k| PairKey::agree(&secret(1, i), k, true, &GROUP, &SESSION).unwrap())
+                    .collect()
+            })
+            .collect();
+        let mut m = Mallory {
+            now: Instant::from_micros(1_000_000),
+            clients,
+            trustees,
+            apps: (0..N).map(|_| App::default()).collect(),
+            pairs,
+            hellos: vec![None; N],
+            views: vec![None; N],
+            traces: vec![Vec::new(); N],
+            trustee_pads: Vec::new(),
+            log: Vec::new(),
+            head: transcript::genesis(&EPOCH),
+            history: Vec::new(),
+            exit: VecDeque::new(),
+            upstream: Vec::new(),
+            run: None,
+            out: vec![0u8; MAX_FRAME as usize + 64],
+        };
+        for t in 0..M {
+            m.reconnect_trustee(t);
+        }
+        for i in 0..N {
+            m.connect(i);
+        }
+        m
+    }
+
+    /// Trustee `t`'s link comes up (again); it forgets any interval it had.
+    fn reconnect_trustee(&mut self, t: usize) {
+        let trustee = &mut self.trustees[t];
+        trustee.handle_connected(self.now);
+        let n = trustee
+            .poll_transmit(&mut self.out)
+            .unwrap()
+            .expect("Hello");
+        assert!(matches!(
+            Message::parse(body_of(&self.out[..n])),
+            Ok(Message::Hello { .. })
+        ));
+    }
+
+    /// Client `i`'s link comes up; returns its Hello.
+    fn connect(&mut self, i: usize) -> Hello {
+        self.clients[i].handle_connected(self.now);
+        let n = self.clients[i]
+            .poll_transmit(&mut self.out)
+            .unwrap()
+            .expect("Hello");
+        self.traces[i].push(Out::Control(n));
+        let Ok(Message::Hello {
+            nonce,
+            proofs,
+            resume,
+            ..
+        }) = Message::parse(body_of(&self.out[..n]))
+        else {
+            panic!("client {i} did not start with a Hello");
+        };
+        let hello = Hello {
+            nonce,
+            proofs: proofs.to_vec(),
+            resume,
+        };
+        self.hellos[i] = Some(hello.clone());
+        hello
+    }
+
+    /// Client `i`'s link drops (the relay cuts it, or the client gives up after an error).
+    fn disconnect(&mut self, i: usize) {
+        self.clients[i].handle_disconnected(self.now);
+        while let Some(ev) = self.clients[i].poll_event() {
+            self.traces[i].push(Out::Event(ev));
+        }
+    }
+
+    /// Hands client `i` one frame body and plays its shell: the cell first, then deliveries,
+    /// events, control frames, and `prepare`.
+    fn feed(&mut self, i: usize, body: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
+        let handled = match self.clients[i].handle_frame(self.now, body, &mut self.out) {
+            Ok(h) => h,
+            Err(e) => {
+                self.traces[i].push(Out::Refused(e));
+                return Err(e);
+            }
+        };
+        let cell = handled.cell.map(|n| {
+            self.traces[i].push(Out::Cell(n));
+            self.out[..n].to_vec()
+        });
+        if let Some(d) = handled.delivery {
+            deliver(&mut self.apps[i], &mut self.traces[i], d);
+        }
+        while let Some(d) = self.clients[i].poll_replay() {
+            deliver(&mut self.apps[i], &mut self.traces[i], d);
+        }
+        while let Some(ev) = self.clients[i].poll_event() {
+            if let ClientEvent::Lost { conn } = ev {
+                self.apps[i].lost.push(conn);
+            }
+            self.traces[i].push(Out::Event(ev));
+        }
+        while let Some(n) = self.clients[i].poll_transmit(&mut self.out).unwrap() {
+            self.traces[i].push(Out::Control(n));
+        }
+        self.clients[i].prepare(self.now, &mut self.apps[i]);
+        Ok(cell)
+    }
+
+    /// Opens a connection at client `i`.
+    fn open_conn(&mut self, i: usize) -> ConnId {
+        let conn = self.clients[i].open().expect("room for a connection");
+        self.clients[i].prepare(self.now, &mut self.apps[i]);
+        conn
+    }
+
+    /// The application of client `i` writes `bytes` on `conn`.
+    fn send(&mut self, i: usize, conn: ConnId, bytes: &[u8]) {
+        self.apps[i].pending.push_back((conn, bytes.to_vec()));
+        self.clients[i].prepare(self.now, &mut self.apps[i]);
+    }
+
+    /// The members as their latest Hellos list them.
+    fn entries(&self, members: &[usize]) -> Vec<Entry> {
+        members
+            .iter()
+            .map(|&i| {
+                let h = self.hellos[i].as_ref().expect("said hello");
+                Entry {
+                    client: i,
+                    nonce: h.nonce,
+                    proofs: h.proofs.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// `IntervalOpen` and `Members` to every trustee; returns their interval nonces.
+    fn open(&mut self, interval: u32, entries: &[Entry]) -> Result<Vec<[u8; 16]>, TrusteeError> {
+        let online = bitmap(entries.iter().map(|e| e.client));
+        let open = frame_body(&Message::IntervalOpen {
+            interval,
+            online: &online,
+        });
+        let mut nonces = Vec::new();
+        for (t, trustee) in self.trustees.iter_mut().enumerate() {
+            trustee.handle_frame(self.now, &open)?;
+            let mut list = Vec::new();
+            for e in entries {
+                list.extend_from_slice(&e.nonce);
+                list.extend_from_slice(&e.proofs[t * MAC_LEN..(t + 1) * MAC_LEN]);
+            }
+            let members = frame_body(&Message::Members {
+                interval,
+                first: 0,
+                entries: &list,
+            });
+            trustee.handle_frame(self.now, &members)?;
+            let n = trustee
+                .poll_transmit(&mut self.out)
+                .unwrap()
+                .expect("ready");
+            match Message::parse(body_of(&self.out[..n])) {
+                Ok(Message::IntervalReady { interval: i, nonce }) if i == interval => {
+                    nonces.push(nonce)
+                }
+                other => panic!("trustee {t} answered {other:?}"),
+            }
+        }
+        Ok(nonces)
+    }
+
+    /// The start an honest relay would send now.
+    fn start(&self, interval: u32, members: &[usize], nonces: &[[u8; 16]]) -> Start {
+        let largest = self
+            .log
+            .iter()
+            .map(|r| match r {
+                Rec::Data(_, d) => d.len() as u32,
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        Start {
+            interval,
+            online: members.to_vec(),
+            nonces: nonces.to_vec(),
+            history: self.history.clone(),
+            head: self.head,
+            largest,
+        }
+    }
+
+    /// Trustee `t` gets `bodies[t]`; returns every member's confirmations, in trustee order.
+    fn confirm(&mut self, bodies: &[&[u8]]) -> Result<BTreeMap<usize, Vec<u8>>, TrusteeError> {
+        assert_eq!(bodies.len(), M);
+        let mut macs: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+        for (trustee, body) in self.trustees.iter_mut().zip(bodies) {
+            let Ok(Message::IntervalStart { online, .. }) = Message::parse(body) else {
+                panic!("not a start");
+            };
+            let members: Vec<usize> = (0..N).filter(|&i| bits::test(online, i)).collect();
+            trustee.handle_frame(self.now, body)?;
+            let _ = trustee.poll_event();
+            while let Some(n) = trustee.poll_transmit(&mut self.out).unwrap() {
+                let Ok(Message::Confirm {
+                    first, macs: list, ..
+                }) = Message::parse(body_of(&self.out[..n]))
+                else {
+                    panic!("a trustee sent something else than its confirmations");
+                };
+                for (k, mac) in list.chunks_exact(MAC_LEN).enumerate() {
+                    let member = members[first as usize + k];
+                    macs.entry(member).or_default().extend_from_slice(mac);
+                }
+            }
+        }
+        Ok(macs)
+    }
+
+    /// Client `i` is shown a start; the test keeps what it was shown.
+    fn show(&mut self, i: usize, body: &[u8]) -> Result<(), ClientError> {
+        let cell = self.feed(i, body)?;
+        assert_eq!(cell, None);
+        let Ok(Message::IntervalStart {
+            interval,
+            nonces,
+            head,
+            ..
+        }) = Message::parse(body)
+        else {
+            panic!("not a start");
+        };
+        let link = self.hellos[i].as_ref().expect("said hello").nonce;
+        let keys = self.pairs[i]
+            .iter()
+            .zip(nonces.chunks_exact(NONCE_LEN))
+            .map(|(pair, n)| pair.interval_key(interval, n.try_into().unwrap(), &link))
+            .collect();
+        self.views[i] = Some(View {
+            transcript: Transcript::start(body),
+            head,
+            keys,
+        });
+        Ok(())
+    }
+
+    /// Client `i` gets its confirmations, then the records it missed, if it asked for any.
+    fn confirmed(&mut self, i: usize, interval: u32, macs: &[u8]) -> Result<(), ClientError> {
+        self.feed(i, &frame_body(&Message::Confirmed { interval, macs }))?;
+        let resume = self.hellos[i].as_mut().and_then(|h| h.resume.take());
+        if let Some(r) = resume.filter(|r| r.epoch == EPOCH) {
+            for seq in r.seq + 1..=self.head.seq {
+                let rec = self.log[(seq - 1) as usize].clone();
+                self.feed(
+                    i,
+                    &frame_body(&Message::Replay {
+                        seq,
+                        down: rec.down(),
+                    }),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The confirmations of `body` for client `i`, made with the trustees' MAC keys: what
+    /// no relay can make.
+    fn forge_confirmations(&self, i: usize, body: &[u8]) -> Vec<u8> {
+        let view = Transcript::start(body);
+        self.pairs[i]
+            .iter()
+            .flat_map(|p| p.confirmation(view.hash()))
+            .collect()
+    }
+
+    /// The relay's side of a started interval (window 1, fresh schedule).
+    fn begin(&mut self, interval: u32, members: &[usize]) {
+        let p = params();
+        let len = Schedule::table_len(p.capacity);
+        self.run = Some(Run {
+            interval,
+            members: members.to_vec(),
+            schedule: Schedule::new(N as u16, &p, len).unwrap(),
+            table: vec![0u8; len],
+            outputs: Vec::new(),
+            next: 0,
+            done: 0,
+        });
+    }
+
+    /// An interval of `members`, run as an honest relay would start it.
+    fn run_interval(&mut self, interval: u32, members: &[usize]) {
+        let entries = self.entries(members);
+        let nonces = self.open(interval, &entries).expect("the trustees open it");
+        let body = self.start(interval, members, &nonces).body();
+        let macs = self
+            .confirm(&[&body, &body])
+            .expect("the trustees confirm it");
+        for &i in members {
+            self.show(i, &body).expect("a member takes the start");
+            self.confirmed(i, interval, &macs[&i])
+                .expect("a member takes its confirmations");
+        }
+        self.begin(interval, members);
+    }
+
+    /// The honest relay's two candidate starts of `interval` for everyone: the truth, and
+    /// the lie that the last interval decoded nothing.
+    fn two_starts(&mut self, interval: u32) -> (Vec<u8>, Vec<u8>) {
+        let members = all();
+        let entries = self.entries(&members);
+        let nonces = self.open(interval, &entries).expect("the trustees open it");
+        let honest = self.start(interval, &members, &nonces);
+        let mut lying = honest.clone();
+        lying.history.last_mut().expect("a past interval").done = 0;
+        (honest.body(), lying.body())
+    }
+
+    /// Ends the interval; the history records how far it got.
+    fn end_interval(&mut self) {
+        let run = self.run.take().expect("an interval runs");
+        self.history.push(IntervalRecord {
+            interval: run.interval,
+            done: run.done,
+        });
+        if self.history.len() > wire::MAX_HISTORY {
+            self.history.remove(0);
+        }
+    }
+
+    /// The kind of the next exchange.
+    fn peek(&self) -> Kind {
+        let run = self.run.as_ref().expect("an interval runs");
+        let mut schedule = run.schedule;
+        schedule.next(&run.table)
+    }
+
+    /// Issues the next exchange: the trustees are given the head after `trustee_rec`, client
+    /// `i` (of `to`) is shown `shown(i)`.
+    fn issue_with(
+        &mut self,
+        to: &[usize],
+        shown: &dyn Fn(usize) -> Rec,
+        trustee_rec: &Rec,
+    ) -> Issued {
+        self.now = self.now + Duration::from_millis(1);
+        let run = self.run.as_mut().expect("an interval runs");
+        let (interval, exchange) = (run.interval, run.next);
+        let kind = run.schedule.next(&run.table);
+        run.next += 1;
+        let outputs = core::mem::take(&mut run.outputs);
+        if *trustee_rec != Rec::None {
+            self.log.push(trustee_rec.clone());
+        }
+        transcript::append(&mut self.head, &trustee_rec.down());
+        let request = frame_body(&Message::TrusteeRequest {
+            interval,
+            exchange,
+            kind,
+            outputs: &outputs,
+            head: self.head.hash,
+        });
+        let mut trustee_cells = Vec::new();
+        for (t, trustee) in self.trustees.iter_mut().enumerate() {
+            trustee
+                .handle_frame(self.now, &request)
+                .unwrap_or_else(|e| panic!("trustee {t} refused exchange {exchange}: {e}"));
+            let n = trustee
+                .poll_transmit_with(&mut self.out, &mut Counting(&mut self.trustee_pads))
+                .unwrap()
+                .expect("a cell");
+            trustee_cells.push(cell_of(&self.out[..n], interval, exchange));
+        }
+        let mut client_cells = BTreeMap::new();
+        let mut wrote = BTreeMap::new();
+        for &i in to {
+            let rec = shown(i);
+            let body = frame_body(&Message::ClientRequest {
+                interval,
+                exchange,
+                kind,
+                outputs: &outputs,
+                down: rec.down(),
+            });
+            let frame = self
+                .feed(i, &body)
+                .unwrap_or_else(|e| panic!("client {i} refused exchange {exchange}: {e}"))
+                .expect("a cell");
+            let cell = cell_of(&frame, interval, exchange);
+            let view = self.views[i].as_mut().expect("shown a start");
+            transcript::append(&mut view.head, &rec.down());
+            view.transcript
+                .advance(exchange, kind, &outputs, &view.head.hash);
+            wrote.insert(i, view.strip(&cell));
+            client_cells.insert(i, cell);
+        }
+        Issued {
+            interval,
+            exchange,
+            kind,
+            trustee_cells,
+            client_cells,
+            wrote,
+        }
+    }
+
+    /// Issues the next exchange to every member, with the exit's next record.
+    fn issue(&mut self) -> Issued {
+        let rec = self.exit.pop_front().unwrap_or(Rec::None);
+        let members = self.run.as_ref().expect("an interval runs").members.clone();
+        self.issue_with(&members, &|_| rec.clone(), &rec)
+    }
+
+    /// XORs the cells the relay has (a missing member counts as zeros), hands the records to
+    /// the exit and reports the output in the next request, as an honest relay would.
+    fn decode(&mut self, issued: Issued) -> Decoded {
+        let len = issued.kind.cell_len(N as u16);
+        let mut x = vec![0u8; len];
+        for c in issued
+            .trustee_cells
+            .iter()
+            .chain(issued.client_cells.values())
+        {
+            xor_into(&mut x, c);
+        }
+        let mut buf = [0u8; 16];
+        let end = match issued.kind {
+            Kind::Reserve => {
+                let mut requests = x.clone();
+                for s in N..requests.len() * 8 {
+                    bits::clear(&mut requests, s);
+                }
+                wire::emit_requests_output(&mut buf, 0, &requests)
+            }
+            Kind::Slot { slot, .. } => {
+                let ups = upstream(&x, slot);
+                let next = match &ups {
+                    Some(ups) => {
+                        self.upstream.extend(ups.iter().map(|u| (slot, u.clone())));
+                        CellView::parse(&x).map_or(0, |v| v.next())
+                    }
+                    None => 0,
+                };
+                wire::emit_next_output(&mut buf, 0, next)
+            }
+        }
+        .expect("an output fits");
+        let run = self.run.as_mut().expect("an interval runs");
+        assert_eq!((run.interval, run.done), (issued.interval, issued.exchange));
+        let outputs = OutputsView::parse(&buf[..end], N as u16).expect("own output");
+        for o in outputs.iter() {
+            run.schedule
+                .apply(&mut run.table, issued.kind, &o)
+                .expect("the output fits its exchange");
+        }
+        run.outputs.extend_from_slice(&buf[..end]);
+        run.done += 1;
+        Decoded {
+            exchange: issued.exchange,
+            kind: issued.kind,
+            xor: x,
+            wrote: issued.wrote,
+        }
+    }
+
+    fn exchange(&mut self) -> Decoded {
+        let issued = self.issue();
+        self.decode(issued)
+    }
+
+    fn exchanges(&mut self, n: usize) -> Vec<Decoded> {
+        (0..n).map(|_| self.exchange()).collect()
+    }
+
+    /// Runs exchanges until `done` holds (checked before each), at most `max`.
+    fn exchanges_until(&mut self, max: usize, done: impl Fn(&Mallory) -> bool) {
+        for _ in 0..max {
+            if done(self) {
+                return;
+            }
+            self.exchange();
+        }
+        assert!(done(self), "condition not reached in {max} exchanges");
+    }
+
+    /// Whether the exit got `bytes` on `conn` in one record.
+    fn reached_exit(&self, conn: ConnId, bytes: &[u8]) -> bool {
+        self.upstream
+            .iter()
+            .any(|(_, u)| carries(std::slice::from_ref(u), conn, bytes))
+    }
+
+    /// Whether the exit saw `conn` opened.
+    fn opened(&self, conn: ConnId) -> bool {
+        self.upstream
+            .iter()
+            .any(|(_, u)| matches!(u, Up::Data { conn: c, open: true, .. } if *c == conn))
+    }
+
+    /// The trustees' pads for client `c` (listed but silent) in the last exchange, of
+    /// `len` bytes, under the view member `like` shares with the trustees: what the relay
+    /// would need to cancel them without `c`.
+    fn pads_of(&self, c: usize, nonces: &[[u8; 16]], like: usize, len: usize) -> Vec<u8> {
+        let view = self.views[like].as_ref().expect("shown a start");
+        let interval = self.run.as_ref().expect("an interval runs").interval;
+        let link = self.hellos[c].as_ref().expect("said hello").nonce;
+        let keys: Vec<IntervalKey> = self.pairs[c]
+            .iter()
+            .zip(nonces)
+            .map(|(p, n)| p.interval_key(interval, n, &link))
+            .collect();
+        let mut pads = vec![0u8; len];
+        SerialPads.xor_pads(&keys, &view.transcript.pad_nonce(), &mut pads);
+        pads
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. History equivocation
+
+/// A group (everyone's minimum `min`) in which `owner` just had [`FIRST`] decoded in its
+/// slot, in the last exchange of interval 10. With window 1 no later request vouched for
+/// that cell, so the owner still holds it, and the next history decides whether it sends
+/// it again.
+fn after_first_message(owner: usize, min: u16) -> (Mallory, ConnId) {
+    let mut m = Mallory::new(min);
+    m.run_interval(10, &all());
+    let conn = m.open_conn(owner);
+    m.send(owner, conn, FIRST);
+    m.exchanges_until(16, |m| m.reached_exit(conn, FIRST));
+    m.end_interval();
+    assert_eq!(
+        m.history,
+        [IntervalRecord {
+            interval: 10,
+            done: 2
+        }]
+    );
+    (m, conn)
+}
+
+#[test]
+fn history_equivocation_is_refused_before_the_owner_acts() {
+    let owner = 0;
+    let slot = slot_of(owner);
+
+    // The premise: the owner acts on history. Told that interval 10 decoded nothing, it
+    // sends its last cell again; told the truth, its slot stays silent. In v1 nothing
+    // authenticated `history` and each client could be shown its own: shown `(10, 0)` to
+    // half the clients, the slot repeated its plaintext only if its owner was in that half,
+    // and about log2 n intervals found the owner.
+    for lie in [false, true] {
+        let (mut m, conn) = after_first_message(owner, 1);
+        if lie {
+            m.history[0].done = 0;
+        }
+        m.run_interval(11, &all());
+        let run = m.exchanges(8);
+        assert!(run.iter().all(Decoded::decodes));
+        assert_eq!(
+            run.iter().any(|d| d.carries(conn, FIRST)),
+            lie,
+            "lie: {lie}"
+        );
+    }
+
+    // v2: each half is shown its own history in an otherwise identical start; the trustees
+    // get one of the two. Every client shown the other one refuses at `Confirmed`, before
+    // acting: no event, and (below) no resend.
+    let halves: [Vec<usize>; 2] = [(0..N / 2).collect(), (N / 2..N).collect()];
+    for lied in &halves {
+        for trustees_lied_to in [false, true] {
+            let (mut m, _) = after_first_message(owner, 1);
+            let (honest, lying) = m.two_starts(11);
+            let (confirmed, other) = if trustees_lied_to {
+                (&lying, &honest)
+            } else {
+                (&honest, &lying)
+            };
+            let macs = m.confirm(&[confirmed, confirmed]).unwrap();
+            let mut refused = Vec::new();
+            for i in all() {
+                let body = if lied.contains(&i) { &lying } else { &honest };
+                m.show(i, body).unwrap();
+                let mark = m.traces[i].len();
+                let got = m.confirmed(i, 11, &macs[&i]);
+                if body == confirmed {
+                    assert_eq!(got, Ok(()));
+                    let started = ClientEvent::IntervalStarted {
+                        interval: 11,
+                        clients: N,
+                    };
+                    assert_eq!(m.traces[i][mark..], [Out::Event(started)]);
+                } else {
+                    let e = ClientError::Unconfirmed { trustee: 0 };
+                    assert_eq!(got, Err(e), "client {i}");
+                    assert_eq!(m.traces[i][mark..], [Out::Refused(e)], "client {i}");
+                    refused.push(i);
+                }
+            }
+            assert_eq!(refused.len(), N / 2);
+            // A trustee takes one start per interval: a start for the other half is refused.
+            assert_eq!(
+                m.trustees[0].handle_frame(m.now, other),
+                Err(TrusteeError::Unexpected)
+            );
+            // Where the owner refused, it did not act: back on a new link, in an honest
+            // interval, its slot stays silent. (Where it accepted the trustees' view it acted
+            // on it; when that view is the lie, see the ignored test below.)
+            if refused.contains(&owner) {
+                for &i in &refused {
+                    m.disconnect(i);
+                    m.connect(i);
+                }
+                m.reconnect_trustee(0);
+                m.run_interval(12, &all());
+                let run = m.exchanges(8);
+                assert!(run.iter().all(Decoded::decodes));
+                assert_eq!(active_slots(&run), BTreeSet::new());
+            }
+        }
+    }
+
+    // Trustees split between the two views: every client fails one confirmation.
+    let (mut m, _) = after_first_message(owner, 1);
+    let (honest, lying) = m.two_starts(11);
+    let macs = m.confirm(&[&honest, &lying]).unwrap();
+    for i in all() {
+        let lied = i % 2 == 1;
+        m.show(i, if lied { &lying } else { &honest }).unwrap();
+        let trustee = if lied { 0 } else { 1 };
+        assert_eq!(
+            m.confirmed(i, 11, &macs[&i]),
+            Err(ClientError::Unconfirmed { trustee })
+        );
+    }
+
+    // The second line: were the confirmations skipped, mixed views would still decode to
+    // noise, whatever the owner does. (The test forges the lied-to half's confirmations with
+    // the trustees' MAC keys, which no relay holds.)
+    for lied in &halves {
+        let (mut m, conn) = after_first_message(owner, 1);
+        let (honest, lying) = m.two_starts(11);
+        let macs = m.confirm(&[&honest, &honest]).unwrap();
+        for i in all() {
+            if lied.contains(&i) {
+                m.show(i, &lying).unwrap();
+                let forged = m.forge_confirmations(i, &lying);
+                m.confirmed(i, 11, &forged).unwrap();
+            } else {
+                m.show(i, &honest).unwrap();
+                m.confirmed(i, 11, &macs[&i]).unwrap();
+            }
+        }
+        m.begin(11, &all());
+        let run = m.exchanges(16);
+        for d in &run {
+            assert!(!d.decodes(), "exchange {} decoded", d.exchange);
+            if d.slot() == Some(slot) {
+                assert_ne!(d.xor, d.wrote[&owner]);
+            }
+        }
+        assert!(!run.iter().any(|d| d.carries(conn, FIRST)));
+        // The owner did react where lied to: it asked for its slot to send the message again.
+        assert_eq!(run[0].kind, Kind::Reserve);
+        let asked = bits::test(&run[0].wrote[&owner], usize::from(slot));
+        assert_eq!(asked, lied.contains(&owner));
+    }
+}
+
+/// The relay gives the trustees the lie `(10, done = 0)` and shows it to client `k` alone;
+/// every other member is shown the truth and refuses at `Confirmed`, so interval 11 never
+/// runs. But `k` has already acted: `Client::on_confirmed` runs `settle` as soon as its own
+/// confirmations check, which marks its unconfirmed cell for resending. Interval 12 is
+/// honest and shown alike to everyone, yet `k`'s slot sends the message again exactly when
+/// `k` owns it. One interval tests one client (or any subset), and no minimum bounds it:
+/// interval 11 listed everyone.
+#[test]
+#[ignore = "weakness: a client acts on a start's history as soon as its own confirmations check, \
+            before it can know that every member shares that start (client.rs on_confirmed → settle)"]
+fn a_history_confirmed_to_one_client_must_not_show_in_the_next_interval() {
+    let owner = 0;
+    let mut seen = Vec::new();
+    for k in [owner, 5] {
+        let (mut m, _) = after_first_message(owner, 1);
+        let (honest, lying) = m.two_starts(11);
+        let macs = m.confirm(&[&lying, &lying]).unwrap();
+        for i in all() {
+            m.show(i, if i == k { &lying } else { &honest }).unwrap();
+            let got = m.confirmed(i, 11, &macs[&i]);
+            assert_eq!(got.is_ok(), i == k, "client {i}");
+            if i != k {
+                // Its shell drops the link on the error and dials again.
+                m.disconnect(i);
+                m.connect(i);
+            }
+        }
+        m.run_interval(12, &all());
+        let run = m.exchanges(8);
+        assert!(run.iter().all(Decoded::decodes));
+        seen.push(active_slots(&run));
+    }
+    assert_eq!(
+        seen[0],
+        seen[1],
+        "the relay sees slot {} send again only when the lied-to client owns it",
+        slot_of(owner)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Downstream equivocation
+
+/// A group in which `owner` has `conn` open, its first bytes decoded, mid interval 10.
+fn with_open_connection(owner: usize) -> (Mallory, ConnId) {
+    let mut m = Mallory::new(1);
+    m.run_interval(10, &all());
+    let conn = m.open_conn(owner);
+    m.send(owner, conn, b"hello");
+    m.exchanges_until(16, |m| m.opened(conn));
+    (m, conn)
+}
+
+/// The next exchange shows client `i` the record `shown(i)` and the trustees the head after
+/// `trustee_rec`; then the owner's application writes "more" on `conn`. Returns that
+/// exchange and the 15 after it.
+fn close_then_more(
+    m: &mut Mallory,
+    owner: usize,
+    conn: ConnId,
+    shown: &dyn Fn(usize) -> Rec,
+    trustee_rec: &Rec,
+) -> Vec<Decoded> {
+    let issued = m.issue_with(&all(), shown, trustee_rec);
+    let mut run = vec![m.decode(issued)];
+    m.send(owner, conn, b"more");
+    run.extend(m.exchanges(15));
+    run
+}
+
+#[test]
+fn downstream_equivocation_garbles_the_rest_of_the_interval() {
+    let owner = 0;
+    let slot = slot_of(owner);
+
+    // The premise: the owner reacts to a downstream close. Shown `Close{conn}`, it forgets
+    // the connection and drops the bytes written on it afterwards; shown nothing, it sends
+    // them. In v1 records were unauthenticated and could differ per client: a close shown
+    // to half the clients silenced the slot only if its owner was in that half.
+    for close in [false, true] {
+        let (mut m, conn) = with_open_connection(owner);
+        let rec = if close { Rec::Close(conn) } else { Rec::None };
+        let run = close_then_more(&mut m, owner, conn, &|_| rec.clone(), &rec);
+        assert!(run.iter().all(Decoded::decodes));
+        assert_eq!(run.iter().any(|d| d.carries(conn, b"more")), !close);
+        assert_eq!(m.clients[owner].is_open(conn), !close);
+    }
+
+    // v2: half the clients are shown the close, the other half nothing, and the trustees the
+    // head of either half. That exchange and every later one decode to noise (the pads are
+    // keyed by transcripts that differ), wherever the owner is: its reaction never shows.
+    let halves: [Vec<usize>; 2] = [(0..N / 2).collect(), (N / 2..N).collect()];
+    for closed_half in &halves {
+        for trustees_see_close in [false, true] {
+            let (mut m, conn) = with_open_connection(owner);
+            let shown = |i: usize| {
+                if closed_half.contains(&i) {
+                    Rec::Close(conn)
+                } else {
+                    Rec::None
+                }
+            };
+            let trustee_rec = if trustees_see_close {
+                Rec::Close(conn)
+            } else {
+                Rec::None
+            };
+            let run = close_then_more(&mut m, owner, conn, &shown, &trustee_rec);
+            for d in &run {
+                assert!(!d.decodes(), "exchange {} decoded", d.exchange);
+                if d.slot() == Some(slot) {
+                    assert_ne!(d.xor, d.wrote[&owner]);
+                }
+            }
+            assert!(!run.iter().any(|d| d.carries(conn, b"more")));
+            // The owner did react, where it was shown the close.
+            let owner_saw_close = closed_half.contains(&owner);
+            assert_eq!(m.clients[owner].is_open(conn), !owner_saw_close);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Forced drop
+
+#[test]
+fn a_forced_drop_ends_no_connection_and_sends_no_close() {
+    let mut m = Mallory::new(2);
+    m.run_interval(20, &all());
+    let dropped: Vec<usize> = (0..N / 2).collect();
+    let stayed: Vec<usize> = (N / 2..N).collect();
+    let owner = 0;
+
+    // Clients 0 and 1 (both to be dropped) have connections the exit knows: in v1, every
+    // client that rejoined after a link drop sent a Close for each of these at once, so the
+    // slots that burst Closes belonged to the dropped subset.
+    let a = m.open_conn(owner);
+    let b = m.open_conn(owner);
+    let c = m.open_conn(1);
+    m.send(owner, a, b"alpha");
+    m.send(1, c, b"beta");
+    m.exchanges_until(32, |m| m.opened(a) && m.opened(b) && m.opened(c));
+    m.exit.push_back(Rec::Data(a, b"reply".to_vec()));
+    m.exchanges_until(8, |m| m.apps[owner].received.contains_key(&a));
+
+    // The owner writes more on `a`; its slot comes up; the relay issues that exchange and
+    // cuts half the links before it decodes, so the exchange is abandoned.
+    m.send(owner, a, b"gamma");
+    m.exchanges_until(
+        16,
+        |m| matches!(m.peek(), Kind::Slot { slot, .. } if slot == slot_of(owner)),
+    );
+    let abandoned = m.issue();
+    let wrote = upstream(&abandoned.wrote[&owner], slot_of(owner)).expect("a well-formed cell");
+    assert!(carries(&wrote, a, b"gamma"));
+    for &i in &dropped {
+        m.disconnect(i);
+    }
+    m.end_interval();
+    let done = abandoned.exchange;
+    assert_eq!(
+        m.history.last(),
+        Some(&IntervalRecord { interval: 20, done })
+    );
+
+    // Interval 21 runs without them; meanwhile the exit sends on `a`, closes `b` and sends
+    // on `c`.
+    m.run_interval(21, &stayed);
+    m.exit.extend([
+        Rec::Data(a, b" while away".to_vec()),
+        Rec::Close(b),
+        Rec::Data(c, b"for c".to_vec()),
+    ]);
+    m.exchanges_until(8, |m| m.exit.is_empty());
+    m.end_interval();
+
+    // They come back. Every client that reconnects asks for what it missed, owner or not.
+    for &i in &dropped {
+        let hello = m.connect(i);
+        let resume = hello.resume.expect("a returning client resumes");
+        assert_eq!((resume.epoch, resume.seq), (EPOCH, 1), "client {i}");
+    }
+    m.run_interval(22, &all());
+    // The missed records were replayed and delivered; the connections stay open, but for
+    // the one the exit closed.
+    assert_eq!(m.apps[owner].received[&a], b"reply while away");
+    assert_eq!(m.apps[owner].closed, [b]);
+    assert_eq!(m.apps[1].received[&c], b"for c");
+    assert!(m.clients[owner].is_open(a) && !m.clients[owner].is_open(b));
+    assert!(m.clients[1].is_open(c));
+    for &i in &dropped {
+        assert!(
+            m.apps[i].lost.is_empty(),
+            "client {i} lost {:?}",
+            m.apps[i].lost
+        );
+    }
+
+    // The next exchanges: no close from anyone. The owner's slot carries its abandoned cell
+    // again, then the bytes it writes now, and nothing else; no other slot carries anything.
+    m.send(owner, a, b"delta");
+    let run = m.exchanges(24);
+    assert!(run.iter().all(Decoded::decodes));
+    let mut sent: BTreeMap<u16, Vec<Up>> = BTreeMap::new();
+    for d in &run {
+        if let (Some(slot), Some(records)) = (d.slot(), d.records()) {
+            sent.entry(slot).or_default().extend(records);
+        }
+    }
+    sent.retain(|_, r| !r.is_empty());
+    let again = Up::Data {
+        conn: a,
+        open: false,
+        payload: b"gamma".to_vec(),
+    };
+    let new = Up::Data {
+        conn: a,
+        open: false,
+        payload: b"delta".to_vec(),
+    };
+    assert_eq!(sent, BTreeMap::from([(slot_of(owner), vec![again, new])]));
+    assert!(m.upstream.iter().all(|(_, u)| !matches!(u, Up::Close(_))));
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Isolation
+
+#[test]
+fn an_isolated_client_never_gets_an_exchange_decoded() {
+    // In v1 a trustee's minimum counted the online set, nothing proved that a listed client
+    // was online and clients never saw the set: the relay ran the target alone with invented
+    // members, and the trustees served it.
+    let target = 0;
+    let (p, q) = (N - 2, N - 1);
+    let mut m = Mallory::new(3);
+    // Clients p and q said hello earlier and are gone now.
+    m.disconnect(p);
+    m.disconnect(q);
+    let replayed = m.entries(&[target, p, q]);
+
+    // An invented member (a nonce and a proof q never sent) is refused by every trustee.
+    let mut invented = replayed.clone();
+    invented[2].nonce = [0x42; NONCE_LEN];
+    invented[2].proofs = vec![0x42; M * MAC_LEN];
+    let bad = TrusteeError::BadProof { client: q as u16 };
+    assert_eq!(m.open(30, &invented), Err(bad));
+    // So is q's real nonce with a proof made for another trustee.
+    let mut swapped = replayed.clone();
+    swapped[2].proofs.rotate_left(MAC_LEN);
+    assert_eq!(m.open(30, &swapped), Err(bad));
+
+    // Replayed proofs check (they carry no freshness) and the target takes a set of three,
+    // but nothing decodes: the trustees' pads for p and q are cancelled by nobody.
+    let nonces = m.open(31, &replayed).expect("old proofs still check");
+    let body = m.start(31, &[target, p, q], &nonces).body();
+    let macs = m.confirm(&[&body, &body]).unwrap();
+    m.show(target, &body).unwrap();
+    m.confirmed(target, 31, &macs[&target]).unwrap();
+    m.begin(31, &[target, p, q]);
+    let conn = m.open_conn(target);
+    m.send(target, conn, b"isolated");
+    for _ in 0..16 {
+        // p and q send nothing: their cells count as zeros.
+        let issued = m.issue_with(&[target], &|_| Rec::None, &Rec::None);
+        let len = issued.kind.cell_len(N as u16);
+        let d = m.decode(issued);
+        assert!(!d.decodes(), "exchange {} decoded", d.exchange);
+        if d.slot() == Some(slot_of(target)) {
+            assert_ne!(d.xor, d.wrote[&target]);
+        }
+        // What stands between the relay and the target's plaintext is exactly the trustees'
+        // pads for p and q, under keys only they and the trustees hold.
+        let mut residue = d.xor.clone();
+        xor_into(&mut residue, &d.intended());
+        let mut absent = m.pads_of(p, &nonces, target, len);
+        xor_into(&mut absent, &m.pads_of(q, &nonces, target, len));
+        assert_eq!(residue, absent);
+    }
+    assert!(!m.opened(conn));
+
+    // The trustees were opened with a small set and the client is shown a large one: its
+    // confirmations do not check.
+    let mut m = Mallory::new(2);
+    let small = [0, 1];
+    let entries = m.entries(&small);
+    let nonces = m.open(40, &entries).unwrap();
+    let opened = m.start(40, &small, &nonces).body();
+    let macs = m.confirm(&[&opened, &opened]).unwrap();
+    let shown = m.start(40, &all(), &nonces).body();
+    m.show(0, &shown).unwrap();
+    assert_eq!(
+        m.confirmed(0, 40, &macs[&0]),
+        Err(ClientError::Unconfirmed { trustee: 0 })
+    );
+
+    // A set below the client's own minimum is refused as soon as it is shown, whatever the
+    // trustees accept.
+    let mut m = Mallory::with_minimums(3, 1);
+    let entries = m.entries(&small);
+    let nonces = m.open(41, &entries).expect("the trustees' minimum is 1");
+    let body = m.start(41, &small, &nonces).body();
+    assert_eq!(
+        m.show(0, &body),
+        Err(ClientError::TooFewClients { online: 2, min: 3 })
+    );
+}
+
+/// Clients p and q said hello and left; the relay replays their proofs to list them beside
+/// client `k` in interval 11 (three members: everyone's minimum), and tells it that interval
+/// 10 decoded nothing. Nothing of interval 11 decodes (the test above), but `k` acted on the
+/// history as soon as its confirmations checked, as in the equivocation case. Back with
+/// everyone in an honest interval 12, `k`'s slot sends its message again exactly when `k`
+/// owns it: no colluder and no key needed, one client per interval.
+#[test]
+#[ignore = "weakness: a client isolated with replayed proofs acts on the history at Confirmed, \
+            and the action shows in the next interval (client.rs on_confirmed → settle)"]
+fn an_isolated_client_must_not_carry_a_lie_into_the_next_interval() {
+    let owner = 0;
+    let (p, q) = (N - 2, N - 1);
+    let mut seen = Vec::new();
+    for k in [owner, 5] {
+        let (mut m, _) = after_first_message(owner, 3);
+        m.disconnect(p);
+        m.disconnect(q);
+        let entries = m.entries(&[k, p, q]);
+        let nonces = m.open(11, &entries).expect("old proofs still check");
+        let mut start = m.start(11, &[k, p, q], &nonces);
+        start.history[0].done = 0;
+        let body = start.body();
+        let macs = m.confirm(&[&body, &body]).unwrap();
+        m.show(k, &body).unwrap();
+        m.confirmed(k, 11, &macs[&k]).unwrap();
+        m.connect(p);
+        m.connect(q);
+        m.run_interval(12, &all());
+        let run = m.exchanges(8);
+        assert!(run.iter().all(Decoded::decodes));
+        seen.push(active_slots(&run));
+    }
+    assert_eq!(
+        seen[0],
+        seen[1],
+        "the relay sees slot {} send again only when the isolated client owns it",
+        slot_of(owner)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Conn# after a restart
+
+/// Closes one connection before anything was sent on it (so the client just forgets it).
+struct CloseFirst(Option<ConnId>);
+
+impl Upstream for CloseFirst {
+    fn next_chunk(&mut self, _buf: &mut [u8]) -> Option<Chunk> {
+        self.0.take().map(|conn| Chunk::Close { conn })
+    }
+}
+
+/// The low 16 bits of the first `n` Conn#s a client process opens (each forgotten before
+/// the next), given the platform randomness it started with.
+fn conn_lows(client: usize, rng_seed: [u8; 32], n: usize) -> Vec<u16> {
+    let keys = trustee_keys();
+    let mut c = new_client(&client_config(client, &keys, 1, rng_seed));
+    let now = Instant::from_micros(0);
+    (0..n)
+        .map(|_| {
+            let conn = c.open().unwrap();
+            assert_eq!(conn.slot(), Some(slot_of(client)));
+            c.prepare(now, &mut CloseFirst(Some(conn)));
+            assert!(!c.is_open(conn));
+            conn.0 as u16
+        })
+        .collect()
+}
+
+/// What the relay exploited in v1: two runs of one client start alike, or the numbers count
+/// up, or they cover a narrow range.
+fn predictable(before: &[u16], after: &[u16]) -> bool {
+    let steps = |v: &[u16]| {
+        v.windows(2)
+            .filter(|w| w[1] == w[0].wrapping_add(1))
+            .count()
+    };
+    let spread = |v: &[u16]| v.iter().map(|l| l >> 8).collect::<BTreeSet<_>>().len();
+    let pairs = |v: &[u16]| v.windows(2).map(|w| (w[0], w[1])).collect::<BTreeSet<_>>();
+    before[0] == after[0]
+        || steps(before) > 2
+        || steps(after) > 2
+        || spread(before) < 200
+        || spread(after) < 200
+        || !pairs(before).is_disjoint(&pairs(after))
+}
+
+#[test]
+fn conn_numbers_are_not_a_counter_and_a_restart_does_not_repeat_them() {
+    const OPENS: usize = 1000;
+    let client = 7;
+    // v1: a counter from 1 in every process, so the relay saw client 7 reconnect and then
+    // slot s open `(s + 1) << 16 | 1`. The check below catches exactly that.
+    let counter: Vec<u16> = (1..=OPENS as u16).collect();
+    assert!(predictable(&counter, &counter));
+
+    // v2: the same configuration started twice, each time with fresh platform randomness.
+    let before = conn_lows(client, secret(4, client), OPENS);
+    let after = conn_lows(client, secret(5, client), OPENS);
+    assert!(before.iter().chain(&after).all(|&l| l != 0));
+    assert_ne!(before[0], after[0]);
+    assert!(
+        !predictable(&before, &after),
+        "{:?} / {:?}",
+        &before[..8],
+        &after[..8]
+    );
+    // That rests on the shell: a process restarted with the seed it had before repeats
+    // every number (the platform must give a fresh seed per start, as documented).
+    assert_eq!(conn_lows(client, secret(4, client), OPENS), before);
+
+    // Open at once, the numbers are distinct, up to the limit.
+    let keys = trustee_keys();
+    let mut c = new_client(&client_config(client, &keys, 1, secret(6, client)));
+    let open: BTreeSet<ConnId> = (0..MAX_CONNECTIONS).map(|_| c.open().unwrap()).collect();
+    assert_eq!(open.len(), MAX_CONNECTIONS);
+    assert_eq!(c.open(), Err(OpenError::TooManyConnections));
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Owner and non-owner emit the same
+
+#[test]
+fn owner_and_non_owner_emit_the_same() {
+    // v1: the owner did extra work before answering an exchange. Here a client owning the
+    // slot of the requested exchanges and one that does not get the very same frames (the
+    // same start, the same requests; their `Confirmed` differ only in MAC bytes) and must put
+    // out the same sequence: frames of the same lengths, the same events, nothing extra.
+    let (a, b) = (0, 1);
+    let mut m = Mallory::new(1);
+    m.run_interval(10, &all());
+    let conn = m.open_conn(a);
+    m.send(a, conn, &pattern(1, 900));
+    for k in 0..6 {
+        m.exit.push_back(Rec::Data(conn, pattern(10 + k, 40)));
+    }
+    let pads_before = m.trustee_pads.len();
+    let run = m.exchanges(48);
+    assert!(run.iter().all(Decoded::decodes));
+    let owned = run.iter().filter(|d| d.slot() == Some(slot_of(a))).count();
+    assert!(owned >= 4, "client {a} owned {owned} exchanges");
+    // Reservation bitmaps, base cells and long cells, so equal lengths mean something.
+    let lengths: BTreeSet<usize> = run.iter().map(|d| d.xor.len()).collect();
+    assert!(lengths.len() >= 3, "cell lengths {lengths:?}");
+    assert_eq!(m.apps[a].received[&conn].len(), 6 * 40);
+
+    // The same outputs, in the same order, but for deliveries to the owner's own connection.
+    let without_deliveries = |t: &[Out]| -> Vec<Out> {
+        t.iter()
+            .filter(|o| !matches!(o, Out::Delivery(_)))
+            .cloned()
+            .collect()
+    };
+    let (ta, tb) = (&m.traces[a], &m.traces[b]);
+    assert_eq!(without_deliveries(ta), without_deliveries(tb));
+    let delivered: Vec<&Out> = ta
+        .iter()
+        .filter(|o| matches!(o, Out::Delivery(_)))
+        .collect();
+    assert_eq!(delivered, vec![&Out::Delivery(conn); 6]);
+    assert!(!tb.iter().any(|o| matches!(o, Out::Delivery(_))));
+    // Nothing but one cell per request after the Hello: no frame that depends on ownership.
+    assert_eq!(
+        ta.iter().filter(|o| matches!(o, Out::Control(_))).count(),
+        1
+    );
+    let cells = |t: &[Out]| t.iter().filter(|o| matches!(o, Out::Cell(_))).count();
+    assert_eq!((cells(ta), cells(tb)), (run.len(), run.len()));
+
+    // The work, counted without a clock. The client has no pad-engine hook, so its pads are
+    // counted through their effect: removing exactly M pads of the cell's length from each
+    // cell leaves what it wrote, all zeros for the non-owner (a pad skipped or applied twice
+    // would leave keystream). So both apply M pads over the whole cell, every exchange.
+    for d in &run {
+        assert!(
+            d.wrote[&b].iter().all(|&x| x == 0),
+            "exchange {}",
+            d.exchange
+        );
+        if d.slot() == Some(slot_of(a)) {
+            assert!(upstream(&d.wrote[&a], slot_of(a)).is_some());
+        }
+    }
+    // Each trustee computes one pad per member over each cell, whoever owns it.
+    let pads = &m.trustee_pads[pads_before..];
+    assert_eq!(pads.len(), M * run.len());
+    for (d, per) in run.iter().zip(pads.chunks_exact(M)) {
+        assert_eq!(per, [(N, d.xor.len()); M]);
+    }
+    // What still differs, and is not observable here: on the cell path, the owner copies its
+    // staged records into the cell (`CellWriter`, one memcpy of at most the cell length)
+    // where the non-owner zeroes it, and `confirm_up_to` walks the owner's ring of sent cells
+    // (empty for a client that sent nothing) before the cell is computed; in reservation
+    // exchanges, `wants_reservation` walks the ring and the connection table. Off the cell
+    // path, `prepare` after each cell pulls the owner's next bytes from the application.
+}
