@@ -280,7 +280,7 @@ impl ClientNode {
                             self.client.prepare(self.now(), &mut self.pending);
                             continue;
                         }
-                        _ = tick.tick() => { self.close_stranded(); continue; }
+                        _ = tick.tick() => { self.close_stranded(false); continue; }
                     }
                 }
                 Some(l) => {
@@ -300,7 +300,7 @@ impl ClientNode {
                             self.client.prepare(self.now(), &mut self.pending);
                             continue;
                         }
-                        _ = tick.tick() => { self.close_stranded(); continue; }
+                        _ = tick.tick() => { self.close_stranded(true); continue; }
                     }
                 }
             };
@@ -436,7 +436,7 @@ impl ClientNode {
     }
 
     /// Closes local connections that have waited too long for the net to carry them.
-    fn close_stranded(&mut self) {
+    fn close_stranded(&mut self, linked: bool) {
         if self.client.interval().is_some() {
             return;
         }
@@ -450,8 +450,8 @@ impl ClientNode {
         if stranded.is_empty() {
             return;
         }
-        let why = if self.dialer.next_in() > Duration::ZERO {
-            format!("the relay at {} is not reachable", self.dialer.relay())
+        let why = if !linked {
+            self.dialer.unlinked_because()
         } else {
             "the relay has not started an interval with this client yet (too few clients or \
              trustees connected? see the relay's log)"
