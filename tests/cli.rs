@@ -427,7 +427,12 @@ fn up_applies_a_changed_relay_port_and_names_the_option_when_taken() {
 
         // A first demo, relay on the first port.
         let relay = format!("127.0.0.1:{first_relay}");
-        let first = start(up(&["-c", "2", "-t", "1", "--relay", &relay]), 2);
+        let mut first = start(up(&["-c", "2", "-t", "1", "--relay", &relay]), 2);
+        // The hint fits the exit: no SOCKS5 request makes sense through an echo exit.
+        let hint = format!("try: nc 127.0.0.1 {client_base} (the echo exit sends every byte back)");
+        first.wait_until(Duration::from_secs(10), "the echo exit's hint", |p| {
+            p.out().contains(&hint).then_some(())
+        });
         assert!(
             first.out().contains("created a demo configuration"),
             "{}",
