@@ -1,6 +1,8 @@
 //! End-to-end tests of the command line's edges: every refusal explained at once, values
 //! checked with their ranges, flags that mean the same everywhere, keys checked for role
-//! and permissions, quiet ends on closed pipes, and the SOCKS5 exit's address policy.
+//! and permissions, quiet ends on closed pipes, the SOCKS5 exit's address policy, and the
+//! edges of running a net: a node of another configuration backing off, two processes of
+//! one node, and local connections while no interval can carry them.
 //!
 //! Like `e2e.rs`, every test runs the real binary with its own folders and ports, waits
 //! only for concrete conditions with hard limits, and runs under an overall time limit.
@@ -425,7 +427,12 @@ fn up_applies_a_changed_relay_port_and_names_the_option_when_taken() {
 
         // A first demo, relay on the first port.
         let relay = format!("127.0.0.1:{first_relay}");
-        let first = start(up(&["-c", "2", "-t", "1", "--relay", &relay]), 2);
+        let mut first = start(up(&["-c", "2", "-t", "1", "--relay", &relay]), 2);
+        // The hint fits the exit: no SOCKS5 request makes sense through an echo exit.
+        let hint = format!("try: nc 127.0.0.1 {client_base} (the echo exit sends every byte back)");
+        first.wait_until(Duration::from_secs(10), "the echo exit's hint", |p| {
+            p.out().contains(&hint).then_some(())
+        });
         assert!(
             first.out().contains("created a demo configuration"),
             "{}",
@@ -1055,5 +1062,398 @@ fn every_log_line_names_its_role_library_lines_included() {
         );
         assert!(!log.contains("Request target"), "{log}");
         assert!(every_line_names(&log, "socks5"), "{log}");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers: a small DC-net whose relay serves metrics
+
+/// The labelled sample counting handshakes the relay refused.
+const HANDSHAKES_REFUSED: &str = r#"dissent_link_events_total{kind="handshake_refused"}"#;
+/// The labelled sample counting members whose Hello the relay admitted.
+const JOINED: &str = r#"dissent_link_events_total{kind="joined"}"#;
+
+/// Starts a relay of `cfg` with a metrics endpoint and a stats line every second; returns
+/// it and the endpoint's port once the endpoint answers.
+fn relay_with_metrics(scope: &Scope, cfg: &str, extra: &[&str]) -> (Proc, u16) {
+    let metrics_port = free_ports(1);
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let mut args = vec!["relay", "--stats-secs", "1", "--metrics", &listen];
+    args.extend_from_slice(extra);
+    args.push(cfg);
+    let mut relay = scope.spawn("relay", &args);
+    relay.wait_until(Duration::from_secs(20), "a metrics endpoint", |_| {
+        scrape(metrics_port)
+    });
+    (relay, metrics_port)
+}
+
+/// A relay with an echo exit and metrics, its trustees and its clients, each a process.
+///
+/// Fields drop in order: processes first, then the configuration folder.
+struct Net {
+    relay: Proc,
+    _trustees: Vec<Proc>,
+    clients: Vec<Proc>,
+    metrics: u16,
+    cfg: std::path::PathBuf,
+    client_ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Net {
+    /// Starts the net and waits until an interval runs with every client.
+    fn start(scope: &Scope, clients: usize, trustees: usize) -> Net {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("dc");
+        let base = free_ports(1 + clients as u16);
+        generate(&cfg, clients, trustees, base);
+        let cfg_s = cfg.display().to_string();
+        let (relay, metrics) = relay_with_metrics(scope, &cfg_s, &["--exit", "echo"]);
+        let trustees = (0..trustees)
+            .map(|j| {
+                let id = format!("trustee-{j}");
+                scope.spawn(&id, &["trustee", &cfg_s, &key_file(&cfg, &id)])
+            })
+            .collect();
+        let mut net = Net {
+            relay,
+            _trustees: trustees,
+            clients: Vec::new(),
+            metrics,
+            cfg,
+            client_ports: (1..=clients as u16).map(|i| base + i).collect(),
+            _dir: dir,
+        };
+        for i in 0..clients {
+            let client = net.spawn_client(scope, i, net.client_ports[i]);
+            net.clients.push(client);
+        }
+        let m = net.metrics;
+        net.relay.wait_until(
+            Duration::from_secs(40),
+            "an interval of every client",
+            |_| (metric(m, "dissent_online_clients") == Some(clients as f64)).then_some(()),
+        );
+        for port in &net.client_ports {
+            wait_for_port(*port, Duration::from_secs(20));
+        }
+        net
+    }
+
+    /// Starts a process of client `i` listening on `port`.
+    fn spawn_client(&self, scope: &Scope, i: usize, port: u16) -> Proc {
+        let id = format!("client-{i}");
+        let cfg = self.cfg.display().to_string();
+        let port = port.to_string();
+        scope.spawn(
+            &id,
+            &["client", "-p", &port, &cfg, &key_file(&self.cfg, &id)],
+        )
+    }
+
+    /// A metric of the relay; a counter not counted yet reads 0.
+    fn metric(&self, name: &str) -> f64 {
+        let text = scrape(self.metrics).expect("the relay's metrics endpoint answers");
+        sample(&text, name).unwrap_or(0.0)
+    }
+}
+
+/// Sends `data` into the local port of a client and reads it back from the echo exit, on
+/// one connection that must work at once.
+fn echo_once(port: u16, data: &[u8]) {
+    let mut s = connect(port, Duration::from_secs(20));
+    s.write_all(data).expect("send through the client");
+    let mut back = vec![0u8; data.len()];
+    s.read_exact(&mut back).expect("the bytes come back");
+    assert_eq!(back, data, "the bytes came back changed");
+}
+
+/// Like [`echo_once`], trying new connections until one carries the bytes (a client
+/// closes connections it cannot carry yet); fails after `limit`. Returns the time it took.
+fn echo_within(port: u16, data: &[u8], limit: Duration) -> Duration {
+    let started = Instant::now();
+    let deadline = started + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no bytes through port {port} within {limit:?}"
+        );
+        let attempt = TcpStream::connect_timeout(&local(port), left).and_then(|mut s| {
+            s.set_read_timeout(Some(left))?;
+            s.write_all(data)?;
+            let mut back = vec![0u8; data.len()];
+            s.read_exact(&mut back)?;
+            Ok(back)
+        });
+        match attempt {
+            Ok(back) => {
+                assert_eq!(back, data, "the bytes came back changed");
+                return started.elapsed();
+            }
+            Err(_) => thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Opens a connection to the local port of a client and waits for the client to close it
+/// (end of stream or reset); fails if it is still open after `limit`. Returns the wait.
+fn closed_by_client_within(port: u16, limit: Duration) -> Duration {
+    let mut s = connect(port, limit);
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("the client sent {n} bytes on a connection it cannot carry"),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!(
+            "the connection was not closed within {limit:?} ({e}, after {:?})",
+            started.elapsed()
+        ),
+    }
+    started.elapsed()
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. A node of another configuration backs off, says why, and is never "connected"
+
+#[test]
+fn a_client_of_another_configuration_backs_off_and_says_why() {
+    within(Duration::from_secs(90), |scope| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let relay_port = free_ports(1);
+        // Two groups with the same relay address: every key of b is unknown to a's relay.
+        generate(&a, 2, 1, relay_port);
+        generate(&b, 2, 1, relay_port);
+        let (mut relay, metrics) = relay_with_metrics(scope, &a.display().to_string(), &[]);
+        wait_for_port(relay_port, Duration::from_secs(20));
+        // A bare connection (like the one above) is no refused handshake.
+        assert_eq!(metric(metrics, HANDSHAKES_REFUSED), None);
+
+        let client_port = free_ports(1).to_string();
+        let started = Instant::now();
+        let mut client = scope.spawn(
+            "client-0 of b",
+            &[
+                "client",
+                "--relay",
+                &format!("127.0.0.1:{relay_port}"),
+                "-p",
+                &client_port,
+                &b.display().to_string(),
+                &key_file(&b, "client-0"),
+            ],
+        );
+        client.wait_for_log("refused the handshake", Duration::from_secs(20));
+        // This measures a rate: it watches the client for a fixed window. The backoff's
+        // shortest delays (50 ms doubling) allow 7 attempts in the first 6 s.
+        let window = Duration::from_secs(6);
+        while started.elapsed() < window {
+            assert!(
+                client.is_running(),
+                "the client gave up: {:?}",
+                client.status
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        let log = client.log();
+        let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+        assert!(
+            (3..=8).contains(&warnings.len()),
+            "{} warnings in {window:?}, not 3-8:\n{log}",
+            warnings.len()
+        );
+        for w in &warnings {
+            assert!(
+                w.contains("refused the handshake")
+                    && w.contains("this node's key")
+                    && w.contains("another group"),
+                "a warning without the likely cause: {w}"
+            );
+        }
+        assert!(
+            !log.to_lowercase().contains("connected"),
+            "a refused node said it was connected:\n{log}"
+        );
+
+        // The relay counts every attempt, in its metrics and in its stats line, and logs
+        // no line of its own for any of them.
+        let refused = relay.wait_until(
+            Duration::from_secs(10),
+            "a count of the refused handshakes",
+            |_| metric(metrics, HANDSHAKES_REFUSED).filter(|n| *n >= warnings.len() as f64),
+        );
+        assert!(refused <= 8.0, "the relay counted {refused} handshakes");
+        let log = relay.wait_for_log(
+            "handshakes refused (nodes of another configuration?)",
+            Duration::from_secs(10),
+        );
+        let own: Vec<&str> = log.lines().filter(|l| !l.contains("exchanges/s")).collect();
+        assert!(
+            own.len() <= 2,
+            "the relay logged more than its start:\n{}",
+            own.join("\n")
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 12. One node, one process
+
+#[test]
+fn a_second_process_of_a_client_exits_and_the_group_keeps_its_interval() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start(scope, 2, 1);
+        echo_once(net.client_ports[0], b"before the second process");
+        let interval = net.metric("dissent_interval");
+        let joined = net.metric(JOINED);
+        assert!(interval > 0.0, "no interval runs");
+
+        // The same key file on another port: refused, with the node and the reason.
+        let key = key_file(&net.cfg, "client-0");
+        let cfg = net.cfg.display().to_string();
+        let port = free_ports(1).to_string();
+        let started = Instant::now();
+        let out = run_once(
+            &["client", "-p", &port, &cfg, &key],
+            Duration::from_secs(10),
+        );
+        let err = stderr(&out);
+        assert!(
+            !out.status.success(),
+            "the second process ended well: {err}"
+        );
+        assert_ne!(out.status.code(), Some(101), "it panicked: {err}");
+        assert!(
+            err.contains("client-0") && err.contains("already connected"),
+            "no node or reason in: {err}"
+        );
+        eprintln!("the second process exited after {:?}", started.elapsed());
+        // A trustee's second process too.
+        let out = run_once(
+            &["trustee", &cfg, &key_file(&net.cfg, "trustee-0")],
+            Duration::from_secs(10),
+        );
+        let err = stderr(&out);
+        assert!(
+            !out.status.success(),
+            "the second trustee ended well: {err}"
+        );
+        assert!(
+            err.contains("trustee-0") && err.contains("already connected"),
+            "no node or reason in: {err}"
+        );
+
+        // Nobody noticed: the same interval, nobody joined, the first still carries bytes.
+        assert_eq!(net.metric("dissent_interval"), interval, "a new interval");
+        assert_eq!(net.metric(JOINED), joined, "a member joined again");
+        assert!(net.clients[0].is_running(), "the first process stopped");
+        echo_once(net.client_ports[0], b"after the second process");
+
+        // A crashed first process: its restart gets back in at once.
+        net.clients[0].kill();
+        net.clients[0] = net.spawn_client(scope, 0, net.client_ports[0]);
+        let back = echo_within(
+            net.client_ports[0],
+            b"through the restarted client",
+            Duration::from_secs(10),
+        );
+        eprintln!("the restarted client carried bytes after {back:?}");
+        assert!(net.clients[0].is_running());
+        assert!(!net.clients[0].log().contains("already connected"));
+    });
+}
+
+#[test]
+fn a_hung_client_is_replaced_by_its_restart_and_stops_when_it_wakes() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start(scope, 2, 1);
+        echo_once(net.client_ports[0], b"before it hangs");
+        // Hung: its link stays open but it answers nothing, the relay's probe included.
+        net.clients[0].signal(libc::SIGSTOP);
+        let port = free_ports(1);
+        let mut restart = net.spawn_client(scope, 0, port);
+        let took = echo_within(port, b"through the new process", Duration::from_secs(15));
+        eprintln!("the new process carried bytes after {took:?}");
+
+        // The old one wakes up to the relay's goodbye and stops with the reason.
+        net.clients[0].signal(libc::SIGCONT);
+        let status = net.clients[0]
+            .wait_exit(Duration::from_secs(10))
+            .expect("the replaced process stops");
+        assert!(!status.success(), "the replaced process ended well");
+        assert_ne!(status.code(), Some(101), "it panicked");
+        let log = net.clients[0].log();
+        assert!(
+            log.contains("client-0") && log.contains("took its place"),
+            "no reason given:\n{log}"
+        );
+        assert!(restart.is_running(), "the new process stopped");
+        echo_once(port, b"after the old one stopped");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 13. A local connection while no interval can carry it is closed, with the reason
+
+/// Longest a local connection waits for an interval: the client's 3 s of grace, checked
+/// every second, and some room for a loaded machine.
+const STRANDED_LIMIT: Duration = Duration::from_secs(6);
+
+#[test]
+fn a_local_connection_is_closed_while_no_interval_can_carry_it() {
+    within(Duration::from_secs(120), |scope| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg_path = dir.path().join("dc");
+        let base = free_ports(3);
+        generate(&cfg_path, 2, 1, base);
+        let cfg = cfg_path.display().to_string();
+        let client = |i: u16| {
+            let id = format!("client-{i}");
+            let port = (base + 1 + i).to_string();
+            scope.spawn(
+                &id,
+                &["client", "-p", &port, &cfg, &key_file(&cfg_path, &id)],
+            )
+        };
+
+        // No relay at all.
+        let mut first = client(0);
+        wait_for_port(base + 1, Duration::from_secs(20));
+        let waited = closed_by_client_within(base + 1, STRANDED_LIMIT);
+        eprintln!("closed after {waited:?} with no relay");
+        first.wait_for_log(
+            &format!("the relay at 127.0.0.1:{base} is not reachable"),
+            Duration::from_secs(5),
+        );
+
+        // A relay without its trustee, then without a second client: its stats line says
+        // what it waits for.
+        let (mut relay, _) = relay_with_metrics(scope, &cfg, &["--exit", "echo"]);
+        relay.wait_for_log(
+            "waiting for trustees: 0 of 1 connected",
+            Duration::from_secs(10),
+        );
+        let _trustee = scope.spawn(
+            "trustee-0",
+            &["trustee", &cfg, &key_file(&cfg_path, "trustee-0")],
+        );
+        // The client's backoff after several seconds without a relay: up to 10 s.
+        relay.wait_for_log(
+            "waiting for clients: 1 connected, 2 needed",
+            Duration::from_secs(30),
+        );
+        let waited = closed_by_client_within(base + 1, STRANDED_LIMIT);
+        eprintln!("closed after {waited:?} below --min-clients");
+        first.wait_for_log(
+            "the relay has not started an interval with this client yet",
+            Duration::from_secs(5),
+        );
+
+        // With a second client an interval runs, and the same port carries bytes.
+        let _second = client(1);
+        echo_within(base + 1, b"now it runs", Duration::from_secs(30));
     });
 }

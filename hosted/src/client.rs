@@ -294,7 +294,7 @@ impl ClientNode {
                             self.client.prepare(self.now(), &mut self.pending);
                             continue;
                         }
-                        _ = tick.tick() => { self.close_stranded(); continue; }
+                        _ = tick.tick() => { self.close_stranded(false); continue; }
                     }
                 }
                 Some(l) => {
@@ -314,7 +314,7 @@ impl ClientNode {
                             self.client.prepare(self.now(), &mut self.pending);
                             continue;
                         }
-                        _ = tick.tick() => { self.close_stranded(); continue; }
+                        _ = tick.tick() => { self.close_stranded(true); continue; }
                     }
                 }
             };
@@ -451,7 +451,7 @@ impl ClientNode {
     }
 
     /// Closes local connections that have waited too long for the net to carry them.
-    fn close_stranded(&mut self) {
+    fn close_stranded(&mut self, linked: bool) {
         if self.client.interval().is_some() {
             return;
         }
@@ -465,8 +465,8 @@ impl ClientNode {
         if stranded.is_empty() {
             return;
         }
-        let why = if self.dialer.next_in() > Duration::ZERO {
-            format!("the relay at {} is not reachable", self.dialer.relay())
+        let why = if !linked {
+            self.dialer.unlinked_because()
         } else {
             "the relay has not started an interval with this client yet (too few clients or \
              trustees connected? see the relay's log)"

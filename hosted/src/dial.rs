@@ -5,8 +5,6 @@
 //! cap once the relay keeps refusing the handshake). A node is said to be connected only
 //! once the handshake succeeded; a refused handshake names its likely cause.
 
-use std::time::Duration;
-
 use dissent_core::backoff::{Backoff, BackoffConfig};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -36,6 +34,15 @@ pub struct Connected {
     pub sink: LinkSink<OwnedWriteHalf>,
 }
 
+/// How the last dial ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LastTry {
+    None,
+    Unreachable,
+    Refused,
+    Lost,
+}
+
 /// Dials the relay for one node, as often as the backoff policy allows.
 pub struct Dialer {
     relay: String,
@@ -47,6 +54,7 @@ pub struct Dialer {
     failures: u32,
     /// Log routine failures at debug only (many nodes in one process).
     quiet: bool,
+    last: LastTry,
 }
 
 impl Dialer {
@@ -61,12 +69,8 @@ impl Dialer {
             next: origin,
             failures: 0,
             quiet,
+            last: LastTry::None,
         }
-    }
-
-    /// The relay's address.
-    pub fn relay(&self) -> &str {
-        &self.relay
     }
 
     fn at(&self, t: dissent_core::Instant) -> tokio::time::Instant {
@@ -85,6 +89,7 @@ impl Dialer {
                 Ok(s) => s,
                 Err(e) => {
                     self.failures += 1;
+                    self.last = LastTry::Unreachable;
                     let next = self.backoff.handle_connect_failed(self.now());
                     self.next = self.at(next);
                     let wait = self
@@ -117,11 +122,13 @@ impl Dialer {
                         info!("connected to relay {}", self.relay);
                     }
                     self.failures = 0;
+                    self.last = LastTry::None;
                     let sink = writer.into_sink(dissent_core::wire::MAX_FRAME_BODY);
                     return Connected { frames, sink };
                 }
                 Err(e) => {
                     self.failures += 1;
+                    self.last = LastTry::Refused;
                     let next = self.backoff.handle_handshake_failed(self.now());
                     self.next = self.at(next);
                     let wait = self
@@ -142,12 +149,23 @@ impl Dialer {
     pub fn lost(&mut self) {
         let next = self.backoff.handle_lost(self.now());
         self.next = self.at(next);
+        self.last = LastTry::Lost;
     }
 
-    /// Time until the next dial.
-    pub fn next_in(&self) -> Duration {
-        self.next
-            .saturating_duration_since(tokio::time::Instant::now())
+    /// Why there is no link yet, for a log line.
+    pub fn unlinked_because(&self) -> String {
+        match self.last {
+            LastTry::Unreachable => format!("the relay at {} is not reachable", self.relay),
+            LastTry::Refused => format!(
+                "the relay at {} refuses this node's handshake (see the warnings above)",
+                self.relay
+            ),
+            LastTry::Lost => format!(
+                "the link to the relay at {} was lost; reconnecting",
+                self.relay
+            ),
+            LastTry::None => format!("connecting to the relay at {}", self.relay),
+        }
     }
 }
 
@@ -155,7 +173,8 @@ impl Dialer {
 fn likely_cause(e: &std::io::Error) -> &'static str {
     let text = e.to_string();
     if text.contains("closed") || e.kind() == std::io::ErrorKind::UnexpectedEof {
-        "the relay does not know this node's key (a key file from another configuration?)"
+        "the relay does not accept this node's key, or system.json names another relay key \
+         (a key file or configuration of another group?)"
     } else if text.contains("failed the handshake") {
         "the relay's key differs from the one in system.json (another configuration, or \
          the relay was given another key file?)"

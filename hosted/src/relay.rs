@@ -83,6 +83,8 @@ enum LinkEvent {
     },
     Frame(u64, Bytes),
     Closed(u64, String),
+    /// A complete handshake request that failed: a node of another configuration, usually.
+    HandshakeRefused(u64, String),
 }
 
 struct Link {
@@ -114,6 +116,8 @@ struct Hub {
     out: Vec<u8>,
     /// Counters already reported to the metrics.
     reported: Reported,
+    /// Handshake requests refused (unknown node key, or not for this relay's key).
+    handshakes_refused: u64,
 }
 
 /// Counter values last added to the metrics, so each report adds only what is new.
@@ -228,6 +232,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         origin,
         out: vec![0u8; cfg.max_frame_len()],
         reported: Reported::default(),
+        handshakes_refused: 0,
     };
     let mut next_token = 0u64;
     let stats_every = Duration::from_secs(opts.stats_every.max(1));
@@ -361,7 +366,7 @@ impl Hub {
         let refused = self.exits.policy.refused();
         let adm = self.admission.stats();
         info!(
-            "{:.0} exchanges/s, up {}/s, down {}/s, {} clients, {} trustees, {state}, {} exit connections{}{}{}",
+            "{:.0} exchanges/s, up {}/s, down {}/s, {} clients, {} trustees, {state}, {} exit connections{}{}{}{}",
             (now.exchanges - last.exchanges) as f64 / secs,
             human((now.up - last.up) as f64 / secs),
             human((now.down - last.down) as f64 / secs),
@@ -381,10 +386,18 @@ impl Hub {
             } else {
                 String::new()
             },
+            if self.handshakes_refused > 0 {
+                format!(
+                    ", {} handshakes refused (nodes of another configuration?)",
+                    self.handshakes_refused
+                )
+            } else {
+                String::new()
+            },
             if adm.replayed + adm.source_full + adm.all_full + adm.handshake_late + adm.hello_late
                 > 0
             {
-                format!(", links refused: {adm}")
+                format!(", {adm}")
             } else {
                 String::new()
             },
@@ -485,6 +498,11 @@ impl Hub {
                 } else if let Err(e) = self.relay.handle_frame(now, LinkId(token), peer, &body) {
                     warn!("dropping {peer}: {e}");
                 }
+            }
+            LinkEvent::HandshakeRefused(token, reason) => {
+                self.handshakes_refused += 1;
+                crate::metrics::link_events("handshake_refused");
+                self.link_event(LinkEvent::Closed(token, reason));
             }
             LinkEvent::Closed(token, reason) => {
                 self.admission.handle_closed(token);
@@ -612,6 +630,7 @@ fn spawn_link(
     let reader = tokio::spawn(async move {
         let (r, w) = stream.into_split();
         let mut ephemeral = None;
+        let mut replayed = false;
         let accepted = link::accept_checked(
             r,
             w,
@@ -620,7 +639,9 @@ fn spawn_link(
             &auth.session_id,
             |request| {
                 ephemeral = Some(Ephemeral::of(request));
-                replays.check(std::time::Instant::now(), request)
+                let checked = replays.check(std::time::Instant::now(), request);
+                replayed = checked.is_err();
+                checked
             },
             |k| auth.members.get(k).copied(),
         )
@@ -628,12 +649,15 @@ fn spawn_link(
         let (peer, mut frames, writer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                let _ = ev
-                    .send(LinkEvent::Closed(
-                        token,
-                        format!("refused in the handshake: {e}"),
-                    ))
-                    .await;
+                let reason = format!("refused in the handshake: {e}");
+                // A request that arrived whole and was not a replay (counted apart) failed
+                // on its keys; a link that sent nothing, or too little, is no node at all.
+                let refused = if ephemeral.is_some() && !replayed {
+                    LinkEvent::HandshakeRefused(token, reason)
+                } else {
+                    LinkEvent::Closed(token, reason)
+                };
+                let _ = ev.send(refused).await;
                 return;
             }
         };

@@ -145,10 +145,22 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
             console::say(format_args!("SOCKS5 proxy: 127.0.0.1:{port}"));
         }
         if let Some(port) = proxies.first() {
-            console::say(format_args!(
-                "try: curl --socks5-hostname 127.0.0.1:{port} http://example.com/   \
-                 (Ctrl-C stops everything)"
-            ));
+            let example = match &opts.exit {
+                ExitKind::Socks5 if opts.allow_private_exit => format!(
+                    "curl --socks5-hostname 127.0.0.1:{port} http://127.0.0.1:8000/ (with a \
+                     server such as python3 -m http.server 8000 --bind 127.0.0.1)"
+                ),
+                ExitKind::Socks5 => {
+                    format!("curl --socks5-hostname 127.0.0.1:{port} http://example.com/")
+                }
+                ExitKind::Echo => {
+                    format!("nc 127.0.0.1 {port} (the echo exit sends every byte back)")
+                }
+                ExitKind::Tcp(target) => {
+                    format!("nc 127.0.0.1 {port} (every connection goes to {target})")
+                }
+            };
+            console::say(format_args!("try: {example}   (Ctrl-C stops everything)"));
             if opts.exit == ExitKind::Socks5 && !opts.allow_private_exit {
                 console::say(format_args!(
                     "servers on this machine or its network are refused unless you add \

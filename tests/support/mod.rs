@@ -12,7 +12,7 @@
 #![allow(dead_code)]
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -539,4 +539,38 @@ pub fn mode(path: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness: metrics endpoints
+
+/// The text of the `/metrics` endpoint on 127.0.0.1:`port`, or `None` if it does not answer.
+pub fn scrape(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&local(port), Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut reply = Vec::new();
+    // The endpoint closes the connection after its response.
+    s.read_to_end(&mut reply).ok()?;
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// The value of the sample called `name` in `text` (labels included, exactly as printed:
+/// `dissent_link_events_total{kind="joined"}`), or `None` if there is no such sample.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| match l.split_once(' ') {
+            Some((n, value)) if n == name => value.trim().parse().ok(),
+            _ => None,
+        })
+}
+
+/// The value of metric `name` at the endpoint on `port` (see [`sample`]).
+pub fn metric(port: u16, name: &str) -> Option<f64> {
+    sample(&scrape(port)?, name)
 }
