@@ -18,10 +18,12 @@
 //! Pulling application bytes, bookkeeping of sent cells and delivering downstream bytes all
 //! happen outside that path ([`Client::prepare`], and the shell's delivery after sending).
 //!
-//! **Acting only on a bound view.** Interval parameters (history, downstream head, online
-//! set) are acted on only once every trustee has confirmed them with a MAC for this client
-//! ([`Message::Confirmed`]); each exchange's cell is keyed by the transcript of everything
-//! shown so far, so a relay that shows clients different things gets noise.
+//! **Acting only on a view everyone shares.** The client acknowledges the view it was shown
+//! to every trustee ([`Message::Ack`]); a trustee confirms it ([`Message::Confirmed`]) only
+//! after every member's acknowledgement matched its own view. Interval parameters (history,
+//! downstream head, online set) are acted on only once every trustee has confirmed, so
+//! they are the same for every member. Each exchange's cell is keyed by the transcript of
+//! everything shown so far, so a relay that shows clients different things later gets noise.
 //!
 //! Storage (`store`, [`Client::storage_len`] bytes): the schedule table, the stage (the
 //! next owned cell's records), a ring of sent cells not yet confirmed, and a buffer for
@@ -343,6 +345,8 @@ enum Phase {
     Disconnected,
     AwaitStart,
     AwaitConfirm {
+        /// The acknowledgement of the view went out.
+        acked: bool,
         running: Running,
         clients: usize,
         epoch: [u8; 16],
@@ -747,6 +751,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         self.last_interval = Some(interval);
         self.unreported.clear();
         self.phase = Phase::AwaitConfirm {
+            acked: false,
             running: Running {
                 interval,
                 next_exchange: 0,
@@ -767,6 +772,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
 
     fn on_confirmed(&mut self, interval: u32, macs: &[u8]) -> Result<(), ClientError> {
         let Phase::AwaitConfirm {
+            acked: true,
             running,
             clients,
             epoch,
@@ -1510,6 +1516,25 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if let Some(nonce) = self.probe_reply {
             let n = Message::ProbeReply { nonce }.emit_frame(out)?;
             self.probe_reply = None;
+            return Ok(Some(n));
+        }
+        if let Phase::AwaitConfirm {
+            acked: acked @ false,
+            running,
+            ..
+        } = &mut self.phase
+        {
+            let view = running.transcript.hash();
+            let mut macs = [0u8; MAX_TRUSTEES * MAC_LEN];
+            for (pair, m) in self.pairs.iter().zip(macs.chunks_exact_mut(MAC_LEN)) {
+                m.copy_from_slice(&pair.acknowledgement(view));
+            }
+            let n = Message::Ack {
+                interval: running.interval,
+                macs: &macs[..self.pairs.len() * MAC_LEN],
+            }
+            .emit_frame(out)?;
+            *acked = true;
             return Ok(Some(n));
         }
         Ok(None)

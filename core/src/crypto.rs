@@ -11,6 +11,7 @@
 //!                          hash T_e, counter 0), cell-length bytes
 //! proof        = HMAC-SHA256(mac key, "dissent-rs v2 presence" | group_id | session_id
 //!                            | client index (u16 BE) | link nonce)[..16]
+//! ack          = HMAC-SHA256(mac key, "dissent-rs v2 ack" | T_start)[..16]
 //! confirmation = HMAC-SHA256(mac key, "dissent-rs v2 confirm" | T_start)[..16]
 //! ```
 //!
@@ -36,6 +37,7 @@ const MAC_KEY_INFO: &[u8] = b"dissent-rs v2 mac key";
 const INTERVAL_INFO: &[u8] = b"dissent-rs v2 interval";
 const PRESENCE_LABEL: &[u8] = b"dissent-rs v2 presence";
 const CONFIRM_LABEL: &[u8] = b"dissent-rs v2 confirm";
+const ACK_LABEL: &[u8] = b"dissent-rs v2 ack";
 
 /// Bytes of a pad nonce (the start of a transcript hash).
 pub const PAD_NONCE_LEN: usize = 24;
@@ -218,18 +220,36 @@ impl PairKey {
         proof.len() == MAC_LEN && m.verify_truncated_left(proof).is_ok()
     }
 
+    /// The client's acknowledgement, for this pair's trustee, of an interval's view.
+    pub fn acknowledgement(&self, view: &[u8; 32]) -> [u8; MAC_LEN] {
+        self.view_mac(ACK_LABEL, view)
+    }
+
+    /// Checks an acknowledgement in constant time.
+    pub fn check_acknowledgement(&self, view: &[u8; 32], mac: &[u8]) -> bool {
+        self.check_view_mac(ACK_LABEL, view, mac)
+    }
+
     /// The trustee's confirmation, for this pair's client, of an interval's view.
     pub fn confirmation(&self, view: &[u8; 32]) -> [u8; MAC_LEN] {
-        let mut m = self.mac();
-        m.update(CONFIRM_LABEL);
-        m.update(view);
-        truncate(m)
+        self.view_mac(CONFIRM_LABEL, view)
     }
 
     /// Checks a confirmation in constant time.
     pub fn check_confirmation(&self, view: &[u8; 32], mac: &[u8]) -> bool {
+        self.check_view_mac(CONFIRM_LABEL, view, mac)
+    }
+
+    fn view_mac(&self, label: &[u8], view: &[u8; 32]) -> [u8; MAC_LEN] {
         let mut m = self.mac();
-        m.update(CONFIRM_LABEL);
+        m.update(label);
+        m.update(view);
+        truncate(m)
+    }
+
+    fn check_view_mac(&self, label: &[u8], view: &[u8; 32], mac: &[u8]) -> bool {
+        let mut m = self.mac();
+        m.update(label);
         m.update(view);
         mac.len() == MAC_LEN && m.verify_truncated_left(mac).is_ok()
     }
@@ -373,6 +393,10 @@ mod tests {
             from_client.confirmation(&[0x88; 32]),
             unhex::<16>(CONFIRM_HEX)
         );
+        assert_eq!(
+            from_client.acknowledgement(&[0x88; 32]),
+            unhex::<16>(ACK_HEX)
+        );
     }
 
     #[test]
@@ -388,6 +412,12 @@ mod tests {
         assert!(k.check_confirmation(&[5; 32], &c));
         assert!(!k.check_confirmation(&[6; 32], &c));
         assert!(!other.check_confirmation(&[5; 32], &c));
+        let a = k.acknowledgement(&[5; 32]);
+        assert!(k.check_acknowledgement(&[5; 32], &a));
+        assert!(!k.check_acknowledgement(&[6; 32], &a));
+        assert!(!other.check_acknowledgement(&[5; 32], &a));
+        // An acknowledgement is not a confirmation: a relay cannot turn one into the other.
+        assert!(!k.check_confirmation(&[5; 32], &a));
     }
 
     #[test]
@@ -447,4 +477,5 @@ mod tests {
     const PAD_TAIL_HEX: &str = "b26e533ea858ebdc";
     const PROOF_HEX: &str = "616fcf3282d433e6cc6b5ac29969ff7c";
     const CONFIRM_HEX: &str = "70724f3e4a41795d1510a5e9b086c2c2";
+    const ACK_HEX: &str = "84c83748471ffa1ba82bde759df11a54";
 }

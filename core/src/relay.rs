@@ -328,6 +328,8 @@ pub enum PeerError {
     NotMember,
     /// A trustee's members or confirmations out of order.
     BadConfirm,
+    /// A client's acknowledgement from a non-member, repeated, or of the wrong length.
+    BadAck,
 }
 
 impl core::fmt::Display for PeerError {
@@ -343,6 +345,7 @@ impl core::fmt::Display for PeerError {
             PeerError::CellLength(n) => write!(f, "cell of {n} bytes, wrong length"),
             PeerError::NotMember => f.write_str("client is not in the current interval"),
             PeerError::BadConfirm => f.write_str("confirmations out of order"),
+            PeerError::BadAck => f.write_str("acknowledgement not expected or malformed"),
         }
     }
 }
@@ -501,6 +504,10 @@ pub struct Peer {
     link: Option<LinkId>,
     nonce: [u8; NONCE_LEN],
     proofs: [[u8; MAC_LEN]; MAX_TRUSTEES],
+    /// The client's acknowledgement of the starting interval's view, for each trustee.
+    acks: [[u8; MAC_LEN]; MAX_TRUSTEES],
+    /// The interval `acks` belong to.
+    acked: Option<u32>,
     confirms: [[u8; MAC_LEN]; MAX_TRUSTEES],
     max_frame: u32,
     /// Last downstream record this client holds, if the relay knows (same epoch).
@@ -530,6 +537,8 @@ impl Peer {
         link: None,
         nonce: [0; NONCE_LEN],
         proofs: [[0; MAC_LEN]; MAX_TRUSTEES],
+        acks: [[0; MAC_LEN]; MAX_TRUSTEES],
+        acked: None,
         confirms: [[0; MAC_LEN]; MAX_TRUSTEES],
         max_frame: 0,
         seq: None,
@@ -586,10 +595,18 @@ enum Phase {
         ready: u32,
         since: Instant,
     },
+    /// `IntervalStart` sent; collecting members' acknowledgements, passing them to each
+    /// trustee, then collecting the trustees' confirmations.
     Starting {
         interval: u32,
         members: u32,
         start_pending: bool,
+        /// Members whose acknowledgement arrived.
+        acked: u32,
+        /// Acknowledgements passed to each trustee, and its scan position.
+        acks_sent: [u32; MAX_TRUSTEES],
+        acks_scan: [usize; MAX_TRUSTEES],
+        /// Confirmations from each trustee, and its scan position.
         got: [u32; MAX_TRUSTEES],
         scan: [usize; MAX_TRUSTEES],
         since: Instant,
@@ -1126,6 +1143,10 @@ where
                     macs,
                 },
             ) => self.on_confirm(t, interval, first, macs),
+            (PeerId::Client(i), Message::Ack { interval, macs }) => self.on_ack(i, interval, macs),
+            (PeerId::Trustee(_), Message::Refuse { interval, client }) => {
+                self.on_refuse(now, interval, client)
+            }
             (
                 _,
                 Message::Cell {
@@ -1180,6 +1201,9 @@ where
                 interval,
                 members,
                 start_pending: true,
+                acked: 0,
+                acks_sent: [0; MAX_TRUSTEES],
+                acks_scan: [0; MAX_TRUSTEES],
                 got: [0; MAX_TRUSTEES],
                 scan: [0; MAX_TRUSTEES],
                 since: now,
@@ -1227,6 +1251,7 @@ where
             interval: cur,
             members,
             start_pending: false,
+            acks_sent,
             mut got,
             mut scan,
             ..
@@ -1246,7 +1271,8 @@ where
             };
         }
         let j = usize::from(t);
-        if first != got[j]
+        if acks_sent[j] != members
+            || first != got[j]
             || macs.is_empty()
             || macs.len() % MAC_LEN != 0
             || got[j] as usize + macs.len() / MAC_LEN > members as usize
@@ -1280,6 +1306,75 @@ where
                 replay: None,
             };
         }
+        Ok(())
+    }
+
+    fn on_ack(&mut self, i: u16, interval: u32, macs: &[u8]) -> Result<(), PeerError> {
+        let Phase::Starting {
+            interval: cur,
+            start_pending: false,
+            acked,
+            ..
+        } = self.phase
+        else {
+            return if self.is_past(interval) {
+                Ok(())
+            } else {
+                Err(PeerError::Unexpected)
+            };
+        };
+        if interval != cur {
+            return if self.is_past(interval) {
+                Ok(())
+            } else {
+                Err(PeerError::Unexpected)
+            };
+        }
+        let t = usize::from(self.cfg.trustees);
+        let idx = usize::from(i);
+        if !bits::test(self.online_bits(), idx)
+            || macs.len() != t * MAC_LEN
+            || self.peers.as_ref()[idx].acked == Some(cur)
+        {
+            return Err(PeerError::BadAck);
+        }
+        let p = &mut self.peers.as_mut()[idx];
+        for (dst, mac) in p.acks[..t].iter_mut().zip(macs.chunks_exact(MAC_LEN)) {
+            dst.copy_from_slice(mac);
+        }
+        p.acked = Some(cur);
+        if let Phase::Starting { acked: a, .. } = &mut self.phase {
+            *a = acked + 1;
+        }
+        Ok(())
+    }
+
+    /// A trustee refused a member of the interval being set up: that client goes, and the
+    /// interval opens again without it.
+    fn on_refuse(&mut self, now: Instant, interval: u32, client: u16) -> Result<(), PeerError> {
+        let cur = match self.phase {
+            Phase::Opening { interval, .. } | Phase::Starting { interval, .. } => interval,
+            _ => {
+                return if self.is_past(interval) {
+                    Ok(())
+                } else {
+                    Err(PeerError::Unexpected)
+                }
+            }
+        };
+        if interval != cur {
+            return if self.is_past(interval) {
+                Ok(())
+            } else {
+                Err(PeerError::Unexpected)
+            };
+        }
+        if usize::from(client) >= usize::from(self.cfg.clients)
+            || !bits::test(self.online_bits(), usize::from(client))
+        {
+            return Err(PeerError::Unexpected);
+        }
+        self.drop_peer(now, PeerId::Client(client), GoodbyeReason::Refused);
         Ok(())
     }
 
@@ -1822,12 +1917,15 @@ where
     fn transmit_start(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
         let Phase::Starting {
             interval,
-            start_pending: true,
+            start_pending,
             ..
         } = self.phase
         else {
             return Ok(None);
         };
+        if !start_pending {
+            return self.transmit_acks(out);
+        }
         let t = usize::from(self.cfg.trustees);
         let mut nonces = [0u8; MAX_TRUSTEES * NONCE_LEN];
         for (dst, n) in nonces.chunks_exact_mut(NONCE_LEN).zip(&self.nonces[..t]) {
@@ -1855,6 +1953,66 @@ where
             len,
             close_after: false,
         }))
+    }
+
+    /// Once every member acknowledged the view: each trustee's column of the
+    /// acknowledgements, in member order.
+    fn transmit_acks(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
+        let Phase::Starting {
+            interval,
+            members,
+            acked,
+            mut acks_sent,
+            mut acks_scan,
+            ..
+        } = self.phase
+        else {
+            return Ok(None);
+        };
+        if acked != members {
+            return Ok(None);
+        }
+        let n = usize::from(self.cfg.clients);
+        for j in 0..usize::from(self.cfg.trustees) {
+            if acks_sent[j] >= members {
+                continue;
+            }
+            let Some(link) = self.peers.as_ref()[n + j].link else {
+                continue;
+            };
+            let frame = self.peers.as_ref()[n + j].max_frame as usize;
+            let room = frame.min(out.len()).saturating_sub(32) / MAC_LEN;
+            let count = ((members - acks_sent[j]) as usize).min(room).min(4096);
+            if count == 0 {
+                return Err(WireError::BufferTooSmall);
+            }
+            let p = wire::emit_acks_prefix(interval, acks_sent[j], count, out)?;
+            let online = &self.store.as_ref()[self.regions.connected..self.regions.online];
+            let peers = self.peers.as_ref();
+            for mac in out[p..p + count * MAC_LEN].chunks_exact_mut(MAC_LEN) {
+                while acks_scan[j] < n && !bits::test(online, acks_scan[j]) {
+                    acks_scan[j] += 1;
+                }
+                mac.copy_from_slice(&peers[acks_scan[j]].acks[j]);
+                acks_scan[j] += 1;
+            }
+            acks_sent[j] += count as u32;
+            if let Phase::Starting {
+                acks_sent: s,
+                acks_scan: sc,
+                ..
+            } = &mut self.phase
+            {
+                *s = acks_sent;
+                *sc = acks_scan;
+            }
+            return Ok(Some(Transmit {
+                destination: Destination::Link(link),
+                len: p + count * MAC_LEN,
+                close_after: false,
+            }));
+        }
+        Ok(None)
     }
 
     fn transmit_confirmed(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
@@ -2282,14 +2440,31 @@ where
                 }
             }
             Phase::Starting {
+                interval,
+                acked,
                 got,
                 members,
                 since,
                 ..
             } if now >= since + self.cfg.exchange_timeout => {
-                for t in 0..self.cfg.trustees {
-                    if got[usize::from(t)] != members {
-                        let _ = late.push(PeerId::Trustee(t));
+                if acked < members {
+                    let n = usize::from(self.cfg.clients);
+                    let peers = self.peers.as_ref();
+                    for i in Bits::new_checked(self.online_bits(), n)
+                        .into_iter()
+                        .flat_map(|b| b.iter())
+                    {
+                        if peers[i].acked != Some(interval)
+                            && late.push(PeerId::Client(i as u16)).is_err()
+                        {
+                            break;
+                        }
+                    }
+                } else {
+                    for t in 0..self.cfg.trustees {
+                        if got[usize::from(t)] != members {
+                            let _ = late.push(PeerId::Trustee(t));
+                        }
                     }
                 }
             }

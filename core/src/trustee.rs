@@ -10,8 +10,13 @@
 //!
 //! Per interval: `IntervalOpen` and `Members` (each member's link nonce, with its presence
 //! proof, which the trustee checks) → `IntervalReady` with a fresh nonce → `IntervalStart`
-//! (checked against the open: same online set, our nonce) → one confirmation MAC per member
-//! over the transcript start → one cell per request, each checked against the schedule.
+//! (checked against the open: same online set, our nonce) → `Acks` (every member's
+//! acknowledgement of the transcript start, which must match this trustee's own) → one
+//! confirmation MAC per member over the transcript start → one cell per request, each
+//! checked against the schedule.
+//!
+//! A member whose proof or acknowledgement does not check is named in a `Refuse`; the
+//! trustee serves no interval with it and keeps its link.
 //!
 //! Storage: `pairs` and `keys` hold one entry per client of the group; `store` holds
 //! [`Trustee::storage_len`] bytes (the online set and the schedule table). Nothing is large
@@ -111,13 +116,7 @@ pub enum TrusteeError {
         /// The trustee's minimum.
         min: u16,
     },
-    /// A member's presence proof does not check: the relay listed a client that did not
-    /// open a link with that nonce.
-    BadProof {
-        /// The client.
-        client: u16,
-    },
-    /// Members arrived out of order or too many.
+    /// Members or acknowledgements arrived out of order or too many.
     BadMembers,
     /// The interval parameters are unusable (nonces, window, lengths, schedule).
     BadParameters,
@@ -156,10 +155,6 @@ impl core::fmt::Display for TrusteeError {
                 f,
                 "interval with {online} clients is below this trustee's minimum of {min}"
             ),
-            TrusteeError::BadProof { client } => write!(
-                f,
-                "the relay listed client {client} without its proof of presence"
-            ),
             TrusteeError::BadMembers => f.write_str("interval members out of order"),
             TrusteeError::BadParameters => f.write_str("unusable interval parameters"),
             TrusteeError::WrongInterval { current, got } => {
@@ -195,13 +190,44 @@ impl From<ScheduleError> for TrusteeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TrusteeEvent {
-    /// An interval started (its view confirmed to every member).
+    /// An interval started: every member acknowledged this trustee's view, which it now
+    /// confirms to them.
     IntervalStarted {
         /// The interval number.
         interval: u32,
         /// Clients in it.
         clients: usize,
     },
+    /// A member's proof or acknowledgement did not check; the trustee refused the interval.
+    Refused {
+        /// The interval.
+        interval: u32,
+        /// The client.
+        client: u16,
+        /// What did not check.
+        what: Refusal,
+    },
+}
+
+/// What a trustee found wrong with a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// Its presence proof: the relay listed a client that did not open a link with that
+    /// nonce.
+    Proof,
+    /// Its acknowledgement: the client was shown another view than this trustee, or the
+    /// relay forged its acknowledgement.
+    Ack,
+}
+
+impl core::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Refusal::Proof => "its proof of presence does not check",
+            Refusal::Ack => "its acknowledgement of the interval's view does not check",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -221,6 +247,15 @@ enum Phase {
         members: u32,
         nonce: [u8; NONCE_LEN],
         pending: bool,
+    },
+    /// Checking every member's acknowledgement of `view`.
+    Acking {
+        interval: u32,
+        members: u32,
+        got: u32,
+        scan: usize,
+        view: [u8; 32],
+        running: Running,
     },
     /// Emitting confirmations.
     Confirming {
@@ -270,6 +305,8 @@ pub struct Trustee<P, I, B> {
     phase: Phase,
     hello_pending: bool,
     probe_reply: Option<u64>,
+    /// A `Refuse` to send: interval and client.
+    refusal: Option<(u32, u16)>,
     /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
     unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
     cells: Deque<Pending, MAX_WINDOW>,
@@ -344,6 +381,7 @@ where
             phase: Phase::Idle,
             hello_pending: false,
             probe_reply: None,
+            refusal: None,
             unreported: Deque::new(),
             cells: Deque::new(),
             event: None,
@@ -373,6 +411,7 @@ where
     fn reset(&mut self) {
         self.phase = Phase::Idle;
         self.probe_reply = None;
+        self.refusal = None;
         self.unreported.clear();
         self.cells.clear();
     }
@@ -461,10 +500,10 @@ where
                 let table = &self.store.as_ref()[self.online_len()..];
                 let schedule = Schedule::new(self.slots, &params, table.len())?;
                 let transcript = Transcript::start(body);
-                self.phase = Phase::Confirming {
+                self.phase = Phase::Acking {
                     interval,
                     members,
-                    sent: 0,
+                    got: 0,
                     scan: 0,
                     view: *transcript.hash(),
                     running: Running {
@@ -475,12 +514,13 @@ where
                         schedule,
                     },
                 };
-                self.event = Some(TrusteeEvent::IntervalStarted {
-                    interval,
-                    clients: members as usize,
-                });
                 Ok(())
             }
+            Message::Acks {
+                interval,
+                first,
+                macs,
+            } => self.handle_acks(interval, first, macs),
             Message::TrusteeRequest {
                 interval,
                 exchange,
@@ -549,10 +589,8 @@ where
                 &client_nonce,
                 &entry[NONCE_LEN..],
             ) {
-                self.phase = Phase::Idle;
-                return Err(TrusteeError::BadProof {
-                    client: client as u16,
-                });
+                self.refuse(cur, client as u16, Refusal::Proof);
+                return Ok(());
             }
             let key = pair.interval_key(cur, &nonce, &client_nonce);
             self.keys.as_mut()[got as usize] = key;
@@ -572,6 +610,78 @@ where
                 got,
                 scan,
                 nonce,
+            }
+        };
+        Ok(())
+    }
+
+    /// Refuses the interval because of `client`: nothing more of it is served.
+    fn refuse(&mut self, interval: u32, client: u16, what: Refusal) {
+        self.phase = Phase::Idle;
+        self.refusal = Some((interval, client));
+        self.event = Some(TrusteeEvent::Refused {
+            interval,
+            client,
+            what,
+        });
+    }
+
+    fn handle_acks(&mut self, interval: u32, first: u32, macs: &[u8]) -> Result<(), TrusteeError> {
+        let Phase::Acking {
+            interval: cur,
+            members,
+            mut got,
+            mut scan,
+            view,
+            running,
+        } = self.phase
+        else {
+            return Err(TrusteeError::Unexpected);
+        };
+        if interval != cur
+            || first != got
+            || macs.is_empty()
+            || macs.len() % MAC_LEN != 0
+            || got as usize + macs.len() / MAC_LEN > members as usize
+        {
+            return Err(TrusteeError::BadMembers);
+        }
+        let len = self.online_len();
+        for mac in macs.chunks_exact(MAC_LEN) {
+            let online = &self.store.as_ref()[..len];
+            // `got < members`, so another member bit lies at or after `scan`.
+            while scan < self.clients && !crate::bits::test(online, scan) {
+                scan += 1;
+            }
+            let client = scan;
+            scan += 1;
+            if !self.pairs.as_ref()[client].check_acknowledgement(&view, mac) {
+                self.refuse(cur, client as u16, Refusal::Ack);
+                return Ok(());
+            }
+            got += 1;
+        }
+        self.phase = if got == members {
+            self.event = Some(TrusteeEvent::IntervalStarted {
+                interval,
+                clients: members as usize,
+            });
+            Phase::Confirming {
+                interval,
+                members,
+                sent: 0,
+                scan: 0,
+                view,
+                running,
+            }
+        } else {
+            Phase::Acking {
+                interval,
+                members,
+                got,
+                scan,
+                view,
+                running,
             }
         };
         Ok(())
@@ -671,6 +781,11 @@ where
         if let Some(nonce) = self.probe_reply {
             let n = Message::ProbeReply { nonce }.emit_frame(out)?;
             self.probe_reply = None;
+            return Ok(Some(n));
+        }
+        if let Some((interval, client)) = self.refusal {
+            let n = Message::Refuse { interval, client }.emit_frame(out)?;
+            self.refusal = None;
             return Ok(Some(n));
         }
         match self.phase {

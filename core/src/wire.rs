@@ -276,6 +276,8 @@ pub enum GoodbyeReason {
     TooSlow,
     /// The relay is stopping.
     ShuttingDown,
+    /// A trustee refused this node's presence proof or acknowledgement.
+    Refused,
 }
 
 impl core::fmt::Display for GoodbyeReason {
@@ -293,6 +295,9 @@ impl core::fmt::Display for GoodbyeReason {
             GoodbyeReason::Timeout => "this node did not answer an exchange in time",
             GoodbyeReason::TooSlow => "this node did not read its link fast enough",
             GoodbyeReason::ShuttingDown => "the relay is shutting down",
+            GoodbyeReason::Refused => {
+                "a trustee refused this node's proof of presence or acknowledgement"
+            }
         })
     }
 }
@@ -456,6 +461,33 @@ pub enum Message<'a> {
         #[serde(borrow)]
         cell: &'a [u8],
     },
+    /// Client → relay, after `IntervalStart`: its acknowledgement of the view it was shown,
+    /// for each trustee.
+    Ack {
+        /// The interval.
+        interval: u32,
+        /// One MAC per trustee, `MAC_LEN` bytes each in trustee order.
+        #[serde(borrow)]
+        macs: &'a [u8],
+    },
+    /// Relay → one trustee: the next members' acknowledgements for it.
+    Acks {
+        /// The interval.
+        interval: u32,
+        /// Position of the first entry among the interval's members.
+        first: u32,
+        /// `MAC_LEN` bytes per member.
+        #[serde(borrow)]
+        macs: &'a [u8],
+    },
+    /// Trustee → relay: a member's presence proof or acknowledgement does not check; the
+    /// trustee serves no interval with it.
+    Refuse {
+        /// The interval.
+        interval: u32,
+        /// The client.
+        client: u16,
+    },
 }
 
 impl<'a> Message<'a> {
@@ -523,6 +555,9 @@ const CONFIRM_VARIANT: u32 = 8;
 /// Postcard's variant index of [`Message::Members`]; pinned by a test.
 const MEMBERS_VARIANT: u32 = 5;
 
+/// Postcard's variant index of [`Message::Acks`]; pinned by a test.
+const ACKS_VARIANT: u32 = 15;
+
 /// Writes the frame prefix of a [`Message::Members`] with `count` entries; the caller writes
 /// the entries (`NONCE_LEN + MAC_LEN` bytes each) right after the returned length.
 pub fn emit_members_prefix(
@@ -563,6 +598,18 @@ pub fn emit_confirm_prefix(
 ) -> Result<usize, WireError> {
     let len = count * crate::MAC_LEN;
     emit_prefix(&(CONFIRM_VARIANT, interval, first, len as u64), len, out)
+}
+
+/// Writes the frame prefix of a [`Message::Acks`] with `count` MACs; the caller writes
+/// the MACs right after the returned length.
+pub fn emit_acks_prefix(
+    interval: u32,
+    first: u32,
+    count: usize,
+    out: &mut [u8],
+) -> Result<usize, WireError> {
+    let len = count * crate::MAC_LEN;
+    emit_prefix(&(ACKS_VARIANT, interval, first, len as u64), len, out)
 }
 
 /// Encodes `fields` (ending with the byte length of a trailing slice) after a frame
@@ -1198,7 +1245,7 @@ mod tests {
         let outputs = [0x00, 0x01, 0x00, 0x02, 0x00, 0x01, 0x00, 0x05];
         let conn = ConnId(0x0003_0001);
         let slot = Kind::Slot { slot: 2, len: 256 };
-        let cases: [(Message<'_>, std::vec::Vec<u8>); 19] = [
+        let cases: [(Message<'_>, std::vec::Vec<u8>); 23] = [
             (
                 Message::Hello {
                     version: PROTOCOL_VERSION,
@@ -1423,6 +1470,34 @@ mod tests {
                     &rep(0xEE, 16),
                 ]),
             ),
+            (
+                Message::Ack {
+                    interval: 7,
+                    macs: &macs,
+                },
+                cat(&[&[0, 0, 0, 0x23, 0x0E, 0x07, 0x20], &macs]),
+            ),
+            (
+                Message::Acks {
+                    interval: 7,
+                    first: 0,
+                    macs: &macs,
+                },
+                cat(&[&[0, 0, 0, 0x24, 0x0F, 0x07, 0x00, 0x20], &macs]),
+            ),
+            (
+                Message::Refuse {
+                    interval: 7,
+                    client: 300,
+                },
+                std::vec![0, 0, 0, 4, 0x10, 0x07, 0xAC, 0x02],
+            ),
+            (
+                Message::Goodbye {
+                    reason: GoodbyeReason::Refused,
+                },
+                std::vec![0, 0, 0, 2, 0x01, 0x0A],
+            ),
         ];
         let mut out = [0u8; 256];
         for (msg, want) in &cases {
@@ -1464,6 +1539,16 @@ mod tests {
         .emit_frame(&mut a)
         .unwrap();
         let p = emit_confirm_prefix(9, 300, 3, &mut b).unwrap();
+        b[p..p + 48].copy_from_slice(&macs);
+        assert_eq!(a[..n], b[..p + 48]);
+        let n = Message::Acks {
+            interval: 9,
+            first: 300,
+            macs: &macs,
+        }
+        .emit_frame(&mut a)
+        .unwrap();
+        let p = emit_acks_prefix(9, 300, 3, &mut b).unwrap();
         b[p..p + 48].copy_from_slice(&macs);
         assert_eq!(a[..n], b[..p + 48]);
         let entries = [0xCDu8; 64];

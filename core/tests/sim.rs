@@ -521,6 +521,16 @@ fn start_confirmed(c: &mut Client<Vec<u8>>, interval: u32) {
         &SESSION,
     )
     .unwrap();
+    // The client acknowledges the view before anything is confirmed to it.
+    let n = c
+        .poll_transmit(&mut out)
+        .unwrap()
+        .expect("an acknowledgement");
+    let Ok(Message::Ack { interval: i, macs }) = Message::parse(&out[4..n]) else {
+        panic!("the client did not acknowledge the start");
+    };
+    assert_eq!(i, interval);
+    assert!(pair.check_acknowledgement(view.hash(), macs));
     let mac = pair.confirmation(view.hash());
     let _ = c
         .handle_frame(
@@ -717,4 +727,86 @@ fn a_small_sent_cell_ring_loses_no_connection_behind_a_bulk_sender() {
     }
     assert_eq!(net.exit.garbled, 0);
     assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+}
+
+/// Opens one connection at each of `clients` with `len` bytes queued.
+fn load_some(net: &mut Net, clients: &[usize], len: usize) -> BTreeMap<ConnId, Vec<u8>> {
+    let mut expect = BTreeMap::new();
+    for &i in clients {
+        let conn = net.open(i);
+        let data = pattern(i, len);
+        net.send_bytes(i, conn, data.clone());
+        expect.insert(conn, data);
+    }
+    expect
+}
+
+#[test]
+fn a_client_the_trustees_refuse_is_dropped_and_the_rest_run() {
+    let cfg = NetConfig::new(3, 2, 64);
+    let mut net = Net::unconnected(cfg);
+    // Client 1 runs with a key the group does not know: its proofs and acknowledgements do
+    // not check at any trustee.
+    let trustee_pubs: Vec<[u8; 32]> = (0..cfg.trustees)
+        .map(|j| public_key(&secret(2, j)))
+        .collect();
+    let c = ClientConfig {
+        index: 1,
+        clients: cfg.clients as u16,
+        group_id: GROUP,
+        session_id: SESSION,
+        session_secret: secret(7, 1),
+        trustee_keys: &trustee_pubs,
+        slot: net.slots[1],
+        slots: cfg.clients as u16,
+        cell_len: cfg.cell_len,
+        max_frame: cfg.max_frame,
+        max_reserved: cfg.capacity,
+        ring_len: cfg.ring_len,
+        replay_len: cfg.replay_len,
+        min_clients: cfg.min_clients,
+        linger: cfg.linger,
+        rng_seed: secret(4, 1),
+    };
+    net.clients[1] = Client::new(&c, vec![0u8; Client::<Vec<u8>>::storage_len(&c)]).unwrap();
+    for j in 0..cfg.trustees {
+        net.connect(Node::Trustee(j));
+    }
+    for i in 0..cfg.clients {
+        net.connect(Node::Client(i));
+    }
+    let expect = load_some(&mut net, &[0, 2], 3000);
+    net.run_until(1_000_000, |s| echoed_everything(s, &expect));
+    assert_eq!(net.exit.upstream, expect);
+    assert_eq!(net.dropped, [PeerId::Client(1)]);
+    let said: Vec<&String> = net
+        .node_errors
+        .iter()
+        .filter(|(n, _)| *n == Node::Client(1))
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(said.len(), 1);
+    assert!(said[0].contains("a trustee refused"), "{said:?}");
+    // The trustees kept their links: only the refused client went.
+    assert!((0..cfg.trustees).all(|j| net.is_up(Node::Trustee(j))));
+    assert!(net.node_errors.iter().all(|(n, _)| *n == Node::Client(1)));
+}
+
+#[test]
+fn a_client_that_never_acknowledges_is_dropped_and_the_rest_run() {
+    let cfg = NetConfig::new(3, 2, 64);
+    let mut net = Net::unconnected(cfg);
+    // Client 0 says hello, then ignores everything: it never acknowledges a start.
+    net.muted[0] = true;
+    for j in 0..cfg.trustees {
+        net.connect(Node::Trustee(j));
+    }
+    for i in 0..cfg.clients {
+        net.connect(Node::Client(i));
+    }
+    let expect = load_some(&mut net, &[1, 2], 3000);
+    net.run_until(1_000_000, |s| echoed_everything(s, &expect));
+    assert_eq!(net.exit.upstream, expect);
+    assert_eq!(net.dropped, [PeerId::Client(0)]);
+    assert!((0..cfg.trustees).all(|j| net.is_up(Node::Trustee(j))));
 }

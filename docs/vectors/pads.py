@@ -167,6 +167,7 @@ def main():
         hashlib.sha256,
     ).digest()[:16]
     confirm = hmac.new(mac_key, b"dissent-rs v2 confirm" + view, hashlib.sha256).digest()[:16]
+    ack = hmac.new(mac_key, b"dissent-rs v2 ack" + view, hashlib.sha256).digest()[:16]
     emit("client_pub", cpub)
     emit("trustee_pub", tpub)
     emit("dh", dh)
@@ -177,6 +178,7 @@ def main():
     emit("pad[64..72]", pad[64:])
     emit("presence_proof", proof)
     emit("confirmation", confirm)
+    emit("acknowledgement", ack)
 
     # Transcript: T_start of a short IntervalStart body, then one Slot exchange.
     t_start = sha256(b"dissent-rs v2 interval", bytes([1, 2, 3]))

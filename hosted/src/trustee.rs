@@ -187,10 +187,18 @@ async fn serve(
             Err(e) => return End::Lost(format!("bad frame from the relay: {e}")),
         }
         while let Some(ev) = trustee.poll_event() {
-            if let TrusteeEvent::IntervalStarted { interval, clients } = ev {
-                crate::metrics::interval(u64::from(interval));
-                crate::metrics::online_clients(clients as u64);
-                debug!("interval {interval} started with {clients} clients");
+            match ev {
+                TrusteeEvent::IntervalStarted { interval, clients } => {
+                    crate::metrics::interval(u64::from(interval));
+                    crate::metrics::online_clients(clients as u64);
+                    debug!("interval {interval} started with {clients} clients");
+                }
+                TrusteeEvent::Refused {
+                    interval,
+                    client,
+                    what,
+                } => warn!("refused interval {interval}: client {client}: {what}"),
+                _ => {}
             }
         }
     }

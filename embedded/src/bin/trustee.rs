@@ -229,8 +229,8 @@ async fn link(
                 break loss;
             }
             while let Some(event) = trustee.poll_event() {
-                if let TrusteeEvent::IntervalStarted { interval, clients } = event {
-                    println!(
+                match event {
+                    TrusteeEvent::IntervalStarted { interval, clients } => println!(
                         "{}: interval {} with {} clients; {} frames, {} KiB sent so far; stack peak {} B",
                         name,
                         interval,
@@ -238,7 +238,16 @@ async fn link(
                         stats.frames,
                         stats.bytes / 1024,
                         stack::peak()
-                    );
+                    ),
+                    TrusteeEvent::Refused {
+                        interval,
+                        client,
+                        what,
+                    } => println!(
+                        "{}: refused interval {}: client {}: {}",
+                        name, interval, client, what
+                    ),
+                    _ => {}
                 }
             }
         };
