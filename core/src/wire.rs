@@ -490,6 +490,15 @@ pub enum Message<'a> {
     },
 }
 
+/// The reason in a frame body that is a [`Message::Goodbye`] (to look for one among the
+/// frames a relay sent before closing a link that can no longer be written).
+pub fn goodbye_reason(body: &[u8]) -> Option<GoodbyeReason> {
+    match Message::parse(body) {
+        Ok(Message::Goodbye { reason }) => Some(reason),
+        _ => None,
+    }
+}
+
 impl<'a> Message<'a> {
     /// Parses one frame body.
     pub fn parse(body: &'a [u8]) -> Result<Self, WireError> {

@@ -303,6 +303,10 @@ impl ClientNode {
                         f = l.frames.next() => match f {
                             Ok(Some(body)) => match self.frames(l, body).await {
                                 Ok(()) => continue,
+                                Err(End::Lost(e)) => match goodbye_after(l).await {
+                                    Some(r) => End::Goodbye(r),
+                                    None => End::Lost(e),
+                                },
                                 Err(end) => end,
                             },
                             Ok(None) => End::Lost("closed by the relay".into()),
@@ -575,5 +579,21 @@ fn spawn_local(
         reader: reader.abort_handle(),
         accepted: tokio::time::Instant::now(),
         carried,
+    }
+}
+
+/// After a write to the relay failed: a goodbye among the frames it sent before closing
+/// (say, after it replaced a process that was stopped), read for at most 200 ms.
+async fn goodbye_after(link: &mut Connected) -> Option<GoodbyeReason> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+    loop {
+        match tokio::time::timeout_at(deadline, link.frames.next()).await {
+            Ok(Ok(Some(body))) => {
+                if let Some(r) = dissent_core::wire::goodbye_reason(&body) {
+                    return Some(r);
+                }
+            }
+            _ => return None,
+        }
     }
 }
