@@ -951,12 +951,6 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let mut head = self.head;
         transcript::append(&mut head, &down);
         r.transcript.advance(exchange, kind, outputs, &head.hash);
-        // Cells up to `exchange - window` were decoded before this request was issued.
-        self.confirm_up_to(
-            r.interval,
-            exchange.saturating_sub(r.window),
-            exchange >= r.window,
-        );
 
         // The cell: the same steps whoever owns the slot.
         let p = wire::emit_cell_prefix(interval, exchange, len, out)?;
@@ -975,6 +969,13 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         }
         SerialPads.xor_pads(&self.ikeys, &r.transcript.pad_nonce(), cell);
 
+        // Cells up to `exchange - window` were decoded before this request was issued. Only
+        // an owner has any to settle, so this waits until the cell is done.
+        self.confirm_up_to(
+            r.interval,
+            exchange.saturating_sub(r.window),
+            exchange >= r.window,
+        );
         r.next_exchange += 1;
         self.head = head;
         self.phase = Phase::Running(r);

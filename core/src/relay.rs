@@ -2428,8 +2428,8 @@ where
             }
             self.admit(now, pending.link, peer, &hello);
         }
-        // At most 64 peers per call, so every goodbye fits its queue; the rest follow at the
-        // next timeout (the deadline has passed, so that is at once).
+        // At most 64 peers per call, so every goodbye fits its queue. The first drop aborts
+        // the interval; peers late beyond these 64 meet the timeouts of the next one.
         let mut late: Vec<PeerId, 64> = Vec::new();
         match self.phase {
             Phase::Opening { ready, since, .. } if now >= since + self.cfg.exchange_timeout => {

@@ -11,7 +11,8 @@
 //!   not yet reserved join the reserved set, with the base cell length.
 //! - Every owned cell starts with `Next`: the length the owner wants for its next cell. A
 //!   non-zero `Next` keeps (or puts) the slot in the reserved set with that length (clamped
-//!   to `base ..= max`); zero releases it. A garbled exchange counts as zero.
+//!   to `base ..= max`); zero releases it. A garbled exchange is never reported: the relay
+//!   ends the interval there, and the next one starts with a fresh schedule.
 //! - Each exchange goes round robin to the next reserved slot; after `period - 1` slot
 //!   exchanges in a row, or whenever nothing is reserved, comes a reservation exchange.
 //!
