@@ -1457,3 +1457,22 @@ fn a_local_connection_is_closed_while_no_interval_can_carry_it() {
         echo_within(base + 1, b"now it runs", Duration::from_secs(30));
     });
 }
+
+#[test]
+fn a_relay_that_stops_tells_its_nodes_why() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start(scope, 2, 1);
+        echo_once(net.client_ports[0], b"before the relay stops");
+        net.relay.signal(libc::SIGINT);
+        let status = net
+            .relay
+            .wait_exit(Duration::from_secs(10))
+            .expect("the relay stops on SIGINT");
+        assert!(status.success(), "the relay ended badly: {status:?}");
+        for c in &mut net.clients {
+            c.wait_for_log("the relay is shutting down", Duration::from_secs(10));
+            assert!(c.is_running(), "a client stopped with its relay");
+            assert!(!c.log().contains("relay link lost"), "{}", c.log());
+        }
+    });
+}

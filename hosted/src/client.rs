@@ -334,6 +334,9 @@ impl ClientNode {
                 End::Goodbye(r @ (GoodbyeReason::AlreadyConnected | GoodbyeReason::Replaced)) => {
                     bail!("{}: {r}; this process stops", self.id);
                 }
+                End::Goodbye(r @ GoodbyeReason::ShuttingDown) => {
+                    info!("{r}; reconnecting when it is back")
+                }
                 End::Goodbye(r) => warn!("the relay ended the link: {r}"),
                 End::Lost(reason) => {
                     if had_link || !self.quiet {

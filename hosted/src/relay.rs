@@ -215,6 +215,8 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
     });
     let origin = tokio::time::Instant::now();
     let (ev_tx, mut ev_rx) = mpsc::channel::<LinkEvent>(4096);
+    // Every link writer holds a clone; `recv` returns `None` once all have finished.
+    let (writers_tx, mut writers_rx) = mpsc::channel::<()>(1);
     let mut hub = Hub {
         relay,
         links: HashMap::new(),
@@ -247,6 +249,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         tokio::select! {
             _ = &mut shutdown => {
                 info!("relay shutting down");
+                hub.goodbye_all(GoodbyeReason::ShuttingDown);
                 break;
             }
             accepted = listener.accept() => {
@@ -265,6 +268,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
                             auth.clone(),
                             hub.admission.replays(),
                             ev_tx.clone(),
+                            writers_tx.clone(),
                         );
                         hub.links.insert(next_token, link);
                         hub.close_drops();
@@ -301,6 +305,13 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         hub.drive();
         hub.record_metrics(ev_rx.len());
     }
+    // Closing every queue lets each writer flush its goodbye and end its link.
+    for link in hub.links.values() {
+        link.reader.abort();
+    }
+    drop(hub);
+    drop(writers_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writers_rx.recv()).await;
     Ok(())
 }
 
@@ -533,6 +544,18 @@ impl Hub {
     }
 
     /// Drains the core's events and frames after an input.
+    /// Queues a goodbye on every link of a node that said hello (a full queue skips it).
+    fn goodbye_all(&mut self, reason: GoodbyeReason) {
+        let mut out = [0u8; 16];
+        let Ok(n) = dissent_core::wire::Message::Goodbye { reason }.emit_frame(&mut out) else {
+            return;
+        };
+        let frame = Bytes::copy_from_slice(&out[..n]);
+        for link in self.links.values().filter(|l| l.peer.is_some()) {
+            let _ = link.tx.try_send(frame.clone());
+        }
+    }
+
     fn drive(&mut self) {
         loop {
             let now = self.now();
@@ -624,6 +647,7 @@ fn spawn_link(
     auth: Arc<LinkAuth>,
     replays: Arc<Replays>,
     ev: mpsc::Sender<LinkEvent>,
+    writer_alive: mpsc::Sender<()>,
 ) -> Link {
     let _ = stream.set_nodelay(true);
     let (tx, rx) = mpsc::channel(net::SEND_QUEUE);
@@ -666,6 +690,7 @@ fn spawn_link(
         };
         let max_record = writer.max_record();
         tokio::spawn(async move {
+            let _alive = writer_alive;
             if let Err(e) = writer.run(rx).await {
                 debug!("write to {addr} failed: {e}");
             }

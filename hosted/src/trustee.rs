@@ -126,6 +126,10 @@ pub async fn run(group: Group, node: NodeSecrets, relay: String, min_clients: u1
             End::Goodbye(r @ (GoodbyeReason::AlreadyConnected | GoodbyeReason::Replaced)) => {
                 bail!("{}: {r}; this process stops", node.id);
             }
+            End::Goodbye(r @ GoodbyeReason::ShuttingDown) => {
+                info!("{r}; reconnecting when it is back");
+                dialer.lost();
+            }
             End::Goodbye(r) => {
                 warn!("the relay ended the link: {r}");
                 dialer.lost();
