@@ -1870,44 +1870,68 @@ where
                 close_after: false,
             }));
         }
+        let column = Column {
+            interval,
+            members,
+            entry: NONCE_LEN + MAC_LEN,
+            chunk: 2048,
+            prefix: wire::emit_members_prefix,
+        };
+        let t = self.transmit_column(&column, &mut sent, &mut scan, out, |c, j, e| {
+            e[..NONCE_LEN].copy_from_slice(&c.nonce);
+            e[NONCE_LEN..].copy_from_slice(&c.proofs[j]);
+        })?;
+        if let Phase::Opening {
+            sent: s, scan: sc, ..
+        } = &mut self.phase
+        {
+            *s = sent;
+            *sc = scan;
+        }
+        Ok(t)
+    }
+
+    /// The next frame of a per-member list for some trustee (each trustee gets every member's
+    /// entry, in increasing client order); `sent` and `scan` track each trustee's progress.
+    fn transmit_column(
+        &self,
+        column: &Column,
+        sent: &mut [u32; MAX_TRUSTEES],
+        scan: &mut [usize; MAX_TRUSTEES],
+        out: &mut [u8],
+        fill: impl Fn(&Peer, usize, &mut [u8]),
+    ) -> Result<Option<Transmit>, WireError> {
         let n = usize::from(self.cfg.clients);
         for j in 0..usize::from(self.cfg.trustees) {
-            if sent[j] >= members {
+            if sent[j] >= column.members {
                 continue;
             }
             let Some(link) = self.peers.as_ref()[n + j].link else {
                 continue;
             };
-            const ENTRY: usize = NONCE_LEN + MAC_LEN;
             let frame = self.peers.as_ref()[n + j].max_frame as usize;
-            let room = frame.min(out.len()).saturating_sub(32) / ENTRY;
-            let count = ((members - sent[j]) as usize).min(room).min(2048);
+            let room = frame.min(out.len()).saturating_sub(32) / column.entry;
+            let count = ((column.members - sent[j]) as usize)
+                .min(room)
+                .min(column.chunk);
             if count == 0 {
                 return Err(WireError::BufferTooSmall);
             }
-            let p = wire::emit_members_prefix(interval, sent[j], count, out)?;
+            let p = (column.prefix)(column.interval, sent[j], count, out)?;
             let online = &self.store.as_ref()[self.regions.connected..self.regions.online];
             let peers = self.peers.as_ref();
-            for entry in out[p..p + count * ENTRY].chunks_exact_mut(ENTRY) {
+            let len = count * column.entry;
+            for entry in out[p..p + len].chunks_exact_mut(column.entry) {
                 while scan[j] < n && !bits::test(online, scan[j]) {
                     scan[j] += 1;
                 }
-                let c = &peers[scan[j]];
-                entry[..NONCE_LEN].copy_from_slice(&c.nonce);
-                entry[NONCE_LEN..].copy_from_slice(&c.proofs[j]);
+                fill(&peers[scan[j]], j, entry);
                 scan[j] += 1;
             }
             sent[j] += count as u32;
-            if let Phase::Opening {
-                sent: s, scan: sc, ..
-            } = &mut self.phase
-            {
-                *s = sent;
-                *sc = scan;
-            }
             return Ok(Some(Transmit {
                 destination: Destination::Link(link),
-                len: p + count * ENTRY,
+                len: p + len,
                 close_after: false,
             }));
         }
@@ -1972,47 +1996,26 @@ where
         if acked != members {
             return Ok(None);
         }
-        let n = usize::from(self.cfg.clients);
-        for j in 0..usize::from(self.cfg.trustees) {
-            if acks_sent[j] >= members {
-                continue;
-            }
-            let Some(link) = self.peers.as_ref()[n + j].link else {
-                continue;
-            };
-            let frame = self.peers.as_ref()[n + j].max_frame as usize;
-            let room = frame.min(out.len()).saturating_sub(32) / MAC_LEN;
-            let count = ((members - acks_sent[j]) as usize).min(room).min(4096);
-            if count == 0 {
-                return Err(WireError::BufferTooSmall);
-            }
-            let p = wire::emit_acks_prefix(interval, acks_sent[j], count, out)?;
-            let online = &self.store.as_ref()[self.regions.connected..self.regions.online];
-            let peers = self.peers.as_ref();
-            for mac in out[p..p + count * MAC_LEN].chunks_exact_mut(MAC_LEN) {
-                while acks_scan[j] < n && !bits::test(online, acks_scan[j]) {
-                    acks_scan[j] += 1;
-                }
-                mac.copy_from_slice(&peers[acks_scan[j]].acks[j]);
-                acks_scan[j] += 1;
-            }
-            acks_sent[j] += count as u32;
-            if let Phase::Starting {
-                acks_sent: s,
-                acks_scan: sc,
-                ..
-            } = &mut self.phase
-            {
-                *s = acks_sent;
-                *sc = acks_scan;
-            }
-            return Ok(Some(Transmit {
-                destination: Destination::Link(link),
-                len: p + count * MAC_LEN,
-                close_after: false,
-            }));
+        let column = Column {
+            interval,
+            members,
+            entry: MAC_LEN,
+            chunk: 4096,
+            prefix: wire::emit_acks_prefix,
+        };
+        let t = self.transmit_column(&column, &mut acks_sent, &mut acks_scan, out, |c, j, e| {
+            e.copy_from_slice(&c.acks[j])
+        })?;
+        if let Phase::Starting {
+            acks_sent: s,
+            acks_scan: sc,
+            ..
+        } = &mut self.phase
+        {
+            *s = acks_sent;
+            *sc = acks_scan;
         }
-        Ok(None)
+        Ok(t)
     }
 
     fn transmit_confirmed(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
@@ -2507,6 +2510,18 @@ where
             PeerId::Trustee((i - n) as u16)
         }
     }
+}
+
+/// A per-member list sent to each trustee in chunks (`Members`, `Acks`).
+struct Column {
+    interval: u32,
+    members: u32,
+    /// Bytes per member.
+    entry: usize,
+    /// Most entries per frame.
+    chunk: usize,
+    /// Writes the frame prefix for `count` entries from position `first`.
+    prefix: fn(u32, u32, usize, &mut [u8]) -> Result<usize, WireError>,
 }
 
 /// A checked Hello's fields the relay keeps.

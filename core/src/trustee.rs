@@ -562,23 +562,9 @@ where
             return Err(TrusteeError::Unexpected);
         };
         const ENTRY: usize = NONCE_LEN + MAC_LEN;
-        if interval != cur
-            || first != got
-            || entries.is_empty()
-            || entries.len() % ENTRY != 0
-            || got as usize + entries.len() / ENTRY > members as usize
-        {
-            return Err(TrusteeError::BadMembers);
-        }
-        let len = self.online_len();
+        check_chunk((interval, first, entries, ENTRY), (cur, got, members))?;
         for entry in entries.chunks_exact(ENTRY) {
-            let online = &self.store.as_ref()[..len];
-            // `got < members`, so another member bit lies at or after `scan`.
-            while scan < self.clients && !crate::bits::test(online, scan) {
-                scan += 1;
-            }
-            let client = scan;
-            scan += 1;
+            let client = self.next_member(&mut scan);
             let mut client_nonce = [0u8; NONCE_LEN];
             client_nonce.copy_from_slice(&entry[..NONCE_LEN]);
             let pair = &self.pairs.as_ref()[client];
@@ -615,6 +601,17 @@ where
         Ok(())
     }
 
+    /// The next member at or after `scan`, moving `scan` past it. Called only while fewer
+    /// than all members were seen, so there is one.
+    fn next_member(&self, scan: &mut usize) -> usize {
+        let online = &self.store.as_ref()[..self.online_len()];
+        while *scan < self.clients && !crate::bits::test(online, *scan) {
+            *scan += 1;
+        }
+        *scan += 1;
+        *scan - 1
+    }
+
     /// Refuses the interval because of `client`: nothing more of it is served.
     fn refuse(&mut self, interval: u32, client: u16, what: Refusal) {
         self.phase = Phase::Idle;
@@ -638,23 +635,9 @@ where
         else {
             return Err(TrusteeError::Unexpected);
         };
-        if interval != cur
-            || first != got
-            || macs.is_empty()
-            || macs.len() % MAC_LEN != 0
-            || got as usize + macs.len() / MAC_LEN > members as usize
-        {
-            return Err(TrusteeError::BadMembers);
-        }
-        let len = self.online_len();
+        check_chunk((interval, first, macs, MAC_LEN), (cur, got, members))?;
         for mac in macs.chunks_exact(MAC_LEN) {
-            let online = &self.store.as_ref()[..len];
-            // `got < members`, so another member bit lies at or after `scan`.
-            while scan < self.clients && !crate::bits::test(online, scan) {
-                scan += 1;
-            }
-            let client = scan;
-            scan += 1;
+            let client = self.next_member(&mut scan);
             if !self.pairs.as_ref()[client].check_acknowledgement(&view, mac) {
                 self.refuse(cur, client as u16, Refusal::Ack);
                 return Ok(());
@@ -870,6 +853,23 @@ where
         };
         Ok(Some(n))
     }
+}
+
+/// Checks that a chunk of a per-member list (`Members`, `Acks`: interval, first position,
+/// entries, bytes per entry) continues the current one (interval, entries so far, members).
+fn check_chunk(
+    (interval, first, data, entry): (u32, u32, &[u8], usize),
+    (cur, got, members): (u32, u32, u32),
+) -> Result<(), TrusteeError> {
+    if interval != cur
+        || first != got
+        || data.is_empty()
+        || data.len() % entry != 0
+        || got as usize + data.len() / entry > members as usize
+    {
+        return Err(TrusteeError::BadMembers);
+    }
+    Ok(())
 }
 
 impl<P, I, B> core::fmt::Debug for Trustee<P, I, B> {

@@ -734,6 +734,8 @@ fn keep_logs(work: tempfile::TempDir) {
 }
 
 async fn run_net(args: &NetArgs) -> Result<()> {
+    // Measured before the net starts, so its processes do not slow the measurement.
+    let pad_rate = pad_rate();
     let mut running = start_cluster(&ClusterSpec {
         clients: args.clients,
         trustees: args.trustees,
@@ -752,6 +754,7 @@ async fn run_net(args: &NetArgs) -> Result<()> {
         max_cell_length: args.max_cell_length.max(args.cell_length),
         seconds: args.seconds,
         separate_processes: args.separate,
+        pad_bytes_per_sec_per_core: pad_rate,
         ..Report::default()
     };
     let pids = running.cluster.pids();
@@ -932,12 +935,11 @@ async fn measure(
 
     // The physical ceiling: pads computed per goodput byte, at this machine's rate.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let rate = pad_rate();
     let l = report.max_cell_length as f64;
     let per_goodput = 2.0 * args.clients as f64 * args.trustees as f64 * l / (l - 8.0).max(1.0);
     report.cores = cores;
-    report.pad_bytes_per_sec_per_core = rate;
-    report.pad_limit_goodput_bytes_per_sec = rate * cores as f64 / per_goodput;
+    report.pad_limit_goodput_bytes_per_sec =
+        report.pad_bytes_per_sec_per_core * cores as f64 / per_goodput;
     Ok(())
 }
 

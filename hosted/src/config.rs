@@ -64,8 +64,9 @@ const PSEUDONYM_FILE: &str = "pseudonym.json";
 const RELAY_ID: &str = "relay";
 /// Longest accepted node id.
 const MAX_ID_LEN: usize = 64;
-/// Largest configuration file we read; real ones are a few tens of kilobytes at most.
-const MAX_FILE_LEN: u64 = 1 << 20;
+/// Largest configuration file we read: `system.json` lists every client, about 120 bytes
+/// each (1.2 MB at 10,000 clients), so this allows the largest group with room to spare.
+const MAX_FILE_LEN: u64 = 256 * MAX_CLIENTS as u64;
 const PRIVATE_MODE: u32 = 0o600;
 const PUBLIC_MODE: u32 = 0o644;
 
@@ -993,6 +994,25 @@ mod tests {
 
         let debug = format!("{relay:?}");
         assert!(!debug.contains(&hex::encode(relay.private_key)));
+    }
+
+    #[test]
+    fn a_group_of_ten_thousand_clients_loads() {
+        let opts = GenerateOptions {
+            clients: 10_000,
+            trustees: 3,
+            ..GenerateOptions::default()
+        };
+        let dir = generated(&opts);
+        let len = std::fs::metadata(dir.path().join(SYSTEM_FILE))
+            .unwrap()
+            .len();
+        assert!(len > 1 << 20, "system.json is {len} bytes");
+        let group = Group::load(dir.path()).unwrap();
+        assert_eq!(group.clients.len(), 10_000);
+        assert_eq!(group.slots.len(), 10_000);
+        let last = load(&group, &dir.path().join("client-9999.json")).unwrap();
+        assert_eq!(last.role, Role::Client(9999));
     }
 
     #[test]
