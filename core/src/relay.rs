@@ -653,7 +653,10 @@ pub struct Relay<P, B> {
     oldest: u64,
     decoding: Option<Decoding>,
     decoded_slot: u16,
+    /// The last exchange decoded nothing: an idle net is paced.
     idle: bool,
+    /// The last data cell was full, so its owner likely has more: the whole window opens.
+    burst: bool,
     gap: Duration,
     last_issue: Instant,
     probe_counter: u64,
@@ -737,6 +740,7 @@ where
             decoding: None,
             decoded_slot: 0,
             idle: true,
+            burst: false,
             gap: Duration::default(),
             last_issue: Instant::default(),
             probe_counter: 0,
@@ -1651,6 +1655,8 @@ where
                         if ok {
                             let start = at + wire::NEXT_LEN;
                             let used: usize = view.records().map(|rec| rec.wire_len()).sum();
+                            // No room left for even one more byte in a record.
+                            self.burst = len < start - at + used + wire::RECORD_HEADER_LEN + 1;
                             (view.next(), Some((start, start + used, view.is_empty())))
                         } else {
                             (0, None)
@@ -1669,6 +1675,7 @@ where
                         r.client_pending = None;
                     }
                     self.idle = false;
+                    self.burst = false;
                     return Some(RelayEvent::Garbled {
                         interval: r.interval,
                         exchange,
@@ -2110,6 +2117,7 @@ where
         self.unreported.clear();
         self.outq_len = 0;
         self.idle = false;
+        self.burst = false;
         self.gap = Duration::default();
         self.push_event(RelayEvent::IntervalStarted {
             interval,
@@ -2209,17 +2217,18 @@ where
             return Ok(None);
         }
         // Only an idle net with nothing reserved is paced: a reserved slot (a conversation
-        // between turns) runs at full speed, one exchange at a time, so the owner's next
-        // bytes go into the very next exchange instead of waiting behind a window of empty
-        // ones. Data (up or down) opens the whole window.
+        // between turns) runs at full speed. One exchange is in flight at a time unless an
+        // owner filled its last cell (a bulk sender, likely with more) or the exit has
+        // downstream bytes waiting: then the whole window opens. Otherwise an owner's next
+        // bytes would wait behind a window of exchanges issued before they existed.
         let paced = self.idle
             && r.schedule.reserved() == 0
             && !downstream.has_data()
             && now < self.last_issue + self.gap;
-        let window = if self.idle && !downstream.has_data() {
-            1
-        } else {
+        let window = if self.burst || downstream.has_data() {
             u64::from(self.cfg.window)
+        } else {
+            1
         };
         if r.next >= r.done + window || paced {
             return Ok(None);

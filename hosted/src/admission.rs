@@ -138,12 +138,14 @@ impl Limits {
 
     /// Descriptors to keep free for members and the relay itself, whatever strangers do.
     ///
-    /// Each of `members` (clients and trustees) may hold its link and `per_member` links
-    /// waiting for a Hello; strangers hold at most `handshakes`; plus a margin for the
-    /// listener, stdio, logs and the runtime.
+    /// Every member (client or trustee) holds its link; links in their handshake are at most
+    /// `handshakes`; links of members waiting for a Hello (a restarted node, before its old
+    /// link is gone) are at most `per_member` each, and in a large group are counted as
+    /// another `handshakes`, since each came through that table within the last
+    /// `hello_deadline`; plus a margin for the listener, stdio, logs and the runtime.
     pub fn reserved_descriptors(&self, members: usize) -> u64 {
         let n = members
-            .saturating_mul(1 + self.per_member)
+            .saturating_add(members.saturating_mul(self.per_member).min(self.handshakes))
             .saturating_add(self.handshakes)
             .saturating_add(MARGIN_DESCRIPTORS);
         u64::try_from(n).unwrap_or(u64::MAX)
@@ -1112,6 +1114,9 @@ mod tests {
         assert_eq!(d.reserved_descriptors(10), 30 + 1024 + 64);
         assert_eq!(d.exit_descriptors(1118 + 5, 10), 5);
         assert_eq!(d.exit_descriptors(100, 10), 0);
+        // A group of 10,000 under a limit of 20,000 files still has room for exits.
+        assert_eq!(d.reserved_descriptors(10_003), 10_003 + 1024 + 1024 + 64);
+        assert_eq!(d.exit_descriptors(20_000, 10_003), 7885);
     }
 
     #[test]

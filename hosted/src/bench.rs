@@ -466,6 +466,8 @@ struct Report {
 #[derive(Debug, Default, Serialize)]
 struct Rates {
     idle: f64,
+    /// While one client sends 32-byte echoes one at a time.
+    pings: f64,
     one_sender: f64,
 }
 
@@ -492,6 +494,10 @@ impl Report {
         );
         println!("ready_seconds: {:.2}", self.ready_seconds);
         println!("exchanges_per_sec.idle: {:.1}", self.exchanges_per_sec.idle);
+        println!(
+            "exchanges_per_sec.pings: {:.1}",
+            self.exchanges_per_sec.pings
+        );
         println!(
             "exchanges_per_sec.one_sender: {:.1}",
             self.exchanges_per_sec.one_sender
@@ -902,6 +908,7 @@ async fn measure(
     let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)
         .map_err(|e| anyhow!("histogram: {e}"))?;
     let phase_start = Instant::now();
+    let e0 = exchanges(metrics).await?;
     for k in 0..args.pings {
         if phase_start.elapsed() > budget {
             break;
@@ -914,6 +921,8 @@ async fn measure(
         h.saturating_record(us.max(1));
         report.pings = k + 1;
     }
+    report.exchanges_per_sec.pings =
+        (exchanges(metrics).await? - e0) as f64 / phase_start.elapsed().as_secs_f64();
     report.rtt_ms = Quantiles {
         p50: ms_at(&h, 0.5),
         p95: ms_at(&h, 0.95),

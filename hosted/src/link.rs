@@ -28,7 +28,10 @@ pub use dissent_core::link::NOISE_PARAMS;
 /// Time allowed for the whole handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least free room to read into.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 4 * 1024;
+/// A link buffer that grew beyond this for a burst is released once it is empty: a relay
+/// holds thousands of links, most of them carrying small frames most of the time.
+const KEEP_BUFFER: usize = 64 * 1024;
 
 fn invalid(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.into())
@@ -109,14 +112,26 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
                 }
                 return Err(invalid("stream ended inside a frame"));
             };
-            let message = &mut self.raw[HEADER_LEN..used];
-            let n = self
-                .opener
-                .open_in_place(message)
-                .map_err(|_| invalid("record failed authentication"))?;
-            self.plain.extend_from_slice(&message[..n]);
-            self.raw.advance(used);
+            self.open_record(used)?;
         }
+    }
+
+    /// Opens the record of `used` bytes at the start of `raw` into `plain`.
+    fn open_record(&mut self, used: usize) -> io::Result<()> {
+        let message = &mut self.raw[HEADER_LEN..used];
+        let n = self
+            .opener
+            .open_in_place(message)
+            .map_err(|_| invalid("record failed authentication"))?;
+        if self.plain.is_empty() && self.plain.capacity() > KEEP_BUFFER {
+            self.plain = BytesMut::new();
+        }
+        self.plain.extend_from_slice(&message[..n]);
+        self.raw.advance(used);
+        if self.raw.is_empty() && self.raw.capacity() > KEEP_BUFFER {
+            self.raw = BytesMut::new();
+        }
+        Ok(())
     }
 
     /// The next frame body if one is already complete in what was read, without waiting.
@@ -137,13 +152,7 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
             else {
                 return Ok(None);
             };
-            let message = &mut self.raw[HEADER_LEN..used];
-            let n = self
-                .opener
-                .open_in_place(message)
-                .map_err(|_| invalid("record failed authentication"))?;
-            self.plain.extend_from_slice(&message[..n]);
-            self.raw.advance(used);
+            self.open_record(used)?;
         }
     }
 }
@@ -164,8 +173,9 @@ impl<W: AsyncWrite + Unpin> LinkWriter<W> {
 
     /// Encrypts and writes every frame from `rx` until the channel closes, then shuts down.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Bytes>) -> io::Result<()> {
-        let mut plain: Vec<u8> = Vec::with_capacity(2 * MAX_PLAINTEXT);
-        let mut out: Vec<u8> = Vec::with_capacity(4 * MAX_RECORD);
+        // Both grow with the batches; a link with small frames keeps small buffers.
+        let mut plain: Vec<u8> = Vec::new();
+        let mut out: Vec<u8> = Vec::new();
         while let Some(frame) = rx.recv().await {
             plain.extend_from_slice(&frame);
             // Batch whatever is already queued.
@@ -190,6 +200,12 @@ impl<W: AsyncWrite + Unpin> LinkWriter<W> {
             self.inner.write_all(&out).await?;
             out.clear();
             self.inner.flush().await?;
+            if plain.capacity() > KEEP_BUFFER {
+                plain = Vec::new();
+            }
+            if out.capacity() > KEEP_BUFFER {
+                out = Vec::new();
+            }
         }
         self.inner.shutdown().await
     }
