@@ -67,6 +67,10 @@ pub struct RelayConfig {
     /// exchange costs every member a cell, so the longest pause grows with the group until
     /// idle exchanges stay within this budget.
     pub idle_budget: u64,
+    /// Most bytes of cells one exchange may take in, every member's and trustee's together:
+    /// in a large group, long cells are shortened to fit, so one exchange stays quick and
+    /// the relay's buffers bounded (goodput per pad byte is about the same either way).
+    pub exchange_budget: usize,
     /// A peer that leaves an exchange (or an interval's set-up) unanswered this long is
     /// dropped.
     pub exchange_timeout: Duration,
@@ -653,6 +657,10 @@ pub struct Relay<P, B> {
     oldest: u64,
     decoding: Option<Decoding>,
     decoded_slot: u16,
+    /// Some client may be waiting to join (scans of every peer happen only then).
+    joiners: bool,
+    /// Some peer may have a probe pending (likewise).
+    probes: bool,
     /// The last exchange decoded nothing: an idle net is paced.
     idle: bool,
     /// The last data cell was full, so its owner likely has more: the whole window opens.
@@ -739,6 +747,8 @@ where
             oldest: 1,
             decoding: None,
             decoded_slot: 0,
+            joiners: false,
+            probes: false,
             idle: true,
             burst: false,
             gap: Duration::default(),
@@ -915,6 +925,7 @@ where
             self.probe_counter = self.probe_counter.wrapping_add(1);
             let probe = self.probe_counter;
             let deadline = now + self.cfg.probe_timeout;
+            self.probes = true;
             if let Some(p) = self.peer_mut(peer) {
                 p.pending = Some(PendingHello {
                     link,
@@ -1008,6 +1019,7 @@ where
             p.pending = None;
             p.waiting_since = (!running_member).then_some(now);
         }
+        self.joiners |= !running_member && matches!(peer, PeerId::Client(_));
         match peer {
             PeerId::Client(i) => {
                 let conn = &mut self.store.as_mut()[..self.regions.connected];
@@ -1019,6 +1031,14 @@ where
         }
         self.push_event(RelayEvent::Joined { peer });
         self.advance(now);
+    }
+
+    /// Clears `probes` once no peer has a probe pending (a scan, only when probes end).
+    fn recount_probes(&mut self) {
+        if self.probes {
+            let n = self.cfg.peers_len();
+            self.probes = self.peers.as_ref()[..n].iter().any(|p| p.pending.is_some());
+        }
     }
 
     fn online_bits(&self) -> &[u8] {
@@ -1035,6 +1055,7 @@ where
                 if let Some(p) = self.peer_mut(peer) {
                     p.pending = None;
                 }
+                self.recount_probes();
                 return;
             }
         }
@@ -1132,6 +1153,7 @@ where
                         if let Some(p) = self.peer_mut(peer) {
                             p.pending = None;
                         }
+                        self.recount_probes();
                     }
                 }
                 Ok(())
@@ -1223,11 +1245,13 @@ where
         let peers = self.peers.as_ref();
         let n = usize::from(self.cfg.clients);
         let online = self.online_bits();
+        let mut cells = usize::from(self.cfg.trustees);
         for i in Bits::new_checked(online, n)
             .into_iter()
             .flat_map(|b| b.iter())
         {
             frame = frame.min(peers[i].max_frame as usize);
+            cells += 1;
         }
         for j in 0..usize::from(self.cfg.trustees) {
             frame = frame.min(peers[n + j].max_frame as usize);
@@ -1236,7 +1260,12 @@ where
         let down_room = frame.saturating_sub(64 + wire::max_outputs_len(self.cfg.slots));
         Params {
             base_len: self.cfg.cell_len as u32,
-            max_len: self.cfg.max_cell_len.min(cell_room).max(self.cfg.cell_len) as u32,
+            max_len: self
+                .cfg
+                .max_cell_len
+                .min(cell_room)
+                .min(self.cfg.exchange_budget / cells.max(1))
+                .max(self.cfg.cell_len) as u32,
             downstream_len: self.cfg.downstream_len.min(down_room).max(1) as u32,
             period: self.cfg.period,
             admit: self.cfg.admit,
@@ -1540,6 +1569,7 @@ where
                         for p in self.peers.as_mut()[..n].iter_mut() {
                             p.waiting_since = None;
                         }
+                        self.joiners = false;
                         self.phase = Phase::Opening {
                             interval,
                             members,
@@ -1554,9 +1584,12 @@ where
                 }
                 Phase::Running(mut r) => {
                     match r.stop {
-                        None if self.joiner_waited(now) => {
+                        None if self.joiners && self.joiner_waited(now) => {
                             r.stop = Some(Stop::Drain);
                             self.phase = Phase::Running(r);
+                        }
+                        None if self.joiners && self.earliest_joiner().is_none() => {
+                            self.joiners = false;
                         }
                         Some(Stop::Drain)
                             if r.done == r.next
@@ -2383,9 +2416,11 @@ where
         let mut earliest = |t: Instant| {
             at = Some(at.map_or(t, |a: Instant| a.min(t)));
         };
-        for p in self.peers.as_ref()[..self.cfg.peers_len()].iter() {
-            if let Some(pending) = p.pending {
-                earliest(pending.deadline);
+        if self.probes {
+            for p in self.peers.as_ref()[..self.cfg.peers_len()].iter() {
+                if let Some(pending) = p.pending {
+                    earliest(pending.deadline);
+                }
             }
         }
         match self.phase {
@@ -2404,7 +2439,7 @@ where
                     if self.idle && r.schedule.reserved() == 0 && r.next <= r.done {
                         earliest(self.last_issue + self.gap);
                     }
-                    if let Some(t) = self.earliest_joiner() {
+                    if let Some(t) = self.joiners.then(|| self.earliest_joiner()).flatten() {
                         earliest(t + self.cfg.join_delay);
                     }
                 }
@@ -2416,7 +2451,7 @@ where
     /// Drops peers that left an exchange (or an interval's set-up) unanswered, settles
     /// probes, and lets paced exchanges and waiting joiners go on.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let total = self.cfg.peers_len();
+        let total = if self.probes { self.cfg.peers_len() } else { 0 };
         for i in 0..total {
             let p = self.peers.as_ref()[i];
             let Some(pending) = p.pending else { continue };
@@ -2440,6 +2475,7 @@ where
             }
             self.admit(now, pending.link, peer, &hello);
         }
+        self.recount_probes();
         // At most 64 peers per call, so every goodbye fits its queue. The first drop aborts
         // the interval; peers late beyond these 64 meet the timeouts of the next one.
         let mut late: Vec<PeerId, 64> = Vec::new();

@@ -76,6 +76,8 @@ pub struct NetConfig {
     pub replay_len: usize,
     /// The relay's downstream log.
     pub log_len: usize,
+    /// Most bytes of cells per exchange.
+    pub exchange_budget: usize,
 }
 
 impl NetConfig {
@@ -101,6 +103,7 @@ impl NetConfig {
             ring_len: 64 * 1024,
             replay_len: 64 * 1024,
             log_len: 256 * 1024,
+            exchange_budget: usize::MAX,
         }
     }
 }
@@ -292,6 +295,7 @@ impl Net {
             min_clients: cfg.min_clients,
             idle_gap: cfg.idle_gap,
             idle_budget: 1 << 30,
+            exchange_budget: cfg.exchange_budget,
             exchange_timeout: cfg.exchange_timeout,
             join_delay: cfg.join_delay,
             probe_timeout: Duration::from_millis(100),

@@ -810,3 +810,46 @@ fn a_client_that_never_acknowledges_is_dropped_and_the_rest_run() {
     assert_eq!(net.dropped, [PeerId::Client(0)]);
     assert!((0..cfg.trustees).all(|j| net.is_up(Node::Trustee(j))));
 }
+
+#[test]
+fn a_conversation_turn_goes_into_the_next_exchange_not_behind_a_window() {
+    let mut cfg = NetConfig::new(4, 2, 64);
+    cfg.window = 16;
+    let mut net = Net::new(cfg);
+    let conn = net.open(0);
+    let mut said = Vec::new();
+    let mut waits = Vec::new();
+    for turn in 0..8u8 {
+        let msg = vec![b'a' + turn; 20];
+        said.extend_from_slice(&msg);
+        let before = net.relay.exchanges_decoded();
+        net.send_bytes(0, conn, msg);
+        net.run_until(100_000, |s| s.exit.upstream.get(&conn) == Some(&said));
+        waits.push(net.relay.exchanges_decoded() - before);
+        // The echo comes back before the next turn, as in a request and its answer.
+        net.run_until(100_000, |s| s.apps[0].received.get(&conn) == Some(&said));
+    }
+    // The first turn waits for a reservation; every later one goes out while the slot is
+    // still reserved, in the next exchange or the one after (a reservation exchange may
+    // come first), not behind a window of 16 exchanges issued before it was written.
+    assert!(
+        waits[1..].iter().all(|&w| w <= 3),
+        "exchanges per turn: {waits:?}"
+    );
+}
+
+#[test]
+fn long_cells_are_shortened_to_the_exchange_budget_in_a_large_group() {
+    let mut cfg = NetConfig::new(8, 1, 64);
+    cfg.max_cell_len = 4096;
+    // Nine cells per exchange: at most 512 bytes each.
+    cfg.exchange_budget = 9 * 512;
+    let mut net = Net::new(cfg);
+    net.log_cells = true;
+    let conn = net.open(0);
+    let data = pattern(0, 20_000);
+    net.send_bytes(0, conn, data.clone());
+    net.run_until(1_000_000, |s| s.exit.upstream.get(&conn) == Some(&data));
+    let longest = net.cell_log[0].iter().map(|&(_, _, len)| len).max();
+    assert_eq!(longest, Some(512));
+}

@@ -404,6 +404,7 @@ fn min_node_frame(group: &Group) -> usize {
         min_clients: 1,
         idle_gap: dissent_core::Duration::from_millis(1),
         idle_budget: 1,
+        exchange_budget: usize::MAX,
         exchange_timeout: dissent_core::Duration::from_millis(1),
         join_delay: dissent_core::Duration::from_millis(0),
         probe_timeout: dissent_core::Duration::from_millis(1),

@@ -67,6 +67,9 @@ pub struct RelayOptions {
 
 /// Bytes of downstream log kept for clients that reconnect.
 const LOG_LEN: usize = 32 * 1024 * 1024;
+/// Bytes of cells one exchange may take in: cells of at most 32 KiB up to about 2,000
+/// members, shorter beyond (6.5 KiB at 10,000).
+const EXCHANGE_BUDGET: usize = 64 * 1024 * 1024;
 /// Slots one reservation exchange admits.
 const ADMIT: u16 = 64;
 /// Slots reserved at once.
@@ -166,6 +169,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         min_clients: opts.min_clients,
         idle_gap: core_duration(opts.idle_gap),
         idle_budget: opts.idle_budget,
+        exchange_budget: EXCHANGE_BUDGET,
         exchange_timeout: core_duration(opts.exchange_timeout),
         join_delay: core_duration(opts.join_delay),
         probe_timeout: core_duration(PROBE_TIMEOUT),
