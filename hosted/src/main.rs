@@ -184,7 +184,7 @@ struct RelayArgs {
     /// Longest pause in milliseconds between exchanges while nobody sends anything,
     /// 1-10000. A new conversation's first byte waits for the next reservation exchange, so
     /// lower values cut that wait at the cost of more idle CPU and traffic.
-    #[arg(long, value_name = "MS", default_value_t = 25, value_parser = RangedU64ValueParser::<u64>::new().range(1..=10_000))]
+    #[arg(long, value_name = "MS", default_value_t = 50, value_parser = RangedU64ValueParser::<u64>::new().range(1..=10_000))]
     idle_ms: u64,
     /// Megabytes per second of cells an idle net may cost the relay, 1-100000. In a large
     /// group an idle exchange costs every member a cell, so the idle pause grows until idle
@@ -436,10 +436,16 @@ impl Command {
 fn main() {
     let cli = Cli::parse();
     console::init_logging(cli.command.role());
-    // The relay spreads its links' encryption over worker threads; every other role is
-    // one state machine plus a few sockets, fastest without cross-thread wake-ups
-    // (`dissent bench net`: about 1.3x the throughput of a threaded client and trustee).
-    let runtime = if matches!(cli.command, Command::Relay(_) | Command::Clients(_)) {
+    // The relay spreads its links' encryption over worker threads, as does a process
+    // hosting many clients; every other role is one state machine plus a few sockets,
+    // fastest without cross-thread wake-ups (`dissent bench net`: about 1.3x the throughput
+    // of a threaded client and trustee, and half the idle CPU).
+    let threaded = match &cli.command {
+        Command::Relay(_) => true,
+        Command::Clients(a) => a.to.saturating_sub(a.from) > 1,
+        _ => false,
+    };
+    let runtime = if threaded {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
