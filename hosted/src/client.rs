@@ -372,20 +372,14 @@ impl ClientNode {
                 Err(ClientError::Goodbye(r)) => return Err(End::Goodbye(r)),
                 Err(e) => return Err(End::Lost(format!("dropping the relay link: {e}"))),
             };
-            link.sink
-                .flush()
-                .await
-                .map_err(|e| End::Lost(e.to_string()))?;
+            let flushed = link.sink.flush().await;
+            // The record is the client's now (its downstream head moved past it), so it is
+            // delivered even when the cell could not go out.
             if let Some((conn, data)) = delivery {
                 self.deliver(conn, data);
             }
-            while let Some(d) = self.client.poll_replay() {
-                let (conn, data) = match d {
-                    Delivery::Data { conn, data } => (conn, Some(Bytes::copy_from_slice(data))),
-                    Delivery::Close { conn } => (conn, None),
-                };
-                self.deliver(conn, data);
-            }
+            self.deliver_replays();
+            flushed.map_err(|e| End::Lost(e.to_string()))?;
             self.events();
             self.send_control(link).await.map_err(End::Lost)?;
             self.client.prepare(self.now(), &mut self.pending);
@@ -395,6 +389,17 @@ impl ClientNode {
                 .map_err(|e| End::Lost(e.to_string()))?;
         }
         Ok(())
+    }
+
+    /// Hands the application the replayed records the client accepted.
+    fn deliver_replays(&mut self) {
+        while let Some(d) = self.client.poll_replay() {
+            let (conn, data) = match d {
+                Delivery::Data { conn, data } => (conn, Some(Bytes::copy_from_slice(data))),
+                Delivery::Close { conn } => (conn, None),
+            };
+            self.deliver(conn, data);
+        }
     }
 
     async fn send_control(&mut self, link: &mut Connected) -> Result<(), String> {

@@ -597,6 +597,8 @@ impl Hub {
             }
             let mut sent = false;
             let mut slow: Vec<PeerId> = Vec::new();
+            // Links whose writer ended (the socket failed): closed, not slow.
+            let mut broken: Vec<u64> = Vec::new();
             loop {
                 let t = match self
                     .relay
@@ -616,10 +618,14 @@ impl Hub {
                     let Some(link) = self.links.get(&token) else {
                         continue;
                     };
-                    if link.tx.try_send(frame.clone()).is_err() {
-                        if let Some(peer) = link.peer {
-                            slow.push(peer);
+                    match link.tx.try_send(frame.clone()) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            if let Some(peer) = link.peer {
+                                slow.push(peer);
+                            }
                         }
+                        Err(mpsc::error::TrySendError::Closed(_)) => broken.push(token),
                     }
                     if t.close_after {
                         closing.push(token);
@@ -633,9 +639,17 @@ impl Hub {
                     }
                 }
             }
+            for token in broken {
+                if let Some(link) = self.links.get(&token) {
+                    link.reader.abort();
+                }
+                self.link_event(LinkEvent::Closed(token, "the connection failed".into()));
+            }
             for peer in slow {
-                warn!("dropping {peer}: not reading its link");
-                self.relay.drop_peer(now, peer, GoodbyeReason::TooSlow);
+                if self.relay.link_of(peer).is_some() {
+                    warn!("dropping {peer}: not reading its link");
+                    self.relay.drop_peer(now, peer, GoodbyeReason::TooSlow);
+                }
             }
             if !sent {
                 break;
