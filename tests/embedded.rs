@@ -845,6 +845,9 @@ fn emulated_trustee_and_client_serve_beside_hosted_nodes() {
                 "{}: console:\n{console}",
                 device.proc.name
             );
+            if let Some(line) = console.lines().rev().find(|l| l.contains("stack peak")) {
+                eprintln!("{line}");
+            }
         }
 
         // Ctrl-C stops `dissent qemu` and its QEMU, and it exits 0.

@@ -240,12 +240,10 @@ async fn link(
                         stack::peak()
                     ),
                     TrusteeEvent::Refused {
-                        interval,
-                        client,
-                        what,
+                        interval, client, ..
                     } => println!(
-                        "{}: refused interval {}: client {}: {}",
-                        name, interval, client, what
+                        "{}: refused interval {}: client {}'s proof or acknowledgement",
+                        name, interval, client
                     ),
                     _ => {}
                 }
