@@ -1200,18 +1200,10 @@ where
             ..
         } = self.phase
         else {
-            return if self.is_past(interval) {
-                Ok(())
-            } else {
-                Err(PeerError::Unexpected)
-            };
+            return self.past_or_unexpected(interval);
         };
         if cur != interval {
-            return if self.is_past(interval) {
-                Ok(())
-            } else {
-                Err(PeerError::Unexpected)
-            };
+            return self.past_or_unexpected(interval);
         }
         if ready & (1 << t) != 0 || sent[usize::from(t)] != members {
             return Err(PeerError::Unexpected);
@@ -1290,18 +1282,10 @@ where
             ..
         } = self.phase
         else {
-            return if self.is_past(interval) {
-                Ok(())
-            } else {
-                Err(PeerError::Unexpected)
-            };
+            return self.past_or_unexpected(interval);
         };
         if interval != cur {
-            return if self.is_past(interval) {
-                Ok(())
-            } else {
-                Err(PeerError::Unexpected)
-            };
+            return self.past_or_unexpected(interval);
         }
         let j = usize::from(t);
         if acks_sent[j] != members
@@ -1350,18 +1334,10 @@ where
             ..
         } = self.phase
         else {
-            return if self.is_past(interval) {
-                Ok(())
-            } else {
-                Err(PeerError::Unexpected)
-            };
+            return self.past_or_unexpected(interval);
         };
         if interval != cur {
-            return if self.is_past(interval) {
-                Ok(())
-            } else {
-                Err(PeerError::Unexpected)
-            };
+            return self.past_or_unexpected(interval);
         }
         let t = usize::from(self.cfg.trustees);
         let idx = usize::from(i);
@@ -1396,11 +1372,7 @@ where
             }
         };
         if interval != cur {
-            return if self.is_past(interval) {
-                Ok(())
-            } else {
-                Err(PeerError::Unexpected)
-            };
+            return self.past_or_unexpected(interval);
         }
         if usize::from(client) >= usize::from(self.cfg.clients)
             || !bits::test(self.online_bits(), usize::from(client))
@@ -1409,6 +1381,16 @@ where
         }
         self.drop_peer(now, PeerId::Client(client), GoodbyeReason::Refused);
         Ok(())
+    }
+
+    /// A set-up message for `interval` outside its phase: ignored if the interval is over
+    /// (it crossed the change on the wire), an error otherwise.
+    fn past_or_unexpected(&self, interval: u32) -> Result<(), PeerError> {
+        if self.is_past(interval) {
+            Ok(())
+        } else {
+            Err(PeerError::Unexpected)
+        }
     }
 
     /// Whether `interval` was opened before and is over.

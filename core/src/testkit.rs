@@ -108,6 +108,35 @@ impl NetConfig {
     }
 }
 
+/// Client `i` of a net of `cfg`.
+fn new_client(
+    cfg: &NetConfig,
+    i: usize,
+    session_secret: [u8; 32],
+    trustee_pubs: &[[u8; 32]],
+    slot: u16,
+) -> Client<Vec<u8>> {
+    let c = ClientConfig {
+        index: i as u16,
+        clients: cfg.clients as u16,
+        group_id: GROUP,
+        session_id: SESSION,
+        session_secret,
+        trustee_keys: trustee_pubs,
+        slot,
+        slots: cfg.clients as u16,
+        cell_len: cfg.cell_len,
+        max_frame: cfg.max_frame,
+        max_reserved: cfg.capacity,
+        ring_len: cfg.ring_len,
+        replay_len: cfg.replay_len,
+        min_clients: cfg.min_clients,
+        linger: cfg.linger,
+        rng_seed: secret(4, i),
+    };
+    Client::new(&c, vec![0u8; Client::<Vec<u8>>::storage_len(&c)]).expect("client configuration")
+}
+
 /// Application side of one client: bytes waiting per connection, bytes received.
 #[derive(Debug, Default)]
 pub struct App {
@@ -313,28 +342,7 @@ impl Net {
         )
         .expect("relay configuration");
         let clients = (0..n)
-            .map(|i| {
-                let c = ClientConfig {
-                    index: i as u16,
-                    clients: n as u16,
-                    group_id: GROUP,
-                    session_id: SESSION,
-                    session_secret: client_secrets[i],
-                    trustee_keys: &trustee_pubs,
-                    slot: slots[i],
-                    slots: n as u16,
-                    cell_len: cfg.cell_len,
-                    max_frame: cfg.max_frame,
-                    max_reserved: cfg.capacity,
-                    ring_len: cfg.ring_len,
-                    replay_len: cfg.replay_len,
-                    min_clients: cfg.min_clients,
-                    linger: cfg.linger,
-                    rng_seed: secret(4, i),
-                };
-                Client::new(&c, vec![0u8; Client::<Vec<u8>>::storage_len(&c)])
-                    .expect("client configuration")
-            })
+            .map(|i| new_client(&cfg, i, client_secrets[i], &trustee_pubs, slots[i]))
             .collect();
         let trustees = (0..m)
             .map(|j| {
@@ -388,6 +396,15 @@ impl Net {
             out: vec![0u8; cfg.max_frame as usize + 64],
             relay_out: vec![0u8; rcfg.max_frame_len()],
         }
+    }
+
+    /// Replaces client `i` (before it connects) with one holding another session key, which
+    /// no trustee knows: its proofs and acknowledgements do not check.
+    pub fn rekey_client(&mut self, i: usize, session_secret: [u8; 32]) {
+        let trustee_pubs: Vec<_> = (0..self.cfg.trustees)
+            .map(|j| public_key(&secret(2, j)))
+            .collect();
+        self.clients[i] = new_client(&self.cfg, i, session_secret, &trustee_pubs, self.slots[i]);
     }
 
     /// Whether `node` has a link up.

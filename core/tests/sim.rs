@@ -747,28 +747,7 @@ fn a_client_the_trustees_refuse_is_dropped_and_the_rest_run() {
     let mut net = Net::unconnected(cfg);
     // Client 1 runs with a key the group does not know: its proofs and acknowledgements do
     // not check at any trustee.
-    let trustee_pubs: Vec<[u8; 32]> = (0..cfg.trustees)
-        .map(|j| public_key(&secret(2, j)))
-        .collect();
-    let c = ClientConfig {
-        index: 1,
-        clients: cfg.clients as u16,
-        group_id: GROUP,
-        session_id: SESSION,
-        session_secret: secret(7, 1),
-        trustee_keys: &trustee_pubs,
-        slot: net.slots[1],
-        slots: cfg.clients as u16,
-        cell_len: cfg.cell_len,
-        max_frame: cfg.max_frame,
-        max_reserved: cfg.capacity,
-        ring_len: cfg.ring_len,
-        replay_len: cfg.replay_len,
-        min_clients: cfg.min_clients,
-        linger: cfg.linger,
-        rng_seed: secret(4, 1),
-    };
-    net.clients[1] = Client::new(&c, vec![0u8; Client::<Vec<u8>>::storage_len(&c)]).unwrap();
+    net.rekey_client(1, secret(7, 1));
     for j in 0..cfg.trustees {
         net.connect(Node::Trustee(j));
     }
