@@ -1202,6 +1202,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let end = table + self.stage_used;
         buf.copy_within(from..end, table);
         self.stage_used = end - from;
+        if at.is_none() {
+            self.purge_stage();
+        }
     }
 
     /// Sorts unconfirmed cells at the start of a confirmed interval: decoded ones are done,
@@ -1210,6 +1213,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let (lo, hi) = (self.layout.stage, self.layout.ring);
         let mut lost: Vec<ConnId, MAX_CONNECTIONS> = Vec::new();
         let mut resend_any = false;
+        // Cells an earlier interval's end left to send again and not all sent yet: their
+        // bytes come after those sent again since (behind them in the ring) and the stage.
+        let waiting = {
+            let ring = &self.store.as_ref()[lo..hi];
+            self.ring
+                .offsets(ring, sent_entry_len)
+                .take_while(|&o| ring[o] == RESEND)
+                .count()
+        };
         {
             let ring = &mut self.store.as_mut()[lo..hi];
             let offsets: Vec<usize, 256> =
@@ -1250,6 +1262,94 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             // Bytes staged but never sent go after the ones to send again.
             self.requeue_stage();
         }
+        let entries = self
+            .ring
+            .offsets(&self.store.as_ref()[lo..hi], sent_entry_len)
+            .count();
+        if waiting > 0 && entries > waiting {
+            self.move_to_back(waiting);
+            self.pop_done();
+        }
+        self.purge_stage();
+    }
+
+    /// Moves the first `n` ring entries (cells to send again) behind the rest, keeping
+    /// only what the stage has not taken from the first. The stage must be empty: it holds
+    /// each entry on its way.
+    fn move_to_back(&mut self, n: usize) {
+        let Layout {
+            table,
+            stage,
+            ring: ring_end,
+            ..
+        } = self.layout;
+        let cap = ring_end - stage;
+        for i in 0..n {
+            let Some(o) = self.ring.front() else {
+                break;
+            };
+            let buf = self.store.as_mut();
+            let (_, _, _, len) = sent_header(&buf[stage + o..]);
+            let (start, end) = (o + SENT_HEADER, o + SENT_HEADER + len);
+            let from = match self.resend_at {
+                Some(a) if i == 0 && a >= start && a <= end => a,
+                _ => start,
+            };
+            let len = end - from;
+            buf.copy_within(stage + from..stage + end, table);
+            self.ring.pop(&buf[stage..ring_end], sent_entry_len);
+            self.resend_at = None;
+            if len == 0 {
+                continue;
+            }
+            // Popping the entry freed at least as much contiguous room as it needs.
+            match self.ring.push(cap, SENT_HEADER + len) {
+                Some(at) => {
+                    let e = &mut buf[stage + at..stage + at + SENT_HEADER];
+                    e[0] = RESEND;
+                    e[1..13].fill(0);
+                    e[13..15].copy_from_slice(&(len as u16).to_be_bytes());
+                    buf.copy_within(table..table + len, stage + at + SENT_HEADER);
+                }
+                None => self.lose_records(table, table + len),
+            }
+        }
+    }
+
+    /// Drops the stage's records of connections that ended: their bytes must not reach
+    /// the exit after a gap. Only while the stage has no taken prefix.
+    fn purge_stage(&mut self) {
+        let (mut read, mut kept) = (0, 0);
+        let conns = &self.conns;
+        let stage = &mut self.store.as_mut()[self.layout.table..self.layout.stage];
+        while read + RECORD_HEADER_LEN <= self.stage_used {
+            let (conn, _, n) = record_header(&stage[read..]);
+            let rec = RECORD_HEADER_LEN + n;
+            if conns.contains_key(&conn) {
+                stage.copy_within(read..read + rec, kept);
+                kept += rec;
+            }
+            read += rec;
+        }
+        self.stage_used = kept;
+    }
+
+    /// Ends the connections with records in `store[from..to]`: bytes that cannot be sent
+    /// in order any more.
+    fn lose_records(&mut self, from: usize, to: usize) {
+        let mut gone: Vec<ConnId, MAX_CONNECTIONS> = Vec::new();
+        if let Ok(view) = CellView::parse_records(&self.store.as_ref()[from..to]) {
+            for rec in view {
+                if !gone.contains(&rec.conn()) {
+                    let _ = gone.push(rec.conn());
+                }
+            }
+        }
+        for conn in gone {
+            if self.conns.remove(&conn).is_some() {
+                self.push_event(ClientEvent::Lost { conn });
+            }
+        }
     }
 
     /// Moves the stage's records behind the cells to send again, keeping byte order.
@@ -1269,21 +1369,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             }
             None => {
                 // No room to keep byte order: those connections cannot go on.
-                let stage_bytes = &self.store.as_ref()[table..table + used];
-                let mut conns: Vec<ConnId, MAX_CONNECTIONS> = Vec::new();
-                if let Ok(view) = CellView::parse_records(stage_bytes) {
-                    for rec in view {
-                        if !conns.contains(&rec.conn()) {
-                            let _ = conns.push(rec.conn());
-                        }
-                    }
-                }
                 self.stage_used = 0;
-                for conn in conns {
-                    if self.conns.remove(&conn).is_some() {
-                        self.push_event(ClientEvent::Lost { conn });
-                    }
-                }
+                self.lose_records(table, table + used);
             }
         }
     }

@@ -47,7 +47,7 @@ impl Ring {
         let at = if self.wrap_at.is_none() {
             if self.end + len <= cap {
                 self.end
-            } else if len < self.start {
+            } else if len <= self.start {
                 self.wrap_at = Some(self.end);
                 0
             } else {
@@ -155,5 +155,25 @@ mod tests {
         assert_eq!(r.front(), None);
         assert_eq!(put(&mut r, &mut buf, 10), Some(0));
         assert_eq!(put(&mut r, &mut buf, 11), None);
+    }
+
+    #[test]
+    fn the_first_entry_moved_to_the_back_always_fits() {
+        // Full from the start: popping the first entry frees exactly the room it needs.
+        let mut buf = [0u8; 9];
+        let mut r = Ring::new();
+        assert_eq!(put(&mut r, &mut buf, 4), Some(0));
+        assert_eq!(put(&mut r, &mut buf, 4), Some(4));
+        r.pop(&buf, len_of);
+        assert_eq!(put(&mut r, &mut buf, 4), Some(0));
+        let offs: heapless::Vec<usize, 4> = r.offsets(&buf, len_of).collect();
+        assert_eq!(&offs[..], &[4, 0]);
+        assert_eq!(r.max_push(buf.len()), 0);
+        assert_eq!(put(&mut r, &mut buf, 1), None);
+        // And again from the wrapped state.
+        r.pop(&buf, len_of);
+        assert_eq!(put(&mut r, &mut buf, 4), Some(4));
+        let offs: heapless::Vec<usize, 4> = r.offsets(&buf, len_of).collect();
+        assert_eq!(&offs[..], &[0, 4]);
     }
 }

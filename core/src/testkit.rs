@@ -631,6 +631,10 @@ impl Net {
         let node = state.node;
         if let Node::Client(i) = node {
             if self.muted[i] {
+                // It reads nothing, but a link the relay closes is closed.
+                if close_after {
+                    self.disconnect(node);
+                }
                 return;
             }
         }
