@@ -276,6 +276,9 @@ pub struct Net {
     pub cell_log: Vec<Vec<(u32, u64, usize)>>,
     /// Record every cell frame length when set.
     pub log_cells: bool,
+    /// A client whose next data-exchange cell (one longer than a reservation field) gets a
+    /// byte of its first record's header flipped on the way, garbling that exchange.
+    pub disrupt: Option<usize>,
     links: HashMap<LinkId, LinkState>,
     node_link: HashMap<Node, LinkId>,
     next_link: u64,
@@ -388,6 +391,7 @@ impl Net {
             muted: vec![false; n],
             cell_log: vec![Vec::new(); n],
             log_cells: false,
+            disrupt: None,
             links: HashMap::new(),
             node_link: HashMap::new(),
             next_link: 0,
@@ -677,7 +681,11 @@ impl Net {
                             self.cell_log[i].push((interval, exchange, cell.len()));
                         }
                     }
-                    self.send(true, link, out[..n].to_vec());
+                    let mut frame = out[..n].to_vec();
+                    if self.disrupt == Some(i) && self.flip_record_byte(&mut frame) {
+                        self.disrupt = None;
+                    }
+                    self.send(true, link, frame);
                 }
                 if let Some(d) = h.delivery {
                     deliver(&mut self.apps[i], d);
@@ -695,6 +703,25 @@ impl Net {
             self.clients[i].prepare(self.now, &mut self.apps[i]);
         }
         res
+    }
+
+    /// Flips the first byte of the first record's header in a data-exchange cell frame;
+    /// false for any other frame.
+    fn flip_record_byte(&self, frame: &mut [u8]) -> bool {
+        let reservation = self.cfg.clients.div_ceil(8);
+        let at = match wire::split_frame(frame) {
+            Ok(Some((body, _))) => match wire::Message::parse(body) {
+                Ok(wire::Message::Cell { cell, .. })
+                    if cell.len() > reservation.max(wire::NEXT_LEN) =>
+                {
+                    cell.as_ptr() as usize - frame.as_ptr() as usize + wire::NEXT_LEN
+                }
+                _ => return false,
+            },
+            _ => return false,
+        };
+        frame[at] ^= 0x80;
+        true
     }
 
     fn client_events(&mut self, i: usize) {

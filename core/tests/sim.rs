@@ -922,3 +922,27 @@ fn a_client_away_longer_than_the_history_loses_its_connection_without_a_hole() {
     let (again, more) = start_transfer(&mut net, 0, 3000);
     net.run_until(1_000_000, |s| s.apps[0].received.get(&again) == Some(&more));
 }
+
+#[test]
+fn a_garbled_exchange_is_sent_again_and_every_byte_arrives_in_order() {
+    let mut net = Net::new(NetConfig::new(3, 2, 256));
+    let (conn, data) = start_transfer(&mut net, 0, 60_000);
+    net.run_until(400_000, |s| exit_got(s, conn) > 4000);
+    let intervals = net.intervals.len();
+    // Client 1 disrupts one data exchange (almost surely one of the lone sender's).
+    net.disrupt = Some(1);
+    net.run_until(400_000, |s| s.exit.garbled > 0);
+    net.run_until(4_000_000, |s| {
+        s.apps[0].received.get(&conn).map_or(0, Vec::len) == data.len()
+    });
+    assert_eq!(net.exit.garbled, 1);
+    // The interval ended at the garbled exchange; nobody was dropped for it.
+    assert!(net.intervals.len() > intervals);
+    assert!(net.dropped.is_empty(), "{:?}", net.dropped);
+    let got = &net.exit.upstream[&conn];
+    let at = got.iter().zip(&data).position(|(a, b)| a != b);
+    assert_eq!(at, None, "exit's bytes differ");
+    assert_eq!(got.len(), data.len());
+    assert_eq!(net.apps[0].received[&conn], data);
+    assert!(net.apps[0].lost.is_empty(), "{:?}", net.apps[0].lost);
+}
