@@ -946,3 +946,29 @@ fn a_garbled_exchange_is_sent_again_and_every_byte_arrives_in_order() {
     assert_eq!(net.apps[0].received[&conn], data);
     assert!(net.apps[0].lost.is_empty(), "{:?}", net.apps[0].lost);
 }
+
+#[test]
+fn a_client_away_longer_than_the_log_loses_its_connections_quietly_and_goes_on() {
+    let mut cfg = NetConfig::new(3, 2, 256);
+    cfg.log_len = 4096;
+    let mut net = Net::new(cfg);
+    let (conn, data) = start_transfer(&mut net, 0, 500);
+    net.run_until(400_000, |s| s.apps[0].received.get(&conn) == Some(&data));
+    // While client 0 is away, more downstream bytes pass than the relay's log holds.
+    net.disconnect(Node::Client(0));
+    let (other, more) = start_transfer(&mut net, 1, 20_000);
+    net.run_until(2_000_000, |s| s.apps[1].received.get(&other) == Some(&more));
+    net.connect(Node::Client(0));
+    net.run_until(400_000, |s| s.apps[0].lost.contains(&conn));
+    // Nothing more arrived on the lost connection, and nothing went wrong anywhere.
+    assert_eq!(net.apps[0].received[&conn], data);
+    assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+    assert!(net.relay_errors.is_empty(), "{:?}", net.relay_errors);
+    assert!(net.apps[1].lost.is_empty());
+    // The client is back and works.
+    let (again, fresh) = start_transfer(&mut net, 0, 3000);
+    net.run_until(1_000_000, |s| {
+        s.apps[0].received.get(&again) == Some(&fresh)
+    });
+    assert_eq!(net.exit.upstream[&again], fresh);
+}
