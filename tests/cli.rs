@@ -1346,6 +1346,16 @@ fn a_second_process_of_a_client_exits_and_the_group_keeps_its_interval() {
             "no node or reason in: {err}"
         );
 
+        // The relay says which process kept the place.
+        net.relay.wait_for_log(
+            "refused a second process as client 0: the connected one answered",
+            Duration::from_secs(5),
+        );
+        net.relay.wait_for_log(
+            "refused a second process as trustee 0: the connected one answered",
+            Duration::from_secs(5),
+        );
+
         // Nobody noticed: the same interval, nobody joined, the first still carries bytes.
         assert_eq!(net.metric("dissent_interval"), interval, "a new interval");
         assert_eq!(net.metric(JOINED), joined, "a member joined again");
@@ -1377,6 +1387,10 @@ fn a_hung_client_is_replaced_by_its_restart_and_stops_when_it_wakes() {
         let mut restart = net.spawn_client(scope, 0, port);
         let took = echo_within(port, b"through the new process", Duration::from_secs(15));
         eprintln!("the new process carried bytes after {took:?}");
+        net.relay.wait_for_log(
+            "client 0's connected process did not answer a probe; a new process replaces it",
+            Duration::from_secs(5),
+        );
 
         // The old one wakes up to the relay's goodbye and stops with the reason.
         net.clients[0].signal(libc::SIGCONT);

@@ -438,6 +438,23 @@ pub enum RelayEvent<'a> {
         /// The peer.
         peer: PeerId,
     },
+    /// A second process said hello as a connected peer, and the probe of the connected one
+    /// settled it.
+    Probed {
+        /// The peer.
+        peer: PeerId,
+        /// Which process keeps the peer's place.
+        outcome: ProbeOutcome,
+    },
+}
+
+/// How a probe of a connected peer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The connected process answered: it stays, and the newcomer was refused.
+    Answered,
+    /// The connected process did not answer in time: the newcomer replaced it.
+    Silent,
 }
 
 /// A downstream chunk from the exit.
@@ -1154,6 +1171,10 @@ where
                             p.pending = None;
                         }
                         self.recount_probes();
+                        self.push_event(RelayEvent::Probed {
+                            peer,
+                            outcome: ProbeOutcome::Answered,
+                        });
                     }
                 }
                 Ok(())
@@ -2445,6 +2466,10 @@ where
             if let Some(old) = p.link {
                 self.say_goodbye(old, GoodbyeReason::Replaced);
             }
+            self.push_event(RelayEvent::Probed {
+                peer,
+                outcome: ProbeOutcome::Silent,
+            });
             self.disconnect(now, peer);
             let hello = ParsedHello {
                 nonce: pending.nonce,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use dissent_core::relay::{
-    HelloOutcome, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, Waiting,
+    HelloOutcome, LinkId, Peer, PeerId, ProbeOutcome, Relay, RelayConfig, RelayEvent, Waiting,
 };
 use dissent_core::wire::GoodbyeReason;
 use rand::RngCore;
@@ -592,6 +592,16 @@ impl Hub {
                         }
                         debug!("{peer} joined")
                     }
+                    RelayEvent::Probed { peer, outcome } => match outcome {
+                        ProbeOutcome::Answered => info!(
+                            "refused a second process as {peer}: the connected one answered \
+                             a probe"
+                        ),
+                        ProbeOutcome::Silent => warn!(
+                            "{peer}'s connected process did not answer a probe; a new \
+                             process replaces it"
+                        ),
+                    },
                     _ => {}
                 }
             }
