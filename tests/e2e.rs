@@ -481,7 +481,20 @@ fn two_clients_at_once() {
 fn curl_through_socks5_exit_fetches_a_file() {
     within(Duration::from_secs(150), |scope| {
         // The test's HTTP server is on loopback, which the exit refuses by default.
-        let net = Net::start_with(scope, 2, 1, &["--exit", "socks5", "--allow-private-exit"]);
+        let metrics = free_ports(1);
+        let metrics_s = format!("127.0.0.1:{metrics}");
+        let net = Net::start_with(
+            scope,
+            2,
+            1,
+            &[
+                "--exit",
+                "socks5",
+                "--allow-private-exit",
+                "--metrics",
+                &metrics_s,
+            ],
+        );
         let body = Arc::new(pattern(300 * 1024, 20));
         let (http_port, server) = serve_file(body.clone(), 2);
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -530,6 +543,33 @@ fn curl_through_socks5_exit_fetches_a_file() {
         let served = server.join().expect("HTTP server thread");
         assert_eq!(served.len(), 2, "requests served: {served:?}");
         assert!(served[1].contains("localhost"), "{served:?}");
+
+        // A destination that refuses: the user gets the SOCKS5 code for it, and the relay
+        // counts a failed exit connection (not a refusal by its policy).
+        let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let closed_port = closed.local_addr().expect("local_addr").port();
+        drop(closed);
+        let err = socks5_connect(
+            net.client_ports[1],
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, closed_port),
+        )
+        .expect_err("a CONNECT to a closed port succeeded");
+        assert!(err.to_string().contains("[5, 5, 0, "), "{err}");
+        wait_metric(
+            metrics,
+            "dissent_exit_failed_total",
+            TRANSFER_TIMEOUT,
+            |v| v >= 1.0,
+        );
+        assert_eq!(
+            wait_metric(
+                metrics,
+                "dissent_exit_refused_total",
+                TRANSFER_TIMEOUT,
+                |_| true
+            ),
+            0.0
+        );
     });
 }
 

@@ -133,9 +133,10 @@ impl fmt::Display for ExitKind {
 /// the write half signals end-of-stream to the exit; dropping it closes the connection.
 pub type ExitStream = DuplexStream;
 
-/// Which destinations the SOCKS5 exit may connect to, and how many it refused.
+/// Which destinations the SOCKS5 exit may connect to, how many it refused, and how many
+/// connections to allowed destinations failed.
 ///
-/// Clones share one refusal counter.
+/// Clones share the counters.
 #[derive(Clone, Debug)]
 pub struct ExitPolicy {
     inner: Arc<PolicyState>,
@@ -150,6 +151,8 @@ struct PolicyState {
     host: Vec<IpAddr>,
     /// Requests refused by this policy so far.
     refused: AtomicU64,
+    /// Connections to allowed destinations that failed (no address, refused, timed out).
+    failed: AtomicU64,
 }
 
 impl ExitPolicy {
@@ -180,6 +183,7 @@ impl ExitPolicy {
                 allow_private,
                 host,
                 refused: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
             }),
         }
     }
@@ -204,6 +208,16 @@ impl ExitPolicy {
 
     fn count_refusal(&self) {
         self.inner.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections to allowed destinations that failed, by this policy's exits (and its
+    /// clones') since it was made.
+    pub fn failed(&self) -> u64 {
+        self.inner.failed.load(Ordering::Relaxed)
+    }
+
+    fn count_failure(&self) {
+        self.inner.failed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -230,7 +244,9 @@ pub async fn open(kind: &ExitKind, policy: ExitPolicy) -> io::Result<ExitStream>
             });
         }
         ExitKind::Tcp(addr) => {
-            let tcp = connect_tcp(addr).await?;
+            let tcp = connect_tcp(addr)
+                .await
+                .inspect_err(|_| policy.count_failure())?;
             tokio::spawn(async move {
                 if let Err(e) = bridge(far, tcp).await {
                     tracing::debug!(error = %e, "tunnelled tcp exit ended");
@@ -414,10 +430,14 @@ where
     let mut outbound = match timeout(CONNECT_TIMEOUT, connect_target(&target, policy)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err((code, why))) => {
+            if !matches!(code, ReplyError::ConnectionNotAllowed) {
+                policy.count_failure();
+            }
             proto.reply_error(&code).await?;
             return Err(SessionError::Refused(code, why.to_string()));
         }
         Err(_) => {
+            policy.count_failure();
             let code = ReplyError::ConnectionTimeout;
             proto.reply_error(&code).await?;
             return Err(SessionError::Refused(code, "timed out".into()));

@@ -21,6 +21,7 @@
 //! | [`queue_depth`] | `dissent_queue_depth{queue=NAME}` | gauge |
 //! | [`exit_connections`] | `dissent_exit_connections` | gauge |
 //! | [`exit_refused`] | `dissent_exit_refused_total` | counter |
+//! | [`exit_failed`] | `dissent_exit_failed_total` | counter |
 //! | [`link_events`] | `dissent_link_events_total{kind=KIND}` | counter |
 //!
 //! What an endpoint shows can describe the traffic of a node (a client's byte counters are
@@ -73,6 +74,7 @@ struct Metrics {
     queue_depth: Family<Label, Gauge>,
     exit_connections: Gauge,
     exit_refused: Counter,
+    exit_failed: Counter,
     link_events: Family<Label, Counter>,
 }
 
@@ -108,6 +110,11 @@ impl Metrics {
             "Exit requests refused by the exit policy",
             None,
         );
+        let exit_failed = counter(
+            "exit_failed",
+            "Exit connections to allowed destinations that failed",
+            None,
+        );
         let mut gauge = |name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -137,6 +144,7 @@ impl Metrics {
             queue_depth,
             exit_connections,
             exit_refused,
+            exit_failed,
             link_events,
         }
     }
@@ -204,6 +212,11 @@ pub fn exit_connections(n: u64) {
 /// Counts `n` more exit requests refused by the exit policy.
 pub fn exit_refused(n: u64) {
     metrics().exit_refused.inc_by(n);
+}
+
+/// Counts `n` more exit connections to allowed destinations that failed.
+pub fn exit_failed(n: u64) {
+    metrics().exit_failed.inc_by(n);
 }
 
 /// Counts one link event of `kind` (a fixed name, e.g. `"connected"`, `"lost"`).
@@ -404,6 +417,7 @@ mod tests {
         bytes_up(1000);
         bytes_down(2000);
         exit_refused(3);
+        exit_failed(4);
         garbled();
         online_clients(42);
         interval(5);
@@ -429,6 +443,7 @@ mod tests {
             ("dissent_upstream_bytes_total", 1000.0),
             ("dissent_downstream_bytes_total", 2000.0),
             ("dissent_exit_refused_total", 3.0),
+            ("dissent_exit_failed_total", 4.0),
             ("dissent_garbled_exchanges_total", 1.0),
         ] {
             let v = sample(body, name).unwrap_or_else(|| panic!("{name} missing:\n{body}"));

@@ -130,6 +130,7 @@ struct Reported {
     up: u64,
     down: u64,
     refused: u64,
+    failed: u64,
 }
 
 /// Runs the relay until Ctrl-C.
@@ -379,9 +380,10 @@ impl Hub {
             },
         };
         let refused = self.exits.policy.refused();
+        let failed = self.exits.policy.failed();
         let adm = self.admission.stats();
         info!(
-            "{:.0} exchanges/s, up {}/s, down {}/s, {} clients, {} trustees, {state}, {} exit connections{}{}{}{}",
+            "{:.0} exchanges/s, up {}/s, down {}/s, {} clients, {} trustees, {state}, {} exit connections{}{}{}{}{}",
             (now.exchanges - last.exchanges) as f64 / secs,
             human((now.up - last.up) as f64 / secs),
             human((now.down - last.down) as f64 / secs),
@@ -390,6 +392,11 @@ impl Hub {
             self.exits.open_connections(),
             if refused > 0 {
                 format!(", {refused} refused by exit policy (allow with --allow-private-exit)")
+            } else {
+                String::new()
+            },
+            if failed > 0 {
+                format!(", {failed} exit connections failed (no such host, refused or timed out)")
             } else {
                 String::new()
             },
@@ -432,6 +439,9 @@ impl Hub {
         let refused = self.exits.policy.refused() + s.refused_cap;
         crate::metrics::exit_refused(refused - r.refused);
         r.refused = refused;
+        let failed = self.exits.policy.failed();
+        crate::metrics::exit_failed(failed - r.failed);
+        r.failed = failed;
         let (interval, online) = self.relay.interval().unwrap_or((0, 0));
         crate::metrics::interval(u64::from(interval));
         crate::metrics::online_clients(online as u64);
