@@ -104,7 +104,7 @@ pub enum BlobError {
 impl fmt::Display for BlobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Missing => write!(f, "no provisioning blob (magic {:?} not found)", "DSPV"),
+            Self::Missing => f.write_str("no provisioning blob (magic \"DSPV\" not found)"),
             Self::Truncated {
                 declared,
                 available,
