@@ -25,6 +25,9 @@ use embassy_net::{IpEndpoint, Ipv4Address};
 use embassy_time::{with_timeout, Duration, Instant, Timer};
 use rand_core::RngCore;
 
+use dissent_core::provision::Node;
+use dissent_core::wire::{NodeRole, WireError};
+
 use crate::println;
 use crate::stream::{Inbound, Outbound, StreamError};
 
@@ -90,6 +93,99 @@ impl<E> From<LinkError> for Loss<E> {
     }
 }
 
+/// Why a role cannot go on with a link: it refused the relay's frame (`E`, the role's
+/// error), or could not build one of its own.
+#[derive(Debug)]
+pub enum RoleError<E> {
+    /// The role refused a frame from the relay.
+    Frame(E),
+    /// The role could not encode a frame.
+    Encode(WireError),
+}
+
+impl<E: fmt::Display> fmt::Display for RoleError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Frame(e) => write!(f, "{e}"),
+            Self::Encode(e) => write!(f, "cannot build a frame: {e}"),
+        }
+    }
+}
+
+/// Reads the node's configuration for `role` from the provisioning area, with the node's
+/// console name; if it does not parse, says why and stops the firmware.
+pub fn provisioned(
+    area: &'static [u8],
+    role: NodeRole,
+    role_name: &'static str,
+) -> (Node<'static>, NodeName) {
+    match Node::parse(area, role) {
+        Ok(node) => {
+            let name = NodeName {
+                role: role_name,
+                index: node.index,
+            };
+            (node, name)
+        }
+        Err(e) => {
+            println!("{}: {}", role_name, e);
+            crate::exit(1)
+        }
+    }
+}
+
+/// The node's peer keys (32 bytes each, end to end in the provisioning), viewed in place;
+/// if they are not whole keys, says so and stops the firmware.
+pub fn peer_keys(node: &Node<'static>, name: NodeName) -> &'static [[u8; 32]] {
+    let bytes: &'static [u8] = node.peer_keys.as_bytes();
+    match bytemuck::try_cast_slice::<u8, [u8; 32]>(bytes) {
+        Ok(keys) => keys,
+        Err(_) => {
+            println!("{}: peer keys are not whole keys", name);
+            crate::exit(1)
+        }
+    }
+}
+
+/// A role's link buffers: the TCP socket's, and the record and frame buffers of
+/// [`Inbound`] and [`Outbound`]. Apps keep one in a static, zeroed in place in `.bss`.
+pub struct LinkBuffers<const SOCKET: usize, const RAW: usize, const PLAIN: usize, const OUT: usize>
+{
+    /// The socket's receive buffer.
+    pub socket_rx: [u8; SOCKET],
+    /// The socket's send buffer.
+    pub socket_tx: [u8; SOCKET],
+    /// Records as received ([`Inbound`]).
+    pub raw: [u8; RAW],
+    /// Their plaintext ([`Inbound`]).
+    pub plain: [u8; PLAIN],
+    /// Frames to seal and send ([`Outbound`]).
+    pub out: [u8; OUT],
+}
+
+impl<const SOCKET: usize, const RAW: usize, const PLAIN: usize, const OUT: usize>
+    LinkBuffers<SOCKET, RAW, PLAIN, OUT>
+{
+    /// All zero.
+    pub const fn new() -> Self {
+        LinkBuffers {
+            socket_rx: [0; SOCKET],
+            socket_tx: [0; SOCKET],
+            raw: [0; RAW],
+            plain: [0; PLAIN],
+            out: [0; OUT],
+        }
+    }
+}
+
+impl<const SOCKET: usize, const RAW: usize, const PLAIN: usize, const OUT: usize> Default
+    for LinkBuffers<SOCKET, RAW, PLAIN, OUT>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// What the node needs to reach and authenticate to the relay.
 #[derive(Clone, Copy)]
 pub struct Target {
@@ -105,6 +201,20 @@ pub struct Target {
     pub group_id: [u8; 16],
     /// The session id.
     pub session_id: [u8; 16],
+}
+
+impl Target {
+    /// The relay and keys of a provisioned node.
+    pub fn of(node: &Node<'_>) -> Self {
+        Target {
+            addr: node.relay_addr,
+            port: node.relay_port,
+            link_secret: node.link_secret,
+            relay_key: node.relay_key,
+            group_id: node.group_id,
+            session_id: node.session_id,
+        }
+    }
 }
 
 /// A node's name on the console, e.g. `trustee 1`.
@@ -305,6 +415,24 @@ pub async fn send_frame<E>(
     let record = out.seal(sealer, n)?;
     write_all(socket, record).await?;
     Ok(())
+}
+
+/// Sends every frame the role has: `poll` writes the next one into the space it is given
+/// and returns its length, or `None` when there is none.
+pub async fn transmit_all<E>(
+    socket: &mut TcpSocket<'_>,
+    out: &mut Outbound<'_>,
+    sealer: &mut Sealer,
+    mut poll: impl FnMut(&mut [u8]) -> Result<Option<usize>, WireError>,
+) -> Result<(), Loss<RoleError<E>>> {
+    loop {
+        let n = match poll(out.frame_space()) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(Loss::Role(RoleError::Encode(e))),
+        };
+        send_frame(socket, out, sealer, n).await?;
+    }
 }
 
 /// Writes all of `bytes`.

@@ -20,11 +20,13 @@ use core::cell::{Cell, RefCell};
 use dissent_core::client::{
     Chunk, Client, ClientConfig, ClientError, ClientEvent, Delivery, Upstream,
 };
-use dissent_core::provision::Node;
 use dissent_core::schedule::Schedule;
-use dissent_core::wire::{ConnId, NodeRole, WireError};
+use dissent_core::wire::{ConnId, NodeRole};
 use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, Inbound, Outbound};
-use dissent_embedded::uplink::{now, send_frame, Loss, NodeName, Target, Uplink};
+use dissent_embedded::uplink::{
+    now, peer_keys, provisioned, send_frame, transmit_all, LinkBuffers, Loss, NodeName, RoleError,
+    Target, Uplink,
+};
 use dissent_embedded::{println, stack, Board};
 use embassy_executor::Spawner;
 use embassy_futures::select::{select, Either};
@@ -162,22 +164,6 @@ fn local_of(conn: ConnId) -> Option<&'static Local> {
     LOCALS.iter().find(|l| l.get().conn == Some(conn))
 }
 
-/// Why the client cannot go on with a link.
-#[derive(Debug)]
-enum RoleError {
-    Frame(ClientError),
-    Encode(WireError),
-}
-
-impl core::fmt::Display for RoleError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::Frame(e) => write!(f, "{e}"),
-            Self::Encode(e) => write!(f, "cannot build a frame: {e}"),
-        }
-    }
-}
-
 #[cortex_m_rt::entry]
 fn main() -> ! {
     dissent_embedded::run(start)
@@ -185,23 +171,8 @@ fn main() -> ! {
 
 /// Reads the provisioning, builds the client and spawns the tasks.
 fn start(spawner: Spawner, mut board: Board) {
-    let node = match Node::parse(board.provisioning, NodeRole::Client) {
-        Ok(node) => node,
-        Err(e) => {
-            println!("client: {}", e);
-            dissent_embedded::exit(1)
-        }
-    };
-    let name = NodeName {
-        role: "client",
-        index: node.index,
-    };
-    // 32-byte keys laid end to end in the blob, viewed in place.
-    let Ok(trustee_keys) = bytemuck::try_cast_slice::<u8, [u8; 32]>(node.peer_keys.as_bytes())
-    else {
-        println!("{}: trustee keys are not whole keys", name);
-        dissent_embedded::exit(1)
-    };
+    let (node, name) = provisioned(board.provisioning, NodeRole::Client, "client");
+    let trustee_keys = peer_keys(&node, name);
     println!(
         "{}: on {}, slot {} of {}, {} trustees, {}-byte cells; relay {}.{}.{}.{}:{}; local port {}",
         name,
@@ -263,15 +234,7 @@ fn start(spawner: Spawner, mut board: Board) {
         spawner.spawn(local(i, name, client, board.net, node.local_port, buffers).unwrap());
     }
     RngCore::fill_bytes(&mut board.rng, &mut seed);
-    let target = Target {
-        addr: node.relay_addr,
-        port: node.relay_port,
-        link_secret: node.link_secret,
-        relay_key: node.relay_key,
-        group_id: node.group_id,
-        session_id: node.session_id,
-    };
-    let uplink = Uplink::new(name, target, seed);
+    let uplink = Uplink::new(name, Target::of(&node), seed);
     // The pool holds this one task, spawned once.
     spawner.spawn(link(name, client, uplink, board).unwrap());
 }
@@ -327,26 +290,13 @@ impl Upstream for LocalUpstream<'_> {
     }
 }
 
-/// The link's buffers, zeroed in place in .bss.
-struct Buffers {
-    socket_rx: [u8; SOCKET_BUF],
-    socket_tx: [u8; SOCKET_BUF],
-    raw: [u8; record_buffer_len(frame_buffer_len(MAX_FRAME))],
-    plain: [u8; frame_buffer_len(MAX_FRAME)],
-    out: [u8; record_buffer_len(frame_buffer_len(MAX_FRAME))],
-}
-
-impl Buffers {
-    const fn new() -> Self {
-        Buffers {
-            socket_rx: [0; SOCKET_BUF],
-            socket_tx: [0; SOCKET_BUF],
-            raw: [0; record_buffer_len(frame_buffer_len(MAX_FRAME))],
-            plain: [0; frame_buffer_len(MAX_FRAME)],
-            out: [0; record_buffer_len(frame_buffer_len(MAX_FRAME))],
-        }
-    }
-}
+/// The link's buffers.
+type Buffers = LinkBuffers<
+    SOCKET_BUF,
+    { record_buffer_len(frame_buffer_len(MAX_FRAME)) },
+    { frame_buffer_len(MAX_FRAME) },
+    { record_buffer_len(frame_buffer_len(MAX_FRAME)) },
+>;
 
 /// The relay link: drives the client, dialling again whenever the link drops.
 #[embassy_executor::task]
@@ -357,7 +307,7 @@ async fn link(
     mut board: Board,
 ) {
     static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
-    let Buffers {
+    let LinkBuffers {
         socket_rx,
         socket_tx,
         raw,
@@ -377,19 +327,11 @@ async fn link(
             .await;
         let (mut sealer, mut opener) = transport.split();
         client.lock(|c| c.borrow_mut().handle_connected(now()));
-        let loss: Loss<RoleError> = loop {
+        let loss: Loss<RoleError<ClientError>> = loop {
             // Control frames, then stage what the applications have.
-            let sent = async {
-                loop {
-                    let polled = client.lock(|c| c.borrow_mut().poll_transmit(out.frame_space()));
-                    let n = match polled {
-                        Ok(Some(n)) => n,
-                        Ok(None) => return Ok(()),
-                        Err(e) => return Err(Loss::Role(RoleError::Encode(e))),
-                    };
-                    send_frame(&mut socket, &mut out, &mut sealer, n).await?;
-                }
-            };
+            let sent = transmit_all(&mut socket, &mut out, &mut sealer, |space| {
+                client.lock(|c| c.borrow_mut().poll_transmit(space))
+            });
             if let Err(loss) = sent.await {
                 break loss;
             }

@@ -11,12 +11,14 @@
 
 use dissent_core::bits::bitmap_len;
 use dissent_core::crypto::{IntervalKey, PairKey};
-use dissent_core::provision::Node;
 use dissent_core::schedule::Schedule;
 use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeError, TrusteeEvent};
-use dissent_core::wire::{NodeRole, WireError};
+use dissent_core::wire::NodeRole;
 use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, Inbound, Outbound};
-use dissent_embedded::uplink::{fill, now, send_frame, Loss, NodeName, Target, Uplink};
+use dissent_embedded::uplink::{
+    fill, now, peer_keys, provisioned, transmit_all, LinkBuffers, Loss, NodeName, RoleError,
+    Target, Uplink,
+};
 use dissent_embedded::{println, stack, Board};
 use embassy_executor::Spawner;
 use embassy_net::tcp::TcpSocket;
@@ -45,22 +47,6 @@ dissent_embedded::declare_capacity!(
 
 type DeviceTrustee = Trustee<&'static mut [PairKey], &'static mut [IntervalKey], &'static mut [u8]>;
 
-/// Why the trustee cannot go on with a link.
-#[derive(Debug)]
-enum RoleError {
-    Frame(TrusteeError),
-    Encode(WireError),
-}
-
-impl core::fmt::Display for RoleError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::Frame(e) => write!(f, "{e}"),
-            Self::Encode(e) => write!(f, "cannot build a frame: {e}"),
-        }
-    }
-}
-
 #[cortex_m_rt::entry]
 fn main() -> ! {
     dissent_embedded::run(start)
@@ -68,17 +54,7 @@ fn main() -> ! {
 
 /// Reads the provisioning, agrees the keys and spawns the link task.
 fn start(spawner: Spawner, mut board: Board) {
-    let node = match Node::parse(board.provisioning, NodeRole::Trustee) {
-        Ok(node) => node,
-        Err(e) => {
-            println!("trustee: {}", e);
-            dissent_embedded::exit(1)
-        }
-    };
-    let name = NodeName {
-        role: "trustee",
-        index: node.index,
-    };
+    let (node, name) = provisioned(board.provisioning, NodeRole::Trustee, "trustee");
     let capacity = capacity();
     if u32::from(node.clients) > capacity.clients || u32::from(node.slots) > capacity.slots {
         println!(
@@ -87,12 +63,7 @@ fn start(spawner: Spawner, mut board: Board) {
         );
         dissent_embedded::exit(1)
     }
-    // 32-byte keys laid end to end in the blob, viewed in place.
-    let Ok(client_keys) = bytemuck::try_cast_slice::<u8, [u8; 32]>(node.peer_keys.as_bytes())
-    else {
-        println!("{}: client keys are not whole keys", name);
-        dissent_embedded::exit(1)
-    };
+    let client_keys = peer_keys(&node, name);
     println!(
         "{}: on {}, group of {} clients, {} trustees, {}-byte cells; relay {}.{}.{}.{}:{}",
         name,
@@ -153,15 +124,7 @@ fn start(spawner: Spawner, mut board: Board) {
     );
 
     RngCore::fill_bytes(&mut board.rng, &mut seed);
-    let target = Target {
-        addr: node.relay_addr,
-        port: node.relay_port,
-        link_secret: node.link_secret,
-        relay_key: node.relay_key,
-        group_id: node.group_id,
-        session_id: node.session_id,
-    };
-    let uplink = Uplink::new(name, target, seed);
+    let uplink = Uplink::new(name, Target::of(&node), seed);
     // The pool holds this one task, spawned once.
     spawner.spawn(link(name, trustee, uplink, board).unwrap());
 }
@@ -175,7 +138,7 @@ async fn link(
     mut board: Board,
 ) {
     static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
-    let Buffers {
+    let LinkBuffers {
         socket_rx,
         socket_tx,
         raw,
@@ -193,20 +156,16 @@ async fn link(
             .await;
         let (mut sealer, mut opener) = transport.split();
         trustee.handle_connected(now());
-        let loss = loop {
+        let loss: Loss<RoleError<TrusteeError>> = loop {
             // Everything the trustee has to send, then the next frame from the relay.
-            let sent = async {
-                loop {
-                    let n = match trustee.poll_transmit(out.frame_space()) {
-                        Ok(Some(n)) => n,
-                        Ok(None) => return Ok(()),
-                        Err(e) => return Err(Loss::Role(RoleError::Encode(e))),
-                    };
+            let sent = transmit_all(&mut socket, &mut out, &mut sealer, |space| {
+                let polled = trustee.poll_transmit(space);
+                if let Ok(Some(n)) = polled {
                     stats.frames += 1;
                     stats.bytes += n as u64;
-                    send_frame(&mut socket, &mut out, &mut sealer, n).await?;
                 }
-            };
+                polled
+            });
             if let Err(loss) = sent.await {
                 break loss;
             }
@@ -261,23 +220,10 @@ struct Stats {
     bytes: u64,
 }
 
-/// The link's buffers, zeroed in place in .bss.
-struct Buffers {
-    socket_rx: [u8; SOCKET_BUF],
-    socket_tx: [u8; SOCKET_BUF],
-    raw: [u8; record_buffer_len(MAX_RECORD_PLAINTEXT)],
-    plain: [u8; frame_buffer_len(MAX_FRAME)],
-    out: [u8; record_buffer_len(frame_buffer_len(MAX_FRAME))],
-}
-
-impl Buffers {
-    const fn new() -> Self {
-        Buffers {
-            socket_rx: [0; SOCKET_BUF],
-            socket_tx: [0; SOCKET_BUF],
-            raw: [0; record_buffer_len(MAX_RECORD_PLAINTEXT)],
-            plain: [0; frame_buffer_len(MAX_FRAME)],
-            out: [0; record_buffer_len(frame_buffer_len(MAX_FRAME))],
-        }
-    }
-}
+/// The link's buffers.
+type Buffers = LinkBuffers<
+    SOCKET_BUF,
+    { record_buffer_len(MAX_RECORD_PLAINTEXT) },
+    { frame_buffer_len(MAX_FRAME) },
+    { record_buffer_len(frame_buffer_len(MAX_FRAME)) },
+>;
