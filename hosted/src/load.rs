@@ -31,14 +31,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 
+use crate::http::{self, HeadError, RequestHead, MAX_HEAD, MAX_HEADERS};
 use crate::net;
 
 /// Largest body [`serve_http`] sends and [`run_load`] asks for.
 pub const MAX_BODY: u64 = 64 * 1024 * 1024;
-/// Largest response or request head read.
-const MAX_HEAD: usize = 8 * 1024;
-/// Headers parsed in a head.
-const MAX_HEADERS: usize = 32;
 /// Bytes read or written per call on a body.
 const CHUNK: usize = 16 * 1024;
 /// Time the test server gives a client to send its request.
@@ -431,29 +428,25 @@ async fn read_response<S: AsyncRead + Unpin>(
 ) -> Result<u64, Failure> {
     // Two small buffers per request, however large the body: thousands may run at once.
     let mut buf = vec![0u8; MAX_HEAD];
-    let mut len = 0;
-    let head_len = loop {
-        let n = stream
-            .read(&mut buf[len..])
-            .await
-            .map_err(|_| Failure::Broken)?;
-        if n == 0 {
-            return Err(Failure::BadBody);
-        }
-        len += n;
+    let head = http::read_head(stream, &mut buf, |bytes| {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&buf[..len]) {
-            Ok(httparse::Status::Complete(head_len)) => {
-                if resp.code != Some(200) || content_length(resp.headers) != Some(size) {
-                    return Err(Failure::BadBody);
-                }
-                break head_len;
+        Ok(match resp.parse(bytes)? {
+            httparse::Status::Complete(head_len) => {
+                Some((head_len, resp.code, content_length(resp.headers)))
             }
-            Ok(httparse::Status::Partial) if len < MAX_HEAD => {}
-            _ => return Err(Failure::BadBody),
-        }
+            httparse::Status::Partial => None,
+        })
+    })
+    .await;
+    let ((head_len, code, length), len) = match head {
+        Ok(head) => head,
+        Err(HeadError::Io) => return Err(Failure::Broken),
+        Err(HeadError::Closed | HeadError::Malformed) => return Err(Failure::BadBody),
     };
+    if code != Some(200) || length != Some(size) {
+        return Err(Failure::BadBody);
+    }
     let mut expected = vec![0u8; buf.len().min(usize::try_from(size).unwrap_or(usize::MAX))];
     let mut got = 0u64;
     let mut check = |bytes: &[u8], got: &mut u64| -> Result<(), Failure> {
@@ -610,30 +603,13 @@ async fn answer(mut stream: TcpStream, fault: Fault) {
 
 /// Reads a request head; `Some((size, seed))` for a well-formed `GET /SIZE/SEED`.
 async fn read_request(stream: &mut TcpStream) -> Option<(u64, u64)> {
-    let mut buf = vec![0u8; MAX_HEAD];
-    let mut len = 0;
-    loop {
-        let n = stream.read(&mut buf[len..]).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        len += n;
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf[..len]) {
-            Ok(httparse::Status::Complete(_)) => {
-                if req.method != Some("GET") {
-                    return None;
-                }
-                let (size, seed) = req.path?.strip_prefix('/')?.split_once('/')?;
-                let size: u64 = size.parse().ok()?;
-                let seed: u64 = seed.parse().ok()?;
-                return (size <= MAX_BODY).then_some((size, seed));
-            }
-            Ok(httparse::Status::Partial) if len < buf.len() => {}
-            _ => return None,
-        }
-    }
+    let RequestHead::Get(path) = http::read_request(stream).await.ok()? else {
+        return None;
+    };
+    let (size, seed) = path.strip_prefix('/')?.split_once('/')?;
+    let size: u64 = size.parse().ok()?;
+    let seed: u64 = seed.parse().ok()?;
+    (size <= MAX_BODY).then_some((size, seed))
 }
 
 /// Sends a `200` response with the body for `size` and `seed`, then closes.

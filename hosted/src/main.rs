@@ -16,6 +16,7 @@ mod console;
 mod dial;
 mod exit;
 mod exits;
+mod http;
 mod link;
 mod load;
 mod metrics;

@@ -38,19 +38,16 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
 use crate::addr::{AddrError, Host, HostPort};
+use crate::http::{self, RequestHead};
 
 /// Prefix of every metric name.
 const PREFIX: &str = "dissent";
-/// Largest request head a scrape may send.
-const MAX_REQUEST_HEAD: usize = 8 * 1024;
-/// Headers parsed in a scrape request.
-const MAX_HEADERS: usize = 32;
 /// Time a scraper has to send its request and take the response.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Scrapes answered at once; further connections wait for a turn.
@@ -329,49 +326,16 @@ async fn serve_on(listener: TcpListener) {
 
 /// Reads one request head and answers it; errors only end the connection.
 async fn answer(mut stream: TcpStream) {
-    let reply = match read_request(&mut stream).await {
-        Some(Request::Metrics) => response("200 OK", CONTENT_TYPE, &render()),
-        Some(Request::NotFound) => response("404 Not Found", "text/plain", "try /metrics\n"),
-        Some(Request::NotGet) => response("405 Method Not Allowed", "text/plain", "GET only\n"),
-        None => response("400 Bad Request", "text/plain", "bad request\n"),
+    let reply = match http::read_request(&mut stream).await {
+        Ok(RequestHead::Get(path)) if path == "/metrics" || path == "/" => {
+            response("200 OK", CONTENT_TYPE, &render())
+        }
+        Ok(RequestHead::Get(_)) => response("404 Not Found", "text/plain", "try /metrics\n"),
+        Ok(RequestHead::Other) => response("405 Method Not Allowed", "text/plain", "GET only\n"),
+        Err(_) => response("400 Bad Request", "text/plain", "bad request\n"),
     };
     let _ = stream.write_all(reply.as_bytes()).await;
     let _ = stream.shutdown().await;
-}
-
-/// What a scrape asked for.
-enum Request {
-    Metrics,
-    NotFound,
-    NotGet,
-}
-
-/// Reads and parses a request head; `None` when it is malformed, too long or cut short.
-async fn read_request(stream: &mut TcpStream) -> Option<Request> {
-    let mut buf = vec![0u8; MAX_REQUEST_HEAD];
-    let mut len = 0;
-    loop {
-        let n = stream.read(&mut buf[len..]).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        len += n;
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf[..len]) {
-            Ok(httparse::Status::Complete(_)) => {
-                if req.method != Some("GET") {
-                    return Some(Request::NotGet);
-                }
-                return Some(match req.path {
-                    Some("/metrics" | "/") => Request::Metrics,
-                    _ => Request::NotFound,
-                });
-            }
-            Ok(httparse::Status::Partial) if len < buf.len() => {}
-            _ => return None,
-        }
-    }
 }
 
 /// A complete HTTP/1.1 response that closes the connection.
@@ -386,6 +350,8 @@ fn response(status: &str, content_type: &str, body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::MAX_HEAD as MAX_REQUEST_HEAD;
+    use tokio::io::AsyncReadExt;
 
     /// Sends `request` to `addr` and returns the whole response (the server closes).
     async fn fetch(addr: SocketAddr, request: &[u8]) -> String {
