@@ -119,22 +119,7 @@ impl Scope {
 
     /// Like [`Scope::spawn`], logging at `level` (a `RUST_LOG` value).
     pub fn spawn_logging(&self, name: &str, args: &[&str], level: &str) -> Proc {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env("RUST_LOG", level)
-            .env_remove("RUST_BACKTRACE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to stop the child if
-        // the thread that started it dies, so no process outlives a crashed test binary.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        let mut child = cmd
+        let mut child = command(args, level)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {BIN} ({name}): {e}"));
         lock(&self.pids).push(child.id());
@@ -272,25 +257,32 @@ impl Drop for Proc {
     }
 }
 
-/// Runs `dissent ARGS` to its end, which must come within `limit`; returns its output.
-///
-/// For commands that finish by themselves (refusals, `config generate`).
-pub fn run_once(args: &[&str], limit: Duration) -> Output {
+/// `dissent ARGS` logging at `level` (a `RUST_LOG` value), its output piped, stopped should
+/// the thread that starts it die.
+fn command(args: &[&str], level: &str) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", level)
         .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: as in `Scope::spawn`.
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to stop the child if
+    // the thread that started it dies, so no process outlives a crashed test binary.
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             Ok(())
         });
     }
-    let mut child = cmd
+    cmd
+}
+
+/// Runs `dissent ARGS` to its end, which must come within `limit`; returns its output.
+///
+/// For commands that finish by themselves (refusals, `config generate`).
+pub fn run_once(args: &[&str], limit: Duration) -> Output {
+    let mut child = command(args, "info")
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {BIN} {args:?}: {e}"));
     let read_all = |mut stream: Box<dyn Read + Send>| {
