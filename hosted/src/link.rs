@@ -98,12 +98,8 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
     /// Reads the next frame body; `Ok(None)` on a clean end of stream between frames.
     pub async fn next(&mut self) -> io::Result<Option<Bytes>> {
         loop {
-            let split = wire::split_frame(&self.plain).map_err(|e| invalid(e.to_string()))?;
-            if let Some((body, used)) = split {
-                let start = used - body.len();
-                let mut frame = self.plain.split_to(used);
-                frame.advance(start);
-                return Ok(Some(frame.freeze()));
+            if let Some(frame) = self.take_frame()? {
+                return Ok(Some(frame));
             }
             let Some(used) = read_record(&mut self.inner, &mut self.raw, &mut self.records).await?
             else {
@@ -114,6 +110,17 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
             };
             self.open_record(used)?;
         }
+    }
+
+    /// Takes the first frame's body out of `plain` if it is complete.
+    fn take_frame(&mut self) -> io::Result<Option<Bytes>> {
+        let split = wire::split_frame(&self.plain).map_err(|e| invalid(e.to_string()))?;
+        let Some((start, used)) = split.map(|(body, used)| (used - body.len(), used)) else {
+            return Ok(None);
+        };
+        let mut frame = self.plain.split_to(used);
+        frame.advance(start);
+        Ok(Some(frame.freeze()))
     }
 
     /// Opens the record of `used` bytes at the start of `raw` into `plain`.
@@ -137,12 +144,8 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
     /// The next frame body if one is already complete in what was read, without waiting.
     pub fn next_buffered(&mut self) -> io::Result<Option<Bytes>> {
         loop {
-            let split = wire::split_frame(&self.plain).map_err(|e| invalid(e.to_string()))?;
-            if let Some((body, used)) = split {
-                let start = used - body.len();
-                let mut frame = self.plain.split_to(used);
-                frame.advance(start);
-                return Ok(Some(frame.freeze()));
+            if let Some(frame) = self.take_frame()? {
+                return Ok(Some(frame));
             }
             // Open a whole record that is already buffered, if any.
             let Some((_, used)) = self
