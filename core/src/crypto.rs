@@ -193,13 +193,7 @@ impl PairKey {
         client: u16,
         nonce: &[u8; NONCE_LEN],
     ) -> [u8; MAC_LEN] {
-        let mut m = self.mac();
-        m.update(PRESENCE_LABEL);
-        m.update(group_id);
-        m.update(session_id);
-        m.update(&client.to_be_bytes());
-        m.update(nonce);
-        truncate(m)
+        truncate(self.presence_mac(group_id, session_id, client, nonce))
     }
 
     /// Checks a presence proof in constant time.
@@ -211,13 +205,24 @@ impl PairKey {
         nonce: &[u8; NONCE_LEN],
         proof: &[u8],
     ) -> bool {
+        let m = self.presence_mac(group_id, session_id, client, nonce);
+        proof.len() == MAC_LEN && m.verify_truncated_left(proof).is_ok()
+    }
+
+    fn presence_mac(
+        &self,
+        group_id: &[u8; 16],
+        session_id: &[u8; 16],
+        client: u16,
+        nonce: &[u8; NONCE_LEN],
+    ) -> HmacSha256 {
         let mut m = self.mac();
         m.update(PRESENCE_LABEL);
         m.update(group_id);
         m.update(session_id);
         m.update(&client.to_be_bytes());
         m.update(nonce);
-        proof.len() == MAC_LEN && m.verify_truncated_left(proof).is_ok()
+        m
     }
 
     /// The client's acknowledgement, for this pair's trustee, of an interval's view.
@@ -241,17 +246,22 @@ impl PairKey {
     }
 
     fn view_mac(&self, label: &[u8], view: &[u8; 32]) -> [u8; MAC_LEN] {
-        let mut m = self.mac();
-        m.update(label);
-        m.update(view);
-        truncate(m)
+        truncate(self.view_hmac(label, view))
     }
 
     fn check_view_mac(&self, label: &[u8], view: &[u8; 32], mac: &[u8]) -> bool {
+        mac.len() == MAC_LEN
+            && self
+                .view_hmac(label, view)
+                .verify_truncated_left(mac)
+                .is_ok()
+    }
+
+    fn view_hmac(&self, label: &[u8], view: &[u8; 32]) -> HmacSha256 {
         let mut m = self.mac();
         m.update(label);
         m.update(view);
-        mac.len() == MAC_LEN && m.verify_truncated_left(mac).is_ok()
+        m
     }
 
     /// The raw pad key (for test vectors and blame).
