@@ -20,20 +20,6 @@ use support::*;
 // ---------------------------------------------------------------------------------------
 // Harness: data, SOCKS5 and servers
 
-/// `len` bytes that do not repeat with any short period (xorshift64), different per `seed`.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
 /// Panics with the lengths and the first differing offset if `got != want`.
 fn assert_same(got: &[u8], want: &[u8], what: &str) {
     if got == want {

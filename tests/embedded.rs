@@ -249,20 +249,6 @@ fn free_port() -> u16 {
         .expect("no free port for the host forward")
 }
 
-/// `len` bytes of xorshift output, different per `seed`.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
 #[test]
 fn netcheck_moves_bytes_both_ways_and_exits_zero() {
     if !have_qemu() {
@@ -662,7 +648,7 @@ fn role_firmware_refuses_a_blob_for_the_other_role() {
 mod support;
 
 use support::{
-    connect, free_ports, generate, key_file, run_once, wait_all_gone, within, Proc, Scope,
+    connect, free_ports, generate, key_file, pattern, run_once, wait_all_gone, within, Proc, Scope,
     FORM_TIMEOUT, TRANSFER_TIMEOUT,
 };
 

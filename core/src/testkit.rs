@@ -803,10 +803,17 @@ fn deliver(app: &mut App, d: Delivery<'_>) {
     }
 }
 
-/// A deterministic byte pattern.
+/// `len` deterministic bytes in which no short run repeats (xorshift64), different per
+/// `seed`: a piece delivered out of place cannot pass for another.
 pub fn pattern(seed: usize, len: usize) -> Vec<u8> {
+    let mut x = (seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
-        .map(|k| (k * 131 + seed * 7 + k / 251) as u8)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
         .collect()
 }
 

@@ -833,23 +833,10 @@ fn long_cells_are_shortened_to_the_exchange_budget_in_a_large_group() {
     assert_eq!(longest, Some(512));
 }
 
-/// `len` bytes in which no 8-byte run repeats, so a misplaced piece cannot pass as another.
-fn unique_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Client `i` opens a connection and queues `len` unique bytes on it.
+/// Client `i` opens a connection and queues `len` bytes on it.
 fn start_transfer(net: &mut Net, i: usize, len: usize) -> (ConnId, Vec<u8>) {
     let conn = net.open(i);
-    let data = unique_bytes(0x9e37_79b9_7f4a_7c15 + i as u64, len);
+    let data = pattern(1000 + i, len);
     net.send_bytes(i, conn, data.clone());
     (conn, data)
 }

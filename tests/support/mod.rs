@@ -566,3 +566,17 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
 pub fn metric(port: u16, name: &str) -> Option<f64> {
     sample(&scrape(port)?, name)
 }
+
+/// `len` bytes that do not repeat with any short period (xorshift64), different per `seed`.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
