@@ -612,7 +612,7 @@ mod tests {
     }
 
     fn pattern(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+        dissent_core::testkit::pattern(31, len)
     }
 
     /// Writes `data` (then shuts down) while reading everything back, concurrently.
