@@ -42,11 +42,16 @@ const HOST_BYTES: usize = 16 * 1024;
 /// Longest a boot may take from start to exit.
 const BOOT_LIMIT: Duration = Duration::from_secs(90);
 
-/// Whether QEMU is there; if not, says why the test is skipped.
+/// Whether QEMU is there; if not, says why the test is skipped. `scripts/test` sets
+/// `DISSENT_REQUIRE_QEMU`, so there a missing QEMU fails the test instead.
 fn have_qemu() -> bool {
     match Command::new("qemu-system-arm").arg("--version").output() {
         Ok(out) if out.status.success() => true,
         Ok(_) | Err(_) => {
+            assert!(
+                std::env::var_os("DISSENT_REQUIRE_QEMU").is_none(),
+                "qemu-system-arm is not installed, and DISSENT_REQUIRE_QEMU is set"
+            );
             eprintln!("skipped: qemu-system-arm is not installed (scripts/setup installs it)");
             false
         }
@@ -241,14 +246,6 @@ impl Echo {
     }
 }
 
-/// A port below the ephemeral range that is free now, for QEMU's host forward.
-fn free_port() -> u16 {
-    let start = 20_000 + (std::process::id() % 5_000) as u16;
-    (start..start + 2_000)
-        .find(|&p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok())
-        .expect("no free port for the host forward")
-}
-
 #[test]
 fn netcheck_moves_bytes_both_ways_and_exits_zero() {
     if !have_qemu() {
@@ -257,7 +254,7 @@ fn netcheck_moves_bytes_both_ways_and_exits_zero() {
     let elf = firmware("netcheck");
     let dir = tempfile::tempdir().expect("temp dir");
     let echo = Echo::start(BOOT_LIMIT);
-    let host_port = free_port();
+    let host_port = free_ports(1);
     let blob = netcheck_blob(b"NCHK", echo.port, GUEST_PORT, DEVICE_BYTES);
     let forward = format!("tcp:127.0.0.1:{host_port}-:{GUEST_PORT}");
     let mut qemu = Qemu::boot(dir.path(), &elf, Some(&blob), &[forward]);

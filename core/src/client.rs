@@ -6,7 +6,8 @@
 //!    (the first frame is the Hello).
 //! 2. For every frame body received: [`Client::handle_frame`]. If it returns a cell, send
 //!    it *first*; then hand its downstream delivery (if any) and every
-//!    [`Client::poll_replay`] to the application; then [`Client::poll_event`] until `None`;
+//!    [`Client::poll_replay`] to the application, even if the cell could not be sent (the
+//!    client is past that record now); then [`Client::poll_event`] until `None`;
 //!    then [`Client::poll_transmit`] until `None`; then [`Client::prepare`].
 //! 3. Whenever the application has new bytes or closes a connection: [`Client::prepare`].
 //! 4. [`Client::handle_disconnected`] when the link drops. Connections stay open: after

@@ -76,7 +76,9 @@ const LINGER: dissent_core::Duration = dissent_core::Duration::from_millis(200);
 dissent_embedded::declare_capacity!(
     app: dissent_core::provision::CLIENT_APP,
     clients: dissent_core::MAX_CLIENTS,
-    slots: u16::MAX,
+    // The relay reserves up to `min(capacity, slots)` slots; the schedule table holds
+    // MAX_RESERVED.
+    slots: MAX_RESERVED,
     frame: MAX_FRAME,
 );
 
@@ -373,12 +375,13 @@ async fn link(
                 Ok(h) => h,
                 Err(e) => break Loss::Role(RoleError::Frame(e)),
             };
-            // The cell first, then the delivery.
-            if let Some(n) = handled.cell {
-                if let Err(loss) = send_frame(&mut socket, &mut out, &mut sealer, n).await {
-                    break loss;
-                }
-            }
+            // The cell first, then the delivery. The record is the client's once handled (its
+            // downstream head moved past it), so it is delivered even if the cell could not
+            // go out.
+            let sent = match handled.cell {
+                Some(n) => send_frame(&mut socket, &mut out, &mut sealer, n).await,
+                None => Ok(()),
+            };
             if let Some(delivery) = handled.delivery {
                 deliver(delivery, &mut to_close, &mut stats).await;
             }
@@ -389,6 +392,9 @@ async fn link(
                 }
             });
             events(name, client, &stats);
+            if let Err(loss) = sent {
+                break loss;
+            }
         };
         client.lock(|c| c.borrow_mut().handle_disconnected(now()));
         events(name, client, &stats);
