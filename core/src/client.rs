@@ -732,8 +732,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             && params.max_len as usize <= self.max_cell
             && bitmap_len(usize::from(self.slots)) <= self.max_cell
             && params.capacity <= self.max_reserved
-            && params.downstream_len as usize + wire::max_outputs_len(self.slots) + 64
-                <= self.max_frame as usize;
+            && u64::from(params.downstream_len) + wire::max_outputs_len(self.slots) as u64 + 64
+                <= u64::from(self.max_frame);
         if !ok {
             return Err(ClientError::BadParameters);
         }
@@ -813,9 +813,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         } else if same_log
             && head.seq > self.head.seq
             && self.head.seq.saturating_add(1) >= oldest
-            && largest as usize + wire::REPLAY_FRAME_OVERHEAD <= self.max_frame as usize
-            && head.bytes.saturating_sub(self.head.bytes)
-                + (head.seq - self.head.seq) * REPLAY_HEADER as u64
+            && u64::from(largest) + wire::REPLAY_FRAME_OVERHEAD as u64 <= u64::from(self.max_frame)
+            // Saturating: the relay chose these numbers.
+            && head
+                .bytes
+                .saturating_sub(self.head.bytes)
+                .saturating_add((head.seq - self.head.seq).saturating_mul(REPLAY_HEADER as u64))
                 <= (self.layout.replay - self.layout.ring) as u64
         {
             wait_for = Some(head);

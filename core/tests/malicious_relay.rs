@@ -1699,3 +1699,27 @@ fn owner_and_non_owner_emit_the_same() {
     // exchanges, `wants_reservation` walks the ring and the connection table. Off the cell
     // path, `prepare` after each cell pulls the owner's next bytes from the application.
 }
+
+// ---------------------------------------------------------------------------------------
+// 7. Numbers only the relay chooses
+
+#[test]
+fn an_impossible_log_head_costs_the_client_its_connections_not_a_crash() {
+    // After a reconnect the relay claims a downstream log head far beyond anything it could
+    // replay. The client cannot resume: it ends its connections and goes on, as after any
+    // gap longer than the log, and never computes with the relay's number unchecked.
+    let (mut m, conn) = with_open_connection(0);
+    m.end_interval();
+    m.disconnect(0);
+    m.connect(0);
+    let entries = m.entries(&all());
+    let nonces = m.open(11, &entries).expect("the trustees open interval 11");
+    let mut start = m.start(11, &all(), &nonces);
+    start.head.seq = u64::MAX;
+    start.head.bytes = u64::MAX;
+    let body = start.body();
+    m.show(0, &body).expect("a start with a far head is taken");
+    let macs = m.forge_confirmations(0, &body);
+    assert_eq!(m.confirmed(0, 11, &macs), Ok(()));
+    assert!(!m.clients[0].is_open(conn), "the connection was kept");
+}
