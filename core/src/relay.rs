@@ -31,7 +31,7 @@ use crate::time::{Duration, Instant};
 use crate::transcript;
 use crate::wire::{
     self, CellView, ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, Message, NodeRole,
-    OutputsView, Params, Record, Resume, WireError, MAX_FRAME_BODY, MAX_HISTORY,
+    OutputsView, Params, Record, Records, Resume, WireError, MAX_FRAME_BODY, MAX_HISTORY,
 };
 use crate::{
     cell_length_ok, MAC_LEN, MAX_CLIENTS, MAX_DOWNSTREAM, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN,
@@ -1690,7 +1690,7 @@ where
                         let ok = view.records().all(|rec| rec.conn().slot() == Some(slot));
                         if ok {
                             let start = at + wire::NEXT_LEN;
-                            let used: usize = view.records().map(|rec| rec.wire_len()).sum();
+                            let used = view.records_len();
                             // No room left for even one more byte in a record.
                             self.burst = len < start - at + used + wire::RECORD_HEADER_LEN + 1;
                             (view.next(), Some((start, start + used, view.is_empty())))
@@ -1748,11 +1748,9 @@ where
     }
 
     fn next_record(&mut self, d: Decoding) -> Option<RelayEvent<'_>> {
-        let bytes = &self.store.as_ref()[d.at..d.end];
-        let Some(rec) = CellView::parse_records(bytes)
-            .ok()
-            .and_then(|mut it| it.next())
-        else {
+        // The cell was checked whole when it was decoded: one record at a time from here.
+        let store = self.store.as_ref();
+        let Some(rec) = Records::checked(&store[d.at..d.end]).next() else {
             self.decoding = None;
             return None;
         };
@@ -1761,11 +1759,6 @@ where
             at: next_at,
             end: d.end,
         });
-        let bytes = &self.store.as_ref()[d.at..d.end];
-        // Parsed above; parsing again to borrow from the store for the event.
-        let rec = CellView::parse_records(bytes)
-            .ok()
-            .and_then(|mut it| it.next())?;
         Some(match rec {
             Record::Data {
                 conn,

@@ -738,6 +738,11 @@ impl<'a> CellView<'a> {
     pub fn records(&self) -> Records<'a> {
         Records { rest: self.records }
     }
+
+    /// Bytes the records take (after `Next`, before the zero padding).
+    pub const fn records_len(&self) -> usize {
+        self.records.len()
+    }
 }
 
 impl<'a> CellView<'a> {
@@ -763,6 +768,15 @@ impl<'a> CellView<'a> {
 #[derive(Debug, Clone)]
 pub struct Records<'a> {
     rest: &'a [u8],
+}
+
+impl<'a> Records<'a> {
+    /// Iterates records a [`CellView`] already checked (for example the tail of its records
+    /// after some were taken), without checking them again. On unchecked bytes it never
+    /// panics: a length past the end is cut short.
+    pub const fn checked(records: &'a [u8]) -> Self {
+        Records { rest: records }
+    }
 }
 
 impl<'a> Iterator for Records<'a> {
