@@ -674,8 +674,9 @@ pub struct Relay<P, B> {
     oldest: u64,
     decoding: Option<Decoding>,
     decoded_slot: u16,
-    /// Some client may be waiting to join (scans of every peer happen only then).
-    joiners: bool,
+    /// When a client waiting to join will have waited `join_delay`, if one may be waiting:
+    /// peers are scanned then, not on every frame.
+    join_check: Option<Instant>,
     /// Some peer may have a probe pending (likewise).
     probes: bool,
     /// The last exchange decoded nothing: an idle net is paced.
@@ -764,7 +765,7 @@ where
             oldest: 1,
             decoding: None,
             decoded_slot: 0,
-            joiners: false,
+            join_check: None,
             probes: false,
             idle: true,
             burst: false,
@@ -1036,7 +1037,10 @@ where
             p.pending = None;
             p.waiting_since = (!running_member).then_some(now);
         }
-        self.joiners |= !running_member && matches!(peer, PeerId::Client(_));
+        if !running_member && matches!(peer, PeerId::Client(_)) {
+            let at = now + self.cfg.join_delay;
+            self.join_check = Some(self.join_check.map_or(at, |t| t.min(at)));
+        }
         match peer {
             PeerId::Client(i) => {
                 let conn = &mut self.store.as_mut()[..self.regions.connected];
@@ -1136,16 +1140,13 @@ where
         peer: PeerId,
         body: &[u8],
     ) -> Result<(), PeerError> {
-        let Some(p) = self.peer(peer).copied() else {
-            return Ok(());
-        };
-        if p.link != Some(link) {
-            // A replaced or pending link: nothing it says counts.
+        if self.peer(peer).and_then(|p| p.link) != Some(link) {
+            // An unknown peer, or a replaced or pending link: nothing it says counts.
             return Ok(());
         }
         let result = Message::parse(body)
             .map_err(PeerError::from)
-            .and_then(|msg| self.handle_message(now, peer, &p, msg));
+            .and_then(|msg| self.handle_message(now, peer, msg));
         if result.is_err() {
             self.say_goodbye(link, GoodbyeReason::ProtocolError);
             self.disconnect(now, peer);
@@ -1158,12 +1159,11 @@ where
         &mut self,
         now: Instant,
         peer: PeerId,
-        p: &Peer,
         msg: Message<'_>,
     ) -> Result<(), PeerError> {
         match (peer, msg) {
             (_, Message::ProbeReply { nonce }) => {
-                if let Some(pending) = p.pending {
+                if let Some(pending) = self.peer(peer).and_then(|p| p.pending) {
                     if pending.probe == nonce {
                         // The connected process is alive: the newcomer is refused.
                         self.say_goodbye(pending.link, GoodbyeReason::AlreadyConnected);
@@ -1572,7 +1572,7 @@ where
                         for p in self.peers.as_mut()[..n].iter_mut() {
                             p.waiting_since = None;
                         }
-                        self.joiners = false;
+                        self.join_check = None;
                         self.phase = Phase::Opening {
                             interval,
                             members,
@@ -1587,12 +1587,15 @@ where
                 }
                 Phase::Running(mut r) => {
                     match r.stop {
-                        None if self.joiners && self.joiner_waited(now) => {
-                            r.stop = Some(Stop::Drain);
-                            self.phase = Phase::Running(r);
-                        }
-                        None if self.joiners && self.earliest_joiner().is_none() => {
-                            self.joiners = false;
+                        None if self.join_check.is_some_and(|t| now >= t) => {
+                            // One scan: the earliest joiner still connected, if any.
+                            let ready = self.earliest_joiner().map(|t| t + self.cfg.join_delay);
+                            if ready.is_some_and(|t| now >= t) {
+                                r.stop = Some(Stop::Drain);
+                                self.phase = Phase::Running(r);
+                            } else {
+                                self.join_check = ready;
+                            }
                         }
                         Some(Stop::Drain)
                             if r.done == r.next
@@ -1615,16 +1618,6 @@ where
                 _ => return,
             }
         }
-    }
-
-    /// Whether a connected client outside the interval has waited `join_delay`.
-    fn joiner_waited(&self, now: Instant) -> bool {
-        let n = usize::from(self.cfg.clients);
-        self.peers.as_ref()[..n].iter().any(|p| {
-            p.link.is_some()
-                && p.waiting_since
-                    .is_some_and(|t| now >= t + self.cfg.join_delay)
-        })
     }
 
     fn earliest_joiner(&self) -> Option<Instant> {
@@ -1848,9 +1841,10 @@ where
     }
 
     fn transmit_probe(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
-        let total = self.cfg.peers_len();
+        // Scans only while some probe may be pending (rare); never per frame otherwise.
+        let total = if self.probes { self.cfg.peers_len() } else { 0 };
         for i in 0..total {
-            let p = self.peers.as_ref()[i];
+            let p = &self.peers.as_ref()[i];
             if let (Some(link), Some(pending)) = (p.link, p.pending) {
                 if !pending.probe_sent {
                     let len = Message::Probe {
@@ -2435,8 +2429,8 @@ where
                     if self.idle && r.schedule.reserved() == 0 && r.next <= r.done {
                         earliest(self.last_issue + self.gap);
                     }
-                    if let Some(t) = self.joiners.then(|| self.earliest_joiner()).flatten() {
-                        earliest(t + self.cfg.join_delay);
+                    if let Some(t) = self.join_check {
+                        earliest(t);
                     }
                 }
             }
