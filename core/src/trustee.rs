@@ -310,6 +310,8 @@ pub struct Trustee<P, I, B> {
     /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
     unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
     cells: Deque<Pending, MAX_WINDOW>,
+    /// Cells sent since the trustee was made.
+    cells_sent: u64,
     event: Option<TrusteeEvent>,
 }
 
@@ -384,6 +386,7 @@ where
             refusal: None,
             unreported: Deque::new(),
             cells: Deque::new(),
+            cells_sent: 0,
             event: None,
         })
     }
@@ -809,7 +812,13 @@ where
         let dst = &mut out[p..p + cell.len];
         dst.fill(0);
         engine.xor_pads(&self.keys.as_ref()[..members], &cell.nonce, dst);
+        self.cells_sent += 1;
         Ok(Some(p + cell.len))
+    }
+
+    /// Cells sent since the trustee was made (one per exchange it served).
+    pub fn cells_sent(&self) -> u64 {
+        self.cells_sent
     }
 
     #[allow(clippy::too_many_arguments)]

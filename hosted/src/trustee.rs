@@ -13,9 +13,6 @@ use crate::config::{Group, NodeSecrets, Role};
 use crate::dial::{Dialer, LinkKeys};
 use crate::net;
 
-/// The first body byte (postcard variant) of a trustee request.
-const TRUSTEE_REQUEST: u8 = 11;
-
 /// Pad bytes per cell below which one thread does the whole cell (splitting costs more).
 const PARALLEL_MIN: usize = 256 * 1024;
 
@@ -156,6 +153,7 @@ async fn serve(
         mut frames,
         mut sink,
     } = link;
+    let mut reported = trustee.cells_sent();
     loop {
         loop {
             if !sink.has_room() {
@@ -169,6 +167,9 @@ async fn serve(
                 Err(e) => return End::Lost(format!("cannot encode a frame: {e}")),
             }
         }
+        let sent = trustee.cells_sent();
+        crate::metrics::exchanges(sent - reported);
+        reported = sent;
         if let Err(e) = sink.flush().await {
             return End::Lost(e.to_string());
         }
@@ -182,11 +183,7 @@ async fn serve(
             Err(e) => return End::Lost(e.to_string()),
         };
         match trustee.handle_frame(net::core_now(origin), &body) {
-            Ok(()) => {
-                if body.first() == Some(&TRUSTEE_REQUEST) {
-                    crate::metrics::exchanges(1);
-                }
-            }
+            Ok(()) => {}
             Err(TrusteeError::Goodbye(r)) => return End::Goodbye(r),
             Err(e) => return End::Lost(format!("bad frame from the relay: {e}")),
         }
