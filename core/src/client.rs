@@ -185,6 +185,16 @@ pub enum ClientError {
     Goodbye(GoodbyeReason),
 }
 
+impl ClientError {
+    /// The relay's reason, if this is its goodbye.
+    pub const fn goodbye(&self) -> Option<GoodbyeReason> {
+        match self {
+            ClientError::Goodbye(r) => Some(*r),
+            _ => None,
+        }
+    }
+}
+
 impl core::fmt::Display for ClientError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {

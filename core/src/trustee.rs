@@ -145,6 +145,16 @@ pub enum TrusteeError {
     Goodbye(GoodbyeReason),
 }
 
+impl TrusteeError {
+    /// The relay's reason, if this is its goodbye.
+    pub const fn goodbye(&self) -> Option<GoodbyeReason> {
+        match self {
+            TrusteeError::Goodbye(r) => Some(*r),
+            _ => None,
+        }
+    }
+}
+
 impl core::fmt::Display for TrusteeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {

@@ -280,6 +280,17 @@ pub enum GoodbyeReason {
     Refused,
 }
 
+impl GoodbyeReason {
+    /// Whether the node's process must stop rather than dial again: another process of the
+    /// same node holds its place, and two would only replace each other.
+    pub const fn ends_the_process(self) -> bool {
+        matches!(
+            self,
+            GoodbyeReason::AlreadyConnected | GoodbyeReason::Replaced
+        )
+    }
+}
+
 impl core::fmt::Display for GoodbyeReason {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {

@@ -26,7 +26,7 @@ use embassy_time::{with_timeout, Duration, Instant, Timer};
 use rand_core::RngCore;
 
 use dissent_core::provision::Node;
-use dissent_core::wire::{NodeRole, WireError};
+use dissent_core::wire::{GoodbyeReason, NodeRole, WireError};
 
 use crate::println;
 use crate::stream::{Inbound, Outbound, StreamError};
@@ -109,6 +109,15 @@ impl<E: fmt::Display> fmt::Display for RoleError<E> {
             Self::Frame(e) => write!(f, "{e}"),
             Self::Encode(e) => write!(f, "cannot build a frame: {e}"),
         }
+    }
+}
+
+/// Stops the firmware if the relay's `goodbye` means another process of this node holds
+/// its place (two would only replace each other); otherwise returns, to dial again.
+pub fn stop_if_replaced(name: NodeName, goodbye: Option<GoodbyeReason>) {
+    if let Some(r) = goodbye.filter(|r| r.ends_the_process()) {
+        println!("{}: {}; this node stops", name, r);
+        crate::exit(1)
     }
 }
 

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use dissent_core::client::{
     Chunk, Client, ClientConfig, ClientError, ClientEvent, Delivery, Upstream,
 };
-use dissent_core::wire::{ConnId, GoodbyeReason, MAX_FRAME_BODY};
+use dissent_core::wire::{ConnId, MAX_FRAME_BODY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -24,7 +24,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::{Group, NodeSecrets, Role};
-use crate::dial::{Connected, Dialer, LinkKeys};
+use crate::dial::{self, Connected, Dialer, End, LinkKeys};
 use crate::net;
 
 /// Upstream chunks waiting for this client's slot, over all connections.
@@ -208,13 +208,6 @@ pub async fn run_many(group: Group, nodes: Vec<NodeSecrets>, opts: ClientOptions
     Ok(())
 }
 
-/// How a link ended.
-enum End {
-    Shutdown,
-    Lost(String),
-    Goodbye(GoodbyeReason),
-}
-
 /// One client: the core state machine and its local connections.
 struct ClientNode {
     id: String,
@@ -303,10 +296,7 @@ impl ClientNode {
                         f = l.frames.next() => match f {
                             Ok(Some(body)) => match self.frames(l, body).await {
                                 Ok(()) => continue,
-                                Err(End::Lost(e)) => match goodbye_after(l).await {
-                                    Some(r) => End::Goodbye(r),
-                                    None => End::Lost(e),
-                                },
+                                Err(End::Lost(e)) => l.ended(e).await,
                                 Err(end) => end,
                             },
                             Ok(None) => End::Lost("closed by the relay".into()),
@@ -324,26 +314,13 @@ impl ClientNode {
             };
             let had_link = link.take().is_some();
             self.client.handle_disconnected(self.now());
-            match end {
-                End::Shutdown => {
-                    if !self.quiet {
-                        info!("client shutting down");
-                    }
-                    return Ok(());
+            if let End::Shutdown = end {
+                if !self.quiet {
+                    info!("client shutting down");
                 }
-                End::Goodbye(r @ (GoodbyeReason::AlreadyConnected | GoodbyeReason::Replaced)) => {
-                    bail!("{}: {r}; this process stops", self.id);
-                }
-                End::Goodbye(r @ GoodbyeReason::ShuttingDown) => {
-                    info!("{r}; reconnecting when it is back")
-                }
-                End::Goodbye(r) => warn!("the relay ended the link: {r}"),
-                End::Lost(reason) => {
-                    if had_link || !self.quiet {
-                        warn!("relay link lost: {reason}");
-                    }
-                }
+                return Ok(());
             }
+            dial::after_link(&self.id, &end, self.quiet && !had_link)?;
             self.dialer.lost();
         }
     }
@@ -587,21 +564,5 @@ fn spawn_local(
         reader: reader.abort_handle(),
         accepted: tokio::time::Instant::now(),
         carried,
-    }
-}
-
-/// After a write to the relay failed: a goodbye among the frames it sent before closing
-/// (say, after it replaced a process that was stopped), read for at most 200 ms.
-async fn goodbye_after(link: &mut Connected) -> Option<GoodbyeReason> {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
-    loop {
-        match tokio::time::timeout_at(deadline, link.frames.next()).await {
-            Ok(Ok(Some(body))) => {
-                if let Some(r) = dissent_core::wire::goodbye_reason(&body) {
-                    return Some(r);
-                }
-            }
-            _ => return None,
-        }
     }
 }

@@ -5,7 +5,10 @@
 //! cap once the relay keeps refusing the handshake). A node is said to be connected only
 //! once the handshake succeeded; a refused handshake names its likely cause.
 
+use std::time::Duration;
+
 use dissent_core::backoff::{Backoff, BackoffConfig};
+use dissent_core::wire::GoodbyeReason;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
@@ -32,6 +35,55 @@ pub struct Connected {
     pub frames: LinkReader<OwnedReadHalf>,
     /// Frames to the relay.
     pub sink: LinkSink<OwnedWriteHalf>,
+}
+
+/// How a node's link ended.
+pub enum End {
+    /// The process is stopping (Ctrl-C).
+    Shutdown,
+    /// The link failed, for this reason.
+    Lost(String),
+    /// The relay ended the link, for this reason.
+    Goodbye(GoodbyeReason),
+}
+
+impl Connected {
+    /// How the link ended after reading or writing failed with `why`: a goodbye the relay
+    /// sent before closing (say, after it replaced a process that was stopped), looked for
+    /// among its last frames for at most 200 ms, or the failure.
+    pub async fn ended(&mut self, why: String) -> End {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+        loop {
+            match tokio::time::timeout_at(deadline, self.frames.next()).await {
+                Ok(Ok(Some(body))) => {
+                    if let Some(r) = dissent_core::wire::goodbye_reason(&body) {
+                        return End::Goodbye(r);
+                    }
+                }
+                _ => return End::Lost(why),
+            }
+        }
+    }
+}
+
+/// Says why a node's link ended (a lost link only unless `quiet`; a shutdown is the
+/// caller's to report). An error when this process must stop: another process of the node
+/// holds its place.
+pub fn after_link(id: &str, end: &End, quiet: bool) -> anyhow::Result<()> {
+    match end {
+        End::Shutdown => {}
+        End::Goodbye(r) if r.ends_the_process() => anyhow::bail!("{id}: {r}; this process stops"),
+        End::Goodbye(r @ GoodbyeReason::ShuttingDown) => {
+            info!("{r}; reconnecting when it is back")
+        }
+        End::Goodbye(r) => warn!("the relay ended the link: {r}"),
+        End::Lost(reason) => {
+            if !quiet {
+                warn!("relay link lost: {reason}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How the last dial ended.

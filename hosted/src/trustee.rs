@@ -4,13 +4,13 @@
 use anyhow::{bail, Context, Result};
 use dissent_core::crypto::{xor_into, IntervalKey, PadEngine, PadNonce, PairKey, SerialPads};
 use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeError, TrusteeEvent};
-use dissent_core::wire::{GoodbyeReason, MAX_FRAME_BODY};
+use dissent_core::wire::MAX_FRAME_BODY;
 use rand::RngCore;
 use rayon::prelude::*;
 use tracing::{debug, info, warn};
 
 use crate::config::{Group, NodeSecrets, Role};
-use crate::dial::{Dialer, LinkKeys};
+use crate::dial::{Dialer, End, LinkKeys};
 use crate::net;
 
 /// Pad bytes per cell below which one thread does the whole cell (splitting costs more).
@@ -53,13 +53,6 @@ impl PadEngine for ParallelPads {
             xor_into(out, part);
         }
     }
-}
-
-/// How a link ended.
-enum End {
-    Shutdown,
-    Lost(String),
-    Goodbye(GoodbyeReason),
 }
 
 /// Runs a trustee until Ctrl-C, reconnecting to the relay whenever the link drops.
@@ -115,27 +108,12 @@ pub async fn run(group: Group, node: NodeSecrets, relay: String, min_clients: u1
         trustee.handle_connected(net::core_now(origin));
         let end = serve(&mut trustee, link, &mut engine, origin, &mut shutdown).await;
         trustee.handle_disconnected(net::core_now(origin));
-        match end {
-            End::Shutdown => {
-                info!("trustee shutting down");
-                return Ok(());
-            }
-            End::Goodbye(r @ (GoodbyeReason::AlreadyConnected | GoodbyeReason::Replaced)) => {
-                bail!("{}: {r}; this process stops", node.id);
-            }
-            End::Goodbye(r @ GoodbyeReason::ShuttingDown) => {
-                info!("{r}; reconnecting when it is back");
-                dialer.lost();
-            }
-            End::Goodbye(r) => {
-                warn!("the relay ended the link: {r}");
-                dialer.lost();
-            }
-            End::Lost(reason) => {
-                warn!("relay link lost: {reason}");
-                dialer.lost();
-            }
+        if let End::Shutdown = end {
+            info!("trustee shutting down");
+            return Ok(());
         }
+        crate::dial::after_link(&node.id, &end, false)?;
+        dialer.lost();
     }
 }
 
@@ -143,26 +121,22 @@ type HostTrustee = Trustee<Vec<PairKey>, Vec<IntervalKey>, Vec<u8>>;
 
 async fn serve(
     trustee: &mut HostTrustee,
-    link: crate::dial::Connected,
+    mut link: crate::dial::Connected,
     engine: &mut ParallelPads,
     origin: tokio::time::Instant,
     shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> End {
     // The sink writes in place on this task: no copy or allocation per cell.
-    let crate::dial::Connected {
-        mut frames,
-        mut sink,
-    } = link;
     let mut reported = trustee.cells_sent();
     loop {
         loop {
-            if !sink.has_room() {
-                if let Err(e) = sink.flush().await {
-                    return End::Lost(e.to_string());
+            if !link.sink.has_room() {
+                if let Err(e) = link.sink.flush().await {
+                    return link.ended(e.to_string()).await;
                 }
             }
-            match trustee.poll_transmit_with(sink.room(), engine) {
-                Ok(Some(n)) => sink.commit(n),
+            match trustee.poll_transmit_with(link.sink.room(), engine) {
+                Ok(Some(n)) => link.sink.commit(n),
                 Ok(None) => break,
                 Err(e) => return End::Lost(format!("cannot encode a frame: {e}")),
             }
@@ -170,12 +144,12 @@ async fn serve(
         let sent = trustee.cells_sent();
         crate::metrics::exchanges(sent - reported);
         reported = sent;
-        if let Err(e) = sink.flush().await {
-            return End::Lost(e.to_string());
+        if let Err(e) = link.sink.flush().await {
+            return link.ended(e.to_string()).await;
         }
         let body = tokio::select! {
             _ = shutdown.as_mut() => return End::Shutdown,
-            f = frames.next() => f,
+            f = link.frames.next() => f,
         };
         let body = match body {
             Ok(Some(b)) => b,

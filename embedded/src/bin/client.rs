@@ -24,8 +24,8 @@ use dissent_core::schedule::Schedule;
 use dissent_core::wire::{ConnId, NodeRole};
 use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, Inbound, Outbound};
 use dissent_embedded::uplink::{
-    now, peer_keys, provisioned, send_frame, transmit_all, LinkBuffers, Loss, NodeName, RoleError,
-    Target, Uplink,
+    now, peer_keys, provisioned, send_frame, stop_if_replaced, transmit_all, LinkBuffers, Loss,
+    NodeName, RoleError, Target, Uplink,
 };
 use dissent_embedded::{println, stack, Board};
 use embassy_executor::Spawner;
@@ -398,6 +398,9 @@ async fn link(
         };
         client.lock(|c| c.borrow_mut().handle_disconnected(now()));
         events(name, client, &stats);
+        if let Loss::Role(RoleError::Frame(e)) = &loss {
+            stop_if_replaced(name, e.goodbye());
+        }
         uplink.lost(&mut socket, &loss).await;
     }
 }

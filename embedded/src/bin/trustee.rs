@@ -16,8 +16,8 @@ use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeError, TrusteeEvent};
 use dissent_core::wire::NodeRole;
 use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, Inbound, Outbound};
 use dissent_embedded::uplink::{
-    fill, now, peer_keys, provisioned, transmit_all, LinkBuffers, Loss, NodeName, RoleError,
-    Target, Uplink,
+    fill, now, peer_keys, provisioned, stop_if_replaced, transmit_all, LinkBuffers, Loss, NodeName,
+    RoleError, Target, Uplink,
 };
 use dissent_embedded::{println, stack, Board};
 use embassy_executor::Spawner;
@@ -209,6 +209,9 @@ async fn link(
             }
         };
         trustee.handle_disconnected(now());
+        if let Loss::Role(RoleError::Frame(e)) = &loss {
+            stop_if_replaced(name, e.goodbye());
+        }
         uplink.lost(&mut socket, &loss).await;
     }
 }
