@@ -189,18 +189,7 @@ struct Pattern(Vec<u8>);
 
 impl Pattern {
     fn new() -> Pattern {
-        // xorshift64: deterministic, no runs, cheap.
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        Pattern(
-            (0..PATTERN_LEN)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 32) as u8
-                })
-                .collect(),
-        )
+        Pattern(dissent_core::testkit::pattern(1, PATTERN_LEN))
     }
 
     /// Writes the stream bytes at `offset` into `out`.

@@ -135,7 +135,7 @@ fn core_client(group: &Group, node: &NodeSecrets, min_clients: u16) -> Result<Cl
         bail!("{} is not a client", node.id);
     };
     let slot = node
-        .slot(group)
+        .slot()
         .context("the client's pseudonym key is not in pseudonym.json")?;
     let session_secret = node
         .session_private_key

@@ -27,12 +27,12 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use dissent_core::crypto::public_key;
 use rand::rngs::OsRng;
 use rand::seq::SliceRandom;
 use rand::RngCore;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::addr::HostPort;
 
@@ -45,7 +45,7 @@ pub const DEFAULT_RELAY: &str = "127.0.0.1:12345";
 /// Cell length in bytes written when none is given.
 pub const DEFAULT_CELL_LENGTH: usize = 1024;
 /// Smallest accepted cell length in bytes.
-pub const MIN_CELL_LENGTH: usize = 16;
+pub const MIN_CELL_LENGTH: usize = dissent_core::MIN_CELL_LENGTH;
 /// Largest accepted cell length in bytes.
 pub const MAX_CELL_LENGTH: usize = dissent_core::MAX_CELL_LENGTH;
 /// Longest cell an owner may ask for when none is given (bulk transfers use it).
@@ -53,7 +53,7 @@ pub const DEFAULT_MAX_CELL_LENGTH: usize = 32 * 1024;
 /// Largest accepted number of clients.
 pub const MAX_CLIENTS: usize = dissent_core::MAX_CLIENTS;
 /// Largest accepted number of trustees.
-pub const MAX_TRUSTEES: usize = 16;
+pub const MAX_TRUSTEES: usize = dissent_core::MAX_TRUSTEES;
 /// Fewest clients whose traffic can hide among each other; smaller groups and intervals
 /// are refused unless the user asks for them (`--allow-small-anonymity-set`).
 pub const MIN_ANONYMITY_SET: usize = 2;
@@ -195,6 +195,8 @@ pub struct NodeSecrets {
     pub session_private_key: Option<Key>,
     /// Pseudonym X25519 private key (clients only).
     pub pseudonym_private_key: Option<Key>,
+    /// A client's pseudonym slot: where its pseudonym key is in `pseudonym.json`.
+    slot: Option<usize>,
 }
 
 impl fmt::Debug for NodeSecrets {
@@ -217,10 +219,9 @@ impl fmt::Debug for NodeSecrets {
 }
 
 impl NodeSecrets {
-    /// For a client: the index of its pseudonym slot in group.slots.
-    pub fn slot(&self, group: &Group) -> Option<usize> {
-        let public = public_key(self.pseudonym_private_key.as_ref()?);
-        group.slots.iter().position(|slot| *slot == public)
+    /// For a client: the index of its pseudonym slot in group.slots (found when loaded).
+    pub fn slot(&self) -> Option<usize> {
+        self.slot
     }
 }
 
@@ -509,10 +510,6 @@ fn random_id() -> [u8; 16] {
     id
 }
 
-fn public_key(private: &Key) -> Key {
-    PublicKey::from(&StaticSecret::from(*private)).to_bytes()
-}
-
 // ---------------------------------------------------------------------------------------
 // Loading
 
@@ -685,6 +682,7 @@ pub fn load_node(group: &Group, private_file: &Path, kind: NodeKind) -> Result<N
             private_key,
             session_private_key: None,
             pseudonym_private_key: None,
+            slot: None,
         });
     };
 
@@ -710,19 +708,20 @@ pub fn load_node(group: &Group, private_file: &Path, kind: NodeKind) -> Result<N
         "{sess}: session_private_key does not match the key of {:?} in {SESSION_FILE}",
         file.id
     );
-    let pseudonym_private_key = match (role, &session.pseudonym_private_key) {
+    let (pseudonym_private_key, slot) = match (role, &session.pseudonym_private_key) {
         (Role::Client(_), Some(text)) => {
             let key: Key = parse_hex(&session_path, "pseudonym_private_key", text)?;
             let public = public_key(&key);
+            let slot = group.slots.iter().position(|s| *s == public);
             ensure!(
-                group.slots.contains(&public),
+                slot.is_some(),
                 "{sess}: pseudonym_private_key matches no slot in {PSEUDONYM_FILE}"
             );
-            Some(key)
+            (Some(key), slot)
         }
         (Role::Client(_), None) => bail!("{sess}: pseudonym_private_key: missing for a client"),
         (_, Some(_)) => bail!("{sess}: pseudonym_private_key: only clients have one"),
-        (_, None) => None,
+        (_, None) => (None, None),
     };
     Ok(NodeSecrets {
         id: file.id,
@@ -730,6 +729,7 @@ pub fn load_node(group: &Group, private_file: &Path, kind: NodeKind) -> Result<N
         private_key,
         session_private_key: Some(session_private_key),
         pseudonym_private_key,
+        slot,
     })
 }
 
@@ -968,7 +968,7 @@ mod tests {
         assert_eq!(relay.role, Role::Relay);
         assert_eq!(public_key(&relay.private_key), group.relay_key);
         assert!(relay.session_private_key.is_none());
-        assert_eq!(relay.slot(&group), None);
+        assert_eq!(relay.slot(), None);
 
         let mut slots = BTreeSet::new();
         for (i, entry) in group.clients.iter().enumerate() {
@@ -978,7 +978,7 @@ mod tests {
             assert_eq!(public_key(&node.private_key), entry.key);
             let session = node.session_private_key.unwrap();
             assert_eq!(public_key(&session), group.client_session_keys[i]);
-            slots.insert(node.slot(&group).unwrap());
+            slots.insert(node.slot().unwrap());
         }
         assert_eq!(slots, (0..4).collect::<BTreeSet<_>>());
 
@@ -989,7 +989,7 @@ mod tests {
             let session = node.session_private_key.unwrap();
             assert_eq!(public_key(&session), group.trustee_session_keys[i]);
             assert!(node.pseudonym_private_key.is_none());
-            assert_eq!(node.slot(&group), None);
+            assert_eq!(node.slot(), None);
         }
 
         let debug = format!("{relay:?}");
@@ -1184,7 +1184,7 @@ mod tests {
             let dir = generated(&opts);
             let group = Group::load(dir.path()).unwrap();
             let node = load(&group, &dir.path().join("client-0.json")).unwrap();
-            seen.insert(node.slot(&group).unwrap());
+            seen.insert(node.slot().unwrap());
         }
         assert!(seen.len() > 1, "client-0 always had slot {seen:?}");
     }
@@ -1597,7 +1597,7 @@ mod tests {
         for c in &group.clients {
             let node = load(&group, &dir.join(format!("{}.json", c.id))).unwrap();
             assert!(matches!(node.role, Role::Client(_)));
-            slots.insert(node.slot(&group).unwrap());
+            slots.insert(node.slot().unwrap());
         }
         assert_eq!(slots.len(), 3);
         for t in &group.trustees {

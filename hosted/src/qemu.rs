@@ -116,7 +116,7 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
     };
     let slot = match role {
         NodeRole::Client => node
-            .slot(&group)
+            .slot()
             .context("the client's pseudonym key is not in pseudonym.json")?,
         NodeRole::Trustee => 0,
     };
