@@ -54,9 +54,6 @@
 //!
 //! The clock comes in as arguments; nothing here reads it.
 
-// Until the relay's accept loop calls it.
-#![allow(dead_code)]
-
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::Hash;
@@ -411,6 +408,7 @@ impl Replays {
     }
 
     /// Keys remembered now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().order.len()
     }
@@ -627,6 +625,7 @@ impl<M: Copy + Eq + Hash> Admission<M> {
     }
 
     /// Links tracked now: in their handshake, and waiting for their Hello.
+    #[cfg(test)]
     pub fn pending(&self) -> (usize, usize) {
         (self.handshaking, self.links.len() - self.handshaking)
     }

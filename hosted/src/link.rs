@@ -22,9 +22,6 @@ use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// The Noise protocol name.
-#[allow(unused_imports)] // Part of this module's interface; only the tests name it today.
-pub use dissent_core::link::NOISE_PARAMS;
 /// Time allowed for the whole handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Least free room to read into.
@@ -250,7 +247,8 @@ where
 }
 
 /// Runs the relay side of the handshake; `admit` maps the node's static key to an identity.
-#[allow(dead_code)] // For callers without a replay check, once the relay moves to `accept_checked`.
+/// (The relay uses [`accept_checked`]; the tests, without a replay check, this.)
+#[cfg(test)]
 pub async fn accept<R, W, T>(
     r: R,
     w: W,
@@ -625,7 +623,7 @@ mod tests {
     }
 
     fn snow_builder<'a>(key: &'a [u8; 32], prologue: &'a [u8]) -> snow::Builder<'a> {
-        snow::Builder::new(NOISE_PARAMS.parse().unwrap())
+        snow::Builder::new(dissent_core::link::NOISE_PARAMS.parse().unwrap())
             .local_private_key(key)
             .prologue(prologue)
     }

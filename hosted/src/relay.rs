@@ -244,7 +244,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
     let mut next_token = 0u64;
     let stats_every = Duration::from_secs(opts.stats_every.max(1));
     let mut stats = tokio::time::interval_at(origin + stats_every, stats_every);
-    let mut last = Snapshot::take(&hub, origin);
+    let mut last = Snapshot::take(&hub);
     let shutdown = net::shutdown_signal();
     tokio::pin!(shutdown);
 
@@ -302,7 +302,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
                 hub.close_drops();
             }
             _ = stats.tick() => {
-                let now = Snapshot::take(&hub, origin);
+                let now = Snapshot::take(&hub);
                 hub.log_stats(&last, &now);
                 last = now;
             }
@@ -347,7 +347,7 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    fn take(hub: &Hub, _origin: tokio::time::Instant) -> Self {
+    fn take(hub: &Hub) -> Self {
         Snapshot {
             at: tokio::time::Instant::now(),
             exchanges: hub.relay.exchanges_decoded(),
