@@ -154,25 +154,30 @@ impl RelayConfig {
 
     /// Smallest frame limit a node must declare to take part in this group.
     pub const fn min_node_frame(&self) -> usize {
-        let cell = wire::cell_frame_len(self.cell_len);
-        let reserve = wire::cell_frame_len(bitmap_len(self.slots as usize));
-        let start = 128
-            + bitmap_len(self.clients as usize)
-            + self.trustees as usize * NONCE_LEN
-            + MAX_HISTORY * 16;
-        let request = 64 + wire::max_outputs_len(self.slots) + 1;
-        let mut m = cell;
-        if reserve > m {
-            m = reserve;
-        }
-        if start > m {
-            m = start;
-        }
-        if request > m {
-            m = request;
-        }
-        m
+        min_node_frame(self.cell_len, self.clients, self.trustees, self.slots)
     }
+}
+
+/// Smallest frame limit a node must declare to take part in a group of these sizes and
+/// base cell length: the largest of a base cell, a reservation cell, an `IntervalStart`
+/// and a request's fixed part.
+pub const fn min_node_frame(cell_len: usize, clients: u16, trustees: u16, slots: u16) -> usize {
+    let cell = wire::cell_frame_len(cell_len);
+    let reserve = wire::cell_frame_len(bitmap_len(slots as usize));
+    let start =
+        128 + bitmap_len(clients as usize) + trustees as usize * NONCE_LEN + MAX_HISTORY * 16;
+    let request = 64 + wire::max_outputs_len(slots) + 1;
+    let mut m = cell;
+    if reserve > m {
+        m = reserve;
+    }
+    if start > m {
+        m = start;
+    }
+    if request > m {
+        m = request;
+    }
+    m
 }
 
 /// Where each store region ends (each starts where the previous one ends).

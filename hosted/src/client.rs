@@ -153,7 +153,10 @@ fn core_client(group: &Group, node: &NodeSecrets, min_clients: u16) -> Result<Cl
         slots: group.slots.len() as u16,
         cell_len: group.cell_length,
         max_frame: MAX_FRAME_BODY as u32,
-        max_reserved: group.slots.len().min(1024) as u16,
+        max_reserved: group
+            .slots
+            .len()
+            .min(usize::from(crate::config::RESERVED_SLOTS)) as u16,
         ring_len: RING_LEN,
         replay_len: REPLAY_LEN,
         min_clients,

@@ -54,6 +54,9 @@ pub const DEFAULT_MAX_CELL_LENGTH: usize = 32 * 1024;
 pub const MAX_CLIENTS: usize = dissent_core::MAX_CLIENTS;
 /// Largest accepted number of trustees.
 pub const MAX_TRUSTEES: usize = dissent_core::MAX_TRUSTEES;
+/// Slots a hosted relay keeps reserved at once (capped at the group's slots); hosted
+/// clients size their schedule table to it, and a relay asking more is refused by them.
+pub const RESERVED_SLOTS: u16 = 1024;
 /// Fewest clients whose traffic can hide among each other; smaller groups and intervals
 /// are refused unless the user asks for them (`--allow-small-anonymity-set`).
 pub const MIN_ANONYMITY_SET: usize = 2;

@@ -24,7 +24,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use dissent_core::provision::{self, Node, PeerKeys, SEED_LEN, SEED_MAGIC};
-use dissent_core::relay::RelayConfig;
 use dissent_core::wire::NodeRole;
 use object::{Object, ObjectSection, ObjectSymbol};
 use rand::RngCore;
@@ -389,33 +388,12 @@ impl Firmware {
 /// The smallest frame limit the relay accepts from a member of `group`.
 fn min_node_frame(group: &Group) -> usize {
     let clamp = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
-    // Only the group's sizes and cell length matter to the minimum; the relay's own
-    // options (window, timeouts, log) do not.
-    RelayConfig {
-        group_id: group.group_id,
-        session_id: group.session_id,
-        clients: clamp(group.clients.len()),
-        trustees: clamp(group.trustees.len()),
-        slots: clamp(group.slots.len()),
-        cell_len: group.cell_length,
-        max_cell_len: group.max_cell_length,
-        window: 1,
-        downstream_len: 1,
-        min_clients: 1,
-        idle_gap: dissent_core::Duration::from_millis(1),
-        idle_budget: 1,
-        exchange_budget: usize::MAX,
-        exchange_timeout: dissent_core::Duration::from_millis(1),
-        join_delay: dissent_core::Duration::from_millis(0),
-        probe_timeout: dissent_core::Duration::from_millis(1),
-        period: 2,
-        admit: 1,
-        capacity: 1,
-        log_len: 0,
-        first_interval: 0,
-        epoch: [0; 16],
-    }
-    .min_node_frame()
+    dissent_core::relay::min_node_frame(
+        group.cell_length,
+        clamp(group.clients.len()),
+        clamp(group.trustees.len()),
+        clamp(group.slots.len()),
+    )
 }
 
 /// A group count as the provisioning format holds it.

@@ -72,8 +72,6 @@ const LOG_LEN: usize = 32 * 1024 * 1024;
 const EXCHANGE_BUDGET: usize = 64 * 1024 * 1024;
 /// Slots one reservation exchange admits.
 const ADMIT: u16 = 64;
-/// Slots reserved at once.
-const CAPACITY: u16 = 1024;
 /// How long a connected node has to answer when a second process says hello as it.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -176,7 +174,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         probe_timeout: core_duration(PROBE_TIMEOUT),
         period: opts.period,
         admit: ADMIT,
-        capacity: CAPACITY,
+        capacity: crate::config::RESERVED_SLOTS,
         log_len: LOG_LEN,
         // Seconds since the epoch keep interval numbers fresh across restarts.
         first_interval: std::time::SystemTime::now()
