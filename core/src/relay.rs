@@ -670,6 +670,8 @@ pub struct Relay<P, B> {
     history: Deque<IntervalRecord, MAX_HISTORY>,
     events: Deque<RelayEvent<'static>, 256>,
     goodbyes: Deque<(LinkId, GoodbyeReason), 256>,
+    /// After [`Relay::shutdown`]: the next peer to say goodbye to.
+    shutdown_scan: Option<usize>,
     /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
     unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
     outq_head: usize,
@@ -762,6 +764,7 @@ where
             history: Deque::new(),
             events: Deque::new(),
             goodbyes: Deque::new(),
+            shutdown_scan: None,
             unreported: Deque::new(),
             outq_head: 0,
             outq_len: 0,
@@ -1819,6 +1822,9 @@ where
                 close_after: true,
             }));
         }
+        if let Some(from) = self.shutdown_scan {
+            return self.transmit_shutdown(from, out);
+        }
         if let Some(t) = self.transmit_probe(out)? {
             return Ok(Some(t));
         }
@@ -1843,6 +1849,46 @@ where
             *cur = r;
         }
         res
+    }
+
+    /// The relay is stopping: every node that said hello (a pending second process too) is
+    /// told so and its link closed; nothing else is sent from now on. The shell drains
+    /// [`Relay::poll_transmit`] and gives the links a moment to flush before it exits.
+    pub fn shutdown(&mut self) {
+        self.shutdown_scan.get_or_insert(0);
+    }
+
+    fn transmit_shutdown(
+        &mut self,
+        from: usize,
+        out: &mut [u8],
+    ) -> Result<Option<Transmit>, WireError> {
+        let total = self.cfg.peers_len();
+        let mut i = from;
+        while i < total {
+            let p = &mut self.peers.as_mut()[i];
+            // The peer's own link, then a pending one; each is forgotten once told.
+            let link = if let Some(link) = p.link.take() {
+                link
+            } else if let Some(pending) = p.pending.take() {
+                pending.link
+            } else {
+                i += 1;
+                continue;
+            };
+            self.shutdown_scan = Some(i);
+            let len = Message::Goodbye {
+                reason: GoodbyeReason::ShuttingDown,
+            }
+            .emit_frame(out)?;
+            return Ok(Some(Transmit {
+                destination: Destination::Link(link),
+                len,
+                close_after: true,
+            }));
+        }
+        self.shutdown_scan = Some(total);
+        Ok(None)
     }
 
     fn transmit_probe(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {

@@ -965,3 +965,25 @@ fn a_client_away_longer_than_the_log_loses_its_connections_quietly_and_goes_on()
     });
     assert_eq!(net.exit.upstream[&again], fresh);
 }
+
+#[test]
+fn a_relay_that_shuts_down_tells_every_node_and_sends_nothing_else() {
+    let mut net = Net::new(NetConfig::new(5, 3, 128));
+    net.run_until(100_000, |s| s.relay.interval().is_some());
+    net.relay.shutdown();
+    net.flush_relay();
+    net.run_steps(1000);
+    let nodes: Vec<Node> = (0..5)
+        .map(Node::Client)
+        .chain((0..3).map(Node::Trustee))
+        .collect();
+    for node in nodes {
+        assert!(!net.is_up(node), "{node:?} still linked");
+        let told = net
+            .node_errors
+            .iter()
+            .filter(|(n, e)| *n == node && e.contains("shutting down"))
+            .count();
+        assert_eq!(told, 1, "{node:?}: {:?}", net.node_errors);
+    }
+}

@@ -252,7 +252,8 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         tokio::select! {
             _ = &mut shutdown => {
                 info!("relay shutting down");
-                hub.goodbye_all(GoodbyeReason::ShuttingDown);
+                hub.relay.shutdown();
+                hub.drive();
                 break;
             }
             accepted = listener.accept() => {
@@ -556,18 +557,6 @@ impl Hub {
     }
 
     /// Drains the core's events and frames after an input.
-    /// Queues a goodbye on every link of a node that said hello (a full queue skips it).
-    fn goodbye_all(&mut self, reason: GoodbyeReason) {
-        let mut out = [0u8; 16];
-        let Ok(n) = dissent_core::wire::Message::Goodbye { reason }.emit_frame(&mut out) else {
-            return;
-        };
-        let frame = Bytes::copy_from_slice(&out[..n]);
-        for link in self.links.values().filter(|l| l.peer.is_some()) {
-            let _ = link.tx.try_send(frame.clone());
-        }
-    }
-
     fn drive(&mut self) {
         loop {
             let now = self.now();
