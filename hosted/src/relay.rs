@@ -72,6 +72,8 @@ const LOG_LEN: usize = 32 * 1024 * 1024;
 const EXCHANGE_BUDGET: usize = 64 * 1024 * 1024;
 /// Slots one reservation exchange admits.
 const ADMIT: u16 = 64;
+/// Pause after a failed accept before accepting again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// How long a connected node has to answer when a second process says hello as it.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -246,6 +248,8 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
     let shutdown = net::shutdown_signal();
     tokio::pin!(shutdown);
 
+    // Set after a failed accept: when to accept again.
+    let mut accept_after: Option<tokio::time::Instant> = None;
     loop {
         let timeout = hub.relay.poll_timeout().map(|t| net::tokio_at(origin, t));
         let adm_timeout = hub.admission.poll_timeout();
@@ -256,7 +260,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
                 hub.drive();
                 break;
             }
-            accepted = listener.accept() => {
+            accepted = listener.accept(), if accept_after.is_none() => {
                 // Links that finished their handshake meanwhile are out of reach of eviction.
                 while let Ok(ev) = ev_rx.try_recv() {
                     hub.link_event(ev);
@@ -278,11 +282,14 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
                         hub.close_drops();
                     }
                     Err(e) => {
+                        // Out of file descriptors, say: accept again a little later, serving
+                        // everything else meanwhile.
                         warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        accept_after = Some(tokio::time::Instant::now() + ACCEPT_PAUSE);
                     }
                 }
             }
+            _ = sleep_until(accept_after) => accept_after = None,
             Some(ev) = ev_rx.recv() => {
                 hub.link_event(ev);
                 // Take whatever else already arrived before driving the core, so a burst
