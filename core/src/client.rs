@@ -55,6 +55,8 @@ const SENT_HEADER: usize = 1 + 4 + 8 + 2;
 const SENT: u8 = 1;
 const CONFIRMED: u8 = 2;
 const RESEND: u8 = 3;
+/// Sent in an interval the relay no longer remembers: its connections end (in `settle`).
+const LOST: u8 = 4;
 
 /// Bytes of a buffered replay record header: tag, conn, data length.
 const REPLAY_HEADER: usize = wire::REPLAY_OVERHEAD;
@@ -1164,27 +1166,13 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         // the bytes could not be sent again, and their connections end now rather than
         // with a hole later.
         if at.is_none() {
-            let (table, stage_end) = (self.layout.table, self.layout.stage);
-            let stage_bytes = &self.store.as_ref()[table..stage_end];
-            let mut gone: Vec<ConnId, MAX_CONNECTIONS> = Vec::new();
-            if let Ok(view) = CellView::parse_records(&stage_bytes[..t.whole]) {
-                for rec in view {
-                    if !gone.contains(&rec.conn()) {
-                        let _ = gone.push(rec.conn());
-                    }
-                }
-            }
+            // The records taken, the split one whole.
+            let mut end = table + t.whole;
             if t.part.is_some() {
-                let (conn, _, _) = record_header(&stage_bytes[t.whole..]);
-                if !gone.contains(&conn) {
-                    let _ = gone.push(conn);
-                }
+                let (_, _, n) = record_header(&self.store.as_ref()[end..]);
+                end += RECORD_HEADER_LEN + n;
             }
-            for conn in gone {
-                if self.conns.remove(&conn).is_some() {
-                    self.push_event(ClientEvent::Lost { conn });
-                }
-            }
+            self.lose_records(table, end);
         }
         let buf = self.store.as_mut();
         if let Some(o) = at {
@@ -1225,7 +1213,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// abandoned ones are sent again first, and those of forgotten intervals are lost.
     fn settle(&mut self, current: u32, history: &[IntervalRecord]) {
         let (lo, hi) = (self.layout.stage, self.layout.ring);
-        let mut lost: Vec<ConnId, MAX_CONNECTIONS> = Vec::new();
+        let mut lost_any = false;
         let mut resend_any = false;
         // Cells an earlier interval's end left to send again and not all sent yet: their
         // bytes come after those sent again since (behind them in the ring) and the stage.
@@ -1241,7 +1229,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             let offsets: Vec<usize, 256> =
                 self.ring.offsets(ring, sent_entry_len).take(256).collect();
             for o in offsets {
-                let (state, interval, exchange, len) = sent_header(&ring[o..]);
+                let (state, interval, exchange, _) = sent_header(&ring[o..]);
                 if state != SENT || interval == current {
                     resend_any |= state == RESEND;
                     continue;
@@ -1253,23 +1241,14 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                         RESEND
                     }
                     None => {
-                        let content = &ring[o + SENT_HEADER..o + SENT_HEADER + len];
-                        if let Ok(view) = CellView::parse_records(content) {
-                            for rec in view {
-                                if !lost.contains(&rec.conn()) {
-                                    let _ = lost.push(rec.conn());
-                                }
-                            }
-                        }
-                        CONFIRMED
+                        lost_any = true;
+                        LOST
                     }
                 };
             }
         }
-        for conn in lost {
-            if self.conns.remove(&conn).is_some() {
-                self.push_event(ClientEvent::Lost { conn });
-            }
+        if lost_any {
+            self.lose_lost_entries();
         }
         self.pop_done();
         if resend_any && self.stage_used > 0 {
@@ -1285,6 +1264,24 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             self.pop_done();
         }
         self.purge_stage();
+    }
+
+    /// Ends the connections named in entries marked [`LOST`], which are then done.
+    fn lose_lost_entries(&mut self) {
+        let (lo, hi) = (self.layout.stage, self.layout.ring);
+        loop {
+            let ring = &self.store.as_ref()[lo..hi];
+            let Some(at) = self
+                .ring
+                .offsets(ring, sent_entry_len)
+                .find(|&o| ring[o] == LOST)
+            else {
+                return;
+            };
+            let (_, _, _, len) = sent_header(&ring[at..]);
+            self.store.as_mut()[lo + at] = CONFIRMED;
+            self.lose_records(lo + at + SENT_HEADER, lo + at + SENT_HEADER + len);
+        }
     }
 
     /// Moves the first `n` ring entries (cells to send again) behind the rest, keeping
