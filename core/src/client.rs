@@ -37,7 +37,7 @@ use heapless::{Deque, FnvIndexMap, Vec};
 use crate::bits::{bitmap_len, Bits};
 use crate::crypto::{IntervalKey, KeyError, PadEngine, PairKey, SerialPads};
 use crate::ring::Ring;
-use crate::schedule::Schedule;
+use crate::schedule::{Deviation, Schedule};
 use crate::time::{Duration, Instant};
 use crate::transcript::{self, Transcript};
 use crate::wire::{
@@ -942,24 +942,13 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         }
         down.check()?;
         let view = OutputsView::parse(outputs, self.slots)?;
-        {
-            let table = &mut self.store.as_mut()[..self.layout.table];
-            for output in view.iter() {
-                let done = self
-                    .unreported
-                    .pop_front()
-                    .ok_or(ClientError::WrongKind { exchange })?;
-                r.schedule
-                    .apply(table, done, &output)
-                    .map_err(|_| ClientError::WrongKind { exchange })?;
-            }
-            if r.schedule.next(table) != kind {
-                return Err(ClientError::WrongKind { exchange });
-            }
-        }
-        self.unreported
-            .push_back(kind)
-            .map_err(|_| ClientError::WindowExceeded)?;
+        let table = &mut self.store.as_mut()[..self.layout.table];
+        r.schedule
+            .follow(table, &mut self.unreported, &view, kind)
+            .map_err(|d| match d {
+                Deviation::WrongKind => ClientError::WrongKind { exchange },
+                Deviation::WindowExceeded => ClientError::WindowExceeded,
+            })?;
         let len = kind.cell_len(self.slots);
         if len > self.max_cell {
             return Err(ClientError::BadParameters);

@@ -24,7 +24,9 @@
 //! A client that sets other slots' bits (jamming) costs at most `admit` base-length
 //! exchanges per reservation exchange and cannot take anyone's reservation away.
 
-use crate::wire::{Kind, Output, Params};
+use heapless::Deque;
+
+use crate::wire::{Kind, Output, OutputsView, Params};
 
 /// Bytes of one reserved entry in the table: slot (u16 BE), length (u16 BE).
 const ENTRY: usize = 4;
@@ -52,6 +54,15 @@ impl core::fmt::Display for ScheduleError {
 }
 
 impl core::error::Error for ScheduleError {}
+
+/// How a request departs from the schedule a member follows ([`Schedule::follow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deviation {
+    /// Its kind, or an output it reports, is not what the schedule gives.
+    WrongKind,
+    /// More exchanges are issued without their outputs than a member keeps.
+    WindowExceeded,
+}
 
 /// The schedule state of one interval (the reserved set is in the caller's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +149,29 @@ impl Schedule {
             slot,
             len: u32::from(len),
         }
+    }
+
+    /// Follows the relay's request for an exchange of `kind`, as a client or trustee does:
+    /// applies the `outputs` it reports to the issued exchanges in `unreported` (oldest
+    /// first), checks that the schedule gives `kind` next, and records `kind` as issued.
+    pub fn follow<const N: usize>(
+        &mut self,
+        table: &mut [u8],
+        unreported: &mut Deque<Kind, N>,
+        outputs: &OutputsView<'_>,
+        kind: Kind,
+    ) -> Result<(), Deviation> {
+        for output in outputs.iter() {
+            let done = unreported.pop_front().ok_or(Deviation::WrongKind)?;
+            self.apply(table, done, &output)
+                .map_err(|_| Deviation::WrongKind)?;
+        }
+        if self.next(table) != kind {
+            return Err(Deviation::WrongKind);
+        }
+        unreported
+            .push_back(kind)
+            .map_err(|_| Deviation::WindowExceeded)
     }
 
     /// Applies what an exchange of `kind` decoded to.

@@ -28,7 +28,7 @@ use heapless::Deque;
 
 use crate::bits::{bitmap_len, Bits};
 use crate::crypto::{IntervalKey, KeyError, PadEngine, PadNonce, PairKey, SerialPads};
-use crate::schedule::{Schedule, ScheduleError};
+use crate::schedule::{Deviation, Schedule, ScheduleError};
 use crate::time::Instant;
 use crate::transcript::Transcript;
 use crate::wire::{
@@ -709,21 +709,12 @@ where
         let view = OutputsView::parse(outputs, self.slots)?;
         let split = self.online_len();
         let table = &mut self.store.as_mut()[split..];
-        for output in view.iter() {
-            let done = self
-                .unreported
-                .pop_front()
-                .ok_or(TrusteeError::WrongKind { exchange })?;
-            r.schedule
-                .apply(table, done, &output)
-                .map_err(|_| TrusteeError::WrongKind { exchange })?;
-        }
-        if r.schedule.next(table) != kind {
-            return Err(TrusteeError::WrongKind { exchange });
-        }
-        self.unreported
-            .push_back(kind)
-            .map_err(|_| TrusteeError::WindowExceeded)?;
+        r.schedule
+            .follow(table, &mut self.unreported, &view, kind)
+            .map_err(|d| match d {
+                Deviation::WrongKind => TrusteeError::WrongKind { exchange },
+                Deviation::WindowExceeded => TrusteeError::WindowExceeded,
+            })?;
         r.transcript.advance(exchange, kind, outputs, head);
         self.cells
             .push_back(Pending {
