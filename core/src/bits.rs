@@ -86,49 +86,6 @@ impl<'a> Bits<'a> {
     }
 }
 
-/// Sets, clears and reads positions of a mutable bitmap.
-#[derive(Debug)]
-pub struct BitsMut<'a> {
-    bytes: &'a mut [u8],
-}
-
-impl<'a> BitsMut<'a> {
-    /// Wraps a buffer; positions are `0 .. 8 * bytes.len()`.
-    pub fn new(bytes: &'a mut [u8]) -> Self {
-        BitsMut { bytes }
-    }
-
-    /// Sets position `i`; false if it is past the end.
-    pub fn insert(&mut self, i: usize) -> bool {
-        match self.bytes.get_mut(i / 8) {
-            Some(b) => {
-                *b |= 1 << (i % 8);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Clears position `i`.
-    pub fn remove(&mut self, i: usize) {
-        if let Some(b) = self.bytes.get_mut(i / 8) {
-            *b &= !(1 << (i % 8));
-        }
-    }
-
-    /// Whether position `i` is set.
-    pub fn contains(&self, i: usize) -> bool {
-        self.bytes
-            .get(i / 8)
-            .is_some_and(|b| b & (1 << (i % 8)) != 0)
-    }
-
-    /// Clears every position.
-    pub fn clear(&mut self) {
-        self.bytes.fill(0);
-    }
-}
-
 /// Whether position `i` of a bitmap is set (false past its end).
 pub fn test(bytes: &[u8], i: usize) -> bool {
     bytes.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
@@ -136,22 +93,25 @@ pub fn test(bytes: &[u8], i: usize) -> bool {
 
 /// Sets position `i` of a bitmap; false if it is past the end.
 pub fn set(bytes: &mut [u8], i: usize) -> bool {
-    BitsMut::new(bytes).insert(i)
+    match bytes.get_mut(i / 8) {
+        Some(b) => {
+            *b |= 1 << (i % 8);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Clears position `i` of a bitmap.
 pub fn clear(bytes: &mut [u8], i: usize) {
-    BitsMut::new(bytes).remove(i)
+    if let Some(b) = bytes.get_mut(i / 8) {
+        *b &= !(1 << (i % 8));
+    }
 }
 
 /// Number of set positions.
 pub fn count(bytes: &[u8]) -> usize {
     bytes.iter().map(|b| b.count_ones() as usize).sum()
-}
-
-/// Whether every position set in `a` is also set in `b` (lengths must match).
-pub fn is_subset(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x & !y == 0)
 }
 
 #[cfg(test)]
@@ -171,7 +131,6 @@ mod tests {
         assert_eq!(&got[..], &[0, 9]);
         clear(&mut b, 9);
         assert_eq!(count(&b), 1);
-        assert!(is_subset(&[0x01, 0], &[0x03, 0]) && !is_subset(&[0x04, 0], &[0x03, 0]));
     }
 
     #[test]

@@ -902,11 +902,6 @@ where
         self.decoded
     }
 
-    /// The downstream log's head.
-    pub fn downstream_head(&self) -> Head {
-        self.head
-    }
-
     fn say_goodbye(&mut self, link: LinkId, reason: GoodbyeReason) {
         if self.goodbyes.is_full() {
             self.goodbyes.pop_front();

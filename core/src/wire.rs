@@ -25,7 +25,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bits::{bitmap_len, Bits};
-use crate::{MAX_CELL_LENGTH, NONCE_LEN};
+use crate::NONCE_LEN;
 
 /// Protocol version carried in [`Message::Hello`].
 pub const PROTOCOL_VERSION: u16 = 2;
@@ -879,11 +879,6 @@ impl<'a> CellWriter<'a> {
         self.reserve(conn, false, 0).map(|_| ())
     }
 
-    /// Bytes used so far (the `Next` field and the records).
-    pub fn used(&self) -> usize {
-        self.pos
-    }
-
     /// Writes `next`, zeroes the rest and returns the bytes used (`Next` plus records).
     pub fn finish(self, next: u16) -> usize {
         if self.cell.len() >= NEXT_LEN {
@@ -1057,16 +1052,6 @@ pub fn emit_requests_output(out: &mut [u8], at: usize, bitmap: &[u8]) -> Result<
 /// for every other exchange that can be waiting to be reported.
 pub const fn max_outputs_len(slots: u16) -> usize {
     1 + bitmap_len(slots as usize) + 3 * 2 * crate::MAX_WINDOW
-}
-
-/// Longest cell any exchange of a group can have.
-pub const fn max_cell_len(slots: u16) -> usize {
-    let r = bitmap_len(slots as usize);
-    if r > MAX_CELL_LENGTH {
-        r
-    } else {
-        MAX_CELL_LENGTH
-    }
 }
 
 #[cfg(test)]
