@@ -1073,92 +1073,6 @@ const HANDSHAKES_REFUSED: &str = r#"dissent_link_events_total{kind="handshake_re
 /// The labelled sample counting members whose Hello the relay admitted.
 const JOINED: &str = r#"dissent_link_events_total{kind="joined"}"#;
 
-/// Starts a relay of `cfg` with a metrics endpoint and a stats line every second; returns
-/// it and the endpoint's port once the endpoint answers.
-fn relay_with_metrics(scope: &Scope, cfg: &str, extra: &[&str]) -> (Proc, u16) {
-    let metrics_port = free_ports(1);
-    let listen = format!("127.0.0.1:{metrics_port}");
-    let mut args = vec!["relay", "--stats-secs", "1", "--metrics", &listen];
-    args.extend_from_slice(extra);
-    args.push(cfg);
-    let mut relay = scope.spawn("relay", &args);
-    relay.wait_until(Duration::from_secs(20), "a metrics endpoint", |_| {
-        scrape(metrics_port)
-    });
-    (relay, metrics_port)
-}
-
-/// A relay with an echo exit and metrics, its trustees and its clients, each a process.
-///
-/// Fields drop in order: processes first, then the configuration folder.
-struct Net {
-    relay: Proc,
-    _trustees: Vec<Proc>,
-    clients: Vec<Proc>,
-    metrics: u16,
-    cfg: std::path::PathBuf,
-    client_ports: Vec<u16>,
-    _dir: tempfile::TempDir,
-}
-
-impl Net {
-    /// Starts the net and waits until an interval runs with every client.
-    fn start(scope: &Scope, clients: usize, trustees: usize) -> Net {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = dir.path().join("dc");
-        let base = free_ports(1 + clients as u16);
-        generate(&cfg, clients, trustees, base);
-        let cfg_s = cfg.display().to_string();
-        let (relay, metrics) = relay_with_metrics(scope, &cfg_s, &["--exit", "echo"]);
-        let trustees = (0..trustees)
-            .map(|j| {
-                let id = format!("trustee-{j}");
-                scope.spawn(&id, &["trustee", &cfg_s, &key_file(&cfg, &id)])
-            })
-            .collect();
-        let mut net = Net {
-            relay,
-            _trustees: trustees,
-            clients: Vec::new(),
-            metrics,
-            cfg,
-            client_ports: (1..=clients as u16).map(|i| base + i).collect(),
-            _dir: dir,
-        };
-        for i in 0..clients {
-            let client = net.spawn_client(scope, i, net.client_ports[i]);
-            net.clients.push(client);
-        }
-        let m = net.metrics;
-        net.relay.wait_until(
-            Duration::from_secs(40),
-            "an interval of every client",
-            |_| (metric(m, "dissent_online_clients") == Some(clients as f64)).then_some(()),
-        );
-        for port in &net.client_ports {
-            wait_for_port(*port, Duration::from_secs(20));
-        }
-        net
-    }
-
-    /// Starts a process of client `i` listening on `port`.
-    fn spawn_client(&self, scope: &Scope, i: usize, port: u16) -> Proc {
-        let id = format!("client-{i}");
-        let cfg = self.cfg.display().to_string();
-        let port = port.to_string();
-        scope.spawn(
-            &id,
-            &["client", "-p", &port, &cfg, &key_file(&self.cfg, &id)],
-        )
-    }
-
-    /// A metric of the relay; a counter not counted yet reads 0.
-    fn metric(&self, name: &str) -> f64 {
-        let text = scrape(self.metrics).expect("the relay's metrics endpoint answers");
-        sample(&text, name).unwrap_or(0.0)
-    }
-}
-
 /// Sends `data` into the local port of a client and reads it back from the echo exit, on
 /// one connection that must work at once.
 fn echo_once(port: u16, data: &[u8]) {
@@ -1305,7 +1219,7 @@ fn a_client_of_another_configuration_backs_off_and_says_why() {
 #[test]
 fn a_second_process_of_a_client_exits_and_the_group_keeps_its_interval() {
     within(Duration::from_secs(120), |scope| {
-        let mut net = Net::start(scope, 2, 1);
+        let mut net = Net::start(scope, 2, 1, "echo");
         echo_once(net.client_ports[0], b"before the second process");
         let interval = net.metric("dissent_interval");
         let joined = net.metric(JOINED);
@@ -1364,7 +1278,7 @@ fn a_second_process_of_a_client_exits_and_the_group_keeps_its_interval() {
 
         // A crashed first process: its restart gets back in at once.
         net.clients[0].kill();
-        net.clients[0] = net.spawn_client(scope, 0, net.client_ports[0]);
+        net.clients[0] = net.client_on(scope, 0, net.client_ports[0]);
         let back = echo_within(
             net.client_ports[0],
             b"through the restarted client",
@@ -1379,12 +1293,12 @@ fn a_second_process_of_a_client_exits_and_the_group_keeps_its_interval() {
 #[test]
 fn a_hung_client_is_replaced_by_its_restart_and_stops_when_it_wakes() {
     within(Duration::from_secs(120), |scope| {
-        let mut net = Net::start(scope, 2, 1);
+        let mut net = Net::start(scope, 2, 1, "echo");
         echo_once(net.client_ports[0], b"before it hangs");
         // Hung: its link stays open but it answers nothing, the relay's probe included.
         net.clients[0].signal(libc::SIGSTOP);
         let port = free_ports(1);
-        let mut restart = net.spawn_client(scope, 0, port);
+        let mut restart = net.client_on(scope, 0, port);
         let took = echo_within(port, b"through the new process", Duration::from_secs(15));
         eprintln!("the new process carried bytes after {took:?}");
         net.relay.wait_for_log(
@@ -1475,7 +1389,7 @@ fn a_local_connection_is_closed_while_no_interval_can_carry_it() {
 #[test]
 fn a_relay_that_stops_tells_its_nodes_why() {
     within(Duration::from_secs(120), |scope| {
-        let mut net = Net::start(scope, 2, 1);
+        let mut net = Net::start(scope, 2, 1, "echo");
         echo_once(net.client_ports[0], b"before the relay stops");
         net.relay.signal(libc::SIGINT);
         let status = net

@@ -330,109 +330,6 @@ fn tagged_echo(port: u16, seen: &mut HashSet<String>, data: Vec<u8>, what: &str)
 // ---------------------------------------------------------------------------------------
 // Harness: DC-nets
 
-/// A relay, its trustees and its clients, each a process of its own.
-///
-/// Fields drop in order: processes first, then the configuration folder.
-struct Net {
-    relay: Proc,
-    trustees: Vec<Proc>,
-    cfg: PathBuf,
-    clients: Vec<Proc>,
-    relay_port: u16,
-    client_ports: Vec<u16>,
-    _dir: tempfile::TempDir,
-}
-
-impl Net {
-    /// Starts a DC-net with `exit` and waits until its first interval has every client.
-    fn start(scope: &Scope, clients: usize, trustees: usize, exit: &str) -> Net {
-        Net::start_with(scope, clients, trustees, &["--exit", exit])
-    }
-
-    /// Like [`Net::start`], with any relay options.
-    fn start_with(scope: &Scope, clients: usize, trustees: usize, relay_args: &[&str]) -> Net {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = dir.path().join("cfg");
-        let base = free_ports(1 + clients as u16);
-        let relay_port = base;
-        let client_ports: Vec<u16> = (1..=clients as u16).map(|i| base + i).collect();
-        generate(&cfg, clients, trustees, relay_port);
-        let cfg_s = cfg.display().to_string();
-
-        let args: Vec<&str> = ["relay"]
-            .into_iter()
-            .chain(relay_args.iter().copied())
-            .chain([cfg_s.as_str()])
-            .collect();
-        let mut relay = scope.spawn("relay", &args);
-        relay.wait_for_log("relay listening on", FORM_TIMEOUT);
-        let trustees = (0..trustees)
-            .map(|j| {
-                let id = format!("trustee-{j}");
-                scope.spawn(&id, &["trustee", &cfg_s, &key_file(&cfg, &id)])
-            })
-            .collect();
-        let clients = client_ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| {
-                let id = format!("client-{i}");
-                let port = port.to_string();
-                scope.spawn(&id, &["client", "-p", &port, &cfg_s, &key_file(&cfg, &id)])
-            })
-            .collect();
-        let mut net = Net {
-            relay,
-            trustees,
-            cfg: cfg.clone(),
-            clients,
-            relay_port,
-            client_ports,
-            _dir: dir,
-        };
-        net.relay.wait_for_log(
-            &format!("started with {} clients", net.client_ports.len()),
-            FORM_TIMEOUT,
-        );
-        for port in &net.client_ports {
-            wait_for_port(*port, FORM_TIMEOUT);
-        }
-        net
-    }
-
-    /// Starts client `i` (again) on its port.
-    fn spawn_client(&mut self, scope: &Scope, i: usize) {
-        let id = format!("client-{i}");
-        let cfg_s = self.cfg.display().to_string();
-        let port = self.client_ports[i].to_string();
-        self.clients[i] = scope.spawn(
-            &id,
-            &["client", "-p", &port, &cfg_s, &key_file(&self.cfg, &id)],
-        );
-    }
-
-    /// Starts trustee `j` (again).
-    fn spawn_trustee(&mut self, scope: &Scope, j: usize) {
-        let id = format!("trustee-{j}");
-        let cfg_s = self.cfg.display().to_string();
-        self.trustees[j] = scope.spawn(&id, &["trustee", &cfg_s, &key_file(&self.cfg, &id)]);
-    }
-
-    /// A new connection into client `i`'s port.
-    fn connect(&self, i: usize) -> TcpStream {
-        connect(self.client_ports[i], TRANSFER_TIMEOUT)
-    }
-
-    /// Asserts the relay is still running.
-    fn assert_relay_up(&mut self) {
-        assert!(
-            self.relay.is_running(),
-            "the relay exited: {:?}",
-            self.relay.status
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Tests
 
@@ -467,20 +364,8 @@ fn two_clients_at_once() {
 fn curl_through_socks5_exit_fetches_a_file() {
     within(Duration::from_secs(150), |scope| {
         // The test's HTTP server is on loopback, which the exit refuses by default.
-        let metrics = free_ports(1);
-        let metrics_s = format!("127.0.0.1:{metrics}");
-        let net = Net::start_with(
-            scope,
-            2,
-            1,
-            &[
-                "--exit",
-                "socks5",
-                "--allow-private-exit",
-                "--metrics",
-                &metrics_s,
-            ],
-        );
+        let net = Net::start_with(scope, 2, 1, &["--exit", "socks5", "--allow-private-exit"]);
+        let metrics = net.metrics;
         let body = Arc::new(pattern(300 * 1024, 20));
         let (http_port, server) = serve_file(body.clone(), 2);
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -965,37 +850,6 @@ fn a_killed_trustee_pauses_and_nothing_is_lost() {
     });
 }
 
-/// Reads one metric of a node's `--metrics` endpoint.
-fn metric(port: u16, name: &str) -> Option<f64> {
-    let mut s = TcpStream::connect(local(port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (n, v) = l.split_once(' ')?;
-        (n == name).then(|| v.trim().parse().ok())?
-    })
-}
-
-/// Polls a metric until `ok` holds for its value.
-fn wait_metric(port: u16, name: &str, limit: Duration, ok: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = metric(port, name) {
-            if ok(v) {
-                return v;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} not as wanted within {limit:?}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Sixteen clients: one streams a bulk transfer (long cells) while another holds a
 /// conversation of small messages; both come back intact and in order.
 #[test]
@@ -1116,21 +970,8 @@ fn a_client_with_thousands_of_connections_harms_nobody() {
     within(Duration::from_secs(240), |scope| {
         // The test holds a few thousand sockets.
         raise_open_files(8192);
-        let metrics = free_ports(1);
-        let metrics_s = format!("127.0.0.1:{metrics}");
-        let mut net = Net::start_with(
-            scope,
-            3,
-            1,
-            &[
-                "--exit",
-                "echo",
-                "--exit-per-slot",
-                "64",
-                "--metrics",
-                &metrics_s,
-            ],
-        );
+        let mut net = Net::start_with(scope, 3, 1, &["--exit", "echo", "--exit-per-slot", "64"]);
+        let metrics = net.metrics;
         let mut held = Vec::new();
         let mut refused_locally = 0usize;
         for _ in 0..2000 {

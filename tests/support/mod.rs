@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -565,6 +565,141 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
 /// The value of metric `name` at the endpoint on `port` (see [`sample`]).
 pub fn metric(port: u16, name: &str) -> Option<f64> {
     sample(&scrape(port)?, name)
+}
+
+/// Polls metric `name` at the endpoint on `port` until `ok` holds for its value.
+pub fn wait_metric(port: u16, name: &str, limit: Duration, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = metric(port, name) {
+            if ok(v) {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} not as wanted within {limit:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Starts a relay of `cfg` with a metrics endpoint and a stats line every second; returns
+/// it and the endpoint's port once the endpoint answers.
+pub fn relay_with_metrics(scope: &Scope, cfg: &str, extra: &[&str]) -> (Proc, u16) {
+    let metrics_port = free_ports(1);
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let mut args = vec!["relay", "--stats-secs", "1", "--metrics", &listen];
+    args.extend_from_slice(extra);
+    args.push(cfg);
+    let mut relay = scope.spawn("relay", &args);
+    relay.wait_until(FORM_TIMEOUT, "a metrics endpoint", |_| scrape(metrics_port));
+    (relay, metrics_port)
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness: a whole DC-net of processes
+
+/// A relay (with a metrics endpoint), its trustees and its clients, each a process.
+///
+/// Fields drop in order: processes first, then the configuration folder.
+pub struct Net {
+    pub relay: Proc,
+    pub trustees: Vec<Proc>,
+    pub clients: Vec<Proc>,
+    pub cfg: PathBuf,
+    pub relay_port: u16,
+    pub client_ports: Vec<u16>,
+    /// The relay's metrics endpoint.
+    pub metrics: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Net {
+    /// Starts a DC-net with `exit` and waits until an interval runs with every client.
+    pub fn start(scope: &Scope, clients: usize, trustees: usize, exit: &str) -> Net {
+        Net::start_with(scope, clients, trustees, &["--exit", exit])
+    }
+
+    /// Like [`Net::start`], with any relay options.
+    pub fn start_with(scope: &Scope, clients: usize, trustees: usize, relay_args: &[&str]) -> Net {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("cfg");
+        let base = free_ports(1 + clients as u16);
+        generate(&cfg, clients, trustees, base);
+        let cfg_s = cfg.display().to_string();
+        let (relay, metrics) = relay_with_metrics(scope, &cfg_s, relay_args);
+        let trustees = (0..trustees)
+            .map(|j| {
+                let id = format!("trustee-{j}");
+                scope.spawn(&id, &["trustee", &cfg_s, &key_file(&cfg, &id)])
+            })
+            .collect();
+        let mut net = Net {
+            relay,
+            trustees,
+            clients: Vec::new(),
+            cfg,
+            relay_port: base,
+            client_ports: (1..=clients as u16).map(|i| base + i).collect(),
+            metrics,
+            _dir: dir,
+        };
+        for i in 0..clients {
+            let client = net.client_on(scope, i, net.client_ports[i]);
+            net.clients.push(client);
+        }
+        wait_metric(metrics, "dissent_online_clients", FORM_TIMEOUT, |v| {
+            v == clients as f64
+        });
+        for port in &net.client_ports {
+            wait_for_port(*port, FORM_TIMEOUT);
+        }
+        net
+    }
+
+    /// Starts a process of client `i` listening on `port`.
+    pub fn client_on(&self, scope: &Scope, i: usize, port: u16) -> Proc {
+        let id = format!("client-{i}");
+        let cfg = self.cfg.display().to_string();
+        let port = port.to_string();
+        scope.spawn(
+            &id,
+            &["client", "-p", &port, &cfg, &key_file(&self.cfg, &id)],
+        )
+    }
+
+    /// Starts client `i` (again) on its port.
+    pub fn spawn_client(&mut self, scope: &Scope, i: usize) {
+        self.clients[i] = self.client_on(scope, i, self.client_ports[i]);
+    }
+
+    /// Starts trustee `j` (again).
+    pub fn spawn_trustee(&mut self, scope: &Scope, j: usize) {
+        let id = format!("trustee-{j}");
+        let cfg_s = self.cfg.display().to_string();
+        self.trustees[j] = scope.spawn(&id, &["trustee", &cfg_s, &key_file(&self.cfg, &id)]);
+    }
+
+    /// A new connection into client `i`'s port.
+    pub fn connect(&self, i: usize) -> TcpStream {
+        connect(self.client_ports[i], TRANSFER_TIMEOUT)
+    }
+
+    /// A metric of the relay; a counter not counted yet reads 0.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = scrape(self.metrics).expect("the relay's metrics endpoint answers");
+        sample(&text, name).unwrap_or(0.0)
+    }
+
+    /// Asserts the relay is still running.
+    pub fn assert_relay_up(&mut self) {
+        assert!(
+            self.relay.is_running(),
+            "the relay exited: {:?}",
+            self.relay.status
+        );
+    }
 }
 
 /// `len` bytes that do not repeat with any short period (xorshift64), different per `seed`.
