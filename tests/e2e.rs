@@ -674,12 +674,11 @@ fn config_generate_refuses_to_overwrite() {
         generate(&cfg, 2, 1, 12345);
         let before = fs::read(cfg.join("system.json")).expect("system.json");
 
-        let again = Command::new(BIN)
-            .args(["config", "generate", "-c", "2", "-t", "1"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run dissent");
+        let cfg_s = cfg.display().to_string();
+        let again = run_once(
+            &["config", "generate", "-c", "2", "-t", "1", &cfg_s],
+            EXIT_TIMEOUT,
+        );
         let err = String::from_utf8_lossy(&again.stderr);
         assert!(!again.status.success(), "overwrote without --force");
         assert!(
@@ -692,12 +691,12 @@ fn config_generate_refuses_to_overwrite() {
             "a refused generate changed system.json"
         );
 
-        let forced = Command::new(BIN)
-            .args(["config", "generate", "-c", "2", "-t", "1", "--force"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run dissent");
+        let forced = run_once(
+            &[
+                "config", "generate", "-c", "2", "-t", "1", "--force", &cfg_s,
+            ],
+            EXIT_TIMEOUT,
+        );
         assert!(
             forced.status.success(),
             "--force failed: {}",

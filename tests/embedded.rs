@@ -377,9 +377,7 @@ const DIALS: usize = 5;
 
 /// A fixed test secret for node `i` of kind `tag` (test keys only).
 fn secret(tag: u8, i: u16) -> [u8; 32] {
-    std::array::from_fn(|k| {
-        tag.wrapping_mul(29) ^ (i as u8).wrapping_mul(7) ^ (k as u8).wrapping_mul(13) ^ 0x5a
-    })
+    dissent_core::testkit::secret(tag, usize::from(i))
 }
 
 const RELAY: u8 = 1;
@@ -645,8 +643,8 @@ fn role_firmware_refuses_a_blob_for_the_other_role() {
 mod support;
 
 use support::{
-    connect, free_ports, generate, key_file, pattern, run_once, wait_all_gone, within, Proc, Scope,
-    FORM_TIMEOUT, TRANSFER_TIMEOUT,
+    connect, free_ports, generate, key_file, pattern, run_once, sample, scrape, wait_all_gone,
+    within, Proc, Scope, FORM_TIMEOUT, TRANSFER_TIMEOUT,
 };
 
 /// Longest the mixed group may take from start to finish.
@@ -689,24 +687,6 @@ impl Drop for Device {
             );
         }
     }
-}
-
-/// The relay's metrics page at 127.0.0.1:`port`.
-fn scrape(port: u16) -> io::Result<String> {
-    let mut s =
-        TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut page = String::new();
-    s.read_to_string(&mut page)?;
-    Ok(page)
-}
-
-/// The value of the series `name` on a metrics page.
-fn sample(page: &str, name: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
 }
 
 /// Writes `data` into 127.0.0.1:`port` while reading as many bytes back; returns them.
@@ -776,7 +756,7 @@ fn emulated_trustee_and_client_serve_beside_hosted_nodes() {
         // Ready when the relay runs an interval with all three clients (both trustees,
         // the emulated one included, confirmed it).
         relay.wait_until(FORM_TIMEOUT, "an interval with 3 clients", |_| {
-            let page = scrape(metrics_port).ok()?;
+            let page = scrape(metrics_port)?;
             (sample(&page, "dissent_online_clients")? == 3.0).then_some(())
         });
         eprintln!("group formed in {:?}", started.elapsed());

@@ -498,14 +498,15 @@ pub fn connect(port: u16, limit: Duration) -> TcpStream {
 
 /// Runs `dissent config generate` and checks it worked.
 pub fn generate(dir: &Path, clients: usize, trustees: usize, relay_port: u16) {
-    let out = Command::new(BIN)
-        .args(["config", "generate", "-c", &clients.to_string()])
-        .args(["-t", &trustees.to_string()])
-        .args(["--relay", &format!("127.0.0.1:{relay_port}")])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run dissent config generate");
+    let (clients, trustees) = (clients.to_string(), trustees.to_string());
+    let relay = format!("127.0.0.1:{relay_port}");
+    let dir = dir.display().to_string();
+    let out = run_once(
+        &[
+            "config", "generate", "-c", &clients, "-t", &trustees, "--relay", &relay, &dir,
+        ],
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "config generate failed: {}",
