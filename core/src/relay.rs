@@ -641,9 +641,21 @@ enum Phase {
         interval: u32,
         members: u32,
         scan: usize,
-        replay: Option<(u16, u64)>,
+        /// The member being sent the records it missed.
+        replay: Option<Replaying>,
+        /// Data bytes of the largest record in the log (which does not change until the
+        /// interval runs).
+        largest: u32,
     },
     Running(Running),
+}
+
+/// A member's replay under way: the next record's sequence number and log offset.
+#[derive(Debug, Clone, Copy)]
+struct Replaying {
+    client: u16,
+    seq: u64,
+    at: usize,
 }
 
 /// Record cursor over a decoded cell: ring index, next offset, end of records.
@@ -699,6 +711,11 @@ pub struct Relay<P, B> {
 
 fn log_entry_len(b: &[u8]) -> usize {
     LOG_HEADER + u32::from_be_bytes([b[21], b[22], b[23], b[24]]) as usize
+}
+
+/// A log entry's sequence number.
+fn log_seq(b: &[u8]) -> u64 {
+    u64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
 }
 
 impl<P, B> Relay<P, B>
@@ -1345,6 +1362,7 @@ where
                 members,
                 scan: 0,
                 replay: None,
+                largest: self.largest_record(),
             };
         }
         Ok(())
@@ -2100,18 +2118,23 @@ where
             members,
             mut scan,
             replay,
+            largest,
         } = self.phase
         else {
             return Ok(None);
         };
-        if let Some((client, seq)) = replay {
-            let p = self.peers.as_ref()[usize::from(client)];
-            if let (Some(link), true) = (p.link, seq <= self.head.seq) {
-                let len = self.emit_replay(seq, out)?;
+        if let Some(Replaying { client, seq, at }) = replay {
+            let link = self.peers.as_ref()[usize::from(client)].link;
+            if let (Some(link), true) = (link, seq <= self.head.seq) {
+                let sent = self.emit_replay(seq, at, out)?;
                 if let Phase::Confirming { replay, .. } = &mut self.phase {
-                    *replay = (seq < self.head.seq).then_some((client, seq + 1));
+                    *replay = sent.and_then(|(_, next)| next).map(|at| Replaying {
+                        client,
+                        seq: seq + 1,
+                        at,
+                    });
                 }
-                if let Some(len) = len {
+                if let Some((len, _)) = sent {
                     return Ok(Some(Transmit {
                         destination: Destination::Link(link),
                         len,
@@ -2143,7 +2166,11 @@ where
                 macs: &macs[..t * MAC_LEN],
             }
             .emit_frame(out)?;
-            let replay = self.replay_start(&p).map(|seq| (i as u16, seq));
+            let replay = self.replay_start(&p, largest).map(|(seq, at)| Replaying {
+                client: i as u16,
+                seq,
+                at,
+            });
             if let Phase::Confirming {
                 scan: s, replay: r, ..
             } = &mut self.phase
@@ -2205,46 +2232,58 @@ where
             .unwrap_or(0)
     }
 
-    /// The first record to replay to a member, if it missed some the log still holds and
-    /// they fit its limits (the client applies the same rule).
-    fn replay_start(&self, p: &Peer) -> Option<u64> {
+    /// The first record to replay to a member and its log offset, if it missed some the log
+    /// still holds and they fit its limits (the client applies the same rule). One pass
+    /// over the log.
+    fn replay_start(&self, p: &Peer, largest: u32) -> Option<(u64, usize)> {
         let seq = p.seq?;
         if seq >= self.head.seq || seq.saturating_add(1) < self.oldest {
             return None;
         }
-        if self.largest_record() as usize + wire::REPLAY_FRAME_OVERHEAD > p.max_frame as usize {
+        if largest as usize + wire::REPLAY_FRAME_OVERHEAD > p.max_frame as usize {
             return None;
         }
         let buf = &self.store.as_ref()[self.regions.down..self.regions.log];
+        let mut first = None;
         let mut bytes = 0u64;
         for o in self.log.offsets(buf, log_entry_len) {
             let e = &buf[o..];
-            let s = u64::from_be_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
-            if s > seq {
+            if log_seq(e) > seq {
+                first.get_or_insert(o);
                 bytes += (log_entry_len(e) - LOG_HEADER + wire::REPLAY_OVERHEAD) as u64;
             }
         }
-        (bytes <= u64::from(p.replay_limit)).then_some(seq + 1)
+        let at = first?;
+        (bytes <= u64::from(p.replay_limit)).then_some((seq + 1, at))
     }
 
-    fn emit_replay(&self, seq: u64, out: &mut [u8]) -> Result<Option<usize>, WireError> {
+    /// The replay of record `seq`, at log offset `at`: its frame length and the next
+    /// record's offset. `None` if the log has no such record there.
+    fn emit_replay(
+        &self,
+        seq: u64,
+        at: usize,
+        out: &mut [u8],
+    ) -> Result<Option<(usize, Option<usize>)>, WireError> {
         let buf = &self.store.as_ref()[self.regions.down..self.regions.log];
-        for o in self.log.offsets(buf, log_entry_len) {
-            let e = &buf[o..];
-            let s = u64::from_be_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
-            if s != seq {
-                continue;
+        let Some(e) = buf
+            .get(at..)
+            .filter(|e| e.len() >= LOG_HEADER && log_seq(e) == seq)
+        else {
+            return Ok(None);
+        };
+        let len = log_entry_len(e);
+        let conn = ConnId(u32::from_be_bytes([e[17], e[18], e[19], e[20]]));
+        let down = if e[16] == 1 {
+            Down::Close { conn }
+        } else {
+            Down::Data {
+                conn,
+                data: &e[LOG_HEADER..len],
             }
-            let conn = ConnId(u32::from_be_bytes([e[17], e[18], e[19], e[20]]));
-            let data = &e[LOG_HEADER..log_entry_len(e)];
-            let down = if e[16] == 1 {
-                Down::Close { conn }
-            } else {
-                Down::Data { conn, data }
-            };
-            return Message::Replay { seq, down }.emit_frame(out).map(Some);
-        }
-        Ok(None)
+        };
+        let n = Message::Replay { seq, down }.emit_frame(out)?;
+        Ok(Some((n, self.log.after(at, len))))
     }
 
     fn transmit_running(

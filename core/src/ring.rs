@@ -96,6 +96,18 @@ impl Ring {
         }
     }
 
+    /// Offset of the entry after the one at `at`, which is `len` bytes long; `None` after
+    /// the last.
+    pub(crate) fn after(&self, at: usize, len: usize) -> Option<usize> {
+        let next = at + len;
+        if self.wrap_at == Some(next) {
+            // Entries wrapped, so the first of them is at 0.
+            Some(0)
+        } else {
+            (next != self.end).then_some(next)
+        }
+    }
+
     /// Offsets of every entry, oldest first.
     pub(crate) fn offsets<'b>(
         &self,
@@ -175,5 +187,25 @@ mod tests {
         assert_eq!(put(&mut r, &mut buf, 4), Some(4));
         let offs: heapless::Vec<usize, 4> = r.offsets(&buf, len_of).collect();
         assert_eq!(&offs[..], &[0, 4]);
+    }
+
+    #[test]
+    fn after_walks_the_entries_in_order() {
+        let mut buf = [0u8; 10];
+        let mut r = Ring::new();
+        for len in [3, 3, 3] {
+            put(&mut r, &mut buf, len);
+        }
+        r.pop(&buf, len_of);
+        put(&mut r, &mut buf, 2);
+        let offs: heapless::Vec<usize, 4> = r.offsets(&buf, len_of).collect();
+        assert_eq!(&offs[..], &[3, 6, 0]);
+        let mut walked: heapless::Vec<usize, 4> = heapless::Vec::new();
+        let mut at = r.front();
+        while let Some(o) = at {
+            walked.push(o).unwrap();
+            at = r.after(o, len_of(&buf[o..]));
+        }
+        assert_eq!(walked, offs);
     }
 }
