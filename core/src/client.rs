@@ -41,9 +41,9 @@ use crate::schedule::{Deviation, Schedule};
 use crate::time::{Duration, Instant};
 use crate::transcript::{self, Transcript};
 use crate::wire::{
-    self, CellView, ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, Message, NodeRole,
-    OutputsView, Params, Resume, WireError, MAX_FRAME_BODY, MAX_HISTORY, OPEN_FLAG,
-    RECORD_HEADER_LEN,
+    self, read_record_header as record_header, write_record_header, CellView, ConnId, Down,
+    GoodbyeReason, Head, IntervalRecord, Kind, Message, NodeRole, OutputsView, Params, Resume,
+    WireError, MAX_FRAME_BODY, MAX_HISTORY, RECORD_HEADER_LEN,
 };
 use crate::{cell_length_ok, MAC_LEN, MAX_CELL_LENGTH, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
@@ -462,19 +462,6 @@ fn sent_header(b: &[u8]) -> (u8, u32, u64, usize) {
         u64::from_be_bytes([b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12]]),
         usize::from(u16::from_be_bytes([b[13], b[14]])),
     )
-}
-
-/// Reads the record header at the start of `b`: (conn, open, payload length).
-fn record_header(b: &[u8]) -> (ConnId, bool, usize) {
-    let conn = ConnId(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-    let len = u16::from_be_bytes([b[4], b[5]]);
-    (conn, len & OPEN_FLAG != 0, usize::from(len & !OPEN_FLAG))
-}
-
-fn write_record_header(b: &mut [u8], conn: ConnId, open: bool, len: usize) {
-    let raw = (len as u16 & !OPEN_FLAG) | if open { OPEN_FLAG } else { 0 };
-    b[..4].copy_from_slice(&conn.0.to_be_bytes());
-    b[4..6].copy_from_slice(&raw.to_be_bytes());
 }
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {

@@ -775,6 +775,21 @@ impl<'a> CellView<'a> {
     }
 }
 
+/// Reads the record header at the start of `b` (at least [`RECORD_HEADER_LEN`] bytes):
+/// Conn#, open flag, payload length.
+pub(crate) fn read_record_header(b: &[u8]) -> (ConnId, bool, usize) {
+    let conn = ConnId(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let len = u16::from_be_bytes([b[4], b[5]]);
+    (conn, len & OPEN_FLAG != 0, usize::from(len & !OPEN_FLAG))
+}
+
+/// Writes a record header at the start of `b` (at least [`RECORD_HEADER_LEN`] bytes).
+pub(crate) fn write_record_header(b: &mut [u8], conn: ConnId, open: bool, len: usize) {
+    let raw = (len as u16 & !OPEN_FLAG) | if open { OPEN_FLAG } else { 0 };
+    b[..4].copy_from_slice(&conn.0.to_be_bytes());
+    b[4..6].copy_from_slice(&raw.to_be_bytes());
+}
+
 /// Iterator over the records of a [`CellView`].
 #[derive(Debug, Clone)]
 pub struct Records<'a> {
@@ -796,10 +811,8 @@ impl<'a> Iterator for Records<'a> {
     fn next(&mut self) -> Option<Record<'a>> {
         // The view was checked: every header and payload is in bounds.
         let (h, rest) = self.rest.split_first_chunk::<RECORD_HEADER_LEN>()?;
-        let conn = ConnId(u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
-        let len = u16::from_be_bytes([h[4], h[5]]);
-        let open = len & OPEN_FLAG != 0;
-        let n = usize::from(len & !OPEN_FLAG).min(rest.len());
+        let (conn, open, n) = read_record_header(h);
+        let n = n.min(rest.len());
         let (payload, rest) = rest.split_at(n);
         self.rest = rest;
         Some(if !open && n == 0 {
@@ -863,10 +876,8 @@ impl<'a> CellWriter<'a> {
         if len > self.room() || !self.has_room_for_header() {
             return Err(WireError::BufferTooSmall);
         }
-        let raw = (len as u16 & !OPEN_FLAG) | if open { OPEN_FLAG } else { 0 };
         let at = self.pos;
-        self.cell[at..at + 4].copy_from_slice(&conn.0.to_be_bytes());
-        self.cell[at + 4..at + 6].copy_from_slice(&raw.to_be_bytes());
+        write_record_header(&mut self.cell[at..], conn, open, len);
         self.pos = at + RECORD_HEADER_LEN + len;
         Ok(&mut self.cell[at + RECORD_HEADER_LEN..self.pos])
     }
