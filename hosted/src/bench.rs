@@ -352,13 +352,10 @@ impl Cluster {
             &|n| n == "relay",
         ];
         for tier in tiers {
-            let mut group: Vec<&mut (String, Child)> =
+            let group: Vec<&mut (String, Child)> =
                 self.children.iter_mut().filter(|(n, _)| tier(n)).collect();
-            for (_, child) in group.iter_mut() {
-                if let Some(pid) = child.id() {
-                    // SAFETY: sends a signal to our own, not yet reaped, child by its id.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-                }
+            for (_, child) in group.iter() {
+                crate::net::terminate(child);
             }
             let deadline = tokio::time::Instant::now() + STOP_GRACE;
             for (name, child) in group {

@@ -30,6 +30,25 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Asks a child process to stop (SIGTERM), if it has not been reaped yet.
+pub fn terminate(child: &tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: signals our own child by its id; it has one, so it is not reaped.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+}
+
+/// Stops a child process: SIGTERM, then SIGKILL if it has not exited within `grace`.
+/// Returns true if it had to be killed.
+pub async fn stop_child(child: &mut tokio::process::Child, grace: std::time::Duration) -> bool {
+    terminate(child);
+    if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+        return false;
+    }
+    let _ = child.kill().await;
+    true
+}
+
 /// A command for a child `dissent` process: no stdin, in its own process group (so a
 /// terminal's Ctrl-C reaches only the parent, which stops children in order), killed when
 /// dropped and, on Linux, when the parent dies.

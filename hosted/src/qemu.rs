@@ -470,17 +470,7 @@ fn loader(file: &Path, addr: u64) -> String {
 
 /// Stops QEMU: SIGTERM, then SIGKILL if it lingers.
 async fn stop(child: &mut tokio::process::Child) {
-    if let Some(pid) = child.id() {
-        // SAFETY: signalling our own child, which has not been reaped (it has an id).
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-        if tokio::time::timeout(STOP_TIMEOUT, child.wait())
-            .await
-            .is_ok()
-        {
-            return;
-        }
-    }
-    let _ = child.kill().await;
+    crate::net::stop_child(child, STOP_TIMEOUT).await;
 }
 
 /// QEMU's exit status as this process's: its code, or 128 + the signal that ended it.

@@ -340,13 +340,8 @@ async fn keep_running(exe: PathBuf, spec: ChildSpec, mut stop: watch::Receiver<b
                 }
             }
             _ = stop.changed() => {
-                if let Some(pid) = child.id() {
-                    // SAFETY: sending a signal to our own child process by its id.
-                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-                }
-                if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                    warn!("{} did not stop; killing it", spec.name);
-                    let _ = child.kill().await;
+                if net::stop_child(&mut child, Duration::from_secs(5)).await {
+                    warn!("{} did not stop; it was killed", spec.name);
                 }
                 return;
             }
