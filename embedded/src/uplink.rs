@@ -23,6 +23,7 @@ use dissent_core::link::{Initiator, LinkError, Sealer, Transport, HEADER_LEN, RE
 use embassy_net::tcp::{ConnectError, Error as TcpError, TcpSocket};
 use embassy_net::{IpEndpoint, Ipv4Address};
 use embassy_time::{with_timeout, Duration, Instant, Timer};
+use embedded_io_async::Write;
 use rand_core::RngCore;
 
 use dissent_core::provision::Node;
@@ -389,7 +390,8 @@ async fn dial(
     .map_err(handshake)?;
     let mut request = [0u8; HEADER_LEN + REQUEST_LEN];
     let n = hs.write_request(&mut request).map_err(handshake)?;
-    write_all(socket, &request[..n])
+    socket
+        .write_all(&request[..n])
         .await
         .map_err(|e| DialError::Handshake(Loss::Tcp(e)))?;
     let response = loop {
@@ -422,7 +424,7 @@ pub async fn send_frame<E>(
     n: usize,
 ) -> Result<(), Loss<E>> {
     let record = out.seal(sealer, n)?;
-    write_all(socket, record).await?;
+    socket.write_all(record).await?;
     Ok(())
 }
 
@@ -442,13 +444,4 @@ pub async fn transmit_all<E>(
         };
         send_frame(socket, out, sealer, n).await?;
     }
-}
-
-/// Writes all of `bytes`.
-pub async fn write_all(socket: &mut TcpSocket<'_>, mut bytes: &[u8]) -> Result<(), TcpError> {
-    while !bytes.is_empty() {
-        let n = socket.write(bytes).await?;
-        bytes = &bytes[n..];
-    }
-    Ok(())
 }

@@ -37,6 +37,7 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::pipe::Pipe;
 use embassy_sync::signal::Signal;
 use embassy_time::{with_timeout, Duration, Timer};
+use embedded_io_async::Write;
 use heapless::Vec;
 use rand_core::RngCore;
 use static_cell::{ConstStaticCell, StaticCell};
@@ -612,7 +613,7 @@ async fn tunnel(socket: &mut TcpSocket<'_>, local: &Local) -> Moved {
         loop {
             if let Either::First(n) = select(local.down.read(&mut buf), local.kick.wait()).await {
                 down_bytes += n as u64;
-                if !broken && write_all(&mut writer, &buf[..n]).await.is_err() {
+                if !broken && writer.write_all(&buf[..n]).await.is_err() {
                     // The application is gone: drop its downstream, close its upstream.
                     broken = true;
                     local.update(|s| s.up_eof = true);
@@ -638,15 +639,4 @@ async fn tunnel(socket: &mut TcpSocket<'_>, local: &Local) -> Moved {
         down: down_bytes,
         end,
     }
-}
-
-async fn write_all(
-    writer: &mut embassy_net::tcp::TcpWriter<'_>,
-    mut bytes: &[u8],
-) -> Result<(), embassy_net::tcp::Error> {
-    while !bytes.is_empty() {
-        let n = writer.write(bytes).await?;
-        bytes = &bytes[n..];
-    }
-    Ok(())
 }

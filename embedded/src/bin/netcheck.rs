@@ -21,6 +21,7 @@ use embassy_futures::select::{select, Either};
 use embassy_net::tcp::{AcceptError, ConnectError, Error as TcpError, TcpSocket};
 use embassy_net::Ipv4Address;
 use embassy_time::{Duration, Instant, Timer};
+use embedded_io_async::Write;
 use rand_core::RngCore;
 use serde::Deserialize;
 use static_cell::ConstStaticCell;
@@ -169,7 +170,10 @@ async fn serve_one(mut socket: TcpSocket<'_>, port: u16) -> Result<usize, Failur
         if n == 0 {
             break;
         }
-        write_all(&mut socket, &buf[..n], "echo to host").await?;
+        socket
+            .write_all(&buf[..n])
+            .await
+            .map_err(|e| Failure::Io("echo to host", e))?;
         total += n;
     }
     socket.close();
@@ -201,13 +205,10 @@ async fn stream_through_echo(
             for (i, byte) in chunk[..n].iter_mut().enumerate() {
                 *byte = pattern(key, sent + i);
             }
-            let mut done = 0;
-            while done < n {
-                done += writer
-                    .write(&chunk[done..n])
-                    .await
-                    .map_err(|e| Failure::Io("write to echo server", e))?;
-            }
+            writer
+                .write_all(&chunk[..n])
+                .await
+                .map_err(|e| Failure::Io("write to echo server", e))?;
             sent += n;
         }
         writer
@@ -249,22 +250,6 @@ async fn stream_through_echo(
         .await
         .map_err(|e| Failure::Io("close towards echo server", e))?;
     Ok(received)
-}
-
-/// Writes all of `data`.
-async fn write_all(
-    socket: &mut TcpSocket<'_>,
-    data: &[u8],
-    what: &'static str,
-) -> Result<(), Failure> {
-    let mut done = 0;
-    while done < data.len() {
-        done += socket
-            .write(&data[done..])
-            .await
-            .map_err(|e| Failure::Io(what, e))?;
-    }
-    Ok(())
 }
 
 /// Byte `offset` of the test stream keyed by `key` (SplitMix64 over 8-byte blocks): cheap,
