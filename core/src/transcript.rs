@@ -112,6 +112,7 @@ pub fn append(head: &mut Head, down: &Down<'_>) {
 
 #[cfg(test)]
 mod tests {
+    // Test code only: each unwrap() is an assertion on a fixture, never on network input.
     use super::*;
 
     #[test]
