@@ -13,7 +13,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-use crate::link::{self, LinkReader, LinkSink};
+use crate::link::{self, HandshakeError, LinkReader, LinkSink};
 use crate::net;
 
 /// Keys a node needs to open its link to the relay.
@@ -222,15 +222,19 @@ impl Dialer {
 }
 
 /// What usually causes a handshake failure of this kind.
-fn likely_cause(e: &std::io::Error) -> &'static str {
-    let text = e.to_string();
-    if text.contains("closed") || e.kind() == std::io::ErrorKind::UnexpectedEof {
+fn likely_cause(e: &HandshakeError) -> &'static str {
+    let io_kind = match e {
+        HandshakeError::Io(io) => Some(io.kind()),
+        _ => None,
+    };
+    if matches!(e, HandshakeError::Closed) || io_kind == Some(std::io::ErrorKind::UnexpectedEof) {
         "the relay does not accept this node's key, or system.json names another relay key \
          (a key file or configuration of another group?)"
-    } else if text.contains("failed the handshake") {
+    } else if matches!(e, HandshakeError::WrongRelayKey) {
         "the relay's key differs from the one in system.json (another configuration, or \
          the relay was given another key file?)"
-    } else if e.kind() == std::io::ErrorKind::TimedOut {
+    } else if matches!(e, HandshakeError::TimedOut) || io_kind == Some(std::io::ErrorKind::TimedOut)
+    {
         "the relay did not answer in time"
     } else {
         "is this the relay of this configuration?"

@@ -211,6 +211,69 @@ impl<W: AsyncWrite + Unpin> LinkWriter<W> {
     }
 }
 
+/// Why a handshake did not complete.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// Reading or writing the stream failed, or this host had no entropy or Noise state.
+    Io(io::Error),
+    /// The handshake took longer than [`HANDSHAKE_TIMEOUT`].
+    TimedOut,
+    /// The peer closed the link before the handshake was done.
+    Closed,
+    /// Node side: the relay's response does not authenticate (another relay key or group).
+    WrongRelayKey,
+    /// Relay side: the request is not encrypted to this relay's key for this group.
+    NotForThisRelay,
+    /// Relay side: the node's static key is not a member of the group.
+    NotMember,
+    /// Relay side: the request check refused it (a replay, say), for this reason.
+    Refused(String),
+}
+
+impl HandshakeError {
+    /// Whether the node's keys are to blame: a whole request that is not a replay, for
+    /// another relay or from a key that is no member.
+    pub fn is_key_failure(&self) -> bool {
+        matches!(self, Self::NotForThisRelay | Self::NotMember)
+    }
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "{e}"),
+            Self::TimedOut => f.write_str("handshake timed out"),
+            Self::Closed => f.write_str("the link closed during the handshake"),
+            Self::WrongRelayKey => {
+                f.write_str("relay failed the handshake (wrong relay key or group?)")
+            }
+            Self::NotForThisRelay => {
+                f.write_str("handshake failed (not encrypted to this relay's key)")
+            }
+            Self::NotMember => f.write_str("static key is not a member of the group"),
+            Self::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
+impl From<io::Error> for HandshakeError {
+    fn from(e: io::Error) -> Self {
+        HandshakeError::Io(e)
+    }
+}
+
+impl From<HandshakeError> for io::Error {
+    fn from(e: HandshakeError) -> Self {
+        match e {
+            HandshakeError::Io(e) => e,
+            HandshakeError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, e.to_string()),
+            e => invalid(e.to_string()),
+        }
+    }
+}
+
 /// Runs the node side of the handshake: `own_key` is the node's long-term secret.
 pub async fn connect<R, W>(
     mut r: R,
@@ -219,7 +282,7 @@ pub async fn connect<R, W>(
     relay_key: &[u8; 32],
     group_id: &[u8; 16],
     session_id: &[u8; 16],
-) -> io::Result<(LinkReader<R>, LinkWriter<W>)>
+) -> Result<(LinkReader<R>, LinkWriter<W>), HandshakeError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -234,11 +297,11 @@ where
         w.write_all(&request[..n]).await?;
         w.flush().await?;
         let Some(used) = read_record(&mut r, &mut raw, &mut records).await? else {
-            return Err(invalid("relay closed the link during the handshake"));
+            return Err(HandshakeError::Closed);
         };
         let transport = hs
             .read_response(&raw[HEADER_LEN..used])
-            .map_err(|_| invalid("relay failed the handshake (wrong relay key or group?)"))?;
+            .map_err(|_| HandshakeError::WrongRelayKey)?;
         raw.advance(used);
         Ok(transport)
     })
@@ -256,7 +319,7 @@ pub async fn accept<R, W, T>(
     group_id: &[u8; 16],
     session_id: &[u8; 16],
     admit: impl FnOnce(&[u8; 32]) -> Option<T>,
-) -> io::Result<(T, LinkReader<R>, LinkWriter<W>)>
+) -> Result<(T, LinkReader<R>, LinkWriter<W>), HandshakeError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -278,7 +341,7 @@ pub async fn accept_checked<R, W, T, E>(
     session_id: &[u8; 16],
     check: impl FnOnce(&[u8; REQUEST_LEN]) -> Result<(), E>,
     admit: impl FnOnce(&[u8; 32]) -> Option<T>,
-) -> io::Result<(T, LinkReader<R>, LinkWriter<W>)>
+) -> Result<(T, LinkReader<R>, LinkWriter<W>), HandshakeError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -290,18 +353,18 @@ where
     let mut raw = BytesMut::new();
     let (who, transport) = in_time(async {
         let Some(used) = read_record(&mut r, &mut raw, &mut records).await? else {
-            return Err(invalid("closed before the handshake"));
+            return Err(HandshakeError::Closed);
         };
         // The responder's record reader lets through only REQUEST_LEN-byte messages.
         let request: &[u8; REQUEST_LEN] = raw[HEADER_LEN..used]
             .try_into()
             .map_err(|_| invalid("handshake request of the wrong length"))?;
-        check(request).map_err(|e| invalid(e.to_string()))?;
+        check(request).map_err(|e| HandshakeError::Refused(e.to_string()))?;
         let key = hs
             .read_request(request)
-            .map_err(|_| invalid("handshake failed (not encrypted to this relay's key)"))?;
+            .map_err(|_| HandshakeError::NotForThisRelay)?;
         raw.advance(used);
-        let who = admit(&key).ok_or_else(|| invalid("static key is not a member of the group"))?;
+        let who = admit(&key).ok_or(HandshakeError::NotMember)?;
         let mut response = [0u8; HEADER_LEN + RESPONSE_LEN];
         let (n, transport) = hs.write_response(&mut response).map_err(noise_error)?;
         w.write_all(&response[..n]).await?;
@@ -314,10 +377,12 @@ where
 }
 
 /// Runs a handshake step within [`HANDSHAKE_TIMEOUT`].
-async fn in_time<T>(step: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+async fn in_time<T>(
+    step: impl std::future::Future<Output = Result<T, HandshakeError>>,
+) -> Result<T, HandshakeError> {
     tokio::time::timeout(HANDSHAKE_TIMEOUT, step)
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))?
+        .map_err(|_| HandshakeError::TimedOut)?
 }
 
 /// Turns a finished handshake into the two halves of the link; `raw` holds any stream

@@ -686,7 +686,6 @@ fn spawn_link(
     let reader = tokio::spawn(async move {
         let (r, w) = stream.into_split();
         let mut ephemeral = None;
-        let mut replayed = false;
         let accepted = link::accept_checked(
             r,
             w,
@@ -695,9 +694,7 @@ fn spawn_link(
             &auth.session_id,
             |request| {
                 ephemeral = Some(Ephemeral::of(request));
-                let checked = replays.check(std::time::Instant::now(), request);
-                replayed = checked.is_err();
-                checked
+                replays.check(std::time::Instant::now(), request)
             },
             |k| auth.members.get(k).copied(),
         )
@@ -708,7 +705,7 @@ fn spawn_link(
                 let reason = format!("refused in the handshake: {e}");
                 // A request that arrived whole and was not a replay (counted apart) failed
                 // on its keys; a link that sent nothing, or too little, is no node at all.
-                let refused = if ephemeral.is_some() && !replayed {
+                let refused = if e.is_key_failure() {
                     LinkEvent::HandshakeRefused(token, reason)
                 } else {
                     LinkEvent::Closed(token, reason)
