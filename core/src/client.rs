@@ -464,6 +464,14 @@ fn sent_header(b: &[u8]) -> (u8, u32, u64, usize) {
     )
 }
 
+#[cfg(feature = "std")]
+impl Client<std::vec::Vec<u8>> {
+    /// A client with its storage in a `Vec` of [`Client::storage_len`] bytes.
+    pub fn with_vec(config: &ClientConfig<'_>) -> Result<Self, ConfigError> {
+        Client::new(config, std::vec![0u8; Self::storage_len(config)])
+    }
+}
+
 impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// Largest cell a client with frame limit `max_frame` can build.
     pub const fn max_cell(max_frame: u32) -> usize {

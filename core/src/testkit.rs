@@ -138,7 +138,7 @@ fn new_client(
         linger: cfg.linger,
         rng_seed: secret(4, i),
     };
-    Client::new(&c, vec![0u8; Client::<Vec<u8>>::storage_len(&c)]).expect("client configuration")
+    Client::with_vec(&c).expect("client configuration")
 }
 
 /// Application side of one client: bytes waiting per connection, bytes received.
@@ -367,13 +367,7 @@ impl Net {
                     rng_seed: secret(3, j),
                     min_clients: cfg.min_clients,
                 };
-                Trustee::new(
-                    &t,
-                    vec![PairKey::EMPTY; n],
-                    vec![IntervalKey::EMPTY; n],
-                    vec![0u8; TestTrustee::storage_len(&t)],
-                )
-                .expect("trustee configuration")
+                Trustee::with_vecs(&t).expect("trustee configuration")
             })
             .collect();
         Net {

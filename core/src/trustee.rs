@@ -325,6 +325,20 @@ pub struct Trustee<P, I, B> {
     event: Option<TrusteeEvent>,
 }
 
+#[cfg(feature = "std")]
+impl Trustee<std::vec::Vec<PairKey>, std::vec::Vec<IntervalKey>, std::vec::Vec<u8>> {
+    /// A trustee with its keys and storage in `Vec`s sized for the group.
+    pub fn with_vecs(config: &TrusteeConfig<'_>) -> Result<Self, ConfigError> {
+        let n = config.client_keys.len();
+        Trustee::new(
+            config,
+            std::vec![PairKey::EMPTY; n],
+            std::vec![IntervalKey::EMPTY; n],
+            std::vec![0u8; Self::storage_len(config)],
+        )
+    }
+}
+
 impl<P, I, B> Trustee<P, I, B>
 where
     P: AsMut<[PairKey]> + AsRef<[PairKey]>,

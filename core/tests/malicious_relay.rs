@@ -131,7 +131,7 @@ fn client_config(
 }
 
 fn new_client(cfg: &ClientConfig<'_>) -> Client<Vec<u8>> {
-    Client::new(cfg, vec![0u8; Client::<Vec<u8>>::storage_len(cfg)]).expect("client config")
+    Client::with_vec(cfg).expect("client config")
 }
 
 /// A downstream record, as the relay shows it.
@@ -430,13 +430,7 @@ impl Mallory {
                     rng_seed: secret(3, t),
                     min_clients: trustee_min,
                 };
-                Trustee::new(
-                    &cfg,
-                    vec![PairKey::EMPTY; N],
-                    vec![IntervalKey::EMPTY; N],
-                    vec![0u8; TestTrustee::storage_len(&cfg)],
-                )
-                .expect("trustee config")
+                Trustee::with_vecs(&cfg).expect("trustee config")
             })
             .collect();
         let pairs = (0..N)

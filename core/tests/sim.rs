@@ -481,7 +481,7 @@ fn lone_client() -> Client<Vec<u8>> {
         linger: Duration::from_millis(5),
         rng_seed: secret(4, 0),
     };
-    Client::new(&cfg, vec![0u8; Client::<Vec<u8>>::storage_len(&cfg)]).unwrap()
+    Client::with_vec(&cfg).unwrap()
 }
 
 fn params() -> Params {

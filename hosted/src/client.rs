@@ -163,8 +163,7 @@ fn core_client(group: &Group, node: &NodeSecrets, min_clients: u16) -> Result<Cl
         linger: dissent_core::Duration::from_micros(LINGER.as_micros() as u64),
         rng_seed,
     };
-    Client::new(&cfg, vec![0u8; Client::<Vec<u8>>::storage_len(&cfg)])
-        .map_err(|e| anyhow::anyhow!("client configuration: {e}"))
+    Client::with_vec(&cfg).map_err(|e| anyhow::anyhow!("client configuration: {e}"))
 }
 
 /// Runs a client with a local listening port until Ctrl-C.

@@ -78,14 +78,8 @@ pub async fn run(group: Group, node: NodeSecrets, relay: String, min_clients: u1
         rng_seed,
         min_clients,
     };
-    let n = group.clients.len();
-    let mut trustee = Trustee::new(
-        &cfg,
-        vec![PairKey::EMPTY; n],
-        vec![IntervalKey::EMPTY; n],
-        vec![0u8; Trustee::<Vec<PairKey>, Vec<IntervalKey>, Vec<u8>>::storage_len(&cfg)],
-    )
-    .map_err(|e| anyhow::anyhow!("trustee configuration: {e}"))?;
+    let mut trustee =
+        Trustee::with_vecs(&cfg).map_err(|e| anyhow::anyhow!("trustee configuration: {e}"))?;
     info!("{} starting (relay {relay})", node.id);
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
