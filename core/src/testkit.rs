@@ -801,6 +801,14 @@ fn deliver(app: &mut App, d: Delivery<'_>) {
     }
 }
 
+/// The body of `msg`'s frame (the bytes after the frame header), as a node hands it to
+/// its role.
+pub fn frame_body(msg: &crate::wire::Message<'_>) -> Vec<u8> {
+    let mut out = vec![0u8; msg.frame_len()];
+    let n = msg.emit_frame(&mut out).expect("the test's frames fit");
+    out[crate::wire::FRAME_HEADER_LEN..n].to_vec()
+}
+
 /// `len` deterministic bytes in which no short run repeats (xorshift64), different per
 /// `seed`: a piece delivered out of place cannot pass for another.
 pub fn pattern(seed: usize, len: usize) -> Vec<u8> {

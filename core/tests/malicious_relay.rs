@@ -24,7 +24,7 @@ use dissent_core::crypto::{
     public_key, xor_into, IntervalKey, PadEngine, PadNonce, PairKey, SerialPads,
 };
 use dissent_core::schedule::Schedule;
-use dissent_core::testkit::{pattern, secret, App, TestTrustee, GROUP, SESSION};
+use dissent_core::testkit::{frame_body, pattern, secret, App, TestTrustee, GROUP, SESSION};
 use dissent_core::transcript::{self, Transcript};
 use dissent_core::trustee::{Trustee, TrusteeConfig};
 use dissent_core::wire::{
@@ -73,12 +73,6 @@ fn bitmap(members: impl IntoIterator<Item = usize>) -> Vec<u8> {
         bits::set(&mut b, i);
     }
     b
-}
-
-fn frame_body(msg: &Message<'_>) -> Vec<u8> {
-    let mut out = vec![0u8; msg.frame_len()];
-    let n = msg.emit_frame(&mut out).expect("the test's frames fit");
-    out[wire::FRAME_HEADER_LEN..n].to_vec()
 }
 
 fn body_of(frame: &[u8]) -> &[u8] {

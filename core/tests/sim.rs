@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use dissent_core::client::{Client, ClientConfig, ClientError, NoUpstream};
 use dissent_core::crypto::public_key;
 use dissent_core::relay::PeerId;
-use dissent_core::testkit::{pattern, secret, Net, NetConfig, Node, GROUP, SESSION};
+use dissent_core::testkit::{frame_body, pattern, secret, Net, NetConfig, Node, GROUP, SESSION};
 use dissent_core::wire::{self, ConnId, Kind, Message, Params};
 use dissent_core::{Duration, Instant};
 
@@ -204,12 +204,6 @@ fn bad_frames_cost_only_their_sender() {
     // Everyone's bytes arrive in full: client 1's connection survived its link drops.
     net.run_until(2_000_000, |s| echoed_everything(s, &expect));
     assert_eq!(net.exit.upstream, expect);
-}
-
-fn frame_body(msg: &Message<'_>) -> Vec<u8> {
-    let mut out = vec![0u8; 70_000];
-    let n = msg.emit_frame(&mut out).unwrap();
-    out[4..n].to_vec()
 }
 
 #[test]
