@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
@@ -59,44 +59,10 @@ fn config(dir: &Path, clients: usize, trustees: usize) -> String {
     dir.display().to_string()
 }
 
-/// A SOCKS5 destination.
-enum Target<'a> {
-    Ip(IpAddr, u16),
-    Name(&'a str, u16),
-}
-
 /// Sends a no-auth greeting and a CONNECT for `target` to the SOCKS5 server on `port`;
 /// returns the reply code.
 fn socks5_reply(port: u16, target: &Target<'_>) -> u8 {
-    let mut s = connect(port, Duration::from_secs(60));
-    s.write_all(&[0x05, 0x01, 0x00]).expect("send the greeting");
-    let mut choice = [0u8; 2];
-    s.read_exact(&mut choice).expect("read the method choice");
-    assert_eq!(choice, [0x05, 0x00], "no-auth chosen");
-    let mut req = vec![0x05, 0x01, 0x00];
-    let port = match *target {
-        Target::Ip(IpAddr::V4(ip), port) => {
-            req.push(0x01);
-            req.extend_from_slice(&ip.octets());
-            port
-        }
-        Target::Ip(IpAddr::V6(ip), port) => {
-            req.push(0x04);
-            req.extend_from_slice(&ip.octets());
-            port
-        }
-        Target::Name(name, port) => {
-            req.push(0x03);
-            req.push(name.len() as u8);
-            req.extend_from_slice(name.as_bytes());
-            port
-        }
-    };
-    req.extend_from_slice(&port.to_be_bytes());
-    s.write_all(&req).expect("send the request");
-    let mut head = [0u8; 4];
-    s.read_exact(&mut head).expect("read the reply");
-    assert_eq!(head[0], 0x05, "reply version");
+    let (head, _) = socks5(port, target).expect("a SOCKS5 reply");
     head[1]
 }
 

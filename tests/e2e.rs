@@ -144,31 +144,7 @@ impl Transfer {
 
 /// Through a SOCKS5 proxy on `proxy`, a CONNECT (no auth) to `target`.
 fn socks5_connect(proxy: u16, target: SocketAddrV4) -> io::Result<TcpStream> {
-    let mut s = connect(proxy, TRANSFER_TIMEOUT);
-    s.write_all(&[0x05, 0x01, 0x00])?;
-    let mut choice = [0u8; 2];
-    s.read_exact(&mut choice)?;
-    if choice != [0x05, 0x00] {
-        return Err(io::Error::other(format!("method choice {choice:?}")));
-    }
-    let mut req = vec![0x05, 0x01, 0x00, 0x01];
-    req.extend_from_slice(&target.ip().octets());
-    req.extend_from_slice(&target.port().to_be_bytes());
-    s.write_all(&req)?;
-    let mut head = [0u8; 4];
-    s.read_exact(&mut head)?;
-    let addr_len = match head[3] {
-        0x01 => 4,
-        0x04 => 16,
-        0x03 => {
-            let mut n = [0u8; 1];
-            s.read_exact(&mut n)?;
-            usize::from(n[0])
-        }
-        other => return Err(io::Error::other(format!("reply ATYP {other:#04x}"))),
-    };
-    let mut rest = vec![0u8; addr_len + 2];
-    s.read_exact(&mut rest)?;
+    let (head, s) = socks5(proxy, &Target::Ip((*target.ip()).into(), target.port()))?;
     if head[..2] != [0x05, 0x00] {
         return Err(io::Error::other(format!("SOCKS5 reply {head:?}")));
     }

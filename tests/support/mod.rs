@@ -703,6 +703,68 @@ impl Net {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Harness: a SOCKS5 client
+
+/// A SOCKS5 destination.
+pub enum Target<'a> {
+    Ip(std::net::IpAddr, u16),
+    Name(&'a str, u16),
+}
+
+/// Through the SOCKS5 server on `port`: a no-auth greeting and a CONNECT for `target`.
+/// Returns the reply's first four bytes (version, code, reserved, address type) and the
+/// stream, past the reply's bound address.
+pub fn socks5(port: u16, target: &Target<'_>) -> std::io::Result<([u8; 4], TcpStream)> {
+    use std::io::Error;
+    let mut s = connect(port, TRANSFER_TIMEOUT);
+    s.write_all(&[0x05, 0x01, 0x00])?;
+    let mut choice = [0u8; 2];
+    s.read_exact(&mut choice)?;
+    if choice != [0x05, 0x00] {
+        return Err(Error::other(format!("method choice {choice:?}")));
+    }
+    let mut req = vec![0x05, 0x01, 0x00];
+    let port = match *target {
+        Target::Ip(std::net::IpAddr::V4(ip), port) => {
+            req.push(0x01);
+            req.extend_from_slice(&ip.octets());
+            port
+        }
+        Target::Ip(std::net::IpAddr::V6(ip), port) => {
+            req.push(0x04);
+            req.extend_from_slice(&ip.octets());
+            port
+        }
+        Target::Name(name, port) => {
+            req.push(0x03);
+            req.push(name.len() as u8);
+            req.extend_from_slice(name.as_bytes());
+            port
+        }
+    };
+    req.extend_from_slice(&port.to_be_bytes());
+    s.write_all(&req)?;
+    let mut head = [0u8; 4];
+    s.read_exact(&mut head)?;
+    if head[0] != 0x05 {
+        return Err(Error::other(format!("SOCKS5 reply {head:?}")));
+    }
+    let addr_len = match head[3] {
+        0x01 => 4,
+        0x04 => 16,
+        0x03 => {
+            let mut n = [0u8; 1];
+            s.read_exact(&mut n)?;
+            usize::from(n[0])
+        }
+        other => return Err(Error::other(format!("reply ATYP {other:#04x}"))),
+    };
+    let mut rest = vec![0u8; addr_len + 2];
+    s.read_exact(&mut rest)?;
+    Ok((head, s))
+}
+
 /// `len` bytes that do not repeat with any short period (xorshift64), different per `seed`.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
