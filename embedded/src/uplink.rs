@@ -188,6 +188,29 @@ impl<const SOCKET: usize, const RAW: usize, const PLAIN: usize, const OUT: usize
     }
 }
 
+impl<const SOCKET: usize, const RAW: usize, const PLAIN: usize, const OUT: usize>
+    LinkBuffers<SOCKET, RAW, PLAIN, OUT>
+{
+    /// The link's TCP socket and record streams, over these buffers.
+    pub fn parts(
+        &mut self,
+        net: embassy_net::Stack<'static>,
+    ) -> (TcpSocket<'_>, Inbound<'_>, Outbound<'_>) {
+        let LinkBuffers {
+            socket_rx,
+            socket_tx,
+            raw,
+            plain,
+            out,
+        } = self;
+        (
+            TcpSocket::new(net, socket_rx, socket_tx),
+            Inbound::new(raw, plain),
+            Outbound::new(out),
+        )
+    }
+}
+
 impl<const SOCKET: usize, const RAW: usize, const PLAIN: usize, const OUT: usize> Default
     for LinkBuffers<SOCKET, RAW, PLAIN, OUT>
 {

@@ -22,7 +22,7 @@ use dissent_core::client::{
 };
 use dissent_core::schedule::Schedule;
 use dissent_core::wire::{ConnId, NodeRole};
-use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, Inbound, Outbound};
+use dissent_embedded::stream::{frame_buffer_len, record_buffer_len};
 use dissent_embedded::uplink::{
     now, peer_keys, provisioned, send_frame, stop_if_replaced, transmit_all, LinkBuffers, Loss,
     NodeName, RoleError, Target, Uplink,
@@ -310,16 +310,7 @@ async fn link(
     mut board: Board,
 ) {
     static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
-    let LinkBuffers {
-        socket_rx,
-        socket_tx,
-        raw,
-        plain,
-        out,
-    } = BUFFERS.take();
-    let mut socket = TcpSocket::new(board.net, socket_rx, socket_tx);
-    let mut inbound = Inbound::new(raw, plain);
-    let mut out = Outbound::new(out);
+    let (mut socket, mut inbound, mut out) = BUFFERS.take().parts(board.net);
     let mut next = 0;
     let mut to_close = Vec::new();
     let mut stats = Stats::default();

@@ -14,14 +14,13 @@ use dissent_core::crypto::{IntervalKey, PairKey};
 use dissent_core::schedule::Schedule;
 use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeError, TrusteeEvent};
 use dissent_core::wire::NodeRole;
-use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, Inbound, Outbound};
+use dissent_embedded::stream::{frame_buffer_len, record_buffer_len};
 use dissent_embedded::uplink::{
     fill, now, peer_keys, provisioned, stop_if_replaced, transmit_all, LinkBuffers, Loss, NodeName,
     RoleError, Target, Uplink,
 };
 use dissent_embedded::{println, stack, Board};
 use embassy_executor::Spawner;
-use embassy_net::tcp::TcpSocket;
 use rand_core::RngCore;
 use static_cell::{ConstStaticCell, StaticCell};
 
@@ -138,16 +137,7 @@ async fn link(
     mut board: Board,
 ) {
     static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
-    let LinkBuffers {
-        socket_rx,
-        socket_tx,
-        raw,
-        plain,
-        out,
-    } = BUFFERS.take();
-    let mut socket = TcpSocket::new(board.net, socket_rx, socket_tx);
-    let mut inbound = Inbound::new(raw, plain);
-    let mut out = Outbound::new(out);
+    let (mut socket, mut inbound, mut out) = BUFFERS.take().parts(board.net);
     board.net.wait_config_up().await;
     let mut stats = Stats::default();
     loop {
