@@ -296,13 +296,18 @@ impl Net {
     /// Builds a net and connects every trustee and client.
     pub fn new(cfg: NetConfig) -> Net {
         let mut net = Net::unconnected(cfg);
-        for j in 0..cfg.trustees {
-            net.connect(Node::Trustee(j));
-        }
-        for i in 0..cfg.clients {
-            net.connect(Node::Client(i));
-        }
+        net.connect_all();
         net
+    }
+
+    /// Connects every trustee, then every client.
+    pub fn connect_all(&mut self) {
+        for j in 0..self.cfg.trustees {
+            self.connect(Node::Trustee(j));
+        }
+        for i in 0..self.cfg.clients {
+            self.connect(Node::Client(i));
+        }
     }
 
     /// Builds a net with nobody connected yet.

@@ -748,12 +748,7 @@ fn a_client_the_trustees_refuse_is_dropped_and_the_rest_run() {
     // Client 1 runs with a key the group does not know: its proofs and acknowledgements do
     // not check at any trustee.
     net.rekey_client(1, secret(7, 1));
-    for j in 0..cfg.trustees {
-        net.connect(Node::Trustee(j));
-    }
-    for i in 0..cfg.clients {
-        net.connect(Node::Client(i));
-    }
+    net.connect_all();
     let expect = load_some(&mut net, &[0, 2], 3000);
     net.run_until(1_000_000, |s| echoed_everything(s, &expect));
     assert_eq!(net.exit.upstream, expect);
@@ -777,12 +772,7 @@ fn a_client_that_never_acknowledges_is_dropped_and_the_rest_run() {
     let mut net = Net::unconnected(cfg);
     // Client 0 says hello, then ignores everything: it never acknowledges a start.
     net.muted[0] = true;
-    for j in 0..cfg.trustees {
-        net.connect(Node::Trustee(j));
-    }
-    for i in 0..cfg.clients {
-        net.connect(Node::Client(i));
-    }
+    net.connect_all();
     let expect = load_some(&mut net, &[1, 2], 3000);
     net.run_until(1_000_000, |s| echoed_everything(s, &expect));
     assert_eq!(net.exit.upstream, expect);
