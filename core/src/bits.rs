@@ -109,6 +109,14 @@ pub fn clear(bytes: &mut [u8], i: usize) {
     }
 }
 
+/// The first set position at or after `from`, or `end` if none is before it.
+pub fn next_set(bytes: &[u8], mut from: usize, end: usize) -> usize {
+    while from < end && !test(bytes, from) {
+        from += 1;
+    }
+    from
+}
+
 /// Number of set positions.
 pub fn count(bytes: &[u8]) -> usize {
     bytes.iter().map(|b| b.count_ones() as usize).sum()

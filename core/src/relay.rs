@@ -1339,12 +1339,8 @@ where
         }
         let n = usize::from(self.cfg.clients);
         for mac in macs.chunks_exact(MAC_LEN) {
-            let online = self.online_bits();
-            while scan[j] < n && !bits::test(online, scan[j]) {
-                scan[j] += 1;
-            }
-            let i = scan[j];
-            scan[j] += 1;
+            let i = bits::next_set(self.online_bits(), scan[j], n);
+            scan[j] = i + 1;
             self.peers.as_mut()[i].confirms[j].copy_from_slice(mac);
             got[j] += 1;
         }
@@ -2016,9 +2012,7 @@ where
             let peers = self.peers.as_ref();
             let len = count * column.entry;
             for entry in out[p..p + len].chunks_exact_mut(column.entry) {
-                while scan[j] < n && !bits::test(online, scan[j]) {
-                    scan[j] += 1;
-                }
+                scan[j] = bits::next_set(online, scan[j], n);
                 fill(&peers[scan[j]], j, entry);
                 scan[j] += 1;
             }

@@ -632,11 +632,9 @@ where
     /// than all members were seen, so there is one.
     fn next_member(&self, scan: &mut usize) -> usize {
         let online = &self.store.as_ref()[..self.online_len()];
-        while *scan < self.clients && !crate::bits::test(online, *scan) {
-            *scan += 1;
-        }
-        *scan += 1;
-        *scan - 1
+        let member = crate::bits::next_set(online, *scan, self.clients);
+        *scan = member + 1;
+        member
     }
 
     /// Refuses the interval because of `client`: nothing more of it is served.
@@ -855,9 +853,7 @@ where
         let p = wire::emit_confirm_prefix(interval, sent, count, out)?;
         let online = &self.store.as_ref()[..self.online_len()];
         for mac in out[p..p + count * MAC_LEN].chunks_exact_mut(MAC_LEN) {
-            while scan < self.clients && !crate::bits::test(online, scan) {
-                scan += 1;
-            }
+            scan = crate::bits::next_set(online, scan, self.clients);
             mac.copy_from_slice(&self.pairs.as_ref()[scan].confirmation(&view));
             scan += 1;
         }
