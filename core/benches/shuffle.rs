@@ -32,9 +32,7 @@ fn main() {
         .map(|_| SecretKey::generate(&mut rng).public_key())
         .collect();
     let key = joint_key(&keys).unwrap();
-    println!(
-        "proof of shuffle, width {WIDTH}, {trustees} trustees, one thread"
-    );
+    println!("proof of shuffle, width {WIDTH}, {trustees} trustees, one thread");
     println!(
         "{:>7} {:>11} {:>16} {:>18} {:>20}",
         "N", "proof KiB", "shuffle+proof s", "verify all (batch) s", "verify one (stream) s"

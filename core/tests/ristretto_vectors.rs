@@ -40,7 +40,10 @@ fn vectors() -> String {
     // Generators.
     line("generator_h", generators::h().compress().as_bytes());
     for i in 0..3u32 {
-        line(&format!("generator_h_{i}"), generators::h_i(i).compress().as_bytes());
+        line(
+            &format!("generator_h_{i}"),
+            generators::h_i(i).compress().as_bytes(),
+        );
     }
 
     // Keys, DH and a DLEQ proof of the DH secret (seed 1).
@@ -66,7 +69,10 @@ fn vectors() -> String {
         ("encoding_empty", &b""[..]),
     ] {
         line(&format!("{name}_message"), message);
-        line(&format!("{name}_point"), encoding::encode(message).unwrap().compress().as_bytes());
+        line(
+            &format!("{name}_point"),
+            encoding::encode(message).unwrap().compress().as_bytes(),
+        );
     }
 
     // Two trustees' joint key, a ciphertext and trustee 0's decryption share (seed 2).
@@ -83,8 +89,12 @@ fn vectors() -> String {
     let share = elgamal::decryption_share(&secrets[0], &ct, &mut r);
     line("decryption_share", &share);
     let d0 = elgamal::verify_share(&keys[0], &ct, &share).unwrap();
-    let d1 = elgamal::verify_share(&keys[1], &ct, &elgamal::decryption_share(&secrets[1], &ct, &mut r))
-        .unwrap();
+    let d1 = elgamal::verify_share(
+        &keys[1],
+        &ct,
+        &elgamal::decryption_share(&secrets[1], &ct, &mut r),
+    )
+    .unwrap();
     assert_eq!(ct.strip(&d0).strip(&d1).a, message);
 
     // A shuffle of 3 rows of 2 ciphertexts under the joint key (seed 3).
@@ -101,8 +111,17 @@ fn vectors() -> String {
     let mut proof = vec![0; shuffle::proof_len(n, width)];
     let mut slots = [ProverSlot::EMPTY; 3];
     let context = b"dissent-rs v3 test vector shuffle";
-    shuffle::prove(context, &joint, width, &inputs, &mut outputs, &mut proof, &mut slots, &mut r)
-        .unwrap();
+    shuffle::prove(
+        context,
+        &joint,
+        width,
+        &inputs,
+        &mut outputs,
+        &mut proof,
+        &mut slots,
+        &mut r,
+    )
+    .unwrap();
     shuffle::verify_streaming(context, &joint, width, &inputs, &outputs, &proof).unwrap();
     line("shuffle_context", context);
     line("shuffle_width", &[width as u8]);
@@ -140,10 +159,15 @@ fn python_verifies_the_vectors_independently() {
         .expect("python3 not found: run scripts/setup (it installs python3)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "shuffle.py failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "shuffle.py failed:\n{stdout}\n{stderr}"
+    );
     // The script ends with one line naming everything it checked.
     assert!(
-        stdout.lines().any(|l| l.starts_with("all vectors verified")),
+        stdout
+            .lines()
+            .any(|l| l.starts_with("all vectors verified")),
         "{stdout}"
     );
 }

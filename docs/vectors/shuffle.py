@@ -457,12 +457,13 @@ def scalar_at(b, i):
 
 
 def generator_h():
-    return from_uniform_bytes(hashlib.sha512(b"dissent-rs v3 shuffle generator h").digest())
+    return from_uniform_bytes(Transcript(b"dissent-rs v3 shuffle generator h").challenge(b"generator", 64))
 
 
 def generator_h_i(i):
-    return from_uniform_bytes(
-        hashlib.sha512(b"dissent-rs v3 shuffle generator h_i" + i.to_bytes(4, "little")).digest())
+    t = Transcript(b"dissent-rs v3 shuffle generator h_i")
+    t.append_u64(b"index", i)
+    return from_uniform_bytes(t.challenge(b"generator", 64))
 
 
 def dleq_verify(context, a, b, s, proof):

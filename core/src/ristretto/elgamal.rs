@@ -21,7 +21,7 @@ use rand_core::CryptoRngCore;
 
 use super::dleq::{self, DleqError};
 use super::keys::{PublicKey, SecretKey};
-use super::{decode_point, decode_point_at, PointError};
+use super::{decode_point, decode_point_at, mul, mul_base, PointError};
 
 /// Bytes of an encoded ciphertext: `a ‖ b`.
 pub const CIPHERTEXT_LEN: usize = 64;
@@ -52,8 +52,8 @@ impl Ciphertext {
     /// Encrypts with the given randomness `r` (constant time in `r` and `message`).
     pub fn encrypt_with(key: &PublicKey, message: &RistrettoPoint, r: &Scalar) -> Self {
         Self {
-            a: message + r * key.point(),
-            b: RistrettoPoint::mul_base(r),
+            a: message + mul(r, key.point()),
+            b: mul_base(r),
         }
     }
 
@@ -65,14 +65,14 @@ impl Ciphertext {
     /// Re-encrypts with the given randomness `r'` (constant time in `r'`).
     pub fn reencrypt_with(&self, key: &PublicKey, r: &Scalar) -> Self {
         Self {
-            a: self.a + r * key.point(),
-            b: self.b + RistrettoPoint::mul_base(r),
+            a: self.a + mul(r, key.point()),
+            b: self.b + mul_base(r),
         }
     }
 
     /// Decrypts with the whole secret key of `Y` (one trustee, or tests).
     pub fn decrypt(&self, secret: &SecretKey) -> RistrettoPoint {
-        self.a - secret.scalar() * self.b
+        self.a - mul(secret.scalar(), &self.b)
     }
 
     /// Removes one trustee's layer with its (verified) share `d_j`.

@@ -104,3 +104,22 @@ pub(crate) fn challenge_scalar(transcript: &mut Transcript, label: &'static [u8]
     transcript.challenge_bytes(label, &mut wide);
     Scalar::from_bytes_mod_order_wide(&wide)
 }
+
+/// `s·P` in constant time. Not inlined: each inlined copy would keep its own 1.3 KiB table
+/// in its caller's stack frame (a device's stack budget).
+#[inline(never)]
+pub(crate) fn mul(s: &Scalar, p: &RistrettoPoint) -> RistrettoPoint {
+    s * p
+}
+
+/// `s·G` in constant time (not inlined, as [`mul`]).
+#[inline(never)]
+pub(crate) fn mul_base(s: &Scalar) -> RistrettoPoint {
+    RistrettoPoint::mul_base(s)
+}
+
+/// `a·A + b·G` in variable time, for public scalars only (not inlined, as [`mul`]).
+#[inline(never)]
+pub(crate) fn vartime_double_base(a: &Scalar, p: &RistrettoPoint, b: &Scalar) -> RistrettoPoint {
+    RistrettoPoint::vartime_double_scalar_mul_basepoint(a, p, b)
+}

@@ -11,7 +11,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::super::elgamal::{Ciphertext, CIPHERTEXT_LEN};
 use super::super::generators;
 use super::super::keys::PublicKey;
-use super::super::oblivious;
+use super::super::{mul, mul_base, oblivious};
 use super::{
     check_shape, final_challenge, row_challenge, row_len, statement_transcript, Layout, Part,
     ProverSlot, ShuffleError, MAX_WIDTH,
@@ -158,7 +158,7 @@ pub fn prove(
     for (j, slot) in slots.iter().enumerate() {
         let r = Zeroizing::new(secrets.scalar(Stream::Commitment, j));
         *r_sum += *r;
-        let c = RistrettoPoint::mul_base(&r) + generators::h_i(slot.tag);
+        let c = mul_base(&r) + generators::h_i(slot.tag);
         write_point(proof, layout.commitment(j), &c);
     }
     // Back to output order: slot i holds ψ(i) again.
@@ -206,8 +206,8 @@ pub fn prove(
         let chain_r = Zeroizing::new(secrets.scalar(Stream::Chain, i));
         let chain_nonce = Zeroizing::new(secrets.scalar(Stream::ChainNonce, i));
         let row_nonce = Zeroizing::new(secrets.scalar(Stream::RowNonce, i));
-        let next = RistrettoPoint::mul_base(&chain_r) + *u * previous;
-        let announcement = RistrettoPoint::mul_base(&chain_nonce) + *row_nonce * previous;
+        let next = mul_base(&chain_r) + mul(&u, &previous);
+        let announcement = mul_base(&chain_nonce) + mul(&row_nonce, &previous);
         write_point(proof, layout.chain(i), &next);
         write_point(proof, layout.chain_announcement(i), &announcement);
         *r_hat = *r_hat * *u + *chain_r;
@@ -220,27 +220,27 @@ pub fn prove(
 
     // t1, t2, t3, t4_k.
     let nonce = |k: usize| Zeroizing::new(secrets.scalar(Stream::Nonce, k));
-    let mut t3 = RistrettoPoint::mul_base(&nonce(2));
+    let mut t3 = mul_base(&nonce(2));
     let mut t4 = [[RistrettoPoint::default(); 2]; MAX_WIDTH];
     for (k, t4k) in t4.iter_mut().enumerate().take(width) {
         let w4 = nonce(3 + k);
-        *t4k = [-(*w4 * key.point()), -RistrettoPoint::mul_base(&w4)];
+        *t4k = [-mul(&w4, key.point()), -mul_base(&w4)];
     }
     for (i, out_row) in outputs.chunks_exact(row).enumerate() {
         let row_nonce = Zeroizing::new(secrets.scalar(Stream::RowNonce, i));
-        t3 += *row_nonce * generators::h_i(i as u32);
+        t3 += mul(&row_nonce, &generators::h_i(i as u32));
         for (k, ct_bytes) in out_row.chunks_exact(CIPHERTEXT_LEN).enumerate() {
             // Written above from a valid ciphertext.
             let ct = Ciphertext::from_slice(ct_bytes).map_err(|_| ShuffleError::Point {
                 part: Part::Outputs,
                 index: 2 * (i * width + k),
             })?;
-            t4[k][0] += *row_nonce * ct.a;
-            t4[k][1] += *row_nonce * ct.b;
+            t4[k][0] += mul(&row_nonce, &ct.a);
+            t4[k][1] += mul(&row_nonce, &ct.b);
         }
     }
-    write_point(proof, layout.t(0), &RistrettoPoint::mul_base(&nonce(0)));
-    write_point(proof, layout.t(1), &RistrettoPoint::mul_base(&nonce(1)));
+    write_point(proof, layout.t(0), &mul_base(&nonce(0)));
+    write_point(proof, layout.t(1), &mul_base(&nonce(1)));
     write_point(proof, layout.t(2), &t3);
     for (k, t4k) in t4.iter().enumerate().take(width) {
         write_point(proof, layout.t4(k, 0), &t4k[0]);

@@ -3,10 +3,11 @@
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity;
+use merlin::Transcript;
 
 use super::super::elgamal::{Ciphertext, CIPHERTEXT_LEN};
 use super::super::keys::PublicKey;
-use super::super::{decode_point_at, decode_scalar_at, generators};
+use super::super::{decode_point_at, decode_scalar_at, generators, mul, vartime_double_base};
 use super::{
     check_shape, final_challenge, row_challenge, row_len, statement_transcript, Equation, Layout,
     Part, ShuffleError, MAX_WIDTH,
@@ -93,6 +94,7 @@ fn responses(proof: &[u8], layout: &Layout) -> Result<Responses, ShuffleError> {
 
 /// Checks every encoding, in a fixed order: inputs, outputs, permutation commitment,
 /// chain, announcements, responses.
+#[inline(never)]
 fn validate(
     layout: &Layout,
     inputs: &[u8],
@@ -131,7 +133,9 @@ fn check(holds: bool, equation: Equation) -> Result<(), ShuffleError> {
 }
 
 /// Verifies equation by equation with no storage (the allocation-free path, for devices):
-/// every encoding first, then two passes over the rows.
+/// every encoding first, then one pass over the rows for `t1`, `t2`, `t3` and the chain,
+/// and one per column for `t4_k`. Each pass is its own function, so a device's stack holds
+/// one pass's points at a time.
 pub fn verify_streaming(
     context: &[u8],
     key: &PublicKey,
@@ -143,7 +147,6 @@ pub fn verify_streaming(
     let n = check_shape(width, inputs, outputs.len(), proof.len())?;
     let layout = Layout { n, width };
     validate(&layout, inputs, outputs, proof)?;
-    let row = row_len(width);
     let transcript = statement_transcript(
         context,
         key,
@@ -153,81 +156,107 @@ pub fn verify_streaming(
         outputs,
         &proof[layout.commitments()],
     );
+    let (_, c) = final_challenge(transcript.clone(), proof, &layout);
+    let r = responses(proof, &layout)?;
+    let weighted_commitments = check_commitments(&transcript, &layout, proof, &c, &r)?;
+    check_chain(&layout, proof, &c, &r, &weighted_commitments)?;
+    for k in 0..width {
+        check_column(&transcript, &layout, key, inputs, outputs, proof, &c, &r, k)?;
+    }
+    Ok(())
+}
 
-    // Pass 1, input order: Σ c_j − Σ H_j, Σ u_j·c_j, Π u_j, Σ u_j·e_j.
+/// `t1` and `t2`; returns `Σ u_j·c_j` for `t3`.
+#[inline(never)]
+fn check_commitments(
+    transcript: &Transcript,
+    layout: &Layout,
+    proof: &[u8],
+    c: &Scalar,
+    r: &Responses,
+) -> Result<RistrettoPoint, ShuffleError> {
+    let n = layout.n;
     let mut commitment_sum = RistrettoPoint::identity();
     let mut weighted_commitments = RistrettoPoint::identity();
     let mut product = Scalar::ONE;
-    let mut weighted_inputs = [[RistrettoPoint::identity(); 2]; MAX_WIDTH];
     for j in 0..n {
-        let u = row_challenge(&transcript, j as u32);
+        let u = row_challenge(transcript, j as u32);
         let c_j = point(proof, layout.commitment(j), Part::PermutationCommitment, j)?;
         commitment_sum += c_j - generators::h_i(j as u32);
-        weighted_commitments += u * c_j;
+        weighted_commitments += mul(&u, &c_j);
         product *= u;
-        for (k, sums) in weighted_inputs.iter_mut().enumerate().take(width) {
-            let ct = ciphertext(inputs, j * row + k * CIPHERTEXT_LEN, Part::Inputs)?;
-            sums[0] += u * ct.a;
-            sums[1] += u * ct.b;
-        }
     }
-    let (_, c) = final_challenge(transcript, proof, &layout);
-    let r = responses(proof, &layout)?;
-    let h = generators::h();
-
     let t1 = announcement(proof, layout.t(0))?;
-    let holds = RistrettoPoint::vartime_double_scalar_mul_basepoint(&-c, &commitment_sum, &r.s[0]);
+    let holds = vartime_double_base(&-c, &commitment_sum, &r.s[0]);
     check(holds == t1, Equation::PermutationSum)?;
 
     let t2 = announcement(proof, layout.t(1))?;
     let chain_end = point(proof, layout.chain(n - 1), Part::CommitmentChain, n - 1)?;
-    let holds = RistrettoPoint::vartime_double_scalar_mul_basepoint(
-        &-c,
-        &(chain_end - product * h),
-        &r.s[1],
-    );
+    let holds = vartime_double_base(&-c, &(chain_end - mul(&product, &generators::h())), &r.s[1]);
     check(holds == t2, Equation::ChainEnd)?;
+    Ok(weighted_commitments)
+}
 
-    // Pass 2, output order: the chain links, Σ s'_i·H_i, Σ s'_i·e'_i.
-    let mut previous = h;
+/// Every link `t̂_i` of the chain, then `t3`.
+#[inline(never)]
+fn check_chain(
+    layout: &Layout,
+    proof: &[u8],
+    c: &Scalar,
+    r: &Responses,
+    weighted_commitments: &RistrettoPoint,
+) -> Result<(), ShuffleError> {
+    let mut previous = generators::h();
     let mut weighted_generators = RistrettoPoint::identity();
-    let mut weighted_outputs = [[RistrettoPoint::identity(); 2]; MAX_WIDTH];
-    for i in 0..n {
-        let s_hat = scalar(proof, layout.s_hat(i), &layout)?;
-        let s_prime = scalar(proof, layout.s_prime(i), &layout)?;
+    for i in 0..layout.n {
+        let s_hat = scalar(proof, layout.s_hat(i), layout)?;
+        let s_prime = scalar(proof, layout.s_prime(i), layout)?;
         let next = point(proof, layout.chain(i), Part::CommitmentChain, i)?;
         let t_hat = announcement(proof, layout.chain_announcement(i))?;
-        let holds =
-            RistrettoPoint::vartime_double_scalar_mul_basepoint(&s_prime, &previous, &s_hat)
-                - c * next;
+        let holds = vartime_double_base(&s_prime, &previous, &s_hat) - mul(c, &next);
         check(holds == t_hat, Equation::Chain(i))?;
         previous = next;
-        weighted_generators += s_prime * generators::h_i(i as u32);
-        for (k, sums) in weighted_outputs.iter_mut().enumerate().take(width) {
-            let ct = ciphertext(outputs, i * row + k * CIPHERTEXT_LEN, Part::Outputs)?;
-            sums[0] += s_prime * ct.a;
-            sums[1] += s_prime * ct.b;
-        }
+        weighted_generators += mul(&s_prime, &generators::h_i(i as u32));
     }
-
     let t3 = announcement(proof, layout.t(2))?;
-    let holds =
-        RistrettoPoint::vartime_double_scalar_mul_basepoint(&-c, &weighted_commitments, &r.s[2])
-            + weighted_generators;
-    check(holds == t3, Equation::Commitment)?;
+    let holds = vartime_double_base(&-c, weighted_commitments, &r.s[2]) + weighted_generators;
+    check(holds == t3, Equation::Commitment)
+}
 
-    for k in 0..width {
-        let t4a = announcement(proof, layout.t4(k, 0))?;
-        let t4b = announcement(proof, layout.t4(k, 1))?;
-        let a = weighted_outputs[k][0] - r.s4[k] * key.point() - c * weighted_inputs[k][0];
-        let b = RistrettoPoint::vartime_double_scalar_mul_basepoint(
-            &-c,
-            &weighted_inputs[k][1],
-            &-r.s4[k],
-        ) + weighted_outputs[k][1];
-        check(a == t4a && b == t4b, Equation::Reencryption(k))?;
+/// `t4_k`: column `k` of the outputs re-encrypts column `k` of the inputs.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn check_column(
+    transcript: &Transcript,
+    layout: &Layout,
+    key: &PublicKey,
+    inputs: &[u8],
+    outputs: &[u8],
+    proof: &[u8],
+    c: &Scalar,
+    r: &Responses,
+    k: usize,
+) -> Result<(), ShuffleError> {
+    let row = row_len(layout.width);
+    let mut a = -mul(&r.s4[k], key.point());
+    let mut b = RistrettoPoint::identity();
+    let mut weighted_a = RistrettoPoint::identity();
+    let mut weighted_b = RistrettoPoint::identity();
+    for j in 0..layout.n {
+        let u = row_challenge(transcript, j as u32);
+        let s_prime = scalar(proof, layout.s_prime(j), layout)?;
+        let input = ciphertext(inputs, j * row + k * CIPHERTEXT_LEN, Part::Inputs)?;
+        let output = ciphertext(outputs, j * row + k * CIPHERTEXT_LEN, Part::Outputs)?;
+        weighted_a += mul(&u, &input.a);
+        weighted_b += mul(&u, &input.b);
+        a += mul(&s_prime, &output.a);
+        b += mul(&s_prime, &output.b);
     }
-    Ok(())
+    let t4a = announcement(proof, layout.t4(k, 0))?;
+    let t4b = announcement(proof, layout.t4(k, 1))?;
+    let a = a - mul(c, &weighted_a);
+    let b = b + vartime_double_base(&-c, &weighted_b, &-r.s4[k]);
+    check(a == t4a && b == t4b, Equation::Reencryption(k))
 }
 
 /// Verifies every equation at once: their sum with weights drawn from the transcript after
@@ -308,9 +337,9 @@ fn batch_holds(
     // G, H, Y.
     let mut g = rho[0] * r.s[0] + rho[1] * r.s[1] + rho[2] * r.s[2];
     let mut y = Scalar::ZERO;
-    for k in 0..width {
-        g -= rho4[k][1] * r.s4[k];
-        y -= rho4[k][0] * r.s4[k];
+    for (rho4, s4) in rho4.iter().zip(&r.s4) {
+        g -= rho4[1] * s4;
+        y -= rho4[0] * s4;
     }
     for i in 0..n {
         g += rho_hat[i] * s_hat[i];
@@ -339,15 +368,15 @@ fn batch_holds(
         scalars.push(chain);
         points.push(point(proof, layout.chain(i), Part::CommitmentChain, i)?);
         // Inputs (weight u_i), outputs (weight s'_i).
-        for k in 0..width {
+        for (k, rho4) in rho4.iter().enumerate() {
             let input = ciphertext(inputs, i * row + k * CIPHERTEXT_LEN, Part::Inputs)?;
             let output = ciphertext(outputs, i * row + k * CIPHERTEXT_LEN, Part::Outputs)?;
             let cu = c * u[i];
             scalars.extend([
-                -(rho4[k][0] * cu),
-                -(rho4[k][1] * cu),
-                rho4[k][0] * s_prime[i],
-                rho4[k][1] * s_prime[i],
+                -(rho4[0] * cu),
+                -(rho4[1] * cu),
+                rho4[0] * s_prime[i],
+                rho4[1] * s_prime[i],
             ]);
             points.extend([input.a, input.b, output.a, output.b]);
         }
