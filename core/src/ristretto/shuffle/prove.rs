@@ -11,7 +11,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::super::elgamal::{Ciphertext, CIPHERTEXT_LEN};
 use super::super::generators;
 use super::super::keys::PublicKey;
-use super::super::{mul, mul_base, oblivious};
+use super::super::{decode_point_at, mul, mul_base, oblivious};
 use super::{
     check_shape, final_challenge, row_challenge, row_len, statement_transcript, Layout, Part,
     ProverSlot, ShuffleError, MAX_WIDTH,
@@ -117,10 +117,10 @@ pub fn prove(
     let slots = &mut slots[..n];
     let row = row_len(width);
     let layout = Layout { n, width };
-    for (j, ct) in inputs.chunks_exact(CIPHERTEXT_LEN).enumerate() {
-        Ciphertext::from_slice(ct).map_err(|_| ShuffleError::Point {
+    for (index, item) in inputs.chunks_exact(32).enumerate() {
+        decode_point_at(item).map_err(|_| ShuffleError::Point {
             part: Part::Inputs,
-            index: 2 * j,
+            index,
         })?;
     }
 

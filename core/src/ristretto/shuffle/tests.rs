@@ -355,3 +355,61 @@ fn malformed_proofs_and_rows_are_typed_errors() {
         Err(ShuffleError::Storage)
     );
 }
+
+#[test]
+fn random_bytes_never_panic_or_verify() {
+    // A bounded, deterministic version of the `ristretto` fuzz target: arbitrary statements
+    // and proofs, and honest ones with random 32-byte items replaced by random bytes or by
+    // valid points.
+    let s = setup(4, 2, 70);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let valid_point = |seed: u64| {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        SecretKey::generate(&mut rng).public_key().to_bytes()
+    };
+    for round in 0..300 {
+        let width = 1 + (next() % 2) as usize;
+        let n = 1 + (next() % 4) as usize;
+        let mut data = |len: usize| (0..len).map(|_| next() as u8).collect::<Vec<u8>>();
+        let (inputs, outputs, proof) = if round % 3 == 0 {
+            let extra = |x: u64| (x % 3) as usize;
+            let a = data(rows_len(n, width) + extra(round));
+            let b = data(rows_len(n, width));
+            let p = data(proof_len(n, width) - extra(round));
+            (a, b, p)
+        } else {
+            let (mut a, mut b, mut p) = (s.inputs.clone(), s.outputs.clone(), s.proof.clone());
+            for _ in 0..1 + next() % 3 {
+                let which = next() % 3;
+                let target: &mut Vec<u8> = match which {
+                    0 => &mut a,
+                    1 => &mut b,
+                    _ => &mut p,
+                };
+                let item = (next() as usize % (target.len() / 32)) * 32;
+                let replacement = if next() % 2 == 0 {
+                    valid_point(next())
+                } else {
+                    let mut r = [0u8; 32];
+                    r.iter_mut().for_each(|x| *x = next() as u8);
+                    r
+                };
+                target[item..item + 32].copy_from_slice(&replacement);
+            }
+            (a, b, p)
+        };
+        let w = if round % 3 == 0 { width } else { 2 };
+        let streaming = verify_streaming(CONTEXT, &s.key, w, &inputs, &outputs, &proof);
+        let batched = verify(CONTEXT, &s.key, w, &inputs, &outputs, &proof);
+        assert_eq!(streaming, batched, "round {round}");
+        if inputs != s.inputs || outputs != s.outputs || proof != s.proof {
+            assert!(streaming.is_err(), "round {round}");
+        }
+    }
+}
