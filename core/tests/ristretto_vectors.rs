@@ -149,14 +149,55 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+fn run_python(vectors: Option<&std::path::Path>) -> std::process::Output {
+    // scripts/setup installs python3; a missing interpreter fails these tests, never skips.
+    let mut command = Command::new("python3");
+    command.arg("docs/vectors/shuffle.py").current_dir(repo());
+    if let Some(path) = vectors {
+        command.arg(path);
+    }
+    command
+        .output()
+        .expect("python3 not found: run scripts/setup (it installs python3)")
+}
+
+#[test]
+fn python_refuses_tampered_vectors() {
+    // One bit of the shuffle's outputs, then of its proof, then of the DLEQ proof.
+    let dir = std::env::temp_dir().join(format!("dissent-vectors-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, at) in [
+        ("shuffle_outputs", 70),
+        ("shuffle_proof", 700),
+        ("dleq_proof", 3),
+    ] {
+        let tampered: String = PINNED
+            .lines()
+            .map(|line| {
+                let mut line = line.to_string();
+                if line.starts_with(&format!("{name} ")) {
+                    let i = name.len() + 1 + at;
+                    let flipped = if &line[i..=i] == "0" { "1" } else { "0" };
+                    line.replace_range(i..=i, flipped);
+                }
+                line + "\n"
+            })
+            .collect();
+        assert_ne!(tampered, PINNED);
+        let path = dir.join(format!("{name}.txt"));
+        std::fs::write(&path, tampered).unwrap();
+        let output = run_python(Some(&path));
+        assert!(
+            !output.status.success(),
+            "{name}: tampered vectors accepted"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn python_verifies_the_vectors_independently() {
-    // scripts/setup installs python3; a missing interpreter fails this test, never skips it.
-    let output = Command::new("python3")
-        .arg("docs/vectors/shuffle.py")
-        .current_dir(repo())
-        .output()
-        .expect("python3 not found: run scripts/setup (it installs python3)");
+    let output = run_python(None);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

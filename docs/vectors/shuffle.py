@@ -14,8 +14,8 @@ Python's standard library and code written here from the specifications:
 
 Then it tampers with copies (a swapped pair of output rows, a flipped proof byte, another
 context, a wrong DH value) and requires each to fail. Run from the repository root:
-`python3 docs/vectors/shuffle.py`. Exits non-zero on any failure; the last line starts
-with "all vectors verified".
+`python3 docs/vectors/shuffle.py [VECTORS]` (default: shuffle-vectors.txt beside it).
+Exits non-zero on any failure; the last line starts with "all vectors verified".
 """
 
 import hashlib
@@ -578,7 +578,8 @@ def shuffle_verify(context, key, width, inputs, outputs, proof):
 # --------------------------------------------------------------------------- the vectors
 
 def load_vectors():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shuffle-vectors.txt")
+    path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "shuffle-vectors.txt")
     v = {}
     with open(path) as f:
         for line in f:
