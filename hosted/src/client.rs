@@ -24,7 +24,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::{Group, NodeSecrets, Role};
-use crate::dial::{self, Connected, Dialer, End, LinkKeys};
+use crate::link::dial::{self, Connected, Dialer, End, LinkKeys};
 use crate::net;
 
 /// Upstream chunks waiting for this client's slot, over all connections.

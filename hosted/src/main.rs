@@ -7,24 +7,17 @@
 //! or intervals of fewer than two clients. Every value is checked here, before anything
 //! runs or is written.
 
-mod addr;
-mod admission;
-mod bench;
 mod client;
 mod config;
 mod console;
-mod dial;
 mod exit;
-mod exits;
 mod http;
 mod link;
-mod load;
 mod metrics;
 mod net;
-mod qemu;
 mod relay;
-mod special;
 mod supervisor;
+mod tools;
 mod trustee;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -35,7 +28,7 @@ use anyhow::{bail, Result};
 use clap::builder::{RangedI64ValueParser, RangedU64ValueParser};
 use clap::{Args, Parser, Subcommand};
 
-use crate::addr::{Host, HostPort};
+use crate::config::addr::{Host, HostPort};
 use crate::config::NodeKind;
 use crate::exit::ExitKind;
 
@@ -84,7 +77,7 @@ enum Command {
     Up(UpArgs),
     /// Measure speed: `core` (protocol CPU cost, in memory), `net` (real processes over
     /// loopback), or both.
-    Bench(bench::BenchArgs),
+    Bench(tools::bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -563,18 +556,18 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Qemu(a) => {
             let group = config::Group::load(&a.dir)?;
-            let kind = qemu::node_kind(&group, &a.key_file)?;
+            let kind = tools::qemu::node_kind(&group, &a.key_file)?;
             let (group, node) = load_node(&a.dir, &a.key_file, kind)?;
             let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
             let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
-            let opts = qemu::QemuOptions {
+            let opts = tools::qemu::QemuOptions {
                 firmware: a.firmware,
                 relay,
                 port: a.port,
                 console: a.console,
                 min_clients,
             };
-            let code = qemu::run(group, node, opts).await?;
+            let code = tools::qemu::run(group, node, opts).await?;
             if code != 0 {
                 std::process::exit(code);
             }
@@ -642,7 +635,7 @@ async fn run(command: Command) -> Result<()> {
             })
             .await
         }
-        Command::Bench(a) => bench::run(a).await,
+        Command::Bench(a) => tools::bench::run(a).await,
     }
 }
 

@@ -13,7 +13,7 @@ use dissent_core::backoff::{Backoff, BackoffConfig};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::addr::{Host, HostPort};
+use crate::config::addr::{Host, HostPort};
 use crate::config::{self, Group, NodeKind};
 use crate::console;
 use crate::exit::ExitKind;

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use tracing::{debug, info, warn};
 
 use crate::config::{Group, NodeSecrets, Role};
-use crate::dial::{Dialer, End, LinkKeys};
+use crate::link::dial::{Dialer, End, LinkKeys};
 use crate::net;
 
 /// Pad bytes per cell below which one thread does the whole cell (splitting costs more).
@@ -106,7 +106,7 @@ pub async fn run(group: Group, node: NodeSecrets, relay: String, min_clients: u1
             info!("trustee shutting down");
             return Ok(());
         }
-        crate::dial::after_link(&node.id, &end, false)?;
+        crate::link::dial::after_link(&node.id, &end, false)?;
         dialer.lost();
     }
 }
@@ -115,7 +115,7 @@ type HostTrustee = Trustee<Vec<PairKey>, Vec<IntervalKey>, Vec<u8>>;
 
 async fn serve(
     trustee: &mut HostTrustee,
-    mut link: crate::dial::Connected,
+    mut link: crate::link::dial::Connected,
     engine: &mut ParallelPads,
     origin: tokio::time::Instant,
     shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,

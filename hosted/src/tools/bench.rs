@@ -770,7 +770,7 @@ async fn run_net(args: &NetArgs) -> Result<()> {
 
 async fn run_load(args: &LoadArgs) -> Result<()> {
     ensure!(args.rate >= 1, "--rate must be at least 1");
-    let server = crate::load::serve_http().await?;
+    let server = crate::tools::load::serve_http().await?;
     let mut running = start_cluster(&ClusterSpec {
         clients: args.clients,
         trustees: args.trustees,
@@ -787,7 +787,7 @@ async fn run_load(args: &LoadArgs) -> Result<()> {
         .iter()
         .map(|&p| (Ipv4Addr::LOCALHOST, p).into())
         .collect();
-    let mut opts = crate::load::LoadOptions::new(proxies.clone(), server.addr());
+    let mut opts = crate::tools::load::LoadOptions::new(proxies.clone(), server.addr());
     opts.rate = args.rate;
     opts.duration = Duration::from_secs(args.seconds.max(1));
     opts.size = args.size;
@@ -797,14 +797,14 @@ async fn run_load(args: &LoadArgs) -> Result<()> {
             "waiting for the DC-net of {} clients to carry a request",
             args.clients
         ));
-        let mut probe = crate::load::LoadOptions::new(vec![proxies[0]], server.addr());
+        let mut probe = crate::tools::load::LoadOptions::new(vec![proxies[0]], server.addr());
         probe.rate = 1;
         probe.duration = Duration::from_secs(1);
         probe.size = 16;
         probe.progress = false;
         let deadline = Instant::now() + Duration::from_secs(60 + args.clients as u64 / 50);
         loop {
-            let r = crate::load::run_load(probe.clone()).await?;
+            let r = crate::tools::load::run_load(probe.clone()).await?;
             if r.completed == r.scheduled {
                 break;
             }
@@ -814,7 +814,7 @@ async fn run_load(args: &LoadArgs) -> Result<()> {
             );
         }
         pb.finish_and_clear();
-        crate::load::run_load(opts).await
+        crate::tools::load::run_load(opts).await
     };
     let mut report = None;
     let end = tokio::select! {

@@ -4,6 +4,8 @@
 //! out, batched into records); the main task owns the core relay, the admission policy and
 //! the exits, and only moves events between them.
 
+pub mod admission;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,10 +24,10 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
-use crate::admission::{self, Admission, Ephemeral, Limits, Replays, Verdict};
+use self::admission::{Admission, Ephemeral, Limits, Replays, Verdict};
 use crate::config::Group;
+use crate::exit::connections::{ExitLimits, Exits};
 use crate::exit::{ExitKind, ExitPolicy};
-use crate::exits::{ExitLimits, Exits};
 use crate::link;
 use crate::net;
 

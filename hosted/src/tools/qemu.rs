@@ -29,7 +29,7 @@ use object::{Object, ObjectSection, ObjectSymbol};
 use rand::RngCore;
 use tracing::info;
 
-use crate::addr::{Host, HostPort};
+use crate::config::addr::{Host, HostPort};
 use crate::config::{Group, NodeKind, NodeSecrets, Role};
 use crate::net;
 

@@ -26,9 +26,12 @@
 //! ends its own connection.
 //!
 //! The [`ExitPolicy`] refuses, with reply 0x02 "connection not allowed by ruleset", every
-//! destination that is not globally reachable ([`crate::special`]) and every address of
+//! destination that is not globally reachable ([`reachable`]) and every address of
 //! this host, unless `--allow-private-exit` is given; names are checked after resolution.
 //! It counts its refusals for the relay's stats line and never logs a destination.
+
+pub mod connections;
+pub mod reachable;
 
 use std::fmt;
 use std::io;
@@ -46,8 +49,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
-use crate::addr::{AddrError, HostPort};
-use crate::special;
+use crate::config::addr::{AddrError, HostPort};
 
 /// Bytes buffered in each direction between the relay and an exit task.
 pub const DUPLEX_CAPACITY: usize = 64 * 1024;
@@ -194,11 +196,13 @@ impl ExitPolicy {
             return true;
         }
         let carried = match ip {
-            IpAddr::V6(v6) => special::carried_ipv4(v6).map(IpAddr::V4),
+            IpAddr::V6(v6) => reachable::carried_ipv4(v6).map(IpAddr::V4),
             IpAddr::V4(_) => None,
         };
         let own = |a: IpAddr| self.inner.host.iter().any(|h| h.to_canonical() == a);
-        special::special_block(ip).is_none() && !own(ip.to_canonical()) && !carried.is_some_and(own)
+        reachable::special_block(ip).is_none()
+            && !own(ip.to_canonical())
+            && !carried.is_some_and(own)
     }
 
     /// Requests refused by this policy (and its clones) since it was made.
