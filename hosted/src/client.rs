@@ -23,9 +23,10 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
+use crate::clock;
 use crate::config::{Group, NodeSecrets, Role};
 use crate::link::dial::{self, Connected, Dialer, End, LinkKeys};
-use crate::net;
+use crate::process;
 
 /// Upstream chunks waiting for this client's slot, over all connections.
 const UPSTREAM_QUEUE: usize = 256;
@@ -183,7 +184,7 @@ pub async fn run(
         listener.local_addr()?,
         opts.relay
     );
-    let shutdown = net::shutdown_signal();
+    let shutdown = process::shutdown_signal();
     ClientNode::new(&group, &node, client, opts)
         .run(Some(listener), shutdown)
         .await
@@ -197,7 +198,7 @@ pub async fn run_many(group: Group, nodes: Vec<NodeSecrets>, opts: ClientOptions
         let mut o = opts.clone();
         o.quiet = true;
         let cn = ClientNode::new(&group, node, client, o);
-        set.spawn(async move { cn.run(None, net::shutdown_signal()).await });
+        set.spawn(async move { cn.run(None, process::shutdown_signal()).await });
     }
     info!("{} clients running", nodes.len());
     while let Some(r) = set.join_next().await {
@@ -257,7 +258,7 @@ impl ClientNode {
     }
 
     fn now(&self) -> dissent_core::Instant {
-        net::core_now(self.origin)
+        clock::core_now(self.origin)
     }
 
     async fn run(

@@ -8,13 +8,14 @@
 //! runs or is written.
 
 mod client;
+mod clock;
 mod config;
 mod console;
 mod exit;
 mod http;
 mod link;
 mod metrics;
-mod net;
+mod process;
 mod relay;
 mod supervisor;
 mod tools;

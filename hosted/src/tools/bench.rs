@@ -38,7 +38,7 @@ use tokio::process::Child;
 
 use crate::config;
 use crate::console;
-use crate::net;
+use crate::process;
 
 /// Clients one load process hosts (a process here may hold 20,000 files; each client
 /// holds one link).
@@ -315,7 +315,7 @@ impl Cluster {
         let log_path = work.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let mut cmd = net::child_command(exe);
+        let mut cmd = process::child_command(exe);
         cmd.args(argv)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::from(log.try_clone()?))
@@ -355,7 +355,7 @@ impl Cluster {
             let group: Vec<&mut (String, Child)> =
                 self.children.iter_mut().filter(|(n, _)| tier(n)).collect();
             for (_, child) in group.iter() {
-                crate::net::terminate(child);
+                crate::process::terminate(child);
             }
             let deadline = tokio::time::Instant::now() + STOP_GRACE;
             for (name, child) in group {
@@ -754,7 +754,7 @@ async fn run_net(args: &NetArgs) -> Result<()> {
     let end = tokio::select! {
         r = measure(args, port, metrics, &pids, &mut report) => End::Done(r),
         why = running.cluster.first_exit() => End::Exited(why),
-        _ = net::shutdown_signal() => End::Interrupted,
+        _ = process::shutdown_signal() => End::Interrupted,
     };
     report.relay_rss_bytes = peak_rss(running.relay_pid);
     report.cpu_seconds = total_cpu(&pids);
@@ -823,7 +823,7 @@ async fn run_load(args: &LoadArgs) -> Result<()> {
             Err(e) => End::Done(Err(e)),
         },
         why = running.cluster.first_exit() => End::Exited(why),
-        _ = net::shutdown_signal() => End::Interrupted,
+        _ = process::shutdown_signal() => End::Interrupted,
     };
     running.cluster.stop().await;
     if let Some(r) = &report {
