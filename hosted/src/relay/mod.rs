@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use self::admission::{Admission, Ephemeral, Limits, Replays, Verdict};
 use crate::clock;
 use crate::config::Group;
-use crate::exit::connections::{ExitLimits, Exits};
+use crate::exit::connections::{ExitConnections, ExitLimits};
 use crate::exit::{ExitKind, ExitPolicy};
 use crate::link;
 use crate::process;
@@ -119,7 +119,7 @@ struct Hub {
     relay: HostRelay,
     links: HashMap<u64, Link>,
     admission: Admission<PeerId>,
-    exits: Exits,
+    exits: ExitConnections,
     origin: tokio::time::Instant,
     out: Vec<u8>,
     /// Counters already reported to the metrics.
@@ -231,7 +231,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         relay,
         links: HashMap::new(),
         admission: Admission::new(limits),
-        exits: Exits::new(
+        exits: ExitConnections::new(
             opts.exit.clone(),
             opts.exit_policy.clone(),
             ExitLimits {
