@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use dissent_core::relay::{DownChunk, Downstream};
 use dissent_core::wire::ConnId;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{self, error::SendError, OwnedPermit};
 use tokio::task::AbortHandle;
@@ -391,7 +391,8 @@ impl ExitTask {
         mut up: mpsc::Receiver<Bytes>,
         activity: &Activity,
     ) {
-        let (mut from_destination, mut to_destination) = socket.split();
+        let (reading, mut to_destination) = socket.split();
+        let from_destination = reading.as_ref();
         let upstream = async {
             if !unread.is_empty() && to_destination.write_all(&unread).await.is_err() {
                 return;
@@ -406,16 +407,26 @@ impl ExitTask {
             let _ = to_destination.shutdown().await;
         };
         let downstream = async {
-            let mut buf = vec![0u8; self.chunk];
             loop {
-                match from_destination.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        activity.touch();
-                        if !self.replies.data(Bytes::copy_from_slice(&buf[..n])).await {
-                            return;
-                        }
+                if from_destination.readable().await.is_err() {
+                    return;
+                }
+                // A buffer only while there is something to read, so a quiet connection
+                // holds none; a short read is copied out, so a queued reply holds at most
+                // twice its length.
+                let data = {
+                    let mut buf = BytesMut::with_capacity(self.chunk);
+                    match from_destination.try_read_buf(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) if n > self.chunk / 2 => buf.freeze(),
+                        Ok(_) => Bytes::copy_from_slice(&buf),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(_) => return,
                     }
+                };
+                activity.touch();
+                if !self.replies.data(data).await {
+                    return;
                 }
             }
         };
