@@ -438,18 +438,32 @@ impl ExitTask {
         }
     }
 
-    /// Sends every upstream chunk back, in chunks of at most `chunk` bytes, until the
-    /// client finishes sending.
+    /// Sends every upstream byte back until the client finishes sending. Replies take
+    /// whatever is queued, up to `chunk` bytes each, as a read of a socket would.
     async fn echo(&self, mut up: mpsc::Receiver<Bytes>, activity: &Activity) {
-        while let Some(mut data) = up.recv().await {
-            activity.touch();
-            while !data.is_empty() {
-                let piece = data.split_to(data.len().min(self.chunk.max(1)));
-                if !self.replies.data(piece).await {
+        let mut pending = BytesMut::new();
+        loop {
+            if pending.is_empty() {
+                // Nothing of the last buffer is kept while waiting.
+                pending = BytesMut::new();
+                let Some(data) = up.recv().await else {
                     return;
-                }
+                };
                 activity.touch();
+                pending.extend_from_slice(&data);
             }
+            while pending.len() < self.chunk {
+                let Ok(data) = up.try_recv() else {
+                    break;
+                };
+                activity.touch();
+                pending.extend_from_slice(&data);
+            }
+            let n = pending.len().min(self.chunk.max(1));
+            if !self.replies.data(pending.split_to(n).freeze()).await {
+                return;
+            }
+            activity.touch();
         }
     }
 }
