@@ -18,6 +18,7 @@ mod metrics;
 mod process;
 mod relay;
 mod supervisor;
+#[cfg(feature = "tools")]
 mod tools;
 mod trustee;
 
@@ -53,6 +54,7 @@ enum Command {
     /// Run a client: a local port whose TCP connections go through the DC-net.
     Client(ClientArgs),
     /// Run a client or trustee of DIR as device firmware under QEMU (emulated mps2-an385).
+    #[cfg(feature = "tools")]
     Qemu(QemuArgs),
     /// Run many clients in one process without local ports (used by `dissent bench`).
     #[command(hide = true)]
@@ -78,6 +80,7 @@ enum Command {
     Up(UpArgs),
     /// Measure speed: `core` (protocol CPU cost, in memory), `net` (real processes over
     /// loopback), or both.
+    #[cfg(feature = "tools")]
     Bench(tools::bench::BenchArgs),
 }
 
@@ -267,6 +270,7 @@ struct ClientArgs {
     key_file: PathBuf,
 }
 
+#[cfg(feature = "tools")]
 #[derive(Args, Debug)]
 struct QemuArgs {
     /// For a client: the port on 127.0.0.1 forwarded to its proxy port on the device,
@@ -418,11 +422,13 @@ impl Command {
             Command::Relay(_) => "relay",
             Command::Trustee(_) => "trustee",
             Command::Client(_) | Command::Clients(_) => "client",
+            #[cfg(feature = "tools")]
             Command::Qemu(_) => "qemu",
             Command::Echo { .. } => "echo",
             Command::Socks5 { .. } => "socks5",
             Command::Supervisor(_) => "supervisor",
             Command::Up(_) => "up",
+            #[cfg(feature = "tools")]
             Command::Bench(_) => "bench",
         }
     }
@@ -555,6 +561,7 @@ async fn run(command: Command) -> Result<()> {
             )
             .await
         }
+        #[cfg(feature = "tools")]
         Command::Qemu(a) => {
             let group = config::Group::load(&a.dir)?;
             let kind = tools::qemu::node_kind(&group, &a.key_file)?;
@@ -636,6 +643,7 @@ async fn run(command: Command) -> Result<()> {
             })
             .await
         }
+        #[cfg(feature = "tools")]
         Command::Bench(a) => tools::bench::run(a).await,
     }
 }
