@@ -13,8 +13,8 @@
 //! connection in every exchange it owns cannot exhaust the relay's sockets: an OPEN beyond a
 //! cap is refused with a downstream close and counted.
 //!
-//! This module moves bytes and counts; what a destination may be, and the SOCKS5 protocol,
-//! belong to the parent module.
+//! This module moves bytes and counts; which destinations are allowed belongs to
+//! [`ExitPolicy`], and the SOCKS5 protocol to `exit::socks5`.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
