@@ -23,9 +23,10 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
+use crate::clock;
 use crate::config::{Group, NodeSecrets, Role};
-use crate::dial::{self, Connected, Dialer, End, LinkKeys};
-use crate::net;
+use crate::link::dial::{self, Connected, Dialer, End, LinkKeys};
+use crate::process;
 
 /// Upstream chunks waiting for this client's slot, over all connections.
 const UPSTREAM_QUEUE: usize = 256;
@@ -43,21 +44,21 @@ const REPLAY_LEN: usize = 4 * 1024 * 1024;
 const LINGER: Duration = Duration::from_millis(300);
 
 /// What a local connection sends upstream.
-enum Up {
+enum FromLocal {
     Data(ConnId, Bytes),
     /// The application finished sending.
     Close(ConnId),
 }
 
 /// What goes down to a local connection.
-enum Down {
+enum ToLocal {
     Data(Bytes),
     /// The exit ended the connection.
     Close,
 }
 
 struct Local {
-    tx: mpsc::Sender<Down>,
+    tx: mpsc::Sender<ToLocal>,
     reader: AbortHandle,
     accepted: tokio::time::Instant,
     /// An interval ran since the connection was accepted.
@@ -66,16 +67,16 @@ struct Local {
 
 /// Upstream bytes from all local connections, in arrival order.
 struct Pending {
-    rx: mpsc::Receiver<Up>,
-    partial: Option<Up>,
+    rx: mpsc::Receiver<FromLocal>,
+    partial: Option<FromLocal>,
     /// Bytes in the queue (added by the readers, taken here).
     queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Pending {
     /// Keeps a chunk just taken from the queue for the next pull.
-    fn hold(&mut self, up: Up) {
-        if let Up::Data(_, d) = &up {
+    fn hold(&mut self, up: FromLocal) {
+        if let FromLocal::Data(_, d) = &up {
             self.queued
                 .fetch_sub(d.len(), std::sync::atomic::Ordering::Relaxed);
         }
@@ -89,7 +90,7 @@ impl Upstream for Pending {
             Some(p) => p,
             None => {
                 let item = self.rx.try_recv().ok()?;
-                if let Up::Data(_, d) = &item {
+                if let FromLocal::Data(_, d) = &item {
                     self.queued
                         .fetch_sub(d.len(), std::sync::atomic::Ordering::Relaxed);
                 }
@@ -97,12 +98,12 @@ impl Upstream for Pending {
             }
         };
         match item {
-            Up::Close(conn) => Some(Chunk::Close { conn }),
-            Up::Data(conn, data) => {
+            FromLocal::Close(conn) => Some(Chunk::Close { conn }),
+            FromLocal::Data(conn, data) => {
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
                 if n < data.len() {
-                    self.partial = Some(Up::Data(conn, data.slice(n..)));
+                    self.partial = Some(FromLocal::Data(conn, data.slice(n..)));
                 }
                 Some(Chunk::Data { conn, len: n })
             }
@@ -111,7 +112,7 @@ impl Upstream for Pending {
 
     fn pending(&self) -> usize {
         let partial = match &self.partial {
-            Some(Up::Data(_, d)) => d.len(),
+            Some(FromLocal::Data(_, d)) => d.len(),
             _ => 0,
         };
         partial + self.queued.load(std::sync::atomic::Ordering::Relaxed)
@@ -183,7 +184,7 @@ pub async fn run(
         listener.local_addr()?,
         opts.relay
     );
-    let shutdown = net::shutdown_signal();
+    let shutdown = process::shutdown_signal();
     ClientNode::new(&group, &node, client, opts)
         .run(Some(listener), shutdown)
         .await
@@ -197,7 +198,7 @@ pub async fn run_many(group: Group, nodes: Vec<NodeSecrets>, opts: ClientOptions
         let mut o = opts.clone();
         o.quiet = true;
         let cn = ClientNode::new(&group, node, client, o);
-        set.spawn(async move { cn.run(None, net::shutdown_signal()).await });
+        set.spawn(async move { cn.run(None, process::shutdown_signal()).await });
     }
     info!("{} clients running", nodes.len());
     while let Some(r) = set.join_next().await {
@@ -217,7 +218,7 @@ struct ClientNode {
     dialer: Dialer,
     locals: HashMap<ConnId, Local>,
     pending: Pending,
-    up_tx: mpsc::Sender<Up>,
+    up_tx: mpsc::Sender<FromLocal>,
     origin: tokio::time::Instant,
     quiet: bool,
     intervals: u64,
@@ -257,7 +258,7 @@ impl ClientNode {
     }
 
     fn now(&self) -> dissent_core::Instant {
-        net::core_now(self.origin)
+        clock::core_now(self.origin)
     }
 
     async fn run(
@@ -471,10 +472,10 @@ impl ClientNode {
         for conn in stranded {
             if let Some(l) = self.locals.remove(&conn) {
                 l.reader.abort();
-                let _ = l.tx.try_send(Down::Close);
+                let _ = l.tx.try_send(ToLocal::Close);
             }
             // The core forgets a connection it never announced.
-            let _ = self.up_tx.try_send(Up::Close(conn));
+            let _ = self.up_tx.try_send(FromLocal::Close(conn));
         }
     }
 
@@ -484,22 +485,22 @@ impl ClientNode {
             return;
         };
         let down = match data {
-            Some(d) => Down::Data(d),
+            Some(d) => ToLocal::Data(d),
             None => {
                 debug!(%conn, "closed by the exit");
-                Down::Close
+                ToLocal::Close
             }
         };
-        if let Down::Data(d) = &down {
+        if let ToLocal::Data(d) = &down {
             crate::metrics::bytes_down(d.len() as u64);
         }
-        let closing = matches!(down, Down::Close);
+        let closing = matches!(down, ToLocal::Close);
         if local.tx.try_send(down).is_err() {
             warn!(%conn, "local application is not reading; closing its connection");
             if let Some(l) = self.locals.remove(&conn) {
                 l.reader.abort();
             }
-            let _ = self.up_tx.try_send(Up::Close(conn));
+            let _ = self.up_tx.try_send(FromLocal::Close(conn));
             return;
         }
         if closing {
@@ -521,13 +522,13 @@ async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, S
 fn spawn_local(
     conn: ConnId,
     stream: TcpStream,
-    up: mpsc::Sender<Up>,
+    up: mpsc::Sender<FromLocal>,
     queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     carried: bool,
 ) -> Local {
     let _ = stream.set_nodelay(true);
     let (mut r, mut w) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Down>(LOCAL_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<ToLocal>(LOCAL_QUEUE);
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
@@ -537,24 +538,24 @@ fn spawn_local(
                     crate::metrics::bytes_up(n as u64);
                     queued.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
                     let chunk = Bytes::copy_from_slice(&buf[..n]);
-                    if up.send(Up::Data(conn, chunk)).await.is_err() {
+                    if up.send(FromLocal::Data(conn, chunk)).await.is_err() {
                         return;
                     }
                 }
             }
         }
-        let _ = up.send(Up::Close(conn)).await;
+        let _ = up.send(FromLocal::Close(conn)).await;
     });
     let reader_abort = reader.abort_handle();
     tokio::spawn(async move {
         while let Some(down) = rx.recv().await {
             match down {
-                Down::Data(d) => {
+                ToLocal::Data(d) => {
                     if w.write_all(&d).await.is_err() {
                         break;
                     }
                 }
-                Down::Close => break,
+                ToLocal::Close => break,
             }
         }
         // The exit closed: finish and close the local side entirely.

@@ -7,24 +7,19 @@
 //! or intervals of fewer than two clients. Every value is checked here, before anything
 //! runs or is written.
 
-mod addr;
-mod admission;
-mod bench;
 mod client;
+mod clock;
 mod config;
 mod console;
-mod dial;
 mod exit;
-mod exits;
 mod http;
 mod link;
-mod load;
 mod metrics;
-mod net;
-mod qemu;
+mod process;
 mod relay;
-mod special;
 mod supervisor;
+#[cfg(feature = "tools")]
+mod tools;
 mod trustee;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -35,7 +30,7 @@ use anyhow::{bail, Result};
 use clap::builder::{RangedI64ValueParser, RangedU64ValueParser};
 use clap::{Args, Parser, Subcommand};
 
-use crate::addr::{Host, HostPort};
+use crate::config::addr::{Host, HostPort};
 use crate::config::NodeKind;
 use crate::exit::ExitKind;
 
@@ -59,6 +54,7 @@ enum Command {
     /// Run a client: a local port whose TCP connections go through the DC-net.
     Client(ClientArgs),
     /// Run a client or trustee of DIR as device firmware under QEMU (emulated mps2-an385).
+    #[cfg(feature = "tools")]
     Qemu(QemuArgs),
     /// Run many clients in one process without local ports (used by `dissent bench`).
     #[command(hide = true)]
@@ -84,7 +80,8 @@ enum Command {
     Up(UpArgs),
     /// Measure speed: `core` (protocol CPU cost, in memory), `net` (real processes over
     /// loopback), or both.
-    Bench(bench::BenchArgs),
+    #[cfg(feature = "tools")]
+    Bench(tools::bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -273,6 +270,7 @@ struct ClientArgs {
     key_file: PathBuf,
 }
 
+#[cfg(feature = "tools")]
 #[derive(Args, Debug)]
 struct QemuArgs {
     /// For a client: the port on 127.0.0.1 forwarded to its proxy port on the device,
@@ -424,11 +422,13 @@ impl Command {
             Command::Relay(_) => "relay",
             Command::Trustee(_) => "trustee",
             Command::Client(_) | Command::Clients(_) => "client",
+            #[cfg(feature = "tools")]
             Command::Qemu(_) => "qemu",
             Command::Echo { .. } => "echo",
             Command::Socks5 { .. } => "socks5",
             Command::Supervisor(_) => "supervisor",
             Command::Up(_) => "up",
+            #[cfg(feature = "tools")]
             Command::Bench(_) => "bench",
         }
     }
@@ -561,20 +561,21 @@ async fn run(command: Command) -> Result<()> {
             )
             .await
         }
+        #[cfg(feature = "tools")]
         Command::Qemu(a) => {
             let group = config::Group::load(&a.dir)?;
-            let kind = qemu::node_kind(&group, &a.key_file)?;
+            let kind = tools::qemu::node_kind(&group, &a.key_file)?;
             let (group, node) = load_node(&a.dir, &a.key_file, kind)?;
             let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
             let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
-            let opts = qemu::QemuOptions {
+            let opts = tools::qemu::QemuOptions {
                 firmware: a.firmware,
                 relay,
                 port: a.port,
                 console: a.console,
                 min_clients,
             };
-            let code = qemu::run(group, node, opts).await?;
+            let code = tools::qemu::run(group, node, opts).await?;
             if code != 0 {
                 std::process::exit(code);
             }
@@ -642,7 +643,8 @@ async fn run(command: Command) -> Result<()> {
             })
             .await
         }
-        Command::Bench(a) => bench::run(a).await,
+        #[cfg(feature = "tools")]
+        Command::Bench(a) => tools::bench::run(a).await,
     }
 }
 

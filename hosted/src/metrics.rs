@@ -43,7 +43,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
 
-use crate::addr::{AddrError, Host, HostPort};
+use crate::config::addr::{AddrError, Host, HostPort};
 use crate::http::{self, RequestHead};
 
 /// Prefix of every metric name.

@@ -13,11 +13,12 @@ use dissent_core::backoff::{Backoff, BackoffConfig};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::addr::{Host, HostPort};
+use crate::clock;
+use crate::config::addr::{Host, HostPort};
 use crate::config::{self, Group, NodeKind};
 use crate::console;
 use crate::exit::ExitKind;
-use crate::net;
+use crate::process;
 
 /// What the supervisor runs.
 #[derive(Debug, Clone)]
@@ -136,7 +137,7 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
         )));
     }
 
-    let shutdown = net::shutdown_signal();
+    let shutdown = process::shutdown_signal();
     tokio::pin!(shutdown);
     // Announce each proxy once it accepts connections.
     let ready = async {
@@ -307,7 +308,7 @@ async fn keep_running(exe: PathBuf, spec: ChildSpec, mut stop: watch::Receiver<b
     let mut backoff = Backoff::new(BackoffConfig::default(), seed);
     let origin = tokio::time::Instant::now();
     loop {
-        let mut cmd = net::child_command(&exe);
+        let mut cmd = process::child_command(&exe);
         cmd.args(&spec.args);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", spec.log);
@@ -315,21 +316,21 @@ async fn keep_running(exe: PathBuf, spec: ChildSpec, mut stop: watch::Receiver<b
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                let next = backoff.handle_connect_failed(net::core_now(origin));
+                let next = backoff.handle_connect_failed(clock::core_now(origin));
                 warn!("{}: cannot start: {e}", spec.name);
                 tokio::select! {
                     _ = stop.changed() => return,
-                    _ = tokio::time::sleep_until(net::tokio_at(origin, next)) => continue,
+                    _ = tokio::time::sleep_until(clock::tokio_at(origin, next)) => continue,
                 }
             }
         };
-        backoff.handle_connected(net::core_now(origin));
+        backoff.handle_connected(clock::core_now(origin));
         tokio::select! {
             status = child.wait() => {
                 if *stop.borrow() {
                     return;
                 }
-                let next = net::tokio_at(origin, backoff.handle_lost(net::core_now(origin)));
+                let next = clock::tokio_at(origin, backoff.handle_lost(clock::core_now(origin)));
                 let wait = next.saturating_duration_since(tokio::time::Instant::now());
                 warn!("{} exited ({}); restarting in {:.1} s", spec.name,
                     status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
@@ -340,7 +341,7 @@ async fn keep_running(exe: PathBuf, spec: ChildSpec, mut stop: watch::Receiver<b
                 }
             }
             _ = stop.changed() => {
-                if net::stop_child(&mut child, Duration::from_secs(5)).await {
+                if process::stop_child(&mut child, Duration::from_secs(5)).await {
                     warn!("{} did not stop; it was killed", spec.name);
                 }
                 return;

@@ -9,9 +9,10 @@ use rand::RngCore;
 use rayon::prelude::*;
 use tracing::{debug, info, warn};
 
+use crate::clock;
 use crate::config::{Group, NodeSecrets, Role};
-use crate::dial::{Dialer, End, LinkKeys};
-use crate::net;
+use crate::link::dial::{Dialer, End, LinkKeys};
+use crate::process;
 
 /// Pad bytes per cell below which one thread does the whole cell (splitting costs more).
 const PARALLEL_MIN: usize = 256 * 1024;
@@ -92,21 +93,21 @@ pub async fn run(group: Group, node: NodeSecrets, relay: String, min_clients: u1
     let mut dialer = Dialer::new(relay, keys, seed, false);
     let mut engine = ParallelPads::new();
     let origin = tokio::time::Instant::now();
-    let shutdown = net::shutdown_signal();
+    let shutdown = process::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let link = tokio::select! {
             _ = &mut shutdown => return Ok(()),
             l = dialer.dial() => l,
         };
-        trustee.handle_connected(net::core_now(origin));
+        trustee.handle_connected(clock::core_now(origin));
         let end = serve(&mut trustee, link, &mut engine, origin, &mut shutdown).await;
-        trustee.handle_disconnected(net::core_now(origin));
+        trustee.handle_disconnected(clock::core_now(origin));
         if let End::Shutdown = end {
             info!("trustee shutting down");
             return Ok(());
         }
-        crate::dial::after_link(&node.id, &end, false)?;
+        crate::link::dial::after_link(&node.id, &end, false)?;
         dialer.lost();
     }
 }
@@ -115,7 +116,7 @@ type HostTrustee = Trustee<Vec<PairKey>, Vec<IntervalKey>, Vec<u8>>;
 
 async fn serve(
     trustee: &mut HostTrustee,
-    mut link: crate::dial::Connected,
+    mut link: crate::link::dial::Connected,
     engine: &mut ParallelPads,
     origin: tokio::time::Instant,
     shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
@@ -150,7 +151,7 @@ async fn serve(
             Ok(None) => return End::Lost("closed by the relay".into()),
             Err(e) => return End::Lost(e.to_string()),
         };
-        match trustee.handle_frame(net::core_now(origin), &body) {
+        match trustee.handle_frame(clock::core_now(origin), &body) {
             Ok(()) => {}
             Err(TrusteeError::Goodbye(r)) => return End::Goodbye(r),
             Err(e) => return End::Lost(format!("bad frame from the relay: {e}")),

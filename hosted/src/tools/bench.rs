@@ -38,7 +38,7 @@ use tokio::process::Child;
 
 use crate::config;
 use crate::console;
-use crate::net;
+use crate::process;
 
 /// Clients one load process hosts (a process here may hold 20,000 files; each client
 /// holds one link).
@@ -315,7 +315,7 @@ impl Cluster {
         let log_path = work.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let mut cmd = net::child_command(exe);
+        let mut cmd = process::child_command(exe);
         cmd.args(argv)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::from(log.try_clone()?))
@@ -355,7 +355,7 @@ impl Cluster {
             let group: Vec<&mut (String, Child)> =
                 self.children.iter_mut().filter(|(n, _)| tier(n)).collect();
             for (_, child) in group.iter() {
-                crate::net::terminate(child);
+                crate::process::terminate(child);
             }
             let deadline = tokio::time::Instant::now() + STOP_GRACE;
             for (name, child) in group {
@@ -754,7 +754,7 @@ async fn run_net(args: &NetArgs) -> Result<()> {
     let end = tokio::select! {
         r = measure(args, port, metrics, &pids, &mut report) => End::Done(r),
         why = running.cluster.first_exit() => End::Exited(why),
-        _ = net::shutdown_signal() => End::Interrupted,
+        _ = process::shutdown_signal() => End::Interrupted,
     };
     report.relay_rss_bytes = peak_rss(running.relay_pid);
     report.cpu_seconds = total_cpu(&pids);
@@ -770,7 +770,7 @@ async fn run_net(args: &NetArgs) -> Result<()> {
 
 async fn run_load(args: &LoadArgs) -> Result<()> {
     ensure!(args.rate >= 1, "--rate must be at least 1");
-    let server = crate::load::serve_http().await?;
+    let server = crate::tools::load::serve_http().await?;
     let mut running = start_cluster(&ClusterSpec {
         clients: args.clients,
         trustees: args.trustees,
@@ -787,7 +787,7 @@ async fn run_load(args: &LoadArgs) -> Result<()> {
         .iter()
         .map(|&p| (Ipv4Addr::LOCALHOST, p).into())
         .collect();
-    let mut opts = crate::load::LoadOptions::new(proxies.clone(), server.addr());
+    let mut opts = crate::tools::load::LoadOptions::new(proxies.clone(), server.addr());
     opts.rate = args.rate;
     opts.duration = Duration::from_secs(args.seconds.max(1));
     opts.size = args.size;
@@ -797,14 +797,14 @@ async fn run_load(args: &LoadArgs) -> Result<()> {
             "waiting for the DC-net of {} clients to carry a request",
             args.clients
         ));
-        let mut probe = crate::load::LoadOptions::new(vec![proxies[0]], server.addr());
+        let mut probe = crate::tools::load::LoadOptions::new(vec![proxies[0]], server.addr());
         probe.rate = 1;
         probe.duration = Duration::from_secs(1);
         probe.size = 16;
         probe.progress = false;
         let deadline = Instant::now() + Duration::from_secs(60 + args.clients as u64 / 50);
         loop {
-            let r = crate::load::run_load(probe.clone()).await?;
+            let r = crate::tools::load::run_load(probe.clone()).await?;
             if r.completed == r.scheduled {
                 break;
             }
@@ -814,7 +814,7 @@ async fn run_load(args: &LoadArgs) -> Result<()> {
             );
         }
         pb.finish_and_clear();
-        crate::load::run_load(opts).await
+        crate::tools::load::run_load(opts).await
     };
     let mut report = None;
     let end = tokio::select! {
@@ -823,7 +823,7 @@ async fn run_load(args: &LoadArgs) -> Result<()> {
             Err(e) => End::Done(Err(e)),
         },
         why = running.cluster.first_exit() => End::Exited(why),
-        _ = net::shutdown_signal() => End::Interrupted,
+        _ = process::shutdown_signal() => End::Interrupted,
     };
     running.cluster.stop().await;
     if let Some(r) = &report {

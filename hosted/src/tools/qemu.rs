@@ -29,9 +29,9 @@ use object::{Object, ObjectSection, ObjectSymbol};
 use rand::RngCore;
 use tracing::info;
 
-use crate::addr::{Host, HostPort};
+use crate::config::addr::{Host, HostPort};
 use crate::config::{Group, NodeKind, NodeSecrets, Role};
-use crate::net;
+use crate::process;
 
 /// QEMU's Arm system emulator.
 const QEMU: &str = "qemu-system-arm";
@@ -178,7 +178,7 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
             ",hostfwd=tcp:127.0.0.1:{port}-:{DEVICE_PROXY_PORT}"
         ));
     }
-    let mut cmd = net::child_command(Path::new(QEMU));
+    let mut cmd = process::child_command(Path::new(QEMU));
     cmd.args(["-machine", MACHINE, "-cpu", "cortex-m3"])
         .args(["-display", "none", "-monitor", "none", "-serial", "null"])
         .args(["-semihosting-config", "enable=on,target=native"])
@@ -211,7 +211,7 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
             None => String::new(),
         }
     );
-    let shutdown = net::shutdown_signal();
+    let shutdown = process::shutdown_signal();
     tokio::pin!(shutdown);
     let status = tokio::select! {
         status = child.wait() => status.with_context(|| format!("waiting for {QEMU}"))?,
@@ -470,7 +470,7 @@ fn loader(file: &Path, addr: u64) -> String {
 
 /// Stops QEMU: SIGTERM, then SIGKILL if it lingers.
 async fn stop(child: &mut tokio::process::Child) {
-    crate::net::stop_child(child, STOP_TIMEOUT).await;
+    crate::process::stop_child(child, STOP_TIMEOUT).await;
 }
 
 /// QEMU's exit status as this process's: its code, or 128 + the signal that ended it.

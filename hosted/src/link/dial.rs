@@ -13,8 +13,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
+use crate::clock;
 use crate::link::{self, HandshakeError, LinkReader, LinkSink};
-use crate::net;
 
 /// Keys a node needs to open its link to the relay.
 #[derive(Clone, Copy)]
@@ -126,11 +126,11 @@ impl Dialer {
     }
 
     fn at(&self, t: dissent_core::Instant) -> tokio::time::Instant {
-        net::tokio_at(self.origin, t)
+        clock::tokio_at(self.origin, t)
     }
 
     fn now(&self) -> dissent_core::Instant {
-        net::core_now(self.origin)
+        clock::core_now(self.origin)
     }
 
     /// Waits for the next dial time, then dials and runs the handshake, until a link is up.

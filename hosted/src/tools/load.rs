@@ -32,7 +32,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 
 use crate::http::{self, HeadError, RequestHead, MAX_HEAD, MAX_HEADERS};
-use crate::net;
+use crate::process;
 
 /// Largest body [`serve_http`] sends and [`run_load`] asks for.
 pub const MAX_BODY: u64 = 64 * 1024 * 1024;
@@ -215,7 +215,7 @@ impl fmt::Display for LoadReport {
 
 /// Runs a load until its schedule ends or Ctrl-C (or SIGTERM), and reports.
 pub async fn run_load(opts: LoadOptions) -> anyhow::Result<LoadReport> {
-    run_load_until(opts, net::shutdown_signal()).await
+    run_load_until(opts, process::shutdown_signal()).await
 }
 
 /// Runs a load until its schedule ends or `stop` resolves, and reports.

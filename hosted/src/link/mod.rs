@@ -8,6 +8,8 @@
 //! the frame stream of `dissent_core::wire`. This module only moves the bytes, keeps the
 //! time limit and draws each handshake's entropy from the OS.
 
+pub mod dial;
+
 use std::io;
 use std::time::Duration;
 
@@ -578,7 +580,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_are_checked_before_the_key_exchange() {
-        use crate::admission::{Ephemeral, Refusal, Replays};
+        use crate::relay::admission::{Ephemeral, Refusal, Replays};
         let (node, relay) = ([3u8; 32], [4u8; 32]);
         let (relay_pub, node_pub) = (public_key(&relay), public_key(&node));
         let replays = Replays::new(Duration::from_secs(60), 16);

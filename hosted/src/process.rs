@@ -1,19 +1,10 @@
-//! Small pieces every shell needs: clocks, signals, queue sizes.
+//! This process and its children: the stop signal, and starting and stopping child
+//! `dissent` processes in their own process group.
+//!
+//! Owns no state; the supervisor, the benchmarks and `dissent qemu` decide which children
+//! run and when.
 
 use std::time::Duration;
-
-/// Frames a peer may have queued for sending before it counts as too slow.
-pub const SEND_QUEUE: usize = 512;
-
-/// Time since `origin` as the core's clock.
-pub fn core_now(origin: tokio::time::Instant) -> dissent_core::Instant {
-    dissent_core::Instant::from_micros(origin.elapsed().as_micros() as u64)
-}
-
-/// Converts a core deadline back to a tokio instant.
-pub fn tokio_at(origin: tokio::time::Instant, at: dissent_core::Instant) -> tokio::time::Instant {
-    origin + Duration::from_micros(at.as_micros())
-}
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
 pub async fn shutdown_signal() {
@@ -40,7 +31,7 @@ pub fn terminate(child: &tokio::process::Child) {
 
 /// Stops a child process: SIGTERM, then SIGKILL if it has not exited within `grace`.
 /// Returns true if it had to be killed.
-pub async fn stop_child(child: &mut tokio::process::Child, grace: std::time::Duration) -> bool {
+pub async fn stop_child(child: &mut tokio::process::Child, grace: Duration) -> bool {
     terminate(child);
     if tokio::time::timeout(grace, child.wait()).await.is_ok() {
         return false;

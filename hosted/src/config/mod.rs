@@ -19,6 +19,8 @@
 //! other ([`Group::load`]) and that a node's private files agree with them ([`load_node`]);
 //! every error names the file and the field at fault. Readers are lenient about extra fields.
 
+pub mod addr;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -34,7 +36,7 @@ use rand::RngCore;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::addr::HostPort;
+use crate::config::addr::HostPort;
 
 /// Number of clients generated when none is given.
 pub const DEFAULT_CLIENTS: usize = 10;

@@ -4,6 +4,8 @@
 //! out, batched into records); the main task owns the core relay, the admission policy and
 //! the exits, and only moves events between them.
 
+pub mod admission;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,12 +24,13 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
-use crate::admission::{self, Admission, Ephemeral, Limits, Replays, Verdict};
+use self::admission::{Admission, Ephemeral, Limits, Replays, Verdict};
+use crate::clock;
 use crate::config::Group;
+use crate::exit::connections::{ExitConnections, ExitLimits};
 use crate::exit::{ExitKind, ExitPolicy};
-use crate::exits::{ExitLimits, Exits};
 use crate::link;
-use crate::net;
+use crate::process;
 
 /// Options of the relay beyond the group configuration.
 #[derive(Debug, Clone)]
@@ -65,6 +68,8 @@ pub struct RelayOptions {
     pub period: u16,
 }
 
+/// Frames a peer may have queued for sending before it counts as too slow.
+const SEND_QUEUE: usize = 512;
 /// Bytes of downstream log kept for clients that reconnect.
 const LOG_LEN: usize = 32 * 1024 * 1024;
 /// Bytes of cells one exchange may take in: cells of at most 32 KiB up to about 2,000
@@ -114,7 +119,7 @@ struct Hub {
     relay: HostRelay,
     links: HashMap<u64, Link>,
     admission: Admission<PeerId>,
-    exits: Exits,
+    exits: ExitConnections,
     origin: tokio::time::Instant,
     out: Vec<u8>,
     /// Counters already reported to the metrics.
@@ -226,7 +231,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         relay,
         links: HashMap::new(),
         admission: Admission::new(limits),
-        exits: Exits::new(
+        exits: ExitConnections::new(
             opts.exit.clone(),
             opts.exit_policy.clone(),
             ExitLimits {
@@ -245,13 +250,13 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
     let stats_every = Duration::from_secs(opts.stats_every.max(1));
     let mut stats = tokio::time::interval_at(origin + stats_every, stats_every);
     let mut last = Snapshot::take(&hub);
-    let shutdown = net::shutdown_signal();
+    let shutdown = process::shutdown_signal();
     tokio::pin!(shutdown);
 
     // Set after a failed accept: when to accept again.
     let mut accept_after: Option<tokio::time::Instant> = None;
     loop {
-        let timeout = hub.relay.poll_timeout().map(|t| net::tokio_at(origin, t));
+        let timeout = hub.relay.poll_timeout().map(|t| clock::tokio_at(origin, t));
         let adm_timeout = hub.admission.poll_timeout();
         tokio::select! {
             _ = &mut shutdown => {
@@ -301,7 +306,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
             }
             _ = hub.exits.recv(), if hub.exits.has_room() => {}
             _ = sleep_until(timeout) => {
-                hub.relay.handle_timeout(net::core_now(origin));
+                hub.relay.handle_timeout(clock::core_now(origin));
             }
             _ = sleep_until_std(adm_timeout) => {
                 hub.admission.handle_timeout(std::time::Instant::now());
@@ -365,7 +370,7 @@ impl Snapshot {
 
 impl Hub {
     fn now(&self) -> dissent_core::Instant {
-        net::core_now(self.origin)
+        clock::core_now(self.origin)
     }
 
     fn log_stats(&self, last: &Snapshot, now: &Snapshot) {
@@ -682,7 +687,7 @@ fn spawn_link(
     writer_alive: mpsc::Sender<()>,
 ) -> Link {
     let _ = stream.set_nodelay(true);
-    let (tx, rx) = mpsc::channel(net::SEND_QUEUE);
+    let (tx, rx) = mpsc::channel(SEND_QUEUE);
     let reader = tokio::spawn(async move {
         let (r, w) = stream.into_split();
         let mut ephemeral = None;
