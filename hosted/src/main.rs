@@ -396,23 +396,23 @@ fn min_clients() -> RangedI64ValueParser<u16> {
 }
 
 /// A number of clients: 1-65535 (below 2 only with --allow-small-anonymity-set).
-fn clients() -> RangedU64ValueParser<usize> {
+pub(crate) fn clients() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(1..=config::MAX_CLIENTS as u64)
 }
 
 /// A number of trustees: 1-16.
-fn trustees() -> RangedU64ValueParser<usize> {
+pub(crate) fn trustees() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(1..=config::MAX_TRUSTEES as u64)
 }
 
 /// A cell length: 16-65535 bytes.
-fn cell_length() -> RangedU64ValueParser<usize> {
+pub(crate) fn cell_length() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new()
         .range(config::MIN_CELL_LENGTH as u64..=config::MAX_CELL_LENGTH as u64)
 }
 
 /// A period in seconds: 1 s to a day.
-fn seconds() -> RangedU64ValueParser<u64> {
+pub(crate) fn seconds() -> RangedU64ValueParser<u64> {
     RangedU64ValueParser::new().range(1..=86_400)
 }
 
