@@ -65,14 +65,14 @@ enum Command {
     Clients(ClientsArgs),
     /// Run a standalone echo server on 127.0.0.1.
     Echo {
-        /// Port to listen on, 1-65535.
-        #[arg(short, long, default_value_t = 8080, value_parser = port())]
+        /// Port to listen on, 0-65535 (0: a free port, named in the log).
+        #[arg(short, long, default_value_t = 8080, value_parser = listen_port())]
         port: u16,
     },
     /// Run a standalone SOCKS5 server on 127.0.0.1.
     Socks5 {
-        /// Port to listen on, 1-65535.
-        #[arg(short, long, default_value_t = 8080, value_parser = port())]
+        /// Port to listen on, 0-65535 (0: a free port, named in the log).
+        #[arg(short, long, default_value_t = 8080, value_parser = listen_port())]
         port: u16,
         #[command(flatten)]
         exit: PrivateExit,
@@ -131,7 +131,7 @@ struct PrivateExit {
 #[derive(Args, Debug, Clone)]
 struct MetricsArg {
     /// Serve Prometheus metrics at http://ADDR/metrics. ADDR is HOST:PORT or a port alone
-    /// (127.0.0.1:PORT). A name must resolve to loopback; another IP address written out
+    /// (127.0.0.1:PORT); port 0 takes a free port, named in the log. A name must resolve to loopback; another IP address written out
     /// serves the metrics beyond this machine, where anyone who reaches it sees this
     /// node's traffic counters.
     #[arg(long, value_name = "ADDR", value_parser = metrics::parse_listen)]
@@ -160,8 +160,9 @@ struct SmallSet {
 
 #[derive(Args, Debug)]
 struct RelayArgs {
-    /// Port to listen on, 1-65535 (default: the port in system.json).
-    #[arg(short, long, value_name = "PORT", value_parser = port())]
+    /// Port to listen on, 0-65535 (default: the port in system.json; 0: a free port,
+    /// named in the log).
+    #[arg(short, long, value_name = "PORT", value_parser = listen_port())]
     port: Option<u16>,
     /// Address to listen on (default: the host in system.json; every address when it is
     /// a name).
@@ -250,8 +251,8 @@ struct TrusteeArgs {
 
 #[derive(Args, Debug)]
 struct ClientArgs {
-    /// Local port to listen on, 1-65535.
-    #[arg(short, long, default_value_t = 1080, value_parser = port())]
+    /// Local port to listen on, 0-65535 (0: a free port, named in the log).
+    #[arg(short, long, default_value_t = 1080, value_parser = listen_port())]
     port: u16,
     /// Local address to listen on.
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
@@ -383,6 +384,11 @@ struct UpArgs {
 /// A TCP port: 1-65535.
 fn port() -> RangedI64ValueParser<u16> {
     clap::value_parser!(u16).range(1..)
+}
+
+/// A port a process listens on: 0-65535 (0: a free port the system picks).
+fn listen_port() -> RangedI64ValueParser<u16> {
+    clap::value_parser!(u16).range(0..)
 }
 
 /// A pipelining window: 1-64.
