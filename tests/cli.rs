@@ -53,9 +53,10 @@ fn refused(args: &[&str], says: &[&str]) -> String {
     err
 }
 
-/// A fresh configuration of `clients` clients and `trustees` trustees in `dir`.
+/// A fresh configuration of `clients` clients and `trustees` trustees in `dir`, its relay
+/// address a port nobody listens on.
 fn config(dir: &Path, clients: usize, trustees: usize) -> String {
-    generate(dir, clients, trustees, free_ports(1));
+    generate(dir, clients, trustees, reserve_port());
     dir.display().to_string()
 }
 
@@ -164,8 +165,8 @@ fn numeric_options_are_refused_with_their_ranges() {
             (&["--downstream-length", "65536"], "1..=65535"),
             (&["--stats-secs", "0"], "1..=86400"),
             (&["--exit-idle-secs", "0"], "1..=86400"),
-            (&["--port", "0"], "1..=65535"),
-            (&["--port", "70000"], "1..=65535"),
+            (&["--port", "65536"], "0..=65535"),
+            (&["--port", "70000"], "0..=65535"),
         ];
         for (args, range) in relay_cases {
             let all: Vec<&str> = ["relay"]
@@ -189,8 +190,13 @@ fn numeric_options_are_refused_with_their_ranges() {
             ],
             &["--window"],
         );
-        refused(&["client", "-p", "0", &cfg, &client_key], &["1..=65535"]);
-        refused(&["echo", "--port", "0"], &["1..=65535"]);
+        // A listening port may be 0 (a free port, named in the log); others may not.
+        refused(
+            &["client", "-p", "65536", &cfg, &client_key],
+            &["0..=65535"],
+        );
+        refused(&["echo", "--port", "65536"], &["0..=65535"]);
+        refused(&["supervisor", "--relay-port", "0", &cfg], &["1..=65535"]);
         let out = dir.path().join("out").display().to_string();
         for (args, range) in [
             (["-c", "0"], "1..=65535"),
@@ -312,11 +318,10 @@ fn flags_mean_the_same_in_every_subcommand() {
             (Some("--allow-private"), 0x00),
             (Some("--allow-private-exit"), 0x00),
         ] {
-            let port = free_ports(1);
-            let port_s = port.to_string();
-            let mut args = vec!["socks5", "-p", &port_s];
+            let mut args = vec!["socks5", "-p", "0"];
             args.extend(flag);
-            let _server = scope.spawn("socks5", &args);
+            let mut server = scope.spawn("socks5", &args);
+            let port = server.listening_port("socks5 server listening");
             wait_for_port(port, REFUSAL_TIMEOUT);
             assert_eq!(socks5_reply(port, &local), want, "socks5 {flag:?}");
         }
@@ -324,8 +329,8 @@ fn flags_mean_the_same_in_every_subcommand() {
         // A supervisor's old -p still sets the relay's port (not a listening port of its own).
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = config(&dir.path().join("cfg"), 2, 1);
-        let base = free_ports(3);
-        let (relay_port, client_base) = (base, base + 1);
+        // A supervisor's ports are set before it starts.
+        let (relay_port, client_base) = (reserve_port(), reserve_ports(2));
         let mut sup = scope.spawn(
             "supervisor",
             &[
@@ -356,8 +361,9 @@ fn up_applies_a_changed_relay_port_and_names_the_option_when_taken() {
         let state = tempfile::tempdir().expect("tempdir");
         let state_s = state.path().display().to_string();
         let system = state.path().join("demo/system.json");
-        let base = free_ports(5);
-        let (first_relay, second_relay, client_base) = (base, base + 1, base + 2);
+        // A demo's ports are set before it starts.
+        let (first_relay, second_relay) = (reserve_port(), reserve_port());
+        let client_base = reserve_ports(3);
         let client_base_s = client_base.to_string();
         let up = |extra: &[&str]| -> Vec<String> {
             let mut args = vec![
@@ -470,8 +476,7 @@ fn a_one_client_group_is_refused_without_the_flag() {
             &["--allow-small-anonymity-set"],
         );
         assert!(!one.exists(), "a refused generate wrote {one_s}");
-        let port = free_ports(1);
-        let relay = format!("127.0.0.1:{port}");
+        let relay = format!("127.0.0.1:{}", reserve_port());
         let out = run_once(
             &[
                 "config",
@@ -515,7 +520,10 @@ fn a_one_client_group_is_refused_without_the_flag() {
         );
 
         // With the flag it runs, and says once what it costs.
-        let mut relay = scope.spawn("relay", &["relay", "--allow-small-anonymity-set", &one_s]);
+        let mut relay = scope.spawn(
+            "relay",
+            &["relay", "-p", "0", "--allow-small-anonymity-set", &one_s],
+        );
         let log = relay.wait_for_log("relay listening on", Duration::from_secs(20));
         assert_eq!(
             log.matches("intervals may run with only 1 client").count(),
@@ -646,21 +654,14 @@ fn a_client_whose_stderr_closes_exits_without_a_panic() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg_path = dir.path().join("dc");
         let cfg = config(&cfg_path, 2, 1);
-        let port = free_ports(1);
         // No relay runs: the client keeps logging its retries (and, at debug level, every
         // local connection), as `dissent client ... 2>&1 | head -3` would show.
         let mut cmd = Command::new(BIN);
-        cmd.args([
-            "client",
-            "-p",
-            &port.to_string(),
-            &cfg,
-            &key_file(&cfg_path, "client-0"),
-        ])
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        cmd.args(["client", "-p", "0", &cfg, &key_file(&cfg_path, "client-0")])
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         // SAFETY: as in the harness: the child dies with the test thread.
         unsafe {
             cmd.pre_exec(|| {
@@ -674,6 +675,16 @@ fn a_client_whose_stderr_closes_exits_without_a_panic() {
         let mut first = String::new();
         err.read_line(&mut first).expect("a first log line");
         assert!(first.contains("client-0:"), "{first}");
+        // Its port, from the line that names it.
+        let mut line = first;
+        let port = loop {
+            if let Some(port) = port_after(&line, "listening on") {
+                break port;
+            }
+            line.clear();
+            let n = err.read_line(&mut line).expect("a log line");
+            assert!(n > 0, "the client ended without saying where it listens");
+        };
         drop(err);
         // Give it more to write: local connections, each logged at debug level.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -751,26 +762,41 @@ fn the_stats_line_counts_refused_destinations() {
     within(Duration::from_secs(120), |scope| {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg_path = dir.path().join("dc");
-        let base = free_ports(3);
-        generate(&cfg_path, 2, 1, base);
+        generate(&cfg_path, 2, 1, reserve_port());
         let cfg = cfg_path.display().to_string();
-        let mut relay = scope.spawn("relay", &["relay", "--stats-secs", "1", &cfg]);
-        relay.wait_for_log("relay listening on", Duration::from_secs(20));
+        let mut relay = scope.spawn("relay", &["relay", "-p", "0", "--stats-secs", "1", &cfg]);
+        let relay_addr = format!("127.0.0.1:{}", relay.listening_port("relay listening on"));
         let _trustee = scope.spawn(
             "trustee-0",
-            &["trustee", &cfg, &key_file(&cfg_path, "trustee-0")],
+            &[
+                "trustee",
+                "--relay",
+                &relay_addr,
+                &cfg,
+                &key_file(&cfg_path, "trustee-0"),
+            ],
         );
         let mut clients = Vec::new();
+        let mut ports = Vec::new();
         for i in 0..2u16 {
             let id = format!("client-{i}");
-            let port = (base + 1 + i).to_string();
-            clients.push(scope.spawn(
+            let mut client = scope.spawn(
                 &id,
-                &["client", "-p", &port, &cfg, &key_file(&cfg_path, &id)],
-            ));
+                &[
+                    "client",
+                    "-p",
+                    "0",
+                    "--relay",
+                    &relay_addr,
+                    &cfg,
+                    &key_file(&cfg_path, &id),
+                ],
+            );
+            ports.push(client.listening_port("listening on"));
+            clients.push(client);
         }
         relay.wait_for_log("started with 2 clients", Duration::from_secs(40));
-        wait_for_port(base + 1, Duration::from_secs(20));
+        wait_for_port(ports[0], Duration::from_secs(20));
 
         // A server on this machine, which the exit must not reach.
         let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
@@ -778,7 +804,7 @@ fn the_stats_line_counts_refused_destinations() {
         let server_port = server.local_addr().expect("local_addr").port();
         assert_eq!(
             socks5_reply(
-                base + 1,
+                ports[0],
                 &Target::Ip(Ipv4Addr::LOCALHOST.into(), server_port)
             ),
             0x02
@@ -788,7 +814,7 @@ fn the_stats_line_counts_refused_destinations() {
             Duration::from_secs(20),
         );
         assert_eq!(
-            socks5_reply(base + 2, &Target::Name("localhost", server_port)),
+            socks5_reply(ports[1], &Target::Name("localhost", server_port)),
             0x02
         );
         let log = relay.wait_for_log(
@@ -814,6 +840,20 @@ fn the_stats_line_counts_refused_destinations() {
     });
 }
 
+/// Set by `scripts/test`: a test that needs network namespaces (`unshare`, `ip`) fails
+/// where it cannot make one, instead of skipping.
+const REQUIRE_NAMESPACES: &str = "DISSENT_REQUIRE_NAMESPACES";
+
+/// Says why a part of a test that needs a network namespace is skipped; with
+/// [`REQUIRE_NAMESPACES`] set, fails instead.
+fn skip_without_namespaces(why: &str) {
+    assert!(
+        std::env::var_os(REQUIRE_NAMESPACES).is_none(),
+        "{why}, and {REQUIRE_NAMESPACES} is set (scripts/setup installs util-linux and iproute2)"
+    );
+    eprintln!("skipped: {why}");
+}
+
 /// Runs [`socks5_exit_refuses_special_addresses_inside_a_namespace`] in a new network
 /// namespace holding only loopback, so that nothing it tries can leave the machine.
 #[test]
@@ -827,15 +867,15 @@ fn the_exit_refuses_every_kind_of_special_address() {
         match probe {
             Ok(out) if out.status.success() => {}
             Ok(out) => {
-                eprintln!(
-                    "skipped: network namespaces are not allowed here (unshare -rn: {})",
+                return skip_without_namespaces(&format!(
+                    "network namespaces are not allowed here (unshare -rn: {})",
                     String::from_utf8_lossy(&out.stderr).trim()
-                );
-                return;
+                ));
             }
             Err(e) => {
-                eprintln!("skipped: cannot run unshare to make a network namespace ({e})");
-                return;
+                return skip_without_namespaces(&format!(
+                    "cannot run unshare to make a network namespace ({e})"
+                ));
             }
         }
         let out = Command::new("unshare")
@@ -910,17 +950,14 @@ fn socks5_exit_refuses_special_addresses_inside_a_namespace() {
         .filter(|s| s.success())
         .map(|_| Ipv4Addr::new(192, 88, 98, 7));
     if own.is_none() {
-        eprintln!("skipped the host-address part: cannot add an address with `ip`");
+        skip_without_namespaces("the host-address part: cannot add an address with `ip`");
     }
 
     within(Duration::from_secs(90), move |scope| {
-        let strict = free_ports(2);
-        let open = strict + 1;
-        let _a = scope.spawn("socks5", &["socks5", "-p", &strict.to_string()]);
-        let _b = scope.spawn(
-            "socks5",
-            &["socks5", "-p", &open.to_string(), "--allow-private-exit"],
-        );
+        let mut a = scope.spawn("socks5", &["socks5", "-p", "0"]);
+        let mut b = scope.spawn("socks5", &["socks5", "-p", "0", "--allow-private-exit"]);
+        let strict = a.listening_port("socks5 server listening");
+        let open = b.listening_port("socks5 server listening");
         wait_for_port(strict, Duration::from_secs(20));
         wait_for_port(open, Duration::from_secs(20));
         let ip = |s: &str| Target::Ip(s.parse().expect("an address"), 80);
@@ -993,12 +1030,9 @@ fn describe(target: &Target<'_>) -> String {
 #[test]
 fn every_log_line_names_its_role_library_lines_included() {
     within(Duration::from_secs(60), |scope| {
-        let port = free_ports(1);
-        let mut server = scope.spawn_logging(
-            "socks5",
-            &["socks5", "-p", &port.to_string()],
-            "debug,fast_socks5=debug",
-        );
+        let mut server =
+            scope.spawn_logging("socks5", &["socks5", "-p", "0"], "debug,fast_socks5=debug");
+        let port = server.listening_port("socks5 server listening");
         wait_for_port(port, Duration::from_secs(20));
         // A greeting offering only username/password: the library logs its refusal.
         let mut s = connect(port, Duration::from_secs(20));
@@ -1010,9 +1044,8 @@ fn every_log_line_names_its_role_library_lines_included() {
         assert!(every_line_names(&log, "socks5"), "{log}");
 
         // Unless named, the library logs at info at most: its debug lines name destinations.
-        let port = free_ports(1);
-        let mut server =
-            scope.spawn_logging("socks5", &["socks5", "-p", &port.to_string()], "debug");
+        let mut server = scope.spawn_logging("socks5", &["socks5", "-p", "0"], "debug");
+        let port = server.listening_port("socks5 server listening");
         wait_for_port(port, Duration::from_secs(20));
         let target = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a target");
         let target_port = target.local_addr().expect("local_addr").port();
@@ -1103,48 +1136,58 @@ fn a_client_of_another_configuration_backs_off_and_says_why() {
     within(Duration::from_secs(90), |scope| {
         let dir = tempfile::tempdir().expect("tempdir");
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let relay_port = free_ports(1);
-        // Two groups with the same relay address: every key of b is unknown to a's relay.
-        generate(&a, 2, 1, relay_port);
-        generate(&b, 2, 1, relay_port);
-        let (mut relay, metrics) = relay_with_metrics(scope, &a.display().to_string(), &[]);
-        wait_for_port(relay_port, Duration::from_secs(20));
+        // Two groups with one relay: every key of b is unknown to a's relay.
+        generate(&a, 2, 1, reserve_port());
+        generate(&b, 2, 1, reserve_port());
+        let a_relay = relay_with_metrics(scope, &a.display().to_string(), &[]);
+        let (mut relay, metrics) = (a_relay.proc, a_relay.metrics);
+        wait_for_port(a_relay.port, Duration::from_secs(20));
         // A bare connection (like the one above) is no refused handshake.
         assert_eq!(metric(metrics, HANDSHAKES_REFUSED), None);
 
-        let client_port = free_ports(1).to_string();
-        let started = Instant::now();
         let mut client = scope.spawn(
             "client-0 of b",
             &[
                 "client",
-                "--relay",
-                &format!("127.0.0.1:{relay_port}"),
                 "-p",
-                &client_port,
+                "0",
+                "--relay",
+                &format!("127.0.0.1:{}", a_relay.port),
                 &b.display().to_string(),
                 &key_file(&b, "client-0"),
             ],
         );
-        client.wait_for_log("refused the handshake", Duration::from_secs(20));
-        // This measures a rate: it watches the client for a fixed window. The backoff's
-        // shortest delays (50 ms doubling) allow 7 attempts in the first 6 s.
-        let window = Duration::from_secs(6);
-        while started.elapsed() < window {
-            assert!(
-                client.is_running(),
-                "the client gave up: {:?}",
-                client.status
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-        let log = client.log();
-        let warnings: Vec<&str> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+        // Four refusals, each with the wait before the next try: the waits grow as the
+        // backoff policy says (a ceiling of 100 ms doubling, each wait at least half its
+        // ceiling), so the fourth is at least 0.4 s.
+        let warnings = client.wait_until(Duration::from_secs(30), "four refusals", |p| {
+            let log = p.log();
+            let warnings: Vec<String> = log
+                .lines()
+                .filter(|l| l.contains(" WARN "))
+                .map(str::to_string)
+                .collect();
+            (warnings.len() >= 4).then_some(warnings)
+        });
+        let waits: Vec<f64> = warnings
+            .iter()
+            .map(|w| {
+                let after = w.split("next try in ").nth(1).unwrap_or_default();
+                let secs = after.split(' ').next().unwrap_or_default();
+                secs.parse()
+                    .unwrap_or_else(|_| panic!("no wait in the warning: {w}"))
+            })
+            .collect();
         assert!(
-            (3..=8).contains(&warnings.len()),
-            "{} warnings in {window:?}, not 3-8:\n{log}",
-            warnings.len()
+            waits[3] >= 0.3 && waits.windows(2).all(|w| w[1] + 0.05 >= w[0]),
+            "waits that do not back off: {waits:?}"
         );
+        assert!(
+            client.is_running(),
+            "the client gave up: {:?}",
+            client.status
+        );
+        let log = client.log();
         for w in &warnings {
             assert!(
                 w.contains("refused the handshake")
@@ -1159,13 +1202,22 @@ fn a_client_of_another_configuration_backs_off_and_says_why() {
         );
 
         // The relay counts every attempt, in its metrics and in its stats line, and logs
-        // no line of its own for any of them.
+        // no line of its own for any of them. Each attempt it counted is one the client
+        // reported (one more may be under way).
         let refused = relay.wait_until(
             Duration::from_secs(10),
             "a count of the refused handshakes",
             |_| metric(metrics, HANDSHAKES_REFUSED).filter(|n| *n >= warnings.len() as f64),
         );
-        assert!(refused <= 8.0, "the relay counted {refused} handshakes");
+        let reported = client
+            .log()
+            .lines()
+            .filter(|l| l.contains(" WARN "))
+            .count();
+        assert!(
+            refused <= (reported + 1) as f64,
+            "the relay counted {refused} handshakes, the client reported {reported}"
+        );
         let log = relay.wait_for_log(
             "handshakes refused (nodes of another configuration?)",
             Duration::from_secs(10),
@@ -1194,10 +1246,10 @@ fn a_second_process_of_a_client_exits_and_the_group_keeps_its_interval() {
         // The same key file on another port: refused, with the node and the reason.
         let key = key_file(&net.cfg, "client-0");
         let cfg = net.cfg.display().to_string();
-        let port = free_ports(1).to_string();
+        let relay = net.relay_addr();
         let started = Instant::now();
         let out = run_once(
-            &["client", "-p", &port, &cfg, &key],
+            &["client", "-p", "0", "--relay", &relay, &cfg, &key],
             Duration::from_secs(10),
         );
         let err = stderr(&out);
@@ -1213,7 +1265,13 @@ fn a_second_process_of_a_client_exits_and_the_group_keeps_its_interval() {
         eprintln!("the second process exited after {:?}", started.elapsed());
         // A trustee's second process too.
         let out = run_once(
-            &["trustee", &cfg, &key_file(&net.cfg, "trustee-0")],
+            &[
+                "trustee",
+                "--relay",
+                &relay,
+                &cfg,
+                &key_file(&net.cfg, "trustee-0"),
+            ],
             Duration::from_secs(10),
         );
         let err = stderr(&out);
@@ -1244,7 +1302,7 @@ fn a_second_process_of_a_client_exits_and_the_group_keeps_its_interval() {
 
         // A crashed first process: its restart gets back in at once.
         net.clients[0].kill();
-        net.clients[0] = net.client_on(scope, 0, net.client_ports[0]);
+        net.spawn_client(scope, 0);
         let back = echo_within(
             net.client_ports[0],
             b"through the restarted client",
@@ -1263,8 +1321,8 @@ fn a_hung_client_is_replaced_by_its_restart_and_stops_when_it_wakes() {
         echo_once(net.client_ports[0], b"before it hangs");
         // Hung: its link stays open but it answers nothing, the relay's probe included.
         net.clients[0].signal(libc::SIGSTOP);
-        let port = free_ports(1);
-        let mut restart = net.client_on(scope, 0, port);
+        let mut restart = net.client_on(scope, 0, 0);
+        let port = restart.listening_port("listening on");
         let took = echo_within(port, b"through the new process", Duration::from_secs(15));
         eprintln!("the new process carried bytes after {took:?}");
         net.relay.wait_for_log(
@@ -1301,31 +1359,33 @@ fn a_local_connection_is_closed_while_no_interval_can_carry_it() {
     within(Duration::from_secs(120), |scope| {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg_path = dir.path().join("dc");
-        let base = free_ports(3);
-        generate(&cfg_path, 2, 1, base);
+        // The clients start before the relay: its port is in the configuration.
+        let relay_port = reserve_port();
+        generate(&cfg_path, 2, 1, relay_port);
         let cfg = cfg_path.display().to_string();
         let client = |i: u16| {
             let id = format!("client-{i}");
-            let port = (base + 1 + i).to_string();
-            scope.spawn(
-                &id,
-                &["client", "-p", &port, &cfg, &key_file(&cfg_path, &id)],
-            )
+            let mut client =
+                scope.spawn(&id, &["client", "-p", "0", &cfg, &key_file(&cfg_path, &id)]);
+            let port = client.listening_port("listening on");
+            (client, port)
         };
 
         // No relay at all.
-        let mut first = client(0);
-        wait_for_port(base + 1, Duration::from_secs(20));
-        let waited = closed_by_client_within(base + 1, STRANDED_LIMIT);
+        let (mut first, port) = client(0);
+        wait_for_port(port, Duration::from_secs(20));
+        let waited = closed_by_client_within(port, STRANDED_LIMIT);
         eprintln!("closed after {waited:?} with no relay");
         first.wait_for_log(
-            &format!("the relay at 127.0.0.1:{base} is not reachable"),
+            &format!("the relay at 127.0.0.1:{relay_port} is not reachable"),
             Duration::from_secs(5),
         );
 
         // A relay without its trustee, then without a second client: its stats line says
         // what it waits for.
-        let (mut relay, _) = relay_with_metrics(scope, &cfg, &["--exit", "echo"]);
+        let relay_port_s = relay_port.to_string();
+        let mut relay =
+            relay_with_metrics(scope, &cfg, &["-p", &relay_port_s, "--exit", "echo"]).proc;
         relay.wait_for_log(
             "waiting for trustees: 0 of 1 connected",
             Duration::from_secs(10),
@@ -1339,7 +1399,7 @@ fn a_local_connection_is_closed_while_no_interval_can_carry_it() {
             "waiting for clients: 1 connected, 2 needed",
             Duration::from_secs(30),
         );
-        let waited = closed_by_client_within(base + 1, STRANDED_LIMIT);
+        let waited = closed_by_client_within(port, STRANDED_LIMIT);
         eprintln!("closed after {waited:?} below --min-clients");
         first.wait_for_log(
             "the relay has not started an interval with this client yet",
@@ -1348,7 +1408,7 @@ fn a_local_connection_is_closed_while_no_interval_can_carry_it() {
 
         // With a second client an interval runs, and the same port carries bytes.
         let _second = client(1);
-        echo_within(base + 1, b"now it runs", Duration::from_secs(30));
+        echo_within(port, b"now it runs", Duration::from_secs(30));
     });
 }
 

@@ -254,7 +254,8 @@ fn netcheck_moves_bytes_both_ways_and_exits_zero() {
     let elf = firmware("netcheck");
     let dir = tempfile::tempdir().expect("temp dir");
     let echo = Echo::start(BOOT_LIMIT);
-    let host_port = free_ports(1);
+    // QEMU forwards a port it is given.
+    let host_port = reserve_port();
     let blob = netcheck_blob(b"NCHK", echo.port, GUEST_PORT, DEVICE_BYTES);
     let forward = format!("tcp:127.0.0.1:{host_port}-:{GUEST_PORT}");
     let mut qemu = Qemu::boot(dir.path(), &elf, Some(&blob), &[forward]);
@@ -643,7 +644,7 @@ fn role_firmware_refuses_a_blob_for_the_other_role() {
 mod support;
 
 use support::{
-    connect, free_ports, generate, key_file, pattern, run_once, sample, scrape, wait_all_gone,
+    connect, generate, key_file, pattern, reserve_port, run_once, sample, scrape, wait_all_gone,
     within, Proc, Scope, FORM_TIMEOUT, TRANSFER_TIMEOUT,
 };
 
@@ -721,17 +722,17 @@ fn emulated_trustee_and_client_serve_beside_hosted_nodes() {
     within(MIXED_LIMIT, |scope| {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("cfg");
-        // Relay, metrics, two hosted clients' ports and the emulated client's forward.
-        let base = free_ports(5);
-        let (relay_port, metrics_port) = (base, base + 1);
-        let client_ports = [base + 2, base + 3, base + 4];
+        // The devices are provisioned with the relay's address, and QEMU forwards a port it
+        // is given: those two are set before anything starts; the rest listen on ports the
+        // system picks.
+        let relay_port = reserve_port();
         generate(&cfg, 3, 2, relay_port);
         let cfg_s = cfg.display().to_string();
-        let metrics = metrics_port.to_string();
         let mut relay = scope.spawn(
             "relay",
-            &["relay", "--exit", "echo", "--metrics", &metrics, &cfg_s],
+            &["relay", "--exit", "echo", "--metrics", "0", &cfg_s],
         );
+        let metrics_port = relay.listening_port("serving metrics at");
         support::wait_for_port(relay_port, FORM_TIMEOUT);
         let started = Instant::now();
         let mut hosted = vec![scope.spawn(
@@ -739,11 +740,14 @@ fn emulated_trustee_and_client_serve_beside_hosted_nodes() {
             &["trustee", &cfg_s, &key_file(&cfg, "trustee-0")],
         )];
         let mut devices = vec![Device::start(scope, dir.path(), &cfg, "trustee-1", &[])];
-        for (i, port) in client_ports[..2].iter().enumerate() {
+        let mut client_ports = Vec::new();
+        for i in 0..2 {
             let id = format!("client-{i}");
-            let port = port.to_string();
-            hosted.push(scope.spawn(&id, &["client", "-p", &port, &cfg_s, &key_file(&cfg, &id)]));
+            let mut client = scope.spawn(&id, &["client", "-p", "0", &cfg_s, &key_file(&cfg, &id)]);
+            client_ports.push(client.listening_port("listening on"));
+            hosted.push(client);
         }
+        client_ports.push(reserve_port());
         let forward = client_ports[2].to_string();
         devices.push(Device::start(
             scope,

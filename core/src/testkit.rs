@@ -5,11 +5,19 @@
 //! travel as bytes exactly as on a real link; the harness plays the shell of every role,
 //! following each role's documented call order, and an echo exit.
 //!
+//! Frames in flight wait in one queue in delivery order (arrival time, then send order).
+//! Every link has the same latency and the clock never goes back, so a frame sent later
+//! never arrives earlier: sending appends and delivering takes the head, each in constant
+//! time, and a broadcast is one shared buffer. A frame on a link that has closed is
+//! dropped when it reaches the head, without moving the clock, exactly as if it had been
+//! removed when the link closed.
+//!
 //! Its few `expect`s are on the harness's own set-up (a configuration a test got wrong,
 //! connections beyond a client's capacity), never on bytes from a network: the harness has
 //! none. The role code it drives returns errors instead.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
 use std::string::String;
 use std::vec;
 use std::vec::Vec;
@@ -154,6 +162,9 @@ pub struct App {
     pub closed: Vec<ConnId>,
     /// Connections reported lost.
     pub lost: Vec<ConnId>,
+    /// A connection that always has more to send (a bulk sender): once `pending` is
+    /// empty, every pull fills the buffer with `0x5a` bytes for it, holding no memory.
+    pub endless: Option<ConnId>,
 }
 
 impl Upstream for App {
@@ -167,11 +178,23 @@ impl Upstream for App {
             }
             return Some(Chunk::Data { conn, len: n });
         }
+        if let Some(conn) = self.endless {
+            buf.fill(0x5a);
+            return Some(Chunk::Data {
+                conn,
+                len: buf.len(),
+            });
+        }
         self.closing.pop_front().map(|conn| Chunk::Close { conn })
     }
 
     fn pending(&self) -> usize {
-        self.pending.iter().map(|(_, d)| d.len()).sum()
+        let endless = if self.endless.is_some() {
+            crate::MAX_CELL_LENGTH
+        } else {
+            0
+        };
+        endless + self.pending.iter().map(|(_, d)| d.len()).sum::<usize>()
     }
 }
 
@@ -244,8 +267,49 @@ struct Wire {
     seq: u64,
     to_relay: bool,
     link: LinkId,
-    frame: Vec<u8>,
+    /// The whole frame (header and body), shared by every copy of a broadcast.
+    frame: Rc<[u8]>,
     close_after: bool,
+}
+
+/// Frames in flight, in delivery order: arrival time, then send order.
+#[derive(Default)]
+struct InFlight {
+    queue: VecDeque<Wire>,
+}
+
+impl InFlight {
+    /// Adds a frame. Constant time while arrival times do not go back (one latency for
+    /// every link, a clock that only moves on); a frame that would arrive before one
+    /// already queued (a test that lowered the latency mid-run) is inserted in order.
+    fn push(&mut self, w: Wire) {
+        let in_order = self
+            .queue
+            .back()
+            .is_none_or(|last| (last.at, last.seq) <= (w.at, w.seq));
+        if in_order {
+            self.queue.push_back(w);
+        } else {
+            let k = self
+                .queue
+                .partition_point(|q| (q.at, q.seq) <= (w.at, w.seq));
+            self.queue.insert(k, w);
+        }
+    }
+
+    /// The next frame to arrive.
+    fn front(&self) -> Option<&Wire> {
+        self.queue.front()
+    }
+
+    /// Takes the next frame to arrive.
+    fn pop(&mut self) -> Option<Wire> {
+        self.queue.pop_front()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Wire> {
+        self.queue.iter()
+    }
 }
 
 /// The whole net.
@@ -286,10 +350,11 @@ pub struct Net {
     links: HashMap<LinkId, LinkState>,
     node_link: HashMap<Node, LinkId>,
     next_link: u64,
-    wires: VecDeque<Wire>,
+    wires: InFlight,
     seq: u64,
     out: Vec<u8>,
     relay_out: Vec<u8>,
+    fanout: Vec<LinkId>,
 }
 
 impl Net {
@@ -398,10 +463,11 @@ impl Net {
             links: HashMap::new(),
             node_link: HashMap::new(),
             next_link: 0,
-            wires: VecDeque::new(),
+            wires: InFlight::default(),
             seq: 0,
             out: vec![0u8; cfg.max_frame as usize + 64],
             relay_out: vec![0u8; rcfg.max_frame_len()],
+            fanout: Vec::new(),
         }
     }
 
@@ -451,19 +517,19 @@ impl Net {
             }
             Node::Trustee(j) => self.trustees[j].handle_disconnected(self.now),
         }
-        // Frames in flight on that link are gone.
-        self.wires.retain(|w| w.link != link);
+        // Frames in flight on that link are gone: `step` drops them (the link id is never
+        // used again).
         self.relay.handle_link_closed(self.now, link, node.peer());
         self.flush_relay();
     }
 
-    fn send(&mut self, to_relay: bool, link: LinkId, frame: Vec<u8>) {
+    fn send(&mut self, to_relay: bool, link: LinkId, frame: Rc<[u8]>) {
         self.send_then(to_relay, link, frame, false);
     }
 
-    fn send_then(&mut self, to_relay: bool, link: LinkId, frame: Vec<u8>, close_after: bool) {
+    fn send_then(&mut self, to_relay: bool, link: LinkId, frame: Rc<[u8]>, close_after: bool) {
         self.seq += 1;
-        self.wires.push_back(Wire {
+        self.wires.push(Wire {
             at: self.now + self.cfg.latency,
             seq: self.seq,
             to_relay,
@@ -476,6 +542,12 @@ impl Net {
     /// Queues bytes on connection `conn` of client `i`.
     pub fn send_bytes(&mut self, i: usize, conn: ConnId, data: Vec<u8>) {
         self.apps[i].pending.push_back((conn, data));
+        self.clients[i].prepare(self.now, &mut self.apps[i]);
+    }
+
+    /// Makes connection `conn` of client `i` a bulk sender that always has more to send.
+    pub fn send_endless(&mut self, i: usize, conn: ConnId) {
+        self.apps[i].endless = Some(conn);
         self.clients[i].prepare(self.now, &mut self.apps[i]);
     }
 
@@ -503,7 +575,7 @@ impl Net {
                 Node::Trustee(j) => self.trustees[j].poll_transmit(&mut out),
             };
             match n {
-                Ok(Some(n)) => self.send(true, link, out[..n].to_vec()),
+                Ok(Some(n)) => self.send(true, link, Rc::from(&out[..n])),
                 Ok(None) => break,
                 Err(e) => {
                     self.node_errors.push((node, std::format!("{e}")));
@@ -550,13 +622,17 @@ impl Net {
                 Ok(None) => break,
                 Err(e) => panic!("relay cannot encode a frame: {e}"),
             };
-            let links: Vec<LinkId> = self.relay.links(t.destination).collect();
-            for link in links {
+            let frame: Rc<[u8]> = Rc::from(&out[..t.len]);
+            let mut links = core::mem::take(&mut self.fanout);
+            links.extend(self.relay.links(t.destination));
+            for &link in &links {
                 if self.links.contains_key(&link) {
                     // A goodbye reaches the node, then its link closes.
-                    self.send_then(false, link, out[..t.len].to_vec(), t.close_after);
+                    self.send_then(false, link, frame.clone(), t.close_after);
                 }
             }
+            links.clear();
+            self.fanout = links;
         }
         self.relay_out = out;
     }
@@ -564,22 +640,22 @@ impl Net {
     /// Delivers the next due frame, or advances the clock to the relay's next timeout;
     /// false when nothing can happen any more.
     pub fn step(&mut self) -> bool {
-        let next = self
+        // Frames of links that closed while they travelled are gone.
+        while self
             .wires
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, w)| (w.at, w.seq))
-            .map(|(k, _)| k);
-        if let Some(k) = next {
-            let w = self.wires.remove(k).expect("index from the scan");
-            let due = self.relay.poll_timeout();
-            if let Some(t) = due.filter(|t| *t < w.at) {
+            .front()
+            .is_some_and(|w| !self.links.contains_key(&w.link))
+        {
+            let _ = self.wires.pop();
+        }
+        if let Some(at) = self.wires.front().map(|w| w.at) {
+            if let Some(t) = self.relay.poll_timeout().filter(|t| *t < at) {
                 // A timeout falls before this frame: handle it first.
-                self.wires.push_front(w);
                 self.now = self.now.max(t);
                 self.timeout();
                 return true;
             }
+            let w = self.wires.pop().expect("the queue has a head");
             if w.at > self.now {
                 self.now = w.at;
             }
@@ -587,11 +663,10 @@ impl Net {
             let Ok(Some((body, _))) = wire::split_frame(&w.frame) else {
                 panic!("harness sent a broken frame");
             };
-            let body = body.to_vec();
             if w.to_relay {
-                self.deliver_to_relay(w.link, &body);
+                self.deliver_to_relay(w.link, body);
             } else {
-                self.deliver_to_node(w.link, &body, w.close_after);
+                self.deliver_to_node(w.link, body, w.close_after);
             }
             return true;
         }
@@ -688,7 +763,7 @@ impl Net {
                     if self.disrupt == Some(i) && self.flip_record_byte(&mut frame) {
                         self.disrupt = None;
                     }
-                    self.send(true, link, frame);
+                    self.send(true, link, Rc::from(frame));
                 }
                 if let Some(d) = h.delivery {
                     deliver(&mut self.apps[i], d);

@@ -1000,3 +1000,32 @@ fn a_client_resumes_from_a_log_that_has_wrapped() {
     assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
     assert!(net.clients[0].is_open(conn));
 }
+
+#[test]
+fn the_same_net_runs_the_same_way_twice() {
+    // Step by step: the clock, the exchanges decoded and the bytes at the exit, through a
+    // link cut while frames are in flight on it and a client that reads nothing for a while.
+    let run = || {
+        let mut net = Net::new(NetConfig::new(4, 2, 64));
+        load(&mut net, 3000);
+        let mut trace = Vec::new();
+        for k in 0..20_000 {
+            match k {
+                2_000 => net.disconnect(Node::Client(1)),
+                2_500 => net.connect(Node::Client(1)),
+                4_000 => net.muted[2] = true,
+                6_000 => net.muted[2] = false,
+                _ => {}
+            }
+            if !net.step() {
+                break;
+            }
+            let upstream: usize = net.exit.upstream.values().map(Vec::len).sum();
+            trace.push((net.now, net.relay.exchanges_decoded(), upstream));
+        }
+        (trace, net.exit.upstream.clone(), net.intervals.clone())
+    };
+    let (first, second) = (run(), run());
+    assert!(first.0.len() > 5_000, "the net stopped early");
+    assert_eq!(first, second);
+}

@@ -1,80 +1,56 @@
-//! Arbitrary frame bodies fed to a client, a trustee and a relay: errors, never panics.
+//! Arbitrary frame bodies fed to a relay, a trustee and a client of a running net: errors,
+//! never panics.
+//!
+//! Each input builds the core's in-memory test network (3 clients, 2 trustees) and runs it
+//! to its first interval, so the frames meet roles in the middle of an exchange. The input
+//! is a sequence of `selector(1) | len(1) | body` chunks: the selector picks the role (and,
+//! for the relay, the link the body arrives on).
 #![no_main]
 
-use dissent_core::client::{Client, ClientConfig, NoUpstream};
-use dissent_core::crypto::public_key;
-use dissent_core::relay::{NoDownstream, PeerId, Relay, RelayConfig};
-use dissent_core::trustee::{Trustee, TrusteeConfig};
-use dissent_core::{Duration, Instant};
+use dissent_core::client::NoUpstream;
+use dissent_core::testkit::{Net, NetConfig, Node};
+use dissent_core::wire::{CellView, OutputsView};
 use libfuzzer_sys::fuzz_target;
 
-const GROUP: [u8; 16] = [7; 16];
-const SESSION: [u8; 16] = [8; 16];
-
 fuzz_target!(|data: &[u8]| {
-    let clients = [public_key(&[1; 32]), public_key(&[2; 32])];
-    let trustees = [public_key(&[3; 32])];
-    let now = Instant::from_micros(1);
-    let mut client = Client::new(
-        &ClientConfig {
-            index: 0,
-            group_id: GROUP,
-            session_id: SESSION,
-            session_secret: [1; 32],
-            trustee_keys: &trustees,
-            slot: 0,
-            slots: 2,
-            cell_len: 64,
-            rng_seed: [4; 32],
-        },
-        vec![0u8; 64 * 4],
-    )
-    .expect("client");
-    let mut trustee = Trustee::new(&TrusteeConfig {
-        index: 0,
-        group_id: GROUP,
-        session_id: SESSION,
-        session_secret: [3; 32],
-        client_keys: &clients,
-        cell_len: 64,
-        rng_seed: [5; 32],
-        min_clients: 1,
-    })
-    .expect("trustee");
-    let cfg = RelayConfig {
-        group_id: GROUP,
-        session_id: SESSION,
-        clients: 2,
-        trustees: 1,
-        slots: 2,
-        cell_len: 64,
-        client_window: 2,
-        trustee_window: 4,
-        downstream_len: 256,
-        min_clients: 1,
-        idle_gap: Duration::from_millis(1),
-        exchange_timeout: Duration::from_millis(100),
-        first_interval: 1,
-    };
-    let mut relay = Relay::new(cfg, vec![0u8; cfg.storage_len()]).expect("relay");
-    client.handle_connected(now);
-    trustee.handle_connected(now);
-    let mut out = vec![0u8; cfg.max_frame_len()];
-    // The input is a sequence of `len(1) | body` chunks, each delivered to every role.
+    let mut net = Net::new(NetConfig::new(3, 2, 64));
+    net.run_until(100_000, |s| s.relay.interval().is_some());
+    let now = net.now;
+    let mut out = vec![0u8; 70_000];
+    let links: Vec<_> = [
+        Node::Client(0),
+        Node::Client(1),
+        Node::Client(2),
+        Node::Trustee(0),
+        Node::Trustee(1),
+    ]
+    .iter()
+    .filter_map(|&n| net.link_of(n).map(|l| (n, l)))
+    .collect();
     let mut rest = data;
-    while let Some((&len, tail)) = rest.split_first() {
-        let n = usize::from(len).min(tail.len());
+    while let [selector, len, tail @ ..] = rest {
+        let n = usize::from(*len).min(tail.len());
         let (body, next) = tail.split_at(n);
         rest = next;
-        let _ = relay.handle_hello(now, body);
-        let _ = relay.handle_frame(now, PeerId::Client(u16::from(len & 1)), body);
-        let _ = relay.handle_frame(now, PeerId::Trustee(0), body);
-        while relay.poll_event(now).is_some() {}
-        while let Ok(Some(_)) = relay.poll_transmit(now, &mut out, &mut NoDownstream) {}
-        let _ = client.handle_frame(now, body);
-        while client.poll_event().is_some() {}
-        while let Ok(Some(_)) = client.poll_transmit(&mut out, &mut NoUpstream) {}
-        let _ = trustee.handle_frame(now, body);
-        while let Ok(Some(_)) = trustee.poll_transmit(&mut out) {}
+        match selector % 3 {
+            0 => {
+                let (node, link) = links[usize::from(selector / 3) % links.len()];
+                let _ = net.relay.handle_frame(now, link, node.peer(), body);
+                while net.relay.poll_event(now).is_some() {}
+                while let Ok(Some(_)) = net.relay.poll_transmit(now, &mut out, &mut net.exit) {}
+            }
+            1 => {
+                let _ = net.trustees[0].handle_frame(now, body);
+                while let Ok(Some(_)) = net.trustees[0].poll_transmit(&mut out) {}
+            }
+            _ => {
+                let _ = net.clients[0].handle_frame(now, body, &mut out);
+                while net.clients[0].poll_event().is_some() {}
+                while let Ok(Some(_)) = net.clients[0].poll_transmit(&mut out) {}
+                net.clients[0].prepare(now, &mut NoUpstream);
+            }
+        }
+        let _ = CellView::parse(body);
+        let _ = OutputsView::parse(body, 3);
     }
 });

@@ -61,14 +61,14 @@ enum Command {
     Clients(ClientsArgs),
     /// Run a standalone echo server on 127.0.0.1.
     Echo {
-        /// Port to listen on, 1-65535.
-        #[arg(short, long, default_value_t = 8080, value_parser = port())]
+        /// Port to listen on, 0-65535 (0: a free port, named in the log).
+        #[arg(short, long, default_value_t = 8080, value_parser = listen_port())]
         port: u16,
     },
     /// Run a standalone SOCKS5 server on 127.0.0.1.
     Socks5 {
-        /// Port to listen on, 1-65535.
-        #[arg(short, long, default_value_t = 8080, value_parser = port())]
+        /// Port to listen on, 0-65535 (0: a free port, named in the log).
+        #[arg(short, long, default_value_t = 8080, value_parser = listen_port())]
         port: u16,
         #[command(flatten)]
         exit: PrivateExit,
@@ -128,7 +128,7 @@ struct PrivateExit {
 #[derive(Args, Debug, Clone)]
 struct MetricsArg {
     /// Serve Prometheus metrics at http://ADDR/metrics. ADDR is HOST:PORT or a port alone
-    /// (127.0.0.1:PORT). A name must resolve to loopback; another IP address written out
+    /// (127.0.0.1:PORT); port 0 takes a free port, named in the log. A name must resolve to loopback; another IP address written out
     /// serves the metrics beyond this machine, where anyone who reaches it sees this
     /// node's traffic counters.
     #[arg(long, value_name = "ADDR", value_parser = metrics::parse_listen)]
@@ -157,8 +157,9 @@ struct SmallSet {
 
 #[derive(Args, Debug)]
 struct RelayArgs {
-    /// Port to listen on, 1-65535 (default: the port in system.json).
-    #[arg(short, long, value_name = "PORT", value_parser = port())]
+    /// Port to listen on, 0-65535 (default: the port in system.json; 0: a free port,
+    /// named in the log).
+    #[arg(short, long, value_name = "PORT", value_parser = listen_port())]
     port: Option<u16>,
     /// Address to listen on (default: the host in system.json; every address when it is
     /// a name).
@@ -247,8 +248,8 @@ struct TrusteeArgs {
 
 #[derive(Args, Debug)]
 struct ClientArgs {
-    /// Local port to listen on, 1-65535.
-    #[arg(short, long, default_value_t = 1080, value_parser = port())]
+    /// Local port to listen on, 0-65535 (0: a free port, named in the log).
+    #[arg(short, long, default_value_t = 1080, value_parser = listen_port())]
     port: u16,
     /// Local address to listen on.
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
@@ -383,6 +384,11 @@ fn port() -> RangedI64ValueParser<u16> {
     clap::value_parser!(u16).range(1..)
 }
 
+/// A port a process listens on: 0-65535 (0: a free port the system picks).
+fn listen_port() -> RangedI64ValueParser<u16> {
+    clap::value_parser!(u16).range(0..)
+}
+
 /// A pipelining window: 1-64.
 fn window() -> RangedI64ValueParser<u16> {
     clap::value_parser!(u16).range(1..=dissent_core::MAX_WINDOW as i64)
@@ -394,23 +400,23 @@ fn min_clients() -> RangedI64ValueParser<u16> {
 }
 
 /// A number of clients: 1-65535 (below 2 only with --allow-small-anonymity-set).
-fn clients() -> RangedU64ValueParser<usize> {
+pub(crate) fn clients() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(1..=config::MAX_CLIENTS as u64)
 }
 
 /// A number of trustees: 1-16.
-fn trustees() -> RangedU64ValueParser<usize> {
+pub(crate) fn trustees() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new().range(1..=config::MAX_TRUSTEES as u64)
 }
 
 /// A cell length: 16-65535 bytes.
-fn cell_length() -> RangedU64ValueParser<usize> {
+pub(crate) fn cell_length() -> RangedU64ValueParser<usize> {
     RangedU64ValueParser::new()
         .range(config::MIN_CELL_LENGTH as u64..=config::MAX_CELL_LENGTH as u64)
 }
 
 /// A period in seconds: 1 s to a day.
-fn seconds() -> RangedU64ValueParser<u64> {
+pub(crate) fn seconds() -> RangedU64ValueParser<u64> {
     RangedU64ValueParser::new().range(1..=86_400)
 }
 

@@ -231,12 +231,18 @@ pub fn render() -> String {
     text
 }
 
-/// Parses a `--metrics` value: `HOST:PORT`, or a bare port meaning `127.0.0.1:PORT`.
+/// Parses a `--metrics` value: `HOST:PORT`, or a bare port meaning `127.0.0.1:PORT`;
+/// port 0 takes a free port (the log line names it).
 pub fn parse_listen(s: &str) -> Result<HostPort, AddrError> {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return format!("127.0.0.1:{s}").parse();
+    let s = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        format!("127.0.0.1:{s}")
+    } else {
+        s.to_owned()
+    };
+    match s.strip_suffix(":0") {
+        Some(host) => Ok(format!("{host}:1").parse::<HostPort>()?.with_port(0)),
+        None => s.parse(),
     }
-    s.parse()
 }
 
 /// The socket address to serve metrics on.
@@ -494,7 +500,10 @@ mod tests {
             parse_listen("localhost:9100").unwrap().to_string(),
             "localhost:9100"
         );
-        for bad in ["", "0", "70000", "127.0.0.1", "host:x"] {
+        // Port 0: a free port the system picks.
+        assert_eq!(parse_listen("0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(parse_listen("[::1]:0").unwrap().to_string(), "[::1]:0");
+        for bad in ["", ":0", "70000", "127.0.0.1", "host:x", "host:00"] {
             assert!(parse_listen(bad).is_err(), "{bad}");
         }
     }

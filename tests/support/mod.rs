@@ -18,7 +18,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -165,6 +164,18 @@ impl Proc {
             let log = p.log();
             log.contains(needle).then_some(log)
         })
+    }
+
+    /// The port this process listens on, from the log line that names its address: a
+    /// process started with port 0 says which port it got. `marker` is the text before the
+    /// address: `relay listening on`, `listening on` (a client), `socks5 server listening`,
+    /// `echo server listening` or `serving metrics at`.
+    pub fn listening_port(&mut self, marker: &str) -> u16 {
+        self.wait_until(
+            Duration::from_secs(30),
+            &format!("a log line {marker:?} with an address"),
+            |p| port_after(&p.log(), marker),
+        )
     }
 
     /// Polls `check` until it gives a value; panics with the output after `limit`.
@@ -421,34 +432,100 @@ pub fn wait_all_gone(pids: &[u32], limit: Duration) {
 // ---------------------------------------------------------------------------------------
 // Harness: ports and sockets
 
-pub static NEXT_PORT: AtomicU16 = AtomicU16::new(0);
-pub const PORT_FIRST: u16 = 20_000;
-pub const PORT_END: u16 = 32_000;
-
-/// The first of `n` consecutive free ports on 127.0.0.1.
+/// A port on 127.0.0.1 that the system hands to no one else for a minute, for a process
+/// that must be told its port before it starts (a supervisor's relay and clients, a port
+/// QEMU forwards, a relay address written into a configuration before the relay runs).
+/// Whatever can listen on port 0 and name the port it got should do that instead (see
+/// [`Proc::listening_port`]).
 ///
-/// Ports come from below the kernel's ephemeral range (32768 up), so the outgoing connections
-/// of tests running in parallel cannot take them between this check and a child's `bind`;
-/// a per-process counter keeps this binary's tests apart, a pid-based start other binaries.
-pub fn free_ports(n: u16) -> u16 {
-    let span = PORT_END - PORT_FIRST;
-    let _ = NEXT_PORT.compare_exchange(
-        0,
-        PORT_FIRST + (std::process::id() % u32::from(span / 2)) as u16,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
-    for _ in 0..1000 {
-        let mut base = NEXT_PORT.fetch_add(n, Ordering::SeqCst);
-        if base < PORT_FIRST || base + n > PORT_END {
-            base = PORT_FIRST;
-            NEXT_PORT.store(PORT_FIRST + n, Ordering::SeqCst);
-        }
-        if (base..base + n).all(|p| TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok()) {
+/// The system picks the port (bind to 0 and read it back). One connection to it is then
+/// closed from the listening side first, which leaves that side in TIME_WAIT: for that
+/// minute the system gives the port to no `bind` to port 0 and no outgoing connection,
+/// while a server that sets SO_REUSEADDR (every listener of `dissent`, tokio's and std's,
+/// and QEMU's port forwards) can bind it.
+pub fn reserve_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    time_wait(listener)
+}
+
+/// `n` consecutive ports, each reserved as [`reserve_port`] reserves one; returns the first.
+pub fn reserve_ports(n: u16) -> u16 {
+    for _ in 0..100 {
+        let base = reserve_port();
+        if base.checked_add(n - 1).is_some() && (1..n).all(|k| reserve_exact(base + k)) {
             return base;
         }
     }
-    panic!("no {n} consecutive free ports in {PORT_FIRST}..{PORT_END}");
+    panic!("cannot reserve {n} consecutive ports on 127.0.0.1");
+}
+
+/// Reserves `port` as [`reserve_port`] does, if nothing holds it, not even a reservation.
+fn reserve_exact(port: u16) -> bool {
+    // Without SO_REUSEADDR (which std's listeners set), binding fails while any socket
+    // holds the port, one in TIME_WAIT included.
+    // SAFETY: a new socket that we own; `addr` is a valid sockaddr_in of the size given;
+    // the descriptor is closed on failure or handed to a TcpListener that owns it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let bound = libc::bind(
+            fd,
+            std::ptr::from_ref(&addr).cast::<libc::sockaddr>(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        ) == 0;
+        // Set after the bind: the connection's side that stays in TIME_WAIT inherits it, and
+        // a server setting it too can then bind the port.
+        let one: libc::c_int = 1;
+        let reuse = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            std::ptr::from_ref(&one).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0;
+        if !bound || !reuse || libc::listen(fd, 1) != 0 {
+            libc::close(fd);
+            return false;
+        }
+        time_wait(<TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd));
+    }
+    true
+}
+
+/// Closes `listener` after one connection to it, closed from its side first: its port is
+/// left in TIME_WAIT (see [`reserve_port`]). Returns the port.
+fn time_wait(listener: TcpListener) -> u16 {
+    let port = listener.local_addr().expect("local_addr").port();
+    let mut client = TcpStream::connect(local(port)).expect("connect to our own listener");
+    let (server, _) = listener.accept().expect("accept our own connection");
+    drop(server);
+    // The server's FIN has come when this read ends; the client closes second.
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    drop(client);
+    drop(listener);
+    port
+}
+
+/// The port of the first `127.0.0.1:PORT` after `marker` in the first line of `text` that
+/// holds `marker`.
+pub fn port_after(text: &str, marker: &str) -> Option<u16> {
+    let line = text.lines().find(|l| l.contains(marker))?;
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let at = rest.find("127.0.0.1:")? + "127.0.0.1:".len();
+    let digits: String = rest[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 pub fn local(port: u16) -> SocketAddr {
@@ -585,17 +662,33 @@ pub fn wait_metric(port: u16, name: &str, limit: Duration, ok: impl Fn(f64) -> b
     }
 }
 
-/// Starts a relay of `cfg` with a metrics endpoint and a stats line every second; returns
-/// it and the endpoint's port once the endpoint answers.
-pub fn relay_with_metrics(scope: &Scope, cfg: &str, extra: &[&str]) -> (Proc, u16) {
-    let metrics_port = free_ports(1);
-    let listen = format!("127.0.0.1:{metrics_port}");
-    let mut args = vec!["relay", "--stats-secs", "1", "--metrics", &listen];
+/// A relay started by [`relay_with_metrics`].
+pub struct Relay {
+    pub proc: Proc,
+    /// The port it listens on.
+    pub port: u16,
+    /// Its metrics endpoint's port.
+    pub metrics: u16,
+}
+
+/// Starts a relay of `cfg` with a metrics endpoint and a stats line every second, on free
+/// ports the system picks (unless `extra` gives `-p`); returns it once the endpoint answers.
+pub fn relay_with_metrics(scope: &Scope, cfg: &str, extra: &[&str]) -> Relay {
+    let mut args = vec!["relay", "--stats-secs", "1", "--metrics", "127.0.0.1:0"];
+    if !extra.contains(&"-p") {
+        args.extend(["-p", "0"]);
+    }
     args.extend_from_slice(extra);
     args.push(cfg);
-    let mut relay = scope.spawn("relay", &args);
-    relay.wait_until(FORM_TIMEOUT, "a metrics endpoint", |_| scrape(metrics_port));
-    (relay, metrics_port)
+    let mut proc = scope.spawn("relay", &args);
+    let port = proc.listening_port("relay listening on");
+    let metrics = proc.listening_port("serving metrics at");
+    proc.wait_until(FORM_TIMEOUT, "a metrics endpoint", |_| scrape(metrics));
+    Relay {
+        proc,
+        port,
+        metrics,
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -623,34 +716,36 @@ impl Net {
     }
 
     /// Like [`Net::start`], with any relay options.
+    ///
+    /// Every process listens on a port the system picks and names it in its log.
     pub fn start_with(scope: &Scope, clients: usize, trustees: usize, relay_args: &[&str]) -> Net {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = dir.path().join("cfg");
-        let base = free_ports(1 + clients as u16);
-        generate(&cfg, clients, trustees, base);
+        // The configuration's relay address is not used: every node is told the relay's
+        // port with --relay.
+        generate(&cfg, clients, trustees, reserve_port());
         let cfg_s = cfg.display().to_string();
-        let (relay, metrics) = relay_with_metrics(scope, &cfg_s, relay_args);
-        let trustees = (0..trustees)
-            .map(|j| {
-                let id = format!("trustee-{j}");
-                scope.spawn(&id, &["trustee", &cfg_s, &key_file(&cfg, &id)])
-            })
-            .collect();
+        let relay = relay_with_metrics(scope, &cfg_s, relay_args);
         let mut net = Net {
-            relay,
-            trustees,
+            relay: relay.proc,
+            trustees: Vec::new(),
             clients: Vec::new(),
             cfg,
-            relay_port: base,
-            client_ports: (1..=clients as u16).map(|i| base + i).collect(),
-            metrics,
+            relay_port: relay.port,
+            client_ports: Vec::new(),
+            metrics: relay.metrics,
             _dir: dir,
         };
+        for j in 0..trustees {
+            let trustee = net.trustee_process(scope, j);
+            net.trustees.push(trustee);
+        }
         for i in 0..clients {
-            let client = net.client_on(scope, i, net.client_ports[i]);
+            let mut client = net.client_on(scope, i, 0);
+            net.client_ports.push(client.listening_port("listening on"));
             net.clients.push(client);
         }
-        wait_metric(metrics, "dissent_online_clients", FORM_TIMEOUT, |v| {
+        wait_metric(net.metrics, "dissent_online_clients", FORM_TIMEOUT, |v| {
             v == clients as f64
         });
         for port in &net.client_ports {
@@ -659,27 +754,58 @@ impl Net {
         net
     }
 
-    /// Starts a process of client `i` listening on `port`.
+    /// The relay's address, for --relay.
+    pub fn relay_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.relay_port)
+    }
+
+    /// Starts a process of client `i` listening on `port` (0: a port the system picks,
+    /// which [`Proc::listening_port`] reads from its log).
     pub fn client_on(&self, scope: &Scope, i: usize, port: u16) -> Proc {
         let id = format!("client-{i}");
         let cfg = self.cfg.display().to_string();
         let port = port.to_string();
+        let relay = self.relay_addr();
         scope.spawn(
             &id,
-            &["client", "-p", &port, &cfg, &key_file(&self.cfg, &id)],
+            &[
+                "client",
+                "-p",
+                &port,
+                "--relay",
+                &relay,
+                &cfg,
+                &key_file(&self.cfg, &id),
+            ],
         )
     }
 
-    /// Starts client `i` (again) on its port.
+    /// Starts client `i` again, on a port the system picks; `client_ports[i]` is its new port.
     pub fn spawn_client(&mut self, scope: &Scope, i: usize) {
-        self.clients[i] = self.client_on(scope, i, self.client_ports[i]);
+        let mut client = self.client_on(scope, i, 0);
+        self.client_ports[i] = client.listening_port("listening on");
+        self.clients[i] = client;
+    }
+
+    fn trustee_process(&self, scope: &Scope, j: usize) -> Proc {
+        let id = format!("trustee-{j}");
+        let cfg_s = self.cfg.display().to_string();
+        let relay = self.relay_addr();
+        scope.spawn(
+            &id,
+            &[
+                "trustee",
+                "--relay",
+                &relay,
+                &cfg_s,
+                &key_file(&self.cfg, &id),
+            ],
+        )
     }
 
     /// Starts trustee `j` (again).
     pub fn spawn_trustee(&mut self, scope: &Scope, j: usize) {
-        let id = format!("trustee-{j}");
-        let cfg_s = self.cfg.display().to_string();
-        self.trustees[j] = scope.spawn(&id, &["trustee", &cfg_s, &key_file(&self.cfg, &id)]);
+        self.trustees[j] = self.trustee_process(scope, j);
     }
 
     /// A new connection into client `i`'s port.

@@ -105,17 +105,17 @@ struct LoadArgs {
 /// Arguments of `dissent bench core`.
 #[derive(Args, Debug, Clone)]
 struct CoreArgs {
-    /// Clients (each keeps its slot busy).
-    #[arg(long, default_value_t = 16)]
+    /// Clients (each keeps its slot busy), 1-65535.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = crate::clients())]
     clients: usize,
-    /// Trustees.
-    #[arg(long, default_value_t = 3)]
+    /// Trustees, 1-16.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = crate::trustees())]
     trustees: usize,
-    /// Cell length in bytes (every exchange has this length).
-    #[arg(long, default_value_t = 1024)]
+    /// Cell length in bytes (every exchange has this length), 16-65535.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = crate::cell_length())]
     cell_length: usize,
     /// Seconds to measure.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = crate::seconds())]
     seconds: u64,
 }
 
@@ -229,9 +229,22 @@ fn ms_at(h: &Histogram<u64>, q: f64) -> f64 {
 // core mode
 
 fn bench_core(args: &CoreArgs) -> Result<()> {
+    // The command line checks these; a caller in code gets the same refusal.
     ensure!(
-        args.clients >= 1 && args.trustees >= 1,
-        "need clients and trustees"
+        (1..=dissent_core::MAX_CLIENTS).contains(&args.clients),
+        "--clients must be between 1 and {}",
+        dissent_core::MAX_CLIENTS
+    );
+    ensure!(
+        (1..=dissent_core::MAX_TRUSTEES).contains(&args.trustees),
+        "--trustees must be between 1 and {}",
+        dissent_core::MAX_TRUSTEES
+    );
+    ensure!(
+        (dissent_core::MIN_CELL_LENGTH..=dissent_core::MAX_CELL_LENGTH).contains(&args.cell_length),
+        "--cell-length must be between {} and {}",
+        dissent_core::MIN_CELL_LENGTH,
+        dissent_core::MAX_CELL_LENGTH
     );
     let mut cfg = NetConfig::new(args.clients, args.trustees, args.cell_length);
     cfg.max_cell_len = args.cell_length;
@@ -242,57 +255,89 @@ fn bench_core(args: &CoreArgs) -> Result<()> {
     cfg.capacity = args.clients.min(1024) as u16;
     cfg.admit = cfg.capacity;
     cfg.window = 16;
+    // Room for a window of the longest cells in each client's ring of sent cells.
+    cfg.ring_len = cfg
+        .ring_len
+        .max(usize::from(cfg.window) * (args.cell_length + 64));
     // Everyone in the first interval: no joiners to wait for.
     cfg.min_clients = args.clients.min(u16::MAX as usize) as u16;
     cfg.join_delay = dissent_core::Duration::from_micros(0);
     let mut net = Net::new(cfg);
     let pb = phase(format!(
-        "core: {} clients, {} trustees, {}-byte cells",
-        args.clients, args.trustees, args.cell_length
+        "core: {} {}, {} {}, {}-byte cells",
+        args.clients,
+        plural(args.clients, "client", "clients"),
+        args.trustees,
+        plural(args.trustees, "trustee", "trustees"),
+        args.cell_length
     ));
     net.run_until(10_000_000, |n| n.relay.interval().is_some());
-    // Every client keeps its slot busy.
-    let chunk = 1 << 20;
-    let mut conns = Vec::new();
+    // Every client keeps its slot busy, with a connection that always has more to send.
     for i in 0..args.clients {
-        let c = net.open(i);
-        net.send_bytes(i, c, vec![0x5a; chunk]);
-        conns.push(c);
+        let conn = net.open(i);
+        net.send_endless(i, conn);
     }
-    // Warm up until every slot is reserved.
-    net.run_until(50_000_000, |n| {
-        n.relay.reserved_slots() >= args.clients.min(1024)
-    });
-    let start = Instant::now();
-    let e0 = net.relay.exchanges_decoded();
-    let b0: usize = net.exit.upstream.values().map(Vec::len).sum();
-    let limit = Duration::from_secs(args.seconds.max(1));
-    while start.elapsed() < limit {
-        net.run_steps(10_000);
-        for (i, c) in conns.iter().enumerate() {
-            if net.apps[i].pending.is_empty() {
-                net.send_bytes(i, *c, vec![0x5a; chunk]);
-            }
+    // Runs a batch of steps; the upstream bytes that reached the exit in it. The exit keeps
+    // a count, not the bytes, and echoes are dropped (the bench measures upstream only).
+    // A batch is an exchange or two (a step per cell in and out), at least 1,000 steps.
+    let steps = (2 * (args.clients + args.trustees)).max(1_000);
+    let batch = |net: &mut Net| -> usize {
+        net.run_steps(steps);
+        let mut bytes = 0;
+        for data in net.exit.upstream.values_mut() {
+            bytes += data.len();
+            data.clear();
         }
-        // Echoes pile up at the exit; the core bench measures upstream only.
         net.exit.replies.clear();
         for app in net.apps.iter_mut() {
             app.received.clear();
         }
+        bytes
+    };
+    // Warm up until every slot is reserved.
+    let target = args.clients.min(1024);
+    for _ in 0..50_000_000 / steps {
+        if net.relay.reserved_slots() >= target {
+            break;
+        }
+        batch(&mut net);
+    }
+    ensure!(
+        net.relay.reserved_slots() >= target,
+        "the test network reserved {} of {target} slots",
+        net.relay.reserved_slots()
+    );
+    let start = Instant::now();
+    let e0 = net.relay.exchanges_decoded();
+    let limit = Duration::from_secs(args.seconds);
+    let mut bytes = 0;
+    while start.elapsed() < limit {
+        bytes += batch(&mut net);
     }
     let secs = start.elapsed().as_secs_f64();
     pb.finish_and_clear();
     let exchanges = net.relay.exchanges_decoded() - e0;
-    let bytes: usize = net.exit.upstream.values().map(Vec::len).sum::<usize>() - b0;
     println!(
-        "# core: {} clients, {} trustees, cell {} bytes, one thread, in-memory test network",
-        args.clients, args.trustees, args.cell_length
+        "# core: {} {}, {} {}, cell {} bytes, one thread, in-memory test network",
+        args.clients,
+        plural(args.clients, "client", "clients"),
+        args.trustees,
+        plural(args.trustees, "trustee", "trustees"),
+        args.cell_length
     );
-    println!("core.exchanges_per_sec: {:.0}", exchanges as f64 / secs);
-    println!("core.upstream_mb_per_sec: {:.2}", bytes as f64 / secs / 1e6);
+    println!("core.seconds: {secs:.2}");
+    println!("core.exchanges: {exchanges}");
+    println!("core.exchanges_per_sec: {:.1}", exchanges as f64 / secs);
     println!(
-        "core.us_per_exchange: {:.1}",
-        secs * 1e6 / exchanges.max(1) as f64
+        "core.upstream_bytes_per_sec: {:.0} ({})",
+        bytes as f64 / secs,
+        human_rate(bytes as f64 / secs)
+    );
+    let us = secs * 1e6 / exchanges.max(1) as f64;
+    println!("core.us_per_exchange: {us:.1}");
+    println!(
+        "core.us_per_exchange_per_client: {:.3}",
+        us / args.clients as f64
     );
     ensure!(
         net.exit.garbled == 0,
@@ -300,6 +345,36 @@ fn bench_core(args: &CoreArgs) -> Result<()> {
         net.exit.garbled
     );
     Ok(())
+}
+
+/// `one` or `many` by `n`.
+fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+/// A rate in bytes per second with a unit that keeps three significant digits.
+fn human_rate(bytes_per_sec: f64) -> String {
+    let (value, unit) = if bytes_per_sec >= 1e9 {
+        (bytes_per_sec / 1e9, "GB/s")
+    } else if bytes_per_sec >= 1e6 {
+        (bytes_per_sec / 1e6, "MB/s")
+    } else if bytes_per_sec >= 1e3 {
+        (bytes_per_sec / 1e3, "kB/s")
+    } else {
+        (bytes_per_sec, "B/s")
+    };
+    let decimals = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.decimals$} {unit}")
 }
 
 // ---------------------------------------------------------------------------------------
