@@ -6,6 +6,10 @@
 //! Each local connection has a reader task (bytes upstream) and a writer task (bytes
 //! downstream). Connections survive a short loss of the relay link; a connection opened
 //! while the net cannot carry traffic is closed after a few seconds, with the reason logged.
+//!
+//! Logs never name a Conn# or the slot: a Conn#'s high bits are the slot, and a log that
+//! someone shares must not tell which slot is theirs. A local connection is named by a
+//! number of its own, counted from 1 in this process.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,6 +62,8 @@ enum ToLocal {
 }
 
 struct Local {
+    /// The name in the log (never the Conn#, which tells the slot).
+    number: u64,
     tx: mpsc::Sender<ToLocal>,
     reader: AbortHandle,
     accepted: tokio::time::Instant,
@@ -222,6 +228,8 @@ struct ClientNode {
     origin: tokio::time::Instant,
     quiet: bool,
     intervals: u64,
+    /// Local connections accepted so far (the last one's number in the log).
+    accepted: u64,
 }
 
 impl ClientNode {
@@ -254,6 +262,7 @@ impl ClientNode {
             origin: tokio::time::Instant::now(),
             quiet: opts.quiet,
             intervals: 0,
+            accepted: 0,
         }
     }
 
@@ -412,7 +421,13 @@ impl ClientNode {
                     }
                 }
                 ClientEvent::Lost { conn } => {
-                    warn!(%conn, "connection lost (bytes of it are gone for good); closing it");
+                    if let Some(l) = self.locals.get(&conn) {
+                        warn!(
+                            "local connection {}: lost (bytes of it are gone for good); \
+                             closing it",
+                            l.number
+                        );
+                    }
                     self.deliver(conn, None);
                 }
                 _ => {}
@@ -424,10 +439,12 @@ impl ClientNode {
         match accepted {
             Ok((stream, addr)) => match self.client.open() {
                 Ok(conn) => {
-                    debug!(%conn, "local connection from {addr}");
+                    self.accepted += 1;
+                    debug!("local connection {} from {addr}", self.accepted);
                     let carried = self.client.interval().is_some();
                     let local = spawn_local(
                         conn,
+                        self.accepted,
                         stream,
                         self.up_tx.clone(),
                         self.pending.queued.clone(),
@@ -484,10 +501,11 @@ impl ClientNode {
         let Some(local) = self.locals.get(&conn) else {
             return;
         };
+        let number = local.number;
         let down = match data {
             Some(d) => ToLocal::Data(d),
             None => {
-                debug!(%conn, "closed by the exit");
+                debug!("local connection {number}: closed by the exit");
                 ToLocal::Close
             }
         };
@@ -496,7 +514,7 @@ impl ClientNode {
         }
         let closing = matches!(down, ToLocal::Close);
         if local.tx.try_send(down).is_err() {
-            warn!(%conn, "local application is not reading; closing its connection");
+            warn!("local connection {number}: the application is not reading; closing it");
             if let Some(l) = self.locals.remove(&conn) {
                 l.reader.abort();
             }
@@ -521,6 +539,7 @@ async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, S
 /// Pumps one local connection: reads go upstream, downstream bytes get written.
 fn spawn_local(
     conn: ConnId,
+    number: u64,
     stream: TcpStream,
     up: mpsc::Sender<FromLocal>,
     queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -563,6 +582,7 @@ fn spawn_local(
         reader_abort.abort();
     });
     Local {
+        number,
         tx,
         reader: reader.abort_handle(),
         accepted: tokio::time::Instant::now(),

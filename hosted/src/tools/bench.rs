@@ -89,10 +89,10 @@ struct LoadArgs {
     #[arg(long, default_value_t = 1024)]
     size: u64,
     /// Clients, each its own process with a SOCKS5 port; requests go to them in turn.
-    #[arg(long, default_value_t = 4)]
+    #[arg(short, long, value_name = "N", default_value_t = 4)]
     clients: usize,
     /// Trustees.
-    #[arg(long, default_value_t = 3)]
+    #[arg(short, long, value_name = "N", default_value_t = 3)]
     trustees: usize,
     /// Base cell length in bytes.
     #[arg(long, default_value_t = 256)]
@@ -106,10 +106,10 @@ struct LoadArgs {
 #[derive(Args, Debug, Clone)]
 struct CoreArgs {
     /// Clients (each keeps its slot busy).
-    #[arg(long, default_value_t = 16)]
+    #[arg(short, long, value_name = "N", default_value_t = 16)]
     clients: usize,
     /// Trustees.
-    #[arg(long, default_value_t = 3)]
+    #[arg(short, long, value_name = "N", default_value_t = 3)]
     trustees: usize,
     /// Cell length in bytes (every exchange has this length).
     #[arg(long, default_value_t = 1024)]
@@ -123,10 +123,10 @@ struct CoreArgs {
 #[derive(Args, Debug, Clone)]
 struct NetArgs {
     /// Clients, 1-65535.
-    #[arg(long, default_value_t = 16)]
+    #[arg(short, long, value_name = "N", default_value_t = 16)]
     clients: usize,
     /// Trustees, 1-16.
-    #[arg(long, default_value_t = 3)]
+    #[arg(short, long, value_name = "N", default_value_t = 3)]
     trustees: usize,
     /// Base cell length in bytes.
     #[arg(long, default_value_t = 256)]
