@@ -443,8 +443,7 @@ fn port() -> impl Fn(&str) -> std::result::Result<u16, String> + Clone + Send + 
 }
 
 /// A pipelining window: 1-64.
-fn window() -> impl Fn(&str) -> std::result::Result<u16, String> + Clone + Send + Sync + 'static
-{
+fn window() -> impl Fn(&str) -> std::result::Result<u16, String> + Clone + Send + Sync + 'static {
     const _: () = assert!(dissent_core::MAX_WINDOW == 64);
     ranged(1, dissent_core::MAX_WINDOW as u64, "1-64")
 }
@@ -453,8 +452,8 @@ fn window() -> impl Fn(&str) -> std::result::Result<u16, String> + Clone + Send 
 const CLIENTS_RANGE: &str = "2-65535 (1 with --allow-small-anonymity-set)";
 
 /// A --min-clients value: 1-65535 (below 2 only with --allow-small-anonymity-set).
-fn min_clients(
-) -> impl Fn(&str) -> std::result::Result<u16, String> + Clone + Send + Sync + 'static {
+fn min_clients() -> impl Fn(&str) -> std::result::Result<u16, String> + Clone + Send + Sync + 'static
+{
     ranged(1, config::MAX_CLIENTS as u64, CLIENTS_RANGE)
 }
 
@@ -784,9 +783,10 @@ async fn run(command: Command) -> Result<()> {
 fn check_group_size(clients: usize, small: SmallSet) -> Result<()> {
     if clients < config::MIN_ANONYMITY_SET && !small.allow_small_anonymity_set {
         bail!(
-            "a group of {clients} client cannot hide anyone: every connection would be \
-             traceable to its client. Use -c {} or more, or pass \
-             --allow-small-anonymity-set to accept that",
+            "a group of {} cannot hide anyone: every connection would be traceable to \
+             its client. Use -c {} or more, or pass --allow-small-anonymity-set to accept \
+             that",
+            console::count(clients as u64, "client"),
             config::MIN_ANONYMITY_SET
         );
     }
@@ -809,9 +809,10 @@ fn interval_minimum(asked: u16, group_clients: usize, small: SmallSet) -> Result
     if usize::from(asked) > group_clients {
         if !allowed {
             bail!(
-                "the group has {group_clients} client(s), fewer than --min-clients {asked}, so \
-                 no interval could start; use a configuration with at least {asked} clients, \
-                 or pass --allow-small-anonymity-set to run intervals of {group_clients}"
+                "the group has {}, fewer than --min-clients {asked}, so no interval could \
+                 start; use a configuration with at least {asked} clients, or pass \
+                 --allow-small-anonymity-set to run intervals of {group_clients}",
+                console::count(group_clients as u64, "client")
             );
         }
         // The group size is at most MAX_CLIENTS, so it fits.
@@ -827,8 +828,9 @@ fn interval_minimum(asked: u16, group_clients: usize, small: SmallSet) -> Result
 
 fn warn_small_set(clients: u16) {
     tracing::warn!(
-        "intervals may run with only {clients} client(s) (--allow-small-anonymity-set): a \
-         connection is hidden among no more than that many"
+        "intervals may run with only {} (--allow-small-anonymity-set): a connection is \
+         hidden among no more than that many",
+        console::count(clients, "client")
     );
 }
 

@@ -80,9 +80,7 @@ pub async fn fetch(addr: &HostPort) -> Result<Report> {
     };
     let status = head.lines().next().unwrap_or_default();
     if !status.starts_with("HTTP/1.1 200") {
-        bail!(
-            "{addr} answered `{status}` for /status.json (is it a relay's --status address?)"
-        );
+        bail!("{addr} answered `{status}` for /status.json (is it a relay's --status address?)");
     }
     let report: Report = serde_json::from_str(body)
         .with_context(|| format!("{addr}: /status.json is not a relay's status document"))?;
@@ -162,9 +160,21 @@ pub fn render(r: &Report) -> String {
         let span = samples.len() as u64 * r.history.period_ms / 1000;
         let _ = writeln!(out, "\nlast {}:", duration(span * 1000));
         let lines: [(&str, fn(&Sample) -> Option<f64>, fn(f64) -> String); 5] = [
-            ("exchanges/s", |s| Some(s.exchanges_per_s), |v| format!("{v:.0}/s")),
-            ("goodput up", |s| Some(s.up_bytes_per_s), |v| format!("{}/s", human(v))),
-            ("goodput down", |s| Some(s.down_bytes_per_s), |v| format!("{}/s", human(v))),
+            (
+                "exchanges/s",
+                |s| Some(s.exchanges_per_s),
+                |v| format!("{v:.0}/s"),
+            ),
+            (
+                "goodput up",
+                |s| Some(s.up_bytes_per_s),
+                |v| format!("{}/s", human(v)),
+            ),
+            (
+                "goodput down",
+                |s| Some(s.down_bytes_per_s),
+                |v| format!("{}/s", human(v)),
+            ),
             ("clients", |s| Some(s.clients as f64), |v| format!("{v:.0}")),
             ("probe", |s| s.rtt_ms, |v| format!("{v:.2} ms")),
         ];
@@ -256,9 +266,7 @@ fn duration(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::status::{
-        Board, Counters, Event, ExitFigures, Online, RelayInfo,
-    };
+    use crate::relay::status::{Board, Counters, Event, ExitFigures, Online, RelayInfo};
 
     fn report() -> Report {
         let mut b = Board::new(
@@ -334,7 +342,10 @@ mod tests {
             .find(|l| l.trim_start().starts_with("exchanges/s"))
             .unwrap();
         let bars: Vec<char> = line.chars().filter(|c| ('▁'..='█').contains(c)).collect();
-        assert!(bars.len() <= GRAPH_COLUMNS && bars.len() >= GRAPH_COLUMNS / 2, "{line}");
+        assert!(
+            bars.len() <= GRAPH_COLUMNS && bars.len() >= GRAPH_COLUMNS / 2,
+            "{line}"
+        );
         assert_eq!(bars.last(), Some(&'█'), "{line}");
         assert!(bars.first() < bars.last(), "{line}");
     }

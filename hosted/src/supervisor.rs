@@ -301,8 +301,18 @@ fn check_group(group: &Group, opts: &SupervisorOptions) -> Result<()> {
         );
     }
     let nodes: Vec<(&str, NodeKind)> = std::iter::once((group.relay_id.as_str(), NodeKind::Relay))
-        .chain(group.trustees.iter().map(|t| (t.id.as_str(), NodeKind::Trustee)))
-        .chain(group.clients.iter().map(|c| (c.id.as_str(), NodeKind::Client)))
+        .chain(
+            group
+                .trustees
+                .iter()
+                .map(|t| (t.id.as_str(), NodeKind::Trustee)),
+        )
+        .chain(
+            group
+                .clients
+                .iter()
+                .map(|c| (c.id.as_str(), NodeKind::Client)),
+        )
         .collect();
     // Every file's mode first, so one message names all that need a chmod.
     let files: Vec<PathBuf> = nodes

@@ -1649,7 +1649,10 @@ mod tests {
         );
         let text = format!("{err:#}");
         let chmod = format!("run: chmod 600 {} {}", key.display(), session.display());
-        assert!(text.contains(&chmod) && text.contains("0644") && text.contains("0640"), "{text}");
+        assert!(
+            text.contains(&chmod) && text.contains("0644") && text.contains("0640"),
+            "{text}"
+        );
 
         // Over a whole group too, with quoted paths where a shell would split them.
         let spaced = tempfile::tempdir().unwrap();
@@ -1669,12 +1672,12 @@ mod tests {
             .chain(files.iter().cloned())
             .collect();
         let text = err_text(check_private_files(&all));
-        let quoted: Vec<String> = files
-            .iter()
-            .map(|f| format!("'{}'", f.display()))
-            .collect();
+        let quoted: Vec<String> = files.iter().map(|f| format!("'{}'", f.display())).collect();
         assert!(text.starts_with("3 private key files"), "{text}");
-        assert!(text.contains(&format!("chmod 600 {}", quoted.join(" "))), "{text}");
+        assert!(
+            text.contains(&format!("chmod 600 {}", quoted.join(" "))),
+            "{text}"
+        );
     }
 
     #[test]

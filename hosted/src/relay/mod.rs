@@ -17,8 +17,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use dissent_core::relay::{
-    Destination, HelloOutcome, LinkId, Peer, PeerId, ProbeOutcome, Relay, RelayConfig,
-    RelayEvent, Waiting,
+    Destination, HelloOutcome, LinkId, Peer, PeerId, ProbeOutcome, Relay, RelayConfig, RelayEvent,
+    Waiting,
 };
 use dissent_core::wire::GoodbyeReason;
 use rand::RngCore;

@@ -376,7 +376,10 @@ impl Board {
             now_ms,
             "interval_started",
             "info",
-            format!("interval {number} started with {}", count(clients, "client")),
+            format!(
+                "interval {number} started with {}",
+                count(clients, "client")
+            ),
         );
         e.interval = Some(number);
         self.event(e);
@@ -392,10 +395,7 @@ impl Board {
             now_ms,
             "interval_ended",
             "info",
-            format!(
-                "interval {number} ended after {}",
-                count(done, "exchange")
-            ),
+            format!("interval {number} ended after {}", count(done, "exchange")),
         );
         e.interval = Some(number);
         self.event(e);
@@ -595,11 +595,7 @@ fn route(path: &str, doc: &str) -> String {
     match path {
         "/" | "/index.html" => response("200 OK", "text/html; charset=utf-8", PAGE),
         "/status.json" => response("200 OK", "application/json", doc),
-        _ => response(
-            "404 Not Found",
-            "text/plain",
-            "try / or /status.json\n",
-        ),
+        _ => response("404 Not Found", "text/plain", "try / or /status.json\n"),
     }
 }
 
@@ -726,7 +722,12 @@ mod tests {
         let mut b = Board::new(info(), 0);
         b.interval_started(10, 3, 1, 0);
         b.interval_ended(20, 3, 1);
-        b.event(Event::new(30, "dropped", "warn", "client-2 dropped: too slow".into()));
+        b.event(Event::new(
+            30,
+            "dropped",
+            "warn",
+            "client-2 dropped: too slow".into(),
+        ));
         b.sample(1_000, counters(10, 1, 2));
         let text = b.json(1_000);
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -832,10 +833,7 @@ mod tests {
             .iter()
             .filter(|k| k.contains("slot") || k.contains("conn"))
             .collect();
-        assert!(
-            slotty.iter().all(|k| *k == "reserved_slots"),
-            "{slotty:?}"
-        );
+        assert!(slotty.iter().all(|k| *k == "reserved_slots"), "{slotty:?}");
     }
 
     #[test]
