@@ -1827,3 +1827,41 @@ fn small_edges_of_the_command_line() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// 20. A client's log never names a Conn# or a slot
+
+#[test]
+fn a_client_log_never_names_a_conn_or_a_slot() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start(scope, 2, 1, "echo");
+        // Client 1 again, logging everything it logs.
+        net.clients[1].kill();
+        let cfg = net.cfg.display().to_string();
+        let port = net.client_ports[1];
+        net.clients[1] = scope.spawn_logging(
+            "client-1",
+            &[
+                "client",
+                "-p",
+                &port.to_string(),
+                &cfg,
+                &key_file(&net.cfg, "client-1"),
+            ],
+            "info,dissent=debug,dissent_core=debug",
+        );
+        wait_for_port(port, FORM_TIMEOUT);
+        for i in 0..3u8 {
+            echo_within(port, &[i; 100], Duration::from_secs(30));
+        }
+        let log = net.clients[1].wait_for_log("closed by the exit", Duration::from_secs(20));
+        assert!(log.contains("local connection 1"), "{log}");
+        // A Conn# prints as 0x followed by eight hex digits; its high half is the slot.
+        let conn_like = log
+            .split("0x")
+            .skip(1)
+            .any(|rest| rest.len() >= 8 && rest.as_bytes()[..8].iter().all(u8::is_ascii_hexdigit));
+        assert!(!conn_like, "a Conn# in the client's log:\n{log}");
+        assert!(!log.to_lowercase().contains("slot"), "{log}");
+    });
+}

@@ -93,6 +93,9 @@ pub async fn fetch(addr: &HostPort) -> Result<Report> {
     Ok(report)
 }
 
+/// One graph line: its name, its value in a sample, and how its top is written.
+type GraphLine = (&'static str, fn(&Sample) -> Option<f64>, fn(f64) -> String);
+
 /// The report as lines for a terminal.
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
@@ -159,7 +162,7 @@ pub fn render(r: &Report) -> String {
     if !samples.is_empty() {
         let span = samples.len() as u64 * r.history.period_ms / 1000;
         let _ = writeln!(out, "\nlast {}:", duration(span * 1000));
-        let lines: [(&str, fn(&Sample) -> Option<f64>, fn(f64) -> String); 5] = [
+        let lines: [GraphLine; 5] = [
             (
                 "exchanges/s",
                 |s| Some(s.exchanges_per_s),

@@ -86,6 +86,11 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
         Host::Name(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     });
     check_ports_free(relay_ip, relay_addr.port(), &proxy_ports[..run_clients])?;
+    if let Some(status) = &opts.status {
+        if let (Host::Ip(ip), port @ 1..) = (status.host(), status.port()) {
+            ensure_free(*ip, port, "status page", "--status")?;
+        }
+    }
 
     let quiet = if opts.verbose { "info" } else { "warn" };
     let small: Vec<String> = if opts.allow_small_anonymity_set {

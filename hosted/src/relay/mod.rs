@@ -690,12 +690,6 @@ impl Hub {
     fn drive(&mut self) {
         loop {
             let now = self.now();
-            if let Some(s) = &mut self.status {
-                let decoded = self.relay.exchanges_decoded();
-                if let Some(rtt) = s.probe.decoded(decoded, std::time::Instant::now()) {
-                    s.board.round_trip(rtt);
-                }
-            }
             while let Some(ev) = self.relay.poll_event(now) {
                 match ev {
                     RelayEvent::Upstream { conn, open, data } => {
@@ -723,7 +717,6 @@ impl Hub {
                         );
                         if let Some(s) = &mut self.status {
                             let decoded = self.relay.exchanges_decoded();
-                            s.probe.reset(decoded);
                             s.board
                                 .interval_started(unix_ms(), interval, clients as u64, decoded);
                         }
@@ -734,6 +727,8 @@ impl Hub {
                             count(done, "exchange")
                         );
                         if let Some(s) = &mut self.status {
+                            // Its exchanges in flight will not be decoded; the next
+                            // interval's are issued only after it opened, round trips on.
                             s.probe.reset(self.relay.exchanges_decoded());
                             s.board.interval_ended(unix_ms(), interval, done);
                         }
@@ -769,6 +764,13 @@ impl Hub {
                         ),
                     },
                     _ => {}
+                }
+            }
+            // The core decodes exchanges as its events are polled: time them now.
+            if let Some(s) = &mut self.status {
+                let decoded = self.relay.exchanges_decoded();
+                if let Some(rtt) = s.probe.decoded(decoded, std::time::Instant::now()) {
+                    s.board.round_trip(rtt);
                 }
             }
             let mut sent = false;

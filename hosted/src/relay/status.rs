@@ -465,7 +465,8 @@ fn count(n: u64, noun: &str) -> String {
 
 /// The relay's own probe: the time from sending an exchange's request to the clients to
 /// decoding that exchange. Exchanges of an interval are issued and decoded in order, so
-/// the times of issued, not yet decoded exchanges wait in a queue.
+/// the times of issued, not yet decoded exchanges wait in a queue; when an interval ends,
+/// its exchanges in flight are forgotten ([`ExchangeProbe::reset`]).
 #[derive(Debug, Default)]
 pub struct ExchangeProbe {
     issued: VecDeque<std::time::Instant>,
