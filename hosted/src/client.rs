@@ -206,7 +206,10 @@ pub async fn run_many(group: Group, nodes: Vec<NodeSecrets>, opts: ClientOptions
         let cn = ClientNode::new(&group, node, client, o);
         set.spawn(async move { cn.run(None, process::shutdown_signal()).await });
     }
-    info!("{} clients running", nodes.len());
+    info!(
+        "{} running",
+        crate::console::count(nodes.len() as u64, "client")
+    );
     while let Some(r) = set.join_next().await {
         match r {
             Ok(Ok(())) => {}
@@ -412,9 +415,15 @@ impl ClientNode {
                         crate::metrics::online_clients(clients as u64);
                     }
                     if self.intervals == 1 && !self.quiet {
-                        info!("sending in interval {interval} with {clients} clients");
+                        info!(
+                            "sending in interval {interval} with {}",
+                            crate::console::count(clients as u64, "client")
+                        );
                     } else {
-                        debug!("interval {interval} started with {clients} clients");
+                        debug!(
+                            "interval {interval} started with {}",
+                            crate::console::count(clients as u64, "client")
+                        );
                     }
                     for l in self.locals.values_mut() {
                         l.carried = true;

@@ -301,8 +301,9 @@ fn check_group(group: &Group, opts: &SupervisorOptions) -> Result<()> {
     }
     if opts.local > n {
         bail!(
-            "--local {} is more than the {n} clients of the group",
-            opts.local
+            "--local {} is more than the {} of the group",
+            opts.local,
+            console::count(n as u64, "client")
         );
     }
     let nodes: Vec<(&str, NodeKind)> = std::iter::once((group.relay_id.as_str(), NodeKind::Relay))
@@ -347,8 +348,9 @@ fn client_ports(base: u16, clients: usize) -> Result<Vec<u16>> {
     let last = usize::from(base) + clients.saturating_sub(1);
     if last > usize::from(u16::MAX) {
         bail!(
-            "--client-port-base {base} with {clients} clients needs ports {base}-{last}, \
+            "--client-port-base {base} with {} needs ports {base}-{last}, \
              past 65535; use a base between 1 and {}",
+            console::count(clients as u64, "client"),
             usize::from(u16::MAX) + 1 - clients.max(1)
         );
     }

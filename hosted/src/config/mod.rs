@@ -580,10 +580,10 @@ impl Group {
 
         ensure!(
             pseudonym.slots.len() == clients.len(),
-            "{}: slots: {} slots for {} clients in {SYSTEM_FILE}",
+            "{}: slots: {} for {} in {SYSTEM_FILE}",
             pseudonym_path.display(),
-            pseudonym.slots.len(),
-            clients.len()
+            console::count(pseudonym.slots.len() as u64, "slot"),
+            console::count(clients.len() as u64, "client")
         );
         let slots = pseudonym
             .slots

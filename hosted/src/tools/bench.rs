@@ -37,7 +37,7 @@ use tokio::net::TcpStream;
 use tokio::process::Child;
 
 use crate::config;
-use crate::console;
+use crate::console::{self, count};
 use crate::process;
 
 /// Clients one load process hosts (a process here may hold 20,000 files; each client
@@ -247,8 +247,10 @@ fn bench_core(args: &CoreArgs) -> Result<()> {
     cfg.join_delay = dissent_core::Duration::from_micros(0);
     let mut net = Net::new(cfg);
     let pb = phase(format!(
-        "core: {} clients, {} trustees, {}-byte cells",
-        args.clients, args.trustees, args.cell_length
+        "core: {}, {}, {}-byte cells",
+        count(args.clients as u64, "client"),
+        count(args.trustees as u64, "trustee"),
+        args.cell_length
     ));
     net.run_until(10_000_000, |n| n.relay.interval().is_some());
     // Every client keeps its slot busy.
@@ -285,8 +287,10 @@ fn bench_core(args: &CoreArgs) -> Result<()> {
     let exchanges = net.relay.exchanges_decoded() - e0;
     let bytes: usize = net.exit.upstream.values().map(Vec::len).sum::<usize>() - b0;
     println!(
-        "# core: {} clients, {} trustees, cell {} bytes, one thread, in-memory test network",
-        args.clients, args.trustees, args.cell_length
+        "# core: {}, {}, cell {} bytes, one thread, in-memory test network",
+        count(args.clients as u64, "client"),
+        count(args.trustees as u64, "trustee"),
+        args.cell_length
     );
     println!("core.exchanges_per_sec: {:.0}", exchanges as f64 / secs);
     println!("core.upstream_mb_per_sec: {:.2}", bytes as f64 / secs / 1e6);
@@ -467,9 +471,9 @@ struct Quantiles {
 impl Report {
     fn print(&self, json: bool) {
         println!(
-            "# net: {} clients, {} trustees, cells {}..{} bytes, echo exit, loopback, {}",
-            self.clients,
-            self.trustees,
+            "# net: {}, {}, cells {}..{} bytes, echo exit, loopback, {}",
+            count(self.clients as u64, "client"),
+            count(self.trustees as u64, "trustee"),
             self.cell_length,
             self.max_cell_length,
             if self.separate_processes {
@@ -580,8 +584,9 @@ async fn start_cluster(spec: &ClusterSpec) -> Result<Running> {
     let client_ports = ports[2..].to_vec();
     let cfg_dir = work.path().join("cfg");
     let pb = phase(format!(
-        "writing a configuration for {} clients and {} trustees",
-        spec.clients, spec.trustees
+        "writing a configuration for {} and {}",
+        count(spec.clients as u64, "client"),
+        count(spec.trustees as u64, "trustee")
     ));
     config::generate(
         &cfg_dir,
@@ -794,8 +799,8 @@ async fn run_load(args: &LoadArgs) -> Result<()> {
     opts.progress = std::io::stderr().is_terminal();
     let work = async {
         let pb = phase(format!(
-            "waiting for the DC-net of {} clients to carry a request",
-            args.clients
+            "waiting for the DC-net of {} to carry a request",
+            count(args.clients as u64, "client")
         ));
         let mut probe = crate::tools::load::LoadOptions::new(vec![proxies[0]], server.addr());
         probe.rate = 1;
@@ -828,8 +833,12 @@ async fn run_load(args: &LoadArgs) -> Result<()> {
     running.cluster.stop().await;
     if let Some(r) = &report {
         println!(
-            "# load: {} clients (each a SOCKS5 proxy), {} trustees, {} requests/s for {} s, {}-byte bodies, SOCKS5 exit, local HTTP server",
-            args.clients, args.trustees, args.rate, args.seconds, args.size
+            "# load: {} (each a SOCKS5 proxy), {}, {} requests/s for {} s, {}-byte bodies, SOCKS5 exit, local HTTP server",
+            count(args.clients as u64, "client"),
+            count(args.trustees as u64, "trustee"),
+            args.rate,
+            args.seconds,
+            args.size
         );
         println!("{r}");
         if args.json {
@@ -855,8 +864,8 @@ async fn measure(
     // Scaled with the group: key agreement and the first interval grow with it.
     let ready_limit = Duration::from_secs(60 + args.clients as u64 / 50);
     let pb = phase(format!(
-        "waiting for the DC-net of {} clients to carry a byte",
-        args.clients
+        "waiting for the DC-net of {} to carry a byte",
+        count(args.clients as u64, "client")
     ));
     let ready = wait_ready(port, ready_limit).await;
     pb.finish_and_clear();
