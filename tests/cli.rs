@@ -151,22 +151,28 @@ fn numeric_options_are_refused_with_their_ranges() {
         let cfg = config(&dir.path().join("cfg"), 2, 1);
         let client_key = key_file(Path::new(&cfg), "client-0");
         let relay_cases: [(&[&str], &str); 16] = [
-            (&["--timeout-ms", "0"], "100..=3600000"),
-            (&["--timeout-ms", "99"], "100..=3600000"),
-            (&["--min-clients", "0"], "1..=65535"),
-            (&["--min-clients", "65536"], "1..=65535"),
-            (&["--window", "0"], "1..=64"),
-            (&["--window", "65"], "1..=64"),
-            (&["--idle-budget", "0"], "1..=100000"),
-            (&["--join-ms", "10001"], "0..=10000"),
-            (&["--reservation-period", "1"], "2..=1024"),
-            (&["--exit-per-slot", "0"], "1..=65535"),
-            (&["--idle-ms", "0"], "1..=10000"),
-            (&["--downstream-length", "65536"], "1..=65535"),
-            (&["--stats-secs", "0"], "1..=86400"),
-            (&["--exit-idle-secs", "0"], "1..=86400"),
-            (&["--port", "65536"], "0..=65535"),
-            (&["--port", "70000"], "0..=65535"),
+            (&["--timeout-ms", "0"], "100-3600000"),
+            (&["--timeout-ms", "99"], "100-3600000"),
+            (
+                &["--min-clients", "0"],
+                "2-65535 (1 with --allow-small-anonymity-set)",
+            ),
+            (
+                &["--min-clients", "65536"],
+                "2-65535 (1 with --allow-small-anonymity-set)",
+            ),
+            (&["--window", "0"], "1-64"),
+            (&["--window", "65"], "1-64"),
+            (&["--idle-budget", "0"], "1-100000"),
+            (&["--join-ms", "10001"], "0-10000"),
+            (&["--reservation-period", "1"], "2-1024"),
+            (&["--exit-per-slot", "0"], "1-65535"),
+            (&["--idle-ms", "0"], "1-10000"),
+            (&["--downstream-length", "65536"], "1-65535"),
+            (&["--stats-secs", "0"], "1-86400"),
+            (&["--exit-idle-secs", "0"], "1-86400"),
+            (&["--port", "65536"], "0-65535"),
+            (&["--port", "70000"], "0-65535"),
         ];
         for (args, range) in relay_cases {
             let all: Vec<&str> = ["relay"]
@@ -191,20 +197,20 @@ fn numeric_options_are_refused_with_their_ranges() {
             &["--window"],
         );
         // A listening port may be 0 (a free port, named in the log); others may not.
-        refused(
-            &["client", "-p", "65536", &cfg, &client_key],
-            &["0..=65535"],
-        );
-        refused(&["echo", "--port", "65536"], &["0..=65535"]);
-        refused(&["supervisor", "--relay-port", "0", &cfg], &["1..=65535"]);
+        refused(&["client", "-p", "65536", &cfg, &client_key], &["0-65535"]);
+        refused(&["echo", "--port", "65536"], &["0-65535"]);
+        refused(&["supervisor", "--relay-port", "0", &cfg], &["1-65535"]);
         let out = dir.path().join("out").display().to_string();
         for (args, range) in [
-            (["-c", "0"], "1..=65535"),
-            (["-c", "65536"], "1..=65535"),
-            (["-t", "0"], "1..=16"),
-            (["-t", "17"], "1..=16"),
-            (["--cell-length", "15"], "16..=65535"),
-            (["--cell-length", "65536"], "16..=65535"),
+            (["-c", "0"], "2-65535 (1 with --allow-small-anonymity-set)"),
+            (
+                ["-c", "65536"],
+                "2-65535 (1 with --allow-small-anonymity-set)",
+            ),
+            (["-t", "0"], "1-16"),
+            (["-t", "17"], "1-16"),
+            (["--cell-length", "15"], "16-65535"),
+            (["--cell-length", "65536"], "16-65535"),
         ] {
             refused(
                 &["config", "generate", args[0], args[1], &out],
@@ -401,7 +407,9 @@ fn up_applies_a_changed_relay_port_and_names_the_option_when_taken() {
         let relay = format!("127.0.0.1:{first_relay}");
         let mut first = start(up(&["-c", "2", "-t", "1", "--relay", &relay]), 2);
         // The hint fits the exit: no SOCKS5 request makes sense through an echo exit.
-        let hint = format!("try: nc 127.0.0.1 {client_base} (the echo exit sends every byte back)");
+        let hint = format!(
+            "try: echo hello | nc -N 127.0.0.1 {client_base} (the echo exit sends every byte back)"
+        );
         first.wait_until(Duration::from_secs(10), "the echo exit's hint", |p| {
             p.out().contains(&hint).then_some(())
         });
@@ -498,7 +506,7 @@ fn a_one_client_group_is_refused_without_the_flag() {
         refused(
             &["relay", &one_s],
             &[
-                "1 client(s), fewer than --min-clients 2",
+                "the group has 1 client, fewer than --min-clients 2",
                 "--allow-small-anonymity-set",
             ],
         );
@@ -1219,7 +1227,7 @@ fn a_client_of_another_configuration_backs_off_and_says_why() {
             "the relay counted {refused} handshakes, the client reported {reported}"
         );
         let log = relay.wait_for_log(
-            "handshakes refused (nodes of another configuration?)",
+            "refused (nodes of another configuration?)",
             Duration::from_secs(10),
         );
         let own: Vec<&str> = log.lines().filter(|l| !l.contains("exchanges/s")).collect();
@@ -1428,5 +1436,489 @@ fn a_relay_that_stops_tells_its_nodes_why() {
             assert!(c.is_running(), "a client stopped with its relay");
             assert!(!c.log().contains("relay link lost"), "{}", c.log());
         }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 16. `dissent up` never changes a running demo, and checks addresses before writing
+
+/// Starts `dissent up ARGS` and waits for its `count` announced ports.
+fn start_up(scope: &Scope, args: &[&str], count: usize) -> Proc {
+    let mut p = scope.spawn("up", args);
+    p.wait_until(Duration::from_secs(60), "the announced ports", |p| {
+        (announced_proxies(&p.out()).len() >= count).then_some(())
+    });
+    p
+}
+
+/// Every file in `dir` with its bytes, for comparing a folder before and after.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| {
+            let e = e.expect("dir entry");
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, fs::read(e.path()).expect("read a file"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_second_up_refuses_naming_the_running_demo_and_a_killed_one_is_taken_over() {
+    within(Duration::from_secs(180), |scope| {
+        let state = tempfile::tempdir().expect("tempdir");
+        let state_s = state.path().display().to_string();
+        let demo = state.path().join("demo");
+        let base = reserve_ports(6);
+        let (relay, other_relay, clients) = (base, base + 1, base + 2);
+        let relay_s = format!("127.0.0.1:{relay}");
+        let clients_s = clients.to_string();
+        let first_args = [
+            "up",
+            "--state",
+            &state_s,
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "--exit",
+            "echo",
+            "--relay",
+            &relay_s,
+            "--client-port-base",
+            &clients_s,
+        ];
+        let mut first = start_up(scope, &first_args, 2);
+        let before = snapshot(&demo);
+
+        // Other options, the same state folder: refused, naming the running demo.
+        let other_relay_s = other_relay.to_string();
+        let other_clients = (clients + 2).to_string();
+        let err = refused(
+            &[
+                "up",
+                "--state",
+                &state_s,
+                "-c",
+                "3",
+                "--relay-port",
+                &other_relay_s,
+                "--client-port-base",
+                &other_clients,
+            ],
+            &[
+                "a demo is already running",
+                &state_s,
+                &format!("pid {}", first.pid()),
+                &format!("relay {relay_s}"),
+                &format!("client ports {clients}-{}", clients + 1),
+                "--state",
+            ],
+        );
+        assert!(!err.contains("wrote"), "{err}");
+        assert_eq!(snapshot(&demo), before, "the running demo's files changed");
+        // The same options again: refused all the same.
+        refused(&first_args, &["a demo is already running"]);
+        assert_eq!(snapshot(&demo), before);
+        // The demo still carries bytes.
+        echo_within(clients, b"still the first demo", Duration::from_secs(30));
+
+        // Killed without a chance to clean up: its lock is stale, and the next `up` runs.
+        let kids = descendants(first.pid());
+        first.signal(libc::SIGKILL);
+        first
+            .wait_exit(EXIT_TIMEOUT)
+            .expect("the killed up is gone");
+        wait_all_gone(&kids, EXIT_TIMEOUT);
+        let mut second = start_up(scope, &first_args, 2);
+        assert!(
+            second.out().contains("did not stop cleanly")
+                && second.out().contains("using the demo configuration"),
+            "{}",
+            second.out()
+        );
+        assert_eq!(snapshot(&demo), before);
+        echo_within(clients, b"the second demo", Duration::from_secs(30));
+        // Its own ports probed by nobody: no client warned of a connection it never had.
+        assert!(
+            !second.log().contains("local connection"),
+            "{}",
+            second.log()
+        );
+        second.signal(libc::SIGINT);
+        let status = second.wait_exit(EXIT_TIMEOUT).expect("up stops on SIGINT");
+        assert!(status.success(), "{status}");
+    });
+}
+
+#[test]
+fn up_checks_the_relay_address_before_writing_anything_and_stays_on_loopback() {
+    within(Duration::from_secs(120), |scope| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fresh = dir.path().join("fresh");
+        let fresh_s = fresh.display().to_string();
+        for (relay, says) in [
+            ("nosuch.invalid:12345", "does not resolve"),
+            ("192.0.2.1:12345", "not a loopback address"),
+        ] {
+            refused(
+                &["up", "--state", &fresh_s, "--relay", relay],
+                &["--relay", relay, says],
+            );
+            assert!(!fresh.exists(), "`up --relay {relay}` wrote {fresh_s}");
+        }
+
+        // An existing demo keeps its files when a bad address is asked for.
+        let state = dir.path().join("state");
+        let state_s = state.display().to_string();
+        let base = reserve_ports(3);
+        let relay_s = format!("127.0.0.1:{base}");
+        let clients_s = (base + 1).to_string();
+        let args = [
+            "up",
+            "--state",
+            &state_s,
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "--exit",
+            "echo",
+            "--relay",
+            &relay_s,
+            "--client-port-base",
+            &clients_s,
+        ];
+        let mut demo = start_up(scope, &args, 2);
+        // The relay listens on loopback only.
+        let relay_pid = find_child(demo.pid(), "relay", &base.to_string()).expect("a relay");
+        let cmd = cmdline(relay_pid);
+        let host = cmd
+            .iter()
+            .skip_while(|a| *a != "--host")
+            .nth(1)
+            .expect("the demo's relay gets --host");
+        assert!(
+            host.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+            "{cmd:?}"
+        );
+        demo.signal(libc::SIGINT);
+        demo.wait_exit(EXIT_TIMEOUT).expect("up stops on SIGINT");
+        let before = snapshot(&state.join("demo"));
+        refused(
+            &["up", "--state", &state_s, "--relay", "nosuch.invalid:1"],
+            &["does not resolve"],
+        );
+        assert_eq!(snapshot(&state.join("demo")), before);
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 17. Commands printed for the user paste as they are
+
+#[test]
+fn a_printed_client_command_pastes_and_joins() {
+    within(Duration::from_secs(150), |scope| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A folder whose name a shell would split, and a relay moved off system.json's port.
+        let cfg = dir.path().join("my dc 'demo'");
+        let base = reserve_ports(4);
+        generate(&cfg, 2, 1, base);
+        let (relay_port, client_base) = (base + 1, base + 2);
+        let cfg_s = cfg.display().to_string();
+        let mut sup = scope.spawn(
+            "supervisor",
+            &[
+                "supervisor",
+                &cfg_s,
+                "--local",
+                "1",
+                "--exit",
+                "echo",
+                "--relay-port",
+                &relay_port.to_string(),
+                "--client-port-base",
+                &client_base.to_string(),
+            ],
+        );
+        let line = sup.wait_until(Duration::from_secs(40), "a printed command", |p| {
+            p.out()
+                .lines()
+                .find_map(|l| l.strip_prefix("client-1: start it yourself: "))
+                .map(str::to_string)
+        });
+        assert!(
+            line.contains(&format!("--relay 127.0.0.1:{relay_port}")),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("--port {}", client_base + 1)),
+            "{line}"
+        );
+        // Pasted into a shell as it is: the client joins the running group.
+        let mut pasted = Command::new("sh");
+        pasted
+            .arg("-c")
+            .arg(format!("exec {line}"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: prctl only asks the kernel to stop the child with the test thread.
+        unsafe {
+            pasted.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = pasted.spawn().expect("sh");
+        lock(&scope.pids).push(child.id());
+        let log = Captured::collect(child.stderr.take().expect("stderr"));
+        let mut client = Proc {
+            name: "pasted client".into(),
+            child,
+            stdout: Captured::default(),
+            stderr: log,
+            has_children: false,
+            status: None,
+        };
+        client.wait_for_log("client-1 listening on", Duration::from_secs(20));
+        sup.wait_for_log("client 1 connected", Duration::from_secs(40));
+        wait_for_port(client_base + 1, Duration::from_secs(20));
+        echo_within(
+            client_base + 1,
+            b"through the pasted client",
+            Duration::from_secs(30),
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 18. Configuration errors: named all at once, never retried
+
+#[test]
+fn every_wrong_mode_is_named_at_once_and_a_config_error_is_not_retried() {
+    within(Duration::from_secs(150), |scope| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg_path = dir.path().join("dc");
+        let base = reserve_ports(4);
+        generate(&cfg_path, 2, 1, base);
+        let cfg = cfg_path.display().to_string();
+        let open = ["client-1.json", "trustee-0.session.json", "relay.json"];
+        for name in open {
+            fs::set_permissions(cfg_path.join(name), fs::Permissions::from_mode(0o644))
+                .expect("chmod");
+        }
+        let err = refused(&["supervisor", &cfg], &["3 private key files", "chmod 600"]);
+        let chmod = err.split("chmod 600 ").nth(1).unwrap_or_default();
+        for name in open {
+            assert!(chmod.contains(name), "{name} not in the chmod: {err}");
+        }
+        for name in open {
+            fs::set_permissions(cfg_path.join(name), fs::Permissions::from_mode(0o600))
+                .expect("chmod");
+        }
+
+        // A key file that goes wrong while the net runs: its node is not restarted forever,
+        // the supervisor stops everything and says why.
+        let mut sup = scope.spawn(
+            "supervisor",
+            &[
+                "supervisor",
+                &cfg,
+                "--exit",
+                "echo",
+                "--client-port-base",
+                &(base + 1).to_string(),
+            ],
+        );
+        sup.wait_until(Duration::from_secs(40), "2 ports", |p| {
+            (announced_proxies(&p.out()).len() >= 2).then_some(())
+        });
+        fs::set_permissions(
+            cfg_path.join("client-1.json"),
+            fs::Permissions::from_mode(0o640),
+        )
+        .expect("chmod");
+        let port = (base + 2).to_string();
+        let child = find_child(sup.pid(), "client", &port).expect("client-1 is a child");
+        // SAFETY: SIGKILL to our own supervisor's child, found by parent pid and arguments.
+        unsafe { libc::kill(child as libc::pid_t, libc::SIGKILL) };
+        let status = sup.wait_exit(EXIT_TIMEOUT).expect("the supervisor stops");
+        assert!(!status.success());
+        let log = sup.log();
+        assert_eq!(
+            log.matches("client-1.json: permissions 0640 are too open")
+                .count(),
+            1,
+            "tried more than once:\n{log}"
+        );
+        assert!(
+            log.contains("client-1 stopped on its configuration"),
+            "{log}"
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 19. Small things: key files that are no files, options alike everywhere, singulars
+
+#[test]
+fn small_edges_of_the_command_line() {
+    within(Duration::from_secs(90), |scope| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg_path = dir.path().join("dc");
+        let cfg = config(&cfg_path, 2, 1);
+
+        // A folder or a device is no key file, and no chmod makes it one.
+        for bad in [cfg.as_str(), "/dev/null"] {
+            let err = refused(&["client", &cfg, bad], &["not a key file", "client-0.json"]);
+            assert!(!err.contains("chmod"), "{err}");
+            let err = refused(
+                &["trustee", &cfg, bad],
+                &["not a key file", "trustee-0.json"],
+            );
+            assert!(!err.contains("chmod"), "{err}");
+        }
+
+        // A client listening beyond loopback says what that means (here the address is not
+        // this machine's, so it stops at the bind: nothing listens beyond loopback).
+        let out = run_once(
+            &[
+                "client",
+                "--host",
+                "192.0.2.1",
+                "-p",
+                "1080",
+                &cfg,
+                &key_file(&cfg_path, "client-0"),
+            ],
+            REFUSAL_TIMEOUT,
+        );
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("beyond this machine") && err.contains("--host 127.0.0.1"),
+            "{err}"
+        );
+
+        // The longest cell is never quietly raised.
+        let out_dir = dir.path().join("cells").display().to_string();
+        refused(
+            &[
+                "config",
+                "generate",
+                "--cell-length",
+                "2048",
+                "--max-cell-length",
+                "1024",
+                &out_dir,
+            ],
+            &["--max-cell-length 1024 is shorter than --cell-length 2048"],
+        );
+        assert!(!Path::new(&out_dir).exists());
+        let out = run_once(
+            &["config", "generate", "--cell-length", "40000", &out_dir],
+            REFUSAL_TIMEOUT,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+
+        // Singular where it is one.
+        let one = dir.path().join("one").display().to_string();
+        let out = run_once(
+            &[
+                "config",
+                "generate",
+                "-c",
+                "1",
+                "-t",
+                "1",
+                "--allow-small-anonymity-set",
+                &one,
+            ],
+            REFUSAL_TIMEOUT,
+        );
+        assert!(
+            stdout(&out).contains("for 1 client and 1 trustee to"),
+            "{}",
+            stdout(&out)
+        );
+
+        // The top-level help names every bench mode that exists, and no other.
+        let help = stdout(&run_once(&["--help"], REFUSAL_TIMEOUT));
+        assert!(help.contains("`load`") && help.contains("`core`"), "{help}");
+        assert!(!help.contains("`net`"), "{help}");
+        // -c and -t, with one range wording in the help and in the error.
+        for sub in [
+            &["bench"][..],
+            &["bench", "load"],
+            &["bench", "core"],
+            &["up"],
+            &["config", "generate"],
+        ] {
+            let mut args = sub.to_vec();
+            args.push("--help");
+            let text = stdout(&run_once(&args, REFUSAL_TIMEOUT));
+            assert!(
+                text.contains("-c, --clients <N>") && text.contains("-t, --trustees <N>"),
+                "{sub:?}: {text}"
+            );
+        }
+        let help = stdout(&run_once(
+            &["config", "generate", "--help"],
+            REFUSAL_TIMEOUT,
+        ));
+        let err = refused(&["config", "generate", "-c", "0", &out_dir], &["-c"]);
+        let range = "2-65535 (1 with --allow-small-anonymity-set)";
+        assert!(help.contains(range) && err.contains(range), "{help}\n{err}");
+
+        // The relay takes its key file as the others do: a second positional argument.
+        let mut relay = scope.spawn("relay", &["relay", &cfg, &key_file(&cfg_path, "relay")]);
+        relay.wait_for_log("relay listening on", Duration::from_secs(20));
+        refused(
+            &["relay", &cfg, &key_file(&cfg_path, "client-0")],
+            &["client-0.json is a client key; the relay needs relay.json"],
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 20. A client's log never names a Conn# or a slot
+
+#[test]
+fn a_client_log_never_names_a_conn_or_a_slot() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start(scope, 2, 1, "echo");
+        // Client 1 again, logging everything it logs.
+        net.clients[1].kill();
+        let cfg = net.cfg.display().to_string();
+        let port = net.client_ports[1];
+        net.clients[1] = scope.spawn_logging(
+            "client-1",
+            &[
+                "client",
+                "-p",
+                &port.to_string(),
+                &cfg,
+                &key_file(&net.cfg, "client-1"),
+            ],
+            "info,dissent=debug,dissent_core=debug",
+        );
+        wait_for_port(port, FORM_TIMEOUT);
+        for i in 0..3u8 {
+            echo_within(port, &[i; 100], Duration::from_secs(30));
+        }
+        let log = net.clients[1].wait_for_log("closed by the exit", Duration::from_secs(20));
+        assert!(log.contains("local connection 1"), "{log}");
+        // A Conn# prints as 0x followed by eight hex digits; its high half is the slot.
+        let conn_like = log
+            .split("0x")
+            .skip(1)
+            .any(|rest| rest.len() >= 8 && rest.as_bytes()[..8].iter().all(u8::is_ascii_hexdigit));
+        assert!(!conn_like, "a Conn# in the client's log:\n{log}");
+        assert!(!log.to_lowercase().contains("slot"), "{log}");
     });
 }

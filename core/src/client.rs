@@ -214,7 +214,8 @@ impl core::fmt::Display for ClientError {
             ClientError::NotMember => f.write_str("this client is not in the interval"),
             ClientError::TooFewClients { online, min } => write!(
                 f,
-                "interval with {online} clients is below this client's minimum of {min}"
+                "interval with {online} client{} is below this client's minimum of {min}",
+                if *online == 1 { "" } else { "s" }
             ),
             ClientError::Unconfirmed { trustee } => write!(
                 f,

@@ -163,7 +163,8 @@ impl core::fmt::Display for TrusteeError {
             TrusteeError::BadOnlineSet => f.write_str("bad online set"),
             TrusteeError::TooFewClients { online, min } => write!(
                 f,
-                "interval with {online} clients is below this trustee's minimum of {min}"
+                "interval with {online} client{} is below this trustee's minimum of {min}",
+                if *online == 1 { "" } else { "s" }
             ),
             TrusteeError::BadMembers => f.write_str("interval members out of order"),
             TrusteeError::BadParameters => f.write_str("unusable interval parameters"),

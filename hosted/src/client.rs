@@ -6,6 +6,10 @@
 //! Each local connection has a reader task (bytes upstream) and a writer task (bytes
 //! downstream). Connections survive a short loss of the relay link; a connection opened
 //! while the net cannot carry traffic is closed after a few seconds, with the reason logged.
+//!
+//! Logs never name a Conn# or the slot: a Conn#'s high bits are the slot, and a log that
+//! someone shares must not tell which slot is theirs. A local connection is named by a
+//! number of its own, counted from 1 in this process.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,6 +62,8 @@ enum ToLocal {
 }
 
 struct Local {
+    /// The name in the log (never the Conn#, which tells the slot).
+    number: u64,
     tx: mpsc::Sender<ToLocal>,
     reader: AbortHandle,
     accepted: tokio::time::Instant,
@@ -200,7 +206,10 @@ pub async fn run_many(group: Group, nodes: Vec<NodeSecrets>, opts: ClientOptions
         let cn = ClientNode::new(&group, node, client, o);
         set.spawn(async move { cn.run(None, process::shutdown_signal()).await });
     }
-    info!("{} clients running", nodes.len());
+    info!(
+        "{} running",
+        crate::console::count(nodes.len() as u64, "client")
+    );
     while let Some(r) = set.join_next().await {
         match r {
             Ok(Ok(())) => {}
@@ -222,6 +231,8 @@ struct ClientNode {
     origin: tokio::time::Instant,
     quiet: bool,
     intervals: u64,
+    /// Local connections accepted so far (the last one's number in the log).
+    accepted: u64,
 }
 
 impl ClientNode {
@@ -254,6 +265,7 @@ impl ClientNode {
             origin: tokio::time::Instant::now(),
             quiet: opts.quiet,
             intervals: 0,
+            accepted: 0,
         }
     }
 
@@ -403,16 +415,28 @@ impl ClientNode {
                         crate::metrics::online_clients(clients as u64);
                     }
                     if self.intervals == 1 && !self.quiet {
-                        info!("sending in interval {interval} with {clients} clients");
+                        info!(
+                            "sending in interval {interval} with {}",
+                            crate::console::count(clients as u64, "client")
+                        );
                     } else {
-                        debug!("interval {interval} started with {clients} clients");
+                        debug!(
+                            "interval {interval} started with {}",
+                            crate::console::count(clients as u64, "client")
+                        );
                     }
                     for l in self.locals.values_mut() {
                         l.carried = true;
                     }
                 }
                 ClientEvent::Lost { conn } => {
-                    warn!(%conn, "connection lost (bytes of it are gone for good); closing it");
+                    if let Some(l) = self.locals.get(&conn) {
+                        warn!(
+                            "local connection {}: lost (bytes of it are gone for good); \
+                             closing it",
+                            l.number
+                        );
+                    }
                     self.deliver(conn, None);
                 }
                 _ => {}
@@ -424,10 +448,12 @@ impl ClientNode {
         match accepted {
             Ok((stream, addr)) => match self.client.open() {
                 Ok(conn) => {
-                    debug!(%conn, "local connection from {addr}");
+                    self.accepted += 1;
+                    debug!("local connection {} from {addr}", self.accepted);
                     let carried = self.client.interval().is_some();
                     let local = spawn_local(
                         conn,
+                        self.accepted,
                         stream,
                         self.up_tx.clone(),
                         self.pending.queued.clone(),
@@ -484,10 +510,11 @@ impl ClientNode {
         let Some(local) = self.locals.get(&conn) else {
             return;
         };
+        let number = local.number;
         let down = match data {
             Some(d) => ToLocal::Data(d),
             None => {
-                debug!(%conn, "closed by the exit");
+                debug!("local connection {number}: closed by the exit");
                 ToLocal::Close
             }
         };
@@ -496,7 +523,7 @@ impl ClientNode {
         }
         let closing = matches!(down, ToLocal::Close);
         if local.tx.try_send(down).is_err() {
-            warn!(%conn, "local application is not reading; closing its connection");
+            warn!("local connection {number}: the application is not reading; closing it");
             if let Some(l) = self.locals.remove(&conn) {
                 l.reader.abort();
             }
@@ -521,6 +548,7 @@ async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, S
 /// Pumps one local connection: reads go upstream, downstream bytes get written.
 fn spawn_local(
     conn: ConnId,
+    number: u64,
     stream: TcpStream,
     up: mpsc::Sender<FromLocal>,
     queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -563,6 +591,7 @@ fn spawn_local(
         reader_abort.abort();
     });
     Local {
+        number,
         tx,
         reader: reader.abort_handle(),
         accepted: tokio::time::Instant::now(),

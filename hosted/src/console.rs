@@ -79,6 +79,40 @@ pub fn say(line: std::fmt::Arguments<'_>) {
     }
 }
 
+/// `n` and `noun`, the noun in the plural unless `n` is one: `count(1, "client")` is
+/// "1 client", `count(3, "client")` "3 clients".
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// `word` as one shell word: unchanged when plain, else in single quotes, so a printed
+/// command pastes as it is (paths with spaces or quotes included).
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@%=".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// `words` as one shell command line (see [`shell_word`]).
+pub fn shell_line<S: AsRef<str>>(words: &[S]) -> String {
+    words
+        .iter()
+        .map(|w| shell_word(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Prints one line on stderr; a closed stderr ends the process quietly.
 pub fn complain(line: std::fmt::Arguments<'_>) {
     let mut err = io::stderr().lock();
@@ -174,5 +208,30 @@ where
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_right_in_the_singular() {
+        assert_eq!(count(1u32, "client"), "1 client");
+        assert_eq!(count(0u32, "client"), "0 clients");
+        assert_eq!(count(16u16, "trustee"), "16 trustees");
+    }
+
+    #[test]
+    fn shell_words_quote_what_a_shell_would_split() {
+        assert_eq!(shell_word("/tmp/a b/x.json"), "'/tmp/a b/x.json'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("/tmp/dc/relay.json"), "/tmp/dc/relay.json");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("$HOME"), "'$HOME'");
+        assert_eq!(
+            shell_line(&["dissent", "client", "/tmp/my dc"]),
+            "dissent client '/tmp/my dc'"
+        );
     }
 }

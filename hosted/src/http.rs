@@ -1,7 +1,15 @@
-//! HTTP/1.1 heads, as far as the metrics endpoint and the load benchmark need them: bytes
-//! are read until `httparse` finds a whole head, within a size limit.
+//! HTTP/1.1 heads, as far as the metrics endpoint, the relay's status page and the load
+//! benchmark need them: bytes are read until `httparse` finds a whole head, within a size
+//! limit. [`serve`] answers requests on a listener, one short exchange per connection, a
+//! few at a time.
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 /// Largest request or response head read.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -60,6 +68,13 @@ pub enum RequestHead {
 
 /// Reads a request head of at most [`MAX_HEAD`] bytes.
 pub async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<RequestHead, HeadError> {
+    Ok(read_request_host(stream).await?.0)
+}
+
+/// Reads a request head of at most [`MAX_HEAD`] bytes, and its `Host` header if it has one.
+pub async fn read_request_host<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<(RequestHead, Option<String>), HeadError> {
     let mut buf = vec![0u8; MAX_HEAD];
     let (head, _) = read_head(stream, &mut buf, |bytes| {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -67,13 +82,67 @@ pub async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Reques
         if req.parse(bytes)?.is_partial() {
             return Ok(None);
         }
-        Ok(Some(match (req.method, req.path) {
+        let host = req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(|h| h.trim().to_string());
+        let head = match (req.method, req.path) {
             (Some("GET"), Some(path)) => RequestHead::Get(path.to_string()),
             _ => RequestHead::Other,
-        }))
+        };
+        Ok(Some((head, host)))
     })
     .await?;
     Ok(head)
+}
+
+/// A complete HTTP/1.1 response that closes the connection; `extra` are more header lines,
+/// each ending in `\r\n`.
+pub fn response(status: &str, content_type: &str, extra: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         {extra}Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Answers connections on `listener` forever, at most `at_once` at a time, each within
+/// `limit`: `answer` reads one request from the stream and writes its response.
+pub async fn serve<F, Fut>(listener: TcpListener, at_once: usize, limit: Duration, answer: F)
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let turns = Arc::new(Semaphore::new(at_once));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::debug!(error = %e, "http: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // The semaphore is never closed, so acquiring only waits.
+        let Ok(turn) = turns.clone().acquire_owned().await else {
+            return;
+        };
+        let reply = answer(stream);
+        tokio::spawn(async move {
+            if tokio::time::timeout(limit, reply).await.is_err() {
+                tracing::debug!("http: a request timed out");
+            }
+            drop(turn);
+        });
+    }
+}
+
+/// Writes `reply` to `stream` and closes it; errors only end the connection.
+pub async fn reply(mut stream: TcpStream, reply: String) {
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 #[cfg(test)]

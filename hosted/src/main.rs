@@ -17,6 +17,8 @@ mod link;
 mod metrics;
 mod process;
 mod relay;
+mod state_lock;
+mod status;
 mod supervisor;
 #[cfg(feature = "tools")]
 mod tools;
@@ -27,7 +29,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use clap::builder::{RangedI64ValueParser, RangedU64ValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::addr::{Host, HostPort};
@@ -75,11 +76,18 @@ enum Command {
     },
     /// Run the relay, the trustees and the clients of DIR as child processes.
     Supervisor(SupervisorArgs),
-    /// Run a local demo DC-net with SOCKS5 proxies. It keeps its configuration in its state
-    /// folder and writes a new one when -c, -t, --relay or --relay-port ask for another.
+    /// Run a local demo DC-net on loopback, each client a SOCKS5 proxy.
+    ///
+    /// It keeps its configuration in its state folder (a new one when -c, -t, --relay or
+    /// --relay-port ask for another) and refuses to start while another `up` runs from the
+    /// same folder.
     Up(UpArgs),
-    /// Measure speed: `core` (protocol CPU cost, in memory), `net` (real processes over
-    /// loopback), or both.
+    /// Show a relay's status page in the terminal (see `relay --status`).
+    Status(StatusArgs),
+    /// Measure speed: the whole net over loopback, `core` or `load`.
+    ///
+    /// Without a mode: a whole DC-net of processes over loopback. `core`: the protocol's CPU
+    /// cost, in memory. `load`: HTTP requests at a fixed rate through SOCKS5 proxies.
     #[cfg(feature = "tools")]
     Bench(tools::bench::BenchArgs),
 }
@@ -97,10 +105,10 @@ enum ConfigCommand {
         /// Base cell length in bytes (a newly reserved slot's cell), 16-65535.
         #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_CELL_LENGTH, value_parser = cell_length())]
         cell_length: usize,
-        /// Longest cell a slot owner may ask for (bulk transfers), at least --cell-length,
-        /// at most 65535.
-        #[arg(long, value_name = "BYTES", default_value_t = config::DEFAULT_MAX_CELL_LENGTH, value_parser = cell_length())]
-        max_cell_length: usize,
+        /// Longest cell a slot owner may ask for (bulk transfers), 16-65535 and at least
+        /// --cell-length (default: 32768, or --cell-length if that is longer).
+        #[arg(long, value_name = "BYTES", value_parser = cell_length())]
+        max_cell_length: Option<usize>,
         /// Relay address written into system.json.
         #[arg(long, value_name = "HOST:PORT", default_value = config::DEFAULT_RELAY)]
         relay: HostPort,
@@ -183,34 +191,34 @@ struct RelayArgs {
     /// Longest pause in milliseconds between exchanges while nobody sends anything,
     /// 1-10000. A new conversation's first byte waits for the next reservation exchange, so
     /// lower values cut that wait at the cost of more idle CPU and traffic.
-    #[arg(long, value_name = "MS", default_value_t = 50, value_parser = RangedU64ValueParser::<u64>::new().range(1..=10_000))]
+    #[arg(long, value_name = "MS", default_value_t = 50, value_parser = ranged::<u64>(1, 10_000, "1-10000"))]
     idle_ms: u64,
     /// Megabytes per second of cells an idle net may cost the relay, 1-100000. In a large
     /// group an idle exchange costs every member a cell, so the idle pause grows until idle
     /// exchanges stay within this (about 0.8 s at 10,000 clients).
-    #[arg(long, value_name = "MB", default_value_t = 16, value_parser = RangedU64ValueParser::<u64>::new().range(1..=100_000))]
+    #[arg(long, value_name = "MB", default_value_t = 16, value_parser = ranged::<u64>(1, 100_000, "1-100000"))]
     idle_budget: u64,
     /// Milliseconds a newly connected client waits for the running interval to end, so
     /// clients arriving together join one new interval, 0-10000.
-    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = RangedU64ValueParser::<u64>::new().range(0..=10_000))]
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = ranged::<u64>(0, 10_000, "0-10000"))]
     join_ms: u64,
     /// A reservation exchange at least every N exchanges while slots are reserved, 2-1024
     /// (a lone sender gets N-1 of every N exchanges).
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(2..=1024))]
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = ranged::<u16>(2, 1024, "2-1024"))]
     reservation_period: u16,
     /// Open exit connections one pseudonym slot may have, 1-65535.
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_535))]
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = ranged::<usize>(1, 65_535, "1-65535"))]
     exit_per_slot: usize,
     /// Open exit connections in all, 1-1000000 (lowered to what the open-file limit leaves
     /// after every member's link).
-    #[arg(long, value_name = "N", default_value_t = 16_384, value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    #[arg(long, value_name = "N", default_value_t = 16_384, value_parser = ranged::<usize>(1, 1_000_000, "1-1000000"))]
     exit_max: usize,
     /// Milliseconds a peer may take to answer an exchange before it is dropped,
     /// 100-3600000.
-    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = RangedU64ValueParser::<u64>::new().range(100..=3_600_000))]
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = ranged::<u64>(100, 3_600_000, "100-3600000"))]
     timeout_ms: u64,
     /// Largest downstream payload per exchange, in bytes, 1-65535.
-    #[arg(long, value_name = "BYTES", default_value_t = dissent_core::MAX_DOWNSTREAM, value_parser = RangedU64ValueParser::<usize>::new().range(1..=dissent_core::MAX_DOWNSTREAM as u64))]
+    #[arg(long, value_name = "BYTES", default_value_t = dissent_core::MAX_DOWNSTREAM, value_parser = ranged::<usize>(1, dissent_core::MAX_DOWNSTREAM as u64, "1-65535"))]
     downstream_length: usize,
     /// Seconds between stats lines, 1-86400.
     #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = seconds())]
@@ -218,13 +226,22 @@ struct RelayArgs {
     /// Seconds without traffic after which an exit connection is closed, 1-86400.
     #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = seconds())]
     exit_idle_secs: u64,
-    /// The relay's private file (default: DIR/relay.json).
-    #[arg(long, value_name = "FILE")]
-    key: Option<PathBuf>,
+    /// Serve a status page at http://ADDR/ (and its figures at /status.json). ADDR is
+    /// HOST:PORT or a port alone (127.0.0.1:PORT); port 0 takes any free port, printed in
+    /// the log. A name must resolve to loopback; another IP address written out serves the
+    /// page beyond this machine.
+    #[arg(long, value_name = "ADDR", value_parser = relay::status::parse_listen)]
+    status: Option<HostPort>,
     #[command(flatten)]
     metrics: MetricsArg,
     /// Configuration folder.
     dir: PathBuf,
+    /// The relay's private file (default: DIR/relay.json).
+    #[arg(value_name = "KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// The relay's private file (the older spelling of KEY_FILE).
+    #[arg(long, value_name = "FILE", hide = true, conflicts_with = "key_file")]
+    key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -342,6 +359,9 @@ struct SupervisorArgs {
     private_exit: PrivateExit,
     #[command(flatten)]
     small: SmallSet,
+    /// Let the relay serve its status page at ADDR (see `relay --status`).
+    #[arg(long, value_name = "ADDR", value_parser = relay::status::parse_listen)]
+    status: Option<HostPort>,
     /// Show info logs of every child, not just the relay.
     #[arg(short, long)]
     verbose: bool,
@@ -349,8 +369,9 @@ struct SupervisorArgs {
 
 #[derive(Args, Debug)]
 struct UpArgs {
-    /// State folder (default: $XDG_STATE_HOME/dissent or ~/.local/state/dissent).
-    #[arg(long)]
+    /// State folder (default: $XDG_STATE_HOME/dissent or ~/.local/state/dissent). One
+    /// `up` runs from a state folder at a time; give another to run a second demo.
+    #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
     /// Clients, 2-65535 (default: those of the existing demo, or 10).
     #[arg(short, long, value_name = "N", value_parser = clients())]
@@ -358,7 +379,8 @@ struct UpArgs {
     /// Trustees, 1-16 (default: those of the existing demo, or 3).
     #[arg(short, long, value_name = "N", value_parser = trustees())]
     trustees: Option<usize>,
-    /// Relay address (default: the existing demo's, or 127.0.0.1:12345).
+    /// Relay address, on this machine's loopback (default: the existing demo's, or
+    /// 127.0.0.1:12345).
     #[arg(long, value_name = "HOST:PORT")]
     relay: Option<HostPort>,
     /// The relay's port, 1-65535 (replaces the port of --relay).
@@ -374,50 +396,102 @@ struct UpArgs {
     private_exit: PrivateExit,
     #[command(flatten)]
     small: SmallSet,
+    /// Let the relay serve its status page at ADDR (see `relay --status`).
+    #[arg(long, value_name = "ADDR", value_parser = relay::status::parse_listen)]
+    status: Option<HostPort>,
     /// Show info logs of every child, not just the relay.
     #[arg(short, long)]
     verbose: bool,
 }
 
+/// Shows a relay's status.
+#[derive(Args, Debug)]
+struct StatusArgs {
+    /// Where the relay serves its status page (`relay --status`): HOST:PORT, or a port alone
+    /// (127.0.0.1:PORT).
+    #[arg(value_name = "ADDR", value_parser = metrics::parse_listen)]
+    addr: HostPort,
+    /// Print it again every second until Ctrl-C.
+    #[arg(short, long)]
+    watch: bool,
+}
+
+/// A whole number in `lo..=hi`, refused with the range written as the help writes it
+/// (`shown`, e.g. "1-64"), so the help and the error never disagree.
+fn ranged<T>(
+    lo: u64,
+    hi: u64,
+    shown: &'static str,
+) -> impl Fn(&str) -> std::result::Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+{
+    move |text: &str| {
+        let value: u64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not a whole number; use {shown}"))?;
+        if value < lo || value > hi {
+            return Err(format!("{value} is out of range; use {shown}"));
+        }
+        T::try_from(value).map_err(|_| format!("{value} is out of range; use {shown}"))
+    }
+}
+
 /// A TCP port: 1-65535.
-fn port() -> RangedI64ValueParser<u16> {
-    clap::value_parser!(u16).range(1..)
+fn port() -> impl Fn(&str) -> std::result::Result<u16, String> + Clone + Send + Sync + 'static {
+    ranged(1, 65_535, "1-65535")
 }
 
 /// A port a process listens on: 0-65535 (0: a free port the system picks).
-fn listen_port() -> RangedI64ValueParser<u16> {
-    clap::value_parser!(u16).range(0..)
+fn listen_port() -> impl Fn(&str) -> std::result::Result<u16, String> + Clone + Send + Sync + 'static
+{
+    ranged(0, 65_535, "0-65535")
 }
 
 /// A pipelining window: 1-64.
-fn window() -> RangedI64ValueParser<u16> {
-    clap::value_parser!(u16).range(1..=dissent_core::MAX_WINDOW as i64)
+fn window() -> impl Fn(&str) -> std::result::Result<u16, String> + Clone + Send + Sync + 'static {
+    const _: () = assert!(dissent_core::MAX_WINDOW == 64);
+    ranged(1, dissent_core::MAX_WINDOW as u64, "1-64")
 }
 
+/// The wording of the clients' range, in the help and in errors.
+const CLIENTS_RANGE: &str = "2-65535 (1 with --allow-small-anonymity-set)";
+
 /// A --min-clients value: 1-65535 (below 2 only with --allow-small-anonymity-set).
-fn min_clients() -> RangedI64ValueParser<u16> {
-    clap::value_parser!(u16).range(1..=config::MAX_CLIENTS as i64)
+fn min_clients() -> impl Fn(&str) -> std::result::Result<u16, String> + Clone + Send + Sync + 'static
+{
+    ranged(1, config::MAX_CLIENTS as u64, CLIENTS_RANGE)
 }
 
 /// A number of clients: 1-65535 (below 2 only with --allow-small-anonymity-set).
-pub(crate) fn clients() -> RangedU64ValueParser<usize> {
-    RangedU64ValueParser::new().range(1..=config::MAX_CLIENTS as u64)
+pub(crate) fn clients(
+) -> impl Fn(&str) -> std::result::Result<usize, String> + Clone + Send + Sync + 'static {
+    ranged(1, config::MAX_CLIENTS as u64, CLIENTS_RANGE)
 }
 
 /// A number of trustees: 1-16.
-pub(crate) fn trustees() -> RangedU64ValueParser<usize> {
-    RangedU64ValueParser::new().range(1..=config::MAX_TRUSTEES as u64)
+pub(crate) fn trustees(
+) -> impl Fn(&str) -> std::result::Result<usize, String> + Clone + Send + Sync + 'static {
+    const _: () = assert!(config::MAX_TRUSTEES == 16);
+    ranged(1, config::MAX_TRUSTEES as u64, "1-16")
 }
 
 /// A cell length: 16-65535 bytes.
-pub(crate) fn cell_length() -> RangedU64ValueParser<usize> {
-    RangedU64ValueParser::new()
-        .range(config::MIN_CELL_LENGTH as u64..=config::MAX_CELL_LENGTH as u64)
+pub(crate) fn cell_length(
+) -> impl Fn(&str) -> std::result::Result<usize, String> + Clone + Send + Sync + 'static {
+    const _: () = assert!(config::MIN_CELL_LENGTH == 16 && config::MAX_CELL_LENGTH == 65_535);
+    ranged(
+        config::MIN_CELL_LENGTH as u64,
+        config::MAX_CELL_LENGTH as u64,
+        "16-65535",
+    )
 }
 
 /// A period in seconds: 1 s to a day.
-pub(crate) fn seconds() -> RangedU64ValueParser<u64> {
-    RangedU64ValueParser::new().range(1..=86_400)
+pub(crate) fn seconds(
+) -> impl Fn(&str) -> std::result::Result<u64, String> + Clone + Send + Sync + 'static {
+    ranged(1, 86_400, "1-86400")
 }
 
 impl Command {
@@ -434,6 +508,7 @@ impl Command {
             Command::Socks5 { .. } => "socks5",
             Command::Supervisor(_) => "supervisor",
             Command::Up(_) => "up",
+            Command::Status(_) => "status",
             #[cfg(feature = "tools")]
             Command::Bench(_) => "bench",
         }
@@ -470,8 +545,32 @@ fn main() {
     };
     if let Err(e) = rt.block_on(run(cli.command)) {
         console::complain(format_args!("error: {e:#}"));
-        std::process::exit(1);
+        let code = if e.is::<Misconfigured>() {
+            supervisor::EXIT_CONFIG
+        } else {
+            1
+        };
+        std::process::exit(code);
     }
+}
+
+/// An error in a node's configuration (files, keys or options): running again changes
+/// nothing until someone fixes it, so the process exits with [`supervisor::EXIT_CONFIG`]
+/// and a supervisor does not restart it.
+#[derive(Debug)]
+struct Misconfigured(anyhow::Error);
+
+impl std::fmt::Display for Misconfigured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for Misconfigured {}
+
+/// Runs the loading steps of a node, marking what fails as [`Misconfigured`].
+fn misconfigured<T>(load: impl FnOnce() -> Result<T>) -> Result<T> {
+    load().map_err(|e| anyhow::Error::new(Misconfigured(e)))
 }
 
 /// Loads the group and the key file of a node of `kind`, and names log lines after it.
@@ -499,30 +598,45 @@ async fn run(command: Command) -> Result<()> {
             dir,
         }) => {
             check_group_size(clients, small)?;
+            let max_cell_length = match max_cell_length {
+                Some(max) if max < cell_length => bail!(
+                    "--max-cell-length {max} is shorter than --cell-length {cell_length}: a \
+                     slot's longest cell cannot be shorter than its first; use \
+                     --max-cell-length {cell_length} or more, or a shorter --cell-length"
+                ),
+                Some(max) => max,
+                None => config::DEFAULT_MAX_CELL_LENGTH.max(cell_length),
+            };
             config::generate(
                 &dir,
                 &config::GenerateOptions {
                     clients,
                     trustees,
                     cell_length,
-                    max_cell_length: max_cell_length.max(cell_length),
+                    max_cell_length,
                     relay: relay.to_string(),
                     force,
                 },
             )?;
             console::say(format_args!(
-                "wrote a configuration for {clients} clients and {trustees} trustees to {}",
+                "wrote a configuration for {} and {} to {}",
+                console::count(clients as u64, "client"),
+                console::count(trustees as u64, "trustee"),
                 dir.display()
             ));
             Ok(())
         }
         Command::Relay(a) => {
-            let group = config::Group::load(&a.dir)?;
-            let key_file = a
-                .key
-                .unwrap_or_else(|| a.dir.join(format!("{}.json", group.relay_id)));
-            let node = config::load_node(&group, &key_file, NodeKind::Relay)?;
-            let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+            let (group, node, min_clients) = misconfigured(|| {
+                let group = config::Group::load(&a.dir)?;
+                let key_file = a
+                    .key_file
+                    .or(a.key)
+                    .unwrap_or_else(|| a.dir.join(format!("{}.json", group.relay_id)));
+                let node = config::load_node(&group, &key_file, NodeKind::Relay)?;
+                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+                Ok((group, node, min_clients))
+            })?;
             let opts = relay::RelayOptions {
                 listen: relay_listen(&group.relay_address, a.host, a.port),
                 exit: a.exit,
@@ -539,21 +653,36 @@ async fn run(command: Command) -> Result<()> {
                 exit_per_slot: a.exit_per_slot,
                 exit_total: a.exit_max,
                 period: a.reservation_period,
+                status: a.status,
             };
             a.metrics.serve().await?;
             relay::run(group, node.private_key, opts).await
         }
         Command::Trustee(a) => {
-            let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Trustee)?;
-            let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+            let (group, node, min_clients) = misconfigured(|| {
+                let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Trustee)?;
+                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+                Ok((group, node, min_clients))
+            })?;
             let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
             a.metrics.serve().await?;
             trustee::run(group, node, relay.to_string(), min_clients).await
         }
         Command::Client(a) => {
-            let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Client)?;
-            let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+            let (group, node, min_clients) = misconfigured(|| {
+                let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Client)?;
+                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+                Ok((group, node, min_clients))
+            })?;
             let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            if !a.host.is_loopback() {
+                tracing::warn!(
+                    "listening on {}, beyond this machine (--host): anyone who can reach it \
+                     can send through this client's slot and read the replies; use \
+                     --host 127.0.0.1 unless that is what you want",
+                    SocketAddr::new(a.host, a.port)
+                );
+            }
             a.metrics.serve().await?;
             client::run(
                 group,
@@ -628,6 +757,8 @@ async fn run(command: Command) -> Result<()> {
                 verbose: a.verbose,
                 allow_private_exit: a.private_exit.allow_private_exit,
                 allow_small_anonymity_set: a.small.allow_small_anonymity_set,
+                status: a.status,
+                relay_host: None,
             })
             .await
         }
@@ -646,9 +777,11 @@ async fn run(command: Command) -> Result<()> {
                 verbose: a.verbose,
                 allow_private_exit: a.private_exit.allow_private_exit,
                 allow_small_anonymity_set: a.small.allow_small_anonymity_set,
+                status: a.status,
             })
             .await
         }
+        Command::Status(a) => status::run(&a.addr, a.watch).await,
         #[cfg(feature = "tools")]
         Command::Bench(a) => tools::bench::run(a).await,
     }
@@ -658,9 +791,10 @@ async fn run(command: Command) -> Result<()> {
 fn check_group_size(clients: usize, small: SmallSet) -> Result<()> {
     if clients < config::MIN_ANONYMITY_SET && !small.allow_small_anonymity_set {
         bail!(
-            "a group of {clients} client cannot hide anyone: every connection would be \
-             traceable to its client. Use -c {} or more, or pass \
-             --allow-small-anonymity-set to accept that",
+            "a group of {} cannot hide anyone: every connection would be traceable to \
+             its client. Use -c {} or more, or pass --allow-small-anonymity-set to accept \
+             that",
+            console::count(clients as u64, "client"),
             config::MIN_ANONYMITY_SET
         );
     }
@@ -683,9 +817,10 @@ fn interval_minimum(asked: u16, group_clients: usize, small: SmallSet) -> Result
     if usize::from(asked) > group_clients {
         if !allowed {
             bail!(
-                "the group has {group_clients} client(s), fewer than --min-clients {asked}, so \
-                 no interval could start; use a configuration with at least {asked} clients, \
-                 or pass --allow-small-anonymity-set to run intervals of {group_clients}"
+                "the group has {}, fewer than --min-clients {asked}, so no interval could \
+                 start; use a configuration with at least {asked} clients, or pass \
+                 --allow-small-anonymity-set to run intervals of {group_clients}",
+                console::count(group_clients as u64, "client")
             );
         }
         // The group size is at most MAX_CLIENTS, so it fits.
@@ -701,8 +836,9 @@ fn interval_minimum(asked: u16, group_clients: usize, small: SmallSet) -> Result
 
 fn warn_small_set(clients: u16) {
     tracing::warn!(
-        "intervals may run with only {clients} client(s) (--allow-small-anonymity-set): a \
-         connection is hidden among no more than that many"
+        "intervals may run with only {} (--allow-small-anonymity-set): a connection is \
+         hidden among no more than that many",
+        console::count(clients, "client")
     );
 }
 

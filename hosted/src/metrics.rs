@@ -29,7 +29,7 @@
 //! IP address; see [`listen_address`].
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -38,10 +38,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::time::timeout;
 
 use crate::config::addr::{AddrError, Host, HostPort};
 use crate::http::{self, RequestHead};
@@ -251,12 +248,24 @@ pub fn parse_listen(s: &str) -> Result<HostPort, AddrError> {
 /// and is logged as a warning. A name must resolve to loopback addresses only (so
 /// `localhost:9100` works), since a name is no explicit choice of where metrics are seen.
 pub async fn listen_address(addr: &HostPort) -> anyhow::Result<SocketAddr> {
+    loopback_unless_written(addr, "--metrics", "metrics", "this node's traffic counters").await
+}
+
+/// The socket address to serve `what` on for `option ADDR`, as [`listen_address`] decides
+/// it: a literal IP address as written (beyond loopback with a warning that anyone who
+/// reaches it sees `shows`), a name only if it resolves to loopback.
+pub async fn loopback_unless_written(
+    addr: &HostPort,
+    option: &str,
+    what: &str,
+    shows: &str,
+) -> anyhow::Result<SocketAddr> {
     match addr.host() {
         Host::Ip(ip) => {
             if !ip.is_loopback() {
                 tracing::warn!(
-                    "serving metrics on {addr}, beyond this machine: anyone who can reach it \
-                     sees this node's traffic counters"
+                    "serving {what} on {addr}, beyond this machine: anyone who can reach it \
+                     sees {shows}"
                 );
             }
             Ok(SocketAddr::new(*ip, addr.port()))
@@ -264,16 +273,16 @@ pub async fn listen_address(addr: &HostPort) -> anyhow::Result<SocketAddr> {
         Host::Name(_) => {
             let found: Vec<SocketAddr> = tokio::net::lookup_host(addr.to_string())
                 .await
-                .with_context(|| format!("--metrics {addr}: cannot resolve the name"))?
+                .with_context(|| format!("{option} {addr}: cannot resolve the name"))?
                 .collect();
             let Some(first) = found.first() else {
-                bail!("--metrics {addr}: the name has no address");
+                bail!("{option} {addr}: the name has no address");
             };
             if let Some(other) = found.iter().find(|a| !a.ip().is_loopback()) {
                 bail!(
-                    "--metrics {addr}: the name resolves to {}, which is not a loopback \
-                     address; to serve metrics beyond this machine write the IP address \
-                     itself (e.g. --metrics {}:{})",
+                    "{option} {addr}: the name resolves to {}, which is not a loopback \
+                     address; to serve {what} beyond this machine write the IP address \
+                     itself (e.g. {option} {}:{})",
                     other.ip(),
                     other.ip(),
                     addr.port()
@@ -307,27 +316,7 @@ async fn serve_at(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
 
 /// Answers scrapes on `listener` forever, a few at a time.
 async fn serve_on(listener: TcpListener) {
-    let turns = Arc::new(Semaphore::new(MAX_SCRAPES));
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::debug!(error = %e, "metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        // The semaphore is never closed, so acquiring only waits.
-        let Ok(turn) = turns.clone().acquire_owned().await else {
-            return;
-        };
-        tokio::spawn(async move {
-            if let Err(e) = timeout(SCRAPE_TIMEOUT, answer(stream)).await {
-                tracing::debug!(error = %e, "metrics: scrape timed out");
-            }
-            drop(turn);
-        });
-    }
+    http::serve(listener, MAX_SCRAPES, SCRAPE_TIMEOUT, answer).await
 }
 
 /// Reads one request head and answers it; errors only end the connection.
@@ -340,24 +329,20 @@ async fn answer(mut stream: TcpStream) {
         Ok(RequestHead::Other) => response("405 Method Not Allowed", "text/plain", "GET only\n"),
         Err(_) => response("400 Bad Request", "text/plain", "bad request\n"),
     };
-    let _ = stream.write_all(reply.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    http::reply(stream, reply).await
 }
 
 /// A complete HTTP/1.1 response that closes the connection.
 fn response(status: &str, content_type: &str, body: &str) -> String {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    )
+    http::response(status, content_type, "", body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::http::MAX_HEAD as MAX_REQUEST_HEAD;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::timeout;
 
     /// Sends `request` to `addr` and returns the whole response (the server closes).
     async fn fetch(addr: SocketAddr, request: &[u8]) -> String {

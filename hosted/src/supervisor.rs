@@ -1,16 +1,22 @@
 //! `dissent supervisor` and `dissent up`: run a whole local DC-net as child processes.
 //!
 //! Both check everything they can before starting or writing anything: the group's size,
-//! every key file (role and permissions), the port range and that every port is free, so a
-//! mistake is one clear message rather than children restarting forever.
+//! every key file (role and permissions, all named in one message), the relay's address
+//! (a name must resolve), the port range and that every port is free, so a mistake is one
+//! clear message rather than children restarting forever. A child that still stops on its
+//! configuration ([`EXIT_CONFIG`]) is not restarted: the supervisor stops and says why.
+//!
+//! `up` runs from a state folder that it locks ([`crate::state_lock`]), so a second `up`
+//! never rewrites the files of a running demo; a demo listens on loopback only. Commands
+//! printed for the user are whole and quoted, so they paste as they are.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use dissent_core::backoff::{Backoff, BackoffConfig};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::clock;
@@ -19,6 +25,15 @@ use crate::config::{self, Group, NodeKind};
 use crate::console;
 use crate::exit::ExitKind;
 use crate::process;
+use crate::state_lock::{Holder, StateLock};
+
+/// Exit status of a node stopped by its configuration (files, keys, options), which no
+/// restart can mend (sysexits' `EX_CONFIG`).
+pub const EXIT_CONFIG: i32 = 78;
+/// Exit status of a command line clap refused.
+const EXIT_USAGE: i32 = 2;
+/// Longest wait for the relay's name to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the supervisor runs.
 #[derive(Debug, Clone)]
@@ -39,6 +54,10 @@ pub struct SupervisorOptions {
     pub allow_private_exit: bool,
     /// Run a group of fewer than two clients.
     pub allow_small_anonymity_set: bool,
+    /// The relay's status page.
+    pub status: Option<HostPort>,
+    /// Where the relay listens, in place of the host of system.json (a demo: loopback).
+    pub relay_host: Option<IpAddr>,
 }
 
 struct ChildSpec {
@@ -56,10 +75,22 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
         Some(port) => group.relay_address.with_port(port),
         None => group.relay_address.clone(),
     };
+    // The nodes dial this address: a name must resolve now, not in every child forever.
+    resolve(&relay_addr, "the relay address").await?;
     let n = group.clients.len();
     let proxy_ports = client_ports(opts.client_port_base, n)?;
     let run_clients = n.saturating_sub(opts.local);
-    check_ports_free(&relay_addr, &proxy_ports[..run_clients])?;
+    let relay_ip = opts.relay_host.unwrap_or(match relay_addr.host() {
+        Host::Ip(ip) => *ip,
+        // The relay listens on every address for a name in system.json.
+        Host::Name(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    });
+    check_ports_free(relay_ip, relay_addr.port(), &proxy_ports[..run_clients])?;
+    if let Some(status) = &opts.status {
+        if let (Host::Ip(ip), port @ 1..) = (status.host(), status.port()) {
+            ensure_free(*ip, port, "status page", "--status")?;
+        }
+    }
 
     let quiet = if opts.verbose { "info" } else { "warn" };
     let small: Vec<String> = if opts.allow_small_anonymity_set {
@@ -74,6 +105,12 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
         "--exit".into(),
         opts.exit.to_string(),
     ];
+    if let Some(host) = opts.relay_host {
+        relay_args.extend(["--host".into(), host.to_string()]);
+    }
+    if let Some(status) = &opts.status {
+        relay_args.extend(["--status".into(), status.to_string()]);
+    }
     if opts.allow_private_exit {
         relay_args.push("--allow-private-exit".into());
     }
@@ -94,36 +131,41 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
             log: quiet,
         });
     }
+    let exe = std::env::current_exe().context("cannot find the dissent executable")?;
     let mut proxies = Vec::new();
     for ((i, c), port) in group.clients.iter().enumerate().zip(proxy_ports) {
+        let mut args = vec![
+            "client".to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--relay".into(),
+            relay_addr.to_string(),
+        ];
+        args.extend(small.iter().cloned());
+        args.extend([dir.clone(), node_file(&opts.dir, &c.id)]);
         if i >= run_clients {
+            let mut line = vec![program_name(&exe)];
+            line.extend(args);
             console::say(format_args!(
-                "{}: start it yourself: dissent client --port {port} {dir} {}",
+                "{}: start it yourself: {}",
                 c.id,
-                node_file(&opts.dir, &c.id)
+                console::shell_line(&line)
             ));
             continue;
         }
         proxies.push(port);
         specs.push(ChildSpec {
             name: c.id.clone(),
-            args: vec![
-                "client".into(),
-                "--port".into(),
-                port.to_string(),
-                "--relay".into(),
-                relay_addr.to_string(),
-                dir.clone(),
-                node_file(&opts.dir, &c.id),
-            ],
+            args,
             log: quiet,
         });
     }
 
-    let exe = std::env::current_exe().context("cannot find the dissent executable")?;
     // Stopped in reverse order of dependence: clients, then trustees, then the relay.
     let tiers: Vec<_> = (0..3).map(|_| watch::channel(false)).collect();
     let mut tasks: Vec<Vec<_>> = vec![Vec::new(), Vec::new(), Vec::new()];
+    // A child that stopped on its configuration: its name.
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<String>(8);
     for spec in specs {
         let tier = match spec.args.first().map(String::as_str) {
             Some("relay") => 0,
@@ -134,16 +176,22 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
             exe.clone(),
             spec,
             tiers[tier].1.clone(),
+            fatal_tx.clone(),
         )));
     }
+    drop(fatal_tx);
 
     let shutdown = process::shutdown_signal();
     tokio::pin!(shutdown);
-    // Announce each proxy once it accepts connections.
+    // Announce each client's port once it listens (checked without connecting to it).
+    let label = match &opts.exit {
+        ExitKind::Socks5 => "SOCKS5 proxy",
+        ExitKind::Echo | ExitKind::Tcp(_) => "tunnel port",
+    };
     let ready = async {
         for port in &proxies {
-            wait_for_port(*port).await;
-            console::say(format_args!("SOCKS5 proxy: 127.0.0.1:{port}"));
+            wait_for_listener(*port).await;
+            console::say(format_args!("{label}: 127.0.0.1:{port}"));
         }
         if let Some(port) = proxies.first() {
             let example = match &opts.exit {
@@ -154,11 +202,11 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
                 ExitKind::Socks5 => {
                     format!("curl --socks5-hostname 127.0.0.1:{port} http://example.com/")
                 }
-                ExitKind::Echo => {
-                    format!("nc 127.0.0.1 {port} (the echo exit sends every byte back)")
-                }
+                ExitKind::Echo => format!(
+                    "echo hello | nc -N 127.0.0.1 {port} (the echo exit sends every byte back)"
+                ),
                 ExitKind::Tcp(target) => {
-                    format!("nc 127.0.0.1 {port} (every connection goes to {target})")
+                    format!("nc -N 127.0.0.1 {port} (every connection goes to {target})")
                 }
             };
             console::say(format_args!("try: {example}   (Ctrl-C stops everything)"));
@@ -169,11 +217,13 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
                 ));
             }
         }
+        std::future::pending::<()>().await
     };
-    tokio::select! {
-        _ = ready => { (&mut shutdown).await; }
-        _ = &mut shutdown => {}
-    }
+    let failed = tokio::select! {
+        _ = ready => None,
+        _ = &mut shutdown => None,
+        Some(name) = fatal_rx.recv() => Some(name),
+    };
     info!("stopping all children");
     for tier in (0..3).rev() {
         let _ = tiers[tier].0.send(true);
@@ -182,7 +232,58 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
         }
     }
     info!("all children stopped");
-    Ok(())
+    match failed {
+        Some(name) => Err(anyhow!(
+            "{name} stopped on its configuration (its message is above); no restart can mend \
+             that, so everything was stopped. Fix it and start again"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// How to name this executable in a command for the user: `dissent` when that is what the
+/// search path finds, else its full path.
+fn program_name(exe: &Path) -> String {
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|d| {
+            let candidate = d.join("dissent");
+            matches!(
+                (candidate.canonicalize(), exe.canonicalize()),
+                (Ok(a), Ok(b)) if a == b
+            )
+        })
+    });
+    if on_path {
+        "dissent".into()
+    } else {
+        exe.display().to_string()
+    }
+}
+
+/// The addresses `addr` names: itself for an IP address, what a name resolves to.
+async fn resolve(addr: &HostPort, what: &str) -> Result<Vec<SocketAddr>> {
+    match addr.host() {
+        Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, addr.port())]),
+        Host::Name(name) => {
+            let found = tokio::time::timeout(
+                RESOLVE_TIMEOUT,
+                tokio::net::lookup_host((name.as_str(), addr.port())),
+            )
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "{what} {addr}: the name did not resolve within {} s",
+                    RESOLVE_TIMEOUT.as_secs()
+                )
+            })?
+            .with_context(|| format!("{what} {addr}: the name does not resolve"))?;
+            let found: Vec<SocketAddr> = found.collect();
+            if found.is_empty() {
+                bail!("{what} {addr}: the name has no address");
+            }
+            Ok(found)
+        }
+    }
 }
 
 /// Checks what would make children fail at start: a group too small, `--local` too
@@ -200,30 +301,46 @@ fn check_group(group: &Group, opts: &SupervisorOptions) -> Result<()> {
     }
     if opts.local > n {
         bail!(
-            "--local {} is more than the {n} clients of the group",
-            opts.local
+            "--local {} is more than the {} of the group",
+            opts.local,
+            console::count(n as u64, "client")
         );
     }
-    config::load_node(
-        group,
-        Path::new(&node_file(&opts.dir, &group.relay_id)),
-        NodeKind::Relay,
-    )?;
-    for t in &group.trustees {
-        config::load_node(
-            group,
-            Path::new(&node_file(&opts.dir, &t.id)),
-            NodeKind::Trustee,
-        )?;
+    let nodes: Vec<(&str, NodeKind)> = std::iter::once((group.relay_id.as_str(), NodeKind::Relay))
+        .chain(
+            group
+                .trustees
+                .iter()
+                .map(|t| (t.id.as_str(), NodeKind::Trustee)),
+        )
+        .chain(
+            group
+                .clients
+                .iter()
+                .map(|c| (c.id.as_str(), NodeKind::Client)),
+        )
+        .collect();
+    // Every file's mode first, so one message names all that need a chmod.
+    let files: Vec<PathBuf> = nodes
+        .iter()
+        .flat_map(|(id, kind)| config::private_files(&opts.dir, id, *kind))
+        .collect();
+    config::check_private_files(&files)?;
+    let mut wrong = Vec::new();
+    for (id, kind) in &nodes {
+        if let Err(e) = config::load_node(group, &opts.dir.join(format!("{id}.json")), *kind) {
+            wrong.push(format!("{e:#}"));
+        }
     }
-    for c in &group.clients {
-        config::load_node(
-            group,
-            Path::new(&node_file(&opts.dir, &c.id)),
-            NodeKind::Client,
-        )?;
+    match wrong.as_slice() {
+        [] => Ok(()),
+        [one] => bail!("{one}"),
+        many => bail!(
+            "{} key files are wrong:\n  {}",
+            many.len(),
+            many.join("\n  ")
+        ),
     }
-    Ok(())
 }
 
 /// The ports of `clients` clients from `base` on, or why they do not fit below 65536.
@@ -231,8 +348,9 @@ fn client_ports(base: u16, clients: usize) -> Result<Vec<u16>> {
     let last = usize::from(base) + clients.saturating_sub(1);
     if last > usize::from(u16::MAX) {
         bail!(
-            "--client-port-base {base} with {clients} clients needs ports {base}-{last}, \
+            "--client-port-base {base} with {} needs ports {base}-{last}, \
              past 65535; use a base between 1 and {}",
+            console::count(clients as u64, "client"),
             usize::from(u16::MAX) + 1 - clients.max(1)
         );
     }
@@ -242,22 +360,16 @@ fn client_ports(base: u16, clients: usize) -> Result<Vec<u16>> {
 
 /// Fails with the option to change if the relay's or a client's port is taken, or if the
 /// relay's port is one of the clients'.
-fn check_ports_free(relay: &HostPort, clients: &[u16]) -> Result<()> {
-    if clients.contains(&relay.port()) {
+fn check_ports_free(relay_ip: IpAddr, relay_port: u16, clients: &[u16]) -> Result<()> {
+    if clients.contains(&relay_port) {
         bail!(
-            "the relay port {} is also a client port ({}-{}); change one with --relay-port \
-             or --client-port-base",
-            relay.port(),
+            "the relay port {relay_port} is also a client port ({}-{}); change one with \
+             --relay-port or --client-port-base",
             clients.first().copied().unwrap_or_default(),
             clients.last().copied().unwrap_or_default()
         );
     }
-    // The relay listens on the address in system.json, or on every address for a name.
-    let relay_ip = match relay.host() {
-        Host::Ip(ip) => *ip,
-        Host::Name(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    };
-    ensure_free(relay_ip, relay.port(), "relay", "--relay-port")?;
+    ensure_free(relay_ip, relay_port, "relay", "--relay-port")?;
     for port in clients {
         ensure_free(
             IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -285,14 +397,13 @@ fn node_file(dir: &Path, id: &str) -> String {
     dir.join(format!("{id}.json")).display().to_string()
 }
 
-async fn wait_for_port(port: u16) {
+/// Waits until something listens on 127.0.0.1:`port`, without connecting (a connection
+/// would be a local connection of the client, opened and closed for nothing).
+async fn wait_for_listener(port: u16) {
     let mut delay = Duration::from_millis(20);
     // Bounded: about a minute, then announce anyway.
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
+        if listening(port) {
             return;
         }
         tokio::time::sleep(delay).await;
@@ -300,9 +411,46 @@ async fn wait_for_port(port: u16) {
     }
 }
 
+/// Whether a socket listens on 127.0.0.1:`port` (or on every IPv4 address).
+#[cfg(target_os = "linux")]
+fn listening(port: u16) -> bool {
+    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| listens_in(&table, port))
+}
+
+/// Whether a socket listens on 127.0.0.1:`port`: elsewhere, a connection that is closed
+/// at once.
+#[cfg(not(target_os = "linux"))]
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(
+        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+/// Whether the `/proc/net/tcp` table `table` has a socket listening on 127.0.0.1:`port`
+/// or 0.0.0.0:`port`.
+fn listens_in(table: &str, port: u16) -> bool {
+    const LISTEN: &str = "0A";
+    let wanted = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+    ];
+    table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, local, _, state) = (fields.next(), fields.next(), fields.next(), fields.next());
+        state == Some(LISTEN) && local.is_some_and(|l| wanted.iter().any(|w| w == l))
+    })
+}
+
 /// Runs one child, restarting it when it exits (the nodes' own backoff policy says when),
 /// until told to stop.
-async fn keep_running(exe: PathBuf, spec: ChildSpec, mut stop: watch::Receiver<bool>) {
+async fn keep_running(
+    exe: PathBuf,
+    spec: ChildSpec,
+    mut stop: watch::Receiver<bool>,
+    fatal: mpsc::Sender<String>,
+) {
     let mut seed = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
     let mut backoff = Backoff::new(BackoffConfig::default(), seed);
@@ -328,6 +476,12 @@ async fn keep_running(exe: PathBuf, spec: ChildSpec, mut stop: watch::Receiver<b
         tokio::select! {
             status = child.wait() => {
                 if *stop.borrow() {
+                    return;
+                }
+                let code = status.as_ref().ok().and_then(|s| s.code());
+                if matches!(code, Some(EXIT_CONFIG | EXIT_USAGE)) {
+                    warn!("{} stopped on its configuration; not restarting it", spec.name);
+                    let _ = fatal.send(spec.name.clone()).await;
                     return;
                 }
                 let next = clock::tokio_at(origin, backoff.handle_lost(clock::core_now(origin)));
@@ -373,6 +527,8 @@ pub struct UpOptions {
     pub allow_private_exit: bool,
     /// Run a group of fewer than two clients.
     pub allow_small_anonymity_set: bool,
+    /// The relay's status page.
+    pub status: Option<HostPort>,
 }
 
 /// The default state folder: `$XDG_STATE_HOME/dissent` or `~/.local/state/dissent`.
@@ -411,8 +567,38 @@ impl std::fmt::Display for Demo {
 
 /// Supervises a whole local DC-net from the demo configuration in the state folder,
 /// writing a new one first when there is none or the options ask for another.
+///
+/// Nothing is written before the options are checked (the relay's address resolves to
+/// loopback, the ports fit and are free) and the state folder is locked, so a second `up`
+/// neither rewrites a running demo's files nor leaves a bad address behind.
 pub async fn up(opts: UpOptions) -> Result<()> {
     let dir = opts.state.join("demo");
+    let default_relay: HostPort = config::DEFAULT_RELAY
+        .parse()
+        .context("the default relay address")?;
+    // The address asked for, checked before the state folder is even created.
+    let asked_relay = match &opts.relay {
+        Some(relay) => {
+            let relay = match opts.relay_port {
+                Some(port) => relay.with_port(port),
+                None => relay.clone(),
+            };
+            loopback_of(&relay, "--relay").await?;
+            Some(relay)
+        }
+        None => None,
+    };
+
+    let held = StateLock::acquire(&opts.state)?;
+    let mut lock = held.lock;
+    if let Some(old) = held.stale {
+        console::say(format_args!(
+            "the demo that ran from {} before ({old}) did not stop cleanly; taking over its \
+             state folder",
+            opts.state.display()
+        ));
+    }
+
     let existing = if dir.join("system.json").exists() {
         match Group::load(&dir) {
             Ok(group) => Some(Demo {
@@ -431,14 +617,31 @@ pub async fn up(opts: UpOptions) -> Result<()> {
     } else {
         None
     };
-    let default_relay: HostPort = config::DEFAULT_RELAY
-        .parse()
-        .context("the default relay address")?;
-    let relay = opts
-        .relay
-        .clone()
-        .or_else(|| existing.as_ref().map(|d| d.relay.clone()))
-        .unwrap_or(default_relay);
+    let relay = match asked_relay {
+        Some(relay) => relay,
+        None => {
+            let kept = match existing.as_ref().map(|d| &d.relay) {
+                // A demo written before addresses were checked may name a bad one: it is
+                // replaced, not kept for every later `up`.
+                Some(old) => match loopback_of(old, "the demo's relay address").await {
+                    Ok(_) => Some(old.clone()),
+                    Err(e) => {
+                        console::say(format_args!(
+                            "{e:#}; the demo gets the default relay address {default_relay}"
+                        ));
+                        None
+                    }
+                },
+                None => None,
+            };
+            let relay = kept.unwrap_or(default_relay);
+            match opts.relay_port {
+                Some(port) => relay.with_port(port),
+                None => relay,
+            }
+        }
+    };
+    let relay_ip = loopback_of(&relay, "the relay address").await?;
     let wanted = Demo {
         clients: opts
             .clients
@@ -448,22 +651,19 @@ pub async fn up(opts: UpOptions) -> Result<()> {
             .trustees
             .or(existing.as_ref().map(|d| d.trustees))
             .unwrap_or(config::DEFAULT_TRUSTEES),
-        relay: match opts.relay_port {
-            Some(port) => relay.with_port(port),
-            None => relay,
-        },
+        relay,
     };
     if wanted.clients < config::MIN_ANONYMITY_SET && !opts.allow_small_anonymity_set {
         bail!(
-            "a demo of {} client cannot hide anyone; use -c {} or more, or add \
+            "a demo of {} cannot hide anyone; use -c {} or more, or add \
              --allow-small-anonymity-set",
-            wanted.clients,
+            console::count(wanted.clients as u64, "client"),
             config::MIN_ANONYMITY_SET
         );
     }
     // Before anything is written: the ports must fit and be free.
     let ports = client_ports(opts.client_port_base, wanted.clients)?;
-    check_ports_free(&wanted.relay, &ports)?;
+    check_ports_free(relay_ip, wanted.relay.port(), &ports)?;
 
     match &existing {
         Some(old) if *old == wanted => {
@@ -496,7 +696,23 @@ pub async fn up(opts: UpOptions) -> Result<()> {
             }
         }
     }
-    run(SupervisorOptions {
+    let holder = Holder {
+        pid: std::process::id(),
+        relay: Some(wanted.relay.to_string()),
+        client_ports: Some(match (ports.first(), ports.last()) {
+            (Some(a), Some(b)) if a != b => format!("{a}-{b}"),
+            (Some(a), _) => a.to_string(),
+            _ => String::new(),
+        }),
+        config: Some(dir.clone()),
+    };
+    if let Err(e) = lock.describe(&holder) {
+        warn!(
+            "{}: cannot write who runs the demo: {e}",
+            StateLock::path(&opts.state).display()
+        );
+    }
+    let result = run(SupervisorOptions {
         dir,
         local: 0,
         exit: opts.exit,
@@ -505,6 +721,69 @@ pub async fn up(opts: UpOptions) -> Result<()> {
         verbose: opts.verbose,
         allow_private_exit: opts.allow_private_exit,
         allow_small_anonymity_set: opts.allow_small_anonymity_set,
+        status: opts.status,
+        relay_host: Some(relay_ip),
     })
-    .await
+    .await;
+    drop(lock);
+    result
+}
+
+/// The loopback address a demo's relay listens on for `addr`, or why `addr` is not one:
+/// a name that does not resolve, or resolves (in part) beyond this machine.
+async fn loopback_of(addr: &HostPort, what: &str) -> Result<IpAddr> {
+    let found = resolve(addr, what).await?;
+    if let Some(other) = found.iter().find(|a| !a.ip().is_loopback()) {
+        bail!(
+            "{what} {addr} is {}, not a loopback address: a demo runs on this machine only; \
+             use 127.0.0.1:PORT (for a net across machines, write a configuration with \
+             `dissent config generate` and run `dissent supervisor`)",
+            other.ip()
+        );
+    }
+    // IPv4 first, as the nodes' dials find it; not empty: `resolve` fails on a name
+    // without addresses.
+    let first = found.iter().find(|a| a.is_ipv4()).unwrap_or(&found[0]);
+    Ok(first.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_is_found_in_the_kernel_table() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            0: 0100007F:0438 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
+            1: 0100007F:0439 0100007F:8000 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n\
+            2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0\n";
+        assert!(listens_in(table, 1080));
+        // Connected, not listening.
+        assert!(!listens_in(table, 1081));
+        assert!(listens_in(table, 8080));
+        assert!(!listens_in(table, 80));
+    }
+
+    #[test]
+    fn a_real_listener_is_seen_and_a_closed_one_is_not() {
+        let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert!(listening(port));
+        drop(l);
+        assert!(!listening(port));
+    }
+
+    #[tokio::test]
+    async fn a_demo_relay_must_be_on_loopback() {
+        let ok: HostPort = "localhost:12345".parse().unwrap();
+        assert!(loopback_of(&ok, "--relay").await.unwrap().is_loopback());
+        for (bad, says) in [
+            ("192.0.2.1:12345", "not a loopback address"),
+            ("nosuch.invalid:12345", "does not resolve"),
+        ] {
+            let addr: HostPort = bad.parse().unwrap();
+            let err = format!("{:#}", loopback_of(&addr, "--relay").await.unwrap_err());
+            assert!(err.contains(says) && err.contains(bad), "{err}");
+        }
+    }
 }

@@ -161,7 +161,10 @@ async fn serve(
                 TrusteeEvent::IntervalStarted { interval, clients } => {
                     crate::metrics::interval(u64::from(interval));
                     crate::metrics::online_clients(clients as u64);
-                    debug!("interval {interval} started with {clients} clients");
+                    debug!(
+                        "interval {interval} started with {}",
+                        crate::console::count(clients as u64, "client")
+                    );
                 }
                 TrusteeEvent::Refused {
                     interval,

@@ -595,10 +595,15 @@ pub fn key_file(dir: &Path, id: &str) -> String {
     dir.join(format!("{id}.json")).display().to_string()
 }
 
-/// The ports announced by `SOCKS5 proxy: 127.0.0.1:PORT` lines.
+/// The ports announced by `SOCKS5 proxy: 127.0.0.1:PORT` lines (`tunnel port: ...` with an
+/// echo or TCP exit).
 pub fn announced_proxies(out: &str) -> Vec<u16> {
     out.lines()
-        .filter_map(|l| l.trim().strip_prefix("SOCKS5 proxy: 127.0.0.1:"))
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("SOCKS5 proxy: 127.0.0.1:")
+                .or_else(|| l.strip_prefix("tunnel port: 127.0.0.1:"))
+        })
         .map(|p| p.parse().expect("a port number"))
         .collect()
 }

@@ -26,7 +26,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use dissent_core::crypto::public_key;
@@ -37,6 +37,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::addr::HostPort;
+use crate::console;
 
 /// Number of clients generated when none is given.
 pub const DEFAULT_CLIENTS: usize = 10;
@@ -579,10 +580,10 @@ impl Group {
 
         ensure!(
             pseudonym.slots.len() == clients.len(),
-            "{}: slots: {} slots for {} clients in {SYSTEM_FILE}",
+            "{}: slots: {} for {} in {SYSTEM_FILE}",
             pseudonym_path.display(),
-            pseudonym.slots.len(),
-            clients.len()
+            console::count(pseudonym.slots.len() as u64, "slot"),
+            console::count(clients.len() as u64, "client")
         );
         let slots = pseudonym
             .slots
@@ -658,6 +659,28 @@ pub fn load_node(group: &Group, private_file: &Path, kind: NodeKind) -> Result<N
             "{shown} is a session key file; give the node's own key file, {stem}.json \
              (its session file is read from beside it)"
         );
+    }
+    if let Ok(meta) = fs::metadata(private_file) {
+        if !meta.is_file() {
+            let what = if meta.is_dir() {
+                "a folder"
+            } else {
+                "not a regular file"
+            };
+            bail!(
+                "{shown} is {what}, not a key file; {} (DIR/ID.json)",
+                group.key_files_for(kind)
+            );
+        }
+    }
+    // Both of the node's files at once, so one run names every mode to fix.
+    if let Some(stem) = private_file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".json"))
+    {
+        let dir = private_file.parent().unwrap_or(Path::new(""));
+        check_private_files(&private_files(dir, stem, kind))?;
     }
     let file: PrivateFile = read_private_json(private_file)?;
     let role = group
@@ -745,36 +768,114 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 /// Like [`read_json`], for a file holding a private key: refuses it, as ssh does, when
-/// anyone but its owner may read or write it.
+/// anyone but its owner may read or write it, and refuses what is not a file at all.
 fn read_private_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let shown = path.display();
     let file = File::open(path).with_context(|| format!("{shown}: cannot open"))?;
-    let mode = file
+    let meta = file
         .metadata()
-        .with_context(|| format!("{shown}: cannot read its permissions"))?
-        .permissions()
-        .mode()
-        & 0o777;
-    ensure!(
-        mode & 0o077 == 0,
-        "{shown}: permissions {mode:04o} are too open: a private key file must be readable \
-         by its owner only; run: chmod 600 {}",
-        shell_word(&shown.to_string())
-    );
+        .with_context(|| format!("{shown}: cannot read its permissions"))?;
+    ensure_regular(path, &meta)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(TooOpen {
+            files: vec![(path.to_path_buf(), mode)],
+        }
+        .into());
+    }
     parse_json_file(path, file)
 }
 
-/// `word` as one shell word: unchanged when plain, else in single quotes.
-fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@%=".contains(&b));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
+/// Refuses a folder, a device or anything else that is not a plain file, where a key file
+/// was asked for (no `chmod` would make `/dev/null` or a folder a key file).
+fn ensure_regular(path: &Path, meta: &fs::Metadata) -> Result<()> {
+    let shown = path.display();
+    let ft = meta.file_type();
+    ensure!(!ft.is_dir(), "{shown} is a folder, not a key file");
+    ensure!(
+        ft.is_file(),
+        "{shown} is not a regular file (a device or a pipe?), so not a key file"
+    );
+    Ok(())
+}
+
+/// Private key files that others may read or write: each named with its mode, and one
+/// `chmod` that fixes them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooOpen {
+    /// Each file and its permission bits.
+    pub files: Vec<(PathBuf, u32)>,
+}
+
+impl fmt::Display for TooOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let paths: Vec<String> = self
+            .files
+            .iter()
+            .map(|(p, _)| console::shell_word(&p.display().to_string()))
+            .collect();
+        match self.files.as_slice() {
+            [(path, mode)] => write!(
+                f,
+                "{}: permissions {mode:04o} are too open: a private key file must be \
+                 readable by its owner only; run: chmod 600 {}",
+                path.display(),
+                paths.join(" ")
+            ),
+            files => {
+                let list: Vec<String> = files
+                    .iter()
+                    .map(|(p, m)| format!("{} ({m:04o})", p.display()))
+                    .collect();
+                write!(
+                    f,
+                    "{} private key files can be read or written by others: {}; a private \
+                     key file must be readable by its owner only; run: chmod 600 {}",
+                    files.len(),
+                    list.join(", "),
+                    paths.join(" ")
+                )
+            }
+        }
     }
+}
+
+impl std::error::Error for TooOpen {}
+
+/// Checks every one of `paths` that exists: a plain file, readable and writable by its
+/// owner only. Every file with too open a mode is named at once (one [`TooOpen`]); a path
+/// that is not a plain file fails alone.
+pub fn check_private_files(paths: &[PathBuf]) -> Result<()> {
+    let mut open: Vec<(PathBuf, u32)> = Vec::new();
+    for path in paths {
+        if open.iter().any(|(p, _)| p == path) {
+            continue;
+        }
+        let Ok(meta) = fs::metadata(path) else {
+            // A missing file is reported by whatever reads it, with its role.
+            continue;
+        };
+        ensure_regular(path, &meta)?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            open.push((path.clone(), mode));
+        }
+    }
+    if open.is_empty() {
+        Ok(())
+    } else {
+        Err(TooOpen { files: open }.into())
+    }
+}
+
+/// The private files of node `id` in `dir`: `ID.json`, and `ID.session.json` unless it is
+/// the relay.
+pub fn private_files(dir: &Path, id: &str, kind: NodeKind) -> Vec<PathBuf> {
+    let mut files = vec![dir.join(format!("{id}.json"))];
+    if kind != NodeKind::Relay {
+        files.push(dir.join(format!("{id}.session.json")));
+    }
+    files
 }
 
 fn parse_json_file<T: DeserializeOwned>(path: &Path, file: File) -> Result<T> {
@@ -1516,6 +1617,70 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_or_a_device_is_no_key_file_and_gets_no_chmod_hint() {
+        let dir = generated(&small());
+        let group = Group::load(dir.path()).unwrap();
+        for (path, says) in [
+            (dir.path().to_path_buf(), "is a folder, not a key file"),
+            (PathBuf::from("/dev/null"), "is not a regular file"),
+        ] {
+            for kind in [NodeKind::Client, NodeKind::Trustee, NodeKind::Relay] {
+                let text = err_text(load_node(&group, &path, kind));
+                assert!(text.contains(says), "{text}");
+                assert!(!text.contains("chmod"), "{text}");
+                assert!(text.contains(&group.key_files_for(kind)), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_file_too_open_is_named_in_one_message_with_one_chmod() {
+        let dir = generated(&small());
+        let group = Group::load(dir.path()).unwrap();
+        let key = dir.path().join("client-2.json");
+        let session = dir.path().join("client-2.session.json");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(&session, fs::Permissions::from_mode(0o640)).unwrap();
+        let err = load_node(&group, &key, NodeKind::Client).unwrap_err();
+        let too_open = err.downcast_ref::<TooOpen>().expect("a TooOpen");
+        assert_eq!(
+            too_open.files,
+            vec![(key.clone(), 0o644), (session.clone(), 0o640)]
+        );
+        let text = format!("{err:#}");
+        let chmod = format!("run: chmod 600 {} {}", key.display(), session.display());
+        assert!(
+            text.contains(&chmod) && text.contains("0644") && text.contains("0640"),
+            "{text}"
+        );
+
+        // Over a whole group too, with quoted paths where a shell would split them.
+        let spaced = tempfile::tempdir().unwrap();
+        let cfg = spaced.path().join("my dc");
+        generate(&cfg, &small()).unwrap();
+        let files: Vec<PathBuf> = ["client-0", "relay", "trustee-1"]
+            .iter()
+            .map(|id| cfg.join(format!("{id}.json")))
+            .collect();
+        for f in &files {
+            fs::set_permissions(f, fs::Permissions::from_mode(0o604)).unwrap();
+        }
+        let all: Vec<PathBuf> = group
+            .clients
+            .iter()
+            .map(|c| cfg.join(format!("{}.json", c.id)))
+            .chain(files.iter().cloned())
+            .collect();
+        let text = err_text(check_private_files(&all));
+        let quoted: Vec<String> = files.iter().map(|f| format!("'{}'", f.display())).collect();
+        assert!(text.starts_with("3 private key files"), "{text}");
+        assert!(
+            text.contains(&format!("chmod 600 {}", quoted.join(" "))),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_private_file_others_can_read_is_refused() {
         let dir = generated(&small());
         let group = Group::load(dir.path()).unwrap();
@@ -1547,9 +1712,6 @@ mod tests {
         )
         .unwrap();
         Group::load(dir.path()).unwrap();
-        assert_eq!(shell_word("/tmp/a b/x.json"), "'/tmp/a b/x.json'");
-        assert_eq!(shell_word("it's"), r"'it'\''s'");
-        assert_eq!(shell_word("/tmp/dc/relay.json"), "/tmp/dc/relay.json");
     }
 
     #[test]

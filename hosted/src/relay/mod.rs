@@ -2,9 +2,11 @@
 //!
 //! Every link has a reader task (Noise handshake, then frames in) and a writer task (frames
 //! out, batched into records); the main task owns the core relay, the admission policy and
-//! the exits, and only moves events between them.
+//! the exits, and only moves events between them. With `--status` it also keeps the
+//! status page's board ([`status`]) and publishes it once a second.
 
 pub mod admission;
+pub mod status;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +17,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use dissent_core::relay::{
-    HelloOutcome, LinkId, Peer, PeerId, ProbeOutcome, Relay, RelayConfig, RelayEvent, Waiting,
+    Destination, HelloOutcome, LinkId, Peer, PeerId, ProbeOutcome, Relay, RelayConfig, RelayEvent,
+    Waiting,
 };
 use dissent_core::wire::GoodbyeReason;
 use rand::RngCore;
@@ -25,8 +28,11 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
 use self::admission::{Admission, Ephemeral, Limits, Replays, Verdict};
+use self::status::{Board, Counters, ExchangeProbe, ExitFigures, Online, RelayInfo};
 use crate::clock;
+use crate::config::addr::HostPort;
 use crate::config::Group;
+use crate::console::count;
 use crate::exit::connections::{ExitConnections, ExitLimits};
 use crate::exit::{ExitKind, ExitPolicy};
 use crate::link;
@@ -66,6 +72,8 @@ pub struct RelayOptions {
     pub exit_total: usize,
     /// A reservation exchange at least every this many exchanges.
     pub period: u16,
+    /// Where to serve the status page, if anywhere.
+    pub status: Option<HostPort>,
 }
 
 /// Frames a peer may have queued for sending before it counts as too slow.
@@ -126,6 +134,23 @@ struct Hub {
     reported: Reported,
     /// Handshake requests refused (unknown node key, or not for this relay's key).
     handshakes_refused: u64,
+    /// The status page's board, when one is served.
+    status: Option<StatusFeed>,
+}
+
+/// The status page's board, its probe, and where the document is published.
+struct StatusFeed {
+    board: Board,
+    probe: ExchangeProbe,
+    publish: tokio::sync::watch::Sender<Arc<str>>,
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Counter values last added to the metrics, so each report adds only what is new.
@@ -199,16 +224,39 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let listening = listener.local_addr()?;
     info!(
-        "relay listening on {} ({} clients, {} trustees, cells {}..{} bytes, exit {}, up to {} exit connections)",
-        listener.local_addr()?,
-        cfg.clients,
-        cfg.trustees,
+        "relay listening on {listening} ({}, {}, cells {}..{} bytes, exit {}, up to {})",
+        count(cfg.clients, "client"),
+        count(cfg.trustees, "trustee"),
         cfg.cell_len,
         cfg.max_cell_len,
         opts.exit,
-        exit_total
+        count(exit_total as u64, "exit connection")
     );
+    let status = match &opts.status {
+        Some(addr) => {
+            let board = Board::new(
+                RelayInfo {
+                    listen: listening.to_string(),
+                    clients: u64::from(cfg.clients),
+                    trustees: u64::from(cfg.trustees),
+                    cell_length: cfg.cell_len as u64,
+                    max_cell_length: cfg.max_cell_len as u64,
+                    exit: opts.exit.to_string(),
+                },
+                unix_ms(),
+            );
+            let (publish, feed) = tokio::sync::watch::channel(Arc::from(board.json(unix_ms())));
+            status::serve(addr, feed).await?;
+            Some(StatusFeed {
+                board,
+                probe: ExchangeProbe::default(),
+                publish,
+            })
+        }
+        None => None,
+    };
 
     let mut members = HashMap::new();
     for (i, c) in group.clients.iter().enumerate() {
@@ -245,11 +293,14 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         out: vec![0u8; cfg.max_frame_len()],
         reported: Reported::default(),
         handshakes_refused: 0,
+        status,
     };
     let mut next_token = 0u64;
     let stats_every = Duration::from_secs(opts.stats_every.max(1));
     let mut stats = tokio::time::interval_at(origin + stats_every, stats_every);
     let mut last = Snapshot::take(&hub);
+    let mut status_tick = tokio::time::interval_at(origin + status::PERIOD, status::PERIOD);
+    status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let shutdown = process::shutdown_signal();
     tokio::pin!(shutdown);
 
@@ -317,6 +368,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
                 hub.log_stats(&last, &now);
                 last = now;
             }
+            _ = status_tick.tick(), if hub.status.is_some() => hub.publish_status(),
         }
         hub.drive();
         hub.record_metrics(ev_rx.len());
@@ -373,41 +425,89 @@ impl Hub {
         clock::core_now(self.origin)
     }
 
+    /// What the relay waits for, if it runs no interval.
+    fn waiting_text(&self) -> Option<String> {
+        if self.relay.interval().is_some() {
+            return None;
+        }
+        Some(match self.relay.waiting_for() {
+            Waiting::Trustees { connected, needed } => {
+                format!("waiting for trustees: {connected} of {needed} connected")
+            }
+            Waiting::Clients { connected, needed } => format!(
+                "waiting for clients: {connected} connected, {needed} needed (--min-clients)"
+            ),
+            _ => "setting up an interval".to_string(),
+        })
+    }
+
+    /// Adds a sample to the status board and publishes the board's document.
+    fn publish_status(&mut self) {
+        let counters = Counters {
+            exchanges: self.relay.exchanges_decoded(),
+            up_bytes: self.exits.stats.up_bytes,
+            down_bytes: self.exits.stats.down_bytes,
+            online: Online {
+                clients: self.relay.connected_clients() as u64,
+                trustees: self.relay.connected_trustees() as u64,
+            },
+            interval: self.relay.interval().map(|(i, n)| (i, n as u64)),
+            reserved_slots: self.relay.reserved_slots() as u64,
+            exit: ExitFigures {
+                open: self.exits.open_connections() as u64,
+                refused: self.exits.policy.refused(),
+                failed: self.exits.policy.failed(),
+                refused_at_caps: self.exits.stats.refused_cap,
+            },
+            state: self.waiting_text().unwrap_or_else(|| "running".to_string()),
+        };
+        if let Some(s) = &mut self.status {
+            let now = unix_ms();
+            s.board.sample(now, counters);
+            let _ = s.publish.send(Arc::from(s.board.json(now)));
+        }
+    }
+
+    /// Adds an event to the status board, if there is one.
+    fn status_event(&mut self, kind: &str, level: &str, text: String, node: Option<PeerId>) {
+        if let Some(s) = &mut self.status {
+            let mut e = status::Event::new(unix_ms(), kind, level, text);
+            e.node = node.map(|p| p.to_string());
+            s.board.event(e);
+        }
+    }
+
     fn log_stats(&self, last: &Snapshot, now: &Snapshot) {
         let secs = (now.at - last.at).as_secs_f64().max(1e-6);
         let state = match self.relay.interval() {
             Some((i, n)) => format!(
-                "interval {i} with {n} clients, {} slots reserved",
-                self.relay.reserved_slots()
+                "interval {i} with {}, {} reserved",
+                count(n as u64, "client"),
+                count(self.relay.reserved_slots() as u64, "slot")
             ),
-            None => match self.relay.waiting_for() {
-                Waiting::Trustees { connected, needed } => {
-                    format!("waiting for trustees: {connected} of {needed} connected")
-                }
-                Waiting::Clients { connected, needed } => format!(
-                    "waiting for clients: {connected} connected, {needed} needed (--min-clients)"
-                ),
-                _ => "setting up an interval".to_string(),
-            },
+            None => self.waiting_text().unwrap_or_default(),
         };
         let refused = self.exits.policy.refused();
         let failed = self.exits.policy.failed();
         let adm = self.admission.stats();
         info!(
-            "{:.0} exchanges/s, up {}/s, down {}/s, {} clients, {} trustees, {state}, {} exit connections{}{}{}{}{}",
+            "{:.0} exchanges/s, up {}/s, down {}/s, {}, {}, {state}, {}{}{}{}{}{}",
             (now.exchanges - last.exchanges) as f64 / secs,
             human((now.up - last.up) as f64 / secs),
             human((now.down - last.down) as f64 / secs),
-            self.relay.connected_clients(),
-            self.relay.connected_trustees(),
-            self.exits.open_connections(),
+            count(self.relay.connected_clients() as u64, "client"),
+            count(self.relay.connected_trustees() as u64, "trustee"),
+            count(self.exits.open_connections() as u64, "exit connection"),
             if refused > 0 {
                 format!(", {refused} refused by exit policy (allow with --allow-private-exit)")
             } else {
                 String::new()
             },
             if failed > 0 {
-                format!(", {failed} exit connections failed (no such host, refused or timed out)")
+                format!(
+                    ", {} failed (no such host, refused or timed out)",
+                    count(failed, "exit connection")
+                )
             } else {
                 String::new()
             },
@@ -421,8 +521,8 @@ impl Hub {
             },
             if self.handshakes_refused > 0 {
                 format!(
-                    ", {} handshakes refused (nodes of another configuration?)",
-                    self.handshakes_refused
+                    ", {} refused (nodes of another configuration?)",
+                    count(self.handshakes_refused, "handshake")
                 )
             } else {
                 String::new()
@@ -523,6 +623,12 @@ impl Hub {
                         Ok(HelloOutcome::Admitted) => {
                             crate::metrics::link_events("joined");
                             info!("{peer} connected from {addr}");
+                            self.status_event(
+                                "joined",
+                                "info",
+                                format!("{peer} connected"),
+                                Some(peer),
+                            );
                             self.set_record_limit(token, peer);
                         }
                         Ok(HelloOutcome::Probing) => info!(
@@ -537,6 +643,12 @@ impl Hub {
             }
             LinkEvent::HandshakeRefused(token, reason) => {
                 self.handshakes_refused += 1;
+                self.status_event(
+                    "refused",
+                    "warn",
+                    "a handshake was refused (a node of another configuration?)".into(),
+                    None,
+                );
                 crate::metrics::link_events("handshake_refused");
                 self.link_event(LinkEvent::Closed(token, reason));
             }
@@ -548,6 +660,12 @@ impl Hub {
                             if self.relay.link_of(peer) == Some(LinkId(token)) {
                                 crate::metrics::link_events("lost");
                                 info!("{peer} disconnected: {reason}");
+                                self.status_event(
+                                    "left",
+                                    "info",
+                                    format!("{peer} disconnected: {reason}"),
+                                    Some(peer),
+                                );
                             }
                             self.relay.handle_link_closed(now, LinkId(token), peer);
                         }
@@ -580,20 +698,54 @@ impl Hub {
                     RelayEvent::Close { conn } => self.exits.close(conn),
                     RelayEvent::Garbled { interval, exchange } => {
                         crate::metrics::garbled();
-                        warn!(
+                        let text = format!(
                             "exchange {exchange} of interval {interval} decoded to garbage (a \
                              disruption, or nodes shown different views)"
-                        )
+                        );
+                        warn!("{text}");
+                        if let Some(s) = &mut self.status {
+                            let mut e = status::Event::new(unix_ms(), "garbled", "warn", text);
+                            e.interval = Some(interval);
+                            e.exchange = Some(exchange);
+                            s.board.event(e);
+                        }
                     }
                     RelayEvent::IntervalStarted { interval, clients } => {
-                        info!("interval {interval} started with {clients} clients")
+                        info!(
+                            "interval {interval} started with {}",
+                            count(clients as u64, "client")
+                        );
+                        if let Some(s) = &mut self.status {
+                            let decoded = self.relay.exchanges_decoded();
+                            s.board
+                                .interval_started(unix_ms(), interval, clients as u64, decoded);
+                        }
                     }
                     RelayEvent::IntervalEnded { interval, done } => {
-                        debug!("interval {interval} ended after {done} exchanges")
+                        debug!(
+                            "interval {interval} ended after {}",
+                            count(done, "exchange")
+                        );
+                        if let Some(s) = &mut self.status {
+                            // Its exchanges in flight will not be decoded; the next
+                            // interval's are issued only after it opened, round trips on.
+                            s.probe.reset(self.relay.exchanges_decoded());
+                            s.board.interval_ended(unix_ms(), interval, done);
+                        }
                     }
                     RelayEvent::Dropped { peer, reason } => {
                         crate::metrics::link_events("dropped");
-                        warn!("dropping {peer}: {reason}")
+                        warn!("dropping {peer}: {reason}");
+                        if let Some(s) = &mut self.status {
+                            let mut e = status::Event::new(
+                                unix_ms(),
+                                "dropped",
+                                "warn",
+                                format!("{peer} dropped: {reason}"),
+                            );
+                            e.node = Some(peer.to_string());
+                            s.board.event(e);
+                        }
                     }
                     RelayEvent::Joined { peer } => {
                         if let Some(link) = self.relay.link_of(peer) {
@@ -614,6 +766,13 @@ impl Hub {
                     _ => {}
                 }
             }
+            // The core decodes exchanges as its events are polled: time them now.
+            if let Some(s) = &mut self.status {
+                let decoded = self.relay.exchanges_decoded();
+                if let Some(rtt) = s.probe.decoded(decoded, std::time::Instant::now()) {
+                    s.board.round_trip(rtt);
+                }
+            }
             let mut sent = false;
             let mut slow: Vec<PeerId> = Vec::new();
             // Links whose writer ended (the socket failed): closed, not slow.
@@ -631,6 +790,12 @@ impl Hub {
                     }
                 };
                 sent = true;
+                if t.destination == Destination::Members {
+                    // A new exchange's request to the clients: the probe's start.
+                    if let Some(s) = &mut self.status {
+                        s.probe.issued(std::time::Instant::now());
+                    }
+                }
                 let frame = Bytes::copy_from_slice(&self.out[..t.len]);
                 let mut closing = Vec::new();
                 for LinkId(token) in self.relay.links(t.destination) {

@@ -37,7 +37,7 @@ use tokio::net::TcpStream;
 use tokio::process::Child;
 
 use crate::config;
-use crate::console;
+use crate::console::{self, count};
 use crate::process;
 
 /// Clients one load process hosts (a process here may hold 20,000 files; each client
@@ -89,10 +89,10 @@ struct LoadArgs {
     #[arg(long, default_value_t = 1024)]
     size: u64,
     /// Clients, each its own process with a SOCKS5 port; requests go to them in turn.
-    #[arg(long, default_value_t = 4)]
+    #[arg(short, long, value_name = "N", default_value_t = 4)]
     clients: usize,
     /// Trustees.
-    #[arg(long, default_value_t = 3)]
+    #[arg(short, long, value_name = "N", default_value_t = 3)]
     trustees: usize,
     /// Base cell length in bytes.
     #[arg(long, default_value_t = 256)]
@@ -106,10 +106,10 @@ struct LoadArgs {
 #[derive(Args, Debug, Clone)]
 struct CoreArgs {
     /// Clients (each keeps its slot busy), 1-65535.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = crate::clients())]
+    #[arg(short, long, value_name = "N", default_value_t = 16, value_parser = crate::clients())]
     clients: usize,
     /// Trustees, 1-16.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = crate::trustees())]
+    #[arg(short, long, value_name = "N", default_value_t = 3, value_parser = crate::trustees())]
     trustees: usize,
     /// Cell length in bytes (every exchange has this length), 16-65535.
     #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = crate::cell_length())]
@@ -123,10 +123,10 @@ struct CoreArgs {
 #[derive(Args, Debug, Clone)]
 struct NetArgs {
     /// Clients, 1-65535.
-    #[arg(long, default_value_t = 16)]
+    #[arg(short, long, value_name = "N", default_value_t = 16)]
     clients: usize,
     /// Trustees, 1-16.
-    #[arg(long, default_value_t = 3)]
+    #[arg(short, long, value_name = "N", default_value_t = 3)]
     trustees: usize,
     /// Base cell length in bytes.
     #[arg(long, default_value_t = 256)]
@@ -264,11 +264,9 @@ fn bench_core(args: &CoreArgs) -> Result<()> {
     cfg.join_delay = dissent_core::Duration::from_micros(0);
     let mut net = Net::new(cfg);
     let pb = phase(format!(
-        "core: {} {}, {} {}, {}-byte cells",
-        args.clients,
-        plural(args.clients, "client", "clients"),
-        args.trustees,
-        plural(args.trustees, "trustee", "trustees"),
+        "core: {}, {}, {}-byte cells",
+        count(args.clients as u64, "client"),
+        count(args.trustees as u64, "trustee"),
         args.cell_length
     ));
     net.run_until(10_000_000, |n| n.relay.interval().is_some());
@@ -318,11 +316,9 @@ fn bench_core(args: &CoreArgs) -> Result<()> {
     pb.finish_and_clear();
     let exchanges = net.relay.exchanges_decoded() - e0;
     println!(
-        "# core: {} {}, {} {}, cell {} bytes, one thread, in-memory test network",
-        args.clients,
-        plural(args.clients, "client", "clients"),
-        args.trustees,
-        plural(args.trustees, "trustee", "trustees"),
+        "# core: {}, {}, cell {} bytes, one thread, in-memory test network",
+        count(args.clients as u64, "client"),
+        count(args.trustees as u64, "trustee"),
         args.cell_length
     );
     println!("core.seconds: {secs:.2}");
@@ -345,15 +341,6 @@ fn bench_core(args: &CoreArgs) -> Result<()> {
         net.exit.garbled
     );
     Ok(())
-}
-
-/// `one` or `many` by `n`.
-fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
-    if n == 1 {
-        one
-    } else {
-        many
-    }
 }
 
 /// A rate in bytes per second with a unit that keeps three significant digits.
@@ -542,9 +529,9 @@ struct Quantiles {
 impl Report {
     fn print(&self, json: bool) {
         println!(
-            "# net: {} clients, {} trustees, cells {}..{} bytes, echo exit, loopback, {}",
-            self.clients,
-            self.trustees,
+            "# net: {}, {}, cells {}..{} bytes, echo exit, loopback, {}",
+            count(self.clients as u64, "client"),
+            count(self.trustees as u64, "trustee"),
             self.cell_length,
             self.max_cell_length,
             if self.separate_processes {
@@ -655,8 +642,9 @@ async fn start_cluster(spec: &ClusterSpec) -> Result<Running> {
     let client_ports = ports[2..].to_vec();
     let cfg_dir = work.path().join("cfg");
     let pb = phase(format!(
-        "writing a configuration for {} clients and {} trustees",
-        spec.clients, spec.trustees
+        "writing a configuration for {} and {}",
+        count(spec.clients as u64, "client"),
+        count(spec.trustees as u64, "trustee")
     ));
     config::generate(
         &cfg_dir,
@@ -869,8 +857,8 @@ async fn run_load(args: &LoadArgs) -> Result<()> {
     opts.progress = std::io::stderr().is_terminal();
     let work = async {
         let pb = phase(format!(
-            "waiting for the DC-net of {} clients to carry a request",
-            args.clients
+            "waiting for the DC-net of {} to carry a request",
+            count(args.clients as u64, "client")
         ));
         let mut probe = crate::tools::load::LoadOptions::new(vec![proxies[0]], server.addr());
         probe.rate = 1;
@@ -903,8 +891,12 @@ async fn run_load(args: &LoadArgs) -> Result<()> {
     running.cluster.stop().await;
     if let Some(r) = &report {
         println!(
-            "# load: {} clients (each a SOCKS5 proxy), {} trustees, {} requests/s for {} s, {}-byte bodies, SOCKS5 exit, local HTTP server",
-            args.clients, args.trustees, args.rate, args.seconds, args.size
+            "# load: {} (each a SOCKS5 proxy), {}, {} requests/s for {} s, {}-byte bodies, SOCKS5 exit, local HTTP server",
+            count(args.clients as u64, "client"),
+            count(args.trustees as u64, "trustee"),
+            args.rate,
+            args.seconds,
+            args.size
         );
         println!("{r}");
         if args.json {
@@ -930,8 +922,8 @@ async fn measure(
     // Scaled with the group: key agreement and the first interval grow with it.
     let ready_limit = Duration::from_secs(60 + args.clients as u64 / 50);
     let pb = phase(format!(
-        "waiting for the DC-net of {} clients to carry a byte",
-        args.clients
+        "waiting for the DC-net of {} to carry a byte",
+        count(args.clients as u64, "client")
     ));
     let ready = wait_ready(port, ready_limit).await;
     pb.finish_and_clear();
