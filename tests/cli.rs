@@ -1896,12 +1896,15 @@ fn a_client_log_never_names_a_conn_or_a_slot() {
         net.clients[1].kill();
         let cfg = net.cfg.display().to_string();
         let port = net.client_ports[1];
+        let relay = net.relay_addr();
         net.clients[1] = scope.spawn_logging(
             "client-1",
             &[
                 "client",
                 "-p",
                 &port.to_string(),
+                "--relay",
+                &relay,
                 &cfg,
                 &key_file(&net.cfg, "client-1"),
             ],
