@@ -84,7 +84,11 @@ fn codec(c: &mut Criterion) {
         })
     });
     g.bench_function("cell_prefix", |b| {
-        b.iter(|| wire::emit_cell_prefix(1_700_000_000, 123_456, 256, &mut out).expect("fits"))
+        let prefix = wire::Prefix::Cell {
+            interval: 1_700_000_000,
+            exchange: 123_456,
+        };
+        b.iter(|| prefix.emit(256, &mut out).expect("fits"))
     });
     g.finish();
 }

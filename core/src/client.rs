@@ -42,8 +42,8 @@ use crate::time::{Duration, Instant};
 use crate::transcript::{self, Transcript};
 use crate::wire::{
     self, read_record_header as record_header, write_record_header, CellView, ConnId, Down,
-    GoodbyeReason, Head, IntervalRecord, Kind, Message, NodeRole, OutputsView, Params, Resume,
-    WireError, MAX_FRAME_BODY, MAX_HISTORY, RECORD_HEADER_LEN,
+    GoodbyeReason, Head, IntervalRecord, Kind, Message, NodeRole, OutputsView, Params, Prefix,
+    Resume, WireError, MAX_FRAME_BODY, MAX_HISTORY, RECORD_HEADER_LEN,
 };
 use crate::{cell_length_ok, MAC_LEN, MAX_CELL_LENGTH, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
@@ -953,7 +953,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         r.transcript.advance(exchange, kind, outputs, &head.hash);
 
         // The cell: the same steps whoever owns the slot.
-        let p = wire::emit_cell_prefix(interval, exchange, len, out)?;
+        let p = Prefix::Cell { interval, exchange }.emit(len, out)?;
         let cell = &mut out[p..p + len];
         match kind {
             Kind::Reserve => {

@@ -31,7 +31,7 @@ use crate::time::{Duration, Instant};
 use crate::transcript;
 use crate::wire::{
     self, CellView, ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, Message, NodeRole,
-    OutputsView, Params, Record, Records, Resume, WireError, MAX_FRAME_BODY, MAX_HISTORY,
+    OutputsView, Params, Prefix, Record, Records, Resume, WireError, MAX_FRAME_BODY, MAX_HISTORY,
 };
 use crate::{
     cell_length_ok, MAC_LEN, MAX_CLIENTS, MAX_DOWNSTREAM, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN,
@@ -1965,7 +1965,7 @@ where
             members,
             entry: NONCE_LEN + MAC_LEN,
             chunk: 2048,
-            prefix: wire::emit_members_prefix,
+            prefix: |interval, first| Prefix::Members { interval, first },
         };
         let t = self.transmit_column(&column, &mut sent, &mut scan, out, |c, j, e| {
             e[..NONCE_LEN].copy_from_slice(&c.nonce);
@@ -2007,7 +2007,7 @@ where
             if count == 0 {
                 return Err(WireError::BufferTooSmall);
             }
-            let p = (column.prefix)(column.interval, sent[j], count, out)?;
+            let p = (column.prefix)(column.interval, sent[j]).emit(count * column.entry, out)?;
             let online = &self.store.as_ref()[self.regions.connected..self.regions.online];
             let peers = self.peers.as_ref();
             let len = count * column.entry;
@@ -2089,7 +2089,7 @@ where
             members,
             entry: MAC_LEN,
             chunk: 4096,
-            prefix: wire::emit_acks_prefix,
+            prefix: |interval, first| Prefix::Acks { interval, first },
         };
         let t = self.transmit_column(&column, &mut acks_sent, &mut acks_scan, out, |c, j, e| {
             e.copy_from_slice(&c.acks[j])
@@ -2638,8 +2638,8 @@ struct Column {
     entry: usize,
     /// Most entries per frame.
     chunk: usize,
-    /// Writes the frame prefix for `count` entries from position `first`.
-    prefix: fn(u32, u32, usize, &mut [u8]) -> Result<usize, WireError>,
+    /// The message, for an interval and the position of its first entry.
+    prefix: fn(u32, u32) -> Prefix,
 }
 
 /// A checked Hello's fields the relay keeps.

@@ -32,7 +32,7 @@ use crate::schedule::{Deviation, Schedule, ScheduleError};
 use crate::time::Instant;
 use crate::transcript::Transcript;
 use crate::wire::{
-    self, GoodbyeReason, Kind, Message, NodeRole, OutputsView, WireError, MAX_FRAME_BODY,
+    self, GoodbyeReason, Kind, Message, NodeRole, OutputsView, Prefix, WireError, MAX_FRAME_BODY,
 };
 use crate::{cell_length_ok, MAC_LEN, MAX_CELL_LENGTH, MAX_CLIENTS, MAX_WINDOW, NONCE_LEN};
 
@@ -820,7 +820,11 @@ where
             Phase::Running(r) => r.members as usize,
             _ => 0,
         };
-        let p = wire::emit_cell_prefix(cell.interval, cell.exchange, cell.len, out)?;
+        let p = Prefix::Cell {
+            interval: cell.interval,
+            exchange: cell.exchange,
+        }
+        .emit(cell.len, out)?;
         self.cells.pop_front();
         let dst = &mut out[p..p + cell.len];
         dst.fill(0);
@@ -850,7 +854,11 @@ where
         if count == 0 {
             return Err(WireError::BufferTooSmall);
         }
-        let p = wire::emit_confirm_prefix(interval, sent, count, out)?;
+        let p = Prefix::Confirm {
+            interval,
+            first: sent,
+        }
+        .emit(count * MAC_LEN, out)?;
         let online = &self.store.as_ref()[..self.online_len()];
         for mac in out[p..p + count * MAC_LEN].chunks_exact_mut(MAC_LEN) {
             scan = crate::bits::next_set(online, scan, self.clients);

@@ -45,9 +45,7 @@ pub use message::{goodbye_reason, Message};
 pub use outputs::{
     emit_next_output, emit_requests_output, max_outputs_len, Output, OutputsView, Requests,
 };
-pub use prefix::{
-    cell_frame_len, emit_acks_prefix, emit_cell_prefix, emit_confirm_prefix, emit_members_prefix,
-};
+pub use prefix::{cell_frame_len, Prefix};
 
 /// Protocol version carried in [`Message::Hello`].
 pub const PROTOCOL_VERSION: u16 = 2;

@@ -1,97 +1,100 @@
 //! Frame prefixes of messages whose last field the caller writes in place (cells,
 //! confirmations, member lists), so a cell's ciphertext is computed where it is sent.
 //!
-//! Owns producing exactly the bytes [`super::Message::emit_frame`] would, up to the last
-//! field. It must not write that field.
+//! Owns producing exactly the bytes [`Message::emit_frame`] would, up to the last field. It
+//! must not write that field.
 
 use serde::Serialize;
 
+#[cfg(doc)]
+use super::Message;
 use super::{WireError, FRAME_HEADER_LEN, MAX_FRAME_BODY};
-use crate::NONCE_LEN;
 
-/// Postcard's variant index of [`Message::Cell`](super::Message::Cell); pinned by a test.
-const CELL_VARIANT: u32 = 13;
+/// A message whose last field is bytes the caller writes in place, right after the frame
+/// prefix [`Prefix::emit`] writes.
+///
+/// The prefix is exactly what [`Message::emit_frame`] would write before that field, so a
+/// node computes a cell's ciphertext (or a trustee its MACs) where the frame is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    /// [`Message::Members`]: `NONCE_LEN + MAC_LEN` bytes per member follow.
+    Members {
+        /// The interval.
+        interval: u32,
+        /// Position of the first entry among the interval's members.
+        first: u32,
+    },
+    /// [`Message::Confirm`]: `MAC_LEN` bytes per member follow.
+    Confirm {
+        /// The interval.
+        interval: u32,
+        /// Position of the first entry among the interval's members.
+        first: u32,
+    },
+    /// [`Message::Acks`]: `MAC_LEN` bytes per member follow.
+    Acks {
+        /// The interval.
+        interval: u32,
+        /// Position of the first entry among the interval's members.
+        first: u32,
+    },
+    /// [`Message::Cell`]: the cell follows.
+    Cell {
+        /// Interval of the exchange.
+        interval: u32,
+        /// Exchange number.
+        exchange: u64,
+    },
+}
 
-/// Postcard's variant index of [`Message::Confirm`](super::Message::Confirm); pinned by a test.
-const CONFIRM_VARIANT: u32 = 8;
-
-/// Postcard's variant index of [`Message::Members`](super::Message::Members); pinned by a test.
+/// Postcard's variant indices of the messages a [`Prefix`] starts; pinned by a test.
 const MEMBERS_VARIANT: u32 = 5;
-
-/// Postcard's variant index of [`Message::Acks`](super::Message::Acks); pinned by a test.
+const CONFIRM_VARIANT: u32 = 8;
+const CELL_VARIANT: u32 = 13;
 const ACKS_VARIANT: u32 = 15;
 
-/// Writes the frame prefix of a [`Message::Members`](super::Message::Members) with `count` entries; the caller writes
-/// the entries (`NONCE_LEN + MAC_LEN` bytes each) right after the returned length.
-pub fn emit_members_prefix(
-    interval: u32,
-    first: u32,
-    count: usize,
-    out: &mut [u8],
-) -> Result<usize, WireError> {
-    let len = count * (NONCE_LEN + crate::MAC_LEN);
-    emit_prefix(&(MEMBERS_VARIANT, interval, first, len as u64), len, out)
-}
-
-/// Writes the frame prefix of a [`Message::Cell`](super::Message::Cell) with a `cell_len`-byte cell; the caller
-/// writes the cell bytes right after the returned length.
-///
-/// Produces exactly the bytes `Message::Cell { .. }.emit_frame()` would, without needing
-/// the cell to exist yet, so nodes can compute the ciphertext in place.
-pub fn emit_cell_prefix(
-    interval: u32,
-    exchange: u64,
-    cell_len: usize,
-    out: &mut [u8],
-) -> Result<usize, WireError> {
-    emit_prefix(
-        &(CELL_VARIANT, interval, exchange, cell_len as u64),
-        cell_len,
-        out,
-    )
-}
-
-/// Writes the frame prefix of a [`Message::Confirm`](super::Message::Confirm) with `count` MACs; the caller writes
-/// the MACs right after the returned length.
-pub fn emit_confirm_prefix(
-    interval: u32,
-    first: u32,
-    count: usize,
-    out: &mut [u8],
-) -> Result<usize, WireError> {
-    let len = count * crate::MAC_LEN;
-    emit_prefix(&(CONFIRM_VARIANT, interval, first, len as u64), len, out)
-}
-
-/// Writes the frame prefix of a [`Message::Acks`](super::Message::Acks) with `count` MACs; the caller writes
-/// the MACs right after the returned length.
-pub fn emit_acks_prefix(
-    interval: u32,
-    first: u32,
-    count: usize,
-    out: &mut [u8],
-) -> Result<usize, WireError> {
-    let len = count * crate::MAC_LEN;
-    emit_prefix(&(ACKS_VARIANT, interval, first, len as u64), len, out)
-}
-
-/// Encodes `fields` (ending with the byte length of a trailing slice) after a frame
-/// header sized for `tail` more bytes.
-fn emit_prefix<T: Serialize>(fields: &T, tail: usize, out: &mut [u8]) -> Result<usize, WireError> {
-    if out.len() < FRAME_HEADER_LEN {
-        return Err(WireError::BufferTooSmall);
+impl Prefix {
+    /// Writes the frame header and every field but the last, for a last field of `tail`
+    /// bytes; returns where that field starts in `out`.
+    ///
+    /// Fails if `out` cannot hold the whole frame or the frame would exceed
+    /// [`MAX_FRAME_BODY`].
+    pub fn emit(&self, tail: usize, out: &mut [u8]) -> Result<usize, WireError> {
+        let len = tail as u64;
+        match *self {
+            Prefix::Members { interval, first } => {
+                emit_fields(&(MEMBERS_VARIANT, interval, first, len), tail, out)
+            }
+            Prefix::Confirm { interval, first } => {
+                emit_fields(&(CONFIRM_VARIANT, interval, first, len), tail, out)
+            }
+            Prefix::Acks { interval, first } => {
+                emit_fields(&(ACKS_VARIANT, interval, first, len), tail, out)
+            }
+            Prefix::Cell { interval, exchange } => {
+                emit_fields(&(CELL_VARIANT, interval, exchange, len), tail, out)
+            }
+        }
     }
-    let n = postcard::to_slice(fields, &mut out[FRAME_HEADER_LEN..])
+}
+
+/// Encodes `fields` (ending with the byte length of the last field) after a frame header
+/// sized for `tail` more bytes.
+fn emit_fields<T: Serialize>(fields: &T, tail: usize, out: &mut [u8]) -> Result<usize, WireError> {
+    let (header, rest) = out
+        .split_first_chunk_mut::<FRAME_HEADER_LEN>()
+        .ok_or(WireError::BufferTooSmall)?;
+    let n = postcard::to_slice(fields, rest)
         .map_err(|_| WireError::BufferTooSmall)?
         .len();
     let body = n + tail;
     if body > MAX_FRAME_BODY {
         return Err(WireError::BadFrameLength(body as u32));
     }
-    if out.len() < FRAME_HEADER_LEN + body {
+    if rest.len() < body {
         return Err(WireError::BufferTooSmall);
     }
-    out[..FRAME_HEADER_LEN].copy_from_slice(&(body as u32).to_be_bytes());
+    *header = (body as u32).to_be_bytes();
     Ok(FRAME_HEADER_LEN + n)
 }
 
@@ -109,7 +112,7 @@ mod tests {
     use crate::wire::Message;
 
     #[test]
-    fn cell_prefix_matches_postcard() {
+    fn prefixes_match_postcard() {
         for &(interval, exchange, len) in
             &[(0u32, 0u64, 16usize), (7, 1 << 40, 1024), (1, 2, 65535)]
         {
@@ -123,7 +126,9 @@ mod tests {
             }
             .emit_frame(&mut a)
             .unwrap();
-            let p = emit_cell_prefix(interval, exchange, len, &mut b).unwrap();
+            let p = Prefix::Cell { interval, exchange }
+                .emit(len, &mut b)
+                .unwrap();
             b[p..p + len].copy_from_slice(&cell);
             assert_eq!(p + len, n);
             assert_eq!(a[..n], b[..n]);
@@ -139,7 +144,12 @@ mod tests {
         }
         .emit_frame(&mut a)
         .unwrap();
-        let p = emit_confirm_prefix(9, 300, 3, &mut b).unwrap();
+        let p = Prefix::Confirm {
+            interval: 9,
+            first: 300,
+        }
+        .emit(48, &mut b)
+        .unwrap();
         b[p..p + 48].copy_from_slice(&macs);
         assert_eq!(a[..n], b[..p + 48]);
         let n = Message::Acks {
@@ -149,7 +159,12 @@ mod tests {
         }
         .emit_frame(&mut a)
         .unwrap();
-        let p = emit_acks_prefix(9, 300, 3, &mut b).unwrap();
+        let p = Prefix::Acks {
+            interval: 9,
+            first: 300,
+        }
+        .emit(48, &mut b)
+        .unwrap();
         b[p..p + 48].copy_from_slice(&macs);
         assert_eq!(a[..n], b[..p + 48]);
         let entries = [0xCDu8; 64];
@@ -160,8 +175,32 @@ mod tests {
         }
         .emit_frame(&mut a)
         .unwrap();
-        let p = emit_members_prefix(9, 2, 2, &mut b).unwrap();
+        let p = Prefix::Members {
+            interval: 9,
+            first: 2,
+        }
+        .emit(64, &mut b)
+        .unwrap();
         b[p..p + 64].copy_from_slice(&entries);
         assert_eq!(a[..n], b[..p + 64]);
+    }
+
+    #[test]
+    fn frames_that_do_not_fit_are_refused() {
+        let cell = Prefix::Cell {
+            interval: 1,
+            exchange: 2,
+        };
+        // The whole frame must fit, not only the prefix.
+        let mut out = [0u8; 20];
+        assert_eq!(cell.emit(16, &mut out), Err(WireError::BufferTooSmall));
+        assert_eq!(cell.emit(8, &mut out), Ok(8));
+        assert_eq!(cell.emit(0, &mut out[..3]), Err(WireError::BufferTooSmall));
+        let mut big = std::vec![0u8; MAX_FRAME_BODY + 64];
+        // Variant, interval and exchange take a byte each, the length varint three.
+        assert_eq!(
+            cell.emit(MAX_FRAME_BODY, &mut big),
+            Err(WireError::BadFrameLength(MAX_FRAME_BODY as u32 + 6))
+        );
     }
 }
