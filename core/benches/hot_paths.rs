@@ -51,7 +51,7 @@ fn codec(c: &mut Criterion) {
     let mut g = c.benchmark_group("codec");
     let data = vec![0x42u8; 1024];
     let outputs = [0u8, 0, 0];
-    let msg = Message::ClientRequest {
+    let msg = Message::ClientRequest(wire::ClientRequest {
         interval: 1_700_000_000,
         exchange: 123_456,
         kind: Kind::Slot { slot: 7, len: 256 },
@@ -60,7 +60,7 @@ fn codec(c: &mut Criterion) {
             conn: ConnId::new(7, 99),
             data: &data,
         },
-    };
+    });
     let mut out = vec![0u8; 4096];
     let n = msg.emit_frame(&mut out).expect("fits");
     g.bench_function("emit_client_request_1k", |b| {

@@ -35,15 +35,16 @@ use chacha20::ChaCha20;
 use heapless::{Deque, FnvIndexMap, Vec};
 
 use crate::bits::{bitmap_len, Bits};
-use crate::crypto::{IntervalKey, KeyError, PadEngine, PairKey, SerialPads};
+use crate::crypto::{IntervalKey, PadEngine, PairKey, SerialPads};
+pub use crate::error::{ConfigError, IntervalError, OpenError, PeerError, RequestError};
 use crate::ring::Ring;
 use crate::schedule::{Deviation, Schedule};
 use crate::time::{Duration, Instant};
 use crate::transcript::{self, Transcript};
 use crate::wire::{
-    self, read_record_header as record_header, write_record_header, CellView, ConnId, Down,
-    GoodbyeReason, Head, IntervalRecord, Kind, Message, NodeRole, OutputsView, Params, Prefix,
-    Resume, WireError, MAX_FRAME_BODY, MAX_HISTORY, RECORD_HEADER_LEN,
+    self, read_record_header as record_header, write_record_header, CellView, ClientRequest,
+    ConnId, Down, Head, Hello, IntervalRecord, IntervalStart, Kind, Message, NodeRole, OutputsView,
+    Params, Prefix, Resume, WireError, MAX_FRAME_BODY, MAX_HISTORY, RECORD_HEADER_LEN,
 };
 use crate::{cell_length_ok, MAC_LEN, MAX_CELL_LENGTH, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
@@ -99,165 +100,6 @@ pub struct ClientConfig<'a> {
     /// Fresh randomness from the platform (link nonces, Conn#s).
     pub rng_seed: [u8; 32],
 }
-
-/// Errors in a client's configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The cell length is outside the protocol limits.
-    CellLength,
-    /// No trustees or more than [`MAX_TRUSTEES`], or index, slot or client counts off.
-    Counts,
-    /// The frame limit is below [`wire::MIN_FRAME_LIMIT`], above [`MAX_FRAME_BODY`], or too
-    /// small for the base cell.
-    FrameLimit,
-    /// The storage is smaller than [`Client::storage_len`], or the ring cannot hold a cell.
-    StorageTooSmall,
-    /// Key agreement with a trustee failed.
-    Key(KeyError),
-}
-
-impl core::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            ConfigError::CellLength => f.write_str("cell length out of range"),
-            ConfigError::Counts => f.write_str("trustee, client or slot numbers out of range"),
-            ConfigError::FrameLimit => f.write_str("frame limit out of range"),
-            ConfigError::StorageTooSmall => f.write_str("storage too small"),
-            ConfigError::Key(e) => write!(f, "key agreement: {e}"),
-        }
-    }
-}
-
-impl core::error::Error for ConfigError {}
-
-/// Errors caused by what the relay sent; the link should be dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The frame does not parse.
-    Wire(WireError),
-    /// A message a client never receives, or one out of order.
-    Unexpected,
-    /// A request for an interval other than the current one.
-    WrongInterval {
-        /// The current interval.
-        current: u32,
-        /// The interval in the request.
-        got: u32,
-    },
-    /// A request out of sequence.
-    OutOfOrder {
-        /// The exchange expected next.
-        expected: u64,
-        /// The exchange requested.
-        got: u64,
-    },
-    /// The relay asked for more exchanges than the window allows.
-    WindowExceeded,
-    /// The interval parameters are unusable (nonces, window, lengths, schedule).
-    BadParameters,
-    /// An interval announced again, or older than one already run on this link.
-    StaleInterval(u32),
-    /// This client is not in the interval's online set.
-    NotMember,
-    /// The online set is smaller than this client's minimum anonymity set.
-    TooFewClients {
-        /// Clients in the interval.
-        online: usize,
-        /// The client's minimum.
-        min: u16,
-    },
-    /// A trustee's confirmation of the interval's view does not check: the relay showed
-    /// this client something else than the trustees saw.
-    Unconfirmed {
-        /// The trustee.
-        trustee: u16,
-    },
-    /// The relay's downstream history contradicts the records this client holds.
-    Equivocation,
-    /// The request's kind is not what the schedule gives (or its outputs do not fit).
-    WrongKind {
-        /// The exchange.
-        exchange: u64,
-    },
-    /// The output buffer cannot hold the cell.
-    BufferTooSmall,
-    /// The relay said goodbye.
-    Goodbye(GoodbyeReason),
-}
-
-impl ClientError {
-    /// The relay's reason, if this is its goodbye.
-    pub const fn goodbye(&self) -> Option<GoodbyeReason> {
-        match self {
-            ClientError::Goodbye(r) => Some(*r),
-            _ => None,
-        }
-    }
-}
-
-impl core::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            ClientError::Wire(e) => write!(f, "bad frame: {e}"),
-            ClientError::Unexpected => f.write_str("unexpected message"),
-            ClientError::WrongInterval { current, got } => {
-                write!(f, "request for interval {got}, current is {current}")
-            }
-            ClientError::OutOfOrder { expected, got } => {
-                write!(f, "request for exchange {got}, expected {expected}")
-            }
-            ClientError::WindowExceeded => f.write_str("relay exceeded the request window"),
-            ClientError::BadParameters => f.write_str("unusable interval parameters"),
-            ClientError::StaleInterval(i) => write!(f, "interval {i} is not new on this link"),
-            ClientError::NotMember => f.write_str("this client is not in the interval"),
-            ClientError::TooFewClients { online, min } => write!(
-                f,
-                "interval with {online} clients is below this client's minimum of {min}"
-            ),
-            ClientError::Unconfirmed { trustee } => write!(
-                f,
-                "trustee {trustee} did not confirm the interval the relay showed us"
-            ),
-            ClientError::Equivocation => {
-                f.write_str("the relay's downstream history contradicts ours")
-            }
-            ClientError::WrongKind { exchange } => {
-                write!(f, "exchange {exchange} is not what the schedule gives")
-            }
-            ClientError::BufferTooSmall => f.write_str("output buffer too small for the cell"),
-            ClientError::Goodbye(r) => write!(f, "relay said goodbye: {r}"),
-        }
-    }
-}
-
-impl core::error::Error for ClientError {}
-
-impl From<WireError> for ClientError {
-    fn from(e: WireError) -> Self {
-        match e {
-            WireError::BufferTooSmall => ClientError::BufferTooSmall,
-            e => ClientError::Wire(e),
-        }
-    }
-}
-
-/// Errors from [`Client::open`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OpenError {
-    /// [`MAX_CONNECTIONS`] are already open.
-    TooManyConnections,
-}
-
-impl core::fmt::Display for OpenError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("too many open connections")
-    }
-}
-
-impl core::error::Error for OpenError {}
 
 /// A piece of upstream data offered by the application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -512,7 +354,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if storage.as_ref().len() < Self::storage_len(config)
             || config.ring_len < SENT_HEADER + config.cell_len
         {
-            return Err(ConfigError::StorageTooSmall);
+            return Err(ConfigError::StorageTooSmall("storage"));
         }
         let mut pairs = Vec::new();
         for key in config.trustee_keys {
@@ -652,32 +494,18 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         now: Instant,
         body: &'a [u8],
         out: &mut [u8],
-    ) -> Result<Handled<'a>, ClientError> {
+    ) -> Result<Handled<'a>, PeerError> {
         if matches!(self.phase, Phase::Disconnected) {
-            return Err(ClientError::Unexpected);
+            return Err(PeerError::Unexpected);
         }
         match Message::parse(body)? {
-            Message::Goodbye { reason } => Err(ClientError::Goodbye(reason)),
+            Message::Goodbye { reason } => Err(PeerError::Goodbye(reason)),
             Message::Probe { nonce } => {
                 self.probe_reply = Some(nonce);
                 Ok(Handled::default())
             }
-            Message::IntervalStart {
-                interval,
-                epoch,
-                online,
-                nonces,
-                window,
-                params,
-                history,
-                head,
-                oldest,
-                largest,
-            } => {
-                self.on_interval_start(
-                    body, interval, epoch, online, nonces, window, params, history, head, oldest,
-                    largest,
-                )?;
+            Message::IntervalStart(start) => {
+                self.on_interval_start(body, start)?;
                 Ok(Handled::default())
             }
             Message::Confirmed { interval, macs } => {
@@ -688,52 +516,50 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 self.on_replay(seq, down)?;
                 Ok(Handled::default())
             }
-            Message::ClientRequest {
-                interval,
-                exchange,
-                kind,
-                outputs,
-                down,
-            } => self.on_request(now, interval, exchange, kind, outputs, down, out),
-            _ => Err(ClientError::Unexpected),
+            Message::ClientRequest(request) => self.on_request(now, request, out),
+            _ => Err(PeerError::Unexpected),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Checks the interval's view (`body` is the whole `IntervalStart`, which starts the
+    /// transcript) and acknowledges it; nothing of it is acted on until it is confirmed.
     fn on_interval_start(
         &mut self,
         body: &[u8],
-        interval: u32,
-        epoch: [u8; 16],
-        online: &[u8],
-        nonces: &[u8],
-        window: u16,
-        params: Params,
-        history: Vec<IntervalRecord, MAX_HISTORY>,
-        head: Head,
-        oldest: u64,
-        largest: u32,
-    ) -> Result<(), ClientError> {
+        start: IntervalStart<'_>,
+    ) -> Result<(), PeerError> {
+        let IntervalStart {
+            interval,
+            epoch,
+            online,
+            nonces,
+            window,
+            params,
+            history,
+            head,
+            oldest,
+            largest,
+        } = start;
         if self.last_interval.is_some_and(|last| interval <= last) {
-            return Err(ClientError::StaleInterval(interval));
+            return Err(PeerError::Interval(IntervalError::Stale(interval)));
         }
         let set = Bits::new_checked(online, usize::from(self.clients))
-            .map_err(|_| ClientError::BadParameters)?;
+            .map_err(|_| PeerError::Interval(IntervalError::Parameters))?;
         if !set.contains(usize::from(self.index)) {
-            return Err(ClientError::NotMember);
+            return Err(PeerError::Interval(IntervalError::NotMember));
         }
         let clients = set.count();
         if clients < usize::from(self.min_clients) {
-            return Err(ClientError::TooFewClients {
+            return Err(PeerError::Interval(IntervalError::TooFewClients {
                 online: clients,
                 min: self.min_clients,
-            });
+            }));
         }
         if nonces.len() != self.pairs.len() * NONCE_LEN
             || window == 0
             || usize::from(window) > MAX_WINDOW
         {
-            return Err(ClientError::BadParameters);
+            return Err(PeerError::Interval(IntervalError::Parameters));
         }
         let ok = params.base_len as usize == self.cell_len
             && params.max_len as usize <= self.max_cell
@@ -742,11 +568,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             && u64::from(params.downstream_len) + wire::max_outputs_len(self.slots) as u64 + 64
                 <= u64::from(self.max_frame);
         if !ok {
-            return Err(ClientError::BadParameters);
+            return Err(PeerError::Interval(IntervalError::Parameters));
         }
         let table = &self.store.as_ref()[..self.layout.table];
         let schedule = Schedule::new(self.slots, &params, table.len())
-            .map_err(|_| ClientError::BadParameters)?;
+            .map_err(|_| PeerError::Interval(IntervalError::Parameters))?;
         self.ikeys.clear();
         for (pair, n) in self.pairs.iter().zip(nonces.chunks_exact(NONCE_LEN)) {
             let mut nonce = [0u8; NONCE_LEN];
@@ -778,7 +604,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         Ok(())
     }
 
-    fn on_confirmed(&mut self, interval: u32, macs: &[u8]) -> Result<(), ClientError> {
+    fn on_confirmed(&mut self, interval: u32, macs: &[u8]) -> Result<(), PeerError> {
         let Phase::AwaitConfirm {
             acked: true,
             running,
@@ -790,10 +616,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             history,
         } = &self.phase
         else {
-            return Err(ClientError::Unexpected);
+            return Err(PeerError::Unexpected);
         };
         if running.interval != interval || macs.len() != self.pairs.len() * MAC_LEN {
-            return Err(ClientError::Unexpected);
+            return Err(PeerError::Unexpected);
         }
         let view = *running.transcript.hash();
         for (t, (pair, mac)) in self
@@ -803,7 +629,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             .enumerate()
         {
             if !pair.check_confirmation(&view, mac) {
-                return Err(ClientError::Unconfirmed { trustee: t as u16 });
+                return Err(PeerError::Interval(IntervalError::Unconfirmed {
+                    trustee: t as u16,
+                }));
             }
         }
         // The view is bound: act on it.
@@ -815,7 +643,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let mut wait_for = None;
         if same_log && head.seq == self.head.seq {
             if head != self.head {
-                return Err(ClientError::Equivocation);
+                return Err(PeerError::Interval(IntervalError::Equivocation));
             }
         } else if same_log
             && head.seq > self.head.seq
@@ -830,7 +658,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         {
             wait_for = Some(head);
         } else if same_log && head.seq < self.head.seq {
-            return Err(ClientError::Equivocation);
+            return Err(PeerError::Interval(IntervalError::Equivocation));
         } else {
             // A new relay instance, or away longer than its log: the connections cannot be
             // resumed. They end here, quietly; the exit closes its side when idle. (A client
@@ -864,28 +692,28 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         Ok(())
     }
 
-    fn on_replay(&mut self, seq: u64, down: Down<'_>) -> Result<(), ClientError> {
+    fn on_replay(&mut self, seq: u64, down: Down<'_>) -> Result<(), PeerError> {
         let Phase::AwaitReplays {
             running,
             clients,
             until,
         } = self.phase
         else {
-            return Err(ClientError::Unexpected);
+            return Err(PeerError::Unexpected);
         };
         down.check()?;
         if !down.is_record() || seq != self.head.seq + 1 || seq > until.seq {
-            return Err(ClientError::Equivocation);
+            return Err(PeerError::Interval(IntervalError::Equivocation));
         }
         let (tag, conn, data): (u8, ConnId, &[u8]) = match down {
             Down::Data { conn, data } => (0, conn, data),
             Down::Close { conn } => (1, conn, &[]),
-            Down::None => return Err(ClientError::Unexpected),
+            Down::None => return Err(PeerError::Unexpected),
         };
         let at = self.layout.ring + self.replay_used;
         let end = at + REPLAY_HEADER + data.len();
         if end > self.layout.replay {
-            return Err(ClientError::Equivocation);
+            return Err(PeerError::Interval(IntervalError::Equivocation));
         }
         let buf = self.store.as_mut();
         buf[at] = tag;
@@ -897,7 +725,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if seq == until.seq {
             if self.head != until {
                 self.replay_used = 0;
-                return Err(ClientError::Equivocation);
+                return Err(PeerError::Interval(IntervalError::Equivocation));
             }
             self.replay_read = Some(0);
             self.push_event(ClientEvent::IntervalStarted {
@@ -909,31 +737,34 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Answers an exchange request with this client's cell, written to `out`.
     fn on_request<'a>(
         &mut self,
         now: Instant,
-        interval: u32,
-        exchange: u64,
-        kind: Kind,
-        outputs: &[u8],
-        down: Down<'a>,
+        request: ClientRequest<'a>,
         out: &mut [u8],
-    ) -> Result<Handled<'a>, ClientError> {
+    ) -> Result<Handled<'a>, PeerError> {
+        let ClientRequest {
+            interval,
+            exchange,
+            kind,
+            outputs,
+            down,
+        } = request;
         let Phase::Running(mut r) = self.phase else {
-            return Err(ClientError::Unexpected);
+            return Err(PeerError::Unexpected);
         };
         if interval != r.interval {
-            return Err(ClientError::WrongInterval {
+            return Err(PeerError::Request(RequestError::WrongInterval {
                 current: r.interval,
                 got: interval,
-            });
+            }));
         }
         if exchange != r.next_exchange {
-            return Err(ClientError::OutOfOrder {
+            return Err(PeerError::Request(RequestError::OutOfOrder {
                 expected: r.next_exchange,
                 got: exchange,
-            });
+            }));
         }
         down.check()?;
         let view = OutputsView::parse(outputs, self.slots)?;
@@ -941,12 +772,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         r.schedule
             .follow(table, &mut self.unreported, &view, kind)
             .map_err(|d| match d {
-                Deviation::WrongKind => ClientError::WrongKind { exchange },
-                Deviation::WindowExceeded => ClientError::WindowExceeded,
+                Deviation::WrongKind => PeerError::Request(RequestError::WrongKind { exchange }),
+                Deviation::WindowExceeded => PeerError::Request(RequestError::WindowExceeded),
             })?;
         let len = kind.cell_len(self.slots);
         if len > self.max_cell {
-            return Err(ClientError::BadParameters);
+            return Err(PeerError::Interval(IntervalError::Parameters));
         }
         let mut head = self.head;
         transcript::append(&mut head, &down);
@@ -1577,7 +1408,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     &self.link_nonce,
                 ));
             }
-            let n = Message::Hello {
+            let n = Message::Hello(Hello {
                 version: wire::PROTOCOL_VERSION,
                 group_id: self.group_id,
                 session_id: self.session_id,
@@ -1591,7 +1422,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     limit: (self.layout.replay - self.layout.ring).min(u32::MAX as usize) as u32,
                 }),
                 proofs: &proofs[..self.pairs.len() * MAC_LEN],
-            }
+            })
             .emit_frame(out)?;
             self.hello_pending = false;
             return Ok(Some(n));

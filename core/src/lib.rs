@@ -23,6 +23,7 @@ pub mod backoff;
 pub mod bits;
 pub mod client;
 pub mod crypto;
+pub mod error;
 pub mod link;
 pub mod provision;
 pub mod relay;

@@ -26,12 +26,14 @@ use heapless::{Deque, Vec};
 
 use crate::bits::{self, bitmap_len, Bits};
 use crate::crypto::xor_into;
+pub use crate::error::{CellError, ConfigError, HelloError, IntervalError, PeerError};
 use crate::schedule::Schedule;
 use crate::time::{Duration, Instant};
 use crate::transcript;
 use crate::wire::{
-    self, CellView, ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, Message, NodeRole,
-    OutputsView, Params, Prefix, Record, Records, Resume, WireError, MAX_FRAME_BODY, MAX_HISTORY,
+    self, CellView, ClientRequest, ConnId, Down, GoodbyeReason, Head, Hello, IntervalRecord,
+    IntervalStart, Kind, Message, NodeRole, OutputsView, Params, Prefix, Record, Records, Resume,
+    TrusteeRequest, WireError, MAX_FRAME_BODY, MAX_HISTORY,
 };
 use crate::{
     cell_length_ok, MAC_LEN, MAX_CLIENTS, MAX_DOWNSTREAM, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN,
@@ -194,40 +196,6 @@ struct Regions {
     log: usize,
 }
 
-/// Errors in the relay's configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A cell length is outside the protocol limits, or the maximum is below the base.
-    CellLength,
-    /// Client, trustee or slot count out of range.
-    Counts,
-    /// The window is zero or above [`MAX_WINDOW`].
-    Window,
-    /// The downstream length is zero or above [`MAX_DOWNSTREAM`].
-    DownstreamLength,
-    /// Schedule parameters out of range (`period` ≥ 2, `admit` and `capacity` ≥ 1).
-    Schedule,
-    /// The storage is smaller than [`RelayConfig::storage_len`] or the peer storage than
-    /// [`RelayConfig::peers_len`].
-    StorageTooSmall,
-}
-
-impl core::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            ConfigError::CellLength => "cell length out of range",
-            ConfigError::Counts => "client, trustee or slot count out of range",
-            ConfigError::Window => "window out of range (1 ..= 64)",
-            ConfigError::DownstreamLength => "downstream length out of range (1 ..= 65535)",
-            ConfigError::Schedule => "schedule parameters out of range",
-            ConfigError::StorageTooSmall => "storage too small",
-        })
-    }
-}
-
-impl core::error::Error for ConfigError {}
-
 /// A node of the group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PeerId {
@@ -250,62 +218,6 @@ impl core::fmt::Display for PeerId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LinkId(pub u64);
 
-/// Errors in a Hello; the relay says goodbye and closes the link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HelloError {
-    /// The frame does not parse.
-    Wire(WireError),
-    /// The first frame is not a Hello.
-    NotHello,
-    /// Another protocol version.
-    Version(u16),
-    /// Another group or session.
-    WrongGroup,
-    /// The Hello names another node than the one the link authenticated as.
-    WrongIdentity,
-    /// The node's frame limit is too small for this group.
-    FrameLimit(u32),
-    /// A client's presence proofs are missing or a trustee sent some.
-    Proofs,
-    /// Another process of this node is connected and answered a probe.
-    AlreadyConnected,
-}
-
-impl core::fmt::Display for HelloError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            HelloError::Wire(e) => write!(f, "bad frame: {e}"),
-            HelloError::NotHello => f.write_str("first frame is not a hello"),
-            HelloError::Version(v) => write!(f, "protocol version {v} not supported"),
-            HelloError::WrongGroup => f.write_str("hello for another group or session"),
-            HelloError::WrongIdentity => {
-                f.write_str("hello names another node than the link's key")
-            }
-            HelloError::FrameLimit(n) => write!(f, "frame limit {n} too small for this group"),
-            HelloError::Proofs => f.write_str("presence proofs missing or malformed"),
-            HelloError::AlreadyConnected => {
-                f.write_str("another process of this node is already connected")
-            }
-        }
-    }
-}
-
-impl core::error::Error for HelloError {}
-
-impl HelloError {
-    fn goodbye(&self) -> GoodbyeReason {
-        match self {
-            HelloError::Version(_) => GoodbyeReason::Version,
-            HelloError::WrongGroup => GoodbyeReason::WrongGroup,
-            HelloError::WrongIdentity => GoodbyeReason::WrongIdentity,
-            HelloError::FrameLimit(_) => GoodbyeReason::FrameLimit,
-            HelloError::AlreadyConnected => GoodbyeReason::AlreadyConnected,
-            _ => GoodbyeReason::ProtocolError,
-        }
-    }
-}
-
 /// What became of a valid Hello.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
@@ -315,56 +227,6 @@ pub enum HelloOutcome {
     /// The peer is connected on another link; that link is being probed, and this one is
     /// admitted or refused by the answer (or its absence).
     Probing,
-}
-
-/// Errors caused by a peer's frame; the relay says goodbye and closes the link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PeerError {
-    /// The frame does not parse.
-    Wire(WireError),
-    /// A message this peer may not send now.
-    Unexpected,
-    /// A cell for an interval that has not started.
-    UnknownInterval(u32),
-    /// A cell for an exchange this peer was not asked for.
-    NotRequested(u64),
-    /// A second cell for the same exchange.
-    Duplicate(u64),
-    /// A cell of the wrong length.
-    CellLength(usize),
-    /// A client that is not part of the current interval.
-    NotMember,
-    /// A trustee's members or confirmations out of order.
-    BadConfirm,
-    /// A client's acknowledgement from a non-member, repeated, or of the wrong length.
-    BadAck,
-}
-
-impl core::fmt::Display for PeerError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            PeerError::Wire(e) => write!(f, "bad frame: {e}"),
-            PeerError::Unexpected => f.write_str("unexpected message"),
-            PeerError::UnknownInterval(i) => write!(f, "cell for unknown interval {i}"),
-            PeerError::NotRequested(e) => {
-                write!(f, "cell for exchange {e}, which was not requested")
-            }
-            PeerError::Duplicate(e) => write!(f, "second cell for exchange {e}"),
-            PeerError::CellLength(n) => write!(f, "cell of {n} bytes, wrong length"),
-            PeerError::NotMember => f.write_str("client is not in the current interval"),
-            PeerError::BadConfirm => f.write_str("confirmations out of order"),
-            PeerError::BadAck => f.write_str("acknowledgement not expected or malformed"),
-        }
-    }
-}
-
-impl core::error::Error for PeerError {}
-
-impl From<WireError> for PeerError {
-    fn from(e: WireError) -> Self {
-        PeerError::Wire(e)
-    }
 }
 
 /// Who receives a frame from [`Relay::poll_transmit`].
@@ -746,7 +608,7 @@ where
             return Err(ConfigError::Schedule);
         }
         if storage.as_ref().len() < cfg.storage_len() || peers.as_ref().len() < cfg.peers_len() {
-            return Err(ConfigError::StorageTooSmall);
+            return Err(ConfigError::StorageTooSmall("storage"));
         }
         let mut meta = Vec::new();
         for _ in 0..cfg.window {
@@ -942,23 +804,23 @@ where
         link: LinkId,
         peer: PeerId,
         body: &[u8],
-    ) -> Result<HelloOutcome, HelloError> {
+    ) -> Result<HelloOutcome, PeerError> {
         let result = self.check_hello(peer, body);
         let hello = match result {
             Ok(h) => h,
             Err(e) => {
-                self.say_goodbye(link, e.goodbye());
+                self.say_goodbye(link, e.reply());
                 return Err(e);
             }
         };
         let Some(existing) = self.peer(peer).copied() else {
             self.say_goodbye(link, GoodbyeReason::WrongIdentity);
-            return Err(HelloError::WrongIdentity);
+            return Err(PeerError::Hello(HelloError::WrongIdentity));
         };
         if existing.link.is_some() {
             if existing.pending.is_some() {
                 self.say_goodbye(link, GoodbyeReason::AlreadyConnected);
-                return Err(HelloError::AlreadyConnected);
+                return Err(PeerError::Hello(HelloError::AlreadyConnected));
             }
             self.probe_counter = self.probe_counter.wrapping_add(1);
             let probe = self.probe_counter;
@@ -982,8 +844,8 @@ where
         Ok(HelloOutcome::Admitted)
     }
 
-    fn check_hello(&self, peer: PeerId, body: &[u8]) -> Result<ParsedHello, HelloError> {
-        let Message::Hello {
+    fn check_hello(&self, peer: PeerId, body: &[u8]) -> Result<ParsedHello, PeerError> {
+        let Message::Hello(Hello {
             version,
             group_id,
             session_id,
@@ -993,25 +855,25 @@ where
             max_frame,
             resume,
             proofs,
-        } = Message::parse(body).map_err(HelloError::Wire)?
+        }) = Message::parse(body).map_err(PeerError::Wire)?
         else {
-            return Err(HelloError::NotHello);
+            return Err(PeerError::Hello(HelloError::NotHello));
         };
         if version != wire::PROTOCOL_VERSION {
-            return Err(HelloError::Version(version));
+            return Err(PeerError::Hello(HelloError::Version(version)));
         }
         if group_id != self.cfg.group_id || session_id != self.cfg.session_id {
-            return Err(HelloError::WrongGroup);
+            return Err(PeerError::Hello(HelloError::WrongGroup));
         }
         let named = match role {
             NodeRole::Client => PeerId::Client(index),
             NodeRole::Trustee => PeerId::Trustee(index),
         };
         if named != peer || self.peer_index(peer).is_none() {
-            return Err(HelloError::WrongIdentity);
+            return Err(PeerError::Hello(HelloError::WrongIdentity));
         }
         if (max_frame as usize) < self.cfg.min_node_frame() || max_frame as usize > MAX_FRAME_BODY {
-            return Err(HelloError::FrameLimit(max_frame));
+            return Err(PeerError::Hello(HelloError::FrameLimit(max_frame)));
         }
         let t = usize::from(self.cfg.trustees);
         let mut parsed = ParsedHello {
@@ -1023,7 +885,7 @@ where
         match role {
             NodeRole::Client => {
                 if proofs.len() != t * MAC_LEN {
-                    return Err(HelloError::Proofs);
+                    return Err(PeerError::Hello(HelloError::Proofs));
                 }
                 for (dst, src) in parsed.proofs.iter_mut().zip(proofs.chunks_exact(MAC_LEN)) {
                     dst.copy_from_slice(src);
@@ -1031,7 +893,7 @@ where
             }
             NodeRole::Trustee => {
                 if !proofs.is_empty() {
-                    return Err(HelloError::Proofs);
+                    return Err(PeerError::Hello(HelloError::Proofs));
                 }
                 parsed.resume = None;
             }
@@ -1335,7 +1197,7 @@ where
             || macs.len() % MAC_LEN != 0
             || got[j] as usize + macs.len() / MAC_LEN > members as usize
         {
-            return Err(PeerError::BadConfirm);
+            return Err(PeerError::Interval(IntervalError::Confirms));
         }
         let n = usize::from(self.cfg.clients);
         for mac in macs.chunks_exact(MAC_LEN) {
@@ -1383,7 +1245,7 @@ where
             || macs.len() != t * MAC_LEN
             || self.peers.as_ref()[idx].acked == Some(cur)
         {
-            return Err(PeerError::BadAck);
+            return Err(PeerError::Interval(IntervalError::Ack));
         }
         let p = &mut self.peers.as_mut()[idx];
         for (dst, mac) in p.acks[..t].iter_mut().zip(macs.chunks_exact(MAC_LEN)) {
@@ -1459,7 +1321,7 @@ where
                 self.stale_cells += 1;
                 return Ok(());
             }
-            _ => return Err(PeerError::UnknownInterval(interval)),
+            _ => return Err(PeerError::Cell(CellError::UnknownInterval(interval))),
         };
         if let Some(Stop::Abort { .. }) = r.stop {
             // The interval is over; late cells are harmless.
@@ -1467,37 +1329,37 @@ where
             return Ok(());
         }
         if exchange < r.done {
-            return Err(PeerError::Duplicate(exchange));
+            return Err(PeerError::Cell(CellError::Duplicate(exchange)));
         }
         if exchange >= r.next
             || (matches!(peer, PeerId::Client(_)) && exchange >= self.client_limit(&r))
         {
-            return Err(PeerError::NotRequested(exchange));
+            return Err(PeerError::Cell(CellError::NotRequested(exchange)));
         }
         let w = u64::from(self.cfg.window);
         let idx = (exchange % w) as usize;
         let len = self.meta[idx].kind.cell_len(self.cfg.slots);
         if cell.len() != len {
-            return Err(PeerError::CellLength(cell.len()));
+            return Err(PeerError::Cell(CellError::Length(cell.len())));
         }
         let nb = bitmap_len(usize::from(self.cfg.clients));
         match peer {
             PeerId::Client(i) => {
                 let i = usize::from(i);
                 if !bits::test(self.online_bits(), i) {
-                    return Err(PeerError::NotMember);
+                    return Err(PeerError::Cell(CellError::NotMember));
                 }
                 let start = self.regions.online + idx * nb;
                 let contrib = &mut self.store.as_mut()[start..start + nb];
                 if bits::test(contrib, i) {
-                    return Err(PeerError::Duplicate(exchange));
+                    return Err(PeerError::Cell(CellError::Duplicate(exchange)));
                 }
                 bits::set(contrib, i);
                 self.meta[idx].clients += 1;
             }
             PeerId::Trustee(t) => {
                 if self.meta[idx].trustees & (1 << t) != 0 {
-                    return Err(PeerError::Duplicate(exchange));
+                    return Err(PeerError::Cell(CellError::Duplicate(exchange)));
                 }
                 self.meta[idx].trustees |= 1 << t;
             }
@@ -2044,7 +1906,7 @@ where
             dst.copy_from_slice(n);
         }
         let history: Vec<IntervalRecord, MAX_HISTORY> = self.history.iter().copied().collect();
-        let len = Message::IntervalStart {
+        let len = Message::IntervalStart(IntervalStart {
             interval,
             epoch: self.cfg.epoch,
             online: self.online_bits(),
@@ -2055,7 +1917,7 @@ where
             head: self.head,
             oldest: self.oldest,
             largest: self.largest_record(),
-        }
+        })
         .emit_frame(out)?;
         if let Phase::Starting { start_pending, .. } = &mut self.phase {
             *start_pending = false;
@@ -2300,13 +2162,13 @@ where
                 },
                 PendingDown::Close { conn } => Down::Close { conn },
             };
-            let len = Message::ClientRequest {
+            let len = Message::ClientRequest(ClientRequest {
                 interval: r.interval,
                 exchange,
                 kind,
                 outputs,
                 down,
-            }
+            })
             .emit_frame(out)?;
             r.client_pending = None;
             return Ok(Some(Transmit {
@@ -2390,13 +2252,13 @@ where
         };
         self.log_record(down);
         let exchange = r.next;
-        let len = Message::TrusteeRequest {
+        let len = Message::TrusteeRequest(TrusteeRequest {
             interval: r.interval,
             exchange,
             kind,
             outputs: &self.store.as_ref()[self.regions.outq..self.regions.outq + outs_len],
             head: self.head.hash,
-        }
+        })
         .emit_frame(out)?;
         let idx = (exchange % u64::from(self.cfg.window)) as usize;
         self.meta[idx] = SlotMeta {

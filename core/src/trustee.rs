@@ -27,12 +27,14 @@ use chacha20::ChaCha20;
 use heapless::Deque;
 
 use crate::bits::{bitmap_len, Bits};
-use crate::crypto::{IntervalKey, KeyError, PadEngine, PadNonce, PairKey, SerialPads};
-use crate::schedule::{Deviation, Schedule, ScheduleError};
+use crate::crypto::{IntervalKey, PadEngine, PadNonce, PairKey, SerialPads};
+pub use crate::error::{ConfigError, IntervalError, PeerError, RequestError};
+use crate::schedule::{Deviation, Schedule};
 use crate::time::Instant;
 use crate::transcript::Transcript;
 use crate::wire::{
-    self, GoodbyeReason, Kind, Message, NodeRole, OutputsView, Prefix, WireError, MAX_FRAME_BODY,
+    self, Hello, IntervalStart, Kind, Message, NodeRole, OutputsView, Prefix, TrusteeRequest,
+    WireError, MAX_FRAME_BODY,
 };
 use crate::{cell_length_ok, MAC_LEN, MAX_CELL_LENGTH, MAX_CLIENTS, MAX_WINDOW, NONCE_LEN};
 
@@ -67,133 +69,6 @@ pub struct TrusteeConfig<'a> {
     /// Smallest online set this trustee serves: below it, the few clients online would be
     /// easy to tell apart, so the trustee refuses the interval whatever the relay wants.
     pub min_clients: u16,
-}
-
-/// Errors in a trustee's configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The cell length is outside the protocol limits.
-    CellLength,
-    /// No clients, more than [`MAX_CLIENTS`], no slots, or a bad trustee index.
-    Counts,
-    /// The frame limit is below [`wire::MIN_FRAME_LIMIT`] or above [`MAX_FRAME_BODY`].
-    FrameLimit,
-    /// Storage smaller than [`Trustee::storage_len`] or than the number of clients.
-    StorageTooSmall,
-    /// Key agreement with a client failed.
-    Key(KeyError),
-}
-
-impl core::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            ConfigError::CellLength => f.write_str("cell length out of range"),
-            ConfigError::Counts => f.write_str("client, slot or trustee count out of range"),
-            ConfigError::FrameLimit => f.write_str("frame limit out of range"),
-            ConfigError::StorageTooSmall => f.write_str("storage too small"),
-            ConfigError::Key(e) => write!(f, "key agreement: {e}"),
-        }
-    }
-}
-
-impl core::error::Error for ConfigError {}
-
-/// Errors caused by what the relay sent; the link should be dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TrusteeError {
-    /// The frame does not parse.
-    Wire(WireError),
-    /// A message a trustee never receives, or one out of order.
-    Unexpected,
-    /// The online set is empty, names unknown clients, or is not the one opened.
-    BadOnlineSet,
-    /// The online set is smaller than the trustee's minimum anonymity set.
-    TooFewClients {
-        /// Clients in the proposed interval.
-        online: usize,
-        /// The trustee's minimum.
-        min: u16,
-    },
-    /// Members or acknowledgements arrived out of order or too many.
-    BadMembers,
-    /// The interval parameters are unusable (nonces, window, lengths, schedule).
-    BadParameters,
-    /// A request for an interval other than the current one.
-    WrongInterval {
-        /// The current interval.
-        current: u32,
-        /// The interval in the request.
-        got: u32,
-    },
-    /// A request out of sequence.
-    OutOfOrder {
-        /// The exchange expected next.
-        expected: u64,
-        /// The exchange requested.
-        got: u64,
-    },
-    /// The request's kind is not what the schedule gives (or its outputs do not fit).
-    WrongKind {
-        /// The exchange.
-        exchange: u64,
-    },
-    /// More requests outstanding than [`MAX_WINDOW`].
-    WindowExceeded,
-    /// The relay said goodbye.
-    Goodbye(GoodbyeReason),
-}
-
-impl TrusteeError {
-    /// The relay's reason, if this is its goodbye.
-    pub const fn goodbye(&self) -> Option<GoodbyeReason> {
-        match self {
-            TrusteeError::Goodbye(r) => Some(*r),
-            _ => None,
-        }
-    }
-}
-
-impl core::fmt::Display for TrusteeError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            TrusteeError::Wire(e) => write!(f, "bad frame: {e}"),
-            TrusteeError::Unexpected => f.write_str("unexpected message"),
-            TrusteeError::BadOnlineSet => f.write_str("bad online set"),
-            TrusteeError::TooFewClients { online, min } => write!(
-                f,
-                "interval with {online} clients is below this trustee's minimum of {min}"
-            ),
-            TrusteeError::BadMembers => f.write_str("interval members out of order"),
-            TrusteeError::BadParameters => f.write_str("unusable interval parameters"),
-            TrusteeError::WrongInterval { current, got } => {
-                write!(f, "request for interval {got}, current is {current}")
-            }
-            TrusteeError::OutOfOrder { expected, got } => {
-                write!(f, "request for exchange {got}, expected {expected}")
-            }
-            TrusteeError::WrongKind { exchange } => {
-                write!(f, "exchange {exchange} is not what the schedule gives")
-            }
-            TrusteeError::WindowExceeded => f.write_str("relay exceeded the request window"),
-            TrusteeError::Goodbye(r) => write!(f, "relay said goodbye: {r}"),
-        }
-    }
-}
-
-impl core::error::Error for TrusteeError {}
-
-impl From<WireError> for TrusteeError {
-    fn from(e: WireError) -> Self {
-        TrusteeError::Wire(e)
-    }
-}
-
-impl From<ScheduleError> for TrusteeError {
-    fn from(_: ScheduleError) -> Self {
-        TrusteeError::BadParameters
-    }
 }
 
 /// Things the shell may want to log.
@@ -378,7 +253,7 @@ where
             || keys.as_ref().len() < n
             || store.as_ref().len() < Self::storage_len(config)
         {
-            return Err(ConfigError::StorageTooSmall);
+            return Err(ConfigError::StorageTooSmall("storage"));
         }
         PairKey::agree_into(
             &config.session_secret,
@@ -448,9 +323,9 @@ where
     }
 
     /// Handles one frame body from the relay.
-    pub fn handle_frame(&mut self, _now: Instant, body: &[u8]) -> Result<(), TrusteeError> {
+    pub fn handle_frame(&mut self, _now: Instant, body: &[u8]) -> Result<(), PeerError> {
         match Message::parse(body)? {
-            Message::Goodbye { reason } => Err(TrusteeError::Goodbye(reason)),
+            Message::Goodbye { reason } => Err(PeerError::Goodbye(reason)),
             Message::Probe { nonce } => {
                 self.probe_reply = Some(nonce);
                 Ok(())
@@ -458,16 +333,16 @@ where
             Message::IntervalOpen { interval, online } => {
                 self.reset();
                 let set = Bits::new_checked(online, self.clients)
-                    .map_err(|_| TrusteeError::BadOnlineSet)?;
+                    .map_err(|_| PeerError::Interval(IntervalError::OnlineSet))?;
                 let members = set.count();
                 if members == 0 {
-                    return Err(TrusteeError::BadOnlineSet);
+                    return Err(PeerError::Interval(IntervalError::OnlineSet));
                 }
                 if members < usize::from(self.min_clients) {
-                    return Err(TrusteeError::TooFewClients {
+                    return Err(PeerError::Interval(IntervalError::TooFewClients {
                         online: members,
                         min: self.min_clients,
-                    });
+                    }));
                 }
                 let len = self.online_len();
                 self.store.as_mut()[..len].copy_from_slice(online);
@@ -488,14 +363,14 @@ where
                 first,
                 entries,
             } => self.handle_members(interval, first, entries),
-            Message::IntervalStart {
+            Message::IntervalStart(IntervalStart {
                 interval,
                 online,
                 nonces,
                 window,
                 params,
                 ..
-            } => {
+            }) => {
                 let Phase::Ready {
                     interval: cur,
                     members,
@@ -503,29 +378,30 @@ where
                     pending: false,
                 } = self.phase
                 else {
-                    return Err(TrusteeError::Unexpected);
+                    return Err(PeerError::Unexpected);
                 };
                 if interval != cur {
-                    return Err(TrusteeError::WrongInterval {
+                    return Err(PeerError::Request(RequestError::WrongInterval {
                         current: cur,
                         got: interval,
-                    });
+                    }));
                 }
                 if online != &self.store.as_ref()[..self.online_len()] {
-                    return Err(TrusteeError::BadOnlineSet);
+                    return Err(PeerError::Interval(IntervalError::OnlineSet));
                 }
                 let own = usize::from(self.index) * NONCE_LEN;
                 if nonces.len() != usize::from(self.trustees) * NONCE_LEN
                     || nonces[own..own + NONCE_LEN] != nonce
                 {
-                    return Err(TrusteeError::BadParameters);
+                    return Err(PeerError::Interval(IntervalError::Parameters));
                 }
                 if window == 0 || usize::from(window) > MAX_WINDOW {
-                    return Err(TrusteeError::BadParameters);
+                    return Err(PeerError::Interval(IntervalError::Parameters));
                 }
                 self.check_params(&params)?;
                 let table = &self.store.as_ref()[self.online_len()..];
-                let schedule = Schedule::new(self.slots, &params, table.len())?;
+                let schedule = Schedule::new(self.slots, &params, table.len())
+                    .map_err(|_| IntervalError::Parameters)?;
                 let transcript = Transcript::start(body);
                 self.phase = Phase::Acking {
                     interval,
@@ -548,18 +424,12 @@ where
                 first,
                 macs,
             } => self.handle_acks(interval, first, macs),
-            Message::TrusteeRequest {
-                interval,
-                exchange,
-                kind,
-                outputs,
-                head,
-            } => self.handle_request(interval, exchange, kind, outputs, &head),
-            _ => Err(TrusteeError::Unexpected),
+            Message::TrusteeRequest(request) => self.handle_request(&request),
+            _ => Err(PeerError::Unexpected),
         }
     }
 
-    fn check_params(&self, p: &wire::Params) -> Result<(), TrusteeError> {
+    fn check_params(&self, p: &wire::Params) -> Result<(), PeerError> {
         let longest = (p.max_len as usize).max(bitmap_len(usize::from(self.slots)));
         let ok = p.base_len as usize == self.cell_len
             && p.max_len as usize <= MAX_CELL_LENGTH
@@ -568,7 +438,7 @@ where
         if ok {
             Ok(())
         } else {
-            Err(TrusteeError::BadParameters)
+            Err(PeerError::Interval(IntervalError::Parameters))
         }
     }
 
@@ -577,7 +447,7 @@ where
         interval: u32,
         first: u32,
         entries: &[u8],
-    ) -> Result<(), TrusteeError> {
+    ) -> Result<(), PeerError> {
         let Phase::Opening {
             interval: cur,
             members,
@@ -586,7 +456,7 @@ where
             nonce,
         } = self.phase
         else {
-            return Err(TrusteeError::Unexpected);
+            return Err(PeerError::Unexpected);
         };
         const ENTRY: usize = NONCE_LEN + MAC_LEN;
         check_chunk((interval, first, entries, ENTRY), (cur, got, members))?;
@@ -648,7 +518,7 @@ where
         });
     }
 
-    fn handle_acks(&mut self, interval: u32, first: u32, macs: &[u8]) -> Result<(), TrusteeError> {
+    fn handle_acks(&mut self, interval: u32, first: u32, macs: &[u8]) -> Result<(), PeerError> {
         let Phase::Acking {
             interval: cur,
             members,
@@ -658,7 +528,7 @@ where
             running,
         } = self.phase
         else {
-            return Err(TrusteeError::Unexpected);
+            return Err(PeerError::Unexpected);
         };
         check_chunk((interval, first, macs, MAC_LEN), (cur, got, members))?;
         for mac in macs.chunks_exact(MAC_LEN) {
@@ -695,28 +565,28 @@ where
         Ok(())
     }
 
-    fn handle_request(
-        &mut self,
-        interval: u32,
-        exchange: u64,
-        kind: Kind,
-        outputs: &[u8],
-        head: &[u8; 32],
-    ) -> Result<(), TrusteeError> {
+    fn handle_request(&mut self, request: &TrusteeRequest<'_>) -> Result<(), PeerError> {
+        let TrusteeRequest {
+            interval,
+            exchange,
+            kind,
+            outputs,
+            ref head,
+        } = *request;
         let Phase::Running(mut r) = self.phase else {
-            return Err(TrusteeError::Unexpected);
+            return Err(PeerError::Unexpected);
         };
         if interval != r.interval {
-            return Err(TrusteeError::WrongInterval {
+            return Err(PeerError::Request(RequestError::WrongInterval {
                 current: r.interval,
                 got: interval,
-            });
+            }));
         }
         if exchange != r.next_exchange {
-            return Err(TrusteeError::OutOfOrder {
+            return Err(PeerError::Request(RequestError::OutOfOrder {
                 expected: r.next_exchange,
                 got: exchange,
-            });
+            }));
         }
         let view = OutputsView::parse(outputs, self.slots)?;
         let split = self.online_len();
@@ -724,8 +594,8 @@ where
         r.schedule
             .follow(table, &mut self.unreported, &view, kind)
             .map_err(|d| match d {
-                Deviation::WrongKind => TrusteeError::WrongKind { exchange },
-                Deviation::WindowExceeded => TrusteeError::WindowExceeded,
+                Deviation::WrongKind => PeerError::Request(RequestError::WrongKind { exchange }),
+                Deviation::WindowExceeded => PeerError::Request(RequestError::WindowExceeded),
             })?;
         r.transcript.advance(exchange, kind, outputs, head);
         self.cells
@@ -735,7 +605,7 @@ where
                 len: kind.cell_len(self.slots),
                 nonce: r.transcript.pad_nonce(),
             })
-            .map_err(|_| TrusteeError::WindowExceeded)?;
+            .map_err(|_| PeerError::Request(RequestError::WindowExceeded))?;
         r.next_exchange += 1;
         self.phase = Phase::Running(r);
         Ok(())
@@ -762,7 +632,7 @@ where
         engine: &mut dyn PadEngine,
     ) -> Result<Option<usize>, WireError> {
         if self.hello_pending {
-            let n = Message::Hello {
+            let n = Message::Hello(Hello {
                 version: wire::PROTOCOL_VERSION,
                 group_id: self.group_id,
                 session_id: self.session_id,
@@ -772,7 +642,7 @@ where
                 max_frame: self.max_frame,
                 resume: None,
                 proofs: &[],
-            }
+            })
             .emit_frame(out)?;
             self.hello_pending = false;
             return Ok(Some(n));
@@ -888,14 +758,14 @@ where
 fn check_chunk(
     (interval, first, data, entry): (u32, u32, &[u8], usize),
     (cur, got, members): (u32, u32, u32),
-) -> Result<(), TrusteeError> {
+) -> Result<(), PeerError> {
     if interval != cur
         || first != got
         || data.is_empty()
         || data.len() % entry != 0
         || got as usize + data.len() / entry > members as usize
     {
-        return Err(TrusteeError::BadMembers);
+        return Err(PeerError::Interval(IntervalError::Members));
     }
     Ok(())
 }

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use dissent_core::client::{Client, ClientConfig, ClientError, NoUpstream};
+use dissent_core::client::{Client, ClientConfig, NoUpstream};
 use dissent_core::crypto::public_key;
+use dissent_core::error::{IntervalError, PeerError, RequestError};
 use dissent_core::relay::PeerId;
 use dissent_core::testkit::{frame_body, pattern, secret, Net, NetConfig, Node, GROUP, SESSION};
 use dissent_core::wire::{self, ConnId, Kind, Message, Params};
@@ -210,7 +211,7 @@ fn bad_frames_cost_only_their_sender() {
 fn the_relay_refuses_hellos_that_do_not_match_the_link() {
     let mut net = Net::unconnected(NetConfig::new(2, 1, 64));
     let hello = |group: [u8; 16], role, index| {
-        frame_body(&Message::Hello {
+        frame_body(&Message::Hello(wire::Hello {
             version: wire::PROTOCOL_VERSION,
             group_id: group,
             session_id: SESSION,
@@ -220,7 +221,7 @@ fn the_relay_refuses_hellos_that_do_not_match_the_link() {
             max_frame: 16 * 1024,
             resume: None,
             proofs: &[0; 16],
-        })
+        }))
     };
     let now = net.now;
     let link = dissent_core::relay::LinkId(77);
@@ -254,7 +255,7 @@ fn the_relay_refuses_hellos_that_do_not_match_the_link() {
     assert!(r
         .handle_hello(now, link, PeerId::Client(0), &[1, 2, 3])
         .is_err());
-    let small = frame_body(&Message::Hello {
+    let small = frame_body(&Message::Hello(wire::Hello {
         version: wire::PROTOCOL_VERSION,
         group_id: GROUP,
         session_id: SESSION,
@@ -264,7 +265,7 @@ fn the_relay_refuses_hellos_that_do_not_match_the_link() {
         max_frame: 20,
         resume: None,
         proofs: &[0; 16],
-    });
+    }));
     assert!(r
         .handle_hello(now, link, PeerId::Client(1), &small)
         .is_err());
@@ -390,7 +391,10 @@ fn every_node_follows_the_same_schedule() {
             &mut out,
         )
         .unwrap_err();
-    assert_eq!(err, ClientError::WrongKind { exchange: 0 });
+    assert_eq!(
+        err,
+        PeerError::Request(RequestError::WrongKind { exchange: 0 })
+    );
 }
 
 #[test]
@@ -490,7 +494,7 @@ fn params() -> Params {
 }
 
 fn start_body(interval: u32) -> Vec<u8> {
-    frame_body(&Message::IntervalStart {
+    frame_body(&Message::IntervalStart(wire::IntervalStart {
         interval,
         epoch: [1; 16],
         online: &[0b11],
@@ -501,7 +505,7 @@ fn start_body(interval: u32) -> Vec<u8> {
         head: dissent_core::transcript::genesis(&[1; 16]),
         oldest: 1,
         largest: 0,
-    })
+    }))
 }
 
 /// Starts `interval` on a fresh link, confirmed as the (single, honest) trustee would.
@@ -545,13 +549,13 @@ fn start_confirmed(c: &mut Client<Vec<u8>>, interval: u32) {
 }
 
 fn request(interval: u32, exchange: u64, kind: Kind) -> Vec<u8> {
-    frame_body(&Message::ClientRequest {
+    frame_body(&Message::ClientRequest(wire::ClientRequest {
         interval,
         exchange,
         kind,
         outputs: &[],
         down: wire::Down::None,
-    })
+    }))
 }
 
 fn cell_of(c: &mut Client<Vec<u8>>, body: &[u8]) -> Vec<u8> {
@@ -572,11 +576,11 @@ fn a_replayed_interval_never_reuses_a_pad() {
     let mut out = vec![0u8; 4096];
     assert_eq!(
         c.handle_frame(now, &start_body(5), &mut out),
-        Err(ClientError::StaleInterval(5))
+        Err(PeerError::Interval(IntervalError::Stale(5)))
     );
     assert_eq!(
         c.handle_frame(now, &start_body(4), &mut out),
-        Err(ClientError::StaleInterval(4))
+        Err(PeerError::Interval(IntervalError::Stale(4)))
     );
     // On a new link the relay may replay it, but the client's link nonce is fresh.
     c.handle_disconnected(now);
@@ -597,11 +601,11 @@ fn a_client_refuses_requests_out_of_order_and_garbage() {
         .is_ok());
     assert!(matches!(
         c.handle_frame(now, &request(1, 5, Kind::Reserve), &mut out),
-        Err(ClientError::OutOfOrder { .. })
+        Err(PeerError::Request(RequestError::OutOfOrder { .. }))
     ));
     assert!(matches!(
         c.handle_frame(now, &request(2, 1, Kind::Reserve), &mut out),
-        Err(ClientError::WrongInterval { .. })
+        Err(PeerError::Request(RequestError::WrongInterval { .. }))
     ));
     // Garbage is an error, never a panic.
     for junk in [&[][..], &[0xFF][..], &[12, 1, 1][..], &[7, 1, 200, 1][..]] {
@@ -689,7 +693,10 @@ fn a_trustee_refuses_an_interval_below_its_anonymity_minimum() {
     });
     assert_eq!(
         net.trustees[0].handle_frame(now, &open),
-        Err(dissent_core::trustee::TrusteeError::TooFewClients { online: 1, min: 2 })
+        Err(PeerError::Interval(IntervalError::TooFewClients {
+            online: 1,
+            min: 2
+        }))
     );
     let _ = net.trustees[0].poll_transmit(&mut out);
     assert_eq!(net.trustees[0].interval(), None);

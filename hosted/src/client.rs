@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use dissent_core::client::{
-    Chunk, Client, ClientConfig, ClientError, ClientEvent, Delivery, Upstream,
+    Chunk, Client, ClientConfig, ClientEvent, Delivery, PeerError, Upstream,
 };
 use dissent_core::wire::{ConnId, MAX_FRAME_BODY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -348,7 +348,7 @@ impl ClientNode {
                         None => None,
                     }
                 }
-                Err(ClientError::Goodbye(r)) => return Err(End::Goodbye(r)),
+                Err(PeerError::Goodbye(r)) => return Err(End::Goodbye(r)),
                 Err(e) => return Err(End::Lost(format!("dropping the relay link: {e}"))),
             };
             let flushed = link.sink.flush().await;

@@ -32,13 +32,13 @@ mod tests {
     // Test code only: each unwrap() is an assertion on a fixture, never on network input.
     use super::*;
 
-    use crate::wire::{Message, NodeRole, Resume, PROTOCOL_VERSION};
+    use crate::wire::{Hello, Message, NodeRole, Resume, PROTOCOL_VERSION};
     use crate::NONCE_LEN;
 
     #[test]
     fn frames_round_trip_and_split() {
         let mut out = [0u8; 256];
-        let msg = Message::Hello {
+        let msg = Message::Hello(Hello {
             version: PROTOCOL_VERSION,
             group_id: [1; 16],
             session_id: [2; 16],
@@ -52,7 +52,7 @@ mod tests {
                 limit: 1 << 20,
             }),
             proofs: &[5; 32],
-        };
+        });
         let n = msg.emit_frame(&mut out).unwrap();
         assert_eq!(msg.frame_len(), n);
         assert_eq!(split_frame(&out[..n - 1]).unwrap(), None);

@@ -18,28 +18,7 @@ use crate::NONCE_LEN;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message<'a> {
     /// Node → relay, the first frame on a link.
-    Hello {
-        /// Must equal [`PROTOCOL_VERSION`](super::PROTOCOL_VERSION).
-        version: u16,
-        /// The group the node was configured for.
-        group_id: [u8; 16],
-        /// The session the node was configured for.
-        session_id: [u8; 16],
-        /// Client or trustee.
-        role: NodeRole,
-        /// Index of the node in the group's client or trustee list.
-        index: u16,
-        /// Fresh randomness for this link; a client mixes it into all its pads on the link.
-        nonce: [u8; NONCE_LEN],
-        /// Largest frame body the node accepts.
-        max_frame: u32,
-        /// The downstream records a client already has (none for trustees and new clients).
-        resume: Option<Resume>,
-        /// A client's presence proof for each trustee, `MAC_LEN` bytes each in trustee
-        /// order; empty for trustees.
-        #[serde(borrow)]
-        proofs: &'a [u8],
-    },
+    Hello(#[serde(borrow)] Hello<'a>),
     /// Relay → node, just before the relay closes the link.
     Goodbye {
         /// Why.
@@ -81,31 +60,7 @@ pub enum Message<'a> {
         nonce: [u8; NONCE_LEN],
     },
     /// Relay → trustees and online clients, byte-identical to all: the interval's view.
-    IntervalStart {
-        /// The interval number.
-        interval: u32,
-        /// The relay instance (downstream sequence numbers are per instance).
-        epoch: [u8; 16],
-        /// Bitmap of online clients.
-        #[serde(borrow)]
-        online: &'a [u8],
-        /// Each trustee's nonce for this interval, `NONCE_LEN` bytes each in trustee order.
-        #[serde(borrow)]
-        nonces: &'a [u8],
-        /// Most exchanges in flight ahead of the last decoded one.
-        window: u16,
-        /// Schedule and length parameters.
-        params: Params,
-        /// How far recent earlier intervals got, so owners can settle unconfirmed cells.
-        history: heapless::Vec<IntervalRecord, MAX_HISTORY>,
-        /// The downstream log so far.
-        head: Head,
-        /// Oldest record the relay can still replay.
-        oldest: u64,
-        /// Data bytes of the largest record the relay can replay (a client whose frames
-        /// are smaller cannot take replays).
-        largest: u32,
-    },
+    IntervalStart(#[serde(borrow)] IntervalStart<'a>),
     /// Trustee → relay: its confirmation of the interval's view for the next members.
     Confirm {
         /// The interval.
@@ -133,34 +88,9 @@ pub enum Message<'a> {
         down: Down<'a>,
     },
     /// Relay → trustees: send your cell for this exchange.
-    TrusteeRequest {
-        /// Interval of the exchange.
-        interval: u32,
-        /// Exchange number within the interval.
-        exchange: u64,
-        /// What the exchange is for.
-        kind: Kind,
-        /// Outputs of exchanges decoded since the previous request ([`OutputsView`](super::OutputsView)).
-        #[serde(borrow)]
-        outputs: &'a [u8],
-        /// The downstream chain hash after this exchange's record.
-        head: [u8; 32],
-    },
+    TrusteeRequest(#[serde(borrow)] TrusteeRequest<'a>),
     /// Relay → online clients: the next exchange and one downstream record.
-    ClientRequest {
-        /// Interval of the exchange.
-        interval: u32,
-        /// Exchange number within the interval.
-        exchange: u64,
-        /// What the exchange is for.
-        kind: Kind,
-        /// Outputs of exchanges decoded since the previous request ([`OutputsView`](super::OutputsView)).
-        #[serde(borrow)]
-        outputs: &'a [u8],
-        /// The next downstream record, if any.
-        #[serde(borrow)]
-        down: Down<'a>,
-    },
+    ClientRequest(#[serde(borrow)] ClientRequest<'a>),
     /// Client or trustee → relay: a ciphertext cell.
     Cell {
         /// Interval of the exchange.
@@ -198,6 +128,92 @@ pub enum Message<'a> {
         /// The client.
         client: u16,
     },
+}
+
+/// The first frame of a node's link (node → relay).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello<'a> {
+    /// Must equal [`PROTOCOL_VERSION`](super::PROTOCOL_VERSION).
+    pub version: u16,
+    /// The group the node was configured for.
+    pub group_id: [u8; 16],
+    /// The session the node was configured for.
+    pub session_id: [u8; 16],
+    /// Client or trustee.
+    pub role: NodeRole,
+    /// Index of the node in the group's client or trustee list.
+    pub index: u16,
+    /// Fresh randomness for this link; a client mixes it into all its pads on the link.
+    pub nonce: [u8; NONCE_LEN],
+    /// Largest frame body the node accepts.
+    pub max_frame: u32,
+    /// The downstream records a client already has (none for trustees and new clients).
+    pub resume: Option<Resume>,
+    /// A client's presence proof for each trustee, `MAC_LEN` bytes each in trustee
+    /// order; empty for trustees.
+    #[serde(borrow)]
+    pub proofs: &'a [u8],
+}
+
+/// An interval's view, byte-identical to trustees and members (relay → all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntervalStart<'a> {
+    /// The interval number.
+    pub interval: u32,
+    /// The relay instance (downstream sequence numbers are per instance).
+    pub epoch: [u8; 16],
+    /// Bitmap of online clients.
+    #[serde(borrow)]
+    pub online: &'a [u8],
+    /// Each trustee's nonce for this interval, `NONCE_LEN` bytes each in trustee order.
+    #[serde(borrow)]
+    pub nonces: &'a [u8],
+    /// Most exchanges in flight ahead of the last decoded one.
+    pub window: u16,
+    /// Schedule and length parameters.
+    pub params: Params,
+    /// How far recent earlier intervals got, so owners can settle unconfirmed cells.
+    pub history: heapless::Vec<IntervalRecord, MAX_HISTORY>,
+    /// The downstream log so far.
+    pub head: Head,
+    /// Oldest record the relay can still replay.
+    pub oldest: u64,
+    /// Data bytes of the largest record the relay can replay (a client whose frames
+    /// are smaller cannot take replays).
+    pub largest: u32,
+}
+
+/// A request for a trustee's cell of one exchange (relay → trustees).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrusteeRequest<'a> {
+    /// Interval of the exchange.
+    pub interval: u32,
+    /// Exchange number within the interval.
+    pub exchange: u64,
+    /// What the exchange is for.
+    pub kind: Kind,
+    /// Outputs of exchanges decoded since the previous request ([`OutputsView`](super::OutputsView)).
+    #[serde(borrow)]
+    pub outputs: &'a [u8],
+    /// The downstream chain hash after this exchange's record.
+    pub head: [u8; 32],
+}
+
+/// A request for a client's cell of one exchange, with one downstream record (relay → members).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRequest<'a> {
+    /// Interval of the exchange.
+    pub interval: u32,
+    /// Exchange number within the interval.
+    pub exchange: u64,
+    /// What the exchange is for.
+    pub kind: Kind,
+    /// Outputs of exchanges decoded since the previous request ([`OutputsView`](super::OutputsView)).
+    #[serde(borrow)]
+    pub outputs: &'a [u8],
+    /// The next downstream record, if any.
+    #[serde(borrow)]
+    pub down: Down<'a>,
 }
 
 /// The reason in a frame body that is a [`Message::Goodbye`] (to look for one among the
@@ -252,13 +268,13 @@ mod tests {
     #[test]
     fn frame_vectors() {
         let mut out = [0u8; 64];
-        let n = Message::TrusteeRequest {
+        let n = Message::TrusteeRequest(TrusteeRequest {
             interval: 1,
             exchange: 300,
             kind: Kind::Slot { slot: 2, len: 256 },
             outputs: &[0, 0, 0],
             head: [0xEE; 32],
-        }
+        })
         .emit_frame(&mut out)
         .unwrap();
         // Variant 11, interval 1, exchange 300 = AC 02, Kind::Slot = 1, slot 2, len 256 = 80 02,
@@ -270,7 +286,7 @@ mod tests {
         assert_eq!(&out[12..16], &[3, 0, 0, 0]);
         assert_eq!(n, 4 + 44);
 
-        let n = Message::ClientRequest {
+        let n = Message::ClientRequest(ClientRequest {
             interval: 2,
             exchange: 5,
             kind: Kind::Reserve,
@@ -279,7 +295,7 @@ mod tests {
                 conn: ConnId(0x0002_0001),
                 data: b"ok",
             },
-        }
+        })
         .emit_frame(&mut out)
         .unwrap();
         // Variant 12, interval 2, exchange 5, Reserve = 0, no outputs, Down::Data = 1,
@@ -324,7 +340,7 @@ mod tests {
         let slot = Kind::Slot { slot: 2, len: 256 };
         let cases: [(Message<'_>, std::vec::Vec<u8>); 23] = [
             (
-                Message::Hello {
+                Message::Hello(Hello {
                     version: PROTOCOL_VERSION,
                     group_id: [1; 16],
                     session_id: [2; 16],
@@ -338,7 +354,7 @@ mod tests {
                         limit: 65536,
                     }),
                     proofs: &proofs,
-                },
+                }),
                 cat(&[
                     &[0, 0, 0, 0x6D, 0x00, 0x02],
                     &rep(1, 16),
@@ -352,7 +368,7 @@ mod tests {
                 ]),
             ),
             (
-                Message::Hello {
+                Message::Hello(Hello {
                     version: PROTOCOL_VERSION,
                     group_id: [1; 16],
                     session_id: [2; 16],
@@ -362,7 +378,7 @@ mod tests {
                     max_frame: MAX_FRAME_BODY as u32,
                     resume: None,
                     proofs: &[],
-                },
+                }),
                 cat(&[
                     &[0, 0, 0, 0x39, 0x00, 0x02],
                     &rep(1, 16),
@@ -415,7 +431,7 @@ mod tests {
                 cat(&[&[0, 0, 0, 0x12, 0x06, 0x07], &rep(0x55, 16)]),
             ),
             (
-                Message::IntervalStart {
+                Message::IntervalStart(IntervalStart {
                     interval: 7,
                     epoch: [9; 16],
                     online: &[0x05],
@@ -437,7 +453,7 @@ mod tests {
                     },
                     oldest: 1,
                     largest: 300,
-                },
+                }),
                 cat(&[
                     &[0, 0, 0, 0x6A, 0x07, 0x07],
                     &rep(9, 16),
@@ -482,13 +498,13 @@ mod tests {
                 std::vec![0, 0, 0, 6, 0x0A, 0x05, 0x02, 0x81, 0x80, 0x0C],
             ),
             (
-                Message::TrusteeRequest {
+                Message::TrusteeRequest(TrusteeRequest {
                     interval: 7,
                     exchange: 300,
                     kind: slot,
                     outputs: &outputs,
                     head: [0xEE; 32],
-                },
+                }),
                 cat(&[
                     &[
                         0, 0, 0, 0x31, 0x0B, 0x07, 0xAC, 0x02, 0x01, 0x02, 0x80, 0x02, 0x08,
@@ -498,26 +514,26 @@ mod tests {
                 ]),
             ),
             (
-                Message::TrusteeRequest {
+                Message::TrusteeRequest(TrusteeRequest {
                     interval: 7,
                     exchange: 301,
                     kind: Kind::Reserve,
                     outputs: &[],
                     head: [0xEE; 32],
-                },
+                }),
                 cat(&[
                     &[0, 0, 0, 0x26, 0x0B, 0x07, 0xAD, 0x02, 0x00, 0x00],
                     &rep(0xEE, 32),
                 ]),
             ),
             (
-                Message::ClientRequest {
+                Message::ClientRequest(ClientRequest {
                     interval: 7,
                     exchange: 300,
                     kind: slot,
                     outputs: &outputs,
                     down: Down::Data { conn, data: b"ok" },
-                },
+                }),
                 cat(&[
                     &[
                         0, 0, 0, 0x18, 0x0C, 0x07, 0xAC, 0x02, 0x01, 0x02, 0x80, 0x02, 0x08,
@@ -527,13 +543,13 @@ mod tests {
                 ]),
             ),
             (
-                Message::ClientRequest {
+                Message::ClientRequest(ClientRequest {
                     interval: 7,
                     exchange: 301,
                     kind: Kind::Reserve,
                     outputs: &[],
                     down: Down::None,
-                },
+                }),
                 std::vec![0, 0, 0, 7, 0x0C, 0x07, 0xAD, 0x02, 0x00, 0x00, 0x00],
             ),
             (
@@ -595,7 +611,7 @@ mod tests {
         );
         // Every prefix of a valid message fails cleanly.
         let mut out = [0u8; 64];
-        let n = Message::ClientRequest {
+        let n = Message::ClientRequest(ClientRequest {
             interval: 2,
             exchange: 5,
             kind: Kind::Slot { slot: 1, len: 99 },
@@ -604,7 +620,7 @@ mod tests {
                 conn: ConnId(9),
                 data: b"abc",
             },
-        }
+        })
         .emit_frame(&mut out)
         .unwrap();
         for cut in FRAME_HEADER_LEN..n - 1 {

@@ -41,7 +41,7 @@ pub use fields::{
     REPLAY_FRAME_OVERHEAD, REPLAY_OVERHEAD,
 };
 pub use frame::{frame_body_len, split_frame};
-pub use message::{goodbye_reason, Message};
+pub use message::{goodbye_reason, ClientRequest, Hello, IntervalStart, Message, TrusteeRequest};
 pub use outputs::{
     emit_next_output, emit_requests_output, max_outputs_len, Output, OutputsView, Requests,
 };

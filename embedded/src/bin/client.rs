@@ -18,7 +18,7 @@
 use core::cell::{Cell, RefCell};
 
 use dissent_core::client::{
-    Chunk, Client, ClientConfig, ClientError, ClientEvent, Delivery, Upstream,
+    Chunk, Client, ClientConfig, PeerError, ClientEvent, Delivery, Upstream,
 };
 use dissent_core::schedule::Schedule;
 use dissent_core::wire::{ConnId, NodeRole};
@@ -321,7 +321,7 @@ async fn link(
             .await;
         let (mut sealer, mut opener) = transport.split();
         client.lock(|c| c.borrow_mut().handle_connected(now()));
-        let loss: Loss<RoleError<ClientError>> = loop {
+        let loss: Loss<RoleError<PeerError>> = loop {
             // Control frames, then stage what the applications have.
             let sent = transmit_all(&mut socket, &mut out, &mut sealer, |space| {
                 client.lock(|c| c.borrow_mut().poll_transmit(space))

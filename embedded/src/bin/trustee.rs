@@ -12,7 +12,7 @@
 use dissent_core::bits::bitmap_len;
 use dissent_core::crypto::{IntervalKey, PairKey};
 use dissent_core::schedule::Schedule;
-use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeError, TrusteeEvent};
+use dissent_core::trustee::{Trustee, TrusteeConfig, PeerError, TrusteeEvent};
 use dissent_core::wire::NodeRole;
 use dissent_embedded::stream::{frame_buffer_len, record_buffer_len};
 use dissent_embedded::uplink::{
@@ -146,7 +146,7 @@ async fn link(
             .await;
         let (mut sealer, mut opener) = transport.split();
         trustee.handle_connected(now());
-        let loss: Loss<RoleError<TrusteeError>> = loop {
+        let loss: Loss<RoleError<PeerError>> = loop {
             // Everything the trustee has to send, then the next frame from the relay.
             let sent = transmit_all(&mut socket, &mut out, &mut sealer, |space| {
                 let polled = trustee.poll_transmit(space);
