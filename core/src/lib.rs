@@ -24,6 +24,7 @@ pub mod bits;
 pub mod client;
 pub mod crypto;
 pub mod error;
+mod field;
 pub mod link;
 pub mod provision;
 pub mod relay;

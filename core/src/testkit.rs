@@ -16,7 +16,9 @@ use std::vec::Vec;
 
 use crate::client::{Chunk, Client, ClientConfig, ClientEvent, Delivery, Upstream};
 use crate::crypto::{public_key, IntervalKey, PairKey};
-use crate::relay::{DownChunk, Downstream, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent};
+use crate::relay::{
+    DownChunk, Downstream, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage,
+};
 use crate::trustee::{Trustee, TrusteeConfig};
 use crate::wire::{self, ConnId};
 use crate::{Duration, Instant};
@@ -347,12 +349,7 @@ impl Net {
             first_interval: 100,
             epoch: [9; 16],
         };
-        let relay = Relay::new(
-            rcfg,
-            vec![Peer::EMPTY; rcfg.peers_len()],
-            vec![0u8; rcfg.storage_len()],
-        )
-        .expect("relay configuration");
+        let relay = Relay::new(rcfg, RelayStorage::with_vecs(&rcfg)).expect("relay configuration");
         let clients = (0..n)
             .map(|i| new_client(&cfg, i, client_secrets[i], &trustee_pubs, slots[i]))
             .collect();

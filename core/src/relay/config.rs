@@ -4,7 +4,11 @@
 //! Owns [`RelayConfig`] and [`min_node_frame`]. It must not hold state: everything here is
 //! a function of the parameters.
 
-use super::*;
+use crate::bits::bitmap_len;
+use crate::error::ConfigError;
+use crate::time::Duration;
+use crate::wire::{self, MAX_FRAME_BODY, MAX_HISTORY};
+use crate::{cell_length_ok, MAX_CLIENTS, MAX_DOWNSTREAM, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
 /// Relay parameters.
 #[derive(Debug, Clone, Copy)]
@@ -74,38 +78,28 @@ impl RelayConfig {
         }
     }
 
-    pub(super) const fn output_stride(&self) -> usize {
-        2 + 1 + bitmap_len(self.slots as usize)
-    }
-
-    pub(super) const fn regions(&self) -> Regions {
-        let n = bitmap_len(self.clients as usize);
-        let w = self.window as usize;
-        let connected = n;
-        let online = connected + n;
-        let contrib = online + w * n;
-        let acc = contrib + w * self.max_exchange_len();
-        let table = acc + Schedule::table_len(self.capacity);
-        let outq = table + 2 * w * self.output_stride();
-        let outs = outq + wire::max_outputs_len(self.slots);
-        let down = outs + self.downstream_len;
-        let log = down + self.log_len;
-        Regions {
-            connected,
-            online,
-            contrib,
-            acc,
-            table,
-            outq,
-            outs,
-            down,
-            log,
+    /// Checks the parameters against the protocol's limits.
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if !cell_length_ok(self.cell_len)
+            || self.max_cell_len < self.cell_len
+            || self.max_cell_len > crate::MAX_CELL_LENGTH
+        {
+            return Err(ConfigError::CellLength);
         }
-    }
-
-    /// Bytes of storage the relay needs.
-    pub const fn storage_len(&self) -> usize {
-        self.regions().log
+        let (c, t) = (usize::from(self.clients), usize::from(self.trustees));
+        if c == 0 || c > MAX_CLIENTS || t == 0 || t > MAX_TRUSTEES || self.slots == 0 {
+            return Err(ConfigError::Counts);
+        }
+        if self.window == 0 || usize::from(self.window) > MAX_WINDOW {
+            return Err(ConfigError::Window);
+        }
+        if self.downstream_len == 0 || self.downstream_len > MAX_DOWNSTREAM {
+            return Err(ConfigError::DownstreamLength);
+        }
+        if self.period < 2 || self.admit == 0 || self.capacity == 0 {
+            return Err(ConfigError::Schedule);
+        }
+        Ok(())
     }
 
     /// Entries of peer storage the relay needs: every client, then every trustee.
@@ -144,18 +138,4 @@ pub const fn min_node_frame(cell_len: usize, clients: u16, trustees: u16, slots:
         m = request;
     }
     m
-}
-
-/// Where each store region ends (each starts where the previous one ends).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Regions {
-    pub(super) connected: usize,
-    pub(super) online: usize,
-    pub(super) contrib: usize,
-    pub(super) acc: usize,
-    pub(super) table: usize,
-    pub(super) outq: usize,
-    pub(super) outs: usize,
-    pub(super) down: usize,
-    pub(super) log: usize,
 }

@@ -1,10 +1,22 @@
-//! Exchanges of a running interval: requests to trustees and members, cells in, the XOR of
-//! all cells, the decoded records out to the exit, and the outputs reported back.
+//! Exchanges of a running interval: requests to trustees and members, their cells in, and
+//! the XOR of every cell of an exchange.
 //!
-//! Owns the per-exchange state of the window and the queue of outputs not yet reported. It
-//! must not change the set of members (that ends the interval: `interval.rs`).
+//! Owns the window of exchanges in flight ([`Window`]: each one's kind, who answered, and
+//! the XOR of the cells so far) and the requests. It must not decode (that is
+//! `decode.rs`'s) or change the set of members (that ends the interval: `interval.rs`).
 
-use super::*;
+use heapless::Vec;
+
+use super::{
+    CellError, Destination, Instant, PeerError, PeerId, Phase, Relay, Running, Stop, Transmit,
+};
+use super::{Peer, PendingClientRequest};
+use crate::bits;
+use crate::crypto::xor_into;
+use crate::wire::{
+    ClientRequest, ConnId, Down, Kind, Message, OutputsView, TrusteeRequest, WireError,
+};
+use crate::MAX_WINDOW;
 
 /// A downstream chunk from the exit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,14 +56,21 @@ impl Downstream for NoDownstream {
     }
 }
 
+/// What the relay knows of one exchange in flight.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct SlotMeta {
+pub(super) struct Issued {
+    /// What the exchange is for.
     pub(super) kind: Kind,
+    /// When its request went out.
     pub(super) issued: Instant,
+    /// Trustees whose cell arrived, one bit each.
     pub(super) trustees: u32,
+    /// Members whose cell arrived.
     pub(super) clients: u32,
 }
 
+/// The downstream record of a request being sent: its data is in
+/// [`RelayStorage::downstream`](super::RelayStorage).
 #[derive(Debug, Clone, Copy)]
 pub(super) enum PendingDown {
     None,
@@ -59,11 +78,110 @@ pub(super) enum PendingDown {
     Close { conn: ConnId },
 }
 
-/// Record cursor over a decoded cell: ring index, next offset, end of records.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Decoding {
-    pub(super) at: usize,
-    pub(super) end: usize,
+/// The exchanges in flight, one place each (exchange number modulo the window).
+#[derive(Debug)]
+pub(super) struct Window<B> {
+    issued: Vec<Issued, MAX_WINDOW>,
+    /// One bitmap per place: the members whose cell arrived.
+    arrived: B,
+    /// One cell per place: the XOR of the cells so far.
+    accumulators: B,
+    /// Bytes of one bitmap.
+    bitmap_len: usize,
+    /// Bytes of one accumulator (the longest exchange).
+    accumulator_len: usize,
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Window<B> {
+    /// A window of `len` places over the caller's `arrived` bitmaps and `accumulators`.
+    pub(super) fn new(
+        len: u16,
+        arrived: B,
+        bitmap_len: usize,
+        accumulators: B,
+        accumulator_len: usize,
+    ) -> Self {
+        let mut issued = Vec::new();
+        for _ in 0..len {
+            // len <= MAX_WINDOW, checked with the configuration.
+            let _ = issued.push(Issued {
+                kind: Kind::Reserve,
+                issued: Instant::default(),
+                trustees: 0,
+                clients: 0,
+            });
+        }
+        Window {
+            issued,
+            arrived,
+            accumulators,
+            bitmap_len,
+            accumulator_len,
+        }
+    }
+
+    fn place(&self, exchange: u64) -> usize {
+        (exchange % self.issued.len().max(1) as u64) as usize
+    }
+
+    /// What is known of `exchange` (which must be in flight).
+    pub(super) fn issued(&self, exchange: u64) -> Option<&Issued> {
+        self.issued.get(self.place(exchange))
+    }
+
+    fn issued_mut(&mut self, exchange: u64) -> Option<&mut Issued> {
+        let place = self.place(exchange);
+        self.issued.get_mut(place)
+    }
+
+    /// The members whose cell for `exchange` arrived.
+    pub(super) fn arrived(&self, exchange: u64) -> &[u8] {
+        let at = self.place(exchange) * self.bitmap_len;
+        self.arrived
+            .as_ref()
+            .get(at..at + self.bitmap_len)
+            .unwrap_or(&[])
+    }
+
+    fn arrived_mut(&mut self, exchange: u64) -> &mut [u8] {
+        let at = self.place(exchange) * self.bitmap_len;
+        self.arrived
+            .as_mut()
+            .get_mut(at..at + self.bitmap_len)
+            .unwrap_or(&mut [])
+    }
+
+    /// The XOR of the cells of `exchange` so far, `len` bytes.
+    pub(super) fn cell(&self, exchange: u64, len: usize) -> &[u8] {
+        let at = self.place(exchange) * self.accumulator_len;
+        self.accumulators
+            .as_ref()
+            .get(at..at + len.min(self.accumulator_len))
+            .unwrap_or(&[])
+    }
+
+    /// Like [`Window::cell`], to change in place.
+    pub(super) fn cell_mut(&mut self, exchange: u64, len: usize) -> &mut [u8] {
+        let at = self.place(exchange) * self.accumulator_len;
+        self.accumulators
+            .as_mut()
+            .get_mut(at..at + len.min(self.accumulator_len))
+            .unwrap_or(&mut [])
+    }
+
+    /// Starts `exchange` of `kind` in its place: nobody has answered, nothing is combined.
+    fn start(&mut self, exchange: u64, kind: Kind, slots: u16, now: Instant) {
+        if let Some(issued) = self.issued_mut(exchange) {
+            *issued = Issued {
+                kind,
+                issued: now,
+                trustees: 0,
+                clients: 0,
+            };
+        }
+        self.arrived_mut(exchange).fill(0);
+        self.cell_mut(exchange, kind.cell_len(slots)).fill(0);
+    }
 }
 
 impl<P, B> Relay<P, B>
@@ -71,6 +189,7 @@ where
     P: AsMut<[Peer]> + AsRef<[Peer]>,
     B: AsMut<[u8]> + AsRef<[u8]>,
 {
+    /// A node's cell: checked against the exchange and combined into its XOR.
     pub(super) fn on_cell(
         &mut self,
         peer: PeerId,
@@ -78,392 +197,217 @@ where
         exchange: u64,
         cell: &[u8],
     ) -> Result<(), PeerError> {
-        let r = match self.phase {
-            Phase::Running(r) if r.interval == interval => r,
+        let running = match self.phase {
+            Phase::Running(running) if running.interval == interval => running,
             _ if self.is_past(interval) => {
                 self.stale_cells += 1;
                 return Ok(());
             }
-            _ => return Err(PeerError::Cell(CellError::UnknownInterval(interval))),
+            _ => return Err(CellError::UnknownInterval(interval).into()),
         };
-        if let Some(Stop::Abort { .. }) = r.stop {
+        if let Some(Stop::Abort { .. }) = running.stop {
             // The interval is over; late cells are harmless.
             self.stale_cells += 1;
             return Ok(());
         }
-        if exchange < r.done {
-            return Err(PeerError::Cell(CellError::Duplicate(exchange)));
+        if exchange < running.done {
+            return Err(CellError::Duplicate(exchange).into());
         }
-        if exchange >= r.next
-            || (matches!(peer, PeerId::Client(_)) && exchange >= self.client_limit(&r))
+        if exchange >= running.next
+            || (matches!(peer, PeerId::Client(_)) && exchange >= Self::client_limit(&running))
         {
-            return Err(PeerError::Cell(CellError::NotRequested(exchange)));
+            return Err(CellError::NotRequested(exchange).into());
         }
-        let w = u64::from(self.cfg.window);
-        let idx = (exchange % w) as usize;
-        let len = self.meta[idx].kind.cell_len(self.cfg.slots);
+        let Some(&issued) = self.window.issued(exchange) else {
+            return Err(CellError::NotRequested(exchange).into());
+        };
+        let len = issued.kind.cell_len(self.cfg.slots);
         if cell.len() != len {
-            return Err(PeerError::Cell(CellError::Length(cell.len())));
+            return Err(CellError::Length(cell.len()).into());
         }
-        let nb = bitmap_len(usize::from(self.cfg.clients));
         match peer {
             PeerId::Client(i) => {
                 let i = usize::from(i);
-                if !bits::test(self.online_bits(), i) {
-                    return Err(PeerError::Cell(CellError::NotMember));
+                if !bits::test(self.online.as_ref(), i) {
+                    return Err(CellError::NotMember.into());
                 }
-                let start = self.regions.online + idx * nb;
-                let contrib = &mut self.store.as_mut()[start..start + nb];
-                if bits::test(contrib, i) {
-                    return Err(PeerError::Cell(CellError::Duplicate(exchange)));
+                let arrived = self.window.arrived_mut(exchange);
+                if bits::test(arrived, i) {
+                    return Err(CellError::Duplicate(exchange).into());
                 }
-                bits::set(contrib, i);
-                self.meta[idx].clients += 1;
+                bits::set(arrived, i);
+                if let Some(issued) = self.window.issued_mut(exchange) {
+                    issued.clients += 1;
+                }
             }
             PeerId::Trustee(t) => {
-                if self.meta[idx].trustees & (1 << t) != 0 {
-                    return Err(PeerError::Cell(CellError::Duplicate(exchange)));
+                if issued.trustees & (1 << t) != 0 {
+                    return Err(CellError::Duplicate(exchange).into());
                 }
-                self.meta[idx].trustees |= 1 << t;
+                if let Some(issued) = self.window.issued_mut(exchange) {
+                    issued.trustees |= 1 << t;
+                }
             }
         }
-        let x = self.cfg.max_exchange_len();
-        let at = self.regions.contrib + idx * x;
-        xor_into(&mut self.store.as_mut()[at..at + len], cell);
+        xor_into(self.window.cell_mut(exchange, len), cell);
         Ok(())
     }
 
     /// Clients are asked for the same exchanges as trustees (one window for both).
-    pub(super) fn client_limit(&self, r: &Running) -> u64 {
-        match r.client_pending {
-            Some((e, ..)) => e,
-            None => r.next,
+    pub(super) fn client_limit(running: &Running) -> u64 {
+        match running.client_request {
+            Some(request) => request.exchange,
+            None => running.next,
         }
     }
 
-    pub(super) fn complete(&self, r: &Running, exchange: u64) -> bool {
-        let m = &self.meta[(exchange % u64::from(self.cfg.window)) as usize];
-        exchange < self.client_limit(r) && m.trustees == self.all_trustees && m.clients == r.members
+    /// Whether every trustee and every member answered `exchange`.
+    pub(super) fn complete(&self, running: &Running, exchange: u64) -> bool {
+        exchange < Self::client_limit(running)
+            && self.window.issued(exchange).is_some_and(|issued| {
+                issued.trustees == self.all_trustees && issued.clients == running.members
+            })
     }
 
-    /// Next event; decoded upstream data borrows the relay until the event is dropped.
-    #[must_use]
-    pub fn poll_event(&mut self, now: Instant) -> Option<RelayEvent<'_>> {
-        if let Some(e) = self.events.pop_front() {
-            return Some(e);
-        }
-        if let Some(d) = self.decoding {
-            return self.next_record(d);
-        }
-        let Phase::Running(mut r) = self.phase else {
-            return None;
-        };
-        let end = match r.stop {
-            Some(Stop::Abort { end_at }) => end_at,
-            _ => r.next,
-        };
-        if r.done >= end || !self.complete(&r, r.done) {
-            self.advance(now);
-            return self.events.pop_front();
-        }
-        if self.outq_len >= 2 * usize::from(self.cfg.window) {
-            // Outputs must be reported before more exchanges are decoded.
-            return None;
-        }
-        let exchange = r.done;
-        r.done += 1;
-        self.decoded += 1;
-        self.phase = Phase::Running(r);
-        let idx = (exchange % u64::from(self.cfg.window)) as usize;
-        let kind = self.meta[idx].kind;
-        let len = kind.cell_len(self.cfg.slots);
-        let at = self.regions.contrib + idx * self.cfg.max_exchange_len();
-        match kind {
-            Kind::Reserve => {
-                // Bits past the last slot carry nothing: a client that sets them only wastes
-                // its own cell, and nodes would refuse them in the report.
-                let slots = usize::from(self.cfg.slots);
-                if slots % 8 != 0 && len > 0 {
-                    self.store.as_mut()[at + len - 1] &= (1u8 << (slots % 8)) - 1;
-                }
-                self.idle = self.store.as_ref()[at..at + len].iter().all(|&b| b == 0);
-                self.queue_requests_output(at, len);
-                if !self.idle {
-                    self.gap = Duration::default();
-                }
-                self.poll_event_tail(now)
-            }
-            Kind::Slot { slot, .. } => {
-                let acc = &self.store.as_ref()[at..at + len];
-                let (next, decoded) = match CellView::parse(acc) {
-                    Ok(view) => {
-                        let ok = view.records().all(|rec| rec.conn().slot() == Some(slot));
-                        if ok {
-                            let start = at + wire::NEXT_LEN;
-                            let used = view.records_len();
-                            // No room left for even one more byte in a record.
-                            self.burst = len < start - at + used + wire::RECORD_HEADER_LEN + 1;
-                            (view.next(), Some((start, start + used, view.is_empty())))
-                        } else {
-                            (0, None)
-                        }
-                    }
-                    Err(_) => (0, None),
-                };
-                if decoded.is_none() {
-                    // A garbled exchange (a disruption, or members shown different views):
-                    // nothing from it or after it reaches the exit, so every owner's bytes
-                    // stay in order. The interval ends here; owners resend from this exchange.
-                    self.decoded -= 1;
-                    if let Phase::Running(r) = &mut self.phase {
-                        r.done = exchange;
-                        r.stop = Some(Stop::Abort { end_at: exchange });
-                        r.client_pending = None;
-                    }
-                    self.idle = false;
-                    self.burst = false;
-                    return Some(RelayEvent::Garbled {
-                        interval: r.interval,
-                        exchange,
-                    });
-                }
-                self.queue_next_output(next);
-                match decoded {
-                    Some((start, end, empty)) => {
-                        self.idle = empty;
-                        if !empty {
-                            self.gap = Duration::default();
-                            self.decoded_slot = slot;
-                            self.decoding = Some(Decoding { at: start, end });
-                            return self.next_record(Decoding { at: start, end });
-                        }
-                        self.poll_event_tail(now)
-                    }
-                    None => self.poll_event_tail(now),
-                }
-            }
-        }
-    }
-
-    pub(super) fn poll_event_tail(&mut self, now: Instant) -> Option<RelayEvent<'_>> {
-        self.advance(now);
-        if let Some(e) = self.events.pop_front() {
-            return Some(e);
-        }
-        // Look further: the next exchange may be complete too.
-        if matches!(self.phase, Phase::Running(_)) {
-            return self.poll_event(now);
-        }
-        None
-    }
-
-    pub(super) fn next_record(&mut self, d: Decoding) -> Option<RelayEvent<'_>> {
-        // The cell was checked whole when it was decoded: one record at a time from here.
-        let store = self.store.as_ref();
-        let Some(rec) = Records::checked(&store[d.at..d.end]).next() else {
-            self.decoding = None;
-            return None;
-        };
-        let next_at = d.at + rec.wire_len();
-        self.decoding = (next_at < d.end).then_some(Decoding {
-            at: next_at,
-            end: d.end,
-        });
-        Some(match rec {
-            Record::Data {
-                conn,
-                open,
-                payload,
-            } => RelayEvent::Upstream {
-                conn,
-                open,
-                data: payload,
-            },
-            Record::Close { conn } => RelayEvent::Close { conn },
-        })
-    }
-
-    pub(super) fn outq_slot(&self, k: usize) -> usize {
-        self.regions.table
-            + ((self.outq_head + k) % (2 * usize::from(self.cfg.window))) * self.cfg.output_stride()
-    }
-
-    pub(super) fn queue_next_output(&mut self, next: u16) {
-        if self.outq_len >= 2 * usize::from(self.cfg.window) {
-            return;
-        }
-        let at = self.outq_slot(self.outq_len);
-        let buf = self.store.as_mut();
-        buf[at..at + 2].copy_from_slice(&3u16.to_be_bytes());
-        // Three bytes always fit the stride.
-        let _ = wire::emit_next_output(&mut buf[at + 2..], 0, next);
-        self.outq_len += 1;
-    }
-
-    pub(super) fn queue_requests_output(&mut self, acc_at: usize, len: usize) {
-        if self.outq_len >= 2 * usize::from(self.cfg.window) {
-            return;
-        }
-        let at = self.outq_slot(self.outq_len);
-        let stride = self.cfg.output_stride();
-        let buf = self.store.as_mut();
-        let (low, high) = buf.split_at_mut(at);
-        let bitmap = &low[acc_at..acc_at + len];
-        let slot = &mut high[..stride];
-        // The stride holds the bitmap form, the longer of the two encodings.
-        let n = wire::emit_requests_output(&mut slot[2..], 0, bitmap).unwrap_or(0);
-        slot[..2].copy_from_slice(&(n as u16).to_be_bytes());
-        self.outq_len += 1;
-    }
-
+    /// The running interval's next frame: the client request of the exchange just asked of
+    /// the trustees, or the next exchange's trustee request if the window and the pacing
+    /// allow one.
     pub(super) fn transmit_running(
         &mut self,
         now: Instant,
-        r: &mut Running,
+        running: &mut Running,
         out: &mut [u8],
         downstream: &mut dyn Downstream,
     ) -> Result<Option<Transmit>, WireError> {
-        if let Some((exchange, kind, outs_len, down)) = r.client_pending {
-            let o = self.regions.outq;
-            let d = self.regions.outs;
-            let store = self.store.as_ref();
-            let outputs = &store[o..o + outs_len];
-            let down = match down {
+        if let Some(request) = running.client_request {
+            let outputs = self
+                .request_outputs
+                .as_ref()
+                .get(..request.outputs_len)
+                .unwrap_or(&[]);
+            let down = match request.down {
                 PendingDown::None => Down::None,
                 PendingDown::Data { conn, len } => Down::Data {
                     conn,
-                    data: &store[d..d + len],
+                    data: self.downstream.as_ref().get(..len).unwrap_or(&[]),
                 },
                 PendingDown::Close { conn } => Down::Close { conn },
             };
             let len = Message::ClientRequest(ClientRequest {
-                interval: r.interval,
-                exchange,
-                kind,
+                interval: running.interval,
+                exchange: request.exchange,
+                kind: request.kind,
                 outputs,
                 down,
             })
             .emit_frame(out)?;
-            r.client_pending = None;
+            running.client_request = None;
             return Ok(Some(Transmit {
                 destination: Destination::Members,
                 len,
                 close_after: false,
             }));
         }
-        if r.stop.is_some() || self.decoding.is_some() {
+        if running.stop.is_some() || self.decoding.is_some() {
             return Ok(None);
         }
-        // Only an idle net with nothing reserved is paced: a reserved slot (a conversation
-        // between turns) runs at full speed. One exchange is in flight at a time unless an
-        // owner filled its last cell (a bulk sender, likely with more) or the exit has
-        // downstream bytes waiting: then the whole window opens. Otherwise an owner's next
-        // bytes would wait behind a window of exchanges issued before they existed.
-        let paced = self.idle
-            && r.schedule.reserved() == 0
-            && !downstream.has_data()
-            && now < self.last_issue + self.gap;
-        let window = if self.burst || downstream.has_data() {
-            u64::from(self.cfg.window)
-        } else {
-            1
-        };
-        if r.next >= r.done + window || paced {
+        if !self.may_issue(now, running, downstream.has_data()) {
             return Ok(None);
         }
-        // Report decoded outputs (at most one reservation bitmap per request) and apply
-        // them to our own schedule, exactly as every node will.
-        let mut outs_len = 0;
-        let mut reserves = 0;
-        while self.outq_len > 0 {
-            let at = self.outq_slot(0);
-            let store = self.store.as_ref();
-            let n = usize::from(u16::from_be_bytes([store[at], store[at + 1]]));
-            let is_reserve = store[at + 2] != 0;
-            if is_reserve && reserves == 1 {
-                break;
-            }
-            reserves += usize::from(is_reserve);
-            let (o, t) = (self.regions.outq, self.regions.acc);
-            let store = self.store.as_mut();
-            store.copy_within(at + 2..at + 2 + n, o + outs_len);
-            let Some(kind) = self.unreported.pop_front() else {
-                break;
-            };
-            let (table_and_rest, q) = store.split_at_mut(o);
-            let bytes = &q[outs_len..outs_len + n];
-            let table = &mut table_and_rest[t..self.regions.table];
-            if let Ok(view) = OutputsView::parse(bytes, self.cfg.slots) {
-                for output in view.iter() {
-                    let _ = r.schedule.apply(table, kind, &output);
-                }
-            }
-            outs_len += n;
-            self.outq_head = (self.outq_head + 1) % (2 * usize::from(self.cfg.window));
-            self.outq_len -= 1;
-        }
-        let kind = {
-            let table = &self.store.as_ref()[self.regions.acc..self.regions.table];
-            r.schedule.next(table)
-        };
+        let outputs_len = self.report_outputs(running);
+        let kind = running.schedule.next(self.schedule.as_ref());
         let _ = self.unreported.push_back(kind);
-        // The downstream record of this exchange.
-        let d = self.regions.outs;
-        let cap = (self.params.downstream_len as usize).min(self.cfg.downstream_len);
-        let down = if downstream.has_data() {
-            match downstream.next_chunk(&mut self.store.as_mut()[d..d + cap]) {
-                Some(DownChunk::Data { conn, len }) if len > 0 && conn.0 != 0 => {
-                    PendingDown::Data {
-                        conn,
-                        len: len.min(cap),
-                    }
-                }
-                Some(DownChunk::Close { conn }) if conn.0 != 0 => PendingDown::Close { conn },
-                _ => PendingDown::None,
-            }
-        } else {
-            PendingDown::None
-        };
-        self.log_record(down);
-        let exchange = r.next;
+        let down = self.next_downstream(downstream);
+        match down {
+            PendingDown::None => {}
+            PendingDown::Data { conn, len } => self.log.record(&Down::Data {
+                conn,
+                data: self.downstream.as_ref().get(..len).unwrap_or(&[]),
+            }),
+            PendingDown::Close { conn } => self.log.record(&Down::Close { conn }),
+        }
+        let exchange = running.next;
         let len = Message::TrusteeRequest(TrusteeRequest {
-            interval: r.interval,
+            interval: running.interval,
             exchange,
             kind,
-            outputs: &self.store.as_ref()[self.regions.outq..self.regions.outq + outs_len],
-            head: self.head.hash,
+            outputs: self
+                .request_outputs
+                .as_ref()
+                .get(..outputs_len)
+                .unwrap_or(&[]),
+            head: self.log.head().hash,
         })
         .emit_frame(out)?;
-        let idx = (exchange % u64::from(self.cfg.window)) as usize;
-        self.meta[idx] = SlotMeta {
+        self.window.start(exchange, kind, self.cfg.slots, now);
+        running.next += 1;
+        running.client_request = Some(PendingClientRequest {
+            exchange,
             kind,
-            issued: now,
-            trustees: 0,
-            clients: 0,
-        };
-        let nb = bitmap_len(usize::from(self.cfg.clients));
-        let c = self.regions.online + idx * nb;
-        self.store.as_mut()[c..c + nb].fill(0);
-        let x = self.cfg.max_exchange_len();
-        let a = self.regions.contrib + idx * x;
-        self.store.as_mut()[a..a + kind.cell_len(self.cfg.slots)].fill(0);
-        r.next += 1;
-        r.client_pending = Some((exchange, kind, outs_len, down));
-        self.last_issue = now;
-        self.gap = if self.idle && !downstream.has_data() {
-            let cells = u64::from(r.members) + u64::from(self.cfg.trustees);
-            let bytes = cells * kind.cell_len(self.cfg.slots) as u64;
-            let cost = bytes.saturating_mul(1_000_000) / self.cfg.idle_budget.max(1);
-            let longest = self.cfg.idle_gap.as_micros().max(cost);
-            let floor = longest / 16;
-            Duration::from_micros((self.gap.as_micros() * 2).max(floor).min(longest))
-        } else {
-            Duration::default()
-        };
+            outputs_len,
+            down,
+        });
+        self.paced_after(now, running, kind, downstream.has_data());
         Ok(Some(Transmit {
             destination: Destination::Trustees,
             len,
             close_after: false,
         }))
+    }
+
+    /// Moves decoded outputs (at most one reservation bitmap per request) into the next
+    /// request's outputs and applies them to the relay's own schedule, exactly as every
+    /// node will; returns the bytes of outputs.
+    fn report_outputs(&mut self, running: &mut Running) -> usize {
+        let mut outputs_len = 0;
+        let mut reservations = 0;
+        while let Some(output) = self.outputs.front() {
+            // A reservation's output starts with a non-zero tag.
+            let is_reservation = output.first().is_some_and(|&tag| tag != 0);
+            if is_reservation && reservations == 1 {
+                break;
+            }
+            reservations += usize::from(is_reservation);
+            let Some(dst) = self
+                .request_outputs
+                .as_mut()
+                .get_mut(outputs_len..outputs_len + output.len())
+            else {
+                break;
+            };
+            dst.copy_from_slice(output);
+            let Some(kind) = self.unreported.pop_front() else {
+                break;
+            };
+            if let Ok(view) = OutputsView::parse(dst, self.cfg.slots) {
+                for output in view.iter() {
+                    let _ = running
+                        .schedule
+                        .apply(self.schedule.as_mut(), kind, &output);
+                }
+            }
+            outputs_len += dst.len();
+            self.outputs.pop_front();
+        }
+        outputs_len
+    }
+
+    /// The downstream record of the next exchange, its data written to the relay's
+    /// downstream buffer.
+    fn next_downstream(&mut self, downstream: &mut dyn Downstream) -> PendingDown {
+        if !downstream.has_data() {
+            return PendingDown::None;
+        }
+        let cap = (self.params.downstream_len as usize).min(self.cfg.downstream_len);
+        let buf = self.downstream.as_mut();
+        let (buf, _) = buf.split_at_mut(cap.min(buf.len()));
+        match downstream.next_chunk(buf) {
+            Some(DownChunk::Data { conn, len }) if len > 0 && conn.0 != 0 => PendingDown::Data {
+                conn,
+                len: len.min(cap),
+            },
+            Some(DownChunk::Close { conn }) if conn.0 != 0 => PendingDown::Close { conn },
+            _ => PendingDown::None,
+        }
     }
 }

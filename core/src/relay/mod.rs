@@ -22,43 +22,46 @@
 //! leaving ends the interval at once. Slot owners resend cells of abandoned exchanges, so
 //! nothing that was sent is lost.
 //!
-//! Files: `config.rs` (parameters), `peers.rs` (hellos, admission, probes, goodbyes),
-//! `interval.rs` (the phases of an interval), `setup.rs` (an interval's set-up), `exchange.rs`
-//! (requests, cells, decoding), `log.rs` (the downstream log and replays), `timers.rs`
-//! (deadlines and timeouts).
+//! Every capacity that grows with the group is in [`RelayStorage`], one region per field,
+//! provided by the caller and sized by [`RelayConfig::storage_lens`].
+//!
+//! Files, one concern each: `config.rs` (parameters), `storage.rs` (the caller's storage),
+//! `peers.rs` (hellos, admission, probes, goodbyes), `interval.rs` (the phases of an
+//! interval), `setup.rs` (an interval's set-up), `exchange.rs` (requests and cells),
+//! `decode.rs` (decoding and events), `outputs.rs` (decoded outputs waiting to be
+//! reported), `log.rs` (the downstream log and replays), `timers.rs` (deadlines, timeouts
+//! and pacing). This file holds the state and the entry points.
 
-use heapless::{Deque, Vec};
+use heapless::Deque;
 
-use crate::bits::{self, bitmap_len, Bits};
-use crate::crypto::xor_into;
+use crate::bits::{bitmap_len, Bits};
 pub use crate::error::{CellError, ConfigError, HelloError, IntervalError, PeerError};
-use crate::schedule::Schedule;
 use crate::time::{Duration, Instant};
-use crate::transcript;
 use crate::wire::{
-    self, CellView, ClientRequest, ConnId, Down, GoodbyeReason, Head, Hello, IntervalRecord,
-    IntervalStart, Kind, Message, NodeRole, OutputsView, Params, Prefix, Record, Records, Resume,
-    TrusteeRequest, WireError, MAX_FRAME_BODY, MAX_HISTORY,
+    ConnId, GoodbyeReason, IntervalRecord, Kind, Message, Params, WireError, MAX_HISTORY,
 };
-use crate::{
-    cell_length_ok, MAC_LEN, MAX_CLIENTS, MAX_DOWNSTREAM, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN,
-};
+use crate::{MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
 mod config;
+mod decode;
 mod exchange;
 mod interval;
 mod log;
+mod outputs;
 mod peers;
 mod setup;
+mod storage;
 mod timers;
 
-use config::Regions;
 pub use config::{min_node_frame, RelayConfig};
-use exchange::{Decoding, PendingDown, SlotMeta};
+use decode::Decoding;
+use exchange::Window;
 pub use exchange::{DownChunk, Downstream, NoDownstream};
-use interval::{Phase, Replaying, Running, Stop};
-use peers::ParsedHello;
+use interval::{Columns, PendingClientRequest, Phase, Replaying, Running, Stop};
+use log::DownstreamLog;
+use outputs::OutputQueue;
 pub use peers::Peer;
+pub use storage::{RelayStorage, RelayStorageLens};
 
 /// A node of the group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -215,14 +218,29 @@ pub enum Waiting {
 /// Relay state machine.
 pub struct Relay<P, B> {
     cfg: RelayConfig,
-    regions: Regions,
+    /// Every client, then every trustee ([`RelayStorage::peers`]).
     peers: P,
-    store: B,
-    meta: Vec<SlotMeta, MAX_WINDOW>,
+    /// The clients connected now, a bitmap.
+    connected: B,
+    /// The running interval's online set, a bitmap.
+    online: B,
+    /// The exchanges in flight.
+    window: Window<B>,
+    /// The schedule's table of reserved slots.
+    schedule: B,
+    /// Outputs of decoded exchanges not yet reported.
+    outputs: OutputQueue<B>,
+    /// The outputs of the request being sent.
+    request_outputs: B,
+    /// The downstream bytes of the request being sent.
+    downstream: B,
+    /// Every downstream record, for clients that reconnect.
+    log: DownstreamLog<B>,
     nonces: [[u8; NONCE_LEN]; MAX_TRUSTEES],
+    /// Trustees connected now, one bit each.
     trustees: u32,
     all_trustees: u32,
-    connected: usize,
+    connected_clients: usize,
     phase: Phase,
     params: Params,
     next_interval: u32,
@@ -230,14 +248,9 @@ pub struct Relay<P, B> {
     events: Deque<RelayEvent<'static>, 256>,
     goodbyes: Deque<(LinkId, GoodbyeReason), 256>,
     /// After [`Relay::shutdown`]: the next peer to say goodbye to.
-    shutdown_scan: Option<usize>,
+    shutdown_position: Option<usize>,
     /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
     unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
-    outq_head: usize,
-    outq_len: usize,
-    head: Head,
-    log: crate::ring::Ring,
-    oldest: u64,
     decoding: Option<Decoding>,
     decoded_slot: u16,
     /// When a client waiting to join will have waited `join_delay`, if one may be waiting:
@@ -249,6 +262,7 @@ pub struct Relay<P, B> {
     idle: bool,
     /// The last data cell was full, so its owner likely has more: the whole window opens.
     burst: bool,
+    /// The pause before the next exchange of an idle net.
     gap: Duration,
     last_issue: Instant,
     probe_counter: u64,
@@ -261,50 +275,48 @@ where
     P: AsMut<[Peer]> + AsRef<[Peer]>,
     B: AsMut<[u8]> + AsRef<[u8]>,
 {
-    /// [`RelayConfig::storage_len`] bytes.
-    pub fn new(cfg: RelayConfig, peers: P, storage: B) -> Result<Self, ConfigError> {
-        if !cell_length_ok(cfg.cell_len)
-            || cfg.max_cell_len < cfg.cell_len
-            || cfg.max_cell_len > crate::MAX_CELL_LENGTH
-        {
-            return Err(ConfigError::CellLength);
-        }
-        let (c, t) = (usize::from(cfg.clients), usize::from(cfg.trustees));
-        if c == 0 || c > MAX_CLIENTS || t == 0 || t > MAX_TRUSTEES || cfg.slots == 0 {
-            return Err(ConfigError::Counts);
-        }
-        if cfg.window == 0 || usize::from(cfg.window) > MAX_WINDOW {
-            return Err(ConfigError::Window);
-        }
-        if cfg.downstream_len == 0 || cfg.downstream_len > MAX_DOWNSTREAM {
-            return Err(ConfigError::DownstreamLength);
-        }
-        if cfg.period < 2 || cfg.admit == 0 || cfg.capacity == 0 {
-            return Err(ConfigError::Schedule);
-        }
-        if storage.as_ref().len() < cfg.storage_len() || peers.as_ref().len() < cfg.peers_len() {
-            return Err(ConfigError::StorageTooSmall("storage"));
-        }
-        let mut meta = Vec::new();
-        for _ in 0..cfg.window {
-            // window <= MAX_WINDOW, checked above.
-            let _ = meta.push(SlotMeta {
-                kind: Kind::Reserve,
-                issued: Instant::default(),
-                trustees: 0,
-                clients: 0,
-            });
-        }
-        let mut relay = Relay {
-            regions: cfg.regions(),
+    /// Creates a relay in `storage`, each of whose regions holds at least what
+    /// [`RelayConfig::storage_lens`] says.
+    pub fn new(cfg: RelayConfig, storage: RelayStorage<P, B>) -> Result<Self, ConfigError> {
+        cfg.check()?;
+        storage.check(&cfg.storage_lens())?;
+        let RelayStorage {
+            mut peers,
+            mut connected,
+            mut online,
+            arrived,
+            accumulators,
+            schedule,
+            outputs,
+            request_outputs,
+            downstream,
+            log,
+        } = storage;
+        let members = bitmap_len(usize::from(cfg.clients));
+        peers.as_mut().fill(Peer::EMPTY);
+        connected.as_mut().fill(0);
+        online.as_mut().fill(0);
+        Ok(Relay {
             peers,
-            store: storage,
-            meta,
+            connected,
+            online,
+            window: Window::new(
+                cfg.window,
+                arrived,
+                members,
+                accumulators,
+                cfg.max_exchange_len(),
+            ),
+            schedule,
+            outputs: OutputQueue::new(outputs, 2 * usize::from(cfg.window), cfg.output_stride()),
+            request_outputs,
+            downstream,
+            log: DownstreamLog::new(log, &cfg.epoch),
             nonces: [[0; NONCE_LEN]; MAX_TRUSTEES],
             trustees: 0,
-            // t <= MAX_TRUSTEES = 16, so the shift cannot overflow.
-            all_trustees: (1u32 << t) - 1,
-            connected: 0,
+            // trustees <= MAX_TRUSTEES = 16, so the shift cannot overflow.
+            all_trustees: (1u32 << cfg.trustees) - 1,
+            connected_clients: 0,
             phase: Phase::Waiting,
             params: Params {
                 base_len: cfg.cell_len as u32,
@@ -318,13 +330,8 @@ where
             history: Deque::new(),
             events: Deque::new(),
             goodbyes: Deque::new(),
-            shutdown_scan: None,
+            shutdown_position: None,
             unreported: Deque::new(),
-            outq_head: 0,
-            outq_len: 0,
-            head: transcript::genesis(&cfg.epoch),
-            log: crate::ring::Ring::new(),
-            oldest: 1,
             decoding: None,
             decoded_slot: 0,
             join_check: None,
@@ -337,12 +344,7 @@ where
             stale_cells: 0,
             decoded: 0,
             cfg,
-        };
-        for p in relay.peers.as_mut()[..cfg.peers_len()].iter_mut() {
-            *p = Peer::EMPTY;
-        }
-        relay.store.as_mut()[..relay.regions.online].fill(0);
-        Ok(relay)
+        })
     }
 
     /// The link a peer is connected on, if any.
@@ -359,17 +361,17 @@ where
             Destination::TrusteesAndMembers => (true, true, None),
         };
         let n = usize::from(self.cfg.clients);
-        let online = &self.store.as_ref()[self.regions.connected..self.regions.online];
         let peers = self.peers.as_ref();
+        let link = move |i: usize| peers.get(i).and_then(|p| p.link);
         let t = (0..usize::from(self.cfg.trustees))
             .filter(move |_| trustees)
-            .filter_map(move |j| peers[n + j].link);
-        let m = Bits::new_checked(online, n)
+            .filter_map(move |j| link(n + j));
+        let m = Bits::new_checked(self.online_bits(), n)
             .ok()
             .filter(|_| members)
             .into_iter()
             .flat_map(|b| b.iter())
-            .filter_map(move |i| peers[i].link);
+            .filter_map(link);
         one.into_iter().chain(t).chain(m)
     }
 
@@ -382,7 +384,7 @@ where
 
     /// Clients connected now.
     pub fn connected_clients(&self) -> usize {
-        self.connected
+        self.connected_clients
     }
 
     /// Number of trustees connected now.
@@ -418,7 +420,7 @@ where
                     }
                 } else {
                     Waiting::Clients {
-                        connected: self.connected,
+                        connected: self.connected_clients,
                         needed: usize::from(self.cfg.min_clients.max(1)),
                     }
                 }
@@ -484,20 +486,7 @@ where
     ) -> Result<(), PeerError> {
         match (peer, msg) {
             (_, Message::ProbeReply { nonce }) => {
-                if let Some(pending) = self.peer(peer).and_then(|p| p.pending) {
-                    if pending.probe == nonce {
-                        // The connected process is alive: the newcomer is refused.
-                        self.say_goodbye(pending.link, GoodbyeReason::AlreadyConnected);
-                        if let Some(p) = self.peer_mut(peer) {
-                            p.pending = None;
-                        }
-                        self.recount_probes();
-                        self.push_event(RelayEvent::Probed {
-                            peer,
-                            outcome: ProbeOutcome::Answered,
-                        });
-                    }
-                }
+                self.on_probe_reply(peer, nonce);
                 Ok(())
             }
             (PeerId::Trustee(t), Message::IntervalReady { interval, nonce }) => {
@@ -542,7 +531,7 @@ where
                 close_after: true,
             }));
         }
-        if let Some(from) = self.shutdown_scan {
+        if let Some(from) = self.shutdown_position {
             return self.transmit_shutdown(from, out);
         }
         if let Some(t) = self.transmit_probe(out)? {
@@ -571,8 +560,20 @@ where
         res
     }
 
+    /// The running interval's online set, a bitmap over the clients.
     fn online_bits(&self) -> &[u8] {
-        &self.store.as_ref()[self.regions.connected..self.regions.online]
+        let online = self.online.as_ref();
+        online
+            .get(..bitmap_len(usize::from(self.cfg.clients)))
+            .unwrap_or(online)
+    }
+
+    /// The clients connected now, a bitmap over the clients.
+    fn connected_bits(&mut self) -> &mut [u8] {
+        let len = bitmap_len(usize::from(self.cfg.clients));
+        let connected = self.connected.as_mut();
+        let len = len.min(connected.len());
+        connected.split_at_mut(len).0
     }
 }
 

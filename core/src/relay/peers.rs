@@ -2,10 +2,18 @@
 //! twice, links that close, and goodbyes.
 //!
 //! Owns the per-node [`Peer`] records and the connected-clients bitmap. It must not touch
-//! an interval's state except through [`Relay::abort`] and [`Relay::advance`] (a member
+//! an interval's state except through `Relay::abort` and `Relay::advance` (a member
 //! leaving ends the interval).
 
-use super::*;
+use super::{
+    Destination, HelloError, HelloOutcome, Instant, LinkId, PeerError, PeerId, Phase, ProbeOutcome,
+    Relay, RelayEvent, Transmit,
+};
+use crate::bits;
+use crate::wire::{
+    self, GoodbyeReason, Hello, Message, NodeRole, Resume, WireError, MAX_FRAME_BODY,
+};
+use crate::{MAC_LEN, MAX_TRUSTEES, NONCE_LEN};
 
 /// One node's state at the relay.
 #[derive(Debug, Clone, Copy)]
@@ -28,14 +36,14 @@ pub struct Peer {
     pub(super) waiting_since: Option<Instant>,
 }
 
+/// A second link that said hello as a connected peer, waiting for the probe of the first.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PendingHello {
     pub(super) link: LinkId,
-    pub(super) nonce: [u8; NONCE_LEN],
-    pub(super) proofs: [[u8; MAC_LEN]; MAX_TRUSTEES],
-    pub(super) max_frame: u32,
-    pub(super) resume: Option<Resume>,
+    pub(super) hello: ParsedHello,
+    /// The probe's nonce.
     pub(super) probe: u64,
+    /// When the connected process counts as gone.
     pub(super) deadline: Instant,
     pub(super) probe_sent: bool,
 }
@@ -82,12 +90,12 @@ where
     }
 
     pub(super) fn peer(&self, peer: PeerId) -> Option<&Peer> {
-        self.peer_index(peer).map(|i| &self.peers.as_ref()[i])
+        self.peers.as_ref().get(self.peer_index(peer)?)
     }
 
     pub(super) fn peer_mut(&mut self, peer: PeerId) -> Option<&mut Peer> {
         let i = self.peer_index(peer)?;
-        Some(&mut self.peers.as_mut()[i])
+        self.peers.as_mut().get_mut(i)
     }
 
     /// Handles a link's first frame body; `peer` is who the link authenticated as.
@@ -110,12 +118,12 @@ where
         };
         let Some(existing) = self.peer(peer).copied() else {
             self.say_goodbye(link, GoodbyeReason::WrongIdentity);
-            return Err(PeerError::Hello(HelloError::WrongIdentity));
+            return Err(HelloError::WrongIdentity.into());
         };
         if existing.link.is_some() {
             if existing.pending.is_some() {
                 self.say_goodbye(link, GoodbyeReason::AlreadyConnected);
-                return Err(PeerError::Hello(HelloError::AlreadyConnected));
+                return Err(HelloError::AlreadyConnected.into());
             }
             self.probe_counter = self.probe_counter.wrapping_add(1);
             let probe = self.probe_counter;
@@ -124,10 +132,7 @@ where
             if let Some(p) = self.peer_mut(peer) {
                 p.pending = Some(PendingHello {
                     link,
-                    nonce: hello.nonce,
-                    proofs: hello.proofs,
-                    max_frame: hello.max_frame,
-                    resume: hello.resume,
+                    hello,
                     probe,
                     deadline,
                     probe_sent: false,
@@ -139,7 +144,8 @@ where
         Ok(HelloOutcome::Admitted)
     }
 
-    pub(super) fn check_hello(&self, peer: PeerId, body: &[u8]) -> Result<ParsedHello, PeerError> {
+    /// Checks a `Hello` against the group and the link's identity.
+    fn check_hello(&self, peer: PeerId, body: &[u8]) -> Result<ParsedHello, PeerError> {
         let Message::Hello(Hello {
             version,
             group_id,
@@ -196,7 +202,8 @@ where
         Ok(parsed)
     }
 
-    pub(super) fn admit(&mut self, now: Instant, link: LinkId, peer: PeerId, hello: &ParsedHello) {
+    /// The link is now `peer`'s.
+    fn admit(&mut self, now: Instant, link: LinkId, peer: PeerId, hello: &ParsedHello) {
         let epoch = self.cfg.epoch;
         let running_member = match (peer, self.phase) {
             (PeerId::Client(i), Phase::Running(_)) => {
@@ -220,9 +227,9 @@ where
         }
         match peer {
             PeerId::Client(i) => {
-                let conn = &mut self.store.as_mut()[..self.regions.connected];
-                if bits::set(conn, usize::from(i)) {
-                    self.connected = bits::count(conn);
+                let connected = self.connected_bits();
+                if bits::set(connected, usize::from(i)) {
+                    self.connected_clients = bits::count(connected);
                 }
             }
             PeerId::Trustee(j) => self.trustees |= 1 << j,
@@ -235,7 +242,12 @@ where
     pub(super) fn recount_probes(&mut self) {
         if self.probes {
             let n = self.cfg.peers_len();
-            self.probes = self.peers.as_ref()[..n].iter().any(|p| p.pending.is_some());
+            self.probes = self
+                .peers
+                .as_ref()
+                .iter()
+                .take(n)
+                .any(|p| p.pending.is_some());
         }
     }
 
@@ -259,16 +271,11 @@ where
         self.disconnect(now, peer);
         // A second process was waiting for this one to go: it takes over now.
         if let Some(pending) = p.pending {
-            let hello = ParsedHello {
-                nonce: pending.nonce,
-                proofs: pending.proofs,
-                max_frame: pending.max_frame,
-                resume: pending.resume,
-            };
-            self.admit(now, pending.link, peer, &hello);
+            self.admit(now, pending.link, peer, &pending.hello);
         }
     }
 
+    /// `peer`'s link is gone; a member's ends the interval.
     pub(super) fn disconnect(&mut self, now: Instant, peer: PeerId) {
         if let Some(p) = self.peer_mut(peer) {
             p.link = None;
@@ -277,9 +284,9 @@ where
         let member = match peer {
             PeerId::Client(i) => {
                 let i = usize::from(i);
-                let conn = &mut self.store.as_mut()[..self.regions.connected];
-                bits::clear(conn, i);
-                self.connected = bits::count(conn);
+                let connected = self.connected_bits();
+                bits::clear(connected, i);
+                self.connected_clients = bits::count(connected);
                 !matches!(self.phase, Phase::Waiting) && bits::test(self.online_bits(), i)
             }
             PeerId::Trustee(j) => {
@@ -307,7 +314,7 @@ where
     /// told so and its link closed; nothing else is sent from now on. The shell drains
     /// [`Relay::poll_transmit`] and gives the links a moment to flush before it exits.
     pub fn shutdown(&mut self) {
-        self.shutdown_scan.get_or_insert(0);
+        self.shutdown_position.get_or_insert(0);
     }
 
     pub(super) fn transmit_shutdown(
@@ -317,8 +324,7 @@ where
     ) -> Result<Option<Transmit>, WireError> {
         let total = self.cfg.peers_len();
         let mut i = from;
-        while i < total {
-            let p = &mut self.peers.as_mut()[i];
+        while let Some(p) = self.peers.as_mut().get_mut(i).filter(|_| i < total) {
             // The peer's own link, then a pending one; each is forgotten once told.
             let link = if let Some(link) = p.link.take() {
                 link
@@ -328,7 +334,7 @@ where
                 i += 1;
                 continue;
             };
-            self.shutdown_scan = Some(i);
+            self.shutdown_position = Some(i);
             let len = Message::Goodbye {
                 reason: GoodbyeReason::ShuttingDown,
             }
@@ -339,24 +345,22 @@ where
                 close_after: true,
             }));
         }
-        self.shutdown_scan = Some(total);
+        self.shutdown_position = Some(total);
         Ok(None)
     }
 
+    /// A probe to a connected peer that another process said hello as.
     pub(super) fn transmit_probe(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
         // Scans only while some probe may be pending (rare); never per frame otherwise.
         let total = if self.probes { self.cfg.peers_len() } else { 0 };
-        for i in 0..total {
-            let p = &self.peers.as_ref()[i];
-            if let (Some(link), Some(pending)) = (p.link, p.pending) {
+        for p in self.peers.as_mut().iter_mut().take(total) {
+            if let (Some(link), Some(pending)) = (p.link, &mut p.pending) {
                 if !pending.probe_sent {
                     let len = Message::Probe {
                         nonce: pending.probe,
                     }
                     .emit_frame(out)?;
-                    if let Some(pd) = &mut self.peers.as_mut()[i].pending {
-                        pd.probe_sent = true;
-                    }
+                    pending.probe_sent = true;
                     return Ok(Some(Transmit {
                         destination: Destination::Link(link),
                         len,
@@ -368,7 +372,57 @@ where
         Ok(None)
     }
 
-    pub(super) fn peer_id(&self, i: usize) -> PeerId {
+    /// A peer answered a probe: if it is the one under way, the connected process is
+    /// alive and the newcomer is refused.
+    pub(super) fn on_probe_reply(&mut self, peer: PeerId, nonce: u64) {
+        let Some(pending) = self.peer(peer).and_then(|p| p.pending) else {
+            return;
+        };
+        if pending.probe != nonce {
+            return;
+        }
+        self.say_goodbye(pending.link, GoodbyeReason::AlreadyConnected);
+        if let Some(p) = self.peer_mut(peer) {
+            p.pending = None;
+        }
+        self.recount_probes();
+        self.push_event(RelayEvent::Probed {
+            peer,
+            outcome: ProbeOutcome::Answered,
+        });
+    }
+
+    /// Probes whose deadline passed: the connected process did not answer, so it is gone
+    /// and the newcomer takes over.
+    pub(super) fn settle_probes(&mut self, now: Instant) {
+        let total = if self.probes { self.cfg.peers_len() } else { 0 };
+        for i in 0..total {
+            let Some(&p) = self.peers.as_ref().get(i) else {
+                break;
+            };
+            let Some(pending) = p.pending else { continue };
+            if now < pending.deadline {
+                continue;
+            }
+            let peer = self.peer_id(i);
+            if let Some(old) = p.link {
+                self.say_goodbye(old, GoodbyeReason::Replaced);
+            }
+            self.push_event(RelayEvent::Probed {
+                peer,
+                outcome: ProbeOutcome::Silent,
+            });
+            self.disconnect(now, peer);
+            if let Some(p) = self.peer_mut(peer) {
+                p.pending = None;
+            }
+            self.admit(now, pending.link, peer, &pending.hello);
+        }
+        self.recount_probes();
+    }
+
+    /// The peer of entry `i` of the peer storage.
+    fn peer_id(&self, i: usize) -> PeerId {
         let n = usize::from(self.cfg.clients);
         if i < n {
             PeerId::Client(i as u16)
@@ -377,10 +431,13 @@ where
         }
     }
 
+    /// When the client that has waited longest to join connected.
     pub(super) fn earliest_joiner(&self) -> Option<Instant> {
         let n = usize::from(self.cfg.clients);
-        self.peers.as_ref()[..n]
+        self.peers
+            .as_ref()
             .iter()
+            .take(n)
             .filter(|p| p.link.is_some())
             .filter_map(|p| p.waiting_since)
             .min()

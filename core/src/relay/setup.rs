@@ -6,18 +6,30 @@
 //! Owns the `Opening`, `Starting` and `Confirming` phases. It must not touch exchanges
 //! (`exchange.rs`) or the log's contents (`log.rs`).
 
-use super::*;
+use heapless::Vec;
+
+use super::{
+    Columns, Destination, Duration, Instant, IntervalError, Peer, PeerError, PeerId, Phase, Relay,
+    RelayEvent, Replaying, Running, Transmit,
+};
+use crate::bits::{self, Bits};
+use crate::schedule::Schedule;
+use crate::wire::{
+    self, GoodbyeReason, IntervalRecord, IntervalStart, Message, Params, Prefix, WireError,
+    MAX_FRAME_BODY, MAX_HISTORY,
+};
+use crate::{MAC_LEN, MAX_TRUSTEES, NONCE_LEN};
 
 /// A per-member list sent to each trustee in chunks (`Members`, `Acks`).
-pub(super) struct Column {
-    pub(super) interval: u32,
-    pub(super) members: u32,
+struct Column {
+    interval: u32,
+    members: u32,
     /// Bytes per member.
-    pub(super) entry: usize,
+    entry: usize,
     /// Most entries per frame.
-    pub(super) chunk: usize,
+    chunk: usize,
     /// The message, for an interval and the position of its first entry.
-    pub(super) prefix: fn(u32, u32) -> Prefix,
+    prefix: fn(u32, u32) -> Prefix,
 }
 
 impl<P, B> Relay<P, B>
@@ -25,6 +37,7 @@ where
     P: AsMut<[Peer]> + AsRef<[Peer]>,
     B: AsMut<[u8]> + AsRef<[u8]>,
 {
+    /// Trustee `t` checked every member and is ready, with its fresh `nonce`.
     pub(super) fn on_ready(
         &mut self,
         now: Instant,
@@ -33,23 +46,26 @@ where
         nonce: [u8; NONCE_LEN],
     ) -> Result<(), PeerError> {
         let Phase::Opening {
-            interval: cur,
+            interval: current,
             members,
-            sent,
+            members_sent,
             mut ready,
             ..
         } = self.phase
         else {
             return self.past_or_unexpected(interval);
         };
-        if cur != interval {
+        if current != interval {
             return self.past_or_unexpected(interval);
         }
-        if ready & (1 << t) != 0 || sent[usize::from(t)] != members {
+        let sent = members_sent.entries.get(usize::from(t)).copied();
+        if ready & (1 << t) != 0 || sent != Some(members) {
             return Err(PeerError::Unexpected);
         }
         ready |= 1 << t;
-        self.nonces[usize::from(t)] = nonce;
+        if let Some(n) = self.nonces.get_mut(usize::from(t)) {
+            *n = nonce;
+        }
         if let Phase::Opening { ready: r, .. } = &mut self.phase {
             *r = ready;
         }
@@ -60,10 +76,8 @@ where
                 members,
                 start_pending: true,
                 acked: 0,
-                acks_sent: [0; MAX_TRUSTEES],
-                acks_scan: [0; MAX_TRUSTEES],
-                got: [0; MAX_TRUSTEES],
-                scan: [0; MAX_TRUSTEES],
+                acks_sent: Columns::NEW,
+                confirmed: Columns::NEW,
                 since: now,
             };
         }
@@ -72,21 +86,22 @@ where
 
     /// Parameters of the interval about to start: the configured ones, lowered to what
     /// every member's frame limit allows.
-    pub(super) fn interval_params(&self) -> Params {
+    fn interval_params(&self) -> Params {
         let mut frame = MAX_FRAME_BODY;
         let peers = self.peers.as_ref();
         let n = usize::from(self.cfg.clients);
-        let online = self.online_bits();
         let mut cells = usize::from(self.cfg.trustees);
-        for i in Bits::new_checked(online, n)
+        for i in Bits::new_checked(self.online_bits(), n)
             .into_iter()
             .flat_map(|b| b.iter())
         {
-            frame = frame.min(peers[i].max_frame as usize);
+            if let Some(p) = peers.get(i) {
+                frame = frame.min(p.max_frame as usize);
+            }
             cells += 1;
         }
-        for j in 0..usize::from(self.cfg.trustees) {
-            frame = frame.min(peers[n + j].max_frame as usize);
+        for p in peers.iter().skip(n).take(usize::from(self.cfg.trustees)) {
+            frame = frame.min(p.max_frame as usize);
         }
         let cell_room = frame.saturating_sub(wire::cell_frame_len(0) - wire::FRAME_HEADER_LEN);
         let down_room = frame.saturating_sub(64 + wire::max_outputs_len(self.cfg.slots));
@@ -105,6 +120,8 @@ where
         }
     }
 
+    /// Trustee `t`'s confirmations of the view for the next members, from position
+    /// `first`.
     pub(super) fn on_confirm(
         &mut self,
         t: u16,
@@ -113,59 +130,74 @@ where
         macs: &[u8],
     ) -> Result<(), PeerError> {
         let Phase::Starting {
-            interval: cur,
+            interval: current,
             members,
             start_pending: false,
             acks_sent,
-            mut got,
-            mut scan,
+            mut confirmed,
             ..
         } = self.phase
         else {
             return self.past_or_unexpected(interval);
         };
-        if interval != cur {
+        if interval != current {
             return self.past_or_unexpected(interval);
         }
         let j = usize::from(t);
-        if acks_sent[j] != members
-            || first != got[j]
+        let (Some(&acks_sent), Some(got), Some(position)) = (
+            acks_sent.entries.get(j),
+            confirmed.entries.get_mut(j),
+            confirmed.position.get_mut(j),
+        ) else {
+            return Err(IntervalError::Confirms.into());
+        };
+        if acks_sent != members
+            || first != *got
             || macs.is_empty()
             || macs.len() % MAC_LEN != 0
-            || got[j] as usize + macs.len() / MAC_LEN > members as usize
+            || *got as usize + macs.len() / MAC_LEN > members as usize
         {
-            return Err(PeerError::Interval(IntervalError::Confirms));
+            return Err(IntervalError::Confirms.into());
         }
         let n = usize::from(self.cfg.clients);
         for mac in macs.chunks_exact(MAC_LEN) {
-            let i = bits::next_set(self.online_bits(), scan[j], n);
-            scan[j] = i + 1;
-            self.peers.as_mut()[i].confirms[j].copy_from_slice(mac);
-            got[j] += 1;
+            let i = bits::next_set(self.online_bits(), *position, n);
+            *position = i + 1;
+            let slot = self
+                .peers
+                .as_mut()
+                .get_mut(i)
+                .and_then(|p| p.confirms.get_mut(j));
+            if let Some(slot) = slot {
+                slot.copy_from_slice(mac);
+            }
+            *got += 1;
         }
-        if let Phase::Starting {
-            got: g, scan: s, ..
-        } = &mut self.phase
+        if let Phase::Starting { confirmed: c, .. } = &mut self.phase {
+            *c = confirmed;
+        }
+        let trustees = usize::from(self.cfg.trustees);
+        if confirmed
+            .entries
+            .iter()
+            .take(trustees)
+            .all(|&got| got == members)
         {
-            *g = got;
-            *s = scan;
-        }
-        let t_all = usize::from(self.cfg.trustees);
-        if got[..t_all].iter().all(|&g| g == members) {
             self.phase = Phase::Confirming {
                 interval,
                 members,
-                scan: 0,
+                position: 0,
                 replay: None,
-                largest: self.largest_record(),
+                largest: self.log.largest(),
             };
         }
         Ok(())
     }
 
+    /// Client `i`'s acknowledgement of the view, one MAC for each trustee.
     pub(super) fn on_ack(&mut self, i: u16, interval: u32, macs: &[u8]) -> Result<(), PeerError> {
         let Phase::Starting {
-            interval: cur,
+            interval: current,
             start_pending: false,
             acked,
             ..
@@ -173,22 +205,22 @@ where
         else {
             return self.past_or_unexpected(interval);
         };
-        if interval != cur {
+        if interval != current {
             return self.past_or_unexpected(interval);
         }
         let t = usize::from(self.cfg.trustees);
-        let idx = usize::from(i);
-        if !bits::test(self.online_bits(), idx)
-            || macs.len() != t * MAC_LEN
-            || self.peers.as_ref()[idx].acked == Some(cur)
-        {
-            return Err(PeerError::Interval(IntervalError::Ack));
+        let i = usize::from(i);
+        let member = bits::test(self.online_bits(), i);
+        let Some(p) = self.peers.as_mut().get_mut(i) else {
+            return Err(IntervalError::Ack.into());
+        };
+        if !member || macs.len() != t * MAC_LEN || p.acked == Some(current) {
+            return Err(IntervalError::Ack.into());
         }
-        let p = &mut self.peers.as_mut()[idx];
-        for (dst, mac) in p.acks[..t].iter_mut().zip(macs.chunks_exact(MAC_LEN)) {
+        for (dst, mac) in p.acks.iter_mut().zip(macs.chunks_exact(MAC_LEN)) {
             dst.copy_from_slice(mac);
         }
-        p.acked = Some(cur);
+        p.acked = Some(current);
         if let Phase::Starting { acked: a, .. } = &mut self.phase {
             *a = acked + 1;
         }
@@ -203,7 +235,7 @@ where
         interval: u32,
         client: u16,
     ) -> Result<(), PeerError> {
-        let cur = match self.phase {
+        let current = match self.phase {
             Phase::Opening { interval, .. } | Phase::Starting { interval, .. } => interval,
             _ => {
                 return if self.is_past(interval) {
@@ -213,7 +245,7 @@ where
                 }
             }
         };
-        if interval != cur {
+        if interval != current {
             return self.past_or_unexpected(interval);
         }
         if usize::from(client) >= usize::from(self.cfg.clients)
@@ -227,7 +259,7 @@ where
 
     /// A set-up message for `interval` outside its phase: ignored if the interval is over
     /// (it crossed the change on the wire), an error otherwise.
-    pub(super) fn past_or_unexpected(&self, interval: u32) -> Result<(), PeerError> {
+    fn past_or_unexpected(&self, interval: u32) -> Result<(), PeerError> {
         if self.is_past(interval) {
             Ok(())
         } else {
@@ -241,7 +273,7 @@ where
             Phase::Opening { interval, .. }
             | Phase::Starting { interval, .. }
             | Phase::Confirming { interval, .. } => Some(interval),
-            Phase::Running(r) => Some(r.interval),
+            Phase::Running(running) => Some(running.interval),
             Phase::Waiting => None,
         };
         let first = self.cfg.first_interval;
@@ -250,6 +282,7 @@ where
         age < opened && Some(interval) != current
     }
 
+    /// `IntervalOpen` to the trustees, then each trustee's `Members`.
     pub(super) fn transmit_opening(
         &mut self,
         now: Instant,
@@ -259,8 +292,7 @@ where
             interval,
             members,
             open_sent,
-            mut sent,
-            mut scan,
+            mut members_sent,
             ..
         } = self.phase
         else {
@@ -292,56 +324,64 @@ where
             chunk: 2048,
             prefix: |interval, first| Prefix::Members { interval, first },
         };
-        let t = self.transmit_column(&column, &mut sent, &mut scan, out, |c, j, e| {
-            e[..NONCE_LEN].copy_from_slice(&c.nonce);
-            e[NONCE_LEN..].copy_from_slice(&c.proofs[j]);
+        let t = self.transmit_column(&column, &mut members_sent, out, |member, j, entry| {
+            let (nonce, proof) = entry.split_at_mut(NONCE_LEN);
+            nonce.copy_from_slice(&member.nonce);
+            if let Some(p) = member.proofs.get(j) {
+                proof.copy_from_slice(p);
+            }
         })?;
         if let Phase::Opening {
-            sent: s, scan: sc, ..
+            members_sent: sent, ..
         } = &mut self.phase
         {
-            *s = sent;
-            *sc = scan;
+            *sent = members_sent;
         }
         Ok(t)
     }
 
     /// The next frame of a per-member list for some trustee (each trustee gets every member's
-    /// entry, in increasing client order); `sent` and `scan` track each trustee's progress.
-    pub(super) fn transmit_column(
+    /// entry, in increasing client order); `progress` tracks each trustee's.
+    fn transmit_column(
         &self,
         column: &Column,
-        sent: &mut [u32; MAX_TRUSTEES],
-        scan: &mut [usize; MAX_TRUSTEES],
+        progress: &mut Columns,
         out: &mut [u8],
         fill: impl Fn(&Peer, usize, &mut [u8]),
     ) -> Result<Option<Transmit>, WireError> {
         let n = usize::from(self.cfg.clients);
-        for j in 0..usize::from(self.cfg.trustees) {
-            if sent[j] >= column.members {
+        let peers = self.peers.as_ref();
+        let trustees = peers.iter().skip(n).take(usize::from(self.cfg.trustees));
+        let columns = progress
+            .entries
+            .iter_mut()
+            .zip(progress.position.iter_mut());
+        for (j, (trustee, (sent, position))) in trustees.zip(columns).enumerate() {
+            if *sent >= column.members {
                 continue;
             }
-            let Some(link) = self.peers.as_ref()[n + j].link else {
+            let Some(link) = trustee.link else {
                 continue;
             };
-            let frame = self.peers.as_ref()[n + j].max_frame as usize;
+            let frame = trustee.max_frame as usize;
             let room = frame.min(out.len()).saturating_sub(32) / column.entry;
-            let count = ((column.members - sent[j]) as usize)
+            let count = ((column.members - *sent) as usize)
                 .min(room)
                 .min(column.chunk);
             if count == 0 {
                 return Err(WireError::BufferTooSmall);
             }
-            let p = (column.prefix)(column.interval, sent[j]).emit(count * column.entry, out)?;
-            let online = &self.store.as_ref()[self.regions.connected..self.regions.online];
-            let peers = self.peers.as_ref();
             let len = count * column.entry;
-            for entry in out[p..p + len].chunks_exact_mut(column.entry) {
-                scan[j] = bits::next_set(online, scan[j], n);
-                fill(&peers[scan[j]], j, entry);
-                scan[j] += 1;
+            let p = (column.prefix)(column.interval, *sent).emit(len, out)?;
+            let entries = out.get_mut(p..p + len).ok_or(WireError::BufferTooSmall)?;
+            for entry in entries.chunks_exact_mut(column.entry) {
+                *position = bits::next_set(self.online_bits(), *position, n);
+                if let Some(member) = peers.get(*position) {
+                    fill(member, j, entry);
+                }
+                *position += 1;
             }
-            sent[j] += count as u32;
+            *sent += count as u32;
             return Ok(Some(Transmit {
                 destination: Destination::Link(link),
                 len: p + len,
@@ -351,6 +391,8 @@ where
         Ok(None)
     }
 
+    /// The interval's view, byte-identical to every trustee and member; then the
+    /// acknowledgements.
     pub(super) fn transmit_start(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
         let Phase::Starting {
             interval,
@@ -365,21 +407,22 @@ where
         }
         let t = usize::from(self.cfg.trustees);
         let mut nonces = [0u8; MAX_TRUSTEES * NONCE_LEN];
-        for (dst, n) in nonces.chunks_exact_mut(NONCE_LEN).zip(&self.nonces[..t]) {
+        for (dst, n) in nonces.chunks_exact_mut(NONCE_LEN).zip(&self.nonces) {
             dst.copy_from_slice(n);
         }
         let history: Vec<IntervalRecord, MAX_HISTORY> = self.history.iter().copied().collect();
+        let head = self.log.head();
         let len = Message::IntervalStart(IntervalStart {
             interval,
             epoch: self.cfg.epoch,
             online: self.online_bits(),
-            nonces: &nonces[..t * NONCE_LEN],
+            nonces: nonces.get(..t * NONCE_LEN).unwrap_or(&[]),
             window: self.cfg.window,
             params: self.params,
             history,
-            head: self.head,
-            oldest: self.oldest,
-            largest: self.largest_record(),
+            head,
+            oldest: self.log.oldest(),
+            largest: self.log.largest(),
         })
         .emit_frame(out)?;
         if let Phase::Starting { start_pending, .. } = &mut self.phase {
@@ -394,13 +437,12 @@ where
 
     /// Once every member acknowledged the view: each trustee's column of the
     /// acknowledgements, in member order.
-    pub(super) fn transmit_acks(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
+    fn transmit_acks(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
         let Phase::Starting {
             interval,
             members,
             acked,
             mut acks_sent,
-            mut acks_scan,
             ..
         } = self.phase
         else {
@@ -416,21 +458,22 @@ where
             chunk: 4096,
             prefix: |interval, first| Prefix::Acks { interval, first },
         };
-        let t = self.transmit_column(&column, &mut acks_sent, &mut acks_scan, out, |c, j, e| {
-            e.copy_from_slice(&c.acks[j])
+        let t = self.transmit_column(&column, &mut acks_sent, out, |member, j, entry| {
+            if let Some(ack) = member.acks.get(j) {
+                entry.copy_from_slice(ack);
+            }
         })?;
         if let Phase::Starting {
-            acks_sent: s,
-            acks_scan: sc,
-            ..
+            acks_sent: sent, ..
         } = &mut self.phase
         {
-            *s = acks_sent;
-            *sc = acks_scan;
+            *sent = acks_sent;
         }
         Ok(t)
     }
 
+    /// Each member's `Confirmed`, each followed by the downstream records it missed; then
+    /// the interval runs.
     pub(super) fn transmit_confirmed(
         &mut self,
         out: &mut [u8],
@@ -438,71 +481,64 @@ where
         let Phase::Confirming {
             interval,
             members,
-            mut scan,
+            mut position,
             replay,
             largest,
         } = self.phase
         else {
             return Ok(None);
         };
-        if let Some(Replaying { client, seq, at }) = replay {
-            let link = self.peers.as_ref()[usize::from(client)].link;
-            if let (Some(link), true) = (link, seq <= self.head.seq) {
-                let sent = self.emit_replay(seq, at, out)?;
-                if let Phase::Confirming { replay, .. } = &mut self.phase {
-                    *replay = sent.and_then(|(_, next)| next).map(|at| Replaying {
-                        client,
-                        seq: seq + 1,
-                        at,
-                    });
-                }
-                if let Some((len, _)) = sent {
-                    return Ok(Some(Transmit {
-                        destination: Destination::Link(link),
-                        len,
-                        close_after: false,
-                    }));
-                }
-            }
-            if let Phase::Confirming { replay, .. } = &mut self.phase {
-                *replay = None;
+        if let Some(replaying) = replay {
+            if let Some(t) = self.transmit_replay(replaying, out)? {
+                return Ok(Some(t));
             }
             return self.transmit_confirmed(out);
         }
         let n = usize::from(self.cfg.clients);
         let t = usize::from(self.cfg.trustees);
-        while scan < n {
-            let i = scan;
-            scan += 1;
+        while position < n {
+            let i = position;
+            position += 1;
             if !bits::test(self.online_bits(), i) {
                 continue;
             }
-            let p = self.peers.as_ref()[i];
+            let Some(&p) = self.peers.as_ref().get(i) else {
+                continue;
+            };
             let Some(link) = p.link else { continue };
             let mut macs = [0u8; MAX_TRUSTEES * MAC_LEN];
-            for (dst, m) in macs.chunks_exact_mut(MAC_LEN).zip(&p.confirms[..t]) {
+            for (dst, m) in macs.chunks_exact_mut(MAC_LEN).zip(&p.confirms) {
                 dst.copy_from_slice(m);
             }
             let len = Message::Confirmed {
                 interval,
-                macs: &macs[..t * MAC_LEN],
+                macs: macs.get(..t * MAC_LEN).unwrap_or(&[]),
             }
             .emit_frame(out)?;
-            let replay = self.replay_start(&p, largest).map(|(seq, at)| Replaying {
-                client: i as u16,
-                seq,
-                at,
-            });
+            let replay = p
+                .seq
+                .and_then(|seq| {
+                    self.log
+                        .replay_start(seq, p.max_frame, p.replay_limit, largest)
+                })
+                .map(|(seq, at)| Replaying {
+                    client: i as u16,
+                    seq,
+                    at,
+                });
             if let Phase::Confirming {
-                scan: s, replay: r, ..
+                position: next,
+                replay: r,
+                ..
             } = &mut self.phase
             {
-                *s = scan;
+                *next = position;
                 *r = replay;
             }
+            let head = self.log.head().seq;
             if let Some(p) = self.peers.as_mut().get_mut(i) {
                 if replay.is_none() {
-                    p.seq = Some(self.head.seq);
+                    p.seq = Some(head);
                 }
             }
             return Ok(Some(Transmit {
@@ -512,16 +548,11 @@ where
             }));
         }
         // Everyone has the view: exchanges start.
-        let schedule = match Schedule::new(
-            self.cfg.slots,
-            &self.params,
-            self.regions.table - self.regions.acc,
-        ) {
-            Ok(s) => s,
-            Err(_) => {
-                self.phase = Phase::Waiting;
-                return Ok(None);
-            }
+        let Ok(schedule) =
+            Schedule::new(self.cfg.slots, &self.params, self.schedule.as_ref().len())
+        else {
+            self.phase = Phase::Waiting;
+            return Ok(None);
         };
         self.phase = Phase::Running(Running {
             interval,
@@ -530,10 +561,10 @@ where
             done: 0,
             stop: None,
             schedule,
-            client_pending: None,
+            client_request: None,
         });
         self.unreported.clear();
-        self.outq_len = 0;
+        self.outputs.clear();
         self.idle = false;
         self.burst = false;
         self.gap = Duration::default();
@@ -542,5 +573,39 @@ where
             clients: members as usize,
         });
         Ok(None)
+    }
+
+    /// The next record a member missed, if its link is up and the log still has it.
+    fn transmit_replay(
+        &mut self,
+        replaying: Replaying,
+        out: &mut [u8],
+    ) -> Result<Option<Transmit>, WireError> {
+        let Replaying { client, seq, at } = replaying;
+        let link = self
+            .peers
+            .as_ref()
+            .get(usize::from(client))
+            .and_then(|p| p.link);
+        let mut sent = None;
+        if let (Some(link), true) = (link, seq <= self.log.head().seq) {
+            sent = self
+                .log
+                .emit_replay(seq, at, out)?
+                .map(|(len, next)| (link, len, next));
+        }
+        let next = sent.and_then(|(_, _, next)| next);
+        if let Phase::Confirming { replay, .. } = &mut self.phase {
+            *replay = next.map(|at| Replaying {
+                client,
+                seq: seq + 1,
+                at,
+            });
+        }
+        Ok(sent.map(|(link, len, _)| Transmit {
+            destination: Destination::Link(link),
+            len,
+            close_after: false,
+        }))
     }
 }

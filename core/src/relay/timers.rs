@@ -1,10 +1,14 @@
 //! Time at the relay: the next deadline, and what happens when it passes (peers that left
 //! an exchange or a set-up unanswered are dropped, probes settle, paced exchanges go on).
 //!
-//! Owns [`Relay::poll_timeout`] and [`Relay::handle_timeout`]. It must not send anything
-//! itself: drops queue goodbyes through `peers.rs`.
+//! Owns [`Relay::poll_timeout`], [`Relay::handle_timeout`] and the pacing of an idle net.
+//! It must not send anything itself: drops queue goodbyes through `peers.rs`.
 
-use super::*;
+use heapless::Vec;
+
+use super::{Duration, Instant, Peer, PeerId, Phase, Relay, Running, Stop};
+use crate::bits::{self, Bits};
+use crate::wire::{GoodbyeReason, Kind};
 
 impl<P, B> Relay<P, B>
 where
@@ -19,7 +23,7 @@ where
             at = Some(at.map_or(t, |a: Instant| a.min(t)));
         };
         if self.probes {
-            for p in self.peers.as_ref()[..self.cfg.peers_len()].iter() {
+            for p in self.peers.as_ref().iter().take(self.cfg.peers_len()) {
                 if let Some(pending) = p.pending {
                     earliest(pending.deadline);
                 }
@@ -30,15 +34,17 @@ where
             Phase::Opening { since, .. } | Phase::Starting { since, .. } => {
                 earliest(since + self.cfg.exchange_timeout)
             }
-            Phase::Running(r) => {
-                if r.done < r.next {
-                    let s = &self.meta[(r.done % u64::from(self.cfg.window)) as usize];
-                    earliest(s.issued + self.cfg.exchange_timeout);
+            Phase::Running(running) => {
+                if running.done < running.next {
+                    if let Some(oldest) = self.window.issued(running.done) {
+                        earliest(oldest.issued + self.cfg.exchange_timeout);
+                    }
                 }
-                if r.stop.is_none() {
+                if running.stop.is_none() {
                     // Idle, one exchange is in flight at a time: the pause matters only once
                     // it has decoded.
-                    if self.idle && r.schedule.reserved() == 0 && r.next <= r.done {
+                    if self.idle && running.schedule.reserved() == 0 && running.next <= running.done
+                    {
                         earliest(self.last_issue + self.gap);
                     }
                     if let Some(t) = self.join_check {
@@ -53,35 +59,7 @@ where
     /// Drops peers that left an exchange (or an interval's set-up) unanswered, settles
     /// probes, and lets paced exchanges and waiting joiners go on.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let total = if self.probes { self.cfg.peers_len() } else { 0 };
-        for i in 0..total {
-            let p = self.peers.as_ref()[i];
-            let Some(pending) = p.pending else { continue };
-            if now < pending.deadline {
-                continue;
-            }
-            let peer = self.peer_id(i);
-            // The connected process did not answer: it is gone, the newcomer takes over.
-            if let Some(old) = p.link {
-                self.say_goodbye(old, GoodbyeReason::Replaced);
-            }
-            self.push_event(RelayEvent::Probed {
-                peer,
-                outcome: ProbeOutcome::Silent,
-            });
-            self.disconnect(now, peer);
-            let hello = ParsedHello {
-                nonce: pending.nonce,
-                proofs: pending.proofs,
-                max_frame: pending.max_frame,
-                resume: pending.resume,
-            };
-            if let Some(p) = self.peer_mut(peer) {
-                p.pending = None;
-            }
-            self.admit(now, pending.link, peer, &hello);
-        }
-        self.recount_probes();
+        self.settle_probes(now);
         // At most 64 peers per call, so every goodbye fits its queue. The first drop aborts
         // the interval; peers late beyond these 64 meet the timeouts of the next one.
         let mut late: Vec<PeerId, 64> = Vec::new();
@@ -96,7 +74,7 @@ where
             Phase::Starting {
                 interval,
                 acked,
-                got,
+                confirmed,
                 members,
                 since,
                 ..
@@ -108,38 +86,38 @@ where
                         .into_iter()
                         .flat_map(|b| b.iter())
                     {
-                        if peers[i].acked != Some(interval)
-                            && late.push(PeerId::Client(i as u16)).is_err()
-                        {
+                        let acked = peers.get(i).is_some_and(|p| p.acked == Some(interval));
+                        if !acked && late.push(PeerId::Client(i as u16)).is_err() {
                             break;
                         }
                     }
                 } else {
-                    for t in 0..self.cfg.trustees {
-                        if got[usize::from(t)] != members {
+                    for (t, &entries) in (0..self.cfg.trustees).zip(&confirmed.entries) {
+                        if entries != members {
                             let _ = late.push(PeerId::Trustee(t));
                         }
                     }
                 }
             }
-            Phase::Running(r) if r.done < r.next && !matches!(r.stop, Some(Stop::Abort { .. })) => {
-                let idx = (r.done % u64::from(self.cfg.window)) as usize;
-                let s = self.meta[idx];
-                if now >= s.issued + self.cfg.exchange_timeout {
+            Phase::Running(running)
+                if running.done < running.next
+                    && !matches!(running.stop, Some(Stop::Abort { .. })) =>
+            {
+                let oldest = running.done;
+                let issued = self.window.issued(oldest).copied();
+                if let Some(issued) = issued.filter(|s| now >= s.issued + self.cfg.exchange_timeout)
+                {
                     for t in 0..self.cfg.trustees {
-                        if s.trustees & (1 << t) == 0 {
+                        if issued.trustees & (1 << t) == 0 {
                             let _ = late.push(PeerId::Trustee(t));
                         }
                     }
-                    let nb = bitmap_len(usize::from(self.cfg.clients));
-                    let c = self.regions.online + idx * nb;
-                    let contrib = &self.store.as_ref()[c..c + nb];
-                    let online = self.online_bits();
-                    for i in Bits::new_checked(online, usize::from(self.cfg.clients))
+                    let arrived = self.window.arrived(oldest);
+                    for i in Bits::new_checked(self.online_bits(), usize::from(self.cfg.clients))
                         .into_iter()
                         .flat_map(|b| b.iter())
                     {
-                        if !bits::test(contrib, i) && late.push(PeerId::Client(i as u16)).is_err() {
+                        if !bits::test(arrived, i) && late.push(PeerId::Client(i as u16)).is_err() {
                             break;
                         }
                     }
@@ -151,5 +129,49 @@ where
             self.drop_peer(now, peer, GoodbyeReason::Timeout);
         }
         self.advance(now);
+    }
+
+    /// Whether the next exchange may be issued now.
+    ///
+    /// Only an idle net with nothing reserved is paced: a reserved slot (a conversation
+    /// between turns) runs at full speed. One exchange is in flight at a time unless an
+    /// owner filled its last cell (a bulk sender, likely with more) or the exit has
+    /// downstream bytes waiting: then the whole window opens. Otherwise an owner's next
+    /// bytes would wait behind a window of exchanges issued before they existed.
+    pub(super) fn may_issue(&self, now: Instant, running: &Running, downstream: bool) -> bool {
+        let paced = self.idle
+            && running.schedule.reserved() == 0
+            && !downstream
+            && now < self.last_issue + self.gap;
+        let window = if self.burst || downstream {
+            u64::from(self.cfg.window)
+        } else {
+            1
+        };
+        running.next < running.done + window && !paced
+    }
+
+    /// After issuing an exchange of `kind`: the pause before the next one while the net is
+    /// idle. It doubles from a sixteenth of the longest pause up to it, the longest being
+    /// `idle_gap`, or longer where a large group's idle exchanges would cost more than
+    /// `idle_budget`.
+    pub(super) fn paced_after(
+        &mut self,
+        now: Instant,
+        running: &Running,
+        kind: Kind,
+        downstream: bool,
+    ) {
+        self.last_issue = now;
+        self.gap = if self.idle && !downstream {
+            let cells = u64::from(running.members) + u64::from(self.cfg.trustees);
+            let bytes = cells * kind.cell_len(self.cfg.slots) as u64;
+            let cost = bytes.saturating_mul(1_000_000) / self.cfg.idle_budget.max(1);
+            let longest = self.cfg.idle_gap.as_micros().max(cost);
+            let floor = longest / 16;
+            Duration::from_micros((self.gap.as_micros() * 2).max(floor).min(longest))
+        } else {
+            Duration::default()
+        };
     }
 }
