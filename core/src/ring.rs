@@ -190,6 +190,24 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> EntryRing<B> {
         self.ring.fits(self.capacity(), len)
     }
 
+    /// Longest entry [`EntryRing::push`] would accept now, whatever its place (an entry
+    /// as long as the room before the first may fit even so: see [`EntryRing::fits`]).
+    pub(crate) fn max_push(&self) -> usize {
+        self.ring.max_push(self.capacity())
+    }
+
+    /// Offset of the first entry.
+    pub(crate) fn front(&self) -> Option<usize> {
+        self.ring.front()
+    }
+
+    /// The entry at offset `at`, to change in place (its length must stay).
+    pub(crate) fn entry_mut(&mut self, at: usize) -> Option<&mut [u8]> {
+        let rest = self.storage.as_mut().get_mut(at..)?;
+        let len = (self.entry_len)(rest);
+        rest.get_mut(..len)
+    }
+
     /// Removes the first entry.
     pub(crate) fn pop_front(&mut self) {
         self.ring.pop(self.storage.as_ref(), self.entry_len);

@@ -134,13 +134,13 @@ fn new_client(
         cell_len: cfg.cell_len,
         max_frame: cfg.max_frame,
         max_reserved: cfg.capacity,
-        ring_len: cfg.ring_len,
+        sent_len: cfg.ring_len,
         replay_len: cfg.replay_len,
         min_clients: cfg.min_clients,
         linger: cfg.linger,
         rng_seed: secret(4, i),
     };
-    Client::with_vec(&c).expect("client configuration")
+    Client::with_vecs(&c).expect("client configuration")
 }
 
 /// Application side of one client: bytes waiting per connection, bytes received.

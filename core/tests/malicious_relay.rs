@@ -116,7 +116,7 @@ fn client_config(
         cell_len: CELL,
         max_frame: MAX_FRAME,
         max_reserved: 8,
-        ring_len: 4096,
+        sent_len: 4096,
         replay_len: 2048,
         min_clients,
         linger: Duration::from_millis(5),
@@ -125,7 +125,7 @@ fn client_config(
 }
 
 fn new_client(cfg: &ClientConfig<'_>) -> Client<Vec<u8>> {
-    Client::with_vec(cfg).expect("client config")
+    Client::with_vecs(cfg).expect("client config")
 }
 
 /// A downstream record, as the relay shows it.

@@ -473,13 +473,13 @@ fn lone_client() -> Client<Vec<u8>> {
         cell_len: 64,
         max_frame: 4096,
         max_reserved: 8,
-        ring_len: 4096,
+        sent_len: 4096,
         replay_len: 1024,
         min_clients: 1,
         linger: Duration::from_millis(5),
         rng_seed: secret(4, 0),
     };
-    Client::with_vec(&cfg).unwrap()
+    Client::with_vecs(&cfg).unwrap()
 }
 
 fn params() -> Params {

@@ -157,13 +157,13 @@ fn core_client(group: &Group, node: &NodeSecrets, min_clients: u16) -> Result<Cl
             .slots
             .len()
             .min(usize::from(crate::config::RESERVED_SLOTS)) as u16,
-        ring_len: RING_LEN,
+        sent_len: RING_LEN,
         replay_len: REPLAY_LEN,
         min_clients,
         linger: dissent_core::Duration::from_micros(LINGER.as_micros() as u64),
         rng_seed,
     };
-    Client::with_vec(&cfg).map_err(|e| anyhow::anyhow!("client configuration: {e}"))
+    Client::with_vecs(&cfg).map_err(|e| anyhow::anyhow!("client configuration: {e}"))
 }
 
 /// Runs a client with a local listening port until Ctrl-C.

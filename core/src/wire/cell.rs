@@ -9,6 +9,7 @@
 //! know about pads, exchanges or who owns a slot.
 
 use super::{ConnId, WireError, MAX_PAYLOAD, NEXT_LEN, OPEN_FLAG, RECORD_HEADER_LEN};
+use crate::field;
 
 /// One record of a decoded cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,19 +125,23 @@ impl<'a> CellView<'a> {
     }
 }
 
-/// Reads the record header at the start of `b` (at least [`RECORD_HEADER_LEN`] bytes):
-/// Conn#, open flag, payload length.
+/// Reads the record header at the start of `b`: Conn#, open flag, payload length. Bytes
+/// missing from a short `b` read as zero (a Conn# of 0 is never a record's).
 pub(crate) fn read_record_header(b: &[u8]) -> (ConnId, bool, usize) {
-    let conn = ConnId(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-    let len = u16::from_be_bytes([b[4], b[5]]);
+    let conn = ConnId(field::u32_at(b, 0));
+    let len = field::u16_at(b, 4);
     (conn, len & OPEN_FLAG != 0, usize::from(len & !OPEN_FLAG))
 }
 
-/// Writes a record header at the start of `b` (at least [`RECORD_HEADER_LEN`] bytes).
+/// Writes a record header at the start of `b` (nothing if `b` is shorter than
+/// [`RECORD_HEADER_LEN`]).
 pub(crate) fn write_record_header(b: &mut [u8], conn: ConnId, open: bool, len: usize) {
     let raw = (len as u16 & !OPEN_FLAG) | if open { OPEN_FLAG } else { 0 };
-    b[..4].copy_from_slice(&conn.0.to_be_bytes());
-    b[4..6].copy_from_slice(&raw.to_be_bytes());
+    if let Some(header) = b.first_chunk_mut::<RECORD_HEADER_LEN>() {
+        let (c, l) = header.split_at_mut(4);
+        c.copy_from_slice(&conn.0.to_be_bytes());
+        l.copy_from_slice(&raw.to_be_bytes());
+    }
 }
 
 /// Iterator over the records of a [`CellView`].
