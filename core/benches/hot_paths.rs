@@ -1,6 +1,9 @@
 //! Micro-benchmarks of the hot paths every exchange runs: pad generation, XOR of cells and
 //! the frame codec. `cargo bench -p dissent-core`.
 
+// Benchmark code: each `expect` and index is on a fixture the benchmark built itself.
+#![allow(clippy::indexing_slicing, clippy::expect_used, clippy::unwrap_used)]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dissent_core::crypto::{xor_into, IntervalKey, PadEngine, PairKey, SerialPads, PAD_NONCE_LEN};
 use dissent_core::wire::{self, CellView, CellWriter, ConnId, Down, Kind, Message};

@@ -11,7 +11,9 @@
 //! Each test says what protocol v1 did and first checks that the reaction it let the relay
 //! watch is real (so the test fails against v1), then that v2 keeps it hidden.
 
-// Test code: every unwrap() and expect() asserts on frames and state the test itself set up.
+// Test code: every index, unwrap() and expect() asserts on frames and state the test itself
+// set up.
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

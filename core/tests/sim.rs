@@ -1,6 +1,9 @@
 //! Protocol scenarios on the in-memory net ([`dissent_core::testkit`]): every behaviour that
 //! does not need real I/O is tested here, deterministically.
 
+// Test code: each index, unwrap() and expect() is on a fixture the test itself set up.
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 
 use dissent_core::client::{Client, ClientConfig, NoUpstream};

@@ -61,27 +61,29 @@ impl<'a> CellView<'a> {
             return Err(WireError::BadCell);
         };
         let mut pos = 0;
-        while let Some(h) = rest.get(pos..pos + RECORD_HEADER_LEN) {
-            let conn = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
-            let len = u16::from_be_bytes([h[4], h[5]]);
-            if conn == 0 {
-                if len != 0 {
+        while let Some(h) = rest
+            .get(pos..)
+            .and_then(<[u8]>::first_chunk::<RECORD_HEADER_LEN>)
+        {
+            let (conn, open, payload) = read_record_header(h);
+            if conn.0 == 0 {
+                if open || payload != 0 {
                     return Err(WireError::BadCell);
                 }
                 break;
             }
-            let payload = usize::from(len & !OPEN_FLAG);
             if pos + RECORD_HEADER_LEN + payload > rest.len() {
                 return Err(WireError::BadCell);
             }
             pos += RECORD_HEADER_LEN + payload;
         }
-        if rest[pos..].iter().any(|&b| b != 0) {
+        let (records, padding) = rest.split_at_checked(pos).ok_or(WireError::BadCell)?;
+        if padding.iter().any(|&b| b != 0) {
             return Err(WireError::BadCell);
         }
         Ok(CellView {
             next: u16::from_be_bytes(*next),
-            records: &rest[..pos],
+            records,
         })
     }
 
@@ -112,11 +114,11 @@ impl<'a> CellView<'a> {
         let mut pos = 0;
         while pos < records.len() {
             let h = records
-                .get(pos..pos + RECORD_HEADER_LEN)
+                .get(pos..)
+                .and_then(<[u8]>::first_chunk::<RECORD_HEADER_LEN>)
                 .ok_or(WireError::BadCell)?;
-            let conn = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
-            let len = usize::from(u16::from_be_bytes([h[4], h[5]]) & !OPEN_FLAG);
-            if conn == 0 || pos + RECORD_HEADER_LEN + len > records.len() {
+            let (conn, _, len) = read_record_header(h);
+            if conn.0 == 0 || pos + RECORD_HEADER_LEN + len > records.len() {
                 return Err(WireError::BadCell);
             }
             pos += RECORD_HEADER_LEN + len;
@@ -231,9 +233,14 @@ impl<'a> CellWriter<'a> {
             return Err(WireError::BufferTooSmall);
         }
         let at = self.pos;
-        write_record_header(&mut self.cell[at..], conn, open, len);
+        let record = self
+            .cell
+            .get_mut(at..at + RECORD_HEADER_LEN + len)
+            .ok_or(WireError::BufferTooSmall)?;
+        let (header, payload) = record.split_at_mut(RECORD_HEADER_LEN);
+        write_record_header(header, conn, open, len);
         self.pos = at + RECORD_HEADER_LEN + len;
-        Ok(&mut self.cell[at + RECORD_HEADER_LEN..self.pos])
+        Ok(payload)
     }
 
     /// Appends a close record.
@@ -246,10 +253,12 @@ impl<'a> CellWriter<'a> {
 
     /// Writes `next`, zeroes the rest and returns the bytes used (`Next` plus records).
     pub fn finish(self, next: u16) -> usize {
-        if self.cell.len() >= NEXT_LEN {
-            self.cell[..NEXT_LEN].copy_from_slice(&next.to_be_bytes());
+        if let Some(field) = self.cell.first_chunk_mut::<NEXT_LEN>() {
+            *field = next.to_be_bytes();
         }
-        self.cell[self.pos..].fill(0);
+        if let Some(padding) = self.cell.get_mut(self.pos..) {
+            padding.fill(0);
+        }
         self.pos
     }
 }

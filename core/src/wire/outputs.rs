@@ -11,6 +11,7 @@
 //! schedule (that is [`crate::schedule`]'s).
 
 use crate::bits::{bitmap_len, Bits};
+use crate::field;
 
 use super::WireError;
 
@@ -36,10 +37,7 @@ impl<'a> Requests<'a> {
         };
         bits.into_iter()
             .flat_map(|b| b.iter().map(|s| s as u16))
-            .chain(
-                list.chunks_exact(2)
-                    .map(|c| u16::from_be_bytes([c[0], c[1]])),
-            )
+            .chain(list.chunks_exact(2).map(|c| field::u16_at(c, 0)))
     }
 }
 
@@ -111,7 +109,7 @@ impl<'a> OutputsView<'a> {
                     let (list, t) = (t.len() >= n).then(|| t.split_at(n))?;
                     let ok = list
                         .chunks_exact(2)
-                        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                        .map(|c| field::u16_at(c, 0))
                         .try_fold(None::<u16>, |prev, s| {
                             (s < slots && prev.is_none_or(|p| s > p)).then_some(Some(s))
                         })
@@ -136,10 +134,8 @@ impl<'a> OutputsView<'a> {
 
 /// Appends a `Next` output to `out` at `at`; returns the new end.
 pub fn emit_next_output(out: &mut [u8], at: usize, next: u16) -> Result<usize, WireError> {
-    let dst = out.get_mut(at..at + 3).ok_or(WireError::BufferTooSmall)?;
-    dst[0] = OUT_NEXT;
-    dst[1..].copy_from_slice(&next.to_be_bytes());
-    Ok(at + 3)
+    let [hi, lo] = next.to_be_bytes();
+    put_at(out, at, &[OUT_NEXT, hi, lo])
 }
 
 /// Appends a reservation output for the decoded request `bitmap`, in its shorter form.
@@ -148,26 +144,33 @@ pub fn emit_requests_output(out: &mut [u8], at: usize, bitmap: &[u8]) -> Result<
     if 3 + 2 * set < 1 + bitmap.len() {
         let end = at + 3 + 2 * set;
         let dst = out.get_mut(at..end).ok_or(WireError::BufferTooSmall)?;
-        dst[0] = OUT_LIST;
-        dst[1..3].copy_from_slice(&(set as u16).to_be_bytes());
-        let mut k = 3;
-        for (byte, &b) in bitmap.iter().enumerate() {
-            for bit in 0..8 {
-                if b & (1 << bit) != 0 {
-                    let slot = (byte * 8 + bit) as u16;
-                    dst[k..k + 2].copy_from_slice(&slot.to_be_bytes());
-                    k += 2;
-                }
-            }
+        let (head, list) = dst.split_at_mut(3);
+        let [hi, lo] = (set as u16).to_be_bytes();
+        head.copy_from_slice(&[OUT_LIST, hi, lo]);
+        let slots = bitmap.iter().enumerate().flat_map(|(byte, &b)| {
+            (0..8usize).filter_map(move |bit| (b & (1 << bit) != 0).then_some(byte * 8 + bit))
+        });
+        for (entry, slot) in list.chunks_exact_mut(2).zip(slots) {
+            entry.copy_from_slice(&(slot as u16).to_be_bytes());
         }
         Ok(end)
     } else {
         let end = at + 1 + bitmap.len();
         let dst = out.get_mut(at..end).ok_or(WireError::BufferTooSmall)?;
-        dst[0] = OUT_BITMAP;
-        dst[1..].copy_from_slice(bitmap);
+        let (tag, rest) = dst.split_at_mut(1);
+        tag.copy_from_slice(&[OUT_BITMAP]);
+        rest.copy_from_slice(bitmap);
         Ok(end)
     }
+}
+
+/// Writes `bytes` at `out[at..]`; returns where they end.
+fn put_at(out: &mut [u8], at: usize, bytes: &[u8]) -> Result<usize, WireError> {
+    let end = at + bytes.len();
+    out.get_mut(at..end)
+        .ok_or(WireError::BufferTooSmall)?
+        .copy_from_slice(bytes);
+    Ok(end)
 }
 
 /// Longest output list one request carries: at most one reservation bitmap, and a `Next`
