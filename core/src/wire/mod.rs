@@ -40,7 +40,7 @@ pub use fields::{
     ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, NodeRole, Params, Resume,
     REPLAY_FRAME_OVERHEAD, REPLAY_OVERHEAD,
 };
-pub use frame::{frame_body_len, split_frame};
+pub use frame::{frame_body_len, split_frame, FrameReader, FrameStatus};
 pub use message::{goodbye_reason, ClientRequest, Hello, IntervalStart, Message, TrusteeRequest};
 pub use outputs::{
     emit_next_output, emit_requests_output, max_outputs_len, Output, OutputsView, Requests,
@@ -82,6 +82,8 @@ pub enum WireError {
     BufferTooSmall,
     /// A frame announced a length of zero or more than the limit.
     BadFrameLength(u32),
+    /// A frame (header included, this many bytes) longer than the reader's buffer.
+    FrameTooLarge(usize),
     /// The frame body is not a valid message.
     Malformed,
     /// The message decoded but left unused bytes in the frame.
@@ -97,6 +99,7 @@ impl core::fmt::Display for WireError {
         match self {
             WireError::BufferTooSmall => f.write_str("output buffer too small"),
             WireError::BadFrameLength(n) => write!(f, "frame length {n} out of range"),
+            WireError::FrameTooLarge(n) => write!(f, "frame of {n} bytes exceeds the buffer"),
             WireError::Malformed => f.write_str("malformed message"),
             WireError::TrailingBytes => f.write_str("trailing bytes after message"),
             WireError::BadCell => f.write_str("cell records malformed"),
