@@ -39,7 +39,8 @@
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;
-use heapless::{Deque, FnvIndexMap, Vec};
+use heapless::index_map::FnvIndexMap;
+use heapless::{Deque, Vec};
 
 use crate::crypto::{IntervalKey, PairKey};
 pub use crate::error::{ConfigError, IntervalError, OpenError, PeerError, RequestError};

@@ -156,7 +156,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 continue;
             }
             if close {
-                self.connections.remove(&conn);
+                self.connections.swap_remove(&conn);
                 return Some(Delivery::Close { conn });
             }
             let data = self.replay.data(read)?;

@@ -100,7 +100,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             Down::Data { conn, data } if self.connections.contains_key(&conn) => {
                 Some(Delivery::Data { conn, data })
             }
-            Down::Close { conn } if self.connections.remove(&conn).is_some() => {
+            Down::Close { conn } if self.connections.swap_remove(&conn).is_some() => {
                 Some(Delivery::Close { conn })
             }
             _ => None,

@@ -339,7 +339,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// Ends `gone`, connections whose bytes cannot be sent in order any more.
     pub(super) fn lose(&mut self, gone: Vec<ConnId, MAX_CONNECTIONS>) {
         for conn in gone {
-            if self.connections.remove(&conn).is_some() {
+            if self.connections.swap_remove(&conn).is_some() {
                 self.push_event(ClientEvent::Lost { conn });
             }
         }

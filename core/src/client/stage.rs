@@ -231,7 +231,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     Some(c) if c.finished => {}
                     Some(c) if !c.announced => {
                         // Never announced: the exit never heard of it.
-                        self.connections.remove(&conn);
+                        self.connections.swap_remove(&conn);
                     }
                     Some(c) => {
                         c.finished = true;
