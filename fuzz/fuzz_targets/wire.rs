@@ -1,10 +1,23 @@
-//! Every parser of bytes from the network: frames, messages and cell plaintexts.
+//! Every parser of bytes from the network: frames, messages, cell plaintexts and exchange
+//! outputs.
 #![no_main]
 
-use dissent_core::wire::{self, CellRepr, Message};
+use dissent_core::wire::{
+    self, CellView, CellWriter, FrameReader, FrameStatus, Message, OutputsView, Record,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    // Frames: a body of exactly the declared length, within the reader's buffer.
+    let capacity = usize::from(data.first().copied().unwrap_or(0)) * 64;
+    match FrameReader::new(capacity).read(data) {
+        Ok(FrameStatus::Frame { body, discard }) => {
+            assert!(discard <= data.len() && discard <= capacity);
+            assert_eq!(discard, wire::FRAME_HEADER_LEN + body.len());
+        }
+        Ok(FrameStatus::Incomplete { needed }) => assert!(needed > 0),
+        Err(_) => {}
+    }
     if let Ok(Some((body, used))) = wire::split_frame(data) {
         assert!(used <= data.len());
         if let Ok(msg) = Message::parse(body) {
@@ -17,10 +30,30 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again, msg);
         }
     }
-    if let Ok(cell) = CellRepr::parse(data) {
-        let mut out = vec![0u8; data.len()];
-        cell.emit(&mut out)
-            .expect("a parsed cell fits its own length");
+    // A cell that parses is written again byte for byte from its records.
+    if let Ok(cell) = CellView::parse(data) {
+        let mut out = vec![0xAAu8; data.len()];
+        let mut writer = CellWriter::new(&mut out);
+        for record in cell.records() {
+            match record {
+                Record::Data {
+                    conn,
+                    open,
+                    payload,
+                } => writer.push_data(conn, open, payload),
+                Record::Close { conn } => writer.push_close(conn),
+            }
+            .expect("a parsed record fits its own cell");
+        }
+        writer.finish(cell.next());
         assert_eq!(out, data);
+    }
+    // Outputs for a group of as many slots as the first two bytes say.
+    if let Some((slots, rest)) = data.split_first_chunk::<2>() {
+        let slots = u16::from_be_bytes(*slots);
+        if let Ok(view) = OutputsView::parse(rest, slots) {
+            assert_eq!(view.as_bytes(), rest);
+            for _ in view.iter() {}
+        }
     }
 });
