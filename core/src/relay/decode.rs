@@ -38,8 +38,8 @@ where
         if let Some(e) = self.events.pop_front() {
             return Some(e);
         }
-        if let Some(d) = self.decoding {
-            return self.next_record(d);
+        if let Some(decoding) = self.decoding {
+            return self.next_record(decoding);
         }
         let Phase::Running(mut running) = self.phase else {
             return None;
@@ -110,9 +110,9 @@ where
                 }
                 self.gap = Duration::default();
                 self.decoded_slot = slot;
-                let d = Decoding { exchange, at, end };
-                self.decoding = Some(d);
-                self.next_record(d)
+                let decoding = Decoding { exchange, at, end };
+                self.decoding = Some(decoding);
+                self.next_record(decoding)
             }
         }
     }
@@ -131,15 +131,16 @@ where
     }
 
     /// The next record of the cell being decoded, as an event.
-    fn next_record(&mut self, d: Decoding) -> Option<RelayEvent<'_>> {
+    fn next_record(&mut self, decoding: Decoding) -> Option<RelayEvent<'_>> {
         // The cell was checked whole when it was decoded: one record at a time from here.
-        let cell = self.window.cell(d.exchange, d.end);
-        let Some(rec) = Records::checked(cell.get(d.at..).unwrap_or(&[])).next() else {
+        let Decoding { exchange, at, end } = decoding;
+        let cell = self.window.cell(exchange, end);
+        let Some(rec) = Records::checked(cell.get(at..).unwrap_or(&[])).next() else {
             self.decoding = None;
             return None;
         };
-        let at = d.at + rec.wire_len();
-        self.decoding = (at < d.end).then_some(Decoding { at, ..d });
+        let at = at + rec.wire_len();
+        self.decoding = (at < end).then_some(Decoding { at, ..decoding });
         Some(match rec {
             Record::Data {
                 conn,

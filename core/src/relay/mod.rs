@@ -550,14 +550,14 @@ where
             Phase::Running(_) => {}
         }
         // Running (possibly just now, once every member has its confirmation).
-        let Phase::Running(mut r) = self.phase else {
+        let Phase::Running(mut running) = self.phase else {
             return Ok(None);
         };
-        let res = self.transmit_running(now, &mut r, out, downstream);
-        if let Phase::Running(cur) = &mut self.phase {
-            *cur = r;
+        let transmit = self.transmit_running(now, &mut running, out, downstream);
+        if let Phase::Running(current) = &mut self.phase {
+            *current = running;
         }
-        res
+        transmit
     }
 
     /// The running interval's online set, a bitmap over the clients.

@@ -37,11 +37,11 @@ where
     P: AsMut<[Peer]> + AsRef<[Peer]>,
     B: AsMut<[u8]> + AsRef<[u8]>,
 {
-    /// Trustee `t` checked every member and is ready, with its fresh `nonce`.
+    /// `trustee` checked every member and is ready, with its fresh `nonce`.
     pub(super) fn on_ready(
         &mut self,
         now: Instant,
-        t: u16,
+        trustee: u16,
         interval: u32,
         nonce: [u8; NONCE_LEN],
     ) -> Result<(), PeerError> {
@@ -58,12 +58,12 @@ where
         if current != interval {
             return self.past_or_unexpected(interval);
         }
-        let sent = members_sent.entries.get(usize::from(t)).copied();
-        if ready & (1 << t) != 0 || sent != Some(members) {
+        let sent = members_sent.entries.get(usize::from(trustee)).copied();
+        if ready & (1 << trustee) != 0 || sent != Some(members) {
             return Err(PeerError::Unexpected);
         }
-        ready |= 1 << t;
-        if let Some(n) = self.nonces.get_mut(usize::from(t)) {
+        ready |= 1 << trustee;
+        if let Some(n) = self.nonces.get_mut(usize::from(trustee)) {
             *n = nonce;
         }
         if let Phase::Opening { ready: r, .. } = &mut self.phase {
@@ -120,11 +120,11 @@ where
         }
     }
 
-    /// Trustee `t`'s confirmations of the view for the next members, from position
+    /// `trustee`'s confirmations of the view for the next members, from position
     /// `first`.
     pub(super) fn on_confirm(
         &mut self,
-        t: u16,
+        trustee: u16,
         interval: u32,
         first: u32,
         macs: &[u8],
@@ -143,7 +143,7 @@ where
         if interval != current {
             return self.past_or_unexpected(interval);
         }
-        let j = usize::from(t);
+        let j = usize::from(trustee);
         let (Some(&acks_sent), Some(got), Some(position)) = (
             acks_sent.entries.get(j),
             confirmed.entries.get_mut(j),
@@ -194,8 +194,13 @@ where
         Ok(())
     }
 
-    /// Client `i`'s acknowledgement of the view, one MAC for each trustee.
-    pub(super) fn on_ack(&mut self, i: u16, interval: u32, macs: &[u8]) -> Result<(), PeerError> {
+    /// `client`'s acknowledgement of the view, one MAC for each trustee.
+    pub(super) fn on_ack(
+        &mut self,
+        client: u16,
+        interval: u32,
+        macs: &[u8],
+    ) -> Result<(), PeerError> {
         let Phase::Starting {
             interval: current,
             start_pending: false,
@@ -209,7 +214,7 @@ where
             return self.past_or_unexpected(interval);
         }
         let t = usize::from(self.cfg.trustees);
-        let i = usize::from(i);
+        let i = usize::from(client);
         let member = bits::test(self.online_bits(), i);
         let Some(p) = self.peers.as_mut().get_mut(i) else {
             return Err(IntervalError::Ack.into());
