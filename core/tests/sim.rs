@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use dissent_core::client::{Client, ClientConfig, NoUpstream};
+use dissent_core::client::{Client, ClientConfig, ClientStorage, NoUpstream};
 use dissent_core::crypto::public_key;
-use dissent_core::error::{IntervalError, PeerError, RequestError};
+use dissent_core::error::{ConfigError, IntervalError, PeerError, RequestError};
 use dissent_core::relay::PeerId;
+use dissent_core::relay::{Relay, RelayConfig, RelayStorage};
 use dissent_core::testkit::{frame_body, pattern, secret, Net, NetConfig, Node, GROUP, SESSION};
+use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeStorage};
 use dissent_core::wire::{self, ConnId, Kind, Message, Params};
 use dissent_core::{Duration, Instant};
 
@@ -464,13 +466,18 @@ fn ten_thousand_clients_run_in_memory() {
 /// A client driven by hand-written relay frames (one trustee, two slots).
 fn lone_client() -> Client<Vec<u8>> {
     let trustee_pub = [public_key(&secret(2, 0))];
-    let cfg = ClientConfig {
+    Client::with_vecs(&lone_config(&trustee_pub)).unwrap()
+}
+
+/// The configuration of [`lone_client`], whose one trustee has key `trustee_pub`.
+fn lone_config(trustee_pub: &[[u8; 32]]) -> ClientConfig<'_> {
+    ClientConfig {
         index: 0,
         clients: 2,
         group_id: GROUP,
         session_id: SESSION,
         session_secret: secret(1, 0),
-        trustee_keys: &trustee_pub,
+        trustee_keys: trustee_pub,
         slot: 0,
         slots: 2,
         cell_len: 64,
@@ -481,8 +488,7 @@ fn lone_client() -> Client<Vec<u8>> {
         min_clients: 1,
         linger: Duration::from_millis(5),
         rng_seed: secret(4, 0),
-    };
-    Client::with_vecs(&cfg).unwrap()
+    }
 }
 
 fn params() -> Params {
@@ -567,6 +573,96 @@ fn cell_of(c: &mut Client<Vec<u8>>, body: &[u8]) -> Vec<u8> {
         .handle_frame(Instant::from_micros(0), body, &mut out)
         .unwrap();
     out[..h.cell.unwrap()].to_vec()
+}
+
+#[test]
+fn storage_is_checked_region_by_region_and_longer_regions_serve_alike() {
+    // A client: each region one byte short is refused by name.
+    let trustee_pub = [public_key(&secret(2, 0))];
+    let cfg = lone_config(&trustee_pub);
+    let lens = cfg.storage_lens();
+    let sized = |short: &str, extra: usize| ClientStorage {
+        schedule: vec![0u8; lens.schedule + extra - usize::from(short == "schedule")],
+        stage: vec![0u8; lens.stage + extra - usize::from(short == "stage")],
+        sent: vec![0u8; lens.sent + extra - usize::from(short == "sent")],
+        replay: vec![0u8; lens.replay + extra - usize::from(short == "replay")],
+    };
+    for region in ["schedule", "stage", "sent", "replay"] {
+        assert_eq!(
+            Client::new(&cfg, sized(region, 0)).err(),
+            Some(ConfigError::StorageTooSmall(region))
+        );
+    }
+    // Longer regions serve as well as exact ones: the same cell, byte for byte.
+    let mut exact = Client::new(&cfg, sized("", 0)).unwrap();
+    let mut roomy = Client::new(&cfg, sized("", 100)).unwrap();
+    start_confirmed(&mut exact, 3);
+    start_confirmed(&mut roomy, 3);
+    let conn = exact.open().unwrap();
+    assert_eq!(roomy.open().unwrap(), conn);
+    for c in [&mut exact, &mut roomy] {
+        c.prepare(Instant::from_micros(0), &mut NoUpstream);
+    }
+    let cells: Vec<Vec<u8>> = [&mut exact, &mut roomy]
+        .into_iter()
+        .map(|c| cell_of(c, &request(3, 0, Kind::Reserve)))
+        .collect();
+    assert_eq!(cells[0], cells[1]);
+
+    // A trustee and a relay: the same check, by name.
+    let client_pubs = [public_key(&secret(1, 0)), public_key(&secret(1, 1))];
+    let tcfg = TrusteeConfig {
+        index: 0,
+        trustees: 1,
+        group_id: GROUP,
+        session_id: SESSION,
+        session_secret: secret(2, 0),
+        client_keys: &client_pubs,
+        slots: 2,
+        cell_len: 64,
+        max_reserved: 2,
+        max_frame: 4096,
+        rng_seed: secret(3, 0),
+        min_clients: 1,
+    };
+    let mut storage = TrusteeStorage::with_vecs(&tcfg);
+    storage.online.clear();
+    assert_eq!(
+        Trustee::new(&tcfg, storage).err(),
+        Some(ConfigError::StorageTooSmall("online"))
+    );
+    assert!(Trustee::new(&tcfg, TrusteeStorage::with_vecs(&tcfg)).is_ok());
+    let rcfg = RelayConfig {
+        group_id: GROUP,
+        session_id: SESSION,
+        clients: 2,
+        trustees: 1,
+        slots: 2,
+        cell_len: 64,
+        max_cell_len: 1024,
+        window: 8,
+        downstream_len: 512,
+        min_clients: 1,
+        idle_gap: Duration::from_millis(1),
+        idle_budget: 1 << 20,
+        exchange_budget: 1 << 20,
+        exchange_timeout: Duration::from_millis(100),
+        join_delay: Duration::from_millis(1),
+        probe_timeout: Duration::from_millis(100),
+        period: 4,
+        admit: 2,
+        capacity: 2,
+        log_len: 4096,
+        first_interval: 1,
+        epoch: [9; 16],
+    };
+    let mut storage = RelayStorage::with_vecs(&rcfg);
+    storage.log.pop();
+    assert_eq!(
+        Relay::new(rcfg, storage).err(),
+        Some(ConfigError::StorageTooSmall("log"))
+    );
+    assert!(Relay::new(rcfg, RelayStorage::with_vecs(&rcfg)).is_ok());
 }
 
 #[test]
