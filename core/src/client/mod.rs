@@ -35,7 +35,8 @@
 //! `interval.rs` (an interval's view, confirmed before it is acted on), `request.rs` (the
 //! cell of each exchange), `stage.rs` (bytes waiting for the next owned cell), `sent.rs`
 //! (sent cells kept until they decoded, and sent again otherwise), `replay.rs` (records
-//! missed while away). This file holds the state and the entry points.
+//! missed while away). This file holds the state and the entry points; the logic of each
+//! concern stays in its file. No file here reads a clock, a socket or an RNG.
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;

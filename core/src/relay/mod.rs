@@ -30,7 +30,8 @@
 //! interval), `setup.rs` (an interval's set-up), `exchange.rs` (requests and cells),
 //! `decode.rs` (decoding and events), `outputs.rs` (decoded outputs waiting to be
 //! reported), `log.rs` (the downstream log and replays), `timers.rs` (deadlines, timeouts
-//! and pacing). This file holds the state and the entry points.
+//! and pacing). This file holds the state and the entry points; the logic of each concern
+//! stays in its file. No file here reads a clock, a socket or an RNG.
 
 use heapless::Deque;
 

@@ -24,7 +24,8 @@
 //!
 //! Files, one concern each: `config.rs` (parameters), `storage.rs` (the caller's storage),
 //! `setup.rs` (an interval's set-up), `exchange.rs` (requests and cells). This file holds
-//! the state and the entry points.
+//! the state and the entry points; the logic of each concern stays in its file. No file
+//! here reads a clock, a socket or an RNG.
 
 use chacha20::cipher::KeyIvInit;
 use chacha20::ChaCha20;

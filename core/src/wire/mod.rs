@@ -26,6 +26,9 @@
 //! prefixes for fields written in place), `fields.rs` (the typed fields messages carry),
 //! `cell.rs` (cell plaintexts), `outputs.rs` (exchange outputs). Everything public is
 //! re-exported here.
+//!
+//! Owns the bytes on the wire and their checks; it must not hold state or know what a role
+//! does with a message.
 
 mod cell;
 mod fields;
