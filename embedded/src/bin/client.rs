@@ -18,7 +18,7 @@
 use core::cell::{Cell, RefCell};
 
 use dissent_core::client::{
-    Chunk, Client, ClientConfig, ClientStorage, PeerError, ClientEvent, Delivery, Upstream,
+    Chunk, Client, ClientConfig, ClientEvent, ClientStorage, Delivery, PeerError, Upstream,
 };
 use dissent_core::schedule::Schedule;
 use dissent_core::wire::{ConnId, NodeRole};
