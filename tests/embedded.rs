@@ -511,7 +511,7 @@ fn first_frame(
 
 /// Checks a Hello from node `index` of `role`; returns its link nonce.
 fn check_hello(body: &[u8], role: NodeRole, index: u16) -> [u8; 16] {
-    let Message::Hello {
+    let Message::Hello(wire::Hello {
         version,
         group_id,
         session_id,
@@ -521,7 +521,7 @@ fn check_hello(body: &[u8], role: NodeRole, index: u16) -> [u8; 16] {
         max_frame,
         resume,
         proofs,
-    } = Message::parse(body).expect("a frame the relay can parse")
+    }) = Message::parse(body).expect("a frame the relay can parse")
     else {
         panic!("the first frame is not a Hello");
     };

@@ -5,6 +5,8 @@
 //!
 //! `DISSENT_SHUFFLE_SIZES=64,1000` picks the sizes (default 64, 1000, 10000);
 //! `DISSENT_SHUFFLE_TRUSTEES` the number of trustees (default 3). Prints numbers only.
+// Test code: its indexing and unwraps are on fixtures it made itself.
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Instant;
 

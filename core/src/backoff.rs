@@ -34,6 +34,8 @@
 //!     at = backoff.handle_lost(now());
 //! }
 //! ```
+//!
+//! Owns when to dial again; it must not read a clock or an RNG (both are handed in).
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;

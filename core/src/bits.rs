@@ -2,6 +2,8 @@
 //!
 //! On the wire a set over `n` positions is exactly `ceil(n / 8)` bytes; position `i` is bit
 //! `i % 8` (least significant first) of byte `i / 8`, and bits at positions `>= n` are zero.
+//!
+//! Owns the bitmap layout and its checks; it must not know what a position stands for.
 
 /// Bytes of a bitmap over `n` positions.
 pub const fn bitmap_len(n: usize) -> usize {
@@ -42,7 +44,7 @@ impl<'a> Bits<'a> {
         if bytes.len() != bitmap_len(len) {
             return Err(BitsError::Length);
         }
-        if len % 8 != 0 {
+        if !len.is_multiple_of(8) {
             if let Some(&last) = bytes.last() {
                 if last >> (len % 8) != 0 {
                     return Err(BitsError::Stray);
@@ -69,7 +71,7 @@ impl<'a> Bits<'a> {
 
     /// Whether position `i` is set (false past the end).
     pub fn contains(&self, i: usize) -> bool {
-        i < self.len && self.bytes[i / 8] & (1 << (i % 8)) != 0
+        i < self.len && test(self.bytes, i)
     }
 
     /// Number of set positions.

@@ -22,6 +22,9 @@
 //! two nodes shown different views compute unrelated pads, and the exchange decodes to
 //! noise. Any exchange's pad is computed directly from its key and nonce, so pads can be
 //! recomputed later for accountability.
+//!
+//! Owns key agreement, key derivation, pads and MACs (from well-kept crates, never a
+//! hand-rolled primitive); it must not know about frames, intervals' phases or storage.
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::XChaCha20;
@@ -271,9 +274,11 @@ impl PairKey {
 }
 
 fn truncate(m: HmacSha256) -> [u8; MAC_LEN] {
-    let full = m.finalize().into_bytes();
+    let full: [u8; 32] = m.finalize().into_bytes().into();
     let mut out = [0u8; MAC_LEN];
-    out.copy_from_slice(&full[..MAC_LEN]);
+    for (o, f) in out.iter_mut().zip(full) {
+        *o = f;
+    }
     out
 }
 
@@ -329,13 +334,14 @@ impl PadEngine for SerialPads {
 /// XORs `src` into `dst` (up to the shorter length), a machine word at a time.
 pub fn xor_into(dst: &mut [u8], src: &[u8]) {
     let n = dst.len().min(src.len());
-    let (d, s) = (&mut dst[..n], &src[..n]);
+    let (d, s) = (dst.split_at_mut(n).0, src.split_at(n).0);
     let mut dc = d.chunks_exact_mut(8);
     let mut sc = s.chunks_exact(8);
     for (a, b) in dc.by_ref().zip(sc.by_ref()) {
-        let x = u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]])
-            ^ u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-        a.copy_from_slice(&x.to_ne_bytes());
+        // Chunks of exactly 8 bytes: the conversions always succeed.
+        if let (Ok(a), Ok(b)) = (<&mut [u8; 8]>::try_from(a), <&[u8; 8]>::try_from(b)) {
+            *a = (u64::from_ne_bytes(*a) ^ u64::from_ne_bytes(*b)).to_ne_bytes();
+        }
     }
     for (a, b) in dc.into_remainder().iter_mut().zip(sc.remainder()) {
         *a ^= *b;

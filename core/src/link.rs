@@ -37,6 +37,9 @@
 //! exactly as snow would use its RNG's bytes. Nothing here allocates, and no input panics:
 //! lengths are checked before any bytes reach clatter, and a record can never exceed the
 //! 65535-byte Noise limit because its length field is 16 bits.
+//!
+//! Owns the link's handshake, records and their keys; it must not look inside a frame
+//! (that is [`crate::wire`]'s).
 
 use clatter::bytearray::SensitiveByteArray;
 use clatter::cipherstate::CipherState;

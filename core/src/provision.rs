@@ -28,6 +28,8 @@
 //! boot and the firmware wipes it once read.
 //!
 //! Nothing here panics on any input.
+//!
+//! Owns the blob and seed formats; it must not hold keys beyond what it parses.
 
 use core::fmt;
 
@@ -141,17 +143,37 @@ impl fmt::Debug for AppName<'_> {
     }
 }
 
+/// The container header's fields: magic, app tag, declared payload length (LE).
+fn split_header(header: &[u8; HEADER_LEN]) -> ([u8; 4], [u8; 4], [u8; 4]) {
+    let mut fields = [[0u8; 4]; 3];
+    for (field, bytes) in fields.iter_mut().zip(header.chunks_exact(4)) {
+        field.copy_from_slice(bytes);
+    }
+    let [magic, app, declared] = fields;
+    (magic, app, declared)
+}
+
+/// The container header for a payload of `declared` bytes for `app`.
+fn join_header(app: [u8; 4], declared: u32) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    let fields = [MAGIC, app, declared.to_le_bytes()];
+    for (bytes, field) in header.chunks_exact_mut(4).zip(fields) {
+        bytes.copy_from_slice(&field);
+    }
+    header
+}
+
 impl<'a> Blob<'a> {
     /// Reads the blob at the start of a provisioning area.
     pub fn parse(area: &'a [u8]) -> Result<Self, BlobError> {
         let (header, rest) = area
-            .split_at_checked(HEADER_LEN)
+            .split_first_chunk::<HEADER_LEN>()
             .ok_or(BlobError::Missing)?;
-        if header[..4] != MAGIC {
+        let (magic, app, declared) = split_header(header);
+        if magic != MAGIC {
             return Err(BlobError::Missing);
         }
-        let app = [header[4], header[5], header[6], header[7]];
-        let declared = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+        let declared = u32::from_le_bytes(declared);
         let declared = usize::try_from(declared).unwrap_or(usize::MAX);
         let payload = rest.get(..declared).ok_or(BlobError::Truncated {
             declared,
@@ -180,13 +202,12 @@ impl<'a> Blob<'a> {
         let len = HEADER_LEN + self.payload.len();
         let declared = u32::try_from(self.payload.len())
             .map_err(|_| BlobError::BufferTooSmall { needed: len })?;
-        let out = out
+        let (header, payload) = out
             .get_mut(..len)
+            .and_then(<[u8]>::split_first_chunk_mut::<HEADER_LEN>)
             .ok_or(BlobError::BufferTooSmall { needed: len })?;
-        out[..4].copy_from_slice(&MAGIC);
-        out[4..8].copy_from_slice(&self.app);
-        out[8..12].copy_from_slice(&declared.to_le_bytes());
-        out[HEADER_LEN..].copy_from_slice(self.payload);
+        *header = join_header(self.app, declared);
+        payload.copy_from_slice(self.payload);
         Ok(len)
     }
 }
@@ -199,7 +220,7 @@ impl<'a> PeerKeys<'a> {
     /// The keys laid end to end in `flat`; `None` unless its length is a multiple of
     /// [`KEY_LEN`].
     pub const fn from_flat(flat: &'a [u8]) -> Option<Self> {
-        if flat.len() % KEY_LEN == 0 {
+        if flat.len().is_multiple_of(KEY_LEN) {
             Some(PeerKeys(flat))
         } else {
             None
@@ -410,9 +431,9 @@ impl<'a> Node<'a> {
             })?
             .len();
         let declared = u32::try_from(n).map_err(|_| BlobError::BufferTooSmall { needed: n })?;
-        out[..4].copy_from_slice(&MAGIC);
-        out[4..8].copy_from_slice(&app_for(self.role));
-        out[8..12].copy_from_slice(&declared.to_le_bytes());
+        if let Some(header) = out.first_chunk_mut::<HEADER_LEN>() {
+            *header = join_header(app_for(self.role), declared);
+        }
         Ok(HEADER_LEN + n)
     }
 
@@ -458,12 +479,11 @@ impl core::error::Error for SeedError {}
 
 /// Reads the seed at the start of a seed area.
 pub fn parse_seed(area: &[u8]) -> Result<[u8; SEED_LEN], SeedError> {
-    let blob = area.get(..4 + SEED_LEN).ok_or(SeedError::Missing)?;
-    if blob[..4] != SEED_MAGIC {
+    let (magic, rest) = area.split_first_chunk::<4>().ok_or(SeedError::Missing)?;
+    let seed = *rest.first_chunk::<SEED_LEN>().ok_or(SeedError::Missing)?;
+    if *magic != SEED_MAGIC {
         return Err(SeedError::Missing);
     }
-    let mut seed = [0; SEED_LEN];
-    seed.copy_from_slice(&blob[4..]);
     if seed.iter().all(|&b| b == seed[0]) {
         return Err(SeedError::Degenerate);
     }

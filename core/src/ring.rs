@@ -1,8 +1,14 @@
-//! A FIFO of variable-length entries in a caller's byte buffer, each entry contiguous.
+//! A FIFO of variable-length entries in caller storage, each entry contiguous (in the
+//! flavour of smoltcp's `storage::RingBuffer`, for entries of many lengths).
 //!
 //! When an entry does not fit between the last entry and the end of the buffer it goes to
 //! the start (if there is room before the first entry), and the end is marked so readers
-//! skip the gap. Offsets index the buffer passed to every call.
+//! skip the gap. [`Ring`] keeps only the positions, and offsets index the buffer passed to
+//! every call; [`EntryRing`] holds its storage as well.
+//!
+//! Owns where entries are; it must not know what is in them beyond their length, which the
+//! caller's [`EntryLen`] reads from an entry's first bytes. Nothing here panics: a length
+//! that points outside the buffer ends an iteration or a read early.
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Ring {
@@ -34,33 +40,44 @@ impl Ring {
 
     /// Reserves `len` contiguous bytes at the back; returns their offset.
     pub(crate) fn push(&mut self, cap: usize, len: usize) -> Option<usize> {
+        let (at, wraps) = self.place(cap, len)?;
+        if self.count == 0 {
+            self.start = 0;
+            self.wrap_at = None;
+        } else if wraps {
+            self.wrap_at = Some(self.end);
+        }
+        self.end = at + len;
+        self.count += 1;
+        Some(at)
+    }
+
+    /// Whether [`Ring::push`] would take an entry of `len` bytes now.
+    pub(crate) fn fits(&self, cap: usize, len: usize) -> bool {
+        self.place(cap, len).is_some()
+    }
+
+    /// Where an entry of `len` bytes would go, and whether it wraps to the start.
+    fn place(&self, cap: usize, len: usize) -> Option<(usize, bool)> {
         if len == 0 || len > cap {
             return None;
         }
         if self.count == 0 {
-            self.start = 0;
-            self.end = len;
-            self.wrap_at = None;
-            self.count = 1;
-            return Some(0);
+            return Some((0, false));
         }
-        let at = if self.wrap_at.is_none() {
+        if self.wrap_at.is_none() {
             if self.end + len <= cap {
-                self.end
+                Some((self.end, false))
             } else if len <= self.start {
-                self.wrap_at = Some(self.end);
-                0
+                Some((0, true))
             } else {
-                return None;
+                None
             }
         } else if self.end + len < self.start {
-            self.end
+            Some((self.end, false))
         } else {
-            return None;
-        };
-        self.end = at + len;
-        self.count += 1;
-        Some(at)
+            None
+        }
     }
 
     /// Longest entry [`Ring::push`] would accept now.
@@ -89,7 +106,7 @@ impl Ring {
             *self = Ring::new();
             return;
         }
-        self.start += entry_len(&buf[self.start..]);
+        self.start += buf.get(self.start..).map_or(0, entry_len);
         if self.wrap_at == Some(self.start) {
             self.start = 0;
             self.wrap_at = None;
@@ -125,10 +142,99 @@ impl Ring {
                 at = 0;
             }
             let here = at;
-            at += entry_len(&buf[here..]);
+            at += buf.get(here..).map_or(0, entry_len);
             left -= 1;
             Some(here)
         })
+    }
+}
+
+/// A [`Ring`] with its storage: entries are read and written through it.
+#[derive(Debug)]
+pub(crate) struct EntryRing<B> {
+    storage: B,
+    ring: Ring,
+    entry_len: EntryLen,
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> EntryRing<B> {
+    /// An empty ring over `storage`, whose entries' lengths `entry_len` reads.
+    pub(crate) fn new(storage: B, entry_len: EntryLen) -> Self {
+        EntryRing {
+            storage,
+            ring: Ring::new(),
+            entry_len,
+        }
+    }
+
+    /// Bytes of storage.
+    pub(crate) fn capacity(&self) -> usize {
+        self.storage.as_ref().len()
+    }
+
+    /// Forgets every entry.
+    pub(crate) fn clear(&mut self) {
+        self.ring.clear();
+    }
+
+    /// Reserves `len` contiguous bytes at the back: their offset and the bytes.
+    pub(crate) fn push(&mut self, len: usize) -> Option<(usize, &mut [u8])> {
+        let cap = self.capacity();
+        let at = self.ring.push(cap, len)?;
+        let entry = self.storage.as_mut().get_mut(at..at + len)?;
+        Some((at, entry))
+    }
+
+    /// Whether [`EntryRing::push`] would take an entry of `len` bytes now.
+    pub(crate) fn fits(&self, len: usize) -> bool {
+        self.ring.fits(self.capacity(), len)
+    }
+
+    /// Longest entry [`EntryRing::push`] would accept now, whatever its place (an entry
+    /// as long as the room before the first may fit even so: see [`EntryRing::fits`]).
+    pub(crate) fn max_push(&self) -> usize {
+        self.ring.max_push(self.capacity())
+    }
+
+    /// Offset of the first entry.
+    pub(crate) fn front(&self) -> Option<usize> {
+        self.ring.front()
+    }
+
+    /// The entry at offset `at`, to change in place (its length must stay).
+    pub(crate) fn entry_mut(&mut self, at: usize) -> Option<&mut [u8]> {
+        let rest = self.storage.as_mut().get_mut(at..)?;
+        let len = (self.entry_len)(rest);
+        rest.get_mut(..len)
+    }
+
+    /// Removes the first entry.
+    pub(crate) fn pop_front(&mut self) {
+        self.ring.pop(self.storage.as_ref(), self.entry_len);
+    }
+
+    /// Offset of the entry after the one at `at`; `None` after the last.
+    pub(crate) fn after(&self, at: usize) -> Option<usize> {
+        let len = self.entry(at).map_or(0, <[u8]>::len);
+        self.ring.after(at, len)
+    }
+
+    /// Offsets of every entry, oldest first.
+    pub(crate) fn offsets(&self) -> impl Iterator<Item = usize> + '_ {
+        self.ring.offsets(self.storage.as_ref(), self.entry_len)
+    }
+
+    /// Every entry with its offset, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &[u8])> + '_ {
+        self.offsets()
+            .filter_map(move |at| self.entry(at).map(|entry| (at, entry)))
+    }
+
+    /// The entry at offset `at` (its whole length, as `entry_len` reads it).
+    pub(crate) fn entry(&self, at: usize) -> Option<&[u8]> {
+        let rest = self.storage.as_ref().get(at..)?;
+        let len = (self.entry_len)(rest);
+        rest.get(..len)
     }
 }
 
@@ -207,5 +313,27 @@ mod tests {
             at = r.after(o, len_of(&buf[o..]));
         }
         assert_eq!(walked, offs);
+    }
+
+    #[test]
+    fn an_entry_ring_reads_back_what_it_holds() {
+        let mut r = EntryRing::new([0u8; 10], len_of);
+        for len in [4u8, 4] {
+            let (_, e) = r.push(usize::from(len)).unwrap();
+            e.fill(len);
+        }
+        assert!(!r.fits(3) && r.fits(2));
+        r.pop_front();
+        // Three bytes fit before the first entry: the ring wraps.
+        assert!(r.fits(3) && !r.fits(5));
+        let (at, e) = r.push(3).unwrap();
+        e.fill(3);
+        assert_eq!(at, 0);
+        assert!(r.iter().eq([(4, &[4u8; 4][..]), (0, &[3u8; 3][..])]));
+        assert_eq!(r.after(4), Some(0));
+        assert_eq!(r.after(0), None);
+        r.clear();
+        assert_eq!(r.iter().count(), 0);
+        assert_eq!(r.push(11), None);
     }
 }

@@ -23,9 +23,13 @@
 //! The reserved set lives in caller storage ([`Schedule::table_len`] bytes), sorted by slot.
 //! A client that sets other slots' bits (jamming) costs at most `admit` base-length
 //! exchanges per reservation exchange and cannot take anyone's reservation away.
+//!
+//! Owns which slot each exchange belongs to; it must not know who owns a slot or what a
+//! cell carries.
 
 use heapless::Deque;
 
+use crate::field;
 use crate::wire::{Kind, Output, OutputsView, Params};
 
 /// Bytes of one reserved entry in the table: slot (u16 BE), length (u16 BE).
@@ -225,14 +229,10 @@ impl Schedule {
 
     /// The reserved `(slot, len)` pairs, sorted by slot.
     pub fn iter<'t>(&self, table: &'t [u8]) -> impl Iterator<Item = (u16, u16)> + 't {
-        table[..self.reserved as usize * ENTRY]
+        table
             .chunks_exact(ENTRY)
-            .map(|c| {
-                (
-                    u16::from_be_bytes([c[0], c[1]]),
-                    u16::from_be_bytes([c[2], c[3]]),
-                )
-            })
+            .take(self.reserved as usize)
+            .map(|c| (field::u16_at(c, 0), field::u16_at(c, 2)))
     }
 
     /// Whether `slot` is reserved.
@@ -241,18 +241,15 @@ impl Schedule {
     }
 
     fn entry(&self, table: &[u8], at: usize) -> (u16, u16) {
-        let c = &table[at * ENTRY..at * ENTRY + ENTRY];
-        (
-            u16::from_be_bytes([c[0], c[1]]),
-            u16::from_be_bytes([c[2], c[3]]),
-        )
+        let at = at * ENTRY;
+        (field::u16_at(table, at), field::u16_at(table, at + 2))
     }
 
     fn find(&self, table: &[u8], slot: u16) -> Result<usize, usize> {
         let (mut lo, mut hi) = (0usize, self.reserved as usize);
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let s = u16::from_be_bytes([table[mid * ENTRY], table[mid * ENTRY + 1]]);
+            let s = field::u16_at(table, mid * ENTRY);
             match s.cmp(&slot) {
                 core::cmp::Ordering::Less => lo = mid + 1,
                 core::cmp::Ordering::Greater => hi = mid,
@@ -271,8 +268,8 @@ impl Schedule {
         };
         let n = self.reserved as usize;
         table.copy_within(at * ENTRY..n * ENTRY, (at + 1) * ENTRY);
-        table[at * ENTRY..at * ENTRY + 2].copy_from_slice(&slot.to_be_bytes());
-        table[at * ENTRY + 2..at * ENTRY + 4].copy_from_slice(&len.to_be_bytes());
+        field::put(table, at * ENTRY, &slot.to_be_bytes());
+        field::put(table, at * ENTRY + 2, &len.to_be_bytes());
         self.reserved += 1;
         true
     }
@@ -280,7 +277,7 @@ impl Schedule {
     fn update(&mut self, table: &mut [u8], slot: u16, len: u16) -> bool {
         match self.find(table, slot) {
             Ok(at) => {
-                table[at * ENTRY + 2..at * ENTRY + 4].copy_from_slice(&len.to_be_bytes());
+                field::put(table, at * ENTRY + 2, &len.to_be_bytes());
                 true
             }
             Err(_) => false,

@@ -24,7 +24,9 @@ use std::vec::Vec;
 
 use crate::client::{Chunk, Client, ClientConfig, ClientEvent, Delivery, Upstream};
 use crate::crypto::{public_key, IntervalKey, PairKey};
-use crate::relay::{DownChunk, Downstream, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent};
+use crate::relay::{
+    DownChunk, Downstream, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage,
+};
 use crate::trustee::{Trustee, TrusteeConfig};
 use crate::wire::{self, ConnId};
 use crate::{Duration, Instant};
@@ -140,13 +142,13 @@ fn new_client(
         cell_len: cfg.cell_len,
         max_frame: cfg.max_frame,
         max_reserved: cfg.capacity,
-        ring_len: cfg.ring_len,
+        sent_len: cfg.ring_len,
         replay_len: cfg.replay_len,
         min_clients: cfg.min_clients,
         linger: cfg.linger,
         rng_seed: secret(4, i),
     };
-    Client::with_vec(&c).expect("client configuration")
+    Client::with_vecs(&c).expect("client configuration")
 }
 
 /// Application side of one client: bytes waiting per connection, bytes received.
@@ -412,12 +414,7 @@ impl Net {
             first_interval: 100,
             epoch: [9; 16],
         };
-        let relay = Relay::new(
-            rcfg,
-            vec![Peer::EMPTY; rcfg.peers_len()],
-            vec![0u8; rcfg.storage_len()],
-        )
-        .expect("relay configuration");
+        let relay = Relay::new(rcfg, RelayStorage::with_vecs(&rcfg)).expect("relay configuration");
         let clients = (0..n)
             .map(|i| new_client(&cfg, i, client_secrets[i], &trustee_pubs, slots[i]))
             .collect();

@@ -1,4 +1,6 @@
 //! Time as the core sees it: values handed in by the caller, never read from a clock.
+//!
+//! Owns the core's notion of time; it must not read a clock.
 
 use core::ops::{Add, Sub};
 

@@ -22,6 +22,9 @@
 //! D_n = SHA-256("dissent-rs v2 record" | D_(n-1) | n (u64 BE) | tag (0 data, 1 close)
 //!               | conn (u32 BE) | data length (u32 BE) | data)
 //! ```
+//!
+//! Owns the running hash every pad is bound to and the downstream chain; it must not
+//! decide what is shown (the roles do).
 
 use sha2::{Digest, Sha256};
 

@@ -11,14 +11,16 @@
 //! Each test says what protocol v1 did and first checks that the reaction it let the relay
 //! watch is real (so the test fails against v1), then that v2 keeps it hidden.
 
-// Test code: every unwrap() and expect() asserts on frames and state the test itself set up.
+// Test code: every index, unwrap() and expect() asserts on frames and state the test itself
+// set up.
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use dissent_core::bits;
 use dissent_core::client::{
-    Chunk, Client, ClientConfig, ClientError, ClientEvent, Delivery, OpenError, Upstream,
-    MAX_CONNECTIONS,
+    Chunk, Client, ClientConfig, ClientEvent, Delivery, IntervalError, OpenError, PeerError,
+    Upstream, MAX_CONNECTIONS,
 };
 use dissent_core::crypto::{
     public_key, xor_into, IntervalKey, PadEngine, PadNonce, PairKey, SerialPads,
@@ -116,7 +118,7 @@ fn client_config(
         cell_len: CELL,
         max_frame: MAX_FRAME,
         max_reserved: 8,
-        ring_len: 4096,
+        sent_len: 4096,
         replay_len: 2048,
         min_clients,
         linger: Duration::from_millis(5),
@@ -125,7 +127,7 @@ fn client_config(
 }
 
 fn new_client(cfg: &ClientConfig<'_>) -> Client<Vec<u8>> {
-    Client::with_vec(cfg).expect("client config")
+    Client::with_vecs(cfg).expect("client config")
 }
 
 /// A downstream record, as the relay shows it.
@@ -198,7 +200,7 @@ enum Out {
     /// Downstream bytes or a close handed to the application.
     Delivery(ConnId),
     /// `handle_frame` refused the frame.
-    Refused(ClientError),
+    Refused(PeerError),
 }
 
 fn deliver(app: &mut App, trace: &mut Vec<Out>, d: Delivery<'_>) {
@@ -270,7 +272,7 @@ struct Start {
 
 impl Start {
     fn body(&self) -> Vec<u8> {
-        frame_body(&Message::IntervalStart {
+        frame_body(&Message::IntervalStart(wire::IntervalStart {
             interval: self.interval,
             epoch: EPOCH,
             online: &bitmap(self.online.iter().copied()),
@@ -281,7 +283,7 @@ impl Start {
             head: self.head,
             oldest: 1,
             largest: self.largest,
-        })
+        }))
     }
 }
 
@@ -473,7 +475,7 @@ impl Mallory {
             .expect("Hello");
         assert!(matches!(
             Message::parse(body_of(&self.out[..n])),
-            Ok(Message::Hello { .. })
+            Ok(Message::Hello(wire::Hello { .. }))
         ));
     }
 
@@ -485,12 +487,12 @@ impl Mallory {
             .unwrap()
             .expect("Hello");
         self.traces[i].push(Out::Control(n));
-        let Ok(Message::Hello {
+        let Ok(Message::Hello(wire::Hello {
             nonce,
             proofs,
             resume,
             ..
-        }) = Message::parse(body_of(&self.out[..n]))
+        })) = Message::parse(body_of(&self.out[..n]))
         else {
             panic!("client {i} did not start with a Hello");
         };
@@ -513,7 +515,7 @@ impl Mallory {
 
     /// Hands client `i` one frame body and plays its shell: the cell first, then deliveries,
     /// events, control frames, and `prepare`.
-    fn feed(&mut self, i: usize, body: &[u8]) -> Result<Option<Vec<u8>>, ClientError> {
+    fn feed(&mut self, i: usize, body: &[u8]) -> Result<Option<Vec<u8>>, PeerError> {
         let handled = match self.clients[i].handle_frame(self.now, body, &mut self.out) {
             Ok(h) => h,
             Err(e) => {
@@ -654,9 +656,9 @@ impl Mallory {
         let mut macs: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
         let mut refused = Vec::new();
         for (t, (trustee, body)) in self.trustees.iter_mut().zip(bodies).enumerate() {
-            let Ok(Message::IntervalStart {
+            let Ok(Message::IntervalStart(wire::IntervalStart {
                 interval, online, ..
-            }) = Message::parse(body)
+            })) = Message::parse(body)
             else {
                 panic!("not a start");
             };
@@ -706,15 +708,15 @@ impl Mallory {
     }
 
     /// Client `i` is shown a start; the test keeps what it was shown.
-    fn show(&mut self, i: usize, body: &[u8]) -> Result<(), ClientError> {
+    fn show(&mut self, i: usize, body: &[u8]) -> Result<(), PeerError> {
         let cell = self.feed(i, body)?;
         assert_eq!(cell, None);
-        let Ok(Message::IntervalStart {
+        let Ok(Message::IntervalStart(wire::IntervalStart {
             interval,
             nonces,
             head,
             ..
-        }) = Message::parse(body)
+        })) = Message::parse(body)
         else {
             panic!("not a start");
         };
@@ -733,7 +735,7 @@ impl Mallory {
     }
 
     /// Client `i` gets its confirmations, then the records it missed, if it asked for any.
-    fn confirmed(&mut self, i: usize, interval: u32, macs: &[u8]) -> Result<(), ClientError> {
+    fn confirmed(&mut self, i: usize, interval: u32, macs: &[u8]) -> Result<(), PeerError> {
         self.feed(i, &frame_body(&Message::Confirmed { interval, macs }))?;
         let resume = self.hellos[i].as_mut().and_then(|h| h.resume.take());
         if let Some(r) = resume.filter(|r| r.epoch == EPOCH) {
@@ -853,13 +855,13 @@ impl Mallory {
             self.log.push(trustee_rec.clone());
         }
         transcript::append(&mut self.head, &trustee_rec.down());
-        let request = frame_body(&Message::TrusteeRequest {
+        let request = frame_body(&Message::TrusteeRequest(wire::TrusteeRequest {
             interval,
             exchange,
             kind,
             outputs: &outputs,
             head: self.head.hash,
-        });
+        }));
         let mut trustee_cells = Vec::new();
         for (t, trustee) in self.trustees.iter_mut().enumerate() {
             trustee
@@ -875,13 +877,13 @@ impl Mallory {
         let mut wrote = BTreeMap::new();
         for &i in to {
             let rec = shown(i);
-            let body = frame_body(&Message::ClientRequest {
+            let body = frame_body(&Message::ClientRequest(wire::ClientRequest {
                 interval,
                 exchange,
                 kind,
                 outputs: &outputs,
                 down: rec.down(),
-            });
+            }));
             let frame = self
                 .feed(i, &body)
                 .unwrap_or_else(|e| panic!("client {i} refused exchange {exchange}: {e}"))
@@ -1094,7 +1096,9 @@ fn history_equivocation_is_refused_before_the_owner_acts() {
             let theirs = m.forge_confirmations(other, confirmed);
             assert_eq!(
                 m.confirmed(other, 11, &theirs),
-                Err(ClientError::Unconfirmed { trustee: 0 })
+                Err(PeerError::Interval(IntervalError::Unconfirmed {
+                    trustee: 0
+                }))
             );
             for i in all().into_iter().filter(|&i| i != other) {
                 assert_eq!(m.traces[i][acked[i]..], [], "client {i} did something");
@@ -1477,7 +1481,9 @@ fn an_isolated_client_never_gets_an_exchange_decoded() {
     let theirs = m.forge_confirmations(0, &opened);
     assert_eq!(
         m.confirmed(0, 40, &theirs),
-        Err(ClientError::Unconfirmed { trustee: 0 })
+        Err(PeerError::Interval(IntervalError::Unconfirmed {
+            trustee: 0
+        }))
     );
 
     // A set below the client's own minimum is refused as soon as it is shown, whatever the
@@ -1488,7 +1494,10 @@ fn an_isolated_client_never_gets_an_exchange_decoded() {
     let body = m.start(41, &small, &nonces).body();
     assert_eq!(
         m.show(0, &body),
-        Err(ClientError::TooFewClients { online: 2, min: 3 })
+        Err(PeerError::Interval(IntervalError::TooFewClients {
+            online: 2,
+            min: 3
+        }))
     );
 }
 

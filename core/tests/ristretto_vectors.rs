@@ -5,6 +5,8 @@
 //! `docs/vectors/shuffle.py` (pure Python: its own Ristretto255, STROBE and merlin) verifies
 //! them and refuses tampered copies. To rewrite the file after a deliberate change:
 //! `DISSENT_WRITE_VECTORS=1 cargo test -p dissent-core --test ristretto_vectors`.
+// Test code: its indexing and unwraps are on fixtures it made itself.
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

@@ -1,12 +1,18 @@
 //! Protocol scenarios on the in-memory net ([`dissent_core::testkit`]): every behaviour that
 //! does not need real I/O is tested here, deterministically.
 
+// Test code: each index, unwrap() and expect() is on a fixture the test itself set up.
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 
-use dissent_core::client::{Client, ClientConfig, ClientError, NoUpstream};
+use dissent_core::client::{Client, ClientConfig, ClientStorage, NoUpstream};
 use dissent_core::crypto::public_key;
+use dissent_core::error::{ConfigError, IntervalError, PeerError, RequestError};
 use dissent_core::relay::PeerId;
+use dissent_core::relay::{Relay, RelayConfig, RelayStorage};
 use dissent_core::testkit::{frame_body, pattern, secret, Net, NetConfig, Node, GROUP, SESSION};
+use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeStorage};
 use dissent_core::wire::{self, ConnId, Kind, Message, Params};
 use dissent_core::{Duration, Instant};
 
@@ -210,7 +216,7 @@ fn bad_frames_cost_only_their_sender() {
 fn the_relay_refuses_hellos_that_do_not_match_the_link() {
     let mut net = Net::unconnected(NetConfig::new(2, 1, 64));
     let hello = |group: [u8; 16], role, index| {
-        frame_body(&Message::Hello {
+        frame_body(&Message::Hello(wire::Hello {
             version: wire::PROTOCOL_VERSION,
             group_id: group,
             session_id: SESSION,
@@ -220,7 +226,7 @@ fn the_relay_refuses_hellos_that_do_not_match_the_link() {
             max_frame: 16 * 1024,
             resume: None,
             proofs: &[0; 16],
-        })
+        }))
     };
     let now = net.now;
     let link = dissent_core::relay::LinkId(77);
@@ -254,7 +260,7 @@ fn the_relay_refuses_hellos_that_do_not_match_the_link() {
     assert!(r
         .handle_hello(now, link, PeerId::Client(0), &[1, 2, 3])
         .is_err());
-    let small = frame_body(&Message::Hello {
+    let small = frame_body(&Message::Hello(wire::Hello {
         version: wire::PROTOCOL_VERSION,
         group_id: GROUP,
         session_id: SESSION,
@@ -264,7 +270,7 @@ fn the_relay_refuses_hellos_that_do_not_match_the_link() {
         max_frame: 20,
         resume: None,
         proofs: &[0; 16],
-    });
+    }));
     assert!(r
         .handle_hello(now, link, PeerId::Client(1), &small)
         .is_err());
@@ -390,7 +396,10 @@ fn every_node_follows_the_same_schedule() {
             &mut out,
         )
         .unwrap_err();
-    assert_eq!(err, ClientError::WrongKind { exchange: 0 });
+    assert_eq!(
+        err,
+        PeerError::Request(RequestError::WrongKind { exchange: 0 })
+    );
 }
 
 #[test]
@@ -457,25 +466,29 @@ fn ten_thousand_clients_run_in_memory() {
 /// A client driven by hand-written relay frames (one trustee, two slots).
 fn lone_client() -> Client<Vec<u8>> {
     let trustee_pub = [public_key(&secret(2, 0))];
-    let cfg = ClientConfig {
+    Client::with_vecs(&lone_config(&trustee_pub)).unwrap()
+}
+
+/// The configuration of [`lone_client`], whose one trustee has key `trustee_pub`.
+fn lone_config(trustee_pub: &[[u8; 32]]) -> ClientConfig<'_> {
+    ClientConfig {
         index: 0,
         clients: 2,
         group_id: GROUP,
         session_id: SESSION,
         session_secret: secret(1, 0),
-        trustee_keys: &trustee_pub,
+        trustee_keys: trustee_pub,
         slot: 0,
         slots: 2,
         cell_len: 64,
         max_frame: 4096,
         max_reserved: 8,
-        ring_len: 4096,
+        sent_len: 4096,
         replay_len: 1024,
         min_clients: 1,
         linger: Duration::from_millis(5),
         rng_seed: secret(4, 0),
-    };
-    Client::with_vec(&cfg).unwrap()
+    }
 }
 
 fn params() -> Params {
@@ -490,7 +503,7 @@ fn params() -> Params {
 }
 
 fn start_body(interval: u32) -> Vec<u8> {
-    frame_body(&Message::IntervalStart {
+    frame_body(&Message::IntervalStart(wire::IntervalStart {
         interval,
         epoch: [1; 16],
         online: &[0b11],
@@ -501,7 +514,7 @@ fn start_body(interval: u32) -> Vec<u8> {
         head: dissent_core::transcript::genesis(&[1; 16]),
         oldest: 1,
         largest: 0,
-    })
+    }))
 }
 
 /// Starts `interval` on a fresh link, confirmed as the (single, honest) trustee would.
@@ -545,13 +558,13 @@ fn start_confirmed(c: &mut Client<Vec<u8>>, interval: u32) {
 }
 
 fn request(interval: u32, exchange: u64, kind: Kind) -> Vec<u8> {
-    frame_body(&Message::ClientRequest {
+    frame_body(&Message::ClientRequest(wire::ClientRequest {
         interval,
         exchange,
         kind,
         outputs: &[],
         down: wire::Down::None,
-    })
+    }))
 }
 
 fn cell_of(c: &mut Client<Vec<u8>>, body: &[u8]) -> Vec<u8> {
@@ -560,6 +573,96 @@ fn cell_of(c: &mut Client<Vec<u8>>, body: &[u8]) -> Vec<u8> {
         .handle_frame(Instant::from_micros(0), body, &mut out)
         .unwrap();
     out[..h.cell.unwrap()].to_vec()
+}
+
+#[test]
+fn storage_is_checked_region_by_region_and_longer_regions_serve_alike() {
+    // A client: each region one byte short is refused by name.
+    let trustee_pub = [public_key(&secret(2, 0))];
+    let cfg = lone_config(&trustee_pub);
+    let lens = cfg.storage_lens();
+    let sized = |short: &str, extra: usize| ClientStorage {
+        schedule: vec![0u8; lens.schedule + extra - usize::from(short == "schedule")],
+        stage: vec![0u8; lens.stage + extra - usize::from(short == "stage")],
+        sent: vec![0u8; lens.sent + extra - usize::from(short == "sent")],
+        replay: vec![0u8; lens.replay + extra - usize::from(short == "replay")],
+    };
+    for region in ["schedule", "stage", "sent", "replay"] {
+        assert_eq!(
+            Client::new(&cfg, sized(region, 0)).err(),
+            Some(ConfigError::StorageTooSmall(region))
+        );
+    }
+    // Longer regions serve as well as exact ones: the same cell, byte for byte.
+    let mut exact = Client::new(&cfg, sized("", 0)).unwrap();
+    let mut roomy = Client::new(&cfg, sized("", 100)).unwrap();
+    start_confirmed(&mut exact, 3);
+    start_confirmed(&mut roomy, 3);
+    let conn = exact.open().unwrap();
+    assert_eq!(roomy.open().unwrap(), conn);
+    for c in [&mut exact, &mut roomy] {
+        c.prepare(Instant::from_micros(0), &mut NoUpstream);
+    }
+    let cells: Vec<Vec<u8>> = [&mut exact, &mut roomy]
+        .into_iter()
+        .map(|c| cell_of(c, &request(3, 0, Kind::Reserve)))
+        .collect();
+    assert_eq!(cells[0], cells[1]);
+
+    // A trustee and a relay: the same check, by name.
+    let client_pubs = [public_key(&secret(1, 0)), public_key(&secret(1, 1))];
+    let tcfg = TrusteeConfig {
+        index: 0,
+        trustees: 1,
+        group_id: GROUP,
+        session_id: SESSION,
+        session_secret: secret(2, 0),
+        client_keys: &client_pubs,
+        slots: 2,
+        cell_len: 64,
+        max_reserved: 2,
+        max_frame: 4096,
+        rng_seed: secret(3, 0),
+        min_clients: 1,
+    };
+    let mut storage = TrusteeStorage::with_vecs(&tcfg);
+    storage.online.clear();
+    assert_eq!(
+        Trustee::new(&tcfg, storage).err(),
+        Some(ConfigError::StorageTooSmall("online"))
+    );
+    assert!(Trustee::new(&tcfg, TrusteeStorage::with_vecs(&tcfg)).is_ok());
+    let rcfg = RelayConfig {
+        group_id: GROUP,
+        session_id: SESSION,
+        clients: 2,
+        trustees: 1,
+        slots: 2,
+        cell_len: 64,
+        max_cell_len: 1024,
+        window: 8,
+        downstream_len: 512,
+        min_clients: 1,
+        idle_gap: Duration::from_millis(1),
+        idle_budget: 1 << 20,
+        exchange_budget: 1 << 20,
+        exchange_timeout: Duration::from_millis(100),
+        join_delay: Duration::from_millis(1),
+        probe_timeout: Duration::from_millis(100),
+        period: 4,
+        admit: 2,
+        capacity: 2,
+        log_len: 4096,
+        first_interval: 1,
+        epoch: [9; 16],
+    };
+    let mut storage = RelayStorage::with_vecs(&rcfg);
+    storage.log.pop();
+    assert_eq!(
+        Relay::new(rcfg, storage).err(),
+        Some(ConfigError::StorageTooSmall("log"))
+    );
+    assert!(Relay::new(rcfg, RelayStorage::with_vecs(&rcfg)).is_ok());
 }
 
 #[test]
@@ -572,11 +675,11 @@ fn a_replayed_interval_never_reuses_a_pad() {
     let mut out = vec![0u8; 4096];
     assert_eq!(
         c.handle_frame(now, &start_body(5), &mut out),
-        Err(ClientError::StaleInterval(5))
+        Err(PeerError::Interval(IntervalError::Stale(5)))
     );
     assert_eq!(
         c.handle_frame(now, &start_body(4), &mut out),
-        Err(ClientError::StaleInterval(4))
+        Err(PeerError::Interval(IntervalError::Stale(4)))
     );
     // On a new link the relay may replay it, but the client's link nonce is fresh.
     c.handle_disconnected(now);
@@ -597,11 +700,11 @@ fn a_client_refuses_requests_out_of_order_and_garbage() {
         .is_ok());
     assert!(matches!(
         c.handle_frame(now, &request(1, 5, Kind::Reserve), &mut out),
-        Err(ClientError::OutOfOrder { .. })
+        Err(PeerError::Request(RequestError::OutOfOrder { .. }))
     ));
     assert!(matches!(
         c.handle_frame(now, &request(2, 1, Kind::Reserve), &mut out),
-        Err(ClientError::WrongInterval { .. })
+        Err(PeerError::Request(RequestError::WrongInterval { .. }))
     ));
     // Garbage is an error, never a panic.
     for junk in [&[][..], &[0xFF][..], &[12, 1, 1][..], &[7, 1, 200, 1][..]] {
@@ -689,7 +792,10 @@ fn a_trustee_refuses_an_interval_below_its_anonymity_minimum() {
     });
     assert_eq!(
         net.trustees[0].handle_frame(now, &open),
-        Err(dissent_core::trustee::TrusteeError::TooFewClients { online: 1, min: 2 })
+        Err(PeerError::Interval(IntervalError::TooFewClients {
+            online: 1,
+            min: 2
+        }))
     );
     let _ = net.trustees[0].poll_transmit(&mut out);
     assert_eq!(net.trustees[0].interval(), None);

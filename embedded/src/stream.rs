@@ -5,10 +5,11 @@
 //! whose plaintexts, concatenated, are the frame stream `u32 BE length ‖ postcard body`
 //! (`dissent_core::wire`). A frame may span records and a record may hold several frames.
 //! [`Inbound`] keeps two caller-provided buffers: `raw` for stream bytes not yet forming a
-//! whole record, `plain` for opened plaintext not yet forming a whole frame. A record longer
-//! than `raw` or a frame longer than `plain` ends the link with a typed error instead of
-//! growing anything, so the relay must keep each record's plaintext within the frame limit
-//! the node declares. [`Outbound`] frames one message into a buffer and seals it in place.
+//! whole record, `plain` for opened plaintext not yet forming a whole frame. Records are
+//! split by the core's `RecordReader` and frames found by its `FrameReader`, as on the
+//! host. A record longer than `raw` or a frame longer than `plain` ends the link with a
+//! typed error instead of growing anything, so the relay must keep each record's plaintext
+//! within the frame limit the node declares. [`Outbound`] frames one message into a buffer and seals it in place.
 //!
 //! Pure code: it builds and is unit-tested on the host.
 
@@ -17,7 +18,7 @@ use core::fmt;
 use dissent_core::link::{
     LinkError, Opener, RecordReader, Sealer, HEADER_LEN, OVERHEAD, RESPONSE_LEN, TAG_LEN,
 };
-use dissent_core::wire::{self, WireError, FRAME_HEADER_LEN};
+use dissent_core::wire::{FrameReader, FrameStatus, WireError, FRAME_HEADER_LEN};
 
 /// Why the inbound stream of a link cannot go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,11 +179,15 @@ impl<'b> Inbound<'b> {
     /// Finds the first whole frame in `plain` and marks it consumed: (body offset, length).
     fn split_frame(&mut self) -> Result<Option<(usize, usize)>, StreamError> {
         let held = &self.plain[self.start..self.end];
-        match wire::split_frame(held).map_err(StreamError::Wire)? {
-            Some((body, used)) => {
-                let at = self.start + used - body.len();
+        let frames = FrameReader::new(self.plain.len());
+        match frames.read(held).map_err(|e| match e {
+            WireError::FrameTooLarge(n) => StreamError::FrameTooLarge(n),
+            e => StreamError::Wire(e),
+        })? {
+            FrameStatus::Frame { body, discard } => {
+                let at = self.start + discard - body.len();
                 let len = body.len();
-                self.start += used;
+                self.start += discard;
                 if self.start == self.end {
                     // Nothing left: the next plaintext goes to the front, after the caller
                     // is done with this body.
@@ -191,16 +196,7 @@ impl<'b> Inbound<'b> {
                 }
                 Ok(Some((at, len)))
             }
-            None => match held.first_chunk::<FRAME_HEADER_LEN>() {
-                Some(h)
-                    if FRAME_HEADER_LEN + u32::from_be_bytes(*h) as usize > self.plain.len() =>
-                {
-                    Err(StreamError::FrameTooLarge(
-                        FRAME_HEADER_LEN + u32::from_be_bytes(*h) as usize,
-                    ))
-                }
-                _ => Ok(None),
-            },
+            FrameStatus::Incomplete { .. } => Ok(None),
         }
     }
 
@@ -255,7 +251,7 @@ mod tests {
     // Test code only: each unwrap() is an assertion on a fixture.
     use dissent_core::crypto::public_key;
     use dissent_core::link::{Initiator, Responder, Transport};
-    use dissent_core::wire::Message;
+    use dissent_core::wire::{self, Message};
 
     use super::*;
 

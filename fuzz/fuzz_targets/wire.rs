@@ -1,10 +1,23 @@
-//! Every parser of bytes from the network: frames, messages, cell plaintexts and output lists.
+//! Every parser of bytes from the network: frames, messages, cell plaintexts and exchange
+//! outputs.
 #![no_main]
 
-use dissent_core::wire::{self, CellView, CellWriter, Message, OutputsView, Record};
+use dissent_core::wire::{
+    self, CellView, CellWriter, FrameReader, FrameStatus, Message, OutputsView, Record,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    // Frames: a body of exactly the declared length, within the reader's buffer.
+    let capacity = usize::from(data.first().copied().unwrap_or(0)) * 64;
+    match FrameReader::new(capacity).read(data) {
+        Ok(FrameStatus::Frame { body, discard }) => {
+            assert!(discard <= data.len() && discard <= capacity);
+            assert_eq!(discard, wire::FRAME_HEADER_LEN + body.len());
+        }
+        Ok(FrameStatus::Incomplete { needed }) => assert!(needed > 0),
+        Err(_) => {}
+    }
     if let Ok(Some((body, used))) = wire::split_frame(data) {
         assert!(used <= data.len());
         if let Ok(msg) = Message::parse(body) {
@@ -17,9 +30,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again, msg);
         }
     }
+    // A cell that parses is written again byte for byte from its records.
     if let Ok(cell) = CellView::parse(data) {
-        // A checked cell writes back to exactly its own bytes.
-        let mut out = vec![0xa5u8; data.len()];
+        let mut out = vec![0xAAu8; data.len()];
         let mut writer = CellWriter::new(&mut out);
         for record in cell.records() {
             match record {
@@ -27,24 +40,20 @@ fuzz_target!(|data: &[u8]| {
                     conn,
                     open,
                     payload,
-                } => {
-                    let buf = writer
-                        .reserve(conn, open, payload.len())
-                        .expect("a parsed record fits its own cell");
-                    buf.copy_from_slice(payload);
-                }
-                Record::Close { conn } => writer.push_close(conn).expect("a close fits"),
+                } => writer.push_data(conn, open, payload),
+                Record::Close { conn } => writer.push_close(conn),
             }
+            .expect("a parsed record fits its own cell");
         }
-        let used = writer.finish(cell.next());
-        assert_eq!(used, wire::NEXT_LEN + cell.records_len());
+        writer.finish(cell.next());
         assert_eq!(out, data);
     }
-    if let Some((&slots, rest)) = data.split_first() {
-        if let Ok(outputs) = OutputsView::parse(rest, u16::from(slots) * 8 + 1) {
-            for output in outputs.iter() {
-                let _ = output;
-            }
+    // Outputs for a group of as many slots as the first two bytes say.
+    if let Some((slots, rest)) = data.split_first_chunk::<2>() {
+        let slots = u16::from_be_bytes(*slots);
+        if let Ok(view) = OutputsView::parse(rest, slots) {
+            assert_eq!(view.as_bytes(), rest);
+            for _ in view.iter() {}
         }
     }
 });

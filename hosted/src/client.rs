@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use dissent_core::client::{
-    Chunk, Client, ClientConfig, ClientError, ClientEvent, Delivery, Upstream,
+    Chunk, Client, ClientConfig, ClientEvent, Delivery, PeerError, Upstream,
 };
 use dissent_core::wire::{ConnId, MAX_FRAME_BODY};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -164,13 +164,13 @@ fn core_client(group: &Group, node: &NodeSecrets, min_clients: u16) -> Result<Cl
             .slots
             .len()
             .min(usize::from(crate::config::RESERVED_SLOTS)) as u16,
-        ring_len: RING_LEN,
+        sent_len: RING_LEN,
         replay_len: REPLAY_LEN,
         min_clients,
         linger: dissent_core::Duration::from_micros(LINGER.as_micros() as u64),
         rng_seed,
     };
-    Client::with_vec(&cfg).map_err(|e| anyhow::anyhow!("client configuration: {e}"))
+    Client::with_vecs(&cfg).map_err(|e| anyhow::anyhow!("client configuration: {e}"))
 }
 
 /// Runs a client with a local listening port until Ctrl-C.
@@ -361,7 +361,7 @@ impl ClientNode {
                         None => None,
                     }
                 }
-                Err(ClientError::Goodbye(r)) => return Err(End::Goodbye(r)),
+                Err(PeerError::Goodbye(r)) => return Err(End::Goodbye(r)),
                 Err(e) => return Err(End::Lost(format!("dropping the relay link: {e}"))),
             };
             let flushed = link.sink.flush().await;

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use dissent_core::crypto::{xor_into, IntervalKey, PadEngine, PadNonce, PairKey, SerialPads};
-use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeError, TrusteeEvent};
+use dissent_core::trustee::{PeerError, Trustee, TrusteeConfig, TrusteeEvent};
 use dissent_core::wire::MAX_FRAME_BODY;
 use rand::RngCore;
 use rayon::prelude::*;
@@ -153,7 +153,7 @@ async fn serve(
         };
         match trustee.handle_frame(clock::core_now(origin), &body) {
             Ok(()) => {}
-            Err(TrusteeError::Goodbye(r)) => return End::Goodbye(r),
+            Err(PeerError::Goodbye(r)) => return End::Goodbye(r),
             Err(e) => return End::Lost(format!("bad frame from the relay: {e}")),
         }
         while let Some(ev) = trustee.poll_event() {

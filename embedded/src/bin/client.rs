@@ -18,7 +18,7 @@
 use core::cell::{Cell, RefCell};
 
 use dissent_core::client::{
-    Chunk, Client, ClientConfig, ClientError, ClientEvent, Delivery, Upstream,
+    Chunk, Client, ClientConfig, ClientEvent, ClientStorage, Delivery, PeerError, Upstream,
 };
 use dissent_core::schedule::Schedule;
 use dissent_core::wire::{ConnId, NodeRole};
@@ -54,11 +54,9 @@ const MAX_RESERVED: u16 = 256;
 const RING_LEN: usize = 8 * 1024;
 /// Bytes of downstream records taken back after a reconnect.
 const REPLAY_LEN: usize = 4 * 1024;
-/// The client's store.
-const STORE_LEN: usize = Schedule::table_len(MAX_RESERVED)
-    + DeviceClient::max_cell(MAX_FRAME as u32)
-    + RING_LEN
-    + REPLAY_LEN;
+/// The schedule table and the stage (one cell) of the client's storage.
+const TABLE_LEN: usize = Schedule::table_len(MAX_RESERVED);
+const STAGE_LEN: usize = DeviceClient::max_cell(MAX_FRAME as u32);
 /// The relay socket's buffers.
 const SOCKET_BUF: usize = 4096;
 /// A local socket's receive and send buffers.
@@ -205,15 +203,24 @@ fn start(spawner: Spawner, mut board: Board) {
         cell_len: node.cell_len as usize,
         max_frame: MAX_FRAME as u32,
         max_reserved: node.slots.min(MAX_RESERVED),
-        ring_len: RING_LEN,
+        sent_len: RING_LEN,
         replay_len: REPLAY_LEN,
         min_clients: node.min_clients,
         linger: LINGER,
         rng_seed: seed,
     };
     // Zeroed in place in .bss.
-    static STORE: ConstStaticCell<[u8; STORE_LEN]> = ConstStaticCell::new([0; STORE_LEN]);
-    let client = match Client::new(&config, &mut STORE.take()[..]) {
+    static TABLE: ConstStaticCell<[u8; TABLE_LEN]> = ConstStaticCell::new([0; TABLE_LEN]);
+    static STAGE: ConstStaticCell<[u8; STAGE_LEN]> = ConstStaticCell::new([0; STAGE_LEN]);
+    static SENT: ConstStaticCell<[u8; RING_LEN]> = ConstStaticCell::new([0; RING_LEN]);
+    static REPLAY: ConstStaticCell<[u8; REPLAY_LEN]> = ConstStaticCell::new([0; REPLAY_LEN]);
+    let storage = ClientStorage {
+        schedule: &mut TABLE.take()[..],
+        stage: &mut STAGE.take()[..],
+        sent: &mut SENT.take()[..],
+        replay: &mut REPLAY.take()[..],
+    };
+    let client = match Client::new(&config, storage) {
         Ok(c) => c,
         Err(e) => {
             println!("{}: {}", name, e);
@@ -321,7 +328,7 @@ async fn link(
             .await;
         let (mut sealer, mut opener) = transport.split();
         client.lock(|c| c.borrow_mut().handle_connected(now()));
-        let loss: Loss<RoleError<ClientError>> = loop {
+        let loss: Loss<RoleError<PeerError>> = loop {
             // Control frames, then stage what the applications have.
             let sent = transmit_all(&mut socket, &mut out, &mut sealer, |space| {
                 client.lock(|c| c.borrow_mut().poll_transmit(space))

@@ -12,7 +12,7 @@
 use dissent_core::bits::bitmap_len;
 use dissent_core::crypto::{IntervalKey, PairKey};
 use dissent_core::schedule::Schedule;
-use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeError, TrusteeEvent};
+use dissent_core::trustee::{PeerError, Trustee, TrusteeConfig, TrusteeEvent, TrusteeStorage};
 use dissent_core::wire::NodeRole;
 use dissent_embedded::stream::{frame_buffer_len, record_buffer_len};
 use dissent_embedded::uplink::{
@@ -35,7 +35,8 @@ const MAX_RECORD_PLAINTEXT: usize = frame_buffer_len(MAX_FRAME);
 /// The TCP socket's buffers.
 const SOCKET_BUF: usize = 4096;
 /// The online set and the schedule table.
-const STORE_LEN: usize = bitmap_len(MAX_CLIENTS) + Schedule::table_len(MAX_SLOTS as u16);
+const ONLINE_LEN: usize = bitmap_len(MAX_CLIENTS);
+const TABLE_LEN: usize = Schedule::table_len(MAX_SLOTS as u16);
 
 dissent_embedded::declare_capacity!(
     app: dissent_core::provision::TRUSTEE_APP,
@@ -98,14 +99,18 @@ fn start(spawner: Spawner, mut board: Board) {
         ConstStaticCell::new([PairKey::EMPTY; MAX_CLIENTS]);
     static KEYS: ConstStaticCell<[IntervalKey; MAX_CLIENTS]> =
         ConstStaticCell::new([IntervalKey::EMPTY; MAX_CLIENTS]);
-    static STORE: ConstStaticCell<[u8; STORE_LEN]> = ConstStaticCell::new([0; STORE_LEN]);
+    static ONLINE: ConstStaticCell<[u8; ONLINE_LEN]> = ConstStaticCell::new([0; ONLINE_LEN]);
+    static TABLE: ConstStaticCell<[u8; TABLE_LEN]> = ConstStaticCell::new([0; TABLE_LEN]);
     static TRUSTEE: StaticCell<DeviceTrustee> = StaticCell::new();
     let started = embassy_time::Instant::now();
     let made = Trustee::new(
         &config,
-        &mut PAIRS.take()[..],
-        &mut KEYS.take()[..],
-        &mut STORE.take()[..],
+        TrusteeStorage {
+            pairs: &mut PAIRS.take()[..],
+            interval_keys: &mut KEYS.take()[..],
+            online: &mut ONLINE.take()[..],
+            schedule: &mut TABLE.take()[..],
+        },
     );
     let trustee = match made {
         Ok(t) => TRUSTEE.init(t),
@@ -146,7 +151,7 @@ async fn link(
             .await;
         let (mut sealer, mut opener) = transport.split();
         trustee.handle_connected(now());
-        let loss: Loss<RoleError<TrusteeError>> = loop {
+        let loss: Loss<RoleError<PeerError>> = loop {
             // Everything the trustee has to send, then the next frame from the relay.
             let sent = transmit_all(&mut socket, &mut out, &mut sealer, |space| {
                 let polled = trustee.poll_transmit(space);

@@ -152,7 +152,7 @@ impl Dialer {
                             "relay {} not reachable yet ({e}); retrying with backoff",
                             self.relay
                         );
-                    } else if self.failures % 20 == 0 && !self.quiet {
+                    } else if self.failures.is_multiple_of(20) && !self.quiet {
                         info!(
                             "still waiting for the relay at {} ({e}); next try in {:.1} s",
                             self.relay,

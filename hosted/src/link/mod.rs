@@ -18,7 +18,7 @@ use dissent_core::link::{
     Initiator, LinkError, Opener, RecordReader, Responder, Sealer, Transport, HEADER_LEN,
     MAX_PLAINTEXT, MAX_RECORD, OVERHEAD, REQUEST_LEN, RESPONSE_LEN,
 };
-use dissent_core::wire;
+use dissent_core::wire::{self, FrameReader, FrameStatus};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -113,11 +113,14 @@ impl<R: AsyncRead + Unpin> LinkReader<R> {
 
     /// Takes the first frame's body out of `plain` if it is complete.
     fn take_frame(&mut self) -> io::Result<Option<Bytes>> {
-        let split = wire::split_frame(&self.plain).map_err(|e| invalid(e.to_string()))?;
-        let Some((start, used)) = split.map(|(body, used)| (used - body.len(), used)) else {
+        let status = FrameReader::unbounded()
+            .read(&self.plain)
+            .map_err(|e| invalid(e.to_string()))?;
+        let FrameStatus::Frame { body, discard } = status else {
             return Ok(None);
         };
-        let mut frame = self.plain.split_to(used);
+        let start = discard - body.len();
+        let mut frame = self.plain.split_to(discard);
         frame.advance(start);
         Ok(Some(frame.freeze()))
     }

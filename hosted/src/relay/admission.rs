@@ -1032,7 +1032,7 @@ mod tests {
             adm.handle_timeout(now);
             token += 1;
             adm.handle_accept(now, token, A);
-            if steps % 10_000 == 0 {
+            if steps.is_multiple_of(10_000) {
                 token += 1;
                 adm.handle_accept(now, token, A);
                 member_links.push((token, steps));

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use dissent_core::relay::{
     Destination, HelloOutcome, LinkId, Peer, PeerId, ProbeOutcome, Relay, RelayConfig, RelayEvent,
-    Waiting,
+    RelayStorage, Waiting,
 };
 use dissent_core::wire::GoodbyeReason;
 use rand::RngCore;
@@ -215,12 +215,8 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
             .unwrap_or(0),
         epoch,
     };
-    let relay = Relay::new(
-        cfg,
-        vec![Peer::EMPTY; cfg.peers_len()],
-        vec![0u8; cfg.storage_len()],
-    )
-    .map_err(|e| anyhow::anyhow!("relay configuration: {e}"))?;
+    let relay = Relay::new(cfg, RelayStorage::with_vecs(&cfg))
+        .map_err(|e| anyhow::anyhow!("relay configuration: {e}"))?;
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;

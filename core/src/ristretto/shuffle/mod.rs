@@ -207,7 +207,7 @@ fn check_shape(
         return Err(ShuffleError::Width);
     }
     let row = row_len(width);
-    if inputs.is_empty() || inputs.len() % row != 0 || inputs.len() / row > MAX_ROWS {
+    if inputs.is_empty() || !inputs.len().is_multiple_of(row) || inputs.len() / row > MAX_ROWS {
         return Err(ShuffleError::Rows);
     }
     let n = inputs.len() / row;

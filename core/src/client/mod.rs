@@ -1,0 +1,463 @@
+//! The client role: answers every exchange with a cell, writing data in its own slot.
+//!
+//! Call order for one link to the relay:
+//!
+//! 1. [`Client::handle_connected`] when the link is up, then drain [`Client::poll_transmit`]
+//!    (the first frame is the Hello).
+//! 2. For every frame body received: [`Client::handle_frame`]. If it returns a cell, send
+//!    it *first*; then hand its downstream delivery (if any) and every
+//!    [`Client::poll_replay`] to the application, even if the cell could not be sent (the
+//!    client is past that record now); then [`Client::poll_event`] until `None`;
+//!    then [`Client::poll_transmit`] until `None`; then [`Client::prepare`].
+//! 3. Whenever the application has new bytes or closes a connection: [`Client::prepare`].
+//! 4. [`Client::handle_disconnected`] when the link drops. Connections stay open: after
+//!    reconnecting, the client asks for the downstream records it missed, and cells the
+//!    relay had not decoded are sent again.
+//!
+//! **Same work whether owner or not.** A cell is computed the moment its request arrives:
+//! copy a plaintext (the prepared one in an owned slot, zeros otherwise), XOR the pads, done.
+//! Pulling application bytes, bookkeeping of sent cells and delivering downstream bytes all
+//! happen outside that path ([`Client::prepare`], and the shell's delivery after sending).
+//!
+//! **Acting only on a view everyone shares.** The client acknowledges the view it was shown
+//! to every trustee ([`Message::Ack`]); a trustee confirms it ([`Message::Confirmed`]) only
+//! after every member's acknowledgement matched its own view. Interval parameters (history,
+//! downstream head, online set) are acted on only once every trustee has confirmed, so
+//! they are the same for every member. Each exchange's cell is keyed by the transcript of
+//! everything shown so far, so a relay that shows clients different things later gets noise.
+//!
+//! Storage ([`ClientStorage`], one region per field, sized by
+//! [`ClientConfig::storage_lens`]): the schedule table, the stage (the next owned cell's
+//! records), a ring of sent cells not yet confirmed, and a buffer for replayed downstream
+//! records.
+//!
+//! Files, one concern each: `config.rs` (parameters), `storage.rs` (the caller's storage),
+//! `interval.rs` (an interval's view, confirmed before it is acted on), `request.rs` (the
+//! cell of each exchange), `stage.rs` (bytes waiting for the next owned cell), `sent.rs`
+//! (sent cells kept until they decoded, and sent again otherwise), `replay.rs` (records
+//! missed while away). This file holds the state and the entry points; the logic of each
+//! concern stays in its file. No file here reads a clock, a socket or an RNG.
+
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use chacha20::ChaCha20;
+use heapless::index_map::FnvIndexMap;
+use heapless::{Deque, Vec};
+
+use crate::crypto::{IntervalKey, PairKey};
+pub use crate::error::{ConfigError, IntervalError, OpenError, PeerError, RequestError};
+use crate::time::{Duration, Instant};
+use crate::wire::{self, ConnId, Head, Hello, Kind, Message, NodeRole, Resume, WireError};
+use crate::{MAC_LEN, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
+
+mod config;
+mod interval;
+mod replay;
+mod request;
+mod sent;
+mod stage;
+mod storage;
+
+use config::max_cell;
+pub use config::ClientConfig;
+use interval::{Phase, Running};
+use replay::ReplayBuffer;
+use sent::SentRing;
+use stage::Stage;
+pub use storage::{ClientStorage, ClientStorageLens};
+
+/// Most connections one client has open at once.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// A piece of upstream data offered by the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    /// `len` bytes, already written to the start of the buffer, for `conn`.
+    Data {
+        /// The connection.
+        conn: ConnId,
+        /// Bytes written (at least 1, at most the buffer's length).
+        len: usize,
+    },
+    /// The application finished sending on `conn`.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// Source of upstream bytes, pulled by [`Client::prepare`].
+pub trait Upstream {
+    /// Writes the next bytes of some connection into `buf`, or reports a close.
+    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk>;
+    /// Bytes still waiting after what was pulled (a hint for the next cell's length).
+    fn pending(&self) -> usize {
+        0
+    }
+}
+
+/// An [`Upstream`] with nothing to send.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoUpstream;
+
+impl Upstream for NoUpstream {
+    fn next_chunk(&mut self, _buf: &mut [u8]) -> Option<Chunk> {
+        None
+    }
+}
+
+/// Downstream for one of this client's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery<'a> {
+    /// Bytes for `conn`.
+    Data {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        data: &'a [u8],
+    },
+    /// The exit closed `conn`; it is gone.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// What handling one frame produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[must_use]
+pub struct Handled<'a> {
+    /// Length of the cell frame written to `out`: send it before anything else.
+    pub cell: Option<usize>,
+    /// Downstream bytes for one of this client's connections (after sending the cell).
+    pub delivery: Option<Delivery<'a>>,
+}
+
+/// Things the application should know about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// An interval with this client started (its view confirmed by every trustee).
+    IntervalStarted {
+        /// The interval number.
+        interval: u32,
+        /// Clients in it (the anonymity set).
+        clients: usize,
+    },
+    /// `conn` ended without a close from the exit: bytes of it were lost for good (the
+    /// relay forgot an exchange, or the client was away longer than the relay's log).
+    /// Nothing is sent upstream for it; the exit closes its side when idle.
+    Lost {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// What the client knows of one of its connections.
+#[derive(Debug, Clone, Copy, Default)]
+struct Conn {
+    /// Its OPEN record has been staged.
+    announced: bool,
+    /// The application finished sending (its close was staged).
+    finished: bool,
+}
+
+/// Client state machine.
+pub struct Client<B> {
+    index: u16,
+    clients: u16,
+    group_id: [u8; 16],
+    session_id: [u8; 16],
+    slot: u16,
+    slots: u16,
+    cell_len: usize,
+    max_cell: usize,
+    max_frame: u32,
+    max_reserved: u16,
+    min_clients: u16,
+    linger: Duration,
+    rng: ChaCha20,
+    /// The key shared with each trustee.
+    pairs: Vec<PairKey, MAX_TRUSTEES>,
+    /// The running interval's pad key with each trustee.
+    interval_keys: Vec<IntervalKey, MAX_TRUSTEES>,
+    link_nonce: [u8; NONCE_LEN],
+    last_interval: Option<u32>,
+    phase: Phase,
+    hello_pending: bool,
+    probe_reply: Option<u64>,
+    /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
+    unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
+    /// The relay instance and downstream head this client holds, if any.
+    epoch: Option<[u8; 16]>,
+    head: Head,
+    /// The schedule's table of reserved slots.
+    schedule: B,
+    stage: Stage<B>,
+    sent: SentRing<B>,
+    replay: ReplayBuffer<B>,
+    /// Bytes the application said were still waiting when the stage was last filled.
+    pending_hint: usize,
+    last_data: Option<Instant>,
+    /// The `Next` of this client's last owned cell.
+    announced_next: u16,
+    connections: FnvIndexMap<ConnId, Conn, MAX_CONNECTIONS>,
+    events: Deque<ClientEvent, { MAX_CONNECTIONS + 8 }>,
+}
+
+#[cfg(feature = "std")]
+impl Client<std::vec::Vec<u8>> {
+    /// A client with its storage in `Vec`s sized for `config`.
+    pub fn with_vecs(config: &ClientConfig<'_>) -> Result<Self, ConfigError> {
+        Client::new(config, ClientStorage::with_vecs(config))
+    }
+}
+
+impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
+    /// Largest cell a client with frame limit `max_frame` can build.
+    pub const fn max_cell(max_frame: u32) -> usize {
+        max_cell(max_frame)
+    }
+
+    /// Creates a client in `storage`, each of whose regions holds at least what
+    /// [`ClientConfig::storage_lens`] says.
+    pub fn new(config: &ClientConfig<'_>, storage: ClientStorage<B>) -> Result<Self, ConfigError> {
+        config.check()?;
+        storage.check(&config.storage_lens())?;
+        let mut pairs = Vec::new();
+        for key in config.trustee_keys {
+            let pair = PairKey::agree(
+                &config.session_secret,
+                key,
+                true,
+                &config.group_id,
+                &config.session_id,
+            )
+            .map_err(ConfigError::Key)?;
+            // At most MAX_TRUSTEES keys, checked above.
+            let _ = pairs.push(pair);
+        }
+        let ClientStorage {
+            schedule,
+            stage,
+            sent,
+            replay,
+        } = storage;
+        Ok(Client {
+            index: config.index,
+            clients: config.clients,
+            group_id: config.group_id,
+            session_id: config.session_id,
+            slot: config.slot,
+            slots: config.slots,
+            cell_len: config.cell_len,
+            max_cell: max_cell(config.max_frame),
+            max_frame: config.max_frame,
+            max_reserved: config.max_reserved,
+            min_clients: config.min_clients,
+            linger: config.linger,
+            rng: ChaCha20::new(&config.rng_seed.into(), &[0u8; 12].into()),
+            pairs,
+            interval_keys: Vec::new(),
+            link_nonce: [0; NONCE_LEN],
+            last_interval: None,
+            phase: Phase::Disconnected,
+            hello_pending: false,
+            probe_reply: None,
+            unreported: Deque::new(),
+            epoch: None,
+            head: Head {
+                seq: 0,
+                bytes: 0,
+                hash: [0; 32],
+            },
+            schedule,
+            stage: Stage::new(stage),
+            sent: SentRing::new(sent),
+            replay: ReplayBuffer::new(replay),
+            pending_hint: 0,
+            last_data: None,
+            announced_next: 0,
+            connections: FnvIndexMap::new(),
+            events: Deque::new(),
+        })
+    }
+
+    /// This client's pseudonym slot.
+    pub fn slot(&self) -> u16 {
+        self.slot
+    }
+
+    /// The interval this client is sending in, once its view is confirmed.
+    pub fn interval(&self) -> Option<u32> {
+        match &self.phase {
+            Phase::Running(r) => Some(r.interval),
+            _ => None,
+        }
+    }
+
+    /// Opens a new connection and returns its Conn# (random low bits, never in use).
+    pub fn open(&mut self) -> Result<ConnId, OpenError> {
+        if self.connections.len() >= MAX_CONNECTIONS {
+            return Err(OpenError::TooManyConnections);
+        }
+        loop {
+            let mut low = [0u8; 2];
+            // The keystream of one seed lasts 256 GiB.
+            self.rng.apply_keystream(&mut low);
+            let conn = ConnId::new(self.slot, u16::from_be_bytes(low));
+            if low != [0, 0] && !self.connections.contains_key(&conn) {
+                // Capacity checked above.
+                let _ = self.connections.insert(conn, Conn::default());
+                return Ok(conn);
+            }
+        }
+    }
+
+    /// Whether `conn` is open (in at least one direction).
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.connections.contains_key(&conn)
+    }
+
+    /// Number of open connections.
+    pub fn connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// The link to the relay is up.
+    pub fn handle_connected(&mut self, _now: Instant) {
+        // The keystream of one seed lasts 256 GiB: 2^34 links.
+        self.link_nonce = [0; NONCE_LEN];
+        self.rng.apply_keystream(&mut self.link_nonce);
+        self.last_interval = None;
+        self.phase = Phase::AwaitStart;
+        self.hello_pending = true;
+        self.probe_reply = None;
+        self.unreported.clear();
+        self.interval_keys.clear();
+    }
+
+    /// The link to the relay is gone. Connections stay open; cells not yet confirmed are
+    /// settled against the history of the next interval.
+    pub fn handle_disconnected(&mut self, _now: Instant) {
+        self.phase = Phase::Disconnected;
+        self.hello_pending = false;
+        self.probe_reply = None;
+        self.unreported.clear();
+        self.interval_keys.clear();
+        self.replay.clear();
+    }
+
+    /// Handles one frame body from the relay. A returned cell (written to `out`, which must
+    /// hold a frame of `max_frame` bytes) must be sent before the delivery is acted on.
+    pub fn handle_frame<'a>(
+        &mut self,
+        now: Instant,
+        body: &'a [u8],
+        out: &mut [u8],
+    ) -> Result<Handled<'a>, PeerError> {
+        if matches!(self.phase, Phase::Disconnected) {
+            return Err(PeerError::Unexpected);
+        }
+        match Message::parse(body)? {
+            Message::Goodbye { reason } => Err(PeerError::Goodbye(reason)),
+            Message::Probe { nonce } => {
+                self.probe_reply = Some(nonce);
+                Ok(Handled::default())
+            }
+            Message::IntervalStart(start) => {
+                self.on_interval_start(body, start)?;
+                Ok(Handled::default())
+            }
+            Message::Confirmed { interval, macs } => {
+                self.on_confirmed(interval, macs)?;
+                Ok(Handled::default())
+            }
+            Message::Replay { seq, down } => {
+                self.on_replay(seq, down)?;
+                Ok(Handled::default())
+            }
+            Message::ClientRequest(request) => self.on_request(now, request, out),
+            _ => Err(PeerError::Unexpected),
+        }
+    }
+
+    /// Next event for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Writes the next control frame to send into `out` and returns its length.
+    pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, WireError> {
+        if self.hello_pending {
+            let mut proofs = [0u8; MAX_TRUSTEES * MAC_LEN];
+            for (pair, p) in self.pairs.iter().zip(proofs.chunks_exact_mut(MAC_LEN)) {
+                p.copy_from_slice(&pair.presence_proof(
+                    &self.group_id,
+                    &self.session_id,
+                    self.index,
+                    &self.link_nonce,
+                ));
+            }
+            let n = Message::Hello(Hello {
+                version: wire::PROTOCOL_VERSION,
+                group_id: self.group_id,
+                session_id: self.session_id,
+                role: NodeRole::Client,
+                index: self.index,
+                nonce: self.link_nonce,
+                max_frame: self.max_frame,
+                resume: self.epoch.map(|epoch| Resume {
+                    epoch,
+                    seq: self.head.seq,
+                    limit: self.replay.capacity().min(u32::MAX as usize) as u32,
+                }),
+                proofs: proofs.get(..self.pairs.len() * MAC_LEN).unwrap_or(&[]),
+            })
+            .emit_frame(out)?;
+            self.hello_pending = false;
+            return Ok(Some(n));
+        }
+        if let Some(nonce) = self.probe_reply {
+            let n = Message::ProbeReply { nonce }.emit_frame(out)?;
+            self.probe_reply = None;
+            return Ok(Some(n));
+        }
+        if let Phase::AwaitConfirm {
+            acked: acked @ false,
+            shown,
+        } = &mut self.phase
+        {
+            let running = &shown.running;
+            let view = running.transcript.hash();
+            let mut macs = [0u8; MAX_TRUSTEES * MAC_LEN];
+            for (pair, m) in self.pairs.iter().zip(macs.chunks_exact_mut(MAC_LEN)) {
+                m.copy_from_slice(&pair.acknowledgement(view));
+            }
+            let n = Message::Ack {
+                interval: running.interval,
+                macs: macs.get(..self.pairs.len() * MAC_LEN).unwrap_or(&[]),
+            }
+            .emit_frame(out)?;
+            *acked = true;
+            return Ok(Some(n));
+        }
+        Ok(None)
+    }
+
+    fn push_event(&mut self, event: ClientEvent) {
+        if self.events.is_full() {
+            self.events.pop_front();
+        }
+        let _ = self.events.push_back(event);
+    }
+}
+
+impl<B> core::fmt::Debug for Client<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("index", &self.index)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}

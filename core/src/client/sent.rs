@@ -1,0 +1,372 @@
+//! Cells this client sent in its own slot that the relay has not yet decoded for sure,
+//! kept so they can be sent again when an interval ends before they decoded.
+//!
+//! They live in [`ClientStorage::sent`](super::ClientStorage), oldest first, each entry
+//! contiguous:
+//!
+//! ```text
+//! Entry = State (u8) ‖ Interval (u32 BE) ‖ Exchange (u64 BE) ‖ Len (u16 BE)
+//!       ‖ Records (Len bytes, the cell's records as in wire::CellView)
+//! ```
+//!
+//! Owns the entries, their states and the cursor into the entry being sent again. It must
+//! not stage anything itself (`stage.rs` pulls records to send again from here).
+
+use heapless::Vec;
+
+use super::{Client, ClientEvent, MAX_CONNECTIONS};
+use crate::field;
+use crate::ring::EntryRing;
+use crate::wire::{CellView, ConnId, IntervalRecord};
+
+/// Field offsets of an entry.
+mod layout {
+    pub(super) const STATE: usize = 0;
+    pub(super) const INTERVAL: usize = 1;
+    pub(super) const EXCHANGE: usize = 5;
+    pub(super) const LEN: usize = 13;
+    pub(super) const RECORDS: usize = 15;
+}
+
+/// Bytes of an entry before its records.
+pub(super) const HEADER_LEN: usize = layout::RECORDS;
+
+/// Where a sent cell stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    /// Sent; not known to have decoded.
+    Sent = 1,
+    /// Decoded: done with, dropped from the front.
+    Confirmed = 2,
+    /// Abandoned by an interval's end: its records go out again.
+    Resend = 3,
+    /// Sent in an interval the relay no longer remembers: its connections end.
+    Lost = 4,
+}
+
+impl State {
+    fn from_byte(b: u8) -> Option<State> {
+        match b {
+            1 => Some(State::Sent),
+            2 => Some(State::Confirmed),
+            3 => Some(State::Resend),
+            4 => Some(State::Lost),
+            _ => None,
+        }
+    }
+}
+
+/// A checked view of one entry.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SentEntry<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> SentEntry<'a> {
+    /// Checks that `bytes` hold a whole entry, header and records.
+    pub(super) fn new_checked(bytes: &'a [u8]) -> Option<Self> {
+        (bytes.len() >= HEADER_LEN).then_some(())?;
+        bytes
+            .get(..entry_len(bytes))
+            .map(|bytes| SentEntry { bytes })
+    }
+
+    pub(super) fn state(&self) -> Option<State> {
+        State::from_byte(field::u8_at(self.bytes, layout::STATE))
+    }
+
+    pub(super) fn interval(&self) -> u32 {
+        field::u32_at(self.bytes, layout::INTERVAL)
+    }
+
+    pub(super) fn exchange(&self) -> u64 {
+        field::u64_at(self.bytes, layout::EXCHANGE)
+    }
+
+    /// The cell's records.
+    pub(super) fn records(&self) -> &'a [u8] {
+        self.bytes.get(HEADER_LEN..).unwrap_or(&[])
+    }
+}
+
+/// An entry's whole length, read from its `Len` field.
+fn entry_len(bytes: &[u8]) -> usize {
+    HEADER_LEN + usize::from(field::u16_at(bytes, layout::LEN))
+}
+
+/// Writes an entry's header into `entry`.
+fn emit_header(entry: &mut [u8], state: State, interval: u32, exchange: u64, records: usize) {
+    field::put(entry, layout::STATE, &[state as u8]);
+    field::put(entry, layout::INTERVAL, &interval.to_be_bytes());
+    field::put(entry, layout::EXCHANGE, &exchange.to_be_bytes());
+    field::put(entry, layout::LEN, &(records as u16).to_be_bytes());
+}
+
+/// The sent cells not yet known to have decoded.
+#[derive(Debug)]
+pub(super) struct SentRing<B> {
+    entries: EntryRing<B>,
+    /// Where the next record to send again starts, in the first `Resend` entry (an offset
+    /// into the storage).
+    pub(super) resend_at: Option<usize>,
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
+    pub(super) fn new(storage: B) -> Self {
+        SentRing {
+            entries: EntryRing::new(storage, entry_len),
+            resend_at: None,
+        }
+    }
+
+    /// Forgets every entry.
+    pub(super) fn clear(&mut self) {
+        self.entries.clear();
+        self.resend_at = None;
+    }
+
+    /// Most cell content the ring can keep once sent (two entries' headers: a sent prefix
+    /// and, should the interval end, the rest); more could not be sent again.
+    pub(super) fn room(&self) -> usize {
+        self.entries.max_push().saturating_sub(2 * HEADER_LEN)
+    }
+
+    /// Appends an entry for `records` bytes of records, which the caller writes into the
+    /// returned slice; `None` if they do not fit.
+    pub(super) fn push(
+        &mut self,
+        state: State,
+        interval: u32,
+        exchange: u64,
+        records: usize,
+    ) -> Option<&mut [u8]> {
+        let (_, entry) = self.entries.push(HEADER_LEN + records)?;
+        emit_header(entry, state, interval, exchange, records);
+        entry.get_mut(HEADER_LEN..)
+    }
+
+    /// Every entry with its offset, oldest first.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (usize, SentEntry<'_>)> + '_ {
+        self.entries
+            .iter()
+            .filter_map(|(at, bytes)| SentEntry::new_checked(bytes).map(|e| (at, e)))
+    }
+
+    /// The entry at offset `at`.
+    pub(super) fn entry(&self, at: usize) -> Option<SentEntry<'_>> {
+        self.entries.entry(at).and_then(SentEntry::new_checked)
+    }
+
+    /// Sets the state of the entry at offset `at`.
+    pub(super) fn set_state(&mut self, at: usize, state: State) {
+        if let Some(entry) = self.entries.entry_mut(at) {
+            field::put(entry, layout::STATE, &[state as u8]);
+        }
+    }
+
+    /// The records of the entry at offset `at`, to change in place.
+    pub(super) fn records_mut(&mut self, at: usize) -> Option<&mut [u8]> {
+        self.entries.entry_mut(at)?.get_mut(HEADER_LEN..)
+    }
+
+    /// Whether some cell waits to be sent again.
+    pub(super) fn resend_pending(&self) -> bool {
+        self.iter().any(|(_, e)| e.state() == Some(State::Resend))
+    }
+
+    /// Drops the confirmed entries at the front.
+    pub(super) fn pop_done(&mut self) {
+        while let Some(at) = self.entries.front() {
+            let Some(entry) = self.entry(at) else {
+                break;
+            };
+            if entry.state() != Some(State::Confirmed) {
+                break;
+            }
+            let len = entry.bytes.len();
+            if self.resend_at.is_some_and(|r| r >= at && r < at + len) {
+                self.resend_at = None;
+            }
+            self.entries.pop_front();
+        }
+    }
+
+    /// Marks as confirmed the cells of `interval` up to exchange `below`, which decoded
+    /// before the relay issued the current request.
+    pub(super) fn confirm_up_to(&mut self, interval: u32, below: u64) {
+        let sent: Vec<(usize, u32, u64), 64> = self
+            .iter()
+            .filter(|(_, e)| e.state() == Some(State::Sent))
+            .take(64)
+            .map(|(at, e)| (at, e.interval(), e.exchange()))
+            .collect();
+        for (at, i, e) in sent {
+            if i == interval && e <= below {
+                self.set_state(at, State::Confirmed);
+            } else if i == interval {
+                break;
+            }
+        }
+        self.pop_done();
+    }
+
+    /// Sorts the sent cells of intervals before `current` by `history`: decoded ones are
+    /// done, abandoned ones are to be sent again, and those of forgotten intervals lost.
+    /// Returns whether any is lost and whether any is to be sent again.
+    fn sort(&mut self, current: u32, history: &[IntervalRecord]) -> (bool, bool) {
+        let mut lost_any = false;
+        let mut resend_any = false;
+        let entries: Vec<(usize, Option<State>, u32, u64), 256> = self
+            .iter()
+            .take(256)
+            .map(|(at, e)| (at, e.state(), e.interval(), e.exchange()))
+            .collect();
+        for (at, state, interval, exchange) in entries {
+            if state != Some(State::Sent) || interval == current {
+                resend_any |= state == Some(State::Resend);
+                continue;
+            }
+            let state = match history.iter().find(|h| h.interval == interval) {
+                Some(h) if exchange < h.done => State::Confirmed,
+                Some(_) => {
+                    resend_any = true;
+                    State::Resend
+                }
+                None => {
+                    lost_any = true;
+                    State::Lost
+                }
+            };
+            self.set_state(at, state);
+        }
+        (lost_any, resend_any)
+    }
+}
+
+impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
+    /// Sorts unconfirmed cells at the start of a confirmed interval: decoded ones are done,
+    /// abandoned ones are sent again first, and those of forgotten intervals are lost.
+    pub(super) fn settle(&mut self, current: u32, history: &[IntervalRecord]) {
+        // Cells an earlier interval's end left to send again and not all sent yet: their
+        // bytes come after those sent again since (behind them in the ring) and the stage.
+        let waiting = self
+            .sent
+            .iter()
+            .take_while(|(_, e)| e.state() == Some(State::Resend))
+            .count();
+        let (lost_any, resend_any) = self.sent.sort(current, history);
+        if lost_any {
+            self.lose_lost_entries();
+        }
+        self.sent.pop_done();
+        if resend_any && !self.stage.is_empty() {
+            // Bytes staged but never sent go after the ones to send again.
+            self.requeue_stage();
+        }
+        let entries = self.sent.iter().count();
+        if waiting > 0 && entries > waiting {
+            self.move_to_back(waiting);
+            self.sent.pop_done();
+        }
+        self.purge_stage();
+    }
+
+    /// Ends the connections named in lost entries, which are then done.
+    fn lose_lost_entries(&mut self) {
+        loop {
+            let Some((at, gone)) = self
+                .sent
+                .iter()
+                .find(|(_, e)| e.state() == Some(State::Lost))
+                .map(|(at, e)| (at, connections_in(e.records())))
+            else {
+                return;
+            };
+            self.sent.set_state(at, State::Confirmed);
+            self.lose(gone);
+        }
+    }
+
+    /// Moves the first `n` entries (cells to send again) behind the rest, keeping only
+    /// what the stage has not taken from the first. The stage must be empty: it holds each
+    /// entry on its way.
+    fn move_to_back(&mut self, n: usize) {
+        for i in 0..n {
+            let Some(at) = self.sent.entries.front() else {
+                break;
+            };
+            let Some(entry) = self.sent.entry(at) else {
+                break;
+            };
+            let start = at + HEADER_LEN;
+            let end = start + entry.records().len();
+            let from = match self.sent.resend_at {
+                Some(a) if i == 0 && a >= start && a <= end => a,
+                _ => start,
+            };
+            let rest = entry.records().get(from - start..).unwrap_or(&[]);
+            let len = self.stage.hold(rest);
+            self.sent.entries.pop_front();
+            self.sent.resend_at = None;
+            if len == 0 {
+                continue;
+            }
+            // Popping the entry freed at least as much contiguous room as it needs.
+            match self.sent.push(State::Resend, 0, 0, len) {
+                Some(dst) => dst.copy_from_slice(self.stage.held(len)),
+                None => {
+                    let gone = connections_in(self.stage.held(len));
+                    self.lose(gone);
+                }
+            }
+        }
+    }
+
+    /// Moves the stage's records behind the cells to send again, keeping byte order.
+    pub(super) fn requeue_stage(&mut self) {
+        let records = self.stage.records();
+        match self.sent.push(State::Resend, 0, 0, records.len()) {
+            Some(dst) => dst.copy_from_slice(records),
+            None => {
+                // No room to keep byte order: those connections cannot go on.
+                let gone = connections_in(records);
+                self.lose(gone);
+            }
+        }
+        self.stage.clear();
+    }
+
+    /// Ends `gone`, connections whose bytes cannot be sent in order any more.
+    pub(super) fn lose(&mut self, gone: Vec<ConnId, MAX_CONNECTIONS>) {
+        for conn in gone {
+            if self.connections.swap_remove(&conn).is_some() {
+                self.push_event(ClientEvent::Lost { conn });
+            }
+        }
+    }
+
+    /// Ends every connection quietly (nothing is sent upstream for them).
+    pub(super) fn lose_all(&mut self) {
+        let all: Vec<ConnId, MAX_CONNECTIONS> = self.connections.keys().copied().collect();
+        self.connections.clear();
+        for conn in all {
+            self.push_event(ClientEvent::Lost { conn });
+        }
+        self.sent.clear();
+        self.stage.clear();
+        self.stage.taken = None;
+    }
+}
+
+/// The connections with records in `records` (a record list as in a cell).
+pub(super) fn connections_in(records: &[u8]) -> Vec<ConnId, MAX_CONNECTIONS> {
+    let mut gone: Vec<ConnId, MAX_CONNECTIONS> = Vec::new();
+    if let Ok(view) = CellView::parse_records(records) {
+        for rec in view {
+            if !gone.contains(&rec.conn()) {
+                let _ = gone.push(rec.conn());
+            }
+        }
+    }
+    gone
+}

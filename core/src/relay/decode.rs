@@ -1,0 +1,174 @@
+//! Decoding: once every trustee and member answered an exchange, the XOR of their cells is
+//! the slot owner's plaintext. Its records go to the exit one event at a time, and what the
+//! exchange decoded to is queued as an output for the next request.
+//!
+//! Owns [`Relay::poll_event`] and the cursor over a decoded cell. It must not issue
+//! requests (`exchange.rs`) or change the combined cells.
+
+use super::{Duration, Instant, Peer, Phase, Relay, RelayEvent, Stop};
+use crate::wire::{self, CellView, Kind, Record, Records};
+
+/// Where the next record of a decoded cell starts: offsets into the exchange's combined
+/// cell, up to the end of its records.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Decoding {
+    exchange: u64,
+    at: usize,
+    end: usize,
+}
+
+/// What a slot exchange's combined cell decoded to.
+struct Decoded {
+    /// The owner's `Next`.
+    next: u16,
+    /// Where its records start and end in the cell.
+    records: (usize, usize),
+    /// The owner filled the cell: it likely has more.
+    full: bool,
+}
+
+impl<P, B> Relay<P, B>
+where
+    P: AsMut<[Peer]> + AsRef<[Peer]>,
+    B: AsMut<[u8]> + AsRef<[u8]>,
+{
+    /// Next event; decoded upstream data borrows the relay until the event is dropped.
+    #[must_use]
+    pub fn poll_event(&mut self, now: Instant) -> Option<RelayEvent<'_>> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        if let Some(decoding) = self.decoding {
+            return self.next_record(decoding);
+        }
+        let Phase::Running(mut running) = self.phase else {
+            return None;
+        };
+        let end = match running.stop {
+            Some(Stop::Abort { end_at }) => end_at,
+            _ => running.next,
+        };
+        if running.done >= end || !self.complete(&running, running.done) {
+            self.advance(now);
+            return self.events.pop_front();
+        }
+        if self.outputs.is_full() {
+            // Outputs must be reported before more exchanges are decoded.
+            return None;
+        }
+        let exchange = running.done;
+        running.done += 1;
+        self.decoded += 1;
+        self.phase = Phase::Running(running);
+        let kind = self
+            .window
+            .issued(exchange)
+            .map_or(Kind::Reserve, |issued| issued.kind);
+        let len = kind.cell_len(self.cfg.slots);
+        match kind {
+            Kind::Reserve => {
+                let cell = self.window.cell_mut(exchange, len);
+                // Bits past the last slot carry nothing: a client that sets them only wastes
+                // its own cell, and nodes would refuse them in the report.
+                let slots = usize::from(self.cfg.slots);
+                if slots % 8 != 0 {
+                    if let Some(last) = cell.last_mut() {
+                        *last &= (1u8 << (slots % 8)) - 1;
+                    }
+                }
+                self.idle = cell.iter().all(|&b| b == 0);
+                self.outputs.push_requests(self.window.cell(exchange, len));
+                if !self.idle {
+                    self.gap = Duration::default();
+                }
+                self.poll_event_tail(now)
+            }
+            Kind::Slot { slot, .. } => {
+                let Some(decoded) = decode(self.window.cell(exchange, len), slot) else {
+                    // A garbled exchange (a disruption, or members shown different views):
+                    // nothing from it or after it reaches the exit, so every owner's bytes
+                    // stay in order. The interval ends here; owners resend from this exchange.
+                    self.decoded -= 1;
+                    if let Phase::Running(running) = &mut self.phase {
+                        running.done = exchange;
+                        running.stop = Some(Stop::Abort { end_at: exchange });
+                        running.client_request = None;
+                    }
+                    self.idle = false;
+                    self.burst = false;
+                    return Some(RelayEvent::Garbled {
+                        interval: running.interval,
+                        exchange,
+                    });
+                };
+                self.burst = decoded.full;
+                self.outputs.push_next(decoded.next);
+                let (at, end) = decoded.records;
+                self.idle = at == end;
+                if self.idle {
+                    return self.poll_event_tail(now);
+                }
+                self.gap = Duration::default();
+                self.decoded_slot = slot;
+                let decoding = Decoding { exchange, at, end };
+                self.decoding = Some(decoding);
+                self.next_record(decoding)
+            }
+        }
+    }
+
+    /// After an exchange that gave the exit nothing: moves on, and looks at the next one.
+    fn poll_event_tail(&mut self, now: Instant) -> Option<RelayEvent<'_>> {
+        self.advance(now);
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        // Look further: the next exchange may be complete too.
+        if matches!(self.phase, Phase::Running(_)) {
+            return self.poll_event(now);
+        }
+        None
+    }
+
+    /// The next record of the cell being decoded, as an event.
+    fn next_record(&mut self, decoding: Decoding) -> Option<RelayEvent<'_>> {
+        // The cell was checked whole when it was decoded: one record at a time from here.
+        let Decoding { exchange, at, end } = decoding;
+        let cell = self.window.cell(exchange, end);
+        let Some(rec) = Records::checked(cell.get(at..).unwrap_or(&[])).next() else {
+            self.decoding = None;
+            return None;
+        };
+        let at = at + rec.wire_len();
+        self.decoding = (at < end).then_some(Decoding { at, ..decoding });
+        Some(match rec {
+            Record::Data {
+                conn,
+                open,
+                payload,
+            } => RelayEvent::Upstream {
+                conn,
+                open,
+                data: payload,
+            },
+            Record::Close { conn } => RelayEvent::Close { conn },
+        })
+    }
+}
+
+/// Checks a slot exchange's combined cell: its records parse and every one names a
+/// connection of `slot`. `None` if it is garbled.
+fn decode(cell: &[u8], slot: u16) -> Option<Decoded> {
+    let view = CellView::parse(cell).ok()?;
+    if !view.records().all(|rec| rec.conn().slot() == Some(slot)) {
+        return None;
+    }
+    let start = wire::NEXT_LEN;
+    let end = start + view.records_len();
+    Some(Decoded {
+        next: view.next(),
+        records: (start, end),
+        // No room left for even one more byte in a record.
+        full: cell.len() < end + wire::RECORD_HEADER_LEN + 1,
+    })
+}

@@ -1,0 +1,587 @@
+//! The relay role: schedules exchanges, combines every cell and decodes the slot's data.
+//!
+//! The relay never holds a private key and never learns which client owns a slot: it only
+//! XORs ciphertexts. Decoded upstream data carries a Conn# and nothing else.
+//!
+//! Call order (the shell owns the links; each has a [`LinkId`] and, once the Noise
+//! handshake authenticated it, a [`PeerId`]):
+//!
+//! 1. A link's first frame body: [`Relay::handle_hello`].
+//! 2. Every later frame body: [`Relay::handle_frame`]. A link that ends:
+//!    [`Relay::handle_link_closed`].
+//! 3. After any input: [`Relay::poll_event`] until `None`, then [`Relay::poll_transmit`]
+//!    until `None`, sending each frame to every link of its [`Destination`]
+//!    ([`Relay::links`]); a [`Transmit`] with `close_after` ends its link once sent.
+//! 4. At [`Relay::poll_timeout`], call [`Relay::handle_timeout`] and go to 3.
+//!
+//! An interval runs over the clients connected when it opens: `IntervalOpen` and `Members`
+//! to the trustees, their `IntervalReady`, one `IntervalStart` to trustees and members alike,
+//! the trustees' confirmations, then to each member its `Confirmed` and any downstream
+//! records it missed, then exchanges. Clients joining make the relay finish the exchanges in
+//! flight and open a new interval (after `join_delay`, so joiners are batched); a member
+//! leaving ends the interval at once. Slot owners resend cells of abandoned exchanges, so
+//! nothing that was sent is lost.
+//!
+//! Every capacity that grows with the group is in [`RelayStorage`], one region per field,
+//! provided by the caller and sized by [`RelayConfig::storage_lens`].
+//!
+//! Files, one concern each: `config.rs` (parameters), `storage.rs` (the caller's storage),
+//! `peers.rs` (hellos, admission, probes, goodbyes), `interval.rs` (the phases of an
+//! interval), `setup.rs` (an interval's set-up), `exchange.rs` (requests and cells),
+//! `decode.rs` (decoding and events), `outputs.rs` (decoded outputs waiting to be
+//! reported), `log.rs` (the downstream log and replays), `timers.rs` (deadlines, timeouts
+//! and pacing). This file holds the state and the entry points; the logic of each concern
+//! stays in its file. No file here reads a clock, a socket or an RNG.
+
+use heapless::Deque;
+
+use crate::bits::{bitmap_len, Bits};
+pub use crate::error::{CellError, ConfigError, HelloError, IntervalError, PeerError};
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    ConnId, GoodbyeReason, IntervalRecord, Kind, Message, Params, WireError, MAX_HISTORY,
+};
+use crate::{MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
+
+mod config;
+mod decode;
+mod exchange;
+mod interval;
+mod log;
+mod outputs;
+mod peers;
+mod setup;
+mod storage;
+mod timers;
+
+pub use config::{min_node_frame, RelayConfig};
+use decode::Decoding;
+use exchange::Window;
+pub use exchange::{DownChunk, Downstream, NoDownstream};
+use interval::{Columns, PendingClientRequest, Phase, Replaying, Running, Stop};
+use log::DownstreamLog;
+use outputs::OutputQueue;
+pub use peers::Peer;
+pub use storage::{RelayStorage, RelayStorageLens};
+
+/// A node of the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PeerId {
+    /// Client by index.
+    Client(u16),
+    /// Trustee by index.
+    Trustee(u16),
+}
+
+impl core::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PeerId::Client(i) => write!(f, "client {i}"),
+            PeerId::Trustee(i) => write!(f, "trustee {i}"),
+        }
+    }
+}
+
+/// The shell's handle of one link (one TCP connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub u64);
+
+/// What became of a valid Hello.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum HelloOutcome {
+    /// The link now belongs to its peer.
+    Admitted,
+    /// The peer is connected on another link; that link is being probed, and this one is
+    /// admitted or refused by the answer (or its absence).
+    Probing,
+}
+
+/// Who receives a frame from [`Relay::poll_transmit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// One link.
+    Link(LinkId),
+    /// Every trustee.
+    Trustees,
+    /// Every client of the current interval.
+    Members,
+    /// Every trustee and every client of the current interval (byte-identical to all).
+    TrusteesAndMembers,
+}
+
+/// A frame ready to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Transmit {
+    /// Receivers of the frame.
+    pub destination: Destination,
+    /// Length of the frame written to the output buffer.
+    pub len: usize,
+    /// Close the link once this frame is sent (a goodbye).
+    pub close_after: bool,
+}
+
+/// What the relay reports to its shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayEvent<'a> {
+    /// Decoded upstream bytes for `conn`, in order.
+    Upstream {
+        /// The connection.
+        conn: ConnId,
+        /// First record of the connection: open it at the exit (anew if it exists).
+        open: bool,
+        /// The bytes; empty only when `open`.
+        data: &'a [u8],
+    },
+    /// The slot owner finished sending on `conn` (like a TCP FIN).
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// An exchange decoded to something that is not a valid cell (a disruption).
+    Garbled {
+        /// The interval.
+        interval: u32,
+        /// The exchange.
+        exchange: u64,
+    },
+    /// An interval started.
+    IntervalStarted {
+        /// The interval number.
+        interval: u32,
+        /// Clients in it.
+        clients: usize,
+    },
+    /// An interval ended after decoding `done` exchanges.
+    IntervalEnded {
+        /// The interval number.
+        interval: u32,
+        /// Exchanges decoded.
+        done: u64,
+    },
+    /// A peer's link was ended by the relay (a goodbye is on its way).
+    Dropped {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: GoodbyeReason,
+    },
+    /// A peer joined (its Hello was admitted).
+    Joined {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A second process said hello as a connected peer, and the probe of the connected one
+    /// settled it.
+    Probed {
+        /// The peer.
+        peer: PeerId,
+        /// Which process keeps the peer's place.
+        outcome: ProbeOutcome,
+    },
+}
+
+/// How a probe of a connected peer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The connected process answered: it stays, and the newcomer was refused.
+    Answered,
+    /// The connected process did not answer in time: the newcomer replaced it.
+    Silent,
+}
+
+/// What the relay is waiting for before the next interval can open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Waiting {
+    /// Nothing: an interval is running.
+    Nothing,
+    /// Trustees still to connect.
+    Trustees {
+        /// Connected now.
+        connected: usize,
+        /// In the group.
+        needed: usize,
+    },
+    /// Clients still to connect.
+    Clients {
+        /// Connected now.
+        connected: usize,
+        /// The relay's minimum.
+        needed: usize,
+    },
+    /// An interval is being set up with the trustees.
+    SettingUp,
+}
+
+/// Relay state machine.
+pub struct Relay<P, B> {
+    cfg: RelayConfig,
+    /// Every client, then every trustee ([`RelayStorage::peers`]).
+    peers: P,
+    /// The clients connected now, a bitmap.
+    connected: B,
+    /// The running interval's online set, a bitmap.
+    online: B,
+    /// The exchanges in flight.
+    window: Window<B>,
+    /// The schedule's table of reserved slots.
+    schedule: B,
+    /// Outputs of decoded exchanges not yet reported.
+    outputs: OutputQueue<B>,
+    /// The outputs of the request being sent.
+    request_outputs: B,
+    /// The downstream bytes of the request being sent.
+    downstream: B,
+    /// Every downstream record, for clients that reconnect.
+    log: DownstreamLog<B>,
+    nonces: [[u8; NONCE_LEN]; MAX_TRUSTEES],
+    /// Trustees connected now, one bit each.
+    trustees: u32,
+    all_trustees: u32,
+    connected_clients: usize,
+    phase: Phase,
+    params: Params,
+    next_interval: u32,
+    history: Deque<IntervalRecord, MAX_HISTORY>,
+    events: Deque<RelayEvent<'static>, 256>,
+    goodbyes: Deque<(LinkId, GoodbyeReason), 256>,
+    /// After [`Relay::shutdown`]: the next peer to say goodbye to.
+    shutdown_position: Option<usize>,
+    /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
+    unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
+    decoding: Option<Decoding>,
+    decoded_slot: u16,
+    /// When a client waiting to join will have waited `join_delay`, if one may be waiting:
+    /// peers are scanned then, not on every frame.
+    join_check: Option<Instant>,
+    /// Some peer may have a probe pending (likewise).
+    probes: bool,
+    /// The last exchange decoded nothing: an idle net is paced.
+    idle: bool,
+    /// The last data cell was full, so its owner likely has more: the whole window opens.
+    burst: bool,
+    /// The pause before the next exchange of an idle net.
+    gap: Duration,
+    last_issue: Instant,
+    probe_counter: u64,
+    stale_cells: u64,
+    decoded: u64,
+}
+
+impl<P, B> Relay<P, B>
+where
+    P: AsMut<[Peer]> + AsRef<[Peer]>,
+    B: AsMut<[u8]> + AsRef<[u8]>,
+{
+    /// Creates a relay in `storage`, each of whose regions holds at least what
+    /// [`RelayConfig::storage_lens`] says.
+    pub fn new(cfg: RelayConfig, storage: RelayStorage<P, B>) -> Result<Self, ConfigError> {
+        cfg.check()?;
+        storage.check(&cfg.storage_lens())?;
+        let RelayStorage {
+            mut peers,
+            mut connected,
+            mut online,
+            arrived,
+            accumulators,
+            schedule,
+            outputs,
+            request_outputs,
+            downstream,
+            log,
+        } = storage;
+        let members = bitmap_len(usize::from(cfg.clients));
+        peers.as_mut().fill(Peer::EMPTY);
+        connected.as_mut().fill(0);
+        online.as_mut().fill(0);
+        Ok(Relay {
+            peers,
+            connected,
+            online,
+            window: Window::new(
+                cfg.window,
+                arrived,
+                members,
+                accumulators,
+                cfg.max_exchange_len(),
+            ),
+            schedule,
+            outputs: OutputQueue::new(outputs, 2 * usize::from(cfg.window), cfg.output_stride()),
+            request_outputs,
+            downstream,
+            log: DownstreamLog::new(log, &cfg.epoch),
+            nonces: [[0; NONCE_LEN]; MAX_TRUSTEES],
+            trustees: 0,
+            // trustees <= MAX_TRUSTEES = 16, so the shift cannot overflow.
+            all_trustees: (1u32 << cfg.trustees) - 1,
+            connected_clients: 0,
+            phase: Phase::Waiting,
+            params: Params {
+                base_len: cfg.cell_len as u32,
+                max_len: cfg.max_cell_len as u32,
+                downstream_len: cfg.downstream_len as u32,
+                period: cfg.period,
+                admit: cfg.admit,
+                capacity: cfg.capacity.min(cfg.slots),
+            },
+            next_interval: cfg.first_interval,
+            history: Deque::new(),
+            events: Deque::new(),
+            goodbyes: Deque::new(),
+            shutdown_position: None,
+            unreported: Deque::new(),
+            decoding: None,
+            decoded_slot: 0,
+            join_check: None,
+            probes: false,
+            idle: true,
+            burst: false,
+            gap: Duration::default(),
+            last_issue: Instant::default(),
+            probe_counter: 0,
+            stale_cells: 0,
+            decoded: 0,
+            cfg,
+        })
+    }
+
+    /// The link a peer is connected on, if any.
+    pub fn link_of(&self, peer: PeerId) -> Option<LinkId> {
+        self.peer(peer).and_then(|p| p.link)
+    }
+
+    /// Every link a frame for `destination` goes to.
+    pub fn links(&self, destination: Destination) -> impl Iterator<Item = LinkId> + '_ {
+        let (trustees, members, one) = match destination {
+            Destination::Link(l) => (false, false, Some(l)),
+            Destination::Trustees => (true, false, None),
+            Destination::Members => (false, true, None),
+            Destination::TrusteesAndMembers => (true, true, None),
+        };
+        let n = usize::from(self.cfg.clients);
+        let peers = self.peers.as_ref();
+        let link = move |i: usize| peers.get(i).and_then(|p| p.link);
+        let t = (0..usize::from(self.cfg.trustees))
+            .filter(move |_| trustees)
+            .filter_map(move |j| link(n + j));
+        let m = Bits::new_checked(self.online_bits(), n)
+            .ok()
+            .filter(|_| members)
+            .into_iter()
+            .flat_map(|b| b.iter())
+            .filter_map(link);
+        one.into_iter().chain(t).chain(m)
+    }
+
+    /// The frame limit a connected peer declared.
+    pub fn max_frame_of(&self, peer: PeerId) -> Option<u32> {
+        self.peer(peer)
+            .filter(|p| p.link.is_some())
+            .map(|p| p.max_frame)
+    }
+
+    /// Clients connected now.
+    pub fn connected_clients(&self) -> usize {
+        self.connected_clients
+    }
+
+    /// Number of trustees connected now.
+    pub fn connected_trustees(&self) -> usize {
+        self.trustees.count_ones() as usize
+    }
+
+    /// The running interval and its number of clients.
+    pub fn interval(&self) -> Option<(u32, usize)> {
+        match self.phase {
+            Phase::Running(r) => Some((r.interval, r.members as usize)),
+            _ => None,
+        }
+    }
+
+    /// Slots reserved in the running interval.
+    pub fn reserved_slots(&self) -> usize {
+        match self.phase {
+            Phase::Running(r) => r.schedule.reserved(),
+            _ => 0,
+        }
+    }
+
+    /// What the relay is waiting for, for status lines.
+    pub fn waiting_for(&self) -> Waiting {
+        match self.phase {
+            Phase::Running(_) => Waiting::Nothing,
+            Phase::Waiting => {
+                if self.trustees != self.all_trustees {
+                    Waiting::Trustees {
+                        connected: self.connected_trustees(),
+                        needed: usize::from(self.cfg.trustees),
+                    }
+                } else {
+                    Waiting::Clients {
+                        connected: self.connected_clients,
+                        needed: usize::from(self.cfg.min_clients.max(1)),
+                    }
+                }
+            }
+            _ => Waiting::SettingUp,
+        }
+    }
+
+    /// Cells that arrived for intervals already over (harmless, counted for diagnostics).
+    pub fn stale_cells(&self) -> u64 {
+        self.stale_cells
+    }
+
+    /// Exchanges decoded since the relay started.
+    pub fn exchanges_decoded(&self) -> u64 {
+        self.decoded
+    }
+
+    fn say_goodbye(&mut self, link: LinkId, reason: GoodbyeReason) {
+        if self.goodbyes.is_full() {
+            self.goodbyes.pop_front();
+        }
+        let _ = self.goodbyes.push_back((link, reason));
+    }
+
+    fn push_event(&mut self, e: RelayEvent<'static>) {
+        if self.events.is_full() {
+            self.events.pop_front();
+        }
+        let _ = self.events.push_back(e);
+    }
+
+    /// Handles a frame body from a peer's link.
+    ///
+    /// On an error the relay has queued a goodbye and ended the peer's link.
+    pub fn handle_frame(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        peer: PeerId,
+        body: &[u8],
+    ) -> Result<(), PeerError> {
+        if self.peer(peer).and_then(|p| p.link) != Some(link) {
+            // An unknown peer, or a replaced or pending link: nothing it says counts.
+            return Ok(());
+        }
+        let result = Message::parse(body)
+            .map_err(PeerError::from)
+            .and_then(|msg| self.handle_message(now, peer, msg));
+        if result.is_err() {
+            self.say_goodbye(link, GoodbyeReason::ProtocolError);
+            self.disconnect(now, peer);
+        }
+        self.advance(now);
+        result
+    }
+
+    fn handle_message(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        msg: Message<'_>,
+    ) -> Result<(), PeerError> {
+        match (peer, msg) {
+            (_, Message::ProbeReply { nonce }) => {
+                self.on_probe_reply(peer, nonce);
+                Ok(())
+            }
+            (PeerId::Trustee(t), Message::IntervalReady { interval, nonce }) => {
+                self.on_ready(now, t, interval, nonce)
+            }
+            (
+                PeerId::Trustee(t),
+                Message::Confirm {
+                    interval,
+                    first,
+                    macs,
+                },
+            ) => self.on_confirm(t, interval, first, macs),
+            (PeerId::Client(i), Message::Ack { interval, macs }) => self.on_ack(i, interval, macs),
+            (PeerId::Trustee(_), Message::Refuse { interval, client }) => {
+                self.on_refuse(now, interval, client)
+            }
+            (
+                _,
+                Message::Cell {
+                    interval,
+                    exchange,
+                    cell,
+                },
+            ) => self.on_cell(peer, interval, exchange, cell),
+            _ => Err(PeerError::Unexpected),
+        }
+    }
+
+    /// Writes the next frame into `out`, which must hold [`RelayConfig::max_frame_len`] bytes.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+        downstream: &mut dyn Downstream,
+    ) -> Result<Option<Transmit>, WireError> {
+        if let Some((link, reason)) = self.goodbyes.pop_front() {
+            let len = Message::Goodbye { reason }.emit_frame(out)?;
+            return Ok(Some(Transmit {
+                destination: Destination::Link(link),
+                len,
+                close_after: true,
+            }));
+        }
+        if let Some(from) = self.shutdown_position {
+            return self.transmit_shutdown(from, out);
+        }
+        if let Some(t) = self.transmit_probe(out)? {
+            return Ok(Some(t));
+        }
+        self.advance(now);
+        match self.phase {
+            Phase::Waiting => return Ok(None),
+            Phase::Opening { .. } => return self.transmit_opening(now, out),
+            Phase::Starting { .. } => return self.transmit_start(out),
+            Phase::Confirming { .. } => {
+                if let Some(t) = self.transmit_confirmed(out)? {
+                    return Ok(Some(t));
+                }
+            }
+            Phase::Running(_) => {}
+        }
+        // Running (possibly just now, once every member has its confirmation).
+        let Phase::Running(mut running) = self.phase else {
+            return Ok(None);
+        };
+        let transmit = self.transmit_running(now, &mut running, out, downstream);
+        if let Phase::Running(current) = &mut self.phase {
+            *current = running;
+        }
+        transmit
+    }
+
+    /// The running interval's online set, a bitmap over the clients.
+    fn online_bits(&self) -> &[u8] {
+        let online = self.online.as_ref();
+        online
+            .get(..bitmap_len(usize::from(self.cfg.clients)))
+            .unwrap_or(online)
+    }
+
+    /// The clients connected now, a bitmap over the clients.
+    fn connected_bits(&mut self) -> &mut [u8] {
+        let len = bitmap_len(usize::from(self.cfg.clients));
+        let connected = self.connected.as_mut();
+        let len = len.min(connected.len());
+        connected.split_at_mut(len).0
+    }
+}
+
+impl<P, B> core::fmt::Debug for Relay<P, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Relay")
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}

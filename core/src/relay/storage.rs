@@ -1,0 +1,167 @@
+//! The relay's storage: every capacity that grows with the group, provided by the caller as
+//! one region per field (embassy `StackResources` flavour), each sized by
+//! [`RelayConfig::storage_lens`].
+//!
+//! Owns the sizes of the regions and the check that the caller's storage holds them. It must
+//! not give the regions meaning: each is handed, whole, to the part of the relay that owns
+//! it (`peers.rs`, `exchange.rs`, `log.rs`).
+
+use super::{Peer, RelayConfig};
+use crate::bits::bitmap_len;
+use crate::error::ConfigError;
+use crate::schedule::Schedule;
+use crate::wire;
+
+/// The relay's storage, one region per field, each at least as long as
+/// [`RelayConfig::storage_lens`] says (longer is fine).
+///
+/// `P` holds [`Peer`] entries and `B` bytes: `Vec`s on a host (`RelayStorage::with_vecs`),
+/// `&mut [_]` into static memory without an allocator.
+#[derive(Debug)]
+pub struct RelayStorage<P, B> {
+    /// One entry per client, then one per trustee.
+    pub peers: P,
+    /// The clients connected now, a bitmap.
+    pub connected: B,
+    /// The running interval's online set, a bitmap.
+    pub online: B,
+    /// For each exchange in flight, the clients whose cell arrived: `window` bitmaps.
+    pub arrived: B,
+    /// For each exchange in flight, the XOR of its cells so far: `window` cells of the
+    /// longest exchange.
+    pub accumulators: B,
+    /// The schedule's table of reserved slots.
+    pub schedule: B,
+    /// Outputs of decoded exchanges not yet reported: `2 × window` entries.
+    pub outputs: B,
+    /// The outputs of the request being sent.
+    pub request_outputs: B,
+    /// The downstream bytes of the request being sent.
+    pub downstream: B,
+    /// The downstream log kept for clients that reconnect.
+    pub log: B,
+}
+
+/// Entries of [`RelayStorage::peers`] and bytes of every other region a relay needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayStorageLens {
+    /// Entries of [`RelayStorage::peers`].
+    pub peers: usize,
+    /// Bytes of [`RelayStorage::connected`].
+    pub connected: usize,
+    /// Bytes of [`RelayStorage::online`].
+    pub online: usize,
+    /// Bytes of [`RelayStorage::arrived`].
+    pub arrived: usize,
+    /// Bytes of [`RelayStorage::accumulators`].
+    pub accumulators: usize,
+    /// Bytes of [`RelayStorage::schedule`].
+    pub schedule: usize,
+    /// Bytes of [`RelayStorage::outputs`].
+    pub outputs: usize,
+    /// Bytes of [`RelayStorage::request_outputs`].
+    pub request_outputs: usize,
+    /// Bytes of [`RelayStorage::downstream`].
+    pub downstream: usize,
+    /// Bytes of [`RelayStorage::log`].
+    pub log: usize,
+}
+
+impl RelayStorageLens {
+    /// Bytes of every region but the peers.
+    pub const fn bytes(&self) -> usize {
+        self.connected
+            + self.online
+            + self.arrived
+            + self.accumulators
+            + self.schedule
+            + self.outputs
+            + self.request_outputs
+            + self.downstream
+            + self.log
+    }
+}
+
+impl RelayConfig {
+    /// How long each region of the relay's storage must be.
+    pub const fn storage_lens(&self) -> RelayStorageLens {
+        let members = bitmap_len(self.clients as usize);
+        let window = self.window as usize;
+        RelayStorageLens {
+            peers: self.peers_len(),
+            connected: members,
+            online: members,
+            arrived: window * members,
+            accumulators: window * self.max_exchange_len(),
+            schedule: Schedule::table_len(self.capacity),
+            outputs: 2 * window * self.output_stride(),
+            request_outputs: wire::max_outputs_len(self.slots),
+            downstream: self.downstream_len,
+            log: self.log_len,
+        }
+    }
+
+    /// Bytes of one entry of the outputs queue.
+    pub(super) const fn output_stride(&self) -> usize {
+        super::outputs::entry_len(self.slots)
+    }
+}
+
+impl<P, B> RelayStorage<P, B>
+where
+    P: AsRef<[Peer]>,
+    B: AsRef<[u8]>,
+{
+    /// Checks every region against `lens`; names the first one that is too short.
+    pub(super) fn check(&self, lens: &RelayStorageLens) -> Result<(), ConfigError> {
+        let regions: [(&'static str, usize, usize); 10] = [
+            ("peers", self.peers.as_ref().len(), lens.peers),
+            ("connected", self.connected.as_ref().len(), lens.connected),
+            ("online", self.online.as_ref().len(), lens.online),
+            ("arrived", self.arrived.as_ref().len(), lens.arrived),
+            (
+                "accumulators",
+                self.accumulators.as_ref().len(),
+                lens.accumulators,
+            ),
+            ("schedule", self.schedule.as_ref().len(), lens.schedule),
+            ("outputs", self.outputs.as_ref().len(), lens.outputs),
+            (
+                "request_outputs",
+                self.request_outputs.as_ref().len(),
+                lens.request_outputs,
+            ),
+            (
+                "downstream",
+                self.downstream.as_ref().len(),
+                lens.downstream,
+            ),
+            ("log", self.log.as_ref().len(), lens.log),
+        ];
+        match regions.iter().find(|(_, have, need)| have < need) {
+            Some((name, ..)) => Err(ConfigError::StorageTooSmall(name)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl RelayStorage<std::vec::Vec<Peer>, std::vec::Vec<u8>> {
+    /// Storage in `Vec`s of exactly the lengths `config` needs.
+    pub fn with_vecs(config: &RelayConfig) -> Self {
+        let lens = config.storage_lens();
+        let bytes = |n: usize| std::vec![0u8; n];
+        RelayStorage {
+            peers: std::vec![Peer::EMPTY; lens.peers],
+            connected: bytes(lens.connected),
+            online: bytes(lens.online),
+            arrived: bytes(lens.arrived),
+            accumulators: bytes(lens.accumulators),
+            schedule: bytes(lens.schedule),
+            outputs: bytes(lens.outputs),
+            request_outputs: bytes(lens.request_outputs),
+            downstream: bytes(lens.downstream),
+            log: bytes(lens.log),
+        }
+    }
+}
