@@ -362,7 +362,7 @@ fn netcheck_refuses_a_blob_for_another_app_and_a_boot_without_seed() {
 // ---------------------------------------------------------------------------------------
 // Role firmware against a stand-in relay
 
-use dissent_core::crypto::public_key;
+use dissent_core::crypto::{pad_public_key, public_key};
 use dissent_core::link::{RecordReader, Responder, Transport, HEADER_LEN, REQUEST_LEN};
 use dissent_core::provision::{Node, PeerKeys};
 use dissent_core::wire::{self, Message, NodeRole};
@@ -386,6 +386,7 @@ const CLIENT_LINK: u8 = 2;
 const CLIENT_SESSION: u8 = 3;
 const TRUSTEE_LINK: u8 = 4;
 const TRUSTEE_SESSION: u8 = 5;
+const IDENTITY: u8 = 6;
 
 /// The link secret of node `index` of `role`.
 fn link_secret(role: NodeRole, index: u16) -> [u8; 32] {
@@ -399,10 +400,10 @@ fn link_secret(role: NodeRole, index: u16) -> [u8; 32] {
 fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
     let peers: Vec<[u8; 32]> = match role {
         NodeRole::Client => (0..TRUSTEES)
-            .map(|j| public_key(&secret(TRUSTEE_SESSION, j)))
+            .map(|j| pad_public_key(&secret(TRUSTEE_SESSION, j)))
             .collect(),
         NodeRole::Trustee => (0..CLIENTS)
-            .map(|i| public_key(&secret(CLIENT_SESSION, i)))
+            .map(|i| pad_public_key(&secret(CLIENT_SESSION, i)))
             .collect(),
     };
     let flat = peers.concat();
@@ -417,6 +418,7 @@ fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
             NodeRole::Client => secret(CLIENT_SESSION, index),
             NodeRole::Trustee => secret(TRUSTEE_SESSION, index),
         },
+        identity_secret: secret(IDENTITY, index + u16::from(!client) * CLIENTS),
         relay_key: public_key(&secret(RELAY, 0)),
         // The host's 127.0.0.1 as QEMU user networking shows it to the guest.
         relay_addr: [10, 0, 2, 2],

@@ -1,19 +1,26 @@
 //! Keys, pads and MACs.
 //!
 //! ```text
-//! dh           = X25519(own session secret, peer session public)
+//! x            = own pad secret (32 bytes, read little-endian, reduced modulo the group
+//!                order l; zero is refused), public key X = x·G on Ristretto255
+//! dh           = encode(x · peer's pad public key)          (Ristretto255, 32 bytes)
 //! prk          = HKDF-SHA256-Extract(salt = group_id | session_id, ikm = dh)
-//! pad key      = HKDF-SHA256-Expand(prk, "dissent-rs v2 pad key" | client_pub | trustee_pub, 32)
-//! mac key      = HKDF-SHA256-Expand(prk, "dissent-rs v2 mac key" | client_pub | trustee_pub, 32)
-//! interval key = HKDF-SHA256-Expand(pad key, "dissent-rs v2 interval" | interval (u32 BE)
+//! pad key      = HKDF-SHA256-Expand(prk, "dissent-rs v3 pad key" | client_pub | trustee_pub, 32)
+//! mac key      = HKDF-SHA256-Expand(prk, "dissent-rs v3 mac key" | client_pub | trustee_pub, 32)
+//! interval key = HKDF-SHA256-Expand(pad key, "dissent-rs v3 interval" | interval (u32 BE)
 //!                                  | trustee nonce (16) | client nonce (16), 32)
 //! pad(e)       = XChaCha20(key = interval key, nonce = first 24 bytes of the transcript
 //!                          hash T_e, counter 0), cell-length bytes
-//! proof        = HMAC-SHA256(mac key, "dissent-rs v2 presence" | group_id | session_id
+//! proof        = HMAC-SHA256(mac key, "dissent-rs v3 presence" | group_id | session_id
 //!                            | client index (u16 BE) | link nonce)[..16]
-//! ack          = HMAC-SHA256(mac key, "dissent-rs v2 ack" | T_start)[..16]
-//! confirmation = HMAC-SHA256(mac key, "dissent-rs v2 confirm" | T_start)[..16]
+//! ack          = HMAC-SHA256(mac key, "dissent-rs v3 ack" | T_start)[..16]
+//! confirmation = HMAC-SHA256(mac key, "dissent-rs v3 confirm" | T_start)[..16]
 //! ```
+//!
+//! The pad keys are Diffie–Hellman on Ristretto255 (not X25519) so that, in a blame
+//! dispute, either side of a pair can prove its shared secret with a DLEQ proof
+//! ([`crate::ristretto::dleq::prove_dh`]) and anyone can recompute the pair's pad bits from
+//! it ([`pad_bit`]).
 //!
 //! The trustee nonce is fresh randomness each trustee contributes per interval; the client
 //! nonce is fresh randomness the client contributes per link (and a client never accepts
@@ -26,21 +33,24 @@
 //! Owns key agreement, key derivation, pads and MACs (from well-kept crates, never a
 //! hand-rolled primitive); it must not know about frames, intervals' phases or storage.
 
+use chacha20::cipher::StreamCipherSeek;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::XChaCha20;
+use curve25519_dalek::scalar::Scalar;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
+use crate::ristretto::keys::SecretKey;
 use crate::{MAC_LEN, NONCE_LEN};
 
-const PAD_KEY_INFO: &[u8] = b"dissent-rs v2 pad key";
-const MAC_KEY_INFO: &[u8] = b"dissent-rs v2 mac key";
-const INTERVAL_INFO: &[u8] = b"dissent-rs v2 interval";
-const PRESENCE_LABEL: &[u8] = b"dissent-rs v2 presence";
-const CONFIRM_LABEL: &[u8] = b"dissent-rs v2 confirm";
-const ACK_LABEL: &[u8] = b"dissent-rs v2 ack";
+const PAD_KEY_INFO: &[u8] = b"dissent-rs v3 pad key";
+const MAC_KEY_INFO: &[u8] = b"dissent-rs v3 mac key";
+const INTERVAL_INFO: &[u8] = b"dissent-rs v3 interval";
+const PRESENCE_LABEL: &[u8] = b"dissent-rs v3 presence";
+const CONFIRM_LABEL: &[u8] = b"dissent-rs v3 confirm";
+const ACK_LABEL: &[u8] = b"dissent-rs v3 ack";
 
 /// Bytes of a pad nonce (the start of a transcript hash).
 pub const PAD_NONCE_LEN: usize = 24;
@@ -54,25 +64,51 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum KeyError {
-    /// The peer's public key is a low-order point: the shared secret would be predictable.
+    /// The peer's public key is not a Ristretto255 key (not canonical, or the identity):
+    /// the shared secret would be predictable.
     NonContributory,
+    /// The own secret is zero modulo the group order.
+    ZeroSecret,
 }
 
 impl core::fmt::Display for KeyError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             KeyError::NonContributory => {
-                f.write_str("peer public key gives a non-contributory shared secret")
+                f.write_str("peer public key is not a valid Ristretto255 key")
             }
+            KeyError::ZeroSecret => f.write_str("the secret key is zero"),
         }
     }
 }
 
 impl core::error::Error for KeyError {}
 
-/// The X25519 public key of a 32-byte secret.
+/// The X25519 public key of a 32-byte secret (the Noise link keys).
 pub fn public_key(secret: &[u8; 32]) -> [u8; 32] {
     PublicKey::from(&StaticSecret::from(*secret)).to_bytes()
+}
+
+/// The pad secret scalar of 32 secret bytes: read little-endian and reduced modulo the
+/// group order; `None` if that is zero.
+pub fn pad_secret(secret: &[u8; 32]) -> Option<SecretKey> {
+    SecretKey::from_bytes(&Scalar::from_bytes_mod_order(*secret).to_bytes())
+}
+
+/// The Ristretto255 pad public key of 32 secret bytes (32 zero bytes, never a valid key,
+/// for a secret that is zero modulo the group order).
+pub fn pad_public_key(secret: &[u8; 32]) -> [u8; 32] {
+    pad_secret(secret).map_or([0; 32], |s| s.public_key().to_bytes())
+}
+
+/// Bit `bit` of the pad of `key` for `nonce`: byte `bit / 8` of the keystream, bit
+/// `bit % 8` (least significant first), as in a bitmap.
+pub fn pad_bit(key: &IntervalKey, nonce: &PadNonce, bit: u32) -> bool {
+    let mut cipher = XChaCha20::new(&key.0.into(), nonce.into());
+    let mut byte = [0u8; 1];
+    cipher.seek(u64::from(bit / 8));
+    cipher.apply_keystream(&mut byte);
+    byte[0] >> (bit % 8) & 1 == 1
 }
 
 /// The long-lived keys one (client, trustee) pair shares in one session.
@@ -95,7 +131,7 @@ impl PairKey {
         mac: [0; 32],
     };
 
-    /// Derives the pair's keys from an X25519 output and the public context.
+    /// Derives the pair's keys from a Diffie–Hellman output and the public context.
     pub fn from_shared(
         dh: &[u8; 32],
         group_id: &[u8; 16],
@@ -115,7 +151,8 @@ impl PairKey {
         PairKey { pad, mac }
     }
 
-    /// Runs X25519 between `own_secret` and `peer_public` and derives the pair's keys.
+    /// Runs Diffie–Hellman on Ristretto255 between `own_secret` and `peer_public` and
+    /// derives the pair's keys.
     ///
     /// `own_is_client` says which side `own_secret` belongs to, which fixes the key order.
     pub fn agree(
@@ -125,24 +162,16 @@ impl PairKey {
         group_id: &[u8; 16],
         session_id: &[u8; 16],
     ) -> Result<Self, KeyError> {
-        let secret = StaticSecret::from(*own_secret);
-        let own_public = PublicKey::from(&secret).to_bytes();
-        let shared = secret.diffie_hellman(&PublicKey::from(*peer_public));
-        if !shared.was_contributory() {
-            return Err(KeyError::NonContributory);
-        }
+        let secret = pad_secret(own_secret).ok_or(KeyError::ZeroSecret)?;
+        let own_public = secret.public_key().to_bytes();
+        let shared = crate::ristretto::keys::dh(&secret, peer_public)
+            .map_err(|_| KeyError::NonContributory)?;
         let (c, t) = if own_is_client {
             (&own_public, peer_public)
         } else {
             (peer_public, &own_public)
         };
-        Ok(Self::from_shared(
-            shared.as_bytes(),
-            group_id,
-            session_id,
-            c,
-            t,
-        ))
+        Ok(Self::from_shared(&shared, group_id, session_id, c, t))
     }
 
     /// Agrees keys with each of `peers`, writing them into `out` (which must be as long).
@@ -385,14 +414,16 @@ mod tests {
         let trustee = [0x22u8; 32];
         let group = [0x33u8; 16];
         let session = [0x44u8; 16];
-        assert_eq!(public_key(&client), unhex::<32>(CLIENT_PUB_HEX));
-        assert_eq!(public_key(&trustee), unhex::<32>(TRUSTEE_PUB_HEX));
-        let dh = StaticSecret::from(client).diffie_hellman(&PublicKey::from(public_key(&trustee)));
-        assert_eq!(dh.to_bytes(), unhex::<32>(DH_HEX));
+        assert_eq!(pad_public_key(&client), unhex::<32>(CLIENT_PUB_HEX));
+        assert_eq!(pad_public_key(&trustee), unhex::<32>(TRUSTEE_PUB_HEX));
+        let dh =
+            crate::ristretto::keys::dh(&pad_secret(&client).unwrap(), &pad_public_key(&trustee))
+                .unwrap();
+        assert_eq!(dh, unhex::<32>(DH_HEX));
         let from_client =
-            PairKey::agree(&client, &public_key(&trustee), true, &group, &session).unwrap();
+            PairKey::agree(&client, &pad_public_key(&trustee), true, &group, &session).unwrap();
         let from_trustee =
-            PairKey::agree(&trustee, &public_key(&client), false, &group, &session).unwrap();
+            PairKey::agree(&trustee, &pad_public_key(&client), false, &group, &session).unwrap();
         assert_eq!(from_client.pad, from_trustee.pad);
         assert_eq!(from_client.mac, from_trustee.mac);
         assert_eq!(from_client.pad, unhex::<32>(PAD_KEY_HEX));
@@ -403,6 +434,16 @@ mod tests {
         ik.apply_pad(&[0x77; PAD_NONCE_LEN], &mut pad);
         assert_eq!(pad[..16], unhex::<16>(PAD_HEAD_HEX));
         assert_eq!(pad[64..], unhex::<8>(PAD_TAIL_HEX));
+        // Single bits, as a blame reveal states them (pads.py: `pad_bits.0.13.521`).
+        let nonce = [0x77; PAD_NONCE_LEN];
+        let bits = [0u32, 13, 521].map(|b| pad_bit(&ik, &nonce, b) as u8);
+        assert_eq!(bits, [1, 0, 0]);
+        for b in 0..72 * 8 {
+            assert_eq!(
+                pad_bit(&ik, &nonce, b),
+                pad[b as usize / 8] >> (b % 8) & 1 == 1
+            );
+        }
         let proof = from_client.presence_proof(&group, &session, 5, &[0x66; NONCE_LEN]);
         assert_eq!(proof, unhex::<16>(PROOF_HEX));
         assert_eq!(
@@ -472,26 +513,41 @@ mod tests {
     }
 
     #[test]
-    fn low_order_peer_key_is_refused() {
+    fn invalid_peer_keys_and_zero_secrets_are_refused() {
         let zero = [0u8; 32];
         assert_eq!(
             PairKey::agree(&[7; 32], &zero, true, &[0; 16], &[0; 16]).unwrap_err(),
             KeyError::NonContributory
         );
+        // Not a canonical encoding (p itself).
+        let mut p = [0xff; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        assert_eq!(
+            PairKey::agree(&[7; 32], &p, true, &[0; 16], &[0; 16]).unwrap_err(),
+            KeyError::NonContributory
+        );
+        // The group order itself reduces to zero.
+        let l = unhex::<32>("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+        assert_eq!(
+            PairKey::agree(&l, &pad_public_key(&[7; 32]), true, &[0; 16], &[0; 16]).unwrap_err(),
+            KeyError::ZeroSecret
+        );
+        assert_eq!(pad_public_key(&l), [0; 32]);
     }
 
     // Printed by docs/vectors/pads.py.
-    const CLIENT_PUB_HEX: &str = "7b4e909bbe7ffe44c465a220037d608ee35897d31ef972f07f74892cb0f73f13";
+    const CLIENT_PUB_HEX: &str = "108e8d1590f8a01b7c61940faa56371db6742b5de8c9a3e29b1e9f3eafac6e79";
     const TRUSTEE_PUB_HEX: &str =
-        "0faa684ed28867b97f4a6a2dee5df8ce974e76b7018e3f22a1c4cf2678570f20";
-    const DH_HEX: &str = "9e004098efc091d4ec2663b4e9f5cfd4d7064571690b4bea97ab146ab9f35056";
-    const PAD_KEY_HEX: &str = "59ec282986ccd717d1d05ec1d9b01cc6756574a7f45cf5476b077a3ee41dc712";
-    const MAC_KEY_HEX: &str = "66da9d80c96d631dbfb37fa8ab4c42fb4d2f25bb221bb2940201caa3272f33fd";
+        "363787233dd9edefbf2c3ed4e3c33caece7f91fe85ed7565d0b2ee2c8610770f";
+    const DH_HEX: &str = "6c7f7fd5da43fc7b96264d5f3bcc798034997293c06866c6dced89ffc338c710";
+    const PAD_KEY_HEX: &str = "c47aa2bbfba07a89b578e770a46de55f59b4aa6c38d80eccc200e431ea8428e8";
+    const MAC_KEY_HEX: &str = "1d7e6e4299cdb528d0cc69e1ed28a3ba4e3fcc87771318d6d7b1ed76dadb6a1b";
     const INTERVAL_KEY_HEX: &str =
-        "15b28721307ac8f7fa5a7eabe1e75343aa1edd00df8d49ba3a69de78bc04f2be";
-    const PAD_HEAD_HEX: &str = "7c597de63ddb5a4f89be92956d5927e1";
-    const PAD_TAIL_HEX: &str = "b26e533ea858ebdc";
-    const PROOF_HEX: &str = "616fcf3282d433e6cc6b5ac29969ff7c";
-    const CONFIRM_HEX: &str = "70724f3e4a41795d1510a5e9b086c2c2";
-    const ACK_HEX: &str = "84c83748471ffa1ba82bde759df11a54";
+        "cb41e1adb0f07539cd1c256c540b809847cf853dd1ed8039b954b2c21d650763";
+    const PAD_HEAD_HEX: &str = "890212889a9d98692008725eb9f26796";
+    const PAD_TAIL_HEX: &str = "328d2ce8a84f5f1a";
+    const PROOF_HEX: &str = "a88a30dcc6296fb2273a6699070ca048";
+    const CONFIRM_HEX: &str = "295c1b0f8be1e2927e0b00f7f9269eb2";
+    const ACK_HEX: &str = "6ceac841f56c20b2bcf7f876454e0b04";
 }

@@ -12,8 +12,9 @@
 //! [`transcript`] (the view every cell is bound to), [`schedule`] (slot reservations),
 //! [`bits`] (member and request bitmaps), [`link`] (Noise links between nodes and the
 //! relay), [`backoff`] (when to redial the relay), [`time`] (caller-supplied time),
-//! [`ristretto`] (Ristretto255 keys, DLEQ proofs, ElGamal and the proof of shuffle, for the
-//! coming dealer-free setup and blame).
+//! [`ristretto`] (Ristretto255 keys, DLEQ proofs, ElGamal and the proof of shuffle),
+//! [`identity`] (Ed25519 identity keys), [`pseudonym`] (slot signatures and accusation
+//! proofs).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::std_instead_of_core)]
@@ -27,8 +28,10 @@ pub mod client;
 pub mod crypto;
 pub mod error;
 mod field;
+pub mod identity;
 pub mod link;
 pub mod provision;
+pub mod pseudonym;
 pub mod relay;
 mod ring;
 // Written before the core's indexing lints; being brought under them (checked sizes and

@@ -279,8 +279,10 @@ pub struct Node<'a> {
     pub session_id: [u8; 16],
     /// The node's long-term link secret (its Noise static key).
     pub link_secret: [u8; 32],
-    /// The node's session secret (its DC-net key).
+    /// The node's session secret (its DC-net pad key, Ristretto255).
     pub session_secret: [u8; 32],
+    /// The node's identity secret (Ed25519: it signs what the node states in blame).
+    pub identity_secret: [u8; 32],
     /// The relay's long-term link public key.
     pub relay_key: [u8; 32],
     /// The relay's IPv4 address as the device reaches it.
@@ -517,6 +519,7 @@ mod tests {
             session_id: [2; 16],
             link_secret: [3; 32],
             session_secret: [4; 32],
+            identity_secret: [9; 32],
             relay_key: [5; 32],
             relay_addr: [10, 0, 2, 2],
             relay_port: 7000,
@@ -595,6 +598,7 @@ mod tests {
         payload.extend([2; 16]);
         payload.extend([3; 32]);
         payload.extend([4; 32]);
+        payload.extend([9; 32]); // identity secret
         payload.extend([5; 32]);
         payload.extend([10, 0, 2, 2, 0xAC, 0x02]); // address, port 300
         payload.extend([1, 1, 3, 0, 16, 0x80, 0x01]); // clients … max_cell_len 128

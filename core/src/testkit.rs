@@ -23,7 +23,7 @@ use std::vec;
 use std::vec::Vec;
 
 use crate::client::{Chunk, Client, ClientConfig, ClientEvent, Delivery, Upstream};
-use crate::crypto::{public_key, IntervalKey, PairKey};
+use crate::crypto::{pad_public_key, IntervalKey, PairKey};
 use crate::relay::{
     DownChunk, Downstream, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage,
 };
@@ -383,8 +383,8 @@ impl Net {
         let m = cfg.trustees;
         let client_secrets: Vec<_> = (0..n).map(|i| secret(1, i)).collect();
         let trustee_secrets: Vec<_> = (0..m).map(|i| secret(2, i)).collect();
-        let client_pubs: Vec<_> = client_secrets.iter().map(public_key).collect();
-        let trustee_pubs: Vec<_> = trustee_secrets.iter().map(public_key).collect();
+        let client_pubs: Vec<_> = client_secrets.iter().map(pad_public_key).collect();
+        let trustee_pubs: Vec<_> = trustee_secrets.iter().map(pad_public_key).collect();
         // Slots in a permuted order, as a shuffled pseudonym list would give.
         let step = (1..n.max(2))
             .find(|s| gcd(*s, n) == 1 && *s > 1)
@@ -472,7 +472,7 @@ impl Net {
     /// no trustee knows: its proofs and acknowledgements do not check.
     pub fn rekey_client(&mut self, i: usize, session_secret: [u8; 32]) {
         let trustee_pubs: Vec<_> = (0..self.cfg.trustees)
-            .map(|j| public_key(&secret(2, j)))
+            .map(|j| pad_public_key(&secret(2, j)))
             .collect();
         self.clients[i] = new_client(&self.cfg, i, session_secret, &trustee_pubs, self.slots[i]);
     }

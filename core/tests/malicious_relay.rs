@@ -23,7 +23,7 @@ use dissent_core::client::{
     Upstream, MAX_CONNECTIONS,
 };
 use dissent_core::crypto::{
-    public_key, xor_into, IntervalKey, PadEngine, PadNonce, PairKey, SerialPads,
+    pad_public_key, xor_into, IntervalKey, PadEngine, PadNonce, PairKey, SerialPads,
 };
 use dissent_core::schedule::Schedule;
 use dissent_core::testkit::{frame_body, pattern, secret, App, TestTrustee, GROUP, SESSION};
@@ -97,7 +97,7 @@ fn cell_of(frame: &[u8], interval: u32, exchange: u64) -> Vec<u8> {
 }
 
 fn trustee_keys() -> Vec<[u8; 32]> {
-    (0..M).map(|t| public_key(&secret(2, t))).collect()
+    (0..M).map(|t| pad_public_key(&secret(2, t))).collect()
 }
 
 fn client_config(
@@ -406,7 +406,7 @@ impl Mallory {
 
     fn with_minimums(client_min: u16, trustee_min: u16) -> Self {
         let tkeys = trustee_keys();
-        let ckeys: Vec<[u8; 32]> = (0..N).map(|i| public_key(&secret(1, i))).collect();
+        let ckeys: Vec<[u8; 32]> = (0..N).map(|i| pad_public_key(&secret(1, i))).collect();
         let clients = (0..N)
             .map(|i| new_client(&client_config(i, &tkeys, client_min, secret(4, i))))
             .collect();

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use dissent_core::client::{Client, ClientConfig, ClientStorage, NoUpstream};
-use dissent_core::crypto::public_key;
+use dissent_core::crypto::pad_public_key;
 use dissent_core::error::{ConfigError, IntervalError, PeerError, RequestError};
 use dissent_core::relay::PeerId;
 use dissent_core::relay::{Relay, RelayConfig, RelayStorage};
@@ -465,7 +465,7 @@ fn ten_thousand_clients_run_in_memory() {
 
 /// A client driven by hand-written relay frames (one trustee, two slots).
 fn lone_client() -> Client<Vec<u8>> {
-    let trustee_pub = [public_key(&secret(2, 0))];
+    let trustee_pub = [pad_public_key(&secret(2, 0))];
     Client::with_vecs(&lone_config(&trustee_pub)).unwrap()
 }
 
@@ -528,7 +528,7 @@ fn start_confirmed(c: &mut Client<Vec<u8>>, interval: u32) {
     let view = dissent_core::transcript::Transcript::start(&body);
     let pair = dissent_core::crypto::PairKey::agree(
         &secret(2, 0),
-        &public_key(&secret(1, 0)),
+        &pad_public_key(&secret(1, 0)),
         false,
         &GROUP,
         &SESSION,
@@ -578,7 +578,7 @@ fn cell_of(c: &mut Client<Vec<u8>>, body: &[u8]) -> Vec<u8> {
 #[test]
 fn storage_is_checked_region_by_region_and_longer_regions_serve_alike() {
     // A client: each region one byte short is refused by name.
-    let trustee_pub = [public_key(&secret(2, 0))];
+    let trustee_pub = [pad_public_key(&secret(2, 0))];
     let cfg = lone_config(&trustee_pub);
     let lens = cfg.storage_lens();
     let sized = |short: &str, extra: usize| ClientStorage {
@@ -610,7 +610,7 @@ fn storage_is_checked_region_by_region_and_longer_regions_serve_alike() {
     assert_eq!(cells[0], cells[1]);
 
     // A trustee and a relay: the same check, by name.
-    let client_pubs = [public_key(&secret(1, 0)), public_key(&secret(1, 1))];
+    let client_pubs = [pad_public_key(&secret(1, 0)), pad_public_key(&secret(1, 1))];
     let tcfg = TrusteeConfig {
         index: 0,
         trustees: 1,

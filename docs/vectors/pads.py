@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Test vectors for protocol v2's keys, pads, MACs and transcript, computed apart from the Rust code.
+"""Test vectors for protocol v3's keys, pads, MACs and transcript, computed apart from the Rust code.
 
 Follows the formulas in core/src/crypto.rs and core/src/transcript.rs with:
-- X25519 and ChaCha20 from Python's `cryptography` package;
+- Ristretto255 Diffie-Hellman from shuffle.py beside this file (written from RFC 9496 and
+  checked there against the RFC's vectors; imported, not copied);
+- ChaCha20 from Python's `cryptography` package;
 - HKDF-SHA256 (RFC 5869), HMAC-SHA256 and SHA-256 from the standard `hmac`/`hashlib`;
 - XChaCha20 (draft-irtf-cfrg-xchacha): `cryptography` has none, so HChaCha20 is written here
   on a ChaCha20 block function written from RFC 8439's pseudocode. The script checks that
@@ -16,13 +18,17 @@ The inputs are those of `crypto::tests::derivation_vectors` and
 `name hex` lines (for the head chain also `name.seq` and `name.bytes` in decimal).
 """
 
+import contextlib
 import hashlib
 import hmac
+import os
 import struct
+import sys
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shuffle  # noqa: E402  (ristretto255 of RFC 9496, checked by its own self-test)
 
 MASK = 0xFFFFFFFF
 
@@ -113,14 +119,23 @@ def hkdf_expand(prk, info, n):
     return out[:n]
 
 
+def scalar(secret):
+    """A pad secret: 32 bytes read little-endian, reduced modulo the group order."""
+    return int.from_bytes(secret, "little") % shuffle.L
+
+
 def public(secret):
-    pk = X25519PrivateKey.from_private_bytes(secret).public_key()
-    return pk.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return (shuffle.G * scalar(secret)).encode()
 
 
-def x25519(secret, peer_public):
-    own = X25519PrivateKey.from_private_bytes(secret)
-    return own.exchange(X25519PublicKey.from_public_bytes(peer_public))
+def ristretto_dh(secret, peer_public):
+    peer = shuffle.decode(peer_public)
+    assert peer is not None and peer != shuffle.IDENTITY
+    return (peer * scalar(secret)).encode()
+
+
+def pad_bit(pad, bit):
+    return pad[bit // 8] >> (bit % 8) & 1
 
 
 def u16(v):
@@ -141,6 +156,8 @@ def sha256(*parts):
 
 def main():
     self_check()
+    with contextlib.redirect_stdout(sys.stderr):
+        shuffle.check_ristretto()
     out = []
 
     def emit(name, value):
@@ -151,23 +168,23 @@ def main():
     trustee_nonce, client_nonce = bytes([0x55]) * 16, bytes([0x66]) * 16
     pad_nonce, view = bytes([0x77]) * 24, bytes([0x88]) * 32
     cpub, tpub = public(client), public(trustee)
-    dh = x25519(client, tpub)
-    assert dh == x25519(trustee, cpub)
+    dh = ristretto_dh(client, tpub)
+    assert dh == ristretto_dh(trustee, cpub)
     prk = hkdf_extract(group + session, dh)
-    pad_key = hkdf_expand(prk, b"dissent-rs v2 pad key" + cpub + tpub, 32)
-    mac_key = hkdf_expand(prk, b"dissent-rs v2 mac key" + cpub + tpub, 32)
+    pad_key = hkdf_expand(prk, b"dissent-rs v3 pad key" + cpub + tpub, 32)
+    mac_key = hkdf_expand(prk, b"dissent-rs v3 mac key" + cpub + tpub, 32)
     interval_key = hkdf_expand(
-        pad_key, b"dissent-rs v2 interval" + u32(7) + trustee_nonce + client_nonce, 32
+        pad_key, b"dissent-rs v3 interval" + u32(7) + trustee_nonce + client_nonce, 32
     )
     pad = xchacha20(interval_key, pad_nonce, 72, chacha20_own)
     assert pad == xchacha20(interval_key, pad_nonce, 72, chacha20_lib)
     proof = hmac.new(
         mac_key,
-        b"dissent-rs v2 presence" + group + session + u16(5) + client_nonce,
+        b"dissent-rs v3 presence" + group + session + u16(5) + client_nonce,
         hashlib.sha256,
     ).digest()[:16]
-    confirm = hmac.new(mac_key, b"dissent-rs v2 confirm" + view, hashlib.sha256).digest()[:16]
-    ack = hmac.new(mac_key, b"dissent-rs v2 ack" + view, hashlib.sha256).digest()[:16]
+    confirm = hmac.new(mac_key, b"dissent-rs v3 confirm" + view, hashlib.sha256).digest()[:16]
+    ack = hmac.new(mac_key, b"dissent-rs v3 ack" + view, hashlib.sha256).digest()[:16]
     emit("client_pub", cpub)
     emit("trustee_pub", tpub)
     emit("dh", dh)
@@ -176,6 +193,8 @@ def main():
     emit("interval_key", interval_key)
     emit("pad[0..16]", pad[:16])
     emit("pad[64..72]", pad[64:])
+    # Single pad bits, as a blame reveal states them (bit 0, bit 13, bit 521).
+    emit("pad_bits.0.13.521", bytes([pad_bit(pad, 0), pad_bit(pad, 13), pad_bit(pad, 521)]))
     emit("presence_proof", proof)
     emit("confirmation", confirm)
     emit("acknowledgement", ack)

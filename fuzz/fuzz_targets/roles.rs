@@ -2,7 +2,7 @@
 #![no_main]
 
 use dissent_core::client::{Client, ClientConfig, NoUpstream};
-use dissent_core::crypto::public_key;
+use dissent_core::crypto::pad_public_key;
 use dissent_core::relay::{LinkId, NoDownstream, PeerId, Relay, RelayConfig, RelayStorage};
 use dissent_core::trustee::{Trustee, TrusteeConfig};
 use dissent_core::{Duration, Instant};
@@ -13,8 +13,8 @@ const SESSION: [u8; 16] = [8; 16];
 const MAX_FRAME: u32 = 4096;
 
 fuzz_target!(|data: &[u8]| {
-    let clients = [public_key(&[1; 32]), public_key(&[2; 32])];
-    let trustees = [public_key(&[3; 32])];
+    let clients = [pad_public_key(&[1; 32]), pad_public_key(&[2; 32])];
+    let trustees = [pad_public_key(&[3; 32])];
     let now = Instant::from_micros(1);
     let mut client = Client::with_vecs(&ClientConfig {
         index: 0,

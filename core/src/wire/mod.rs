@@ -51,7 +51,7 @@ pub use outputs::{
 pub use prefix::{cell_frame_len, Prefix};
 
 /// Protocol version carried in [`Message::Hello`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Bytes of the frame length prefix.
 pub const FRAME_HEADER_LEN: usize = 4;

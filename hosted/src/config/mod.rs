@@ -2,15 +2,18 @@
 //!
 //! Like the prototype's `config.py -c N -t M DIR`, a configuration directory holds:
 //!
-//! - `system.json` (public): the group id, the relay's id, address and long-term key, the
-//!   clients' and trustees' ids and long-term X25519 public keys, and the cell length.
-//! - `session.json` (public): the session id and a per-session X25519 public key for every
-//!   client and trustee, in the same order and with the same ids as `system.json`.
-//! - `pseudonym.json` (public): one pseudonym public key per client, in a uniformly shuffled
-//!   order. A slot's index is its position in this list; the file does not say which client
-//!   owns which slot (only the owner, holding the pseudonym private key, can tell).
+//! - `system.json` (public): the group id, the relay's id, address, long-term (link) key
+//!   and identity key, the clients' and trustees' ids, long-term X25519 link public keys
+//!   and Ed25519 identity public keys, and the cell length.
+//! - `session.json` (public): the session id and a per-session pad public key
+//!   (Ristretto255) for every client and trustee, in the same order and with the same ids
+//!   as `system.json`.
+//! - `pseudonym.json` (public): one pseudonym public key (Ristretto255) per client, in a
+//!   uniformly shuffled order. A slot's index is its position in this list; the file does
+//!   not say which client owns which slot (only the owner, holding the pseudonym private
+//!   key, can tell).
 //! - `ID.json` for every node, the relay included (private, mode 0600): the node's
-//!   long-term private key.
+//!   long-term link private key and its identity private key.
 //! - `ID.session.json` for every client and trustee (private, mode 0600): the node's session
 //!   private key and, for a client, its pseudonym private key.
 //!
@@ -29,7 +32,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use dissent_core::crypto::public_key;
+use dissent_core::crypto::{pad_public_key, public_key};
+use dissent_core::identity::identity_public_key;
 use rand::rngs::OsRng;
 use rand::seq::SliceRandom;
 use rand::RngCore;
@@ -106,16 +110,18 @@ impl Default for GenerateOptions {
     }
 }
 
-/// A 32-byte X25519 key, public or private.
+/// A 32-byte key (X25519, Ed25519 or Ristretto255), public or private.
 pub type Key = [u8; 32];
 
-/// A node's id and long-term public key, as listed in `system.json`.
+/// A node's id and long-term public keys, as listed in `system.json`.
 #[derive(Clone, Debug)]
 pub struct NodeEntry {
     /// The node's id, also the stem of its private file names.
     pub id: String,
-    /// The node's long-term X25519 public key.
+    /// The node's long-term X25519 (link) public key.
     pub key: Key,
+    /// The node's Ed25519 identity public key (it signs what the node states in blame).
+    pub identity: Key,
 }
 
 /// Everything public about a group, from `system.json`, `session.json` and `pseudonym.json`.
@@ -131,6 +137,8 @@ pub struct Group {
     pub relay_address: HostPort,
     /// The relay's long-term public key.
     pub relay_key: Key,
+    /// The relay's Ed25519 identity public key.
+    pub relay_identity: Key,
     /// Clients and their long-term public keys; a client's index is its [`Role::Client`] index.
     pub clients: Vec<NodeEntry>,
     /// Trustees and their long-term public keys; a trustee's index is its [`Role::Trustee`] index.
@@ -197,9 +205,11 @@ pub struct NodeSecrets {
     pub role: Role,
     /// Long-term X25519 private key.
     pub private_key: Key,
-    /// Session X25519 private key (clients and trustees).
+    /// Ed25519 identity private key.
+    pub identity_private_key: Key,
+    /// Session pad private key (Ristretto255; clients and trustees).
     pub session_private_key: Option<Key>,
-    /// Pseudonym X25519 private key (clients only).
+    /// Pseudonym private key (Ristretto255; clients only).
     pub pseudonym_private_key: Option<Key>,
     /// A client's pseudonym slot: where its pseudonym key is in `pseudonym.json`.
     slot: Option<usize>,
@@ -212,6 +222,7 @@ impl fmt::Debug for NodeSecrets {
             .field("id", &self.id)
             .field("role", &self.role)
             .field("private_key", &REDACTED)
+            .field("identity_private_key", &REDACTED)
             .field(
                 "session_private_key",
                 &self.session_private_key.map(|_| REDACTED),
@@ -251,12 +262,16 @@ struct RelayFileEntry {
     id: String,
     address: String,
     key: String,
+    identity: String,
 }
 
 #[derive(Serialize, Deserialize)]
 struct FileEntry {
     id: String,
     key: String,
+    /// The identity key (`system.json` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identity: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -280,6 +295,7 @@ struct SlotEntry {
 struct PrivateFile {
     id: String,
     private_key: String,
+    identity_private_key: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -304,12 +320,14 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
     struct Member {
         id: String,
         long_term: Key,
+        identity: Key,
         session: Key,
         pseudonym: Option<Key>,
     }
     let member = |id: String, is_client: bool| Member {
         id,
         long_term: random_key(),
+        identity: random_key(),
         session: random_key(),
         pseudonym: is_client.then(random_key),
     };
@@ -320,17 +338,20 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
         .map(|i| member(format!("trustee-{i}"), false))
         .collect();
     let relay_key = random_key();
+    let relay_identity = random_key();
 
     // Private files first, so a half-written set has no public files pointing at missing keys.
     let relay_file = PrivateFile {
         id: RELAY_ID.to_string(),
         private_key: hex::encode(relay_key),
+        identity_private_key: hex::encode(relay_identity),
     };
     write_json(dir, &format!("{RELAY_ID}.json"), &relay_file, PRIVATE_MODE)?;
     for m in clients.iter().chain(&trustees) {
         let long_term = PrivateFile {
             id: m.id.clone(),
             private_key: hex::encode(m.long_term),
+            identity_private_key: hex::encode(m.identity),
         };
         write_json(dir, &format!("{}.json", m.id), &long_term, PRIVATE_MODE)?;
         let session = SessionPrivateFile {
@@ -348,7 +369,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
 
     let mut slots: Vec<Key> = clients
         .iter()
-        .filter_map(|m| m.pseudonym.as_ref().map(public_key))
+        .filter_map(|m| m.pseudonym.as_ref().map(pad_public_key))
         .collect();
     slots.shuffle(&mut OsRng);
     let pseudonym = PseudonymFile {
@@ -361,21 +382,33 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
     };
     write_json(dir, PSEUDONYM_FILE, &pseudonym, PUBLIC_MODE)?;
 
-    let entries = |members: &[Member], key: fn(&Member) -> &Key| -> Vec<FileEntry> {
+    let session_entries = |members: &[Member]| -> Vec<FileEntry> {
         members
             .iter()
             .map(|m| FileEntry {
                 id: m.id.clone(),
-                key: hex::encode(public_key(key(m))),
+                key: hex::encode(pad_public_key(&m.session)),
+                identity: None,
             })
             .collect()
     };
     let session = SessionFile {
         session_id: hex::encode(random_id()),
-        clients: entries(&clients, |m| &m.session),
-        trustees: entries(&trustees, |m| &m.session),
+        clients: session_entries(&clients),
+        trustees: session_entries(&trustees),
     };
     write_json(dir, SESSION_FILE, &session, PUBLIC_MODE)?;
+
+    let system_entries = |members: &[Member]| -> Vec<FileEntry> {
+        members
+            .iter()
+            .map(|m| FileEntry {
+                id: m.id.clone(),
+                key: hex::encode(public_key(&m.long_term)),
+                identity: Some(hex::encode(identity_public_key(&m.identity))),
+            })
+            .collect()
+    };
 
     let system = SystemFile {
         group_id: hex::encode(random_id()),
@@ -383,9 +416,10 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
             id: RELAY_ID.to_string(),
             address: opts.relay.clone(),
             key: hex::encode(public_key(&relay_key)),
+            identity: hex::encode(identity_public_key(&relay_identity)),
         },
-        clients: entries(&clients, |m| &m.long_term),
-        trustees: entries(&trustees, |m| &m.long_term),
+        clients: system_entries(&clients),
+        trustees: system_entries(&trustees),
         cell_length: opts.cell_length,
         max_cell_length: Some(opts.max_cell_length.max(opts.cell_length)),
     };
@@ -538,6 +572,7 @@ impl Group {
             .parse()
             .map_err(|e| anyhow!("{sys}: relay.address {:?}: {e}", system.relay.address))?;
         let relay_key = parse_hex(&system_path, "relay.key", &system.relay.key)?;
+        let relay_identity = parse_hex(&system_path, "relay.identity", &system.relay.identity)?;
         let clients = parse_entries(&system_path, "clients", &system.clients, MAX_CLIENTS)?;
         let trustees = parse_entries(&system_path, "trustees", &system.trustees, MAX_TRUSTEES)?;
         ensure!(
@@ -567,6 +602,12 @@ impl Group {
             .chain(named("clients", &clients).map(|(f, e)| (format!("{f}.key"), &e.key)))
             .chain(named("trustees", &trustees).map(|(f, e)| (format!("{f}.key"), &e.key)));
         check_distinct(&system_path, long_term)?;
+        let identities = std::iter::once(("relay.identity".to_string(), &relay_identity))
+            .chain(named("clients", &clients).map(|(f, e)| (format!("{f}.identity"), &e.identity)))
+            .chain(
+                named("trustees", &trustees).map(|(f, e)| (format!("{f}.identity"), &e.identity)),
+            );
+        check_distinct(&system_path, identities)?;
 
         let session_id = parse_hex(&session_path, "session_id", &session.session_id)?;
         let client_session_keys =
@@ -602,6 +643,7 @@ impl Group {
             relay_id: system.relay.id,
             relay_address,
             relay_key,
+            relay_identity,
             clients,
             trustees,
             client_session_keys,
@@ -693,14 +735,32 @@ pub fn load_node(group: &Group, private_file: &Path, kind: NodeKind) -> Result<N
         group.key_files_for(kind)
     );
     let private_key: Key = parse_hex(private_file, "private_key", &file.private_key)?;
-    let (expected, session_keys) = match role {
-        Role::Relay => (&group.relay_key, None),
-        Role::Client(i) => (&group.clients[i].key, Some(&group.client_session_keys[i])),
-        Role::Trustee(i) => (&group.trustees[i].key, Some(&group.trustee_session_keys[i])),
+    let identity_private_key: Key = parse_hex(
+        private_file,
+        "identity_private_key",
+        &file.identity_private_key,
+    )?;
+    let (expected, expected_identity, session_keys) = match role {
+        Role::Relay => (&group.relay_key, &group.relay_identity, None),
+        Role::Client(i) => (
+            &group.clients[i].key,
+            &group.clients[i].identity,
+            Some(&group.client_session_keys[i]),
+        ),
+        Role::Trustee(i) => (
+            &group.trustees[i].key,
+            &group.trustees[i].identity,
+            Some(&group.trustee_session_keys[i]),
+        ),
     };
     ensure!(
         public_key(&private_key) == *expected,
         "{shown}: private_key does not match the key of {:?} in {SYSTEM_FILE}",
+        file.id
+    );
+    ensure!(
+        identity_public_key(&identity_private_key) == *expected_identity,
+        "{shown}: identity_private_key does not match the identity of {:?} in {SYSTEM_FILE}",
         file.id
     );
     let Some(expected_session) = session_keys else {
@@ -708,6 +768,7 @@ pub fn load_node(group: &Group, private_file: &Path, kind: NodeKind) -> Result<N
             id: file.id,
             role,
             private_key,
+            identity_private_key,
             session_private_key: None,
             pseudonym_private_key: None,
             slot: None,
@@ -732,14 +793,14 @@ pub fn load_node(group: &Group, private_file: &Path, kind: NodeKind) -> Result<N
         &session.session_private_key,
     )?;
     ensure!(
-        public_key(&session_private_key) == *expected_session,
+        pad_public_key(&session_private_key) == *expected_session,
         "{sess}: session_private_key does not match the key of {:?} in {SESSION_FILE}",
         file.id
     );
     let (pseudonym_private_key, slot) = match (role, &session.pseudonym_private_key) {
         (Role::Client(_), Some(text)) => {
             let key: Key = parse_hex(&session_path, "pseudonym_private_key", text)?;
-            let public = public_key(&key);
+            let public = pad_public_key(&key);
             let slot = group.slots.iter().position(|s| *s == public);
             ensure!(
                 slot.is_some(),
@@ -755,6 +816,7 @@ pub fn load_node(group: &Group, private_file: &Path, kind: NodeKind) -> Result<N
         id: file.id,
         role,
         private_key,
+        identity_private_key,
         session_private_key: Some(session_private_key),
         pseudonym_private_key,
         slot,
@@ -942,9 +1004,15 @@ fn parse_entries(
         .map(|(i, entry)| {
             check_id(path, &format!("{field}[{i}].id"), &entry.id)?;
             let key = parse_hex(path, &format!("{field}[{i}].key"), &entry.key)?;
+            let identity = entry
+                .identity
+                .as_deref()
+                .ok_or_else(|| anyhow!("{}: {field}[{i}].identity: missing", path.display()))?;
+            let identity = parse_hex(path, &format!("{field}[{i}].identity"), identity)?;
             Ok(NodeEntry {
                 id: entry.id.clone(),
                 key,
+                identity,
             })
         })
         .collect()
@@ -1073,6 +1141,10 @@ mod tests {
         let relay = load(&group, &dir.path().join("relay.json")).unwrap();
         assert_eq!(relay.role, Role::Relay);
         assert_eq!(public_key(&relay.private_key), group.relay_key);
+        assert_eq!(
+            identity_public_key(&relay.identity_private_key),
+            group.relay_identity
+        );
         assert!(relay.session_private_key.is_none());
         assert_eq!(relay.slot(), None);
 
@@ -1082,8 +1154,12 @@ mod tests {
             assert_eq!(node.id, entry.id);
             assert_eq!(node.role, Role::Client(i));
             assert_eq!(public_key(&node.private_key), entry.key);
+            assert_eq!(
+                identity_public_key(&node.identity_private_key),
+                entry.identity
+            );
             let session = node.session_private_key.unwrap();
-            assert_eq!(public_key(&session), group.client_session_keys[i]);
+            assert_eq!(pad_public_key(&session), group.client_session_keys[i]);
             slots.insert(node.slot().unwrap());
         }
         assert_eq!(slots, (0..4).collect::<BTreeSet<_>>());
@@ -1093,13 +1169,14 @@ mod tests {
             assert_eq!(node.role, Role::Trustee(i));
             assert_eq!(public_key(&node.private_key), entry.key);
             let session = node.session_private_key.unwrap();
-            assert_eq!(public_key(&session), group.trustee_session_keys[i]);
+            assert_eq!(pad_public_key(&session), group.trustee_session_keys[i]);
             assert!(node.pseudonym_private_key.is_none());
             assert_eq!(node.slot(), None);
         }
 
         let debug = format!("{relay:?}");
         assert!(!debug.contains(&hex::encode(relay.private_key)));
+        assert!(!debug.contains(&hex::encode(relay.identity_private_key)));
     }
 
     #[test]
@@ -1167,7 +1244,7 @@ mod tests {
         assert_eq!(system["group_id"].as_str().unwrap().len(), 32);
         assert_eq!(
             keys_of(&system["relay"]),
-            BTreeSet::from(["id", "address", "key"])
+            BTreeSet::from(["id", "address", "key", "identity"])
         );
         assert_eq!(system["relay"]["id"], "relay");
         assert_eq!(system["relay"]["address"], DEFAULT_RELAY);
@@ -1175,12 +1252,13 @@ mod tests {
         let clients = system["clients"].as_array().unwrap();
         assert_eq!(clients.len(), 4);
         for (i, client) in clients.iter().enumerate() {
-            assert_eq!(keys_of(client), BTreeSet::from(["id", "key"]));
+            assert_eq!(keys_of(client), BTreeSet::from(["id", "key", "identity"]));
             assert_eq!(client["id"], format!("client-{i}"));
             assert_eq!(client["key"].as_str().unwrap().len(), 64);
+            assert_eq!(client["identity"].as_str().unwrap().len(), 64);
         }
         for trustee in system["trustees"].as_array().unwrap() {
-            assert_eq!(keys_of(trustee), BTreeSet::from(["id", "key"]));
+            assert_eq!(keys_of(trustee), BTreeSet::from(["id", "key", "identity"]));
         }
 
         let session = read_value(&dir.path().join(SESSION_FILE));
@@ -1206,7 +1284,10 @@ mod tests {
         assert!(!text.contains("client") && !text.contains("\"id\""));
 
         let relay = read_value(&dir.path().join("relay.json"));
-        assert_eq!(keys_of(&relay), BTreeSet::from(["id", "private_key"]));
+        assert_eq!(
+            keys_of(&relay),
+            BTreeSet::from(["id", "private_key", "identity_private_key"])
+        );
         let client = read_value(&dir.path().join("client-1.session.json"));
         assert_eq!(
             keys_of(&client),

@@ -128,6 +128,7 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         session_secret: node
             .session_private_key
             .with_context(|| format!("{} has no session key", node.id))?,
+        identity_secret: node.identity_private_key,
         relay_key: group.relay_key,
         relay_addr: relay_addr.octets(),
         relay_port,
