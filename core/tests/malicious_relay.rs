@@ -178,6 +178,7 @@ fn upstream(plain: &[u8], slot: u16) -> Option<Vec<Up>> {
                 payload: payload.to_vec(),
             },
             Record::Close { conn } => Up::Close(conn),
+            Record::Accuse { .. } => continue,
         });
     }
     Some(ups)

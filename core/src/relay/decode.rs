@@ -131,28 +131,35 @@ where
     }
 
     /// The next record of the cell being decoded, as an event.
-    fn next_record(&mut self, decoding: Decoding) -> Option<RelayEvent<'_>> {
+    fn next_record(&mut self, mut decoding: Decoding) -> Option<RelayEvent<'_>> {
         // The cell was checked whole when it was decoded: one record at a time from here.
-        let Decoding { exchange, at, end } = decoding;
-        let cell = self.window.cell(exchange, end);
-        let Some(rec) = Records::checked(cell.get(at..).unwrap_or(&[])).next() else {
-            self.decoding = None;
-            return None;
-        };
-        let at = at + rec.wire_len();
-        self.decoding = (at < end).then_some(Decoding { at, ..decoding });
-        Some(match rec {
-            Record::Data {
-                conn,
-                open,
-                payload,
-            } => RelayEvent::Upstream {
-                conn,
-                open,
-                data: payload,
-            },
-            Record::Close { conn } => RelayEvent::Close { conn },
-        })
+        loop {
+            let Decoding { exchange, at, end } = decoding;
+            let cell = self.window.cell(exchange, end);
+            let Some(rec) = Records::checked(cell.get(at..).unwrap_or(&[])).next() else {
+                self.decoding = None;
+                return None;
+            };
+            let at = at + rec.wire_len();
+            self.decoding = (at < end).then_some(Decoding { at, ..decoding });
+            return Some(match rec {
+                Record::Data {
+                    conn,
+                    open,
+                    payload,
+                } => RelayEvent::Upstream {
+                    conn,
+                    open,
+                    data: payload,
+                },
+                Record::Close { conn } => RelayEvent::Close { conn },
+                // An accusation is for the blame rounds, never for the exit.
+                Record::Accuse { .. } => {
+                    decoding = self.decoding?;
+                    continue;
+                }
+            });
+        }
     }
 }
 

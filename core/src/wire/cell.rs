@@ -1,15 +1,88 @@
-//! Cell plaintexts of data exchanges: the owner's `Next`, then records, then zero padding.
+//! The body of a data exchange's cell: the owner's `Next`, then records, then zero padding.
+//! (In an owned cell this body is whitened and signed, `slot.rs`.)
 //!
 //! ```text
-//! Cell     = Next (u16 BE) | Record* | zero padding
-//! Record   = Conn# (u32 BE, > 0) | Len (u16 BE: OPEN bit | 15-bit length) | payload
+//! Body     = Next (u16 BE) | Record* | zero padding
+//! Record   = Conn# (u32 BE, > 0) | Kind (u8) | Len (u16 BE) | payload (Len bytes)
+//! Kind     = 1 Open (Len ≥ 0) | 2 Data (Len ≥ 1) | 3 Close (Len = 0)
+//!          | 4 Accuse (Len = 76: exchange u64 BE | bit u32 BE | proof, 64 bytes)
 //! ```
 //!
 //! Owns reading ([`CellView`], [`Records`]) and writing ([`CellWriter`]) them. It must not
 //! know about pads, exchanges or who owns a slot.
 
-use super::{ConnId, WireError, MAX_PAYLOAD, NEXT_LEN, OPEN_FLAG, RECORD_HEADER_LEN};
+use super::{ConnId, WireError, MAX_PAYLOAD, NEXT_LEN, RECORD_HEADER_LEN};
 use crate::field;
+
+/// What a record is, in its header's kind byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordKind {
+    /// The first record of a connection (the exit opens it), with its first bytes if any.
+    Open = 1,
+    /// Bytes for an open connection (at least one).
+    Data = 2,
+    /// The owner has finished sending on the connection (a half-close, like a TCP FIN).
+    Close = 3,
+    /// The owner accuses an exchange of its slot that came back disrupted.
+    Accuse = 4,
+}
+
+impl RecordKind {
+    /// The kind of a header's kind byte.
+    pub const fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(RecordKind::Open),
+            2 => Some(RecordKind::Data),
+            3 => Some(RecordKind::Close),
+            4 => Some(RecordKind::Accuse),
+            _ => None,
+        }
+    }
+}
+
+/// Bytes of an accusation's proof (a DLEQ proof by the slot's pseudonym key).
+pub const ACCUSE_PROOF_LEN: usize = 64;
+
+/// Bytes of an `Accuse` record's payload.
+pub const ACCUSE_LEN: usize = 8 + 4 + ACCUSE_PROOF_LEN;
+
+/// An owner's accusation: a bit of an exchange of its slot that it wrote as 0 and that
+/// decoded as 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accusation {
+    /// The disrupted exchange (of the same interval).
+    pub exchange: u64,
+    /// The bit: byte `bit / 8` of the cell, bit `bit % 8` (least significant first).
+    pub bit: u32,
+    /// The slot key's proof over the accusation ([`crate::pseudonym::accusation_context`]).
+    pub proof: [u8; ACCUSE_PROOF_LEN],
+}
+
+impl Accusation {
+    /// The record's payload.
+    pub fn to_bytes(&self) -> [u8; ACCUSE_LEN] {
+        let mut b = [0u8; ACCUSE_LEN];
+        field::put(&mut b, 0, &self.exchange.to_be_bytes());
+        field::put(&mut b, 8, &self.bit.to_be_bytes());
+        field::put(&mut b, 12, &self.proof);
+        b
+    }
+
+    /// Reads a record's payload.
+    pub fn parse(payload: &[u8]) -> Option<Self> {
+        if payload.len() != ACCUSE_LEN {
+            return None;
+        }
+        let mut proof = [0u8; ACCUSE_PROOF_LEN];
+        proof.copy_from_slice(payload.get(12..)?);
+        Some(Accusation {
+            exchange: field::u64_at(payload, 0),
+            bit: field::u32_at(payload, 8),
+            proof,
+        })
+    }
+}
 
 /// One record of a decoded cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,13 +101,22 @@ pub enum Record<'a> {
         /// Conn#, never 0.
         conn: ConnId,
     },
+    /// The owner accuses an exchange of its slot (`conn` names the slot, low bits 0).
+    Accuse {
+        /// Conn# of the slot with low bits 0.
+        conn: ConnId,
+        /// What it accuses.
+        accusation: Accusation,
+    },
 }
 
 impl Record<'_> {
-    /// The record's connection.
+    /// The record's connection (an accusation's: the slot's, low bits 0).
     pub const fn conn(&self) -> ConnId {
         match *self {
-            Record::Data { conn, .. } | Record::Close { conn } => conn,
+            Record::Data { conn, .. } | Record::Close { conn } | Record::Accuse { conn, .. } => {
+                conn
+            }
         }
     }
 
@@ -43,7 +125,25 @@ impl Record<'_> {
         match *self {
             Record::Data { payload, .. } => RECORD_HEADER_LEN + payload.len(),
             Record::Close { .. } => RECORD_HEADER_LEN,
+            Record::Accuse { .. } => RECORD_HEADER_LEN + ACCUSE_LEN,
         }
+    }
+}
+
+/// Checks one record header and its length: the kind is known and its length allowed.
+fn check_header(kind: Option<RecordKind>, conn: ConnId, len: usize) -> Result<(), WireError> {
+    let ok = conn.0 != 0
+        && match kind {
+            Some(RecordKind::Open) => true,
+            Some(RecordKind::Data) => len > 0,
+            Some(RecordKind::Close) => len == 0,
+            Some(RecordKind::Accuse) => len == ACCUSE_LEN && conn.0 & 0xFFFF == 0,
+            None => false,
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::BadCell)
     }
 }
 
@@ -65,13 +165,14 @@ impl<'a> CellView<'a> {
             .get(pos..)
             .and_then(<[u8]>::first_chunk::<RECORD_HEADER_LEN>)
         {
-            let (conn, open, payload) = read_record_header(h);
+            let (conn, kind, payload) = read_record(h);
             if conn.0 == 0 {
-                if open || payload != 0 {
+                if h.iter().any(|&b| b != 0) {
                     return Err(WireError::BadCell);
                 }
                 break;
             }
+            check_header(kind, conn, payload)?;
             if pos + RECORD_HEADER_LEN + payload > rest.len() {
                 return Err(WireError::BadCell);
             }
@@ -117,8 +218,9 @@ impl<'a> CellView<'a> {
                 .get(pos..)
                 .and_then(<[u8]>::first_chunk::<RECORD_HEADER_LEN>)
                 .ok_or(WireError::BadCell)?;
-            let (conn, _, len) = read_record_header(h);
-            if conn.0 == 0 || pos + RECORD_HEADER_LEN + len > records.len() {
+            let (conn, kind, len) = read_record(h);
+            check_header(kind, conn, len)?;
+            if pos + RECORD_HEADER_LEN + len > records.len() {
                 return Err(WireError::BadCell);
             }
             pos += RECORD_HEADER_LEN + len;
@@ -127,22 +229,40 @@ impl<'a> CellView<'a> {
     }
 }
 
-/// Reads the record header at the start of `b`: Conn#, open flag, payload length. Bytes
+/// Reads the record header at the start of `b`: Conn#, kind, payload length. Bytes
 /// missing from a short `b` read as zero (a Conn# of 0 is never a record's).
-pub(crate) fn read_record_header(b: &[u8]) -> (ConnId, bool, usize) {
+pub(crate) fn read_record(b: &[u8]) -> (ConnId, Option<RecordKind>, usize) {
     let conn = ConnId(field::u32_at(b, 0));
-    let len = field::u16_at(b, 4);
-    (conn, len & OPEN_FLAG != 0, usize::from(len & !OPEN_FLAG))
+    let kind = RecordKind::from_byte(field::u8_at(b, 4));
+    (conn, kind, usize::from(field::u16_at(b, 5)))
 }
 
-/// Writes a record header at the start of `b` (nothing if `b` is shorter than
-/// [`RECORD_HEADER_LEN`]).
+/// Reads a connection record's header at the start of `b`: Conn#, whether it opens the
+/// connection, payload length (a close is a record that neither opens nor carries bytes).
+pub(crate) fn read_record_header(b: &[u8]) -> (ConnId, bool, usize) {
+    let (conn, kind, len) = read_record(b);
+    (conn, kind == Some(RecordKind::Open), len)
+}
+
+/// Writes a connection record's header at the start of `b` (nothing if `b` is shorter
+/// than [`RECORD_HEADER_LEN`]): `Open` if `open`, else `Data`, or `Close` for no bytes.
 pub(crate) fn write_record_header(b: &mut [u8], conn: ConnId, open: bool, len: usize) {
-    let raw = (len as u16 & !OPEN_FLAG) | if open { OPEN_FLAG } else { 0 };
+    let kind = if open {
+        RecordKind::Open
+    } else if len == 0 {
+        RecordKind::Close
+    } else {
+        RecordKind::Data
+    };
+    write_header(b, conn, kind, len);
+}
+
+/// Writes a record header of `kind` at the start of `b`.
+fn write_header(b: &mut [u8], conn: ConnId, kind: RecordKind, len: usize) {
     if let Some(header) = b.first_chunk_mut::<RECORD_HEADER_LEN>() {
-        let (c, l) = header.split_at_mut(4);
-        c.copy_from_slice(&conn.0.to_be_bytes());
-        l.copy_from_slice(&raw.to_be_bytes());
+        field::put(header, 0, &conn.0.to_be_bytes());
+        field::put(header, 4, &[kind as u8]);
+        field::put(header, 5, &(len.min(MAX_PAYLOAD) as u16).to_be_bytes());
     }
 }
 
@@ -167,18 +287,26 @@ impl<'a> Iterator for Records<'a> {
     fn next(&mut self) -> Option<Record<'a>> {
         // The view was checked: every header and payload is in bounds.
         let (h, rest) = self.rest.split_first_chunk::<RECORD_HEADER_LEN>()?;
-        let (conn, open, n) = read_record_header(h);
+        let (conn, kind, n) = read_record(h);
         let n = n.min(rest.len());
         let (payload, rest) = rest.split_at(n);
         self.rest = rest;
-        Some(if !open && n == 0 {
-            Record::Close { conn }
-        } else {
-            Record::Data {
+        Some(match kind {
+            Some(RecordKind::Close) => Record::Close { conn },
+            Some(RecordKind::Accuse) => match Accusation::parse(payload) {
+                Some(accusation) => Record::Accuse { conn, accusation },
+                None => return None,
+            },
+            Some(RecordKind::Open) => Record::Data {
                 conn,
-                open,
+                open: true,
                 payload,
-            }
+            },
+            _ => Record::Data {
+                conn,
+                open: false,
+                payload,
+            },
         })
     }
 }
@@ -251,6 +379,24 @@ impl<'a> CellWriter<'a> {
         self.reserve(conn, false, 0).map(|_| ())
     }
 
+    /// Appends an accusation by the owner of `slot`.
+    pub fn push_accuse(&mut self, slot: u16, accusation: &Accusation) -> Result<(), WireError> {
+        let conn = ConnId::new(slot, 0);
+        if ACCUSE_LEN > self.room() || !self.has_room_for_header() {
+            return Err(WireError::BufferTooSmall);
+        }
+        let at = self.pos;
+        let record = self
+            .cell
+            .get_mut(at..at + RECORD_HEADER_LEN + ACCUSE_LEN)
+            .ok_or(WireError::BufferTooSmall)?;
+        let (header, payload) = record.split_at_mut(RECORD_HEADER_LEN);
+        write_header(header, conn, RecordKind::Accuse, ACCUSE_LEN);
+        payload.copy_from_slice(&accusation.to_bytes());
+        self.pos = at + RECORD_HEADER_LEN + ACCUSE_LEN;
+        Ok(())
+    }
+
     /// Writes `next`, zeroes the rest and returns the bytes used (`Next` plus records).
     pub fn finish(self, next: u16) -> usize {
         if let Some(field) = self.cell.first_chunk_mut::<NEXT_LEN>() {
@@ -270,23 +416,26 @@ mod tests {
 
     #[test]
     fn cell_vector() {
-        let mut cell = [0xAAu8; 24];
+        let mut cell = [0xAAu8; 30];
         let mut w = CellWriter::new(&mut cell);
         w.push_data(ConnId(0x0001_0002), true, b"hey").unwrap();
+        w.push_data(ConnId(0x0001_0002), false, b"!").unwrap();
         w.push_close(ConnId(0x0001_0003)).unwrap();
-        assert_eq!(w.finish(300), 2 + 9 + 6);
+        assert_eq!(w.finish(300), 2 + 10 + 8 + 7);
         assert_eq!(
             cell,
             [
                 0x01, 0x2C, // Next = 300
-                0, 1, 0, 2, 0x80, 3, b'h', b'e', b'y', // OPEN record
-                0, 1, 0, 3, 0, 0, // close
-                0, 0, 0, 0, 0, 0, 0 // padding
+                0, 1, 0, 2, 1, 0, 3, b'h', b'e', b'y', // Open record
+                0, 1, 0, 2, 2, 0, 1, b'!', // Data record
+                0, 1, 0, 3, 3, 0, 0, // Close record
+                0, 0, 0 // padding
             ]
         );
         let v = CellView::parse(&cell).unwrap();
         assert_eq!(v.next(), 300);
         let recs: heapless::Vec<Record<'_>, 4> = v.records().collect();
+        assert_eq!(recs.len(), 3);
         assert_eq!(
             &recs[..],
             &[
@@ -294,6 +443,11 @@ mod tests {
                     conn: ConnId(0x0001_0002),
                     open: true,
                     payload: b"hey"
+                },
+                Record::Data {
+                    conn: ConnId(0x0001_0002),
+                    open: false,
+                    payload: b"!"
                 },
                 Record::Close {
                     conn: ConnId(0x0001_0003)
@@ -307,29 +461,76 @@ mod tests {
     }
 
     #[test]
+    fn accusation_vector() {
+        let mut cell = [0u8; 2 + 7 + ACCUSE_LEN + 3];
+        let mut w = CellWriter::new(&mut cell);
+        let accusation = Accusation {
+            exchange: 300,
+            bit: 0x0102,
+            proof: [0xAB; ACCUSE_PROOF_LEN],
+        };
+        w.push_accuse(2, &accusation).unwrap();
+        w.finish(0);
+        assert_eq!(
+            &cell[..2 + 7 + 12],
+            &[0, 0, 0, 3, 0, 0, 4, 0, 76, 0, 0, 0, 0, 0, 0, 1, 0x2C, 0, 0, 1, 2]
+        );
+        assert_eq!(&cell[21..21 + 64], &[0xAB; 64]);
+        {
+            let v = CellView::parse(&cell).unwrap();
+            let recs: heapless::Vec<Record<'_>, 2> = v.records().collect();
+            assert_eq!(
+                &recs[..],
+                &[Record::Accuse {
+                    conn: ConnId::new(2, 0),
+                    accusation
+                }]
+            );
+        }
+        // An accusation must name a slot with low bits 0, and be exactly 76 bytes.
+        for (at, value) in [(5, 1), (8, 75), (8, 77)] {
+            let mut bad = cell;
+            bad[at] = value;
+            assert_eq!(CellView::parse(&bad), Err(WireError::BadCell), "{at}");
+        }
+    }
+
+    #[test]
     fn cells_refuse_garbage() {
         // Length runs past the cell.
         assert_eq!(
-            CellView::parse(&[0, 0, 0, 0, 0, 1, 0, 9, 1, 2]),
+            CellView::parse(&[0, 0, 0, 0, 0, 1, 2, 0, 9, 1, 2]),
             Err(WireError::BadCell)
         );
         // Non-zero padding after the records.
         assert_eq!(
-            CellView::parse(&[0, 0, 0, 0, 0, 1, 0, 1, 7, 0, 5]),
+            CellView::parse(&[0, 0, 0, 0, 0, 1, 2, 0, 1, 7, 0, 5]),
             Err(WireError::BadCell)
         );
-        // Conn# 0 with a length.
+        // Conn# 0 with a kind or a length.
         assert_eq!(
-            CellView::parse(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 0]),
+            CellView::parse(&[0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]),
             Err(WireError::BadCell)
         );
+        assert_eq!(
+            CellView::parse(&[0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]),
+            Err(WireError::BadCell)
+        );
+        // An unknown kind, an empty data record, a close with bytes.
+        for bad in [
+            [0, 0, 0, 0, 0, 1, 9, 0, 1, 7],
+            [0, 0, 0, 0, 0, 1, 2, 0, 0, 0],
+            [0, 0, 0, 0, 0, 1, 3, 0, 1, 7],
+        ] {
+            assert_eq!(CellView::parse(&bad), Err(WireError::BadCell), "{bad:?}");
+        }
         // Too short for Next.
         assert_eq!(CellView::parse(&[0]), Err(WireError::BadCell));
         // A trailing partial header must be zero.
         assert!(CellView::parse(&[0, 0, 0, 0, 0]).is_ok());
         assert_eq!(CellView::parse(&[0, 0, 0, 0, 1]), Err(WireError::BadCell));
         // Writers refuse what does not fit.
-        let mut small = [0u8; 9];
+        let mut small = [0u8; 10];
         let mut w = CellWriter::new(&mut small);
         assert_eq!(w.room(), 1);
         assert_eq!(

@@ -12,7 +12,8 @@
 //!
 //! ```text
 //! Cell     = Next (u16 BE) | Record* | zero padding
-//! Record   = Conn# (u32 BE, > 0) | Len (u16 BE: OPEN bit | 15-bit length) | payload
+//! Record   = Conn# (u32 BE, > 0) | Kind (u8: Open 1, Data 2, Close 3, Accuse 4)
+//!            | Len (u16 BE) | payload
 //! ```
 //!
 //! An all-zero cell means nothing was sent (and the slot is released). A reservation
@@ -38,7 +39,9 @@ mod outputs;
 mod prefix;
 
 pub(crate) use cell::{read_record_header, write_record_header};
-pub use cell::{CellView, CellWriter, Record, Records};
+pub use cell::{
+    Accusation, CellView, CellWriter, Record, RecordKind, Records, ACCUSE_LEN, ACCUSE_PROOF_LEN,
+};
 pub use fields::{
     ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, NodeRole, Params, Resume,
     REPLAY_FRAME_OVERHEAD, REPLAY_OVERHEAD,
@@ -65,17 +68,14 @@ pub const MIN_FRAME_LIMIT: usize = 1024;
 /// Most previous intervals an [`Message::IntervalStart`] reports.
 pub const MAX_HISTORY: usize = 8;
 
-/// Bytes of a record header in a cell: `Conn#(4) | Len(2)`.
-pub const RECORD_HEADER_LEN: usize = 6;
+/// Bytes of a record header in a cell: `Conn#(4) | Kind(1) | Len(2)`.
+pub const RECORD_HEADER_LEN: usize = 7;
 
 /// Bytes of a cell's `Next` field.
 pub const NEXT_LEN: usize = 2;
 
-/// Bit of a record's `Len` field that marks the first record of a connection.
-pub const OPEN_FLAG: u16 = 0x8000;
-
 /// Largest payload one record's `Len` can express.
-pub const MAX_PAYLOAD: usize = 0x7FFF;
+pub const MAX_PAYLOAD: usize = u16::MAX as usize;
 
 /// Errors from parsing or emitting wire data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
