@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Test vectors for protocol v3's keys, pads, MACs and transcript, computed apart from the Rust code.
+"""Test vectors for protocol v3's keys, pads, MACs, transcript and owned-cell layout, computed apart
+from the Rust code.
 
 Follows the formulas in core/src/crypto.rs and core/src/transcript.rs with:
 - Ristretto255 Diffie-Hellman from shuffle.py beside this file (written from RFC 9496 and
@@ -220,6 +221,26 @@ def main():
         emit(f"{name}.seq", seq)
         emit(f"{name}.bytes", nbytes)
         emit(f"{name}.hash", h)
+
+    # Owned cells (core/src/wire/slot.rs): whitening and the signed digest.
+    def whiten(seed, body):
+        key = sha256(b"dissent-rs v3 whiten", seed)
+        return bytes(a ^ b for a, b in zip(body, chacha20_lib(key, bytes(12), len(body))))
+
+    def slot_digest(signed):
+        ctx = bytes([1]) * 16 + bytes([2]) * 16 + bytes([3]) * 32
+        ctx += u32(7) + u16(2) + u64(5) + u32(len(signed) + 64)
+        return sha256(b"dissent-rs v3 slot", ctx, signed)
+
+    seed = bytes([0x5A]) * 16
+    emit("whiten_zeros8", whiten(seed, bytes(8)))
+    emit("slot_digest", slot_digest(b"signed bytes"))
+    # A 128-byte cell: Next 300, Open of Conn# 0x00030001 with "hi", zeros; seed 5A×16.
+    body = u16(300) + u32(0x00030001) + bytes([1]) + u16(2) + b"hi"
+    body += bytes(128 - 80 - len(body))
+    whitened = whiten(seed, body)
+    emit("owned_cell[16..32]", whitened[:16])
+    emit("owned_cell_digest", slot_digest(seed + whitened))
 
     print("\n".join(out))
 

@@ -37,6 +37,7 @@ mod frame;
 mod message;
 mod outputs;
 mod prefix;
+mod slot;
 
 pub(crate) use cell::{read_record_header, write_record_header};
 pub use cell::{
@@ -52,6 +53,11 @@ pub use outputs::{
     emit_next_output, emit_requests_output, max_outputs_len, Output, OutputsView, Requests,
 };
 pub use prefix::{cell_frame_len, Prefix};
+pub use slot::{
+    body_mut, whiten, Opened, SlotContext, MIN_OWNED_CELL, SEED_LEN, SIGNATURE_LEN, SLOT_OVERHEAD,
+};
+#[cfg(feature = "pseudonyms")]
+pub use slot::{open, seal};
 
 /// Protocol version carried in [`Message::Hello`].
 pub const PROTOCOL_VERSION: u16 = 3;
