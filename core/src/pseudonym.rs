@@ -67,7 +67,7 @@ pub fn verify_accusation(public: &[u8; 32], context: &[u8], proof: &[u8; 64]) ->
 }
 
 #[cfg(feature = "pseudonyms")]
-pub use signing::{verify, PseudonymKey};
+pub use signing::{decode_public, verify, PseudonymKey, PseudonymPublic};
 
 #[cfg(feature = "pseudonyms")]
 mod signing {
@@ -124,6 +124,14 @@ mod signing {
             let g = curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
             dleq::prove(context, &self.scalar, &g, rng).1
         }
+    }
+
+    /// A decoded pseudonym public key (a relay decodes each slot's key once).
+    pub type PseudonymPublic = PublicKey;
+
+    /// Decodes a pseudonym public key; `None` if it is not a Ristretto255 encoding.
+    pub fn decode_public(bytes: &[u8; 32]) -> Option<PseudonymPublic> {
+        PublicKey::from_bytes(bytes).ok()
     }
 
     /// Whether `signature` is `public`'s signature of an owned cell's `digest`.

@@ -122,7 +122,7 @@ mod signed {
     use rand_core::CryptoRngCore;
 
     use super::{whiten, Opened, SlotContext, MIN_OWNED_CELL, SEED_LEN, SIGNATURE_LEN};
-    use crate::pseudonym::{verify, PseudonymKey};
+    use crate::pseudonym::{verify, PseudonymKey, PseudonymPublic};
 
     /// Seals an owned cell whose body ([`super::body_mut`]) holds the plain `Next` and
     /// records: writes `seed`, whitens the body and signs. `false` (and the cell untouched)
@@ -152,7 +152,7 @@ mod signed {
     /// The relay's check of a decoded slot cell: all zeros is [`Opened::Empty`]; a cell
     /// signed by `public` for `ctx` is [`Opened::Signed`] and its body is un-whitened in
     /// place; anything else is [`Opened::Disrupted`] (left as it was).
-    pub fn open(cell: &mut [u8], ctx: &SlotContext, public: &schnorrkel::PublicKey) -> Opened {
+    pub fn open(cell: &mut [u8], ctx: &SlotContext, public: &PseudonymPublic) -> Opened {
         if cell.iter().all(|&b| b == 0) {
             return Opened::Empty;
         }
