@@ -1425,6 +1425,20 @@ mod tests {
             "{text}"
         );
 
+        // An identity key of another node.
+        let dir = generated(&small());
+        let group = Group::load(dir.path()).unwrap();
+        let other = read_value(&dir.path().join("trustee-1.json"));
+        let path = dir.path().join("trustee-0.json");
+        let mut mine = read_value(&path);
+        mine["identity_private_key"] = other["identity_private_key"].clone();
+        write_value(&path, &mine);
+        let text = err_text(load(&group, &path));
+        assert!(
+            text.contains("trustee-0.json") && text.contains("identity_private_key"),
+            "{text}"
+        );
+
         // A session file copied from another node.
         let dir = generated(&small());
         let group = Group::load(dir.path()).unwrap();
