@@ -1,5 +1,5 @@
-//! Every parser of bytes from the network: frames, messages, cell plaintexts and exchange
-//! outputs.
+//! Every parser of bytes from the network: frames, messages, cell plaintexts, owned cells
+//! (the relay's signature check) and exchange outputs.
 #![no_main]
 
 use dissent_core::wire::{
@@ -42,11 +42,34 @@ fuzz_target!(|data: &[u8]| {
                     payload,
                 } => writer.push_data(conn, open, payload),
                 Record::Close { conn } => writer.push_close(conn),
+                Record::Accuse { conn, accusation } => {
+                    let slot = conn.slot().expect("an accusation names a slot");
+                    writer.push_accuse(slot, &accusation)
+                }
             }
             .expect("a parsed record fits its own cell");
         }
         writer.finish(cell.next());
         assert_eq!(out, data);
+    }
+    // An owned cell: all zeros is empty, a forged one is disrupted and left as it was.
+    {
+        let key = dissent_core::pseudonym::PseudonymKey::from_secret(&[9; 32]).expect("key");
+        let public = dissent_core::pseudonym::decode_public(&key.public()).expect("public");
+        let ctx = wire::SlotContext {
+            group_id: [1; 16],
+            session_id: [2; 16],
+            view: [3; 32],
+            interval: 7,
+            slot: 2,
+            ordinal: 0,
+        };
+        let mut cell = data.to_vec();
+        match wire::open(&mut cell, &ctx, &public) {
+            wire::Opened::Empty => assert!(data.iter().all(|&b| b == 0)),
+            wire::Opened::Disrupted => assert_eq!(cell, data),
+            wire::Opened::Signed => panic!("the fuzzer forged a signature"),
+        }
     }
     // Outputs for a group of as many slots as the first two bytes say.
     if let Some((slots, rest)) = data.split_first_chunk::<2>() {
