@@ -15,6 +15,7 @@ mod exit;
 mod http;
 mod link;
 mod metrics;
+mod platform;
 mod process;
 mod relay;
 mod supervisor;
@@ -348,7 +349,8 @@ struct SupervisorArgs {
 
 #[derive(Args, Debug)]
 struct UpArgs {
-    /// State folder (default: $XDG_STATE_HOME/dissent or ~/.local/state/dissent).
+    /// State folder (default: $XDG_STATE_HOME/dissent or ~/.local/state/dissent; on macOS
+    /// ~/Library/Application Support/dissent, on Windows %LOCALAPPDATA%\dissent).
     #[arg(long)]
     state: Option<PathBuf>,
     /// Clients, 2-65535 (default: those of the existing demo, or 10).
@@ -630,7 +632,7 @@ async fn run(command: Command) -> Result<()> {
                 check_group_size(clients, a.small)?;
             }
             supervisor::up(supervisor::UpOptions {
-                state: a.state.unwrap_or_else(supervisor::default_state_dir),
+                state: a.state.unwrap_or_else(platform::state_dir::default_dir),
                 clients: a.clients,
                 trustees: a.trustees,
                 relay: a.relay,

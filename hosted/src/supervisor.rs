@@ -375,17 +375,6 @@ pub struct UpOptions {
     pub allow_small_anonymity_set: bool,
 }
 
-/// The default state folder: `$XDG_STATE_HOME/dissent` or `~/.local/state/dissent`.
-pub fn default_state_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("dissent");
-    }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".local/state/dissent"),
-        None => PathBuf::from(".dissent"),
-    }
-}
-
 /// The shape of a demo configuration: what `up` compares and generates.
 #[derive(Debug, PartialEq, Eq)]
 struct Demo {

@@ -9,10 +9,11 @@
 //! - `pseudonym.json` (public): one pseudonym public key per client, in a uniformly shuffled
 //!   order. A slot's index is its position in this list; the file does not say which client
 //!   owns which slot (only the owner, holding the pseudonym private key, can tell).
-//! - `ID.json` for every node, the relay included (private, mode 0600): the node's
-//!   long-term private key.
-//! - `ID.session.json` for every client and trustee (private, mode 0600): the node's session
-//!   private key and, for a client, its pseudonym private key.
+//! - `ID.json` for every node, the relay included (private: mode 0600 on Unix, only its
+//!   owner in its access list on Windows, see [`crate::platform::private_files`]): the
+//!   node's long-term private key.
+//! - `ID.session.json` for every client and trustee (private): the node's session private
+//!   key and, for a client, its pseudonym private key.
 //!
 //! Generation plays the trusted dealer: it knows every private key for a moment, writes each
 //! to its owner's file and forgets them. Loading checks that the public files agree with each
@@ -23,9 +24,8 @@ pub mod addr;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -37,6 +37,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::addr::HostPort;
+use crate::platform::private_files;
 
 /// Number of clients generated when none is given.
 pub const DEFAULT_CLIENTS: usize = 10;
@@ -72,8 +73,15 @@ const MAX_ID_LEN: usize = 64;
 /// Largest configuration file we read: `system.json` lists every client, about 120 bytes
 /// each (1.2 MB at 10,000 clients), so this allows the largest group with room to spare.
 const MAX_FILE_LEN: u64 = 256 * MAX_CLIENTS as u64;
-const PRIVATE_MODE: u32 = 0o600;
-const PUBLIC_MODE: u32 = 0o644;
+
+/// Who may read a file `generate` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// Its owner only (a private key file).
+    Private,
+    /// Anyone; only its owner writes.
+    Public,
+}
 
 /// Options for [`generate`].
 #[derive(Clone, Debug)]
@@ -325,13 +333,18 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
         id: RELAY_ID.to_string(),
         private_key: hex::encode(relay_key),
     };
-    write_json(dir, &format!("{RELAY_ID}.json"), &relay_file, PRIVATE_MODE)?;
+    write_json(
+        dir,
+        &format!("{RELAY_ID}.json"),
+        &relay_file,
+        Access::Private,
+    )?;
     for m in clients.iter().chain(&trustees) {
         let long_term = PrivateFile {
             id: m.id.clone(),
             private_key: hex::encode(m.long_term),
         };
-        write_json(dir, &format!("{}.json", m.id), &long_term, PRIVATE_MODE)?;
+        write_json(dir, &format!("{}.json", m.id), &long_term, Access::Private)?;
         let session = SessionPrivateFile {
             id: m.id.clone(),
             session_private_key: hex::encode(m.session),
@@ -341,7 +354,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
             dir,
             &format!("{}.session.json", m.id),
             &session,
-            PRIVATE_MODE,
+            Access::Private,
         )?;
     }
 
@@ -358,7 +371,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
             })
             .collect(),
     };
-    write_json(dir, PSEUDONYM_FILE, &pseudonym, PUBLIC_MODE)?;
+    write_json(dir, PSEUDONYM_FILE, &pseudonym, Access::Public)?;
 
     let entries = |members: &[Member], key: fn(&Member) -> &Key| -> Vec<FileEntry> {
         members
@@ -374,7 +387,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
         clients: entries(&clients, |m| &m.session),
         trustees: entries(&trustees, |m| &m.session),
     };
-    write_json(dir, SESSION_FILE, &session, PUBLIC_MODE)?;
+    write_json(dir, SESSION_FILE, &session, Access::Public)?;
 
     let system = SystemFile {
         group_id: hex::encode(random_id()),
@@ -388,7 +401,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
         cell_length: opts.cell_length,
         max_cell_length: Some(opts.max_cell_length.max(opts.cell_length)),
     };
-    write_json(dir, SYSTEM_FILE, &system, PUBLIC_MODE)?;
+    write_json(dir, SYSTEM_FILE, &system, Access::Public)?;
 
     // Make the renames durable; not all platforms can sync a directory, so best effort.
     if let Ok(d) = File::open(dir) {
@@ -472,32 +485,29 @@ fn is_generated_name(name: &str) -> bool {
     stem == RELAY_ID || numbered("client-") || numbered("trustee-")
 }
 
-fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, mode: u32) -> Result<()> {
+fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, access: Access) -> Result<()> {
     let path = dir.join(name);
     let mut text = serde_json::to_vec_pretty(value)
         .with_context(|| format!("{}: cannot encode", path.display()))?;
     text.push(b'\n');
     let tmp = dir.join(format!(".{name}.tmp"));
-    let written = write_then_rename(&tmp, &path, &text, mode);
+    let written = write_then_rename(&tmp, &path, &text, access);
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     written.with_context(|| format!("{}: cannot write", path.display()))
 }
 
-fn write_then_rename(tmp: &Path, path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+fn write_then_rename(tmp: &Path, path: &Path, contents: &[u8], access: Access) -> io::Result<()> {
     match fs::remove_file(tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(tmp)?;
-    // `mode` above is filtered by the umask; set it exactly, so private files are the owner's
-    // alone and public ones can be handed around whatever the umask.
-    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    // Private files are the owner's alone from the start; public ones can be handed around.
+    let mut file = match access {
+        Access::Private => private_files::create_private(tmp)?,
+        Access::Public => private_files::create_public(tmp)?,
+    };
     file.write_all(contents)?;
     file.sync_all()?;
     fs::rename(tmp, path)
@@ -749,32 +759,8 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 fn read_private_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let shown = path.display();
     let file = File::open(path).with_context(|| format!("{shown}: cannot open"))?;
-    let mode = file
-        .metadata()
-        .with_context(|| format!("{shown}: cannot read its permissions"))?
-        .permissions()
-        .mode()
-        & 0o777;
-    ensure!(
-        mode & 0o077 == 0,
-        "{shown}: permissions {mode:04o} are too open: a private key file must be readable \
-         by its owner only; run: chmod 600 {}",
-        shell_word(&shown.to_string())
-    );
+    private_files::check_private(&file, path).map_err(|e| anyhow!("{shown}: {e}"))?;
     parse_json_file(path, file)
-}
-
-/// `word` as one shell word: unchanged when plain, else in single quotes.
-fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@%=".contains(&b));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }
 
 fn parse_json_file<T: DeserializeOwned>(path: &Path, file: File) -> Result<T> {
@@ -934,8 +920,9 @@ mod tests {
         fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
     }
 
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    /// Whether only the owner may read the file at `path`.
+    fn is_private(path: &Path) -> bool {
+        private_files::check_private(&File::open(path).unwrap(), path).is_ok()
     }
 
     /// [`load_node`] for the kind of node the file's name says.
@@ -1029,11 +1016,14 @@ mod tests {
             private.push(format!("{id}.session.json"));
         }
         for name in &private {
-            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+            assert!(is_private(&dir.path().join(name)), "{name}");
         }
-        for name in [SYSTEM_FILE, SESSION_FILE, PSEUDONYM_FILE] {
-            assert_ne!(mode(&dir.path().join(name)), 0o600, "{name}");
-            assert_ne!(mode(&dir.path().join(name)) & 0o044, 0, "{name}");
+        // Public files are readable by all on Unix (0644); on Windows they keep their
+        // folder's access list, which may be private too.
+        if cfg!(unix) {
+            for name in [SYSTEM_FILE, SESSION_FILE, PSEUDONYM_FILE] {
+                assert!(!is_private(&dir.path().join(name)), "{name}");
+            }
         }
         // 3 public + relay + 6 members x 2, and no temporaries left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3 + 1 + 12);
@@ -1152,7 +1142,7 @@ mod tests {
         for id in ["client-0", "client-1", "trustee-0", "relay"] {
             let path = dir.path().join(format!("{id}.json"));
             load(&second, &path).unwrap();
-            assert_eq!(mode(&path), 0o600);
+            assert!(is_private(&path));
         }
     }
 
@@ -1515,8 +1505,12 @@ mod tests {
         load_node(&group, &file("client-0"), NodeKind::Client).unwrap();
     }
 
+    /// The Windows access-list check is `platform::private_files`'s, tested there.
+    #[cfg(unix)]
     #[test]
     fn a_private_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+
         let dir = generated(&small());
         let group = Group::load(dir.path()).unwrap();
         for (name, node) in [
@@ -1547,9 +1541,6 @@ mod tests {
         )
         .unwrap();
         Group::load(dir.path()).unwrap();
-        assert_eq!(shell_word("/tmp/a b/x.json"), "'/tmp/a b/x.json'");
-        assert_eq!(shell_word("it's"), r"'it'\''s'");
-        assert_eq!(shell_word("/tmp/dc/relay.json"), "/tmp/dc/relay.json");
     }
 
     #[test]
@@ -1578,7 +1569,7 @@ mod tests {
     }
 
     /// The demo set in configs/ stays loadable, every node included, once its private files
-    /// have the mode git cannot keep (the test works on a copy).
+    /// are private, which git cannot keep (the test works on a copy).
     #[test]
     fn the_shipped_demo_configuration_loads() {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/demo");
@@ -1588,13 +1579,16 @@ mod tests {
             let entry = entry.unwrap();
             let name = entry.file_name().into_string().unwrap();
             let to = dir.join(&name);
-            fs::copy(entry.path(), &to).unwrap();
             let public = matches!(
                 name.as_str(),
                 "system.json" | "session.json" | "pseudonym.json"
             );
-            let mode = if public { PUBLIC_MODE } else { PRIVATE_MODE };
-            fs::set_permissions(&to, fs::Permissions::from_mode(mode)).unwrap();
+            let mut file = if public {
+                private_files::create_public(&to).unwrap()
+            } else {
+                private_files::create_private(&to).unwrap()
+            };
+            file.write_all(&fs::read(entry.path()).unwrap()).unwrap();
         }
         let group = Group::load(dir).unwrap();
         assert_eq!((group.clients.len(), group.trustees.len()), (3, 2));
