@@ -15,6 +15,10 @@
 //! in a group with a hosted relay, trustee and clients, and bytes go through both kinds of
 //! client while the relay's metrics show every exchange decoding.
 
+// These tests drive processes with Linux facilities (signals, `prctl`, network
+// namespaces); on other platforms the binary builds and runs no test.
+#![cfg(target_os = "linux")]
+
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};

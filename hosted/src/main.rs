@@ -15,6 +15,7 @@ mod exit;
 mod http;
 mod link;
 mod metrics;
+mod platform;
 mod process;
 mod relay;
 mod state_lock;
@@ -369,7 +370,8 @@ struct SupervisorArgs {
 
 #[derive(Args, Debug)]
 struct UpArgs {
-    /// State folder (default: $XDG_STATE_HOME/dissent or ~/.local/state/dissent). One
+    /// State folder (default: $XDG_STATE_HOME/dissent or ~/.local/state/dissent; on macOS
+    /// ~/Library/Application Support/dissent, on Windows %LOCALAPPDATA%\dissent). One
     /// `up` runs from a state folder at a time; give another to run a second demo.
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
@@ -767,7 +769,7 @@ async fn run(command: Command) -> Result<()> {
                 check_group_size(clients, a.small)?;
             }
             supervisor::up(supervisor::UpOptions {
-                state: a.state.unwrap_or_else(supervisor::default_state_dir),
+                state: a.state.unwrap_or_else(platform::state_dir::default_dir),
                 clients: a.clients,
                 trustees: a.trustees,
                 relay: a.relay,

@@ -38,6 +38,7 @@ use tokio::process::Child;
 
 use crate::config;
 use crate::console::{self, count};
+use crate::platform::process_stats;
 use crate::process;
 
 /// Clients one load process hosts (a process here may hold 20,000 files; each client
@@ -447,27 +448,15 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
         .collect()
 }
 
-/// CPU seconds (user plus system, all threads) `pid` has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(p) = procfs::process::Process::new(pid as i32) else {
-        return 0.0;
-    };
-    let Ok(stat) = p.stat() else { return 0.0 };
-    let tps = procfs::ticks_per_second() as f64;
-    (stat.utime + stat.stime) as f64 / tps
+/// CPU seconds the processes `pids` have used so far; `None` where the platform cannot
+/// tell, or one of them cannot be read.
+fn total_cpu(pids: &[u32]) -> Option<f64> {
+    pids.iter().map(|&p| process_stats::cpu_seconds(p)).sum()
 }
 
-fn total_cpu(pids: &[u32]) -> f64 {
-    pids.iter().map(|&p| cpu_seconds(p)).sum()
-}
-
-/// Peak resident memory of `pid` in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    procfs::process::Process::new(pid as i32)
-        .ok()
-        .and_then(|p| p.status().ok())
-        .and_then(|s| s.vmhwm)
-        .map_or(0, |kb| kb * 1024)
+/// A figure as printed: its value, or `unavailable` where the platform cannot tell.
+fn shown(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "unavailable".to_string(), |v| v.to_string())
 }
 
 /// Reads the relay's decoded-exchange counter from its metrics endpoint.
@@ -504,9 +493,10 @@ struct Report {
     pad_limit_goodput_bytes_per_sec: f64,
     pad_bytes_per_sec_per_core: f64,
     cores: usize,
-    relay_rss_bytes: u64,
-    cpu_seconds: f64,
-    idle_cpu_percent: f64,
+    /// `None` (null) where the platform cannot tell, as for the next two.
+    relay_rss_bytes: Option<u64>,
+    cpu_seconds: Option<f64>,
+    idle_cpu_percent: Option<f64>,
     ready_seconds: f64,
     verified: bool,
 }
@@ -550,7 +540,10 @@ impl Report {
             "exchanges_per_sec.one_sender: {:.1}",
             self.exchanges_per_sec.one_sender
         );
-        println!("idle_cpu_percent: {:.1}", self.idle_cpu_percent);
+        println!(
+            "idle_cpu_percent: {}",
+            shown(self.idle_cpu_percent.map(|p| format!("{p:.1}")))
+        );
         println!("first_byte_ms: {:.2}", self.first_byte_ms);
         println!(
             "rtt_ms: p50 {:.2}, p95 {:.2}, p99 {:.2} ({} echoes)",
@@ -569,8 +562,11 @@ impl Report {
             self.pad_bytes_per_sec_per_core / 1e6,
             self.cores
         );
-        println!("relay_rss_bytes: {}", self.relay_rss_bytes);
-        println!("cpu_seconds: {:.1}", self.cpu_seconds);
+        println!("relay_rss_bytes: {}", shown(self.relay_rss_bytes));
+        println!(
+            "cpu_seconds: {}",
+            shown(self.cpu_seconds.map(|s| format!("{s:.1}")))
+        );
         if json {
             match serde_json::to_string(self) {
                 Ok(j) => println!("{j}"),
@@ -819,7 +815,7 @@ async fn run_net(args: &NetArgs) -> Result<()> {
         why = running.cluster.first_exit() => End::Exited(why),
         _ = process::shutdown_signal() => End::Interrupted,
     };
-    report.relay_rss_bytes = peak_rss(running.relay_pid);
+    report.relay_rss_bytes = process_stats::peak_rss(running.relay_pid);
     report.cpu_seconds = total_cpu(&pids);
     running.cluster.stop().await;
     let failure = end.failure();
@@ -938,7 +934,7 @@ async fn measure(
     let (e1, c1) = (exchanges(metrics).await?, total_cpu(pids));
     let idle = w0.elapsed().as_secs_f64();
     report.exchanges_per_sec.idle = (e1 - e0) as f64 / idle;
-    report.idle_cpu_percent = (c1 - c0) / idle * 100.0;
+    report.idle_cpu_percent = c0.zip(c1).map(|(c0, c1)| (c1 - c0) / idle * 100.0);
     pb.finish_and_clear();
 
     // The first echo on a new connection after the idle spell.

@@ -13,13 +13,11 @@
 //! which then stops QEMU; QEMU's exit status (the firmware's, through semihosting) is this
 //! process's.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -31,6 +29,7 @@ use tracing::info;
 
 use crate::config::addr::{Host, HostPort};
 use crate::config::{Group, NodeKind, NodeSecrets, Role};
+use crate::platform::{private_files, process_group};
 use crate::process;
 
 /// QEMU's Arm system emulator.
@@ -222,7 +221,7 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         }
     };
     drop(dir);
-    Ok(exit_code(status))
+    Ok(process_group::exit_code(status))
 }
 
 /// Whether the key file at `path` is a client's or a trustee's, by the id it names.
@@ -454,11 +453,7 @@ fn seed() -> Result<Vec<u8>> {
 
 /// Writes `bytes` to a new file only its owner can read.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
+    private_files::create_private(path)
         .and_then(|mut f| f.write_all(bytes))
         .with_context(|| format!("cannot write {}", path.display()))
 }
@@ -471,13 +466,6 @@ fn loader(file: &Path, addr: u64) -> String {
 /// Stops QEMU: SIGTERM, then SIGKILL if it lingers.
 async fn stop(child: &mut tokio::process::Child) {
     crate::process::stop_child(child, STOP_TIMEOUT).await;
-}
-
-/// QEMU's exit status as this process's: its code, or 128 + the signal that ended it.
-fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -511,13 +499,6 @@ mod tests {
         assert_eq!(a.len(), 4 + SEED_LEN);
         assert_eq!(provision::parse_seed(&a).unwrap().len(), SEED_LEN);
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn exit_codes_pass_through() {
-        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
-        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
-        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGKILL)), 128 + 9);
     }
 
     #[test]
