@@ -58,6 +58,19 @@ const RESEND: u8 = 3;
 /// Sent in an interval the relay no longer remembers: its connections end (in `settle`).
 const LOST: u8 = 4;
 
+/// Ring bytes new data leaves free, so cells an interval's end leaves to send again can
+/// always go out: each piece sent again is kept anew (its header, and a split record's)
+/// while its first copy waits, until the copy is confirmed. Without it a ring full of such
+/// cells had no room to send any of them, and the client stalled for good.
+const fn ring_reserve(ring_len: usize) -> usize {
+    let min = 4 * (SENT_HEADER + RECORD_HEADER_LEN);
+    if ring_len / 8 > min {
+        ring_len / 8
+    } else {
+        min
+    }
+}
+
 /// Bytes of a buffered replay record header: tag, conn, data length.
 const REPLAY_HEADER: usize = wire::REPLAY_OVERHEAD;
 
@@ -111,7 +124,8 @@ pub enum ConfigError {
     /// The frame limit is below [`wire::MIN_FRAME_LIMIT`], above [`MAX_FRAME_BODY`], or too
     /// small for the base cell.
     FrameLimit,
-    /// The storage is smaller than [`Client::storage_len`], or the ring cannot hold a cell.
+    /// The storage is smaller than [`Client::storage_len`], or the ring cannot hold a cell
+    /// beside its reserve for cells sent again.
     StorageTooSmall,
     /// Key agreement with a trustee failed.
     Key(KeyError),
@@ -510,7 +524,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             return Err(ConfigError::FrameLimit);
         }
         if storage.as_ref().len() < Self::storage_len(config)
-            || config.ring_len < SENT_HEADER + config.cell_len
+            || config.ring_len < 2 * SENT_HEADER + config.cell_len + ring_reserve(config.ring_len)
         {
             return Err(ConfigError::StorageTooSmall);
         }
@@ -1235,6 +1249,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             self.lose_lost_entries();
         }
         self.pop_done();
+        if resend_any {
+            // The room below is needed as one block.
+            self.compact();
+        }
         if resend_any && self.stage_used > 0 {
             // Bytes staged but never sent go after the ones to send again.
             self.requeue_stage();
@@ -1309,6 +1327,38 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 None => self.lose_records(table, table + len),
             }
         }
+    }
+
+    /// Rewrites the ring as one run, in order, without its confirmed entries and without
+    /// the bytes of the first entry to send again that the stage already took, so the room
+    /// they held is free again as one block. Entries to send again wait at the front for
+    /// the stage, and the copies of what was sent again queue behind them: without this,
+    /// confirmed copies could not be popped, and their room never came back.
+    fn compact(&mut self) {
+        let Layout {
+            stage,
+            ring: ring_end,
+            ..
+        } = self.layout;
+        let mut resend_at = self.resend_at;
+        let buf = &mut self.store.as_mut()[stage..ring_end];
+        self.ring.compact(buf, sent_entry_len, |e, from, to| {
+            if e[0] == CONFIRMED {
+                return 0;
+            }
+            match resend_at {
+                Some(a) if e[0] == RESEND && a >= from + SENT_HEADER && a <= from + e.len() => {
+                    let skip = a - from - SENT_HEADER;
+                    let len = e.len() - SENT_HEADER - skip;
+                    e.copy_within(SENT_HEADER + skip.., SENT_HEADER);
+                    e[13..15].copy_from_slice(&(len as u16).to_be_bytes());
+                    resend_at = Some(to + SENT_HEADER);
+                    SENT_HEADER + len
+                }
+                _ => e.len(),
+            }
+        });
+        self.resend_at = resend_at;
     }
 
     /// Drops the stage's records of connections that ended: their bytes must not reach
@@ -1394,9 +1444,16 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             Phase::Running(r) => (r.params.max_len as usize).min(self.max_cell),
             _ => self.cell_len,
         };
-        let room = cap.saturating_sub(wire::NEXT_LEN).min(self.ring_room());
-        let resending = self.stage_resends(room);
+        let budget = cap.saturating_sub(wire::NEXT_LEN);
+        if self.ring_room() < budget && self.resend_pending() {
+            // Take back the room of what is confirmed or already staged again.
+            self.compact();
+        }
+        let resending = self.stage_resends(budget.min(self.ring_room()));
         if !resending {
+            // New data leaves the reserve free.
+            let reserve = ring_reserve(self.layout.ring - self.layout.stage);
+            let room = budget.min(self.ring_room().saturating_sub(reserve));
             self.stage_upstream(room, upstream);
             self.stage_opens(room);
         }
