@@ -13,7 +13,9 @@
 //! drops the connection, as a relay restart would; the node must dial again, later each
 //! time. Then against the real thing: `dissent qemu` boots an emulated trustee and client
 //! in a group with a hosted relay, trustee and clients, and bytes go through both kinds of
-//! client while the relay's metrics show every exchange decoding.
+//! client while the relay's metrics show every exchange decoding; and both trustees, the
+//! hosted and the emulated one, restart during a transfer through the emulated client,
+//! which must get every byte back.
 
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Write};
@@ -21,7 +23,8 @@ use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -691,6 +694,15 @@ impl Drop for Device {
 
 /// Writes `data` into 127.0.0.1:`port` while reading as many bytes back; returns them.
 fn echo_through(port: u16, data: Vec<u8>) -> thread::JoinHandle<io::Result<Vec<u8>>> {
+    echo_counting(port, data, Arc::default())
+}
+
+/// Like [`echo_through`], counting the bytes back in `back` as they come.
+fn echo_counting(
+    port: u16,
+    data: Vec<u8>,
+    back: Arc<AtomicUsize>,
+) -> thread::JoinHandle<io::Result<Vec<u8>>> {
     thread::spawn(move || {
         let mut stream = connect(port, TRANSFER_TIMEOUT);
         let mut writer = stream.try_clone()?;
@@ -701,7 +713,10 @@ fn echo_through(port: u16, data: Vec<u8>) -> thread::JoinHandle<io::Result<Vec<u
         while got.len() < len {
             match stream.read(&mut buf)? {
                 0 => break,
-                n => got.extend_from_slice(&buf[..n]),
+                n => {
+                    got.extend_from_slice(&buf[..n]);
+                    back.store(got.len(), Ordering::Relaxed);
+                }
             }
         }
         writing
@@ -828,6 +843,132 @@ fn emulated_trustee_and_client_serve_beside_hosted_nodes() {
             wait_all_gone(&qemu, support::EXIT_TIMEOUT);
         }
         assert!(relay.is_running() && hosted.iter_mut().all(|p| p.is_running()));
+    });
+}
+
+/// Waits until `back` passes `bytes`; fails after `limit`.
+fn wait_bytes(back: &AtomicUsize, bytes: usize, limit: Duration, what: &str) {
+    let deadline = Instant::now() + limit;
+    while back.load(Ordering::Relaxed) < bytes {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} of {bytes} bytes back within {limit:?}",
+            back.load(Ordering::Relaxed)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn emulated_nodes_survive_trustee_restarts_mid_transfer_with_no_byte_lost() {
+    if !have_qemu() {
+        return;
+    }
+    firmware("trustee");
+    firmware("client");
+    within(MIXED_LIMIT, |scope| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = dir.path().join("cfg");
+        // Relay, metrics, the hosted client's port and the emulated client's forward.
+        let base = free_ports(4);
+        let (relay_port, metrics_port) = (base, base + 1);
+        let (hosted_port, device_port) = (base + 2, base + 3);
+        generate(&cfg, 2, 2, relay_port);
+        let cfg_s = cfg.display().to_string();
+        let metrics = metrics_port.to_string();
+        let relay = scope.spawn(
+            "relay",
+            &["relay", "--exit", "echo", "--metrics", &metrics, &cfg_s],
+        );
+        support::wait_for_port(relay_port, FORM_TIMEOUT);
+        let trustee_0 = ["trustee", &cfg_s, &key_file(&cfg, "trustee-0")];
+        let mut hosted_trustee = scope.spawn("trustee-0", &trustee_0);
+        let mut trustee = Device::start(scope, dir.path(), &cfg, "trustee-1", &[]);
+        let port = hosted_port.to_string();
+        let client = scope.spawn(
+            "client-0",
+            &["client", "-p", &port, &cfg_s, &key_file(&cfg, "client-0")],
+        );
+        let forward = device_port.to_string();
+        let device = Device::start(scope, dir.path(), &cfg, "client-1", &["-p", &forward]);
+        let mut relay = relay;
+        relay.wait_until(FORM_TIMEOUT, "an interval with 2 clients", |_| {
+            let page = scrape(metrics_port)?;
+            (sample(&page, "dissent_online_clients")? == 2.0).then_some(())
+        });
+        support::wait_for_port(hosted_port, FORM_TIMEOUT);
+
+        // Both clients send while the trustees restart, one after the other: the hosted
+        // one is killed outright, the emulated one stopped and booted again.
+        let device_data = pattern(160 * 1024, 3);
+        let hosted_data = pattern(256 * 1024, 4);
+        let device_back = Arc::new(AtomicUsize::new(0));
+        let via_device = echo_counting(device_port, device_data.clone(), device_back.clone());
+        let via_hosted = echo_through(hosted_port, hosted_data.clone());
+        let started = Instant::now();
+        wait_bytes(
+            &device_back,
+            24 * 1024,
+            TRANSFER_TIMEOUT,
+            "before the restarts",
+        );
+        hosted_trustee.kill();
+        thread::sleep(Duration::from_millis(300));
+        let _hosted_trustee = scope.spawn("trustee-0 again", &trustee_0);
+        let after_first = device_back.load(Ordering::Relaxed);
+        wait_bytes(
+            &device_back,
+            after_first + 24 * 1024,
+            TRANSFER_TIMEOUT,
+            "after the hosted trustee's restart",
+        );
+        trustee.proc.signal(libc::SIGINT);
+        let stopped = trustee.proc.wait_exit(support::EXIT_TIMEOUT);
+        assert_eq!(stopped.and_then(|s| s.code()), Some(0), "trustee-1 stopped");
+        let console = dir.path().join("trustee-1.console");
+        let first_console = fs::read_to_string(&console).unwrap_or_default();
+        let _trustee_again = Device::start(scope, dir.path(), &cfg, "trustee-1", &[]);
+        for (what, handle, want) in [
+            ("160 KiB via the emulated client", via_device, device_data),
+            ("256 KiB via the hosted client", via_hosted, hosted_data),
+        ] {
+            let got = handle
+                .join()
+                .expect("transfer thread")
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(got.len(), want.len(), "{what}: bytes back");
+            let at = got.iter().zip(&want).position(|(a, b)| a != b);
+            assert_eq!(at, None, "{what}: the bytes back differ");
+        }
+        eprintln!(
+            "both transfers with two restarts took {:?}",
+            started.elapsed()
+        );
+
+        // Nothing decoded to garbage, and the emulated client lost no connection.
+        let page = scrape(metrics_port).expect("relay metrics");
+        assert_eq!(
+            sample(&page, "dissent_garbled_exchanges_total"),
+            Some(0.0),
+            "garbled exchanges:\n{page}"
+        );
+        let console = device.console();
+        let ended = |l: &&str| {
+            (l.contains(": connection ") && l.ends_with(" lost"))
+                || l.contains("stopped reading")
+                || (l.contains(": local connection ") && l.contains(" reset ("))
+        };
+        assert_eq!(
+            console.lines().find(ended),
+            None,
+            "client-1 console:\n{console}"
+        );
+        assert!(
+            first_console.contains("link up"),
+            "trustee-1 console:\n{first_console}"
+        );
+        assert!(relay.is_running(), "the relay stopped");
+        drop(client);
     });
 }
 
