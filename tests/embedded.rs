@@ -927,7 +927,7 @@ fn emulated_nodes_survive_trustee_restarts_mid_transfer_with_no_byte_lost() {
         assert_eq!(stopped.and_then(|s| s.code()), Some(0), "trustee-1 stopped");
         let console = dir.path().join("trustee-1.console");
         let first_console = fs::read_to_string(&console).unwrap_or_default();
-        let _trustee_again = Device::start(scope, dir.path(), &cfg, "trustee-1", &[]);
+        let mut trustee_again = Device::start(scope, dir.path(), &cfg, "trustee-1", &[]);
         for (what, handle, want) in [
             ("160 KiB via the emulated client", via_device, device_data),
             ("256 KiB via the hosted client", via_hosted, hosted_data),
@@ -954,13 +954,22 @@ fn emulated_nodes_survive_trustee_restarts_mid_transfer_with_no_byte_lost() {
         );
         let console = device.console();
         let ended = |l: &&str| {
-            (l.contains(": connection ") && l.ends_with(" lost"))
-                || l.contains("stopped reading")
-                || (l.contains(": local connection ") && l.contains(" reset ("))
+            l.contains("stopped reading")
+                || (l.contains(": local connection ")
+                    && (l.ends_with(" lost") || l.contains(" reset (")))
         };
         assert_eq!(
             console.lines().find(ended),
             None,
+            "client-1 console:\n{console}"
+        );
+        // A console log someone shares names neither the slot nor a Conn# (which holds it).
+        assert!(
+            console.contains(" closed (163840 B up, 163840 B down)")
+                && !console.contains("slot ")
+                && !console
+                    .lines()
+                    .any(|l| l.contains("connection") && l.contains("0x")),
             "client-1 console:\n{console}"
         );
         assert!(
@@ -969,6 +978,27 @@ fn emulated_nodes_survive_trustee_restarts_mid_transfer_with_no_byte_lost() {
         );
         assert!(relay.is_running(), "the relay stopped");
         drop(client);
+
+        // QEMU dying is explained: how it ended, and the console lines before.
+        let qemu = support::children(trustee_again.proc.pid());
+        assert_eq!(qemu.len(), 1, "one QEMU child");
+        assert_eq!(
+            support::cmdline(qemu[0]).first().map(String::as_str),
+            Some("qemu-system-arm")
+        );
+        // SAFETY: signalling the QEMU child of our own `dissent qemu`, checked just above.
+        unsafe { libc::kill(qemu[0] as libc::pid_t, libc::SIGKILL) };
+        let status = trustee_again.proc.wait_exit(support::EXIT_TIMEOUT);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(128 + 9),
+            "after QEMU was killed"
+        );
+        let log = trustee_again.proc.log();
+        assert!(
+            log.contains("QEMU stopped: killed by signal 9") && log.contains("trustee 1: link up"),
+            "{log}"
+        );
     });
 }
 

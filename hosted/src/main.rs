@@ -279,8 +279,9 @@ struct QemuArgs {
     /// 1-65535 (default 1080).
     #[arg(short, long, value_name = "HOST_PORT", value_parser = port())]
     port: Option<u16>,
-    /// Firmware ELF to boot (default: the trustee or client release build in
-    /// embedded/target/thumbv7m-none-eabi/release).
+    /// Firmware ELF to boot (default: `trustee` or `client` from $DISSENT_FIRMWARE_DIR, from
+    /// firmware/mps2-an385/ beside this binary or ../share/dissent/firmware/mps2-an385/ from
+    /// it, or the release build in the source tree, the first found).
     #[arg(long, value_name = "ELF")]
     firmware: Option<PathBuf>,
     /// Relay address as this machine reaches it (default: the one in system.json); the

@@ -11,7 +11,10 @@
 //! connection, which moves bytes between its TCP socket and two pipes (upstream,
 //! downstream). Storage is static and sized at compile time.
 //!
-//! Console: one line per link event, per interval and per local connection.
+//! Console: one line per link event, per interval and per local connection. The console
+//! never names the client's pseudonym slot, nor a Conn# (whose high bits are the slot): a
+//! log someone shares must not link this client to its slot. Local connections are named
+//! by their place (0 to [`MAX_LOCAL`] - 1) instead.
 #![no_std]
 #![no_main]
 
@@ -177,10 +180,9 @@ fn start(spawner: Spawner, mut board: Board) {
     let (node, name) = provisioned(board.provisioning, NodeRole::Client, "client");
     let trustee_keys = peer_keys(&node, name);
     println!(
-        "{}: on {}, slot {} of {}, {} trustees, {}-byte cells; relay {}.{}.{}.{}:{}; local port {}",
+        "{}: on {}, {} slots, {} trustees, {}-byte cells; relay {}.{}.{}.{}:{}; local port {}",
         name,
         board.name,
-        node.slot,
         node.slots,
         node.trustees,
         node.cell_len,
@@ -414,9 +416,9 @@ fn events(name: NodeName, client: &Shared<DeviceClient>, stats: &Stats) {
                     stack::peak()
                 ),
                 ClientEvent::Lost { conn } => {
-                    println!("{}: connection {} lost", name, conn);
-                    if let Some(local) = local_of(conn) {
-                        local.end(Down::Reset);
+                    if let Some(i) = LOCALS.iter().position(|l| l.get().conn == Some(conn)) {
+                        println!("{}: local connection {} lost", name, i);
+                        LOCALS[i].end(Down::Reset);
                     }
                 }
                 _ => {}
@@ -469,10 +471,12 @@ fn deliver_now(delivery: Delivery<'_>, to_close: &mut Vec<ConnId, MAX_LOCAL>, st
 
 /// The application of `conn` does not take its downstream: reset it and close it upstream.
 fn stalled(conn: ConnId, local: &Local, to_close: &mut Vec<ConnId, MAX_LOCAL>) {
-    println!(
-        "connection {}: the application stopped reading; reset",
-        conn
-    );
+    if let Some(i) = LOCALS.iter().position(|l| core::ptr::eq(l, local)) {
+        println!(
+            "local connection {}: the application stopped reading; reset",
+            i
+        );
+    }
     local.end(Down::Reset);
     if !local.get().close_staged && !to_close.contains(&conn) {
         // At most MAX_LOCAL connections are open, each listed at most once.
@@ -536,7 +540,7 @@ async fn local(
             }
         });
         WAKE.signal(());
-        println!("{}: local connection {} open", name, conn);
+        println!("{}: local connection {} open", name, i);
         let moved = tunnel(&mut socket, local).await;
         local.update(|s| *s = Slot::IDLE);
         if moved.end == Down::Closed {
@@ -558,7 +562,7 @@ async fn local(
         println!(
             "{}: local connection {} {} ({} B up, {} B down)",
             name,
-            conn,
+            i,
             if moved.end == Down::Closed {
                 "closed"
             } else {
