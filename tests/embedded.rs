@@ -361,6 +361,34 @@ fn netcheck_refuses_a_blob_for_another_app_and_a_boot_without_seed() {
     assert!(console.contains("no fresh seed"), "console:\n{console}");
 }
 
+#[test]
+fn a_stuck_or_broken_board_says_why_and_stops() {
+    if !have_qemu() {
+        return;
+    }
+    let elf = firmware("faultcheck");
+    // (mode, exit status, console text): a panic, a stack overflow caught by the guard, and
+    // an executor that never yields again, caught by the watchdog.
+    for (mode, status, says) in [
+        (1u8, 101, "panic"),
+        (2, 103, "stack overflow"),
+        (3, 104, "watchdog: no progress"),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut blob = b"DSPVFCHK".to_vec();
+        blob.extend_from_slice(&1u32.to_le_bytes());
+        blob.push(mode);
+        let mut qemu = Qemu::boot(dir.path(), &elf, Some(&blob), &[]);
+        assert_eq!(
+            qemu.wait(BOOT_LIMIT).code(),
+            Some(status),
+            "mode {mode}: exit status"
+        );
+        let console = qemu.console();
+        assert!(console.contains(says), "mode {mode}: console:\n{console}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Role firmware against a stand-in relay
 

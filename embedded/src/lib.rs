@@ -81,6 +81,8 @@ mod console;
 #[cfg(target_os = "none")]
 pub mod executor;
 #[cfg(target_os = "none")]
+pub mod guard;
+#[cfg(target_os = "none")]
 pub mod stack;
 #[cfg(target_os = "none")]
 pub mod uplink;
@@ -111,6 +113,16 @@ mod device {
     pub const EXIT_PANIC: u8 = 101;
     /// Exit status after a hard fault or an unexpected exception.
     pub const EXIT_FAULT: u8 = 102;
+    /// Exit status after the stack reached its guard ([`crate::guard`]).
+    pub const EXIT_STACK_OVERFLOW: u8 = 103;
+    /// Exit status when the watchdog fired: the executor made no progress for
+    /// [`WATCHDOG_TIMEOUT`].
+    pub const EXIT_WATCHDOG: u8 = 104;
+    /// How long the executor may go without running the watchdog's task before the board
+    /// is stopped (real boards reset).
+    pub const WATCHDOG_TIMEOUT: embassy_time::Duration = embassy_time::Duration::from_secs(8);
+    /// How often the watchdog's task feeds it.
+    pub const WATCHDOG_FEED: embassy_time::Duration = embassy_time::Duration::from_secs(1);
 
     /// The board's entropy source: a cryptographically secure RNG (rand_core 0.6 traits).
     pub type BoardRng = selected::Rng;
@@ -141,7 +153,10 @@ mod device {
     /// `app` is called once, inside the executor, with a spawner and the [`Board`]; it
     /// spawns the app's tasks and returns.
     pub fn run(app: impl FnOnce(Spawner, Board)) -> ! {
-        let hardware = selected::init();
+        // `run` is called once, first thing, so the core peripherals are still there.
+        let mut core = cortex_m::Peripherals::take().unwrap();
+        crate::guard::arm(&mut core.MPU, &mut core.SCB);
+        let hardware = selected::init(core);
         static EXECUTOR: StaticCell<Executor> = StaticCell::new();
         EXECUTOR.init(Executor::new()).run(move |spawner| {
             let board = selected::start(spawner, hardware);
@@ -151,8 +166,11 @@ mod device {
 
     /// Stops the program with `status` (0 = success); under QEMU this is QEMU's exit status.
     ///
-    /// On a real board the status is printed and the core halts. Apps use statuses below
-    /// [`EXIT_BOARD_FAILED`]; the shell uses it and the `EXIT_*` statuses above it.
+    /// On a real board the status is printed and the board resets after a pause (a second
+    /// after a panic or fault, ten seconds otherwise, so that a board whose provisioning is
+    /// refused prints why now and then and takes up a new blob flashed meanwhile). Apps use
+    /// statuses below [`EXIT_BOARD_FAILED`]; the shell uses it and the `EXIT_*` statuses
+    /// above it.
     pub fn exit(status: u8) -> ! {
         selected::exit(status)
     }
