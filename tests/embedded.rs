@@ -645,6 +645,99 @@ fn role_firmware_sends_its_hello_and_redials_a_restarted_relay_ever_later() {
     }
 }
 
+/// The trustee's budget on every board: flash, and RAM for statics, the stack guard and
+/// the stack (for groups of 64 clients, which the statics are sized for).
+const TRUSTEE_FLASH: u64 = 128 * 1024;
+const TRUSTEE_RAM: u64 = 64 * 1024;
+/// Bytes of the stack guard below the stack (`embedded/src/guard.rs`).
+const STACK_GUARD: u64 = 1024;
+/// The trustee builds of every board: (board, ELF under `embedded/target`, build command).
+const TRUSTEE_BUILDS: [(&str, &str, &str); 2] = [
+    (
+        "mps2-an385",
+        "thumbv7m-none-eabi/release/trustee",
+        "cargo build-mps2-an385",
+    ),
+    (
+        "nucleo-f767zi",
+        "thumbv7em-none-eabihf/release/trustee",
+        "cargo build-nucleo-f767zi",
+    ),
+];
+
+/// Flash (vector table, code, read-only data and the `.data` image) and static RAM
+/// (`.data`, `.bss`, `.uninit`) of a firmware ELF.
+fn flash_and_ram(elf: &Path) -> (u64, u64) {
+    use object::{Object, ObjectSection};
+    let data = fs::read(elf).unwrap_or_else(|e| panic!("{}: {e}", elf.display()));
+    let file = object::File::parse(&*data).expect("an ELF file");
+    let size = |name: &str| file.section_by_name(name).map_or(0, |s| s.size());
+    let flash = size(".vector_table") + size(".text") + size(".rodata") + size(".data");
+    let ram = size(".data") + size(".bss") + size(".uninit");
+    (flash, ram)
+}
+
+#[test]
+fn trustee_builds_fit_their_budget() {
+    if !have_qemu() {
+        return;
+    }
+    // The stack peak, measured on the emulated board once the link is up (building the
+    // trustee and the Noise handshake are the deepest; serving exchanges stays below).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind relay");
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let port = listener.local_addr().unwrap().port();
+    let blob = node_blob(NodeRole::Trustee, 1, port);
+    let mut qemu = Qemu::boot(dir.path(), &firmware("trustee"), Some(&blob), &[]);
+    let mut stream = accept_within(&listener, &mut qemu, BOOT_LIMIT);
+    relay_handshake(&mut stream, &public_key(&link_secret(NodeRole::Trustee, 1)));
+    let deadline = Instant::now() + BOOT_LIMIT;
+    let peak: u64 = loop {
+        let console = qemu.console();
+        let found = console
+            .lines()
+            .find(|l| l.contains("link up"))
+            .and_then(|l| l.split("stack peak ").nth(1))
+            .and_then(|p| p.trim_end_matches(" B").parse().ok());
+        if let Some(peak) = found {
+            break peak;
+        }
+        assert!(Instant::now() < deadline, "no stack peak:\n{console}");
+        thread::sleep(Duration::from_millis(20));
+    };
+    drop(stream);
+
+    let root = Path::new(FIRMWARE_DIR).join("../..");
+    let mut over = Vec::new();
+    for (board, path, build) in TRUSTEE_BUILDS {
+        let elf = root.join(path);
+        assert!(
+            elf.is_file(),
+            "{} is missing: build it with `cd embedded && {build}` (scripts/test does)",
+            elf.display()
+        );
+        let (flash, ram) = flash_and_ram(&elf);
+        // Real boards run the same code: their stack is taken as the emulated board's.
+        let total = ram + STACK_GUARD + peak;
+        eprintln!(
+            "trustee on {board}: flash {flash} B ({} B left), RAM {ram} B static + {STACK_GUARD} B \
+             guard + {peak} B stack = {total} B ({} B left)",
+            TRUSTEE_FLASH as i64 - flash as i64,
+            TRUSTEE_RAM as i64 - total as i64
+        );
+        if flash > TRUSTEE_FLASH || total > TRUSTEE_RAM {
+            over.push(format!("{board}: flash {flash} B, RAM {total} B"));
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "trustee builds over the budget of {TRUSTEE_FLASH} B flash and {TRUSTEE_RAM} B RAM: {over:?}"
+    );
+}
+
 #[test]
 fn role_firmware_refuses_a_blob_for_the_other_role() {
     if !have_qemu() {
