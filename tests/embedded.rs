@@ -488,6 +488,17 @@ fn accept_within(listener: &TcpListener, qemu: &mut Qemu, limit: Duration) -> Tc
 /// Plays the relay's side of the handshake with the core's link layer, checks that the
 /// node authenticated with `expect_key`, and returns the first frame body it sends.
 fn relay_handshake(stream: &mut TcpStream, expect_key: &[u8; 32]) -> Vec<u8> {
+    relay_handshake_as(stream, expect_key, &secret(RELAY, 0), &GROUP, &SESSION)
+}
+
+/// [`relay_handshake`] as the relay of another group: its link secret and the group's ids.
+fn relay_handshake_as(
+    stream: &mut TcpStream,
+    expect_key: &[u8; 32],
+    relay_secret: &[u8; 32],
+    group: &[u8; 16],
+    session: &[u8; 16],
+) -> Vec<u8> {
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -502,7 +513,7 @@ fn relay_handshake(stream: &mut TcpStream, expect_key: &[u8; 32]) -> Vec<u8> {
         .expect("whole");
     assert_eq!(used, request.len());
     let mut responder =
-        Responder::new(&secret(RELAY, 0), &GROUP, &SESSION, rand::random()).expect("responder");
+        Responder::new(relay_secret, group, session, rand::random()).expect("responder");
     let key = responder
         .read_request(message)
         .expect("request encrypted to the relay's key");
@@ -736,6 +747,78 @@ fn trustee_builds_fit_their_budget() {
         over.is_empty(),
         "trustee builds over the budget of {TRUSTEE_FLASH} B flash and {TRUSTEE_RAM} B RAM: {over:?}"
     );
+}
+
+#[test]
+fn a_provisioned_blob_boots_the_trustee_firmware() {
+    if !have_qemu() {
+        return;
+    }
+    let elf = firmware("trustee");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("cfg");
+    generate(&cfg, 3, 2, 9);
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind relay");
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let port = listener.local_addr().unwrap().port();
+    // The device reaches this machine at 10.0.2.2 under QEMU.
+    let relay = format!("10.0.2.2:{port}");
+    let cfg_s = cfg.display().to_string();
+    let blob_file = dir.path().join("trustee-1.bin");
+    let blob_s = blob_file.display().to_string();
+    let out = run_once(
+        &[
+            "device",
+            "provision",
+            "--board",
+            "mps2-an385",
+            "--relay",
+            &relay,
+            "-o",
+            &blob_s,
+            &cfg_s,
+            &key_file(&cfg, "trustee-1"),
+        ],
+        Duration::from_secs(30),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("0x003f0000"), "{said}");
+    assert_eq!(support::mode(&blob_file) & 0o777, 0o600);
+    let blob = fs::read(&blob_file).expect("the blob");
+    let node = Node::parse(&blob, NodeRole::Trustee).expect("a trustee blob");
+    assert_eq!(
+        (node.index, node.relay_addr, node.relay_port),
+        (1, [10, 0, 2, 2], port)
+    );
+
+    // The firmware reads it: it dials the relay with the node's key and says hello as
+    // trustee 1.
+    let mut qemu = Qemu::boot(dir.path(), &elf, Some(&blob), &[]);
+    let mut stream = accept_within(&listener, &mut qemu, BOOT_LIMIT);
+    let relay_file = fs::read_to_string(cfg.join("relay.json")).expect("relay.json");
+    let relay_json: serde_json::Value = serde_json::from_str(&relay_file).expect("JSON");
+    let relay_secret: [u8; 32] = hex::decode(relay_json["private_key"].as_str().unwrap())
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
+    let hello = relay_handshake_as(
+        &mut stream,
+        &public_key(&node.link_secret),
+        &relay_secret,
+        &node.group_id,
+        &node.session_id,
+    );
+    let Message::Hello { role, index, .. } = Message::parse(&hello).expect("a frame") else {
+        panic!("the first frame is not a Hello");
+    };
+    assert_eq!((role, index), (NodeRole::Trustee, 1));
 }
 
 #[test]

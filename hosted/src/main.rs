@@ -13,6 +13,7 @@ mod bench;
 mod client;
 mod config;
 mod console;
+mod device;
 mod dial;
 mod exit;
 mod exits;
@@ -60,6 +61,9 @@ enum Command {
     Client(ClientArgs),
     /// Run a client or trustee of DIR as device firmware under QEMU (emulated mps2-an385).
     Qemu(QemuArgs),
+    /// Real boards: write a node's provisioning blob.
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Run many clients in one process without local ports (used by `dissent bench`).
     #[command(hide = true)]
     Clients(ClientsArgs),
@@ -273,6 +277,40 @@ struct ClientArgs {
     key_file: PathBuf,
 }
 
+#[derive(Subcommand, Debug)]
+enum DeviceCommand {
+    /// Write the provisioning blob of a client or trustee of DIR for a board (mode 600), and
+    /// say where to flash it.
+    Provision(ProvisionArgs),
+}
+
+#[derive(Args, Debug)]
+struct ProvisionArgs {
+    /// The board the node runs on.
+    #[arg(long, value_enum)]
+    board: device::BoardKind,
+    /// The relay's address as the board reaches it (default: the one in system.json); a
+    /// name is resolved now, to an IPv4 address.
+    #[arg(long, value_name = "HOST:PORT")]
+    relay: Option<HostPort>,
+    /// For a client: the device's port for local applications, 1-65535.
+    #[arg(short, long, value_name = "PORT", default_value_t = device::DEVICE_PROXY_PORT, value_parser = port())]
+    port: u16,
+    /// Where to write the blob (default: DIR/ID.BOARD.bin).
+    #[arg(short, long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Refuse intervals with fewer clients online than this (the anonymity set), 2-65535
+    /// (1 with --allow-small-anonymity-set).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = min_clients())]
+    min_clients: u16,
+    #[command(flatten)]
+    small: SmallSet,
+    /// Configuration folder.
+    dir: PathBuf,
+    /// The node's private file, DIR/ID.json.
+    key_file: PathBuf,
+}
+
 #[derive(Args, Debug)]
 struct QemuArgs {
     /// For a client: the port on 127.0.0.1 forwarded to its proxy port on the device,
@@ -426,6 +464,7 @@ impl Command {
             Command::Trustee(_) => "trustee",
             Command::Client(_) | Command::Clients(_) => "client",
             Command::Qemu(_) => "qemu",
+            Command::Device(_) => "device",
             Command::Echo { .. } => "echo",
             Command::Socks5 { .. } => "socks5",
             Command::Supervisor(_) => "supervisor",
@@ -579,6 +618,22 @@ async fn run(command: Command) -> Result<()> {
             if code != 0 {
                 std::process::exit(code);
             }
+            Ok(())
+        }
+        Command::Device(DeviceCommand::Provision(a)) => {
+            let group = config::Group::load(&a.dir)?;
+            let kind = qemu::node_kind(&group, &a.key_file)?;
+            let (group, node) = load_node(&a.dir, &a.key_file, kind)?;
+            let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+            let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            let opts = device::ProvisionOptions {
+                board: a.board,
+                relay,
+                local_port: a.port,
+                min_clients,
+                out: a.out,
+            };
+            device::provision(&a.dir, group, node, opts).await?;
             Ok(())
         }
         Command::Clients(a) => {

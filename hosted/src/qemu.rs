@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use dissent_core::provision::{self, Node, PeerKeys, SEED_LEN, SEED_MAGIC};
+use dissent_core::provision::{self, SEED_LEN, SEED_MAGIC};
 use dissent_core::wire::NodeRole;
 use object::{Object, ObjectSection, ObjectSymbol};
 use rand::RngCore;
@@ -56,7 +56,7 @@ const FIRMWARE_BESIDE: &str = "firmware/mps2-an385";
 /// Console lines kept to show when QEMU stops.
 const CONSOLE_TAIL: usize = 12;
 /// The client's proxy port on the device; the host's `-p` port is forwarded to it.
-pub const DEVICE_PROXY_PORT: u16 = 1080;
+pub const DEVICE_PROXY_PORT: u16 = crate::device::DEVICE_PROXY_PORT;
 /// The host's loopback as the device sees it under QEMU user networking.
 const HOST_FROM_DEVICE: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 /// How long QEMU has to stop after SIGTERM before it is killed.
@@ -93,9 +93,9 @@ struct Firmware {
 /// Boots `node` of `group` under QEMU until QEMU exits or this process is asked to stop;
 /// returns the exit status to pass on (0 when stopped by Ctrl-C or SIGTERM).
 pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i32> {
-    let (role, index) = match node.role {
-        Role::Client(i) => (NodeRole::Client, i),
-        Role::Trustee(j) => (NodeRole::Trustee, j),
+    let role = match node.role {
+        Role::Client(_) => NodeRole::Client,
+        Role::Trustee(_) => NodeRole::Trustee,
         Role::Relay => bail!("`dissent qemu` runs a client or a trustee, not the relay"),
     };
     let forward = match (role, opts.port) {
@@ -121,46 +121,15 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
     }
 
     let (relay_addr, relay_port) = device_relay(&opts.relay).await?;
-    let peers = match role {
-        NodeRole::Client => group.trustee_session_keys.concat(),
-        NodeRole::Trustee => group.client_session_keys.concat(),
-    };
-    let slot = match role {
-        NodeRole::Client => node
-            .slot()
-            .context("the client's pseudonym key is not in pseudonym.json")?,
-        NodeRole::Trustee => 0,
-    };
-    let device = Node {
-        role,
-        index: u16::try_from(index).context("node index")?,
-        group_id: group.group_id,
-        session_id: group.session_id,
-        link_secret: node.private_key,
-        session_secret: node
-            .session_private_key
-            .with_context(|| format!("{} has no session key", node.id))?,
-        relay_key: group.relay_key,
-        relay_addr: relay_addr.octets(),
-        relay_port,
-        clients: count(group.clients.len(), "clients")?,
-        trustees: count(group.trustees.len(), "trustees")?,
-        slots: count(group.slots.len(), "slots")?,
-        slot: u16::try_from(slot).context("slot")?,
-        cell_len: u32::try_from(group.cell_length).context("cell_length")?,
-        max_cell_len: u32::try_from(group.max_cell_length).context("max_cell_length")?,
-        // Whole 32-byte keys, so the length is a multiple of the key length.
-        peer_keys: PeerKeys::from_flat(&peers).context("session keys")?,
-        local_port: if forward.is_some() {
-            DEVICE_PROXY_PORT
-        } else {
-            0
-        },
-        min_clients: opts.min_clients,
-    };
-    device
-        .check()
-        .map_err(|e| anyhow!("cannot provision {}: {e}", node.id))?;
+    let peers = crate::device::peer_keys(&group, &node.role);
+    let device = crate::device::node_config(
+        &group,
+        &node,
+        &peers,
+        (relay_addr, relay_port),
+        DEVICE_PROXY_PORT,
+        opts.min_clients,
+    )?;
     let blob = device.to_blob();
     let room = firmware
         .provision_end
@@ -550,11 +519,6 @@ fn min_node_frame(group: &Group) -> usize {
         clamp(group.trustees.len()),
         clamp(group.slots.len()),
     )
-}
-
-/// A group count as the provisioning format holds it.
-fn count(n: usize, what: &str) -> Result<u16> {
-    u16::try_from(n).with_context(|| format!("{n} {what} do not fit a device"))
 }
 
 /// The relay's IPv4 address and port as the device reaches them: this machine's own

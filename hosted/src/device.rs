@@ -1,0 +1,287 @@
+//! `dissent device`: a client or trustee of a group on a real board.
+//!
+//! `dissent device provision` writes the node's provisioning blob for a board
+//! (`dissent_core::provision`, the same blob `dissent qemu` loads into the emulated board)
+//! to a file only its owner can read, and says where on the board it goes and how to flash
+//! it. The firmware is flashed once per board and role; the blob holds what differs per
+//! node: its keys and index, the group's parameters, and the relay's address.
+//!
+//! This module owns the mapping from a group's files to a device's [`Node`]; it does not
+//! run anything (`dissent qemu` boots the emulated board).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use dissent_core::provision::{Node, PeerKeys};
+use dissent_core::wire::NodeRole;
+
+use crate::addr::{Host, HostPort};
+use crate::config::{Group, NodeSecrets, Role};
+
+/// The client's proxy port on a device, for local applications.
+pub const DEVICE_PROXY_PORT: u16 = 1080;
+
+/// A board the firmware is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BoardKind {
+    /// ST NUCLEO-F767ZI (Ethernet, DHCP).
+    #[value(name = "nucleo-f767zi")]
+    NucleoF767zi,
+    /// QEMU's emulated mps2-an385 (what `dissent qemu` runs).
+    #[value(name = "mps2-an385")]
+    Mps2An385,
+}
+
+impl BoardKind {
+    /// The board's name, as in the firmware's build features.
+    pub fn name(self) -> &'static str {
+        match self {
+            BoardKind::NucleoF767zi => "nucleo-f767zi",
+            BoardKind::Mps2An385 => "mps2-an385",
+        }
+    }
+
+    /// Where the provisioning area starts and how long it is (`embedded/memory/BOARD.x`).
+    pub fn provision_area(self) -> (u64, u64) {
+        match self {
+            BoardKind::NucleoF767zi => (0x081C_0000, 256 * 1024),
+            BoardKind::Mps2An385 => (0x003F_0000, 60 * 1024),
+        }
+    }
+
+    /// How to flash firmware and blob onto the board.
+    fn flash_steps(self, role: NodeRole, blob: &Path) -> String {
+        let (addr, _) = self.provision_area();
+        let app = role_name(role);
+        match self {
+            BoardKind::NucleoF767zi => format!(
+                "flash it with probe-rs (ST-LINK on the board's USB), from embedded/:\n  \
+                 cargo build-nucleo-f767zi\n  \
+                 probe-rs download --chip STM32F767ZITx --binary-format bin \
+                 --base-address {addr:#010x} {blob}\n  \
+                 probe-rs run --chip STM32F767ZITx target/thumbv7em-none-eabihf/release/{app}\n\
+                 (the second command writes only the last flash sector, the firmware never \
+                 touches it; see embedded/README.md, \"Flashing a board\")",
+                blob = blob.display()
+            ),
+            BoardKind::Mps2An385 => format!(
+                "QEMU loads it at {addr:#010x}: DISSENT_PROVISION={} ./qemu-run \
+                 target/thumbv7m-none-eabi/release/{app} (or let `dissent qemu` do all of it)",
+                blob.display()
+            ),
+        }
+    }
+}
+
+/// The firmware's name for `role`.
+pub fn role_name(role: NodeRole) -> &'static str {
+    match role {
+        NodeRole::Client => "client",
+        NodeRole::Trustee => "trustee",
+    }
+}
+
+/// The device configuration of `node` of `group`: it reaches the relay at `relay` (an IPv4
+/// address as the device sees it, and a port), and a client listens on `local_port`.
+pub fn node_config<'g>(
+    group: &Group,
+    node: &NodeSecrets,
+    peers: &'g [u8],
+    relay: (Ipv4Addr, u16),
+    local_port: u16,
+    min_clients: u16,
+) -> Result<Node<'g>> {
+    let (role, index) = match node.role {
+        Role::Client(i) => (NodeRole::Client, i),
+        Role::Trustee(j) => (NodeRole::Trustee, j),
+        Role::Relay => bail!("a device runs a client or a trustee, not the relay"),
+    };
+    let slot = match role {
+        NodeRole::Client => node
+            .slot()
+            .context("the client's pseudonym key is not in pseudonym.json")?,
+        NodeRole::Trustee => 0,
+    };
+    let device = Node {
+        role,
+        index: u16::try_from(index).context("node index")?,
+        group_id: group.group_id,
+        session_id: group.session_id,
+        link_secret: node.private_key,
+        session_secret: node
+            .session_private_key
+            .with_context(|| format!("{} has no session key", node.id))?,
+        relay_key: group.relay_key,
+        relay_addr: relay.0.octets(),
+        relay_port: relay.1,
+        clients: count(group.clients.len(), "clients")?,
+        trustees: count(group.trustees.len(), "trustees")?,
+        slots: count(group.slots.len(), "slots")?,
+        slot: u16::try_from(slot).context("slot")?,
+        cell_len: u32::try_from(group.cell_length).context("cell_length")?,
+        max_cell_len: u32::try_from(group.max_cell_length).context("max_cell_length")?,
+        // Whole 32-byte keys, so the length is a multiple of the key length.
+        peer_keys: PeerKeys::from_flat(peers).context("session keys")?,
+        local_port: if role == NodeRole::Client {
+            local_port
+        } else {
+            0
+        },
+        min_clients,
+    };
+    device
+        .check()
+        .map_err(|e| anyhow!("cannot provision {}: {e}", node.id))?;
+    Ok(device)
+}
+
+/// The peers' session keys a device of `role` holds, end to end.
+pub fn peer_keys(group: &Group, role: &Role) -> Vec<u8> {
+    match role {
+        Role::Trustee(_) => group.client_session_keys.concat(),
+        _ => group.trustee_session_keys.concat(),
+    }
+}
+
+/// A group count as the provisioning format holds it.
+fn count(n: usize, what: &str) -> Result<u16> {
+    u16::try_from(n).with_context(|| format!("{n} {what} do not fit a device"))
+}
+
+/// What `dissent device provision` needs beyond the group and the node's keys.
+#[derive(Debug, Clone)]
+pub struct ProvisionOptions {
+    /// The board.
+    pub board: BoardKind,
+    /// The relay as the device reaches it.
+    pub relay: HostPort,
+    /// A client's port for local applications.
+    pub local_port: u16,
+    /// Smallest interval the node takes part in.
+    pub min_clients: u16,
+    /// Where to write the blob (default: DIR/ID.BOARD.bin).
+    pub out: Option<PathBuf>,
+}
+
+/// Writes `node`'s provisioning blob for a board; returns where it went.
+pub async fn provision(
+    dir: &Path,
+    group: Group,
+    node: NodeSecrets,
+    opts: ProvisionOptions,
+) -> Result<PathBuf> {
+    let relay = relay_for_device(&opts.relay).await?;
+    let peers = peer_keys(&group, &node.role);
+    let device = node_config(
+        &group,
+        &node,
+        &peers,
+        relay,
+        opts.local_port,
+        opts.min_clients,
+    )?;
+    let blob = device.to_blob();
+    let (addr, room) = opts.board.provision_area();
+    if blob.len() as u64 > room {
+        bail!(
+            "{}'s provisioning blob is {} bytes; the {} provisioning area holds {room}",
+            node.id,
+            blob.len(),
+            opts.board.name()
+        );
+    }
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| dir.join(format!("{}.{}.bin", node.id, opts.board.name())));
+    write_secret(&out, &blob)?;
+    println!(
+        "wrote {} ({} bytes, mode 600: it holds {}'s secret keys) for the {} firmware on a {}; \
+         relay {}:{}",
+        out.display(),
+        blob.len(),
+        node.id,
+        role_name(device.role),
+        opts.board.name(),
+        relay.0,
+        relay.1
+    );
+    println!(
+        "it goes at {addr:#010x} (the provisioning area); {}",
+        opts.board.flash_steps(device.role, &out)
+    );
+    Ok(out)
+}
+
+/// The relay's IPv4 address and port as a board on the network reaches them: an address as
+/// it is, a name resolved here now (the firmware dials addresses; a relay that moves needs
+/// its nodes provisioned again).
+async fn relay_for_device(relay: &HostPort) -> Result<(Ipv4Addr, u16)> {
+    let port = relay.port();
+    let ip = match relay.host() {
+        Host::Ip(ip) => *ip,
+        Host::Name(name) => tokio::net::lookup_host((name.as_str(), port))
+            .await
+            .with_context(|| format!("cannot resolve the relay's host {name}"))?
+            .map(|a| a.ip())
+            .find(IpAddr::is_ipv4)
+            .with_context(|| format!("{name} has no IPv4 address; the device speaks IPv4 only"))?,
+    };
+    match ip {
+        IpAddr::V4(v4) if v4.is_loopback() || v4.is_unspecified() => bail!(
+            "the relay's address {v4} is this machine's own: a board on the network cannot \
+             reach it there; give the address the board reaches the relay at with --relay"
+        ),
+        IpAddr::V4(v4) => Ok((v4, port)),
+        IpAddr::V6(v6) => bail!("the relay's address {v6} is IPv6; the device speaks IPv4 only"),
+    }
+}
+
+/// Writes `bytes` to `path`, readable by its owner only (also when the file was there).
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // An existing file keeps its mode on open: narrow it before the secrets go in.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot chmod 600 {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_relay_on_this_machine_is_refused_for_a_board() {
+        let relay: HostPort = "127.0.0.1:7000".parse().unwrap();
+        let e = relay_for_device(&relay).await.unwrap_err();
+        assert!(e.to_string().contains("this machine's own"), "{e}");
+        let relay: HostPort = "192.0.2.7:7000".parse().unwrap();
+        assert_eq!(
+            relay_for_device(&relay).await.unwrap(),
+            (Ipv4Addr::new(192, 0, 2, 7), 7000)
+        );
+    }
+
+    #[test]
+    fn secrets_are_written_mode_600_even_over_a_wider_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob.bin");
+        std::fs::write(&path, b"old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_secret(&path, b"new").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
+}
