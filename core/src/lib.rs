@@ -11,7 +11,9 @@
 //! Module map: [`wire`] (frames, messages, cells), [`crypto`] (keys, pads, MACs),
 //! [`transcript`] (the view every cell is bound to), [`schedule`] (slot reservations),
 //! [`bits`] (member and request bitmaps), [`link`] (Noise links between nodes and the
-//! relay), [`backoff`] (when to redial the relay), [`time`] (caller-supplied time).
+//! relay), [`backoff`] (when to redial the relay), [`time`] (caller-supplied time),
+//! [`ristretto`] (Ristretto255 keys, DLEQ proofs, ElGamal and the proof of shuffle, for the
+//! coming dealer-free setup and blame).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::std_instead_of_core)]
@@ -27,6 +29,7 @@ pub mod link;
 pub mod provision;
 pub mod relay;
 mod ring;
+pub mod ristretto;
 pub mod schedule;
 #[cfg(feature = "testkit")]
 pub mod testkit;

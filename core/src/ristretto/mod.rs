@@ -1,0 +1,125 @@
+//! Group operations and proofs over Ristretto255, for the dealer-free setup and for blame.
+//!
+//! One prime-order group serves every public-key operation the coming setup and blame
+//! protocols need (docs/protocol.md, "Group operations, proofs of shuffle"):
+//!
+//! - [`keys`]: key pairs and Diffie–Hellman ([`keys::dh`]), refusing the identity and
+//!   non-canonical encodings.
+//! - [`dleq`]: Chaum–Pedersen proofs that `log_G(A) = log_B(S)`, 64 bytes. A client and a
+//!   trustee settle a dispute about their pairwise secret with one; a trustee proves a
+//!   decryption share with one.
+//! - [`elgamal`]: ElGamal encryption, re-encryption, the trustees' joint key and decryption
+//!   shares with proofs.
+//! - [`encoding`]: an injective map from short byte strings (≤ 30 bytes) to points and back.
+//! - [`shuffle`]: a verifiable re-encryption shuffle of `N` rows of `ω` ciphertexts with a
+//!   non-interactive Terelius–Wikström proof, following Haenni, Locher, Koenig and Dubuis,
+//!   "Pseudo-Code Algorithms for Verifiable Re-Encryption Mix-Nets" (FC 2017 workshops).
+//!
+//! Fiat–Shamir challenges come from merlin transcripts; the commitment generators are
+//! hashed to the group ([`generators`]) so nobody knows their discrete logarithms. Every
+//! domain-separation label starts with `dissent-rs v3`.
+//!
+//! This module owns only group arithmetic, encodings and proofs: no wire messages, no
+//! protocol state, no I/O. It allocates nothing (caller-provided storage, sized by
+//! [`shuffle::proof_len`], [`shuffle::rows_len`] and [`shuffle::ProverSlot`]); with the
+//! `std` feature the shuffle verifier batches its equations into one multiscalar
+//! multiplication. Randomness comes from the caller (`rand_core::CryptoRngCore`).
+//! Operations on secrets (scalar multiplications by secret scalars, the secret
+//! permutation) run in constant time; operations on public data may not. Nothing here
+//! panics on untrusted input: every encoding is checked and every failure is a typed error.
+
+pub mod dleq;
+pub mod elgamal;
+pub mod encoding;
+pub mod generators;
+pub mod keys;
+mod oblivious;
+pub mod shuffle;
+
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity;
+use merlin::Transcript;
+
+/// Bytes of an encoded point (a compressed Ristretto255 element).
+pub const POINT_LEN: usize = 32;
+/// Bytes of an encoded scalar (canonical, little-endian, below the group order).
+pub const SCALAR_LEN: usize = 32;
+
+/// Why a point encoding was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PointError {
+    /// The bytes are not the canonical encoding of a Ristretto255 element.
+    NonCanonical,
+    /// The bytes encode the identity, where a key or a shared secret is expected.
+    Identity,
+}
+
+impl core::fmt::Display for PointError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            PointError::NonCanonical => "not a canonical Ristretto255 encoding",
+            PointError::Identity => "the identity element where a key is expected",
+        })
+    }
+}
+
+impl core::error::Error for PointError {}
+
+/// Decodes a canonical point encoding (the identity included).
+pub(crate) fn decode_point(bytes: &[u8; 32]) -> Result<RistrettoPoint, PointError> {
+    CompressedRistretto(*bytes)
+        .decompress()
+        .ok_or(PointError::NonCanonical)
+}
+
+/// Decodes a point from the first 32 bytes of `bytes` (callers pass exact slices).
+pub(crate) fn decode_point_at(bytes: &[u8]) -> Result<RistrettoPoint, PointError> {
+    let array: &[u8; 32] = bytes
+        .get(..POINT_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(PointError::NonCanonical)?;
+    decode_point(array)
+}
+
+/// Decodes a point that must not be the identity (a key or a base).
+pub(crate) fn decode_key_point(bytes: &[u8; 32]) -> Result<RistrettoPoint, PointError> {
+    let point = decode_point(bytes)?;
+    if point.is_identity() {
+        return Err(PointError::Identity);
+    }
+    Ok(point)
+}
+
+/// Decodes a canonical scalar from the first 32 bytes of `bytes`.
+pub(crate) fn decode_scalar_at(bytes: &[u8]) -> Option<Scalar> {
+    let array: [u8; 32] = bytes.get(..SCALAR_LEN)?.try_into().ok()?;
+    Option::from(Scalar::from_canonical_bytes(array))
+}
+
+/// A challenge scalar: 64 transcript bytes reduced modulo the group order.
+pub(crate) fn challenge_scalar(transcript: &mut Transcript, label: &'static [u8]) -> Scalar {
+    let mut wide = [0u8; 64];
+    transcript.challenge_bytes(label, &mut wide);
+    Scalar::from_bytes_mod_order_wide(&wide)
+}
+
+/// `s·P` in constant time. Not inlined: each inlined copy would keep its own 1.3 KiB table
+/// in its caller's stack frame (a device's stack budget).
+#[inline(never)]
+pub(crate) fn mul(s: &Scalar, p: &RistrettoPoint) -> RistrettoPoint {
+    s * p
+}
+
+/// `s·G` in constant time (not inlined, as [`mul`]).
+#[inline(never)]
+pub(crate) fn mul_base(s: &Scalar) -> RistrettoPoint {
+    RistrettoPoint::mul_base(s)
+}
+
+/// `a·A + b·G` in variable time, for public scalars only (not inlined, as [`mul`]).
+#[inline(never)]
+pub(crate) fn vartime_double_base(a: &Scalar, p: &RistrettoPoint, b: &Scalar) -> RistrettoPoint {
+    RistrettoPoint::vartime_double_scalar_mul_basepoint(a, p, b)
+}
