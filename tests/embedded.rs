@@ -394,7 +394,7 @@ fn a_stuck_or_broken_board_says_why_and_stops() {
 
 use dissent_core::crypto::public_key;
 use dissent_core::link::{RecordReader, Responder, Transport, HEADER_LEN, REQUEST_LEN};
-use dissent_core::provision::{Node, PeerKeys};
+use dissent_core::provision::{Node, PeerKeys, Relay};
 use dissent_core::wire::{self, Message, NodeRole};
 
 /// Group and session of the test group.
@@ -449,7 +449,7 @@ fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
         },
         relay_key: public_key(&secret(RELAY, 0)),
         // The host's 127.0.0.1 as QEMU user networking shows it to the guest.
-        relay_addr: [10, 0, 2, 2],
+        relay: Relay::Ipv4([10, 0, 2, 2]),
         relay_port,
         clients: CLIENTS,
         trustees: TRUSTEES,
@@ -460,6 +460,7 @@ fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
         peer_keys: PeerKeys::from_flat(&flat).expect("whole keys"),
         local_port: if client { GUEST_PORT } else { 0 },
         min_clients: 1,
+        wifi: None,
     }
     .to_blob()
 }
@@ -794,8 +795,8 @@ fn a_provisioned_blob_boots_the_trustee_firmware() {
     let blob = fs::read(&blob_file).expect("the blob");
     let node = Node::parse(&blob, NodeRole::Trustee).expect("a trustee blob");
     assert_eq!(
-        (node.index, node.relay_addr, node.relay_port),
-        (1, [10, 0, 2, 2], port)
+        (node.index, node.relay, node.relay_port),
+        (1, Relay::Ipv4([10, 0, 2, 2]), port)
     );
 
     // The firmware reads it: it dials the relay with the node's key and says hello as

@@ -4,7 +4,8 @@
 //! (`dissent_core::provision`, the same blob `dissent qemu` loads into the emulated board)
 //! to a file only its owner can read, and says where on the board it goes and how to flash
 //! it. The firmware is flashed once per board and role; the blob holds what differs per
-//! node: its keys and index, the group's parameters, and the relay's address.
+//! node: its keys and index, the group's parameters, the relay (an IPv4 address, or a DNS
+//! name the board looks up at each dial) and, for a Wi-Fi board, the network to join.
 //!
 //! This module owns the mapping from a group's files to a device's [`Node`]; it does not
 //! run anything (`dissent qemu` boots the emulated board).
@@ -16,7 +17,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use dissent_core::provision::{Node, PeerKeys};
+use dissent_core::provision::{host_name_ok, Node, PeerKeys, Relay, Wifi};
 use dissent_core::wire::NodeRole;
 
 use crate::addr::{Host, HostPort};
@@ -31,6 +32,9 @@ pub enum BoardKind {
     /// ST NUCLEO-F767ZI (Ethernet, DHCP).
     #[value(name = "nucleo-f767zi")]
     NucleoF767zi,
+    /// Raspberry Pi Pico 2 W (Wi-Fi, DHCP).
+    #[value(name = "pico2-w")]
+    Pico2W,
     /// QEMU's emulated mps2-an385 (what `dissent qemu` runs).
     #[value(name = "mps2-an385")]
     Mps2An385,
@@ -41,14 +45,21 @@ impl BoardKind {
     pub fn name(self) -> &'static str {
         match self {
             BoardKind::NucleoF767zi => "nucleo-f767zi",
+            BoardKind::Pico2W => "pico2-w",
             BoardKind::Mps2An385 => "mps2-an385",
         }
+    }
+
+    /// Whether the board's network is Wi-Fi (its blob then names the network to join).
+    pub fn has_wifi(self) -> bool {
+        self == BoardKind::Pico2W
     }
 
     /// Where the provisioning area starts and how long it is (`embedded/memory/BOARD.x`).
     pub fn provision_area(self) -> (u64, u64) {
         match self {
             BoardKind::NucleoF767zi => (0x081C_0000, 256 * 1024),
+            BoardKind::Pico2W => (0x103F_0000, 64 * 1024),
             BoardKind::Mps2An385 => (0x003F_0000, 60 * 1024),
         }
     }
@@ -66,6 +77,16 @@ impl BoardKind {
                  probe-rs run --chip STM32F767ZITx target/thumbv7em-none-eabihf/release/{app}\n\
                  (the second command writes only the last flash sector, the firmware never \
                  touches it; see embedded/README.md, \"Flashing a board\")",
+                blob = blob.display()
+            ),
+            BoardKind::Pico2W => format!(
+                "flash it with probe-rs (a debug probe on the board's SWD pins), from embedded/:\n  \
+                 cargo build-pico2-w\n  \
+                 probe-rs download --chip RP235x --binary-format bin \
+                 --base-address {addr:#010x} {blob}\n  \
+                 probe-rs run --chip RP235x target/thumbv8m.main-none-eabihf/release/{app}\n\
+                 (the firmware never touches the provisioning area; see embedded/README.md, \
+                 \"Flashing a board\")",
                 blob = blob.display()
             ),
             BoardKind::Mps2An385 => format!(
@@ -86,14 +107,16 @@ pub fn role_name(role: NodeRole) -> &'static str {
 }
 
 /// The device configuration of `node` of `group`: it reaches the relay at `relay` (an IPv4
-/// address as the device sees it, and a port), and a client listens on `local_port`.
+/// address as the device sees it or a DNS name, and a port), a client listens on
+/// `local_port`, and a Wi-Fi board joins `wifi`.
 pub fn node_config<'g>(
     group: &Group,
     node: &NodeSecrets,
     peers: &'g [u8],
-    relay: (Ipv4Addr, u16),
+    relay: (Relay<'g>, u16),
     local_port: u16,
     min_clients: u16,
+    wifi: Option<Wifi<'g>>,
 ) -> Result<Node<'g>> {
     let (role, index) = match node.role {
         Role::Client(i) => (NodeRole::Client, i),
@@ -116,7 +139,7 @@ pub fn node_config<'g>(
             .session_private_key
             .with_context(|| format!("{} has no session key", node.id))?,
         relay_key: group.relay_key,
-        relay_addr: relay.0.octets(),
+        relay: relay.0,
         relay_port: relay.1,
         clients: count(group.clients.len(), "clients")?,
         trustees: count(group.trustees.len(), "trustees")?,
@@ -132,6 +155,7 @@ pub fn node_config<'g>(
             0
         },
         min_clients,
+        wifi,
     };
     device
         .check()
@@ -165,24 +189,82 @@ pub struct ProvisionOptions {
     pub min_clients: u16,
     /// Where to write the blob (default: DIR/ID.BOARD.bin).
     pub out: Option<PathBuf>,
+    /// The Wi-Fi network a Wi-Fi board joins.
+    pub wifi: Option<WifiNetwork>,
+}
+
+/// A Wi-Fi network's name and passphrase (empty for an open network).
+#[derive(Clone)]
+pub struct WifiNetwork {
+    /// The network's name (SSID).
+    pub ssid: String,
+    /// Its WPA2/WPA3 passphrase; empty for an open network.
+    pub passphrase: String,
+}
+
+impl std::fmt::Debug for WifiNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The passphrase is a secret: never shown.
+        f.debug_struct("WifiNetwork")
+            .field("ssid", &self.ssid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WifiNetwork {
+    /// The network as the blob holds it, checked against what a board can join.
+    fn for_device(&self) -> Result<Wifi<'_>> {
+        let wifi = Wifi {
+            ssid: &self.ssid,
+            passphrase: &self.passphrase,
+        };
+        if !(1..=dissent_core::provision::MAX_SSID_LEN).contains(&self.ssid.len()) {
+            bail!(
+                "the Wi-Fi network's name is {} bytes; a board takes 1 to {}",
+                self.ssid.len(),
+                dissent_core::provision::MAX_SSID_LEN
+            );
+        }
+        if !wifi.is_valid() {
+            bail!(
+                "the Wi-Fi passphrase must be 8 to 63 printable ASCII characters (WPA2/WPA3 \
+                 personal), or none for an open network (--wifi-open)"
+            );
+        }
+        Ok(wifi)
+    }
 }
 
 /// Writes `node`'s provisioning blob for a board; returns where it went.
-pub async fn provision(
+pub fn provision(
     dir: &Path,
     group: Group,
     node: NodeSecrets,
     opts: ProvisionOptions,
 ) -> Result<PathBuf> {
-    let relay = relay_for_device(&opts.relay).await?;
+    let relay = relay_for_device(&opts.relay)?;
+    let wifi = match (&opts.wifi, opts.board.has_wifi()) {
+        (Some(network), true) => Some(network.for_device()?),
+        (None, true) => bail!(
+            "the {} joins a Wi-Fi network: name it with --wifi-ssid, and give its passphrase \
+             with --wifi-passphrase-file (or --wifi-open for an open network)",
+            opts.board.name()
+        ),
+        (Some(_), false) => bail!(
+            "the {} has no Wi-Fi (its network is Ethernet): drop the --wifi options",
+            opts.board.name()
+        ),
+        (None, false) => None,
+    };
     let peers = peer_keys(&group, &node.role);
     let device = node_config(
         &group,
         &node,
         &peers,
-        relay,
+        (relay, opts.relay.port()),
         opts.local_port,
         opts.min_clients,
+        wifi,
     )?;
     let blob = device.to_blob();
     let (addr, room) = opts.board.provision_area();
@@ -199,16 +281,26 @@ pub async fn provision(
         .clone()
         .unwrap_or_else(|| dir.join(format!("{}.{}.bin", node.id, opts.board.name())));
     write_secret(&out, &blob)?;
+    let network = match &device.wifi {
+        Some(wifi) if wifi.passphrase.is_empty() => format!("; open Wi-Fi network {:?}", wifi.ssid),
+        Some(wifi) => format!("; Wi-Fi network {:?}", wifi.ssid),
+        None => String::new(),
+    };
     println!(
-        "wrote {} ({} bytes, mode 600: it holds {}'s secret keys) for the {} firmware on a {}; \
-         relay {}:{}",
+        "wrote {} ({} bytes, mode 600: it holds {}'s secret keys{}) for the {} firmware on a \
+         {}; relay {}:{}{network}",
         out.display(),
         blob.len(),
         node.id,
+        if device.wifi.is_some_and(|w| !w.passphrase.is_empty()) {
+            " and the Wi-Fi passphrase"
+        } else {
+            ""
+        },
         role_name(device.role),
         opts.board.name(),
-        relay.0,
-        relay.1
+        device.relay,
+        device.relay_port,
     );
     println!(
         "it goes at {addr:#010x} (the provisioning area); {}",
@@ -217,28 +309,39 @@ pub async fn provision(
     Ok(out)
 }
 
-/// The relay's IPv4 address and port as a board on the network reaches them: an address as
-/// it is, a name resolved here now (the firmware dials addresses; a relay that moves needs
-/// its nodes provisioned again).
-async fn relay_for_device(relay: &HostPort) -> Result<(Ipv4Addr, u16)> {
-    let port = relay.port();
+/// The relay as a board on the network reaches it: an IPv4 address as it is, a name as a
+/// name, which the board looks up (IPv4, through its network's DNS server) at each dial,
+/// so a relay that moves to another address needs no new blob.
+fn relay_for_device(relay: &HostPort) -> Result<Relay<'_>> {
     let ip = match relay.host() {
         Host::Ip(ip) => *ip,
-        Host::Name(name) => tokio::net::lookup_host((name.as_str(), port))
-            .await
-            .with_context(|| format!("cannot resolve the relay's host {name}"))?
-            .map(|a| a.ip())
-            .find(IpAddr::is_ipv4)
-            .with_context(|| format!("{name} has no IPv4 address; the device speaks IPv4 only"))?,
+        Host::Name(name) if name.eq_ignore_ascii_case("localhost") => {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }
+        Host::Name(name) if host_name_ok(name) => return Ok(Relay::Name(name)),
+        Host::Name(name) => bail!(
+            "the relay's name {name:?} is not a DNS host name a board can look up (letters, \
+             digits and hyphens in labels of at most 63, {} bytes in all)",
+            dissent_core::provision::MAX_NAME_LEN
+        ),
     };
     match ip {
         IpAddr::V4(v4) if v4.is_loopback() || v4.is_unspecified() => bail!(
             "the relay's address {v4} is this machine's own: a board on the network cannot \
-             reach it there; give the address the board reaches the relay at with --relay"
+             reach it there; give the address or name the board reaches the relay at with \
+             --relay"
         ),
-        IpAddr::V4(v4) => Ok((v4, port)),
+        IpAddr::V4(v4) => Ok(Relay::Ipv4(v4.octets())),
         IpAddr::V6(v6) => bail!("the relay's address {v6} is IPv6; the device speaks IPv4 only"),
     }
+}
+
+/// The Wi-Fi passphrase in the first line of `path` (a file, so that it never shows in a
+/// command line or the shell's history).
+pub fn read_passphrase(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the Wi-Fi passphrase from {}", path.display()))?;
+    Ok(text.lines().next().unwrap_or("").to_string())
 }
 
 /// Writes `bytes` to `path`, readable by its owner only (also when the file was there).
@@ -261,16 +364,45 @@ fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_relay_on_this_machine_is_refused_for_a_board() {
-        let relay: HostPort = "127.0.0.1:7000".parse().unwrap();
-        let e = relay_for_device(&relay).await.unwrap_err();
-        assert!(e.to_string().contains("this machine's own"), "{e}");
+    #[test]
+    fn a_relay_on_this_machine_is_refused_for_a_board() {
+        for own in ["127.0.0.1:7000", "localhost:7000", "0.0.0.0:7000"] {
+            let relay: HostPort = own.parse().unwrap();
+            let e = relay_for_device(&relay).unwrap_err();
+            assert!(e.to_string().contains("this machine's own"), "{own}: {e}");
+        }
         let relay: HostPort = "192.0.2.7:7000".parse().unwrap();
         assert_eq!(
-            relay_for_device(&relay).await.unwrap(),
-            (Ipv4Addr::new(192, 0, 2, 7), 7000)
+            relay_for_device(&relay).unwrap(),
+            Relay::Ipv4([192, 0, 2, 7])
         );
+    }
+
+    #[test]
+    fn a_relay_name_stays_a_name_for_the_board_to_look_up() {
+        let relay: HostPort = "relay.example.org:7000".parse().unwrap();
+        assert_eq!(
+            relay_for_device(&relay).unwrap(),
+            Relay::Name("relay.example.org")
+        );
+    }
+
+    #[test]
+    fn wifi_networks_are_checked_before_they_go_in_a_blob() {
+        let network = |ssid: &str, passphrase: &str| WifiNetwork {
+            ssid: ssid.into(),
+            passphrase: passphrase.into(),
+        };
+        assert!(network("home", "correct horse").for_device().is_ok());
+        assert!(network("cafe", "").for_device().is_ok());
+        let e = network("home", "short").for_device().unwrap_err();
+        assert!(e.to_string().contains("8 to 63"), "{e}");
+        let e = network(&"s".repeat(33), "correct horse")
+            .for_device()
+            .unwrap_err();
+        assert!(e.to_string().contains("33 bytes"), "{e}");
+        let shown = format!("{:?}", network("home", "correct horse"));
+        assert!(!shown.contains("horse"), "{shown}");
     }
 
     #[test]

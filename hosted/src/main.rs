@@ -289,10 +289,24 @@ struct ProvisionArgs {
     /// The board the node runs on.
     #[arg(long, value_enum)]
     board: device::BoardKind,
-    /// The relay's address as the board reaches it (default: the one in system.json); a
-    /// name is resolved now, to an IPv4 address.
+    /// The relay as the board reaches it (default: the one in system.json): an IPv4
+    /// address, or a DNS name the board looks up at each dial.
     #[arg(long, value_name = "HOST:PORT")]
     relay: Option<HostPort>,
+    /// For a Wi-Fi board: the name (SSID) of the network it joins.
+    #[arg(long, value_name = "SSID")]
+    wifi_ssid: Option<String>,
+    /// For a Wi-Fi board: a file whose first line is the network's WPA2/WPA3 passphrase.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "wifi_open",
+        requires = "wifi_ssid"
+    )]
+    wifi_passphrase_file: Option<PathBuf>,
+    /// For a Wi-Fi board: the network is open (no passphrase).
+    #[arg(long, requires = "wifi_ssid")]
+    wifi_open: bool,
     /// For a client: the device's port for local applications, 1-65535.
     #[arg(short, long, value_name = "PORT", default_value_t = device::DEVICE_PROXY_PORT, value_parser = port())]
     port: u16,
@@ -626,14 +640,30 @@ async fn run(command: Command) -> Result<()> {
             let (group, node) = load_node(&a.dir, &a.key_file, kind)?;
             let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
             let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            let wifi = match (a.wifi_ssid, a.wifi_passphrase_file, a.wifi_open) {
+                (None, _, _) => None,
+                (Some(ssid), Some(file), _) => Some(device::WifiNetwork {
+                    ssid,
+                    passphrase: device::read_passphrase(&file)?,
+                }),
+                (Some(ssid), None, true) => Some(device::WifiNetwork {
+                    ssid,
+                    passphrase: String::new(),
+                }),
+                (Some(_), None, false) => bail!(
+                    "--wifi-ssid needs the network's passphrase: --wifi-passphrase-file FILE, \
+                     or --wifi-open for an open network"
+                ),
+            };
             let opts = device::ProvisionOptions {
                 board: a.board,
                 relay,
                 local_port: a.port,
                 min_clients,
                 out: a.out,
+                wifi,
             };
-            device::provision(&a.dir, group, node, opts).await?;
+            device::provision(&a.dir, group, node, opts)?;
             Ok(())
         }
         Command::Clients(a) => {

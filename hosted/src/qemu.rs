@@ -126,9 +126,13 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         &group,
         &node,
         &peers,
-        (relay_addr, relay_port),
+        (
+            dissent_core::provision::Relay::Ipv4(relay_addr.octets()),
+            relay_port,
+        ),
         DEVICE_PROXY_PORT,
         opts.min_clients,
+        None,
     )?;
     let blob = device.to_blob();
     let room = firmware
