@@ -26,19 +26,30 @@ pub fn range() -> (usize, usize) {
     (base, base + GUARD)
 }
 
-/// Turns the guard on (MPU region 0, no access, never executed) with the default memory
-/// map everywhere else, and enables the MemManage fault.
+/// Turns the guard on (MPU region 0, never executed; no access on ARMv7-M, read-only on
+/// ARMv8-M, whose MPU has no "no access" for privileged code: a push still faults) with the
+/// default memory map everywhere else, and enables the MemManage fault.
 pub fn arm(mpu: &mut MPU, scb: &mut cortex_m::peripheral::SCB) {
-    let (base, _) = range();
-    // RASR: XN, AP = no access, SIZE = log2(GUARD) - 1, ENABLE.
-    let size = GUARD.trailing_zeros() - 1;
-    let rasr = (1 << 28) | (size << 1) | 1;
+    let (base, _top) = range();
     // SAFETY: region 0 is this guard's alone; the addresses are the stack area's, which
     // nothing but the stack uses, and the MPU keeps the default map for all the rest.
     unsafe {
         mpu.rnr.write(0);
-        mpu.rbar.write(base as u32);
-        mpu.rasr.write(rasr);
+        #[cfg(not(armv8m))]
+        {
+            // RASR: XN, AP = no access, SIZE = log2(GUARD) - 1, ENABLE.
+            let size = GUARD.trailing_zeros() - 1;
+            mpu.rbar.write(base as u32);
+            mpu.rasr.write((1 << 28) | (size << 1) | 1);
+        }
+        #[cfg(armv8m)]
+        {
+            // MAIR0 attribute 0: normal memory, non-cacheable. RBAR: base, AP = read-only
+            // (privileged), XN. RLAR: the last 32-byte block, attribute 0, ENABLE.
+            mpu.mair[0].write(0x44);
+            mpu.rbar.write(base as u32 | (0b10 << 1) | 1);
+            mpu.rlar.write((_top as u32 - 32) | 1);
+        }
         // ENABLE | PRIVDEFENA
         mpu.ctrl.write(1 | (1 << 2));
         scb.enable(cortex_m::peripheral::scb::Exception::MemoryManagement);

@@ -180,16 +180,13 @@ fn start(spawner: Spawner, mut board: Board) {
     let (node, name) = provisioned(board.provisioning, NodeRole::Client, "client");
     let trustee_keys = peer_keys(&node, name);
     println!(
-        "{}: on {}, {} slots, {} trustees, {}-byte cells; relay {}.{}.{}.{}:{}; local port {}",
+        "{}: on {}, {} slots, {} trustees, {}-byte cells; relay {}:{}; local port {}",
         name,
         board.name,
         node.slots,
         node.trustees,
         node.cell_len,
-        node.relay_addr[0],
-        node.relay_addr[1],
-        node.relay_addr[2],
-        node.relay_addr[3],
+        node.relay,
         node.relay_port,
         node.local_port
     );
@@ -239,7 +236,7 @@ fn start(spawner: Spawner, mut board: Board) {
         spawner.spawn(local(i, name, client, board.net, node.local_port, buffers).unwrap());
     }
     RngCore::fill_bytes(&mut board.rng, &mut seed);
-    let uplink = Uplink::new(name, Target::of(&node), seed);
+    let uplink = Uplink::new(name, board.net, Target::of(&node), seed);
     // The pool holds this one task, spawned once.
     spawner.spawn(link(name, client, uplink, board).unwrap());
 }

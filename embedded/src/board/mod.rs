@@ -7,19 +7,24 @@
 //! - `Rng`, its entropy source (`rand_core` 0.6 `RngCore + CryptoRng`);
 //! - `init()`, the hardware set-up before the executor starts (clocks, time driver,
 //!   console), returning the parts `start` needs;
-//! - `start(spawner, parts)`, which brings up Ethernet and the network stack (spawning
-//!   the stack's task) and returns the [`crate::Board`];
+//! - `async start(spawner, parts)`, which brings up the network (Ethernet, or Wi-Fi after
+//!   loading the radio's firmware) and the network stack (spawning the stack's task) and
+//!   returns the [`crate::Board`];
 //! - `console_write(bytes)` and `exit(status)`.
 
 #[cfg(any(test, all(target_os = "none", feature = "mps2-an385")))]
 pub mod mps2_an385;
 #[cfg(all(target_os = "none", feature = "nucleo-f767zi"))]
 pub mod nucleo_f767zi;
+#[cfg(all(target_os = "none", feature = "pico2-w"))]
+pub mod pico2_w;
 
 #[cfg(all(target_os = "none", feature = "mps2-an385"))]
 pub(crate) use mps2_an385 as selected;
 #[cfg(all(target_os = "none", feature = "nucleo-f767zi"))]
 pub(crate) use nucleo_f767zi as selected;
+#[cfg(all(target_os = "none", feature = "pico2-w"))]
+pub(crate) use pico2_w as selected;
 
 #[cfg(target_os = "none")]
 pub(crate) mod area {

@@ -166,7 +166,7 @@ fn mac_address(uid: [u8; 12]) -> [u8; 6] {
 }
 
 /// Starts the network stack (DHCPv4) and hands out the board.
-pub fn start(spawner: Spawner, parts: Parts) -> Board {
+pub async fn start(spawner: Spawner, parts: Parts) -> Board {
     let Parts {
         eth,
         mut rng,

@@ -1,7 +1,8 @@
 //! QEMU `mps2-an385`: Cortex-M3 at 25 MHz with an SMSC LAN9118 Ethernet controller.
 //!
 //! - Network: the LAN9118 at 0x4020_0000 (IRQ 13) under embassy-net, with the static address
-//!   QEMU user networking expects (10.0.2.15/24, gateway and host at 10.0.2.2).
+//!   QEMU user networking expects (10.0.2.15/24, gateway and host at 10.0.2.2, DNS server
+//!   at 10.0.2.3).
 //! - Time: SysTick at 1 kHz (`systick.rs`).
 //! - Entropy: ChaCha20 seeded from the `SEED` area, which the host fills with fresh random
 //!   bytes before every boot (see [`crate::provision`]); boot stops if there is none.
@@ -99,12 +100,13 @@ mod device {
     }
 
     /// Starts the network stack and hands out the board.
-    pub fn start(spawner: Spawner, parts: Parts) -> Board {
+    pub async fn start(spawner: Spawner, parts: Parts) -> Board {
         let Parts { eth, mut rng } = parts;
         let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
             address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
             gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
-            dns_servers: Default::default(),
+            // QEMU user networking's DNS server, which asks the host's resolver.
+            dns_servers: [Ipv4Address::new(10, 0, 2, 3)].into_iter().collect(),
         });
         // Built in place in .bss, never on the stack.
         static RESOURCES: ConstStaticCell<StackResources<NET_SOCKETS>> =
