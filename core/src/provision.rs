@@ -125,13 +125,17 @@ impl fmt::Display for BlobError {
                 f,
                 "provisioning blob declares {declared} payload bytes, area holds {available}"
             ),
-            Self::WrongApp { expected, found } => write!(
-                f,
-                "provisioning blob is for app {:?}, this firmware is {:?}",
-                AppName(found),
-                AppName(expected)
-            ),
+            Self::WrongApp { expected, found } => {
+                f.write_str("provisioning blob is for app ")?;
+                app_name(f, found)?;
+                f.write_str(", this firmware is ")?;
+                app_name(f, expected)
+            }
+            // postcard's own messages (0.7 KiB of text) only where there is room for them.
+            #[cfg(any(test, feature = "std"))]
             Self::Payload(e) => write!(f, "provisioning payload does not decode: {e}"),
+            #[cfg(not(any(test, feature = "std")))]
+            Self::Payload(_) => f.write_str("provisioning payload does not decode"),
             Self::TrailingBytes => f.write_str("provisioning payload has trailing bytes"),
             Self::BufferTooSmall { needed } => {
                 write!(f, "provisioning blob needs a {needed}-byte buffer")
@@ -142,16 +146,23 @@ impl fmt::Display for BlobError {
 
 impl core::error::Error for BlobError {}
 
-/// Shows an app tag as text when it is ASCII.
-struct AppName<'a>(&'a [u8; 4]);
-
-impl fmt::Debug for AppName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match core::str::from_utf8(self.0) {
-            Ok(name) if self.0.iter().all(u8::is_ascii_graphic) => write!(f, "{name}"),
-            _ => write!(f, "{:02x?}", self.0),
+/// Shows an app tag as text when it is printable ASCII, else as hex digits (written out
+/// here, not with `{:x?}`, which would bring the slice `Debug` code into every firmware).
+fn app_name(f: &mut fmt::Formatter<'_>, app: &[u8; 4]) -> fmt::Result {
+    if let Ok(name) = core::str::from_utf8(app) {
+        if app.iter().all(u8::is_ascii_graphic) {
+            return f.write_str(name);
         }
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 8];
+    for (pair, byte) in text.chunks_exact_mut(2).zip(app) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 15)];
+    }
+    // Hex digits are ASCII.
+    f.write_str(core::str::from_utf8(&text).unwrap_or("?"))?;
+    f.write_str(" (hex)")
 }
 
 impl<'a> Blob<'a> {
@@ -853,6 +864,17 @@ mod tests {
         assert!(err
             .to_string()
             .contains("for app NCHK, this firmware is TRST"));
+        let binary = Blob {
+            app: [0, 0xff, b'A', 7],
+            payload: &[],
+        };
+        binary.emit(&mut area).unwrap();
+        let err = Node::parse(&area, NodeRole::Trustee).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("for app 00ff4107 (hex), this firmware is TRST"),
+            "{err}"
+        );
         // Another format version, older or newer.
         for format in [1, 3] {
             let mut other = blob.clone();

@@ -55,6 +55,13 @@ impl BoardKind {
         self == BoardKind::Pico2W
     }
 
+    /// Whether the board's firmware looks the relay's name up itself (built with the
+    /// `relay-name` feature). The NUCLEO-F767ZI's is built without it, to keep its trustee
+    /// within 128 KiB of flash: a name is looked up here, once, for it.
+    pub fn looks_up_names(self) -> bool {
+        self != BoardKind::NucleoF767zi
+    }
+
     /// Where the provisioning area starts and how long it is (`embedded/memory/BOARD.x`).
     pub fn provision_area(self) -> (u64, u64) {
         match self {
@@ -242,7 +249,18 @@ pub fn provision(
     node: NodeSecrets,
     opts: ProvisionOptions,
 ) -> Result<PathBuf> {
-    let relay = relay_for_device(&opts.relay)?;
+    let relay = match relay_for_device(&opts.relay)? {
+        Relay::Name(name) if !opts.board.looks_up_names() => {
+            let v4 = resolve_now(name, opts.relay.port())?;
+            println!(
+                "the {} firmware dials addresses: {name} is {v4} now, and a relay that moves \
+                 needs a new blob",
+                opts.board.name()
+            );
+            Relay::Ipv4(v4.octets())
+        }
+        relay => relay,
+    };
     let wifi = match (&opts.wifi, opts.board.has_wifi()) {
         (Some(network), true) => Some(network.for_device()?),
         (None, true) => bail!(
@@ -342,6 +360,26 @@ pub fn read_passphrase(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the Wi-Fi passphrase from {}", path.display()))?;
     Ok(text.lines().next().unwrap_or("").to_string())
+}
+
+/// The IPv4 address `name` has now, as this machine resolves it.
+fn resolve_now(name: &str, port: u16) -> Result<Ipv4Addr> {
+    use std::net::ToSocketAddrs;
+    let v4 = (name, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve the relay's host {name}"))?
+        .find_map(|a| match a.ip() {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .with_context(|| format!("{name} has no IPv4 address; the device speaks IPv4 only"))?;
+    if v4.is_loopback() || v4.is_unspecified() {
+        bail!(
+            "the relay's name {name} is {v4}, this machine's own: a board on the network \
+             cannot reach it there; give the address the board reaches the relay at with --relay"
+        );
+    }
+    Ok(v4)
 }
 
 /// Writes `bytes` to `path`, readable by its owner only (also when the file was there).

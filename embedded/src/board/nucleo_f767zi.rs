@@ -7,22 +7,21 @@
 //! - Entropy: the chip's hardware RNG, clocked at 48 MHz from the PLL's Q output and
 //!   checked at start ([`rng_health`]): a board whose RNG gives no data, reports a seed or
 //!   clock error, or repeats itself refuses to run (exit status 3, then reset).
-//! - Console: USART3 TX on PD8, the ST-LINK virtual COM port (115200 8N1).
+//! - Console: USART3 TX on PD8, the ST-LINK virtual COM port (115200 8N1), written through
+//!   its registers: embassy-stm32's UART driver, with its clock checks and their messages,
+//!   cost the trustee 1.9 KiB of flash for the same bytes out.
 //! - Watchdog: the independent watchdog (IWDG, on the LSI clock), fed by a task every
 //!   second; an executor stuck for [`crate::WATCHDOG_TIMEOUT`] resets the chip.
 //! - Exit: prints the status, then resets after a pause (see [`crate::exit`]).
 //! - Provisioning: the last 256 KiB flash sector (see `memory/nucleo-f767zi.x`).
 
-use core::cell::RefCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use critical_section::Mutex;
 use embassy_executor::Spawner;
 use embassy_net::{Runner, StackResources};
 use embassy_stm32::eth::{self, Ethernet, GenericPhy, PacketQueue, Sma};
-use embassy_stm32::mode::Blocking;
 use embassy_stm32::peripherals::{ETH, ETH_SMA, IWDG, RNG};
 use embassy_stm32::time::Hertz;
-use embassy_stm32::usart::{self, UartTx};
 use embassy_stm32::wdg::IndependentWatchdog;
 use embassy_stm32::{bind_interrupts, rng, Config};
 use rand_core::RngCore;
@@ -44,6 +43,10 @@ bind_interrupts!(struct Irqs {
 
 /// Core clock.
 const CORE_HZ: u32 = 216_000_000;
+/// APB1's clock (the core clock / 4), which USART3 runs from.
+const PCLK1_HZ: u32 = CORE_HZ / 4;
+/// The console's baud rate.
+const CONSOLE_BAUD: u32 = 115_200;
 
 /// Hardware brought up before the executor runs.
 pub struct Parts {
@@ -52,7 +55,8 @@ pub struct Parts {
     watchdog: IndependentWatchdog<'static, IWDG>,
 }
 
-static CONSOLE: Mutex<RefCell<Option<UartTx<'static, Blocking>>>> = Mutex::new(RefCell::new(None));
+/// Set once USART3 is ready to send.
+static CONSOLE: AtomicBool = AtomicBool::new(false);
 
 /// Sets up clocks, console, the watchdog, entropy and Ethernet.
 pub fn init(_core: cortex_m::Peripherals) -> Parts {
@@ -81,9 +85,9 @@ pub fn init(_core: cortex_m::Peripherals) -> Parts {
     }
     let p = embassy_stm32::init(config);
 
-    // The default UART configuration (115200 8N1) is valid for USART3, so this cannot fail.
-    let console = UartTx::new_blocking(p.USART3, p.PD8, usart::Config::default()).unwrap();
-    critical_section::with(|cs| CONSOLE.borrow_ref_mut(cs).replace(console));
+    // Taken so that nothing else drives them.
+    let (_usart, _tx) = (p.USART3, p.PD8);
+    console_init();
 
     let mut watchdog = IndependentWatchdog::new(p.IWDG, crate::WATCHDOG_TIMEOUT.as_micros() as u32);
     watchdog.unleash();
@@ -113,6 +117,23 @@ pub fn init(_core: cortex_m::Peripherals) -> Parts {
         p.PC1,
     );
     Parts { eth, rng, watchdog }
+}
+
+/// USART3 at 115200 8N1, transmit only, on PD8 (alternate function 7).
+fn console_init() {
+    use embassy_stm32::pac;
+    use embassy_stm32::pac::gpio::vals::Moder;
+    pac::RCC.ahb1enr().modify(|w| w.set_gpioden(true));
+    pac::RCC.apb1enr().modify(|w| w.set_usart3en(true));
+    pac::GPIOD.afr(1).modify(|w| w.set_afr(0, 7));
+    pac::GPIOD.moder().modify(|w| w.set_moder(8, Moder::ALTERNATE));
+    let usart = pac::USART3;
+    usart.brr().write(|w| w.set_brr(((PCLK1_HZ + CONSOLE_BAUD / 2) / CONSOLE_BAUD) as u16));
+    usart.cr1().write(|w| {
+        w.set_te(true);
+        w.set_ue(true);
+    });
+    CONSOLE.store(true, Ordering::Release);
 }
 
 /// Words the RNG health check draws.
@@ -203,18 +224,19 @@ async fn watchdog_task(mut watchdog: IndependentWatchdog<'static, IWDG>) -> ! {
     }
 }
 
-/// Writes to the ST-LINK virtual COM port.
+/// Writes to the ST-LINK virtual COM port, waiting for room for each byte.
 ///
-/// Interrupts stay enabled during the (slow, blocking) write: the UART is taken out of its
-/// cell meanwhile, so a print from an interrupt handler during it is dropped.
+/// Interrupts stay enabled during the (slow, blocking) write; a print from an interrupt
+/// handler meanwhile may interleave its bytes with the line being written.
 pub fn console_write(bytes: &[u8]) {
-    let Some(mut uart) = critical_section::with(|cs| CONSOLE.borrow_ref_mut(cs).take()) else {
+    if !CONSOLE.load(Ordering::Acquire) {
         return;
-    };
-    // Nowhere to report a console failure; the text is lost.
-    let _ = uart.blocking_write(bytes);
-    let _ = uart.blocking_flush();
-    critical_section::with(|cs| CONSOLE.borrow_ref_mut(cs).replace(uart));
+    }
+    let usart = embassy_stm32::pac::USART3;
+    for &byte in bytes {
+        while !usart.isr().read().txe() {}
+        usart.tdr().write(|w| w.set_dr(u16::from(byte)));
+    }
 }
 
 /// Prints the status, pauses, and resets the chip.
