@@ -460,6 +460,7 @@ fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
         peer_keys: PeerKeys::from_flat(&flat).expect("whole keys"),
         local_port: if client { GUEST_PORT } else { 0 },
         min_clients: 1,
+        ipv4: None,
         wifi: None,
     }
     .to_blob()
@@ -771,7 +772,10 @@ fn trustee_builds_fit_their_budget() {
             ));
         }
     }
-    assert!(over.is_empty(), "trustee builds over their budget: {over:?}");
+    assert!(
+        over.is_empty(),
+        "trustee builds over their budget: {over:?}"
+    );
 }
 
 #[test]
@@ -843,7 +847,10 @@ fn a_wifi_board_is_provisioned_with_its_network_and_the_relay_by_name() {
     ] {
         let out = provision(args);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && err.contains(says), "{args:?}: {err}");
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
         assert!(!blob_file.exists(), "{args:?} wrote a blob");
     }
     fs::write(&passphrase, "short\n").expect("passphrase file");
@@ -861,10 +868,41 @@ fn a_wifi_board_is_provisioned_with_its_network_and_the_relay_by_name() {
     assert!(!out.status.success() && err.contains("8 to 63"), "{err}");
     assert!(!blob_file.exists());
 
+    // The NUCLEO-F767ZI's firmware takes no address by DHCP: its blob must give one.
+    let out = provision(&["--board", "nucleo-f767zi", "--relay", "192.0.2.1:7000"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--address"), "{err}");
+    let out = provision(&[
+        "--board",
+        "nucleo-f767zi",
+        "--relay",
+        "192.0.2.1:7000",
+        "--address",
+        "192.0.2.20/24",
+        "--gateway",
+        "192.0.2.1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let blob = fs::read(&blob_file).expect("the blob");
+    let node = Node::parse(&blob, NodeRole::Client).expect("a client blob");
+    let ipv4 = node.ipv4.expect("the board's address");
+    assert_eq!(
+        (ipv4.address, ipv4.prefix_len, ipv4.gateway, ipv4.dns_server),
+        ([192, 0, 2, 20], 24, [192, 0, 2, 1], [0; 4])
+    );
+    assert_eq!(node.wifi, None);
+
     // A relay on this machine is refused whatever the board: a board cannot reach it there.
     let out = provision(&["--board", "nucleo-f767zi", "--relay", "localhost:7000"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("this machine's own"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("this machine's own"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -23,12 +23,14 @@
 //! (for a client) or clients' (for a trustee) session public keys are one byte string of
 //! 32 bytes per key, in index order. The relay is a [`Relay`]: variant 0 and an IPv4
 //! address (4 bytes), or variant 1 and a DNS name (a string: varint length, then the bytes),
-//! which the device resolves at each dial. The last field is the Wi-Fi network of a board
-//! that needs one ([`Wifi`]: an option, 0 for none, or 1, the SSID and the passphrase, each
-//! a string).
+//! which the device resolves at each dial. The last two fields are the board's own address
+//! when it does not take one by DHCP ([`Ipv4Static`]: an option, 0 for none, or 1, the
+//! address, the prefix length, the gateway and the DNS server, 4 + 1 + 4 + 4 bytes) and the
+//! Wi-Fi network of a board that needs one ([`Wifi`]: an option, 0 for none, or 1, the SSID
+//! and the passphrase, each a string).
 //!
-//! Format 2 added the relay's name and the Wi-Fi network; format 1 (an IPv4 address only,
-//! no Wi-Fi) is refused with [`ProvisionError::Format`].
+//! Format 2 added the relay's name, the static address and the Wi-Fi network; format 1 (a
+//! relay address only) is refused with [`ProvisionError::Format`].
 //!
 //! Boards without a hardware RNG get fresh entropy per boot in a separate seed area,
 //! `"SEED"` followed by 32 random bytes ([`parse_seed`]); the host rewrites it before every
@@ -310,6 +312,37 @@ pub fn host_name_ok(name: &str) -> bool {
         && !name.bytes().all(|c| c.is_ascii_digit() || c == b'.')
 }
 
+/// A board's own IPv4 configuration, for a network without DHCP or a firmware built
+/// without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv4Static {
+    /// The board's address.
+    pub address: [u8; 4],
+    /// The network's prefix length, 1 to 32.
+    pub prefix_len: u8,
+    /// The gateway to the relay when it is not on this network; 0.0.0.0 for none.
+    pub gateway: [u8; 4],
+    /// The DNS server that looks the relay's name up; 0.0.0.0 for none.
+    pub dns_server: [u8; 4],
+}
+
+impl Ipv4Static {
+    /// Whether the address is a usable unicast address for its prefix length.
+    pub fn is_valid(&self) -> bool {
+        let address = u32::from_be_bytes(self.address);
+        let host_mask = u32::MAX
+            .checked_shr(u32::from(self.prefix_len))
+            .unwrap_or(0);
+        (1..=32).contains(&self.prefix_len)
+            && address != 0
+            && self.address[0] != 127
+            && self.address[0] < 224
+            // Neither the network's own address nor its broadcast address (for prefixes up
+            // to /30; /31 and /32 have none).
+            && (self.prefix_len > 30 || (address & host_mask != 0 && address & host_mask != host_mask))
+    }
+}
+
 /// The Wi-Fi network a board joins.
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wifi<'a> {
@@ -384,6 +417,8 @@ pub struct Node<'a> {
     pub local_port: u16,
     /// Smallest online set the node takes part in.
     pub min_clients: u16,
+    /// The board's own address, for a network without DHCP (`None`: DHCP).
+    pub ipv4: Option<Ipv4Static>,
     /// The Wi-Fi network to join, for a board whose network is Wi-Fi (`None` on Ethernet).
     #[serde(borrow)]
     pub wifi: Option<Wifi<'a>>,
@@ -400,6 +435,7 @@ impl fmt::Debug for Node<'_> {
             .field("trustees", &self.trustees)
             .field("slots", &self.slots)
             .field("peer_keys", &self.peer_keys)
+            .field("ipv4", &self.ipv4)
             .field("wifi", &self.wifi)
             .finish_non_exhaustive()
     }
@@ -488,6 +524,9 @@ impl<'a> Node<'a> {
         field(self.relay_port != 0, "relay_port")?;
         if let Relay::Name(name) = self.relay {
             field(host_name_ok(name), "relay")?;
+        }
+        if let Some(ipv4) = &self.ipv4 {
+            field(ipv4.is_valid(), "ipv4")?;
         }
         if let Some(wifi) = &self.wifi {
             field(wifi.is_valid(), "wifi")?;
@@ -617,6 +656,7 @@ mod tests {
             peer_keys: PeerKeys::from_flat(flat).unwrap(),
             local_port: 0,
             min_clients: 2,
+            ipv4: None,
             wifi: None,
         }
     }
@@ -648,7 +688,7 @@ mod tests {
         let again: Vec<[u8; 32]> = back.peer_keys.iter().collect();
         assert_eq!(again.concat(), flat);
         // The keys are read in place, not copied.
-        let at = blob.len() - flat.len() - 3; // local_port 0, min_clients 2, no Wi-Fi follow
+        let at = blob.len() - flat.len() - 4; // local_port, min_clients, no address, no Wi-Fi
         assert!(core::ptr::eq(
             back.peer_keys.as_bytes(),
             &blob[at..at + flat.len()]
@@ -689,7 +729,7 @@ mod tests {
         payload.extend([1, 1, 3, 0, 16, 0x80, 0x01]); // clients … max_cell_len 128
         payload.push(32);
         payload.extend([0xAB; 32]);
-        payload.extend([0, 1, 0]); // local_port, min_clients, no Wi-Fi
+        payload.extend([0, 1, 0, 0]); // local_port, min_clients, no address, no Wi-Fi
         expect.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         expect.extend_from_slice(&payload);
         assert_eq!(blob, expect);
@@ -711,6 +751,12 @@ mod tests {
             max_cell_len: 128,
             relay: Relay::Name("relay.example.org"),
             relay_port: 7000,
+            ipv4: Some(Ipv4Static {
+                address: [192, 168, 1, 20],
+                prefix_len: 24,
+                gateway: [192, 168, 1, 1],
+                dns_server: [0, 0, 0, 0],
+            }),
             wifi: Some(Wifi {
                 ssid: "home",
                 passphrase: "correct horse",
@@ -731,6 +777,7 @@ mod tests {
         payload.push(32);
         payload.extend([0xAB; 32]);
         payload.extend([0xb8, 0x08, 1]); // local_port 1080, min_clients
+        payload.extend([1, 192, 168, 1, 20, 24, 192, 168, 1, 1, 0, 0, 0, 0]); // Some(Ipv4Static)
         payload.extend([1, 4]); // Some(Wifi), SSID of 4 bytes
         payload.extend(b"home");
         payload.push(13);
@@ -756,6 +803,77 @@ mod tests {
             shown.contains("home") && !shown.contains("horse"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn bad_static_addresses_are_named() {
+        let flat = keys(3);
+        let ok = Ipv4Static {
+            address: [192, 168, 1, 20],
+            prefix_len: 24,
+            gateway: [192, 168, 1, 1],
+            dns_server: [192, 168, 1, 1],
+        };
+        let bad = [
+            Ipv4Static {
+                prefix_len: 0,
+                ..ok
+            },
+            Ipv4Static {
+                prefix_len: 33,
+                ..ok
+            },
+            Ipv4Static {
+                address: [0, 0, 0, 0],
+                ..ok
+            },
+            Ipv4Static {
+                address: [127, 0, 0, 1],
+                ..ok
+            },
+            Ipv4Static {
+                address: [224, 0, 0, 1],
+                ..ok
+            },
+            Ipv4Static {
+                address: [192, 168, 1, 0],
+                ..ok
+            },
+            Ipv4Static {
+                address: [192, 168, 1, 255],
+                ..ok
+            },
+        ];
+        for ipv4 in bad {
+            let node = Node {
+                ipv4: Some(ipv4),
+                ..trustee(&flat)
+            };
+            assert_eq!(
+                Node::parse(&node.to_blob(), NodeRole::Trustee),
+                Err(ProvisionError::Field("ipv4")),
+                "{ipv4:?}"
+            );
+        }
+        for ipv4 in [
+            ok,
+            Ipv4Static {
+                address: [10, 0, 0, 1],
+                prefix_len: 31,
+                ..ok
+            },
+            Ipv4Static {
+                address: [10, 0, 0, 0],
+                prefix_len: 32,
+                ..ok
+            },
+        ] {
+            let node = Node {
+                ipv4: Some(ipv4),
+                ..trustee(&flat)
+            };
+            assert_eq!(Node::parse(&node.to_blob(), NodeRole::Trustee), Ok(node));
+        }
     }
 
     #[test]

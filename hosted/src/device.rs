@@ -17,7 +17,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use dissent_core::provision::{host_name_ok, Node, PeerKeys, Relay, Wifi};
+use dissent_core::provision::{host_name_ok, Ipv4Static, Node, PeerKeys, Relay, Wifi};
 use dissent_core::wire::NodeRole;
 
 use crate::addr::{Host, HostPort};
@@ -29,7 +29,7 @@ pub const DEVICE_PROXY_PORT: u16 = 1080;
 /// A board the firmware is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BoardKind {
-    /// ST NUCLEO-F767ZI (Ethernet, DHCP).
+    /// ST NUCLEO-F767ZI (Ethernet, a static address).
     #[value(name = "nucleo-f767zi")]
     NucleoF767zi,
     /// Raspberry Pi Pico 2 W (Wi-Fi, DHCP).
@@ -60,6 +60,14 @@ impl BoardKind {
     /// within 128 KiB of flash: a name is looked up here, once, for it.
     pub fn looks_up_names(self) -> bool {
         self != BoardKind::NucleoF767zi
+    }
+
+    /// Whether the board's blob must give its address: the NUCLEO-F767ZI's firmware is
+    /// built without DHCP (the `dhcp` feature, 8 KiB of flash its trustee has no room for).
+    /// The Pico 2 W takes one by DHCP when the blob gives none; the emulated board has
+    /// QEMU's.
+    pub fn needs_address(self) -> bool {
+        self == BoardKind::NucleoF767zi
     }
 
     /// Where the provisioning area starts and how long it is (`embedded/memory/BOARD.x`).
@@ -123,6 +131,7 @@ pub fn node_config<'g>(
     relay: (Relay<'g>, u16),
     local_port: u16,
     min_clients: u16,
+    ipv4: Option<Ipv4Static>,
     wifi: Option<Wifi<'g>>,
 ) -> Result<Node<'g>> {
     let (role, index) = match node.role {
@@ -162,6 +171,7 @@ pub fn node_config<'g>(
             0
         },
         min_clients,
+        ipv4,
         wifi,
     };
     device
@@ -198,6 +208,8 @@ pub struct ProvisionOptions {
     pub out: Option<PathBuf>,
     /// The Wi-Fi network a Wi-Fi board joins.
     pub wifi: Option<WifiNetwork>,
+    /// The board's own address (`None`: DHCP).
+    pub ipv4: Option<Ipv4Static>,
 }
 
 /// A Wi-Fi network's name and passphrase (empty for an open network).
@@ -274,6 +286,14 @@ pub fn provision(
         ),
         (None, false) => None,
     };
+    if opts.ipv4.is_none() && opts.board.needs_address() {
+        bail!(
+            "the {} firmware takes no address by DHCP (built without it, to fit its flash \
+             budget): give the board's address with --address A.B.C.D/PREFIX --gateway \
+             A.B.C.D (and --dns A.B.C.D for a relay given by name)",
+            opts.board.name()
+        );
+    }
     let peers = peer_keys(&group, &node.role);
     let device = node_config(
         &group,
@@ -282,6 +302,7 @@ pub fn provision(
         (relay, opts.relay.port()),
         opts.local_port,
         opts.min_clients,
+        opts.ipv4,
         wifi,
     )?;
     let blob = device.to_blob();
@@ -354,6 +375,35 @@ fn relay_for_device(relay: &HostPort) -> Result<Relay<'_>> {
     }
 }
 
+/// The board's own IPv4 configuration from `A.B.C.D/PREFIX`, a gateway and a DNS server.
+pub fn static_ipv4(
+    address: &str,
+    gateway: Option<Ipv4Addr>,
+    dns: Option<Ipv4Addr>,
+) -> Result<Ipv4Static> {
+    let (ip, prefix) = address
+        .split_once('/')
+        .with_context(|| format!("--address {address}: write it as A.B.C.D/PREFIX"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .with_context(|| format!("--address {address}: {ip} is not an IPv4 address"))?;
+    let prefix_len: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (1..=32).contains(p))
+        .with_context(|| format!("--address {address}: the prefix length must be 1 to 32"))?;
+    let ipv4 = Ipv4Static {
+        address: ip.octets(),
+        prefix_len,
+        gateway: gateway.unwrap_or(Ipv4Addr::UNSPECIFIED).octets(),
+        dns_server: dns.unwrap_or(Ipv4Addr::UNSPECIFIED).octets(),
+    };
+    if !ipv4.is_valid() {
+        bail!("--address {address} is not a board's address on that network");
+    }
+    Ok(ipv4)
+}
+
 /// The Wi-Fi passphrase in the first line of `path` (a file, so that it never shows in a
 /// command line or the shell's history).
 pub fn read_passphrase(path: &Path) -> Result<String> {
@@ -423,6 +473,29 @@ mod tests {
             relay_for_device(&relay).unwrap(),
             Relay::Name("relay.example.org")
         );
+    }
+
+    #[test]
+    fn a_static_address_is_read_and_checked() {
+        let ipv4 =
+            static_ipv4("192.168.1.20/24", Some(Ipv4Addr::new(192, 168, 1, 1)), None).unwrap();
+        assert_eq!(
+            ipv4,
+            Ipv4Static {
+                address: [192, 168, 1, 20],
+                prefix_len: 24,
+                gateway: [192, 168, 1, 1],
+                dns_server: [0, 0, 0, 0],
+            }
+        );
+        for bad in [
+            "192.168.1.20",
+            "192.168.1.20/33",
+            "relay/24",
+            "192.168.1.255/24",
+        ] {
+            assert!(static_ipv4(bad, None, None).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -307,6 +307,16 @@ struct ProvisionArgs {
     /// For a Wi-Fi board: the network is open (no passphrase).
     #[arg(long, requires = "wifi_ssid")]
     wifi_open: bool,
+    /// The board's own address and prefix length, A.B.C.D/PREFIX, for a network without
+    /// DHCP or a board built without it (the NUCLEO-F767ZI's; default: DHCP).
+    #[arg(long, value_name = "A.B.C.D/PREFIX")]
+    address: Option<String>,
+    /// With --address: the gateway to the relay when it is on another network.
+    #[arg(long, value_name = "A.B.C.D", requires = "address")]
+    gateway: Option<std::net::Ipv4Addr>,
+    /// With --address: the DNS server that looks the relay's name up.
+    #[arg(long, value_name = "A.B.C.D", requires = "address")]
+    dns: Option<std::net::Ipv4Addr>,
     /// For a client: the device's port for local applications, 1-65535.
     #[arg(short, long, value_name = "PORT", default_value_t = device::DEVICE_PROXY_PORT, value_parser = port())]
     port: u16,
@@ -662,6 +672,11 @@ async fn run(command: Command) -> Result<()> {
                 min_clients,
                 out: a.out,
                 wifi,
+                ipv4: a
+                    .address
+                    .as_deref()
+                    .map(|address| device::static_ipv4(address, a.gateway, a.dns))
+                    .transpose()?,
             };
             device::provision(&a.dir, group, node, opts)?;
             Ok(())

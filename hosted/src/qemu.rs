@@ -133,6 +133,7 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         DEVICE_PROXY_PORT,
         opts.min_clients,
         None,
+        None,
     )?;
     let blob = device.to_blob();
     let room = firmware

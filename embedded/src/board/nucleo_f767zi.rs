@@ -1,8 +1,9 @@
 //! ST NUCLEO-F767ZI: STM32F767ZI (Cortex-M7 at 216 MHz) with its Ethernet MAC and the
 //! board's LAN8742A PHY over RMII. Build-checked in CI; not run there.
 //!
-//! - Network: embassy-stm32's Ethernet driver, address by DHCPv4; the MAC address is
-//!   derived from the chip's unique ID (locally administered).
+//! - Network: embassy-stm32's Ethernet driver; the address the provisioning blob gives
+//!   (`dissent_core::provision::Ipv4Static`), or DHCPv4 when built with `dhcp`; the MAC
+//!   address is derived from the chip's unique ID (locally administered).
 //! - Time: embassy-stm32's timer driver (`time-driver-any`, 32.768 kHz ticks).
 //! - Entropy: the chip's hardware RNG, clocked at 48 MHz from the PLL's Q output and
 //!   checked at start ([`rng_health`]): a board whose RNG gives no data, reports a seed or
@@ -126,9 +127,13 @@ fn console_init() {
     pac::RCC.ahb1enr().modify(|w| w.set_gpioden(true));
     pac::RCC.apb1enr().modify(|w| w.set_usart3en(true));
     pac::GPIOD.afr(1).modify(|w| w.set_afr(0, 7));
-    pac::GPIOD.moder().modify(|w| w.set_moder(8, Moder::ALTERNATE));
+    pac::GPIOD
+        .moder()
+        .modify(|w| w.set_moder(8, Moder::ALTERNATE));
     let usart = pac::USART3;
-    usart.brr().write(|w| w.set_brr(((PCLK1_HZ + CONSOLE_BAUD / 2) / CONSOLE_BAUD) as u16));
+    usart
+        .brr()
+        .write(|w| w.set_brr(((PCLK1_HZ + CONSOLE_BAUD / 2) / CONSOLE_BAUD) as u16));
     usart.cr1().write(|w| {
         w.set_te(true);
         w.set_ue(true);
@@ -186,14 +191,20 @@ fn mac_address(uid: [u8; 12]) -> [u8; 6] {
     mac
 }
 
-/// Starts the network stack (DHCPv4) and hands out the board.
+/// Starts the network stack (the provisioned address, or DHCPv4) and hands out the board.
 pub async fn start(spawner: Spawner, parts: Parts) -> Board {
     let Parts {
         eth,
         mut rng,
         watchdog,
     } = parts;
-    let config = embassy_net::Config::dhcpv4(Default::default());
+    let config = match crate::board::area::network_config() {
+        Ok(config) => config,
+        Err(e) => {
+            crate::println!("{}: {}", NAME, e);
+            exit(1)
+        }
+    };
     // Built in place in .bss, never on the stack.
     static RESOURCES: ConstStaticCell<StackResources<NET_SOCKETS>> =
         ConstStaticCell::new(StackResources::new());

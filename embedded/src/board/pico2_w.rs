@@ -3,7 +3,8 @@
 //! Build-checked in CI; not run there.
 //!
 //! - Network: cyw43 over cyw43-pio (PIO0, DMA channel 0; power on GP23, chip select GP25,
-//!   data GP24, clock GP29), address by DHCPv4. The board joins the Wi-Fi network the
+//!   data GP24, clock GP29); the address the provisioning blob gives, or DHCPv4 (built with
+//!   `dhcp`, as `cargo build-pico2-w` does). The board joins the Wi-Fi network the
 //!   provisioning blob names (`dissent_core::provision::Wifi`, WPA2/WPA3 personal or open)
 //!   and joins again whenever the link drops. The radio's firmware, country table and board
 //!   configuration are linked into the image in their own section (`.radio_firmware`, about
@@ -22,8 +23,7 @@ use core::cell::RefCell;
 use aligned::{Aligned, A4};
 use critical_section::Mutex;
 use cyw43_pio::{PioSpi, RM2_CLOCK_DIVIDER};
-use dissent_core::provision::{Blob, Node, Wifi, CLIENT_APP, TRUSTEE_APP};
-use dissent_core::wire::NodeRole;
+use dissent_core::provision::Wifi;
 use embassy_executor::Spawner;
 use embassy_net::{Runner, StackResources};
 use embassy_rp::gpio::{Level, Output};
@@ -198,22 +198,8 @@ fn rng_health(rng: &mut Rng) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The Wi-Fi network the provisioning blob names, whichever role it is for.
-fn provisioned_wifi(area: &'static [u8]) -> Result<Wifi<'static>, &'static str> {
-    let role = match Blob::parse(area).map(|b| b.app) {
-        Ok(TRUSTEE_APP) => NodeRole::Trustee,
-        Ok(CLIENT_APP) => NodeRole::Client,
-        _ => return Err("no client or trustee blob in the provisioning area"),
-    };
-    match Node::parse(area, role) {
-        Ok(node) => node.wifi.ok_or("the provisioning names no Wi-Fi network"),
-        // The app reads the blob again and says what is wrong with it.
-        Err(_) => Err("the provisioning blob is not readable"),
-    }
-}
-
-/// Starts the radio, joins the provisioned Wi-Fi network, starts the network stack
-/// (DHCPv4) and hands out the board.
+/// Starts the radio and the network stack (the provisioned address, or DHCPv4), sets the
+/// Wi-Fi task joining the provisioned network, and hands out the board.
 pub async fn start(spawner: Spawner, parts: Parts) -> Board {
     let Parts {
         power,
@@ -224,8 +210,11 @@ pub async fn start(spawner: Spawner, parts: Parts) -> Board {
     // Fed from now on, also while the radio's firmware loads.
     spawner.spawn(watchdog_task(watchdog).unwrap());
     let provisioning = crate::board::area::provisioning();
-    let wifi = match provisioned_wifi(provisioning) {
-        Ok(wifi) => wifi,
+    let network = crate::board::area::node()
+        .and_then(|node| node.wifi.ok_or("the provisioning names no Wi-Fi network"))
+        .and_then(|wifi| Ok((wifi, crate::board::area::network_config()?)));
+    let (wifi, config) = match network {
+        Ok(network) => network,
         Err(e) => {
             crate::println!("{}: {}", NAME, e);
             exit(1)
@@ -246,7 +235,6 @@ pub async fn start(spawner: Spawner, parts: Parts) -> Board {
         .set_power_management(cyw43::PowerManagementMode::PowerSave)
         .await;
 
-    let config = embassy_net::Config::dhcpv4(Default::default());
     // Built in place in .bss, never on the stack.
     static RESOURCES: ConstStaticCell<StackResources<NET_SOCKETS>> =
         ConstStaticCell::new(StackResources::new());
