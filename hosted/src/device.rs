@@ -121,19 +121,39 @@ pub fn role_name(role: NodeRole) -> &'static str {
     }
 }
 
-/// The device configuration of `node` of `group`: it reaches the relay at `relay` (an IPv4
-/// address as the device sees it or a DNS name, and a port), a client listens on
-/// `local_port`, and a Wi-Fi board joins `wifi`.
+/// What a device's blob holds beyond the group's files and the node's keys.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceSettings<'g> {
+    /// The relay as the device reaches it: an IPv4 address as the device sees it, or a DNS
+    /// name.
+    pub relay: Relay<'g>,
+    /// The relay's port.
+    pub relay_port: u16,
+    /// A client's port for local applications (ignored for a trustee).
+    pub local_port: u16,
+    /// Smallest interval the node takes part in.
+    pub min_clients: u16,
+    /// The board's own address (`None`: DHCP, or QEMU's on the emulated board).
+    pub ipv4: Option<Ipv4Static>,
+    /// The Wi-Fi network a Wi-Fi board joins.
+    pub wifi: Option<Wifi<'g>>,
+}
+
+/// The device configuration of `node` of `group`, with `settings`.
 pub fn node_config<'g>(
     group: &Group,
     node: &NodeSecrets,
     peers: &'g [u8],
-    relay: (Relay<'g>, u16),
-    local_port: u16,
-    min_clients: u16,
-    ipv4: Option<Ipv4Static>,
-    wifi: Option<Wifi<'g>>,
+    settings: DeviceSettings<'g>,
 ) -> Result<Node<'g>> {
+    let DeviceSettings {
+        relay,
+        relay_port,
+        local_port,
+        min_clients,
+        ipv4,
+        wifi,
+    } = settings;
     let (role, index) = match node.role {
         Role::Client(i) => (NodeRole::Client, i),
         Role::Trustee(j) => (NodeRole::Trustee, j),
@@ -155,8 +175,8 @@ pub fn node_config<'g>(
             .session_private_key
             .with_context(|| format!("{} has no session key", node.id))?,
         relay_key: group.relay_key,
-        relay: relay.0,
-        relay_port: relay.1,
+        relay,
+        relay_port,
         clients: count(group.clients.len(), "clients")?,
         trustees: count(group.trustees.len(), "trustees")?,
         slots: count(group.slots.len(), "slots")?,
@@ -299,11 +319,14 @@ pub fn provision(
         &group,
         &node,
         &peers,
-        (relay, opts.relay.port()),
-        opts.local_port,
-        opts.min_clients,
-        opts.ipv4,
-        wifi,
+        DeviceSettings {
+            relay,
+            relay_port: opts.relay.port(),
+            local_port: opts.local_port,
+            min_clients: opts.min_clients,
+            ipv4: opts.ipv4,
+            wifi,
+        },
     )?;
     let blob = device.to_blob();
     let (addr, room) = opts.board.provision_area();

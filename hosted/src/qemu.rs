@@ -126,14 +126,14 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         &group,
         &node,
         &peers,
-        (
-            dissent_core::provision::Relay::Ipv4(relay_addr.octets()),
+        crate::device::DeviceSettings {
+            relay: dissent_core::provision::Relay::Ipv4(relay_addr.octets()),
             relay_port,
-        ),
-        DEVICE_PROXY_PORT,
-        opts.min_clients,
-        None,
-        None,
+            local_port: DEVICE_PROXY_PORT,
+            min_clients: opts.min_clients,
+            ipv4: None,
+            wifi: None,
+        },
     )?;
     let blob = device.to_blob();
     let room = firmware
