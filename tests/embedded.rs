@@ -1000,6 +1000,46 @@ fn role_firmware_refuses_a_blob_for_the_other_role() {
     }
 }
 
+#[test]
+fn a_relay_name_is_looked_up_at_each_dial_and_a_failed_lookup_redialled() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let blob = node_blob(NodeRole::Trustee, 1, 9);
+    let mut node = Node::parse(&blob, NodeRole::Trustee).expect("the trustee blob");
+    // `.invalid` never resolves (RFC 6761), whatever resolver QEMU's DNS server asks.
+    node.relay = Relay::Name("relay.invalid");
+    let blob = node.to_blob();
+    let mut qemu = Qemu::boot(dir.path(), &firmware("trustee"), Some(&blob), &[]);
+    let deadline = Instant::now() + BOOT_LIMIT;
+    let console = loop {
+        let console = qemu.console();
+        if console.contains("dialing relay relay.invalid:9 (attempt 2)") {
+            break console;
+        }
+        assert!(qemu.exited().is_none(), "the trustee stopped:\n{console}");
+        assert!(
+            Instant::now() < deadline,
+            "no second dial within {BOOT_LIMIT:?}:\n{console}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        console.contains("trustee 1: on mps2-an385, group of")
+            && console.contains("relay relay.invalid:9")
+            && console.contains("dialing relay relay.invalid:9 (attempt 1)"),
+        "console:\n{console}"
+    );
+    // The first dial ended at the lookup (its answer, or the dial's time limit while the
+    // query went unanswered), then the backoff scheduled the next.
+    let failed = console
+        .lines()
+        .find(|l| l.contains("cannot look up the relay") || l.contains("no handshake within"))
+        .unwrap_or_else(|| panic!("no failed lookup:\n{console}"));
+    assert!(failed.contains("next dial in"), "{failed}");
+}
+
 // ---------------------------------------------------------------------------------------
 // `dissent qemu`: emulated nodes in a group with hosted ones
 
