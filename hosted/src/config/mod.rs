@@ -655,6 +655,33 @@ impl Group {
     }
 }
 
+/// Whether the key file at `path` is a client's or a trustee's, by the id it names.
+///
+/// A file this cannot read is taken as a client's, for [`load_node`] to explain.
+pub fn node_kind(group: &Group, path: &Path) -> Result<NodeKind> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let Some(Id { id }) = fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Id>(&bytes).ok())
+    else {
+        return Ok(NodeKind::Client);
+    };
+    if id == group.relay_id {
+        bail!(
+            "{} is the relay's key: a device runs a client or a trustee",
+            path.display()
+        );
+    }
+    Ok(if group.trustees.iter().any(|t| t.id == id) {
+        NodeKind::Trustee
+    } else {
+        NodeKind::Client
+    })
+}
+
 /// Loads the private file (DIR/ID.json) of a node of kind `kind` and, for clients and
 /// trustees, its DIR/ID.session.json beside it; checks they are the owner's alone and
 /// match the group.

@@ -11,6 +11,8 @@
 //!   of `dissent up`'s state folder).
 //! - [`listening`]: whether something listens on a loopback port (`dissent up` waits for
 //!   its clients' SOCKS5 ports).
+//! - [`memory_file`]: secret bytes for a child process to read, off disks where possible
+//!   (`dissent qemu`'s provisioning blob and seed).
 //! - [`open_files`]: the open-file limit the relay sizes its tables to.
 //! - [`state_dir`]: where `dissent up` keeps its state.
 //! - [`process_stats`]: CPU time and peak memory of a process, for `dissent bench` (Linux
@@ -23,6 +25,8 @@
 
 pub mod file_lock;
 pub mod listening;
+#[cfg(feature = "tools")]
+pub mod memory_file;
 pub mod open_files;
 pub mod private_files;
 pub mod process_group;

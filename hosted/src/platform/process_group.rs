@@ -33,6 +33,12 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
     imp::exit_code(status)
 }
 
+/// The signal that ended a child, on Unix; `None` when it exited (and always on Windows).
+#[cfg(feature = "tools")]
+pub fn signal_of(status: std::process::ExitStatus) -> Option<i32> {
+    imp::signal_of(status)
+}
+
 #[cfg(unix)]
 mod imp {
     pub fn own_group(cmd: &mut tokio::process::Command) {
@@ -50,6 +56,12 @@ mod imp {
     pub fn terminate(pid: u32) {
         // SAFETY: signals our own child by its id; it has one, so it is not reaped.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+
+    #[cfg(feature = "tools")]
+    pub fn signal_of(status: std::process::ExitStatus) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        status.signal()
     }
 
     #[cfg(feature = "tools")]
@@ -75,6 +87,11 @@ mod imp {
         // is its process id); it reads no memory of ours. Failure (no shared console)
         // leaves the child running, as documented above.
         unsafe { GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, pid) };
+    }
+
+    #[cfg(feature = "tools")]
+    pub fn signal_of(_status: std::process::ExitStatus) -> Option<i32> {
+        None
     }
 
     #[cfg(feature = "tools")]
