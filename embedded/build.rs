@@ -1,16 +1,21 @@
 //! Links the selected board's memory map (`memory/<board>.x`, copied to `memory.x`) and
 //! cortex-m-rt's `link.x` into device binaries. Host builds (unit tests) link nothing.
+//! Sets `cfg(armv8m)` for ARMv8-M targets (their MPU differs, see `src/guard.rs`).
 
 use std::path::PathBuf;
 use std::{env, fs};
 
-const BOARDS: &[&str] = &["mps2-an385", "nucleo-f767zi"];
+const BOARDS: &[&str] = &["mps2-an385", "nucleo-f767zi", "pico2-w"];
 
 fn main() {
     println!("cargo:rerun-if-changed=memory");
+    println!("cargo:rustc-check-cfg=cfg(armv8m)");
     let target = env::var("TARGET").unwrap_or_default();
     if !target.starts_with("thumb") {
         return;
+    }
+    if target.starts_with("thumbv8m") {
+        println!("cargo:rustc-cfg=armv8m");
     }
     let selected: Vec<&str> = BOARDS
         .iter()

@@ -7,6 +7,10 @@
 //! Like `e2e.rs`, every test runs the real binary with its own folders and ports, waits
 //! only for concrete conditions with hard limits, and runs under an overall time limit.
 
+// These tests drive processes with Linux facilities (signals, `prctl`, network
+// namespaces); on other platforms the binary builds and runs no test.
+#![cfg(target_os = "linux")]
+
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

@@ -3,6 +3,10 @@
 //! Every test has its own configuration folder and its own ports, so tests run in parallel.
 //! The process harness (time limits, process guards, ports, waits) is in `support/`.
 
+// These tests drive processes with Linux facilities (signals, `prctl`, network
+// namespaces); on other platforms the binary builds and runs no test.
+#![cfg(target_os = "linux")]
+
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -1022,7 +1026,7 @@ fn a_client_with_thousands_of_connections_harms_nobody() {
 }
 
 /// Raises this process's soft open-file limit to at least `want` (within the hard limit).
-fn raise_open_files(want: u64) {
+fn raise_open_files(want: libc::rlim_t) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

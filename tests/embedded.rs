@@ -13,7 +13,13 @@
 //! drops the connection, as a relay restart would; the node must dial again, later each
 //! time. Then against the real thing: `dissent qemu` boots an emulated trustee and client
 //! in a group with a hosted relay, trustee and clients, and bytes go through both kinds of
-//! client while the relay's metrics show every exchange decoding.
+//! client while the relay's metrics show every exchange decoding; and both trustees, the
+//! hosted and the emulated one, restart during a transfer through the emulated client,
+//! which must get every byte back.
+
+// These tests drive processes with Linux facilities (signals, `prctl`, network
+// namespaces); on other platforms the binary builds and runs no test.
+#![cfg(target_os = "linux")]
 
 use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read, Write};
@@ -21,7 +27,8 @@ use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -359,12 +366,40 @@ fn netcheck_refuses_a_blob_for_another_app_and_a_boot_without_seed() {
     assert!(console.contains("no fresh seed"), "console:\n{console}");
 }
 
+#[test]
+fn a_stuck_or_broken_board_says_why_and_stops() {
+    if !have_qemu() {
+        return;
+    }
+    let elf = firmware("faultcheck");
+    // (mode, exit status, console text): a panic, a stack overflow caught by the guard, and
+    // an executor that never yields again, caught by the watchdog.
+    for (mode, status, says) in [
+        (1u8, 101, "panic"),
+        (2, 103, "stack overflow"),
+        (3, 104, "watchdog: no progress"),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut blob = b"DSPVFCHK".to_vec();
+        blob.extend_from_slice(&1u32.to_le_bytes());
+        blob.push(mode);
+        let mut qemu = Qemu::boot(dir.path(), &elf, Some(&blob), &[]);
+        assert_eq!(
+            qemu.wait(BOOT_LIMIT).code(),
+            Some(status),
+            "mode {mode}: exit status"
+        );
+        let console = qemu.console();
+        assert!(console.contains(says), "mode {mode}: console:\n{console}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Role firmware against a stand-in relay
 
 use dissent_core::crypto::{pad_public_key, public_key};
 use dissent_core::link::{RecordReader, Responder, Transport, HEADER_LEN, REQUEST_LEN};
-use dissent_core::provision::{Node, PeerKeys};
+use dissent_core::provision::{Node, PeerKeys, Relay};
 use dissent_core::wire::{self, Message, NodeRole};
 
 /// Group and session of the test group.
@@ -421,7 +456,7 @@ fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
         identity_secret: secret(IDENTITY, index + u16::from(!client) * CLIENTS),
         relay_key: public_key(&secret(RELAY, 0)),
         // The host's 127.0.0.1 as QEMU user networking shows it to the guest.
-        relay_addr: [10, 0, 2, 2],
+        relay: Relay::Ipv4([10, 0, 2, 2]),
         relay_port,
         clients: CLIENTS,
         trustees: TRUSTEES,
@@ -432,6 +467,8 @@ fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
         peer_keys: PeerKeys::from_flat(&flat).expect("whole keys"),
         local_port: if client { GUEST_PORT } else { 0 },
         min_clients: 1,
+        ipv4: None,
+        wifi: None,
     }
     .to_blob()
 }
@@ -460,6 +497,17 @@ fn accept_within(listener: &TcpListener, qemu: &mut Qemu, limit: Duration) -> Tc
 /// Plays the relay's side of the handshake with the core's link layer, checks that the
 /// node authenticated with `expect_key`, and returns the first frame body it sends.
 fn relay_handshake(stream: &mut TcpStream, expect_key: &[u8; 32]) -> Vec<u8> {
+    relay_handshake_as(stream, expect_key, &secret(RELAY, 0), &GROUP, &SESSION)
+}
+
+/// [`relay_handshake`] as the relay of another group: its link secret and the group's ids.
+fn relay_handshake_as(
+    stream: &mut TcpStream,
+    expect_key: &[u8; 32],
+    relay_secret: &[u8; 32],
+    group: &[u8; 16],
+    session: &[u8; 16],
+) -> Vec<u8> {
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -474,7 +522,7 @@ fn relay_handshake(stream: &mut TcpStream, expect_key: &[u8; 32]) -> Vec<u8> {
         .expect("whole");
     assert_eq!(used, request.len());
     let mut responder =
-        Responder::new(&secret(RELAY, 0), &GROUP, &SESSION, rand::random()).expect("responder");
+        Responder::new(relay_secret, group, session, rand::random()).expect("responder");
     let key = responder
         .read_request(message)
         .expect("request encrypted to the relay's key");
@@ -617,6 +665,326 @@ fn role_firmware_sends_its_hello_and_redials_a_restarted_relay_ever_later() {
     }
 }
 
+/// The trustee's budget on every board: flash, and RAM for statics, the stack guard and
+/// the stack (for groups of 64 clients, which the statics are sized for).
+const TRUSTEE_FLASH: u64 = 128 * 1024;
+const TRUSTEE_RAM: u64 = 64 * 1024;
+/// Bytes of the stack guard below the stack (`embedded/src/guard.rs`).
+const STACK_GUARD: u64 = 1024;
+/// What a Wi-Fi board's radio stack may take on top of the budget: the CYW43439's driver
+/// (cyw43 and cyw43-pio, with loading the radio's firmware and joining a network: about
+/// 27 KiB of code) and the driver's state (12.4 KiB of packet buffers, in RAM and, as its
+/// initial image in `.data`, in flash), measured at 40 KiB of flash and 13 KiB of RAM
+/// (embedded/README.md, "Size"). The radio's own firmware (about 227 KiB, section
+/// `.radio_firmware`) runs on the radio, not the processor, and is not counted.
+const WIFI_FLASH: u64 = 48 * 1024;
+const WIFI_RAM: u64 = 16 * 1024;
+/// The trustee builds of every board: (board, ELF under `embedded/target`, build command,
+/// flash and RAM allowed).
+const TRUSTEE_BUILDS: [(&str, &str, &str, u64, u64); 3] = [
+    (
+        "mps2-an385",
+        "thumbv7m-none-eabi/release/trustee",
+        "cargo build-mps2-an385",
+        TRUSTEE_FLASH,
+        TRUSTEE_RAM,
+    ),
+    (
+        "nucleo-f767zi",
+        "thumbv7em-none-eabihf/release/trustee",
+        "cargo build-nucleo-f767zi",
+        TRUSTEE_FLASH,
+        TRUSTEE_RAM,
+    ),
+    (
+        "pico2-w",
+        "thumbv8m.main-none-eabihf/release/trustee",
+        "cargo build-pico2-w",
+        TRUSTEE_FLASH + WIFI_FLASH,
+        TRUSTEE_RAM + WIFI_RAM,
+    ),
+];
+
+/// Flash (vector table, the RP2350's boot block, code, read-only data and the `.data`
+/// image; not a radio's firmware in `.radio_firmware`) and static RAM (`.data`, `.bss`,
+/// `.uninit`) of a firmware ELF.
+fn flash_and_ram(elf: &Path) -> (u64, u64) {
+    use object::{Object, ObjectSection};
+    let data = fs::read(elf).unwrap_or_else(|e| panic!("{}: {e}", elf.display()));
+    let file = object::File::parse(&*data).expect("an ELF file");
+    let size = |name: &str| file.section_by_name(name).map_or(0, |s| s.size());
+    let flash = size(".vector_table")
+        + size(".start_block")
+        + size(".text")
+        + size(".rodata")
+        + size(".data");
+    let ram = size(".data") + size(".bss") + size(".uninit");
+    (flash, ram)
+}
+
+#[test]
+fn trustee_builds_fit_their_budget() {
+    if !have_qemu() {
+        return;
+    }
+    // The stack peak, measured on the emulated board once the link is up (building the
+    // trustee and the Noise handshake are the deepest; serving exchanges stays below).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind relay");
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let port = listener.local_addr().unwrap().port();
+    let blob = node_blob(NodeRole::Trustee, 1, port);
+    let mut qemu = Qemu::boot(dir.path(), &firmware("trustee"), Some(&blob), &[]);
+    let mut stream = accept_within(&listener, &mut qemu, BOOT_LIMIT);
+    relay_handshake(&mut stream, &public_key(&link_secret(NodeRole::Trustee, 1)));
+    let deadline = Instant::now() + BOOT_LIMIT;
+    let peak: u64 = loop {
+        let console = qemu.console();
+        let found = console
+            .lines()
+            .find(|l| l.contains("link up"))
+            .and_then(|l| l.split("stack peak ").nth(1))
+            .and_then(|p| p.trim_end_matches(" B").parse().ok());
+        if let Some(peak) = found {
+            break peak;
+        }
+        assert!(Instant::now() < deadline, "no stack peak:\n{console}");
+        thread::sleep(Duration::from_millis(20));
+    };
+    drop(stream);
+
+    let root = Path::new(FIRMWARE_DIR).join("../..");
+    let mut over = Vec::new();
+    for (board, path, build, flash_budget, ram_budget) in TRUSTEE_BUILDS {
+        let elf = root.join(path);
+        assert!(
+            elf.is_file(),
+            "{} is missing: build it with `cd embedded && {build}` (scripts/test does)",
+            elf.display()
+        );
+        let (flash, ram) = flash_and_ram(&elf);
+        // Real boards run the same code: their stack is taken as the emulated board's.
+        let total = ram + STACK_GUARD + peak;
+        eprintln!(
+            "trustee on {board}: flash {flash} B ({} B left), RAM {ram} B static + {STACK_GUARD} B \
+             guard + {peak} B stack = {total} B ({} B left)",
+            flash_budget as i64 - flash as i64,
+            ram_budget as i64 - total as i64
+        );
+        if flash > flash_budget || total > ram_budget {
+            over.push(format!(
+                "{board}: flash {flash} B of {flash_budget}, RAM {total} B of {ram_budget}"
+            ));
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "trustee builds over their budget: {over:?}"
+    );
+}
+
+#[test]
+fn a_wifi_board_is_provisioned_with_its_network_and_the_relay_by_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("cfg");
+    generate(&cfg, 3, 2, 9);
+    let cfg_s = cfg.display().to_string();
+    let key = key_file(&cfg, "client-1");
+    let passphrase = dir.path().join("wifi.txt");
+    fs::write(&passphrase, "correct horse battery\n").expect("passphrase file");
+    let passphrase_s = passphrase.display().to_string();
+    let blob_file = dir.path().join("client-1.bin");
+    let blob_s = blob_file.display().to_string();
+    let provision = |extra: &[&str]| {
+        let mut args = vec!["device", "provision", "-o", &blob_s];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[&cfg_s, &key]);
+        run_once(&args, Duration::from_secs(60))
+    };
+    let out = provision(&[
+        "--board",
+        "pico2-w",
+        "--relay",
+        "relay.example.org:7000",
+        "--wifi-ssid",
+        "home net",
+        "--wifi-passphrase-file",
+        &passphrase_s,
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("0x103f0000"), "{said}");
+    assert!(!said.contains("horse"), "the passphrase is printed: {said}");
+    assert_eq!(support::mode(&blob_file) & 0o777, 0o600);
+    let blob = fs::read(&blob_file).expect("the blob");
+    let node = Node::parse(&blob, NodeRole::Client).expect("a client blob");
+    assert_eq!(node.relay, Relay::Name("relay.example.org"));
+    let wifi = node.wifi.expect("the Wi-Fi network");
+    assert_eq!(
+        (wifi.ssid, wifi.passphrase),
+        ("home net", "correct horse battery")
+    );
+
+    // A Wi-Fi board needs its network; an Ethernet board takes none; a short passphrase is
+    // refused before anything is written.
+    fs::remove_file(&blob_file).expect("remove the blob");
+    for (args, says) in [
+        (
+            &["--board", "pico2-w", "--relay", "192.0.2.1:7000"][..],
+            "--wifi-ssid",
+        ),
+        (
+            &[
+                "--board",
+                "nucleo-f767zi",
+                "--relay",
+                "192.0.2.1:7000",
+                "--wifi-ssid",
+                "home",
+                "--wifi-open",
+            ][..],
+            "has no Wi-Fi",
+        ),
+    ] {
+        let out = provision(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+        assert!(!blob_file.exists(), "{args:?} wrote a blob");
+    }
+    fs::write(&passphrase, "short\n").expect("passphrase file");
+    let out = provision(&[
+        "--board",
+        "pico2-w",
+        "--relay",
+        "192.0.2.1:7000",
+        "--wifi-ssid",
+        "home",
+        "--wifi-passphrase-file",
+        &passphrase_s,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("8 to 63"), "{err}");
+    assert!(!blob_file.exists());
+
+    // The NUCLEO-F767ZI's firmware takes no address by DHCP: its blob must give one.
+    let out = provision(&["--board", "nucleo-f767zi", "--relay", "192.0.2.1:7000"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--address"), "{err}");
+    let out = provision(&[
+        "--board",
+        "nucleo-f767zi",
+        "--relay",
+        "192.0.2.1:7000",
+        "--address",
+        "192.0.2.20/24",
+        "--gateway",
+        "192.0.2.1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let blob = fs::read(&blob_file).expect("the blob");
+    let node = Node::parse(&blob, NodeRole::Client).expect("a client blob");
+    let ipv4 = node.ipv4.expect("the board's address");
+    assert_eq!(
+        (ipv4.address, ipv4.prefix_len, ipv4.gateway, ipv4.dns_server),
+        ([192, 0, 2, 20], 24, [192, 0, 2, 1], [0; 4])
+    );
+    assert_eq!(node.wifi, None);
+
+    // A relay on this machine is refused whatever the board: a board cannot reach it there.
+    let out = provision(&["--board", "nucleo-f767zi", "--relay", "localhost:7000"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("this machine's own"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_provisioned_blob_boots_the_trustee_firmware() {
+    if !have_qemu() {
+        return;
+    }
+    let elf = firmware("trustee");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("cfg");
+    generate(&cfg, 3, 2, 9);
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind relay");
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let port = listener.local_addr().unwrap().port();
+    // The device reaches this machine at 10.0.2.2 under QEMU.
+    let relay = format!("10.0.2.2:{port}");
+    let cfg_s = cfg.display().to_string();
+    let blob_file = dir.path().join("trustee-1.bin");
+    let blob_s = blob_file.display().to_string();
+    let out = run_once(
+        &[
+            "device",
+            "provision",
+            "--board",
+            "mps2-an385",
+            "--relay",
+            &relay,
+            "-o",
+            &blob_s,
+            &cfg_s,
+            &key_file(&cfg, "trustee-1"),
+        ],
+        Duration::from_secs(30),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("0x003f0000"), "{said}");
+    assert_eq!(support::mode(&blob_file) & 0o777, 0o600);
+    let blob = fs::read(&blob_file).expect("the blob");
+    let node = Node::parse(&blob, NodeRole::Trustee).expect("a trustee blob");
+    assert_eq!(
+        (node.index, node.relay, node.relay_port),
+        (1, Relay::Ipv4([10, 0, 2, 2]), port)
+    );
+
+    // The firmware reads it: it dials the relay with the node's key and says hello as
+    // trustee 1.
+    let mut qemu = Qemu::boot(dir.path(), &elf, Some(&blob), &[]);
+    let mut stream = accept_within(&listener, &mut qemu, BOOT_LIMIT);
+    let relay_file = fs::read_to_string(cfg.join("relay.json")).expect("relay.json");
+    let relay_json: serde_json::Value = serde_json::from_str(&relay_file).expect("JSON");
+    let relay_secret: [u8; 32] = hex::decode(relay_json["private_key"].as_str().unwrap())
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes");
+    let hello = relay_handshake_as(
+        &mut stream,
+        &public_key(&node.link_secret),
+        &relay_secret,
+        &node.group_id,
+        &node.session_id,
+    );
+    let Message::Hello(wire::Hello { role, index, .. }) = Message::parse(&hello).expect("a frame")
+    else {
+        panic!("the first frame is not a Hello");
+    };
+    assert_eq!((role, index), (NodeRole::Trustee, 1));
+}
+
 #[test]
 fn role_firmware_refuses_a_blob_for_the_other_role() {
     if !have_qemu() {
@@ -638,6 +1006,46 @@ fn role_firmware_refuses_a_blob_for_the_other_role() {
         let says = format!("for app {found}, this firmware is {expected}");
         assert!(console.contains(&says), "console:\n{console}");
     }
+}
+
+#[test]
+fn a_relay_name_is_looked_up_at_each_dial_and_a_failed_lookup_redialled() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let blob = node_blob(NodeRole::Trustee, 1, 9);
+    let mut node = Node::parse(&blob, NodeRole::Trustee).expect("the trustee blob");
+    // `.invalid` never resolves (RFC 6761), whatever resolver QEMU's DNS server asks.
+    node.relay = Relay::Name("relay.invalid");
+    let blob = node.to_blob();
+    let mut qemu = Qemu::boot(dir.path(), &firmware("trustee"), Some(&blob), &[]);
+    let deadline = Instant::now() + BOOT_LIMIT;
+    let console = loop {
+        let console = qemu.console();
+        if console.contains("dialing relay relay.invalid:9 (attempt 2)") {
+            break console;
+        }
+        assert!(qemu.exited().is_none(), "the trustee stopped:\n{console}");
+        assert!(
+            Instant::now() < deadline,
+            "no second dial within {BOOT_LIMIT:?}:\n{console}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        console.contains("trustee 1: on mps2-an385, group of")
+            && console.contains("relay relay.invalid:9")
+            && console.contains("dialing relay relay.invalid:9 (attempt 1)"),
+        "console:\n{console}"
+    );
+    // The first dial ended at the lookup (its answer, or the dial's time limit while the
+    // query went unanswered), then the backoff scheduled the next.
+    let failed = console
+        .lines()
+        .find(|l| l.contains("cannot look up the relay") || l.contains("no handshake within"))
+        .unwrap_or_else(|| panic!("no failed lookup:\n{console}"));
+    assert!(failed.contains("next dial in"), "{failed}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -694,6 +1102,15 @@ impl Drop for Device {
 
 /// Writes `data` into 127.0.0.1:`port` while reading as many bytes back; returns them.
 fn echo_through(port: u16, data: Vec<u8>) -> thread::JoinHandle<io::Result<Vec<u8>>> {
+    echo_counting(port, data, Arc::default())
+}
+
+/// Like [`echo_through`], counting the bytes back in `back` as they come.
+fn echo_counting(
+    port: u16,
+    data: Vec<u8>,
+    back: Arc<AtomicUsize>,
+) -> thread::JoinHandle<io::Result<Vec<u8>>> {
     thread::spawn(move || {
         let mut stream = connect(port, TRANSFER_TIMEOUT);
         let mut writer = stream.try_clone()?;
@@ -704,7 +1121,10 @@ fn echo_through(port: u16, data: Vec<u8>) -> thread::JoinHandle<io::Result<Vec<u
         while got.len() < len {
             match stream.read(&mut buf)? {
                 0 => break,
-                n => got.extend_from_slice(&buf[..n]),
+                n => {
+                    got.extend_from_slice(&buf[..n]);
+                    back.store(got.len(), Ordering::Relaxed);
+                }
             }
         }
         writing
@@ -834,6 +1254,173 @@ fn emulated_trustee_and_client_serve_beside_hosted_nodes() {
             wait_all_gone(&qemu, support::EXIT_TIMEOUT);
         }
         assert!(relay.is_running() && hosted.iter_mut().all(|p| p.is_running()));
+    });
+}
+
+/// Waits until `back` passes `bytes`; fails after `limit`.
+fn wait_bytes(back: &AtomicUsize, bytes: usize, limit: Duration, what: &str) {
+    let deadline = Instant::now() + limit;
+    while back.load(Ordering::Relaxed) < bytes {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} of {bytes} bytes back within {limit:?}",
+            back.load(Ordering::Relaxed)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn emulated_nodes_survive_trustee_restarts_mid_transfer_with_no_byte_lost() {
+    if !have_qemu() {
+        return;
+    }
+    firmware("trustee");
+    firmware("client");
+    within(MIXED_LIMIT, |scope| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = dir.path().join("cfg");
+        // The devices are provisioned with the relay's address, and QEMU forwards a port it
+        // is given: those two are set before anything starts; the rest listen on ports the
+        // system picks.
+        let relay_port = reserve_port();
+        generate(&cfg, 2, 2, relay_port);
+        let cfg_s = cfg.display().to_string();
+        let mut relay = scope.spawn(
+            "relay",
+            &["relay", "--exit", "echo", "--metrics", "0", &cfg_s],
+        );
+        let metrics_port = relay.listening_port("serving metrics at");
+        support::wait_for_port(relay_port, FORM_TIMEOUT);
+        let trustee_0 = ["trustee", &cfg_s, &key_file(&cfg, "trustee-0")];
+        let mut hosted_trustee = scope.spawn("trustee-0", &trustee_0);
+        let mut trustee = Device::start(scope, dir.path(), &cfg, "trustee-1", &[]);
+        let mut client = scope.spawn(
+            "client-0",
+            &["client", "-p", "0", &cfg_s, &key_file(&cfg, "client-0")],
+        );
+        let hosted_port = client.listening_port("listening on");
+        let device_port = reserve_port();
+        let forward = device_port.to_string();
+        let mut device = Device::start(scope, dir.path(), &cfg, "client-1", &["-p", &forward]);
+        relay.wait_until(FORM_TIMEOUT, "an interval with 2 clients", |_| {
+            let page = scrape(metrics_port)?;
+            (sample(&page, "dissent_online_clients")? == 2.0).then_some(())
+        });
+        support::wait_for_port(hosted_port, FORM_TIMEOUT);
+
+        // Both clients send while the trustees restart, one after the other: the hosted
+        // one is killed outright, the emulated one stopped and booted again.
+        let device_data = pattern(160 * 1024, 3);
+        let hosted_data = pattern(256 * 1024, 4);
+        let device_back = Arc::new(AtomicUsize::new(0));
+        let via_device = echo_counting(device_port, device_data.clone(), device_back.clone());
+        let via_hosted = echo_through(hosted_port, hosted_data.clone());
+        let started = Instant::now();
+        wait_bytes(
+            &device_back,
+            24 * 1024,
+            TRANSFER_TIMEOUT,
+            "before the restarts",
+        );
+        hosted_trustee.kill();
+        thread::sleep(Duration::from_millis(300));
+        let _hosted_trustee = scope.spawn("trustee-0 again", &trustee_0);
+        let after_first = device_back.load(Ordering::Relaxed);
+        wait_bytes(
+            &device_back,
+            after_first + 24 * 1024,
+            TRANSFER_TIMEOUT,
+            "after the hosted trustee's restart",
+        );
+        trustee.proc.signal(libc::SIGINT);
+        let stopped = trustee.proc.wait_exit(support::EXIT_TIMEOUT);
+        assert_eq!(stopped.and_then(|s| s.code()), Some(0), "trustee-1 stopped");
+        let console = dir.path().join("trustee-1.console");
+        let first_console = fs::read_to_string(&console).unwrap_or_default();
+        let mut trustee_again = Device::start(scope, dir.path(), &cfg, "trustee-1", &[]);
+        for (what, handle, want) in [
+            ("160 KiB via the emulated client", via_device, device_data),
+            ("256 KiB via the hosted client", via_hosted, hosted_data),
+        ] {
+            let got = handle
+                .join()
+                .expect("transfer thread")
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(got.len(), want.len(), "{what}: bytes back");
+            let at = got.iter().zip(&want).position(|(a, b)| a != b);
+            assert_eq!(at, None, "{what}: the bytes back differ");
+        }
+        eprintln!(
+            "both transfers with two restarts took {:?}",
+            started.elapsed()
+        );
+
+        // Nothing decoded to garbage, and the emulated client lost no connection.
+        let page = scrape(metrics_port).expect("relay metrics");
+        assert_eq!(
+            sample(&page, "dissent_garbled_exchanges_total"),
+            Some(0.0),
+            "garbled exchanges:\n{page}"
+        );
+        // The echo is back before the device has seen its connection close: wait for the
+        // line that reports the close, then read the whole console.
+        let console_path = device.console.clone();
+        let console = device.proc.wait_until(
+            TRANSFER_TIMEOUT,
+            "client-1's console line for the closed connection",
+            |_| {
+                let text = fs::read_to_string(&console_path).unwrap_or_default();
+                let closed = |l: &str| l.contains(": local connection ") && l.contains(" closed (");
+                text.lines().any(closed).then_some(text)
+            },
+        );
+        let ended = |l: &&str| {
+            l.contains("stopped reading")
+                || (l.contains(": local connection ")
+                    && (l.ends_with(" lost") || l.contains(" reset (")))
+        };
+        assert_eq!(
+            console.lines().find(ended),
+            None,
+            "client-1 console:\n{console}"
+        );
+        // A console log someone shares names neither the slot nor a Conn# (which holds it).
+        assert!(
+            console.contains(" closed (163840 B up, 163840 B down)")
+                && !console.contains("slot ")
+                && !console
+                    .lines()
+                    .any(|l| l.contains("connection") && l.contains("0x")),
+            "client-1 console:\n{console}"
+        );
+        assert!(
+            first_console.contains("link up"),
+            "trustee-1 console:\n{first_console}"
+        );
+        assert!(relay.is_running(), "the relay stopped");
+        drop(client);
+
+        // QEMU dying is explained: how it ended, and the console lines before.
+        let qemu = support::children(trustee_again.proc.pid());
+        assert_eq!(qemu.len(), 1, "one QEMU child");
+        assert_eq!(
+            support::cmdline(qemu[0]).first().map(String::as_str),
+            Some("qemu-system-arm")
+        );
+        // SAFETY: signalling the QEMU child of our own `dissent qemu`, checked just above.
+        unsafe { libc::kill(qemu[0] as libc::pid_t, libc::SIGKILL) };
+        let status = trustee_again.proc.wait_exit(support::EXIT_TIMEOUT);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(128 + 9),
+            "after QEMU was killed"
+        );
+        let log = trustee_again.proc.log();
+        assert!(
+            log.contains("QEMU stopped: killed by signal 9") && log.contains("trustee 1: link up"),
+            "{log}"
+        );
     });
 }
 

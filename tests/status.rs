@@ -8,6 +8,9 @@
 //! machine's notes say (headless, no sandbox, no background networking, a fresh profile)
 //! and only ever loads the page from 127.0.0.1. `DISSENT_STATUS_SCREENSHOT=PATH` keeps the
 //! screenshot it takes (docs/status.png is made that way).
+// Real processes with Linux facilities (prctl): on other platforms the binary builds and
+// runs no test.
+#![cfg(target_os = "linux")]
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;

@@ -34,9 +34,6 @@ pub mod provision;
 pub mod pseudonym;
 pub mod relay;
 mod ring;
-// Written before the core's indexing lints; being brought under them (checked sizes and
-// views instead of bare indexing) in its own change.
-#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 pub mod ristretto;
 pub mod schedule;
 // The harness drives roles with set-up it made itself; its `expect`s are on that set-up.

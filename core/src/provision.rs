@@ -21,7 +21,17 @@
 //! A node's payload is postcard's encoding of `(FORMAT, Node)`: the format number
 //! ([`FORMAT`], a varint) and then [`Node`]'s fields in declaration order. The trustees'
 //! (for a client) or clients' (for a trustee) session public keys are one byte string of
-//! 32 bytes per key, in index order.
+//! 32 bytes per key, in index order. The relay is a [`Relay`]: variant 0 and an IPv4
+//! address (4 bytes), or variant 1 and a DNS name (a string: varint length, then the bytes),
+//! which the device resolves at each dial. The last two fields are the board's own address
+//! when it does not take one by DHCP ([`Ipv4Static`]: an option, 0 for none, or 1, the
+//! address, the prefix length, the gateway and the DNS server, 4 + 1 + 4 + 4 bytes) and the
+//! Wi-Fi network of a board that needs one ([`Wifi`]: an option, 0 for none, or 1, the SSID
+//! and the passphrase, each a string).
+//!
+//! Format 2 added the relay's name, the static address and the Wi-Fi network; format 3 the
+//! node's identity secret (Ed25519, after the session secret). Formats 1 and 2 are refused
+//! with [`ProvisionError::Format`].
 //!
 //! Boards without a hardware RNG get fresh entropy per boot in a separate seed area,
 //! `"SEED"` followed by 32 random bytes ([`parse_seed`]); the host rewrites it before every
@@ -47,13 +57,19 @@ pub const TRUSTEE_APP: [u8; 4] = *b"TRST";
 /// App tag of client firmware.
 pub const CLIENT_APP: [u8; 4] = *b"CLNT";
 /// Version of the node payload; a blob of another format is refused.
-pub const FORMAT: u16 = 1;
+pub const FORMAT: u16 = 3;
 /// Magic at the start of a seed blob.
 pub const SEED_MAGIC: [u8; 4] = *b"SEED";
 /// Bytes of entropy in a seed blob.
 pub const SEED_LEN: usize = 32;
 /// Bytes of one session public key in [`PeerKeys`].
 pub const KEY_LEN: usize = 32;
+/// Longest relay name, in bytes (a DNS name in its dotted text form).
+pub const MAX_NAME_LEN: usize = 253;
+/// Longest Wi-Fi network name (SSID), in bytes.
+pub const MAX_SSID_LEN: usize = 32;
+/// Shortest and longest Wi-Fi (WPA2/WPA3 personal) passphrase, in bytes.
+pub const PASSPHRASE_LEN: core::ops::RangeInclusive<usize> = 8..=63;
 
 /// The app tag of the firmware that runs `role`.
 pub const fn app_for(role: NodeRole) -> [u8; 4] {
@@ -114,13 +130,17 @@ impl fmt::Display for BlobError {
                 f,
                 "provisioning blob declares {declared} payload bytes, area holds {available}"
             ),
-            Self::WrongApp { expected, found } => write!(
-                f,
-                "provisioning blob is for app {:?}, this firmware is {:?}",
-                AppName(found),
-                AppName(expected)
-            ),
+            Self::WrongApp { expected, found } => {
+                f.write_str("provisioning blob is for app ")?;
+                app_name(f, found)?;
+                f.write_str(", this firmware is ")?;
+                app_name(f, expected)
+            }
+            // postcard's own messages (0.7 KiB of text) only where there is room for them.
+            #[cfg(any(test, feature = "std"))]
             Self::Payload(e) => write!(f, "provisioning payload does not decode: {e}"),
+            #[cfg(not(any(test, feature = "std")))]
+            Self::Payload(_) => f.write_str("provisioning payload does not decode"),
             Self::TrailingBytes => f.write_str("provisioning payload has trailing bytes"),
             Self::BufferTooSmall { needed } => {
                 write!(f, "provisioning blob needs a {needed}-byte buffer")
@@ -131,16 +151,22 @@ impl fmt::Display for BlobError {
 
 impl core::error::Error for BlobError {}
 
-/// Shows an app tag as text when it is ASCII.
-struct AppName<'a>(&'a [u8; 4]);
-
-impl fmt::Debug for AppName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match core::str::from_utf8(self.0) {
-            Ok(name) if self.0.iter().all(u8::is_ascii_graphic) => write!(f, "{name}"),
-            _ => write!(f, "{:02x?}", self.0),
+/// Shows an app tag as text when it is printable ASCII, else as hex digits (written out
+/// here, not with `{:x?}`, which would bring the slice `Debug` code into every firmware).
+fn app_name(f: &mut fmt::Formatter<'_>, app: &[u8; 4]) -> fmt::Result {
+    if let Ok(name) = core::str::from_utf8(app) {
+        if app.iter().all(u8::is_ascii_graphic) {
+            return f.write_str(name);
         }
     }
+    for byte in app {
+        for nibble in [byte >> 4, byte & 15] {
+            // A nibble is always a hex digit.
+            let digit = char::from_digit(u32::from(nibble), 16).unwrap_or('?');
+            fmt::Write::write_char(f, digit)?;
+        }
+    }
+    f.write_str(" (hex)")
 }
 
 /// The container header's fields: magic, app tag, declared payload length (LE).
@@ -266,6 +292,110 @@ impl fmt::Debug for PeerKeys<'_> {
     }
 }
 
+/// The relay as the device reaches it.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Relay<'a> {
+    /// An IPv4 address.
+    Ipv4([u8; 4]),
+    /// A DNS name (dotted text, e.g. `relay.example.org`), resolved to an IPv4 address at
+    /// each dial.
+    Name(#[serde(borrow)] &'a str),
+}
+
+impl fmt::Display for Relay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Relay::Ipv4([a, b, c, d]) => write!(f, "{a}.{b}.{c}.{d}"),
+            Relay::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl fmt::Debug for Relay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Whether `name` is a DNS host name the device can look up: at most [`MAX_NAME_LEN`]
+/// bytes of dot-separated labels, each 1 to 63 letters, digits or hyphens, neither starting
+/// nor ending with a hyphen, and not all digits and dots (that is an address, not a name).
+pub fn host_name_ok(name: &str) -> bool {
+    let label_ok = |label: &str| {
+        let b = label.as_bytes();
+        (1..=63).contains(&b.len())
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            && b.first() != Some(&b'-')
+            && b.last() != Some(&b'-')
+    };
+    (1..=MAX_NAME_LEN).contains(&name.len())
+        && name.split('.').all(label_ok)
+        && !name.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+}
+
+/// A board's own IPv4 configuration, for a network without DHCP or a firmware built
+/// without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv4Static {
+    /// The board's address.
+    pub address: [u8; 4],
+    /// The network's prefix length, 1 to 32.
+    pub prefix_len: u8,
+    /// The gateway to the relay when it is not on this network; 0.0.0.0 for none.
+    pub gateway: [u8; 4],
+    /// The DNS server that looks the relay's name up; 0.0.0.0 for none.
+    pub dns_server: [u8; 4],
+}
+
+impl Ipv4Static {
+    /// Whether the address is a usable unicast address for its prefix length.
+    pub fn is_valid(&self) -> bool {
+        let address = u32::from_be_bytes(self.address);
+        let host_mask = u32::MAX
+            .checked_shr(u32::from(self.prefix_len))
+            .unwrap_or(0);
+        (1..=32).contains(&self.prefix_len)
+            && address != 0
+            && self.address[0] != 127
+            && self.address[0] < 224
+            // Neither the network's own address nor its broadcast address (for prefixes up
+            // to /30; /31 and /32 have none).
+            && (self.prefix_len > 30 || (address & host_mask != 0 && address & host_mask != host_mask))
+    }
+}
+
+/// The Wi-Fi network a board joins.
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wifi<'a> {
+    /// The network's name (SSID), 1 to [`MAX_SSID_LEN`] bytes.
+    #[serde(borrow)]
+    pub ssid: &'a str,
+    /// Its WPA2/WPA3 personal passphrase, printable ASCII of [`PASSPHRASE_LEN`] bytes; empty
+    /// for an open network.
+    #[serde(borrow)]
+    pub passphrase: &'a str,
+}
+
+impl Wifi<'_> {
+    /// Whether the SSID and the passphrase are of a length and kind a board can use.
+    pub fn is_valid(&self) -> bool {
+        let phrase = self.passphrase.as_bytes();
+        (1..=MAX_SSID_LEN).contains(&self.ssid.len())
+            && (phrase.is_empty()
+                || (PASSPHRASE_LEN.contains(&phrase.len())
+                    && phrase.iter().all(|c| (0x20..0x7f).contains(c))))
+    }
+}
+
+impl fmt::Debug for Wifi<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The passphrase is a secret: never shown.
+        f.debug_struct("Wifi")
+            .field("ssid", &self.ssid)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything a device needs to run one client or trustee of a group.
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node<'a> {
@@ -285,8 +415,9 @@ pub struct Node<'a> {
     pub identity_secret: [u8; 32],
     /// The relay's long-term link public key.
     pub relay_key: [u8; 32],
-    /// The relay's IPv4 address as the device reaches it.
-    pub relay_addr: [u8; 4],
+    /// The relay as the device reaches it: an IPv4 address or a DNS name.
+    #[serde(borrow)]
+    pub relay: Relay<'a>,
     /// The relay's TCP port.
     pub relay_port: u16,
     /// Clients in the group.
@@ -309,6 +440,11 @@ pub struct Node<'a> {
     pub local_port: u16,
     /// Smallest online set the node takes part in.
     pub min_clients: u16,
+    /// The board's own address, for a network without DHCP (`None`: DHCP).
+    pub ipv4: Option<Ipv4Static>,
+    /// The Wi-Fi network to join, for a board whose network is Wi-Fi (`None` on Ethernet).
+    #[serde(borrow)]
+    pub wifi: Option<Wifi<'a>>,
 }
 
 impl fmt::Debug for Node<'_> {
@@ -316,12 +452,14 @@ impl fmt::Debug for Node<'_> {
         f.debug_struct("Node")
             .field("role", &self.role)
             .field("index", &self.index)
-            .field("relay_addr", &self.relay_addr)
+            .field("relay", &self.relay)
             .field("relay_port", &self.relay_port)
             .field("clients", &self.clients)
             .field("trustees", &self.trustees)
             .field("slots", &self.slots)
             .field("peer_keys", &self.peer_keys)
+            .field("ipv4", &self.ipv4)
+            .field("wifi", &self.wifi)
             .finish_non_exhaustive()
     }
 }
@@ -407,6 +545,15 @@ impl<'a> Node<'a> {
             "max_cell_len",
         )?;
         field(self.relay_port != 0, "relay_port")?;
+        if let Relay::Name(name) = self.relay {
+            field(host_name_ok(name), "relay")?;
+        }
+        if let Some(ipv4) = &self.ipv4 {
+            field(ipv4.is_valid(), "ipv4")?;
+        }
+        if let Some(wifi) = &self.wifi {
+            field(wifi.is_valid(), "wifi")?;
+        }
         field(self.min_clients <= self.clients, "min_clients")?;
         match self.role {
             NodeRole::Client => {
@@ -521,7 +668,7 @@ mod tests {
             session_secret: [4; 32],
             identity_secret: [9; 32],
             relay_key: [5; 32],
-            relay_addr: [10, 0, 2, 2],
+            relay: Relay::Ipv4([10, 0, 2, 2]),
             relay_port: 7000,
             clients: 3,
             trustees: 2,
@@ -532,6 +679,8 @@ mod tests {
             peer_keys: PeerKeys::from_flat(flat).unwrap(),
             local_port: 0,
             min_clients: 2,
+            ipv4: None,
+            wifi: None,
         }
     }
 
@@ -562,7 +711,7 @@ mod tests {
         let again: Vec<[u8; 32]> = back.peer_keys.iter().collect();
         assert_eq!(again.concat(), flat);
         // The keys are read in place, not copied.
-        let at = blob.len() - flat.len() - 2; // local_port 0 and min_clients 2 follow
+        let at = blob.len() - flat.len() - 4; // local_port, min_clients, no address, no Wi-Fi
         assert!(core::ptr::eq(
             back.peer_keys.as_bytes(),
             &blob[at..at + flat.len()]
@@ -593,21 +742,235 @@ mod tests {
         let blob = node.to_blob();
         let mut expect = Vec::new();
         expect.extend_from_slice(b"DSPVTRST");
-        let mut payload = std::vec![1, 1, 0]; // format 1, Trustee, index 0
+        let mut payload = std::vec![3, 1, 0]; // format 3, Trustee, index 0
         payload.extend([1; 16]);
         payload.extend([2; 16]);
         payload.extend([3; 32]);
         payload.extend([4; 32]);
         payload.extend([9; 32]); // identity secret
         payload.extend([5; 32]);
-        payload.extend([10, 0, 2, 2, 0xAC, 0x02]); // address, port 300
+        payload.extend([0, 10, 0, 2, 2, 0xAC, 0x02]); // Relay::Ipv4, address, port 300
         payload.extend([1, 1, 3, 0, 16, 0x80, 0x01]); // clients … max_cell_len 128
         payload.push(32);
         payload.extend([0xAB; 32]);
-        payload.extend([0, 1]); // local_port, min_clients
+        payload.extend([0, 1, 0, 0]); // local_port, min_clients, no address, no Wi-Fi
         expect.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         expect.extend_from_slice(&payload);
         assert_eq!(blob, expect);
+    }
+
+    #[test]
+    fn a_relay_name_and_wifi_are_the_documented_layout() {
+        let flat = [0xAB; 32];
+        let node = Node {
+            role: NodeRole::Client,
+            index: 0,
+            clients: 1,
+            trustees: 1,
+            slots: 1,
+            slot: 0,
+            local_port: 1080,
+            min_clients: 1,
+            cell_len: 16,
+            max_cell_len: 128,
+            relay: Relay::Name("relay.example.org"),
+            relay_port: 7000,
+            ipv4: Some(Ipv4Static {
+                address: [192, 168, 1, 20],
+                prefix_len: 24,
+                gateway: [192, 168, 1, 1],
+                dns_server: [0, 0, 0, 0],
+            }),
+            wifi: Some(Wifi {
+                ssid: "home",
+                passphrase: "correct horse",
+            }),
+            ..trustee(&flat)
+        };
+        let blob = node.to_blob();
+        let mut payload = std::vec![3, 0, 0]; // format 3, Client, index 0
+        payload.extend([1; 16]);
+        payload.extend([2; 16]);
+        payload.extend([3; 32]);
+        payload.extend([4; 32]);
+        payload.extend([9; 32]); // identity secret
+        payload.extend([5; 32]);
+        payload.extend([1, 17]); // Relay::Name, 17 bytes
+        payload.extend(b"relay.example.org");
+        payload.extend([0xd8, 0x36]); // port 7000 (varint)
+        payload.extend([1, 1, 1, 0, 16, 0x80, 0x01]); // clients … max_cell_len 128
+        payload.push(32);
+        payload.extend([0xAB; 32]);
+        payload.extend([0xb8, 0x08, 1]); // local_port 1080, min_clients
+        payload.extend([1, 192, 168, 1, 20, 24, 192, 168, 1, 1, 0, 0, 0, 0]); // Some(Ipv4Static)
+        payload.extend([1, 4]); // Some(Wifi), SSID of 4 bytes
+        payload.extend(b"home");
+        payload.push(13);
+        payload.extend(b"correct horse");
+        let mut expect = b"DSPVCLNT".to_vec();
+        expect.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        expect.extend_from_slice(&payload);
+        assert_eq!(blob, expect);
+
+        let back = Node::parse(&blob, NodeRole::Client).unwrap();
+        assert_eq!(back, node);
+        // Read in place, not copied.
+        let Relay::Name(name) = back.relay else {
+            panic!("a name")
+        };
+        let at = HEADER_LEN + 3 + 16 + 16 + 32 * 4 + 2;
+        assert!(core::ptr::eq(name.as_bytes(), &blob[at..at + 17]));
+        assert_eq!(node.relay.to_string(), "relay.example.org");
+        assert_eq!(trustee(&flat).relay.to_string(), "10.0.2.2");
+        // The passphrase is never shown.
+        let shown = std::format!("{node:?}");
+        assert!(
+            shown.contains("home") && !shown.contains("horse"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn bad_static_addresses_are_named() {
+        let flat = keys(3);
+        let ok = Ipv4Static {
+            address: [192, 168, 1, 20],
+            prefix_len: 24,
+            gateway: [192, 168, 1, 1],
+            dns_server: [192, 168, 1, 1],
+        };
+        let bad = [
+            Ipv4Static {
+                prefix_len: 0,
+                ..ok
+            },
+            Ipv4Static {
+                prefix_len: 33,
+                ..ok
+            },
+            Ipv4Static {
+                address: [0, 0, 0, 0],
+                ..ok
+            },
+            Ipv4Static {
+                address: [127, 0, 0, 1],
+                ..ok
+            },
+            Ipv4Static {
+                address: [224, 0, 0, 1],
+                ..ok
+            },
+            Ipv4Static {
+                address: [192, 168, 1, 0],
+                ..ok
+            },
+            Ipv4Static {
+                address: [192, 168, 1, 255],
+                ..ok
+            },
+        ];
+        for ipv4 in bad {
+            let node = Node {
+                ipv4: Some(ipv4),
+                ..trustee(&flat)
+            };
+            assert_eq!(
+                Node::parse(&node.to_blob(), NodeRole::Trustee),
+                Err(ProvisionError::Field("ipv4")),
+                "{ipv4:?}"
+            );
+        }
+        for ipv4 in [
+            ok,
+            Ipv4Static {
+                address: [10, 0, 0, 1],
+                prefix_len: 31,
+                ..ok
+            },
+            Ipv4Static {
+                address: [10, 0, 0, 0],
+                prefix_len: 32,
+                ..ok
+            },
+        ] {
+            let node = Node {
+                ipv4: Some(ipv4),
+                ..trustee(&flat)
+            };
+            assert_eq!(Node::parse(&node.to_blob(), NodeRole::Trustee), Ok(node));
+        }
+    }
+
+    #[test]
+    fn bad_relay_names_and_wifi_are_named() {
+        let flat = keys(3);
+        for name in [
+            "",
+            "-relay.org",
+            "relay-.org",
+            "relay..org",
+            "relay.org.",
+            "re lay.org",
+            "relay_1.org",
+            "10.0.0.1",
+            "relais.\u{e9}t\u{e9}.fr",
+        ] {
+            let node = Node {
+                relay: Relay::Name(name),
+                ..trustee(&flat)
+            };
+            assert_eq!(
+                Node::parse(&node.to_blob(), NodeRole::Trustee),
+                Err(ProvisionError::Field("relay")),
+                "{name:?}"
+            );
+        }
+        let long = [["a"; 63].concat(), ["b"; 63].concat(), ["c"; 63].concat()].join(".");
+        let ok = std::format!("{long}.{}", ["d"; 61].concat());
+        let too_long = std::format!("{ok}e");
+        assert_eq!(ok.len(), MAX_NAME_LEN);
+        assert!(host_name_ok(&ok) && !host_name_ok(&too_long));
+        assert!(host_name_ok("relay-1.example.org") && host_name_ok("localhost"));
+        assert!(!host_name_ok(&std::format!("{}.org", ["a"; 64].concat())));
+
+        let long_ssid = ["s"; 33].concat();
+        for (ssid, passphrase) in [
+            ("", "correct horse"),
+            (long_ssid.as_str(), "correct horse"),
+            ("home", "short"),
+            ("home", "tab\there!"),
+            ("home", "\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}"),
+        ] {
+            let node = Node {
+                wifi: Some(Wifi { ssid, passphrase }),
+                ..trustee(&flat)
+            };
+            assert_eq!(
+                Node::parse(&node.to_blob(), NodeRole::Trustee),
+                Err(ProvisionError::Field("wifi")),
+                "{ssid:?} {passphrase:?}"
+            );
+        }
+        let phrase63 = ["p"; 63].concat();
+        for (ssid, passphrase) in [("open cafe", ""), ("home", phrase63.as_str())] {
+            let node = Node {
+                wifi: Some(Wifi { ssid, passphrase }),
+                ..trustee(&flat)
+            };
+            assert_eq!(Node::parse(&node.to_blob(), NodeRole::Trustee), Ok(node));
+        }
+        // A name that is not UTF-8 does not decode.
+        let node = Node {
+            relay: Relay::Name("relay.example.org"),
+            ..trustee(&flat)
+        };
+        let mut blob = node.to_blob();
+        let at = blob.windows(5).position(|w| w == b"relay").unwrap();
+        blob[at] = 0xff;
+        assert!(matches!(
+            Node::parse(&blob, NodeRole::Trustee),
+            Err(ProvisionError::Blob(BlobError::Payload(_)))
+        ));
     }
 
     #[test]
@@ -644,13 +1007,26 @@ mod tests {
         assert!(err
             .to_string()
             .contains("for app NCHK, this firmware is TRST"));
-        // Another format version.
-        let mut future = blob.clone();
-        future[HEADER_LEN] = 2;
-        assert_eq!(
-            Node::parse(&future, NodeRole::Trustee),
-            Err(ProvisionError::Format(2))
+        let binary = Blob {
+            app: [0, 0xff, b'A', 7],
+            payload: &[],
+        };
+        binary.emit(&mut area).unwrap();
+        let err = Node::parse(&area, NodeRole::Trustee).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("for app 00ff4107 (hex), this firmware is TRST"),
+            "{err}"
         );
+        // Another format version, older or newer.
+        for format in [1, 2, 4] {
+            let mut other = blob.clone();
+            other[HEADER_LEN] = format;
+            assert_eq!(
+                Node::parse(&other, NodeRole::Trustee),
+                Err(ProvisionError::Format(format.into()))
+            );
+        }
     }
 
     #[test]

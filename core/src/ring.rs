@@ -113,6 +113,59 @@ impl Ring {
         }
     }
 
+    /// Moves the entries into one run from offset 0, in order, so that the free room is one
+    /// block. `keep(entry, from, to)` sees each entry in place (it was at offset `from` and
+    /// goes to `to`), may rewrite it, and returns how many of its first bytes stay: 0 drops
+    /// it. Moves up to the whole buffer. A length that points outside the buffer ends the
+    /// ring at the entries before it.
+    pub(crate) fn compact(
+        &mut self,
+        buf: &mut [u8],
+        entry_len: EntryLen,
+        mut keep: impl FnMut(&mut [u8], usize, usize) -> usize,
+    ) {
+        let cap = buf.len();
+        if self.count == 0 || self.start >= cap {
+            return;
+        }
+        let shift = self.start;
+        // The first entry to 0; entries that had wrapped to 0 now follow the gap after the
+        // others, so every entry lies at or past where it goes.
+        buf.rotate_left(shift);
+        let (mut from, mut to, mut kept) = (self.start, 0, 0);
+        for _ in 0..self.count {
+            if self.wrap_at == Some(from) {
+                from = 0;
+            }
+            let here = (from + cap - shift) % cap;
+            let Some(rest) = buf.get_mut(here..) else {
+                break;
+            };
+            let len = entry_len(rest);
+            let Some(entry) = rest.get_mut(..len).filter(|_| len > 0 && to <= here) else {
+                break;
+            };
+            let n = keep(entry, from, to).min(len);
+            // `to <= here` and `here + len <= cap`: both ranges are in the buffer.
+            buf.copy_within(here..here + n, to);
+            if n > 0 {
+                kept += 1;
+            }
+            to += n;
+            from += len;
+        }
+        *self = if kept == 0 {
+            Ring::new()
+        } else {
+            Ring {
+                start: 0,
+                end: to,
+                wrap_at: None,
+                count: kept,
+            }
+        };
+    }
+
     /// Offset of the entry after the one at `at`, which is `len` bytes long; `None` after
     /// the last.
     pub(crate) fn after(&self, at: usize, len: usize) -> Option<usize> {
@@ -208,6 +261,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> EntryRing<B> {
         rest.get_mut(..len)
     }
 
+    /// Moves the entries into one run from the start, in order, so the free room is one
+    /// block; `keep` as in [`Ring::compact`].
+    pub(crate) fn compact(&mut self, keep: impl FnMut(&mut [u8], usize, usize) -> usize) {
+        self.ring
+            .compact(self.storage.as_mut(), self.entry_len, keep);
+    }
+
     /// Removes the first entry.
     pub(crate) fn pop_front(&mut self) {
         self.ring.pop(self.storage.as_ref(), self.entry_len);
@@ -293,6 +353,41 @@ mod tests {
         assert_eq!(put(&mut r, &mut buf, 4), Some(4));
         let offs: heapless::Vec<usize, 4> = r.offsets(&buf, len_of).collect();
         assert_eq!(&offs[..], &[0, 4]);
+    }
+
+    #[test]
+    fn compact_keeps_order_and_frees_one_block() {
+        // Entries hold their length, then a tag; the gap before the wrap is dropped too.
+        let mut buf = [0u8; 12];
+        let mut r = Ring::new();
+        for (len, tag) in [(3, 1), (4, 2), (3, 3)] {
+            let at = put(&mut r, &mut buf, len).unwrap();
+            buf[at + 1] = tag;
+        }
+        r.pop(&buf, len_of);
+        // 3 bytes fit before the first entry (at 3): wrap, leaving 2 unused bytes at the end.
+        let at = put(&mut r, &mut buf, 3).unwrap();
+        assert_eq!(at, 0);
+        buf[at + 1] = 4;
+        assert_eq!(r.max_push(buf.len()), 0);
+        let mut seen = heapless::Vec::<(usize, usize), 4>::new();
+        r.compact(&mut buf, len_of, |e, from, to| {
+            seen.push((from, to)).unwrap();
+            // Drop tag 3, keep the others whole.
+            if e[1] == 3 {
+                0
+            } else {
+                e.len()
+            }
+        });
+        assert_eq!(&seen[..], &[(3, 0), (7, 4), (0, 4)]);
+        let tags: heapless::Vec<u8, 4> = r.offsets(&buf, len_of).map(|o| buf[o + 1]).collect();
+        assert_eq!(&tags[..], &[2, 4]);
+        assert_eq!(r.max_push(buf.len()), 5);
+        // Everything dropped: empty.
+        r.compact(&mut buf, len_of, |_, _, _| 0);
+        assert_eq!(r.front(), None);
+        assert_eq!(r.max_push(buf.len()), 12);
     }
 
     #[test]

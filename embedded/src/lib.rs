@@ -1,8 +1,8 @@
 //! Embedded shell of dissent-rs: the board layer that apps run on.
 //!
 //! The layout follows embassy's examples: one module per board under [`board`], chosen by a
-//! cargo feature (`mps2-an385`, the QEMU board CI runs; `nucleo-f767zi`, a real board that
-//! is build-checked), and one binary per app under `src/bin/`. An app never touches
+//! cargo feature (`mps2-an385`, the QEMU board CI runs; `nucleo-f767zi` and `pico2-w`, real
+//! boards that are build-checked), and one binary per app under `src/bin/`. An app never touches
 //! registers: it gets a [`Board`] (network stack, entropy, provisioning blob) from [`run`],
 //! prints with [`println!`] and stops with [`exit`]. Adding a board touches no app code and
 //! adding an app touches no board code.
@@ -81,6 +81,8 @@ mod console;
 #[cfg(target_os = "none")]
 pub mod executor;
 #[cfg(target_os = "none")]
+pub mod guard;
+#[cfg(target_os = "none")]
 pub mod stack;
 #[cfg(target_os = "none")]
 pub mod uplink;
@@ -91,7 +93,14 @@ pub use console::print_line as __print_line;
 #[cfg(target_os = "none")]
 pub use device::*;
 
-#[cfg(all(target_os = "none", feature = "mps2-an385", feature = "nucleo-f767zi"))]
+#[cfg(all(
+    target_os = "none",
+    any(
+        all(feature = "mps2-an385", feature = "nucleo-f767zi"),
+        all(feature = "mps2-an385", feature = "pico2-w"),
+        all(feature = "nucleo-f767zi", feature = "pico2-w"),
+    )
+))]
 compile_error!("select exactly one board feature");
 
 #[cfg(target_os = "none")]
@@ -111,6 +120,16 @@ mod device {
     pub const EXIT_PANIC: u8 = 101;
     /// Exit status after a hard fault or an unexpected exception.
     pub const EXIT_FAULT: u8 = 102;
+    /// Exit status after the stack reached its guard ([`crate::guard`]).
+    pub const EXIT_STACK_OVERFLOW: u8 = 103;
+    /// Exit status when the watchdog fired: the executor made no progress for
+    /// [`WATCHDOG_TIMEOUT`].
+    pub const EXIT_WATCHDOG: u8 = 104;
+    /// How long the executor may go without running the watchdog's task before the board
+    /// is stopped (real boards reset).
+    pub const WATCHDOG_TIMEOUT: embassy_time::Duration = embassy_time::Duration::from_secs(8);
+    /// How often the watchdog's task feeds it.
+    pub const WATCHDOG_FEED: embassy_time::Duration = embassy_time::Duration::from_secs(1);
 
     /// The board's entropy source: a cryptographically secure RNG (rand_core 0.6 traits).
     pub type BoardRng = selected::Rng;
@@ -124,7 +143,7 @@ mod device {
     pub struct Board {
         /// Name of the board, e.g. `mps2-an385`.
         pub name: &'static str,
-        /// The network stack, already running on the board's Ethernet.
+        /// The network stack, already running on the board's Ethernet or Wi-Fi.
         ///
         /// On the QEMU board it has the static address QEMU user networking expects
         /// (10.0.2.15/24, gateway 10.0.2.2); real boards use DHCP. Apps may replace the
@@ -136,23 +155,39 @@ mod device {
         pub provisioning: &'static [u8],
     }
 
+    /// An app's entry: spawns the app's tasks on the board it is given, and returns.
+    pub type App = fn(Spawner, Board);
+
     /// Boots the board and runs `app` on the executor; never returns.
     ///
-    /// `app` is called once, inside the executor, with a spawner and the [`Board`]; it
-    /// spawns the app's tasks and returns.
-    pub fn run(app: impl FnOnce(Spawner, Board)) -> ! {
-        let hardware = selected::init();
+    /// `app` is called once, inside the executor, with a spawner and the [`Board`] once
+    /// the board's network is up (a Wi-Fi board first loads its radio's firmware).
+    pub fn run(app: App) -> ! {
+        // `run` is called once, first thing, so the core peripherals are still there.
+        let mut core = cortex_m::Peripherals::take().unwrap();
+        crate::guard::arm(&mut core.MPU, &mut core.SCB);
+        let hardware = selected::init(core);
         static EXECUTOR: StaticCell<Executor> = StaticCell::new();
         EXECUTOR.init(Executor::new()).run(move |spawner| {
-            let board = selected::start(spawner, hardware);
-            app(spawner, board);
+            // The pool holds this one task, spawned once.
+            spawner.spawn(boot(spawner, hardware, app).unwrap());
         })
+    }
+
+    /// Brings up the board's network, then hands the board to the app.
+    #[embassy_executor::task]
+    async fn boot(spawner: Spawner, hardware: selected::Parts, app: App) {
+        let board = selected::start(spawner, hardware).await;
+        app(spawner, board);
     }
 
     /// Stops the program with `status` (0 = success); under QEMU this is QEMU's exit status.
     ///
-    /// On a real board the status is printed and the core halts. Apps use statuses below
-    /// [`EXIT_BOARD_FAILED`]; the shell uses it and the `EXIT_*` statuses above it.
+    /// On a real board the status is printed and the board resets after a pause (a second
+    /// after a panic or fault, ten seconds otherwise, so that a board whose provisioning is
+    /// refused prints why now and then and takes up a new blob flashed meanwhile). Apps use
+    /// statuses below [`EXIT_BOARD_FAILED`]; the shell uses it and the `EXIT_*` statuses
+    /// above it.
     pub fn exit(status: u8) -> ! {
         selected::exit(status)
     }

@@ -1,14 +1,14 @@
 //! Stack high-water meter: cortex-m-rt paints the whole stack area at boot
-//! (`paint-stack`), and the deepest word no longer holding the paint marks the peak.
+//! (`paint-stack`), and the deepest word no longer holding the paint marks the peak. The
+//! scan starts above the stack guard ([`crate::guard`]), which no code may read.
 
 use cortex_m_rt::STACK_PAINT_VALUE;
 
 extern "C" {
     static _stack_start: u32;
-    static _stack_end: u32;
 }
 
-/// Bytes of stack reserved: from the end of static RAM to the top of RAM.
+/// Bytes of stack usable: from the stack guard (see [`crate::guard`]) to the top of RAM.
 pub fn size() -> usize {
     let (bottom, top) = bounds();
     top - bottom
@@ -30,9 +30,10 @@ pub fn peak() -> usize {
 }
 
 fn bounds() -> (usize, usize) {
-    // Only the addresses of the linker-provided symbols are taken.
+    // Only the address of the linker-provided symbol is taken. The guard below the stack
+    // is not to be read.
     (
-        core::ptr::addr_of!(_stack_end) as usize,
+        crate::guard::range().1,
         core::ptr::addr_of!(_stack_start) as usize,
     )
 }

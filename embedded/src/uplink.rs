@@ -1,4 +1,5 @@
-//! The device's link to the relay: when to dial (`dissent_core::backoff`), the TCP
+//! The device's link to the relay: when to dial (`dissent_core::backoff`), the relay's
+//! address (looked up by DNS at each dial when the provisioning names it), the TCP
 //! connection, the Noise handshake (`dissent_core::link`), then records over TCP through the
 //! fixed buffers of [`crate::stream`].
 //!
@@ -20,13 +21,15 @@ use core::fmt;
 
 use dissent_core::backoff::{Backoff, BackoffConfig};
 use dissent_core::link::{Initiator, LinkError, Sealer, Transport, HEADER_LEN, REQUEST_LEN};
+#[cfg(feature = "relay-name")]
+use embassy_net::dns::{DnsQueryType, Error as DnsError};
 use embassy_net::tcp::{ConnectError, Error as TcpError, TcpSocket};
 use embassy_net::{IpEndpoint, Ipv4Address};
 use embassy_time::{with_timeout, Duration, Instant, Timer};
 use embedded_io_async::Write;
 use rand_core::RngCore;
 
-use dissent_core::provision::Node;
+use dissent_core::provision::{Node, Relay};
 use dissent_core::wire::{GoodbyeReason, NodeRole, WireError};
 
 use crate::println;
@@ -222,8 +225,8 @@ impl<const SOCKET: usize, const RAW: usize, const PLAIN: usize, const OUT: usize
 /// What the node needs to reach and authenticate to the relay.
 #[derive(Clone, Copy)]
 pub struct Target {
-    /// The relay's IPv4 address.
-    pub addr: [u8; 4],
+    /// The relay: an IPv4 address, or a name looked up at each dial.
+    pub relay: Relay<'static>,
     /// The relay's port.
     pub port: u16,
     /// The node's long-term link secret.
@@ -238,9 +241,9 @@ pub struct Target {
 
 impl Target {
     /// The relay and keys of a provisioned node.
-    pub fn of(node: &Node<'_>) -> Self {
+    pub fn of(node: &Node<'static>) -> Self {
         Target {
-            addr: node.relay_addr,
+            relay: node.relay,
             port: node.relay_port,
             link_secret: node.link_secret,
             relay_key: node.relay_key,
@@ -268,6 +271,7 @@ impl fmt::Display for NodeName {
 /// One node's link to the relay across reconnects.
 pub struct Uplink {
     name: NodeName,
+    net: embassy_net::Stack<'static>,
     target: Target,
     backoff: Backoff,
     next_dial: Instant,
@@ -276,6 +280,9 @@ pub struct Uplink {
 }
 
 enum DialError {
+    #[cfg(feature = "relay-name")]
+    Lookup(DnsError),
+    NoAddress,
     Connect(ConnectError),
     TimedOut,
     Handshake(Loss<LinkError>),
@@ -284,6 +291,15 @@ enum DialError {
 impl fmt::Display for DialError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            #[cfg(feature = "relay-name")]
+            Self::Lookup(e) => write!(f, "cannot look up the relay: {e:?}"),
+            #[cfg(feature = "relay-name")]
+            Self::NoAddress => f.write_str("the relay's name has no IPv4 address"),
+            #[cfg(not(feature = "relay-name"))]
+            Self::NoAddress => f.write_str(
+                "the relay is provisioned by name; this firmware is built without \
+                 `relay-name` and dials addresses only",
+            ),
             Self::Connect(e) => write!(f, "connect: {e:?}"),
             Self::TimedOut => write!(f, "no handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()),
             Self::Handshake(e) => write!(f, "handshake: {e}"),
@@ -292,10 +308,17 @@ impl fmt::Display for DialError {
 }
 
 impl Uplink {
-    /// A link for the node `name` to `target`, whose redials are jittered from `seed`.
-    pub fn new(name: NodeName, target: Target, seed: [u8; 32]) -> Self {
+    /// A link for the node `name` to `target` over `net`, whose redials are jittered from
+    /// `seed`.
+    pub fn new(
+        name: NodeName,
+        net: embassy_net::Stack<'static>,
+        target: Target,
+        seed: [u8; 32],
+    ) -> Self {
         Uplink {
             name,
+            net,
             target,
             backoff: Backoff::new(BackoffConfig::default(), seed),
             next_dial: Instant::now(),
@@ -312,21 +335,24 @@ impl Uplink {
         inbound: &mut Inbound<'_>,
         rng: &mut impl RngCore,
     ) -> Transport {
-        let endpoint = IpEndpoint::from((Ipv4Address::from(self.target.addr), self.target.port));
         loop {
             Timer::at(self.next_dial).await;
             self.attempt += 1;
             println!(
-                "{}: dialing relay {} (attempt {})",
-                self.name, endpoint, self.attempt
+                "{}: dialing relay {}:{} (attempt {})",
+                self.name, self.target.relay, self.target.port, self.attempt
             );
             let mut entropy = [0u8; 32];
             rng.fill_bytes(&mut entropy);
             inbound.reset();
-            let dialed = with_timeout(
-                HANDSHAKE_TIMEOUT,
-                dial(socket, endpoint, &self.target, entropy, inbound),
-            )
+            let dialed = with_timeout(HANDSHAKE_TIMEOUT, async {
+                let addr = match self.target.relay {
+                    Relay::Ipv4(addr) => Ipv4Address::from(addr),
+                    Relay::Name(name) => lookup(self.net, name).await?,
+                };
+                let endpoint = IpEndpoint::from((addr, self.target.port));
+                dial(socket, endpoint, &self.target, entropy, inbound).await
+            })
             .await
             .unwrap_or(Err(DialError::TimedOut));
             let at = Instant::now();
@@ -349,7 +375,11 @@ impl Uplink {
                     // Nothing to wait for on a connection that never came up or was refused.
                     let _ = with_timeout(Duration::from_millis(100), socket.flush()).await;
                     let next = match e {
-                        DialError::Connect(_) => self.backoff.handle_connect_failed(core_time(at)),
+                        DialError::Connect(_) | DialError::NoAddress => {
+                            self.backoff.handle_connect_failed(core_time(at))
+                        }
+                        #[cfg(feature = "relay-name")]
+                        DialError::Lookup(_) => self.backoff.handle_connect_failed(core_time(at)),
                         _ => self.backoff.handle_handshake_failed(core_time(at)),
                     };
                     self.schedule(next);
@@ -389,6 +419,24 @@ impl Uplink {
     fn schedule(&mut self, next: dissent_core::Instant) {
         self.next_dial = Instant::from_micros(next.as_micros());
     }
+}
+
+/// The relay's IPv4 address, looked up by name through the network's DNS server.
+#[cfg(feature = "relay-name")]
+async fn lookup(net: embassy_net::Stack<'static>, name: &str) -> Result<Ipv4Address, DialError> {
+    let found = net
+        .dns_query(name, DnsQueryType::A)
+        .await
+        .map_err(DialError::Lookup)?;
+    // IPv4 is the only protocol built, so every address found is one.
+    let embassy_net::IpAddress::Ipv4(v4) = found.first().ok_or(DialError::NoAddress)?;
+    Ok(*v4)
+}
+
+/// Without `relay-name` the firmware cannot look names up.
+#[cfg(not(feature = "relay-name"))]
+async fn lookup(_net: embassy_net::Stack<'static>, _name: &str) -> Result<Ipv4Address, DialError> {
+    Err(DialError::NoAddress)
 }
 
 /// One attempt: TCP connection, request, response.

@@ -8,7 +8,8 @@
 //!
 //! Rust ignores SIGPIPE, so writing to a pipe whose reader went away (`dissent client 2>&1
 //! | head -3`) fails with `EPIPE`; `println!` and `eprintln!` then panic. Here such a write
-//! ends the process the way a classic Unix tool ends: killed by SIGPIPE, without a word.
+//! ends the process the way a classic Unix tool ends: killed by SIGPIPE, without a word
+//! ([`signals::end_on_closed_pipe`]).
 
 use std::io::{self, Write};
 use std::sync::RwLock;
@@ -20,6 +21,8 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFi
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::platform::signals;
 
 /// The log target of the SOCKS5 library.
 const SOCKS5_LIBRARY: &str = "fast_socks5";
@@ -74,7 +77,7 @@ pub fn say(line: std::fmt::Arguments<'_>) {
         .and_then(|()| out.flush());
     if let Err(e) = written {
         if e.kind() == io::ErrorKind::BrokenPipe {
-            end_on_closed_pipe();
+            signals::end_on_closed_pipe();
         }
     }
 }
@@ -118,21 +121,9 @@ pub fn complain(line: std::fmt::Arguments<'_>) {
     let mut err = io::stderr().lock();
     if let Err(e) = err.write_fmt(format_args!("{line}\n")) {
         if e.kind() == io::ErrorKind::BrokenPipe {
-            end_on_closed_pipe();
+            signals::end_on_closed_pipe();
         }
     }
-}
-
-/// Ends the process as SIGPIPE's default action would: no output, no unwinding.
-fn end_on_closed_pipe() -> ! {
-    // SAFETY: restoring a signal's default action and raising it on this thread; both are
-    // async-signal-safe and touch no Rust state.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::raise(libc::SIGPIPE);
-    }
-    // Not reached on Unix; the conventional status of a process ended by SIGPIPE.
-    std::process::exit(128 + libc::SIGPIPE)
 }
 
 /// Stderr for the log, ending the process quietly when the reader is gone.
@@ -144,7 +135,7 @@ struct QuietStderrWriter;
 impl Write for QuietStderrWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match io::stderr().write(buf) {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => end_on_closed_pipe(),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => signals::end_on_closed_pipe(),
             other => other,
         }
     }

@@ -11,10 +11,12 @@ mod client;
 mod clock;
 mod config;
 mod console;
+mod device;
 mod exit;
 mod http;
 mod link;
 mod metrics;
+mod platform;
 mod process;
 mod relay;
 mod state_lock;
@@ -57,6 +59,9 @@ enum Command {
     /// Run a client or trustee of DIR as device firmware under QEMU (emulated mps2-an385).
     #[cfg(feature = "tools")]
     Qemu(QemuArgs),
+    /// Real boards: write a node's provisioning blob.
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Run many clients in one process without local ports (used by `dissent bench`).
     #[command(hide = true)]
     Clients(ClientsArgs),
@@ -288,6 +293,64 @@ struct ClientArgs {
     key_file: PathBuf,
 }
 
+#[derive(Subcommand, Debug)]
+enum DeviceCommand {
+    /// Write the provisioning blob of a client or trustee of DIR for a board (mode 600), and
+    /// say where to flash it.
+    Provision(ProvisionArgs),
+}
+
+#[derive(Args, Debug)]
+struct ProvisionArgs {
+    /// The board the node runs on.
+    #[arg(long, value_enum)]
+    board: device::BoardKind,
+    /// The relay as the board reaches it (default: the one in system.json): an IPv4
+    /// address, or a DNS name the board looks up at each dial.
+    #[arg(long, value_name = "HOST:PORT")]
+    relay: Option<HostPort>,
+    /// For a Wi-Fi board: the name (SSID) of the network it joins.
+    #[arg(long, value_name = "SSID")]
+    wifi_ssid: Option<String>,
+    /// For a Wi-Fi board: a file whose first line is the network's WPA2/WPA3 passphrase.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "wifi_open",
+        requires = "wifi_ssid"
+    )]
+    wifi_passphrase_file: Option<PathBuf>,
+    /// For a Wi-Fi board: the network is open (no passphrase).
+    #[arg(long, requires = "wifi_ssid")]
+    wifi_open: bool,
+    /// The board's own address and prefix length, A.B.C.D/PREFIX, for a network without
+    /// DHCP or a board built without it (the NUCLEO-F767ZI's; default: DHCP).
+    #[arg(long, value_name = "A.B.C.D/PREFIX")]
+    address: Option<String>,
+    /// With --address: the gateway to the relay when it is on another network.
+    #[arg(long, value_name = "A.B.C.D", requires = "address")]
+    gateway: Option<std::net::Ipv4Addr>,
+    /// With --address: the DNS server that looks the relay's name up.
+    #[arg(long, value_name = "A.B.C.D", requires = "address")]
+    dns: Option<std::net::Ipv4Addr>,
+    /// For a client: the device's port for local applications, 1-65535.
+    #[arg(short, long, value_name = "PORT", default_value_t = device::DEVICE_PROXY_PORT, value_parser = port())]
+    port: u16,
+    /// Where to write the blob (default: DIR/ID.BOARD.bin).
+    #[arg(short, long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Refuse intervals with fewer clients online than this (the anonymity set), 2-65535
+    /// (1 with --allow-small-anonymity-set).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = min_clients())]
+    min_clients: u16,
+    #[command(flatten)]
+    small: SmallSet,
+    /// Configuration folder.
+    dir: PathBuf,
+    /// The node's private file, DIR/ID.json.
+    key_file: PathBuf,
+}
+
 #[cfg(feature = "tools")]
 #[derive(Args, Debug)]
 struct QemuArgs {
@@ -295,8 +358,9 @@ struct QemuArgs {
     /// 1-65535 (default 1080).
     #[arg(short, long, value_name = "HOST_PORT", value_parser = port())]
     port: Option<u16>,
-    /// Firmware ELF to boot (default: the trustee or client release build in
-    /// embedded/target/thumbv7m-none-eabi/release).
+    /// Firmware ELF to boot (default: `trustee` or `client` from $DISSENT_FIRMWARE_DIR, from
+    /// firmware/mps2-an385/ beside this binary or ../share/dissent/firmware/mps2-an385/ from
+    /// it, or the release build in the source tree, the first found).
     #[arg(long, value_name = "ELF")]
     firmware: Option<PathBuf>,
     /// Relay address as this machine reaches it (default: the one in system.json); the
@@ -369,7 +433,8 @@ struct SupervisorArgs {
 
 #[derive(Args, Debug)]
 struct UpArgs {
-    /// State folder (default: $XDG_STATE_HOME/dissent or ~/.local/state/dissent). One
+    /// State folder (default: $XDG_STATE_HOME/dissent or ~/.local/state/dissent; on macOS
+    /// ~/Library/Application Support/dissent, on Windows %LOCALAPPDATA%\dissent). One
     /// `up` runs from a state folder at a time; give another to run a second demo.
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
@@ -504,6 +569,7 @@ impl Command {
             Command::Client(_) | Command::Clients(_) => "client",
             #[cfg(feature = "tools")]
             Command::Qemu(_) => "qemu",
+            Command::Device(_) => "device",
             Command::Echo { .. } => "echo",
             Command::Socks5 { .. } => "socks5",
             Command::Supervisor(_) => "supervisor",
@@ -699,7 +765,7 @@ async fn run(command: Command) -> Result<()> {
         #[cfg(feature = "tools")]
         Command::Qemu(a) => {
             let group = config::Group::load(&a.dir)?;
-            let kind = tools::qemu::node_kind(&group, &a.key_file)?;
+            let kind = config::node_kind(&group, &a.key_file)?;
             let (group, node) = load_node(&a.dir, &a.key_file, kind)?;
             let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
             let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
@@ -714,6 +780,43 @@ async fn run(command: Command) -> Result<()> {
             if code != 0 {
                 std::process::exit(code);
             }
+            Ok(())
+        }
+        Command::Device(DeviceCommand::Provision(a)) => {
+            let group = config::Group::load(&a.dir)?;
+            let kind = config::node_kind(&group, &a.key_file)?;
+            let (group, node) = load_node(&a.dir, &a.key_file, kind)?;
+            let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+            let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            let wifi = match (a.wifi_ssid, a.wifi_passphrase_file, a.wifi_open) {
+                (None, _, _) => None,
+                (Some(ssid), Some(file), _) => Some(device::WifiNetwork {
+                    ssid,
+                    passphrase: device::read_passphrase(&file)?,
+                }),
+                (Some(ssid), None, true) => Some(device::WifiNetwork {
+                    ssid,
+                    passphrase: String::new(),
+                }),
+                (Some(_), None, false) => bail!(
+                    "--wifi-ssid needs the network's passphrase: --wifi-passphrase-file FILE, \
+                     or --wifi-open for an open network"
+                ),
+            };
+            let opts = device::ProvisionOptions {
+                board: a.board,
+                relay,
+                local_port: a.port,
+                min_clients,
+                out: a.out,
+                wifi,
+                ipv4: a
+                    .address
+                    .as_deref()
+                    .map(|address| device::static_ipv4(address, a.gateway, a.dns))
+                    .transpose()?,
+            };
+            device::provision(&a.dir, group, node, opts)?;
             Ok(())
         }
         Command::Clients(a) => {
@@ -767,7 +870,7 @@ async fn run(command: Command) -> Result<()> {
                 check_group_size(clients, a.small)?;
             }
             supervisor::up(supervisor::UpOptions {
-                state: a.state.unwrap_or_else(supervisor::default_state_dir),
+                state: a.state.unwrap_or_else(platform::state_dir::default_dir),
                 clients: a.clients,
                 trustees: a.trustees,
                 relay: a.relay,

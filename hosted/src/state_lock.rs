@@ -1,6 +1,6 @@
 //! The lock of a state folder: one `dissent up` runs from a state folder at a time.
 //!
-//! `STATE/up.lock` holds an exclusive `flock` for as long as the `up` that took it runs, and
+//! `STATE/up.lock` holds an exclusive lock (`platform::file_lock`) for as long as the `up` that took it runs, and
 //! says who that is (pid, relay, client ports, configuration folder), so a second `up` can
 //! name the one it would disturb. The kernel drops the lock when its process ends, however
 //! it ends; a lock file that still names a process but is not locked was left by an `up`
@@ -11,12 +11,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::platform::file_lock;
 
 /// The lock file's name in the state folder.
 pub const LOCK_FILE: &str = "up.lock";
@@ -80,16 +80,11 @@ impl StateLock {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o644)
             .open(&path)
             .with_context(|| format!("{}: cannot open", path.display()))?;
-        // SAFETY: flock on a descriptor this function owns; it only takes an advisory lock.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(err).with_context(|| format!("{}: cannot lock", path.display()));
-            }
+        let locked = file_lock::try_lock_exclusive(&file)
+            .with_context(|| format!("{}: cannot lock", path.display()))?;
+        if !locked {
             let holder = match read_holder(&mut file) {
                 Some(h) => h.to_string(),
                 None => "starting".to_string(),

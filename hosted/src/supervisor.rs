@@ -24,6 +24,7 @@ use crate::config::addr::{Host, HostPort};
 use crate::config::{self, Group, NodeKind};
 use crate::console;
 use crate::exit::ExitKind;
+use crate::platform::listening;
 use crate::process;
 use crate::state_lock::{Holder, StateLock};
 
@@ -403,44 +404,12 @@ async fn wait_for_listener(port: u16) {
     let mut delay = Duration::from_millis(20);
     // Bounded: about a minute, then announce anyway.
     for _ in 0..200 {
-        if listening(port) {
+        if listening::on_loopback(port) {
             return;
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(300));
     }
-}
-
-/// Whether a socket listens on 127.0.0.1:`port` (or on every IPv4 address).
-#[cfg(target_os = "linux")]
-fn listening(port: u16) -> bool {
-    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| listens_in(&table, port))
-}
-
-/// Whether a socket listens on 127.0.0.1:`port`: elsewhere, a connection that is closed
-/// at once.
-#[cfg(not(target_os = "linux"))]
-fn listening(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(
-        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        Duration::from_millis(200),
-    )
-    .is_ok()
-}
-
-/// Whether the `/proc/net/tcp` table `table` has a socket listening on 127.0.0.1:`port`
-/// or 0.0.0.0:`port`.
-fn listens_in(table: &str, port: u16) -> bool {
-    const LISTEN: &str = "0A";
-    let wanted = [
-        format!("0100007F:{port:04X}"),
-        format!("00000000:{port:04X}"),
-    ];
-    table.lines().skip(1).any(|line| {
-        let mut fields = line.split_whitespace();
-        let (_, local, _, state) = (fields.next(), fields.next(), fields.next(), fields.next());
-        state == Some(LISTEN) && local.is_some_and(|l| wanted.iter().any(|w| w == l))
-    })
 }
 
 /// Runs one child, restarting it when it exits (the nodes' own backoff policy says when),
@@ -529,17 +498,6 @@ pub struct UpOptions {
     pub allow_small_anonymity_set: bool,
     /// The relay's status page.
     pub status: Option<HostPort>,
-}
-
-/// The default state folder: `$XDG_STATE_HOME/dissent` or `~/.local/state/dissent`.
-pub fn default_state_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("dissent");
-    }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".local/state/dissent"),
-        None => PathBuf::from(".dissent"),
-    }
 }
 
 /// The shape of a demo configuration: what `up` compares and generates.
@@ -750,28 +708,6 @@ async fn loopback_of(addr: &HostPort, what: &str) -> Result<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_listener_is_found_in_the_kernel_table() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-            0: 0100007F:0438 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n\
-            1: 0100007F:0439 0100007F:8000 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n\
-            2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0 100 0 0 10 0\n";
-        assert!(listens_in(table, 1080));
-        // Connected, not listening.
-        assert!(!listens_in(table, 1081));
-        assert!(listens_in(table, 8080));
-        assert!(!listens_in(table, 80));
-    }
-
-    #[test]
-    fn a_real_listener_is_seen_and_a_closed_one_is_not() {
-        let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let port = l.local_addr().unwrap().port();
-        assert!(listening(port));
-        drop(l);
-        assert!(!listening(port));
-    }
 
     #[tokio::test]
     async fn a_demo_relay_must_be_on_loopback() {

@@ -13,7 +13,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -432,20 +432,13 @@ pub fn wait_all_gone(pids: &[u32], limit: Duration) {
 // ---------------------------------------------------------------------------------------
 // Harness: ports and sockets
 
-/// A port on 127.0.0.1 that the system hands to no one else for a minute, for a process
-/// that must be told its port before it starts (a supervisor's relay and clients, a port
-/// QEMU forwards, a relay address written into a configuration before the relay runs).
-/// Whatever can listen on port 0 and name the port it got should do that instead (see
-/// [`Proc::listening_port`]).
-///
-/// The system picks the port (bind to 0 and read it back). One connection to it is then
-/// closed from the listening side first, which leaves that side in TIME_WAIT: for that
-/// minute the system gives the port to no `bind` to port 0 and no outgoing connection,
-/// while a server that sets SO_REUSEADDR (every listener of `dissent`, tokio's and std's,
-/// and QEMU's port forwards) can bind it.
+pub use dissent_harness::group::{self, Group};
+pub use dissent_harness::ports::{self, local, port_after};
+
+/// A port on 127.0.0.1 that the system hands to no one else for a minute
+/// ([`ports::reserve_port`]), for a process that must be told its port before it starts.
 pub fn reserve_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    time_wait(listener)
+    ports::reserve_port().expect("reserve a port on 127.0.0.1")
 }
 
 /// `n` consecutive ports, each reserved as [`reserve_port`] reserves one; returns the first.
@@ -495,41 +488,11 @@ fn reserve_exact(port: u16) -> bool {
             libc::close(fd);
             return false;
         }
-        time_wait(<TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd));
+        if ports::time_wait(<TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd)).is_err() {
+            return false;
+        }
     }
     true
-}
-
-/// Closes `listener` after one connection to it, closed from its side first: its port is
-/// left in TIME_WAIT (see [`reserve_port`]). Returns the port.
-fn time_wait(listener: TcpListener) -> u16 {
-    let port = listener.local_addr().expect("local_addr").port();
-    let mut client = TcpStream::connect(local(port)).expect("connect to our own listener");
-    let (server, _) = listener.accept().expect("accept our own connection");
-    drop(server);
-    // The server's FIN has come when this read ends; the client closes second.
-    let mut rest = Vec::new();
-    let _ = client.read_to_end(&mut rest);
-    drop(client);
-    drop(listener);
-    port
-}
-
-/// The port of the first `127.0.0.1:PORT` after `marker` in the first line of `text` that
-/// holds `marker`.
-pub fn port_after(text: &str, marker: &str) -> Option<u16> {
-    let line = text.lines().find(|l| l.contains(marker))?;
-    let rest = &line[line.find(marker)? + marker.len()..];
-    let at = rest.find("127.0.0.1:")? + "127.0.0.1:".len();
-    let digits: String = rest[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
-pub fn local(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
 /// Polls until 127.0.0.1:`port` accepts a connection.
@@ -592,7 +555,7 @@ pub fn generate(dir: &Path, clients: usize, trustees: usize, relay_port: u16) {
 }
 
 pub fn key_file(dir: &Path, id: &str) -> String {
-    dir.join(format!("{id}.json")).display().to_string()
+    Group::new(dir).key_file(id).display().to_string()
 }
 
 /// The ports announced by `SOCKS5 proxy: 127.0.0.1:PORT` lines (`tunnel port: ...` with an
@@ -679,15 +642,13 @@ pub struct Relay {
 /// Starts a relay of `cfg` with a metrics endpoint and a stats line every second, on free
 /// ports the system picks (unless `extra` gives `-p`); returns it once the endpoint answers.
 pub fn relay_with_metrics(scope: &Scope, cfg: &str, extra: &[&str]) -> Relay {
-    let mut args = vec!["relay", "--stats-secs", "1", "--metrics", "127.0.0.1:0"];
-    if !extra.contains(&"-p") {
-        args.extend(["-p", "0"]);
-    }
-    args.extend_from_slice(extra);
-    args.push(cfg);
-    let mut proc = scope.spawn("relay", &args);
-    let port = proc.listening_port("relay listening on");
-    let metrics = proc.listening_port("serving metrics at");
+    let mut options = group::args(&["--stats-secs", "1"]);
+    options.extend(group::args(extra));
+    let argv = Group::new(cfg).relay(&options);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut proc = scope.spawn("relay", &argv);
+    let port = proc.listening_port(ports::RELAY_LISTENING);
+    let metrics = proc.listening_port(ports::SERVING_METRICS);
     proc.wait_until(FORM_TIMEOUT, "a metrics endpoint", |_| scrape(metrics));
     Relay {
         proc,
@@ -747,7 +708,8 @@ impl Net {
         }
         for i in 0..clients {
             let mut client = net.client_on(scope, i, 0);
-            net.client_ports.push(client.listening_port("listening on"));
+            net.client_ports
+                .push(client.listening_port(ports::CLIENT_LISTENING));
             net.clients.push(client);
         }
         wait_metric(net.metrics, "dissent_online_clients", FORM_TIMEOUT, |v| {
@@ -761,51 +723,28 @@ impl Net {
 
     /// The relay's address, for --relay.
     pub fn relay_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.relay_port)
+        group::relay(self.relay_port)
     }
 
     /// Starts a process of client `i` listening on `port` (0: a port the system picks,
     /// which [`Proc::listening_port`] reads from its log).
     pub fn client_on(&self, scope: &Scope, i: usize, port: u16) -> Proc {
-        let id = format!("client-{i}");
-        let cfg = self.cfg.display().to_string();
-        let port = port.to_string();
-        let relay = self.relay_addr();
-        scope.spawn(
-            &id,
-            &[
-                "client",
-                "-p",
-                &port,
-                "--relay",
-                &relay,
-                &cfg,
-                &key_file(&self.cfg, &id),
-            ],
-        )
+        let argv = Group::new(&self.cfg).client(self.relay_port, i, port, &[]);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        scope.spawn(&format!("client-{i}"), &argv)
     }
 
     /// Starts client `i` again, on a port the system picks; `client_ports[i]` is its new port.
     pub fn spawn_client(&mut self, scope: &Scope, i: usize) {
         let mut client = self.client_on(scope, i, 0);
-        self.client_ports[i] = client.listening_port("listening on");
+        self.client_ports[i] = client.listening_port(ports::CLIENT_LISTENING);
         self.clients[i] = client;
     }
 
     fn trustee_process(&self, scope: &Scope, j: usize) -> Proc {
-        let id = format!("trustee-{j}");
-        let cfg_s = self.cfg.display().to_string();
-        let relay = self.relay_addr();
-        scope.spawn(
-            &id,
-            &[
-                "trustee",
-                "--relay",
-                &relay,
-                &cfg_s,
-                &key_file(&self.cfg, &id),
-            ],
-        )
+        let argv = Group::new(&self.cfg).trustee(self.relay_port, j, &[]);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        scope.spawn(&format!("trustee-{j}"), &argv)
     }
 
     /// Starts trustee `j` (again).
@@ -896,16 +835,7 @@ pub fn socks5(port: u16, target: &Target<'_>) -> std::io::Result<([u8; 4], TcpSt
     Ok((head, s))
 }
 
-/// `len` bytes that do not repeat with any short period (xorshift64), different per `seed`.
+/// `len` bytes that do not repeat with any short period, different per `seed`.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    dissent_harness::pattern::bytes(len, seed)
 }

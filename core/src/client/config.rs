@@ -35,7 +35,8 @@ pub struct ClientConfig<'a> {
     pub max_frame: u32,
     /// Most reserved slots the schedule table can hold.
     pub max_reserved: u16,
-    /// Bytes for sent cells not yet confirmed (bounds data in flight).
+    /// Bytes for sent cells not yet confirmed (bounds data in flight): at least two entry
+    /// headers, the base cell and the reserve kept for cells sent again.
     pub sent_len: usize,
     /// Bytes for downstream records replayed after a reconnect (a longer gap ends the
     /// client's connections).
@@ -78,7 +79,7 @@ impl ClientConfig<'_> {
         {
             return Err(ConfigError::FrameLimit);
         }
-        if self.sent_len < sent::HEADER_LEN + self.cell_len {
+        if self.sent_len < 2 * sent::HEADER_LEN + self.cell_len + sent::reserve(self.sent_len) {
             return Err(ConfigError::StorageTooSmall("sent"));
         }
         Ok(())

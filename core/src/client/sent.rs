@@ -17,7 +17,7 @@ use heapless::Vec;
 use super::{Client, ClientEvent, MAX_CONNECTIONS};
 use crate::field;
 use crate::ring::EntryRing;
-use crate::wire::{CellView, ConnId, IntervalRecord};
+use crate::wire::{CellView, ConnId, IntervalRecord, RECORD_HEADER_LEN};
 
 /// Field offsets of an entry.
 mod layout {
@@ -30,6 +30,20 @@ mod layout {
 
 /// Bytes of an entry before its records.
 pub(super) const HEADER_LEN: usize = layout::RECORDS;
+
+/// Bytes of a sent ring of `len` bytes that new data leaves free, so cells an interval's end
+/// leaves to send again can always go out: each piece sent again is kept anew (its header,
+/// and a split record's) while its first copy waits, until the copy is confirmed. Without it
+/// a ring full of such cells had no room to send any of them, and the client stalled for
+/// good.
+pub(super) const fn reserve(len: usize) -> usize {
+    let min = 4 * (HEADER_LEN + RECORD_HEADER_LEN);
+    if len / 8 > min {
+        len / 8
+    } else {
+        min
+    }
+}
 
 /// Where a sent cell stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +145,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
         self.entries.max_push().saturating_sub(2 * HEADER_LEN)
     }
 
+    /// Most new cell content the ring can keep once sent: [`SentRing::room`] less the
+    /// [`reserve`] for cells sent again.
+    pub(super) fn room_for_new(&self) -> usize {
+        self.room().saturating_sub(reserve(self.entries.capacity()))
+    }
+
     /// Appends an entry for `records` bytes of records, which the caller writes into the
     /// returned slice; `None` if they do not fit.
     pub(super) fn push(
@@ -189,6 +209,40 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
             }
             self.entries.pop_front();
         }
+    }
+
+    /// Rewrites the ring as one run, in order, without its confirmed entries and without
+    /// the bytes of the first entry to send again that the stage already took, so the room
+    /// they held is free again as one block. Entries to send again wait at the front for
+    /// the stage, and the copies of what was sent again queue behind them: without this,
+    /// confirmed copies could not be popped, and their room never came back.
+    pub(super) fn compact(&mut self) {
+        let resend_at = self.resend_at;
+        let mut moved = None;
+        self.entries.compact(|entry, from, to| {
+            let state = State::from_byte(field::u8_at(entry, layout::STATE));
+            if state == Some(State::Confirmed) {
+                return 0;
+            }
+            let whole = entry.len();
+            match resend_at {
+                Some(a)
+                    if state == Some(State::Resend)
+                        && a >= from + HEADER_LEN
+                        && a <= from + whole =>
+                {
+                    // `a - from` is within the entry, past its header.
+                    let skip = a - from - HEADER_LEN;
+                    let len = whole - HEADER_LEN - skip;
+                    entry.copy_within(HEADER_LEN + skip.., HEADER_LEN);
+                    field::put(entry, layout::LEN, &(len as u16).to_be_bytes());
+                    moved = Some(to + HEADER_LEN);
+                    HEADER_LEN + len
+                }
+                _ => whole,
+            }
+        });
+        self.resend_at = moved;
     }
 
     /// Marks as confirmed the cells of `interval` up to exchange `below`, which decoded
@@ -259,6 +313,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             self.lose_lost_entries();
         }
         self.sent.pop_done();
+        if resend_any {
+            // The room below is needed as one block.
+            self.sent.compact();
+        }
         if resend_any && !self.stage.is_empty() {
             // Bytes staged but never sent go after the ones to send again.
             self.requeue_stage();
@@ -369,4 +427,56 @@ pub(super) fn connections_in(records: &[u8]) -> Vec<ConnId, MAX_CONNECTIONS> {
         }
     }
     gone
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(ring: &SentRing<[u8; 100]>) -> Vec<(usize, Option<State>, Vec<u8, 64>), 4> {
+        ring.iter()
+            .map(|(at, e)| (at, e.state(), Vec::from_slice(e.records()).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn compacting_keeps_what_waits_and_the_resend_cursor() {
+        let mut ring = SentRing::new([0u8; 100]);
+        ring.push(State::Sent, 1, 0, 20).unwrap().fill(1);
+        ring.push(State::Resend, 1, 1, 40).unwrap().fill(2);
+        ring.set_state(0, State::Confirmed);
+        ring.pop_done();
+        // Does not fit after the second entry: it wraps to the start.
+        ring.push(State::Resend, 1, 2, 20).unwrap().fill(3);
+        let before: Vec<usize, 4> = records(&ring).iter().map(|r| r.0).collect();
+        assert_eq!(&before[..], &[35, 0]);
+        // The stage took the first 4 record bytes of the first entry to send again.
+        ring.records_mut(35).unwrap()[4..].fill(4);
+        ring.resend_at = Some(35 + HEADER_LEN + 4);
+        ring.compact();
+        // One run from 0, without the staged bytes; the cursor at the first entry's
+        // records, not in the wrapped entry behind it.
+        let after = records(&ring);
+        assert_eq!(after.len(), 2);
+        assert_eq!(after[0].0, 0);
+        assert_eq!(after[0].1, Some(State::Resend));
+        assert_eq!(&after[0].2[..], &[4; 36][..]);
+        assert_eq!(after[1].0, HEADER_LEN + 36);
+        assert_eq!(&after[1].2[..], &[3; 20][..]);
+        assert_eq!(ring.resend_at, Some(HEADER_LEN));
+        assert_eq!(ring.entries.max_push(), 100 - (2 * HEADER_LEN + 56));
+        // Once both are confirmed, everything is free.
+        ring.set_state(0, State::Confirmed);
+        ring.set_state(HEADER_LEN + 36, State::Confirmed);
+        ring.compact();
+        assert_eq!(ring.iter().count(), 0);
+        assert_eq!(ring.resend_at, None);
+        assert_eq!(ring.entries.max_push(), 100);
+    }
+
+    #[test]
+    fn the_reserve_is_an_eighth_with_a_floor() {
+        assert_eq!(reserve(64 * 1024), 8 * 1024);
+        assert_eq!(reserve(384), 4 * (HEADER_LEN + RECORD_HEADER_LEN));
+    }
 }

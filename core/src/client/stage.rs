@@ -126,9 +126,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             Phase::Running(running) => (running.params.max_len as usize).min(self.max_cell),
             _ => self.cell_len,
         };
-        let room = cap.saturating_sub(wire::NEXT_LEN).min(self.sent.room());
-        let resending = self.stage_resends(room);
+        let budget = cap.saturating_sub(wire::NEXT_LEN);
+        if self.sent.room() < budget && self.sent.resend_pending() {
+            // Take back the room of what is confirmed or already staged again.
+            self.sent.compact();
+        }
+        let resending = self.stage_resends(budget.min(self.sent.room()));
         if !resending {
+            // New data leaves the reserve free.
+            let room = budget.min(self.sent.room_for_new());
             self.stage_upstream(room, upstream);
             self.stage_opens(room);
         }

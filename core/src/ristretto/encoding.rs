@@ -51,33 +51,38 @@ impl core::fmt::Display for EncodingError {
 
 impl core::error::Error for EncodingError {}
 
-/// A decoded message (at most 30 bytes).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A message of at most 30 bytes: what [`decode`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
-    bytes: [u8; MAX_MESSAGE_LEN],
-    len: u8,
+    bytes: heapless::Vec<u8, MAX_MESSAGE_LEN>,
 }
 
 impl Message {
+    /// Refuses a message longer than [`MAX_MESSAGE_LEN`].
+    fn new(message: &[u8]) -> Result<Self, EncodingError> {
+        let bytes = heapless::Vec::from_slice(message).map_err(|_| EncodingError::TooLong)?;
+        Ok(Self { bytes })
+    }
+
     /// The message bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
+        &self.bytes
     }
 }
 
-fn candidate(message: &[u8], counter: u16) -> [u8; 32] {
+fn candidate(message: &Message, counter: u16) -> [u8; 32] {
     let mut bytes = [0u8; 32];
-    // Both fit: counter < 512 and message.len() <= 30 (checked by the callers).
-    bytes[0] = ((counter & 0x7f) as u8) << 1;
-    bytes[1..1 + message.len()].copy_from_slice(message);
-    bytes[31] = message.len() as u8 | (((counter >> 7) as u8) << 5);
+    let [first, padded @ .., last] = &mut bytes;
+    for (byte, m) in padded.iter_mut().zip(message.as_bytes()) {
+        *byte = *m;
+    }
+    // Both fit: counter < 512 and the length is at most 30.
+    *first = ((counter & 0x7f) as u8) << 1;
+    *last = message.bytes.len() as u8 | (((counter >> 7) as u8) << 5);
     bytes
 }
 
-fn first_point(message: &[u8]) -> Result<(u16, RistrettoPoint), EncodingError> {
-    if message.len() > MAX_MESSAGE_LEN {
-        return Err(EncodingError::TooLong);
-    }
+fn first_point(message: &Message) -> Result<(u16, RistrettoPoint), EncodingError> {
     for counter in 0..MAX_COUNTER {
         if let Some(point) = CompressedRistretto(candidate(message, counter)).decompress() {
             return Ok((counter, point));
@@ -88,27 +93,23 @@ fn first_point(message: &[u8]) -> Result<(u16, RistrettoPoint), EncodingError> {
 
 /// The point that encodes `message`.
 pub fn encode(message: &[u8]) -> Result<RistrettoPoint, EncodingError> {
-    first_point(message).map(|(_, point)| point)
+    first_point(&Message::new(message)?).map(|(_, point)| point)
 }
 
 /// The message a point encodes; refuses every point that is not some `encode(m)`.
 pub fn decode(point: &RistrettoPoint) -> Result<Message, EncodingError> {
-    let bytes = point.compress().to_bytes();
-    let len = usize::from(bytes[31] & 0x1f);
-    if len > MAX_MESSAGE_LEN || bytes[1 + len..31].iter().any(|&b| b != 0) {
+    let [first, padded @ .., last] = point.compress().to_bytes();
+    let len = usize::from(last & 0x1f);
+    let (message, padding) = padded
+        .split_at_checked(len)
+        .ok_or(EncodingError::NotAnEncoding)?;
+    if padding.iter().any(|&b| b != 0) {
         return Err(EncodingError::NotAnEncoding);
     }
-    let counter = u16::from(bytes[0] >> 1) | (u16::from(bytes[31] >> 5) << 7);
-    let message = &bytes[1..1 + len];
-    match first_point(message) {
-        Ok((first, _)) if first == counter => {
-            let mut out = Message {
-                bytes: [0; MAX_MESSAGE_LEN],
-                len: len as u8,
-            };
-            out.bytes[..len].copy_from_slice(message);
-            Ok(out)
-        }
+    let counter = u16::from(first >> 1) | (u16::from(last >> 5) << 7);
+    let message = Message::new(message).map_err(|_| EncodingError::NotAnEncoding)?;
+    match first_point(&message) {
+        Ok((first, _)) if first == counter => Ok(message),
         _ => Err(EncodingError::NotAnEncoding),
     }
 }
@@ -156,10 +157,12 @@ mod tests {
     fn a_later_counter_is_not_an_encoding() {
         // Find a message whose second working counter exists, and show it is refused.
         let message = b"accuse slot 7";
-        let (first, point) = first_point(message).unwrap();
+        let (first, point) = first_point(&Message::new(message).unwrap()).unwrap();
         assert_eq!(decode(&point).unwrap().as_bytes(), message);
         let later = (first + 1..MAX_COUNTER)
-            .find_map(|k| CompressedRistretto(candidate(message, k)).decompress())
+            .find_map(|k| {
+                CompressedRistretto(candidate(&Message::new(message).unwrap(), k)).decompress()
+            })
             .unwrap();
         assert_eq!(decode(&later), Err(EncodingError::NotAnEncoding));
     }

@@ -6,31 +6,47 @@
 //! about `n·log²(n)/4` compare-and-swaps, recursion depth about `2·log2(n)`.
 
 /// Sorts positions `0..n` ascending with `compare_swap(i, j)`, which must put the smaller
-/// element at `i` and the larger at `j` (for `i < j`), in constant time.
-pub(crate) fn sort(n: usize, compare_swap: &mut impl FnMut(usize, usize, bool)) {
-    sort_range(0, n, true, compare_swap);
+/// element at `i` and the larger at `j` (for `i < j < n`), in constant time. The first error
+/// `compare_swap` returns stops the sort and is returned.
+pub(crate) fn sort<E>(
+    n: usize,
+    compare_swap: &mut impl FnMut(usize, usize, bool) -> Result<(), E>,
+) -> Result<(), E> {
+    sort_range(0, n, true, compare_swap)
 }
 
 /// `compare_swap(i, j, ascending)`: for `ascending`, smaller at `i`; otherwise larger at `i`.
-fn sort_range(lo: usize, n: usize, ascending: bool, cs: &mut impl FnMut(usize, usize, bool)) {
+fn sort_range<E>(
+    lo: usize,
+    n: usize,
+    ascending: bool,
+    cs: &mut impl FnMut(usize, usize, bool) -> Result<(), E>,
+) -> Result<(), E> {
     if n > 1 {
         let m = n / 2;
-        sort_range(lo, m, !ascending, cs);
-        sort_range(lo + m, n - m, ascending, cs);
-        merge(lo, n, ascending, cs);
+        sort_range(lo, m, !ascending, cs)?;
+        sort_range(lo + m, n - m, ascending, cs)?;
+        merge(lo, n, ascending, cs)?;
     }
+    Ok(())
 }
 
-fn merge(lo: usize, n: usize, ascending: bool, cs: &mut impl FnMut(usize, usize, bool)) {
+fn merge<E>(
+    lo: usize,
+    n: usize,
+    ascending: bool,
+    cs: &mut impl FnMut(usize, usize, bool) -> Result<(), E>,
+) -> Result<(), E> {
     if n > 1 {
         // The greatest power of two below n.
         let m = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
         for i in lo..lo + n - m {
-            cs(i, i + m, ascending);
+            cs(i, i + m, ascending)?;
         }
-        merge(lo, m, ascending, cs);
-        merge(lo + m, n - m, ascending, cs);
+        merge(lo, m, ascending, cs)?;
+        merge(lo + m, n - m, ascending, cs)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -57,7 +73,9 @@ mod tests {
                     if (v[i] > v[j]) == ascending && v[i] != v[j] {
                         v.swap(i, j);
                     }
-                });
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
                 assert_eq!(v, expected, "n = {n}");
             }
         }

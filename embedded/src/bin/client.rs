@@ -11,7 +11,10 @@
 //! connection, which moves bytes between its TCP socket and two pipes (upstream,
 //! downstream). Storage is static and sized at compile time.
 //!
-//! Console: one line per link event, per interval and per local connection.
+//! Console: one line per link event, per interval and per local connection. The console
+//! never names the client's pseudonym slot, nor a Conn# (whose high bits are the slot): a
+//! log someone shares must not link this client to its slot. Local connections are named
+//! by their place (0 to [`MAX_LOCAL`] - 1) instead.
 #![no_std]
 #![no_main]
 
@@ -175,17 +178,13 @@ fn start(spawner: Spawner, mut board: Board) {
     let (node, name) = provisioned(board.provisioning, NodeRole::Client, "client");
     let trustee_keys = peer_keys(&node, name);
     println!(
-        "{}: on {}, slot {} of {}, {} trustees, {}-byte cells; relay {}.{}.{}.{}:{}; local port {}",
+        "{}: on {}, {} slots, {} trustees, {}-byte cells; relay {}:{}; local port {}",
         name,
         board.name,
-        node.slot,
         node.slots,
         node.trustees,
         node.cell_len,
-        node.relay_addr[0],
-        node.relay_addr[1],
-        node.relay_addr[2],
-        node.relay_addr[3],
+        node.relay,
         node.relay_port,
         node.local_port
     );
@@ -244,7 +243,7 @@ fn start(spawner: Spawner, mut board: Board) {
         spawner.spawn(local(i, name, client, board.net, node.local_port, buffers).unwrap());
     }
     RngCore::fill_bytes(&mut board.rng, &mut seed);
-    let uplink = Uplink::new(name, Target::of(&node), seed);
+    let uplink = Uplink::new(name, board.net, Target::of(&node), seed);
     // The pool holds this one task, spawned once.
     spawner.spawn(link(name, client, uplink, board).unwrap());
 }
@@ -421,9 +420,9 @@ fn events(name: NodeName, client: &Shared<DeviceClient>, stats: &Stats) {
                     stack::peak()
                 ),
                 ClientEvent::Lost { conn } => {
-                    println!("{}: connection {} lost", name, conn);
-                    if let Some(local) = local_of(conn) {
-                        local.end(Down::Reset);
+                    if let Some(i) = LOCALS.iter().position(|l| l.get().conn == Some(conn)) {
+                        println!("{}: local connection {} lost", name, i);
+                        LOCALS[i].end(Down::Reset);
                     }
                 }
                 _ => {}
@@ -476,10 +475,12 @@ fn deliver_now(delivery: Delivery<'_>, to_close: &mut Vec<ConnId, MAX_LOCAL>, st
 
 /// The application of `conn` does not take its downstream: reset it and close it upstream.
 fn stalled(conn: ConnId, local: &Local, to_close: &mut Vec<ConnId, MAX_LOCAL>) {
-    println!(
-        "connection {}: the application stopped reading; reset",
-        conn
-    );
+    if let Some(i) = LOCALS.iter().position(|l| core::ptr::eq(l, local)) {
+        println!(
+            "local connection {}: the application stopped reading; reset",
+            i
+        );
+    }
     local.end(Down::Reset);
     if !local.get().close_staged && !to_close.contains(&conn) {
         // At most MAX_LOCAL connections are open, each listed at most once.
@@ -543,7 +544,7 @@ async fn local(
             }
         });
         WAKE.signal(());
-        println!("{}: local connection {} open", name, conn);
+        println!("{}: local connection {} open", name, i);
         let moved = tunnel(&mut socket, local).await;
         local.update(|s| *s = Slot::IDLE);
         if moved.end == Down::Closed {
@@ -565,7 +566,7 @@ async fn local(
         println!(
             "{}: local connection {} {} ({} B up, {} B down)",
             name,
-            conn,
+            i,
             if moved.end == Down::Closed {
                 "closed"
             } else {

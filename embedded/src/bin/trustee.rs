@@ -65,17 +65,8 @@ fn start(spawner: Spawner, mut board: Board) {
     }
     let client_keys = peer_keys(&node, name);
     println!(
-        "{}: on {}, group of {} clients, {} trustees, {}-byte cells; relay {}.{}.{}.{}:{}",
-        name,
-        board.name,
-        node.clients,
-        node.trustees,
-        node.cell_len,
-        node.relay_addr[0],
-        node.relay_addr[1],
-        node.relay_addr[2],
-        node.relay_addr[3],
-        node.relay_port
+        "{}: on {}, group of {} clients, {} trustees, {}-byte cells; relay {}:{}",
+        name, board.name, node.clients, node.trustees, node.cell_len, node.relay, node.relay_port
     );
 
     let mut seed = [0u8; 32];
@@ -128,7 +119,7 @@ fn start(spawner: Spawner, mut board: Board) {
     );
 
     RngCore::fill_bytes(&mut board.rng, &mut seed);
-    let uplink = Uplink::new(name, Target::of(&node), seed);
+    let uplink = Uplink::new(name, board.net, Target::of(&node), seed);
     // The pool holds this one task, spawned once.
     spawner.spawn(link(name, trustee, uplink, board).unwrap());
 }

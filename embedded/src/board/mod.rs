@@ -7,23 +7,32 @@
 //! - `Rng`, its entropy source (`rand_core` 0.6 `RngCore + CryptoRng`);
 //! - `init()`, the hardware set-up before the executor starts (clocks, time driver,
 //!   console), returning the parts `start` needs;
-//! - `start(spawner, parts)`, which brings up Ethernet and the network stack (spawning
-//!   the stack's task) and returns the [`crate::Board`];
+//! - `async start(spawner, parts)`, which brings up the network (Ethernet, or Wi-Fi after
+//!   loading the radio's firmware) and the network stack (spawning the stack's task) and
+//!   returns the [`crate::Board`];
 //! - `console_write(bytes)` and `exit(status)`.
 
 #[cfg(any(test, all(target_os = "none", feature = "mps2-an385")))]
 pub mod mps2_an385;
 #[cfg(all(target_os = "none", feature = "nucleo-f767zi"))]
 pub mod nucleo_f767zi;
+#[cfg(all(target_os = "none", feature = "pico2-w"))]
+pub mod pico2_w;
 
 #[cfg(all(target_os = "none", feature = "mps2-an385"))]
 pub(crate) use mps2_an385 as selected;
 #[cfg(all(target_os = "none", feature = "nucleo-f767zi"))]
 pub(crate) use nucleo_f767zi as selected;
+#[cfg(all(target_os = "none", feature = "pico2-w"))]
+pub(crate) use pico2_w as selected;
 
 #[cfg(target_os = "none")]
 pub(crate) mod area {
-    //! The provisioning and seed areas named by the board's memory map.
+    //! The provisioning and seed areas named by the board's memory map, and what a board
+    //! itself reads from a node's blob: its address and its Wi-Fi network.
+
+    use dissent_core::provision::{Blob, Node, CLIENT_APP, TRUSTEE_APP};
+    use dissent_core::wire::NodeRole;
 
     extern "C" {
         static _provision_start: u8;
@@ -38,6 +47,44 @@ pub(crate) mod area {
             let start = core::ptr::addr_of!(_provision_start);
             let end = core::ptr::addr_of!(_provision_end);
             core::slice::from_raw_parts(start, end as usize - start as usize)
+        }
+    }
+
+    /// The client or trustee blob in the provisioning area, whichever role it is for.
+    #[cfg_attr(feature = "mps2-an385", allow(dead_code))]
+    pub fn node() -> Result<Node<'static>, &'static str> {
+        let area = provisioning();
+        let role = match Blob::parse(area).map(|b| b.app) {
+            Ok(TRUSTEE_APP) => NodeRole::Trustee,
+            Ok(CLIENT_APP) => NodeRole::Client,
+            _ => return Err("no client or trustee blob in the provisioning area"),
+        };
+        // The app reads the blob again and says what is wrong with it.
+        Node::parse(area, role).map_err(|_| "the provisioning blob is not readable")
+    }
+
+    /// The network configuration of a real board: the address its blob gives, else DHCP
+    /// (when built with it).
+    #[cfg(not(feature = "mps2-an385"))]
+    pub fn network_config() -> Result<embassy_net::Config, &'static str> {
+        use embassy_net::{Ipv4Address, Ipv4Cidr, StaticConfigV4};
+        match node().ok().and_then(|n| n.ipv4) {
+            Some(ip) => {
+                let gateway = Ipv4Address::from(ip.gateway);
+                let dns = Ipv4Address::from(ip.dns_server);
+                Ok(embassy_net::Config::ipv4_static(StaticConfigV4 {
+                    address: Ipv4Cidr::new(Ipv4Address::from(ip.address), ip.prefix_len),
+                    gateway: (!gateway.is_unspecified()).then_some(gateway),
+                    dns_servers: [dns].into_iter().filter(|d| !d.is_unspecified()).collect(),
+                }))
+            }
+            #[cfg(feature = "dhcp")]
+            None => Ok(embassy_net::Config::dhcpv4(Default::default())),
+            #[cfg(not(feature = "dhcp"))]
+            None => Err(
+                "this firmware takes no address by DHCP (built without `dhcp`) and \
+                 the provisioning gives none",
+            ),
         }
     }
 }

@@ -1,24 +1,29 @@
 //! ST NUCLEO-F767ZI: STM32F767ZI (Cortex-M7 at 216 MHz) with its Ethernet MAC and the
 //! board's LAN8742A PHY over RMII. Build-checked in CI; not run there.
 //!
-//! - Network: embassy-stm32's Ethernet driver, address by DHCPv4; the MAC address is
-//!   derived from the chip's unique ID (locally administered).
+//! - Network: embassy-stm32's Ethernet driver; the address the provisioning blob gives
+//!   (`dissent_core::provision::Ipv4Static`), or DHCPv4 when built with `dhcp`; the MAC
+//!   address is derived from the chip's unique ID (locally administered).
 //! - Time: embassy-stm32's timer driver (`time-driver-any`, 32.768 kHz ticks).
-//! - Entropy: the chip's hardware RNG.
-//! - Console: USART3 TX on PD8, the ST-LINK virtual COM port (115200 8N1).
-//! - Exit: prints the status, then halts (sleeping) until reset.
+//! - Entropy: the chip's hardware RNG, clocked at 48 MHz from the PLL's Q output and
+//!   checked at start ([`rng_health`]): a board whose RNG gives no data, reports a seed or
+//!   clock error, or repeats itself refuses to run (exit status 3, then reset).
+//! - Console: USART3 TX on PD8, the ST-LINK virtual COM port (115200 8N1), written through
+//!   its registers: embassy-stm32's UART driver, with its clock checks and their messages,
+//!   cost the trustee 1.9 KiB of flash for the same bytes out.
+//! - Watchdog: the independent watchdog (IWDG, on the LSI clock), fed by a task every
+//!   second; an executor stuck for [`crate::WATCHDOG_TIMEOUT`] resets the chip.
+//! - Exit: prints the status, then resets after a pause (see [`crate::exit`]).
 //! - Provisioning: the last 256 KiB flash sector (see `memory/nucleo-f767zi.x`).
 
-use core::cell::RefCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use critical_section::Mutex;
 use embassy_executor::Spawner;
 use embassy_net::{Runner, StackResources};
 use embassy_stm32::eth::{self, Ethernet, GenericPhy, PacketQueue, Sma};
-use embassy_stm32::mode::Blocking;
-use embassy_stm32::peripherals::{ETH, ETH_SMA, RNG};
+use embassy_stm32::peripherals::{ETH, ETH_SMA, IWDG, RNG};
 use embassy_stm32::time::Hertz;
-use embassy_stm32::usart::{self, UartTx};
+use embassy_stm32::wdg::IndependentWatchdog;
 use embassy_stm32::{bind_interrupts, rng, Config};
 use rand_core::RngCore;
 use static_cell::ConstStaticCell;
@@ -37,20 +42,30 @@ bind_interrupts!(struct Irqs {
     RNG => rng::InterruptHandler<RNG>;
 });
 
+/// Core clock.
+const CORE_HZ: u32 = 216_000_000;
+/// APB1's clock (the core clock / 4), which USART3 runs from.
+const PCLK1_HZ: u32 = CORE_HZ / 4;
+/// The console's baud rate.
+const CONSOLE_BAUD: u32 = 115_200;
+
 /// Hardware brought up before the executor runs.
 pub struct Parts {
     eth: Device,
     rng: Rng,
+    watchdog: IndependentWatchdog<'static, IWDG>,
 }
 
-static CONSOLE: Mutex<RefCell<Option<UartTx<'static, Blocking>>>> = Mutex::new(RefCell::new(None));
+/// Set once USART3 is ready to send.
+static CONSOLE: AtomicBool = AtomicBool::new(false);
 
-/// Sets up clocks, console, entropy and Ethernet.
-pub fn init() -> Parts {
+/// Sets up clocks, console, the watchdog, entropy and Ethernet.
+pub fn init(_core: cortex_m::Peripherals) -> Parts {
     let mut config = Config::default();
     {
         use embassy_stm32::rcc::*;
-        // 8 MHz from the ST-LINK's MCO; PLL to 216 MHz.
+        // 8 MHz from the ST-LINK's MCO; the PLL's VCO at 432 MHz, P to 216 MHz for the
+        // core, Q to 48 MHz for the RNG (and USB), which runs from no other clock.
         config.rcc.hse = Some(Hse {
             freq: Hertz(8_000_000),
             mode: HseMode::Bypass,
@@ -60,24 +75,32 @@ pub fn init() -> Parts {
             prediv: PllPreDiv::DIV4,
             mul: PllMul::MUL216,
             divp: Some(PllPDiv::DIV2),
-            divq: None,
+            divq: Some(PllQDiv::DIV9),
             divr: None,
         });
         config.rcc.ahb_pre = AHBPrescaler::DIV1;
         config.rcc.apb1_pre = APBPrescaler::DIV4;
         config.rcc.apb2_pre = APBPrescaler::DIV2;
         config.rcc.sys = Sysclk::PLL1_P;
+        config.rcc.mux.clk48sel = mux::Clk48sel::PLL1_Q;
     }
     let p = embassy_stm32::init(config);
 
-    // The default UART configuration (115200 8N1) is valid for USART3, so this cannot fail.
-    let console = UartTx::new_blocking(p.USART3, p.PD8, usart::Config::default()).unwrap();
-    critical_section::with(|cs| CONSOLE.borrow_ref_mut(cs).replace(console));
+    // Taken so that nothing else drives them.
+    let (_usart, _tx) = (p.USART3, p.PD8);
+    console_init();
 
+    let mut watchdog = IndependentWatchdog::new(p.IWDG, crate::WATCHDOG_TIMEOUT.as_micros() as u32);
+    watchdog.unleash();
+
+    if let Err(e) = rng_health() {
+        crate::println!("{}: entropy: {}; refusing to run without it", NAME, e);
+        exit(crate::EXIT_BOARD_FAILED)
+    }
     let rng = Rng::new(p.RNG, Irqs);
 
     // DMA descriptors and buffers, zeroed in place in RAM the Ethernet DMA reaches.
-    static PACKETS: ConstStaticCell<PacketQueue<4, 4>> = ConstStaticCell::new(PacketQueue::new());
+    static PACKETS: ConstStaticCell<PacketQueue<2, 2>> = ConstStaticCell::new(PacketQueue::new());
     let eth = Ethernet::new(
         PACKETS.take(),
         p.ETH,
@@ -94,7 +117,69 @@ pub fn init() -> Parts {
         p.PA2,
         p.PC1,
     );
-    Parts { eth, rng }
+    Parts { eth, rng, watchdog }
+}
+
+/// USART3 at 115200 8N1, transmit only, on PD8 (alternate function 7).
+fn console_init() {
+    use embassy_stm32::pac;
+    use embassy_stm32::pac::gpio::vals::Moder;
+    pac::RCC.ahb1enr().modify(|w| w.set_gpioden(true));
+    pac::RCC.apb1enr().modify(|w| w.set_usart3en(true));
+    pac::GPIOD.afr(1).modify(|w| w.set_afr(0, 7));
+    pac::GPIOD
+        .moder()
+        .modify(|w| w.set_moder(8, Moder::ALTERNATE));
+    let usart = pac::USART3;
+    usart
+        .brr()
+        .write(|w| w.set_brr(((PCLK1_HZ + CONSOLE_BAUD / 2) / CONSOLE_BAUD) as u16));
+    usart.cr1().write(|w| {
+        w.set_te(true);
+        w.set_ue(true);
+    });
+    CONSOLE.store(true, Ordering::Release);
+}
+
+/// Words the RNG health check draws.
+const HEALTH_WORDS: usize = 16;
+/// Status polls allowed per word (a word takes about 40 RNG clock cycles).
+const HEALTH_POLLS: u32 = 100_000;
+
+/// Checks the hardware RNG before anything uses it: enabled, it must give words without a
+/// clock or seed error, and no word may repeat the one before (FIPS 140-2's continuous
+/// test). embassy's driver would instead retry forever and hang the board.
+fn rng_health() -> Result<(), &'static str> {
+    use embassy_stm32::pac;
+    pac::RCC.ahb2enr().modify(|w| w.set_rngen(true));
+    let rng = pac::RNG;
+    rng.cr().modify(|w| w.set_rngen(true));
+    let mut last = None;
+    for _ in 0..HEALTH_WORDS {
+        let mut polls = 0;
+        let word = loop {
+            let sr = rng.sr().read();
+            if sr.cecs() {
+                return Err("the RNG's clock is missing or too slow");
+            }
+            if sr.secs() {
+                return Err("the RNG reports a seed error");
+            }
+            if sr.drdy() {
+                break rng.dr().read();
+            }
+            polls += 1;
+            if polls == HEALTH_POLLS {
+                return Err("the RNG gives no data");
+            }
+        };
+        if last == Some(word) {
+            return Err("the RNG repeats itself");
+        }
+        last = Some(word);
+    }
+    rng.cr().modify(|w| w.set_rngen(false));
+    Ok(())
 }
 
 /// A locally administered unicast MAC address folded from the chip's 96-bit unique ID.
@@ -106,17 +191,28 @@ fn mac_address(uid: [u8; 12]) -> [u8; 6] {
     mac
 }
 
-/// Starts the network stack (DHCPv4) and hands out the board.
-pub fn start(spawner: Spawner, parts: Parts) -> Board {
-    let Parts { eth, mut rng } = parts;
-    let config = embassy_net::Config::dhcpv4(Default::default());
+/// Starts the network stack (the provisioned address, or DHCPv4) and hands out the board.
+pub async fn start(spawner: Spawner, parts: Parts) -> Board {
+    let Parts {
+        eth,
+        mut rng,
+        watchdog,
+    } = parts;
+    let config = match crate::board::area::network_config() {
+        Ok(config) => config,
+        Err(e) => {
+            crate::println!("{}: {}", NAME, e);
+            exit(1)
+        }
+    };
     // Built in place in .bss, never on the stack.
     static RESOURCES: ConstStaticCell<StackResources<NET_SOCKETS>> =
         ConstStaticCell::new(StackResources::new());
     let (net, runner) =
         embassy_net::new(eth, config, RESOURCES.take(), RngCore::next_u64(&mut rng));
-    // The task pool has room for this one task, spawned once.
+    // The task pools have room for these tasks, spawned once each.
     spawner.spawn(net_task(runner).unwrap());
+    spawner.spawn(watchdog_task(watchdog).unwrap());
     Board {
         name: NAME,
         net,
@@ -130,24 +226,40 @@ async fn net_task(mut runner: Runner<'static, Device>) -> ! {
     runner.run().await
 }
 
-/// Writes to the ST-LINK virtual COM port.
-///
-/// Interrupts stay enabled during the (slow, blocking) write: the UART is taken out of its
-/// cell meanwhile, so a print from an interrupt handler during it is dropped.
-pub fn console_write(bytes: &[u8]) {
-    let Some(mut uart) = critical_section::with(|cs| CONSOLE.borrow_ref_mut(cs).take()) else {
-        return;
-    };
-    // Nowhere to report a console failure; the text is lost.
-    let _ = uart.blocking_write(bytes);
-    let _ = uart.blocking_flush();
-    critical_section::with(|cs| CONSOLE.borrow_ref_mut(cs).replace(uart));
+/// Feeds the watchdog while the executor runs tasks.
+#[embassy_executor::task]
+async fn watchdog_task(mut watchdog: IndependentWatchdog<'static, IWDG>) -> ! {
+    loop {
+        watchdog.pet();
+        embassy_time::Timer::after(crate::WATCHDOG_FEED).await;
+    }
 }
 
-/// Prints the status and halts until reset.
-pub fn exit(status: u8) -> ! {
-    crate::println!("{}: exit status {}", NAME, status);
-    loop {
-        cortex_m::asm::wfi();
+/// Writes to the ST-LINK virtual COM port, waiting for room for each byte.
+///
+/// Interrupts stay enabled during the (slow, blocking) write; a print from an interrupt
+/// handler meanwhile may interleave its bytes with the line being written.
+pub fn console_write(bytes: &[u8]) {
+    if !CONSOLE.load(Ordering::Acquire) {
+        return;
     }
+    let usart = embassy_stm32::pac::USART3;
+    for &byte in bytes {
+        while !usart.isr().read().txe() {}
+        usart.tdr().write(|w| w.set_dr(u16::from(byte)));
+    }
+}
+
+/// Prints the status, pauses, and resets the chip.
+pub fn exit(status: u8) -> ! {
+    let pause_s = if status >= crate::EXIT_PANIC { 1 } else { 10 };
+    crate::println!(
+        "{}: exit status {}; resetting in {} s",
+        NAME,
+        status,
+        pause_s
+    );
+    // The watchdog (8 s) may reset it first; either way the board starts again.
+    cortex_m::asm::delay(CORE_HZ * pause_s);
+    cortex_m::peripheral::SCB::sys_reset()
 }

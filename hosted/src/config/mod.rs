@@ -12,10 +12,11 @@
 //!   uniformly shuffled order. A slot's index is its position in this list; the file does
 //!   not say which client owns which slot (only the owner, holding the pseudonym private
 //!   key, can tell).
-//! - `ID.json` for every node, the relay included (private, mode 0600): the node's
-//!   long-term link private key and its identity private key.
-//! - `ID.session.json` for every client and trustee (private, mode 0600): the node's session
-//!   private key and, for a client, its pseudonym private key.
+//! - `ID.json` for every node, the relay included (private: mode 0600 on Unix, only its
+//!   owner in its access list on Windows, see [`crate::platform::private_files`]): the
+//!   node's long-term link private key and its identity private key.
+//! - `ID.session.json` for every client and trustee (private): the node's session private
+//!   key and, for a client, its pseudonym private key.
 //!
 //! Generation plays the trusted dealer: it knows every private key for a moment, writes each
 //! to its owner's file and forgets them. Loading checks that the public files agree with each
@@ -26,9 +27,8 @@ pub mod addr;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::addr::HostPort;
 use crate::console;
+use crate::platform::private_files::{self, Refused};
 
 /// Number of clients generated when none is given.
 pub const DEFAULT_CLIENTS: usize = 10;
@@ -77,8 +78,15 @@ const MAX_ID_LEN: usize = 64;
 /// Largest configuration file we read: `system.json` lists every client, about 120 bytes
 /// each (1.2 MB at 10,000 clients), so this allows the largest group with room to spare.
 const MAX_FILE_LEN: u64 = 256 * MAX_CLIENTS as u64;
-const PRIVATE_MODE: u32 = 0o600;
-const PUBLIC_MODE: u32 = 0o644;
+
+/// Who may read a file `generate` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// Its owner only (a private key file).
+    Private,
+    /// Anyone; only its owner writes.
+    Public,
+}
 
 /// Options for [`generate`].
 #[derive(Clone, Debug)]
@@ -346,14 +354,19 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
         private_key: hex::encode(relay_key),
         identity_private_key: hex::encode(relay_identity),
     };
-    write_json(dir, &format!("{RELAY_ID}.json"), &relay_file, PRIVATE_MODE)?;
+    write_json(
+        dir,
+        &format!("{RELAY_ID}.json"),
+        &relay_file,
+        Access::Private,
+    )?;
     for m in clients.iter().chain(&trustees) {
         let long_term = PrivateFile {
             id: m.id.clone(),
             private_key: hex::encode(m.long_term),
             identity_private_key: hex::encode(m.identity),
         };
-        write_json(dir, &format!("{}.json", m.id), &long_term, PRIVATE_MODE)?;
+        write_json(dir, &format!("{}.json", m.id), &long_term, Access::Private)?;
         let session = SessionPrivateFile {
             id: m.id.clone(),
             session_private_key: hex::encode(m.session),
@@ -363,7 +376,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
             dir,
             &format!("{}.session.json", m.id),
             &session,
-            PRIVATE_MODE,
+            Access::Private,
         )?;
     }
 
@@ -380,7 +393,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
             })
             .collect(),
     };
-    write_json(dir, PSEUDONYM_FILE, &pseudonym, PUBLIC_MODE)?;
+    write_json(dir, PSEUDONYM_FILE, &pseudonym, Access::Public)?;
 
     let session_entries = |members: &[Member]| -> Vec<FileEntry> {
         members
@@ -397,7 +410,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
         clients: session_entries(&clients),
         trustees: session_entries(&trustees),
     };
-    write_json(dir, SESSION_FILE, &session, PUBLIC_MODE)?;
+    write_json(dir, SESSION_FILE, &session, Access::Public)?;
 
     let system_entries = |members: &[Member]| -> Vec<FileEntry> {
         members
@@ -423,7 +436,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
         cell_length: opts.cell_length,
         max_cell_length: Some(opts.max_cell_length.max(opts.cell_length)),
     };
-    write_json(dir, SYSTEM_FILE, &system, PUBLIC_MODE)?;
+    write_json(dir, SYSTEM_FILE, &system, Access::Public)?;
 
     // Make the renames durable; not all platforms can sync a directory, so best effort.
     if let Ok(d) = File::open(dir) {
@@ -507,32 +520,29 @@ fn is_generated_name(name: &str) -> bool {
     stem == RELAY_ID || numbered("client-") || numbered("trustee-")
 }
 
-fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, mode: u32) -> Result<()> {
+fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, access: Access) -> Result<()> {
     let path = dir.join(name);
     let mut text = serde_json::to_vec_pretty(value)
         .with_context(|| format!("{}: cannot encode", path.display()))?;
     text.push(b'\n');
     let tmp = dir.join(format!(".{name}.tmp"));
-    let written = write_then_rename(&tmp, &path, &text, mode);
+    let written = write_then_rename(&tmp, &path, &text, access);
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     written.with_context(|| format!("{}: cannot write", path.display()))
 }
 
-fn write_then_rename(tmp: &Path, path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+fn write_then_rename(tmp: &Path, path: &Path, contents: &[u8], access: Access) -> io::Result<()> {
     match fs::remove_file(tmp) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(tmp)?;
-    // `mode` above is filtered by the umask; set it exactly, so private files are the owner's
-    // alone and public ones can be handed around whatever the umask.
-    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    // Private files are the owner's alone from the start; public ones can be handed around.
+    let mut file = match access {
+        Access::Private => private_files::create_private(tmp)?,
+        Access::Public => private_files::create_public(tmp)?,
+    };
     file.write_all(contents)?;
     file.sync_all()?;
     fs::rename(tmp, path)
@@ -687,6 +697,33 @@ impl Group {
     }
 }
 
+/// Whether the key file at `path` is a client's or a trustee's, by the id it names.
+///
+/// A file this cannot read is taken as a client's, for [`load_node`] to explain.
+pub fn node_kind(group: &Group, path: &Path) -> Result<NodeKind> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let Some(Id { id }) = fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Id>(&bytes).ok())
+    else {
+        return Ok(NodeKind::Client);
+    };
+    if id == group.relay_id {
+        bail!(
+            "{} is the relay's key: a device runs a client or a trustee",
+            path.display()
+        );
+    }
+    Ok(if group.trustees.iter().any(|t| t.id == id) {
+        NodeKind::Trustee
+    } else {
+        NodeKind::Client
+    })
+}
+
 /// Loads the private file (DIR/ID.json) of a node of kind `kind` and, for clients and
 /// trustees, its DIR/ID.session.json beside it; checks they are the owner's alone and
 /// match the group.
@@ -838,14 +875,27 @@ fn read_private_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
         .metadata()
         .with_context(|| format!("{shown}: cannot read its permissions"))?;
     ensure_regular(path, &meta)?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if let Some(too_open) = check_one(&file, path)? {
         return Err(TooOpen {
-            files: vec![(path.to_path_buf(), mode)],
+            files: vec![too_open],
         }
         .into());
     }
     parse_json_file(path, file)
+}
+
+/// The platform's check of one open private file: `Some` when others may read or change it.
+fn check_one(file: &File, path: &Path) -> Result<Option<OpenFile>> {
+    match private_files::check_private(file, path) {
+        Ok(()) => Ok(None),
+        Err(Refused::TooOpen { who, label, fix }) => Ok(Some(OpenFile {
+            path: path.to_path_buf(),
+            who,
+            label,
+            fix,
+        })),
+        Err(e) => Err(anyhow!("{}: {e}", path.display())),
+    }
 }
 
 /// Refuses a folder, a device or anything else that is not a plain file, where a key file
@@ -861,41 +911,54 @@ fn ensure_regular(path: &Path, meta: &fs::Metadata) -> Result<()> {
     Ok(())
 }
 
-/// Private key files that others may read or write: each named with its mode, and one
-/// `chmod` that fixes them all.
+/// A private key file that others may read or write, as the platform judged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Who may: `permissions 0644 are`, `access for S-1-5-11 is`.
+    pub who: String,
+    /// The same, short, for a list: `0644`.
+    pub label: String,
+    /// The command that makes this file private.
+    pub fix: String,
+}
+
+/// Private key files that others may read or write: each named with who may, and the
+/// command that fixes them all (one `chmod` on Unix).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TooOpen {
-    /// Each file and its permission bits.
-    pub files: Vec<(PathBuf, u32)>,
+    /// Each file and who may read or change it.
+    pub files: Vec<OpenFile>,
 }
 
 impl fmt::Display for TooOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let paths: Vec<String> = self
-            .files
-            .iter()
-            .map(|(p, _)| console::shell_word(&p.display().to_string()))
-            .collect();
+        const RULE: &str = "a private key file must be readable by its owner only";
         match self.files.as_slice() {
-            [(path, mode)] => write!(
+            [one] => write!(
                 f,
-                "{}: permissions {mode:04o} are too open: a private key file must be \
-                 readable by its owner only; run: chmod 600 {}",
-                path.display(),
-                paths.join(" ")
+                "{}: {} too open: {RULE}; run: {}",
+                one.path.display(),
+                one.who,
+                one.fix
             ),
             files => {
                 let list: Vec<String> = files
                     .iter()
-                    .map(|(p, m)| format!("{} ({m:04o})", p.display()))
+                    .map(|o| format!("{} ({})", o.path.display(), o.label))
                     .collect();
+                let paths: Vec<&Path> = files.iter().map(|o| o.path.as_path()).collect();
+                let fix = private_files::fix_all(&paths).unwrap_or_else(|| {
+                    let each: Vec<&str> = files.iter().map(|o| o.fix.as_str()).collect();
+                    each.join("; ")
+                });
                 write!(
                     f,
-                    "{} private key files can be read or written by others: {}; a private \
-                     key file must be readable by its owner only; run: chmod 600 {}",
+                    "{} private key files can be read or written by others: {}; {RULE}; \
+                     run: {fix}",
                     files.len(),
                     list.join(", "),
-                    paths.join(" ")
                 )
             }
         }
@@ -905,12 +968,12 @@ impl fmt::Display for TooOpen {
 impl std::error::Error for TooOpen {}
 
 /// Checks every one of `paths` that exists: a plain file, readable and writable by its
-/// owner only. Every file with too open a mode is named at once (one [`TooOpen`]); a path
-/// that is not a plain file fails alone.
+/// owner only. Every file others may read or change is named at once (one [`TooOpen`]);
+/// a path that is not a plain file fails alone.
 pub fn check_private_files(paths: &[PathBuf]) -> Result<()> {
-    let mut open: Vec<(PathBuf, u32)> = Vec::new();
+    let mut open: Vec<OpenFile> = Vec::new();
     for path in paths {
-        if open.iter().any(|(p, _)| p == path) {
+        if open.iter().any(|o| &o.path == path) {
             continue;
         }
         let Ok(meta) = fs::metadata(path) else {
@@ -918,9 +981,9 @@ pub fn check_private_files(paths: &[PathBuf]) -> Result<()> {
             continue;
         };
         ensure_regular(path, &meta)?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            open.push((path.clone(), mode));
+        let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        if let Some(too_open) = check_one(&file, path)? {
+            open.push(too_open);
         }
     }
     if open.is_empty() {
@@ -1103,8 +1166,9 @@ mod tests {
         fs::write(path, serde_json::to_vec_pretty(value).unwrap()).unwrap();
     }
 
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    /// Whether only the owner may read the file at `path`.
+    fn is_private(path: &Path) -> bool {
+        private_files::check_private(&File::open(path).unwrap(), path).is_ok()
     }
 
     /// [`load_node`] for the kind of node the file's name says.
@@ -1207,11 +1271,14 @@ mod tests {
             private.push(format!("{id}.session.json"));
         }
         for name in &private {
-            assert_eq!(mode(&dir.path().join(name)), 0o600, "{name}");
+            assert!(is_private(&dir.path().join(name)), "{name}");
         }
-        for name in [SYSTEM_FILE, SESSION_FILE, PSEUDONYM_FILE] {
-            assert_ne!(mode(&dir.path().join(name)), 0o600, "{name}");
-            assert_ne!(mode(&dir.path().join(name)) & 0o044, 0, "{name}");
+        // Public files are readable by all on Unix (0644); on Windows they keep their
+        // folder's access list, which may be private too.
+        if cfg!(unix) {
+            for name in [SYSTEM_FILE, SESSION_FILE, PSEUDONYM_FILE] {
+                assert!(!is_private(&dir.path().join(name)), "{name}");
+            }
         }
         // 3 public + relay + 6 members x 2, and no temporaries left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3 + 1 + 12);
@@ -1334,7 +1401,7 @@ mod tests {
         for id in ["client-0", "client-1", "trustee-0", "relay"] {
             let path = dir.path().join(format!("{id}.json"));
             load(&second, &path).unwrap();
-            assert_eq!(mode(&path), 0o600);
+            assert!(is_private(&path));
         }
     }
 
@@ -1711,6 +1778,7 @@ mod tests {
         load_node(&group, &file("client-0"), NodeKind::Client).unwrap();
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_folder_or_a_device_is_no_key_file_and_gets_no_chmod_hint() {
         let dir = generated(&small());
@@ -1728,8 +1796,11 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     #[test]
     fn every_file_too_open_is_named_in_one_message_with_one_chmod() {
+        use std::os::unix::fs::PermissionsExt;
+
         let dir = generated(&small());
         let group = Group::load(dir.path()).unwrap();
         let key = dir.path().join("client-2.json");
@@ -1738,9 +1809,14 @@ mod tests {
         fs::set_permissions(&session, fs::Permissions::from_mode(0o640)).unwrap();
         let err = load_node(&group, &key, NodeKind::Client).unwrap_err();
         let too_open = err.downcast_ref::<TooOpen>().expect("a TooOpen");
+        let named: Vec<(&Path, &str)> = too_open
+            .files
+            .iter()
+            .map(|o| (o.path.as_path(), o.label.as_str()))
+            .collect();
         assert_eq!(
-            too_open.files,
-            vec![(key.clone(), 0o644), (session.clone(), 0o640)]
+            named,
+            vec![(key.as_path(), "0644"), (session.as_path(), "0640")]
         );
         let text = format!("{err:#}");
         let chmod = format!("run: chmod 600 {} {}", key.display(), session.display());
@@ -1775,8 +1851,12 @@ mod tests {
         );
     }
 
+    /// The Windows access-list check is `platform::private_files`'s, tested there.
+    #[cfg(unix)]
     #[test]
     fn a_private_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+
         let dir = generated(&small());
         let group = Group::load(dir.path()).unwrap();
         for (name, node) in [
@@ -1835,7 +1915,7 @@ mod tests {
     }
 
     /// The demo set in configs/ stays loadable, every node included, once its private files
-    /// have the mode git cannot keep (the test works on a copy).
+    /// are private, which git cannot keep (the test works on a copy).
     #[test]
     fn the_shipped_demo_configuration_loads() {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/demo");
@@ -1845,13 +1925,16 @@ mod tests {
             let entry = entry.unwrap();
             let name = entry.file_name().into_string().unwrap();
             let to = dir.join(&name);
-            fs::copy(entry.path(), &to).unwrap();
             let public = matches!(
                 name.as_str(),
                 "system.json" | "session.json" | "pseudonym.json"
             );
-            let mode = if public { PUBLIC_MODE } else { PRIVATE_MODE };
-            fs::set_permissions(&to, fs::Permissions::from_mode(mode)).unwrap();
+            let mut file = if public {
+                private_files::create_public(&to).unwrap()
+            } else {
+                private_files::create_private(&to).unwrap()
+            };
+            file.write_all(&fs::read(entry.path()).unwrap()).unwrap();
         }
         let group = Group::load(dir).unwrap();
         assert_eq!((group.clients.len(), group.trustees.len()), (3, 2));

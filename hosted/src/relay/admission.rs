@@ -57,7 +57,6 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::Hash;
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -152,40 +151,6 @@ impl Limits {
     pub fn exit_descriptors(&self, nofile: u64, members: usize) -> u64 {
         nofile.saturating_sub(self.reserved_descriptors(members))
     }
-}
-
-/// Raises the soft limit on open files to the hard limit; returns the soft limit now.
-///
-/// If the system refuses the raise, the limit stays as it was and the error says so.
-#[cfg(unix)]
-pub fn raise_open_file_limit() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes only into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if lim.rlim_cur >= lim.rlim_max {
-        return Ok(lim.rlim_cur);
-    }
-    let raised = libc::rlimit {
-        rlim_cur: lim.rlim_max,
-        rlim_max: lim.rlim_max,
-    };
-    // SAFETY: setrlimit only reads the struct it is given.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!(
-                "cannot raise the open-file limit from {} to {}: {e}",
-                lim.rlim_cur, lim.rlim_max
-            ),
-        ));
-    }
-    Ok(raised.rlim_cur)
 }
 
 /// Where a link comes from, as far as limits go: an IPv4 address or an IPv6 /64.
@@ -1116,29 +1081,6 @@ mod tests {
         // A group of 10,000 under a limit of 20,000 files still has room for exits.
         assert_eq!(d.reserved_descriptors(10_003), 10_003 + 1024 + 1024 + 64);
         assert_eq!(d.exit_descriptors(20_000, 10_003), 7885);
-    }
-
-    #[test]
-    fn the_open_file_limit_is_raised_to_the_hard_limit() {
-        let mut before = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes only into the struct it is given.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut before) },
-            0
-        );
-        let now = raise_open_file_limit().unwrap();
-        assert!(now >= before.rlim_cur);
-        let mut after = before;
-        // SAFETY: as above.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut after) },
-            0
-        );
-        assert_eq!(after.rlim_cur, now);
-        assert_eq!(after.rlim_cur, before.rlim_max);
     }
 
     #[test]

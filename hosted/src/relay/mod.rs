@@ -166,7 +166,7 @@ struct Reported {
 /// Runs the relay until Ctrl-C.
 pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Result<()> {
     let members_count = group.clients.len() + group.trustees.len();
-    let nofile = match admission::raise_open_file_limit() {
+    let nofile = match crate::platform::open_files::raise_limit() {
         Ok(n) => n,
         Err(e) => {
             warn!("{e}");

@@ -4,7 +4,9 @@
 //!   runs a whole DC-net on loopback with real TCP links: a relay process (echo exit),
 //!   trustee processes, client 0 as a `dissent client` process with a local port (the one
 //!   measured), and the other clients in load processes (`dissent clients`, up to
-//!   [`CLIENTS_PER_PROCESS`] each; `--separate` gives every client its own process). Phases:
+//!   [`CLIENTS_PER_PROCESS`] each; `--separate` gives every client its own process), started
+//!   as the end-to-end tests start theirs (`dissent_harness`): each node listens on a port
+//!   the system picks and names it in its log, the others are told the relay's. Phases:
 //!   the net idles (exchanges/s and CPU of the whole net), a first echo on a new connection
 //!   after the idle spell, 32-byte echoes one at a time on a warm connection (RTT), then one
 //!   sender streaming through client 0 for S seconds, every echoed byte checked (goodput).
@@ -29,6 +31,9 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::{Args, Subcommand};
 use dissent_core::crypto::{PairKey, PAD_NONCE_LEN};
 use dissent_core::testkit::{Net, NetConfig};
+use dissent_harness::group::{args, Group};
+use dissent_harness::pattern::Pattern;
+use dissent_harness::ports;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -38,6 +43,7 @@ use tokio::process::Child;
 
 use crate::config;
 use crate::console::{self, count};
+use crate::platform::process_stats;
 use crate::process;
 
 /// Clients one load process hosts (a process here may hold 20,000 files; each client
@@ -49,9 +55,15 @@ const PING_LEN: usize = 32;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Largest write or read of the goodput stream.
 const IO_CHUNK: usize = 64 * 1024;
-/// Length of the pattern every checked byte stream is cut from (a prime, so streams at
+/// Period of the pattern every checked byte stream repeats (a prime, so streams at
 /// different offsets do not line up).
 const PATTERN_LEN: usize = 65_521;
+/// How long a node of the cluster may take to name the port it listens on.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Log levels of the nodes: warnings, and the lines that name the ports they got.
+const RELAY_LOG: &str = "warn,dissent::relay=info,dissent::metrics=info";
+const CLIENT_LOG: &str = "warn,dissent::client=info";
+const NODE_LOG: &str = "warn";
 /// The relay's counter of decoded exchanges on its metrics endpoint.
 const EXCHANGES_METRIC: &str = "dissent_exchanges_total";
 /// How long the net idles before the idle numbers and the first echo.
@@ -182,42 +194,6 @@ fn phase(msg: String) -> ProgressBar {
         .with_message(msg);
     pb.enable_steady_tick(Duration::from_millis(100));
     pb
-}
-
-/// Checked byte streams: stream offset `k` is byte `k mod PATTERN_LEN` of one fixed buffer.
-struct Pattern(Vec<u8>);
-
-impl Pattern {
-    fn new() -> Pattern {
-        Pattern(dissent_core::testkit::pattern(1, PATTERN_LEN))
-    }
-
-    /// Writes the stream bytes at `offset` into `out`.
-    fn fill(&self, offset: u64, out: &mut [u8]) {
-        let mut at = (offset % PATTERN_LEN as u64) as usize;
-        let mut done = 0;
-        while done < out.len() {
-            let n = (out.len() - done).min(PATTERN_LEN - at);
-            out[done..done + n].copy_from_slice(&self.0[at..at + n]);
-            done += n;
-            at = 0;
-        }
-    }
-
-    /// Whether `data` equals the stream bytes at `offset`.
-    fn matches(&self, offset: u64, data: &[u8]) -> bool {
-        let mut at = (offset % PATTERN_LEN as u64) as usize;
-        let mut done = 0;
-        while done < data.len() {
-            let n = (data.len() - done).min(PATTERN_LEN - at);
-            if data[done..done + n] != self.0[at..at + n] {
-                return false;
-            }
-            done += n;
-            at = 0;
-        }
-        true
-    }
 }
 
 /// Milliseconds at a quantile of a histogram of microseconds.
@@ -367,19 +343,27 @@ fn human_rate(bytes_per_sec: f64) -> String {
 // ---------------------------------------------------------------------------------------
 // net mode
 
-/// The child processes of one benchmark: relay, trustees, clients.
+/// The child processes of one benchmark: relay, trustees, clients, each logging to
+/// `NAME.log` in the benchmark's folder.
 struct Cluster {
     children: Vec<(String, Child)>,
 }
 
 impl Cluster {
-    fn spawn(&mut self, exe: &Path, work: &Path, name: &str, argv: &[String]) -> Result<u32> {
+    fn spawn(
+        &mut self,
+        exe: &Path,
+        work: &Path,
+        name: &str,
+        level: &str,
+        argv: &[String],
+    ) -> Result<u32> {
         let log_path = work.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut cmd = process::child_command(exe);
         cmd.args(argv)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
         let child = cmd
@@ -392,6 +376,30 @@ impl Cluster {
 
     fn pids(&self) -> Vec<u32> {
         self.children.iter().filter_map(|(_, c)| c.id()).collect()
+    }
+
+    /// The port child `name`, started on port 0, names in its log after `marker`.
+    async fn logged_port(&mut self, work: &Path, name: &str, marker: &str) -> Result<u16> {
+        let log_path = work.join(format!("{name}.log"));
+        let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+        loop {
+            let log = tokio::fs::read_to_string(&log_path)
+                .await
+                .unwrap_or_default();
+            if let Some(port) = ports::port_after(&log, marker) {
+                return Ok(port);
+            }
+            if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| n == name) {
+                if let Ok(Some(status)) = child.try_wait() {
+                    bail!("{name} exited ({status}) before naming its port");
+                }
+            }
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "{name} did not name its port ({marker:?}) within {LISTEN_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Resolves when any child has exited, naming it.
@@ -435,39 +443,15 @@ impl Cluster {
     }
 }
 
-/// Distinct free loopback ports (bound together, then released).
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("cannot find free loopback ports")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+/// CPU seconds the processes `pids` have used so far; `None` where the platform cannot
+/// tell, or one of them cannot be read.
+fn total_cpu(pids: &[u32]) -> Option<f64> {
+    pids.iter().map(|&p| process_stats::cpu_seconds(p)).sum()
 }
 
-/// CPU seconds (user plus system, all threads) `pid` has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(p) = procfs::process::Process::new(pid as i32) else {
-        return 0.0;
-    };
-    let Ok(stat) = p.stat() else { return 0.0 };
-    let tps = procfs::ticks_per_second() as f64;
-    (stat.utime + stat.stime) as f64 / tps
-}
-
-fn total_cpu(pids: &[u32]) -> f64 {
-    pids.iter().map(|&p| cpu_seconds(p)).sum()
-}
-
-/// Peak resident memory of `pid` in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    procfs::process::Process::new(pid as i32)
-        .ok()
-        .and_then(|p| p.status().ok())
-        .and_then(|s| s.vmhwm)
-        .map_or(0, |kb| kb * 1024)
+/// A figure as printed: its value, or `unavailable` where the platform cannot tell.
+fn shown(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "unavailable".to_string(), |v| v.to_string())
 }
 
 /// Reads the relay's decoded-exchange counter from its metrics endpoint.
@@ -504,9 +488,10 @@ struct Report {
     pad_limit_goodput_bytes_per_sec: f64,
     pad_bytes_per_sec_per_core: f64,
     cores: usize,
-    relay_rss_bytes: u64,
-    cpu_seconds: f64,
-    idle_cpu_percent: f64,
+    /// `None` (null) where the platform cannot tell, as for the next two.
+    relay_rss_bytes: Option<u64>,
+    cpu_seconds: Option<f64>,
+    idle_cpu_percent: Option<f64>,
     ready_seconds: f64,
     verified: bool,
 }
@@ -550,7 +535,10 @@ impl Report {
             "exchanges_per_sec.one_sender: {:.1}",
             self.exchanges_per_sec.one_sender
         );
-        println!("idle_cpu_percent: {:.1}", self.idle_cpu_percent);
+        println!(
+            "idle_cpu_percent: {}",
+            shown(self.idle_cpu_percent.map(|p| format!("{p:.1}")))
+        );
         println!("first_byte_ms: {:.2}", self.first_byte_ms);
         println!(
             "rtt_ms: p50 {:.2}, p95 {:.2}, p99 {:.2} ({} echoes)",
@@ -569,8 +557,11 @@ impl Report {
             self.pad_bytes_per_sec_per_core / 1e6,
             self.cores
         );
-        println!("relay_rss_bytes: {}", self.relay_rss_bytes);
-        println!("cpu_seconds: {:.1}", self.cpu_seconds);
+        println!("relay_rss_bytes: {}", shown(self.relay_rss_bytes));
+        println!(
+            "cpu_seconds: {}",
+            shown(self.cpu_seconds.map(|s| format!("{s:.1}")))
+        );
         if json {
             match serde_json::to_string(self) {
                 Ok(j) => println!("{j}"),
@@ -637,9 +628,9 @@ async fn start_cluster(spec: &ClusterSpec) -> Result<Running> {
         .tempdir()
         .context("cannot create a temporary folder")?;
     let with_ports = spec.with_ports.min(spec.clients);
-    let ports = free_ports(2 + with_ports)?;
-    let (relay_port, metrics_port) = (ports[0], ports[1]);
-    let client_ports = ports[2..].to_vec();
+    // Every node listens on port 0 and names the port it got; the nodes are told the
+    // relay's. The configuration's relay address is a reserved port that nobody uses.
+    let config_relay = ports::reserve_port().context("cannot reserve a loopback port")?;
     let cfg_dir = work.path().join("cfg");
     let pb = phase(format!(
         "writing a configuration for {} and {}",
@@ -653,13 +644,12 @@ async fn start_cluster(spec: &ClusterSpec) -> Result<Running> {
             trustees: spec.trustees,
             cell_length: spec.cell_length,
             max_cell_length: spec.max_cell_length.max(spec.cell_length),
-            relay: format!("127.0.0.1:{relay_port}"),
+            relay: format!("127.0.0.1:{config_relay}"),
             force: false,
         },
     )?;
     pb.finish_and_clear();
     let exe = std::env::current_exe().context("cannot find the dissent executable")?;
-    let dir = cfg_dir.display().to_string();
     let small: Vec<String> = if spec.clients < 2 {
         vec!["--allow-small-anonymity-set".into()]
     } else {
@@ -669,58 +659,38 @@ async fn start_cluster(spec: &ClusterSpec) -> Result<Running> {
     let mut cluster = Cluster {
         children: Vec::new(),
     };
-    let mut start = || {
-        let mut relay = vec![
-            "relay".into(),
-            "-p".into(),
-            relay_port.to_string(),
-            "--exit".into(),
-            spec.exit.into(),
-            "--min-clients".into(),
-            min.clone(),
-            "--stats-secs".into(),
-            "3600".into(),
-            "--metrics".into(),
-            format!("127.0.0.1:{metrics_port}"),
-            "--timeout-ms".into(),
-            "60000".into(),
-        ];
+    let work_dir = work.path().to_path_buf();
+    let group = Group::new(&cfg_dir);
+    let mut common = vec!["--min-clients".to_string(), min.clone()];
+    common.extend(small.iter().cloned());
+    let started = async {
+        let mut relay = args(&["--exit", spec.exit]);
+        relay.extend(args(&["--stats-secs", "3600", "--timeout-ms", "60000"]));
         if spec.exit == "socks5" {
             relay.push("--allow-private-exit".into());
         }
-        relay.extend(small.iter().cloned());
+        relay.extend(common.iter().cloned());
         relay.extend(spec.relay_args.iter().cloned());
-        relay.push(dir.clone());
-        let relay_pid = cluster.spawn(&exe, work.path(), "relay", &relay)?;
+        let relay_pid = cluster.spawn(&exe, &work_dir, "relay", RELAY_LOG, &group.relay(&relay))?;
+        let relay_port = (cluster.logged_port(&work_dir, "relay", ports::RELAY_LISTENING)).await?;
+        let metrics_port =
+            (cluster.logged_port(&work_dir, "relay", ports::SERVING_METRICS)).await?;
         for j in 0..spec.trustees {
-            let mut argv = vec!["trustee".into(), "--min-clients".into(), min.clone()];
-            argv.extend(small.iter().cloned());
-            argv.push(dir.clone());
-            argv.push(
-                cfg_dir
-                    .join(format!("trustee-{j}.json"))
-                    .display()
-                    .to_string(),
-            );
-            cluster.spawn(&exe, work.path(), &format!("trustee-{j}"), &argv)?;
+            let argv = group.trustee(relay_port, j, &common);
+            cluster.spawn(&exe, &work_dir, &format!("trustee-{j}"), NODE_LOG, &argv)?;
         }
-        for (i, port) in client_ports.iter().enumerate() {
-            let mut argv = vec![
-                "client".into(),
-                "-p".into(),
-                port.to_string(),
-                "--min-clients".into(),
-                min.clone(),
-            ];
-            argv.extend(small.iter().cloned());
-            argv.push(dir.clone());
-            argv.push(
-                cfg_dir
-                    .join(format!("client-{i}.json"))
-                    .display()
-                    .to_string(),
+        for i in 0..with_ports {
+            let argv = group.client(relay_port, i, 0, &common);
+            cluster.spawn(&exe, &work_dir, &format!("client-{i}"), CLIENT_LOG, &argv)?;
+        }
+        let mut client_ports = Vec::with_capacity(with_ports);
+        for i in 0..with_ports {
+            let name = format!("client-{i}");
+            client_ports.push(
+                cluster
+                    .logged_port(&work_dir, &name, ports::CLIENT_LISTENING)
+                    .await?,
             );
-            cluster.spawn(&exe, work.path(), &format!("client-{i}"), &argv)?;
         }
         let per = if spec.separate {
             1
@@ -730,24 +700,15 @@ async fn start_cluster(spec: &ClusterSpec) -> Result<Running> {
         let mut from = with_ports;
         while from < spec.clients {
             let to = (from + per).min(spec.clients);
-            let mut argv = vec![
-                "clients".into(),
-                "--from".into(),
-                from.to_string(),
-                "--to".into(),
-                to.to_string(),
-                "--min-clients".into(),
-                min.clone(),
-            ];
-            argv.extend(small.iter().cloned());
-            argv.push(dir.clone());
-            cluster.spawn(&exe, work.path(), &format!("clients-{from}"), &argv)?;
+            let argv = group.clients(relay_port, from, to, &common);
+            cluster.spawn(&exe, &work_dir, &format!("clients-{from}"), NODE_LOG, &argv)?;
             from = to;
         }
-        anyhow::Ok(relay_pid)
-    };
-    match start() {
-        Ok(relay_pid) => Ok(Running {
+        anyhow::Ok((relay_pid, client_ports, metrics_port))
+    }
+    .await;
+    match started {
+        Ok((relay_pid, client_ports, metrics_port)) => Ok(Running {
             cluster,
             work,
             relay_pid,
@@ -819,7 +780,7 @@ async fn run_net(args: &NetArgs) -> Result<()> {
         why = running.cluster.first_exit() => End::Exited(why),
         _ = process::shutdown_signal() => End::Interrupted,
     };
-    report.relay_rss_bytes = peak_rss(running.relay_pid);
+    report.relay_rss_bytes = process_stats::peak_rss(running.relay_pid);
     report.cpu_seconds = total_cpu(&pids);
     running.cluster.stop().await;
     let failure = end.failure();
@@ -938,11 +899,11 @@ async fn measure(
     let (e1, c1) = (exchanges(metrics).await?, total_cpu(pids));
     let idle = w0.elapsed().as_secs_f64();
     report.exchanges_per_sec.idle = (e1 - e0) as f64 / idle;
-    report.idle_cpu_percent = (c1 - c0) / idle * 100.0;
+    report.idle_cpu_percent = c0.zip(c1).map(|(c0, c1)| (c1 - c0) / idle * 100.0);
     pb.finish_and_clear();
 
     // The first echo on a new connection after the idle spell.
-    let pattern = Pattern::new();
+    let pattern = Pattern::new(1, PATTERN_LEN);
     let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
         .await
         .context("cannot connect to client 0")?;
@@ -1090,17 +1051,6 @@ async fn stream(s: TcpStream, pattern: &Pattern, time: Duration) -> (u64, bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn patterns_check_every_byte() {
-        let p = Pattern::new();
-        let mut a = vec![0u8; 100_000];
-        p.fill(12_345, &mut a);
-        assert!(p.matches(12_345, &a));
-        assert!(p.matches(12_345 + 70_000, &a[70_000..]));
-        a[77_777] ^= 1;
-        assert!(!p.matches(12_345, &a));
-    }
 
     #[test]
     fn the_core_bench_runs_on_the_test_network() {

@@ -736,10 +736,11 @@ mod tests {
         (addr, task)
     }
 
-    /// A 127.0.0.1 port with nothing listening on it.
+    /// A 127.0.0.1 port with nothing listening on it, which the system gives no one else
+    /// while the test runs (`dissent_harness::ports::reserve_port`).
     async fn dead_port() -> SocketAddr {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        listener.local_addr().unwrap()
+        use dissent_harness::ports;
+        ports::local(ports::reserve_port().unwrap())
     }
 
     fn options(proxies: Vec<SocketAddr>, target: SocketAddr) -> LoadOptions {

@@ -1,36 +1,43 @@
 //! `dissent qemu`: one client or trustee of a group as device firmware on QEMU's emulated
 //! `mps2-an385` board, beside hosted nodes.
 //!
-//! It picks the firmware by the key file's role, checks the group fits what the firmware
+//! It picks the firmware by the key file's role ([`FIRMWARE_ENV`], then beside the binary,
+//! then the build tree: [`firmware_candidates`]), checks the group fits what the firmware
 //! declares it serves (the `DISSENT_*` symbols of `embedded/src/lib.rs`), writes the node's
 //! provisioning blob (`dissent_core::provision::Node::to_blob`) and a fresh seed from the OS
-//! RNG into a private temporary folder, and runs QEMU with user networking: the device
-//! reaches the host's 127.0.0.1:P at 10.0.2.2:P, and a client's proxy port on the device is
-//! forwarded from 127.0.0.1:HOST_PORT. The blobs go where the firmware's linker script put
-//! its `PROVISION` and `SEED` areas (`_provision_start`, `_seed_start`), read from the ELF.
+//! RNG into memory files that QEMU reads (`platform::memory_file`: on Linux anonymous ones,
+//! so no secret ever lands on a disk and none is left behind by a kill), and runs QEMU with user networking:
+//! the device reaches the host's 127.0.0.1:P at 10.0.2.2:P, and a client's proxy port on the
+//! device is forwarded from 127.0.0.1:HOST_PORT. The blobs go where the firmware's linker
+//! script put its `PROVISION` and `SEED` areas (`_provision_start`, `_seed_start`), read
+//! from the ELF.
 //!
 //! QEMU runs in its own process group, so a terminal's Ctrl-C reaches only this process,
 //! which then stops QEMU; QEMU's exit status (the firmware's, through semihosting) is this
-//! process's.
+//! process's. The console passes through this process, which keeps its last lines: when
+//! QEMU stops on its own it says how (the status and what it means) and shows them.
 
-use std::fs::{self, File, OpenOptions};
+use std::collections::VecDeque;
+use std::fs::{self, File};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use dissent_core::provision::{self, Node, PeerKeys, SEED_LEN, SEED_MAGIC};
+use dissent_core::provision::{self, SEED_LEN, SEED_MAGIC};
 use dissent_core::wire::NodeRole;
 use object::{Object, ObjectSection, ObjectSymbol};
 use rand::RngCore;
-use tracing::info;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tracing::{error, info};
 
 use crate::config::addr::{Host, HostPort};
-use crate::config::{Group, NodeKind, NodeSecrets, Role};
+use crate::config::{Group, NodeSecrets, Role};
+use crate::platform::memory_file::MemoryFile;
+use crate::platform::process_group;
 use crate::process;
 
 /// QEMU's Arm system emulator.
@@ -42,8 +49,14 @@ const FIRMWARE_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../embedded/target/thumbv7m-none-eabi/release"
 );
+/// A folder holding the emulated board's `trustee` and `client` firmware, searched first.
+pub const FIRMWARE_ENV: &str = "DISSENT_FIRMWARE_DIR";
+/// The folder beside the `dissent` binary that holds the emulated board's firmware.
+const FIRMWARE_BESIDE: &str = "firmware/mps2-an385";
+/// Console lines kept to show when QEMU stops.
+const CONSOLE_TAIL: usize = 12;
 /// The client's proxy port on the device; the host's `-p` port is forwarded to it.
-pub const DEVICE_PROXY_PORT: u16 = 1080;
+pub const DEVICE_PROXY_PORT: u16 = crate::device::DEVICE_PROXY_PORT;
 /// The host's loopback as the device sees it under QEMU user networking.
 const HOST_FROM_DEVICE: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 /// How long QEMU has to stop after SIGTERM before it is killed.
@@ -80,9 +93,9 @@ struct Firmware {
 /// Boots `node` of `group` under QEMU until QEMU exits or this process is asked to stop;
 /// returns the exit status to pass on (0 when stopped by Ctrl-C or SIGTERM).
 pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i32> {
-    let (role, index) = match node.role {
-        Role::Client(i) => (NodeRole::Client, i),
-        Role::Trustee(j) => (NodeRole::Trustee, j),
+    let role = match node.role {
+        Role::Client(_) => NodeRole::Client,
+        Role::Trustee(_) => NodeRole::Trustee,
         Role::Relay => bail!("`dissent qemu` runs a client or a trustee, not the relay"),
     };
     let forward = match (role, opts.port) {
@@ -96,11 +109,10 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         }
     };
     check_qemu().await?;
-    let path = opts
-        .firmware
-        .clone()
-        .unwrap_or_else(|| Path::new(FIRMWARE_DIR).join(role_name(role)));
-    let firmware = Firmware::read(&path, opts.firmware.is_none())?;
+    let firmware = match &opts.firmware {
+        Some(path) => Firmware::read(path)?,
+        None => Firmware::find(role)?,
+    };
     firmware.check_fits(&group, role)?;
     if let Some(port) = forward {
         TcpListener::bind((Ipv4Addr::LOCALHOST, port)).with_context(|| {
@@ -109,47 +121,20 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
     }
 
     let (relay_addr, relay_port) = device_relay(&opts.relay).await?;
-    let peers = match role {
-        NodeRole::Client => group.trustee_session_keys.concat(),
-        NodeRole::Trustee => group.client_session_keys.concat(),
-    };
-    let slot = match role {
-        NodeRole::Client => node
-            .slot()
-            .context("the client's pseudonym key is not in pseudonym.json")?,
-        NodeRole::Trustee => 0,
-    };
-    let device = Node {
-        role,
-        index: u16::try_from(index).context("node index")?,
-        group_id: group.group_id,
-        session_id: group.session_id,
-        link_secret: node.private_key,
-        session_secret: node
-            .session_private_key
-            .with_context(|| format!("{} has no session key", node.id))?,
-        identity_secret: node.identity_private_key,
-        relay_key: group.relay_key,
-        relay_addr: relay_addr.octets(),
-        relay_port,
-        clients: count(group.clients.len(), "clients")?,
-        trustees: count(group.trustees.len(), "trustees")?,
-        slots: count(group.slots.len(), "slots")?,
-        slot: u16::try_from(slot).context("slot")?,
-        cell_len: u32::try_from(group.cell_length).context("cell_length")?,
-        max_cell_len: u32::try_from(group.max_cell_length).context("max_cell_length")?,
-        // Whole 32-byte keys, so the length is a multiple of the key length.
-        peer_keys: PeerKeys::from_flat(&peers).context("session keys")?,
-        local_port: if forward.is_some() {
-            DEVICE_PROXY_PORT
-        } else {
-            0
+    let peers = crate::device::peer_keys(&group, &node.role);
+    let device = crate::device::node_config(
+        &group,
+        &node,
+        &peers,
+        crate::device::DeviceSettings {
+            relay: dissent_core::provision::Relay::Ipv4(relay_addr.octets()),
+            relay_port,
+            local_port: DEVICE_PROXY_PORT,
+            min_clients: opts.min_clients,
+            ipv4: None,
+            wifi: None,
         },
-        min_clients: opts.min_clients,
-    };
-    device
-        .check()
-        .map_err(|e| anyhow!("cannot provision {}: {e}", node.id))?;
+    )?;
     let blob = device.to_blob();
     let room = firmware
         .provision_end
@@ -163,15 +148,11 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         );
     }
 
-    // Secrets: a folder only this user can enter, files only this user can read.
-    let dir = tempfile::Builder::new()
-        .prefix("dissent-qemu-")
-        .tempdir()
-        .context("cannot create a temporary folder for the provisioning blob")?;
-    let provision_file = dir.path().join("provision.bin");
-    write_private(&provision_file, &blob)?;
-    let seed_file = dir.path().join("seed.bin");
-    write_private(&seed_file, &seed()?)?;
+    // Secrets: in memory only, for QEMU to read through the descriptors it inherits.
+    let provision_file = MemoryFile::new("dissent-provision", &blob)
+        .context("cannot create a memory file for the provisioning blob")?;
+    let seed_file = MemoryFile::new("dissent-seed", &seed()?)
+        .context("cannot create a memory file for the seed")?;
 
     let mut nic = "user,model=lan9118".to_string();
     if let Some(port) = forward {
@@ -187,22 +168,35 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         .arg("-kernel")
         .arg(&firmware.path)
         .arg("-device")
-        .arg(loader(&seed_file, firmware.seed_start))
+        .arg(loader(&seed_file.path(), firmware.seed_start))
         .arg("-device")
-        .arg(loader(&provision_file, firmware.provision_start));
-    match &opts.console {
-        Some(file) => {
-            let out = File::create(file)
-                .with_context(|| format!("cannot write the console to {}", file.display()))?;
-            cmd.stderr(out.try_clone()?).stdout(out);
-        }
-        None => {
-            cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
-        }
-    }
+        .arg(loader(&provision_file.path(), firmware.provision_start));
+    let console: Option<Arc<Mutex<File>>> = match &opts.console {
+        Some(file) => Some(Arc::new(Mutex::new(File::create(file).with_context(
+            || format!("cannot write the console to {}", file.display()),
+        )?))),
+        None => None,
+    };
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {QEMU}"))?;
+    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    let mut copies = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        copies.push(tokio::spawn(pass_console(
+            out,
+            console.clone(),
+            tail.clone(),
+        )));
+    }
+    if let Some(err) = child.stderr.take() {
+        copies.push(tokio::spawn(pass_console(
+            err,
+            console.clone(),
+            tail.clone(),
+        )));
+    }
     info!(
         "{} ({}) booting under QEMU {MACHINE}; relay {relay_addr}:{relay_port} as the device sees it{}",
         node.id,
@@ -222,35 +216,81 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
             return Ok(0);
         }
     };
-    drop(dir);
-    Ok(exit_code(status))
-}
-
-/// Whether the key file at `path` is a client's or a trustee's, by the id it names.
-///
-/// A file this cannot read is taken as a client's, for `config::load_node` to explain.
-pub fn node_kind(group: &Group, path: &Path) -> Result<NodeKind> {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        id: String,
+    for copy in copies {
+        // The pipes close with QEMU; a copy that failed has nothing more to give.
+        let _ = copy.await;
     }
-    let Some(Id { id }) = fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Id>(&bytes).ok())
-    else {
-        return Ok(NodeKind::Client);
-    };
-    if id == group.relay_id {
-        bail!(
-            "{} is the relay's key: `dissent qemu` runs a client or a trustee",
-            path.display()
+    // QEMU has read the blobs long since; this process's copies go now.
+    drop((provision_file, seed_file));
+    let code = process_group::exit_code(status);
+    if code != 0 {
+        let lines: Vec<String> = tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default();
+        error!(
+            "QEMU stopped: {}; its last console lines:\n{}",
+            why_stopped(status),
+            if lines.is_empty() {
+                "  (none)".to_string()
+            } else {
+                lines
+                    .iter()
+                    .map(|l| format!("  {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
         );
     }
-    Ok(if group.trustees.iter().any(|t| t.id == id) {
-        NodeKind::Trustee
-    } else {
-        NodeKind::Client
-    })
+    Ok(code)
+}
+
+/// Copies QEMU's output line by line to the console file (or this process's standard
+/// output), keeping the last [`CONSOLE_TAIL`] lines in `tail`.
+async fn pass_console(
+    from: impl AsyncRead + Unpin,
+    file: Option<Arc<Mutex<File>>>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) {
+    let mut lines = BufReader::new(from).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        match &file {
+            Some(file) => {
+                if let Ok(mut f) = file.lock() {
+                    // A full disk loses console lines, not the node.
+                    let _ = writeln!(f, "{line}");
+                }
+            }
+            None => println!("{line}"),
+        }
+        if let Ok(mut t) = tail.lock() {
+            if t.len() == CONSOLE_TAIL {
+                t.pop_front();
+            }
+            t.push_back(line);
+        }
+    }
+}
+
+/// How QEMU stopped, in words: its exit status is the firmware's (see embedded/README.md).
+fn why_stopped(status: ExitStatus) -> String {
+    match (status.code(), process_group::signal_of(status)) {
+        (Some(code), _) => {
+            let meaning = match code {
+                1 => "the firmware stopped on an error it printed",
+                2 => "netcheck did not finish in time",
+                3 => "the board could not start (no seed, no Ethernet)",
+                101 => "the firmware panicked",
+                102 => "a hard fault or an unexpected interrupt",
+                103 => "the stack overflowed",
+                104 => "the watchdog fired: the firmware stopped making progress",
+                _ => "QEMU's own failure, or a status the firmware does not use",
+            };
+            format!("exit status {code} ({meaning})")
+        }
+        (None, Some(signal)) => format!("killed by signal {signal}"),
+        (None, None) => "for no reason the system gave".to_string(),
+    }
 }
 
 /// Fails with how to install QEMU when it is not there.
@@ -281,18 +321,51 @@ fn role_name(role: NodeRole) -> &'static str {
     }
 }
 
+/// Where `dissent qemu` looks for the emulated board's firmware for `role`, in order:
+/// `$DISSENT_FIRMWARE_DIR/APP`, `firmware/mps2-an385/APP` beside the `dissent` binary,
+/// the same under `../share/dissent/` from it (an installed layout), and the release build
+/// in the source tree this binary was built from.
+pub fn firmware_candidates(role: NodeRole) -> Vec<PathBuf> {
+    let app = role_name(role);
+    let mut found = Vec::new();
+    if let Some(dir) = std::env::var_os(FIRMWARE_ENV) {
+        found.push(Path::new(&dir).join(app));
+    }
+    if let Some(bin) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        found.push(bin.join(FIRMWARE_BESIDE).join(app));
+        found.push(bin.join("../share/dissent").join(FIRMWARE_BESIDE).join(app));
+    }
+    found.push(Path::new(FIRMWARE_DIR).join(app));
+    found
+}
+
 impl Firmware {
-    /// Reads what the ELF at `path` declares; `default` says it was not given with --firmware.
-    fn read(path: &Path, default: bool) -> Result<Firmware> {
-        let data = match fs::read(path) {
-            Ok(data) => data,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && default => bail!(
-                "no firmware at {}: build it with `cd embedded && cargo build-mps2-an385` in \
-                 the dissent-rs source tree, or give one with --firmware ELF",
-                path.display()
+    /// The first firmware for `role` found where [`firmware_candidates`] looks.
+    fn find(role: NodeRole) -> Result<Firmware> {
+        let candidates = firmware_candidates(role);
+        match candidates.iter().find(|p| p.is_file()) {
+            Some(path) => Firmware::read(path),
+            None => bail!(
+                "no {} firmware found; looked at:\n{}\nbuild it with `cd embedded && cargo \
+                 build-mps2-an385` in the dissent-rs source tree, put it in one of these \
+                 places (${FIRMWARE_ENV} names a folder), or give one with --firmware ELF",
+                role_name(role),
+                candidates
+                    .iter()
+                    .map(|p| format!("  {}", p.display()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             ),
-            Err(e) => bail!("cannot read the firmware {}: {e}", path.display()),
-        };
+        }
+    }
+
+    /// Reads what the ELF at `path` declares.
+    fn read(path: &Path) -> Result<Firmware> {
+        let data = fs::read(path)
+            .with_context(|| format!("cannot read the firmware {}", path.display()))?;
         Firmware::parse(path, &data)
     }
 
@@ -397,11 +470,6 @@ fn min_node_frame(group: &Group) -> usize {
     )
 }
 
-/// A group count as the provisioning format holds it.
-fn count(n: usize, what: &str) -> Result<u16> {
-    u16::try_from(n).with_context(|| format!("{n} {what} do not fit a device"))
-}
-
 /// The relay's IPv4 address and port as the device reaches them: this machine's own
 /// addresses are 10.0.2.2 under QEMU user networking; other addresses are reached through
 /// QEMU's NAT as they are.
@@ -453,17 +521,6 @@ fn seed() -> Result<Vec<u8>> {
     Ok([SEED_MAGIC.as_slice(), &bytes].concat())
 }
 
-/// Writes `bytes` to a new file only its owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// QEMU's option that loads `file` at `addr` before the board starts.
 fn loader(file: &Path, addr: u64) -> String {
     format!("loader,file={},addr={addr:#x}", file.display())
@@ -472,13 +529,6 @@ fn loader(file: &Path, addr: u64) -> String {
 /// Stops QEMU: SIGTERM, then SIGKILL if it lingers.
 async fn stop(child: &mut tokio::process::Child) {
     crate::process::stop_child(child, STOP_TIMEOUT).await;
-}
-
-/// QEMU's exit status as this process's: its code, or 128 + the signal that ended it.
-fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -514,11 +564,21 @@ mod tests {
         assert_ne!(a, b);
     }
 
+    #[cfg(unix)]
     #[test]
-    fn exit_codes_pass_through() {
-        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
-        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
-        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGKILL)), 128 + 9);
+    fn stops_are_explained() {
+        use std::os::unix::process::ExitStatusExt;
+        assert!(why_stopped(ExitStatus::from_raw(101 << 8)).contains("panicked"));
+        assert!(why_stopped(ExitStatus::from_raw(libc::SIGKILL)).contains("signal 9"));
+    }
+
+    #[test]
+    fn firmware_is_looked_for_in_the_named_folder_first() {
+        let found = firmware_candidates(NodeRole::Trustee);
+        assert!(found.last().unwrap().ends_with("release/trustee"));
+        assert!(found
+            .iter()
+            .any(|p| p.ends_with("firmware/mps2-an385/trustee")));
     }
 
     #[test]

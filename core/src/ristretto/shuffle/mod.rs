@@ -66,6 +66,8 @@ pub use prove::prove;
 pub use verify::verify_batched;
 pub use verify::{verify, verify_streaming};
 
+use core::num::NonZeroUsize;
+
 use merlin::Transcript;
 
 use super::elgamal::CIPHERTEXT_LEN;
@@ -196,17 +198,25 @@ impl core::fmt::Display for ShuffleError {
 
 impl core::error::Error for ShuffleError {}
 
-/// Rows, width and lengths, checked; returns `n`.
+/// The shape of a shuffle: `n` rows of `width` ciphertexts.
+#[derive(Clone, Copy)]
+struct Shape {
+    n: usize,
+    width: NonZeroUsize,
+}
+
+/// Rows, width and lengths, checked.
 fn check_shape(
     width: usize,
     inputs: &[u8],
     outputs_len: usize,
     proof_bytes: usize,
-) -> Result<usize, ShuffleError> {
-    if width == 0 || width > MAX_WIDTH {
-        return Err(ShuffleError::Width);
-    }
-    let row = row_len(width);
+) -> Result<Shape, ShuffleError> {
+    let width = match NonZeroUsize::new(width) {
+        Some(width) if width.get() <= MAX_WIDTH => width,
+        _ => return Err(ShuffleError::Width),
+    };
+    let row = row_len(width.get());
     if inputs.is_empty() || !inputs.len().is_multiple_of(row) || inputs.len() / row > MAX_ROWS {
         return Err(ShuffleError::Rows);
     }
@@ -214,62 +224,183 @@ fn check_shape(
     if outputs_len != inputs.len() {
         return Err(ShuffleError::OutputsLength);
     }
-    if proof_bytes != proof_len(n, width) {
+    if proof_bytes != proof_len(n, width.get()) {
         return Err(ShuffleError::ProofLength);
     }
-    Ok(n)
+    Ok(Shape { n, width })
 }
 
-/// Where each part of a proof of `n` rows and `width` columns starts (in bytes).
-#[derive(Clone, Copy)]
-struct Layout {
-    n: usize,
-    width: usize,
+/// One 32-byte item of a proof: a point or a scalar.
+type Item = [u8; 32];
+
+/// Rows of ciphertexts as pairs of points `[a, b]` (a whole number of them: [`check_shape`]).
+fn ciphertexts(rows: &[u8]) -> &[[Item; 2]] {
+    rows.as_chunks::<32>().0.as_chunks::<2>().0
 }
 
-impl Layout {
-    const fn commitment(&self, j: usize) -> usize {
-        32 * j
+/// Rows of ciphertexts as pairs of points, for writing.
+fn ciphertexts_mut(rows: &mut [u8]) -> &mut [[Item; 2]] {
+    rows.as_chunks_mut::<32>().0.as_chunks_mut::<2>().0
+}
+
+/// Where the announcements start among a proof's items (for error indices).
+const fn first_announcement(n: usize) -> usize {
+    2 * n
+}
+
+/// Where `t1` starts among a proof's items (for error indices).
+const fn first_t(n: usize) -> usize {
+    3 * n
+}
+
+/// Splits the first `len` items off `rest`.
+fn take<'a, T>(rest: &mut &'a [T], len: usize) -> Result<&'a [T], ShuffleError> {
+    let (head, tail) = rest
+        .split_at_checked(len)
+        .ok_or(ShuffleError::ProofLength)?;
+    *rest = tail;
+    Ok(head)
+}
+
+/// Splits the first `N` items off `rest`.
+fn take_array<'a, T, const N: usize>(rest: &mut &'a [T]) -> Result<&'a [T; N], ShuffleError> {
+    let (head, tail) = rest
+        .split_first_chunk::<N>()
+        .ok_or(ShuffleError::ProofLength)?;
+    *rest = tail;
+    Ok(head)
+}
+
+/// Splits the first `len` items off `rest`, for writing.
+fn take_mut<'a, T>(rest: &mut &'a mut [T], len: usize) -> Result<&'a mut [T], ShuffleError> {
+    let (head, tail) = core::mem::take(rest)
+        .split_at_mut_checked(len)
+        .ok_or(ShuffleError::ProofLength)?;
+    *rest = tail;
+    Ok(head)
+}
+
+/// Splits the first `N` items off `rest`, for writing.
+fn take_array_mut<'a, T, const N: usize>(
+    rest: &mut &'a mut [T],
+) -> Result<&'a mut [T; N], ShuffleError> {
+    let (head, tail) = core::mem::take(rest)
+        .split_first_chunk_mut::<N>()
+        .ok_or(ShuffleError::ProofLength)?;
+    *rest = tail;
+    Ok(head)
+}
+
+/// A proof's bytes cut into its named parts, in proof order.
+struct ProofView<'a> {
+    /// `c_j` (N).
+    commitments: &'a [Item],
+    /// `ĉ_i` (N).
+    chain: &'a [Item],
+    /// `ĉ_N`, the last link of the chain.
+    chain_end: &'a Item,
+    /// Every announcement's bytes, as the transcript takes them.
+    announcements: &'a [u8],
+    /// `t̂_i` (N).
+    chain_announcements: &'a [Item],
+    /// `t1`, `t2`, `t3`.
+    t: &'a [Item; 3],
+    /// `t4_k` as `[a, b]` (ω).
+    t4: &'a [[Item; 2]],
+    /// `s1`, `s2`, `s3`.
+    s: &'a [Item; 3],
+    /// `s4_k` (ω).
+    s4: &'a [Item],
+    /// `ŝ_i` (N).
+    s_hat: &'a [Item],
+    /// `s'_i` (N).
+    s_prime: &'a [Item],
+}
+
+impl<'a> ProofView<'a> {
+    /// Cuts `proof` for `shape`; refuses any other length.
+    fn new(proof: &'a [u8], shape: Shape) -> Result<Self, ShuffleError> {
+        let (n, width) = (shape.n, shape.width.get());
+        let (mut rest, []) = proof.as_chunks::<32>() else {
+            return Err(ShuffleError::ProofLength);
+        };
+        let commitments = take(&mut rest, n)?;
+        let chain = take(&mut rest, n)?;
+        let mut announcements = take(&mut rest, n + 3 + 2 * width)?;
+        let announcement_bytes = announcements.as_flattened();
+        let chain_announcements = take(&mut announcements, n)?;
+        let t = take_array(&mut announcements)?;
+        let s = take_array(&mut rest)?;
+        let s4 = take(&mut rest, width)?;
+        let s_hat = take(&mut rest, n)?;
+        let s_prime = take(&mut rest, n)?;
+        let (t4, []) = announcements.as_chunks::<2>() else {
+            return Err(ShuffleError::ProofLength);
+        };
+        if !rest.is_empty() {
+            return Err(ShuffleError::ProofLength);
+        }
+        Ok(Self {
+            commitments,
+            chain,
+            chain_end: chain.last().ok_or(ShuffleError::Rows)?,
+            announcements: announcement_bytes,
+            chain_announcements,
+            t,
+            t4,
+            s,
+            s4,
+            s_hat,
+            s_prime,
+        })
     }
-    const fn chain(&self, i: usize) -> usize {
-        32 * (self.n + i)
-    }
-    const fn chain_announcement(&self, i: usize) -> usize {
-        32 * (2 * self.n + i)
-    }
-    /// `t1`, `t2`, `t3` for `which` = 0, 1, 2.
-    const fn t(&self, which: usize) -> usize {
-        32 * (3 * self.n + which)
-    }
-    /// `t4_k`'s `a` (`part` = 0) or `b` (`part` = 1).
-    const fn t4(&self, k: usize, part: usize) -> usize {
-        32 * (3 * self.n + 3 + 2 * k + part)
-    }
-    /// `s1`, `s2`, `s3` for `which` = 0, 1, 2; then `s4_k` at `3 + k`.
-    const fn s(&self, which: usize) -> usize {
-        32 * (3 * self.n + 3 + 2 * self.width + which)
-    }
-    const fn s_hat(&self, i: usize) -> usize {
-        32 * (3 * self.n + 6 + 3 * self.width + i)
-    }
-    const fn s_prime(&self, i: usize) -> usize {
-        32 * (4 * self.n + 6 + 3 * self.width + i)
-    }
-    /// The bytes of the permutation commitment.
-    const fn commitments(&self) -> core::ops::Range<usize> {
-        0..32 * self.n
-    }
-    /// The bytes of the commitment chain.
-    const fn chain_bytes(&self) -> core::ops::Range<usize> {
-        32 * self.n..64 * self.n
-    }
-    /// The bytes of every announcement (`t̂_i`, `t1`, `t2`, `t3`, `t4_k`).
-    const fn announcements(&self) -> core::ops::Range<usize> {
-        64 * self.n..32 * (3 * self.n + 3 + 2 * self.width)
-    }
-    /// Index of the scalar at byte `offset` among the responses.
-    const fn response_index(&self, offset: usize) -> usize {
-        offset / 32 - (3 * self.n + 3 + 2 * self.width)
+}
+
+/// A proof's buffer cut into its named parts, for the prover to write.
+struct ProofMut<'a> {
+    commitments: &'a mut [Item],
+    chain: &'a mut [Item],
+    chain_announcements: &'a mut [Item],
+    t: &'a mut [Item; 3],
+    t4: &'a mut [[Item; 2]],
+    s: &'a mut [Item; 3],
+    s4: &'a mut [Item],
+    s_hat: &'a mut [Item],
+    s_prime: &'a mut [Item],
+}
+
+impl<'a> ProofMut<'a> {
+    /// Cuts `proof` for `shape`; refuses any other length.
+    fn new(proof: &'a mut [u8], shape: Shape) -> Result<Self, ShuffleError> {
+        let (n, width) = (shape.n, shape.width.get());
+        let (mut rest, []) = proof.as_chunks_mut::<32>() else {
+            return Err(ShuffleError::ProofLength);
+        };
+        let commitments = take_mut(&mut rest, n)?;
+        let chain = take_mut(&mut rest, n)?;
+        let chain_announcements = take_mut(&mut rest, n)?;
+        let t = take_array_mut(&mut rest)?;
+        let (t4, []) = take_mut(&mut rest, 2 * width)?.as_chunks_mut::<2>() else {
+            return Err(ShuffleError::ProofLength);
+        };
+        let s = take_array_mut(&mut rest)?;
+        let s4 = take_mut(&mut rest, width)?;
+        let s_hat = take_mut(&mut rest, n)?;
+        let s_prime = take_mut(&mut rest, n)?;
+        if !rest.is_empty() {
+            return Err(ShuffleError::ProofLength);
+        }
+        Ok(Self {
+            commitments,
+            chain,
+            chain_announcements,
+            t,
+            t4,
+            s,
+            s4,
+            s_hat,
+            s_prime,
+        })
     }
 }
 
@@ -304,11 +435,10 @@ fn row_challenge(after_commitment: &Transcript, j: u32) -> curve25519_dalek::sca
 /// The transcript's final challenge `c`, after the chain and the announcements.
 fn final_challenge(
     mut after_commitment: Transcript,
-    proof: &[u8],
-    layout: &Layout,
+    proof: &ProofView<'_>,
 ) -> (Transcript, curve25519_dalek::scalar::Scalar) {
-    after_commitment.append_message(b"commitment chain", &proof[layout.chain_bytes()]);
-    after_commitment.append_message(b"announcements", &proof[layout.announcements()]);
+    after_commitment.append_message(b"commitment chain", proof.chain.as_flattened());
+    after_commitment.append_message(b"announcements", proof.announcements);
     let c = super::challenge_scalar(&mut after_commitment, b"c");
     (after_commitment, c)
 }

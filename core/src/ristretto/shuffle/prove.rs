@@ -8,13 +8,13 @@ use rand_core::CryptoRngCore;
 use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeGreater};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::super::elgamal::{Ciphertext, CIPHERTEXT_LEN};
+use super::super::elgamal::Ciphertext;
 use super::super::generators;
 use super::super::keys::PublicKey;
-use super::super::{decode_point_at, mul, mul_base, oblivious};
+use super::super::{decode_point, mul, mul_base, oblivious};
 use super::{
-    check_shape, final_challenge, row_challenge, row_len, statement_transcript, Layout, Part,
-    ProverSlot, ShuffleError, MAX_WIDTH,
+    check_shape, ciphertexts, ciphertexts_mut, final_challenge, row_challenge,
+    statement_transcript, Item, Part, ProofMut, ProofView, ProverSlot, ShuffleError, MAX_WIDTH,
 };
 
 /// Streams of the prover's secret scalars (the ChaCha20 nonce).
@@ -52,26 +52,46 @@ impl Secrets {
     }
 }
 
-fn swap_slots(slots: &mut [ProverSlot], i: usize, j: usize, swap: Choice) {
-    let (left, right) = slots.split_at_mut(j);
-    let (a, b) = (&mut left[i], &mut right[0]);
+/// Slots `i` and `j` (distinct), or [`ShuffleError::Storage`] if either is outside `slots`.
+fn slot_pair(
+    slots: &mut [ProverSlot],
+    i: usize,
+    j: usize,
+) -> Result<[&mut ProverSlot; 2], ShuffleError> {
+    slots
+        .get_disjoint_mut([i, j])
+        .map_err(|_| ShuffleError::Storage)
+}
+
+fn swap_slots([a, b]: [&mut ProverSlot; 2], swap: Choice) {
     u64::conditional_swap(&mut a.key, &mut b.key, swap);
     u32::conditional_swap(&mut a.index, &mut b.index, swap);
     u32::conditional_swap(&mut a.tag, &mut b.tag, swap);
 }
 
-/// Swaps rows `i < j` of `rows` (each `len` bytes, a multiple of 8) when `swap` is set.
-fn swap_rows(rows: &mut [u8], len: usize, i: usize, j: usize, swap: Choice) {
-    let (left, right) = rows.split_at_mut(j * len);
-    let a = &mut left[i * len..(i + 1) * len];
-    let b = &mut right[..len];
-    for (x, y) in a.chunks_exact_mut(8).zip(b.chunks_exact_mut(8)) {
-        let mut p = u64::from_le_bytes([x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]]);
-        let mut q = u64::from_le_bytes([y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]]);
-        u64::conditional_swap(&mut p, &mut q, swap);
-        x.copy_from_slice(&p.to_le_bytes());
-        y.copy_from_slice(&q.to_le_bytes());
+/// Swaps rows `i` and `j` of `ciphertexts` (`width` to a row) when `swap` is set.
+fn swap_rows(
+    ciphertexts: &mut [[Item; 2]],
+    width: usize,
+    i: usize,
+    j: usize,
+    swap: Choice,
+) -> Result<(), ShuffleError> {
+    for k in 0..width {
+        let [a, b] = ciphertexts
+            .get_disjoint_mut([i * width + k, j * width + k])
+            .map_err(|_| ShuffleError::Storage)?;
+        let (a_words, _) = a.as_flattened_mut().as_chunks_mut::<8>();
+        let (b_words, _) = b.as_flattened_mut().as_chunks_mut::<8>();
+        for (x, y) in a_words.iter_mut().zip(b_words) {
+            let mut p = u64::from_le_bytes(*x);
+            let mut q = u64::from_le_bytes(*y);
+            u64::conditional_swap(&mut p, &mut q, swap);
+            *x = p.to_le_bytes();
+            *y = q.to_le_bytes();
+        }
     }
+    Ok(())
 }
 
 /// Whether the comparison says to swap: `greater` for an ascending pair, else its opposite
@@ -84,12 +104,12 @@ fn order(greater: Choice, ascending: bool) -> Choice {
     }
 }
 
-fn write_point(proof: &mut [u8], at: usize, point: &RistrettoPoint) {
-    proof[at..at + 32].copy_from_slice(point.compress().as_bytes());
+fn write_point(item: &mut Item, point: &RistrettoPoint) {
+    *item = point.compress().to_bytes();
 }
 
-fn write_scalar(proof: &mut [u8], at: usize, scalar: &Scalar) {
-    proof[at..at + 32].copy_from_slice(scalar.as_bytes());
+fn write_scalar(item: &mut Item, scalar: &Scalar) {
+    *item = scalar.to_bytes();
 }
 
 /// Shuffles and re-encrypts `inputs` into `outputs` and writes the proof.
@@ -110,15 +130,11 @@ pub fn prove(
     slots: &mut [ProverSlot],
     rng: &mut impl CryptoRngCore,
 ) -> Result<(), ShuffleError> {
-    let n = check_shape(width, inputs, outputs.len(), proof.len())?;
-    if slots.len() < n {
-        return Err(ShuffleError::Storage);
-    }
-    let slots = &mut slots[..n];
-    let row = row_len(width);
-    let layout = Layout { n, width };
-    for (index, item) in inputs.chunks_exact(32).enumerate() {
-        decode_point_at(item).map_err(|_| ShuffleError::Point {
+    let shape = check_shape(width, inputs, outputs.len(), proof.len())?;
+    let n = shape.n;
+    let slots = slots.get_mut(..n).ok_or(ShuffleError::Storage)?;
+    for (index, item) in inputs.as_chunks::<32>().0.iter().enumerate() {
+        decode_point(item).map_err(|_| ShuffleError::Point {
             part: Part::Inputs,
             index,
         })?;
@@ -127,57 +143,68 @@ pub fn prove(
     let mut seed = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(seed.as_mut());
     let secrets = Secrets { seed };
+    let out = ProofMut::new(proof, shape)?;
 
     // ψ: sort random keys (ties broken by index); the input rows travel with them, so
     // output row i is input row ψ(i) and slot i holds ψ(i).
-    for (j, slot) in slots.iter_mut().enumerate() {
+    for (j, slot) in (0u32..).zip(slots.iter_mut()) {
         *slot = ProverSlot {
             key: rng.next_u64(),
-            index: j as u32,
+            index: j,
             tag: 0,
         };
     }
     outputs.copy_from_slice(inputs);
+    let output_ciphertexts = ciphertexts_mut(outputs);
     oblivious::sort(n, &mut |i, j, ascending| {
-        let (a, b) = (slots[i], slots[j]);
+        let [a, b] = slot_pair(slots, i, j)?;
         let greater = a.key.ct_gt(&b.key) | (a.key.ct_eq(&b.key) & a.index.ct_gt(&b.index));
         let swap = order(greater, ascending);
-        swap_slots(slots, i, j, swap);
-        swap_rows(outputs, row, i, j, swap);
-    });
+        swap_slots([a, b], swap);
+        swap_rows(output_ciphertexts, width, i, j, swap)
+    })?;
 
     // ψ⁻¹: sort by ψ(i) carrying i; slot j then holds ψ⁻¹(j). Commit: c_j = r_j·G + H_ψ⁻¹(j).
-    for (i, slot) in slots.iter_mut().enumerate() {
-        slot.tag = i as u32;
+    for (i, slot) in (0u32..).zip(slots.iter_mut()) {
+        slot.tag = i;
     }
     oblivious::sort(n, &mut |i, j, ascending| {
-        let swap = order(slots[i].index.ct_gt(&slots[j].index), ascending);
-        swap_slots(slots, i, j, swap);
-    });
+        let [a, b] = slot_pair(slots, i, j)?;
+        let swap = order(a.index.ct_gt(&b.index), ascending);
+        swap_slots([a, b], swap);
+        Ok(())
+    })?;
     let mut r_sum = Zeroizing::new(Scalar::ZERO);
-    for (j, slot) in slots.iter().enumerate() {
+    for (j, (slot, commitment)) in slots.iter().zip(out.commitments.iter_mut()).enumerate() {
         let r = Zeroizing::new(secrets.scalar(Stream::Commitment, j));
         *r_sum += *r;
-        let c = mul_base(&r) + generators::h_i(slot.tag);
-        write_point(proof, layout.commitment(j), &c);
+        write_point(commitment, &(mul_base(&r) + generators::h_i(slot.tag)));
     }
     // Back to output order: slot i holds ψ(i) again.
     oblivious::sort(n, &mut |i, j, ascending| {
-        let swap = order(slots[i].tag.ct_gt(&slots[j].tag), ascending);
-        swap_slots(slots, i, j, swap);
-    });
+        let [a, b] = slot_pair(slots, i, j)?;
+        let swap = order(a.tag.ct_gt(&b.tag), ascending);
+        swap_slots([a, b], swap);
+        Ok(())
+    })?;
 
-    // Re-encrypt every output ciphertext in place.
-    for (i, out_row) in outputs.chunks_exact_mut(row).enumerate() {
-        for (k, ct_bytes) in out_row.chunks_exact_mut(CIPHERTEXT_LEN).enumerate() {
-            // Checked above (the same bytes, moved).
-            let ct = Ciphertext::from_slice(ct_bytes).map_err(|_| ShuffleError::Point {
+    // Re-encrypt every output ciphertext in place (ciphertext `i·ω + k` is row i, column k).
+    for (at, [a, b]) in ciphertexts_mut(outputs).iter_mut().enumerate() {
+        // Checked above (the same bytes, moved).
+        let decode = |bytes| {
+            decode_point(bytes).map_err(|_| ShuffleError::Point {
                 part: Part::Inputs,
                 index: 0,
-            })?;
-            let r = Zeroizing::new(secrets.scalar(Stream::Reencryption, i * width + k));
-            ct_bytes.copy_from_slice(&ct.reencrypt_with(key, &r).to_bytes());
-        }
+            })
+        };
+        let ct = Ciphertext {
+            a: decode(a)?,
+            b: decode(b)?,
+        };
+        let r = Zeroizing::new(secrets.scalar(Stream::Reencryption, at));
+        let ct = ct.reencrypt_with(key, &r);
+        write_point(a, &ct.a);
+        write_point(b, &ct.b);
     }
 
     let transcript = statement_transcript(
@@ -187,7 +214,7 @@ pub fn prove(
         n,
         inputs,
         outputs,
-        &proof[layout.commitments()],
+        out.commitments.as_flattened(),
     );
 
     // r̃ = Σ r_j·u_j (input order, public u_j).
@@ -201,19 +228,20 @@ pub fn prove(
     let mut previous = generators::h();
     let mut r_hat = Zeroizing::new(Scalar::ZERO);
     let mut r_prime = Zeroizing::new([Scalar::ZERO; MAX_WIDTH]);
-    for (i, slot) in slots.iter().enumerate() {
+    let links = out.chain.iter_mut().zip(out.chain_announcements.iter_mut());
+    for (i, (slot, (link, link_announcement))) in slots.iter().zip(links).enumerate() {
         let u = Zeroizing::new(row_challenge(&transcript, slot.index));
         let chain_r = Zeroizing::new(secrets.scalar(Stream::Chain, i));
         let chain_nonce = Zeroizing::new(secrets.scalar(Stream::ChainNonce, i));
         let row_nonce = Zeroizing::new(secrets.scalar(Stream::RowNonce, i));
         let next = mul_base(&chain_r) + mul(&u, &previous);
         let announcement = mul_base(&chain_nonce) + mul(&row_nonce, &previous);
-        write_point(proof, layout.chain(i), &next);
-        write_point(proof, layout.chain_announcement(i), &announcement);
+        write_point(link, &next);
+        write_point(link_announcement, &announcement);
         *r_hat = *r_hat * *u + *chain_r;
-        for k in 0..width {
+        for (k, r_prime) in r_prime.iter_mut().take(width).enumerate() {
             let r = Zeroizing::new(secrets.scalar(Stream::Reencryption, i * width + k));
-            r_prime[k] += *r * *u;
+            *r_prime += *r * *u;
         }
         previous = next;
     }
@@ -226,42 +254,50 @@ pub fn prove(
         let w4 = nonce(3 + k);
         *t4k = [-mul(&w4, key.point()), -mul_base(&w4)];
     }
-    for (i, out_row) in outputs.chunks_exact(row).enumerate() {
-        let row_nonce = Zeroizing::new(secrets.scalar(Stream::RowNonce, i));
-        t3 += mul(&row_nonce, &generators::h_i(i as u32));
-        for (k, ct_bytes) in out_row.chunks_exact(CIPHERTEXT_LEN).enumerate() {
+    let rows = ciphertexts(outputs).chunks_exact(shape.width.get());
+    for (i, out_row) in (0u32..).zip(rows) {
+        let row_nonce = Zeroizing::new(secrets.scalar(Stream::RowNonce, i as usize));
+        t3 += mul(&row_nonce, &generators::h_i(i));
+        for (k, (t4k, [a, b])) in t4.iter_mut().zip(out_row).enumerate() {
             // Written above from a valid ciphertext.
-            let ct = Ciphertext::from_slice(ct_bytes).map_err(|_| ShuffleError::Point {
-                part: Part::Outputs,
-                index: 2 * (i * width + k),
-            })?;
-            t4[k][0] += mul(&row_nonce, &ct.a);
-            t4[k][1] += mul(&row_nonce, &ct.b);
+            let index = 2 * (i as usize * width + k);
+            let decode = |bytes, index| {
+                decode_point(bytes).map_err(|_| ShuffleError::Point {
+                    part: Part::Outputs,
+                    index,
+                })
+            };
+            t4k[0] += mul(&row_nonce, &decode(a, index)?);
+            t4k[1] += mul(&row_nonce, &decode(b, index + 1)?);
         }
     }
-    write_point(proof, layout.t(0), &mul_base(&nonce(0)));
-    write_point(proof, layout.t(1), &mul_base(&nonce(1)));
-    write_point(proof, layout.t(2), &t3);
-    for (k, t4k) in t4.iter().enumerate().take(width) {
-        write_point(proof, layout.t4(k, 0), &t4k[0]);
-        write_point(proof, layout.t4(k, 1), &t4k[1]);
+    let [t1_out, t2_out, t3_out] = &mut *out.t;
+    write_point(t1_out, &mul_base(&nonce(0)));
+    write_point(t2_out, &mul_base(&nonce(1)));
+    write_point(t3_out, &t3);
+    for ([a_out, b_out], [a, b]) in out.t4.iter_mut().zip(&t4) {
+        write_point(a_out, a);
+        write_point(b_out, b);
     }
 
-    let (_, c) = final_challenge(transcript.clone(), proof, &layout);
+    let (_, c) = final_challenge(transcript.clone(), &ProofView::new(proof, shape)?);
 
-    write_scalar(proof, layout.s(0), &(*nonce(0) + c * *r_sum));
-    write_scalar(proof, layout.s(1), &(*nonce(1) + c * *r_hat));
-    write_scalar(proof, layout.s(2), &(*nonce(2) + c * *r_tilde));
-    for (k, r) in r_prime.iter().enumerate().take(width) {
-        write_scalar(proof, layout.s(3 + k), &(*nonce(3 + k) + c * r));
+    let out = ProofMut::new(proof, shape)?;
+    let [s1, s2, s3] = out.s;
+    write_scalar(s1, &(*nonce(0) + c * *r_sum));
+    write_scalar(s2, &(*nonce(1) + c * *r_hat));
+    write_scalar(s3, &(*nonce(2) + c * *r_tilde));
+    for (k, (s4, r)) in out.s4.iter_mut().zip(r_prime.iter()).enumerate() {
+        write_scalar(s4, &(*nonce(3 + k) + c * r));
     }
-    for (i, slot) in slots.iter().enumerate() {
+    let responses = out.s_hat.iter_mut().zip(out.s_prime.iter_mut());
+    for (i, (slot, (s_hat, s_prime))) in slots.iter().zip(responses).enumerate() {
         let u = Zeroizing::new(row_challenge(&transcript, slot.index));
         let chain_r = Zeroizing::new(secrets.scalar(Stream::Chain, i));
         let chain_nonce = Zeroizing::new(secrets.scalar(Stream::ChainNonce, i));
         let row_nonce = Zeroizing::new(secrets.scalar(Stream::RowNonce, i));
-        write_scalar(proof, layout.s_hat(i), &(*chain_nonce + c * *chain_r));
-        write_scalar(proof, layout.s_prime(i), &(*row_nonce + c * *u));
+        write_scalar(s_hat, &(*chain_nonce + c * *chain_r));
+        write_scalar(s_prime, &(*row_nonce + c * *u));
     }
     slots.zeroize();
     Ok(())

@@ -274,15 +274,13 @@ fn malformed_proofs_and_rows_are_typed_errors() {
         p[32 * item] ^= 0x04;
         assert!(ok(&p).is_err(), "item {item}");
     }
-    let layout = Layout { n: 3, width: 2 };
+    // s'_1 of 3 rows of width 2 is response 3 + ω + n + 1 (counted from s1), and the
+    // responses start at item 3n + 3 + 2ω of the proof.
+    let (n, width) = (3, 2);
+    let response = 3 + width + n + 1;
     let mut p = s.proof.clone();
-    p[layout.s_prime(1) + 31] = 0xff;
-    assert_eq!(
-        ok(&p),
-        Err(ShuffleError::Scalar {
-            index: layout.response_index(layout.s_prime(1))
-        })
-    );
+    p[32 * (3 * n + 3 + 2 * width + response) + 31] = 0xff;
+    assert_eq!(ok(&p), Err(ShuffleError::Scalar { index: response }));
 
     // Rows: wrong width, ragged lengths, non-canonical ciphertexts.
     assert_eq!(

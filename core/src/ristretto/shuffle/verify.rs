@@ -5,12 +5,11 @@ use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity;
 use merlin::Transcript;
 
-use super::super::elgamal::{Ciphertext, CIPHERTEXT_LEN};
 use super::super::keys::PublicKey;
-use super::super::{decode_point_at, decode_scalar_at, generators, mul, vartime_double_base};
+use super::super::{decode_point, generators, mul, vartime_double_base};
 use super::{
-    check_shape, final_challenge, row_challenge, row_len, statement_transcript, Equation, Layout,
-    Part, ShuffleError, MAX_WIDTH,
+    check_shape, ciphertexts, final_challenge, first_announcement, first_t, row_challenge,
+    statement_transcript, Equation, Item, Part, ProofView, Shape, ShuffleError, MAX_WIDTH,
 };
 
 /// Verifies that `outputs` is a re-encryption shuffle of `inputs` under `key`.
@@ -36,58 +35,59 @@ pub fn verify(
     }
 }
 
-fn point(
-    bytes: &[u8],
-    at: usize,
+fn point(bytes: &Item, part: Part, index: usize) -> Result<RistrettoPoint, ShuffleError> {
+    decode_point(bytes).map_err(|_| ShuffleError::Point { part, index })
+}
+
+/// A ciphertext `[a, b]`; `index` counts ciphertexts within `part` (its points are `2·index`
+/// and `2·index + 1`).
+fn ciphertext(
+    [a, b]: &[Item; 2],
     part: Part,
     index: usize,
-) -> Result<RistrettoPoint, ShuffleError> {
-    bytes
-        .get(at..at + 32)
-        .ok_or(ShuffleError::Point { part, index })
-        .and_then(|b| decode_point_at(b).map_err(|_| ShuffleError::Point { part, index }))
+) -> Result<(RistrettoPoint, RistrettoPoint), ShuffleError> {
+    Ok((point(a, part, 2 * index)?, point(b, part, 2 * index + 1)?))
 }
 
-fn ciphertext(rows: &[u8], at: usize, part: Part) -> Result<Ciphertext, ShuffleError> {
-    let index = at / 32;
-    let bytes = rows
-        .get(at..at + CIPHERTEXT_LEN)
-        .ok_or(ShuffleError::Point { part, index })?;
-    let a = decode_point_at(&bytes[..32]).map_err(|_| ShuffleError::Point { part, index })?;
-    let b = decode_point_at(&bytes[32..]).map_err(|_| ShuffleError::Point {
-        part,
-        index: index + 1,
-    })?;
-    Ok(Ciphertext { a, b })
+/// The response `index` (counted in proof order: `s1 s2 s3`, `s4_k`, `ŝ_i`, `s'_i`).
+fn scalar(bytes: &Item, index: usize) -> Result<Scalar, ShuffleError> {
+    Option::from(Scalar::from_canonical_bytes(*bytes)).ok_or(ShuffleError::Scalar { index })
 }
 
-fn scalar(proof: &[u8], at: usize, layout: &Layout) -> Result<Scalar, ShuffleError> {
-    proof
-        .get(at..at + 32)
-        .and_then(decode_scalar_at)
-        .ok_or(ShuffleError::Scalar {
-            index: layout.response_index(at),
-        })
+/// An announcement; `index` counts the proof's 32-byte items.
+fn announcement(bytes: &Item, index: usize) -> Result<RistrettoPoint, ShuffleError> {
+    point(bytes, Part::Announcement, index)
 }
 
-fn announcement(proof: &[u8], at: usize) -> Result<RistrettoPoint, ShuffleError> {
-    point(proof, at, Part::Announcement, at / 32)
+/// The response index of `ŝ_0`.
+const fn first_s_hat(shape: Shape) -> usize {
+    3 + shape.width.get()
 }
 
-/// The responses, parsed.
+/// The response index of `s'_0`.
+const fn first_s_prime(shape: Shape) -> usize {
+    3 + shape.width.get() + shape.n
+}
+
+/// The item index of `t4_0`'s `a`.
+const fn first_t4(shape: Shape) -> usize {
+    first_t(shape.n) + 3
+}
+
+/// The responses `s1 s2 s3` and `s4_k`, parsed.
 struct Responses {
     s: [Scalar; 3],
     s4: [Scalar; MAX_WIDTH],
 }
 
-fn responses(proof: &[u8], layout: &Layout) -> Result<Responses, ShuffleError> {
+fn responses(proof: &ProofView<'_>) -> Result<Responses, ShuffleError> {
     let mut s = [Scalar::ZERO; 3];
-    for (which, s) in s.iter_mut().enumerate() {
-        *s = scalar(proof, layout.s(which), layout)?;
+    for (index, (s, bytes)) in s.iter_mut().zip(proof.s).enumerate() {
+        *s = scalar(bytes, index)?;
     }
     let mut s4 = [Scalar::ZERO; MAX_WIDTH];
-    for (k, s4) in s4.iter_mut().enumerate().take(layout.width) {
-        *s4 = scalar(proof, layout.s(3 + k), layout)?;
+    for (k, (s4, bytes)) in s4.iter_mut().zip(proof.s4).enumerate() {
+        *s4 = scalar(bytes, 3 + k)?;
     }
     Ok(Responses { s, s4 })
 }
@@ -96,30 +96,29 @@ fn responses(proof: &[u8], layout: &Layout) -> Result<Responses, ShuffleError> {
 /// chain, announcements, responses.
 #[inline(never)]
 fn validate(
-    layout: &Layout,
+    shape: Shape,
     inputs: &[u8],
     outputs: &[u8],
-    proof: &[u8],
+    proof: &ProofView<'_>,
 ) -> Result<(), ShuffleError> {
     for (part, rows) in [(Part::Inputs, inputs), (Part::Outputs, outputs)] {
-        for (index, item) in rows.chunks_exact(32).enumerate() {
-            decode_point_at(item).map_err(|_| ShuffleError::Point { part, index })?;
+        for (index, item) in rows.as_chunks::<32>().0.iter().enumerate() {
+            point(item, part, index)?;
         }
     }
-    let n = layout.n;
-    for j in 0..n {
-        point(proof, layout.commitment(j), Part::PermutationCommitment, j)?;
+    for (j, item) in proof.commitments.iter().enumerate() {
+        point(item, Part::PermutationCommitment, j)?;
     }
-    for i in 0..n {
-        point(proof, layout.chain(i), Part::CommitmentChain, i)?;
+    for (i, item) in proof.chain.iter().enumerate() {
+        point(item, Part::CommitmentChain, i)?;
     }
-    for at in layout.announcements().step_by(32) {
-        announcement(proof, at)?;
+    let announcements = proof.announcements.as_chunks::<32>().0;
+    for (index, item) in announcements.iter().enumerate() {
+        announcement(item, first_announcement(shape.n) + index)?;
     }
-    let mut at = layout.s(0);
-    while at < proof.len() {
-        scalar(proof, at, layout)?;
-        at += 32;
+    let responses = proof.s.iter().chain(proof.s4).chain(proof.s_hat);
+    for (index, item) in responses.chain(proof.s_prime).enumerate() {
+        scalar(item, index)?;
     }
     Ok(())
 }
@@ -144,24 +143,26 @@ pub fn verify_streaming(
     outputs: &[u8],
     proof: &[u8],
 ) -> Result<(), ShuffleError> {
-    let n = check_shape(width, inputs, outputs.len(), proof.len())?;
-    let layout = Layout { n, width };
-    validate(&layout, inputs, outputs, proof)?;
+    let shape = check_shape(width, inputs, outputs.len(), proof.len())?;
+    let proof = ProofView::new(proof, shape)?;
+    validate(shape, inputs, outputs, &proof)?;
     let transcript = statement_transcript(
         context,
         key,
         width,
-        n,
+        shape.n,
         inputs,
         outputs,
-        &proof[layout.commitments()],
+        proof.commitments.as_flattened(),
     );
-    let (_, c) = final_challenge(transcript.clone(), proof, &layout);
-    let r = responses(proof, &layout)?;
-    let weighted_commitments = check_commitments(&transcript, &layout, proof, &c, &r)?;
-    check_chain(&layout, proof, &c, &r, &weighted_commitments)?;
-    for k in 0..width {
-        check_column(&transcript, &layout, key, inputs, outputs, proof, &c, &r, k)?;
+    let (_, c) = final_challenge(transcript.clone(), &proof);
+    let r = responses(&proof)?;
+    let weighted_commitments = check_commitments(&transcript, shape, &proof, &c, &r)?;
+    check_chain(shape, &proof, &c, &r, &weighted_commitments)?;
+    let columns = r.s4.iter().zip(proof.t4).enumerate();
+    for (k, (s4, t4)) in columns {
+        let column = Column { k, s4, t4 };
+        check_column(&transcript, shape, key, inputs, outputs, &proof, &c, column)?;
     }
     Ok(())
 }
@@ -170,28 +171,28 @@ pub fn verify_streaming(
 #[inline(never)]
 fn check_commitments(
     transcript: &Transcript,
-    layout: &Layout,
-    proof: &[u8],
+    shape: Shape,
+    proof: &ProofView<'_>,
     c: &Scalar,
     r: &Responses,
 ) -> Result<RistrettoPoint, ShuffleError> {
-    let n = layout.n;
     let mut commitment_sum = RistrettoPoint::identity();
     let mut weighted_commitments = RistrettoPoint::identity();
     let mut product = Scalar::ONE;
-    for j in 0..n {
-        let u = row_challenge(transcript, j as u32);
-        let c_j = point(proof, layout.commitment(j), Part::PermutationCommitment, j)?;
-        commitment_sum += c_j - generators::h_i(j as u32);
+    for (j, bytes) in (0u32..).zip(proof.commitments) {
+        let u = row_challenge(transcript, j);
+        let c_j = point(bytes, Part::PermutationCommitment, j as usize)?;
+        commitment_sum += c_j - generators::h_i(j);
         weighted_commitments += mul(&u, &c_j);
         product *= u;
     }
-    let t1 = announcement(proof, layout.t(0))?;
+    let [t1, t2, _] = proof.t;
+    let t1 = announcement(t1, first_t(shape.n))?;
     let holds = vartime_double_base(&-c, &commitment_sum, &r.s[0]);
     check(holds == t1, Equation::PermutationSum)?;
 
-    let t2 = announcement(proof, layout.t(1))?;
-    let chain_end = point(proof, layout.chain(n - 1), Part::CommitmentChain, n - 1)?;
+    let t2 = announcement(t2, first_t(shape.n) + 1)?;
+    let chain_end = point(proof.chain_end, Part::CommitmentChain, shape.n - 1)?;
     let holds = vartime_double_base(&-c, &(chain_end - mul(&product, &generators::h())), &r.s[1]);
     check(holds == t2, Equation::ChainEnd)?;
     Ok(weighted_commitments)
@@ -200,27 +201,38 @@ fn check_commitments(
 /// Every link `t̂_i` of the chain, then `t3`.
 #[inline(never)]
 fn check_chain(
-    layout: &Layout,
-    proof: &[u8],
+    shape: Shape,
+    proof: &ProofView<'_>,
     c: &Scalar,
     r: &Responses,
     weighted_commitments: &RistrettoPoint,
 ) -> Result<(), ShuffleError> {
     let mut previous = generators::h();
     let mut weighted_generators = RistrettoPoint::identity();
-    for i in 0..layout.n {
-        let s_hat = scalar(proof, layout.s_hat(i), layout)?;
-        let s_prime = scalar(proof, layout.s_prime(i), layout)?;
-        let next = point(proof, layout.chain(i), Part::CommitmentChain, i)?;
-        let t_hat = announcement(proof, layout.chain_announcement(i))?;
+    let links = (proof.s_hat.iter().zip(proof.s_prime))
+        .zip(proof.chain.iter().zip(proof.chain_announcements));
+    for (i, ((s_hat, s_prime), (next, t_hat))) in (0u32..).zip(links) {
+        let index = i as usize;
+        let s_hat = scalar(s_hat, first_s_hat(shape) + index)?;
+        let s_prime = scalar(s_prime, first_s_prime(shape) + index)?;
+        let next = point(next, Part::CommitmentChain, index)?;
+        let t_hat = announcement(t_hat, first_announcement(shape.n) + index)?;
         let holds = vartime_double_base(&s_prime, &previous, &s_hat) - mul(c, &next);
-        check(holds == t_hat, Equation::Chain(i))?;
+        check(holds == t_hat, Equation::Chain(index))?;
         previous = next;
-        weighted_generators += mul(&s_prime, &generators::h_i(i as u32));
+        weighted_generators += mul(&s_prime, &generators::h_i(i));
     }
-    let t3 = announcement(proof, layout.t(2))?;
+    let [_, _, t3] = proof.t;
+    let t3 = announcement(t3, first_t(shape.n) + 2)?;
     let holds = vartime_double_base(&-c, weighted_commitments, &r.s[2]) + weighted_generators;
     check(holds == t3, Equation::Commitment)
+}
+
+/// One column `k` of the rows: its response `s4_k` and announcement `t4_k`.
+struct Column<'a> {
+    k: usize,
+    s4: &'a Scalar,
+    t4: &'a [Item; 2],
 }
 
 /// `t4_k`: column `k` of the outputs re-encrypts column `k` of the inputs.
@@ -228,34 +240,37 @@ fn check_chain(
 #[inline(never)]
 fn check_column(
     transcript: &Transcript,
-    layout: &Layout,
+    shape: Shape,
     key: &PublicKey,
     inputs: &[u8],
     outputs: &[u8],
-    proof: &[u8],
+    proof: &ProofView<'_>,
     c: &Scalar,
-    r: &Responses,
-    k: usize,
+    Column { k, s4, t4 }: Column<'_>,
 ) -> Result<(), ShuffleError> {
-    let row = row_len(layout.width);
-    let mut a = -mul(&r.s4[k], key.point());
+    let width = shape.width.get();
+    let mut a = -mul(s4, key.point());
     let mut b = RistrettoPoint::identity();
     let mut weighted_a = RistrettoPoint::identity();
     let mut weighted_b = RistrettoPoint::identity();
-    for j in 0..layout.n {
-        let u = row_challenge(transcript, j as u32);
-        let s_prime = scalar(proof, layout.s_prime(j), layout)?;
-        let input = ciphertext(inputs, j * row + k * CIPHERTEXT_LEN, Part::Inputs)?;
-        let output = ciphertext(outputs, j * row + k * CIPHERTEXT_LEN, Part::Outputs)?;
-        weighted_a += mul(&u, &input.a);
-        weighted_b += mul(&u, &input.b);
-        a += mul(&s_prime, &output.a);
-        b += mul(&s_prime, &output.b);
+    // Ciphertext `j·ω + k`: column `k` of row `j`.
+    let column = |rows| ciphertexts(rows).iter().enumerate().skip(k).step_by(width);
+    let rows = column(inputs).zip(column(outputs)).zip(proof.s_prime);
+    for (j, (((at, input), (_, output)), s_prime)) in (0u32..).zip(rows) {
+        let u = row_challenge(transcript, j);
+        let s_prime = scalar(s_prime, first_s_prime(shape) + j as usize)?;
+        let (input_a, input_b) = ciphertext(input, Part::Inputs, at)?;
+        let (output_a, output_b) = ciphertext(output, Part::Outputs, at)?;
+        weighted_a += mul(&u, &input_a);
+        weighted_b += mul(&u, &input_b);
+        a += mul(&s_prime, &output_a);
+        b += mul(&s_prime, &output_b);
     }
-    let t4a = announcement(proof, layout.t4(k, 0))?;
-    let t4b = announcement(proof, layout.t4(k, 1))?;
+    let [t4a, t4b] = t4;
+    let t4a = announcement(t4a, first_t4(shape) + 2 * k)?;
+    let t4b = announcement(t4b, first_t4(shape) + 2 * k + 1)?;
     let a = a - mul(c, &weighted_a);
-    let b = b + vartime_double_base(&-c, &weighted_b, &-r.s4[k]);
+    let b = b + vartime_double_base(&-c, &weighted_b, &-s4);
     check(a == t4a && b == t4b, Equation::Reencryption(k))
 }
 
@@ -295,9 +310,9 @@ fn batch_holds(
     use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
     use std::vec::Vec;
 
-    let n = check_shape(width, inputs, outputs.len(), proof.len())?;
-    let layout = Layout { n, width };
-    let row = row_len(width);
+    let shape = check_shape(width, inputs, outputs.len(), proof.len())?;
+    let n = shape.n;
+    let proof = ProofView::new(proof, shape)?;
     let transcript = statement_transcript(
         context,
         key,
@@ -305,12 +320,12 @@ fn batch_holds(
         n,
         inputs,
         outputs,
-        &proof[layout.commitments()],
+        proof.commitments.as_flattened(),
     );
     let u: Vec<Scalar> = (0..n)
         .map(|j| row_challenge(&transcript, j as u32))
         .collect();
-    let (after, c) = final_challenge(transcript, proof, &layout);
+    let (after, c) = final_challenge(transcript, &proof);
     let weight = |q: usize| {
         let mut t = after.clone();
         t.append_u64(b"equation", q as u64);
@@ -322,12 +337,12 @@ fn batch_holds(
         .map(|k| [weight(3 + 2 * k), weight(4 + 2 * k)])
         .collect();
     let rho_hat: Vec<Scalar> = (0..n).map(|i| weight(3 + 2 * width + i)).collect();
-    let r = responses(proof, &layout)?;
-    let s_hat = (0..n)
-        .map(|i| scalar(proof, layout.s_hat(i), &layout))
+    let r = responses(&proof)?;
+    let s_hat = (proof.s_hat.iter().enumerate())
+        .map(|(i, bytes)| scalar(bytes, first_s_hat(shape) + i))
         .collect::<Result<Vec<_>, _>>()?;
-    let s_prime = (0..n)
-        .map(|i| scalar(proof, layout.s_prime(i), &layout))
+    let s_prime = (proof.s_prime.iter().enumerate())
+        .map(|(i, bytes)| scalar(bytes, first_s_prime(shape) + i))
         .collect::<Result<Vec<_>, _>>()?;
 
     let capacity = (4 + 4 * width) * n + 6 + 2 * width;
@@ -341,57 +356,68 @@ fn batch_holds(
         g -= rho4[1] * s4;
         y -= rho4[0] * s4;
     }
-    for i in 0..n {
-        g += rho_hat[i] * s_hat[i];
+    for (rho_hat, s_hat) in rho_hat.iter().zip(&s_hat) {
+        g += rho_hat * s_hat;
     }
     let product: Scalar = u.iter().product();
-    scalars.extend([g, rho[1] * c * product + rho_hat[0] * s_prime[0], y]);
+    // `ĉ_0 = H` enters the first link's equation with weight ρ̂_0·s'_0.
+    let first_link =
+        (rho_hat.iter().zip(&s_prime).map(|(r, s)| r * s).next()).unwrap_or(Scalar::ZERO);
+    scalars.extend([g, rho[1] * c * product + first_link, y]);
     points.extend([RISTRETTO_BASEPOINT_POINT, generators::h(), *key.point()]);
 
-    for i in 0..n {
+    // Row i with the next link's weight ρ̂_(i+1)·s'_(i+1) (none after the last).
+    let next_links = (rho_hat.iter().zip(&s_prime).skip(1))
+        .map(|(r, s)| Some(r * s))
+        .chain(core::iter::once(None));
+    let weights = (u.iter().zip(&s_prime)).zip(rho_hat.iter().zip(next_links));
+    let items = (proof.commitments.iter().zip(proof.chain)).zip(proof.chain_announcements);
+    let ciphertext_rows = (ciphertexts(inputs).chunks_exact(shape.width.get()))
+        .zip(ciphertexts(outputs).chunks_exact(shape.width.get()));
+    let rows = weights.zip(items).zip(ciphertext_rows);
+    for (i, ((((u, s_prime), (rho_hat, next_link)), ((commitment, chain), t_hat)), (ins, outs))) in
+        (0u32..).zip(rows)
+    {
+        let index = i as usize;
         // H_i, c_i, ĉ_i.
-        scalars.push(rho[0] * c + rho[2] * s_prime[i]);
-        points.push(generators::h_i(i as u32));
-        scalars.push(-(rho[0] * c) - rho[2] * c * u[i]);
-        points.push(point(
-            proof,
-            layout.commitment(i),
-            Part::PermutationCommitment,
-            i,
-        )?);
-        let mut chain = -(rho_hat[i] * c);
-        if i + 1 < n {
-            chain += rho_hat[i + 1] * s_prime[i + 1];
-        } else {
-            chain -= rho[1] * c;
+        scalars.push(rho[0] * c + rho[2] * s_prime);
+        points.push(generators::h_i(i));
+        scalars.push(-(rho[0] * c) - rho[2] * c * u);
+        points.push(point(commitment, Part::PermutationCommitment, index)?);
+        let mut chain_weight = -(rho_hat * c);
+        match next_link {
+            Some(next) => chain_weight += next,
+            None => chain_weight -= rho[1] * c,
         }
-        scalars.push(chain);
-        points.push(point(proof, layout.chain(i), Part::CommitmentChain, i)?);
+        scalars.push(chain_weight);
+        points.push(point(chain, Part::CommitmentChain, index)?);
         // Inputs (weight u_i), outputs (weight s'_i).
-        for (k, rho4) in rho4.iter().enumerate() {
-            let input = ciphertext(inputs, i * row + k * CIPHERTEXT_LEN, Part::Inputs)?;
-            let output = ciphertext(outputs, i * row + k * CIPHERTEXT_LEN, Part::Outputs)?;
-            let cu = c * u[i];
+        let cts = ins.iter().zip(outs).zip(&rho4);
+        for (k, ((input, output), rho4)) in cts.enumerate() {
+            let at = index * shape.width.get() + k;
+            let (input_a, input_b) = ciphertext(input, Part::Inputs, at)?;
+            let (output_a, output_b) = ciphertext(output, Part::Outputs, at)?;
+            let cu = c * u;
             scalars.extend([
                 -(rho4[0] * cu),
                 -(rho4[1] * cu),
-                rho4[0] * s_prime[i],
-                rho4[1] * s_prime[i],
+                rho4[0] * s_prime,
+                rho4[1] * s_prime,
             ]);
-            points.extend([input.a, input.b, output.a, output.b]);
+            points.extend([input_a, input_b, output_a, output_b]);
         }
         // t̂_i.
-        scalars.push(-rho_hat[i]);
-        points.push(announcement(proof, layout.chain_announcement(i))?);
+        scalars.push(-rho_hat);
+        points.push(announcement(t_hat, first_announcement(n) + index)?);
     }
-    for (which, rho) in rho.iter().enumerate() {
+    for (which, (rho, t)) in rho.iter().zip(proof.t).enumerate() {
         scalars.push(-rho);
-        points.push(announcement(proof, layout.t(which))?);
+        points.push(announcement(t, first_t(n) + which)?);
     }
-    for (k, rho4) in rho4.iter().enumerate() {
+    for (k, (rho4, [t4a, t4b])) in rho4.iter().zip(proof.t4).enumerate() {
         scalars.extend([-rho4[0], -rho4[1]]);
-        points.push(announcement(proof, layout.t4(k, 0))?);
-        points.push(announcement(proof, layout.t4(k, 1))?);
+        points.push(announcement(t4a, first_t4(shape) + 2 * k)?);
+        points.push(announcement(t4b, first_t4(shape) + 2 * k + 1)?);
     }
 
     Ok(RistrettoPoint::vartime_multiscalar_mul(&scalars, &points).is_identity())

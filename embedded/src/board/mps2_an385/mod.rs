@@ -1,11 +1,16 @@
 //! QEMU `mps2-an385`: Cortex-M3 at 25 MHz with an SMSC LAN9118 Ethernet controller.
 //!
 //! - Network: the LAN9118 at 0x4020_0000 (IRQ 13) under embassy-net, with the static address
-//!   QEMU user networking expects (10.0.2.15/24, gateway and host at 10.0.2.2).
+//!   QEMU user networking expects (10.0.2.15/24, gateway and host at 10.0.2.2, DNS server
+//!   at 10.0.2.3).
 //! - Time: SysTick at 1 kHz (`systick.rs`).
 //! - Entropy: ChaCha20 seeded from the `SEED` area, which the host fills with fresh random
 //!   bytes before every boot (see [`crate::provision`]); boot stops if there is none.
 //! - Console and exit: Arm semihosting (QEMU's `-semihosting-config enable=on,target=native`).
+//! - Watchdog: the CMSDK APB watchdog at 0x4000_8000, whose interrupt is the NMI. Its
+//!   reset output is left off: QEMU's reset would load the same seed file again, and a seed
+//!   must never serve twice. The NMI ends QEMU with [`crate::EXIT_WATCHDOG`] instead, and
+//!   the host (`dissent qemu`) says so; booting again takes a fresh seed.
 //!
 //! Run it with `qemu-system-arm -M mps2-an385 -nic user,model=lan9118 -semihosting-config
 //! enable=on,target=native -kernel ELF` plus the loader blobs; `qemu-run` does all of it.
@@ -41,6 +46,11 @@ mod device {
     const CORE_HZ: u32 = 25_000_000;
     const LAN9118_BASE: usize = 0x4020_0000;
     const LAN9118_IRQ: u16 = 13;
+    /// The CMSDK APB watchdog: LOAD, CONTROL and LOCK registers.
+    const WDOG_LOAD: *mut u32 = 0x4000_8000 as *mut u32;
+    const WDOG_CONTROL: *mut u32 = 0x4000_8008 as *mut u32;
+    const WDOG_LOCK: *mut u32 = 0x4000_8C00 as *mut u32;
+    const WDOG_UNLOCK: u32 = 0x1ACC_E551;
 
     /// Hardware brought up before the executor runs.
     pub struct Parts {
@@ -58,11 +68,16 @@ mod device {
         }
     }
 
-    /// Sets up time, entropy and Ethernet.
-    pub fn init() -> Parts {
-        // `init` runs once, from `crate::run`, so the peripherals are still there.
-        let core = cortex_m::Peripherals::take().unwrap();
+    /// Sets up time, the watchdog, entropy and Ethernet.
+    pub fn init(core: cortex_m::Peripherals) -> Parts {
         systick::start(core.SYST, CORE_HZ);
+        feed_watchdog();
+        // SAFETY: the watchdog's registers on this board; INTEN only (no reset, see above).
+        unsafe {
+            core::ptr::write_volatile(WDOG_LOCK, WDOG_UNLOCK);
+            core::ptr::write_volatile(WDOG_CONTROL, 1);
+            core::ptr::write_volatile(WDOG_LOCK, 0);
+        }
         let rng = match take_seed() {
             Ok(seed) => Rng::from_seed(seed),
             Err(e) => fail(format_args!("entropy: {e}")),
@@ -85,20 +100,22 @@ mod device {
     }
 
     /// Starts the network stack and hands out the board.
-    pub fn start(spawner: Spawner, parts: Parts) -> Board {
+    pub async fn start(spawner: Spawner, parts: Parts) -> Board {
         let Parts { eth, mut rng } = parts;
         let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
             address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),
             gateway: Some(Ipv4Address::new(10, 0, 2, 2)),
-            dns_servers: Default::default(),
+            // QEMU user networking's DNS server, which asks the host's resolver.
+            dns_servers: [Ipv4Address::new(10, 0, 2, 3)].into_iter().collect(),
         });
         // Built in place in .bss, never on the stack.
         static RESOURCES: ConstStaticCell<StackResources<NET_SOCKETS>> =
             ConstStaticCell::new(StackResources::new());
         let (net, runner) =
             embassy_net::new(eth, config, RESOURCES.take(), RngCore::next_u64(&mut rng));
-        // The task pool has room for this one task, spawned once.
+        // The task pools have room for these tasks, spawned once each.
         spawner.spawn(net_task(runner).unwrap());
+        spawner.spawn(watchdog_task().unwrap());
         Board {
             name: NAME,
             net,
@@ -110,6 +127,38 @@ mod device {
     #[embassy_executor::task]
     async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
         runner.run().await
+    }
+
+    /// Feeds the watchdog while the executor runs tasks.
+    #[embassy_executor::task]
+    async fn watchdog_task() -> ! {
+        loop {
+            feed_watchdog();
+            embassy_time::Timer::after(crate::WATCHDOG_FEED).await;
+        }
+    }
+
+    /// Loads the watchdog's counter with [`crate::WATCHDOG_TIMEOUT`] anew.
+    fn feed_watchdog() {
+        let ticks = crate::WATCHDOG_TIMEOUT.as_millis() as u32 * (CORE_HZ / 1000);
+        // SAFETY: the watchdog's registers on this board, written only here and in `init`.
+        unsafe {
+            core::ptr::write_volatile(WDOG_LOCK, WDOG_UNLOCK);
+            core::ptr::write_volatile(WDOG_LOAD, ticks);
+            core::ptr::write_volatile(WDOG_LOCK, 0);
+        }
+    }
+
+    // SAFETY: the handler only prints and ends the program; it shares no state with the
+    // code it interrupts beyond the console, which takes a handle of its own meanwhile.
+    #[cortex_m_rt::exception]
+    unsafe fn NonMaskableInt() {
+        crate::println!(
+            "{}: watchdog: no progress for {} s",
+            NAME,
+            crate::WATCHDOG_TIMEOUT.as_secs()
+        );
+        exit(crate::EXIT_WATCHDOG);
     }
 
     /// Reads the boot's seed and wipes it, so it is never used twice.
