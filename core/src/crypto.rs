@@ -36,7 +36,6 @@
 use chacha20::cipher::StreamCipherSeek;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::XChaCha20;
-use curve25519_dalek::scalar::Scalar;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -92,7 +91,7 @@ pub fn public_key(secret: &[u8; 32]) -> [u8; 32] {
 /// The pad secret scalar of 32 secret bytes: read little-endian and reduced modulo the
 /// group order; `None` if that is zero.
 pub fn pad_secret(secret: &[u8; 32]) -> Option<SecretKey> {
-    SecretKey::from_bytes(&Scalar::from_bytes_mod_order(*secret).to_bytes())
+    SecretKey::from_bytes_mod_order(secret)
 }
 
 /// The Ristretto255 pad public key of 32 secret bytes (32 zero bytes, never a valid key,
@@ -162,19 +161,22 @@ impl PairKey {
         group_id: &[u8; 16],
         session_id: &[u8; 16],
     ) -> Result<Self, KeyError> {
-        let secret = pad_secret(own_secret).ok_or(KeyError::ZeroSecret)?;
-        let own_public = secret.public_key().to_bytes();
-        let shared = crate::ristretto::keys::dh(&secret, peer_public)
-            .map_err(|_| KeyError::NonContributory)?;
-        let (c, t) = if own_is_client {
-            (&own_public, peer_public)
-        } else {
-            (peer_public, &own_public)
-        };
-        Ok(Self::from_shared(&shared, group_id, session_id, c, t))
+        let mut out = [Self::EMPTY];
+        Self::agree_into(
+            own_secret,
+            core::slice::from_ref(peer_public),
+            own_is_client,
+            group_id,
+            session_id,
+            &mut out,
+        )?;
+        let [key] = out;
+        Ok(key)
     }
 
     /// Agrees keys with each of `peers`, writing them into `out` (which must be as long).
+    ///
+    /// The own secret is read and its public key computed once for all peers.
     pub fn agree_into(
         own_secret: &[u8; 32],
         peers: &[[u8; 32]],
@@ -183,8 +185,17 @@ impl PairKey {
         session_id: &[u8; 16],
         out: &mut [PairKey],
     ) -> Result<(), KeyError> {
-        for (peer, slot) in peers.iter().zip(out.iter_mut()) {
-            *slot = Self::agree(own_secret, peer, own_is_client, group_id, session_id)?;
+        let secret = pad_secret(own_secret).ok_or(KeyError::ZeroSecret)?;
+        let own_public = secret.public_key().to_bytes();
+        for (peer_public, slot) in peers.iter().zip(out.iter_mut()) {
+            let shared = crate::ristretto::keys::dh(&secret, peer_public)
+                .map_err(|_| KeyError::NonContributory)?;
+            let (c, t) = if own_is_client {
+                (&own_public, peer_public)
+            } else {
+                (peer_public, &own_public)
+            };
+            *slot = Self::from_shared(&shared, group_id, session_id, c, t);
         }
         Ok(())
     }

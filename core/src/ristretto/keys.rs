@@ -33,6 +33,29 @@ impl SecretKey {
         scalar.filter(|s| *s != Scalar::ZERO).map(Self)
     }
 
+    /// A secret key from 32 bytes read little-endian and reduced modulo the group order
+    /// (the value of `Scalar::from_bytes_mod_order`); `None` if that is zero.
+    ///
+    /// It doubles and adds with the library's scalar addition, a byte at a time from the top
+    /// (`x = 256·x + byte`), instead of calling `from_bytes_mod_order`: the library's reduction
+    /// (a multiplication by R and a Montgomery reduction, about 2.2 KiB of code on a
+    /// Cortex-M3) is otherwise the largest part of a device trustee's pad keys, which reads
+    /// only this one secret. Every step is the library's constant-time addition of reduced
+    /// scalars, so the result is reduced and the time does not depend on the secret.
+    pub fn from_bytes_mod_order(bytes: &[u8; 32]) -> Option<Self> {
+        let mut scalar = Scalar::ZERO;
+        for byte in bytes.iter().rev() {
+            for _ in 0..8 {
+                scalar += scalar;
+            }
+            scalar += Scalar::from(*byte);
+        }
+        let zero = scalar.ct_eq(&Scalar::ZERO);
+        let key = (!bool::from(zero)).then_some(Self(scalar));
+        scalar.zeroize();
+        key
+    }
+
     /// The canonical encoding of the scalar.
     pub fn to_bytes(&self) -> [u8; 32] {
         self.0.to_bytes()
@@ -142,5 +165,47 @@ mod tests {
         assert_eq!(back.public_key(), a.public_key());
         assert!(SecretKey::from_bytes(&[0; 32]).is_none());
         assert!(SecretKey::from_bytes(&[0xff; 32]).is_none());
+    }
+
+    #[test]
+    fn reading_bytes_mod_order_is_the_librarys_reduction() {
+        use rand_core::RngCore;
+        // The group order l, and its neighbours, multiples and the largest 256-bit values.
+        let l = Scalar::ZERO - Scalar::ONE;
+        let mut l_bytes = l.to_bytes();
+        l_bytes[0] += 1;
+        let mut cases = std::vec![
+            [0; 32],
+            [0xff; 32],
+            [0x7f; 32],
+            l.to_bytes(),
+            l_bytes,
+            [1; 32],
+        ];
+        let mut two_l = [0u8; 32];
+        let mut carry = 0u16;
+        for (out, byte) in two_l.iter_mut().zip(l_bytes) {
+            let sum = u16::from(byte) * 2 + carry;
+            *out = sum as u8;
+            carry = sum >> 8;
+        }
+        cases.push(two_l);
+        let mut rng = ChaCha20Rng::from_seed([3; 32]);
+        for _ in 0..200 {
+            let mut bytes = [0u8; 32];
+            rng.fill_bytes(&mut bytes);
+            cases.push(bytes);
+        }
+        for bytes in cases {
+            let expect = Scalar::from_bytes_mod_order(bytes);
+            match SecretKey::from_bytes_mod_order(&bytes) {
+                Some(key) => assert_eq!(key.0, expect, "{bytes:02x?}"),
+                None => assert_eq!(expect, Scalar::ZERO, "{bytes:02x?}"),
+            }
+        }
+        // l and 2l reduce to zero, which is refused.
+        assert!(SecretKey::from_bytes_mod_order(&l_bytes).is_none());
+        assert!(SecretKey::from_bytes_mod_order(&two_l).is_none());
+        assert!(SecretKey::from_bytes_mod_order(&[0; 32]).is_none());
     }
 }
