@@ -314,5 +314,90 @@ mod tests {
             assert_eq!(open(&mut [0u8; 128], &CTX, &public), Opened::Empty);
             assert_eq!(open(&mut [1u8; 16], &CTX, &public), Opened::Disrupted);
         }
+
+        /// Nobody but the owner writes in its slot: a seeded search over the XOR patterns a
+        /// disruptor could add to the slot's cell (sparse and dense masks, bursts, only the
+        /// seed, body or signature, and the difference to the owner's own cells of other
+        /// exchanges, whose bytes the relay publishes) never yields a cell the relay takes.
+        #[test]
+        fn no_xor_pattern_makes_another_writer_the_owner() {
+            use rand_chacha::rand_core::RngCore;
+            let (key, public) = key();
+            let cell = sealed();
+            let len = cell.len();
+            // The owner's cells of other exchanges, with the same records and seed.
+            let mut replays = std::vec::Vec::new();
+            for ordinal in [0, 4, 6, 7] {
+                let mut other = [0u8; 128];
+                let mut w = CellWriter::new(body_mut(&mut other).unwrap());
+                w.push_data(ConnId(0x0003_0001), true, b"hi").unwrap();
+                w.finish(300);
+                let mut rng = ChaCha20Rng::from_seed([ordinal as u8; 32]);
+                let ctx = SlotContext { ordinal, ..CTX };
+                assert!(seal(&mut other, &ctx, &[0x5A; SEED_LEN], &key, &mut rng));
+                let mut pattern = [0u8; 128];
+                for ((p, a), b) in pattern.iter_mut().zip(other).zip(cell) {
+                    *p = a ^ b;
+                }
+                replays.push(pattern);
+            }
+            let mut rng = ChaCha20Rng::from_seed([0xD1; 32]);
+            let mut tried = 0;
+            for round in 0..2000u32 {
+                let mut pattern = [0u8; 128];
+                match round % 6 {
+                    // Sparse: a few random bits.
+                    0 => {
+                        for _ in 0..1 + rng.next_u32() % 8 {
+                            let bit = rng.next_u32() as usize % (len * 8);
+                            pattern[bit / 8] ^= 1 << (bit % 8);
+                        }
+                    }
+                    // Dense: every byte random.
+                    1 => rng.fill_bytes(&mut pattern),
+                    // A burst of random bytes at a random place.
+                    2 => {
+                        let at = rng.next_u32() as usize % len;
+                        let n = 1 + rng.next_u32() as usize % (len - at);
+                        rng.fill_bytes(&mut pattern[at..at + n]);
+                    }
+                    // Only the seed, only the body, only the signature.
+                    3 => rng.fill_bytes(&mut pattern[..SEED_LEN]),
+                    4 => rng.fill_bytes(&mut pattern[SEED_LEN..len - SIGNATURE_LEN]),
+                    _ => rng.fill_bytes(&mut pattern[len - SIGNATURE_LEN..]),
+                }
+                // Now and then on top of a replay of another exchange.
+                if round % 5 == 0 {
+                    let replay = &replays[(round as usize / 5) % replays.len()];
+                    for (p, r) in pattern.iter_mut().zip(replay) {
+                        *p ^= r;
+                    }
+                }
+                if pattern == [0; 128] {
+                    continue;
+                }
+                let mut c = cell;
+                for (b, p) in c.iter_mut().zip(pattern) {
+                    *b ^= p;
+                }
+                assert_eq!(
+                    open(&mut c, &CTX, &public),
+                    Opened::Disrupted,
+                    "round {round}, pattern {}",
+                    hex(&pattern)
+                );
+                tried += 1;
+            }
+            // The replays themselves, alone.
+            for replay in &replays {
+                let mut c = cell;
+                for (b, p) in c.iter_mut().zip(replay) {
+                    *b ^= p;
+                }
+                assert_eq!(open(&mut c, &CTX, &public), Opened::Disrupted);
+                tried += 1;
+            }
+            assert!(tried > 1900, "{tried} patterns tried");
+        }
     }
 }
