@@ -25,6 +25,7 @@ pub mod backoff;
 pub mod bits;
 pub mod client;
 pub mod crypto;
+pub mod epoch;
 pub mod error;
 mod field;
 pub mod link;
