@@ -667,3 +667,47 @@ fn waiting_names_what_a_stalled_setup_waits_for() {
     );
     assert_eq!(sim.relay.receive_trustee(1, &key1), RelayStep::Forward);
 }
+
+/// A bounded, deterministic version of the `epoch` fuzz target: random bytes, and honest
+/// frames cut short or with random bytes appended, never panic a role and never establish.
+#[test]
+fn random_frames_never_panic_a_setup_role() {
+    let mut sim = Sim::new(3, 2, 1, 9);
+    let mut honest = Vec::new();
+    let mut buf = vec![0u8; CHUNK_HEADER_LEN + 32 * 1024];
+    let len = sim.relay.poll_broadcast(&mut buf).unwrap().unwrap();
+    honest.push(buf[..len].to_vec());
+    let open = honest[0].clone();
+    sim.deliver(&open);
+    let len = sim.trustees[0].poll_transmit(&mut buf).unwrap().unwrap();
+    honest.push(buf[..len].to_vec());
+    let mut rng = ChaCha20Rng::seed_from_u64(77);
+    for round in 0..2_000 {
+        let frame: Vec<u8> = match round % 3 {
+            0 => {
+                let mut f = vec![0u8; (rng.next_u32() % 300) as usize];
+                rng.fill_bytes(&mut f);
+                if let Some(b) = f.first_mut() {
+                    *b = (*b % 7) + 1;
+                }
+                f
+            }
+            1 => {
+                let h = &honest[round % honest.len()];
+                h[..(rng.next_u32() as usize) % h.len()].to_vec()
+            }
+            _ => {
+                let mut f = honest[round % honest.len()].clone();
+                let at = (rng.next_u32() as usize) % f.len();
+                f[at] = rng.next_u32() as u8;
+                f
+            }
+        };
+        let _ = sim.relay.receive_trustee((round % 2) as u8, &frame);
+        let _ = sim.relay.receive_client((round % 3) as u16, &frame);
+        let _ = sim.trustees[1].receive(&frame, &mut sim.rng);
+        let _ = sim.clients[round % 3].receive(&frame, &mut sim.rng);
+    }
+    assert!(sim.relay.established().is_none());
+    assert!(sim.clients.iter().all(|c| c.established().is_none()));
+}
