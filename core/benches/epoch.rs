@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use dissent_core::bits::bitmap_len;
 use dissent_core::epoch::identity::{Ed25519Identity, IdentitySigner};
-use dissent_core::epoch::message::{Stage, CHUNK_HEADER_LEN};
+use dissent_core::epoch::message::{SetupMessage, Stage, CHUNK_HEADER_LEN};
 use dissent_core::epoch::{
     RelayStep, SetupClient, SetupConfig, SetupRelay, SetupStorage, SetupTrustee, Waiting,
 };
@@ -43,8 +43,13 @@ fn main() {
         .unwrap_or(3);
     println!("epoch setup, {m} trustees, one thread");
     println!(
-        "{:>6} {:>9} {:>13} {:>22} {:>16}",
-        "N", "setup s", "trustee s", "shuffle+proof s (each)", "member check s"
+        "{:>6} {:>9} {:>15} {:>23} {:>15} {:>30}",
+        "N",
+        "setup s",
+        "trustee s",
+        "shuffle+proof s (each)",
+        "member check s",
+        "(submissions shuffles shares rest)"
     );
     for n in sizes {
         run(n, m);
@@ -61,6 +66,8 @@ struct State {
     trustee_time: Vec<Duration>,
     prove_time: Vec<Duration>,
     member_time: Duration,
+    /// A member's time by what it checked: submissions, shuffles, shares, the rest.
+    member_parts: [Duration; 4],
     /// Until the submissions, every member follows (to make its submission).
     all_follow: bool,
 }
@@ -77,6 +84,13 @@ impl State {
         self.clients[0].receive(frame, &mut self.rng).unwrap();
         let member = began.elapsed();
         self.member_time += member;
+        let part = match SetupMessage::parse(frame) {
+            Ok(SetupMessage::Submit(_)) => 0,
+            Ok(SetupMessage::Seal(seal)) if seal.stage == Stage::Shuffle => 1,
+            Ok(SetupMessage::Seal(_)) => 2,
+            _ => 3,
+        };
+        self.member_parts[part] += member;
         for (j, t) in self.trustees.iter().enumerate() {
             self.trustee_time[j] += took[j];
             // The frame that hands a trustee its shuffle turn: its time, less a member's
@@ -105,7 +119,7 @@ fn run(n: usize, m: usize) {
         chunk_len: 16 * 1024,
     };
     let mut participants = vec![0xffu8; bitmap_len(n)];
-    if n % 8 != 0 {
+    if !n.is_multiple_of(8) {
         *participants.last_mut().unwrap() = (1u8 << (n % 8)) - 1;
     }
     let start = Instant::now();
@@ -144,6 +158,7 @@ fn run(n: usize, m: usize) {
         trustee_time: vec![Duration::ZERO; m],
         prove_time: vec![Duration::ZERO; m],
         member_time: Duration::ZERO,
+        member_parts: [Duration::ZERO; 4],
         all_follow: true,
     };
     let mut buf = vec![0u8; CHUNK_HEADER_LEN + 32 * 1024];
@@ -190,11 +205,12 @@ fn run(n: usize, m: usize) {
             .join(" ")
     };
     println!(
-        "{:>6} {:>9.2} {:>13} {:>22} {:>16.2}",
+        "{:>6} {:>9.2} {:>15} {:>23} {:>15.2} {:>30}",
         n,
         setup.as_secs_f64(),
         each(&s.trustee_time),
         each(&s.prove_time),
-        s.member_time.as_secs_f64()
+        s.member_time.as_secs_f64(),
+        each(&s.member_parts)
     );
 }
