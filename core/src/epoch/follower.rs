@@ -453,7 +453,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
                         let share: &[u8; SHARE_LEN] = share
                             .try_into()
                             .map_err(|_| crate::ristretto::dleq::DleqError::Invalid)?;
-                        elgamal::verify_share(&key, &ct, share)
+                        elgamal::verify_share_vartime(&key, &ct, share)
                     });
                 if let Err(error) = check {
                     let row = row as u32;

@@ -99,13 +99,7 @@ pub(crate) fn verify_knowledge(
     public: &PublicKey,
     proof: &[u8; 64],
 ) -> Result<(), DleqError> {
-    dleq::verify(
-        context.as_bytes(),
-        public,
-        &RISTRETTO_BASEPOINT_POINT,
-        public.point(),
-        proof,
-    )
+    dleq::verify_knowledge(context.as_bytes(), public, proof)
 }
 
 /// Decodes a submission's ciphertext and checks its proof of knowledge of the randomness.
