@@ -593,7 +593,7 @@ fn latecomers_are_not_participants_and_missing_submitters_are_dropped() {
 fn a_misbehaving_relay_is_caught_and_never_makes_a_node_accept_a_wrong_order() {
     let (n, m) = (5, 2);
     let mut outcomes_seen: HashMap<&'static str, usize> = HashMap::new();
-    for seed in 0..60u64 {
+    for seed in 0..150u64 {
         let mut plan = ChaCha20Rng::seed_from_u64(1000 + seed);
         let mut sim = Sim::new(n, m, 1, seed);
         // Frames in an honest run: 1 open + m keys + n submits + stages; pick among the first 40.

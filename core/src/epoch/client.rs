@@ -61,10 +61,19 @@ where
         rng: &mut impl CryptoRngCore,
     ) -> Result<Event, Failure> {
         if let Ok(SetupMessage::Submit(m)) = SetupMessage::parse(frame) {
+            // Another submission under this client's name, validly signed with its identity
+            // key, in the current attempt: its own pseudonym key cannot be in the list.
+            let config = &self.follower.config;
             let own = self.submission.as_ref().map(|s| s.as_slice());
-            if m.client == self.index && own != Some(frame) {
-                // The input holds another submission signed with this client's identity
-                // key: its pseudonym key cannot be in the list.
+            if m.client == self.index
+                && own.is_some_and(|own| own != frame)
+                && Some(m.attempt) == self.follower.attempt
+                && m.epoch == config.epoch
+                && config
+                    .clients
+                    .get(usize::from(self.index))
+                    .is_some_and(|key| message::signature_holds(frame, &config.group, key))
+            {
                 return Err(self.follower.fail(Failure::Refused(Refusal::KeyMissing)));
             }
         }
