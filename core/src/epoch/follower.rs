@@ -24,10 +24,10 @@ use sha2::{Digest, Sha256};
 
 use super::message::{SetupMessage, Stage, MAX_SIGNED_LEN};
 use super::outcome::{Conviction, FailedCheck, Failure, RelayFault};
-use super::proof::{verify_knowledge, verify_submission, Context};
+use super::proof::{verify_knowledge, verify_shares, verify_submission, Context};
 use super::{SetupConfig, SetupStorage, Waiting};
 use crate::bits;
-use crate::ristretto::elgamal::{self, Ciphertext, CIPHERTEXT_LEN, SHARE_LEN};
+use crate::ristretto::elgamal::{Ciphertext, CIPHERTEXT_LEN};
 use crate::ristretto::keys::PublicKey;
 use crate::ristretto::shuffle;
 use crate::MAX_TRUSTEES;
@@ -81,7 +81,7 @@ pub(crate) struct Follower<'c, B> {
 fn stage_len(stage: Stage, n: usize) -> usize {
     match stage {
         Stage::Shuffle => shuffle::rows_len(n, 1) + shuffle::proof_len(n, 1),
-        Stage::Shares => n * SHARE_LEN,
+        Stage::Shares => super::proof::shares_len(n),
     }
 }
 
@@ -438,38 +438,21 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             .copied()
             .flatten()
             .ok_or(Self::unexpected())?;
-        let rows = self.storage.rows.as_ref();
-        let shares = self.storage.stage.as_ref();
+        let attempt = self.attempt.unwrap_or(0);
         if self.own != Some(j) {
-            for (row, (ct, share)) in rows
-                .chunks_exact(CIPHERTEXT_LEN)
-                .zip(shares.chunks_exact(SHARE_LEN))
-                .take(n)
-                .enumerate()
-            {
-                let check = Ciphertext::from_slice(ct)
-                    .map_err(Into::into)
-                    .and_then(|ct| {
-                        let share: &[u8; SHARE_LEN] = share
-                            .try_into()
-                            .map_err(|_| crate::ristretto::dleq::DleqError::Invalid)?;
-                        elgamal::verify_share_vartime(&key, &ct, share)
-                    });
-                if let Err(error) = check {
-                    let row = row as u32;
-                    return self.convict(j, FailedCheck::Share { row, error }, frame);
-                }
+            let context = Context::shares(&self.config.group, self.config.epoch, attempt, j);
+            let (rows, shares) = (self.storage.rows.as_ref(), self.storage.stage.as_ref());
+            if let Err(error) = verify_shares(&context, &key, rows, n, shares) {
+                return self.convict(j, FailedCheck::Shares(error), frame);
             }
         }
         let (rows, shares) = (self.storage.rows.as_mut(), self.storage.stage.as_ref());
-        for (ct, share) in rows
+        for (ct, d) in rows
             .chunks_exact_mut(CIPHERTEXT_LEN)
-            .zip(shares.chunks_exact(SHARE_LEN))
+            .zip(shares.chunks_exact(32))
             .take(n)
         {
-            let d = share
-                .get(..32)
-                .and_then(|d| crate::ristretto::decode_point_at(d).ok());
+            let d = crate::ristretto::decode_point_at(d).ok();
             if let (Ok(c), Some(d)) = (Ciphertext::from_slice(ct), d) {
                 ct.copy_from_slice(&c.strip(&d).to_bytes());
             }

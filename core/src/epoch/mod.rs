@@ -12,8 +12,8 @@
 //!    ([`message::Submit`]);
 //! 4. each trustee, in order, shuffles and re-encrypts the rows and proves it (chunked
 //!    [`message::Chunk`]s, then a signed [`message::Seal`] of the transcript);
-//! 5. each trustee, in order, sends a decryption share of every row with a DLEQ proof;
-//!    every node strips them: the rows become the pseudonym keys in slot order;
+//! 5. each trustee, in order, sends a decryption share of every row with one DLEQ proof
+//!    for all of them; every node strips them: the rows become the pseudonym keys in slot order;
 //! 6. each trustee signs the epoch record ([`message::Record`]): transcript and list hash.
 //!
 //! Every node, the relay included, runs the same verifier (`follower.rs`) over the relay's
@@ -50,7 +50,7 @@ pub use trustee::SetupTrustee;
 
 use crate::bits::bitmap_len;
 use crate::error::ConfigError;
-use crate::ristretto::elgamal::{CIPHERTEXT_LEN, SHARE_LEN};
+use crate::ristretto::elgamal::CIPHERTEXT_LEN;
 use crate::ristretto::shuffle::{proof_len, rows_len};
 use crate::{MAX_CLIENTS, MAX_TRUSTEES};
 
@@ -93,7 +93,7 @@ impl SetupConfig<'_> {
     pub const fn storage_lens(&self) -> SetupStorageLens {
         let n = self.clients.len();
         let shuffle = rows_len(n, 1) + proof_len(n, 1);
-        let shares = n * SHARE_LEN;
+        let shares = proof::shares_len(n);
         SetupStorageLens {
             participants: bitmap_len(n),
             rows: n * CIPHERTEXT_LEN,

@@ -19,13 +19,8 @@ pub enum FailedCheck {
     JointKey,
     /// Its proof of shuffle.
     Shuffle(ShuffleError),
-    /// Its decryption share of a row.
-    Share {
-        /// The row (slot order of the last shuffle).
-        row: u32,
-        /// Why the share's proof failed.
-        error: DleqError,
-    },
+    /// Its decryption shares' proof.
+    Shares(DleqError),
 }
 
 /// A trustee caught cheating: who, in which attempt, and which check. Its signed message
@@ -53,9 +48,7 @@ impl fmt::Display for Conviction {
             FailedCheck::KeyProof(e) => write!(f, "its key's proof of knowledge fails ({e})"),
             FailedCheck::JointKey => f.write_str("its key cancels the joint key"),
             FailedCheck::Shuffle(e) => write!(f, "its shuffle fails: {e}"),
-            FailedCheck::Share { row, error } => {
-                write!(f, "its decryption share of row {row} fails ({error})")
-            }
+            FailedCheck::Shares(e) => write!(f, "its decryption shares fail ({e})"),
         }
     }
 }

@@ -7,7 +7,14 @@
 //! key      "dissent-rs v3 setup key"     ‖ group ‖ epoch (u64 BE) ‖ attempt ‖ trustee
 //! submit   "dissent-rs v3 setup submit"  ‖ group ‖ epoch ‖ attempt ‖ client (u16 BE) ‖ a
 //! shuffle  "dissent-rs v3 setup shuffle" ‖ group ‖ epoch ‖ attempt ‖ trustee
+//! shares   "dissent-rs v3 setup shares"  ‖ group ‖ epoch ‖ attempt ‖ trustee
 //! ```
+//!
+//! A trustee's decryption shares are `d_i = y·b_i` for every row with one DLEQ proof
+//! `log_G(Y) = log_B(D)` for `B = Σ w_i·b_i`, `D = Σ w_i·d_i`, the weights drawn after the
+//! `d_i` are fixed (`w_i = clone(T).append_u64("index", i).challenge("w")`, `T` =
+//! merlin("dissent-rs v3 setup shares") with the context, `Y`, the rows and the `d_i`): one
+//! wrong `d_i` makes `D ≠ y·B` but with probability 1/ℓ.
 //!
 //! A submission's proof is about `b = r·G` and names `a = P + r·Y`, the client and the
 //! attempt, so nobody can submit a re-randomised copy of another member's ciphertext (it
@@ -16,11 +23,15 @@
 //! Owns these statements; the group arithmetic is `ristretto`'s.
 
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
+use merlin::Transcript;
 use rand_core::CryptoRngCore;
 
 use crate::ristretto::dleq::{self, DleqError};
-use crate::ristretto::elgamal::Ciphertext;
+use crate::ristretto::elgamal::{Ciphertext, CIPHERTEXT_LEN};
 use crate::ristretto::keys::{PublicKey, SecretKey};
+use crate::ristretto::{decode_point_at, PointError};
 
 /// Longest context (the submission's).
 const CONTEXT_LEN: usize = 26 + 32 + 8 + 1 + 2 + 32;
@@ -70,6 +81,17 @@ impl Context {
             *dst = *src;
         }
         Self::new(b"dissent-rs v3 setup submit", group, epoch, attempt, &tail)
+    }
+
+    /// A trustee's decryption shares.
+    pub(crate) fn shares(group: &[u8; 32], epoch: u64, attempt: u8, trustee: u8) -> Self {
+        Self::new(
+            b"dissent-rs v3 setup shares",
+            group,
+            epoch,
+            attempt,
+            &[trustee],
+        )
     }
 
     /// A trustee's shuffle.
@@ -134,4 +156,125 @@ pub(crate) fn submission(
     let ct = Ciphertext::encrypt_with(joint, pseudonym.point(), r.scalar()).to_bytes();
     let context = Context::submit(group, epoch, attempt, client, ct.get(..32).unwrap_or(&[]));
     (ct, prove_knowledge(&context, &r, rng))
+}
+
+/// Bytes of a trustee's shares stage for `n` rows: `d_0 ‖ … ‖ d_(n−1) ‖ proof`.
+pub(crate) const fn shares_len(n: usize) -> usize {
+    32 * n + 64
+}
+
+/// The weights' transcript of trustee `j`'s shares: its context, its key, the rows it
+/// decrypts (as every node holds them at its turn) and its values `d_i`.
+fn shares_transcript(context: &Context, key: &PublicKey, rows: &[u8], ds: &[u8]) -> Transcript {
+    let mut t = Transcript::new(b"dissent-rs v3 setup shares");
+    t.append_message(b"context", context.as_bytes());
+    t.append_message(b"key", key.as_bytes());
+    t.append_message(b"rows", rows);
+    t.append_message(b"shares", ds);
+    t
+}
+
+fn weight(t: &Transcript, i: usize) -> Scalar {
+    let mut t = t.clone();
+    t.append_u64(b"index", i as u64);
+    crate::ristretto::challenge_scalar(&mut t, b"w")
+}
+
+/// `(B, D) = (Σ w_i·b_i, Σ w_i·d_i)`; `None` if a point does not decode (`Err(i)`: `d_i`).
+fn combine(
+    t: &Transcript,
+    rows: &[u8],
+    ds: &[u8],
+    n: usize,
+) -> Result<(RistrettoPoint, RistrettoPoint), usize> {
+    let pairs = rows
+        .chunks_exact(CIPHERTEXT_LEN)
+        .zip(ds.chunks_exact(32))
+        .take(n)
+        .enumerate()
+        .map(|(i, (row, d))| {
+            let b = row
+                .get(32..)
+                .and_then(|b| decode_point_at(b).ok())
+                .ok_or(i)?;
+            let d = decode_point_at(d).map_err(|_| i)?;
+            Ok::<_, usize>((weight(t, i), b, d))
+        });
+    #[cfg(feature = "std")]
+    {
+        use curve25519_dalek::traits::VartimeMultiscalarMul;
+        let mut w = std::vec::Vec::with_capacity(n);
+        let mut bs = std::vec::Vec::with_capacity(n);
+        let mut dd = std::vec::Vec::with_capacity(n);
+        for pair in pairs {
+            let (wi, b, d) = pair?;
+            w.push(wi);
+            bs.push(b);
+            dd.push(d);
+        }
+        Ok((
+            RistrettoPoint::vartime_multiscalar_mul(&w, &bs),
+            RistrettoPoint::vartime_multiscalar_mul(&w, &dd),
+        ))
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        use curve25519_dalek::traits::Identity;
+        let mut acc = (RistrettoPoint::identity(), RistrettoPoint::identity());
+        for pair in pairs {
+            let (wi, b, d) = pair?;
+            acc.0 += crate::ristretto::mul(&wi, &b);
+            acc.1 += crate::ristretto::mul(&wi, &d);
+        }
+        Ok(acc)
+    }
+}
+
+/// Trustee `secret`'s shares of the first `n` rows: writes `d_i = y·b_i` and one DLEQ proof
+/// that `log_G(Y) = log_B(D)` for the weighted sums into `out` ([`shares_len`] bytes).
+pub(crate) fn prove_shares(
+    context: &Context,
+    secret: &SecretKey,
+    rows: &[u8],
+    n: usize,
+    out: &mut [u8],
+    rng: &mut impl CryptoRngCore,
+) -> Option<()> {
+    let (ds, proof) = out.get_mut(..shares_len(n))?.split_at_mut(32 * n);
+    for (row, d) in rows
+        .chunks_exact(CIPHERTEXT_LEN)
+        .zip(ds.chunks_exact_mut(32))
+        .take(n)
+    {
+        let b = decode_point_at(row.get(32..)?).ok()?;
+        d.copy_from_slice(
+            crate::ristretto::mul(secret.scalar(), &b)
+                .compress()
+                .as_bytes(),
+        );
+    }
+    let key = secret.public_key();
+    let t = shares_transcript(context, &key, rows.get(..n * CIPHERTEXT_LEN)?, ds);
+    let (b, _) = combine(&t, rows, ds, n).ok()?;
+    let (_, p) = dleq::prove(context.as_bytes(), secret, &b, rng);
+    proof.copy_from_slice(&p);
+    Some(())
+}
+
+/// Checks trustee `key`'s shares stage against the first `n` rows.
+pub(crate) fn verify_shares(
+    context: &Context,
+    key: &PublicKey,
+    rows: &[u8],
+    n: usize,
+    shares: &[u8],
+) -> Result<(), DleqError> {
+    let stage = shares.get(..shares_len(n)).ok_or(DleqError::Invalid)?;
+    let (ds, proof) = stage.split_at(32 * n);
+    let proof: &[u8; 64] = proof.try_into().map_err(|_| DleqError::Invalid)?;
+    let rows = rows.get(..n * CIPHERTEXT_LEN).ok_or(DleqError::Invalid)?;
+    let t = shares_transcript(context, key, rows, ds);
+    let (b, d) =
+        combine(&t, rows, ds, n).map_err(|_| DleqError::Point(PointError::NonCanonical))?;
+    dleq::verify_vartime(context.as_bytes(), key, &b, &d, proof)
 }

@@ -9,10 +9,11 @@ use rand_core::CryptoRngCore;
 use super::follower::{Event, Follower};
 use super::identity::IdentitySigner;
 use super::message::{self, Chunk, Key, Record, Seal, SetupMessage, Stage};
-use super::proof::{prove_knowledge, Context};
+use super::proof::{prove_knowledge, prove_shares, shares_len, Context};
 use super::{Established, Failure, SetupConfig, SetupStorage, Waiting};
 use crate::error::ConfigError;
-use crate::ristretto::elgamal::{self, Ciphertext, CIPHERTEXT_LEN, SHARE_LEN};
+#[cfg(feature = "testkit")]
+use crate::ristretto::elgamal::{Ciphertext, CIPHERTEXT_LEN};
 use crate::ristretto::keys::SecretKey;
 use crate::ristretto::shuffle::{self, ProverSlot};
 use crate::wire::WireError;
@@ -29,7 +30,7 @@ pub enum Cheat {
     Duplicate,
     /// Re-encrypts output row 0 wrongly (adds `G` to its first component).
     Reencryption,
-    /// Sends a wrong decryption share for row 0.
+    /// Sends a wrong decryption share for row 0 (with a proof for the true ones).
     Share,
     /// Sends a key whose proof of knowledge is for another key.
     KeyProof,
@@ -200,17 +201,18 @@ where
             Waiting::Chunk(j, Stage::Shares) if j == me => {
                 let Some(secret) = &self.secret else { return };
                 let n = self.follower.n();
+                let context = Context::shares(&config.group, config.epoch, attempt, me);
                 let storage = &mut self.follower.storage;
-                for (ct, share) in storage
-                    .rows
-                    .as_ref()
-                    .chunks_exact(CIPHERTEXT_LEN)
-                    .zip(storage.stage.as_mut().chunks_exact_mut(SHARE_LEN))
-                    .take(n)
-                {
-                    if let Ok(ct) = Ciphertext::from_slice(ct) {
-                        share.copy_from_slice(&elgamal::decryption_share(secret, &ct, rng));
-                    }
+                let made = prove_shares(
+                    &context,
+                    secret,
+                    storage.rows.as_ref(),
+                    n,
+                    storage.stage.as_mut(),
+                    rng,
+                );
+                if made.is_none() {
+                    return;
                 }
                 #[cfg(feature = "testkit")]
                 if self.cheat == Some(Cheat::Share) {
@@ -218,7 +220,7 @@ where
                         first.copy_from_slice(&SecretKey::generate(rng).public_key().to_bytes());
                     }
                 }
-                let total = n * SHARE_LEN;
+                let total = shares_len(n);
                 let digest = self.follower.digest_with(
                     self.follower
                         .storage
@@ -268,7 +270,7 @@ where
                 let n = self.follower.n();
                 let total = match stage {
                     Stage::Shuffle => shuffle::rows_len(n, 1) + shuffle::proof_len(n, 1),
-                    Stage::Shares => n * SHARE_LEN,
+                    Stage::Shares => shares_len(n),
                 };
                 let end = total.min(offset + config.chunk_len);
                 let data = self
