@@ -143,21 +143,6 @@ pub fn verify_share(
     Ok(d)
 }
 
-/// [`verify_share`] in variable time (public data only; see [`dleq::verify_vartime`]).
-pub fn verify_share_vartime(
-    key: &PublicKey,
-    ciphertext: &Ciphertext,
-    share: &[u8; SHARE_LEN],
-) -> Result<RistrettoPoint, DleqError> {
-    let mut d_bytes = [0u8; 32];
-    d_bytes.copy_from_slice(&share[..32]);
-    let mut proof = [0u8; dleq::PROOF_LEN];
-    proof.copy_from_slice(&share[32..]);
-    let d = decode_point(&d_bytes)?;
-    dleq::verify_vartime(SHARE_CONTEXT, key, &ciphertext.b, &d, &proof)?;
-    Ok(d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +164,6 @@ mod tests {
         for (t, k) in trustees.iter().zip(&keys) {
             let share = decryption_share(t, &ct, &mut rng);
             let d = verify_share(k, &ct, &share).unwrap();
-            assert_eq!(verify_share_vartime(k, &ct, &share), Ok(d));
             // The share proves nothing for another trustee or another ciphertext.
             let other = if k == &keys[0] { &keys[1] } else { &keys[0] };
             assert_eq!(verify_share(other, &ct, &share), Err(DleqError::Invalid));
@@ -189,10 +173,6 @@ mod tests {
             let mut wrong = share;
             wrong[..32].copy_from_slice(message.as_bytes());
             assert_eq!(verify_share(k, &ct, &wrong), Err(DleqError::Invalid));
-            assert_eq!(
-                verify_share_vartime(k, &ct, &wrong),
-                Err(DleqError::Invalid)
-            );
             layered = layered.strip(&d);
         }
         assert_eq!(layered.a, *message.point());
