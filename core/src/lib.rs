@@ -13,7 +13,8 @@
 //! [`bits`] (member and request bitmaps), [`link`] (Noise links between nodes and the
 //! relay), [`backoff`] (when to redial the relay), [`time`] (caller-supplied time),
 //! [`ristretto`] (Ristretto255 keys, DLEQ proofs, ElGamal and the proof of shuffle, for the
-//! coming dealer-free setup and blame).
+//! dealer-free setup and blame), [`epoch`] (the dealer-free epoch setup's messages and the
+//! relay's, trustees' and clients' setup state machines).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::std_instead_of_core)]
@@ -25,6 +26,7 @@ pub mod backoff;
 pub mod bits;
 pub mod client;
 pub mod crypto;
+pub mod epoch;
 pub mod error;
 mod field;
 pub mod link;
