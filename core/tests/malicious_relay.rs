@@ -25,6 +25,7 @@ use dissent_core::client::{
 use dissent_core::crypto::{
     public_key, xor_into, IntervalKey, PadEngine, PadNonce, PairKey, SerialPads,
 };
+use dissent_core::policy::{LogWindow, Policy};
 use dissent_core::schedule::Schedule;
 use dissent_core::testkit::{frame_body, pattern, secret, App, TestTrustee, GROUP, SESSION};
 use dissent_core::transcript::{self, Transcript};
@@ -96,6 +97,19 @@ fn cell_of(frame: &[u8], interval: u32, exchange: u64) -> Vec<u8> {
     }
 }
 
+/// The group's policy in these tests: every client its own buddy group (the attacks here
+/// are on the acknowledgement round, not on intersection), and a window longer than any
+/// test.
+fn policy() -> Policy {
+    Policy {
+        min_anonymity: 1,
+        log_window: LogWindow {
+            time: Duration::from_millis(3_600_000),
+            bytes: 1 << 20,
+        },
+    }
+}
+
 fn trustee_keys() -> Vec<[u8; 32]> {
     (0..M).map(|t| public_key(&secret(2, t))).collect()
 }
@@ -121,6 +135,8 @@ fn client_config(
         sent_len: 4096,
         replay_len: 2048,
         min_clients,
+        policy: policy(),
+        min_anonymity: 0,
         linger: Duration::from_millis(5),
         rng_seed,
     }
@@ -225,6 +241,8 @@ struct Hello {
     nonce: [u8; NONCE_LEN],
     proofs: Vec<u8>,
     resume: Option<Resume>,
+    /// The resume block its proofs cover.
+    block: [u8; wire::RESUME_BLOCK_LEN],
 }
 
 /// A trustee's refusal of a member, as the relay gets it.
@@ -240,6 +258,7 @@ struct Entry {
     client: usize,
     nonce: [u8; NONCE_LEN],
     proofs: Vec<u8>,
+    block: [u8; wire::RESUME_BLOCK_LEN],
 }
 
 /// What the relay showed one client, from which the test recomputes that client's pads.
@@ -268,6 +287,7 @@ struct Start {
     history: Vec<IntervalRecord>,
     head: Head,
     largest: u32,
+    lost: Vec<usize>,
 }
 
 impl Start {
@@ -276,6 +296,11 @@ impl Start {
             interval: self.interval,
             epoch: EPOCH,
             online: &bitmap(self.online.iter().copied()),
+            lost: &if self.lost.is_empty() {
+                Vec::new()
+            } else {
+                bitmap(self.lost.iter().copied())
+            },
             nonces: &self.nonces.concat(),
             window: 1,
             params: params(),
@@ -425,6 +450,7 @@ impl Mallory {
                     max_frame: MAX_FRAME,
                     rng_seed: secret(3, t),
                     min_clients: trustee_min,
+                    policy: policy(),
                 };
                 Trustee::with_vecs(&cfg).expect("trustee config")
             })
@@ -491,6 +517,7 @@ impl Mallory {
             nonce,
             proofs,
             resume,
+            capacity,
             ..
         })) = Message::parse(body_of(&self.out[..n]))
         else {
@@ -500,6 +527,7 @@ impl Mallory {
             nonce,
             proofs: proofs.to_vec(),
             resume,
+            block: wire::resume_block(capacity, resume.as_ref()),
         };
         self.hellos[i] = Some(hello.clone());
         hello
@@ -572,6 +600,7 @@ impl Mallory {
                     client: i,
                     nonce: h.nonce,
                     proofs: h.proofs.clone(),
+                    block: h.block,
                 }
             })
             .collect()
@@ -594,6 +623,7 @@ impl Mallory {
             for e in entries {
                 list.extend_from_slice(&e.nonce);
                 list.extend_from_slice(&e.proofs[t * MAC_LEN..(t + 1) * MAC_LEN]);
+                list.extend_from_slice(&e.block);
             }
             let members = frame_body(&Message::Members {
                 interval,
@@ -645,6 +675,7 @@ impl Mallory {
             history: self.history.clone(),
             head: self.head,
             largest,
+            lost: Vec::new(),
         }
     }
 
@@ -860,7 +891,7 @@ impl Mallory {
             exchange,
             kind,
             outputs: &outputs,
-            head: self.head.hash,
+            head: self.head,
         }));
         let mut trustee_cells = Vec::new();
         for (t, trustee) in self.trustees.iter_mut().enumerate() {
@@ -1714,9 +1745,30 @@ fn an_impossible_log_head_costs_the_client_its_connections_not_a_crash() {
     let mut start = m.start(11, &all(), &nonces);
     start.head.seq = u64::MAX;
     start.head.bytes = u64::MAX;
+    // Unless the start says so, the client is not lost: it refuses the start instead of
+    // losing its connections where no one else can see it.
     let body = start.body();
     m.show(0, &body).expect("a start with a far head is taken");
     let macs = m.forge_confirmations(0, &body);
-    assert_eq!(m.confirmed(0, 11, &macs), Ok(()));
+    assert_eq!(
+        m.confirmed(0, 11, &macs),
+        Err(PeerError::Interval(IntervalError::Lost))
+    );
+    assert!(
+        m.clients[0].is_open(conn),
+        "a refused start cost the connection"
+    );
+    m.disconnect(0);
+    m.connect(0);
+    let entries = m.entries(&all());
+    let nonces = m.open(12, &entries).expect("the trustees open interval 12");
+    let mut start = m.start(12, &all(), &nonces);
+    start.head.seq = u64::MAX;
+    start.head.bytes = u64::MAX;
+    start.lost = vec![0];
+    let body = start.body();
+    m.show(0, &body).expect("a start with a far head is taken");
+    let macs = m.forge_confirmations(0, &body);
+    assert_eq!(m.confirmed(0, 12, &macs), Ok(()));
     assert!(!m.clients[0].is_open(conn), "the connection was kept");
 }
