@@ -278,6 +278,11 @@ struct ClientArgs {
     /// (1 with --allow-small-anonymity-set).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = min_clients())]
     min_clients: u16,
+    /// Send only while the slot's anonymity set (the clients online in every interval in
+    /// which it sent) keeps at least N clients; raises the group's min_anonymity, never
+    /// lowers it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    min_anonymity: u16,
     #[command(flatten)]
     small: SmallSet,
     #[command(flatten)]
@@ -691,6 +696,7 @@ async fn run(command: Command) -> Result<()> {
                 client::ClientOptions {
                     relay: relay.to_string(),
                     min_clients,
+                    min_anonymity: a.min_anonymity,
                     quiet: false,
                 },
             )
@@ -732,6 +738,7 @@ async fn run(command: Command) -> Result<()> {
                 client::ClientOptions {
                     relay: relay.to_string(),
                     min_clients,
+                    min_anonymity: 0,
                     quiet: true,
                 },
             )
