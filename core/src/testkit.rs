@@ -723,7 +723,8 @@ impl Net {
             return false;
         }
         self.relay.handle_link_room(link, room);
-        true
+        // Still waiting: the room is what the interval's own frames need.
+        self.relay.replay_waiting() != Some(link)
     }
 
     /// Delivers the next due frame, or advances the clock to the relay's next timeout;

@@ -29,7 +29,7 @@ use dissent_core::policy::{LogWindow, Policy};
 use dissent_core::schedule::Schedule;
 use dissent_core::testkit::{frame_body, pattern, secret, App, TestTrustee, GROUP, SESSION};
 use dissent_core::transcript::{self, Transcript};
-use dissent_core::trustee::{Trustee, TrusteeConfig};
+use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeEvent};
 use dissent_core::wire::{
     self, CellView, ConnId, Down, Head, IntervalRecord, Kind, Message, OutputsView, Params, Record,
     Resume,
@@ -115,6 +115,20 @@ fn trustee_keys() -> Vec<[u8; 32]> {
 }
 
 fn client_config(
+    i: usize,
+    trustee_keys: &[[u8; 32]],
+    min_clients: u16,
+    rng_seed: [u8; 32],
+) -> ClientConfig<'_> {
+    ClientConfig {
+        slot: slot_of(i),
+        policy: policy(),
+        ..world_config(i, trustee_keys, min_clients, rng_seed)
+    }
+}
+
+/// [`client_config`] for the searching relay's worlds, which set `slot` and `policy`.
+fn world_config(
     i: usize,
     trustee_keys: &[[u8; 32]],
     min_clients: u16,
@@ -288,6 +302,7 @@ struct Start {
     head: Head,
     largest: u32,
     lost: Vec<usize>,
+    oldest: u64,
 }
 
 impl Start {
@@ -306,7 +321,7 @@ impl Start {
             params: params(),
             history: self.history.iter().copied().collect(),
             head: self.head,
-            oldest: 1,
+            oldest: self.oldest,
             largest: self.largest,
         }))
     }
@@ -421,6 +436,8 @@ struct Mallory {
     upstream: Vec<(u16, Up)>,
     run: Option<Run>,
     out: Vec<u8>,
+    /// Members the start being confirmed marks lost: they are owed no replays.
+    marked: BTreeSet<usize>,
 }
 
 impl Mallory {
@@ -430,10 +447,28 @@ impl Mallory {
     }
 
     fn with_minimums(client_min: u16, trustee_min: u16) -> Self {
+        Self::build(client_min, trustee_min, policy(), &|i| {
+            client_config(i, &[], client_min, secret(4, i))
+        })
+    }
+
+    /// A group whose client `i` has the configuration `config(i)` (its trustee keys aside).
+    fn build(
+        client_min: u16,
+        trustee_min: u16,
+        policy: Policy,
+        config: &dyn Fn(usize) -> ClientConfig<'static>,
+    ) -> Self {
+        let _ = client_min;
         let tkeys = trustee_keys();
         let ckeys: Vec<[u8; 32]> = (0..N).map(|i| public_key(&secret(1, i))).collect();
         let clients = (0..N)
-            .map(|i| new_client(&client_config(i, &tkeys, client_min, secret(4, i))))
+            .map(|i| {
+                new_client(&ClientConfig {
+                    trustee_keys: &tkeys,
+                    ..config(i)
+                })
+            })
             .collect();
         let trustees = (0..M)
             .map(|t| {
@@ -450,7 +485,7 @@ impl Mallory {
                     max_frame: MAX_FRAME,
                     rng_seed: secret(3, t),
                     min_clients: trustee_min,
-                    policy: policy(),
+                    policy,
                 };
                 Trustee::with_vecs(&cfg).expect("trustee config")
             })
@@ -481,6 +516,7 @@ impl Mallory {
             upstream: Vec::new(),
             run: None,
             out: vec![0u8; MAX_FRAME as usize + 64],
+            marked: BTreeSet::new(),
         };
         for t in 0..M {
             m.reconnect_trustee(t);
@@ -676,6 +712,7 @@ impl Mallory {
             head: self.head,
             largest,
             lost: Vec::new(),
+            oldest: 1,
         }
     }
 
@@ -769,7 +806,7 @@ impl Mallory {
     fn confirmed(&mut self, i: usize, interval: u32, macs: &[u8]) -> Result<(), PeerError> {
         self.feed(i, &frame_body(&Message::Confirmed { interval, macs }))?;
         let resume = self.hellos[i].as_mut().and_then(|h| h.resume.take());
-        if let Some(r) = resume.filter(|r| r.epoch == EPOCH) {
+        if let Some(r) = resume.filter(|r| r.epoch == EPOCH && !self.marked.contains(&i)) {
             for seq in r.seq + 1..=self.head.seq {
                 let rec = self.log[(seq - 1) as usize].clone();
                 self.feed(
@@ -1771,4 +1808,45 @@ fn an_impossible_log_head_costs_the_client_its_connections_not_a_crash() {
     let macs = m.forge_confirmations(0, &body);
     assert_eq!(m.confirmed(0, 12, &macs), Ok(()));
     assert!(!m.clients[0].is_open(conn), "the connection was kept");
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. The log window
+
+#[test]
+fn a_start_that_forgets_records_within_the_log_window_is_not_confirmed() {
+    // Attack 1 of protocol v2 began with a start claiming the log holds nothing before the
+    // head: every client away when the last records went out then lost its connections.
+    // The trustees hold the relay to the group's log window: that start is not confirmed.
+    let (mut m, conn) = with_open_connection(0);
+    m.exit.push_back(Rec::Data(conn, b"reply".to_vec()));
+    m.exchanges_until(8, |m| m.exit.is_empty());
+    m.end_interval();
+    let head = m.head.seq;
+    assert!(head >= 1);
+    let entries = m.entries(&all());
+    let nonces = m.open(11, &entries).expect("the trustees open interval 11");
+    let mut start = m.start(11, &all(), &nonces);
+    start.oldest = head + 1;
+    let body = start.body();
+    for (t, trustee) in m.trustees.iter_mut().enumerate() {
+        trustee
+            .handle_frame(m.now, &body)
+            .expect("the link is kept");
+        assert_eq!(
+            trustee.poll_event(),
+            Some(TrusteeEvent::LogWindow {
+                interval: 11,
+                oldest: head + 1,
+                required: 1,
+            }),
+            "trustee {t}"
+        );
+        // Nothing is confirmed, and every acknowledgement is refused from now on.
+        assert_eq!(trustee.poll_transmit(&mut m.out).unwrap(), None);
+    }
+    // The truth is confirmed.
+    m.run_interval(12, &all());
+    m.exchanges(4);
+    assert!(m.clients[0].is_open(conn));
 }

@@ -1172,3 +1172,196 @@ fn the_same_net_runs_the_same_way_twice() {
     assert!(first.0.len() > 5_000, "the net stopped early");
     assert_eq!(first, second);
 }
+
+// ---------------------------------------------------------------------------------------
+// Buddy groups, the log window and replays that lose nothing
+
+/// A net whose clients each hold one open connection the exit has seen; returns them.
+fn with_connections(net: &mut Net) -> Vec<ConnId> {
+    let n = net.clients.len();
+    let conns: Vec<ConnId> = (0..n).map(|i| net.open(i)).collect();
+    for (i, &c) in conns.iter().enumerate() {
+        net.send_bytes(i, c, pattern(i, 100));
+    }
+    net.run_until(400_000, |s| {
+        conns
+            .iter()
+            .all(|c| s.exit.upstream.get(c).map(Vec::len) == Some(100))
+    });
+    conns
+}
+
+/// Queues `len` downstream bytes for `conn` at the exit, as replies from its destination.
+fn reply(net: &mut Net, conn: ConnId, seed: usize, len: usize) -> Vec<u8> {
+    let data = pattern(seed, len);
+    net.exit.replies.push_back((conn, Some(data.clone())));
+    data
+}
+
+#[test]
+fn an_owner_sends_only_while_its_whole_buddy_group_is_online() {
+    let mut cfg = NetConfig::new(4, 2, 128);
+    cfg.policy.min_anonymity = 2;
+    let mut net = Net::new(cfg);
+    let conns = with_connections(&mut net);
+    // Client 1, client 0's buddy, goes away: client 0's bytes wait, intervals go on.
+    net.disconnect(Node::Client(1));
+    let data = pattern(7, 500);
+    net.send_bytes(0, conns[0], data.clone());
+    net.run_steps(20_000);
+    assert_eq!(
+        net.exit.upstream[&conns[0]].len(),
+        100,
+        "sent without its buddy"
+    );
+    assert_eq!(net.clients[0].may_send(), Some(false));
+    // Clients of the other buddy group are not held back.
+    net.send_bytes(2, conns[2], pattern(8, 300));
+    net.run_until(400_000, |s| s.exit.upstream[&conns[2]].len() == 400);
+    // Its buddy is back: the bytes go, in order.
+    net.connect(Node::Client(1));
+    net.run_until(400_000, |s| s.exit.upstream[&conns[0]].len() == 600);
+    assert_eq!(&net.exit.upstream[&conns[0]][100..], &data[..]);
+    assert!(net.clients[0].anonymity_set() >= 2);
+    assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+}
+
+#[test]
+fn a_loss_is_shared_by_the_buddy_group_and_no_one_else() {
+    let mut cfg = NetConfig::new(4, 2, 128);
+    cfg.policy.min_anonymity = 2;
+    cfg.log_len = 16 * 1024;
+    cfg.downstream_len = 1024;
+    cfg.policy.log_window.bytes = NetConfig::window_for_log(16 * 1024, 1024);
+    let mut net = Net::new(cfg);
+    let conns = with_connections(&mut net);
+    // While client 0 is away, more passes downstream than the log window.
+    net.disconnect(Node::Client(0));
+    let more = reply(&mut net, conns[2], 9, 40_000);
+    net.run_until(2_000_000, |s| {
+        s.apps[2].received.get(&conns[2]).map(Vec::len) == Some(100 + more.len())
+    });
+    net.connect(Node::Client(0));
+    net.run_until(400_000, |s| {
+        s.apps[0].lost.contains(&conns[0]) && s.apps[1].lost.contains(&conns[1])
+    });
+    // Client 1 lost its connection with its buddy; the other group kept theirs.
+    assert!(net.apps[2].lost.is_empty() && net.apps[3].lost.is_empty());
+    assert!(net.clients[2].is_open(conns[2]) && net.clients[3].is_open(conns[3]));
+    assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+    assert!(net.relay_errors.is_empty(), "{:?}", net.relay_errors);
+    // Both are back and work.
+    let (again, fresh) = start_transfer(&mut net, 1, 700);
+    net.run_until(1_000_000, |s| s.exit.upstream.get(&again) == Some(&fresh));
+}
+
+/// Client 0 misses `len` bytes of its own connection's replies while away, then comes
+/// back; `cut(net, replays_seen)` may cut it again while they are replayed. Returns the net
+/// once every byte arrived.
+fn replayed_after_away(
+    cfg: NetConfig,
+    len: usize,
+    mut cut: impl FnMut(&mut Net, usize) -> bool,
+) -> Net {
+    let mut net = Net::new(cfg);
+    let conns = with_connections(&mut net);
+    let conn = conns[0];
+    net.disconnect(Node::Client(0));
+    let mut expect = net.apps[0].received[&conn].clone();
+    expect.extend(reply(&mut net, conn, 11, len));
+    net.run_until(1_000_000, |s| s.exit.replies.is_empty());
+    // Enough exchanges that every record is in the log.
+    net.run_steps(2000);
+    net.connect(Node::Client(0));
+    let start = net.replays;
+    let mut steps = 0;
+    while net.apps[0].received[&conn].len() < expect.len() {
+        steps += 1;
+        assert!(steps < 2_000_000, "the replayed bytes never all arrived");
+        let seen = net.replays - start;
+        if net.is_up(Node::Client(0)) && cut(&mut net, seen) {
+            net.disconnect(Node::Client(0));
+            net.run_steps(20);
+            net.connect(Node::Client(0));
+        }
+        assert!(net.step(), "stalled: {:?}", net.node_errors);
+    }
+    assert_eq!(
+        net.apps[0].received[&conn], expect,
+        "bytes lost or out of order"
+    );
+    assert!(net.apps[0].lost.is_empty(), "{:?}", net.apps[0].lost);
+    assert!(net.clients[0].is_open(conn));
+    net
+}
+
+#[test]
+fn a_link_cut_during_replays_loses_no_byte() {
+    for at in [1usize, 3, 7] {
+        let mut cfg = NetConfig::new(3, 2, 128);
+        cfg.downstream_len = 1024;
+        let mut cuts = 0;
+        let net = replayed_after_away(cfg, 20_000, |_, seen| {
+            // Cut after `at` replay frames went out, twice.
+            if seen >= at && cuts < 2 {
+                cuts += 1;
+                return true;
+            }
+            false
+        });
+        assert_eq!(cuts, 2, "the replay was never cut");
+        assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+    }
+}
+
+#[test]
+fn replays_wait_for_room_instead_of_overflowing_the_queue() {
+    // A hosted relay's queue, a little more than the frames of a full window of exchanges:
+    // without pacing, a replay of twenty records overflows it and the member is dropped as
+    // too slow.
+    let mut cfg = NetConfig::new(3, 2, 128);
+    cfg.downstream_len = 1024;
+    cfg.queue_limit = Some(2 * usize::from(cfg.window) + 4);
+    let net = replayed_after_away(cfg, 20_000, |_, _| false);
+    assert!(net.too_slow.is_empty(), "{:?}", net.too_slow);
+    assert!(net.replays >= 20, "{} replays", net.replays);
+}
+
+#[test]
+fn a_member_dropped_mid_replay_asks_again_and_loses_no_byte() {
+    let mut cfg = NetConfig::new(3, 2, 128);
+    cfg.downstream_len = 1024;
+    let mut dropped = false;
+    let net = replayed_after_away(cfg, 20_000, |net, seen| {
+        if seen >= 5 && !dropped {
+            dropped = true;
+            // The relay's shell gives up on the member (its queue, say).
+            let now = net.now;
+            net.relay
+                .drop_peer(now, PeerId::Client(0), wire::GoodbyeReason::TooSlow);
+            net.flush_relay();
+        }
+        false
+    });
+    assert!(dropped, "the replay was never interrupted");
+    assert!(net.dropped.contains(&PeerId::Client(0)));
+}
+
+#[test]
+fn a_gap_beyond_the_members_capacity_is_a_loss_the_start_shows() {
+    // The replay limit is the relay's rule: a gap larger than what the member said it can
+    // hold is a loss, marked in the start, and the member agrees.
+    let mut cfg = NetConfig::new(3, 2, 128);
+    cfg.downstream_len = 1024;
+    cfg.replay_len = 4096;
+    let mut net = Net::new(cfg);
+    let conns = with_connections(&mut net);
+    net.disconnect(Node::Client(0));
+    reply(&mut net, conns[0], 12, 10_000);
+    net.run_until(1_000_000, |s| s.exit.replies.is_empty());
+    net.run_steps(2000);
+    net.connect(Node::Client(0));
+    net.run_until(400_000, |s| s.apps[0].lost.contains(&conns[0]));
+    assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+    assert!(net.apps[1].lost.is_empty() && net.apps[2].lost.is_empty());
+}

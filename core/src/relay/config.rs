@@ -123,6 +123,12 @@ impl RelayConfig {
         window + 2 * (super::log::HEADER_LEN + self.downstream_len)
     }
 
+    /// Frames of a link's send queue that replays leave free: a window of requests, a
+    /// start, its confirmation and a goodbye.
+    pub const fn link_reserve(&self) -> usize {
+        self.window as usize + 4
+    }
+
     /// Entries of peer storage the relay needs: every client, then every trustee.
     pub const fn peers_len(&self) -> usize {
         self.clients as usize + self.trustees as usize

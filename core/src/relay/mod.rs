@@ -457,9 +457,11 @@ where
     }
 
     /// The shell can queue `frames` more frames on `link` now. Replays go out only while a
-    /// link has room, so a member that reads slowly delays the interval instead of
-    /// overflowing its queue; every other frame is small and bounded by the window.
+    /// link has room beyond [`RelayConfig::link_reserve`] (what the interval's own frames
+    /// need once it runs: a window of requests and a few more), so a member that reads
+    /// slowly delays the interval instead of overflowing its queue.
     pub fn handle_link_room(&mut self, link: LinkId, frames: usize) {
+        let frames = frames.saturating_sub(self.cfg.link_reserve());
         let n = self.cfg.peers_len();
         if let Some(p) = self
             .peers

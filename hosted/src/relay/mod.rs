@@ -316,7 +316,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
             .relay
             .replay_waiting()
             .and_then(|LinkId(token)| hub.links.get(&token))
-            .map(|link| link.tx.clone());
+            .map(|link| (link.tx.clone(), cfg.link_reserve() + 1));
         tokio::select! {
             _ = &mut shutdown => {
                 info!("relay shutting down");
@@ -403,12 +403,12 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// Returns once `tx` (if any) has room for a frame.
-async fn link_room(tx: Option<mpsc::Sender<Bytes>>) {
-    match tx {
-        Some(tx) => {
-            // The permit is given back at once: only the wake-up matters.
-            let _ = tx.reserve().await;
+/// Returns once `tx` (if any) has room for `frames` frames.
+async fn link_room(wait: Option<(mpsc::Sender<Bytes>, usize)>) {
+    match wait {
+        Some((tx, frames)) => {
+            // The permits are given back at once: only the wake-up matters.
+            let _ = tx.reserve_many(frames.min(SEND_QUEUE)).await;
         }
         None => std::future::pending().await,
     }
@@ -814,6 +814,10 @@ impl Hub {
                         match room {
                             Some((token, room)) if room > 0 => {
                                 self.relay.handle_link_room(LinkId(token), room);
+                                if self.relay.replay_waiting() == Some(LinkId(token)) {
+                                    // What room there is, the interval's own frames need.
+                                    break;
+                                }
                                 continue;
                             }
                             _ => break,
