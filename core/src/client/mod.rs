@@ -195,7 +195,11 @@ pub struct Client<B> {
     /// The anonymity minimum this client applies to its slot (at least the group's).
     min_anonymity: u16,
     linger: Duration,
+    /// Connection numbers' randomness: a keystream of its own, so the numbers a slot opens
+    /// depend on its application alone, not on how often the relay made the link redial.
     rng: ChaCha20,
+    /// Link nonces' randomness (the same seed, another stream).
+    link_rng: ChaCha20,
     /// The key shared with each trustee.
     pairs: Vec<PairKey, MAX_TRUSTEES>,
     /// The running interval's pad key with each trustee.
@@ -299,6 +303,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             min_anonymity: config.anonymity_minimum(),
             linger: config.linger,
             rng: ChaCha20::new(&config.rng_seed.into(), &[0u8; 12].into()),
+            link_rng: ChaCha20::new(&config.rng_seed.into(), &[1u8; 12].into()),
             pairs,
             interval_keys: Vec::new(),
             link_nonce: [0; NONCE_LEN],
@@ -371,7 +376,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     pub fn handle_connected(&mut self, _now: Instant) {
         // The keystream of one seed lasts 256 GiB: 2^34 links.
         self.link_nonce = [0; NONCE_LEN];
-        self.rng.apply_keystream(&mut self.link_nonce);
+        self.link_rng.apply_keystream(&mut self.link_nonce);
         self.last_interval = None;
         self.phase = Phase::AwaitStart;
         self.hello_pending = true;
