@@ -423,6 +423,7 @@ impl ClientNode {
                     if !self.quiet {
                         crate::metrics::interval(u64::from(interval));
                         crate::metrics::online_clients(clients as u64);
+                        crate::metrics::anonymity_set(self.client.anonymity_set() as u64);
                     }
                     if self.intervals == 1 && !self.quiet {
                         info!(
@@ -448,6 +449,14 @@ impl ClientNode {
                         );
                     }
                     self.deliver(conn, None);
+                }
+                // Every connection of the slot is hidden among these clients.
+                ClientEvent::AnonymitySet { size } if !self.quiet => {
+                    crate::metrics::anonymity_set(size as u64);
+                    info!(
+                        "this client's connections are hidden among {} (the anonymity set)",
+                        crate::console::count(size as u64, "client")
+                    );
                 }
                 _ => {}
             }
