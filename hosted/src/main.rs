@@ -73,6 +73,9 @@ enum Command {
         port: u16,
         #[command(flatten)]
         exit: PrivateExit,
+        /// Also refuse this network (ADDRESS/PREFIX or an address); repeatable.
+        #[arg(long, value_name = "CIDR")]
+        exit_deny: Vec<exit::Cidr>,
     },
     /// Run the relay, the trustees and the clients of DIR as child processes.
     Supervisor(SupervisorArgs),
@@ -178,6 +181,12 @@ struct RelayArgs {
     exit: ExitKind,
     #[command(flatten)]
     private_exit: PrivateExit,
+    /// Also refuse exit connections to this network (ADDRESS/PREFIX or an address), even
+    /// with --allow-private-exit: a public address of this host behind 1:1 NAT, which no
+    /// interface shows, say. Repeatable. This host's own interface addresses are refused
+    /// anyway, read again every 30 s.
+    #[arg(long, value_name = "CIDR")]
+    exit_deny: Vec<exit::Cidr>,
     /// Exchanges in flight ahead of the last decoded one, 1-64 (trustees and clients are
     /// asked for the same exchanges).
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = window(), alias = "trustee-window", alias = "client-window")]
@@ -645,7 +654,11 @@ async fn run(command: Command) -> Result<()> {
             let opts = relay::RelayOptions {
                 listen: relay_listen(&group.relay_address, a.host, a.port),
                 exit: a.exit,
-                exit_policy: exit::ExitPolicy::new(a.private_exit.allow_private_exit),
+                exit_policy: {
+                    let p = exit::ExitPolicy::new(a.private_exit.allow_private_exit, a.exit_deny);
+                    p.keep_host_addresses_fresh();
+                    p
+                },
                 window: a.window,
                 min_clients,
                 idle_gap: Duration::from_millis(a.idle_ms),
@@ -747,12 +760,14 @@ async fn run(command: Command) -> Result<()> {
         Command::Echo { port } => {
             exit::serve_echo(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)).await
         }
-        Command::Socks5 { port, exit } => {
-            exit::serve_socks5(
-                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
-                exit::ExitPolicy::new(exit.allow_private_exit),
-            )
-            .await
+        Command::Socks5 {
+            port,
+            exit,
+            exit_deny,
+        } => {
+            let policy = exit::ExitPolicy::new(exit.allow_private_exit, exit_deny);
+            policy.keep_host_addresses_fresh();
+            exit::serve_socks5(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port), policy).await
         }
         Command::Supervisor(a) => {
             supervisor::run(supervisor::SupervisorOptions {
