@@ -512,17 +512,19 @@ fn up_serves_a_proxy_and_stops_on_sigint() {
 #[test]
 fn a_killed_client_is_survived() {
     within(Duration::from_secs(120), |scope| {
-        let mut net = Net::start(scope, 3, 1, "echo");
+        // Four clients: buddy groups {0, 1} and {2, 3}. The killed client's group waits for
+        // it (fate sharing); the other group goes on.
+        let mut net = Net::start(scope, 4, 1, "echo");
         let first = Transfer::start("client 0", net.connect(0), pattern(512 * 1024, 40));
         first.wait_for_progress(32 * 1024, TRANSFER_TIMEOUT);
 
-        net.clients[2].signal(libc::SIGKILL);
-        net.clients[2]
+        net.clients[3].signal(libc::SIGKILL);
+        net.clients[3]
             .wait_exit(EXIT_TIMEOUT)
-            .expect("client 2 dies");
-        net.relay.wait_until(FORM_TIMEOUT, "client 2 leaving", |p| {
+            .expect("client 3 dies");
+        net.relay.wait_until(FORM_TIMEOUT, "client 3 leaving", |p| {
             let log = p.log();
-            (log.contains("client 2 disconnected") || log.contains("dropping client 2"))
+            (log.contains("client 3 disconnected") || log.contains("dropping client 3"))
                 .then_some(())
         });
 
