@@ -9,8 +9,8 @@
 //!                                  | trustee nonce (16) | client nonce (16), 32)
 //! pad(e)       = XChaCha20(key = interval key, nonce = first 24 bytes of the transcript
 //!                          hash T_e, counter 0), cell-length bytes
-//! proof        = HMAC-SHA256(mac key, "dissent-rs v2 presence" | group_id | session_id
-//!                            | client index (u16 BE) | link nonce)[..16]
+//! proof        = HMAC-SHA256(mac key, "dissent-rs v3 presence" | group_id | session_id
+//!                            | client index (u16 BE) | link nonce | resume block)[..16]
 //! ack          = HMAC-SHA256(mac key, "dissent-rs v2 ack" | T_start)[..16]
 //! confirmation = HMAC-SHA256(mac key, "dissent-rs v2 confirm" | T_start)[..16]
 //! ```
@@ -38,7 +38,7 @@ use crate::{MAC_LEN, NONCE_LEN};
 const PAD_KEY_INFO: &[u8] = b"dissent-rs v2 pad key";
 const MAC_KEY_INFO: &[u8] = b"dissent-rs v2 mac key";
 const INTERVAL_INFO: &[u8] = b"dissent-rs v2 interval";
-const PRESENCE_LABEL: &[u8] = b"dissent-rs v2 presence";
+const PRESENCE_LABEL: &[u8] = b"dissent-rs v3 presence";
 const CONFIRM_LABEL: &[u8] = b"dissent-rs v2 confirm";
 const ACK_LABEL: &[u8] = b"dissent-rs v2 ack";
 
@@ -188,15 +188,17 @@ impl PairKey {
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
 
-    /// A client's proof, for this pair's trustee, that it opened the link with `nonce`.
+    /// A client's proof, for this pair's trustee, that it opened the link with `nonce` and
+    /// said hello with `resume` (its resume block, `wire::resume_block`).
     pub fn presence_proof(
         &self,
         group_id: &[u8; 16],
         session_id: &[u8; 16],
         client: u16,
         nonce: &[u8; NONCE_LEN],
+        resume: &[u8],
     ) -> [u8; MAC_LEN] {
-        truncate(self.presence_mac(group_id, session_id, client, nonce))
+        truncate(self.presence_mac(group_id, session_id, client, nonce, resume))
     }
 
     /// Checks a presence proof in constant time.
@@ -206,9 +208,10 @@ impl PairKey {
         session_id: &[u8; 16],
         client: u16,
         nonce: &[u8; NONCE_LEN],
+        resume: &[u8],
         proof: &[u8],
     ) -> bool {
-        let m = self.presence_mac(group_id, session_id, client, nonce);
+        let m = self.presence_mac(group_id, session_id, client, nonce, resume);
         proof.len() == MAC_LEN && m.verify_truncated_left(proof).is_ok()
     }
 
@@ -218,6 +221,7 @@ impl PairKey {
         session_id: &[u8; 16],
         client: u16,
         nonce: &[u8; NONCE_LEN],
+        resume: &[u8],
     ) -> HmacSha256 {
         let mut m = self.mac();
         m.update(PRESENCE_LABEL);
@@ -225,6 +229,7 @@ impl PairKey {
         m.update(session_id);
         m.update(&client.to_be_bytes());
         m.update(nonce);
+        m.update(resume);
         m
     }
 
@@ -403,7 +408,8 @@ mod tests {
         ik.apply_pad(&[0x77; PAD_NONCE_LEN], &mut pad);
         assert_eq!(pad[..16], unhex::<16>(PAD_HEAD_HEX));
         assert_eq!(pad[64..], unhex::<8>(PAD_TAIL_HEX));
-        let proof = from_client.presence_proof(&group, &session, 5, &[0x66; NONCE_LEN]);
+        let proof =
+            from_client.presence_proof(&group, &session, 5, &[0x66; NONCE_LEN], &resume_vector());
         assert_eq!(proof, unhex::<16>(PROOF_HEX));
         assert_eq!(
             from_client.confirmation(&[0x88; 32]),
@@ -415,15 +421,35 @@ mod tests {
         );
     }
 
+    /// The resume block of the vectors: capacity 65536, epoch `04×16`, seq 77, 1000 bytes,
+    /// last interval 9, not lost.
+    fn resume_vector() -> [u8; crate::wire::RESUME_BLOCK_LEN] {
+        crate::wire::resume_block(
+            65536,
+            Some(&crate::wire::Resume {
+                epoch: [4; 16],
+                seq: 77,
+                bytes: 1000,
+                interval: Some(9),
+                lost: false,
+            }),
+        )
+    }
+
     #[test]
     fn macs_check_and_refuse() {
         let k = PairKey::from_shared(&[9; 32], &[1; 16], &[2; 16], &[3; 32], &[4; 32]);
         let other = PairKey::from_shared(&[8; 32], &[1; 16], &[2; 16], &[3; 32], &[4; 32]);
-        let p = k.presence_proof(&[1; 16], &[2; 16], 3, &[7; 16]);
-        assert!(k.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &p));
-        assert!(!k.check_presence(&[1; 16], &[2; 16], 4, &[7; 16], &p));
-        assert!(!other.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &p));
-        assert!(!k.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &p[..15]));
+        let r = resume_vector();
+        let p = k.presence_proof(&[1; 16], &[2; 16], 3, &[7; 16], &r);
+        assert!(k.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &r, &p));
+        assert!(!k.check_presence(&[1; 16], &[2; 16], 4, &[7; 16], &r, &p));
+        assert!(!other.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &r, &p));
+        assert!(!k.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &r, &p[..15]));
+        // The proof covers the resume point: a relay cannot change it.
+        let mut changed = r;
+        changed[12] ^= 1;
+        assert!(!k.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &changed, &p));
         let c = k.confirmation(&[5; 32]);
         assert!(k.check_confirmation(&[5; 32], &c));
         assert!(!k.check_confirmation(&[6; 32], &c));
@@ -491,7 +517,7 @@ mod tests {
         "15b28721307ac8f7fa5a7eabe1e75343aa1edd00df8d49ba3a69de78bc04f2be";
     const PAD_HEAD_HEX: &str = "7c597de63ddb5a4f89be92956d5927e1";
     const PAD_TAIL_HEX: &str = "b26e533ea858ebdc";
-    const PROOF_HEX: &str = "616fcf3282d433e6cc6b5ac29969ff7c";
+    const PROOF_HEX: &str = "73e6d9f08cde778909406ae8b8bcf9b2";
     const CONFIRM_HEX: &str = "70724f3e4a41795d1510a5e9b086c2c2";
     const ACK_HEX: &str = "84c83748471ffa1ba82bde759df11a54";
 }

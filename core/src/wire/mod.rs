@@ -40,8 +40,8 @@ mod prefix;
 pub(crate) use cell::{read_record_header, write_record_header};
 pub use cell::{CellView, CellWriter, Record, Records};
 pub use fields::{
-    ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, NodeRole, Params, Resume,
-    REPLAY_FRAME_OVERHEAD, REPLAY_OVERHEAD,
+    resume_block, ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, NodeRole, Params,
+    Resume, REPLAY_FRAME_OVERHEAD, REPLAY_OVERHEAD, RESUME_BLOCK_LEN,
 };
 pub use frame::{frame_body_len, split_frame, FrameReader, FrameStatus};
 pub use message::{goodbye_reason, ClientRequest, Hello, IntervalStart, Message, TrusteeRequest};
@@ -51,7 +51,7 @@ pub use outputs::{
 pub use prefix::{cell_frame_len, Prefix};
 
 /// Protocol version carried in [`Message::Hello`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Bytes of the frame length prefix.
 pub const FRAME_HEADER_LEN: usize = 4;
@@ -61,6 +61,10 @@ pub const MAX_FRAME_BODY: usize = 96 * 1024;
 
 /// Smallest frame limit a node may declare in its Hello.
 pub const MIN_FRAME_LIMIT: usize = 1024;
+
+/// Bytes of one `Members` entry: a member's link nonce, its presence proof for the
+/// trustee, and its resume block.
+pub const MEMBER_ENTRY_LEN: usize = crate::NONCE_LEN + crate::MAC_LEN + RESUME_BLOCK_LEN;
 
 /// Most previous intervals an [`Message::IntervalStart`] reports.
 pub const MAX_HISTORY: usize = 8;
