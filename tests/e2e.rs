@@ -52,6 +52,11 @@ struct Transfer {
 impl Transfer {
     /// Writes `data` into `stream` while reading as many bytes back (an echo at the far end).
     fn start(what: &str, stream: TcpStream, data: Vec<u8>) -> Transfer {
+        Transfer::start_within(what, stream, data, TRANSFER_TIMEOUT)
+    }
+
+    /// [`Transfer::start`], all of it within `limit`.
+    fn start_within(what: &str, stream: TcpStream, data: Vec<u8>, limit: Duration) -> Transfer {
         let want = Arc::new(data);
         let received = Arc::new(AtomicUsize::new(0));
         let (w_data, counter) = (want.clone(), received.clone());
@@ -62,7 +67,7 @@ impl Transfer {
             let mut reader = stream;
             let mut got = Vec::with_capacity(w_data.len());
             let mut buf = vec![0u8; 64 * 1024];
-            let deadline = Instant::now() + TRANSFER_TIMEOUT;
+            let deadline = Instant::now() + limit;
             while got.len() < w_data.len() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -87,7 +92,7 @@ impl Transfer {
                         ) =>
                     {
                         return Err(format!(
-                            "nothing more came back within {TRANSFER_TIMEOUT:?}: got {} of {} bytes",
+                            "nothing more came back within {limit:?}: got {} of {} bytes",
                             got.len(),
                             w_data.len()
                         ))
@@ -511,17 +516,19 @@ fn up_serves_a_proxy_and_stops_on_sigint() {
 #[test]
 fn a_killed_client_is_survived() {
     within(Duration::from_secs(120), |scope| {
-        let mut net = Net::start(scope, 3, 1, "echo");
+        // Four clients: buddy groups {0, 1} and {2, 3}. The killed client's group waits for
+        // it (fate sharing); the other group goes on.
+        let mut net = Net::start(scope, 4, 1, "echo");
         let first = Transfer::start("client 0", net.connect(0), pattern(512 * 1024, 40));
         first.wait_for_progress(32 * 1024, TRANSFER_TIMEOUT);
 
-        net.clients[2].signal(libc::SIGKILL);
-        net.clients[2]
+        net.clients[3].signal(libc::SIGKILL);
+        net.clients[3]
             .wait_exit(EXIT_TIMEOUT)
-            .expect("client 2 dies");
-        net.relay.wait_until(FORM_TIMEOUT, "client 2 leaving", |p| {
+            .expect("client 3 dies");
+        net.relay.wait_until(FORM_TIMEOUT, "client 3 leaving", |p| {
             let log = p.log();
-            (log.contains("client 2 disconnected") || log.contains("dropping client 2"))
+            (log.contains("client 3 disconnected") || log.contains("dropping client 3"))
                 .then_some(())
         });
 
@@ -944,6 +951,51 @@ fn a_cut_link_keeps_open_connections_and_every_byte() {
         }
         transfer.finish();
         assert_eq!(cutter.cuts.load(Ordering::SeqCst), 3);
+        net.assert_relay_up();
+    });
+}
+
+/// A client whose link is cut again and again while 64 MiB come down to it (an echo of
+/// what it sends) receives every byte, in order: replays after each cut lose nothing.
+#[test]
+fn a_link_cut_again_and_again_during_a_64_mib_download_loses_no_byte() {
+    within(Duration::from_secs(600), |scope| {
+        let mut net = Net::start(scope, 3, 1, "echo");
+        let cutter = Cutter::start(net.relay_port);
+        net.clients[0].kill();
+        let relay = format!("127.0.0.1:{}", cutter.port);
+        let cfg_s = net.cfg.display().to_string();
+        net.clients[0] = scope.spawn(
+            "client-0",
+            &[
+                "client",
+                "-p",
+                "0",
+                "--relay",
+                &relay,
+                &cfg_s,
+                &key_file(&net.cfg, "client-0"),
+            ],
+        );
+        net.client_ports[0] = net.clients[0].listening_port("listening on");
+        wait_for_port(net.client_ports[0], FORM_TIMEOUT);
+        let total = 64 << 20;
+        // Each cut soon after the last counts as one more failure for the client's redial
+        // backoff (protocol.md §1), so the waits grow: time for them.
+        let transfer = Transfer::start_within(
+            "64 MiB through cuts",
+            net.connect(0),
+            pattern(total, 94),
+            Duration::from_secs(300),
+        );
+        // A cut every 8 MiB that came back: seven in all.
+        let step = 8 << 20;
+        for k in 1..total / step {
+            transfer.wait_for_progress(k * step, TRANSFER_TIMEOUT);
+            cutter.cut();
+        }
+        transfer.finish();
+        assert_eq!(cutter.cuts.load(Ordering::SeqCst), total / step - 1);
         net.assert_relay_up();
     });
 }

@@ -569,6 +569,7 @@ fn check_hello(body: &[u8], role: NodeRole, index: u16) -> [u8; 16] {
         index: i,
         nonce,
         max_frame,
+        capacity,
         resume,
         proofs,
     }) = Message::parse(body).expect("a frame the relay can parse")
@@ -588,7 +589,7 @@ fn check_hello(body: &[u8], role: NodeRole, index: u16) -> [u8; 16] {
             assert_eq!(proofs.len(), usize::from(TRUSTEES) * dissent_core::MAC_LEN);
             assert_ne!(nonce, [0; 16], "a client's link nonce is random");
         }
-        NodeRole::Trustee => assert!(proofs.is_empty()),
+        NodeRole::Trustee => assert!(proofs.is_empty() && capacity == 0),
     }
     nonce
 }

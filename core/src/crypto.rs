@@ -12,7 +12,7 @@
 //! pad(e)       = XChaCha20(key = interval key, nonce = first 24 bytes of the transcript
 //!                          hash T_e, counter 0), cell-length bytes
 //! proof        = HMAC-SHA256(mac key, "dissent-rs v3 presence" | group_id | session_id
-//!                            | client index (u16 BE) | link nonce)[..16]
+//!                            | client index (u16 BE) | link nonce | resume block)[..16]
 //! ack          = HMAC-SHA256(mac key, "dissent-rs v3 ack" | T_start)[..16]
 //! confirmation = HMAC-SHA256(mac key, "dissent-rs v3 confirm" | T_start)[..16]
 //! ```
@@ -228,15 +228,17 @@ impl PairKey {
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
 
-    /// A client's proof, for this pair's trustee, that it opened the link with `nonce`.
+    /// A client's proof, for this pair's trustee, that it opened the link with `nonce` and
+    /// said hello with `resume` (its resume block, `wire::resume_block`).
     pub fn presence_proof(
         &self,
         group_id: &[u8; 16],
         session_id: &[u8; 16],
         client: u16,
         nonce: &[u8; NONCE_LEN],
+        resume: &[u8],
     ) -> [u8; MAC_LEN] {
-        truncate(self.presence_mac(group_id, session_id, client, nonce))
+        truncate(self.presence_mac(group_id, session_id, client, nonce, resume))
     }
 
     /// Checks a presence proof in constant time.
@@ -246,9 +248,10 @@ impl PairKey {
         session_id: &[u8; 16],
         client: u16,
         nonce: &[u8; NONCE_LEN],
+        resume: &[u8],
         proof: &[u8],
     ) -> bool {
-        let m = self.presence_mac(group_id, session_id, client, nonce);
+        let m = self.presence_mac(group_id, session_id, client, nonce, resume);
         proof.len() == MAC_LEN && m.verify_truncated_left(proof).is_ok()
     }
 
@@ -258,6 +261,7 @@ impl PairKey {
         session_id: &[u8; 16],
         client: u16,
         nonce: &[u8; NONCE_LEN],
+        resume: &[u8],
     ) -> HmacSha256 {
         let mut m = self.mac();
         m.update(PRESENCE_LABEL);
@@ -265,6 +269,7 @@ impl PairKey {
         m.update(session_id);
         m.update(&client.to_be_bytes());
         m.update(nonce);
+        m.update(resume);
         m
     }
 
@@ -455,7 +460,8 @@ mod tests {
                 pad[b as usize / 8] >> (b % 8) & 1 == 1
             );
         }
-        let proof = from_client.presence_proof(&group, &session, 5, &[0x66; NONCE_LEN]);
+        let proof =
+            from_client.presence_proof(&group, &session, 5, &[0x66; NONCE_LEN], &resume_vector());
         assert_eq!(proof, unhex::<16>(PROOF_HEX));
         assert_eq!(
             from_client.confirmation(&[0x88; 32]),
@@ -467,15 +473,35 @@ mod tests {
         );
     }
 
+    /// The resume block of the vectors: capacity 65536, epoch `04×16`, seq 77, 1000 bytes,
+    /// last interval 9, not lost.
+    fn resume_vector() -> [u8; crate::wire::RESUME_BLOCK_LEN] {
+        crate::wire::resume_block(
+            65536,
+            Some(&crate::wire::Resume {
+                epoch: [4; 16],
+                seq: 77,
+                bytes: 1000,
+                interval: Some(9),
+                lost: false,
+            }),
+        )
+    }
+
     #[test]
     fn macs_check_and_refuse() {
         let k = PairKey::from_shared(&[9; 32], &[1; 16], &[2; 16], &[3; 32], &[4; 32]);
         let other = PairKey::from_shared(&[8; 32], &[1; 16], &[2; 16], &[3; 32], &[4; 32]);
-        let p = k.presence_proof(&[1; 16], &[2; 16], 3, &[7; 16]);
-        assert!(k.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &p));
-        assert!(!k.check_presence(&[1; 16], &[2; 16], 4, &[7; 16], &p));
-        assert!(!other.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &p));
-        assert!(!k.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &p[..15]));
+        let r = resume_vector();
+        let p = k.presence_proof(&[1; 16], &[2; 16], 3, &[7; 16], &r);
+        assert!(k.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &r, &p));
+        assert!(!k.check_presence(&[1; 16], &[2; 16], 4, &[7; 16], &r, &p));
+        assert!(!other.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &r, &p));
+        assert!(!k.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &r, &p[..15]));
+        // The proof covers the resume point: a relay cannot change it.
+        let mut changed = r;
+        changed[12] ^= 1;
+        assert!(!k.check_presence(&[1; 16], &[2; 16], 3, &[7; 16], &changed, &p));
         let c = k.confirmation(&[5; 32]);
         assert!(k.check_confirmation(&[5; 32], &c));
         assert!(!k.check_confirmation(&[6; 32], &c));
@@ -558,7 +584,7 @@ mod tests {
         "cb41e1adb0f07539cd1c256c540b809847cf853dd1ed8039b954b2c21d650763";
     const PAD_HEAD_HEX: &str = "890212889a9d98692008725eb9f26796";
     const PAD_TAIL_HEX: &str = "328d2ce8a84f5f1a";
-    const PROOF_HEX: &str = "a88a30dcc6296fb2273a6699070ca048";
+    const PROOF_HEX: &str = "7a2888ca60484c6c980a57ea675296ca";
     const CONFIRM_HEX: &str = "295c1b0f8be1e2927e0b00f7f9269eb2";
     const ACK_HEX: &str = "6ceac841f56c20b2bcf7f876454e0b04";
 }

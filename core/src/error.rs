@@ -42,6 +42,8 @@ pub enum ConfigError {
     StorageTooSmall(&'static str),
     /// Key agreement with a peer failed.
     Key(KeyError),
+    /// The relay's downstream log is too small to hold the group's log window.
+    LogWindow,
 }
 
 impl fmt::Display for ConfigError {
@@ -59,6 +61,9 @@ impl fmt::Display for ConfigError {
                 write!(f, "storage too small: `{region}`")
             }
             ConfigError::Key(e) => write!(f, "key agreement: {e}"),
+            ConfigError::LogWindow => {
+                f.write_str("the downstream log is too small for the group's log window")
+            }
         }
     }
 }
@@ -256,6 +261,9 @@ pub enum IntervalError {
     },
     /// The relay's downstream history contradicts the records this client holds.
     Equivocation,
+    /// The start's bitmap of lost members says of this client what its own state does
+    /// not: it lost its connections and the start hides it, or the other way round.
+    Lost,
 }
 
 impl fmt::Display for IntervalError {
@@ -279,6 +287,9 @@ impl fmt::Display for IntervalError {
             ),
             IntervalError::Equivocation => {
                 f.write_str("the relay's downstream history contradicts ours")
+            }
+            IntervalError::Lost => {
+                f.write_str("the interval misstates whether this client lost its connections")
             }
         }
     }

@@ -3,8 +3,10 @@
 //! signs too). Anyone holding the group's public identity keys checks such a statement
 //! offline.
 //!
-//! Signatures are over 32-byte digests (SHA-256 of a labelled message, built by
-//! `crate::blame`), so a node signs a long statement without holding it twice.
+//! Blame statements are signed as 32-byte digests (SHA-256 of a labelled message), so a node
+//! signs a long statement without holding it twice; the epoch setup signs its messages
+//! whole through [`crate::epoch::identity::IdentitySigner`], which this key implements.
+//! This is the core's one Ed25519 identity key type.
 //!
 //! Owns the key type and the checks; it must not know what is signed.
 
@@ -29,6 +31,16 @@ impl IdentityKey {
         IdentityKey(SigningKey::from_bytes(secret))
     }
 
+    /// The key with this 32-byte secret seed (the same as [`IdentityKey::from_bytes`]).
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self::from_bytes(seed)
+    }
+
+    /// The ed25519-dalek key, for the setup's signatures over whole messages.
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.0
+    }
+
     /// The public key.
     pub fn public(&self) -> [u8; 32] {
         self.0.verifying_key().to_bytes()
@@ -45,16 +57,16 @@ pub fn identity_public_key(secret: &[u8; 32]) -> [u8; 32] {
     IdentityKey::from_bytes(secret).public()
 }
 
-/// Whether `signature` is `public`'s signature of `digest` (strict RFC 8032 checks: no
-/// small-order keys, canonical encodings).
-pub fn verify(public: &[u8; 32], digest: &[u8; 32], signature: &[u8]) -> bool {
+/// Whether `signature` is `public`'s signature of `message` (a blame digest or a whole setup
+/// message; strict RFC 8032 checks: no small-order keys, canonical encodings).
+pub fn verify(public: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
     let Ok(key) = VerifyingKey::from_bytes(public) else {
         return false;
     };
     let Ok(sig) = Signature::from_slice(signature) else {
         return false;
     };
-    key.verify_strict(digest, &sig).is_ok()
+    key.verify_strict(message, &sig).is_ok()
 }
 
 #[cfg(test)]
@@ -85,6 +97,14 @@ mod tests {
         assert!(!verify(&key.public(), &digest, &bad));
         assert!(!verify(&key.public(), &digest, &s[..63]));
         assert!(!verify(&identity_public_key(&[1; 32]), &digest, &s));
+        // The setup's signing boundary is this key: a digest signed through it is the same
+        // signature, and a whole message it signs checks under the same public key.
+        use crate::epoch::identity::IdentitySigner;
+        assert_eq!(IdentitySigner::sign(&key, &digest), s);
+        assert_eq!(IdentitySigner::public(&key), key.public());
+        let m = IdentitySigner::sign(&key, b"a setup message");
+        assert!(verify(&key.public(), b"a setup message", &m));
+        assert!(!verify(&key.public(), b"a setup massage", &m));
     }
 
     fn hex32(s: &str) -> [u8; 32] {

@@ -10,11 +10,13 @@
 //!
 //! Module map: [`wire`] (frames, messages, cells), [`crypto`] (keys, pads, MACs),
 //! [`transcript`] (the view every cell is bound to), [`schedule`] (slot reservations),
-//! [`bits`] (member and request bitmaps), [`link`] (Noise links between nodes and the
+//! [`bits`] (member and request bitmaps), [`policy`] and [`buddies`] (the group's anonymity
+//! minimum, buddy groups and the log window), [`link`] (Noise links between nodes and the
 //! relay), [`backoff`] (when to redial the relay), [`time`] (caller-supplied time),
-//! [`ristretto`] (Ristretto255 keys, DLEQ proofs, ElGamal and the proof of shuffle),
-//! [`identity`] (Ed25519 identity keys), [`pseudonym`] (slot signatures and accusation
-//! proofs).
+//! [`ristretto`] (Ristretto255 keys, DLEQ proofs, ElGamal and the proof of shuffle, for the
+//! dealer-free setup and blame), [`epoch`] (the dealer-free epoch setup's messages and the
+//! relay's, trustees' and clients' setup state machines), [`identity`] (Ed25519 identity
+//! keys), [`pseudonym`] (slot signatures and accusation proofs).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, clippy::std_instead_of_core)]
@@ -24,12 +26,15 @@ extern crate std;
 
 pub mod backoff;
 pub mod bits;
+pub mod buddies;
 pub mod client;
 pub mod crypto;
+pub mod epoch;
 pub mod error;
 mod field;
 pub mod identity;
 pub mod link;
+pub mod policy;
 pub mod provision;
 pub mod pseudonym;
 pub mod relay;

@@ -24,11 +24,12 @@ use std::vec::Vec;
 
 use crate::client::{Chunk, Client, ClientConfig, ClientEvent, Delivery, Upstream};
 use crate::crypto::{pad_public_key, IntervalKey, PairKey};
+use crate::policy::{LogWindow, Policy};
 use crate::relay::{
     DownChunk, Downstream, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage,
 };
 use crate::trustee::{Trustee, TrusteeConfig};
-use crate::wire::{self, ConnId};
+use crate::wire::{self, ConnId, GoodbyeReason};
 use crate::{Duration, Instant};
 
 /// Group id of every test net.
@@ -92,6 +93,13 @@ pub struct NetConfig {
     pub log_len: usize,
     /// Most bytes of cells per exchange.
     pub exchange_budget: usize,
+    /// The group's policy (anonymity minimum and log window) every node is given.
+    pub policy: Policy,
+    /// Each client's own anonymity minimum (0: the group's).
+    pub min_anonymity: u16,
+    /// Most frames the relay's shell queues for one link, as a hosted relay's send queue:
+    /// a frame beyond them drops the node as too slow. `None`: no limit.
+    pub queue_limit: Option<usize>,
 }
 
 impl NetConfig {
@@ -118,7 +126,22 @@ impl NetConfig {
             replay_len: 64 * 1024,
             log_len: 256 * 1024,
             exchange_budget: usize::MAX,
+            policy: Policy {
+                min_anonymity: 1,
+                log_window: LogWindow {
+                    time: Duration::from_millis(60_000),
+                    bytes: 128 * 1024,
+                },
+            },
+            min_anonymity: 0,
+            queue_limit: None,
         }
+    }
+
+    /// The log window's size that a log of `log_len` bytes holds (for tests that shrink
+    /// the log).
+    pub fn window_for_log(log_len: usize, downstream_len: usize) -> u64 {
+        (log_len.saturating_sub(2 * (25 + downstream_len))) as u64
     }
 }
 
@@ -145,6 +168,8 @@ fn new_client(
         sent_len: cfg.ring_len,
         replay_len: cfg.replay_len,
         min_clients: cfg.min_clients,
+        policy: cfg.policy,
+        min_anonymity: cfg.min_anonymity,
         linger: cfg.linger,
         rng_seed: secret(4, i),
     };
@@ -338,6 +363,10 @@ pub struct Net {
     pub node_errors: Vec<(Node, String)>,
     /// Peers the relay dropped.
     pub dropped: Vec<PeerId>,
+    /// Nodes the relay's shell dropped because their queue was full (`queue_limit`).
+    pub too_slow: Vec<Node>,
+    /// Replay frames the relay sent.
+    pub replays: usize,
     /// Intervals started.
     pub intervals: Vec<u32>,
     /// Clients ignoring everything from the relay (but keeping their link).
@@ -351,6 +380,8 @@ pub struct Net {
     pub disrupt: Option<usize>,
     links: HashMap<LinkId, LinkState>,
     node_link: HashMap<Node, LinkId>,
+    /// Frames from the relay on their way on each link.
+    queued: HashMap<LinkId, usize>,
     next_link: u64,
     wires: InFlight,
     seq: u64,
@@ -411,6 +442,7 @@ impl Net {
             admit: cfg.admit,
             capacity: cfg.capacity,
             log_len: cfg.log_len,
+            policy: cfg.policy,
             first_interval: 100,
             epoch: [9; 16],
         };
@@ -433,6 +465,7 @@ impl Net {
                     max_frame: cfg.max_frame,
                     rng_seed: secret(3, j),
                     min_clients: cfg.min_clients,
+                    policy: cfg.policy,
                 };
                 Trustee::with_vecs(&t).expect("trustee configuration")
             })
@@ -452,6 +485,8 @@ impl Net {
             relay_errors: Vec::new(),
             node_errors: Vec::new(),
             dropped: Vec::new(),
+            too_slow: Vec::new(),
+            replays: 0,
             intervals: Vec::new(),
             muted: vec![false; n],
             cell_log: vec![Vec::new(); n],
@@ -459,6 +494,7 @@ impl Net {
             disrupt: None,
             links: HashMap::new(),
             node_link: HashMap::new(),
+            queued: HashMap::new(),
             next_link: 0,
             wires: InFlight::default(),
             seq: 0,
@@ -507,6 +543,7 @@ impl Net {
             return;
         };
         self.links.remove(&link);
+        self.queued.remove(&link);
         match node {
             Node::Client(i) => {
                 self.clients[i].handle_disconnected(self.now);
@@ -526,6 +563,9 @@ impl Net {
 
     fn send_then(&mut self, to_relay: bool, link: LinkId, frame: Rc<[u8]>, close_after: bool) {
         self.seq += 1;
+        if !to_relay {
+            *self.queued.entry(link).or_default() += 1;
+        }
         self.wires.push(Wire {
             at: self.now + self.cfg.latency,
             seq: self.seq,
@@ -613,17 +653,40 @@ impl Net {
             }
         }
         let mut out = core::mem::take(&mut self.relay_out);
+        let mut slow: Vec<LinkId> = Vec::new();
         loop {
             let t = match self.relay.poll_transmit(now, &mut out, &mut self.exit) {
                 Ok(Some(t)) => t,
-                Ok(None) => break,
+                Ok(None) => {
+                    // Replays wait for room: the shell says how much each link's queue has.
+                    if self.give_room() {
+                        continue;
+                    }
+                    break;
+                }
                 Err(e) => panic!("relay cannot encode a frame: {e}"),
             };
             let frame: Rc<[u8]> = Rc::from(&out[..t.len]);
+            if let Ok(Some((body, _))) = wire::split_frame(&frame) {
+                if body.first() == Some(&10) {
+                    self.replays += 1;
+                }
+            }
             let mut links = core::mem::take(&mut self.fanout);
             links.extend(self.relay.links(t.destination));
             for &link in &links {
                 if self.links.contains_key(&link) {
+                    let full = self
+                        .cfg
+                        .queue_limit
+                        .is_some_and(|limit| self.queued.get(&link).copied().unwrap_or(0) >= limit);
+                    if full && !t.close_after {
+                        // A hosted relay's full send queue: the node is dropped as too slow.
+                        if !slow.contains(&link) {
+                            slow.push(link);
+                        }
+                        continue;
+                    }
                     // A goodbye reaches the node, then its link closes.
                     self.send_then(false, link, frame.clone(), t.close_after);
                 }
@@ -632,6 +695,36 @@ impl Net {
             self.fanout = links;
         }
         self.relay_out = out;
+        let dropped = !slow.is_empty();
+        for link in slow {
+            if let Some(node) = self.node_of(link) {
+                self.too_slow.push(node);
+                self.relay
+                    .drop_peer(now, node.peer(), GoodbyeReason::TooSlow);
+            }
+        }
+        if dropped {
+            // Their goodbyes, and whatever the drops changed.
+            self.flush_relay();
+        }
+    }
+
+    /// Reports room on the link a replay waits for; false if there is none to report.
+    fn give_room(&mut self) -> bool {
+        let Some(link) = self.relay.replay_waiting() else {
+            return false;
+        };
+        let queued = self.queued.get(&link).copied().unwrap_or(0);
+        let room = match self.cfg.queue_limit {
+            Some(limit) => limit.saturating_sub(queued),
+            None => 1 << 20,
+        };
+        if room == 0 || !self.links.contains_key(&link) {
+            return false;
+        }
+        self.relay.handle_link_room(link, room);
+        // Still waiting: the room is what the interval's own frames need.
+        self.relay.replay_waiting() != Some(link)
     }
 
     /// Delivers the next due frame, or advances the clock to the relay's next timeout;
@@ -663,7 +756,14 @@ impl Net {
             if w.to_relay {
                 self.deliver_to_relay(w.link, body);
             } else {
+                if let Some(q) = self.queued.get_mut(&w.link) {
+                    *q = q.saturating_sub(1);
+                }
                 self.deliver_to_node(w.link, body, w.close_after);
+                if self.relay.replay_waiting() == Some(w.link) {
+                    // Its queue drained a little: the replay goes on.
+                    self.flush_relay();
+                }
             }
             return true;
         }

@@ -25,10 +25,11 @@ use dissent_core::client::{
 use dissent_core::crypto::{
     pad_public_key, xor_into, IntervalKey, PadEngine, PadNonce, PairKey, SerialPads,
 };
+use dissent_core::policy::{LogWindow, Policy};
 use dissent_core::schedule::Schedule;
 use dissent_core::testkit::{frame_body, pattern, secret, App, TestTrustee, GROUP, SESSION};
 use dissent_core::transcript::{self, Transcript};
-use dissent_core::trustee::{Trustee, TrusteeConfig};
+use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeEvent};
 use dissent_core::wire::{
     self, CellView, ConnId, Down, Head, IntervalRecord, Kind, Message, OutputsView, Params, Record,
     Resume,
@@ -96,11 +97,38 @@ fn cell_of(frame: &[u8], interval: u32, exchange: u64) -> Vec<u8> {
     }
 }
 
+/// The group's policy in these tests: every client its own buddy group (the attacks here
+/// are on the acknowledgement round, not on intersection), and a window longer than any
+/// test.
+fn policy() -> Policy {
+    Policy {
+        min_anonymity: 1,
+        log_window: LogWindow {
+            time: Duration::from_millis(3_600_000),
+            bytes: 1 << 20,
+        },
+    }
+}
+
 fn trustee_keys() -> Vec<[u8; 32]> {
     (0..M).map(|t| pad_public_key(&secret(2, t))).collect()
 }
 
 fn client_config(
+    i: usize,
+    trustee_keys: &[[u8; 32]],
+    min_clients: u16,
+    rng_seed: [u8; 32],
+) -> ClientConfig<'_> {
+    ClientConfig {
+        slot: slot_of(i),
+        policy: policy(),
+        ..world_config(i, trustee_keys, min_clients, rng_seed)
+    }
+}
+
+/// [`client_config`] for the searching relay's worlds, which set `slot` and `policy`.
+fn world_config(
     i: usize,
     trustee_keys: &[[u8; 32]],
     min_clients: u16,
@@ -121,6 +149,8 @@ fn client_config(
         sent_len: 4096,
         replay_len: 2048,
         min_clients,
+        policy: policy(),
+        min_anonymity: 0,
         linger: Duration::from_millis(5),
         rng_seed,
     }
@@ -226,6 +256,8 @@ struct Hello {
     nonce: [u8; NONCE_LEN],
     proofs: Vec<u8>,
     resume: Option<Resume>,
+    /// The resume block its proofs cover.
+    block: [u8; wire::RESUME_BLOCK_LEN],
 }
 
 /// A trustee's refusal of a member, as the relay gets it.
@@ -241,6 +273,7 @@ struct Entry {
     client: usize,
     nonce: [u8; NONCE_LEN],
     proofs: Vec<u8>,
+    block: [u8; wire::RESUME_BLOCK_LEN],
 }
 
 /// What the relay showed one client, from which the test recomputes that client's pads.
@@ -269,6 +302,8 @@ struct Start {
     history: Vec<IntervalRecord>,
     head: Head,
     largest: u32,
+    lost: Vec<usize>,
+    oldest: u64,
 }
 
 impl Start {
@@ -277,12 +312,17 @@ impl Start {
             interval: self.interval,
             epoch: EPOCH,
             online: &bitmap(self.online.iter().copied()),
+            lost: &if self.lost.is_empty() {
+                Vec::new()
+            } else {
+                bitmap(self.lost.iter().copied())
+            },
             nonces: &self.nonces.concat(),
             window: 1,
             params: params(),
             history: self.history.iter().copied().collect(),
             head: self.head,
-            oldest: 1,
+            oldest: self.oldest,
             largest: self.largest,
         }))
     }
@@ -397,6 +437,8 @@ struct Mallory {
     upstream: Vec<(u16, Up)>,
     run: Option<Run>,
     out: Vec<u8>,
+    /// Members the start being confirmed marks lost: they are owed no replays.
+    marked: BTreeSet<usize>,
 }
 
 impl Mallory {
@@ -406,10 +448,28 @@ impl Mallory {
     }
 
     fn with_minimums(client_min: u16, trustee_min: u16) -> Self {
+        Self::build(client_min, trustee_min, policy(), &|i| {
+            client_config(i, &[], client_min, secret(4, i))
+        })
+    }
+
+    /// A group whose client `i` has the configuration `config(i)` (its trustee keys aside).
+    fn build(
+        client_min: u16,
+        trustee_min: u16,
+        policy: Policy,
+        config: &dyn Fn(usize) -> ClientConfig<'static>,
+    ) -> Self {
+        let _ = client_min;
         let tkeys = trustee_keys();
         let ckeys: Vec<[u8; 32]> = (0..N).map(|i| pad_public_key(&secret(1, i))).collect();
         let clients = (0..N)
-            .map(|i| new_client(&client_config(i, &tkeys, client_min, secret(4, i))))
+            .map(|i| {
+                new_client(&ClientConfig {
+                    trustee_keys: &tkeys,
+                    ..config(i)
+                })
+            })
             .collect();
         let trustees = (0..M)
             .map(|t| {
@@ -426,6 +486,7 @@ impl Mallory {
                     max_frame: MAX_FRAME,
                     rng_seed: secret(3, t),
                     min_clients: trustee_min,
+                    policy,
                 };
                 Trustee::with_vecs(&cfg).expect("trustee config")
             })
@@ -456,6 +517,7 @@ impl Mallory {
             upstream: Vec::new(),
             run: None,
             out: vec![0u8; MAX_FRAME as usize + 64],
+            marked: BTreeSet::new(),
         };
         for t in 0..M {
             m.reconnect_trustee(t);
@@ -492,6 +554,7 @@ impl Mallory {
             nonce,
             proofs,
             resume,
+            capacity,
             ..
         })) = Message::parse(body_of(&self.out[..n]))
         else {
@@ -501,6 +564,7 @@ impl Mallory {
             nonce,
             proofs: proofs.to_vec(),
             resume,
+            block: wire::resume_block(capacity, resume.as_ref()),
         };
         self.hellos[i] = Some(hello.clone());
         hello
@@ -573,6 +637,7 @@ impl Mallory {
                     client: i,
                     nonce: h.nonce,
                     proofs: h.proofs.clone(),
+                    block: h.block,
                 }
             })
             .collect()
@@ -595,6 +660,7 @@ impl Mallory {
             for e in entries {
                 list.extend_from_slice(&e.nonce);
                 list.extend_from_slice(&e.proofs[t * MAC_LEN..(t + 1) * MAC_LEN]);
+                list.extend_from_slice(&e.block);
             }
             let members = frame_body(&Message::Members {
                 interval,
@@ -646,6 +712,8 @@ impl Mallory {
             history: self.history.clone(),
             head: self.head,
             largest,
+            lost: Vec::new(),
+            oldest: 1,
         }
     }
 
@@ -739,7 +807,7 @@ impl Mallory {
     fn confirmed(&mut self, i: usize, interval: u32, macs: &[u8]) -> Result<(), PeerError> {
         self.feed(i, &frame_body(&Message::Confirmed { interval, macs }))?;
         let resume = self.hellos[i].as_mut().and_then(|h| h.resume.take());
-        if let Some(r) = resume.filter(|r| r.epoch == EPOCH) {
+        if let Some(r) = resume.filter(|r| r.epoch == EPOCH && !self.marked.contains(&i)) {
             for seq in r.seq + 1..=self.head.seq {
                 let rec = self.log[(seq - 1) as usize].clone();
                 self.feed(
@@ -861,7 +929,7 @@ impl Mallory {
             exchange,
             kind,
             outputs: &outputs,
-            head: self.head.hash,
+            head: self.head,
         }));
         let mut trustee_cells = Vec::new();
         for (t, trustee) in self.trustees.iter_mut().enumerate() {
@@ -1715,9 +1783,768 @@ fn an_impossible_log_head_costs_the_client_its_connections_not_a_crash() {
     let mut start = m.start(11, &all(), &nonces);
     start.head.seq = u64::MAX;
     start.head.bytes = u64::MAX;
+    // Unless the start says so, the client is not lost: it refuses the start instead of
+    // losing its connections where no one else can see it.
     let body = start.body();
     m.show(0, &body).expect("a start with a far head is taken");
     let macs = m.forge_confirmations(0, &body);
-    assert_eq!(m.confirmed(0, 11, &macs), Ok(()));
+    assert_eq!(
+        m.confirmed(0, 11, &macs),
+        Err(PeerError::Interval(IntervalError::Lost))
+    );
+    assert!(
+        m.clients[0].is_open(conn),
+        "a refused start cost the connection"
+    );
+    m.disconnect(0);
+    m.connect(0);
+    let entries = m.entries(&all());
+    let nonces = m.open(12, &entries).expect("the trustees open interval 12");
+    let mut start = m.start(12, &all(), &nonces);
+    start.head.seq = u64::MAX;
+    start.head.bytes = u64::MAX;
+    start.lost = vec![0];
+    let body = start.body();
+    m.show(0, &body).expect("a start with a far head is taken");
+    let macs = m.forge_confirmations(0, &body);
+    assert_eq!(m.confirmed(0, 12, &macs), Ok(()));
     assert!(!m.clients[0].is_open(conn), "the connection was kept");
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. The log window
+
+#[test]
+fn a_start_that_forgets_records_within_the_log_window_is_not_confirmed() {
+    // Attack 1 of protocol v2 began with a start claiming the log holds nothing before the
+    // head: every client away when the last records went out then lost its connections.
+    // The trustees hold the relay to the group's log window: that start is not confirmed.
+    let (mut m, conn) = with_open_connection(0);
+    m.exit.push_back(Rec::Data(conn, b"reply".to_vec()));
+    m.exchanges_until(8, |m| m.exit.is_empty());
+    m.end_interval();
+    let head = m.head.seq;
+    assert!(head >= 1);
+    let entries = m.entries(&all());
+    let nonces = m.open(11, &entries).expect("the trustees open interval 11");
+    let mut start = m.start(11, &all(), &nonces);
+    start.oldest = head + 1;
+    let body = start.body();
+    for (t, trustee) in m.trustees.iter_mut().enumerate() {
+        trustee
+            .handle_frame(m.now, &body)
+            .expect("the link is kept");
+        assert_eq!(
+            trustee.poll_event(),
+            Some(TrusteeEvent::LogWindow {
+                interval: 11,
+                oldest: head + 1,
+                required: 1,
+            }),
+            "trustee {t}"
+        );
+        // Nothing is confirmed, and every acknowledgement is refused from now on.
+        assert_eq!(trustee.poll_transmit(&mut m.out).unwrap(), None);
+    }
+    // The truth is confirmed.
+    m.run_interval(12, &all());
+    m.exchanges(4);
+    assert!(m.clients[0].is_open(conn));
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. A relay that searches
+//
+// The relay here plays strategies built from everything it controls: which connected
+// clients it lists, which links it cuts, claiming the last interval decoded nothing (so an
+// owner sends its cells again), lying about `oldest` (to everyone, or in a start shown only
+// to some), and pushing downstream records while some clients are away. Named strategies
+// search adaptively (a binary search on what they saw: attacks 1 and 2 of protocol v2
+// among them); the rest are seeded random strategies.
+//
+// **What the relay observes**: every decoded output (the XOR of all cells: which slots
+// transmit and what), the length of every frame each client sends, every Hello's resume
+// point, whether each client took each start, confirmation and request (a refusal is an
+// error and a redial), and each trustee's confirmation or refusal. Not ciphertext bytes.
+//
+// **Worlds.** The same strategy runs in worlds that differ only in which client holds the
+// target slot: in world `c`, clients `c` and 0 swap slots, and RNG seeds and the workload
+// belong to slots. The candidate set of world `c` is the worlds whose observation trace
+// equals `c`'s: the owners a relay that saw `c`'s trace cannot rule out. Connection numbers
+// are random and new to the relay in every world, so it tells them apart only by their
+// order of appearance (a slot that opened a connection it never used draws different
+// numbers later, which no relay can see).
+
+/// The slot the relay hunts (client 0's in `slot_of`).
+const TARGET: u16 = 3;
+
+/// Owners of the target slot the worlds try: four whole buddy groups of two.
+const WORLDS: [usize; 8] = [0, 1, 16, 17, 32, 33, 62, 63];
+
+/// Intervals each search runs.
+const ROUNDS: usize = 14;
+
+/// Exchanges of each interval.
+const ROUND_EXCHANGES: usize = 8;
+
+/// The slot of client `i` in the world where `owner` holds the target slot.
+fn world_slot(owner: usize, i: usize) -> u16 {
+    if i == owner {
+        TARGET
+    } else if i == 0 {
+        slot_of(owner)
+    } else {
+        slot_of(i)
+    }
+}
+
+/// The group's policy with anonymity minimum `k` and log window `window`.
+fn policy_of(k: u16, window: LogWindow) -> Policy {
+    Policy {
+        min_anonymity: k,
+        log_window: window,
+    }
+}
+
+/// The window of the protected runs: longer than any search.
+const LONG_WINDOW: LogWindow = LogWindow {
+    time: Duration::from_millis(3_600_000),
+    bytes: 1 << 20,
+};
+
+/// What the relay does in one interval.
+#[derive(Debug, Clone, Default)]
+struct Action {
+    /// Connected clients not listed.
+    leave_out: BTreeSet<usize>,
+    /// Clients whose links are cut before the interval (they say hello again after it).
+    cut: BTreeSet<usize>,
+    /// The start says the last interval decoded nothing.
+    resend: bool,
+    /// A start that claims the log holds nothing before its head: `Some(None)` to everyone
+    /// (trustees included), `Some(Some(set))` only to those clients.
+    forget: Option<Option<BTreeSet<usize>>>,
+    /// A downstream record goes out in this interval (while the cut clients are away).
+    push: bool,
+}
+
+/// What the relay saw of the target slot in one interval.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    members: BTreeSet<usize>,
+    /// The slot asked for a reservation or sent a cell other than zeros.
+    transmitted: bool,
+    /// The slot opened a connection.
+    opened: bool,
+}
+
+/// A strategy of the relay.
+#[derive(Debug, Clone, Copy)]
+enum Strategy {
+    /// Attack 2 (with `resend`): list half the suspects, claim the last cell was not
+    /// decoded, see whether the slot sends. Without `resend`: online sets alone.
+    Halve { resend: bool },
+    /// As `Halve`, cutting the other half's links instead of leaving them out.
+    HalveByCut,
+    /// Attack 1: cut half the suspects, push a record while they are away, then one start
+    /// to everyone claiming the log holds nothing before its head; see whether the slot's
+    /// connection died (its owner opens a new one).
+    ForcedDrop,
+    /// As `ForcedDrop`, the lying start shown only to the cut half.
+    ForgetToSome,
+    /// Each interval a random mix of everything above, from this seed.
+    Random(u64),
+}
+
+/// A small deterministic generator for the random strategies.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn chance(&mut self, one_in: u64) -> bool {
+        self.next().is_multiple_of(one_in)
+    }
+}
+
+/// The relay's side of one world's search: what it knows and has done.
+struct Search {
+    strategy: Strategy,
+    rng: Rng,
+    suspects: BTreeSet<usize>,
+    /// The clients cut in the last interval.
+    last_cut: BTreeSet<usize>,
+}
+
+impl Search {
+    fn new(strategy: Strategy) -> Self {
+        let seed = match strategy {
+            Strategy::Random(s) => s.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            _ => 1,
+        };
+        Search {
+            strategy,
+            rng: Rng(seed),
+            suspects: all().into_iter().collect(),
+            last_cut: BTreeSet::new(),
+        }
+    }
+
+    /// Half of the suspects (the lower half by index).
+    fn half(&self) -> BTreeSet<usize> {
+        let n = self.suspects.len().div_ceil(2);
+        self.suspects.iter().copied().take(n).collect()
+    }
+
+    fn action(&mut self, round: usize) -> Action {
+        let mut a = Action::default();
+        if round == 0 {
+            // Everyone, so the owner opens its connection.
+            return a;
+        }
+        let others = |half: &BTreeSet<usize>, s: &BTreeSet<usize>| -> BTreeSet<usize> {
+            s.difference(half).copied().collect()
+        };
+        match self.strategy {
+            Strategy::Halve { resend } => {
+                a.leave_out = others(&self.half(), &self.suspects);
+                a.resend = resend;
+            }
+            Strategy::HalveByCut => a.cut = others(&self.half(), &self.suspects),
+            Strategy::ForcedDrop | Strategy::ForgetToSome => {
+                if round % 2 == 1 {
+                    a.cut = self.half();
+                    a.push = true;
+                } else {
+                    a.forget = Some(match self.strategy {
+                        Strategy::ForgetToSome => Some(self.last_cut.clone()),
+                        _ => None,
+                    });
+                }
+            }
+            Strategy::Random(_) => {
+                let rng = &mut self.rng;
+                for &i in &self.suspects {
+                    if rng.chance(3) {
+                        a.leave_out.insert(i);
+                    }
+                }
+                for i in 0..N {
+                    if rng.chance(10) {
+                        a.cut.insert(i);
+                    }
+                }
+                a.resend = rng.chance(2);
+                a.push = rng.chance(2);
+                a.forget = match rng.next() % 8 {
+                    0 | 1 => Some(None),
+                    2 => Some(Some(self.last_cut.clone())),
+                    _ => None,
+                };
+            }
+        }
+        a
+    }
+
+    /// Narrows the suspects on what the interval showed.
+    fn learn(&mut self, a: &Action, seen: &Seen) {
+        let before = self.suspects.clone();
+        match self.strategy {
+            Strategy::ForcedDrop | Strategy::ForgetToSome if a.forget.is_some() => {
+                // A new connection: its owner was among the cut, and lost the old one.
+                if seen.opened {
+                    self.suspects.retain(|i| self.last_cut.contains(i));
+                } else {
+                    self.suspects.retain(|i| !self.last_cut.contains(i));
+                }
+            }
+            Strategy::ForcedDrop | Strategy::ForgetToSome => {}
+            _ => {
+                if seen.transmitted {
+                    self.suspects.retain(|i| seen.members.contains(i));
+                } else {
+                    self.suspects.retain(|i| !seen.members.contains(i));
+                }
+            }
+        }
+        if self.suspects.is_empty() {
+            // The inference was misled: start over.
+            self.suspects = before;
+        }
+        self.last_cut = a.cut.clone();
+    }
+}
+
+/// One world: the group, the relay's bookkeeping, and what the relay observed.
+struct World {
+    m: Mallory,
+    owner: usize,
+    k: u16,
+    connected: BTreeSet<usize>,
+    /// What each client holds of the log (none before its first interval).
+    pos: Vec<Option<Head>>,
+    /// The last interval each client answered an exchange in.
+    answered: Vec<Option<u32>>,
+    /// Clients lost whose buddy group has not all been shown so yet.
+    pending: BTreeSet<usize>,
+    /// The owner's application's connection.
+    conn: Option<ConnId>,
+    interval: u32,
+    trace: Vec<String>,
+    /// Connection numbers the relay has seen, in order of appearance.
+    conns: Vec<ConnId>,
+}
+
+impl World {
+    fn new(owner: usize, policy: Policy) -> Self {
+        let m = Mallory::build(1, 1, policy, &|i| {
+            let slot = world_slot(owner, i);
+            ClientConfig {
+                slot,
+                policy,
+                ..world_config(i, &[], 1, secret(4, usize::from(slot)))
+            }
+        });
+        World {
+            m,
+            owner,
+            k: policy.min_anonymity,
+            connected: all().into_iter().collect(),
+            pos: vec![None; N],
+            answered: vec![None; N],
+            pending: BTreeSet::new(),
+            conn: None,
+            interval: 100,
+            trace: Vec::new(),
+            conns: Vec::new(),
+        }
+    }
+
+    /// A connection number as the relay tells it apart: by its order of appearance (the
+    /// numbers are random and new to the relay in every world).
+    fn conn_number(&mut self, conn: ConnId) -> usize {
+        match self.conns.iter().position(|&c| c == conn) {
+            Some(n) => n,
+            None => {
+                self.conns.push(conn);
+                self.conns.len() - 1
+            }
+        }
+    }
+
+    fn see(&mut self, what: String) {
+        self.trace.push(what);
+    }
+
+    /// Whether member `i` lost its connections by the rule every client applies, at a
+    /// start of `start`.
+    fn newly_lost(&self, i: usize, start: &Start) -> bool {
+        let Some(p) = self.pos[i] else {
+            return false;
+        };
+        let head = start.head;
+        let size = (head.bytes - p.bytes) + (head.seq - p.seq) * wire::REPLAY_OVERHEAD as u64;
+        let gap = p.seq < head.seq
+            && !(p.seq + 1 >= start.oldest
+                && size <= 2048
+                && u64::from(start.largest) + wire::REPLAY_FRAME_OVERHEAD as u64
+                    <= u64::from(MAX_FRAME));
+        let forgotten =
+            self.answered[i].is_some_and(|a| !start.history.iter().any(|h| h.interval == a));
+        gap || forgotten
+    }
+
+    fn lost_of(&self, start: &Start) -> Vec<usize> {
+        start
+            .online
+            .iter()
+            .copied()
+            .filter(|&i| self.pending.contains(&i) || self.newly_lost(i, start))
+            .collect()
+    }
+
+    /// The trustees take `body` and the members' acknowledgements; the members'
+    /// confirmations, or what went wrong.
+    fn confirm(
+        &mut self,
+        body: &[u8],
+        members: &[usize],
+    ) -> Result<BTreeMap<usize, Vec<u8>>, String> {
+        let m = &mut self.m;
+        let mut macs: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+        let mut refused = Vec::new();
+        for (t, trustee) in m.trustees.iter_mut().enumerate() {
+            if let Err(e) = trustee.handle_frame(m.now, body) {
+                return Err(format!("trustee {t} refused the start: {e:?}"));
+            }
+            if let Some(ev) = trustee.poll_event() {
+                if matches!(ev, TrusteeEvent::LogWindow { .. }) {
+                    return Err(format!("trustee {t}: {ev:?}"));
+                }
+            }
+            let column: Vec<u8> = members
+                .iter()
+                .flat_map(|&i| match &m.acks[i] {
+                    Some(a) => a[t * MAC_LEN..(t + 1) * MAC_LEN].to_vec(),
+                    None => vec![0; MAC_LEN],
+                })
+                .collect();
+            let acks = frame_body(&Message::Acks {
+                interval: self.interval,
+                first: 0,
+                macs: &column,
+            });
+            if let Err(e) = trustee.handle_frame(m.now, &acks) {
+                return Err(format!("trustee {t} refused the acknowledgements: {e:?}"));
+            }
+            let _ = trustee.poll_event();
+            while let Some(n) = trustee.poll_transmit(&mut m.out).unwrap() {
+                match Message::parse(body_of(&m.out[..n])) {
+                    Ok(Message::Confirm {
+                        first, macs: list, ..
+                    }) => {
+                        for (k, mac) in list.chunks_exact(MAC_LEN).enumerate() {
+                            macs.entry(members[first as usize + k])
+                                .or_default()
+                                .extend_from_slice(mac);
+                        }
+                    }
+                    Ok(Message::Refuse { client, .. }) => refused.push((t, client)),
+                    other => return Err(format!("trustee {t} answered {other:?}")),
+                }
+            }
+        }
+        if refused.is_empty() {
+            Ok(macs)
+        } else {
+            Err(format!("refused {refused:?}"))
+        }
+    }
+
+    fn drop_client(&mut self, i: usize) {
+        if self.connected.remove(&i) {
+            self.m.disconnect(i);
+        }
+    }
+
+    /// One interval as `a` says; what the relay saw of the target slot.
+    fn round(&mut self, round: usize, a: &Action) -> Seen {
+        self.interval += 1;
+        let interval = self.interval;
+        let mut seen = Seen::default();
+        for &i in &a.cut {
+            if self.connected.contains(&i) {
+                self.see(format!("cut {i}"));
+                self.drop_client(i);
+            }
+        }
+        for i in 0..N {
+            if !self.connected.contains(&i) && !a.cut.contains(&i) {
+                let hello = self.m.connect(i);
+                self.connected.insert(i);
+                if let (Some(r), Some(p)) = (hello.resume, self.pos[i]) {
+                    assert_eq!(
+                        (r.seq, r.bytes),
+                        (p.seq, p.bytes),
+                        "client {i}'s resume point"
+                    );
+                }
+                self.see(format!("hello {i} {:?}", hello.resume));
+            }
+        }
+        if a.push {
+            // To the slot's connection if the relay has seen it, else to anyone's.
+            let conn = self
+                .m
+                .upstream
+                .iter()
+                .rev()
+                .find_map(|(s, u)| match u {
+                    Up::Data { conn, .. } if *s == TARGET => Some(*conn),
+                    _ => None,
+                })
+                .unwrap_or(ConnId(u32::from(TARGET + 1) << 16));
+            self.m.exit.push_back(Rec::Data(conn, b"pushed".to_vec()));
+        }
+        let members: Vec<usize> = self
+            .connected
+            .iter()
+            .copied()
+            .filter(|i| !a.leave_out.contains(i))
+            .collect();
+        seen.members = members.iter().copied().collect();
+        if members.is_empty() {
+            self.see("nobody".into());
+            return seen;
+        }
+        let entries = self.m.entries(&members);
+        let nonces = match self.m.open(interval, &entries) {
+            Ok(n) => n,
+            Err(r) => {
+                self.see(format!("open refused {r:?}"));
+                return seen;
+            }
+        };
+        let mut honest = self.m.start(interval, &members, &nonces);
+        if a.resend {
+            if let Some(h) = honest.history.last_mut() {
+                h.done = 0;
+            }
+        }
+        let mut lie = honest.clone();
+        lie.oldest = self.m.head.seq + 1;
+        honest.lost = self.lost_of(&honest);
+        lie.lost = self.lost_of(&lie);
+        let (trusted, shown_lie): (Start, BTreeSet<usize>) = match &a.forget {
+            None => (honest.clone(), BTreeSet::new()),
+            Some(None) => (lie.clone(), members.iter().copied().collect()),
+            Some(Some(some)) => (honest.clone(), some.clone()),
+        };
+        let (honest_body, lie_body) = (honest.body(), lie.body());
+        let mut took = Vec::new();
+        for &i in &members {
+            let body = if shown_lie.contains(&i) {
+                &lie_body
+            } else {
+                &honest_body
+            };
+            match self.m.show(i, body) {
+                Ok(()) => took.push(i),
+                Err(e) => {
+                    self.see(format!("start refused by {i}: {e:?}"));
+                    self.drop_client(i);
+                }
+            }
+        }
+        let body = trusted.body();
+        let macs = match self.confirm(&body, &members) {
+            Ok(macs) => macs,
+            Err(e) => {
+                self.see(format!("not confirmed: {e}"));
+                return seen;
+            }
+        };
+        self.see(format!("confirmed {interval}"));
+        let lost: BTreeSet<usize> = trusted.lost.iter().copied().collect();
+        let lost_map = bitmap(lost.iter().copied());
+        let online_map = bitmap(members.iter().copied());
+        let head = self.m.head;
+        let mut accepted = Vec::new();
+        for &i in &took {
+            let newly = self.newly_lost(i, &trusted);
+            let r = self.m.feed(
+                i,
+                &frame_body(&Message::Confirmed {
+                    interval,
+                    macs: &macs[&i],
+                }),
+            );
+            let mut result = r.map(|_| ());
+            // A member lost just now holds the head; one still marked for an older loss
+            // is owed its replays like anyone.
+            if result.is_ok() && !newly {
+                if let Some(p) = self.pos[i] {
+                    for seq in p.seq + 1..=head.seq {
+                        let rec = self.m.log[(seq - 1) as usize].clone();
+                        let r = self.m.feed(
+                            i,
+                            &frame_body(&Message::Replay {
+                                seq,
+                                down: rec.down(),
+                            }),
+                        );
+                        if let Err(e) = r {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(h) = self.m.hellos[i].as_mut() {
+                h.resume = None;
+            }
+            match result {
+                Ok(()) => {
+                    accepted.push(i);
+                    if newly {
+                        self.pending.insert(i);
+                        self.answered[i] = None;
+                    }
+                    let (n, k) = (N as u16, self.k);
+                    if dissent_core::buddies::group_online(&online_map, i as u16, n, k)
+                        && !lost.is_empty()
+                        && dissent_core::buddies::group_touches(&lost_map, i as u16, n, k)
+                    {
+                        self.pending.remove(&i);
+                    }
+                    self.pos[i] = Some(head);
+                }
+                Err(e) => {
+                    self.see(format!("confirmation refused by {i}: {e:?}"));
+                    self.drop_client(i);
+                }
+            }
+        }
+        self.m.begin(interval, &accepted);
+        // The workload, which belongs to the slot: a message every interval, on a new
+        // connection if the last one is gone.
+        let owner = self.owner;
+        let conn = match self.conn {
+            Some(c) if self.m.clients[owner].is_open(c) => c,
+            _ => {
+                let c = self.m.open_conn(owner);
+                self.conn = Some(c);
+                c
+            }
+        };
+        self.m
+            .send(owner, conn, format!("round {round}").as_bytes());
+        for _ in 0..ROUND_EXCHANGES {
+            let d = self.m.exchange();
+            let transmitted = match d.kind {
+                Kind::Reserve => bits::test(&d.xor, usize::from(TARGET)),
+                Kind::Slot { slot, .. } => slot == TARGET && d.xor.iter().any(|&b| b != 0),
+            };
+            seen.transmitted |= transmitted;
+            if d.slot() == Some(TARGET) {
+                seen.opened |= d
+                    .records()
+                    .is_some_and(|r| r.iter().any(|u| matches!(u, Up::Data { open: true, .. })));
+            }
+            let shown = match d.records() {
+                Some(records) if d.slot().is_some() => {
+                    let next = CellView::parse(&d.xor).map_or(0, |v| v.next());
+                    let records: Vec<String> = records
+                        .iter()
+                        .map(|u| match u {
+                            Up::Data {
+                                conn,
+                                open,
+                                payload,
+                            } => format!("data #{} {open} {payload:02x?}", self.conn_number(*conn)),
+                            Up::Close(conn) => format!("close #{}", self.conn_number(*conn)),
+                        })
+                        .collect();
+                    format!("{:?} {records:?} next {next}", d.kind)
+                }
+                _ => format!("{:?} {:02x?}", d.kind, d.xor),
+            };
+            self.see(shown);
+        }
+        for &i in &accepted {
+            self.answered[i] = Some(interval);
+            self.pos[i] = Some(self.m.head);
+        }
+        self.m.end_interval();
+        seen
+    }
+
+    /// Everything the relay observed: its own notes, then each client's frames by length
+    /// and its refusals.
+    fn observed(&self) -> Vec<String> {
+        let mut t = self.trace.clone();
+        for (i, trace) in self.m.traces.iter().enumerate() {
+            let frames: Vec<&Out> = trace
+                .iter()
+                .filter(|o| matches!(o, Out::Control(_) | Out::Cell(_) | Out::Refused(_)))
+                .collect();
+            t.push(format!("client {i}: {frames:?}"));
+        }
+        t
+    }
+}
+
+/// Runs `strategy` in every world under `policy`; each world's candidate set.
+fn search(policy: Policy, strategy: Strategy) -> BTreeMap<usize, BTreeSet<usize>> {
+    let traces: BTreeMap<usize, Vec<String>> = WORLDS
+        .iter()
+        .map(|&owner| {
+            let mut w = World::new(owner, policy);
+            let mut s = Search::new(strategy);
+            for round in 0..ROUNDS {
+                let a = s.action(round);
+                let seen = w.round(round, &a);
+                s.learn(&a, &seen);
+            }
+            (owner, w.observed())
+        })
+        .collect();
+    traces
+        .iter()
+        .map(|(&w, t)| {
+            let same = traces
+                .iter()
+                .filter(|(_, u)| *u == t)
+                .map(|(&v, _)| v)
+                .collect();
+            (w, same)
+        })
+        .collect()
+}
+
+fn named_strategies() -> Vec<Strategy> {
+    vec![
+        Strategy::Halve { resend: true },
+        Strategy::Halve { resend: false },
+        Strategy::HalveByCut,
+        Strategy::ForcedDrop,
+        Strategy::ForgetToSome,
+    ]
+}
+
+#[test]
+fn a_searching_relay_never_narrows_an_owner_below_its_buddy_group() {
+    let policies = [
+        policy_of(2, LONG_WINDOW),
+        // Without the log window, fate sharing alone holds.
+        policy_of(2, LogWindow::NONE),
+    ];
+    let strategies: Vec<Strategy> = named_strategies()
+        .into_iter()
+        .chain((0..6).map(Strategy::Random))
+        .collect();
+    for policy in policies {
+        for &strategy in &strategies {
+            let candidates = search(policy, strategy);
+            for (&world, found) in &candidates {
+                let group = dissent_core::buddies::group_of(world as u16, N as u16, 2);
+                for buddy in group {
+                    assert!(
+                        found.contains(&usize::from(buddy)),
+                        "{strategy:?} under {policy:?}: world {world} told from {buddy} \
+                         ({found:?})"
+                    );
+                }
+                assert!(found.len() >= 2, "{strategy:?}: {found:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn with_the_policy_off_the_same_search_finds_the_owner() {
+    // The harness has teeth: with every client its own buddy group and no log window, the
+    // same strategies single the owner out, attacks 1 and 2 of protocol v2 among them.
+    let off = policy_of(1, LogWindow::NONE);
+    for strategy in [
+        Strategy::Halve { resend: true },
+        Strategy::Halve { resend: false },
+        Strategy::HalveByCut,
+        Strategy::ForcedDrop,
+    ] {
+        let candidates = search(off, strategy);
+        for (&world, found) in &candidates {
+            assert_eq!(
+                found,
+                &BTreeSet::from([world]),
+                "{strategy:?}: world {world} not singled out"
+            );
+        }
+    }
 }

@@ -179,9 +179,16 @@ def main():
     )
     pad = xchacha20(interval_key, pad_nonce, 72, chacha20_own)
     assert pad == xchacha20(interval_key, pad_nonce, 72, chacha20_lib)
+    # Resume block: capacity 65536, flags 3 (a resume point with a last interval), epoch
+    # 04x16, seq 77, 1000 bytes, last interval 9.
+    resume = (
+        u32(65536) + bytes([3]) + bytes([4]) * 16 + (77).to_bytes(8, "big")
+        + (1000).to_bytes(8, "big") + u32(9)
+    )
+    assert len(resume) == 41
     proof = hmac.new(
         mac_key,
-        b"dissent-rs v3 presence" + group + session + u16(5) + client_nonce,
+        b"dissent-rs v3 presence" + group + session + u16(5) + client_nonce + resume,
         hashlib.sha256,
     ).digest()[:16]
     confirm = hmac.new(mac_key, b"dissent-rs v3 confirm" + view, hashlib.sha256).digest()[:16]

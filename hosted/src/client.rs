@@ -132,12 +132,20 @@ pub struct ClientOptions {
     pub relay: String,
     /// Smallest interval this client sends in.
     pub min_clients: u16,
+    /// This client's own anonymity minimum (0: the group's); it may only raise the
+    /// group's.
+    pub min_anonymity: u16,
     /// Log routine events at debug only (many clients in one process).
     pub quiet: bool,
 }
 
 /// Builds the core client of `node`.
-fn core_client(group: &Group, node: &NodeSecrets, min_clients: u16) -> Result<Client<Vec<u8>>> {
+fn core_client(
+    group: &Group,
+    node: &NodeSecrets,
+    min_clients: u16,
+    min_anonymity: u16,
+) -> Result<Client<Vec<u8>>> {
     let Role::Client(index) = node.role else {
         bail!("{} is not a client", node.id);
     };
@@ -167,6 +175,8 @@ fn core_client(group: &Group, node: &NodeSecrets, min_clients: u16) -> Result<Cl
         sent_len: RING_LEN,
         replay_len: REPLAY_LEN,
         min_clients,
+        policy: group.policy,
+        min_anonymity,
         linger: dissent_core::Duration::from_micros(LINGER.as_micros() as u64),
         rng_seed,
     };
@@ -180,7 +190,7 @@ pub async fn run(
     listen: SocketAddr,
     opts: ClientOptions,
 ) -> Result<()> {
-    let client = core_client(&group, &node, opts.min_clients)?;
+    let client = core_client(&group, &node, opts.min_clients, opts.min_anonymity)?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -200,7 +210,7 @@ pub async fn run(
 pub async fn run_many(group: Group, nodes: Vec<NodeSecrets>, opts: ClientOptions) -> Result<()> {
     let mut set = tokio::task::JoinSet::new();
     for node in &nodes {
-        let client = core_client(&group, node, opts.min_clients)?;
+        let client = core_client(&group, node, opts.min_clients, opts.min_anonymity)?;
         let mut o = opts.clone();
         o.quiet = true;
         let cn = ClientNode::new(&group, node, client, o);
@@ -413,6 +423,7 @@ impl ClientNode {
                     if !self.quiet {
                         crate::metrics::interval(u64::from(interval));
                         crate::metrics::online_clients(clients as u64);
+                        crate::metrics::anonymity_set(self.client.anonymity_set() as u64);
                     }
                     if self.intervals == 1 && !self.quiet {
                         info!(
@@ -438,6 +449,14 @@ impl ClientNode {
                         );
                     }
                     self.deliver(conn, None);
+                }
+                // Every connection of the slot is hidden among these clients.
+                ClientEvent::AnonymitySet { size } if !self.quiet => {
+                    crate::metrics::anonymity_set(size as u64);
+                    info!(
+                        "this client's connections are hidden among {} (the anonymity set)",
+                        crate::console::count(size as u64, "client")
+                    );
                 }
                 _ => {}
             }

@@ -78,6 +78,9 @@ enum Command {
         port: u16,
         #[command(flatten)]
         exit: PrivateExit,
+        /// Also refuse this network (ADDRESS/PREFIX or an address); repeatable.
+        #[arg(long, value_name = "CIDR")]
+        exit_deny: Vec<exit::Cidr>,
     },
     /// Run the relay, the trustees and the clients of DIR as child processes.
     Supervisor(SupervisorArgs),
@@ -183,6 +186,12 @@ struct RelayArgs {
     exit: ExitKind,
     #[command(flatten)]
     private_exit: PrivateExit,
+    /// Also refuse exit connections to this network (ADDRESS/PREFIX or an address), even
+    /// with --allow-private-exit: a public address of this host behind 1:1 NAT, which no
+    /// interface shows, say. Repeatable. This host's own interface addresses are refused
+    /// anyway, read again every 30 s.
+    #[arg(long, value_name = "CIDR")]
+    exit_deny: Vec<exit::Cidr>,
     /// Exchanges in flight ahead of the last decoded one, 1-64 (trustees and clients are
     /// asked for the same exchanges).
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = window(), alias = "trustee-window", alias = "client-window")]
@@ -283,6 +292,11 @@ struct ClientArgs {
     /// (1 with --allow-small-anonymity-set).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = min_clients())]
     min_clients: u16,
+    /// Send only while the slot's anonymity set (the clients online in every interval in
+    /// which it sent) keeps at least N clients; raises the group's min_anonymity, never
+    /// lowers it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    min_anonymity: u16,
     #[command(flatten)]
     small: SmallSet,
     #[command(flatten)]
@@ -706,7 +720,11 @@ async fn run(command: Command) -> Result<()> {
             let opts = relay::RelayOptions {
                 listen: relay_listen(&group.relay_address, a.host, a.port),
                 exit: a.exit,
-                exit_policy: exit::ExitPolicy::new(a.private_exit.allow_private_exit),
+                exit_policy: {
+                    let p = exit::ExitPolicy::new(a.private_exit.allow_private_exit, a.exit_deny);
+                    p.keep_host_addresses_fresh();
+                    p
+                },
                 window: a.window,
                 min_clients,
                 idle_gap: Duration::from_millis(a.idle_ms),
@@ -757,6 +775,7 @@ async fn run(command: Command) -> Result<()> {
                 client::ClientOptions {
                     relay: relay.to_string(),
                     min_clients,
+                    min_anonymity: a.min_anonymity,
                     quiet: false,
                 },
             )
@@ -835,6 +854,7 @@ async fn run(command: Command) -> Result<()> {
                 client::ClientOptions {
                     relay: relay.to_string(),
                     min_clients,
+                    min_anonymity: 0,
                     quiet: true,
                 },
             )
@@ -843,12 +863,14 @@ async fn run(command: Command) -> Result<()> {
         Command::Echo { port } => {
             exit::serve_echo(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port)).await
         }
-        Command::Socks5 { port, exit } => {
-            exit::serve_socks5(
-                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
-                exit::ExitPolicy::new(exit.allow_private_exit),
-            )
-            .await
+        Command::Socks5 {
+            port,
+            exit,
+            exit_deny,
+        } => {
+            let policy = exit::ExitPolicy::new(exit.allow_private_exit, exit_deny);
+            policy.keep_host_addresses_fresh();
+            exit::serve_socks5(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port), policy).await
         }
         Command::Supervisor(a) => {
             supervisor::run(supervisor::SupervisorOptions {

@@ -17,6 +17,7 @@
 //! | [`bytes_down`] | `dissent_downstream_bytes_total` | counter |
 //! | [`online_clients`] | `dissent_online_clients` | gauge |
 //! | [`interval`] | `dissent_interval` | gauge |
+//! | [`anonymity_set`] | `dissent_anonymity_set` | gauge |
 //! | [`reserved_slots`] | `dissent_reserved_slots` | gauge |
 //! | [`queue_depth`] | `dissent_queue_depth{queue=NAME}` | gauge |
 //! | [`exit_connections`] | `dissent_exit_connections` | gauge |
@@ -64,6 +65,7 @@ struct Metrics {
     bytes_down: Counter,
     online_clients: Gauge,
     interval: Gauge,
+    anonymity_set: Gauge,
     reserved_slots: Gauge,
     queue_depth: Family<Label, Gauge>,
     exit_connections: Gauge,
@@ -116,6 +118,10 @@ impl Metrics {
         };
         let online_clients = gauge("online_clients", "Clients online in the current interval");
         let interval = gauge("interval", "Number of the current interval");
+        let anonymity_set = gauge(
+            "anonymity_set",
+            "Clients among whom this client's slot is hidden (online in every interval it sent in)",
+        );
         let reserved_slots = gauge("reserved_slots", "Slots reserved for coming exchanges");
         let exit_connections = gauge("exit_connections", "Open exit connections");
         let queue_depth = Family::<Label, Gauge>::default();
@@ -134,6 +140,7 @@ impl Metrics {
             bytes_down,
             online_clients,
             interval,
+            anonymity_set,
             reserved_slots,
             queue_depth,
             exit_connections,
@@ -142,6 +149,11 @@ impl Metrics {
             link_events,
         }
     }
+}
+
+/// Sets `dissent_anonymity_set`: the size of this client's slot's anonymity set.
+pub fn anonymity_set(n: u64) {
+    metrics().anonymity_set.set(gauge_value(n));
 }
 
 /// The process's metrics, registered on first use.
@@ -378,6 +390,7 @@ mod tests {
         garbled();
         online_clients(42);
         interval(5);
+        anonymity_set(4);
         reserved_slots(2);
         exit_connections(9);
         queue_depth("metrics_test_queue", 12_345);
@@ -409,6 +422,7 @@ mod tests {
         for name in [
             "dissent_online_clients",
             "dissent_interval",
+            "dissent_anonymity_set",
             "dissent_reserved_slots",
             "dissent_exit_connections",
         ] {

@@ -78,6 +78,7 @@ pub async fn run(group: Group, node: NodeSecrets, relay: String, min_clients: u1
         max_frame: MAX_FRAME_BODY as u32,
         rng_seed,
         min_clients,
+        policy: group.policy,
     };
     let mut trustee =
         Trustee::with_vecs(&cfg).map_err(|e| anyhow::anyhow!("trustee configuration: {e}"))?;

@@ -6,6 +6,7 @@
 
 use super::sent;
 use crate::error::ConfigError;
+use crate::policy::Policy;
 use crate::time::Duration;
 use crate::wire::{self, MAX_FRAME_BODY};
 use crate::{cell_length_ok, MAX_CELL_LENGTH, MAX_TRUSTEES};
@@ -43,6 +44,12 @@ pub struct ClientConfig<'a> {
     pub replay_len: usize,
     /// Smallest online set this client sends in.
     pub min_clients: u16,
+    /// The group's policy: its anonymity minimum (buddy groups) and log window.
+    pub policy: Policy,
+    /// This client's own anonymity minimum: its slot transmits only while its anonymity
+    /// set stays at least this large (and at least the group's minimum). It may only raise
+    /// the group's minimum.
+    pub min_anonymity: u16,
     /// How long the slot stays reserved after the last data, so a conversation's turns
     /// need no new reservation.
     pub linger: Duration,
@@ -61,6 +68,17 @@ pub const fn max_cell(max_frame: u32) -> usize {
 }
 
 impl ClientConfig<'_> {
+    /// The anonymity minimum this client applies to its slot: its own, at least the
+    /// group's.
+    pub const fn anonymity_minimum(&self) -> u16 {
+        let k = self.policy.min_anonymity;
+        if self.min_anonymity > k {
+            self.min_anonymity
+        } else {
+            k
+        }
+    }
+
     /// Checks the parameters against the protocol's limits.
     pub(super) fn check(&self) -> Result<(), ConfigError> {
         if !cell_length_ok(self.cell_len) {

@@ -1,7 +1,9 @@
 //! Intervals at the client: the `IntervalStart` the relay shows is checked and
 //! acknowledged to every trustee, and acted on only once every trustee confirmed it (so it
-//! is what every member was shown): then the sent cells are settled against its history,
-//! and the downstream records missed while away are replayed.
+//! is what every member was shown): then the client's own loss is checked against the
+//! start's bitmap of lost members, a loss in its buddy group ends its connections, the sent
+//! cells are settled against its history, and the downstream records missed while away
+//! are replayed.
 //!
 //! Owns the phases of the client's link ([`Phase`]) and the checks on an interval's view.
 //! It must not build cells (`request.rs`).
@@ -9,7 +11,8 @@
 use heapless::Vec;
 
 use super::{Client, ClientEvent};
-use crate::bits::{bitmap_len, Bits};
+use crate::bits::{self, bitmap_len, Bits};
+use crate::buddies;
 use crate::error::{IntervalError, PeerError};
 use crate::schedule::Schedule;
 use crate::transcript::Transcript;
@@ -27,6 +30,12 @@ pub(super) struct Running {
     pub(super) transcript: Transcript,
     pub(super) schedule: Schedule,
     pub(super) params: Params,
+    /// The slot may transmit in this interval (`buddies.rs`).
+    pub(super) may_send: bool,
+    /// The slot put out something other than zeros in this interval.
+    pub(super) transmitted: bool,
+    /// The anonymity set took this interval's online set in.
+    pub(super) accounted: bool,
 }
 
 /// What an `IntervalStart` showed, kept until every trustee has confirmed it.
@@ -40,6 +49,10 @@ pub(super) struct Shown {
     pub(super) oldest: u64,
     pub(super) largest: u32,
     pub(super) history: Vec<IntervalRecord, MAX_HISTORY>,
+    /// The start marks this client lost.
+    pub(super) marked_lost: bool,
+    /// The start marks some client of this client's buddy group lost.
+    pub(super) group_lost: bool,
 }
 
 /// Where the client's link to the relay is.
@@ -53,10 +66,12 @@ pub(super) enum Phase {
         acked: bool,
         shown: Shown,
     },
-    /// Confirmed; waiting for the downstream records missed, up to `until`.
+    /// Confirmed; waiting for the downstream records missed, up to `until`. `chain` is
+    /// where the records received so far lead.
     AwaitReplays {
         running: Running,
         clients: usize,
+        chain: Head,
         until: Head,
     },
     Running(Running),
@@ -74,6 +89,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             interval,
             epoch,
             online,
+            lost,
             nonces,
             window,
             params,
@@ -85,10 +101,17 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if self.last_interval.is_some_and(|last| interval <= last) {
             return Err(IntervalError::Stale(interval).into());
         }
-        let set = Bits::new_checked(online, usize::from(self.clients))
-            .map_err(|_| IntervalError::Parameters)?;
+        let n = usize::from(self.clients);
+        let set = Bits::new_checked(online, n).map_err(|_| IntervalError::Parameters)?;
         if !set.contains(usize::from(self.index)) {
             return Err(IntervalError::NotMember.into());
+        }
+        // Lost members: none (empty), or a bitmap within the online set.
+        if !lost.is_empty() {
+            let lost_set = Bits::new_checked(lost, n).map_err(|_| IntervalError::Parameters)?;
+            if lost_set.iter().any(|i| !set.contains(i)) {
+                return Err(IntervalError::Parameters.into());
+            }
         }
         let clients = set.count();
         if clients < usize::from(self.min_clients) {
@@ -125,6 +148,13 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 .interval_keys
                 .push(pair.interval_key(interval, &nonce, &self.link_nonce));
         }
+        if let Some(dst) = self.online.as_mut().get_mut(..online.len()) {
+            dst.copy_from_slice(online);
+        }
+        let k = self.policy.min_anonymity;
+        let marked_lost = !lost.is_empty() && bits::test(lost, usize::from(self.index));
+        let group_lost =
+            !lost.is_empty() && buddies::group_touches(lost, self.index, self.clients, k);
         self.last_interval = Some(interval);
         self.unreported.clear();
         self.phase = Phase::AwaitConfirm {
@@ -137,6 +167,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     transcript: Transcript::start(body),
                     schedule,
                     params,
+                    may_send: false,
+                    transmitted: false,
+                    accounted: false,
                 },
                 clients,
                 epoch,
@@ -144,6 +177,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 oldest,
                 largest,
                 history,
+                marked_lost,
+                group_lost,
             },
         };
         Ok(())
@@ -170,53 +205,77 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         }
         // The view is bound: act on it.
         let Shown {
-            running,
+            mut running,
             clients,
             epoch,
             head,
             oldest,
             largest,
             history,
+            marked_lost,
+            group_lost,
         } = shown.clone();
         self.commit_taken();
-        let same_log = self.epoch == Some(epoch);
+        // Lost, by the rule the relay applies too (protocol.md §5.10): another relay
+        // instance, a gap the relay cannot replay or this client cannot hold, cells sent in
+        // an interval the history no longer has, or a loss its buddy group has not all seen.
         let mut wait_for = None;
-        if same_log && head.seq == self.head.seq {
-            if head != self.head {
-                return Err(IntervalError::Equivocation.into());
+        let gap_lost = match self.epoch {
+            None => false,
+            Some(e) if e != epoch => true,
+            Some(_) => {
+                let have = self.delivered;
+                if head.seq < have.seq || (head.seq == have.seq && head != have) {
+                    return Err(IntervalError::Equivocation.into());
+                }
+                if head.seq == have.seq {
+                    false
+                } else if self.replayable(&head, oldest, largest) {
+                    wait_for = Some(head);
+                    false
+                } else {
+                    true
+                }
             }
-        } else if same_log
-            && head.seq > self.head.seq
-            && self.head.seq.saturating_add(1) >= oldest
-            && u64::from(largest) + wire::REPLAY_FRAME_OVERHEAD as u64 <= u64::from(self.max_frame)
-            // Saturating: the relay chose these numbers.
-            && head
-                .bytes
-                .saturating_sub(self.head.bytes)
-                .saturating_add((head.seq - self.head.seq).saturating_mul(REPLAY_OVERHEAD as u64))
-                <= self.replay.capacity() as u64
-        {
-            wait_for = Some(head);
-        } else if same_log && head.seq < self.head.seq {
-            return Err(IntervalError::Equivocation.into());
-        } else {
-            // A new relay instance, or away longer than its log: the connections cannot be
-            // resumed. They end here, quietly; the exit closes its side when idle. (A client
-            // that never followed a log has missed nothing.)
-            if self.epoch.is_some() {
-                self.lose_all();
-            }
+        };
+        let forgotten = self
+            .answered
+            .is_some_and(|i| !history.iter().any(|h| h.interval == i));
+        let newly_lost = gap_lost || forgotten;
+        if marked_lost != (newly_lost || self.loss_pending) {
+            return Err(IntervalError::Lost.into());
+        }
+        if newly_lost {
+            // The connections cannot be resumed. They end here, quietly; the exit closes
+            // its side when idle.
+            self.lose_all();
+            self.loss_pending = true;
+            wait_for = None;
+        }
+        if newly_lost || self.epoch.is_none() {
+            // A client that never followed a log has missed nothing.
             self.epoch = Some(epoch);
             self.head = head;
+            self.delivered = head;
+            self.answered = None;
+        }
+        let complete = self.group_complete();
+        if complete && group_lost {
+            // A client of the buddy group lost its connections: so does every other, so a
+            // loss shows the relay a group, never a client.
+            self.lose_all();
+            self.loss_pending = false;
         }
         self.settle(running.interval, &history);
         self.announced_next = 0;
+        running.may_send = self.may_transmit();
         self.phase = match wait_for {
             Some(until) => {
                 self.replay.clear();
                 Phase::AwaitReplays {
                     running,
                     clients,
+                    chain: self.delivered,
                     until,
                 }
             }
@@ -229,5 +288,21 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             }
         };
         Ok(())
+    }
+
+    /// Whether the records after the delivered ones up to `head` can be replayed: the relay
+    /// still holds them, every one fits this client's frames, and together they fit its
+    /// replay buffer.
+    fn replayable(&self, head: &Head, oldest: u64, largest: u32) -> bool {
+        let have = self.delivered;
+        // Saturating: the relay chose these numbers.
+        let size = head.bytes.saturating_sub(have.bytes).saturating_add(
+            head.seq
+                .saturating_sub(have.seq)
+                .saturating_mul(REPLAY_OVERHEAD as u64),
+        );
+        have.seq.saturating_add(1) >= oldest
+            && u64::from(largest) + wire::REPLAY_FRAME_OVERHEAD as u64 <= u64::from(self.max_frame)
+            && size <= self.replay.capacity() as u64
     }
 }

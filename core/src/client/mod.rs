@@ -19,6 +19,13 @@
 //! Pulling application bytes, bookkeeping of sent cells and delivering downstream bytes all
 //! happen outside that path ([`Client::prepare`], and the shell's delivery after sending).
 //!
+//! **Only what every member shares decides what a slot does.** The slot transmits only in
+//! an interval whose online set holds this client's whole buddy group (`buddies.rs`), and
+//! a client that loses its connections (away past the relay's log window, or across a relay
+//! restart) is marked lost in a confirmed start, where every client of its buddy group
+//! ends its connections too. So whatever a relay does with online sets, links and its log,
+//! it learns at most which buddy group an owner is in.
+//!
 //! **Acting only on a view everyone shares.** The client acknowledges the view it was shown
 //! to every trustee ([`Message::Ack`]); a trustee confirms it ([`Message::Confirmed`]) only
 //! after every member's acknowledgement matched its own view. Interval parameters (history,
@@ -28,14 +35,14 @@
 //!
 //! Storage ([`ClientStorage`], one region per field, sized by
 //! [`ClientConfig::storage_lens`]): the schedule table, the stage (the next owned cell's
-//! records), a ring of sent cells not yet confirmed, and a buffer for replayed downstream
-//! records.
+//! records), a ring of sent cells not yet confirmed, a buffer for replayed downstream
+//! records, the slot's anonymity set and the running interval's online set.
 //!
 //! Files, one concern each: `config.rs` (parameters), `storage.rs` (the caller's storage),
 //! `interval.rs` (an interval's view, confirmed before it is acted on), `request.rs` (the
 //! cell of each exchange), `stage.rs` (bytes waiting for the next owned cell), `sent.rs`
 //! (sent cells kept until they decoded, and sent again otherwise), `replay.rs` (records
-//! missed while away). This file holds the state and the entry points; the logic of each
+//! missed while away), `buddies.rs` (whether the slot may transmit, its anonymity set). This file holds the state and the entry points; the logic of each
 //! concern stays in its file. No file here reads a clock, a socket or an RNG.
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
@@ -45,10 +52,12 @@ use heapless::{Deque, Vec};
 
 use crate::crypto::{IntervalKey, PairKey};
 pub use crate::error::{ConfigError, IntervalError, OpenError, PeerError, RequestError};
+use crate::policy::Policy;
 use crate::time::{Duration, Instant};
 use crate::wire::{self, ConnId, Head, Hello, Kind, Message, NodeRole, Resume, WireError};
 use crate::{MAC_LEN, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
+mod buddies;
 mod config;
 mod interval;
 mod replay;
@@ -57,6 +66,7 @@ mod sent;
 mod stage;
 mod storage;
 
+use buddies::AnonymitySet;
 use config::max_cell;
 pub use config::ClientConfig;
 use interval::{Phase, Running};
@@ -144,11 +154,18 @@ pub enum ClientEvent {
         clients: usize,
     },
     /// `conn` ended without a close from the exit: bytes of it were lost for good (the
-    /// relay forgot an exchange, or the client was away longer than the relay's log).
-    /// Nothing is sent upstream for it; the exit closes its side when idle.
+    /// relay forgot an exchange, or this client or a client of its buddy group was away
+    /// longer than the relay's log window). Nothing is sent upstream for it; the exit
+    /// closes its side when idle.
     Lost {
         /// The connection.
         conn: ConnId,
+    },
+    /// The slot's anonymity set shrank (it transmitted in an interval without some of the
+    /// clients of the set): every connection of the slot is hidden among `size` clients.
+    AnonymitySet {
+        /// Clients in the set.
+        size: usize,
     },
 }
 
@@ -174,8 +191,15 @@ pub struct Client<B> {
     max_frame: u32,
     max_reserved: u16,
     min_clients: u16,
+    policy: Policy,
+    /// The anonymity minimum this client applies to its slot (at least the group's).
+    min_anonymity: u16,
     linger: Duration,
+    /// Connection numbers' randomness: a keystream of its own, so the numbers a slot opens
+    /// depend on its application alone, not on how often the relay made the link redial.
     rng: ChaCha20,
+    /// Link nonces' randomness (the same seed, another stream).
+    link_rng: ChaCha20,
     /// The key shared with each trustee.
     pairs: Vec<PairKey, MAX_TRUSTEES>,
     /// The running interval's pad key with each trustee.
@@ -187,14 +211,27 @@ pub struct Client<B> {
     probe_reply: Option<u64>,
     /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
     unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
-    /// The relay instance and downstream head this client holds, if any.
+    /// The relay instance whose log this client follows, if any.
     epoch: Option<[u8; 16]>,
+    /// Where the client's chain of downstream records stands (what its transcripts hash).
     head: Head,
+    /// The last downstream record handed to the application: the resume point. It moves
+    /// only past records delivered, so a link lost with records not yet delivered loses
+    /// none of them.
+    delivered: Head,
+    /// The last interval in which this client answered an exchange.
+    answered: Option<u32>,
+    /// This client lost its connections and its whole buddy group has not been shown so
+    /// yet: every start must mark it lost until one with its whole group does.
+    loss_pending: bool,
     /// The schedule's table of reserved slots.
     schedule: B,
     stage: Stage<B>,
     sent: SentRing<B>,
     replay: ReplayBuffer<B>,
+    anonymity: AnonymitySet<B>,
+    /// The online set of the interval shown last.
+    online: B,
     /// Bytes the application said were still waiting when the stage was last filled.
     pending_hint: usize,
     last_data: Option<Instant>,
@@ -241,7 +278,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             stage,
             sent,
             replay,
+            anonymity,
+            mut online,
         } = storage;
+        online.as_mut().fill(0);
+        let genesis = Head {
+            seq: 0,
+            bytes: 0,
+            hash: [0; 32],
+        };
         Ok(Client {
             index: config.index,
             clients: config.clients,
@@ -254,8 +299,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             max_frame: config.max_frame,
             max_reserved: config.max_reserved,
             min_clients: config.min_clients,
+            policy: config.policy,
+            min_anonymity: config.anonymity_minimum(),
             linger: config.linger,
             rng: ChaCha20::new(&config.rng_seed.into(), &[0u8; 12].into()),
+            link_rng: ChaCha20::new(&config.rng_seed.into(), &[1u8; 12].into()),
             pairs,
             interval_keys: Vec::new(),
             link_nonce: [0; NONCE_LEN],
@@ -265,15 +313,16 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             probe_reply: None,
             unreported: Deque::new(),
             epoch: None,
-            head: Head {
-                seq: 0,
-                bytes: 0,
-                hash: [0; 32],
-            },
+            head: genesis,
+            delivered: genesis,
+            answered: None,
+            loss_pending: false,
             schedule,
             stage: Stage::new(stage),
             sent: SentRing::new(sent),
             replay: ReplayBuffer::new(replay),
+            anonymity: AnonymitySet::new(anonymity, usize::from(config.clients)),
+            online,
             pending_hint: 0,
             last_data: None,
             announced_next: 0,
@@ -327,7 +376,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     pub fn handle_connected(&mut self, _now: Instant) {
         // The keystream of one seed lasts 256 GiB: 2^34 links.
         self.link_nonce = [0; NONCE_LEN];
-        self.rng.apply_keystream(&mut self.link_nonce);
+        self.link_rng.apply_keystream(&mut self.link_nonce);
         self.last_interval = None;
         self.phase = Phase::AwaitStart;
         self.hello_pending = true;
@@ -337,9 +386,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     }
 
     /// The link to the relay is gone. Connections stay open; cells not yet confirmed are
-    /// settled against the history of the next interval.
+    /// settled against the history of the next interval, and downstream records not yet
+    /// delivered are asked for again.
     pub fn handle_disconnected(&mut self, _now: Instant) {
         self.phase = Phase::Disconnected;
+        self.head = self.delivered;
         self.hello_pending = false;
         self.probe_reply = None;
         self.unreported.clear();
@@ -390,6 +441,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// Writes the next control frame to send into `out` and returns its length.
     pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, WireError> {
         if self.hello_pending {
+            let capacity = self.replay.capacity().min(u32::MAX as usize) as u32;
+            let resume = self.epoch.map(|epoch| Resume {
+                epoch,
+                seq: self.delivered.seq,
+                bytes: self.delivered.bytes,
+                interval: self.answered,
+                lost: self.loss_pending,
+            });
+            let block = wire::resume_block(capacity, resume.as_ref());
             let mut proofs = [0u8; MAX_TRUSTEES * MAC_LEN];
             for (pair, p) in self.pairs.iter().zip(proofs.chunks_exact_mut(MAC_LEN)) {
                 p.copy_from_slice(&pair.presence_proof(
@@ -397,6 +457,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     &self.session_id,
                     self.index,
                     &self.link_nonce,
+                    &block,
                 ));
             }
             let n = Message::Hello(Hello {
@@ -407,11 +468,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 index: self.index,
                 nonce: self.link_nonce,
                 max_frame: self.max_frame,
-                resume: self.epoch.map(|epoch| Resume {
-                    epoch,
-                    seq: self.head.seq,
-                    limit: self.replay.capacity().min(u32::MAX as usize) as u32,
-                }),
+                capacity,
+                resume,
                 proofs: proofs.get(..self.pairs.len() * MAC_LEN).unwrap_or(&[]),
             })
             .emit_frame(out)?;

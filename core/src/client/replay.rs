@@ -1,6 +1,8 @@
 //! Replays: the downstream records a client missed while its link was down, sent by the
 //! relay after the interval's confirmation, checked against the head every trustee
-//! confirmed, and handed to the application only once the whole gap is checked.
+//! confirmed, and handed to the application only once the whole gap is checked. The
+//! client's resume point (`delivered`) moves past each record only as it is handed over,
+//! so a link lost before then asks for the records again.
 //!
 //! They wait in [`ClientStorage::replay`](super::ClientStorage), one after another:
 //!
@@ -115,31 +117,39 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let Phase::AwaitReplays {
             running,
             clients,
+            mut chain,
             until,
         } = self.phase
         else {
             return Err(PeerError::Unexpected);
         };
         down.check()?;
-        if !down.is_record() || seq != self.head.seq + 1 || seq > until.seq {
+        if !down.is_record() || seq != chain.seq + 1 || seq > until.seq {
             return Err(IntervalError::Equivocation.into());
         }
         if !self.replay.push(&down) {
             return Err(IntervalError::Equivocation.into());
         }
-        transcript::append(&mut self.head, &down);
-        if seq == until.seq {
-            if self.head != until {
-                self.replay.used = 0;
-                return Err(IntervalError::Equivocation.into());
+        transcript::append(&mut chain, &down);
+        if seq < until.seq {
+            if let Phase::AwaitReplays { chain: c, .. } = &mut self.phase {
+                *c = chain;
             }
-            self.replay.read = Some(0);
-            self.push_event(ClientEvent::IntervalStarted {
-                interval: running.interval,
-                clients,
-            });
-            self.phase = Phase::Running(running);
+            return Ok(());
         }
+        if chain != until {
+            self.replay.used = 0;
+            return Err(IntervalError::Equivocation.into());
+        }
+        // The whole gap checks: the chain moves on, and the records go to the application
+        // one by one (`delivered` follows them there).
+        self.head = chain;
+        self.replay.read = Some(0);
+        self.push_event(ClientEvent::IntervalStarted {
+            interval: running.interval,
+            clients,
+        });
+        self.phase = Phase::Running(running);
         Ok(())
     }
 
@@ -152,6 +162,14 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 return None;
             };
             self.replay.read = Some(next);
+            let data = self.replay.data(read).unwrap_or(&[]);
+            let down = if close {
+                Down::Close { conn }
+            } else {
+                Down::Data { conn, data }
+            };
+            // Handed over (or not this client's): the resume point moves past it.
+            transcript::append(&mut self.delivered, &down);
             if !self.connections.contains_key(&conn) {
                 continue;
             }

@@ -76,13 +76,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         match kind {
             Kind::Reserve => {
                 cell.fill(0);
-                if self.wants_reservation(&running) {
+                if running.may_send && self.wants_reservation(&running) {
                     crate::bits::set(cell, usize::from(self.slot));
+                    running.transmitted = true;
                 }
             }
-            Kind::Slot { slot, .. } if slot == self.slot => {
-                self.fill_owned(now, &running, interval, exchange, cell);
+            Kind::Slot { slot, .. } if slot == self.slot && running.may_send => {
+                running.transmitted |= self.fill_owned(now, &running, interval, exchange, cell);
             }
+            // Not this client's slot, or its slot may not transmit now: zeros.
             Kind::Slot { .. } => cell.fill(0),
         }
         SerialPads.xor_pads(&self.interval_keys, &running.transcript.pad_nonce(), cell);
@@ -95,6 +97,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         }
         running.next_exchange += 1;
         self.head = head;
+        // The record is handed over with this cell.
+        self.delivered = head;
+        self.answered = Some(interval);
         self.phase = Phase::Running(running);
         let delivery = match down {
             Down::Data { conn, data } if self.connections.contains_key(&conn) => {
@@ -125,7 +130,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     }
 
     /// Writes this client's cell for an owned exchange: the stage's records that fit, then
-    /// `Next`.
+    /// `Next`. Returns whether the cell is anything but zeros.
     fn fill_owned(
         &mut self,
         now: Instant,
@@ -133,7 +138,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         interval: u32,
         exchange: u64,
         cell: &mut [u8],
-    ) {
+    ) -> bool {
         // Bytes staged while the ring had more room may not all fit it now.
         let room = cell
             .len()
@@ -178,6 +183,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if sent > 0 {
             self.stage.taken = Some(taken);
         }
+        sent > 0 || next != 0
     }
 
     /// The length to announce for this client's next cell (0 releases the slot).

@@ -122,6 +122,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// application has something new; it never blocks and pulls at most one cell's worth.
     pub fn prepare(&mut self, now: Instant, upstream: &mut dyn Upstream) {
         self.commit_taken();
+        self.account_transmission();
         let cap = match &self.phase {
             Phase::Running(running) => (running.params.max_len as usize).min(self.max_cell),
             _ => self.cell_len,

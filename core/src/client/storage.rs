@@ -3,9 +3,10 @@
 //!
 //! Owns the sizes of the regions and the check that the caller's storage holds them. It must
 //! not give the regions meaning: each is handed, whole, to the part of the client that owns
-//! it (`stage.rs`, `sent.rs`, `replay.rs`, and the schedule).
+//! it (`stage.rs`, `sent.rs`, `replay.rs`, `buddies.rs`, and the schedule).
 
 use super::{max_cell, ClientConfig};
+use crate::bits::bitmap_len;
 use crate::error::ConfigError;
 use crate::schedule::Schedule;
 
@@ -24,6 +25,11 @@ pub struct ClientStorage<B> {
     pub sent: B,
     /// Downstream records replayed after a reconnect.
     pub replay: B,
+    /// The slot's anonymity set: the clients that were online in every interval in which
+    /// it transmitted, a bitmap.
+    pub anonymity: B,
+    /// The running interval's online set, a bitmap.
+    pub online: B,
 }
 
 /// Bytes of each region of a client's storage.
@@ -37,12 +43,16 @@ pub struct ClientStorageLens {
     pub sent: usize,
     /// Bytes of [`ClientStorage::replay`].
     pub replay: usize,
+    /// Bytes of [`ClientStorage::anonymity`].
+    pub anonymity: usize,
+    /// Bytes of [`ClientStorage::online`].
+    pub online: usize,
 }
 
 impl ClientStorageLens {
     /// Bytes of every region together.
     pub const fn bytes(&self) -> usize {
-        self.schedule + self.stage + self.sent + self.replay
+        self.schedule + self.stage + self.sent + self.replay + self.anonymity + self.online
     }
 }
 
@@ -54,6 +64,8 @@ impl ClientConfig<'_> {
             stage: max_cell(self.max_frame),
             sent: self.sent_len,
             replay: self.replay_len,
+            anonymity: bitmap_len(self.clients as usize),
+            online: bitmap_len(self.clients as usize),
         }
     }
 }
@@ -61,11 +73,13 @@ impl ClientConfig<'_> {
 impl<B: AsRef<[u8]>> ClientStorage<B> {
     /// Checks every region against `lens`; names the first one that is too short.
     pub(super) fn check(&self, lens: &ClientStorageLens) -> Result<(), ConfigError> {
-        let regions: [(&'static str, usize, usize); 4] = [
+        let regions: [(&'static str, usize, usize); 6] = [
             ("schedule", self.schedule.as_ref().len(), lens.schedule),
             ("stage", self.stage.as_ref().len(), lens.stage),
             ("sent", self.sent.as_ref().len(), lens.sent),
             ("replay", self.replay.as_ref().len(), lens.replay),
+            ("anonymity", self.anonymity.as_ref().len(), lens.anonymity),
+            ("online", self.online.as_ref().len(), lens.online),
         ];
         match regions.iter().find(|(_, have, need)| have < need) {
             Some((name, ..)) => Err(ConfigError::StorageTooSmall(name)),
@@ -84,6 +98,8 @@ impl ClientStorage<std::vec::Vec<u8>> {
             stage: std::vec![0u8; lens.stage],
             sent: std::vec![0u8; lens.sent],
             replay: std::vec![0u8; lens.replay],
+            anonymity: std::vec![0u8; lens.anonymity],
+            online: std::vec![0u8; lens.online],
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::bits::bitmap_len;
 use crate::error::ConfigError;
+use crate::policy::Policy;
 use crate::time::Duration;
 use crate::wire::{self, MAX_FRAME_BODY, MAX_HISTORY};
 use crate::{cell_length_ok, MAX_CLIENTS, MAX_DOWNSTREAM, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
@@ -59,8 +60,12 @@ pub struct RelayConfig {
     pub admit: u16,
     /// Most slots reserved at once.
     pub capacity: u16,
-    /// Bytes of downstream log kept for clients that reconnect.
+    /// Bytes of downstream log kept for clients that reconnect: at least
+    /// [`RelayConfig::min_log_len`], so the group's log window fits.
     pub log_len: usize,
+    /// The group's policy: its anonymity minimum (buddy groups share losses) and the log
+    /// window the trustees hold the relay to.
+    pub policy: Policy,
     /// Number of the first interval (choose it so numbers are not reused across restarts).
     pub first_interval: u32,
     /// This relay instance's identity (fresh randomness per start).
@@ -99,7 +104,29 @@ impl RelayConfig {
         if self.period < 2 || self.admit == 0 || self.capacity == 0 {
             return Err(ConfigError::Schedule);
         }
+        if self.log_len < self.min_log_len() {
+            return Err(ConfigError::LogWindow);
+        }
         Ok(())
+    }
+
+    /// Smallest downstream log that holds the log window: its size in entries (a log entry
+    /// of a record is smaller than the record's window size), and two of the largest
+    /// entries for the room a ring loses where it wraps.
+    pub const fn min_log_len(&self) -> usize {
+        let window = self.policy.log_window.bytes;
+        let window = if window > usize::MAX as u64 / 2 {
+            usize::MAX / 2
+        } else {
+            window as usize
+        };
+        window + 2 * (super::log::HEADER_LEN + self.downstream_len)
+    }
+
+    /// Frames of a link's send queue that replays leave free: a window of requests, a
+    /// start, its confirmation and a goodbye.
+    pub const fn link_reserve(&self) -> usize {
+        self.window as usize + 4
     }
 
     /// Entries of peer storage the relay needs: every client, then every trustee.

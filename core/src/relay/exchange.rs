@@ -302,6 +302,7 @@ where
             })
             .emit_frame(out)?;
             running.client_request = None;
+            running.asked = true;
             return Ok(Some(Transmit {
                 destination: Destination::Members,
                 len,
@@ -336,7 +337,7 @@ where
                 .as_ref()
                 .get(..outputs_len)
                 .unwrap_or(&[]),
-            head: self.log.head().hash,
+            head: self.log.head(),
         })
         .emit_frame(out)?;
         self.window.start(exchange, kind, self.cfg.slots, now);

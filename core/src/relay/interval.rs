@@ -4,6 +4,7 @@
 //! frames are `setup.rs`'s and `exchange.rs`'s).
 
 use super::exchange::PendingDown;
+use super::peers::Follows;
 use super::{Instant, Peer, Relay, RelayEvent};
 use crate::bits::{self, bitmap_len, Bits};
 use crate::schedule::Schedule;
@@ -33,6 +34,8 @@ pub(super) struct Running {
     pub(super) schedule: Schedule,
     /// A client request to send right after the trustee request of the same exchange.
     pub(super) client_request: Option<PendingClientRequest>,
+    /// Some client request went out to the members.
+    pub(super) asked: bool,
 }
 
 /// The client request of an exchange whose trustee request just went out.
@@ -89,8 +92,13 @@ pub(super) enum Phase {
         /// Confirmations from each trustee.
         confirmed: Columns,
         since: Instant,
+        /// The start marks some member lost (in the relay's `lost` bitmap).
+        lost: bool,
+        /// Data bytes of the largest record in the log.
+        largest: u32,
     },
-    /// Each member gets its `Confirmed`, then any downstream records it missed.
+    /// Each member gets its `Confirmed`, then any downstream records it missed, as fast
+    /// as its link takes them.
     Confirming {
         interval: u32,
         members: u32,
@@ -101,6 +109,11 @@ pub(super) enum Phase {
         /// Data bytes of the largest record in the log (which does not change until the
         /// interval runs).
         largest: u32,
+        /// The start marked some member lost.
+        lost: bool,
+        /// When the last frame of this phase went out (a replay that stalls this long
+        /// past the exchange timeout drops its member).
+        since: Instant,
     },
     Running(Running),
 }
@@ -143,22 +156,30 @@ where
     }
 
     /// The interval ended after `done` exchanges: recorded in the history, and the relay
-    /// waits for the next.
-    pub(super) fn end_interval(&mut self, interval: u32, done: u64) {
+    /// waits for the next. `asked`: members were sent requests in it.
+    pub(super) fn end_interval(&mut self, interval: u32, done: u64, asked: bool) {
         if self.history.is_full() {
             self.history.pop_front();
         }
         let _ = self.history.push_back(IntervalRecord { interval, done });
-        // Members that stayed got every record of the interval.
+        // Members that stayed got every record and request of the interval.
         let n = usize::from(self.cfg.clients);
-        let head = self.log.head().seq;
+        let head = self.log.head();
         let peers = self.peers.as_mut();
-        for i in Bits::new_checked(self.online.as_ref(), n)
+        let online = self.online.as_ref();
+        let online = online.get(..bitmap_len(n)).unwrap_or(online);
+        for i in Bits::new_checked(online, n)
             .into_iter()
             .flat_map(|b| b.iter())
         {
             if let Some(p) = peers.get_mut(i).filter(|p| p.link.is_some()) {
-                p.seq = Some(head);
+                p.follows = Follows::Log {
+                    seq: head.seq,
+                    bytes: head.bytes,
+                };
+                if asked {
+                    p.answered = Some(interval);
+                }
             }
         }
         self.push_event(RelayEvent::IntervalEnded { interval, done });
@@ -219,13 +240,15 @@ where
                                 && running.client_request.is_none()
                                 && self.decoding.is_none() =>
                         {
-                            self.end_interval(running.interval, running.done);
+                            let asked = running.asked;
+                            self.end_interval(running.interval, running.done, asked);
                             continue;
                         }
                         Some(Stop::Abort { end_at })
                             if running.done >= end_at && self.decoding.is_none() =>
                         {
-                            self.end_interval(running.interval, running.done);
+                            let asked = running.asked;
+                            self.end_interval(running.interval, running.done, asked);
                             continue;
                         }
                         _ => {}

@@ -160,13 +160,12 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> DownstreamLog<B> {
 
     /// The first record to replay to a member holding records up to `seq`, and its log
     /// offset, if it missed some the log still holds and they fit its frame limit (given
-    /// the log's `largest` record) and its replay limit (the client applies the same
-    /// rule). One pass over the log.
+    /// the log's `largest` record). Whether they fit its replay capacity is the caller's
+    /// rule (`losses.rs`, as every client applies it). One pass over the log.
     pub(super) fn replay_start(
         &self,
         seq: u64,
         max_frame: u32,
-        replay_limit: u32,
         largest: u32,
     ) -> Option<(u64, usize)> {
         if seq >= self.head.seq || seq.saturating_add(1) < self.oldest {
@@ -175,19 +174,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> DownstreamLog<B> {
         if largest as usize + wire::REPLAY_FRAME_OVERHEAD > max_frame as usize {
             return None;
         }
-        let mut first = None;
-        let mut bytes = 0u64;
-        for (at, e) in self.entries.iter() {
-            let Some(e) = LogEntry::new_checked(e) else {
-                continue;
-            };
-            if e.seq() > seq {
-                first.get_or_insert(at);
-                bytes += (e.data_len() + wire::REPLAY_OVERHEAD) as u64;
-            }
-        }
-        let at = first?;
-        (bytes <= u64::from(replay_limit)).then_some((seq + 1, at))
+        self.entries
+            .iter()
+            .find(|(_, e)| LogEntry::new_checked(e).is_some_and(|e| e.seq() > seq))
+            .map(|(at, _)| (seq + 1, at))
     }
 
     /// The replay of record `seq`, at log offset `at`: its frame length and the next
@@ -257,15 +247,15 @@ mod tests {
         assert_eq!(next, None);
         // A record of another number at that offset is not replayed.
         assert_eq!(log.emit_replay(3, second, &mut out), Ok(None));
-        // A member holding record 0 gets both, from the first, within its limits.
-        assert_eq!(log.replay_start(0, 4096, 1000, 4), Some((1, 0)));
-        assert_eq!(log.replay_start(0, 4096, 10, 4), None);
-        assert_eq!(log.replay_start(2, 4096, 1000, 4), None);
+        // A member holding record 0 gets both, from the first, within its frames.
+        assert_eq!(log.replay_start(0, 4096, 4), Some((1, 0)));
+        assert_eq!(log.replay_start(0, 35, 4), None);
+        assert_eq!(log.replay_start(2, 4096, 4), None);
         // A third record evicts the first.
         log.record(&data(b"efgh"));
         assert_eq!((log.head().seq, log.oldest()), (3, 2));
-        assert_eq!(log.replay_start(0, 4096, 1000, 4), None);
-        assert_eq!(log.replay_start(1, 4096, 1000, 4), Some((2, second)));
+        assert_eq!(log.replay_start(0, 4096, 4), None);
+        assert_eq!(log.replay_start(1, 4096, 4), Some((2, second)));
         // A record longer than the whole log empties it.
         log.record(&data(&[7; 3 * HEADER_LEN]));
         assert_eq!((log.head().seq, log.oldest(), log.largest()), (4, 5, 0));

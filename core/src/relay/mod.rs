@@ -13,6 +13,9 @@
 //!    until `None`, sending each frame to every link of its [`Destination`]
 //!    ([`Relay::links`]); a [`Transmit`] with `close_after` ends its link once sent.
 //! 4. At [`Relay::poll_timeout`], call [`Relay::handle_timeout`] and go to 3.
+//! 5. While [`Relay::replay_waiting`] names a link, report how many more frames its send
+//!    queue takes with [`Relay::handle_link_room`] (now, and whenever the queue drains),
+//!    and go to 3: replays to a member go out only as fast as its link takes them.
 //!
 //! An interval runs over the clients connected when it opens: `IntervalOpen` and `Members`
 //! to the trustees, their `IntervalReady`, one `IntervalStart` to trustees and members alike,
@@ -29,8 +32,9 @@
 //! `peers.rs` (hellos, admission, probes, goodbyes), `interval.rs` (the phases of an
 //! interval), `setup.rs` (an interval's set-up), `exchange.rs` (requests and cells),
 //! `decode.rs` (decoding and events), `outputs.rs` (decoded outputs waiting to be
-//! reported), `log.rs` (the downstream log and replays), `timers.rs` (deadlines, timeouts
-//! and pacing). This file holds the state and the entry points; the logic of each concern
+//! reported), `log.rs` (the downstream log and replays), `losses.rs` (members that lost
+//! their connections, and what each holds between intervals), `timers.rs` (deadlines,
+//! timeouts and pacing). This file holds the state and the entry points; the logic of each concern
 //! stays in its file. No file here reads a clock, a socket or an RNG.
 
 use heapless::Deque;
@@ -48,6 +52,7 @@ mod decode;
 mod exchange;
 mod interval;
 mod log;
+mod losses;
 mod outputs;
 mod peers;
 mod setup;
@@ -225,6 +230,8 @@ pub struct Relay<P, B> {
     connected: B,
     /// The running interval's online set, a bitmap.
     online: B,
+    /// The members of the interval being started that lost their connections, a bitmap.
+    lost: B,
     /// The exchanges in flight.
     window: Window<B>,
     /// The schedule's table of reserved slots.
@@ -285,6 +292,7 @@ where
             mut peers,
             mut connected,
             mut online,
+            mut lost,
             arrived,
             accumulators,
             schedule,
@@ -297,10 +305,12 @@ where
         peers.as_mut().fill(Peer::EMPTY);
         connected.as_mut().fill(0);
         online.as_mut().fill(0);
+        lost.as_mut().fill(0);
         Ok(Relay {
             peers,
             connected,
             online,
+            lost,
             window: Window::new(
                 cfg.window,
                 arrived,
@@ -430,6 +440,40 @@ where
         }
     }
 
+    /// The link whose member is owed replays and waits for room on it: the shell reports
+    /// the room with [`Relay::handle_link_room`] once the link's send queue has some.
+    pub fn replay_waiting(&self) -> Option<LinkId> {
+        let Phase::Confirming {
+            replay: Some(r), ..
+        } = self.phase
+        else {
+            return None;
+        };
+        self.peers
+            .as_ref()
+            .get(usize::from(r.client))
+            .filter(|p| p.room == 0)
+            .and_then(|p| p.link)
+    }
+
+    /// The shell can queue `frames` more frames on `link` now. Replays go out only while a
+    /// link has room beyond [`RelayConfig::link_reserve`] (what the interval's own frames
+    /// need once it runs: a window of requests and a few more), so a member that reads
+    /// slowly delays the interval instead of overflowing its queue.
+    pub fn handle_link_room(&mut self, link: LinkId, frames: usize) {
+        let frames = frames.saturating_sub(self.cfg.link_reserve());
+        let n = self.cfg.peers_len();
+        if let Some(p) = self
+            .peers
+            .as_mut()
+            .iter_mut()
+            .take(n)
+            .find(|p| p.link == Some(link))
+        {
+            p.room = frames.min(u32::MAX as usize) as u32;
+        }
+    }
+
     /// Cells that arrived for intervals already over (harmless, counted for diagnostics).
     pub fn stale_cells(&self) -> u64 {
         self.stale_cells
@@ -500,7 +544,7 @@ where
                     first,
                     macs,
                 },
-            ) => self.on_confirm(t, interval, first, macs),
+            ) => self.on_confirm(now, t, interval, first, macs),
             (PeerId::Client(i), Message::Ack { interval, macs }) => self.on_ack(i, interval, macs),
             (PeerId::Trustee(_), Message::Refuse { interval, client }) => {
                 self.on_refuse(now, interval, client)
@@ -544,7 +588,7 @@ where
             Phase::Opening { .. } => return self.transmit_opening(now, out),
             Phase::Starting { .. } => return self.transmit_start(out),
             Phase::Confirming { .. } => {
-                if let Some(t) = self.transmit_confirmed(out)? {
+                if let Some(t) = self.transmit_confirmed(now, out)? {
                     return Ok(Some(t));
                 }
             }

@@ -12,6 +12,7 @@ use super::{
 use crate::bits;
 use crate::wire::{
     self, GoodbyeReason, Hello, Message, NodeRole, Resume, WireError, MAX_FRAME_BODY,
+    RESUME_BLOCK_LEN,
 };
 use crate::{MAC_LEN, MAX_TRUSTEES, NONCE_LEN};
 
@@ -27,13 +28,33 @@ pub struct Peer {
     pub(super) acked: Option<u32>,
     pub(super) confirms: [[u8; MAC_LEN]; MAX_TRUSTEES],
     pub(super) max_frame: u32,
-    /// Last downstream record this client holds, if the relay knows (same epoch).
-    pub(super) seq: Option<u64>,
-    pub(super) replay_limit: u32,
+    /// Which downstream log the client follows, and how far.
+    pub(super) follows: Follows,
+    /// The last interval in which the client answered an exchange.
+    pub(super) answered: Option<u32>,
+    /// The client lost its connections and its buddy group has not all been shown so.
+    pub(super) loss_pending: bool,
+    /// Bytes of replayed records the client can hold.
+    pub(super) capacity: u32,
+    /// The resume block of its Hello, which its presence proofs cover.
+    pub(super) block: [u8; RESUME_BLOCK_LEN],
+    /// Frames the shell says the link can take now (replays wait for room).
+    pub(super) room: u32,
     /// A second link that said hello as this peer, waiting for the probe's outcome.
     pub(super) pending: Option<PendingHello>,
     /// When this client connected without being in the running interval.
     pub(super) waiting_since: Option<Instant>,
+}
+
+/// Which downstream log a client follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Follows {
+    /// None yet: it has missed nothing, and is never lost.
+    Nothing,
+    /// Another relay instance's: it is lost.
+    OtherEpoch,
+    /// This relay's, up to record `seq` and `bytes` data bytes.
+    Log { seq: u64, bytes: u64 },
 }
 
 /// A second link that said hello as a connected peer, waiting for the probe of the first.
@@ -58,8 +79,12 @@ impl Peer {
         acked: None,
         confirms: [[0; MAC_LEN]; MAX_TRUSTEES],
         max_frame: 0,
-        seq: None,
-        replay_limit: 0,
+        follows: Follows::Nothing,
+        answered: None,
+        loss_pending: false,
+        capacity: 0,
+        block: [0; RESUME_BLOCK_LEN],
+        room: 0,
         pending: None,
         waiting_since: None,
     };
@@ -71,6 +96,7 @@ pub(super) struct ParsedHello {
     pub(super) nonce: [u8; NONCE_LEN],
     pub(super) proofs: [[u8; MAC_LEN]; MAX_TRUSTEES],
     pub(super) max_frame: u32,
+    pub(super) capacity: u32,
     pub(super) resume: Option<Resume>,
 }
 
@@ -154,6 +180,7 @@ where
             index,
             nonce,
             max_frame,
+            capacity,
             resume,
             proofs,
         }) = Message::parse(body).map_err(PeerError::Wire)?
@@ -181,6 +208,7 @@ where
             nonce,
             proofs: [[0; MAC_LEN]; MAX_TRUSTEES],
             max_frame,
+            capacity,
             resume,
         };
         match role {
@@ -197,6 +225,7 @@ where
                     return Err(PeerError::Hello(HelloError::Proofs));
                 }
                 parsed.resume = None;
+                parsed.capacity = 0;
             }
         }
         Ok(parsed)
@@ -216,8 +245,19 @@ where
             p.nonce = hello.nonce;
             p.proofs = hello.proofs;
             p.max_frame = hello.max_frame;
-            p.seq = hello.resume.filter(|r| r.epoch == epoch).map(|r| r.seq);
-            p.replay_limit = hello.resume.map_or(0, |r| r.limit);
+            p.follows = match hello.resume {
+                None => Follows::Nothing,
+                Some(r) if r.epoch != epoch => Follows::OtherEpoch,
+                Some(r) => Follows::Log {
+                    seq: r.seq,
+                    bytes: r.bytes,
+                },
+            };
+            p.answered = hello.resume.and_then(|r| r.interval);
+            p.loss_pending = hello.resume.is_some_and(|r| r.lost);
+            p.capacity = hello.capacity;
+            p.block = wire::resume_block(hello.capacity, hello.resume.as_ref());
+            p.room = 0;
             p.pending = None;
             p.waiting_since = (!running_member).then_some(now);
         }

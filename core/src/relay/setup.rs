@@ -71,6 +71,9 @@ where
         }
         if ready == self.all_trustees {
             self.params = self.interval_params();
+            // The log does not change until the interval runs: who is lost is fixed now.
+            let largest = self.log.largest();
+            let lost = self.mark_losses(largest);
             self.phase = Phase::Starting {
                 interval,
                 members,
@@ -79,6 +82,8 @@ where
                 acks_sent: Columns::NEW,
                 confirmed: Columns::NEW,
                 since: now,
+                lost,
+                largest,
             };
         }
         Ok(())
@@ -124,6 +129,7 @@ where
     /// `first`.
     pub(super) fn on_confirm(
         &mut self,
+        now: Instant,
         trustee: u16,
         interval: u32,
         first: u32,
@@ -135,6 +141,8 @@ where
             start_pending: false,
             acks_sent,
             mut confirmed,
+            lost,
+            largest,
             ..
         } = self.phase
         else {
@@ -188,7 +196,9 @@ where
                 members,
                 position: 0,
                 replay: None,
-                largest: self.log.largest(),
+                largest,
+                lost,
+                since: now,
             };
         }
         Ok(())
@@ -325,16 +335,18 @@ where
         let column = Column {
             interval,
             members,
-            entry: NONCE_LEN + MAC_LEN,
+            entry: wire::MEMBER_ENTRY_LEN,
             chunk: 2048,
             prefix: |interval, first| Prefix::Members { interval, first },
         };
         let t = self.transmit_column(&column, &mut members_sent, out, |member, j, entry| {
-            let (nonce, proof) = entry.split_at_mut(NONCE_LEN);
+            let (nonce, rest) = entry.split_at_mut(NONCE_LEN);
+            let (proof, block) = rest.split_at_mut(MAC_LEN);
             nonce.copy_from_slice(&member.nonce);
             if let Some(p) = member.proofs.get(j) {
                 proof.copy_from_slice(p);
             }
+            block.copy_from_slice(&member.block);
         })?;
         if let Phase::Opening {
             members_sent: sent, ..
@@ -402,6 +414,8 @@ where
         let Phase::Starting {
             interval,
             start_pending,
+            lost,
+            largest,
             ..
         } = self.phase
         else {
@@ -421,13 +435,14 @@ where
             interval,
             epoch: self.cfg.epoch,
             online: self.online_bits(),
+            lost: self.lost_bits(lost),
             nonces: nonces.get(..t * NONCE_LEN).unwrap_or(&[]),
             window: self.cfg.window,
             params: self.params,
             history,
             head,
             oldest: self.log.oldest(),
-            largest: self.log.largest(),
+            largest,
         })
         .emit_frame(out)?;
         if let Phase::Starting { start_pending, .. } = &mut self.phase {
@@ -477,10 +492,11 @@ where
         Ok(t)
     }
 
-    /// Each member's `Confirmed`, each followed by the downstream records it missed; then
-    /// the interval runs.
+    /// Each member's `Confirmed`, each followed by the downstream records it missed (as
+    /// fast as its link takes them); then the interval runs.
     pub(super) fn transmit_confirmed(
         &mut self,
+        now: Instant,
         out: &mut [u8],
     ) -> Result<Option<Transmit>, WireError> {
         let Phase::Confirming {
@@ -489,15 +505,14 @@ where
             mut position,
             replay,
             largest,
+            lost,
+            ..
         } = self.phase
         else {
             return Ok(None);
         };
         if let Some(replaying) = replay {
-            if let Some(t) = self.transmit_replay(replaying, out)? {
-                return Ok(Some(t));
-            }
-            return self.transmit_confirmed(out);
+            return self.transmit_replay(now, replaying, out);
         }
         let n = usize::from(self.cfg.clients);
         let t = usize::from(self.cfg.trustees);
@@ -520,31 +535,17 @@ where
                 macs: macs.get(..t * MAC_LEN).unwrap_or(&[]),
             }
             .emit_frame(out)?;
-            let replay = p
-                .seq
-                .and_then(|seq| {
-                    self.log
-                        .replay_start(seq, p.max_frame, p.replay_limit, largest)
-                })
-                .map(|(seq, at)| Replaying {
-                    client: i as u16,
-                    seq,
-                    at,
-                });
+            let replay = self.settle_member(i, lost, largest);
             if let Phase::Confirming {
                 position: next,
                 replay: r,
+                since,
                 ..
             } = &mut self.phase
             {
                 *next = position;
                 *r = replay;
-            }
-            let head = self.log.head().seq;
-            if let Some(p) = self.peers.as_mut().get_mut(i) {
-                if replay.is_none() {
-                    p.seq = Some(head);
-                }
+                *since = now;
             }
             return Ok(Some(Transmit {
                 destination: Destination::Link(link),
@@ -567,6 +568,7 @@ where
             stop: None,
             schedule,
             client_request: None,
+            asked: false,
         });
         self.unreported.clear();
         self.outputs.clear();
@@ -580,37 +582,53 @@ where
         Ok(None)
     }
 
-    /// The next record a member missed, if its link is up and the log still has it.
+    /// The next record a member missed, if its link is up and has room for it; when the
+    /// last is out, the next member's confirmation.
     fn transmit_replay(
         &mut self,
+        now: Instant,
         replaying: Replaying,
         out: &mut [u8],
     ) -> Result<Option<Transmit>, WireError> {
         let Replaying { client, seq, at } = replaying;
-        let link = self
-            .peers
-            .as_ref()
-            .get(usize::from(client))
-            .and_then(|p| p.link);
-        let mut sent = None;
-        if let (Some(link), true) = (link, seq <= self.log.head().seq) {
-            sent = self
-                .log
-                .emit_replay(seq, at, out)?
-                .map(|(len, next)| (link, len, next));
+        let Some(p) = self.peers.as_ref().get(usize::from(client)).copied() else {
+            return self.replay_done(now, out);
+        };
+        let (Some(link), true) = (p.link, seq <= self.log.head().seq) else {
+            return self.replay_done(now, out);
+        };
+        if p.room == 0 {
+            // Flow control: the shell reports room ([`Relay::handle_link_room`]).
+            return Ok(None);
         }
-        let next = sent.and_then(|(_, _, next)| next);
-        if let Phase::Confirming { replay, .. } = &mut self.phase {
-            *replay = next.map(|at| Replaying {
-                client,
-                seq: seq + 1,
-                at,
-            });
+        let Some((len, next)) = self.log.emit_replay(seq, at, out)? else {
+            return self.replay_done(now, out);
+        };
+        if let Some(p) = self.peers.as_mut().get_mut(usize::from(client)) {
+            p.room -= 1;
         }
-        Ok(sent.map(|(link, len, _)| Transmit {
+        if let Phase::Confirming { replay, since, .. } = &mut self.phase {
+            *replay = next
+                .filter(|_| seq < self.log.head().seq)
+                .map(|at| Replaying {
+                    client,
+                    seq: seq + 1,
+                    at,
+                });
+            *since = now;
+        }
+        Ok(Some(Transmit {
             destination: Destination::Link(link),
             len,
             close_after: false,
         }))
+    }
+
+    /// The replay under way is over (or its member gone): on to the next member.
+    fn replay_done(&mut self, now: Instant, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
+        if let Phase::Confirming { replay, .. } = &mut self.phase {
+            *replay = None;
+        }
+        self.transmit_confirmed(now, out)
     }
 }

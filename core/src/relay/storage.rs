@@ -4,7 +4,7 @@
 //!
 //! Owns the sizes of the regions and the check that the caller's storage holds them. It must
 //! not give the regions meaning: each is handed, whole, to the part of the relay that owns
-//! it (`peers.rs`, `exchange.rs`, `log.rs`).
+//! it (`peers.rs`, `exchange.rs`, `log.rs`, `losses.rs`).
 
 use super::{Peer, RelayConfig};
 use crate::bits::bitmap_len;
@@ -25,6 +25,8 @@ pub struct RelayStorage<P, B> {
     pub connected: B,
     /// The running interval's online set, a bitmap.
     pub online: B,
+    /// The members of the interval being started that lost their connections, a bitmap.
+    pub lost: B,
     /// For each exchange in flight, the clients whose cell arrived: `window` bitmaps.
     pub arrived: B,
     /// For each exchange in flight, the XOR of its cells so far: `window` cells of the
@@ -51,6 +53,8 @@ pub struct RelayStorageLens {
     pub connected: usize,
     /// Bytes of [`RelayStorage::online`].
     pub online: usize,
+    /// Bytes of [`RelayStorage::lost`].
+    pub lost: usize,
     /// Bytes of [`RelayStorage::arrived`].
     pub arrived: usize,
     /// Bytes of [`RelayStorage::accumulators`].
@@ -72,6 +76,7 @@ impl RelayStorageLens {
     pub const fn bytes(&self) -> usize {
         self.connected
             + self.online
+            + self.lost
             + self.arrived
             + self.accumulators
             + self.schedule
@@ -91,6 +96,7 @@ impl RelayConfig {
             peers: self.peers_len(),
             connected: members,
             online: members,
+            lost: members,
             arrived: window * members,
             accumulators: window * self.max_exchange_len(),
             schedule: Schedule::table_len(self.capacity),
@@ -114,10 +120,11 @@ where
 {
     /// Checks every region against `lens`; names the first one that is too short.
     pub(super) fn check(&self, lens: &RelayStorageLens) -> Result<(), ConfigError> {
-        let regions: [(&'static str, usize, usize); 10] = [
+        let regions: [(&'static str, usize, usize); 11] = [
             ("peers", self.peers.as_ref().len(), lens.peers),
             ("connected", self.connected.as_ref().len(), lens.connected),
             ("online", self.online.as_ref().len(), lens.online),
+            ("lost", self.lost.as_ref().len(), lens.lost),
             ("arrived", self.arrived.as_ref().len(), lens.arrived),
             (
                 "accumulators",
@@ -155,6 +162,7 @@ impl RelayStorage<std::vec::Vec<Peer>, std::vec::Vec<u8>> {
             peers: std::vec![Peer::EMPTY; lens.peers],
             connected: bytes(lens.connected),
             online: bytes(lens.online),
+            lost: bytes(lens.lost),
             arrived: bytes(lens.arrived),
             accumulators: bytes(lens.accumulators),
             schedule: bytes(lens.schedule),

@@ -30,10 +30,10 @@ where
             }
         }
         match self.phase {
-            Phase::Waiting | Phase::Confirming { .. } => {}
-            Phase::Opening { since, .. } | Phase::Starting { since, .. } => {
-                earliest(since + self.cfg.exchange_timeout)
-            }
+            Phase::Waiting | Phase::Confirming { replay: None, .. } => {}
+            Phase::Opening { since, .. }
+            | Phase::Starting { since, .. }
+            | Phase::Confirming { since, .. } => earliest(since + self.cfg.exchange_timeout),
             Phase::Running(running) => {
                 if running.done < running.next {
                     if let Some(oldest) = self.window.issued(running.done) {
@@ -56,8 +56,8 @@ where
         at
     }
 
-    /// Drops peers that left an exchange (or an interval's set-up) unanswered, settles
-    /// probes, and lets paced exchanges and waiting joiners go on.
+    /// Drops peers that left an exchange (or an interval's set-up, or its replays)
+    /// unanswered, settles probes, and lets paced exchanges and waiting joiners go on.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.settle_probes(now);
         // At most 64 peers per call, so every goodbye fits its queue. The first drop aborts
@@ -98,6 +98,14 @@ where
                         }
                     }
                 }
+            }
+            Phase::Confirming {
+                replay: Some(r),
+                since,
+                ..
+            } if now >= since + self.cfg.exchange_timeout => {
+                // A replay that made no progress that long: its member does not read.
+                let _ = late.push(PeerId::Client(r.client));
             }
             Phase::Running(running)
                 if running.done < running.next

@@ -126,6 +126,67 @@ pub fn verify(
     }
 }
 
+/// [`verify`] for public statements, in variable time: with the `std` feature `R2` is one
+/// two-point multiscalar multiplication instead of two constant-time ones. Accepts exactly
+/// the proofs [`verify`] accepts.
+pub fn verify_vartime(
+    context: &[u8],
+    public: &PublicKey,
+    base: &RistrettoPoint,
+    shared: &RistrettoPoint,
+    proof: &[u8; PROOF_LEN],
+) -> Result<(), DleqError> {
+    #[cfg(feature = "std")]
+    {
+        use curve25519_dalek::traits::VartimeMultiscalarMul;
+        let c = decode_scalar_at(&proof[..32]).ok_or(DleqError::NonCanonicalScalar)?;
+        let response = decode_scalar_at(&proof[32..]).ok_or(DleqError::NonCanonicalScalar)?;
+        let t = statement(
+            context,
+            public.as_bytes(),
+            base.compress().as_bytes(),
+            shared.compress().as_bytes(),
+        );
+        let r1 =
+            RistrettoPoint::vartime_double_scalar_mul_basepoint(&-c, public.point(), &response);
+        let r2 = RistrettoPoint::vartime_multiscalar_mul([response, -c], [*base, *shared]);
+        if challenge(t, &r1, &r2) == c {
+            Ok(())
+        } else {
+            Err(DleqError::Invalid)
+        }
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        verify(context, public, base, shared, proof)
+    }
+}
+
+/// Checks a proof of knowledge of `log_G(public)`: a proof of `log_G(A) = log_G(A)` made by
+/// [`prove`] with base `G`. Both commitments are then the same point, computed once (in
+/// variable time: the statement is public).
+pub fn verify_knowledge(
+    context: &[u8],
+    public: &PublicKey,
+    proof: &[u8; PROOF_LEN],
+) -> Result<(), DleqError> {
+    let c = decode_scalar_at(&proof[..32]).ok_or(DleqError::NonCanonicalScalar)?;
+    let response = decode_scalar_at(&proof[32..]).ok_or(DleqError::NonCanonicalScalar)?;
+    let base = curve25519_dalek::constants::RISTRETTO_BASEPOINT_COMPRESSED;
+    let t = statement(
+        context,
+        public.as_bytes(),
+        base.as_bytes(),
+        public.as_bytes(),
+    );
+    let r = RistrettoPoint::vartime_double_scalar_mul_basepoint(&-c, public.point(), &response);
+    if challenge(t, &r, &r) == c {
+        Ok(())
+    } else {
+        Err(DleqError::Invalid)
+    }
+}
+
 /// Proves a Diffie–Hellman secret: returns `secret·peer` (the value [`super::keys::dh`]
 /// gives) and a proof that it uses the same secret as the prover's public key.
 pub fn prove_dh(
@@ -214,6 +275,28 @@ mod tests {
                 "bit {bit}"
             );
         }
+        // The variable-time verifier agrees.
+        let (cp_point, tp_point) = (client.public_key(), trustee.public_key());
+        let shared_point = crate::ristretto::decode_point(&shared).unwrap();
+        assert_eq!(
+            verify_vartime(b"blame", &cp_point, tp_point.point(), &shared_point, &proof),
+            Ok(())
+        );
+        assert_eq!(
+            verify_vartime(b"other", &cp_point, tp_point.point(), &shared_point, &proof),
+            bad
+        );
+        // A proof of knowledge (base G) checks with `verify_knowledge`, and only for its key.
+        let g = curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+        let (_, pok) = prove(b"pok", &client, &g, &mut rng);
+        assert_eq!(verify_knowledge(b"pok", &cp_point, &pok), Ok(()));
+        assert_eq!(
+            verify(b"pok", &cp_point, &g, cp_point.point(), &pok),
+            Ok(())
+        );
+        assert_eq!(verify_knowledge(b"pok", &tp_point, &pok), bad);
+        assert_eq!(verify_knowledge(b"other", &cp_point, &pok), bad);
+
         // Non-canonical scalars and points are typed errors.
         let mut p = proof;
         p[63] = 0xff;

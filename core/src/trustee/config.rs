@@ -4,6 +4,7 @@
 //! Owns [`TrusteeConfig`]. It must not hold state.
 
 use crate::error::ConfigError;
+use crate::policy::Policy;
 use crate::wire::{self, MAX_FRAME_BODY};
 use crate::{cell_length_ok, MAX_CLIENTS};
 
@@ -35,6 +36,8 @@ pub struct TrusteeConfig<'a> {
     /// Smallest online set this trustee serves: below it, the few clients online would be
     /// easy to tell apart, so the trustee refuses the interval whatever the relay wants.
     pub min_clients: u16,
+    /// The group's policy: the trustee holds the relay to its log window.
+    pub policy: Policy,
 }
 
 impl TrusteeConfig<'_> {

@@ -7,8 +7,9 @@
 use super::setup::Phase;
 use super::Trustee;
 use crate::crypto::{IntervalKey, PadEngine, PadNonce, PairKey};
-use crate::error::{PeerError, RequestError};
+use crate::error::{IntervalError, PeerError, RequestError};
 use crate::schedule::Deviation;
+use crate::time::Instant;
 use crate::wire::{OutputsView, Prefix, TrusteeRequest, WireError};
 
 /// A requested cell, computed when it is sent.
@@ -27,7 +28,11 @@ where
     B: AsMut<[u8]> + AsRef<[u8]>,
 {
     /// A request for this trustee's cell of the next exchange.
-    pub(super) fn on_request(&mut self, request: &TrusteeRequest<'_>) -> Result<(), PeerError> {
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        request: &TrusteeRequest<'_>,
+    ) -> Result<(), PeerError> {
         let TrusteeRequest {
             interval,
             exchange,
@@ -60,7 +65,13 @@ where
                 Deviation::WrongKind => RequestError::WrongKind { exchange },
                 Deviation::WindowExceeded => RequestError::WindowExceeded,
             })?;
-        running.transcript.advance(exchange, kind, outputs, head);
+        let window = self.policy.log_window;
+        self.checkpoints
+            .request(now, &window, head, u64::from(running.downstream_len))
+            .map_err(|_| IntervalError::Equivocation)?;
+        running
+            .transcript
+            .advance(exchange, kind, outputs, &head.hash);
         self.cells
             .push_back(Pending {
                 interval,

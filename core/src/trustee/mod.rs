@@ -10,7 +10,8 @@
 //!
 //! Per interval: `IntervalOpen` and `Members` (each member's link nonce, with its presence
 //! proof, which the trustee checks) → `IntervalReady` with a fresh nonce → `IntervalStart`
-//! (checked against the open: same online set, our nonce) → `Acks` (every member's
+//! (checked against the open: same online set, our nonce; and its `oldest` against the
+//! group's log window) → `Acks` (every member's
 //! acknowledgement of the transcript start, which must match this trustee's own) → one
 //! confirmation MAC per member over the transcript start → one cell per request, each
 //! checked against the schedule.
@@ -23,7 +24,8 @@
 //! for each member, the online set and the schedule table.
 //!
 //! Files, one concern each: `config.rs` (parameters), `storage.rs` (the caller's storage),
-//! `setup.rs` (an interval's set-up), `exchange.rs` (requests and cells). This file holds
+//! `setup.rs` (an interval's set-up), `exchange.rs` (requests and cells), `window.rs`
+//! (checkpoints of the downstream log, held against the log window). This file holds
 //! the state and the entry points; the logic of each concern stays in its file. No file
 //! here reads a clock, a socket or an RNG.
 
@@ -41,11 +43,13 @@ mod config;
 mod exchange;
 mod setup;
 mod storage;
+mod window;
 
 pub use config::TrusteeConfig;
 use exchange::Pending;
 use setup::Phase;
 pub use storage::{TrusteeStorage, TrusteeStorageLens};
+use window::Checkpoints;
 
 /// Things the shell may want to log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,16 @@ pub enum TrusteeEvent {
         interval: u32,
         /// Clients in it.
         clients: usize,
+    },
+    /// The start claims the relay no longer holds downstream records that the group's log
+    /// window says it must: the trustee does not confirm the interval (it keeps its link).
+    LogWindow {
+        /// The interval.
+        interval: u32,
+        /// The oldest record the start claims the relay holds.
+        oldest: u64,
+        /// The newest `oldest` the window allows.
+        required: u64,
     },
     /// A member's proof or acknowledgement did not check; the trustee refused the interval.
     Refused {
@@ -103,6 +117,9 @@ pub struct Trustee<P, I, B> {
     max_reserved: u16,
     max_frame: u32,
     min_clients: u16,
+    policy: crate::policy::Policy,
+    /// The downstream heads seen, for the log window.
+    checkpoints: Checkpoints,
     /// The key shared with each client.
     pairs: P,
     /// The interval's pad key with each member, in member order.
@@ -176,6 +193,8 @@ where
             max_reserved: config.max_reserved,
             max_frame: config.max_frame,
             min_clients: config.min_clients,
+            policy: config.policy,
+            checkpoints: Checkpoints::new(),
             pairs,
             interval_keys,
             online,
@@ -221,7 +240,7 @@ where
     }
 
     /// Handles one frame body from the relay.
-    pub fn handle_frame(&mut self, _now: Instant, body: &[u8]) -> Result<(), PeerError> {
+    pub fn handle_frame(&mut self, now: Instant, body: &[u8]) -> Result<(), PeerError> {
         match Message::parse(body)? {
             Message::Goodbye { reason } => Err(PeerError::Goodbye(reason)),
             Message::Probe { nonce } => {
@@ -234,13 +253,13 @@ where
                 first,
                 entries,
             } => self.on_members(interval, first, entries),
-            Message::IntervalStart(start) => self.on_start(body, &start),
+            Message::IntervalStart(start) => self.on_start(now, body, &start),
             Message::Acks {
                 interval,
                 first,
                 macs,
             } => self.on_acks(interval, first, macs),
-            Message::TrusteeRequest(request) => self.on_request(&request),
+            Message::TrusteeRequest(request) => self.on_request(now, &request),
             _ => Err(PeerError::Unexpected),
         }
     }
@@ -274,6 +293,7 @@ where
                 index: self.index,
                 nonce: [0; NONCE_LEN],
                 max_frame: self.max_frame,
+                capacity: 0,
                 resume: None,
                 proofs: &[],
             })

@@ -12,11 +12,13 @@
 
 use chacha20::cipher::StreamCipher;
 
+use super::window::Breach;
 use super::{Refusal, Trustee, TrusteeEvent};
 use crate::bits::{self, bitmap_len, Bits};
 use crate::crypto::{IntervalKey, PairKey};
 use crate::error::{IntervalError, PeerError, RequestError};
 use crate::schedule::Schedule;
+use crate::time::Instant;
 use crate::transcript::Transcript;
 use crate::wire::{self, IntervalStart, Params, Prefix, WireError};
 use crate::{MAC_LEN, MAX_CELL_LENGTH, MAX_WINDOW, NONCE_LEN};
@@ -24,8 +26,9 @@ use crate::{MAC_LEN, MAX_CELL_LENGTH, MAX_WINDOW, NONCE_LEN};
 /// Members confirmed per `Confirm` frame.
 const CONFIRM_CHUNK: usize = 2048;
 
-/// Bytes of one `Members` entry: a member's link nonce and its presence proof.
-const MEMBER_ENTRY: usize = NONCE_LEN + MAC_LEN;
+/// Bytes of one `Members` entry: a member's link nonce, its presence proof and its resume
+/// block.
+const MEMBER_ENTRY: usize = wire::MEMBER_ENTRY_LEN;
 
 /// How far a per-member list (members, acknowledgements, confirmations) has got: `done` of
 /// `members` entries, and the online-set position to look at next.
@@ -70,6 +73,8 @@ pub(super) struct Running {
     pub(super) next_exchange: u64,
     pub(super) transcript: Transcript,
     pub(super) schedule: Schedule,
+    /// Most data bytes of one downstream record.
+    pub(super) downstream_len: u32,
 }
 
 /// Where the trustee is in an interval.
@@ -163,7 +168,8 @@ where
         members.check_chunk(first, entries, MEMBER_ENTRY)?;
         for entry in entries.chunks_exact(MEMBER_ENTRY) {
             let client = self.next_member(&mut members.position);
-            let (client_nonce, proof) = entry.split_at(NONCE_LEN);
+            let (client_nonce, rest) = entry.split_at(NONCE_LEN);
+            let (proof, resume) = rest.split_at(MAC_LEN);
             let Ok(client_nonce) = <[u8; NONCE_LEN]>::try_from(client_nonce) else {
                 return Err(IntervalError::Members.into());
             };
@@ -175,6 +181,7 @@ where
                 &self.session_id,
                 client as u16,
                 &client_nonce,
+                resume,
                 proof,
             ) {
                 self.refuse(current, client as u16, Refusal::Proof);
@@ -207,6 +214,7 @@ where
     /// opened; the members' acknowledgements come next.
     pub(super) fn on_start(
         &mut self,
+        now: Instant,
         body: &[u8],
         start: &IntervalStart<'_>,
     ) -> Result<(), PeerError> {
@@ -242,6 +250,24 @@ where
         self.check_params(&start.params)?;
         let schedule = Schedule::new(self.slots, &start.params, self.schedule.as_ref().len())
             .map_err(|_| IntervalError::Parameters)?;
+        let window = self.policy.log_window;
+        match self
+            .checkpoints
+            .start(now, &window, &start.epoch, &start.head, start.oldest)
+        {
+            Ok(()) => {}
+            Err(Breach::Contradiction) => return Err(IntervalError::Equivocation.into()),
+            Err(Breach::Window { required }) => {
+                // Refused like a member: nothing confirmed, the link kept.
+                self.phase = Phase::Idle;
+                self.event = Some(TrusteeEvent::LogWindow {
+                    interval,
+                    oldest: start.oldest,
+                    required,
+                });
+                return Ok(());
+            }
+        }
         let transcript = Transcript::start(body);
         self.phase = Phase::Acking {
             interval,
@@ -253,6 +279,7 @@ where
                 next_exchange: 0,
                 transcript,
                 schedule,
+                downstream_len: start.params.downstream_len,
             },
         };
         Ok(())

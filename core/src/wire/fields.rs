@@ -63,15 +63,57 @@ pub struct IntervalRecord {
 pub struct Resume {
     /// The relay instance whose log the client followed.
     pub epoch: [u8; 16],
-    /// The last record the client has.
+    /// The last record the client handed to its application.
     pub seq: u64,
-    /// Most bytes of missed records the client can take back: the records' lengths plus
-    /// [`REPLAY_OVERHEAD`] each. A longer gap ends its connections instead.
-    pub limit: u32,
+    /// Data bytes of every record up to `seq`.
+    pub bytes: u64,
+    /// The last interval in which the client answered an exchange, if any: cells it sent
+    /// there can be settled only while that interval is in the history.
+    pub interval: Option<u32>,
+    /// The client lost its connections and not every client of its buddy group has been
+    /// shown so yet: the relay must mark it lost again.
+    pub lost: bool,
 }
 
-/// Bytes a client counts per replayed record on top of its data (see [`Resume::limit`]).
+/// Bytes a client counts per replayed record on top of its data, against its replay
+/// capacity (`Hello::capacity`).
 pub const REPLAY_OVERHEAD: usize = 9;
+
+/// Bytes of a client's resume block: what its presence proof covers besides its link
+/// nonce, and what the relay passes each trustee with it in `Members`.
+pub const RESUME_BLOCK_LEN: usize = 41;
+
+/// A client's replay capacity and resume point in the fixed form its presence proof covers:
+///
+/// ```text
+/// capacity (u32 BE) ‖ flags (u8: 1 resume, 2 interval, 4 lost) ‖ epoch (16)
+///   ‖ seq (u64 BE) ‖ bytes (u64 BE) ‖ interval (u32 BE)        absent fields zero
+/// ```
+pub fn resume_block(capacity: u32, resume: Option<&Resume>) -> [u8; RESUME_BLOCK_LEN] {
+    let mut b = [0u8; RESUME_BLOCK_LEN];
+    let (head, rest) = b.split_at_mut(4);
+    head.copy_from_slice(&capacity.to_be_bytes());
+    let Some(r) = resume else {
+        return b;
+    };
+    let (flags, rest) = rest.split_at_mut(1);
+    let (epoch, rest) = rest.split_at_mut(16);
+    let (seq, rest) = rest.split_at_mut(8);
+    let (bytes, interval) = rest.split_at_mut(8);
+    let mut f = 1u8;
+    if let Some(i) = r.interval {
+        f |= 2;
+        interval.copy_from_slice(&i.to_be_bytes());
+    }
+    if r.lost {
+        f |= 4;
+    }
+    flags.copy_from_slice(&[f]);
+    epoch.copy_from_slice(&r.epoch);
+    seq.copy_from_slice(&r.seq.to_be_bytes());
+    bytes.copy_from_slice(&r.bytes.to_be_bytes());
+    b
+}
 
 /// Most bytes a `Replay` frame body takes beyond its record's data.
 pub const REPLAY_FRAME_OVERHEAD: usize = 32;

@@ -113,10 +113,13 @@ mod tests {
             index: 3,
             nonce: [9; NONCE_LEN],
             max_frame: MAX_FRAME_BODY as u32,
+            capacity: 1 << 20,
             resume: Some(Resume {
                 epoch: [4; 16],
                 seq: 77,
-                limit: 1 << 20,
+                bytes: 1000,
+                interval: None,
+                lost: true,
             }),
             proofs: &[5; 32],
         });

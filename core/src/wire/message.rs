@@ -42,13 +42,16 @@ pub enum Message<'a> {
         #[serde(borrow)]
         online: &'a [u8],
     },
-    /// Relay → one trustee: the next online clients' link nonces and presence proofs.
+    /// Relay → one trustee: the next online clients' link nonces, presence proofs and
+    /// resume blocks.
     Members {
         /// The interval.
         interval: u32,
         /// Position of the first entry among the interval's members (increasing client order).
         first: u32,
-        /// `NONCE_LEN + MAC_LEN` bytes per member: its link nonce, then its proof for this trustee.
+        /// `NONCE_LEN + MAC_LEN + RESUME_BLOCK_LEN` bytes per member: its link nonce, its
+        /// proof for this trustee, then its resume block
+        /// ([`resume_block`](super::resume_block)).
         #[serde(borrow)]
         entries: &'a [u8],
     },
@@ -147,10 +150,13 @@ pub struct Hello<'a> {
     pub nonce: [u8; NONCE_LEN],
     /// Largest frame body the node accepts.
     pub max_frame: u32,
+    /// Bytes of downstream records a client can take back after a reconnect (each counted
+    /// with [`REPLAY_OVERHEAD`](super::REPLAY_OVERHEAD)); 0 for trustees.
+    pub capacity: u32,
     /// The downstream records a client already has (none for trustees and new clients).
     pub resume: Option<Resume>,
     /// A client's presence proof for each trustee, `MAC_LEN` bytes each in trustee
-    /// order; empty for trustees.
+    /// order, over its link nonce, `capacity` and `resume`; empty for trustees.
     #[serde(borrow)]
     pub proofs: &'a [u8],
 }
@@ -165,6 +171,10 @@ pub struct IntervalStart<'a> {
     /// Bitmap of online clients.
     #[serde(borrow)]
     pub online: &'a [u8],
+    /// Bitmap of the members that lost their connections (a subset of `online`), or empty
+    /// when none did: every member of a lost member's buddy group ends its connections.
+    #[serde(borrow)]
+    pub lost: &'a [u8],
     /// Each trustee's nonce for this interval, `NONCE_LEN` bytes each in trustee order.
     #[serde(borrow)]
     pub nonces: &'a [u8],
@@ -195,8 +205,8 @@ pub struct TrusteeRequest<'a> {
     /// Outputs of exchanges decoded since the previous request ([`OutputsView`](super::OutputsView)).
     #[serde(borrow)]
     pub outputs: &'a [u8],
-    /// The downstream chain hash after this exchange's record.
-    pub head: [u8; 32],
+    /// The downstream log's head after this exchange's record.
+    pub head: Head,
 }
 
 /// A request for a client's cell of one exchange, with one downstream record (relay → members).
@@ -273,18 +283,22 @@ mod tests {
             exchange: 300,
             kind: Kind::Slot { slot: 2, len: 256 },
             outputs: &[0, 0, 0],
-            head: [0xEE; 32],
+            head: Head {
+                seq: 3,
+                bytes: 300,
+                hash: [0xEE; 32],
+            },
         })
         .emit_frame(&mut out)
         .unwrap();
         // Variant 11, interval 1, exchange 300 = AC 02, Kind::Slot = 1, slot 2, len 256 = 80 02,
-        // outputs (3 bytes), head (32 bytes).
+        // outputs (3 bytes), head (seq 3, bytes 300 = AC 02, hash of 32 bytes).
         assert_eq!(
             &out[..12],
-            &[0, 0, 0, 44, 11, 1, 0xAC, 0x02, 1, 2, 0x80, 0x02]
+            &[0, 0, 0, 47, 11, 1, 0xAC, 0x02, 1, 2, 0x80, 0x02]
         );
-        assert_eq!(&out[12..16], &[3, 0, 0, 0]);
-        assert_eq!(n, 4 + 44);
+        assert_eq!(&out[12..19], &[3, 0, 0, 0, 3, 0xAC, 0x02]);
+        assert_eq!(n, 4 + 47);
 
         let n = Message::ClientRequest(ClientRequest {
             interval: 2,
@@ -321,8 +335,10 @@ mod tests {
         let proofs = [0xABu8; 32];
         let mut entries = rep(0xAA, 16);
         entries.extend(rep(0xBA, 16));
+        entries.extend(rep(0xCA, 41));
         entries.extend(rep(0xCC, 16));
         entries.extend(rep(0xDC, 16));
+        entries.extend(rep(0xEC, 41));
         let mut nonces = rep(0x55, 16);
         nonces.extend(rep(0x56, 16));
         let mut macs = rep(0x71, 16);
@@ -348,22 +364,25 @@ mod tests {
                     index: 3,
                     nonce: [0x66; 16],
                     max_frame: MAX_FRAME_BODY as u32,
+                    capacity: 65536,
                     resume: Some(Resume {
                         epoch: [4; 16],
                         seq: 77,
-                        limit: 65536,
+                        bytes: 1000,
+                        interval: Some(9),
+                        lost: false,
                     }),
                     proofs: &proofs,
                 }),
                 cat(&[
-                    &[0, 0, 0, 0x6D, 0x00, 0x03],
+                    &[0, 0, 0, 0x72, 0x00, 0x03],
                     &rep(1, 16),
                     &rep(2, 16),
                     &[0x00, 0x03],
                     &rep(0x66, 16),
-                    &[0x80, 0x80, 0x06, 0x01],
+                    &[0x80, 0x80, 0x06, 0x80, 0x80, 0x04, 0x01],
                     &rep(4, 16),
-                    &[0x4D, 0x80, 0x80, 0x04, 0x20],
+                    &[0x4D, 0xE8, 0x07, 0x01, 0x09, 0x00, 0x20],
                     &proofs,
                 ]),
             ),
@@ -376,16 +395,17 @@ mod tests {
                     index: 1,
                     nonce: [0; 16],
                     max_frame: MAX_FRAME_BODY as u32,
+                    capacity: 0,
                     resume: None,
                     proofs: &[],
                 }),
                 cat(&[
-                    &[0, 0, 0, 0x39, 0x00, 0x03],
+                    &[0, 0, 0, 0x3A, 0x00, 0x03],
                     &rep(1, 16),
                     &rep(2, 16),
                     &[0x01, 0x01],
                     &rep(0, 16),
-                    &[0x80, 0x80, 0x06, 0x00, 0x00],
+                    &[0x80, 0x80, 0x06, 0x00, 0x00, 0x00],
                 ]),
             ),
             (
@@ -421,7 +441,7 @@ mod tests {
                     first: 0,
                     entries: &entries,
                 },
-                cat(&[&[0, 0, 0, 0x44, 0x05, 0x07, 0x00, 0x40], &entries]),
+                cat(&[&[0, 0, 0, 0x97, 0x05, 0x07, 0x00, 0x92, 0x01], &entries]),
             ),
             (
                 Message::IntervalReady {
@@ -435,6 +455,7 @@ mod tests {
                     interval: 7,
                     epoch: [9; 16],
                     online: &[0x05],
+                    lost: &[0x04],
                     nonces: &nonces,
                     window: 8,
                     params: Params {
@@ -455,9 +476,9 @@ mod tests {
                     largest: 300,
                 }),
                 cat(&[
-                    &[0, 0, 0, 0x6A, 0x07, 0x07],
+                    &[0, 0, 0, 0x6C, 0x07, 0x07],
                     &rep(9, 16),
-                    &[0x01, 0x05, 0x20],
+                    &[0x01, 0x05, 0x01, 0x04, 0x20],
                     &nonces,
                     &[0x08],
                     &[0x80, 0x02, 0x80, 0x20, 0x80, 0x80, 0x01, 0x10, 0x40, 0x40],
@@ -503,13 +524,18 @@ mod tests {
                     exchange: 300,
                     kind: slot,
                     outputs: &outputs,
-                    head: [0xEE; 32],
+                    head: Head {
+                        seq: 3,
+                        bytes: 300,
+                        hash: [0xEE; 32],
+                    },
                 }),
                 cat(&[
                     &[
-                        0, 0, 0, 0x31, 0x0B, 0x07, 0xAC, 0x02, 0x01, 0x02, 0x80, 0x02, 0x08,
+                        0, 0, 0, 0x34, 0x0B, 0x07, 0xAC, 0x02, 0x01, 0x02, 0x80, 0x02, 0x08,
                     ],
                     &outputs,
+                    &[0x03, 0xAC, 0x02],
                     &rep(0xEE, 32),
                 ]),
             ),
@@ -519,10 +545,15 @@ mod tests {
                     exchange: 301,
                     kind: Kind::Reserve,
                     outputs: &[],
-                    head: [0xEE; 32],
+                    head: Head {
+                        seq: 3,
+                        bytes: 300,
+                        hash: [0xEE; 32],
+                    },
                 }),
                 cat(&[
-                    &[0, 0, 0, 0x26, 0x0B, 0x07, 0xAD, 0x02, 0x00, 0x00],
+                    &[0, 0, 0, 0x29, 0x0B, 0x07, 0xAD, 0x02, 0x00, 0x00],
+                    &[0x03, 0xAC, 0x02],
                     &rep(0xEE, 32),
                 ]),
             ),

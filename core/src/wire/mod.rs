@@ -44,8 +44,8 @@ pub use cell::{
     Accusation, CellView, CellWriter, Record, RecordKind, Records, ACCUSE_LEN, ACCUSE_PROOF_LEN,
 };
 pub use fields::{
-    ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, NodeRole, Params, Resume,
-    REPLAY_FRAME_OVERHEAD, REPLAY_OVERHEAD,
+    resume_block, ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, NodeRole, Params,
+    Resume, REPLAY_FRAME_OVERHEAD, REPLAY_OVERHEAD, RESUME_BLOCK_LEN,
 };
 pub use frame::{frame_body_len, split_frame, FrameReader, FrameStatus};
 pub use message::{goodbye_reason, ClientRequest, Hello, IntervalStart, Message, TrusteeRequest};
@@ -70,6 +70,10 @@ pub const MAX_FRAME_BODY: usize = 96 * 1024;
 
 /// Smallest frame limit a node may declare in its Hello.
 pub const MIN_FRAME_LIMIT: usize = 1024;
+
+/// Bytes of one `Members` entry: a member's link nonce, its presence proof for the
+/// trustee, and its resume block.
+pub const MEMBER_ENTRY_LEN: usize = crate::NONCE_LEN + crate::MAC_LEN + RESUME_BLOCK_LEN;
 
 /// Most previous intervals an [`Message::IntervalStart`] reports.
 pub const MAX_HISTORY: usize = 8;

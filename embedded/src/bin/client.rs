@@ -59,6 +59,9 @@ const RING_LEN: usize = 8 * 1024;
 const REPLAY_LEN: usize = 4 * 1024;
 /// The schedule table and the stage (one cell) of the client's storage.
 const TABLE_LEN: usize = Schedule::table_len(MAX_RESERVED);
+/// Bytes of a bitmap over the clients of a group (the anonymity set, the online set): groups
+/// of up to 4096 clients (a larger one is refused at start, naming the region).
+const BITMAP_LEN: usize = 4096 / 8;
 const STAGE_LEN: usize = DeviceClient::max_cell(MAX_FRAME as u32);
 /// The relay socket's buffers.
 const SOCKET_BUF: usize = 4096;
@@ -205,6 +208,9 @@ fn start(spawner: Spawner, mut board: Board) {
         sent_len: RING_LEN,
         replay_len: REPLAY_LEN,
         min_clients: node.min_clients,
+        // The provisioned blob does not carry the policy yet: the group's defaults.
+        policy: dissent_core::policy::Policy::DEFAULT,
+        min_anonymity: 0,
         linger: LINGER,
         rng_seed: seed,
     };
@@ -213,11 +219,15 @@ fn start(spawner: Spawner, mut board: Board) {
     static STAGE: ConstStaticCell<[u8; STAGE_LEN]> = ConstStaticCell::new([0; STAGE_LEN]);
     static SENT: ConstStaticCell<[u8; RING_LEN]> = ConstStaticCell::new([0; RING_LEN]);
     static REPLAY: ConstStaticCell<[u8; REPLAY_LEN]> = ConstStaticCell::new([0; REPLAY_LEN]);
+    static ANONYMITY: ConstStaticCell<[u8; BITMAP_LEN]> = ConstStaticCell::new([0; BITMAP_LEN]);
+    static ONLINE: ConstStaticCell<[u8; BITMAP_LEN]> = ConstStaticCell::new([0; BITMAP_LEN]);
     let storage = ClientStorage {
         schedule: &mut TABLE.take()[..],
         stage: &mut STAGE.take()[..],
         sent: &mut SENT.take()[..],
         replay: &mut REPLAY.take()[..],
+        anonymity: &mut ANONYMITY.take()[..],
+        online: &mut ONLINE.take()[..],
     };
     let client = match Client::new(&config, storage) {
         Ok(c) => c,

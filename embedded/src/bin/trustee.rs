@@ -84,6 +84,8 @@ fn start(spawner: Spawner, mut board: Board) {
         max_frame: MAX_FRAME as u32,
         rng_seed: seed,
         min_clients: node.min_clients,
+        // The provisioned blob does not carry the policy yet: the group's defaults.
+        policy: dissent_core::policy::Policy::DEFAULT,
     };
     // Zeroed in place in .bss.
     static PAIRS: ConstStaticCell<[PairKey; MAX_CLIENTS]> =
@@ -183,6 +185,12 @@ async fn link(
                         stats.frames,
                         stats.bytes / 1024,
                         stack::peak()
+                    ),
+                    TrusteeEvent::LogWindow {
+                        interval, oldest, required,
+                    } => println!(
+                        "{}: refused interval {}: the relay claims to hold records from {} only, the log window needs {}",
+                        name, interval, oldest, required
                     ),
                     TrusteeEvent::Refused {
                         interval, client, ..

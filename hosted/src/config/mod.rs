@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use dissent_core::crypto::{pad_public_key, public_key};
 use dissent_core::identity::identity_public_key;
+use dissent_core::policy::{LogWindow, Policy};
 use rand::rngs::OsRng;
 use rand::seq::SliceRandom;
 use rand::RngCore;
@@ -87,6 +88,9 @@ enum Access {
     /// Anyone; only its owner writes.
     Public,
 }
+
+/// Largest log window a relay holds in memory: 1 GiB.
+const MAX_LOG_WINDOW_BYTES: u64 = 1 << 30;
 
 /// Options for [`generate`].
 #[derive(Clone, Debug)]
@@ -161,6 +165,8 @@ pub struct Group {
     pub cell_length: usize,
     /// Longest cell a slot owner may ask for.
     pub max_cell_length: usize,
+    /// The group's policy: anonymity minimum (buddy groups) and log window.
+    pub policy: Policy,
 }
 
 /// The kind of node a command runs, and so the kind of key file it needs.
@@ -263,6 +269,16 @@ struct SystemFile {
     /// Absent in configurations written before long cells: the cell length then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     max_cell_length: Option<usize>,
+    /// The anonymity minimum: buddy groups of at least this many clients. Absent in older
+    /// configurations: the default (2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_anonymity: Option<u16>,
+    /// The log window's time in seconds (default 600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_window_secs: Option<u64>,
+    /// The log window's size in bytes (default 32 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    log_window_bytes: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -435,6 +451,9 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
         trustees: system_entries(&trustees),
         cell_length: opts.cell_length,
         max_cell_length: Some(opts.max_cell_length.max(opts.cell_length)),
+        min_anonymity: Some(Policy::DEFAULT.min_anonymity),
+        log_window_secs: Some(Policy::DEFAULT.log_window.time.as_micros() / 1_000_000),
+        log_window_bytes: Some(Policy::DEFAULT.log_window.bytes),
     };
     write_json(dir, SYSTEM_FILE, &system, Access::Public)?;
 
@@ -599,6 +618,36 @@ impl Group {
             );
         }
 
+        let min_anonymity = system
+            .min_anonymity
+            .unwrap_or(Policy::DEFAULT.min_anonymity);
+        ensure!(
+            min_anonymity >= 1,
+            "{sys}: min_anonymity must be at least 1, not 0"
+        );
+        let log_window_secs = system
+            .log_window_secs
+            .unwrap_or(Policy::DEFAULT.log_window.time.as_micros() / 1_000_000);
+        ensure!(
+            (1..=86_400).contains(&log_window_secs),
+            "{sys}: log_window_secs must be between 1 and 86400, not {log_window_secs}"
+        );
+        let log_window_bytes = system
+            .log_window_bytes
+            .unwrap_or(Policy::DEFAULT.log_window.bytes);
+        ensure!(
+            (1..=MAX_LOG_WINDOW_BYTES).contains(&log_window_bytes),
+            "{sys}: log_window_bytes must be between 1 and {MAX_LOG_WINDOW_BYTES}, not \
+             {log_window_bytes}"
+        );
+        let policy = Policy {
+            min_anonymity,
+            log_window: LogWindow {
+                time: dissent_core::Duration::from_millis(log_window_secs * 1000),
+                bytes: log_window_bytes,
+            },
+        };
+
         let mut ids = HashSet::new();
         ids.insert(system.relay.id.as_str());
         for (field, entry) in named("clients", &clients).chain(named("trustees", &trustees)) {
@@ -664,6 +713,7 @@ impl Group {
                 .max_cell_length
                 .unwrap_or(system.cell_length)
                 .max(system.cell_length),
+            policy,
         })
     }
 
@@ -1305,7 +1355,10 @@ mod tests {
                 "clients",
                 "trustees",
                 "cell_length",
-                "max_cell_length"
+                "max_cell_length",
+                "min_anonymity",
+                "log_window_secs",
+                "log_window_bytes"
             ])
         );
         assert_eq!(system["group_id"].as_str().unwrap().len(), 32);

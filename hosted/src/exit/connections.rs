@@ -620,7 +620,7 @@ mod tests {
 
     /// Runs a full CONNECT with `request` and checks both directions and the close.
     async fn connect_and_talk(request: &[u8]) -> io::Result<()> {
-        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true));
+        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true, Vec::new()));
         greet(&mut s).await?;
         s.write_all(request).await?;
         assert_eq!(read_reply(&mut s).await?, 0x00);
@@ -641,7 +641,11 @@ mod tests {
     #[tokio::test]
     async fn echo_returns_100_kib_unchanged() -> io::Result<()> {
         let data = pattern(100 * 1024);
-        let back = round_trip(open(ExitKind::Echo, ExitPolicy::new(true)), &data).await?;
+        let back = round_trip(
+            open(ExitKind::Echo, ExitPolicy::new(true, Vec::new())),
+            &data,
+        )
+        .await?;
         assert_eq!(back.len(), data.len());
         assert!(back == data);
         Ok(())
@@ -665,7 +669,7 @@ mod tests {
         let mut all = GREETING.to_vec();
         all.extend_from_slice(&connect_ipv4(0x01, target));
         all.extend_from_slice(b"ping");
-        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true));
+        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true, Vec::new()));
         s.write_all(&all).await?;
         let mut choice = [0u8; 2];
         s.read_exact(&mut choice).await?;
@@ -680,7 +684,7 @@ mod tests {
     #[tokio::test]
     async fn socks5_refused_port_replies_0x05() -> io::Result<()> {
         let port = closed_port().await?;
-        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true));
+        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true, Vec::new()));
         greet(&mut s).await?;
         s.write_all(&connect_ipv4(0x01, (Ipv4Addr::LOCALHOST, port).into()))
             .await?;
@@ -699,7 +703,7 @@ mod tests {
             connect_domain("localhost", target.port()),
         ];
         for request in requests {
-            let mut s = open(ExitKind::Socks5, ExitPolicy::new(false));
+            let mut s = open(ExitKind::Socks5, ExitPolicy::new(false, Vec::new()));
             greet(&mut s).await?;
             s.write_all(&request).await?;
             assert_eq!(read_reply(&mut s).await?, 0x02, "connection not allowed");
@@ -710,7 +714,7 @@ mod tests {
 
     #[tokio::test]
     async fn refusals_are_counted_and_shared_by_clones() -> io::Result<()> {
-        let policy = ExitPolicy::with_host_addresses(false, Vec::new());
+        let policy = ExitPolicy::with_host_addresses(false, Vec::new(), Vec::new());
         assert_eq!(policy.refused(), 0);
         for request in [
             connect_ipv4(0x01, (Ipv4Addr::new(127, 0, 0, 2), 80).into()),
@@ -727,7 +731,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_bind_replies_0x07() -> io::Result<()> {
-        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true));
+        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true, Vec::new()));
         greet(&mut s).await?;
         s.write_all(&connect_ipv4(0x02, (Ipv4Addr::LOCALHOST, 80).into()))
             .await?;
@@ -740,7 +744,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_unknown_command_replies_0x07() -> io::Result<()> {
-        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true));
+        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true, Vec::new()));
         greet(&mut s).await?;
         s.write_all(&connect_ipv4(0x09, (Ipv4Addr::LOCALHOST, 80).into()))
             .await?;
@@ -750,7 +754,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_unknown_address_type_replies_0x08() -> io::Result<()> {
-        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true));
+        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true, Vec::new()));
         greet(&mut s).await?;
         s.write_all(&[0x05, 0x01, 0x00, 0x05, 1, 2, 3, 4, 0, 80])
             .await?;
@@ -760,7 +764,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_garbage_greeting_closes() -> io::Result<()> {
-        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true));
+        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true, Vec::new()));
         s.write_all(&[0x04, 0x01, 0x00, 0x50, 0x7f, 0, 0, 1])
             .await?;
         let mut rest = Vec::new();
@@ -771,7 +775,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_without_no_auth_method_is_rejected() -> io::Result<()> {
-        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true));
+        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true, Vec::new()));
         s.write_all(&[0x05, 0x01, 0x02]).await?;
         let mut rest = Vec::new();
         s.read_to_end(&mut rest).await?;
@@ -781,7 +785,7 @@ mod tests {
 
     #[tokio::test]
     async fn socks5_truncated_request_closes() -> io::Result<()> {
-        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true));
+        let mut s = open(ExitKind::Socks5, ExitPolicy::new(true, Vec::new()));
         greet(&mut s).await?;
         s.write_all(&[0x05, 0x01, 0x00, 0x03, 200, b'x']).await?;
         s.shutdown().await?;
@@ -795,7 +799,7 @@ mod tests {
     async fn tcp_exit_bridges_to_listener() -> io::Result<()> {
         let target = spawn_target().await?;
         let kind = ExitKind::Tcp(target.to_string().parse().unwrap());
-        let mut s = open(kind, ExitPolicy::new(true));
+        let mut s = open(kind, ExitPolicy::new(true, Vec::new()));
         s.write_all(b"ping").await?;
         let mut pong = [0u8; 9];
         s.read_exact(&mut pong).await?;
@@ -808,7 +812,7 @@ mod tests {
     #[tokio::test]
     async fn tcp_exit_to_closed_port_closes_and_counts_a_failure() -> io::Result<()> {
         let port = closed_port().await?;
-        let policy = ExitPolicy::new(true);
+        let policy = ExitPolicy::new(true, Vec::new());
         let kind = ExitKind::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
         let mut s = open(kind, policy.clone());
         let mut rest = Vec::new();
@@ -827,7 +831,7 @@ mod tests {
         // Accepts and holds the connection, never reading.
         let held = tokio::spawn(async move { listener.accept().await.map(|(s, _)| s) });
         let kind = ExitKind::Tcp(target.to_string().parse().unwrap());
-        let mut exits = ExitConnections::new(kind, ExitPolicy::new(true), LIMITS);
+        let mut exits = ExitConnections::new(kind, ExitPolicy::new(true, Vec::new()), LIMITS);
         let conn = ConnId::new(1, 1);
         exits.upstream(conn, true, &[]);
         let chunk = pattern(16 * 1024);
@@ -855,7 +859,8 @@ mod tests {
 
     #[tokio::test]
     async fn opens_beyond_a_cap_are_closed_and_counted() -> io::Result<()> {
-        let mut exits = ExitConnections::new(ExitKind::Echo, ExitPolicy::new(true), LIMITS);
+        let mut exits =
+            ExitConnections::new(ExitKind::Echo, ExitPolicy::new(true, Vec::new()), LIMITS);
         let mut down = vec![0u8; LIMITS.chunk];
         // Slot 1 takes its cap; one more in slot 1 is refused.
         for low in 1..=LIMITS.per_slot as u16 + 1 {

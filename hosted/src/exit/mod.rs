@@ -29,7 +29,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -128,57 +128,116 @@ struct PolicyState {
     /// Also allow special-purpose addresses and this host's own. Off by default:
     /// anonymous users must not reach services on the exit's host or network.
     allow_private: bool,
-    /// This host's interface addresses, read once at start.
-    host: Vec<IpAddr>,
+    /// This host's interface addresses, read at start and again every
+    /// [`HOST_REFRESH`] ([`ExitPolicy::keep_host_addresses_fresh`]).
+    host: RwLock<Vec<IpAddr>>,
+    /// Networks the operator denies (`--exit-deny`), whatever else allows them: a public
+    /// address behind 1:1 NAT, which no interface shows, say.
+    deny: Vec<Cidr>,
     /// Requests refused by this policy so far.
     refused: AtomicU64,
     /// Connections to allowed destinations that failed (no address, refused, timed out).
     failed: AtomicU64,
 }
 
+/// How often the exit reads this host's addresses again (an interface added later, an
+/// address that changed).
+pub const HOST_REFRESH: Duration = Duration::from_secs(30);
+
+/// This host's interface addresses, or `None` if they cannot be listed.
+fn host_addresses() -> Option<Vec<IpAddr>> {
+    match if_addrs::get_if_addrs() {
+        Ok(ifs) => Some(ifs.iter().map(|i| i.ip()).collect()),
+        Err(e) => {
+            tracing::warn!(
+                "cannot list this host's addresses ({e}); the exit refuses special-purpose \
+                 addresses and --exit-deny networks only"
+            );
+            None
+        }
+    }
+}
+
 impl ExitPolicy {
     /// Globally reachable addresses only, never this host's own (read from its interfaces
-    /// now); with `allow_private`, any address.
-    pub fn new(allow_private: bool) -> ExitPolicy {
+    /// now) nor any in `deny`; with `allow_private`, any address but those in `deny`.
+    pub fn new(allow_private: bool, deny: Vec<Cidr>) -> ExitPolicy {
         let host = if allow_private {
             Vec::new()
         } else {
-            match if_addrs::get_if_addrs() {
-                Ok(ifs) => ifs.iter().map(|i| i.ip()).collect(),
-                Err(e) => {
-                    tracing::warn!(
-                        "cannot list this host's addresses ({e}); the exit refuses \
-                         special-purpose addresses only"
-                    );
-                    Vec::new()
-                }
-            }
+            host_addresses().unwrap_or_default()
         };
-        ExitPolicy::with_host_addresses(allow_private, host)
+        ExitPolicy::with_host_addresses(allow_private, host, deny)
     }
 
-    /// Globally reachable addresses only, except those in `host`.
-    fn with_host_addresses(allow_private: bool, host: Vec<IpAddr>) -> ExitPolicy {
+    /// Globally reachable addresses only, except those in `host` and `deny`.
+    fn with_host_addresses(allow_private: bool, host: Vec<IpAddr>, deny: Vec<Cidr>) -> ExitPolicy {
         ExitPolicy {
             inner: Arc::new(PolicyState {
                 allow_private,
-                host,
+                host: RwLock::new(host),
+                deny,
                 refused: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
             }),
         }
     }
 
+    /// Replaces this host's addresses (and its clones'), logging new ones.
+    fn set_host_addresses(&self, host: Vec<IpAddr>) {
+        let mut now = self
+            .inner
+            .host
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for a in host.iter().filter(|a| !now.contains(a)) {
+            tracing::info!("the exit refuses this host's new address {a}");
+        }
+        *now = host;
+    }
+
+    /// Reads this host's addresses again every [`HOST_REFRESH`], for as long as the
+    /// runtime runs (nothing to do when private addresses are allowed).
+    pub fn keep_host_addresses_fresh(&self) {
+        if self.inner.allow_private {
+            return;
+        }
+        let policy = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HOST_REFRESH);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Some(host) = tokio::task::spawn_blocking(host_addresses)
+                    .await
+                    .ok()
+                    .flatten()
+                {
+                    policy.set_host_addresses(host);
+                }
+            }
+        });
+    }
+
     /// Whether the policy lets connections reach `ip`.
     pub fn allows(&self, ip: IpAddr) -> bool {
-        if self.inner.allow_private {
-            return true;
-        }
         let carried = match ip {
             IpAddr::V6(v6) => reachable::carried_ipv4(v6).map(IpAddr::V4),
             IpAddr::V4(_) => None,
         };
-        let own = |a: IpAddr| self.inner.host.iter().any(|h| h.to_canonical() == a);
+        let denied = |a: IpAddr| self.inner.deny.iter().any(|c| c.contains(a));
+        if denied(ip) || carried.is_some_and(denied) {
+            return false;
+        }
+        if self.inner.allow_private {
+            return true;
+        }
+        let host = self
+            .inner
+            .host
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let own = |a: IpAddr| host.iter().any(|h| h.to_canonical() == a);
         reachable::special_block(ip).is_none()
             && !own(ip.to_canonical())
             && !carried.is_some_and(own)
@@ -201,6 +260,65 @@ impl ExitPolicy {
 
     fn count_failure(&self) {
         self.inner.failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A network the exit refuses (`--exit-deny`): `ADDRESS/PREFIX`, or an address alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` (IPv4-mapped IPv6 taken as IPv4) is in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not ADDRESS/PREFIX (e.g. 198.51.100.7/32)"))?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix must be 0-{max}"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
 
@@ -452,8 +570,8 @@ mod tests {
             "64:ff9b::a00:1",
             "2002:a00:1::1",
         ];
-        let public_only = ExitPolicy::with_host_addresses(false, Vec::new());
-        let any = ExitPolicy::new(true);
+        let public_only = ExitPolicy::with_host_addresses(false, Vec::new(), Vec::new());
+        let any = ExitPolicy::new(true, Vec::new());
         for a in public {
             assert!(public_only.allows(a.parse().unwrap()), "{a}");
         }
@@ -469,7 +587,7 @@ mod tests {
             "203.0.114.7".parse().unwrap(),
             "2a01:4f8::7".parse().unwrap(),
         ];
-        let policy = ExitPolicy::with_host_addresses(false, own);
+        let policy = ExitPolicy::with_host_addresses(false, own, Vec::new());
         for a in [
             "203.0.114.7",
             "::ffff:203.0.114.7",
@@ -482,7 +600,67 @@ mod tests {
         for a in ["203.0.114.8", "2a01:4f8::8"] {
             assert!(policy.allows(a.parse().unwrap()), "{a}");
         }
-        assert!(ExitPolicy::new(true).allows("203.0.114.7".parse().unwrap()));
+        assert!(ExitPolicy::new(true, Vec::new()).allows("203.0.114.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn addresses_the_host_gains_later_are_refused_once_read_again() {
+        let policy = ExitPolicy::with_host_addresses(false, Vec::new(), Vec::new());
+        let clone = policy.clone();
+        assert!(policy.allows("203.0.114.9".parse().unwrap()));
+        // What the periodic re-read does: every clone refuses the new address at once.
+        policy.set_host_addresses(vec!["203.0.114.9".parse().unwrap()]);
+        for p in [&policy, &clone] {
+            assert!(!p.allows("203.0.114.9".parse().unwrap()));
+            assert!(!p.allows("::ffff:203.0.114.9".parse().unwrap()));
+        }
+        // An address the host no longer has is allowed again.
+        policy.set_host_addresses(Vec::new());
+        assert!(clone.allows("203.0.114.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn denied_networks_are_refused_even_with_private_addresses_allowed() {
+        let deny: Vec<Cidr> = ["198.51.99.0/24", "2a01:4f8:1::/48", "203.0.114.7"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        for allow_private in [false, true] {
+            let policy = ExitPolicy::with_host_addresses(allow_private, Vec::new(), deny.clone());
+            for a in [
+                "198.51.99.1",
+                "198.51.99.255",
+                "::ffff:198.51.99.1",
+                "64:ff9b::198.51.99.1",
+                "2a01:4f8:1:2::1",
+                "203.0.114.7",
+            ] {
+                assert!(!policy.allows(a.parse().unwrap()), "{a}");
+            }
+            for a in ["198.51.98.1", "198.51.97.1", "2a01:4f8:2::1", "203.0.114.8"] {
+                assert!(policy.allows(a.parse().unwrap()), "{a}");
+            }
+        }
+    }
+
+    #[test]
+    fn networks_parse_and_garbage_is_named() {
+        let c: Cidr = "10.1.2.3/8".parse().unwrap();
+        assert!(c.contains("10.200.0.1".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert_eq!(c.to_string(), "10.1.2.3/8");
+        let all: Cidr = "::/0".parse().unwrap();
+        assert!(all.contains("2001:db8::1".parse().unwrap()));
+        assert!(!all.contains("1.2.3.4".parse().unwrap()));
+        let any4: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(any4.contains("1.2.3.4".parse().unwrap()));
+        assert_eq!(
+            "::ffff:1.2.3.4".parse::<Cidr>().unwrap().to_string(),
+            "1.2.3.4/32"
+        );
+        for bad in ["", "x", "1.2.3.4/33", "::1/129", "1.2.3.4/-1", "1.2.3/8"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -557,7 +735,7 @@ mod tests {
     async fn serve_socks5_on_connects_and_survives_bad_clients() -> io::Result<()> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let proxy = listener.local_addr()?;
-        let server = tokio::spawn(serve_socks5_on(listener, ExitPolicy::new(true)));
+        let server = tokio::spawn(serve_socks5_on(listener, ExitPolicy::new(true, Vec::new())));
 
         // A garbage client ends only its own connection.
         let mut bad = TcpStream::connect(proxy).await?;

@@ -208,12 +208,18 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         admit: ADMIT,
         capacity: crate::config::RESERVED_SLOTS,
         log_len: LOG_LEN,
+        policy: group.policy,
         // Seconds since the epoch keep interval numbers fresh across restarts.
         first_interval: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as u32)
             .unwrap_or(0),
         epoch,
+    };
+    // The log holds the group's log window, whatever its size.
+    let cfg = RelayConfig {
+        log_len: cfg.log_len.max(cfg.min_log_len()),
+        ..cfg
     };
     let relay = Relay::new(cfg, RelayStorage::with_vecs(&cfg))
         .map_err(|e| anyhow::anyhow!("relay configuration: {e}"))?;
@@ -305,6 +311,12 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
     loop {
         let timeout = hub.relay.poll_timeout().map(|t| clock::tokio_at(origin, t));
         let adm_timeout = hub.admission.poll_timeout();
+        // A member owed replays whose send queue is full: wake when it has room again.
+        let room_wait = hub
+            .relay
+            .replay_waiting()
+            .and_then(|LinkId(token)| hub.links.get(&token))
+            .map(|link| (link.tx.clone(), cfg.link_reserve() + 1));
         tokio::select! {
             _ = &mut shutdown => {
                 info!("relay shutting down");
@@ -352,6 +364,7 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
                 }
             }
             _ = hub.exits.recv(), if hub.exits.has_room() => {}
+            _ = link_room(room_wait) => {}
             _ = sleep_until(timeout) => {
                 hub.relay.handle_timeout(clock::core_now(origin));
             }
@@ -386,6 +399,17 @@ fn core_duration(d: Duration) -> dissent_core::Duration {
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Returns once `tx` (if any) has room for `frames` frames.
+async fn link_room(wait: Option<(mpsc::Sender<Bytes>, usize)>) {
+    match wait {
+        Some((tx, frames)) => {
+            // The permits are given back at once: only the wake-up matters.
+            let _ = tx.reserve_many(frames.min(SEND_QUEUE)).await;
+        }
         None => std::future::pending().await,
     }
 }
@@ -779,7 +803,26 @@ impl Hub {
                     .poll_transmit(now, &mut self.out, &mut self.exits)
                 {
                     Ok(Some(t)) => t,
-                    Ok(None) => break,
+                    Ok(None) => {
+                        // Replays go out only as fast as a member's queue takes them: tell
+                        // the core how much room the waiting member's queue has.
+                        let room = self
+                            .relay
+                            .replay_waiting()
+                            .and_then(|LinkId(token)| Some((token, self.links.get(&token)?)))
+                            .map(|(token, link)| (token, link.tx.capacity()));
+                        match room {
+                            Some((token, room)) if room > 0 => {
+                                self.relay.handle_link_room(LinkId(token), room);
+                                if self.relay.replay_waiting() == Some(LinkId(token)) {
+                                    // What room there is, the interval's own frames need.
+                                    break;
+                                }
+                                continue;
+                            }
+                            _ => break,
+                        }
+                    }
                     Err(e) => {
                         warn!("cannot encode a frame: {e}");
                         break;

@@ -731,7 +731,8 @@ mod tests {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
-            let _ = exit::serve_socks5_on(listener, ExitPolicy::new(allow_private)).await;
+            let _ =
+                exit::serve_socks5_on(listener, ExitPolicy::new(allow_private, Vec::new())).await;
         });
         (addr, task)
     }

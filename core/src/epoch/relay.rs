@@ -1,0 +1,309 @@
+//! The relay's side of the setup: it opens attempts, collects the clients' submissions and
+//! forwards everything, in the protocol's order, to every node. It decides nothing secret:
+//! it runs the same verifier as every node (`follower.rs`) only to know when a trustee is
+//! convicted (then it opens a new attempt without it, or stops) and to refuse a trustee's
+//! or a client's frame that would only make every node fail.
+//!
+//! Owns the collection and the order of the stream; the checks are the follower's.
+
+use super::follower::{Event, Follower};
+use super::message::{Open, SetupMessage, SUBMIT_LEN};
+use super::proof::verify_submission;
+use super::{Established, Failure, SetupConfig, SetupStorage, Waiting};
+use crate::bits::{self, bitmap_len};
+use crate::error::ConfigError;
+use crate::wire::WireError;
+
+/// What the relay does with a trustee's frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayStep {
+    /// Forward the frame, unchanged, to every node; the setup goes on.
+    Forward,
+    /// Forward it: it convicts its author, and [`SetupRelay::poll_broadcast`] now gives a
+    /// new `Open` without it.
+    ForwardAndRestart(super::Conviction),
+    /// Forward it: the epoch is established.
+    ForwardEstablished,
+    /// Forward it (the evidence): the setup failed and stops.
+    ForwardAndStop(Failure),
+    /// Do not forward: the frame is not this trustee's next valid message.
+    Refuse(Failure),
+}
+
+/// Why the relay refused a client's submission (it is not forwarded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitRefused {
+    /// Not a submission, or not now (no joint key yet, or all forwarded).
+    Unexpected,
+    /// Another epoch or attempt, or another client than the link's.
+    Mismatch,
+    /// Not a participant, or already submitted.
+    NotAwaited,
+    /// Bad signature or bad proof.
+    Invalid,
+}
+
+/// The relay's setup of one epoch.
+pub struct SetupRelay<'c, B> {
+    follower: Follower<'c, B>,
+    /// `SUBMIT_LEN` bytes per client, then the submitted bitmap, then the next `Open`'s
+    /// participants.
+    collected: B,
+    next_attempt: u8,
+    open_pending: bool,
+    stopped: Option<Failure>,
+}
+
+impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
+    /// Bytes of the `collected` region for `config`.
+    pub const fn collected_len(config: &SetupConfig<'_>) -> usize {
+        let n = config.clients.len();
+        n * SUBMIT_LEN + 2 * bitmap_len(n)
+    }
+
+    /// The relay's setup over `participants` (a bitmap over the clients: those connected
+    /// when setup starts).
+    pub fn new(
+        config: SetupConfig<'c>,
+        storage: SetupStorage<B>,
+        mut collected: B,
+        participants: &[u8],
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        storage.check(&config.storage_lens())?;
+        let n = config.clients.len();
+        if collected.as_ref().len() < Self::collected_len(&config) {
+            return Err(ConfigError::StorageTooSmall("collected"));
+        }
+        let bits = bits::Bits::new_checked(participants, n).map_err(|_| ConfigError::Counts)?;
+        if bits.is_empty() || bits.count() == 0 {
+            return Err(ConfigError::Counts);
+        }
+        let at = n * SUBMIT_LEN + bitmap_len(n);
+        collected
+            .as_mut()
+            .get_mut(at..at + bitmap_len(n))
+            .ok_or(ConfigError::StorageTooSmall("collected"))?
+            .copy_from_slice(participants);
+        Ok(SetupRelay {
+            follower: Follower::new(config, storage, None),
+            collected,
+            next_attempt: 0,
+            open_pending: true,
+            stopped: None,
+        })
+    }
+
+    fn n(&self) -> usize {
+        self.follower.config.clients.len()
+    }
+
+    fn submitted_range(&self) -> core::ops::Range<usize> {
+        let n = self.n();
+        n * SUBMIT_LEN..n * SUBMIT_LEN + bitmap_len(n)
+    }
+
+    fn next_range(&self) -> core::ops::Range<usize> {
+        let n = self.n();
+        n * SUBMIT_LEN + bitmap_len(n)..n * SUBMIT_LEN + 2 * bitmap_len(n)
+    }
+
+    /// The next frame for every node (an `Open` or a collected submission), written into
+    /// `out`; `None` when there is none now.
+    pub fn poll_broadcast(&mut self, out: &mut [u8]) -> Result<Option<usize>, WireError> {
+        if self.stopped.is_some() {
+            return Ok(None);
+        }
+        let config = self.follower.config;
+        if self.open_pending {
+            let participants = self
+                .collected
+                .as_ref()
+                .get(self.next_range())
+                .ok_or(WireError::BufferTooSmall)?;
+            let all = ((1u32 << config.trustees.len()) - 1) as u16;
+            let open = SetupMessage::Open(Open {
+                epoch: config.epoch,
+                attempt: self.next_attempt,
+                group: config.group,
+                trustees: all & !self.follower.convicted,
+                clients: self.n() as u16,
+                participants,
+            });
+            let len = open.encode(out)?;
+            let frame = out.get(..len).ok_or(WireError::BufferTooSmall)?;
+            if let Err(f) = self.follower.accept(frame) {
+                self.stopped = Some(f);
+                return Ok(None);
+            }
+            self.open_pending = false;
+            self.next_attempt = self.next_attempt.saturating_add(1);
+            let range = self.submitted_range();
+            if let Some(submitted) = self.collected.as_mut().get_mut(range) {
+                submitted.fill(0);
+            }
+            return Ok(Some(len));
+        }
+        let Waiting::Submit(client) = self.follower.waiting else {
+            return Ok(None);
+        };
+        let (submitted, awaited) = self.counts();
+        if submitted < awaited {
+            return Ok(None);
+        }
+        let at = usize::from(client) * SUBMIT_LEN;
+        let frame = self
+            .collected
+            .as_ref()
+            .get(at..at + SUBMIT_LEN)
+            .ok_or(WireError::BufferTooSmall)?;
+        out.get_mut(..SUBMIT_LEN)
+            .ok_or(WireError::BufferTooSmall)?
+            .copy_from_slice(frame);
+        if let Err(f) = self.follower.accept(frame) {
+            self.stopped = Some(f);
+            return Ok(None);
+        }
+        Ok(Some(SUBMIT_LEN))
+    }
+
+    /// Submissions collected and awaited in this attempt.
+    pub fn counts(&self) -> (usize, usize) {
+        let submitted = self
+            .collected
+            .as_ref()
+            .get(self.submitted_range())
+            .map_or(0, |b| b.iter().map(|x| x.count_ones() as usize).sum());
+        (submitted, self.follower.n())
+    }
+
+    /// A client's frame on its link (client `client`).
+    pub fn receive_client(&mut self, client: u16, frame: &[u8]) -> Result<(), SubmitRefused> {
+        let Ok(SetupMessage::Submit(m)) = SetupMessage::parse(frame) else {
+            return Err(SubmitRefused::Unexpected);
+        };
+        if !matches!(self.follower.waiting, Waiting::Submit(_)) || self.open_pending {
+            return Err(SubmitRefused::Unexpected);
+        }
+        let config = self.follower.config;
+        let attempt = self.follower.attempt.unwrap_or(0);
+        if m.client != client || m.epoch != config.epoch || m.attempt != attempt {
+            return Err(SubmitRefused::Mismatch);
+        }
+        let range = self.submitted_range();
+        let submitted = self.collected.as_ref().get(range.clone()).unwrap_or(&[]);
+        if !self.follower.is_participant(client) || bits::test(submitted, usize::from(client)) {
+            return Err(SubmitRefused::NotAwaited);
+        }
+        let key = config.clients.get(usize::from(client));
+        let signed = key.is_some_and(|k| super::message::signature_holds(frame, &config.group, k));
+        let proved = verify_submission(
+            &config.group,
+            config.epoch,
+            attempt,
+            client,
+            &m.ciphertext,
+            &m.proof,
+        );
+        if !signed || proved.is_err() {
+            return Err(SubmitRefused::Invalid);
+        }
+        let at = usize::from(client) * SUBMIT_LEN;
+        let collected = self.collected.as_mut();
+        collected
+            .get_mut(at..at + SUBMIT_LEN)
+            .ok_or(SubmitRefused::Invalid)?
+            .copy_from_slice(frame);
+        if let Some(submitted) = collected.get_mut(range) {
+            bits::set(submitted, usize::from(client));
+        }
+        Ok(())
+    }
+
+    /// Gives up on the participants that have not submitted: the next `Open` (from
+    /// [`Self::poll_broadcast`]) leaves them out. Returns how many were left out; 0 (and no
+    /// new attempt) if none, or if nobody submitted.
+    pub fn drop_missing(&mut self) -> usize {
+        let (submitted, awaited) = self.counts();
+        if !matches!(self.follower.waiting, Waiting::Submit(_))
+            || submitted == 0
+            || submitted == awaited
+        {
+            return 0;
+        }
+        let (from, to) = (self.submitted_range(), self.next_range());
+        let collected = self.collected.as_mut();
+        let mut copy = [0u8; 1];
+        for (i, j) in from.zip(to) {
+            if let Some(b) = collected.get(i) {
+                copy[0] = *b;
+            }
+            if let Some(b) = collected.get_mut(j) {
+                *b = copy[0];
+            }
+        }
+        self.open_pending = true;
+        awaited - submitted
+    }
+
+    /// A trustee's frame on its link (trustee `trustee`).
+    pub fn receive_trustee(&mut self, trustee: u8, frame: &[u8]) -> RelayStep {
+        if let Some(f) = self.stopped {
+            return RelayStep::Refuse(f);
+        }
+        let author = match SetupMessage::parse(frame) {
+            Ok(SetupMessage::Key(m)) => m.trustee,
+            Ok(SetupMessage::Chunk(m)) => m.trustee,
+            Ok(SetupMessage::Seal(m)) => m.trustee,
+            Ok(SetupMessage::Record(m)) => m.trustee,
+            Ok(_) => trustee.wrapping_add(1),
+            Err(e) => return RelayStep::Refuse(Failure::Relay(super::RelayFault::Malformed(e))),
+        };
+        if author != trustee || self.open_pending {
+            return RelayStep::Refuse(Failure::Relay(super::RelayFault::Unexpected));
+        }
+        match self.follower.accept(frame) {
+            Ok(Event::Restarting(conviction)) => {
+                self.open_pending = true;
+                RelayStep::ForwardAndRestart(conviction)
+            }
+            Ok(Event::Established) => RelayStep::ForwardEstablished,
+            Ok(_) => RelayStep::Forward,
+            Err(f @ Failure::TooFewTrustees { .. }) | Err(f @ Failure::Disagreement { .. }) => {
+                self.stopped = Some(f);
+                RelayStep::ForwardAndStop(f)
+            }
+            Err(f) => RelayStep::Refuse(f),
+        }
+    }
+
+    /// What the setup waits for.
+    pub fn waiting(&self) -> Waiting {
+        if self.open_pending {
+            Waiting::Open
+        } else {
+            self.follower.waiting
+        }
+    }
+
+    /// How the setup stopped, if it did.
+    pub fn failure(&self) -> Option<Failure> {
+        self.stopped
+    }
+
+    /// The established epoch, once every record is in.
+    pub fn established(&self) -> Option<Established> {
+        self.follower.epoch()
+    }
+
+    /// The last convicted trustee's signed message (its `Key` or `Seal`), empty before any
+    /// conviction.
+    pub fn evidence(&self) -> &[u8] {
+        self.follower.evidence()
+    }
+
+    /// The pseudonym keys in slot order (once the list is ready).
+    pub fn pseudonyms(&self) -> impl Iterator<Item = &[u8]> {
+        self.follower.pseudonyms()
+    }
+}

@@ -1,0 +1,399 @@
+//! The trustee's side of the setup: a key with a proof of knowledge, a shuffle with its
+//! proof, decryption shares with DLEQ proofs and the signed epoch record, each in its turn,
+//! after verifying everything before it (`follower.rs`).
+//!
+//! Owns what a trustee sends and when; the checks are the follower's.
+
+use rand_core::CryptoRngCore;
+
+use super::follower::{Event, Follower};
+use super::identity::IdentitySigner;
+use super::message::{self, Chunk, Key, Record, Seal, SetupMessage, Stage};
+use super::proof::{prove_knowledge, prove_shares, shares_len, Context};
+use super::{Established, Failure, SetupConfig, SetupStorage, Waiting};
+use crate::error::ConfigError;
+#[cfg(feature = "testkit")]
+use crate::ristretto::elgamal::{Ciphertext, CIPHERTEXT_LEN};
+use crate::ristretto::keys::SecretKey;
+use crate::ristretto::shuffle::{self, ProverSlot};
+use crate::wire::WireError;
+
+/// A dishonest trustee, for tests: what it does to its output after proving honestly.
+#[cfg(feature = "testkit")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cheat {
+    /// Swaps output rows 0 and 1.
+    Swap,
+    /// Replaces output row 0 with an encryption of a key of its own.
+    Replace,
+    /// Copies output row 0 over row 1.
+    Duplicate,
+    /// Re-encrypts output row 0 wrongly (adds `G` to its first component).
+    Reencryption,
+    /// Sends a wrong decryption share for row 0 (with a proof for the true ones).
+    Share,
+    /// Sends a key whose proof of knowledge is for another key.
+    KeyProof,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Out {
+    Nothing,
+    Key {
+        share: [u8; 32],
+        proof: [u8; 64],
+    },
+    Chunks {
+        stage: Stage,
+        offset: usize,
+        digest: [u8; 32],
+    },
+    Seal {
+        stage: Stage,
+        digest: [u8; 32],
+    },
+    Record,
+}
+
+/// One trustee's setup.
+pub struct SetupTrustee<'c, B, S, I> {
+    follower: Follower<'c, B>,
+    index: u8,
+    identity: I,
+    slots: S,
+    secret: Option<SecretKey>,
+    out: Out,
+    acted: Waiting,
+    #[cfg(feature = "testkit")]
+    cheat: Option<Cheat>,
+}
+
+impl<'c, B, S, I> SetupTrustee<'c, B, S, I>
+where
+    B: AsRef<[u8]> + AsMut<[u8]>,
+    S: AsMut<[ProverSlot]>,
+    I: IdentitySigner,
+{
+    /// Trustee `index` of `config`, with its identity key and storage (`slots`: one
+    /// [`ProverSlot`] per client).
+    pub fn new(
+        config: SetupConfig<'c>,
+        index: u8,
+        identity: I,
+        storage: SetupStorage<B>,
+        mut slots: S,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        storage.check(&config.storage_lens())?;
+        if usize::from(index) >= config.trustees.len() {
+            return Err(ConfigError::Counts);
+        }
+        if slots.as_mut().len() < config.clients.len() {
+            return Err(ConfigError::StorageTooSmall("slots"));
+        }
+        Ok(SetupTrustee {
+            follower: Follower::new(config, storage, Some(index)),
+            index,
+            identity,
+            slots,
+            secret: None,
+            out: Out::Nothing,
+            acted: Waiting::Nothing,
+            #[cfg(feature = "testkit")]
+            cheat: None,
+        })
+    }
+
+    /// Makes this trustee cheat (tests only).
+    #[cfg(feature = "testkit")]
+    pub fn cheat(&mut self, cheat: Cheat) {
+        self.cheat = Some(cheat);
+    }
+
+    /// Feeds one frame of the relay's setup stream.
+    pub fn receive(
+        &mut self,
+        frame: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Event, Failure> {
+        let event = match self.follower.accept(frame) {
+            Ok(e) => e,
+            Err(f) => return Err(self.follower.fail(f)),
+        };
+        if matches!(event, Event::Opened | Event::Restarting(_)) {
+            self.out = Out::Nothing;
+            self.acted = Waiting::Nothing;
+        }
+        self.act(rng);
+        Ok(event)
+    }
+
+    fn act(&mut self, rng: &mut impl CryptoRngCore) {
+        let waiting = self.follower.waiting;
+        if waiting == self.acted || self.out != Out::Nothing {
+            return;
+        }
+        let me = self.index;
+        let attempt = self.follower.attempt.unwrap_or(0);
+        let config = self.follower.config;
+        match waiting {
+            Waiting::Key(j) if j == me => {
+                let secret = SecretKey::generate(rng);
+                let context = Context::key(&config.group, config.epoch, attempt, me);
+                #[allow(unused_mut)]
+                let mut proof = prove_knowledge(&context, &secret, rng);
+                #[cfg(feature = "testkit")]
+                if self.cheat == Some(Cheat::KeyProof) {
+                    let other = SecretKey::generate(rng);
+                    proof = prove_knowledge(&context, &other, rng);
+                }
+                self.out = Out::Key {
+                    share: secret.public_key().to_bytes(),
+                    proof,
+                };
+                self.secret = Some(secret);
+            }
+            Waiting::Chunk(j, Stage::Shuffle) if j == me => {
+                let Some(joint) = self.follower.joint else {
+                    return;
+                };
+                let n = self.follower.n();
+                let rows_len = shuffle::rows_len(n, 1);
+                let total = rows_len + shuffle::proof_len(n, 1);
+                let context = Context::shuffle(&config.group, config.epoch, attempt, me);
+                let storage = &mut self.follower.storage;
+                let (Some(inputs), Some(stage)) = (
+                    storage.rows.as_ref().get(..rows_len),
+                    storage.stage.as_mut().get_mut(..total),
+                ) else {
+                    return;
+                };
+                let (outputs, proof) = stage.split_at_mut(rows_len);
+                let proved = shuffle::prove(
+                    context.as_bytes(),
+                    &joint,
+                    1,
+                    inputs,
+                    outputs,
+                    proof,
+                    self.slots.as_mut(),
+                    rng,
+                );
+                if proved.is_err() {
+                    return;
+                }
+                #[cfg(feature = "testkit")]
+                tamper(self.cheat, outputs, &joint, rng);
+                let digest = self.follower.digest_with(
+                    self.follower
+                        .storage
+                        .stage
+                        .as_ref()
+                        .get(..total)
+                        .unwrap_or(&[]),
+                );
+                self.out = Out::Chunks {
+                    stage: Stage::Shuffle,
+                    offset: 0,
+                    digest,
+                };
+            }
+            Waiting::Chunk(j, Stage::Shares) if j == me => {
+                let Some(secret) = &self.secret else { return };
+                let n = self.follower.n();
+                let context = Context::shares(&config.group, config.epoch, attempt, me);
+                let storage = &mut self.follower.storage;
+                let made = prove_shares(
+                    &context,
+                    secret,
+                    storage.rows.as_ref(),
+                    n,
+                    storage.stage.as_mut(),
+                    rng,
+                );
+                if made.is_none() {
+                    return;
+                }
+                #[cfg(feature = "testkit")]
+                if self.cheat == Some(Cheat::Share) {
+                    if let Some(first) = storage.stage.as_mut().get_mut(..32) {
+                        first.copy_from_slice(&SecretKey::generate(rng).public_key().to_bytes());
+                    }
+                }
+                let total = shares_len(n);
+                let digest = self.follower.digest_with(
+                    self.follower
+                        .storage
+                        .stage
+                        .as_ref()
+                        .get(..total)
+                        .unwrap_or(&[]),
+                );
+                self.out = Out::Chunks {
+                    stage: Stage::Shares,
+                    offset: 0,
+                    digest,
+                };
+            }
+            Waiting::Record(j) if j == me => self.out = Out::Record,
+            _ => return,
+        }
+        self.acted = waiting;
+    }
+
+    /// The next frame this trustee sends to the relay, written into `out`; `None` when it
+    /// has nothing to send. `out` must hold a chunk ([`message::CHUNK_HEADER_LEN`] +
+    /// `chunk_len`).
+    pub fn poll_transmit(&mut self, out: &mut [u8]) -> Result<Option<usize>, WireError> {
+        let config = self.follower.config;
+        let epoch = config.epoch;
+        let attempt = self.follower.attempt.unwrap_or(0);
+        let trustee = self.index;
+        let (message, next) = match self.out {
+            Out::Nothing => return Ok(None),
+            Out::Key { share, proof } => (
+                SetupMessage::Key(Key {
+                    epoch,
+                    attempt,
+                    trustee,
+                    share,
+                    proof,
+                    signature: [0; 64],
+                }),
+                Out::Nothing,
+            ),
+            Out::Chunks {
+                stage,
+                offset,
+                digest,
+            } => {
+                let n = self.follower.n();
+                let total = match stage {
+                    Stage::Shuffle => shuffle::rows_len(n, 1) + shuffle::proof_len(n, 1),
+                    Stage::Shares => shares_len(n),
+                };
+                let end = total.min(offset + config.chunk_len);
+                let data = self
+                    .follower
+                    .storage
+                    .stage
+                    .as_ref()
+                    .get(offset..end)
+                    .ok_or(WireError::Malformed)?;
+                let message = SetupMessage::Chunk(Chunk {
+                    epoch,
+                    attempt,
+                    trustee,
+                    stage,
+                    offset: offset as u32,
+                    data,
+                });
+                let len = message.encode(out)?;
+                self.out = if end == total {
+                    Out::Seal { stage, digest }
+                } else {
+                    Out::Chunks {
+                        stage,
+                        offset: end,
+                        digest,
+                    }
+                };
+                return Ok(Some(len));
+            }
+            Out::Seal { stage, digest } => (
+                SetupMessage::Seal(Seal {
+                    epoch,
+                    attempt,
+                    trustee,
+                    stage,
+                    digest,
+                    signature: [0; 64],
+                }),
+                Out::Nothing,
+            ),
+            Out::Record => (
+                SetupMessage::Record(Record {
+                    epoch,
+                    attempt,
+                    trustee,
+                    transcript: self.follower.transcript,
+                    list: self.follower.list,
+                    signature: [0; 64],
+                }),
+                Out::Nothing,
+            ),
+        };
+        let len = message.encode(out)?;
+        let frame = out.get_mut(..len).ok_or(WireError::BufferTooSmall)?;
+        if !message::sign_in_place(frame, &config.group, &self.identity) {
+            return Err(WireError::BufferTooSmall);
+        }
+        self.out = next;
+        Ok(Some(len))
+    }
+
+    /// What the setup waits for.
+    pub fn waiting(&self) -> Waiting {
+        self.follower.waiting
+    }
+
+    /// How the setup failed, if it did.
+    pub fn failure(&self) -> Option<Failure> {
+        self.follower.failure()
+    }
+
+    /// The established epoch, once every record is in.
+    pub fn established(&self) -> Option<Established> {
+        self.follower.epoch()
+    }
+
+    /// The last convicted trustee's signed message (its `Key` or `Seal`), empty before any
+    /// conviction.
+    pub fn evidence(&self) -> &[u8] {
+        self.follower.evidence()
+    }
+
+    /// The pseudonym keys in slot order (once the list is ready).
+    pub fn pseudonyms(&self) -> impl Iterator<Item = &[u8]> {
+        self.follower.pseudonyms()
+    }
+
+    /// The shell's timeout: the setup ends, naming what it waited for.
+    pub fn stalled(&mut self) -> Failure {
+        let waiting = self.follower.waiting;
+        self.follower.fail(Failure::Stalled(waiting))
+    }
+}
+
+/// Alters the outputs after an honest proof, as `cheat` says.
+#[cfg(feature = "testkit")]
+fn tamper(
+    cheat: Option<Cheat>,
+    outputs: &mut [u8],
+    joint: &crate::ristretto::keys::PublicKey,
+    rng: &mut impl CryptoRngCore,
+) {
+    let Some(cheat) = cheat else { return };
+    let (first, rest) = outputs.split_at_mut(CIPHERTEXT_LEN.min(outputs.len()));
+    let Some(second) = rest.get_mut(..CIPHERTEXT_LEN) else {
+        return;
+    };
+    match cheat {
+        Cheat::Swap => first.swap_with_slice(second),
+        Cheat::Duplicate => second.copy_from_slice(first),
+        Cheat::Replace => {
+            let mine = SecretKey::generate(rng).public_key();
+            first.copy_from_slice(&Ciphertext::encrypt(joint, mine.point(), rng).to_bytes());
+        }
+        Cheat::Reencryption => {
+            if let Ok(ct) = Ciphertext::from_slice(first) {
+                let bumped = Ciphertext {
+                    a: ct.a + curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT,
+                    b: ct.b,
+                };
+                first.copy_from_slice(&bumped.to_bytes());
+            }
+        }
+        Cheat::Share | Cheat::KeyProof => {}
+    }
+}
