@@ -4,6 +4,7 @@
 //! The core's scenario tests and `dissent bench core` both drive this one harness. Frames
 //! travel as bytes exactly as on a real link; the harness plays the shell of every role,
 //! following each role's documented call order, and an echo exit.
+//! [`epoch`] is the same for the epoch setup.
 //!
 //! Frames in flight wait in one queue in delivery order (arrival time, then send order).
 //! Every link has the same latency and the clock never goes back, so a frame sent later
@@ -15,6 +16,8 @@
 //! Its few `expect`s are on the harness's own set-up (a configuration a test got wrong,
 //! connections beyond a client's capacity), never on bytes from a network: the harness has
 //! none. The role code it drives returns errors instead.
+
+pub mod epoch;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
