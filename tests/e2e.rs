@@ -923,20 +923,9 @@ impl Cutter {
 fn client_0_behind_a_cutter(net: &mut Net, scope: &Scope) -> Cutter {
     let cutter = Cutter::start(net.relay_port);
     net.clients[0].kill();
-    let relay = format!("127.0.0.1:{}", cutter.port);
-    let cfg_s = net.cfg.display().to_string();
-    net.clients[0] = scope.spawn(
-        "client-0",
-        &[
-            "client",
-            "-p",
-            "0",
-            "--relay",
-            &relay,
-            &cfg_s,
-            &key_file(&net.cfg, "client-0"),
-        ],
-    );
+    let argv = Group::new(&net.cfg).client(cutter.port, 0, 0, &[]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    net.clients[0] = scope.spawn("client-0", &argv);
     net.client_ports[0] = net.clients[0].listening_port("listening on");
     wait_for_port(net.client_ports[0], FORM_TIMEOUT);
     cutter
