@@ -129,6 +129,7 @@ impl<R: CryptoRngCore> EpochNet<R> {
             vec![0u8; SetupRelay::<Vec<u8>>::collected_len(&config)],
             &participants,
         )
+        // Harness set-up only (never bytes from a network): a failure is a test's mistake.
         .expect("the relay takes the harness's group");
         let trustees = (0..spec.trustees)
             .map(|j| {
@@ -139,6 +140,7 @@ impl<R: CryptoRngCore> EpochNet<R> {
                     SetupStorage::with_vecs(&config),
                     vec![ProverSlot::EMPTY; spec.clients],
                 )
+                // Harness set-up only (never bytes from a network): a failure is a test's mistake.
                 .expect("a trustee takes the harness's group")
             })
             .collect();
@@ -150,6 +152,7 @@ impl<R: CryptoRngCore> EpochNet<R> {
                     identity(CLIENT, i),
                     SetupStorage::with_vecs(&config),
                 )
+                // Harness set-up only (never bytes from a network): a failure is a test's mistake.
                 .expect("a client takes the harness's group")
             })
             .collect();
@@ -189,6 +192,7 @@ impl<R: CryptoRngCore> EpochNet<R> {
             while let Some(len) = self
                 .relay
                 .poll_broadcast(&mut buf)
+                // Harness set-up only (never bytes from a network): a failure is a test's mistake.
                 .expect("the harness's buffer holds every frame")
             {
                 let frame = buf[..len].to_vec();
@@ -201,6 +205,7 @@ impl<R: CryptoRngCore> EpochNet<R> {
                     let made = driver.transmit(j, &mut || {
                         trustee
                             .poll_transmit(&mut buf)
+                            // Harness set-up only (never bytes from a network): a failure is a test's mistake.
                             .expect("the harness's buffer holds every frame")
                     });
                     let Some(len) = made else {
