@@ -1535,6 +1535,26 @@ fn a_relay_that_stops_tells_its_nodes_why() {
 // ---------------------------------------------------------------------------------------
 // 16. `dissent up` never changes a running demo, and checks addresses before writing
 
+/// `dissent up` of two clients and a trustee with an echo exit, in `state`, its relay at
+/// `relay` and its clients' ports from `client_base`.
+fn demo_args<'a>(state: &'a str, relay: &'a str, client_base: &'a str) -> [&'a str; 13] {
+    [
+        "up",
+        "--state",
+        state,
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--exit",
+        "echo",
+        "--relay",
+        relay,
+        "--client-port-base",
+        client_base,
+    ]
+}
+
 /// Starts `dissent up ARGS` and waits for its `count` announced ports.
 fn start_up(scope: &Scope, args: &[&str], count: usize) -> Proc {
     let mut p = scope.spawn("up", args);
@@ -1568,21 +1588,7 @@ fn a_second_up_refuses_naming_the_running_demo_and_a_killed_one_is_taken_over() 
         let (relay, other_relay, clients) = (base, base + 1, base + 2);
         let relay_s = format!("127.0.0.1:{relay}");
         let clients_s = clients.to_string();
-        let first_args = [
-            "up",
-            "--state",
-            &state_s,
-            "-c",
-            "2",
-            "-t",
-            "1",
-            "--exit",
-            "echo",
-            "--relay",
-            &relay_s,
-            "--client-port-base",
-            &clients_s,
-        ];
+        let first_args = demo_args(&state_s, &relay_s, &clients_s);
         let mut first = start_up(scope, &first_args, 2);
         let before = snapshot(&demo);
 
@@ -1669,21 +1675,7 @@ fn up_checks_the_relay_address_before_writing_anything_and_stays_on_loopback() {
         let base = reserve_ports(3);
         let relay_s = format!("127.0.0.1:{base}");
         let clients_s = (base + 1).to_string();
-        let args = [
-            "up",
-            "--state",
-            &state_s,
-            "-c",
-            "2",
-            "-t",
-            "1",
-            "--exit",
-            "echo",
-            "--relay",
-            &relay_s,
-            "--client-port-base",
-            &clients_s,
-        ];
+        let args = demo_args(&state_s, &relay_s, &clients_s);
         let mut demo = start_up(scope, &args, 2);
         // The relay listens on loopback only.
         let relay_pid = find_child(demo.pid(), "relay", &base.to_string()).expect("a relay");
