@@ -16,7 +16,7 @@ use std::time::Duration;
 
 mod support;
 use support::{
-    generate, key_file, pattern, relay_with_metrics, reserve_port, wait_metric, within, Captured,
+    generate, pattern, relay_with_metrics, reserve_port, wait_metric, within, Captured, Group,
     FORM_TIMEOUT, TRANSFER_TIMEOUT,
 };
 
@@ -32,7 +32,7 @@ struct ArmNode {
 }
 
 impl ArmNode {
-    fn start(bin: &str, name: &str, args: &[&str]) -> ArmNode {
+    fn start(bin: &str, name: &str, args: &[String]) -> ArmNode {
         let mut child = Command::new(QEMU)
             .args(["-L", SYSROOT, bin])
             .args(args)
@@ -112,6 +112,11 @@ fn arm_bin() -> Option<String> {
     Some(bin)
 }
 
+/// `argv` as the harness's `spawn` takes it.
+fn as_strs(argv: &[String]) -> Vec<&str> {
+    argv.iter().map(String::as_str).collect()
+}
+
 #[test]
 fn an_arm_trustee_and_an_arm_client_carry_bytes_with_an_x86_64_relay() {
     let Some(bin) = arm_bin() else { return };
@@ -121,53 +126,15 @@ fn an_arm_trustee_and_an_arm_client_carry_bytes_with_an_x86_64_relay() {
         generate(&cfg, 2, 2, reserve_port());
         let cfg_s = cfg.display().to_string();
         let relay = relay_with_metrics(scope, &cfg_s, &["--exit", "echo"]);
-        let relay_addr = format!("127.0.0.1:{}", relay.port);
-
-        let arm_trustee_key = key_file(&cfg, "trustee-0");
-        let _arm_trustee = ArmNode::start(
-            &bin,
-            "trustee-0",
-            &["trustee", "--relay", &relay_addr, &cfg_s, &arm_trustee_key],
-        );
-        let native_trustee_key = key_file(&cfg, "trustee-1");
-        let _native_trustee = scope.spawn(
-            "trustee-1",
-            &[
-                "trustee",
-                "--relay",
-                &relay_addr,
-                &cfg_s,
-                &native_trustee_key,
-            ],
-        );
-        let arm_client_key = key_file(&cfg, "client-0");
-        let mut arm_client = ArmNode::start(
-            &bin,
-            "client-0",
-            &[
-                "client",
-                "-p",
-                "0",
-                "--relay",
-                &relay_addr,
-                &cfg_s,
-                &arm_client_key,
-            ],
-        );
+        let group = Group::new(&cfg);
+        // Trustee 0 and client 0 are the Arm binary; trustee 1 and client 1 this machine's.
+        let _arm_trustee = ArmNode::start(&bin, "trustee-0", &group.trustee(relay.port, 0, &[]));
+        let native_trustee = group.trustee(relay.port, 1, &[]);
+        let _native_trustee = scope.spawn("trustee-1", &as_strs(&native_trustee));
+        let mut arm_client = ArmNode::start(&bin, "client-0", &group.client(relay.port, 0, 0, &[]));
         let arm_port = arm_client.listening_port();
-        let native_client_key = key_file(&cfg, "client-1");
-        let mut native_client = scope.spawn(
-            "client-1",
-            &[
-                "client",
-                "-p",
-                "0",
-                "--relay",
-                &relay_addr,
-                &cfg_s,
-                &native_client_key,
-            ],
-        );
+        let native_client = group.client(relay.port, 1, 0, &[]);
+        let mut native_client = scope.spawn("client-1", &as_strs(&native_client));
         let native_port = native_client.listening_port("listening on");
         wait_metric(relay.metrics, "dissent_online_clients", FORM_TIMEOUT, |v| {
             v == 2.0

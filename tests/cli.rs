@@ -215,6 +215,14 @@ fn numeric_options_are_refused_with_their_ranges() {
             (["-t", "17"], "1-16"),
             (["--cell-length", "15"], "16-65535"),
             (["--cell-length", "65536"], "16-65535"),
+            (
+                ["--min-anonymity", "0"],
+                "2-65535 (1 with --allow-small-anonymity-set)",
+            ),
+            (["--log-window-secs", "0"], "1-86400"),
+            (["--log-window-secs", "86401"], "1-86400"),
+            (["--log-window-bytes", "0"], "1-1073741824"),
+            (["--log-window-bytes", "1073741825"], "1-1073741824"),
         ] {
             refused(
                 &["config", "generate", args[0], args[1], &out],
@@ -505,6 +513,11 @@ fn a_one_client_group_is_refused_without_the_flag() {
             REFUSAL_TIMEOUT,
         );
         assert!(out.status.success(), "{}", stderr(&out));
+        // A group of one is its own anonymity minimum, or no slot could ever transmit.
+        let system: serde_json::Value =
+            serde_json::from_slice(&fs::read(one.join("system.json")).expect("system.json"))
+                .expect("system.json is JSON");
+        assert_eq!(system["min_anonymity"], 1);
 
         let trustee = key_file(&one, "trustee-0");
         refused(
@@ -556,6 +569,82 @@ fn a_one_client_group_is_refused_without_the_flag() {
 
 // ---------------------------------------------------------------------------------------
 // 6. Every key file is checked for its role
+
+/// `config generate` writes the group's anonymity minimum and log window into system.json,
+/// and refuses a minimum that would trace a slot to its client or that no slot could meet.
+#[test]
+fn config_generate_writes_the_groups_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay = format!("127.0.0.1:{}", reserve_port());
+    let generated = |name: &str, extra: &[&str]| -> serde_json::Value {
+        let out_dir = dir.path().join(name).display().to_string();
+        let mut args = vec!["config", "generate", "-t", "1", "--relay", &relay];
+        args.extend(extra);
+        args.push(&out_dir);
+        let out = run_once(&args, REFUSAL_TIMEOUT);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let file = Path::new(&out_dir).join("system.json");
+        serde_json::from_slice(&fs::read(file).expect("system.json")).expect("JSON")
+    };
+    let asked = generated(
+        "asked",
+        &[
+            "-c",
+            "4",
+            "--min-anonymity",
+            "3",
+            "--log-window-secs",
+            "60",
+            "--log-window-bytes",
+            "1048576",
+        ],
+    );
+    assert_eq!(asked["min_anonymity"], 3);
+    assert_eq!(asked["log_window_secs"], 60);
+    assert_eq!(asked["log_window_bytes"], 1_048_576);
+    let default = generated("default", &["-c", "3"]);
+    assert_eq!(default["min_anonymity"], 2);
+    assert_eq!(default["log_window_secs"], 600);
+    assert_eq!(default["log_window_bytes"], 32 * 1024 * 1024);
+
+    let refused_dir = dir.path().join("refused").display().to_string();
+    refused(
+        &[
+            "config",
+            "generate",
+            "-c",
+            "3",
+            "--min-anonymity",
+            "1",
+            &refused_dir,
+        ],
+        &["--min-anonymity 1", "--allow-small-anonymity-set"],
+    );
+    refused(
+        &[
+            "config",
+            "generate",
+            "-c",
+            "3",
+            "--min-anonymity",
+            "4",
+            &refused_dir,
+        ],
+        &["--min-anonymity 4", "at most 3"],
+    );
+    assert!(!Path::new(&refused_dir).exists());
+    let small = generated(
+        "small",
+        &[
+            "-c",
+            "3",
+            "--min-anonymity",
+            "1",
+            "--allow-small-anonymity-set",
+        ],
+    );
+    assert_eq!(small["min_anonymity"], 1);
+}
 
 #[test]
 fn a_key_file_of_the_wrong_role_is_refused_by_each_command() {
@@ -1446,6 +1535,26 @@ fn a_relay_that_stops_tells_its_nodes_why() {
 // ---------------------------------------------------------------------------------------
 // 16. `dissent up` never changes a running demo, and checks addresses before writing
 
+/// `dissent up` of two clients and a trustee with an echo exit, in `state`, its relay at
+/// `relay` and its clients' ports from `client_base`.
+fn demo_args<'a>(state: &'a str, relay: &'a str, client_base: &'a str) -> [&'a str; 13] {
+    [
+        "up",
+        "--state",
+        state,
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "--exit",
+        "echo",
+        "--relay",
+        relay,
+        "--client-port-base",
+        client_base,
+    ]
+}
+
 /// Starts `dissent up ARGS` and waits for its `count` announced ports.
 fn start_up(scope: &Scope, args: &[&str], count: usize) -> Proc {
     let mut p = scope.spawn("up", args);
@@ -1479,21 +1588,7 @@ fn a_second_up_refuses_naming_the_running_demo_and_a_killed_one_is_taken_over() 
         let (relay, other_relay, clients) = (base, base + 1, base + 2);
         let relay_s = format!("127.0.0.1:{relay}");
         let clients_s = clients.to_string();
-        let first_args = [
-            "up",
-            "--state",
-            &state_s,
-            "-c",
-            "2",
-            "-t",
-            "1",
-            "--exit",
-            "echo",
-            "--relay",
-            &relay_s,
-            "--client-port-base",
-            &clients_s,
-        ];
+        let first_args = demo_args(&state_s, &relay_s, &clients_s);
         let mut first = start_up(scope, &first_args, 2);
         let before = snapshot(&demo);
 
@@ -1580,21 +1675,7 @@ fn up_checks_the_relay_address_before_writing_anything_and_stays_on_loopback() {
         let base = reserve_ports(3);
         let relay_s = format!("127.0.0.1:{base}");
         let clients_s = (base + 1).to_string();
-        let args = [
-            "up",
-            "--state",
-            &state_s,
-            "-c",
-            "2",
-            "-t",
-            "1",
-            "--exit",
-            "echo",
-            "--relay",
-            &relay_s,
-            "--client-port-base",
-            &clients_s,
-        ];
+        let args = demo_args(&state_s, &relay_s, &clients_s);
         let mut demo = start_up(scope, &args, 2);
         // The relay listens on loopback only.
         let relay_pid = find_child(demo.pid(), "relay", &base.to_string()).expect("a relay");

@@ -919,31 +919,25 @@ impl Cutter {
     }
 }
 
+/// Starts client 0 again with its link to the relay through a forwarder the test can cut.
+fn client_0_behind_a_cutter(net: &mut Net, scope: &Scope) -> Cutter {
+    let cutter = Cutter::start(net.relay_port);
+    net.clients[0].kill();
+    let argv = Group::new(&net.cfg).client(cutter.port, 0, 0, &[]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    net.clients[0] = scope.spawn("client-0", &argv);
+    net.client_ports[0] = net.clients[0].listening_port("listening on");
+    wait_for_port(net.client_ports[0], FORM_TIMEOUT);
+    cutter
+}
+
 /// A client whose link to the relay is cut for a moment keeps its open connections, and
 /// no byte of them is lost in either direction.
 #[test]
 fn a_cut_link_keeps_open_connections_and_every_byte() {
     within(Duration::from_secs(180), |scope| {
         let mut net = Net::start(scope, 3, 1, "echo");
-        // Client 0 again, its link through a forwarder the test can cut.
-        let cutter = Cutter::start(net.relay_port);
-        net.clients[0].kill();
-        let relay = format!("127.0.0.1:{}", cutter.port);
-        let cfg_s = net.cfg.display().to_string();
-        net.clients[0] = scope.spawn(
-            "client-0",
-            &[
-                "client",
-                "-p",
-                "0",
-                "--relay",
-                &relay,
-                &cfg_s,
-                &key_file(&net.cfg, "client-0"),
-            ],
-        );
-        net.client_ports[0] = net.clients[0].listening_port("listening on");
-        wait_for_port(net.client_ports[0], FORM_TIMEOUT);
+        let cutter = client_0_behind_a_cutter(&mut net, scope);
         let transfer = Transfer::start("through cuts", net.connect(0), pattern(2 << 20, 90));
         for k in 1..=3 {
             transfer.wait_for_progress(k * 256 * 1024, TRANSFER_TIMEOUT);
@@ -961,24 +955,7 @@ fn a_cut_link_keeps_open_connections_and_every_byte() {
 fn a_link_cut_again_and_again_during_a_64_mib_download_loses_no_byte() {
     within(Duration::from_secs(600), |scope| {
         let mut net = Net::start(scope, 3, 1, "echo");
-        let cutter = Cutter::start(net.relay_port);
-        net.clients[0].kill();
-        let relay = format!("127.0.0.1:{}", cutter.port);
-        let cfg_s = net.cfg.display().to_string();
-        net.clients[0] = scope.spawn(
-            "client-0",
-            &[
-                "client",
-                "-p",
-                "0",
-                "--relay",
-                &relay,
-                &cfg_s,
-                &key_file(&net.cfg, "client-0"),
-            ],
-        );
-        net.client_ports[0] = net.clients[0].listening_port("listening on");
-        wait_for_port(net.client_ports[0], FORM_TIMEOUT);
+        let cutter = client_0_behind_a_cutter(&mut net, scope);
         let total = 64 << 20;
         // Each cut soon after the last counts as one more failure for the client's redial
         // backoff (protocol.md §1), so the waits grow: time for them.

@@ -16,21 +16,11 @@
 
 use std::time::{Duration, Instant};
 
-use dissent_core::bits::bitmap_len;
-use dissent_core::epoch::identity::Ed25519Identity;
-use dissent_core::epoch::message::{SetupMessage, Stage, CHUNK_HEADER_LEN};
-use dissent_core::epoch::{
-    RelayStep, SetupClient, SetupConfig, SetupRelay, SetupStorage, SetupTrustee, Waiting,
-};
-use dissent_core::ristretto::shuffle::ProverSlot;
+use dissent_core::epoch::message::{SetupMessage, Stage};
+use dissent_core::epoch::{RelayStep, Waiting};
+use dissent_core::testkit::epoch::{Driver, EpochNet, EpochSpec};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-
-fn identity(role: u8, i: usize) -> Ed25519Identity {
-    let mut seed = [role; 32];
-    seed[..8].copy_from_slice(&(i as u64).to_be_bytes());
-    Ed25519Identity::from_seed(&seed)
-}
 
 fn main() {
     let sizes: Vec<usize> = std::env::var("DISSENT_EPOCH_SIZES")
@@ -56,13 +46,10 @@ fn main() {
     }
 }
 
-type Trustee = SetupTrustee<'static, Vec<u8>, Vec<ProverSlot>, Ed25519Identity>;
-type Client = SetupClient<'static, Vec<u8>, Ed25519Identity>;
+type Net = EpochNet<ChaCha20Rng>;
 
-struct State {
-    trustees: Vec<Trustee>,
-    clients: Vec<Client>,
-    rng: ChaCha20Rng,
+/// Each role's time.
+struct Timing {
     trustee_time: Vec<Duration>,
     prove_time: Vec<Duration>,
     member_time: Duration,
@@ -72,16 +59,16 @@ struct State {
     all_follow: bool,
 }
 
-impl State {
-    fn deliver(&mut self, frame: &[u8]) {
-        let mut took = Vec::with_capacity(self.trustees.len());
-        for t in self.trustees.iter_mut() {
+impl Driver<ChaCha20Rng> for Timing {
+    fn broadcast(&mut self, net: &mut Net, frame: &[u8]) {
+        let mut took = Vec::with_capacity(net.trustees.len());
+        for t in net.trustees.iter_mut() {
             let began = Instant::now();
-            t.receive(frame, &mut self.rng).unwrap();
+            t.receive(frame, &mut net.rng).unwrap();
             took.push(began.elapsed());
         }
         let began = Instant::now();
-        self.clients[0].receive(frame, &mut self.rng).unwrap();
+        net.clients[0].receive(frame, &mut net.rng).unwrap();
         let member = began.elapsed();
         self.member_time += member;
         let part = match SetupMessage::parse(frame) {
@@ -91,7 +78,7 @@ impl State {
             _ => 3,
         };
         self.member_parts[part] += member;
-        for (j, t) in self.trustees.iter().enumerate() {
+        for (j, t) in net.trustees.iter().enumerate() {
             self.trustee_time[j] += took[j];
             // The frame that hands a trustee its shuffle turn: its time, less a member's
             // check of the same frame, is its shuffle + proof.
@@ -100,104 +87,57 @@ impl State {
             }
         }
         if self.all_follow {
-            for c in self.clients.iter_mut().skip(1) {
-                c.receive(frame, &mut self.rng).unwrap();
+            for c in net.clients.iter_mut().skip(1) {
+                c.receive(frame, &mut net.rng).unwrap();
             }
         }
+    }
+
+    fn transmit(
+        &mut self,
+        trustee: usize,
+        make: &mut dyn FnMut() -> Option<usize>,
+    ) -> Option<usize> {
+        let began = Instant::now();
+        let made = make();
+        if made.is_some() {
+            self.trustee_time[trustee] += began.elapsed();
+        }
+        made
+    }
+
+    fn submitted(&mut self, _client: usize) {
+        self.all_follow = false;
     }
 }
 
 fn run(n: usize, m: usize) {
-    let trustee_ids: Vec<[u8; 32]> = (0..m).map(|j| identity(1, j).public()).collect();
-    let client_ids: Vec<[u8; 32]> = (0..n).map(|i| identity(2, i).public()).collect();
-    let config = SetupConfig {
-        group: [0x47; 32],
-        epoch: 1,
-        trustees: Box::leak(trustee_ids.into_boxed_slice()),
-        clients: Box::leak(client_ids.into_boxed_slice()),
+    let spec = EpochSpec {
+        clients: n,
+        trustees: m,
         min_trustees: m,
+        epoch: 1,
         chunk_len: 16 * 1024,
     };
-    let mut participants = vec![0xffu8; bitmap_len(n)];
-    if !n.is_multiple_of(8) {
-        *participants.last_mut().unwrap() = (1u8 << (n % 8)) - 1;
-    }
     let start = Instant::now();
-    let mut relay = SetupRelay::new(
-        config,
-        SetupStorage::with_vecs(&config),
-        vec![0u8; SetupRelay::<Vec<u8>>::collected_len(&config)],
-        &participants,
-    )
-    .unwrap();
-    let mut s = State {
-        trustees: (0..m)
-            .map(|j| {
-                SetupTrustee::new(
-                    config,
-                    j as u8,
-                    identity(1, j),
-                    SetupStorage::with_vecs(&config),
-                    vec![ProverSlot::EMPTY; n],
-                )
-                .unwrap()
-            })
-            .collect(),
-        clients: (0..n)
-            .map(|i| {
-                SetupClient::new(
-                    config,
-                    i as u16,
-                    identity(2, i),
-                    SetupStorage::with_vecs(&config),
-                )
-                .unwrap()
-            })
-            .collect(),
-        rng: ChaCha20Rng::from_seed([9; 32]),
+    let mut net = EpochNet::new(spec, &|_| true, ChaCha20Rng::from_seed([9; 32]));
+    let mut s = Timing {
         trustee_time: vec![Duration::ZERO; m],
         prove_time: vec![Duration::ZERO; m],
         member_time: Duration::ZERO,
         member_parts: [Duration::ZERO; 4],
         all_follow: true,
     };
-    let mut buf = vec![0u8; CHUNK_HEADER_LEN + 32 * 1024];
-    loop {
-        let mut progress = false;
-        while let Some(len) = relay.poll_broadcast(&mut buf).unwrap() {
-            let frame = buf[..len].to_vec();
-            s.deliver(&frame);
-            progress = true;
-        }
-        for j in 0..m {
-            loop {
-                let began = Instant::now();
-                let Some(len) = s.trustees[j].poll_transmit(&mut buf).unwrap() else {
-                    break;
-                };
-                s.trustee_time[j] += began.elapsed();
-                let frame = buf[..len].to_vec();
-                let step = relay.receive_trustee(j as u8, &frame);
-                assert!(!matches!(step, RelayStep::Refuse(_)), "{step:?}");
-                s.deliver(&frame);
-                progress = true;
-            }
-        }
-        for i in 0..n {
-            if let Some(frame) = s.clients[i].poll_transmit() {
-                let frame = frame.to_vec();
-                relay.receive_client(i as u16, &frame).unwrap();
-                s.all_follow = false;
-                progress = true;
-            }
-        }
-        if !progress {
-            break;
-        }
-    }
+    let notes = net.run(&mut s);
     let setup = start.elapsed();
-    assert!(relay.established().is_some(), "setup did not establish");
-    assert!(s.clients[0].established().is_some());
+    assert!(
+        !notes
+            .iter()
+            .any(|step| matches!(step, RelayStep::Refuse(_))),
+        "{notes:?}"
+    );
+    assert!(net.relay.established().is_some(), "setup did not establish");
+    assert!(net.clients[0].established().is_some());
     let each = |v: &[Duration]| {
         v.iter()
             .map(|d| format!("{:.2}", d.as_secs_f64()))

@@ -325,6 +325,31 @@ pub enum RequestError {
     WindowExceeded,
 }
 
+impl RequestError {
+    /// Checks that a request for `(interval, exchange)` is the next one of a role in
+    /// `current` interval expecting exchange `expected` next.
+    pub(crate) fn check_next(
+        current: u32,
+        expected: u64,
+        interval: u32,
+        exchange: u64,
+    ) -> Result<(), RequestError> {
+        if interval != current {
+            return Err(RequestError::WrongInterval {
+                current,
+                got: interval,
+            });
+        }
+        if exchange != expected {
+            return Err(RequestError::OutOfOrder {
+                expected,
+                got: exchange,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -4,6 +4,7 @@
 //! The core's scenario tests and `dissent bench core` both drive this one harness. Frames
 //! travel as bytes exactly as on a real link; the harness plays the shell of every role,
 //! following each role's documented call order, and an echo exit.
+//! [`epoch`] is the same for the epoch setup.
 //!
 //! Frames in flight wait in one queue in delivery order (arrival time, then send order).
 //! Every link has the same latency and the clock never goes back, so a frame sent later
@@ -16,18 +17,24 @@
 //! connections beyond a client's capacity), never on bytes from a network: the harness has
 //! none. The role code it drives returns errors instead.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod ends;
+pub mod epoch;
+mod in_flight;
+
+use ends::deliver;
+pub use ends::{App, Exit};
+use in_flight::{InFlight, Wire};
+
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
-use crate::client::{Chunk, Client, ClientConfig, ClientEvent, Delivery, Upstream};
+use crate::client::{Client, ClientConfig, ClientEvent};
 use crate::crypto::{pad_public_key, IntervalKey, PairKey};
 use crate::policy::{LogWindow, Policy};
-use crate::relay::{
-    DownChunk, Downstream, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage,
-};
+use crate::relay::{LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage};
 use crate::trustee::{Trustee, TrusteeConfig};
 use crate::wire::{self, ConnId, GoodbyeReason};
 use crate::{Duration, Instant};
@@ -173,93 +180,8 @@ fn new_client(
         linger: cfg.linger,
         rng_seed: secret(4, i),
     };
+    // Harness set-up only (never bytes from a network): a failure is a test's mistake.
     Client::with_vecs(&c).expect("client configuration")
-}
-
-/// Application side of one client: bytes waiting per connection, bytes received.
-#[derive(Debug, Default)]
-pub struct App {
-    /// Bytes to send, in order.
-    pub pending: VecDeque<(ConnId, Vec<u8>)>,
-    /// Connections to close once their bytes are sent.
-    pub closing: VecDeque<ConnId>,
-    /// Downstream bytes received per connection.
-    pub received: BTreeMap<ConnId, Vec<u8>>,
-    /// Connections the exit closed.
-    pub closed: Vec<ConnId>,
-    /// Connections reported lost.
-    pub lost: Vec<ConnId>,
-    /// A connection that always has more to send (a bulk sender): once `pending` is
-    /// empty, every pull fills the buffer with `0x5a` bytes for it, holding no memory.
-    pub endless: Option<ConnId>,
-}
-
-impl Upstream for App {
-    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
-        if let Some((conn, mut data)) = self.pending.pop_front() {
-            let n = data.len().min(buf.len());
-            buf[..n].copy_from_slice(&data[..n]);
-            if n < data.len() {
-                data.drain(..n);
-                self.pending.push_front((conn, data));
-            }
-            return Some(Chunk::Data { conn, len: n });
-        }
-        if let Some(conn) = self.endless {
-            buf.fill(0x5a);
-            return Some(Chunk::Data {
-                conn,
-                len: buf.len(),
-            });
-        }
-        self.closing.pop_front().map(|conn| Chunk::Close { conn })
-    }
-
-    fn pending(&self) -> usize {
-        let endless = if self.endless.is_some() {
-            crate::MAX_CELL_LENGTH
-        } else {
-            0
-        };
-        endless + self.pending.iter().map(|(_, d)| d.len()).sum::<usize>()
-    }
-}
-
-/// The exit of the relay: records upstream, optionally echoes.
-#[derive(Debug, Default)]
-pub struct Exit {
-    /// Upstream bytes per connection.
-    pub upstream: BTreeMap<ConnId, Vec<u8>>,
-    /// How often each connection was opened.
-    pub opened: BTreeMap<ConnId, usize>,
-    /// Connections the owner finished.
-    pub closed: Vec<ConnId>,
-    /// Replies waiting to go downstream (`None`: close).
-    pub replies: VecDeque<(ConnId, Option<Vec<u8>>)>,
-    /// Echo every upstream byte and close back.
-    pub echo: bool,
-    /// Exchanges that decoded to garbage.
-    pub garbled: usize,
-}
-
-impl Downstream for Exit {
-    fn has_data(&self) -> bool {
-        !self.replies.is_empty()
-    }
-
-    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<DownChunk> {
-        let (conn, data) = self.replies.pop_front()?;
-        let Some(mut data) = data else {
-            return Some(DownChunk::Close { conn });
-        };
-        let n = data.len().min(buf.len());
-        buf[..n].copy_from_slice(&data[..n]);
-        if n < data.len() {
-            data.drain(..n);
-            self.replies.push_front((conn, Some(data)));
-        }
-        Some(DownChunk::Data { conn, len: n })
-    }
 }
 
 /// A node of the net.
@@ -287,56 +209,6 @@ pub type TestTrustee = Trustee<Vec<PairKey>, Vec<IntervalKey>, Vec<u8>>;
 struct LinkState {
     node: Node,
     hello_done: bool,
-}
-
-struct Wire {
-    at: Instant,
-    seq: u64,
-    to_relay: bool,
-    link: LinkId,
-    /// The whole frame (header and body), shared by every copy of a broadcast.
-    frame: Rc<[u8]>,
-    close_after: bool,
-}
-
-/// Frames in flight, in delivery order: arrival time, then send order.
-#[derive(Default)]
-struct InFlight {
-    queue: VecDeque<Wire>,
-}
-
-impl InFlight {
-    /// Adds a frame. Constant time while arrival times do not go back (one latency for
-    /// every link, a clock that only moves on); a frame that would arrive before one
-    /// already queued (a test that lowered the latency mid-run) is inserted in order.
-    fn push(&mut self, w: Wire) {
-        let in_order = self
-            .queue
-            .back()
-            .is_none_or(|last| (last.at, last.seq) <= (w.at, w.seq));
-        if in_order {
-            self.queue.push_back(w);
-        } else {
-            let k = self
-                .queue
-                .partition_point(|q| (q.at, q.seq) <= (w.at, w.seq));
-            self.queue.insert(k, w);
-        }
-    }
-
-    /// The next frame to arrive.
-    fn front(&self) -> Option<&Wire> {
-        self.queue.front()
-    }
-
-    /// Takes the next frame to arrive.
-    fn pop(&mut self) -> Option<Wire> {
-        self.queue.pop_front()
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &Wire> {
-        self.queue.iter()
-    }
 }
 
 /// The whole net.
@@ -446,6 +318,7 @@ impl Net {
             first_interval: 100,
             epoch: [9; 16],
         };
+        // Harness set-up only (never bytes from a network): a failure is a test's mistake.
         let relay = Relay::new(rcfg, RelayStorage::with_vecs(&rcfg)).expect("relay configuration");
         let clients = (0..n)
             .map(|i| new_client(&cfg, i, client_secrets[i], &trustee_pubs, slots[i]))
@@ -467,6 +340,7 @@ impl Net {
                     min_clients: cfg.min_clients,
                     policy: cfg.policy,
                 };
+                // Harness set-up only (never bytes from a network): a failure is a test's mistake.
                 Trustee::with_vecs(&t).expect("trustee configuration")
             })
             .collect();
@@ -596,6 +470,7 @@ impl Net {
 
     /// Opens a connection at client `i`.
     pub fn open(&mut self, i: usize) -> ConnId {
+        // Harness set-up only (never bytes from a network): a failure is a test's mistake.
         let conn = self.clients[i].open().expect("connection capacity");
         self.clients[i].prepare(self.now, &mut self.apps[i]);
         conn
@@ -745,6 +620,7 @@ impl Net {
                 self.timeout();
                 return true;
             }
+            // Harness set-up only (never bytes from a network): a failure is a test's mistake.
             let w = self.wires.pop().expect("the queue has a head");
             if w.at > self.now {
                 self.now = w.at;
@@ -967,21 +843,11 @@ impl Net {
     }
 }
 
-fn deliver(app: &mut App, d: Delivery<'_>) {
-    match d {
-        Delivery::Data { conn, data } => app
-            .received
-            .entry(conn)
-            .or_default()
-            .extend_from_slice(data),
-        Delivery::Close { conn } => app.closed.push(conn),
-    }
-}
-
 /// The body of `msg`'s frame (the bytes after the frame header), as a node hands it to
 /// its role.
 pub fn frame_body(msg: &crate::wire::Message<'_>) -> Vec<u8> {
     let mut out = vec![0u8; msg.frame_len()];
+    // Harness set-up only (never bytes from a network): a failure is a test's mistake.
     let n = msg.emit_frame(&mut out).expect("the test's frames fit");
     out[crate::wire::FRAME_HEADER_LEN..n].to_vec()
 }

@@ -8,21 +8,18 @@
 
 use std::collections::HashMap;
 
-use dissent_core::bits::bitmap_len;
-use dissent_core::epoch::identity::Ed25519Identity;
-use dissent_core::epoch::message::{signature_holds, SetupMessage, Stage, CHUNK_HEADER_LEN};
+use dissent_core::epoch::message::{signature_holds, SetupMessage, Stage};
 use dissent_core::epoch::{
     Cheat, Conviction, Event, FailedCheck, Failure, Refusal, RelayFault, RelayStep, SetupClient,
-    SetupConfig, SetupRelay, SetupStorage, SetupTrustee, Waiting,
+    SetupStorage, Waiting,
 };
-use dissent_core::ristretto::shuffle::{Equation, ProverSlot, ShuffleError};
+use dissent_core::ristretto::shuffle::{Equation, ShuffleError};
+use dissent_core::testkit::epoch::{
+    identity, Client, Driver, EpochNet, EpochSpec, CLIENT, FRAME_ROOM, GROUP,
+};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-type Trustee = SetupTrustee<'static, Vec<u8>, Vec<ProverSlot>, Ed25519Identity>;
-type Client = SetupClient<'static, Vec<u8>, Ed25519Identity>;
-
-const GROUP: [u8; 32] = [0x47; 32];
 const EPOCH: u64 = 7;
 
 /// Which node a frame goes to: trustees first, then clients.
@@ -39,23 +36,65 @@ enum Misbehave {
     Alter(usize),
 }
 
-struct Sim {
-    relay: SetupRelay<'static, Vec<u8>>,
-    trustees: Vec<Trustee>,
-    clients: Vec<Client>,
-    rng: ChaCha20Rng,
+/// The relay's broadcast through a misbehaviour plan, and the convictions nodes report.
+#[derive(Default)]
+struct Plan {
     /// (node, index of the frame in the broadcast stream, what to do).
     faults: Vec<(NodeId, usize, Misbehave)>,
     sent: usize,
     held: HashMap<NodeId, Vec<u8>>,
     convictions: Vec<(NodeId, Conviction)>,
-    identities: (Vec<[u8; 32]>, Vec<[u8; 32]>),
 }
 
-fn identity(role: u8, i: usize) -> Ed25519Identity {
-    let mut seed = [role; 32];
-    seed[..8].copy_from_slice(&(i as u64).to_be_bytes());
-    Ed25519Identity::from_seed(&seed)
+impl Plan {
+    fn give(&mut self, net: &mut Net, node: NodeId, frame: &[u8]) {
+        if let Ok(Event::Restarting(c)) = net.give(node, frame) {
+            self.convictions.push((node, c));
+        }
+    }
+}
+
+impl Driver<ChaCha20Rng> for Plan {
+    /// The relay's broadcast of one frame, through the misbehaviour plan.
+    fn broadcast(&mut self, net: &mut Net, frame: &[u8]) {
+        let index = self.sent;
+        self.sent += 1;
+        for node in 0..net.nodes() {
+            let fault = self
+                .faults
+                .iter()
+                .find(|(n, i, _)| *n == node && *i == index)
+                .map(|f| f.2);
+            let held = self.held.remove(&node);
+            match fault {
+                None => self.give(net, node, frame),
+                Some(Misbehave::Drop) => {}
+                Some(Misbehave::Duplicate) => {
+                    self.give(net, node, frame);
+                    self.give(net, node, frame);
+                }
+                Some(Misbehave::Reorder) => {
+                    self.held.insert(node, frame.to_vec());
+                }
+                Some(Misbehave::Alter(bit)) => {
+                    let mut altered = frame.to_vec();
+                    let bit = bit % (altered.len() * 8);
+                    altered[bit / 8] ^= 1 << (bit % 8);
+                    self.give(net, node, &altered);
+                }
+            }
+            if let Some(h) = held {
+                self.give(net, node, &h);
+            }
+        }
+    }
+}
+
+type Net = EpochNet<ChaCha20Rng>;
+
+struct Sim {
+    net: Net,
+    plan: Plan,
 }
 
 impl Sim {
@@ -70,164 +109,42 @@ impl Sim {
         seed: u64,
         participant: &dyn Fn(usize) -> bool,
     ) -> Sim {
-        let trustee_ids: Vec<[u8; 32]> = (0..m).map(|j| identity(1, j).public()).collect();
-        let client_ids: Vec<[u8; 32]> = (0..n).map(|i| identity(2, i).public()).collect();
-        let config = SetupConfig {
-            group: GROUP,
-            epoch: EPOCH,
-            trustees: Box::leak(trustee_ids.clone().into_boxed_slice()),
-            clients: Box::leak(client_ids.clone().into_boxed_slice()),
+        let spec = EpochSpec {
+            clients: n,
+            trustees: m,
             min_trustees,
+            epoch: EPOCH,
             chunk_len: 4096,
         };
-        let mut participants = vec![0u8; bitmap_len(n)];
-        for i in (0..n).filter(|&i| participant(i)) {
-            participants[i / 8] |= 1 << (i % 8);
-        }
-        let relay = SetupRelay::new(
-            config,
-            SetupStorage::with_vecs(&config),
-            vec![0u8; SetupRelay::<Vec<u8>>::collected_len(&config)],
-            &participants,
-        )
-        .unwrap();
-        let trustees = (0..m)
-            .map(|j| {
-                SetupTrustee::new(
-                    config,
-                    j as u8,
-                    identity(1, j),
-                    SetupStorage::with_vecs(&config),
-                    vec![ProverSlot::EMPTY; n],
-                )
-                .unwrap()
-            })
-            .collect();
-        let clients = (0..n)
-            .map(|i| {
-                SetupClient::new(
-                    config,
-                    i as u16,
-                    identity(2, i),
-                    SetupStorage::with_vecs(&config),
-                )
-                .unwrap()
-            })
-            .collect();
         let mut seed_bytes = [0u8; 32];
         seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
         Sim {
-            relay,
-            trustees,
-            clients,
-            rng: ChaCha20Rng::from_seed(seed_bytes),
-            faults: Vec::new(),
-            sent: 0,
-            held: HashMap::new(),
-            convictions: Vec::new(),
-            identities: (trustee_ids, client_ids),
-        }
-    }
-
-    fn give(&mut self, node: NodeId, frame: &[u8]) {
-        let result = if node < self.trustees.len() {
-            self.trustees[node].receive(frame, &mut self.rng)
-        } else {
-            self.clients[node - self.trustees.len()].receive(frame, &mut self.rng)
-        };
-        if let Ok(Event::Restarting(c)) = result {
-            self.convictions.push((node, c));
+            net: EpochNet::new(spec, participant, ChaCha20Rng::from_seed(seed_bytes)),
+            plan: Plan::default(),
         }
     }
 
     /// The relay's broadcast of one frame, through the misbehaviour plan.
     fn deliver(&mut self, frame: &[u8]) {
-        let index = self.sent;
-        self.sent += 1;
-        for node in 0..self.trustees.len() + self.clients.len() {
-            let fault = self
-                .faults
-                .iter()
-                .find(|(n, i, _)| *n == node && *i == index)
-                .map(|f| f.2);
-            let held = self.held.remove(&node);
-            match fault {
-                None => self.give(node, frame),
-                Some(Misbehave::Drop) => {}
-                Some(Misbehave::Duplicate) => {
-                    self.give(node, frame);
-                    self.give(node, frame);
-                }
-                Some(Misbehave::Reorder) => {
-                    self.held.insert(node, frame.to_vec());
-                }
-                Some(Misbehave::Alter(bit)) => {
-                    let mut altered = frame.to_vec();
-                    let bit = bit % (altered.len() * 8);
-                    altered[bit / 8] ^= 1 << (bit % 8);
-                    self.give(node, &altered);
-                }
-            }
-            if let Some(h) = held {
-                self.give(node, &h);
-            }
-        }
+        self.plan.broadcast(&mut self.net, frame);
     }
 
     /// Runs until nothing moves; returns the relay's steps that refused or stopped.
     fn run(&mut self) -> Vec<RelayStep> {
-        let mut buf = vec![0u8; CHUNK_HEADER_LEN + 32 * 1024];
-        let mut notes = Vec::new();
-        for _round in 0..100_000 {
-            let mut progress = false;
-            while let Some(len) = self.relay.poll_broadcast(&mut buf).unwrap() {
-                let frame = buf[..len].to_vec();
-                self.deliver(&frame);
-                progress = true;
-            }
-            for j in 0..self.trustees.len() {
-                while let Some(len) = self.trustees[j].poll_transmit(&mut buf).unwrap() {
-                    let frame = buf[..len].to_vec();
-                    progress = true;
-                    match self.relay.receive_trustee(j as u8, &frame) {
-                        RelayStep::Refuse(f) => notes.push(RelayStep::Refuse(f)),
-                        step => {
-                            if let RelayStep::ForwardAndStop(_) = step {
-                                notes.push(step);
-                            }
-                            self.deliver(&frame);
-                        }
-                    }
-                }
-            }
-            for i in 0..self.clients.len() {
-                if let Some(frame) = self.clients[i].poll_transmit() {
-                    let frame = frame.to_vec();
-                    progress = true;
-                    if let Err(e) = self.relay.receive_client(i as u16, &frame) {
-                        panic!("honest client {i} refused: {e:?}");
-                    }
-                }
-            }
-            if !progress {
-                // A held-back frame with nothing after it never arrives.
-                return notes;
-            }
-        }
-        panic!("setup did not settle");
+        self.net.run(&mut self.plan)
     }
 
     /// Every node's outcome: its slot order, or its failure (after the shell's timeout).
     fn outcomes(&mut self) -> Vec<Result<Vec<Vec<u8>>, Failure>> {
         let mut out = Vec::new();
-        for t in &mut self.trustees {
+        for t in &mut self.net.trustees {
             out.push(match (t.established(), t.failure()) {
                 (Some(_), _) => Ok(t.pseudonyms().map(<[u8]>::to_vec).collect()),
                 (None, Some(f)) => Err(f),
                 (None, None) => Err(t.stalled()),
             });
         }
-        for c in &mut self.clients {
+        for c in &mut self.net.clients {
             out.push(match (c.established(), c.failure()) {
                 (Some(_), _) => Ok(c.pseudonyms().map(<[u8]>::to_vec).collect()),
                 (None, Some(f)) => Err(f),
@@ -238,13 +155,13 @@ impl Sim {
     }
 
     fn relay_list(&self) -> Vec<Vec<u8>> {
-        self.relay.pseudonyms().map(<[u8]>::to_vec).collect()
+        self.net.relay.pseudonyms().map(<[u8]>::to_vec).collect()
     }
 }
 
 /// Every client's pseudonym key is in `list` exactly once, at its own slot.
 fn every_key_once(sim: &Sim, list: &[Vec<u8>]) {
-    for (i, c) in sim.clients.iter().enumerate() {
+    for (i, c) in sim.net.clients.iter().enumerate() {
         let mine = c.pseudonym().unwrap().public_key().to_bytes();
         let at: Vec<usize> = (0..list.len()).filter(|&s| list[s] == mine).collect();
         assert_eq!(at.len(), 1, "client {i}");
@@ -256,7 +173,7 @@ fn every_key_once(sim: &Sim, list: &[Vec<u8>]) {
 fn a_full_setup_gives_every_client_one_slot_in_an_order_only_the_trustees_made() {
     let mut sim = Sim::new(12, 3, 3, 1);
     assert!(sim.run().is_empty());
-    let relay = sim.relay.established().expect("relay established");
+    let relay = sim.net.relay.established().expect("relay established");
     assert_eq!((relay.epoch, relay.attempt, relay.slots), (EPOCH, 0, 12));
     let list = sim.relay_list();
     for outcome in sim.outcomes() {
@@ -267,7 +184,7 @@ fn a_full_setup_gives_every_client_one_slot_in_an_order_only_the_trustees_made()
         );
     }
     every_key_once(&sim, &list);
-    let slots: Vec<u16> = sim.clients.iter().map(|c| c.slot().unwrap()).collect();
+    let slots: Vec<u16> = sim.net.clients.iter().map(|c| c.slot().unwrap()).collect();
     assert_ne!(
         slots,
         (0..12).collect::<Vec<u16>>(),
@@ -280,58 +197,14 @@ fn a_full_setup_gives_every_client_one_slot_in_an_order_only_the_trustees_made()
         let mut sim = Sim::new(12, 3, 3, 1);
         // Run with a per-trustee RNG: give trustee 2 its own stream by consuming from the
         // shared one at its turn.
-        sim.rng = ChaCha20Rng::seed_from_u64(1);
-        let mut extra = ChaCha20Rng::seed_from_u64(seed_for_trustee_2);
-        let mut buf = vec![0u8; CHUNK_HEADER_LEN + 32 * 1024];
-        loop {
-            let mut progress = false;
-            while let Some(len) = sim.relay.poll_broadcast(&mut buf).unwrap() {
-                let f = buf[..len].to_vec();
-                for j in 0..3 {
-                    if j == 2 {
-                        sim.trustees[j].receive(&f, &mut extra).unwrap();
-                    } else {
-                        sim.trustees[j].receive(&f, &mut sim.rng).unwrap();
-                    }
-                }
-                for c in &mut sim.clients {
-                    c.receive(&f, &mut sim.rng).unwrap();
-                }
-                progress = true;
-            }
-            for j in 0..3 {
-                while let Some(len) = sim.trustees[j].poll_transmit(&mut buf).unwrap() {
-                    let f = buf[..len].to_vec();
-                    assert!(!matches!(
-                        sim.relay.receive_trustee(j as u8, &f),
-                        RelayStep::Refuse(_)
-                    ));
-                    for k in 0..3 {
-                        if k == 2 {
-                            sim.trustees[k].receive(&f, &mut extra).unwrap();
-                        } else {
-                            sim.trustees[k].receive(&f, &mut sim.rng).unwrap();
-                        }
-                    }
-                    for c in &mut sim.clients {
-                        c.receive(&f, &mut sim.rng).unwrap();
-                    }
-                    progress = true;
-                }
-            }
-            for i in 0..12 {
-                if let Some(f) = sim.clients[i].poll_transmit() {
-                    let f = f.to_vec();
-                    sim.relay.receive_client(i as u16, &f).unwrap();
-                    progress = true;
-                }
-            }
-            if !progress {
-                break;
-            }
-        }
-        assert!(sim.relay.established().is_some());
-        sim.clients.iter().map(|c| c.slot().unwrap()).collect()
+        sim.net.rng = ChaCha20Rng::seed_from_u64(1);
+        let mut own = OwnStream {
+            trustee: 2,
+            rng: ChaCha20Rng::seed_from_u64(seed_for_trustee_2),
+        };
+        assert!(sim.net.run(&mut own).is_empty());
+        assert!(sim.net.relay.established().is_some());
+        sim.net.clients.iter().map(|c| c.slot().unwrap()).collect()
     };
     let a = order(100);
     let b = order(101);
@@ -339,6 +212,27 @@ fn a_full_setup_gives_every_client_one_slot_in_an_order_only_the_trustees_made()
     let mut sorted = a.clone();
     sorted.sort();
     assert_eq!(sorted, (0..12).collect::<Vec<u16>>(), "a permutation");
+}
+
+/// An honest relay, one trustee drawing from its own randomness.
+struct OwnStream {
+    trustee: NodeId,
+    rng: ChaCha20Rng,
+}
+
+impl Driver<ChaCha20Rng> for OwnStream {
+    fn broadcast(&mut self, net: &mut Net, frame: &[u8]) {
+        for j in 0..net.trustees.len() {
+            if j == self.trustee {
+                net.trustees[j].receive(frame, &mut self.rng).unwrap();
+            } else {
+                net.trustees[j].receive(frame, &mut net.rng).unwrap();
+            }
+        }
+        for c in &mut net.clients {
+            c.receive(frame, &mut net.rng).unwrap();
+        }
+    }
 }
 
 fn cheat_check(cheat: Cheat, check: &FailedCheck) -> bool {
@@ -371,26 +265,30 @@ fn a_cheating_trustee_is_named_with_evidence_and_setup_recovers_without_it() {
         Cheat::KeyProof,
     ] {
         let mut sim = Sim::new(6, 3, 2, 2);
-        sim.trustees[1].cheat(cheat);
+        sim.net.trustees[1].cheat(cheat);
         let notes = sim.run();
         assert!(notes.is_empty(), "{cheat:?}: {notes:?}");
         // Every node but the cheater convicted trustee 1 in attempt 0, for the right check,
         // with its own signed message as evidence.
-        let convicted: Vec<NodeId> = sim.convictions.iter().map(|(n, _)| *n).collect();
+        let convicted: Vec<NodeId> = sim.plan.convictions.iter().map(|(n, _)| *n).collect();
         // (A trustee does not re-check its own stages; it does check its own key.)
         let expected: Vec<NodeId> = (0..9)
             .filter(|&n| n != 1 || cheat == Cheat::KeyProof)
             .collect();
         assert_eq!(convicted, expected, "{cheat:?}");
-        for (node, c) in &sim.convictions {
+        for (node, c) in &sim.plan.convictions {
             let evidence = if *node < 3 {
-                sim.trustees[*node].evidence().to_vec()
+                sim.net.trustees[*node].evidence().to_vec()
             } else {
-                sim.clients[*node - 3].evidence().to_vec()
+                sim.net.clients[*node - 3].evidence().to_vec()
             };
             assert_eq!((c.trustee, c.attempt), (1, 0), "{cheat:?}");
             assert!(cheat_check(cheat, &c.check), "{cheat:?}: {:?}", c.check);
-            assert!(signature_holds(&evidence, &GROUP, &sim.identities.0[1]));
+            assert!(signature_holds(
+                &evidence,
+                &GROUP,
+                &sim.net.config.trustees[1]
+            ));
             match SetupMessage::parse(&evidence).unwrap() {
                 SetupMessage::Key(k) => assert_eq!(k.trustee, 1),
                 SetupMessage::Seal(s) => {
@@ -407,7 +305,7 @@ fn a_cheating_trustee_is_named_with_evidence_and_setup_recovers_without_it() {
             assert!(c.to_string().contains("trustee 1 cheated"));
         }
         // Attempt 1 ran without it and every honest node agrees on a list with every key.
-        let relay = sim.relay.established().expect("recovered");
+        let relay = sim.net.relay.established().expect("recovered");
         assert_eq!(relay.attempt, 1, "{cheat:?}");
         let list = sim.relay_list();
         for (node, outcome) in sim.outcomes().into_iter().enumerate() {
@@ -423,7 +321,7 @@ fn a_cheating_trustee_is_named_with_evidence_and_setup_recovers_without_it() {
 #[test]
 fn a_cheating_trustee_stops_setup_clearly_when_too_few_would_remain() {
     let mut sim = Sim::new(5, 3, 3, 3);
-    sim.trustees[2].cheat(Cheat::Swap);
+    sim.net.trustees[2].cheat(Cheat::Swap);
     let notes = sim.run();
     assert!(
         matches!(
@@ -436,7 +334,7 @@ fn a_cheating_trustee_stops_setup_clearly_when_too_few_would_remain() {
         ),
         "{notes:?}"
     );
-    assert!(sim.relay.established().is_none());
+    assert!(sim.net.relay.established().is_none());
     for (node, outcome) in sim.outcomes().into_iter().enumerate() {
         if node == 2 {
             continue;
@@ -466,12 +364,14 @@ fn a_relay_that_excludes_an_honest_trustee_is_refused() {
     // Nodes accept a new attempt only without exactly the trustees they convicted.
     let mut sim = Sim::new(4, 3, 1, 4);
     let mut buf = vec![0u8; 4096];
-    let len = sim.relay.poll_broadcast(&mut buf).unwrap().unwrap();
+    let len = sim.net.relay.poll_broadcast(&mut buf).unwrap().unwrap();
     let mut open = buf[..len].to_vec();
     // trustees bitmap at bytes 42..44: drop trustee 0, next attempt.
     open[9] = 1;
     open[43] &= !1;
-    let err = sim.clients[0].receive(&open, &mut sim.rng).unwrap_err();
+    let err = sim.net.clients[0]
+        .receive(&open, &mut sim.net.rng)
+        .unwrap_err();
     assert_eq!(err, Failure::Relay(RelayFault::BadOpen));
 }
 
@@ -481,28 +381,29 @@ fn a_client_whose_submission_was_replaced_refuses_the_epoch() {
     // impostor's link): client 3 sees another submission under its name and refuses, since
     // its own pseudonym key cannot be in the list; the others go on.
     let mut sim = Sim::new(6, 2, 2, 5);
-    let config = SetupConfig {
-        group: GROUP,
-        epoch: EPOCH,
-        trustees: Box::leak(sim.identities.0.clone().into_boxed_slice()),
-        clients: Box::leak(sim.identities.1.clone().into_boxed_slice()),
-        min_trustees: 2,
-        chunk_len: 4096,
-    };
-    let mut impostor: Client =
-        SetupClient::new(config, 3, identity(2, 3), SetupStorage::with_vecs(&config)).unwrap();
-    let mut buf = vec![0u8; CHUNK_HEADER_LEN + 32 * 1024];
+    let config = sim.net.config;
+    let mut impostor: Client = SetupClient::new(
+        config,
+        3,
+        identity(CLIENT, 3),
+        SetupStorage::with_vecs(&config),
+    )
+    .unwrap();
+    let mut buf = vec![0u8; FRAME_ROOM];
     let mut impostor_rng = ChaCha20Rng::seed_from_u64(99);
     // Open and keys reach everyone, the impostor too.
     loop {
         let mut frames = Vec::new();
-        while let Some(len) = sim.relay.poll_broadcast(&mut buf).unwrap() {
+        while let Some(len) = sim.net.relay.poll_broadcast(&mut buf).unwrap() {
             frames.push(buf[..len].to_vec());
         }
         for j in 0..2 {
-            while let Some(len) = sim.trustees[j].poll_transmit(&mut buf).unwrap() {
+            while let Some(len) = sim.net.trustees[j].poll_transmit(&mut buf).unwrap() {
                 let f = buf[..len].to_vec();
-                assert_eq!(sim.relay.receive_trustee(j as u8, &f), RelayStep::Forward);
+                assert_eq!(
+                    sim.net.relay.receive_trustee(j as u8, &f),
+                    RelayStep::Forward
+                );
                 frames.push(f);
             }
         }
@@ -515,10 +416,10 @@ fn a_client_whose_submission_was_replaced_refuses_the_epoch() {
         }
     }
     let forged = impostor.poll_transmit().unwrap().to_vec();
-    sim.relay.receive_client(3, &forged).unwrap();
+    sim.net.relay.receive_client(3, &forged).unwrap();
     for i in 0..6 {
-        let f = sim.clients[i].poll_transmit().unwrap().to_vec();
-        let r = sim.relay.receive_client(i as u16, &f);
+        let f = sim.net.clients[i].poll_transmit().unwrap().to_vec();
+        let r = sim.net.relay.receive_client(i as u16, &f);
         assert_eq!(r.is_err(), i == 3);
     }
     sim.run();
@@ -540,16 +441,16 @@ fn latecomers_are_not_participants_and_missing_submitters_are_dropped() {
     // Client 4 is not among the participants; client 2 never submits: the relay gives up on
     // it and opens attempt 1 without it.
     let mut sim = Sim::with(6, 2, 2, 6, &|i| i != 4);
-    let mut buf = vec![0u8; CHUNK_HEADER_LEN + 32 * 1024];
+    let mut buf = vec![0u8; FRAME_ROOM];
     loop {
         let mut frames = Vec::new();
-        while let Some(len) = sim.relay.poll_broadcast(&mut buf).unwrap() {
+        while let Some(len) = sim.net.relay.poll_broadcast(&mut buf).unwrap() {
             frames.push(buf[..len].to_vec());
         }
         for j in 0..2 {
-            while let Some(len) = sim.trustees[j].poll_transmit(&mut buf).unwrap() {
+            while let Some(len) = sim.net.trustees[j].poll_transmit(&mut buf).unwrap() {
                 let f = buf[..len].to_vec();
-                sim.relay.receive_trustee(j as u8, &f);
+                sim.net.relay.receive_trustee(j as u8, &f);
                 frames.push(f);
             }
         }
@@ -561,26 +462,30 @@ fn latecomers_are_not_participants_and_missing_submitters_are_dropped() {
         }
     }
     assert_eq!(
-        sim.clients[4].failure(),
+        sim.net.clients[4].failure(),
         Some(Failure::Refused(Refusal::NotParticipant))
     );
     for i in [0, 1, 3, 5] {
-        let f = sim.clients[i].poll_transmit().unwrap().to_vec();
-        sim.relay.receive_client(i as u16, &f).unwrap();
+        let f = sim.net.clients[i].poll_transmit().unwrap().to_vec();
+        sim.net.relay.receive_client(i as u16, &f).unwrap();
     }
-    assert_eq!(sim.relay.counts(), (4, 5));
-    assert_eq!(sim.relay.drop_missing(), 1);
-    sim.clients[2].poll_transmit();
+    assert_eq!(sim.net.relay.counts(), (4, 5));
+    assert_eq!(sim.net.relay.drop_missing(), 1);
+    sim.net.clients[2].poll_transmit();
     sim.run();
-    let relay = sim.relay.established().unwrap();
+    let relay = sim.net.relay.established().unwrap();
     assert_eq!((relay.attempt, relay.slots), (1, 4));
     assert_eq!(
-        sim.clients[2].failure(),
+        sim.net.clients[2].failure(),
         Some(Failure::Refused(Refusal::NotParticipant))
     );
     let list = sim.relay_list();
     for i in [0, 1, 3, 5] {
-        let mine = sim.clients[i].pseudonym().unwrap().public_key().to_bytes();
+        let mine = sim.net.clients[i]
+            .pseudonym()
+            .unwrap()
+            .public_key()
+            .to_bytes();
         assert_eq!(list.iter().filter(|k| **k == mine).count(), 1);
     }
 }
@@ -606,11 +511,11 @@ fn a_misbehaving_relay_is_caught_and_never_makes_a_node_accept_a_wrong_order() {
                 2 => Misbehave::Reorder,
                 _ => Misbehave::Alter(plan.next_u32() as usize),
             };
-            sim.faults.push((node, index, fault));
+            sim.plan.faults.push((node, index, fault));
         }
         sim.run();
         assert!(
-            sim.convictions.is_empty(),
+            sim.plan.convictions.is_empty(),
             "seed {seed}: an honest trustee convicted"
         );
         let relay_list = sim.relay_list();
@@ -618,16 +523,16 @@ fn a_misbehaving_relay_is_caught_and_never_makes_a_node_accept_a_wrong_order() {
         for (node, outcome) in outcomes.iter().enumerate() {
             match outcome {
                 Ok(list) => {
-                    assert!(sim.relay.established().is_some(), "seed {seed}");
+                    assert!(sim.net.relay.established().is_some(), "seed {seed}");
                     assert_eq!(list, &relay_list, "seed {seed} node {node}");
                     *outcomes_seen.entry("established").or_default() += 1;
                 }
                 Err(Failure::Relay(_)) => *outcomes_seen.entry("relay").or_default() += 1,
                 Err(Failure::Stalled(_)) => *outcomes_seen.entry("stalled").or_default() += 1,
-                Err(f) => panic!("seed {seed} node {node}: {f:?} {:?}", sim.faults),
+                Err(f) => panic!("seed {seed} node {node}: {f:?} {:?}", sim.plan.faults),
             }
         }
-        for (i, c) in sim.clients.iter().enumerate() {
+        for (i, c) in sim.net.clients.iter().enumerate() {
             if c.established().is_some() {
                 let mine = c.pseudonym().unwrap().public_key().to_bytes();
                 let count = relay_list.iter().filter(|k| **k == mine).count();
@@ -649,23 +554,32 @@ fn waiting_names_what_a_stalled_setup_waits_for() {
     let mut sim = Sim::new(3, 2, 2, 8);
     // The relay never forwards trustee 1's key.
     let mut buf = vec![0u8; 4096];
-    let len = sim.relay.poll_broadcast(&mut buf).unwrap().unwrap();
+    let len = sim.net.relay.poll_broadcast(&mut buf).unwrap().unwrap();
     let open = buf[..len].to_vec();
     sim.deliver(&open);
-    let len = sim.trustees[0].poll_transmit(&mut buf).unwrap().unwrap();
+    let len = sim.net.trustees[0]
+        .poll_transmit(&mut buf)
+        .unwrap()
+        .unwrap();
     let key0 = buf[..len].to_vec();
-    assert_eq!(sim.relay.receive_trustee(0, &key0), RelayStep::Forward);
+    assert_eq!(sim.net.relay.receive_trustee(0, &key0), RelayStep::Forward);
     sim.deliver(&key0);
-    assert_eq!(sim.clients[0].waiting(), Waiting::Key(1));
-    assert_eq!(sim.clients[0].stalled(), Failure::Stalled(Waiting::Key(1)));
+    assert_eq!(sim.net.clients[0].waiting(), Waiting::Key(1));
+    assert_eq!(
+        sim.net.clients[0].stalled(),
+        Failure::Stalled(Waiting::Key(1))
+    );
     // A trustee sending out of turn is refused by the relay, not forwarded.
-    let len = sim.trustees[1].poll_transmit(&mut buf).unwrap().unwrap();
+    let len = sim.net.trustees[1]
+        .poll_transmit(&mut buf)
+        .unwrap()
+        .unwrap();
     let key1 = buf[..len].to_vec();
     assert_eq!(
-        sim.relay.receive_trustee(0, &key1),
+        sim.net.relay.receive_trustee(0, &key1),
         RelayStep::Refuse(Failure::Relay(RelayFault::Unexpected))
     );
-    assert_eq!(sim.relay.receive_trustee(1, &key1), RelayStep::Forward);
+    assert_eq!(sim.net.relay.receive_trustee(1, &key1), RelayStep::Forward);
 }
 
 /// A bounded, deterministic version of the `epoch` fuzz target: random bytes, and honest
@@ -674,12 +588,15 @@ fn waiting_names_what_a_stalled_setup_waits_for() {
 fn random_frames_never_panic_a_setup_role() {
     let mut sim = Sim::new(3, 2, 1, 9);
     let mut honest = Vec::new();
-    let mut buf = vec![0u8; CHUNK_HEADER_LEN + 32 * 1024];
-    let len = sim.relay.poll_broadcast(&mut buf).unwrap().unwrap();
+    let mut buf = vec![0u8; FRAME_ROOM];
+    let len = sim.net.relay.poll_broadcast(&mut buf).unwrap().unwrap();
     honest.push(buf[..len].to_vec());
     let open = honest[0].clone();
     sim.deliver(&open);
-    let len = sim.trustees[0].poll_transmit(&mut buf).unwrap().unwrap();
+    let len = sim.net.trustees[0]
+        .poll_transmit(&mut buf)
+        .unwrap()
+        .unwrap();
     honest.push(buf[..len].to_vec());
     let mut rng = ChaCha20Rng::seed_from_u64(77);
     for round in 0..2_000 {
@@ -703,11 +620,11 @@ fn random_frames_never_panic_a_setup_role() {
                 f
             }
         };
-        let _ = sim.relay.receive_trustee((round % 2) as u8, &frame);
-        let _ = sim.relay.receive_client((round % 3) as u16, &frame);
-        let _ = sim.trustees[1].receive(&frame, &mut sim.rng);
-        let _ = sim.clients[round % 3].receive(&frame, &mut sim.rng);
+        let _ = sim.net.relay.receive_trustee((round % 2) as u8, &frame);
+        let _ = sim.net.relay.receive_client((round % 3) as u16, &frame);
+        let _ = sim.net.trustees[1].receive(&frame, &mut sim.net.rng);
+        let _ = sim.net.clients[round % 3].receive(&frame, &mut sim.net.rng);
     }
-    assert!(sim.relay.established().is_none());
-    assert!(sim.clients.iter().all(|c| c.established().is_none()));
+    assert!(sim.net.relay.established().is_none());
+    assert!(sim.net.clients.iter().all(|c| c.established().is_none()));
 }

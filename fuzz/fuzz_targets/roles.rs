@@ -3,6 +3,7 @@
 
 use dissent_core::client::{Client, ClientConfig, NoUpstream};
 use dissent_core::crypto::pad_public_key;
+use dissent_core::policy::{LogWindow, Policy};
 use dissent_core::relay::{LinkId, NoDownstream, PeerId, Relay, RelayConfig, RelayStorage};
 use dissent_core::trustee::{Trustee, TrusteeConfig};
 use dissent_core::{Duration, Instant};
@@ -11,6 +12,14 @@ use libfuzzer_sys::fuzz_target;
 const GROUP: [u8; 16] = [7; 16];
 const SESSION: [u8; 16] = [8; 16];
 const MAX_FRAME: u32 = 4096;
+/// Every client is its own buddy group; a window the relay's 4 KiB log holds.
+const POLICY: Policy = Policy {
+    min_anonymity: 1,
+    log_window: LogWindow {
+        time: Duration::from_millis(1000),
+        bytes: 3000,
+    },
+};
 
 fuzz_target!(|data: &[u8]| {
     let clients = [pad_public_key(&[1; 32]), pad_public_key(&[2; 32])];
@@ -31,6 +40,8 @@ fuzz_target!(|data: &[u8]| {
         sent_len: 4096,
         replay_len: 4096,
         min_clients: 1,
+        policy: POLICY,
+        min_anonymity: 0,
         linger: Duration::from_millis(1),
         rng_seed: [4; 32],
     })
@@ -48,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
         max_frame: MAX_FRAME,
         rng_seed: [5; 32],
         min_clients: 1,
+        policy: POLICY,
     })
     .expect("trustee");
     let cfg = RelayConfig {
@@ -73,6 +85,7 @@ fuzz_target!(|data: &[u8]| {
         log_len: 4096,
         first_interval: 1,
         epoch: [9; 16],
+        policy: POLICY,
     };
     let mut relay = Relay::new(cfg, RelayStorage::with_vecs(&cfg)).expect("relay");
     client.handle_connected(now);

@@ -55,10 +55,10 @@ impl BoardKind {
     }
 
     /// Whether the board's firmware looks the relay's name up itself (built with the
-    /// `relay-name` feature). The NUCLEO-F767ZI's is built without it, to keep its trustee
-    /// within 128 KiB of flash: a name is looked up here, once, for it.
+    /// `relay-name` feature). The real boards' firmware is built without it, to keep their
+    /// trustees within their flash budgets: a name is looked up here, once, for them.
     pub fn looks_up_names(self) -> bool {
-        self != BoardKind::NucleoF767zi
+        self == BoardKind::Mps2An385
     }
 
     /// Whether the board's blob must give its address: the NUCLEO-F767ZI's firmware is

@@ -123,6 +123,20 @@ enum ConfigCommand {
         /// Overwrite an existing configuration.
         #[arg(long)]
         force: bool,
+        /// The group's anonymity minimum: a slot transmits only while the clients it may
+        /// belong to (over every interval it sent in) number at least K; 2 up to the
+        /// number of clients (1 with --allow-small-anonymity-set; default 2, or 1 in a
+        /// group of one).
+        #[arg(long, value_name = "K", value_parser = min_clients())]
+        min_anonymity: Option<u16>,
+        /// How long the relay must keep downstream records for a client that is away, in
+        /// seconds, 1-86400 (default 600); the trustees hold it to this.
+        #[arg(long, value_name = "S", value_parser = log_window_secs())]
+        log_window_secs: Option<u64>,
+        /// How many bytes of downstream records the relay must keep, 1-1073741824 (default
+        /// 33554432, 32 MiB).
+        #[arg(long, value_name = "B", value_parser = log_window_bytes())]
+        log_window_bytes: Option<u64>,
         #[command(flatten)]
         small: SmallSet,
         /// Folder to write.
@@ -435,6 +449,10 @@ struct SupervisorArgs {
     relay_port: Option<u16>,
     #[command(flatten)]
     private_exit: PrivateExit,
+    /// Also refuse exit connections to this network (ADDRESS/PREFIX or an address); passed
+    /// to the relay (see `relay --exit-deny`). Repeatable.
+    #[arg(long, value_name = "CIDR")]
+    exit_deny: Vec<exit::Cidr>,
     #[command(flatten)]
     small: SmallSet,
     /// Let the relay serve its status page at ADDR (see `relay --status`).
@@ -473,6 +491,10 @@ struct UpArgs {
     exit: ExitKind,
     #[command(flatten)]
     private_exit: PrivateExit,
+    /// Also refuse exit connections to this network (ADDRESS/PREFIX or an address); passed
+    /// to the relay (see `relay --exit-deny`). Repeatable.
+    #[arg(long, value_name = "CIDR")]
+    exit_deny: Vec<exit::Cidr>,
     #[command(flatten)]
     small: SmallSet,
     /// Let the relay serve its status page at ADDR (see `relay --status`).
@@ -547,6 +569,20 @@ fn min_clients() -> impl Fn(&str) -> std::result::Result<u16, String> + Clone + 
 pub(crate) fn clients(
 ) -> impl Fn(&str) -> std::result::Result<usize, String> + Clone + Send + Sync + 'static {
     ranged(1, config::MAX_CLIENTS as u64, CLIENTS_RANGE)
+}
+
+/// The log window's time in seconds: 1-86400.
+fn log_window_secs(
+) -> impl Fn(&str) -> std::result::Result<u64, String> + Clone + Send + Sync + 'static {
+    const _: () = assert!(config::MAX_LOG_WINDOW_SECS == 86_400);
+    ranged(1, config::MAX_LOG_WINDOW_SECS, "1-86400")
+}
+
+/// The log window's size in bytes: 1-1073741824.
+fn log_window_bytes(
+) -> impl Fn(&str) -> std::result::Result<u64, String> + Clone + Send + Sync + 'static {
+    const _: () = assert!(config::MAX_LOG_WINDOW_BYTES == 1_073_741_824);
+    ranged(1, config::MAX_LOG_WINDOW_BYTES, "1-1073741824")
 }
 
 /// A number of trustees: 1-16.
@@ -674,10 +710,14 @@ async fn run(command: Command) -> Result<()> {
             max_cell_length,
             relay,
             force,
+            min_anonymity,
+            log_window_secs,
+            log_window_bytes,
             small,
             dir,
         }) => {
             check_group_size(clients, small)?;
+            let min_anonymity = group_minimum(min_anonymity, clients, small)?;
             let max_cell_length = match max_cell_length {
                 Some(max) if max < cell_length => bail!(
                     "--max-cell-length {max} is shorter than --cell-length {cell_length}: a \
@@ -696,6 +736,11 @@ async fn run(command: Command) -> Result<()> {
                     max_cell_length,
                     relay: relay.to_string(),
                     force,
+                    min_anonymity,
+                    log_window_secs: log_window_secs
+                        .unwrap_or(config::GenerateOptions::default().log_window_secs),
+                    log_window_bytes: log_window_bytes
+                        .unwrap_or(config::GenerateOptions::default().log_window_bytes),
                 },
             )?;
             console::say(format_args!(
@@ -872,21 +917,7 @@ async fn run(command: Command) -> Result<()> {
             policy.keep_host_addresses_fresh();
             exit::serve_socks5(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port), policy).await
         }
-        Command::Supervisor(a) => {
-            supervisor::run(supervisor::SupervisorOptions {
-                dir: a.dir,
-                local: a.local,
-                exit: a.exit,
-                client_port_base: a.client_port_base,
-                relay_port: a.relay_port,
-                verbose: a.verbose,
-                allow_private_exit: a.private_exit.allow_private_exit,
-                allow_small_anonymity_set: a.small.allow_small_anonymity_set,
-                status: a.status,
-                relay_host: None,
-            })
-            .await
-        }
+        Command::Supervisor(a) => supervisor::run(supervisor_options(a)).await,
         Command::Up(a) => {
             if let Some(clients) = a.clients {
                 check_group_size(clients, a.small)?;
@@ -901,6 +932,7 @@ async fn run(command: Command) -> Result<()> {
                 exit: a.exit,
                 verbose: a.verbose,
                 allow_private_exit: a.private_exit.allow_private_exit,
+                exit_deny: a.exit_deny,
                 allow_small_anonymity_set: a.small.allow_small_anonymity_set,
                 status: a.status,
             })
@@ -909,6 +941,23 @@ async fn run(command: Command) -> Result<()> {
         Command::Status(a) => status::run(&a.addr, a.watch).await,
         #[cfg(feature = "tools")]
         Command::Bench(a) => tools::bench::run(a).await,
+    }
+}
+
+/// What `dissent supervisor` runs.
+fn supervisor_options(a: SupervisorArgs) -> supervisor::SupervisorOptions {
+    supervisor::SupervisorOptions {
+        dir: a.dir,
+        local: a.local,
+        exit: a.exit,
+        client_port_base: a.client_port_base,
+        relay_port: a.relay_port,
+        verbose: a.verbose,
+        allow_private_exit: a.private_exit.allow_private_exit,
+        exit_deny: a.exit_deny,
+        allow_small_anonymity_set: a.small.allow_small_anonymity_set,
+        status: a.status,
+        relay_host: None,
     }
 }
 
@@ -924,6 +973,30 @@ fn check_group_size(clients: usize, small: SmallSet) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The group's anonymity minimum for `config generate`: `asked` (--min-anonymity), refused
+/// below two unless the user accepted a small anonymity set, and above the group's size
+/// (no slot could ever transmit); by default two, or one in a group of one.
+fn group_minimum(asked: Option<u16>, clients: usize, small: SmallSet) -> Result<u16> {
+    let Some(k) = asked else {
+        return Ok(config::default_min_anonymity(clients));
+    };
+    let floor = config::MIN_ANONYMITY_SET;
+    if usize::from(k) < floor && !small.allow_small_anonymity_set {
+        bail!(
+            "--min-anonymity {k} would let a slot transmit while it can be traced to its \
+             client; use {floor} or more, or pass --allow-small-anonymity-set to accept that"
+        );
+    }
+    if usize::from(k) > clients {
+        bail!(
+            "--min-anonymity {k} is more than the group's {}: no slot could ever transmit; \
+             use at most {clients}",
+            console::count(clients as u64, "client")
+        );
+    }
+    Ok(k)
 }
 
 /// The fewest clients an interval may have: `asked` (--min-clients), refused below two or
@@ -975,4 +1048,73 @@ fn relay_listen(configured: &HostPort, host: Option<IpAddr>, port: Option<u16>) 
         Host::Name(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     });
     SocketAddr::new(ip, port.unwrap_or(configured.port()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[String]) -> Command {
+        let argv = std::iter::once("dissent").chain(args.iter().map(String::as_str));
+        Cli::try_parse_from(argv).unwrap().command
+    }
+
+    fn words(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn the_supervisor_hands_every_exit_deny_to_its_relay() {
+        let denied: Vec<exit::Cidr> = ["203.0.113.7/32", "2001:db8::/32"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        let cmd = words(&[
+            "supervisor",
+            "--exit-deny",
+            "203.0.113.7",
+            "--exit-deny",
+            "2001:db8::/32",
+            "--allow-private-exit",
+            "cfg",
+        ]);
+        let Command::Supervisor(a) = parse(&cmd) else {
+            panic!("not the supervisor");
+        };
+        let relay = supervisor::relay_args(&supervisor_options(a), 12345);
+        let Command::Relay(r) = parse(&relay) else {
+            panic!("the relay child's command line is not `relay`: {relay:?}");
+        };
+        assert_eq!(r.exit_deny, denied);
+        assert!(r.private_exit.allow_private_exit);
+        assert_eq!(r.dir, PathBuf::from("cfg"));
+
+        // Without the option the relay gets none.
+        let Command::Supervisor(a) = parse(&words(&["supervisor", "cfg"])) else {
+            panic!("not the supervisor");
+        };
+        let relay = supervisor::relay_args(&supervisor_options(a), 12345);
+        let Command::Relay(r) = parse(&relay) else {
+            panic!("not the relay: {relay:?}");
+        };
+        assert!(r.exit_deny.is_empty());
+    }
+
+    #[test]
+    fn up_takes_exit_deny_for_its_relay() {
+        let cmd = words(&["up", "--exit-deny", "198.51.100.0/24"]);
+        let Command::Up(a) = parse(&cmd) else {
+            panic!("not up");
+        };
+        assert_eq!(
+            a.exit_deny,
+            ["198.51.100.0/24".parse::<exit::Cidr>().unwrap()]
+        );
+        assert!(parse_fails(&["up", "--exit-deny", "198.51.100.0/33"]));
+    }
+
+    fn parse_fails(args: &[&str]) -> bool {
+        let argv = std::iter::once("dissent").chain(args.iter().copied());
+        Cli::try_parse_from(argv).is_err()
+    }
 }

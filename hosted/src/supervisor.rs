@@ -23,7 +23,7 @@ use crate::clock;
 use crate::config::addr::{Host, HostPort};
 use crate::config::{self, Group, NodeKind};
 use crate::console;
-use crate::exit::ExitKind;
+use crate::exit::{Cidr, ExitKind};
 use crate::platform::listening;
 use crate::process;
 use crate::state_lock::{Holder, StateLock};
@@ -53,6 +53,8 @@ pub struct SupervisorOptions {
     pub verbose: bool,
     /// Let the relay's SOCKS5 exit reach non-public addresses.
     pub allow_private_exit: bool,
+    /// Networks the relay's exit also refuses (`--exit-deny`).
+    pub exit_deny: Vec<Cidr>,
     /// Run a group of fewer than two clients.
     pub allow_small_anonymity_set: bool,
     /// The relay's status page.
@@ -99,27 +101,9 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
     } else {
         Vec::new()
     };
-    let mut relay_args = vec![
-        "relay".into(),
-        "--port".into(),
-        relay_addr.port().to_string(),
-        "--exit".into(),
-        opts.exit.to_string(),
-    ];
-    if let Some(host) = opts.relay_host {
-        relay_args.extend(["--host".into(), host.to_string()]);
-    }
-    if let Some(status) = &opts.status {
-        relay_args.extend(["--status".into(), status.to_string()]);
-    }
-    if opts.allow_private_exit {
-        relay_args.push("--allow-private-exit".into());
-    }
-    relay_args.extend(small.iter().cloned());
-    relay_args.push(dir.clone());
     let mut specs = vec![ChildSpec {
         name: "relay".into(),
-        args: relay_args,
+        args: relay_args(&opts, relay_addr.port()),
         log: "info",
     }];
     for t in &group.trustees {
@@ -240,6 +224,34 @@ pub async fn run(opts: SupervisorOptions) -> Result<()> {
         )),
         None => Ok(()),
     }
+}
+
+/// The relay child's command line.
+pub(crate) fn relay_args(opts: &SupervisorOptions, port: u16) -> Vec<String> {
+    let mut args = vec![
+        "relay".into(),
+        "--port".into(),
+        port.to_string(),
+        "--exit".into(),
+        opts.exit.to_string(),
+    ];
+    if let Some(host) = opts.relay_host {
+        args.extend(["--host".into(), host.to_string()]);
+    }
+    if let Some(status) = &opts.status {
+        args.extend(["--status".into(), status.to_string()]);
+    }
+    if opts.allow_private_exit {
+        args.push("--allow-private-exit".into());
+    }
+    for net in &opts.exit_deny {
+        args.extend(["--exit-deny".into(), net.to_string()]);
+    }
+    if opts.allow_small_anonymity_set {
+        args.push("--allow-small-anonymity-set".into());
+    }
+    args.push(opts.dir.display().to_string());
+    args
 }
 
 /// How to name this executable in a command for the user: `dissent` when that is what the
@@ -494,6 +506,8 @@ pub struct UpOptions {
     pub verbose: bool,
     /// Let the relay's SOCKS5 exit reach non-public addresses.
     pub allow_private_exit: bool,
+    /// Networks the relay's exit also refuses (`--exit-deny`).
+    pub exit_deny: Vec<Cidr>,
     /// Run a group of fewer than two clients.
     pub allow_small_anonymity_set: bool,
     /// The relay's status page.
@@ -638,6 +652,7 @@ pub async fn up(opts: UpOptions) -> Result<()> {
                     trustees: wanted.trustees,
                     relay: wanted.relay.to_string(),
                     force: true,
+                    min_anonymity: config::default_min_anonymity(wanted.clients),
                     ..config::GenerateOptions::default()
                 },
             )?;
@@ -678,6 +693,7 @@ pub async fn up(opts: UpOptions) -> Result<()> {
         relay_port: None,
         verbose: opts.verbose,
         allow_private_exit: opts.allow_private_exit,
+        exit_deny: opts.exit_deny,
         allow_small_anonymity_set: opts.allow_small_anonymity_set,
         status: opts.status,
         relay_host: Some(relay_ip),

@@ -35,20 +35,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let Phase::Running(mut running) = self.phase else {
             return Err(PeerError::Unexpected);
         };
-        if interval != running.interval {
-            return Err(RequestError::WrongInterval {
-                current: running.interval,
-                got: interval,
-            }
-            .into());
-        }
-        if exchange != running.next_exchange {
-            return Err(RequestError::OutOfOrder {
-                expected: running.next_exchange,
-                got: exchange,
-            }
-            .into());
-        }
+        RequestError::check_next(running.interval, running.next_exchange, interval, exchange)?;
         down.check()?;
         let view = OutputsView::parse(outputs, self.slots)?;
         running

@@ -270,12 +270,16 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
     fn sort(&mut self, current: u32, history: &[IntervalRecord]) -> (bool, bool) {
         let mut lost_any = false;
         let mut resend_any = false;
-        let entries: Vec<(usize, Option<State>, u32, u64), 256> = self
-            .iter()
-            .take(256)
-            .map(|(at, e)| (at, e.state(), e.interval(), e.exchange()))
-            .collect();
-        for (at, state, interval, exchange) in entries {
+        // Offsets only (the entries are read again one at a time): a device's stack holds
+        // this list.
+        let offsets: Vec<usize, 256> = self.iter().take(256).map(|(at, _)| at).collect();
+        for at in offsets {
+            let Some((state, interval, exchange)) = self
+                .entry(at)
+                .map(|e| (e.state(), e.interval(), e.exchange()))
+            else {
+                continue;
+            };
             if state != Some(State::Sent) || interval == current {
                 resend_any |= state == Some(State::Resend);
                 continue;

@@ -90,7 +90,16 @@ enum Access {
 }
 
 /// Largest log window a relay holds in memory: 1 GiB.
-const MAX_LOG_WINDOW_BYTES: u64 = 1 << 30;
+pub const MAX_LOG_WINDOW_BYTES: u64 = 1 << 30;
+/// Longest log window: a day.
+pub const MAX_LOG_WINDOW_SECS: u64 = 86_400;
+
+/// The anonymity minimum of a group of `clients` unless asked otherwise: the default (2),
+/// or every client of a smaller group (a group of one, accepted as such).
+pub fn default_min_anonymity(clients: usize) -> u16 {
+    let all = u16::try_from(clients).unwrap_or(u16::MAX).max(1);
+    Policy::DEFAULT.min_anonymity.min(all)
+}
 
 /// Options for [`generate`].
 #[derive(Clone, Debug)]
@@ -107,6 +116,12 @@ pub struct GenerateOptions {
     pub relay: String,
     /// Overwrite a previous configuration in a non-empty directory.
     pub force: bool,
+    /// The anonymity minimum: 1 up to the number of clients.
+    pub min_anonymity: u16,
+    /// The log window's time in seconds, 1 to [`MAX_LOG_WINDOW_SECS`].
+    pub log_window_secs: u64,
+    /// The log window's size in bytes, 1 to [`MAX_LOG_WINDOW_BYTES`].
+    pub log_window_bytes: u64,
 }
 
 impl Default for GenerateOptions {
@@ -118,6 +133,9 @@ impl Default for GenerateOptions {
             max_cell_length: DEFAULT_MAX_CELL_LENGTH,
             relay: DEFAULT_RELAY.to_string(),
             force: false,
+            min_anonymity: Policy::DEFAULT.min_anonymity,
+            log_window_secs: Policy::DEFAULT.log_window.time.as_micros() / 1_000_000,
+            log_window_bytes: Policy::DEFAULT.log_window.bytes,
         }
     }
 }
@@ -451,9 +469,9 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
         trustees: system_entries(&trustees),
         cell_length: opts.cell_length,
         max_cell_length: Some(opts.max_cell_length.max(opts.cell_length)),
-        min_anonymity: Some(Policy::DEFAULT.min_anonymity),
-        log_window_secs: Some(Policy::DEFAULT.log_window.time.as_micros() / 1_000_000),
-        log_window_bytes: Some(Policy::DEFAULT.log_window.bytes),
+        min_anonymity: Some(opts.min_anonymity),
+        log_window_secs: Some(opts.log_window_secs),
+        log_window_bytes: Some(opts.log_window_bytes),
     };
     write_json(dir, SYSTEM_FILE, &system, Access::Public)?;
 
@@ -479,6 +497,22 @@ fn check_options(opts: &GenerateOptions) -> Result<()> {
         (MIN_CELL_LENGTH..=MAX_CELL_LENGTH).contains(&opts.cell_length),
         "cell length must be between {MIN_CELL_LENGTH} and {MAX_CELL_LENGTH} bytes, not {}",
         opts.cell_length
+    );
+    ensure!(
+        (1..=opts.clients).contains(&usize::from(opts.min_anonymity)),
+        "the anonymity minimum must be between 1 and the number of clients ({}), not {}",
+        opts.clients,
+        opts.min_anonymity
+    );
+    ensure!(
+        (1..=MAX_LOG_WINDOW_SECS).contains(&opts.log_window_secs),
+        "the log window's time must be between 1 and {MAX_LOG_WINDOW_SECS} s, not {}",
+        opts.log_window_secs
+    );
+    ensure!(
+        (1..=MAX_LOG_WINDOW_BYTES).contains(&opts.log_window_bytes),
+        "the log window's size must be between 1 and {MAX_LOG_WINDOW_BYTES} bytes, not {}",
+        opts.log_window_bytes
     );
     opts.relay
         .parse::<HostPort>()
@@ -629,8 +663,9 @@ impl Group {
             .log_window_secs
             .unwrap_or(Policy::DEFAULT.log_window.time.as_micros() / 1_000_000);
         ensure!(
-            (1..=86_400).contains(&log_window_secs),
-            "{sys}: log_window_secs must be between 1 and 86400, not {log_window_secs}"
+            (1..=MAX_LOG_WINDOW_SECS).contains(&log_window_secs),
+            "{sys}: log_window_secs must be between 1 and {MAX_LOG_WINDOW_SECS}, not \
+             {log_window_secs}"
         );
         let log_window_bytes = system
             .log_window_bytes
@@ -1748,6 +1783,48 @@ mod tests {
                 },
                 "cell length",
             ),
+            (
+                GenerateOptions {
+                    min_anonymity: 0,
+                    ..small()
+                },
+                "anonymity minimum",
+            ),
+            (
+                GenerateOptions {
+                    min_anonymity: 5,
+                    ..small()
+                },
+                "anonymity minimum",
+            ),
+            (
+                GenerateOptions {
+                    log_window_secs: 0,
+                    ..small()
+                },
+                "log window's time",
+            ),
+            (
+                GenerateOptions {
+                    log_window_secs: MAX_LOG_WINDOW_SECS + 1,
+                    ..small()
+                },
+                "log window's time",
+            ),
+            (
+                GenerateOptions {
+                    log_window_bytes: 0,
+                    ..small()
+                },
+                "log window's size",
+            ),
+            (
+                GenerateOptions {
+                    log_window_bytes: MAX_LOG_WINDOW_BYTES + 1,
+                    ..small()
+                },
+                "log window's size",
+            ),
         ];
         for (opts, expect) in cases {
             let text = err_text(generate(dir.path(), &opts));
@@ -1771,6 +1848,32 @@ mod tests {
             assert!(text.contains("relay address"), "{relay}: {text}");
         }
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_policy_written_is_the_policy_loaded() {
+        let dir = generated(&GenerateOptions {
+            min_anonymity: 3,
+            log_window_secs: 90,
+            log_window_bytes: 1 << 20,
+            ..small()
+        });
+        let group = Group::load(dir.path()).unwrap();
+        assert_eq!(group.policy.min_anonymity, 3);
+        assert_eq!(
+            group.policy.log_window.time,
+            dissent_core::Duration::from_millis(90_000)
+        );
+        assert_eq!(group.policy.log_window.bytes, 1 << 20);
+        // The default, and a group of one, which can only be its own minimum.
+        assert_eq!(default_min_anonymity(4), Policy::DEFAULT.min_anonymity);
+        assert_eq!(default_min_anonymity(1), 1);
+        let one = generated(&GenerateOptions {
+            clients: 1,
+            min_anonymity: default_min_anonymity(1),
+            ..small()
+        });
+        assert_eq!(Group::load(one.path()).unwrap().policy.min_anonymity, 1);
     }
 
     #[test]

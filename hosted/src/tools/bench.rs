@@ -646,6 +646,8 @@ async fn start_cluster(spec: &ClusterSpec) -> Result<Running> {
             max_cell_length: spec.max_cell_length.max(spec.cell_length),
             relay: format!("127.0.0.1:{config_relay}"),
             force: false,
+            min_anonymity: config::default_min_anonymity(spec.clients),
+            ..config::GenerateOptions::default()
         },
     )?;
     pb.finish_and_clear();

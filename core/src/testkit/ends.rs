@@ -1,0 +1,108 @@
+//! The two ends of the test net's traffic: each client's application ([`App`], which the
+//! client pulls upstream bytes from and hands downstream bytes to) and the relay's exit
+//! ([`Exit`], which records upstream bytes and may echo them).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::vec::Vec;
+
+use crate::client::{Chunk, Delivery, Upstream};
+use crate::relay::{DownChunk, Downstream};
+use crate::wire::ConnId;
+
+/// Application side of one client: bytes waiting per connection, bytes received.
+#[derive(Debug, Default)]
+pub struct App {
+    /// Bytes to send, in order.
+    pub pending: VecDeque<(ConnId, Vec<u8>)>,
+    /// Connections to close once their bytes are sent.
+    pub closing: VecDeque<ConnId>,
+    /// Downstream bytes received per connection.
+    pub received: BTreeMap<ConnId, Vec<u8>>,
+    /// Connections the exit closed.
+    pub closed: Vec<ConnId>,
+    /// Connections reported lost.
+    pub lost: Vec<ConnId>,
+    /// A connection that always has more to send (a bulk sender): once `pending` is
+    /// empty, every pull fills the buffer with `0x5a` bytes for it, holding no memory.
+    pub endless: Option<ConnId>,
+}
+
+impl Upstream for App {
+    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
+        if let Some((conn, mut data)) = self.pending.pop_front() {
+            let n = data.len().min(buf.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            if n < data.len() {
+                data.drain(..n);
+                self.pending.push_front((conn, data));
+            }
+            return Some(Chunk::Data { conn, len: n });
+        }
+        if let Some(conn) = self.endless {
+            buf.fill(0x5a);
+            return Some(Chunk::Data {
+                conn,
+                len: buf.len(),
+            });
+        }
+        self.closing.pop_front().map(|conn| Chunk::Close { conn })
+    }
+
+    fn pending(&self) -> usize {
+        let endless = if self.endless.is_some() {
+            crate::MAX_CELL_LENGTH
+        } else {
+            0
+        };
+        endless + self.pending.iter().map(|(_, d)| d.len()).sum::<usize>()
+    }
+}
+
+/// The exit of the relay: records upstream, optionally echoes.
+#[derive(Debug, Default)]
+pub struct Exit {
+    /// Upstream bytes per connection.
+    pub upstream: BTreeMap<ConnId, Vec<u8>>,
+    /// How often each connection was opened.
+    pub opened: BTreeMap<ConnId, usize>,
+    /// Connections the owner finished.
+    pub closed: Vec<ConnId>,
+    /// Replies waiting to go downstream (`None`: close).
+    pub replies: VecDeque<(ConnId, Option<Vec<u8>>)>,
+    /// Echo every upstream byte and close back.
+    pub echo: bool,
+    /// Exchanges that decoded to garbage.
+    pub garbled: usize,
+}
+
+impl Downstream for Exit {
+    fn has_data(&self) -> bool {
+        !self.replies.is_empty()
+    }
+
+    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<DownChunk> {
+        let (conn, data) = self.replies.pop_front()?;
+        let Some(mut data) = data else {
+            return Some(DownChunk::Close { conn });
+        };
+        let n = data.len().min(buf.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        if n < data.len() {
+            data.drain(..n);
+            self.replies.push_front((conn, Some(data)));
+        }
+        Some(DownChunk::Data { conn, len: n })
+    }
+}
+
+/// Hands one delivery of a client to its application.
+pub(super) fn deliver(app: &mut App, d: Delivery<'_>) {
+    match d {
+        Delivery::Data { conn, data } => app
+            .received
+            .entry(conn)
+            .or_default()
+            .extend_from_slice(data),
+        Delivery::Close { conn } => app.closed.push(conn),
+    }
+}
