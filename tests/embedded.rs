@@ -787,7 +787,7 @@ fn trustee_builds_fit_their_budget() {
 }
 
 #[test]
-fn a_wifi_board_is_provisioned_with_its_network_and_the_relay_by_name() {
+fn a_wifi_board_is_provisioned_with_its_network() {
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = dir.path().join("cfg");
     generate(&cfg, 3, 2, 9);
@@ -808,7 +808,7 @@ fn a_wifi_board_is_provisioned_with_its_network_and_the_relay_by_name() {
         "--board",
         "pico2-w",
         "--relay",
-        "relay.example.org:7000",
+        "192.0.2.1:7000",
         "--wifi-ssid",
         "home net",
         "--wifi-passphrase-file",
@@ -825,7 +825,7 @@ fn a_wifi_board_is_provisioned_with_its_network_and_the_relay_by_name() {
     assert_eq!(support::mode(&blob_file) & 0o777, 0o600);
     let blob = fs::read(&blob_file).expect("the blob");
     let node = Node::parse(&blob, NodeRole::Client).expect("a client blob");
-    assert_eq!(node.relay, Relay::Name("relay.example.org"));
+    assert_eq!(node.relay, Relay::Ipv4([192, 0, 2, 1]));
     let wifi = node.wifi.expect("the Wi-Fi network");
     assert_eq!(
         (wifi.ssid, wifi.passphrase),
@@ -833,9 +833,22 @@ fn a_wifi_board_is_provisioned_with_its_network_and_the_relay_by_name() {
     );
 
     // A Wi-Fi board needs its network; an Ethernet board takes none; a short passphrase is
-    // refused before anything is written.
+    // refused before anything is written; so is a relay's name that cannot be looked up for
+    // a board whose firmware dials addresses only.
     fs::remove_file(&blob_file).expect("remove the blob");
     for (args, says) in [
+        (
+            &[
+                "--board",
+                "pico2-w",
+                "--relay",
+                "relay.invalid:7000",
+                "--wifi-ssid",
+                "home",
+                "--wifi-open",
+            ][..],
+            "cannot resolve the relay's host relay.invalid",
+        ),
         (
             &["--board", "pico2-w", "--relay", "192.0.2.1:7000"][..],
             "--wifi-ssid",
