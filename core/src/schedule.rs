@@ -223,8 +223,26 @@ impl Schedule {
                 }
                 Ok(())
             }
+            // A disrupted exchange delivered nothing: the slot stays reserved at its length.
+            (Kind::Slot { .. }, Output::Disrupted(_)) => Ok(()),
             _ => Err(ScheduleError::Mismatch),
         }
+    }
+
+    /// The cell length `slot` is reserved at, if it is reserved.
+    pub fn len_of(&self, table: &[u8], slot: u16) -> Option<u16> {
+        let at = self.find(table, slot).ok()?;
+        Some(self.entry(table, at).1)
+    }
+
+    /// The base cell length (a newly reserved slot's).
+    pub const fn base_len(&self) -> u16 {
+        self.base
+    }
+
+    /// The longest cell length.
+    pub const fn max_len(&self) -> u16 {
+        self.max
     }
 
     /// The reserved `(slot, len)` pairs, sorted by slot.

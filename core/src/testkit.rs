@@ -181,7 +181,17 @@ fn new_client(
         rng_seed: secret(4, i),
     };
     // Harness set-up only (never bytes from a network): a failure is a test's mistake.
-    Client::with_vecs(&c).expect("client configuration")
+    let mut client = Client::with_vecs(&c).expect("client configuration");
+    let sealed = vec![0; client.sealed_len()];
+    client
+        .set_pseudonym(&pseudonym_secret(i), sealed)
+        .expect("pseudonym key");
+    client
+}
+
+/// Client `i`'s pseudonym secret in a net.
+pub fn pseudonym_secret(i: usize) -> [u8; 32] {
+    secret(5, i)
 }
 
 /// A node of the net.
@@ -319,7 +329,13 @@ impl Net {
             epoch: [9; 16],
         };
         // Harness set-up only (never bytes from a network): a failure is a test's mistake.
-        let relay = Relay::new(rcfg, RelayStorage::with_vecs(&rcfg)).expect("relay configuration");
+        let mut relay =
+            Relay::new(rcfg, RelayStorage::with_vecs(&rcfg)).expect("relay configuration");
+        for (i, &slot) in slots.iter().enumerate() {
+            relay
+                .set_pseudonym(slot, &pad_public_key(&pseudonym_secret(i)))
+                .expect("pseudonym slot");
+        }
         let clients = (0..n)
             .map(|i| new_client(&cfg, i, client_secrets[i], &trustee_pubs, slots[i]))
             .collect();

@@ -42,7 +42,7 @@ const N: usize = 64;
 /// Trustees in the group.
 const M: usize = 2;
 /// Base cell length.
-const CELL: usize = 64;
+const CELL: usize = 128;
 /// Frame limit of every node.
 const MAX_FRAME: u32 = 4096;
 /// The relay instance.
@@ -157,7 +157,26 @@ fn world_config(
 }
 
 fn new_client(cfg: &ClientConfig<'_>) -> Client<Vec<u8>> {
-    Client::with_vecs(cfg).expect("client config")
+    let mut c = Client::with_vecs(cfg).expect("client config");
+    let sealed = vec![0; c.sealed_len()];
+    c.set_pseudonym(&secret(5, usize::from(cfg.index)), sealed)
+        .expect("pseudonym key");
+    c
+}
+
+/// The plain body (`Next`, records, zeros) of a slot exchange's decoded cell, un-whitened
+/// with its seed as a relay that does not check signatures would read it (zeros stay
+/// zeros).
+fn unseal(x: &[u8]) -> Vec<u8> {
+    let body_len = x.len().saturating_sub(wire::SLOT_OVERHEAD);
+    if x.iter().all(|&b| b == 0) || x.len() < wire::MIN_OWNED_CELL {
+        return vec![0; body_len];
+    }
+    let mut seed = [0u8; wire::SEED_LEN];
+    seed.copy_from_slice(&x[..wire::SEED_LEN]);
+    let mut body = x[wire::SEED_LEN..x.len() - wire::SIGNATURE_LEN].to_vec();
+    wire::whiten(&seed, &mut body);
+    body
 }
 
 /// A downstream record, as the relay shows it.
@@ -189,9 +208,11 @@ enum Up {
     Close(ConnId),
 }
 
-/// The records of a data exchange's plaintext, as the relay takes them (`None`: garbled).
-fn upstream(plain: &[u8], slot: u16) -> Option<Vec<Up>> {
-    let view = CellView::parse(plain).ok()?;
+/// The records of a data exchange's plaintext (a sealed cell), as the relay takes them
+/// (`None`: garbled).
+fn upstream(cell: &[u8], slot: u16) -> Option<Vec<Up>> {
+    let plain = unseal(cell);
+    let view = CellView::parse(&plain).ok()?;
     let mut ups = Vec::new();
     for r in view.records() {
         if r.conn().slot() != Some(slot) {
@@ -1008,7 +1029,7 @@ impl Mallory {
                 let next = match &ups {
                     Some(ups) => {
                         self.upstream.extend(ups.iter().map(|u| (slot, u.clone())));
-                        CellView::parse(&x).map_or(0, |v| v.next())
+                        CellView::parse(&unseal(&x)).map_or(0, |v| v.next())
                     }
                     None => 0,
                 };
@@ -2419,7 +2440,7 @@ impl World {
             }
             let shown = match d.records() {
                 Some(records) if d.slot().is_some() => {
-                    let next = CellView::parse(&d.xor).map_or(0, |v| v.next());
+                    let next = CellView::parse(&unseal(&d.xor)).map_or(0, |v| v.next());
                     let records: Vec<String> = records
                         .iter()
                         .map(|u| match u {

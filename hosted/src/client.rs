@@ -180,7 +180,16 @@ fn core_client(
         linger: dissent_core::Duration::from_micros(LINGER.as_micros() as u64),
         rng_seed,
     };
-    Client::with_vecs(&cfg).map_err(|e| anyhow::anyhow!("client configuration: {e}"))
+    let mut client =
+        Client::with_vecs(&cfg).map_err(|e| anyhow::anyhow!("client configuration: {e}"))?;
+    let pseudonym = node
+        .pseudonym_private_key
+        .context("the client has no pseudonym key")?;
+    let sealed = vec![0; client.sealed_len()];
+    client
+        .set_pseudonym(&pseudonym, sealed)
+        .map_err(|e| anyhow::anyhow!("pseudonym key: {e}"))?;
+    Ok(client)
 }
 
 /// Runs a client with a local listening port until Ctrl-C.
@@ -449,6 +458,10 @@ impl ClientNode {
                         );
                     }
                     self.deliver(conn, None);
+                }
+                // Its bytes are sent again; which slot is this client's stays unsaid.
+                ClientEvent::Disrupted { .. } => {
+                    warn!("a cell of this client was disrupted; its bytes are sent again");
                 }
                 // Every connection of the slot is hidden among these clients.
                 ClientEvent::AnonymitySet { size } if !self.quiet => {

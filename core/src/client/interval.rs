@@ -36,6 +36,12 @@ pub(super) struct Running {
     pub(super) transmitted: bool,
     /// The anonymity set took this interval's online set in.
     pub(super) accounted: bool,
+    /// The interval's view (`T_start`), which the slot's signatures bind.
+    #[cfg_attr(not(feature = "pseudonyms"), allow(dead_code))]
+    pub(super) view: [u8; 32],
+    /// Exchanges of this client's slot requested so far in the interval: the ordinal of
+    /// the next one.
+    pub(super) ordinal: u64,
 }
 
 /// What an `IntervalStart` showed, kept until every trustee has confirmed it.
@@ -165,6 +171,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     next_exchange: 0,
                     window: u64::from(window),
                     transcript: Transcript::start(body),
+                    view: *Transcript::start(body).hash(),
+                    ordinal: 0,
                     schedule,
                     params,
                     may_send: false,

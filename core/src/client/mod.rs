@@ -62,6 +62,7 @@ mod config;
 mod interval;
 mod replay;
 mod request;
+mod seal;
 mod sent;
 mod stage;
 mod storage;
@@ -153,6 +154,15 @@ pub enum ClientEvent {
         /// Clients in it (the anonymity set).
         clients: usize,
     },
+    /// A cell this client wrote in its slot was disrupted (it did not decode to what the
+    /// client signed): nothing of it reached the exit, and its records, with those of the
+    /// client's later cells written before it knew, are sent again in order.
+    Disrupted {
+        /// The interval.
+        interval: u32,
+        /// The disrupted exchange.
+        exchange: u64,
+    },
     /// `conn` ended without a close from the exit: bytes of it were lost for good (the
     /// relay forgot an exchange, or this client or a client of its buddy group was away
     /// longer than the relay's log window). Nothing is sent upstream for it; the exit
@@ -239,6 +249,12 @@ pub struct Client<B> {
     announced_next: u16,
     connections: FnvIndexMap<ConnId, Conn, MAX_CONNECTIONS>,
     events: Deque<ClientEvent, { MAX_CONNECTIONS + 8 }>,
+    /// The seed of the randomness of whitening seeds and slot signatures.
+    #[cfg_attr(not(feature = "pseudonyms"), allow(dead_code))]
+    seal_seed: [u8; 32],
+    /// The pseudonym key and the prepared cells of the next owned exchange.
+    #[cfg(feature = "pseudonyms")]
+    sealer: Option<seal::Sealer<B>>,
 }
 
 #[cfg(feature = "std")]
@@ -328,6 +344,16 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             announced_next: 0,
             connections: FnvIndexMap::new(),
             events: Deque::new(),
+            seal_seed: {
+                use sha2::{Digest, Sha256};
+                Sha256::new()
+                    .chain_update(b"dissent-rs v3 seal rng")
+                    .chain_update(config.rng_seed)
+                    .finalize()
+                    .into()
+            },
+            #[cfg(feature = "pseudonyms")]
+            sealer: None,
         })
     }
 

@@ -7,21 +7,21 @@
 //! from the application (`stage.rs`) or keep sent cells (`sent.rs`).
 
 use super::stage::Taken;
-use super::{Client, Delivery, Handled, Phase, Running};
+use super::{Client, ClientEvent, Delivery, Handled, Phase, Running};
 use crate::crypto::{PadEngine, SerialPads};
 use crate::error::{IntervalError, PeerError, RequestError};
 use crate::schedule::Deviation;
 use crate::time::Instant;
 use crate::transcript;
 use crate::wire::{
-    self, read_record_header, ClientRequest, Down, Kind, OutputsView, Prefix, RECORD_HEADER_LEN,
+    self, ClientRequest, Down, Kind, Output, OutputsView, Prefix, RECORD_HEADER_LEN,
 };
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// Answers an exchange request with this client's cell, written to `out`.
     pub(super) fn on_request<'a>(
         &mut self,
-        now: Instant,
+        _now: Instant,
         request: ClientRequest<'a>,
         out: &mut [u8],
     ) -> Result<Handled<'a>, PeerError> {
@@ -38,6 +38,19 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         RequestError::check_next(running.interval, running.next_exchange, interval, exchange)?;
         down.check()?;
         let view = OutputsView::parse(outputs, self.slots)?;
+        // The exchange the first output reports on, and which were disrupted cells of this
+        // client's slot.
+        let first = exchange.saturating_sub(self.unreported.len() as u64);
+        let mut disrupted: Option<u64> = None;
+        for (i, output) in view.iter().enumerate() {
+            let own = matches!(
+                self.unreported.iter().nth(i),
+                Some(Kind::Slot { slot, .. }) if *slot == self.slot
+            );
+            if own && matches!(output, Output::Disrupted(_)) {
+                disrupted = disrupted.or(Some(first + i as u64));
+            }
+        }
         running
             .schedule
             .follow(self.schedule.as_mut(), &mut self.unreported, &view, kind)
@@ -45,6 +58,16 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 Deviation::WrongKind => RequestError::WrongKind { exchange },
                 Deviation::WindowExceeded => RequestError::WindowExceeded,
             })?;
+        if let Some(e) = disrupted {
+            // The cell is abandoned: its records and those of the later cells, in order,
+            // go in the next owned cells (nothing prepared before this carries them).
+            self.abandon_from(interval, e);
+            self.unprepare();
+            self.push_event(ClientEvent::Disrupted {
+                interval,
+                exchange: e,
+            });
+        }
         let len = kind.cell_len(self.slots);
         if len > self.max_cell {
             return Err(IntervalError::Parameters.into());
@@ -69,18 +92,38 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 }
             }
             Kind::Slot { slot, .. } if slot == self.slot && running.may_send => {
-                running.transmitted |= self.fill_owned(now, &running, interval, exchange, cell);
+                // A copy of the cell prepared (and signed) for this length, or zeros.
+                match self.copy_prepared(&running, cell) {
+                    Some(p) => {
+                        self.announced_next = p.next;
+                        if p.plan.sent() > 0 {
+                            self.stage.taken = Some(Taken {
+                                interval,
+                                exchange,
+                                whole: p.plan.whole,
+                                part: p.plan.part,
+                            });
+                        }
+                        running.transmitted = true;
+                    }
+                    None => self.announced_next = 0,
+                }
             }
             // Not this client's slot, or its slot may not transmit now: zeros.
             Kind::Slot { .. } => cell.fill(0),
+        }
+        if matches!(kind, Kind::Slot { slot, .. } if slot == self.slot) {
+            running.ordinal += 1;
         }
         SerialPads.xor_pads(&self.interval_keys, &running.transcript.pad_nonce(), cell);
 
         // Cells up to `exchange - window` were decoded before this request was issued. Only
         // an owner has any to settle, so this waits until the cell is done.
-        if exchange >= running.window {
-            self.sent
-                .confirm_up_to(running.interval, exchange - running.window);
+        // Only once their outputs were reported (a disruption is known then).
+        let reported = (exchange + 1).saturating_sub(self.unreported.len() as u64);
+        if exchange >= running.window && reported > 0 {
+            let below = (exchange - running.window).min(reported - 1);
+            self.sent.confirm_up_to(running.interval, below);
         }
         running.next_exchange += 1;
         self.head = head;
@@ -116,70 +159,14 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     .is_reserved(self.schedule.as_ref(), self.slot))
     }
 
-    /// Writes this client's cell for an owned exchange: the stage's records that fit, then
-    /// `Next`. Returns whether the cell is anything but zeros.
-    fn fill_owned(
-        &mut self,
-        now: Instant,
-        running: &Running,
-        interval: u32,
-        exchange: u64,
-        cell: &mut [u8],
-    ) -> bool {
-        // Bytes staged while the ring had more room may not all fit it now.
-        let room = cell
-            .len()
-            .saturating_sub(wire::NEXT_LEN)
-            .min(self.sent.room());
-        let stage = self.stage.records();
-        let mut taken = Taken {
-            interval,
-            exchange,
-            whole: 0,
-            part: None,
-        };
-        let mut writer = wire::CellWriter::new(cell);
-        if self.stage.taken.is_none() {
-            while let Some(rest) = stage.get(taken.whole..).filter(|r| !r.is_empty()) {
-                let (conn, open, n) = read_record_header(rest);
-                let rec = RECORD_HEADER_LEN + n;
-                let payload = rest.get(RECORD_HEADER_LEN..).unwrap_or(&[]);
-                if taken.whole + rec <= room {
-                    // It fits: `room` bounds the writer's space.
-                    let _ = if n == 0 && !open {
-                        writer.push_close(conn)
-                    } else {
-                        writer.push_data(conn, open, payload.get(..n).unwrap_or(payload))
-                    };
-                    taken.whole += rec;
-                    continue;
-                }
-                let part = room.saturating_sub(taken.whole + RECORD_HEADER_LEN);
-                if n > 0 && part > 0 {
-                    let _ = writer.push_data(conn, open, payload.get(..part).unwrap_or(payload));
-                    taken.part = Some(part);
-                }
-                break;
-            }
-        }
-        let sent = taken.whole + taken.part.map_or(0, |p| p + RECORD_HEADER_LEN);
-        let left = self.stage.len() - taken.whole - taken.part.unwrap_or(0);
-        let next = self.next_length(now, running, left);
-        writer.finish(next);
-        self.announced_next = next;
-        if sent > 0 {
-            self.stage.taken = Some(taken);
-        }
-        sent > 0 || next != 0
-    }
-
     /// The length to announce for this client's next cell (0 releases the slot).
-    fn next_length(&self, now: Instant, running: &Running, left: usize) -> u16 {
+    #[cfg_attr(not(feature = "pseudonyms"), allow(dead_code))]
+    pub(super) fn next_length(&self, now: Instant, running: &Running, left: usize) -> u16 {
         let base = running.params.base_len as usize;
         let max = (running.params.max_len as usize).min(self.max_cell);
         let more = left + self.pending_hint;
         let len = if more > 0 || self.sent.resend_pending() {
-            let need = wire::NEXT_LEN + RECORD_HEADER_LEN + more;
+            let need = wire::SLOT_OVERHEAD + wire::NEXT_LEN + RECORD_HEADER_LEN + more;
             if self.sent.resend_pending() {
                 max
             } else {

@@ -333,6 +333,48 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         self.purge_stage();
     }
 
+    /// A cell of this client's, of `exchange` in the running `interval`, was disrupted:
+    /// it and every later cell of the interval (written before the client knew) are to be
+    /// sent again, in order, before anything staged since. Returns whether any was.
+    pub(super) fn abandon_from(&mut self, interval: u32, exchange: u64) -> bool {
+        self.commit_taken();
+        let waiting = self
+            .sent
+            .iter()
+            .take_while(|(_, e)| e.state() == Some(State::Resend))
+            .count();
+        let offsets: Vec<usize, 256> = self.sent.iter().take(256).map(|(at, _)| at).collect();
+        let mut any = false;
+        for at in offsets {
+            let hit = self.sent.entry(at).is_some_and(|e| {
+                e.state() == Some(State::Sent)
+                    && e.interval() == interval
+                    && e.exchange() >= exchange
+            });
+            if hit {
+                self.sent.set_state(at, State::Resend);
+                any = true;
+            }
+        }
+        if !any {
+            return false;
+        }
+        // As at an interval's start: the room below is needed as one block, bytes staged
+        // go after the ones to send again, and cells to send again that were partly sent
+        // again go after the parts just abandoned.
+        self.sent.compact();
+        if !self.stage.is_empty() {
+            self.requeue_stage();
+        }
+        let entries = self.sent.iter().count();
+        if waiting > 0 && entries > waiting {
+            self.move_to_back(waiting);
+            self.sent.pop_done();
+        }
+        self.purge_stage();
+        true
+    }
+
     /// Ends the connections named in lost entries, which are then done.
     fn lose_lost_entries(&mut self) {
         loop {

@@ -39,6 +39,8 @@ pub(super) struct Stage<B> {
     used: usize,
     /// The prefix the last owned cell took, until it moves to the sent ring.
     pub(super) taken: Option<Taken>,
+    /// Counts changes other than appends (a cell prepared from the stage is rebuilt).
+    pub(super) version: u32,
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Stage<B> {
@@ -47,6 +49,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Stage<B> {
             storage,
             used: 0,
             taken: None,
+            version: 0,
         }
     }
 
@@ -68,6 +71,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Stage<B> {
     /// Drops every staged record.
     pub(super) fn clear(&mut self) {
         self.used = 0;
+        self.version = self.version.wrapping_add(1);
     }
 
     /// Appends `record` (a whole record, header included); false if it does not fit.
@@ -100,6 +104,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Stage<B> {
     /// Copies `bytes` to the start of the (empty) stage to hold them on their way through
     /// the sent ring; returns how many it holds.
     pub(super) fn hold(&mut self, bytes: &[u8]) -> usize {
+        self.version = self.version.wrapping_add(1);
         let storage = self.storage.as_mut();
         let n = bytes.len().min(storage.len());
         if let (Some(dst), Some(src)) = (storage.get_mut(..n), bytes.get(..n)) {
@@ -127,7 +132,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             Phase::Running(running) => (running.params.max_len as usize).min(self.max_cell),
             _ => self.cell_len,
         };
-        let budget = cap.saturating_sub(wire::NEXT_LEN);
+        let budget = Self::record_room(cap);
         if self.sent.room() < budget && self.sent.resend_pending() {
             // Take back the room of what is confirmed or already staged again.
             self.sent.compact();
@@ -143,6 +148,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if !self.stage.is_empty() || resending || self.pending_hint > 0 {
             self.last_data = Some(now);
         }
+        self.reseal(now);
     }
 
     /// Stages records of cells to send again; true while some remain after this.
@@ -325,6 +331,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let from = from.min(end);
         self.stage.storage.as_mut().copy_within(from..end, 0);
         self.stage.used = end - from;
+        self.stage.version = self.stage.version.wrapping_add(1);
         if !kept {
             self.purge_stage();
         }
@@ -349,5 +356,6 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             read += rec;
         }
         self.stage.used = kept;
+        self.stage.version = self.stage.version.wrapping_add(1);
     }
 }

@@ -84,28 +84,48 @@ where
                 self.poll_event_tail(now)
             }
             Kind::Slot { slot, .. } => {
-                let Some(decoded) = decode(self.window.cell(exchange, len), slot) else {
-                    // A garbled exchange (a disruption, or members shown different views):
-                    // nothing from it or after it reaches the exit, so every owner's bytes
-                    // stay in order. The interval ends here; owners resend from this exchange.
-                    self.decoded -= 1;
-                    if let Phase::Running(running) = &mut self.phase {
-                        running.done = exchange;
-                        running.stop = Some(Stop::Abort { end_at: exchange });
-                        running.client_request = None;
-                    }
+                let interval = running.interval;
+                let ordinal = self.slots.next_ordinal(slot, interval);
+                let ctx = wire::SlotContext {
+                    group_id: self.cfg.group_id,
+                    session_id: self.cfg.session_id,
+                    view: self.view,
+                    interval,
+                    slot,
+                    ordinal,
+                };
+                let key = self.slots.key(slot);
+                let cell = self.window.cell_mut(exchange, len);
+                let decoded = match open_slot(cell, &ctx, &key) {
+                    wire::Opened::Empty => Some(None),
+                    wire::Opened::Signed => decode(cell, slot).map(Some),
+                    wire::Opened::Disrupted => None,
+                };
+                let Some(decoded) = decoded else {
+                    // Disrupted: not what the slot's owner signed (or, signed, records of
+                    // another slot's connections). Nothing of it reaches the exit; the slot
+                    // stays reserved and the interval goes on. The owner's cells written
+                    // before it learns of this are not delivered either: it sends their
+                    // records again, in order.
+                    let digest = wire::disrupted_digest(interval, exchange, cell);
+                    self.slots.disrupted(slot, interval);
+                    self.outputs.push_disrupted(&digest);
                     self.idle = false;
                     self.burst = false;
-                    return Some(RelayEvent::Garbled {
-                        interval: running.interval,
-                        exchange,
-                    });
+                    return Some(RelayEvent::Garbled { interval, exchange });
+                };
+                let Some(decoded) = decoded else {
+                    // All zeros: the owner released its slot (or had nothing).
+                    self.burst = false;
+                    self.outputs.push_next(0);
+                    self.idle = true;
+                    return self.poll_event_tail(now);
                 };
                 self.burst = decoded.full;
                 self.outputs.push_next(decoded.next);
                 let (at, end) = decoded.records;
                 self.idle = at == end;
-                if self.idle {
+                if self.idle || self.slots.abandoned(slot, interval, exchange) {
                     return self.poll_event_tail(now);
                 }
                 self.gap = Duration::default();
@@ -163,19 +183,44 @@ where
     }
 }
 
-/// Checks a slot exchange's combined cell: its records parse and every one names a
-/// connection of `slot`. `None` if it is garbled.
+/// Verifies a slot exchange's combined cell against the slot's key.
+#[cfg(feature = "pseudonyms")]
+fn open_slot(cell: &mut [u8], ctx: &wire::SlotContext, key: &[u8; 32]) -> wire::Opened {
+    // The identity is no key: a signature under it is forged by anyone.
+    let public = (*key != [0; 32])
+        .then(|| crate::pseudonym::decode_public(key))
+        .flatten();
+    match public {
+        Some(public) => wire::open(cell, ctx, &public),
+        None if cell.iter().all(|&b| b == 0) => wire::Opened::Empty,
+        None => wire::Opened::Disrupted,
+    }
+}
+
+/// Without pseudonym signatures nothing verifies: every cell but zeros is disrupted.
+#[cfg(not(feature = "pseudonyms"))]
+fn open_slot(cell: &mut [u8], _ctx: &wire::SlotContext, _key: &[u8; 32]) -> wire::Opened {
+    if cell.iter().all(|&b| b == 0) {
+        wire::Opened::Empty
+    } else {
+        wire::Opened::Disrupted
+    }
+}
+
+/// Checks a verified, un-whitened slot cell: its records parse and every one names a
+/// connection of `slot`. `None` if not. Offsets are into the whole cell.
 fn decode(cell: &[u8], slot: u16) -> Option<Decoded> {
-    let view = CellView::parse(cell).ok()?;
+    let body = cell.get(wire::SEED_LEN..cell.len().checked_sub(wire::SIGNATURE_LEN)?)?;
+    let view = CellView::parse(body).ok()?;
     if !view.records().all(|rec| rec.conn().slot() == Some(slot)) {
         return None;
     }
-    let start = wire::NEXT_LEN;
+    let start = wire::SEED_LEN + wire::NEXT_LEN;
     let end = start + view.records_len();
     Some(Decoded {
         next: view.next(),
         records: (start, end),
         // No room left for even one more byte in a record.
-        full: cell.len() < end + wire::RECORD_HEADER_LEN + 1,
+        full: body.len() < wire::NEXT_LEN + view.records_len() + wire::RECORD_HEADER_LEN + 1,
     })
 }

@@ -362,13 +362,17 @@ where
     fn report_outputs(&mut self, running: &mut Running) -> usize {
         let mut outputs_len = 0;
         let mut reservations = 0;
+        let mut disrupted = 0;
         while let Some(output) = self.outputs.front() {
-            // A reservation's output starts with a non-zero tag.
-            let is_reservation = output.first().is_some_and(|&tag| tag != 0);
-            if is_reservation && reservations == 1 {
+            // A reservation's output has tag 1 or 2, a disrupted exchange's tag 3.
+            let tag = output.first().copied().unwrap_or(0);
+            let is_reservation = tag == 1 || tag == 2;
+            let is_disrupted = tag == 3;
+            if (is_reservation && reservations == 1) || (is_disrupted && disrupted == 1) {
                 break;
             }
             reservations += usize::from(is_reservation);
+            disrupted += usize::from(is_disrupted);
             let Some(dst) = self
                 .request_outputs
                 .as_mut()
@@ -380,6 +384,10 @@ where
             let Some(kind) = self.unreported.pop_front() else {
                 break;
             };
+            if let (true, Kind::Slot { slot, .. }) = (is_disrupted, kind) {
+                // Reported in the request of the exchange about to be issued.
+                self.slots.reported(slot, running.interval, running.next);
+            }
             if let Ok(view) = OutputsView::parse(dst, self.cfg.slots) {
                 for output in view.iter() {
                     let _ = running

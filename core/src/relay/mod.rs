@@ -56,6 +56,7 @@ mod losses;
 mod outputs;
 mod peers;
 mod setup;
+mod slots;
 mod storage;
 mod timers;
 
@@ -67,6 +68,7 @@ use interval::{Columns, PendingClientRequest, Phase, Replaying, Running, Stop};
 use log::DownstreamLog;
 use outputs::OutputQueue;
 pub use peers::Peer;
+use slots::Slots;
 pub use storage::{RelayStorage, RelayStorageLens};
 
 /// A node of the group.
@@ -145,7 +147,9 @@ pub enum RelayEvent<'a> {
         /// The connection.
         conn: ConnId,
     },
-    /// An exchange decoded to something that is not a valid cell (a disruption).
+    /// A slot exchange was disrupted: its cell is not one its owner signed. Nothing of it
+    /// reached the exit; the interval goes on, the slot stays reserved, and the exchange is
+    /// reported to every member.
     Garbled {
         /// The interval.
         interval: u32,
@@ -244,6 +248,10 @@ pub struct Relay<P, B> {
     downstream: B,
     /// Every downstream record, for clients that reconnect.
     log: DownstreamLog<B>,
+    /// Each slot's pseudonym key and counters.
+    slots: Slots<B>,
+    /// The running interval's view (`T_start`), which owners' signatures bind.
+    view: [u8; 32],
     nonces: [[u8; NONCE_LEN]; MAX_TRUSTEES],
     /// Trustees connected now, one bit each.
     trustees: u32,
@@ -300,6 +308,7 @@ where
             request_outputs,
             downstream,
             log,
+            slots,
         } = storage;
         let members = bitmap_len(usize::from(cfg.clients));
         peers.as_mut().fill(Peer::EMPTY);
@@ -323,6 +332,8 @@ where
             request_outputs,
             downstream,
             log: DownstreamLog::new(log, &cfg.epoch),
+            slots: Slots::new(slots),
+            view: [0; 32],
             nonces: [[0; NONCE_LEN]; MAX_TRUSTEES],
             trustees: 0,
             // trustees <= MAX_TRUSTEES = 16, so the shift cannot overflow.
@@ -356,6 +367,16 @@ where
             decoded: 0,
             cfg,
         })
+    }
+
+    /// Sets the pseudonym public key of `slot`, which every cell of the slot must be
+    /// signed with. A slot without one delivers nothing. `Err` if there is no such slot.
+    pub fn set_pseudonym(&mut self, slot: u16, key: &[u8; 32]) -> Result<(), ConfigError> {
+        if slot < self.cfg.slots && self.slots.set_key(slot, key) {
+            Ok(())
+        } else {
+            Err(ConfigError::Counts)
+        }
     }
 
     /// The link a peer is connected on, if any.

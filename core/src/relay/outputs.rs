@@ -18,10 +18,14 @@ use crate::wire;
 const LEN: usize = 2;
 
 /// Bytes of an entry in a group of `slots` slots: the length field and the output in its
-/// longest form, a `Next` (3 bytes) or a reservation bitmap.
+/// longest form, a `Next` (3 bytes), a `Disrupted` or a reservation bitmap.
 pub(super) const fn entry_len(slots: u16) -> usize {
     let bitmap = 1 + bitmap_len(slots as usize);
-    LEN + if bitmap > 3 { bitmap } else { 3 }
+    LEN + if bitmap > wire::DISRUPTED_OUTPUT_LEN {
+        bitmap
+    } else {
+        wire::DISRUPTED_OUTPUT_LEN
+    }
 }
 
 /// Decoded outputs not yet reported, oldest first.
@@ -70,6 +74,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> OutputQueue<B> {
             let (len, output) = entry.split_at_mut(LEN);
             // The stride holds the longer of a `Next` and a bitmap.
             let n = wire::emit_next_output(output, 0, next).unwrap_or(0);
+            field::put(len, 0, &(n as u16).to_be_bytes());
+            self.len += 1;
+        }
+    }
+
+    /// Queues a disrupted slot exchange's digest.
+    pub(super) fn push_disrupted(&mut self, digest: &[u8; wire::DISRUPTED_DIGEST_LEN]) {
+        if let Some(entry) = self.back() {
+            let (len, output) = entry.split_at_mut(LEN);
+            // The stride holds a `Disrupted` output.
+            let n = wire::emit_disrupted_output(output, 0, digest).unwrap_or(0);
             field::put(len, 0, &(n as u16).to_be_bytes());
             self.len += 1;
         }
@@ -126,10 +141,11 @@ mod tests {
 
     #[test]
     fn outputs_come_out_in_order_and_wrap() {
-        // Room for two outputs of a group of 12 slots (a 2-byte bitmap).
+        // Room for two outputs of a group of 12 slots (a 2-byte bitmap; a `Disrupted`
+        // output is the longest).
         let stride = entry_len(12);
-        assert_eq!(stride, LEN + 1 + 2);
-        let mut q = OutputQueue::new([0u8; 2 * 5], 2, stride);
+        assert_eq!(stride, LEN + wire::DISRUPTED_OUTPUT_LEN);
+        let mut q = OutputQueue::new([0u8; 2 * (LEN + wire::DISRUPTED_OUTPUT_LEN)], 2, stride);
         q.push_next(300);
         q.push_requests(&[0b0000_0101, 0]);
         assert!(q.is_full());
@@ -155,12 +171,12 @@ mod tests {
 
     #[test]
     fn a_next_keeps_its_bytes_in_a_group_of_few_slots() {
-        // Up to 8 slots the bitmap form takes 2 bytes, a `Next` 3: the entry holds the
-        // longer, so a `Next` queued behind another keeps all three.
+        // Up to 8 slots the bitmap form takes 2 bytes, a `Next` 3, a `Disrupted` 17: the
+        // entry holds the longest, so a `Next` queued behind another keeps all three.
         for slots in [1, 4, 8] {
             let stride = entry_len(slots);
-            assert_eq!(stride, LEN + 3);
-            let mut storage = [0u8; 3 * (LEN + 3)];
+            assert_eq!(stride, LEN + wire::DISRUPTED_OUTPUT_LEN);
+            let mut storage = [0u8; 3 * (LEN + wire::DISRUPTED_OUTPUT_LEN)];
             let mut q = OutputQueue::new(&mut storage[..], 3, stride);
             q.push_next(0x0180);
             q.push_requests(&[0b1]);

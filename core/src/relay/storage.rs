@@ -42,6 +42,8 @@ pub struct RelayStorage<P, B> {
     pub downstream: B,
     /// The downstream log kept for clients that reconnect.
     pub log: B,
+    /// Each slot's pseudonym key and counters (`slots.rs`).
+    pub slots: B,
 }
 
 /// Entries of [`RelayStorage::peers`] and bytes of every other region a relay needs.
@@ -69,6 +71,8 @@ pub struct RelayStorageLens {
     pub downstream: usize,
     /// Bytes of [`RelayStorage::log`].
     pub log: usize,
+    /// Bytes of [`RelayStorage::slots`].
+    pub slots: usize,
 }
 
 impl RelayStorageLens {
@@ -84,6 +88,7 @@ impl RelayStorageLens {
             + self.request_outputs
             + self.downstream
             + self.log
+            + self.slots
     }
 }
 
@@ -104,6 +109,7 @@ impl RelayConfig {
             request_outputs: wire::max_outputs_len(self.slots),
             downstream: self.downstream_len,
             log: self.log_len,
+            slots: self.slots as usize * super::slots::ENTRY,
         }
     }
 
@@ -120,7 +126,7 @@ where
 {
     /// Checks every region against `lens`; names the first one that is too short.
     pub(super) fn check(&self, lens: &RelayStorageLens) -> Result<(), ConfigError> {
-        let regions: [(&'static str, usize, usize); 11] = [
+        let regions: [(&'static str, usize, usize); 12] = [
             ("peers", self.peers.as_ref().len(), lens.peers),
             ("connected", self.connected.as_ref().len(), lens.connected),
             ("online", self.online.as_ref().len(), lens.online),
@@ -144,6 +150,7 @@ where
                 lens.downstream,
             ),
             ("log", self.log.as_ref().len(), lens.log),
+            ("slots", self.slots.as_ref().len(), lens.slots),
         ];
         match regions.iter().find(|(_, have, need)| have < need) {
             Some((name, ..)) => Err(ConfigError::StorageTooSmall(name)),
@@ -170,6 +177,7 @@ impl RelayStorage<std::vec::Vec<Peer>, std::vec::Vec<u8>> {
             request_outputs: bytes(lens.request_outputs),
             downstream: bytes(lens.downstream),
             log: bytes(lens.log),
+            slots: bytes(lens.slots),
         }
     }
 }

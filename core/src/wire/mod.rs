@@ -50,7 +50,8 @@ pub use fields::{
 pub use frame::{frame_body_len, split_frame, FrameReader, FrameStatus};
 pub use message::{goodbye_reason, ClientRequest, Hello, IntervalStart, Message, TrusteeRequest};
 pub use outputs::{
-    emit_next_output, emit_requests_output, max_outputs_len, Output, OutputsView, Requests,
+    disrupted_digest, emit_disrupted_output, emit_next_output, emit_requests_output,
+    max_outputs_len, Output, OutputsView, Requests, DISRUPTED_DIGEST_LEN, DISRUPTED_OUTPUT_LEN,
 };
 pub use prefix::{cell_frame_len, Prefix};
 pub use slot::{

@@ -5,7 +5,12 @@
 //! Output = 0x00 | Next (u16 BE)
 //!        | 0x01 | bitmap (ceil(slots / 8) bytes)
 //!        | 0x02 | count (u16 BE) | slot (u16 BE) × count, strictly increasing
+//!        | 0x03 | digest (16)
 //! ```
+//!
+//! `0x03` reports a disrupted slot exchange (its cell did not verify): `digest` is
+//! [`disrupted_digest`] of the exchange and its decoded cell, which the relay sends to every
+//! member in a `Disrupted` frame before the request that reports it.
 //!
 //! Owns the output list's parse ([`OutputsView`]) and emit. It must not apply outputs to a
 //! schedule (that is [`crate::schedule`]'s).
@@ -18,6 +23,31 @@ use super::WireError;
 const OUT_NEXT: u8 = 0;
 const OUT_BITMAP: u8 = 1;
 const OUT_LIST: u8 = 2;
+const OUT_DISRUPTED: u8 = 3;
+
+/// Bytes of a disrupted exchange's digest in its output.
+pub const DISRUPTED_DIGEST_LEN: usize = 16;
+
+const DISRUPTED_LABEL: &[u8] = b"dissent-rs v3 disrupted";
+
+/// The digest a `Disrupted` output carries: the first 16 bytes of
+/// `SHA-256("dissent-rs v3 disrupted" | interval (u32 BE) | exchange (u64 BE) | cell)`.
+pub fn disrupted_digest(interval: u32, exchange: u64, cell: &[u8]) -> [u8; DISRUPTED_DIGEST_LEN] {
+    use sha2::{Digest, Sha256};
+    let h: [u8; 32] = Sha256::new()
+        .chain_update(DISRUPTED_LABEL)
+        .chain_update(interval.to_be_bytes())
+        .chain_update(exchange.to_be_bytes())
+        .chain_update(cell)
+        .finalize()
+        .into();
+    let mut d = [0u8; DISRUPTED_DIGEST_LEN];
+    d.copy_from_slice(
+        h.get(..DISRUPTED_DIGEST_LEN)
+            .unwrap_or(&[0; DISRUPTED_DIGEST_LEN]),
+    );
+    d
+}
 
 /// The slots a reservation exchange decoded to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +79,10 @@ pub enum Output<'a> {
     Next(u16),
     /// A reservation exchange decoded to these requests.
     Requests(Requests<'a>),
+    /// A slot's exchange was disrupted: its cell did not verify. Nothing of it was
+    /// delivered and the slot stays reserved at its length. The digest names the decoded
+    /// cell ([`disrupted_digest`]).
+    Disrupted(&'a [u8; DISRUPTED_DIGEST_LEN]),
 }
 
 /// A checked list of outputs in a request's `outputs` field.
@@ -57,6 +91,7 @@ pub enum Output<'a> {
 /// Output = 0x00 | Next (u16 BE)
 ///        | 0x01 | bitmap (ceil(slots / 8) bytes)
 ///        | 0x02 | count (u16 BE) | slot (u16 BE) × count, strictly increasing
+///        | 0x03 | digest (16)
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutputsView<'a> {
@@ -116,6 +151,9 @@ impl<'a> OutputsView<'a> {
                         .is_some();
                     ok.then_some((Output::Requests(Requests::List(list)), t))
                 }),
+                OUT_DISRUPTED => tail
+                    .split_first_chunk::<DISRUPTED_DIGEST_LEN>()
+                    .map(|(d, t)| (Output::Disrupted(d), t)),
                 _ => None,
             };
             match parsed {
@@ -136,6 +174,16 @@ impl<'a> OutputsView<'a> {
 pub fn emit_next_output(out: &mut [u8], at: usize, next: u16) -> Result<usize, WireError> {
     let [hi, lo] = next.to_be_bytes();
     put_at(out, at, &[OUT_NEXT, hi, lo])
+}
+
+/// Appends a `Disrupted` output to `out` at `at`; returns the new end.
+pub fn emit_disrupted_output(
+    out: &mut [u8],
+    at: usize,
+    digest: &[u8; DISRUPTED_DIGEST_LEN],
+) -> Result<usize, WireError> {
+    let end = put_at(out, at, &[OUT_DISRUPTED])?;
+    put_at(out, end, digest)
 }
 
 /// Appends a reservation output for the decoded request `bitmap`, in its shorter form.
@@ -173,10 +221,13 @@ fn put_at(out: &mut [u8], at: usize, bytes: &[u8]) -> Result<usize, WireError> {
     Ok(end)
 }
 
-/// Longest output list one request carries: at most one reservation bitmap, and a `Next`
-/// for every other exchange that can be waiting to be reported.
+/// Bytes of a `Disrupted` output.
+pub const DISRUPTED_OUTPUT_LEN: usize = 1 + DISRUPTED_DIGEST_LEN;
+
+/// Longest output list one request carries: at most one reservation bitmap, at most one
+/// `Disrupted`, and a `Next` for every other exchange that can be waiting to be reported.
 pub const fn max_outputs_len(slots: u16) -> usize {
-    1 + bitmap_len(slots as usize) + 3 * 2 * crate::MAX_WINDOW
+    1 + bitmap_len(slots as usize) + DISRUPTED_OUTPUT_LEN + 3 * 2 * crate::MAX_WINDOW
 }
 
 #[cfg(test)]
@@ -212,6 +263,14 @@ mod tests {
         }
         assert_eq!(it.next(), None);
         drop(it);
+        // A disrupted exchange's digest.
+        let digest = disrupted_digest(7, 9, b"cell");
+        let n = emit_disrupted_output(&mut out, 0, &digest).unwrap();
+        assert_eq!(n, DISRUPTED_OUTPUT_LEN);
+        assert_eq!(out[0], 3);
+        let view = OutputsView::parse(&out[..n], 30).unwrap();
+        assert_eq!(view.iter().next(), Some(Output::Disrupted(&digest)));
+        assert_ne!(digest, disrupted_digest(7, 10, b"cell"));
         // A sparse list for many slots.
         let mut out = [0u8; 64];
         let mut big = [0u8; 1250];
@@ -234,6 +293,7 @@ mod tests {
             &[2, 0, 2, 0, 5, 0, 5][..],
             &[2, 0, 2, 0, 5, 0, 4][..],
             &[2, 0, 1][..],
+            &[3, 1, 2, 3][..],
         ] {
             assert_eq!(
                 OutputsView::parse(bad, 30),

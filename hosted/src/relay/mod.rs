@@ -221,8 +221,13 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         log_len: cfg.log_len.max(cfg.min_log_len()),
         ..cfg
     };
-    let relay = Relay::new(cfg, RelayStorage::with_vecs(&cfg))
+    let mut relay = Relay::new(cfg, RelayStorage::with_vecs(&cfg))
         .map_err(|e| anyhow::anyhow!("relay configuration: {e}"))?;
+    for (slot, key) in group.slots.iter().enumerate() {
+        relay
+            .set_pseudonym(slot as u16, key)
+            .map_err(|e| anyhow::anyhow!("pseudonym key of slot {slot}: {e}"))?;
+    }
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
@@ -719,8 +724,8 @@ impl Hub {
                     RelayEvent::Garbled { interval, exchange } => {
                         crate::metrics::garbled();
                         let text = format!(
-                            "exchange {exchange} of interval {interval} decoded to garbage (a \
-                             disruption, or nodes shown different views)"
+                            "exchange {exchange} of interval {interval} was disrupted: its cell \
+                             is not one its slot's owner signed (nothing of it was delivered)"
                         );
                         warn!("{text}");
                         if let Some(s) = &mut self.status {

@@ -1,0 +1,115 @@
+//! What the relay knows of each pseudonym slot: its owner's public key, which of the slot's
+//! exchanges in the running interval comes next (the ordinal its owner signs), and, after
+//! a disruption, which of the slot's cells its owner wrote before it learned of it.
+//!
+//! One entry per slot in [`RelayStorage::slots`](super::RelayStorage):
+//!
+//! ```text
+//! Entry = key (32) ‖ interval (u32 BE) ‖ ordinal (u32 BE) ‖ abandon_below (u64 BE)
+//! ```
+//!
+//! `interval` is the interval the counters belong to (they restart with each interval).
+//! `abandon_below` is 0 when the slot was not disrupted, `u64::MAX` while a disruption
+//! waits to be reported, then the exchange of the request that reported it: the owner
+//! wrote every cell of its slot below that exchange without knowing its records had to be
+//! sent again, so none of them is delivered (the owner sends them again, in order).
+//!
+//! Owns the entries. It must not verify cells (`wire::slot`) or decode them (`decode.rs`).
+
+use crate::field;
+
+/// Bytes of one slot's entry.
+pub(super) const ENTRY: usize = 32 + 4 + 4 + 8;
+
+const KEY: usize = 0;
+const INTERVAL: usize = 32;
+const ORDINAL: usize = 36;
+const ABANDON: usize = 40;
+
+/// Each slot's key and counters.
+#[derive(Debug)]
+pub(super) struct Slots<B> {
+    storage: B,
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Slots<B> {
+    pub(super) fn new(mut storage: B) -> Self {
+        storage.as_mut().fill(0);
+        Slots { storage }
+    }
+
+    fn entry(&self, slot: u16) -> Option<&[u8]> {
+        let at = usize::from(slot) * ENTRY;
+        self.storage.as_ref().get(at..at + ENTRY)
+    }
+
+    fn entry_mut(&mut self, slot: u16) -> Option<&mut [u8]> {
+        let at = usize::from(slot) * ENTRY;
+        self.storage.as_mut().get_mut(at..at + ENTRY)
+    }
+
+    /// Sets `slot`'s pseudonym public key; false if there is no such slot.
+    pub(super) fn set_key(&mut self, slot: u16, key: &[u8; 32]) -> bool {
+        match self.entry_mut(slot) {
+            Some(e) => {
+                field::put(e, KEY, key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `slot`'s public key (all zeros if none was set: no cell of it verifies).
+    pub(super) fn key(&self, slot: u16) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        if let Some(src) = self.entry(slot).and_then(|e| e.get(KEY..KEY + 32)) {
+            k.copy_from_slice(src);
+        }
+        k
+    }
+
+    /// Moves `slot`'s counters to `interval` (restarting them for a new one).
+    fn enter(&mut self, slot: u16, interval: u32) -> Option<&mut [u8]> {
+        let e = self.entry_mut(slot)?;
+        if field::u32_at(e, INTERVAL) != interval {
+            field::put(e, INTERVAL, &interval.to_be_bytes());
+            field::put(e, ORDINAL, &0u32.to_be_bytes());
+            field::put(e, ABANDON, &0u64.to_be_bytes());
+        }
+        Some(e)
+    }
+
+    /// The ordinal of `slot`'s next exchange in `interval` to decode, counted.
+    pub(super) fn next_ordinal(&mut self, slot: u16, interval: u32) -> u64 {
+        let Some(e) = self.enter(slot, interval) else {
+            return 0;
+        };
+        let n = field::u32_at(e, ORDINAL);
+        field::put(e, ORDINAL, &n.wrapping_add(1).to_be_bytes());
+        u64::from(n)
+    }
+
+    /// Whether `slot`'s cell of `exchange` was written before its owner learned of a
+    /// disruption of the slot: it is not delivered.
+    pub(super) fn abandoned(&mut self, slot: u16, interval: u32, exchange: u64) -> bool {
+        self.enter(slot, interval)
+            .is_some_and(|e| exchange < field::u64_at(e, ABANDON))
+    }
+
+    /// `slot` was disrupted: its cells are abandoned until the disruption is reported.
+    pub(super) fn disrupted(&mut self, slot: u16, interval: u32) {
+        if let Some(e) = self.enter(slot, interval) {
+            field::put(e, ABANDON, &u64::MAX.to_be_bytes());
+        }
+    }
+
+    /// `slot`'s disruption was reported in the request of `exchange`: its owner's cells
+    /// from that exchange on are written knowing it.
+    pub(super) fn reported(&mut self, slot: u16, interval: u32, exchange: u64) {
+        if let Some(e) = self.enter(slot, interval) {
+            if field::u64_at(e, ABANDON) == u64::MAX {
+                field::put(e, ABANDON, &exchange.to_be_bytes());
+            }
+        }
+    }
+}
