@@ -323,6 +323,11 @@ pub enum RequestError {
     /// More requests outstanding, or exchanges without their outputs, than the window
     /// allows.
     WindowExceeded,
+    /// A `Disrupted` output without the matching `Disrupted` frame before it.
+    Disrupted {
+        /// The exchange reported disrupted.
+        exchange: u64,
+    },
 }
 
 impl RequestError {
@@ -363,6 +368,9 @@ impl fmt::Display for RequestError {
                 write!(f, "exchange {exchange} is not what the schedule gives")
             }
             RequestError::WindowExceeded => f.write_str("relay exceeded the request window"),
+            RequestError::Disrupted { exchange } => {
+                write!(f, "exchange {exchange} reported disrupted without its cell")
+            }
         }
     }
 }

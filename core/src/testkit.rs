@@ -194,6 +194,44 @@ pub fn pseudonym_secret(i: usize) -> [u8; 32] {
     secret(5, i)
 }
 
+/// What a tampering client knows when it answers an exchange.
+#[derive(Debug)]
+pub struct TamperView<'a> {
+    /// The interval.
+    pub interval: u32,
+    /// The exchange.
+    pub exchange: u64,
+    /// The exchange's kind (whose slot, how long).
+    pub kind: wire::Kind,
+    /// The slot of the tampering client.
+    pub own_slot: u16,
+    /// The cell the client would send (its own ciphertext).
+    pub cell: &'a [u8],
+    /// Decoded cells the relay published in `Disrupted` frames so far.
+    pub published: &'a [Vec<u8>],
+}
+
+/// A client that XORs a mask into its cells.
+pub struct Tamper {
+    /// The client.
+    pub client: usize,
+    /// The mask for an exchange (`None` or all zeros: the cell goes out as it is).
+    pub mask: std::boxed::Box<dyn FnMut(&TamperView<'_>) -> Option<Vec<u8>>>,
+    /// Decoded cells of `Disrupted` frames the client received.
+    pub published: Vec<Vec<u8>>,
+    /// Cells changed.
+    pub tampered: usize,
+}
+
+impl core::fmt::Debug for Tamper {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Tamper")
+            .field("client", &self.client)
+            .field("tampered", &self.tampered)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A node of the net.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Node {
@@ -260,6 +298,9 @@ pub struct Net {
     /// A client whose next data-exchange cell (one longer than a reservation field) gets a
     /// byte of its first record's header flipped on the way, garbling that exchange.
     pub disrupt: Option<usize>,
+    /// A client whose every cell is XORed with what a function of the exchange returns
+    /// (a disruptor that sees what a member sees).
+    pub tamper: Option<Tamper>,
     links: HashMap<LinkId, LinkState>,
     node_link: HashMap<Node, LinkId>,
     /// Frames from the relay on their way on each link.
@@ -382,6 +423,7 @@ impl Net {
             cell_log: vec![Vec::new(); n],
             log_cells: false,
             disrupt: None,
+            tamper: None,
             links: HashMap::new(),
             node_link: HashMap::new(),
             queued: HashMap::new(),
@@ -728,6 +770,7 @@ impl Net {
     }
 
     fn deliver_to_client(&mut self, i: usize, link: LinkId, body: &[u8]) -> Option<String> {
+        self.note_published(i, body);
         let mut out = core::mem::take(&mut self.out);
         let handled = self.clients[i].handle_frame(self.now, body, &mut out);
         let res = match handled {
@@ -752,6 +795,7 @@ impl Net {
                     if self.disrupt == Some(i) && self.flip_record_byte(&mut frame) {
                         self.disrupt = None;
                     }
+                    self.tamper_cell(i, body, &mut frame);
                     self.send(true, link, Rc::from(frame));
                 }
                 if let Some(d) = h.delivery {
@@ -793,8 +837,58 @@ impl Net {
 
     fn client_events(&mut self, i: usize) {
         while let Some(e) = self.clients[i].poll_event() {
-            if let ClientEvent::Lost { conn } = e {
-                self.apps[i].lost.push(conn);
+            match e {
+                ClientEvent::Lost { conn } => self.apps[i].lost.push(conn),
+                ClientEvent::Disrupted { interval, exchange } => {
+                    self.apps[i].disrupted.push((interval, exchange))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Keeps the `Disrupted` frames a tampering client receives, and XORs its mask into
+    /// the cell it answers a request with.
+    fn tamper_cell(&mut self, i: usize, request: &[u8], frame: &mut [u8]) {
+        let slot = self.slots[i];
+        let Some(t) = self.tamper.as_mut().filter(|t| t.client == i) else {
+            return;
+        };
+        let Ok(wire::Message::ClientRequest(req)) = wire::Message::parse(request) else {
+            return;
+        };
+        let Ok(Some((body, _))) = wire::split_frame(frame) else {
+            return;
+        };
+        let Ok(wire::Message::Cell { cell, .. }) = wire::Message::parse(body) else {
+            return;
+        };
+        let at = cell.as_ptr() as usize - frame.as_ptr() as usize;
+        let len = cell.len();
+        let view = TamperView {
+            interval: req.interval,
+            exchange: req.exchange,
+            kind: req.kind,
+            own_slot: slot,
+            cell,
+            published: &t.published,
+        };
+        let Some(mask) = (t.mask)(&view) else {
+            return;
+        };
+        if mask.iter().all(|&b| b == 0) {
+            return;
+        }
+        t.tampered += 1;
+        for (b, m) in frame[at..at + len].iter_mut().zip(mask) {
+            *b ^= m;
+        }
+    }
+
+    fn note_published(&mut self, i: usize, body: &[u8]) {
+        if let Some(t) = self.tamper.as_mut().filter(|t| t.client == i) {
+            if let Ok(wire::Message::Disrupted { cell, .. }) = wire::Message::parse(body) {
+                t.published.push(cell.to_vec());
             }
         }
     }

@@ -249,6 +249,9 @@ pub struct Client<B> {
     announced_next: u16,
     connections: FnvIndexMap<ConnId, Conn, MAX_CONNECTIONS>,
     events: Deque<ClientEvent, { MAX_CONNECTIONS + 8 }>,
+    /// The `Disrupted` frames of the running interval not yet matched by their output:
+    /// the exchange and its digest.
+    disrupted: Deque<(u64, [u8; wire::DISRUPTED_DIGEST_LEN]), 8>,
     /// The seed of the randomness of whitening seeds and slot signatures.
     #[cfg_attr(not(feature = "pseudonyms"), allow(dead_code))]
     seal_seed: [u8; 32],
@@ -344,6 +347,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             announced_next: 0,
             connections: FnvIndexMap::new(),
             events: Deque::new(),
+            disrupted: Deque::new(),
             seal_seed: {
                 use sha2::{Digest, Sha256};
                 Sha256::new()
@@ -409,6 +413,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         self.probe_reply = None;
         self.unreported.clear();
         self.interval_keys.clear();
+        self.disrupted.clear();
     }
 
     /// The link to the relay is gone. Connections stay open; cells not yet confirmed are
@@ -451,6 +456,24 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             }
             Message::Replay { seq, down } => {
                 self.on_replay(seq, down)?;
+                Ok(Handled::default())
+            }
+            Message::Disrupted {
+                interval,
+                exchange,
+                cell,
+            } => {
+                let Phase::Running(running) = &self.phase else {
+                    return Err(PeerError::Unexpected);
+                };
+                if running.interval != interval || exchange >= running.next_exchange {
+                    return Err(PeerError::Unexpected);
+                }
+                if self.disrupted.is_full() {
+                    self.disrupted.pop_front();
+                }
+                let digest = wire::disrupted_digest(interval, exchange, cell);
+                let _ = self.disrupted.push_back((exchange, digest));
                 Ok(Handled::default())
             }
             Message::ClientRequest(request) => self.on_request(now, request, out),

@@ -43,12 +43,23 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let first = exchange.saturating_sub(self.unreported.len() as u64);
         let mut disrupted: Option<u64> = None;
         for (i, output) in view.iter().enumerate() {
+            let Output::Disrupted(digest) = output else {
+                continue;
+            };
+            // Shown to every member, owner or not, before this request: or refused.
+            let e = first + i as u64;
+            let Some(at) = self.disrupted.iter().position(|d| *d == (e, *digest)) else {
+                return Err(RequestError::Disrupted { exchange: e }.into());
+            };
+            for _ in 0..=at {
+                self.disrupted.pop_front();
+            }
             let own = matches!(
                 self.unreported.iter().nth(i),
                 Some(Kind::Slot { slot, .. }) if *slot == self.slot
             );
-            if own && matches!(output, Output::Disrupted(_)) {
-                disrupted = disrupted.or(Some(first + i as u64));
+            if own {
+                disrupted = disrupted.or(Some(e));
             }
         }
         running

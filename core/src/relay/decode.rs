@@ -110,6 +110,8 @@ where
                     let digest = wire::disrupted_digest(interval, exchange, cell);
                     self.slots.disrupted(slot, interval);
                     self.outputs.push_disrupted(&digest);
+                    // At most 2 × window exchanges wait to be reported, each at most once.
+                    let _ = self.disrupted.push_back(exchange);
                     self.idle = false;
                     self.burst = false;
                     return Some(RelayEvent::Garbled { interval, exchange });

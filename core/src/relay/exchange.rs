@@ -309,6 +309,25 @@ where
                 close_after: false,
             }));
         }
+        if let Some(exchange) = self.disrupted.pop_front() {
+            // Before any further request: a disrupted exchange's decoded cell, to every
+            // member (its window place is not reused until a request is issued).
+            let len = self
+                .window
+                .issued(exchange)
+                .map_or(0, |issued| issued.kind.cell_len(self.cfg.slots));
+            let len = Message::Disrupted {
+                interval: running.interval,
+                exchange,
+                cell: self.window.cell(exchange, len),
+            }
+            .emit_frame(out)?;
+            return Ok(Some(Transmit {
+                destination: Destination::Members,
+                len,
+                close_after: false,
+            }));
+        }
         if running.stop.is_some() || self.decoding.is_some() {
             return Ok(None);
         }

@@ -185,6 +185,7 @@ where
         self.push_event(RelayEvent::IntervalEnded { interval, done });
         self.unreported.clear();
         self.outputs.clear();
+        self.disrupted.clear();
         self.decoding = None;
         self.phase = Phase::Waiting;
     }

@@ -252,6 +252,9 @@ pub struct Relay<P, B> {
     slots: Slots<B>,
     /// The running interval's view (`T_start`), which owners' signatures bind.
     view: [u8; 32],
+    /// Disrupted exchanges whose decoded cell still has to go to every member (before
+    /// any further request: their cells stay in the window until then).
+    disrupted: Deque<u64, { 2 * MAX_WINDOW }>,
     nonces: [[u8; NONCE_LEN]; MAX_TRUSTEES],
     /// Trustees connected now, one bit each.
     trustees: u32,
@@ -334,6 +337,7 @@ where
             log: DownstreamLog::new(log, &cfg.epoch),
             slots: Slots::new(slots),
             view: [0; 32],
+            disrupted: Deque::new(),
             nonces: [[0; NONCE_LEN]; MAX_TRUSTEES],
             trustees: 0,
             // trustees <= MAX_TRUSTEES = 16, so the shift cannot overflow.

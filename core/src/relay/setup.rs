@@ -575,6 +575,7 @@ where
         });
         self.unreported.clear();
         self.outputs.clear();
+        self.disrupted.clear();
         self.idle = false;
         self.burst = false;
         self.gap = Duration::default();

@@ -22,6 +22,8 @@ pub struct App {
     pub closed: Vec<ConnId>,
     /// Connections reported lost.
     pub lost: Vec<ConnId>,
+    /// Cells of this client's the relay reported disrupted (interval, exchange).
+    pub disrupted: Vec<(u32, u64)>,
     /// A connection that always has more to send (a bulk sender): once `pending` is
     /// empty, every pull fills the buffer with `0x5a` bytes for it, holding no memory.
     pub endless: Option<ConnId>,
@@ -71,7 +73,7 @@ pub struct Exit {
     pub replies: VecDeque<(ConnId, Option<Vec<u8>>)>,
     /// Echo every upstream byte and close back.
     pub echo: bool,
-    /// Exchanges that decoded to garbage.
+    /// Exchanges reported disrupted (not what their slot's owner signed).
     pub garbled: usize,
 }
 

@@ -131,6 +131,17 @@ pub enum Message<'a> {
         /// The client.
         client: u16,
     },
+    /// Relay → every member, before the request that reports the exchange `Disrupted`:
+    /// the exchange's decoded cell (a member refuses a `Disrupted` output without it).
+    Disrupted {
+        /// The interval.
+        interval: u32,
+        /// The disrupted exchange.
+        exchange: u64,
+        /// The cell as the relay decoded it (the XOR of every cell of the exchange).
+        #[serde(borrow)]
+        cell: &'a [u8],
+    },
 }
 
 /// The first frame of a node's link (node → relay).
@@ -354,7 +365,7 @@ mod tests {
         let outputs = [0x00, 0x01, 0x00, 0x02, 0x00, 0x01, 0x00, 0x05];
         let conn = ConnId(0x0003_0001);
         let slot = Kind::Slot { slot: 2, len: 256 };
-        let cases: [(Message<'_>, std::vec::Vec<u8>); 23] = [
+        let cases: [(Message<'_>, std::vec::Vec<u8>); 24] = [
             (
                 Message::Hello(Hello {
                     version: PROTOCOL_VERSION,
@@ -621,6 +632,17 @@ mod tests {
                     reason: GoodbyeReason::Refused,
                 },
                 std::vec![0, 0, 0, 2, 0x01, 0x0A],
+            ),
+            (
+                Message::Disrupted {
+                    interval: 7,
+                    exchange: 300,
+                    cell: &[0xEE; 16],
+                },
+                cat(&[
+                    &[0, 0, 0, 0x15, 0x11, 0x07, 0xAC, 0x02, 0x10],
+                    &rep(0xEE, 16),
+                ]),
             ),
         ];
         let mut out = [0u8; 256];
