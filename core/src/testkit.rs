@@ -211,12 +211,15 @@ pub struct TamperView<'a> {
     pub published: &'a [Vec<u8>],
 }
 
+/// The mask a tampering client XORs into its cell for an exchange.
+pub type MaskFn = std::boxed::Box<dyn FnMut(&TamperView<'_>) -> Option<Vec<u8>>>;
+
 /// A client that XORs a mask into its cells.
 pub struct Tamper {
     /// The client.
     pub client: usize,
     /// The mask for an exchange (`None` or all zeros: the cell goes out as it is).
-    pub mask: std::boxed::Box<dyn FnMut(&TamperView<'_>) -> Option<Vec<u8>>>,
+    pub mask: MaskFn,
     /// Decoded cells of `Disrupted` frames the client received.
     pub published: Vec<Vec<u8>>,
     /// Cells changed.
