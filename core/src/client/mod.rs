@@ -249,6 +249,14 @@ pub struct Client<B> {
     announced_next: u16,
     connections: FnvIndexMap<ConnId, Conn, MAX_CONNECTIONS>,
     events: Deque<ClientEvent, { MAX_CONNECTIONS + 8 }>,
+    /// Coins for reservations after a suppressed one (its own keystream).
+    trap_rng: ChaCha20,
+    /// The reservation exchange (interval, exchange) in which this client last set its bit.
+    asked: Option<(u32, u64)>,
+    /// Its last request was suppressed (it set its bit and the output did not show it):
+    /// until its slot shows up, it sets its bit with probability 1/2, so a member that
+    /// keeps inverting it gives it the slot half the time.
+    suppressed: bool,
     /// The `Disrupted` frames of the running interval not yet matched by their output:
     /// the exchange and its digest.
     disrupted: Deque<(u64, [u8; wire::DISRUPTED_DIGEST_LEN]), 8>,
@@ -347,6 +355,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             announced_next: 0,
             connections: FnvIndexMap::new(),
             events: Deque::new(),
+            trap_rng: ChaCha20::new(&config.rng_seed.into(), &[2u8; 12].into()),
+            asked: None,
+            suppressed: false,
             disrupted: Deque::new(),
             seal_seed: {
                 use sha2::{Digest, Sha256};

@@ -6,6 +6,8 @@
 //! Owns the cell of one exchange and the `Next` announced in it. It must not pull bytes
 //! from the application (`stage.rs`) or keep sent cells (`sent.rs`).
 
+use chacha20::cipher::StreamCipher;
+
 use super::stage::Taken;
 use super::{Client, ClientEvent, Delivery, Handled, Phase, Running};
 use crate::crypto::{PadEngine, SerialPads};
@@ -43,6 +45,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let first = exchange.saturating_sub(self.unreported.len() as u64);
         let mut disrupted: Option<u64> = None;
         for (i, output) in view.iter().enumerate() {
+            if let Output::Requests(requests) = output {
+                let shown = requests.iter().any(|s| s == self.slot);
+                if shown {
+                    self.suppressed = false;
+                } else if self.asked == Some((interval, first + i as u64)) {
+                    self.suppressed = true;
+                }
+                continue;
+            }
             let Output::Disrupted(digest) = output else {
                 continue;
             };
@@ -97,8 +108,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         match kind {
             Kind::Reserve => {
                 cell.fill(0);
+                // Drawn by every client in every reservation (equal work).
+                let mut coin = [0u8; 1];
+                self.trap_rng.apply_keystream(&mut coin);
+                let ask = !self.suppressed || coin[0] & 1 == 1;
                 if running.may_send && self.wants_reservation(&running) {
-                    crate::bits::set(cell, usize::from(self.slot));
+                    if ask {
+                        crate::bits::set(cell, usize::from(self.slot));
+                        self.asked = Some((interval, exchange));
+                    }
                     running.transmitted = true;
                 }
             }
