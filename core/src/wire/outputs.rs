@@ -265,6 +265,9 @@ mod tests {
         drop(it);
         // A disrupted exchange's digest.
         let digest = disrupted_digest(7, 9, b"cell");
+        // Pinned in docs/protocol.md ("Exchange outputs").
+        let hex: std::string::String = digest.iter().map(|b| std::format!("{b:02x}")).collect();
+        assert_eq!(hex, "5fbc2f70bb08095a316565e3e5d4ceb8");
         let n = emit_disrupted_output(&mut out, 0, &digest).unwrap();
         assert_eq!(n, DISRUPTED_OUTPUT_LEN);
         assert_eq!(out[0], 3);
