@@ -287,3 +287,71 @@ fn an_owner_whose_every_cell_is_garbled_for_a_while_loses_no_byte() {
     assert!(net.apps[0].lost.is_empty());
     assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
 }
+
+/// Each mode of the `disruptor` feature, one client of six: the exit gets nothing but
+/// what owners wrote (a prefix of each honest stream, nothing injected, nothing opened
+/// twice), the group keeps decoding exchanges, and where the mode leaves the owners'
+/// cells alone their transfers complete.
+#[cfg(feature = "disruptor")]
+#[test]
+fn every_disruptor_mode_is_noticed_and_injects_nothing() {
+    use dissent_core::client::DisruptorMode;
+    use dissent_core::testkit::Node;
+    for (name, mode) in DisruptorMode::ALL {
+        let mut cfg = NetConfig::new(CLIENTS, 2, 256);
+        cfg.max_cell_len = 1024;
+        let mut net = Net::new(cfg);
+        net.run_until(100_000, |s| {
+            s.relay.interval().is_some_and(|(_, n)| n == CLIENTS)
+        });
+        net.run_steps(100_000);
+        net.clients[MALLORY].set_disruptor(Some(mode));
+        if mode == DisruptorMode::WithholdAck {
+            // A new interval, whose view the disruptor does not acknowledge.
+            net.disconnect(Node::Client(0));
+            net.connect(Node::Client(0));
+        }
+        let mut expect = BTreeMap::new();
+        for i in 0..MALLORY {
+            let conn = net.open(i);
+            let data = pattern(1000 + i, 2000);
+            net.send_bytes(i, conn, data.clone());
+            expect.insert(conn, (i, data));
+        }
+        let decoded = net.relay.exchanges_decoded();
+        let complete = |s: &Net| {
+            expect.iter().all(|(c, (i, d))| {
+                s.exit.upstream.get(c) == Some(d) && s.apps[*i].received.get(c) == Some(d)
+            })
+        };
+        for _ in 0..300_000 {
+            if complete(&net) || !net.step() {
+                break;
+            }
+        }
+        for (c, (_, d)) in &expect {
+            let got = net.exit.upstream.get(c).map_or(&[][..], Vec::as_slice);
+            assert!(d.starts_with(got), "{name}: the exit's bytes differ");
+            assert!(net.exit.opened.get(c).is_none_or(|&k| k == 1), "{name}");
+        }
+        assert!(
+            net.exit.upstream.keys().all(|c| expect.contains_key(c)),
+            "{name}: a connection injected"
+        );
+        assert!(net.exit.closed.is_empty(), "{name}: a close injected");
+        assert!(
+            complete(&net) || net.relay.exchanges_decoded() > decoded + 100,
+            "{name}: the group stopped"
+        );
+        match mode {
+            DisruptorMode::GarbleAll
+            | DisruptorMode::GarbleEveryOther
+            | DisruptorMode::FlipPayload
+            | DisruptorMode::Inject => assert!(net.exit.garbled > 0, "{name}"),
+            DisruptorMode::InvertReservations | DisruptorMode::WithholdAck => {
+                assert!(complete(&net), "{name}: honest transfers did not complete")
+            }
+            _ => {}
+        }
+    }
+}

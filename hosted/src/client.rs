@@ -137,6 +137,8 @@ pub struct ClientOptions {
     pub min_anonymity: u16,
     /// Log routine events at debug only (many clients in one process).
     pub quiet: bool,
+    /// Misbehave on purpose as this mode says (`--disrupt`, feature `disruptor` only).
+    pub disrupt: Option<String>,
 }
 
 /// Builds the core client of `node`.
@@ -199,7 +201,19 @@ pub async fn run(
     listen: SocketAddr,
     opts: ClientOptions,
 ) -> Result<()> {
-    let client = core_client(&group, &node, opts.min_clients, opts.min_anonymity)?;
+    #[allow(unused_mut)]
+    let mut client = core_client(&group, &node, opts.min_clients, opts.min_anonymity)?;
+    if let Some(name) = &opts.disrupt {
+        #[cfg(feature = "disruptor")]
+        {
+            let mode = dissent_core::client::DisruptorMode::from_name(name)
+                .with_context(|| format!("no disruptor mode {name}"))?;
+            warn!("this client disrupts on purpose: {name}");
+            client.set_disruptor(Some(mode));
+        }
+        #[cfg(not(feature = "disruptor"))]
+        bail!("--disrupt {name}: this build has no disruptor");
+    }
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

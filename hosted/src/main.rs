@@ -311,6 +311,12 @@ struct ClientArgs {
     /// lowers it.
     #[arg(long, value_name = "N", default_value_t = 0)]
     min_anonymity: u16,
+    /// Misbehave on purpose, for testing a group (builds with the `disruptor` feature
+    /// only): garble-all, garble-every-other, garble-data, invert-reservations,
+    /// flip-payload, inject, withhold-ack or slow.
+    #[cfg(feature = "disruptor")]
+    #[arg(long, value_name = "MODE")]
+    disrupt: Option<String>,
     #[command(flatten)]
     small: SmallSet,
     #[command(flatten)]
@@ -822,6 +828,10 @@ async fn run(command: Command) -> Result<()> {
                     min_clients,
                     min_anonymity: a.min_anonymity,
                     quiet: false,
+                    #[cfg(feature = "disruptor")]
+                    disrupt: a.disrupt.clone(),
+                    #[cfg(not(feature = "disruptor"))]
+                    disrupt: None,
                 },
             )
             .await
@@ -901,6 +911,7 @@ async fn run(command: Command) -> Result<()> {
                     min_clients,
                     min_anonymity: 0,
                     quiet: true,
+                    disrupt: None,
                 },
             )
             .await

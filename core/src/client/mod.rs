@@ -59,6 +59,8 @@ use crate::{MAC_LEN, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
 mod buddies;
 mod config;
+#[cfg(feature = "disruptor")]
+mod disruptor;
 mod interval;
 mod replay;
 mod request;
@@ -70,6 +72,8 @@ mod storage;
 use buddies::AnonymitySet;
 use config::max_cell;
 pub use config::ClientConfig;
+#[cfg(feature = "disruptor")]
+pub use disruptor::Mode as DisruptorMode;
 use interval::{Phase, Running};
 use replay::ReplayBuffer;
 use sent::SentRing;
@@ -263,6 +267,9 @@ pub struct Client<B> {
     /// The seed of the randomness of whitening seeds and slot signatures.
     #[cfg_attr(not(feature = "pseudonyms"), allow(dead_code))]
     seal_seed: [u8; 32],
+    /// How this client misbehaves on purpose, if it does (tests only).
+    #[cfg(feature = "disruptor")]
+    disruptor: Option<disruptor::Disruptor>,
     /// The pseudonym key and the prepared cells of the next owned exchange.
     #[cfg(feature = "pseudonyms")]
     sealer: Option<seal::Sealer<B>>,
@@ -367,9 +374,27 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     .finalize()
                     .into()
             },
+            #[cfg(feature = "disruptor")]
+            disruptor: None,
             #[cfg(feature = "pseudonyms")]
             sealer: None,
         })
+    }
+
+    /// Makes this client misbehave on purpose as `mode` says (tests only).
+    #[cfg(feature = "disruptor")]
+    pub fn set_disruptor(&mut self, mode: Option<DisruptorMode>) {
+        self.disruptor = mode.map(|m| disruptor::Disruptor::new(m, &self.seal_seed));
+    }
+
+    /// Whether this client answers late on purpose (`DisruptorMode::Slow`): the shell
+    /// delays its cells.
+    pub fn disrupts_slowly(&self) -> bool {
+        #[cfg(feature = "disruptor")]
+        if let Some(d) = &self.disruptor {
+            return d.mode == DisruptorMode::Slow;
+        }
+        false
     }
 
     /// This client's pseudonym slot.
@@ -541,11 +566,21 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             self.probe_reply = None;
             return Ok(Some(n));
         }
+        #[cfg(feature = "disruptor")]
+        let withhold = self
+            .disruptor
+            .as_ref()
+            .is_some_and(|d| d.mode == DisruptorMode::WithholdAck);
+        #[cfg(not(feature = "disruptor"))]
+        let withhold = false;
         if let Phase::AwaitConfirm {
             acked: acked @ false,
             shown,
         } = &mut self.phase
         {
+            if withhold {
+                return Ok(None);
+            }
             let running = &shown.running;
             let view = running.transcript.hash();
             let mut macs = [0u8; MAX_TRUSTEES * MAC_LEN];

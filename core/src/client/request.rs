@@ -145,6 +145,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             running.ordinal += 1;
         }
         SerialPads.xor_pads(&self.interval_keys, &running.transcript.pad_nonce(), cell);
+        #[cfg(feature = "disruptor")]
+        if let Some(d) = &mut self.disruptor {
+            d.tamper(kind, self.slot, running.params.base_len as usize, cell);
+        }
 
         // Cells up to `exchange - window` were decoded before this request was issued. Only
         // an owner has any to settle, so this waits until the cell is done.

@@ -1,0 +1,113 @@
+//! A client that misbehaves on purpose, for tests (core feature `disruptor`, off in every
+//! shipped build): what it does to the cell it answers an exchange with, after the pads,
+//! and whether it withholds its acknowledgement of a view.
+//!
+//! Owns the modes. It must not change what the client does for itself (its own slot, its
+//! connections): only what it adds to other slots' exchanges.
+
+use chacha20::cipher::StreamCipher;
+use chacha20::ChaCha20;
+
+use crate::wire::{self, ConnId, Kind};
+
+/// How a disruptor misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Random bytes XORed into every data exchange of another slot.
+    GarbleAll,
+    /// Random bytes XORed into every other data exchange of another slot.
+    GarbleEveryOther,
+    /// Random bytes XORed into the data exchanges of other slots in which something is
+    /// sent (the relay announced a non-base length: an owner with data).
+    GarbleData,
+    /// Every other slot's bit inverted in every reservation exchange.
+    InvertReservations,
+    /// One byte of the body of every data exchange of another slot flipped.
+    FlipPayload,
+    /// A plain cell opening a connection of another slot and writing bytes on it, XORed
+    /// into that slot's exchanges (what an unauthenticated slot would have delivered).
+    Inject,
+    /// Never acknowledges an interval's view.
+    WithholdAck,
+    /// Answers late: the shell delays each cell (the core only says so).
+    Slow,
+}
+
+impl Mode {
+    /// Every mode, with its name on the command line.
+    pub const ALL: [(&'static str, Mode); 8] = [
+        ("garble-all", Mode::GarbleAll),
+        ("garble-every-other", Mode::GarbleEveryOther),
+        ("garble-data", Mode::GarbleData),
+        ("invert-reservations", Mode::InvertReservations),
+        ("flip-payload", Mode::FlipPayload),
+        ("inject", Mode::Inject),
+        ("withhold-ack", Mode::WithholdAck),
+        ("slow", Mode::Slow),
+    ];
+
+    /// The mode named `name` on the command line.
+    pub fn from_name(name: &str) -> Option<Mode> {
+        Mode::ALL.iter().find(|(n, _)| *n == name).map(|&(_, m)| m)
+    }
+}
+
+/// The disruptor's state.
+pub(super) struct Disruptor {
+    pub(super) mode: Mode,
+    rng: ChaCha20,
+    data_exchanges: u64,
+}
+
+impl Disruptor {
+    pub(super) fn new(mode: Mode, seed: &[u8; 32]) -> Self {
+        use chacha20::cipher::KeyIvInit;
+        Disruptor {
+            mode,
+            rng: ChaCha20::new(seed.into(), &[3u8; 12].into()),
+            data_exchanges: 0,
+        }
+    }
+
+    /// Changes `cell` (this client's ciphertext for an exchange of `kind`; `own` is its own
+    /// slot) as the mode says.
+    pub(super) fn tamper(&mut self, kind: Kind, own: u16, base: usize, cell: &mut [u8]) {
+        match kind {
+            Kind::Reserve => {
+                if self.mode == Mode::InvertReservations {
+                    for (i, b) in cell.iter_mut().enumerate() {
+                        let keep = (i == usize::from(own / 8)).then(|| 1u8 << (own % 8));
+                        *b ^= !keep.unwrap_or(0);
+                    }
+                }
+            }
+            Kind::Slot { slot, len } if slot != own => {
+                self.data_exchanges += 1;
+                match self.mode {
+                    Mode::GarbleAll => self.rng.apply_keystream(cell),
+                    Mode::GarbleEveryOther if self.data_exchanges & 1 == 0 => {
+                        self.rng.apply_keystream(cell)
+                    }
+                    Mode::GarbleData if len as usize != base => self.rng.apply_keystream(cell),
+                    Mode::FlipPayload => {
+                        if let Some(b) = cell.get_mut(wire::SEED_LEN + wire::NEXT_LEN + 8) {
+                            *b ^= 0x01;
+                        }
+                    }
+                    Mode::Inject => {
+                        let mut plain = [0u8; 64];
+                        let mut w = wire::CellWriter::new(&mut plain);
+                        let _ = w.push_data(ConnId::new(slot, 0x1234), true, b"injected");
+                        w.finish(0);
+                        for (c, p) in cell.iter_mut().zip(plain) {
+                            *c ^= p;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Kind::Slot { .. } => {}
+        }
+    }
+}
