@@ -1773,6 +1773,21 @@ fn owner_and_non_owner_emit_the_same() {
             assert!(upstream(&d.wrote[&a], slot_of(a)).is_some());
         }
     }
+    // The owner's cells are sealed (a fresh whitening seed each), and so cost it the same
+    // copy whatever they carry: it signed them in `prepare`, before the request came.
+    let seeds: BTreeSet<Vec<u8>> = run
+        .iter()
+        .filter(|d| d.slot() == Some(slot_of(a)))
+        .map(|d| &d.wrote[&a])
+        .filter(|w| w.iter().any(|&x| x != 0))
+        .map(|w| w[..wire::SEED_LEN].to_vec())
+        .collect();
+    let sealed = run
+        .iter()
+        .filter(|d| d.slot() == Some(slot_of(a)) && d.wrote[&a].iter().any(|&x| x != 0))
+        .count();
+    assert!(sealed >= 4, "{sealed} sealed cells");
+    assert_eq!(seeds.len(), sealed, "a whitening seed used twice");
     // Each trustee computes one pad per member over each cell, whoever owns it.
     let pads = &m.trustee_pads[pads_before..];
     assert_eq!(pads.len(), M * run.len());
@@ -1780,8 +1795,8 @@ fn owner_and_non_owner_emit_the_same() {
         assert_eq!(per, [(N, d.xor.len()); M]);
     }
     // What still differs, and is not observable here: on the cell path, the owner copies its
-    // staged records into the cell (`CellWriter`, one memcpy of at most the cell length)
-    // where the non-owner zeroes it, and `confirm_up_to` walks the owner's ring of sent cells
+    // prepared, already signed cell (one memcpy of the cell length) where the non-owner
+    // zeroes it, and `confirm_up_to` walks the owner's ring of sent cells
     // (empty for a client that sent nothing) before the cell is computed; in reservation
     // exchanges, `wants_reservation` walks the ring and the connection table. Off the cell
     // path, `prepare` after each cell pulls the owner's next bytes from the application.
