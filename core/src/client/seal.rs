@@ -41,9 +41,9 @@ pub(super) struct Prepared {
     pub(super) len: usize,
     pub(super) next: u16,
     pub(super) plan: Plan,
-    /// The stage's length and version when it was built.
+    /// The stage's length and version when it was built (with the plan, what it carries:
+    /// a change of room that leaves the plan as it is needs no new signature).
     staged: (usize, u32),
-    room: usize,
 }
 
 #[cfg(feature = "pseudonyms")]
@@ -235,7 +235,6 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 next,
                 plan,
                 staged: (self.stage.len(), self.stage.version),
-                room: Self::record_room(len).min(self.sent.room()),
             };
             if *slot == Some(want) {
                 continue;
