@@ -5,19 +5,21 @@
 //! `dissent client` processes with local ports and the rest in a load process. The relay
 //! writes, for every client cell, how long after the request was queued for that client's
 //! link the cell was read (`dissent relay --response-times`, [`crate::relay::timing`]).
-//! Phases: the net idles with no local traffic; then a local application streams through
-//! client 0 (bulk bytes upstream, the echo read back downstream, every byte checked), so
-//! client 0 owns the slot in use and its local connection is busy, while client 1 has no
-//! local traffic. Printed: the delay's quantiles per client and phase, in microseconds, and
-//! the owner's over the non-owner's while streaming. On a shared machine compare numbers
-//! taken in one run.
+//! Phases: the net idles with no local traffic; then a local application sends bursts
+//! through client 0 (every `--burst-ms`, `--burst-bytes` upstream and their echo read back
+//! downstream); then it streams (bulk bytes upstream and the echo downstream as fast as they
+//! go). Every echoed byte is checked. Client 0 owns the slot in use and its local
+//! connection is busy; client 1 has no local traffic. Printed: the delay's quantiles per
+//! client and phase, in microseconds, and the owner's over the non-owner's. On a shared
+//! machine compare numbers taken in one run.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Args;
 use dissent_harness::pattern::Pattern;
 use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::bench::{
@@ -42,9 +44,15 @@ pub struct TimingArgs {
     /// Base cell length in bytes.
     #[arg(long, default_value_t = 256)]
     cell_length: usize,
-    /// Seconds of streaming (the idle phase takes half as long).
+    /// Seconds of bursts, and again of streaming (the idle phase takes half as long).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Bytes of one burst.
+    #[arg(long, default_value_t = 64 * 1024)]
+    burst_bytes: usize,
+    /// Milliseconds from one burst's start to the next one's.
+    #[arg(long, default_value_t = 100)]
+    burst_ms: u64,
     /// Extra argument for the relay, repeatable (e.g. `--relay-arg=--window=4`).
     #[arg(long = "relay-arg", allow_hyphen_values = true)]
     relay_args: Vec<String>,
@@ -67,6 +75,7 @@ fn unix_micros() -> u64 {
 /// Runs the timing benchmark.
 pub async fn run(args: &TimingArgs) -> Result<()> {
     ensure!(args.clients >= 2, "--clients must be at least 2");
+    ensure!(args.burst_ms >= 1, "--burst-ms must be at least 1");
     let mut relay_args = args.relay_args.clone();
     // The folder is created by the cluster; its relay writes the samples there.
     let samples = tempfile::Builder::new()
@@ -103,7 +112,7 @@ pub async fn run(args: &TimingArgs) -> Result<()> {
         keep_logs(running.work);
         return Err(e);
     }
-    let Some((idle, streaming)) = windows else {
+    let Some((idle, bursts, streaming)) = windows else {
         return Err(anyhow!("no phase ran"));
     };
     let text = std::fs::read_to_string(&samples_path)
@@ -117,21 +126,20 @@ pub async fn run(args: &TimingArgs) -> Result<()> {
     );
     let idle_0 = quantiles(&text, 0, idle)?;
     let idle_1 = quantiles(&text, 1, idle)?;
-    let owner = quantiles(&text, 0, streaming)?;
-    let other = quantiles(&text, 1, streaming)?;
     println!("timing.idle.client_0_us: {idle_0}");
     println!("timing.idle.client_1_us: {idle_1}");
-    println!("timing.streaming.owner_us: {owner}");
-    println!("timing.streaming.non_owner_us: {other}");
-    println!(
-        "timing.streaming.owner_over_non_owner: {}",
-        owner.over(&other)
-    );
+    for (name, w) in [("bursts", bursts), ("streaming", streaming)] {
+        let owner = quantiles(&text, 0, w)?;
+        let other = quantiles(&text, 1, w)?;
+        println!("timing.{name}.owner_us: {owner}");
+        println!("timing.{name}.non_owner_us: {other}");
+        println!("timing.{name}.owner_over_non_owner: {}", owner.over(&other));
+    }
     Ok(())
 }
 
-/// The idle phase, then the streaming phase; their windows.
-async fn phases(args: &TimingArgs, port: u16) -> Result<(Window, Window)> {
+/// The idle phase, the bursts, then the streaming phase; their windows.
+async fn phases(args: &TimingArgs, port: u16) -> Result<(Window, Window, Window)> {
     let limit = Duration::from_secs(60 + args.clients as u64 / 50);
     let pb = phase("waiting for the DC-net to carry a byte".into());
     let ready = wait_ready(port, limit).await;
@@ -148,15 +156,27 @@ async fn phases(args: &TimingArgs, port: u16) -> Result<(Window, Window)> {
         to: unix_micros(),
     };
     pb.finish_and_clear();
-    let pb = phase(format!(
-        "a local application streaming through client 0 for {} s",
-        args.seconds
-    ));
-    let s = TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port))
+    let mut s = TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port))
         .await
         .context("cannot connect to client 0")?;
     s.set_nodelay(true)?;
     let pattern = Pattern::new(3, PATTERN_LEN);
+    let pb = phase(format!(
+        "a local application sending {}-byte bursts through client 0 every {} ms for {} s",
+        args.burst_bytes, args.burst_ms, args.seconds
+    ));
+    let from = unix_micros();
+    let sent = bursts(&mut s, &pattern, args).await?;
+    let bursts = Window {
+        from,
+        to: unix_micros(),
+    };
+    pb.finish_and_clear();
+    println!("timing.bursts.sent: {sent}");
+    let pb = phase(format!(
+        "a local application streaming through client 0 for {} s",
+        args.seconds
+    ));
     let t = Instant::now();
     let from = unix_micros();
     let (echoed, verified) = stream(s, &pattern, Duration::from_secs(args.seconds.max(1))).await;
@@ -170,7 +190,35 @@ async fn phases(args: &TimingArgs, port: u16) -> Result<(Window, Window)> {
         "timing.streaming.goodput_bytes_per_sec: {:.0}",
         echoed as f64 / t.elapsed().as_secs_f64()
     );
-    Ok((idle, streaming))
+    Ok((idle, bursts, streaming))
+}
+
+/// Sends bursts on `s` for `--seconds`, each read back and checked before the next one
+/// is due; returns how many went.
+async fn bursts(s: &mut TcpStream, pattern: &Pattern, args: &TimingArgs) -> Result<u64> {
+    let len = args.burst_bytes.max(1);
+    let (mut out, mut back) = (vec![0u8; len], vec![0u8; len]);
+    let mut tick = tokio::time::interval(Duration::from_millis(args.burst_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = Instant::now() + Duration::from_secs(args.seconds.max(1));
+    let mut sent = 0u64;
+    while Instant::now() < stop {
+        tick.tick().await;
+        let offset = 11_111_111 + sent * len as u64;
+        pattern.fill(offset, &mut out);
+        let round = async {
+            s.write_all(&out).await?;
+            s.read_exact(&mut back).await?;
+            std::io::Result::Ok(())
+        };
+        match tokio::time::timeout(Duration::from_secs(30), round).await {
+            Ok(r) => r.context("a burst failed")?,
+            Err(_) => bail!("a burst did not come back within 30 s"),
+        }
+        ensure!(back == out, "burst {sent} came back changed");
+        sent += 1;
+    }
+    Ok(sent)
 }
 
 /// Quantiles of one client's delays in one window.
