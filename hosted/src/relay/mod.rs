@@ -172,6 +172,19 @@ struct Reported {
 
 /// Runs the relay until Ctrl-C.
 pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Result<()> {
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    serve(listener, group, relay_key, opts).await
+}
+
+/// Runs the relay on `listener` until Ctrl-C (`opts.listen` is not used).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    group: Group,
+    relay_key: [u8; 32],
+    opts: RelayOptions,
+) -> Result<()> {
     let members_count = group.clients.len() + group.trustees.len();
     let nofile = match crate::platform::open_files::raise_limit() {
         Ok(n) => n,
@@ -230,9 +243,6 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
     };
     let relay = Relay::new(cfg, RelayStorage::with_vecs(&cfg))
         .map_err(|e| anyhow::anyhow!("relay configuration: {e}"))?;
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let listening = listener.local_addr()?;
     info!(
         "relay listening on {listening} ({}, {}, cells {}..{} bytes, exit {}, up to {})",
