@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -22,8 +23,8 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::local::{spawn_local, FromLocal, Local, Pending, ToLocal};
-use super::{ClientOptions, NO_NET_GRACE, UPSTREAM_QUEUE};
+use super::local::{spawn_local, Budget, FromLocal, Local, Pending, ToLocal, Turn};
+use super::{ClientOptions, NO_NET_GRACE};
 use crate::clock;
 use crate::config::{Group, NodeSecrets};
 use crate::link::dial::{self, Connected, Dialer, End, LinkKeys};
@@ -36,7 +37,7 @@ pub(super) struct ClientNode {
     dialer: Dialer,
     locals: HashMap<ConnId, Local>,
     pending: Pending,
-    up_tx: mpsc::Sender<FromLocal>,
+    up_tx: mpsc::UnboundedSender<FromLocal>,
     origin: tokio::time::Instant,
     quiet: bool,
     intervals: u64,
@@ -44,6 +45,10 @@ pub(super) struct ClientNode {
     accepted: u64,
     /// Local connections accepted on the local side, if this client has a port.
     from_listener: Option<mpsc::Receiver<(TcpStream, SocketAddr)>>,
+    /// Where each answered request's downstream part goes, if this client has a port.
+    turns: Option<mpsc::Sender<Turn>>,
+    /// Local connections that do not read what they are sent.
+    stuck: Option<mpsc::UnboundedReceiver<ConnId>>,
     /// The runtime the local connections' tasks run on.
     local: Handle,
     /// The last preparation found nothing to send: new upstream bytes may prepare a cell
@@ -52,15 +57,13 @@ pub(super) struct ClientNode {
 }
 
 impl ClientNode {
-    /// A client whose local connections' tasks run on `local`, accepting the connections
-    /// `from_listener` hands over, if any.
+    /// A client with the local side `local`, or none (no local port).
     pub(super) fn new(
         group: &Group,
         node: &NodeSecrets,
         client: Client<Vec<u8>>,
         opts: ClientOptions,
-        local: Handle,
-        from_listener: Option<mpsc::Receiver<(TcpStream, SocketAddr)>>,
+        local: Option<LocalSide>,
     ) -> Self {
         let keys = LinkKeys {
             own: node.private_key,
@@ -70,20 +73,32 @@ impl ClientNode {
         };
         let mut seed = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-        let (up_tx, up_rx) = mpsc::channel(UPSTREAM_QUEUE);
+        let (up_tx, up_rx) = mpsc::unbounded_channel();
+        let (runtime, from_listener, turns, stuck, budget) = match local {
+            Some(l) => (
+                l.runtime,
+                Some(l.accepted),
+                Some(l.turns),
+                Some(l.stuck),
+                l.budget,
+            ),
+            None => (Handle::current(), None, None, None, Arc::default()),
+        };
         ClientNode {
             id: node.id.clone(),
             client,
             dialer: Dialer::new(opts.relay, keys, seed, opts.quiet),
             locals: HashMap::new(),
-            pending: Pending::new(up_rx),
+            pending: Pending::new(up_rx, budget),
             up_tx,
             origin: tokio::time::Instant::now(),
             quiet: opts.quiet,
             intervals: 0,
             accepted: 0,
             from_listener,
-            local,
+            turns,
+            stuck,
+            local: runtime,
             armed: true,
         }
     }
@@ -119,6 +134,10 @@ impl ClientNode {
                             self.accepted(stream, addr);
                             continue;
                         }
+                        Some(conn) = stuck(&mut self.stuck) => {
+                            self.not_reading(conn);
+                            continue;
+                        }
                         Some(up) = self.pending.rx.recv(), if self.armed && self.pending.partial.is_none() => {
                             self.pending.hold(up);
                             self.prepare_now();
@@ -141,6 +160,10 @@ impl ClientNode {
                         },
                         Some((stream, addr)) = accepted(&mut self.from_listener) => {
                             self.accepted(stream, addr);
+                            continue;
+                        }
+                        Some(conn) = stuck(&mut self.stuck) => {
+                            self.not_reading(conn);
                             continue;
                         }
                         Some(up) = self.pending.rx.recv(), if self.armed && self.pending.partial.is_none() => {
@@ -191,9 +214,13 @@ impl ClientNode {
             };
             let flushed = link.sink.flush().await;
             // The record is the client's now (its downstream head moved past it), so it is
-            // delivered even when the cell could not go out.
-            if let Some((conn, data)) = delivery {
-                self.deliver(conn, data);
+            // delivered even when the cell could not go out. Every request gives the local
+            // side one turn, with or without bytes for it.
+            match delivery {
+                Some((conn, data)) => self.deliver(conn, data),
+                None => {
+                    self.hand_over(None);
+                }
             }
             self.deliver_replays();
             flushed.map_err(|e| End::Lost(e.to_string()))?;
@@ -305,7 +332,7 @@ impl ClientNode {
                     self.accepted,
                     stream,
                     self.up_tx.clone(),
-                    self.pending.queued.clone(),
+                    self.pending.budget.clone(),
                     carried,
                 );
                 self.locals.insert(conn, local);
@@ -350,33 +377,29 @@ impl ClientNode {
                 let _ = l.tx.try_send(ToLocal::Close);
             }
             // The core forgets a connection it never announced.
-            let _ = self.up_tx.try_send(FromLocal::Close(conn));
+            let _ = self.up_tx.send(FromLocal::Close(conn));
         }
     }
 
-    /// Hands downstream bytes (or the end) to a local connection.
+    /// Hands downstream bytes (or the end) for `conn` to the local side, which has them
+    /// if the connection is this client's.
     fn deliver(&mut self, conn: ConnId, data: Option<Bytes>) {
-        let Some(local) = self.locals.get(&conn) else {
-            return;
-        };
-        let number = local.number;
-        let down = match data {
-            Some(d) => ToLocal::Data(d),
-            None => {
-                debug!("local connection {number}: closed by the exit");
-                ToLocal::Close
-            }
-        };
-        if let ToLocal::Data(d) = &down {
-            crate::metrics::bytes_down(d.len() as u64);
-        }
-        let closing = matches!(down, ToLocal::Close);
-        if local.tx.try_send(down).is_err() {
-            warn!("local connection {number}: the application is not reading; closing it");
-            if let Some(l) = self.locals.remove(&conn) {
-                l.reader.abort();
-            }
-            let _ = self.up_tx.try_send(FromLocal::Close(conn));
+        let down = self.locals.get(&conn).map(|local| {
+            let down = match data {
+                Some(d) => {
+                    crate::metrics::bytes_down(d.len() as u64);
+                    ToLocal::Data(d)
+                }
+                None => {
+                    debug!("local connection {}: closed by the exit", local.number);
+                    ToLocal::Close
+                }
+            };
+            (conn, local.tx.clone(), down)
+        });
+        let closing = matches!(down, Some((_, _, ToLocal::Close)));
+        if !self.hand_over(down) {
+            self.not_reading(conn);
             return;
         }
         if closing {
@@ -384,6 +407,55 @@ impl ClientNode {
                 l.reader.abort();
             }
         }
+    }
+
+    /// Gives the local side one turn; false if bytes for a local connection could not be
+    /// queued.
+    fn hand_over(&mut self, down: Option<(ConnId, mpsc::Sender<ToLocal>, ToLocal)>) -> bool {
+        match &self.turns {
+            Some(turns) => match turns.try_send(Turn(down)) {
+                Ok(()) => true,
+                Err(e) => e.into_inner().0.is_none(),
+            },
+            None => match down {
+                Some((_, tx, down)) => tx.try_send(down).is_ok(),
+                None => true,
+            },
+        }
+    }
+
+    /// Closes a local connection that does not read what it is sent.
+    fn not_reading(&mut self, conn: ConnId) {
+        if let Some(l) = self.locals.remove(&conn) {
+            warn!(
+                "local connection {}: the application is not reading; closing it",
+                l.number
+            );
+            l.reader.abort();
+            let _ = self.up_tx.send(FromLocal::Close(conn));
+        }
+    }
+}
+
+/// The local side of a client with a local port, as the answering side sees it.
+pub(super) struct LocalSide {
+    /// The runtime the local connections' tasks run on.
+    pub(super) runtime: Handle,
+    /// Local connections accepted by the listener.
+    pub(super) accepted: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    /// To [`super::local::dispatch`].
+    pub(super) turns: mpsc::Sender<Turn>,
+    /// From [`super::local::dispatch`].
+    pub(super) stuck: mpsc::UnboundedReceiver<ConnId>,
+    /// The upstream queue's bounds, shared with the readers.
+    pub(super) budget: Arc<Budget>,
+}
+
+/// The next local connection that did not keep up; never, for a client without a port.
+async fn stuck(from: &mut Option<mpsc::UnboundedReceiver<ConnId>>) -> Option<ConnId> {
+    match from {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

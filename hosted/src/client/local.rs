@@ -2,10 +2,13 @@
 //! connection, all on the process's main runtime.
 //!
 //! Owns moving bytes between local sockets and the answering side's channels: upstream
-//! chunks into one bounded queue ([`Pending`], which the answering side drains only when it
-//! prepares an owned cell), downstream chunks out of one bounded queue per connection. It
-//! must not touch the core client or the relay link: nothing here runs on the thread that
-//! answers requests, and nothing here holds a lock that thread takes.
+//! chunks into one queue bounded by a [`Budget`] ([`Pending`], which the answering side
+//! drains only when it prepares an owned cell), and downstream [`Turn`]s, one per request
+//! the answering side answered, whether or not it carries bytes for a local connection
+//! ([`dispatch`]). So the answering side does the same for every request, owner or not: it
+//! sends one turn, and taking upstream bytes wakes no reader (the dispatcher wakes them).
+//! It must not touch the core client or the relay link: nothing here runs on the thread
+//! that answers requests, and nothing here holds a lock that thread takes.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,12 +20,14 @@ use dissent_core::wire::ConnId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 use tracing::warn;
 
 /// Downstream chunks buffered per local connection before it is closed as not reading.
-const LOCAL_QUEUE: usize = 4096;
+pub(super) const LOCAL_QUEUE: usize = 4096;
+/// Upstream chunks waiting for this client's slot, over all connections.
+const UPSTREAM_CHUNKS: usize = 256;
 /// Bytes read from a local connection at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -51,27 +56,69 @@ pub(super) struct Local {
     pub(super) carried: bool,
 }
 
+/// What the upstream queue holds, and the readers' wake-up when it has room.
+///
+/// Readers read only while the queue is below its bounds, so it holds at most
+/// [`UPSTREAM_CHUNKS`] chunks or `UPSTREAM_CHUNKS * READ_CHUNK` bytes, plus one chunk per
+/// local connection.
+#[derive(Default)]
+pub(super) struct Budget {
+    bytes: AtomicUsize,
+    chunks: AtomicUsize,
+    room: Notify,
+}
+
+impl Budget {
+    fn full(&self) -> bool {
+        self.chunks.load(Ordering::Relaxed) >= UPSTREAM_CHUNKS
+            || self.bytes.load(Ordering::Relaxed) >= UPSTREAM_CHUNKS * READ_CHUNK
+    }
+
+    /// Waits until the queue is below its bounds.
+    async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.full() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn added(&self, len: usize) {
+        self.bytes.fetch_add(len, Ordering::Relaxed);
+        self.chunks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn taken(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::Relaxed);
+        self.chunks.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Upstream bytes from all local connections, in arrival order.
 pub(super) struct Pending {
-    pub(super) rx: mpsc::Receiver<FromLocal>,
+    pub(super) rx: mpsc::UnboundedReceiver<FromLocal>,
     pub(super) partial: Option<FromLocal>,
-    /// Bytes in the queue (added by the readers, taken here).
-    pub(super) queued: Arc<AtomicUsize>,
+    /// What the queue holds (added by the readers, taken here).
+    pub(super) budget: Arc<Budget>,
 }
 
 impl Pending {
-    pub(super) fn new(rx: mpsc::Receiver<FromLocal>) -> Self {
+    pub(super) fn new(rx: mpsc::UnboundedReceiver<FromLocal>, budget: Arc<Budget>) -> Self {
         Pending {
             rx,
             partial: None,
-            queued: Arc::default(),
+            budget,
         }
     }
 
     /// Keeps a chunk just taken from the queue for the next pull.
     pub(super) fn hold(&mut self, up: FromLocal) {
         if let FromLocal::Data(_, d) = &up {
-            self.queued.fetch_sub(d.len(), Ordering::Relaxed);
+            self.budget.taken(d.len());
         }
         self.partial = Some(up);
     }
@@ -84,7 +131,7 @@ impl Upstream for Pending {
             None => {
                 let item = self.rx.try_recv().ok()?;
                 if let FromLocal::Data(_, d) = &item {
-                    self.queued.fetch_sub(d.len(), Ordering::Relaxed);
+                    self.budget.taken(d.len());
                 }
                 item
             }
@@ -107,7 +154,28 @@ impl Upstream for Pending {
             Some(FromLocal::Data(_, d)) => d.len(),
             _ => 0,
         };
-        partial + self.queued.load(Ordering::Relaxed)
+        partial + self.budget.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// The downstream part of one answered request: the bytes (or the end) for a local
+/// connection, or nothing.
+pub(super) struct Turn(pub(super) Option<(ConnId, mpsc::Sender<ToLocal>, ToLocal)>);
+
+/// Hands each turn's bytes to its local connection, and lets the readers check for room;
+/// names the connections that do not keep up to `stuck`.
+pub(super) async fn dispatch(
+    mut turns: mpsc::Receiver<Turn>,
+    budget: Arc<Budget>,
+    stuck: mpsc::UnboundedSender<ConnId>,
+) {
+    while let Some(Turn(down)) = turns.recv().await {
+        if let Some((conn, tx, down)) = down {
+            if tx.try_send(down).is_err() {
+                let _ = stuck.send(conn);
+            }
+        }
+        budget.room.notify_waiters();
     }
 }
 
@@ -135,8 +203,8 @@ pub(super) fn spawn_local(
     conn: ConnId,
     number: u64,
     stream: TcpStream,
-    up: mpsc::Sender<FromLocal>,
-    queued: Arc<AtomicUsize>,
+    up: mpsc::UnboundedSender<FromLocal>,
+    budget: Arc<Budget>,
     carried: bool,
 ) -> Local {
     let (mut r, mut w) = stream.into_split();
@@ -144,19 +212,20 @@ pub(super) fn spawn_local(
     let reader = local.spawn(async move {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
+            budget.room().await;
             match r.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     crate::metrics::bytes_up(n as u64);
-                    queued.fetch_add(n, Ordering::Relaxed);
+                    budget.added(n);
                     let chunk = Bytes::copy_from_slice(&buf[..n]);
-                    if up.send(FromLocal::Data(conn, chunk)).await.is_err() {
+                    if up.send(FromLocal::Data(conn, chunk)).is_err() {
                         return;
                     }
                 }
             }
         }
-        let _ = up.send(FromLocal::Close(conn)).await;
+        let _ = up.send(FromLocal::Close(conn));
     });
     let reader_abort = reader.abort_handle();
     local.spawn(async move {

@@ -46,8 +46,6 @@ use self::answer::ClientNode;
 use crate::config::{Group, NodeSecrets, Role};
 use crate::process;
 
-/// Upstream chunks waiting for this client's slot, over all connections.
-const UPSTREAM_QUEUE: usize = 256;
 /// Local connections accepted and not yet taken by the answering side.
 const ACCEPT_QUEUE: usize = 64;
 /// How long a local connection waits for the net to carry traffic before it is closed.
@@ -155,15 +153,20 @@ async fn serve(
     opts: ClientOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    let (to_answer, from_listener) = mpsc::channel(ACCEPT_QUEUE);
-    let node = ClientNode::new(
-        group,
-        node,
-        client,
-        opts,
-        Handle::current(),
-        Some(from_listener),
-    );
+    let (to_answer, accepted) = mpsc::channel(ACCEPT_QUEUE);
+    let (turns, turns_rx) = mpsc::channel(local::LOCAL_QUEUE);
+    let (stuck_tx, stuck) = mpsc::unbounded_channel();
+    let budget = std::sync::Arc::new(local::Budget::default());
+    // Ends when the answering side drops its sender.
+    tokio::spawn(local::dispatch(turns_rx, budget.clone(), stuck_tx));
+    let side = answer::LocalSide {
+        runtime: Handle::current(),
+        accepted,
+        turns,
+        stuck,
+        budget,
+    };
+    let node = ClientNode::new(group, node, client, opts, Some(side));
     let (stop, stopped) = oneshot::channel();
     let mut done = answer::spawn_thread(node, stopped)?;
     let ended = |r: Result<Result<()>, oneshot::error::RecvError>| {
@@ -186,7 +189,7 @@ pub async fn run_many(group: Group, nodes: Vec<NodeSecrets>, opts: ClientOptions
         let client = core_client(&group, node, opts.min_clients, opts.min_anonymity)?;
         let mut o = opts.clone();
         o.quiet = true;
-        let cn = ClientNode::new(&group, node, client, o, Handle::current(), None);
+        let cn = ClientNode::new(&group, node, client, o, None);
         set.spawn(async move { cn.run(process::shutdown_signal()).await });
     }
     info!(
