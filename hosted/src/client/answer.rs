@@ -2,12 +2,13 @@
 //! local connections, on a thread of their own (or, in a process of many clients without
 //! local ports, a task of the process's runtime).
 //!
-//! Owns the order of work on a request: the cell goes out first, then the downstream bytes
-//! go to the local connections' queues, then the next owned cell is prepared. New upstream
-//! bytes do not wake this side, except once when the last preparation found nothing to
-//! send (so a first byte does not wait a whole exchange); the next preparation pulls them.
-//! It must not read or write local sockets, nor wait for the local side: it hands bytes
-//! over with `try_send` on bounded queues and closes a connection that does not keep up.
+//! Owns the order of work on a request: the cell goes out first, then the local side gets
+//! one turn (with the downstream bytes, if the record is for one of this client's
+//! connections), then the next owned cell is prepared. New upstream bytes do not wake this
+//! side, except once when the last preparation found nothing to send (so a first byte does
+//! not wait a whole exchange); the next preparation pulls them. It must not read or write
+//! local sockets, nor wait for the local side: it hands turns over with `try_send` on a
+//! bounded queue and closes a connection that does not keep up.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

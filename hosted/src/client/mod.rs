@@ -10,9 +10,12 @@
 //! - the local side ([`local`]) runs on the process's main runtime: the listening port and
 //!   a reader and a writer task per local connection.
 //!
-//! They meet only in bounded channels (accepted connections, upstream chunks, downstream
-//! chunks per connection), so however busy the local connections are, a request is read
-//! and answered by a thread that runs nothing else, and no lock it needs is held by them.
+//! They meet only in bounded channels (accepted connections, upstream chunks, one turn per
+//! answered request, downstream chunks per connection), so however busy the local
+//! connections are, a request is read and answered by a thread that runs nothing else, no
+//! lock it needs is held by them, and the answering thread does the same for every
+//! request whether or not this client owns the slot (docs/security.md, "Timing the
+//! owner").
 //! Connections survive a short loss of the relay link; a connection opened while the net
 //! cannot carry traffic is closed after a few seconds, with the reason logged.
 //!
