@@ -260,6 +260,11 @@ struct RelayArgs {
     /// page beyond this machine.
     #[arg(long, value_name = "ADDR", value_parser = relay::status::parse_listen)]
     status: Option<HostPort>,
+    /// Write one line per client cell to FILE: when it was read (Unix microseconds), the
+    /// client's index, and the microseconds since its request was queued for the client's
+    /// link (what `dissent bench timing` reads; measuring only).
+    #[arg(long, value_name = "FILE")]
+    response_times: Option<PathBuf>,
     #[command(flatten)]
     metrics: MetricsArg,
     /// Configuration folder.
@@ -783,6 +788,7 @@ async fn run(command: Command) -> Result<()> {
                 exit_total: a.exit_max,
                 period: a.reservation_period,
                 status: a.status,
+                response_times: a.response_times,
             };
             a.metrics.serve().await?;
             relay::run(group, node.private_key, opts).await
