@@ -208,8 +208,7 @@ fn start(spawner: Spawner, mut board: Board) {
         sent_len: RING_LEN,
         replay_len: REPLAY_LEN,
         min_clients: node.min_clients,
-        // The provisioned blob does not carry the policy yet: the group's defaults.
-        policy: dissent_core::policy::Policy::DEFAULT,
+        policy: node.policy(),
         min_anonymity: 0,
         linger: LINGER,
         rng_seed: seed,
