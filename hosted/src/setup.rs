@@ -160,8 +160,14 @@ pub async fn relay(
     let relay_key = keys.link;
     let acceptor = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, say: try again shortly rather than spin.
+                    warn!("setup: cannot accept a link: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             };
             let _ = stream.set_nodelay(true);
             let members = members.clone();
@@ -271,9 +277,9 @@ pub async fn relay(
             Ok(Some(ev)) => ev,
             Ok(None) => bail!("setup: the listener stopped"),
             Err(_) => bail!(
-                "setup: nothing came for {} s while waiting for {:?}",
+                "setup: nothing came for {} s while waiting for {}",
                 STALL.as_secs(),
-                relay.waiting()
+                awaited(desc, relay.waiting())
             ),
         };
         match ev {
@@ -724,5 +730,28 @@ impl EpochFile {
             slots,
         }
         .group()
+    }
+}
+
+/// What the setup waits for, naming the node by its name in the group.
+fn awaited(desc: &GroupDesc, waiting: dissent_core::epoch::Waiting) -> String {
+    use dissent_core::epoch::Waiting;
+    let trustee = |j: u8| {
+        desc.trustees
+            .get(usize::from(j))
+            .map_or_else(|| format!("trustee {j}"), |t| format!("trustee {}", t.name))
+    };
+    match waiting {
+        Waiting::Open => "the relay's Open".to_string(),
+        Waiting::Key(j) => format!("the key of {}", trustee(j)),
+        Waiting::Submit(i) => desc.clients.get(usize::from(i)).map_or_else(
+            || format!("the submission of client {i}"),
+            |c| format!("the submission of client {}", c.name),
+        ),
+        Waiting::Chunk(j, stage) | Waiting::Seal(j, stage) => {
+            format!("the {stage:?} stage of {}", trustee(j))
+        }
+        Waiting::Record(j) => format!("the epoch record of {}", trustee(j)),
+        Waiting::Nothing => "nothing".to_string(),
     }
 }
