@@ -256,6 +256,27 @@ fn a_group_with_no_dealer_sets_up_over_the_relay_and_carries_bytes() {
         again.wait_for_log("sending in interval", FORM_TIMEOUT);
         echo_through(p, &data);
 
+        // Taking a client out makes a new version: unsigned until every trustee signs it,
+        // and the client is then no member.
+        let next = home.join("group-next");
+        fs::create_dir_all(&next).unwrap();
+        fs::copy(group.join("group.json"), next.join("group.json")).unwrap();
+        let fp = ok(&["key", "show", &public(&clients[4])]);
+        let fp = fp.split_whitespace().next().unwrap().to_string();
+        ok(&["group", "remove", &s(&next), &fp]);
+        let shown = ok(&["group", "show", &s(&next)]);
+        assert!(shown.contains(&format!("leaving {fp}")), "{shown}");
+        refused(&["trustee", &s(&next), &s(&trustees[1])], "has not signed");
+        for t in &trustees {
+            ok(&["group", "sign", &s(&next), &s(t)]);
+        }
+        refused(
+            &["client", &s(&next), &s(&clients[4]), "-p", "0"],
+            "is not a client of group version",
+        );
+        // A client key cannot sign.
+        refused(&["group", "sign", &s(&next), &s(&clients[0])], "only trustees sign");
+
         // A tampered group.json is refused, naming the signatures that fail.
         let file = group.join("group.json");
         let text = fs::read_to_string(&file).unwrap();

@@ -772,11 +772,13 @@ async fn run(command: Command) -> Result<()> {
                 let (desc, keys) =
                     misconfigured(|| setup::load_relay(&a.dir, key_file.as_deref()))?;
                 console::set_role(&keys.name);
-                misconfigured(|| interval_minimum(a.min_clients, desc.clients.len(), a.small))?;
+                // The group's minimum holds for every node; a flag may only raise it.
+                let floor = a.min_clients.max(desc.policy.min_clients);
+                misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
                 let listen = relay_listen(&desc.relay_address()?, a.host, a.port);
                 let key_file = key_file.as_deref().unwrap_or(std::path::Path::new("."));
                 let (group, listen) = setup::relay(&desc, &keys, key_file, listen).await?;
-                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
                 (group, keys.link, listen, min_clients)
             } else {
                 let (group, node, min_clients) = misconfigured(|| {
@@ -821,11 +823,13 @@ async fn run(command: Command) -> Result<()> {
                 let (desc, keys) =
                     misconfigured(|| setup::load_node(&a.dir, &a.key_file, KeyRole::Trustee))?;
                 console::set_role(&keys.name);
-                misconfigured(|| interval_minimum(a.min_clients, desc.clients.len(), a.small))?;
+                // The group's minimum holds for every node; a flag may only raise it.
+                let floor = a.min_clients.max(desc.policy.min_clients);
+                misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
                 let relay = a.relay.clone().map_or_else(|| desc.relay_address(), Ok)?;
                 let (group, node) =
                     setup::node(&desc, &keys, &a.key_file, relay.to_string()).await?;
-                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
                 (group, node, min_clients, relay)
             } else {
                 let (group, node, min_clients) = misconfigured(|| {
@@ -848,11 +852,13 @@ async fn run(command: Command) -> Result<()> {
                 let (desc, keys) =
                     misconfigured(|| setup::load_node(&a.dir, &a.key_file, KeyRole::Client))?;
                 console::set_role(&keys.name);
-                misconfigured(|| interval_minimum(a.min_clients, desc.clients.len(), a.small))?;
+                // The group's minimum holds for every node; a flag may only raise it.
+                let floor = a.min_clients.max(desc.policy.min_clients);
+                misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
                 let relay = a.relay.clone().map_or_else(|| desc.relay_address(), Ok)?;
                 let (group, node) =
                     setup::node(&desc, &keys, &a.key_file, relay.to_string()).await?;
-                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
                 (group, node, min_clients, relay)
             } else {
                 let (group, node, min_clients) = misconfigured(|| {

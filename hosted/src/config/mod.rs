@@ -22,6 +22,10 @@
 //! to its owner's file and forgets them. Loading checks that the public files agree with each
 //! other ([`Group::load`]) and that a node's private files agree with them ([`load_node`]);
 //! every error names the file and the field at fault. Readers are lenient about extra fields.
+//!
+//! A group with no dealer has none of these: each node's own key files ([`keys`]) and a group
+//! folder of public keys signed by every trustee ([`group`]); its epoch setup (`crate::setup`)
+//! then gives the roles a [`Group`] and [`NodeSecrets`] of the same shape.
 
 pub mod addr;
 pub mod group;
