@@ -275,7 +275,10 @@ fn a_group_with_no_dealer_sets_up_over_the_relay_and_carries_bytes() {
             "is not a client of group version",
         );
         // A client key cannot sign.
-        refused(&["group", "sign", &s(&next), &s(&clients[0])], "only trustees sign");
+        refused(
+            &["group", "sign", &s(&next), &s(&clients[0])],
+            "only trustees sign",
+        );
 
         // A tampered group.json is refused, naming the signatures that fail.
         let file = group.join("group.json");
