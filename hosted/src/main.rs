@@ -13,12 +13,14 @@ mod config;
 mod console;
 mod device;
 mod exit;
+mod group_cmd;
 mod http;
 mod link;
 mod metrics;
 mod platform;
 mod process;
 mod relay;
+mod setup;
 mod state_lock;
 mod status;
 mod supervisor;
@@ -32,6 +34,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
+use config::keys::KeyRole;
 
 use crate::config::addr::{Host, HostPort};
 use crate::config::NodeKind;
@@ -50,6 +53,12 @@ enum Command {
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// A node's own keys (groups with no dealer).
+    #[command(subcommand)]
+    Key(group_cmd::KeyCommand),
+    /// A group folder of public key files (groups with no dealer).
+    #[command(subcommand)]
+    Group(group_cmd::GroupCommand),
     /// Run the relay (the hub clients and trustees connect to).
     Relay(RelayArgs),
     /// Run a trustee.
@@ -619,6 +628,8 @@ impl Command {
     fn role(&self) -> &'static str {
         match self {
             Command::Config(_) => "config",
+            Command::Key(_) => "key",
+            Command::Group(_) => "group",
             Command::Relay(_) => "relay",
             Command::Trustee(_) => "trustee",
             Command::Client(_) | Command::Clients(_) => "client",
@@ -708,6 +719,8 @@ fn load_node(
 
 async fn run(command: Command) -> Result<()> {
     match command {
+        Command::Key(k) => group_cmd::key(k),
+        Command::Group(g) => group_cmd::run(g),
         Command::Config(ConfigCommand::Generate {
             clients,
             trustees,
@@ -757,18 +770,36 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Relay(a) => {
-            let (group, node, min_clients) = misconfigured(|| {
-                let group = config::Group::load(&a.dir)?;
-                let key_file = a
-                    .key_file
-                    .or(a.key)
-                    .unwrap_or_else(|| a.dir.join(format!("{}.json", group.relay_id)));
-                let node = config::load_node(&group, &key_file, NodeKind::Relay)?;
-                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
-                Ok((group, node, min_clients))
-            })?;
+            let key_file = a.key_file.clone().or(a.key.clone());
+            let (group, relay_key, listen, min_clients) = if config::group::is_group_folder(&a.dir)
+            {
+                // A group with no dealer: the epoch's setup first, then the DC-net with it.
+                let (desc, keys) =
+                    misconfigured(|| setup::load_relay(&a.dir, key_file.as_deref()))?;
+                console::set_role(&keys.name);
+                // The group's minimum holds for every node; a flag may only raise it.
+                let floor = a.min_clients.max(desc.policy.min_clients);
+                misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
+                let listen = relay_listen(&desc.relay_address()?, a.host, a.port);
+                let key_file = key_file.as_deref().unwrap_or(std::path::Path::new("."));
+                let (group, listen) = setup::relay(&desc, &keys, key_file, listen).await?;
+                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
+                (group, keys.link, listen, min_clients)
+            } else {
+                let (group, node, min_clients) = misconfigured(|| {
+                    let group = config::Group::load(&a.dir)?;
+                    let key_file =
+                        key_file.unwrap_or_else(|| a.dir.join(format!("{}.json", group.relay_id)));
+                    let node = config::load_node(&group, &key_file, NodeKind::Relay)?;
+                    let min_clients =
+                        interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+                    Ok((group, node, min_clients))
+                })?;
+                let listen = relay_listen(&group.relay_address, a.host, a.port);
+                (group, node.private_key, listen, min_clients)
+            };
             let opts = relay::RelayOptions {
-                listen: relay_listen(&group.relay_address, a.host, a.port),
+                listen,
                 exit: a.exit,
                 exit_policy: {
                     let p = exit::ExitPolicy::new(a.private_exit.allow_private_exit, a.exit_deny);
@@ -791,25 +822,63 @@ async fn run(command: Command) -> Result<()> {
                 response_times: a.response_times,
             };
             a.metrics.serve().await?;
-            relay::run(group, node.private_key, opts).await
+            relay::run(group, relay_key, opts).await
         }
         Command::Trustee(a) => {
-            let (group, node, min_clients) = misconfigured(|| {
-                let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Trustee)?;
-                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
-                Ok((group, node, min_clients))
-            })?;
-            let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            let (group, node, min_clients, relay) = if config::group::is_group_folder(&a.dir) {
+                let (desc, keys) =
+                    misconfigured(|| setup::load_node(&a.dir, &a.key_file, KeyRole::Trustee))?;
+                console::set_role(&keys.name);
+                // The group's minimum holds for every node; a flag may only raise it.
+                let floor = a.min_clients.max(desc.policy.min_clients);
+                misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
+                let relay = a.relay.clone().map_or_else(|| desc.relay_address(), Ok)?;
+                let (group, node) =
+                    setup::node(&desc, &keys, &a.key_file, relay.to_string()).await?;
+                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
+                (group, node, min_clients, relay)
+            } else {
+                let (group, node, min_clients) = misconfigured(|| {
+                    let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Trustee)?;
+                    let min_clients =
+                        interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+                    Ok((group, node, min_clients))
+                })?;
+                let relay = a
+                    .relay
+                    .clone()
+                    .unwrap_or_else(|| group.relay_address.clone());
+                (group, node, min_clients, relay)
+            };
             a.metrics.serve().await?;
             trustee::run(group, node, relay.to_string(), min_clients).await
         }
         Command::Client(a) => {
-            let (group, node, min_clients) = misconfigured(|| {
-                let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Client)?;
-                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
-                Ok((group, node, min_clients))
-            })?;
-            let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            let (group, node, min_clients, relay) = if config::group::is_group_folder(&a.dir) {
+                let (desc, keys) =
+                    misconfigured(|| setup::load_node(&a.dir, &a.key_file, KeyRole::Client))?;
+                console::set_role(&keys.name);
+                // The group's minimum holds for every node; a flag may only raise it.
+                let floor = a.min_clients.max(desc.policy.min_clients);
+                misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
+                let relay = a.relay.clone().map_or_else(|| desc.relay_address(), Ok)?;
+                let (group, node) =
+                    setup::node(&desc, &keys, &a.key_file, relay.to_string()).await?;
+                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
+                (group, node, min_clients, relay)
+            } else {
+                let (group, node, min_clients) = misconfigured(|| {
+                    let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Client)?;
+                    let min_clients =
+                        interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+                    Ok((group, node, min_clients))
+                })?;
+                let relay = a
+                    .relay
+                    .clone()
+                    .unwrap_or_else(|| group.relay_address.clone());
+                (group, node, min_clients, relay)
+            };
             if !a.host.is_loopback() {
                 tracing::warn!(
                     "listening on {}, beyond this machine (--host): anyone who can reach it \
