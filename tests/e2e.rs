@@ -1068,3 +1068,92 @@ fn raise_open_files(want: libc::rlim_t) {
         }
     }
 }
+
+/// A destination that sends without end to the first connection it accepts, for at most
+/// `limit`, counting the bytes its socket accepted, until a write fails (the far end is gone).
+struct Firehose {
+    port: u16,
+    sent: Arc<AtomicUsize>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Firehose {
+    fn start(limit: Duration) -> Firehose {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the firehose");
+        let port = listener.local_addr().expect("local_addr").port();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicBool::new(false));
+        let (count, gone) = (sent.clone(), closed.clone());
+        thread::spawn(move || {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let _ = s.set_write_timeout(Some(limit));
+            let chunk = pattern(64 * 1024, 90);
+            let deadline = Instant::now() + limit;
+            while Instant::now() < deadline {
+                match s.write(&chunk) {
+                    Ok(n) if n > 0 => {
+                        count.fetch_add(n, Ordering::SeqCst);
+                    }
+                    _ => {
+                        gone.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        });
+        Firehose { port, sent, closed }
+    }
+}
+
+/// Bytes a destination may still get rid of after its connection was aborted: what the
+/// tunnel carried before the abort took effect (a few exchanges), the exit's queue and
+/// the socket buffers on both sides of the exit's destination socket (a few MiB each on
+/// Linux loopback). A connection that is not aborted goes on without end.
+const ABORT_BOUND: usize = 32 << 20;
+
+/// An application that closes a download mid-way (as a killed `curl` does) ends the
+/// connection at the exit: the destination sees it closed, soon.
+#[test]
+fn an_aborted_download_stops_at_the_exit() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start_with(scope, 2, 1, &["--exit", "socks5", "--allow-private-exit"]);
+        let hose = Firehose::start(Duration::from_secs(90));
+        let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, hose.port);
+        let mut s = socks5_connect(net.client_ports[0], target).expect("SOCKS5 connect");
+        s.set_read_timeout(Some(TRANSFER_TIMEOUT))
+            .expect("set_read_timeout");
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < 1 << 20 {
+            match s.read(&mut buf) {
+                Ok(0) => panic!("the download ended after {got} bytes"),
+                Ok(n) => got += n,
+                Err(e) => panic!("the download failed after {got} bytes: {e}"),
+            }
+        }
+        // Close with bytes unread: the kernel resets the connection, as when curl is killed.
+        let at_close = hose.sent.load(Ordering::SeqCst);
+        drop(s);
+        let closed = Instant::now();
+        while !hose.closed.load(Ordering::SeqCst) {
+            assert!(
+                closed.elapsed() < Duration::from_secs(60),
+                "the destination is still being read {} bytes after the close",
+                hose.sent.load(Ordering::SeqCst) - at_close
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        let after = hose.sent.load(Ordering::SeqCst) - at_close;
+        eprintln!(
+            "destination closed {:?} after the application, {after} bytes sent meanwhile",
+            closed.elapsed()
+        );
+        assert!(
+            after < ABORT_BOUND,
+            "{after} bytes went to the exit after the abort (at most {ABORT_BOUND})"
+        );
+        net.assert_relay_up();
+    });
+}

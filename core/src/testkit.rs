@@ -468,6 +468,12 @@ impl Net {
         self.clients[i].prepare(self.now, &mut self.apps[i]);
     }
 
+    /// Aborts `conn` of client `i` once its queued bytes are sent (its application left).
+    pub fn abort(&mut self, i: usize, conn: ConnId) {
+        self.apps[i].aborting.push_back(conn);
+        self.clients[i].prepare(self.now, &mut self.apps[i]);
+    }
+
     /// Opens a connection at client `i`.
     pub fn open(&mut self, i: usize) -> ConnId {
         // Harness set-up only (never bytes from a network): a failure is a test's mistake.
@@ -520,6 +526,10 @@ impl Net {
                     if self.exit.echo {
                         self.exit.replies.push_back((conn, None));
                     }
+                }
+                RelayEvent::Abort { conn } => {
+                    self.exit.aborted.push(conn);
+                    self.exit.replies.retain(|(c, _)| *c != conn);
                 }
                 RelayEvent::Garbled { .. } => self.exit.garbled += 1,
                 RelayEvent::IntervalStarted { interval, .. } => self.intervals.push(interval),

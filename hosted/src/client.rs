@@ -50,8 +50,12 @@ const LINGER: Duration = Duration::from_millis(300);
 /// What a local connection sends upstream.
 enum FromLocal {
     Data(ConnId, Bytes),
-    /// The application finished sending.
+    /// The application finished sending (EOF on the local socket): a half-close, the
+    /// replies still come.
     Close(ConnId),
+    /// The application is gone (the local socket was reset, or refused the replies): the
+    /// exit drops the connection.
+    Abort(ConnId),
 }
 
 /// What goes down to a local connection.
@@ -105,6 +109,7 @@ impl Upstream for Pending {
         };
         match item {
             FromLocal::Close(conn) => Some(Chunk::Close { conn }),
+            FromLocal::Abort(conn) => Some(Chunk::Abort { conn }),
             FromLocal::Data(conn, data) => {
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
@@ -312,7 +317,11 @@ impl ClientNode {
                             self.client.prepare(self.now(), &mut self.pending);
                             continue;
                         }
-                        _ = tick.tick() => { self.close_stranded(false); continue; }
+                        _ = tick.tick() => {
+                            self.close_stranded(false);
+                            self.forget_aborted();
+                            continue;
+                        }
                     }
                 }
                 Some(l) => {
@@ -333,7 +342,11 @@ impl ClientNode {
                             self.client.prepare(self.now(), &mut self.pending);
                             continue;
                         }
-                        _ = tick.tick() => { self.close_stranded(true); continue; }
+                        _ = tick.tick() => {
+                            self.close_stranded(true);
+                            self.forget_aborted();
+                            continue;
+                        }
                     }
                 }
             };
@@ -524,6 +537,19 @@ impl ClientNode {
         }
     }
 
+    /// Drops the local connections the core has forgotten (their application left and
+    /// the abort went upstream).
+    fn forget_aborted(&mut self) {
+        let client = &self.client;
+        self.locals.retain(|&conn, l| {
+            let open = client.is_open(conn);
+            if !open {
+                l.reader.abort();
+            }
+            open
+        });
+    }
+
     /// Hands downstream bytes (or the end) to a local connection.
     fn deliver(&mut self, conn: ConnId, data: Option<Bytes>) {
         let Some(local) = self.locals.get(&conn) else {
@@ -541,12 +567,17 @@ impl ClientNode {
             crate::metrics::bytes_down(d.len() as u64);
         }
         let closing = matches!(down, ToLocal::Close);
-        if local.tx.try_send(down).is_err() {
-            warn!("local connection {number}: the application is not reading; closing it");
+        if let Err(e) = local.tx.try_send(down) {
+            if let mpsc::error::TrySendError::Full(_) = e {
+                warn!("local connection {number}: the application is not reading; aborting it");
+            } else {
+                // The writer saw the application leave and sent the abort itself.
+                debug!("local connection {number}: the application left");
+            }
             if let Some(l) = self.locals.remove(&conn) {
                 l.reader.abort();
             }
-            let _ = self.up_tx.try_send(FromLocal::Close(conn));
+            let _ = self.up_tx.try_send(FromLocal::Abort(conn));
             return;
         }
         if closing {
@@ -565,6 +596,14 @@ async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, S
 }
 
 /// Pumps one local connection: reads go upstream, downstream bytes get written.
+///
+/// How the application's end is told apart: EOF on read is a shutdown of its sending only
+/// (`shutdown(SHUT_WR)`, or a close whose FIN arrived first): a half-close upstream, and
+/// the replies keep coming. A read or write that fails (a reset; a write into a socket
+/// the application closed, which the kernel answers with a reset) means it is gone in
+/// both directions: an abort upstream, so the exit stops reading the destination. An
+/// application that closed entirely is thus found out at the latest by the first reply
+/// written after its FIN.
 fn spawn_local(
     conn: ConnId,
     number: u64,
@@ -576,11 +615,16 @@ fn spawn_local(
     let _ = stream.set_nodelay(true);
     let (mut r, mut w) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<ToLocal>(LOCAL_QUEUE);
+    let aborts = up.clone();
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
             match r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
+                Err(_) => {
+                    let _ = up.send(FromLocal::Abort(conn)).await;
+                    return;
+                }
                 Ok(n) => {
                     crate::metrics::bytes_up(n as u64);
                     queued.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
@@ -599,7 +643,10 @@ fn spawn_local(
             match down {
                 ToLocal::Data(d) => {
                     if w.write_all(&d).await.is_err() {
-                        break;
+                        // The application is gone: nothing more to write or read.
+                        reader_abort.abort();
+                        let _ = aborts.send(FromLocal::Abort(conn)).await;
+                        return;
                     }
                 }
                 ToLocal::Close => break,

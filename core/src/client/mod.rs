@@ -88,8 +88,14 @@ pub enum Chunk {
         /// Bytes written (at least 1, at most the buffer's length).
         len: usize,
     },
-    /// The application finished sending on `conn`.
+    /// The application finished sending on `conn` (a half-close: it still reads).
     Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The application is gone from `conn` in both directions (its socket was closed or
+    /// reset): the exit drops the connection and nothing more is delivered for it.
+    Abort {
         /// The connection.
         conn: ConnId,
     },

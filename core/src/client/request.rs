@@ -146,7 +146,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 let payload = rest.get(RECORD_HEADER_LEN..).unwrap_or(&[]);
                 if taken.whole + rec <= room {
                     // It fits: `room` bounds the writer's space.
-                    let _ = if n == 0 && !open {
+                    let _ = if wire::read_record(rest).1 == Some(wire::RecordKind::Abort) {
+                        writer.push_abort(conn)
+                    } else if n == 0 && !open {
                         writer.push_close(conn)
                     } else {
                         writer.push_data(conn, open, payload.get(..n).unwrap_or(payload))

@@ -12,7 +12,10 @@
 use super::sent::{connections_in, State};
 use super::{Chunk, Client, Phase, Upstream};
 use crate::time::Instant;
-use crate::wire::{self, read_record_header, write_record_header, RECORD_HEADER_LEN};
+use crate::wire::{
+    self, read_record, read_record_header, write_header, write_record_header, RecordKind,
+    RECORD_HEADER_LEN,
+};
 
 /// Which prefix of the stage went into an owned cell: `whole` bytes of whole records, then
 /// optionally the first `part` payload bytes of the record at `whole`.
@@ -173,7 +176,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 };
                 let (conn, open, n) = read_record_header(rest);
                 let rec = RECORD_HEADER_LEN + n;
-                if !self.connections.contains_key(&conn) {
+                if !self.connections.contains_key(&conn) && !is_abort(rest) {
                     at += rec;
                     continue;
                 }
@@ -246,6 +249,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                         self.stage.used += RECORD_HEADER_LEN;
                     }
                     None => {}
+                },
+                Chunk::Abort { conn } => match self.connections.swap_remove(&conn) {
+                    // The exit heard of it: it drops the connection. The record is sent
+                    // (and sent again) like any other, though the client forgot `conn`.
+                    Some(c) if c.announced => {
+                        write_header(header, conn, RecordKind::Abort, 0);
+                        self.stage.used += RECORD_HEADER_LEN;
+                    }
+                    _ => {}
                 },
                 Chunk::Data { .. } => {}
             }
@@ -342,7 +354,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             };
             let (conn, _, n) = read_record_header(rest);
             let rec = (RECORD_HEADER_LEN + n).min(rest.len());
-            if self.connections.contains_key(&conn) {
+            if self.connections.contains_key(&conn) || is_abort(rest) {
                 storage.copy_within(read..read + rec, kept);
                 kept += rec;
             }
@@ -350,4 +362,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         }
         self.stage.used = kept;
     }
+}
+
+/// Whether the record at the start of `b` is an abort: it stays though its connection is
+/// gone (the client forgot it when the application left).
+fn is_abort(b: &[u8]) -> bool {
+    read_record(b).1 == Some(RecordKind::Abort)
 }

@@ -16,6 +16,8 @@ pub struct App {
     pub pending: VecDeque<(ConnId, Vec<u8>)>,
     /// Connections to close once their bytes are sent.
     pub closing: VecDeque<ConnId>,
+    /// Connections to abort once their bytes are sent.
+    pub aborting: VecDeque<ConnId>,
     /// Downstream bytes received per connection.
     pub received: BTreeMap<ConnId, Vec<u8>>,
     /// Connections the exit closed.
@@ -45,7 +47,10 @@ impl Upstream for App {
                 len: buf.len(),
             });
         }
-        self.closing.pop_front().map(|conn| Chunk::Close { conn })
+        if let Some(conn) = self.closing.pop_front() {
+            return Some(Chunk::Close { conn });
+        }
+        self.aborting.pop_front().map(|conn| Chunk::Abort { conn })
     }
 
     fn pending(&self) -> usize {
@@ -67,6 +72,8 @@ pub struct Exit {
     pub opened: BTreeMap<ConnId, usize>,
     /// Connections the owner finished.
     pub closed: Vec<ConnId>,
+    /// Connections the owner aborted.
+    pub aborted: Vec<ConnId>,
     /// Replies waiting to go downstream (`None`: close).
     pub replies: VecDeque<(ConnId, Option<Vec<u8>>)>,
     /// Echo every upstream byte and close back.

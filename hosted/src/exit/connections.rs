@@ -81,6 +81,8 @@ pub struct ExitStats {
     pub down_bytes: u64,
     /// Connections refused at a cap.
     pub refused_cap: u64,
+    /// Connections their owners aborted.
+    pub aborted: u64,
 }
 
 /// The relay's open exit connections.
@@ -230,6 +232,18 @@ impl ExitConnections {
         if let Some(exit) = self.open.get_mut(&conn) {
             exit.tx = None;
         }
+    }
+
+    /// The client is done with `conn` in both directions: the task and its socket go at
+    /// once (nothing more is read from the destination), what it queued is discarded (its
+    /// generation is no longer current), and nothing more goes downstream for it.
+    pub fn abort(&mut self, conn: ConnId) {
+        if let Some(old) = self.forget(conn) {
+            debug!(%conn, "connection aborted by its owner");
+            old.task.abort();
+            self.stats.aborted += 1;
+        }
+        self.closing.retain(|&c| c != conn);
     }
 
     fn is_current(&self, conn: ConnId, generation: u64) -> bool {

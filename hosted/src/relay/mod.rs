@@ -716,6 +716,7 @@ impl Hub {
                         self.exits.upstream(conn, open, data)
                     }
                     RelayEvent::Close { conn } => self.exits.close(conn),
+                    RelayEvent::Abort { conn } => self.exits.abort(conn),
                     RelayEvent::Garbled { interval, exchange } => {
                         crate::metrics::garbled();
                         let text = format!(
