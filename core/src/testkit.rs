@@ -32,6 +32,7 @@ use std::vec;
 use std::vec::Vec;
 
 use crate::client::{Client, ClientConfig, ClientEvent};
+use crate::credit::ExitCredit;
 use crate::crypto::{pad_public_key, IntervalKey, PairKey};
 use crate::policy::{LogWindow, Policy};
 use crate::relay::{LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage};
@@ -512,6 +513,7 @@ impl Net {
                 RelayEvent::Upstream { conn, open, data } => {
                     if open {
                         *self.exit.opened.entry(conn).or_default() += 1;
+                        self.exit.credit.insert(conn, ExitCredit::new());
                         self.exit.upstream.entry(conn).or_default();
                     }
                     if let Some(up) = self.exit.upstream.get_mut(&conn) {
@@ -527,6 +529,7 @@ impl Net {
                         self.exit.replies.push_back((conn, None));
                     }
                 }
+                RelayEvent::Grant { conn, bytes } => self.exit.grant(conn, bytes),
                 RelayEvent::Abort { conn } => {
                     self.exit.aborted.push(conn);
                     self.exit.replies.retain(|(c, _)| *c != conn);

@@ -56,7 +56,14 @@ enum FromLocal {
     /// The application is gone (the local socket was reset, or refused the replies): the
     /// exit drops the connection.
     Abort(ConnId),
+    /// The application took this many downstream bytes (they were written to its socket):
+    /// the core grants them back to the exit as credit.
+    Read(ConnId, u32),
 }
+
+/// Downstream bytes handed to local writers and not yet written, over all connections (at
+/// most the credit window per connection, `dissent_core::credit`).
+static LOCAL_QUEUED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// What goes down to a local connection.
 enum ToLocal {
@@ -110,6 +117,7 @@ impl Upstream for Pending {
         match item {
             FromLocal::Close(conn) => Some(Chunk::Close { conn }),
             FromLocal::Abort(conn) => Some(Chunk::Abort { conn }),
+            FromLocal::Read(conn, bytes) => Some(Chunk::Read { conn, bytes }),
             FromLocal::Data(conn, data) => {
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
@@ -540,6 +548,12 @@ impl ClientNode {
     /// Drops the local connections the core has forgotten (their application left and
     /// the abort went upstream).
     fn forget_aborted(&mut self) {
+        if !self.quiet {
+            crate::metrics::queue_depth(
+                "client_local_bytes",
+                LOCAL_QUEUED.load(std::sync::atomic::Ordering::Relaxed),
+            );
+        }
         let client = &self.client;
         self.locals.retain(|&conn, l| {
             let open = client.is_open(conn);
@@ -565,6 +579,7 @@ impl ClientNode {
         };
         if let ToLocal::Data(d) = &down {
             crate::metrics::bytes_down(d.len() as u64);
+            LOCAL_QUEUED.fetch_add(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
         let closing = matches!(down, ToLocal::Close);
         if let Err(e) = local.tx.try_send(down) {
@@ -642,9 +657,22 @@ fn spawn_local(
         while let Some(down) = rx.recv().await {
             match down {
                 ToLocal::Data(d) => {
-                    if w.write_all(&d).await.is_err() {
+                    let written = w.write_all(&d).await;
+                    LOCAL_QUEUED.fetch_sub(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    if written.is_ok() {
+                        let _ = aborts.send(FromLocal::Read(conn, d.len() as u32)).await;
+                    } else {
                         // The application is gone: nothing more to write or read.
                         reader_abort.abort();
+                        rx.close();
+                        while let Ok(left) = rx.try_recv() {
+                            if let ToLocal::Data(d) = left {
+                                LOCAL_QUEUED.fetch_sub(
+                                    d.len() as u64,
+                                    std::sync::atomic::Ordering::Relaxed,
+                                );
+                            }
+                        }
                         let _ = aborts.send(FromLocal::Abort(conn)).await;
                         return;
                     }

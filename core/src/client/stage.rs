@@ -141,6 +141,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             let room = budget.min(self.sent.room_for_new());
             self.stage_upstream(room, upstream);
             self.stage_opens(room);
+            self.stage_grants(room);
         }
         self.pending_hint = upstream.pending();
         if !self.stage.is_empty() || resending || self.pending_hint > 0 {
@@ -188,7 +189,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     at += rec;
                     continue;
                 }
-                if n > 0 && free > RECORD_HEADER_LEN {
+                if n > 0 && free > RECORD_HEADER_LEN && is_data(rest) {
                     let part = free - RECORD_HEADER_LEN;
                     let dst = self.stage.free(room);
                     if let (Some(dst), Some(payload)) = (
@@ -259,8 +260,36 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     }
                     _ => {}
                 },
+                Chunk::Read { conn, bytes } => {
+                    if let Some(c) = self.connections.get_mut(&conn) {
+                        c.credit.took(bytes);
+                    }
+                }
                 Chunk::Data { .. } => {}
             }
+        }
+    }
+
+    /// Stages a `Grant` for every announced connection whose application took a grant
+    /// step's worth of downstream bytes since the last one.
+    fn stage_grants(&mut self, room: usize) {
+        for (&conn, c) in self.connections.iter_mut() {
+            if !c.announced {
+                continue;
+            }
+            let Some(bytes) = c.credit.grant() else {
+                continue;
+            };
+            let len = RECORD_HEADER_LEN + wire::GRANT_LEN;
+            if self.stage.len() + len > room {
+                c.credit.keep(bytes);
+                continue;
+            }
+            let mut record = [0u8; RECORD_HEADER_LEN + wire::GRANT_LEN];
+            let (header, payload) = record.split_at_mut(RECORD_HEADER_LEN);
+            write_header(header, conn, RecordKind::Grant, wire::GRANT_LEN);
+            payload.copy_from_slice(&bytes.to_be_bytes());
+            self.stage.push(&record);
         }
     }
 
@@ -362,6 +391,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         }
         self.stage.used = kept;
     }
+}
+
+/// Whether the record at the start of `b` carries connection bytes (`Open` or `Data`): only
+/// those may be split across cells.
+pub(super) fn is_data(b: &[u8]) -> bool {
+    matches!(read_record(b).1, Some(RecordKind::Open | RecordKind::Data))
 }
 
 /// Whether the record at the start of `b` is an abort: it stays though its connection is

@@ -25,6 +25,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use dissent_core::credit::ExitCredit;
 use dissent_core::relay::{DownChunk, Downstream};
 use dissent_core::wire::ConnId;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -53,6 +54,51 @@ pub struct ExitLimits {
     pub chunk: usize,
 }
 
+/// A connection's downstream credit ([`dissent_core::credit`]), shared by its task (which
+/// reads the destination only within it) and the relay (which adds the owner's grants).
+#[derive(Default)]
+struct CreditGate {
+    credit: std::sync::Mutex<ExitCredit>,
+    granted: tokio::sync::Notify,
+}
+
+impl CreditGate {
+    /// Waits until some credit is left and returns it (at most `max`), spent.
+    async fn take(&self, max: usize) -> usize {
+        loop {
+            let granted = self.granted.notified();
+            {
+                let mut c = self.credit.lock().unwrap_or_else(|e| e.into_inner());
+                let n = (c.available() as usize).min(max);
+                if n > 0 {
+                    c.spend(n as u32);
+                    return n;
+                }
+            }
+            granted.await;
+        }
+    }
+
+    /// Gives back what was taken and not used.
+    fn untake(&self, n: usize) {
+        let mut c = self.credit.lock().unwrap_or_else(|e| e.into_inner());
+        c.grant(n as u32);
+    }
+
+    /// Spends `n` without waiting (a SOCKS5 reply: a few bytes, at the start).
+    fn spend(&self, n: usize) {
+        let mut c = self.credit.lock().unwrap_or_else(|e| e.into_inner());
+        c.spend(n as u32);
+    }
+
+    fn grant(&self, bytes: u32) {
+        let mut c = self.credit.lock().unwrap_or_else(|e| e.into_inner());
+        c.grant(bytes);
+        drop(c);
+        self.granted.notify_one();
+    }
+}
+
 /// A reply of an exit connection, tagged with its Conn# and generation.
 type Envelope = (ConnId, u64, Reply);
 
@@ -70,6 +116,7 @@ struct ExitConn {
     /// Upstream bytes; `None` once the client finished sending.
     tx: Option<mpsc::Sender<Bytes>>,
     task: AbortHandle,
+    credit: std::sync::Arc<CreditGate>,
 }
 
 /// Counters for the stats line.
@@ -100,6 +147,8 @@ pub struct ExitConnections {
     pending: Option<Envelope>,
     /// Connections the relay gave up on or refused, whose owners still need a close record.
     closing: VecDeque<ConnId>,
+    /// Bytes in replies queued for the core (read from destinations, not yet sent).
+    queued: std::sync::Arc<AtomicU64>,
     /// Counters.
     pub stats: ExitStats,
 }
@@ -119,6 +168,7 @@ impl ExitConnections {
             down_rx,
             pending: None,
             closing: VecDeque::new(),
+            queued: std::sync::Arc::default(),
             stats: ExitStats::default(),
         }
     }
@@ -183,6 +233,7 @@ impl ExitConnections {
             }
             self.next_generation += 1;
             let generation = self.next_generation;
+            let credit = std::sync::Arc::new(CreditGate::default());
             let (tx, up) = mpsc::channel(EXIT_QUEUE);
             let exit = ExitTask {
                 kind: self.kind.clone(),
@@ -191,6 +242,8 @@ impl ExitConnections {
                     down: self.down_tx.clone(),
                     conn,
                     generation,
+                    credit: credit.clone(),
+                    queued: self.queued.clone(),
                 },
                 chunk: self.limits.chunk,
                 idle: self.limits.idle,
@@ -203,6 +256,7 @@ impl ExitConnections {
                     generation,
                     tx: Some(tx),
                     task,
+                    credit,
                 },
             );
         }
@@ -232,6 +286,18 @@ impl ExitConnections {
         if let Some(exit) = self.open.get_mut(&conn) {
             exit.tx = None;
         }
+    }
+
+    /// The owner granted `bytes` more downstream credit on `conn`.
+    pub fn grant(&mut self, conn: ConnId, bytes: u32) {
+        if let Some(exit) = self.open.get(&conn) {
+            exit.credit.grant(bytes);
+        }
+    }
+
+    /// Downstream bytes read from destinations and not yet handed to the core.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// The client is done with `conn` in both directions: the task and its socket go at
@@ -267,6 +333,9 @@ impl Downstream for ExitConnections {
                 Some(p) => p,
                 None => self.down_rx.try_recv().ok()?,
             };
+            if let Reply::Data(d) = &reply {
+                self.queued.fetch_sub(d.len() as u64, Ordering::Relaxed);
+            }
             if !self.is_current(conn, generation) {
                 // Replies of a connection already replaced or closed.
                 continue;
@@ -281,7 +350,9 @@ impl Downstream for ExitConnections {
             let n = data.len().min(buf.len());
             buf[..n].copy_from_slice(&data[..n]);
             if n < data.len() {
-                self.pending = Some((conn, generation, Reply::Data(data.slice(n..))));
+                let rest = data.slice(n..);
+                self.queued.fetch_add(rest.len() as u64, Ordering::Relaxed);
+                self.pending = Some((conn, generation, Reply::Data(rest)));
             }
             self.stats.down_bytes += n as u64;
             return Some(DownChunk::Data { conn, len: n });
@@ -295,11 +366,14 @@ struct Replies {
     down: mpsc::Sender<Envelope>,
     conn: ConnId,
     generation: u64,
+    credit: std::sync::Arc<CreditGate>,
+    queued: std::sync::Arc<AtomicU64>,
 }
 
 impl Replies {
     /// Queues `data`, waiting while the queue is full; false once the relay is gone.
     async fn data(&self, data: Bytes) -> bool {
+        self.queued.fetch_add(data.len() as u64, Ordering::Relaxed);
         let reply = (self.conn, self.generation, Reply::Data(data));
         self.down.send(reply).await.is_ok()
     }
@@ -428,11 +502,16 @@ impl ExitTask {
                 // A buffer only while there is something to read, so a quiet connection
                 // holds none; a short read is copied out, so a queued reply holds at most
                 // twice its length.
+                // Only within the owner's credit: a reader that stops stops this read.
+                let allowed = self.replies.credit.take(self.chunk).await;
                 let data = {
-                    let mut buf = BytesMut::with_capacity(self.chunk);
-                    match from_destination.try_read_buf(&mut buf) {
+                    let mut buf = BytesMut::with_capacity(allowed);
+                    let read = from_destination.try_read_buf(&mut buf);
+                    let n = *read.as_ref().unwrap_or(&0);
+                    self.replies.credit.untake(allowed - n);
+                    match read {
                         Ok(0) => return,
-                        Ok(n) if n > self.chunk / 2 => buf.freeze(),
+                        Ok(n) if n > allowed / 2 => buf.freeze(),
                         Ok(_) => Bytes::copy_from_slice(&buf),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                         Err(_) => return,
@@ -474,6 +553,7 @@ impl ExitTask {
                 pending.extend_from_slice(&data);
             }
             let n = pending.len().min(self.chunk.max(1));
+            let n = self.replies.credit.take(n).await;
             if !self.replies.data(pending.split_to(n).freeze()).await {
                 return;
             }
@@ -557,6 +637,10 @@ impl AsyncWrite for Tunnel<'_> {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         };
         this.activity.touch();
+        this.replies.credit.spend(buf.len());
+        this.replies
+            .queued
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         let data = Reply::Data(Bytes::copy_from_slice(buf));
         permit.send((this.replies.conn, this.replies.generation, data));
         Poll::Ready(Ok(buf.len()))
