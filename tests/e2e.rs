@@ -1270,3 +1270,43 @@ fn a_stalled_reader_costs_a_window_and_slows_nobody() {
         net.assert_relay_up();
     });
 }
+
+/// A download whose reader is slow at first (the window fills and empties again and
+/// again), then fast, arrives whole and in order.
+#[test]
+fn a_download_through_a_slow_then_fast_reader_arrives_byte_exact() {
+    within(Duration::from_secs(240), |scope| {
+        let net = Net::start_with(scope, 2, 1, &["--exit", "socks5", "--allow-private-exit"]);
+        let body = Arc::new(pattern(24 << 20, 92));
+        let (http_port, server) = serve_file(body.clone(), 1);
+        let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, http_port);
+        let mut s = socks5_connect(net.client_ports[0], at).expect("SOCKS5 connect");
+        s.set_read_timeout(Some(TRANSFER_TIMEOUT)).expect("timeout");
+        s.write_all(b"GET /file HTTP/1.1\r\nHost: test\r\n\r\n")
+            .expect("request");
+        let mut got = Vec::with_capacity(body.len() + 1024);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // The first 3 MiB at a few MB/s, the rest as fast as it comes.
+            let n = if got.len() < 3 << 20 {
+                thread::sleep(Duration::from_millis(5));
+                s.read(&mut buf[..16 * 1024])
+            } else {
+                s.read(&mut buf)
+            }
+            .expect("download");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        let start = got
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP header")
+            + 4;
+        assert_same(&got[start..], &body, "slow-then-fast download");
+        drop(s);
+        server.join().expect("server");
+    });
+}

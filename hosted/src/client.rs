@@ -34,7 +34,9 @@ use crate::process;
 
 /// Upstream chunks waiting for this client's slot, over all connections.
 const UPSTREAM_QUEUE: usize = 256;
-/// Downstream chunks buffered per local connection before it is closed as not reading.
+/// Downstream chunks buffered per local connection before it is aborted as not reading.
+/// The bytes in them are bounded by the connection's credit window (256 KiB,
+/// `dissent_core::credit`); this bounds their number.
 const LOCAL_QUEUE: usize = 4096;
 /// Bytes read from a local connection at a time.
 const READ_CHUNK: usize = 16 * 1024;

@@ -4,8 +4,11 @@
 //! The task of a connection owns its destination socket. Upstream bytes reach it through a
 //! bounded queue of [`EXIT_QUEUE`] chunks; a destination that does not take them fills the
 //! queue and is closed as too slow. The task reads replies in chunks of at most
-//! [`ExitLimits::chunk`] bytes into the shared queue, waiting while it is full, and closes
-//! a connection without traffic for [`ExitLimits::idle`]. A SOCKS5 exit negotiates first,
+//! [`ExitLimits::chunk`] bytes into the shared queue, waiting while it is full, and only
+//! within the connection's downstream credit (the owner's grants, `dissent_core::credit`),
+//! so a connection whose reader stopped holds at most its credit here; it closes a
+//! connection without traffic for [`ExitLimits::idle`]. An abort drops the task, its
+//! socket and whatever it queued. A SOCKS5 exit negotiates first,
 //! in the same task, over those two queues ([`Tunnel`]); an echo exit has no socket and
 //! sends its upstream chunks straight back.
 //!
