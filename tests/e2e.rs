@@ -1159,7 +1159,7 @@ fn an_aborted_download_stops_at_the_exit() {
 }
 
 /// Downstream credit of a connection (`dissent_core::credit::DOWN_WINDOW`).
-const WINDOW: f64 = 256.0 * 1024.0;
+const WINDOW: f64 = 1024.0 * 1024.0;
 
 /// Median round trip of `n` small echoes on `s` (a [`TaggedEcho`] connection).
 fn median_rtt(s: &mut TcpStream, n: usize) -> Duration {

@@ -9,7 +9,7 @@
 //! client. Owns the arithmetic only; it must not know about cells, sockets or tasks.
 
 /// Downstream credit a connection starts with (fixed by protocol version 3).
-pub const DOWN_WINDOW: u32 = 256 * 1024;
+pub const DOWN_WINDOW: u32 = 1024 * 1024;
 
 /// Smallest grant an owner sends (grants are coalesced up to it).
 pub const GRANT_STEP: u32 = DOWN_WINDOW / 4;

@@ -58,9 +58,31 @@ enum FromLocal {
     /// The application is gone (the local socket was reset, or refused the replies): the
     /// exit drops the connection.
     Abort(ConnId),
-    /// The application took this many downstream bytes (they were written to its socket):
-    /// the core grants them back to the exit as credit.
-    Read(ConnId, u32),
+}
+
+/// Downstream bytes the applications took (written to their sockets) and the core has not
+/// heard of yet, per connection: the core grants them back to the exit as credit. Apart
+/// from the upstream queue, so a grant never waits behind the connection's uploads.
+#[derive(Default)]
+struct Taken {
+    bytes: std::sync::Mutex<HashMap<ConnId, u32>>,
+    added: tokio::sync::Notify,
+}
+
+impl Taken {
+    fn add(&self, conn: ConnId, n: u32) {
+        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let e = b.entry(conn).or_insert(0);
+        *e = e.saturating_add(n);
+        drop(b);
+        self.added.notify_one();
+    }
+
+    fn pop(&self) -> Option<(ConnId, u32)> {
+        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = *b.keys().next()?;
+        b.remove(&conn).map(|n| (conn, n))
+    }
 }
 
 /// Downstream bytes handed to local writers and not yet written, over all connections (at
@@ -90,6 +112,8 @@ struct Pending {
     partial: Option<FromLocal>,
     /// Bytes in the queue (added by the readers, taken here).
     queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Downstream bytes the applications took, reported before any upstream chunk.
+    taken: std::sync::Arc<Taken>,
 }
 
 impl Pending {
@@ -105,6 +129,9 @@ impl Pending {
 
 impl Upstream for Pending {
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
+        if let Some((conn, bytes)) = self.taken.pop() {
+            return Some(Chunk::Read { conn, bytes });
+        }
         let item = match self.partial.take() {
             Some(p) => p,
             None => {
@@ -119,7 +146,6 @@ impl Upstream for Pending {
         match item {
             FromLocal::Close(conn) => Some(Chunk::Close { conn }),
             FromLocal::Abort(conn) => Some(Chunk::Abort { conn }),
-            FromLocal::Read(conn, bytes) => Some(Chunk::Read { conn, bytes }),
             FromLocal::Data(conn, data) => {
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
@@ -285,6 +311,7 @@ impl ClientNode {
                 rx: up_rx,
                 partial: None,
                 queued: std::sync::Arc::default(),
+                taken: std::sync::Arc::default(),
             },
             up_tx,
             origin: tokio::time::Instant::now(),
@@ -327,6 +354,10 @@ impl ClientNode {
                             self.client.prepare(self.now(), &mut self.pending);
                             continue;
                         }
+                        _ = self.pending.taken.added.notified() => {
+                            self.client.prepare(self.now(), &mut self.pending);
+                            continue;
+                        }
                         _ = tick.tick() => {
                             self.close_stranded(false);
                             self.forget_aborted();
@@ -349,6 +380,10 @@ impl ClientNode {
                         a = accept(&listener) => { self.accepted(a); continue; }
                         Some(up) = self.pending.rx.recv(), if self.pending.partial.is_none() => {
                             self.pending.hold(up);
+                            self.client.prepare(self.now(), &mut self.pending);
+                            continue;
+                        }
+                        _ = self.pending.taken.added.notified() => {
                             self.client.prepare(self.now(), &mut self.pending);
                             continue;
                         }
@@ -499,6 +534,7 @@ impl ClientNode {
                         stream,
                         self.up_tx.clone(),
                         self.pending.queued.clone(),
+                        self.pending.taken.clone(),
                         carried,
                     );
                     self.locals.insert(conn, local);
@@ -627,6 +663,7 @@ fn spawn_local(
     stream: TcpStream,
     up: mpsc::Sender<FromLocal>,
     queued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    taken: std::sync::Arc<Taken>,
     carried: bool,
 ) -> Local {
     let _ = stream.set_nodelay(true);
@@ -662,7 +699,7 @@ fn spawn_local(
                     let written = w.write_all(&d).await;
                     LOCAL_QUEUED.fetch_sub(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     if written.is_ok() {
-                        let _ = aborts.send(FromLocal::Read(conn, d.len() as u32)).await;
+                        taken.add(conn, d.len() as u32);
                     } else {
                         // The application is gone: nothing more to write or read.
                         reader_abort.abort();

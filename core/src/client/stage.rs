@@ -139,9 +139,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if !resending {
             // New data leaves the reserve free.
             let room = budget.min(self.sent.room_for_new());
+            // Grants first: they must not wait behind the connection's own uploads.
+            self.stage_grants(room);
             self.stage_upstream(room, upstream);
             self.stage_opens(room);
-            self.stage_grants(room);
         }
         self.pending_hint = upstream.pending();
         if !self.stage.is_empty() || resending || self.pending_hint > 0 {
@@ -261,8 +262,24 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     _ => {}
                 },
                 Chunk::Read { conn, bytes } => {
-                    if let Some(c) = self.connections.get_mut(&conn) {
-                        c.credit.took(bytes);
+                    let Some(c) = self.connections.get_mut(&conn).filter(|c| c.announced) else {
+                        continue;
+                    };
+                    c.credit.took(bytes);
+                    let Some(grant) = c.credit.grant() else {
+                        continue;
+                    };
+                    match rest
+                        .get_mut(..wire::GRANT_LEN)
+                        .filter(|_| limit >= wire::GRANT_LEN)
+                    {
+                        Some(payload) => {
+                            payload.copy_from_slice(&grant.to_be_bytes());
+                            write_header(header, conn, RecordKind::Grant, wire::GRANT_LEN);
+                            self.stage.used += RECORD_HEADER_LEN + wire::GRANT_LEN;
+                        }
+                        // No room: the next cell takes it.
+                        None => c.credit.keep(grant),
                     }
                 }
                 Chunk::Data { .. } => {}
