@@ -145,6 +145,20 @@ pub enum RelayEvent<'a> {
         /// The connection.
         conn: ConnId,
     },
+    /// The slot owner is done with `conn` in both directions (like a TCP reset): the exit
+    /// drops the connection at once, discards what it queued for it and sends nothing more
+    /// downstream for it.
+    Abort {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The slot owner grants `bytes` more of downstream credit on `conn`.
+    Grant {
+        /// The connection.
+        conn: ConnId,
+        /// Credit added.
+        bytes: u32,
+    },
     /// An exchange decoded to something that is not a valid cell (a disruption).
     Garbled {
         /// The interval.

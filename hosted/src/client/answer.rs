@@ -24,7 +24,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::local::{spawn_local, Budget, FromLocal, Local, Pending, ToLocal, Turn};
+use super::local::{spawn_local, Budget, FromLocal, Local, Pending, ToLocal, Turn, LOCAL_QUEUED};
 use super::{ClientOptions, NO_NET_GRACE};
 use crate::clock;
 use crate::config::{Group, NodeSecrets};
@@ -144,7 +144,15 @@ impl ClientNode {
                             self.prepare_now();
                             continue;
                         }
-                        _ = tick.tick() => { self.close_stranded(false); continue; }
+                        _ = self.pending.taken.added.notified(), if self.armed => {
+                            self.prepare_now();
+                            continue;
+                        }
+                        _ = tick.tick() => {
+                            self.close_stranded(false);
+                            self.forget_aborted();
+                            continue;
+                        }
                     }
                 }
                 Some(l) => {
@@ -172,7 +180,15 @@ impl ClientNode {
                             self.prepare_now();
                             continue;
                         }
-                        _ = tick.tick() => { self.close_stranded(true); continue; }
+                        _ = self.pending.taken.added.notified(), if self.armed => {
+                            self.prepare_now();
+                            continue;
+                        }
+                        _ = tick.tick() => {
+                            self.close_stranded(true);
+                            self.forget_aborted();
+                            continue;
+                        }
                     }
                 }
             };
@@ -327,15 +343,18 @@ impl ClientNode {
                 self.accepted += 1;
                 debug!("local connection {} from {addr}", self.accepted);
                 let carried = self.client.interval().is_some();
-                let local = spawn_local(
-                    &self.local,
-                    conn,
-                    self.accepted,
-                    stream,
-                    self.up_tx.clone(),
-                    self.pending.budget.clone(),
-                    carried,
-                );
+                let local = Local {
+                    number: self.accepted,
+                    ..spawn_local(
+                        &self.local,
+                        conn,
+                        stream,
+                        self.up_tx.clone(),
+                        self.pending.budget.clone(),
+                        self.pending.taken.clone(),
+                        carried,
+                    )
+                };
                 self.locals.insert(conn, local);
                 if self.armed {
                     self.prepare_now();
@@ -425,16 +444,35 @@ impl ClientNode {
         }
     }
 
-    /// Closes a local connection that does not read what it is sent.
+    /// Aborts a local connection that does not read what it is sent.
     fn not_reading(&mut self, conn: ConnId) {
         if let Some(l) = self.locals.remove(&conn) {
             warn!(
-                "local connection {}: the application is not reading; closing it",
+                "local connection {}: the application is not reading; aborting it",
                 l.number
             );
             l.reader.abort();
-            let _ = self.up_tx.send(FromLocal::Close(conn));
+            let _ = self.up_tx.send(FromLocal::Abort(conn));
         }
+    }
+
+    /// Drops the local connections the core has forgotten (their application left and
+    /// the abort went upstream).
+    fn forget_aborted(&mut self) {
+        if !self.quiet {
+            crate::metrics::queue_depth(
+                "client_local_bytes",
+                LOCAL_QUEUED.load(std::sync::atomic::Ordering::Relaxed),
+            );
+        }
+        let client = &self.client;
+        self.locals.retain(|&conn, l| {
+            let open = client.is_open(conn);
+            if !open {
+                l.reader.abort();
+            }
+            open
+        });
     }
 }
 

@@ -10,9 +10,10 @@
 //! It must not touch the core client or the relay link: nothing here runs on the thread
 //! that answers requests, and nothing here holds a lock that thread takes.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use dissent_core::client::{Chunk, Upstream};
@@ -20,11 +21,14 @@ use dissent_core::wire::ConnId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 use tracing::warn;
 
-/// Downstream chunks buffered per local connection before it is closed as not reading.
+/// Downstream chunks buffered per local connection before it is aborted as not reading.
+/// The bytes in them are bounded by the connection's credit window
+/// (`dissent_core::credit`); this bounds their number.
 pub(super) const LOCAL_QUEUE: usize = 4096;
 /// Upstream chunks waiting for this client's slot, over all connections.
 const UPSTREAM_CHUNKS: usize = 256;
@@ -34,9 +38,43 @@ const READ_CHUNK: usize = 16 * 1024;
 /// What a local connection sends upstream.
 pub(super) enum FromLocal {
     Data(ConnId, Bytes),
-    /// The application finished sending.
+    /// The application finished sending (EOF on the local socket): a half-close, the
+    /// replies still come.
     Close(ConnId),
+    /// The application is gone (the local socket was reset, or refused the replies): the
+    /// exit drops the connection.
+    Abort(ConnId),
 }
+
+/// Downstream bytes the applications took (written to their sockets) and the core has not
+/// heard of yet, per connection: the core grants them back to the exit as credit. Apart
+/// from the upstream queue, so a grant never waits behind the connection's uploads.
+#[derive(Default)]
+pub(super) struct Taken {
+    bytes: Mutex<HashMap<ConnId, u32>>,
+    /// Bytes were taken.
+    pub(super) added: Notify,
+}
+
+impl Taken {
+    fn add(&self, conn: ConnId, n: u32) {
+        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let e = b.entry(conn).or_insert(0);
+        *e = e.saturating_add(n);
+        drop(b);
+        self.added.notify_one();
+    }
+
+    fn pop(&self) -> Option<(ConnId, u32)> {
+        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = *b.keys().next()?;
+        b.remove(&conn).map(|n| (conn, n))
+    }
+}
+
+/// Downstream bytes handed to local writers and not yet written, over all connections (at
+/// most the credit window per connection, `dissent_core::credit`).
+pub(super) static LOCAL_QUEUED: AtomicU64 = AtomicU64::new(0);
 
 /// What goes down to a local connection.
 pub(super) enum ToLocal {
@@ -104,6 +142,8 @@ pub(super) struct Pending {
     pub(super) partial: Option<FromLocal>,
     /// What the queue holds (added by the readers, taken here).
     pub(super) budget: Arc<Budget>,
+    /// Downstream bytes the applications took, reported before any upstream chunk.
+    pub(super) taken: Arc<Taken>,
 }
 
 impl Pending {
@@ -112,6 +152,7 @@ impl Pending {
             rx,
             partial: None,
             budget,
+            taken: Arc::default(),
         }
     }
 
@@ -126,6 +167,9 @@ impl Pending {
 
 impl Upstream for Pending {
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
+        if let Some((conn, bytes)) = self.taken.pop() {
+            return Some(Chunk::Read { conn, bytes });
+        }
         let item = match self.partial.take() {
             Some(p) => p,
             None => {
@@ -138,6 +182,7 @@ impl Upstream for Pending {
         };
         match item {
             FromLocal::Close(conn) => Some(Chunk::Close { conn }),
+            FromLocal::Abort(conn) => Some(Chunk::Abort { conn }),
             FromLocal::Data(conn, data) => {
                 let n = data.len().min(buf.len());
                 buf[..n].copy_from_slice(&data[..n]);
@@ -163,7 +208,8 @@ impl Upstream for Pending {
 pub(super) struct Turn(pub(super) Option<(ConnId, mpsc::Sender<ToLocal>, ToLocal)>);
 
 /// Hands each turn's bytes to its local connection, and lets the readers check for room;
-/// names the connections that do not keep up to `stuck`.
+/// names the connections that do not keep up to `stuck` (one whose writer is gone, its
+/// application having left, sent its abort itself).
 pub(super) async fn dispatch(
     mut turns: mpsc::Receiver<Turn>,
     budget: Arc<Budget>,
@@ -171,8 +217,16 @@ pub(super) async fn dispatch(
 ) {
     while let Some(Turn(down)) = turns.recv().await {
         if let Some((conn, tx, down)) = down {
-            if tx.try_send(down).is_err() {
-                let _ = stuck.send(conn);
+            let len = match &down {
+                ToLocal::Data(d) => d.len() as u64,
+                ToLocal::Close => 0,
+            };
+            LOCAL_QUEUED.fetch_add(len, Ordering::Relaxed);
+            if let Err(e) = tx.try_send(down) {
+                LOCAL_QUEUED.fetch_sub(len, Ordering::Relaxed);
+                if let TrySendError::Full(_) = e {
+                    let _ = stuck.send(conn);
+                }
             }
         }
         budget.room.notify_waiters();
@@ -198,23 +252,37 @@ pub(super) async fn accept_loop(
 
 /// Pumps one local connection with two tasks on the runtime `local`: reads go upstream,
 /// downstream bytes get written.
+///
+/// How the application's end is told apart: EOF on read is a shutdown of its sending only
+/// (`shutdown(SHUT_WR)`, or a close whose FIN arrived first): a half-close upstream, and
+/// the replies keep coming. A read or write that fails (a reset; a write into a socket
+/// the application closed, which the kernel answers with a reset) means it is gone in
+/// both directions: an abort upstream, so the exit stops reading the destination. An
+/// application that closed entirely is thus found out at the latest by the first reply
+/// written after its FIN.
+/// The connection's number in the log is the caller's to set (`number` is 0 here).
 pub(super) fn spawn_local(
     local: &Handle,
     conn: ConnId,
-    number: u64,
     stream: TcpStream,
     up: mpsc::UnboundedSender<FromLocal>,
     budget: Arc<Budget>,
+    taken: Arc<Taken>,
     carried: bool,
 ) -> Local {
     let (mut r, mut w) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<ToLocal>(LOCAL_QUEUE);
+    let aborts = up.clone();
     let reader = local.spawn(async move {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
             budget.room().await;
             match r.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
+                Err(_) => {
+                    let _ = up.send(FromLocal::Abort(conn));
+                    return;
+                }
                 Ok(n) => {
                     crate::metrics::bytes_up(n as u64);
                     budget.added(n);
@@ -233,8 +301,21 @@ pub(super) fn spawn_local(
         while let Some(down) = rx.recv().await {
             match down {
                 ToLocal::Data(d) => {
-                    if w.write_all(&d).await.is_err() {
-                        break;
+                    let written = w.write_all(&d).await;
+                    LOCAL_QUEUED.fetch_sub(d.len() as u64, Ordering::Relaxed);
+                    if written.is_ok() {
+                        taken.add(conn, d.len() as u32);
+                    } else {
+                        // The application is gone: nothing more to write or read.
+                        reader_abort.abort();
+                        rx.close();
+                        while let Ok(left) = rx.try_recv() {
+                            if let ToLocal::Data(d) = left {
+                                LOCAL_QUEUED.fetch_sub(d.len() as u64, Ordering::Relaxed);
+                            }
+                        }
+                        let _ = aborts.send(FromLocal::Abort(conn));
+                        return;
                     }
                 }
                 ToLocal::Close => break,
@@ -245,7 +326,7 @@ pub(super) fn spawn_local(
         reader_abort.abort();
     });
     Local {
-        number,
+        number: 0,
         tx,
         reader: reader.abort_handle(),
         accepted: tokio::time::Instant::now(),

@@ -603,6 +603,7 @@ impl Hub {
         crate::metrics::reserved_slots(self.relay.reserved_slots() as u64);
         crate::metrics::exit_connections(self.exits.open_connections() as u64);
         crate::metrics::queue_depth("relay_link_events", link_queue as u64);
+        crate::metrics::queue_depth("exit_down_bytes", self.exits.queued_bytes());
     }
 
     /// Closes the links the admission policy gave up on.
@@ -746,6 +747,8 @@ impl Hub {
                         self.exits.upstream(conn, open, data)
                     }
                     RelayEvent::Close { conn } => self.exits.close(conn),
+                    RelayEvent::Abort { conn } => self.exits.abort(conn),
+                    RelayEvent::Grant { conn, bytes } => self.exits.grant(conn, bytes),
                     RelayEvent::Garbled { interval, exchange } => {
                         crate::metrics::garbled();
                         let text = format!(
