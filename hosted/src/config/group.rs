@@ -17,7 +17,7 @@
 //! version are the compact JSON of everything but `signatures`, in this order; the group
 //! fingerprint is SHA-256 over `"dissent-rs group/1\n" ‖ canonical bytes`, shown as
 //! `SHA256:<base64>`. A version is valid only when every trustee listed has signed that
-//! digest with its Ed25519 identity key ([`sign`]); nodes load only valid versions
+//! digest with its Ed25519 identity key ([`GroupDesc::sign`]); nodes load only valid versions
 //! ([`load_signed`]). Every change bumps `version` and drops the signatures.
 //! `removals` lists the members taken out since the epoch that was last set up: they leave
 //! at the next epoch (the next setup).
