@@ -717,6 +717,38 @@ fn load_node(
     Ok((group, node))
 }
 
+/// What a trustee or a client starts with: the group, its own secrets, the fewest clients
+/// an interval may have, and the relay's address. A group folder (no dealer) runs the
+/// epoch's setup first; a configuration folder is read as it is.
+async fn start_member(
+    dir: &std::path::Path,
+    key_file: &std::path::Path,
+    (key_role, kind): (KeyRole, NodeKind),
+    asked: u16,
+    small: SmallSet,
+    relay: Option<HostPort>,
+) -> Result<(config::Group, config::NodeSecrets, u16, HostPort)> {
+    if config::group::is_group_folder(dir) {
+        let (desc, keys) = misconfigured(|| setup::load_node(dir, key_file, key_role))?;
+        console::set_role(&keys.name);
+        // The group's minimum holds for every node; a flag may only raise it.
+        let floor = asked.max(desc.policy.min_clients);
+        misconfigured(|| interval_minimum(floor, desc.clients.len(), small))?;
+        let relay = relay.map_or_else(|| desc.relay_address(), Ok)?;
+        let (group, node) = setup::node(&desc, &keys, key_file, relay.to_string()).await?;
+        let min_clients = interval_minimum(floor, group.clients.len(), small)?;
+        Ok((group, node, min_clients, relay))
+    } else {
+        let (group, node, min_clients) = misconfigured(|| {
+            let (group, node) = load_node(dir, key_file, kind)?;
+            let min_clients = interval_minimum(asked, group.clients.len(), small)?;
+            Ok((group, node, min_clients))
+        })?;
+        let relay = relay.unwrap_or_else(|| group.relay_address.clone());
+        Ok((group, node, min_clients, relay))
+    }
+}
+
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Key(k) => group_cmd::key(k),
@@ -825,60 +857,28 @@ async fn run(command: Command) -> Result<()> {
             relay::run(group, relay_key, opts).await
         }
         Command::Trustee(a) => {
-            let (group, node, min_clients, relay) = if config::group::is_group_folder(&a.dir) {
-                let (desc, keys) =
-                    misconfigured(|| setup::load_node(&a.dir, &a.key_file, KeyRole::Trustee))?;
-                console::set_role(&keys.name);
-                // The group's minimum holds for every node; a flag may only raise it.
-                let floor = a.min_clients.max(desc.policy.min_clients);
-                misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
-                let relay = a.relay.clone().map_or_else(|| desc.relay_address(), Ok)?;
-                let (group, node) =
-                    setup::node(&desc, &keys, &a.key_file, relay.to_string()).await?;
-                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
-                (group, node, min_clients, relay)
-            } else {
-                let (group, node, min_clients) = misconfigured(|| {
-                    let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Trustee)?;
-                    let min_clients =
-                        interval_minimum(a.min_clients, group.clients.len(), a.small)?;
-                    Ok((group, node, min_clients))
-                })?;
-                let relay = a
-                    .relay
-                    .clone()
-                    .unwrap_or_else(|| group.relay_address.clone());
-                (group, node, min_clients, relay)
-            };
+            let (group, node, min_clients, relay) = start_member(
+                &a.dir,
+                &a.key_file,
+                (KeyRole::Trustee, NodeKind::Trustee),
+                a.min_clients,
+                a.small,
+                a.relay.clone(),
+            )
+            .await?;
             a.metrics.serve().await?;
             trustee::run(group, node, relay.to_string(), min_clients).await
         }
         Command::Client(a) => {
-            let (group, node, min_clients, relay) = if config::group::is_group_folder(&a.dir) {
-                let (desc, keys) =
-                    misconfigured(|| setup::load_node(&a.dir, &a.key_file, KeyRole::Client))?;
-                console::set_role(&keys.name);
-                // The group's minimum holds for every node; a flag may only raise it.
-                let floor = a.min_clients.max(desc.policy.min_clients);
-                misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
-                let relay = a.relay.clone().map_or_else(|| desc.relay_address(), Ok)?;
-                let (group, node) =
-                    setup::node(&desc, &keys, &a.key_file, relay.to_string()).await?;
-                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
-                (group, node, min_clients, relay)
-            } else {
-                let (group, node, min_clients) = misconfigured(|| {
-                    let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Client)?;
-                    let min_clients =
-                        interval_minimum(a.min_clients, group.clients.len(), a.small)?;
-                    Ok((group, node, min_clients))
-                })?;
-                let relay = a
-                    .relay
-                    .clone()
-                    .unwrap_or_else(|| group.relay_address.clone());
-                (group, node, min_clients, relay)
-            };
+            let (group, node, min_clients, relay) = start_member(
+                &a.dir,
+                &a.key_file,
+                (KeyRole::Client, NodeKind::Client),
+                a.min_clients,
+                a.small,
+                a.relay.clone(),
+            )
+            .await?;
             if !a.host.is_loopback() {
                 tracing::warn!(
                     "listening on {}, beyond this machine (--host): anyone who can reach it \

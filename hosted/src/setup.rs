@@ -30,7 +30,8 @@ use dissent_core::epoch::identity::Ed25519Identity;
 use dissent_core::epoch::message::MAX_CHUNK_DATA;
 use dissent_core::epoch::session;
 use dissent_core::epoch::{
-    Event, Failure, RelayStep, SetupClient, SetupConfig, SetupRelay, SetupStorage, SetupTrustee,
+    Established, Event, Failure, RelayStep, SetupClient, SetupConfig, SetupRelay, SetupStorage,
+    SetupTrustee,
 };
 use dissent_core::identity::IdentityKey;
 use dissent_core::ristretto::shuffle::ProverSlot;
@@ -332,21 +333,7 @@ pub async fn relay(
     };
     let slots = slots_of(relay.pseudonyms())?;
     flush(links).await;
-    info!(
-        "setup: epoch {} established: {} slots, list {}",
-        established.epoch,
-        established.slots,
-        hex::encode(&established.list[..8])
-    );
-    let session_id = session::session_id(&setup.digest, &established);
-    EpochFile::new(desc, session_id, &slots, None).save(key_file)?;
-    let group = EpochGroup {
-        desc,
-        group_id: session::group_id(&setup.digest),
-        session_id,
-        slots,
-    }
-    .group()?;
+    let group = settle(desc, &setup, &established, slots, None, key_file)?;
     Ok((group, local))
 }
 
@@ -542,21 +529,7 @@ pub async fn node(
         }
     };
     let established = established.ok_or_else(|| anyhow!("setup: not established"))?;
-    info!(
-        "setup: epoch {} established: {} slots, list {}; every proof and signature checked",
-        established.epoch,
-        established.slots,
-        hex::encode(&established.list[..8])
-    );
-    let session_id = session::session_id(&setup.digest, &established);
-    EpochFile::new(desc, session_id, &slots, pseudonym).save(key_file)?;
-    let group = EpochGroup {
-        desc,
-        group_id: session::group_id(&setup.digest),
-        session_id,
-        slots,
-    }
-    .group()?;
+    let group = settle(desc, setup, &established, slots, pseudonym, key_file)?;
     Ok((group, node_secrets(keys, role, pseudonym)))
 }
 
@@ -636,6 +609,33 @@ pub fn load_node(
         );
     }
     Ok((desc, keys))
+}
+
+/// Logs an established epoch, keeps its file beside the node's key (with the node's own
+/// pseudonym key and slot, for a client) and returns the group it runs as.
+fn settle(
+    desc: &GroupDesc,
+    setup: &Setup,
+    established: &Established,
+    slots: Vec<Key>,
+    pseudonym: Option<(Key, usize)>,
+    key_file: &Path,
+) -> Result<Group> {
+    info!(
+        "setup: epoch {} established: {} slots, list {}; every proof and signature checked",
+        established.epoch,
+        established.slots,
+        hex::encode(&established.list[..8])
+    );
+    let session_id = session::session_id(&setup.digest, established);
+    EpochFile::new(desc, session_id, &slots, pseudonym).save(key_file)?;
+    EpochGroup {
+        desc,
+        group_id: session::group_id(&setup.digest),
+        session_id,
+        slots,
+    }
+    .group()
 }
 
 /// What a node keeps of an established epoch beside its key file (`FILE.epoch`, private),
