@@ -117,79 +117,60 @@ impl ClientNode {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut link: Option<Connected> = None;
         loop {
-            let end = match link.as_mut() {
-                None => {
-                    tokio::select! {
-                        _ = &mut shutdown => End::Shutdown,
-                        l = self.dialer.dial() => {
-                            self.client.handle_connected(self.now());
-                            let mut l = l;
-                            if let Err(e) = self.send_control(&mut l).await {
-                                End::Lost(e)
-                            } else {
-                                link = Some(l);
-                                continue;
-                            }
-                        }
-                        Some((stream, addr)) = accepted(&mut self.from_listener) => {
-                            self.accepted(stream, addr);
-                            continue;
-                        }
-                        Some(conn) = stuck(&mut self.stuck) => {
-                            self.not_reading(conn);
-                            continue;
-                        }
-                        Some(up) = self.pending.rx.recv(), if self.armed && self.pending.partial.is_none() => {
-                            self.pending.hold(up);
-                            self.prepare_now();
-                            continue;
-                        }
-                        _ = self.pending.taken.added.notified(), if self.armed => {
-                            self.prepare_now();
-                            continue;
-                        }
-                        _ = tick.tick() => {
-                            self.close_stranded(false);
-                            self.forget_aborted();
+            let wake = tokio::select! {
+                _ = &mut shutdown => Wake::Shutdown,
+                w = link_event(&mut link, &mut self.dialer) => w,
+                Some((stream, addr)) = accepted(&mut self.from_listener) => Wake::Accepted(stream, addr),
+                Some(conn) = stuck(&mut self.stuck) => Wake::Stuck(conn),
+                Some(up) = self.pending.rx.recv(), if self.armed && self.pending.partial.is_none() => Wake::Upstream(up),
+                _ = self.pending.taken.added.notified(), if self.armed => Wake::Taken,
+                _ = tick.tick() => Wake::Tick,
+            };
+            let end = match wake {
+                Wake::Shutdown => End::Shutdown,
+                Wake::Dialed(mut l) => {
+                    self.client.handle_connected(self.now());
+                    match self.send_control(&mut l).await {
+                        Err(e) => End::Lost(e),
+                        Ok(()) => {
+                            link = Some(l);
                             continue;
                         }
                     }
                 }
-                Some(l) => {
-                    tokio::select! {
-                        _ = &mut shutdown => End::Shutdown,
-                        f = l.frames.next() => match f {
-                            Ok(Some(body)) => match self.frames(l, body).await {
-                                Ok(()) => continue,
-                                Err(End::Lost(e)) => l.ended(e).await,
-                                Err(end) => end,
-                            },
-                            Ok(None) => End::Lost("closed by the relay".into()),
-                            Err(e) => End::Lost(e.to_string()),
+                Wake::Frame(f) => {
+                    let Some(l) = link.as_mut() else { continue };
+                    match f {
+                        Ok(Some(body)) => match self.frames(l, body).await {
+                            Ok(()) => continue,
+                            Err(End::Lost(e)) => l.ended(e).await,
+                            Err(end) => end,
                         },
-                        Some((stream, addr)) = accepted(&mut self.from_listener) => {
-                            self.accepted(stream, addr);
-                            continue;
-                        }
-                        Some(conn) = stuck(&mut self.stuck) => {
-                            self.not_reading(conn);
-                            continue;
-                        }
-                        Some(up) = self.pending.rx.recv(), if self.armed && self.pending.partial.is_none() => {
-                            self.pending.hold(up);
-                            self.prepare_now();
-                            continue;
-                        }
-                        _ = self.pending.taken.added.notified(), if self.armed => {
-                            self.prepare_now();
-                            continue;
-                        }
-                        _ = tick.tick() => {
-                            self.close_stranded(true);
-                            self.forget_aborted();
-                            continue;
-                        }
+                        Ok(None) => End::Lost("closed by the relay".into()),
+                        Err(e) => End::Lost(e.to_string()),
                     }
+                }
+                Wake::Accepted(stream, addr) => {
+                    self.accepted(stream, addr);
+                    continue;
+                }
+                Wake::Stuck(conn) => {
+                    self.not_reading(conn);
+                    continue;
+                }
+                Wake::Upstream(up) => {
+                    self.pending.hold(up);
+                    self.prepare_now();
+                    continue;
+                }
+                Wake::Taken => {
+                    self.prepare_now();
+                    continue;
+                }
+                Wake::Tick => {
+                    self.close_stranded(link.is_some());
+                    self.forget_aborted();
+                    continue;
                 }
             };
             let had_link = link.take().is_some();
@@ -488,6 +469,31 @@ pub(super) struct LocalSide {
     pub(super) stuck: mpsc::UnboundedReceiver<ConnId>,
     /// The upstream queue's bounds, shared with the readers.
     pub(super) budget: Arc<Budget>,
+}
+
+/// What woke the answering side.
+enum Wake {
+    Shutdown,
+    /// A link to the relay is up.
+    Dialed(Connected),
+    /// A frame from the relay (or the link's end).
+    Frame(std::io::Result<Option<Bytes>>),
+    Accepted(TcpStream, SocketAddr),
+    /// A local connection did not keep up.
+    Stuck(ConnId),
+    /// Upstream bytes while the last preparation found nothing to send.
+    Upstream(FromLocal),
+    /// Downstream bytes taken by an application, while nothing else is to send.
+    Taken,
+    Tick,
+}
+
+/// The next event of the relay link: a frame, or, with no link, a new one.
+async fn link_event(link: &mut Option<Connected>, dialer: &mut Dialer) -> Wake {
+    match link {
+        Some(l) => Wake::Frame(l.frames.next().await),
+        None => Wake::Dialed(dialer.dial().await),
+    }
 }
 
 /// The next local connection that did not keep up; never, for a client without a port.
