@@ -1068,3 +1068,245 @@ fn raise_open_files(want: libc::rlim_t) {
         }
     }
 }
+
+/// A destination that sends without end to the first connection it accepts, for at most
+/// `limit`, counting the bytes its socket accepted, until a write fails (the far end is gone).
+struct Firehose {
+    port: u16,
+    sent: Arc<AtomicUsize>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Firehose {
+    fn start(limit: Duration) -> Firehose {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind the firehose");
+        let port = listener.local_addr().expect("local_addr").port();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicBool::new(false));
+        let (count, gone) = (sent.clone(), closed.clone());
+        thread::spawn(move || {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let _ = s.set_write_timeout(Some(limit));
+            let chunk = pattern(64 * 1024, 90);
+            let deadline = Instant::now() + limit;
+            while Instant::now() < deadline {
+                match s.write(&chunk) {
+                    Ok(n) if n > 0 => {
+                        count.fetch_add(n, Ordering::SeqCst);
+                    }
+                    _ => {
+                        gone.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                }
+            }
+        });
+        Firehose { port, sent, closed }
+    }
+}
+
+/// Bytes a destination may still get rid of after its connection was aborted: what the
+/// tunnel carried before the abort took effect (a few exchanges), the exit's queue and
+/// the socket buffers on both sides of the exit's destination socket (a few MiB each on
+/// Linux loopback). A connection that is not aborted goes on without end.
+const ABORT_BOUND: usize = 32 << 20;
+
+/// An application that closes a download mid-way (as a killed `curl` does) ends the
+/// connection at the exit: the destination sees it closed, soon.
+#[test]
+fn an_aborted_download_stops_at_the_exit() {
+    within(Duration::from_secs(120), |scope| {
+        let mut net = Net::start_with(scope, 2, 1, &["--exit", "socks5", "--allow-private-exit"]);
+        let hose = Firehose::start(Duration::from_secs(90));
+        let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, hose.port);
+        let mut s = socks5_connect(net.client_ports[0], target).expect("SOCKS5 connect");
+        s.set_read_timeout(Some(TRANSFER_TIMEOUT))
+            .expect("set_read_timeout");
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < 1 << 20 {
+            match s.read(&mut buf) {
+                Ok(0) => panic!("the download ended after {got} bytes"),
+                Ok(n) => got += n,
+                Err(e) => panic!("the download failed after {got} bytes: {e}"),
+            }
+        }
+        // Close with bytes unread: the kernel resets the connection, as when curl is killed.
+        let at_close = hose.sent.load(Ordering::SeqCst);
+        drop(s);
+        let closed = Instant::now();
+        while !hose.closed.load(Ordering::SeqCst) {
+            assert!(
+                closed.elapsed() < Duration::from_secs(60),
+                "the destination is still being read {} bytes after the close",
+                hose.sent.load(Ordering::SeqCst) - at_close
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        let after = hose.sent.load(Ordering::SeqCst) - at_close;
+        eprintln!(
+            "destination closed {:?} after the application, {after} bytes sent meanwhile",
+            closed.elapsed()
+        );
+        assert!(
+            after < ABORT_BOUND,
+            "{after} bytes went to the exit after the abort (at most {ABORT_BOUND})"
+        );
+        net.assert_relay_up();
+    });
+}
+
+/// Downstream credit of a connection (`dissent_core::credit::DOWN_WINDOW`).
+const WINDOW: f64 = 1024.0 * 1024.0;
+
+/// Median round trip of `n` small echoes on `s` (a [`TaggedEcho`] connection).
+fn median_rtt(s: &mut TcpStream, n: usize) -> Duration {
+    let mut rtts = Vec::with_capacity(n);
+    let mut back = [0u8; 32];
+    for i in 0..n {
+        let ping = [i as u8; 32];
+        let t = Instant::now();
+        s.write_all(&ping).expect("echo write");
+        s.read_exact(&mut back).expect("echo read");
+        rtts.push(t.elapsed());
+        assert_eq!(back, ping);
+    }
+    rtts.sort();
+    rtts[n / 2]
+}
+
+/// Client 0 restarted with a metrics endpoint; returns the endpoint's port.
+fn client_0_with_metrics(net: &mut Net, scope: &Scope) -> u16 {
+    net.clients[0].kill();
+    let extra: Vec<String> = ["--metrics", "0"].iter().map(|s| s.to_string()).collect();
+    let argv = dissent_harness::group::Group::new(&net.cfg).client(net.relay_port, 0, 0, &extra);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut client = scope.spawn("client-0", &argv);
+    net.client_ports[0] = client.listening_port(dissent_harness::ports::CLIENT_LISTENING);
+    let metrics = client.listening_port(dissent_harness::ports::SERVING_METRICS);
+    net.clients[0] = client;
+    wait_for_port(net.client_ports[0], FORM_TIMEOUT);
+    metrics
+}
+
+/// A reader that stops costs a window at the client and at the exit, not the download,
+/// and the others' round trips stay as they were; when it reads again, everything arrives.
+#[test]
+fn a_stalled_reader_costs_a_window_and_slows_nobody() {
+    within(Duration::from_secs(240), |scope| {
+        let mut net = Net::start_with(scope, 2, 1, &["--exit", "socks5", "--allow-private-exit"]);
+        let client_metrics = client_0_with_metrics(&mut net, scope);
+        let echo = TaggedEcho::start();
+        let hose = Firehose::start(Duration::from_secs(200));
+        let echo_at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, echo.port);
+        let mut probe = socks5_connect(net.client_ports[1], echo_at).expect("SOCKS5 to echo");
+        probe
+            .set_read_timeout(Some(TRANSFER_TIMEOUT))
+            .expect("timeout");
+        probe.write_all(b"?").expect("hello");
+        let mut tag = [0u8; TAG_LEN];
+        probe.read_exact(&mut tag).expect("greeting");
+        let normal = median_rtt(&mut probe, 40);
+        let hose_at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, hose.port);
+        let mut stalled = socks5_connect(net.client_ports[0], hose_at).expect("SOCKS5 connect");
+        stalled
+            .set_read_timeout(Some(TRANSFER_TIMEOUT))
+            .expect("timeout");
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < 1 << 20 {
+            got += stalled.read(&mut buf).expect("download");
+        }
+        // Stop reading. The sockets' buffers fill, then the tunnel's window, then nothing moves.
+        let client_q = "dissent_queue_depth{queue=\"client_local_bytes\"}";
+        let exit_q = "dissent_queue_depth{queue=\"exit_down_bytes\"}";
+        let mut last = hose.sent.load(Ordering::SeqCst);
+        let still = Instant::now();
+        loop {
+            thread::sleep(Duration::from_millis(500));
+            let now = hose.sent.load(Ordering::SeqCst);
+            if now == last && still.elapsed() > Duration::from_secs(2) {
+                break;
+            }
+            assert!(
+                still.elapsed() < Duration::from_secs(60),
+                "the download never stalls"
+            );
+            last = now;
+        }
+        let (mut most_client, mut most_exit) = (0f64, 0f64);
+        let mut ratio = f64::MAX;
+        // Round trips on a loaded machine vary: the best of a few tries, each the median of
+        // 40 echoes during the stall against the median of 40 before it.
+        for _ in 0..4 {
+            let during = median_rtt(&mut probe, 40);
+            most_client = most_client.max(metric(client_metrics, client_q).unwrap_or(0.0));
+            most_exit = most_exit.max(net.metric(exit_q));
+            ratio = ratio.min(during.as_secs_f64() / normal.as_secs_f64());
+            if ratio <= 2.0 {
+                break;
+            }
+        }
+        eprintln!(
+            "stalled: {} bytes sent by the destination, client queue {most_client}, exit \
+             queue {most_exit}, RTT ratio {ratio:.2}",
+            hose.sent.load(Ordering::SeqCst)
+        );
+        assert!(most_client <= WINDOW, "client queued {most_client} bytes");
+        assert!(most_exit <= WINDOW, "exit queued {most_exit} bytes");
+        assert!(
+            ratio <= 2.0,
+            "round trips {ratio:.2} times slower during the stall"
+        );
+        // Reading again: it goes on.
+        let before = hose.sent.load(Ordering::SeqCst);
+        let mut more = 0;
+        while more < 8 << 20 {
+            more += stalled.read(&mut buf).expect("download resumes");
+        }
+        assert!(hose.sent.load(Ordering::SeqCst) > before);
+        net.assert_relay_up();
+    });
+}
+
+/// A download whose reader is slow at first (the window fills and empties again and
+/// again), then fast, arrives whole and in order.
+#[test]
+fn a_download_through_a_slow_then_fast_reader_arrives_byte_exact() {
+    within(Duration::from_secs(240), |scope| {
+        let net = Net::start_with(scope, 2, 1, &["--exit", "socks5", "--allow-private-exit"]);
+        let body = Arc::new(pattern(24 << 20, 92));
+        let (http_port, server) = serve_file(body.clone(), 1);
+        let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, http_port);
+        let mut s = socks5_connect(net.client_ports[0], at).expect("SOCKS5 connect");
+        s.set_read_timeout(Some(TRANSFER_TIMEOUT)).expect("timeout");
+        s.write_all(b"GET /file HTTP/1.1\r\nHost: test\r\n\r\n")
+            .expect("request");
+        let mut got = Vec::with_capacity(body.len() + 1024);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // The first 3 MiB at a few MB/s, the rest as fast as it comes.
+            let n = if got.len() < 3 << 20 {
+                thread::sleep(Duration::from_millis(5));
+                s.read(&mut buf[..16 * 1024])
+            } else {
+                s.read(&mut buf)
+            }
+            .expect("download");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        let start = got
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP header")
+            + 4;
+        assert_same(&got[start..], &body, "slow-then-fast download");
+        drop(s);
+        server.join().expect("server");
+    });
+}

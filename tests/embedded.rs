@@ -467,6 +467,9 @@ fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
         peer_keys: PeerKeys::from_flat(&flat).expect("whole keys"),
         local_port: if client { GUEST_PORT } else { 0 },
         min_clients: 1,
+        min_anonymity: 1,
+        log_window_millis: 600_000,
+        log_window_bytes: 32 << 20,
         ipv4: None,
         wifi: None,
     }
@@ -784,6 +787,70 @@ fn trustee_builds_fit_their_budget() {
         over.is_empty(),
         "trustee builds over their budget: {over:?}"
     );
+}
+
+#[test]
+fn a_device_blob_carries_the_groups_policy() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("cfg");
+    let cfg_s = cfg.display().to_string();
+    let out = run_once(
+        &[
+            "config",
+            "generate",
+            "-c",
+            "4",
+            "-t",
+            "2",
+            "--relay",
+            "127.0.0.1:9",
+            "--min-anonymity",
+            "3",
+            "--log-window-secs",
+            "90",
+            "--log-window-bytes",
+            "1048576",
+            &cfg_s,
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = key_file(&cfg, "trustee-0");
+    let blob_file = dir.path().join("trustee-0.bin");
+    let blob_s = blob_file.display().to_string();
+    let out = run_once(
+        &[
+            "device",
+            "provision",
+            "--board",
+            "nucleo-f767zi",
+            "--relay",
+            "192.0.2.1:7000",
+            "--address",
+            "192.0.2.20/24",
+            "-o",
+            &blob_s,
+            &cfg_s,
+            &key,
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let blob = fs::read(&blob_file).expect("the blob");
+    let node = Node::parse(&blob, NodeRole::Trustee).expect("a trustee blob");
+    // The device trustee holds the relay to the group's own window, not to the defaults.
+    let policy = node.policy();
+    assert_eq!(policy.min_anonymity, 3);
+    assert_eq!(policy.log_window.time.as_micros(), 90_000_000);
+    assert_eq!(policy.log_window.bytes, 1 << 20);
 }
 
 #[test]

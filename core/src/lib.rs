@@ -28,6 +28,7 @@ pub mod backoff;
 pub mod bits;
 pub mod buddies;
 pub mod client;
+pub mod credit;
 pub mod crypto;
 pub mod epoch;
 pub mod error;

@@ -30,8 +30,10 @@
 //! and the passphrase, each a string).
 //!
 //! Format 2 added the relay's name, the static address and the Wi-Fi network; format 3 the
-//! node's identity secret (Ed25519, after the session secret). Formats 1 and 2 are refused
-//! with [`ProvisionError::Format`].
+//! node's identity secret (Ed25519, after the session secret); format 4 the group's policy
+//! (after `min_clients`: the anonymity minimum, then the log window's time in milliseconds
+//! and its size in bytes, each a varint), so that a device trustee holds the relay to the
+//! group's own window. Formats 1 to 3 are refused with [`ProvisionError::Format`].
 //!
 //! Boards without a hardware RNG get fresh entropy per boot in a separate seed area,
 //! `"SEED"` followed by 32 random bytes ([`parse_seed`]); the host rewrites it before every
@@ -45,6 +47,8 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::{LogWindow, Policy};
+use crate::time::Duration;
 use crate::wire::NodeRole;
 use crate::{cell_length_ok, MAX_CELL_LENGTH, MAX_CLIENTS, MAX_TRUSTEES};
 
@@ -57,7 +61,7 @@ pub const TRUSTEE_APP: [u8; 4] = *b"TRST";
 /// App tag of client firmware.
 pub const CLIENT_APP: [u8; 4] = *b"CLNT";
 /// Version of the node payload; a blob of another format is refused.
-pub const FORMAT: u16 = 3;
+pub const FORMAT: u16 = 4;
 /// Magic at the start of a seed blob.
 pub const SEED_MAGIC: [u8; 4] = *b"SEED";
 /// Bytes of entropy in a seed blob.
@@ -440,6 +444,12 @@ pub struct Node<'a> {
     pub local_port: u16,
     /// Smallest online set the node takes part in.
     pub min_clients: u16,
+    /// The group's anonymity minimum (its buddy groups' least size).
+    pub min_anonymity: u16,
+    /// The time part of the group's log window, in milliseconds.
+    pub log_window_millis: u64,
+    /// The size part of the group's log window, in bytes.
+    pub log_window_bytes: u64,
     /// The board's own address, for a network without DHCP (`None`: DHCP).
     pub ipv4: Option<Ipv4Static>,
     /// The Wi-Fi network to join, for a board whose network is Wi-Fi (`None` on Ethernet).
@@ -526,6 +536,17 @@ impl<'a> Node<'a> {
         Ok(node)
     }
 
+    /// The group's policy, as the blob gives it.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            min_anonymity: self.min_anonymity,
+            log_window: LogWindow {
+                time: Duration::from_millis(self.log_window_millis),
+                bytes: self.log_window_bytes,
+            },
+        }
+    }
+
     /// Checks every field against the protocol limits and the others.
     pub fn check(&self) -> Result<(), ProvisionError> {
         let field = |ok: bool, name| {
@@ -555,6 +576,11 @@ impl<'a> Node<'a> {
             field(wifi.is_valid(), "wifi")?;
         }
         field(self.min_clients <= self.clients, "min_clients")?;
+        field(
+            self.min_anonymity > 0 && self.min_anonymity <= self.clients,
+            "min_anonymity",
+        )?;
+        field(self.log_window_bytes > 0, "log_window_bytes")?;
         match self.role {
             NodeRole::Client => {
                 field(self.index < self.clients, "index")?;
@@ -679,6 +705,9 @@ mod tests {
             peer_keys: PeerKeys::from_flat(flat).unwrap(),
             local_port: 0,
             min_clients: 2,
+            min_anonymity: 2,
+            log_window_millis: 600_000,
+            log_window_bytes: 1 << 25,
             ipv4: None,
             wifi: None,
         }
@@ -711,7 +740,8 @@ mod tests {
         let again: Vec<[u8; 32]> = back.peer_keys.iter().collect();
         assert_eq!(again.concat(), flat);
         // The keys are read in place, not copied.
-        let at = blob.len() - flat.len() - 4; // local_port, min_clients, no address, no Wi-Fi
+        // local_port, min_clients, the policy (2, 600,000 ms and 2^25 B), no address, no Wi-Fi
+        let at = blob.len() - flat.len() - 4 - 1 - 3 - 4;
         assert!(core::ptr::eq(
             back.peer_keys.as_bytes(),
             &blob[at..at + flat.len()]
@@ -734,6 +764,9 @@ mod tests {
             trustees: 1,
             index: 0,
             min_clients: 1,
+            min_anonymity: 1,
+            log_window_millis: 1000,
+            log_window_bytes: 300,
             relay_port: 300,
             cell_len: 16,
             max_cell_len: 128,
@@ -742,7 +775,7 @@ mod tests {
         let blob = node.to_blob();
         let mut expect = Vec::new();
         expect.extend_from_slice(b"DSPVTRST");
-        let mut payload = std::vec![3, 1, 0]; // format 3, Trustee, index 0
+        let mut payload = std::vec![4, 1, 0]; // format 4, Trustee, index 0
         payload.extend([1; 16]);
         payload.extend([2; 16]);
         payload.extend([3; 32]);
@@ -753,7 +786,9 @@ mod tests {
         payload.extend([1, 1, 3, 0, 16, 0x80, 0x01]); // clients … max_cell_len 128
         payload.push(32);
         payload.extend([0xAB; 32]);
-        payload.extend([0, 1, 0, 0]); // local_port, min_clients, no address, no Wi-Fi
+        payload.extend([0, 1]); // local_port, min_clients
+        payload.extend([1, 0xe8, 0x07, 0xac, 0x02]); // min_anonymity, window 1000 ms, 300 B
+        payload.extend([0, 0]); // no address, no Wi-Fi
         expect.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         expect.extend_from_slice(&payload);
         assert_eq!(blob, expect);
@@ -771,6 +806,9 @@ mod tests {
             slot: 0,
             local_port: 1080,
             min_clients: 1,
+            min_anonymity: 1,
+            log_window_millis: 1000,
+            log_window_bytes: 300,
             cell_len: 16,
             max_cell_len: 128,
             relay: Relay::Name("relay.example.org"),
@@ -788,7 +826,7 @@ mod tests {
             ..trustee(&flat)
         };
         let blob = node.to_blob();
-        let mut payload = std::vec![3, 0, 0]; // format 3, Client, index 0
+        let mut payload = std::vec![4, 0, 0]; // format 4, Client, index 0
         payload.extend([1; 16]);
         payload.extend([2; 16]);
         payload.extend([3; 32]);
@@ -802,6 +840,7 @@ mod tests {
         payload.push(32);
         payload.extend([0xAB; 32]);
         payload.extend([0xb8, 0x08, 1]); // local_port 1080, min_clients
+        payload.extend([1, 0xe8, 0x07, 0xac, 0x02]); // min_anonymity, window 1000 ms, 300 B
         payload.extend([1, 192, 168, 1, 20, 24, 192, 168, 1, 1, 0, 0, 0, 0]); // Some(Ipv4Static)
         payload.extend([1, 4]); // Some(Wifi), SSID of 4 bytes
         payload.extend(b"home");
@@ -1019,7 +1058,7 @@ mod tests {
             "{err}"
         );
         // Another format version, older or newer.
-        for format in [1, 2, 4] {
+        for format in [1, 2, 3, 5] {
             let mut other = blob.clone();
             other[HEADER_LEN] = format;
             assert_eq!(
@@ -1032,7 +1071,7 @@ mod tests {
     #[test]
     fn inconsistent_fields_are_named() {
         let flat = keys(3);
-        let cases: [(Node<'_>, &str); 9] = [
+        let cases: [(Node<'_>, &str); 12] = [
             (
                 Node {
                     index: 2,
@@ -1074,6 +1113,27 @@ mod tests {
                     ..trustee(&flat)
                 },
                 "min_clients",
+            ),
+            (
+                Node {
+                    min_anonymity: 0,
+                    ..trustee(&flat)
+                },
+                "min_anonymity",
+            ),
+            (
+                Node {
+                    min_anonymity: 4,
+                    ..trustee(&flat)
+                },
+                "min_anonymity",
+            ),
+            (
+                Node {
+                    log_window_bytes: 0,
+                    ..trustee(&flat)
+                },
+                "log_window_bytes",
             ),
             (
                 Node {

@@ -32,6 +32,7 @@ use std::vec;
 use std::vec::Vec;
 
 use crate::client::{Client, ClientConfig, ClientEvent};
+use crate::credit::ExitCredit;
 use crate::crypto::{pad_public_key, IntervalKey, PairKey};
 use crate::policy::{LogWindow, Policy};
 use crate::relay::{LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage};
@@ -529,6 +530,12 @@ impl Net {
         self.clients[i].prepare(self.now, &mut self.apps[i]);
     }
 
+    /// Aborts `conn` of client `i` once its queued bytes are sent (its application left).
+    pub fn abort(&mut self, i: usize, conn: ConnId) {
+        self.apps[i].aborting.push_back(conn);
+        self.clients[i].prepare(self.now, &mut self.apps[i]);
+    }
+
     /// Opens a connection at client `i`.
     pub fn open(&mut self, i: usize) -> ConnId {
         // Harness set-up only (never bytes from a network): a failure is a test's mistake.
@@ -567,6 +574,7 @@ impl Net {
                 RelayEvent::Upstream { conn, open, data } => {
                     if open {
                         *self.exit.opened.entry(conn).or_default() += 1;
+                        self.exit.credit.insert(conn, ExitCredit::new());
                         self.exit.upstream.entry(conn).or_default();
                     }
                     if let Some(up) = self.exit.upstream.get_mut(&conn) {
@@ -581,6 +589,11 @@ impl Net {
                     if self.exit.echo {
                         self.exit.replies.push_back((conn, None));
                     }
+                }
+                RelayEvent::Grant { conn, bytes } => self.exit.grant(conn, bytes),
+                RelayEvent::Abort { conn } => {
+                    self.exit.aborted.push(conn);
+                    self.exit.replies.retain(|(c, _)| *c != conn);
                 }
                 RelayEvent::Garbled { .. } => self.exit.garbled += 1,
                 RelayEvent::IntervalStarted { interval, .. } => self.intervals.push(interval),

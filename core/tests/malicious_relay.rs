@@ -206,6 +206,8 @@ enum Up {
         payload: Vec<u8>,
     },
     Close(ConnId),
+    Abort(ConnId),
+    Grant(ConnId, u32),
 }
 
 /// The records of a data exchange's plaintext (a sealed cell), as the relay takes them
@@ -229,6 +231,8 @@ fn upstream(cell: &[u8], slot: u16) -> Option<Vec<Up>> {
                 payload: payload.to_vec(),
             },
             Record::Close { conn } => Up::Close(conn),
+            Record::Abort { conn } => Up::Abort(conn),
+            Record::Grant { conn, bytes } => Up::Grant(conn, bytes),
             Record::Accuse { .. } => continue,
         });
     }
@@ -2465,6 +2469,10 @@ impl World {
                                 payload,
                             } => format!("data #{} {open} {payload:02x?}", self.conn_number(*conn)),
                             Up::Close(conn) => format!("close #{}", self.conn_number(*conn)),
+                            Up::Abort(conn) => format!("abort #{}", self.conn_number(*conn)),
+                            Up::Grant(conn, n) => {
+                                format!("grant #{} {n}", self.conn_number(*conn))
+                            }
                         })
                         .collect();
                     format!("{:?} {records:?} next {next}", d.kind)

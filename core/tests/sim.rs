@@ -1416,3 +1416,147 @@ fn a_gap_beyond_the_members_capacity_is_a_loss_the_start_shows() {
     assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
     assert!(net.apps[1].lost.is_empty() && net.apps[2].lost.is_empty());
 }
+
+#[test]
+fn an_abort_drops_the_connection_at_the_exit_and_nothing_more_is_delivered() {
+    let mut net = Net::new(NetConfig::new(3, 2, 256));
+    net.exit.echo = false;
+    let conn = net.open(1);
+    net.send_bytes(1, conn, b"GET /forever".to_vec());
+    net.run_until(100_000, |s| exit_got(s, conn) == 12);
+    // A destination that sends forever: far more than gets through before the abort.
+    reply(&mut net, conn, 7, 1_000_000);
+    net.run_until(400_000, |s| {
+        s.apps[1].received.get(&conn).map_or(0, Vec::len) > 2000
+    });
+    net.abort(1, conn);
+    // The client forgets the connection at once, and the exit drops it with the next cells.
+    assert!(!net.clients[1].is_open(conn));
+    net.run_until(100_000, |s| s.exit.aborted.contains(&conn));
+    assert!(
+        net.exit.replies.is_empty(),
+        "the exit discards what it queued"
+    );
+    let got = net.apps[1].received[&conn].len();
+    net.run_steps(2000);
+    // Nothing more reached the application; a half-close was never sent in its place.
+    assert_eq!(net.apps[1].received[&conn].len(), got);
+    assert!(!net.exit.closed.contains(&conn));
+    assert_eq!(net.exit.aborted, vec![conn]);
+    assert!(net.apps[1].closed.is_empty() && net.apps[1].lost.is_empty());
+    // A connection never announced is forgotten without a record.
+    let quiet = net.clients[2].open().unwrap();
+    net.abort(2, quiet);
+    assert!(!net.clients[2].is_open(quiet));
+    net.run_steps(500);
+    assert!(!net.exit.aborted.contains(&quiet) && !net.exit.opened.contains_key(&quiet));
+    assert_eq!(net.exit.garbled, 0);
+}
+
+#[test]
+fn aborts_reach_the_exit_exactly_once_across_link_cuts() {
+    // The abort is sent again with its cell when a cut abandons it, like any record, though
+    // the client already forgot the connection; bytes of other connections stay exact.
+    for seed in 0..12usize {
+        let mut cfg = NetConfig::new(3, 2, 128);
+        cfg.window = 4;
+        let mut net = Net::new(cfg);
+        net.exit.echo = false;
+        let (keep, data) = start_transfer(&mut net, 0, 20_000);
+        let gone = net.open(0);
+        net.send_bytes(0, gone, pattern(seed, 300));
+        net.run_until(400_000, |s| exit_got(s, gone) > 0);
+        reply(&mut net, gone, seed, 50_000);
+        net.abort(0, gone);
+        net.run_steps(seed * 3);
+        net.disconnect(Node::Client(0));
+        net.run_steps(40 + seed * 7);
+        net.connect(Node::Client(0));
+        net.run_until(4_000_000, |s| {
+            exit_got(s, keep) == data.len() && s.exit.aborted.contains(&gone)
+        });
+        assert_eq!(net.exit.upstream[&keep], data, "seed {seed}");
+        assert_eq!(net.exit.upstream[&gone], pattern(seed, 300), "seed {seed}");
+        net.run_steps(500);
+        assert_eq!(
+            net.exit.aborted.iter().filter(|&&c| c == gone).count(),
+            1,
+            "seed {seed}"
+        );
+        assert_eq!(net.exit.opened[&gone], 1, "seed {seed}");
+        assert!(net.apps[0].lost.is_empty(), "seed {seed}");
+        assert!(!net.clients[0].is_open(gone));
+    }
+}
+
+#[test]
+fn a_reader_that_stops_costs_at_most_the_window_and_a_fast_one_gets_every_byte() {
+    use dissent_core::credit::{DOWN_WINDOW, EXIT_CREDIT_CAP};
+    for seed in 0..6usize {
+        let mut cfg = NetConfig::new(3, 2, 256);
+        cfg.window = 4;
+        // Room to replay everything a cut client misses (a loss would end the test's
+        // connections).
+        cfg.replay_len = 4 << 20;
+        cfg.log_len = 8 << 20;
+        let mut net = Net::new(cfg);
+        net.exit.echo = false;
+        let stalled = net.open(1);
+        let fast = net.open(2);
+        net.send_bytes(1, stalled, b"GET".to_vec());
+        net.send_bytes(2, fast, b"GET".to_vec());
+        net.run_until(400_000, |s| {
+            exit_got(s, stalled) == 3 && exit_got(s, fast) == 3
+        });
+        // The stalled application reads nothing; the destination has far more for it.
+        net.apps[1].stalled = true;
+        reply(&mut net, stalled, seed, 4 * DOWN_WINDOW as usize);
+        let want = reply(&mut net, fast, 100 + seed, 3 * DOWN_WINDOW as usize);
+        if seed % 2 == 1 {
+            net.run_steps(300 * seed);
+            net.disconnect(Node::Client(2));
+            net.run_steps(100);
+            net.connect(Node::Client(2));
+        }
+        net.run_until(4_000_000, |s| {
+            s.apps[2].received.get(&fast).map_or(0, Vec::len) == want.len()
+        });
+        net.run_steps(3000);
+        // The exit sent the stalled connection its window, not a byte more.
+        let got = net.apps[1].received.get(&stalled).map_or(0, Vec::len);
+        assert_eq!(got, DOWN_WINDOW as usize, "seed {seed}");
+        assert_eq!(net.apps[2].received[&fast], want, "seed {seed}");
+        // The reader comes back: the rest arrives, byte-exact.
+        net.apps[1].stalled = false;
+        net.clients[1].prepare(net.now, &mut net.apps[1]);
+        net.run_until(4_000_000, |s| {
+            s.apps[1].received.get(&stalled).map_or(0, Vec::len) == 4 * DOWN_WINDOW as usize
+        });
+        assert_eq!(
+            net.apps[1].received[&stalled],
+            pattern(seed, 4 * DOWN_WINDOW as usize),
+            "seed {seed}"
+        );
+        assert!(net.exit.most_credit <= EXIT_CREDIT_CAP);
+        assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+    }
+}
+
+#[test]
+fn an_owner_that_grants_absurd_credit_is_held_to_the_exits_cap() {
+    use dissent_core::credit::{DOWN_WINDOW, EXIT_CREDIT_CAP};
+    let mut net = Net::new(NetConfig::new(2, 1, 256));
+    net.exit.echo = false;
+    let conn = net.open(0);
+    net.send_bytes(0, conn, b"GET".to_vec());
+    net.run_until(400_000, |s| exit_got(s, conn) == 3);
+    // Every report of bytes taken grants 4 GiB more than it took.
+    net.apps[0].inflate = u32::MAX;
+    reply(&mut net, conn, 5, 2 * DOWN_WINDOW as usize);
+    net.run_until(4_000_000, |s| {
+        s.apps[0].received.get(&conn).map_or(0, Vec::len) == 2 * DOWN_WINDOW as usize
+    });
+    net.run_steps(500);
+    assert_eq!(net.exit.most_credit, EXIT_CREDIT_CAP);
+    assert!(net.exit.credit[&conn].available() <= EXIT_CREDIT_CAP);
+}

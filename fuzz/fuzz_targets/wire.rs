@@ -42,6 +42,8 @@ fuzz_target!(|data: &[u8]| {
                     payload,
                 } => writer.push_data(conn, open, payload),
                 Record::Close { conn } => writer.push_close(conn),
+                Record::Abort { conn } => writer.push_abort(conn),
+                Record::Grant { conn, bytes } => writer.push_grant(conn, bytes),
                 Record::Accuse { conn, accusation } => {
                     let slot = conn.slot().expect("an accusation names a slot");
                     writer.push_accuse(slot, &accusation)

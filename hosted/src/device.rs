@@ -191,6 +191,9 @@ pub fn node_config<'g>(
             0
         },
         min_clients,
+        min_anonymity: group.policy.min_anonymity,
+        log_window_millis: group.policy.log_window.time.as_micros() / 1000,
+        log_window_bytes: group.policy.log_window.bytes,
         ipv4,
         wifi,
     };

@@ -13,12 +13,14 @@ mod config;
 mod console;
 mod device;
 mod exit;
+mod group_cmd;
 mod http;
 mod link;
 mod metrics;
 mod platform;
 mod process;
 mod relay;
+mod setup;
 mod state_lock;
 mod status;
 mod supervisor;
@@ -32,6 +34,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
+use config::keys::KeyRole;
 
 use crate::config::addr::{Host, HostPort};
 use crate::config::NodeKind;
@@ -50,6 +53,12 @@ enum Command {
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// A node's own keys (groups with no dealer).
+    #[command(subcommand)]
+    Key(group_cmd::KeyCommand),
+    /// A group folder of public key files (groups with no dealer).
+    #[command(subcommand)]
+    Group(group_cmd::GroupCommand),
     /// Run the relay (the hub clients and trustees connect to).
     Relay(RelayArgs),
     /// Run a trustee.
@@ -260,6 +269,11 @@ struct RelayArgs {
     /// page beyond this machine.
     #[arg(long, value_name = "ADDR", value_parser = relay::status::parse_listen)]
     status: Option<HostPort>,
+    /// Write one line per client cell to FILE: when it was read (Unix microseconds), the
+    /// client's index, and the microseconds since its request was queued for the client's
+    /// link (what `dissent bench timing` reads; measuring only).
+    #[arg(long, value_name = "FILE")]
+    response_times: Option<PathBuf>,
     #[command(flatten)]
     metrics: MetricsArg,
     /// Configuration folder.
@@ -620,6 +634,8 @@ impl Command {
     fn role(&self) -> &'static str {
         match self {
             Command::Config(_) => "config",
+            Command::Key(_) => "key",
+            Command::Group(_) => "group",
             Command::Relay(_) => "relay",
             Command::Trustee(_) => "trustee",
             Command::Client(_) | Command::Clients(_) => "client",
@@ -707,8 +723,42 @@ fn load_node(
     Ok((group, node))
 }
 
+/// What a trustee or a client starts with: the group, its own secrets, the fewest clients
+/// an interval may have, and the relay's address. A group folder (no dealer) runs the
+/// epoch's setup first; a configuration folder is read as it is.
+async fn start_member(
+    dir: &std::path::Path,
+    key_file: &std::path::Path,
+    (key_role, kind): (KeyRole, NodeKind),
+    asked: u16,
+    small: SmallSet,
+    relay: Option<HostPort>,
+) -> Result<(config::Group, config::NodeSecrets, u16, HostPort)> {
+    if config::group::is_group_folder(dir) {
+        let (desc, keys) = misconfigured(|| setup::load_node(dir, key_file, key_role))?;
+        console::set_role(&keys.name);
+        // The group's minimum holds for every node; a flag may only raise it.
+        let floor = asked.max(desc.policy.min_clients);
+        misconfigured(|| interval_minimum(floor, desc.clients.len(), small))?;
+        let relay = relay.map_or_else(|| desc.relay_address(), Ok)?;
+        let (group, node) = setup::node(&desc, &keys, key_file, relay.to_string()).await?;
+        let min_clients = interval_minimum(floor, group.clients.len(), small)?;
+        Ok((group, node, min_clients, relay))
+    } else {
+        let (group, node, min_clients) = misconfigured(|| {
+            let (group, node) = load_node(dir, key_file, kind)?;
+            let min_clients = interval_minimum(asked, group.clients.len(), small)?;
+            Ok((group, node, min_clients))
+        })?;
+        let relay = relay.unwrap_or_else(|| group.relay_address.clone());
+        Ok((group, node, min_clients, relay))
+    }
+}
+
 async fn run(command: Command) -> Result<()> {
     match command {
+        Command::Key(k) => group_cmd::key(k),
+        Command::Group(g) => group_cmd::run(g),
         Command::Config(ConfigCommand::Generate {
             clients,
             trustees,
@@ -758,18 +808,36 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Relay(a) => {
-            let (group, node, min_clients) = misconfigured(|| {
-                let group = config::Group::load(&a.dir)?;
-                let key_file = a
-                    .key_file
-                    .or(a.key)
-                    .unwrap_or_else(|| a.dir.join(format!("{}.json", group.relay_id)));
-                let node = config::load_node(&group, &key_file, NodeKind::Relay)?;
-                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
-                Ok((group, node, min_clients))
-            })?;
+            let key_file = a.key_file.clone().or(a.key.clone());
+            let (group, relay_key, listen, min_clients) = if config::group::is_group_folder(&a.dir)
+            {
+                // A group with no dealer: the epoch's setup first, then the DC-net with it.
+                let (desc, keys) =
+                    misconfigured(|| setup::load_relay(&a.dir, key_file.as_deref()))?;
+                console::set_role(&keys.name);
+                // The group's minimum holds for every node; a flag may only raise it.
+                let floor = a.min_clients.max(desc.policy.min_clients);
+                misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
+                let listen = relay_listen(&desc.relay_address()?, a.host, a.port);
+                let key_file = key_file.as_deref().unwrap_or(std::path::Path::new("."));
+                let (group, listen) = setup::relay(&desc, &keys, key_file, listen).await?;
+                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
+                (group, keys.link, listen, min_clients)
+            } else {
+                let (group, node, min_clients) = misconfigured(|| {
+                    let group = config::Group::load(&a.dir)?;
+                    let key_file =
+                        key_file.unwrap_or_else(|| a.dir.join(format!("{}.json", group.relay_id)));
+                    let node = config::load_node(&group, &key_file, NodeKind::Relay)?;
+                    let min_clients =
+                        interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+                    Ok((group, node, min_clients))
+                })?;
+                let listen = relay_listen(&group.relay_address, a.host, a.port);
+                (group, node.private_key, listen, min_clients)
+            };
             let opts = relay::RelayOptions {
-                listen: relay_listen(&group.relay_address, a.host, a.port),
+                listen,
                 exit: a.exit,
                 exit_policy: {
                     let p = exit::ExitPolicy::new(a.private_exit.allow_private_exit, a.exit_deny);
@@ -789,27 +857,34 @@ async fn run(command: Command) -> Result<()> {
                 exit_total: a.exit_max,
                 period: a.reservation_period,
                 status: a.status,
+                response_times: a.response_times,
             };
             a.metrics.serve().await?;
-            relay::run(group, node.private_key, opts).await
+            relay::run(group, relay_key, opts).await
         }
         Command::Trustee(a) => {
-            let (group, node, min_clients) = misconfigured(|| {
-                let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Trustee)?;
-                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
-                Ok((group, node, min_clients))
-            })?;
-            let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            let (group, node, min_clients, relay) = start_member(
+                &a.dir,
+                &a.key_file,
+                (KeyRole::Trustee, NodeKind::Trustee),
+                a.min_clients,
+                a.small,
+                a.relay.clone(),
+            )
+            .await?;
             a.metrics.serve().await?;
             trustee::run(group, node, relay.to_string(), min_clients).await
         }
         Command::Client(a) => {
-            let (group, node, min_clients) = misconfigured(|| {
-                let (group, node) = load_node(&a.dir, &a.key_file, NodeKind::Client)?;
-                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
-                Ok((group, node, min_clients))
-            })?;
-            let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            let (group, node, min_clients, relay) = start_member(
+                &a.dir,
+                &a.key_file,
+                (KeyRole::Client, NodeKind::Client),
+                a.min_clients,
+                a.small,
+                a.relay.clone(),
+            )
+            .await?;
             if !a.host.is_loopback() {
                 tracing::warn!(
                     "listening on {}, beyond this machine (--host): anyone who can reach it \

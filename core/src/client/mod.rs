@@ -93,8 +93,22 @@ pub enum Chunk {
         /// Bytes written (at least 1, at most the buffer's length).
         len: usize,
     },
-    /// The application finished sending on `conn`.
+    /// The application finished sending on `conn` (a half-close: it still reads).
     Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The application took `bytes` of `conn`'s downstream (it wrote them to its reader):
+    /// the client grants them back to the exit as credit ([`crate::credit`]).
+    Read {
+        /// The connection.
+        conn: ConnId,
+        /// Bytes taken.
+        bytes: u32,
+    },
+    /// The application is gone from `conn` in both directions (its socket was closed or
+    /// reset): the exit drops the connection and nothing more is delivered for it.
+    Abort {
         /// The connection.
         conn: ConnId,
     },
@@ -190,6 +204,8 @@ struct Conn {
     announced: bool,
     /// The application finished sending (its close was staged).
     finished: bool,
+    /// Downstream bytes the application took, not yet granted back.
+    credit: crate::credit::OwnerCredit,
 }
 
 /// Client state machine.

@@ -128,7 +128,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 continue;
             }
             let part = room.saturating_sub(plan.whole + RECORD_HEADER_LEN);
-            if n > 0 && part > 0 {
+            if n > 0 && part > 0 && super::stage::is_data(rest) {
                 plan.part = Some(part);
             }
             break;
@@ -155,7 +155,13 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + n)
                 .unwrap_or(&[]);
             // The plan fits the body.
-            let _ = if n == 0 && !open {
+            let kind = wire::read_record(rest).1;
+            let _ = if kind == Some(wire::RecordKind::Abort) {
+                writer.push_abort(conn)
+            } else if kind == Some(wire::RecordKind::Grant) {
+                let bytes = payload.first_chunk::<4>().copied().unwrap_or_default();
+                writer.push_grant(conn, u32::from_be_bytes(bytes))
+            } else if n == 0 && !open {
                 writer.push_close(conn)
             } else {
                 writer.push_data(conn, open, payload)

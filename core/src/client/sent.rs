@@ -116,6 +116,9 @@ fn emit_header(entry: &mut [u8], state: State, interval: u32, exchange: u64, rec
     field::put(entry, layout::LEN, &(records as u16).to_be_bytes());
 }
 
+/// Entries sorted at a time when an interval is settled (their offsets are on the stack).
+const SORT_BATCH: usize = 256;
+
 /// The sent cells not yet known to have decoded.
 #[derive(Debug)]
 pub(super) struct SentRing<B> {
@@ -270,10 +273,38 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
     fn sort(&mut self, current: u32, history: &[IntervalRecord]) -> (bool, bool) {
         let mut lost_any = false;
         let mut resend_any = false;
-        // Offsets only (the entries are read again one at a time): a device's stack holds
-        // this list.
-        let offsets: Vec<usize, 256> = self.iter().take(256).map(|(at, _)| at).collect();
-        for at in offsets {
+        // Offsets only, 256 at a time (the entries are read again one at a time): a
+        // device's stack holds this list. Setting a state moves no entry, so the next batch
+        // starts where this one ended.
+        let mut sorted = 0;
+        loop {
+            let offsets: Vec<usize, SORT_BATCH> = self
+                .iter()
+                .skip(sorted)
+                .take(SORT_BATCH)
+                .map(|(at, _)| at)
+                .collect();
+            if offsets.is_empty() {
+                break;
+            }
+            sorted += offsets.len();
+            let (lost, resend) = self.sort_at(&offsets, current, history);
+            lost_any |= lost;
+            resend_any |= resend;
+        }
+        (lost_any, resend_any)
+    }
+
+    /// Sorts the entries at `offsets` (see [`SentRing::sort`]).
+    fn sort_at(
+        &mut self,
+        offsets: &[usize],
+        current: u32,
+        history: &[IntervalRecord],
+    ) -> (bool, bool) {
+        let mut lost_any = false;
+        let mut resend_any = false;
+        for &at in offsets {
             let Some((state, interval, exchange)) = self
                 .entry(at)
                 .map(|e| (e.state(), e.interval(), e.exchange()))
@@ -518,6 +549,40 @@ mod tests {
         assert_eq!(ring.iter().count(), 0);
         assert_eq!(ring.resend_at, None);
         assert_eq!(ring.entries.max_push(), 100);
+    }
+
+    #[test]
+    fn settling_sorts_every_entry_however_many() {
+        // More entries than one sorting batch: every one is sorted, none left behind as
+        // sent in a forgotten interval.
+        let mut ring = SentRing::new(std::vec![0u8; 64 * 1024]);
+        let n = 3 * SORT_BATCH as u64 + 5;
+        for e in 0..n {
+            ring.push(State::Sent, 1, e, 8).unwrap().fill(1);
+        }
+        let history = [IntervalRecord {
+            interval: 1,
+            done: n - 10,
+        }];
+        let (lost, resend) = ring.sort(2, &history);
+        assert!(!lost && resend);
+        let states: std::vec::Vec<_> = ring.iter().map(|(_, e)| e.state()).collect();
+        assert_eq!(states.len() as u64, n);
+        for (e, state) in states.iter().enumerate() {
+            let expect = if (e as u64) < n - 10 {
+                State::Confirmed
+            } else {
+                State::Resend
+            };
+            assert_eq!(*state, Some(expect), "entry {e}");
+        }
+        // An interval nobody remembers: every entry of it is lost.
+        let mut ring = SentRing::new(std::vec![0u8; 64 * 1024]);
+        for e in 0..n {
+            ring.push(State::Sent, 1, e, 8).unwrap().fill(1);
+        }
+        assert_eq!(ring.sort(2, &[]), (true, false));
+        assert!(ring.iter().all(|(_, e)| e.state() == Some(State::Lost)));
     }
 
     #[test]

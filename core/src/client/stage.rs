@@ -12,7 +12,10 @@
 use super::sent::{connections_in, State};
 use super::{Chunk, Client, Phase, Upstream};
 use crate::time::Instant;
-use crate::wire::{self, read_record_header, write_record_header, RECORD_HEADER_LEN};
+use crate::wire::{
+    self, read_record, read_record_header, write_header, write_record_header, RecordKind,
+    RECORD_HEADER_LEN,
+};
 
 /// Which prefix of the stage went into an owned cell: `whole` bytes of whole records, then
 /// optionally the first `part` payload bytes of the record at `whole`.
@@ -141,6 +144,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if !resending {
             // New data leaves the reserve free.
             let room = budget.min(self.sent.room_for_new());
+            // Grants first: they must not wait behind the connection's own uploads.
+            self.stage_grants(room);
             self.stage_upstream(room, upstream);
             self.stage_opens(room);
         }
@@ -179,7 +184,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 };
                 let (conn, open, n) = read_record_header(rest);
                 let rec = RECORD_HEADER_LEN + n;
-                if !self.connections.contains_key(&conn) {
+                if !self.connections.contains_key(&conn) && !is_abort(rest) {
                     at += rec;
                     continue;
                 }
@@ -191,7 +196,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     at += rec;
                     continue;
                 }
-                if n > 0 && free > RECORD_HEADER_LEN {
+                if n > 0 && free > RECORD_HEADER_LEN && is_data(rest) {
                     let part = free - RECORD_HEADER_LEN;
                     let dst = self.stage.free(room);
                     if let (Some(dst), Some(payload)) = (
@@ -253,8 +258,61 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     }
                     None => {}
                 },
+                Chunk::Abort { conn } => match self.connections.swap_remove(&conn) {
+                    // The exit heard of it: it drops the connection. The record is sent
+                    // (and sent again) like any other, though the client forgot `conn`.
+                    Some(c) if c.announced => {
+                        write_header(header, conn, RecordKind::Abort, 0);
+                        self.stage.used += RECORD_HEADER_LEN;
+                    }
+                    _ => {}
+                },
+                Chunk::Read { conn, bytes } => {
+                    let Some(c) = self.connections.get_mut(&conn).filter(|c| c.announced) else {
+                        continue;
+                    };
+                    c.credit.took(bytes);
+                    let Some(grant) = c.credit.grant() else {
+                        continue;
+                    };
+                    match rest
+                        .get_mut(..wire::GRANT_LEN)
+                        .filter(|_| limit >= wire::GRANT_LEN)
+                    {
+                        Some(payload) => {
+                            payload.copy_from_slice(&grant.to_be_bytes());
+                            write_header(header, conn, RecordKind::Grant, wire::GRANT_LEN);
+                            self.stage.used += RECORD_HEADER_LEN + wire::GRANT_LEN;
+                        }
+                        // No room: the next cell takes it.
+                        None => c.credit.keep(grant),
+                    }
+                }
                 Chunk::Data { .. } => {}
             }
+        }
+    }
+
+    /// Stages a `Grant` for every announced connection whose application took a grant
+    /// step's worth of downstream bytes since the last one.
+    fn stage_grants(&mut self, room: usize) {
+        for (&conn, c) in self.connections.iter_mut() {
+            if !c.announced {
+                continue;
+            }
+            let Some(bytes) = c.credit.grant() else {
+                continue;
+            };
+            let len = RECORD_HEADER_LEN + wire::GRANT_LEN;
+            if self.stage.len() + len > room {
+                c.credit.keep(bytes);
+                continue;
+            }
+            let mut record = [0u8; RECORD_HEADER_LEN + wire::GRANT_LEN];
+            let (header, payload) = record.split_at_mut(RECORD_HEADER_LEN);
+            write_header(header, conn, RecordKind::Grant, wire::GRANT_LEN);
+            payload.copy_from_slice(&bytes.to_be_bytes());
+            self.stage.push(&record);
         }
     }
 
@@ -349,7 +407,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             };
             let (conn, _, n) = read_record_header(rest);
             let rec = (RECORD_HEADER_LEN + n).min(rest.len());
-            if self.connections.contains_key(&conn) {
+            if self.connections.contains_key(&conn) || is_abort(rest) {
                 storage.copy_within(read..read + rec, kept);
                 kept += rec;
             }
@@ -358,4 +416,16 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         self.stage.used = kept;
         self.stage.version = self.stage.version.wrapping_add(1);
     }
+}
+
+/// Whether the record at the start of `b` carries connection bytes (`Open` or `Data`): only
+/// those may be split across cells.
+pub(super) fn is_data(b: &[u8]) -> bool {
+    matches!(read_record(b).1, Some(RecordKind::Open | RecordKind::Data))
+}
+
+/// Whether the record at the start of `b` is an abort: it stays though its connection is
+/// gone (the client forgot it when the application left).
+fn is_abort(b: &[u8]) -> bool {
+    read_record(b).1 == Some(RecordKind::Abort)
 }

@@ -38,6 +38,7 @@ pub mod message;
 mod outcome;
 mod proof;
 mod relay;
+pub mod session;
 mod trustee;
 
 pub use client::SetupClient;

@@ -175,6 +175,8 @@ where
                     data: payload,
                 },
                 Record::Close { conn } => RelayEvent::Close { conn },
+                Record::Abort { conn } => RelayEvent::Abort { conn },
+                Record::Grant { conn, bytes } => RelayEvent::Grant { conn, bytes },
                 // An accusation is for the blame rounds, never for the exit.
                 Record::Accuse { .. } => {
                     decoding = self.decoding?;

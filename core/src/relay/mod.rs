@@ -147,6 +147,20 @@ pub enum RelayEvent<'a> {
         /// The connection.
         conn: ConnId,
     },
+    /// The slot owner is done with `conn` in both directions (like a TCP reset): the exit
+    /// drops the connection at once, discards what it queued for it and sends nothing more
+    /// downstream for it.
+    Abort {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// The slot owner grants `bytes` more of downstream credit on `conn`.
+    Grant {
+        /// The connection.
+        conn: ConnId,
+        /// Credit added.
+        bytes: u32,
+    },
     /// A slot exchange was disrupted: its cell is not one its owner signed. Nothing of it
     /// reached the exit; the interval goes on, the slot stays reserved, and the exchange is
     /// reported to every member.

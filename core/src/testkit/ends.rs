@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::vec::Vec;
 
 use crate::client::{Chunk, Delivery, Upstream};
+use crate::credit::ExitCredit;
 use crate::relay::{DownChunk, Downstream};
 use crate::wire::ConnId;
 
@@ -16,6 +17,8 @@ pub struct App {
     pub pending: VecDeque<(ConnId, Vec<u8>)>,
     /// Connections to close once their bytes are sent.
     pub closing: VecDeque<ConnId>,
+    /// Connections to abort once their bytes are sent.
+    pub aborting: VecDeque<ConnId>,
     /// Downstream bytes received per connection.
     pub received: BTreeMap<ConnId, Vec<u8>>,
     /// Connections the exit closed.
@@ -27,10 +30,22 @@ pub struct App {
     /// A connection that always has more to send (a bulk sender): once `pending` is
     /// empty, every pull fills the buffer with `0x5a` bytes for it, holding no memory.
     pub endless: Option<ConnId>,
+    /// Downstream bytes received and not yet reported taken, per connection.
+    pub unread: BTreeMap<ConnId, u32>,
+    /// The application stopped reading: it reports nothing taken.
+    pub stalled: bool,
+    /// Added to every report of bytes taken (a malicious owner grants what it never took).
+    pub inflate: u32,
 }
 
 impl Upstream for App {
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
+        if !self.stalled {
+            if let Some((conn, bytes)) = self.unread.pop_first() {
+                let bytes = bytes.saturating_add(self.inflate);
+                return Some(Chunk::Read { conn, bytes });
+            }
+        }
         if let Some((conn, mut data)) = self.pending.pop_front() {
             let n = data.len().min(buf.len());
             buf[..n].copy_from_slice(&data[..n]);
@@ -47,7 +62,10 @@ impl Upstream for App {
                 len: buf.len(),
             });
         }
-        self.closing.pop_front().map(|conn| Chunk::Close { conn })
+        if let Some(conn) = self.closing.pop_front() {
+            return Some(Chunk::Close { conn });
+        }
+        self.aborting.pop_front().map(|conn| Chunk::Abort { conn })
     }
 
     fn pending(&self) -> usize {
@@ -69,12 +87,27 @@ pub struct Exit {
     pub opened: BTreeMap<ConnId, usize>,
     /// Connections the owner finished.
     pub closed: Vec<ConnId>,
+    /// Connections the owner aborted.
+    pub aborted: Vec<ConnId>,
     /// Replies waiting to go downstream (`None`: close).
     pub replies: VecDeque<(ConnId, Option<Vec<u8>>)>,
     /// Echo every upstream byte and close back.
     pub echo: bool,
     /// Exchanges reported disrupted (not what their slot's owner signed).
     pub garbled: usize,
+    /// Downstream credit per connection: replies go only within it.
+    pub credit: BTreeMap<ConnId, ExitCredit>,
+    /// The most credit any connection held.
+    pub most_credit: u32,
+}
+
+impl Exit {
+    /// The owner granted `bytes` on `conn`.
+    pub fn grant(&mut self, conn: ConnId, bytes: u32) {
+        let c = self.credit.entry(conn).or_default();
+        c.grant(bytes);
+        self.most_credit = self.most_credit.max(c.available());
+    }
 }
 
 impl Downstream for Exit {
@@ -83,15 +116,30 @@ impl Downstream for Exit {
     }
 
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<DownChunk> {
-        let (conn, data) = self.replies.pop_front()?;
+        // The first reply of a connection with credit; a connection without credit keeps
+        // its replies (in order) at the destination.
+        let mut blocked: Vec<ConnId> = Vec::new();
+        let at = self.replies.iter().position(|(conn, data)| {
+            if blocked.contains(conn) {
+                return false;
+            }
+            let ok = data.is_none() || self.credit.get(conn).is_none_or(|c| c.available() > 0);
+            if !ok {
+                blocked.push(*conn);
+            }
+            ok
+        })?;
+        let (conn, data) = self.replies.remove(at)?;
         let Some(mut data) = data else {
             return Some(DownChunk::Close { conn });
         };
-        let n = data.len().min(buf.len());
+        let credit = self.credit.entry(conn).or_default();
+        let n = data.len().min(buf.len()).min(credit.available() as usize);
+        credit.spend(n as u32);
         buf[..n].copy_from_slice(&data[..n]);
         if n < data.len() {
             data.drain(..n);
-            self.replies.push_front((conn, Some(data)));
+            self.replies.insert(at, (conn, Some(data)));
         }
         Some(DownChunk::Data { conn, len: n })
     }
@@ -100,11 +148,13 @@ impl Downstream for Exit {
 /// Hands one delivery of a client to its application.
 pub(super) fn deliver(app: &mut App, d: Delivery<'_>) {
     match d {
-        Delivery::Data { conn, data } => app
-            .received
-            .entry(conn)
-            .or_default()
-            .extend_from_slice(data),
+        Delivery::Data { conn, data } => {
+            app.received
+                .entry(conn)
+                .or_default()
+                .extend_from_slice(data);
+            *app.unread.entry(conn).or_default() += data.len() as u32;
+        }
         Delivery::Close { conn } => app.closed.push(conn),
     }
 }

@@ -6,6 +6,7 @@
 //! Record   = Conn# (u32 BE, > 0) | Kind (u8) | Len (u16 BE) | payload (Len bytes)
 //! Kind     = 1 Open (Len ≥ 0) | 2 Data (Len ≥ 1) | 3 Close (Len = 0)
 //!          | 4 Accuse (Len = 76: exchange u64 BE | bit u32 BE | proof, 64 bytes)
+//!          | 5 Abort (Len = 0) | 6 Grant (Len = 4: bytes u32 BE)
 //! ```
 //!
 //! Owns reading ([`CellView`], [`Records`]) and writing ([`CellWriter`]) them. It must not
@@ -26,6 +27,11 @@ pub enum RecordKind {
     Close = 3,
     /// The owner accuses an exchange of its slot that came back disrupted.
     Accuse = 4,
+    /// The owner is done with the connection in both directions (like a TCP reset): the
+    /// exit drops it at once.
+    Abort = 5,
+    /// The owner grants the exit more downstream credit on the connection.
+    Grant = 6,
 }
 
 impl RecordKind {
@@ -36,6 +42,8 @@ impl RecordKind {
             2 => Some(RecordKind::Data),
             3 => Some(RecordKind::Close),
             4 => Some(RecordKind::Accuse),
+            5 => Some(RecordKind::Abort),
+            6 => Some(RecordKind::Grant),
             _ => None,
         }
     }
@@ -84,6 +92,9 @@ impl Accusation {
     }
 }
 
+/// Bytes of a `Grant` record's payload.
+pub const GRANT_LEN: usize = 4;
+
 /// One record of a decoded cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record<'a> {
@@ -101,6 +112,18 @@ pub enum Record<'a> {
         /// Conn#, never 0.
         conn: ConnId,
     },
+    /// The owner is done with `conn` in both directions (like a TCP reset).
+    Abort {
+        /// Conn#, never 0.
+        conn: ConnId,
+    },
+    /// The owner grants `bytes` more of downstream credit on `conn`.
+    Grant {
+        /// Conn#, never 0.
+        conn: ConnId,
+        /// Credit added.
+        bytes: u32,
+    },
     /// The owner accuses an exchange of its slot (`conn` names the slot, low bits 0).
     Accuse {
         /// Conn# of the slot with low bits 0.
@@ -114,9 +137,11 @@ impl Record<'_> {
     /// The record's connection (an accusation's: the slot's, low bits 0).
     pub const fn conn(&self) -> ConnId {
         match *self {
-            Record::Data { conn, .. } | Record::Close { conn } | Record::Accuse { conn, .. } => {
-                conn
-            }
+            Record::Data { conn, .. }
+            | Record::Close { conn }
+            | Record::Abort { conn }
+            | Record::Grant { conn, .. }
+            | Record::Accuse { conn, .. } => conn,
         }
     }
 
@@ -124,7 +149,8 @@ impl Record<'_> {
     pub const fn wire_len(&self) -> usize {
         match *self {
             Record::Data { payload, .. } => RECORD_HEADER_LEN + payload.len(),
-            Record::Close { .. } => RECORD_HEADER_LEN,
+            Record::Close { .. } | Record::Abort { .. } => RECORD_HEADER_LEN,
+            Record::Grant { .. } => RECORD_HEADER_LEN + GRANT_LEN,
             Record::Accuse { .. } => RECORD_HEADER_LEN + ACCUSE_LEN,
         }
     }
@@ -136,7 +162,8 @@ fn check_header(kind: Option<RecordKind>, conn: ConnId, len: usize) -> Result<()
         && match kind {
             Some(RecordKind::Open) => true,
             Some(RecordKind::Data) => len > 0,
-            Some(RecordKind::Close) => len == 0,
+            Some(RecordKind::Close) | Some(RecordKind::Abort) => len == 0,
+            Some(RecordKind::Grant) => len == GRANT_LEN,
             Some(RecordKind::Accuse) => len == ACCUSE_LEN && conn.0 & 0xFFFF == 0,
             None => false,
         };
@@ -258,7 +285,7 @@ pub(crate) fn write_record_header(b: &mut [u8], conn: ConnId, open: bool, len: u
 }
 
 /// Writes a record header of `kind` at the start of `b`.
-fn write_header(b: &mut [u8], conn: ConnId, kind: RecordKind, len: usize) {
+pub(crate) fn write_header(b: &mut [u8], conn: ConnId, kind: RecordKind, len: usize) {
     if let Some(header) = b.first_chunk_mut::<RECORD_HEADER_LEN>() {
         field::put(header, 0, &conn.0.to_be_bytes());
         field::put(header, 4, &[kind as u8]);
@@ -293,6 +320,11 @@ impl<'a> Iterator for Records<'a> {
         self.rest = rest;
         Some(match kind {
             Some(RecordKind::Close) => Record::Close { conn },
+            Some(RecordKind::Abort) => Record::Abort { conn },
+            Some(RecordKind::Grant) => Record::Grant {
+                conn,
+                bytes: field::u32_at(payload, 0),
+            },
             Some(RecordKind::Accuse) => match Accusation::parse(payload) {
                 Some(accusation) => Record::Accuse { conn, accusation },
                 None => return None,
@@ -377,6 +409,41 @@ impl<'a> CellWriter<'a> {
             return Err(WireError::BadCell);
         }
         self.reserve(conn, false, 0).map(|_| ())
+    }
+
+    /// Appends an abort record.
+    pub fn push_abort(&mut self, conn: ConnId) -> Result<(), WireError> {
+        self.push_header(conn, RecordKind::Abort, &[])
+    }
+
+    /// Appends a grant of `bytes` of downstream credit (0 adds nothing).
+    pub fn push_grant(&mut self, conn: ConnId, bytes: u32) -> Result<(), WireError> {
+        self.push_header(conn, RecordKind::Grant, &bytes.to_be_bytes())
+    }
+
+    /// Appends a record of `kind` with `payload`.
+    fn push_header(
+        &mut self,
+        conn: ConnId,
+        kind: RecordKind,
+        payload: &[u8],
+    ) -> Result<(), WireError> {
+        if conn.0 == 0 {
+            return Err(WireError::BadCell);
+        }
+        if payload.len() > self.room() || !self.has_room_for_header() {
+            return Err(WireError::BufferTooSmall);
+        }
+        let at = self.pos;
+        let record = self
+            .cell
+            .get_mut(at..at + RECORD_HEADER_LEN + payload.len())
+            .ok_or(WireError::BufferTooSmall)?;
+        let (header, body) = record.split_at_mut(RECORD_HEADER_LEN);
+        write_header(header, conn, kind, payload.len());
+        body.copy_from_slice(payload);
+        self.pos = at + RECORD_HEADER_LEN + payload.len();
+        Ok(())
     }
 
     /// Appends an accusation by the owner of `slot`.
@@ -489,6 +556,48 @@ mod tests {
         }
         // An accusation must name a slot with low bits 0, and be exactly 76 bytes.
         for (at, value) in [(5, 1), (8, 75), (8, 77)] {
+            let mut bad = cell;
+            bad[at] = value;
+            assert_eq!(CellView::parse(&bad), Err(WireError::BadCell), "{at}");
+        }
+    }
+
+    #[test]
+    fn abort_grant_vector() {
+        let mut cell = [0u8; 2 + 7 + 11 + 2];
+        let mut w = CellWriter::new(&mut cell);
+        w.push_abort(ConnId(0x0001_0002)).unwrap();
+        w.push_grant(ConnId(0x0001_0003), 0x0004_0000).unwrap();
+        // Full: a record no longer fits.
+        assert_eq!(w.push_abort(ConnId(1)), Err(WireError::BufferTooSmall));
+        assert_eq!(w.push_abort(ConnId(0)), Err(WireError::BadCell));
+        assert_eq!(w.finish(0), 20);
+        assert_eq!(
+            cell,
+            [
+                0, 0, // Next = 0
+                0, 1, 0, 2, 5, 0, 0, // Abort
+                0, 1, 0, 3, 6, 0, 4, 0, 4, 0, 0, // Grant of 256 KiB
+                0, 0 // padding
+            ]
+        );
+        let v = CellView::parse(&cell).unwrap();
+        let recs: heapless::Vec<Record<'_>, 2> = v.records().collect();
+        assert_eq!(
+            &recs[..],
+            &[
+                Record::Abort {
+                    conn: ConnId(0x0001_0002)
+                },
+                Record::Grant {
+                    conn: ConnId(0x0001_0003),
+                    bytes: 0x0004_0000
+                }
+            ]
+        );
+        assert_eq!(recs[1].wire_len(), 11);
+        // An abort with bytes, a grant of another length: garbled.
+        for (at, value) in [(8, 1), (15, 3), (15, 5)] {
             let mut bad = cell;
             bad[at] = value;
             assert_eq!(CellView::parse(&bad), Err(WireError::BadCell), "{at}");

@@ -39,9 +39,10 @@ mod outputs;
 mod prefix;
 mod slot;
 
-pub(crate) use cell::{read_record_header, write_record_header};
+pub(crate) use cell::{read_record, read_record_header, write_header, write_record_header};
 pub use cell::{
     Accusation, CellView, CellWriter, Record, RecordKind, Records, ACCUSE_LEN, ACCUSE_PROOF_LEN,
+    GRANT_LEN,
 };
 pub use fields::{
     resume_block, ConnId, Down, GoodbyeReason, Head, IntervalRecord, Kind, NodeRole, Params,

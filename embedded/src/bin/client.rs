@@ -110,6 +110,9 @@ struct Slot {
     /// The close went to the client.
     close_staged: bool,
     down: Down,
+    /// Downstream bytes put into the connection's pipe, not yet reported to the client
+    /// (which grants them back to the exit as credit; the pipe bounds what waits here).
+    taken: u32,
 }
 
 impl Slot {
@@ -118,6 +121,7 @@ impl Slot {
         up_eof: false,
         close_staged: false,
         down: Down::Open,
+        taken: 0,
     };
 }
 
@@ -208,8 +212,7 @@ fn start(spawner: Spawner, mut board: Board) {
         sent_len: RING_LEN,
         replay_len: REPLAY_LEN,
         min_clients: node.min_clients,
-        // The provisioned blob does not carry the policy yet: the group's defaults.
-        policy: dissent_core::policy::Policy::DEFAULT,
+        policy: node.policy(),
         min_anonymity: 0,
         linger: LINGER,
         rng_seed: seed,
@@ -277,6 +280,13 @@ impl Upstream for LocalUpstream<'_> {
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
         if let Some(conn) = self.to_close.pop() {
             return Some(Chunk::Close { conn });
+        }
+        for local in &LOCALS {
+            let slot = local.get();
+            if let (Some(conn), bytes @ 1..) = (slot.conn, slot.taken) {
+                local.update(|s| s.taken = 0);
+                return Some(Chunk::Read { conn, bytes });
+            }
         }
         for k in 0..MAX_LOCAL {
             let i = (*self.next + k) % MAX_LOCAL;
@@ -452,6 +462,8 @@ async fn deliver(delivery: Delivery<'_>, to_close: &mut Vec<ConnId, MAX_LOCAL>, 
                 .is_err()
             {
                 stalled(conn, local, to_close);
+            } else {
+                local.update(|s| s.taken = s.taken.saturating_add(data.len() as u32));
             }
         }
         Delivery::Close { conn } => {
@@ -473,6 +485,7 @@ fn deliver_now(delivery: Delivery<'_>, to_close: &mut Vec<ConnId, MAX_LOCAL>, st
             } else {
                 // Room was checked just above, in the same turn of the executor.
                 let _ = local.down.try_write(data);
+                local.update(|s| s.taken = s.taken.saturating_add(data.len() as u32));
             }
         }
         Delivery::Close { conn } => {

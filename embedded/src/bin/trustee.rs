@@ -84,8 +84,7 @@ fn start(spawner: Spawner, mut board: Board) {
         max_frame: MAX_FRAME as u32,
         rng_seed: seed,
         min_clients: node.min_clients,
-        // The provisioned blob does not carry the policy yet: the group's defaults.
-        policy: dissent_core::policy::Policy::DEFAULT,
+        policy: node.policy(),
     };
     // Zeroed in place in .bss.
     static PAIRS: ConstStaticCell<[PairKey; MAX_CLIENTS]> =

@@ -22,8 +22,14 @@
 //! to its owner's file and forgets them. Loading checks that the public files agree with each
 //! other ([`Group::load`]) and that a node's private files agree with them ([`load_node`]);
 //! every error names the file and the field at fault. Readers are lenient about extra fields.
+//!
+//! A group with no dealer has none of these: each node's own key files ([`keys`]) and a group
+//! folder of public keys signed by every trustee ([`group`]); its epoch setup (`crate::setup`)
+//! then gives the roles a [`Group`] and [`NodeSecrets`] of the same shape.
 
 pub mod addr;
+pub mod group;
+pub mod keys;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -82,7 +88,7 @@ const MAX_FILE_LEN: u64 = 256 * MAX_CLIENTS as u64;
 
 /// Who may read a file `generate` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Access {
+pub(crate) enum Access {
     /// Its owner only (a private key file).
     Private,
     /// Anyone; only its owner writes.
@@ -573,6 +579,29 @@ fn is_generated_name(name: &str) -> bool {
     stem == RELAY_ID || numbered("client-") || numbered("trustee-")
 }
 
+/// Writes `value` as JSON to a new file at `path` (refusing an existing one), then renames.
+pub(crate) fn write_new<T: Serialize>(path: &Path, value: &T, access: Access) -> Result<()> {
+    ensure!(
+        !path.exists(),
+        "{} exists; not overwriting it",
+        path.display()
+    );
+    replace_json(path, value, access)
+}
+
+/// Writes `value` as JSON to `path` through a temporary file and a rename (replacing it).
+pub(crate) fn replace_json<T: Serialize>(path: &Path, value: &T, access: Access) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
+    write_json(dir, name, value, access)
+}
+
 fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T, access: Access) -> Result<()> {
     let path = dir.join(name);
     let mut text = serde_json::to_vec_pretty(value)
@@ -946,14 +975,14 @@ pub fn load_node(group: &Group, private_file: &Path, kind: NodeKind) -> Result<N
 }
 
 /// Reads and parses a JSON file of bounded size; errors name the file.
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     parse_json_file(path, file)
 }
 
 /// Like [`read_json`], for a file holding a private key: refuses it, as ssh does, when
 /// anyone but its owner may read or write it, and refuses what is not a file at all.
-fn read_private_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_private_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let shown = path.display();
     let file = File::open(path).with_context(|| format!("{shown}: cannot open"))?;
     let meta = file
@@ -1101,7 +1130,7 @@ fn parse_json_file<T: DeserializeOwned>(path: &Path, file: File) -> Result<T> {
     serde_json::from_slice(&text).with_context(|| format!("{shown}: invalid configuration file"))
 }
 
-fn parse_hex<const N: usize>(path: &Path, field: &str, text: &str) -> Result<[u8; N]> {
+pub(crate) fn parse_hex<const N: usize>(path: &Path, field: &str, text: &str) -> Result<[u8; N]> {
     let shown = path.display();
     ensure!(
         text.len() == 2 * N,

@@ -4,8 +4,11 @@
 //! The task of a connection owns its destination socket. Upstream bytes reach it through a
 //! bounded queue of [`EXIT_QUEUE`] chunks; a destination that does not take them fills the
 //! queue and is closed as too slow. The task reads replies in chunks of at most
-//! [`ExitLimits::chunk`] bytes into the shared queue, waiting while it is full, and closes
-//! a connection without traffic for [`ExitLimits::idle`]. A SOCKS5 exit negotiates first,
+//! [`ExitLimits::chunk`] bytes into the shared queue, waiting while it is full, and only
+//! within the connection's downstream credit (the owner's grants, `dissent_core::credit`),
+//! so a connection whose reader stopped holds at most its credit here; it closes a
+//! connection without traffic for [`ExitLimits::idle`]. An abort drops the task, its
+//! socket and whatever it queued. A SOCKS5 exit negotiates first,
 //! in the same task, over those two queues ([`Tunnel`]); an echo exit has no socket and
 //! sends its upstream chunks straight back.
 //!
@@ -25,6 +28,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use dissent_core::credit::ExitCredit;
 use dissent_core::relay::{DownChunk, Downstream};
 use dissent_core::wire::ConnId;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -53,6 +57,51 @@ pub struct ExitLimits {
     pub chunk: usize,
 }
 
+/// A connection's downstream credit ([`dissent_core::credit`]), shared by its task (which
+/// reads the destination only within it) and the relay (which adds the owner's grants).
+#[derive(Default)]
+struct CreditGate {
+    credit: std::sync::Mutex<ExitCredit>,
+    granted: tokio::sync::Notify,
+}
+
+impl CreditGate {
+    /// Waits until some credit is left and returns it (at most `max`), spent.
+    async fn take(&self, max: usize) -> usize {
+        loop {
+            let granted = self.granted.notified();
+            {
+                let mut c = self.credit.lock().unwrap_or_else(|e| e.into_inner());
+                let n = (c.available() as usize).min(max);
+                if n > 0 {
+                    c.spend(n as u32);
+                    return n;
+                }
+            }
+            granted.await;
+        }
+    }
+
+    /// Gives back what was taken and not used.
+    fn untake(&self, n: usize) {
+        let mut c = self.credit.lock().unwrap_or_else(|e| e.into_inner());
+        c.grant(n as u32);
+    }
+
+    /// Spends `n` without waiting (a SOCKS5 reply: a few bytes, at the start).
+    fn spend(&self, n: usize) {
+        let mut c = self.credit.lock().unwrap_or_else(|e| e.into_inner());
+        c.spend(n as u32);
+    }
+
+    fn grant(&self, bytes: u32) {
+        let mut c = self.credit.lock().unwrap_or_else(|e| e.into_inner());
+        c.grant(bytes);
+        drop(c);
+        self.granted.notify_one();
+    }
+}
+
 /// A reply of an exit connection, tagged with its Conn# and generation.
 type Envelope = (ConnId, u64, Reply);
 
@@ -70,6 +119,7 @@ struct ExitConn {
     /// Upstream bytes; `None` once the client finished sending.
     tx: Option<mpsc::Sender<Bytes>>,
     task: AbortHandle,
+    credit: std::sync::Arc<CreditGate>,
 }
 
 /// Counters for the stats line.
@@ -81,6 +131,8 @@ pub struct ExitStats {
     pub down_bytes: u64,
     /// Connections refused at a cap.
     pub refused_cap: u64,
+    /// Connections their owners aborted.
+    pub aborted: u64,
 }
 
 /// The relay's open exit connections.
@@ -98,6 +150,8 @@ pub struct ExitConnections {
     pending: Option<Envelope>,
     /// Connections the relay gave up on or refused, whose owners still need a close record.
     closing: VecDeque<ConnId>,
+    /// Bytes in replies queued for the core (read from destinations, not yet sent).
+    queued: std::sync::Arc<AtomicU64>,
     /// Counters.
     pub stats: ExitStats,
 }
@@ -117,6 +171,7 @@ impl ExitConnections {
             down_rx,
             pending: None,
             closing: VecDeque::new(),
+            queued: std::sync::Arc::default(),
             stats: ExitStats::default(),
         }
     }
@@ -181,6 +236,7 @@ impl ExitConnections {
             }
             self.next_generation += 1;
             let generation = self.next_generation;
+            let credit = std::sync::Arc::new(CreditGate::default());
             let (tx, up) = mpsc::channel(EXIT_QUEUE);
             let exit = ExitTask {
                 kind: self.kind.clone(),
@@ -189,6 +245,8 @@ impl ExitConnections {
                     down: self.down_tx.clone(),
                     conn,
                     generation,
+                    credit: credit.clone(),
+                    queued: self.queued.clone(),
                 },
                 chunk: self.limits.chunk,
                 idle: self.limits.idle,
@@ -201,6 +259,7 @@ impl ExitConnections {
                     generation,
                     tx: Some(tx),
                     task,
+                    credit,
                 },
             );
         }
@@ -232,6 +291,30 @@ impl ExitConnections {
         }
     }
 
+    /// The owner granted `bytes` more downstream credit on `conn`.
+    pub fn grant(&mut self, conn: ConnId, bytes: u32) {
+        if let Some(exit) = self.open.get(&conn) {
+            exit.credit.grant(bytes);
+        }
+    }
+
+    /// Downstream bytes read from destinations and not yet handed to the core.
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// The client is done with `conn` in both directions: the task and its socket go at
+    /// once (nothing more is read from the destination), what it queued is discarded (its
+    /// generation is no longer current), and nothing more goes downstream for it.
+    pub fn abort(&mut self, conn: ConnId) {
+        if let Some(old) = self.forget(conn) {
+            debug!(%conn, "connection aborted by its owner");
+            old.task.abort();
+            self.stats.aborted += 1;
+        }
+        self.closing.retain(|&c| c != conn);
+    }
+
     fn is_current(&self, conn: ConnId, generation: u64) -> bool {
         self.open
             .get(&conn)
@@ -253,6 +336,9 @@ impl Downstream for ExitConnections {
                 Some(p) => p,
                 None => self.down_rx.try_recv().ok()?,
             };
+            if let Reply::Data(d) = &reply {
+                self.queued.fetch_sub(d.len() as u64, Ordering::Relaxed);
+            }
             if !self.is_current(conn, generation) {
                 // Replies of a connection already replaced or closed.
                 continue;
@@ -267,7 +353,9 @@ impl Downstream for ExitConnections {
             let n = data.len().min(buf.len());
             buf[..n].copy_from_slice(&data[..n]);
             if n < data.len() {
-                self.pending = Some((conn, generation, Reply::Data(data.slice(n..))));
+                let rest = data.slice(n..);
+                self.queued.fetch_add(rest.len() as u64, Ordering::Relaxed);
+                self.pending = Some((conn, generation, Reply::Data(rest)));
             }
             self.stats.down_bytes += n as u64;
             return Some(DownChunk::Data { conn, len: n });
@@ -281,11 +369,14 @@ struct Replies {
     down: mpsc::Sender<Envelope>,
     conn: ConnId,
     generation: u64,
+    credit: std::sync::Arc<CreditGate>,
+    queued: std::sync::Arc<AtomicU64>,
 }
 
 impl Replies {
     /// Queues `data`, waiting while the queue is full; false once the relay is gone.
     async fn data(&self, data: Bytes) -> bool {
+        self.queued.fetch_add(data.len() as u64, Ordering::Relaxed);
         let reply = (self.conn, self.generation, Reply::Data(data));
         self.down.send(reply).await.is_ok()
     }
@@ -414,11 +505,16 @@ impl ExitTask {
                 // A buffer only while there is something to read, so a quiet connection
                 // holds none; a short read is copied out, so a queued reply holds at most
                 // twice its length.
+                // Only within the owner's credit: a reader that stops stops this read.
+                let allowed = self.replies.credit.take(self.chunk).await;
                 let data = {
-                    let mut buf = BytesMut::with_capacity(self.chunk);
-                    match from_destination.try_read_buf(&mut buf) {
+                    let mut buf = BytesMut::with_capacity(allowed);
+                    let read = from_destination.try_read_buf(&mut buf);
+                    let n = *read.as_ref().unwrap_or(&0);
+                    self.replies.credit.untake(allowed - n);
+                    match read {
                         Ok(0) => return,
-                        Ok(n) if n > self.chunk / 2 => buf.freeze(),
+                        Ok(n) if n > allowed / 2 => buf.freeze(),
                         Ok(_) => Bytes::copy_from_slice(&buf),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                         Err(_) => return,
@@ -460,6 +556,7 @@ impl ExitTask {
                 pending.extend_from_slice(&data);
             }
             let n = pending.len().min(self.chunk.max(1));
+            let n = self.replies.credit.take(n).await;
             if !self.replies.data(pending.split_to(n).freeze()).await {
                 return;
             }
@@ -543,6 +640,10 @@ impl AsyncWrite for Tunnel<'_> {
             return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
         };
         this.activity.touch();
+        this.replies.credit.spend(buf.len());
+        this.replies
+            .queued
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         let data = Reply::Data(Bytes::copy_from_slice(buf));
         permit.send((this.replies.conn, this.replies.generation, data));
         Poll::Ready(Ok(buf.len()))

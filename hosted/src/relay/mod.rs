@@ -7,6 +7,7 @@
 
 pub mod admission;
 pub mod status;
+pub mod timing;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use tracing::{debug, info, warn};
 
 use self::admission::{Admission, Ephemeral, Limits, Replays, Verdict};
 use self::status::{Board, Counters, ExchangeProbe, ExitFigures, Online, RelayInfo};
+use self::timing::ResponseTimes;
 use crate::clock;
 use crate::config::addr::HostPort;
 use crate::config::Group;
@@ -74,6 +76,8 @@ pub struct RelayOptions {
     pub period: u16,
     /// Where to serve the status page, if anywhere.
     pub status: Option<HostPort>,
+    /// Where to write the response times of client links ([`timing`]), if anywhere.
+    pub response_times: Option<std::path::PathBuf>,
 }
 
 /// Frames a peer may have queued for sending before it counts as too slow.
@@ -97,7 +101,8 @@ enum LinkEvent {
         ephemeral: Ephemeral,
         max_record: Arc<AtomicUsize>,
     },
-    Frame(u64, Bytes),
+    /// A frame body, and when it was read.
+    Frame(u64, Bytes, std::time::Instant),
     Closed(u64, String),
     /// A complete handshake request that failed: a node of another configuration, usually.
     HandshakeRefused(u64, String),
@@ -136,6 +141,8 @@ struct Hub {
     handshakes_refused: u64,
     /// The status page's board, when one is served.
     status: Option<StatusFeed>,
+    /// Response times of client links, when they are measured.
+    times: Option<ResponseTimes>,
 }
 
 /// The status page's board, its probe, and where the document is published.
@@ -165,6 +172,19 @@ struct Reported {
 
 /// Runs the relay until Ctrl-C.
 pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Result<()> {
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    serve(listener, group, relay_key, opts).await
+}
+
+/// Runs the relay on `listener` until Ctrl-C (`opts.listen` is not used).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    group: Group,
+    relay_key: [u8; 32],
+    opts: RelayOptions,
+) -> Result<()> {
     let members_count = group.clients.len() + group.trustees.len();
     let nofile = match crate::platform::open_files::raise_limit() {
         Ok(n) => n,
@@ -228,9 +248,6 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
             .set_pseudonym(slot as u16, key)
             .map_err(|e| anyhow::anyhow!("pseudonym key of slot {slot}: {e}"))?;
     }
-    let listener = TcpListener::bind(opts.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let listening = listener.local_addr()?;
     info!(
         "relay listening on {listening} ({}, {}, cells {}..{} bytes, exit {}, up to {})",
@@ -301,6 +318,10 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
         reported: Reported::default(),
         handshakes_refused: 0,
         status,
+        times: match &opts.response_times {
+            Some(path) => Some(ResponseTimes::create(path)?),
+            None => None,
+        },
     };
     let mut next_token = 0u64;
     let stats_every = Duration::from_secs(opts.stats_every.max(1));
@@ -390,6 +411,9 @@ pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Resul
     // Closing every queue lets each writer flush its goodbye and end its link.
     for link in hub.links.values() {
         link.reader.abort();
+    }
+    if let Some(t) = &mut hub.times {
+        t.flush();
     }
     drop(hub);
     drop(writers_tx);
@@ -584,6 +608,7 @@ impl Hub {
         crate::metrics::reserved_slots(self.relay.reserved_slots() as u64);
         crate::metrics::exit_connections(self.exits.open_connections() as u64);
         crate::metrics::queue_depth("relay_link_events", link_queue as u64);
+        crate::metrics::queue_depth("exit_down_bytes", self.exits.queued_bytes());
     }
 
     /// Closes the links the admission policy gave up on.
@@ -633,13 +658,16 @@ impl Hub {
                 }
                 self.close_drops();
             }
-            LinkEvent::Frame(token, body) => {
+            LinkEvent::Frame(token, body, read_at) => {
                 let Some(link) = self.links.get_mut(&token) else {
                     return;
                 };
                 let Some(peer) = link.peer else {
                     return;
                 };
+                if let Some(t) = &mut self.times {
+                    t.read(token, peer, &body, read_at);
+                }
                 if !link.hello_done {
                     link.hello_done = true;
                     self.admission.handle_joined(token);
@@ -679,6 +707,9 @@ impl Hub {
             }
             LinkEvent::Closed(token, reason) => {
                 self.admission.handle_closed(token);
+                if let Some(t) = &mut self.times {
+                    t.closed(token);
+                }
                 if let Some(link) = self.links.remove(&token) {
                     match (link.peer, link.hello_done) {
                         (Some(peer), true) => {
@@ -721,6 +752,8 @@ impl Hub {
                         self.exits.upstream(conn, open, data)
                     }
                     RelayEvent::Close { conn } => self.exits.close(conn),
+                    RelayEvent::Abort { conn } => self.exits.abort(conn),
+                    RelayEvent::Grant { conn, bytes } => self.exits.grant(conn, bytes),
                     RelayEvent::Garbled { interval, exchange } => {
                         crate::metrics::garbled();
                         let text = format!(
@@ -847,7 +880,11 @@ impl Hub {
                         continue;
                     };
                     match link.tx.try_send(frame.clone()) {
-                        Ok(()) => {}
+                        Ok(()) => {
+                            if let Some(times) = &mut self.times {
+                                times.queued(token, &frame, std::time::Instant::now());
+                            }
+                        }
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             if let Some(peer) = link.peer {
                                 slow.push(peer);
@@ -950,7 +987,12 @@ fn spawn_link(
         let reason = loop {
             match frames.next().await {
                 Ok(Some(body)) => {
-                    if ev.send(LinkEvent::Frame(token, body)).await.is_err() {
+                    let read_at = std::time::Instant::now();
+                    if ev
+                        .send(LinkEvent::Frame(token, body, read_at))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

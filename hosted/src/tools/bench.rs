@@ -16,6 +16,8 @@
 //!   test network (`dissent_core::testkit`), every client keeping its slot busy.
 //! - `dissent bench load --rate R --seconds S --size BYTES` runs the prototype's
 //!   `test_client.py` test: HTTP requests at a fixed rate through the clients' SOCKS5 ports.
+//! - `dissent bench timing` compares what the relay sees of the slot's owner and of another
+//!   client: the delay from request to cell ([`super::timing`]).
 //!
 //! Results are `key: value` lines on stdout (with `--json`, the last line is one JSON
 //! object); progress goes to stderr. Every phase is bounded in time, and Ctrl-C stops early
@@ -57,7 +59,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const IO_CHUNK: usize = 64 * 1024;
 /// Period of the pattern every checked byte stream repeats (a prime, so streams at
 /// different offsets do not line up).
-const PATTERN_LEN: usize = 65_521;
+pub(super) const PATTERN_LEN: usize = 65_521;
 /// How long a node of the cluster may take to name the port it listens on.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Log levels of the nodes: warnings, and the lines that name the ports they got.
@@ -86,6 +88,9 @@ enum Mode {
     /// HTTP requests at a fixed rate through the clients' SOCKS5 ports, against a local
     /// server (the prototype's test_client.py).
     Load(LoadArgs),
+    /// What a relay sees of who owns a slot: request-to-cell delays of the owner (a local
+    /// application streaming through it) and of a client with no local traffic.
+    Timing(super::timing::TimingArgs),
 }
 
 /// Arguments of `dissent bench load`.
@@ -173,6 +178,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     match args.mode {
         Some(Mode::Core(a)) => bench_core(&a),
         Some(Mode::Load(a)) => run_load(&a).await,
+        Some(Mode::Timing(a)) => super::timing::run(&a).await,
         None => run_net(&args.net).await,
     }
 }
@@ -181,7 +187,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 // Progress, statistics and checked streams
 
 /// A spinner on stderr, or a plain line when stderr is not a terminal.
-fn phase(msg: String) -> ProgressBar {
+pub(super) fn phase(msg: String) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         console::complain(format_args!("bench: {msg}"));
         return ProgressBar::hidden();
@@ -345,7 +351,7 @@ fn human_rate(bytes_per_sec: f64) -> String {
 
 /// The child processes of one benchmark: relay, trustees, clients, each logging to
 /// `NAME.log` in the benchmark's folder.
-struct Cluster {
+pub(super) struct Cluster {
     children: Vec<(String, Child)>,
 }
 
@@ -403,7 +409,7 @@ impl Cluster {
     }
 
     /// Resolves when any child has exited, naming it.
-    async fn first_exit(&mut self) -> String {
+    pub(super) async fn first_exit(&mut self) -> String {
         loop {
             for (name, child) in &mut self.children {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -415,7 +421,7 @@ impl Cluster {
     }
 
     /// Stops clients, then trustees, then the relay: SIGTERM, then SIGKILL after a grace.
-    async fn stop(&mut self) {
+    pub(super) async fn stop(&mut self) {
         let tiers: [&dyn Fn(&str) -> bool; 3] = [
             &|n| n.starts_with("client"),
             &|n| n.starts_with("trustee"),
@@ -588,31 +594,31 @@ fn pad_rate() -> f64 {
 }
 
 /// A DC-net of separate processes on loopback, as a benchmark runs it.
-struct ClusterSpec {
-    clients: usize,
-    trustees: usize,
-    cell_length: usize,
-    max_cell_length: usize,
+pub(super) struct ClusterSpec {
+    pub(super) clients: usize,
+    pub(super) trustees: usize,
+    pub(super) cell_length: usize,
+    pub(super) max_cell_length: usize,
     /// The relay's exit: `echo` or `socks5`.
-    exit: &'static str,
+    pub(super) exit: &'static str,
     /// Clients that get their own `dissent client` process with a local port (the first
     /// ones); the rest run in load processes.
-    with_ports: usize,
+    pub(super) with_ports: usize,
     /// Every client in its own process.
-    separate: bool,
-    relay_args: Vec<String>,
+    pub(super) separate: bool,
+    pub(super) relay_args: Vec<String>,
 }
 
 /// A running cluster and what a benchmark needs of it.
-struct Running {
-    cluster: Cluster,
-    work: tempfile::TempDir,
+pub(super) struct Running {
+    pub(super) cluster: Cluster,
+    pub(super) work: tempfile::TempDir,
     relay_pid: u32,
-    client_ports: Vec<u16>,
+    pub(super) client_ports: Vec<u16>,
     metrics_port: u16,
 }
 
-async fn start_cluster(spec: &ClusterSpec) -> Result<Running> {
+pub(super) async fn start_cluster(spec: &ClusterSpec) -> Result<Running> {
     ensure!(
         (1..=dissent_core::MAX_CLIENTS).contains(&spec.clients),
         "--clients must be between 1 and {}",
@@ -725,14 +731,14 @@ async fn start_cluster(spec: &ClusterSpec) -> Result<Running> {
 }
 
 /// How a benchmark's measuring ended.
-enum End {
+pub(super) enum End {
     Done(Result<()>),
     Exited(String),
     Interrupted,
 }
 
 impl End {
-    fn failure(self) -> Option<anyhow::Error> {
+    pub(super) fn failure(self) -> Option<anyhow::Error> {
         match self {
             End::Done(Ok(())) => None,
             End::Done(Err(e)) => Some(e),
@@ -743,7 +749,7 @@ impl End {
 }
 
 /// Keeps the children's logs when a benchmark failed, and says where.
-fn keep_logs(work: tempfile::TempDir) {
+pub(super) fn keep_logs(work: tempfile::TempDir) {
     let kept = work.keep();
     console::complain(format_args!(
         "bench: the children's logs are in {}",
@@ -969,7 +975,7 @@ async fn measure(
 }
 
 /// Waits until client 0's port accepts and one byte comes back through the DC-net.
-async fn wait_ready(port: u16, limit: Duration) -> Result<()> {
+pub(super) async fn wait_ready(port: u16, limit: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if TcpStream::connect((Ipv4Addr::LOCALHOST, port))
@@ -1015,7 +1021,7 @@ async fn echo_once(s: &mut TcpStream, msg: &[u8], back: &mut [u8], limit: Durati
 
 /// Streams pattern bytes for `time`, reads them back checking each byte; returns the bytes
 /// echoed and whether all matched.
-async fn stream(s: TcpStream, pattern: &Pattern, time: Duration) -> (u64, bool) {
+pub(super) async fn stream(s: TcpStream, pattern: &Pattern, time: Duration) -> (u64, bool) {
     let origin = 7_777_777u64;
     let (mut r, mut w) = s.into_split();
     let written = std::sync::atomic::AtomicU64::new(0);

@@ -8,3 +8,4 @@
 pub mod bench;
 pub mod load;
 pub mod qemu;
+pub mod timing;

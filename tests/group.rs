@@ -1,0 +1,294 @@
+//! End-to-end tests of a group with no dealer: every node makes its own keys with
+//! `dissent key new`, a group folder is assembled from public key files only with
+//! `dissent group ...`, every trustee signs it, and the relay, trustees and clients run the
+//! epoch setup over the relay before the DC-net carries bytes.
+//!
+//! Like `e2e.rs`, every test runs the real binary with its own folders and ports, waits
+//! only for concrete conditions with hard limits, and runs under an overall time limit.
+
+#![cfg(target_os = "linux")]
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod support;
+use support::*;
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// Runs `dissent ARGS`, which must succeed; returns its stdout.
+fn ok(args: &[&str]) -> String {
+    let out = run_once(args, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "dissent {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `dissent ARGS`, which must fail (not panic) with a message containing `says`.
+fn refused(args: &[&str], says: &str) -> String {
+    let out = run_once(args, Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "dissent {args:?} was accepted: {err}"
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(101),
+        "dissent {args:?} panicked: {err}"
+    );
+    assert!(
+        err.contains(says),
+        "dissent {args:?}: no {says:?} in: {err}"
+    );
+    err
+}
+
+/// A node's private key file, made by `dissent key new` in its own folder.
+fn new_key(home: &Path, role: &str, name: &str) -> PathBuf {
+    let dir = home.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("{name}.key"));
+    ok(&["key", "new", "--role", role, &s(&file)]);
+    assert_eq!(
+        mode(&file) & 0o777,
+        0o600,
+        "{} is not private",
+        file.display()
+    );
+    file
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn public(file: &Path) -> String {
+    format!("{}.pub", file.display())
+}
+
+/// The 32-byte secrets of a private key file (hex fields `link`, `identity`, `dh`).
+fn secrets(file: &Path) -> Vec<Vec<u8>> {
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(file).unwrap()).unwrap();
+    ["link", "identity", "dh"]
+        .iter()
+        .map(|f| hex::decode(v[f].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+/// Every file under `dir`, with its bytes.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push((p.clone(), fs::read(&p).unwrap()));
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Asserts that no file under `dir` holds any of `secret` (raw or in hex).
+fn no_secret_in(dir: &Path, secret: &[Vec<u8>]) {
+    for (path, bytes) in files(dir) {
+        for k in secret {
+            assert!(
+                !contains(&bytes, k) && !contains(&bytes, hex::encode(k).as_bytes()),
+                "{} holds a private key",
+                path.display()
+            );
+        }
+    }
+}
+
+/// The echo: `data` through the client on `port` comes back byte-exact.
+fn echo_through(port: u16, data: &[u8]) {
+    let mut conn = connect(port, TRANSFER_TIMEOUT);
+    conn.write_all(data).unwrap();
+    let mut back = vec![0u8; data.len()];
+    conn.read_exact(&mut back).unwrap();
+    assert!(back == data, "the echo came back different");
+}
+
+#[test]
+fn a_group_with_no_dealer_sets_up_over_the_relay_and_carries_bytes() {
+    within(LIMIT, |scope| {
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+        // Each node's own folder: its keys never leave it.
+        let relay_key = new_key(home, "relay", "relay");
+        let trustees: Vec<PathBuf> = (0..3)
+            .map(|j| new_key(home, "trustee", &format!("trustee{j}")))
+            .collect();
+        let clients: Vec<PathBuf> = (0..5)
+            .map(|i| new_key(home, "client", &format!("client{i}")))
+            .collect();
+        let outsider = new_key(home, "client", "outsider");
+
+        // The assembler sees public files only.
+        let group = home.join("group");
+        let port = reserve_port();
+        let relay_addr = format!("127.0.0.1:{port}");
+        ok(&["group", "new", "--relay", &relay_addr, &s(&group)]);
+        let mut add = vec![
+            "group".to_string(),
+            "add".into(),
+            s(&group),
+            public(&relay_key),
+        ];
+        add.extend(trustees.iter().chain(&clients).map(|k| public(k)));
+        let add: Vec<&str> = add.iter().map(String::as_str).collect();
+        ok(&add);
+
+        // Unsigned: every node refuses it, naming what is missing.
+        refused(&["trustee", &s(&group), &s(&trustees[0])], "has not signed");
+        for t in &trustees {
+            ok(&["group", "sign", &s(&group), &s(t)]);
+        }
+        let shown = ok(&["group", "show", &s(&group)]);
+        assert!(shown.contains("valid: signed by every trustee"), "{shown}");
+        for k in trustees.iter().chain(&clients) {
+            let fp = ok(&["key", "show", &public(k)]);
+            let fp = fp.split_whitespace().next().unwrap();
+            assert!(shown.contains(fp), "{fp} not shown in: {shown}");
+        }
+
+        // A member whose key is not in the signed group is refused.
+        refused(
+            &["client", &s(&group), &s(&outsider), "-p", "0"],
+            "is not a client of group version",
+        );
+
+        let relay_dir = home.join("relay");
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &s(&group),
+                "--key",
+                &s(&relay_key),
+                "--exit",
+                "echo",
+            ],
+        );
+        let mut nodes = Vec::new();
+        for (j, t) in trustees.iter().enumerate() {
+            nodes.push(scope.spawn(&format!("trustee{j}"), &["trustee", &s(&group), &s(t)]));
+        }
+        let mut client_procs = Vec::new();
+        for (i, c) in clients.iter().enumerate() {
+            client_procs.push(scope.spawn(
+                &format!("client{i}"),
+                &["client", &s(&group), &s(c), "-p", "0"],
+            ));
+        }
+        relay.wait_for_log("established", FORM_TIMEOUT);
+        for c in &mut client_procs {
+            c.wait_for_log("every proof and signature checked", FORM_TIMEOUT);
+        }
+        let p = client_procs[2].listening_port("listening on");
+        client_procs[2].wait_for_log("sending in interval", FORM_TIMEOUT);
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        echo_through(p, &data);
+
+        // No private key, of anyone, in the group folder or the relay's folder.
+        for k in std::iter::once(&relay_key).chain(&trustees).chain(&clients) {
+            let own = secrets(k);
+            no_secret_in(&group, &own);
+            if k != &relay_key {
+                no_secret_in(&relay_dir, &own);
+            }
+        }
+        // Nothing there links a slot to a member. The group folder says nothing of slots;
+        // the relay keeps the epoch's public pseudonym list (as every node does) but no
+        // client's pseudonym secret and nothing that names a client.
+        for (path, bytes) in files(&group) {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains("pseudonym") && !text.contains("slot"),
+                "{} mentions slots or pseudonyms",
+                path.display()
+            );
+        }
+        for (i, c) in clients.iter().enumerate() {
+            let epoch = fs::read(format!("{}.epoch", c.display())).unwrap();
+            assert_eq!(
+                mode(Path::new(&format!("{}.epoch", c.display()))) & 0o777,
+                0o600
+            );
+            let v: serde_json::Value = serde_json::from_slice(&epoch).unwrap();
+            let pseudonym = hex::decode(v["pseudonym"].as_str().unwrap()).unwrap();
+            let pubfile: serde_json::Value =
+                serde_json::from_slice(&fs::read(public(c)).unwrap()).unwrap();
+            let link = pubfile["link"].as_str().unwrap().to_string();
+            let name = format!("client{i}");
+            for (path, bytes) in files(&relay_dir) {
+                assert!(
+                    !contains(&bytes, &pseudonym)
+                        && !contains(&bytes, hex::encode(&pseudonym).as_bytes())
+                        && !contains(&bytes, name.as_bytes())
+                        && !contains(&bytes, link.as_bytes()),
+                    "{} holds something of {name}",
+                    path.display()
+                );
+            }
+        }
+
+        // A client that restarts within the epoch keeps its slot and carries bytes again.
+        client_procs[3].kill();
+        let mut again = scope.spawn(
+            "client3-again",
+            &["client", &s(&group), &s(&clients[3]), "-p", "0"],
+        );
+        again.wait_for_log("rejoining it", FORM_TIMEOUT);
+        let p = again.listening_port("listening on");
+        again.wait_for_log("sending in interval", FORM_TIMEOUT);
+        echo_through(p, &data);
+
+        // Taking a client out makes a new version: unsigned until every trustee signs it,
+        // and the client is then no member.
+        let next = home.join("group-next");
+        fs::create_dir_all(&next).unwrap();
+        fs::copy(group.join("group.json"), next.join("group.json")).unwrap();
+        let fp = ok(&["key", "show", &public(&clients[4])]);
+        let fp = fp.split_whitespace().next().unwrap().to_string();
+        ok(&["group", "remove", &s(&next), &fp]);
+        let shown = ok(&["group", "show", &s(&next)]);
+        assert!(shown.contains(&format!("leaving {fp}")), "{shown}");
+        refused(&["trustee", &s(&next), &s(&trustees[1])], "has not signed");
+        for t in &trustees {
+            ok(&["group", "sign", &s(&next), &s(t)]);
+        }
+        refused(
+            &["client", &s(&next), &s(&clients[4]), "-p", "0"],
+            "is not a client of group version",
+        );
+        // A client key cannot sign.
+        refused(
+            &["group", "sign", &s(&next), &s(&clients[0])],
+            "only trustees sign",
+        );
+
+        // A tampered group.json is refused, naming the signatures that fail.
+        let file = group.join("group.json");
+        let text = fs::read_to_string(&file).unwrap();
+        let tampered = text.replacen("\"min_clients\": 2", "\"min_clients\": 3", 1);
+        assert_ne!(text, tampered);
+        fs::write(&file, tampered).unwrap();
+        refused(
+            &["client", &s(&group), &s(&clients[0]), "-p", "0"],
+            "does not verify",
+        );
+    });
+}
