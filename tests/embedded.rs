@@ -462,7 +462,7 @@ fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
         trustees: TRUSTEES,
         slots: CLIENTS,
         slot: if client { (index + 1) % CLIENTS } else { 0 },
-        cell_len: 64,
+        cell_len: 128,
         max_cell_len: 1024,
         peer_keys: PeerKeys::from_flat(&flat).expect("whole keys"),
         local_port: if client { GUEST_PORT } else { 0 },

@@ -49,7 +49,13 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::CellLength => f.write_str("cell length out of range"),
+            ConfigError::CellLength => write!(
+                f,
+                "cell length out of range (base {} ..= {} bytes, the smallest being a sealed \
+                 cell with one byte of data; the longest not below the base)",
+                crate::MIN_CELL_LENGTH,
+                crate::MAX_CELL_LENGTH
+            ),
             ConfigError::Counts => f.write_str("client, trustee or slot count out of range"),
             ConfigError::Window => f.write_str("window out of range (1 ..= 64)"),
             ConfigError::DownstreamLength => {

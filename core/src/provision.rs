@@ -768,7 +768,7 @@ mod tests {
             log_window_millis: 1000,
             log_window_bytes: 300,
             relay_port: 300,
-            cell_len: 16,
+            cell_len: 100,
             max_cell_len: 128,
             ..trustee(&flat)
         };
@@ -783,7 +783,7 @@ mod tests {
         payload.extend([9; 32]); // identity secret
         payload.extend([5; 32]);
         payload.extend([0, 10, 0, 2, 2, 0xAC, 0x02]); // Relay::Ipv4, address, port 300
-        payload.extend([1, 1, 3, 0, 16, 0x80, 0x01]); // clients … max_cell_len 128
+        payload.extend([1, 1, 3, 0, 100, 0x80, 0x01]); // clients … max_cell_len 128
         payload.push(32);
         payload.extend([0xAB; 32]);
         payload.extend([0, 1]); // local_port, min_clients
@@ -809,7 +809,7 @@ mod tests {
             min_anonymity: 1,
             log_window_millis: 1000,
             log_window_bytes: 300,
-            cell_len: 16,
+            cell_len: 100,
             max_cell_len: 128,
             relay: Relay::Name("relay.example.org"),
             relay_port: 7000,
@@ -836,7 +836,7 @@ mod tests {
         payload.extend([1, 17]); // Relay::Name, 17 bytes
         payload.extend(b"relay.example.org");
         payload.extend([0xd8, 0x36]); // port 7000 (varint)
-        payload.extend([1, 1, 1, 0, 16, 0x80, 0x01]); // clients … max_cell_len 128
+        payload.extend([1, 1, 1, 0, 100, 0x80, 0x01]); // clients … max_cell_len 128
         payload.push(32);
         payload.extend([0xAB; 32]);
         payload.extend([0xb8, 0x08, 1]); // local_port 1080, min_clients

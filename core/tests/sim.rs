@@ -467,6 +467,27 @@ fn ten_thousand_clients_run_in_memory() {
 }
 
 /// A client driven by hand-written relay frames (one trustee, two slots).
+#[test]
+fn a_base_cell_too_short_for_a_sealed_record_is_refused() {
+    // Seed, signature and `Next`, then one record header and one byte of data.
+    let min = wire::SLOT_OVERHEAD + wire::NEXT_LEN + wire::RECORD_HEADER_LEN + 1;
+    assert_eq!(dissent_core::MIN_CELL_LENGTH, min);
+    let trustee_pub = [pad_public_key(&secret(2, 0))];
+    for (len, ok) in [(min - 1, false), (min, true)] {
+        let cfg = ClientConfig {
+            cell_len: len,
+            ..lone_config(&trustee_pub)
+        };
+        let made = Client::with_vecs(&cfg);
+        assert_eq!(made.is_ok(), ok, "cell length {len}");
+        if !ok {
+            assert_eq!(made.err(), Some(ConfigError::CellLength));
+            let text = ConfigError::CellLength.to_string();
+            assert!(text.contains(&format!("base {min} ..=")), "{text}");
+        }
+    }
+}
+
 fn lone_client() -> Client<Vec<u8>> {
     let trustee_pub = [pad_public_key(&secret(2, 0))];
     Client::with_vecs(&lone_config(&trustee_pub)).unwrap()
@@ -483,7 +504,7 @@ fn lone_config(trustee_pub: &[[u8; 32]]) -> ClientConfig<'_> {
         trustee_keys: trustee_pub,
         slot: 0,
         slots: 2,
-        cell_len: 64,
+        cell_len: 128,
         max_frame: 4096,
         max_reserved: 8,
         sent_len: 4096,
@@ -510,7 +531,7 @@ fn lone_policy() -> Policy {
 
 fn params() -> Params {
     Params {
-        base_len: 64,
+        base_len: 128,
         max_len: 1024,
         downstream_len: 512,
         period: 4,
@@ -648,7 +669,7 @@ fn storage_is_checked_region_by_region_and_longer_regions_serve_alike() {
         session_secret: secret(2, 0),
         client_keys: &client_pubs,
         slots: 2,
-        cell_len: 64,
+        cell_len: 128,
         max_reserved: 2,
         max_frame: 4096,
         rng_seed: secret(3, 0),
@@ -668,7 +689,7 @@ fn storage_is_checked_region_by_region_and_longer_regions_serve_alike() {
         clients: 2,
         trustees: 1,
         slots: 2,
-        cell_len: 64,
+        cell_len: 128,
         max_cell_len: 1024,
         window: 8,
         downstream_len: 512,

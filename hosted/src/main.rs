@@ -612,14 +612,14 @@ pub(crate) fn trustees(
     ranged(1, config::MAX_TRUSTEES as u64, "1-16")
 }
 
-/// A cell length: 16-65535 bytes.
+/// A cell length: 90-65535 bytes (the smallest carries a sealed cell with one byte of data).
 pub(crate) fn cell_length(
 ) -> impl Fn(&str) -> std::result::Result<usize, String> + Clone + Send + Sync + 'static {
-    const _: () = assert!(config::MIN_CELL_LENGTH == 16 && config::MAX_CELL_LENGTH == 65_535);
+    const _: () = assert!(config::MIN_CELL_LENGTH == 90 && config::MAX_CELL_LENGTH == 65_535);
     ranged(
         config::MIN_CELL_LENGTH as u64,
         config::MAX_CELL_LENGTH as u64,
-        "16-65535",
+        "90-65535",
     )
 }
 

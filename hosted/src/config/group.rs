@@ -483,9 +483,11 @@ pub fn check_policy(p: &GroupPolicy) -> Result<()> {
     ensure!(p.min_anonymity >= 1, "min_anonymity: at least 1");
     ensure!(
         (super::MIN_CELL_LENGTH..=super::MAX_CELL_LENGTH).contains(&p.cell_length),
-        "cell_length: {}-{}",
+        "cell_length: {}-{} bytes, not {} (a sealed cell with one byte of data takes {})",
         super::MIN_CELL_LENGTH,
-        super::MAX_CELL_LENGTH
+        super::MAX_CELL_LENGTH,
+        p.cell_length,
+        super::MIN_CELL_LENGTH
     );
     ensure!(
         (p.cell_length..=super::MAX_CELL_LENGTH).contains(&p.max_cell_length),

@@ -501,7 +501,8 @@ fn check_options(opts: &GenerateOptions) -> Result<()> {
     );
     ensure!(
         (MIN_CELL_LENGTH..=MAX_CELL_LENGTH).contains(&opts.cell_length),
-        "cell length must be between {MIN_CELL_LENGTH} and {MAX_CELL_LENGTH} bytes, not {}",
+        "cell length must be between {MIN_CELL_LENGTH} and {MAX_CELL_LENGTH} bytes, not {} \
+         (a sealed cell with one byte of data takes {MIN_CELL_LENGTH})",
         opts.cell_length
     );
     ensure!(
@@ -669,7 +670,8 @@ impl Group {
         let trustees = parse_entries(&system_path, "trustees", &system.trustees, MAX_TRUSTEES)?;
         ensure!(
             (MIN_CELL_LENGTH..=MAX_CELL_LENGTH).contains(&system.cell_length),
-            "{sys}: cell_length must be between {MIN_CELL_LENGTH} and {MAX_CELL_LENGTH}, not {}",
+            "{sys}: cell_length must be between {MIN_CELL_LENGTH} and {MAX_CELL_LENGTH}, not {} \
+             (a sealed cell with one byte of data takes {MIN_CELL_LENGTH})",
             system.cell_length
         );
         if let Some(max) = system.max_cell_length {
