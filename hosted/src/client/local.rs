@@ -10,10 +10,9 @@
 //! It must not touch the core client or the relay link: nothing here runs on the thread
 //! that answers requests, and nothing here holds a lock that thread takes.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use dissent_core::client::{Chunk, Upstream};
@@ -46,29 +45,21 @@ pub(super) enum FromLocal {
     Abort(ConnId),
 }
 
-/// Downstream bytes the applications took (written to their sockets) and the core has not
-/// heard of yet, per connection: the core grants them back to the exit as credit. Apart
-/// from the upstream queue, so a grant never waits behind the connection's uploads.
-#[derive(Default)]
+/// Where the local writers report downstream bytes the applications took (written to
+/// their sockets): the core grants them back to the exit as credit (it adds them up and
+/// grants in steps). A channel of its own, apart from the upstream queue, so a grant never
+/// waits behind the connection's uploads; no lock is shared with the answering side.
 pub(super) struct Taken {
-    bytes: Mutex<HashMap<ConnId, u32>>,
+    tx: mpsc::UnboundedSender<(ConnId, u32)>,
     /// Bytes were taken.
     pub(super) added: Notify,
 }
 
 impl Taken {
     fn add(&self, conn: ConnId, n: u32) {
-        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        let e = b.entry(conn).or_insert(0);
-        *e = e.saturating_add(n);
-        drop(b);
-        self.added.notify_one();
-    }
-
-    fn pop(&self) -> Option<(ConnId, u32)> {
-        let mut b = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        let conn = *b.keys().next()?;
-        b.remove(&conn).map(|n| (conn, n))
+        if self.tx.send((conn, n)).is_ok() {
+            self.added.notify_one();
+        }
     }
 }
 
@@ -142,17 +133,24 @@ pub(super) struct Pending {
     pub(super) partial: Option<FromLocal>,
     /// What the queue holds (added by the readers, taken here).
     pub(super) budget: Arc<Budget>,
-    /// Downstream bytes the applications took, reported before any upstream chunk.
+    /// The writers' side of the taken bytes (cloned into each writer).
     pub(super) taken: Arc<Taken>,
+    /// Downstream bytes the applications took, reported before any upstream chunk.
+    taken_rx: mpsc::UnboundedReceiver<(ConnId, u32)>,
 }
 
 impl Pending {
     pub(super) fn new(rx: mpsc::UnboundedReceiver<FromLocal>, budget: Arc<Budget>) -> Self {
+        let (tx, taken_rx) = mpsc::unbounded_channel();
         Pending {
             rx,
             partial: None,
             budget,
-            taken: Arc::default(),
+            taken: Arc::new(Taken {
+                tx,
+                added: Notify::new(),
+            }),
+            taken_rx,
         }
     }
 
@@ -167,7 +165,7 @@ impl Pending {
 
 impl Upstream for Pending {
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
-        if let Some((conn, bytes)) = self.taken.pop() {
+        if let Ok((conn, bytes)) = self.taken_rx.try_recv() {
             return Some(Chunk::Read { conn, bytes });
         }
         let item = match self.partial.take() {

@@ -6,12 +6,13 @@
 //! status page's board ([`status`]) and publishes it once a second.
 
 pub mod admission;
+mod links;
 pub mod status;
 pub mod timing;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,12 +24,12 @@ use dissent_core::relay::{
 };
 use dissent_core::wire::GoodbyeReason;
 use rand::RngCore;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 use tracing::{debug, info, warn};
 
-use self::admission::{Admission, Ephemeral, Limits, Replays, Verdict};
+use self::admission::{Admission, Limits, Verdict};
+use self::links::{spawn_link, Link, LinkAuth, LinkEvent};
 use self::status::{Board, Counters, ExchangeProbe, ExitFigures, Online, RelayInfo};
 use self::timing::ResponseTimes;
 use crate::clock;
@@ -37,7 +38,6 @@ use crate::config::Group;
 use crate::console::count;
 use crate::exit::connections::{ExitConnections, ExitLimits};
 use crate::exit::{ExitKind, ExitPolicy};
-use crate::link;
 use crate::process;
 
 /// Options of the relay beyond the group configuration.
@@ -93,37 +93,6 @@ const ADMIT: u16 = 64;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// How long a connected node has to answer when a second process says hello as it.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
-
-enum LinkEvent {
-    Admitted {
-        token: u64,
-        peer: PeerId,
-        ephemeral: Ephemeral,
-        max_record: Arc<AtomicUsize>,
-    },
-    /// A frame body, and when it was read.
-    Frame(u64, Bytes, std::time::Instant),
-    Closed(u64, String),
-    /// A complete handshake request that failed: a node of another configuration, usually.
-    HandshakeRefused(u64, String),
-}
-
-struct Link {
-    peer: Option<PeerId>,
-    hello_done: bool,
-    addr: SocketAddr,
-    tx: mpsc::Sender<Bytes>,
-    reader: AbortHandle,
-    max_record: Option<Arc<AtomicUsize>>,
-}
-
-/// What the link tasks need to run handshakes.
-struct LinkAuth {
-    relay_key: [u8; 32],
-    group_id: [u8; 16],
-    session_id: [u8; 16],
-    members: HashMap<[u8; 32], PeerId>,
-}
 
 type HostRelay = Relay<Vec<Peer>, Vec<u8>>;
 
@@ -920,95 +889,6 @@ impl Hub {
                 break;
             }
         }
-    }
-}
-
-fn spawn_link(
-    token: u64,
-    stream: TcpStream,
-    addr: SocketAddr,
-    auth: Arc<LinkAuth>,
-    replays: Arc<Replays>,
-    ev: mpsc::Sender<LinkEvent>,
-    writer_alive: mpsc::Sender<()>,
-) -> Link {
-    let _ = stream.set_nodelay(true);
-    let (tx, rx) = mpsc::channel(SEND_QUEUE);
-    let reader = tokio::spawn(async move {
-        let (r, w) = stream.into_split();
-        let mut ephemeral = None;
-        let accepted = link::accept_checked(
-            r,
-            w,
-            &auth.relay_key,
-            &auth.group_id,
-            &auth.session_id,
-            |request| {
-                ephemeral = Some(Ephemeral::of(request));
-                replays.check(std::time::Instant::now(), request)
-            },
-            |k| auth.members.get(k).copied(),
-        )
-        .await;
-        let (peer, mut frames, writer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                let reason = format!("refused in the handshake: {e}");
-                // A request that arrived whole and was not a replay (counted apart) failed
-                // on its keys; a link that sent nothing, or too little, is no node at all.
-                let refused = if e.is_key_failure() {
-                    LinkEvent::HandshakeRefused(token, reason)
-                } else {
-                    LinkEvent::Closed(token, reason)
-                };
-                let _ = ev.send(refused).await;
-                return;
-            }
-        };
-        let Some(ephemeral) = ephemeral else {
-            return;
-        };
-        let max_record = writer.max_record();
-        tokio::spawn(async move {
-            let _alive = writer_alive;
-            if let Err(e) = writer.run(rx).await {
-                debug!("write to {addr} failed: {e}");
-            }
-        });
-        let admitted = LinkEvent::Admitted {
-            token,
-            peer,
-            ephemeral,
-            max_record,
-        };
-        if ev.send(admitted).await.is_err() {
-            return;
-        }
-        let reason = loop {
-            match frames.next().await {
-                Ok(Some(body)) => {
-                    let read_at = std::time::Instant::now();
-                    if ev
-                        .send(LinkEvent::Frame(token, body, read_at))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Ok(None) => break "closed by peer".to_string(),
-                Err(e) => break e.to_string(),
-            }
-        };
-        let _ = ev.send(LinkEvent::Closed(token, reason)).await;
-    });
-    Link {
-        peer: None,
-        hello_done: false,
-        addr,
-        tx,
-        reader: reader.abort_handle(),
-        max_record: None,
     }
 }
 
