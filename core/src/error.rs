@@ -127,6 +127,10 @@ impl PeerError {
             PeerError::Hello(HelloError::WrongIdentity) => GoodbyeReason::WrongIdentity,
             PeerError::Hello(HelloError::FrameLimit(_)) => GoodbyeReason::FrameLimit,
             PeerError::Hello(HelloError::AlreadyConnected) => GoodbyeReason::AlreadyConnected,
+            PeerError::Hello(HelloError::BackedOff(millis)) => {
+                GoodbyeReason::BackOff { millis: *millis }
+            }
+            PeerError::Hello(HelloError::Excluded) => GoodbyeReason::Excluded,
             _ => GoodbyeReason::ProtocolError,
         }
     }
@@ -211,6 +215,10 @@ pub enum HelloError {
     Proofs,
     /// Another process of this node is connected and a probe is already under way.
     AlreadyConnected,
+    /// The client is backed off for this many more milliseconds.
+    BackedOff(u32),
+    /// The client is on the relay's refusal list.
+    Excluded,
 }
 
 impl fmt::Display for HelloError {
@@ -227,6 +235,8 @@ impl fmt::Display for HelloError {
             HelloError::AlreadyConnected => {
                 f.write_str("another process of this node is already connected")
             }
+            HelloError::BackedOff(ms) => write!(f, "backed off for {ms} ms more"),
+            HelloError::Excluded => f.write_str("on the relay's refusal list"),
         }
     }
 }

@@ -35,7 +35,9 @@ use crate::client::{Client, ClientConfig, ClientEvent};
 use crate::credit::ExitCredit;
 use crate::crypto::{pad_public_key, IntervalKey, PairKey};
 use crate::policy::{LogWindow, Policy};
-use crate::relay::{LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage};
+use crate::relay::{
+    LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage, Stall, StallConfig,
+};
 use crate::trustee::{Trustee, TrusteeConfig};
 use crate::wire::{self, ConnId, GoodbyeReason};
 use crate::{Duration, Instant};
@@ -108,6 +110,10 @@ pub struct NetConfig {
     /// Most frames the relay's shell queues for one link, as a hosted relay's send queue:
     /// a frame beyond them drops the node as too slow. `None`: no limit.
     pub queue_limit: Option<usize>,
+    /// How the relay cuts stragglers and backs off members that stall.
+    pub stall: StallConfig,
+    /// How late a client that disrupts slowly (`DisruptorMode::Slow`) sends each cell.
+    pub slow_delay: Duration,
 }
 
 impl NetConfig {
@@ -143,6 +149,8 @@ impl NetConfig {
             },
             min_anonymity: 0,
             queue_limit: None,
+            stall: StallConfig::DEFAULT,
+            slow_delay: Duration::from_millis(9_500),
         }
     }
 
@@ -305,6 +313,16 @@ pub struct Net {
     /// A client whose every cell is XORed with what a function of the exchange returns
     /// (a disruptor that sees what a member sees).
     pub tamper: Option<Tamper>,
+    /// How much later than the latency each client's cells arrive (a slow link).
+    pub late: Vec<Duration>,
+    /// Penalties the relay gave: when, to whom, why and for how long.
+    pub penalties: Vec<(Instant, PeerId, Stall, Duration)>,
+    /// Hellos the relay refused: when, whose, and the goodbye.
+    pub refused: Vec<(Instant, PeerId, GoodbyeReason)>,
+    /// Hellos the relay admitted: when and whose.
+    pub joins: Vec<(Instant, PeerId)>,
+    /// Goodbyes the nodes received: when, who, why.
+    pub goodbyes: Vec<(Instant, Node, GoodbyeReason)>,
     links: HashMap<LinkId, LinkState>,
     node_link: HashMap<Node, LinkId>,
     /// Frames from the relay on their way on each link.
@@ -372,6 +390,7 @@ impl Net {
             policy: cfg.policy,
             first_interval: 100,
             epoch: [9; 16],
+            stall: cfg.stall,
         };
         // Harness set-up only (never bytes from a network): a failure is a test's mistake.
         let mut relay =
@@ -428,6 +447,11 @@ impl Net {
             log_cells: false,
             disrupt: None,
             tamper: None,
+            late: vec![Duration::default(); n],
+            penalties: Vec::new(),
+            refused: Vec::new(),
+            joins: Vec::new(),
+            goodbyes: Vec::new(),
             links: HashMap::new(),
             node_link: HashMap::new(),
             queued: HashMap::new(),
@@ -495,6 +519,19 @@ impl Net {
 
     fn send(&mut self, to_relay: bool, link: LinkId, frame: Rc<[u8]>) {
         self.send_then(to_relay, link, frame, false);
+    }
+
+    /// A frame to the relay that arrives `late` after the latency.
+    fn send_late(&mut self, link: LinkId, frame: Rc<[u8]>, late: Duration) {
+        self.seq += 1;
+        self.wires.push(Wire {
+            at: self.now + self.cfg.latency + late,
+            seq: self.seq,
+            to_relay: true,
+            link,
+            frame,
+            close_after: false,
+        });
     }
 
     fn send_then(&mut self, to_relay: bool, link: LinkId, frame: Rc<[u8]>, close_after: bool) {
@@ -598,6 +635,13 @@ impl Net {
                 RelayEvent::Garbled { .. } => self.exit.garbled += 1,
                 RelayEvent::IntervalStarted { interval, .. } => self.intervals.push(interval),
                 RelayEvent::Dropped { peer, .. } => self.dropped.push(peer),
+                RelayEvent::Penalized {
+                    peer,
+                    why,
+                    back_off,
+                } => self.penalties.push((now, peer, why, back_off)),
+                RelayEvent::Refused { peer, reason } => self.refused.push((now, peer, reason)),
+                RelayEvent::Joined { peer } => self.joins.push((now, peer)),
                 _ => {}
             }
         }
@@ -758,6 +802,9 @@ impl Net {
             return;
         };
         let node = state.node;
+        if let Some(reason) = wire::goodbye_reason(body) {
+            self.goodbyes.push((self.now, node, reason));
+        }
         if let Node::Client(i) = node {
             if self.muted[i] {
                 // It reads nothing, but a link the relay closes is closed.
@@ -812,7 +859,13 @@ impl Net {
                         self.disrupt = None;
                     }
                     self.tamper_cell(i, body, &mut frame);
-                    self.send(true, link, Rc::from(frame));
+                    let mut late = self.late.get(i).copied().unwrap_or_default();
+                    if self.clients[i].disrupts_slowly() {
+                        late = Duration::from_micros(
+                            late.as_micros() + self.cfg.slow_delay.as_micros(),
+                        );
+                    }
+                    self.send_late(link, Rc::from(frame), late);
                 }
                 if let Some(d) = h.delivery {
                     deliver(&mut self.apps[i], d);

@@ -11,7 +11,7 @@ use dissent_core::crypto::pad_public_key;
 use dissent_core::error::{ConfigError, IntervalError, PeerError, RequestError};
 use dissent_core::policy::{LogWindow, Policy};
 use dissent_core::relay::PeerId;
-use dissent_core::relay::{Relay, RelayConfig, RelayStorage};
+use dissent_core::relay::{Relay, RelayConfig, RelayStorage, StallConfig};
 use dissent_core::testkit::{frame_body, pattern, secret, Net, NetConfig, Node, GROUP, SESSION};
 use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeStorage};
 use dissent_core::wire::{self, ConnId, Kind, Message, Params};
@@ -707,6 +707,7 @@ fn storage_is_checked_region_by_region_and_longer_regions_serve_alike() {
         policy: lone_policy(),
         first_interval: 1,
         epoch: [9; 16],
+        stall: StallConfig::DEFAULT,
     };
     let mut storage = RelayStorage::with_vecs(&rcfg);
     storage.log.pop();
@@ -1002,6 +1003,8 @@ fn a_link_cut_again_while_resending_keeps_byte_order() {
     for gap in 0..24 {
         let mut cfg = NetConfig::new(3, 2, 256);
         cfg.window = 8;
+        // Nine joins in a moment would be a penalty; this is about the resends.
+        cfg.stall.rejoins = u8::MAX;
         let mut net = Net::new(cfg);
         let (conn, data) = start_transfer(&mut net, 0, 60_000);
         net.run_until(400_000, |s| exit_got(s, conn) > 4000);
@@ -1032,7 +1035,11 @@ fn a_link_cut_again_while_resending_keeps_byte_order() {
 
 #[test]
 fn a_client_away_longer_than_the_history_loses_its_connection_without_a_hole() {
-    let mut net = Net::new(NetConfig::new(3, 2, 256));
+    let mut cfg = NetConfig::new(3, 2, 256);
+    // A silent link admitted again and again is backed off; here it must come straight back.
+    cfg.stall.backoff_initial = Duration::default();
+    cfg.stall.rejoins = u8::MAX;
+    let mut net = Net::new(cfg);
     let (conn, data) = start_transfer(&mut net, 0, 60_000);
     net.run_until(400_000, |s| exit_got(s, conn) > 4000);
     // Client 0 drops out with cells in flight; while it is away (back only as a silent

@@ -70,6 +70,8 @@ pub struct RelayConfig {
     pub first_interval: u32,
     /// This relay instance's identity (fresh randomness per start).
     pub epoch: [u8; 16],
+    /// How members that stall the group are cut and backed off.
+    pub stall: super::StallConfig,
 }
 
 impl RelayConfig {

@@ -33,7 +33,8 @@
 //! interval), `setup.rs` (an interval's set-up), `exchange.rs` (requests and cells),
 //! `decode.rs` (decoding and events), `outputs.rs` (decoded outputs waiting to be
 //! reported), `log.rs` (the downstream log and replays), `losses.rs` (members that lost
-//! their connections, and what each holds between intervals), `timers.rs` (deadlines,
+//! their connections, and what each holds between intervals), `stall.rs` (penalties,
+//! back-off, the straggler cutoff and the refusal list), `timers.rs` (deadlines,
 //! timeouts and pacing). This file holds the state and the entry points; the logic of each concern
 //! stays in its file. No file here reads a clock, a socket or an RNG.
 
@@ -57,6 +58,7 @@ mod outputs;
 mod peers;
 mod setup;
 mod slots;
+mod stall;
 mod storage;
 mod timers;
 
@@ -69,6 +71,8 @@ use log::DownstreamLog;
 use outputs::OutputQueue;
 pub use peers::Peer;
 use slots::Slots;
+use stall::Quorums;
+pub use stall::{quorum, Exclusion, Stall, StallConfig, Standing};
 pub use storage::{RelayStorage, RelayStorageLens};
 
 /// A node of the group.
@@ -204,6 +208,30 @@ pub enum RelayEvent<'a> {
         /// Which process keeps the peer's place.
         outcome: ProbeOutcome,
     },
+    /// A client was penalized for stalling the group: its Hellos are refused for
+    /// `back_off` (its link is ended, or was).
+    Penalized {
+        /// The client.
+        peer: PeerId,
+        /// What it did.
+        why: Stall,
+        /// How long it is refused.
+        back_off: Duration,
+    },
+    /// A client's Hello was refused: it is backed off or on the refusal list.
+    Refused {
+        /// The client.
+        peer: PeerId,
+        /// The goodbye it got.
+        reason: GoodbyeReason,
+    },
+    /// A client was put on the refusal list (the shell persists the list).
+    Excluded {
+        /// The client.
+        peer: PeerId,
+        /// Why.
+        reason: Exclusion,
+    },
 }
 
 /// How a probe of a connected peer ended.
@@ -301,6 +329,8 @@ pub struct Relay<P, B> {
     probe_counter: u64,
     stale_cells: u64,
     decoded: u64,
+    /// When quorums of members answered, for the straggler cutoff.
+    quorums: Quorums,
 }
 
 impl<P, B> Relay<P, B>
@@ -383,6 +413,7 @@ where
             probe_counter: 0,
             stale_cells: 0,
             decoded: 0,
+            quorums: Quorums::NEW,
             cfg,
         })
     }
@@ -584,7 +615,11 @@ where
                     macs,
                 },
             ) => self.on_confirm(now, t, interval, first, macs),
-            (PeerId::Client(i), Message::Ack { interval, macs }) => self.on_ack(i, interval, macs),
+            (PeerId::Client(i), Message::Ack { interval, macs }) => {
+                self.on_ack(i, interval, macs)?;
+                self.note_ack(now);
+                Ok(())
+            }
             (PeerId::Trustee(_), Message::Refuse { interval, client }) => {
                 self.on_refuse(now, interval, client)
             }
@@ -595,7 +630,13 @@ where
                     exchange,
                     cell,
                 },
-            ) => self.on_cell(peer, interval, exchange, cell),
+            ) => {
+                self.on_cell(peer, interval, exchange, cell)?;
+                if matches!(peer, PeerId::Client(_)) {
+                    self.note_cell(now, exchange);
+                }
+                Ok(())
+            }
             _ => Err(PeerError::Unexpected),
         }
     }

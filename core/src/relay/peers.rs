@@ -7,7 +7,7 @@
 
 use super::{
     Destination, HelloError, HelloOutcome, Instant, LinkId, PeerError, PeerId, Phase, ProbeOutcome,
-    Relay, RelayEvent, Transmit,
+    Relay, RelayEvent, Standing, Transmit,
 };
 use crate::bits;
 use crate::wire::{
@@ -44,6 +44,8 @@ pub struct Peer {
     pub(super) pending: Option<PendingHello>,
     /// When this client connected without being in the running interval.
     pub(super) waiting_since: Option<Instant>,
+    /// Its penalties and place on the refusal list, kept across its reconnects.
+    pub(super) standing: Standing,
 }
 
 /// Which downstream log a client follows.
@@ -87,6 +89,7 @@ impl Peer {
         room: 0,
         pending: None,
         waiting_since: None,
+        standing: Standing::CLEAN,
     };
 }
 
@@ -146,6 +149,12 @@ where
             self.say_goodbye(link, GoodbyeReason::WrongIdentity);
             return Err(HelloError::WrongIdentity.into());
         };
+        if let Err(e) = self.check_standing(now, peer) {
+            let reason = e.reply();
+            self.say_goodbye(link, reason);
+            self.push_event(RelayEvent::Refused { peer, reason });
+            return Err(e);
+        }
         if existing.link.is_some() {
             if existing.pending.is_some() {
                 self.say_goodbye(link, GoodbyeReason::AlreadyConnected);
@@ -341,9 +350,13 @@ where
         self.advance(now);
     }
 
-    /// Ends a peer's link with a goodbye (for example one that does not read its link).
+    /// Ends a peer's link with a goodbye (for example one that does not read its link: a
+    /// client dropped as [`GoodbyeReason::TooSlow`] is penalized too).
     pub fn drop_peer(&mut self, now: Instant, peer: PeerId, reason: GoodbyeReason) {
         if let Some(link) = self.link_of(peer) {
+            if let (PeerId::Client(i), GoodbyeReason::TooSlow) = (peer, reason) {
+                let _ = self.add_penalty(now, i, super::Stall::TooSlow);
+            }
             self.say_goodbye(link, reason);
             self.push_event(RelayEvent::Dropped { peer, reason });
             self.disconnect(now, peer);

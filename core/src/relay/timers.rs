@@ -6,9 +6,9 @@
 
 use heapless::Vec;
 
-use super::{Duration, Instant, Peer, PeerId, Phase, Relay, Running, Stop};
+use super::{Duration, Instant, Peer, PeerId, Phase, Relay, Running, Stall, Stop};
 use crate::bits::{self, Bits};
-use crate::wire::{GoodbyeReason, Kind};
+use crate::wire::Kind;
 
 impl<P, B> Relay<P, B>
 where
@@ -31,13 +31,31 @@ where
         }
         match self.phase {
             Phase::Waiting | Phase::Confirming { replay: None, .. } => {}
-            Phase::Opening { since, .. }
-            | Phase::Starting { since, .. }
-            | Phase::Confirming { since, .. } => earliest(since + self.cfg.exchange_timeout),
+            Phase::Starting {
+                interval,
+                members,
+                acked,
+                since,
+                ..
+            } => {
+                earliest(since + self.cfg.exchange_timeout);
+                if acked < members {
+                    if let Some(q) = self.quorums.acks(interval) {
+                        earliest(self.cutoff(since, q));
+                    }
+                }
+            }
+            Phase::Opening { since, .. } | Phase::Confirming { since, .. } => {
+                earliest(since + self.cfg.exchange_timeout)
+            }
             Phase::Running(running) => {
                 if running.done < running.next {
                     if let Some(oldest) = self.window.issued(running.done) {
                         earliest(oldest.issued + self.cfg.exchange_timeout);
+                        let q = self.quorums.exchange(running.interval, running.done);
+                        if let Some(q) = q.filter(|_| oldest.clients < running.members) {
+                            earliest(self.cutoff(oldest.issued, q));
+                        }
                     }
                 }
                 if running.stop.is_none() {
@@ -57,12 +75,17 @@ where
     }
 
     /// Drops peers that left an exchange (or an interval's set-up, or its replays)
-    /// unanswered, settles probes, and lets paced exchanges and waiting joiners go on.
+    /// unanswered, and the stragglers of a round all but a few members answered (clients
+    /// are penalized: `stall.rs`), settles probes, and lets paced exchanges and waiting
+    /// joiners go on.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.settle_probes(now);
         // At most 64 peers per call, so every goodbye fits its queue. The first drop aborts
         // the interval; peers late beyond these 64 meet the timeouts of the next one.
         let mut late: Vec<PeerId, 64> = Vec::new();
+        // What the late clients are penalized for: nothing if no member answered either
+        // (the relay's or the net's hold-up, not theirs).
+        let mut why: Option<Stall> = None;
         match self.phase {
             Phase::Opening { ready, since, .. } if now >= since + self.cfg.exchange_timeout => {
                 for t in 0..self.cfg.trustees {
@@ -74,23 +97,29 @@ where
             Phase::Starting {
                 interval,
                 acked,
+                members,
+                since,
+                ..
+            } if acked < members
+                && self
+                    .quorums
+                    .acks(interval)
+                    .is_some_and(|q| now >= self.cutoff(since, q)) =>
+            {
+                why = Some(Stall::WithheldAck);
+                self.unacked(interval, &mut late);
+            }
+            Phase::Starting {
+                interval,
+                acked,
                 confirmed,
                 members,
                 since,
                 ..
             } if now >= since + self.cfg.exchange_timeout => {
                 if acked < members {
-                    let n = usize::from(self.cfg.clients);
-                    let peers = self.peers.as_ref();
-                    for i in Bits::new_checked(self.online_bits(), n)
-                        .into_iter()
-                        .flat_map(|b| b.iter())
-                    {
-                        let acked = peers.get(i).is_some_and(|p| p.acked == Some(interval));
-                        if !acked && late.push(PeerId::Client(i as u16)).is_err() {
-                            break;
-                        }
-                    }
+                    why = (acked > 0).then_some(Stall::WithheldAck);
+                    self.unacked(interval, &mut late);
                 } else {
                     for (t, &entries) in (0..self.cfg.trustees).zip(&confirmed.entries) {
                         if entries != members {
@@ -105,6 +134,7 @@ where
                 ..
             } if now >= since + self.cfg.exchange_timeout => {
                 // A replay that made no progress that long: its member does not read.
+                why = Some(Stall::Timeout);
                 let _ = late.push(PeerId::Client(r.client));
             }
             Phase::Running(running)
@@ -113,12 +143,24 @@ where
             {
                 let oldest = running.done;
                 let issued = self.window.issued(oldest).copied();
-                if let Some(issued) = issued.filter(|s| now >= s.issued + self.cfg.exchange_timeout)
-                {
-                    for t in 0..self.cfg.trustees {
-                        if issued.trustees & (1 << t) == 0 {
-                            let _ = late.push(PeerId::Trustee(t));
+                let timed_out = issued.filter(|s| now >= s.issued + self.cfg.exchange_timeout);
+                let cut = issued.filter(|s| {
+                    s.clients < running.members
+                        && self
+                            .quorums
+                            .exchange(running.interval, oldest)
+                            .is_some_and(|q| now >= self.cutoff(s.issued, q))
+                });
+                if let Some(issued) = timed_out.or(cut) {
+                    if timed_out.is_some() {
+                        for t in 0..self.cfg.trustees {
+                            if issued.trustees & (1 << t) == 0 {
+                                let _ = late.push(PeerId::Trustee(t));
+                            }
                         }
+                        why = (issued.clients > 0).then_some(Stall::Timeout);
+                    } else {
+                        why = Some(Stall::Straggler);
                     }
                     let arrived = self.window.arrived(oldest);
                     for i in Bits::new_checked(self.online_bits(), usize::from(self.cfg.clients))
@@ -134,9 +176,24 @@ where
             _ => {}
         }
         for peer in late {
-            self.drop_peer(now, peer, GoodbyeReason::Timeout);
+            self.drop_stalled(now, peer, why);
         }
         self.advance(now);
+    }
+
+    /// The members of `interval` that have not acknowledged its view.
+    fn unacked(&self, interval: u32, late: &mut Vec<PeerId, 64>) {
+        let n = usize::from(self.cfg.clients);
+        let peers = self.peers.as_ref();
+        for i in Bits::new_checked(self.online_bits(), n)
+            .into_iter()
+            .flat_map(|b| b.iter())
+        {
+            let acked = peers.get(i).is_some_and(|p| p.acked == Some(interval));
+            if !acked && late.push(PeerId::Client(i as u16)).is_err() {
+                break;
+            }
+        }
     }
 
     /// Whether the next exchange may be issued now.

@@ -244,6 +244,13 @@ pub enum GoodbyeReason {
     ShuttingDown,
     /// A trustee refused this node's presence proof or acknowledgement.
     Refused,
+    /// The node stalled the group and may not rejoin for `millis` more milliseconds.
+    BackOff {
+        /// The rest of its back-off.
+        millis: u32,
+    },
+    /// The node is on the relay's refusal list until an operator lets it back in.
+    Excluded,
 }
 
 impl GoodbyeReason {
@@ -274,6 +281,17 @@ impl core::fmt::Display for GoodbyeReason {
             GoodbyeReason::ShuttingDown => "the relay is shutting down",
             GoodbyeReason::Refused => {
                 "a trustee refused this node's proof of presence or acknowledgement"
+            }
+            GoodbyeReason::BackOff { millis } => {
+                return write!(
+                    f,
+                    "this node stalled the group and is backed off for {}.{:03} s",
+                    millis / 1000,
+                    millis % 1000
+                )
+            }
+            GoodbyeReason::Excluded => {
+                "this node is on the relay's refusal list until an operator lets it back in"
             }
         })
     }

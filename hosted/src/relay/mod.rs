@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use dissent_core::relay::{
     Destination, HelloOutcome, LinkId, Peer, PeerId, ProbeOutcome, Relay, RelayConfig, RelayEvent,
-    RelayStorage, Waiting,
+    RelayStorage, StallConfig, Waiting,
 };
 use dissent_core::wire::GoodbyeReason;
 use rand::RngCore;
@@ -204,6 +204,7 @@ pub(crate) async fn serve(
             .map(|d| d.as_secs() as u32)
             .unwrap_or(0),
         epoch,
+        stall: StallConfig::DEFAULT,
     };
     // The log holds the group's log window, whatever its size.
     let cfg = RelayConfig {
