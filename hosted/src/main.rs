@@ -195,7 +195,10 @@ struct SmallSet {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct RelayArgs {
+    #[command(subcommand)]
+    action: Option<RelayAction>,
     /// Port to listen on, 0-65535 (default: the port in system.json; 0: a free port,
     /// named in the log).
     #[arg(short, long, value_name = "PORT", value_parser = listen_port())]
@@ -277,13 +280,37 @@ struct RelayArgs {
     #[command(flatten)]
     metrics: MetricsArg,
     /// Configuration folder.
-    dir: PathBuf,
+    #[arg(required = true)]
+    dir: Option<PathBuf>,
     /// The relay's private file (default: DIR/relay.json).
     #[arg(value_name = "KEY_FILE")]
     key_file: Option<PathBuf>,
     /// The relay's private file (the older spelling of KEY_FILE).
     #[arg(long, value_name = "FILE", hide = true, conflicts_with = "key_file")]
     key: Option<PathBuf>,
+}
+
+/// The relay's refusal list (DIR/refused.json): clients it refuses until an operator lets
+/// them back in.
+#[derive(Subcommand, Debug)]
+enum RelayAction {
+    /// List the clients the relay refuses.
+    Refused {
+        /// Configuration folder.
+        dir: PathBuf,
+    },
+    /// Take a client (or every client) off the refusal list; a running relay lets it back in
+    /// within its stats period (--stats-secs).
+    Admit {
+        /// Configuration folder.
+        dir: PathBuf,
+        /// The client's id or its public key (hex).
+        #[arg(value_name = "KEY|NAME", required_unless_present = "all")]
+        who: Option<String>,
+        /// Every client on the list.
+        #[arg(long, conflicts_with = "who")]
+        all: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -808,12 +835,20 @@ async fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Relay(a) => {
+            match &a.action {
+                Some(RelayAction::Refused { dir }) => return relay::refusals::list(dir),
+                Some(RelayAction::Admit { dir, who, .. }) => {
+                    return relay::refusals::admit(dir, who.as_deref())
+                }
+                None => {}
+            }
+            let Some(dir) = a.dir.clone() else {
+                anyhow::bail!("dissent relay: a configuration folder is needed");
+            };
             let key_file = a.key_file.clone().or(a.key.clone());
-            let (group, relay_key, listen, min_clients) = if config::group::is_group_folder(&a.dir)
-            {
+            let (group, relay_key, listen, min_clients) = if config::group::is_group_folder(&dir) {
                 // A group with no dealer: the epoch's setup first, then the DC-net with it.
-                let (desc, keys) =
-                    misconfigured(|| setup::load_relay(&a.dir, key_file.as_deref()))?;
+                let (desc, keys) = misconfigured(|| setup::load_relay(&dir, key_file.as_deref()))?;
                 console::set_role(&keys.name);
                 // The group's minimum holds for every node; a flag may only raise it.
                 let floor = a.min_clients.max(desc.policy.min_clients);
@@ -825,9 +860,9 @@ async fn run(command: Command) -> Result<()> {
                 (group, keys.link, listen, min_clients)
             } else {
                 let (group, node, min_clients) = misconfigured(|| {
-                    let group = config::Group::load(&a.dir)?;
+                    let group = config::Group::load(&dir)?;
                     let key_file =
-                        key_file.unwrap_or_else(|| a.dir.join(format!("{}.json", group.relay_id)));
+                        key_file.unwrap_or_else(|| dir.join(format!("{}.json", group.relay_id)));
                     let node = config::load_node(&group, &key_file, NodeKind::Relay)?;
                     let min_clients =
                         interval_minimum(a.min_clients, group.clients.len(), a.small)?;
@@ -858,6 +893,7 @@ async fn run(command: Command) -> Result<()> {
                 period: a.reservation_period,
                 status: a.status,
                 response_times: a.response_times,
+                refusals: Some(relay::refusals::path(&dir)),
             };
             a.metrics.serve().await?;
             relay::run(group, relay_key, opts).await
@@ -1173,7 +1209,7 @@ mod tests {
         };
         assert_eq!(r.exit_deny, denied);
         assert!(r.private_exit.allow_private_exit);
-        assert_eq!(r.dir, PathBuf::from("cfg"));
+        assert_eq!(r.dir, Some(PathBuf::from("cfg")));
 
         // Without the option the relay gets none.
         let Command::Supervisor(a) = parse(&words(&["supervisor", "cfg"])) else {
@@ -1184,6 +1220,41 @@ mod tests {
             panic!("not the relay: {relay:?}");
         };
         assert!(r.exit_deny.is_empty());
+    }
+
+    #[test]
+    fn the_refusal_list_commands_parse_beside_the_relay_itself() {
+        let Command::Relay(r) = parse(&words(&["relay", "admit", "cfg", "client-3"])) else {
+            panic!("not the relay");
+        };
+        let Some(RelayAction::Admit { dir, who, all }) = r.action else {
+            panic!("not admit: {:?}", r.action);
+        };
+        assert_eq!(
+            (dir, who, all),
+            (PathBuf::from("cfg"), Some("client-3".into()), false)
+        );
+        let Command::Relay(r) = parse(&words(&["relay", "admit", "cfg", "--all"])) else {
+            panic!("not the relay");
+        };
+        assert!(matches!(
+            r.action,
+            Some(RelayAction::Admit {
+                who: None,
+                all: true,
+                ..
+            })
+        ));
+        let Command::Relay(r) = parse(&words(&["relay", "refused", "cfg"])) else {
+            panic!("not the relay");
+        };
+        assert!(matches!(r.action, Some(RelayAction::Refused { .. })));
+        let Command::Relay(r) = parse(&words(&["relay", "cfg"])) else {
+            panic!("not the relay");
+        };
+        assert!(r.action.is_none());
+        assert_eq!(r.dir, Some(PathBuf::from("cfg")));
+        assert!(Cli::try_parse_from(["dissent", "relay", "admit", "cfg"]).is_err());
     }
 
     #[test]

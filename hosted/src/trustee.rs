@@ -109,7 +109,7 @@ pub async fn run(group: Group, node: NodeSecrets, relay: String, min_clients: u1
             return Ok(());
         }
         crate::link::dial::after_link(&node.id, &end, false)?;
-        dialer.lost();
+        dialer.lost(&end);
     }
 }
 

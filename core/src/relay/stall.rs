@@ -317,6 +317,11 @@ where
         was
     }
 
+    /// Number of clients in the group (the indices [`Relay::exclude`] takes).
+    pub fn clients(&self) -> u16 {
+        self.cfg.clients
+    }
+
     /// Whether `client` is on the refusal list.
     pub fn is_excluded(&self, client: u16) -> bool {
         self.peer(PeerId::Client(client))

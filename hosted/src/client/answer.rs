@@ -182,7 +182,7 @@ impl ClientNode {
                 return Ok(());
             }
             dial::after_link(&self.id, &end, self.quiet && !had_link)?;
-            self.dialer.lost();
+            self.dialer.lost(&end);
         }
     }
 

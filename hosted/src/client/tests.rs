@@ -103,6 +103,7 @@ fn requests_are_answered_while_a_local_task_holds_the_main_runtime() {
                     period: 16,
                     status: None,
                     response_times: None,
+                    refusals: None,
                 };
                 let key = relay_node.private_key;
                 tokio::spawn(relay::serve(listener, group.clone(), key, relay_opts));

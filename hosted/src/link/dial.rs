@@ -37,6 +37,10 @@ pub struct Connected {
     pub sink: LinkSink<OwnedWriteHalf>,
 }
 
+/// How long a node on the relay's refusal list waits before it dials again (an operator
+/// may have let it back in meanwhile).
+pub const EXCLUDED_REDIAL: Duration = Duration::from_secs(60);
+
 /// How a node's link ended.
 pub enum End {
     /// The process is stopping (Ctrl-C).
@@ -197,10 +201,22 @@ impl Dialer {
         }
     }
 
-    /// The link that [`Dialer::dial`] returned is gone; the next dial waits as the policy says.
-    pub fn lost(&mut self) {
+    /// The link that [`Dialer::dial`] returned is gone (as `end` says); the next dial waits
+    /// as the policy says, and at least as long as the relay asked: a node it backed off
+    /// waits out its back-off, one on its refusal list [`EXCLUDED_REDIAL`].
+    pub fn lost(&mut self, end: &End) {
         let next = self.backoff.handle_lost(self.now());
         self.next = self.at(next);
+        let asked = match end {
+            End::Goodbye(GoodbyeReason::BackOff { millis }) => {
+                Some(Duration::from_millis(u64::from(*millis)))
+            }
+            End::Goodbye(GoodbyeReason::Excluded) => Some(EXCLUDED_REDIAL),
+            _ => None,
+        };
+        if let Some(wait) = asked {
+            self.next = self.next.max(tokio::time::Instant::now() + wait);
+        }
         self.last = LastTry::Lost;
     }
 

@@ -7,6 +7,7 @@
 
 pub mod admission;
 mod links;
+pub mod refusals;
 pub mod status;
 pub mod timing;
 
@@ -19,8 +20,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use dissent_core::relay::{
-    Destination, HelloOutcome, LinkId, Peer, PeerId, ProbeOutcome, Relay, RelayConfig, RelayEvent,
-    RelayStorage, StallConfig, Waiting,
+    Destination, Exclusion, HelloOutcome, LinkId, Peer, PeerId, ProbeOutcome, Relay, RelayConfig,
+    RelayEvent, RelayStorage, StallConfig, Waiting,
 };
 use dissent_core::wire::GoodbyeReason;
 use rand::RngCore;
@@ -78,6 +79,8 @@ pub struct RelayOptions {
     pub status: Option<HostPort>,
     /// Where to write the response times of client links ([`timing`]), if anywhere.
     pub response_times: Option<std::path::PathBuf>,
+    /// The refusal list's file (`refused.json` beside the configuration), if kept.
+    pub refusals: Option<std::path::PathBuf>,
 }
 
 /// Frames a peer may have queued for sending before it counts as too slow.
@@ -112,6 +115,8 @@ struct Hub {
     status: Option<StatusFeed>,
     /// Response times of client links, when they are measured.
     times: Option<ResponseTimes>,
+    /// The refusal list, when one is kept.
+    refusals: Option<refusals::Refusals>,
 }
 
 /// The status page's board, its probe, and where the document is published.
@@ -292,7 +297,12 @@ pub(crate) async fn serve(
             Some(path) => Some(ResponseTimes::create(path)?),
             None => None,
         },
+        refusals: opts
+            .refusals
+            .clone()
+            .map(|file| refusals::Refusals::new(file, group.clients.clone())),
     };
+    hub.read_refusals();
     let mut next_token = 0u64;
     let stats_every = Duration::from_secs(opts.stats_every.max(1));
     let mut stats = tokio::time::interval_at(origin + stats_every, stats_every);
@@ -369,6 +379,8 @@ pub(crate) async fn serve(
                 hub.close_drops();
             }
             _ = stats.tick() => {
+                // An operator's `dissent relay admit` (or edit) takes effect here.
+                hub.read_refusals();
                 let now = Snapshot::take(&hub);
                 hub.log_stats(&last, &now);
                 last = now;
@@ -389,6 +401,28 @@ pub(crate) async fn serve(
     drop(writers_tx);
     let _ = tokio::time::timeout(Duration::from_secs(1), writers_rx.recv()).await;
     Ok(())
+}
+
+impl Hub {
+    /// Reads the refusal list again: clients listed are excluded, clients taken off it are
+    /// let back in.
+    fn read_refusals(&mut self) {
+        let Some(listed) = self.refusals.as_ref().and_then(|r| r.listed()) else {
+            return;
+        };
+        let now = clock::core_now(self.origin);
+        let clients = self.relay.clients();
+        for i in 0..clients {
+            let on_list = listed.contains(&i);
+            if on_list && !self.relay.is_excluded(i) {
+                info!("client {i} is on the refusal list; refusing it");
+                self.relay.exclude(now, i, Exclusion::Listed);
+            } else if !on_list && self.relay.is_excluded(i) {
+                info!("client {i} was taken off the refusal list; admitting it again");
+                self.relay.readmit(i);
+            }
+        }
+    }
 }
 
 fn core_duration(d: Duration) -> dissent_core::Duration {
@@ -780,6 +814,40 @@ impl Hub {
                             self.set_record_limit(link.0, peer);
                         }
                         debug!("{peer} joined")
+                    }
+                    RelayEvent::Penalized {
+                        peer,
+                        why,
+                        back_off,
+                    } => {
+                        crate::metrics::link_events("backed_off");
+                        let secs = back_off.as_micros() as f64 / 1e6;
+                        warn!("{peer} {why}: backed off for {secs:.1} s");
+                        if let Some(s) = &mut self.status {
+                            let mut e = status::Event::new(
+                                unix_ms(),
+                                "backed-off",
+                                "warn",
+                                format!("{peer} {why}: backed off for {secs:.1} s"),
+                            );
+                            e.node = Some(peer.to_string());
+                            s.board.event(e);
+                        }
+                    }
+                    RelayEvent::Refused { peer, reason } => {
+                        debug!("refused {peer}'s hello: {reason}")
+                    }
+                    RelayEvent::Excluded { peer, reason } => {
+                        let why = match reason {
+                            Exclusion::Convicted { evidence } => {
+                                format!("convicted (evidence {})", hex::encode(evidence))
+                            }
+                            _ => "listed".to_string(),
+                        };
+                        warn!("{peer} is refused until an operator admits it: {why}");
+                        if let (PeerId::Client(i), Some(r)) = (peer, &self.refusals) {
+                            r.record(i, why);
+                        }
                     }
                     RelayEvent::Probed { peer, outcome } => match outcome {
                         ProbeOutcome::Answered => info!(
