@@ -1404,3 +1404,125 @@ fn nothing_an_injecting_client_writes_reaches_the_exit() {
         net.assert_relay_up();
     });
 }
+
+/// Sends `data` through client port `port` (from a thread) and reads the echo back.
+fn echo_bulk(port: u16, data: &[u8]) -> Vec<u8> {
+    let mut conn = connect(port, TRANSFER_TIMEOUT);
+    conn.set_read_timeout(Some(TRANSFER_TIMEOUT))
+        .expect("read timeout");
+    let mut writer = conn.try_clone().expect("clone");
+    let out = data.to_vec();
+    let w = thread::spawn(move || writer.write_all(&out));
+    let mut got = vec![0u8; data.len()];
+    conn.read_exact(&mut got).expect("the echo comes back");
+    w.join().expect("writer").expect("write through the client");
+    got
+}
+
+/// A client that withholds its acknowledgement of every view and dials again at once is
+/// cut once the others acknowledged, and backed off for growing delays, which its own
+/// dialer honours; the other buddy group's echoes meanwhile come back byte-exact (its own
+/// buddy cannot send while it is away: fate sharing).
+#[cfg(feature = "disruptor")]
+#[test]
+fn a_client_that_withholds_its_ack_is_backed_off_and_the_others_echo() {
+    within(Duration::from_secs(180), |scope| {
+        let mut net = Net::start(scope, 4, 1, "echo");
+        net.clients[3].signal(libc::SIGKILL);
+        net.clients[3]
+            .wait_exit(EXIT_TIMEOUT)
+            .expect("client 3 dies");
+        let argv = Group::new(&net.cfg).client(
+            net.relay_port,
+            3,
+            0,
+            &["--disrupt".to_string(), "withhold-ack".to_string()],
+        );
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut staller = scope.spawn("staller", &argv);
+        staller.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
+        net.relay.wait_for_log(
+            "client 3 withheld its acknowledgement: backed off for 1.0 s",
+            TRANSFER_TIMEOUT,
+        );
+        let data = pattern(256 * 1024, 21);
+        let got = echo_bulk(net.client_ports[0], &data);
+        assert_same(&got, &data, "client 0's echo while client 3 stalls");
+        // It came back after its back-off and stalled again: twice as long.
+        net.relay.wait_for_log(
+            "client 3 withheld its acknowledgement: backed off for 2.0 s",
+            TRANSFER_TIMEOUT,
+        );
+        staller.wait_for_log("backed off for", EXIT_TIMEOUT);
+        let got = echo_bulk(net.client_ports[1], &data);
+        assert_same(&got, &data, "client 1's echo while client 3 stalls");
+        let log = net.relay.log();
+        assert!(!log.contains("client 0 withheld") && !log.contains("client 1 withheld"));
+        net.assert_relay_up();
+    });
+}
+
+/// The relay's refusal list: a client listed (by an operator's edit here; by a blame round's
+/// conviction otherwise) is refused, a restarted relay still refuses it, and
+/// `dissent relay admit` lets it back in. Four clients: the other buddy group sends while it
+/// is out.
+#[test]
+fn the_refusal_list_survives_a_relay_restart_and_admit_lets_a_client_back() {
+    within(Duration::from_secs(180), |scope| {
+        let mut net = Net::start(scope, 4, 1, "echo");
+        let system: serde_json::Value =
+            serde_json::from_slice(&fs::read(net.cfg.join("system.json")).expect("system.json"))
+                .expect("json");
+        let key = system["clients"][3]["key"]
+            .as_str()
+            .expect("client 3's key");
+        let list = serde_json::json!({
+            "refused": [{"id": "client-3", "key": key, "reason": "by hand", "since": 0}]
+        });
+        fs::write(net.cfg.join("refused.json"), list.to_string()).expect("write the list");
+        // The relay reads the list every stats period (1 s here).
+        net.relay
+            .wait_for_log("client 3 is on the refusal list", FORM_TIMEOUT);
+        net.clients[3].wait_for_log("refusal list", FORM_TIMEOUT);
+        wait_metric(net.metrics, "dissent_online_clients", FORM_TIMEOUT, |v| {
+            v == 3.0
+        });
+
+        // A new relay on the same port still refuses it.
+        net.relay.signal(libc::SIGINT);
+        net.relay
+            .wait_exit(EXIT_TIMEOUT)
+            .expect("the relay stops on SIGINT");
+        let port = net.relay_port.to_string();
+        let cfg = net.cfg.display().to_string();
+        let relay = relay_with_metrics(scope, &cfg, &["-p", &port, "--exit", "echo"]);
+        net.relay = relay.proc;
+        net.metrics = relay.metrics;
+        net.relay
+            .wait_for_log("client 3 is on the refusal list", FORM_TIMEOUT);
+        wait_metric(net.metrics, "dissent_online_clients", FORM_TIMEOUT, |v| {
+            v == 3.0
+        });
+        let data = pattern(32 * 1024, 5);
+        let got = echo_bulk(net.client_ports[0], &data);
+        assert_same(&got, &data, "client 0's echo without client 3");
+        let out = run_once(&["relay", "refused", &cfg], EXIT_TIMEOUT);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("client-3"));
+
+        // The operator lets it back in: it rejoins and carries bytes.
+        let out = run_once(&["relay", "admit", &cfg, "client-3"], EXIT_TIMEOUT);
+        assert!(out.status.success(), "{out:?}");
+        net.relay
+            .wait_for_log("client 3 was taken off the refusal list", FORM_TIMEOUT);
+        wait_metric(
+            net.metrics,
+            "dissent_online_clients",
+            TRANSFER_TIMEOUT,
+            |v| v == 4.0,
+        );
+        let got = echo_bulk(net.client_ports[3], &data);
+        assert_same(&got, &data, "client 3's echo once admitted");
+        let out = run_once(&["relay", "admit", &cfg, "client-3"], EXIT_TIMEOUT);
+        assert!(!out.status.success(), "admitted twice: {out:?}");
+    });
+}

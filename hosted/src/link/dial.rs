@@ -39,7 +39,7 @@ pub struct Connected {
 
 /// How long a node on the relay's refusal list waits before it dials again (an operator
 /// may have let it back in meanwhile).
-pub const EXCLUDED_REDIAL: Duration = Duration::from_secs(60);
+pub const EXCLUDED_REDIAL: Duration = Duration::from_secs(10);
 
 /// How a node's link ended.
 pub enum End {
