@@ -1419,14 +1419,15 @@ fn echo_bulk(port: u16, data: &[u8]) -> Vec<u8> {
     got
 }
 
-/// A client that withholds its acknowledgement of every view and dials again at once is
-/// cut once the others acknowledged, and backed off for growing delays, which its own
-/// dialer honours; the other buddy group's echoes meanwhile come back byte-exact (its own
-/// buddy cannot send while it is away: fate sharing).
+/// A client that stalls (withholds its acknowledgement of every view, or answers every
+/// request 9.5 s late) and dials again at once is cut once the others answered, and backed
+/// off for growing delays, which its own dialer honours; the other buddy group's echoes
+/// meanwhile come back byte-exact (its own buddy cannot send while it is away: fate
+/// sharing).
 #[cfg(feature = "disruptor")]
-#[test]
-fn a_client_that_withholds_its_ack_is_backed_off_and_the_others_echo() {
-    within(Duration::from_secs(180), |scope| {
+fn a_stalling_client_is_backed_off_and_the_others_echo(mode: &str, why: &str) {
+    let (mode, why) = (mode.to_string(), why.to_string());
+    within(Duration::from_secs(180), move |scope| {
         let mut net = Net::start(scope, 4, 1, "echo");
         net.clients[3].signal(libc::SIGKILL);
         net.clients[3]
@@ -1436,13 +1437,13 @@ fn a_client_that_withholds_its_ack_is_backed_off_and_the_others_echo() {
             net.relay_port,
             3,
             0,
-            &["--disrupt".to_string(), "withhold-ack".to_string()],
+            &["--disrupt".to_string(), mode.clone()],
         );
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let mut staller = scope.spawn("staller", &argv);
         staller.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
         net.relay.wait_for_log(
-            "client 3 withheld its acknowledgement: backed off for 1.0 s",
+            &format!("client 3 {why}: backed off for 1.0 s"),
             TRANSFER_TIMEOUT,
         );
         let data = pattern(256 * 1024, 21);
@@ -1450,16 +1451,36 @@ fn a_client_that_withholds_its_ack_is_backed_off_and_the_others_echo() {
         assert_same(&got, &data, "client 0's echo while client 3 stalls");
         // It came back after its back-off and stalled again: twice as long.
         net.relay.wait_for_log(
-            "client 3 withheld its acknowledgement: backed off for 2.0 s",
+            &format!("client 3 {why}: backed off for 2.0 s"),
             TRANSFER_TIMEOUT,
         );
-        staller.wait_for_log("backed off for", EXIT_TIMEOUT);
+        staller.wait_for_log("backed off for", TRANSFER_TIMEOUT);
         let got = echo_bulk(net.client_ports[1], &data);
         assert_same(&got, &data, "client 1's echo while client 3 stalls");
         let log = net.relay.log();
-        assert!(!log.contains("client 0 withheld") && !log.contains("client 1 withheld"));
+        for honest in ["client 0 ", "client 1 ", "client 2 "] {
+            assert!(
+                !log.contains(&format!("{honest}{why}")),
+                "an honest client was backed off"
+            );
+        }
         net.assert_relay_up();
     });
+}
+
+#[cfg(feature = "disruptor")]
+#[test]
+fn a_client_that_withholds_its_ack_is_backed_off_and_the_others_echo() {
+    a_stalling_client_is_backed_off_and_the_others_echo(
+        "withhold-ack",
+        "withheld its acknowledgement",
+    );
+}
+
+#[cfg(feature = "disruptor")]
+#[test]
+fn a_client_that_answers_late_is_cut_and_backed_off_and_the_others_echo() {
+    a_stalling_client_is_backed_off_and_the_others_echo("slow", "answered long after the others");
 }
 
 /// The relay's refusal list: a client listed (by an operator's edit here; by a blame round's

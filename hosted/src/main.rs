@@ -257,6 +257,11 @@ struct RelayArgs {
     /// 100-3600000.
     #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = ranged::<u64>(100, 3_600_000, "100-3600000"))]
     timeout_ms: u64,
+    /// Milliseconds a straggler gets at least once all but one in eight clients answered an
+    /// exchange or acknowledged a view (or 4 times what they took, if longer), 1-3600000;
+    /// then it is dropped and backed off (docs/security.md).
+    #[arg(long, value_name = "MS", default_value_t = 500, value_parser = ranged::<u64>(1, 3_600_000, "1-3600000"))]
+    straggler_ms: u64,
     /// Largest downstream payload per exchange, in bytes, 1-65535.
     #[arg(long, value_name = "BYTES", default_value_t = dissent_core::MAX_DOWNSTREAM, value_parser = ranged::<usize>(1, dissent_core::MAX_DOWNSTREAM as u64, "1-65535"))]
     downstream_length: usize,
@@ -894,6 +899,7 @@ async fn run(command: Command) -> Result<()> {
                 status: a.status,
                 response_times: a.response_times,
                 refusals: Some(relay::refusals::path(&dir)),
+                straggler_floor: Duration::from_millis(a.straggler_ms),
             };
             a.metrics.serve().await?;
             relay::run(group, relay_key, opts).await

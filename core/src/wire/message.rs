@@ -365,7 +365,7 @@ mod tests {
         let outputs = [0x00, 0x01, 0x00, 0x02, 0x00, 0x01, 0x00, 0x05];
         let conn = ConnId(0x0003_0001);
         let slot = Kind::Slot { slot: 2, len: 256 };
-        let cases: [(Message<'_>, std::vec::Vec<u8>); 24] = [
+        let cases: [(Message<'_>, std::vec::Vec<u8>); 26] = [
             (
                 Message::Hello(Hello {
                     version: PROTOCOL_VERSION,
@@ -632,6 +632,18 @@ mod tests {
                     reason: GoodbyeReason::Refused,
                 },
                 std::vec![0, 0, 0, 2, 0x01, 0x0A],
+            ),
+            (
+                Message::Goodbye {
+                    reason: GoodbyeReason::BackOff { millis: 4000 },
+                },
+                std::vec![0, 0, 0, 4, 0x01, 0x0B, 0xA0, 0x1F],
+            ),
+            (
+                Message::Goodbye {
+                    reason: GoodbyeReason::Excluded,
+                },
+                std::vec![0, 0, 0, 2, 0x01, 0x0C],
             ),
             (
                 Message::Disrupted {

@@ -30,6 +30,10 @@ use crate::clock;
 use crate::config::{Group, NodeSecrets};
 use crate::link::dial::{self, Connected, Dialer, End, LinkKeys};
 
+/// How late a client built with the `disruptor` feature and run with `--disrupt slow`
+/// answers each request (just under the relay's default 10 s timeout).
+const SLOW_DISRUPTOR_DELAY: Duration = Duration::from_millis(9_500);
+
 /// One client's answering side: the core state machine, its relay link, and the handles
 /// of its local connections.
 pub(super) struct ClientNode {
@@ -193,9 +197,11 @@ impl ClientNode {
         let mut body = Some(first);
         while let Some(b) = body.take() {
             let now = self.now();
+            let mut answered = false;
             let delivery = match self.client.handle_frame(now, &b, link.sink.room()) {
                 Ok(h) => {
                     if let Some(n) = h.cell {
+                        answered = true;
                         link.sink.commit(n);
                         crate::metrics::exchanges(1);
                     }
@@ -210,6 +216,10 @@ impl ClientNode {
                 Err(PeerError::Goodbye(r)) => return Err(End::Goodbye(r)),
                 Err(e) => return Err(End::Lost(format!("dropping the relay link: {e}"))),
             };
+            if answered && self.client.disrupts_slowly() {
+                // `--disrupt slow`: every request is answered this late.
+                tokio::time::sleep(SLOW_DISRUPTOR_DELAY).await;
+            }
             let flushed = link.sink.flush().await;
             // The record is the client's now (its downstream head moved past it), so it is
             // delivered even when the cell could not go out. Every request gives the local

@@ -104,6 +104,7 @@ fn requests_are_answered_while_a_local_task_holds_the_main_runtime() {
                     status: None,
                     response_times: None,
                     refusals: None,
+                    straggler_floor: std::time::Duration::from_millis(500),
                 };
                 let key = relay_node.private_key;
                 tokio::spawn(relay::serve(listener, group.clone(), key, relay_opts));

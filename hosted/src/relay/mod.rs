@@ -81,6 +81,8 @@ pub struct RelayOptions {
     pub response_times: Option<std::path::PathBuf>,
     /// The refusal list's file (`refused.json` beside the configuration), if kept.
     pub refusals: Option<std::path::PathBuf>,
+    /// The least a straggler gets once all but a few clients answered.
+    pub straggler_floor: Duration,
 }
 
 /// Frames a peer may have queued for sending before it counts as too slow.
@@ -209,7 +211,10 @@ pub(crate) async fn serve(
             .map(|d| d.as_secs() as u32)
             .unwrap_or(0),
         epoch,
-        stall: StallConfig::DEFAULT,
+        stall: StallConfig {
+            cutoff_floor: core_duration(opts.straggler_floor),
+            ..StallConfig::DEFAULT
+        },
     };
     // The log holds the group's log window, whatever its size.
     let cfg = RelayConfig {
