@@ -131,6 +131,14 @@ impl Backoff {
         self.fail(now)
     }
 
+    /// The link ended with the relay asking this node to wait `wait` before it dials again
+    /// (`Goodbye{BackOff}`, or a refusal list's redial period): like
+    /// [`Backoff::handle_lost`], and never sooner than `now + wait`.
+    #[must_use]
+    pub fn handle_told_to_wait(&mut self, now: Instant, wait: Duration) -> Instant {
+        self.handle_lost(now).max(now + wait)
+    }
+
     /// Failed attempts counted since the last stable link.
     pub fn failures(&self) -> u32 {
         self.failures
@@ -312,6 +320,22 @@ mod tests {
         let _ = b.handle_connect_failed(now);
         let _ = b.handle_lost(now);
         assert_eq!(b.failures(), 2);
+    }
+
+    #[test]
+    fn a_node_told_to_wait_waits_at_least_that_long() {
+        for seed in 0..20 {
+            let mut b = backoff(seed);
+            b.handle_connected(at(0));
+            // Longer than the schedule: the relay's wait wins.
+            let next = b.handle_told_to_wait(at(50), Duration::from_millis(4000));
+            assert_eq!(delay_ms(at(50), next), 4000);
+            // Shorter: the schedule still applies (its second failure: 100..200 ms).
+            b.handle_connected(at(5000));
+            let next = b.handle_told_to_wait(at(5010), Duration::from_millis(1));
+            let d = delay_ms(at(5010), next);
+            assert!((100..=200).contains(&d), "{d}");
+        }
     }
 
     #[test]

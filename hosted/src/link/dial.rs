@@ -205,8 +205,6 @@ impl Dialer {
     /// as the policy says, and at least as long as the relay asked: a node it backed off
     /// waits out its back-off, one on its refusal list [`EXCLUDED_REDIAL`].
     pub fn lost(&mut self, end: &End) {
-        let next = self.backoff.handle_lost(self.now());
-        self.next = self.at(next);
         let asked = match end {
             End::Goodbye(GoodbyeReason::BackOff { millis }) => {
                 Some(Duration::from_millis(u64::from(*millis)))
@@ -214,9 +212,14 @@ impl Dialer {
             End::Goodbye(GoodbyeReason::Excluded) => Some(EXCLUDED_REDIAL),
             _ => None,
         };
-        if let Some(wait) = asked {
-            self.next = self.next.max(tokio::time::Instant::now() + wait);
-        }
+        let next = match asked {
+            Some(wait) => {
+                let wait = dissent_core::Duration::from_micros(wait.as_micros() as u64);
+                self.backoff.handle_told_to_wait(self.now(), wait)
+            }
+            None => self.backoff.handle_lost(self.now()),
+        };
+        self.next = self.at(next);
         self.last = LastTry::Lost;
     }
 
