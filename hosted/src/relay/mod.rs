@@ -831,7 +831,7 @@ impl Hub {
                         if let Some(s) = &mut self.status {
                             let mut e = status::Event::new(
                                 unix_ms(),
-                                "backed-off",
+                                "backed_off",
                                 "warn",
                                 format!("{peer} {why}: backed off for {secs:.1} s"),
                             );
@@ -850,6 +850,16 @@ impl Hub {
                             _ => "listed".to_string(),
                         };
                         warn!("{peer} is refused until an operator admits it: {why}");
+                        if let Some(s) = &mut self.status {
+                            let mut e = status::Event::new(
+                                unix_ms(),
+                                "excluded",
+                                "warn",
+                                format!("{peer} is refused until an operator admits it: {why}"),
+                            );
+                            e.node = Some(peer.to_string());
+                            s.board.event(e);
+                        }
                         if let (PeerId::Client(i), Some(r)) = (peer, &self.refusals) {
                             r.record(i, why);
                         }

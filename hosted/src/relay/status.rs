@@ -228,7 +228,8 @@ pub struct Event {
     /// When (ms since the epoch).
     pub t_ms: u64,
     /// What kind: `interval_started`, `interval_ended`, `joined`, `left`, `dropped`,
-    /// `garbled`, `refused`, and later `blame`; readers show kinds they do not know as text.
+    /// `garbled`, `refused`, `backed_off` (a client penalized for stalling), `excluded` (put
+    /// on the refusal list), and later `blame`; readers show kinds they do not know as text.
     pub kind: String,
     /// `info` or `warn`.
     pub level: String,
