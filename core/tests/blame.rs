@@ -10,15 +10,16 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use dissent_core::blame::{
-    self, cell_hash, evidence_len, judge, nonces_digest, pick_bit, resolve_dispute, Accusation,
-    BlameKind, Culprit, Directory, DisputeFacts, EvidenceError, EvidenceWriter, Finding, Header,
-    MemberKeys, Reveals, Statement,
+    self, cell_hash, evidence_len, judge, nonces_digest, pick_bit, prove_accusation,
+    resolve_dispute, verify_accusation, BlameKind, Culprit, Directory, DisputeFacts, EvidenceError,
+    EvidenceWriter, Finding, Header, MemberKeys, Reveals, Statement,
 };
 use dissent_core::crypto::{pad_bit, pad_public_key, IntervalKey, PadNonce, PairKey};
 use dissent_core::identity::IdentityKey;
 use dissent_core::pseudonym::PseudonymKey;
 use dissent_core::ristretto::dleq;
 use dissent_core::ristretto::keys::SecretKey;
+use dissent_core::wire::Accusation;
 use dissent_core::NONCE_LEN;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -397,6 +398,7 @@ fn blame_round(
         group_id: &GROUP,
         session_id: &SESSION,
         view: &VIEW,
+        interval: INTERVAL,
         accusation,
         slot,
         pad_nonce: &x.pad_nonce,
@@ -472,7 +474,7 @@ fn disrupt_until_blamed(
             continue;
         };
         assert!(!bit_of(&x.written, bit) && bit_of(&x.decoded, bit));
-        let accusation = Accusation::prove(
+        let accusation = prove_accusation(
             &g.pseudonyms[owner],
             &GROUP,
             &SESSION,
@@ -484,8 +486,10 @@ fn disrupt_until_blamed(
             rng,
         );
         // The record's payload is what the relay parses and checks.
-        let parsed = Accusation::parse(&accusation.encode()).unwrap();
-        assert!(parsed.verify(
+        let parsed = Accusation::parse(&accusation.to_bytes()).unwrap();
+        assert!(verify_accusation(
+            &parsed,
+            INTERVAL,
             &g.pseudonyms[owner].public(),
             &GROUP,
             &SESSION,
@@ -559,7 +563,7 @@ fn a_false_accusation_convicts_its_maker_and_a_non_owner_cannot_accuse() {
     let x = exchange(&g, owner, 64, None, &mut rng);
     assert_eq!(x.decoded, x.written);
     let bit = (0..512).find(|&b| bit_of(&x.written, b)).unwrap();
-    let accusation = Accusation::prove(
+    let accusation = prove_accusation(
         &g.pseudonyms[owner],
         &GROUP,
         &SESSION,
@@ -585,7 +589,7 @@ fn a_false_accusation_convicts_its_maker_and_a_non_owner_cannot_accuse() {
     );
     assert_eq!(blame::verify(&evidence, &g).unwrap().who, verdict.0);
     // Another member's pseudonym cannot accuse about the owner's slot.
-    let forged = Accusation::prove(
+    let forged = prove_accusation(
         &g.pseudonyms[4],
         &GROUP,
         &SESSION,
@@ -596,7 +600,9 @@ fn a_false_accusation_convicts_its_maker_and_a_non_owner_cannot_accuse() {
         bit,
         &mut rng,
     );
-    assert!(!forged.verify(
+    assert!(!verify_accusation(
+        &forged,
+        INTERVAL,
         &g.pseudonyms[owner].public(),
         &GROUP,
         &SESSION,
@@ -607,12 +613,53 @@ fn a_false_accusation_convicts_its_maker_and_a_non_owner_cannot_accuse() {
     let p = g.pseudonyms[owner].public();
     let mut moved = accusation;
     moved.bit ^= 1;
-    assert!(!moved.verify(&p, &GROUP, &SESSION, &VIEW, owner as u16));
+    assert!(!verify_accusation(
+        &moved,
+        INTERVAL,
+        &p,
+        &GROUP,
+        &SESSION,
+        &VIEW,
+        owner as u16
+    ));
     let mut moved = accusation;
     moved.exchange += 1;
-    assert!(!moved.verify(&p, &GROUP, &SESSION, &VIEW, owner as u16));
-    assert!(!accusation.verify(&p, &GROUP, &SESSION, &[0; 32], owner as u16));
-    assert!(!accusation.verify(&p, &GROUP, &SESSION, &VIEW, owner as u16 + 1));
+    assert!(!verify_accusation(
+        &moved,
+        INTERVAL,
+        &p,
+        &GROUP,
+        &SESSION,
+        &VIEW,
+        owner as u16
+    ));
+    assert!(!verify_accusation(
+        &accusation,
+        INTERVAL,
+        &p,
+        &GROUP,
+        &SESSION,
+        &[0; 32],
+        owner as u16
+    ));
+    assert!(!verify_accusation(
+        &accusation,
+        INTERVAL,
+        &p,
+        &GROUP,
+        &SESSION,
+        &VIEW,
+        owner as u16 + 1
+    ));
+    assert!(!verify_accusation(
+        &accusation,
+        INTERVAL + 1,
+        &p,
+        &GROUP,
+        &SESSION,
+        &VIEW,
+        owner as u16
+    ));
     // The evidence of a non-owner's accusation is refused.
     let (_, evidence) = blame_round(
         &g,
@@ -660,7 +707,7 @@ fn a_forged_decoding_exposes_the_relay() {
     // The relay publishes a decoding with a bit set that nobody's cell sets.
     let bit = pick_bit(&x.written, &[0xff; 80], 0).unwrap();
     x.decoded[(bit / 8) as usize] ^= 1 << (bit % 8);
-    let accusation = Accusation::prove(
+    let accusation = prove_accusation(
         &g.pseudonyms[owner],
         &GROUP,
         &SESSION,
@@ -716,7 +763,7 @@ fn evidence_changed_in_any_byte_is_refused_or_names_nobody_else() {
         }
     };
     let bit = pick_bit(&x.written, &x.decoded, 0).unwrap();
-    let accusation = Accusation::prove(
+    let accusation = prove_accusation(
         &g.pseudonyms[0],
         &GROUP,
         &SESSION,

@@ -31,10 +31,11 @@ use crate::crypto::PadNonce;
 use crate::ristretto::dleq::PROOF_LEN;
 use crate::NONCE_LEN;
 
-use super::accuse::Accusation;
+use super::accuse::verify_accusation;
 use super::judge::{judge, resolve_dispute, DisputeFacts, Finding, Reveals};
 use super::reveal::{nonces_digest, Statement};
 use super::{BlameKind, Culprit};
+use crate::wire::Accusation;
 
 /// The first bytes of every evidence file.
 pub const MAGIC: &[u8; 16] = b"DISSENT-BLAME-v3";
@@ -156,7 +157,9 @@ pub struct Header<'a> {
     pub session_id: &'a [u8; 16],
     /// The interval's view (the accusation's proof binds it).
     pub view: &'a [u8; 32],
-    /// The accusation (interval, exchange, bit, proof).
+    /// The interval of the accused exchange.
+    pub interval: u32,
+    /// The accusation (exchange, bit, proof).
     pub accusation: &'a Accusation,
     /// The accusing slot.
     pub slot: u16,
@@ -207,7 +210,7 @@ impl<'b> EvidenceWriter<'b> {
             h.group_id,
             h.session_id,
             h.view,
-            &a.interval.to_be_bytes(),
+            &h.interval.to_be_bytes(),
             &a.exchange.to_be_bytes(),
             &a.bit.to_be_bytes(),
             &h.slot.to_be_bytes(),
@@ -448,13 +451,20 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
     let pad_nonce: &PadNonce = e.field(98);
     let decoded_hash: [u8; 32] = *e.field(122);
     let accusation = Accusation {
-        interval,
         exchange,
         bit,
         proof: *e.field(154),
     };
     let pseudonym = keys.pseudonym(slot).ok_or(EvidenceError::UnknownKey)?;
-    if !accusation.verify(&pseudonym, group_id, session_id, view, slot) {
+    if !verify_accusation(
+        &accusation,
+        interval,
+        &pseudonym,
+        group_id,
+        session_id,
+        view,
+        slot,
+    ) {
         return Err(EvidenceError::BadAccusation);
     }
     let trustee_nonces = nonces_digest((0..e.m).map(|t| e.trustee_nonce(t)));

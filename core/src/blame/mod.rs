@@ -1,7 +1,7 @@
 //! Blame: an owner's accusation of a disrupted exchange, the members' signed reveals, the
 //! verdict they force, and the evidence anyone can check offline.
 //!
-//! - [`accuse`]: the `Accuse` record's payload (interval, exchange, bit and the owner's
+//! - [`accuse`]: the owner's accusation (an `Accuse` record: exchange, bit and its
 //!   pseudonym proof) and the choice of the bit (one where the owner wrote 0 and the
 //!   decoded cell has 1, never one where it wrote 1).
 //! - [`reveal`]: what a member signs with its identity key when it reveals its part of an
@@ -22,7 +22,9 @@ pub mod evidence;
 pub mod judge;
 pub mod reveal;
 
-pub use accuse::{pick_bit, Accusation, ACCUSATION_LEN};
+#[cfg(feature = "pseudonyms")]
+pub use accuse::prove_accusation;
+pub use accuse::{pick_bit, verify_accusation};
 pub use evidence::{
     cell_hash, evidence_len, verify, Directory, EvidenceError, EvidenceWriter, Header, MemberKeys,
     Verified,
