@@ -19,7 +19,8 @@
 //! verdict: kind (1) ‖ role (1: 0 client, 1 trustee, 2 relay) ‖ index (2)
 //! ```
 //!
-//! The signatures are [`super::Statement`]s. A refused blame names who the relay saw
+//! The signatures are [`super::Statement`]s; every member's covers the decoded cell's hash
+//! it was sent, so a forged decoding is attested by the members who were shown it. A refused blame names who the relay saw
 //! refuse; the reveals it holds are included, but the refusal itself is the relay's word.
 //!
 //! Owns the format and its verification; it must not know where the bytes come from.
@@ -355,12 +356,22 @@ impl<'a> Parsed<'a> {
         if bytes.len() != verdict_at + VERDICT_LEN {
             return None;
         }
+        // Flag bytes are 0 or 1, nothing else: one encoding per evidence.
+        let flags = (0..n)
+            .map(|p| clients_at + p * client_entry_len(m) + 2 + NONCE_LEN + 32)
+            .chain((0..m).map(|t| trustees_at + t * trustee_entry_len(n) + 32))
+            .chain((0..disputes).map(|d| disputes_at + d * DISPUTE_LEN + 4));
+        for at in flags {
+            if *bytes.get(at)? > 1 {
+                return None;
+            }
+        }
         let kind = BlameKind::from_u8(*bytes.get(verdict_at)?)?;
         let index = be16(bytes, verdict_at + 2)?;
         let who = match bytes.get(verdict_at + 1)? {
             0 => Culprit::Client(index),
             1 => Culprit::Trustee(index),
-            2 => Culprit::Relay,
+            2 if index == 0 => Culprit::Relay,
             _ => return None,
         };
         Some(Parsed {
@@ -490,6 +501,7 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
             pad_nonce,
             trustee_nonces: &trustee_nonces,
             own: &own,
+            decoded_hash: &decoded_hash,
             cell_hash: e.field(at),
             cell_bit: e.bytes.get(at + 32) == Some(&1),
             bits: e.client_bits(p),
@@ -513,6 +525,7 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
             pad_nonce,
             trustee_nonces: &trustee_nonces,
             own: &client_nonces,
+            decoded_hash: &[0; 32],
             cell_hash: e.field(at),
             cell_bit: e.bytes.get(at + 32) == Some(&1),
             bits: e.trustee_bits(t),

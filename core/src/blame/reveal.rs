@@ -4,7 +4,8 @@
 //! `"dissent-rs v3 blame reveal" ‖ group (16) ‖ session (16) ‖ role (1: 0 client, 1
 //! trustee) ‖ index (2) ‖ interval (4) ‖ exchange (8) ‖ bit (4) ‖ pad nonce (24) ‖
 //! trustee nonces digest (32) ‖ own part (a client: its link nonce, 16; a trustee: the
-//! digest of the members' link nonces, 32) ‖ SHA-256(cell) (32) ‖ cell bit (1) ‖ pad bit
+//! digest of the members' link nonces, 32) ‖ SHA-256 of the decoded cell it was sent
+//! (32; a trustee: zeros) ‖ SHA-256(cell) (32) ‖ cell bit (1) ‖ pad bit
 //! count (2) ‖ pad bits (a bitmap, least significant bit first)`, big-endian integers,
 //! signed with the member's Ed25519 identity key. The trustee nonces digest is SHA-256 of
 //! the interval's trustee nonces in trustee order; the members' digest is SHA-256 of the
@@ -45,6 +46,9 @@ pub struct Statement<'a> {
     /// A client: its link nonce (the first 16 bytes; the rest zero and not signed). A
     /// trustee: SHA-256 of the members' link nonces, in index order.
     pub own: &'a [u8; 32],
+    /// SHA-256 of the decoded cell the relay sent the member in its `Disrupted` frame
+    /// (zeros for a trustee, which is not sent one).
+    pub decoded_hash: &'a [u8; 32],
     /// SHA-256 of the member's whole cell for the exchange.
     pub cell_hash: &'a [u8; 32],
     /// The cell's bit at `bit`.
@@ -80,6 +84,7 @@ impl Statement<'_> {
             .chain_update(self.pad_nonce)
             .chain_update(self.trustee_nonces)
             .chain_update(own)
+            .chain_update(self.decoded_hash)
             .chain_update(self.cell_hash)
             .chain_update([u8::from(self.cell_bit)])
             .chain_update(self.count.to_be_bytes())
