@@ -155,3 +155,103 @@ pub fn run(command: BlameCommand) -> Result<()> {
     println!("decoded cell SHA-256 {}", hex::encode(v.decoded_hash));
     Ok(())
 }
+
+#[cfg(all(test, feature = "tools"))]
+mod tests {
+    use super::*;
+    use crate::config::{generate, load_node, GenerateOptions, NodeKind};
+    use dissent_core::pseudonym::PseudonymKey;
+    use dissent_core::testkit::blame::{rng, Answer, BlameGroup, Culpable, Misdeed, Node};
+
+    /// A generated configuration, and a blame round over its real keys in which client 3
+    /// garbles client 1's slot and lies about a pad bit (one seed) or not (another).
+    fn round(dir: &Path, answer: Answer, seed: u64) -> (Culprit, BlameKind, Vec<u8>) {
+        let group = config::Group::load(dir).unwrap();
+        let node = |name: &str, kind| load_node(&group, &dir.join(name), kind).unwrap();
+        let clients: Vec<_> = (0..group.clients.len())
+            .map(|i| node(&format!("client-{i}.json"), NodeKind::Client))
+            .collect();
+        let trustees: Vec<_> = (0..group.trustees.len())
+            .map(|j| node(&format!("trustee-{j}.json"), NodeKind::Trustee))
+            .collect();
+        let nodes = |list: &[config::NodeSecrets]| -> Vec<Node> {
+            list.iter()
+                .map(|s| Node::new(&s.identity_private_key, &s.session_private_key.unwrap()))
+                .collect()
+        };
+        let pseudonyms: Vec<[u8; 32]> = clients
+            .iter()
+            .map(|c| c.pseudonym_private_key.unwrap())
+            .collect();
+        let mut rng = rng(seed);
+        let mut g = BlameGroup::new(
+            group.group_id,
+            group.session_id,
+            nodes(&clients),
+            nodes(&trustees),
+            &pseudonyms,
+            &mut rng,
+        );
+        g.slots = pseudonyms
+            .iter()
+            .map(|p| {
+                let public = PseudonymKey::from_secret(p).unwrap().public();
+                group.slots.iter().position(|s| *s == public).unwrap() as u16
+            })
+            .collect();
+        let ((who, kind), evidence, _) = g.disrupt_until_blamed(
+            1,
+            group.cell_length,
+            Culpable::Client(3),
+            Misdeed::Garble,
+            answer,
+            &mut rng,
+        );
+        (who, kind, evidence)
+    }
+
+    fn verify(file: &Path, dir: &Path) -> Result<()> {
+        run(BlameCommand::Verify(VerifyArgs {
+            file: file.to_path_buf(),
+            group: dir.to_path_buf(),
+            epoch: None,
+            json: true,
+        }))
+    }
+
+    #[test]
+    fn verifies_evidence_made_with_a_configurations_keys_and_refuses_a_changed_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = GenerateOptions {
+            clients: 5,
+            trustees: 2,
+            ..GenerateOptions::default()
+        };
+        generate(dir.path(), &opts).unwrap();
+        for (answer, kind) in [
+            (Answer::Truthful, BlameKind::Disrupted),
+            (Answer::LieAboutPad, BlameKind::LiedAboutPad),
+        ] {
+            let (who, got, evidence) = round(dir.path(), answer, 7);
+            assert_eq!((who, got), (Culprit::Client(3), kind));
+            let file = dir.path().join("blame-9-0");
+            std::fs::write(&file, &evidence).unwrap();
+            verify(&file, dir.path()).unwrap();
+            // A signature's byte changed: refused, naming why.
+            let mut bad = evidence.clone();
+            let at = bad.len() - 10;
+            bad[at] ^= 1;
+            std::fs::write(&file, &bad).unwrap();
+            let err = format!("{:#}", verify(&file, dir.path()).unwrap_err());
+            assert!(err.contains("refused"), "{err}");
+        }
+        // Another group's keys: refused.
+        let other = tempfile::tempdir().unwrap();
+        generate(other.path(), &opts).unwrap();
+        let (_, _, evidence) = round(dir.path(), Answer::Truthful, 8);
+        let file = dir.path().join("blame-9-1");
+        std::fs::write(&file, &evidence).unwrap();
+        verify(&file, dir.path()).unwrap();
+        assert!(verify(&file, other.path()).is_err());
+    }
+}

@@ -10,8 +10,8 @@
 use std::vec;
 use std::vec::Vec;
 
-use rand_chacha::rand_core::RngCore;
-use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+pub use rand_chacha::ChaCha20Rng;
 
 use crate::blame::{
     self, cell_hash, evidence_len, judge, nonces_digest, pick_bit, prove_accusation,
@@ -30,6 +30,11 @@ use crate::NONCE_LEN;
 pub const VIEW: [u8; 32] = [0x63; 32];
 /// The interval of the harness's exchanges.
 pub const INTERVAL: u32 = 9;
+
+/// The harness's randomness, from a seed.
+pub fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
 
 /// One node's keys.
 pub struct Node {
@@ -77,8 +82,10 @@ pub struct BlameGroup {
     pub clients: Vec<Node>,
     /// The trustees.
     pub trustees: Vec<Node>,
-    /// Each slot's pseudonym key.
+    /// Each client's pseudonym key.
     pub pseudonyms: Vec<PseudonymKey>,
+    /// Each client's slot (client i owns slot i unless a test says otherwise).
+    pub slots: Vec<u16>,
     /// Each client's link nonce.
     pub client_nonces: Vec<[u8; NONCE_LEN]>,
     /// Each trustee's interval nonce.
@@ -96,7 +103,7 @@ impl BlameGroup {
         Self::new([0x61; 16], [0x62; 16], clients, trustees, &pseudonyms, rng)
     }
 
-    /// A group of these nodes and pseudonym secrets (slot i's is `pseudonyms[i]`).
+    /// A group of these nodes and pseudonym secrets (client i's is `pseudonyms[i]`).
     pub fn new(
         group_id: [u8; 16],
         session_id: [u8; 16],
@@ -131,7 +138,9 @@ impl BlameGroup {
                     .collect()
             })
             .collect();
+        let slots = (0..clients.len() as u16).collect();
         BlameGroup {
+            slots,
             group_id,
             session_id,
             clients,
@@ -152,7 +161,8 @@ impl Directory for BlameGroup {
         self.trustees.get(usize::from(index)).map(|t| t.keys)
     }
     fn pseudonym(&self, slot: u16) -> Option<[u8; 32]> {
-        self.pseudonyms.get(usize::from(slot)).map(|p| p.public())
+        let owner = self.slots.iter().position(|&s| s == slot)?;
+        self.pseudonyms.get(owner).map(|p| p.public())
     }
 }
 
@@ -373,10 +383,13 @@ impl BlameGroup {
 
     /// Whether `accusation` about `slot` verifies (as the relay and every node check it).
     pub fn accusation_holds(&self, accusation: &Accusation, slot: usize) -> bool {
+        let Some(key) = self.pseudonym(slot as u16) else {
+            return false;
+        };
         verify_accusation(
             accusation,
             INTERVAL,
-            &self.pseudonyms[slot].public(),
+            &key,
             &self.group_id,
             &self.session_id,
             &VIEW,
@@ -596,9 +609,10 @@ impl BlameGroup {
             let accusation = self.accuse(owner, e, bit, rng);
             // The record's payload is what the relay parses and checks.
             let parsed = Accusation::parse(&accusation.to_bytes()).unwrap();
-            assert!(self.accusation_holds(&parsed, owner));
+            let slot = self.slots[owner];
+            assert!(self.accusation_holds(&parsed, usize::from(slot)));
             let (verdict, evidence) =
-                self.blame_round(&x, owner as u16, &parsed, Some(culprit), answer, rng);
+                self.blame_round(&x, slot, &parsed, Some(culprit), answer, rng);
             let checked = blame::verify(&evidence, self).unwrap();
             assert!(checked.offline);
             assert_eq!((checked.who, checked.kind), verdict);
