@@ -18,6 +18,7 @@
 //! of a role: the relay, clients and trustees call it with what they hold. No allocation.
 
 pub mod accuse;
+pub mod commit;
 pub mod evidence;
 pub mod judge;
 pub mod reveal;
