@@ -72,4 +72,15 @@ mod tests {
         assert_ne!(f, ExchangeKey::new(&[1; 32], 4, 4).fingerprint(&cell));
         assert_ne!(f, ExchangeKey::new(&[2; 32], 3, 4).fingerprint(&cell));
     }
+
+    /// docs/protocol.md, "Blame rounds": a fingerprint (cross-checked with a separate
+    /// POLYVAL written from RFC 8452, checked against its vector, and the `cryptography`
+    /// package's ChaCha20).
+    #[test]
+    fn fingerprint_vector() {
+        let k = ExchangeKey::new(&[0x01; 32], 7, 300);
+        let f = k.fingerprint(&[0x5a; 40]);
+        let hex: std::string::String = f.iter().map(|x| std::format!("{x:02x}")).collect();
+        assert_eq!(hex, "ae6dc0135ebf0f351fb03191daad75fe");
+    }
 }
