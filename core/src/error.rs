@@ -127,6 +127,7 @@ impl PeerError {
             PeerError::Hello(HelloError::WrongIdentity) => GoodbyeReason::WrongIdentity,
             PeerError::Hello(HelloError::FrameLimit(_)) => GoodbyeReason::FrameLimit,
             PeerError::Hello(HelloError::AlreadyConnected) => GoodbyeReason::AlreadyConnected,
+            PeerError::Hello(HelloError::Excluded) => GoodbyeReason::Excluded,
             _ => GoodbyeReason::ProtocolError,
         }
     }
@@ -211,6 +212,8 @@ pub enum HelloError {
     Proofs,
     /// Another process of this node is connected and a probe is already under way.
     AlreadyConnected,
+    /// The node was convicted in a blame round and is excluded.
+    Excluded,
 }
 
 impl fmt::Display for HelloError {
@@ -227,6 +230,7 @@ impl fmt::Display for HelloError {
             HelloError::AlreadyConnected => {
                 f.write_str("another process of this node is already connected")
             }
+            HelloError::Excluded => f.write_str("the node was convicted in a blame round"),
         }
     }
 }

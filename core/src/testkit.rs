@@ -859,6 +859,15 @@ impl Net {
                 ClientEvent::Disrupted { interval, exchange } => {
                     self.apps[i].disrupted.push((interval, exchange))
                 }
+                ClientEvent::Blamed {
+                    interval,
+                    exchange,
+                    role,
+                    index,
+                    kind,
+                } => self.apps[i]
+                    .blamed
+                    .push((interval, exchange, role, index, kind)),
                 _ => {}
             }
         }

@@ -32,7 +32,8 @@
 //! `peers.rs` (hellos, admission, probes, goodbyes), `interval.rs` (the phases of an
 //! interval), `setup.rs` (an interval's set-up), `exchange.rs` (requests and cells),
 //! `decode.rs` (decoding and events), `outputs.rs` (decoded outputs waiting to be
-//! reported), `log.rs` (the downstream log and replays), `losses.rs` (members that lost
+//! reported), `blame.rs` (nodes convicted in blame rounds, excluded), `log.rs` (the
+//! downstream log and replays), `losses.rs` (members that lost
 //! their connections, and what each holds between intervals), `timers.rs` (deadlines,
 //! timeouts and pacing). This file holds the state and the entry points; the logic of each concern
 //! stays in its file. No file here reads a clock, a socket or an RNG.
@@ -47,6 +48,7 @@ use crate::wire::{
 };
 use crate::{MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
+mod blame;
 mod config;
 mod decode;
 mod exchange;
@@ -60,6 +62,8 @@ mod slots;
 mod storage;
 mod timers;
 
+use blame::Convicted;
+pub use blame::MAX_EXCLUDED;
 pub use config::{min_node_frame, RelayConfig};
 use decode::Decoding;
 use exchange::Window;
@@ -301,6 +305,8 @@ pub struct Relay<P, B> {
     probe_counter: u64,
     stale_cells: u64,
     decoded: u64,
+    /// Nodes convicted in blame rounds (`blame.rs`).
+    convicted: Convicted,
 }
 
 impl<P, B> Relay<P, B>
@@ -383,6 +389,7 @@ where
             probe_counter: 0,
             stale_cells: 0,
             decoded: 0,
+            convicted: Convicted::default(),
             cfg,
         })
     }
@@ -617,6 +624,9 @@ where
         }
         if let Some(from) = self.shutdown_position {
             return self.transmit_shutdown(from, out);
+        }
+        if let Some(t) = self.transmit_blamed(out)? {
+            return Ok(Some(t));
         }
         if let Some(t) = self.transmit_probe(out)? {
             return Ok(Some(t));

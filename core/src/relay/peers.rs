@@ -146,6 +146,10 @@ where
             self.say_goodbye(link, GoodbyeReason::WrongIdentity);
             return Err(HelloError::WrongIdentity.into());
         };
+        if self.is_excluded(peer) {
+            self.say_goodbye(link, GoodbyeReason::Excluded);
+            return Err(HelloError::Excluded.into());
+        }
         if existing.link.is_some() {
             if existing.pending.is_some() {
                 self.say_goodbye(link, GoodbyeReason::AlreadyConnected);

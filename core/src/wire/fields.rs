@@ -244,6 +244,8 @@ pub enum GoodbyeReason {
     ShuttingDown,
     /// A trustee refused this node's presence proof or acknowledgement.
     Refused,
+    /// The node was convicted in a blame round: it is excluded for the rest of the epoch.
+    Excluded,
 }
 
 impl GoodbyeReason {
@@ -252,7 +254,7 @@ impl GoodbyeReason {
     pub const fn ends_the_process(self) -> bool {
         matches!(
             self,
-            GoodbyeReason::AlreadyConnected | GoodbyeReason::Replaced
+            GoodbyeReason::AlreadyConnected | GoodbyeReason::Replaced | GoodbyeReason::Excluded
         )
     }
 }
@@ -274,6 +276,9 @@ impl core::fmt::Display for GoodbyeReason {
             GoodbyeReason::ShuttingDown => "the relay is shutting down",
             GoodbyeReason::Refused => {
                 "a trustee refused this node's proof of presence or acknowledgement"
+            }
+            GoodbyeReason::Excluded => {
+                "this node was convicted in a blame round and is excluded for this epoch"
             }
         })
     }
