@@ -7,7 +7,7 @@
 //! - [`reveal`]: what a member signs with its identity key when it reveals its part of an
 //!   exchange at one bit: its cell's hash and bit, its pad bits, and the nonces its pads
 //!   were made with.
-//! - [`judge`]: the verdict the reveals force (a member whose cell bit is not the XOR of
+//! - [`mod@judge`]: the verdict the reveals force (a member whose cell bit is not the XOR of
 //!   its own pad bits convicts itself; a pair that disagrees about its pad bit is a
 //!   dispute, settled by the pair's Diffie–Hellman secret with a DLEQ proof; everyone
 //!   consistent means the cells XOR to 0 at the bit: the relay's decoding was false).
