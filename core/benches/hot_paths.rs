@@ -133,5 +133,24 @@ fn owned_cells(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pads, xor, codec, owned_cells);
+/// The relay's blame commitments: one fingerprint per member's cell, next to the XOR it
+/// already does for that cell.
+fn fingerprints(c: &mut Criterion) {
+    use dissent_core::blame::commit::ExchangeKey;
+    let mut g = c.benchmark_group("fingerprint");
+    for len in [256usize, 1024, 32 * 1024] {
+        let cell = vec![0x5au8; len];
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_with_input(BenchmarkId::new("cell", len), &len, |b, _| {
+            let k = ExchangeKey::new(&[7; 32], 1, 2);
+            b.iter(|| k.fingerprint(&cell))
+        });
+    }
+    g.bench_function("exchange_key", |b| {
+        b.iter(|| ExchangeKey::new(&[7; 32], 1, 2))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pads, xor, codec, owned_cells, fingerprints);
 criterion_main!(benches);

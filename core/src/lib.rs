@@ -26,6 +26,7 @@ extern crate std;
 
 pub mod backoff;
 pub mod bits;
+pub mod blame;
 pub mod buddies;
 pub mod client;
 pub mod credit;

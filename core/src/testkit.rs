@@ -17,6 +17,7 @@
 //! connections beyond a client's capacity), never on bytes from a network: the harness has
 //! none. The role code it drives returns errors instead.
 
+pub mod blame;
 mod ends;
 pub mod epoch;
 mod in_flight;
@@ -911,6 +912,15 @@ impl Net {
                 ClientEvent::Disrupted { interval, exchange } => {
                     self.apps[i].disrupted.push((interval, exchange))
                 }
+                ClientEvent::Blamed {
+                    interval,
+                    exchange,
+                    role,
+                    index,
+                    kind,
+                } => self.apps[i]
+                    .blamed
+                    .push((interval, exchange, role, index, kind)),
                 _ => {}
             }
         }

@@ -7,6 +7,7 @@
 //! or intervals of fewer than two clients. Every value is checked here, before anything
 //! runs or is written.
 
+mod blame_cmd;
 mod client;
 mod clock;
 mod config;
@@ -59,6 +60,9 @@ enum Command {
     /// A group folder of public key files (groups with no dealer).
     #[command(subcommand)]
     Group(group_cmd::GroupCommand),
+    /// Blame evidence: check it offline.
+    #[command(subcommand)]
+    Blame(blame_cmd::BlameCommand),
     /// Run the relay (the hub clients and trustees connect to).
     Relay(RelayArgs),
     /// Run a trustee.
@@ -668,6 +672,7 @@ impl Command {
             Command::Config(_) => "config",
             Command::Key(_) => "key",
             Command::Group(_) => "group",
+            Command::Blame(_) => "blame",
             Command::Relay(_) => "relay",
             Command::Trustee(_) => "trustee",
             Command::Client(_) | Command::Clients(_) => "client",
@@ -791,6 +796,7 @@ async fn run(command: Command) -> Result<()> {
     match command {
         Command::Key(k) => group_cmd::key(k),
         Command::Group(g) => group_cmd::run(g),
+        Command::Blame(b) => blame_cmd::run(b),
         Command::Config(ConfigCommand::Generate {
             clients,
             trustees,

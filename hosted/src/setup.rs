@@ -656,6 +656,19 @@ struct EpochFile {
 
 const EPOCH_FORMAT: &str = "dissent-epoch/1";
 
+/// The group of the epoch saved beside `key_file` for the valid version of the group
+/// folder `dir` (public parts only: what `blame verify` checks evidence with).
+pub fn saved_group(dir: &Path, key_file: &Path) -> Result<Group> {
+    let desc = crate::config::group::load_signed(dir)?;
+    let Some(saved) = EpochFile::load(key_file, &desc)? else {
+        bail!(
+            "{}: no saved epoch of this group version beside it",
+            key_file.display()
+        );
+    };
+    saved.group(&desc)
+}
+
 impl EpochFile {
     fn path(key_file: &Path) -> PathBuf {
         let mut name = key_file.as_os_str().to_owned();

@@ -189,6 +189,20 @@ pub enum ClientEvent {
         /// The connection.
         conn: ConnId,
     },
+    /// A blame round named a node (role 0 a client, 1 a trustee, 2 the relay; `kind` as
+    /// in `blame::BlameKind`), which the relay excluded.
+    Blamed {
+        /// The interval of the accused exchange.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// Who: 0 a client, 1 a trustee, 2 the relay.
+        role: u8,
+        /// The client's or trustee's index.
+        index: u16,
+        /// Why (`blame::BlameKind` as a byte).
+        kind: u8,
+    },
     /// The slot's anonymity set shrank (it transmitted in an interval without some of the
     /// clients of the set): every connection of the slot is hidden among `size` clients.
     AnonymitySet {
@@ -529,6 +543,22 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 Ok(Handled::default())
             }
             Message::ClientRequest(request) => self.on_request(now, request, out),
+            Message::Blamed {
+                interval,
+                exchange,
+                role,
+                index,
+                kind,
+            } => {
+                self.push_event(ClientEvent::Blamed {
+                    interval,
+                    exchange,
+                    role,
+                    index,
+                    kind,
+                });
+                Ok(Handled::default())
+            }
             _ => Err(PeerError::Unexpected),
         }
     }

@@ -32,9 +32,10 @@
 //! `peers.rs` (hellos, admission, probes, goodbyes), `interval.rs` (the phases of an
 //! interval), `setup.rs` (an interval's set-up), `exchange.rs` (requests and cells),
 //! `decode.rs` (decoding and events), `outputs.rs` (decoded outputs waiting to be
-//! reported), `log.rs` (the downstream log and replays), `losses.rs` (members that lost
-//! their connections, and what each holds between intervals), `stall.rs` (penalties,
-//! back-off, the straggler cutoff and the refusal list), `timers.rs` (deadlines,
+//! reported), `blame.rs` (nodes convicted in blame rounds, excluded), `log.rs` (the
+//! downstream log and replays), `losses.rs` (members that lost their connections, and what
+//! each holds between intervals), `stall.rs` (penalties, back-off, the straggler cutoff and
+//! the refusal list), `timers.rs` (deadlines,
 //! timeouts and pacing). This file holds the state and the entry points; the logic of each concern
 //! stays in its file. No file here reads a clock, a socket or an RNG.
 
@@ -48,6 +49,7 @@ use crate::wire::{
 };
 use crate::{MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
+mod blame;
 mod config;
 mod decode;
 mod exchange;
@@ -62,6 +64,7 @@ mod stall;
 mod storage;
 mod timers;
 
+use blame::Convicted;
 pub use config::{min_node_frame, RelayConfig};
 use decode::Decoding;
 use exchange::Window;
@@ -331,6 +334,8 @@ pub struct Relay<P, B> {
     decoded: u64,
     /// When quorums of members answered, for the straggler cutoff.
     quorums: Quorums,
+    /// Trustees convicted in blame rounds, and the verdicts still to announce (`blame.rs`).
+    convicted: Convicted,
 }
 
 impl<P, B> Relay<P, B>
@@ -414,6 +419,7 @@ where
             stale_cells: 0,
             decoded: 0,
             quorums: Quorums::NEW,
+            convicted: Convicted::default(),
             cfg,
         })
     }
@@ -658,6 +664,9 @@ where
         }
         if let Some(from) = self.shutdown_position {
             return self.transmit_shutdown(from, out);
+        }
+        if let Some(t) = self.transmit_blamed(out)? {
+            return Ok(Some(t));
         }
         if let Some(t) = self.transmit_probe(out)? {
             return Ok(Some(t));

@@ -124,10 +124,15 @@ impl core::fmt::Display for Stall {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Exclusion {
-    /// A blame round convicted it; `evidence` names the evidence (its digest).
+    /// The blame round of `exchange` of `interval` convicted it (`kind`); the round's
+    /// evidence is named by the two numbers (`blame-<interval>-<exchange>`).
     Convicted {
-        /// Digest of the evidence.
-        evidence: [u8; 32],
+        /// The interval of the disrupted exchange.
+        interval: u32,
+        /// The disrupted exchange.
+        exchange: u64,
+        /// What the verdict says it did.
+        kind: crate::blame::BlameKind,
     },
     /// The operator's list had it when the relay started.
     Listed,
@@ -255,8 +260,12 @@ where
     /// Whether `peer` may say hello now: a client on the refusal list or backed off is
     /// refused (and a client that joined too often is penalized now).
     pub(super) fn check_standing(&mut self, now: Instant, peer: PeerId) -> Result<(), PeerError> {
-        let PeerId::Client(i) = peer else {
-            return Ok(());
+        let i = match peer {
+            PeerId::Client(i) => i,
+            PeerId::Trustee(j) if self.convicted.has_trustee(j) => {
+                return Err(HelloError::Excluded.into())
+            }
+            PeerId::Trustee(_) => return Ok(()),
         };
         let stall = self.cfg.stall;
         let Some(p) = self.peer_mut(peer) else {

@@ -260,6 +260,8 @@ where
                 macs,
             } => self.on_acks(interval, first, macs),
             Message::TrusteeRequest(request) => self.on_request(now, &request),
+            // The relay's news of an exclusion: nothing for a trustee to do.
+            Message::Blamed { .. } => Ok(()),
             _ => Err(PeerError::Unexpected),
         }
     }

@@ -291,7 +291,7 @@ impl core::fmt::Display for GoodbyeReason {
                 )
             }
             GoodbyeReason::Excluded => {
-                "this node is on the relay's refusal list until an operator lets it back in"
+                "this node is excluded: it is on the relay's refusal list until an operator lets it back in"
             }
         })
     }

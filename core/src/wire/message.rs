@@ -142,6 +142,21 @@ pub enum Message<'a> {
         #[serde(borrow)]
         cell: &'a [u8],
     },
+    /// Relay → every trustee and member: a blame round about `exchange` of `interval`
+    /// named a node, which is excluded for the rest of the epoch.
+    Blamed {
+        /// The interval of the accused exchange.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// Who: 0 a client, 1 a trustee, 2 the relay (`blame::Culprit`).
+        role: u8,
+        /// The client's or trustee's index (0 for the relay).
+        index: u16,
+        /// Why (`blame::BlameKind`: 1 disrupted, 2 lied about a pad bit, 3 forged
+        /// decoding, 4 refused blame).
+        kind: u8,
+    },
 }
 
 /// The first frame of a node's link (node → relay).
@@ -365,7 +380,7 @@ mod tests {
         let outputs = [0x00, 0x01, 0x00, 0x02, 0x00, 0x01, 0x00, 0x05];
         let conn = ConnId(0x0003_0001);
         let slot = Kind::Slot { slot: 2, len: 256 };
-        let cases: [(Message<'_>, std::vec::Vec<u8>); 26] = [
+        let cases: [(Message<'_>, std::vec::Vec<u8>); 27] = [
             (
                 Message::Hello(Hello {
                     version: PROTOCOL_VERSION,
@@ -655,6 +670,16 @@ mod tests {
                     &[0, 0, 0, 0x15, 0x11, 0x07, 0xAC, 0x02, 0x10],
                     &rep(0xEE, 16),
                 ]),
+            ),
+            (
+                Message::Blamed {
+                    interval: 7,
+                    exchange: 300,
+                    role: 0,
+                    index: 5,
+                    kind: 1,
+                },
+                std::vec![0, 0, 0, 7, 0x12, 0x07, 0xAC, 0x02, 0x00, 0x05, 0x01],
             ),
         ];
         let mut out = [0u8; 256];

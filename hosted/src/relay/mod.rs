@@ -844,9 +844,14 @@ impl Hub {
                     }
                     RelayEvent::Excluded { peer, reason } => {
                         let why = match reason {
-                            Exclusion::Convicted { evidence } => {
-                                format!("convicted (evidence {})", hex::encode(evidence))
-                            }
+                            Exclusion::Convicted {
+                                interval,
+                                exchange,
+                                kind,
+                            } => format!(
+                                "convicted of {kind:?} in the blame round of exchange \
+                                 {exchange} of interval {interval}"
+                            ),
                             _ => "listed".to_string(),
                         };
                         warn!("{peer} is refused until an operator admits it: {why}");

@@ -1,0 +1,602 @@
+//! The evidence of a blame round: one binary format, written by the relay and checked by
+//! anyone from public keys only ([`verify`]).
+//!
+//! Layout (big-endian integers; `m` trustees, `n` revealed members, bitmaps least
+//! significant bit first):
+//!
+//! ```text
+//! magic "DISSENT-BLAME-v3" (16)
+//! group (16) ‖ session (16) ‖ view (32) ‖ interval (4) ‖ exchange (8) ‖ bit (4) ‖
+//! slot (2) ‖ pad nonce (24) ‖ SHA-256 of the decoded cell (32) ‖ accusation proof (64)
+//! m (2) ‖ n (2)
+//! trustee nonces: m × 16
+//! members, by ascending index: n × (index (2) ‖ link nonce (16) ‖ SHA-256(cell) (32) ‖
+//!     cell bit (1) ‖ pad bits, one per trustee (⌈m/8⌉) ‖ signature (64))
+//! trustees, in order: m × (SHA-256(cell) (32) ‖ cell bit (1) ‖ pad bits, one per member
+//!     in the order above (⌈n/8⌉) ‖ signature (64))
+//! d (2), disputes: d × (member position (2) ‖ trustee (2) ‖ prover (1: 0 the member,
+//!     1 the trustee) ‖ Diffie–Hellman secret (32) ‖ DLEQ proof (64))
+//! verdict: kind (1) ‖ role (1: 0 client, 1 trustee, 2 relay) ‖ index (2)
+//! ```
+//!
+//! The signatures are [`super::Statement`]s; every member's covers the decoded cell's hash
+//! it was sent, so a forged decoding is attested by the members who were shown it. A refused blame names who the relay saw
+//! refuse; the reveals it holds are included, but the refusal itself is the relay's word.
+//!
+//! Owns the format and its verification; it must not know where the bytes come from.
+
+use sha2::{Digest, Sha256};
+
+use crate::bits;
+use crate::crypto::PadNonce;
+use crate::ristretto::dleq::PROOF_LEN;
+use crate::NONCE_LEN;
+
+use super::accuse::verify_accusation;
+use super::judge::{judge, resolve_dispute, DisputeFacts, Finding, Reveals};
+use super::reveal::{nonces_digest, Statement};
+use super::{BlameKind, Culprit};
+use crate::wire::Accusation;
+
+/// The first bytes of every evidence file.
+pub const MAGIC: &[u8; 16] = b"DISSENT-BLAME-v3";
+
+const HEADER_LEN: usize = 16 + 16 + 16 + 32 + 4 + 8 + 4 + 2 + 24 + 32 + 64 + 2 + 2;
+const DISPUTE_LEN: usize = 2 + 2 + 1 + 32 + PROOF_LEN;
+const VERDICT_LEN: usize = 4;
+
+fn client_entry_len(m: usize) -> usize {
+    2 + NONCE_LEN + 32 + 1 + bits::bitmap_len(m) + 64
+}
+
+fn trustee_entry_len(n: usize) -> usize {
+    32 + 1 + bits::bitmap_len(n) + 64
+}
+
+/// Bytes of the evidence of `n` members, `m` trustees and `d` disputes.
+pub fn evidence_len(n: usize, m: usize, d: usize) -> usize {
+    HEADER_LEN
+        + m * NONCE_LEN
+        + n * client_entry_len(m)
+        + m * trustee_entry_len(n)
+        + 2
+        + d * DISPUTE_LEN
+        + VERDICT_LEN
+}
+
+/// The public keys of one node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberKeys {
+    /// Its Ed25519 identity key.
+    pub identity: [u8; 32],
+    /// Its Ristretto255 pad public key.
+    pub dh: [u8; 32],
+}
+
+/// The group's public keys, from its description.
+pub trait Directory {
+    /// Client `index`'s keys.
+    fn client(&self, index: u16) -> Option<MemberKeys>;
+    /// Trustee `index`'s keys.
+    fn trustee(&self, index: u16) -> Option<MemberKeys>;
+    /// Slot `slot`'s pseudonym public key.
+    fn pseudonym(&self, slot: u16) -> Option<[u8; 32]>;
+}
+
+/// Why evidence was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EvidenceError {
+    /// Not the format (length, magic, an unknown kind, member indices out of order).
+    Malformed,
+    /// A key the evidence needs is not in the group.
+    UnknownKey,
+    /// The accusation's pseudonym proof does not verify.
+    BadAccusation,
+    /// A member's reveal signature does not verify (its position; trustees after members).
+    BadSignature(usize),
+    /// The reveals lead to a dispute the evidence does not settle with a valid proof.
+    Unresolved,
+    /// The reveals convict someone else than the recorded verdict.
+    WrongVerdict {
+        /// What the reveals show.
+        who: Culprit,
+        /// Why.
+        kind: BlameKind,
+    },
+}
+
+impl core::fmt::Display for EvidenceError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EvidenceError::Malformed => f.write_str("not blame evidence (malformed)"),
+            EvidenceError::UnknownKey => f.write_str("a key it needs is not in the group"),
+            EvidenceError::BadAccusation => f.write_str("the accusation's proof is invalid"),
+            EvidenceError::BadSignature(i) => write!(f, "reveal {i}: invalid signature"),
+            EvidenceError::Unresolved => f.write_str("a dispute is not settled by a valid proof"),
+            EvidenceError::WrongVerdict { who, kind } => {
+                write!(
+                    f,
+                    "the reveals convict {who:?} ({kind:?}), not the recorded verdict"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for EvidenceError {}
+
+/// What checked evidence shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// Interval of the accused exchange.
+    pub interval: u32,
+    /// The accused exchange.
+    pub exchange: u64,
+    /// The accused bit.
+    pub bit: u32,
+    /// The slot whose owner accused.
+    pub slot: u16,
+    /// Who is named.
+    pub who: Culprit,
+    /// Why.
+    pub kind: BlameKind,
+    /// Whether the verdict follows from the evidence alone (false for a refused blame:
+    /// the relay's own observation).
+    pub offline: bool,
+    /// SHA-256 of the decoded cell the relay published (members compare it with the
+    /// `Disrupted` frame they were sent, to check a forged decoding).
+    pub decoded_hash: [u8; 32],
+}
+
+/// The fixed part of the evidence.
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
+    /// The group.
+    pub group_id: &'a [u8; 16],
+    /// The session.
+    pub session_id: &'a [u8; 16],
+    /// The interval's view (the accusation's proof binds it).
+    pub view: &'a [u8; 32],
+    /// The interval of the accused exchange.
+    pub interval: u32,
+    /// The accusation (exchange, bit, proof).
+    pub accusation: &'a Accusation,
+    /// The accusing slot.
+    pub slot: u16,
+    /// The exchange's pad nonce.
+    pub pad_nonce: &'a PadNonce,
+    /// SHA-256 of the decoded cell.
+    pub decoded_hash: &'a [u8; 32],
+    /// The interval's trustee nonces, `NONCE_LEN` each.
+    pub trustee_nonces: &'a [u8],
+    /// Trustees.
+    pub trustees: u16,
+    /// Members revealed.
+    pub clients: u16,
+}
+
+/// Writes evidence in order: [`EvidenceWriter::new`], every member
+/// ([`EvidenceWriter::client`], by ascending index), every trustee, the disputes, then
+/// [`EvidenceWriter::finish`].
+#[derive(Debug)]
+pub struct EvidenceWriter<'b> {
+    out: &'b mut [u8],
+    at: usize,
+    m: usize,
+    n: usize,
+    disputes_at: Option<usize>,
+    disputes: u16,
+}
+
+impl<'b> EvidenceWriter<'b> {
+    /// Starts evidence in `out`; `None` if `out` cannot hold [`evidence_len`] for the
+    /// header's counts and `disputes` disputes.
+    pub fn new(h: &Header<'_>, disputes: usize, out: &'b mut [u8]) -> Option<Self> {
+        let (n, m) = (usize::from(h.clients), usize::from(h.trustees));
+        if out.len() < evidence_len(n, m, disputes) || h.trustee_nonces.len() != m * NONCE_LEN {
+            return None;
+        }
+        let mut w = EvidenceWriter {
+            out,
+            at: 0,
+            m,
+            n,
+            disputes_at: None,
+            disputes: 0,
+        };
+        let a = h.accusation;
+        for p in [
+            &MAGIC[..],
+            h.group_id,
+            h.session_id,
+            h.view,
+            &h.interval.to_be_bytes(),
+            &a.exchange.to_be_bytes(),
+            &a.bit.to_be_bytes(),
+            &h.slot.to_be_bytes(),
+            h.pad_nonce,
+            h.decoded_hash,
+            &a.proof,
+            &h.trustees.to_be_bytes(),
+            &h.clients.to_be_bytes(),
+            h.trustee_nonces,
+        ] {
+            w.put(p);
+        }
+        Some(w)
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        crate::field::put(self.out, self.at, bytes);
+        self.at += bytes.len();
+    }
+
+    fn put_bits(&mut self, bits: &[u8], count: usize) {
+        let len = bits::bitmap_len(count);
+        for i in 0..len {
+            self.put(&[bits.get(i).copied().unwrap_or(0)]);
+        }
+    }
+
+    /// A member's reveal.
+    pub fn client(
+        &mut self,
+        index: u16,
+        nonce: &[u8; NONCE_LEN],
+        cell_hash: &[u8; 32],
+        cell_bit: bool,
+        pad_bits: &[u8],
+        signature: &[u8; 64],
+    ) {
+        self.put(&index.to_be_bytes());
+        self.put(nonce);
+        self.put(cell_hash);
+        self.put(&[u8::from(cell_bit)]);
+        self.put_bits(pad_bits, self.m);
+        self.put(signature);
+    }
+
+    /// A trustee's reveal.
+    pub fn trustee(
+        &mut self,
+        cell_hash: &[u8; 32],
+        cell_bit: bool,
+        pad_bits: &[u8],
+        signature: &[u8; 64],
+    ) {
+        self.put(cell_hash);
+        self.put(&[u8::from(cell_bit)]);
+        self.put_bits(pad_bits, self.n);
+        self.put(signature);
+    }
+
+    /// A dispute's proven Diffie–Hellman secret.
+    pub fn dispute(
+        &mut self,
+        position: u16,
+        trustee: u16,
+        by_client: bool,
+        shared: &[u8; 32],
+        proof: &[u8; PROOF_LEN],
+    ) {
+        if self.disputes_at.is_none() {
+            self.disputes_at = Some(self.at);
+            self.at += 2;
+        }
+        self.disputes += 1;
+        self.put(&position.to_be_bytes());
+        self.put(&trustee.to_be_bytes());
+        self.put(&[u8::from(!by_client)]);
+        self.put(shared);
+        self.put(proof);
+    }
+
+    /// Writes the verdict; returns the evidence's length.
+    pub fn finish(mut self, who: Culprit, kind: BlameKind) -> usize {
+        let at = match self.disputes_at {
+            Some(at) => at,
+            None => {
+                self.at += 2;
+                self.at - 2
+            }
+        };
+        crate::field::put(self.out, at, &self.disputes.to_be_bytes());
+        let (role, index) = role_of(who);
+        self.put(&[kind as u8, role]);
+        self.put(&index.to_be_bytes());
+        self.at
+    }
+}
+
+fn role_of(who: Culprit) -> (u8, u16) {
+    match who {
+        Culprit::Client(i) => (0, i),
+        Culprit::Trustee(j) => (1, j),
+        Culprit::Relay => (2, 0),
+    }
+}
+
+/// Parsed evidence (borrowing the bytes).
+#[derive(Debug, Clone, Copy)]
+struct Parsed<'a> {
+    bytes: &'a [u8],
+    m: usize,
+    n: usize,
+    nonces_at: usize,
+    clients_at: usize,
+    trustees_at: usize,
+    disputes_at: usize,
+    disputes: usize,
+    who: Culprit,
+    kind: BlameKind,
+}
+
+fn arr<const N: usize>(b: &[u8], at: usize) -> Option<&[u8; N]> {
+    b.get(at..at + N)?.try_into().ok()
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    arr::<2>(b, at).map(|a| u16::from_be_bytes(*a))
+}
+
+impl<'a> Parsed<'a> {
+    fn parse(bytes: &'a [u8]) -> Option<Self> {
+        if bytes.get(..16)? != MAGIC {
+            return None;
+        }
+        let m = usize::from(be16(bytes, HEADER_LEN - 4)?);
+        let n = usize::from(be16(bytes, HEADER_LEN - 2)?);
+        let nonces_at = HEADER_LEN;
+        let clients_at = nonces_at + m * NONCE_LEN;
+        let trustees_at = clients_at + n * client_entry_len(m);
+        let disputes_at = trustees_at + m * trustee_entry_len(n) + 2;
+        let disputes = usize::from(be16(bytes, disputes_at - 2)?);
+        let verdict_at = disputes_at + disputes * DISPUTE_LEN;
+        if bytes.len() != verdict_at + VERDICT_LEN {
+            return None;
+        }
+        // Flag bytes are 0 or 1, nothing else: one encoding per evidence.
+        let flags = (0..n)
+            .map(|p| clients_at + p * client_entry_len(m) + 2 + NONCE_LEN + 32)
+            .chain((0..m).map(|t| trustees_at + t * trustee_entry_len(n) + 32))
+            .chain((0..disputes).map(|d| disputes_at + d * DISPUTE_LEN + 4));
+        for at in flags {
+            if *bytes.get(at)? > 1 {
+                return None;
+            }
+        }
+        let kind = BlameKind::from_u8(*bytes.get(verdict_at)?)?;
+        let index = be16(bytes, verdict_at + 2)?;
+        let who = match bytes.get(verdict_at + 1)? {
+            0 => Culprit::Client(index),
+            1 => Culprit::Trustee(index),
+            2 if index == 0 => Culprit::Relay,
+            _ => return None,
+        };
+        Some(Parsed {
+            bytes,
+            m,
+            n,
+            nonces_at,
+            clients_at,
+            trustees_at,
+            disputes_at,
+            disputes,
+            who,
+            kind,
+        })
+    }
+
+    fn field<const N: usize>(&self, at: usize) -> &'a [u8; N] {
+        arr::<N>(self.bytes, at).unwrap_or(&[0; N])
+    }
+
+    fn client_at(&self, p: usize) -> usize {
+        self.clients_at + p * client_entry_len(self.m)
+    }
+
+    fn trustee_at(&self, t: usize) -> usize {
+        self.trustees_at + t * trustee_entry_len(self.n)
+    }
+
+    fn client_nonce(&self, p: usize) -> &'a [u8; NONCE_LEN] {
+        self.field(self.client_at(p) + 2)
+    }
+
+    fn trustee_nonce(&self, t: usize) -> &'a [u8; NONCE_LEN] {
+        self.field(self.nonces_at + t * NONCE_LEN)
+    }
+
+    fn client_bits(&self, p: usize) -> &'a [u8] {
+        let at = self.client_at(p) + 2 + NONCE_LEN + 33;
+        self.bytes
+            .get(at..at + bits::bitmap_len(self.m))
+            .unwrap_or(&[])
+    }
+
+    fn trustee_bits(&self, t: usize) -> &'a [u8] {
+        let at = self.trustee_at(t) + 33;
+        self.bytes
+            .get(at..at + bits::bitmap_len(self.n))
+            .unwrap_or(&[])
+    }
+}
+
+impl Reveals for Parsed<'_> {
+    fn clients(&self) -> usize {
+        self.n
+    }
+    fn trustees(&self) -> usize {
+        self.m
+    }
+    fn client_index(&self, p: usize) -> u16 {
+        be16(self.bytes, self.client_at(p)).unwrap_or(0)
+    }
+    fn client_cell_bit(&self, p: usize) -> bool {
+        self.bytes.get(self.client_at(p) + 2 + NONCE_LEN + 32) == Some(&1)
+    }
+    fn client_pad_bit(&self, p: usize, t: usize) -> bool {
+        bits::test(self.client_bits(p), t)
+    }
+    fn trustee_cell_bit(&self, t: usize) -> bool {
+        self.bytes.get(self.trustee_at(t) + 32) == Some(&1)
+    }
+    fn trustee_pad_bit(&self, t: usize, p: usize) -> bool {
+        bits::test(self.trustee_bits(t), p)
+    }
+}
+
+/// Checks evidence from public keys only: the accusation's proof, every reveal's
+/// signature, the verdict the reveals force (settling a dispute with the proven
+/// Diffie–Hellman secret and the pad derivation), and that it is the recorded one.
+pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceError> {
+    let e = Parsed::parse(bytes).ok_or(EvidenceError::Malformed)?;
+    let group_id: &[u8; 16] = e.field(16);
+    let session_id: &[u8; 16] = e.field(32);
+    let view: &[u8; 32] = e.field(48);
+    let interval = u32::from_be_bytes(*e.field(80));
+    let exchange = u64::from_be_bytes(*e.field(84));
+    let bit = u32::from_be_bytes(*e.field(92));
+    let slot = u16::from_be_bytes(*e.field(96));
+    let pad_nonce: &PadNonce = e.field(98);
+    let decoded_hash: [u8; 32] = *e.field(122);
+    let accusation = Accusation {
+        exchange,
+        bit,
+        proof: *e.field(154),
+    };
+    let pseudonym = keys.pseudonym(slot).ok_or(EvidenceError::UnknownKey)?;
+    if !verify_accusation(
+        &accusation,
+        interval,
+        &pseudonym,
+        group_id,
+        session_id,
+        view,
+        slot,
+    ) {
+        return Err(EvidenceError::BadAccusation);
+    }
+    let trustee_nonces = nonces_digest((0..e.m).map(|t| e.trustee_nonce(t)));
+    let client_nonces = nonces_digest((0..e.n).map(|p| e.client_nonce(p)));
+    let mut last = None;
+    for p in 0..e.n {
+        let index = e.client_index(p);
+        if last.is_some_and(|l| l >= index) {
+            return Err(EvidenceError::Malformed);
+        }
+        last = Some(index);
+        let k = keys.client(index).ok_or(EvidenceError::UnknownKey)?;
+        let mut own = [0u8; 32];
+        own[..NONCE_LEN].copy_from_slice(e.client_nonce(p));
+        let at = e.client_at(p) + 2 + NONCE_LEN;
+        let s = Statement {
+            group_id,
+            session_id,
+            who: Culprit::Client(index),
+            interval,
+            exchange,
+            bit,
+            pad_nonce,
+            trustee_nonces: &trustee_nonces,
+            own: &own,
+            decoded_hash: &decoded_hash,
+            cell_hash: e.field(at),
+            cell_bit: e.bytes.get(at + 32) == Some(&1),
+            bits: e.client_bits(p),
+            count: e.m as u16,
+        };
+        let sig = e.field::<64>(at + 33 + bits::bitmap_len(e.m));
+        if !s.verify(&k.identity, sig) {
+            return Err(EvidenceError::BadSignature(p));
+        }
+    }
+    for t in 0..e.m {
+        let k = keys.trustee(t as u16).ok_or(EvidenceError::UnknownKey)?;
+        let at = e.trustee_at(t);
+        let s = Statement {
+            group_id,
+            session_id,
+            who: Culprit::Trustee(t as u16),
+            interval,
+            exchange,
+            bit,
+            pad_nonce,
+            trustee_nonces: &trustee_nonces,
+            own: &client_nonces,
+            decoded_hash: &[0; 32],
+            cell_hash: e.field(at),
+            cell_bit: e.bytes.get(at + 32) == Some(&1),
+            bits: e.trustee_bits(t),
+            count: e.n as u16,
+        };
+        let sig = e.field::<64>(at + 33 + bits::bitmap_len(e.n));
+        if !s.verify(&k.identity, sig) {
+            return Err(EvidenceError::BadSignature(e.n + t));
+        }
+    }
+    let verified = |who, kind, offline| Verified {
+        interval,
+        exchange,
+        bit,
+        slot,
+        who,
+        kind,
+        offline,
+        decoded_hash,
+    };
+    if e.kind == BlameKind::RefusedBlame {
+        return Ok(verified(e.who, e.kind, false));
+    }
+    let (who, kind) = match judge(&e) {
+        Finding::Convicted { who, kind } => (who, kind),
+        Finding::Dispute { position, trustee } => {
+            let client = keys
+                .client(e.client_index(position))
+                .ok_or(EvidenceError::UnknownKey)?;
+            let trustee_keys = keys
+                .trustee(trustee as u16)
+                .ok_or(EvidenceError::UnknownKey)?;
+            let facts = DisputeFacts {
+                group_id,
+                session_id,
+                client_dh: &client.dh,
+                trustee_dh: &trustee_keys.dh,
+                interval,
+                trustee_nonce: e.trustee_nonce(trustee),
+                client_nonce: e.client_nonce(position),
+                pad_nonce,
+                bit,
+            };
+            let truth = (0..e.disputes)
+                .map(|d| e.disputes_at + d * DISPUTE_LEN)
+                .filter(|&at| {
+                    be16(e.bytes, at) == Some(position as u16)
+                        && be16(e.bytes, at + 2) == Some(trustee as u16)
+                })
+                .find_map(|at| {
+                    let by_client = e.bytes.get(at + 4) == Some(&0);
+                    resolve_dispute(&facts, by_client, e.field(at + 5), e.field(at + 37))
+                })
+                .ok_or(EvidenceError::Unresolved)?;
+            if e.client_pad_bit(position, trustee) != truth {
+                (
+                    Culprit::Client(e.client_index(position)),
+                    BlameKind::LiedAboutPad,
+                )
+            } else {
+                (Culprit::Trustee(trustee as u16), BlameKind::LiedAboutPad)
+            }
+        }
+    };
+    if (who, kind) != (e.who, e.kind) {
+        return Err(EvidenceError::WrongVerdict { who, kind });
+    }
+    Ok(verified(who, kind, true))
+}
+
+/// SHA-256 of a cell (what reveals sign and the evidence names).
+pub fn cell_hash(cell: &[u8]) -> [u8; 32] {
+    Sha256::digest(cell).into()
+}

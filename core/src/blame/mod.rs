@@ -1,0 +1,77 @@
+//! Blame: an owner's accusation of a disrupted exchange, the members' signed reveals, the
+//! verdict they force, and the evidence anyone can check offline.
+//!
+//! - [`accuse`]: the owner's accusation (an `Accuse` record: exchange, bit and its
+//!   pseudonym proof) and the choice of the bit (one where the owner wrote 0 and the
+//!   decoded cell has 1, never one where it wrote 1).
+//! - [`reveal`]: what a member signs with its identity key when it reveals its part of an
+//!   exchange at one bit: its cell's hash and bit, its pad bits, and the nonces its pads
+//!   were made with.
+//! - [`mod@judge`]: the verdict the reveals force (a member whose cell bit is not the XOR of
+//!   its own pad bits convicts itself; a pair that disagrees about its pad bit is a
+//!   dispute, settled by the pair's Diffie–Hellman secret with a DLEQ proof; everyone
+//!   consistent means the cells XOR to 0 at the bit: the relay's decoding was false).
+//! - [`evidence`]: the evidence file's binary format, written once and checked once
+//!   ([`evidence::verify`]) from public keys only.
+//!
+//! Owns the blame statements and their checks. It must not know links, timers or storage
+//! of a role: the relay, clients and trustees call it with what they hold. No allocation.
+
+pub mod accuse;
+pub mod commit;
+pub mod evidence;
+pub mod judge;
+pub mod reveal;
+
+#[cfg(feature = "pseudonyms")]
+pub use accuse::prove_accusation;
+pub use accuse::{pick_bit, verify_accusation};
+pub use evidence::{
+    cell_hash, evidence_len, verify, Directory, EvidenceError, EvidenceWriter, Header, MemberKeys,
+    Verified,
+};
+pub use judge::{judge, resolve_dispute, DisputeFacts, Finding, Reveals};
+pub use reveal::{dh_context, nonces_digest, Statement, DH_CONTEXT_LEN};
+
+/// Who a verdict names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Culprit {
+    /// A client, by its index in the group.
+    Client(u16),
+    /// A trustee, by index.
+    Trustee(u16),
+    /// The relay.
+    Relay,
+}
+
+/// Why a member or the relay was named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum BlameKind {
+    /// Its signed cell bit is not the XOR of its own signed pad bits (plaintext 0 at the
+    /// accused bit): it wrote 1 there, and signed it. Offline-verifiable.
+    Disrupted = 1,
+    /// Its signed claim about a pad bit it shares with a peer differs from the bit the
+    /// pair's proven Diffie–Hellman secret gives. Offline-verifiable.
+    LiedAboutPad = 2,
+    /// Every reveal is consistent, so the cells XOR to 0 at the bit the relay decoded as
+    /// 1: the relay's decoding was false. Offline-verifiable against the decoded cell
+    /// every member was sent.
+    ForgedDecoding = 3,
+    /// No reveal, a reveal whose cell does not match the relay's fingerprint, or a bad
+    /// signature: the relay's own observation, not offline-verifiable.
+    RefusedBlame = 4,
+}
+
+impl BlameKind {
+    /// The kind of a wire byte.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(BlameKind::Disrupted),
+            2 => Some(BlameKind::LiedAboutPad),
+            3 => Some(BlameKind::ForgedDecoding),
+            4 => Some(BlameKind::RefusedBlame),
+            _ => None,
+        }
+    }
+}
