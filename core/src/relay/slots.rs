@@ -75,7 +75,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slots<B> {
     }
 
     /// `slot`'s public key (all zeros if none was set: no cell of it is authentic).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn key(&self, slot: u16) -> [u8; 32] {
         let mut k = [0u8; 32];
         if let Some(src) = self.entry(slot).and_then(|e| e.get(KEY..KEY + 32)) {
@@ -158,5 +157,38 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slots<B> {
                 field::put(e, ABANDON, &exchange.to_be_bytes());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{pad_public_key, pad_secret};
+
+    #[test]
+    fn a_cell_key_is_derived_once_and_only_from_a_valid_key() {
+        let relay = pad_secret(&[11; 32]).unwrap();
+        let mut slots = Slots::new(std::vec![0u8; 3 * ENTRY]);
+        let public = pad_public_key(&[9; 32]);
+        assert!(slots.set_key(1, &public));
+        assert!(!slots.set_key(3, &public), "no such slot");
+        // Without the relay's secret there is no key, and nothing is kept.
+        assert_eq!(slots.cell_key(1, None, &[1; 16], &[2; 16]), None);
+        let want = SlotKey::owner(&[9; 32], &pad_public_key(&[11; 32]), &[1; 16], &[2; 16], 1);
+        let got = slots.cell_key(1, Some(&relay), &[1; 16], &[2; 16]);
+        assert_eq!(got, want.ok());
+        // Kept: later calls read it back without the relay's secret.
+        assert_eq!(slots.cell_key(1, None, &[1; 16], &[2; 16]), got);
+        // Slot 0 has no key (the identity): never authentic, and remembered as such.
+        assert_eq!(slots.cell_key(0, Some(&relay), &[1; 16], &[2; 16]), None);
+        assert_eq!(slots.storage[STATE], NO_KEY);
+        // A new public key is derived afresh.
+        assert!(slots.set_key(1, &pad_public_key(&[10; 32])));
+        let other = slots.cell_key(1, Some(&relay), &[1; 16], &[2; 16]);
+        assert!(other.is_some() && other != got);
+        // The counters are apart from the key.
+        assert_eq!(slots.next_ordinal(1, 7), 0);
+        assert_eq!(slots.next_ordinal(1, 7), 1);
+        assert_eq!(slots.cell_key(1, None, &[1; 16], &[2; 16]), other);
     }
 }
