@@ -399,7 +399,7 @@ fn a_stuck_or_broken_board_says_why_and_stops() {
 
 use dissent_core::crypto::{pad_public_key, public_key};
 use dissent_core::link::{RecordReader, Responder, Transport, HEADER_LEN, REQUEST_LEN};
-use dissent_core::provision::{Node, PeerKeys, Relay};
+use dissent_core::provision::{Node, PeerKeys, Pseudonym, Relay};
 use dissent_core::wire::{self, Message, NodeRole};
 
 /// Group and session of the test group.
@@ -422,6 +422,8 @@ const CLIENT_SESSION: u8 = 3;
 const TRUSTEE_LINK: u8 = 4;
 const TRUSTEE_SESSION: u8 = 5;
 const IDENTITY: u8 = 6;
+const PSEUDONYM: u8 = 7;
+const RELAY_DH: u8 = 8;
 
 /// The link secret of node `index` of `role`.
 fn link_secret(role: NodeRole, index: u16) -> [u8; 32] {
@@ -443,6 +445,11 @@ fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
     };
     let flat = peers.concat();
     let client = role == NodeRole::Client;
+    let pseudonym = [
+        secret(PSEUDONYM, index),
+        pad_public_key(&secret(RELAY_DH, 0)),
+    ]
+    .concat();
     Node {
         role,
         index,
@@ -472,6 +479,7 @@ fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
         log_window_bytes: 32 << 20,
         ipv4: None,
         wifi: None,
+        pseudonym: client.then(|| Pseudonym::from_bytes(&pseudonym).expect("64 bytes")),
     }
     .to_blob()
 }

@@ -98,12 +98,14 @@ fn codec(c: &mut Criterion) {
 }
 
 /// An owner seals one cell per owned exchange (outside the cell path); the relay checks one
-/// per data exchange: a signature, a digest over the cell and the whitening stream.
+/// per data exchange (XChaCha20-Poly1305 under the slot's key), and derives each slot's key
+/// once (one Ristretto255 DH and HKDF).
 fn owned_cells(c: &mut Criterion) {
-    use dissent_core::pseudonym::{decode_public, PseudonymKey};
-    use rand_chacha::rand_core::SeedableRng;
-    let key = PseudonymKey::from_secret(&[9; 32]).expect("key");
-    let public = decode_public(&key.public()).expect("public");
+    use dissent_core::crypto::{pad_public_key, pad_secret};
+    let relay = pad_secret(&[11; 32]).expect("relay secret");
+    let pseudonym_public = pad_public_key(&[9; 32]);
+    let key = wire::SlotKey::owner(&[9; 32], &pad_public_key(&[11; 32]), &[1; 16], &[2; 16], 2)
+        .expect("slot key");
     let ctx = wire::SlotContext {
         group_id: [1; 16],
         session_id: [2; 16],
@@ -112,21 +114,23 @@ fn owned_cells(c: &mut Criterion) {
         slot: 2,
         ordinal: 5,
     };
-    let mut rng = rand_chacha::ChaCha20Rng::from_seed([1; 32]);
     let mut g = c.benchmark_group("owned_cell");
+    g.bench_function("derive_key", |b| {
+        b.iter(|| wire::SlotKey::relay(&relay, &pseudonym_public, &[1; 16], &[2; 16], 2))
+    });
     for len in [1024usize, 32 * 1024] {
         let mut cell = vec![0u8; len];
         g.throughput(Throughput::Bytes(len as u64));
         g.bench_with_input(BenchmarkId::new("seal", len), &len, |b, _| {
-            b.iter(|| wire::seal(&mut cell, &ctx, &[0x5A; 16], &key, &mut rng))
+            b.iter(|| wire::seal(&mut cell, &ctx, &[0x5A; 24], &key))
         });
         let mut sealed = vec![0u8; len];
-        wire::seal(&mut sealed, &ctx, &[0x5A; 16], &key, &mut rng);
+        wire::seal(&mut sealed, &ctx, &[0x5A; 24], &key);
         g.bench_with_input(BenchmarkId::new("open", len), &len, |b, _| {
             b.iter(|| {
-                // `open` un-whitens in place: check a fresh copy each time.
+                // `open` decrypts in place: check a fresh copy each time.
                 cell.copy_from_slice(&sealed);
-                wire::open(&mut cell, &ctx, &public)
+                wire::open(&mut cell, &ctx, &key)
             })
         });
     }

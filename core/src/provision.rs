@@ -27,13 +27,17 @@
 //! when it does not take one by DHCP ([`Ipv4Static`]: an option, 0 for none, or 1, the
 //! address, the prefix length, the gateway and the DNS server, 4 + 1 + 4 + 4 bytes) and the
 //! Wi-Fi network of a board that needs one ([`Wifi`]: an option, 0 for none, or 1, the SSID
-//! and the passphrase, each a string).
+//! and the passphrase, each a string). Last comes a client's pseudonym ([`Pseudonym`]: an
+//! option, 0 for none, as for a trustee, or 1 and a byte string of 64 bytes (varint length
+//! 64): the pseudonym secret (32 bytes) and the relay's Ristretto255 DH public key (32
+//! bytes)), from which the client derives the key its slot's cells are sealed under.
 //!
 //! Format 2 added the relay's name, the static address and the Wi-Fi network; format 3 the
 //! node's identity secret (Ed25519, after the session secret); format 4 the group's policy
 //! (after `min_clients`: the anonymity minimum, then the log window's time in milliseconds
 //! and its size in bytes, each a varint), so that a device trustee holds the relay to the
-//! group's own window. Formats 1 to 3 are refused with [`ProvisionError::Format`].
+//! group's own window; format 5 the client's pseudonym (last). Formats 1 to 4 are refused
+//! with [`ProvisionError::Format`].
 //!
 //! Boards without a hardware RNG get fresh entropy per boot in a separate seed area,
 //! `"SEED"` followed by 32 random bytes ([`parse_seed`]); the host rewrites it before every
@@ -61,7 +65,7 @@ pub const TRUSTEE_APP: [u8; 4] = *b"TRST";
 /// App tag of client firmware.
 pub const CLIENT_APP: [u8; 4] = *b"CLNT";
 /// Version of the node payload; a blob of another format is refused.
-pub const FORMAT: u16 = 4;
+pub const FORMAT: u16 = 5;
 /// Magic at the start of a seed blob.
 pub const SEED_MAGIC: [u8; 4] = *b"SEED";
 /// Bytes of entropy in a seed blob.
@@ -400,6 +404,46 @@ impl fmt::Debug for Wifi<'_> {
     }
 }
 
+/// Bytes of a [`Pseudonym`]: the pseudonym secret, then the relay's DH public key.
+pub const PSEUDONYM_LEN: usize = 64;
+
+/// A client's pseudonym, what it needs to seal its slot's cells: its pseudonym secret (32
+/// bytes, read as every Ristretto255 secret), then the relay's Ristretto255 DH public key
+/// (32 bytes), read in place (encoded as a byte string, as [`PeerKeys`] is).
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pseudonym<'a>(#[serde(borrow)] &'a [u8]);
+
+impl<'a> Pseudonym<'a> {
+    /// The pseudonym of [`PSEUDONYM_LEN`] bytes; `None` if `bytes` is of another length.
+    pub const fn from_bytes(bytes: &'a [u8]) -> Option<Self> {
+        if bytes.len() == PSEUDONYM_LEN {
+            Some(Pseudonym(bytes))
+        } else {
+            None
+        }
+    }
+
+    fn half(&self, at: usize) -> Option<[u8; 32]> {
+        self.0.get(at..at + 32)?.try_into().ok()
+    }
+
+    /// The pseudonym secret (`None` if the pseudonym is cut short).
+    pub fn secret(&self) -> Option<[u8; 32]> {
+        self.half(0)
+    }
+
+    /// The relay's DH public key (`None` if the pseudonym is cut short).
+    pub fn relay_dh(&self) -> Option<[u8; 32]> {
+        self.half(32)
+    }
+}
+
+impl fmt::Debug for Pseudonym<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pseudonym(..)")
+    }
+}
+
 /// Everything a device needs to run one client or trustee of a group.
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node<'a> {
@@ -455,6 +499,9 @@ pub struct Node<'a> {
     /// The Wi-Fi network to join, for a board whose network is Wi-Fi (`None` on Ethernet).
     #[serde(borrow)]
     pub wifi: Option<Wifi<'a>>,
+    /// A client's pseudonym (`None` for a trustee).
+    #[serde(borrow)]
+    pub pseudonym: Option<Pseudonym<'a>>,
 }
 
 impl fmt::Debug for Node<'_> {
@@ -586,10 +633,15 @@ impl<'a> Node<'a> {
                 field(self.index < self.clients, "index")?;
                 field(self.slot < self.slots, "slot")?;
                 field(self.local_port != 0, "local_port")?;
+                field(
+                    self.pseudonym.is_some_and(|p| p.0.len() == PSEUDONYM_LEN),
+                    "pseudonym",
+                )?;
                 field(self.peer_keys.len() == trustees, "peer_keys")
             }
             NodeRole::Trustee => {
                 field(self.index < self.trustees, "index")?;
+                field(self.pseudonym.is_none(), "pseudonym")?;
                 field(self.peer_keys.len() == clients, "peer_keys")
             }
         }
@@ -710,8 +762,29 @@ mod tests {
             log_window_bytes: 1 << 25,
             ipv4: None,
             wifi: None,
+            pseudonym: None,
         }
     }
+
+    /// A client's pseudonym secret and the relay's DH public key.
+    const PSEUDONYM: [u8; 64] = {
+        let mut p = [7; 64];
+        let mut i = 32;
+        while i < 64 {
+            p[i] = 8;
+            i += 1;
+        }
+        p
+    };
+    const PSEUDONYM2: [u8; 64] = {
+        let mut p = [0x11; 64];
+        let mut i = 32;
+        while i < 64 {
+            p[i] = 0x22;
+            i += 1;
+        }
+        p
+    };
 
     fn client(flat: &[u8]) -> Node<'_> {
         Node {
@@ -721,6 +794,7 @@ mod tests {
             slot: 1,
             local_port: 8080,
             link_secret: [6; 32],
+            pseudonym: Pseudonym::from_bytes(&PSEUDONYM),
             ..trustee(flat)
         }
     }
@@ -740,8 +814,9 @@ mod tests {
         let again: Vec<[u8; 32]> = back.peer_keys.iter().collect();
         assert_eq!(again.concat(), flat);
         // The keys are read in place, not copied.
-        // local_port, min_clients, the policy (2, 600,000 ms and 2^25 B), no address, no Wi-Fi
-        let at = blob.len() - flat.len() - 4 - 1 - 3 - 4;
+        // local_port, min_clients, the policy (2, 600,000 ms and 2^25 B), no address, no
+        // Wi-Fi, no pseudonym
+        let at = blob.len() - flat.len() - 4 - 1 - 3 - 4 - 1;
         assert!(core::ptr::eq(
             back.peer_keys.as_bytes(),
             &blob[at..at + flat.len()]
@@ -775,7 +850,7 @@ mod tests {
         let blob = node.to_blob();
         let mut expect = Vec::new();
         expect.extend_from_slice(b"DSPVTRST");
-        let mut payload = std::vec![4, 1, 0]; // format 4, Trustee, index 0
+        let mut payload = std::vec![5, 1, 0]; // format 5, Trustee, index 0
         payload.extend([1; 16]);
         payload.extend([2; 16]);
         payload.extend([3; 32]);
@@ -788,7 +863,7 @@ mod tests {
         payload.extend([0xAB; 32]);
         payload.extend([0, 1]); // local_port, min_clients
         payload.extend([1, 0xe8, 0x07, 0xac, 0x02]); // min_anonymity, window 1000 ms, 300 B
-        payload.extend([0, 0]); // no address, no Wi-Fi
+        payload.extend([0, 0, 0]); // no address, no Wi-Fi, no pseudonym
         expect.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         expect.extend_from_slice(&payload);
         assert_eq!(blob, expect);
@@ -823,10 +898,11 @@ mod tests {
                 ssid: "home",
                 passphrase: "correct horse",
             }),
+            pseudonym: Pseudonym::from_bytes(&PSEUDONYM2),
             ..trustee(&flat)
         };
         let blob = node.to_blob();
-        let mut payload = std::vec![4, 0, 0]; // format 4, Client, index 0
+        let mut payload = std::vec![5, 0, 0]; // format 5, Client, index 0
         payload.extend([1; 16]);
         payload.extend([2; 16]);
         payload.extend([3; 32]);
@@ -846,6 +922,9 @@ mod tests {
         payload.extend(b"home");
         payload.push(13);
         payload.extend(b"correct horse");
+        payload.extend([1, 64]); // Some(Pseudonym), 64 bytes: its secret, the relay's DH key
+        payload.extend([0x11; 32]);
+        payload.extend([0x22; 32]);
         let mut expect = b"DSPVCLNT".to_vec();
         expect.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         expect.extend_from_slice(&payload);
@@ -867,6 +946,13 @@ mod tests {
             shown.contains("home") && !shown.contains("horse"),
             "{shown}"
         );
+        assert_eq!(std::format!("{:?}", back.pseudonym), "Some(Pseudonym(..))");
+        let p = back.pseudonym.unwrap();
+        assert_eq!(
+            (p.secret(), p.relay_dh()),
+            (Some([0x11; 32]), Some([0x22; 32]))
+        );
+        assert_eq!(Pseudonym::from_bytes(&[0; 63]), None);
     }
 
     #[test]
@@ -1058,7 +1144,7 @@ mod tests {
             "{err}"
         );
         // Another format version, older or newer.
-        for format in [1, 2, 3, 5] {
+        for format in [1, 2, 3, 4, 6] {
             let mut other = blob.clone();
             other[HEADER_LEN] = format;
             assert_eq!(
@@ -1071,7 +1157,7 @@ mod tests {
     #[test]
     fn inconsistent_fields_are_named() {
         let flat = keys(3);
-        let cases: [(Node<'_>, &str); 12] = [
+        let cases: [(Node<'_>, &str); 15] = [
             (
                 Node {
                     index: 2,
@@ -1155,6 +1241,27 @@ mod tests {
                     ..client(&flat[..64])
                 },
                 "local_port",
+            ),
+            (
+                Node {
+                    pseudonym: None,
+                    ..client(&flat[..64])
+                },
+                "pseudonym",
+            ),
+            (
+                Node {
+                    pseudonym: Some(Pseudonym(&PSEUDONYM[..63])),
+                    ..client(&flat[..64])
+                },
+                "pseudonym",
+            ),
+            (
+                Node {
+                    pseudonym: client(&flat[..64]).pseudonym,
+                    ..trustee(&flat)
+                },
+                "pseudonym",
             ),
         ];
         for (node, name) in cases {

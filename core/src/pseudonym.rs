@@ -1,11 +1,13 @@
-//! Pseudonym keys: a slot's owner signs what it writes in its slot, and proves its
-//! accusations, with its pseudonym key (Ristretto255).
+//! Pseudonym keys: a slot's owner seals what it writes in its slot under a key derived from
+//! its pseudonym key (`crate::wire::slot`, no signature), and signs or proves its
+//! accusations with it (Ristretto255).
 //!
-//! - Slot signatures are schnorrkel's sr25519 Schnorr signatures (feature `pseudonyms`):
-//!   `signing_context("dissent-rs v3 slot").bytes(digest)` over the digest of
-//!   an owned cell's context (the data cell layout of docs/protocol.md). Owners sign, the relay checks. schnorrkel turns on
-//!   curve25519-dalek's precomputed tables, which a device trustee has no flash for, so it
-//!   stays behind the feature: trustees never sign or check slot signatures.
+//! - Pseudonym signatures are schnorrkel's sr25519 Schnorr signatures (feature
+//!   `pseudonyms`): `signing_context("dissent-rs v3 slot").bytes(digest)` over a 32-byte
+//!   digest, publicly verifiable, for the rare messages anyone must be able to check (signed
+//!   accusations). schnorrkel turns on curve25519-dalek's precomputed tables, which a device
+//!   has no flash for, so it stays behind the feature: a device never signs or checks them,
+//!   and seals its cells with the slot key, which needs only the pseudonym scalar.
 //! - Accusation proofs are the core's own Chaum–Pedersen proof
 //!   ([`crate::ristretto::dleq`]) of `log_G(P) = log_G(P)` for the pseudonym key `P`, its
 //!   context the accusation ([`accusation_context`]): a Fiat–Shamir proof of knowledge of
@@ -112,7 +114,7 @@ mod signing {
             self.keypair.public.to_bytes()
         }
 
-        /// Signs an owned cell's digest.
+        /// Signs a 32-byte digest.
         pub fn sign(&self, digest: &[u8; 32], rng: &mut impl CryptoRngCore) -> [u8; 64] {
             let t = signing_context(SLOT_CONTEXT).bytes(digest);
             let t = schnorrkel::context::attach_rng(t, rng);
@@ -134,7 +136,7 @@ mod signing {
         PublicKey::from_bytes(bytes).ok()
     }
 
-    /// Whether `signature` is `public`'s signature of an owned cell's `digest`.
+    /// Whether `signature` is `public`'s signature of `digest`.
     pub fn verify(public: &PublicKey, digest: &[u8; 32], signature: &[u8; 64]) -> bool {
         let Ok(sig) = Signature::from_bytes(signature) else {
             return false;

@@ -194,7 +194,11 @@ fn new_client(
     let mut client = Client::with_vecs(&c).expect("client configuration");
     let sealed = vec![0; client.sealed_len()];
     client
-        .set_pseudonym(&pseudonym_secret(i), sealed)
+        .set_pseudonym(
+            &pseudonym_secret(i),
+            &pad_public_key(&relay_dh_secret()),
+            sealed,
+        )
         .expect("pseudonym key");
     client
 }
@@ -202,6 +206,11 @@ fn new_client(
 /// Client `i`'s pseudonym secret in a net.
 pub fn pseudonym_secret(i: usize) -> [u8; 32] {
     secret(5, i)
+}
+
+/// The relay's Ristretto255 DH secret in a net (its public key seals the slots' cells).
+pub fn relay_dh_secret() -> [u8; 32] {
+    secret(6, 0)
 }
 
 /// What a tampering client knows when it answers an exchange.
@@ -396,6 +405,9 @@ impl Net {
         // Harness set-up only (never bytes from a network): a failure is a test's mistake.
         let mut relay =
             Relay::new(rcfg, RelayStorage::with_vecs(&rcfg)).expect("relay configuration");
+        relay
+            .set_dh_secret(&relay_dh_secret())
+            .expect("relay DH secret");
         for (i, &slot) in slots.iter().enumerate() {
             relay
                 .set_pseudonym(slot, &pad_public_key(&pseudonym_secret(i)))

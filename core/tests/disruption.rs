@@ -31,8 +31,8 @@ enum Aim {
     Sparse,
     /// Other slots' exchanges only, a burst of random bytes.
     OtherSlots,
-    /// The fields every owned cell has: the seed, the `Next`, the first record header, the
-    /// signature.
+    /// The fields every owned cell has: the nonce, the `Next`, the first record header, the
+    /// tag.
     Fields,
     /// Reservation exchanges: every other slot's bit inverted.
     Reservations,
@@ -106,10 +106,10 @@ fn mask(
         }
         (Aim::Fields, _) => {
             let fields = [
-                0..wire::SEED_LEN,
-                wire::SEED_LEN..wire::SEED_LEN + wire::NEXT_LEN,
-                wire::SEED_LEN + wire::NEXT_LEN..wire::SEED_LEN + wire::NEXT_LEN + 7,
-                len.saturating_sub(wire::SIGNATURE_LEN)..len,
+                0..wire::SLOT_NONCE_LEN,
+                wire::SLOT_NONCE_LEN..wire::SLOT_NONCE_LEN + wire::NEXT_LEN,
+                wire::SLOT_NONCE_LEN + wire::NEXT_LEN..wire::SLOT_NONCE_LEN + wire::NEXT_LEN + 7,
+                len.saturating_sub(wire::TAG_LEN)..len,
             ];
             let f = fields[rng.next_u32() as usize % fields.len()].clone();
             let byte = f.start + rng.next_u32() as usize % f.len().max(1);

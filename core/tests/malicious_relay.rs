@@ -27,7 +27,9 @@ use dissent_core::crypto::{
 };
 use dissent_core::policy::{LogWindow, Policy};
 use dissent_core::schedule::Schedule;
-use dissent_core::testkit::{frame_body, pattern, secret, App, TestTrustee, GROUP, SESSION};
+use dissent_core::testkit::{
+    frame_body, pattern, relay_dh_secret, secret, App, TestTrustee, GROUP, SESSION,
+};
 use dissent_core::transcript::{self, Transcript};
 use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeEvent};
 use dissent_core::wire::{
@@ -159,23 +161,38 @@ fn world_config(
 fn new_client(cfg: &ClientConfig<'_>) -> Client<Vec<u8>> {
     let mut c = Client::with_vecs(cfg).expect("client config");
     let sealed = vec![0; c.sealed_len()];
-    c.set_pseudonym(&secret(5, usize::from(cfg.index)), sealed)
-        .expect("pseudonym key");
+    // A pseudonym key belongs to its slot (whoever holds it in a world).
+    c.set_pseudonym(
+        &secret(5, usize::from(cfg.slot)),
+        &pad_public_key(&relay_dh_secret()),
+        sealed,
+    )
+    .expect("pseudonym key");
     c
 }
 
-/// The plain body (`Next`, records, zeros) of a slot exchange's decoded cell, un-whitened
-/// with its seed as a relay that does not check signatures would read it (zeros stay
-/// zeros).
-fn unseal(x: &[u8]) -> Vec<u8> {
+/// The key `slot`'s cells are sealed under.
+fn slot_key(slot: u16) -> wire::SlotKey {
+    let relay = pad_public_key(&relay_dh_secret());
+    let secret = secret(5, usize::from(slot));
+    wire::SlotKey::owner(&secret, &relay, &GROUP, &SESSION, slot).expect("slot key")
+}
+
+/// The plain body (`Next`, records, zeros) of a slot exchange's decoded cell, decrypted
+/// with the slot's key as a relay that does not check tags would read it (XChaCha20 from
+/// block 1, as XChaCha20-Poly1305 encrypts; zeros stay zeros).
+fn unseal(x: &[u8], slot: u16) -> Vec<u8> {
+    use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
     let body_len = x.len().saturating_sub(wire::SLOT_OVERHEAD);
     if x.iter().all(|&b| b == 0) || x.len() < wire::MIN_OWNED_CELL {
         return vec![0; body_len];
     }
-    let mut seed = [0u8; wire::SEED_LEN];
-    seed.copy_from_slice(&x[..wire::SEED_LEN]);
-    let mut body = x[wire::SEED_LEN..x.len() - wire::SIGNATURE_LEN].to_vec();
-    wire::whiten(&seed, &mut body);
+    let mut nonce = [0u8; wire::SLOT_NONCE_LEN];
+    nonce.copy_from_slice(&x[..wire::SLOT_NONCE_LEN]);
+    let mut body = x[wire::SLOT_NONCE_LEN..x.len() - wire::TAG_LEN].to_vec();
+    let mut cipher = chacha20::XChaCha20::new(slot_key(slot).as_bytes().into(), &nonce.into());
+    cipher.seek(64u64);
+    cipher.apply_keystream(&mut body);
     body
 }
 
@@ -213,7 +230,7 @@ enum Up {
 /// The records of a data exchange's plaintext (a sealed cell), as the relay takes them
 /// (`None`: garbled).
 fn upstream(cell: &[u8], slot: u16) -> Option<Vec<Up>> {
-    let plain = unseal(cell);
+    let plain = unseal(cell, slot);
     let view = CellView::parse(&plain).ok()?;
     let mut ups = Vec::new();
     for r in view.records() {
@@ -1033,7 +1050,7 @@ impl Mallory {
                 let next = match &ups {
                     Some(ups) => {
                         self.upstream.extend(ups.iter().map(|u| (slot, u.clone())));
-                        CellView::parse(&unseal(&x)).map_or(0, |v| v.next())
+                        CellView::parse(&unseal(&x, slot)).map_or(0, |v| v.next())
                     }
                     None => 0,
                 };
@@ -1777,21 +1794,21 @@ fn owner_and_non_owner_emit_the_same() {
             assert!(upstream(&d.wrote[&a], slot_of(a)).is_some());
         }
     }
-    // The owner's cells are sealed (a fresh whitening seed each), and so cost it the same
-    // copy whatever they carry: it signed them in `prepare`, before the request came.
-    let seeds: BTreeSet<Vec<u8>> = run
+    // The owner's cells are sealed (a fresh nonce each), and so cost it the same copy
+    // whatever they carry: it sealed them in `prepare`, before the request came.
+    let nonces: BTreeSet<Vec<u8>> = run
         .iter()
         .filter(|d| d.slot() == Some(slot_of(a)))
         .map(|d| &d.wrote[&a])
         .filter(|w| w.iter().any(|&x| x != 0))
-        .map(|w| w[..wire::SEED_LEN].to_vec())
+        .map(|w| w[..wire::SLOT_NONCE_LEN].to_vec())
         .collect();
     let sealed = run
         .iter()
         .filter(|d| d.slot() == Some(slot_of(a)) && d.wrote[&a].iter().any(|&x| x != 0))
         .count();
     assert!(sealed >= 4, "{sealed} sealed cells");
-    assert_eq!(seeds.len(), sealed, "a whitening seed used twice");
+    assert_eq!(nonces.len(), sealed, "a nonce used twice");
     // Each trustee computes one pad per member over each cell, whoever owns it.
     let pads = &m.trustee_pads[pads_before..];
     assert_eq!(pads.len(), M * run.len());
@@ -2459,7 +2476,7 @@ impl World {
             }
             let shown = match d.records() {
                 Some(records) if d.slot().is_some() => {
-                    let next = CellView::parse(&unseal(&d.xor)).map_or(0, |v| v.next());
+                    let next = CellView::parse(&unseal(&d.xor, TARGET)).map_or(0, |v| v.next());
                     let records: Vec<String> = records
                         .iter()
                         .map(|u| match u {

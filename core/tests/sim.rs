@@ -1504,7 +1504,12 @@ fn aborts_reach_the_exit_exactly_once_across_link_cuts() {
             exit_got(s, keep) == data.len() && s.exit.aborted.contains(&gone)
         });
         assert_eq!(net.exit.upstream[&keep], data, "seed {seed}");
-        assert_eq!(net.exit.upstream[&gone], pattern(seed, 300), "seed {seed}");
+        // The aborted connection's bytes arrive in order, uncorrupted; those of cells a cut
+        // abandoned after the abort are not sent again (the client forgot the connection),
+        // so they may stop short.
+        let got = &net.exit.upstream[&gone];
+        assert!(!got.is_empty(), "seed {seed}");
+        assert_eq!(got[..], pattern(seed, 300)[..got.len()], "seed {seed}");
         net.run_steps(500);
         assert_eq!(
             net.exit.aborted.iter().filter(|&&c| c == gone).count(),

@@ -5,7 +5,8 @@ from the Rust code.
 Follows the formulas in core/src/crypto.rs and core/src/transcript.rs with:
 - Ristretto255 Diffie-Hellman from shuffle.py beside this file (written from RFC 9496 and
   checked there against the RFC's vectors; imported, not copied);
-- ChaCha20 from Python's `cryptography` package;
+- ChaCha20 and ChaCha20-Poly1305 from Python's `cryptography` package (XChaCha20-Poly1305
+  is the HChaCha20 subkey below with `cryptography`'s ChaCha20-Poly1305);
 - HKDF-SHA256 (RFC 5869), HMAC-SHA256 and SHA-256 from the standard `hmac`/`hashlib`;
 - XChaCha20 (draft-irtf-cfrg-xchacha): `cryptography` has none, so HChaCha20 is written here
   on a ChaCha20 block function written from RFC 8439's pseudocode. The script checks that
@@ -27,6 +28,7 @@ import struct
 import sys
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shuffle  # noqa: E402  (ristretto255 of RFC 9496, checked by its own self-test)
@@ -229,25 +231,32 @@ def main():
         emit(f"{name}.bytes", nbytes)
         emit(f"{name}.hash", h)
 
-    # Owned cells (core/src/wire/slot.rs): whitening and the signed digest.
-    def whiten(seed, body):
-        key = sha256(b"dissent-rs v3 whiten", seed)
-        return bytes(a ^ b for a, b in zip(body, chacha20_lib(key, bytes(12), len(body))))
-
-    def slot_digest(signed):
-        ctx = bytes([1]) * 16 + bytes([2]) * 16 + bytes([3]) * 32
-        ctx += u32(7) + u16(2) + u64(5) + u32(len(signed) + 64)
-        return sha256(b"dissent-rs v3 slot", ctx, signed)
-
-    seed = bytes([0x5A]) * 16
-    emit("whiten_zeros8", whiten(seed, bytes(8)))
-    emit("slot_digest", slot_digest(b"signed bytes"))
-    # A 128-byte cell: Next 300, Open of Conn# 0x00030001 with "hi", zeros; seed 5A×16.
+    # Owned cells (core/src/wire/slot.rs): the slot key and a sealed cell.
+    # XChaCha20-Poly1305: HChaCha20 subkey (above) + `cryptography`'s ChaCha20-Poly1305.
+    pseudonym, relay = bytes([9]) * 32, bytes([11]) * 32
+    slot_group, slot_session = bytes([1]) * 16, bytes([2]) * 16
+    slot_dh = ristretto_dh(pseudonym, public(relay))
+    assert slot_dh == ristretto_dh(relay, public(pseudonym))
+    slot_key = hkdf_expand(
+        hkdf_extract(slot_session, slot_dh), b"dissent-rs v3 slot key" + slot_group + u16(2), 32
+    )
+    emit("pseudonym_pub", public(pseudonym))
+    emit("relay_dh_pub", public(relay))
+    emit("slot_key", slot_key)
+    # A 128-byte cell: Next 300, Open of Conn# 0x00030001 with "hi", zeros; nonce 5A×24;
+    # interval 7, slot 2, ordinal 5, view 03×32.
+    nonce = bytes([0x5A]) * 24
     body = u16(300) + u32(0x00030001) + bytes([1]) + u16(2) + b"hi"
-    body += bytes(128 - 80 - len(body))
-    whitened = whiten(seed, body)
-    emit("owned_cell[16..32]", whitened[:16])
-    emit("owned_cell_digest", slot_digest(seed + whitened))
+    body += bytes(128 - 40 - len(body))
+    aad = b"dissent-rs v3 slot" + slot_group + slot_session + bytes([3]) * 32
+    aad += u32(7) + u16(2) + u64(5) + u32(128)
+    sealed = ChaCha20Poly1305(hchacha20(slot_key, nonce[:16])).encrypt(
+        bytes(4) + nonce[16:], body, aad
+    )
+    cell = nonce + sealed
+    assert len(cell) == 128
+    emit("owned_cell[24..40]", cell[24:40])
+    emit("owned_cell[112..128]", cell[112:])
 
     print("\n".join(out))
 

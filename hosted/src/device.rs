@@ -143,6 +143,7 @@ pub fn node_config<'g>(
     group: &Group,
     node: &NodeSecrets,
     peers: &'g [u8],
+    pseudonym: &'g [u8],
     settings: DeviceSettings<'g>,
 ) -> Result<Node<'g>> {
     let DeviceSettings {
@@ -196,11 +197,27 @@ pub fn node_config<'g>(
         log_window_bytes: group.policy.log_window.bytes,
         ipv4,
         wifi,
+        pseudonym: match role {
+            NodeRole::Client => Some(
+                dissent_core::provision::Pseudonym::from_bytes(pseudonym)
+                    .with_context(|| format!("{} has no pseudonym key", node.id))?,
+            ),
+            NodeRole::Trustee => None,
+        },
     };
     device
         .check()
         .map_err(|e| anyhow!("cannot provision {}: {e}", node.id))?;
     Ok(device)
+}
+
+/// A client's pseudonym as its blob holds it: its pseudonym secret and the relay's DH
+/// public key (empty for a node without a pseudonym key).
+pub fn pseudonym_bytes(group: &Group, node: &NodeSecrets) -> Vec<u8> {
+    match node.pseudonym_private_key {
+        Some(secret) => [secret, group.relay_dh].concat(),
+        None => Vec::new(),
+    }
 }
 
 /// The peers' session keys a device of `role` holds, end to end.
@@ -318,10 +335,12 @@ pub fn provision(
         );
     }
     let peers = peer_keys(&group, &node.role);
+    let pseudonym = pseudonym_bytes(&group, &node);
     let device = node_config(
         &group,
         &node,
         &peers,
+        &pseudonym,
         DeviceSettings {
             relay,
             relay_port: opts.relay.port(),

@@ -648,14 +648,14 @@ pub(crate) fn trustees(
     ranged(1, config::MAX_TRUSTEES as u64, "1-16")
 }
 
-/// A cell length: 90-65535 bytes (the smallest carries a sealed cell with one byte of data).
+/// A cell length: 50-65535 bytes (the smallest carries a sealed cell with one byte of data).
 pub(crate) fn cell_length(
 ) -> impl Fn(&str) -> std::result::Result<usize, String> + Clone + Send + Sync + 'static {
-    const _: () = assert!(config::MIN_CELL_LENGTH == 90 && config::MAX_CELL_LENGTH == 65_535);
+    const _: () = assert!(config::MIN_CELL_LENGTH == 50 && config::MAX_CELL_LENGTH == 65_535);
     ranged(
         config::MIN_CELL_LENGTH as u64,
         config::MAX_CELL_LENGTH as u64,
-        "90-65535",
+        "50-65535",
     )
 }
 
@@ -868,7 +868,7 @@ async fn run(command: Command) -> Result<()> {
                 let key_file = key_file.as_deref().unwrap_or(std::path::Path::new("."));
                 let (group, listen) = setup::relay(&desc, &keys, key_file, listen).await?;
                 let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
-                (group, keys.link, listen, min_clients)
+                (group, (keys.link, keys.dh), listen, min_clients)
             } else {
                 let (group, node, min_clients) = misconfigured(|| {
                     let group = config::Group::load(&dir)?;
@@ -880,7 +880,10 @@ async fn run(command: Command) -> Result<()> {
                     Ok((group, node, min_clients))
                 })?;
                 let listen = relay_listen(&group.relay_address, a.host, a.port);
-                (group, node.private_key, listen, min_clients)
+                let dh = node
+                    .session_private_key
+                    .ok_or_else(|| anyhow::anyhow!("the relay has no DH key"))?;
+                (group, (node.private_key, dh), listen, min_clients)
             };
             let opts = relay::RelayOptions {
                 listen,
@@ -908,7 +911,7 @@ async fn run(command: Command) -> Result<()> {
                 straggler_floor: Duration::from_millis(a.straggler_ms),
             };
             a.metrics.serve().await?;
-            relay::run(group, relay_key, opts).await
+            relay::run(group, relay_key.0, relay_key.1, opts).await
         }
         Command::Trustee(a) => {
             let (group, node, min_clients, relay) = start_member(

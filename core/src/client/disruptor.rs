@@ -91,7 +91,7 @@ impl Disruptor {
                     }
                     Mode::GarbleData if len as usize != base => self.rng.apply_keystream(cell),
                     Mode::FlipPayload => {
-                        if let Some(b) = cell.get_mut(wire::SEED_LEN + wire::NEXT_LEN + 8) {
+                        if let Some(b) = cell.get_mut(wire::SLOT_NONCE_LEN + wire::NEXT_LEN + 8) {
                             *b ^= 0x01;
                         }
                     }

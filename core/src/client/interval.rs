@@ -36,8 +36,7 @@ pub(super) struct Running {
     pub(super) transmitted: bool,
     /// The anonymity set took this interval's online set in.
     pub(super) accounted: bool,
-    /// The interval's view (`T_start`), which the slot's signatures bind.
-    #[cfg_attr(not(feature = "pseudonyms"), allow(dead_code))]
+    /// The interval's view (`T_start`), which the slot's sealed cells bind.
     pub(super) view: [u8; 32],
     /// Exchanges of this client's slot requested so far in the interval: the ordinal of
     /// the next one.

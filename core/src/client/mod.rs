@@ -294,14 +294,12 @@ pub struct Client<B> {
     /// The `Disrupted` frames of the running interval not yet matched by their output:
     /// the exchange and its digest.
     disrupted: Deque<(u64, [u8; wire::DISRUPTED_DIGEST_LEN]), 8>,
-    /// The seed of the randomness of whitening seeds and slot signatures.
-    #[cfg_attr(not(feature = "pseudonyms"), allow(dead_code))]
+    /// The seed of the randomness of owned cells' nonces.
     seal_seed: [u8; 32],
     /// How this client misbehaves on purpose, if it does (tests only).
     #[cfg(feature = "disruptor")]
     disruptor: Option<disruptor::Disruptor>,
-    /// The pseudonym key and the prepared cells of the next owned exchange.
-    #[cfg(feature = "pseudonyms")]
+    /// The slot's cell key and the prepared cells of the next owned exchange.
     sealer: Option<seal::Sealer<B>>,
 }
 
@@ -406,7 +404,6 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             },
             #[cfg(feature = "disruptor")]
             disruptor: None,
-            #[cfg(feature = "pseudonyms")]
             sealer: None,
         })
     }

@@ -193,7 +193,6 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     }
 
     /// The length to announce for this client's next cell (0 releases the slot).
-    #[cfg_attr(not(feature = "pseudonyms"), allow(dead_code))]
     pub(super) fn next_length(&self, now: Instant, running: &Running, left: usize) -> u16 {
         let base = running.params.base_len as usize;
         let max = (running.params.max_len as usize).min(self.max_cell);

@@ -1,5 +1,5 @@
-//! Sealed cells, signed ahead of time: in [`Client::prepare`](super::Client::prepare) the
-//! owner builds and signs the cell of its next owned exchange for each length that exchange
+//! Sealed cells, sealed ahead of time: in [`Client::prepare`](super::Client::prepare) the
+//! owner builds and seals the cell of its next owned exchange for each length that exchange
 //! can have (the length its slot is reserved at now, and the one its last `Next` asks for:
 //! one or two), so the cell path only copies the one matching the request (equal work:
 //! a non-owner fills zeros there). If none matches, the owner writes zeros and keeps its
@@ -8,12 +8,13 @@
 //! A prepared cell is bound to the interval, the ordinal of the slot's exchange in it, the
 //! length, and what the stage held when it was built; anything else is rebuilt.
 //!
-//! Owns the prepared cells and the signing key. It must not pull bytes from the
+//! Owns the prepared cells and the slot's cell key. It must not pull bytes from the
 //! application (`stage.rs`) or keep sent cells (`sent.rs`).
 
-#[cfg(feature = "pseudonyms")]
-use super::Phase;
-use super::{Client, Running};
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use chacha20::ChaCha20;
+
+use super::{Client, Phase, Running};
 use crate::time::Instant;
 use crate::wire::{self, read_record_header, RECORD_HEADER_LEN};
 
@@ -42,65 +43,57 @@ pub(super) struct Prepared {
     pub(super) next: u16,
     pub(super) plan: Plan,
     /// The stage's length and version when it was built (with the plan, what it carries:
-    /// a change of room that leaves the plan as it is needs no new signature).
+    /// a change of room that leaves the plan as it is needs no new seal).
     staged: (usize, u32),
 }
 
-#[cfg(feature = "pseudonyms")]
-pub(super) use sealer::Sealer;
+/// The owner's cell key and its (at most two) prepared cells.
+pub(super) struct Sealer<B> {
+    key: wire::SlotKey,
+    /// Two cells of the longest length, one after the other.
+    cells: B,
+    stride: usize,
+    prepared: [Option<Prepared>; 2],
+    /// The keystream the cells' nonces are drawn from.
+    rng: ChaCha20,
+}
 
-#[cfg(feature = "pseudonyms")]
-mod sealer {
-    use rand_chacha::rand_core::SeedableRng;
-    use rand_chacha::ChaCha20Rng;
-
-    use super::Prepared;
-    use crate::pseudonym::PseudonymKey;
-
-    /// The owner's key and its (at most two) prepared cells.
-    pub(in crate::client) struct Sealer<B> {
-        pub(in crate::client) key: PseudonymKey,
-        /// Two cells of the longest length, one after the other.
-        pub(in crate::client) cells: B,
-        pub(in crate::client) stride: usize,
-        pub(in crate::client) prepared: [Option<Prepared>; 2],
-        pub(in crate::client) rng: ChaCha20Rng,
-    }
-
-    impl<B> Sealer<B> {
-        pub(in crate::client) fn new(
-            key: PseudonymKey,
-            cells: B,
-            stride: usize,
-            seed: &[u8; 32],
-        ) -> Self {
-            Sealer {
-                key,
-                cells,
-                stride,
-                prepared: [None, None],
-                rng: ChaCha20Rng::from_seed(*seed),
-            }
+impl<B> Sealer<B> {
+    fn new(key: wire::SlotKey, cells: B, stride: usize, seed: &[u8; 32]) -> Self {
+        Sealer {
+            key,
+            cells,
+            stride,
+            prepared: [None, None],
+            rng: ChaCha20::new(seed.into(), &[4u8; 12].into()),
         }
     }
 }
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
-    /// Sets this client's pseudonym key (its slot's signing key) and the storage of its
-    /// prepared cells ([`Client::sealed_len`] bytes). Without one, the client never writes
-    /// in its slot (its cells there are zeros).
-    #[cfg(feature = "pseudonyms")]
+    /// Sets this client's pseudonym secret (32 bytes) and the relay's Ristretto255 DH
+    /// public key, from which the key its slot's cells are sealed under is derived
+    /// ([`wire::SlotKey::owner`]), and the storage of its prepared cells
+    /// ([`Client::sealed_len`] bytes). Without them, the client never writes in its slot
+    /// (its cells there are zeros).
     pub fn set_pseudonym(
         &mut self,
         secret: &[u8; 32],
+        relay_public: &[u8; 32],
         cells: B,
     ) -> Result<(), crate::error::ConfigError> {
         use crate::error::ConfigError;
         if cells.as_ref().len() < self.sealed_len() {
             return Err(ConfigError::StorageTooSmall("sealed"));
         }
-        let key = crate::pseudonym::PseudonymKey::from_secret(secret)
-            .ok_or(ConfigError::Key(crate::crypto::KeyError::ZeroSecret))?;
+        let key = wire::SlotKey::owner(
+            secret,
+            relay_public,
+            &self.group_id,
+            &self.session_id,
+            self.slot,
+        )
+        .map_err(ConfigError::Key)?;
         self.sealer = Some(Sealer::new(key, cells, self.max_cell, &self.seal_seed));
         Ok(())
     }
@@ -111,7 +104,6 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     }
 
     /// What the stage gives a cell of `len` bytes, without writing it.
-    #[cfg_attr(not(feature = "pseudonyms"), allow(dead_code))]
     pub(super) fn plan(&self, len: usize) -> Plan {
         let room = Self::record_room(len).min(self.sent.room());
         let stage = self.stage.records();
@@ -143,7 +135,6 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     }
 
     /// Writes the records of `plan` and `next` into `body` (an owned cell's body).
-    #[cfg_attr(not(feature = "pseudonyms"), allow(dead_code))]
     fn write_plan(&self, plan: &Plan, next: u16, body: &mut [u8]) {
         let stage = self.stage.records();
         let mut writer = wire::CellWriter::new(body);
@@ -180,7 +171,6 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
 
     /// The lengths this client's next owned exchange can have: the length its slot is
     /// reserved at now (the base length if it is not), and the one its last `Next` asks for.
-    #[cfg_attr(not(feature = "pseudonyms"), allow(dead_code))]
     fn candidate_lens(&self, running: &Running) -> [usize; 2] {
         let schedule = &running.schedule;
         let base = schedule.base_len();
@@ -194,11 +184,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         [usize::from(now), usize::from(later)]
     }
 
-    /// Builds and signs the cells of this client's next owned exchange that are not
+    /// Builds and seals the cells of this client's next owned exchange that are not
     /// prepared already (part of [`Client::prepare`]).
-    #[cfg(feature = "pseudonyms")]
     pub(super) fn reseal(&mut self, now: Instant) {
-        use rand_chacha::rand_core::RngCore;
         let Some(mut sealer) = self.sealer.take() else {
             return;
         };
@@ -245,8 +233,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             if *slot == Some(want) {
                 continue;
             }
-            let mut seed = [0u8; wire::SEED_LEN];
-            rng.fill_bytes(&mut seed);
+            let mut nonce = [0u8; wire::SLOT_NONCE_LEN];
+            // 24 bytes a cell: the keystream lasts for billions of cells.
+            rng.apply_keystream(&mut nonce);
             let ctx = wire::SlotContext {
                 group_id: self.group_id,
                 session_id: self.session_id,
@@ -263,20 +252,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             if let Some(body) = wire::body_mut(cell) {
                 self.write_plan(&plan, next, body);
             }
-            let ok = wire::seal(cell, &ctx, &seed, key, rng);
+            let ok = wire::seal(cell, &ctx, &nonce, key);
             *slot = ok.then_some(want);
         }
         self.sealer = Some(sealer);
     }
 
-    /// Without pseudonym signatures there is nothing to prepare.
-    #[cfg(not(feature = "pseudonyms"))]
-    pub(super) fn reseal(&mut self, _now: Instant) {}
-
     /// The cell path of an owned exchange: copies the prepared cell of this length, or
     /// writes zeros. Returns the prepared cell's plan and `Next` if one was copied.
     pub(super) fn copy_prepared(&mut self, running: &Running, cell: &mut [u8]) -> Option<Prepared> {
-        #[cfg(feature = "pseudonyms")]
         if let (Some(sealer), None) = (&mut self.sealer, self.stage.taken) {
             let found = sealer.prepared.iter().enumerate().find_map(|(i, p)| {
                 p.filter(|p| {
@@ -295,14 +279,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 }
             }
         }
-        let _ = running;
         cell.fill(0);
         None
     }
 
     /// Forgets the prepared cells (what they carry must not go out any more).
     pub(super) fn unprepare(&mut self) {
-        #[cfg(feature = "pseudonyms")]
         if let Some(sealer) = &mut self.sealer {
             sealer.prepared = [None, None];
         }

@@ -94,15 +94,25 @@ where
                     slot,
                     ordinal,
                 };
-                let key = self.slots.key(slot);
+                let key = self.slots.cell_key(
+                    slot,
+                    self.dh.as_ref(),
+                    &self.cfg.group_id,
+                    &self.cfg.session_id,
+                );
                 let cell = self.window.cell_mut(exchange, len);
-                let decoded = match open_slot(cell, &ctx, &key) {
+                let opened = match &key {
+                    Some(key) => wire::open(cell, &ctx, key),
+                    None if cell.iter().all(|&b| b == 0) => wire::Opened::Empty,
+                    None => wire::Opened::Disrupted,
+                };
+                let decoded = match opened {
                     wire::Opened::Empty => Some(None),
-                    wire::Opened::Signed => decode(cell, slot).map(Some),
+                    wire::Opened::Authentic => decode(cell, slot).map(Some),
                     wire::Opened::Disrupted => None,
                 };
                 let Some(decoded) = decoded else {
-                    // Disrupted: not what the slot's owner signed (or, signed, records of
+                    // Disrupted: not what the slot's owner sealed (or, sealed, records of
                     // another slot's connections). Nothing of it reaches the exit; the slot
                     // stays reserved and the interval goes on. The owner's cells written
                     // before it learns of this are not delivered either: it sends their
@@ -187,39 +197,15 @@ where
     }
 }
 
-/// Verifies a slot exchange's combined cell against the slot's key.
-#[cfg(feature = "pseudonyms")]
-fn open_slot(cell: &mut [u8], ctx: &wire::SlotContext, key: &[u8; 32]) -> wire::Opened {
-    // The identity is no key: a signature under it is forged by anyone.
-    let public = (*key != [0; 32])
-        .then(|| crate::pseudonym::decode_public(key))
-        .flatten();
-    match public {
-        Some(public) => wire::open(cell, ctx, &public),
-        None if cell.iter().all(|&b| b == 0) => wire::Opened::Empty,
-        None => wire::Opened::Disrupted,
-    }
-}
-
-/// Without pseudonym signatures nothing verifies: every cell but zeros is disrupted.
-#[cfg(not(feature = "pseudonyms"))]
-fn open_slot(cell: &mut [u8], _ctx: &wire::SlotContext, _key: &[u8; 32]) -> wire::Opened {
-    if cell.iter().all(|&b| b == 0) {
-        wire::Opened::Empty
-    } else {
-        wire::Opened::Disrupted
-    }
-}
-
-/// Checks a verified, un-whitened slot cell: its records parse and every one names a
+/// Checks an authentic, decrypted slot cell: its records parse and every one names a
 /// connection of `slot`. `None` if not. Offsets are into the whole cell.
 fn decode(cell: &[u8], slot: u16) -> Option<Decoded> {
-    let body = cell.get(wire::SEED_LEN..cell.len().checked_sub(wire::SIGNATURE_LEN)?)?;
+    let body = wire::body(cell)?;
     let view = CellView::parse(body).ok()?;
     if !view.records().all(|rec| rec.conn().slot() == Some(slot)) {
         return None;
     }
-    let start = wire::SEED_LEN + wire::NEXT_LEN;
+    let start = wire::SLOT_NONCE_LEN + wire::NEXT_LEN;
     let end = start + view.records_len();
     Some(Decoded {
         next: view.next(),

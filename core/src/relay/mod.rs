@@ -168,7 +168,7 @@ pub enum RelayEvent<'a> {
         /// Credit added.
         bytes: u32,
     },
-    /// A slot exchange was disrupted: its cell is not one its owner signed. Nothing of it
+    /// A slot exchange was disrupted: its cell is not one its owner sealed. Nothing of it
     /// reached the exit; the interval goes on, the slot stays reserved, and the exchange is
     /// reported to every member.
     Garbled {
@@ -293,9 +293,11 @@ pub struct Relay<P, B> {
     downstream: B,
     /// Every downstream record, for clients that reconnect.
     log: DownstreamLog<B>,
-    /// Each slot's pseudonym key and counters.
+    /// Each slot's pseudonym key, cell key and counters.
     slots: Slots<B>,
-    /// The running interval's view (`T_start`), which owners' signatures bind.
+    /// The relay's Ristretto255 DH secret, from which each slot's cell key is derived.
+    dh: Option<crate::ristretto::keys::SecretKey>,
+    /// The running interval's view (`T_start`), which owners' cells bind.
     view: [u8; 32],
     /// Disrupted exchanges whose decoded cell still has to go to every member (before
     /// any further request: their cells stay in the window until then).
@@ -385,6 +387,7 @@ where
             downstream,
             log: DownstreamLog::new(log, &cfg.epoch),
             slots: Slots::new(slots),
+            dh: None,
             view: [0; 32],
             disrupted: Deque::new(),
             nonces: [[0; NONCE_LEN]; MAX_TRUSTEES],
@@ -424,8 +427,23 @@ where
         })
     }
 
-    /// Sets the pseudonym public key of `slot`, which every cell of the slot must be
-    /// signed with. A slot without one delivers nothing. `Err` if there is no such slot.
+    /// Sets the relay's Ristretto255 DH secret (32 bytes, read as a pad secret is), which
+    /// with each slot's pseudonym public key gives the key the slot's cells are sealed
+    /// under (`wire::slot`). Without it no slot delivers anything. `Err` if it is zero.
+    pub fn set_dh_secret(&mut self, secret: &[u8; 32]) -> Result<(), ConfigError> {
+        let dh = crate::crypto::pad_secret(secret)
+            .ok_or(ConfigError::Key(crate::crypto::KeyError::ZeroSecret))?;
+        self.dh = Some(dh);
+        for slot in 0..self.cfg.slots {
+            let key = self.slots.key(slot);
+            self.slots.set_key(slot, &key);
+        }
+        Ok(())
+    }
+
+    /// Sets the pseudonym public key of `slot`, whose DH with the relay's key gives the
+    /// key every cell of the slot must be sealed under. A slot without one delivers
+    /// nothing. `Err` if there is no such slot.
     pub fn set_pseudonym(&mut self, slot: u16, key: &[u8; 32]) -> Result<(), ConfigError> {
         if slot < self.cfg.slots && self.slots.set_key(slot, key) {
             Ok(())

@@ -445,7 +445,7 @@ where
             largest,
         })
         .emit_frame(out)?;
-        // The view every member's transcript starts from, which owners' signatures bind.
+        // The view every member's transcript starts from, which owners' cells bind.
         let body = out.get(wire::FRAME_HEADER_LEN..len).unwrap_or(&[]);
         self.view = *crate::transcript::Transcript::start(body).hash();
         if let Phase::Starting { start_pending, .. } = &mut self.phase {

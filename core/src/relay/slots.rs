@@ -1,12 +1,17 @@
-//! What the relay knows of each pseudonym slot: its owner's public key, which of the slot's
-//! exchanges in the running interval comes next (the ordinal its owner signs), and, after
-//! a disruption, which of the slot's cells its owner wrote before it learned of it.
+//! What the relay knows of each pseudonym slot: its owner's public key, the slot's cell key
+//! (derived on first use and kept), which of the slot's exchanges in the running interval
+//! comes next (the ordinal its owner seals), and, after a disruption, which of the slot's
+//! cells its owner wrote before it learned of it.
 //!
 //! One entry per slot in [`RelayStorage::slots`](super::RelayStorage):
 //!
 //! ```text
-//! Entry = key (32) ‖ interval (u32 BE) ‖ ordinal (u32 BE) ‖ abandon_below (u64 BE)
+//! Entry = key (32) ‖ cell key (32) ‖ cell key state (1) ‖ interval (u32 BE)
+//!         ‖ ordinal (u32 BE) ‖ abandon_below (u64 BE)
 //! ```
+//!
+//! The cell key state is 0 until the cell key is derived, 1 once it is, 2 if the public key
+//! is no key (no cell of the slot is authentic).
 //!
 //! `interval` is the interval the counters belong to (they restart with each interval).
 //! `abandon_below` is 0 when the slot was not disrupted, `u64::MAX` while a disruption
@@ -17,14 +22,22 @@
 //! Owns the entries. It must not verify cells (`wire::slot`) or decode them (`decode.rs`).
 
 use crate::field;
+use crate::ristretto::keys::SecretKey;
+use crate::wire::SlotKey;
 
 /// Bytes of one slot's entry.
-pub(super) const ENTRY: usize = 32 + 4 + 4 + 8;
+pub(super) const ENTRY: usize = 32 + 32 + 1 + 4 + 4 + 8;
 
 const KEY: usize = 0;
-const INTERVAL: usize = 32;
-const ORDINAL: usize = 36;
-const ABANDON: usize = 40;
+const CELL_KEY: usize = 32;
+const STATE: usize = 64;
+const INTERVAL: usize = 65;
+const ORDINAL: usize = 69;
+const ABANDON: usize = 73;
+
+const UNDERIVED: u8 = 0;
+const DERIVED: u8 = 1;
+const NO_KEY: u8 = 2;
 
 /// Each slot's key and counters.
 #[derive(Debug)]
@@ -53,19 +66,52 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slots<B> {
         match self.entry_mut(slot) {
             Some(e) => {
                 field::put(e, KEY, key);
+                field::put(e, CELL_KEY, &[0; 32]);
+                field::put(e, STATE, &[UNDERIVED]);
                 true
             }
             None => false,
         }
     }
 
-    /// `slot`'s public key (all zeros if none was set: no cell of it verifies).
+    /// `slot`'s public key (all zeros if none was set: no cell of it is authentic).
     pub(super) fn key(&self, slot: u16) -> [u8; 32] {
         let mut k = [0u8; 32];
         if let Some(src) = self.entry(slot).and_then(|e| e.get(KEY..KEY + 32)) {
             k.copy_from_slice(src);
         }
         k
+    }
+
+    /// `slot`'s cell key, derived from `relay` (the relay's DH secret) on first use and
+    /// kept. `None` if the slot has no valid public key or the relay no DH secret.
+    pub(super) fn cell_key(
+        &mut self,
+        slot: u16,
+        relay: Option<&SecretKey>,
+        group_id: &[u8; 16],
+        session_id: &[u8; 16],
+    ) -> Option<SlotKey> {
+        let e = self.entry_mut(slot)?;
+        match e.get(STATE).copied()? {
+            DERIVED => {
+                let bytes = e.get(CELL_KEY..CELL_KEY + 32)?.try_into().ok()?;
+                Some(SlotKey::from_bytes(bytes))
+            }
+            UNDERIVED => {
+                let public: [u8; 32] = e.get(KEY..KEY + 32)?.try_into().ok()?;
+                let derived = SlotKey::relay(relay?, &public, group_id, session_id, slot).ok();
+                match &derived {
+                    Some(k) => {
+                        field::put(e, CELL_KEY, k.as_bytes());
+                        field::put(e, STATE, &[DERIVED]);
+                    }
+                    None => field::put(e, STATE, &[NO_KEY]),
+                }
+                derived
+            }
+            _ => None,
+        }
     }
 
     /// Moves `slot`'s counters to `interval` (restarting them for a new one).
@@ -111,5 +157,38 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slots<B> {
                 field::put(e, ABANDON, &exchange.to_be_bytes());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{pad_public_key, pad_secret};
+
+    #[test]
+    fn a_cell_key_is_derived_once_and_only_from_a_valid_key() {
+        let relay = pad_secret(&[11; 32]).unwrap();
+        let mut slots = Slots::new(std::vec![0u8; 3 * ENTRY]);
+        let public = pad_public_key(&[9; 32]);
+        assert!(slots.set_key(1, &public));
+        assert!(!slots.set_key(3, &public), "no such slot");
+        // Without the relay's secret there is no key, and nothing is kept.
+        assert_eq!(slots.cell_key(1, None, &[1; 16], &[2; 16]), None);
+        let want = SlotKey::owner(&[9; 32], &pad_public_key(&[11; 32]), &[1; 16], &[2; 16], 1);
+        let got = slots.cell_key(1, Some(&relay), &[1; 16], &[2; 16]);
+        assert_eq!(got, want.ok());
+        // Kept: later calls read it back without the relay's secret.
+        assert_eq!(slots.cell_key(1, None, &[1; 16], &[2; 16]), got);
+        // Slot 0 has no key (the identity): never authentic, and remembered as such.
+        assert_eq!(slots.cell_key(0, Some(&relay), &[1; 16], &[2; 16]), None);
+        assert_eq!(slots.storage[STATE], NO_KEY);
+        // A new public key is derived afresh.
+        assert!(slots.set_key(1, &pad_public_key(&[10; 32])));
+        let other = slots.cell_key(1, Some(&relay), &[1; 16], &[2; 16]);
+        assert!(other.is_some() && other != got);
+        // The counters are apart from the key.
+        assert_eq!(slots.next_ordinal(1, 7), 0);
+        assert_eq!(slots.next_ordinal(1, 7), 1);
+        assert_eq!(slots.cell_key(1, None, &[1; 16], &[2; 16]), other);
     }
 }

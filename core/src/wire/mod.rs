@@ -56,10 +56,9 @@ pub use outputs::{
 };
 pub use prefix::{cell_frame_len, Prefix};
 pub use slot::{
-    body_mut, whiten, Opened, SlotContext, MIN_OWNED_CELL, SEED_LEN, SIGNATURE_LEN, SLOT_OVERHEAD,
+    body, body_mut, open, seal, Opened, SlotContext, SlotKey, AAD_LEN, MIN_OWNED_CELL,
+    SLOT_NONCE_LEN, SLOT_OVERHEAD, TAG_LEN,
 };
-#[cfg(feature = "pseudonyms")]
-pub use slot::{open, seal};
 
 /// Protocol version carried in [`Message::Hello`].
 pub const PROTOCOL_VERSION: u16 = 3;

@@ -232,13 +232,22 @@ fn start(spawner: Spawner, mut board: Board) {
         anonymity: &mut ANONYMITY.take()[..],
         online: &mut ONLINE.take()[..],
     };
-    let client = match Client::new(&config, storage) {
+    let mut client = match Client::new(&config, storage) {
         Ok(c) => c,
         Err(e) => {
             println!("{}: {}", name, e);
             dissent_embedded::exit(1)
         }
     };
+    // The prepared cells of the next owned exchange: two of the longest. The provisioning
+    // gives a client its pseudonym (checked when the blob is read).
+    static SEALED: ConstStaticCell<[u8; 2 * STAGE_LEN]> = ConstStaticCell::new([0; 2 * STAGE_LEN]);
+    if let Some((secret, relay_dh)) = node.pseudonym.and_then(|p| p.secret().zip(p.relay_dh())) {
+        if let Err(e) = client.set_pseudonym(&secret, &relay_dh, &mut SEALED.take()[..]) {
+            println!("{}: pseudonym: {}", name, e);
+            dissent_embedded::exit(1)
+        }
+    }
     let max_cell = DeviceClient::max_cell(capacity().frame);
     if node.max_cell_len as usize > max_cell {
         println!(

@@ -124,7 +124,7 @@ fn core_client(
         .context("the client has no pseudonym key")?;
     let sealed = vec![0; client.sealed_len()];
     client
-        .set_pseudonym(&pseudonym, sealed)
+        .set_pseudonym(&pseudonym, &group.relay_dh, sealed)
         .map_err(|e| anyhow::anyhow!("pseudonym key: {e}"))?;
     Ok(client)
 }

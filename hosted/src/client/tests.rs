@@ -107,7 +107,8 @@ fn requests_are_answered_while_a_local_task_holds_the_main_runtime() {
                     straggler_floor: std::time::Duration::from_millis(500),
                 };
                 let key = relay_node.private_key;
-                tokio::spawn(relay::serve(listener, group.clone(), key, relay_opts));
+                let dh = relay_node.session_private_key.expect("the relay's DH key");
+                tokio::spawn(relay::serve(listener, group.clone(), key, dh, relay_opts));
                 let relay = opts_1.relay.clone();
                 tokio::spawn(crate::trustee::run(group.clone(), trustee, relay, 2));
                 tokio::spawn(run_many(group, vec![client_1], opts_1));

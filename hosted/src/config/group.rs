@@ -630,6 +630,7 @@ impl EpochGroup<'_> {
             relay_address: d.relay_address()?,
             relay_key: relay.link,
             relay_identity: relay.identity,
+            relay_dh: relay.dh,
             clients: entries(&d.clients),
             trustees: entries(&d.trustees),
             client_session_keys: d.clients.iter().map(|k| k.dh).collect(),
@@ -654,7 +655,7 @@ pub fn node_secrets(
         role,
         private_key: keys.link,
         identity_private_key: keys.identity,
-        session_private_key: (role != super::Role::Relay).then_some(keys.dh),
+        session_private_key: Some(keys.dh),
         pseudonym_private_key: pseudonym.map(|(k, _)| k),
         slot: pseudonym.map(|(_, s)| s),
     }

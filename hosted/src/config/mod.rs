@@ -175,6 +175,8 @@ pub struct Group {
     pub relay_key: Key,
     /// The relay's Ed25519 identity public key.
     pub relay_identity: Key,
+    /// The relay's Ristretto255 DH public key (slot owners seal their cells with it).
+    pub relay_dh: Key,
     /// Clients and their long-term public keys; a client's index is its [`Role::Client`] index.
     pub clients: Vec<NodeEntry>,
     /// Trustees and their long-term public keys; a trustee's index is its [`Role::Trustee`] index.
@@ -245,7 +247,8 @@ pub struct NodeSecrets {
     pub private_key: Key,
     /// Ed25519 identity private key.
     pub identity_private_key: Key,
-    /// Session pad private key (Ristretto255; clients and trustees).
+    /// Session pad private key (Ristretto255; clients and trustees), or the relay's DH
+    /// private key (Ristretto255; the relay).
     pub session_private_key: Option<Key>,
     /// Pseudonym private key (Ristretto255; clients only).
     pub pseudonym_private_key: Option<Key>,
@@ -311,6 +314,8 @@ struct RelayFileEntry {
     address: String,
     key: String,
     identity: String,
+    /// The relay's Ristretto255 DH public key (slot owners seal their cells with it).
+    dh: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -344,6 +349,9 @@ struct PrivateFile {
     id: String,
     private_key: String,
     identity_private_key: String,
+    /// The relay's Ristretto255 DH private key (the relay's file only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dh_private_key: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -387,12 +395,19 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
         .collect();
     let relay_key = random_key();
     let relay_identity = random_key();
+    let relay_dh = loop {
+        let k = random_key();
+        if dissent_core::crypto::pad_secret(&k).is_some() {
+            break k;
+        }
+    };
 
     // Private files first, so a half-written set has no public files pointing at missing keys.
     let relay_file = PrivateFile {
         id: RELAY_ID.to_string(),
         private_key: hex::encode(relay_key),
         identity_private_key: hex::encode(relay_identity),
+        dh_private_key: Some(hex::encode(relay_dh)),
     };
     write_json(
         dir,
@@ -405,6 +420,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
             id: m.id.clone(),
             private_key: hex::encode(m.long_term),
             identity_private_key: hex::encode(m.identity),
+            dh_private_key: None,
         };
         write_json(dir, &format!("{}.json", m.id), &long_term, Access::Private)?;
         let session = SessionPrivateFile {
@@ -470,6 +486,7 @@ pub fn generate(dir: &Path, opts: &GenerateOptions) -> Result<()> {
             address: opts.relay.clone(),
             key: hex::encode(public_key(&relay_key)),
             identity: hex::encode(identity_public_key(&relay_identity)),
+            dh: hex::encode(pad_public_key(&relay_dh)),
         },
         clients: system_entries(&clients),
         trustees: system_entries(&trustees),
@@ -666,6 +683,11 @@ impl Group {
             .map_err(|e| anyhow!("{sys}: relay.address {:?}: {e}", system.relay.address))?;
         let relay_key = parse_hex(&system_path, "relay.key", &system.relay.key)?;
         let relay_identity = parse_hex(&system_path, "relay.identity", &system.relay.identity)?;
+        let relay_dh: Key = parse_hex(&system_path, "relay.dh", &system.relay.dh)?;
+        ensure!(
+            dissent_core::ristretto::keys::PublicKey::from_bytes(&relay_dh).is_ok(),
+            "{sys}: relay.dh: not a Ristretto255 public key"
+        );
         let clients = parse_entries(&system_path, "clients", &system.clients, MAX_CLIENTS)?;
         let trustees = parse_entries(&system_path, "trustees", &system.trustees, MAX_TRUSTEES)?;
         ensure!(
@@ -769,6 +791,7 @@ impl Group {
             relay_address,
             relay_key,
             relay_identity,
+            relay_dh,
             clients,
             trustees,
             client_session_keys,
@@ -917,12 +940,21 @@ pub fn load_node(group: &Group, private_file: &Path, kind: NodeKind) -> Result<N
         file.id
     );
     let Some(expected_session) = session_keys else {
+        let dh = file
+            .dh_private_key
+            .as_deref()
+            .ok_or_else(|| anyhow!("{shown}: dh_private_key: missing (the relay's DH key)"))?;
+        let dh: Key = parse_hex(private_file, "dh_private_key", dh)?;
+        ensure!(
+            pad_public_key(&dh) == group.relay_dh,
+            "{shown}: dh_private_key does not match relay.dh in {SYSTEM_FILE}"
+        );
         return Ok(NodeSecrets {
             id: file.id,
             role,
             private_key,
             identity_private_key,
-            session_private_key: None,
+            session_private_key: Some(dh),
             pseudonym_private_key: None,
             slot: None,
         });
@@ -1325,7 +1357,10 @@ mod tests {
             identity_public_key(&relay.identity_private_key),
             group.relay_identity
         );
-        assert!(relay.session_private_key.is_none());
+        assert_eq!(
+            pad_public_key(&relay.session_private_key.unwrap()),
+            group.relay_dh
+        );
         assert_eq!(relay.slot(), None);
 
         let mut slots = BTreeSet::new();
@@ -1430,7 +1465,7 @@ mod tests {
         assert_eq!(system["group_id"].as_str().unwrap().len(), 32);
         assert_eq!(
             keys_of(&system["relay"]),
-            BTreeSet::from(["id", "address", "key", "identity"])
+            BTreeSet::from(["id", "address", "key", "identity", "dh"])
         );
         assert_eq!(system["relay"]["id"], "relay");
         assert_eq!(system["relay"]["address"], DEFAULT_RELAY);
@@ -1472,7 +1507,12 @@ mod tests {
         let relay = read_value(&dir.path().join("relay.json"));
         assert_eq!(
             keys_of(&relay),
-            BTreeSet::from(["id", "private_key", "identity_private_key"])
+            BTreeSet::from([
+                "id",
+                "private_key",
+                "identity_private_key",
+                "dh_private_key"
+            ])
         );
         let client = read_value(&dir.path().join("client-1.session.json"));
         assert_eq!(

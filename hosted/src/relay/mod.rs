@@ -147,11 +147,16 @@ struct Reported {
 }
 
 /// Runs the relay until Ctrl-C.
-pub async fn run(group: Group, relay_key: [u8; 32], opts: RelayOptions) -> Result<()> {
+pub async fn run(
+    group: Group,
+    relay_key: [u8; 32],
+    relay_dh: [u8; 32],
+    opts: RelayOptions,
+) -> Result<()> {
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
-    serve(listener, group, relay_key, opts).await
+    serve(listener, group, relay_key, relay_dh, opts).await
 }
 
 /// Runs the relay on `listener` until Ctrl-C (`opts.listen` is not used).
@@ -159,6 +164,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     group: Group,
     relay_key: [u8; 32],
+    relay_dh: [u8; 32],
     opts: RelayOptions,
 ) -> Result<()> {
     let members_count = group.clients.len() + group.trustees.len();
@@ -223,6 +229,9 @@ pub(crate) async fn serve(
     };
     let mut relay = Relay::new(cfg, RelayStorage::with_vecs(&cfg))
         .map_err(|e| anyhow::anyhow!("relay configuration: {e}"))?;
+    relay
+        .set_dh_secret(&relay_dh)
+        .map_err(|e| anyhow::anyhow!("the relay's DH key: {e}"))?;
     for (slot, key) in group.slots.iter().enumerate() {
         relay
             .set_pseudonym(slot as u16, key)

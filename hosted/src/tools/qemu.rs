@@ -122,10 +122,12 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
 
     let (relay_addr, relay_port) = device_relay(&opts.relay).await?;
     let peers = crate::device::peer_keys(&group, &node.role);
+    let pseudonym = crate::device::pseudonym_bytes(&group, &node);
     let device = crate::device::node_config(
         &group,
         &node,
         &peers,
+        &pseudonym,
         crate::device::DeviceSettings {
             relay: dissent_core::provision::Relay::Ipv4(relay_addr.octets()),
             relay_port,
