@@ -645,7 +645,15 @@ impl Net {
                     self.exit.aborted.push(conn);
                     self.exit.replies.retain(|(c, _)| *c != conn);
                 }
-                RelayEvent::Garbled { .. } => self.exit.garbled += 1,
+                RelayEvent::Garbled { interval, exchange } => {
+                    self.exit.garbled += 1;
+                    self.exit.garbled_at.push((interval, exchange));
+                }
+                RelayEvent::Accused {
+                    interval,
+                    exchange,
+                    bit,
+                } => self.exit.accused.push((interval, exchange, bit)),
                 RelayEvent::IntervalStarted { interval, .. } => self.intervals.push(interval),
                 RelayEvent::Dropped { peer, .. } => self.dropped.push(peer),
                 RelayEvent::Penalized {

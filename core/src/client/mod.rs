@@ -57,6 +57,7 @@ use crate::time::{Duration, Instant};
 use crate::wire::{self, ConnId, Head, Hello, Kind, Message, NodeRole, Resume, WireError};
 use crate::{MAC_LEN, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
+mod accuse;
 mod buddies;
 mod config;
 #[cfg(feature = "disruptor")]
@@ -296,6 +297,19 @@ pub struct Client<B> {
     disrupted: Deque<(u64, [u8; wire::DISRUPTED_DIGEST_LEN]), 8>,
     /// The seed of the randomness of owned cells' nonces.
     seal_seed: [u8; 32],
+    /// The accusation waiting to go out in this client's next owned cells.
+    pending: Option<accuse::Pending>,
+    /// Reservation exchanges (interval, exchange) in which it set its bit, not yet reported,
+    /// and the last one it forgot unreported (a full ring): a request shown at or before it
+    /// is never called forged.
+    asked_ring: Deque<(u32, u64), { accuse::ASKED }>,
+    asked_forgot: Option<(u32, u64)>,
+    /// Its pseudonym key, which proves its accusations.
+    #[cfg(feature = "pseudonyms")]
+    pseudonym: Option<crate::pseudonym::PseudonymKey>,
+    /// The randomness of its accusations' proofs.
+    #[cfg(feature = "pseudonyms")]
+    accuse_rng: rand_chacha::ChaCha20Rng,
     /// How this client misbehaves on purpose, if it does (tests only).
     #[cfg(feature = "disruptor")]
     disruptor: Option<disruptor::Disruptor>,
@@ -401,6 +415,23 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     .chain_update(config.rng_seed)
                     .finalize()
                     .into()
+            },
+            pending: None,
+            asked_ring: Deque::new(),
+            asked_forgot: None,
+            #[cfg(feature = "pseudonyms")]
+            pseudonym: None,
+            #[cfg(feature = "pseudonyms")]
+            accuse_rng: {
+                use rand_core::SeedableRng;
+                use sha2::{Digest, Sha256};
+                rand_chacha::ChaCha20Rng::from_seed(
+                    Sha256::new()
+                        .chain_update(b"dissent-rs v3 accusation rng")
+                        .chain_update(config.rng_seed)
+                        .finalize()
+                        .into(),
+                )
             },
             #[cfg(feature = "disruptor")]
             disruptor: None,
@@ -537,6 +568,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 }
                 let digest = wire::disrupted_digest(interval, exchange, cell);
                 let _ = self.disrupted.push_back((exchange, digest));
+                self.on_disrupted_cell(interval, exchange, cell);
                 Ok(Handled::default())
             }
             Message::ClientRequest(request) => self.on_request(now, request, out),

@@ -47,6 +47,23 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         for (i, output) in view.iter().enumerate() {
             if let Output::Requests(requests) = output {
                 let shown = requests.iter().any(|s| s == self.slot);
+                let e = first + i as u64;
+                // Whether it set its bit there (the ring holds every such exchange not yet
+                // reported, unless it forgot one at or after this).
+                let mut wrote = false;
+                while let Some(&(ai, ae)) = self.asked_ring.front() {
+                    if (ai, ae) > (interval, e) {
+                        break;
+                    }
+                    wrote |= (ai, ae) == (interval, e);
+                    self.asked_ring.pop_front();
+                }
+                let sure = self.asked_forgot.is_none_or(|f| f < (interval, e));
+                if shown && !wrote && sure {
+                    // Set by someone else: forged. The slot is this client's now, and its
+                    // first cells there accuse the exchange.
+                    self.on_forged_request(interval, e);
+                }
                 if shown {
                     self.suppressed = false;
                 } else if self.asked == Some((interval, first + i as u64)) {
@@ -116,13 +133,17 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     if ask {
                         crate::bits::set(cell, usize::from(self.slot));
                         self.asked = Some((interval, exchange));
+                        if self.asked_ring.is_full() {
+                            self.asked_forgot = self.asked_ring.pop_front();
+                        }
+                        let _ = self.asked_ring.push_back((interval, exchange));
                     }
                     running.transmitted = true;
                 }
             }
             Kind::Slot { slot, .. } if slot == self.slot && running.may_send => {
                 // A copy of the cell prepared (and signed) for this length, or zeros.
-                match self.copy_prepared(&running, cell) {
+                match self.copy_prepared(&running, exchange, cell) {
                     Some(p) => {
                         self.announced_next = p.next;
                         if p.plan.sent() > 0 {

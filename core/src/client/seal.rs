@@ -8,12 +8,16 @@
 //! A prepared cell is bound to the interval, the ordinal of the slot's exchange in it, the
 //! length, and what the stage held when it was built; anything else is rebuilt.
 //!
-//! Owns the prepared cells and the slot's cell key. It must not pull bytes from the
-//! application (`stage.rs`) or keep sent cells (`sent.rs`).
+//! It also keeps the sealed bytes of the last [`KEPT`] owned cells it sent, which an
+//! accusation needs (`accuse.rs`): copied in [`Client::prepare`], off the cell path.
+//!
+//! Owns the prepared cells, the kept ones and the slot's cell key. It must not pull bytes
+//! from the application (`stage.rs`) or keep sent records (`sent.rs`).
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;
 
+use super::accuse::{Kept, KEPT};
 use super::{Client, Phase, Running};
 use crate::time::Instant;
 use crate::wire::{self, read_record_header, RECORD_HEADER_LEN};
@@ -47,13 +51,18 @@ pub(super) struct Prepared {
     staged: (usize, u32),
 }
 
-/// The owner's cell key and its (at most two) prepared cells.
+/// The owner's cell key, its (at most two) prepared cells and its kept ones.
 pub(super) struct Sealer<B> {
     key: wire::SlotKey,
-    /// Two cells of the longest length, one after the other.
+    /// Two prepared cells of the longest length, then [`KEPT`] kept ones.
     cells: B,
     stride: usize,
     prepared: [Option<Prepared>; 2],
+    /// The prepared cell the cell path copied last, and for which exchange.
+    copied: Option<(usize, Kept)>,
+    /// What each kept cell is, and the next one to reuse.
+    kept: [Option<Kept>; KEPT],
+    next_kept: usize,
     /// The keystream the cells' nonces are drawn from.
     rng: ChaCha20,
 }
@@ -65,6 +74,9 @@ impl<B> Sealer<B> {
             cells,
             stride,
             prepared: [None, None],
+            copied: None,
+            kept: [None; KEPT],
+            next_kept: 0,
             rng: ChaCha20::new(seed.into(), &[4u8; 12].into()),
         }
     }
@@ -95,12 +107,49 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         )
         .map_err(ConfigError::Key)?;
         self.sealer = Some(Sealer::new(key, cells, self.max_cell, &self.seal_seed));
+        #[cfg(feature = "pseudonyms")]
+        {
+            self.pseudonym = crate::pseudonym::PseudonymKey::from_secret(secret);
+        }
         Ok(())
     }
 
-    /// Bytes of storage [`Client::set_pseudonym`] needs: two cells of the longest length.
+    /// Bytes of storage [`Client::set_pseudonym`] needs: two prepared cells and [`KEPT`]
+    /// kept ones, of the longest length.
     pub const fn sealed_len(&self) -> usize {
-        2 * self.max_cell
+        (2 + KEPT) * self.max_cell
+    }
+
+    /// Keeps the owned cell the cell path copied last (part of [`Client::prepare`]).
+    pub(super) fn keep_copied(&mut self) {
+        let Some(sealer) = &mut self.sealer else {
+            return;
+        };
+        let Some((i, kept)) = sealer.copied.take() else {
+            return;
+        };
+        let to = sealer.next_kept;
+        sealer.next_kept = (to + 1) % KEPT;
+        let (src, dst) = (i * sealer.stride, (2 + to) * sealer.stride);
+        let cells = sealer.cells.as_mut();
+        let fits = src + kept.len <= cells.len() && dst + kept.len <= cells.len();
+        if fits {
+            cells.copy_within(src..src + kept.len, dst);
+        }
+        if let Some(k) = sealer.kept.get_mut(to) {
+            *k = fits.then_some(kept);
+        }
+    }
+
+    /// The sealed bytes this client wrote into `exchange` of `interval`, if kept.
+    pub(super) fn kept_cell(&self, interval: u32, exchange: u64) -> Option<&[u8]> {
+        let sealer = self.sealer.as_ref()?;
+        let (at, kept) = sealer.kept.iter().enumerate().find_map(|(at, k)| {
+            k.filter(|k| k.interval == interval && k.exchange == exchange)
+                .map(|k| (at, k))
+        })?;
+        let start = (2 + at) * sealer.stride;
+        sealer.cells.as_ref().get(start..start + kept.len)
     }
 
     /// What the stage gives a cell of `len` bytes, without writing it.
@@ -147,7 +196,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 .unwrap_or(&[]);
             // The plan fits the body.
             let kind = wire::read_record(rest).1;
-            let _ = if kind == Some(wire::RecordKind::Abort) {
+            let _ = if kind == Some(wire::RecordKind::Accuse) {
+                match wire::Accusation::parse(payload) {
+                    Some(accusation) => writer.push_accuse(self.slot, &accusation),
+                    None => Ok(()),
+                }
+            } else if kind == Some(wire::RecordKind::Abort) {
                 writer.push_abort(conn)
             } else if kind == Some(wire::RecordKind::Grant) {
                 let bytes = payload.first_chunk::<4>().copied().unwrap_or_default();
@@ -206,6 +260,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             stride,
             prepared,
             rng,
+            ..
         } = &mut sealer;
         for (i, (slot, &len)) in prepared.iter_mut().zip(lens.iter()).enumerate() {
             if i == 1 && Some(&len) == lens.first()
@@ -260,7 +315,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
 
     /// The cell path of an owned exchange: copies the prepared cell of this length, or
     /// writes zeros. Returns the prepared cell's plan and `Next` if one was copied.
-    pub(super) fn copy_prepared(&mut self, running: &Running, cell: &mut [u8]) -> Option<Prepared> {
+    pub(super) fn copy_prepared(
+        &mut self,
+        running: &Running,
+        exchange: u64,
+        cell: &mut [u8],
+    ) -> Option<Prepared> {
         if let (Some(sealer), None) = (&mut self.sealer, self.stage.taken) {
             let found = sealer.prepared.iter().enumerate().find_map(|(i, p)| {
                 p.filter(|p| {
@@ -275,6 +335,14 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 if let Some(src) = sealer.cells.as_ref().get(at..at + cell.len()) {
                     cell.copy_from_slice(src);
                     sealer.prepared = [None, None];
+                    sealer.copied = Some((
+                        i,
+                        Kept {
+                            interval: running.interval,
+                            exchange,
+                            len: cell.len(),
+                        },
+                    ));
                     return Some(p);
                 }
             }

@@ -78,7 +78,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Stage<B> {
     }
 
     /// Appends `record` (a whole record, header included); false if it does not fit.
-    fn push(&mut self, record: &[u8]) -> bool {
+    pub(super) fn push(&mut self, record: &[u8]) -> bool {
         let at = self.used;
         match self
             .storage
@@ -130,6 +130,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// application has something new; it never blocks and pulls at most one cell's worth.
     pub fn prepare(&mut self, now: Instant, upstream: &mut dyn Upstream) {
         self.commit_taken();
+        self.keep_copied();
         self.account_transmission();
         let cap = match &self.phase {
             Phase::Running(running) => (running.params.max_len as usize).min(self.max_cell),
@@ -140,6 +141,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             // Take back the room of what is confirmed or already staged again.
             self.sent.compact();
         }
+        // An accusation first: it is small, and it waits for nothing.
+        self.stage_accusation(budget.min(self.sent.room_for_new()));
         let resending = self.stage_resends(budget.min(self.sent.room()));
         if !resending {
             // New data leaves the reserve free.

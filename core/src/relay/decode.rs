@@ -122,6 +122,10 @@ where
                     self.outputs.push_disrupted(&digest);
                     // At most 2 × window exchanges wait to be reported, each at most once.
                     let _ = self.disrupted.push_back(exchange);
+                    if self.blamable.is_full() {
+                        self.blamable.pop_front();
+                    }
+                    let _ = self.blamable.push_back((exchange, slot));
                     self.idle = false;
                     self.burst = false;
                     return Some(RelayEvent::Garbled { interval, exchange });
@@ -136,6 +140,7 @@ where
                 self.burst = decoded.full;
                 self.outputs.push_next(decoded.next);
                 let (at, end) = decoded.records;
+                self.take_accusations(slot, exchange, at, end);
                 self.idle = at == end;
                 if self.idle || self.slots.abandoned(slot, interval, exchange) {
                     return self.poll_event_tail(now);
@@ -144,6 +149,9 @@ where
                 self.decoded_slot = slot;
                 let decoding = Decoding { exchange, at, end };
                 self.decoding = Some(decoding);
+                if let Some(e) = self.events.pop_front() {
+                    return Some(e);
+                }
                 self.next_record(decoding)
             }
         }
@@ -187,13 +195,89 @@ where
                 Record::Close { conn } => RelayEvent::Close { conn },
                 Record::Abort { conn } => RelayEvent::Abort { conn },
                 Record::Grant { conn, bytes } => RelayEvent::Grant { conn, bytes },
-                // An accusation is for the blame rounds, never for the exit.
+                // For the blame rounds (taken when the cell was decoded), never the exit.
                 Record::Accuse { .. } => {
                     decoding = self.decoding?;
                     continue;
                 }
             });
         }
+    }
+}
+
+impl<P, B> Relay<P, B>
+where
+    P: AsMut<[Peer]> + AsRef<[Peer]>,
+    B: AsMut<[u8]> + AsRef<[u8]>,
+{
+    /// Takes the `Accuse` records of an authentic cell of `slot` (exchange `at`, records
+    /// from `start` to `end`) up for blame rounds.
+    fn take_accusations(&mut self, slot: u16, at: u64, start: usize, end: usize) {
+        let mut found: [Option<wire::Accusation>; 2] = [None; 2];
+        let cell = self.window.cell(at, end);
+        let records = Records::checked(cell.get(start..).unwrap_or(&[]));
+        let accusations = records.filter_map(|rec| match rec {
+            Record::Accuse { accusation, .. } => Some(accusation),
+            _ => None,
+        });
+        for (f, a) in found.iter_mut().zip(accusations) {
+            *f = Some(a);
+        }
+        for accusation in found.into_iter().flatten() {
+            if let Some(event) = self.accusation(slot, at, &accusation) {
+                self.push_event(event);
+            }
+        }
+    }
+
+    /// An `Accuse` record decoded from exchange `at` of `slot`: kept for a
+    /// blame round if its proof holds under the slot's pseudonym key and it is about an
+    /// earlier exchange of the slot that can be blamed (a disrupted one the relay still
+    /// holds, or a reservation exchange at the slot's own bit).
+    fn accusation(
+        &mut self,
+        slot: u16,
+        at: u64,
+        accusation: &wire::Accusation,
+    ) -> Option<RelayEvent<'static>> {
+        let Phase::Running(running) = self.phase else {
+            return None;
+        };
+        let (interval, exchange, bit) = (running.interval, accusation.exchange, accusation.bit);
+        if exchange >= at
+            || self
+                .accused
+                .iter()
+                .any(|a| a.0 == interval && a.1 == exchange)
+        {
+            return None;
+        }
+        let disrupted = self.blamable.iter().any(|b| *b == (exchange, slot));
+        let reservation = bit == u32::from(slot) && !disrupted;
+        if !disrupted && !reservation {
+            return None;
+        }
+        let valid = crate::blame::verify_accusation(
+            accusation,
+            interval,
+            &self.slots.key(slot),
+            &self.cfg.group_id,
+            &self.cfg.session_id,
+            &self.view,
+            slot,
+        );
+        if !valid {
+            return None;
+        }
+        if self.accused.is_full() {
+            self.accused.pop_front();
+        }
+        let _ = self.accused.push_back((interval, exchange, bit));
+        Some(RelayEvent::Accused {
+            interval,
+            exchange,
+            bit,
+        })
     }
 }
 

@@ -49,6 +49,10 @@ use crate::wire::{
 };
 use crate::{MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
+/// Disrupted exchanges of the running interval an accusation may be about, the latest
+/// ones (an owner accuses its latest disrupted cell; twice the largest window).
+pub const BLAMABLE: usize = 2 * MAX_WINDOW;
+
 mod blame;
 mod config;
 mod decode;
@@ -235,6 +239,17 @@ pub enum RelayEvent<'a> {
         /// Why.
         reason: Exclusion,
     },
+    /// A slot's owner accused a bit of an exchange of its slot, proven with its pseudonym
+    /// key: a disrupted exchange, or a reservation exchange that showed its bit although it
+    /// did not ask. The slot is not named.
+    Accused {
+        /// The interval.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// The accused bit.
+        bit: u32,
+    },
 }
 
 /// How a probe of a connected peer ended.
@@ -302,6 +317,11 @@ pub struct Relay<P, B> {
     /// Disrupted exchanges whose decoded cell still has to go to every member (before
     /// any further request: their cells stay in the window until then).
     disrupted: Deque<u64, { 2 * MAX_WINDOW }>,
+    /// The running interval's last disrupted exchanges, with their slots: what an
+    /// accusation may be about.
+    blamable: Deque<(u64, u16), BLAMABLE>,
+    /// Valid accusations (interval, exchange, bit) not yet taken up by a blame round.
+    accused: Deque<(u32, u64, u32), 8>,
     nonces: [[u8; NONCE_LEN]; MAX_TRUSTEES],
     /// Trustees connected now, one bit each.
     trustees: u32,
@@ -390,6 +410,8 @@ where
             dh: None,
             view: [0; 32],
             disrupted: Deque::new(),
+            blamable: Deque::new(),
+            accused: Deque::new(),
             nonces: [[0; NONCE_LEN]; MAX_TRUSTEES],
             trustees: 0,
             // trustees <= MAX_TRUSTEES = 16, so the shift cannot overflow.

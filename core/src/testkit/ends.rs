@@ -97,6 +97,10 @@ pub struct Exit {
     pub echo: bool,
     /// Exchanges reported disrupted (not what their slot's owner signed).
     pub garbled: usize,
+    /// The disrupted exchanges: (interval, exchange).
+    pub garbled_at: Vec<(u32, u64)>,
+    /// Valid accusations the relay took: (interval, exchange, bit).
+    pub accused: Vec<(u32, u64, u32)>,
     /// Downstream credit per connection: replies go only within it.
     pub credit: BTreeMap<ConnId, ExitCredit>,
     /// The most credit any connection held.

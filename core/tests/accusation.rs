@@ -1,0 +1,90 @@
+//! An owner accuses on the wire: a cell of its slot comes back disrupted, or a reservation
+//! exchange shows its bit although it did not ask, and its next owned cells carry an
+//! `Accuse` record the relay checks under the slot's pseudonym key.
+
+#![cfg(feature = "disruptor")]
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use dissent_core::client::DisruptorMode;
+use dissent_core::testkit::{pattern, Net, NetConfig};
+
+const CLIENTS: usize = 6;
+/// The client that misbehaves.
+const MALLORY: usize = 5;
+
+/// A group with `mode` on Mallory from the start of traffic; every honest client uploads.
+fn run(mode: Option<DisruptorMode>, seed: usize, steps: usize) -> Net {
+    let mut cfg = NetConfig::new(CLIENTS, 2, 256);
+    cfg.max_cell_len = 1024;
+    let mut net = Net::new(cfg);
+    net.run_until(100_000, |s| {
+        s.relay.interval().is_some_and(|(_, n)| n == CLIENTS)
+    });
+    net.clients[MALLORY].set_disruptor(mode);
+    let mut expect = BTreeMap::new();
+    for i in 0..MALLORY {
+        let conn = net.open(i);
+        let data = pattern(seed * 10 + i, 3000);
+        net.send_bytes(i, conn, data.clone());
+        expect.insert(conn, data);
+    }
+    for _ in 0..steps {
+        if !net.step() {
+            break;
+        }
+    }
+    net
+}
+
+#[test]
+fn a_disrupted_owner_accuses_and_the_relay_takes_only_valid_accusations() {
+    for seed in 0..6 {
+        let net = run(Some(DisruptorMode::GarbleEveryOther), seed, 60_000);
+        assert!(net.exit.garbled > 0, "seed {seed}: nothing disrupted");
+        assert!(!net.exit.accused.is_empty(), "seed {seed}: nobody accused");
+        for &(interval, exchange, _) in &net.exit.accused {
+            // Each accusation is about an exchange the relay decoded as disrupted.
+            assert!(
+                net.exit.garbled_at.contains(&(interval, exchange)),
+                "seed {seed}: {interval}/{exchange} accused but not disrupted"
+            );
+        }
+        // Each exchange is taken up once.
+        let mut seen = net.exit.accused.clone();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), net.exit.accused.len());
+        assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+    }
+}
+
+#[test]
+fn a_forged_reservation_is_accused_at_the_owners_own_bit() {
+    let net = run(Some(DisruptorMode::InvertReservations), 1, 60_000);
+    let slots: Vec<u32> = net.slots[..MALLORY].iter().map(|&s| u32::from(s)).collect();
+    assert!(!net.exit.accused.is_empty(), "nobody accused");
+    for &(_, exchange, bit) in &net.exit.accused {
+        assert!(
+            slots.contains(&bit),
+            "exchange {exchange}: bit {bit} is no honest slot's"
+        );
+        assert!(!net.exit.garbled_at.iter().any(|&(_, e)| e == exchange));
+    }
+    assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+}
+
+#[test]
+fn an_honest_group_never_accuses() {
+    for seed in 0..4 {
+        let net = run(None, seed, 60_000);
+        assert_eq!(net.exit.garbled, 0);
+        assert!(
+            net.exit.accused.is_empty(),
+            "seed {seed}: {:?}",
+            net.exit.accused
+        );
+        assert!(net.clients.iter().all(|c| c.pending_accusation().is_none()));
+    }
+}
