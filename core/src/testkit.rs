@@ -408,6 +408,7 @@ impl Net {
         relay
             .set_dh_secret(&relay_dh_secret())
             .expect("relay DH secret");
+        relay.set_fingerprint_secret(&secret(9, 0));
         for (i, &slot) in slots.iter().enumerate() {
             relay
                 .set_pseudonym(slot, &pad_public_key(&pseudonym_secret(i)))

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use dissent_core::client::DisruptorMode;
+use dissent_core::relay::PeerId;
 use dissent_core::testkit::{pattern, Net, NetConfig};
 
 const CLIENTS: usize = 6;
@@ -16,6 +17,16 @@ const MALLORY: usize = 5;
 
 /// A group with `mode` on Mallory from the start of traffic; every honest client uploads.
 fn run(mode: Option<DisruptorMode>, seed: usize, steps: usize) -> Net {
+    run_until(mode, seed, steps, |_| false)
+}
+
+/// Like [`run`], stopping once `done`.
+fn run_until(
+    mode: Option<DisruptorMode>,
+    seed: usize,
+    steps: usize,
+    done: impl Fn(&Net) -> bool,
+) -> Net {
     let mut cfg = NetConfig::new(CLIENTS, 2, 256);
     cfg.max_cell_len = 1024;
     let mut net = Net::new(cfg);
@@ -31,7 +42,7 @@ fn run(mode: Option<DisruptorMode>, seed: usize, steps: usize) -> Net {
         expect.insert(conn, data);
     }
     for _ in 0..steps {
-        if !net.step() {
+        if done(&net) || !net.step() {
             break;
         }
     }
@@ -87,4 +98,47 @@ fn an_honest_group_never_accuses() {
         );
         assert!(net.clients.iter().all(|c| c.pending_accusation().is_none()));
     }
+}
+
+/// Every node's fingerprint in a kept row, all different and none zero.
+fn distinct(net: &Net, interval: u32, exchange: u64, slot: Option<u16>) -> bool {
+    let mut prints: Vec<[u8; 16]> = (0..CLIENTS as u16)
+        .map(PeerId::Client)
+        .chain((0..2).map(PeerId::Trustee))
+        .filter_map(|p| net.relay.kept_fingerprint(interval, exchange, slot, p))
+        .filter(|p| *p != [0; 16])
+        .collect();
+    prints.sort();
+    prints.dedup();
+    prints.len() == CLIENTS + 2
+}
+
+#[test]
+fn the_relay_keeps_its_commitment_to_every_cell_of_an_accused_exchange() {
+    for seed in 0..4 {
+        let net = run_until(Some(DisruptorMode::GarbleEveryOther), seed, 60_000, |n| {
+            !n.exit.accused.is_empty()
+        });
+        let (interval, exchange, _) = net.exit.accused[0];
+        let slot = net.slots[..MALLORY].iter().copied().find(|&s| {
+            net.relay
+                .kept_fingerprint(interval, exchange, Some(s), PeerId::Client(0))
+                .is_some()
+        });
+        let slot = slot.expect("the accused exchange's fingerprints are kept");
+        assert!(
+            distinct(&net, interval, exchange, Some(slot)),
+            "seed {seed}"
+        );
+        // Of no other slot, and of no exchange that was not disrupted.
+        assert!(net.slots.iter().filter(|&&s| s != slot).all(|&s| net
+            .relay
+            .kept_fingerprint(interval, exchange, Some(s), PeerId::Client(0))
+            .is_none()));
+    }
+    let net = run_until(Some(DisruptorMode::InvertReservations), 1, 60_000, |n| {
+        !n.exit.accused.is_empty()
+    });
+    let (interval, exchange, _) = net.exit.accused[0];
+    assert!(distinct(&net, interval, exchange, None));
 }

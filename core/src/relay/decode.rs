@@ -78,6 +78,15 @@ where
                 }
                 self.idle = cell.iter().all(|&b| b == 0);
                 self.outputs.push_requests(self.window.cell(exchange, len));
+                if !self.idle && self.fingerprint_secret.is_some() {
+                    // A request shown may be forged: its owner would accuse it.
+                    let what = super::fingerprints::KeptRow {
+                        interval: running.interval,
+                        exchange,
+                        slot: super::fingerprints::RESERVATION,
+                    };
+                    self.kept.keep(what, self.window.fingerprints(exchange));
+                }
                 if !self.idle {
                     self.gap = Duration::default();
                 }
@@ -122,10 +131,14 @@ where
                     self.outputs.push_disrupted(&digest);
                     // At most 2 × window exchanges wait to be reported, each at most once.
                     let _ = self.disrupted.push_back(exchange);
-                    if self.blamable.is_full() {
-                        self.blamable.pop_front();
+                    if self.fingerprint_secret.is_some() {
+                        let what = super::fingerprints::KeptRow {
+                            interval,
+                            exchange,
+                            slot,
+                        };
+                        self.kept.keep(what, self.window.fingerprints(exchange));
                     }
-                    let _ = self.blamable.push_back((exchange, slot));
                     self.idle = false;
                     self.burst = false;
                     return Some(RelayEvent::Garbled { interval, exchange });
@@ -232,8 +245,8 @@ where
 
     /// An `Accuse` record decoded from exchange `at` of `slot`: kept for a
     /// blame round if its proof holds under the slot's pseudonym key and it is about an
-    /// earlier exchange of the slot that can be blamed (a disrupted one the relay still
-    /// holds, or a reservation exchange at the slot's own bit).
+    /// earlier exchange of the slot whose fingerprints the relay kept (a disrupted one of
+    /// the slot, or a reservation exchange that showed a request, at the slot's own bit).
     fn accusation(
         &mut self,
         slot: u16,
@@ -252,8 +265,12 @@ where
         {
             return None;
         }
-        let disrupted = self.blamable.iter().any(|b| *b == (exchange, slot));
-        let reservation = bit == u32::from(slot) && !disrupted;
+        let disrupted = self.kept.row(interval, exchange, slot).is_some();
+        let reservation = bit == u32::from(slot)
+            && self
+                .kept
+                .row(interval, exchange, super::fingerprints::RESERVATION)
+                .is_some();
         if !disrupted && !reservation {
             return None;
         }

@@ -90,6 +90,10 @@ pub(super) struct Window<B> {
     bitmap_len: usize,
     /// Bytes of one accumulator (the longest exchange).
     accumulator_len: usize,
+    /// One row per place: each node's fingerprint of its cell (`fingerprints.rs`).
+    fingerprints: B,
+    /// Bytes of one row.
+    fingerprint_row: usize,
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Window<B> {
@@ -100,6 +104,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Window<B> {
         bitmap_len: usize,
         accumulators: B,
         accumulator_len: usize,
+        fingerprints: B,
+        fingerprint_row: usize,
     ) -> Self {
         let mut issued = Vec::new();
         for _ in 0..len {
@@ -117,6 +123,29 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Window<B> {
             accumulators,
             bitmap_len,
             accumulator_len,
+            fingerprints,
+            fingerprint_row,
+        }
+    }
+
+    /// The fingerprints of the cells of `exchange` so far, one per node (zeros: none).
+    pub(super) fn fingerprints(&self, exchange: u64) -> &[u8] {
+        let at = self.place(exchange) * self.fingerprint_row;
+        self.fingerprints
+            .as_ref()
+            .get(at..at + self.fingerprint_row)
+            .unwrap_or(&[])
+    }
+
+    /// Records `node`'s fingerprint of its cell of `exchange`.
+    fn set_fingerprint(&mut self, exchange: u64, node: usize, fingerprint: &[u8]) {
+        let at = self.place(exchange) * self.fingerprint_row + node * fingerprint.len();
+        if let Some(dst) = self
+            .fingerprints
+            .as_mut()
+            .get_mut(at..at + fingerprint.len())
+        {
+            dst.copy_from_slice(fingerprint);
         }
     }
 
@@ -181,6 +210,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Window<B> {
         }
         self.arrived_mut(exchange).fill(0);
         self.cell_mut(exchange, kind.cell_len(slots)).fill(0);
+        let at = self.place(exchange) * self.fingerprint_row;
+        if let Some(row) = self
+            .fingerprints
+            .as_mut()
+            .get_mut(at..at + self.fingerprint_row)
+        {
+            row.fill(0);
+        }
     }
 }
 
@@ -250,6 +287,17 @@ where
             }
         }
         xor_into(self.window.cell_mut(exchange, len), cell);
+        if let Some(secret) = &self.fingerprint_secret {
+            // The relay's commitment to what this node sent (blame rounds check reveals
+            // against it).
+            let node = match peer {
+                PeerId::Client(i) => usize::from(i),
+                PeerId::Trustee(t) => usize::from(self.cfg.clients) + usize::from(t),
+            };
+            let key = crate::blame::commit::ExchangeKey::new(secret, interval, exchange);
+            self.window
+                .set_fingerprint(exchange, node, &key.fingerprint(cell));
+        }
         Ok(())
     }
 

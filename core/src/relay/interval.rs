@@ -186,7 +186,7 @@ where
         self.unreported.clear();
         self.outputs.clear();
         self.disrupted.clear();
-        self.blamable.clear();
+        self.kept.clear();
         self.decoding = None;
         self.phase = Phase::Waiting;
     }

@@ -49,14 +49,11 @@ use crate::wire::{
 };
 use crate::{MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
-/// Disrupted exchanges of the running interval an accusation may be about, the latest
-/// ones (an owner accuses its latest disrupted cell; twice the largest window).
-pub const BLAMABLE: usize = 2 * MAX_WINDOW;
-
 mod blame;
 mod config;
 mod decode;
 mod exchange;
+mod fingerprints;
 mod interval;
 mod log;
 mod losses;
@@ -317,9 +314,12 @@ pub struct Relay<P, B> {
     /// Disrupted exchanges whose decoded cell still has to go to every member (before
     /// any further request: their cells stay in the window until then).
     disrupted: Deque<u64, { 2 * MAX_WINDOW }>,
-    /// The running interval's last disrupted exchanges, with their slots: what an
-    /// accusation may be about.
-    blamable: Deque<(u64, u16), BLAMABLE>,
+    /// The fingerprints of the latest disrupted exchanges: what an accusation may be
+    /// about.
+    kept: fingerprints::Fingerprints<B>,
+    /// The secret the fingerprints are keyed with (the shell's randomness); none: the
+    /// relay commits to nothing and takes no accusation.
+    fingerprint_secret: Option<[u8; 32]>,
     /// Valid accusations (interval, exchange, bit) not yet taken up by a blame round.
     accused: Deque<(u32, u64, u32), 8>,
     nonces: [[u8; NONCE_LEN]; MAX_TRUSTEES],
@@ -383,6 +383,8 @@ where
             downstream,
             log,
             slots,
+            fingerprints,
+            kept_fingerprints,
         } = storage;
         let members = bitmap_len(usize::from(cfg.clients));
         peers.as_mut().fill(Peer::EMPTY);
@@ -400,6 +402,8 @@ where
                 members,
                 accumulators,
                 cfg.max_exchange_len(),
+                fingerprints,
+                cfg.fingerprint_row(),
             ),
             schedule,
             outputs: OutputQueue::new(outputs, 2 * usize::from(cfg.window), cfg.output_stride()),
@@ -410,7 +414,12 @@ where
             dh: None,
             view: [0; 32],
             disrupted: Deque::new(),
-            blamable: Deque::new(),
+            kept: fingerprints::Fingerprints::new(
+                kept_fingerprints,
+                usize::from(cfg.clients) + usize::from(cfg.trustees),
+                cfg.kept_fingerprint_rows(),
+            ),
+            fingerprint_secret: None,
             accused: Deque::new(),
             nonces: [[0; NONCE_LEN]; MAX_TRUSTEES],
             trustees: 0,
@@ -461,6 +470,33 @@ where
             self.slots.set_key(slot, &key);
         }
         Ok(())
+    }
+
+    /// Sets the secret the relay's fingerprints of members' cells are keyed with (32
+    /// bytes of the shell's randomness, never sent): from then on it commits to every cell
+    /// and takes accusations (`blame::commit`).
+    pub fn set_fingerprint_secret(&mut self, secret: &[u8; 32]) {
+        self.fingerprint_secret = Some(*secret);
+    }
+
+    /// The relay's fingerprint of `node`'s cell of `exchange` of `interval`, if it kept the
+    /// exchange's fingerprints (a disrupted exchange of `slot`, or with `slot` `None` a
+    /// reservation exchange that showed a request). For the shell's records and tests; it
+    /// never goes to a member.
+    pub fn kept_fingerprint(
+        &self,
+        interval: u32,
+        exchange: u64,
+        slot: Option<u16>,
+        node: PeerId,
+    ) -> Option<[u8; crate::blame::commit::FINGERPRINT_LEN]> {
+        let slot = slot.unwrap_or(fingerprints::RESERVATION);
+        let row = self.kept.row(interval, exchange, slot)?;
+        let at = match node {
+            PeerId::Client(i) => usize::from(i),
+            PeerId::Trustee(t) => usize::from(self.cfg.clients) + usize::from(t),
+        };
+        fingerprints::Fingerprints::<B>::of(row, at)
     }
 
     /// Sets the pseudonym public key of `slot`, whose DH with the relay's key gives the

@@ -4,7 +4,7 @@
 //!
 //! Owns the sizes of the regions and the check that the caller's storage holds them. It must
 //! not give the regions meaning: each is handed, whole, to the part of the relay that owns
-//! it (`peers.rs`, `exchange.rs`, `log.rs`, `losses.rs`).
+//! it (`peers.rs`, `exchange.rs`, `log.rs`, `losses.rs`, `fingerprints.rs`).
 
 use super::{Peer, RelayConfig};
 use crate::bits::bitmap_len;
@@ -44,6 +44,10 @@ pub struct RelayStorage<P, B> {
     pub log: B,
     /// Each slot's pseudonym key and counters (`slots.rs`).
     pub slots: B,
+    /// One row of fingerprints per exchange in flight (`exchange.rs`).
+    pub fingerprints: B,
+    /// The rows of the latest disrupted exchanges (`fingerprints.rs`).
+    pub kept_fingerprints: B,
 }
 
 /// Entries of [`RelayStorage::peers`] and bytes of every other region a relay needs.
@@ -73,6 +77,10 @@ pub struct RelayStorageLens {
     pub log: usize,
     /// Bytes of [`RelayStorage::slots`].
     pub slots: usize,
+    /// Bytes of [`RelayStorage::fingerprints`].
+    pub fingerprints: usize,
+    /// Bytes of [`RelayStorage::kept_fingerprints`].
+    pub kept_fingerprints: usize,
 }
 
 impl RelayStorageLens {
@@ -89,6 +97,8 @@ impl RelayStorageLens {
             + self.downstream
             + self.log
             + self.slots
+            + self.fingerprints
+            + self.kept_fingerprints
     }
 }
 
@@ -110,10 +120,23 @@ impl RelayConfig {
             downstream: self.downstream_len,
             log: self.log_len,
             slots: self.slots as usize * super::slots::ENTRY,
+            fingerprints: window * self.fingerprint_row(),
+            kept_fingerprints: self.kept_fingerprint_rows() * self.fingerprint_row(),
         }
     }
 
     /// Bytes of one entry of the outputs queue.
+    /// Bytes of one exchange's fingerprints: every member's and trustee's.
+    pub(super) const fn fingerprint_row(&self) -> usize {
+        (self.clients as usize + self.trustees as usize) * crate::blame::commit::FINGERPRINT_LEN
+    }
+
+    /// Disrupted exchanges whose fingerprints are kept: twice the window (an owner
+    /// accuses its latest disrupted cell, in its next owned cell).
+    pub(super) const fn kept_fingerprint_rows(&self) -> usize {
+        2 * self.window as usize
+    }
+
     pub(super) const fn output_stride(&self) -> usize {
         super::outputs::entry_len(self.slots)
     }
@@ -126,7 +149,7 @@ where
 {
     /// Checks every region against `lens`; names the first one that is too short.
     pub(super) fn check(&self, lens: &RelayStorageLens) -> Result<(), ConfigError> {
-        let regions: [(&'static str, usize, usize); 12] = [
+        let regions: [(&'static str, usize, usize); 14] = [
             ("peers", self.peers.as_ref().len(), lens.peers),
             ("connected", self.connected.as_ref().len(), lens.connected),
             ("online", self.online.as_ref().len(), lens.online),
@@ -151,6 +174,16 @@ where
             ),
             ("log", self.log.as_ref().len(), lens.log),
             ("slots", self.slots.as_ref().len(), lens.slots),
+            (
+                "fingerprints",
+                self.fingerprints.as_ref().len(),
+                lens.fingerprints,
+            ),
+            (
+                "kept_fingerprints",
+                self.kept_fingerprints.as_ref().len(),
+                lens.kept_fingerprints,
+            ),
         ];
         match regions.iter().find(|(_, have, need)| have < need) {
             Some((name, ..)) => Err(ConfigError::StorageTooSmall(name)),
@@ -178,6 +211,8 @@ impl RelayStorage<std::vec::Vec<Peer>, std::vec::Vec<u8>> {
             downstream: bytes(lens.downstream),
             log: bytes(lens.log),
             slots: bytes(lens.slots),
+            fingerprints: bytes(lens.fingerprints),
+            kept_fingerprints: bytes(lens.kept_fingerprints),
         }
     }
 }

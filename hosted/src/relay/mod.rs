@@ -232,6 +232,10 @@ pub(crate) async fn serve(
     relay
         .set_dh_secret(&relay_dh)
         .map_err(|e| anyhow::anyhow!("the relay's DH key: {e}"))?;
+    // The key of the relay's commitments to members' cells: never written, never sent.
+    let mut fingerprint_secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut fingerprint_secret);
+    relay.set_fingerprint_secret(&fingerprint_secret);
     for (slot, key) in group.slots.iter().enumerate() {
         relay
             .set_pseudonym(slot as u16, key)

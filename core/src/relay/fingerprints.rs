@@ -1,0 +1,99 @@
+//! The relay's commitments to what each node sent ([`crate::blame::commit`]): a row of
+//! fingerprints per exchange in flight (every member's and trustee's cell, clients by
+//! index, then trustees), and the rows of the latest disrupted exchanges (and reservation
+//! exchanges that showed a request), kept for the blame rounds their accusations start.
+//!
+//! Owns the kept rows and which exchanges they are. It must not decide when a cell counts
+//! (`exchange.rs`) or when an exchange is disrupted (`decode.rs`); the rows in flight live
+//! in the window (`exchange.rs`).
+
+use heapless::Vec;
+
+use crate::blame::commit::FINGERPRINT_LEN;
+use crate::MAX_WINDOW;
+
+/// Disrupted exchanges whose rows are kept, at most (the configuration's `2 × window`).
+pub const MAX_KEPT: usize = 2 * MAX_WINDOW;
+
+/// The slot of a kept reservation exchange's row.
+pub(super) const RESERVATION: u16 = u16::MAX;
+
+/// A kept row: the interval, the exchange and its slot ([`RESERVATION`] for a reservation
+/// exchange that showed a request: a forged one is accused at its owner's bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct KeptRow {
+    pub(super) interval: u32,
+    pub(super) exchange: u64,
+    pub(super) slot: u16,
+}
+
+/// The kept rows, a ring over the caller's storage.
+#[derive(Debug)]
+pub(super) struct Fingerprints<B> {
+    rows: B,
+    row_len: usize,
+    kept: Vec<Option<KeptRow>, MAX_KEPT>,
+    next: usize,
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Fingerprints<B> {
+    /// `places` kept rows of `nodes` fingerprints each in `rows`.
+    pub(super) fn new(rows: B, nodes: usize, places: usize) -> Self {
+        let mut kept = Vec::new();
+        for _ in 0..places.min(MAX_KEPT) {
+            let _ = kept.push(None);
+        }
+        Fingerprints {
+            rows,
+            row_len: nodes * FINGERPRINT_LEN,
+            kept,
+            next: 0,
+        }
+    }
+
+    /// Keeps `row` (the fingerprints of a disrupted exchange), over the oldest kept one.
+    pub(super) fn keep(&mut self, what: KeptRow, row: &[u8]) {
+        let places = self.kept.len();
+        if places == 0 {
+            return;
+        }
+        let at = self.next;
+        self.next = (at + 1) % places;
+        let start = at * self.row_len;
+        if let (Some(dst), Some(k)) = (
+            self.rows.as_mut().get_mut(start..start + self.row_len),
+            self.kept.get_mut(at),
+        ) {
+            let n = row.len().min(dst.len());
+            dst.fill(0);
+            if let (Some(d), Some(s)) = (dst.get_mut(..n), row.get(..n)) {
+                d.copy_from_slice(s);
+            }
+            *k = Some(what);
+        }
+    }
+
+    /// The kept row of `exchange` of `interval` in `slot`, if it is kept.
+    pub(super) fn row(&self, interval: u32, exchange: u64, slot: u16) -> Option<&[u8]> {
+        let want = KeptRow {
+            interval,
+            exchange,
+            slot,
+        };
+        let at = self.kept.iter().position(|k| *k == Some(want))?;
+        let start = at * self.row_len;
+        self.rows.as_ref().get(start..start + self.row_len)
+    }
+
+    /// Node `node`'s fingerprint in a kept row.
+    pub(super) fn of(row: &[u8], node: usize) -> Option<[u8; FINGERPRINT_LEN]> {
+        let start = node * FINGERPRINT_LEN;
+        row.get(start..start + FINGERPRINT_LEN)?.try_into().ok()
+    }
+
+    /// Forgets every kept row (the interval ended).
+    pub(super) fn clear(&mut self) {
+        self.kept.iter_mut().for_each(|k| *k = None);
+        self.next = 0;
+    }
+}
