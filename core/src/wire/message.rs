@@ -157,6 +157,71 @@ pub enum Message<'a> {
         /// decoding, 4 refused blame).
         kind: u8,
     },
+    /// Relay → every member of the interval and every trustee: a blame round about `bit`
+    /// of `exchange` of `interval`, started by the slot owner's accusation (each checks it
+    /// under `slot`'s pseudonym key before revealing anything).
+    #[cfg(feature = "blame-round")]
+    BlameRequest {
+        /// The interval of the accused exchange.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// The accused bit.
+        bit: u32,
+        /// The slot whose owner accused (for a reservation exchange, the accused bit's).
+        slot: u16,
+        /// The `Accuse` record's payload (76 bytes, `wire::Accusation`).
+        #[serde(borrow)]
+        accusation: &'a [u8],
+    },
+    /// Member or trustee → relay: its part of the accused exchange (`blame::Statement`).
+    #[cfg(feature = "blame-round")]
+    BlameReveal {
+        /// The interval of the accused exchange.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// The accused bit.
+        bit: u32,
+        /// Its whole cell of the exchange (the relay checks it against its fingerprint).
+        #[serde(borrow)]
+        cell: &'a [u8],
+        /// Its pad bits at `bit` (a client: one per trustee; a trustee: one per member), a
+        /// bitmap.
+        #[serde(borrow)]
+        pad_bits: &'a [u8],
+        /// Its identity key's signature over the statement (64 bytes).
+        #[serde(borrow)]
+        signature: &'a [u8],
+    },
+    /// Relay → one side of a (client, trustee) pair whose pad bits differ: prove the
+    /// pair's Diffie–Hellman secret.
+    #[cfg(feature = "blame-round")]
+    BlameDhRequest {
+        /// The interval of the accused exchange.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// The other side: a trustee's index to a client, a client's to a trustee.
+        peer: u16,
+    },
+    /// Client or trustee → relay: the pair's Diffie–Hellman secret and its DLEQ proof
+    /// (`dleq::prove_dh`, context `blame::dh_context`).
+    #[cfg(feature = "blame-round")]
+    BlameDhProof {
+        /// The interval of the accused exchange.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// The other side, as in the request.
+        peer: u16,
+        /// The secret point (32 bytes).
+        #[serde(borrow)]
+        secret: &'a [u8],
+        /// The proof (64 bytes).
+        #[serde(borrow)]
+        proof: &'a [u8],
+    },
 }
 
 /// The first frame of a node's link (node → relay).
@@ -680,6 +745,73 @@ mod tests {
                     kind: 1,
                 },
                 std::vec![0, 0, 0, 7, 0x12, 0x07, 0xAC, 0x02, 0x00, 0x05, 0x01],
+            ),
+        ];
+        let mut out = [0u8; 256];
+        for (msg, want) in &cases {
+            let n = msg.emit_frame(&mut out).unwrap();
+            assert_eq!(&out[..n], &want[..], "{msg:?}");
+            assert_eq!(Message::parse(&want[FRAME_HEADER_LEN..]).unwrap(), *msg);
+        }
+    }
+
+    #[cfg(feature = "blame-round")]
+    #[test]
+    fn blame_round_frame_vectors() {
+        let cases: [(Message<'_>, std::vec::Vec<u8>); 4] = [
+            (
+                Message::BlameRequest {
+                    interval: 7,
+                    exchange: 300,
+                    bit: 1234,
+                    slot: 3,
+                    accusation: &[0x5A; 76],
+                },
+                cat(&[
+                    &[
+                        0, 0, 0, 0x54, 0x13, 0x07, 0xAC, 0x02, 0xD2, 0x09, 0x03, 0x4C,
+                    ],
+                    &rep(0x5A, 76),
+                ]),
+            ),
+            (
+                Message::BlameReveal {
+                    interval: 7,
+                    exchange: 300,
+                    bit: 1234,
+                    cell: &[0xEE; 16],
+                    pad_bits: &[0x05],
+                    signature: &[0x77; 64],
+                },
+                cat(&[
+                    &[0, 0, 0, 0x5A, 0x14, 0x07, 0xAC, 0x02, 0xD2, 0x09, 0x10],
+                    &rep(0xEE, 16),
+                    &[0x01, 0x05, 0x40],
+                    &rep(0x77, 64),
+                ]),
+            ),
+            (
+                Message::BlameDhRequest {
+                    interval: 7,
+                    exchange: 300,
+                    peer: 2,
+                },
+                std::vec![0, 0, 0, 5, 0x15, 0x07, 0xAC, 0x02, 0x02],
+            ),
+            (
+                Message::BlameDhProof {
+                    interval: 7,
+                    exchange: 300,
+                    peer: 2,
+                    secret: &[0x31; 32],
+                    proof: &[0x66; 64],
+                },
+                cat(&[
+                    &[0, 0, 0, 0x67, 0x16, 0x07, 0xAC, 0x02, 0x02, 0x20],
+                    &rep(0x31, 32),
+                    &[0x40],
+                    &rep(0x66, 64),
+                ]),
             ),
         ];
         let mut out = [0u8; 256];
