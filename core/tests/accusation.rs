@@ -142,3 +142,73 @@ fn the_relay_keeps_its_commitment_to_every_cell_of_an_accused_exchange() {
     let (interval, exchange, _) = net.exit.accused[0];
     assert!(distinct(&net, interval, exchange, None));
 }
+
+#[test]
+fn members_recompute_the_cells_the_relay_committed_to_and_the_disruptor_cannot() {
+    use dissent_core::blame::commit::ExchangeKey;
+    use dissent_core::testkit::secret;
+    for seed in 0..4 {
+        let net = run_until(Some(DisruptorMode::GarbleEveryOther), seed, 60_000, |n| {
+            !n.exit.accused.is_empty()
+        });
+        let (interval, exchange, bit) = net.exit.accused[0];
+        let slot = net.slots[..MALLORY]
+            .iter()
+            .copied()
+            .find(|&s| {
+                net.relay
+                    .kept_fingerprint(interval, exchange, Some(s), PeerId::Client(0))
+                    .is_some()
+            })
+            .unwrap();
+        let key = ExchangeKey::new(&secret(9, 0), interval, exchange);
+        for i in 0..CLIENTS {
+            let mut cell = [0u8; 2048];
+            let n = net.clients[i]
+                .recompute_cell(interval, exchange, &mut cell)
+                .unwrap();
+            let committed = net
+                .relay
+                .kept_fingerprint(interval, exchange, Some(slot), PeerId::Client(i as u16))
+                .unwrap();
+            let honest = key.fingerprint(&cell[..n]) == committed;
+            assert_eq!(honest, i != MALLORY, "seed {seed}: client {i}");
+            // Everyone's plaintext is 0 at the accused bit, so an honest cell's bit there
+            // is the XOR of its pad bits.
+            let mut pads = [0u8; 2];
+            let m = net.clients[i]
+                .pad_bits(interval, exchange, bit, &mut pads)
+                .unwrap();
+            assert_eq!(m, 2);
+            let xor = (0..m).fold(false, |x, t| x ^ (pads[t / 8] >> (t % 8) & 1 == 1));
+            let cell_bit = cell[bit as usize / 8] >> (bit % 8) & 1 == 1;
+            assert_eq!(cell_bit, xor, "seed {seed}: client {i}");
+        }
+    }
+}
+
+#[test]
+fn members_recompute_their_reservation_cells_and_the_jammer_cannot() {
+    use dissent_core::blame::commit::ExchangeKey;
+    use dissent_core::testkit::secret;
+    let net = run_until(Some(DisruptorMode::InvertReservations), 2, 60_000, |n| {
+        !n.exit.accused.is_empty()
+    });
+    let (interval, exchange, _) = net.exit.accused[0];
+    let key = ExchangeKey::new(&secret(9, 0), interval, exchange);
+    for i in 0..CLIENTS {
+        let mut cell = [0u8; 64];
+        let n = net.clients[i]
+            .recompute_cell(interval, exchange, &mut cell)
+            .unwrap();
+        let committed = net
+            .relay
+            .kept_fingerprint(interval, exchange, None, PeerId::Client(i as u16))
+            .unwrap();
+        assert_eq!(
+            key.fingerprint(&cell[..n]) == committed,
+            i != MALLORY,
+            "client {i}"
+        );
+    }
+}

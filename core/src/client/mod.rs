@@ -65,6 +65,7 @@ mod disruptor;
 mod interval;
 mod replay;
 mod request;
+mod reveal;
 mod seal;
 mod sent;
 mod stage;
@@ -77,6 +78,7 @@ pub use config::ClientConfig;
 pub use disruptor::Mode as DisruptorMode;
 use interval::{Phase, Running};
 use replay::ReplayBuffer;
+pub use reveal::{RevealError, ANSWERED};
 use sent::SentRing;
 use stage::Stage;
 pub use storage::{ClientStorage, ClientStorageLens};
@@ -297,6 +299,8 @@ pub struct Client<B> {
     disrupted: Deque<(u64, [u8; wire::DISRUPTED_DIGEST_LEN]), 8>,
     /// The seed of the randomness of owned cells' nonces.
     seal_seed: [u8; 32],
+    /// Its last answered exchanges: pad nonce and what it wrote (`reveal.rs`).
+    answered_ring: Deque<reveal::Answered, { reveal::ANSWERED }>,
     /// The accusation waiting to go out in this client's next owned cells.
     pending: Option<accuse::Pending>,
     /// Reservation exchanges (interval, exchange) in which it set its bit, not yet reported,
@@ -416,6 +420,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     .finalize()
                     .into()
             },
+            answered_ring: Deque::new(),
             pending: None,
             asked_ring: Deque::new(),
             asked_forgot: None,

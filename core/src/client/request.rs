@@ -8,6 +8,7 @@
 
 use chacha20::cipher::StreamCipher;
 
+use super::reveal;
 use super::stage::Taken;
 use super::{Client, ClientEvent, Delivery, Handled, Phase, Running};
 use crate::crypto::{PadEngine, SerialPads};
@@ -119,6 +120,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
 
         // The cell: the same steps whoever owns the slot.
         let p = Prefix::Cell { interval, exchange }.emit(len, out)?;
+        let mut wrote = reveal::Wrote::Zeros;
         let Some(cell) = out.get_mut(p..p + len) else {
             return Err(PeerError::BufferTooSmall);
         };
@@ -132,6 +134,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 if running.may_send && self.wants_reservation(&running) {
                     if ask {
                         crate::bits::set(cell, usize::from(self.slot));
+                        wrote = reveal::Wrote::Request;
                         self.asked = Some((interval, exchange));
                         if self.asked_ring.is_full() {
                             self.asked_forgot = self.asked_ring.pop_front();
@@ -145,6 +148,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 // A copy of the cell prepared (and signed) for this length, or zeros.
                 match self.copy_prepared(&running, exchange, cell) {
                     Some(p) => {
+                        wrote = reveal::Wrote::Sealed;
                         self.announced_next = p.next;
                         if p.plan.sent() > 0 {
                             self.stage.taken = Some(Taken {
@@ -165,7 +169,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if matches!(kind, Kind::Slot { slot, .. } if slot == self.slot) {
             running.ordinal += 1;
         }
-        SerialPads.xor_pads(&self.interval_keys, &running.transcript.pad_nonce(), cell);
+        let nonce = running.transcript.pad_nonce();
+        SerialPads.xor_pads(&self.interval_keys, &nonce, cell);
+        self.record_answered(reveal::Answered {
+            interval,
+            exchange,
+            len,
+            nonce,
+            wrote,
+        });
         #[cfg(feature = "disruptor")]
         if let Some(d) = &mut self.disruptor {
             d.tamper(kind, self.slot, running.params.base_len as usize, cell);
