@@ -144,7 +144,7 @@ fn the_relay_keeps_its_commitment_to_every_cell_of_an_accused_exchange() {
 }
 
 #[test]
-fn members_recompute_the_cells_the_relay_committed_to_and_the_disruptor_cannot() {
+fn members_and_trustees_recompute_the_cells_the_relay_committed_to_and_the_disruptor_cannot() {
     use dissent_core::blame::commit::ExchangeKey;
     use dissent_core::testkit::secret;
     for seed in 0..4 {
@@ -162,6 +162,7 @@ fn members_recompute_the_cells_the_relay_committed_to_and_the_disruptor_cannot()
             })
             .unwrap();
         let key = ExchangeKey::new(&secret(9, 0), interval, exchange);
+        let mut client_pads = Vec::new();
         for i in 0..CLIENTS {
             let mut cell = [0u8; 2048];
             let n = net.clients[i]
@@ -183,6 +184,34 @@ fn members_recompute_the_cells_the_relay_committed_to_and_the_disruptor_cannot()
             let xor = (0..m).fold(false, |x, t| x ^ (pads[t / 8] >> (t % 8) & 1 == 1));
             let cell_bit = cell[bit as usize / 8] >> (bit % 8) & 1 == 1;
             assert_eq!(cell_bit, xor, "seed {seed}: client {i}");
+            client_pads.push(pads[0]);
+        }
+        for t in 0..2 {
+            let mut cell = [0u8; 2048];
+            let n = net.trustees[t]
+                .recompute_cell(interval, exchange, &mut cell)
+                .unwrap();
+            let committed = net
+                .relay
+                .kept_fingerprint(interval, exchange, Some(slot), PeerId::Trustee(t as u16))
+                .unwrap();
+            assert_eq!(
+                key.fingerprint(&cell[..n]),
+                committed,
+                "seed {seed}: trustee {t}"
+            );
+            let mut pads = [0u8; 1];
+            let m = net.trustees[t]
+                .pad_bits(interval, exchange, bit, &mut pads)
+                .unwrap();
+            assert_eq!(m, CLIENTS);
+            let xor = (0..m).fold(false, |x, p| x ^ (pads[p / 8] >> (p % 8) & 1 == 1));
+            let cell_bit = cell[bit as usize / 8] >> (bit % 8) & 1 == 1;
+            assert_eq!(cell_bit, xor, "seed {seed}: trustee {t}");
+            // Each pair agrees on the bit of the pad they share.
+            for (p, c) in client_pads.iter().enumerate() {
+                assert_eq!(c >> t & 1, pads[0] >> p & 1, "seed {seed}: pair {p}, {t}");
+            }
         }
     }
 }

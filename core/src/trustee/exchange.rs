@@ -91,6 +91,8 @@ where
         }
         .emit(cell.len, out)?;
         self.cells.pop_front();
+        #[cfg(feature = "blame-round")]
+        self.record_sent(cell);
         let dst = out
             .get_mut(p..p + cell.len)
             .ok_or(WireError::BufferTooSmall)?;

@@ -41,6 +41,8 @@ use crate::{MAX_WINDOW, NONCE_LEN};
 
 mod config;
 mod exchange;
+#[cfg(feature = "blame-round")]
+mod reveal;
 mod setup;
 mod storage;
 mod window;
@@ -137,6 +139,9 @@ pub struct Trustee<P, I, B> {
     /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
     unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
     cells: Deque<Pending, MAX_WINDOW>,
+    /// Its last sent cells' pad nonces (`reveal.rs`).
+    #[cfg(feature = "blame-round")]
+    sent_cells: Deque<Pending, { reveal::ANSWERED }>,
     /// Cells sent since the trustee was made.
     cells_sent: u64,
     event: Option<TrusteeEvent>,
@@ -206,6 +211,8 @@ where
             refusal: None,
             unreported: Deque::new(),
             cells: Deque::new(),
+            #[cfg(feature = "blame-round")]
+            sent_cells: Deque::new(),
             cells_sent: 0,
             event: None,
         })
