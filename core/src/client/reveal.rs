@@ -11,7 +11,7 @@ use super::Client;
 use crate::crypto::{pad_bit, PadEngine, PadNonce, SerialPads};
 
 /// Exchanges whose pad nonces a client keeps, the latest ones.
-pub const ANSWERED: usize = 32;
+pub const ANSWERED: usize = 2 * crate::MAX_WINDOW;
 
 /// What a client wrote into an exchange before its pads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use crate::client::RevealError;
 use crate::crypto::{pad_bit, IntervalKey, PadEngine, PairKey, SerialPads};
 
 /// Cells whose pad nonces a trustee keeps, the latest ones.
-pub const ANSWERED: usize = 32;
+pub const ANSWERED: usize = 2 * crate::MAX_WINDOW;
 
 impl<P, I, B> Trustee<P, I, B>
 where
