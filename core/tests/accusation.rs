@@ -174,6 +174,24 @@ fn members_and_trustees_recompute_the_cells_the_relay_committed_to_and_the_disru
                 .unwrap();
             let honest = key.fingerprint(&cell[..n]) == committed;
             assert_eq!(honest, i != MALLORY, "seed {seed}: client {i}");
+            let node = PeerId::Client(i as u16);
+            let matches =
+                net.relay
+                    .reveal_matches(interval, exchange, Some(slot), node, &cell[..n]);
+            assert_eq!(matches, honest);
+            // One bit changed, or the fingerprint of another exchange: no match.
+            cell[n / 2] ^= 1;
+            assert!(!net
+                .relay
+                .reveal_matches(interval, exchange, Some(slot), node, &cell[..n]));
+            cell[n / 2] ^= 1;
+            assert!(!net.relay.reveal_matches(
+                interval,
+                exchange + 1,
+                Some(slot),
+                node,
+                &cell[..n]
+            ));
             // Everyone's plaintext is 0 at the accused bit, so an honest cell's bit there
             // is the XOR of its pad bits.
             let mut pads = [0u8; 2];

@@ -499,6 +499,28 @@ where
         fingerprints::Fingerprints::<B>::of(row, at)
     }
 
+    /// Whether `cell` is the cell `node` sent for `exchange` of `interval` by the
+    /// fingerprint the relay kept (of a disrupted exchange of `slot`, or with `slot` `None`
+    /// a reservation exchange): what a blame round checks each reveal against. False if it
+    /// kept none.
+    pub fn reveal_matches(
+        &self,
+        interval: u32,
+        exchange: u64,
+        slot: Option<u16>,
+        node: PeerId,
+        cell: &[u8],
+    ) -> bool {
+        let (Some(secret), Some(kept)) = (
+            &self.fingerprint_secret,
+            self.kept_fingerprint(interval, exchange, slot, node),
+        ) else {
+            return false;
+        };
+        let key = crate::blame::commit::ExchangeKey::new(secret, interval, exchange);
+        key.fingerprint(cell) == kept
+    }
+
     /// Sets the pseudonym public key of `slot`, whose DH with the relay's key gives the
     /// key every cell of the slot must be sealed under. A slot without one delivers
     /// nothing. `Err` if there is no such slot.
