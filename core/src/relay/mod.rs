@@ -238,7 +238,8 @@ pub enum RelayEvent<'a> {
     },
     /// A slot's owner accused a bit of an exchange of its slot, proven with its pseudonym
     /// key: a disrupted exchange, or a reservation exchange that showed its bit although it
-    /// did not ask. The slot is not named.
+    /// did not ask. The slot is not named (but a reservation exchange's accused bit is its
+    /// slot: a shell must not log the bit).
     Accused {
         /// The interval.
         interval: u32,

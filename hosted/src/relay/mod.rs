@@ -790,6 +790,15 @@ impl Hub {
                             s.board.event(e);
                         }
                     }
+                    RelayEvent::Accused {
+                        interval, exchange, ..
+                    } => {
+                        // Neither the slot nor the bit (a reservation's bit is its slot).
+                        warn!(
+                            "exchange {exchange} of interval {interval} was accused by its \
+                             slot's owner (no blame round runs yet)"
+                        );
+                    }
                     RelayEvent::IntervalStarted { interval, clients } => {
                         info!(
                             "interval {interval} started with {}",
