@@ -16,8 +16,9 @@ Follows the formulas in core/src/crypto.rs and core/src/transcript.rs with:
   No pycryptodome.
 
 The inputs are those of `crypto::tests::derivation_vectors`,
-`transcript::tests::transcript_vectors` and `wire::slot::tests::sealed_cell_vector_and_round_trip`. Run: `python3 docs/vectors/pads.py`; it prints
-`name hex` lines (for the head chain also `name.seq` and `name.bytes` in decimal).
+`transcript::tests::transcript_vectors` and
+`wire::slot::tests::sealed_cell_vector_and_round_trip`. Run: `python3 docs/vectors/pads.py`;
+it prints `name hex` lines (for the head chain also `name.seq` and `name.bytes` in decimal).
 """
 
 import contextlib
