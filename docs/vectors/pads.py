@@ -15,9 +15,10 @@ Follows the formulas in core/src/crypto.rs and core/src/transcript.rs with:
   HChaCha20 subkey + `cryptography`'s ChaCha20), refusing to print if they differ.
   No pycryptodome.
 
-The inputs are those of `crypto::tests::derivation_vectors` and
-`transcript::tests::transcript_vectors`. Run: `python3 docs/vectors/pads.py`; it prints
-`name hex` lines (for the head chain also `name.seq` and `name.bytes` in decimal).
+The inputs are those of `crypto::tests::derivation_vectors`,
+`transcript::tests::transcript_vectors` and
+`wire::slot::tests::sealed_cell_vector_and_round_trip`. Run: `python3 docs/vectors/pads.py`;
+it prints `name hex` lines (for the head chain also `name.seq` and `name.bytes` in decimal).
 """
 
 import contextlib

@@ -232,22 +232,13 @@ fn start(spawner: Spawner, mut board: Board) {
         anonymity: &mut ANONYMITY.take()[..],
         online: &mut ONLINE.take()[..],
     };
-    let mut client = match Client::new(&config, storage) {
+    let client = match Client::new(&config, storage) {
         Ok(c) => c,
         Err(e) => {
             println!("{}: {}", name, e);
             dissent_embedded::exit(1)
         }
     };
-    // The prepared cells of the next owned exchange: two of the longest. The provisioning
-    // gives a client its pseudonym (checked when the blob is read).
-    static SEALED: ConstStaticCell<[u8; 2 * STAGE_LEN]> = ConstStaticCell::new([0; 2 * STAGE_LEN]);
-    if let Some((secret, relay_dh)) = node.pseudonym.and_then(|p| p.secret().zip(p.relay_dh())) {
-        if let Err(e) = client.set_pseudonym(&secret, &relay_dh, &mut SEALED.take()[..]) {
-            println!("{}: pseudonym: {}", name, e);
-            dissent_embedded::exit(1)
-        }
-    }
     let max_cell = DeviceClient::max_cell(capacity().frame);
     if node.max_cell_len as usize > max_cell {
         println!(
@@ -257,6 +248,20 @@ fn start(spawner: Spawner, mut board: Board) {
     }
     static CLIENT: StaticCell<Shared<DeviceClient>> = StaticCell::new();
     let client: &'static Shared<DeviceClient> = CLIENT.init(Mutex::new(RefCell::new(client)));
+    // The prepared cells of the next owned exchange: two of the longest. The provisioning
+    // gives a client its pseudonym (checked when the blob is read). Set on the client in
+    // its static, so the client is not moved (and copied on the stack) once more.
+    static SEALED: ConstStaticCell<[u8; 2 * STAGE_LEN]> = ConstStaticCell::new([0; 2 * STAGE_LEN]);
+    if let Some((secret, relay_dh)) = node.pseudonym.and_then(|p| p.secret().zip(p.relay_dh())) {
+        let set = client.lock(|c| {
+            c.borrow_mut()
+                .set_pseudonym(&secret, &relay_dh, &mut SEALED.take()[..])
+        });
+        if let Err(e) = set {
+            println!("{}: pseudonym: {}", name, e);
+            dissent_embedded::exit(1)
+        }
+    }
 
     static LOCAL_BUFFERS: ConstStaticCell<[LocalBuffers; MAX_LOCAL]> =
         ConstStaticCell::new([const { LocalBuffers::new() }; MAX_LOCAL]);
