@@ -21,7 +21,8 @@
 use core::cell::{Cell, RefCell};
 
 use dissent_core::client::{
-    Chunk, Client, ClientConfig, ClientEvent, ClientStorage, Delivery, PeerError, Upstream,
+    Chunk, Client, ClientConfig, ClientEvent, ClientStorage, Delivery, PeerError, SendCredits,
+    Upstream,
 };
 use dissent_core::schedule::Schedule;
 use dissent_core::wire::{ConnId, NodeRole};
@@ -277,7 +278,7 @@ struct LocalUpstream<'a> {
 }
 
 impl Upstream for LocalUpstream<'_> {
-    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
+    fn next_chunk(&mut self, buf: &mut [u8], credit: SendCredits<'_>) -> Option<Chunk> {
         if let Some(conn) = self.to_close.pop() {
             return Some(Chunk::Close { conn });
         }
@@ -296,7 +297,13 @@ impl Upstream for LocalUpstream<'_> {
             if slot.down != Down::Open || slot.close_staged {
                 continue;
             }
-            if let Ok(n) = local.up.try_read(buf) {
+            // Only within the connection's upstream credit: the rest waits in the pipe, and
+            // the application's socket stops once the pipe is full.
+            let room = credit.of(conn).min(buf.len());
+            if room == 0 && !local.up.is_empty() {
+                continue;
+            }
+            if let Ok(n) = local.up.try_read(&mut buf[..room]) {
                 *self.next = i + 1;
                 self.stats.up += n as u64;
                 return Some(Chunk::Data { conn, len: n });
@@ -471,6 +478,8 @@ async fn deliver(delivery: Delivery<'_>, to_close: &mut Vec<ConnId, MAX_LOCAL>, 
                 local.end(Down::Closed);
             }
         }
+        // Upstream credit: the client holds it, and `LocalUpstream` reads within it.
+        Delivery::Grant { .. } => {}
     }
 }
 
@@ -493,6 +502,8 @@ fn deliver_now(delivery: Delivery<'_>, to_close: &mut Vec<ConnId, MAX_LOCAL>, st
                 local.end(Down::Closed);
             }
         }
+        // Upstream credit: the client holds it, and `LocalUpstream` reads within it.
+        Delivery::Grant { .. } => {}
     }
 }
 

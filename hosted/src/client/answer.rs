@@ -24,7 +24,9 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::local::{spawn_local, Budget, FromLocal, Local, Pending, ToLocal, Turn, LOCAL_QUEUED};
+use super::local::{
+    spawn_local, Budget, FromLocal, Local, Outbox, Pending, ToLocal, Turn, LOCAL_QUEUED,
+};
 use super::{ClientOptions, NO_NET_GRACE};
 use crate::clock;
 use crate::config::{Group, NodeSecrets};
@@ -204,6 +206,10 @@ impl ClientNode {
                             Some((conn, Some(b.slice_ref(data))))
                         }
                         Some(Delivery::Close { conn }) => Some((conn, None)),
+                        Some(Delivery::Grant { conn, bytes }) => {
+                            self.grant(conn, bytes);
+                            None
+                        }
                         None => None,
                     }
                 }
@@ -252,8 +258,20 @@ impl ClientNode {
             let (conn, data) = match d {
                 Delivery::Data { conn, data } => (conn, Some(Bytes::copy_from_slice(data))),
                 Delivery::Close { conn } => (conn, None),
+                Delivery::Grant { conn, bytes } => {
+                    self.grant(conn, bytes);
+                    continue;
+                }
             };
             self.deliver(conn, data);
+        }
+    }
+
+    /// The exit granted upstream credit on `conn`: its reader may read that much more of
+    /// the application's socket.
+    fn grant(&self, conn: ConnId, bytes: u32) {
+        if let Some(l) = self.locals.get(&conn) {
+            l.gate.grant(bytes);
         }
     }
 
@@ -379,7 +397,7 @@ impl ClientNode {
         for conn in stranded {
             if let Some(l) = self.locals.remove(&conn) {
                 l.reader.abort();
-                let _ = l.tx.try_send(ToLocal::Close);
+                self.hand_over(Some((conn, l.out, ToLocal::Close)));
             }
             // The core forgets a connection it never announced.
             let _ = self.up_tx.send(FromLocal::Close(conn));
@@ -400,7 +418,7 @@ impl ClientNode {
                     ToLocal::Close
                 }
             };
-            (conn, local.tx.clone(), down)
+            (conn, local.out.clone(), down)
         });
         let closing = matches!(down, Some((_, _, ToLocal::Close)));
         if !self.hand_over(down) {
@@ -416,16 +434,14 @@ impl ClientNode {
 
     /// Gives the local side one turn; false if bytes for a local connection could not be
     /// queued.
-    fn hand_over(&mut self, down: Option<(ConnId, mpsc::Sender<ToLocal>, ToLocal)>) -> bool {
+    fn hand_over(&mut self, down: Option<(ConnId, Arc<Outbox>, ToLocal)>) -> bool {
         match &self.turns {
             Some(turns) => match turns.try_send(Turn(down)) {
                 Ok(()) => true,
                 Err(e) => e.into_inner().0.is_none(),
             },
-            None => match down {
-                Some((_, tx, down)) => tx.try_send(down).is_ok(),
-                None => true,
-            },
+            // No local port, so no local connections.
+            None => down.is_none(),
         }
     }
 
