@@ -195,6 +195,7 @@ impl ClientNode {
         let mut body = Some(first);
         while let Some(b) = body.take() {
             let now = self.now();
+            let mut grant = None;
             let delivery = match self.client.handle_frame(now, &b, link.sink.room()) {
                 Ok(h) => {
                     if let Some(n) = h.cell {
@@ -207,7 +208,7 @@ impl ClientNode {
                         }
                         Some(Delivery::Close { conn }) => Some((conn, None)),
                         Some(Delivery::Grant { conn, bytes }) => {
-                            self.grant(conn, bytes);
+                            grant = Some((conn, bytes));
                             None
                         }
                         None => None,
@@ -217,6 +218,10 @@ impl ClientNode {
                 Err(e) => return Err(End::Lost(format!("dropping the relay link: {e}"))),
             };
             let flushed = link.sink.flush().await;
+            // After the cell, as the bytes of a record are.
+            if let Some((conn, bytes)) = grant {
+                self.grant(conn, bytes);
+            }
             // The record is the client's now (its downstream head moved past it), so it is
             // delivered even when the cell could not go out. Every request gives the local
             // side one turn, with or without bytes for it.
