@@ -275,6 +275,9 @@ struct LocalUpstream<'a> {
     /// Connections to close for the client's own reasons (their application stalled).
     to_close: &'a mut Vec<ConnId, MAX_LOCAL>,
     stats: &'a mut Stats,
+    /// Local connections this pull found with bytes but no upstream credit: they wait,
+    /// and do not count as pending (a slot is not kept for bytes it may not send).
+    blocked: [bool; MAX_LOCAL],
 }
 
 impl Upstream for LocalUpstream<'_> {
@@ -301,6 +304,7 @@ impl Upstream for LocalUpstream<'_> {
             // the application's socket stops once the pipe is full.
             let room = credit.of(conn).min(buf.len());
             if room == 0 && !local.up.is_empty() {
+                self.blocked[i] = true;
                 continue;
             }
             if let Ok(n) = local.up.try_read(&mut buf[..room]) {
@@ -320,8 +324,9 @@ impl Upstream for LocalUpstream<'_> {
     fn pending(&self) -> usize {
         LOCALS
             .iter()
-            .filter(|l| l.get().conn.is_some())
-            .map(|l| l.up.len())
+            .zip(self.blocked)
+            .filter(|(l, blocked)| l.get().conn.is_some() && !blocked)
+            .map(|(l, _)| l.up.len())
             .sum()
     }
 }
@@ -366,6 +371,7 @@ async fn link(
                 next: &mut next,
                 to_close: &mut to_close,
                 stats: &mut stats,
+                blocked: [false; MAX_LOCAL],
             };
             client.lock(|c| c.borrow_mut().prepare(now(), &mut upstream));
 
@@ -385,6 +391,7 @@ async fn link(
                             next: &mut next,
                             to_close: &mut to_close,
                             stats: &mut stats,
+                            blocked: [false; MAX_LOCAL],
                         };
                         client.lock(|c| c.borrow_mut().prepare(now(), &mut upstream));
                     }
