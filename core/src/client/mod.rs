@@ -114,10 +114,37 @@ pub enum Chunk {
     },
 }
 
+/// The upstream credit of this client's connections, as [`Client::prepare`] pulls
+/// ([`crate::credit::SendCredit`]): how many bytes of each it may stage now.
+#[derive(Clone, Copy)]
+pub struct SendCredits<'a> {
+    connections: &'a FnvIndexMap<ConnId, Conn, MAX_CONNECTIONS>,
+}
+
+impl SendCredits<'_> {
+    /// Bytes of `conn` the client takes now (0 for a connection it does not have).
+    pub fn of(&self, conn: ConnId) -> usize {
+        self.connections
+            .get(&conn)
+            .filter(|c| !c.finished)
+            .map_or(0, |c| c.send.available() as usize)
+    }
+}
+
+impl core::fmt::Debug for SendCredits<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SendCredits")
+    }
+}
+
 /// Source of upstream bytes, pulled by [`Client::prepare`].
 pub trait Upstream {
-    /// Writes the next bytes of some connection into `buf`, or reports a close.
-    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk>;
+    /// Writes the next bytes of some connection into `buf`, or reports a close. A `Data`
+    /// chunk for `conn` is at most `credit.of(conn)` bytes: a connection without credit
+    /// waits (its application's bytes stay where they are) and others go first. Bytes
+    /// beyond the credit are not staged: the client ends the connection
+    /// ([`ClientEvent::Lost`]) rather than send them.
+    fn next_chunk(&mut self, buf: &mut [u8], credit: SendCredits<'_>) -> Option<Chunk>;
     /// Bytes still waiting after what was pulled (a hint for the next cell's length).
     fn pending(&self) -> usize {
         0
@@ -129,7 +156,7 @@ pub trait Upstream {
 pub struct NoUpstream;
 
 impl Upstream for NoUpstream {
-    fn next_chunk(&mut self, _buf: &mut [u8]) -> Option<Chunk> {
+    fn next_chunk(&mut self, _buf: &mut [u8], _credit: SendCredits<'_>) -> Option<Chunk> {
         None
     }
 }
@@ -148,6 +175,14 @@ pub enum Delivery<'a> {
     Close {
         /// The connection.
         conn: ConnId,
+    },
+    /// The exit granted `bytes` more upstream credit on `conn` (already added to the
+    /// client's, and never above its cap: `bytes` is what was added).
+    Grant {
+        /// The connection.
+        conn: ConnId,
+        /// Credit added.
+        bytes: u32,
     },
 }
 
@@ -219,7 +254,9 @@ struct Conn {
     /// The application finished sending (its close was staged).
     finished: bool,
     /// Downstream bytes the application took, not yet granted back.
-    credit: crate::credit::OwnerCredit,
+    credit: crate::credit::Consumed,
+    /// Upstream bytes the client may still stage (the exit's grants).
+    send: crate::credit::SendCredit,
 }
 
 /// Client state machine.
@@ -453,6 +490,21 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 return Ok(conn);
             }
         }
+    }
+
+    /// Adds an exit's upstream grant to `conn`'s credit (never above the cap) and tells the
+    /// application what was added; `None` for a connection this client does not have.
+    fn take_grant(&mut self, conn: ConnId, bytes: u32) -> Option<Delivery<'static>> {
+        let c = self.connections.get_mut(&conn)?;
+        let bytes = c.send.grant(bytes);
+        Some(Delivery::Grant { conn, bytes })
+    }
+
+    /// Upstream bytes `conn` may still stage (0 for a connection this client does not have).
+    pub fn send_credit(&self, conn: ConnId) -> u32 {
+        self.connections
+            .get(&conn)
+            .map_or(0, |c| c.send.available())
     }
 
     /// Whether `conn` is open (in at least one direction).
