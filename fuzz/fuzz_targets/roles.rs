@@ -4,7 +4,9 @@
 use dissent_core::client::{Client, ClientConfig, NoUpstream};
 use dissent_core::crypto::pad_public_key;
 use dissent_core::policy::{LogWindow, Policy};
-use dissent_core::relay::{LinkId, NoDownstream, PeerId, Relay, RelayConfig, RelayStorage, StallConfig};
+use dissent_core::relay::{
+    LinkId, NoDownstream, PeerId, Relay, RelayConfig, RelayStorage, StallConfig,
+};
 use dissent_core::trustee::{Trustee, TrusteeConfig};
 use dissent_core::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
