@@ -929,12 +929,9 @@ impl Net {
                 ClientEvent::Blamed {
                     interval,
                     exchange,
-                    role,
-                    index,
+                    who,
                     kind,
-                } => self.apps[i]
-                    .blamed
-                    .push((interval, exchange, role, index, kind)),
+                } => self.apps[i].blamed.push((interval, exchange, who, kind)),
                 _ => {}
             }
         }

@@ -224,19 +224,16 @@ pub enum ClientEvent {
         /// The connection.
         conn: ConnId,
     },
-    /// A blame round named a node (role 0 a client, 1 a trustee, 2 the relay; `kind` as
-    /// in `blame::BlameKind`), which the relay excluded.
+    /// A blame round named a node, which the relay excluded.
     Blamed {
         /// The interval of the accused exchange.
         interval: u32,
         /// The accused exchange.
         exchange: u64,
-        /// Who: 0 a client, 1 a trustee, 2 the relay.
-        role: u8,
-        /// The client's or trustee's index.
-        index: u16,
-        /// Why (`blame::BlameKind` as a byte).
-        kind: u8,
+        /// Who the verdict names.
+        who: crate::blame::Culprit,
+        /// Why.
+        kind: crate::blame::BlameKind,
     },
     /// The slot's anonymity set shrank (it transmitted in an interval without some of the
     /// clients of the set): every connection of the slot is hidden among `size` clients.
@@ -599,11 +596,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 index,
                 kind,
             } => {
+                let who = crate::blame::Culprit::from_wire(role, index);
+                let kind = crate::blame::BlameKind::from_u8(kind);
+                let (Some(who), Some(kind)) = (who, kind) else {
+                    return Err(WireError::Malformed.into());
+                };
                 self.push_event(ClientEvent::Blamed {
                     interval,
                     exchange,
-                    role,
-                    index,
+                    who,
                     kind,
                 });
                 Ok(Handled::default())

@@ -27,8 +27,8 @@ pub struct App {
     pub lost: Vec<ConnId>,
     /// Cells of this client's the relay reported disrupted (interval, exchange).
     pub disrupted: Vec<(u32, u64)>,
-    /// Nodes the relay reported blamed: (interval, exchange, role, index, kind).
-    pub blamed: Vec<(u32, u64, u8, u16, u8)>,
+    /// Nodes the relay reported blamed: (interval, exchange, who, why).
+    pub blamed: Vec<(u32, u64, crate::blame::Culprit, crate::blame::BlameKind)>,
     /// A connection that always has more to send (a bulk sender): once `pending` is
     /// empty, every pull fills the buffer with `0x5a` bytes for it, holding no memory.
     pub endless: Option<ConnId>,

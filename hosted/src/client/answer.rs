@@ -343,27 +343,12 @@ impl ClientNode {
                 ClientEvent::Blamed {
                     interval,
                     exchange,
-                    role,
-                    index,
+                    who,
                     kind,
-                } => {
-                    let who = match role {
-                        0 => format!("client {index}"),
-                        1 => format!("trustee {index}"),
-                        _ => "the relay".to_string(),
-                    };
-                    let why =
-                        dissent_core::blame::BlameKind::from_u8(kind).map_or("?", |k| match k {
-                            dissent_core::blame::BlameKind::Disrupted => "disrupted",
-                            dissent_core::blame::BlameKind::LiedAboutPad => "lied about a pad bit",
-                            dissent_core::blame::BlameKind::ForgedDecoding => "forged a decoding",
-                            _ => "refused blame",
-                        });
-                    warn!(
-                        "blame: {who} {why} (exchange {exchange} of interval {interval}) and \
-                         is excluded"
-                    );
-                }
+                } => warn!(
+                    "blame: {who} {kind} (exchange {exchange} of interval {interval}) and is \
+                     excluded"
+                ),
                 // Every connection of the slot is hidden among these clients.
                 ClientEvent::AnonymitySet { size } if !self.quiet => {
                     crate::metrics::anonymity_set(size as u64);
