@@ -1431,7 +1431,9 @@ fn a_hung_client_is_replaced_by_its_restart_and_stops_when_it_wakes() {
             Duration::from_secs(5),
         );
 
-        // The old one wakes up to the relay's goodbye and stops with the reason.
+        // The old one wakes up and stops with the reason: the relay's goodbye when the probe
+        // replaced it, or, when the straggler cutoff ended its link first (it answered no
+        // exchange), the refusal of its redial while the new process holds its place.
         net.clients[0].signal(libc::SIGCONT);
         let status = net.clients[0]
             .wait_exit(Duration::from_secs(10))
@@ -1440,7 +1442,8 @@ fn a_hung_client_is_replaced_by_its_restart_and_stops_when_it_wakes() {
         assert_ne!(status.code(), Some(101), "it panicked");
         let log = net.clients[0].log();
         assert!(
-            log.contains("client-0") && log.contains("took its place"),
+            log.contains("client-0")
+                && (log.contains("took its place") || log.contains("already connected")),
             "no reason given:\n{log}"
         );
         assert!(restart.is_running(), "the new process stopped");

@@ -626,10 +626,12 @@ impl Net {
                     if open {
                         *self.exit.opened.entry(conn).or_default() += 1;
                         self.exit.credit.insert(conn, ExitCredit::new());
+                        self.exit.opened_up(conn);
                         self.exit.upstream.entry(conn).or_default();
                     }
                     if let Some(up) = self.exit.upstream.get_mut(&conn) {
                         up.extend_from_slice(data);
+                        self.exit.arrived(conn, data.len());
                         if self.exit.echo && !data.is_empty() {
                             self.exit.replies.push_back((conn, Some(data.to_vec())));
                         }
@@ -936,12 +938,9 @@ impl Net {
                 ClientEvent::Blamed {
                     interval,
                     exchange,
-                    role,
-                    index,
+                    who,
                     kind,
-                } => self.apps[i]
-                    .blamed
-                    .push((interval, exchange, role, index, kind)),
+                } => self.apps[i].blamed.push((interval, exchange, who, kind)),
                 _ => {}
             }
         }

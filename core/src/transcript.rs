@@ -92,12 +92,19 @@ pub fn genesis(epoch: &[u8; 16]) -> Head {
     }
 }
 
-/// Appends a record to a downstream head; `Down::None` leaves it unchanged.
+/// Appends a record to a downstream head; `Down::None` leaves it unchanged. A grant hashes
+/// as tag 2 with its credit as 4 bytes of data (u32 BE), which the head's byte count
+/// includes, as the log and the replays hold it.
 pub fn append(head: &mut Head, down: &Down<'_>) {
+    let grant;
     let (tag, conn, data): (u8, u32, &[u8]) = match *down {
         Down::None => return,
         Down::Data { conn, data } => (0, conn.0, data),
         Down::Close { conn } => (1, conn.0, &[]),
+        Down::Grant { conn, bytes } => {
+            grant = bytes.to_be_bytes();
+            (2, conn.0, &grant)
+        }
     };
     let seq = head.seq.wrapping_add(1);
     let mut h = Sha256::new();
@@ -199,6 +206,15 @@ mod tests {
         append(&mut head, &Down::Close { conn });
         assert_eq!((head.seq, head.bytes), (2, 2));
         assert_eq!(head.hash, unhex::<32>(CLOSE_HEX));
+        append(
+            &mut head,
+            &Down::Grant {
+                conn,
+                bytes: 0x0004_0000,
+            },
+        );
+        assert_eq!((head.seq, head.bytes), (3, 6));
+        assert_eq!(head.hash, unhex::<32>(GRANT_HEX));
     }
 
     // Printed by docs/vectors/pads.py.
@@ -208,4 +224,5 @@ mod tests {
     const GENESIS_HEX: &str = "7543f2cd62f65176b2abe3557df8aea9d084fdc6c24356623a2a2062bdf4da79";
     const DATA_HEX: &str = "52d38fbcd7fb89fa88059f2e549f03e38a4f52ff75811687b8e026cebc078d17";
     const CLOSE_HEX: &str = "8a26414f36854d0742ebf16df15085b2165b7e8e32c4cf628aa0f1f751df303e";
+    const GRANT_HEX: &str = "068145958d4255cd3a8c35518ba6a27d4d998d202573a53a4d9abfec5c3046cc";
 }

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use dissent_core::blame::BlameKind;
+use dissent_core::blame::{BlameKind, Culprit};
 use dissent_core::relay::PeerId;
 use dissent_core::testkit::{pattern, Net, NetConfig, Node, Tamper};
 use dissent_core::wire::Kind;
@@ -117,9 +117,8 @@ fn an_excluded_disruptor_is_gone_for_the_epoch_and_honest_traffic_completes() {
                 net.apps[i].blamed.contains(&(
                     interval,
                     7,
-                    0,
-                    MALLORY as u16,
-                    BlameKind::Disrupted as u8
+                    Culprit::Client(MALLORY as u16),
+                    BlameKind::Disrupted
                 )),
                 "{what}: client {i} was not told: {:?}",
                 net.apps[i].blamed

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use dissent_core::bits;
 use dissent_core::client::{
     Chunk, Client, ClientConfig, ClientEvent, Delivery, IntervalError, OpenError, PeerError,
-    Upstream, MAX_CONNECTIONS,
+    SendCredits, Upstream, MAX_CONNECTIONS,
 };
 use dissent_core::crypto::{
     pad_public_key, xor_into, IntervalKey, PadEngine, PadNonce, PairKey, SerialPads,
@@ -202,6 +202,7 @@ enum Rec {
     None,
     Data(ConnId, Vec<u8>),
     Close(ConnId),
+    Grant(ConnId, u32),
 }
 
 impl Rec {
@@ -210,6 +211,10 @@ impl Rec {
             Rec::None => Down::None,
             Rec::Data(conn, data) => Down::Data { conn: *conn, data },
             Rec::Close(conn) => Down::Close { conn: *conn },
+            Rec::Grant(conn, bytes) => Down::Grant {
+                conn: *conn,
+                bytes: *bytes,
+            },
         }
     }
 }
@@ -288,6 +293,10 @@ fn deliver(app: &mut App, trace: &mut Vec<Out>, d: Delivery<'_>) {
         Delivery::Close { conn } => {
             trace.push(Out::Delivery(conn));
             app.closed.push(conn);
+        }
+        Delivery::Grant { conn, bytes } => {
+            trace.push(Out::Delivery(conn));
+            *app.granted.entry(conn).or_default() += u64::from(bytes);
         }
     }
 }
@@ -1657,7 +1666,7 @@ fn an_isolated_client_does_not_carry_a_lie_into_the_next_interval() {
 struct CloseFirst(Option<ConnId>);
 
 impl Upstream for CloseFirst {
-    fn next_chunk(&mut self, _buf: &mut [u8]) -> Option<Chunk> {
+    fn next_chunk(&mut self, _buf: &mut [u8], _credit: SendCredits<'_>) -> Option<Chunk> {
         self.0.take().map(|conn| Chunk::Close { conn })
     }
 }
@@ -2608,4 +2617,25 @@ fn with_the_policy_off_the_same_search_finds_the_owner() {
             );
         }
     }
+}
+
+#[test]
+fn a_relay_that_grants_absurd_upstream_credit_is_held_to_the_owners_cap() {
+    use dissent_core::credit::{OWNER_CREDIT_CAP, UP_WINDOW};
+    let (mut m, conn) = with_open_connection(0);
+    assert_eq!(m.clients[0].send_credit(conn), UP_WINDOW - 5);
+    m.exit.push_back(Rec::Grant(conn, u32::MAX));
+    m.exit.push_back(Rec::Grant(conn, u32::MAX));
+    // A grant for a connection the client does not have adds nothing anywhere.
+    let stranger = ConnId::new(slot_of(0), 0x7777);
+    m.exit.push_back(Rec::Grant(stranger, u32::MAX));
+    m.exchanges_until(8, |m| m.exit.is_empty());
+    m.exchanges(2);
+    assert_eq!(m.clients[0].send_credit(conn), OWNER_CREDIT_CAP);
+    assert_eq!(
+        m.apps[0].granted[&conn],
+        u64::from(OWNER_CREDIT_CAP - (UP_WINDOW - 5))
+    );
+    assert_eq!(m.clients[0].send_credit(stranger), 0);
+    assert!(!m.apps[0].granted.contains_key(&stranger));
 }

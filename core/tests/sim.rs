@@ -1593,3 +1593,83 @@ fn an_owner_that_grants_absurd_credit_is_held_to_the_exits_cap() {
     assert_eq!(net.exit.most_credit, EXIT_CREDIT_CAP);
     assert!(net.exit.credit[&conn].available() <= EXIT_CREDIT_CAP);
 }
+
+#[test]
+fn a_destination_that_stops_reading_stops_its_owner_at_the_window_and_every_byte_arrives() {
+    use dissent_core::credit::UP_WINDOW;
+    let window = UP_WINDOW as usize;
+    for seed in 0..6usize {
+        let mut cfg = NetConfig::new(3, 2, 256);
+        cfg.window = 4;
+        // Room to replay everything a cut client misses.
+        cfg.replay_len = 4 << 20;
+        cfg.log_len = 8 << 20;
+        let mut net = Net::new(cfg);
+        net.exit.echo = false;
+        let slow = net.open(1);
+        let other = net.open(2);
+        net.exit.destination_stalled.push(slow);
+        let data = pattern(seed, 3 * window + 1000 * seed + 7);
+        let others = pattern(100 + seed, 2 * window);
+        net.send_bytes(1, slow, data.clone());
+        net.send_bytes(2, other, others.clone());
+        net.run_until(4_000_000, |s| {
+            exit_got(s, slow) == window && exit_got(s, other) == others.len()
+        });
+        net.run_steps(3000);
+        // The owner stopped at the window: not a byte more left it, the rest waits in its
+        // application.
+        assert_eq!(exit_got(&net, slow), window, "seed {seed}");
+        assert_eq!(net.clients[1].send_credit(slow), 0, "seed {seed}");
+        assert_eq!(net.exit.upstream[&other], others, "seed {seed}");
+        if seed % 2 == 1 {
+            // The owner is away when the destination reads again: the grants reach it as
+            // replays.
+            net.disconnect(Node::Client(1));
+            net.exit.destination_stalled.clear();
+            net.exit.destination_reads();
+            net.run_steps(200 + 50 * seed);
+            assert!(net.exit.grants.is_empty(), "seed {seed}");
+            net.connect(Node::Client(1));
+        } else {
+            net.exit.destination_stalled.clear();
+            net.exit.destination_reads();
+        }
+        net.run_until(4_000_000, |s| exit_got(s, slow) == data.len());
+        assert_eq!(net.exit.upstream[&slow], data, "seed {seed}");
+        // Never more than the window waited at the exit, and the owner never overdrew.
+        assert!(net.exit.most_unread <= window, "seed {seed}");
+        assert!(net.exit.overdrawn.is_empty(), "seed {seed}");
+        assert_eq!(net.exit.opened[&slow], 1, "seed {seed}");
+        assert!(net.apps[1].lost.is_empty(), "seed {seed}");
+        assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+        // What the owner was granted is what the exit sent.
+        assert_eq!(
+            net.apps[1].granted.get(&slow),
+            net.exit.granted.get(&slow),
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn an_exit_that_grants_absurd_credit_is_held_to_the_owners_cap() {
+    use dissent_core::credit::{OWNER_CREDIT_CAP, UP_WINDOW};
+    let mut net = Net::new(NetConfig::new(2, 1, 256));
+    net.exit.echo = false;
+    let conn = net.open(0);
+    net.exit.destination_stalled.push(conn);
+    net.send_endless(0, conn);
+    net.run_until(4_000_000, |s| exit_got(s, conn) == UP_WINDOW as usize);
+    net.run_steps(2000);
+    assert_eq!(exit_got(&net, conn), UP_WINDOW as usize);
+    // The exit grants 4 GiB it never had taken.
+    net.exit.grants.push_back((conn, u32::MAX));
+    let most = (UP_WINDOW + OWNER_CREDIT_CAP) as usize;
+    net.run_until(4_000_000, |s| exit_got(s, conn) == most);
+    net.run_steps(3000);
+    assert_eq!(exit_got(&net, conn), most);
+    assert_eq!(net.apps[0].granted[&conn], u64::from(OWNER_CREDIT_CAP));
+    assert_eq!(net.clients[0].send_credit(conn), 0);
+    assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+}

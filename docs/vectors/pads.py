@@ -15,9 +15,10 @@ Follows the formulas in core/src/crypto.rs and core/src/transcript.rs with:
   HChaCha20 subkey + `cryptography`'s ChaCha20), refusing to print if they differ.
   No pycryptodome.
 
-The inputs are those of `crypto::tests::derivation_vectors` and
-`transcript::tests::transcript_vectors`. Run: `python3 docs/vectors/pads.py`; it prints
-`name hex` lines (for the head chain also `name.seq` and `name.bytes` in decimal).
+The inputs are those of `crypto::tests::derivation_vectors`,
+`transcript::tests::transcript_vectors` and
+`wire::slot::tests::sealed_cell_vector_and_round_trip`. Run: `python3 docs/vectors/pads.py`;
+it prints `name hex` lines (for the head chain also `name.seq` and `name.bytes` in decimal).
 """
 
 import contextlib
@@ -221,12 +222,16 @@ def main():
     emit("t_exchange", t_e)
     emit("exchange_pad_nonce", t_e[:24])
 
-    # Downstream chain: genesis, a data record, a close record.
+    # Downstream chain: genesis, a data record, a close record, a grant of 256 KiB (its
+    # credit hashed as 4 bytes of data, u32 BE, counted in the head's bytes).
     d0 = sha256(b"dissent-rs v2 downstream", bytes([0xAA]) * 16)
     conn, data = 0x00020005, b"hi"
     d1 = sha256(b"dissent-rs v2 record", d0, u64(1), bytes([0]), u32(conn), u32(len(data)), data)
     d2 = sha256(b"dissent-rs v2 record", d1, u64(2), bytes([1]), u32(conn), u32(0))
-    for name, seq, nbytes, h in (("genesis", 0, 0, d0), ("data", 1, 2, d1), ("close", 2, 2, d2)):
+    d3 = sha256(b"dissent-rs v2 record", d2, u64(3), bytes([2]), u32(conn), u32(4), u32(0x40000))
+    for name, seq, nbytes, h in (
+        ("genesis", 0, 0, d0), ("data", 1, 2, d1), ("close", 2, 2, d2), ("grant", 3, 6, d3)
+    ):
         emit(f"{name}.seq", seq)
         emit(f"{name}.bytes", nbytes)
         emit(f"{name}.hash", h)

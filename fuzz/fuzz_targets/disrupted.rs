@@ -22,7 +22,11 @@ fuzz_target!(|data: &[u8]| {
         let exchange = u64::from(rest.first().copied().unwrap_or(0));
         let msg = match op % 3 {
             0 => Message::Disrupted {
-                interval: if op & 0x80 == 0 { interval } else { interval ^ 1 },
+                interval: if op & 0x80 == 0 {
+                    interval
+                } else {
+                    interval ^ 1
+                },
                 exchange,
                 cell: rest,
             },

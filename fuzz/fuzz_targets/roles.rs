@@ -4,7 +4,9 @@
 use dissent_core::client::{Client, ClientConfig, NoUpstream};
 use dissent_core::crypto::pad_public_key;
 use dissent_core::policy::{LogWindow, Policy};
-use dissent_core::relay::{LinkId, NoDownstream, PeerId, Relay, RelayConfig, RelayStorage};
+use dissent_core::relay::{
+    LinkId, NoDownstream, PeerId, Relay, RelayConfig, RelayStorage, StallConfig,
+};
 use dissent_core::trustee::{Trustee, TrusteeConfig};
 use dissent_core::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
@@ -83,6 +85,7 @@ fuzz_target!(|data: &[u8]| {
         admit: 2,
         capacity: 2,
         log_len: 4096,
+        stall: StallConfig::DEFAULT,
         first_interval: 1,
         epoch: [9; 16],
         policy: POLICY,

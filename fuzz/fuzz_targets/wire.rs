@@ -1,5 +1,5 @@
 //! Every parser of bytes from the network: frames, messages, cell plaintexts, owned cells
-//! (the relay's signature check) and exchange outputs.
+//! (the relay's check of a slot's tag) and exchange outputs.
 #![no_main]
 
 use dissent_core::wire::{
@@ -56,8 +56,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // An owned cell: all zeros is empty, a forged one is disrupted and left as it was.
     {
-        let key = dissent_core::pseudonym::PseudonymKey::from_secret(&[9; 32]).expect("key");
-        let public = dissent_core::pseudonym::decode_public(&key.public()).expect("public");
+        let key = wire::SlotKey::from_bytes([9; 32]);
         let ctx = wire::SlotContext {
             group_id: [1; 16],
             session_id: [2; 16],
@@ -67,10 +66,10 @@ fuzz_target!(|data: &[u8]| {
             ordinal: 0,
         };
         let mut cell = data.to_vec();
-        match wire::open(&mut cell, &ctx, &public) {
+        match wire::open(&mut cell, &ctx, &key) {
             wire::Opened::Empty => assert!(data.iter().all(|&b| b == 0)),
             wire::Opened::Disrupted => assert_eq!(cell, data),
-            wire::Opened::Signed => panic!("the fuzzer forged a signature"),
+            wire::Opened::Authentic => panic!("the fuzzer forged a slot's tag"),
         }
     }
     // Outputs for a group of as many slots as the first two bytes say.

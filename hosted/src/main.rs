@@ -64,7 +64,7 @@ enum Command {
     #[command(subcommand)]
     Blame(blame_cmd::BlameCommand),
     /// Run the relay (the hub clients and trustees connect to).
-    Relay(RelayArgs),
+    Relay(Box<RelayArgs>),
     /// Run a trustee.
     Trustee(TrusteeArgs),
     /// Run a client: a local port whose TCP connections go through the DC-net.

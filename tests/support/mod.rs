@@ -839,3 +839,34 @@ pub fn socks5(port: u16, target: &Target<'_>) -> std::io::Result<([u8; 4], TcpSt
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     dissent_harness::pattern::bytes(len, seed)
 }
+
+/// Panics with the lengths and the first differing offset if `got != want`.
+pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    if got == want {
+        return;
+    }
+    let at = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    panic!(
+        "{what}: got {} bytes, want {}; first difference at byte {at}",
+        got.len(),
+        want.len()
+    );
+}
+
+/// Sends `data` through client port `port` (from a thread) and reads the echo back.
+pub fn echo_bulk(port: u16, data: &[u8]) -> Vec<u8> {
+    let mut conn = connect(port, TRANSFER_TIMEOUT);
+    conn.set_read_timeout(Some(TRANSFER_TIMEOUT))
+        .expect("read timeout");
+    let mut writer = conn.try_clone().expect("clone");
+    let out = data.to_vec();
+    let w = thread::spawn(move || writer.write_all(&out));
+    let mut got = vec![0u8; data.len()];
+    conn.read_exact(&mut got).expect("the echo comes back");
+    w.join().expect("writer").expect("write through the client");
+    got
+}

@@ -75,3 +75,46 @@ impl BlameKind {
         }
     }
 }
+
+impl core::fmt::Display for BlameKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            BlameKind::Disrupted => "disrupted an exchange",
+            BlameKind::LiedAboutPad => "lied about a pad bit",
+            BlameKind::ForgedDecoding => "forged a decoding",
+            BlameKind::RefusedBlame => "refused blame",
+        })
+    }
+}
+
+impl Culprit {
+    /// The culprit of a `Blamed` frame's `role` (0 a client, 1 a trustee, 2 the relay) and
+    /// `index`; `None` for another role.
+    pub fn from_wire(role: u8, index: u16) -> Option<Self> {
+        match role {
+            0 => Some(Culprit::Client(index)),
+            1 => Some(Culprit::Trustee(index)),
+            2 => Some(Culprit::Relay),
+            _ => None,
+        }
+    }
+
+    /// The `role` and `index` of a `Blamed` frame (index 0 for the relay).
+    pub fn to_wire(self) -> (u8, u16) {
+        match self {
+            Culprit::Client(i) => (0, i),
+            Culprit::Trustee(j) => (1, j),
+            Culprit::Relay => (2, 0),
+        }
+    }
+}
+
+impl core::fmt::Display for Culprit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Culprit::Client(i) => write!(f, "client {i}"),
+            Culprit::Trustee(j) => write!(f, "trustee {j}"),
+            Culprit::Relay => f.write_str("the relay"),
+        }
+    }
+}

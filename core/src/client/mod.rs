@@ -117,10 +117,37 @@ pub enum Chunk {
     },
 }
 
+/// The upstream credit of this client's connections, as [`Client::prepare`] pulls
+/// ([`crate::credit::SendCredit`]): how many bytes of each it may stage now.
+#[derive(Clone, Copy)]
+pub struct SendCredits<'a> {
+    connections: &'a FnvIndexMap<ConnId, Conn, MAX_CONNECTIONS>,
+}
+
+impl SendCredits<'_> {
+    /// Bytes of `conn` the client takes now (0 for a connection it does not have).
+    pub fn of(&self, conn: ConnId) -> usize {
+        self.connections
+            .get(&conn)
+            .filter(|c| !c.finished)
+            .map_or(0, |c| c.send.available() as usize)
+    }
+}
+
+impl core::fmt::Debug for SendCredits<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SendCredits")
+    }
+}
+
 /// Source of upstream bytes, pulled by [`Client::prepare`].
 pub trait Upstream {
-    /// Writes the next bytes of some connection into `buf`, or reports a close.
-    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk>;
+    /// Writes the next bytes of some connection into `buf`, or reports a close. A `Data`
+    /// chunk for `conn` is at most `credit.of(conn)` bytes: a connection without credit
+    /// waits (its application's bytes stay where they are) and others go first. Bytes
+    /// beyond the credit are not staged: the client ends the connection
+    /// ([`ClientEvent::Lost`]) rather than send them.
+    fn next_chunk(&mut self, buf: &mut [u8], credit: SendCredits<'_>) -> Option<Chunk>;
     /// Bytes still waiting after what was pulled (a hint for the next cell's length).
     fn pending(&self) -> usize {
         0
@@ -132,7 +159,7 @@ pub trait Upstream {
 pub struct NoUpstream;
 
 impl Upstream for NoUpstream {
-    fn next_chunk(&mut self, _buf: &mut [u8]) -> Option<Chunk> {
+    fn next_chunk(&mut self, _buf: &mut [u8], _credit: SendCredits<'_>) -> Option<Chunk> {
         None
     }
 }
@@ -151,6 +178,14 @@ pub enum Delivery<'a> {
     Close {
         /// The connection.
         conn: ConnId,
+    },
+    /// The exit granted `bytes` more upstream credit on `conn` (already added to the
+    /// client's, and never above its cap: `bytes` is what was added).
+    Grant {
+        /// The connection.
+        conn: ConnId,
+        /// Credit added.
+        bytes: u32,
     },
 }
 
@@ -192,19 +227,16 @@ pub enum ClientEvent {
         /// The connection.
         conn: ConnId,
     },
-    /// A blame round named a node (role 0 a client, 1 a trustee, 2 the relay; `kind` as
-    /// in `blame::BlameKind`), which the relay excluded.
+    /// A blame round named a node, which the relay excluded.
     Blamed {
         /// The interval of the accused exchange.
         interval: u32,
         /// The accused exchange.
         exchange: u64,
-        /// Who: 0 a client, 1 a trustee, 2 the relay.
-        role: u8,
-        /// The client's or trustee's index.
-        index: u16,
-        /// Why (`blame::BlameKind` as a byte).
-        kind: u8,
+        /// Who the verdict names.
+        who: crate::blame::Culprit,
+        /// Why.
+        kind: crate::blame::BlameKind,
     },
     /// The slot's anonymity set shrank (it transmitted in an interval without some of the
     /// clients of the set): every connection of the slot is hidden among `size` clients.
@@ -222,7 +254,9 @@ struct Conn {
     /// The application finished sending (its close was staged).
     finished: bool,
     /// Downstream bytes the application took, not yet granted back.
-    credit: crate::credit::OwnerCredit,
+    credit: crate::credit::Consumed,
+    /// Upstream bytes the client may still stage (the exit's grants).
+    send: crate::credit::SendCredit,
 }
 
 /// Client state machine.
@@ -491,6 +525,21 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         }
     }
 
+    /// Adds an exit's upstream grant to `conn`'s credit (never above the cap) and tells the
+    /// application what was added; `None` for a connection this client does not have.
+    fn take_grant(&mut self, conn: ConnId, bytes: u32) -> Option<Delivery<'static>> {
+        let c = self.connections.get_mut(&conn)?;
+        let bytes = c.send.grant(bytes);
+        Some(Delivery::Grant { conn, bytes })
+    }
+
+    /// Upstream bytes `conn` may still stage (0 for a connection this client does not have).
+    pub fn send_credit(&self, conn: ConnId) -> u32 {
+        self.connections
+            .get(&conn)
+            .map_or(0, |c| c.send.available())
+    }
+
     /// Whether `conn` is open (in at least one direction).
     pub fn is_open(&self, conn: ConnId) -> bool {
         self.connections.contains_key(&conn)
@@ -584,11 +633,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 index,
                 kind,
             } => {
+                let who = crate::blame::Culprit::from_wire(role, index);
+                let kind = crate::blame::BlameKind::from_u8(kind);
+                let (Some(who), Some(kind)) = (who, kind) else {
+                    return Err(WireError::Malformed.into());
+                };
                 self.push_event(ClientEvent::Blamed {
                     interval,
                     exchange,
-                    role,
-                    index,
+                    who,
                     kind,
                 });
                 Ok(Handled::default())

@@ -7,8 +7,10 @@
 //! They wait in [`ClientStorage::replay`](super::ClientStorage), one after another:
 //!
 //! ```text
-//! Entry = Tag (u8: 0 data, 1 close) ‖ Conn# (u32 BE) ‖ Len (u32 BE) ‖ Data (Len bytes)
+//! Entry = Tag (u8: 0 data, 1 close, 2 grant) ‖ Conn# (u32 BE) ‖ Len (u32 BE) ‖ Data (Len bytes)
 //! ```
+//!
+//! A grant's data is its credit (4 bytes, u32 BE).
 //!
 //! Owns the buffered records and the reading position. It must not accept a replay outside
 //! an interval's confirmation (`interval.rs` decides when replays are expected).
@@ -33,6 +35,7 @@ const _: () = assert!(HEADER_LEN == REPLAY_OVERHEAD);
 
 const TAG_DATA: u8 = 0;
 const TAG_CLOSE: u8 = 1;
+const TAG_GRANT: u8 = 2;
 
 /// Downstream records replayed after a reconnect.
 #[derive(Debug)]
@@ -66,9 +69,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ReplayBuffer<B> {
 
     /// Appends `down` (a data or close record); false if it does not fit.
     fn push(&mut self, down: &Down<'_>) -> bool {
+        let grant;
         let (tag, conn, data): (u8, ConnId, &[u8]) = match *down {
             Down::Data { conn, data } => (TAG_DATA, conn, data),
             Down::Close { conn } => (TAG_CLOSE, conn, &[]),
+            Down::Grant { conn, bytes } => {
+                grant = bytes.to_be_bytes();
+                (TAG_GRANT, conn, &grant)
+            }
             Down::None => return false,
         };
         let at = self.used;
@@ -88,15 +96,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> ReplayBuffer<B> {
         true
     }
 
-    /// The header of the entry at `at`: whether it is a close, its connection, and where
-    /// the next entry starts.
-    fn header(&self, at: usize) -> Option<(bool, ConnId, usize)> {
+    /// The header of the entry at `at`: its tag, its connection, and where the next entry
+    /// starts.
+    fn header(&self, at: usize) -> Option<(u8, ConnId, usize)> {
         let held = self.storage.as_ref().get(at..self.used)?;
         let len = field::u32_at(held, layout::LEN) as usize;
         held.get(HEADER_LEN..)?.get(..len)?;
-        let close = field::u8_at(held, layout::TAG) == TAG_CLOSE;
         Some((
-            close,
+            field::u8_at(held, layout::TAG),
             ConnId(field::u32_at(held, layout::CONN)),
             at + HEADER_LEN + len,
         ))
@@ -157,25 +164,35 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     pub fn poll_replay(&mut self) -> Option<Delivery<'_>> {
         loop {
             let read = self.replay.read?;
-            let Some((close, conn, next)) = self.replay.header(read) else {
+            let Some((tag, conn, next)) = self.replay.header(read) else {
                 self.replay.clear();
                 return None;
             };
             self.replay.read = Some(next);
             let data = self.replay.data(read).unwrap_or(&[]);
-            let down = if close {
-                Down::Close { conn }
-            } else {
-                Down::Data { conn, data }
+            let down = match tag {
+                TAG_CLOSE => Down::Close { conn },
+                TAG_GRANT if data.len() == 4 => Down::Grant {
+                    conn,
+                    bytes: field::u32_at(data, 0),
+                },
+                _ => Down::Data { conn, data },
             };
             // Handed over (or not this client's): the resume point moves past it.
             transcript::append(&mut self.delivered, &down);
             if !self.connections.contains_key(&conn) {
                 continue;
             }
-            if close {
-                self.connections.swap_remove(&conn);
-                return Some(Delivery::Close { conn });
+            match down {
+                Down::Close { conn } => {
+                    self.connections.swap_remove(&conn);
+                    return Some(Delivery::Close { conn });
+                }
+                Down::Grant { conn, bytes } => match self.take_grant(conn, bytes) {
+                    Some(grant) => return Some(grant),
+                    None => continue,
+                },
+                _ => {}
             }
             let data = self.replay.data(read)?;
             return Some(Delivery::Data { conn, data });

@@ -204,6 +204,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             Down::Close { conn } if self.connections.swap_remove(&conn).is_some() => {
                 Some(Delivery::Close { conn })
             }
+            Down::Grant { conn, bytes } => self.take_grant(conn, bytes),
             _ => None,
         };
         Ok(Handled {

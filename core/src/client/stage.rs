@@ -10,7 +10,7 @@
 //! cells (`request.rs`) or decide what is sent again (`sent.rs`).
 
 use super::sent::{connections_in, State};
-use super::{Chunk, Client, Phase, Upstream};
+use super::{Chunk, Client, ClientEvent, Phase, SendCredits, Upstream};
 use crate::time::Instant;
 use crate::wire::{
     self, read_record, read_record_header, write_header, write_record_header, RecordKind,
@@ -234,7 +234,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             let Some((header, rest)) = free.split_first_chunk_mut::<RECORD_HEADER_LEN>() else {
                 break;
             };
-            let Some(chunk) = upstream.next_chunk(rest.get_mut(..limit).unwrap_or(&mut [])) else {
+            let credit = SendCredits {
+                connections: &self.connections,
+            };
+            let Some(chunk) = upstream.next_chunk(rest.get_mut(..limit).unwrap_or(&mut []), credit)
+            else {
                 break;
             };
             match chunk {
@@ -243,6 +247,19 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                         // Bytes for a connection that is gone: dropped.
                         continue;
                     };
+                    if len > c.send.available() as usize {
+                        // Beyond the connection's credit: never sent. The connection
+                        // cannot go on without these bytes, so it ends here.
+                        let announced = c.announced;
+                        self.connections.swap_remove(&conn);
+                        if announced {
+                            write_header(header, conn, RecordKind::Abort, 0);
+                            self.stage.used += RECORD_HEADER_LEN;
+                        }
+                        self.push_event(ClientEvent::Lost { conn });
+                        continue;
+                    }
+                    c.send.spend(len as u32);
                     let open = !c.announced;
                     c.announced = true;
                     write_record_header(header, conn, open, len);

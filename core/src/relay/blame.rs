@@ -104,11 +104,7 @@ where
         let Some((interval, exchange, who, kind)) = self.convicted.untold.pop_front() else {
             return Ok(None);
         };
-        let (role, index) = match who {
-            Culprit::Client(i) => (0, i),
-            Culprit::Trustee(j) => (1, j),
-            Culprit::Relay => (2, 0),
-        };
+        let (role, index) = who.to_wire();
         let len = Message::Blamed {
             interval,
             exchange,

@@ -122,7 +122,12 @@ impl RelayConfig {
         } else {
             window as usize
         };
-        window + 2 * (super::log::HEADER_LEN + self.downstream_len)
+        let largest = if self.downstream_len > crate::wire::GRANT_LEN {
+            self.downstream_len
+        } else {
+            crate::wire::GRANT_LEN
+        };
+        window + 2 * (super::log::HEADER_LEN + largest)
     }
 
     /// Frames of a link's send queue that replays leave free: a window of requests, a

@@ -33,13 +33,21 @@ pub enum DownChunk {
         /// The connection.
         conn: ConnId,
     },
+    /// The exit grants the owner of `conn` `bytes` more upstream credit
+    /// ([`crate::credit::ExitUpstream`]).
+    Grant {
+        /// The connection.
+        conn: ConnId,
+        /// Credit added.
+        bytes: u32,
+    },
 }
 
 /// Source of downstream bytes (replies from the exit), asked once per exchange.
 pub trait Downstream {
     /// Whether any bytes or closes are waiting.
     fn has_data(&self) -> bool;
-    /// Writes the next bytes of one connection into `buf`, or reports a close.
+    /// Writes the next bytes of one connection into `buf`, or reports a close or a grant.
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<DownChunk>;
 }
 
@@ -76,6 +84,7 @@ pub(super) enum PendingDown {
     None,
     Data { conn: ConnId, len: usize },
     Close { conn: ConnId },
+    Grant { conn: ConnId, bytes: u32 },
 }
 
 /// The exchanges in flight, one place each (exchange number modulo the window).
@@ -340,6 +349,7 @@ where
                     data: self.downstream.as_ref().get(..len).unwrap_or(&[]),
                 },
                 PendingDown::Close { conn } => Down::Close { conn },
+                PendingDown::Grant { conn, bytes } => Down::Grant { conn, bytes },
             };
             let len = Message::ClientRequest(ClientRequest {
                 interval: running.interval,
@@ -393,6 +403,7 @@ where
                 data: self.downstream.as_ref().get(..len).unwrap_or(&[]),
             }),
             PendingDown::Close { conn } => self.log.record(&Down::Close { conn }),
+            PendingDown::Grant { conn, bytes } => self.log.record(&Down::Grant { conn, bytes }),
         }
         let exchange = running.next;
         let len = Message::TrusteeRequest(TrusteeRequest {
@@ -483,6 +494,9 @@ where
                 len: len.min(cap),
             },
             Some(DownChunk::Close { conn }) if conn.0 != 0 => PendingDown::Close { conn },
+            Some(DownChunk::Grant { conn, bytes }) if conn.0 != 0 => {
+                PendingDown::Grant { conn, bytes }
+            }
             _ => PendingDown::None,
         }
     }

@@ -6,8 +6,10 @@
 //!
 //! ```text
 //! Entry = Seq (u64 BE) ‖ Bytes (u64 BE: the head's byte count after it)
-//!       ‖ Tag (u8: 0 data, 1 close) ‖ Conn# (u32 BE) ‖ Len (u32 BE) ‖ Data (Len bytes)
+//!       ‖ Tag (u8: 0 data, 1 close, 2 grant) ‖ Conn# (u32 BE) ‖ Len (u32 BE) ‖ Data (Len bytes)
 //! ```
+//!
+//! A grant's data is its credit (4 bytes, u32 BE).
 //!
 //! Owns the log's entries, the head and the oldest record kept. It must not decide who gets
 //! a replay (that is `setup.rs`'s, when it confirms an interval to a member).
@@ -32,6 +34,7 @@ pub(super) const HEADER_LEN: usize = layout::DATA;
 
 const TAG_DATA: u8 = 0;
 const TAG_CLOSE: u8 = 1;
+const TAG_GRANT: u8 = 2;
 
 /// A checked view of one log entry.
 #[derive(Debug, Clone, Copy)]
@@ -60,13 +63,14 @@ impl<'a> LogEntry<'a> {
     /// The record.
     fn down(&self) -> Down<'a> {
         let conn = ConnId(field::u32_at(self.bytes, layout::CONN));
-        if field::u8_at(self.bytes, layout::TAG) == TAG_CLOSE {
-            Down::Close { conn }
-        } else {
-            Down::Data {
+        let data = self.bytes.get(HEADER_LEN..).unwrap_or(&[]);
+        match field::u8_at(self.bytes, layout::TAG) {
+            TAG_CLOSE => Down::Close { conn },
+            TAG_GRANT => Down::Grant {
                 conn,
-                data: self.bytes.get(HEADER_LEN..).unwrap_or(&[]),
-            }
+                bytes: field::u32_at(data, 0),
+            },
+            _ => Down::Data { conn, data },
         }
     }
 }
@@ -79,9 +83,14 @@ fn entry_len(bytes: &[u8]) -> usize {
 /// Writes the entry of record `down` with sequence number `seq` into `entry`, which is
 /// exactly as long as the entry.
 fn emit_entry(entry: &mut [u8], seq: u64, bytes: u64, down: &Down<'_>) {
+    let grant;
     let (tag, conn, data): (u8, ConnId, &[u8]) = match *down {
         Down::Data { conn, data } => (TAG_DATA, conn, data),
         Down::Close { conn } => (TAG_CLOSE, conn, &[]),
+        Down::Grant { conn, bytes } => {
+            grant = bytes.to_be_bytes();
+            (TAG_GRANT, conn, &grant)
+        }
         Down::None => return,
     };
     field::put(entry, layout::SEQ, &seq.to_be_bytes());
@@ -130,6 +139,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> DownstreamLog<B> {
         transcript::append(&mut self.head, down);
         let data = match *down {
             Down::Data { data, .. } => data.len(),
+            Down::Grant { .. } => wire::GRANT_LEN,
             _ => 0,
         };
         let need = HEADER_LEN + data;

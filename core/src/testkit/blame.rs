@@ -347,7 +347,8 @@ impl BlameGroup {
         }
     }
 
-    /// The owner of `slot`'s accusation of `bit` of `exchange`.
+    /// The owner of `slot`'s accusation of `bit` of `exchange`, in a group whose slots are
+    /// in client order (client `slot` owns slot `slot`; otherwise [`Self::accuse_as`]).
     pub fn accuse(
         &self,
         slot: usize,
@@ -606,10 +607,10 @@ impl BlameGroup {
                 continue;
             };
             assert!(!bit_of(&x.written, bit) && bit_of(&x.decoded, bit));
-            let accusation = self.accuse(owner, e, bit, rng);
+            let slot = self.slots[owner];
+            let accusation = self.accuse_as(owner, usize::from(slot), e, bit, rng);
             // The record's payload is what the relay parses and checks.
             let parsed = Accusation::parse(&accusation.to_bytes()).unwrap();
-            let slot = self.slots[owner];
             assert!(self.accusation_holds(&parsed, usize::from(slot)));
             let (verdict, evidence) =
                 self.blame_round(&x, slot, &parsed, Some(culprit), answer, rng);

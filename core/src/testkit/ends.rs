@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::vec::Vec;
 
-use crate::client::{Chunk, Delivery, Upstream};
-use crate::credit::ExitCredit;
+use crate::client::{Chunk, Delivery, SendCredits, Upstream};
+use crate::credit::{ExitCredit, ExitUpstream};
 use crate::relay::{DownChunk, Downstream};
 use crate::wire::ConnId;
 
@@ -27,8 +27,8 @@ pub struct App {
     pub lost: Vec<ConnId>,
     /// Cells of this client's the relay reported disrupted (interval, exchange).
     pub disrupted: Vec<(u32, u64)>,
-    /// Nodes the relay reported blamed: (interval, exchange, role, index, kind).
-    pub blamed: Vec<(u32, u64, u8, u16, u8)>,
+    /// Nodes the relay reported blamed: (interval, exchange, who, why).
+    pub blamed: Vec<(u32, u64, crate::blame::Culprit, crate::blame::BlameKind)>,
     /// A connection that always has more to send (a bulk sender): once `pending` is
     /// empty, every pull fills the buffer with `0x5a` bytes for it, holding no memory.
     pub endless: Option<ConnId>,
@@ -38,31 +38,52 @@ pub struct App {
     pub stalled: bool,
     /// Added to every report of bytes taken (a malicious owner grants what it never took).
     pub inflate: u32,
+    /// Upstream credit grants delivered, per connection (what the client added).
+    pub granted: BTreeMap<ConnId, u64>,
+    /// Connections the last pull found without upstream credit (their bytes wait).
+    blocked: Vec<ConnId>,
+    /// Bytes sent of the `endless` connection.
+    pub endless_sent: u64,
 }
 
 impl Upstream for App {
-    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
+    fn next_chunk(&mut self, buf: &mut [u8], credit: SendCredits<'_>) -> Option<Chunk> {
         if !self.stalled {
             if let Some((conn, bytes)) = self.unread.pop_first() {
                 let bytes = bytes.saturating_add(self.inflate);
                 return Some(Chunk::Read { conn, bytes });
             }
         }
-        if let Some((conn, mut data)) = self.pending.pop_front() {
-            let n = data.len().min(buf.len());
+        self.blocked.clear();
+        // The first connection with credit; one without keeps its bytes, in order.
+        let mut at = None;
+        for (i, (conn, _)) in self.pending.iter().enumerate() {
+            if self.blocked.contains(conn) {
+                continue;
+            }
+            if credit.of(*conn) > 0 {
+                at = Some(i);
+                break;
+            }
+            self.blocked.push(*conn);
+        }
+        if let Some((conn, mut data)) = at.and_then(|i| self.pending.remove(i)) {
+            let n = data.len().min(buf.len()).min(credit.of(conn));
             buf[..n].copy_from_slice(&data[..n]);
             if n < data.len() {
                 data.drain(..n);
-                self.pending.push_front((conn, data));
+                self.pending.insert(at.unwrap_or(0), (conn, data));
             }
             return Some(Chunk::Data { conn, len: n });
         }
         if let Some(conn) = self.endless {
-            buf.fill(0x5a);
-            return Some(Chunk::Data {
-                conn,
-                len: buf.len(),
-            });
+            let n = buf.len().min(credit.of(conn));
+            if n > 0 {
+                buf[..n].fill(0x5a);
+                self.endless_sent += n as u64;
+                return Some(Chunk::Data { conn, len: n });
+            }
+            self.blocked.push(conn);
         }
         if let Some(conn) = self.closing.pop_front() {
             return Some(Chunk::Close { conn });
@@ -71,12 +92,18 @@ impl Upstream for App {
     }
 
     fn pending(&self) -> usize {
-        let endless = if self.endless.is_some() {
-            crate::MAX_CELL_LENGTH
-        } else {
-            0
+        // Only what may go now: a connection without credit waits without asking for room.
+        let endless = match self.endless {
+            Some(conn) if !self.blocked.contains(&conn) => crate::MAX_CELL_LENGTH,
+            _ => 0,
         };
-        endless + self.pending.iter().map(|(_, d)| d.len()).sum::<usize>()
+        endless
+            + self
+                .pending
+                .iter()
+                .filter(|(conn, _)| !self.blocked.contains(conn))
+                .map(|(_, d)| d.len())
+                .sum::<usize>()
     }
 }
 
@@ -105,9 +132,63 @@ pub struct Exit {
     pub credit: BTreeMap<ConnId, ExitCredit>,
     /// The most credit any connection held.
     pub most_credit: u32,
+    /// Upstream credit per connection (what its owner may still send, what the
+    /// destination took and was not granted back).
+    pub up: BTreeMap<ConnId, ExitUpstream>,
+    /// Connections whose destination stopped reading: their upstream bytes wait here.
+    pub destination_stalled: Vec<ConnId>,
+    /// Upstream bytes per connection the destination has not taken yet.
+    pub unread: BTreeMap<ConnId, usize>,
+    /// The most upstream bytes any connection had waiting at the exit.
+    pub most_unread: usize,
+    /// Upstream grants waiting to go downstream (ahead of replies).
+    pub grants: VecDeque<(ConnId, u32)>,
+    /// Every upstream grant sent, per connection.
+    pub granted: BTreeMap<ConnId, u64>,
+    /// Connections whose owner sent beyond its credit.
+    pub overdrawn: Vec<ConnId>,
 }
 
 impl Exit {
+    /// A connection was opened: its upstream starts at the window.
+    pub fn opened_up(&mut self, conn: ConnId) {
+        self.up.insert(conn, ExitUpstream::new());
+        self.unread.remove(&conn);
+        self.grants.retain(|(c, _)| *c != conn);
+    }
+
+    /// `len` upstream bytes of `conn` arrived: within the owner's credit, taken by the
+    /// destination at once unless it stalled.
+    pub fn arrived(&mut self, conn: ConnId, len: usize) {
+        let Some(up) = self.up.get_mut(&conn) else {
+            return;
+        };
+        if !up.received(len as u32) {
+            self.overdrawn.push(conn);
+        }
+        let unread = self.unread.entry(conn).or_default();
+        *unread += len;
+        self.most_unread = self.most_unread.max(*unread);
+        self.destination_reads();
+    }
+
+    /// Every destination that reads takes every upstream byte waiting; grants follow.
+    pub fn destination_reads(&mut self) {
+        for (conn, unread) in self.unread.iter_mut() {
+            if self.destination_stalled.contains(conn) {
+                continue;
+            }
+            let Some(up) = self.up.get_mut(conn) else {
+                continue;
+            };
+            up.took(core::mem::take(unread) as u32);
+            if let Some(bytes) = up.grant() {
+                self.grants.push_back((*conn, bytes));
+                *self.granted.entry(*conn).or_default() += u64::from(bytes);
+            }
+        }
+    }
+
     /// The owner granted `bytes` on `conn`.
     pub fn grant(&mut self, conn: ConnId, bytes: u32) {
         let c = self.credit.entry(conn).or_default();
@@ -118,10 +199,13 @@ impl Exit {
 
 impl Downstream for Exit {
     fn has_data(&self) -> bool {
-        !self.replies.is_empty()
+        !self.replies.is_empty() || !self.grants.is_empty()
     }
 
     fn next_chunk(&mut self, buf: &mut [u8]) -> Option<DownChunk> {
+        if let Some((conn, bytes)) = self.grants.pop_front() {
+            return Some(DownChunk::Grant { conn, bytes });
+        }
         // The first reply of a connection with credit; a connection without credit keeps
         // its replies (in order) at the destination.
         let mut blocked: Vec<ConnId> = Vec::new();
@@ -162,5 +246,8 @@ pub(super) fn deliver(app: &mut App, d: Delivery<'_>) {
             *app.unread.entry(conn).or_default() += data.len() as u32;
         }
         Delivery::Close { conn } => app.closed.push(conn),
+        Delivery::Grant { conn, bytes } => {
+            *app.granted.entry(conn).or_default() += u64::from(bytes);
+        }
     }
 }

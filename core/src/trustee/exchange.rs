@@ -53,8 +53,10 @@ where
                 Deviation::WindowExceeded => RequestError::WindowExceeded,
             })?;
         let window = self.policy.log_window;
+        // A record carries at most `downstream_len` bytes of data, a grant its 4 bytes.
+        let max_record = running.downstream_len.max(crate::wire::GRANT_LEN as u32);
         self.checkpoints
-            .request(now, &window, head, u64::from(running.downstream_len))
+            .request(now, &window, head, u64::from(max_record))
             .map_err(|_| IntervalError::Equivocation)?;
         running
             .transcript

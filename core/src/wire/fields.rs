@@ -199,10 +199,18 @@ pub enum Down<'a> {
         /// The connection.
         conn: ConnId,
     },
+    /// The exit grants the owner `bytes` more upstream credit on `conn`: its destination
+    /// took that much (`crate::credit`).
+    Grant {
+        /// The connection.
+        conn: ConnId,
+        /// Credit added.
+        bytes: u32,
+    },
 }
 
 impl Down<'_> {
-    /// Whether this is a record (data or close) that gets a sequence number.
+    /// Whether this is a record (data, close or grant) that gets a sequence number.
     pub const fn is_record(&self) -> bool {
         !matches!(self, Down::None)
     }
@@ -212,7 +220,7 @@ impl Down<'_> {
         match *self {
             Down::None => Ok(()),
             Down::Data { conn, data } if conn.0 != 0 && !data.is_empty() => Ok(()),
-            Down::Close { conn } if conn.0 != 0 => Ok(()),
+            Down::Close { conn } | Down::Grant { conn, .. } if conn.0 != 0 => Ok(()),
             _ => Err(WireError::Malformed),
         }
     }

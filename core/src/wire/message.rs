@@ -445,7 +445,7 @@ mod tests {
         let outputs = [0x00, 0x01, 0x00, 0x02, 0x00, 0x01, 0x00, 0x05];
         let conn = ConnId(0x0003_0001);
         let slot = Kind::Slot { slot: 2, len: 256 };
-        let cases: [(Message<'_>, std::vec::Vec<u8>); 27] = [
+        let cases: [(Message<'_>, std::vec::Vec<u8>); 28] = [
             (
                 Message::Hello(Hello {
                     version: PROTOCOL_VERSION,
@@ -608,6 +608,17 @@ mod tests {
                     down: Down::Close { conn },
                 },
                 std::vec![0, 0, 0, 6, 0x0A, 0x05, 0x02, 0x81, 0x80, 0x0C],
+            ),
+            (
+                // Down::Grant = 3, conn, bytes 0x40000 (256 KiB) = 80 80 10.
+                Message::Replay {
+                    seq: 6,
+                    down: Down::Grant {
+                        conn,
+                        bytes: 0x0004_0000,
+                    },
+                },
+                std::vec![0, 0, 0, 9, 0x0A, 0x06, 0x03, 0x81, 0x80, 0x0C, 0x80, 0x80, 0x10,],
             ),
             (
                 Message::TrusteeRequest(TrusteeRequest {
@@ -864,5 +875,17 @@ mod tests {
         .is_err());
         assert!(Down::Close { conn: zero }.check().is_err());
         assert!(Down::Close { conn: one }.check().is_ok());
+        assert!(Down::Grant {
+            conn: zero,
+            bytes: 1
+        }
+        .check()
+        .is_err());
+        assert!(Down::Grant {
+            conn: one,
+            bytes: 0
+        }
+        .check()
+        .is_ok());
     }
 }

@@ -325,6 +325,10 @@ mod tests {
     #[test]
     fn sealed_cell_vector_and_round_trip() {
         assert_eq!(
+            hex(&crate::crypto::pad_public_key(&PSEUDONYM)),
+            "b8f7a9200f12593e41717e64156d8a81b78972345a3258c928c6ae4029d1307f"
+        );
+        assert_eq!(
             hex(&crate::crypto::pad_public_key(&RELAY)),
             "46cd03dd0f8b789d0265f6ff367f12c30bccbd0e3626f01096902816390f9e1f"
         );

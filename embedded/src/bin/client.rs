@@ -21,7 +21,8 @@
 use core::cell::{Cell, RefCell};
 
 use dissent_core::client::{
-    Chunk, Client, ClientConfig, ClientEvent, ClientStorage, Delivery, PeerError, Upstream,
+    Chunk, Client, ClientConfig, ClientEvent, ClientStorage, Delivery, PeerError, SendCredits,
+    Upstream,
 };
 use dissent_core::schedule::Schedule;
 use dissent_core::wire::{ConnId, NodeRole};
@@ -232,22 +233,13 @@ fn start(spawner: Spawner, mut board: Board) {
         anonymity: &mut ANONYMITY.take()[..],
         online: &mut ONLINE.take()[..],
     };
-    let mut client = match Client::new(&config, storage) {
+    let client = match Client::new(&config, storage) {
         Ok(c) => c,
         Err(e) => {
             println!("{}: {}", name, e);
             dissent_embedded::exit(1)
         }
     };
-    // The prepared cells of the next owned exchange: two of the longest. The provisioning
-    // gives a client its pseudonym (checked when the blob is read).
-    static SEALED: ConstStaticCell<[u8; 2 * STAGE_LEN]> = ConstStaticCell::new([0; 2 * STAGE_LEN]);
-    if let Some((secret, relay_dh)) = node.pseudonym.and_then(|p| p.secret().zip(p.relay_dh())) {
-        if let Err(e) = client.set_pseudonym(&secret, &relay_dh, &mut SEALED.take()[..]) {
-            println!("{}: pseudonym: {}", name, e);
-            dissent_embedded::exit(1)
-        }
-    }
     let max_cell = DeviceClient::max_cell(capacity().frame);
     if node.max_cell_len as usize > max_cell {
         println!(
@@ -257,6 +249,20 @@ fn start(spawner: Spawner, mut board: Board) {
     }
     static CLIENT: StaticCell<Shared<DeviceClient>> = StaticCell::new();
     let client: &'static Shared<DeviceClient> = CLIENT.init(Mutex::new(RefCell::new(client)));
+    // The prepared cells of the next owned exchange: two of the longest. The provisioning
+    // gives a client its pseudonym (checked when the blob is read). Set on the client in
+    // its static, so the client is not moved (and copied on the stack) once more.
+    static SEALED: ConstStaticCell<[u8; 2 * STAGE_LEN]> = ConstStaticCell::new([0; 2 * STAGE_LEN]);
+    if let Some((secret, relay_dh)) = node.pseudonym.and_then(|p| p.secret().zip(p.relay_dh())) {
+        let set = client.lock(|c| {
+            c.borrow_mut()
+                .set_pseudonym(&secret, &relay_dh, &mut SEALED.take()[..])
+        });
+        if let Err(e) = set {
+            println!("{}: pseudonym: {}", name, e);
+            dissent_embedded::exit(1)
+        }
+    }
 
     static LOCAL_BUFFERS: ConstStaticCell<[LocalBuffers; MAX_LOCAL]> =
         ConstStaticCell::new([const { LocalBuffers::new() }; MAX_LOCAL]);
@@ -283,10 +289,13 @@ struct LocalUpstream<'a> {
     /// Connections to close for the client's own reasons (their application stalled).
     to_close: &'a mut Vec<ConnId, MAX_LOCAL>,
     stats: &'a mut Stats,
+    /// Local connections this pull found with bytes but no upstream credit: they wait,
+    /// and do not count as pending (a slot is not kept for bytes it may not send).
+    blocked: [bool; MAX_LOCAL],
 }
 
 impl Upstream for LocalUpstream<'_> {
-    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
+    fn next_chunk(&mut self, buf: &mut [u8], credit: SendCredits<'_>) -> Option<Chunk> {
         if let Some(conn) = self.to_close.pop() {
             return Some(Chunk::Close { conn });
         }
@@ -305,7 +314,14 @@ impl Upstream for LocalUpstream<'_> {
             if slot.down != Down::Open || slot.close_staged {
                 continue;
             }
-            if let Ok(n) = local.up.try_read(buf) {
+            // Only within the connection's upstream credit: the rest waits in the pipe, and
+            // the application's socket stops once the pipe is full.
+            let room = credit.of(conn).min(buf.len());
+            if room == 0 && !local.up.is_empty() {
+                self.blocked[i] = true;
+                continue;
+            }
+            if let Ok(n) = local.up.try_read(&mut buf[..room]) {
                 *self.next = i + 1;
                 self.stats.up += n as u64;
                 return Some(Chunk::Data { conn, len: n });
@@ -322,8 +338,9 @@ impl Upstream for LocalUpstream<'_> {
     fn pending(&self) -> usize {
         LOCALS
             .iter()
-            .filter(|l| l.get().conn.is_some())
-            .map(|l| l.up.len())
+            .zip(self.blocked)
+            .filter(|(l, blocked)| l.get().conn.is_some() && !blocked)
+            .map(|(l, _)| l.up.len())
             .sum()
     }
 }
@@ -368,6 +385,7 @@ async fn link(
                 next: &mut next,
                 to_close: &mut to_close,
                 stats: &mut stats,
+                blocked: [false; MAX_LOCAL],
             };
             client.lock(|c| c.borrow_mut().prepare(now(), &mut upstream));
 
@@ -387,6 +405,7 @@ async fn link(
                             next: &mut next,
                             to_close: &mut to_close,
                             stats: &mut stats,
+                            blocked: [false; MAX_LOCAL],
                         };
                         client.lock(|c| c.borrow_mut().prepare(now(), &mut upstream));
                     }
@@ -480,6 +499,8 @@ async fn deliver(delivery: Delivery<'_>, to_close: &mut Vec<ConnId, MAX_LOCAL>, 
                 local.end(Down::Closed);
             }
         }
+        // Upstream credit: the client holds it, and `LocalUpstream` reads within it.
+        Delivery::Grant { .. } => {}
     }
 }
 
@@ -502,6 +523,8 @@ fn deliver_now(delivery: Delivery<'_>, to_close: &mut Vec<ConnId, MAX_LOCAL>, st
                 local.end(Down::Closed);
             }
         }
+        // Upstream credit: the client holds it, and `LocalUpstream` reads within it.
+        Delivery::Grant { .. } => {}
     }
 }
 

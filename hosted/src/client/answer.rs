@@ -24,7 +24,9 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use super::local::{spawn_local, Budget, FromLocal, Local, Pending, ToLocal, Turn, LOCAL_QUEUED};
+use super::local::{
+    spawn_local, Budget, FromLocal, Local, Outbox, Pending, ToLocal, Turn, LOCAL_QUEUED,
+};
 use super::{ClientOptions, NO_NET_GRACE};
 use crate::clock;
 use crate::config::{Group, NodeSecrets};
@@ -198,6 +200,7 @@ impl ClientNode {
         while let Some(b) = body.take() {
             let now = self.now();
             let mut answered = false;
+            let mut grant = None;
             let delivery = match self.client.handle_frame(now, &b, link.sink.room()) {
                 Ok(h) => {
                     if let Some(n) = h.cell {
@@ -210,6 +213,10 @@ impl ClientNode {
                             Some((conn, Some(b.slice_ref(data))))
                         }
                         Some(Delivery::Close { conn }) => Some((conn, None)),
+                        Some(Delivery::Grant { conn, bytes }) => {
+                            grant = Some((conn, bytes));
+                            None
+                        }
                         None => None,
                     }
                 }
@@ -221,6 +228,10 @@ impl ClientNode {
                 tokio::time::sleep(SLOW_DISRUPTOR_DELAY).await;
             }
             let flushed = link.sink.flush().await;
+            // After the cell, as the bytes of a record are.
+            if let Some((conn, bytes)) = grant {
+                self.grant(conn, bytes);
+            }
             // The record is the client's now (its downstream head moved past it), so it is
             // delivered even when the cell could not go out. Every request gives the local
             // side one turn, with or without bytes for it.
@@ -262,8 +273,20 @@ impl ClientNode {
             let (conn, data) = match d {
                 Delivery::Data { conn, data } => (conn, Some(Bytes::copy_from_slice(data))),
                 Delivery::Close { conn } => (conn, None),
+                Delivery::Grant { conn, bytes } => {
+                    self.grant(conn, bytes);
+                    continue;
+                }
             };
             self.deliver(conn, data);
+        }
+    }
+
+    /// The exit granted upstream credit on `conn`: its reader may read that much more of
+    /// the application's socket.
+    fn grant(&self, conn: ConnId, bytes: u32) {
+        if let Some(l) = self.locals.get(&conn) {
+            l.gate.grant(bytes);
         }
     }
 
@@ -320,27 +343,12 @@ impl ClientNode {
                 ClientEvent::Blamed {
                     interval,
                     exchange,
-                    role,
-                    index,
+                    who,
                     kind,
-                } => {
-                    let who = match role {
-                        0 => format!("client {index}"),
-                        1 => format!("trustee {index}"),
-                        _ => "the relay".to_string(),
-                    };
-                    let why =
-                        dissent_core::blame::BlameKind::from_u8(kind).map_or("?", |k| match k {
-                            dissent_core::blame::BlameKind::Disrupted => "disrupted",
-                            dissent_core::blame::BlameKind::LiedAboutPad => "lied about a pad bit",
-                            dissent_core::blame::BlameKind::ForgedDecoding => "forged a decoding",
-                            _ => "refused blame",
-                        });
-                    warn!(
-                        "blame: {who} {why} (exchange {exchange} of interval {interval}) and \
-                         is excluded"
-                    );
-                }
+                } => warn!(
+                    "blame: {who} {kind} (exchange {exchange} of interval {interval}) and is \
+                     excluded"
+                ),
                 // Every connection of the slot is hidden among these clients.
                 ClientEvent::AnonymitySet { size } if !self.quiet => {
                     crate::metrics::anonymity_set(size as u64);
@@ -413,7 +421,7 @@ impl ClientNode {
         for conn in stranded {
             if let Some(l) = self.locals.remove(&conn) {
                 l.reader.abort();
-                let _ = l.tx.try_send(ToLocal::Close);
+                self.hand_over(Some((conn, l.out, ToLocal::Close)));
             }
             // The core forgets a connection it never announced.
             let _ = self.up_tx.send(FromLocal::Close(conn));
@@ -434,7 +442,7 @@ impl ClientNode {
                     ToLocal::Close
                 }
             };
-            (conn, local.tx.clone(), down)
+            (conn, local.out.clone(), down)
         });
         let closing = matches!(down, Some((_, _, ToLocal::Close)));
         if !self.hand_over(down) {
@@ -450,16 +458,14 @@ impl ClientNode {
 
     /// Gives the local side one turn; false if bytes for a local connection could not be
     /// queued.
-    fn hand_over(&mut self, down: Option<(ConnId, mpsc::Sender<ToLocal>, ToLocal)>) -> bool {
+    fn hand_over(&mut self, down: Option<(ConnId, Arc<Outbox>, ToLocal)>) -> bool {
         match &self.turns {
             Some(turns) => match turns.try_send(Turn(down)) {
                 Ok(()) => true,
                 Err(e) => e.into_inner().0.is_none(),
             },
-            None => match down {
-                Some((_, tx, down)) => tx.try_send(down).is_ok(),
-                None => true,
-            },
+            // No local port, so no local connections.
+            None => down.is_none(),
         }
     }
 

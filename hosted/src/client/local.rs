@@ -9,26 +9,33 @@
 //! sends one turn, and taking upstream bytes wakes no reader (the dispatcher wakes them).
 //! It must not touch the core client or the relay link: nothing here runs on the thread
 //! that answers requests, and nothing here holds a lock that thread takes.
+//!
+//! Memory per local connection, whatever the relay and the application do: at most
+//! [`credit::DOWN_WINDOW`] bytes of downstream waiting for the application ([`Outbox`]: the
+//! exit sends no more before the client grants what the application took, and a connection
+//! sent more is aborted), and at most one [`READ_CHUNK`] of upstream read from the
+//! application and not yet staged, and only within the connection's upstream credit
+//! ([`SendGate`]: a connection whose destination stopped reading is not read here, and TCP
+//! pushes back on the application).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use dissent_core::client::{Chunk, Upstream};
+use bytes::BytesMut;
+use dissent_core::client::{Chunk, SendCredits, Upstream};
+use dissent_core::credit;
 use dissent_core::wire::ConnId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::AbortHandle;
 use tracing::warn;
 
-/// Downstream chunks buffered per local connection before it is aborted as not reading.
-/// The bytes in them are bounded by the connection's credit window
-/// (`dissent_core::credit`); this bounds their number.
-pub(super) const LOCAL_QUEUE: usize = 4096;
+/// Turns waiting for the dispatcher, over all local connections.
+pub(super) const TURN_QUEUE: usize = 4096;
 /// Upstream chunks waiting for this client's slot, over all connections.
 const UPSTREAM_CHUNKS: usize = 256;
 /// Bytes read from a local connection at a time.
@@ -74,11 +81,154 @@ pub(super) enum ToLocal {
     Close,
 }
 
+/// A local connection's upstream credit (`dissent_core::credit::SendCredit`), as its reader
+/// sees it: the window, plus what the exit granted, less what was read. It never exceeds
+/// the core client's own credit for the connection (the core adds a grant before the
+/// reader hears of it, and the reader spends before the core stages), so every byte read
+/// is staged without waiting for credit.
+pub(super) struct SendGate {
+    credit: AtomicU64,
+    granted: Notify,
+}
+
+impl SendGate {
+    fn new() -> Self {
+        SendGate {
+            credit: AtomicU64::new(u64::from(credit::UP_WINDOW)),
+            granted: Notify::new(),
+        }
+    }
+
+    /// The exit granted `bytes` more (what the core client added).
+    pub(super) fn grant(&self, bytes: u32) {
+        if bytes > 0 {
+            self.credit.fetch_add(u64::from(bytes), Ordering::Relaxed);
+            self.granted.notify_one();
+        }
+    }
+
+    /// Waits until some credit is left and takes it (at most `max`). Only the connection's
+    /// reader takes, so what it saw is still there.
+    async fn take(&self, max: usize) -> usize {
+        loop {
+            let granted = self.granted.notified();
+            let left = self.credit.load(Ordering::Relaxed);
+            if left > 0 {
+                let n = left.min(max as u64);
+                self.credit.fetch_sub(n, Ordering::Relaxed);
+                return n as usize;
+            }
+            granted.await;
+        }
+    }
+
+    /// Gives back what was taken and not read.
+    fn untake(&self, n: usize) {
+        self.credit.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Why [`Outbox::push`] refused bytes.
+pub(super) enum Refused {
+    /// More than the downstream window waits: the application is not reading, and the exit
+    /// sent beyond its credit.
+    Full,
+    /// The application is gone (its writer sent the abort).
+    Gone,
+}
+
+/// Downstream bytes waiting for a local connection's application, in one buffer (so a
+/// stream of one-byte records costs its bytes, not a chunk each), at most
+/// [`credit::DOWN_WINDOW`] of them.
+pub(super) struct Outbox {
+    state: std::sync::Mutex<OutState>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct OutState {
+    bytes: BytesMut,
+    /// Bytes the writer took and has not finished writing.
+    writing: usize,
+    closed: bool,
+    gone: bool,
+}
+
+impl Outbox {
+    fn new() -> Self {
+        Outbox {
+            state: std::sync::Mutex::default(),
+            ready: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, OutState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `down` for the writer.
+    pub(super) fn push(&self, down: &ToLocal) -> Result<(), Refused> {
+        let mut s = self.state();
+        if s.gone {
+            return Err(Refused::Gone);
+        }
+        match down {
+            ToLocal::Data(d) => {
+                if s.bytes.len() + s.writing + d.len() > credit::DOWN_WINDOW as usize {
+                    return Err(Refused::Full);
+                }
+                s.bytes.extend_from_slice(d);
+                LOCAL_QUEUED.fetch_add(d.len() as u64, Ordering::Relaxed);
+            }
+            ToLocal::Close => s.closed = true,
+        }
+        drop(s);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next bytes to write (all that wait), or `None` once closed and written; the
+    /// last ones are written by then.
+    async fn next(&self) -> Option<Bytes> {
+        loop {
+            let ready = self.ready.notified();
+            {
+                let mut s = self.state();
+                if !s.bytes.is_empty() {
+                    let d = s.bytes.split().freeze();
+                    s.writing = d.len();
+                    return Some(d);
+                }
+                if s.closed {
+                    return None;
+                }
+            }
+            ready.await;
+        }
+    }
+
+    /// The bytes [`Outbox::next`] gave were written.
+    fn written(&self) {
+        self.state().writing = 0;
+    }
+
+    /// The application is gone: nothing more is queued, what waits is dropped.
+    fn gone(&self) {
+        let mut s = self.state();
+        s.gone = true;
+        LOCAL_QUEUED.fetch_sub(s.bytes.len() as u64, Ordering::Relaxed);
+        s.bytes = BytesMut::new();
+    }
+}
+
 /// The answering side's handle of one local connection.
 pub(super) struct Local {
     /// The name in the log (never the Conn#, which tells the slot).
     pub(super) number: u64,
-    pub(super) tx: mpsc::Sender<ToLocal>,
+    /// Downstream for the application.
+    pub(super) out: Arc<Outbox>,
+    /// Upstream credit for the reader.
+    pub(super) gate: Arc<SendGate>,
     pub(super) reader: AbortHandle,
     pub(super) accepted: tokio::time::Instant,
     /// An interval ran since the connection was accepted.
@@ -164,7 +314,7 @@ impl Pending {
 }
 
 impl Upstream for Pending {
-    fn next_chunk(&mut self, buf: &mut [u8]) -> Option<Chunk> {
+    fn next_chunk(&mut self, buf: &mut [u8], credit: SendCredits<'_>) -> Option<Chunk> {
         if let Ok((conn, bytes)) = self.taken_rx.try_recv() {
             return Some(Chunk::Read { conn, bytes });
         }
@@ -182,7 +332,13 @@ impl Upstream for Pending {
             FromLocal::Close(conn) => Some(Chunk::Close { conn }),
             FromLocal::Abort(conn) => Some(Chunk::Abort { conn }),
             FromLocal::Data(conn, data) => {
-                let n = data.len().min(buf.len());
+                // The readers read only within the credit, so this never holds bytes back;
+                // should it, the rest waits for a grant.
+                let n = data.len().min(buf.len()).min(credit.of(conn));
+                if n == 0 {
+                    self.partial = Some(FromLocal::Data(conn, data));
+                    return None;
+                }
                 buf[..n].copy_from_slice(&data[..n]);
                 if n < data.len() {
                     self.partial = Some(FromLocal::Data(conn, data.slice(n..)));
@@ -203,7 +359,7 @@ impl Upstream for Pending {
 
 /// The downstream part of one answered request: the bytes (or the end) for a local
 /// connection, or nothing.
-pub(super) struct Turn(pub(super) Option<(ConnId, mpsc::Sender<ToLocal>, ToLocal)>);
+pub(super) struct Turn(pub(super) Option<(ConnId, Arc<Outbox>, ToLocal)>);
 
 /// Hands each turn's bytes to its local connection, and lets the readers check for room;
 /// names the connections that do not keep up to `stuck` (one whose writer is gone, its
@@ -214,17 +370,9 @@ pub(super) async fn dispatch(
     stuck: mpsc::UnboundedSender<ConnId>,
 ) {
     while let Some(Turn(down)) = turns.recv().await {
-        if let Some((conn, tx, down)) = down {
-            let len = match &down {
-                ToLocal::Data(d) => d.len() as u64,
-                ToLocal::Close => 0,
-            };
-            LOCAL_QUEUED.fetch_add(len, Ordering::Relaxed);
-            if let Err(e) = tx.try_send(down) {
-                LOCAL_QUEUED.fetch_sub(len, Ordering::Relaxed);
-                if let TrySendError::Full(_) = e {
-                    let _ = stuck.send(conn);
-                }
+        if let Some((conn, out, down)) = down {
+            if let Err(Refused::Full) = out.push(&down) {
+                let _ = stuck.send(conn);
             }
         }
         budget.room.notify_waiters();
@@ -269,13 +417,20 @@ pub(super) fn spawn_local(
     carried: bool,
 ) -> Local {
     let (mut r, mut w) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<ToLocal>(LOCAL_QUEUE);
+    let out = Arc::new(Outbox::new());
+    let gate = Arc::new(SendGate::new());
     let aborts = up.clone();
+    let reading = gate.clone();
     let reader = local.spawn(async move {
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
+            // Nothing is read without credit: the application's writes then wait in its
+            // socket.
+            let allowed = reading.take(READ_CHUNK).await;
             budget.room().await;
-            match r.read(&mut buf).await {
+            let read = r.read(&mut buf[..allowed]).await;
+            reading.untake(allowed - *read.as_ref().unwrap_or(&allowed));
+            match read {
                 Ok(0) => break,
                 Err(_) => {
                     let _ = up.send(FromLocal::Abort(conn));
@@ -294,29 +449,22 @@ pub(super) fn spawn_local(
         let _ = up.send(FromLocal::Close(conn));
     });
     let reader_abort = reader.abort_handle();
+    let outbox = out.clone();
     local.spawn(async move {
         let _ = w.as_ref().set_nodelay(true);
-        while let Some(down) = rx.recv().await {
-            match down {
-                ToLocal::Data(d) => {
-                    let written = w.write_all(&d).await;
-                    LOCAL_QUEUED.fetch_sub(d.len() as u64, Ordering::Relaxed);
-                    if written.is_ok() {
-                        taken.add(conn, d.len() as u32);
-                    } else {
-                        // The application is gone: nothing more to write or read.
-                        reader_abort.abort();
-                        rx.close();
-                        while let Ok(left) = rx.try_recv() {
-                            if let ToLocal::Data(d) = left {
-                                LOCAL_QUEUED.fetch_sub(d.len() as u64, Ordering::Relaxed);
-                            }
-                        }
-                        let _ = aborts.send(FromLocal::Abort(conn));
-                        return;
-                    }
-                }
-                ToLocal::Close => break,
+        while let Some(d) = outbox.next().await {
+            let written = w.write_all(&d).await;
+            LOCAL_QUEUED.fetch_sub(d.len() as u64, Ordering::Relaxed);
+            if written.is_ok() {
+                // Out of the bound before the grant for them can bring more.
+                outbox.written();
+                taken.add(conn, d.len() as u32);
+            } else {
+                // The application is gone: nothing more to write or read.
+                reader_abort.abort();
+                outbox.gone();
+                let _ = aborts.send(FromLocal::Abort(conn));
+                return;
             }
         }
         // The exit closed: finish and close the local side entirely.
@@ -325,9 +473,67 @@ pub(super) fn spawn_local(
     });
     Local {
         number: 0,
-        tx,
+        out,
+        gate,
         reader: reader.abort_handle(),
         accepted: tokio::time::Instant::now(),
         carried,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream of one-byte records is bounded by its bytes: the window's worth is queued
+    /// (in one buffer), a byte more is refused, and what the writer wrote makes room again.
+    #[tokio::test]
+    async fn one_byte_records_queue_up_to_the_window_in_bytes() {
+        let window = credit::DOWN_WINDOW as usize;
+        let out = Outbox::new();
+        let byte = ToLocal::Data(Bytes::from_static(b"x"));
+        for _ in 0..window {
+            assert!(out.push(&byte).is_ok());
+        }
+        assert!(matches!(out.push(&byte), Err(Refused::Full)));
+        assert_eq!(out.state().bytes.len(), window);
+        // The writer takes everything waiting; until it is written, it still counts.
+        let taken = out.next().await.unwrap();
+        assert_eq!(taken.len(), window);
+        assert!(matches!(out.push(&byte), Err(Refused::Full)));
+        out.written();
+        assert!(out.push(&byte).is_ok());
+        // The exit's close comes after the bytes.
+        assert!(out.push(&ToLocal::Close).is_ok());
+        assert_eq!(out.next().await.unwrap().as_ref(), b"x");
+        out.written();
+        assert!(out.next().await.is_none());
+        out.gone();
+        assert!(matches!(out.push(&byte), Err(Refused::Gone)));
+    }
+
+    /// The reader's credit: the window, then only what is granted.
+    #[tokio::test]
+    async fn the_reader_takes_only_its_credit() {
+        let gate = SendGate::new();
+        assert_eq!(gate.take(usize::MAX).await, credit::UP_WINDOW as usize);
+        let waiting = gate.take(10);
+        tokio::pin!(waiting);
+        assert!(futures_poll_once(waiting.as_mut()).is_none());
+        gate.grant(4);
+        assert_eq!(waiting.await, 4);
+        gate.untake(3);
+        assert_eq!(gate.take(10).await, 3);
+    }
+
+    /// Polls `f` once.
+    fn futures_poll_once<F: std::future::Future + Unpin>(f: F) -> Option<F::Output> {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut f = f;
+        match std::pin::Pin::new(&mut f).poll(&mut cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        }
     }
 }

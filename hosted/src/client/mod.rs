@@ -180,7 +180,7 @@ async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let (to_answer, accepted) = mpsc::channel(ACCEPT_QUEUE);
-    let (turns, turns_rx) = mpsc::channel(local::LOCAL_QUEUE);
+    let (turns, turns_rx) = mpsc::channel(local::TURN_QUEUE);
     let (stuck_tx, stuck) = mpsc::unbounded_channel();
     let budget = std::sync::Arc::new(local::Budget::default());
     // Ends when the answering side drops its sender.

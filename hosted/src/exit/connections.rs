@@ -1,14 +1,19 @@
 //! The relay's side of its exit connections: one task per open Conn#, replies funnelled
 //! into one queue that the core relay drains one downstream record per exchange.
 //!
-//! The task of a connection owns its destination socket. Upstream bytes reach it through a
-//! bounded queue of [`EXIT_QUEUE`] chunks; a destination that does not take them fills the
-//! queue and is closed as too slow. The task reads replies in chunks of at most
+//! The task of a connection owns its destination socket. Upstream bytes reach it through
+//! one buffer ([`UpQueue`]) that holds at most the owner's upstream credit
+//! (`dissent_core::credit::UP_WINDOW`: the owner sends no more before the exit grants what
+//! the destination took, and an owner that sends more loses the connection); the task
+//! reports what the destination took, and the relay grants it back downstream in steps,
+//! so a destination that stops reading stops its owner. The task reads replies in chunks of at most
 //! [`ExitLimits::chunk`] bytes into the shared queue, waiting while it is full, and only
 //! within the connection's downstream credit (the owner's grants, `dissent_core::credit`),
 //! so a connection whose reader stopped holds at most its credit here; it closes a
 //! connection without traffic for [`ExitLimits::idle`]. An abort drops the task, its
-//! socket and whatever it queued. A SOCKS5 exit negotiates first,
+//! socket and whatever it queued. Memory per connection: at most the upstream window
+//! queued towards the destination, and at most the downstream credit (the window for an
+//! honest owner, `EXIT_CREDIT_CAP` for any) plus one chunk read from it. A SOCKS5 exit negotiates first,
 //! in the same task, over those two queues ([`Tunnel`]); an echo exit has no socket and
 //! sends its upstream chunks straight back.
 //!
@@ -28,7 +33,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use dissent_core::credit::ExitCredit;
+use dissent_core::credit::{Consumed, ExitCredit, ExitUpstream};
 use dissent_core::relay::{DownChunk, Downstream};
 use dissent_core::wire::ConnId;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -39,8 +44,6 @@ use tracing::{debug, info, warn};
 
 use super::{connect_tcp, socks5, ExitKind, ExitPolicy};
 
-/// Chunks buffered towards one exit connection before it is closed as too slow.
-const EXIT_QUEUE: usize = 1024;
 /// Downstream chunks waiting for an exchange.
 const DOWNSTREAM_QUEUE: usize = 256;
 
@@ -63,6 +66,8 @@ pub struct ExitLimits {
 struct CreditGate {
     credit: std::sync::Mutex<ExitCredit>,
     granted: tokio::sync::Notify,
+    /// Upstream bytes the destination took, not yet granted back to the owner.
+    taken: std::sync::Mutex<Consumed>,
 }
 
 impl CreditGate {
@@ -100,6 +105,70 @@ impl CreditGate {
         drop(c);
         self.granted.notify_one();
     }
+
+    /// `n` upstream bytes were taken; they are granted with the next [`CreditGate::took`].
+    fn count(&self, n: usize) {
+        let mut t = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        t.took(n as u32);
+    }
+
+    /// The destination took `n` upstream bytes; returns the grant to send now, if any.
+    fn took(&self, n: usize) -> Option<u32> {
+        let mut t = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        t.took(n as u32);
+        t.grant()
+    }
+}
+
+/// Upstream bytes waiting for one exit connection's destination, in one buffer (so a
+/// stream of one-byte records costs its bytes, not a chunk each). The relay checks each
+/// record against the owner's credit before it queues it, so the buffer holds at most the
+/// upstream window.
+#[derive(Default)]
+struct UpQueue {
+    state: std::sync::Mutex<UpState>,
+    ready: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct UpState {
+    bytes: BytesMut,
+    /// The owner finished sending.
+    closed: bool,
+}
+
+impl UpQueue {
+    fn state(&self) -> std::sync::MutexGuard<'_, UpState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, data: &[u8]) {
+        self.state().bytes.extend_from_slice(data);
+        self.ready.notify_one();
+    }
+
+    fn close(&self) {
+        self.state().closed = true;
+        self.ready.notify_one();
+    }
+
+    /// Every byte waiting, once there is one; `None` once the owner finished and every
+    /// byte was taken.
+    async fn recv(&self) -> Option<Bytes> {
+        loop {
+            let ready = self.ready.notified();
+            {
+                let mut s = self.state();
+                if !s.bytes.is_empty() {
+                    return Some(s.bytes.split().freeze());
+                }
+                if s.closed {
+                    return None;
+                }
+            }
+            ready.await;
+        }
+    }
 }
 
 /// A reply of an exit connection, tagged with its Conn# and generation.
@@ -108,6 +177,8 @@ type Envelope = (ConnId, u64, Reply);
 /// What an exit task reports for its connection.
 enum Reply {
     Data(Bytes),
+    /// The destination took this many more upstream bytes: a grant for the owner.
+    Grant(u32),
     /// The exit's side ended (or could not be opened).
     End,
 }
@@ -116,8 +187,12 @@ enum Reply {
 /// connection that used the same Conn#.
 struct ExitConn {
     generation: u64,
-    /// Upstream bytes; `None` once the client finished sending.
-    tx: Option<mpsc::Sender<Bytes>>,
+    /// Upstream bytes for the task.
+    up: std::sync::Arc<UpQueue>,
+    /// The client finished sending.
+    finished: bool,
+    /// What the owner may still send.
+    up_credit: ExitUpstream,
     task: AbortHandle,
     credit: std::sync::Arc<CreditGate>,
 }
@@ -133,6 +208,8 @@ pub struct ExitStats {
     pub refused_cap: u64,
     /// Connections their owners aborted.
     pub aborted: u64,
+    /// Connections closed because their owner sent beyond its upstream credit.
+    pub overdrawn: u64,
 }
 
 /// The relay's open exit connections.
@@ -237,7 +314,7 @@ impl ExitConnections {
             self.next_generation += 1;
             let generation = self.next_generation;
             let credit = std::sync::Arc::new(CreditGate::default());
-            let (tx, up) = mpsc::channel(EXIT_QUEUE);
+            let up = std::sync::Arc::new(UpQueue::default());
             let exit = ExitTask {
                 kind: self.kind.clone(),
                 policy: self.policy.clone(),
@@ -251,13 +328,15 @@ impl ExitConnections {
                 chunk: self.limits.chunk,
                 idle: self.limits.idle,
             };
-            let task = tokio::spawn(exit.run(up)).abort_handle();
+            let task = tokio::spawn(exit.run(up.clone())).abort_handle();
             *self.per_slot.entry(slot).or_insert(0) += 1;
             self.open.insert(
                 conn,
                 ExitConn {
                     generation,
-                    tx: Some(tx),
+                    up,
+                    finished: false,
+                    up_credit: ExitUpstream::new(),
                     task,
                     credit,
                 },
@@ -270,24 +349,29 @@ impl ExitConnections {
             debug!(%conn, "data for a connection that is not open dropped");
             return;
         };
-        let Some(tx) = &exit.tx else {
+        if exit.finished {
             debug!(%conn, "data after the client finished sending dropped");
             return;
-        };
-        if tx.try_send(Bytes::copy_from_slice(data)).is_err() {
-            warn!(%conn, "exit connection not keeping up; closing it");
+        }
+        if !exit.up_credit.received(data.len() as u32) {
+            // An honest owner never sends beyond what it was granted.
+            self.stats.overdrawn += 1;
+            warn!(%conn, "owner sent beyond its upstream credit; closing the connection");
             if let Some(old) = self.forget(conn) {
                 old.task.abort();
             }
             // The owner learns with the next downstream record.
             self.closing.push_back(conn);
+            return;
         }
+        exit.up.push(data);
     }
 
     /// The client finished sending on `conn`: the exit sends a FIN and keeps reading.
     pub fn close(&mut self, conn: ConnId) {
         if let Some(exit) = self.open.get_mut(&conn) {
-            exit.tx = None;
+            exit.finished = true;
+            exit.up.close();
         }
     }
 
@@ -348,6 +432,12 @@ impl Downstream for ExitConnections {
                     self.forget(conn);
                     return Some(DownChunk::Close { conn });
                 }
+                Reply::Grant(bytes) => {
+                    if let Some(exit) = self.open.get_mut(&conn) {
+                        exit.up_credit.granted(bytes);
+                    }
+                    return Some(DownChunk::Grant { conn, bytes });
+                }
                 Reply::Data(d) => d,
             };
             let n = data.len().min(buf.len());
@@ -379,6 +469,19 @@ impl Replies {
         self.queued.fetch_add(data.len() as u64, Ordering::Relaxed);
         let reply = (self.conn, self.generation, Reply::Data(data));
         self.down.send(reply).await.is_ok()
+    }
+
+    /// The destination took `n` upstream bytes; a grant goes to the owner once they make
+    /// a step. False once the relay is gone.
+    async fn took(&self, n: usize) -> bool {
+        match self.credit.took(n) {
+            Some(bytes) => self
+                .down
+                .send((self.conn, self.generation, Reply::Grant(bytes)))
+                .await
+                .is_ok(),
+            None => true,
+        }
     }
 
     /// Tells the relay that the connection has ended.
@@ -437,12 +540,12 @@ struct ExitTask {
 impl ExitTask {
     /// Opens the destination, carries bytes both ways until its side ends or the
     /// connection is idle too long, then reports the end.
-    async fn run(self, up: mpsc::Receiver<Bytes>) {
+    async fn run(self, up: std::sync::Arc<UpQueue>) {
         let conn = self.replies.conn;
         let activity = Activity::new();
         let carry = async {
             match &self.kind {
-                ExitKind::Echo => self.echo(up, &activity).await,
+                ExitKind::Echo => self.echo(&up, &activity).await,
                 ExitKind::Tcp(addr) => match connect_tcp(addr).await {
                     Ok(socket) => self.carry(socket, Bytes::new(), up, &activity).await,
                     Err(e) => {
@@ -479,18 +582,27 @@ impl ExitTask {
         &self,
         mut socket: TcpStream,
         unread: Bytes,
-        mut up: mpsc::Receiver<Bytes>,
+        up: std::sync::Arc<UpQueue>,
         activity: &Activity,
     ) {
         let (reading, mut to_destination) = socket.split();
         let from_destination = reading.as_ref();
         let upstream = async {
-            if !unread.is_empty() && to_destination.write_all(&unread).await.is_err() {
-                return;
+            if !unread.is_empty() {
+                if to_destination.write_all(&unread).await.is_err() {
+                    return;
+                }
+                if !self.replies.took(unread.len()).await {
+                    return;
+                }
             }
             while let Some(data) = up.recv().await {
                 activity.touch();
                 if to_destination.write_all(&data).await.is_err() {
+                    return;
+                }
+                // Taken by the destination (its socket buffer): the owner may send more.
+                if !self.replies.took(data.len()).await {
                     return;
                 }
             }
@@ -535,32 +647,23 @@ impl ExitTask {
     }
 
     /// Sends every upstream byte back until the client finishes sending. Replies take
-    /// whatever is queued, up to `chunk` bytes each, as a read of a socket would.
-    async fn echo(&self, mut up: mpsc::Receiver<Bytes>, activity: &Activity) {
-        let mut pending = BytesMut::new();
-        loop {
-            if pending.is_empty() {
-                // Nothing of the last buffer is kept while waiting.
-                pending = BytesMut::new();
-                let Some(data) = up.recv().await else {
-                    return;
-                };
-                activity.touch();
-                pending.extend_from_slice(&data);
-            }
-            while pending.len() < self.chunk {
-                let Ok(data) = up.try_recv() else {
-                    break;
-                };
-                activity.touch();
-                pending.extend_from_slice(&data);
-            }
-            let n = pending.len().min(self.chunk.max(1));
-            let n = self.replies.credit.take(n).await;
-            if !self.replies.data(pending.split_to(n).freeze()).await {
-                return;
-            }
+    /// whatever is queued, up to `chunk` bytes each, as a read of a socket would; a byte is
+    /// taken (and granted back upstream) once its reply is queued, so the echo goes only as
+    /// fast as the owner reads.
+    async fn echo(&self, up: &UpQueue, activity: &Activity) {
+        while let Some(mut pending) = up.recv().await {
             activity.touch();
+            while !pending.is_empty() {
+                let n = pending.len().min(self.chunk.max(1));
+                let n = self.replies.credit.take(n).await;
+                if !self.replies.data(pending.split_to(n)).await {
+                    return;
+                }
+                if !self.replies.took(n).await {
+                    return;
+                }
+                activity.touch();
+            }
         }
     }
 }
@@ -568,7 +671,9 @@ impl ExitTask {
 /// The client's side of a SOCKS5 exit connection as a byte stream, for the negotiation:
 /// reads take the upstream chunks, writes queue replies.
 struct Tunnel<'a> {
-    up: mpsc::Receiver<Bytes>,
+    up: std::sync::Arc<UpQueue>,
+    /// Waits for upstream bytes.
+    receiving: Option<Receiving>,
     /// The rest of the upstream chunk read last.
     unread: Bytes,
     replies: Replies,
@@ -577,13 +682,17 @@ struct Tunnel<'a> {
     activity: &'a Activity,
 }
 
+/// Waits for upstream bytes.
+type Receiving = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+
 /// Waits for room in the reply queue.
 type Reserving = Pin<Box<dyn Future<Output = Result<OwnedPermit<Envelope>, SendError<()>>> + Send>>;
 
 impl<'a> Tunnel<'a> {
-    fn new(up: mpsc::Receiver<Bytes>, replies: Replies, activity: &'a Activity) -> Self {
+    fn new(up: std::sync::Arc<UpQueue>, replies: Replies, activity: &'a Activity) -> Self {
         Tunnel {
             up,
+            receiving: None,
             unread: Bytes::new(),
             replies,
             reserving: None,
@@ -592,7 +701,7 @@ impl<'a> Tunnel<'a> {
     }
 
     /// The upstream queue, and what the client sent after its request.
-    fn into_parts(self) -> (mpsc::Receiver<Bytes>, Bytes) {
+    fn into_parts(self) -> (std::sync::Arc<UpQueue>, Bytes) {
         (self.up, self.unread)
     }
 }
@@ -605,7 +714,13 @@ impl AsyncRead for Tunnel<'_> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         while this.unread.is_empty() {
-            match ready!(this.up.poll_recv(cx)) {
+            let up = this.up.clone();
+            let receiving = this
+                .receiving
+                .get_or_insert_with(|| Box::pin(async move { up.recv().await }));
+            let received = ready!(receiving.as_mut().poll(cx));
+            this.receiving = None;
+            match received {
                 Some(data) => {
                     this.activity.touch();
                     this.unread = data;
@@ -616,6 +731,8 @@ impl AsyncRead for Tunnel<'_> {
         }
         let n = this.unread.len().min(buf.remaining());
         buf.put_slice(&this.unread.split_to(n));
+        // Taken by the negotiation: granted back with the destination's first bytes.
+        this.replies.credit.count(n);
         Poll::Ready(Ok(()))
     }
 }
@@ -702,6 +819,7 @@ mod tests {
                             let _ = to_client.shutdown().await;
                             return;
                         }
+                        DownChunk::Grant { .. } => {}
                     }
                 }
                 tokio::select! {
@@ -923,10 +1041,12 @@ mod tests {
         Ok(())
     }
 
-    /// A destination that takes no bytes fills the connection's queue and is closed; the
-    /// close goes to the owner and the connection no longer counts as open.
+    /// A destination that takes no bytes holds its owner to the upstream window: the
+    /// window is queued and the connection kept, a byte more (an owner that ignores its
+    /// credit) closes it; the close goes to the owner and the connection no longer counts.
     #[tokio::test]
-    async fn a_destination_that_takes_no_bytes_is_closed() -> io::Result<()> {
+    async fn a_destination_that_takes_no_bytes_holds_its_owner_to_the_window() -> io::Result<()> {
+        use dissent_core::credit::UP_WINDOW;
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let target = listener.local_addr()?;
         // Accepts and holds the connection, never reading.
@@ -935,26 +1055,89 @@ mod tests {
         let mut exits = ExitConnections::new(kind, ExitPolicy::new(true, Vec::new()), LIMITS);
         let conn = ConnId::new(1, 1);
         exits.upstream(conn, true, &[]);
-        let chunk = pattern(16 * 1024);
         let mut down = vec![0u8; LIMITS.chunk];
-        // Far more than the queue and both sockets' buffers can hold.
-        let mut closed = None;
-        for sent in 0..8 * EXIT_QUEUE {
-            exits.upstream(conn, false, &chunk);
-            if let Some(DownChunk::Close { conn: c }) = exits.next_chunk(&mut down) {
-                closed = Some((sent, c));
-                break;
+        // The destination's socket buffers take some: those are granted back, the rest
+        // stays queued.
+        let mut granted = 0u64;
+        // The window, one byte per record: kept, whatever the destination does.
+        for _ in 0..UP_WINDOW / 4096 {
+            for _ in 0..4096 {
+                exits.upstream(conn, false, b"x");
             }
-            // Lets the exit task write what the destination's buffers still take.
             tokio::task::yield_now().await;
+            while let Some(chunk) = exits.next_chunk(&mut down) {
+                match chunk {
+                    DownChunk::Grant { bytes, .. } => granted += u64::from(bytes),
+                    other => panic!("within the window: {other:?}"),
+                }
+            }
         }
-        let Some((sent, c)) = closed else {
-            panic!("the exit kept a destination that takes no bytes");
-        };
-        assert_eq!(c, conn);
-        assert!(sent >= EXIT_QUEUE, "closed after {sent} chunks");
+        assert_eq!(exits.open_connections(), 1);
+        // A byte beyond the window and the grants closes the connection.
+        let mut left = granted;
+        while left > 0 {
+            let n = left.min(16 * 1024);
+            exits.upstream(conn, false, &pattern(n as usize));
+            left -= n;
+        }
+        assert_eq!(exits.open_connections(), 1, "closed within its grants");
+        exits.upstream(conn, false, b"x");
+        assert_eq!(exits.stats.overdrawn, 1);
         assert_eq!(exits.open_connections(), 0);
+        assert!(matches!(
+            exits.next_chunk(&mut down),
+            Some(DownChunk::Close { conn: c }) if c == conn
+        ));
         drop(held);
+        Ok(())
+    }
+
+    /// What the destination takes goes back to the owner as grants, in steps: after it took
+    /// a window, all but less than a step of it is granted.
+    #[tokio::test]
+    async fn what_the_destination_takes_is_granted_back() -> io::Result<()> {
+        use dissent_core::credit::{GRANT_STEP, UP_WINDOW};
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let target = listener.local_addr()?;
+        let reader = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await?;
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).await?;
+            io::Result::Ok(all)
+        });
+        let kind = ExitKind::Tcp(target.to_string().parse().unwrap());
+        let mut exits = ExitConnections::new(kind, ExitPolicy::new(true, Vec::new()), LIMITS);
+        let conn = ConnId::new(1, 1);
+        exits.upstream(conn, true, &[]);
+        let data = pattern(UP_WINDOW as usize);
+        for part in data.chunks(16 * 1024) {
+            exits.upstream(conn, false, part);
+        }
+        let mut down = vec![0u8; LIMITS.chunk];
+        let mut granted = 0u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while granted + u64::from(GRANT_STEP) <= u64::from(UP_WINDOW) {
+            assert!(tokio::time::Instant::now() < deadline, "granted {granted}");
+            if exits.has_room() {
+                tokio::select! {
+                    _ = exits.recv() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                }
+            }
+            while let Some(chunk) = exits.next_chunk(&mut down) {
+                match chunk {
+                    DownChunk::Grant { conn: c, bytes } => {
+                        assert_eq!(c, conn);
+                        assert!(bytes >= GRANT_STEP);
+                        granted += u64::from(bytes);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert!(granted <= u64::from(UP_WINDOW));
+        exits.close(conn);
+        assert_eq!(reader.await.unwrap()?, data);
         Ok(())
     }
 

@@ -1,0 +1,166 @@
+//! End-to-end tests with a client that misbehaves on purpose: the real `dissent` binary built
+//! with the `disruptor` feature (`cargo test -p dissent --features disruptor --test
+//! disruption`; scripts/test runs them). Without the feature this file is empty.
+#![cfg(feature = "disruptor")]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+mod support;
+use support::*;
+
+/// Records every connection the exit makes to it: the bytes each one carried.
+fn recording_target() -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind target");
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    // Ends with the test process.
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let record = record.clone();
+            thread::spawn(move || {
+                let at = {
+                    let mut seen = lock(&record);
+                    seen.push(Vec::new());
+                    seen.len() - 1
+                };
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    lock(&record)[at].extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// A client that XORs a plain cell of its own making into another slot's exchanges (what
+/// an unsigned slot would have delivered) gets nothing of it to the exit: every such
+/// exchange is reported disrupted, and once it is gone the owner's bytes arrive, once, in
+/// order.
+#[test]
+fn nothing_an_injecting_client_writes_reaches_the_exit() {
+    within(Duration::from_secs(180), |scope| {
+        let (target, seen) = recording_target();
+        let exit = format!("tcp:127.0.0.1:{target}");
+        let mut net = Net::start_with(scope, 2, 1, &["--exit", &exit, "--allow-private-exit"]);
+        // Client 1 comes back as a disruptor.
+        net.clients[1].signal(libc::SIGKILL);
+        net.clients[1]
+            .wait_exit(EXIT_TIMEOUT)
+            .expect("client 1 dies");
+        let argv = Group::new(&net.cfg).client(
+            net.relay_port,
+            1,
+            0,
+            &["--disrupt".to_string(), "inject".to_string()],
+        );
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut injector = scope.spawn("injector", &argv);
+        injector.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
+
+        let data = pattern(16 * 1024, 7);
+        let mut up = net.connect(0);
+        up.write_all(&data).expect("write to client 0");
+        // Bounded: the relay reports the disrupted exchanges of client 0's slot.
+        net.relay
+            .wait_until(TRANSFER_TIMEOUT, "disrupted exchanges", |p| {
+                (p.log().matches("was disrupted").count() >= 5).then_some(())
+            });
+        for conn in lock(&seen).iter() {
+            assert!(
+                !conn.windows(8).any(|w| w == b"injected"),
+                "injected bytes reached the exit"
+            );
+        }
+
+        // Without the disruptor the owner's bytes arrive, once, in order.
+        injector.kill();
+        net.spawn_client(scope, 1);
+        let deadline = Instant::now() + TRANSFER_TIMEOUT;
+        loop {
+            let got: Vec<Vec<u8>> = lock(&seen).clone();
+            assert!(
+                got.iter().all(|c| !c.windows(8).any(|w| w == b"injected")),
+                "injected bytes reached the exit"
+            );
+            if got.iter().any(|c| c.len() >= data.len()) {
+                let conn = got.iter().find(|c| c.len() >= data.len()).unwrap();
+                assert_same(conn, &data, "client 0's bytes at the exit");
+                break;
+            }
+            assert!(Instant::now() < deadline, "client 0's bytes never arrived");
+            thread::sleep(Duration::from_millis(50));
+        }
+        net.assert_relay_up();
+    });
+}
+
+/// A client that stalls (withholds its acknowledgement of every view, or answers every
+/// request 9.5 s late) and dials again at once is cut once the others answered, and backed
+/// off for growing delays, which its own dialer honours; the other buddy group's echoes
+/// meanwhile come back byte-exact (its own buddy cannot send while it is away: fate
+/// sharing).
+fn a_stalling_client_is_backed_off_and_the_others_echo(mode: &str, why: &str) {
+    let (mode, why) = (mode.to_string(), why.to_string());
+    within(Duration::from_secs(180), move |scope| {
+        let mut net = Net::start(scope, 4, 1, "echo");
+        net.clients[3].signal(libc::SIGKILL);
+        net.clients[3]
+            .wait_exit(EXIT_TIMEOUT)
+            .expect("client 3 dies");
+        let argv = Group::new(&net.cfg).client(
+            net.relay_port,
+            3,
+            0,
+            &["--disrupt".to_string(), mode.clone()],
+        );
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut staller = scope.spawn("staller", &argv);
+        staller.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
+        net.relay.wait_for_log(
+            &format!("client 3 {why}: backed off for 1.0 s"),
+            TRANSFER_TIMEOUT,
+        );
+        let data = pattern(256 * 1024, 21);
+        let got = echo_bulk(net.client_ports[0], &data);
+        assert_same(&got, &data, "client 0's echo while client 3 stalls");
+        // It came back after its back-off and stalled again: twice as long.
+        net.relay.wait_for_log(
+            &format!("client 3 {why}: backed off for 2.0 s"),
+            TRANSFER_TIMEOUT,
+        );
+        staller.wait_for_log("backed off for", TRANSFER_TIMEOUT);
+        let got = echo_bulk(net.client_ports[1], &data);
+        assert_same(&got, &data, "client 1's echo while client 3 stalls");
+        let log = net.relay.log();
+        for honest in ["client 0 ", "client 1 ", "client 2 "] {
+            assert!(
+                !log.contains(&format!("{honest}{why}")),
+                "an honest client was backed off"
+            );
+        }
+        net.assert_relay_up();
+    });
+}
+
+#[test]
+fn a_client_that_withholds_its_ack_is_backed_off_and_the_others_echo() {
+    a_stalling_client_is_backed_off_and_the_others_echo(
+        "withhold-ack",
+        "withheld its acknowledgement",
+    );
+}
+
+#[test]
+fn a_client_that_answers_late_is_cut_and_backed_off_and_the_others_echo() {
+    a_stalling_client_is_backed_off_and_the_others_echo("slow", "answered long after the others");
+}
