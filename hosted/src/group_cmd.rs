@@ -195,7 +195,10 @@ pub fn run(cmd: GroupCommand) -> Result<()> {
                     private.role
                 );
             }
-            let name = desc.sign(&IdentityKey::from_bytes(&private.identity))?;
+            let name = desc.sign(
+                &IdentityKey::from_bytes(&private.identity),
+                &private.public(),
+            )?;
             group::save(&dir, &desc)?;
             console::say(format_args!(
                 "trustee {name} signed version {} ({})",

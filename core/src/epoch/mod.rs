@@ -39,6 +39,7 @@ mod outcome;
 mod proof;
 mod relay;
 pub mod session;
+pub mod switch;
 mod trustee;
 
 pub use client::SetupClient;

@@ -336,6 +336,8 @@ pub struct Relay<P, B> {
     goodbyes: Deque<(LinkId, GoodbyeReason), 256>,
     /// After [`Relay::shutdown`]: the next peer to say goodbye to.
     shutdown_position: Option<usize>,
+    /// What [`Relay::shutdown`] tells every node.
+    shutdown_reason: GoodbyeReason,
     /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
     unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
     decoding: Option<Decoding>,
@@ -441,6 +443,7 @@ where
             events: Deque::new(),
             goodbyes: Deque::new(),
             shutdown_position: None,
+            shutdown_reason: GoodbyeReason::ShuttingDown,
             unreported: Deque::new(),
             decoding: None,
             decoded_slot: 0,

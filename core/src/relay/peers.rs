@@ -370,6 +370,13 @@ where
         self.shutdown_position.get_or_insert(0);
     }
 
+    /// Like [`Relay::shutdown`], with the reason every node is told: `ShuttingDown` when
+    /// the relay stops, `Switch` when the epoch ends for a new version of the group.
+    pub fn shutdown_for(&mut self, reason: GoodbyeReason) {
+        self.shutdown_reason = reason;
+        self.shutdown();
+    }
+
     pub(super) fn transmit_shutdown(
         &mut self,
         from: usize,
@@ -389,7 +396,7 @@ where
             };
             self.shutdown_position = Some(i);
             let len = Message::Goodbye {
-                reason: GoodbyeReason::ShuttingDown,
+                reason: self.shutdown_reason,
             }
             .emit_frame(out)?;
             return Ok(Some(Transmit {

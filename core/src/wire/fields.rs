@@ -259,6 +259,9 @@ pub enum GoodbyeReason {
     },
     /// The node is on the relay's refusal list until an operator lets it back in.
     Excluded,
+    /// The group switches to a new version of its description: the epoch ends here, and
+    /// the node fetches the new version from the relay (docs/protocol.md, "Switches").
+    Switch,
 }
 
 impl GoodbyeReason {
@@ -287,6 +290,7 @@ impl core::fmt::Display for GoodbyeReason {
             GoodbyeReason::Timeout => "this node did not answer an exchange in time",
             GoodbyeReason::TooSlow => "this node did not read its link fast enough",
             GoodbyeReason::ShuttingDown => "the relay is shutting down",
+            GoodbyeReason::Switch => "the group switches to a new version at the end of this epoch",
             GoodbyeReason::Refused => {
                 "a trustee refused this node's proof of presence or acknowledgement"
             }

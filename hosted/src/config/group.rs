@@ -318,11 +318,23 @@ impl GroupDesc {
         Ok(gone)
     }
 
-    /// Adds (or replaces) the signature of the trustee holding `identity`.
-    pub fn sign(&mut self, identity: &IdentityKey) -> Result<String> {
+    /// Adds (or replaces) the signature of the trustee holding `identity`, whose public
+    /// keys are `own`. A trustee this version takes out (listed in `removals`) signs too:
+    /// every trustee of the running epoch must agree to a switch.
+    pub fn sign(&mut self, identity: &IdentityKey, own: &PublicKeys) -> Result<String> {
         let public = identity.public();
-        let Some(trustee) = self.trustees.iter().find(|t| t.identity == public) else {
-            bail!("this key is not the identity key of any trustee of the group");
+        ensure!(
+            own.identity == public,
+            "the identity key does not match its key file"
+        );
+        let leaving = self
+            .removals
+            .iter()
+            .any(|r| r.fingerprint == own.fingerprint());
+        let trustee = match self.trustees.iter().find(|t| t.identity == public) {
+            Some(t) => t.clone(),
+            None if leaving && own.role == KeyRole::Trustee => own.clone(),
+            None => bail!("this key is not the identity key of any trustee of the group"),
         };
         let fp = trustee.fingerprint();
         let signature = hex::encode(identity.sign(&self.digest()));
@@ -349,10 +361,10 @@ impl GroupDesc {
         let digest = self.digest();
         for s in &self.signatures {
             match self.trustees.iter().find(|t| t.fingerprint() == s.trustee) {
-                None => out.push(format!(
-                    "a signature by {}, which is no trustee of this version",
-                    s.trustee
-                )),
+                // A trustee of the running epoch that this version takes out signs its own
+                // removal: the running nodes check that signature at the switch
+                // ([`GroupDesc::switch_refusal`]); nobody else knows its key.
+                None => {}
                 Some(t) => {
                     let ok = hex::decode(&s.signature)
                         .is_ok_and(|sig| verify(&t.identity, &digest, &sig));
@@ -381,6 +393,60 @@ impl GroupDesc {
         out
     }
 
+    /// Why a node running `self` must refuse `next` as the group's next version, if it
+    /// must (the rule is `dissent_core::epoch::switch::check`: newer, and signed by every
+    /// trustee of both versions); the relay of a group never changes.
+    pub fn switch_refusal(&self, next: &GroupDesc) -> Option<String> {
+        use dissent_core::epoch::switch::{check, Candidate, Refused, Running};
+        if next.relay != self.relay {
+            return Some(format!(
+                "version {} names another relay: a group keeps its relay",
+                next.version
+            ));
+        }
+        let running: Vec<Key> = self.trustees.iter().map(|t| t.identity).collect();
+        let trustees: Vec<Key> = next.trustees.iter().map(|t| t.identity).collect();
+        let clients: Vec<Key> = next.clients.iter().map(|c| c.identity).collect();
+        let known: Vec<&PublicKeys> = self.trustees.iter().chain(&next.trustees).collect();
+        let signatures: Vec<(Key, [u8; 64])> = next
+            .signatures
+            .iter()
+            .filter_map(|s| {
+                let t = known.iter().find(|t| t.fingerprint() == s.trustee)?;
+                let sig: [u8; 64] = hex::decode(&s.signature).ok()?.try_into().ok()?;
+                Some((t.identity, sig))
+            })
+            .collect();
+        let candidate = Candidate {
+            version: next.version,
+            digest: next.digest(),
+            trustees: &trustees,
+            clients: &clients,
+        };
+        let running = Running {
+            version: self.version,
+            trustees: &running,
+        };
+        check(running, candidate, &signatures)
+            .err()
+            .map(|r| match r {
+                Refused::Unsigned { trustee, .. } => {
+                    let who = known
+                        .iter()
+                        .find(|t| t.identity == trustee)
+                        .map_or_else(String::new, |t| {
+                            format!(" {} ({})", t.name, t.fingerprint())
+                        });
+                    format!(
+                        "version {} ({}): {r}:{who}",
+                        next.version,
+                        next.fingerprint()
+                    )
+                }
+                r => format!("version {} ({}): {r}", next.version, next.fingerprint()),
+            })
+    }
+
     /// The relay's address.
     pub fn relay_address(&self) -> Result<HostPort> {
         self.relay_address
@@ -403,6 +469,19 @@ pub fn is_group_folder(dir: &Path) -> bool {
 pub fn load(dir: &Path) -> Result<GroupDesc> {
     let path = group_file(dir);
     let file: File = read_json(&path)?;
+    from_file(&path, file)
+}
+
+/// Checks the bytes of a `group.json` (signed or not) that came from `origin` (a path or a
+/// relay, for messages).
+pub fn from_bytes(origin: &Path, bytes: &[u8]) -> Result<GroupDesc> {
+    let file: File = serde_json::from_slice(bytes)
+        .with_context(|| format!("{}: not a group description", origin.display()))?;
+    from_file(origin, file)
+}
+
+fn from_file(path: &Path, file: File) -> Result<GroupDesc> {
+    let path = path.to_path_buf();
     let b = file.body;
     ensure!(
         b.format == FORMAT,
@@ -684,17 +763,30 @@ mod tests {
     fn valid_only_when_every_trustee_signed_this_version() {
         let (mut g, keys) = group();
         assert_eq!(g.problems().len(), 2);
-        g.sign(&IdentityKey::from_bytes(&keys[0].identity)).unwrap();
+        g.sign(
+            &IdentityKey::from_bytes(&keys[0].identity),
+            &keys[0].public(),
+        )
+        .unwrap();
         let p = g.problems();
         assert_eq!(p.len(), 1);
         assert!(
             p[0].contains("t1") && p[0].contains("has not signed"),
             "{p:?}"
         );
-        g.sign(&IdentityKey::from_bytes(&keys[1].identity)).unwrap();
+        g.sign(
+            &IdentityKey::from_bytes(&keys[1].identity),
+            &keys[1].public(),
+        )
+        .unwrap();
         assert!(g.problems().is_empty());
         // A client is no signer.
-        assert!(g.sign(&IdentityKey::from_bytes(&keys[2].identity)).is_err());
+        assert!(g
+            .sign(
+                &IdentityKey::from_bytes(&keys[2].identity),
+                &keys[2].public()
+            )
+            .is_err());
         // A signature over other bytes is named.
         let mut tampered = g.clone();
         tampered.policy.min_clients += 1;
@@ -705,6 +797,53 @@ mod tests {
         g.remove(&keys[2].public().fingerprint()).unwrap();
         assert_ne!(g.fingerprint(), before);
         assert_eq!(g.problems().len(), 3, "{:?}", g.problems());
+    }
+
+    fn sign(g: &mut GroupDesc, k: &PrivateKeys) {
+        g.sign(&IdentityKey::from_bytes(&k.identity), &k.public())
+            .unwrap();
+    }
+
+    #[test]
+    fn a_switch_needs_every_trustee_of_both_versions() {
+        let (mut running, keys) = group();
+        sign(&mut running, &keys[0]);
+        sign(&mut running, &keys[1]);
+        // A new client, signed by one running trustee only: refused, naming the other.
+        let mut next = running.clone();
+        let c1 = PrivateKeys::generate(KeyRole::Client, "c1").unwrap();
+        next.add(c1.public()).unwrap();
+        next.changed();
+        sign(&mut next, &keys[0]);
+        let why = running.switch_refusal(&next).unwrap();
+        assert!(why.contains("t1") && why.contains("not signed"), "{why}");
+        sign(&mut next, &keys[1]);
+        assert_eq!(running.switch_refusal(&next), None);
+        // The running version offered again, or an older one: refused.
+        let why = next.switch_refusal(&running).unwrap();
+        assert!(why.contains("not newer"), "{why}");
+        let why = next.switch_refusal(&next).unwrap();
+        assert!(why.contains("not newer"), "{why}");
+        // A trustee taken out must sign its own removal; a new trustee signs too.
+        let mut fewer = next.clone();
+        fewer.remove(&keys[1].public().fingerprint()).unwrap();
+        let t2 = PrivateKeys::generate(KeyRole::Trustee, "t2").unwrap();
+        fewer.add(t2.public()).unwrap();
+        fewer.changed();
+        sign(&mut fewer, &keys[0]);
+        sign(&mut fewer, &t2);
+        assert!(fewer.problems().is_empty(), "{:?}", fewer.problems());
+        let why = next.switch_refusal(&fewer).unwrap();
+        assert!(
+            why.contains("t1") && why.contains("running trustee"),
+            "{why}"
+        );
+        sign(&mut fewer, &keys[1]);
+        assert_eq!(next.switch_refusal(&fewer), None);
+        // A signature over other bytes does not count.
+        let mut forged = fewer.clone();
+        forged.clients.pop();
+        assert!(next.switch_refusal(&forged).is_some());
     }
 
     #[test]
