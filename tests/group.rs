@@ -292,3 +292,176 @@ fn a_group_with_no_dealer_sets_up_over_the_relay_and_carries_bytes() {
         );
     });
 }
+
+/// How many times `needle` appears in `log`.
+fn count(log: &str, needle: &str) -> usize {
+    log.matches(needle).count()
+}
+
+/// A copy of the group folder's `group.json` in a node's own folder.
+fn copy_group(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    fs::copy(from.join("group.json"), to.join("group.json")).unwrap();
+}
+
+#[test]
+fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
+    within(LIMIT, |scope| {
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+        let relay_key = new_key(home, "relay", "relay");
+        let trustees: Vec<PathBuf> = (0..2)
+            .map(|j| new_key(home, "trustee", &format!("trustee{j}")))
+            .collect();
+        let clients: Vec<PathBuf> = (0..5)
+            .map(|i| new_key(home, "client", &format!("client{i}")))
+            .collect();
+        // client4 joins at the switch; client3 leaves.
+        let (old, newcomer, leaving) = (&clients[..4], &clients[4], &clients[3]);
+
+        let group = home.join("group");
+        let port = reserve_port();
+        ok(&[
+            "group",
+            "new",
+            "--relay",
+            &format!("127.0.0.1:{port}"),
+            &s(&group),
+        ]);
+        let mut add = vec![
+            "group".to_string(),
+            "add".into(),
+            s(&group),
+            public(&relay_key),
+        ];
+        add.extend(trustees.iter().chain(old).map(|k| public(k)));
+        ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+        for t in &trustees {
+            ok(&["group", "sign", &s(&group), &s(t)]);
+        }
+        // Every node runs from its own copy of the public group folder.
+        let folder = |name: &str| home.join(format!("{name}-group"));
+        copy_group(&group, &folder("relay"));
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &s(&folder("relay")),
+                "--key",
+                &s(&relay_key),
+                "--exit",
+                "echo",
+            ],
+        );
+        let mut nodes = Vec::new();
+        for (j, t) in trustees.iter().enumerate() {
+            let name = format!("trustee{j}");
+            copy_group(&group, &folder(&name));
+            nodes.push(scope.spawn(&name, &["trustee", &s(&folder(&name)), &s(t)]));
+        }
+        let base = reserve_ports(5);
+        let mut procs = Vec::new();
+        for (i, c) in old.iter().enumerate() {
+            let name = format!("client{i}");
+            copy_group(&group, &folder(&name));
+            let p = (base + i as u16).to_string();
+            procs.push(scope.spawn(&name, &["client", &s(&folder(&name)), &s(c), "-p", &p]));
+        }
+        relay.wait_for_log("established", FORM_TIMEOUT);
+        for c in &mut procs {
+            c.wait_for_log("sending in interval", FORM_TIMEOUT);
+        }
+
+        // A transfer through client0 that runs across the switch: chunks echoed one by one,
+        // each checked byte-exact, until the connection ends.
+        let mut conn = connect(base, TRANSFER_TIMEOUT);
+        conn.set_read_timeout(Some(TRANSFER_TIMEOUT)).unwrap();
+        let transfer = std::thread::spawn(move || {
+            let mut echoed = 0usize;
+            for round in 0u32..100_000 {
+                let chunk: Vec<u8> = (0..4096u32).map(|i| (i ^ round) as u8).collect();
+                if conn.write_all(&chunk).is_err() {
+                    return (echoed, "write failed".to_string());
+                }
+                let mut back = vec![0u8; chunk.len()];
+                match conn.read_exact(&mut back) {
+                    Ok(()) => assert!(back == chunk, "an echoed chunk came back different"),
+                    Err(e) => return (echoed, format!("read ended: {e}")),
+                }
+                echoed += chunk.len();
+            }
+            (echoed, "never ended".to_string())
+        });
+
+        // The next version: client4 in, client3 out.
+        let fp = |k: &Path| {
+            let out = ok(&["key", "show", &public(k)]);
+            out.split_whitespace().next().unwrap().to_string()
+        };
+        ok(&["group", "add", &s(&group), &public(newcomer)]);
+        ok(&["group", "remove", &s(&group), &fp(leaving)]);
+        // Signed by one trustee only: the relay refuses it at the re-read and runs on.
+        ok(&["group", "sign", &s(&group), &s(&trustees[0])]);
+        copy_group(&group, &folder("relay"));
+        relay.signal(libc::SIGHUP);
+        relay.wait_for_log("is not taken (on SIGHUP)", FORM_TIMEOUT);
+        let log = relay.log();
+        assert!(
+            log.contains("trustee1") && log.contains("has not signed"),
+            "{log}"
+        );
+        assert!(!log.contains("switch announced"), "{log}");
+        // The newcomer starts from the signed version and waits for the switch.
+        ok(&["group", "sign", &s(&group), &s(&trustees[1])]);
+        copy_group(&group, &folder("client4"));
+        let p4 = (base + 4).to_string();
+        let mut joiner = scope.spawn(
+            "client4",
+            &["client", &s(&folder("client4")), &s(newcomer), "-p", &p4],
+        );
+        joiner.wait_for_log("linking to relay", FORM_TIMEOUT);
+
+        copy_group(&group, &folder("relay"));
+        relay.signal(libc::SIGHUP);
+        relay.wait_for_log("switch announced", FORM_TIMEOUT);
+        // The transfer's connection ends cleanly: everything echoed before was byte-exact.
+        let (echoed, how) = transfer.join().unwrap();
+        assert!(echoed > 0, "nothing was echoed before the switch ({how})");
+        assert_ne!(how, "never ended");
+        procs[0].wait_for_log("local connections are closed", FORM_TIMEOUT);
+
+        // The removed member is told and stops; its keys are refused from then on.
+        let status = procs[3]
+            .wait_exit(FORM_TIMEOUT)
+            .expect("client3 still runs");
+        assert!(!status.success());
+        let log = procs[3].log();
+        assert!(log.contains("removed at the switch"), "{log}");
+        relay.wait_for_log("told client client3 that version", FORM_TIMEOUT);
+        refused(
+            &["client", &s(&folder("client0")), &s(leaving), "-p", "0"],
+            "is not a client of group version",
+        );
+
+        // The next epoch: set up with the new member list, and traffic flows again.
+        relay.wait_until(FORM_TIMEOUT, "the second epoch", |p| {
+            (count(&p.log(), "established") >= 2).then_some(())
+        });
+        relay.wait_for_log("switch pause:", FORM_TIMEOUT);
+        joiner.wait_for_log("sending in interval", FORM_TIMEOUT);
+        procs[0].wait_until(FORM_TIMEOUT, "the second epoch", |p| {
+            (count(&p.log(), "every proof and signature checked") >= 2).then_some(())
+        });
+        let data: Vec<u8> = (0..60_000u32).map(|i| (i * 13 + i / 97) as u8).collect();
+        procs[0].wait_until(FORM_TIMEOUT, "sending in the second epoch", |p| {
+            let log = p.log();
+            let after = &log[log.rfind("every proof and signature checked")?..];
+            after.contains("sending in interval").then_some(())
+        });
+        echo_through(base, &data);
+        echo_through(base + 4, &data);
+        // Each node saved the new version in its folder.
+        let saved = fs::read(folder("client0").join("group.json")).unwrap();
+        assert_eq!(saved, fs::read(group.join("group.json")).unwrap());
+    });
+}

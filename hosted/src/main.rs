@@ -857,39 +857,14 @@ async fn run(command: Command) -> Result<()> {
                 anyhow::bail!("dissent relay: a configuration folder is needed");
             };
             let key_file = a.key_file.clone().or(a.key.clone());
-            let (group, relay_key, listen, min_clients) = if config::group::is_group_folder(&dir) {
-                // A group with no dealer: the epoch's setup first, then the DC-net with it.
-                let (desc, keys) = misconfigured(|| setup::load_relay(&dir, key_file.as_deref()))?;
-                console::set_role(&keys.name);
-                // The group's minimum holds for every node; a flag may only raise it.
-                let floor = a.min_clients.max(desc.policy.min_clients);
-                misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
-                let listen = relay_listen(&desc.relay_address()?, a.host, a.port);
-                let key_file = key_file.as_deref().unwrap_or(std::path::Path::new("."));
-                let (group, listen) = setup::relay(&desc, &keys, key_file, listen).await?;
-                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
-                (group, (keys.link, keys.dh), listen, min_clients)
-            } else {
-                let (group, node, min_clients) = misconfigured(|| {
-                    let group = config::Group::load(&dir)?;
-                    let key_file =
-                        key_file.unwrap_or_else(|| dir.join(format!("{}.json", group.relay_id)));
-                    let node = config::load_node(&group, &key_file, NodeKind::Relay)?;
-                    let min_clients =
-                        interval_minimum(a.min_clients, group.clients.len(), a.small)?;
-                    Ok((group, node, min_clients))
-                })?;
-                let listen = relay_listen(&group.relay_address, a.host, a.port);
-                let dh = node
-                    .session_private_key
-                    .ok_or_else(|| anyhow::anyhow!("the relay has no DH key"))?;
-                (group, (node.private_key, dh), listen, min_clients)
-            };
-            let opts = relay::RelayOptions {
+            let options = |listen: SocketAddr, min_clients: u16| relay::RelayOptions {
                 listen,
-                exit: a.exit,
+                exit: a.exit.clone(),
                 exit_policy: {
-                    let p = exit::ExitPolicy::new(a.private_exit.allow_private_exit, a.exit_deny);
+                    let p = exit::ExitPolicy::new(
+                        a.private_exit.allow_private_exit,
+                        a.exit_deny.clone(),
+                    );
                     p.keep_host_addresses_fresh();
                     p
                 },
@@ -905,62 +880,102 @@ async fn run(command: Command) -> Result<()> {
                 exit_per_slot: a.exit_per_slot,
                 exit_total: a.exit_max,
                 period: a.reservation_period,
-                status: a.status,
-                response_times: a.response_times,
+                status: a.status.clone(),
+                response_times: a.response_times.clone(),
                 refusals: Some(relay::refusals::path(&dir)),
                 straggler_floor: Duration::from_millis(a.straggler_ms),
             };
+            if config::group::is_group_folder(&dir) {
+                // A group with no dealer: the epoch's setup first, then the DC-net with it;
+                // at a switch, the next version's setup and its DC-net.
+                let (mut desc, keys) =
+                    misconfigured(|| setup::load_relay(&dir, key_file.as_deref()))?;
+                console::set_role(&keys.name);
+                let mut watch = setup::Watch::new(&dir)?;
+                let mut listen = relay_listen(&desc.relay_address()?, a.host, a.port);
+                let key_file = key_file.as_deref().unwrap_or(std::path::Path::new("."));
+                let mut from = None;
+                let mut announced = None;
+                a.metrics.serve().await?;
+                loop {
+                    // The group's minimum holds for every node; a flag may only raise it.
+                    let floor = a.min_clients.max(desc.policy.min_clients);
+                    misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
+                    let (group, bound) =
+                        setup::relay(&desc, &keys, key_file, listen, from.take()).await?;
+                    listen = bound;
+                    let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
+                    let running = desc.clone();
+                    let next = relay::run_epoch(
+                        group,
+                        keys.link,
+                        keys.dh,
+                        options(listen, min_clients),
+                        watch.next(&running),
+                        announced.take(),
+                    )
+                    .await?;
+                    let Some(next) = next else { return Ok(()) };
+                    announced = Some(std::time::Instant::now());
+                    desc = next.next.clone();
+                    from = Some(next);
+                }
+            }
+            let (group, node, min_clients) = misconfigured(|| {
+                let group = config::Group::load(&dir)?;
+                let key_file =
+                    key_file.unwrap_or_else(|| dir.join(format!("{}.json", group.relay_id)));
+                let node = config::load_node(&group, &key_file, NodeKind::Relay)?;
+                let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
+                Ok((group, node, min_clients))
+            })?;
+            let listen = relay_listen(&group.relay_address, a.host, a.port);
+            let dh = node
+                .session_private_key
+                .ok_or_else(|| anyhow::anyhow!("the relay has no DH key"))?;
+            let opts = options(listen, min_clients);
             a.metrics.serve().await?;
-            relay::run(group, relay_key.0, relay_key.1, opts).await
+            relay::run(group, node.private_key, dh, opts).await
         }
         Command::Trustee(a) => {
-            let (group, node, min_clients, relay) = start_member(
-                &a.dir,
-                &a.key_file,
-                (KeyRole::Trustee, NodeKind::Trustee),
-                a.min_clients,
-                a.small,
-                a.relay.clone(),
-            )
-            .await?;
-            a.metrics.serve().await?;
-            trustee::run(group, node, relay.to_string(), min_clients).await
+            let mut first = true;
+            loop {
+                let (group, node, min_clients, relay) = start_member(
+                    &a.dir,
+                    &a.key_file,
+                    (KeyRole::Trustee, NodeKind::Trustee),
+                    a.min_clients,
+                    a.small,
+                    a.relay.clone(),
+                )
+                .await?;
+                if std::mem::take(&mut first) {
+                    a.metrics.serve().await?;
+                }
+                let ended = trustee::run(group, node, relay.to_string(), min_clients).await;
+                if !next_epoch(&a.dir, &a.key_file, KeyRole::Trustee, &relay, ended).await? {
+                    return Ok(());
+                }
+            }
         }
         Command::Client(a) => {
-            let (group, node, min_clients, relay) = start_member(
-                &a.dir,
-                &a.key_file,
-                (KeyRole::Client, NodeKind::Client),
-                a.min_clients,
-                a.small,
-                a.relay.clone(),
-            )
-            .await?;
-            if !a.host.is_loopback() {
-                tracing::warn!(
-                    "listening on {}, beyond this machine (--host): anyone who can reach it \
-                     can send through this client's slot and read the replies; use \
-                     --host 127.0.0.1 unless that is what you want",
-                    SocketAddr::new(a.host, a.port)
-                );
+            let mut first = true;
+            loop {
+                let (group, node, min_clients, relay) = start_member(
+                    &a.dir,
+                    &a.key_file,
+                    (KeyRole::Client, NodeKind::Client),
+                    a.min_clients,
+                    a.small,
+                    a.relay.clone(),
+                )
+                .await?;
+                let ended = run_client(&a, group, node, min_clients, &relay, first).await;
+                first = false;
+                if !next_epoch(&a.dir, &a.key_file, KeyRole::Client, &relay, ended).await? {
+                    return Ok(());
+                }
             }
-            a.metrics.serve().await?;
-            client::run(
-                group,
-                node,
-                SocketAddr::new(a.host, a.port),
-                client::ClientOptions {
-                    relay: relay.to_string(),
-                    min_clients,
-                    min_anonymity: a.min_anonymity,
-                    quiet: false,
-                    #[cfg(feature = "disruptor")]
-                    disrupt: a.disrupt.clone(),
-                    #[cfg(not(feature = "disruptor"))]
-                    disrupt: None,
-                },
-            )
-            .await
         }
         #[cfg(feature = "tools")]
         Command::Qemu(a) => {
@@ -1185,6 +1200,92 @@ fn relay_listen(configured: &HostPort, host: Option<IpAddr>, port: Option<u16>) 
         Host::Name(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     });
     SocketAddr::new(ip, port.unwrap_or(configured.port()))
+}
+
+/// Runs a client's DC-net role for one epoch (its metrics served the first time).
+async fn run_client(
+    a: &ClientArgs,
+    group: config::Group,
+    node: config::NodeSecrets,
+    min_clients: u16,
+    relay: &HostPort,
+    first: bool,
+) -> Result<()> {
+    if !a.host.is_loopback() {
+        tracing::warn!(
+            "listening on {}, beyond this machine (--host): anyone who can reach it \
+                 can send through this client's slot and read the replies; use \
+                 --host 127.0.0.1 unless that is what you want",
+            SocketAddr::new(a.host, a.port)
+        );
+    }
+    if first {
+        a.metrics.serve().await?;
+    }
+    client::run(
+        group,
+        node,
+        SocketAddr::new(a.host, a.port),
+        client::ClientOptions {
+            relay: relay.to_string(),
+            min_clients,
+            min_anonymity: a.min_anonymity,
+            quiet: false,
+            #[cfg(feature = "disruptor")]
+            disrupt: a.disrupt.clone(),
+            #[cfg(not(feature = "disruptor"))]
+            disrupt: None,
+        },
+    )
+    .await
+}
+
+/// After a member's DC-net role ended: `Ok(true)` when the relay announced a switch and
+/// this node is a member of the next version, fetched from the relay and checked (newer,
+/// signed by every trustee of both versions) and saved in its group folder: the caller runs
+/// that version's setup and epoch. A member the next version leaves out stops, saying so.
+async fn next_epoch(
+    dir: &std::path::Path,
+    key_file: &std::path::Path,
+    role: KeyRole,
+    relay: &HostPort,
+    ended: Result<()>,
+) -> Result<bool> {
+    match ended {
+        Ok(()) => return Ok(false),
+        Err(e)
+            if e.downcast_ref::<link::dial::Switching>().is_some()
+                && config::group::is_group_folder(dir) => {}
+        Err(e) => return Err(e),
+    }
+    if role == KeyRole::Client {
+        tracing::info!(
+            "the group switches to a new version: this client's local connections are closed \
+             (its pseudonym changes, and keeping them would link the two epochs' pseudonyms)"
+        );
+    } else {
+        tracing::info!("the group switches to a new version at the end of this epoch");
+    }
+    let (desc, keys) = misconfigured(|| setup::load_node(dir, key_file, role))?;
+    match setup::fetch_next(&desc, &keys, &relay.to_string()).await? {
+        setup::Fetched::Next(next) => {
+            config::group::save(dir, &next)?;
+            tracing::info!(
+                "switch: version {} saved in {}; setting up its epoch",
+                next.version,
+                dir.display()
+            );
+            Ok(true)
+        }
+        setup::Fetched::Removed(next) => bail!(
+            "{} {} is not a member of group version {} ({}): removed at the switch; this node \
+             stops, and the relay refuses its keys from now on",
+            role,
+            keys.name,
+            next.version,
+            next.fingerprint()
+        ),
+    }
 }
 
 #[cfg(test)]

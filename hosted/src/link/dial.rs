@@ -70,12 +70,26 @@ impl Connected {
     }
 }
 
+/// The error a node's role ends with when the relay announced a switch
+/// (`Goodbye{Switch}`): the shell fetches the group's next version and sets up its epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct Switching;
+
+impl std::fmt::Display for Switching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the relay announced a switch to a new version of the group")
+    }
+}
+
+impl std::error::Error for Switching {}
+
 /// Says why a node's link ended (a lost link only unless `quiet`; a shutdown is the
 /// caller's to report). An error when this process must stop: another process of the node
 /// holds its place.
 pub fn after_link(id: &str, end: &End, quiet: bool) -> anyhow::Result<()> {
     match end {
         End::Shutdown => {}
+        End::Goodbye(GoodbyeReason::Switch) => return Err(anyhow::Error::new(Switching)),
         End::Goodbye(r) if r.ends_the_process() => anyhow::bail!("{id}: {r}; this process stops"),
         End::Goodbye(r @ GoodbyeReason::ShuttingDown) => {
             info!("{r}; reconnecting when it is back")
@@ -116,11 +130,23 @@ pub struct Dialer {
 impl Dialer {
     /// A dialer for `relay` (`host:port`); `seed` is fresh randomness for the jitter.
     pub fn new(relay: String, keys: LinkKeys, seed: [u8; 32], quiet: bool) -> Self {
+        Self::with_backoff(relay, keys, seed, quiet, BackoffConfig::default())
+    }
+
+    /// A dialer with its own backoff policy (a node waiting for the relay to reach its
+    /// setup redials within a second, so that a switch's pause stays short).
+    pub fn with_backoff(
+        relay: String,
+        keys: LinkKeys,
+        seed: [u8; 32],
+        quiet: bool,
+        backoff: BackoffConfig,
+    ) -> Self {
         let origin = tokio::time::Instant::now();
         Dialer {
             relay,
             keys,
-            backoff: Backoff::new(BackoffConfig::default(), seed),
+            backoff: Backoff::new(backoff, seed),
             origin,
             next: origin,
             failures: 0,

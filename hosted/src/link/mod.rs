@@ -381,6 +381,55 @@ where
     Ok((who, reader, writer))
 }
 
+/// Runs the relay side of a handshake that may be under any of several (group id, session
+/// id) pairs: each is tried in turn on the node's request, and `admit` gets the index of
+/// the pair that matched with the node's authenticated static key (a relay at a switch
+/// serves the switch links of the running epoch and the setup links of the next at once).
+pub async fn accept_any<R, W, T>(
+    mut r: R,
+    mut w: W,
+    relay_key: &[u8; 32],
+    ids: &[([u8; 16], [u8; 16])],
+    admit: impl FnOnce(usize, &[u8; 32]) -> Option<T>,
+) -> Result<(T, LinkReader<R>, LinkWriter<W>), HandshakeError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut records = RecordReader::responder();
+    let mut raw = BytesMut::new();
+    let (who, transport) = in_time(async {
+        let Some(used) = read_record(&mut r, &mut raw, &mut records).await? else {
+            return Err(HandshakeError::Closed);
+        };
+        let request: &[u8; REQUEST_LEN] = raw[HEADER_LEN..used]
+            .try_into()
+            .map_err(|_| invalid("handshake request of the wrong length"))?;
+        let mut matched = None;
+        for (n, (group_id, session_id)) in ids.iter().enumerate() {
+            let mut hs =
+                Responder::new(relay_key, group_id, session_id, entropy()?).map_err(noise_error)?;
+            if let Ok(key) = hs.read_request(request) {
+                matched = Some((n, hs, key));
+                break;
+            }
+        }
+        let Some((n, hs, key)) = matched else {
+            return Err(HandshakeError::NotForThisRelay);
+        };
+        raw.advance(used);
+        let who = admit(n, &key).ok_or(HandshakeError::NotMember)?;
+        let mut response = [0u8; HEADER_LEN + RESPONSE_LEN];
+        let (len, transport) = hs.write_response(&mut response).map_err(noise_error)?;
+        w.write_all(&response[..len]).await?;
+        w.flush().await?;
+        Ok((who, transport))
+    })
+    .await?;
+    let (reader, writer) = established(transport, r, records, raw, w);
+    Ok((who, reader, writer))
+}
+
 /// Runs a handshake step within [`HANDSHAKE_TIMEOUT`].
 async fn in_time<T>(
     step: impl std::future::Future<Output = Result<T, HandshakeError>>,

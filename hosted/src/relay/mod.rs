@@ -167,6 +167,43 @@ pub(crate) async fn serve(
     relay_dh: [u8; 32],
     opts: RelayOptions,
 ) -> Result<()> {
+    let never = std::future::pending::<()>();
+    serve_epoch(listener, group, relay_key, relay_dh, opts, never, None).await?;
+    Ok(())
+}
+
+/// Runs one epoch of the relay until Ctrl-C (`Ok(None)`) or until `switch` resolves: then
+/// every node is told `Goodbye{Switch}` and its link closed, and the switch's value is
+/// returned. `announced` is when the switch into this epoch was announced, if it was: the
+/// pause until its first decoded exchange is logged.
+pub async fn run_epoch<T>(
+    group: Group,
+    relay_key: [u8; 32],
+    relay_dh: [u8; 32],
+    opts: RelayOptions,
+    switch: impl std::future::Future<Output = T>,
+    announced: Option<std::time::Instant>,
+) -> Result<Option<T>> {
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    serve_epoch(
+        listener, group, relay_key, relay_dh, opts, switch, announced,
+    )
+    .await
+}
+
+async fn serve_epoch<T>(
+    listener: TcpListener,
+    group: Group,
+    relay_key: [u8; 32],
+    relay_dh: [u8; 32],
+    opts: RelayOptions,
+    switch: impl std::future::Future<Output = T>,
+    mut announced: Option<std::time::Instant>,
+) -> Result<Option<T>> {
+    tokio::pin!(switch);
+    let mut switched = None;
     let members_count = group.clients.len() + group.trustees.len();
     let nofile = match crate::platform::open_files::raise_limit() {
         Ok(n) => n,
@@ -348,6 +385,13 @@ pub(crate) async fn serve(
                 hub.drive();
                 break;
             }
+            next = &mut switch, if switched.is_none() => {
+                info!("switch announced: every node is told the epoch ends (Goodbye Switch)");
+                switched = Some(next);
+                hub.relay.shutdown_for(GoodbyeReason::Switch);
+                hub.drive();
+                break;
+            }
             accepted = listener.accept(), if accept_after.is_none() => {
                 // Links that finished their handshake meanwhile are out of reach of eviction.
                 while let Ok(ev) = ev_rx.try_recv() {
@@ -407,6 +451,16 @@ pub(crate) async fn serve(
         }
         hub.drive();
         hub.record_metrics(ev_rx.len());
+        if let Some(at) = announced {
+            if hub.relay.exchanges_decoded() > 0 {
+                info!(
+                    "switch pause: the first exchange of the new epoch decoded {:.3} s after \
+                     the switch was announced",
+                    at.elapsed().as_secs_f64()
+                );
+                announced = None;
+            }
+        }
     }
     // Closing every queue lets each writer flush its goodbye and end its link.
     for link in hub.links.values() {
@@ -418,7 +472,7 @@ pub(crate) async fn serve(
     drop(hub);
     drop(writers_tx);
     let _ = tokio::time::timeout(Duration::from_secs(1), writers_rx.recv()).await;
-    Ok(())
+    Ok(switched)
 }
 
 impl Hub {
