@@ -906,6 +906,7 @@ async fn run(command: Command) -> Result<()> {
                     listen = bound;
                     let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
                     let running = desc.clone();
+                    let ids = (group.group_id, group.session_id);
                     let next = relay::run_epoch(
                         group,
                         keys.link,
@@ -915,7 +916,8 @@ async fn run(command: Command) -> Result<()> {
                         announced.take(),
                     )
                     .await?;
-                    let Some(next) = next else { return Ok(()) };
+                    let Some(mut next) = next else { return Ok(()) };
+                    next.ended = Some(ids);
                     announced = Some(std::time::Instant::now());
                     desc = next.next.clone();
                     from = Some(next);

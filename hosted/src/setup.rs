@@ -132,6 +132,9 @@ pub struct SwitchFrom {
     pub next: GroupDesc,
     /// The next version's `group.json`, as served to the nodes.
     pub bytes: Vec<u8>,
+    /// The (group id, session id) of the epoch that ended: a member that was away when the
+    /// switch was announced and dials that epoch's DC-net is told `Goodbye{Switch}`.
+    pub ended: Option<([u8; 16], [u8; 16])>,
 }
 
 /// What a link to the relay's setup listener is.
@@ -140,6 +143,8 @@ enum Admitted {
     Setup(Who),
     /// A node of the epoch that ended, fetching the next version on a switch link.
     Switch { name: String, removed: bool },
+    /// A node of the epoch that ended, dialing its DC-net: it missed the announcement.
+    Late(String),
 }
 
 /// Serves the next version on a switch link: `Removed` first to a member it leaves out,
@@ -222,6 +227,9 @@ pub async fn relay(
             session::group_id(&old),
             session::switch_session(&old, epoch_of(&f.old)),
         ));
+        if let Some(ended) = f.ended {
+            ids.push(ended);
+        }
         for k in f.old.trustees.iter().chain(&f.old.clients) {
             let removed = !f.next.trustees.contains(k) && !f.next.clients.contains(k);
             leaving.insert(k.link, (format!("{} {}", k.role, k.name), removed));
@@ -248,10 +256,11 @@ pub async fn relay(
                 let (r, w) = stream.into_split();
                 let admitted = crate::link::accept_any(r, w, &relay_key, &ids, |n, k| match n {
                     0 => members.get(k).copied().map(Admitted::Setup),
-                    _ => leaving.get(k).map(|(name, removed)| Admitted::Switch {
+                    1 => leaving.get(k).map(|(name, removed)| Admitted::Switch {
                         name: name.clone(),
                         removed: *removed,
                     }),
+                    _ => leaving.get(k).map(|(name, _)| Admitted::Late(name.clone())),
                 })
                 .await;
                 let (who, mut reader, writer) = match admitted {
@@ -265,6 +274,22 @@ pub async fn relay(
                             }
                         }
                         let _ = writing.await;
+                        return;
+                    }
+                    Ok((Admitted::Late(name), _r, w)) => {
+                        let mut frame = [0u8; 16];
+                        let goodbye = dissent_core::wire::Message::Goodbye {
+                            reason: dissent_core::wire::GoodbyeReason::Switch,
+                        };
+                        if let Ok(n) = goodbye.emit_frame(&mut frame) {
+                            let (tx, rx) = mpsc::channel(1);
+                            let _ = tx.send(Bytes::copy_from_slice(&frame[..n])).await;
+                            drop(tx);
+                            let _ = w.run(rx).await;
+                            info!(
+                                "switch: {name} dialed the epoch that ended; told it of the switch"
+                            );
+                        }
                         return;
                     }
                     Err(e) => {
@@ -822,6 +847,7 @@ impl Watch {
                 old: running.clone(),
                 next,
                 bytes,
+                ended: None,
             };
         }
     }

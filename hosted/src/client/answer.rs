@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use dissent_core::client::{Client, ClientEvent, Delivery, PeerError, Upstream};
-use dissent_core::wire::ConnId;
+use dissent_core::wire::{ConnId, GoodbyeReason};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -186,6 +186,9 @@ impl ClientNode {
                     info!("client shutting down");
                 }
                 return Ok(());
+            }
+            if let End::Goodbye(GoodbyeReason::Switch) = end {
+                self.close_for_switch();
             }
             dial::after_link(&self.id, &end, self.quiet && !had_link)?;
             self.dialer.lost(&end);
@@ -425,6 +428,23 @@ impl ClientNode {
             }
             // The core forgets a connection it never announced.
             let _ = self.up_tx.send(FromLocal::Close(conn));
+        }
+    }
+
+    /// The epoch ends at a switch: every local connection is closed (its application reads
+    /// the end of the stream), since the next epoch's pseudonym must not carry it on.
+    fn close_for_switch(&mut self) {
+        let locals: Vec<(ConnId, Local)> = self.locals.drain().collect();
+        if !locals.is_empty() {
+            info!(
+                "closing {} local connection(s): the group switches to a new version, and a \
+                 connection does not outlive its epoch's pseudonym",
+                locals.len()
+            );
+        }
+        for (conn, l) in locals {
+            l.reader.abort();
+            self.hand_over(Some((conn, l.out, ToLocal::Close)));
         }
     }
 
