@@ -1242,6 +1242,25 @@ async fn run_client(
     .await
 }
 
+/// Writes the checked next version into the node's group folder, unless the folder holds it
+/// already: nodes that share a folder on one machine all write it at a switch.
+async fn save_version(dir: &std::path::Path, next: &config::group::GroupDesc) -> Result<()> {
+    let mut tries = 0;
+    loop {
+        let held = config::group::load_signed(dir).is_ok_and(|d| d.digest() == next.digest());
+        if held {
+            return Ok(());
+        }
+        match config::group::save(dir, next) {
+            Ok(()) => return Ok(()),
+            Err(e) if tries >= 50 => return Err(e),
+            // Another node writing the same file at the same moment.
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+        tries += 1;
+    }
+}
+
 /// After a member's DC-net role ended: `Ok(true)` when the relay announced a switch and
 /// this node is a member of the next version, fetched from the relay and checked (newer,
 /// signed by every trustee of both versions) and saved in its group folder: the caller runs
@@ -1271,7 +1290,7 @@ async fn next_epoch(
     let (desc, keys) = misconfigured(|| setup::load_node(dir, key_file, role))?;
     match setup::fetch_next(&desc, &keys, &relay.to_string()).await? {
         setup::Fetched::Next(next) => {
-            config::group::save(dir, &next)?;
+            save_version(dir, &next).await?;
             tracing::info!(
                 "switch: version {} saved in {}; setting up its epoch",
                 next.version,

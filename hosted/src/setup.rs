@@ -835,6 +835,7 @@ impl Watch {
                 ));
                 continue;
             }
+            self.refused_still_in(&next);
             info!(
                 "switch: found version {} ({}) {why}, signed by every trustee of versions {} and {}: \
                  announcing the switch",
@@ -849,6 +850,30 @@ impl Watch {
                 bytes,
                 ended: None,
             };
+        }
+    }
+
+    /// Names the clients on the relay's refusal list that `next` still lists: the next
+    /// epoch re-forms the buddy groups from its member list, so only a version that takes
+    /// them out (`dissent group remove`, signed by the trustees) frees their buddies.
+    fn refused_still_in(&self, next: &GroupDesc) {
+        let file = crate::relay::refusals::path(&self.dir);
+        let Ok(list) = crate::relay::refusals::RefusalList::load(&file) else {
+            return;
+        };
+        for e in &list.refused {
+            if let Some(c) = next.clients.iter().find(|c| hex::encode(c.link) == e.key) {
+                warn!(
+                    "switch: client {} ({}) is on the refusal list ({}) and still a member of \
+                     version {}: it stays refused, and its buddy group shares its fate until a \
+                     version takes it out (dissent group remove DIR {})",
+                    c.name,
+                    c.fingerprint(),
+                    e.reason,
+                    next.version,
+                    c.fingerprint()
+                );
+            }
         }
     }
 
