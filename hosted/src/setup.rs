@@ -16,6 +16,13 @@
 //!
 //! Every step is logged; a failure names the node (trustee or client, by name) and why.
 //!
+//! Switches (docs/protocol.md §12, "Switches"): the relay's [`Watch`] reads the group
+//! folder again on SIGHUP and every [`REREAD`] and yields a valid next version
+//! ([`SwitchFrom`]); the relay shell ends the epoch (`Goodbye{Switch}`) and calls [`relay`]
+//! with it, which serves the version on switch links ([`dissent_core::epoch::switch`]'s
+//! messages) while it gathers the next setup. A node whose role ended with the switch
+//! fetches and checks the version ([`fetch_next`]); the rule is the core's.
+//!
 //! Owns the setup links and the setup's timing; the protocol is the core's, the group
 //! folder `config::group`'s.
 

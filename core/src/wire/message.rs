@@ -737,6 +737,12 @@ mod tests {
                 std::vec![0, 0, 0, 2, 0x01, 0x0C],
             ),
             (
+                Message::Goodbye {
+                    reason: GoodbyeReason::Switch,
+                },
+                std::vec![0, 0, 0, 2, 0x01, 0x0D],
+            ),
+            (
                 Message::Disrupted {
                     interval: 7,
                     exchange: 300,

@@ -18,7 +18,9 @@
 //! fingerprint is SHA-256 over `"dissent-rs group/1\n" ‖ canonical bytes`, shown as
 //! `SHA256:<base64>`. A version is valid only when every trustee listed has signed that
 //! digest with its Ed25519 identity key ([`GroupDesc::sign`]); nodes load only valid versions
-//! ([`load_signed`]). Every change bumps `version` and drops the signatures.
+//! ([`load_signed`]). Every change bumps `version` and drops the signatures. A running
+//! group takes a newer version at a switch only when every trustee of the running version
+//! signed it too ([`GroupDesc::switch_refusal`]): a trustee taken out signs its own removal.
 //! `removals` lists the members taken out since the epoch that was last set up: they leave
 //! at the next epoch (the next setup).
 //!
