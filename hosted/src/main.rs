@@ -770,7 +770,13 @@ async fn start_member(
     asked: u16,
     small: SmallSet,
     relay: Option<HostPort>,
-) -> Result<(config::Group, config::NodeSecrets, u16, HostPort)> {
+) -> Result<(
+    config::Group,
+    config::NodeSecrets,
+    u16,
+    HostPort,
+    Option<Running>,
+)> {
     if config::group::is_group_folder(dir) {
         let (desc, keys) = misconfigured(|| setup::load_node(dir, key_file, key_role))?;
         console::set_role(&keys.name);
@@ -780,7 +786,7 @@ async fn start_member(
         let relay = relay.map_or_else(|| desc.relay_address(), Ok)?;
         let (group, node) = setup::node(&desc, &keys, key_file, relay.to_string()).await?;
         let min_clients = interval_minimum(floor, group.clients.len(), small)?;
-        Ok((group, node, min_clients, relay))
+        Ok((group, node, min_clients, relay, Some((desc, keys))))
     } else {
         let (group, node, min_clients) = misconfigured(|| {
             let (group, node) = load_node(dir, key_file, kind)?;
@@ -788,9 +794,12 @@ async fn start_member(
             Ok((group, node, min_clients))
         })?;
         let relay = relay.unwrap_or_else(|| group.relay_address.clone());
-        Ok((group, node, min_clients, relay))
+        Ok((group, node, min_clients, relay, None))
     }
 }
+
+/// A member's running version of a group folder and its own keys.
+type Running = (config::group::GroupDesc, config::keys::PrivateKeys);
 
 async fn run(command: Command) -> Result<()> {
     match command {
@@ -942,7 +951,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Trustee(a) => {
             let mut first = true;
             loop {
-                let (group, node, min_clients, relay) = start_member(
+                let (group, node, min_clients, relay, running) = start_member(
                     &a.dir,
                     &a.key_file,
                     (KeyRole::Trustee, NodeKind::Trustee),
@@ -955,7 +964,7 @@ async fn run(command: Command) -> Result<()> {
                     a.metrics.serve().await?;
                 }
                 let ended = trustee::run(group, node, relay.to_string(), min_clients).await;
-                if !next_epoch(&a.dir, &a.key_file, KeyRole::Trustee, &relay, ended).await? {
+                if !next_epoch(&a.dir, running, KeyRole::Trustee, &relay, ended).await? {
                     return Ok(());
                 }
             }
@@ -963,7 +972,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Client(a) => {
             let mut first = true;
             loop {
-                let (group, node, min_clients, relay) = start_member(
+                let (group, node, min_clients, relay, running) = start_member(
                     &a.dir,
                     &a.key_file,
                     (KeyRole::Client, NodeKind::Client),
@@ -974,7 +983,7 @@ async fn run(command: Command) -> Result<()> {
                 .await?;
                 let ended = run_client(&a, group, node, min_clients, &relay, first).await;
                 first = false;
-                if !next_epoch(&a.dir, &a.key_file, KeyRole::Client, &relay, ended).await? {
+                if !next_epoch(&a.dir, running, KeyRole::Client, &relay, ended).await? {
                     return Ok(());
                 }
             }
@@ -1242,23 +1251,19 @@ async fn run_client(
     .await
 }
 
-/// Writes the checked next version into the node's group folder, unless the folder holds it
-/// already: nodes that share a folder on one machine all write it at a switch.
-async fn save_version(dir: &std::path::Path, next: &config::group::GroupDesc) -> Result<()> {
-    let mut tries = 0;
-    loop {
-        let held = config::group::load_signed(dir).is_ok_and(|d| d.digest() == next.digest());
-        if held {
-            return Ok(());
-        }
-        match config::group::save(dir, next) {
-            Ok(()) => return Ok(()),
-            Err(e) if tries >= 50 => return Err(e),
-            // Another node writing the same file at the same moment.
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-        tries += 1;
+/// Writes the checked next version (the bytes the relay served) into the node's group
+/// folder, unless it holds them already; nodes that share a folder on one machine all write
+/// the same bytes at a switch, each through a file of its own renamed into place, so no node
+/// ever reads a half-written `group.json`.
+fn save_version(dir: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use anyhow::Context as _;
+    let path = config::group::group_file(dir);
+    if std::fs::read(&path).is_ok_and(|held| held == bytes) {
+        return Ok(());
     }
+    let own = dir.join(format!(".group.json.{}.tmp", std::process::id()));
+    std::fs::write(&own, bytes).with_context(|| format!("{}: cannot write", own.display()))?;
+    std::fs::rename(&own, &path).with_context(|| format!("{}: cannot write", path.display()))
 }
 
 /// After a member's DC-net role ended: `Ok(true)` when the relay announced a switch and
@@ -1267,18 +1272,16 @@ async fn save_version(dir: &std::path::Path, next: &config::group::GroupDesc) ->
 /// that version's setup and epoch. A member the next version leaves out stops, saying so.
 async fn next_epoch(
     dir: &std::path::Path,
-    key_file: &std::path::Path,
+    running: Option<Running>,
     role: KeyRole,
     relay: &HostPort,
     ended: Result<()>,
 ) -> Result<bool> {
-    match ended {
-        Ok(()) => return Ok(false),
-        Err(e)
-            if e.downcast_ref::<link::dial::Switching>().is_some()
-                && config::group::is_group_folder(dir) => {}
-        Err(e) => return Err(e),
-    }
+    let (desc, keys) = match (ended, running) {
+        (Ok(()), _) => return Ok(false),
+        (Err(e), Some(running)) if e.downcast_ref::<link::dial::Switching>().is_some() => running,
+        (Err(e), _) => return Err(e),
+    };
     if role == KeyRole::Client {
         tracing::info!(
             "the group switches to a new version: this client's local connections are closed \
@@ -1287,10 +1290,9 @@ async fn next_epoch(
     } else {
         tracing::info!("the group switches to a new version at the end of this epoch");
     }
-    let (desc, keys) = misconfigured(|| setup::load_node(dir, key_file, role))?;
     match setup::fetch_next(&desc, &keys, &relay.to_string()).await? {
-        setup::Fetched::Next(next) => {
-            save_version(dir, &next).await?;
+        setup::Fetched::Next(next, bytes) => {
+            save_version(dir, &bytes)?;
             tracing::info!(
                 "switch: version {} saved in {}; setting up its epoch",
                 next.version,

@@ -659,8 +659,8 @@ const MAX_DESCRIPTION: usize = 16 << 20;
 
 /// What the relay served a node of a running epoch at a switch.
 pub enum Fetched {
-    /// The next version, checked: this node is a member of it.
-    Next(GroupDesc),
+    /// The next version, checked, and its `group.json` bytes: this node is a member of it.
+    Next(GroupDesc, Vec<u8>),
     /// The next version (checked) leaves this node out.
     Removed(GroupDesc),
 }
@@ -758,7 +758,7 @@ pub async fn fetch_next(desc: &GroupDesc, keys: &PrivateKeys, relay_addr: &str) 
                 desc.version,
                 next.version
             );
-            Ok(Fetched::Next(next))
+            Ok(Fetched::Next(next, bytes.to_vec()))
         }
     }
 }
