@@ -515,17 +515,33 @@ fn from_file(path: &Path, file: File) -> Result<GroupDesc> {
         removals: b.removals,
         signatures: file.signatures,
     };
-    // The same checks as when members were added: distinct names and keys.
-    let mut rebuilt = GroupDesc {
-        relay: None,
-        trustees: Vec::new(),
-        clients: Vec::new(),
-        ..desc.clone()
-    };
+    // The same checks as when members were added (distinct names and keys, the limits), in
+    // one pass: a group of thousands is read by every node at every switch.
+    ensure!(
+        desc.trustees.len() <= super::MAX_TRUSTEES && desc.clients.len() <= super::MAX_CLIENTS,
+        "{}: more than {} trustees or {} clients",
+        path.display(),
+        super::MAX_TRUSTEES,
+        super::MAX_CLIENTS
+    );
+    let mut names = HashSet::new();
+    let mut keys = HashSet::new();
     for k in desc.members() {
-        rebuilt
-            .add(k.clone())
-            .with_context(|| format!("{}", path.display()))?;
+        ensure!(
+            names.insert(k.name.as_str()),
+            "{}: the name {:?} is taken twice",
+            path.display(),
+            k.name
+        );
+        for key in [k.link, k.identity, k.dh] {
+            ensure!(
+                keys.insert(key),
+                "{}: {} {}: shares a key with another member (or is in the group already)",
+                path.display(),
+                k.role,
+                k.name
+            );
+        }
     }
     desc.relay_address()
         .with_context(|| format!("{}", path.display()))?;
