@@ -6,7 +6,7 @@
 // Test code: each index, unwrap() and expect() is on a fixture the test itself set up.
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
-use dissent_core::epoch::identity::{Ed25519Identity, IdentitySigner};
+use dissent_core::epoch::identity::Ed25519Identity;
 use dissent_core::epoch::switch::{
     check, update_at, verdict, Candidate, Received, Refused, Running, SwitchMessage, UpdateError,
     UpdateReceiver, Verdict, MAX_UPDATE_DATA, REMOVED_LEN, UPDATE_HEADER_LEN,

@@ -198,29 +198,36 @@ pub enum SwitchMessage<'a> {
     },
 }
 
+/// Takes `N` bytes off the front of `rest`.
+fn take<const N: usize>(rest: &mut &[u8]) -> Result<[u8; N], WireError> {
+    let (head, tail) = rest.split_at_checked(N).ok_or(WireError::Malformed)?;
+    *rest = tail;
+    head.try_into().map_err(|_| WireError::Malformed)
+}
+
+/// Puts `bytes` at the front of `out`, which moves past them.
+fn put(out: &mut &mut [u8], bytes: &[u8]) -> Result<(), WireError> {
+    let (head, tail) = core::mem::take(out)
+        .split_at_mut_checked(bytes.len())
+        .ok_or(WireError::BufferTooSmall)?;
+    head.copy_from_slice(bytes);
+    *out = tail;
+    Ok(())
+}
+
 impl<'a> SwitchMessage<'a> {
     /// Parses one switch link frame body.
     pub fn parse(body: &'a [u8]) -> Result<SwitchMessage<'a>, WireError> {
-        let (&tag, rest) = body.split_first().ok_or(WireError::Malformed)?;
-        let version = rest
-            .get(..8)
-            .ok_or(WireError::Malformed)?
-            .try_into()
-            .map(u64::from_be_bytes)
-            .map_err(|_| WireError::Malformed)?;
-        let digest: [u8; 32] = rest
-            .get(8..40)
-            .ok_or(WireError::Malformed)?
-            .try_into()
-            .map_err(|_| WireError::Malformed)?;
+        let mut rest = body;
+        let [tag] = take::<1>(&mut rest)?;
+        let version = u64::from_be_bytes(take(&mut rest)?);
+        let digest: [u8; 32] = take(&mut rest)?;
         match tag {
             UPDATE => {
-                let h = rest.get(40..50).ok_or(WireError::Malformed)?;
-                let total = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
-                let offset = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-                let len = usize::from(u16::from_be_bytes([h[8], h[9]]));
-                let data = &rest[50..];
-                if data.len() != len || len > MAX_UPDATE_DATA {
+                let total = u32::from_be_bytes(take(&mut rest)?);
+                let offset = u32::from_be_bytes(take(&mut rest)?);
+                let len = usize::from(u16::from_be_bytes(take(&mut rest)?));
+                if rest.len() != len || len > MAX_UPDATE_DATA {
                     return Err(WireError::Malformed);
                 }
                 Ok(SwitchMessage::Update {
@@ -228,22 +235,16 @@ impl<'a> SwitchMessage<'a> {
                     digest,
                     total,
                     offset,
-                    data,
+                    data: rest,
                 })
             }
-            REMOVED if rest.len() == 40 => Ok(SwitchMessage::Removed { version, digest }),
+            REMOVED if rest.is_empty() => Ok(SwitchMessage::Removed { version, digest }),
             _ => Err(WireError::Malformed),
         }
     }
 
     /// Writes the message into `out`; returns its length.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize, WireError> {
-        let (tag, version, digest) = match self {
-            SwitchMessage::Update {
-                version, digest, ..
-            } => (UPDATE, version, digest),
-            SwitchMessage::Removed { version, digest } => (REMOVED, version, digest),
-        };
         let len = match self {
             SwitchMessage::Update { data, .. } if data.len() > MAX_UPDATE_DATA => {
                 return Err(WireError::Malformed)
@@ -251,21 +252,28 @@ impl<'a> SwitchMessage<'a> {
             SwitchMessage::Update { data, .. } => UPDATE_HEADER_LEN + data.len(),
             SwitchMessage::Removed { .. } => REMOVED_LEN,
         };
-        let out = out.get_mut(..len).ok_or(WireError::BufferTooSmall)?;
-        out[0] = tag;
-        out[1..9].copy_from_slice(&version.to_be_bytes());
-        out[9..41].copy_from_slice(digest);
-        if let SwitchMessage::Update {
-            total,
-            offset,
-            data,
-            ..
-        } = self
-        {
-            out[41..45].copy_from_slice(&total.to_be_bytes());
-            out[45..49].copy_from_slice(&offset.to_be_bytes());
-            out[49..51].copy_from_slice(&(data.len() as u16).to_be_bytes());
-            out[51..].copy_from_slice(data);
+        let mut w = out.get_mut(..len).ok_or(WireError::BufferTooSmall)?;
+        match self {
+            SwitchMessage::Update {
+                version,
+                digest,
+                total,
+                offset,
+                data,
+            } => {
+                put(&mut w, &[UPDATE])?;
+                put(&mut w, &version.to_be_bytes())?;
+                put(&mut w, digest)?;
+                put(&mut w, &total.to_be_bytes())?;
+                put(&mut w, &offset.to_be_bytes())?;
+                put(&mut w, &(data.len() as u16).to_be_bytes())?;
+                put(&mut w, data)?;
+            }
+            SwitchMessage::Removed { version, digest } => {
+                put(&mut w, &[REMOVED])?;
+                put(&mut w, &version.to_be_bytes())?;
+                put(&mut w, digest)?;
+            }
         }
         Ok(len)
     }
@@ -282,13 +290,15 @@ pub fn update_at<'a>(
     if offset >= description.len() {
         return None;
     }
-    let end = description.len().min(offset + MAX_UPDATE_DATA);
+    let end = description
+        .len()
+        .min(offset.saturating_add(MAX_UPDATE_DATA));
     Some(SwitchMessage::Update {
         version,
         digest,
         total: u32::try_from(description.len()).ok()?,
-        offset: offset as u32,
-        data: &description[offset..end],
+        offset: u32::try_from(offset).ok()?,
+        data: description.get(offset..end)?,
     })
 }
 
@@ -385,12 +395,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> UpdateReceiver<B> {
                 if total > self.buf.as_ref().len() {
                     return Err(UpdateError::TooLong);
                 }
-                let end = self.have + data.len();
+                let end = self.have.saturating_add(data.len());
                 if end > total || data.is_empty() {
                     return Err(UpdateError::Inconsistent);
                 }
+                let room = self
+                    .buf
+                    .as_mut()
+                    .get_mut(self.have..end)
+                    .ok_or(UpdateError::TooLong)?;
+                room.copy_from_slice(data);
                 self.total = Some(total);
-                self.buf.as_mut()[self.have..end].copy_from_slice(data);
                 self.have = end;
                 Ok(if end == total {
                     Received::Complete
@@ -409,7 +424,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> UpdateReceiver<B> {
     /// The whole description, once [`Received::Complete`].
     pub fn description(&self) -> Option<&[u8]> {
         match self.total {
-            Some(t) if t == self.have => Some(&self.buf.as_ref()[..t]),
+            Some(t) if t == self.have => self.buf.as_ref().get(..t),
             _ => None,
         }
     }

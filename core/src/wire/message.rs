@@ -445,7 +445,7 @@ mod tests {
         let outputs = [0x00, 0x01, 0x00, 0x02, 0x00, 0x01, 0x00, 0x05];
         let conn = ConnId(0x0003_0001);
         let slot = Kind::Slot { slot: 2, len: 256 };
-        let cases: [(Message<'_>, std::vec::Vec<u8>); 28] = [
+        let cases: [(Message<'_>, std::vec::Vec<u8>); 29] = [
             (
                 Message::Hello(Hello {
                     version: PROTOCOL_VERSION,
