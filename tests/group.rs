@@ -421,9 +421,21 @@ fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
         );
         joiner.wait_for_log("linking to relay", FORM_TIMEOUT);
 
+        // client2 is away when the switch is announced: it comes back on the old version
+        // and is told of the switch when it dials the ended epoch.
+        procs[2].kill();
         copy_group(&group, &folder("relay"));
         relay.signal(libc::SIGHUP);
         relay.wait_for_log("switch announced", FORM_TIMEOUT);
+        let p2 = (base + 2).to_string();
+        procs[2] = scope.spawn(
+            "client2-back",
+            &["client", &s(&folder("client2")), &s(&old[2]), "-p", &p2],
+        );
+        relay.wait_for_log(
+            "client client2 dialed the epoch that ended; told it of the switch",
+            FORM_TIMEOUT,
+        );
         // The transfer's connection ends cleanly: everything echoed before was byte-exact.
         let (echoed, how) = transfer.join().unwrap();
         assert!(echoed > 0, "nothing was echoed before the switch ({how})");
@@ -454,6 +466,7 @@ fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
         procs[0].wait_until(FORM_TIMEOUT, "the second epoch", |p| {
             (count(&p.log(), "every proof and signature checked") >= 2).then_some(())
         });
+        procs[2].wait_for_log("every proof and signature checked", FORM_TIMEOUT);
         let data: Vec<u8> = (0..60_000u32).map(|i| (i * 13 + i / 97) as u8).collect();
         procs[0].wait_until(FORM_TIMEOUT, "sending in the second epoch", |p| {
             let log = p.log();
