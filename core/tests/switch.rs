@@ -282,3 +282,42 @@ fn the_next_epoch_gives_the_new_member_a_slot_and_none_to_the_removed_one() {
         assert!(list.iter().all(|k| k[..] != theirs[..]));
     }
 }
+
+/// A switch drains the running interval: the exchanges in flight finish, no new exchange
+/// or interval starts, and every node is then told `Goodbye{Switch}`.
+#[test]
+fn a_drained_relay_issues_nothing_more_and_says_switch() {
+    use dissent_core::testkit::{pattern, Net, NetConfig};
+    let mut net = Net::new(NetConfig::new(4, 2, 128));
+    let conn = net.open(0);
+    net.send_bytes(0, conn, pattern(3, 20_000));
+    net.run_until(400_000, |s| {
+        s.exit.upstream.get(&conn).is_some_and(|u| u.len() > 1_000)
+    });
+    let before = net.relay.exchanges_decoded();
+    assert!(before > 0);
+    net.relay.drain(net.now);
+    net.run_until(100_000, |s| s.relay.drained());
+    assert!(net.relay.drained());
+    let drained = net.relay.exchanges_decoded();
+    let sent = net.exit.upstream[&conn].len();
+    net.run_steps(20_000);
+    assert_eq!(
+        net.relay.exchanges_decoded(),
+        drained,
+        "an exchange after the drain"
+    );
+    assert_eq!(net.exit.upstream[&conn].len(), sent);
+    assert!(sent < 20_000, "the transfer was still running");
+    net.relay
+        .shutdown_for(dissent_core::wire::GoodbyeReason::Switch);
+    net.flush_relay();
+    net.run_steps(1_000);
+    let told: Vec<_> = net
+        .goodbyes
+        .iter()
+        .filter(|g| g.2 == dissent_core::wire::GoodbyeReason::Switch)
+        .map(|g| g.1)
+        .collect();
+    assert_eq!(told.len(), 6, "every client and trustee is told: {told:?}");
+}

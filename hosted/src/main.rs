@@ -927,7 +927,7 @@ async fn run(command: Command) -> Result<()> {
                     .await?;
                     let Some(mut next) = next else { return Ok(()) };
                     next.ended = Some(ids);
-                    announced = Some(std::time::Instant::now());
+                    announced = Some(next.found);
                     desc = next.next.clone();
                     from = Some(next);
                 }

@@ -142,6 +142,8 @@ pub struct SwitchFrom {
     /// The (group id, session id) of the epoch that ended: a member that was away when the
     /// switch was announced and dials that epoch's DC-net is told `Goodbye{Switch}`.
     pub ended: Option<([u8; 16], [u8; 16])>,
+    /// When the relay took the version (the switch's pause counts from here).
+    pub found: std::time::Instant,
 }
 
 /// What a link to the relay's setup listener is.
@@ -856,6 +858,7 @@ impl Watch {
                 next,
                 bytes,
                 ended: None,
+                found: std::time::Instant::now(),
             };
         }
     }

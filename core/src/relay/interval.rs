@@ -191,12 +191,26 @@ where
         self.phase = Phase::Waiting;
     }
 
+    /// The epoch is ending (a switch): the running interval finishes the exchanges in
+    /// flight and issues no new one, and no new interval opens. [`Relay::drained`] says when
+    /// it is done; the shell then calls [`Relay::shutdown_for`].
+    pub fn drain(&mut self, now: Instant) {
+        self.draining = true;
+        self.advance(now);
+    }
+
+    /// After [`Relay::drain`]: no exchange is in flight (no interval runs).
+    pub fn drained(&self) -> bool {
+        self.draining && !matches!(self.phase, Phase::Running(_))
+    }
+
     /// Moves between phases as connections and progress allow.
     pub(super) fn advance(&mut self, now: Instant) {
         loop {
             match self.phase {
                 Phase::Waiting => {
-                    if self.trustees == self.all_trustees
+                    if !self.draining
+                        && self.trustees == self.all_trustees
                         && self.connected_clients >= usize::from(self.cfg.min_clients.max(1))
                     {
                         let interval = self.next_interval;
@@ -227,6 +241,11 @@ where
                 }
                 Phase::Running(mut running) => {
                     match running.stop {
+                        None if self.draining => {
+                            running.stop = Some(Stop::Drain);
+                            self.phase = Phase::Running(running);
+                            continue;
+                        }
                         None if self.join_check.is_some_and(|t| now >= t) => {
                             // One scan: the earliest joiner still connected, if any.
                             let ready = self.earliest_joiner().map(|t| t + self.cfg.join_delay);

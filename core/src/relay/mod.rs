@@ -338,6 +338,8 @@ pub struct Relay<P, B> {
     shutdown_position: Option<usize>,
     /// What [`Relay::shutdown`] tells every node.
     shutdown_reason: GoodbyeReason,
+    /// After [`Relay::drain`]: no new interval opens.
+    draining: bool,
     /// Kinds of issued exchanges whose outputs were not reported yet, oldest first.
     unreported: Deque<Kind, { 2 * MAX_WINDOW }>,
     decoding: Option<Decoding>,
@@ -444,6 +446,7 @@ where
             goodbyes: Deque::new(),
             shutdown_position: None,
             shutdown_reason: GoodbyeReason::ShuttingDown,
+            draining: false,
             unreported: Deque::new(),
             decoding: None,
             decoded_slot: 0,

@@ -172,7 +172,11 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// Longest a switch waits for the running interval's exchanges in flight.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
 /// Runs one epoch of the relay until Ctrl-C (`Ok(None)`) or until `switch` resolves: then
+/// the running interval drains (its exchanges in flight finish, at most [`DRAIN_LIMIT`]),
 /// every node is told `Goodbye{Switch}` and its link closed, and the switch's value is
 /// returned. `announced` is when the switch into this epoch was announced, if it was: the
 /// pause until its first decoded exchange is logged.
@@ -204,6 +208,9 @@ async fn serve_epoch<T>(
 ) -> Result<Option<T>> {
     tokio::pin!(switch);
     let mut switched = None;
+    // While a switch drains the running interval: when to end it anyway.
+    let mut draining: Option<tokio::time::Instant> = None;
+    let mut drained_or_late = false;
     let members_count = group.clients.len() + group.trustees.len();
     let nofile = match crate::platform::open_files::raise_limit() {
         Ok(n) => n,
@@ -386,11 +393,18 @@ async fn serve_epoch<T>(
                 break;
             }
             next = &mut switch, if switched.is_none() => {
-                info!("switch announced: every node is told the epoch ends (Goodbye Switch)");
+                info!("switch: draining the running interval (no new exchange)");
                 switched = Some(next);
-                hub.relay.shutdown_for(GoodbyeReason::Switch);
-                hub.drive();
-                break;
+                draining = Some(tokio::time::Instant::now() + DRAIN_LIMIT);
+                hub.relay.drain(clock::core_now(origin));
+            }
+            _ = sleep_until(draining) => {
+                warn!(
+                    "switch: the running interval did not drain within {} s; ending it",
+                    DRAIN_LIMIT.as_secs()
+                );
+                draining = None;
+                drained_or_late = true;
             }
             accepted = listener.accept(), if accept_after.is_none() => {
                 // Links that finished their handshake meanwhile are out of reach of eviction.
@@ -451,11 +465,17 @@ async fn serve_epoch<T>(
         }
         hub.drive();
         hub.record_metrics(ev_rx.len());
+        if switched.is_some() && (drained_or_late || hub.relay.drained()) {
+            info!("switch announced: every node is told the epoch ends (Goodbye Switch)");
+            hub.relay.shutdown_for(GoodbyeReason::Switch);
+            hub.drive();
+            break;
+        }
         if let Some(at) = announced {
             if hub.relay.exchanges_decoded() > 0 {
                 info!(
                     "switch pause: the first exchange of the new epoch decoded {:.3} s after \
-                     the switch was announced",
+                     the relay took the next version (the drain of the last interval included)",
                     at.elapsed().as_secs_f64()
                 );
                 announced = None;
