@@ -304,15 +304,21 @@ fn copy_group(from: &Path, to: &Path) {
     fs::copy(from.join("group.json"), to.join("group.json")).unwrap();
 }
 
+/// A switch while a transfer runs: client4 and trustee2 join, client3 and trustee1 leave
+/// (each trustee signs, the leaving one its own removal), client2 is away at the
+/// announcement. The transfer's connection ends cleanly; new transfers by an old and a new
+/// member arrive byte-exact; the removed members stop and are refused.
 #[test]
 fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
     within(LIMIT, |scope| {
         let home = tempfile::tempdir().unwrap();
         let home = home.path();
         let relay_key = new_key(home, "relay", "relay");
-        let trustees: Vec<PathBuf> = (0..2)
+        let all_trustees: Vec<PathBuf> = (0..3)
             .map(|j| new_key(home, "trustee", &format!("trustee{j}")))
             .collect();
+        // trustee2 comes in at the switch; trustee1 goes.
+        let trustees = &all_trustees[..2];
         let clients: Vec<PathBuf> = (0..5)
             .map(|i| new_key(home, "client", &format!("client{i}")))
             .collect();
@@ -336,7 +342,7 @@ fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
         ];
         add.extend(trustees.iter().chain(old).map(|k| public(k)));
         ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
-        for t in &trustees {
+        for t in trustees {
             ok(&["group", "sign", &s(&group), &s(t)]);
         }
         // Every node runs from its own copy of the public group folder.
@@ -398,8 +404,15 @@ fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
             let out = ok(&["key", "show", &public(k)]);
             out.split_whitespace().next().unwrap().to_string()
         };
-        ok(&["group", "add", &s(&group), &public(newcomer)]);
+        ok(&[
+            "group",
+            "add",
+            &s(&group),
+            &public(newcomer),
+            &public(&all_trustees[2]),
+        ]);
         ok(&["group", "remove", &s(&group), &fp(leaving)]);
+        ok(&["group", "remove", &s(&group), &fp(&trustees[1])]);
         // Signed by one trustee only: the relay refuses it at the re-read and runs on.
         ok(&["group", "sign", &s(&group), &s(&trustees[0])]);
         copy_group(&group, &folder("relay"));
@@ -411,8 +424,16 @@ fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
             "{log}"
         );
         assert!(!log.contains("switch announced"), "{log}");
-        // The newcomer starts from the signed version and waits for the switch.
+        // The leaving trustee signs its own removal, the new one its arrival. The newcomers
+        // start from the signed version and wait for the switch.
         ok(&["group", "sign", &s(&group), &s(&trustees[1])]);
+        ok(&["group", "sign", &s(&group), &s(&all_trustees[2])]);
+        copy_group(&group, &folder("trustee2"));
+        let mut new_trustee = scope.spawn(
+            "trustee2",
+            &["trustee", &s(&folder("trustee2")), &s(&all_trustees[2])],
+        );
+        new_trustee.wait_for_log("linking to relay", FORM_TIMEOUT);
         copy_group(&group, &folder("client4"));
         let p4 = (base + 4).to_string();
         let mut joiner = scope.spawn(
@@ -452,6 +473,11 @@ fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
         let log = procs[3].log();
         assert!(log.contains("removed at the switch"), "{log}");
         relay.wait_for_log("told client client3 that version", FORM_TIMEOUT);
+        let Some(status) = nodes[1].wait_exit(FORM_TIMEOUT) else {
+            panic!("trustee1 still runs: {}", nodes[1].log());
+        };
+        assert!(!status.success());
+        assert!(nodes[1].log().contains("removed at the switch"));
         refused(
             &["client", &s(&group), &s(leaving), "-p", "0"],
             "is not a client of group version",
@@ -463,6 +489,7 @@ fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
         });
         relay.wait_for_log("switch pause:", FORM_TIMEOUT);
         joiner.wait_for_log("sending in interval", FORM_TIMEOUT);
+        new_trustee.wait_for_log("every proof and signature checked", FORM_TIMEOUT);
         procs[0].wait_until(FORM_TIMEOUT, "the second epoch", |p| {
             (count(&p.log(), "every proof and signature checked") >= 2).then_some(())
         });
