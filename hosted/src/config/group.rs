@@ -647,10 +647,13 @@ pub fn show(desc: &GroupDesc) -> String {
         let _ = writeln!(s, "client  {i} {} {}", c.fingerprint(), c.name);
     }
     for r in &desc.removals {
+        let signed = desc.signatures.iter().any(|x| x.trustee == r.fingerprint);
         let _ = writeln!(
             s,
-            "leaving {} {} (at the next epoch)",
-            r.fingerprint, r.name
+            "leaving {} {} (at the next epoch{})",
+            r.fingerprint,
+            r.name,
+            if signed { "; signed its removal" } else { "" }
         );
     }
     let p = &desc.policy;
@@ -668,6 +671,11 @@ pub fn show(desc: &GroupDesc) -> String {
     let problems = desc.problems();
     if problems.is_empty() {
         let _ = writeln!(s, "valid: signed by every trustee");
+        let _ = writeln!(
+            s,
+            "a running group switches to it only once every trustee it runs with has signed \
+             it too (a trustee taken out signs its own removal)"
+        );
     } else {
         for p in problems {
             let _ = writeln!(s, "not valid: {p}");
