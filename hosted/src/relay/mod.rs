@@ -388,6 +388,8 @@ async fn serve_epoch<T>(
         tokio::select! {
             _ = &mut shutdown => {
                 info!("relay shutting down");
+                // A switch under way is dropped: the relay stops.
+                switched = None;
                 hub.relay.shutdown();
                 hub.drive();
                 break;
