@@ -400,7 +400,7 @@ fn a_stuck_or_broken_board_says_why_and_stops() {
 use dissent_core::crypto::{pad_public_key, public_key};
 use dissent_core::link::{RecordReader, Responder, Transport, HEADER_LEN, REQUEST_LEN};
 use dissent_core::provision::{Node, PeerKeys, Pseudonym, Relay};
-use dissent_core::wire::{self, Message, NodeRole};
+use dissent_core::wire::{self, GoodbyeReason, Message, NodeRole};
 
 /// Group and session of the test group.
 const GROUP: [u8; 16] = [0x47; 16];
@@ -519,6 +519,17 @@ fn relay_handshake_as(
     group: &[u8; 16],
     session: &[u8; 16],
 ) -> Vec<u8> {
+    relay_link(stream, expect_key, relay_secret, group, session).0
+}
+
+/// [`relay_handshake_as`], keeping the link to send the node frames.
+fn relay_link(
+    stream: &mut TcpStream,
+    expect_key: &[u8; 32],
+    relay_secret: &[u8; 32],
+    group: &[u8; 16],
+    session: &[u8; 16],
+) -> (Vec<u8>, Transport) {
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -541,7 +552,17 @@ fn relay_handshake_as(
     let mut response = [0u8; 64];
     let (n, mut transport) = responder.write_response(&mut response).expect("response");
     stream.write_all(&response[..n]).expect("send the response");
-    first_frame(stream, &mut transport, &mut records)
+    let first = first_frame(stream, &mut transport, &mut records);
+    (first, transport)
+}
+
+/// Sends `message` to the node as one frame in one record.
+fn send_message(stream: &mut TcpStream, transport: &mut Transport, message: &Message<'_>) {
+    let mut frame = vec![0u8; 256];
+    let n = message.emit_frame(&mut frame).expect("a frame");
+    let mut record = vec![0u8; n + 64];
+    let m = transport.seal(&frame[..n], &mut record).expect("a record");
+    stream.write_all(&record[..m]).expect("send the record");
 }
 
 /// Reads records until the plaintext holds a whole frame; returns its body.
@@ -674,6 +695,68 @@ fn role_firmware_sends_its_hello_and_redials_a_restarted_relay_ever_later() {
             qemu.exited().is_none(),
             "{app} stopped: console:\n{console}"
         );
+    }
+}
+
+#[test]
+fn role_firmware_waits_as_long_as_the_relay_backs_it_off() {
+    if !have_qemu() {
+        return;
+    }
+    // Longer than any backoff delay of a first or second failure (at most 200 ms).
+    const ASKED_MS: u32 = 3_000;
+    for (role, app) in [(NodeRole::Trustee, "trustee"), (NodeRole::Client, "client")] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind relay");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        let port = listener.local_addr().unwrap().port();
+        let index = 1;
+        let mut qemu = Qemu::boot(
+            dir.path(),
+            &firmware(app),
+            Some(&node_blob(role, index, port)),
+            &[],
+        );
+        let expect_key = public_key(&link_secret(role, index));
+        let mut stream = accept_within(&listener, &mut qemu, BOOT_LIMIT);
+        let (hello, mut transport) = relay_link(
+            &mut stream,
+            &expect_key,
+            &secret(RELAY, 0),
+            &GROUP,
+            &SESSION,
+        );
+        check_hello(&hello, role, index);
+        // The relay backs the node off, as it does a member that stalled the group.
+        let backed_off = Message::Goodbye {
+            reason: GoodbyeReason::BackOff { millis: ASKED_MS },
+        };
+        send_message(&mut stream, &mut transport, &backed_off);
+        let said = Instant::now();
+        let mut again = accept_within(&listener, &mut qemu, BOOT_LIMIT);
+        let waited = said.elapsed();
+        relay_handshake(&mut again, &expect_key);
+        let console = qemu.console();
+        eprintln!("{app}: backed off for {ASKED_MS} ms, dialled again after {waited:?}");
+        let line = console
+            .lines()
+            .find(|l| l.contains("link lost"))
+            .unwrap_or_else(|| panic!("no lost link:\n{console}"));
+        assert!(line.contains("backed off"), "{line}");
+        let next: u64 = line
+            .split("next dial in ")
+            .nth(1)
+            .and_then(|r| r.split(" ms").next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no next dial: {line}"));
+        assert!(next >= u64::from(ASKED_MS), "{line}");
+        assert!(
+            waited >= Duration::from_millis(u64::from(ASKED_MS)),
+            "{app} dialled again after {waited:?}, before the {ASKED_MS} ms it was asked to wait"
+        );
+        assert!(qemu.exited().is_none(), "{app} stopped:\n{console}");
     }
 }
 

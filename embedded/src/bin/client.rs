@@ -447,10 +447,12 @@ async fn link(
         };
         client.lock(|c| c.borrow_mut().handle_disconnected(now()));
         events(name, client, &stats);
-        if let Loss::Role(RoleError::Frame(e)) = &loss {
-            stop_if_replaced(name, e.goodbye());
-        }
-        uplink.lost(&mut socket, &loss).await;
+        let goodbye = match &loss {
+            Loss::Role(RoleError::Frame(e)) => e.goodbye(),
+            _ => None,
+        };
+        stop_if_replaced(name, goodbye);
+        uplink.lost(&mut socket, &loss, goodbye).await;
     }
 }
 
