@@ -394,6 +394,28 @@ fn a_stuck_or_broken_board_says_why_and_stops() {
     }
 }
 
+#[test]
+fn the_devices_core_sets_up_an_epoch_of_64_members() {
+    if !have_qemu() {
+        return;
+    }
+    // A relay, two trustees and 64 clients, the core's setup machines all on the board;
+    // trustee 1 is timed as a device trustee (embedded/README.md, "The setup on the device").
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut qemu = Qemu::boot(dir.path(), &firmware("setupcheck"), None, &[]);
+    let status = qemu.wait(BOOT_LIMIT);
+    let console = qemu.console();
+    assert_eq!(status.code(), Some(0), "console:\n{console}");
+    assert!(
+        console.contains("setupcheck: 64 members, 2 trustees")
+            && console.contains("setupcheck: ok"),
+        "console:\n{console}"
+    );
+    for line in console.lines().filter(|l| l.starts_with("setupcheck:")) {
+        eprintln!("{line}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Role firmware against a stand-in relay
 
