@@ -129,13 +129,13 @@ async fn setupcheck(mut board: Board) {
     let ids = IDENTITIES.take();
     let mut secrets = [[0u8; 32]; TRUSTEES];
     for s in secrets.iter_mut() {
-        rng.fill_bytes(s);
+        RngCore::fill_bytes(rng, s);
     }
     for (j, s) in secrets.iter().enumerate() {
         ids[j] = IdentityKey::from_bytes(s).public();
     }
     let mut client_seed = [0u8; 32];
-    rng.fill_bytes(&mut client_seed);
+    RngCore::fill_bytes(rng, &mut client_seed);
     let client_key = |i: usize| {
         let mut s = client_seed;
         s[..2].copy_from_slice(&(i as u16).to_le_bytes());
@@ -146,7 +146,7 @@ async fn setupcheck(mut board: Board) {
     }
     let ids: &'static [[u8; 32]] = ids;
     let mut group = [0u8; 32];
-    rng.fill_bytes(&mut group);
+    RngCore::fill_bytes(rng, &mut group);
     let config = SetupConfig {
         group,
         epoch: 1,
