@@ -100,16 +100,25 @@ struct Qemu {
 impl Qemu {
     /// Boots `elf` with a fresh seed, `provision` (if any) and `hostfwd` rules.
     fn boot(dir: &Path, elf: &Path, provision: Option<&[u8]>, hostfwd: &[String]) -> Qemu {
-        Self::boot_with(dir, elf, true, provision, hostfwd)
+        Self::boot_with(dir, elf, true, provision, hostfwd, &[])
     }
 
-    /// Boots `elf`, with a fresh seed if `seed`.
+    /// Boots `elf` with a fresh seed and no network use, its clock counting instructions
+    /// instead of following the host's: one nanosecond of the board's time per instruction
+    /// (`-icount shift=0`, idle time skipped), so its timings and its watchdog do not
+    /// depend on how loaded the host is.
+    fn boot_counted(dir: &Path, elf: &Path) -> Qemu {
+        Self::boot_with(dir, elf, true, None, &[], &["-icount", "shift=0,sleep=off"])
+    }
+
+    /// Boots `elf`, with a fresh seed if `seed`, and QEMU's `extra` arguments.
     fn boot_with(
         dir: &Path,
         elf: &Path,
         seed: bool,
         provision: Option<&[u8]>,
         hostfwd: &[String],
+        extra: &[&str],
     ) -> Qemu {
         let mut nic = "user,model=lan9118".to_string();
         for rule in hostfwd {
@@ -124,6 +133,7 @@ impl Qemu {
             .args(["-display", "none", "-monitor", "none", "-serial", "null"])
             .args(["-semihosting-config", "enable=on,target=native"])
             .args(["-nic", &nic])
+            .args(extra)
             .arg("-kernel")
             .arg(elf);
         if seed {
@@ -356,7 +366,7 @@ fn netcheck_refuses_a_blob_for_another_app_and_a_boot_without_seed() {
 
     // No seed: the board must refuse to start rather than run without fresh entropy.
     let blob = netcheck_blob(b"NCHK", 9, GUEST_PORT, 1);
-    let mut qemu = Qemu::boot_with(dir.path(), &elf, false, Some(&blob), &[]);
+    let mut qemu = Qemu::boot_with(dir.path(), &elf, false, Some(&blob), &[], &[]);
     assert_eq!(
         qemu.wait(BOOT_LIMIT).code(),
         Some(3),
@@ -401,9 +411,11 @@ fn the_devices_core_sets_up_an_epoch_of_64_members() {
     }
     // A relay, two trustees and 64 clients, the core's setup machines all on the board;
     // trustee 1 is timed as a device trustee (embedded/README.md, "The setup on the device").
+    // Its clock counts instructions: a millisecond it prints is a million instructions, and
+    // a loaded host cannot make a long step starve the watchdog.
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut qemu = Qemu::boot(dir.path(), &firmware("setupcheck"), None, &[]);
-    let status = qemu.wait(BOOT_LIMIT);
+    let mut qemu = Qemu::boot_counted(dir.path(), &firmware("setupcheck"));
+    let status = qemu.wait(Duration::from_secs(300));
     let console = qemu.console();
     assert_eq!(status.code(), Some(0), "console:\n{console}");
     assert!(

@@ -13,14 +13,17 @@
 //! Chunks are cut to fit the device's frames (`MAX_FRAME`, as its trustee firmware
 //! declares). It prints the times, the storage and the stack peak; exits 0 when both
 //! trustees established the same epoch over every member, 1 otherwise. No provisioning and
-//! no network use: `cargo run --release --bin setupcheck`.
+//! no network use: `DISSENT_ICOUNT=1 cargo run --release --bin setupcheck` (the board's
+//! clock then counts instructions, one nanosecond each: a millisecond printed is a million
+//! instructions, whatever the host's load; without it a loaded host can stretch one long
+//! step past the watchdog's 8 s).
 #![no_std]
 #![no_main]
 
-use dissent_core::epoch::message::CHUNK_HEADER_LEN;
+use dissent_core::epoch::message::{Stage, CHUNK_HEADER_LEN};
 use dissent_core::epoch::{
     Event, RelayStep, SetupClient, SetupConfig, SetupRelay, SetupStorage, SetupStorageLens,
-    SetupTrustee,
+    SetupTrustee, Waiting,
 };
 use dissent_core::identity::IdentityKey;
 use dissent_core::ristretto::shuffle::ProverSlot;
@@ -88,32 +91,65 @@ fn storage(region: &mut [u8]) -> SetupStorage<&mut [u8]> {
     }
 }
 
-/// Time spent in the measured trustee's calls (in all, and in the longest one), and the
-/// deepest stack any of them took below its caller.
+/// What the setup waited for when a call into the measured trustee began: the phases its
+/// time and stack are reported by.
+const PHASES: [&str; 7] = [
+    "the relay's Open",
+    "the trustees' keys",
+    "the submissions",
+    "the shuffles",
+    "the decryption shares",
+    "the records",
+    "nothing more",
+];
+
+fn phase(waiting: Waiting) -> usize {
+    match waiting {
+        Waiting::Open => 0,
+        Waiting::Key(_) => 1,
+        Waiting::Submit(_) => 2,
+        Waiting::Chunk(_, Stage::Shuffle) | Waiting::Seal(_, Stage::Shuffle) => 3,
+        Waiting::Chunk(_, Stage::Shares) | Waiting::Seal(_, Stage::Shares) => 4,
+        Waiting::Record(_) => 5,
+        Waiting::Nothing => 6,
+    }
+}
+
+/// Time spent in the measured trustee's calls and the deepest stack any of them took below
+/// its caller, by phase.
 #[derive(Default)]
 struct Meter {
     total: Duration,
     longest: Duration,
     calls: u32,
-    /// Deepest stack below the caller's frame, and the caller's own.
-    stack: usize,
+    /// Per phase: time, calls, deepest stack below the caller.
+    phases: [(Duration, u32, usize); PHASES.len()],
+    /// The deepest stack the callers themselves used.
     caller: usize,
 }
 
 impl Meter {
     #[inline(never)]
-    fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
+    fn time<T>(&mut self, waiting: Waiting, f: impl FnOnce() -> T) -> T {
         stack::repaint();
         let caller = stack::in_use();
         let started = Instant::now();
         let out = f();
         let took = started.elapsed();
+        let below = stack::peak().saturating_sub(caller);
         self.caller = self.caller.max(caller);
-        self.stack = self.stack.max(stack::peak().saturating_sub(caller));
         self.total += took;
         self.longest = self.longest.max(took);
         self.calls += 1;
+        let p = &mut self.phases[phase(waiting)];
+        p.0 += took;
+        p.1 += 1;
+        p.2 = p.2.max(below);
         out
+    }
+
+    fn stack(&self) -> usize {
+        self.phases.iter().map(|p| p.2).max().unwrap_or(0)
     }
 }
 
@@ -170,7 +206,7 @@ async fn setupcheck(mut board: Board) {
         )
     };
     let t0 = trustee(0, t0, slots0);
-    let t1 = meter.time(|| trustee(1, t1, slots1));
+    let t1 = meter.time(Waiting::Open, || trustee(1, t1, slots1));
     let (Ok(mut t0), Ok(mut t1)) = (t0, t1) else {
         fail("a trustee refused its configuration")
     };
@@ -208,7 +244,7 @@ async fn setupcheck(mut board: Board) {
             if t0.receive(&frame[..n], rng).is_err() {
                 fail("trustee 0 refused the relay's frame");
             }
-            let e = meter.time(|| t1.receive(&frame[..n], rng));
+            let e = meter.time(t1.waiting(), || t1.receive(&frame[..n], rng));
             if e.is_err() {
                 fail("the device trustee refused the relay's frame");
             }
@@ -217,7 +253,7 @@ async fn setupcheck(mut board: Board) {
         for j in 0..TRUSTEES {
             loop {
                 let polled = if j == DEVICE {
-                    meter.time(|| t1.poll_transmit(frame))
+                    meter.time(t1.waiting(), || t1.poll_transmit(frame))
                 } else {
                     t0.poll_transmit(frame)
                 };
@@ -241,7 +277,7 @@ async fn setupcheck(mut board: Board) {
                 }
                 for (k, event) in [
                     t0.receive(&frame[..n], rng),
-                    meter.time(|| t1.receive(&frame[..n], rng)),
+                    meter.time(t1.waiting(), || t1.receive(&frame[..n], rng)),
                 ]
                 .into_iter()
                 .enumerate()
@@ -326,9 +362,22 @@ async fn setupcheck(mut board: Board) {
         core::mem::size_of::<[ProverSlot; CLIENTS]>(),
         core::mem::size_of_val(&t1)
     );
+    for (name, (took, calls, below)) in PHASES.iter().zip(meter.phases.iter()) {
+        if *calls > 0 {
+            println!(
+                "setupcheck: the device trustee waiting for {}: {} ms in {} calls, stack {} B below the caller",
+                name,
+                took.as_millis(),
+                calls,
+                below
+            );
+        }
+    }
     println!(
         "setupcheck: stack peak {} B at start; the device trustee's calls take {} B below their caller ({} B in use there)",
-        start_stack, meter.stack, meter.caller
+        start_stack,
+        meter.stack(),
+        meter.caller
     );
     println!("setupcheck: ok");
     dissent_embedded::exit(0)
