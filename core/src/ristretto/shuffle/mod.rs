@@ -64,7 +64,7 @@ mod verify;
 pub use prove::prove;
 #[cfg(feature = "std")]
 pub use verify::verify_batched;
-pub use verify::{verify, verify_streaming};
+pub use verify::{verify, verify_streaming, Verifier, STEP_ROWS};
 
 use core::num::NonZeroUsize;
 
