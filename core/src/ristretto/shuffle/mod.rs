@@ -61,7 +61,7 @@
 mod prove;
 mod verify;
 
-pub use prove::prove;
+pub use prove::{prove, Prover};
 #[cfg(feature = "std")]
 pub use verify::verify_batched;
 pub use verify::{verify, verify_streaming, Verifier, STEP_ROWS};
