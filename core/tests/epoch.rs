@@ -628,3 +628,81 @@ fn random_frames_never_panic_a_setup_role() {
     assert!(sim.net.relay.established().is_none());
     assert!(sim.net.clients.iter().all(|c| c.established().is_none()));
 }
+
+/// An honest relay; the trustees take each frame in bounded steps (`begin`, then `work`
+/// until it is done), as a device does.
+#[derive(Default)]
+struct Stepped {
+    /// Frames whose work took more than the one call, and the most steps one took.
+    deferred: usize,
+    most_steps: usize,
+    convictions: Vec<(NodeId, Conviction)>,
+}
+
+impl Driver<ChaCha20Rng> for Stepped {
+    fn broadcast(&mut self, net: &mut Net, frame: &[u8]) {
+        for j in 0..net.trustees.len() {
+            let t = &mut net.trustees[j];
+            let mut polled = t.begin(frame, &mut net.rng);
+            let mut steps = 0;
+            while polled.is_pending() {
+                assert!(t.working());
+                steps += 1;
+                polled = t.work(&mut net.rng);
+            }
+            assert!(!t.working());
+            if steps > 0 {
+                self.deferred += 1;
+                self.most_steps = self.most_steps.max(steps);
+            }
+            if let std::task::Poll::Ready(Ok(Event::Restarting(c))) = polled {
+                self.convictions.push((j, c));
+            }
+        }
+        for (i, c) in net.clients.iter_mut().enumerate() {
+            if let Ok(Event::Restarting(conviction)) = c.receive(frame, &mut net.rng) {
+                self.convictions.push((net.trustees.len() + i, conviction));
+            }
+        }
+    }
+}
+
+#[test]
+fn trustees_in_bounded_steps_send_the_same_bytes_and_convict_the_same_cheat() {
+    for cheat in [None, Some(Cheat::Swap), Some(Cheat::Reencryption)] {
+        let run = |stepped: bool| {
+            let mut sim = Sim::new(20, 3, 2, 5);
+            if let Some(cheat) = cheat {
+                sim.net.trustees[1].cheat(cheat);
+            }
+            let mut driver = Stepped::default();
+            let notes = if stepped {
+                sim.net.run(&mut driver)
+            } else {
+                let mut honest = Plan::default();
+                let notes = sim.net.run(&mut honest);
+                driver.convictions = honest.convictions;
+                notes
+            };
+            assert!(notes.is_empty(), "{cheat:?}: {notes:?}");
+            let relay = sim.net.relay.established().expect("established");
+            (relay, sim.relay_list(), driver)
+        };
+        let (relay, list, whole) = run(false);
+        let (stepped_relay, stepped_list, steps) = run(true);
+        // The same randomness gives the same transcript, hence the same bytes on the wire.
+        assert_eq!(stepped_relay, relay, "{cheat:?}");
+        assert_eq!(stepped_list, list, "{cheat:?}");
+        assert_eq!(steps.convictions, whole.convictions, "{cheat:?}");
+        assert_eq!(
+            steps.convictions.len(),
+            cheat.map_or(0, |_| 22),
+            "{cheat:?}"
+        );
+        // Each shuffle's check at the 2 other trustees, and each trustee's own shuffle, took
+        // more than the one call: 7 frames for 3 trustees (a trustee that checks the shuffle
+        // before its own makes its own in the same frame's work).
+        assert!(steps.deferred >= 7, "{cheat:?}: {}", steps.deferred);
+        assert!(steps.most_steps > 3, "{cheat:?}");
+    }
+}
