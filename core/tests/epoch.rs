@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use dissent_core::epoch::message::{signature_holds, SetupMessage, Stage};
+use dissent_core::epoch::message::{signature_holds, SetupMessage, Stage, MAX_CHUNK_DATA};
 use dissent_core::epoch::{
     Cheat, Conviction, Event, FailedCheck, Failure, Refusal, RelayFault, RelayStep, SetupClient,
     SetupStorage, Waiting,
@@ -114,7 +114,7 @@ impl Sim {
             trustees: m,
             min_trustees,
             epoch: EPOCH,
-            chunk_len: 4096,
+            chunk_len: MAX_CHUNK_DATA,
         };
         let mut seed_bytes = [0u8; 32];
         seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
