@@ -4,9 +4,10 @@
 //! One whole setup runs on the board, in memory, with the core's own state machines: a
 //! relay (`SetupRelay`), two trustees (`SetupTrustee`) and 64 clients (`SetupClient`), every
 //! frame going through the relay as on the network (the relay forwards each trustee frame
-//! to every trustee, its author included). Trustee 1 is the one measured: every call into it
-//! is timed, and its storage is what a device trustee would hold. The other nodes are the
-//! stand-ins a network would provide: trustee 0 and the relay verify everything as well, and
+//! to every trustee, its author included). Trustee 1 is the one measured: it takes each
+//! frame as a device does, in bounded steps (`begin`, then `work` until done, yielding
+//! between), every call into it is timed, and its storage is what a device trustee would
+//! hold. The other nodes are the stand-ins a network would provide: trustee 0 and the relay verify everything as well, and
 //! each client verifies the trustees' keys, submits, and is then dropped (its storage is
 //! reused by the next client), so the run fits the emulated board's RAM.
 //!
@@ -20,10 +21,12 @@
 #![no_std]
 #![no_main]
 
+use core::task::Poll;
 use dissent_core::epoch::message::{Stage, CHUNK_HEADER_LEN};
+
 use dissent_core::epoch::{
-    Event, RelayStep, SetupClient, SetupConfig, SetupRelay, SetupStorage, SetupStorageLens,
-    SetupTrustee, Waiting,
+    Event, Failure, RelayStep, SetupClient, SetupConfig, SetupRelay, SetupStorage,
+    SetupStorageLens, SetupTrustee, Waiting,
 };
 use dissent_core::identity::IdentityKey;
 use dissent_core::ristretto::shuffle::ProverSlot;
@@ -122,8 +125,8 @@ struct Meter {
     total: Duration,
     longest: Duration,
     calls: u32,
-    /// Per phase: time, calls, deepest stack below the caller.
-    phases: [(Duration, u32, usize); PHASES.len()],
+    /// Per phase: time, calls, deepest stack below the caller, longest call.
+    phases: [(Duration, u32, usize, Duration); PHASES.len()],
     /// The deepest stack the callers themselves used.
     caller: usize,
 }
@@ -145,6 +148,7 @@ impl Meter {
         p.0 += took;
         p.1 += 1;
         p.2 = p.2.max(below);
+        p.3 = p.3.max(took);
         out
     }
 
@@ -157,6 +161,29 @@ fn fail(what: &str) -> ! {
     println!("setupcheck: FAILED: {}", what);
     dissent_embedded::exit(1)
 }
+
+/// The device trustee takes a frame as its firmware would: `begin`, then one bounded
+/// `work` step at a time, yielding to the other tasks (the watchdog's) between steps; every
+/// call is metered on its own.
+async fn device_takes(
+    meter: &mut Meter,
+    trustee: &mut Trustee,
+    frame: &[u8],
+    rng: &mut BoardRng,
+) -> Result<Event, Failure> {
+    let mut polled = meter.time(trustee.waiting(), || trustee.begin(frame, rng));
+    loop {
+        match polled {
+            Poll::Ready(result) => return result,
+            Poll::Pending => {
+                embassy_futures::yield_now().await;
+                polled = meter.time(trustee.waiting(), || trustee.work(rng));
+            }
+        }
+    }
+}
+
+type Trustee = SetupTrustee<'static, &'static mut [u8], &'static mut [ProverSlot], IdentityKey>;
 
 #[embassy_executor::task]
 async fn setupcheck(mut board: Board) {
@@ -244,8 +271,10 @@ async fn setupcheck(mut board: Board) {
             if t0.receive(&frame[..n], rng).is_err() {
                 fail("trustee 0 refused the relay's frame");
             }
-            let e = meter.time(t1.waiting(), || t1.receive(&frame[..n], rng));
-            if e.is_err() {
+            if device_takes(&mut meter, &mut t1, &frame[..n], rng)
+                .await
+                .is_err()
+            {
                 fail("the device trustee refused the relay's frame");
             }
         }
@@ -275,13 +304,9 @@ async fn setupcheck(mut board: Board) {
                     early[1 + j][..n].copy_from_slice(&frame[..n]);
                     early_lens[1 + j] = n;
                 }
-                for (k, event) in [
-                    t0.receive(&frame[..n], rng),
-                    meter.time(t1.waiting(), || t1.receive(&frame[..n], rng)),
-                ]
-                .into_iter()
-                .enumerate()
-                {
+                let first = t0.receive(&frame[..n], rng);
+                let second = device_takes(&mut meter, &mut t1, &frame[..n], rng).await;
+                for (k, event) in [first, second].into_iter().enumerate() {
                     match event {
                         Ok(Event::Established) => established[k] = true,
                         Ok(Event::KeysComplete) if after_keys.is_none() => {
@@ -362,13 +387,14 @@ async fn setupcheck(mut board: Board) {
         core::mem::size_of::<[ProverSlot; CLIENTS]>(),
         core::mem::size_of_val(&t1)
     );
-    for (name, (took, calls, below)) in PHASES.iter().zip(meter.phases.iter()) {
+    for (name, (took, calls, below, longest)) in PHASES.iter().zip(meter.phases.iter()) {
         if *calls > 0 {
             println!(
-                "setupcheck: the device trustee waiting for {}: {} ms in {} calls, stack {} B below the caller",
+                "setupcheck: the device trustee waiting for {}: {} ms in {} calls (the longest {} ms), stack {} B below the caller",
                 name,
                 took.as_millis(),
                 calls,
+                longest.as_millis(),
                 below
             );
         }
