@@ -26,7 +26,7 @@ use core::task::Poll;
 
 use super::message::{SetupMessage, Stage, MAX_SIGNED_LEN, SEAL_LEN};
 use super::outcome::{Conviction, FailedCheck, Failure, RelayFault};
-use super::proof::{verify_knowledge, verify_shares, verify_submission, Context};
+use super::proof::{verify_knowledge, verify_shares, verify_submission, Context, SharesCheck};
 use super::{SetupConfig, SetupStorage, Waiting};
 use crate::bits;
 use crate::ristretto::elgamal::{Ciphertext, CIPHERTEXT_LEN};
@@ -60,6 +60,13 @@ enum Pending {
     Shuffle {
         trustee: u8,
         verifier: shuffle::Verifier,
+        seal: [u8; SEAL_LEN],
+        seal_len: usize,
+    },
+    /// Trustee `trustee`'s decryption shares, its `Seal` kept for the conviction.
+    Shares {
+        trustee: u8,
+        check: SharesCheck,
         seal: [u8; SEAL_LEN],
         seal_len: usize,
     },
@@ -253,38 +260,66 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         }
     }
 
-    /// One bounded step of the pending check (at most [`shuffle::STEP_ROWS`] rows); the
-    /// message's event once it is done (`Event::Progress` when nothing is pending).
+    /// One bounded step of the pending check (at most [`shuffle::STEP_ROWS`] rows of a
+    /// proof of shuffle, or twice as many decryption shares); the message's event once it is
+    /// done (`Event::Progress` when nothing is pending).
     pub(crate) fn work(&mut self) -> Poll<Result<Event, Failure>> {
-        let Pending::Shuffle {
-            trustee,
-            verifier,
-            seal,
-            seal_len,
-        } = &mut self.pending
-        else {
-            return Poll::Ready(Ok(Event::Progress));
-        };
-        let (j, seal, seal_len) = (*trustee, *seal, *seal_len);
         let n = self.participants;
-        let rows_len = shuffle::rows_len(n, 1);
-        let total = stage_len(Stage::Shuffle, n);
-        let inputs = self.storage.rows.as_ref().get(..rows_len).unwrap_or(&[]);
-        let stage = self.storage.stage.as_ref().get(..total).unwrap_or(&[]);
-        let (outputs, proof) = stage.split_at(rows_len.min(stage.len()));
-        let Some(joint) = self.joint else {
-            self.pending = Pending::Nothing;
-            return Poll::Ready(Err(Self::unexpected()));
-        };
-        let stepped = verifier.step(&joint, inputs, outputs, proof);
-        let seal = seal.get(..seal_len).unwrap_or(&[]);
-        let result = match stepped {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(())) => self.shuffle_verified(j, seal),
-            Err(e) => self.convict(j, FailedCheck::Shuffle(e), seal),
+        let attempt = self.attempt.unwrap_or(0);
+        let (group, epoch) = (self.config.group, self.config.epoch);
+        let rows = self.storage.rows.as_ref();
+        let stage = self.storage.stage.as_ref();
+        let (j, seal, seal_len, stepped) = match &mut self.pending {
+            Pending::Nothing => return Poll::Ready(Ok(Event::Progress)),
+            Pending::Shuffle {
+                trustee,
+                verifier,
+                seal,
+                seal_len,
+            } => {
+                let rows_len = shuffle::rows_len(n, 1);
+                let total = stage_len(Stage::Shuffle, n);
+                let inputs = rows.get(..rows_len).unwrap_or(&[]);
+                let stage = stage.get(..total).unwrap_or(&[]);
+                let (outputs, proof) = stage.split_at(rows_len.min(stage.len()));
+                let Some(joint) = self.joint else {
+                    self.pending = Pending::Nothing;
+                    return Poll::Ready(Err(Self::unexpected()));
+                };
+                let stepped = match verifier.step(&joint, inputs, outputs, proof) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(())) => Ok(Stage::Shuffle),
+                    Err(e) => Err(FailedCheck::Shuffle(e)),
+                };
+                (*trustee, *seal, *seal_len, stepped)
+            }
+            Pending::Shares {
+                trustee,
+                check,
+                seal,
+                seal_len,
+            } => {
+                let key = self.keys.get(usize::from(*trustee)).copied().flatten();
+                let Some(key) = key else {
+                    self.pending = Pending::Nothing;
+                    return Poll::Ready(Err(Self::unexpected()));
+                };
+                let context = Context::shares(&group, epoch, attempt, *trustee);
+                let stepped = match check.step(&context, &key, rows, n, stage) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(())) => Ok(Stage::Shares),
+                    Err(e) => Err(FailedCheck::Shares(e)),
+                };
+                (*trustee, *seal, *seal_len, stepped)
+            }
         };
         self.pending = Pending::Nothing;
-        Poll::Ready(result)
+        let seal = seal.get(..seal_len).unwrap_or(&[]);
+        Poll::Ready(match stepped {
+            Ok(Stage::Shuffle) => self.shuffle_verified(j, seal),
+            Ok(Stage::Shares) => self.shares_verified(j, seal),
+            Err(check) => self.convict(j, check, seal),
+        })
     }
 
     fn accept_frame(&mut self, frame: &[u8], bounded: bool) -> Poll<Result<Event, Failure>> {
@@ -292,24 +327,24 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             return Poll::Ready(Err(f));
         }
         if bounded {
-            if let Some(started) = self.start_shuffle_check(frame) {
+            if let Some(started) = self.start_check(frame) {
                 return started;
             }
         }
         Poll::Ready(self.accept_now(frame))
     }
 
-    /// In bounded mode, a valid `Seal` of another trustee's shuffle starts its check.
-    fn start_shuffle_check(&mut self, frame: &[u8]) -> Option<Poll<Result<Event, Failure>>> {
+    /// In bounded mode, a valid `Seal` of another trustee's stage starts its check.
+    fn start_check(&mut self, frame: &[u8]) -> Option<Poll<Result<Event, Failure>>> {
         let Ok(SetupMessage::Seal(m)) = SetupMessage::parse(frame) else {
             return None;
         };
-        let Waiting::Seal(j, Stage::Shuffle) = self.waiting else {
+        let Waiting::Seal(j, stage) = self.waiting else {
             return None;
         };
         if self.phase != Phase::Running
             || m.trustee != j
-            || m.stage != Stage::Shuffle
+            || m.stage != stage
             || self.own == Some(j)
             || self.current(&SetupMessage::Seal(m)).is_err()
         {
@@ -326,6 +361,27 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         }
         let attempt = self.attempt.unwrap_or(0);
         let n = self.participants;
+        let mut seal = [0u8; SEAL_LEN];
+        for (dst, src) in seal.iter_mut().zip(frame) {
+            *dst = *src;
+        }
+        let seal_len = frame.len().min(SEAL_LEN);
+        if stage == Stage::Shares {
+            let key = self.keys.get(usize::from(j)).copied().flatten()?;
+            let context = Context::shares(&self.config.group, self.config.epoch, attempt, j);
+            let (rows, shares) = (self.storage.rows.as_ref(), self.storage.stage.as_ref());
+            let check = match SharesCheck::new(&context, &key, rows, n, shares) {
+                Ok(check) => check,
+                Err(e) => return Some(Poll::Ready(self.convict(j, FailedCheck::Shares(e), frame))),
+            };
+            self.pending = Pending::Shares {
+                trustee: j,
+                check,
+                seal,
+                seal_len,
+            };
+            return Some(Poll::Pending);
+        }
         let rows_len = shuffle::rows_len(n, 1);
         let total = stage_len(Stage::Shuffle, n);
         let joint = self.joint?;
@@ -340,15 +396,11 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
                     return Some(Poll::Ready(self.convict(j, FailedCheck::Shuffle(e), frame)))
                 }
             };
-        let mut seal = [0u8; SEAL_LEN];
-        for (dst, src) in seal.iter_mut().zip(frame) {
-            *dst = *src;
-        }
         self.pending = Pending::Shuffle {
             trustee: j,
             verifier,
             seal,
-            seal_len: frame.len().min(SEAL_LEN),
+            seal_len,
         };
         Some(Poll::Pending)
     }
@@ -594,6 +646,12 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
                 return self.convict(j, FailedCheck::Shares(error), frame);
             }
         }
+        self.shares_verified(j, frame)
+    }
+
+    /// Trustee `j`'s shares hold: they are stripped from the rows.
+    fn shares_verified(&mut self, j: u8, frame: &[u8]) -> Result<Event, Failure> {
+        let n = self.n();
         let (rows, shares) = (self.storage.rows.as_mut(), self.storage.stage.as_ref());
         for (ct, d) in rows
             .chunks_exact_mut(CIPHERTEXT_LEN)

@@ -11,7 +11,7 @@ use rand_core::CryptoRngCore;
 use super::follower::{Event, Follower};
 use super::identity::IdentitySigner;
 use super::message::{self, Chunk, Key, Record, Seal, SetupMessage, Stage};
-use super::proof::{prove_knowledge, prove_shares, shares_len, Context};
+use super::proof::{prove_knowledge, shares_len, Context, SharesProof};
 use super::{Established, Failure, SetupConfig, SetupStorage, Waiting};
 use crate::error::ConfigError;
 #[cfg(feature = "testkit")]
@@ -66,6 +66,8 @@ enum Work {
     Checking,
     /// This trustee shuffles and proves.
     Proving(Prover),
+    /// This trustee makes its decryption shares.
+    Sharing(SharesProof),
 }
 
 /// One trustee's setup.
@@ -247,6 +249,50 @@ where
                 self.work = Work::Nothing;
                 Poll::Ready(Ok(self.event))
             }
+            Work::Sharing(sharing) => {
+                let config = self.follower.config;
+                let attempt = self.follower.attempt.unwrap_or(0);
+                let me = self.index;
+                let context = Context::shares(&config.group, config.epoch, attempt, me);
+                let n = self.follower.n();
+                let storage = &mut self.follower.storage;
+                let Some(secret) = &self.secret else {
+                    self.work = Work::Nothing;
+                    return Poll::Ready(Ok(self.event));
+                };
+                let (rows, stage) = (storage.rows.as_ref(), storage.stage.as_mut());
+                match sharing.step(&context, secret, rows, n, stage, rng) {
+                    Some(Poll::Pending) => return Poll::Pending,
+                    Some(Poll::Ready(())) => {
+                        #[cfg(feature = "testkit")]
+                        if self.cheat == Some(Cheat::Share) {
+                            if let Some(first) = stage.get_mut(..32) {
+                                let other = SecretKey::generate(rng).public_key();
+                                first.copy_from_slice(&other.to_bytes());
+                            }
+                        }
+                        let total = shares_len(n);
+                        let digest = self.follower.digest_with(
+                            self.follower
+                                .storage
+                                .stage
+                                .as_ref()
+                                .get(..total)
+                                .unwrap_or(&[]),
+                        );
+                        self.out = Out::Chunks {
+                            stage: Stage::Shares,
+                            offset: 0,
+                            digest,
+                        };
+                        self.acted = Waiting::Chunk(me, Stage::Shares);
+                    }
+                    // A row that does not decode: nothing to send, as before any shares.
+                    None => {}
+                }
+                self.work = Work::Nothing;
+                Poll::Ready(Ok(self.event))
+            }
         }
     }
 
@@ -306,41 +352,11 @@ where
                 return;
             }
             Waiting::Chunk(j, Stage::Shares) if j == me => {
-                let Some(secret) = &self.secret else { return };
-                let n = self.follower.n();
-                let context = Context::shares(&config.group, config.epoch, attempt, me);
-                let storage = &mut self.follower.storage;
-                let made = prove_shares(
-                    &context,
-                    secret,
-                    storage.rows.as_ref(),
-                    n,
-                    storage.stage.as_mut(),
-                    rng,
-                );
-                if made.is_none() {
-                    return;
+                if self.secret.is_some() {
+                    // The work is `work`'s, which marks the turn taken once they are made.
+                    self.work = Work::Sharing(SharesProof::new());
                 }
-                #[cfg(feature = "testkit")]
-                if self.cheat == Some(Cheat::Share) {
-                    if let Some(first) = storage.stage.as_mut().get_mut(..32) {
-                        first.copy_from_slice(&SecretKey::generate(rng).public_key().to_bytes());
-                    }
-                }
-                let total = shares_len(n);
-                let digest = self.follower.digest_with(
-                    self.follower
-                        .storage
-                        .stage
-                        .as_ref()
-                        .get(..total)
-                        .unwrap_or(&[]),
-                );
-                self.out = Out::Chunks {
-                    stage: Stage::Shares,
-                    offset: 0,
-                    digest,
-                };
+                return;
             }
             Waiting::Record(j) if j == me => self.out = Out::Record,
             _ => return,
