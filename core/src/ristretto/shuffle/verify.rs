@@ -169,10 +169,10 @@ enum Pass {
 }
 
 /// The allocation-free verifier, resumable: [`Verifier::new`] checks the lengths, then each
-/// [`Verifier::step`] does at most [`STEP_ROWS`] rows of one pass (or [`STEP_ITEMS`]
-/// encodings) and returns `Poll::Pending` until the proof is checked. The caller passes the
-/// same bytes to every step (they are the caller's storage; the verifier keeps only its
-/// sums, about 1.9 KiB). Every step but the first and the last costs a few multiplications
+/// [`Verifier::step`] does at most [`STEP_ROWS`] rows of one pass (or 64 encodings) and
+/// returns `Poll::Pending` until the proof is checked. The caller passes the same bytes to
+/// every step (they are the caller's storage; the verifier keeps its transcript, challenges
+/// and sums, about 1.4 KiB). Every step but the first and the last costs a few multiplications
 /// a row; the result, error included, is [`verify_streaming`]'s.
 pub struct Verifier {
     shape: Shape,
