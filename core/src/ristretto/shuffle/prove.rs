@@ -164,8 +164,9 @@ enum Phase {
 /// The prover, resumable: [`Prover::new`] draws the secrets and sorts the rows (no
 /// multiplication), then each [`Prover::step`] does at most [`super::STEP_ROWS`] rows of
 /// one phase and returns `Poll::Pending` until the proof is written. The caller passes the
-/// same buffers to every step; the prover keeps its seed and running sums (zeroized when it
-/// is dropped). Same randomness, same bytes as [`prove`].
+/// same buffers to every step; the prover keeps its seed and secret sums (zeroized when it
+/// is dropped), and its public running sums (`t3`, `t4_k`) in their places in the proof.
+/// Same randomness, same bytes as [`prove`].
 pub struct Prover {
     shape: Shape,
     phase: Phase,
@@ -174,10 +175,6 @@ pub struct Prover {
     r_tilde: Zeroizing<Scalar>,
     r_hat: Zeroizing<Scalar>,
     r_prime: Zeroizing<[Scalar; MAX_WIDTH]>,
-    /// `ĉ_(i−1)`.
-    previous: RistrettoPoint,
-    t3: RistrettoPoint,
-    t4: [[RistrettoPoint; 2]; MAX_WIDTH],
     /// The transcript after the permutation commitment (once the outputs are written).
     transcript: Option<Transcript>,
     c: Scalar,
@@ -245,9 +242,6 @@ impl Prover {
             r_tilde: Zeroizing::new(Scalar::ZERO),
             r_hat: Zeroizing::new(Scalar::ZERO),
             r_prime: Zeroizing::new([Scalar::ZERO; MAX_WIDTH]),
-            previous: generators::h(),
-            t3: RistrettoPoint::default(),
-            t4: [[RistrettoPoint::default(); 2]; MAX_WIDTH],
             transcript: None,
             c: Scalar::ZERO,
         })
@@ -333,7 +327,7 @@ impl Prover {
             }
             Phase::Announce(from) => {
                 let to = end(from, n);
-                self.announce(key, outputs, from, to)?;
+                self.announce(key, outputs, proof, from, to)?;
                 if to < n {
                     Phase::Announce(to)
                 } else {
@@ -422,6 +416,14 @@ impl Prover {
         let width = self.shape.width.get();
         let transcript = self.transcript.as_ref().ok_or(ShuffleError::Storage)?;
         let out = ProofMut::new(proof, self.shape)?;
+        // ĉ_(i−1): H, or the link the step before wrote.
+        let mut previous = match from.checked_sub(1) {
+            None => generators::h(),
+            Some(last) => {
+                let written = out.chain.get(last).ok_or(ShuffleError::Storage)?;
+                decode_point(written).map_err(|_| ShuffleError::Storage)?
+            }
+        };
         let links = out.chain.iter_mut().zip(out.chain_announcements.iter_mut());
         let rows = slots.iter().zip(links).enumerate().take(to).skip(from);
         for (i, (slot, (link, link_announcement))) in rows {
@@ -429,8 +431,8 @@ impl Prover {
             let chain_r = Zeroizing::new(self.secrets.scalar(Stream::Chain, i));
             let chain_nonce = Zeroizing::new(self.secrets.scalar(Stream::ChainNonce, i));
             let row_nonce = Zeroizing::new(self.secrets.scalar(Stream::RowNonce, i));
-            let next = mul_base(&chain_r) + mul(&u, &self.previous);
-            let announcement = mul_base(&chain_nonce) + mul(&row_nonce, &self.previous);
+            let next = mul_base(&chain_r) + mul(&u, &previous);
+            let announcement = mul_base(&chain_nonce) + mul(&row_nonce, &previous);
             write_point(link, &next);
             write_point(link_announcement, &announcement);
             *self.r_hat = *self.r_hat * *u + *chain_r;
@@ -438,7 +440,7 @@ impl Prover {
                 let r = Zeroizing::new(self.secrets.scalar(Stream::Reencryption, i * width + k));
                 *r_prime += *r * *u;
             }
-            self.previous = next;
+            previous = next;
         }
         Ok(())
     }
@@ -447,30 +449,38 @@ impl Prover {
         Zeroizing::new(self.secrets.scalar(Stream::Nonce, k))
     }
 
-    /// Rows `from..to` of `t3` and `t4_k`.
+    /// Rows `from..to` of `t3` and `t4_k`, summed where the proof keeps them.
     #[inline(never)]
     fn announce(
         &mut self,
         key: &PublicKey,
         outputs: &[u8],
+        proof: &mut [u8],
         from: usize,
         to: usize,
     ) -> Result<(), ShuffleError> {
         let width = self.shape.width.get();
+        let out = ProofMut::new(proof, self.shape)?;
+        let written = |item: &Item| decode_point(item).map_err(|_| ShuffleError::Storage);
+        let mut t3;
+        let mut t4 = [[RistrettoPoint::default(); 2]; MAX_WIDTH];
         if from == 0 {
-            self.t3 = mul_base(&self.nonce(2));
-            for k in 0..width {
+            t3 = mul_base(&self.nonce(2));
+            for (k, t4k) in t4.iter_mut().enumerate().take(width) {
                 let w4 = self.nonce(3 + k);
-                if let Some(t4k) = self.t4.get_mut(k) {
-                    *t4k = [-mul(&w4, key.point()), -mul_base(&w4)];
-                }
+                *t4k = [-mul(&w4, key.point()), -mul_base(&w4)];
+            }
+        } else {
+            t3 = written(&out.t[2])?;
+            for (t4k, [a, b]) in t4.iter_mut().zip(out.t4.iter()) {
+                *t4k = [written(a)?, written(b)?];
             }
         }
         let rows = ciphertexts(outputs).chunks_exact(width);
         for (i, out_row) in (0u32..).zip(rows).take(to).skip(from) {
             let row_nonce = Zeroizing::new(self.secrets.scalar(Stream::RowNonce, i as usize));
-            self.t3 += mul(&row_nonce, &generators::h_i(i));
-            for (k, (t4k, [a, b])) in self.t4.iter_mut().zip(out_row).enumerate() {
+            t3 += mul(&row_nonce, &generators::h_i(i));
+            for (k, (t4k, [a, b])) in t4.iter_mut().zip(out_row).enumerate() {
                 // Written by `reencrypt` from a valid ciphertext.
                 let index = 2 * (i as usize * width + k);
                 let decode = |bytes, index| {
@@ -483,22 +493,23 @@ impl Prover {
                 t4k[1] += mul(&row_nonce, &decode(b, index + 1)?);
             }
         }
+        write_point(&mut out.t[2], &t3);
+        for ([a_out, b_out], [a, b]) in out.t4.iter_mut().zip(&t4) {
+            write_point(a_out, a);
+            write_point(b_out, b);
+        }
         Ok(())
     }
 
-    /// Writes `t1`, `t2`, `t3`, `t4_k`, draws `c` and writes `s1`, `s2`, `s3`, `s4_k`.
+    /// Writes `t1`, `t2` (`t3`, `t4_k` are written), draws `c` and writes `s1`, `s2`,
+    /// `s3`, `s4_k`.
     #[inline(never)]
     fn announce_end(&mut self, proof: &mut [u8]) -> Result<(), ShuffleError> {
         let shape = self.shape;
         let out = ProofMut::new(proof, shape)?;
-        let [t1_out, t2_out, t3_out] = out.t;
+        let [t1_out, t2_out, _] = out.t;
         write_point(t1_out, &mul_base(&self.nonce(0)));
         write_point(t2_out, &mul_base(&self.nonce(1)));
-        write_point(t3_out, &self.t3);
-        for ([a_out, b_out], [a, b]) in out.t4.iter_mut().zip(&self.t4) {
-            write_point(a_out, a);
-            write_point(b_out, b);
-        }
         let transcript = self.transcript.clone().ok_or(ShuffleError::Storage)?;
         let (_, c) = final_challenge(transcript, &ProofView::new(proof, shape)?);
         self.c = c;
