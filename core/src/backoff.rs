@@ -41,6 +41,11 @@ use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;
 
 use crate::time::{Duration, Instant};
+use crate::wire::GoodbyeReason;
+
+/// How long a node the relay refused as excluded (`Goodbye{Excluded}`, its refusal list)
+/// waits before it dials again: the relay keeps refusing it until it is taken off the list.
+pub const EXCLUDED_REDIAL: Duration = Duration::from_millis(10_000);
 
 /// Parameters of a [`Backoff`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +142,21 @@ impl Backoff {
     #[must_use]
     pub fn handle_told_to_wait(&mut self, now: Instant, wait: Duration) -> Instant {
         self.handle_lost(now).max(now + wait)
+    }
+
+    /// The link ended with the relay's goodbye `reason` (`None`: it ended otherwise); returns
+    /// when to dial next. A node the relay backed off (`BackOff{millis}`) waits at least
+    /// that long, one on its refusal list (`Excluded`) at least [`EXCLUDED_REDIAL`]; any
+    /// other end is [`Backoff::handle_lost`]. Every shell's dialer goes through this.
+    #[must_use]
+    pub fn handle_goodbye(&mut self, now: Instant, reason: Option<GoodbyeReason>) -> Instant {
+        match reason {
+            Some(GoodbyeReason::BackOff { millis }) => {
+                self.handle_told_to_wait(now, Duration::from_millis(u64::from(millis)))
+            }
+            Some(GoodbyeReason::Excluded) => self.handle_told_to_wait(now, EXCLUDED_REDIAL),
+            _ => self.handle_lost(now),
+        }
     }
 
     /// Failed attempts counted since the last stable link.
@@ -320,6 +340,28 @@ mod tests {
         let _ = b.handle_connect_failed(now);
         let _ = b.handle_lost(now);
         assert_eq!(b.failures(), 2);
+    }
+
+    #[test]
+    fn a_goodbye_sets_the_wait_as_the_relay_asked() {
+        for seed in 0..20 {
+            let mut b = backoff(seed);
+            b.handle_connected(at(0));
+            let backed_off = Some(GoodbyeReason::BackOff { millis: 3000 });
+            assert_eq!(delay_ms(at(50), b.handle_goodbye(at(50), backed_off)), 3000);
+            b.handle_connected(at(4000));
+            let excluded = b.handle_goodbye(at(4010), Some(GoodbyeReason::Excluded));
+            assert_eq!(delay_ms(at(4010), excluded), 10_000);
+            // Any other goodbye, or none, is a lost link: the schedule only (its third
+            // failure, 200..400 ms).
+            b.handle_connected(at(20_000));
+            let d = delay_ms(at(20_010), b.handle_goodbye(at(20_010), None));
+            assert!((200..=400).contains(&d), "{d}");
+            b.handle_connected(at(30_000));
+            let other = Some(GoodbyeReason::Version);
+            let d = delay_ms(at(30_010), b.handle_goodbye(at(30_010), other));
+            assert!((400..=800).contains(&d), "{d}");
+        }
     }
 
     #[test]

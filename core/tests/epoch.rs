@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use dissent_core::epoch::message::{signature_holds, SetupMessage, Stage};
+use dissent_core::epoch::message::{signature_holds, SetupMessage, Stage, MAX_CHUNK_DATA};
 use dissent_core::epoch::{
     Cheat, Conviction, Event, FailedCheck, Failure, Refusal, RelayFault, RelayStep, SetupClient,
     SetupStorage, Waiting,
@@ -114,7 +114,7 @@ impl Sim {
             trustees: m,
             min_trustees,
             epoch: EPOCH,
-            chunk_len: 4096,
+            chunk_len: MAX_CHUNK_DATA,
         };
         let mut seed_bytes = [0u8; 32];
         seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
@@ -627,4 +627,90 @@ fn random_frames_never_panic_a_setup_role() {
     }
     assert!(sim.net.relay.established().is_none());
     assert!(sim.net.clients.iter().all(|c| c.established().is_none()));
+}
+
+/// An honest relay; the trustees take each frame in bounded steps (`begin`, then `work`
+/// until it is done), as a device does.
+#[derive(Default)]
+struct Stepped {
+    /// Frames whose work took more than the one call, and the most steps one took.
+    deferred: usize,
+    most_steps: usize,
+    convictions: Vec<(NodeId, Conviction)>,
+}
+
+impl Driver<ChaCha20Rng> for Stepped {
+    fn broadcast(&mut self, net: &mut Net, frame: &[u8]) {
+        for j in 0..net.trustees.len() {
+            let t = &mut net.trustees[j];
+            let mut polled = t.begin(frame, &mut net.rng);
+            let mut steps = 0;
+            while polled.is_pending() {
+                assert!(t.working());
+                steps += 1;
+                polled = t.work(&mut net.rng);
+            }
+            assert!(!t.working());
+            if steps > 0 {
+                self.deferred += 1;
+                self.most_steps = self.most_steps.max(steps);
+            }
+            if let std::task::Poll::Ready(Ok(Event::Restarting(c))) = polled {
+                self.convictions.push((j, c));
+            }
+        }
+        for (i, c) in net.clients.iter_mut().enumerate() {
+            if let Ok(Event::Restarting(conviction)) = c.receive(frame, &mut net.rng) {
+                self.convictions.push((net.trustees.len() + i, conviction));
+            }
+        }
+    }
+}
+
+#[test]
+fn trustees_in_bounded_steps_send_the_same_bytes_and_convict_the_same_cheats() {
+    for cheat in [
+        None,
+        Some(Cheat::Swap),
+        Some(Cheat::Reencryption),
+        Some(Cheat::Share),
+    ] {
+        let run = |stepped: bool| {
+            let mut sim = Sim::new(20, 3, 2, 5);
+            if let Some(cheat) = cheat {
+                sim.net.trustees[1].cheat(cheat);
+            }
+            let mut driver = Stepped::default();
+            let notes = if stepped {
+                sim.net.run(&mut driver)
+            } else {
+                let mut honest = Plan::default();
+                let notes = sim.net.run(&mut honest);
+                driver.convictions = honest.convictions;
+                notes
+            };
+            assert!(notes.is_empty(), "{cheat:?}: {notes:?}");
+            let relay = sim.net.relay.established().expect("established");
+            (relay, sim.relay_list(), driver)
+        };
+        let (relay, list, whole) = run(false);
+        let (stepped_relay, stepped_list, steps) = run(true);
+        // The same randomness gives the same transcript, hence the same bytes on the wire.
+        assert_eq!(stepped_relay, relay, "{cheat:?}");
+        assert_eq!(stepped_list, list, "{cheat:?}");
+        assert_eq!(steps.convictions, whole.convictions, "{cheat:?}");
+        assert_eq!(
+            steps.convictions.len(),
+            cheat.map_or(0, |_| 22),
+            "{cheat:?}"
+        );
+        // Each shuffle's check at the 2 other trustees, and each trustee's own shuffle, took
+        // more than the one call: 7 frames for 3 trustees (a trustee that checks the shuffle
+        // before its own makes its own in the same frame's work); the shares 6 more (the first
+        // trustee makes its shares in the work of the last shuffle's frame).
+        if cheat.is_none() {
+            assert_eq!(steps.deferred, 7 + 6);
+        }
+        assert!(steps.most_steps > 3, "{cheat:?}");
+    }
 }

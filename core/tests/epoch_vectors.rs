@@ -16,7 +16,7 @@ use std::process::Command;
 
 use dissent_core::epoch::identity::Ed25519Identity;
 use dissent_core::epoch::message::{
-    sign_in_place, signature_holds, Chunk, Open, Record, Seal, SetupMessage, Stage,
+    sign_in_place, signature_holds, Chunk, Open, Record, Seal, SetupMessage, Stage, MAX_CHUNK_DATA,
 };
 use dissent_core::epoch::{Event, SetupClient, SetupConfig, SetupStorage, SetupTrustee};
 use dissent_core::ristretto::shuffle::ProverSlot;
@@ -244,4 +244,42 @@ fn an_independent_implementation_checks_the_vectors() {
         std::fs::remove_file(&path).unwrap();
         assert!(!out.status.success(), "{name} at {at} accepted");
     }
+}
+
+#[test]
+fn a_full_chunk_is_one_device_frame_and_a_longer_one_is_refused() {
+    let data = vec![0xc5; MAX_CHUNK_DATA];
+    let mut buf = vec![0u8; 8192];
+    let len = SetupMessage::Chunk(Chunk {
+        epoch: 7,
+        attempt: 0,
+        trustee: 1,
+        stage: Stage::Shuffle,
+        offset: 0,
+        data: &data,
+    })
+    .encode(&mut buf)
+    .unwrap();
+    // docs/protocol.md, "Messages": 18 header bytes, then 4,078 data bytes.
+    assert_eq!(len, 4096);
+    assert_eq!(
+        hex(&buf[..18]),
+        "04000000000000000700010100000000".to_owned() + "0fee"
+    );
+    assert!(SetupMessage::parse(&buf[..len]).is_ok());
+    // One byte more, its length field saying so: refused.
+    buf[16..18].copy_from_slice(&4079u16.to_be_bytes());
+    buf[len] = 0xc5;
+    assert!(SetupMessage::parse(&buf[..len + 1]).is_err());
+    let too_long = vec![0xc5; MAX_CHUNK_DATA + 1];
+    let refused = SetupMessage::Chunk(Chunk {
+        epoch: 7,
+        attempt: 0,
+        trustee: 1,
+        stage: Stage::Shuffle,
+        offset: 0,
+        data: &too_long,
+    })
+    .encode(&mut buf);
+    assert!(refused.is_err());
 }

@@ -192,9 +192,20 @@ mod device {
         selected::exit(status)
     }
 
+    /// Prints that the program panicked, and stops.
+    ///
+    /// Without the `panic-messages` feature it does not say where or why: a handler that
+    /// reads its `PanicInfo` at all keeps every panic site's message, source location and
+    /// formatting code linked (21 KiB of the trustee's flash, see README.md, "Size").
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo) -> ! {
+        #[cfg(feature = "panic-messages")]
         crate::println!("panic: {}", info);
+        #[cfg(not(feature = "panic-messages"))]
+        {
+            let _ = info;
+            crate::println!("panic (build with the `panic-messages` feature to see where)");
+        }
         exit(EXIT_PANIC)
     }
 

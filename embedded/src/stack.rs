@@ -29,6 +29,28 @@ pub fn peak() -> usize {
     top - addr
 }
 
+/// Bytes of stack in use now, at the caller's frame.
+pub fn in_use() -> usize {
+    let (_, top) = bounds();
+    top - cortex_m::register::msp::read() as usize
+}
+
+/// Paints the stack below the caller's frame again, so that [`peak`] from now on measures
+/// what runs after this call (for a meter of one part of an app).
+pub fn repaint() {
+    let (bottom, _) = bounds();
+    // This function's own frame is above the stack pointer it reads; an interrupt that
+    // comes meanwhile pushes below it and is gone before the loop goes on.
+    let sp = cortex_m::register::msp::read() as usize;
+    let mut addr = bottom;
+    while addr + 4 <= sp {
+        // SAFETY: `addr` is a word-aligned address in the stack area below the stack
+        // pointer: RAM no live frame holds.
+        unsafe { core::ptr::write_volatile(addr as *mut u32, STACK_PAINT_VALUE) };
+        addr += 4;
+    }
+}
+
 fn bounds() -> (usize, usize) {
     // Only the address of the linker-provided symbol is taken. The guard below the stack
     // is not to be read.

@@ -394,13 +394,19 @@ impl Uplink {
         }
     }
 
-    /// The link that was up ended because of `loss`: resets the connection and schedules
-    /// the next dial.
-    pub async fn lost(&mut self, socket: &mut TcpSocket<'_>, loss: &dyn fmt::Display) {
+    /// The link that was up ended because of `loss` (with the relay's `goodbye`, if it said
+    /// one): resets the connection and schedules the next dial, no sooner than the goodbye
+    /// asks (`Backoff::handle_goodbye`).
+    pub async fn lost(
+        &mut self,
+        socket: &mut TcpSocket<'_>,
+        loss: &dyn fmt::Display,
+        goodbye: Option<GoodbyeReason>,
+    ) {
         let at = Instant::now();
         socket.abort();
         let _ = with_timeout(Duration::from_millis(100), socket.flush()).await;
-        let next = self.backoff.handle_lost(core_time(at));
+        let next = self.backoff.handle_goodbye(core_time(at), goodbye);
         self.schedule(next);
         let up = self
             .up_since

@@ -369,6 +369,13 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         max_cell(max_frame)
     }
 
+    /// Bytes of the storage [`Client::set_pseudonym`] takes for a client with frame limit
+    /// `max_frame` (its two prepared cells and the owned cells it keeps), for a shell that
+    /// sizes it at compile time; [`Client::sealed_len`] is what one client needs.
+    pub const fn sealed_len_for(max_frame: u32) -> usize {
+        (2 + accuse::KEPT) * max_cell(max_frame)
+    }
+
     /// Creates a client in `storage`, each of whose regions holds at least what
     /// [`ClientConfig::storage_lens`] says.
     pub fn new(config: &ClientConfig<'_>, storage: ClientStorage<B>) -> Result<Self, ConfigError> {

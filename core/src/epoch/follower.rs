@@ -22,9 +22,11 @@ use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::traits::{Identity, IsIdentity};
 use sha2::{Digest, Sha256};
 
-use super::message::{SetupMessage, Stage, MAX_SIGNED_LEN};
+use core::task::Poll;
+
+use super::message::{SetupMessage, Stage, MAX_SIGNED_LEN, SEAL_LEN};
 use super::outcome::{Conviction, FailedCheck, Failure, RelayFault};
-use super::proof::{verify_knowledge, verify_shares, verify_submission, Context};
+use super::proof::{verify_knowledge, verify_shares, verify_submission, Context, SharesCheck};
 use super::{SetupConfig, SetupStorage, Waiting};
 use crate::bits;
 use crate::ristretto::elgamal::{Ciphertext, CIPHERTEXT_LEN};
@@ -47,6 +49,27 @@ pub enum Event {
     Restarting(Conviction),
     /// Every trustee signed the record: the epoch is established.
     Established,
+}
+
+/// A check accepted but not yet done (bounded mode: [`Follower::begin`]).
+// No allocator: the state lives inline, in the caller's storage.
+#[allow(clippy::large_enum_variant)]
+enum Pending {
+    Nothing,
+    /// Trustee `trustee`'s shuffle, its `Seal` kept for the conviction.
+    Shuffle {
+        trustee: u8,
+        verifier: shuffle::Verifier,
+        seal: [u8; SEAL_LEN],
+        seal_len: usize,
+    },
+    /// Trustee `trustee`'s decryption shares, its `Seal` kept for the conviction.
+    Shares {
+        trustee: u8,
+        check: SharesCheck,
+        seal: [u8; SEAL_LEN],
+        seal_len: usize,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -76,6 +99,7 @@ pub(crate) struct Follower<'c, B> {
     evidence_len: usize,
     /// A trustee's own index: its own stages are not re-verified.
     own: Option<u8>,
+    pending: Pending,
 }
 
 fn stage_len(stage: Stage, n: usize) -> usize {
@@ -110,6 +134,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             evidence: [0; MAX_SIGNED_LEN],
             evidence_len: 0,
             own,
+            pending: Pending::Nothing,
         }
     }
 
@@ -207,11 +232,180 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         Ok(Event::Restarting(conviction))
     }
 
-    /// Feeds one message from the relay's stream.
+    /// Feeds one message from the relay's stream, with every check it calls for.
     pub(crate) fn accept(&mut self, frame: &[u8]) -> Result<Event, Failure> {
-        if let Phase::Failed(f) = self.phase {
-            return Err(f);
+        self.finish()?;
+        match self.accept_frame(frame, false) {
+            Poll::Ready(result) => result,
+            Poll::Pending => self.finish(),
         }
+    }
+
+    /// Feeds one message; a proof of shuffle it calls for is checked in bounded steps
+    /// ([`Follower::work`], `Poll::Pending` until then). Work left from an earlier message
+    /// is finished first, at once.
+    pub(crate) fn begin(&mut self, frame: &[u8]) -> Poll<Result<Event, Failure>> {
+        if let Err(f) = self.finish() {
+            return Poll::Ready(Err(f));
+        }
+        self.accept_frame(frame, true)
+    }
+
+    /// Runs the pending check to its end.
+    fn finish(&mut self) -> Result<Event, Failure> {
+        loop {
+            if let Poll::Ready(result) = self.work() {
+                return result;
+            }
+        }
+    }
+
+    /// One bounded step of the pending check (at most [`shuffle::STEP_ROWS`] rows of a
+    /// proof of shuffle, or twice as many decryption shares); the message's event once it is
+    /// done (`Event::Progress` when nothing is pending).
+    pub(crate) fn work(&mut self) -> Poll<Result<Event, Failure>> {
+        let n = self.participants;
+        let attempt = self.attempt.unwrap_or(0);
+        let (group, epoch) = (self.config.group, self.config.epoch);
+        let rows = self.storage.rows.as_ref();
+        let stage = self.storage.stage.as_ref();
+        let (j, seal, seal_len, stepped) = match &mut self.pending {
+            Pending::Nothing => return Poll::Ready(Ok(Event::Progress)),
+            Pending::Shuffle {
+                trustee,
+                verifier,
+                seal,
+                seal_len,
+            } => {
+                let rows_len = shuffle::rows_len(n, 1);
+                let total = stage_len(Stage::Shuffle, n);
+                let inputs = rows.get(..rows_len).unwrap_or(&[]);
+                let stage = stage.get(..total).unwrap_or(&[]);
+                let (outputs, proof) = stage.split_at(rows_len.min(stage.len()));
+                let Some(joint) = self.joint else {
+                    self.pending = Pending::Nothing;
+                    return Poll::Ready(Err(Self::unexpected()));
+                };
+                let stepped = match verifier.step(&joint, inputs, outputs, proof) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(())) => Ok(Stage::Shuffle),
+                    Err(e) => Err(FailedCheck::Shuffle(e)),
+                };
+                (*trustee, *seal, *seal_len, stepped)
+            }
+            Pending::Shares {
+                trustee,
+                check,
+                seal,
+                seal_len,
+            } => {
+                let key = self.keys.get(usize::from(*trustee)).copied().flatten();
+                let Some(key) = key else {
+                    self.pending = Pending::Nothing;
+                    return Poll::Ready(Err(Self::unexpected()));
+                };
+                let context = Context::shares(&group, epoch, attempt, *trustee);
+                let stepped = match check.step(&context, &key, rows, n, stage) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(())) => Ok(Stage::Shares),
+                    Err(e) => Err(FailedCheck::Shares(e)),
+                };
+                (*trustee, *seal, *seal_len, stepped)
+            }
+        };
+        self.pending = Pending::Nothing;
+        let seal = seal.get(..seal_len).unwrap_or(&[]);
+        Poll::Ready(match stepped {
+            Ok(Stage::Shuffle) => self.shuffle_verified(j, seal),
+            Ok(Stage::Shares) => self.shares_verified(j, seal),
+            Err(check) => self.convict(j, check, seal),
+        })
+    }
+
+    fn accept_frame(&mut self, frame: &[u8], bounded: bool) -> Poll<Result<Event, Failure>> {
+        if let Phase::Failed(f) = self.phase {
+            return Poll::Ready(Err(f));
+        }
+        if bounded {
+            if let Some(started) = self.start_check(frame) {
+                return started;
+            }
+        }
+        Poll::Ready(self.accept_now(frame))
+    }
+
+    /// In bounded mode, a valid `Seal` of another trustee's stage starts its check.
+    fn start_check(&mut self, frame: &[u8]) -> Option<Poll<Result<Event, Failure>>> {
+        let Ok(SetupMessage::Seal(m)) = SetupMessage::parse(frame) else {
+            return None;
+        };
+        let Waiting::Seal(j, stage) = self.waiting else {
+            return None;
+        };
+        if self.phase != Phase::Running
+            || m.trustee != j
+            || m.stage != stage
+            || self.own == Some(j)
+            || self.current(&SetupMessage::Seal(m)).is_err()
+        {
+            return None;
+        }
+        if let Err(f) = self.check_signature(frame, u16::from(j), false) {
+            return Some(Poll::Ready(Err(f)));
+        }
+        let digest: [u8; 32] = self.hash.clone().finalize().into();
+        if digest != m.digest {
+            return Some(Poll::Ready(Err(Failure::Relay(
+                RelayFault::TranscriptMismatch { trustee: j },
+            ))));
+        }
+        let attempt = self.attempt.unwrap_or(0);
+        let n = self.participants;
+        let mut seal = [0u8; SEAL_LEN];
+        for (dst, src) in seal.iter_mut().zip(frame) {
+            *dst = *src;
+        }
+        let seal_len = frame.len().min(SEAL_LEN);
+        if stage == Stage::Shares {
+            let key = self.keys.get(usize::from(j)).copied().flatten()?;
+            let context = Context::shares(&self.config.group, self.config.epoch, attempt, j);
+            let (rows, shares) = (self.storage.rows.as_ref(), self.storage.stage.as_ref());
+            let check = match SharesCheck::new(&context, &key, rows, n, shares) {
+                Ok(check) => check,
+                Err(e) => return Some(Poll::Ready(self.convict(j, FailedCheck::Shares(e), frame))),
+            };
+            self.pending = Pending::Shares {
+                trustee: j,
+                check,
+                seal,
+                seal_len,
+            };
+            return Some(Poll::Pending);
+        }
+        let rows_len = shuffle::rows_len(n, 1);
+        let total = stage_len(Stage::Shuffle, n);
+        let joint = self.joint?;
+        let context = Context::shuffle(&self.config.group, self.config.epoch, attempt, j);
+        let inputs = self.storage.rows.as_ref().get(..rows_len)?;
+        let stage = self.storage.stage.as_ref().get(..total)?;
+        let (outputs, proof) = stage.split_at(rows_len.min(stage.len()));
+        let verifier =
+            match shuffle::Verifier::new(context.as_bytes(), &joint, 1, inputs, outputs, proof) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Some(Poll::Ready(self.convict(j, FailedCheck::Shuffle(e), frame)))
+                }
+            };
+        self.pending = Pending::Shuffle {
+            trustee: j,
+            verifier,
+            seal,
+            seal_len,
+        };
+        Some(Poll::Pending)
+    }
+
+    fn accept_now(&mut self, frame: &[u8]) -> Result<Event, Failure> {
         let message =
             SetupMessage::parse(frame).map_err(|e| Failure::Relay(RelayFault::Malformed(e)))?;
         if let SetupMessage::Open(open) = message {
@@ -416,6 +610,12 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
                 return self.convict(j, FailedCheck::Shuffle(e), frame);
             }
         }
+        self.shuffle_verified(j, frame)
+    }
+
+    /// Trustee `j`'s shuffle holds: its outputs become the rows.
+    fn shuffle_verified(&mut self, j: u8, frame: &[u8]) -> Result<Event, Failure> {
+        let rows_len = shuffle::rows_len(self.n(), 1);
         let (rows, stage) = (self.storage.rows.as_mut(), self.storage.stage.as_ref());
         if let (Some(dst), Some(src)) = (rows.get_mut(..rows_len), stage.get(..rows_len)) {
             dst.copy_from_slice(src);
@@ -446,6 +646,12 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
                 return self.convict(j, FailedCheck::Shares(error), frame);
             }
         }
+        self.shares_verified(j, frame)
+    }
+
+    /// Trustee `j`'s shares hold: they are stripped from the rows.
+    fn shares_verified(&mut self, j: u8, frame: &[u8]) -> Result<Event, Failure> {
+        let n = self.n();
         let (rows, shares) = (self.storage.rows.as_mut(), self.storage.stage.as_ref());
         for (ct, d) in rows
             .chunks_exact_mut(CIPHERTEXT_LEN)

@@ -36,8 +36,9 @@ pub const SEAL_LEN: usize = HEADER_LEN + 1 + 1 + 32 + SIGNATURE_LEN;
 pub const RECORD_LEN: usize = HEADER_LEN + 1 + 32 + 32 + SIGNATURE_LEN;
 /// Longest signed message (`Submit`).
 pub const MAX_SIGNED_LEN: usize = SUBMIT_LEN;
-/// Most data bytes one `Chunk` carries.
-pub const MAX_CHUNK_DATA: usize = 32 * 1024;
+/// Most data bytes one `Chunk` carries: a whole `Chunk` is then at most 4,096 bytes, the
+/// largest frame body a device takes, so every node of any group can take every setup frame.
+pub const MAX_CHUNK_DATA: usize = 4096 - CHUNK_HEADER_LEN;
 /// The context every identity signature starts with.
 pub const SIGNATURE_CONTEXT: &[u8] = b"dissent-rs v3 setup";
 

@@ -230,37 +230,6 @@ fn combine(
     }
 }
 
-/// Trustee `secret`'s shares of the first `n` rows: writes `d_i = y·b_i` and one DLEQ proof
-/// that `log_G(Y) = log_B(D)` for the weighted sums into `out` ([`shares_len`] bytes).
-pub(crate) fn prove_shares(
-    context: &Context,
-    secret: &SecretKey,
-    rows: &[u8],
-    n: usize,
-    out: &mut [u8],
-    rng: &mut impl CryptoRngCore,
-) -> Option<()> {
-    let (ds, proof) = out.get_mut(..shares_len(n))?.split_at_mut(32 * n);
-    for (row, d) in rows
-        .chunks_exact(CIPHERTEXT_LEN)
-        .zip(ds.chunks_exact_mut(32))
-        .take(n)
-    {
-        let b = decode_point_at(row.get(32..)?).ok()?;
-        d.copy_from_slice(
-            crate::ristretto::mul(secret.scalar(), &b)
-                .compress()
-                .as_bytes(),
-        );
-    }
-    let key = secret.public_key();
-    let t = shares_transcript(context, &key, rows.get(..n * CIPHERTEXT_LEN)?, ds);
-    let (b, _) = combine(&t, rows, ds, n).ok()?;
-    let (_, p) = dleq::prove(context.as_bytes(), secret, &b, rng);
-    proof.copy_from_slice(&p);
-    Some(())
-}
-
 /// Checks trustee `key`'s shares stage against the first `n` rows.
 pub(crate) fn verify_shares(
     context: &Context,
@@ -277,4 +246,180 @@ pub(crate) fn verify_shares(
     let (b, d) =
         combine(&t, rows, ds, n).map_err(|_| DleqError::Point(PointError::NonCanonical))?;
     dleq::verify_vartime(context.as_bytes(), key, &b, &d, proof)
+}
+
+/// Rows one step of [`SharesCheck`] or [`SharesProof`] takes at most.
+const SHARES_STEP_ROWS: usize = 2 * crate::ristretto::shuffle::STEP_ROWS;
+
+/// Adds rows `from..to` to `(B, D)` (`D` only if `d` is given); `Err(i)` if `b_i` or `d_i`
+/// does not decode.
+fn combine_rows(
+    t: &Transcript,
+    rows: &[u8],
+    ds: &[u8],
+    (from, to): (usize, usize),
+    b: &mut RistrettoPoint,
+    d: Option<&mut RistrettoPoint>,
+) -> Result<(), usize> {
+    let pairs = rows
+        .chunks_exact(CIPHERTEXT_LEN)
+        .zip(ds.chunks_exact(32))
+        .enumerate()
+        .take(to)
+        .skip(from);
+    let mut d_sum = RistrettoPoint::default();
+    let with_d = d.is_some();
+    for (i, (row, d_bytes)) in pairs {
+        let b_i = row
+            .get(32..)
+            .and_then(|b| decode_point_at(b).ok())
+            .ok_or(i)?;
+        let w = weight(t, i);
+        if with_d {
+            let d_i = decode_point_at(d_bytes).map_err(|_| i)?;
+            d_sum += crate::ristretto::mul(&w, &d_i);
+        }
+        *b += crate::ristretto::mul(&w, &b_i);
+    }
+    if let Some(d) = d {
+        *d += d_sum;
+    }
+    Ok(())
+}
+
+/// [`verify_shares`] in bounded steps (at most [`SHARES_STEP_ROWS`] rows a step): the same
+/// result, for a device that must not spend seconds in one call.
+pub(crate) struct SharesCheck {
+    t: Transcript,
+    next: usize,
+    b: RistrettoPoint,
+    d: RistrettoPoint,
+}
+
+impl SharesCheck {
+    /// Starts the check of trustee `key`'s shares stage against the first `n` rows.
+    pub(crate) fn new(
+        context: &Context,
+        key: &PublicKey,
+        rows: &[u8],
+        n: usize,
+        shares: &[u8],
+    ) -> Result<Self, DleqError> {
+        let stage = shares.get(..shares_len(n)).ok_or(DleqError::Invalid)?;
+        let (ds, _) = stage.split_at(32 * n);
+        let rows = rows.get(..n * CIPHERTEXT_LEN).ok_or(DleqError::Invalid)?;
+        Ok(SharesCheck {
+            t: shares_transcript(context, key, rows, ds),
+            next: 0,
+            b: RistrettoPoint::default(),
+            d: RistrettoPoint::default(),
+        })
+    }
+
+    /// The next bounded part; `Poll::Ready(())` once the proof held.
+    pub(crate) fn step(
+        &mut self,
+        context: &Context,
+        key: &PublicKey,
+        rows: &[u8],
+        n: usize,
+        shares: &[u8],
+    ) -> Result<core::task::Poll<()>, DleqError> {
+        let stage = shares.get(..shares_len(n)).ok_or(DleqError::Invalid)?;
+        let (ds, proof) = stage.split_at(32 * n);
+        let proof: &[u8; 64] = proof.try_into().map_err(|_| DleqError::Invalid)?;
+        let rows = rows.get(..n * CIPHERTEXT_LEN).ok_or(DleqError::Invalid)?;
+        let to = (self.next + SHARES_STEP_ROWS).min(n);
+        let (b, d) = (&mut self.b, &mut self.d);
+        combine_rows(&self.t, rows, ds, (self.next, to), b, Some(d))
+            .map_err(|_| DleqError::Point(PointError::NonCanonical))?;
+        self.next = to;
+        if to < n {
+            return Ok(core::task::Poll::Pending);
+        }
+        dleq::verify_vartime(context.as_bytes(), key, &self.b, &self.d, proof)?;
+        Ok(core::task::Poll::Ready(()))
+    }
+}
+
+/// Trustee `secret`'s shares of the first `n` rows, in bounded steps (at most
+/// [`SHARES_STEP_ROWS`] rows a step): writes `d_i = y·b_i`, then one DLEQ proof that
+/// `log_G(Y) = log_B(D)` for the weighted sums ([`shares_len`] bytes). Only `B` is summed
+/// (the proof needs no `D`).
+// No allocator: the state lives inline, in the caller's storage.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum SharesProof {
+    /// Writing `d_i` from row `next`.
+    Shares { next: usize },
+    /// Summing `B` from row `next`, with the weights' transcript.
+    Combine {
+        t: Transcript,
+        next: usize,
+        b: RistrettoPoint,
+    },
+    /// Written.
+    Done,
+}
+
+impl SharesProof {
+    pub(crate) const fn new() -> Self {
+        SharesProof::Shares { next: 0 }
+    }
+
+    /// The next bounded part; `Some(Poll::Ready(()))` once `out` holds the stage, `None`
+    /// if a row does not decode (then there is nothing to send).
+    pub(crate) fn step(
+        &mut self,
+        context: &Context,
+        secret: &SecretKey,
+        rows: &[u8],
+        n: usize,
+        out: &mut [u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Option<core::task::Poll<()>> {
+        let (ds, proof) = out.get_mut(..shares_len(n))?.split_at_mut(32 * n);
+        let rows = rows.get(..n * CIPHERTEXT_LEN)?;
+        match self {
+            SharesProof::Shares { next } => {
+                let to = (*next + SHARES_STEP_ROWS).min(n);
+                let cells = rows
+                    .chunks_exact(CIPHERTEXT_LEN)
+                    .zip(ds.chunks_exact_mut(32))
+                    .take(to)
+                    .skip(*next);
+                for (row, d) in cells {
+                    let b = decode_point_at(row.get(32..)?).ok()?;
+                    d.copy_from_slice(
+                        crate::ristretto::mul(secret.scalar(), &b)
+                            .compress()
+                            .as_bytes(),
+                    );
+                }
+                *self = if to < n {
+                    SharesProof::Shares { next: to }
+                } else {
+                    let key = secret.public_key();
+                    SharesProof::Combine {
+                        t: shares_transcript(context, &key, rows, ds),
+                        next: 0,
+                        b: RistrettoPoint::default(),
+                    }
+                };
+                Some(core::task::Poll::Pending)
+            }
+            SharesProof::Combine { t, next, b } => {
+                let to = (*next + SHARES_STEP_ROWS).min(n);
+                combine_rows(t, rows, ds, (*next, to), b, None).ok()?;
+                if to < n {
+                    *next = to;
+                    return Some(core::task::Poll::Pending);
+                }
+                let (_, p) = dleq::prove(context.as_bytes(), secret, b, rng);
+                proof.copy_from_slice(&p);
+                *self = SharesProof::Done;
+                Some(core::task::Poll::Ready(()))
+            }
+            SharesProof::Done => Some(core::task::Poll::Ready(())),
+        }
+    }
 }

@@ -4,18 +4,20 @@
 //!
 //! Owns what a trustee sends and when; the checks are the follower's.
 
+use core::task::Poll;
+
 use rand_core::CryptoRngCore;
 
 use super::follower::{Event, Follower};
 use super::identity::IdentitySigner;
 use super::message::{self, Chunk, Key, Record, Seal, SetupMessage, Stage};
-use super::proof::{prove_knowledge, prove_shares, shares_len, Context};
+use super::proof::{prove_knowledge, shares_len, Context, SharesProof};
 use super::{Established, Failure, SetupConfig, SetupStorage, Waiting};
 use crate::error::ConfigError;
 #[cfg(feature = "testkit")]
 use crate::ristretto::elgamal::{Ciphertext, CIPHERTEXT_LEN};
 use crate::ristretto::keys::SecretKey;
-use crate::ristretto::shuffle::{self, ProverSlot};
+use crate::ristretto::shuffle::{self, Prover, ProverSlot};
 use crate::wire::WireError;
 
 /// A dishonest trustee, for tests: what it does to its output after proving honestly.
@@ -55,9 +57,25 @@ enum Out {
     Record,
 }
 
+/// The work a frame started that is not done yet.
+// No allocator: the state lives inline, in the caller's storage.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    Nothing,
+    /// The follower checks a proof of shuffle.
+    Checking,
+    /// This trustee shuffles and proves.
+    Proving(Prover),
+    /// This trustee makes its decryption shares.
+    Sharing(SharesProof),
+}
+
 /// One trustee's setup.
 pub struct SetupTrustee<'c, B, S, I> {
     follower: Follower<'c, B>,
+    work: Work,
+    /// The event of the frame whose work is under way.
+    event: Event,
     index: u8,
     identity: I,
     slots: S,
@@ -93,6 +111,8 @@ where
         }
         Ok(SetupTrustee {
             follower: Follower::new(config, storage, Some(index)),
+            work: Work::Nothing,
+            event: Event::Progress,
             index,
             identity,
             slots,
@@ -110,7 +130,7 @@ where
         self.cheat = Some(cheat);
     }
 
-    /// Feeds one frame of the relay's setup stream.
+    /// Feeds one frame of the relay's setup stream and does all the work it calls for.
     pub fn receive(
         &mut self,
         frame: &[u8],
@@ -120,17 +140,176 @@ where
             Ok(e) => e,
             Err(f) => return Err(self.follower.fail(f)),
         };
+        self.accepted(event, rng);
+        loop {
+            if let Poll::Ready(result) = self.work(rng) {
+                return result;
+            }
+        }
+    }
+
+    /// Feeds one frame of the relay's setup stream; the proofs of shuffle it calls for
+    /// (checking another trustee's, making this one's) are left to [`SetupTrustee::work`],
+    /// in bounded steps: `Poll::Pending` until they are done. A device calls `work` between
+    /// its other duties (its watchdog, its links) until it returns `Poll::Ready` with the
+    /// frame's event; what it then sends, and the result, are [`SetupTrustee::receive`]'s.
+    pub fn begin(
+        &mut self,
+        frame: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Poll<Result<Event, Failure>> {
+        if self.working() {
+            // The work of the frame before is finished first.
+            while self.work(rng).is_pending() {}
+        }
+        match self.follower.begin(frame) {
+            Poll::Pending => {
+                self.work = Work::Checking;
+                Poll::Pending
+            }
+            Poll::Ready(Err(f)) => Poll::Ready(Err(self.follower.fail(f))),
+            Poll::Ready(Ok(event)) => {
+                self.accepted(event, rng);
+                if self.working() {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(Ok(event))
+                }
+            }
+        }
+    }
+
+    /// Whether work is under way ([`SetupTrustee::work`] has more to do).
+    pub fn working(&self) -> bool {
+        !matches!(self.work, Work::Nothing)
+    }
+
+    /// One bounded step of the work under way (at most [`shuffle::STEP_ROWS`] rows of a
+    /// proof of shuffle); once it is done, the event of the frame that started it.
+    pub fn work(&mut self, rng: &mut impl CryptoRngCore) -> Poll<Result<Event, Failure>> {
+        match &mut self.work {
+            Work::Nothing => Poll::Ready(Ok(self.event)),
+            Work::Checking => match self.follower.work() {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(f)) => {
+                    self.work = Work::Nothing;
+                    Poll::Ready(Err(self.follower.fail(f)))
+                }
+                Poll::Ready(Ok(event)) => {
+                    self.work = Work::Nothing;
+                    self.accepted(event, rng);
+                    if self.working() {
+                        Poll::Pending
+                    } else {
+                        Poll::Ready(Ok(event))
+                    }
+                }
+            },
+            Work::Proving(prover) => {
+                let config = self.follower.config;
+                let attempt = self.follower.attempt.unwrap_or(0);
+                let context = Context::shuffle(&config.group, config.epoch, attempt, self.index);
+                let n = self.follower.n();
+                let rows_len = shuffle::rows_len(n, 1);
+                let total = rows_len + shuffle::proof_len(n, 1);
+                let storage = &mut self.follower.storage;
+                let (Some(joint), Some(inputs), Some(stage)) = (
+                    self.follower.joint,
+                    storage.rows.as_ref().get(..rows_len),
+                    storage.stage.as_mut().get_mut(..total),
+                ) else {
+                    self.work = Work::Nothing;
+                    return Poll::Ready(Ok(self.event));
+                };
+                let (outputs, proof) = stage.split_at_mut(rows_len);
+                let slots = self.slots.as_mut();
+                match prover.step(context.as_bytes(), &joint, inputs, outputs, proof, slots) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(())) => {
+                        #[cfg(feature = "testkit")]
+                        tamper(self.cheat, outputs, &joint, rng);
+                        let digest = self.follower.digest_with(
+                            self.follower
+                                .storage
+                                .stage
+                                .as_ref()
+                                .get(..total)
+                                .unwrap_or(&[]),
+                        );
+                        self.out = Out::Chunks {
+                            stage: Stage::Shuffle,
+                            offset: 0,
+                            digest,
+                        };
+                        self.acted = Waiting::Chunk(self.index, Stage::Shuffle);
+                    }
+                    // As before any proof: nothing to send.
+                    Err(_) => {}
+                }
+                self.work = Work::Nothing;
+                Poll::Ready(Ok(self.event))
+            }
+            Work::Sharing(sharing) => {
+                let config = self.follower.config;
+                let attempt = self.follower.attempt.unwrap_or(0);
+                let me = self.index;
+                let context = Context::shares(&config.group, config.epoch, attempt, me);
+                let n = self.follower.n();
+                let storage = &mut self.follower.storage;
+                let Some(secret) = &self.secret else {
+                    self.work = Work::Nothing;
+                    return Poll::Ready(Ok(self.event));
+                };
+                let (rows, stage) = (storage.rows.as_ref(), storage.stage.as_mut());
+                match sharing.step(&context, secret, rows, n, stage, rng) {
+                    Some(Poll::Pending) => return Poll::Pending,
+                    Some(Poll::Ready(())) => {
+                        #[cfg(feature = "testkit")]
+                        if self.cheat == Some(Cheat::Share) {
+                            if let Some(first) = stage.get_mut(..32) {
+                                let other = SecretKey::generate(rng).public_key();
+                                first.copy_from_slice(&other.to_bytes());
+                            }
+                        }
+                        let total = shares_len(n);
+                        let digest = self.follower.digest_with(
+                            self.follower
+                                .storage
+                                .stage
+                                .as_ref()
+                                .get(..total)
+                                .unwrap_or(&[]),
+                        );
+                        self.out = Out::Chunks {
+                            stage: Stage::Shares,
+                            offset: 0,
+                            digest,
+                        };
+                        self.acted = Waiting::Chunk(me, Stage::Shares);
+                    }
+                    // A row that does not decode: nothing to send, as before any shares.
+                    None => {}
+                }
+                self.work = Work::Nothing;
+                Poll::Ready(Ok(self.event))
+            }
+        }
+    }
+
+    /// After the follower took a frame with `event`: this trustee's turn, if it is one.
+    fn accepted(&mut self, event: Event, rng: &mut impl CryptoRngCore) {
+        self.event = event;
         if matches!(event, Event::Opened | Event::Restarting(_)) {
             self.out = Out::Nothing;
             self.acted = Waiting::Nothing;
+            self.work = Work::Nothing;
         }
         self.act(rng);
-        Ok(event)
     }
 
     fn act(&mut self, rng: &mut impl CryptoRngCore) {
         let waiting = self.follower.waiting;
-        if waiting == self.acted || self.out != Out::Nothing {
+        if waiting == self.acted || self.out != Out::Nothing || self.working() {
             return;
         }
         let me = self.index;
@@ -154,13 +333,9 @@ where
                 self.secret = Some(secret);
             }
             Waiting::Chunk(j, Stage::Shuffle) if j == me => {
-                let Some(joint) = self.follower.joint else {
-                    return;
-                };
                 let n = self.follower.n();
                 let rows_len = shuffle::rows_len(n, 1);
                 let total = rows_len + shuffle::proof_len(n, 1);
-                let context = Context::shuffle(&config.group, config.epoch, attempt, me);
                 let storage = &mut self.follower.storage;
                 let (Some(inputs), Some(stage)) = (
                     storage.rows.as_ref().get(..rows_len),
@@ -169,71 +344,19 @@ where
                     return;
                 };
                 let (outputs, proof) = stage.split_at_mut(rows_len);
-                let proved = shuffle::prove(
-                    context.as_bytes(),
-                    &joint,
-                    1,
-                    inputs,
-                    outputs,
-                    proof,
-                    self.slots.as_mut(),
-                    rng,
-                );
-                if proved.is_err() {
-                    return;
+                // The work is `work`'s, which marks the turn taken once the proof is made.
+                if let Ok(prover) = Prover::new(1, inputs, outputs, proof, self.slots.as_mut(), rng)
+                {
+                    self.work = Work::Proving(prover);
                 }
-                #[cfg(feature = "testkit")]
-                tamper(self.cheat, outputs, &joint, rng);
-                let digest = self.follower.digest_with(
-                    self.follower
-                        .storage
-                        .stage
-                        .as_ref()
-                        .get(..total)
-                        .unwrap_or(&[]),
-                );
-                self.out = Out::Chunks {
-                    stage: Stage::Shuffle,
-                    offset: 0,
-                    digest,
-                };
+                return;
             }
             Waiting::Chunk(j, Stage::Shares) if j == me => {
-                let Some(secret) = &self.secret else { return };
-                let n = self.follower.n();
-                let context = Context::shares(&config.group, config.epoch, attempt, me);
-                let storage = &mut self.follower.storage;
-                let made = prove_shares(
-                    &context,
-                    secret,
-                    storage.rows.as_ref(),
-                    n,
-                    storage.stage.as_mut(),
-                    rng,
-                );
-                if made.is_none() {
-                    return;
+                if self.secret.is_some() {
+                    // The work is `work`'s, which marks the turn taken once they are made.
+                    self.work = Work::Sharing(SharesProof::new());
                 }
-                #[cfg(feature = "testkit")]
-                if self.cheat == Some(Cheat::Share) {
-                    if let Some(first) = storage.stage.as_mut().get_mut(..32) {
-                        first.copy_from_slice(&SecretKey::generate(rng).public_key().to_bytes());
-                    }
-                }
-                let total = shares_len(n);
-                let digest = self.follower.digest_with(
-                    self.follower
-                        .storage
-                        .stage
-                        .as_ref()
-                        .get(..total)
-                        .unwrap_or(&[]),
-                );
-                self.out = Out::Chunks {
-                    stage: Stage::Shares,
-                    offset: 0,
-                    digest,
-                };
+                return;
             }
             Waiting::Record(j) if j == me => self.out = Out::Record,
             _ => return,

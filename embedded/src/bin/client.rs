@@ -64,6 +64,8 @@ const TABLE_LEN: usize = Schedule::table_len(MAX_RESERVED);
 /// of up to 4096 clients (a larger one is refused at start, naming the region).
 const BITMAP_LEN: usize = 4096 / 8;
 const STAGE_LEN: usize = DeviceClient::max_cell(MAX_FRAME as u32);
+/// The sealed cells' storage (`Client::set_pseudonym`).
+const SEALED_LEN: usize = DeviceClient::sealed_len_for(MAX_FRAME as u32);
 /// The relay socket's buffers.
 const SOCKET_BUF: usize = 4096;
 /// A local socket's receive and send buffers.
@@ -249,10 +251,11 @@ fn start(spawner: Spawner, mut board: Board) {
     }
     static CLIENT: StaticCell<Shared<DeviceClient>> = StaticCell::new();
     let client: &'static Shared<DeviceClient> = CLIENT.init(Mutex::new(RefCell::new(client)));
-    // The prepared cells of the next owned exchange: two of the longest. The provisioning
-    // gives a client its pseudonym (checked when the blob is read). Set on the client in
-    // its static, so the client is not moved (and copied on the stack) once more.
-    static SEALED: ConstStaticCell<[u8; 2 * STAGE_LEN]> = ConstStaticCell::new([0; 2 * STAGE_LEN]);
+    // The prepared cells of the next owned exchange (two of the longest) and the owned
+    // cells the client keeps to answer for. The provisioning gives a client its pseudonym
+    // (checked when the blob is read). Set on the client in its static, so the client is
+    // not moved (and copied on the stack) once more.
+    static SEALED: ConstStaticCell<[u8; SEALED_LEN]> = ConstStaticCell::new([0; SEALED_LEN]);
     if let Some((secret, relay_dh)) = node.pseudonym.and_then(|p| p.secret().zip(p.relay_dh())) {
         let set = client.lock(|c| {
             c.borrow_mut()
@@ -444,10 +447,12 @@ async fn link(
         };
         client.lock(|c| c.borrow_mut().handle_disconnected(now()));
         events(name, client, &stats);
-        if let Loss::Role(RoleError::Frame(e)) = &loss {
-            stop_if_replaced(name, e.goodbye());
-        }
-        uplink.lost(&mut socket, &loss).await;
+        let goodbye = match &loss {
+            Loss::Role(RoleError::Frame(e)) => e.goodbye(),
+            _ => None,
+        };
+        stop_if_replaced(name, goodbye);
+        uplink.lost(&mut socket, &loss, goodbye).await;
     }
 }
 

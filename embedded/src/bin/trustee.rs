@@ -202,10 +202,12 @@ async fn link(
             }
         };
         trustee.handle_disconnected(now());
-        if let Loss::Role(RoleError::Frame(e)) = &loss {
-            stop_if_replaced(name, e.goodbye());
-        }
-        uplink.lost(&mut socket, &loss).await;
+        let goodbye = match &loss {
+            Loss::Role(RoleError::Frame(e)) => e.goodbye(),
+            _ => None,
+        };
+        stop_if_replaced(name, goodbye);
+        uplink.lost(&mut socket, &loss, goodbye).await;
     }
 }
 

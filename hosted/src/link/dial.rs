@@ -37,10 +37,6 @@ pub struct Connected {
     pub sink: LinkSink<OwnedWriteHalf>,
 }
 
-/// How long a node on the relay's refusal list waits before it dials again (an operator
-/// may have let it back in meanwhile).
-pub const EXCLUDED_REDIAL: Duration = Duration::from_secs(10);
-
 /// How a node's link ended.
 pub enum End {
     /// The process is stopping (Ctrl-C).
@@ -229,22 +225,15 @@ impl Dialer {
 
     /// The link that [`Dialer::dial`] returned is gone (as `end` says); the next dial waits
     /// as the policy says, and at least as long as the relay asked: a node it backed off
-    /// waits out its back-off, one on its refusal list [`EXCLUDED_REDIAL`].
+    /// waits out its back-off, one on its refusal list
+    /// `dissent_core::backoff::EXCLUDED_REDIAL` (`Backoff::handle_goodbye`, which every
+    /// shell's dialer shares).
     pub fn lost(&mut self, end: &End) {
-        let asked = match end {
-            End::Goodbye(GoodbyeReason::BackOff { millis }) => {
-                Some(Duration::from_millis(u64::from(*millis)))
-            }
-            End::Goodbye(GoodbyeReason::Excluded) => Some(EXCLUDED_REDIAL),
+        let goodbye = match end {
+            End::Goodbye(reason) => Some(*reason),
             _ => None,
         };
-        let next = match asked {
-            Some(wait) => {
-                let wait = dissent_core::Duration::from_micros(wait.as_micros() as u64);
-                self.backoff.handle_told_to_wait(self.now(), wait)
-            }
-            None => self.backoff.handle_lost(self.now()),
-        };
+        let next = self.backoff.handle_goodbye(self.now(), goodbye);
         self.next = self.at(next);
         self.last = LastTry::Lost;
     }

@@ -282,7 +282,10 @@ fn why_stopped(status: ExitStatus) -> String {
                 1 => "the firmware stopped on an error it printed",
                 2 => "netcheck did not finish in time",
                 3 => "the board could not start (no seed, no Ethernet)",
-                101 => "the firmware panicked",
+                101 => {
+                    "the firmware panicked (a firmware built with the `panic-messages` \
+                     feature prints where)"
+                }
                 102 => "a hard fault or an unexpected interrupt",
                 103 => "the stack overflowed",
                 104 => "the watchdog fired: the firmware stopped making progress",

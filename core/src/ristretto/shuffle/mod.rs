@@ -61,10 +61,10 @@
 mod prove;
 mod verify;
 
-pub use prove::prove;
+pub use prove::{prove, Prover};
 #[cfg(feature = "std")]
 pub use verify::verify_batched;
-pub use verify::{verify, verify_streaming};
+pub use verify::{verify, verify_streaming, Verifier, STEP_ROWS};
 
 use core::num::NonZeroUsize;
 

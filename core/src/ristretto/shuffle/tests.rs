@@ -411,3 +411,85 @@ fn random_bytes_never_panic_or_verify() {
         }
     }
 }
+
+/// Counts the steps of a resumable verification, up to its result.
+fn verify_in_steps(s: &Setup, outputs: &[u8]) -> (Result<(), ShuffleError>, usize) {
+    let mut verifier = match Verifier::new(CONTEXT, &s.key, s.width, &s.inputs, outputs, &s.proof) {
+        Ok(v) => v,
+        Err(e) => return (Err(e), 0),
+    };
+    for steps in 1.. {
+        match verifier.step(&s.key, &s.inputs, outputs, &s.proof) {
+            Ok(core::task::Poll::Pending) => continue,
+            Ok(core::task::Poll::Ready(())) => return (Ok(()), steps),
+            Err(e) => {
+                // A failed verifier stays failed.
+                assert_eq!(verifier.step(&s.key, &s.inputs, outputs, &s.proof), Err(e));
+                return (Err(e), steps);
+            }
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn the_steps_are_bounded_and_give_the_one_call_result() {
+    let s = setup(64, 2, 9);
+    let (result, steps) = verify_in_steps(&s, &s.outputs);
+    assert_eq!(result, Ok(()));
+    // Validation (844 encodings, 64 a step: 14 steps), then 8 steps per pass: commitments,
+    // chain, and one per column.
+    assert_eq!(steps, 14 + 4 * 8);
+
+    let mut swapped = s.outputs.clone();
+    let row = row_len(2);
+    let (first, rest) = swapped.split_at_mut(row);
+    first.swap_with_slice(&mut rest[..row]);
+    let (result, _) = verify_in_steps(&s, &swapped);
+    assert_eq!(result, both(&s, &s.inputs, &swapped, &s.proof));
+    assert!(result.is_err());
+
+    // Other bytes between steps (a shorter proof) fail, never panic.
+    let mut verifier =
+        Verifier::new(CONTEXT, &s.key, s.width, &s.inputs, &s.outputs, &s.proof).unwrap();
+    let short = &s.proof[..s.proof.len() - 32];
+    assert_eq!(
+        verifier.step(&s.key, &s.inputs, &s.outputs, short),
+        Err(ShuffleError::ProofLength)
+    );
+
+    // The prover in steps writes what `prove` writes from the same randomness.
+    let mut rng = ChaCha20Rng::from_seed([3; 32]);
+    let (outputs, proof) = shuffle(&s.key, 2, &s.inputs, &mut rng);
+    let mut rng = ChaCha20Rng::from_seed([3; 32]);
+    let mut stepped_outputs = vec![0u8; outputs.len()];
+    let mut stepped_proof = vec![0u8; proof.len()];
+    let mut slots = vec![ProverSlot::EMPTY; 64];
+    let mut prover = Prover::new(
+        2,
+        &s.inputs,
+        &mut stepped_outputs,
+        &mut stepped_proof,
+        &mut slots,
+        &mut rng,
+    )
+    .unwrap();
+    let mut steps = 0;
+    while prover
+        .step(
+            CONTEXT,
+            &s.key,
+            &s.inputs,
+            &mut stepped_outputs,
+            &mut stepped_proof,
+            &mut slots,
+        )
+        .unwrap()
+        .is_pending()
+    {
+        steps += 1;
+    }
+    // Commit, r̃, chain, announcements, responses: 8 steps each; re-encryption 16.
+    assert_eq!(steps + 1, 5 * 8 + 16);
+    assert_eq!((stepped_outputs, stepped_proof), (outputs, proof));
+}

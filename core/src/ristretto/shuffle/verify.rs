@@ -1,5 +1,7 @@
 //! The verifier (the paper's `CheckProof`): every encoding, every length, every equation.
 
+use core::task::Poll;
+
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity;
@@ -92,35 +94,46 @@ fn responses(proof: &ProofView<'_>) -> Result<Responses, ShuffleError> {
     Ok(Responses { s, s4 })
 }
 
-/// Checks every encoding, in a fixed order: inputs, outputs, permutation commitment,
-/// chain, announcements, responses.
-#[inline(never)]
-fn validate(
+/// The encoding at position `at` of the fixed validation order (inputs, outputs,
+/// permutation commitment, chain, announcements, responses): `None` past the last.
+fn validate_item(
     shape: Shape,
     inputs: &[u8],
     outputs: &[u8],
     proof: &ProofView<'_>,
-) -> Result<(), ShuffleError> {
+    at: usize,
+) -> Option<Result<(), ShuffleError>> {
+    let mut at = at;
     for (part, rows) in [(Part::Inputs, inputs), (Part::Outputs, outputs)] {
-        for (index, item) in rows.as_chunks::<32>().0.iter().enumerate() {
-            point(item, part, index)?;
+        let items = rows.as_chunks::<32>().0;
+        match items.get(at) {
+            Some(item) => return Some(point(item, part, at).map(drop)),
+            None => at -= items.len(),
         }
     }
-    for (j, item) in proof.commitments.iter().enumerate() {
-        point(item, Part::PermutationCommitment, j)?;
-    }
-    for (i, item) in proof.chain.iter().enumerate() {
-        point(item, Part::CommitmentChain, i)?;
+    for (part, items) in [
+        (Part::PermutationCommitment, proof.commitments),
+        (Part::CommitmentChain, proof.chain),
+    ] {
+        match items.get(at) {
+            Some(item) => return Some(point(item, part, at).map(drop)),
+            None => at -= items.len(),
+        }
     }
     let announcements = proof.announcements.as_chunks::<32>().0;
-    for (index, item) in announcements.iter().enumerate() {
-        announcement(item, first_announcement(shape.n) + index)?;
+    match announcements.get(at) {
+        Some(item) => {
+            let index = first_announcement(shape.n) + at;
+            return Some(announcement(item, index).map(drop));
+        }
+        None => at -= announcements.len(),
     }
-    let responses = proof.s.iter().chain(proof.s4).chain(proof.s_hat);
-    for (index, item) in responses.chain(proof.s_prime).enumerate() {
-        scalar(item, index)?;
-    }
-    Ok(())
+    let mut responses = proof.s.iter().chain(proof.s4).chain(proof.s_hat);
+    let item = responses.nth(at).or_else(|| {
+        let seen = 3 + proof.s4.len() + proof.s_hat.len();
+        proof.s_prime.get(at.checked_sub(seen)?)
+    })?;
+    Some(scalar(item, at).map(drop))
 }
 
 fn check(holds: bool, equation: Equation) -> Result<(), ShuffleError> {
@@ -131,10 +144,329 @@ fn check(holds: bool, equation: Equation) -> Result<(), ShuffleError> {
     }
 }
 
+/// Rows (or encodings, while validating) one [`Verifier::step`] takes at most: a step is
+/// then a few million instructions on a Cortex-M3, so a device can feed its watchdog and
+/// serve its links between steps.
+pub const STEP_ROWS: usize = 8;
+/// Encodings one validating step decodes at most.
+const STEP_ITEMS: usize = 8 * STEP_ROWS;
+
+/// Where a [`Verifier`] is.
+#[derive(Clone, Copy)]
+enum Pass {
+    /// Decoding every encoding, from this position of the validation order.
+    Validate(usize),
+    /// `t1`, `t2`: from row `j`.
+    Commitments(usize),
+    /// The chain's links, then `t3`: from row `i`.
+    Chain(usize),
+    /// `t4_k` for column `k`, from row `j`.
+    Column(usize, usize),
+    /// Every equation held.
+    Done,
+    /// An equation or an encoding failed; the error was returned.
+    Failed(ShuffleError),
+}
+
+/// The allocation-free verifier, resumable: [`Verifier::new`] checks the lengths, then each
+/// [`Verifier::step`] does at most [`STEP_ROWS`] rows of one pass (or 64 encodings) and
+/// returns `Poll::Pending` until the proof is checked. The caller passes the same bytes to
+/// every step (they are the caller's storage; the verifier keeps its transcript, challenges
+/// and sums, about 1.4 KiB). Every step but the first and the last costs a few multiplications
+/// a row; the result, error included, is [`verify_streaming`]'s.
+pub struct Verifier {
+    shape: Shape,
+    pass: Pass,
+    /// The transcript after the permutation commitment (for `u_j`).
+    transcript: Transcript,
+    c: Scalar,
+    r: Responses,
+    /// `Π u_j`.
+    product: Scalar,
+    /// Pass sums: `Σ (c_j − H_j)` and `Σ u_j·c_j`; `ĉ_(i−1)` and `Σ s'_i·H_i`; the
+    /// column's `a`, `b`, `Σ u_j·a_j,k`, `Σ u_j·b_j,k`.
+    sums: [RistrettoPoint; 4],
+    /// `Σ u_j·c_j`, kept for `t3`.
+    weighted_commitments: RistrettoPoint,
+}
+
+impl Verifier {
+    /// Checks the shape and lengths of a proof of `outputs` as a shuffle of `inputs`; the
+    /// work is in [`Verifier::step`].
+    pub fn new(
+        context: &[u8],
+        key: &PublicKey,
+        width: usize,
+        inputs: &[u8],
+        outputs: &[u8],
+        proof: &[u8],
+    ) -> Result<Self, ShuffleError> {
+        let shape = check_shape(width, inputs, outputs.len(), proof.len())?;
+        let view = ProofView::new(proof, shape)?;
+        let transcript = statement_transcript(
+            context,
+            key,
+            width,
+            shape.n,
+            inputs,
+            outputs,
+            view.commitments.as_flattened(),
+        );
+        Ok(Verifier {
+            shape,
+            pass: Pass::Validate(0),
+            transcript,
+            c: Scalar::ZERO,
+            r: Responses {
+                s: [Scalar::ZERO; 3],
+                s4: [Scalar::ZERO; MAX_WIDTH],
+            },
+            product: Scalar::ONE,
+            sums: [RistrettoPoint::identity(); 4],
+            weighted_commitments: RistrettoPoint::identity(),
+        })
+    }
+
+    /// Does the next bounded part of the check: `Ok(Poll::Ready(()))` once every equation
+    /// held, `Ok(Poll::Pending)` while work is left, the first failure otherwise (and again
+    /// on every later call). Bytes other than those given to [`Verifier::new`] (another
+    /// length included) make the proof fail, never panic.
+    pub fn step(
+        &mut self,
+        key: &PublicKey,
+        inputs: &[u8],
+        outputs: &[u8],
+        proof: &[u8],
+    ) -> Result<Poll<()>, ShuffleError> {
+        let result = self.advance(key, inputs, outputs, proof);
+        match result {
+            Err(e) => {
+                self.pass = Pass::Failed(e);
+                Err(e)
+            }
+            Ok(()) if matches!(self.pass, Pass::Done) => Ok(Poll::Ready(())),
+            Ok(()) => Ok(Poll::Pending),
+        }
+    }
+
+    fn advance(
+        &mut self,
+        key: &PublicKey,
+        inputs: &[u8],
+        outputs: &[u8],
+        proof: &[u8],
+    ) -> Result<(), ShuffleError> {
+        let shape = self.shape;
+        let n = shape.n;
+        let width = shape.width.get();
+        if let Pass::Failed(e) = self.pass {
+            return Err(e);
+        }
+        check_shape(width, inputs, outputs.len(), proof.len())?;
+        let view = ProofView::new(proof, shape)?;
+        let end = |from: usize| (from + STEP_ROWS).min(n);
+        self.pass = match self.pass {
+            Pass::Validate(from) => {
+                for at in from..from + STEP_ITEMS {
+                    match validate_item(shape, inputs, outputs, &view, at) {
+                        Some(result) => result?,
+                        None => {
+                            let (_, c) = final_challenge(self.transcript.clone(), &view);
+                            self.c = c;
+                            self.r = responses(&view)?;
+                            self.pass = Pass::Commitments(0);
+                            return Ok(());
+                        }
+                    }
+                }
+                Pass::Validate(from + STEP_ITEMS)
+            }
+            Pass::Commitments(from) => {
+                let to = end(from);
+                self.commitments(&view, from, to)?;
+                if to < n {
+                    Pass::Commitments(to)
+                } else {
+                    self.commitments_end(&view)?;
+                    Pass::Chain(0)
+                }
+            }
+            Pass::Chain(from) => {
+                let to = end(from);
+                self.chain(&view, from, to)?;
+                if to < n {
+                    Pass::Chain(to)
+                } else {
+                    self.chain_end(&view)?;
+                    Pass::Column(0, 0)
+                }
+            }
+            Pass::Column(k, from) => {
+                let to = end(from);
+                self.column(key, inputs, outputs, &view, k, from, to)?;
+                match (to < n, k + 1 < width) {
+                    (true, _) => Pass::Column(k, to),
+                    (false, more) => {
+                        self.column_end(&view, k)?;
+                        if more {
+                            Pass::Column(k + 1, 0)
+                        } else {
+                            Pass::Done
+                        }
+                    }
+                }
+            }
+            Pass::Done => Pass::Done,
+            Pass::Failed(e) => return Err(e),
+        };
+        Ok(())
+    }
+
+    /// Rows `from..to` of `t1` and `t2`'s sums.
+    #[inline(never)]
+    fn commitments(
+        &mut self,
+        proof: &ProofView<'_>,
+        from: usize,
+        to: usize,
+    ) -> Result<(), ShuffleError> {
+        if from == 0 {
+            self.sums = [RistrettoPoint::identity(); 4];
+            self.product = Scalar::ONE;
+        }
+        let rows = proof.commitments.get(from..to).unwrap_or(&[]);
+        for (j, bytes) in (from as u32..).zip(rows) {
+            let u = row_challenge(&self.transcript, j);
+            let c_j = point(bytes, Part::PermutationCommitment, j as usize)?;
+            self.sums[0] += c_j - generators::h_i(j);
+            self.sums[1] += mul(&u, &c_j);
+            self.product *= u;
+        }
+        Ok(())
+    }
+
+    /// `t1` and `t2`.
+    #[inline(never)]
+    fn commitments_end(&mut self, proof: &ProofView<'_>) -> Result<(), ShuffleError> {
+        let (shape, c) = (self.shape, self.c);
+        let [t1, t2, _] = proof.t;
+        let t1 = announcement(t1, first_t(shape.n))?;
+        let holds = vartime_double_base(&-c, &self.sums[0], &self.r.s[0]);
+        check(holds == t1, Equation::PermutationSum)?;
+
+        let t2 = announcement(t2, first_t(shape.n) + 1)?;
+        let chain_end = point(proof.chain_end, Part::CommitmentChain, shape.n - 1)?;
+        let end = chain_end - mul(&self.product, &generators::h());
+        let holds = vartime_double_base(&-c, &end, &self.r.s[1]);
+        check(holds == t2, Equation::ChainEnd)?;
+        self.weighted_commitments = self.sums[1];
+        Ok(())
+    }
+
+    /// Links `from..to` of the chain, and their share of `t3`'s sum.
+    #[inline(never)]
+    fn chain(&mut self, proof: &ProofView<'_>, from: usize, to: usize) -> Result<(), ShuffleError> {
+        let shape = self.shape;
+        if from == 0 {
+            self.sums = [
+                generators::h(),
+                RistrettoPoint::identity(),
+                self.sums[2],
+                self.sums[3],
+            ];
+        }
+        let links = (proof.s_hat.iter().zip(proof.s_prime))
+            .zip(proof.chain.iter().zip(proof.chain_announcements))
+            .take(to)
+            .skip(from);
+        for (i, ((s_hat, s_prime), (next, t_hat))) in (from as u32..).zip(links) {
+            let index = i as usize;
+            let s_hat = scalar(s_hat, first_s_hat(shape) + index)?;
+            let s_prime = scalar(s_prime, first_s_prime(shape) + index)?;
+            let next = point(next, Part::CommitmentChain, index)?;
+            let t_hat = announcement(t_hat, first_announcement(shape.n) + index)?;
+            let holds = vartime_double_base(&s_prime, &self.sums[0], &s_hat) - mul(&self.c, &next);
+            check(holds == t_hat, Equation::Chain(index))?;
+            self.sums[0] = next;
+            self.sums[1] += mul(&s_prime, &generators::h_i(i));
+        }
+        Ok(())
+    }
+
+    /// `t3`.
+    #[inline(never)]
+    fn chain_end(&mut self, proof: &ProofView<'_>) -> Result<(), ShuffleError> {
+        let [_, _, t3] = proof.t;
+        let t3 = announcement(t3, first_t(self.shape.n) + 2)?;
+        let holds =
+            vartime_double_base(&-self.c, &self.weighted_commitments, &self.r.s[2]) + self.sums[1];
+        check(holds == t3, Equation::Commitment)
+    }
+
+    /// Rows `from..to` of column `k`'s sums for `t4_k`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn column(
+        &mut self,
+        key: &PublicKey,
+        inputs: &[u8],
+        outputs: &[u8],
+        proof: &ProofView<'_>,
+        k: usize,
+        from: usize,
+        to: usize,
+    ) -> Result<(), ShuffleError> {
+        let shape = self.shape;
+        let width = shape.width.get();
+        if from == 0 {
+            let s4 = self.r.s4.get(k).copied().unwrap_or(Scalar::ZERO);
+            let identity = RistrettoPoint::identity();
+            self.sums = [-mul(&s4, key.point()), identity, identity, identity];
+        }
+        // Ciphertext `j·ω + k`: column `k` of row `j`.
+        let column = |rows| {
+            ciphertexts(rows)
+                .iter()
+                .enumerate()
+                .skip(k)
+                .step_by(width)
+                .take(to)
+                .skip(from)
+        };
+        let s_primes = proof.s_prime.iter().take(to).skip(from);
+        let rows = column(inputs).zip(column(outputs)).zip(s_primes);
+        for (j, (((at, input), (_, output)), s_prime)) in (from as u32..).zip(rows) {
+            let u = row_challenge(&self.transcript, j);
+            let s_prime = scalar(s_prime, first_s_prime(shape) + j as usize)?;
+            let (input_a, input_b) = ciphertext(input, Part::Inputs, at)?;
+            let (output_a, output_b) = ciphertext(output, Part::Outputs, at)?;
+            self.sums[2] += mul(&u, &input_a);
+            self.sums[3] += mul(&u, &input_b);
+            self.sums[0] += mul(&s_prime, &output_a);
+            self.sums[1] += mul(&s_prime, &output_b);
+        }
+        Ok(())
+    }
+
+    /// `t4_k`.
+    #[inline(never)]
+    fn column_end(&mut self, proof: &ProofView<'_>, k: usize) -> Result<(), ShuffleError> {
+        let shape = self.shape;
+        let c = self.c;
+        let s4 = self.r.s4.get(k).copied().unwrap_or(Scalar::ZERO);
+        let [t4a, t4b] = proof.t4.get(k).ok_or(ShuffleError::ProofLength)?;
+        let t4a = announcement(t4a, first_t4(shape) + 2 * k)?;
+        let t4b = announcement(t4b, first_t4(shape) + 2 * k + 1)?;
+        let [a, b, weighted_a, weighted_b] = self.sums;
+        let a = a - mul(&c, &weighted_a);
+        let b = b + vartime_double_base(&-c, &weighted_b, &-s4);
+        check(a == t4a && b == t4b, Equation::Reencryption(k))
+    }
+}
+
 /// Verifies equation by equation with no storage (the allocation-free path, for devices):
-/// every encoding first, then one pass over the rows for `t1`, `t2`, `t3` and the chain,
-/// and one per column for `t4_k`. Each pass is its own function, so a device's stack holds
-/// one pass's points at a time.
+/// every encoding first, then one pass over the rows for `t1` and `t2`, one for the chain
+/// and `t3`, and one per column for `t4_k`: [`Verifier`]'s steps, run to the end.
 pub fn verify_streaming(
     context: &[u8],
     key: &PublicKey,
@@ -143,135 +475,9 @@ pub fn verify_streaming(
     outputs: &[u8],
     proof: &[u8],
 ) -> Result<(), ShuffleError> {
-    let shape = check_shape(width, inputs, outputs.len(), proof.len())?;
-    let proof = ProofView::new(proof, shape)?;
-    validate(shape, inputs, outputs, &proof)?;
-    let transcript = statement_transcript(
-        context,
-        key,
-        width,
-        shape.n,
-        inputs,
-        outputs,
-        proof.commitments.as_flattened(),
-    );
-    let (_, c) = final_challenge(transcript.clone(), &proof);
-    let r = responses(&proof)?;
-    let weighted_commitments = check_commitments(&transcript, shape, &proof, &c, &r)?;
-    check_chain(shape, &proof, &c, &r, &weighted_commitments)?;
-    let columns = r.s4.iter().zip(proof.t4).enumerate();
-    for (k, (s4, t4)) in columns {
-        let column = Column { k, s4, t4 };
-        check_column(&transcript, shape, key, inputs, outputs, &proof, &c, column)?;
-    }
+    let mut verifier = Verifier::new(context, key, width, inputs, outputs, proof)?;
+    while verifier.step(key, inputs, outputs, proof)?.is_pending() {}
     Ok(())
-}
-
-/// `t1` and `t2`; returns `Σ u_j·c_j` for `t3`.
-#[inline(never)]
-fn check_commitments(
-    transcript: &Transcript,
-    shape: Shape,
-    proof: &ProofView<'_>,
-    c: &Scalar,
-    r: &Responses,
-) -> Result<RistrettoPoint, ShuffleError> {
-    let mut commitment_sum = RistrettoPoint::identity();
-    let mut weighted_commitments = RistrettoPoint::identity();
-    let mut product = Scalar::ONE;
-    for (j, bytes) in (0u32..).zip(proof.commitments) {
-        let u = row_challenge(transcript, j);
-        let c_j = point(bytes, Part::PermutationCommitment, j as usize)?;
-        commitment_sum += c_j - generators::h_i(j);
-        weighted_commitments += mul(&u, &c_j);
-        product *= u;
-    }
-    let [t1, t2, _] = proof.t;
-    let t1 = announcement(t1, first_t(shape.n))?;
-    let holds = vartime_double_base(&-c, &commitment_sum, &r.s[0]);
-    check(holds == t1, Equation::PermutationSum)?;
-
-    let t2 = announcement(t2, first_t(shape.n) + 1)?;
-    let chain_end = point(proof.chain_end, Part::CommitmentChain, shape.n - 1)?;
-    let holds = vartime_double_base(&-c, &(chain_end - mul(&product, &generators::h())), &r.s[1]);
-    check(holds == t2, Equation::ChainEnd)?;
-    Ok(weighted_commitments)
-}
-
-/// Every link `t̂_i` of the chain, then `t3`.
-#[inline(never)]
-fn check_chain(
-    shape: Shape,
-    proof: &ProofView<'_>,
-    c: &Scalar,
-    r: &Responses,
-    weighted_commitments: &RistrettoPoint,
-) -> Result<(), ShuffleError> {
-    let mut previous = generators::h();
-    let mut weighted_generators = RistrettoPoint::identity();
-    let links = (proof.s_hat.iter().zip(proof.s_prime))
-        .zip(proof.chain.iter().zip(proof.chain_announcements));
-    for (i, ((s_hat, s_prime), (next, t_hat))) in (0u32..).zip(links) {
-        let index = i as usize;
-        let s_hat = scalar(s_hat, first_s_hat(shape) + index)?;
-        let s_prime = scalar(s_prime, first_s_prime(shape) + index)?;
-        let next = point(next, Part::CommitmentChain, index)?;
-        let t_hat = announcement(t_hat, first_announcement(shape.n) + index)?;
-        let holds = vartime_double_base(&s_prime, &previous, &s_hat) - mul(c, &next);
-        check(holds == t_hat, Equation::Chain(index))?;
-        previous = next;
-        weighted_generators += mul(&s_prime, &generators::h_i(i));
-    }
-    let [_, _, t3] = proof.t;
-    let t3 = announcement(t3, first_t(shape.n) + 2)?;
-    let holds = vartime_double_base(&-c, weighted_commitments, &r.s[2]) + weighted_generators;
-    check(holds == t3, Equation::Commitment)
-}
-
-/// One column `k` of the rows: its response `s4_k` and announcement `t4_k`.
-struct Column<'a> {
-    k: usize,
-    s4: &'a Scalar,
-    t4: &'a [Item; 2],
-}
-
-/// `t4_k`: column `k` of the outputs re-encrypts column `k` of the inputs.
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn check_column(
-    transcript: &Transcript,
-    shape: Shape,
-    key: &PublicKey,
-    inputs: &[u8],
-    outputs: &[u8],
-    proof: &ProofView<'_>,
-    c: &Scalar,
-    Column { k, s4, t4 }: Column<'_>,
-) -> Result<(), ShuffleError> {
-    let width = shape.width.get();
-    let mut a = -mul(s4, key.point());
-    let mut b = RistrettoPoint::identity();
-    let mut weighted_a = RistrettoPoint::identity();
-    let mut weighted_b = RistrettoPoint::identity();
-    // Ciphertext `j·ω + k`: column `k` of row `j`.
-    let column = |rows| ciphertexts(rows).iter().enumerate().skip(k).step_by(width);
-    let rows = column(inputs).zip(column(outputs)).zip(proof.s_prime);
-    for (j, (((at, input), (_, output)), s_prime)) in (0u32..).zip(rows) {
-        let u = row_challenge(transcript, j);
-        let s_prime = scalar(s_prime, first_s_prime(shape) + j as usize)?;
-        let (input_a, input_b) = ciphertext(input, Part::Inputs, at)?;
-        let (output_a, output_b) = ciphertext(output, Part::Outputs, at)?;
-        weighted_a += mul(&u, &input_a);
-        weighted_b += mul(&u, &input_b);
-        a += mul(&s_prime, &output_a);
-        b += mul(&s_prime, &output_b);
-    }
-    let [t4a, t4b] = t4;
-    let t4a = announcement(t4a, first_t4(shape) + 2 * k)?;
-    let t4b = announcement(t4b, first_t4(shape) + 2 * k + 1)?;
-    let a = a - mul(c, &weighted_a);
-    let b = b + vartime_double_base(&-c, &weighted_b, &-s4);
-    check(a == t4a && b == t4b, Equation::Reencryption(k))
 }
 
 /// Verifies every equation at once: their sum with weights drawn from the transcript after
