@@ -153,6 +153,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 .interval_keys
                 .push(pair.interval_key(interval, &nonce, &self.link_nonce));
         }
+        #[cfg(feature = "blame-round")]
+        self.note_trustee_nonces(nonces);
         if let Some(dst) = self.online.as_mut().get_mut(..online.len()) {
             dst.copy_from_slice(online);
         }

@@ -58,6 +58,8 @@ use crate::wire::{self, ConnId, Head, Hello, Kind, Message, NodeRole, Resume, Wi
 use crate::{MAC_LEN, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
 mod accuse;
+#[cfg(feature = "blame-round")]
+mod blame;
 mod buddies;
 mod config;
 #[cfg(feature = "disruptor")]
@@ -353,6 +355,12 @@ pub struct Client<B> {
     disruptor: Option<disruptor::Disruptor>,
     /// The slot's cell key and the prepared cells of the next owned exchange.
     sealer: Option<seal::Sealer<B>>,
+    /// The keys it answers blame rounds with (`blame.rs`).
+    #[cfg(feature = "blame-round")]
+    blame_keys: Option<blame::BlameKeys<B>>,
+    /// What it holds for blame rounds: decoded cells' hashes, answers to send.
+    #[cfg(feature = "blame-round")]
+    blame: blame::BlameState,
 }
 
 #[cfg(feature = "std")]
@@ -475,6 +483,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             #[cfg(feature = "disruptor")]
             disruptor: None,
             sealer: None,
+            #[cfg(feature = "blame-round")]
+            blame_keys: None,
+            #[cfg(feature = "blame-round")]
+            blame: blame::BlameState::default(),
         })
     }
 
@@ -622,6 +634,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 }
                 let digest = wire::disrupted_digest(interval, exchange, cell);
                 let _ = self.disrupted.push_back((exchange, digest));
+                #[cfg(feature = "blame-round")]
+                self.note_decoded(interval, exchange, cell);
                 self.on_disrupted_cell(interval, exchange, cell);
                 Ok(Handled::default())
             }
@@ -644,6 +658,26 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     who,
                     kind,
                 });
+                Ok(Handled::default())
+            }
+            #[cfg(feature = "blame-round")]
+            Message::BlameRequest {
+                interval,
+                exchange,
+                bit,
+                slot,
+                grounds,
+            } => {
+                self.on_blame_request(interval, exchange, bit, slot, &grounds)?;
+                Ok(Handled::default())
+            }
+            #[cfg(feature = "blame-round")]
+            Message::BlameDhRequest {
+                interval,
+                exchange,
+                peer,
+            } => {
+                self.on_blame_dh_request(interval, exchange, peer);
                 Ok(Handled::default())
             }
             _ => Err(PeerError::Unexpected),
@@ -726,6 +760,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             }
             .emit_frame(out)?;
             *acked = true;
+            return Ok(Some(n));
+        }
+        #[cfg(feature = "blame-round")]
+        if let Some(n) = self.transmit_blame(out)? {
             return Ok(Some(n));
         }
         Ok(None)

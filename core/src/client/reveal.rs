@@ -55,7 +55,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let _ = self.answered_ring.push_back(answered);
     }
 
-    fn answered_at(&self, interval: u32, exchange: u64) -> Option<&Answered> {
+    pub(super) fn answered_at(&self, interval: u32, exchange: u64) -> Option<&Answered> {
         self.answered_ring
             .iter()
             .find(|a| a.interval == interval && a.exchange == exchange)

@@ -42,6 +42,8 @@ use crate::{MAX_WINDOW, NONCE_LEN};
 mod config;
 mod exchange;
 #[cfg(feature = "blame-round")]
+mod blame;
+#[cfg(feature = "blame-round")]
 mod reveal;
 mod setup;
 mod storage;
@@ -145,6 +147,12 @@ pub struct Trustee<P, I, B> {
     /// Cells sent since the trustee was made.
     cells_sent: u64,
     event: Option<TrusteeEvent>,
+    /// The keys it answers blame rounds with (`blame.rs`).
+    #[cfg(feature = "blame-round")]
+    blame_keys: Option<blame::BlameKeys<B>>,
+    /// Digests its statements sign, and answers to send.
+    #[cfg(feature = "blame-round")]
+    blame: blame::BlameState,
 }
 
 #[cfg(feature = "std")]
@@ -215,6 +223,10 @@ where
             sent_cells: Deque::new(),
             cells_sent: 0,
             event: None,
+            #[cfg(feature = "blame-round")]
+            blame_keys: None,
+            #[cfg(feature = "blame-round")]
+            blame: blame::BlameState::default(),
         })
     }
 
@@ -269,6 +281,23 @@ where
             Message::TrusteeRequest(request) => self.on_request(now, &request),
             // The relay's news of an exclusion: nothing for a trustee to do.
             Message::Blamed { .. } => Ok(()),
+            #[cfg(feature = "blame-round")]
+            Message::BlameRequest {
+                interval,
+                exchange,
+                bit,
+                slot,
+                grounds,
+            } => self.on_blame_request(interval, exchange, bit, slot, &grounds),
+            #[cfg(feature = "blame-round")]
+            Message::BlameDhRequest {
+                interval,
+                exchange,
+                peer,
+            } => {
+                self.on_blame_dh_request(interval, exchange, peer);
+                Ok(())
+            }
             _ => Err(PeerError::Unexpected),
         }
     }
@@ -338,6 +367,10 @@ where
             }
             Phase::Confirming { .. } => return self.transmit_confirm(out),
             _ => {}
+        }
+        #[cfg(feature = "blame-round")]
+        if let Some(n) = self.transmit_blame(out)? {
+            return Ok(Some(n));
         }
         self.transmit_cell(out, engine)
     }

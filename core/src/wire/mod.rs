@@ -55,6 +55,8 @@ pub use outputs::{
     max_outputs_len, Output, OutputsView, Requests, DISRUPTED_DIGEST_LEN, DISRUPTED_OUTPUT_LEN,
 };
 pub use prefix::{cell_frame_len, Prefix};
+#[cfg(feature = "blame-round")]
+pub use prefix::{reveal_frame, RevealFrame};
 pub use slot::{
     body, body_mut, open, seal, Opened, SlotContext, SlotKey, AAD_LEN, MIN_OWNED_CELL,
     SLOT_NONCE_LEN, SLOT_OVERHEAD, TAG_LEN,
