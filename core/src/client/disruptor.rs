@@ -56,23 +56,65 @@ impl Mode {
 /// The disruptor's state.
 pub(super) struct Disruptor {
     pub(super) mode: Mode,
-    rng: ChaCha20,
+    seed: [u8; 32],
     data_exchanges: u64,
+    /// What it did to its latest cells (interval, exchange, kind, data exchange count,
+    /// base length), so a blame round's reveal shows the cell it really sent.
+    tampered: heapless::Deque<(u32, u64, Kind, u64, usize), 64>,
 }
 
 impl Disruptor {
     pub(super) fn new(mode: Mode, seed: &[u8; 32]) -> Self {
-        use chacha20::cipher::KeyIvInit;
         Disruptor {
             mode,
-            rng: ChaCha20::new(seed.into(), &[3u8; 12].into()),
+            seed: *seed,
             data_exchanges: 0,
+            tampered: heapless::Deque::new(),
         }
     }
 
     /// Changes `cell` (this client's ciphertext for an exchange of `kind`; `own` is its own
     /// slot) as the mode says.
-    pub(super) fn tamper(&mut self, kind: Kind, own: u16, base: usize, cell: &mut [u8]) {
+    /// Tampers with its cell of `exchange` of `interval` (after the pads).
+    pub(super) fn tamper(
+        &mut self,
+        interval: u32,
+        exchange: u64,
+        kind: Kind,
+        own: u16,
+        base: usize,
+        cell: &mut [u8],
+    ) {
+        if matches!(kind, Kind::Slot { slot, .. } if slot != own) {
+            self.data_exchanges += 1;
+        }
+        let record = (interval, exchange, kind, self.data_exchanges, base);
+        if self.tampered.is_full() {
+            self.tampered.pop_front();
+        }
+        let _ = self.tampered.push_back(record);
+        self.apply(record, own, cell);
+    }
+
+    /// Does again to a recomputed cell of `exchange` of `interval` what it did to the one
+    /// it sent (a disruptor that reveals what it sent, and so convicts itself).
+    pub(super) fn again(&self, interval: u32, exchange: u64, own: u16, cell: &mut [u8]) {
+        if let Some(&record) = self
+            .tampered
+            .iter()
+            .find(|t| t.0 == interval && t.1 == exchange)
+        {
+            self.apply(record, own, cell);
+        }
+    }
+
+    fn apply(&self, record: (u32, u64, Kind, u64, usize), own: u16, cell: &mut [u8]) {
+        use chacha20::cipher::KeyIvInit;
+        let (interval, exchange, kind, data_exchanges, base) = record;
+        let mut nonce = [0u8; 12];
+        nonce[..4].copy_from_slice(&interval.to_be_bytes());
+        nonce[4..].copy_from_slice(&exchange.to_be_bytes());
+        let mut rng = ChaCha20::new((&self.seed).into(), &nonce.into());
         match kind {
             Kind::Reserve => {
                 if self.mode == Mode::InvertReservations {
@@ -83,13 +125,10 @@ impl Disruptor {
                 }
             }
             Kind::Slot { slot, len } if slot != own => {
-                self.data_exchanges += 1;
                 match self.mode {
-                    Mode::GarbleAll => self.rng.apply_keystream(cell),
-                    Mode::GarbleEveryOther if self.data_exchanges & 1 == 0 => {
-                        self.rng.apply_keystream(cell)
-                    }
-                    Mode::GarbleData if len as usize != base => self.rng.apply_keystream(cell),
+                    Mode::GarbleAll => rng.apply_keystream(cell),
+                    Mode::GarbleEveryOther if data_exchanges & 1 == 0 => rng.apply_keystream(cell),
+                    Mode::GarbleData if len as usize != base => rng.apply_keystream(cell),
                     Mode::FlipPayload => {
                         if let Some(b) = cell.get_mut(wire::SLOT_NONCE_LEN + wire::NEXT_LEN + 8) {
                             *b ^= 0x01;

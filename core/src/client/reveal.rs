@@ -91,6 +91,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             }
         }
         SerialPads.xor_pads(&self.interval_keys, &a.nonce, cell);
+        // A disruptor reveals the cell it really sent (and so convicts itself).
+        #[cfg(feature = "disruptor")]
+        if let Some(d) = &self.disruptor {
+            d.again(interval, exchange, self.slot, cell);
+        }
         Ok(a.len)
     }
 
