@@ -32,12 +32,12 @@ use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
+use crate::blame::{BlameKind, Culprit};
 use crate::client::{Client, ClientConfig, ClientEvent};
 use crate::credit::ExitCredit;
 use crate::crypto::{pad_public_key, IntervalKey, PairKey};
-use crate::policy::{LogWindow, Policy};
-use crate::blame::{BlameKind, Culprit};
 use crate::identity::identity_public_key;
+use crate::policy::{LogWindow, Policy};
 use crate::relay::{
     Exclusion, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage, Stall,
     StallConfig,
@@ -354,7 +354,7 @@ pub struct Net {
     /// Blame rounds the relay started: when, interval, exchange.
     pub blame_started: Vec<(Instant, u32, u64)>,
     /// Blame rounds the relay ended: when, interval, exchange, the first verdict.
-    pub blame_ended: Vec<(Instant, u32, u64, Option<(Culprit, BlameKind)>)>,
+    pub blame_ended: Vec<(Instant, u32, u64, Verdict)>,
     /// Blame rounds the relay dropped: interval, exchange.
     pub blame_dropped: Vec<(u32, u64)>,
     /// The evidence of each ended round that has one.
@@ -378,6 +378,9 @@ pub struct Net {
     relay_out: Vec<u8>,
     fanout: Vec<LinkId>,
 }
+
+/// The first node a blame round named, and why (`None`: no verdict).
+pub type Verdict = Option<(Culprit, BlameKind)>;
 
 /// The public keys of a net's group, for checking its evidence offline.
 #[derive(Debug, Clone)]
@@ -502,21 +505,21 @@ impl Net {
             let at = usize::from(slot) * 32;
             pseudonyms[at..at + 32].copy_from_slice(&pad_public_key(&pseudonym_secret(i)));
         }
-        for i in 0..n {
+        for (i, dh) in client_pubs.iter().enumerate() {
             relay
                 .set_node_keys(
                     PeerId::Client(i as u16),
                     &identity_public_key(&client_identity(i)),
-                    &client_pubs[i],
+                    dh,
                 )
                 .expect("client keys");
         }
-        for j in 0..m {
+        for (j, dh) in trustee_pubs.iter().enumerate() {
             relay
                 .set_node_keys(
                     PeerId::Trustee(j as u16),
                     &identity_public_key(&trustee_identity(j)),
-                    &trustee_pubs[j],
+                    dh,
                 )
                 .expect("trustee keys");
         }

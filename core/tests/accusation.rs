@@ -69,7 +69,9 @@ fn a_disrupted_owner_accuses_and_the_relay_takes_only_valid_accusations() {
         assert_eq!(seen.len(), net.exit.accused.len());
         // Only the disruptor is told to go (its blame round convicts it).
         assert!(
-            net.node_errors.iter().all(|(n, _)| n.peer() == PeerId::Client(MALLORY as u16)),
+            net.node_errors
+                .iter()
+                .all(|(n, _)| n.peer() == PeerId::Client(MALLORY as u16)),
             "{:?}",
             net.node_errors
         );
@@ -89,7 +91,9 @@ fn a_forged_reservation_is_accused_at_the_owners_own_bit() {
         assert!(!net.exit.garbled_at.iter().any(|&(_, e)| e == exchange));
     }
     assert!(
-        net.node_errors.iter().all(|(n, _)| n.peer() == PeerId::Client(MALLORY as u16)),
+        net.node_errors
+            .iter()
+            .all(|(n, _)| n.peer() == PeerId::Client(MALLORY as u16)),
         "{:?}",
         net.node_errors
     );
@@ -153,7 +157,8 @@ fn the_relay_keeps_its_commitment_to_every_cell_of_an_accused_exchange() {
 }
 
 #[test]
-fn members_and_trustees_recompute_the_cells_the_relay_committed_to_and_the_disruptor_convicts_itself() {
+fn members_and_trustees_recompute_the_cells_the_relay_committed_to_and_the_disruptor_convicts_itself(
+) {
     use dissent_core::blame::commit::ExchangeKey;
     use dissent_core::testkit::secret;
     for seed in 0..4 {

@@ -218,13 +218,21 @@ fn search(seed: u64, aim: Aim, len: usize) -> (Tally, usize) {
     // once an owner accuses), no error anywhere else, no honest member ever excluded.
     let mallory = dissent_core::relay::PeerId::Client(MALLORY as u16);
     let excluded = net.dropped.contains(&mallory);
-    assert!(net.dropped.iter().all(|p| *p == mallory), "{what}: {:?}", net.dropped);
+    assert!(
+        net.dropped.iter().all(|p| *p == mallory),
+        "{what}: {:?}",
+        net.dropped
+    );
     assert!(
         net.node_errors.iter().all(|(n, _)| n.peer() == mallory),
         "{what}: {:?}",
         net.node_errors
     );
-    assert!(net.excluded.iter().all(|e| e.1 == mallory), "{what}: {:?}", net.excluded);
+    assert!(
+        net.excluded.iter().all(|e| e.1 == mallory),
+        "{what}: {:?}",
+        net.excluded
+    );
     assert!(
         net.relay_errors.is_empty(),
         "{what}: {:?}",

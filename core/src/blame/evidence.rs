@@ -343,7 +343,9 @@ impl<'b> Draft<'b> {
     /// Whether the member at `position` revealed (its signature is written).
     pub fn revealed(&self, position: usize) -> bool {
         let at = self.client_at(position) + 2 + NONCE_LEN + 33 + bits::bitmap_len(self.m);
-        self.out.get(at..at + 64).is_some_and(|s| s.iter().any(|&b| b != 0))
+        self.out
+            .get(at..at + 64)
+            .is_some_and(|s| s.iter().any(|&b| b != 0))
     }
 
     /// The group index of the member at `position`.
@@ -356,7 +358,10 @@ impl<'b> Draft<'b> {
     }
 
     fn trustee_at(&self, t: usize) -> usize {
-        HEADER_LEN + self.m * NONCE_LEN + self.n * client_entry_len(self.m) + t * trustee_entry_len(self.n)
+        HEADER_LEN
+            + self.m * NONCE_LEN
+            + self.n * client_entry_len(self.m)
+            + t * trustee_entry_len(self.n)
     }
 
     /// Writes the member at `position`'s reveal (its place fixed by its index order).
@@ -382,7 +387,10 @@ impl<'b> Draft<'b> {
         put(at + 2 + NONCE_LEN, cell_hash);
         put(at + 2 + NONCE_LEN + 32, &[u8::from(cell_bit)]);
         for i in 0..bits_len {
-            put(at + 2 + NONCE_LEN + 33 + i, &[pad_bits.get(i).copied().unwrap_or(0)]);
+            put(
+                at + 2 + NONCE_LEN + 33 + i,
+                &[pad_bits.get(i).copied().unwrap_or(0)],
+            );
         }
         put(at + 2 + NONCE_LEN + 33 + bits_len, signature);
     }
@@ -444,7 +452,7 @@ impl<'b> Draft<'b> {
     /// made by the member, secret, proof) and the verdict; returns the evidence's length.
     pub fn finish(
         self,
-        dispute: Option<(u16, u16, bool, &[u8; 32], &[u8; PROOF_LEN])>,
+        dispute: Option<ProvenDispute<'_>>,
         who: Culprit,
         kind: BlameKind,
     ) -> usize {
@@ -472,6 +480,10 @@ impl<'b> Draft<'b> {
     }
 }
 
+/// A dispute settled in a round, as the evidence records it: the member's position, the
+/// trustee, whether the member made the proof, the proven Diffie–Hellman secret, the proof.
+pub type ProvenDispute<'a> = (u16, u16, bool, &'a [u8; 32], &'a [u8; PROOF_LEN]);
+
 /// The reveals of a draft, for [`judge`].
 struct DraftReveals<'d, 'b>(&'d Draft<'b>);
 
@@ -491,7 +503,10 @@ impl Reveals for DraftReveals<'_, '_> {
     fn client_pad_bit(&self, p: usize, t: usize) -> bool {
         let at = self.0.client_at(p) + 2 + NONCE_LEN + 33;
         bits::test(
-            self.0.out.get(at..at + bits::bitmap_len(self.0.m)).unwrap_or(&[]),
+            self.0
+                .out
+                .get(at..at + bits::bitmap_len(self.0.m))
+                .unwrap_or(&[]),
             t,
         )
     }
@@ -501,7 +516,10 @@ impl Reveals for DraftReveals<'_, '_> {
     fn trustee_pad_bit(&self, t: usize, p: usize) -> bool {
         let at = self.0.trustee_at(t) + 33;
         bits::test(
-            self.0.out.get(at..at + bits::bitmap_len(self.0.n)).unwrap_or(&[]),
+            self.0
+                .out
+                .get(at..at + bits::bitmap_len(self.0.n))
+                .unwrap_or(&[]),
             p,
         )
     }

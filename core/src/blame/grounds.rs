@@ -174,7 +174,11 @@ mod tests {
         assert_eq!(Grounds::parse(&out[..n - 1]), None);
         assert_eq!(Grounds::parse(&[]), None);
         out[0] = 1;
-        assert_eq!(Grounds::parse(&out[..n]), None, "tag 1 is not known here yet");
+        assert_eq!(
+            Grounds::parse(&out[..n]),
+            None,
+            "tag 1 is not known here yet"
+        );
         out[0] = 0xff;
         assert_eq!(Grounds::parse(&out[..n]), None);
     }

@@ -15,7 +15,9 @@
 use heapless::{Deque, Vec};
 
 use super::Client;
-use crate::blame::{cell_hash, dh_context, nonces_digest, Culprit, Grounds, GroundsContext, Statement};
+use crate::blame::{
+    cell_hash, dh_context, nonces_digest, Culprit, Grounds, GroundsContext, Statement,
+};
 use crate::error::{ConfigError, PeerError};
 use crate::identity::IdentityKey;
 use crate::ristretto::keys::{PublicKey, SecretKey};
@@ -40,8 +42,16 @@ pub(super) struct BlameKeys<B> {
 /// An answer still to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Task {
-    Reveal { interval: u32, exchange: u64, bit: u32 },
-    Dh { interval: u32, exchange: u64, peer: u16 },
+    Reveal {
+        interval: u32,
+        exchange: u64,
+        bit: u32,
+    },
+    Dh {
+        interval: u32,
+        exchange: u64,
+        peer: u16,
+    },
 }
 
 /// What a client holds for blame rounds besides its keys.
@@ -54,6 +64,9 @@ pub(super) struct BlameState {
     /// The round it accepted last: (interval, exchange).
     accepted: Option<(u32, u64)>,
     tasks: Deque<Task, 4>,
+    /// Tests only: its reveals claim the pad bit it shares with trustee 0 flipped.
+    #[cfg(feature = "disruptor")]
+    lies: bool,
 }
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
@@ -88,6 +101,14 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             pseudonyms,
         });
         Ok(())
+    }
+
+    /// Tests only (core feature `disruptor`): this client's reveals lie about the pad bit
+    /// it shares with trustee 0 (a disruptor that hides its flipped cell bit that way is
+    /// caught by the dispute).
+    #[cfg(feature = "disruptor")]
+    pub fn set_lie_about_pads(&mut self, lie: bool) {
+        self.blame.lies = lie;
     }
 
     /// Bytes [`Client::set_blame_keys`] needs for the pseudonym keys.
@@ -239,6 +260,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         };
         if self.pad_bits(interval, exchange, bit, bits).is_err() {
             return Ok(None);
+        }
+        #[cfg(feature = "disruptor")]
+        if self.blame.lies {
+            if let Some(b) = bits.first_mut() {
+                *b ^= 1;
+            }
         }
         let decoded = self
             .blame

@@ -16,7 +16,9 @@ use crate::wire::{self, ConnId, Kind};
 pub enum Mode {
     /// Random bytes XORed into every data exchange of another slot.
     GarbleAll,
-    /// Random bytes XORed into every other data exchange of another slot.
+    /// Random bytes XORed into the data exchanges of other slots with an even number
+    /// (about every other one; by the exchange's number, so it does not fall in step with an
+    /// owner's rhythm of sealed and empty cells).
     GarbleEveryOther,
     /// Random bytes XORed into the data exchanges of other slots in which something is
     /// sent (the relay announced a non-base length: an owner with data).
@@ -57,10 +59,9 @@ impl Mode {
 pub(super) struct Disruptor {
     pub(super) mode: Mode,
     seed: [u8; 32],
-    data_exchanges: u64,
-    /// What it did to its latest cells (interval, exchange, kind, data exchange count,
-    /// base length), so a blame round's reveal shows the cell it really sent.
-    tampered: heapless::Deque<(u32, u64, Kind, u64, usize), 64>,
+    /// What it did to its latest cells (interval, exchange, kind, base length), so a blame
+    /// round's reveal shows the cell it really sent.
+    tampered: heapless::Deque<(u32, u64, Kind, usize), 64>,
 }
 
 impl Disruptor {
@@ -68,7 +69,6 @@ impl Disruptor {
         Disruptor {
             mode,
             seed: *seed,
-            data_exchanges: 0,
             tampered: heapless::Deque::new(),
         }
     }
@@ -85,10 +85,7 @@ impl Disruptor {
         base: usize,
         cell: &mut [u8],
     ) {
-        if matches!(kind, Kind::Slot { slot, .. } if slot != own) {
-            self.data_exchanges += 1;
-        }
-        let record = (interval, exchange, kind, self.data_exchanges, base);
+        let record = (interval, exchange, kind, base);
         if self.tampered.is_full() {
             self.tampered.pop_front();
         }
@@ -108,9 +105,9 @@ impl Disruptor {
         }
     }
 
-    fn apply(&self, record: (u32, u64, Kind, u64, usize), own: u16, cell: &mut [u8]) {
+    fn apply(&self, record: (u32, u64, Kind, usize), own: u16, cell: &mut [u8]) {
         use chacha20::cipher::KeyIvInit;
-        let (interval, exchange, kind, data_exchanges, base) = record;
+        let (interval, exchange, kind, base) = record;
         let mut nonce = [0u8; 12];
         nonce[..4].copy_from_slice(&interval.to_be_bytes());
         nonce[4..].copy_from_slice(&exchange.to_be_bytes());
@@ -124,28 +121,26 @@ impl Disruptor {
                     }
                 }
             }
-            Kind::Slot { slot, len } if slot != own => {
-                match self.mode {
-                    Mode::GarbleAll => rng.apply_keystream(cell),
-                    Mode::GarbleEveryOther if data_exchanges & 1 == 0 => rng.apply_keystream(cell),
-                    Mode::GarbleData if len as usize != base => rng.apply_keystream(cell),
-                    Mode::FlipPayload => {
-                        if let Some(b) = cell.get_mut(wire::SLOT_NONCE_LEN + wire::NEXT_LEN + 8) {
-                            *b ^= 0x01;
-                        }
+            Kind::Slot { slot, len } if slot != own => match self.mode {
+                Mode::GarbleAll => rng.apply_keystream(cell),
+                Mode::GarbleEveryOther if exchange & 1 == 0 => rng.apply_keystream(cell),
+                Mode::GarbleData if len as usize != base => rng.apply_keystream(cell),
+                Mode::FlipPayload => {
+                    if let Some(b) = cell.get_mut(wire::SLOT_NONCE_LEN + wire::NEXT_LEN + 8) {
+                        *b ^= 0x01;
                     }
-                    Mode::Inject => {
-                        let mut plain = [0u8; 64];
-                        let mut w = wire::CellWriter::new(&mut plain);
-                        let _ = w.push_data(ConnId::new(slot, 0x1234), true, b"injected");
-                        w.finish(0);
-                        for (c, p) in cell.iter_mut().zip(plain) {
-                            *c ^= p;
-                        }
-                    }
-                    _ => {}
                 }
-            }
+                Mode::Inject => {
+                    let mut plain = [0u8; 64];
+                    let mut w = wire::CellWriter::new(&mut plain);
+                    let _ = w.push_data(ConnId::new(slot, 0x1234), true, b"injected");
+                    w.finish(0);
+                    for (c, p) in cell.iter_mut().zip(plain) {
+                        *c ^= p;
+                    }
+                }
+                _ => {}
+            },
             Kind::Slot { .. } => {}
         }
     }

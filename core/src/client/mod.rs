@@ -331,8 +331,9 @@ pub struct Client<B> {
     /// keeps inverting it gives it the slot half the time.
     suppressed: bool,
     /// The `Disrupted` frames of the running interval not yet matched by their output:
-    /// the exchange and its digest.
-    disrupted: Deque<(u64, [u8; wire::DISRUPTED_DIGEST_LEN]), 8>,
+    /// the exchange and its digest (a window's worth: every exchange in flight may be
+    /// disrupted before the first is reported).
+    disrupted: Deque<(u64, [u8; wire::DISRUPTED_DIGEST_LEN]), MAX_WINDOW>,
     /// The seed of the randomness of owned cells' nonces.
     seal_seed: [u8; 32],
     /// Its last answered exchanges: pad nonce and what it wrote (`reveal.rs`).

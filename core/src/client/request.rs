@@ -177,6 +177,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             len,
             nonce,
             wrote,
+            own: matches!(kind, Kind::Slot { slot, .. } if slot == self.slot),
         });
         #[cfg(feature = "disruptor")]
         if let Some(d) = &mut self.disruptor {

@@ -32,6 +32,8 @@ pub(super) struct Answered {
     pub(super) len: usize,
     pub(super) nonce: PadNonce,
     pub(super) wrote: Wrote,
+    /// An exchange of its own slot.
+    pub(super) own: bool,
 }
 
 /// Why a client cannot recompute a cell.

@@ -490,10 +490,7 @@ where
             quorums: Quorums::NEW,
             convicted: Convicted::default(),
             #[cfg(feature = "blame-round")]
-            rounds: round::Rounds::new(
-                blame,
-                usize::from(cfg.clients) + usize::from(cfg.trustees),
-            ),
+            rounds: round::Rounds::new(blame, usize::from(cfg.clients) + usize::from(cfg.trustees)),
             cfg,
         })
     }
@@ -793,7 +790,9 @@ where
                     cell,
                 },
             ) => {
-                self.on_blame_reveal(now, peer, interval, exchange, bit, pad_bits, signature, cell);
+                self.on_blame_reveal(
+                    now, peer, interval, exchange, bit, pad_bits, signature, cell,
+                );
                 Ok(())
             }
             #[cfg(feature = "blame-round")]

@@ -33,10 +33,11 @@ use super::fingerprints::RESERVATION;
 use super::interval::Phase;
 use super::{Destination, Instant, Peer, PeerId, Relay, RelayEvent, Stall, Transmit};
 use crate::bits::Bits;
+use crate::blame::commit::{ExchangeKey, FINGERPRINT_LEN};
 use crate::blame::evidence::Draft;
 use crate::blame::{
-    cell_hash, nonces_digest, resolve_dispute, BlameKind, Culprit, DisputeFacts,
-    Finding, Grounds, GroundsContext, Header, Statement, MAX_GROUNDS_LEN,
+    cell_hash, nonces_digest, resolve_dispute, BlameKind, Culprit, DisputeFacts, Finding, Grounds,
+    GroundsContext, Header, Statement, MAX_GROUNDS_LEN,
 };
 use crate::crypto::PadNonce;
 use crate::error::ConfigError;
@@ -72,8 +73,6 @@ struct Dispute {
 #[derive(Debug, Clone, Copy)]
 struct Active {
     q: Queued,
-    /// The kept fingerprint row's slot (`None`: a reservation exchange's).
-    row: Option<u16>,
     n: usize,
     m: usize,
     pad_nonce: PadNonce,
@@ -125,7 +124,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
     }
 
     /// The trustee request of `exchange` went out: its pad nonce.
-    pub(super) fn note_exchange(&mut self, exchange: u64, kind: Kind, outputs: &[u8], head: &[u8; 32]) {
+    pub(super) fn note_exchange(
+        &mut self,
+        exchange: u64,
+        kind: Kind,
+        outputs: &[u8],
+        head: &[u8; 32],
+    ) {
         let Some(t) = &mut self.transcript else {
             return;
         };
@@ -142,7 +147,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
         if self.decoded.is_full() {
             self.decoded.pop_front();
         }
-        let _ = self.decoded.push_back((interval, exchange, cell_hash(cell)));
+        let _ = self
+            .decoded
+            .push_back((interval, exchange, cell_hash(cell)));
     }
 
     fn key(&self, node: usize, which: usize) -> Option<[u8; 32]> {
@@ -150,14 +157,29 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
         self.region.as_ref().get(at..at + 32)?.try_into().ok()
     }
 
+    /// The answered and refused bitmaps and the evidence.
     fn flags(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
+        let (answered, refused, _, evidence) = self.parts();
+        (answered, refused, evidence)
+    }
+
+    /// The answered and refused bitmaps, the running round's fingerprint row (kept here:
+    /// the relay's ring of kept rows may drop it while the round runs) and the evidence.
+    fn parts(&mut self) -> (&mut [u8], &mut [u8], &mut [u8], &mut [u8]) {
         let len = crate::bits::bitmap_len(self.nodes);
+        let row = self.nodes * FINGERPRINT_LEN;
         let region = self.region.as_mut();
         let keys = (self.nodes * 64).min(region.len());
         let (_, rest) = region.split_at_mut(keys);
         let (answered, rest) = rest.split_at_mut(len.min(rest.len()));
-        let (refused, evidence) = rest.split_at_mut(len.min(rest.len()));
-        (answered, refused, evidence)
+        let (refused, rest) = rest.split_at_mut(len.min(rest.len()));
+        let (row, evidence) = rest.split_at_mut(row.min(rest.len()));
+        (answered, refused, row, evidence)
+    }
+
+    /// Offset of the evidence in the region.
+    fn evidence_at(&self) -> usize {
+        self.nodes * 64 + 2 * crate::bits::bitmap_len(self.nodes) + self.nodes * FINGERPRINT_LEN
     }
 }
 
@@ -177,8 +199,8 @@ where
         let at = self.node_position(node).ok_or(ConfigError::Counts)? * 64;
         let region = self.rounds.region.as_mut();
         let dst = region.get_mut(at..at + 64).ok_or(ConfigError::Counts)?;
-        dst[..32].copy_from_slice(identity);
-        dst[32..].copy_from_slice(dh);
+        crate::field::put(dst, 0, identity);
+        crate::field::put(dst, 32, dh);
         Ok(())
     }
 
@@ -234,7 +256,7 @@ where
     /// shell to write, after [`RelayEvent::BlameEnded`]).
     pub fn evidence(&self) -> Option<(u32, u64, &[u8])> {
         let (interval, exchange, len) = self.rounds.evidence?;
-        let start = self.rounds.nodes * 64 + 2 * crate::bits::bitmap_len(self.rounds.nodes);
+        let start = self.rounds.evidence_at();
         let bytes = self.rounds.region.as_ref().get(start..start + len)?;
         Some((interval, exchange, bytes))
     }
@@ -353,7 +375,12 @@ where
         let mut digest = Sha256::new();
         if let Ok(online) = Bits::new_checked(self.online_bits(), clients) {
             for i in online.iter() {
-                digest.update(self.peers.as_ref().get(i).map_or([0; NONCE_LEN], |p| p.nonce));
+                digest.update(
+                    self.peers
+                        .as_ref()
+                        .get(i)
+                        .map_or([0; NONCE_LEN], |p| p.nonce),
+                );
             }
         }
         let members_digest: [u8; 32] = digest.finalize().into();
@@ -377,11 +404,20 @@ where
         };
         // Lay out the evidence, every member in its place.
         let online = self.online.as_ref();
-        let online = online.get(..crate::bits::bitmap_len(clients)).unwrap_or(online);
+        let online = online
+            .get(..crate::bits::bitmap_len(clients))
+            .unwrap_or(online);
         let peers = self.peers.as_ref();
-        let (answered, refused, evidence) = self.rounds.flags();
+        let kept = self
+            .kept
+            .row(q.interval, q.exchange, row.unwrap_or(RESERVATION));
+        let (answered, refused, pinned, evidence) = self.rounds.parts();
         answered.fill(0);
         refused.fill(0);
+        match kept {
+            Some(kept) if kept.len() == pinned.len() => pinned.copy_from_slice(kept),
+            _ => return drop(self),
+        }
         let Some(mut draft) = Draft::new(&header, evidence) else {
             return drop(self);
         };
@@ -393,7 +429,6 @@ where
         }
         self.rounds.active = Some(Active {
             q,
-            row,
             n,
             m,
             pad_nonce,
@@ -427,7 +462,9 @@ where
         let below = online
             .get(..full)
             .map_or(0, |b| b.iter().map(|x| x.count_ones() as usize).sum());
-        let part = online.get(full).map_or(0, |b| (b & ((1u8 << (i % 8)) - 1)).count_ones());
+        let part = online
+            .get(full)
+            .map_or(0, |b| (b & ((1u8 << (i % 8)) - 1)).count_ones());
         Some(below + part as usize)
     }
 
@@ -508,16 +545,19 @@ where
         let signature: Option<&[u8; 64]> = signature.try_into().ok();
         let ok = pad_bits.len() == crate::bits::bitmap_len(count)
             && signature.is_some_and(|sig| statement.verify(&identity, sig))
-            && self.reveal_matches(interval, exchange, a.row, peer, cell);
+            && self.pinned_matches(node, cell);
         let (_, refused, evidence) = self.rounds.flags();
         if !ok {
             crate::bits::set(refused, node);
-        } else if let (Some(sig), Some(mut draft)) =
-            (signature, Draft::resume(evidence, a.n, a.m))
+        } else if let (Some(sig), Some(mut draft)) = (signature, Draft::resume(evidence, a.n, a.m))
         {
             match (peer, position) {
                 (PeerId::Client(i), Some(p)) => {
-                    let nonce = self.peers.as_ref().get(usize::from(i)).map_or([0; NONCE_LEN], |p| p.nonce);
+                    let nonce = self
+                        .peers
+                        .as_ref()
+                        .get(usize::from(i))
+                        .map_or([0; NONCE_LEN], |p| p.nonce);
                     draft.client(p, i, &nonce, &hash, cell_bit, pad_bits, sig);
                 }
                 (PeerId::Trustee(t), _) => {
@@ -529,6 +569,19 @@ where
         if self.round_answered() {
             self.conclude(now);
         }
+    }
+
+    /// Whether `cell` is what node `node` sent in the running round's exchange, by the
+    /// fingerprint the round pinned.
+    fn pinned_matches(&mut self, node: usize, cell: &[u8]) -> bool {
+        let (Some(secret), Some(a)) = (self.fingerprint_secret, self.rounds.active) else {
+            return false;
+        };
+        let (_, _, row, _) = self.rounds.parts();
+        let Some(kept) = row.get(node * FINGERPRINT_LEN..(node + 1) * FINGERPRINT_LEN) else {
+            return false;
+        };
+        ExchangeKey::new(&secret, a.q.interval, a.q.exchange).fingerprint(cell) == *kept
     }
 
     /// Whether every member of the round and every trustee answered.
@@ -543,7 +596,11 @@ where
         let answered = {
             let len = crate::bits::bitmap_len(self.rounds.nodes);
             let start = self.rounds.nodes * 64;
-            self.rounds.region.as_ref().get(start..start + len).unwrap_or(&[])
+            self.rounds
+                .region
+                .as_ref()
+                .get(start..start + len)
+                .unwrap_or(&[])
         };
         if let Ok(bits) = Bits::new_checked(online, clients) {
             for i in bits.iter() {
@@ -557,6 +614,7 @@ where
     }
 
     /// A `BlameDhProof` from `peer` about the running round's dispute.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_blame_dh_proof(
         &mut self,
         now: Instant,
@@ -697,12 +755,14 @@ where
                     }
                 }
             }
-            let named = verdicts
-                .iter()
-                .find(|v| v.1 == BlameKind::Disrupted)
-                .or(verdicts.first())
-                .copied();
-            let len = named.map(|(who, kind)| draft.finish(None, who, kind));
+            // The evidence names one: a member convicted by its own reveal if there is one
+            // (offline-verifiable), else the first that refused; it is named first.
+            if let Some(at) = verdicts.iter().position(|v| v.1 == BlameKind::Disrupted) {
+                verdicts.swap(0, at);
+            }
+            let len = verdicts
+                .first()
+                .map(|&(who, kind)| draft.finish(None, who, kind));
             self.end_round(now, &verdicts, len);
             return;
         }

@@ -227,11 +227,15 @@ impl RelayStorage<std::vec::Vec<Peer>, std::vec::Vec<u8>> {
 }
 
 /// Bytes of the blame region of a relay of `clients` and `trustees`: every node's identity
-/// and pad keys (64 bytes), two bitmaps over the nodes and the evidence of one round.
+/// and pad keys (64 bytes), two bitmaps over the nodes, the running round's fingerprint row
+/// and the evidence of one round.
 const fn blame_region_len(clients: usize, trustees: usize) -> usize {
     if !cfg!(feature = "blame-round") {
         return 0;
     }
     let nodes = clients + trustees;
-    nodes * 64 + 2 * bitmap_len(nodes) + crate::blame::evidence_len(nodes - trustees, trustees, 1)
+    nodes * 64
+        + 2 * bitmap_len(nodes)
+        + nodes * crate::blame::commit::FINGERPRINT_LEN
+        + crate::blame::evidence_len(nodes - trustees, trustees, 1)
 }

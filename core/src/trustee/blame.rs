@@ -12,7 +12,9 @@ use heapless::Deque;
 use sha2::{Digest, Sha256};
 
 use super::{Phase, Trustee};
-use crate::blame::{cell_hash, dh_context, nonces_digest, Culprit, Grounds, GroundsContext, Statement};
+use crate::blame::{
+    cell_hash, dh_context, nonces_digest, Culprit, Grounds, GroundsContext, Statement,
+};
 use crate::crypto::{IntervalKey, PairKey};
 use crate::error::{ConfigError, PeerError};
 use crate::identity::IdentityKey;
@@ -33,8 +35,16 @@ pub(super) struct BlameKeys<B> {
 /// An answer still to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Task {
-    Reveal { interval: u32, exchange: u64, bit: u32 },
-    Dh { interval: u32, exchange: u64, peer: u16 },
+    Reveal {
+        interval: u32,
+        exchange: u64,
+        bit: u32,
+    },
+    Dh {
+        interval: u32,
+        exchange: u64,
+        peer: u16,
+    },
 }
 
 /// What a trustee holds for blame rounds besides its keys.
@@ -50,6 +60,10 @@ pub(super) struct BlameState {
     view: [u8; 32],
     accepted: Option<(u32, u64)>,
     tasks: Deque<Task, 4>,
+    /// Tests only: its reveals claim the pad bits it shares with the first two members
+    /// flipped (the XOR unchanged, so only a dispute shows the lie).
+    #[cfg(feature = "disruptor")]
+    lies: bool,
 }
 
 impl<P, I, B> Trustee<P, I, B>
@@ -82,6 +96,14 @@ where
         Ok(())
     }
 
+    /// Tests only (core feature `disruptor`): this trustee's reveals lie about the pad bits
+    /// it shares with the first two members of the interval, in a way its own cell bit does
+    /// not show.
+    #[cfg(feature = "disruptor")]
+    pub fn set_lie_about_pads(&mut self, lie: bool) {
+        self.blame.lies = lie;
+    }
+
     /// Bytes of [`Trustee::set_blame_keys`]'s `keys`.
     pub const fn blame_keys_len(&self) -> usize {
         (self.clients + self.slots as usize) * 32
@@ -89,7 +111,11 @@ where
 
     fn key_at(&self, at: usize) -> Option<[u8; 32]> {
         let keys = self.blame_keys.as_ref()?;
-        keys.keys.as_ref().get(at * 32..at * 32 + 32)?.try_into().ok()
+        keys.keys
+            .as_ref()
+            .get(at * 32..at * 32 + 32)?
+            .try_into()
+            .ok()
     }
 
     /// The member at `position` of the interval has link nonce `nonce` (in index order).
@@ -220,6 +246,12 @@ where
         if self.pad_bits(interval, exchange, bit, bits).is_err() {
             return Ok(None);
         }
+        #[cfg(feature = "disruptor")]
+        if self.blame.lies && m >= 2 {
+            if let Some(b) = bits.first_mut() {
+                *b ^= 0b11;
+            }
+        }
         let hash = cell_hash(cell);
         let statement = Statement {
             group_id: &self.group_id,
@@ -249,8 +281,7 @@ where
         peer: u16,
         out: &mut [u8],
     ) -> Result<Option<usize>, WireError> {
-        let (Some(keys), Some(client)) =
-            (self.blame_keys.as_ref(), self.key_at(usize::from(peer)))
+        let (Some(keys), Some(client)) = (self.blame_keys.as_ref(), self.key_at(usize::from(peer)))
         else {
             return Ok(None);
         };

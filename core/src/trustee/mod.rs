@@ -39,10 +39,10 @@ use crate::time::Instant;
 use crate::wire::{self, Hello, Kind, Message, NodeRole, WireError};
 use crate::{MAX_WINDOW, NONCE_LEN};
 
-mod config;
-mod exchange;
 #[cfg(feature = "blame-round")]
 mod blame;
+mod config;
+mod exchange;
 #[cfg(feature = "blame-round")]
 mod reveal;
 mod setup;

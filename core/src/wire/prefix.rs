@@ -134,7 +134,17 @@ pub fn reveal_frame(
         .split_first_chunk_mut::<FRAME_HEADER_LEN>()
         .ok_or(WireError::BufferTooSmall)?;
     let mut at = 0;
-    put(rest, &mut at, &(BLAME_REVEAL_VARIANT, interval, exchange, bit, bits_len as u64))?;
+    put(
+        rest,
+        &mut at,
+        &(
+            BLAME_REVEAL_VARIANT,
+            interval,
+            exchange,
+            bit,
+            bits_len as u64,
+        ),
+    )?;
     let pad_bits = at;
     at += bits_len;
     put(rest, &mut at, &64u64)?;
