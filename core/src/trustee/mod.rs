@@ -260,6 +260,16 @@ where
 
     /// Handles one frame body from the relay.
     pub fn handle_frame(&mut self, now: Instant, body: &[u8]) -> Result<(), PeerError> {
+        // Without the blame round (a device trustee), its requests are left unanswered,
+        // not refused as malformed: the relay ends the round at its deadline without this
+        // trustee's reveal and never convicts it for that (docs/protocol.md).
+        #[cfg(not(feature = "blame-round"))]
+        if body
+            .first()
+            .is_some_and(|v| wire::BLAME_ROUND_VARIANTS.contains(v))
+        {
+            return Ok(());
+        }
         match Message::parse(body)? {
             Message::Goodbye { reason } => Err(PeerError::Goodbye(reason)),
             Message::Probe { nonce } => {

@@ -327,6 +327,11 @@ pub fn goodbye_reason(body: &[u8]) -> Option<GoodbyeReason> {
     }
 }
 
+/// The first byte (postcard's variant index) of the blame round's frames
+/// (`BlameRequest`, `BlameReveal`, `BlameDhRequest`, `BlameDhProof`), which a node built
+/// without the `blame-round` feature cannot parse; pinned by a test.
+pub const BLAME_ROUND_VARIANTS: core::ops::RangeInclusive<u8> = 19..=22;
+
 impl<'a> Message<'a> {
     /// Parses one frame body.
     pub fn parse(body: &'a [u8]) -> Result<Self, WireError> {
@@ -830,6 +835,8 @@ mod tests {
         ];
         let mut out = [0u8; 256];
         for (msg, want) in &cases {
+            // The variant byte every node without the feature recognizes.
+            assert!(super::BLAME_ROUND_VARIANTS.contains(&want[FRAME_HEADER_LEN]));
             let n = msg.emit_frame(&mut out).unwrap();
             assert_eq!(&out[..n], &want[..], "{msg:?}");
             assert_eq!(Message::parse(&want[FRAME_HEADER_LEN..]).unwrap(), *msg);

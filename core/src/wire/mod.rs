@@ -49,7 +49,10 @@ pub use fields::{
     Resume, REPLAY_FRAME_OVERHEAD, REPLAY_OVERHEAD, RESUME_BLOCK_LEN,
 };
 pub use frame::{frame_body_len, split_frame, FrameReader, FrameStatus};
-pub use message::{goodbye_reason, ClientRequest, Hello, IntervalStart, Message, TrusteeRequest};
+pub use message::{
+    goodbye_reason, ClientRequest, Hello, IntervalStart, Message, TrusteeRequest,
+    BLAME_ROUND_VARIANTS,
+};
 pub use outputs::{
     disrupted_digest, emit_disrupted_output, emit_next_output, emit_requests_output,
     max_outputs_len, Output, OutputsView, Requests, DISRUPTED_DIGEST_LEN, DISRUPTED_OUTPUT_LEN,
