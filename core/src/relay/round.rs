@@ -269,6 +269,10 @@ where
     /// When the running round times out.
     pub(super) fn blame_deadline(&self) -> Option<Instant> {
         match self.rounds.active {
+            // Its interval ended: the round ends now.
+            Some(a) if self.interval().map(|(i, _)| i) != Some(a.q.interval) => {
+                Some(Instant::default())
+            }
             Some(a) => Some(a.deadline),
             None if !self.rounds.queue.is_empty() => Some(Instant::default()),
             None => None,
@@ -311,9 +315,6 @@ where
     /// Begins round `q`; `false` if it cannot run (not the running interval, no kept
     /// fingerprints, grounds that do not hold).
     fn begin(&mut self, now: Instant, q: Queued) -> bool {
-        let Phase::Running(running) = self.phase else {
-            return false;
-        };
         let drop = |relay: &mut Self| {
             relay.push_event(RelayEvent::BlameDropped {
                 interval: q.interval,
@@ -321,9 +322,10 @@ where
             });
             false
         };
-        if running.interval != q.interval {
-            return drop(self);
-        }
+        let running = match self.phase {
+            Phase::Running(running) if running.interval == q.interval => running,
+            _ => return drop(self),
+        };
         let row = if self.kept.row(q.interval, q.exchange, q.slot).is_some() {
             Some(q.slot)
         } else if q.bit == u32::from(q.slot)
