@@ -261,6 +261,42 @@ fn a_member_that_answers_garbage_is_refused_blame_and_nobody_else() {
         .all(|e| e.0 == PeerId::Client(garbler as u16)));
 }
 
+/// A trustee that does not take part (a device trustee, built without the round: it
+/// answers nothing) is never convicted for it and the group is not stalled: the round ends
+/// at its deadline and still convicts the disruptor by its own signed reveal, and the
+/// evidence, with that trustee's entry absent, checks offline.
+#[test]
+fn a_trustee_that_does_not_take_part_is_not_convicted_and_the_disruptor_still_is() {
+    for (seed, silent) in [(0usize, 0usize), (1, 1)] {
+        let mut net = group(6, 8);
+        net.refuse_blame.push(Node::Trustee(silent));
+        let mallory = 4;
+        disrupt(
+            &mut net,
+            mallory,
+            DisruptorMode::GarbleEveryOther,
+            seed,
+            400_000,
+        );
+        let &(at, _, _, verdict) = net.blame_ended.first().expect("a round ended");
+        assert_eq!(
+            verdict,
+            Some((Culprit::Client(mallory as u16), BlameKind::Disrupted))
+        );
+        let (started, ..) = net.blame_started[0];
+        // It waited for the silent trustee until its deadline.
+        assert!(at - started >= net.cfg.exchange_timeout, "seed {seed}");
+        let v = blame::verify(&net.evidence[0], &net.directory()).unwrap();
+        assert_eq!(
+            (v.who, v.kind, v.offline),
+            (Culprit::Client(mallory as u16), BlameKind::Disrupted, true)
+        );
+        only(&net, mallory, &format!("seed {seed}"));
+        assert!(!net.dropped.contains(&PeerId::Trustee(silent as u16)));
+        upload_after(&mut net, mallory, seed, &format!("seed {seed}"));
+    }
+}
+
 /// A disruptor that hides its flipped cell bit by lying about the pad bit it shares with
 /// trustee 0 is caught by the dispute: the pair's Diffie–Hellman secret, proven with a DLEQ
 /// proof, gives the true bit. A trustee that lies about the pad bits it shares with two
