@@ -348,6 +348,9 @@ where
             slot: q.slot,
             pseudonym: &self.slots.key(q.slot),
         };
+        // The evidence's header holds the accusation (its proof is what `blame::verify`
+        // checks first); other grounds (a sprung trap, `blame::trap`) add their own form
+        // of it there and here.
         let Some(accusation) = grounds.accusation().filter(|_| grounds.check(&ctx)) else {
             return drop(self);
         };
