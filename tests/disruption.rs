@@ -164,3 +164,97 @@ fn a_client_that_withholds_its_ack_is_backed_off_and_the_others_echo() {
 fn a_client_that_answers_late_is_cut_and_backed_off_and_the_others_echo() {
     a_stalling_client_is_backed_off_and_the_others_echo("slow", "answered long after the others");
 }
+
+/// A client that garbles every other exchange of other slots is accused by an owner it
+/// disrupted, named by the blame round that follows and excluded; the relay's evidence
+/// file passes `dissent blame verify` from the group's public keys, naming it; and another
+/// client's transfer completes byte-exact.
+#[test]
+fn a_garbling_client_is_named_excluded_and_the_evidence_checks() {
+    use sha2::{Digest, Sha256};
+    within(Duration::from_secs(240), |scope| {
+        let mut net = Net::start(scope, 4, 2, "echo");
+        net.clients[3].signal(libc::SIGKILL);
+        net.clients[3]
+            .wait_exit(EXIT_TIMEOUT)
+            .expect("client 3 dies");
+        let argv = Group::new(&net.cfg).client(
+            net.relay_port,
+            3,
+            0,
+            &["--disrupt".to_string(), "garble-every-other".to_string()],
+        );
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut garbler = scope.spawn("garbler", &argv);
+        garbler.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
+        // Clients 0 and 1 are of the other buddy group: they send while client 3 was away.
+        // Both send, so the garbler's every other exchange falls on their slots too.
+        let data = pattern(256 * 1024, 33);
+        let other = pattern(256 * 1024, 35);
+        let (port0, port1) = (net.client_ports[0], net.client_ports[1]);
+        let second = {
+            let other = other.clone();
+            thread::spawn(move || echo_bulk(port1, &other))
+        };
+        let got = echo_bulk(port0, &data);
+        assert_same(
+            &second.join().expect("client 1's echo"),
+            &other,
+            "client 1's echo",
+        );
+        assert_eq!(
+            Sha256::digest(&got),
+            Sha256::digest(&data),
+            "client 0's echo (sha256)"
+        );
+        assert_same(&got, &data, "client 0's echo");
+        let line = net
+            .relay
+            .wait_for_log("blame evidence written to ", TRANSFER_TIMEOUT);
+        let path = line
+            .lines()
+            .find_map(|l| l.split("blame evidence written to ").nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .expect("the evidence's path")
+            .to_string();
+        let log = net.relay.log();
+        assert!(
+            log.contains("client 3 disrupted an exchange"),
+            "the round did not name client 3"
+        );
+        for honest in ["client 0 ", "client 1 ", "client 2 "] {
+            assert!(
+                !log.contains(&format!("{honest}disrupted"))
+                    && !log.contains(&format!("{honest}refused blame")),
+                "an honest client was named"
+            );
+        }
+        let cfg = net.cfg.display().to_string();
+        let out = run_once(
+            &["blame", "verify", &path, "--group", &cfg, "--json"],
+            EXIT_TIMEOUT,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "dissent blame verify refused the evidence: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("\"client\""), "{stdout}");
+        // Excluded: its key is on the relay's refusal list.
+        garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
+        let refused = run_once(&["relay", "refused", &cfg], EXIT_TIMEOUT);
+        let refused = String::from_utf8_lossy(&refused.stdout).into_owned();
+        assert_eq!(
+            refused.lines().count(),
+            1,
+            "one client refused, and only one: {refused}"
+        );
+        assert!(!refused.contains("no client is refused"), "{refused}");
+        // Another client's transfer after the exclusion completes too.
+        let again = pattern(64 * 1024, 34);
+        let got = echo_bulk(net.client_ports[1], &again);
+        assert_same(&got, &again, "client 1's echo after the exclusion");
+        net.assert_relay_up();
+    });
+}

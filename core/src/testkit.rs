@@ -32,16 +32,24 @@ use std::string::String;
 use std::vec;
 use std::vec::Vec;
 
+use crate::blame::{BlameKind, Culprit};
 use crate::client::{Client, ClientConfig, ClientEvent};
 use crate::credit::ExitCredit;
 use crate::crypto::{pad_public_key, IntervalKey, PairKey};
+use crate::identity::identity_public_key;
 use crate::policy::{LogWindow, Policy};
 use crate::relay::{
-    LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage, Stall, StallConfig,
+    Exclusion, LinkId, Peer, PeerId, Relay, RelayConfig, RelayEvent, RelayStorage, Stall,
+    StallConfig,
 };
 use crate::trustee::{Trustee, TrusteeConfig};
 use crate::wire::{self, ConnId, GoodbyeReason};
 use crate::{Duration, Instant};
+
+/// The first byte of a `BlameReveal` body (postcard's variant index).
+const BLAME_REVEAL_VARIANT: u8 = 20;
+/// The first byte of a `BlameDhProof` body.
+const BLAME_DH_PROOF_VARIANT: u8 = 22;
 
 /// Group id of every test net.
 pub const GROUP: [u8; 16] = [7; 16];
@@ -203,6 +211,16 @@ fn new_client(
     client
 }
 
+/// Client `i`'s identity secret in a net.
+pub fn client_identity(i: usize) -> [u8; 32] {
+    secret(10, i)
+}
+
+/// Trustee `j`'s identity secret in a net.
+pub fn trustee_identity(j: usize) -> [u8; 32] {
+    secret(11, j)
+}
+
 /// Client `i`'s pseudonym secret in a net.
 pub fn pseudonym_secret(i: usize) -> [u8; 32] {
     secret(5, i)
@@ -333,6 +351,22 @@ pub struct Net {
     pub joins: Vec<(Instant, PeerId)>,
     /// Goodbyes the nodes received: when, who, why.
     pub goodbyes: Vec<(Instant, Node, GoodbyeReason)>,
+    /// Blame rounds the relay started: when, interval, exchange.
+    pub blame_started: Vec<(Instant, u32, u64)>,
+    /// Blame rounds the relay ended: when, interval, exchange, the first verdict.
+    pub blame_ended: Vec<(Instant, u32, u64, Verdict)>,
+    /// Blame rounds the relay dropped: interval, exchange.
+    pub blame_dropped: Vec<(u32, u64)>,
+    /// The evidence of each ended round that has one.
+    pub evidence: Vec<Vec<u8>>,
+    /// Nodes (and the exclusions) the relay named in `Excluded` events.
+    pub excluded: Vec<(Instant, PeerId, Exclusion)>,
+    /// `BlameReveal` frames the relay received, by sender.
+    pub reveals: Vec<PeerId>,
+    /// Nodes whose blame answers never reach the relay (they refuse blame).
+    pub refuse_blame: Vec<Node>,
+    /// Nodes whose `BlameReveal` reaches the relay with its cell's last byte flipped.
+    pub garble_reveal: Vec<Node>,
     links: HashMap<LinkId, LinkState>,
     node_link: HashMap<Node, LinkId>,
     /// Frames from the relay on their way on each link.
@@ -345,7 +379,58 @@ pub struct Net {
     fanout: Vec<LinkId>,
 }
 
+/// The first node a blame round named, and why (`None`: no verdict).
+pub type Verdict = Option<(Culprit, BlameKind)>;
+
+/// The public keys of a net's group, for checking its evidence offline.
+#[derive(Debug, Clone)]
+pub struct NetDirectory {
+    clients: usize,
+    trustees: usize,
+    slots: Vec<u16>,
+}
+
+impl crate::blame::Directory for NetDirectory {
+    fn client(&self, index: u16) -> Option<crate::blame::MemberKeys> {
+        let i = usize::from(index);
+        (i < self.clients).then(|| crate::blame::MemberKeys {
+            identity: identity_public_key(&client_identity(i)),
+            dh: pad_public_key(&secret(1, i)),
+        })
+    }
+    fn trustee(&self, index: u16) -> Option<crate::blame::MemberKeys> {
+        let j = usize::from(index);
+        (j < self.trustees).then(|| crate::blame::MemberKeys {
+            identity: identity_public_key(&trustee_identity(j)),
+            dh: pad_public_key(&secret(2, j)),
+        })
+    }
+    fn pseudonym(&self, slot: u16) -> Option<[u8; 32]> {
+        let i = self.slots.iter().position(|&s| s == slot)?;
+        Some(pad_public_key(&pseudonym_secret(i)))
+    }
+}
+
 impl Net {
+    /// The group's public keys.
+    pub fn directory(&self) -> NetDirectory {
+        NetDirectory {
+            clients: self.cfg.clients,
+            trustees: self.cfg.trustees,
+            slots: self.slots.clone(),
+        }
+    }
+
+    /// Sends `body` from the relay to `node` (a relay that says what it likes).
+    pub fn relay_says(&mut self, node: Node, body: &[u8]) {
+        let Some(link) = self.link_of(node) else {
+            return;
+        };
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(body);
+        self.send_then(false, link, Rc::from(frame), false);
+    }
+
     /// Builds a net and connects every trustee and client.
     pub fn new(cfg: NetConfig) -> Net {
         let mut net = Net::unconnected(cfg);
@@ -414,8 +499,42 @@ impl Net {
                 .set_pseudonym(slot, &pad_public_key(&pseudonym_secret(i)))
                 .expect("pseudonym slot");
         }
+        // Every slot's pseudonym public key, in slot order.
+        let mut pseudonyms = vec![0u8; n * 32];
+        for (i, &slot) in slots.iter().enumerate() {
+            let at = usize::from(slot) * 32;
+            pseudonyms[at..at + 32].copy_from_slice(&pad_public_key(&pseudonym_secret(i)));
+        }
+        for (i, dh) in client_pubs.iter().enumerate() {
+            relay
+                .set_node_keys(
+                    PeerId::Client(i as u16),
+                    &identity_public_key(&client_identity(i)),
+                    dh,
+                )
+                .expect("client keys");
+        }
+        for (j, dh) in trustee_pubs.iter().enumerate() {
+            relay
+                .set_node_keys(
+                    PeerId::Trustee(j as u16),
+                    &identity_public_key(&trustee_identity(j)),
+                    dh,
+                )
+                .expect("trustee keys");
+        }
         let clients = (0..n)
-            .map(|i| new_client(&cfg, i, client_secrets[i], &trustee_pubs, slots[i]))
+            .map(|i| {
+                let mut c = new_client(&cfg, i, client_secrets[i], &trustee_pubs, slots[i]);
+                c.set_blame_keys(
+                    &client_identity(i),
+                    &client_secrets[i],
+                    &trustee_pubs,
+                    pseudonyms.clone(),
+                )
+                .expect("blame keys");
+                c
+            })
             .collect();
         let trustees = (0..m)
             .map(|j| {
@@ -435,7 +554,13 @@ impl Net {
                     policy: cfg.policy,
                 };
                 // Harness set-up only (never bytes from a network): a failure is a test's mistake.
-                Trustee::with_vecs(&t).expect("trustee configuration")
+                let mut trustee = Trustee::with_vecs(&t).expect("trustee configuration");
+                let mut keys: Vec<u8> = client_pubs.iter().flatten().copied().collect();
+                keys.extend_from_slice(&pseudonyms);
+                trustee
+                    .set_blame_keys(&trustee_identity(j), &trustee_secrets[j], keys)
+                    .expect("blame keys");
+                trustee
             })
             .collect();
         Net {
@@ -466,6 +591,14 @@ impl Net {
             refused: Vec::new(),
             joins: Vec::new(),
             goodbyes: Vec::new(),
+            blame_started: Vec::new(),
+            blame_ended: Vec::new(),
+            blame_dropped: Vec::new(),
+            evidence: Vec::new(),
+            excluded: Vec::new(),
+            reveals: Vec::new(),
+            refuse_blame: Vec::new(),
+            garble_reveal: Vec::new(),
             links: HashMap::new(),
             node_link: HashMap::new(),
             queued: HashMap::new(),
@@ -666,6 +799,25 @@ impl Net {
                 } => self.penalties.push((now, peer, why, back_off)),
                 RelayEvent::Refused { peer, reason } => self.refused.push((now, peer, reason)),
                 RelayEvent::Joined { peer } => self.joins.push((now, peer)),
+                RelayEvent::Excluded { peer, reason } => self.excluded.push((now, peer, reason)),
+                RelayEvent::BlameStarted { interval, exchange } => {
+                    self.blame_started.push((now, interval, exchange))
+                }
+                RelayEvent::BlameDropped { interval, exchange } => {
+                    self.blame_dropped.push((interval, exchange))
+                }
+                RelayEvent::BlameEnded {
+                    interval,
+                    exchange,
+                    verdict,
+                } => {
+                    self.blame_ended.push((now, interval, exchange, verdict));
+                    if let Some((i, e, bytes)) = self.relay.evidence() {
+                        if (i, e) == (interval, exchange) {
+                            self.evidence.push(bytes.to_vec());
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -810,6 +962,25 @@ impl Net {
         };
         let node = state.node;
         let peer = node.peer();
+        let mut garbled;
+        let mut body = body;
+        if state.hello_done && body.first() == Some(&BLAME_REVEAL_VARIANT) {
+            self.reveals.push(peer);
+            if self.refuse_blame.contains(&node) {
+                return;
+            }
+            if self.garble_reveal.contains(&node) {
+                garbled = body.to_vec();
+                if let Some(b) = garbled.last_mut() {
+                    *b ^= 1;
+                }
+                body = &garbled;
+            }
+        }
+        if self.refuse_blame.contains(&node) && body.first() == Some(&BLAME_DH_PROOF_VARIANT) {
+            return;
+        }
+        let state = self.links.get_mut(&link).expect("the link is known");
         if !state.hello_done {
             state.hello_done = true;
             if let Err(e) = self.relay.handle_hello(self.now, link, peer, body) {

@@ -155,8 +155,8 @@ fn search(seed: u64, aim: Aim, len: usize) -> (Tally, usize) {
     let stop = Rc::new(RefCell::new(false));
     let stopped = stop.clone();
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    // Not every exchange: without blame (not built yet) a disruptor that garbles every
-    // exchange is noticed but not stopped; see docs/security.md.
+    // Not every exchange: a disruptor that garbles every exchange of a slot blocks its
+    // owner's accusations (the traps' job); see docs/security.md.
     let every = 3 + rng.next_u64() % 4;
     let phase = rng.next_u64() % every;
     let mut earlier = Vec::new();
@@ -179,11 +179,16 @@ fn search(seed: u64, aim: Aim, len: usize) -> (Tally, usize) {
         published: Vec::new(),
         tampered: 0,
     });
-    net.run_until(3_000_000, |s| {
-        expect.iter().all(|(c, (i, d))| {
-            s.exit.upstream.get(c) == Some(d) && s.apps[*i].received.get(c) == Some(d)
-        })
-    });
+    for _ in 0..3_000_000 {
+        if expect.iter().all(|(c, (i, d))| {
+            net.exit.upstream.get(c) == Some(d) && net.apps[*i].received.get(c) == Some(d)
+        }) {
+            break;
+        }
+        if !net.step() {
+            break;
+        }
+    }
     // The disruptor stops; the exchanges it changed that are still in flight decode.
     *stop.borrow_mut() = true;
     net.run_steps(20_000);
@@ -209,21 +214,44 @@ fn search(seed: u64, aim: Aim, len: usize) -> (Tally, usize) {
         "{what}: a connection injected"
     );
     assert!(net.exit.closed.is_empty(), "{what}: a close injected");
-    // The group kept running: the same interval, nobody dropped, no error anywhere.
-    assert!(net.dropped.is_empty(), "{what}: {:?}", net.dropped);
-    assert!(net.node_errors.is_empty(), "{what}: {:?}", net.node_errors);
+    // The group kept running: nobody but the disruptor dropped (a blame round excludes it
+    // once an owner accuses), no error anywhere else, no honest member ever excluded.
+    let mallory = dissent_core::relay::PeerId::Client(MALLORY as u16);
+    let excluded = net.dropped.contains(&mallory);
+    assert!(
+        net.dropped.iter().all(|p| *p == mallory),
+        "{what}: {:?}",
+        net.dropped
+    );
+    assert!(
+        net.node_errors.iter().all(|(n, _)| n.peer() == mallory),
+        "{what}: {:?}",
+        net.node_errors
+    );
+    assert!(
+        net.excluded.iter().all(|e| e.1 == mallory),
+        "{what}: {:?}",
+        net.excluded
+    );
     assert!(
         net.relay_errors.is_empty(),
         "{what}: {:?}",
         net.relay_errors
     );
-    assert_eq!(net.intervals.len(), intervals, "{what}: the interval ended");
+    if !excluded {
+        assert_eq!(net.intervals.len(), intervals, "{what}: the interval ended");
+    }
     for app in &net.apps {
         assert!(app.lost.is_empty(), "{what}: {:?}", app.lost);
     }
     let t = std::mem::take(&mut *tally.borrow_mut());
-    // Every changed data exchange was reported disrupted, and no other.
-    assert_eq!(net.exit.garbled, t.data, "{what}");
+    // Every changed data exchange was reported disrupted, and no other (once the
+    // disruptor is excluded, the cells it changed that were in flight never decode).
+    if excluded {
+        assert!(net.exit.garbled <= t.data, "{what}");
+    } else {
+        assert_eq!(net.exit.garbled, t.data, "{what}");
+    }
     // Each honest owner was told of exactly its disrupted cells (at most all of them).
     let told: usize = net.apps[..MALLORY].iter().map(|a| a.disrupted.len()).sum();
     assert!(told <= t.data, "{what}: {told} of {}", t.data);
@@ -240,9 +268,10 @@ fn a_searching_disruptor_never_writes_in_another_slot_and_never_stops_the_group(
         disrupted += garbled;
         reservations += t.reservations;
     }
-    // The search did disrupt, and jammed reservations, and still every byte went through.
+    // The search did disrupt, and jammed reservations (a jammer is excluded once an owner
+    // accuses its first forged request), and still every byte went through.
     assert!(disrupted > 50, "{disrupted} exchanges disrupted");
-    assert!(reservations > 10, "{reservations} reservations jammed");
+    assert!(reservations > 5, "{reservations} reservations jammed");
 }
 
 #[test]
@@ -285,7 +314,13 @@ fn an_owner_whose_every_cell_is_garbled_for_a_while_loses_no_byte() {
     assert_eq!(net.exit.upstream[&conn], data);
     assert_eq!(net.exit.opened[&conn], 1);
     assert!(net.apps[0].lost.is_empty());
-    assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
+    // Only the disruptor is told to go (a blame round convicts it).
+    let mallory = dissent_core::relay::PeerId::Client(MALLORY as u16);
+    assert!(
+        net.node_errors.iter().all(|(n, _)| n.peer() == mallory),
+        "{:?}",
+        net.node_errors
+    );
 }
 
 /// Each mode of the `disruptor` feature, one client of six: the exit gets nothing but

@@ -1,5 +1,7 @@
 //! Every parser of bytes from the network: frames, messages, cell plaintexts, owned cells
-//! (the relay's check of a slot's tag) and exchange outputs.
+//! (the relay's check of a slot's tag), exchange outputs and blame grounds (the blame
+//! round's frames are messages: `BlameRequest`, `BlameReveal`, `BlameDhRequest`,
+//! `BlameDhProof`).
 #![no_main]
 
 use dissent_core::wire::{
@@ -79,5 +81,22 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(view.as_bytes(), rest);
             for _ in view.iter() {}
         }
+    }
+    // Blame grounds: what parses is written again byte for byte, and no check panics.
+    if let Some(grounds) = dissent_core::blame::Grounds::parse(data) {
+        let mut out = [0u8; dissent_core::blame::MAX_GROUNDS_LEN];
+        let n = grounds.emit(&mut out).expect("parsed grounds fit");
+        assert_eq!(&out[..n], data);
+        let ctx = dissent_core::blame::GroundsContext {
+            group_id: &[1; 16],
+            session_id: &[2; 16],
+            view: &[3; 32],
+            interval: 7,
+            exchange: 9,
+            bit: 13,
+            slot: 2,
+            pseudonym: &[0x42; 32],
+        };
+        let _ = grounds.check(&ctx);
     }
 });

@@ -83,6 +83,26 @@ pub fn pick_bit(written: &[u8], decoded: &[u8], start: u32) -> Option<u32> {
     })
 }
 
+/// A bit where `decoded` has 1, from bit `start` onwards and wrapping around: the choice
+/// of an owner that wrote nothing (zeros) in the exchange. `None` if there is none.
+pub fn pick_set_bit(decoded: &[u8], start: u32) -> Option<u32> {
+    let len = decoded.len();
+    if len == 0 {
+        return None;
+    }
+    let first = (start as usize / 8) % len;
+    (0..=len).find_map(|k| {
+        let i = (first + k) % len;
+        let mut candidates = decoded.get(i).copied().unwrap_or(0);
+        if k == 0 {
+            candidates &= 0xffu8 << (start % 8);
+        } else if k == len {
+            candidates &= !(0xffu8 << (start % 8));
+        }
+        (candidates != 0).then(|| (i * 8) as u32 + candidates.trailing_zeros())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +116,15 @@ mod tests {
         // Only 1 → 0 flips and bits written 1: nothing to accuse.
         assert_eq!(pick_bit(&[0xff, 0x0f], &[0x00, 0x0f], 0), None);
         assert_eq!(pick_bit(&[], &[], 0), None);
+        // Written all zeros: the same as any bit decoded 1.
+        for start in 0..40 {
+            let decoded = [0x00, 0x30, 0x00, 0x81];
+            assert_eq!(
+                pick_set_bit(&decoded, start),
+                pick_bit(&[0; 4], &decoded, start)
+            );
+        }
+        assert_eq!(pick_set_bit(&[0; 4], 3), None);
         // Every choice, from every start, is a 0 written and a 1 decoded.
         let written = [0x5a, 0x33, 0x0f, 0x81];
         let decoded = [0xa5, 0x3c, 0xf0, 0x18];

@@ -45,16 +45,16 @@ const HEADER_LEN: usize = 16 + 16 + 16 + 32 + 4 + 8 + 4 + 2 + 24 + 32 + 64 + 2 +
 const DISPUTE_LEN: usize = 2 + 2 + 1 + 32 + PROOF_LEN;
 const VERDICT_LEN: usize = 4;
 
-fn client_entry_len(m: usize) -> usize {
+const fn client_entry_len(m: usize) -> usize {
     2 + NONCE_LEN + 32 + 1 + bits::bitmap_len(m) + 64
 }
 
-fn trustee_entry_len(n: usize) -> usize {
+const fn trustee_entry_len(n: usize) -> usize {
     32 + 1 + bits::bitmap_len(n) + 64
 }
 
 /// Bytes of the evidence of `n` members, `m` trustees and `d` disputes.
-pub fn evidence_len(n: usize, m: usize, d: usize) -> usize {
+pub const fn evidence_len(n: usize, m: usize, d: usize) -> usize {
     HEADER_LEN
         + m * NONCE_LEN
         + n * client_entry_len(m)
@@ -309,6 +309,222 @@ impl<'b> EvidenceWriter<'b> {
     }
 }
 
+/// Evidence filled in as reveals arrive, in any order: the relay lays out the header and
+/// every entry's place ([`Draft::new`]), writes each reveal at its place
+/// ([`Draft::client`], [`Draft::trustee`]), judges what it holds ([`Draft::judge`], as
+/// [`judge`] over every entry) and finishes with the verdict ([`Draft::finish`]). An entry
+/// never written stays zero: a signature of 64 zeros marks a node that did not reveal
+/// (allowed only in evidence of a refused blame, or of a member that convicted itself).
+#[derive(Debug)]
+pub struct Draft<'b> {
+    out: &'b mut [u8],
+    m: usize,
+    n: usize,
+}
+
+impl<'b> Draft<'b> {
+    /// Lays out evidence for the header's counts in `out` (which must hold
+    /// [`evidence_len`] with one dispute); `None` if it cannot.
+    pub fn new(h: &Header<'_>, out: &'b mut [u8]) -> Option<Self> {
+        let (n, m) = (usize::from(h.clients), usize::from(h.trustees));
+        let len = evidence_len(n, m, 1);
+        let out = out.get_mut(..len)?;
+        out.fill(0);
+        let out = EvidenceWriter::new(h, 1, out)?.out;
+        Some(Draft { out, m, n })
+    }
+
+    /// Takes up a draft laid out by [`Draft::new`] for `n` members and `m` trustees.
+    pub fn resume(out: &'b mut [u8], n: usize, m: usize) -> Option<Self> {
+        let out = out.get_mut(..evidence_len(n, m, 1))?;
+        Some(Draft { out, m, n })
+    }
+
+    /// Whether the member at `position` revealed (its signature is written).
+    pub fn revealed(&self, position: usize) -> bool {
+        let at = self.client_at(position) + 2 + NONCE_LEN + 33 + bits::bitmap_len(self.m);
+        self.out
+            .get(at..at + 64)
+            .is_some_and(|s| s.iter().any(|&b| b != 0))
+    }
+
+    /// The group index of the member at `position`.
+    pub fn client_index(&self, position: usize) -> u16 {
+        be16(self.out, self.client_at(position)).unwrap_or(0)
+    }
+
+    fn client_at(&self, p: usize) -> usize {
+        HEADER_LEN + self.m * NONCE_LEN + p * client_entry_len(self.m)
+    }
+
+    fn trustee_at(&self, t: usize) -> usize {
+        HEADER_LEN
+            + self.m * NONCE_LEN
+            + self.n * client_entry_len(self.m)
+            + t * trustee_entry_len(self.n)
+    }
+
+    /// Writes the member at `position`'s reveal (its place fixed by its index order).
+    #[allow(clippy::too_many_arguments)]
+    pub fn client(
+        &mut self,
+        position: usize,
+        index: u16,
+        nonce: &[u8; NONCE_LEN],
+        cell_hash: &[u8; 32],
+        cell_bit: bool,
+        pad_bits: &[u8],
+        signature: &[u8; 64],
+    ) {
+        if position >= self.n {
+            return;
+        }
+        let at = self.client_at(position);
+        let bits_len = bits::bitmap_len(self.m);
+        let mut put = |at: usize, b: &[u8]| crate::field::put(self.out, at, b);
+        put(at, &index.to_be_bytes());
+        put(at + 2, nonce);
+        put(at + 2 + NONCE_LEN, cell_hash);
+        put(at + 2 + NONCE_LEN + 32, &[u8::from(cell_bit)]);
+        for i in 0..bits_len {
+            put(
+                at + 2 + NONCE_LEN + 33 + i,
+                &[pad_bits.get(i).copied().unwrap_or(0)],
+            );
+        }
+        put(at + 2 + NONCE_LEN + 33 + bits_len, signature);
+    }
+
+    /// Writes only the index and link nonce of the member at `position` (before its reveal
+    /// arrives, or for good if none does).
+    pub fn client_place(&mut self, position: usize, index: u16, nonce: &[u8; NONCE_LEN]) {
+        if position >= self.n {
+            return;
+        }
+        let at = self.client_at(position);
+        crate::field::put(self.out, at, &index.to_be_bytes());
+        crate::field::put(self.out, at + 2, nonce);
+    }
+
+    /// Writes trustee `t`'s reveal.
+    pub fn trustee(
+        &mut self,
+        t: usize,
+        cell_hash: &[u8; 32],
+        cell_bit: bool,
+        pad_bits: &[u8],
+        signature: &[u8; 64],
+    ) {
+        if t >= self.m {
+            return;
+        }
+        let at = self.trustee_at(t);
+        let bits_len = bits::bitmap_len(self.n);
+        crate::field::put(self.out, at, cell_hash);
+        crate::field::put(self.out, at + 32, &[u8::from(cell_bit)]);
+        if let Some(dst) = self.out.get_mut(at + 33..at + 33 + bits_len) {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = pad_bits.get(i).copied().unwrap_or(0);
+            }
+        }
+        crate::field::put(self.out, at + 33 + bits_len, signature);
+    }
+
+    /// The verdict of what it holds (every entry), as [`judge`] gives it.
+    pub fn judge(&self) -> Finding {
+        judge(&DraftReveals(self))
+    }
+
+    /// Whether the member at `position` convicts itself (its cell bit is not the XOR of
+    /// its own pad bits).
+    pub fn client_convicts_itself(&self, position: usize) -> bool {
+        let r = DraftReveals(self);
+        let pads = (0..self.m).fold(false, |x, t| x ^ r.client_pad_bit(position, t));
+        pads != r.client_cell_bit(position)
+    }
+
+    /// The pad bit the member at `position` claims to share with trustee `t`.
+    pub fn client_pad_bit(&self, position: usize, t: usize) -> bool {
+        DraftReveals(self).client_pad_bit(position, t)
+    }
+
+    /// Finishes with `dispute` (a proven Diffie–Hellman secret: member position, trustee,
+    /// made by the member, secret, proof) and the verdict; returns the evidence's length.
+    pub fn finish(
+        self,
+        dispute: Option<ProvenDispute<'_>>,
+        who: Culprit,
+        kind: BlameKind,
+    ) -> usize {
+        let d = usize::from(dispute.is_some());
+        let at = self.trustee_at(self.m);
+        let out = self.out;
+        crate::field::put(out, at, &(d as u16).to_be_bytes());
+        let mut at = at + 2;
+        if let Some((position, trustee, by_client, shared, proof)) = dispute {
+            for part in [
+                &position.to_be_bytes()[..],
+                &trustee.to_be_bytes(),
+                &[u8::from(!by_client)],
+                shared,
+                proof,
+            ] {
+                crate::field::put(out, at, part);
+                at += part.len();
+            }
+        }
+        let (role, index) = role_of(who);
+        crate::field::put(out, at, &[kind as u8, role]);
+        crate::field::put(out, at + 2, &index.to_be_bytes());
+        at + VERDICT_LEN
+    }
+}
+
+/// A dispute settled in a round, as the evidence records it: the member's position, the
+/// trustee, whether the member made the proof, the proven Diffie–Hellman secret, the proof.
+pub type ProvenDispute<'a> = (u16, u16, bool, &'a [u8; 32], &'a [u8; PROOF_LEN]);
+
+/// The reveals of a draft, for [`judge`].
+struct DraftReveals<'d, 'b>(&'d Draft<'b>);
+
+impl Reveals for DraftReveals<'_, '_> {
+    fn clients(&self) -> usize {
+        self.0.n
+    }
+    fn trustees(&self) -> usize {
+        self.0.m
+    }
+    fn client_index(&self, p: usize) -> u16 {
+        be16(self.0.out, self.0.client_at(p)).unwrap_or(0)
+    }
+    fn client_cell_bit(&self, p: usize) -> bool {
+        self.0.out.get(self.0.client_at(p) + 2 + NONCE_LEN + 32) == Some(&1)
+    }
+    fn client_pad_bit(&self, p: usize, t: usize) -> bool {
+        let at = self.0.client_at(p) + 2 + NONCE_LEN + 33;
+        bits::test(
+            self.0
+                .out
+                .get(at..at + bits::bitmap_len(self.0.m))
+                .unwrap_or(&[]),
+            t,
+        )
+    }
+    fn trustee_cell_bit(&self, t: usize) -> bool {
+        self.0.out.get(self.0.trustee_at(t) + 32) == Some(&1)
+    }
+    fn trustee_pad_bit(&self, t: usize, p: usize) -> bool {
+        let at = self.0.trustee_at(t) + 33;
+        bits::test(
+            self.0
+                .out
+                .get(at..at + bits::bitmap_len(self.0.n))
+                .unwrap_or(&[]),
+            p,
+        )
+    }
+}
+
 fn role_of(who: Culprit) -> (u8, u16) {
     match who {
         Culprit::Client(i) => (0, i),
@@ -481,6 +697,8 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
     let trustee_nonces = nonces_digest((0..e.m).map(|t| e.trustee_nonce(t)));
     let client_nonces = nonces_digest((0..e.n).map(|p| e.client_nonce(p)));
     let mut last = None;
+    // A node that did not reveal has a signature of zeros.
+    let mut absent = false;
     for p in 0..e.n {
         let index = e.client_index(p);
         if last.is_some_and(|l| l >= index) {
@@ -508,6 +726,10 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
             count: e.m as u16,
         };
         let sig = e.field::<64>(at + 33 + bits::bitmap_len(e.m));
+        if *sig == [0; 64] {
+            absent = true;
+            continue;
+        }
         if !s.verify(&k.identity, sig) {
             return Err(EvidenceError::BadSignature(p));
         }
@@ -532,6 +754,10 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
             count: e.n as u16,
         };
         let sig = e.field::<64>(at + 33 + bits::bitmap_len(e.n));
+        if *sig == [0; 64] {
+            absent = true;
+            continue;
+        }
         if !s.verify(&k.identity, sig) {
             return Err(EvidenceError::BadSignature(e.n + t));
         }
@@ -548,6 +774,20 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
     };
     if e.kind == BlameKind::RefusedBlame {
         return Ok(verified(e.who, e.kind, false));
+    }
+    if absent {
+        // Only a member that convicts itself by its own signed reveal is convicted without
+        // every reveal (a trustee that cannot take part in blame, for one).
+        let position = (0..e.n).find(|&p| Culprit::Client(e.client_index(p)) == e.who);
+        let convicts_itself = position.is_some_and(|p| {
+            let at = e.client_at(p) + 2 + NONCE_LEN + 33 + bits::bitmap_len(e.m);
+            let pads = (0..e.m).fold(false, |x, t| x ^ e.client_pad_bit(p, t));
+            *e.field::<64>(at) != [0; 64] && pads != e.client_cell_bit(p)
+        });
+        if e.kind != BlameKind::Disrupted || !convicts_itself {
+            return Err(EvidenceError::Unresolved);
+        }
+        return Ok(verified(e.who, e.kind, true));
     }
     let (who, kind) = match judge(&e) {
         Finding::Convicted { who, kind } => (who, kind),

@@ -20,6 +20,7 @@
 pub mod accuse;
 pub mod commit;
 pub mod evidence;
+pub mod grounds;
 pub mod judge;
 pub mod reveal;
 
@@ -30,6 +31,7 @@ pub use evidence::{
     cell_hash, evidence_len, verify, Directory, EvidenceError, EvidenceWriter, Header, MemberKeys,
     Verified,
 };
+pub use grounds::{Grounds, GroundsContext, MAX_GROUNDS_LEN};
 pub use judge::{judge, resolve_dispute, DisputeFacts, Finding, Reveals};
 pub use reveal::{dh_context, nonces_digest, Statement, DH_CONTEXT_LEN};
 

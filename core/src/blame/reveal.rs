@@ -129,6 +129,26 @@ pub fn nonces_digest<'n>(nonces: impl IntoIterator<Item = &'n [u8; NONCE_LEN]>) 
     h.finalize().into()
 }
 
+/// A DLEQ proof of the Diffie–Hellman secret of `secret` with `peer`, its nonce drawn from
+/// a generator seeded with the secret and the context (the statement is the same every
+/// time it is asked, so the proof may be too).
+#[cfg(feature = "blame-round")]
+pub fn prove_dh(
+    context: &[u8],
+    secret: &crate::ristretto::keys::SecretKey,
+    peer: &crate::ristretto::keys::PublicKey,
+) -> ([u8; 32], [u8; crate::ristretto::dleq::PROOF_LEN]) {
+    use rand_core::SeedableRng;
+    let seed: [u8; 32] = Sha256::new()
+        .chain_update(b"dissent-rs v3 blame dh nonce")
+        .chain_update(secret.to_bytes())
+        .chain_update(context)
+        .finalize()
+        .into();
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed(seed);
+    crate::ristretto::dleq::prove_dh(context, secret, peer, &mut rng)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,12 +46,20 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// exchange of this client's slot whose sealed bytes it kept, it accuses a bit.
     /// It accuses its latest disrupted exchange (the relay keeps the latest few).
     pub(super) fn on_disrupted_cell(&mut self, interval: u32, exchange: u64, cell: &[u8]) {
-        let Some(written) = self.kept_cell(interval, exchange) else {
-            return;
-        };
         // Start at the body: the nonce is as good a place as any, but the body is longer.
         let start = (8 * wire::SLOT_NONCE_LEN) as u32;
-        if let Some(bit) = crate::blame::pick_bit(written, cell, start) {
+        let bit = match self.kept_cell(interval, exchange) {
+            Some(written) => crate::blame::pick_bit(written, cell, start),
+            // An owned exchange it wrote nothing in (zeros): any bit the decoded cell has.
+            None if self.answered_at(interval, exchange).is_some_and(|a| {
+                a.own && a.wrote == super::reveal::Wrote::Zeros && a.len == cell.len()
+            }) =>
+            {
+                crate::blame::accuse::pick_set_bit(cell, start)
+            }
+            None => return,
+        };
+        if let Some(bit) = bit {
             self.pending = Some(Pending {
                 interval,
                 exchange,

@@ -16,7 +16,9 @@ use crate::wire::{self, ConnId, Kind};
 pub enum Mode {
     /// Random bytes XORed into every data exchange of another slot.
     GarbleAll,
-    /// Random bytes XORed into every other data exchange of another slot.
+    /// Random bytes XORed into the data exchanges of other slots with an even number
+    /// (about every other one; by the exchange's number, so it does not fall in step with an
+    /// owner's rhythm of sealed and empty cells).
     GarbleEveryOther,
     /// Random bytes XORed into the data exchanges of other slots in which something is
     /// sent (the relay announced a non-base length: an owner with data).
@@ -56,23 +58,60 @@ impl Mode {
 /// The disruptor's state.
 pub(super) struct Disruptor {
     pub(super) mode: Mode,
-    rng: ChaCha20,
-    data_exchanges: u64,
+    seed: [u8; 32],
+    /// What it did to its latest cells (interval, exchange, kind, base length), so a blame
+    /// round's reveal shows the cell it really sent.
+    tampered: heapless::Deque<(u32, u64, Kind, usize), 64>,
 }
 
 impl Disruptor {
     pub(super) fn new(mode: Mode, seed: &[u8; 32]) -> Self {
-        use chacha20::cipher::KeyIvInit;
         Disruptor {
             mode,
-            rng: ChaCha20::new(seed.into(), &[3u8; 12].into()),
-            data_exchanges: 0,
+            seed: *seed,
+            tampered: heapless::Deque::new(),
         }
     }
 
     /// Changes `cell` (this client's ciphertext for an exchange of `kind`; `own` is its own
     /// slot) as the mode says.
-    pub(super) fn tamper(&mut self, kind: Kind, own: u16, base: usize, cell: &mut [u8]) {
+    /// Tampers with its cell of `exchange` of `interval` (after the pads).
+    pub(super) fn tamper(
+        &mut self,
+        interval: u32,
+        exchange: u64,
+        kind: Kind,
+        own: u16,
+        base: usize,
+        cell: &mut [u8],
+    ) {
+        let record = (interval, exchange, kind, base);
+        if self.tampered.is_full() {
+            self.tampered.pop_front();
+        }
+        let _ = self.tampered.push_back(record);
+        self.apply(record, own, cell);
+    }
+
+    /// Does again to a recomputed cell of `exchange` of `interval` what it did to the one
+    /// it sent (a disruptor that reveals what it sent, and so convicts itself).
+    pub(super) fn again(&self, interval: u32, exchange: u64, own: u16, cell: &mut [u8]) {
+        if let Some(&record) = self
+            .tampered
+            .iter()
+            .find(|t| t.0 == interval && t.1 == exchange)
+        {
+            self.apply(record, own, cell);
+        }
+    }
+
+    fn apply(&self, record: (u32, u64, Kind, usize), own: u16, cell: &mut [u8]) {
+        use chacha20::cipher::KeyIvInit;
+        let (interval, exchange, kind, base) = record;
+        let mut nonce = [0u8; 12];
+        nonce[..4].copy_from_slice(&interval.to_be_bytes());
+        nonce[4..].copy_from_slice(&exchange.to_be_bytes());
+        let mut rng = ChaCha20::new((&self.seed).into(), &nonce.into());
         match kind {
             Kind::Reserve => {
                 if self.mode == Mode::InvertReservations {
@@ -82,31 +121,26 @@ impl Disruptor {
                     }
                 }
             }
-            Kind::Slot { slot, len } if slot != own => {
-                self.data_exchanges += 1;
-                match self.mode {
-                    Mode::GarbleAll => self.rng.apply_keystream(cell),
-                    Mode::GarbleEveryOther if self.data_exchanges & 1 == 0 => {
-                        self.rng.apply_keystream(cell)
+            Kind::Slot { slot, len } if slot != own => match self.mode {
+                Mode::GarbleAll => rng.apply_keystream(cell),
+                Mode::GarbleEveryOther if exchange & 1 == 0 => rng.apply_keystream(cell),
+                Mode::GarbleData if len as usize != base => rng.apply_keystream(cell),
+                Mode::FlipPayload => {
+                    if let Some(b) = cell.get_mut(wire::SLOT_NONCE_LEN + wire::NEXT_LEN + 8) {
+                        *b ^= 0x01;
                     }
-                    Mode::GarbleData if len as usize != base => self.rng.apply_keystream(cell),
-                    Mode::FlipPayload => {
-                        if let Some(b) = cell.get_mut(wire::SLOT_NONCE_LEN + wire::NEXT_LEN + 8) {
-                            *b ^= 0x01;
-                        }
-                    }
-                    Mode::Inject => {
-                        let mut plain = [0u8; 64];
-                        let mut w = wire::CellWriter::new(&mut plain);
-                        let _ = w.push_data(ConnId::new(slot, 0x1234), true, b"injected");
-                        w.finish(0);
-                        for (c, p) in cell.iter_mut().zip(plain) {
-                            *c ^= p;
-                        }
-                    }
-                    _ => {}
                 }
-            }
+                Mode::Inject => {
+                    let mut plain = [0u8; 64];
+                    let mut w = wire::CellWriter::new(&mut plain);
+                    let _ = w.push_data(ConnId::new(slot, 0x1234), true, b"injected");
+                    w.finish(0);
+                    for (c, p) in cell.iter_mut().zip(plain) {
+                        *c ^= p;
+                    }
+                }
+                _ => {}
+            },
             Kind::Slot { .. } => {}
         }
     }

@@ -153,6 +153,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 .interval_keys
                 .push(pair.interval_key(interval, &nonce, &self.link_nonce));
         }
+        #[cfg(feature = "blame-round")]
+        self.note_trustee_nonces(nonces);
         if let Some(dst) = self.online.as_mut().get_mut(..online.len()) {
             dst.copy_from_slice(online);
         }
@@ -160,6 +162,22 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let marked_lost = !lost.is_empty() && bits::test(lost, usize::from(self.index));
         let group_lost =
             !lost.is_empty() && buddies::group_touches(lost, self.index, self.clients, k);
+        // A cell of its slot the relay showed disrupted, whose output the ended interval
+        // never reported: abandoned like any disrupted cell (the interval's history counts
+        // it as decoded).
+        if let Phase::Running(r) = &self.phase {
+            let ended = r.interval;
+            let first = self
+                .disrupted
+                .iter()
+                .map(|d| d.0)
+                .find(|&e| self.kept_cell(ended, e).is_some());
+            if let Some(e) = first {
+                self.abandon_from(ended, e);
+                self.unprepare();
+            }
+        }
+        self.disrupted.clear();
         self.last_interval = Some(interval);
         self.unreported.clear();
         self.phase = Phase::AwaitConfirm {

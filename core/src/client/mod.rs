@@ -58,6 +58,8 @@ use crate::wire::{self, ConnId, Head, Hello, Kind, Message, NodeRole, Resume, Wi
 use crate::{MAC_LEN, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
 mod accuse;
+#[cfg(feature = "blame-round")]
+mod blame;
 mod buddies;
 mod config;
 #[cfg(feature = "disruptor")]
@@ -329,8 +331,9 @@ pub struct Client<B> {
     /// keeps inverting it gives it the slot half the time.
     suppressed: bool,
     /// The `Disrupted` frames of the running interval not yet matched by their output:
-    /// the exchange and its digest.
-    disrupted: Deque<(u64, [u8; wire::DISRUPTED_DIGEST_LEN]), 8>,
+    /// the exchange and its digest (a window's worth: every exchange in flight may be
+    /// disrupted before the first is reported).
+    disrupted: Deque<(u64, [u8; wire::DISRUPTED_DIGEST_LEN]), MAX_WINDOW>,
     /// The seed of the randomness of owned cells' nonces.
     seal_seed: [u8; 32],
     /// Its last answered exchanges: pad nonce and what it wrote (`reveal.rs`).
@@ -353,6 +356,12 @@ pub struct Client<B> {
     disruptor: Option<disruptor::Disruptor>,
     /// The slot's cell key and the prepared cells of the next owned exchange.
     sealer: Option<seal::Sealer<B>>,
+    /// The keys it answers blame rounds with (`blame.rs`).
+    #[cfg(feature = "blame-round")]
+    blame_keys: Option<blame::BlameKeys<B>>,
+    /// What it holds for blame rounds: decoded cells' hashes, answers to send.
+    #[cfg(feature = "blame-round")]
+    blame: blame::BlameState,
 }
 
 #[cfg(feature = "std")]
@@ -482,6 +491,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             #[cfg(feature = "disruptor")]
             disruptor: None,
             sealer: None,
+            #[cfg(feature = "blame-round")]
+            blame_keys: None,
+            #[cfg(feature = "blame-round")]
+            blame: blame::BlameState::default(),
         })
     }
 
@@ -629,6 +642,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 }
                 let digest = wire::disrupted_digest(interval, exchange, cell);
                 let _ = self.disrupted.push_back((exchange, digest));
+                #[cfg(feature = "blame-round")]
+                self.note_decoded(interval, exchange, cell);
                 self.on_disrupted_cell(interval, exchange, cell);
                 Ok(Handled::default())
             }
@@ -651,6 +666,26 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     who,
                     kind,
                 });
+                Ok(Handled::default())
+            }
+            #[cfg(feature = "blame-round")]
+            Message::BlameRequest {
+                interval,
+                exchange,
+                bit,
+                slot,
+                grounds,
+            } => {
+                self.on_blame_request(interval, exchange, bit, slot, &grounds)?;
+                Ok(Handled::default())
+            }
+            #[cfg(feature = "blame-round")]
+            Message::BlameDhRequest {
+                interval,
+                exchange,
+                peer,
+            } => {
+                self.on_blame_dh_request(interval, exchange, peer);
                 Ok(Handled::default())
             }
             _ => Err(PeerError::Unexpected),
@@ -733,6 +768,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             }
             .emit_frame(out)?;
             *acked = true;
+            return Ok(Some(n));
+        }
+        #[cfg(feature = "blame-round")]
+        if let Some(n) = self.transmit_blame(out)? {
             return Ok(Some(n));
         }
         Ok(None)

@@ -177,10 +177,18 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             len,
             nonce,
             wrote,
+            own: matches!(kind, Kind::Slot { slot, .. } if slot == self.slot),
         });
         #[cfg(feature = "disruptor")]
         if let Some(d) = &mut self.disruptor {
-            d.tamper(kind, self.slot, running.params.base_len as usize, cell);
+            d.tamper(
+                interval,
+                exchange,
+                kind,
+                self.slot,
+                running.params.base_len as usize,
+                cell,
+            );
         }
 
         // Cells up to `exchange - window` were decoded before this request was issued. Only

@@ -32,6 +32,8 @@ pub(super) struct Answered {
     pub(super) len: usize,
     pub(super) nonce: PadNonce,
     pub(super) wrote: Wrote,
+    /// An exchange of its own slot.
+    pub(super) own: bool,
 }
 
 /// Why a client cannot recompute a cell.
@@ -55,7 +57,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let _ = self.answered_ring.push_back(answered);
     }
 
-    fn answered_at(&self, interval: u32, exchange: u64) -> Option<&Answered> {
+    pub(super) fn answered_at(&self, interval: u32, exchange: u64) -> Option<&Answered> {
         self.answered_ring
             .iter()
             .find(|a| a.interval == interval && a.exchange == exchange)
@@ -91,6 +93,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             }
         }
         SerialPads.xor_pads(&self.interval_keys, &a.nonce, cell);
+        // A disruptor reveals the cell it really sent (and so convicts itself).
+        #[cfg(feature = "disruptor")]
+        if let Some(d) = &self.disruptor {
+            d.again(interval, exchange, self.slot, cell);
+        }
         Ok(a.len)
     }
 

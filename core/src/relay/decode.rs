@@ -290,6 +290,17 @@ where
             self.accused.pop_front();
         }
         let _ = self.accused.push_back((interval, exchange, bit));
+        #[cfg(feature = "blame-round")]
+        {
+            let payload = accusation.to_bytes();
+            self.start_blame(
+                interval,
+                exchange,
+                bit,
+                slot,
+                &crate::blame::Grounds::Accused(&payload),
+            );
+        }
         Some(RelayEvent::Accused {
             interval,
             exchange,

@@ -374,6 +374,9 @@ where
                 .window
                 .issued(exchange)
                 .map_or(0, |issued| issued.kind.cell_len(self.cfg.slots));
+            #[cfg(feature = "blame-round")]
+            self.rounds
+                .note_decoded(running.interval, exchange, self.window.cell(exchange, len));
             let len = Message::Disrupted {
                 interval: running.interval,
                 exchange,
@@ -406,6 +409,16 @@ where
             PendingDown::Grant { conn, bytes } => self.log.record(&Down::Grant { conn, bytes }),
         }
         let exchange = running.next;
+        #[cfg(feature = "blame-round")]
+        self.rounds.note_exchange(
+            exchange,
+            kind,
+            self.request_outputs
+                .as_ref()
+                .get(..outputs_len)
+                .unwrap_or(&[]),
+            &self.log.head().hash,
+        );
         let len = Message::TrusteeRequest(TrusteeRequest {
             interval: running.interval,
             exchange,

@@ -59,6 +59,8 @@ mod log;
 mod losses;
 mod outputs;
 mod peers;
+#[cfg(feature = "blame-round")]
+mod round;
 mod setup;
 mod slots;
 mod stall;
@@ -248,6 +250,32 @@ pub enum RelayEvent<'a> {
         /// The accused bit.
         bit: u32,
     },
+    /// A blame round started: `BlameRequest` goes to every member and trustee.
+    BlameStarted {
+        /// The interval.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+    },
+    /// A blame round was not run (another was running and four were waiting, or its
+    /// exchange's fingerprints, pad nonce or interval are gone, or its grounds fail).
+    BlameDropped {
+        /// The interval.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+    },
+    /// A blame round ended: the node it named first (every one named is excluded), or
+    /// `None` (inconclusive). Its evidence, if any, is [`Relay::evidence`] until the next
+    /// round ends.
+    BlameEnded {
+        /// The interval.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// Who was named first, and why.
+        verdict: Option<(crate::blame::Culprit, crate::blame::BlameKind)>,
+    },
 }
 
 /// How a probe of a connected peer ended.
@@ -363,6 +391,9 @@ pub struct Relay<P, B> {
     quorums: Quorums,
     /// Trustees convicted in blame rounds, and the verdicts still to announce (`blame.rs`).
     convicted: Convicted,
+    /// The blame rounds (`round.rs`).
+    #[cfg(feature = "blame-round")]
+    rounds: round::Rounds<B>,
 }
 
 impl<P, B> Relay<P, B>
@@ -390,7 +421,10 @@ where
             slots,
             fingerprints,
             kept_fingerprints,
+            blame,
         } = storage;
+        #[cfg(not(feature = "blame-round"))]
+        let _ = blame;
         let members = bitmap_len(usize::from(cfg.clients));
         peers.as_mut().fill(Peer::EMPTY);
         connected.as_mut().fill(0);
@@ -461,6 +495,8 @@ where
             decoded: 0,
             quorums: Quorums::NEW,
             convicted: Convicted::default(),
+            #[cfg(feature = "blame-round")]
+            rounds: round::Rounds::new(blame, usize::from(cfg.clients) + usize::from(cfg.trustees)),
             cfg,
         })
     }
@@ -748,6 +784,37 @@ where
                 }
                 Ok(())
             }
+            #[cfg(feature = "blame-round")]
+            (
+                _,
+                Message::BlameReveal {
+                    interval,
+                    exchange,
+                    bit,
+                    pad_bits,
+                    signature,
+                    cell,
+                },
+            ) => {
+                self.on_blame_reveal(
+                    now, peer, interval, exchange, bit, pad_bits, signature, cell,
+                );
+                Ok(())
+            }
+            #[cfg(feature = "blame-round")]
+            (
+                _,
+                Message::BlameDhProof {
+                    interval,
+                    exchange,
+                    peer: other,
+                    secret,
+                    proof,
+                },
+            ) => {
+                self.on_blame_dh_proof(now, peer, interval, exchange, other, secret, proof);
+                Ok(())
+            }
             _ => Err(PeerError::Unexpected),
         }
     }
@@ -771,6 +838,10 @@ where
             return self.transmit_shutdown(from, out);
         }
         if let Some(t) = self.transmit_blamed(out)? {
+            return Ok(Some(t));
+        }
+        #[cfg(feature = "blame-round")]
+        if let Some(t) = self.transmit_round(out)? {
             return Ok(Some(t));
         }
         if let Some(t) = self.transmit_probe(out)? {

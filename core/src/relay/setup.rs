@@ -448,6 +448,8 @@ where
         // The view every member's transcript starts from, which owners' cells bind.
         let body = out.get(wire::FRAME_HEADER_LEN..len).unwrap_or(&[]);
         self.view = *crate::transcript::Transcript::start(body).hash();
+        #[cfg(feature = "blame-round")]
+        self.rounds.interval_started(body);
         if let Phase::Starting { start_pending, .. } = &mut self.phase {
             *start_pending = false;
         }

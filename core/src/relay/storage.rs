@@ -48,6 +48,9 @@ pub struct RelayStorage<P, B> {
     pub fingerprints: B,
     /// The rows of the latest disrupted exchanges (`fingerprints.rs`).
     pub kept_fingerprints: B,
+    /// The blame rounds' region: every node's identity and pad keys, the round's
+    /// answers and its evidence (core feature `blame-round`; empty without it).
+    pub blame: B,
 }
 
 /// Entries of [`RelayStorage::peers`] and bytes of every other region a relay needs.
@@ -81,6 +84,8 @@ pub struct RelayStorageLens {
     pub fingerprints: usize,
     /// Bytes of [`RelayStorage::kept_fingerprints`].
     pub kept_fingerprints: usize,
+    /// [`RelayStorage::blame`].
+    pub blame: usize,
 }
 
 impl RelayStorageLens {
@@ -99,6 +104,7 @@ impl RelayStorageLens {
             + self.slots
             + self.fingerprints
             + self.kept_fingerprints
+            + self.blame
     }
 }
 
@@ -122,6 +128,7 @@ impl RelayConfig {
             slots: self.slots as usize * super::slots::ENTRY,
             fingerprints: window * self.fingerprint_row(),
             kept_fingerprints: self.kept_fingerprint_rows() * self.fingerprint_row(),
+            blame: blame_region_len(self.clients as usize, self.trustees as usize),
         }
     }
 
@@ -149,7 +156,7 @@ where
 {
     /// Checks every region against `lens`; names the first one that is too short.
     pub(super) fn check(&self, lens: &RelayStorageLens) -> Result<(), ConfigError> {
-        let regions: [(&'static str, usize, usize); 14] = [
+        let regions: [(&'static str, usize, usize); 15] = [
             ("peers", self.peers.as_ref().len(), lens.peers),
             ("connected", self.connected.as_ref().len(), lens.connected),
             ("online", self.online.as_ref().len(), lens.online),
@@ -184,6 +191,7 @@ where
                 self.kept_fingerprints.as_ref().len(),
                 lens.kept_fingerprints,
             ),
+            ("blame", self.blame.as_ref().len(), lens.blame),
         ];
         match regions.iter().find(|(_, have, need)| have < need) {
             Some((name, ..)) => Err(ConfigError::StorageTooSmall(name)),
@@ -213,6 +221,21 @@ impl RelayStorage<std::vec::Vec<Peer>, std::vec::Vec<u8>> {
             slots: bytes(lens.slots),
             fingerprints: bytes(lens.fingerprints),
             kept_fingerprints: bytes(lens.kept_fingerprints),
+            blame: bytes(lens.blame),
         }
     }
+}
+
+/// Bytes of the blame region of a relay of `clients` and `trustees`: every node's identity
+/// and pad keys (64 bytes), two bitmaps over the nodes, the running round's fingerprint row
+/// and the evidence of one round.
+const fn blame_region_len(clients: usize, trustees: usize) -> usize {
+    if !cfg!(feature = "blame-round") {
+        return 0;
+    }
+    let nodes = clients + trustees;
+    nodes * 64
+        + 2 * bitmap_len(nodes)
+        + nodes * crate::blame::commit::FINGERPRINT_LEN
+        + crate::blame::evidence_len(nodes - trustees, trustees, 1)
 }

@@ -71,6 +71,10 @@ where
                 }
             }
         }
+        #[cfg(feature = "blame-round")]
+        if let Some(t) = self.blame_deadline() {
+            earliest(t);
+        }
         at
     }
 
@@ -80,6 +84,8 @@ where
     /// joiners go on.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.settle_probes(now);
+        #[cfg(feature = "blame-round")]
+        self.blame_tick(now);
         // At most 64 peers per call, so every goodbye fits its queue. The first drop aborts
         // the interval; peers late beyond these 64 meet the timeouts of the next one.
         let mut late: Vec<PeerId, 64> = Vec::new();

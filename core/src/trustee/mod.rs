@@ -39,6 +39,8 @@ use crate::time::Instant;
 use crate::wire::{self, Hello, Kind, Message, NodeRole, WireError};
 use crate::{MAX_WINDOW, NONCE_LEN};
 
+#[cfg(feature = "blame-round")]
+mod blame;
 mod config;
 mod exchange;
 #[cfg(feature = "blame-round")]
@@ -145,6 +147,12 @@ pub struct Trustee<P, I, B> {
     /// Cells sent since the trustee was made.
     cells_sent: u64,
     event: Option<TrusteeEvent>,
+    /// The keys it answers blame rounds with (`blame.rs`).
+    #[cfg(feature = "blame-round")]
+    blame_keys: Option<blame::BlameKeys<B>>,
+    /// Digests its statements sign, and answers to send.
+    #[cfg(feature = "blame-round")]
+    blame: blame::BlameState,
 }
 
 #[cfg(feature = "std")]
@@ -215,6 +223,10 @@ where
             sent_cells: Deque::new(),
             cells_sent: 0,
             event: None,
+            #[cfg(feature = "blame-round")]
+            blame_keys: None,
+            #[cfg(feature = "blame-round")]
+            blame: blame::BlameState::default(),
         })
     }
 
@@ -248,6 +260,16 @@ where
 
     /// Handles one frame body from the relay.
     pub fn handle_frame(&mut self, now: Instant, body: &[u8]) -> Result<(), PeerError> {
+        // Without the blame round (a device trustee), its requests are left unanswered,
+        // not refused as malformed: the relay ends the round at its deadline without this
+        // trustee's reveal and never convicts it for that (docs/protocol.md).
+        #[cfg(not(feature = "blame-round"))]
+        if body
+            .first()
+            .is_some_and(|v| wire::BLAME_ROUND_VARIANTS.contains(v))
+        {
+            return Ok(());
+        }
         match Message::parse(body)? {
             Message::Goodbye { reason } => Err(PeerError::Goodbye(reason)),
             Message::Probe { nonce } => {
@@ -269,6 +291,23 @@ where
             Message::TrusteeRequest(request) => self.on_request(now, &request),
             // The relay's news of an exclusion: nothing for a trustee to do.
             Message::Blamed { .. } => Ok(()),
+            #[cfg(feature = "blame-round")]
+            Message::BlameRequest {
+                interval,
+                exchange,
+                bit,
+                slot,
+                grounds,
+            } => self.on_blame_request(interval, exchange, bit, slot, &grounds),
+            #[cfg(feature = "blame-round")]
+            Message::BlameDhRequest {
+                interval,
+                exchange,
+                peer,
+            } => {
+                self.on_blame_dh_request(interval, exchange, peer);
+                Ok(())
+            }
             _ => Err(PeerError::Unexpected),
         }
     }
@@ -338,6 +377,10 @@ where
             }
             Phase::Confirming { .. } => return self.transmit_confirm(out),
             _ => {}
+        }
+        #[cfg(feature = "blame-round")]
+        if let Some(n) = self.transmit_blame(out)? {
+            return Ok(Some(n));
         }
         self.transmit_cell(out, engine)
     }

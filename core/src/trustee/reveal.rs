@@ -30,7 +30,7 @@ where
 
     /// The running interval's members' keys, and the sent cell of `exchange` of
     /// `interval`.
-    fn answered(
+    pub(super) fn answered(
         &self,
         interval: u32,
         exchange: u64,

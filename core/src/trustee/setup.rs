@@ -188,6 +188,8 @@ where
                 return Ok(());
             }
             let key = pair.interval_key(current, &nonce, &client_nonce);
+            #[cfg(feature = "blame-round")]
+            self.note_member_nonce(members.done, &client_nonce);
             if let Some(slot) = self.interval_keys.as_mut().get_mut(members.done as usize) {
                 *slot = key;
             }
@@ -269,6 +271,8 @@ where
             }
         }
         let transcript = Transcript::start(body);
+        #[cfg(feature = "blame-round")]
+        self.note_start(start.nonces, transcript.hash());
         self.phase = Phase::Acking {
             interval,
             acks: Progress::new(members),

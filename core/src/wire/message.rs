@@ -158,8 +158,8 @@ pub enum Message<'a> {
         kind: u8,
     },
     /// Relay → every member of the interval and every trustee: a blame round about `bit`
-    /// of `exchange` of `interval`, started by the slot owner's accusation (each checks it
-    /// under `slot`'s pseudonym key before revealing anything).
+    /// of `exchange` of `interval`, on `grounds` (each checks them with
+    /// `blame::Grounds::check` before revealing anything).
     #[cfg(feature = "blame-round")]
     BlameRequest {
         /// The interval of the accused exchange.
@@ -170,9 +170,9 @@ pub enum Message<'a> {
         bit: u32,
         /// The slot whose owner accused (for a reservation exchange, the accused bit's).
         slot: u16,
-        /// The `Accuse` record's payload (76 bytes, `wire::Accusation`).
+        /// Why the round runs: a tag byte, then its body (`blame::Grounds`).
         #[serde(borrow)]
-        accusation: &'a [u8],
+        grounds: crate::blame::Grounds<'a>,
     },
     /// Member or trustee → relay: its part of the accused exchange (`blame::Statement`).
     #[cfg(feature = "blame-round")]
@@ -183,9 +183,6 @@ pub enum Message<'a> {
         exchange: u64,
         /// The accused bit.
         bit: u32,
-        /// Its whole cell of the exchange (the relay checks it against its fingerprint).
-        #[serde(borrow)]
-        cell: &'a [u8],
         /// Its pad bits at `bit` (a client: one per trustee; a trustee: one per member), a
         /// bitmap.
         #[serde(borrow)]
@@ -193,6 +190,10 @@ pub enum Message<'a> {
         /// Its identity key's signature over the statement (64 bytes).
         #[serde(borrow)]
         signature: &'a [u8],
+        /// Its whole cell of the exchange (the relay checks it against its fingerprint).
+        /// Last, so a node computes it where the frame is sent (`wire::Prefix`).
+        #[serde(borrow)]
+        cell: &'a [u8],
     },
     /// Relay → one side of a (client, trustee) pair whose pad bits differ: prove the
     /// pair's Diffie–Hellman secret.
@@ -325,6 +326,11 @@ pub fn goodbye_reason(body: &[u8]) -> Option<GoodbyeReason> {
         _ => None,
     }
 }
+
+/// The first byte (postcard's variant index) of the blame round's frames
+/// (`BlameRequest`, `BlameReveal`, `BlameDhRequest`, `BlameDhProof`), which a node built
+/// without the `blame-round` feature cannot parse; pinned by a test.
+pub const BLAME_ROUND_VARIANTS: core::ops::RangeInclusive<u8> = 19..=22;
 
 impl<'a> Message<'a> {
     /// Parses one frame body.
@@ -782,11 +788,11 @@ mod tests {
                     exchange: 300,
                     bit: 1234,
                     slot: 3,
-                    accusation: &[0x5A; 76],
+                    grounds: crate::blame::Grounds::Accused(&[0x5A; 76]),
                 },
                 cat(&[
                     &[
-                        0, 0, 0, 0x54, 0x13, 0x07, 0xAC, 0x02, 0xD2, 0x09, 0x03, 0x4C,
+                        0, 0, 0, 0x55, 0x13, 0x07, 0xAC, 0x02, 0xD2, 0x09, 0x03, 0x4D, 0x00,
                     ],
                     &rep(0x5A, 76),
                 ]),
@@ -801,10 +807,12 @@ mod tests {
                     signature: &[0x77; 64],
                 },
                 cat(&[
-                    &[0, 0, 0, 0x5A, 0x14, 0x07, 0xAC, 0x02, 0xD2, 0x09, 0x10],
-                    &rep(0xEE, 16),
-                    &[0x01, 0x05, 0x40],
+                    &[
+                        0, 0, 0, 0x5A, 0x14, 0x07, 0xAC, 0x02, 0xD2, 0x09, 0x01, 0x05, 0x40,
+                    ],
                     &rep(0x77, 64),
+                    &[0x10],
+                    &rep(0xEE, 16),
                 ]),
             ),
             (
@@ -833,6 +841,8 @@ mod tests {
         ];
         let mut out = [0u8; 256];
         for (msg, want) in &cases {
+            // The variant byte every node without the feature recognizes.
+            assert!(super::BLAME_ROUND_VARIANTS.contains(&want[FRAME_HEADER_LEN]));
             let n = msg.emit_frame(&mut out).unwrap();
             assert_eq!(&out[..n], &want[..], "{msg:?}");
             assert_eq!(Message::parse(&want[FRAME_HEADER_LEN..]).unwrap(), *msg);

@@ -49,12 +49,17 @@ pub use fields::{
     Resume, REPLAY_FRAME_OVERHEAD, REPLAY_OVERHEAD, RESUME_BLOCK_LEN,
 };
 pub use frame::{frame_body_len, split_frame, FrameReader, FrameStatus};
-pub use message::{goodbye_reason, ClientRequest, Hello, IntervalStart, Message, TrusteeRequest};
+pub use message::{
+    goodbye_reason, ClientRequest, Hello, IntervalStart, Message, TrusteeRequest,
+    BLAME_ROUND_VARIANTS,
+};
 pub use outputs::{
     disrupted_digest, emit_disrupted_output, emit_next_output, emit_requests_output,
     max_outputs_len, Output, OutputsView, Requests, DISRUPTED_DIGEST_LEN, DISRUPTED_OUTPUT_LEN,
 };
 pub use prefix::{cell_frame_len, Prefix};
+#[cfg(feature = "blame-round")]
+pub use prefix::{reveal_frame, RevealFrame};
 pub use slot::{
     body, body_mut, open, seal, Opened, SlotContext, SlotKey, AAD_LEN, MIN_OWNED_CELL,
     SLOT_NONCE_LEN, SLOT_OVERHEAD, TAG_LEN,

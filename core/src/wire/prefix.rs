@@ -98,6 +98,86 @@ fn emit_fields<T: Serialize>(fields: &T, tail: usize, out: &mut [u8]) -> Result<
     Ok(FRAME_HEADER_LEN + n)
 }
 
+/// Postcard's variant index of `Message::BlameReveal`; pinned by a test.
+#[cfg(feature = "blame-round")]
+const BLAME_REVEAL_VARIANT: u32 = 20;
+
+/// Where the caller writes the fields of a `BlameReveal` frame laid out by
+/// [`reveal_frame`]: each is a range of the output.
+#[cfg(feature = "blame-round")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevealFrame {
+    /// The pad bits start here.
+    pub pad_bits: usize,
+    /// The 64-byte signature starts here.
+    pub signature: usize,
+    /// The cell starts here.
+    pub cell: usize,
+    /// The frame's whole length.
+    pub len: usize,
+}
+
+/// Lays out a `BlameReveal` frame of `bits_len` bytes of pad bits, a signature and a cell
+/// of `cell_len` bytes in `out`: writes the header and every other field, and says where
+/// the three go, so a node recomputes its cell where the frame is sent and signs it there.
+/// The bytes are exactly what [`Message::emit_frame`] would write.
+#[cfg(feature = "blame-round")]
+pub fn reveal_frame(
+    interval: u32,
+    exchange: u64,
+    bit: u32,
+    bits_len: usize,
+    cell_len: usize,
+    out: &mut [u8],
+) -> Result<RevealFrame, WireError> {
+    let (header, rest) = out
+        .split_first_chunk_mut::<FRAME_HEADER_LEN>()
+        .ok_or(WireError::BufferTooSmall)?;
+    let mut at = 0;
+    put(
+        rest,
+        &mut at,
+        &(
+            BLAME_REVEAL_VARIANT,
+            interval,
+            exchange,
+            bit,
+            bits_len as u64,
+        ),
+    )?;
+    let pad_bits = at;
+    at += bits_len;
+    put(rest, &mut at, &64u64)?;
+    let signature = at;
+    at += 64;
+    put(rest, &mut at, &(cell_len as u64))?;
+    let cell = at;
+    let body = at + cell_len;
+    if body > MAX_FRAME_BODY {
+        return Err(WireError::BadFrameLength(body as u32));
+    }
+    if rest.len() < body {
+        return Err(WireError::BufferTooSmall);
+    }
+    *header = (body as u32).to_be_bytes();
+    Ok(RevealFrame {
+        pad_bits: FRAME_HEADER_LEN + pad_bits,
+        signature: FRAME_HEADER_LEN + signature,
+        cell: FRAME_HEADER_LEN + cell,
+        len: FRAME_HEADER_LEN + body,
+    })
+}
+
+/// Postcard-encodes `v` at `*at` in `rest` and moves `at` past it.
+#[cfg(feature = "blame-round")]
+fn put<T: Serialize>(rest: &mut [u8], at: &mut usize, v: &T) -> Result<(), WireError> {
+    let dst = rest.get_mut(*at..).ok_or(WireError::BufferTooSmall)?;
+    *at += postcard::to_slice(v, dst)
+        .map_err(|_| WireError::BufferTooSmall)?
+        .len();
+    Ok(())
+}
+
 /// Longest frame of a cell of `cell_len` bytes.
 pub const fn cell_frame_len(cell_len: usize) -> usize {
     // Variant (1) + interval (≤ 5) + exchange (≤ 10) + length varint (≤ 3).
@@ -183,6 +263,39 @@ mod tests {
         .unwrap();
         b[p..p + 64].copy_from_slice(&entries);
         assert_eq!(a[..n], b[..p + 64]);
+    }
+
+    #[cfg(feature = "blame-round")]
+    #[test]
+    fn reveal_frames_match_postcard() {
+        for &(bits_len, cell_len) in &[(1usize, 16usize), (2, 1024), (130, 300)] {
+            let bits: std::vec::Vec<u8> = (0..bits_len).map(|i| i as u8 ^ 0x5a).collect();
+            let cell: std::vec::Vec<u8> = (0..cell_len).map(|i| i as u8).collect();
+            let sig = [0x77u8; 64];
+            let mut a = std::vec![0u8; 4096];
+            let mut b = std::vec![0u8; 4096];
+            let n = Message::BlameReveal {
+                interval: 7,
+                exchange: 1 << 33,
+                bit: 70_000,
+                pad_bits: &bits,
+                signature: &sig,
+                cell: &cell,
+            }
+            .emit_frame(&mut a)
+            .unwrap();
+            let f = reveal_frame(7, 1 << 33, 70_000, bits_len, cell_len, &mut b).unwrap();
+            b[f.pad_bits..f.pad_bits + bits_len].copy_from_slice(&bits);
+            b[f.signature..f.signature + 64].copy_from_slice(&sig);
+            b[f.cell..f.cell + cell_len].copy_from_slice(&cell);
+            assert_eq!(f.len, n);
+            assert_eq!(a[..n], b[..n]);
+        }
+        let mut small = [0u8; 40];
+        assert_eq!(
+            reveal_frame(1, 2, 3, 1, 16, &mut small),
+            Err(WireError::BufferTooSmall)
+        );
     }
 
     #[test]

@@ -126,6 +126,16 @@ fn core_client(
     client
         .set_pseudonym(&pseudonym, &group.relay_dh, sealed)
         .map_err(|e| anyhow::anyhow!("pseudonym key: {e}"))?;
+    // What it answers blame rounds with: its identity key, its pad key, the trustees' pad
+    // keys and every slot's pseudonym key.
+    client
+        .set_blame_keys(
+            &node.identity_private_key,
+            &session_secret,
+            &group.trustee_session_keys,
+            group.slots.concat(),
+        )
+        .map_err(|e| anyhow::anyhow!("blame keys: {e}"))?;
     Ok(client)
 }
 

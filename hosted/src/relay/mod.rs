@@ -119,6 +119,8 @@ struct Hub {
     times: Option<ResponseTimes>,
     /// The refusal list, when one is kept.
     refusals: Option<refusals::Refusals>,
+    /// Where blame evidence is written (the refusal list's folder), when it is kept.
+    evidence_dir: Option<std::path::PathBuf>,
 }
 
 /// The status page's board, its probe, and where the document is published.
@@ -285,6 +287,26 @@ async fn serve_epoch<T>(
             .set_pseudonym(slot as u16, key)
             .map_err(|e| anyhow::anyhow!("pseudonym key of slot {slot}: {e}"))?;
     }
+    // Every node's identity and pad keys: what its blame reveals are checked with.
+    let nodes = group
+        .clients
+        .iter()
+        .zip(&group.client_session_keys)
+        .enumerate()
+        .map(|(i, (n, dh))| (PeerId::Client(i as u16), n, dh))
+        .chain(
+            group
+                .trustees
+                .iter()
+                .zip(&group.trustee_session_keys)
+                .enumerate()
+                .map(|(j, (n, dh))| (PeerId::Trustee(j as u16), n, dh)),
+        );
+    for (peer, node, dh) in nodes {
+        relay
+            .set_node_keys(peer, &node.identity, dh)
+            .map_err(|e| anyhow::anyhow!("keys of {peer}: {e}"))?;
+    }
     let listening = listener.local_addr()?;
     info!(
         "relay listening on {listening} ({}, {}, cells {}..{} bytes, exit {}, up to {})",
@@ -363,6 +385,11 @@ async fn serve_epoch<T>(
             .refusals
             .clone()
             .map(|file| refusals::Refusals::new(file, group.clients.clone())),
+        evidence_dir: opts.refusals.as_ref().map(|file| {
+            file.parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default()
+        }),
     };
     hub.read_refusals();
     let mut next_token = 0u64;
@@ -500,6 +527,44 @@ async fn serve_epoch<T>(
 impl Hub {
     /// Reads the refusal list again: clients listed are excluded, clients taken off it are
     /// let back in.
+    /// A blame round ended: its verdict is logged and its evidence written to
+    /// `blame-<interval>-<exchange>.bin` in the refusal list's folder.
+    fn blame_ended(
+        &mut self,
+        interval: u32,
+        exchange: u64,
+        verdict: Option<(dissent_core::blame::Culprit, dissent_core::blame::BlameKind)>,
+    ) {
+        match verdict {
+            Some((who, kind)) => {
+                warn!("blame round about exchange {exchange} of interval {interval}: {who} {kind}")
+            }
+            None => info!(
+                "blame round about exchange {exchange} of interval {interval} ended with no \
+                 verdict"
+            ),
+        }
+        let Some((i, e, bytes)) = self.relay.evidence() else {
+            return;
+        };
+        if (i, e) != (interval, exchange) {
+            return;
+        }
+        let Some(dir) = &self.evidence_dir else {
+            warn!("no state folder: the evidence of exchange {exchange} is not kept");
+            return;
+        };
+        let path = dir.join(format!("blame-{interval}-{exchange}.bin"));
+        match std::fs::write(&path, bytes) {
+            Ok(()) => info!(
+                "blame evidence written to {} (check it: dissent blame verify {} --group DIR)",
+                path.display(),
+                path.display()
+            ),
+            Err(err) => warn!("cannot write {}: {err}", path.display()),
+        }
+    }
+
     fn read_refusals(&mut self) {
         let Some(listed) = self.refusals.as_ref().and_then(|r| r.listed()) else {
             return;
@@ -872,9 +937,25 @@ impl Hub {
                         // Neither the slot nor the bit (a reservation's bit is its slot).
                         warn!(
                             "exchange {exchange} of interval {interval} was accused by its \
-                             slot's owner (no blame round runs yet)"
+                             slot's owner"
                         );
                     }
+                    RelayEvent::BlameStarted { interval, exchange } => {
+                        info!(
+                            "blame round about exchange {exchange} of interval {interval} started"
+                        );
+                    }
+                    RelayEvent::BlameDropped { interval, exchange } => {
+                        warn!(
+                            "blame round about exchange {exchange} of interval {interval} not \
+                             run (another runs and others wait, or its exchange is forgotten)"
+                        );
+                    }
+                    RelayEvent::BlameEnded {
+                        interval,
+                        exchange,
+                        verdict,
+                    } => self.blame_ended(interval, exchange, verdict),
                     RelayEvent::IntervalStarted { interval, clients } => {
                         info!(
                             "interval {interval} started with {}",

@@ -1,0 +1,328 @@
+//! A client's part in blame rounds (core feature `blame-round`): it checks a
+//! `BlameRequest`'s grounds ([`crate::blame::Grounds::check`]) and, only if they hold,
+//! answers `BlameReveal` (its cell of the exchange recomputed, its pad bits at the bit, one
+//! per trustee, and its identity key's signature over the statement,
+//! [`crate::blame::Statement`]); asked in a dispute, it answers `BlameDhProof` (its
+//! Diffie–Hellman secret with the trustee and a DLEQ proof of it).
+//!
+//! A request whose grounds fail gets nothing, and neither does a dispute request about a
+//! round it did not accept. It keeps the hash of every decoded cell the relay showed it
+//! (`Disrupted` frames), which its statement signs.
+//!
+//! Owns the answers and the keys they need. It must not decide what a cell holds or keep
+//! pad nonces (`reveal.rs` recomputes the cell and the pad bits).
+
+use heapless::{Deque, Vec};
+
+use super::Client;
+use crate::blame::{
+    cell_hash, dh_context, nonces_digest, Culprit, Grounds, GroundsContext, Statement,
+};
+use crate::error::{ConfigError, PeerError};
+use crate::identity::IdentityKey;
+use crate::ristretto::keys::{PublicKey, SecretKey};
+use crate::wire::{self, Message, WireError};
+use crate::{MAX_TRUSTEES, NONCE_LEN};
+
+/// Decoded cells whose hashes a client keeps, the latest ones.
+const DECODED: usize = 16;
+
+/// The keys a client answers blame with.
+pub(super) struct BlameKeys<B> {
+    identity: IdentityKey,
+    dh: SecretKey,
+    /// Its own pad public key.
+    dh_public: [u8; 32],
+    /// The trustees' pad public keys.
+    trustees: Vec<[u8; 32], MAX_TRUSTEES>,
+    /// Every slot's pseudonym public key, 32 bytes each.
+    pseudonyms: B,
+}
+
+/// An answer still to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Reveal {
+        interval: u32,
+        exchange: u64,
+        bit: u32,
+    },
+    Dh {
+        interval: u32,
+        exchange: u64,
+        peer: u16,
+    },
+}
+
+/// What a client holds for blame rounds besides its keys.
+#[derive(Debug, Default)]
+pub(super) struct BlameState {
+    /// SHA-256 of the interval's trustee nonces (set when an interval is shown).
+    trustee_nonces: [u8; 32],
+    /// (interval, exchange, SHA-256 of the decoded cell it was shown).
+    decoded: Deque<(u32, u64, [u8; 32]), DECODED>,
+    /// The round it accepted last: (interval, exchange).
+    accepted: Option<(u32, u64)>,
+    tasks: Deque<Task, 4>,
+    /// Tests only: its reveals claim the pad bit it shares with trustee 0 flipped.
+    #[cfg(feature = "disruptor")]
+    lies: bool,
+}
+
+impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
+    /// Sets what this client answers blame rounds with: its Ed25519 identity secret, its
+    /// pad secret (the configuration's `session_secret`), the trustees' pad public keys in
+    /// trustee order, and every slot's pseudonym public key in slot order (`pseudonyms`,
+    /// [`Client::pseudonyms_len`] bytes, 32 per slot). Without them it answers no round.
+    pub fn set_blame_keys(
+        &mut self,
+        identity: &[u8; 32],
+        pad_secret: &[u8; 32],
+        trustees: &[[u8; 32]],
+        pseudonyms: B,
+    ) -> Result<(), ConfigError> {
+        if pseudonyms.as_ref().len() < self.pseudonyms_len() {
+            return Err(ConfigError::StorageTooSmall("pseudonyms"));
+        }
+        if trustees.len() != self.pairs.len() {
+            return Err(ConfigError::Counts);
+        }
+        let dh = crate::crypto::pad_secret(pad_secret)
+            .ok_or(ConfigError::Key(crate::crypto::KeyError::ZeroSecret))?;
+        let mut t = Vec::new();
+        for k in trustees {
+            let _ = t.push(*k);
+        }
+        self.blame_keys = Some(BlameKeys {
+            identity: IdentityKey::from_bytes(identity),
+            dh_public: dh.public_key().to_bytes(),
+            dh,
+            trustees: t,
+            pseudonyms,
+        });
+        Ok(())
+    }
+
+    /// Tests only (core feature `disruptor`): this client's reveals lie about the pad bit
+    /// it shares with trustee 0 (a disruptor that hides its flipped cell bit that way is
+    /// caught by the dispute).
+    #[cfg(feature = "disruptor")]
+    pub fn set_lie_about_pads(&mut self, lie: bool) {
+        self.blame.lies = lie;
+    }
+
+    /// Bytes [`Client::set_blame_keys`] needs for the pseudonym keys.
+    pub const fn pseudonyms_len(&self) -> usize {
+        self.slots as usize * 32
+    }
+
+    /// The interval shown has these trustee nonces (its statement signs their digest).
+    pub(super) fn note_trustee_nonces(&mut self, nonces: &[u8]) {
+        self.blame.trustee_nonces = nonces_digest(
+            nonces
+                .chunks_exact(NONCE_LEN)
+                .filter_map(|n| <&[u8; NONCE_LEN]>::try_from(n).ok()),
+        );
+    }
+
+    /// The relay showed `cell` as the decoding of `exchange` of `interval`.
+    pub(super) fn note_decoded(&mut self, interval: u32, exchange: u64, cell: &[u8]) {
+        if self.blame.decoded.is_full() {
+            self.blame.decoded.pop_front();
+        }
+        let _ = self
+            .blame
+            .decoded
+            .push_back((interval, exchange, cell_hash(cell)));
+    }
+
+    fn pseudonym_of(&self, slot: u16) -> Option<[u8; 32]> {
+        let keys = self.blame_keys.as_ref()?;
+        let at = usize::from(slot) * 32;
+        keys.pseudonyms.as_ref().get(at..at + 32)?.try_into().ok()
+    }
+
+    /// A `BlameRequest`: answered only if its grounds hold for the running interval.
+    pub(super) fn on_blame_request(
+        &mut self,
+        interval: u32,
+        exchange: u64,
+        bit: u32,
+        slot: u16,
+        grounds: &Grounds<'_>,
+    ) -> Result<(), PeerError> {
+        let super::Phase::Running(running) = &self.phase else {
+            return Ok(());
+        };
+        let view = running.view;
+        let Some(pseudonym) = self.pseudonym_of(slot) else {
+            return Ok(());
+        };
+        let ctx = GroundsContext {
+            group_id: &self.group_id,
+            session_id: &self.session_id,
+            view: &view,
+            interval: running.interval,
+            exchange,
+            bit,
+            slot,
+            pseudonym: &pseudonym,
+        };
+        if interval != running.interval || !grounds.check(&ctx) {
+            // Refused: nothing is revealed.
+            return Ok(());
+        }
+        // Its own accusation, if it was this one, has done its work.
+        if self
+            .pending
+            .is_some_and(|p| (p.interval, p.exchange, p.bit) == (interval, exchange, bit))
+        {
+            self.pending = None;
+        }
+        self.blame.accepted = Some((interval, exchange));
+        self.push_task(Task::Reveal {
+            interval,
+            exchange,
+            bit,
+        });
+        Ok(())
+    }
+
+    /// A `BlameDhRequest` about the round it accepted, naming a trustee.
+    pub(super) fn on_blame_dh_request(&mut self, interval: u32, exchange: u64, peer: u16) {
+        if self.blame.accepted == Some((interval, exchange)) && usize::from(peer) < self.pairs.len()
+        {
+            self.push_task(Task::Dh {
+                interval,
+                exchange,
+                peer,
+            });
+        }
+    }
+
+    fn push_task(&mut self, task: Task) {
+        if self.blame.tasks.is_full() {
+            self.blame.tasks.pop_front();
+        }
+        let _ = self.blame.tasks.push_back(task);
+    }
+
+    /// The next blame answer, if one is due (part of [`Client::poll_transmit`]).
+    pub(super) fn transmit_blame(&mut self, out: &mut [u8]) -> Result<Option<usize>, WireError> {
+        while let Some(task) = self.blame.tasks.pop_front() {
+            let n = match task {
+                Task::Reveal {
+                    interval,
+                    exchange,
+                    bit,
+                } => self.emit_reveal(interval, exchange, bit, out)?,
+                Task::Dh {
+                    interval,
+                    exchange,
+                    peer,
+                } => self.emit_dh(interval, exchange, peer, out)?,
+            };
+            if n.is_some() {
+                return Ok(n);
+            }
+        }
+        Ok(None)
+    }
+
+    fn emit_reveal(
+        &self,
+        interval: u32,
+        exchange: u64,
+        bit: u32,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, WireError> {
+        let (Some(keys), Some(len)) = (
+            self.blame_keys.as_ref(),
+            self.answered_at(interval, exchange).map(|a| a.len),
+        ) else {
+            return Ok(None);
+        };
+        let Some(nonce) = self.answered_at(interval, exchange).map(|a| a.nonce) else {
+            return Ok(None);
+        };
+        let m = self.pairs.len();
+        let bits_len = m.div_ceil(8);
+        let f = wire::reveal_frame(interval, exchange, bit, bits_len, len, out)?;
+        let (head, tail) = out.split_at_mut(f.cell);
+        let Some(cell) = tail.get_mut(..len) else {
+            return Ok(None);
+        };
+        if self.recompute_cell(interval, exchange, cell).is_err() {
+            return Ok(None);
+        }
+        let Some(bits) = head.get_mut(f.pad_bits..f.pad_bits + bits_len) else {
+            return Ok(None);
+        };
+        if self.pad_bits(interval, exchange, bit, bits).is_err() {
+            return Ok(None);
+        }
+        #[cfg(feature = "disruptor")]
+        if self.blame.lies {
+            if let Some(b) = bits.first_mut() {
+                *b ^= 1;
+            }
+        }
+        let decoded = self
+            .blame
+            .decoded
+            .iter()
+            .find(|d| d.0 == interval && d.1 == exchange)
+            .map_or([0; 32], |d| d.2);
+        let mut own = [0u8; 32];
+        crate::field::put(&mut own, 0, &self.link_nonce);
+        let hash = cell_hash(cell);
+        let statement = Statement {
+            group_id: &self.group_id,
+            session_id: &self.session_id,
+            who: Culprit::Client(self.index),
+            interval,
+            exchange,
+            bit,
+            pad_nonce: &nonce,
+            trustee_nonces: &self.blame.trustee_nonces,
+            own: &own,
+            decoded_hash: &decoded,
+            cell_hash: &hash,
+            cell_bit: crate::bits::test(cell, bit as usize),
+            bits,
+            count: m as u16,
+        };
+        let signature = keys.identity.sign(&statement.digest());
+        crate::field::put(head, f.signature, &signature);
+        Ok(Some(f.len))
+    }
+
+    fn emit_dh(
+        &self,
+        interval: u32,
+        exchange: u64,
+        peer: u16,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, WireError> {
+        let Some(keys) = self.blame_keys.as_ref() else {
+            return Ok(None);
+        };
+        let Some(trustee) = keys.trustees.get(usize::from(peer)) else {
+            return Ok(None);
+        };
+        let Ok(peer_key) = PublicKey::from_bytes(trustee) else {
+            return Ok(None);
+        };
+        let context = dh_context(&self.group_id, &self.session_id, &keys.dh_public, trustee);
+        let (secret, proof) = crate::blame::reveal::prove_dh(&context, &keys.dh, &peer_key);
+        let n = Message::BlameDhProof {
+            interval,
+            exchange,
+            peer,
+            secret: &secret,
+            proof: &proof,
+        }
+        .emit_frame(out)?;
+        Ok(Some(n))
+    }
+}

@@ -1,0 +1,886 @@
+//! The relay's blame rounds (core feature `blame-round`): one at a time, started through
+//! [`Relay::start_blame`] (an owner's accusation; the relay's own grounds use the same
+//! entry point), the next few waiting.
+//!
+//! A round: `BlameRequest` to every member of the interval and every trustee; each
+//! `BlameReveal` is checked (its length, its cell against the kept fingerprint, its
+//! identity signature over the statement) and written at its place in the evidence; once
+//! every member and trustee answered, or at the deadline (the exchange timeout), the
+//! round ends:
+//!
+//! - a member that did not answer, or answered what does not check, refused blame
+//!   (penalized, then excluded: the relay's own observation); so did a trustee whose
+//!   answer does not check; a trustee that did not answer at all is never convicted for
+//!   it (a device trustee cannot take part), and the round is then inconclusive but for
+//!   members that convict themselves;
+//! - otherwise the verdict is [`crate::blame::judge`]'s; a dispute asks both sides for a
+//!   `BlameDhProof` and the first valid proof settles it (at the deadline without one, the
+//!   member refused).
+//!
+//! Every verdict ends in [`Relay::exclude_convicted`]; the evidence stays in the caller's
+//! storage until the next round ends ([`Relay::evidence`]). Exchanges go on during a round.
+//! If the interval ends first, the round ends with no verdict (its members can no longer
+//! recompute its cells).
+//!
+//! Owns the running round, the queue, the evidence region and the pad nonces and decoded
+//! cells' hashes rounds need. It must not judge (`crate::blame`), decide what is kept
+//! (`fingerprints.rs`) or exclude by other means than `blame.rs`.
+
+use heapless::Deque;
+use sha2::{Digest, Sha256};
+
+use super::fingerprints::RESERVATION;
+use super::interval::Phase;
+use super::{Destination, Instant, Peer, PeerId, Relay, RelayEvent, Stall, Transmit};
+use crate::bits::Bits;
+use crate::blame::commit::{ExchangeKey, FINGERPRINT_LEN};
+use crate::blame::evidence::Draft;
+use crate::blame::{
+    cell_hash, nonces_digest, resolve_dispute, BlameKind, Culprit, DisputeFacts, Finding, Grounds,
+    GroundsContext, Header, Statement, MAX_GROUNDS_LEN,
+};
+use crate::crypto::PadNonce;
+use crate::error::ConfigError;
+use crate::transcript::Transcript;
+use crate::wire::{Kind, Message, WireError};
+use crate::{MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
+
+/// A blame round waiting for the one running to end: what [`Relay::start_blame`] was
+/// given.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    interval: u32,
+    exchange: u64,
+    bit: u32,
+    slot: u16,
+    grounds: [u8; MAX_GROUNDS_LEN],
+    grounds_len: usize,
+}
+
+/// A dispute of the running round: the member at `position` and trustee `trustee`
+/// disagree about their pad bit.
+#[derive(Debug, Clone, Copy)]
+struct Dispute {
+    position: usize,
+    client: u16,
+    trustee: u16,
+    /// The requests to send: to the member, to the trustee.
+    ask_client: bool,
+    ask_trustee: bool,
+}
+
+/// The running round.
+#[derive(Debug, Clone, Copy)]
+struct Active {
+    q: Queued,
+    n: usize,
+    m: usize,
+    pad_nonce: PadNonce,
+    decoded_hash: [u8; 32],
+    trustee_nonces: [u8; 32],
+    members_digest: [u8; 32],
+    deadline: Instant,
+    request_sent: bool,
+    dispute: Option<Dispute>,
+}
+
+/// The relay's blame rounds: one at a time, the next few waiting, their evidence in the
+/// caller's storage.
+#[derive(Debug)]
+pub(super) struct Rounds<B> {
+    /// Every node's identity key then pad key (64 bytes each, clients then trustees), the
+    /// answered and refused bitmaps over the nodes, then the evidence.
+    region: B,
+    nodes: usize,
+    active: Option<Active>,
+    queue: Deque<Queued, 4>,
+    /// The evidence of the round that ended last: (interval, exchange, length).
+    evidence: Option<(u32, u64, usize)>,
+    /// The running interval's transcript, and the pad nonces of its latest exchanges.
+    transcript: Option<Transcript>,
+    pad_nonces: Deque<(u64, PadNonce), { 2 * MAX_WINDOW }>,
+    /// SHA-256 of the latest disrupted exchanges' decoded cells.
+    decoded: Deque<(u32, u64, [u8; 32]), 16>,
+}
+
+impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
+    pub(super) fn new(region: B, nodes: usize) -> Self {
+        Rounds {
+            region,
+            nodes,
+            active: None,
+            queue: Deque::new(),
+            evidence: None,
+            transcript: None,
+            pad_nonces: Deque::new(),
+            decoded: Deque::new(),
+        }
+    }
+
+    /// An interval starts with `view`'s transcript.
+    pub(super) fn interval_started(&mut self, body: &[u8]) {
+        self.transcript = Some(Transcript::start(body));
+        self.pad_nonces.clear();
+    }
+
+    /// The trustee request of `exchange` went out: its pad nonce.
+    pub(super) fn note_exchange(
+        &mut self,
+        exchange: u64,
+        kind: Kind,
+        outputs: &[u8],
+        head: &[u8; 32],
+    ) {
+        let Some(t) = &mut self.transcript else {
+            return;
+        };
+        t.advance(exchange, kind, outputs, head);
+        let nonce = t.pad_nonce();
+        if self.pad_nonces.is_full() {
+            self.pad_nonces.pop_front();
+        }
+        let _ = self.pad_nonces.push_back((exchange, nonce));
+    }
+
+    /// A disrupted exchange's decoded cell went to every member.
+    pub(super) fn note_decoded(&mut self, interval: u32, exchange: u64, cell: &[u8]) {
+        if self.decoded.is_full() {
+            self.decoded.pop_front();
+        }
+        let _ = self
+            .decoded
+            .push_back((interval, exchange, cell_hash(cell)));
+    }
+
+    fn key(&self, node: usize, which: usize) -> Option<[u8; 32]> {
+        let at = node * 64 + which * 32;
+        self.region.as_ref().get(at..at + 32)?.try_into().ok()
+    }
+
+    /// The answered and refused bitmaps and the evidence.
+    fn flags(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
+        let (answered, refused, _, evidence) = self.parts();
+        (answered, refused, evidence)
+    }
+
+    /// The answered and refused bitmaps, the running round's fingerprint row (kept here:
+    /// the relay's ring of kept rows may drop it while the round runs) and the evidence.
+    fn parts(&mut self) -> (&mut [u8], &mut [u8], &mut [u8], &mut [u8]) {
+        let len = crate::bits::bitmap_len(self.nodes);
+        let row = self.nodes * FINGERPRINT_LEN;
+        let region = self.region.as_mut();
+        let keys = (self.nodes * 64).min(region.len());
+        let (_, rest) = region.split_at_mut(keys);
+        let (answered, rest) = rest.split_at_mut(len.min(rest.len()));
+        let (refused, rest) = rest.split_at_mut(len.min(rest.len()));
+        let (row, evidence) = rest.split_at_mut(row.min(rest.len()));
+        (answered, refused, row, evidence)
+    }
+
+    /// Offset of the evidence in the region.
+    fn evidence_at(&self) -> usize {
+        self.nodes * 64 + 2 * crate::bits::bitmap_len(self.nodes) + self.nodes * FINGERPRINT_LEN
+    }
+}
+
+impl<P, B> Relay<P, B>
+where
+    P: AsMut<[Peer]> + AsRef<[Peer]>,
+    B: AsMut<[u8]> + AsRef<[u8]>,
+{
+    /// Sets `node`'s public keys: its Ed25519 identity key (its reveals' signatures) and its
+    /// Ristretto255 pad key (a dispute's proof). Without them its reveals are refused.
+    pub fn set_node_keys(
+        &mut self,
+        node: PeerId,
+        identity: &[u8; 32],
+        dh: &[u8; 32],
+    ) -> Result<(), ConfigError> {
+        let at = self.node_position(node).ok_or(ConfigError::Counts)? * 64;
+        let region = self.rounds.region.as_mut();
+        let dst = region.get_mut(at..at + 64).ok_or(ConfigError::Counts)?;
+        crate::field::put(dst, 0, identity);
+        crate::field::put(dst, 32, dh);
+        Ok(())
+    }
+
+    fn node_position(&self, node: PeerId) -> Option<usize> {
+        match node {
+            PeerId::Client(i) if i < self.cfg.clients => Some(usize::from(i)),
+            PeerId::Trustee(t) if t < self.cfg.trustees => {
+                Some(usize::from(self.cfg.clients) + usize::from(t))
+            }
+            _ => None,
+        }
+    }
+
+    /// Starts a blame round about `bit` of `exchange` of `interval` on `grounds` (its
+    /// members check them before they reveal anything); `slot` is the accusing slot (for
+    /// a reservation exchange, the accused bit's). The one entry point of every round:
+    /// it runs once the round in progress ends (at most four wait; another is dropped,
+    /// reported as [`RelayEvent::BlameDropped`]). `false` if dropped.
+    pub fn start_blame(
+        &mut self,
+        interval: u32,
+        exchange: u64,
+        bit: u32,
+        slot: u16,
+        grounds: &Grounds<'_>,
+    ) -> bool {
+        let mut q = Queued {
+            interval,
+            exchange,
+            bit,
+            slot,
+            grounds: [0; MAX_GROUNDS_LEN],
+            grounds_len: 0,
+        };
+        let same = |o: &Queued| o.interval == interval && o.exchange == exchange;
+        if self.rounds.active.is_some_and(|a| same(&a.q)) || self.rounds.queue.iter().any(same) {
+            return true;
+        }
+        match grounds.emit(&mut q.grounds) {
+            Some(n) if !self.rounds.queue.is_full() => {
+                q.grounds_len = n;
+                let _ = self.rounds.queue.push_back(q);
+                true
+            }
+            _ => {
+                self.push_event(RelayEvent::BlameDropped { interval, exchange });
+                false
+            }
+        }
+    }
+
+    /// The evidence of the round that ended last: its interval, exchange and bytes (for the
+    /// shell to write, after [`RelayEvent::BlameEnded`]).
+    pub fn evidence(&self) -> Option<(u32, u64, &[u8])> {
+        let (interval, exchange, len) = self.rounds.evidence?;
+        let start = self.rounds.evidence_at();
+        let bytes = self.rounds.region.as_ref().get(start..start + len)?;
+        Some((interval, exchange, bytes))
+    }
+
+    /// Whether a blame round is running.
+    pub fn blame_running(&self) -> bool {
+        self.rounds.active.is_some()
+    }
+
+    /// When the running round times out.
+    pub(super) fn blame_deadline(&self) -> Option<Instant> {
+        match self.rounds.active {
+            // Its interval ended: the round ends now.
+            Some(a) if self.interval().map(|(i, _)| i) != Some(a.q.interval) => {
+                Some(Instant::default())
+            }
+            Some(a) => Some(a.deadline),
+            None if !self.rounds.queue.is_empty() => Some(Instant::default()),
+            None => None,
+        }
+    }
+
+    /// Starts the next waiting round if none runs, and ends the running one at its
+    /// deadline (called with the relay's timeouts).
+    pub(super) fn blame_tick(&mut self, now: Instant) {
+        if let Some(a) = self.rounds.active {
+            let Some((interval, _)) = self.interval() else {
+                // The interval ended: its members can no longer reveal its cells.
+                self.rounds.active = None;
+                self.push_event(RelayEvent::BlameEnded {
+                    interval: a.q.interval,
+                    exchange: a.q.exchange,
+                    verdict: None,
+                });
+                return;
+            };
+            if interval != a.q.interval {
+                self.rounds.active = None;
+                self.push_event(RelayEvent::BlameEnded {
+                    interval: a.q.interval,
+                    exchange: a.q.exchange,
+                    verdict: None,
+                });
+            } else if now >= a.deadline {
+                self.conclude(now);
+            }
+            return;
+        }
+        while let Some(q) = self.rounds.queue.pop_front() {
+            if self.begin(now, q) {
+                return;
+            }
+        }
+    }
+
+    /// Begins round `q`; `false` if it cannot run (not the running interval, no kept
+    /// fingerprints, grounds that do not hold).
+    fn begin(&mut self, now: Instant, q: Queued) -> bool {
+        let drop = |relay: &mut Self| {
+            relay.push_event(RelayEvent::BlameDropped {
+                interval: q.interval,
+                exchange: q.exchange,
+            });
+            false
+        };
+        let running = match self.phase {
+            Phase::Running(running) if running.interval == q.interval => running,
+            _ => return drop(self),
+        };
+        let row = if self.kept.row(q.interval, q.exchange, q.slot).is_some() {
+            Some(q.slot)
+        } else if q.bit == u32::from(q.slot)
+            && self.kept.row(q.interval, q.exchange, RESERVATION).is_some()
+        {
+            None
+        } else {
+            return drop(self);
+        };
+        let Some(grounds) = q.grounds.get(..q.grounds_len).and_then(Grounds::parse) else {
+            return drop(self);
+        };
+        let ctx = GroundsContext {
+            group_id: &self.cfg.group_id,
+            session_id: &self.cfg.session_id,
+            view: &self.view,
+            interval: q.interval,
+            exchange: q.exchange,
+            bit: q.bit,
+            slot: q.slot,
+            pseudonym: &self.slots.key(q.slot),
+        };
+        // The evidence's header holds the accusation (its proof is what `blame::verify`
+        // checks first); other grounds (a sprung trap, `blame::trap`) add their own form
+        // of it there and here.
+        let Some(accusation) = grounds.accusation().filter(|_| grounds.check(&ctx)) else {
+            return drop(self);
+        };
+        let Some(pad_nonce) = self
+            .rounds
+            .pad_nonces
+            .iter()
+            .find(|p| p.0 == q.exchange)
+            .map(|p| p.1)
+        else {
+            return drop(self);
+        };
+        let decoded_hash = self
+            .rounds
+            .decoded
+            .iter()
+            .find(|d| d.0 == q.interval && d.1 == q.exchange)
+            .map_or([0; 32], |d| d.2);
+        let m = usize::from(self.cfg.trustees);
+        let n = running.members as usize;
+        let mut nonces = [0u8; MAX_TRUSTEES * NONCE_LEN];
+        for (dst, src) in nonces.chunks_exact_mut(NONCE_LEN).zip(&self.nonces) {
+            dst.copy_from_slice(src);
+        }
+        let trustee_nonces = nonces.get(..m * NONCE_LEN).unwrap_or(&[]);
+        let clients = usize::from(self.cfg.clients);
+        let mut digest = Sha256::new();
+        if let Ok(online) = Bits::new_checked(self.online_bits(), clients) {
+            for i in online.iter() {
+                digest.update(
+                    self.peers
+                        .as_ref()
+                        .get(i)
+                        .map_or([0; NONCE_LEN], |p| p.nonce),
+                );
+            }
+        }
+        let members_digest: [u8; 32] = digest.finalize().into();
+        let trustee_digest = nonces_digest(
+            trustee_nonces
+                .chunks_exact(NONCE_LEN)
+                .filter_map(|c| <&[u8; NONCE_LEN]>::try_from(c).ok()),
+        );
+        let header = Header {
+            group_id: &self.cfg.group_id,
+            session_id: &self.cfg.session_id,
+            view: &self.view,
+            interval: q.interval,
+            accusation: &accusation,
+            slot: q.slot,
+            pad_nonce: &pad_nonce,
+            decoded_hash: &decoded_hash,
+            trustee_nonces,
+            trustees: m as u16,
+            clients: n as u16,
+        };
+        // Lay out the evidence, every member in its place.
+        let online = self.online.as_ref();
+        let online = online
+            .get(..crate::bits::bitmap_len(clients))
+            .unwrap_or(online);
+        let peers = self.peers.as_ref();
+        let kept = self
+            .kept
+            .row(q.interval, q.exchange, row.unwrap_or(RESERVATION));
+        let (answered, refused, pinned, evidence) = self.rounds.parts();
+        answered.fill(0);
+        refused.fill(0);
+        match kept {
+            Some(kept) if kept.len() == pinned.len() => pinned.copy_from_slice(kept),
+            _ => return drop(self),
+        }
+        let Some(mut draft) = Draft::new(&header, evidence) else {
+            return drop(self);
+        };
+        if let Ok(online) = Bits::new_checked(online, clients) {
+            for (position, i) in online.iter().enumerate() {
+                let nonce = peers.get(i).map_or([0; NONCE_LEN], |p| p.nonce);
+                draft.client_place(position, i as u16, &nonce);
+            }
+        }
+        self.rounds.active = Some(Active {
+            q,
+            n,
+            m,
+            pad_nonce,
+            decoded_hash,
+            trustee_nonces: trustee_digest,
+            members_digest,
+            deadline: now + self.cfg.exchange_timeout,
+            request_sent: false,
+            dispute: None,
+        });
+        self.push_event(RelayEvent::BlameStarted {
+            interval: q.interval,
+            exchange: q.exchange,
+        });
+        true
+    }
+}
+
+impl<P, B> Relay<P, B>
+where
+    P: AsMut<[Peer]> + AsRef<[Peer]>,
+    B: AsMut<[u8]> + AsRef<[u8]>,
+{
+    /// The position of client `i` among the running round's members (index order).
+    fn member_position(&self, i: u16) -> Option<usize> {
+        let online = self.online_bits();
+        if !crate::bits::test(online, usize::from(i)) {
+            return None;
+        }
+        let full = usize::from(i) / 8;
+        let below = online
+            .get(..full)
+            .map_or(0, |b| b.iter().map(|x| x.count_ones() as usize).sum());
+        let part = online
+            .get(full)
+            .map_or(0, |b| (b & ((1u8 << (i % 8)) - 1)).count_ones());
+        Some(below + part as usize)
+    }
+
+    /// A `BlameReveal` from `peer`. A reveal that does not belong to the running round is
+    /// ignored; one that does but does not check (its cell against the fingerprint, its
+    /// signature, its length) is a refusal.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_blame_reveal(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        interval: u32,
+        exchange: u64,
+        bit: u32,
+        pad_bits: &[u8],
+        signature: &[u8],
+        cell: &[u8],
+    ) {
+        let Some(a) = self.rounds.active else {
+            return;
+        };
+        if (a.q.interval, a.q.exchange, a.q.bit) != (interval, exchange, bit) || a.dispute.is_some()
+        {
+            return;
+        }
+        let Some(node) = self.node_position(peer) else {
+            return;
+        };
+        let position = match peer {
+            PeerId::Client(i) => match self.member_position(i) {
+                Some(p) => Some(p),
+                None => return,
+            },
+            PeerId::Trustee(_) => None,
+        };
+        {
+            let (answered, _, _) = self.rounds.flags();
+            if crate::bits::test(answered, node) {
+                return;
+            }
+            crate::bits::set(answered, node);
+        }
+        let count = if position.is_some() { a.m } else { a.n };
+        let identity = self.rounds.key(node, 0).unwrap_or([0; 32]);
+        let hash = cell_hash(cell);
+        let cell_bit = crate::bits::test(cell, bit as usize);
+        let mut own = [0u8; 32];
+        if let PeerId::Client(_) = peer {
+            let nonce = self.peer(peer).map_or([0; NONCE_LEN], |p| p.nonce);
+            crate::field::put(&mut own, 0, &nonce);
+        } else {
+            own = a.members_digest;
+        }
+        let who = match peer {
+            PeerId::Client(i) => Culprit::Client(i),
+            PeerId::Trustee(t) => Culprit::Trustee(t),
+        };
+        let statement = Statement {
+            group_id: &self.cfg.group_id,
+            session_id: &self.cfg.session_id,
+            who,
+            interval,
+            exchange,
+            bit,
+            pad_nonce: &a.pad_nonce,
+            trustee_nonces: &a.trustee_nonces,
+            own: &own,
+            decoded_hash: if position.is_some() {
+                &a.decoded_hash
+            } else {
+                &[0; 32]
+            },
+            cell_hash: &hash,
+            cell_bit,
+            bits: pad_bits,
+            count: count as u16,
+        };
+        let signature: Option<&[u8; 64]> = signature.try_into().ok();
+        let ok = pad_bits.len() == crate::bits::bitmap_len(count)
+            && signature.is_some_and(|sig| statement.verify(&identity, sig))
+            && self.pinned_matches(node, cell);
+        let (_, refused, evidence) = self.rounds.flags();
+        if !ok {
+            crate::bits::set(refused, node);
+        } else if let (Some(sig), Some(mut draft)) = (signature, Draft::resume(evidence, a.n, a.m))
+        {
+            match (peer, position) {
+                (PeerId::Client(i), Some(p)) => {
+                    let nonce = self
+                        .peers
+                        .as_ref()
+                        .get(usize::from(i))
+                        .map_or([0; NONCE_LEN], |p| p.nonce);
+                    draft.client(p, i, &nonce, &hash, cell_bit, pad_bits, sig);
+                }
+                (PeerId::Trustee(t), _) => {
+                    draft.trustee(usize::from(t), &hash, cell_bit, pad_bits, sig);
+                }
+                _ => {}
+            }
+        }
+        if self.round_answered() {
+            self.conclude(now);
+        }
+    }
+
+    /// Whether `cell` is what node `node` sent in the running round's exchange, by the
+    /// fingerprint the round pinned.
+    fn pinned_matches(&mut self, node: usize, cell: &[u8]) -> bool {
+        let (Some(secret), Some(a)) = (self.fingerprint_secret, self.rounds.active) else {
+            return false;
+        };
+        let (_, _, row, _) = self.rounds.parts();
+        let Some(kept) = row.get(node * FINGERPRINT_LEN..(node + 1) * FINGERPRINT_LEN) else {
+            return false;
+        };
+        ExchangeKey::new(&secret, a.q.interval, a.q.exchange).fingerprint(cell) == *kept
+    }
+
+    /// Whether every member of the round and every trustee answered.
+    fn round_answered(&mut self) -> bool {
+        let clients = usize::from(self.cfg.clients);
+        let trustees = usize::from(self.cfg.trustees);
+        let online = self.online_bits();
+        let mut all = true;
+        let mut check = |answered: &[u8], node: usize| {
+            all &= crate::bits::test(answered, node);
+        };
+        let answered = {
+            let len = crate::bits::bitmap_len(self.rounds.nodes);
+            let start = self.rounds.nodes * 64;
+            self.rounds
+                .region
+                .as_ref()
+                .get(start..start + len)
+                .unwrap_or(&[])
+        };
+        if let Ok(bits) = Bits::new_checked(online, clients) {
+            for i in bits.iter() {
+                check(answered, i);
+            }
+        }
+        for t in 0..trustees {
+            check(answered, clients + t);
+        }
+        all
+    }
+
+    /// A `BlameDhProof` from `peer` about the running round's dispute.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_blame_dh_proof(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        interval: u32,
+        exchange: u64,
+        other: u16,
+        secret: &[u8],
+        proof: &[u8],
+    ) {
+        let Some(a) = self.rounds.active else {
+            return;
+        };
+        let Some(d) = a.dispute else {
+            return;
+        };
+        if (a.q.interval, a.q.exchange) != (interval, exchange) {
+            return;
+        }
+        let by_client = match peer {
+            PeerId::Client(i) if i == d.client && other == d.trustee => true,
+            PeerId::Trustee(t) if t == d.trustee && other == d.client => false,
+            _ => return,
+        };
+        let (Ok(shared), Ok(proof)) = (
+            <&[u8; 32]>::try_from(secret),
+            <&[u8; crate::ristretto::dleq::PROOF_LEN]>::try_from(proof),
+        ) else {
+            return;
+        };
+        let clients = usize::from(self.cfg.clients);
+        let client_dh = self.rounds.key(usize::from(d.client), 1).unwrap_or([0; 32]);
+        let trustee_dh = self
+            .rounds
+            .key(clients + usize::from(d.trustee), 1)
+            .unwrap_or([0; 32]);
+        let client_nonce = self
+            .peers
+            .as_ref()
+            .get(usize::from(d.client))
+            .map_or([0; NONCE_LEN], |p| p.nonce);
+        let trustee_nonce = self
+            .nonces
+            .get(usize::from(d.trustee))
+            .copied()
+            .unwrap_or([0; NONCE_LEN]);
+        let facts = DisputeFacts {
+            group_id: &self.cfg.group_id,
+            session_id: &self.cfg.session_id,
+            client_dh: &client_dh,
+            trustee_dh: &trustee_dh,
+            interval,
+            trustee_nonce: &trustee_nonce,
+            client_nonce: &client_nonce,
+            pad_nonce: &a.pad_nonce,
+            bit: a.q.bit,
+        };
+        let Some(truth) = resolve_dispute(&facts, by_client, shared, proof) else {
+            return;
+        };
+        let (_, _, evidence) = self.rounds.flags();
+        let Some(draft) = Draft::resume(evidence, a.n, a.m) else {
+            return;
+        };
+        let who = if draft.client_pad_bit(d.position, usize::from(d.trustee)) != truth {
+            Culprit::Client(d.client)
+        } else {
+            Culprit::Trustee(d.trustee)
+        };
+        let len = draft.finish(
+            Some((d.position as u16, d.trustee, by_client, shared, proof)),
+            who,
+            BlameKind::LiedAboutPad,
+        );
+        self.end_round(now, &[(who, BlameKind::LiedAboutPad)], Some(len));
+    }
+
+    /// Ends the running round with what it holds (every reveal in, or its deadline).
+    fn conclude(&mut self, now: Instant) {
+        let Some(a) = self.rounds.active else {
+            return;
+        };
+        let clients = usize::from(self.cfg.clients);
+        if let Some(d) = a.dispute {
+            // Nobody proved the pair's secret in time: the member refused (a trustee that
+            // cannot answer is never convicted for it).
+            let who = Culprit::Client(d.client);
+            let (_, _, evidence) = self.rounds.flags();
+            let len = Draft::resume(evidence, a.n, a.m)
+                .map(|draft| draft.finish(None, who, BlameKind::RefusedBlame));
+            self.end_round(now, &[(who, BlameKind::RefusedBlame)], len);
+            return;
+        }
+        // Who refused: a member that did not answer or answered what does not check; a
+        // trustee that answered what does not check (one that did not answer at all may
+        // be one that cannot take part: never convicted for it).
+        let mut verdicts: heapless::Vec<(Culprit, BlameKind), 16> = heapless::Vec::new();
+        let mut trustee_silent = false;
+        let nodes = self.rounds.nodes;
+        let (answered, refused) = {
+            let len = crate::bits::bitmap_len(nodes);
+            let start = nodes * 64;
+            let r = self.rounds.region.as_ref();
+            (
+                r.get(start..start + len).unwrap_or(&[]),
+                r.get(start + len..start + 2 * len).unwrap_or(&[]),
+            )
+        };
+        if let Ok(bits) = Bits::new_checked(self.online_bits(), clients) {
+            for i in bits.iter() {
+                if !crate::bits::test(answered, i) || crate::bits::test(refused, i) {
+                    let _ = verdicts.push((Culprit::Client(i as u16), BlameKind::RefusedBlame));
+                }
+            }
+        }
+        for t in 0..a.m {
+            if !crate::bits::test(answered, clients + t) {
+                trustee_silent = true;
+            } else if crate::bits::test(refused, clients + t) {
+                let _ = verdicts.push((Culprit::Trustee(t as u16), BlameKind::RefusedBlame));
+            }
+        }
+        let (_, _, evidence) = self.rounds.flags();
+        let Some(draft) = Draft::resume(evidence, a.n, a.m) else {
+            self.end_round(now, &verdicts, None);
+            return;
+        };
+        if !verdicts.is_empty() || trustee_silent {
+            // Members that convict themselves are convicted with them (offline-verifiable
+            // from their own reveals alone).
+            let mut first_self = None;
+            for p in 0..a.n {
+                if draft.revealed(p) && draft.client_convicts_itself(p) {
+                    let who = Culprit::Client(draft.client_index(p));
+                    first_self = first_self.or(Some(who));
+                    if !verdicts.iter().any(|v| v.0 == who) {
+                        let _ = verdicts.push((who, BlameKind::Disrupted));
+                    }
+                }
+            }
+            // The evidence names one: a member convicted by its own reveal if there is one
+            // (offline-verifiable), else the first that refused; it is named first.
+            if let Some(at) = verdicts.iter().position(|v| v.1 == BlameKind::Disrupted) {
+                verdicts.swap(0, at);
+            }
+            let len = verdicts
+                .first()
+                .map(|&(who, kind)| draft.finish(None, who, kind));
+            self.end_round(now, &verdicts, len);
+            return;
+        }
+        match draft.judge() {
+            Finding::Convicted { who, kind } => {
+                let len = draft.finish(None, who, kind);
+                self.end_round(now, &[(who, kind)], Some(len));
+            }
+            Finding::Dispute { position, trustee } => {
+                let client = draft.client_index(position);
+                if let Some(active) = &mut self.rounds.active {
+                    active.dispute = Some(Dispute {
+                        position,
+                        client,
+                        trustee: trustee as u16,
+                        ask_client: true,
+                        ask_trustee: true,
+                    });
+                    active.deadline = now + self.cfg.exchange_timeout;
+                }
+            }
+        }
+    }
+
+    /// Ends the running round: every verdict excludes its node (a member that refused is
+    /// penalized first), the evidence (`len` bytes) is kept for the shell.
+    fn end_round(&mut self, now: Instant, verdicts: &[(Culprit, BlameKind)], len: Option<usize>) {
+        let Some(a) = self.rounds.active.take() else {
+            return;
+        };
+        let (interval, exchange) = (a.q.interval, a.q.exchange);
+        self.rounds.evidence = len.map(|len| (interval, exchange, len));
+        let first = verdicts.first().copied();
+        for &(who, kind) in verdicts {
+            let node = match who {
+                Culprit::Client(i) => {
+                    if kind == BlameKind::RefusedBlame {
+                        let _ = self.add_penalty(now, i, Stall::RefusedBlame);
+                    }
+                    PeerId::Client(i)
+                }
+                Culprit::Trustee(t) => PeerId::Trustee(t),
+                // The relay does not exclude itself; its members were told by the evidence.
+                Culprit::Relay => continue,
+            };
+            self.exclude_convicted(now, node, interval, exchange, kind);
+        }
+        self.push_event(RelayEvent::BlameEnded {
+            interval,
+            exchange,
+            verdict: first,
+        });
+    }
+
+    /// The running round's next request: `BlameRequest` to every trustee and member, or a
+    /// dispute's `BlameDhRequest` to each side.
+    pub(super) fn transmit_round(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
+        let Some(a) = self.rounds.active else {
+            return Ok(None);
+        };
+        if !a.request_sent {
+            let Some(grounds) = a.q.grounds.get(..a.q.grounds_len).and_then(Grounds::parse) else {
+                return Ok(None);
+            };
+            let len = Message::BlameRequest {
+                interval: a.q.interval,
+                exchange: a.q.exchange,
+                bit: a.q.bit,
+                slot: a.q.slot,
+                grounds,
+            }
+            .emit_frame(out)?;
+            if let Some(active) = &mut self.rounds.active {
+                active.request_sent = true;
+            }
+            return Ok(Some(Transmit {
+                destination: Destination::TrusteesAndMembers,
+                len,
+                close_after: false,
+            }));
+        }
+        loop {
+            let Some(Some(d)) = self.rounds.active.map(|a| a.dispute) else {
+                return Ok(None);
+            };
+            let (node, peer) = if d.ask_client {
+                (PeerId::Client(d.client), d.trustee)
+            } else if d.ask_trustee {
+                (PeerId::Trustee(d.trustee), d.client)
+            } else {
+                return Ok(None);
+            };
+            if let Some(Some(dispute)) = self.rounds.active.as_mut().map(|a| a.dispute.as_mut()) {
+                if d.ask_client {
+                    dispute.ask_client = false;
+                } else {
+                    dispute.ask_trustee = false;
+                }
+            }
+            let Some(link) = self.link_of(node) else {
+                continue;
+            };
+            let len = Message::BlameDhRequest {
+                interval: a.q.interval,
+                exchange: a.q.exchange,
+                peer,
+            }
+            .emit_frame(out)?;
+            return Ok(Some(Transmit {
+                destination: Destination::Link(link),
+                len,
+                close_after: false,
+            }));
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! A trustee's part in blame rounds (core feature `blame-round`, which the device trustee is
+//! built without): it checks a `BlameRequest`'s grounds ([`crate::blame::Grounds::check`])
+//! and, only if they hold, answers `BlameReveal` (its cell recomputed, its pad bits at the
+//! bit, one per member of the interval in index order, and its identity key's signature
+//! over the statement); asked in a dispute, it answers `BlameDhProof` for the named client.
+//!
+//! Owns the answers, the keys they need and the digests its statements sign (the members'
+//! link nonces, the trustee nonces, the interval's view). It must not change the cell path
+//! (`exchange.rs`); `reveal.rs` recomputes cells and pad bits.
+
+use heapless::Deque;
+use sha2::{Digest, Sha256};
+
+use super::{Phase, Trustee};
+use crate::blame::{
+    cell_hash, dh_context, nonces_digest, Culprit, Grounds, GroundsContext, Statement,
+};
+use crate::crypto::{IntervalKey, PairKey};
+use crate::error::{ConfigError, PeerError};
+use crate::identity::IdentityKey;
+use crate::ristretto::keys::{PublicKey, SecretKey};
+use crate::wire::{self, Message, WireError};
+use crate::NONCE_LEN;
+
+/// The keys a trustee answers blame with.
+pub(super) struct BlameKeys<B> {
+    identity: IdentityKey,
+    dh: SecretKey,
+    dh_public: [u8; 32],
+    /// Every client's pad public key (32 bytes each, by index), then every slot's pseudonym
+    /// public key (32 bytes each).
+    keys: B,
+}
+
+/// An answer still to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Reveal {
+        interval: u32,
+        exchange: u64,
+        bit: u32,
+    },
+    Dh {
+        interval: u32,
+        exchange: u64,
+        peer: u16,
+    },
+}
+
+/// What a trustee holds for blame rounds besides its keys.
+#[derive(Debug, Default)]
+pub(super) struct BlameState {
+    /// The members' link nonces so far, in index order.
+    members: Sha256,
+    /// SHA-256 of the interval's members' link nonces.
+    members_digest: [u8; 32],
+    /// SHA-256 of the interval's trustee nonces.
+    trustee_nonces: [u8; 32],
+    /// The interval's view.
+    view: [u8; 32],
+    accepted: Option<(u32, u64)>,
+    tasks: Deque<Task, 4>,
+    /// Tests only: its reveals claim the pad bits it shares with the first two members
+    /// flipped (the XOR unchanged, so only a dispute shows the lie).
+    #[cfg(feature = "disruptor")]
+    lies: bool,
+}
+
+impl<P, I, B> Trustee<P, I, B>
+where
+    P: AsMut<[PairKey]> + AsRef<[PairKey]>,
+    I: AsMut<[IntervalKey]> + AsRef<[IntervalKey]>,
+    B: AsMut<[u8]> + AsRef<[u8]>,
+{
+    /// Sets what this trustee answers blame rounds with: its Ed25519 identity secret, its
+    /// pad secret (the configuration's `session_secret`), and `keys`
+    /// ([`Trustee::blame_keys_len`] bytes): every client's pad public key by index, then
+    /// every slot's pseudonym public key, 32 bytes each. Without them it answers no round.
+    pub fn set_blame_keys(
+        &mut self,
+        identity: &[u8; 32],
+        pad_secret: &[u8; 32],
+        keys: B,
+    ) -> Result<(), ConfigError> {
+        if keys.as_ref().len() < self.blame_keys_len() {
+            return Err(ConfigError::StorageTooSmall("blame keys"));
+        }
+        let dh = crate::crypto::pad_secret(pad_secret)
+            .ok_or(ConfigError::Key(crate::crypto::KeyError::ZeroSecret))?;
+        self.blame_keys = Some(BlameKeys {
+            identity: IdentityKey::from_bytes(identity),
+            dh_public: dh.public_key().to_bytes(),
+            dh,
+            keys,
+        });
+        Ok(())
+    }
+
+    /// Tests only (core feature `disruptor`): this trustee's reveals lie about the pad bits
+    /// it shares with the first two members of the interval, in a way its own cell bit does
+    /// not show.
+    #[cfg(feature = "disruptor")]
+    pub fn set_lie_about_pads(&mut self, lie: bool) {
+        self.blame.lies = lie;
+    }
+
+    /// Bytes of [`Trustee::set_blame_keys`]'s `keys`.
+    pub const fn blame_keys_len(&self) -> usize {
+        (self.clients + self.slots as usize) * 32
+    }
+
+    fn key_at(&self, at: usize) -> Option<[u8; 32]> {
+        let keys = self.blame_keys.as_ref()?;
+        keys.keys
+            .as_ref()
+            .get(at * 32..at * 32 + 32)?
+            .try_into()
+            .ok()
+    }
+
+    /// The member at `position` of the interval has link nonce `nonce` (in index order).
+    pub(super) fn note_member_nonce(&mut self, position: u32, nonce: &[u8; NONCE_LEN]) {
+        if position == 0 {
+            self.blame.members = Sha256::new();
+        }
+        self.blame.members.update(nonce);
+    }
+
+    /// The interval's start: its trustee nonces and its view.
+    pub(super) fn note_start(&mut self, nonces: &[u8], view: &[u8; 32]) {
+        self.blame.members_digest = core::mem::take(&mut self.blame.members).finalize().into();
+        self.blame.trustee_nonces = nonces_digest(
+            nonces
+                .chunks_exact(NONCE_LEN)
+                .filter_map(|n| <&[u8; NONCE_LEN]>::try_from(n).ok()),
+        );
+        self.blame.view = *view;
+    }
+
+    /// A `BlameRequest`: answered only if its grounds hold for the running interval.
+    pub(super) fn on_blame_request(
+        &mut self,
+        interval: u32,
+        exchange: u64,
+        bit: u32,
+        slot: u16,
+        grounds: &Grounds<'_>,
+    ) -> Result<(), PeerError> {
+        let Phase::Running(running) = self.phase else {
+            return Ok(());
+        };
+        let Some(pseudonym) = self.key_at(self.clients + usize::from(slot)) else {
+            return Ok(());
+        };
+        if slot >= self.slots {
+            return Ok(());
+        }
+        let ctx = GroundsContext {
+            group_id: &self.group_id,
+            session_id: &self.session_id,
+            view: &self.blame.view,
+            interval: running.interval,
+            exchange,
+            bit,
+            slot,
+            pseudonym: &pseudonym,
+        };
+        if interval != running.interval || !grounds.check(&ctx) {
+            return Ok(());
+        }
+        self.blame.accepted = Some((interval, exchange));
+        self.push_task(Task::Reveal {
+            interval,
+            exchange,
+            bit,
+        });
+        Ok(())
+    }
+
+    /// A `BlameDhRequest` about the round it accepted, naming a client.
+    pub(super) fn on_blame_dh_request(&mut self, interval: u32, exchange: u64, peer: u16) {
+        if self.blame.accepted == Some((interval, exchange)) && usize::from(peer) < self.clients {
+            self.push_task(Task::Dh {
+                interval,
+                exchange,
+                peer,
+            });
+        }
+    }
+
+    fn push_task(&mut self, task: Task) {
+        if self.blame.tasks.is_full() {
+            self.blame.tasks.pop_front();
+        }
+        let _ = self.blame.tasks.push_back(task);
+    }
+
+    /// The next blame answer, if one is due (part of [`Trustee::poll_transmit`]).
+    pub(super) fn transmit_blame(&mut self, out: &mut [u8]) -> Result<Option<usize>, WireError> {
+        while let Some(task) = self.blame.tasks.pop_front() {
+            let n = match task {
+                Task::Reveal {
+                    interval,
+                    exchange,
+                    bit,
+                } => self.emit_reveal(interval, exchange, bit, out)?,
+                Task::Dh {
+                    interval,
+                    exchange,
+                    peer,
+                } => self.emit_dh(interval, exchange, peer, out)?,
+            };
+            if n.is_some() {
+                return Ok(n);
+            }
+        }
+        Ok(None)
+    }
+
+    fn emit_reveal(
+        &self,
+        interval: u32,
+        exchange: u64,
+        bit: u32,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, WireError> {
+        let Some(keys) = self.blame_keys.as_ref() else {
+            return Ok(None);
+        };
+        let Ok((members, sent)) = self.answered(interval, exchange) else {
+            return Ok(None);
+        };
+        let (m, len, nonce) = (members.len(), sent.len, sent.nonce);
+        let bits_len = m.div_ceil(8);
+        let f = wire::reveal_frame(interval, exchange, bit, bits_len, len, out)?;
+        let (head, tail) = out.split_at_mut(f.cell);
+        let Some(cell) = tail.get_mut(..len) else {
+            return Ok(None);
+        };
+        if self.recompute_cell(interval, exchange, cell).is_err() {
+            return Ok(None);
+        }
+        let Some(bits) = head.get_mut(f.pad_bits..f.pad_bits + bits_len) else {
+            return Ok(None);
+        };
+        if self.pad_bits(interval, exchange, bit, bits).is_err() {
+            return Ok(None);
+        }
+        #[cfg(feature = "disruptor")]
+        if self.blame.lies && m >= 2 {
+            if let Some(b) = bits.first_mut() {
+                *b ^= 0b11;
+            }
+        }
+        let hash = cell_hash(cell);
+        let statement = Statement {
+            group_id: &self.group_id,
+            session_id: &self.session_id,
+            who: Culprit::Trustee(self.index),
+            interval,
+            exchange,
+            bit,
+            pad_nonce: &nonce,
+            trustee_nonces: &self.blame.trustee_nonces,
+            own: &self.blame.members_digest,
+            decoded_hash: &[0; 32],
+            cell_hash: &hash,
+            cell_bit: crate::bits::test(cell, bit as usize),
+            bits,
+            count: m as u16,
+        };
+        let signature = keys.identity.sign(&statement.digest());
+        crate::field::put(head, f.signature, &signature);
+        Ok(Some(f.len))
+    }
+
+    fn emit_dh(
+        &self,
+        interval: u32,
+        exchange: u64,
+        peer: u16,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, WireError> {
+        let (Some(keys), Some(client)) = (self.blame_keys.as_ref(), self.key_at(usize::from(peer)))
+        else {
+            return Ok(None);
+        };
+        let Ok(peer_key) = PublicKey::from_bytes(&client) else {
+            return Ok(None);
+        };
+        let context = dh_context(&self.group_id, &self.session_id, &client, &keys.dh_public);
+        let (secret, proof) = crate::blame::reveal::prove_dh(&context, &keys.dh, &peer_key);
+        let n = Message::BlameDhProof {
+            interval,
+            exchange,
+            peer,
+            secret: &secret,
+            proof: &proof,
+        }
+        .emit_frame(out)?;
+        Ok(Some(n))
+    }
+}
