@@ -657,6 +657,16 @@ impl Net {
                     exchange,
                     bit,
                 } => self.exit.accused.push((interval, exchange, bit)),
+                RelayEvent::TrapSprung {
+                    interval,
+                    exchange,
+                    slot,
+                    bit,
+                    sprung,
+                } => self
+                    .exit
+                    .sprung
+                    .push((interval, exchange, slot, bit, sprung)),
                 RelayEvent::IntervalStarted { interval, .. } => self.intervals.push(interval),
                 RelayEvent::Dropped { peer, .. } => self.dropped.push(peer),
                 RelayEvent::Penalized {

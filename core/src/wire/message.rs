@@ -269,6 +269,10 @@ pub struct IntervalStart<'a> {
     /// Each trustee's nonce for this interval, `NONCE_LEN` bytes each in trustee order.
     #[serde(borrow)]
     pub nonces: &'a [u8],
+    /// The relay's trap point of this interval, `R_I = r_I·G` (Ristretto255): owners lay
+    /// their cells out around trap bytes derived from it (`wire::TrapKey`), and every
+    /// member checks a trap's grounds against it.
+    pub trap: [u8; 32],
     /// Most exchanges in flight ahead of the last decoded one.
     pub window: u16,
     /// Schedule and length parameters.
@@ -548,6 +552,7 @@ mod tests {
                     online: &[0x05],
                     lost: &[0x04],
                     nonces: &nonces,
+                    trap: [0x77; 32],
                     window: 8,
                     params: Params {
                         base_len: 256,
@@ -567,10 +572,11 @@ mod tests {
                     largest: 300,
                 }),
                 cat(&[
-                    &[0, 0, 0, 0x6C, 0x07, 0x07],
+                    &[0, 0, 0, 0x8C, 0x07, 0x07],
                     &rep(9, 16),
                     &[0x01, 0x05, 0x01, 0x04, 0x20],
                     &nonces,
+                    &rep(0x77, 32),
                     &[0x08],
                     &[0x80, 0x02, 0x80, 0x20, 0x80, 0x80, 0x01, 0x10, 0x40, 0x40],
                     &[0x01, 0x06, 0xE8, 0x07],

@@ -799,6 +799,20 @@ impl Hub {
                              slot's owner (no blame round runs yet)"
                         );
                     }
+                    RelayEvent::TrapSprung {
+                        interval,
+                        exchange,
+                        sprung,
+                        ..
+                    } => {
+                        // Not the bit: the round that takes it up shows it to members only.
+                        warn!(
+                            "exchange {exchange} of interval {interval} sprang {} (a member \
+                             other than its slot's owner changed its cell; no blame round \
+                             runs yet)",
+                            count(u64::from(sprung), "trap byte")
+                        );
+                    }
                     RelayEvent::IntervalStarted { interval, clients } => {
                         info!(
                             "interval {interval} started with {}",
