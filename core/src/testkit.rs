@@ -115,6 +115,8 @@ pub struct NetConfig {
     pub stall: StallConfig,
     /// How late a client that disrupts slowly (`DisruptorMode::Slow`) sends each cell.
     pub slow_delay: Duration,
+    /// The relay instance (its trap secrets derive from it).
+    pub epoch: [u8; 16],
 }
 
 impl NetConfig {
@@ -152,6 +154,7 @@ impl NetConfig {
             queue_limit: None,
             stall: StallConfig::DEFAULT,
             slow_delay: Duration::from_millis(9_500),
+            epoch: [9; 16],
         }
     }
 
@@ -399,7 +402,7 @@ impl Net {
             log_len: cfg.log_len,
             policy: cfg.policy,
             first_interval: 100,
-            epoch: [9; 16],
+            epoch: cfg.epoch,
             stall: cfg.stall,
         };
         // Harness set-up only (never bytes from a network): a failure is a test's mistake.

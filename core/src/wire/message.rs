@@ -158,8 +158,9 @@ pub enum Message<'a> {
         kind: u8,
     },
     /// Relay → every member of the interval and every trustee: a blame round about `bit`
-    /// of `exchange` of `interval`, started by the slot owner's accusation (each checks it
-    /// under `slot`'s pseudonym key before revealing anything).
+    /// of `exchange` of `interval`, on the slot owner's accusation or a trap the relay
+    /// found sprung (each member checks the grounds, `blame::Grounds::check`, before
+    /// revealing anything).
     #[cfg(feature = "blame-round")]
     BlameRequest {
         /// The interval of the accused exchange.
@@ -168,11 +169,12 @@ pub enum Message<'a> {
         exchange: u64,
         /// The accused bit.
         bit: u32,
-        /// The slot whose owner accused (for a reservation exchange, the accused bit's).
+        /// The exchange's slot (for a reservation exchange, the accused bit's).
         slot: u16,
-        /// The `Accuse` record's payload (76 bytes, `wire::Accusation`).
+        /// The grounds (`blame::Grounds`): tag 0 and the `Accuse` record's payload (76
+        /// bytes), or tag 1 and trap grounds (128 bytes).
         #[serde(borrow)]
-        accusation: &'a [u8],
+        grounds: &'a [u8],
     },
     /// Member or trustee → relay: its part of the accused exchange (`blame::Statement`).
     #[cfg(feature = "blame-round")]
@@ -782,13 +784,13 @@ mod tests {
                     exchange: 300,
                     bit: 1234,
                     slot: 3,
-                    accusation: &[0x5A; 76],
+                    grounds: &cat(&[&[0x01], &rep(0x5A, 128)]),
                 },
                 cat(&[
                     &[
-                        0, 0, 0, 0x54, 0x13, 0x07, 0xAC, 0x02, 0xD2, 0x09, 0x03, 0x4C,
+                        0, 0, 0, 0x8A, 0x13, 0x07, 0xAC, 0x02, 0xD2, 0x09, 0x03, 0x81, 0x01, 0x01,
                     ],
-                    &rep(0x5A, 76),
+                    &rep(0x5A, 128),
                 ]),
             ),
             (
