@@ -6,8 +6,8 @@
 //! Owns the interval's trap secret and [`Relay::trap_grounds`]. It must not decode cells
 //! (`decode.rs` checks the trap bytes) or run a round.
 
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha20Rng;
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+use chacha20::ChaCha20;
 
 use super::{Peer, Relay};
 use crate::blame::TrapGrounds;
@@ -73,8 +73,10 @@ where
         // The proof's nonce is keyed by the statement and the secret (merlin's witness
         // RNG): the seed only adds to it.
         let seed = self.fingerprint_secret.unwrap_or([0; 32]);
-        let mut rng = ChaCha20Rng::from_seed(seed);
-        rng.set_stream(u64::from(interval) << 16 | u64::from(slot));
+        let mut nonce = [0u8; 12];
+        crate::field::put(&mut nonce, 0, &interval.to_be_bytes());
+        crate::field::put(&mut nonce, 4, &slot.to_be_bytes());
+        let mut rng = Keystream(ChaCha20::new(&seed.into(), &nonce.into()));
         TrapGrounds::prove(
             &trap.secret,
             &self.slots.key(slot),
@@ -86,3 +88,29 @@ where
         )
     }
 }
+
+/// A ChaCha20 keystream as the proof's randomness (`rand_core`'s interface over the
+/// `chacha20` crate's cipher).
+struct Keystream(ChaCha20);
+
+impl rand_core::RngCore for Keystream {
+    fn next_u32(&mut self) -> u32 {
+        rand_core::impls::next_u32_via_fill(self)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        rand_core::impls::next_u64_via_fill(self)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        dest.fill(0);
+        self.0.apply_keystream(dest);
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for Keystream {}
