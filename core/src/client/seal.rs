@@ -13,8 +13,10 @@
 //! of the interval (one scalar multiplication), and the layout needs the exchange's number,
 //! which only the request gives. A non-owner does the same work writing zeros.
 //!
-//! It also keeps the last [`KEPT`] owned cells it sent, as laid out, which an accusation
-//! needs (`accuse.rs`): laid out again in [`Client::prepare`], off the cell path.
+//! It also keeps the last owned cells it sent (up to [`KEPT`], as many as its storage holds
+//! beyond the two prepared ones), as laid out, which an accusation needs (`accuse.rs`):
+//! laid out again in [`Client::prepare`], off the cell path. A client whose storage holds
+//! only the two prepared cells (a device) keeps none and so never accuses.
 //!
 //! Owns the prepared cells, the kept ones and the slot's cell key. It must not pull bytes
 //! from the application (`stage.rs`) or keep sent records (`sent.rs`).
@@ -73,6 +75,8 @@ pub(super) struct Sealer<B> {
     /// What each kept cell is, and the next one to reuse.
     kept: [Option<Kept>; KEPT],
     next_kept: usize,
+    /// How many cells the storage keeps (at most [`KEPT`]).
+    keep: usize,
     /// The keystream the cells' nonces are drawn from.
     rng: ChaCha20,
 }
@@ -83,6 +87,7 @@ impl<B> Sealer<B> {
         secret: crate::ristretto::keys::SecretKey,
         cells: B,
         stride: usize,
+        keep: usize,
         seed: &[u8; 32],
     ) -> Self {
         Sealer {
@@ -95,6 +100,7 @@ impl<B> Sealer<B> {
             copied: None,
             kept: [None; KEPT],
             next_kept: 0,
+            keep,
             rng: ChaCha20::new(seed.into(), &[4u8; 12].into()),
         }
     }
@@ -113,7 +119,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         cells: B,
     ) -> Result<(), crate::error::ConfigError> {
         use crate::error::ConfigError;
-        if cells.as_ref().len() < self.sealed_len() {
+        if cells.as_ref().len() < 2 * self.max_cell {
             return Err(ConfigError::StorageTooSmall("sealed"));
         }
         let key = wire::SlotKey::owner(
@@ -126,11 +132,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         .map_err(ConfigError::Key)?;
         let scalar = crate::crypto::pad_secret(secret)
             .ok_or(ConfigError::Key(crate::crypto::KeyError::ZeroSecret))?;
+        let keep = (cells.as_ref().len() / self.max_cell.max(1))
+            .saturating_sub(2)
+            .min(KEPT);
         self.sealer = Some(Sealer::new(
             key,
             scalar,
             cells,
             self.max_cell,
+            keep,
             &self.seal_seed,
         ));
         #[cfg(feature = "pseudonyms")]
@@ -140,8 +150,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         Ok(())
     }
 
-    /// Bytes of storage [`Client::set_pseudonym`] needs: two prepared cells and [`KEPT`]
-    /// kept ones, of the longest length.
+    /// Bytes of storage [`Client::set_pseudonym`] takes: two prepared cells and [`KEPT`]
+    /// kept ones, of the longest length. It needs the two prepared ones; each further cell
+    /// of storage keeps one more sent cell for accusations.
     pub const fn sealed_len(&self) -> usize {
         (2 + KEPT) * self.max_cell
     }
@@ -155,8 +166,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let Some((i, kept, traps)) = sealer.copied.take() else {
             return;
         };
+        if sealer.keep == 0 {
+            return;
+        }
         let to = sealer.next_kept;
-        sealer.next_kept = (to + 1) % KEPT;
+        sealer.next_kept = (to + 1) % sealer.keep;
         let (src, dst) = (i * sealer.stride, (2 + to) * sealer.stride);
         let sealed = wire::sealed_len(kept.len);
         let cells = sealer.cells.as_mut();
