@@ -331,13 +331,20 @@ fn open_laid_out(
     exchange: u64,
 ) -> (wire::Opened, Option<wire::Sprung>) {
     let sprung = wire::sprung(cell, traps, exchange);
-    let n = wire::gather(cell, traps, exchange);
+    // Zeros in every trap (the usual case): moved a run at a time, put back with zeros.
+    let n = match sprung {
+        None => wire::gather_clean(cell, traps, exchange),
+        Some(_) => wire::gather(cell, traps, exchange),
+    };
     let opened = match cell.get_mut(..n) {
         Some(sealed) => wire::open(sealed, ctx, key),
         None => wire::Opened::Disrupted,
     };
     if opened == wire::Opened::Disrupted {
-        wire::scatter(cell, traps, exchange);
+        match sprung {
+            None => wire::scatter_clean(cell, traps, exchange),
+            Some(_) => wire::scatter(cell, traps, exchange),
+        }
     }
     (opened, sprung)
 }

@@ -311,11 +311,56 @@ impl TrapKey {
                 let j = if rev { n - 1 - j } else { j };
                 let start = (first + j) * TRAP_BLOCK;
                 let size = (len - start).min(TRAP_BLOCK);
-                let r = buf.get(j).copied().unwrap_or(0);
-                f(start, size, start + usize::from(r) % size);
+                let r = usize::from(buf.get(j).copied().unwrap_or(0));
+                // A whole block's offset is a mask; only the last block divides.
+                let offset = if size == TRAP_BLOCK {
+                    r & (TRAP_BLOCK - 1)
+                } else {
+                    r % size
+                };
+                f(start, size, start + offset);
             }
         }
     }
+}
+
+/// A whole block's 15 sealed bytes (`x`, little-endian, the top byte ignored) spread
+/// around a zero at offset `t`: bytes below `t` stay, the rest move up one.
+fn spread(x: u128, t: usize) -> u128 {
+    let below = (1u128 << (8 * t)) - 1;
+    let fifteen = u128::MAX >> 8;
+    (x & below) | ((x & fifteen & !below) << 8)
+}
+
+/// A whole block (`x`, little-endian) with its byte at offset `t` taken out: the 15 others
+/// in order in the low bytes.
+fn squeeze(x: u128, t: usize) -> u128 {
+    let below = (1u128 << (8 * t)) - 1;
+    (x & below) | ((x >> 8) & !below)
+}
+
+/// Reads 16 bytes at `at` (zeros past the end).
+fn read16(bytes: &[u8], at: usize) -> u128 {
+    let mut b = [0u8; 16];
+    if let Some(src) = bytes.get(at..at + 16) {
+        b.copy_from_slice(src);
+    } else if let Some(src) = bytes.get(at..) {
+        crate::field::put(&mut b, 0, src);
+    }
+    u128::from_le_bytes(b)
+}
+
+/// Writes the low `n` bytes of `x` at `at` (as many as fit).
+fn write_low(bytes: &mut [u8], at: usize, x: u128, n: usize) {
+    let b = x.to_le_bytes();
+    if n == 16 {
+        if let Some(dst) = bytes.get_mut(at..at + 16) {
+            dst.copy_from_slice(&b);
+            return;
+        }
+    }
+    let n = n.min(bytes.len().saturating_sub(at));
+    crate::field::put(bytes, at, b.get(..n).unwrap_or(&[]));
 }
 
 /// Lays a cell of `exchange` out: `sealed` (exactly [`sealed_len`] of the cell's length)
@@ -333,6 +378,12 @@ pub fn lay_out(cell: &mut [u8], sealed: Option<&[u8]>, traps: &TrapKey, exchange
         let part = sealed.and_then(|s| s.get(from..from + size - 1));
         from += size - 1;
         match part {
+            Some(src) if size == TRAP_BLOCK => {
+                let mut b = [0u8; 16];
+                crate::field::put(&mut b, 0, src);
+                let x = spread(u128::from_le_bytes(b), trap - start);
+                write_low(cell, start, x, TRAP_BLOCK);
+            }
             Some(src) => {
                 let before = trap - start;
                 crate::field::put(cell, start, src.get(..before).unwrap_or(&[]));
@@ -392,6 +443,53 @@ pub fn gather(cell: &mut [u8], traps: &TrapKey, exchange: u64) -> usize {
         }
     });
     w
+}
+
+/// [`gather`] for a cell none of whose trap bytes is sprung (the usual case, checked with
+/// [`sprung`] first): the sealed bytes are moved a block's run at a time, and
+/// [`scatter_clean`] puts them back with zeros in the traps. On a cell with a sprung trap
+/// the trap bytes' values would be lost: use [`gather`] there.
+pub fn gather_clean(cell: &mut [u8], traps: &TrapKey, exchange: u64) -> usize {
+    let mut w = 0;
+    traps.blocks(exchange, cell.len(), false, |start, size, trap| {
+        if size == TRAP_BLOCK {
+            // 16 bytes written at `w ≤ start`: the 16th is the next block's to overwrite,
+            // and none is a byte of a later block not yet read.
+            let x = squeeze(read16(cell, start), trap - start);
+            write_low(cell, w, x, TRAP_BLOCK);
+            w += TRAP_BLOCK - 1;
+            return;
+        }
+        cell.copy_within(start..trap, w);
+        w += trap - start;
+        cell.copy_within(trap + 1..start + size, w);
+        w += start + size - trap - 1;
+    });
+    w
+}
+
+/// Undoes [`gather_clean`]: the sealed bytes back in place, zeros in the trap bytes.
+pub fn scatter_clean(cell: &mut [u8], traps: &TrapKey, exchange: u64) {
+    let mut w = sealed_len(cell.len());
+    traps.blocks(exchange, cell.len(), true, |start, size, trap| {
+        if size == TRAP_BLOCK {
+            // Last block first: the 16 bytes written at `start ≥ w` hold no byte of an
+            // earlier block not yet moved.
+            w -= TRAP_BLOCK - 1;
+            let x = spread(read16(cell, w), trap - start);
+            write_low(cell, start, x, TRAP_BLOCK);
+            return;
+        }
+        let after = start + size - trap - 1;
+        w -= after;
+        cell.copy_within(w..w + after, trap + 1);
+        let before = trap - start;
+        w -= before;
+        cell.copy_within(w..w + before, start);
+        if let Some(t) = cell.get_mut(trap) {
+            *t = 0;
+        }
+    });
 }
 
 /// Undoes [`gather`]: the cell is byte for byte what it was before.
@@ -874,6 +972,10 @@ mod tests {
                 assert_eq!(gather(&mut cell, &key, exchange), sealed.len());
                 assert_eq!(cell[..sealed.len()], sealed[..], "len {len}");
                 scatter(&mut cell, &key, exchange);
+                assert_eq!(cell, decoded, "len {len}: scattered back exactly");
+                assert_eq!(gather_clean(&mut cell, &key, exchange), sealed.len());
+                assert_eq!(cell[..sealed.len()], sealed[..], "len {len}");
+                scatter_clean(&mut cell, &key, exchange);
                 assert_eq!(cell, decoded, "len {len}: scattered back exactly");
                 // A non-owner's cell: zeros, with the same work.
                 let mut zeros = std::vec![0x55u8; len];
