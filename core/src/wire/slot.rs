@@ -373,28 +373,25 @@ pub fn lay_out(cell: &mut [u8], sealed: Option<&[u8]>, traps: &TrapKey, exchange
         cell.fill(0);
         return false;
     }
+    // A non-owner copies from zeros: the same copies, spreads and writes as an owner.
+    const ZEROS: [u8; TRAP_BLOCK - 1] = [0; TRAP_BLOCK - 1];
     let mut from = 0;
     traps.blocks(exchange, len, false, |start, size, trap| {
-        let part = sealed.and_then(|s| s.get(from..from + size - 1));
+        let part = match sealed {
+            Some(s) => s.get(from..from + size - 1).unwrap_or(&[]),
+            None => ZEROS.get(..size - 1).unwrap_or(&[]),
+        };
         from += size - 1;
-        match part {
-            Some(src) if size == TRAP_BLOCK => {
-                let mut b = [0u8; 16];
-                crate::field::put(&mut b, 0, src);
-                let x = spread(u128::from_le_bytes(b), trap - start);
-                write_low(cell, start, x, TRAP_BLOCK);
-            }
-            Some(src) => {
-                let before = trap - start;
-                crate::field::put(cell, start, src.get(..before).unwrap_or(&[]));
-                crate::field::put(cell, trap, &[0]);
-                crate::field::put(cell, trap + 1, src.get(before..).unwrap_or(&[]));
-            }
-            None => {
-                if let Some(d) = cell.get_mut(start..start + size) {
-                    d.fill(0);
-                }
-            }
+        if size == TRAP_BLOCK {
+            let mut b = [0u8; 16];
+            crate::field::put(&mut b, 0, part);
+            let x = spread(u128::from_le_bytes(b), trap - start);
+            write_low(cell, start, x, TRAP_BLOCK);
+        } else {
+            let before = trap - start;
+            crate::field::put(cell, start, part.get(..before).unwrap_or(&[]));
+            crate::field::put(cell, trap, &[0]);
+            crate::field::put(cell, trap + 1, part.get(before..).unwrap_or(&[]));
         }
     });
     true
