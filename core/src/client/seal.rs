@@ -150,7 +150,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         Ok(())
     }
 
-    /// Bytes of storage [`Client::set_pseudonym`] takes: two prepared cells and [`KEPT`]
+    /// Bytes of storage [`Client::set_pseudonym`] takes: two prepared cells and `KEPT` (16)
     /// kept ones, of the longest length. It needs the two prepared ones; each further cell
     /// of storage keeps one more sent cell for accusations.
     pub const fn sealed_len(&self) -> usize {
