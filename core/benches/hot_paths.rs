@@ -134,6 +134,38 @@ fn owned_cells(c: &mut Criterion) {
             })
         });
     }
+    // Trap bytes: the owner's layout of a prepared cell in the cell path (a non-owner's
+    // zeros with the same work), the relay's check of a decoded cell (trap bytes, gather,
+    // open), and a slot's trap key (one Ristretto255 DH and HKDF, once per interval).
+    let trap_public = pad_public_key(&[12; 32]);
+    let traps =
+        wire::TrapKey::owner(&[9; 32], &trap_public, &[1; 16], &[2; 16], 7, 2).expect("trap key");
+    g.bench_function("trap_key", |b| {
+        b.iter(|| wire::TrapKey::owner(&[9; 32], &trap_public, &[1; 16], &[2; 16], 7, 2))
+    });
+    for len in [1024usize, 32 * 1024] {
+        let n = wire::sealed_len(len);
+        let mut sealed = vec![0u8; n];
+        wire::seal(&mut sealed, &ctx, &[0x5A; 24], &key);
+        let mut cell = vec![0u8; len];
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_with_input(BenchmarkId::new("lay_out", len), &len, |b, _| {
+            b.iter(|| wire::lay_out(&mut cell, Some(&sealed), &traps, 300))
+        });
+        g.bench_with_input(BenchmarkId::new("lay_out_zeros", len), &len, |b, _| {
+            b.iter(|| wire::lay_out(&mut cell, None, &traps, 300))
+        });
+        let mut laid = vec![0u8; len];
+        wire::lay_out(&mut laid, Some(&sealed), &traps, 300);
+        g.bench_with_input(BenchmarkId::new("check", len), &len, |b, _| {
+            b.iter(|| {
+                cell.copy_from_slice(&laid);
+                let sprung = wire::sprung(&cell, &traps, 300);
+                let n = wire::gather_clean(&mut cell, &traps, 300);
+                (sprung, wire::open(&mut cell[..n], &ctx, &key))
+            })
+        });
+    }
     g.finish();
 }
 

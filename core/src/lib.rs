@@ -59,9 +59,11 @@ pub use time::{Duration, Instant};
 pub const MAX_CLIENTS: usize = 65_535;
 /// Most trustees in a group.
 pub const MAX_TRUSTEES: usize = 16;
-/// Smallest base cell length: an owned cell is sealed (whitening seed, signature, `Next`),
-/// and a base-length cell must still carry one record with one byte of data.
-pub const MIN_CELL_LENGTH: usize = wire::MIN_OWNED_CELL + wire::RECORD_HEADER_LEN + 1;
+/// Smallest base cell length: an owned cell is sealed (nonce, `Next`, tag) and laid out
+/// around its trap bytes, and a base-length cell must still carry one record with one
+/// byte of data (54 bytes).
+pub const MIN_CELL_LENGTH: usize =
+    wire::cell_len_for(wire::MIN_SEALED_CELL + wire::RECORD_HEADER_LEN + 1);
 /// Largest cell of any exchange (an owner's `Next` is 16 bits).
 pub const MAX_CELL_LENGTH: usize = 65_535;
 /// Largest pipelining window (exchanges in flight).

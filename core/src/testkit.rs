@@ -123,6 +123,8 @@ pub struct NetConfig {
     pub stall: StallConfig,
     /// How late a client that disrupts slowly (`DisruptorMode::Slow`) sends each cell.
     pub slow_delay: Duration,
+    /// The relay instance (its trap secrets derive from it).
+    pub epoch: [u8; 16],
 }
 
 impl NetConfig {
@@ -160,6 +162,7 @@ impl NetConfig {
             queue_limit: None,
             stall: StallConfig::DEFAULT,
             slow_delay: Duration::from_millis(9_500),
+            epoch: [9; 16],
         }
     }
 
@@ -484,7 +487,7 @@ impl Net {
             log_len: cfg.log_len,
             policy: cfg.policy,
             first_interval: 100,
-            epoch: [9; 16],
+            epoch: cfg.epoch,
             stall: cfg.stall,
         };
         // Harness set-up only (never bytes from a network): a failure is a test's mistake.
@@ -790,6 +793,16 @@ impl Net {
                     exchange,
                     bit,
                 } => self.exit.accused.push((interval, exchange, bit)),
+                RelayEvent::TrapSprung {
+                    interval,
+                    exchange,
+                    slot,
+                    bit,
+                    sprung,
+                } => self
+                    .exit
+                    .sprung
+                    .push((interval, exchange, slot, bit, sprung)),
                 RelayEvent::IntervalStarted { interval, .. } => self.intervals.push(interval),
                 RelayEvent::Dropped { peer, .. } => self.dropped.push(peer),
                 RelayEvent::Penalized {

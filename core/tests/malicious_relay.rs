@@ -178,18 +178,34 @@ fn slot_key(slot: u16) -> wire::SlotKey {
     wire::SlotKey::owner(&secret, &relay, &GROUP, &SESSION, slot).expect("slot key")
 }
 
+/// The trap secret this relay announces (the same in every interval).
+const TRAP_SECRET: [u8; 32] = [13; 32];
+
 /// The plain body (`Next`, records, zeros) of a slot exchange's decoded cell, decrypted
-/// with the slot's key as a relay that does not check tags would read it (XChaCha20 from
-/// block 1, as XChaCha20-Poly1305 encrypts; zeros stay zeros).
-fn unseal(x: &[u8], slot: u16) -> Vec<u8> {
+/// with the slot's key as a relay that does not check tags would read it (the trap bytes
+/// of `exchange` of `interval` taken out, then XChaCha20 from block 1, as
+/// XChaCha20-Poly1305 encrypts; zeros stay zeros).
+fn unseal(x: &[u8], slot: u16, interval: u32, exchange: u64) -> Vec<u8> {
     use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
-    let body_len = x.len().saturating_sub(wire::SLOT_OVERHEAD);
+    let sealed_len = wire::sealed_len(x.len());
+    let body_len = sealed_len.saturating_sub(wire::SLOT_OVERHEAD);
     if x.iter().all(|&b| b == 0) || x.len() < wire::MIN_OWNED_CELL {
         return vec![0; body_len];
     }
+    let traps = wire::TrapKey::owner(
+        &secret(5, usize::from(slot)),
+        &pad_public_key(&TRAP_SECRET),
+        &GROUP,
+        &SESSION,
+        interval,
+        slot,
+    )
+    .expect("trap key");
+    let mut x = x.to_vec();
+    wire::gather(&mut x, &traps, exchange);
     let mut nonce = [0u8; wire::SLOT_NONCE_LEN];
     nonce.copy_from_slice(&x[..wire::SLOT_NONCE_LEN]);
-    let mut body = x[wire::SLOT_NONCE_LEN..x.len() - wire::TAG_LEN].to_vec();
+    let mut body = x[wire::SLOT_NONCE_LEN..sealed_len - wire::TAG_LEN].to_vec();
     let mut cipher = chacha20::XChaCha20::new(slot_key(slot).as_bytes().into(), &nonce.into());
     cipher.seek(64u64);
     cipher.apply_keystream(&mut body);
@@ -234,8 +250,8 @@ enum Up {
 
 /// The records of a data exchange's plaintext (a sealed cell), as the relay takes them
 /// (`None`: garbled).
-fn upstream(cell: &[u8], slot: u16) -> Option<Vec<Up>> {
-    let plain = unseal(cell, slot);
+fn upstream(cell: &[u8], slot: u16, interval: u32, exchange: u64) -> Option<Vec<Up>> {
+    let plain = unseal(cell, slot, interval, exchange);
     let view = CellView::parse(&plain).ok()?;
     let mut ups = Vec::new();
     for r in view.records() {
@@ -369,6 +385,7 @@ impl Start {
                 bitmap(self.lost.iter().copied())
             },
             nonces: &self.nonces.concat(),
+            trap: pad_public_key(&TRAP_SECRET),
             window: 1,
             params: params(),
             history: self.history.iter().copied().collect(),
@@ -404,6 +421,7 @@ struct Issued {
 /// An exchange the relay combined.
 #[derive(Debug, Clone)]
 struct Decoded {
+    interval: u32,
     exchange: u64,
     kind: Kind,
     /// The XOR of every cell the relay has: all it learns.
@@ -434,7 +452,7 @@ impl Decoded {
 
     /// What the relay hands its exit from this exchange (`None`: not a well-formed cell).
     fn records(&self) -> Option<Vec<Up>> {
-        upstream(&self.xor, self.slot()?)
+        upstream(&self.xor, self.slot()?, self.interval, self.exchange)
     }
 
     fn carries(&self, conn: ConnId, bytes: &[u8]) -> bool {
@@ -1055,11 +1073,12 @@ impl Mallory {
                 wire::emit_requests_output(&mut buf, 0, &requests)
             }
             Kind::Slot { slot, .. } => {
-                let ups = upstream(&x, slot);
+                let ups = upstream(&x, slot, issued.interval, issued.exchange);
                 let next = match &ups {
                     Some(ups) => {
                         self.upstream.extend(ups.iter().map(|u| (slot, u.clone())));
-                        CellView::parse(&unseal(&x, slot)).map_or(0, |v| v.next())
+                        CellView::parse(&unseal(&x, slot, issued.interval, issued.exchange))
+                            .map_or(0, |v| v.next())
                     }
                     None => 0,
                 };
@@ -1078,6 +1097,7 @@ impl Mallory {
         run.outputs.extend_from_slice(&buf[..end]);
         run.done += 1;
         Decoded {
+            interval: issued.interval,
             exchange: issued.exchange,
             kind: issued.kind,
             xor: x,
@@ -1439,7 +1459,13 @@ fn a_forced_drop_ends_no_connection_and_sends_no_close() {
         |m| matches!(m.peek(), Kind::Slot { slot, .. } if slot == slot_of(owner)),
     );
     let abandoned = m.issue();
-    let wrote = upstream(&abandoned.wrote[&owner], slot_of(owner)).expect("a well-formed cell");
+    let wrote = upstream(
+        &abandoned.wrote[&owner],
+        slot_of(owner),
+        abandoned.interval,
+        abandoned.exchange,
+    )
+    .expect("a well-formed cell");
     assert!(carries(&wrote, a, b"gamma"));
     for &i in &dropped {
         m.disconnect(i);
@@ -1800,7 +1826,7 @@ fn owner_and_non_owner_emit_the_same() {
             d.exchange
         );
         if d.slot() == Some(slot_of(a)) {
-            assert!(upstream(&d.wrote[&a], slot_of(a)).is_some());
+            assert!(upstream(&d.wrote[&a], slot_of(a), d.interval, d.exchange).is_some());
         }
     }
     // The owner's cells are sealed (a fresh nonce each), and so cost it the same copy
@@ -2485,7 +2511,8 @@ impl World {
             }
             let shown = match d.records() {
                 Some(records) if d.slot().is_some() => {
-                    let next = CellView::parse(&unseal(&d.xor, TARGET)).map_or(0, |v| v.next());
+                    let next = CellView::parse(&unseal(&d.xor, TARGET, d.interval, d.exchange))
+                        .map_or(0, |v| v.next());
                     let records: Vec<String> = records
                         .iter()
                         .map(|u| match u {

@@ -12,7 +12,7 @@
 #![cfg(feature = "disruptor")]
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
-use dissent_core::blame::{self, BlameKind, Culprit, Grounds};
+use dissent_core::blame::{self, BlameKind, Culprit};
 use dissent_core::client::DisruptorMode;
 use dissent_core::relay::{Exclusion, PeerId};
 use dissent_core::testkit::{frame_body, pattern, Net, NetConfig, Node};
@@ -363,13 +363,16 @@ fn a_relay_with_forged_grounds_gets_no_reveal() {
     }
     forged[..8].copy_from_slice(&3u64.to_be_bytes());
     forged[8..12].copy_from_slice(&40u32.to_be_bytes());
+    // Tag 0 (an accusation) and the forged payload.
+    let mut grounds = [0u8; 77];
+    grounds[1..].copy_from_slice(&forged);
     for (exchange, bit, slot) in [(3u64, 40u32, 0u16), (3, 41, 0), (4, 40, 1)] {
         let body = frame_body(&Message::BlameRequest {
             interval,
             exchange,
             bit,
             slot,
-            grounds: Grounds::Accused(&forged),
+            grounds: &grounds,
         });
         for i in 0..6 {
             net.relay_says(Node::Client(i), &body);

@@ -469,8 +469,12 @@ fn ten_thousand_clients_run_in_memory() {
 /// A client driven by hand-written relay frames (one trustee, two slots).
 #[test]
 fn a_base_cell_too_short_for_a_sealed_record_is_refused() {
-    // Seed, signature and `Next`, then one record header and one byte of data.
-    let min = wire::SLOT_OVERHEAD + wire::NEXT_LEN + wire::RECORD_HEADER_LEN + 1;
+    // Nonce, tag and `Next`, then one record header and one byte of data, and a trap
+    // byte for every 16 bytes of the whole.
+    let sealed = wire::SLOT_OVERHEAD + wire::NEXT_LEN + wire::RECORD_HEADER_LEN + 1;
+    let min = sealed + sealed.div_ceil(15);
+    assert_eq!(wire::sealed_len(min), sealed);
+    assert_eq!(wire::sealed_len(min - 1), sealed - 1);
     assert_eq!(dissent_core::MIN_CELL_LENGTH, min);
     let trustee_pub = [pad_public_key(&secret(2, 0))];
     for (len, ok) in [(min - 1, false), (min, true)] {
@@ -552,6 +556,7 @@ fn start_body_lost(interval: u32, lost: &[u8]) -> Vec<u8> {
         online: &[0b11],
         lost,
         nonces: &[3u8; 16],
+        trap: pad_public_key(&[12; 32]),
         window: 3,
         params: params(),
         history: heapless::Vec::new(),

@@ -263,6 +263,55 @@ def main():
     emit("owned_cell[24..40]", cell[24:40])
     emit("owned_cell[112..128]", cell[112:])
 
+    # Trap bytes (core/src/wire/slot.rs): the relay's trap secret and point of interval 7
+    # (epoch 08×16), the slot's trap point and key, the trap offsets of a 128-byte cell of
+    # exchange 300 and an owned 128-byte cell laid out around them: a 120-byte sealed cell
+    # (the record above; ordinal 5) in the other bytes, in order.
+    relay_scalar = scalar(relay).to_bytes(32, "little")
+    r_bytes = hkdf_expand(
+        hkdf_extract(slot_session, relay_scalar),
+        b"dissent-rs v3 trap secret" + bytes([8]) * 16 + u32(7),
+        32,
+    )
+    r = int.from_bytes(r_bytes, "little") % shuffle.L
+    trap_point = (shuffle.G * r).encode()
+    z = (shuffle.decode(public(pseudonym)) * r).encode()
+    assert z == ristretto_dh(pseudonym, trap_point)
+    trap_key = hkdf_expand(
+        hkdf_extract(slot_session, z),
+        b"dissent-rs v3 trap key" + slot_group + u32(7) + u16(2),
+        32,
+    )
+    emit("trap_secret", r.to_bytes(32, "little"))
+    emit("trap_point", trap_point)
+    emit("trap_z", z)
+    emit("trap_key", trap_key)
+    stream = chacha20_lib(trap_key, bytes(4) + u64(300), 8)
+    assert stream == chacha20_own(trap_key, bytes(4) + u64(300), 8)
+    traps = [16 * k + stream[k] % 16 for k in range(8)]
+    emit("traps(300, 128)", ",".join(str(t) for t in traps))
+    body = u16(300) + u32(0x00030001) + bytes([1]) + u16(2) + b"hi"
+    body += bytes(120 - 40 - len(body))
+    aad = b"dissent-rs v3 slot" + slot_group + slot_session + bytes([3]) * 32
+    aad += u32(7) + u16(2) + u64(5) + u32(120)
+    sealed = nonce + ChaCha20Poly1305(hchacha20(slot_key, nonce[:16])).encrypt(
+        bytes(4) + nonce[16:], body, aad
+    )
+    assert len(sealed) == 120
+    laid, at = bytearray(), 0
+    for k in range(8):
+        t = traps[k] - 16 * k
+        laid += sealed[at : at + t] + bytes(1) + sealed[at + t : at + 15]
+        at += 15
+    assert len(laid) == 128 and all(laid[t] == 0 for t in traps)
+    emit("laid_out[0..32]", bytes(laid[:32]))
+    emit("laid_out[96..128]", bytes(laid[96:]))
+    # The relay's DLEQ proof of Z is randomized; its context is fixed.
+    emit(
+        "trap_context",
+        b"dissent-rs v3 trap" + slot_group + slot_session + u32(7) + u16(2),
+    )
+
     print("\n".join(out))
 
 

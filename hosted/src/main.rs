@@ -648,14 +648,15 @@ pub(crate) fn trustees(
     ranged(1, config::MAX_TRUSTEES as u64, "1-16")
 }
 
-/// A cell length: 50-65535 bytes (the smallest carries a sealed cell with one byte of data).
+/// A cell length: 54-65535 bytes (the smallest carries a sealed cell with one byte of data
+/// beside its trap bytes).
 pub(crate) fn cell_length(
 ) -> impl Fn(&str) -> std::result::Result<usize, String> + Clone + Send + Sync + 'static {
-    const _: () = assert!(config::MIN_CELL_LENGTH == 50 && config::MAX_CELL_LENGTH == 65_535);
+    const _: () = assert!(config::MIN_CELL_LENGTH == 54 && config::MAX_CELL_LENGTH == 65_535);
     ranged(
         config::MIN_CELL_LENGTH as u64,
         config::MAX_CELL_LENGTH as u64,
-        "50-65535",
+        "54-65535",
     )
 }
 

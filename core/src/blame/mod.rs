@@ -11,6 +11,9 @@
 //!   its own pad bits convicts itself; a pair that disagrees about its pad bit is a
 //!   dispute, settled by the pair's Diffie–Hellman secret with a DLEQ proof; everyone
 //!   consistent means the cells XOR to 0 at the bit: the relay's decoding was false).
+//! - [`trap`]: the grounds of a round the relay starts itself, a sprung trap byte (the
+//!   slot's trap point and the relay's DLEQ proof of it), and every member's check.
+//! - [`grounds`]: what a `BlameRequest` stands on (an accusation or a sprung trap).
 //! - [`evidence`]: the evidence file's binary format, written once and checked once
 //!   ([`evidence::verify`]) from public keys only.
 //!
@@ -23,6 +26,7 @@ pub mod evidence;
 pub mod grounds;
 pub mod judge;
 pub mod reveal;
+pub mod trap;
 
 #[cfg(feature = "pseudonyms")]
 pub use accuse::prove_accusation;
@@ -31,9 +35,10 @@ pub use evidence::{
     cell_hash, evidence_len, verify, Directory, EvidenceError, EvidenceWriter, Header, MemberKeys,
     Verified,
 };
-pub use grounds::{Grounds, GroundsContext, MAX_GROUNDS_LEN};
+pub use grounds::{Facts, Grounds, GroundsError, MAX_GROUNDS_LEN};
 pub use judge::{judge, resolve_dispute, DisputeFacts, Finding, Reveals};
 pub use reveal::{dh_context, nonces_digest, Statement, DH_CONTEXT_LEN};
+pub use trap::{trap_context, TrapError, TrapFacts, TrapGrounds, TRAP_GROUNDS_LEN};
 
 /// Who a verdict names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

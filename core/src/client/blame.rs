@@ -15,9 +15,7 @@
 use heapless::{Deque, Vec};
 
 use super::Client;
-use crate::blame::{
-    cell_hash, dh_context, nonces_digest, Culprit, Grounds, GroundsContext, Statement,
-};
+use crate::blame::{cell_hash, dh_context, nonces_digest, Culprit, Facts, Grounds, Statement};
 use crate::error::{ConfigError, PeerError};
 use crate::identity::IdentityKey;
 use crate::ristretto::keys::{PublicKey, SecretKey};
@@ -149,26 +147,32 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         exchange: u64,
         bit: u32,
         slot: u16,
-        grounds: &Grounds<'_>,
+        grounds: &[u8],
     ) -> Result<(), PeerError> {
         let super::Phase::Running(running) = &self.phase else {
             return Ok(());
         };
-        let view = running.view;
+        let (view, announced) = (running.view, running.trap);
         let Some(pseudonym) = self.pseudonym_of(slot) else {
             return Ok(());
         };
-        let ctx = GroundsContext {
-            group_id: &self.group_id,
-            session_id: &self.session_id,
-            view: &view,
+        // The cell length is its own (the exchange it answered); without one it has
+        // nothing to reveal, and trap grounds name no trap byte.
+        let len = self.answered_at(interval, exchange).map_or(0, |a| a.len);
+        let facts = Facts {
+            group_id: self.group_id,
+            session_id: self.session_id,
+            view,
             interval: running.interval,
-            exchange,
-            bit,
+            announced,
             slot,
-            pseudonym: &pseudonym,
+            pseudonym,
+            exchange,
+            len,
+            bit,
         };
-        if interval != running.interval || !grounds.check(&ctx) {
+        let holds = Grounds::parse(grounds).and_then(|g| g.check(&facts));
+        if interval != running.interval || holds.is_err() {
             // Refused: nothing is revealed.
             return Ok(());
         }

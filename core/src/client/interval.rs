@@ -41,6 +41,8 @@ pub(super) struct Running {
     /// Exchanges of this client's slot requested so far in the interval: the ordinal of
     /// the next one.
     pub(super) ordinal: u64,
+    /// The relay's trap point of the interval (`R_I`), as announced.
+    pub(super) trap: [u8; 32],
 }
 
 /// What an `IntervalStart` showed, kept until every trustee has confirmed it.
@@ -96,6 +98,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             online,
             lost,
             nonces,
+            trap,
             window,
             params,
             history,
@@ -190,6 +193,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     transcript: Transcript::start(body),
                     view: *Transcript::start(body).hash(),
                     ordinal: 0,
+                    trap,
                     schedule,
                     params,
                     may_send: false,

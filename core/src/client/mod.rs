@@ -527,6 +527,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         }
     }
 
+    /// The trap point (`R_I`) the running interval's `IntervalStart` announced, which trap
+    /// grounds of the interval must carry (`blame::Facts::announced`).
+    pub fn trap_point(&self) -> Option<(u32, [u8; 32])> {
+        match &self.phase {
+            Phase::Running(r) => Some((r.interval, r.trap)),
+            _ => None,
+        }
+    }
+
     /// Opens a new connection and returns its Conn# (random low bits, never in use).
     pub fn open(&mut self) -> Result<ConnId, OpenError> {
         if self.connections.len() >= MAX_CONNECTIONS {
@@ -676,7 +685,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 slot,
                 grounds,
             } => {
-                self.on_blame_request(interval, exchange, bit, slot, &grounds)?;
+                self.on_blame_request(interval, exchange, bit, slot, grounds)?;
                 Ok(Handled::default())
             }
             #[cfg(feature = "blame-round")]

@@ -164,7 +164,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 }
             }
             // Not this client's slot, or its slot may not transmit now: zeros.
-            Kind::Slot { .. } => cell.fill(0),
+            Kind::Slot { .. } => self.zeros_laid_out(exchange, cell),
         }
         if matches!(kind, Kind::Slot { slot, .. } if slot == self.slot) {
             running.ordinal += 1;
@@ -240,7 +240,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let max = (running.params.max_len as usize).min(self.max_cell);
         let more = left + self.pending_hint;
         let len = if more > 0 || self.sent.resend_pending() {
-            let need = wire::SLOT_OVERHEAD + wire::NEXT_LEN + RECORD_HEADER_LEN + more;
+            let need =
+                wire::cell_len_for(wire::SLOT_OVERHEAD + wire::NEXT_LEN + RECORD_HEADER_LEN + more);
             if self.sent.resend_pending() {
                 max
             } else {

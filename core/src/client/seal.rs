@@ -8,8 +8,15 @@
 //! A prepared cell is bound to the interval, the ordinal of the slot's exchange in it, the
 //! length, and what the stage held when it was built; anything else is rebuilt.
 //!
-//! It also keeps the sealed bytes of the last [`KEPT`] owned cells it sent, which an
-//! accusation needs (`accuse.rs`): copied in [`Client::prepare`], off the cell path.
+//! The cell path lays the sealed cell out around the exchange's trap bytes (`wire::slot`):
+//! the trap key of the interval is derived in `prepare` at the slot's first owned exchange
+//! of the interval (one scalar multiplication), and the layout needs the exchange's number,
+//! which only the request gives. A non-owner does the same work writing zeros.
+//!
+//! It also keeps the last owned cells it sent (up to [`KEPT`], as many as its storage holds
+//! beyond the two prepared ones), as laid out, which an accusation needs (`accuse.rs`):
+//! laid out again in [`Client::prepare`], off the cell path. A client whose storage holds
+//! only the two prepared cells (a device) keeps none and so never accuses.
 //!
 //! Owns the prepared cells, the kept ones and the slot's cell key. It must not pull bytes
 //! from the application (`stage.rs`) or keep sent records (`sent.rs`).
@@ -54,29 +61,46 @@ pub(super) struct Prepared {
 /// The owner's cell key, its (at most two) prepared cells and its kept ones.
 pub(super) struct Sealer<B> {
     key: wire::SlotKey,
+    /// The pseudonym secret, for the trap keys.
+    secret: crate::ristretto::keys::SecretKey,
+    /// The trap key of an interval, once derived.
+    traps: Option<(u32, wire::TrapKey)>,
     /// Two prepared cells of the longest length, then [`KEPT`] kept ones.
     cells: B,
     stride: usize,
     prepared: [Option<Prepared>; 2],
-    /// The prepared cell the cell path copied last, and for which exchange.
-    copied: Option<(usize, Kept)>,
+    /// The prepared cell the cell path copied last, for which exchange and under which
+    /// trap key.
+    copied: Option<(usize, Kept, wire::TrapKey)>,
     /// What each kept cell is, and the next one to reuse.
     kept: [Option<Kept>; KEPT],
     next_kept: usize,
+    /// How many cells the storage keeps (at most [`KEPT`]).
+    keep: usize,
     /// The keystream the cells' nonces are drawn from.
     rng: ChaCha20,
 }
 
 impl<B> Sealer<B> {
-    fn new(key: wire::SlotKey, cells: B, stride: usize, seed: &[u8; 32]) -> Self {
+    fn new(
+        key: wire::SlotKey,
+        secret: crate::ristretto::keys::SecretKey,
+        cells: B,
+        stride: usize,
+        keep: usize,
+        seed: &[u8; 32],
+    ) -> Self {
         Sealer {
             key,
+            secret,
+            traps: None,
             cells,
             stride,
             prepared: [None, None],
             copied: None,
             kept: [None; KEPT],
             next_kept: 0,
+            keep,
             rng: ChaCha20::new(seed.into(), &[4u8; 12].into()),
         }
     }
@@ -95,7 +119,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         cells: B,
     ) -> Result<(), crate::error::ConfigError> {
         use crate::error::ConfigError;
-        if cells.as_ref().len() < self.sealed_len() {
+        if cells.as_ref().len() < 2 * self.max_cell {
             return Err(ConfigError::StorageTooSmall("sealed"));
         }
         let key = wire::SlotKey::owner(
@@ -106,7 +130,19 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             self.slot,
         )
         .map_err(ConfigError::Key)?;
-        self.sealer = Some(Sealer::new(key, cells, self.max_cell, &self.seal_seed));
+        let scalar = crate::crypto::pad_secret(secret)
+            .ok_or(ConfigError::Key(crate::crypto::KeyError::ZeroSecret))?;
+        let keep = (cells.as_ref().len() / self.max_cell.max(1))
+            .saturating_sub(2)
+            .min(KEPT);
+        self.sealer = Some(Sealer::new(
+            key,
+            scalar,
+            cells,
+            self.max_cell,
+            keep,
+            &self.seal_seed,
+        ));
         #[cfg(feature = "pseudonyms")]
         {
             self.pseudonym = crate::pseudonym::PseudonymKey::from_secret(secret);
@@ -114,28 +150,36 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         Ok(())
     }
 
-    /// Bytes of storage [`Client::set_pseudonym`] needs: two prepared cells and [`KEPT`]
-    /// kept ones, of the longest length.
+    /// Bytes of storage [`Client::set_pseudonym`] takes: two prepared cells and `KEPT` (16)
+    /// kept ones, of the longest length. It needs the two prepared ones; each further cell
+    /// of storage keeps one more sent cell for accusations.
     pub const fn sealed_len(&self) -> usize {
         (2 + KEPT) * self.max_cell
     }
 
-    /// Keeps the owned cell the cell path copied last (part of [`Client::prepare`]).
+    /// Keeps the owned cell the cell path copied last, laid out as it was sent (part of
+    /// [`Client::prepare`]).
     pub(super) fn keep_copied(&mut self) {
         let Some(sealer) = &mut self.sealer else {
             return;
         };
-        let Some((i, kept)) = sealer.copied.take() else {
+        let Some((i, kept, traps)) = sealer.copied.take() else {
             return;
         };
-        let to = sealer.next_kept;
-        sealer.next_kept = (to + 1) % KEPT;
-        let (src, dst) = (i * sealer.stride, (2 + to) * sealer.stride);
-        let cells = sealer.cells.as_mut();
-        let fits = src + kept.len <= cells.len() && dst + kept.len <= cells.len();
-        if fits {
-            cells.copy_within(src..src + kept.len, dst);
+        if sealer.keep == 0 {
+            return;
         }
+        let to = sealer.next_kept;
+        sealer.next_kept = (to + 1) % sealer.keep;
+        let (src, dst) = (i * sealer.stride, (2 + to) * sealer.stride);
+        let sealed = wire::sealed_len(kept.len);
+        let cells = sealer.cells.as_mut();
+        // The prepared cells come before the kept ones: split there.
+        let (prepared, rest) = cells.split_at_mut(dst.min(cells.len()));
+        let fits = match (prepared.get(src..src + sealed), rest.get_mut(..kept.len)) {
+            (Some(from), Some(to)) => wire::lay_out(to, Some(from), &traps, kept.exchange),
+            _ => false,
+        };
         if let Some(k) = sealer.kept.get_mut(to) {
             *k = fits.then_some(kept);
         }
@@ -178,9 +222,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         plan
     }
 
-    /// Bytes of records a cell of `len` bytes holds.
+    /// Bytes of records a cell of `len` bytes holds (beside its trap bytes, nonce, tag
+    /// and `Next`).
     pub(super) const fn record_room(len: usize) -> usize {
-        len.saturating_sub(wire::SLOT_OVERHEAD + wire::NEXT_LEN)
+        wire::sealed_len(len).saturating_sub(wire::SLOT_OVERHEAD + wire::NEXT_LEN)
     }
 
     /// Writes the records of `plan` and `next` into `body` (an owned cell's body).
@@ -254,6 +299,29 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             return;
         };
         let lens = self.candidate_lens(&running);
+        if sealer
+            .traps
+            .as_ref()
+            .is_none_or(|t| t.0 != running.interval)
+        {
+            // The slot's first owned exchange of the interval: its trap point.
+            sealer.traps = wire::TrapKey::from_secret(
+                &sealer.secret,
+                &running.trap,
+                &self.group_id,
+                &self.session_id,
+                running.interval,
+                self.slot,
+            )
+            .ok()
+            .map(|k| (running.interval, k));
+        }
+        if sealer.traps.is_none() {
+            // No trap point announced: nothing the relay can check, so nothing is sent.
+            sealer.prepared = [None, None];
+            self.sealer = Some(sealer);
+            return;
+        }
         let Sealer {
             key,
             cells,
@@ -299,7 +367,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 slot: self.slot,
                 ordinal: running.ordinal,
             };
-            let Some(cell) = cells.as_mut().get_mut(i * *stride..i * *stride + len) else {
+            let sealed = wire::sealed_len(len);
+            let Some(cell) = cells.as_mut().get_mut(i * *stride..i * *stride + sealed) else {
                 *slot = None;
                 continue;
             };
@@ -313,8 +382,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         self.sealer = Some(sealer);
     }
 
-    /// The cell path of an owned exchange: copies the prepared cell of this length, or
-    /// writes zeros. Returns the prepared cell's plan and `Next` if one was copied.
+    /// The cell path of an owned exchange: lays the prepared cell of this length out around
+    /// the exchange's trap bytes, or writes zeros with the same work. Returns the prepared
+    /// cell's plan and `Next` if one was laid out.
     pub(super) fn copy_prepared(
         &mut self,
         running: &Running,
@@ -330,11 +400,19 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 })
                 .map(|p| (i, p))
             });
-            if let Some((i, p)) = found {
+            let traps = sealer
+                .traps
+                .as_ref()
+                .filter(|t| t.0 == running.interval)
+                .map(|t| &t.1);
+            if let (Some((i, p)), Some(traps)) = (found, traps) {
                 let at = i * sealer.stride;
-                if let Some(src) = sealer.cells.as_ref().get(at..at + cell.len()) {
-                    cell.copy_from_slice(src);
-                    sealer.prepared = [None, None];
+                let src = sealer
+                    .cells
+                    .as_ref()
+                    .get(at..at + wire::sealed_len(cell.len()));
+                if let Some(src) = src {
+                    wire::lay_out(cell, Some(src), traps, exchange);
                     sealer.copied = Some((
                         i,
                         Kept {
@@ -342,13 +420,28 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                             exchange,
                             len: cell.len(),
                         },
+                        traps.clone(),
                     ));
+                    sealer.prepared = [None, None];
                     return Some(p);
                 }
             }
         }
-        cell.fill(0);
+        self.zeros_laid_out(exchange, cell);
         None
+    }
+
+    /// Zeros into a slot exchange's cell, with the work of laying a cell out (a non-owner's
+    /// cell path, and an owner's with nothing to send): the layout's stream is computed
+    /// under this client's own trap key if it has one, which changes nothing written.
+    pub(super) fn zeros_laid_out(&self, exchange: u64, cell: &mut [u8]) {
+        let dummy = wire::TrapKey::from_bytes([0; 32]);
+        let traps = self
+            .sealer
+            .as_ref()
+            .and_then(|s| s.traps.as_ref())
+            .map_or(&dummy, |t| &t.1);
+        wire::lay_out(cell, None, traps, exchange);
     }
 
     /// Forgets the prepared cells (what they carry must not go out any more).

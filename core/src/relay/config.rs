@@ -158,8 +158,9 @@ impl RelayConfig {
 pub const fn min_node_frame(cell_len: usize, clients: u16, trustees: u16, slots: u16) -> usize {
     let cell = wire::cell_frame_len(cell_len);
     let reserve = wire::cell_frame_len(bitmap_len(slots as usize));
+    // 128 bytes of fixed fields, and the 32 of the trap point.
     let start =
-        128 + bitmap_len(clients as usize) + trustees as usize * NONCE_LEN + MAX_HISTORY * 16;
+        160 + bitmap_len(clients as usize) + trustees as usize * NONCE_LEN + MAX_HISTORY * 16;
     let request = 64 + wire::max_outputs_len(slots) + 1;
     let mut m = cell;
     if reserve > m {

@@ -109,15 +109,36 @@ where
                     &self.cfg.group_id,
                     &self.cfg.session_id,
                 );
-                let cell = self.window.cell_mut(exchange, len);
-                let opened = match &key {
-                    Some(key) => wire::open(cell, &ctx, key),
-                    None if cell.iter().all(|&b| b == 0) => wire::Opened::Empty,
-                    None => wire::Opened::Disrupted,
+                let empty = self.window.cell(exchange, len).iter().all(|&b| b == 0);
+                // The trap point: one scalar multiplication at the slot's first owned
+                // exchange of the interval.
+                let traps = if empty {
+                    None
+                } else {
+                    self.trap_key(slot, interval)
                 };
+                let cell = self.window.cell_mut(exchange, len);
+                let (opened, sprung) = match (&key, &traps) {
+                    _ if empty => (wire::Opened::Empty, None),
+                    (Some(key), Some(traps)) => open_laid_out(cell, &ctx, key, traps, exchange),
+                    _ => (wire::Opened::Disrupted, None),
+                };
+                if let Some(sprung) = sprung {
+                    self.push_event(RelayEvent::TrapSprung {
+                        interval,
+                        exchange,
+                        slot,
+                        bit: sprung.bit,
+                        sprung: u32::try_from(sprung.count).unwrap_or(u32::MAX),
+                    });
+                }
+                let cell = self.window.cell_mut(exchange, len);
                 let decoded = match opened {
                     wire::Opened::Empty => Some(None),
-                    wire::Opened::Authentic => decode(cell, slot).map(Some),
+                    wire::Opened::Authentic => cell
+                        .get(..wire::sealed_len(len))
+                        .and_then(|sealed| decode(sealed, slot))
+                        .map(Some),
                     wire::Opened::Disrupted => None,
                 };
                 let Some(decoded) = decoded else {
@@ -292,13 +313,12 @@ where
         let _ = self.accused.push_back((interval, exchange, bit));
         #[cfg(feature = "blame-round")]
         {
-            let payload = accusation.to_bytes();
             self.start_blame(
                 interval,
                 exchange,
                 bit,
                 slot,
-                &crate::blame::Grounds::Accused(&payload),
+                &crate::blame::Grounds::Accused(*accusation),
             );
         }
         Some(RelayEvent::Accused {
@@ -307,6 +327,36 @@ where
             bit,
         })
     }
+}
+
+/// Checks the trap bytes of a decoded owned cell of `exchange`, then gathers its sealed
+/// bytes to its front and opens them there. A cell that does not open is put back as it
+/// was decoded (every member is shown it); one that opens keeps its body, decrypted, at
+/// the front (`decode` reads it there). A sprung trap is reported either way.
+fn open_laid_out(
+    cell: &mut [u8],
+    ctx: &wire::SlotContext,
+    key: &wire::SlotKey,
+    traps: &wire::TrapKey,
+    exchange: u64,
+) -> (wire::Opened, Option<wire::Sprung>) {
+    let sprung = wire::sprung(cell, traps, exchange);
+    // Zeros in every trap (the usual case): moved a run at a time, put back with zeros.
+    let n = match sprung {
+        None => wire::gather_clean(cell, traps, exchange),
+        Some(_) => wire::gather(cell, traps, exchange),
+    };
+    let opened = match cell.get_mut(..n) {
+        Some(sealed) => wire::open(sealed, ctx, key),
+        None => wire::Opened::Disrupted,
+    };
+    if opened == wire::Opened::Disrupted {
+        match sprung {
+            None => wire::scatter_clean(cell, traps, exchange),
+            Some(_) => wire::scatter(cell, traps, exchange),
+        }
+    }
+    (opened, sprung)
 }
 
 /// Checks an authentic, decrypted slot cell: its records parse and every one names a

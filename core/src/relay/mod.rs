@@ -66,6 +66,7 @@ mod slots;
 mod stall;
 mod storage;
 mod timers;
+mod traps;
 
 use blame::Convicted;
 pub use config::{min_node_frame, RelayConfig};
@@ -276,6 +277,23 @@ pub enum RelayEvent<'a> {
         /// Who was named first, and why.
         verdict: Option<(crate::blame::Culprit, crate::blame::BlameKind)>,
     },
+    /// A trap byte of an owned exchange decoded non-zero: someone other than the slot's
+    /// owner changed the cell (`wire::slot`). Grounds for a blame round about `bit` (set in
+    /// the first sprung trap byte, where the owner wrote 0) without any accusation:
+    /// [`Relay::trap_grounds`]. Reported whether or not the cell opened (one that opened
+    /// was delivered).
+    TrapSprung {
+        /// The interval.
+        interval: u32,
+        /// The exchange.
+        exchange: u64,
+        /// The exchange's slot.
+        slot: u16,
+        /// A bit set in the first sprung trap byte.
+        bit: u32,
+        /// How many trap bytes were not zero.
+        sprung: u32,
+    },
 }
 
 /// How a probe of a connected peer ended.
@@ -338,6 +356,8 @@ pub struct Relay<P, B> {
     slots: Slots<B>,
     /// The relay's Ristretto255 DH secret, from which each slot's cell key is derived.
     dh: Option<crate::ristretto::keys::SecretKey>,
+    /// The running interval's trap secret and announced point (`traps.rs`).
+    trap: Option<traps::IntervalTrap>,
     /// The running interval's view (`T_start`), which owners' cells bind.
     view: [u8; 32],
     /// Disrupted exchanges whose decoded cell still has to go to every member (before
@@ -451,6 +471,7 @@ where
             log: DownstreamLog::new(log, &cfg.epoch),
             slots: Slots::new(slots),
             dh: None,
+            trap: None,
             view: [0; 32],
             disrupted: Deque::new(),
             kept: fingerprints::Fingerprints::new(

@@ -36,8 +36,8 @@ use crate::bits::Bits;
 use crate::blame::commit::{ExchangeKey, FINGERPRINT_LEN};
 use crate::blame::evidence::Draft;
 use crate::blame::{
-    cell_hash, nonces_digest, resolve_dispute, BlameKind, Culprit, DisputeFacts, Finding, Grounds,
-    GroundsContext, Header, Statement, MAX_GROUNDS_LEN,
+    cell_hash, nonces_digest, resolve_dispute, BlameKind, Culprit, DisputeFacts, Facts, Finding,
+    Grounds, Header, Statement, MAX_GROUNDS_LEN,
 };
 use crate::crypto::PadNonce;
 use crate::error::ConfigError;
@@ -225,7 +225,7 @@ where
         exchange: u64,
         bit: u32,
         slot: u16,
-        grounds: &Grounds<'_>,
+        grounds: &Grounds,
     ) -> bool {
         let mut q = Queued {
             interval,
@@ -335,25 +335,34 @@ where
         } else {
             return drop(self);
         };
-        let Some(grounds) = q.grounds.get(..q.grounds_len).and_then(Grounds::parse) else {
+        let Some(Ok(grounds)) = q.grounds.get(..q.grounds_len).map(Grounds::parse) else {
             return drop(self);
         };
-        let ctx = GroundsContext {
-            group_id: &self.cfg.group_id,
-            session_id: &self.cfg.session_id,
-            view: &self.view,
+        let facts = Facts {
+            group_id: self.cfg.group_id,
+            session_id: self.cfg.session_id,
+            view: self.view,
             interval: q.interval,
-            exchange: q.exchange,
-            bit: q.bit,
+            announced: self
+                .trap
+                .as_ref()
+                .filter(|t| t.interval == q.interval)
+                .map_or([0; 32], |t| t.point),
             slot: q.slot,
-            pseudonym: &self.slots.key(q.slot),
+            pseudonym: self.slots.key(q.slot),
+            exchange: q.exchange,
+            len: 0,
+            bit: q.bit,
         };
         // The evidence's header holds the accusation (its proof is what `blame::verify`
-        // checks first); other grounds (a sprung trap, `blame::trap`) add their own form
-        // of it there and here.
-        let Some(accusation) = grounds.accusation().filter(|_| grounds.check(&ctx)) else {
+        // checks first); a sprung trap (`blame::trap`) adds its own form of it there and
+        // here.
+        let Grounds::Accused(accusation) = grounds else {
             return drop(self);
         };
+        if grounds.check(&facts).is_err() {
+            return drop(self);
+        }
         let Some(pad_nonce) = self
             .rounds
             .pad_nonces
@@ -829,7 +838,7 @@ where
             return Ok(None);
         };
         if !a.request_sent {
-            let Some(grounds) = a.q.grounds.get(..a.q.grounds_len).and_then(Grounds::parse) else {
+            let Some(grounds) = a.q.grounds.get(..a.q.grounds_len) else {
                 return Ok(None);
             };
             let len = Message::BlameRequest {

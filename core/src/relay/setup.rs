@@ -431,12 +431,14 @@ where
         }
         let history: Vec<IntervalRecord, MAX_HISTORY> = self.history.iter().copied().collect();
         let head = self.log.head();
+        let trap = self.announce_trap(interval);
         let len = Message::IntervalStart(IntervalStart {
             interval,
             epoch: self.cfg.epoch,
             online: self.online_bits(),
             lost: self.lost_bits(lost),
             nonces: nonces.get(..t * NONCE_LEN).unwrap_or(&[]),
+            trap,
             window: self.cfg.window,
             params: self.params,
             history,

@@ -1,5 +1,6 @@
 //! What the relay knows of each pseudonym slot: its owner's public key, the slot's cell key
-//! (derived on first use and kept), which of the slot's exchanges in the running interval
+//! (derived on first use and kept), its trap point of the running interval (computed at its
+//! first owned exchange of the interval and kept for the interval), which of the slot's exchanges in the running interval
 //! comes next (the ordinal its owner seals), and, after a disruption, which of the slot's
 //! cells its owner wrote before it learned of it.
 //!
@@ -8,7 +9,12 @@
 //! ```text
 //! Entry = key (32) ‖ cell key (32) ‖ cell key state (1) ‖ interval (u32 BE)
 //!         ‖ ordinal (u32 BE) ‖ abandon_below (u64 BE)
+//!         ‖ trap point (32) ‖ trap interval (u32 BE) ‖ trap state (1)
+//!         ‖ disruptions pending (u16 BE)
 //! ```
+//!
+//! The trap state is 0 until the trap point of the trap interval is computed, 1 once it
+//! is, 2 if there is none (no valid public key, or no trap secret).
 //!
 //! The cell key state is 0 until the cell key is derived, 1 once it is, 2 if the public key
 //! is no key (no cell of the slot is authentic).
@@ -26,7 +32,7 @@ use crate::ristretto::keys::SecretKey;
 use crate::wire::SlotKey;
 
 /// Bytes of one slot's entry.
-pub(super) const ENTRY: usize = 32 + 32 + 1 + 4 + 4 + 8;
+pub(super) const ENTRY: usize = 32 + 32 + 1 + 4 + 4 + 8 + 32 + 4 + 1 + 2;
 
 const KEY: usize = 0;
 const CELL_KEY: usize = 32;
@@ -34,6 +40,10 @@ const STATE: usize = 64;
 const INTERVAL: usize = 65;
 const ORDINAL: usize = 69;
 const ABANDON: usize = 73;
+const TRAP_POINT: usize = 81;
+const TRAP_INTERVAL: usize = 113;
+const TRAP_STATE: usize = 117;
+const PENDING: usize = 118;
 
 const UNDERIVED: u8 = 0;
 const DERIVED: u8 = 1;
@@ -68,6 +78,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slots<B> {
                 field::put(e, KEY, key);
                 field::put(e, CELL_KEY, &[0; 32]);
                 field::put(e, STATE, &[UNDERIVED]);
+                field::put(e, TRAP_STATE, &[UNDERIVED]);
                 true
             }
             None => false,
@@ -114,6 +125,36 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slots<B> {
         }
     }
 
+    /// `slot`'s trap point of `interval`, `Z = r_I·P_s`: computed from `trap` (the
+    /// interval's trap secret) on first use in the interval and kept for it. `None` if the
+    /// slot has no valid public key or there is no trap secret.
+    pub(super) fn trap_point(
+        &mut self,
+        slot: u16,
+        interval: u32,
+        trap: Option<&SecretKey>,
+    ) -> Option<[u8; 32]> {
+        let e = self.entry_mut(slot)?;
+        let state = e.get(TRAP_STATE).copied()?;
+        if field::u32_at(e, TRAP_INTERVAL) == interval && state == DERIVED {
+            return e.get(TRAP_POINT..TRAP_POINT + 32)?.try_into().ok();
+        }
+        if field::u32_at(e, TRAP_INTERVAL) == interval && state == NO_KEY {
+            return None;
+        }
+        let public: [u8; 32] = e.get(KEY..KEY + 32)?.try_into().ok()?;
+        let z = crate::ristretto::keys::dh(trap?, &public).ok();
+        field::put(e, TRAP_INTERVAL, &interval.to_be_bytes());
+        match &z {
+            Some(z) => {
+                field::put(e, TRAP_POINT, z);
+                field::put(e, TRAP_STATE, &[DERIVED]);
+            }
+            None => field::put(e, TRAP_STATE, &[NO_KEY]),
+        }
+        z
+    }
+
     /// Moves `slot`'s counters to `interval` (restarting them for a new one).
     fn enter(&mut self, slot: u16, interval: u32) -> Option<&mut [u8]> {
         let e = self.entry_mut(slot)?;
@@ -121,6 +162,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slots<B> {
             field::put(e, INTERVAL, &interval.to_be_bytes());
             field::put(e, ORDINAL, &0u32.to_be_bytes());
             field::put(e, ABANDON, &0u64.to_be_bytes());
+            field::put(e, PENDING, &0u16.to_be_bytes());
         }
         Some(e)
     }
@@ -146,14 +188,18 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slots<B> {
     pub(super) fn disrupted(&mut self, slot: u16, interval: u32) {
         if let Some(e) = self.enter(slot, interval) {
             field::put(e, ABANDON, &u64::MAX.to_be_bytes());
+            let pending = field::u16_at(e, PENDING).saturating_add(1);
+            field::put(e, PENDING, &pending.to_be_bytes());
         }
     }
 
-    /// `slot`'s disruption was reported in the request of `exchange`: its owner's cells
-    /// from that exchange on are written knowing it.
+    /// A disruption of `slot` was reported in the request of `exchange`: once the last one
+    /// waiting is, its owner's cells from that exchange on are written knowing of them all.
     pub(super) fn reported(&mut self, slot: u16, interval: u32, exchange: u64) {
         if let Some(e) = self.enter(slot, interval) {
-            if field::u64_at(e, ABANDON) == u64::MAX {
+            let pending = field::u16_at(e, PENDING).saturating_sub(1);
+            field::put(e, PENDING, &pending.to_be_bytes());
+            if pending == 0 && field::u64_at(e, ABANDON) == u64::MAX {
                 field::put(e, ABANDON, &exchange.to_be_bytes());
             }
         }
@@ -186,6 +232,23 @@ mod tests {
         assert!(slots.set_key(1, &pad_public_key(&[10; 32])));
         let other = slots.cell_key(1, Some(&relay), &[1; 16], &[2; 16]);
         assert!(other.is_some() && other != got);
+        // The trap point: once per interval, the owner's `x·R_I`.
+        let trap = pad_secret(&[12; 32]).unwrap();
+        let z = slots.trap_point(1, 7, Some(&trap)).unwrap();
+        let owner = pad_secret(&[10; 32]).unwrap();
+        let announced = trap.public_key().to_bytes();
+        assert_eq!(crate::ristretto::keys::dh(&owner, &announced).unwrap(), z);
+        assert_eq!(
+            slots.trap_point(1, 7, None),
+            Some(z),
+            "kept for the interval"
+        );
+        assert_eq!(
+            slots.trap_point(1, 8, None),
+            None,
+            "a new interval needs its secret"
+        );
+        assert_eq!(slots.trap_point(0, 7, Some(&trap)), None, "no key, no trap");
         // The counters are apart from the key.
         assert_eq!(slots.next_ordinal(1, 7), 0);
         assert_eq!(slots.next_ordinal(1, 7), 1);

@@ -128,6 +128,8 @@ pub struct Exit {
     pub garbled_at: Vec<(u32, u64)>,
     /// Valid accusations the relay took: (interval, exchange, bit).
     pub accused: Vec<(u32, u64, u32)>,
+    /// Sprung traps: (interval, exchange, slot, bit, trap bytes not zero).
+    pub sprung: Vec<(u32, u64, u16, u32, u32)>,
     /// Downstream credit per connection: replies go only within it.
     pub credit: BTreeMap<ConnId, ExitCredit>,
     /// The most credit any connection held.

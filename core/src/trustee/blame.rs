@@ -12,9 +12,7 @@ use heapless::Deque;
 use sha2::{Digest, Sha256};
 
 use super::{Phase, Trustee};
-use crate::blame::{
-    cell_hash, dh_context, nonces_digest, Culprit, Grounds, GroundsContext, Statement,
-};
+use crate::blame::{cell_hash, dh_context, nonces_digest, Culprit, Facts, Grounds, Statement};
 use crate::crypto::{IntervalKey, PairKey};
 use crate::error::{ConfigError, PeerError};
 use crate::identity::IdentityKey;
@@ -144,28 +142,37 @@ where
         exchange: u64,
         bit: u32,
         slot: u16,
-        grounds: &Grounds<'_>,
+        grounds: &[u8],
     ) -> Result<(), PeerError> {
-        let Phase::Running(running) = self.phase else {
+        let Phase::Running(running) = &self.phase else {
             return Ok(());
         };
+        let (running_interval, announced) = (running.interval, running.trap);
         let Some(pseudonym) = self.key_at(self.clients + usize::from(slot)) else {
             return Ok(());
         };
         if slot >= self.slots {
             return Ok(());
         }
-        let ctx = GroundsContext {
-            group_id: &self.group_id,
-            session_id: &self.session_id,
-            view: &self.blame.view,
-            interval: running.interval,
-            exchange,
-            bit,
+        // The cell length is its own (the exchange it answered); without one it has
+        // nothing to reveal, and trap grounds name no trap byte.
+        let len = self
+            .answered(interval, exchange)
+            .map_or(0, |(_, sent)| sent.len);
+        let facts = Facts {
+            group_id: self.group_id,
+            session_id: self.session_id,
+            view: self.blame.view,
+            interval: running_interval,
+            announced,
             slot,
-            pseudonym: &pseudonym,
+            pseudonym,
+            exchange,
+            len,
+            bit,
         };
-        if interval != running.interval || !grounds.check(&ctx) {
+        let holds = Grounds::parse(grounds).and_then(|g| g.check(&facts));
+        if interval != running_interval || holds.is_err() {
             return Ok(());
         }
         self.blame.accepted = Some((interval, exchange));

@@ -238,6 +238,15 @@ where
         }
     }
 
+    /// The trap point (`R_I`) the running interval's `IntervalStart` announced, which trap
+    /// grounds of the interval must carry (`blame::Facts::announced`).
+    pub fn trap_point(&self) -> Option<(u32, [u8; 32])> {
+        match self.phase {
+            Phase::Running(running) => Some((running.interval, running.trap)),
+            _ => None,
+        }
+    }
+
     /// The link to the relay is up.
     pub fn handle_connected(&mut self, _now: Instant) {
         self.hello_pending = true;
@@ -298,7 +307,7 @@ where
                 bit,
                 slot,
                 grounds,
-            } => self.on_blame_request(interval, exchange, bit, slot, &grounds),
+            } => self.on_blame_request(interval, exchange, bit, slot, grounds),
             #[cfg(feature = "blame-round")]
             Message::BlameDhRequest {
                 interval,

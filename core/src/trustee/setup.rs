@@ -75,6 +75,9 @@ pub(super) struct Running {
     pub(super) schedule: Schedule,
     /// Most data bytes of one downstream record.
     pub(super) downstream_len: u32,
+    /// The relay's trap point of the interval (`R_I`), as announced: what a trap's
+    /// grounds must name (`blame::trap`).
+    pub(super) trap: [u8; 32],
 }
 
 /// Where the trustee is in an interval.
@@ -284,6 +287,7 @@ where
                 transcript,
                 schedule,
                 downstream_len: start.params.downstream_len,
+                trap: start.trap,
             },
         };
         Ok(())

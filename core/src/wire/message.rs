@@ -158,8 +158,9 @@ pub enum Message<'a> {
         kind: u8,
     },
     /// Relay → every member of the interval and every trustee: a blame round about `bit`
-    /// of `exchange` of `interval`, on `grounds` (each checks them with
-    /// `blame::Grounds::check` before revealing anything).
+    /// of `exchange` of `interval`, on the slot owner's accusation or a trap the relay
+    /// found sprung (each member checks the grounds, `blame::Grounds::check`, before
+    /// revealing anything).
     #[cfg(feature = "blame-round")]
     BlameRequest {
         /// The interval of the accused exchange.
@@ -168,11 +169,12 @@ pub enum Message<'a> {
         exchange: u64,
         /// The accused bit.
         bit: u32,
-        /// The slot whose owner accused (for a reservation exchange, the accused bit's).
+        /// The exchange's slot (for a reservation exchange, the accused bit's).
         slot: u16,
-        /// Why the round runs: a tag byte, then its body (`blame::Grounds`).
+        /// The grounds (`blame::Grounds`): tag 0 and the `Accuse` record's payload (76
+        /// bytes), or tag 1 and trap grounds (128 bytes).
         #[serde(borrow)]
-        grounds: crate::blame::Grounds<'a>,
+        grounds: &'a [u8],
     },
     /// Member or trustee → relay: its part of the accused exchange (`blame::Statement`).
     #[cfg(feature = "blame-round")]
@@ -270,6 +272,10 @@ pub struct IntervalStart<'a> {
     /// Each trustee's nonce for this interval, `NONCE_LEN` bytes each in trustee order.
     #[serde(borrow)]
     pub nonces: &'a [u8],
+    /// The relay's trap point of this interval, `R_I = r_I·G` (Ristretto255): owners lay
+    /// their cells out around trap bytes derived from it (`wire::TrapKey`), and every
+    /// member checks a trap's grounds against it.
+    pub trap: [u8; 32],
     /// Most exchanges in flight ahead of the last decoded one.
     pub window: u16,
     /// Schedule and length parameters.
@@ -554,6 +560,7 @@ mod tests {
                     online: &[0x05],
                     lost: &[0x04],
                     nonces: &nonces,
+                    trap: [0x77; 32],
                     window: 8,
                     params: Params {
                         base_len: 256,
@@ -573,10 +580,11 @@ mod tests {
                     largest: 300,
                 }),
                 cat(&[
-                    &[0, 0, 0, 0x6C, 0x07, 0x07],
+                    &[0, 0, 0, 0x8C, 0x07, 0x07],
                     &rep(9, 16),
                     &[0x01, 0x05, 0x01, 0x04, 0x20],
                     &nonces,
+                    &rep(0x77, 32),
                     &[0x08],
                     &[0x80, 0x02, 0x80, 0x20, 0x80, 0x80, 0x01, 0x10, 0x40, 0x40],
                     &[0x01, 0x06, 0xE8, 0x07],
@@ -788,13 +796,13 @@ mod tests {
                     exchange: 300,
                     bit: 1234,
                     slot: 3,
-                    grounds: crate::blame::Grounds::Accused(&[0x5A; 76]),
+                    grounds: &cat(&[&[0x01], &rep(0x5A, 128)]),
                 },
                 cat(&[
                     &[
-                        0, 0, 0, 0x55, 0x13, 0x07, 0xAC, 0x02, 0xD2, 0x09, 0x03, 0x4D, 0x00,
+                        0, 0, 0, 0x8A, 0x13, 0x07, 0xAC, 0x02, 0xD2, 0x09, 0x03, 0x81, 0x01, 0x01,
                     ],
-                    &rep(0x5A, 76),
+                    &rep(0x5A, 128),
                 ]),
             ),
             (

@@ -1,9 +1,9 @@
 //! The layout of an owned data cell: its body encrypted and authenticated under a key only
-//! the slot's owner and the relay can compute.
+//! the slot's owner and the relay can compute, laid out around secret *trap bytes*.
 //!
 //! ```text
-//! Cell    = nonce (24) | XChaCha20-Poly1305(k_s, nonce, AAD).encrypt(Body) | tag (16)
-//! Body    = Next (u16 BE) | Record* | zero padding        (len − 40 bytes)
+//! Sealed  = nonce (24) | XChaCha20-Poly1305(k_s, nonce, AAD).encrypt(Body) | tag (16)
+//! Body    = Next (u16 BE) | Record* | zero padding        (sealed_len(len) − 40 bytes)
 //! AAD     = "dissent-rs v3 slot" | group_id (16) | session_id (16) | view (32)
 //!           | interval (u32 BE) | slot (u16 BE) | ordinal (u64 BE) | len (u32 BE)
 //! k_s     = HKDF-SHA256(salt = session_id, ikm = dh,
@@ -23,14 +23,43 @@
 //! just as uniquely, and the relay counts it too. A cell of all zeros is "nothing" and is
 //! never sealed.
 //!
+//! **Traps.** A cell of `len` bytes is cut into blocks of [`TRAP_BLOCK`] bytes (the last
+//! one shorter when `len` is not a multiple). One byte of each block is a trap byte, where
+//! the owner writes 0; the sealed cell (`sealed_len(len) = len − ⌈len/16⌉` bytes) fills the
+//! other bytes in order. Which byte is secret to the owner and the relay:
+//!
+//! ```text
+//! R_I     = r_I · G          announced in interval I's IntervalStart (r_I: trap_secret)
+//! Z       = encode(x_s · R_I) = encode(r_I · P_s)
+//! k_trap  = HKDF-SHA256(salt = session_id, ikm = Z, info = "dissent-rs v3 trap key"
+//!                       | group_id (16) | interval (u32 BE) | slot (u16 BE), 32)
+//! stream  = ChaCha20(k_trap, nonce = 0 (4) | exchange (u64 BE), counter 0)
+//! trap(k) = 16·k + stream[k] mod size_k   (size_k = 16, or the last block's length)
+//! r_I     = HKDF-SHA256(salt = session_id, ikm = relay DH secret (32, canonical),
+//!                       info = "dissent-rs v3 trap secret" | epoch (16) | interval (u32 BE), 32)
+//!           read little-endian modulo the group order
+//! ```
+//!
+//! The owner lays its sealed cell out in the cell path, where it knows the exchange; a
+//! non-owner does the same work writing zeros. The relay checks every trap byte of a
+//! decoded owned cell (a non-zero one is a *sprung trap*: someone else wrote there), then
+//! gathers the sealed bytes to the front of the cell in place to open it, and puts them
+//! back if it does not open (the decoded cell is what every member is shown). A disruptor
+//! does not know where the traps are, so every byte it changes is a trap with probability
+//! 1/16 (docs/security.md). An owned cell is never shorter than [`MIN_OWNED_CELL`] (45)
+//! bytes, so it always has at least three blocks.
+//!
 //! The ciphertext is also the whitening: every bit of an owned cell is unpredictable to
 //! anyone but its owner and the relay, so a disruptor cannot flip only the bits it knows to
 //! be 1. The tag proves to the relay that the owner (or the relay itself) wrote the cell;
 //! it proves nothing to anyone else (docs/security.md).
 //!
-//! Owns the layout, the slot key's derivation and the AEAD's context; the AEAD is the
-//! `chacha20poly1305` crate's. It must not know who owns a slot.
+//! Owns the layout, the slot and trap keys' derivations and the AEAD's context; the AEAD is
+//! the `chacha20poly1305` crate's, the trap stream the `chacha20` crate's. It must not know
+//! who owns a slot.
 
+use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+use chacha20::ChaCha20;
 use chacha20poly1305::aead::AeadInPlace;
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use hkdf::Hkdf;
@@ -42,6 +71,8 @@ use crate::ristretto::keys::SecretKey;
 
 const SLOT_LABEL: &[u8] = b"dissent-rs v3 slot";
 const SLOT_KEY_LABEL: &[u8] = b"dissent-rs v3 slot key";
+const TRAP_KEY_LABEL: &[u8] = b"dissent-rs v3 trap key";
+const TRAP_SECRET_LABEL: &[u8] = b"dissent-rs v3 trap secret";
 
 /// Bytes of an owned cell's nonce.
 pub const SLOT_NONCE_LEN: usize = 24;
@@ -49,8 +80,28 @@ pub const SLOT_NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 /// Bytes an owned cell spends on its nonce and tag.
 pub const SLOT_OVERHEAD: usize = SLOT_NONCE_LEN + TAG_LEN;
-/// The shortest cell an owner can write something in (its nonce, `Next` and tag).
-pub const MIN_OWNED_CELL: usize = SLOT_OVERHEAD + NEXT_LEN;
+/// The shortest sealed cell (its nonce, `Next` and tag).
+pub const MIN_SEALED_CELL: usize = SLOT_OVERHEAD + NEXT_LEN;
+/// Bytes of a cell per trap byte.
+pub const TRAP_BLOCK: usize = 16;
+/// The shortest cell an owner can write something in: one holding [`MIN_SEALED_CELL`]
+/// sealed bytes and its trap bytes.
+pub const MIN_OWNED_CELL: usize = cell_len_for(MIN_SEALED_CELL);
+
+/// Trap bytes in a cell of `len` bytes: one per block of [`TRAP_BLOCK`].
+pub const fn traps_in(len: usize) -> usize {
+    len.div_ceil(TRAP_BLOCK)
+}
+
+/// Bytes of the sealed cell an owned cell of `len` bytes holds beside its trap bytes.
+pub const fn sealed_len(len: usize) -> usize {
+    len - traps_in(len)
+}
+
+/// The shortest cell holding `sealed` sealed bytes beside its trap bytes.
+pub const fn cell_len_for(sealed: usize) -> usize {
+    sealed + sealed.div_ceil(TRAP_BLOCK - 1)
+}
 /// Bytes of an owned cell's associated data.
 pub const AAD_LEN: usize = SLOT_LABEL.len() + 16 + 16 + 32 + 4 + 2 + 8 + 4;
 
@@ -118,6 +169,339 @@ impl SlotKey {
     }
 }
 
+/// The key of one slot's trap bytes in one interval: only the slot's owner and the relay
+/// can compute it (or anyone the relay shows `Z` to, once the interval's cells are sent).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrapKey([u8; 32]);
+
+impl core::fmt::Debug for TrapKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("TrapKey(..)")
+    }
+}
+
+/// The relay's trap secret of `interval`, `r_I`: derived from its DH secret, its instance
+/// (`epoch`) and the interval, so it is fresh in every interval and every relay instance.
+/// `None` only if the derivation gives zero (probability 2^-252).
+pub fn trap_secret(
+    relay: &SecretKey,
+    epoch: &[u8; 16],
+    session_id: &[u8; 16],
+    interval: u32,
+) -> Option<SecretKey> {
+    let mut ikm = relay.to_bytes();
+    let hk = Hkdf::<Sha256>::new(Some(session_id), &ikm);
+    ikm.fill(0);
+    let mut bytes = [0u8; 32];
+    // 32 bytes is far below HKDF-SHA256's limit, so expand cannot fail.
+    let _ = hk.expand_multi_info(
+        &[TRAP_SECRET_LABEL, epoch, &interval.to_be_bytes()],
+        &mut bytes,
+    );
+    let secret = SecretKey::from_bytes_mod_order(&bytes);
+    bytes.fill(0);
+    secret
+}
+
+impl TrapKey {
+    /// Derives slot `slot`'s trap key of `interval` from the trap point `Z`.
+    pub fn from_point(
+        z: &[u8; 32],
+        group_id: &[u8; 16],
+        session_id: &[u8; 16],
+        interval: u32,
+        slot: u16,
+    ) -> Self {
+        let hk = Hkdf::<Sha256>::new(Some(session_id), z);
+        let mut key = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit, so expand cannot fail.
+        let _ = hk.expand_multi_info(
+            &[
+                TRAP_KEY_LABEL,
+                group_id,
+                &interval.to_be_bytes(),
+                &slot.to_be_bytes(),
+            ],
+            &mut key,
+        );
+        TrapKey(key)
+    }
+
+    /// The owner's side: from the 32 pseudonym secret bytes and the interval's announced
+    /// trap point `R_I`.
+    pub fn owner(
+        pseudonym_secret: &[u8; 32],
+        trap_public: &[u8; 32],
+        group_id: &[u8; 16],
+        session_id: &[u8; 16],
+        interval: u32,
+        slot: u16,
+    ) -> Result<Self, KeyError> {
+        let secret = crate::crypto::pad_secret(pseudonym_secret).ok_or(KeyError::ZeroSecret)?;
+        Self::from_secret(&secret, trap_public, group_id, session_id, interval, slot)
+    }
+
+    /// The owner's side from its pseudonym secret scalar (as [`TrapKey::owner`]).
+    pub fn from_secret(
+        secret: &SecretKey,
+        trap_public: &[u8; 32],
+        group_id: &[u8; 16],
+        session_id: &[u8; 16],
+        interval: u32,
+        slot: u16,
+    ) -> Result<Self, KeyError> {
+        let z = crate::ristretto::keys::dh(secret, trap_public)
+            .map_err(|_| KeyError::NonContributory)?;
+        Ok(Self::from_point(&z, group_id, session_id, interval, slot))
+    }
+
+    /// A key kept as bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        TrapKey(bytes)
+    }
+
+    /// The key's bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The trap stream of `exchange`, from keystream byte `at`.
+    fn stream(&self, exchange: u64, at: usize) -> ChaCha20 {
+        let mut nonce = [0u8; 12];
+        crate::field::put(&mut nonce, 4, &exchange.to_be_bytes());
+        let mut cipher = ChaCha20::new(&self.0.into(), &nonce.into());
+        cipher.seek(at as u64);
+        cipher
+    }
+
+    /// Where the trap byte of block `block` of a `len`-byte cell of `exchange` is (an
+    /// offset into the cell); `None` past the cell.
+    pub fn trap_of(&self, exchange: u64, len: usize, block: usize) -> Option<usize> {
+        let start = block.checked_mul(TRAP_BLOCK).filter(|&s| s < len)?;
+        let size = (len - start).min(TRAP_BLOCK);
+        let mut byte = [0u8; 1];
+        self.stream(exchange, block).apply_keystream(&mut byte);
+        Some(start + usize::from(byte[0]) % size)
+    }
+
+    /// Whether `bit` of a `len`-byte cell of `exchange` lies in a trap byte.
+    pub fn is_trap_bit(&self, exchange: u64, len: usize, bit: u32) -> bool {
+        let byte = bit as usize / 8;
+        byte < len && self.trap_of(exchange, len, byte / TRAP_BLOCK) == Some(byte)
+    }
+
+    /// Calls `f(start, size, trap)` for every block of a `len`-byte cell of `exchange`, in
+    /// order (`rev`: last block first).
+    fn blocks(&self, exchange: u64, len: usize, rev: bool, mut f: impl FnMut(usize, usize, usize)) {
+        const CHUNK: usize = 64;
+        let blocks = traps_in(len);
+        let chunks = blocks.div_ceil(CHUNK);
+        let mut stream = self.stream(exchange, 0);
+        let mut buf = [0u8; CHUNK];
+        for i in 0..chunks {
+            let c = if rev { chunks - 1 - i } else { i };
+            buf.fill(0);
+            if rev {
+                stream.seek((c * CHUNK) as u64);
+            }
+            stream.apply_keystream(&mut buf);
+            let first = c * CHUNK;
+            let n = (blocks - first).min(CHUNK);
+            for j in 0..n {
+                let j = if rev { n - 1 - j } else { j };
+                let start = (first + j) * TRAP_BLOCK;
+                let size = (len - start).min(TRAP_BLOCK);
+                let r = usize::from(buf.get(j).copied().unwrap_or(0));
+                // A whole block's offset is a mask; only the last block divides.
+                let offset = if size == TRAP_BLOCK {
+                    r & (TRAP_BLOCK - 1)
+                } else {
+                    r % size
+                };
+                f(start, size, start + offset);
+            }
+        }
+    }
+}
+
+/// A whole block's 15 sealed bytes (`x`, little-endian, the top byte ignored) spread
+/// around a zero at offset `t`: bytes below `t` stay, the rest move up one.
+fn spread(x: u128, t: usize) -> u128 {
+    let below = (1u128 << (8 * t)) - 1;
+    let fifteen = u128::MAX >> 8;
+    (x & below) | ((x & fifteen & !below) << 8)
+}
+
+/// A whole block (`x`, little-endian) with its byte at offset `t` taken out: the 15 others
+/// in order in the low bytes.
+fn squeeze(x: u128, t: usize) -> u128 {
+    let below = (1u128 << (8 * t)) - 1;
+    (x & below) | ((x >> 8) & !below)
+}
+
+/// Reads 16 bytes at `at` (zeros past the end).
+fn read16(bytes: &[u8], at: usize) -> u128 {
+    let mut b = [0u8; 16];
+    if let Some(src) = bytes.get(at..at + 16) {
+        b.copy_from_slice(src);
+    } else if let Some(src) = bytes.get(at..) {
+        crate::field::put(&mut b, 0, src);
+    }
+    u128::from_le_bytes(b)
+}
+
+/// Writes the low `n` bytes of `x` at `at` (as many as fit).
+fn write_low(bytes: &mut [u8], at: usize, x: u128, n: usize) {
+    let b = x.to_le_bytes();
+    if n == 16 {
+        if let Some(dst) = bytes.get_mut(at..at + 16) {
+            dst.copy_from_slice(&b);
+            return;
+        }
+    }
+    let n = n.min(bytes.len().saturating_sub(at));
+    crate::field::put(bytes, at, b.get(..n).unwrap_or(&[]));
+}
+
+/// Lays a cell of `exchange` out: `sealed` (exactly [`sealed_len`] of the cell's length)
+/// in the bytes that are not traps, in order, and 0 in every trap byte. With `sealed`
+/// `None`, the same work writes zeros everywhere (a non-owner's cell). `false` (the cell
+/// all zeros) if `sealed` has another length.
+pub fn lay_out(cell: &mut [u8], sealed: Option<&[u8]>, traps: &TrapKey, exchange: u64) -> bool {
+    let len = cell.len();
+    if sealed.is_some_and(|s| s.len() != sealed_len(len)) {
+        cell.fill(0);
+        return false;
+    }
+    // A non-owner copies from zeros: the same copies, spreads and writes as an owner.
+    const ZEROS: [u8; TRAP_BLOCK - 1] = [0; TRAP_BLOCK - 1];
+    let mut from = 0;
+    traps.blocks(exchange, len, false, |start, size, trap| {
+        let part = match sealed {
+            Some(s) => s.get(from..from + size - 1).unwrap_or(&[]),
+            None => ZEROS.get(..size - 1).unwrap_or(&[]),
+        };
+        from += size - 1;
+        if size == TRAP_BLOCK {
+            let mut b = [0u8; 16];
+            crate::field::put(&mut b, 0, part);
+            let x = spread(u128::from_le_bytes(b), trap - start);
+            write_low(cell, start, x, TRAP_BLOCK);
+        } else {
+            let before = trap - start;
+            crate::field::put(cell, start, part.get(..before).unwrap_or(&[]));
+            crate::field::put(cell, trap, &[0]);
+            crate::field::put(cell, trap + 1, part.get(before..).unwrap_or(&[]));
+        }
+    });
+    true
+}
+
+/// A decoded cell's sprung traps: how many trap bytes are not zero, and the first set bit
+/// of the first of them (a bit of the cell, least significant first in its byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sprung {
+    /// Trap bytes that are not zero.
+    pub count: usize,
+    /// The first set bit of the first of them.
+    pub bit: u32,
+}
+
+/// Checks the trap bytes of a decoded cell of `exchange`: `None` if every one is zero.
+pub fn sprung(cell: &[u8], traps: &TrapKey, exchange: u64) -> Option<Sprung> {
+    let mut found: Option<Sprung> = None;
+    traps.blocks(exchange, cell.len(), false, |_, _, trap| {
+        let b = cell.get(trap).copied().unwrap_or(0);
+        if b != 0 {
+            match &mut found {
+                Some(s) => s.count += 1,
+                None => {
+                    let bit = (trap * 8) as u32 + b.trailing_zeros();
+                    found = Some(Sprung { count: 1, bit });
+                }
+            }
+        }
+    });
+    found
+}
+
+/// Gathers the sealed bytes of a decoded cell of `exchange` to its front, in place (the
+/// trap bytes go to its end); returns how many there are ([`sealed_len`]). [`scatter`]
+/// undoes it exactly.
+pub fn gather(cell: &mut [u8], traps: &TrapKey, exchange: u64) -> usize {
+    // Byte by byte, a swap for each sealed byte: the same swaps in reverse order undo it.
+    let mut w = 0;
+    traps.blocks(exchange, cell.len(), false, |start, size, trap| {
+        for i in start..start + size {
+            if i != trap {
+                cell.swap(w, i);
+                w += 1;
+            }
+        }
+    });
+    w
+}
+
+/// [`gather`] for a cell none of whose trap bytes is sprung (the usual case, checked with
+/// [`sprung`] first): the sealed bytes are moved a block's run at a time, and
+/// [`scatter_clean`] puts them back with zeros in the traps. On a cell with a sprung trap
+/// the trap bytes' values would be lost: use [`gather`] there.
+pub fn gather_clean(cell: &mut [u8], traps: &TrapKey, exchange: u64) -> usize {
+    let mut w = 0;
+    traps.blocks(exchange, cell.len(), false, |start, size, trap| {
+        if size == TRAP_BLOCK {
+            // 16 bytes written at `w ≤ start`: the 16th is the next block's to overwrite,
+            // and none is a byte of a later block not yet read.
+            let x = squeeze(read16(cell, start), trap - start);
+            write_low(cell, w, x, TRAP_BLOCK);
+            w += TRAP_BLOCK - 1;
+            return;
+        }
+        cell.copy_within(start..trap, w);
+        w += trap - start;
+        cell.copy_within(trap + 1..start + size, w);
+        w += start + size - trap - 1;
+    });
+    w
+}
+
+/// Undoes [`gather_clean`]: the sealed bytes back in place, zeros in the trap bytes.
+pub fn scatter_clean(cell: &mut [u8], traps: &TrapKey, exchange: u64) {
+    let mut w = sealed_len(cell.len());
+    traps.blocks(exchange, cell.len(), true, |start, size, trap| {
+        if size == TRAP_BLOCK {
+            // Last block first: the 16 bytes written at `start ≥ w` hold no byte of an
+            // earlier block not yet moved.
+            w -= TRAP_BLOCK - 1;
+            let x = spread(read16(cell, w), trap - start);
+            write_low(cell, start, x, TRAP_BLOCK);
+            return;
+        }
+        let after = start + size - trap - 1;
+        w -= after;
+        cell.copy_within(w..w + after, trap + 1);
+        let before = trap - start;
+        w -= before;
+        cell.copy_within(w..w + before, start);
+        if let Some(t) = cell.get_mut(trap) {
+            *t = 0;
+        }
+    });
+}
+
+/// Undoes [`gather`]: the cell is byte for byte what it was before.
+pub fn scatter(cell: &mut [u8], traps: &TrapKey, exchange: u64) {
+    let mut w = sealed_len(cell.len());
+    traps.blocks(exchange, cell.len(), true, |start, size, trap| {
+        for i in (start..start + size).rev() {
+            if i != trap {
+                w -= 1;
+                cell.swap(w, i);
+            }
+        }
+    });
+}
+
 /// What an owned cell's tag binds besides its bytes (and its length).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotContext {
@@ -160,9 +544,9 @@ impl SlotContext {
 }
 
 /// The body of an owned cell (where the owner writes `Next` and its records before
-/// [`seal`]); `None` if the cell is shorter than [`MIN_OWNED_CELL`].
+/// [`seal`]); `None` if the cell is shorter than [`MIN_SEALED_CELL`].
 pub fn body_mut(cell: &mut [u8]) -> Option<&mut [u8]> {
-    if cell.len() < MIN_OWNED_CELL {
+    if cell.len() < MIN_SEALED_CELL {
         return None;
     }
     let end = cell.len() - TAG_LEN;
@@ -188,7 +572,7 @@ pub enum Opened {
 
 /// Splits a cell into nonce, body and tag; `None` if it is too short.
 fn split(cell: &mut [u8]) -> Option<(&[u8; SLOT_NONCE_LEN], &mut [u8], &mut [u8; TAG_LEN])> {
-    if cell.len() < MIN_OWNED_CELL {
+    if cell.len() < MIN_SEALED_CELL {
         return None;
     }
     let (rest, tag) = cell.split_last_chunk_mut::<TAG_LEN>()?;
@@ -344,7 +728,7 @@ mod tests {
         let v = CellView::parse(body(&cell).unwrap()).unwrap();
         assert_eq!(v.next(), 300);
         assert_eq!(v.records().count(), 1);
-        assert!(body_mut(&mut [0u8; MIN_OWNED_CELL - 1]).is_none());
+        assert!(body_mut(&mut [0u8; MIN_SEALED_CELL - 1]).is_none());
         assert_eq!(
             body_mut(&mut [0u8; 100]).unwrap().len(),
             100 - SLOT_OVERHEAD
@@ -399,7 +783,7 @@ mod tests {
         // All zeros is nothing, at any length; too short to seal is disrupted.
         assert_eq!(open(&mut [0u8; 128], &CTX, &key), Opened::Empty);
         assert_eq!(open(&mut [1u8; 16], &CTX, &key), Opened::Disrupted);
-        assert!(!seal(&mut [0u8; MIN_OWNED_CELL - 1], &CTX, &[0; 24], &key));
+        assert!(!seal(&mut [0u8; MIN_SEALED_CELL - 1], &CTX, &[0; 24], &key));
     }
 
     /// Nobody but the owner (and the relay) writes in its slot: a seeded search over the
@@ -484,5 +868,186 @@ mod tests {
             tried += 1;
         }
         assert!(tried > 1900, "{tried} patterns tried");
+    }
+
+    /// The trap secret of the vectors' relay.
+    fn trap_secret_of_vectors() -> SecretKey {
+        let relay = crate::crypto::pad_secret(&RELAY).unwrap();
+        trap_secret(&relay, &[8; 16], &[2; 16], 7).unwrap()
+    }
+
+    fn trap_key() -> TrapKey {
+        let announced = trap_secret_of_vectors().public_key().to_bytes();
+        TrapKey::owner(&PSEUDONYM, &announced, &[1; 16], &[2; 16], 7, 2).unwrap()
+    }
+
+    /// Pinned in docs/protocol.md ("Trap bytes") and recomputed apart from the Rust code by
+    /// docs/vectors/pads.py: the relay's trap secret and point of interval 7 (epoch `08×16`),
+    /// the slot's trap key, the trap bytes of a 128-byte cell of exchange 300, and the
+    /// sealed cell above laid out around them.
+    #[test]
+    fn trap_vectors_and_layout() {
+        let r = trap_secret_of_vectors();
+        assert_eq!(
+            hex(&r.to_bytes()),
+            "bc0a79d7df9357d1a82f8023016c5f055c6df6347881927d407e732e30280f0e"
+        );
+        assert_eq!(
+            hex(&r.public_key().to_bytes()),
+            "6c6ac57d4e5b57d73df083efe5beedb4f2d40204ee4b8e4705130360b5f6ca22"
+        );
+        // The relay's side gives the owner's key.
+        let public = crate::crypto::pad_public_key(&PSEUDONYM);
+        let z = crate::ristretto::keys::dh(&r, &public).unwrap();
+        assert_eq!(
+            hex(&z),
+            "b6a4afa7b06a38b2dc55f9713cdc6ac9a49075f91f724dc585376f5c70969016"
+        );
+        assert_eq!(
+            TrapKey::from_point(&z, &[1; 16], &[2; 16], 7, 2),
+            trap_key()
+        );
+        assert_eq!(
+            hex(trap_key().as_bytes()),
+            "25a9a17239aa35a56c4742dfb1e36eb0831e0a7940389f81e9d9ce7944a3dca0"
+        );
+        let traps: std::vec::Vec<usize> = (0..8)
+            .map(|k| trap_key().trap_of(300, 128, k).unwrap())
+            .collect();
+        assert_eq!(
+            std::format!("{traps:?}"),
+            "[6, 17, 33, 59, 72, 86, 105, 117]"
+        );
+        assert_eq!(trap_key().trap_of(300, 128, 8), None);
+        // An owned 128-byte cell: the record above sealed into 120 bytes, laid out.
+        let mut sealed = [0u8; 120];
+        let mut w = CellWriter::new(body_mut(&mut sealed).unwrap());
+        w.push_data(ConnId(0x0003_0001), true, b"hi").unwrap();
+        w.finish(300);
+        assert!(seal(&mut sealed, &CTX, &[0x5A; SLOT_NONCE_LEN], &key()));
+        let mut cell = [0xFFu8; 128];
+        assert!(lay_out(&mut cell, Some(&sealed), &trap_key(), 300));
+        assert_eq!(
+            hex(&cell[..32]),
+            "5a5a5a5a5a5a005a5a5a5a5a5a5a5a5a5a005a5a5a5a5a5a5a5aa1775100e0e5"
+        );
+        assert_eq!(
+            hex(&cell[96..]),
+            "02be9b1d1ac001265800c39ea1d7da96a690e99f4b00eb9d8ebfd764b6802d70"
+        );
+        let mut opened = cell;
+        assert_eq!(gather(&mut opened, &trap_key(), 300), 120);
+        assert_eq!(open(&mut opened[..120], &CTX, &key()), Opened::Authentic);
+        for (k, &t) in traps.iter().enumerate() {
+            assert_eq!(cell[t], 0, "block {k}");
+            assert!(trap_key().is_trap_bit(300, 128, (t * 8) as u32 + 7));
+        }
+    }
+
+    #[test]
+    fn traps_lay_out_gather_and_scatter_back_at_every_length() {
+        let key = trap_key();
+        let mut rng = ChaCha20Rng::from_seed([0x7A; 32]);
+        for len in (1..=300).chain([1023, 1024, 1025, 16 * 1024, 65_535]) {
+            for exchange in [0u64, 1, 300, u64::MAX] {
+                let mut sealed = std::vec![0u8; sealed_len(len)];
+                rng.fill_bytes(&mut sealed);
+                let mut cell = std::vec![0xAAu8; len];
+                assert!(lay_out(&mut cell, Some(&sealed), &key, exchange));
+                // Exactly one trap byte per block, zero, and the rest is the sealed cell.
+                let traps: std::vec::Vec<usize> = (0..traps_in(len))
+                    .map(|k| key.trap_of(exchange, len, k).unwrap())
+                    .collect();
+                for (k, &t) in traps.iter().enumerate() {
+                    assert!(t >= k * TRAP_BLOCK && t < ((k + 1) * TRAP_BLOCK).min(len));
+                    assert_eq!(cell[t], 0);
+                }
+                let bits = (0..len * 8).filter(|&b| key.is_trap_bit(exchange, len, b as u32));
+                assert_eq!(bits.count(), 8 * traps_in(len), "len {len}");
+                assert_eq!(sprung(&cell, &key, exchange), None, "len {len}");
+                let decoded = cell.clone();
+                assert_eq!(gather(&mut cell, &key, exchange), sealed.len());
+                assert_eq!(cell[..sealed.len()], sealed[..], "len {len}");
+                scatter(&mut cell, &key, exchange);
+                assert_eq!(cell, decoded, "len {len}: scattered back exactly");
+                assert_eq!(gather_clean(&mut cell, &key, exchange), sealed.len());
+                assert_eq!(cell[..sealed.len()], sealed[..], "len {len}");
+                scatter_clean(&mut cell, &key, exchange);
+                assert_eq!(cell, decoded, "len {len}: scattered back exactly");
+                // A non-owner's cell: zeros, with the same work.
+                let mut zeros = std::vec![0x55u8; len];
+                assert!(lay_out(&mut zeros, None, &key, exchange));
+                assert!(zeros.iter().all(|&b| b == 0));
+                // A sealed cell of another length is refused.
+                if len > 1 {
+                    assert!(!lay_out(&mut zeros, Some(&sealed[1..]), &key, exchange));
+                }
+            }
+        }
+        // Another exchange, slot or interval: other traps (over a long cell, surely).
+        let len = 4096;
+        let other = [
+            (
+                TrapKey::owner(
+                    &PSEUDONYM,
+                    &trap_secret_of_vectors().public_key().to_bytes(),
+                    &[1; 16],
+                    &[2; 16],
+                    7,
+                    3,
+                )
+                .unwrap(),
+                300,
+            ),
+            (
+                TrapKey::owner(
+                    &PSEUDONYM,
+                    &trap_secret_of_vectors().public_key().to_bytes(),
+                    &[1; 16],
+                    &[2; 16],
+                    8,
+                    2,
+                )
+                .unwrap(),
+                300,
+            ),
+            (key.clone(), 301),
+        ];
+        for (k, e) in other {
+            let same = (0..traps_in(len))
+                .filter(|&b| k.trap_of(e, len, b) == key.trap_of(300, len, b))
+                .count();
+            assert!(same < traps_in(len) / 8, "{same} of {}", traps_in(len));
+        }
+    }
+
+    #[test]
+    fn a_changed_trap_byte_springs_and_the_first_set_bit_is_named() {
+        let key = trap_key();
+        let sealed = sealed();
+        let mut cell = [0u8; 128];
+        assert!(lay_out(
+            &mut cell,
+            Some(&sealed[..sealed_len(128)]),
+            &key,
+            300
+        ));
+        for k in 0..traps_in(128) {
+            let t = key.trap_of(300, 128, k).unwrap();
+            for v in 1..=255u8 {
+                let mut c = cell;
+                c[t] = v;
+                let s = sprung(&c, &key, 300).unwrap();
+                assert_eq!(s.count, 1);
+                assert_eq!(s.bit, (t * 8) as u32 + v.trailing_zeros());
+                assert!(key.is_trap_bit(300, 128, s.bit));
+            }
+        }
+        // Every byte garbled: every trap sprung but one in 256.
+        let mut c = cell;
+        let mut rng = ChaCha20Rng::from_seed([3; 32]);
+        rng.fill_bytes(&mut c);
+        let s = sprung(&c, &key, 300).unwrap();
+        assert!(s.count >= 6, "{s:?}");
     }
 }

@@ -956,6 +956,20 @@ impl Hub {
                         exchange,
                         verdict,
                     } => self.blame_ended(interval, exchange, verdict),
+                    RelayEvent::TrapSprung {
+                        interval,
+                        exchange,
+                        sprung,
+                        ..
+                    } => {
+                        // Not the bit: the round that takes it up shows it to members only.
+                        warn!(
+                            "exchange {exchange} of interval {interval} sprang {} (a member \
+                             other than its slot's owner changed its cell; a blame round \
+                             takes it up)",
+                            count(u64::from(sprung), "trap byte")
+                        );
+                    }
                     RelayEvent::IntervalStarted { interval, clients } => {
                         info!(
                             "interval {interval} started with {}",
