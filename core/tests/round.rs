@@ -7,7 +7,8 @@
 //! client's upload arrives byte-exact. Also: a member that does not answer, or answers
 //! what does not check, is refused blame (and nobody else is); a trustee that lies about a
 //! pad bit is convicted by the dispute; a relay that starts a round on forged grounds gets
-//! no reveal from anyone.
+//! no reveal from anyone. The modes only traps can name are convicted on the relay's own
+//! trap grounds, with the same outcome.
 
 #![cfg(feature = "disruptor")]
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
@@ -152,6 +153,115 @@ fn each_accusable_disruptor_is_convicted_excluded_and_honest_traffic_resumes() {
         convicted += 1;
     }
     println!("{convicted} disruptors convicted, no honest node named");
+}
+
+/// The modes an owner's accusation cannot name (`garble-all` and `garble-data` garble the
+/// owner's accusations too; `flip-payload` changes one byte, in a trap one cell in 16) are
+/// named by the traps they spring: the relay starts the round itself, the disruptor is
+/// convicted by its own reveal and excluded, the trap evidence checks offline, nobody
+/// honest is named, and another client's upload then arrives byte-exact. Prints the
+/// simulated time from the first changed exchange to the exclusion.
+#[test]
+fn each_trap_springing_disruptor_is_convicted_excluded_and_honest_traffic_resumes() {
+    let modes = [
+        ("garble-all", DisruptorMode::GarbleAll),
+        ("garble-data", DisruptorMode::GarbleData),
+        ("flip-payload", DisruptorMode::FlipPayload),
+    ];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); modes.len()];
+    let mut on_traps = [0usize; 3];
+    for seed in 0..18usize {
+        let m = seed % modes.len();
+        let (name, mode) = modes[m];
+        let clients = 5 + seed % 3;
+        let window = [4, 8, 16][(seed / 3) % 3];
+        let mallory = (seed * 5 + 2) % clients;
+        let what =
+            format!("seed {seed}, {name}, {clients} clients, window {window}, mallory {mallory}");
+        let mut net = group(clients, window);
+        net.clients[mallory].set_disruptor(Some(mode));
+        for i in (0..clients).filter(|&i| i != mallory) {
+            let conn = net.open(i);
+            net.send_bytes(i, conn, pattern(seed * 100 + i, 4000 + 97 * (seed % 7)));
+        }
+        let gone = |n: &Net| {
+            n.excluded
+                .iter()
+                .any(|x| x.1 == PeerId::Client(mallory as u16))
+        };
+        let mut first = None;
+        for _ in 0..2_000_000 {
+            if first.is_none() && (net.exit.garbled > 0 || !net.exit.sprung.is_empty()) {
+                first = Some(net.now);
+            }
+            if gone(&net) || !net.step() {
+                break;
+            }
+        }
+        only(&net, mallory, &what);
+        let first = first.unwrap_or_else(|| panic!("{what}: nothing changed"));
+        let &(at, _, kind) = net
+            .excluded
+            .iter()
+            .find(|x| x.1 == PeerId::Client(mallory as u16))
+            .unwrap_or_else(|| panic!("{what}: not excluded ({:?})", net.blame_ended));
+        assert!(
+            matches!(
+                kind,
+                Exclusion::Convicted {
+                    kind: BlameKind::Disrupted,
+                    ..
+                }
+            ),
+            "{what}: {kind:?}"
+        );
+        // The round that named it: its evidence checks offline, from public keys.
+        let named = net.blame_ended.iter().filter(|r| r.3.is_some()).count();
+        assert_eq!(named, net.evidence.len(), "{what}");
+        let evidence = net.evidence.last().expect(&what);
+        let v = blame::verify(evidence, &net.directory()).expect(&what);
+        assert_eq!(
+            (v.who, v.kind),
+            (Culprit::Client(mallory as u16), BlameKind::Disrupted),
+            "{what}"
+        );
+        assert!(v.offline, "{what}");
+        if m < 2 {
+            // Its accusations are garbled with the rest: only a trap can name it.
+            assert!(v.trap, "{what}: named on an accusation");
+        }
+        on_traps[m] += usize::from(v.trap);
+        // Another slot trap point, or another announced one, is refused.
+        if v.trap {
+            for back in [68, 36] {
+                let mut forged = evidence.clone();
+                let at = forged.len() - back;
+                forged[at] ^= 0x01;
+                assert!(blame::verify(&forged, &net.directory()).is_err(), "{what}");
+            }
+        }
+        times[m].push(at - first);
+        net.run_steps(2000);
+        assert!(
+            net.clients[mallory].interval().is_none(),
+            "{what}: still in"
+        );
+        upload_after(&mut net, mallory, seed, &what);
+        only(&net, mallory, &what);
+    }
+    for (m, (name, _)) in modes.iter().enumerate() {
+        let t = &mut times[m];
+        t.sort();
+        println!(
+            "{name}: {} convicted ({} on a sprung trap); simulated time from the first \
+             changed exchange to the exclusion: min {:?}, median {:?}, max {:?}",
+            t.len(),
+            on_traps[m],
+            t[0],
+            t[t.len() / 2],
+            t[t.len() - 1]
+        );
+    }
 }
 
 /// Nobody accuses an honest group, and no round runs.

@@ -5,9 +5,10 @@
 //! significant bit first):
 //!
 //! ```text
-//! magic "DISSENT-BLAME-v3" (16)
+//! magic "DISSENT-BLAME-v3" (an owner's accusation) | "DISSENT-TRAPS-v3" (a sprung trap)
 //! group (16) ‖ session (16) ‖ view (32) ‖ interval (4) ‖ exchange (8) ‖ bit (4) ‖
-//! slot (2) ‖ pad nonce (24) ‖ SHA-256 of the decoded cell (32) ‖ accusation proof (64)
+//! slot (2) ‖ pad nonce (24) ‖ SHA-256 of the decoded cell (32) ‖ proof (64: the
+//!     accusation's, or the trap grounds' DLEQ proof)
 //! m (2) ‖ n (2)
 //! trustee nonces: m × 16
 //! members, by ascending index: n × (index (2) ‖ link nonce (16) ‖ SHA-256(cell) (32) ‖
@@ -17,6 +18,7 @@
 //! d (2), disputes: d × (member position (2) ‖ trustee (2) ‖ prover (1: 0 the member,
 //!     1 the trustee) ‖ Diffie–Hellman secret (32) ‖ DLEQ proof (64))
 //! verdict: kind (1) ‖ role (1: 0 client, 1 trustee, 2 relay) ‖ index (2)
+//! trap form only: R_I (32) ‖ Z (32) ‖ cell length (4)
 //! ```
 //!
 //! The signatures are [`super::Statement`]s; every member's covers the decoded cell's hash
@@ -33,13 +35,19 @@ use crate::ristretto::dleq::PROOF_LEN;
 use crate::NONCE_LEN;
 
 use super::accuse::verify_accusation;
+use super::grounds::Grounds;
 use super::judge::{judge, resolve_dispute, DisputeFacts, Finding, Reveals};
 use super::reveal::{nonces_digest, Statement};
+use super::trap::{TrapError, TrapFacts, TrapGrounds};
 use super::{BlameKind, Culprit};
 use crate::wire::Accusation;
 
 /// The first bytes of every evidence file.
 pub const MAGIC: &[u8; 16] = b"DISSENT-BLAME-v3";
+/// The first bytes of the evidence of a round on a sprung trap.
+pub const TRAP_MAGIC: &[u8; 16] = b"DISSENT-TRAPS-v3";
+/// Bytes the trap form adds after the verdict: `R_I`, `Z` and the cell length.
+pub const TRAP_TAIL_LEN: usize = 32 + 32 + 4;
 
 const HEADER_LEN: usize = 16 + 16 + 16 + 32 + 4 + 8 + 4 + 2 + 24 + 32 + 64 + 2 + 2;
 const DISPUTE_LEN: usize = 2 + 2 + 1 + 32 + PROOF_LEN;
@@ -93,6 +101,8 @@ pub enum EvidenceError {
     UnknownKey,
     /// The accusation's pseudonym proof does not verify.
     BadAccusation,
+    /// The trap grounds do not hold (the proof, or the bit not in a trap byte).
+    BadTrap(TrapError),
     /// A member's reveal signature does not verify (its position; trustees after members).
     BadSignature(usize),
     /// The reveals lead to a dispute the evidence does not settle with a valid proof.
@@ -112,6 +122,7 @@ impl core::fmt::Display for EvidenceError {
             EvidenceError::Malformed => f.write_str("not blame evidence (malformed)"),
             EvidenceError::UnknownKey => f.write_str("a key it needs is not in the group"),
             EvidenceError::BadAccusation => f.write_str("the accusation's proof is invalid"),
+            EvidenceError::BadTrap(e) => write!(f, "the trap grounds do not hold: {e}"),
             EvidenceError::BadSignature(i) => write!(f, "reveal {i}: invalid signature"),
             EvidenceError::Unresolved => f.write_str("a dispute is not settled by a valid proof"),
             EvidenceError::WrongVerdict { who, kind } => {
@@ -135,8 +146,10 @@ pub struct Verified {
     pub exchange: u64,
     /// The accused bit.
     pub bit: u32,
-    /// The slot whose owner accused.
+    /// The exchange's slot (whose owner accused, or whose trap sprang).
     pub slot: u16,
+    /// Whether the round stood on a sprung trap (else on the owner's accusation).
+    pub trap: bool,
     /// Who is named.
     pub who: Culprit,
     /// Why.
@@ -160,9 +173,15 @@ pub struct Header<'a> {
     pub view: &'a [u8; 32],
     /// The interval of the accused exchange.
     pub interval: u32,
-    /// The accusation (exchange, bit, proof).
-    pub accusation: &'a Accusation,
-    /// The accusing slot.
+    /// The exchange.
+    pub exchange: u64,
+    /// The bit.
+    pub bit: u32,
+    /// The round's grounds (an accusation of `exchange` and `bit`, or a sprung trap).
+    pub grounds: &'a Grounds,
+    /// The exchange's cell length (written in the trap form only).
+    pub cell_len: u32,
+    /// The exchange's slot.
     pub slot: u16,
     /// The exchange's pad nonce.
     pub pad_nonce: &'a PadNonce,
@@ -187,6 +206,24 @@ pub struct EvidenceWriter<'b> {
     n: usize,
     disputes_at: Option<usize>,
     disputes: u16,
+    tail: Option<[u8; TRAP_TAIL_LEN]>,
+}
+
+/// The trap form's tail: `R_I ‖ Z ‖ cell length`.
+pub fn trap_tail(grounds: &TrapGrounds, cell_len: u32) -> [u8; TRAP_TAIL_LEN] {
+    let mut t = [0u8; TRAP_TAIL_LEN];
+    crate::field::put(&mut t, 0, &grounds.announced);
+    crate::field::put(&mut t, 32, &grounds.point);
+    crate::field::put(&mut t, 64, &cell_len.to_be_bytes());
+    t
+}
+
+/// Bytes the header's grounds add after the verdict.
+fn tail_len(h: &Header<'_>) -> usize {
+    match h.grounds {
+        Grounds::Accused(_) => 0,
+        Grounds::Trap(_) => TRAP_TAIL_LEN,
+    }
 }
 
 impl<'b> EvidenceWriter<'b> {
@@ -194,7 +231,9 @@ impl<'b> EvidenceWriter<'b> {
     /// header's counts and `disputes` disputes.
     pub fn new(h: &Header<'_>, disputes: usize, out: &'b mut [u8]) -> Option<Self> {
         let (n, m) = (usize::from(h.clients), usize::from(h.trustees));
-        if out.len() < evidence_len(n, m, disputes) || h.trustee_nonces.len() != m * NONCE_LEN {
+        if out.len() < evidence_len(n, m, disputes) + tail_len(h)
+            || h.trustee_nonces.len() != m * NONCE_LEN
+        {
             return None;
         }
         let mut w = EvidenceWriter {
@@ -204,20 +243,27 @@ impl<'b> EvidenceWriter<'b> {
             n,
             disputes_at: None,
             disputes: 0,
+            tail: match h.grounds {
+                Grounds::Accused(_) => None,
+                Grounds::Trap(t) => Some(trap_tail(t, h.cell_len)),
+            },
         };
-        let a = h.accusation;
+        let (magic, proof) = match h.grounds {
+            Grounds::Accused(a) => (MAGIC, &a.proof),
+            Grounds::Trap(t) => (TRAP_MAGIC, &t.proof),
+        };
         for p in [
-            &MAGIC[..],
+            &magic[..],
             h.group_id,
             h.session_id,
             h.view,
             &h.interval.to_be_bytes(),
-            &a.exchange.to_be_bytes(),
-            &a.bit.to_be_bytes(),
+            &h.exchange.to_be_bytes(),
+            &h.bit.to_be_bytes(),
             &h.slot.to_be_bytes(),
             h.pad_nonce,
             h.decoded_hash,
-            &a.proof,
+            proof,
             &h.trustees.to_be_bytes(),
             &h.clients.to_be_bytes(),
             h.trustee_nonces,
@@ -305,6 +351,9 @@ impl<'b> EvidenceWriter<'b> {
         let (role, index) = role_of(who);
         self.put(&[kind as u8, role]);
         self.put(&index.to_be_bytes());
+        if let Some(tail) = self.tail {
+            self.put(&tail);
+        }
         self.at
     }
 }
@@ -330,7 +379,23 @@ impl<'b> Draft<'b> {
         let len = evidence_len(n, m, 1);
         let out = out.get_mut(..len)?;
         out.fill(0);
-        let out = EvidenceWriter::new(h, 1, out)?.out;
+        // The trap form's tail follows the verdict: the relay writes it when the round
+        // ends ([`trap_tail`]).
+        let plain = Header {
+            grounds: &Grounds::Accused(Accusation {
+                exchange: h.exchange,
+                bit: h.bit,
+                proof: match h.grounds {
+                    Grounds::Accused(a) => a.proof,
+                    Grounds::Trap(t) => t.proof,
+                },
+            }),
+            ..*h
+        };
+        let out = EvidenceWriter::new(&plain, 1, out)?.out;
+        if matches!(h.grounds, Grounds::Trap(_)) {
+            crate::field::put(out, 0, TRAP_MAGIC);
+        }
         Some(Draft { out, m, n })
     }
 
@@ -546,6 +611,8 @@ struct Parsed<'a> {
     disputes: usize,
     who: Culprit,
     kind: BlameKind,
+    /// Where the trap form's tail starts (`None` for an accusation).
+    tail_at: Option<usize>,
 }
 
 fn arr<const N: usize>(b: &[u8], at: usize) -> Option<&[u8; N]> {
@@ -558,9 +625,11 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 impl<'a> Parsed<'a> {
     fn parse(bytes: &'a [u8]) -> Option<Self> {
-        if bytes.get(..16)? != MAGIC {
-            return None;
-        }
+        let trap = match bytes.get(..16)? {
+            m if m == MAGIC => false,
+            m if m == TRAP_MAGIC => true,
+            _ => return None,
+        };
         let m = usize::from(be16(bytes, HEADER_LEN - 4)?);
         let n = usize::from(be16(bytes, HEADER_LEN - 2)?);
         let nonces_at = HEADER_LEN;
@@ -569,7 +638,8 @@ impl<'a> Parsed<'a> {
         let disputes_at = trustees_at + m * trustee_entry_len(n) + 2;
         let disputes = usize::from(be16(bytes, disputes_at - 2)?);
         let verdict_at = disputes_at + disputes * DISPUTE_LEN;
-        if bytes.len() != verdict_at + VERDICT_LEN {
+        let tail = if trap { TRAP_TAIL_LEN } else { 0 };
+        if bytes.len() != verdict_at + VERDICT_LEN + tail {
             return None;
         }
         // Flag bytes are 0 or 1, nothing else: one encoding per evidence.
@@ -601,6 +671,7 @@ impl<'a> Parsed<'a> {
             disputes,
             who,
             kind,
+            tail_at: trap.then_some(verdict_at + VERDICT_LEN),
         })
     }
 
@@ -677,22 +748,46 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
     let slot = u16::from_be_bytes(*e.field(96));
     let pad_nonce: &PadNonce = e.field(98);
     let decoded_hash: [u8; 32] = *e.field(122);
-    let accusation = Accusation {
-        exchange,
-        bit,
-        proof: *e.field(154),
-    };
+    let proof: [u8; PROOF_LEN] = *e.field(154);
     let pseudonym = keys.pseudonym(slot).ok_or(EvidenceError::UnknownKey)?;
-    if !verify_accusation(
-        &accusation,
-        interval,
-        &pseudonym,
-        group_id,
-        session_id,
-        view,
-        slot,
-    ) {
-        return Err(EvidenceError::BadAccusation);
+    if let Some(at) = e.tail_at {
+        // A sprung trap: `R_I` is the file's (every member checked it against the
+        // interval's announcement before revealing), the proof shows `Z = r_I·P_s` for the
+        // slot's key, and the bit lies in a trap byte, where the owner wrote 0.
+        let grounds = TrapGrounds {
+            announced: *e.field(at),
+            point: *e.field(at + 32),
+            proof,
+        };
+        let cell_len = u32::from_be_bytes(*e.field(at + 64)) as usize;
+        let facts = TrapFacts {
+            group_id: *group_id,
+            session_id: *session_id,
+            interval,
+            announced: grounds.announced,
+            slot,
+            pseudonym,
+            exchange,
+            len: cell_len,
+        };
+        grounds.check(bit, &facts).map_err(EvidenceError::BadTrap)?;
+    } else {
+        let accusation = Accusation {
+            exchange,
+            bit,
+            proof,
+        };
+        if !verify_accusation(
+            &accusation,
+            interval,
+            &pseudonym,
+            group_id,
+            session_id,
+            view,
+            slot,
+        ) {
+            return Err(EvidenceError::BadAccusation);
+        }
     }
     let trustee_nonces = nonces_digest((0..e.m).map(|t| e.trustee_nonce(t)));
     let client_nonces = nonces_digest((0..e.n).map(|p| e.client_nonce(p)));
@@ -767,6 +862,7 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
         exchange,
         bit,
         slot,
+        trap: e.tail_at.is_some(),
         who,
         kind,
         offline,

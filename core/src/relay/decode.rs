@@ -131,6 +131,18 @@ where
                         bit: sprung.bit,
                         sprung: u32::try_from(sprung.count).unwrap_or(u32::MAX),
                     });
+                    // A cell that opened all the same is kept here (a disrupted one is kept
+                    // below): the round on the trap reveals against these fingerprints.
+                    if opened != wire::Opened::Disrupted && self.fingerprint_secret.is_some() {
+                        let what = super::fingerprints::KeptRow {
+                            interval,
+                            exchange,
+                            slot,
+                        };
+                        self.kept.keep(what, self.window.fingerprints(exchange));
+                    }
+                    #[cfg(feature = "blame-round")]
+                    self.trap_sprung(interval, exchange, slot, sprung.bit);
                 }
                 let cell = self.window.cell_mut(exchange, len);
                 let decoded = match opened {

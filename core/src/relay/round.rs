@@ -76,6 +76,8 @@ struct Active {
     n: usize,
     m: usize,
     pad_nonce: PadNonce,
+    /// The exchange's cell length (the trap form of the evidence records it).
+    cell_len: u32,
     decoded_hash: [u8; 32],
     trustee_nonces: [u8; 32],
     members_digest: [u8; 32],
@@ -98,9 +100,13 @@ pub(super) struct Rounds<B> {
     evidence: Option<(u32, u64, usize)>,
     /// The running interval's transcript, and the pad nonces of its latest exchanges.
     transcript: Option<Transcript>,
-    pad_nonces: Deque<(u64, PadNonce), { 2 * MAX_WINDOW }>,
+    /// (exchange, its pad nonce, its cell length if a slot's).
+    pad_nonces: Deque<(u64, PadNonce, u32), { 2 * MAX_WINDOW }>,
     /// SHA-256 of the latest disrupted exchanges' decoded cells.
     decoded: Deque<(u32, u64, [u8; 32]), 16>,
+    /// Tests only: sprung traps start no round (owners' accusations alone are exercised).
+    #[cfg(feature = "disruptor")]
+    traps_ignored: bool,
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
@@ -113,6 +119,8 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
             evidence: None,
             transcript: None,
             pad_nonces: Deque::new(),
+            #[cfg(feature = "disruptor")]
+            traps_ignored: false,
             decoded: Deque::new(),
         }
     }
@@ -139,7 +147,11 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
         if self.pad_nonces.is_full() {
             self.pad_nonces.pop_front();
         }
-        let _ = self.pad_nonces.push_back((exchange, nonce));
+        let len = match kind {
+            Kind::Slot { len, .. } => len,
+            Kind::Reserve => 0,
+        };
+        let _ = self.pad_nonces.push_back((exchange, nonce, len));
     }
 
     /// A disrupted exchange's decoded cell went to every member.
@@ -252,6 +264,35 @@ where
         }
     }
 
+    /// A trap of `slot` sprang in `exchange` at `bit`: a blame round on the trap's grounds
+    /// ([`Relay::trap_grounds`]), the relay's own, with no accusation. One round about a
+    /// slot of an interval runs or waits at a time (a disruptor springs a trap in every
+    /// cell it changes: the next one is taken up if this one names nobody), and none is
+    /// proven while the queue is full.
+    pub(super) fn trap_sprung(&mut self, interval: u32, exchange: u64, slot: u16, bit: u32) {
+        #[cfg(feature = "disruptor")]
+        if self.rounds.traps_ignored {
+            return;
+        }
+        let same = |o: &Queued| o.interval == interval && o.slot == slot;
+        if self.rounds.active.is_some_and(|a| same(&a.q))
+            || self.rounds.queue.iter().any(same)
+            || self.rounds.queue.is_full()
+        {
+            return;
+        }
+        if let Some(grounds) = self.trap_grounds(interval, slot) {
+            self.start_blame(interval, exchange, bit, slot, &Grounds::Trap(grounds));
+        }
+    }
+
+    /// Tests only (core feature `disruptor`): sprung traps start no blame round, so that
+    /// owners' accusations are exercised alone.
+    #[cfg(feature = "disruptor")]
+    pub fn set_ignore_traps(&mut self, ignore: bool) {
+        self.rounds.traps_ignored = ignore;
+    }
+
     /// The evidence of the round that ended last: its interval, exchange and bytes (for the
     /// shell to write, after [`RelayEvent::BlameEnded`]).
     pub fn evidence(&self) -> Option<(u32, u64, &[u8])> {
@@ -338,6 +379,15 @@ where
         let Some(Ok(grounds)) = q.grounds.get(..q.grounds_len).map(Grounds::parse) else {
             return drop(self);
         };
+        let Some((pad_nonce, cell_len)) = self
+            .rounds
+            .pad_nonces
+            .iter()
+            .find(|p| p.0 == q.exchange)
+            .map(|p| (p.1, p.2))
+        else {
+            return drop(self);
+        };
         let facts = Facts {
             group_id: self.cfg.group_id,
             session_id: self.cfg.session_id,
@@ -351,27 +401,12 @@ where
             slot: q.slot,
             pseudonym: self.slots.key(q.slot),
             exchange: q.exchange,
-            len: 0,
+            len: cell_len as usize,
             bit: q.bit,
-        };
-        // The evidence's header holds the accusation (its proof is what `blame::verify`
-        // checks first); a sprung trap (`blame::trap`) adds its own form of it there and
-        // here.
-        let Grounds::Accused(accusation) = grounds else {
-            return drop(self);
         };
         if grounds.check(&facts).is_err() {
             return drop(self);
         }
-        let Some(pad_nonce) = self
-            .rounds
-            .pad_nonces
-            .iter()
-            .find(|p| p.0 == q.exchange)
-            .map(|p| p.1)
-        else {
-            return drop(self);
-        };
         let decoded_hash = self
             .rounds
             .decoded
@@ -408,7 +443,10 @@ where
             session_id: &self.cfg.session_id,
             view: &self.view,
             interval: q.interval,
-            accusation: &accusation,
+            exchange: q.exchange,
+            bit: q.bit,
+            grounds: &grounds,
+            cell_len,
             slot: q.slot,
             pad_nonce: &pad_nonce,
             decoded_hash: &decoded_hash,
@@ -446,6 +484,7 @@ where
             n,
             m,
             pad_nonce,
+            cell_len,
             decoded_hash,
             trustee_nonces: trustee_digest,
             members_digest,
@@ -808,6 +847,23 @@ where
             return;
         };
         let (interval, exchange) = (a.q.interval, a.q.exchange);
+        // The trap form ends with the grounds' points and the cell length.
+        let trap = a.q.grounds.get(..a.q.grounds_len).map(Grounds::parse);
+        let len = match (len, trap) {
+            (Some(len), Some(Ok(Grounds::Trap(t)))) => {
+                let at = self.rounds.evidence_at() + len;
+                let tail = crate::blame::evidence::trap_tail(&t, a.cell_len);
+                self.rounds
+                    .region
+                    .as_mut()
+                    .get_mut(at..at + tail.len())
+                    .map(|dst| {
+                        dst.copy_from_slice(&tail);
+                        len + tail.len()
+                    })
+            }
+            (len, _) => len,
+        };
         self.rounds.evidence = len.map(|len| (interval, exchange, len));
         let first = verdicts.first().copied();
         for &(who, kind) in verdicts {

@@ -238,4 +238,5 @@ const fn blame_region_len(clients: usize, trustees: usize) -> usize {
         + 2 * bitmap_len(nodes)
         + nodes * crate::blame::commit::FINGERPRINT_LEN
         + crate::blame::evidence_len(nodes - trustees, trustees, 1)
+        + crate::blame::evidence::TRAP_TAIL_LEN
 }
