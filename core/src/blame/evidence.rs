@@ -936,3 +936,78 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
 pub fn cell_hash(cell: &[u8]) -> [u8; 32] {
     Sha256::digest(cell).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nobody;
+
+    impl Directory for Nobody {
+        fn client(&self, _: u16) -> Option<MemberKeys> {
+            None
+        }
+        fn trustee(&self, _: u16) -> Option<MemberKeys> {
+            None
+        }
+        fn pseudonym(&self, _: u16) -> Option<[u8; 32]> {
+            None
+        }
+    }
+
+    /// The trap form, byte for byte (docs/protocol.md, "Evidence file"; the digest
+    /// recomputed apart with Python's `hashlib` from the layout).
+    #[test]
+    fn trap_form_vector() {
+        let grounds = Grounds::Trap(TrapGrounds {
+            announced: [0x99; 32],
+            point: [0xaa; 32],
+            proof: [0x66; PROOF_LEN],
+        });
+        let h = Header {
+            group_id: &[1; 16],
+            session_id: &[2; 16],
+            view: &[3; 32],
+            interval: 7,
+            exchange: 300,
+            bit: 1234,
+            grounds: &grounds,
+            cell_len: 256,
+            slot: 3,
+            pad_nonce: &[0x33; 24],
+            decoded_hash: &[0x44; 32],
+            trustee_nonces: &[0x11; NONCE_LEN],
+            trustees: 1,
+            clients: 1,
+        };
+        let len = evidence_len(1, 1, 0) + TRAP_TAIL_LEN;
+        let mut out = [0u8; 600];
+        let mut w = EvidenceWriter::new(&h, 0, &mut out[..len]).unwrap();
+        w.client(0, &[0x21; NONCE_LEN], &[0x55; 32], true, &[1], &[0x77; 64]);
+        w.trustee(&[0x55; 32], false, &[1], &[0x88; 64]);
+        assert_eq!(w.finish(Culprit::Client(0), BlameKind::Disrupted), len);
+        assert_eq!(len, 526);
+        let bytes = &out[..len];
+        assert_eq!(&bytes[..16], TRAP_MAGIC);
+        assert_eq!(&bytes[154..218], &[0x66; 64]);
+        assert_eq!(&bytes[len - 4..], &[0, 0, 1, 0]);
+        assert_eq!(
+            cell_hash(bytes),
+            [
+                0x62, 0xb3, 0xdb, 0x16, 0x9c, 0x28, 0xad, 0x73, 0x27, 0x05, 0x05, 0x94, 0x1b, 0x89,
+                0x68, 0xe9, 0x6b, 0xb2, 0x03, 0x24, 0xe8, 0xf9, 0x5c, 0xe6, 0xa1, 0xab, 0x88, 0xab,
+                0x6a, 0x0d, 0x1f, 0x39,
+            ]
+        );
+        // It parses (the keys are what is missing); without its tail, or under the
+        // accusation's magic, it does not.
+        assert_eq!(verify(bytes, &Nobody), Err(EvidenceError::UnknownKey));
+        assert_eq!(
+            verify(&bytes[..len - TRAP_TAIL_LEN], &Nobody),
+            Err(EvidenceError::Malformed)
+        );
+        let mut other = bytes.to_vec();
+        other[..16].copy_from_slice(MAGIC);
+        assert_eq!(verify(&other, &Nobody), Err(EvidenceError::Malformed));
+    }
+}
