@@ -44,8 +44,8 @@ fn recording_target() -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
 
 /// A client that XORs a plain cell of its own making into another slot's exchanges (what
 /// an unsigned slot would have delivered) gets nothing of it to the exit: every such
-/// exchange is reported disrupted, and once it is gone the owner's bytes arrive, once, in
-/// order.
+/// exchange is reported disrupted (and the trap it springs has it named and excluded), and
+/// once it is gone the owner's bytes arrive, once, in order.
 #[test]
 fn nothing_an_injecting_client_writes_reaches_the_exit() {
     within(Duration::from_secs(180), |scope| {
@@ -70,10 +70,15 @@ fn nothing_an_injecting_client_writes_reaches_the_exit() {
         let data = pattern(16 * 1024, 7);
         let mut up = net.connect(0);
         up.write_all(&data).expect("write to client 0");
-        // Bounded: the relay reports the disrupted exchanges of client 0's slot.
-        net.relay
+        // Bounded: the relay reports the disrupted exchanges of client 0's slot, until a
+        // blame round on a sprung trap names the injector.
+        let named = net
+            .relay
             .wait_until(TRANSFER_TIMEOUT, "disrupted exchanges", |p| {
-                (p.log().matches("was disrupted").count() >= 5).then_some(())
+                let log = p.log();
+                let disrupted = log.matches("was disrupted").count();
+                let named = log.contains("client 1 disrupted an exchange");
+                (disrupted >= 5 || (disrupted >= 1 && named)).then_some(named)
             });
         for conn in lock(&seen).iter() {
             assert!(
@@ -82,8 +87,19 @@ fn nothing_an_injecting_client_writes_reaches_the_exit() {
             );
         }
 
-        // Without the disruptor the owner's bytes arrive, once, in order.
+        // Without the disruptor the owner's bytes arrive, once, in order (its buddy back:
+        // let in again by the operator if it was named).
+        if named {
+            injector.wait_for_log("excluded", TRANSFER_TIMEOUT);
+        }
         injector.kill();
+        if named {
+            let cfg = net.cfg.display().to_string();
+            let out = run_once(&["relay", "admit", &cfg, "client-1"], EXIT_TIMEOUT);
+            assert!(out.status.success(), "{out:?}");
+            net.relay
+                .wait_for_log("client 1 was taken off the refusal list", FORM_TIMEOUT);
+        }
         net.spawn_client(scope, 1);
         let deadline = Instant::now() + TRANSFER_TIMEOUT;
         loop {
@@ -165,14 +181,33 @@ fn a_client_that_answers_late_is_cut_and_backed_off_and_the_others_echo() {
     a_stalling_client_is_backed_off_and_the_others_echo("slow", "answered long after the others");
 }
 
-/// A client that garbles every other exchange of other slots is accused by an owner it
-/// disrupted, named by the blame round that follows and excluded; the relay's evidence
-/// file passes `dissent blame verify` from the group's public keys, naming it; and another
-/// client's transfer completes byte-exact.
+/// A client that garbles every other exchange of other slots is named by a blame round (on
+/// the trap it springs, or on the accusation of an owner it disrupted) and excluded; the
+/// relay's evidence file passes `dissent blame verify` from the group's public keys, naming
+/// it; and another client's transfer completes byte-exact.
 #[test]
 fn a_garbling_client_is_named_excluded_and_the_evidence_checks() {
+    a_disruptor_is_named_excluded_and_the_evidence_checks("garble-every-other", None);
+}
+
+/// A client that garbles every exchange of other slots (its owners' accusations garbled
+/// with the rest) springs the traps of the first cell it changes: the relay starts the
+/// round on them itself, names it and excludes it; the evidence (the trap form) passes
+/// `dissent blame verify`; another client's transfer completes with its SHA-256 intact.
+#[test]
+fn a_client_garbling_every_cell_is_named_on_a_trap_excluded_and_the_evidence_checks() {
+    a_disruptor_is_named_excluded_and_the_evidence_checks("garble-all", Some("trap"));
+}
+
+/// Client 3 restarted with `--disrupt mode` in a group of four while clients 0 and 1 echo
+/// 256 KiB each: it is named (on `grounds`, if given) and excluded, nobody else is, the
+/// evidence checks, and the transfers complete byte-exact.
+fn a_disruptor_is_named_excluded_and_the_evidence_checks(
+    mode: &'static str,
+    grounds: Option<&'static str>,
+) {
     use sha2::{Digest, Sha256};
-    within(Duration::from_secs(240), |scope| {
+    within(Duration::from_secs(240), move |scope| {
         let mut net = Net::start(scope, 4, 2, "echo");
         net.clients[3].signal(libc::SIGKILL);
         net.clients[3]
@@ -182,7 +217,7 @@ fn a_garbling_client_is_named_excluded_and_the_evidence_checks() {
             net.relay_port,
             3,
             0,
-            &["--disrupt".to_string(), "garble-every-other".to_string()],
+            &["--disrupt".to_string(), mode.to_string()],
         );
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let mut garbler = scope.spawn("garbler", &argv);
@@ -241,6 +276,13 @@ fn a_garbling_client_is_named_excluded_and_the_evidence_checks() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(stdout.contains("\"client\""), "{stdout}");
+        assert!(stdout.contains("\"index\": 3"), "{stdout}");
+        if let Some(grounds) = grounds {
+            assert!(
+                stdout.contains(&format!("\"grounds\": \"{grounds}\"")),
+                "{stdout}"
+            );
+        }
         // Excluded: its key is on the relay's refusal list.
         garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
         let refused = run_once(&["relay", "refused", &cfg], EXIT_TIMEOUT);

@@ -121,6 +121,7 @@ pub fn run(command: BlameCommand) -> Result<()> {
             "exchange": v.exchange,
             "bit": v.bit,
             "slot": v.slot,
+            "grounds": if v.trap { "trap" } else { "accusation" },
             "who": { "role": role, "index": index, "name": who },
             "kind": kind_name(v.kind),
             "offline_verifiable": v.offline,
@@ -139,8 +140,13 @@ pub fn run(command: BlameCommand) -> Result<()> {
         }
         BlameKind::RefusedBlame => "it refused blame (the relay's own observation)",
     };
+    let grounds = if v.trap {
+        "a sprung trap (its proof checked)"
+    } else {
+        "the slot owner's accusation (its proof checked)"
+    };
     println!(
-        "interval {} exchange {} bit {} (slot {}): {who} blamed, {}: {what}",
+        "interval {} exchange {} bit {} (slot {}, on {grounds}): {who} blamed, {}: {what}",
         v.interval,
         v.exchange,
         v.bit,
