@@ -114,7 +114,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         Ok(())
     }
 
-    /// Bytes of storage [`Client::set_pseudonym`] needs: two prepared cells and [`KEPT`]
+    /// Bytes of storage [`Client::set_pseudonym`] needs: two prepared cells and `KEPT`
     /// kept ones, of the longest length.
     pub const fn sealed_len(&self) -> usize {
         (2 + KEPT) * self.max_cell
