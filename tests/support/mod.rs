@@ -76,12 +76,17 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Output of one stream of a child, collected line by line by a thread.
 #[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<String>>);
+pub struct Captured {
+    text: Arc<Mutex<String>>,
+    /// Set once the stream has ended (everything the child wrote is in `text`).
+    ended: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl Captured {
     pub fn collect(stream: impl Read + Send + 'static) -> Self {
         let captured = Captured::default();
-        let text = captured.0.clone();
+        let text = captured.text.clone();
+        let ended = captured.ended.clone();
         thread::spawn(move || {
             let mut reader = BufReader::new(stream);
             let mut line = Vec::new();
@@ -90,12 +95,18 @@ impl Captured {
                 lock(&text).push_str(&String::from_utf8_lossy(&line));
                 line.clear();
             }
+            ended.store(true, std::sync::atomic::Ordering::Release);
         });
         captured
     }
 
     pub fn text(&self) -> String {
-        lock(&self.0).clone()
+        lock(&self.text).clone()
+    }
+
+    /// Whether the stream has ended, so that [`Captured::text`] holds all of it.
+    pub fn ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -215,7 +226,8 @@ impl Proc {
         assert_eq!(rc, 0, "kill({}, {sig}) failed", self.name);
     }
 
-    /// Waits up to `limit` for it to exit.
+    /// Waits up to `limit` for it to exit, then (within the same limit) for its output
+    /// streams to end, so that [`Proc::log`] and [`Proc::out`] hold its last lines.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
         while self.is_running() {
@@ -223,6 +235,10 @@ impl Proc {
                 return None;
             }
             thread::sleep(Duration::from_millis(20));
+        }
+        // A grandchild may still hold a stream open: then the deadline ends the wait.
+        while !(self.stdout.ended() && self.stderr.ended()) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
         }
         self.status
     }

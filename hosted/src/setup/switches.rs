@@ -1,0 +1,316 @@
+//! Switches on the hosted side: the relay's watch over its group folder, serving the next
+//! version on switch links, and a node fetching and checking it.
+//!
+//! The switch rule and the switch link's messages are the core's
+//! (`dissent_core::epoch::switch`); this module only reads files and moves frames.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use dissent_core::backoff::BackoffConfig;
+use dissent_core::epoch::session;
+use dissent_core::epoch::switch::{self, Received, SwitchMessage, UpdateReceiver, Verdict};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{epoch_of, framed, STALL};
+use crate::config::group::GroupDesc;
+use crate::config::keys::PrivateKeys;
+use crate::link::dial::{Dialer, LinkKeys};
+
+/// A switch the relay announced: the version that ran and the next one, as its file.
+pub struct SwitchFrom {
+    /// The version of the epoch that ended.
+    pub old: GroupDesc,
+    /// The next version.
+    pub next: GroupDesc,
+    /// The next version's `group.json`, as served to the nodes.
+    pub bytes: Vec<u8>,
+    /// The (group id, session id) of the epoch that ended: a member that was away when the
+    /// switch was announced and dials that epoch's DC-net is told `Goodbye{Switch}`.
+    pub ended: Option<([u8; 16], [u8; 16])>,
+    /// When the relay took the version (the switch's pause counts from here).
+    pub found: std::time::Instant,
+}
+
+/// Serves the next version on a switch link: `Removed` first to a member it leaves out,
+/// then the description in `Update` chunks; then the link is closed.
+pub(super) async fn serve_switch(
+    from: &SwitchFrom,
+    name: &str,
+    removed: bool,
+    tx: mpsc::Sender<Bytes>,
+) -> Result<()> {
+    let version = from.next.version;
+    let digest = from.next.digest();
+    let mut buf = vec![0u8; switch::UPDATE_HEADER_LEN + switch::MAX_UPDATE_DATA];
+    if removed {
+        let n = SwitchMessage::Removed { version, digest }
+            .emit(&mut buf)
+            .map_err(|e| anyhow!("{e:?}"))?;
+        tx.send(framed(&buf[..n])).await?;
+        info!("switch: told {name} that version {version} leaves it out; its keys are refused");
+    }
+    let mut offset = 0;
+    while let Some(m) = switch::update_at(version, digest, &from.bytes, offset) {
+        let n = m.emit(&mut buf).map_err(|e| anyhow!("{e:?}"))?;
+        tx.send(framed(&buf[..n])).await?;
+        offset += switch::MAX_UPDATE_DATA;
+    }
+    if !removed {
+        info!("switch: sent version {version} to {name}");
+    }
+    Ok(())
+}
+
+/// How a node redials while it waits for the relay's setup or switch link.
+pub(super) const WAITING: BackoffConfig = BackoffConfig {
+    initial: dissent_core::Duration::from_millis(100),
+    max_delay: dissent_core::Duration::from_millis(1_000),
+    max_refused_delay: dissent_core::Duration::from_millis(1_000),
+    refusals: 3,
+    stable: dissent_core::Duration::from_millis(10_000),
+};
+
+/// Most bytes of a group description a node takes from the relay.
+const MAX_DESCRIPTION: usize = 16 << 20;
+
+/// What the relay served a node of a running epoch at a switch.
+pub enum Fetched {
+    /// The next version, checked, and its `group.json` bytes: this node is a member of it.
+    Next(GroupDesc, Vec<u8>),
+    /// The next version (checked) leaves this node out.
+    Removed(GroupDesc),
+}
+
+/// A node's side of a switch: after `Goodbye{Switch}`, fetches the next version of the
+/// group running `desc` from the relay on a switch link and checks it (newer, signed by
+/// every trustee of both versions, the digest the relay announced), naming why it refuses.
+pub async fn fetch_next(desc: &GroupDesc, keys: &PrivateKeys, relay_addr: &str) -> Result<Fetched> {
+    let Some(relay_keys) = &desc.relay else {
+        bail!("the group has no relay key");
+    };
+    let digest = desc.digest();
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    let mut dialer = Dialer::with_backoff(
+        relay_addr.to_string(),
+        LinkKeys {
+            own: keys.link,
+            relay: relay_keys.link,
+            group_id: session::group_id(&digest),
+            session_id: session::switch_session(&digest, epoch_of(desc)),
+        },
+        seed,
+        false,
+        WAITING,
+    );
+    info!(
+        "switch: fetching the version after {} from relay {relay_addr}",
+        desc.version
+    );
+    let mut link = tokio::time::timeout(STALL, dialer.dial())
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "switch: the relay served no switch link for {} s",
+                STALL.as_secs()
+            )
+        })?;
+    let mut rx = UpdateReceiver::new(desc.version, vec![0u8; MAX_DESCRIPTION]);
+    let mut told_removed = false;
+    loop {
+        let body = match tokio::time::timeout(STALL, link.frames.next()).await {
+            Ok(Ok(Some(b))) => b,
+            Ok(Ok(None)) => {
+                bail!("switch: the relay closed the switch link before the whole description")
+            }
+            Ok(Err(e)) => bail!("switch: the switch link failed: {e}"),
+            Err(_) => bail!("switch: the relay sent nothing for {} s", STALL.as_secs()),
+        };
+        match rx.receive(&body) {
+            Ok(Received::More) => {}
+            Ok(Received::Removed) => told_removed = true,
+            Ok(Received::Complete) => break,
+            Err(e) => bail!("switch refused: {e}"),
+        }
+    }
+    let (version, announced) = rx.announced();
+    let bytes = rx.description().unwrap_or_default();
+    let next = crate::config::group::from_bytes(Path::new("the relay's update"), bytes)
+        .context("switch refused")?;
+    if next.version != version || next.digest() != announced {
+        bail!("switch refused: {}", switch::Refused::WrongDigest);
+    }
+    if let Some(why) = desc.switch_refusal(&next) {
+        bail!("switch refused: {why}");
+    }
+    let trustees: Vec<[u8; 32]> = next.trustees.iter().map(|t| t.identity).collect();
+    let clients: Vec<[u8; 32]> = next.clients.iter().map(|c| c.identity).collect();
+    let candidate = switch::Candidate {
+        version: next.version,
+        digest: announced,
+        trustees: &trustees,
+        clients: &clients,
+    };
+    match switch::verdict(&keys.public().identity, candidate) {
+        Verdict::Removed => {
+            info!(
+                "switch: version {} ({}) leaves {} out{}",
+                next.version,
+                next.fingerprint(),
+                keys.name,
+                if told_removed {
+                    "; the relay said so too"
+                } else {
+                    ""
+                }
+            );
+            Ok(Fetched::Removed(next))
+        }
+        _ => {
+            info!(
+                "switch: version {} ({}) checked: signed by every trustee of versions {} and {}",
+                next.version,
+                next.fingerprint(),
+                desc.version,
+                next.version
+            );
+            Ok(Fetched::Next(next, bytes.to_vec()))
+        }
+    }
+}
+
+/// The relay's watch over its group folder: on SIGHUP (Unix) and every
+/// [`REREAD`], it reads `group.json` again.
+pub struct Watch {
+    dir: PathBuf,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+    tick: tokio::time::Interval,
+    /// The last version found wanting, not to repeat why every tick.
+    told: Option<String>,
+}
+
+/// How often the relay reads its group folder again without a SIGHUP.
+pub const REREAD: Duration = Duration::from_secs(30);
+
+impl Watch {
+    /// Watches `dir` (installs the SIGHUP handler on Unix: call it before the setup).
+    pub fn new(dir: &Path) -> Result<Watch> {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + REREAD, REREAD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Ok(Watch {
+            dir: dir.to_path_buf(),
+            #[cfg(unix)]
+            hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot watch for SIGHUP")?,
+            tick,
+            told: None,
+        })
+    }
+
+    async fn wake(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.hangup.recv() => "on SIGHUP",
+                _ = self.tick.tick() => "periodically",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            self.tick.tick().await;
+            "periodically"
+        }
+    }
+
+    /// Waits for a valid version after `running`: newer, complete, signed by every
+    /// trustee of both. What it finds wanting it logs, naming why, and waits on.
+    pub async fn next(&mut self, running: &GroupDesc) -> SwitchFrom {
+        loop {
+            let why = self.wake().await;
+            let path = crate::config::group::group_file(&self.dir);
+            let found = std::fs::read(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| Ok((crate::config::group::from_bytes(&path, &b)?, b)));
+            let (next, bytes) = match found {
+                Ok(x) => x,
+                Err(e) => {
+                    self.say(format!(
+                        "switch: cannot read {} ({why}): {e:#}",
+                        path.display()
+                    ));
+                    continue;
+                }
+            };
+            if next.version == running.version && next.digest() == running.digest() {
+                continue;
+            }
+            let mut problems = next.problems();
+            if let Some(why) = running.switch_refusal(&next) {
+                problems.push(why);
+            }
+            if !problems.is_empty() {
+                self.say(format!(
+                    "switch: {} version {} is not taken ({why}): {}",
+                    path.display(),
+                    next.version,
+                    problems.join("; ")
+                ));
+                continue;
+            }
+            self.refused_still_in(&next);
+            info!(
+                "switch: found version {} ({}) {why}, signed by every trustee of versions {} and {}: \
+                 announcing the switch",
+                next.version,
+                next.fingerprint(),
+                running.version,
+                next.version
+            );
+            return SwitchFrom {
+                old: running.clone(),
+                next,
+                bytes,
+                ended: None,
+                found: std::time::Instant::now(),
+            };
+        }
+    }
+
+    /// Names the clients on the relay's refusal list that `next` still lists: the next
+    /// epoch re-forms the buddy groups from its member list, so only a version that takes
+    /// them out (`dissent group remove`, signed by the trustees) frees their buddies.
+    fn refused_still_in(&self, next: &GroupDesc) {
+        let file = crate::relay::refusals::path(&self.dir);
+        let Ok(list) = crate::relay::refusals::RefusalList::load(&file) else {
+            return;
+        };
+        for e in &list.refused {
+            if let Some(c) = next.clients.iter().find(|c| hex::encode(c.link) == e.key) {
+                warn!(
+                    "switch: client {} ({}) is on the refusal list ({}) and still a member of \
+                     version {}: it stays refused, and its buddy group shares its fate until a \
+                     version takes it out (dissent group remove DIR {})",
+                    c.name,
+                    c.fingerprint(),
+                    e.reason,
+                    next.version,
+                    c.fingerprint()
+                );
+            }
+        }
+    }
+
+    fn say(&mut self, line: String) {
+        if self.told.as_ref() != Some(&line) {
+            warn!("{line}");
+            self.told = Some(line);
+        }
+    }
+}
