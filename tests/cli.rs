@@ -213,8 +213,8 @@ fn numeric_options_are_refused_with_their_ranges() {
             ),
             (["-t", "0"], "1-16"),
             (["-t", "17"], "1-16"),
-            (["--cell-length", "49"], "50-65535"),
-            (["--cell-length", "65536"], "50-65535"),
+            (["--cell-length", "53"], "54-65535"),
+            (["--cell-length", "65536"], "54-65535"),
             (
                 ["--min-anonymity", "0"],
                 "2-65535 (1 with --allow-small-anonymity-set)",
