@@ -19,6 +19,7 @@ The inputs are those of `crypto::tests::derivation_vectors`,
 `transcript::tests::transcript_vectors` and
 `wire::slot::tests::sealed_cell_vector_and_round_trip`. Run: `python3 docs/vectors/pads.py`;
 it prints `name hex` lines (for the head chain also `name.seq` and `name.bytes` in decimal).
+core/tests/pad_vectors.rs runs it and compares every line with the value the core computes.
 """
 
 import contextlib
