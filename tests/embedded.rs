@@ -639,6 +639,7 @@ fn check_hello(body: &[u8], role: NodeRole, index: u16) -> [u8; 16] {
         capacity,
         resume,
         proofs,
+        blame,
     }) = Message::parse(body).expect("a frame the relay can parse")
     else {
         panic!("the first frame is not a Hello");
@@ -655,8 +656,12 @@ fn check_hello(body: &[u8], role: NodeRole, index: u16) -> [u8; 16] {
         NodeRole::Client => {
             assert_eq!(proofs.len(), usize::from(TRUSTEES) * dissent_core::MAC_LEN);
             assert_ne!(nonce, [0; 16], "a client's link nonce is random");
+            assert!(blame, "every client answers blame requests");
         }
-        NodeRole::Trustee => assert!(proofs.is_empty() && capacity == 0),
+        NodeRole::Trustee => {
+            assert!(proofs.is_empty() && capacity == 0);
+            assert!(!blame, "a device trustee is built without the blame round");
+        }
     }
     nonce
 }

@@ -360,6 +360,11 @@ pub struct Net {
     pub blame_ended: Vec<(Instant, u32, u64, Verdict)>,
     /// Blame rounds the relay dropped: interval, exchange.
     pub blame_dropped: Vec<(u32, u64)>,
+    /// Blame rounds that ended without every trustee's reveal: (time, interval, exchange,
+    /// bitmap of the absent trustees).
+    pub blame_incomplete: Vec<(Instant, u32, u64, u16)>,
+    /// Trustees that joined saying they take no part in blame rounds.
+    pub without_blame: Vec<u16>,
     /// The evidence of each ended round that has one.
     pub evidence: Vec<Vec<u8>>,
     /// Nodes (and the exclusions) the relay named in `Excluded` events.
@@ -597,6 +602,8 @@ impl Net {
             blame_started: Vec::new(),
             blame_ended: Vec::new(),
             blame_dropped: Vec::new(),
+            blame_incomplete: Vec::new(),
+            without_blame: Vec::new(),
             evidence: Vec::new(),
             excluded: Vec::new(),
             reveals: Vec::new(),
@@ -819,6 +826,15 @@ impl Net {
                 RelayEvent::BlameDropped { interval, exchange } => {
                     self.blame_dropped.push((interval, exchange))
                 }
+                RelayEvent::BlameIncomplete {
+                    interval,
+                    exchange,
+                    absent,
+                    ..
+                } => self
+                    .blame_incomplete
+                    .push((now, interval, exchange, absent)),
+                RelayEvent::TrusteeWithoutBlame { trustee } => self.without_blame.push(trustee),
                 RelayEvent::BlameEnded {
                     interval,
                     exchange,

@@ -5,7 +5,9 @@
 //! Over many seeds and each disruptor mode an owner's accusation can name: the disruptor
 //! is convicted and excluded, no honest node ever is, and after the exclusion another
 //! client's upload arrives byte-exact. Also: a member that does not answer, or answers
-//! what does not check, is refused blame (and nobody else is); a trustee that lies about a
+//! what does not check, is refused blame (and nobody else is); a trustee that says it takes
+//! no part is not waited for, and one that answers nothing is not convicted for it; a
+//! trustee that lies about a
 //! pad bit is convicted by the dispute; a relay that starts a round on forged grounds gets
 //! no reveal from anyone. The modes only traps can name are convicted on the relay's own
 //! trap grounds, with the same outcome.
@@ -371,12 +373,12 @@ fn a_member_that_answers_garbage_is_refused_blame_and_nobody_else() {
         .all(|e| e.0 == PeerId::Client(garbler as u16)));
 }
 
-/// A trustee that does not take part (a device trustee, built without the round: it
-/// answers nothing) is never convicted for it and the group is not stalled: the round ends
-/// at its deadline and still convicts the disruptor by its own signed reveal, and the
-/// evidence, with that trustee's entry absent, checks offline.
+/// A trustee that said it takes part but answers nothing is never convicted for it and the
+/// group is not stalled: the round ends at its deadline and still convicts the disruptor by
+/// its own signed reveal, and the evidence, with that trustee's entry absent, checks
+/// offline.
 #[test]
-fn a_trustee_that_does_not_take_part_is_not_convicted_and_the_disruptor_still_is() {
+fn a_trustee_that_answers_nothing_is_not_convicted_and_the_disruptor_still_is() {
     for (seed, silent) in [(0usize, 0usize), (1, 1)] {
         let mut net = group(6, 8);
         net.refuse_blame.push(Node::Trustee(silent));
@@ -404,6 +406,114 @@ fn a_trustee_that_does_not_take_part_is_not_convicted_and_the_disruptor_still_is
         only(&net, mallory, &format!("seed {seed}"));
         assert!(!net.dropped.contains(&PeerId::Trustee(silent as u16)));
         upload_after(&mut net, mallory, seed, &format!("seed {seed}"));
+    }
+}
+
+/// A trustee that says in its Hello it takes no part in blame rounds (as a device trustee
+/// does) is not waited for: with a `garble-all` or `invert-reservations` disruptor among 8
+/// clients (10 ms links, the hosted 10 s exchange timeout), every round ends as soon as the
+/// members and the other trustee answered, far inside the timeout, and still convicts the
+/// disruptor by its own signed reveal (the evidence checks offline, that trustee's entry
+/// absent). The trustee is reported when it joins and in each round, and never named.
+#[test]
+fn a_trustee_that_says_it_takes_no_part_is_not_waited_for_and_the_disruptor_is_excluded() {
+    let modes = [
+        ("garble-all", DisruptorMode::GarbleAll),
+        ("invert-reservations", DisruptorMode::InvertReservations),
+    ];
+    for seed in 0..6usize {
+        let (name, mode) = modes[seed % 2];
+        let without = (seed / 2) % 2;
+        let clients = 8;
+        let mallory = (seed * 3 + 1) % clients;
+        let what = format!("seed {seed}, {name}, trustee {without} out, mallory {mallory}");
+        let mut cfg = NetConfig::new(clients, 2, 256);
+        cfg.max_cell_len = 1024;
+        cfg.window = 8;
+        cfg.latency = Duration::from_millis(10);
+        cfg.exchange_timeout = Duration::from_millis(10_000);
+        let mut net = Net::unconnected(cfg);
+        net.trustees[without].set_takes_part_in_blame(false);
+        net.connect_all();
+        net.run_until(1_000_000, |s| {
+            s.relay.interval().is_some_and(|(_, n)| n == clients)
+        });
+        assert_eq!(net.without_blame, vec![without as u16], "{what}");
+        net.clients[mallory].set_disruptor(Some(mode));
+        for i in (0..clients).filter(|&i| i != mallory) {
+            let conn = net.open(i);
+            net.send_bytes(i, conn, pattern(seed * 100 + i, 3000 + 97 * seed));
+        }
+        let m = PeerId::Client(mallory as u16);
+        let mut first = None;
+        for _ in 0..2_000_000 {
+            if first.is_none()
+                && (net.exit.garbled > 0
+                    || !net.exit.sprung.is_empty()
+                    || !net.exit.accused.is_empty())
+            {
+                first = Some(net.now);
+            }
+            if net.excluded.iter().any(|x| x.1 == m) || !net.step() {
+                break;
+            }
+        }
+        only(&net, mallory, &what);
+        let first = first.unwrap_or_else(|| panic!("{what}: nothing changed"));
+        let &(at, _, kind) = net
+            .excluded
+            .iter()
+            .find(|x| x.1 == m)
+            .unwrap_or_else(|| panic!("{what}: not excluded ({:?})", net.blame_ended));
+        assert!(
+            matches!(
+                kind,
+                Exclusion::Convicted {
+                    kind: BlameKind::Disrupted,
+                    ..
+                }
+            ),
+            "{what}: {kind:?}"
+        );
+        // Every round ended long before the exchange timeout, each without that
+        // trustee's reveal (and reported so).
+        assert!(!net.blame_ended.is_empty(), "{what}");
+        for (&(started, i, e), &(ended, i2, e2, _)) in
+            net.blame_started.iter().zip(&net.blame_ended)
+        {
+            assert_eq!((i, e), (i2, e2), "{what}");
+            assert!(
+                ended - started < Duration::from_micros(net.cfg.exchange_timeout.as_micros() / 20),
+                "{what}: a round took {:?}",
+                ended - started
+            );
+        }
+        assert_eq!(net.blame_incomplete.len(), net.blame_ended.len(), "{what}");
+        assert!(
+            net.blame_incomplete.iter().all(|r| r.3 == 1 << without),
+            "{what}"
+        );
+        assert!(
+            at - first < Duration::from_millis(5_000),
+            "{what}: excluded {:?} after the first disruption",
+            at - first
+        );
+        let v = blame::verify(net.evidence.last().expect(&what), &net.directory()).expect(&what);
+        assert_eq!(
+            (v.who, v.kind, v.offline),
+            (Culprit::Client(mallory as u16), BlameKind::Disrupted, true),
+            "{what}"
+        );
+        assert!(
+            !net.dropped.contains(&PeerId::Trustee(without as u16)),
+            "{what}"
+        );
+        println!(
+            "{what}: excluded {} ms after the first disruption (simulated)",
+            (at - first).as_micros() / 1000
+        );
+        upload_after(&mut net, mallory, seed, &what);
+        only(&net, mallory, &what);
     }
 }
 

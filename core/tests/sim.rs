@@ -228,6 +228,7 @@ fn the_relay_refuses_hellos_that_do_not_match_the_link() {
             capacity: 0,
             resume: None,
             proofs: &[0; 16],
+            blame: true,
         }))
     };
     let now = net.now;
@@ -273,6 +274,7 @@ fn the_relay_refuses_hellos_that_do_not_match_the_link() {
         capacity: 0,
         resume: None,
         proofs: &[0; 16],
+        blame: true,
     }));
     assert!(r
         .handle_hello(now, link, PeerId::Client(1), &small)

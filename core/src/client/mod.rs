@@ -740,6 +740,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 capacity,
                 resume,
                 proofs: proofs.get(..self.pairs.len() * MAC_LEN).unwrap_or(&[]),
+                // Every client build answers blame requests.
+                blame: true,
             })
             .emit_frame(out)?;
             self.hello_pending = false;

@@ -258,6 +258,26 @@ pub enum RelayEvent<'a> {
         /// The accused exchange.
         exchange: u64,
     },
+    /// A trustee joined that takes no part in blame rounds (its Hello said so, as a device
+    /// trustee's does): rounds do not wait for its reveal, and the ones that need it end
+    /// without a verdict on anyone but members that convict themselves or refuse
+    /// ([`RelayEvent::BlameIncomplete`]).
+    TrusteeWithoutBlame {
+        /// The trustee.
+        trustee: u16,
+    },
+    /// A blame round ended without the reveal of every trustee: it convicts only members
+    /// that refused or convict themselves. Reported before its [`RelayEvent::BlameEnded`].
+    BlameIncomplete {
+        /// The interval.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// Bitmap of the trustees without a reveal (bit `j` for trustee `j`).
+        absent: u16,
+        /// Such rounds since the relay started, this one included.
+        count: u64,
+    },
     /// A blame round was not run (another was running and four were waiting, or its
     /// exchange's fingerprints, pad nonce or interval are gone, or its grounds fail).
     BlameDropped {

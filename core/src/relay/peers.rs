@@ -46,6 +46,8 @@ pub struct Peer {
     pub(super) waiting_since: Option<Instant>,
     /// Its penalties and place on the refusal list, kept across its reconnects.
     pub(super) standing: Standing,
+    /// Whether it answers blame requests (its Hello's `blame`; a trustee's counts).
+    pub(super) blame: bool,
 }
 
 /// Which downstream log a client follows.
@@ -90,6 +92,7 @@ impl Peer {
         pending: None,
         waiting_since: None,
         standing: Standing::CLEAN,
+        blame: false,
     };
 }
 
@@ -101,6 +104,7 @@ pub(super) struct ParsedHello {
     pub(super) max_frame: u32,
     pub(super) capacity: u32,
     pub(super) resume: Option<Resume>,
+    pub(super) blame: bool,
 }
 
 impl<P, B> Relay<P, B>
@@ -192,6 +196,7 @@ where
             capacity,
             resume,
             proofs,
+            blame,
         }) = Message::parse(body).map_err(PeerError::Wire)?
         else {
             return Err(PeerError::Hello(HelloError::NotHello));
@@ -219,6 +224,7 @@ where
             max_frame,
             capacity,
             resume,
+            blame,
         };
         match role {
             NodeRole::Client => {
@@ -269,6 +275,7 @@ where
             p.room = 0;
             p.pending = None;
             p.waiting_since = (!running_member).then_some(now);
+            p.blame = hello.blame;
         }
         if !running_member && matches!(peer, PeerId::Client(_)) {
             let at = now + self.cfg.join_delay;
@@ -284,6 +291,9 @@ where
             PeerId::Trustee(j) => self.trustees |= 1 << j,
         }
         self.push_event(RelayEvent::Joined { peer });
+        if let (PeerId::Trustee(trustee), false) = (peer, hello.blame) {
+            self.push_event(RelayEvent::TrusteeWithoutBlame { trustee });
+        }
         self.advance(now);
     }
 

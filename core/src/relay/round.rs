@@ -5,14 +5,15 @@
 //! A round: `BlameRequest` to every member of the interval and every trustee; each
 //! `BlameReveal` is checked (its length, its cell against the kept fingerprint, its
 //! identity signature over the statement) and written at its place in the evidence; once
-//! every member and trustee answered, or at the deadline (the exchange timeout), the
-//! round ends:
+//! every member and every trustee that takes part (its Hello said `blame`) answered, or at
+//! the deadline (the exchange timeout), the round ends:
 //!
 //! - a member that did not answer, or answered what does not check, refused blame
 //!   (penalized, then excluded: the relay's own observation); so did a trustee whose
 //!   answer does not check; a trustee that did not answer at all is never convicted for
-//!   it (a device trustee cannot take part), and the round is then inconclusive but for
-//!   members that convict themselves;
+//!   it (a device trustee takes no part), and the round is then inconclusive but for
+//!   members that convict themselves and refusers (reported as
+//!   [`RelayEvent::BlameIncomplete`], counted);
 //! - otherwise the verdict is [`crate::blame::judge`]'s; a dispute asks both sides for a
 //!   `BlameDhProof` and the first valid proof settles it (at the deadline without one, the
 //!   member refused).
@@ -82,6 +83,9 @@ struct Active {
     trustee_nonces: [u8; 32],
     members_digest: [u8; 32],
     deadline: Instant,
+    /// Trustees that said in their Hello they take no part (bit `j` for trustee `j`): the
+    /// round does not wait for them.
+    without: u16,
     request_sent: bool,
     dispute: Option<Dispute>,
 }
@@ -104,6 +108,8 @@ pub(super) struct Rounds<B> {
     pad_nonces: Deque<(u64, PadNonce, u32), { 2 * MAX_WINDOW }>,
     /// SHA-256 of the latest disrupted exchanges' decoded cells.
     decoded: Deque<(u32, u64, [u8; 32]), 16>,
+    /// Rounds that ended without every trustee's reveal.
+    incomplete: u64,
     /// Tests only: sprung traps start no round (owners' accusations alone are exercised).
     #[cfg(feature = "disruptor")]
     traps_ignored: bool,
@@ -122,6 +128,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
             #[cfg(feature = "disruptor")]
             traps_ignored: false,
             decoded: Deque::new(),
+            incomplete: 0,
         }
     }
 
@@ -479,6 +486,12 @@ where
                 draft.client_place(position, i as u16, &nonce);
             }
         }
+        let without = (0..m)
+            .filter(|&t| {
+                self.peer(PeerId::Trustee(t as u16))
+                    .is_some_and(|p| !p.blame)
+            })
+            .fold(0u16, |bits, t| bits | 1 << t);
         self.rounds.active = Some(Active {
             q,
             n,
@@ -489,6 +502,7 @@ where
             trustee_nonces: trustee_digest,
             members_digest,
             deadline: now + self.cfg.exchange_timeout,
+            without,
             request_sent: false,
             dispute: None,
         });
@@ -637,8 +651,9 @@ where
         ExchangeKey::new(&secret, a.q.interval, a.q.exchange).fingerprint(cell) == *kept
     }
 
-    /// Whether every member of the round and every trustee answered.
+    /// Whether every member of the round and every trustee that takes part answered.
     fn round_answered(&mut self) -> bool {
+        let without = self.rounds.active.map_or(0, |a| a.without);
         let clients = usize::from(self.cfg.clients);
         let trustees = usize::from(self.cfg.trustees);
         let online = self.online_bits();
@@ -660,7 +675,7 @@ where
                 check(answered, i);
             }
         }
-        for t in 0..trustees {
+        for t in (0..trustees).filter(|&t| without & 1 << t == 0) {
             check(answered, clients + t);
         }
         all
@@ -765,7 +780,7 @@ where
         // trustee that answered what does not check (one that did not answer at all may
         // be one that cannot take part: never convicted for it).
         let mut verdicts: heapless::Vec<(Culprit, BlameKind), 16> = heapless::Vec::new();
-        let mut trustee_silent = false;
+        let mut absent = 0u16;
         let nodes = self.rounds.nodes;
         let (answered, refused) = {
             let len = crate::bits::bitmap_len(nodes);
@@ -785,17 +800,26 @@ where
         }
         for t in 0..a.m {
             if !crate::bits::test(answered, clients + t) {
-                trustee_silent = true;
+                absent |= 1 << t;
             } else if crate::bits::test(refused, clients + t) {
                 let _ = verdicts.push((Culprit::Trustee(t as u16), BlameKind::RefusedBlame));
             }
+        }
+        if absent != 0 {
+            self.rounds.incomplete += 1;
+            self.push_event(RelayEvent::BlameIncomplete {
+                interval: a.q.interval,
+                exchange: a.q.exchange,
+                absent,
+                count: self.rounds.incomplete,
+            });
         }
         let (_, _, evidence) = self.rounds.flags();
         let Some(draft) = Draft::resume(evidence, a.n, a.m) else {
             self.end_round(now, &verdicts, None);
             return;
         };
-        if !verdicts.is_empty() || trustee_silent {
+        if !verdicts.is_empty() || absent != 0 {
             // Members that convict themselves are convicted with them (offline-verifiable
             // from their own reveals alone).
             let mut first_self = None;

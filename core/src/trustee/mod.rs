@@ -135,6 +135,9 @@ pub struct Trustee<P, I, B> {
     rng: ChaCha20,
     phase: Phase,
     hello_pending: bool,
+    /// Whether it answers blame rounds' requests (its Hello says so): with core feature
+    /// `blame-round`.
+    takes_part_in_blame: bool,
     probe_reply: Option<u64>,
     /// A `Refuse` to send: interval and client.
     refusal: Option<(u32, u16)>,
@@ -215,6 +218,7 @@ where
             rng: ChaCha20::new(&config.rng_seed.into(), &[0u8; 12].into()),
             phase: Phase::Idle,
             hello_pending: false,
+            takes_part_in_blame: cfg!(feature = "blame-round"),
             probe_reply: None,
             refusal: None,
             unreported: Deque::new(),
@@ -247,6 +251,14 @@ where
         }
     }
 
+    /// Tests only (core feature `disruptor`): whether the trustee takes part in blame
+    /// rounds. One that does not says so in its next Hello and leaves blame requests
+    /// unanswered, as a device trustee (built without `blame-round`) does.
+    #[cfg(feature = "disruptor")]
+    pub fn set_takes_part_in_blame(&mut self, takes_part: bool) {
+        self.takes_part_in_blame = takes_part && cfg!(feature = "blame-round");
+    }
+
     /// The link to the relay is up.
     pub fn handle_connected(&mut self, _now: Instant) {
         self.hello_pending = true;
@@ -270,12 +282,12 @@ where
     /// Handles one frame body from the relay.
     pub fn handle_frame(&mut self, now: Instant, body: &[u8]) -> Result<(), PeerError> {
         // Without the blame round (a device trustee), its requests are left unanswered,
-        // not refused as malformed: the relay ends the round at its deadline without this
-        // trustee's reveal and never convicts it for that (docs/protocol.md).
-        #[cfg(not(feature = "blame-round"))]
-        if body
-            .first()
-            .is_some_and(|v| wire::BLAME_ROUND_VARIANTS.contains(v))
+        // not refused as malformed: the Hello said so, and the relay ends its rounds
+        // without waiting for this trustee's reveal (docs/protocol.md).
+        if !self.takes_part_in_blame
+            && body
+                .first()
+                .is_some_and(|v| wire::BLAME_ROUND_VARIANTS.contains(v))
         {
             return Ok(());
         }
@@ -353,6 +365,7 @@ where
                 capacity: 0,
                 resume: None,
                 proofs: &[],
+                blame: self.takes_part_in_blame,
             })
             .emit_frame(out)?;
             self.hello_pending = false;

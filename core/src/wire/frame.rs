@@ -122,6 +122,7 @@ mod tests {
                 lost: true,
             }),
             proofs: &[5; 32],
+            blame: true,
         });
         let n = msg.emit_frame(&mut out).unwrap();
         assert_eq!(msg.frame_len(), n);

@@ -253,6 +253,10 @@ pub struct Hello<'a> {
     /// order, over its link nonce, `capacity` and `resume`; empty for trustees.
     #[serde(borrow)]
     pub proofs: &'a [u8],
+    /// Whether the node answers blame rounds' requests (built with core feature
+    /// `blame-round`). The relay waits for no reveal from a trustee that says `false`;
+    /// a member must answer either way.
+    pub blame: bool,
 }
 
 /// An interval's view, byte-identical to trustees and members (relay → all).
@@ -476,9 +480,10 @@ mod tests {
                         lost: false,
                     }),
                     proofs: &proofs,
+                    blame: true,
                 }),
                 cat(&[
-                    &[0, 0, 0, 0x72, 0x00, 0x03],
+                    &[0, 0, 0, 0x73, 0x00, 0x03],
                     &rep(1, 16),
                     &rep(2, 16),
                     &[0x00, 0x03],
@@ -487,6 +492,7 @@ mod tests {
                     &rep(4, 16),
                     &[0x4D, 0xE8, 0x07, 0x01, 0x09, 0x00, 0x20],
                     &proofs,
+                    &[0x01],
                 ]),
             ),
             (
@@ -501,14 +507,15 @@ mod tests {
                     capacity: 0,
                     resume: None,
                     proofs: &[],
+                    blame: false,
                 }),
                 cat(&[
-                    &[0, 0, 0, 0x3A, 0x00, 0x03],
+                    &[0, 0, 0, 0x3B, 0x00, 0x03],
                     &rep(1, 16),
                     &rep(2, 16),
                     &[0x01, 0x01],
                     &rep(0, 16),
-                    &[0x80, 0x80, 0x06, 0x00, 0x00, 0x00],
+                    &[0x80, 0x80, 0x06, 0x00, 0x00, 0x00, 0x00],
                 ]),
             ),
             (

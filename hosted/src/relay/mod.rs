@@ -951,6 +951,31 @@ impl Hub {
                              run (another runs and others wait, or its exchange is forgotten)"
                         );
                     }
+                    RelayEvent::BlameIncomplete {
+                        interval,
+                        exchange,
+                        absent,
+                        count: rounds,
+                    } => {
+                        let absent: Vec<String> = (0..16u16)
+                            .filter(|t| absent & 1 << t != 0)
+                            .map(|t| format!("trustee {t}"))
+                            .collect();
+                        warn!(
+                            "blame round about exchange {exchange} of interval {interval} \
+                             ended without a reveal from {}: it convicts only members that \
+                             refuse or convict themselves ({} without every trustee's reveal so far)",
+                            absent.join(", "),
+                            count(rounds, "round")
+                        );
+                    }
+                    RelayEvent::TrusteeWithoutBlame { trustee } => {
+                        warn!(
+                            "trustee {trustee} takes no part in blame rounds (its hello says \
+                             so; only a device trustee should): rounds do not wait for it, and \
+                             those that need its reveal end with no verdict"
+                        );
+                    }
                     RelayEvent::BlameEnded {
                         interval,
                         exchange,
