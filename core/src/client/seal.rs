@@ -63,8 +63,11 @@ pub(super) struct Sealer<B> {
     key: wire::SlotKey,
     /// The pseudonym secret, for the trap keys.
     secret: crate::ristretto::keys::SecretKey,
-    /// The trap key of an interval, once derived.
-    traps: Option<(u32, wire::TrapKey)>,
+    /// The trap key of an interval, once derived, with the interval and the trap point
+    /// (`R_I`) it was derived for: a relay that restarts may announce the same interval
+    /// number with another point, and a key kept by number alone would lay the owner's
+    /// cell out where that relay (and every member's check) expects trap bytes.
+    traps: Option<(u32, [u8; 32], wire::TrapKey)>,
     /// Two prepared cells of the longest length, then [`KEPT`] kept ones.
     cells: B,
     stride: usize,
@@ -302,7 +305,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if sealer
             .traps
             .as_ref()
-            .is_none_or(|t| t.0 != running.interval)
+            .is_none_or(|t| t.0 != running.interval || t.1 != running.trap)
         {
             // The slot's first owned exchange of the interval: its trap point.
             sealer.traps = wire::TrapKey::from_secret(
@@ -314,7 +317,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 self.slot,
             )
             .ok()
-            .map(|k| (running.interval, k));
+            .map(|k| (running.interval, running.trap, k));
         }
         if sealer.traps.is_none() {
             // No trap point announced: nothing the relay can check, so nothing is sent.
@@ -403,8 +406,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             let traps = sealer
                 .traps
                 .as_ref()
-                .filter(|t| t.0 == running.interval)
-                .map(|t| &t.1);
+                .filter(|t| t.0 == running.interval && t.1 == running.trap)
+                .map(|t| &t.2);
             if let (Some((i, p)), Some(traps)) = (found, traps) {
                 let at = i * sealer.stride;
                 let src = sealer
@@ -440,7 +443,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             .sealer
             .as_ref()
             .and_then(|s| s.traps.as_ref())
-            .map_or(&dummy, |t| &t.1);
+            .map_or(&dummy, |t| &t.2);
         wire::lay_out(cell, None, traps, exchange);
     }
 
