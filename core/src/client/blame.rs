@@ -152,13 +152,17 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let super::Phase::Running(running) = &self.phase else {
             return Ok(());
         };
-        let (view, announced) = (running.view, running.trap);
+        let view = running.view;
         let Some(pseudonym) = self.pseudonym_of(slot) else {
             return Ok(());
         };
         // The cell length is its own (the exchange it answered); without one it has
-        // nothing to reveal, and trap grounds name no trap byte.
-        let len = self.answered_at(interval, exchange).map_or(0, |a| a.len);
+        // nothing to reveal, and trap grounds name no trap byte. The trap point is the one
+        // in force when it answered: grounds under another point (a relay that announced
+        // the interval's number again) name bits its cell's layout did not keep at zero.
+        let (len, announced) = self
+            .answered_at(interval, exchange)
+            .map_or((0, running.trap), |a| (a.len, a.trap));
         let facts = Facts {
             group_id: self.group_id,
             session_id: self.session_id,

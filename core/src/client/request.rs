@@ -178,6 +178,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             nonce,
             wrote,
             own: matches!(kind, Kind::Slot { slot, .. } if slot == self.slot),
+            trap: running.trap,
         });
         #[cfg(feature = "disruptor")]
         if let Some(d) = &mut self.disruptor {

@@ -34,6 +34,10 @@ pub(super) struct Answered {
     pub(super) wrote: Wrote,
     /// An exchange of its own slot.
     pub(super) own: bool,
+    /// The trap point (`R_I`) in force when it answered: the layout its cell (an owner's)
+    /// followed, which trap grounds about this exchange must carry.
+    #[cfg_attr(not(feature = "blame-round"), allow(dead_code))]
+    pub(super) trap: [u8; 32],
 }
 
 /// Why a client cannot recompute a cell.
@@ -58,8 +62,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     }
 
     pub(super) fn answered_at(&self, interval: u32, exchange: u64) -> Option<&Answered> {
+        // The latest: a relay restarted within one interval number numbers its exchanges
+        // again.
         self.answered_ring
             .iter()
+            .rev()
             .find(|a| a.interval == interval && a.exchange == exchange)
     }
 
