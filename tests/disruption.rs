@@ -222,6 +222,9 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let mut garbler = scope.spawn("garbler", &argv);
         garbler.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
+        // A member of the running interval: the transfers below run while it can disrupt
+        // (256 KiB can pass within the interval it missed).
+        garbler.wait_for_log("sending in interval", FORM_TIMEOUT);
         // Clients 0 and 1 are of the other buddy group: they send while client 3 was away.
         // Both send, so the garbler's every other exchange falls on their slots too.
         let data = pattern(256 * 1024, 33);
