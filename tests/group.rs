@@ -306,8 +306,9 @@ fn copy_group(from: &Path, to: &Path) {
 
 /// A switch while a transfer runs: client4 and trustee2 join, client3 and trustee1 leave
 /// (each trustee signs, the leaving one its own removal), client2 is away at the
-/// announcement. The transfer's connection ends cleanly; new transfers by an old and a new
-/// member arrive byte-exact; the removed members stop and are refused.
+/// announcement, and client3 comes back only after the next epoch started. The transfer's
+/// connection ends cleanly; new transfers by an old and a new member arrive byte-exact; the
+/// removed members are told, stop and are refused.
 #[test]
 fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
     within(LIMIT, |scope| {
@@ -443,8 +444,10 @@ fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
         joiner.wait_for_log("linking to relay", FORM_TIMEOUT);
 
         // client2 is away when the switch is announced: it comes back on the old version
-        // and is told of the switch when it dials the ended epoch.
+        // and is told of the switch when it dials the ended epoch. client3, which the
+        // version removes, is away too and comes back only once the next epoch runs.
         procs[2].kill();
+        procs[3].kill();
         copy_group(&group, &folder("relay"));
         relay.signal(libc::SIGHUP);
         relay.wait_for_log("switch announced", FORM_TIMEOUT);
@@ -465,14 +468,6 @@ fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
         assert_eq!(how, "read ended: UnexpectedEof");
         procs[0].wait_for_log("local connections are closed", FORM_TIMEOUT);
 
-        // The removed member is told and stops; its keys are refused from then on.
-        let Some(status) = procs[3].wait_exit(FORM_TIMEOUT) else {
-            panic!("client3 still runs: {}", procs[3].log());
-        };
-        assert!(!status.success());
-        let log = procs[3].log();
-        assert!(log.contains("removed at the switch"), "{log}");
-        relay.wait_for_log("told client client3 that version", FORM_TIMEOUT);
         let Some(status) = nodes[1].wait_exit(FORM_TIMEOUT) else {
             panic!("trustee1 still runs: {}", nodes[1].log());
         };
@@ -488,6 +483,25 @@ fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
             (count(&p.log(), "established") >= 2).then_some(())
         });
         relay.wait_for_log("switch pause:", FORM_TIMEOUT);
+        // client3 comes back on the ended version while the next epoch runs: its DC-net
+        // tells it of the switch and serves it the version that removes it; it stops, and
+        // its keys are refused from then on.
+        let p3 = (base + 3).to_string();
+        procs[3] = scope.spawn(
+            "client3-back",
+            &["client", &s(&folder("client3")), &s(leaving), "-p", &p3],
+        );
+        let Some(status) = procs[3].wait_exit(FORM_TIMEOUT) else {
+            panic!("client3 still runs: {}", procs[3].log());
+        };
+        assert!(!status.success());
+        let log = procs[3].log();
+        assert!(log.contains("removed at the switch"), "{log}");
+        relay.wait_for_log(
+            "client client3 dialed the epoch that ended; told it of the switch",
+            FORM_TIMEOUT,
+        );
+        relay.wait_for_log("told client client3 that version", FORM_TIMEOUT);
         joiner.wait_for_log("sending in interval", FORM_TIMEOUT);
         new_trustee.wait_for_log("every proof and signature checked", FORM_TIMEOUT);
         procs[0].wait_until(FORM_TIMEOUT, "the second epoch", |p| {

@@ -904,15 +904,14 @@ async fn run(command: Command) -> Result<()> {
                 let mut watch = setup::Watch::new(&dir)?;
                 let mut listen = relay_listen(&desc.relay_address()?, a.host, a.port);
                 let key_file = key_file.as_deref().unwrap_or(std::path::Path::new("."));
-                let mut from = None;
-                let mut announced = None;
+                let mut leaving = None;
                 a.metrics.serve().await?;
                 loop {
                     // The group's minimum holds for every node; a flag may only raise it.
                     let floor = a.min_clients.max(desc.policy.min_clients);
                     misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
                     let (group, bound) =
-                        setup::relay(&desc, &keys, key_file, listen, from.take()).await?;
+                        setup::relay(&desc, &keys, key_file, listen, leaving.clone()).await?;
                     listen = bound;
                     let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
                     let running = desc.clone();
@@ -923,14 +922,13 @@ async fn run(command: Command) -> Result<()> {
                         keys.dh,
                         options(listen, min_clients),
                         watch.next(&running),
-                        announced.take(),
+                        leaving.take(),
                     )
                     .await?;
                     let Some(mut next) = next else { return Ok(()) };
                     next.ended = Some(ids);
-                    announced = Some(next.found);
                     desc = next.next.clone();
-                    from = Some(next);
+                    leaving = Some(std::sync::Arc::new(setup::Leaving::new(next)));
                 }
             }
             let (group, node, min_clients) = misconfigured(|| {

@@ -329,31 +329,48 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let ids = [(*group_id, *session_id)];
+    accept_any(r, w, relay_key, &ids, |_, k| admit(k)).await
+}
+
+/// Runs the relay side of a handshake that may be under any of several (group id, session
+/// id) pairs, without a replay check: [`accept_checked`] with no `check`.
+pub async fn accept_any<R, W, T>(
+    r: R,
+    w: W,
+    relay_key: &[u8; 32],
+    ids: &[([u8; 16], [u8; 16])],
+    admit: impl FnOnce(usize, &[u8; 32]) -> Option<T>,
+) -> Result<(T, LinkReader<R>, LinkWriter<W>), HandshakeError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let no_check = |_: &[u8; REQUEST_LEN]| Ok::<(), std::convert::Infallible>(());
-    accept_checked(r, w, relay_key, group_id, session_id, no_check, admit).await
+    accept_checked(r, w, relay_key, ids, no_check, admit).await
 }
 
 /// Runs the relay side of the handshake, first showing the raw request to `check`.
 ///
 /// `check` sees the [`REQUEST_LEN`]-byte request before any Diffie-Hellman work, so a
 /// replay cache can refuse a request it has seen (the error's text becomes the link's
-/// error); `admit` then maps the node's authenticated static key to an identity.
+/// error). The request may be under any of `ids`' (group id, session id) pairs, tried in
+/// turn (the first is the one most links use; a relay after a switch also serves the switch
+/// links of the epoch that ended); `admit` then gets the index of the pair that matched and
+/// the node's authenticated static key, and maps them to an identity.
 pub async fn accept_checked<R, W, T, E>(
     mut r: R,
     mut w: W,
     relay_key: &[u8; 32],
-    group_id: &[u8; 16],
-    session_id: &[u8; 16],
+    ids: &[([u8; 16], [u8; 16])],
     check: impl FnOnce(&[u8; REQUEST_LEN]) -> Result<(), E>,
-    admit: impl FnOnce(&[u8; 32]) -> Option<T>,
+    admit: impl FnOnce(usize, &[u8; 32]) -> Option<T>,
 ) -> Result<(T, LinkReader<R>, LinkWriter<W>), HandshakeError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
     E: std::fmt::Display,
 {
-    let mut hs =
-        Responder::new(relay_key, group_id, session_id, entropy()?).map_err(noise_error)?;
     let mut records = RecordReader::responder();
     let mut raw = BytesMut::new();
     let (who, transport) = in_time(async {
@@ -365,46 +382,6 @@ where
             .try_into()
             .map_err(|_| invalid("handshake request of the wrong length"))?;
         check(request).map_err(|e| HandshakeError::Refused(e.to_string()))?;
-        let key = hs
-            .read_request(request)
-            .map_err(|_| HandshakeError::NotForThisRelay)?;
-        raw.advance(used);
-        let who = admit(&key).ok_or(HandshakeError::NotMember)?;
-        let mut response = [0u8; HEADER_LEN + RESPONSE_LEN];
-        let (n, transport) = hs.write_response(&mut response).map_err(noise_error)?;
-        w.write_all(&response[..n]).await?;
-        w.flush().await?;
-        Ok((who, transport))
-    })
-    .await?;
-    let (reader, writer) = established(transport, r, records, raw, w);
-    Ok((who, reader, writer))
-}
-
-/// Runs the relay side of a handshake that may be under any of several (group id, session
-/// id) pairs: each is tried in turn on the node's request, and `admit` gets the index of
-/// the pair that matched with the node's authenticated static key (a relay at a switch
-/// serves the switch links of the running epoch and the setup links of the next at once).
-pub async fn accept_any<R, W, T>(
-    mut r: R,
-    mut w: W,
-    relay_key: &[u8; 32],
-    ids: &[([u8; 16], [u8; 16])],
-    admit: impl FnOnce(usize, &[u8; 32]) -> Option<T>,
-) -> Result<(T, LinkReader<R>, LinkWriter<W>), HandshakeError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut records = RecordReader::responder();
-    let mut raw = BytesMut::new();
-    let (who, transport) = in_time(async {
-        let Some(used) = read_record(&mut r, &mut raw, &mut records).await? else {
-            return Err(HandshakeError::Closed);
-        };
-        let request: &[u8; REQUEST_LEN] = raw[HEADER_LEN..used]
-            .try_into()
-            .map_err(|_| invalid("handshake request of the wrong length"))?;
         let mut matched = None;
         for (n, (group_id, session_id)) in ids.iter().enumerate() {
             let mut hs =
@@ -649,13 +626,12 @@ mod tests {
                 br,
                 bw,
                 &relay,
-                &[1; 16],
-                &[2; 16],
+                &[([1; 16], [2; 16])],
                 |req| {
                     seen = Some(*req);
                     replays.check(now, req)
                 },
-                |k| Some(*k),
+                |_, k| Some(*k),
             )
         );
         n.unwrap();
@@ -676,10 +652,9 @@ mod tests {
             br,
             bw,
             &relay,
-            &[1; 16],
-            &[2; 16],
+            &[([1; 16], [2; 16])],
             |req| replays.check(now, req),
-            |k| {
+            |_, k| {
                 admitted = true;
                 Some(*k)
             },

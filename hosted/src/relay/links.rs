@@ -20,6 +20,7 @@ use tracing::debug;
 use super::admission::{Ephemeral, Replays};
 use super::SEND_QUEUE;
 use crate::link;
+use crate::setup::{Leaver, Leaving};
 
 pub(super) enum LinkEvent {
     Admitted {
@@ -47,9 +48,34 @@ pub(super) struct Link {
 /// What the link tasks need to run handshakes.
 pub(super) struct LinkAuth {
     pub(super) relay_key: [u8; 32],
-    pub(super) group_id: [u8; 16],
-    pub(super) session_id: [u8; 16],
+    /// The epoch's (group id, session id), then those a node of the epoch that ended may
+    /// dial under (`leaving`'s).
+    pub(super) ids: Vec<([u8; 16], [u8; 16])>,
     pub(super) members: HashMap<[u8; 32], PeerId>,
+    /// The nodes of the epoch that ended at the switch into this one, served the switch.
+    pub(super) leaving: Option<Arc<Leaving>>,
+}
+
+impl LinkAuth {
+    /// What a handshake that matched `ids[n]` with static key `key` admits.
+    fn admit(&self, n: usize, key: &[u8; 32]) -> Option<Admitted> {
+        match n {
+            0 => self.members.get(key).copied().map(Admitted::Member),
+            _ => self
+                .leaving
+                .as_ref()?
+                .admit(n - 1, key)
+                .map(Admitted::Leaving),
+        }
+    }
+}
+
+/// Whom a finished handshake admitted.
+enum Admitted {
+    /// A member of this epoch.
+    Member(PeerId),
+    /// A node of the epoch that ended, served the switch and then closed.
+    Leaving(Leaver),
 }
 
 pub(super) fn spawn_link(
@@ -70,17 +96,24 @@ pub(super) fn spawn_link(
             r,
             w,
             &auth.relay_key,
-            &auth.group_id,
-            &auth.session_id,
+            &auth.ids,
             |request| {
                 ephemeral = Some(Ephemeral::of(request));
                 replays.check(std::time::Instant::now(), request)
             },
-            |k| auth.members.get(k).copied(),
+            |n, k| auth.admit(n, k),
         )
         .await;
         let (peer, mut frames, writer) = match accepted {
-            Ok(a) => a,
+            Ok((Admitted::Member(peer), frames, writer)) => (peer, frames, writer),
+            Ok((Admitted::Leaving(who), _, writer)) => {
+                if let Some(leaving) = &auth.leaving {
+                    leaving.serve(who, writer).await;
+                }
+                let served = "a node of the epoch that ended, served the switch".to_string();
+                let _ = ev.send(LinkEvent::Closed(token, served)).await;
+                return;
+            }
             Err(e) => {
                 let reason = format!("refused in the handshake: {e}");
                 // A request that arrived whole and was not a replay (counted apart) failed

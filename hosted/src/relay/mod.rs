@@ -40,6 +40,7 @@ use crate::console::count;
 use crate::exit::connections::{ExitConnections, ExitLimits};
 use crate::exit::{ExitKind, ExitPolicy};
 use crate::process;
+use crate::setup::Leaving;
 
 /// Options of the relay beyond the group configuration.
 #[derive(Debug, Clone)]
@@ -180,23 +181,21 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// Runs one epoch of the relay until Ctrl-C (`Ok(None)`) or until `switch` resolves: then
 /// the running interval drains (its exchanges in flight finish, at most [`DRAIN_LIMIT`]),
 /// every node is told `Goodbye{Switch}` and its link closed, and the switch's value is
-/// returned. `announced` is when the switch into this epoch was announced, if it was: the
-/// pause until its first decoded exchange is logged.
+/// returned. `leaving` are the nodes of the epoch that ended at the switch into this one,
+/// if there was one: they are served that switch all through this epoch, and the pause
+/// until this epoch's first decoded exchange is logged.
 pub async fn run_epoch<T>(
     group: Group,
     relay_key: [u8; 32],
     relay_dh: [u8; 32],
     opts: RelayOptions,
     switch: impl std::future::Future<Output = T>,
-    announced: Option<std::time::Instant>,
+    leaving: Option<Arc<Leaving>>,
 ) -> Result<Option<T>> {
     let listener = TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
-    serve_epoch(
-        listener, group, relay_key, relay_dh, opts, switch, announced,
-    )
-    .await
+    serve_epoch(listener, group, relay_key, relay_dh, opts, switch, leaving).await
 }
 
 async fn serve_epoch<T>(
@@ -206,9 +205,10 @@ async fn serve_epoch<T>(
     relay_dh: [u8; 32],
     opts: RelayOptions,
     switch: impl std::future::Future<Output = T>,
-    mut announced: Option<std::time::Instant>,
+    leaving: Option<Arc<Leaving>>,
 ) -> Result<Option<T>> {
     tokio::pin!(switch);
+    let mut announced = leaving.as_ref().map(|l| l.found());
     let mut switched = None;
     // While a switch drains the running interval: when to end it anyway.
     let mut draining: Option<tokio::time::Instant> = None;
@@ -348,11 +348,15 @@ async fn serve_epoch<T>(
     for (j, t) in group.trustees.iter().enumerate() {
         members.insert(t.key, PeerId::Trustee(j as u16));
     }
+    let mut ids = vec![(group.group_id, group.session_id)];
+    if let Some(l) = &leaving {
+        ids.extend_from_slice(l.ids());
+    }
     let auth = Arc::new(LinkAuth {
         relay_key,
-        group_id: group.group_id,
-        session_id: group.session_id,
+        ids,
         members,
+        leaving,
     });
     let origin = tokio::time::Instant::now();
     let (ev_tx, mut ev_rx) = mpsc::channel::<LinkEvent>(4096);

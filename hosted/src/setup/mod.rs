@@ -18,10 +18,12 @@
 //!
 //! Switches (docs/protocol.md §12, "Switches"): the relay's [`Watch`] reads the group
 //! folder again on SIGHUP and every [`switches::REREAD`] and yields a valid next version
-//! ([`SwitchFrom`]); the relay shell ends the epoch (`Goodbye{Switch}`) and calls [`relay`]
-//! with it, which serves the version on switch links ([`dissent_core::epoch::switch`]'s
-//! messages) while it gathers the next setup. A node whose role ended with the switch
-//! fetches and checks the version ([`fetch_next`]); the rule is the core's.
+//! (`SwitchFrom`); the relay shell ends the epoch (`Goodbye{Switch}`) and hands the nodes
+//! of the epoch that ended ([`Leaving`]) to [`relay`] and then to the next epoch's DC-net:
+//! both serve the version on switch links ([`dissent_core::epoch::switch`]'s messages) and
+//! tell a node that dials the ended epoch of the switch, until the next switch. A node
+//! whose role ended with the switch fetches and checks the version ([`fetch_next`]),
+//! however late it comes; the rule is the core's.
 //!
 //! Owns the setup links and the setup's timing; the protocol is the core's, the group
 //! folder `config::group`'s.
@@ -56,8 +58,8 @@ use crate::link::dial::{Dialer, LinkKeys};
 
 mod switches;
 
-pub use switches::{fetch_next, Fetched, SwitchFrom, Watch};
-use switches::{serve_switch, WAITING};
+use switches::WAITING;
+pub use switches::{fetch_next, Fetched, Leaver, Leaving, Watch};
 
 /// Longest wait for the next setup frame before the setup is given up.
 pub(super) const STALL: Duration = Duration::from_secs(120);
@@ -138,10 +140,8 @@ enum Ev {
 enum Admitted {
     /// A member of the version being set up, on a setup link.
     Setup(Who),
-    /// A node of the epoch that ended, fetching the next version on a switch link.
-    Switch { name: String, removed: bool },
-    /// A node of the epoch that ended, dialing its DC-net: it missed the announcement.
-    Late(String),
+    /// A node of the epoch that ended, served the switch.
+    Leaving(Leaver),
 }
 
 /// The relay's part: listens on `listen`, runs the setup with every trustee and client of
@@ -152,13 +152,12 @@ pub async fn relay(
     keys: &PrivateKeys,
     key_file: &Path,
     listen: SocketAddr,
-    from: Option<SwitchFrom>,
+    from: Option<std::sync::Arc<Leaving>>,
 ) -> Result<(Group, SocketAddr)> {
     let setup = Setup::new(desc);
     if let Some(saved) = EpochFile::load(key_file, desc)? {
         return Ok((saved.group(desc)?, listen));
     }
-    let from = from.map(std::sync::Arc::new);
     let config = setup.config();
     let (group_id, setup_id) = setup.link_ids();
     let listener = TcpListener::bind(listen)
@@ -186,21 +185,8 @@ pub async fn relay(
     let (ev_tx, mut ev_rx) = mpsc::channel::<Ev>(QUEUE);
     let relay_key = keys.link;
     let mut ids = vec![(group_id, setup_id)];
-    // A node of the epoch that ended: its name and whether the next version leaves it out.
-    let mut leaving: HashMap<[u8; 32], (String, bool)> = HashMap::new();
     if let Some(f) = &from {
-        let old = f.old.digest();
-        ids.push((
-            session::group_id(&old),
-            session::switch_session(&old, epoch_of(&f.old)),
-        ));
-        if let Some(ended) = f.ended {
-            ids.push(ended);
-        }
-        for k in f.old.trustees.iter().chain(&f.old.clients) {
-            let removed = !f.next.trustees.contains(k) && !f.next.clients.contains(k);
-            leaving.insert(k.link, (format!("{} {}", k.role, k.name), removed));
-        }
+        ids.extend_from_slice(f.ids());
     }
     let acceptor = tokio::spawn(async move {
         loop {
@@ -215,7 +201,6 @@ pub async fn relay(
             };
             let _ = stream.set_nodelay(true);
             let members = members.clone();
-            let leaving = leaving.clone();
             let ids = ids.clone();
             let from = from.clone();
             let ev_tx = ev_tx.clone();
@@ -223,39 +208,14 @@ pub async fn relay(
                 let (r, w) = stream.into_split();
                 let admitted = crate::link::accept_any(r, w, &relay_key, &ids, |n, k| match n {
                     0 => members.get(k).copied().map(Admitted::Setup),
-                    1 => leaving.get(k).map(|(name, removed)| Admitted::Switch {
-                        name: name.clone(),
-                        removed: *removed,
-                    }),
-                    _ => leaving.get(k).map(|(name, _)| Admitted::Late(name.clone())),
+                    _ => from.as_ref()?.admit(n - 1, k).map(Admitted::Leaving),
                 })
                 .await;
                 let (who, mut reader, writer) = match admitted {
                     Ok((Admitted::Setup(who), r, w)) => (who, r, w),
-                    Ok((Admitted::Switch { name, removed }, _r, w)) => {
-                        let (tx, rx) = mpsc::channel(QUEUE);
-                        let writing = tokio::spawn(w.run(rx));
+                    Ok((Admitted::Leaving(who), _r, w)) => {
                         if let Some(f) = &from {
-                            if let Err(e) = serve_switch(f, &name, removed, tx).await {
-                                warn!("switch: cannot serve {name}: {e}");
-                            }
-                        }
-                        let _ = writing.await;
-                        return;
-                    }
-                    Ok((Admitted::Late(name), _r, w)) => {
-                        let mut frame = [0u8; 16];
-                        let goodbye = dissent_core::wire::Message::Goodbye {
-                            reason: dissent_core::wire::GoodbyeReason::Switch,
-                        };
-                        if let Ok(n) = goodbye.emit_frame(&mut frame) {
-                            let (tx, rx) = mpsc::channel(1);
-                            let _ = tx.send(Bytes::copy_from_slice(&frame[..n])).await;
-                            drop(tx);
-                            let _ = w.run(rx).await;
-                            info!(
-                                "switch: {name} dialed the epoch that ended; told it of the switch"
-                            );
+                            f.serve(who, w).await;
                         }
                         return;
                     }

@@ -1,9 +1,11 @@
 //! Switches on the hosted side: the relay's watch over its group folder, serving the next
-//! version on switch links, and a node fetching and checking it.
+//! version on switch links (during the next version's setup and its DC-net alike), and a
+//! node fetching and checking it.
 //!
 //! The switch rule and the switch link's messages are the core's
 //! (`dissent_core::epoch::switch`); this module only reads files and moves frames.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use bytes::Bytes;
 use dissent_core::backoff::BackoffConfig;
 use dissent_core::epoch::session;
 use dissent_core::epoch::switch::{self, Received, SwitchMessage, UpdateReceiver, Verdict};
+use dissent_core::wire::{GoodbyeReason, Message};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use tokio::sync::mpsc;
@@ -21,6 +24,7 @@ use super::{epoch_of, framed, STALL};
 use crate::config::group::GroupDesc;
 use crate::config::keys::PrivateKeys;
 use crate::link::dial::{Dialer, LinkKeys};
+use crate::link::LinkWriter;
 
 /// A switch the relay announced: the version that ran and the next one, as its file.
 pub struct SwitchFrom {
@@ -37,9 +41,101 @@ pub struct SwitchFrom {
     pub found: std::time::Instant,
 }
 
+/// The nodes of the epoch that ended at a switch, as the relay serves them from the switch
+/// until the next one, through the next version's setup and its whole DC-net: a node that
+/// fetches the next version on a switch link gets it (`Removed` first if it leaves the node
+/// out), and a node that dials the ended epoch's DC-net (it was away when the switch was
+/// announced) is told `Goodbye{Switch}`. A node that comes back only after two switches is
+/// refused: it no longer holds a version the relay can take it from.
+pub struct Leaving {
+    from: SwitchFrom,
+    /// The switch links' (group id, session id), then the ended DC-net's if known.
+    ids: Vec<([u8; 16], [u8; 16])>,
+    /// Every node of the version that ended: its name and whether the next leaves it out.
+    nodes: HashMap<[u8; 32], (String, bool)>,
+}
+
+/// A node of the epoch that ended, as [`Leaving::admit`] took it.
+pub enum Leaver {
+    /// It fetches the next version on a switch link.
+    Switch { name: String, removed: bool },
+    /// It dialed the ended epoch's DC-net: it missed the announcement.
+    Late(String),
+}
+
+impl Leaving {
+    /// The nodes of `from.old`, served the switch to `from.next`.
+    pub fn new(from: SwitchFrom) -> Self {
+        let old = from.old.digest();
+        let mut ids = vec![(
+            session::group_id(&old),
+            session::switch_session(&old, epoch_of(&from.old)),
+        )];
+        ids.extend(from.ended);
+        let mut nodes = HashMap::new();
+        for k in from.old.trustees.iter().chain(&from.old.clients) {
+            let removed = !from.next.trustees.contains(k) && !from.next.clients.contains(k);
+            nodes.insert(k.link, (format!("{} {}", k.role, k.name), removed));
+        }
+        Leaving { from, ids, nodes }
+    }
+
+    /// The (group id, session id) pairs a leaving node's handshake may be under.
+    pub fn ids(&self) -> &[([u8; 16], [u8; 16])] {
+        &self.ids
+    }
+
+    /// When the relay took the next version (the switch's pause counts from here).
+    pub fn found(&self) -> std::time::Instant {
+        self.from.found
+    }
+
+    /// The node with link key `key` whose handshake matched `ids()[n]`, if it is one of
+    /// the ended version's.
+    pub fn admit(&self, n: usize, key: &[u8; 32]) -> Option<Leaver> {
+        let (name, removed) = self.nodes.get(key)?;
+        Some(match n {
+            0 => Leaver::Switch {
+                name: name.clone(),
+                removed: *removed,
+            },
+            _ => Leaver::Late(name.clone()),
+        })
+    }
+
+    /// Serves an admitted leaving node on its link, then closes it.
+    pub async fn serve<W>(&self, who: Leaver, writer: LinkWriter<W>)
+    where
+        W: tokio::io::AsyncWrite + Unpin,
+    {
+        let (tx, rx) = mpsc::channel(super::QUEUE);
+        match who {
+            Leaver::Switch { name, removed } => {
+                let serving = serve_switch(&self.from, &name, removed, tx);
+                let (served, _) = tokio::join!(serving, writer.run(rx));
+                if let Err(e) = served {
+                    warn!("switch: cannot serve {name}: {e}");
+                }
+            }
+            Leaver::Late(name) => {
+                let mut frame = [0u8; 16];
+                let goodbye = Message::Goodbye {
+                    reason: GoodbyeReason::Switch,
+                };
+                if let Ok(n) = goodbye.emit_frame(&mut frame) {
+                    let _ = tx.send(Bytes::copy_from_slice(&frame[..n])).await;
+                    drop(tx);
+                    let _ = writer.run(rx).await;
+                    info!("switch: {name} dialed the epoch that ended; told it of the switch");
+                }
+            }
+        }
+    }
+}
+
 /// Serves the next version on a switch link: `Removed` first to a member it leaves out,
-/// then the description in `Update` chunks; then the link is closed.
-pub(super) async fn serve_switch(
+/// then the description in `Update` chunks; then the link is closed (by dropping `tx`).
+async fn serve_switch(
     from: &SwitchFrom,
     name: &str,
     removed: bool,
