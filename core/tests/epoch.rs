@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use dissent_core::epoch::message::{signature_holds, SetupMessage, Stage, MAX_CHUNK_DATA};
 use dissent_core::epoch::{
-    Cheat, Conviction, Event, FailedCheck, Failure, Refusal, RelayFault, RelayStep, SetupClient,
-    SetupStorage, Waiting,
+    Cheat, Conviction, Departure, Event, FailedCheck, Failure, Refusal, RelayFault, RelayStep,
+    SetupClient, SetupStorage, Waiting,
 };
 use dissent_core::ristretto::shuffle::{Equation, ShuffleError};
 use dissent_core::testkit::epoch::{
@@ -307,6 +307,14 @@ fn a_cheating_trustee_is_named_with_evidence_and_setup_recovers_without_it() {
         // Attempt 1 ran without it and every honest node agrees on a list with every key.
         let relay = sim.net.relay.established().expect("recovered");
         assert_eq!(relay.attempt, 1, "{cheat:?}");
+        assert_eq!(relay.trustees, 0b101, "{cheat:?}: the epoch's trustees");
+        if cheat != Cheat::KeyProof {
+            // The cheater does not re-check its own stages: it learns of its conviction from
+            // the attempt that leaves it out.
+            let failure = sim.net.trustees[1].failure().unwrap();
+            assert_eq!(failure, Failure::Relay(RelayFault::Excluded), "{cheat:?}");
+            assert!(failure.to_string().contains("convicted"));
+        }
         let list = sim.relay_list();
         for (node, outcome) in sim.outcomes().into_iter().enumerate() {
             if node == 1 {
@@ -470,7 +478,10 @@ fn latecomers_are_not_participants_and_missing_submitters_are_dropped() {
         sim.net.relay.receive_client(i as u16, &f).unwrap();
     }
     assert_eq!(sim.net.relay.counts(), (4, 5));
-    assert_eq!(sim.net.relay.drop_missing(), 1);
+    assert_eq!(
+        sim.net.relay.drop_missing(),
+        Departure::Restart { remaining: 4 }
+    );
     sim.net.clients[2].poll_transmit();
     sim.run();
     let relay = sim.net.relay.established().unwrap();
@@ -713,4 +724,110 @@ fn trustees_in_bounded_steps_send_the_same_bytes_and_convict_the_same_cheats() {
         }
         assert!(steps.most_steps > 3, "{cheat:?}");
     }
+}
+
+/// An honest relay whose participant `client` drops its link when the relay forwards the
+/// first frame tagged `tag` (4: a shuffle chunk, 6: an epoch record): from then on the client
+/// gets nothing, and the relay is told it left.
+struct Departs {
+    client: usize,
+    tag: u8,
+    gone: bool,
+    departure: Option<Departure>,
+}
+
+impl Driver<ChaCha20Rng> for Departs {
+    fn broadcast(&mut self, net: &mut Net, frame: &[u8]) {
+        if !self.gone && frame.first() == Some(&self.tag) {
+            self.gone = true;
+            self.departure = Some(net.relay.leave(self.client as u16));
+        }
+        let m = net.trustees.len();
+        for node in 0..net.nodes() {
+            if !(self.gone && node == m + self.client) {
+                let _ = net.give(node, frame);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_participant_that_leaves_mid_setup_restarts_it_without_it() {
+    for tag in [4u8, 6] {
+        let mut sim = Sim::new(6, 2, 2, 11);
+        let mut driver = Departs {
+            client: 2,
+            tag,
+            gone: false,
+            departure: None,
+        };
+        let notes = sim.net.run(&mut driver);
+        assert_eq!(driver.departure, Some(Departure::Restart { remaining: 5 }));
+        // The trustees' frames of the abandoned attempt are refused, never forwarded.
+        assert!(
+            notes
+                .iter()
+                .all(|n| *n == RelayStep::Refuse(Failure::Relay(RelayFault::Unexpected))),
+            "{notes:?}"
+        );
+        let relay = sim.net.relay.established().expect("established without it");
+        assert_eq!((relay.attempt, relay.slots, relay.trustees), (1, 5, 0b11));
+        assert_eq!(sim.net.relay.participants(), &[0b11_1011]);
+        let list = sim.relay_list();
+        for (i, c) in sim.net.clients.iter().enumerate() {
+            if i == 2 {
+                assert!(c.established().is_none());
+                continue;
+            }
+            assert_eq!(c.participants(), &[0b11_1011]);
+            let mine = c.pseudonym().unwrap().public_key().to_bytes();
+            assert_eq!(list.iter().filter(|k| **k == mine).count(), 1, "client {i}");
+            assert_eq!(c.pseudonyms().map(<[u8]>::to_vec).collect::<Vec<_>>(), list);
+        }
+        for t in &sim.net.trustees {
+            assert_eq!(t.established(), Some(relay));
+        }
+    }
+}
+
+#[test]
+fn departures_stop_the_setup_below_the_minimum_or_after_the_last_attempt() {
+    // Five participants, the group needs five: one leaving stops the setup.
+    let mut sim = Sim::new(5, 2, 2, 12);
+    sim.net.relay.limit(5, 8);
+    let mut buf = vec![0u8; FRAME_ROOM];
+    let open = sim.net.relay.poll_broadcast(&mut buf).unwrap();
+    assert!(open.is_some());
+    let stop = Failure::TooFewClients {
+        remaining: 4,
+        minimum: 5,
+    };
+    assert_eq!(sim.net.relay.leave(3), Departure::Stop(stop));
+    assert_eq!(sim.net.relay.failure(), Some(stop));
+    assert_eq!(sim.net.relay.poll_broadcast(&mut buf).unwrap(), None);
+    assert!(stop.to_string().contains("setup stops"));
+
+    // At most two attempts: the first departure opens attempt 1, the second stops.
+    let mut sim = Sim::new(5, 2, 2, 13);
+    sim.net.relay.limit(1, 2);
+    assert!(sim.net.relay.poll_broadcast(&mut buf).unwrap().is_some());
+    assert_eq!(sim.net.relay.leave(0), Departure::Restart { remaining: 4 });
+    // Leaving again, or a client that is no participant, changes nothing.
+    assert_eq!(sim.net.relay.leave(0), Departure::Ignored);
+    let len = sim.net.relay.poll_broadcast(&mut buf).unwrap().unwrap();
+    match SetupMessage::parse(&buf[..len]).unwrap() {
+        SetupMessage::Open(o) => {
+            assert_eq!((o.attempt, o.participants), (1, &[0b1_1110u8][..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    let stop = Failure::TooManyAttempts { attempts: 2 };
+    assert_eq!(sim.net.relay.leave(1), Departure::Stop(stop));
+    assert_eq!(sim.net.relay.poll_broadcast(&mut buf).unwrap(), None);
+
+    // Once established, a departure changes nothing.
+    let mut sim = Sim::new(4, 2, 2, 14);
+    assert!(sim.run().is_empty());
+    assert_eq!(sim.net.relay.leave(1), Departure::Ignored);
+    assert!(sim.net.relay.established().is_some());
 }

@@ -165,6 +165,12 @@ where
         self.submission.as_ref().map(|s| s.as_slice())
     }
 
+    /// The current attempt's participants (those that get a slot), a bitmap over the
+    /// clients, bit `i` = client `i`, least significant first.
+    pub fn participants(&self) -> &[u8] {
+        self.follower.participants()
+    }
+
     /// What the setup waits for.
     pub fn waiting(&self) -> Waiting {
         self.follower.waiting

@@ -162,6 +162,12 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         self.participants
     }
 
+    /// The current attempt's participants, a bitmap over the clients.
+    pub(crate) fn participants(&self) -> &[u8] {
+        let len = bits::bitmap_len(self.config.clients.len());
+        self.storage.participants.as_ref().get(..len).unwrap_or(&[])
+    }
+
     pub(crate) fn is_participant(&self, client: u16) -> bool {
         bits::test(self.storage.participants.as_ref(), usize::from(client))
     }
@@ -553,9 +559,17 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             || open.group != self.config.group
             || usize::from(open.clients) != self.config.clients.len()
             || !later
-            || open.trustees != expected
             || self.phase == Phase::Established
         {
+            return Err(bad);
+        }
+        if open.trustees != expected {
+            // Left out without this node's own conviction: the others convicted it (a
+            // trustee does not re-verify its own stages), or the relay excludes it.
+            let me = self.own.map_or(0, |j| 1u16 << j);
+            if me != 0 && open.trustees == expected & !me {
+                return Err(Failure::Relay(RelayFault::Excluded));
+            }
             return Err(bad);
         }
         let participants = bits::Bits::new_checked(open.participants, self.config.clients.len())
@@ -717,6 +731,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Follower<'_, B> {
             transcript: self.transcript,
             list: self.list,
             slots: self.n(),
+            trustees: self.trustees,
         })
     }
 }

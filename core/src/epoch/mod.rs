@@ -45,7 +45,7 @@ mod trustee;
 pub use client::SetupClient;
 pub use follower::Event;
 pub use outcome::{Conviction, FailedCheck, Failure, Refusal, RelayFault};
-pub use relay::{RelayStep, SetupRelay, SubmitRefused};
+pub use relay::{Departure, RelayStep, SetupRelay, SubmitRefused, MAX_ATTEMPTS};
 #[cfg(feature = "testkit")]
 pub use trustee::Cheat;
 pub use trustee::SetupTrustee;
@@ -189,4 +189,6 @@ pub struct Established {
     pub list: [u8; 32],
     /// Slots (participants).
     pub slots: usize,
+    /// Bit `j`: trustee `j` took part (every trustee not convicted).
+    pub trustees: u16,
 }

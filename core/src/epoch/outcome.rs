@@ -80,6 +80,9 @@ pub enum RelayFault {
     },
     /// A chunk outside its stage's bytes.
     Chunk,
+    /// An `Open` that leaves this trustee out though it convicted nobody: the other nodes
+    /// convicted it, or the relay excludes it.
+    Excluded,
     /// A trustee's `Seal` signs another transcript than the one received: the relay showed
     /// different messages to different nodes, or altered a chunk.
     TranscriptMismatch {
@@ -126,6 +129,18 @@ pub enum Failure {
     Refused(Refusal),
     /// Nothing came while waiting (the shell's timeout): the relay, or the awaited author.
     Stalled(super::Waiting),
+    /// Participants left (or never submitted) and too few clients remain for the group.
+    TooFewClients {
+        /// Participants that remain.
+        remaining: u16,
+        /// The group's minimum.
+        minimum: u16,
+    },
+    /// Participants left (or never submitted) after the last attempt the relay may open.
+    TooManyAttempts {
+        /// Attempts opened.
+        attempts: u8,
+    },
 }
 
 impl fmt::Display for Failure {
@@ -138,6 +153,10 @@ impl fmt::Display for Failure {
             } => write!(
                 f,
                 "{conviction}; {remaining} trustees remain, the group needs {minimum}: setup stops"
+            ),
+            Failure::Relay(RelayFault::Excluded) => f.write_str(
+                "the relay opened an attempt without this trustee: the other nodes convicted \
+                 it (or the relay excludes it)",
             ),
             Failure::Relay(fault) => write!(f, "the relay broke the setup protocol: {fault:?}"),
             Failure::Disagreement { trustee } => write!(
@@ -154,6 +173,14 @@ impl fmt::Display for Failure {
                 f.write_str("not a participant of this epoch's setup")
             }
             Failure::Stalled(w) => write!(f, "setup stalled waiting for {w:?}"),
+            Failure::TooFewClients { remaining, minimum } => write!(
+                f,
+                "{remaining} participants remain, the group needs {minimum}: setup stops"
+            ),
+            Failure::TooManyAttempts { attempts } => write!(
+                f,
+                "participants left after {attempts} attempts, the most a setup opens: setup stops"
+            ),
         }
     }
 }

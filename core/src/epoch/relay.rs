@@ -4,6 +4,12 @@
 //! convicted (then it opens a new attempt without it, or stops) and to refuse a trustee's
 //! or a client's frame that would only make every node fail.
 //!
+//! Participants that leave mid-setup (their link dropped) or never submit are left out of
+//! a new attempt ([`SetupRelay::leave`], [`SetupRelay::drop_missing`]), as long as the
+//! group's minimum of clients remains and the relay has opened fewer than its most
+//! attempts ([`SetupRelay::limit`]); otherwise the setup stops, saying which. A setup never
+//! waits for a node that is gone.
+//!
 //! Owns the collection and the order of the stream; the checks are the follower's.
 
 use super::follower::{Event, Follower};
@@ -30,6 +36,25 @@ pub enum RelayStep {
     Refuse(Failure),
 }
 
+/// Most attempts a relay opens for departures unless told otherwise ([`SetupRelay::limit`]);
+/// convictions always get theirs (at most one per trustee).
+pub const MAX_ATTEMPTS: u8 = 8;
+
+/// What a participant's departure does to the setup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// Nothing: not a participant of the attempt, or the epoch is established or stopped.
+    Ignored,
+    /// [`SetupRelay::poll_broadcast`] now gives a new `Open` without the departed, over
+    /// `remaining` participants.
+    Restart {
+        /// Participants of the next attempt.
+        remaining: usize,
+    },
+    /// The setup stops (too few clients remain, or too many attempts).
+    Stop(Failure),
+}
+
 /// Why the relay refused a client's submission (it is not forwarded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubmitRefused {
@@ -52,6 +77,8 @@ pub struct SetupRelay<'c, B> {
     next_attempt: u8,
     open_pending: bool,
     stopped: Option<Failure>,
+    min_clients: usize,
+    max_attempts: u8,
 }
 
 impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
@@ -91,7 +118,16 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
             next_attempt: 0,
             open_pending: true,
             stopped: None,
+            min_clients: 1,
+            max_attempts: MAX_ATTEMPTS,
         })
+    }
+
+    /// The group's minimum of participants (at least 1; 1 by default) and the most attempts
+    /// the relay opens for departures ([`MAX_ATTEMPTS`] by default).
+    pub fn limit(&mut self, min_clients: usize, max_attempts: u8) {
+        self.min_clients = min_clients.max(1);
+        self.max_attempts = max_attempts.max(1);
     }
 
     fn n(&self) -> usize {
@@ -221,15 +257,16 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
     }
 
     /// Gives up on the participants that have not submitted: the next `Open` (from
-    /// [`Self::poll_broadcast`]) leaves them out. Returns how many were left out; 0 (and no
-    /// new attempt) if none, or if nobody submitted.
-    pub fn drop_missing(&mut self) -> usize {
+    /// [`Self::poll_broadcast`]) leaves them out. [`Departure::Ignored`] if every
+    /// participant submitted, or if the setup is not collecting submissions.
+    pub fn drop_missing(&mut self) -> Departure {
         let (submitted, awaited) = self.counts();
         if !matches!(self.follower.waiting, Waiting::Submit(_))
-            || submitted == 0
+            || self.open_pending
+            || self.stopped.is_some()
             || submitted == awaited
         {
-            return 0;
+            return Departure::Ignored;
         }
         let (from, to) = (self.submitted_range(), self.next_range());
         let collected = self.collected.as_mut();
@@ -242,8 +279,59 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
                 *b = copy[0];
             }
         }
+        self.restart(submitted)
+    }
+
+    /// Participant `client`'s link dropped: unless the epoch is established (or the setup
+    /// stopped), the setup cannot finish with it (its submission may be in the rows, and its
+    /// slot would stay empty all epoch), so the next `Open` leaves it out.
+    pub fn leave(&mut self, client: u16) -> Departure {
+        if self.stopped.is_some() || self.follower.established() {
+            return Departure::Ignored;
+        }
+        let i = usize::from(client);
+        let range = self.next_range();
+        let Some(next) = self.collected.as_mut().get_mut(range) else {
+            return Departure::Ignored;
+        };
+        if !bits::test(next, i) {
+            return Departure::Ignored;
+        }
+        bits::clear(next, i);
+        let remaining = next.iter().map(|b| b.count_ones() as usize).sum();
+        if self.open_pending {
+            // The next attempt is not open yet: it simply goes without it.
+            return self.check_remaining(remaining);
+        }
+        self.restart(remaining)
+    }
+
+    fn check_remaining(&mut self, remaining: usize) -> Departure {
+        if remaining < self.min_clients || remaining == 0 {
+            let f = Failure::TooFewClients {
+                remaining: remaining as u16,
+                minimum: self.min_clients as u16,
+            };
+            self.stopped = Some(f);
+            return Departure::Stop(f);
+        }
+        Departure::Restart { remaining }
+    }
+
+    /// A new attempt over the next participants (`remaining` of them), if the limits allow.
+    fn restart(&mut self, remaining: usize) -> Departure {
+        if let Departure::Stop(f) = self.check_remaining(remaining) {
+            return Departure::Stop(f);
+        }
+        if self.next_attempt >= self.max_attempts {
+            let f = Failure::TooManyAttempts {
+                attempts: self.next_attempt,
+            };
+            self.stopped = Some(f);
+            return Departure::Stop(f);
+        }
         self.open_pending = true;
-        awaited - submitted
+        Departure::Restart { remaining }
     }
 
     /// A trustee's frame on its link (trustee `trustee`).
@@ -275,6 +363,12 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
             }
             Err(f) => RelayStep::Refuse(f),
         }
+    }
+
+    /// The current attempt's participants (those that get a slot), a bitmap over the
+    /// clients, bit `i` = client `i`, least significant first.
+    pub fn participants(&self) -> &[u8] {
+        self.follower.participants()
     }
 
     /// What the setup waits for.

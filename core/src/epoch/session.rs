@@ -75,6 +75,7 @@ mod tests {
             transcript: [1; 32],
             list: [2; 32],
             slots: 3,
+            trustees: 0b11,
         };
         let mut other = e;
         other.transcript[0] ^= 1;

@@ -455,6 +455,12 @@ where
         Ok(Some(len))
     }
 
+    /// The current attempt's participants (those that get a slot), a bitmap over the
+    /// clients, bit `i` = client `i`, least significant first.
+    pub fn participants(&self) -> &[u8] {
+        self.follower.participants()
+    }
+
     /// What the setup waits for.
     pub fn waiting(&self) -> Waiting {
         self.follower.waiting
