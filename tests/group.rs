@@ -521,3 +521,269 @@ fn members_join_and_leave_at_a_switch_while_a_transfer_runs() {
         assert_eq!(saved, fs::read(group.join("group.json")).unwrap());
     });
 }
+
+/// A group of `trustees` and `clients` made from keys in `home`, signed by every trustee,
+/// with `policy` options for `group new`; returns (group folder, relay key, trustee keys,
+/// client keys).
+fn signed_group(
+    home: &Path,
+    trustees: usize,
+    clients: usize,
+    policy: &[&str],
+) -> (PathBuf, PathBuf, Vec<PathBuf>, Vec<PathBuf>) {
+    let relay_key = new_key(home, "relay", "relay");
+    let trustees: Vec<PathBuf> = (0..trustees)
+        .map(|j| new_key(home, "trustee", &format!("trustee{j}")))
+        .collect();
+    let clients: Vec<PathBuf> = (0..clients)
+        .map(|i| new_key(home, "client", &format!("client{i}")))
+        .collect();
+    let group = home.join("group");
+    let relay_addr = format!("127.0.0.1:{}", reserve_port());
+    let mut new = vec!["group", "new", "--relay", &relay_addr];
+    new.extend_from_slice(policy);
+    let dir = s(&group);
+    new.push(&dir);
+    ok(&new);
+    let mut add = vec![
+        "group".to_string(),
+        "add".into(),
+        s(&group),
+        public(&relay_key),
+    ];
+    add.extend(trustees.iter().chain(&clients).map(|k| public(k)));
+    ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+    for t in &trustees {
+        ok(&["group", "sign", &s(&group), &s(t)]);
+    }
+    (group, relay_key, trustees, clients)
+}
+
+/// A client absent when the setup opens gets no slot: the setup goes on with the members
+/// present (every trustee and the group's minimum of clients). The absent client, started
+/// later, is told it has no slot this epoch and waits; at the next switch it takes part
+/// in the next version's setup and carries bytes.
+#[test]
+fn an_absent_client_never_stalls_the_setup_and_gets_in_at_the_next_epoch() {
+    within(LIMIT, |scope| {
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+        let (group, relay_key, trustees, clients) = signed_group(home, 2, 4, &[]);
+        let folder = |name: &str| home.join(format!("{name}-group"));
+        copy_group(&group, &folder("relay"));
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &s(&folder("relay")),
+                "--key",
+                &s(&relay_key),
+                "--exit",
+                "echo",
+            ],
+        );
+        let mut nodes = Vec::new();
+        for (j, t) in trustees.iter().enumerate() {
+            nodes.push(scope.spawn(&format!("trustee{j}"), &["trustee", &s(&group), &s(t)]));
+        }
+        let base = reserve_ports(4);
+        let mut procs = Vec::new();
+        for (i, c) in clients[..3].iter().enumerate() {
+            let p = (base + i as u16).to_string();
+            procs.push(scope.spawn(
+                &format!("client{i}"),
+                &["client", &s(&group), &s(c), "-p", &p],
+            ));
+        }
+        relay.wait_for_log("going on without client client3", FORM_TIMEOUT);
+        relay.wait_for_log("established", FORM_TIMEOUT);
+        let log = relay.log();
+        assert!(log.contains("3 slots"), "{log}");
+        assert!(
+            log.contains("without clients client3 (no slot this epoch)"),
+            "{log}"
+        );
+        for c in &mut procs {
+            c.wait_for_log("sending in interval", FORM_TIMEOUT);
+        }
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i * 11 + i / 89) as u8).collect();
+        echo_through(base, &data);
+
+        // client3 comes while the epoch runs: it is told it has no slot, and waits.
+        let p3 = (base + 3).to_string();
+        let mut late = scope.spawn(
+            "client3",
+            &["client", &s(&group), &s(&clients[3]), "-p", &p3],
+        );
+        late.wait_for_log("has no slot in epoch", FORM_TIMEOUT);
+        relay.wait_for_log(
+            "client client3 linked: it has no slot this epoch",
+            FORM_TIMEOUT,
+        );
+        assert!(late.is_running(), "{}", late.log());
+        echo_through(base + 1, &data);
+
+        // The next version (client2 taken out): client3 is told of the switch, fetches it
+        // and takes part in its setup.
+        let fp = ok(&["key", "show", &public(&clients[2])]);
+        let fp = fp.split_whitespace().next().unwrap().to_string();
+        ok(&["group", "remove", &s(&group), &fp]);
+        for t in &trustees {
+            ok(&["group", "sign", &s(&group), &s(t)]);
+        }
+        copy_group(&group, &folder("relay"));
+        relay.signal(libc::SIGHUP);
+        relay.wait_for_log("switch announced", FORM_TIMEOUT);
+        relay.wait_until(FORM_TIMEOUT, "the second epoch", |p| {
+            (count(&p.log(), "established") >= 2).then_some(())
+        });
+        late.wait_for_log("every proof and signature checked", FORM_TIMEOUT);
+        late.wait_for_log("sending in interval", FORM_TIMEOUT);
+        echo_through(base + 3, &data);
+    });
+}
+
+/// A trustee that cheats in its shuffle (`--cheat`, a test build) is convicted by every
+/// node with its signed message as evidence; the setup restarts without it and the epoch
+/// runs with the two honest trustees. With a policy that needs every trustee, the setup
+/// stops instead, saying why.
+#[cfg(feature = "disruptor")]
+#[test]
+fn a_cheating_trustee_is_convicted_and_the_setup_goes_on_without_it_or_stops_clearly() {
+    within(LIMIT, |scope| {
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+        let (group, relay_key, trustees, clients) = signed_group(home, 3, 3, &[]);
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &s(&group),
+                "--key",
+                &s(&relay_key),
+                "--exit",
+                "echo",
+            ],
+        );
+        let mut nodes = Vec::new();
+        for (j, t) in trustees.iter().enumerate() {
+            let mut args = vec!["trustee", &s(&group), &s(t)]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>();
+            if j == 1 {
+                args.extend(["--cheat".to_string(), "swap".to_string()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            nodes.push(scope.spawn(&format!("trustee{j}"), &args));
+        }
+        let base = reserve_ports(3);
+        let mut procs = Vec::new();
+        for (i, c) in clients.iter().enumerate() {
+            let p = (base + i as u16).to_string();
+            procs.push(scope.spawn(
+                &format!("client{i}"),
+                &["client", &s(&group), &s(c), "-p", &p],
+            ));
+        }
+        relay.wait_for_log("established", FORM_TIMEOUT);
+        let log = relay.log();
+        assert!(
+            log.contains("CONVICTED trustee trustee1")
+                && log.contains("trustee 1 cheated in setup attempt 0: its shuffle fails")
+                && log.contains("evidence, its signed message: 05"),
+            "{log}"
+        );
+        assert!(log.contains("established in attempt 1"), "{log}");
+        assert!(log.contains("without convicted trustees trustee1"), "{log}");
+        for n in nodes.iter_mut().step_by(2) {
+            n.wait_for_log("every proof and signature checked", FORM_TIMEOUT);
+            assert!(n.log().contains("CONVICTED trustee trustee1"));
+        }
+        let Some(status) = nodes[1].wait_exit(FORM_TIMEOUT) else {
+            panic!("the cheating trustee still runs: {}", nodes[1].log());
+        };
+        assert!(!status.success());
+        assert!(
+            nodes[1].log().contains("the other nodes convicted it"),
+            "{}",
+            nodes[1].log()
+        );
+        for c in &mut procs {
+            c.wait_for_log("sending in interval", FORM_TIMEOUT);
+            assert!(c.log().contains("CONVICTED trustee trustee1"));
+        }
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i * 5 + i / 61) as u8).collect();
+        echo_through(base + 1, &data);
+        for p in procs.iter_mut().chain(nodes.iter_mut()) {
+            p.kill();
+        }
+        relay.kill();
+
+        // A group whose policy needs all three trustees stops, naming the cheater.
+        let strict = home.join("strict");
+        fs::create_dir_all(&strict).unwrap();
+        let relay_addr = format!("127.0.0.1:{}", reserve_port());
+        ok(&[
+            "group",
+            "new",
+            "--relay",
+            &relay_addr,
+            "--min-trustees",
+            "3",
+            &s(&strict),
+        ]);
+        let mut add = vec![
+            "group".to_string(),
+            "add".into(),
+            s(&strict),
+            public(&relay_key),
+        ];
+        add.extend(trustees.iter().chain(&clients).map(|k| public(k)));
+        ok(&add.iter().map(String::as_str).collect::<Vec<_>>());
+        for t in &trustees {
+            ok(&["group", "sign", &s(&strict), &s(t)]);
+        }
+        let shown = ok(&["group", "show", &s(&strict)]);
+        assert!(shown.contains("min_trustees 3"), "{shown}");
+        let mut relay = scope.spawn(
+            "relay-strict",
+            &["relay", &s(&strict), "--key", &s(&relay_key)],
+        );
+        let mut others = Vec::new();
+        for (j, t) in trustees.iter().enumerate() {
+            let mut args = vec!["trustee".to_string(), s(&strict), s(t)];
+            if j == 1 {
+                args.extend(["--cheat".to_string(), "swap".to_string()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            others.push(scope.spawn(&format!("strict-trustee{j}"), &args));
+        }
+        for (i, c) in clients.iter().enumerate() {
+            others.push(scope.spawn(
+                &format!("strict-client{i}"),
+                &["client", &s(&strict), &s(c), "-p", "0"],
+            ));
+        }
+        let Some(status) = relay.wait_exit(FORM_TIMEOUT) else {
+            panic!("the relay still runs: {}", relay.log());
+        };
+        assert!(!status.success());
+        let log = relay.log();
+        assert!(
+            log.contains("CONVICTED trustee trustee1")
+                && log.contains("2 trustees remain, the group needs 3: setup stops"),
+            "{log}"
+        );
+        let client = &mut others[3];
+        let Some(status) = client.wait_exit(FORM_TIMEOUT) else {
+            panic!("client0 still runs: {}", client.log());
+        };
+        assert!(!status.success());
+        assert!(
+            client.log().contains("the group needs 3: setup stops"),
+            "{}",
+            client.log()
+        );
+    });
+}

@@ -42,6 +42,10 @@ pub struct PolicyArgs {
     /// Clients that must take part in an epoch's setup and be online in an interval.
     #[arg(long, value_name = "N", default_value_t = 2)]
     min_clients: u16,
+    /// Fewest trustees a setup goes on with once cheating trustees are convicted and left
+    /// out (at least 1: anytrust needs one honest trustee).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    min_trustees: u16,
     /// The anonymity minimum: buddy groups of at least K clients.
     #[arg(long, value_name = "K")]
     min_anonymity: Option<u16>,
@@ -142,6 +146,7 @@ pub fn run(cmd: GroupCommand) -> Result<()> {
                     .unwrap_or(d.max_cell_length.max(cell_length)),
                 log_window_secs: policy.log_window_secs.unwrap_or(d.log_window_secs),
                 log_window_bytes: policy.log_window_bytes.unwrap_or(d.log_window_bytes),
+                min_trustees: policy.min_trustees,
             };
             let desc = group::new_group(&dir, &relay, p)?;
             console::say(format_args!(

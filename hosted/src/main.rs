@@ -331,6 +331,11 @@ struct TrusteeArgs {
     /// (1 with --allow-small-anonymity-set).
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = min_clients())]
     min_clients: u16,
+    /// Cheat in the epoch setup on purpose, for testing a group (builds with the
+    /// `disruptor` feature only): swap, replace, duplicate, reencryption, share or key-proof.
+    #[cfg(feature = "disruptor")]
+    #[arg(long, value_name = "MODE")]
+    cheat: Option<String>,
     #[command(flatten)]
     small: SmallSet,
     #[command(flatten)]
@@ -910,8 +915,8 @@ async fn run(command: Command) -> Result<()> {
                     // The group's minimum holds for every node; a flag may only raise it.
                     let floor = a.min_clients.max(desc.policy.min_clients);
                     misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
-                    let (group, bound) =
-                        setup::relay(&desc, &keys, key_file, listen, leaving.clone()).await?;
+                    let (group, bound, serving) =
+                        setup::relay(&desc, &keys, key_file, listen, floor, leaving.take()).await?;
                     listen = bound;
                     let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
                     let running = desc.clone();
@@ -922,9 +927,13 @@ async fn run(command: Command) -> Result<()> {
                         keys.dh,
                         options(listen, min_clients),
                         watch.next(&running),
-                        leaving.take(),
+                        serving.clone(),
                     )
                     .await?;
+                    // The clients this epoch left out are told it ended.
+                    if let Some(s) = &serving {
+                        s.end();
+                    }
                     let Some(mut next) = next else { return Ok(()) };
                     next.ended = Some(ids);
                     desc = next.next.clone();
@@ -948,6 +957,10 @@ async fn run(command: Command) -> Result<()> {
             relay::run(group, node.private_key, dh, opts).await
         }
         Command::Trustee(a) => {
+            #[cfg(feature = "disruptor")]
+            if let Some(mode) = &a.cheat {
+                setup::cheat(mode)?;
+            }
             let mut first = true;
             loop {
                 let (group, node, min_clients, relay, running) = start_member(
@@ -971,7 +984,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Client(a) => {
             let mut first = true;
             loop {
-                let (group, node, min_clients, relay, running) = start_member(
+                let started = start_member(
                     &a.dir,
                     &a.key_file,
                     (KeyRole::Client, NodeKind::Client),
@@ -979,7 +992,25 @@ async fn run(command: Command) -> Result<()> {
                     a.small,
                     a.relay.clone(),
                 )
-                .await?;
+                .await;
+                let (group, node, min_clients, relay, running) = match started {
+                    // No slot in this epoch (absent when its setup opened): the relay told it
+                    // the epoch ended; it takes part in the next version's setup.
+                    Err(e) if e.downcast_ref::<setup::LeftOut>().is_some() => {
+                        let left = e.downcast::<setup::LeftOut>()?;
+                        let relay = a
+                            .relay
+                            .clone()
+                            .map_or_else(|| left.desc.relay_address(), Ok)?;
+                        let running = Some((left.desc, left.keys));
+                        let ended = Err(anyhow::Error::new(link::dial::Switching));
+                        if !next_epoch(&a.dir, running, KeyRole::Client, &relay, ended).await? {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    started => started?,
+                };
                 let ended = run_client(&a, group, node, min_clients, &relay, first).await;
                 first = false;
                 if !next_epoch(&a.dir, running, KeyRole::Client, &relay, ended).await? {

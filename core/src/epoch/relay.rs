@@ -306,6 +306,20 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
         self.restart(remaining)
     }
 
+    /// Opens a new attempt over the same participants: a trustee's link dropped and came
+    /// back, and it lost the attempt's frames. Counts against the most attempts.
+    pub fn reopen(&mut self) -> Departure {
+        if self.stopped.is_some() || self.follower.established() || self.open_pending {
+            return Departure::Ignored;
+        }
+        let remaining = self
+            .collected
+            .as_ref()
+            .get(self.next_range())
+            .map_or(0, |b| b.iter().map(|x| x.count_ones() as usize).sum());
+        self.restart(remaining)
+    }
+
     fn check_remaining(&mut self, remaining: usize) -> Departure {
         if remaining < self.min_clients || remaining == 0 {
             let f = Failure::TooFewClients {
@@ -369,6 +383,11 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
     /// clients, bit `i` = client `i`, least significant first.
     pub fn participants(&self) -> &[u8] {
         self.follower.participants()
+    }
+
+    /// The attempt opened last, if any.
+    pub fn attempt(&self) -> Option<u8> {
+        self.follower.attempt
     }
 
     /// What the setup waits for.

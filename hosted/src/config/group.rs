@@ -8,7 +8,7 @@
 //!   "relay": { "address": "HOST:PORT", "keys": PUBLIC KEYS or null },
 //!   "trustees": [PUBLIC KEYS...], "clients": [PUBLIC KEYS...],
 //!   "policy": { "min_clients", "min_anonymity", "cell_length", "max_cell_length",
-//!               "log_window_secs", "log_window_bytes" },
+//!               "log_window_secs", "log_window_bytes"[, "min_trustees" when not 1] },
 //!   "removals": [{ "name", "fingerprint" }...],
 //!   "signatures": [{ "trustee": FINGERPRINT, "signature": HEX }...] }
 //! ```
@@ -30,7 +30,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine;
 use dissent_core::identity::{verify, IdentityKey};
@@ -64,6 +64,20 @@ pub struct GroupPolicy {
     pub log_window_secs: u64,
     /// The log window's size in bytes.
     pub log_window_bytes: u64,
+    /// Fewest trustees an epoch's setup may go on with once cheating trustees are convicted
+    /// and left out (at least 1: anytrust needs one honest trustee, and a convicted one is
+    /// not it). Left out of `group.json` when 1, so versions written before it keep their
+    /// fingerprints.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub min_trustees: u16,
+}
+
+fn one() -> u16 {
+    1
+}
+
+fn is_one(n: &u16) -> bool {
+    *n == 1
 }
 
 impl Default for GroupPolicy {
@@ -76,6 +90,7 @@ impl Default for GroupPolicy {
             max_cell_length: d.max_cell_length,
             log_window_secs: d.log_window_secs,
             log_window_bytes: d.log_window_bytes,
+            min_trustees: 1,
         }
     }
 }
@@ -577,6 +592,7 @@ pub fn save(dir: &Path, desc: &GroupDesc) -> Result<()> {
 /// Checks a policy's ranges.
 pub fn check_policy(p: &GroupPolicy) -> Result<()> {
     ensure!(p.min_clients >= 1, "min_clients: at least 1");
+    ensure!(p.min_trustees >= 1, "min_trustees: at least 1");
     ensure!(p.min_anonymity >= 1, "min_anonymity: at least 1");
     ensure!(
         (super::MIN_CELL_LENGTH..=super::MAX_CELL_LENGTH).contains(&p.cell_length),
@@ -659,9 +675,10 @@ pub fn show(desc: &GroupDesc) -> String {
     let p = &desc.policy;
     let _ = writeln!(
         s,
-        "policy  min_clients {} min_anonymity {} cell_length {} max_cell_length {} \
-         log_window {} s / {} bytes",
+        "policy  min_clients {} min_trustees {} min_anonymity {} cell_length {} \
+         max_cell_length {} log_window {} s / {} bytes",
         p.min_clients,
+        p.min_trustees,
         p.min_anonymity,
         p.cell_length,
         p.max_cell_length,
@@ -694,17 +711,37 @@ pub struct EpochGroup<'a> {
     pub session_id: [u8; 16],
     /// The pseudonym public keys in slot order.
     pub slots: Vec<Key>,
+    /// The epoch's clients (those that took part in its setup), as indices into
+    /// `desc.clients`, increasing.
+    pub clients: Vec<usize>,
+    /// The epoch's trustees (every trustee not convicted in its setup), as indices into
+    /// `desc.trustees`, increasing.
+    pub trustees: Vec<usize>,
 }
 
 impl EpochGroup<'_> {
     /// The [`super::Group`] the relay, trustee and client run with: link and identity keys
-    /// from the description, each node's own DH public key as its pad key (salted per epoch
-    /// by the session id), the shuffled pseudonym list as the slots.
+    /// of the epoch's members from the description, each node's own DH public key as its
+    /// pad key (salted per epoch by the session id), the shuffled pseudonym list as the
+    /// slots. A node's index in it is its position among the epoch's members
+    /// (their order in `clients` and `trustees`).
     pub fn group(&self) -> Result<super::Group> {
         let d = self.desc;
         let Some(relay) = &d.relay else {
             bail!("the group has no relay key");
         };
+        let pick = |list: &[PublicKeys], at: &[usize]| -> Result<Vec<PublicKeys>> {
+            at.iter()
+                .map(|&i| {
+                    list.get(i)
+                        .cloned()
+                        .ok_or_else(|| anyhow!("member {i} is not in the group"))
+                })
+                .collect()
+        };
+        let clients = pick(&d.clients, &self.clients)?;
+        let trustees = pick(&d.trustees, &self.trustees)?;
+        ensure!(!trustees.is_empty(), "the epoch has no trustee");
         let entries = |list: &[PublicKeys]| -> Vec<super::NodeEntry> {
             list.iter()
                 .map(|k| super::NodeEntry {
@@ -715,10 +752,10 @@ impl EpochGroup<'_> {
                 .collect()
         };
         ensure!(
-            self.slots.len() == d.clients.len(),
-            "the epoch has {} slots for {} clients: every client must take part",
+            self.slots.len() == clients.len(),
+            "the epoch has {} slots for {} clients: every client that took part gets one",
             self.slots.len(),
-            d.clients.len()
+            clients.len()
         );
         let p = &d.policy;
         let policy = Policy {
@@ -736,10 +773,10 @@ impl EpochGroup<'_> {
             relay_key: relay.link,
             relay_identity: relay.identity,
             relay_dh: relay.dh,
-            clients: entries(&d.clients),
-            trustees: entries(&d.trustees),
-            client_session_keys: d.clients.iter().map(|k| k.dh).collect(),
-            trustee_session_keys: d.trustees.iter().map(|k| k.dh).collect(),
+            clients: entries(&clients),
+            trustees: entries(&trustees),
+            client_session_keys: clients.iter().map(|k| k.dh).collect(),
+            trustee_session_keys: trustees.iter().map(|k| k.dh).collect(),
             slots: self.slots.clone(),
             cell_length: p.cell_length,
             max_cell_length: p.max_cell_length,

@@ -208,7 +208,7 @@ async fn serve_epoch<T>(
     leaving: Option<Arc<Leaving>>,
 ) -> Result<Option<T>> {
     tokio::pin!(switch);
-    let mut announced = leaving.as_ref().map(|l| l.found());
+    let mut announced = leaving.as_ref().and_then(|l| l.found());
     let mut switched = None;
     // While a switch drains the running interval: when to end it anyway.
     let mut draining: Option<tokio::time::Instant> = None;

@@ -36,33 +36,41 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use dissent_core::epoch::identity::Ed25519Identity;
+use dissent_core::epoch::message::SetupMessage;
 use dissent_core::epoch::message::MAX_CHUNK_DATA;
 use dissent_core::epoch::session;
 use dissent_core::epoch::{
-    Established, Event, Failure, RelayStep, SetupClient, SetupConfig, SetupRelay, SetupStorage,
-    SetupTrustee,
+    Departure, Established, Event, Failure, Refusal, RelayStep, SetupClient, SetupConfig,
+    SetupRelay, SetupStorage, SetupTrustee, Waiting, MAX_ATTEMPTS,
 };
 use dissent_core::identity::IdentityKey;
 use dissent_core::ristretto::shuffle::ProverSlot;
+use dissent_core::wire::{GoodbyeReason, Message};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::group::{node_secrets, EpochGroup, GroupDesc};
 use crate::config::keys::{KeyRole, PrivateKeys};
 use crate::config::{Access, Group, Key, NodeSecrets, Role};
-use crate::link::dial::{Dialer, LinkKeys};
+use crate::link::dial::{Dialer, LinkKeys, Switching};
 
 mod switches;
 
 use switches::WAITING;
-pub use switches::{fetch_next, Fetched, Leaver, Leaving, Watch};
+pub use switches::{fetch_next, Absent, Fetched, Leaver, Leaving, Watch};
 
 /// Longest wait for the next setup frame before the setup is given up.
 pub(super) const STALL: Duration = Duration::from_secs(120);
+/// Once every trustee and the group's minimum of clients are linked, how long the relay
+/// waits for anyone new before it opens the setup without the absent clients.
+pub const GATHER_QUIET: Duration = Duration::from_secs(10);
+/// How long the relay waits for the participants' submissions once every trustee's key is
+/// in, before it opens a new attempt without those that did not submit.
+pub const SUBMIT_WAIT: Duration = Duration::from_secs(30);
 /// Frames a setup link may queue.
 const QUEUE: usize = 4096;
 
@@ -78,16 +86,27 @@ struct Setup {
     trustees: Vec<[u8; 32]>,
     clients: Vec<[u8; 32]>,
     epoch: u64,
+    min_trustees: usize,
 }
 
 impl Setup {
-    fn new(desc: &GroupDesc) -> Setup {
-        Setup {
+    fn new(desc: &GroupDesc) -> Result<Setup> {
+        let min_trustees = usize::from(desc.policy.min_trustees.max(1));
+        if min_trustees > desc.trustees.len() {
+            bail!(
+                "the group's policy needs at least {min_trustees} trustees (min_trustees), and \
+                 version {} lists {}: no setup can run",
+                desc.version,
+                desc.trustees.len()
+            );
+        }
+        Ok(Setup {
             digest: desc.digest(),
             trustees: desc.trustees.iter().map(|k| k.identity).collect(),
             clients: desc.clients.iter().map(|k| k.identity).collect(),
             epoch: epoch_of(desc),
-        }
+            min_trustees,
+        })
     }
 
     fn config(&self) -> SetupConfig<'_> {
@@ -96,8 +115,9 @@ impl Setup {
             epoch: self.epoch,
             trustees: &self.trustees,
             clients: &self.clients,
-            // A convicted trustee stops the setup: the DC-net runs with every trustee.
-            min_trustees: self.trustees.len(),
+            // A convicted trustee is left out while the group's minimum remains (the DC-net
+            // then runs with the trustees that established the epoch).
+            min_trustees: self.min_trustees,
             chunk_len: MAX_CHUNK_DATA,
         }
     }
@@ -144,19 +164,29 @@ enum Admitted {
     Leaving(Leaver),
 }
 
-/// The relay's part: listens on `listen`, runs the setup with every trustee and client of
-/// `desc`, and returns the epoch's group and the address it listened on. After a switch
-/// (`from`), the nodes of the epoch that ended fetch `desc` on switch links meanwhile.
+/// The relay's part: listens on `listen`, gathers the group's members, runs the setup with
+/// every trustee and the clients present, and returns the epoch's group, the address it
+/// listened on, and what the epoch's DC-net serves besides its members ([`Leaving`]: the
+/// nodes of the epoch that ended at a switch, `from`, and the clients this epoch leaves out).
+///
+/// Gathering ends when every member is linked, or once every trustee and at least
+/// `min_clients` clients are linked and nobody new has linked for [`GATHER_QUIET`]. Absent
+/// clients get no slot this epoch; one that links later is sent the attempt's `Open` (it
+/// sees that it is no participant) and waits for the next epoch. A participant that leaves,
+/// or does not submit within [`SUBMIT_WAIT`], makes the core open a new attempt without it
+/// (bounded; the core stops the setup below `min_clients` or after its most attempts).
 pub async fn relay(
     desc: &GroupDesc,
     keys: &PrivateKeys,
     key_file: &Path,
     listen: SocketAddr,
+    min_clients: u16,
     from: Option<std::sync::Arc<Leaving>>,
-) -> Result<(Group, SocketAddr)> {
-    let setup = Setup::new(desc);
+) -> Result<(Group, SocketAddr, Option<std::sync::Arc<Leaving>>)> {
+    let setup = Setup::new(desc)?;
     if let Some(saved) = EpochFile::load(key_file, desc)? {
-        return Ok((saved.group(desc)?, listen));
+        let serving = Leaving::serving(from, saved.absent(desc, &setup)?);
+        return Ok((saved.group(desc)?, listen, serving));
     }
     let config = setup.config();
     let (group_id, setup_id) = setup.link_ids();
@@ -164,8 +194,10 @@ pub async fn relay(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
+    let min_clients = usize::from(min_clients.max(1)).min(desc.clients.len());
     info!(
-        "setup of epoch {} of group {}: listening on {local}; waiting for {} trustees and {} clients",
+        "setup of epoch {} of group {}: listening on {local}; waiting for {} trustees and {} \
+         clients (at least {min_clients} clients; absent ones get no slot this epoch)",
         setup.epoch,
         desc.fingerprint(),
         desc.trustees.len(),
@@ -188,6 +220,14 @@ pub async fn relay(
     if let Some(f) = &from {
         ids.extend_from_slice(f.ids());
     }
+    let serving = from.clone();
+    // Setup links get the DC-net's replay check: a replayed handshake request is refused
+    // before it could stand in for the member's link.
+    let limits = crate::relay::admission::Limits::default();
+    let replays = std::sync::Arc::new(crate::relay::admission::Replays::new(
+        limits.replay_window,
+        limits.replay_capacity,
+    ));
     let acceptor = tokio::spawn(async move {
         loop {
             let stream = match listener.accept().await {
@@ -204,13 +244,31 @@ pub async fn relay(
             let ids = ids.clone();
             let from = from.clone();
             let ev_tx = ev_tx.clone();
+            let replays = replays.clone();
             tokio::spawn(async move {
                 let (r, w) = stream.into_split();
-                let admitted = crate::link::accept_any(r, w, &relay_key, &ids, |n, k| match n {
-                    0 => members.get(k).copied().map(Admitted::Setup),
-                    _ => from.as_ref()?.admit(n - 1, k).map(Admitted::Leaving),
-                })
+                let mut ephemeral = None;
+                let admitted = crate::link::accept_checked(
+                    r,
+                    w,
+                    &relay_key,
+                    &ids,
+                    |request| {
+                        ephemeral = Some(crate::relay::admission::Ephemeral::of(request));
+                        replays.check(std::time::Instant::now(), request)
+                    },
+                    |n, k| match n {
+                        0 => members.get(k).copied().map(Admitted::Setup),
+                        _ => from.as_ref()?.admit(n - 1, k).map(Admitted::Leaving),
+                    },
+                )
                 .await;
+                if let (Ok(_), Some(e)) = (&admitted, ephemeral) {
+                    if let Err(refused) = replays.insert(std::time::Instant::now(), e) {
+                        warn!("setup: a link was refused: {refused}");
+                        return;
+                    }
+                }
                 let (who, mut reader, writer) = match admitted {
                     Ok((Admitted::Setup(who), r, w)) => (who, r, w),
                     Ok((Admitted::Leaving(who), _r, w)) => {
@@ -241,30 +299,52 @@ pub async fn relay(
 
     let mut links: HashMap<Who, mpsc::Sender<Bytes>> = HashMap::new();
     let all = desc.trustees.len() + desc.clients.len();
-    // Gathering: every trustee and every client (each client gets a slot).
+    let missing = |links: &HashMap<Who, mpsc::Sender<Bytes>>| -> Vec<String> {
+        (0..desc.trustees.len())
+            .map(Who::Trustee)
+            .chain((0..desc.clients.len()).map(Who::Client))
+            .filter(|w| !links.contains_key(w))
+            .map(name)
+            .collect()
+    };
+    // Gathering: every member, or every trustee and enough clients and a quiet moment.
+    let mut last_join = tokio::time::Instant::now();
     while links.len() < all {
-        let ev = tokio::time::timeout(STALL, ev_rx.recv())
-            .await
-            .map_err(|_| {
-                let missing: Vec<String> = desc
-                    .trustees
-                    .iter()
-                    .enumerate()
-                    .map(|(j, _)| Who::Trustee(j))
-                    .chain((0..desc.clients.len()).map(Who::Client))
-                    .filter(|w| !links.contains_key(w))
-                    .map(name)
-                    .collect();
-                anyhow!(
-                    "setup: nobody new linked within {} s; missing: {}",
-                    STALL.as_secs(),
-                    missing.join(", ")
-                )
-            })?
-            .ok_or_else(|| anyhow!("setup: the listener stopped"))?;
+        let trustees = links
+            .keys()
+            .filter(|w| matches!(w, Who::Trustee(_)))
+            .count();
+        let enough = trustees == desc.trustees.len() && links.len() - trustees >= min_clients;
+        let deadline = if enough {
+            last_join + GATHER_QUIET
+        } else {
+            last_join + STALL
+        };
+        let ev = match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => bail!("setup: the listener stopped"),
+            Err(_) if enough => {
+                info!(
+                    "setup: nobody new linked for {} s; going on without {}: they get no slot \
+                     this epoch",
+                    GATHER_QUIET.as_secs(),
+                    missing(&links).join(", ")
+                );
+                break;
+            }
+            Err(_) => bail!(
+                "setup: nobody new linked within {} s; missing: {} (every trustee and {} \
+                 clients are needed)",
+                STALL.as_secs(),
+                missing(&links).join(", "),
+                min_clients
+            ),
+        };
         match ev {
             Ev::Joined(w, tx) => {
+                // A member linking again replaces its link (its process restarted).
                 links.insert(w, tx);
+                last_join = tokio::time::Instant::now();
                 info!("setup: {} linked ({}/{all} members)", name(w), links.len());
             }
             Ev::Left(w) => {
@@ -275,8 +355,10 @@ pub async fn relay(
         }
     }
     let mut participants = vec![0u8; dissent_core::bits::bitmap_len(desc.clients.len())];
-    for i in 0..desc.clients.len() {
-        participants[i / 8] |= 1 << (i % 8);
+    for w in links.keys() {
+        if let Who::Client(i) = *w {
+            participants[i / 8] |= 1 << (i % 8);
+        }
     }
     let mut relay = SetupRelay::new(
         config,
@@ -285,7 +367,13 @@ pub async fn relay(
         &participants,
     )
     .map_err(|e| anyhow!("setup: the group does not fit a setup: {e:?}"))?;
-    info!("setup: every member linked; opening epoch {}", setup.epoch);
+    relay.limit(min_clients, MAX_ATTEMPTS);
+    info!(
+        "setup: {} of {} clients and every trustee linked; opening epoch {}",
+        links.keys().filter(|w| matches!(w, Who::Client(_))).count(),
+        desc.clients.len(),
+        setup.epoch
+    );
     let broadcast = |links: &HashMap<Who, mpsc::Sender<Bytes>>, frame: &[u8]| {
         let f = framed(frame);
         for tx in links.values() {
@@ -293,34 +381,122 @@ pub async fn relay(
         }
     };
     let mut buf = vec![0u8; dissent_core::epoch::message::CHUNK_HEADER_LEN + MAX_CHUNK_DATA];
+    // The last `Open`: what a client that links during the setup is sent.
+    let mut open = Bytes::new();
+    let mut quiet_since = tokio::time::Instant::now();
+    // When the relay began waiting for the submissions of the attempt under way.
+    let mut submitting: Option<tokio::time::Instant> = None;
+    // Trustees whose link dropped during the setup: the attempt waits for them to link again.
+    let mut trustees_away: Vec<usize> = Vec::new();
     loop {
         while let Some(n) = relay
             .poll_broadcast(&mut buf)
             .map_err(|e| anyhow!("setup: cannot encode a frame: {e:?}"))?
         {
+            if let Ok(SetupMessage::Open(o)) = SetupMessage::parse(&buf[..n]) {
+                info!(
+                    "setup: attempt {} opened over {} clients and {} trustees",
+                    o.attempt,
+                    relay.counts().1,
+                    o.trustees.count_ones()
+                );
+                open = framed(&buf[..n]);
+            }
             broadcast(&links, &buf[..n]);
+        }
+        if let Some(f) = relay.failure() {
+            flush(links).await;
+            bail!(
+                "setup of epoch {} failed: {}",
+                setup.epoch,
+                describe(desc, f)
+            );
         }
         if relay.established().is_some() {
             break;
         }
-        let ev = match tokio::time::timeout(STALL, ev_rx.recv()).await {
+        submitting = match (relay.waiting(), submitting) {
+            (Waiting::Submit(_), Some(at)) => Some(at),
+            (Waiting::Submit(_), None) => Some(tokio::time::Instant::now()),
+            _ => None,
+        };
+        let stall = quiet_since + STALL;
+        let deadline = submitting.map_or(stall, |at| stall.min(at + SUBMIT_WAIT));
+        let ev = match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
             Ok(Some(ev)) => ev,
             Ok(None) => bail!("setup: the listener stopped"),
-            Err(_) => bail!(
-                "setup: nothing came for {} s while waiting for {}",
-                STALL.as_secs(),
-                awaited(desc, relay.waiting())
-            ),
+            Err(_) if deadline < stall => {
+                let (submitted, awaited) = relay.counts();
+                warn!(
+                    "setup: {} of {awaited} submissions came within {} s; going on without \
+                     the others",
+                    submitted,
+                    SUBMIT_WAIT.as_secs()
+                );
+                departed(relay.drop_missing(), "did not submit");
+                submitting = None;
+                continue;
+            }
+            Err(_) => {
+                flush(links).await;
+                bail!(
+                    "setup: nothing came for {} s while waiting for {}",
+                    STALL.as_secs(),
+                    awaited(desc, relay.waiting())
+                )
+            }
         };
+        quiet_since = tokio::time::Instant::now();
         match ev {
-            Ev::Joined(w, tx) => {
-                // A member that lost its link missed frames: it cannot follow this setup.
-                warn!("setup: {} linked again during the setup", name(w));
-                drop(tx);
+            Ev::Joined(Who::Trustee(j), tx) => {
+                links.insert(Who::Trustee(j), tx);
+                if let Some(at) = trustees_away.iter().position(|&t| t == j) {
+                    trustees_away.swap_remove(at);
+                }
+                if trustees_away.is_empty() {
+                    info!(
+                        "setup: trustee {} linked again; a new attempt starts",
+                        desc.trustees[j].name
+                    );
+                    departed(relay.reopen(), "");
+                } else {
+                    info!(
+                        "setup: trustee {} linked again; waiting for the other trustees away",
+                        desc.trustees[j].name
+                    );
+                }
+            }
+            Ev::Joined(Who::Client(i), tx) => {
+                // It missed the attempt's frames: it is sent the `Open` (it sees that it
+                // is no participant) and its link closes.
+                info!(
+                    "setup: client {} linked during the setup: no slot this epoch; it is told \
+                     so and waits for the next epoch",
+                    desc.clients[i].name
+                );
+                let _ = tx.try_send(open.clone());
             }
             Ev::Left(w) => {
                 links.remove(&w);
-                warn!("setup: {} left during the setup", name(w));
+                match w {
+                    Who::Client(i) => {
+                        warn!(
+                            "setup: client {} left during the setup",
+                            desc.clients[i].name
+                        );
+                        let why = format!("client {} left", desc.clients[i].name);
+                        departed(relay.leave(i as u16), &why);
+                    }
+                    Who::Trustee(j) => {
+                        warn!(
+                            "setup: trustee {} left during the setup; waiting up to {} s for \
+                             it to link again",
+                            desc.trustees[j].name,
+                            STALL.as_secs()
+                        );
+                        trustees_away.push(j);
+                    }
+                }
             }
             Ev::Frame(Who::Client(i), body) => {
                 if let Err(e) = relay.receive_client(i as u16, &body) {
@@ -332,10 +508,20 @@ pub async fn relay(
             }
             Ev::Frame(Who::Trustee(j), body) => match relay.receive_trustee(j as u8, &body) {
                 RelayStep::Refuse(f) => {
-                    warn!(
-                        "setup: trustee {}: frame refused: {f}",
-                        desc.trustees[j].name
-                    )
+                    let stale = SetupMessage::parse(&body)
+                        .is_ok_and(|m| relay.attempt().is_some_and(|a| m.epoch_attempt().1 < a));
+                    if stale || relay.waiting() == Waiting::Open {
+                        // A frame of an attempt given up on: expected after a restart.
+                        debug!(
+                            "setup: trustee {}: frame of an earlier attempt",
+                            desc.trustees[j].name
+                        );
+                    } else {
+                        warn!(
+                            "setup: trustee {}: frame refused: {f}",
+                            desc.trustees[j].name
+                        )
+                    }
                 }
                 RelayStep::Forward => broadcast(&links, &body),
                 RelayStep::ForwardEstablished => {
@@ -343,15 +529,33 @@ pub async fn relay(
                 }
                 RelayStep::ForwardAndRestart(c) => {
                     broadcast(&links, &body);
+                    let t = &desc.trustees[usize::from(c.trustee)];
                     warn!(
-                        "setup: {c} (trustee {}); restarting without it",
-                        desc.trustees[usize::from(c.trustee)].name
+                        "setup: CONVICTED trustee {} ({}): {c}; evidence, its signed message: \
+                         {}; a new attempt starts without it",
+                        t.name,
+                        t.fingerprint(),
+                        hex::encode(relay.evidence())
                     );
                 }
                 RelayStep::ForwardAndStop(f) => {
                     broadcast(&links, &body);
+                    if let Failure::TooFewTrustees { conviction, .. } = f {
+                        let t = &desc.trustees[usize::from(conviction.trustee)];
+                        warn!(
+                            "setup: CONVICTED trustee {} ({}): {conviction}; evidence, its \
+                             signed message: {}",
+                            t.name,
+                            t.fingerprint(),
+                            hex::encode(relay.evidence())
+                        );
+                    }
                     flush(links).await;
-                    bail!("setup of epoch {} failed: {f}", setup.epoch);
+                    bail!(
+                        "setup of epoch {} failed: {}",
+                        setup.epoch,
+                        describe(desc, f)
+                    );
                 }
             },
         }
@@ -361,9 +565,20 @@ pub async fn relay(
         bail!("setup: not established");
     };
     let slots = slots_of(relay.pseudonyms())?;
+    let members = Members::of(&established, relay.participants(), desc);
     flush(links).await;
-    let group = settle(desc, &setup, &established, slots, None, key_file)?;
-    Ok((group, local))
+    let open = open.get(4..).unwrap_or(&[]).to_vec();
+    let group = settle(
+        desc,
+        &setup,
+        &established,
+        slots,
+        &members,
+        (None, Some(&open)),
+        key_file,
+    )?;
+    let absent = Absent::new(desc, setup.link_ids(), &members.clients, &open);
+    Ok((group, local, Leaving::serving(serving, absent)))
 }
 
 /// Lets every link's writer send what it holds, then closes the links.
@@ -378,6 +593,30 @@ async fn flush(links: HashMap<Who, mpsc::Sender<Bytes>>) {
     }
     drop(pending);
     tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// How this process's trustee cheats in its setups (`dissent trustee --cheat`, tests only).
+#[cfg(feature = "disruptor")]
+static CHEAT: std::sync::OnceLock<dissent_core::epoch::Cheat> = std::sync::OnceLock::new();
+
+/// Makes this process's trustee cheat in every setup it runs, as `mode` says (tests only).
+#[cfg(feature = "disruptor")]
+pub fn cheat(mode: &str) -> Result<()> {
+    use dissent_core::epoch::Cheat;
+    let cheat = match mode {
+        "swap" => Cheat::Swap,
+        "replace" => Cheat::Replace,
+        "duplicate" => Cheat::Duplicate,
+        "reencryption" => Cheat::Reencryption,
+        "share" => Cheat::Share,
+        "key-proof" => Cheat::KeyProof,
+        other => bail!(
+            "--cheat {other}: one of swap, replace, duplicate, reencryption, share, key-proof"
+        ),
+    };
+    let _ = CHEAT.set(cheat);
+    warn!("this trustee cheats in its setups on purpose (--cheat {mode}): a test");
+    Ok(())
 }
 
 enum Machine {
@@ -422,25 +661,34 @@ pub async fn node(
             (Some(k), Some(slot)) => Some((k, slot)),
             _ => None,
         };
-        if keys.role == KeyRole::Trustee || pseudonym.is_some() {
-            return Ok((saved.group(desc)?, node_secrets(keys, role, pseudonym)));
+        let members = saved.members(desc);
+        if let Some(role) = members.role(role) {
+            if keys.role == KeyRole::Trustee || pseudonym.is_some() {
+                return Ok((saved.group(desc)?, node_secrets(keys, role, pseudonym)));
+            }
         }
     }
     // The machines borrow the setup for the process's life (one setup per process).
-    let setup: &'static Setup = Box::leak(Box::new(Setup::new(desc)));
+    let setup: &'static Setup = Box::leak(Box::new(Setup::new(desc)?));
     let config = setup.config();
     let identity = IdentityKey::from_bytes(&keys.identity);
     let mut machine = match role {
-        Role::Trustee(j) => Machine::Trustee(Box::new(
-            SetupTrustee::new(
+        Role::Trustee(j) => {
+            #[allow(unused_mut)]
+            let mut trustee = SetupTrustee::new(
                 config,
                 j as u8,
                 identity,
                 SetupStorage::with_vecs(&config),
                 vec![ProverSlot::EMPTY; desc.clients.len()],
             )
-            .map_err(|e| anyhow!("setup: {e:?}"))?,
-        )),
+            .map_err(|e| anyhow!("setup: {e:?}"))?;
+            #[cfg(feature = "disruptor")]
+            if let Some(c) = CHEAT.get() {
+                trustee.cheat(*c);
+            }
+            Machine::Trustee(Box::new(trustee))
+        }
         _ => Machine::Client(Box::new(
             SetupClient::new(
                 config,
@@ -531,13 +779,34 @@ pub async fn node(
             Ok(Event::Opened) => info!("setup: attempt opened"),
             Ok(Event::KeysComplete) => info!("setup: every trustee's key is in"),
             Ok(Event::ListReady) => info!("setup: pseudonym list decrypted"),
-            Ok(Event::Restarting(c)) => warn!(
-                "setup: {c} (trustee {}); the relay restarts without it",
-                desc.trustees
-                    .get(usize::from(c.trustee))
-                    .map_or("?", |t| t.name.as_str())
-            ),
+            Ok(Event::Restarting(c)) => {
+                let evidence = match &machine {
+                    Machine::Trustee(t) => hex::encode(t.evidence()),
+                    Machine::Client(c) => hex::encode(c.evidence()),
+                };
+                warn!(
+                    "setup: CONVICTED trustee {}: {c}; evidence, its signed message: {evidence}; \
+                     the relay restarts without it",
+                    desc.trustees
+                        .get(usize::from(c.trustee))
+                        .map_or("?", |t| t.name.as_str())
+                )
+            }
             Ok(Event::Established) => break,
+            Err(Failure::Refused(Refusal::NotParticipant)) if keys.role == KeyRole::Client => {
+                warn!(
+                    "setup: client {} has no slot in epoch {}: it was not linked when the relay \
+                     opened the setup (or its link dropped during it); it waits for the next \
+                     epoch, which takes it in (the relay announces it at the group's next \
+                     switch)",
+                    keys.name, setup.epoch
+                );
+                wait_for_switch(&mut dialer, link).await;
+                return Err(anyhow::Error::new(LeftOut {
+                    desc: desc.clone(),
+                    keys: crate::config::keys::load_private(key_file)?,
+                }));
+            }
             Err(f) => bail!(
                 "setup of epoch {} failed: {}",
                 setup.epoch,
@@ -545,8 +814,13 @@ pub async fn node(
             ),
         }
     }
-    let (established, slots, pseudonym) = match &machine {
-        Machine::Trustee(t) => (t.established(), slots_of(t.pseudonyms())?, None),
+    let (established, slots, pseudonym, participants) = match &machine {
+        Machine::Trustee(t) => (
+            t.established(),
+            slots_of(t.pseudonyms())?,
+            None,
+            t.participants().to_vec(),
+        ),
         Machine::Client(c) => {
             let slot = c.slot().ok_or_else(|| anyhow!("setup: no slot"))?;
             let secret = c
@@ -557,12 +831,109 @@ pub async fn node(
                 c.established(),
                 slots_of(c.pseudonyms())?,
                 Some((secret, usize::from(slot))),
+                c.participants().to_vec(),
             )
         }
     };
     let established = established.ok_or_else(|| anyhow!("setup: not established"))?;
-    let group = settle(desc, setup, &established, slots, pseudonym, key_file)?;
+    let members = Members::of(&established, &participants, desc);
+    let role = members
+        .role(role)
+        .ok_or_else(|| anyhow!("setup: this node is not a member of the epoch it set up"))?;
+    let group = settle(
+        desc,
+        setup,
+        &established,
+        slots,
+        &members,
+        (pseudonym, None),
+        key_file,
+    )?;
     Ok((group, node_secrets(keys, role, pseudonym)))
+}
+
+/// A client with no slot this epoch: holds its setup link (the relay holds it until the
+/// epoch ends) and dials again when it drops, until the relay announces the next epoch
+/// (`Goodbye{Switch}`).
+async fn wait_for_switch(dialer: &mut Dialer, mut link: crate::link::dial::Connected) {
+    loop {
+        match link.frames.next().await {
+            Ok(Some(body)) => {
+                if SetupMessage::parse(&body).is_ok() {
+                    // The relay repeats the `Open` that left it out.
+                    continue;
+                }
+                if let Ok(Message::Goodbye {
+                    reason: GoodbyeReason::Switch,
+                }) = Message::parse(&body)
+                {
+                    return;
+                }
+            }
+            Ok(None) | Err(_) => link = dialer.dial().await,
+        }
+    }
+}
+
+/// How a client's setup ends when the epoch left it out and the relay then announced the
+/// next epoch: the shell fetches the version after `desc` (as after [`Switching`]) and
+/// takes part in its setup.
+pub struct LeftOut {
+    /// The version whose epoch left it out.
+    pub desc: GroupDesc,
+    /// The client's keys.
+    pub keys: PrivateKeys,
+}
+
+impl std::fmt::Debug for LeftOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LeftOut(version {})", self.desc.version)
+    }
+}
+
+impl std::fmt::Display for LeftOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; this client had no slot in the epoch of version {}",
+            Switching, self.desc.version
+        )
+    }
+}
+
+impl std::error::Error for LeftOut {}
+
+/// The members of an established epoch, as indices into the group version's lists.
+struct Members {
+    clients: Vec<usize>,
+    trustees: Vec<usize>,
+}
+
+impl Members {
+    /// The participants of the attempt that established the epoch, and its trustees.
+    fn of(established: &Established, participants: &[u8], desc: &GroupDesc) -> Members {
+        Members {
+            clients: (0..desc.clients.len())
+                .filter(|&i| dissent_core::bits::test(participants, i))
+                .collect(),
+            trustees: (0..desc.trustees.len())
+                .filter(|&j| j < 16 && established.trustees & (1 << j) != 0)
+                .collect(),
+        }
+    }
+
+    /// A node's role in the epoch, from its role in the group version.
+    fn role(&self, role: Role) -> Option<Role> {
+        match role {
+            Role::Trustee(j) => self
+                .trustees
+                .iter()
+                .position(|&t| t == j)
+                .map(Role::Trustee),
+            Role::Client(i) => self.clients.iter().position(|&c| c == i).map(Role::Client),
+            Role::Relay => Some(Role::Relay),
+        }
+    }
 }
 
 /// A failure with the trustee it names, by name.
@@ -650,22 +1021,53 @@ fn settle(
     setup: &Setup,
     established: &Established,
     slots: Vec<Key>,
-    pseudonym: Option<(Key, usize)>,
+    members: &Members,
+    (pseudonym, open): (Option<(Key, usize)>, Option<&[u8]>),
     key_file: &Path,
 ) -> Result<Group> {
+    let names = |list: &[crate::config::keys::PublicKeys], at: &[usize]| -> Vec<String> {
+        (0..list.len())
+            .filter(|i| !at.contains(i))
+            .map(|i| list[i].name.clone())
+            .collect()
+    };
+    let (absent, convicted) = (
+        names(&desc.clients, &members.clients),
+        names(&desc.trustees, &members.trustees),
+    );
     info!(
-        "setup: epoch {} established: {} slots, list {}; every proof and signature checked",
+        "setup: epoch {} established in attempt {}: {} slots, {} trustees, list {}; every \
+         proof and signature checked{}{}",
         established.epoch,
+        established.attempt,
         established.slots,
-        hex::encode(&established.list[..8])
+        members.trustees.len(),
+        hex::encode(&established.list[..8]),
+        if absent.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; without clients {} (no slot this epoch)",
+                absent.join(", ")
+            )
+        },
+        if convicted.is_empty() {
+            String::new()
+        } else {
+            format!("; without convicted trustees {}", convicted.join(", "))
+        }
     );
     let session_id = session::session_id(&setup.digest, established);
-    EpochFile::new(desc, session_id, &slots, pseudonym).save(key_file)?;
+    let mut file = EpochFile::new(desc, session_id, &slots, members, pseudonym);
+    file.open = open.map(hex::encode);
+    file.save(key_file)?;
     EpochGroup {
         desc,
         group_id: session::group_id(&setup.digest),
         session_id,
         slots,
+        clients: members.clients.clone(),
+        trustees: members.trustees.clone(),
     }
     .group()
 }
@@ -684,6 +1086,16 @@ struct EpochFile {
     pseudonym: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     slot: Option<usize>,
+    /// The epoch's clients (indices into the version's), when not every client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    clients: Option<Vec<usize>>,
+    /// The epoch's trustees, when not every trustee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trustees: Option<Vec<usize>>,
+    /// The relay's: the `Open` of the attempt that established the epoch (hex), shown to
+    /// the clients it left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open: Option<String>,
 }
 
 const EPOCH_FORMAT: &str = "dissent-epoch/1";
@@ -712,9 +1124,14 @@ impl EpochFile {
         desc: &GroupDesc,
         session_id: [u8; 16],
         slots: &[Key],
+        members: &Members,
         pseudonym: Option<(Key, usize)>,
     ) -> EpochFile {
+        let all = |at: &[usize], n: usize| (at.len() != n).then(|| at.to_vec());
         EpochFile {
+            clients: all(&members.clients, desc.clients.len()),
+            trustees: all(&members.trustees, desc.trustees.len()),
+            open: None,
             format: EPOCH_FORMAT.to_string(),
             group: desc.fingerprint(),
             epoch: epoch_of(desc),
@@ -761,7 +1178,35 @@ impl EpochFile {
             .transpose()
     }
 
+    fn members(&self, desc: &GroupDesc) -> Members {
+        Members {
+            clients: self
+                .clients
+                .clone()
+                .unwrap_or_else(|| (0..desc.clients.len()).collect()),
+            trustees: self
+                .trustees
+                .clone()
+                .unwrap_or_else(|| (0..desc.trustees.len()).collect()),
+        }
+    }
+
+    /// The clients the saved epoch left out, as the relay serves them.
+    fn absent(&self, desc: &GroupDesc, setup: &Setup) -> Result<Option<Absent>> {
+        let Some(open) = &self.open else {
+            return Ok(None);
+        };
+        let open = hex::decode(open).map_err(|_| anyhow!("epoch file: open: not hex"))?;
+        Ok(Absent::new(
+            desc,
+            setup.link_ids(),
+            &self.members(desc).clients,
+            &open,
+        ))
+    }
+
     fn group(&self, desc: &GroupDesc) -> Result<Group> {
+        let members = self.members(desc);
         let at = Path::new("epoch file");
         let slots = self
             .slots
@@ -773,6 +1218,8 @@ impl EpochFile {
             group_id: session::group_id(&desc.digest()),
             session_id: crate::config::parse_hex(at, "session_id", &self.session_id)?,
             slots,
+            clients: members.clients,
+            trustees: members.trustees,
         }
         .group()
     }
@@ -798,5 +1245,29 @@ fn awaited(desc: &GroupDesc, waiting: dissent_core::epoch::Waiting) -> String {
         }
         Waiting::Record(j) => format!("the epoch record of {}", trustee(j)),
         Waiting::Nothing => "nothing".to_string(),
+    }
+}
+
+/// Logs what a participant's departure did to the setup (a stop is reported by the caller,
+/// from the relay's failure).
+fn departed(departure: Departure, why: &str) {
+    match departure {
+        Departure::Ignored => {}
+        Departure::Restart { remaining } => info!(
+            "setup: {}a new attempt starts over the {remaining} participants that remain",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!("{why}: ")
+            }
+        ),
+        Departure::Stop(f) => warn!(
+            "setup: {}{f}",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!("{why}: ")
+            }
+        ),
     }
 }

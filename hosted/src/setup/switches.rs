@@ -27,6 +27,7 @@ use crate::link::dial::{Dialer, LinkKeys};
 use crate::link::LinkWriter;
 
 /// A switch the relay announced: the version that ran and the next one, as its file.
+#[derive(Clone)]
 pub struct SwitchFrom {
     /// The version of the epoch that ended.
     pub old: GroupDesc,
@@ -41,43 +42,146 @@ pub struct SwitchFrom {
     pub found: std::time::Instant,
 }
 
-/// The nodes of the epoch that ended at a switch, as the relay serves them from the switch
-/// until the next one, through the next version's setup and its whole DC-net: a node that
-/// fetches the next version on a switch link gets it (`Removed` first if it leaves the node
-/// out), and a node that dials the ended epoch's DC-net (it was away when the switch was
-/// announced) is told `Goodbye{Switch}`. A node that comes back only after two switches is
-/// refused: it no longer holds a version the relay can take it from.
+/// What an epoch's relay serves besides its members, from its setup until the next switch:
+///
+/// - the nodes of the epoch that ended at the switch into this one (`from`), through this
+///   version's setup and its whole DC-net: a node that fetches this version on a switch link
+///   gets it (`Removed` first if it leaves the node out), and a node that dials the ended
+///   epoch's DC-net (it was away when the switch was announced), or its setup (a client
+///   that epoch left out), is told `Goodbye{Switch}`. A node that comes back only after two switches is refused: it no longer holds a
+///   version the relay can take it from;
+/// - the clients this epoch's setup went on without ([`Absent`]): one that dials the setup
+///   is sent the `Open` of the attempt that established the epoch (it sees that it is no
+///   participant), and its link is held until the epoch ends, when it is told
+///   `Goodbye{Switch}`: it then fetches the next version and takes part in its setup.
 pub struct Leaving {
-    from: SwitchFrom,
-    /// The switch links' (group id, session id), then the ended DC-net's if known.
+    from: Option<SwitchFrom>,
+    absent: Option<Absent>,
+    /// The (group id, session id) pairs served, and which part each is.
     ids: Vec<([u8; 16], [u8; 16])>,
+    kinds: Vec<Kind>,
     /// Every node of the version that ended: its name and whether the next leaves it out.
     nodes: HashMap<[u8; 32], (String, bool)>,
+    /// Whether this epoch ended at a switch ([`Leaving::end`]), and a count bumped at each
+    /// held link (so older held links of the same client see they are superseded).
+    ended: tokio::sync::watch::Sender<(bool, u64)>,
+    /// The newest held link of each absent client, by link key.
+    held: std::sync::Mutex<HashMap<[u8; 32], u64>>,
 }
 
-/// A node of the epoch that ended, as [`Leaving::admit`] took it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Switch,
+    Ended,
+    Absent,
+}
+
+/// The clients an epoch's setup went on without, and the `Open` they are shown.
+pub struct Absent {
+    /// This epoch's setup link (group id, session id).
+    ids: ([u8; 16], [u8; 16]),
+    /// Link key → name of each client with no slot this epoch.
+    clients: HashMap<[u8; 32], String>,
+    /// The `Open` of the attempt that established the epoch, framed.
+    open: Bytes,
+}
+
+impl Absent {
+    /// The clients of `desc` not among `participants` (indices into `desc.clients`).
+    pub fn new(
+        desc: &GroupDesc,
+        ids: ([u8; 16], [u8; 16]),
+        participants: &[usize],
+        open: &[u8],
+    ) -> Option<Absent> {
+        let clients: HashMap<[u8; 32], String> = desc
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !participants.contains(i))
+            .map(|(_, c)| (c.link, c.name.clone()))
+            .collect();
+        if clients.is_empty() || open.is_empty() {
+            return None;
+        }
+        Some(Absent {
+            ids,
+            clients,
+            open: framed(open),
+        })
+    }
+}
+
+/// A node of the epoch that ended, or a client absent from this one, as [`Leaving::admit`]
+/// took it.
 pub enum Leaver {
     /// It fetches the next version on a switch link.
     Switch { name: String, removed: bool },
     /// It dialed the ended epoch's DC-net: it missed the announcement.
     Late(String),
+    /// A client this epoch's setup went on without.
+    Absent { name: String, key: [u8; 32] },
 }
 
 impl Leaving {
     /// The nodes of `from.old`, served the switch to `from.next`.
     pub fn new(from: SwitchFrom) -> Self {
-        let old = from.old.digest();
-        let mut ids = vec![(
-            session::group_id(&old),
-            session::switch_session(&old, epoch_of(&from.old)),
-        )];
-        ids.extend(from.ended);
+        Self::with(Some(from), None)
+    }
+
+    /// What the epoch's DC-net serves: the switch into it (`from`), the clients its setup
+    /// went on without (`absent`); `None` when neither.
+    pub fn serving(
+        from: Option<std::sync::Arc<Leaving>>,
+        absent: Option<Absent>,
+    ) -> Option<std::sync::Arc<Leaving>> {
+        let Some(absent) = absent else {
+            return from;
+        };
+        let from = from.and_then(|l| l.from.clone());
+        Some(std::sync::Arc::new(Self::with(from, Some(absent))))
+    }
+
+    fn with(from: Option<SwitchFrom>, absent: Option<Absent>) -> Self {
+        let mut ids = Vec::new();
+        let mut kinds = Vec::new();
         let mut nodes = HashMap::new();
-        for k in from.old.trustees.iter().chain(&from.old.clients) {
-            let removed = !from.next.trustees.contains(k) && !from.next.clients.contains(k);
-            nodes.insert(k.link, (format!("{} {}", k.role, k.name), removed));
+        if let Some(from) = &from {
+            let old = from.old.digest();
+            ids.push((
+                session::group_id(&old),
+                session::switch_session(&old, epoch_of(&from.old)),
+            ));
+            kinds.push(Kind::Switch);
+            if let Some(ended) = from.ended {
+                ids.push(ended);
+                kinds.push(Kind::Ended);
+            }
+            // A client the ended epoch left out dials its setup link: told the same.
+            ids.push((
+                session::group_id(&old),
+                session::setup_session(&old, epoch_of(&from.old)),
+            ));
+            kinds.push(Kind::Ended);
+            for k in from.old.trustees.iter().chain(&from.old.clients) {
+                let removed = !from.next.trustees.contains(k) && !from.next.clients.contains(k);
+                nodes.insert(k.link, (format!("{} {}", k.role, k.name), removed));
+            }
         }
-        Leaving { from, ids, nodes }
+        if let Some(a) = &absent {
+            ids.push(a.ids);
+            kinds.push(Kind::Absent);
+        }
+        let (ended, _) = tokio::sync::watch::channel((false, 0));
+        Leaving {
+            from,
+            absent,
+            ids,
+            kinds,
+            nodes,
+            ended,
+            held: std::sync::Mutex::new(HashMap::new()),
+        }
     }
 
     /// The (group id, session id) pairs a leaving node's handshake may be under.
@@ -85,22 +189,40 @@ impl Leaving {
         &self.ids
     }
 
-    /// When the relay took the next version (the switch's pause counts from here).
-    pub fn found(&self) -> std::time::Instant {
-        self.from.found
+    /// When the relay took the version it switched to (the switch's pause counts from
+    /// here); `None` when this epoch did not start with a switch.
+    pub fn found(&self) -> Option<std::time::Instant> {
+        self.from.as_ref().map(|f| f.found)
     }
 
-    /// The node with link key `key` whose handshake matched `ids()[n]`, if it is one of
-    /// the ended version's.
+    /// This epoch ends at a switch: the absent clients held are told so.
+    pub fn end(&self) {
+        self.ended.send_modify(|(over, _)| *over = true);
+    }
+
+    /// The node with link key `key` whose handshake matched `ids()[n]`, if it is one this
+    /// part serves.
     pub fn admit(&self, n: usize, key: &[u8; 32]) -> Option<Leaver> {
-        let (name, removed) = self.nodes.get(key)?;
-        Some(match n {
-            0 => Leaver::Switch {
-                name: name.clone(),
-                removed: *removed,
-            },
-            _ => Leaver::Late(name.clone()),
-        })
+        match self.kinds.get(n)? {
+            Kind::Switch | Kind::Ended => {
+                let (name, removed) = self.nodes.get(key)?;
+                Some(if self.kinds.get(n) == Some(&Kind::Switch) {
+                    Leaver::Switch {
+                        name: name.clone(),
+                        removed: *removed,
+                    }
+                } else {
+                    Leaver::Late(name.clone())
+                })
+            }
+            Kind::Absent => {
+                let name = self.absent.as_ref()?.clients.get(key)?;
+                Some(Leaver::Absent {
+                    name: name.clone(),
+                    key: *key,
+                })
+            }
+        }
     }
 
     /// Serves an admitted leaving node on its link, then closes it.
@@ -111,26 +233,78 @@ impl Leaving {
         let (tx, rx) = mpsc::channel(super::QUEUE);
         match who {
             Leaver::Switch { name, removed } => {
-                let serving = serve_switch(&self.from, &name, removed, tx);
+                let Some(from) = &self.from else { return };
+                let serving = serve_switch(from, &name, removed, tx);
                 let (served, _) = tokio::join!(serving, writer.run(rx));
                 if let Err(e) = served {
                     warn!("switch: cannot serve {name}: {e}");
                 }
             }
             Leaver::Late(name) => {
-                let mut frame = [0u8; 16];
-                let goodbye = Message::Goodbye {
-                    reason: GoodbyeReason::Switch,
-                };
-                if let Ok(n) = goodbye.emit_frame(&mut frame) {
-                    let _ = tx.send(Bytes::copy_from_slice(&frame[..n])).await;
+                if let Some(goodbye) = goodbye_switch() {
+                    let _ = tx.send(goodbye).await;
                     drop(tx);
                     let _ = writer.run(rx).await;
                     info!("switch: {name} dialed the epoch that ended; told it of the switch");
                 }
             }
+            Leaver::Absent { name, key } => {
+                let Some(absent) = &self.absent else { return };
+                // One held link per client: a newer one (it dialed again) supersedes it.
+                let mine = {
+                    let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+                    let g = held.entry(key).or_insert(0);
+                    *g += 1;
+                    *g
+                };
+                self.ended.send_modify(|(_, bumps)| *bumps += 1);
+                let mut ended = self.ended.subscribe();
+                let held = &self.held;
+                let open = absent.open.clone();
+                let holding = async move {
+                    let _ = tx.send(open).await;
+                    info!(
+                        "client {name} linked: it has no slot this epoch (absent when its setup \
+                         opened); told so, and held until the next epoch"
+                    );
+                    loop {
+                        let (over, _) = *ended.borrow_and_update();
+                        if over {
+                            if let Some(goodbye) = goodbye_switch() {
+                                let _ = tx.send(goodbye).await;
+                            }
+                            return;
+                        }
+                        let current = held
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get(&key)
+                            .copied();
+                        if current != Some(mine) || ended.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let writing = writer.run(rx);
+                tokio::pin!(writing);
+                tokio::select! {
+                    _ = &mut writing => return,
+                    () = holding => {}
+                }
+                let _ = writing.await;
+            }
         }
     }
+}
+
+/// A `Goodbye{Switch}` frame.
+fn goodbye_switch() -> Option<Bytes> {
+    let mut frame = [0u8; 16];
+    let goodbye = Message::Goodbye {
+        reason: GoodbyeReason::Switch,
+    };
+    let n = goodbye.emit_frame(&mut frame).ok()?;
+    Some(Bytes::copy_from_slice(&frame[..n]))
 }
 
 /// Serves the next version on a switch link: `Removed` first to a member it leaves out,
