@@ -247,28 +247,11 @@ pub async fn relay(
             let replays = replays.clone();
             tokio::spawn(async move {
                 let (r, w) = stream.into_split();
-                let mut ephemeral = None;
-                let admitted = crate::link::accept_checked(
-                    r,
-                    w,
-                    &relay_key,
-                    &ids,
-                    |request| {
-                        ephemeral = Some(crate::relay::admission::Ephemeral::of(request));
-                        replays.check(std::time::Instant::now(), request)
-                    },
-                    |n, k| match n {
-                        0 => members.get(k).copied().map(Admitted::Setup),
-                        _ => from.as_ref()?.admit(n - 1, k).map(Admitted::Leaving),
-                    },
-                )
+                let admitted = accept_setup(r, w, &relay_key, &ids, &replays, |n, k| match n {
+                    0 => members.get(k).copied().map(Admitted::Setup),
+                    _ => from.as_ref()?.admit(n - 1, k).map(Admitted::Leaving),
+                })
                 .await;
-                if let (Ok(_), Some(e)) = (&admitted, ephemeral) {
-                    if let Err(refused) = replays.insert(std::time::Instant::now(), e) {
-                        warn!("setup: a link was refused: {refused}");
-                        return;
-                    }
-                }
                 let (who, mut reader, writer) = match admitted {
                     Ok((Admitted::Setup(who), r, w)) => (who, r, w),
                     Ok((Admitted::Leaving(who), _r, w)) => {
@@ -278,7 +261,7 @@ pub async fn relay(
                         return;
                     }
                     Err(e) => {
-                        warn!("setup: a link was refused: {e}");
+                        warn!("setup: a link was refused: {e:#}");
                         return;
                     }
                 };
@@ -579,6 +562,41 @@ pub async fn relay(
     )?;
     let absent = Absent::new(desc, setup.link_ids(), &members.clients, &open);
     Ok((group, local, Leaving::serving(serving, absent)))
+}
+
+/// The relay side of a setup link's handshake, with the DC-net links' replay check: a
+/// request whose ephemeral key was authenticated within the window is refused before any
+/// key exchange, so a replayed handshake never stands in for a member's link.
+async fn accept_setup<R, W, T>(
+    r: R,
+    w: W,
+    relay_key: &[u8; 32],
+    ids: &[([u8; 16], [u8; 16])],
+    replays: &crate::relay::admission::Replays,
+    admit: impl FnOnce(usize, &[u8; 32]) -> Option<T>,
+) -> Result<(T, crate::link::LinkReader<R>, crate::link::LinkWriter<W>)>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use crate::relay::admission::Ephemeral;
+    let mut ephemeral = None;
+    let admitted = crate::link::accept_checked(
+        r,
+        w,
+        relay_key,
+        ids,
+        |request| {
+            ephemeral = Some(Ephemeral::of(request));
+            replays.check(std::time::Instant::now(), request)
+        },
+        admit,
+    )
+    .await?;
+    if let Some(e) = ephemeral {
+        replays.insert(std::time::Instant::now(), e)?;
+    }
+    Ok(admitted)
 }
 
 /// Lets every link's writer send what it holds, then closes the links.
@@ -1269,5 +1287,62 @@ fn departed(departure: Departure, why: &str) {
                 format!("{why}: ")
             }
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::admission::{Refusal, Replays};
+    use dissent_core::crypto::public_key;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_replayed_setup_handshake_is_refused() {
+        let (node, relay) = ([3u8; 32], [4u8; 32]);
+        let ids = [([1u8; 16], [2u8; 16])];
+        let replays = Replays::new(Duration::from_secs(60), 16);
+        // The bytes a member's handshake request takes on the wire, as an eavesdropper
+        // records them.
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (ar, aw) = tokio::io::split(a);
+        let (mut br, _bw) = tokio::io::split(b);
+        let relay_pub = public_key(&relay);
+        let dialing = tokio::spawn(async move {
+            let _ = crate::link::connect(ar, aw, &node, &relay_pub, &[1; 16], &[2; 16]).await;
+        });
+        let mut len = [0u8; 2];
+        br.read_exact(&mut len).await.unwrap();
+        let mut request = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        br.read_exact(&mut request).await.unwrap();
+        dialing.abort();
+        let send = |bytes: Vec<u8>| async move {
+            let (a, b) = tokio::io::duplex(1 << 16);
+            let (_ar, mut aw) = tokio::io::split(a);
+            let (br, bw) = tokio::io::split(b);
+            aw.write_all(&bytes).await.unwrap();
+            (br, bw, _ar, aw)
+        };
+        let wire = [len.to_vec(), request].concat();
+
+        // The first time it admits the member; the same bytes again are refused as a
+        // replay, and the member's key is never looked up.
+        let (br, bw, _keep_r, _keep_w) = send(wire.clone()).await;
+        let first = accept_setup(br, bw, &relay, &ids, &replays, |n, k| Some((n, *k))).await;
+        assert_eq!(first.unwrap().0, (0, public_key(&node)));
+        let (br, bw, _keep_r, _keep_w) = send(wire).await;
+        let mut looked_up = false;
+        let again = accept_setup(br, bw, &relay, &ids, &replays, |_, _| {
+            looked_up = true;
+            Some(())
+        })
+        .await;
+        let err = again.err().unwrap();
+        assert!(
+            err.to_string().contains(&Refusal::Replayed.to_string()),
+            "{err:#}"
+        );
+        assert!(!looked_up);
+        assert_eq!(replays.refused(), 1);
     }
 }
