@@ -831,3 +831,35 @@ fn departures_stop_the_setup_below_the_minimum_or_after_the_last_attempt() {
     assert_eq!(sim.net.relay.leave(1), Departure::Ignored);
     assert!(sim.net.relay.established().is_some());
 }
+
+/// An honest relay whose trustee's link drops and comes back when the relay forwards the
+/// first frame tagged `tag`: the relay opens a new attempt over the same participants.
+struct Relinks {
+    tag: u8,
+    done: Option<Departure>,
+}
+
+impl Driver<ChaCha20Rng> for Relinks {
+    fn broadcast(&mut self, net: &mut Net, frame: &[u8]) {
+        if self.done.is_none() && frame.first() == Some(&self.tag) {
+            self.done = Some(net.relay.reopen());
+        }
+        for node in 0..net.nodes() {
+            let _ = net.give(node, frame);
+        }
+    }
+}
+
+#[test]
+fn a_trustee_that_links_again_gets_a_new_attempt_with_every_participant() {
+    let mut sim = Sim::new(5, 3, 3, 15);
+    let mut driver = Relinks { tag: 5, done: None };
+    sim.net.run(&mut driver);
+    assert_eq!(driver.done, Some(Departure::Restart { remaining: 5 }));
+    let relay = sim.net.relay.established().expect("established");
+    assert_eq!((relay.attempt, relay.slots, relay.trustees), (1, 5, 0b111));
+    let list = sim.relay_list();
+    every_key_once(&sim, &list);
+    // Once established, reopening does nothing.
+    assert_eq!(sim.net.relay.reopen(), Departure::Ignored);
+}
