@@ -5,14 +5,19 @@
 //! a *setup link*: a Noise link like the DC-net's, under the setup session id
 //! ([`dissent_core::epoch::session::setup_session`]), whose frames
 //! (`Length (u32 BE) ‖ Body`) each carry one setup message of docs/protocol.md ("Epoch
-//! setup"), chunks as the core cuts them. The relay ([`relay`]) waits until every trustee
-//! and every client of the group is linked, then runs `SetupRelay`: it forwards each
-//! trustee's frame to every node (the author included) and broadcasts its own (`Open`, the
-//! collected submissions). Trustees ([`node`]) run `SetupTrustee`, clients `SetupClient`.
-//! Once every trustee's epoch record is in, each node derives the epoch's group
-//! ([`crate::config::group::EpochGroup`]): slots in the shuffled order, pad keys from the
-//! nodes' own DH keys salted by the epoch's session id. The relay closes the setup links and
-//! the normal DC-net starts with the derived group.
+//! setup"), chunks as the core cuts them. The relay ([`relay`]) gathers the members (every
+//! one, or every trustee and the group's minimum of clients and then a quiet moment), then
+//! runs `SetupRelay`: it forwards each trustee's frame to every node (the author included)
+//! and broadcasts its own (`Open`, the collected submissions); departures (a link that
+//! drops, a submission that does not come) go to the core, which opens a new attempt or
+//! stops. Trustees ([`node`]) run `SetupTrustee`, clients `SetupClient`; a node whose link
+//! drops links again. Once every trustee's epoch record is in, each node derives the
+//! epoch's group ([`crate::config::group::EpochGroup`]) from its members (the participants
+//! and the trustees not convicted): slots in the shuffled order, pad keys from the nodes'
+//! own DH keys salted by the epoch's session id. The relay closes the setup links and the
+//! normal DC-net starts with the derived group. A client the epoch left out is shown the
+//! `Open` that left it out, waits for the next epoch ([`LeftOut`]) and takes part in its
+//! setup.
 //!
 //! Every step is logged; a failure names the node (trustee or client, by name) and why.
 //!
@@ -150,11 +155,16 @@ enum Who {
     Client(usize),
 }
 
+/// A link's events, each with the link's serial number (a member that links again has a
+/// new link, and the old one's end must not take the new one's place).
 enum Ev {
-    Joined(Who, mpsc::Sender<Bytes>),
+    Joined(Who, u64, mpsc::Sender<Bytes>),
     Frame(Who, Bytes),
-    Left(Who),
+    Left(Who, u64),
 }
+
+/// The relay's links to the members, by member: the link's serial and its sender.
+type Links = HashMap<Who, (u64, mpsc::Sender<Bytes>)>;
 
 /// What a link to the relay's setup listener is.
 enum Admitted {
@@ -229,7 +239,7 @@ pub async fn relay(
         limits.replay_capacity,
     ));
     let acceptor = tokio::spawn(async move {
-        loop {
+        for serial in 0u64.. {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
                 Err(e) => {
@@ -266,7 +276,7 @@ pub async fn relay(
                     }
                 };
                 let (tx, rx) = mpsc::channel(QUEUE);
-                if ev_tx.send(Ev::Joined(who, tx)).await.is_err() {
+                if ev_tx.send(Ev::Joined(who, serial, tx)).await.is_err() {
                     return;
                 }
                 tokio::spawn(writer.run(rx));
@@ -275,14 +285,14 @@ pub async fn relay(
                         return;
                     }
                 }
-                let _ = ev_tx.send(Ev::Left(who)).await;
+                let _ = ev_tx.send(Ev::Left(who, serial)).await;
             });
         }
     });
 
-    let mut links: HashMap<Who, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut links: Links = HashMap::new();
     let all = desc.trustees.len() + desc.clients.len();
-    let missing = |links: &HashMap<Who, mpsc::Sender<Bytes>>| -> Vec<String> {
+    let missing = |links: &Links| -> Vec<String> {
         (0..desc.trustees.len())
             .map(Who::Trustee)
             .chain((0..desc.clients.len()).map(Who::Client))
@@ -324,15 +334,17 @@ pub async fn relay(
             ),
         };
         match ev {
-            Ev::Joined(w, tx) => {
+            Ev::Joined(w, serial, tx) => {
                 // A member linking again replaces its link (its process restarted).
-                links.insert(w, tx);
+                links.insert(w, (serial, tx));
                 last_join = tokio::time::Instant::now();
                 info!("setup: {} linked ({}/{all} members)", name(w), links.len());
             }
-            Ev::Left(w) => {
-                links.remove(&w);
-                info!("setup: {} left before the setup started", name(w));
+            Ev::Left(w, serial) => {
+                if links.get(&w).is_some_and(|(s, _)| *s == serial) {
+                    links.remove(&w);
+                    info!("setup: {} left before the setup started", name(w));
+                }
             }
             Ev::Frame(w, _) => warn!("setup: {} sent a frame before the setup started", name(w)),
         }
@@ -357,9 +369,9 @@ pub async fn relay(
         desc.clients.len(),
         setup.epoch
     );
-    let broadcast = |links: &HashMap<Who, mpsc::Sender<Bytes>>, frame: &[u8]| {
+    let broadcast = |links: &Links, frame: &[u8]| {
         let f = framed(frame);
-        for tx in links.values() {
+        for (_, tx) in links.values() {
             let _ = tx.try_send(f.clone());
         }
     };
@@ -371,6 +383,9 @@ pub async fn relay(
     let mut submitting: Option<tokio::time::Instant> = None;
     // Trustees whose link dropped during the setup: the attempt waits for them to link again.
     let mut trustees_away: Vec<usize> = Vec::new();
+    // Clients that linked again during the setup, sent the next `Open` (which leaves them
+    // out) and closed.
+    let mut late: Vec<mpsc::Sender<Bytes>> = Vec::new();
     loop {
         while let Some(n) = relay
             .poll_broadcast(&mut buf)
@@ -384,6 +399,9 @@ pub async fn relay(
                     o.trustees.count_ones()
                 );
                 open = framed(&buf[..n]);
+                for tx in late.drain(..) {
+                    let _ = tx.try_send(open.clone());
+                }
             }
             broadcast(&links, &buf[..n]);
         }
@@ -431,8 +449,8 @@ pub async fn relay(
         };
         quiet_since = tokio::time::Instant::now();
         match ev {
-            Ev::Joined(Who::Trustee(j), tx) => {
-                links.insert(Who::Trustee(j), tx);
+            Ev::Joined(Who::Trustee(j), serial, tx) => {
+                links.insert(Who::Trustee(j), (serial, tx));
                 if let Some(at) = trustees_away.iter().position(|&t| t == j) {
                     trustees_away.swap_remove(at);
                 }
@@ -449,17 +467,29 @@ pub async fn relay(
                     );
                 }
             }
-            Ev::Joined(Who::Client(i), tx) => {
-                // It missed the attempt's frames: it is sent the `Open` (it sees that it
-                // is no participant) and its link closes.
+            Ev::Joined(Who::Client(i), _, tx) => {
+                // It missed the attempt's frames: it is sent the `Open` that leaves it out
+                // (it sees that it is no participant) and its link closes. A participant
+                // linking again (its process restarted) lost its pseudonym key: the attempt
+                // restarts without it.
                 info!(
                     "setup: client {} linked during the setup: no slot this epoch; it is told \
                      so and waits for the next epoch",
                     desc.clients[i].name
                 );
-                let _ = tx.try_send(open.clone());
+                if links.remove(&Who::Client(i)).is_some() {
+                    let why = format!("client {} linked again", desc.clients[i].name);
+                    departed(relay.leave(i as u16), &why);
+                    late.push(tx);
+                } else {
+                    let _ = tx.try_send(open.clone());
+                }
             }
-            Ev::Left(w) => {
+            Ev::Left(w, serial) => {
+                if links.get(&w).is_none_or(|(s, _)| *s != serial) {
+                    // A link already replaced, or one the relay closed (a latecomer's).
+                    continue;
+                }
                 links.remove(&w);
                 match w {
                     Who::Client(i) => {
@@ -600,8 +630,8 @@ where
 }
 
 /// Lets every link's writer send what it holds, then closes the links.
-async fn flush(links: HashMap<Who, mpsc::Sender<Bytes>>) {
-    let pending: Vec<_> = links.into_values().collect();
+async fn flush(links: Links) {
+    let pending: Vec<_> = links.into_values().map(|(_, tx)| tx).collect();
     // The writers end once their queue is empty and its sender gone; give them a moment.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     for tx in &pending {
@@ -745,6 +775,7 @@ pub async fn node(
     let mut rng = OsRng;
     loop {
         // This node's frames first (a trustee's key, shuffle, shares, record; a submission).
+        let mut lost: Option<String> = None;
         loop {
             let frame: Option<Vec<u8>> = match &mut machine {
                 Machine::Trustee(t) => t
@@ -756,10 +787,10 @@ pub async fn node(
             let Some(frame) = frame else { break };
             let f = framed(&frame);
             if !link.sink.has_room() {
-                link.sink
-                    .flush()
-                    .await
-                    .context("setup: link to the relay")?;
+                if let Err(e) = link.sink.flush().await {
+                    lost = Some(e.to_string());
+                    break;
+                }
             }
             let room = link.sink.room();
             if room.len() < f.len() {
@@ -768,24 +799,38 @@ pub async fn node(
             room[..f.len()].copy_from_slice(&f);
             link.sink.commit(f.len());
         }
-        link.sink
-            .flush()
-            .await
-            .context("setup: link to the relay")?;
-        let body = match tokio::time::timeout(STALL, link.frames.next()).await {
-            Ok(Ok(Some(b))) => b,
-            Ok(Ok(None)) => bail!("setup: the relay closed the setup link"),
-            Ok(Err(e)) => bail!("setup: the setup link failed: {e}"),
-            Err(_) => {
-                let f = match &mut machine {
-                    Machine::Trustee(t) => t.stalled(),
-                    Machine::Client(c) => c.stalled(),
-                };
-                bail!(
-                    "setup of epoch {} failed: {}",
-                    setup.epoch,
-                    describe(desc, f)
-                );
+        if lost.is_none() {
+            if let Err(e) = link.sink.flush().await {
+                lost = Some(e.to_string());
+            }
+        }
+        let body = match lost {
+            Some(why) => Err(why),
+            None => match tokio::time::timeout(STALL, link.frames.next()).await {
+                Ok(Ok(Some(b))) => Ok(b),
+                Ok(Ok(None)) => Err("the relay closed it".to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => {
+                    let f = match &mut machine {
+                        Machine::Trustee(t) => t.stalled(),
+                        Machine::Client(c) => c.stalled(),
+                    };
+                    bail!(
+                        "setup of epoch {} failed: {}",
+                        setup.epoch,
+                        describe(desc, f)
+                    );
+                }
+            },
+        };
+        let body = match body {
+            Ok(body) => body,
+            Err(why) => {
+                // Frames were lost: the relay starts a new attempt (without this client, which
+                // then waits for the next epoch; with this trustee once it is back).
+                warn!("setup: the link to the relay dropped ({why}); linking again");
+                link = dialer.dial().await;
+                continue;
             }
         };
         let event = match &mut machine {
