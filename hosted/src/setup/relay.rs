@@ -1,0 +1,583 @@
+//! The relay's part of the setup: gathering the members on setup links, running
+//! `SetupRelay` over them (forwarding every trustee frame to every node, broadcasting its
+//! own), handing departures to the core, and what it serves the clients an epoch leaves
+//! out.
+//!
+//! Owns the relay's setup links and their timing; the decisions are the core's.
+
+use super::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Who {
+    Trustee(usize),
+    Client(usize),
+}
+
+/// A link's events, each with the link's serial number (a member that links again has a
+/// new link, and the old one's end must not take the new one's place).
+enum Ev {
+    Joined(Who, u64, mpsc::Sender<Bytes>),
+    Frame(Who, Bytes),
+    Left(Who, u64),
+}
+
+/// The relay's links to the members, by member: the link's serial and its sender.
+type Links = HashMap<Who, (u64, mpsc::Sender<Bytes>)>;
+
+/// What a link to the relay's setup listener is.
+enum Admitted {
+    /// A member of the version being set up, on a setup link.
+    Setup(Who),
+    /// A node of the epoch that ended, served the switch.
+    Leaving(Leaver),
+}
+
+/// The relay's part: listens on `listen`, gathers the group's members, runs the setup with
+/// every trustee and the clients present, and returns the epoch's group, the address it
+/// listened on, and what the epoch's DC-net serves besides its members ([`Leaving`]: the
+/// nodes of the epoch that ended at a switch, `from`, and the clients this epoch leaves out).
+///
+/// Gathering ends when every member is linked, or once every trustee and at least
+/// `min_clients` clients are linked and nobody new has linked for [`GATHER_QUIET`]. Absent
+/// clients get no slot this epoch; one that links later is sent the attempt's `Open` (it
+/// sees that it is no participant) and waits for the next epoch. A participant that leaves,
+/// or does not submit within [`SUBMIT_WAIT`], makes the core open a new attempt without it
+/// (bounded; the core stops the setup below `min_clients` or after its most attempts).
+pub async fn relay(
+    desc: &GroupDesc,
+    keys: &PrivateKeys,
+    key_file: &Path,
+    listen: SocketAddr,
+    min_clients: u16,
+    from: Option<std::sync::Arc<Leaving>>,
+) -> Result<(Group, SocketAddr, Option<std::sync::Arc<Leaving>>)> {
+    let setup = Setup::new(desc)?;
+    if let Some(saved) = EpochFile::load(key_file, desc)? {
+        let serving = Leaving::serving(from, saved.absent(desc, &setup)?);
+        return Ok((saved.group(desc)?, listen, serving));
+    }
+    let config = setup.config();
+    let (group_id, setup_id) = setup.link_ids();
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    let min_clients = usize::from(min_clients.max(1)).min(desc.clients.len());
+    info!(
+        "setup of epoch {} of group {}: listening on {local}; waiting for {} trustees and {} \
+         clients (at least {min_clients} clients; absent ones get no slot this epoch)",
+        setup.epoch,
+        desc.fingerprint(),
+        desc.trustees.len(),
+        desc.clients.len()
+    );
+    let mut members: HashMap<[u8; 32], Who> = HashMap::new();
+    for (j, t) in desc.trustees.iter().enumerate() {
+        members.insert(t.link, Who::Trustee(j));
+    }
+    for (i, c) in desc.clients.iter().enumerate() {
+        members.insert(c.link, Who::Client(i));
+    }
+    let name = |w: Who| match w {
+        Who::Trustee(j) => format!("trustee {}", desc.trustees[j].name),
+        Who::Client(i) => format!("client {}", desc.clients[i].name),
+    };
+    let (ev_tx, mut ev_rx) = mpsc::channel::<Ev>(QUEUE);
+    let relay_key = keys.link;
+    let mut ids = vec![(group_id, setup_id)];
+    if let Some(f) = &from {
+        ids.extend_from_slice(f.ids());
+    }
+    let serving = from.clone();
+    // Setup links get the DC-net's replay check: a replayed handshake request is refused
+    // before it could stand in for the member's link.
+    let limits = crate::relay::admission::Limits::default();
+    let replays = std::sync::Arc::new(crate::relay::admission::Replays::new(
+        limits.replay_window,
+        limits.replay_capacity,
+    ));
+    let acceptor = tokio::spawn(async move {
+        for serial in 0u64.. {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, say: try again shortly rather than spin.
+                    warn!("setup: cannot accept a link: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let members = members.clone();
+            let ids = ids.clone();
+            let from = from.clone();
+            let ev_tx = ev_tx.clone();
+            let replays = replays.clone();
+            tokio::spawn(async move {
+                let (r, w) = stream.into_split();
+                let admitted = accept_setup(r, w, &relay_key, &ids, &replays, |n, k| match n {
+                    0 => members.get(k).copied().map(Admitted::Setup),
+                    _ => from.as_ref()?.admit(n - 1, k).map(Admitted::Leaving),
+                })
+                .await;
+                let (who, mut reader, writer) = match admitted {
+                    Ok((Admitted::Setup(who), r, w)) => (who, r, w),
+                    Ok((Admitted::Leaving(who), _r, w)) => {
+                        if let Some(f) = &from {
+                            f.serve(who, w).await;
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        warn!("setup: a link was refused: {e:#}");
+                        return;
+                    }
+                };
+                let (tx, rx) = mpsc::channel(QUEUE);
+                if ev_tx.send(Ev::Joined(who, serial, tx)).await.is_err() {
+                    return;
+                }
+                tokio::spawn(writer.run(rx));
+                while let Ok(Some(body)) = reader.next().await {
+                    if ev_tx.send(Ev::Frame(who, body)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = ev_tx.send(Ev::Left(who, serial)).await;
+            });
+        }
+    });
+
+    let mut links: Links = HashMap::new();
+    let all = desc.trustees.len() + desc.clients.len();
+    let missing = |links: &Links| -> Vec<String> {
+        (0..desc.trustees.len())
+            .map(Who::Trustee)
+            .chain((0..desc.clients.len()).map(Who::Client))
+            .filter(|w| !links.contains_key(w))
+            .map(name)
+            .collect()
+    };
+    // Gathering: every member, or every trustee and enough clients and a quiet moment.
+    let mut last_join = tokio::time::Instant::now();
+    while links.len() < all {
+        let trustees = links
+            .keys()
+            .filter(|w| matches!(w, Who::Trustee(_)))
+            .count();
+        let enough = trustees == desc.trustees.len() && links.len() - trustees >= min_clients;
+        let deadline = if enough {
+            last_join + GATHER_QUIET
+        } else {
+            last_join + STALL
+        };
+        let ev = match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => bail!("setup: the listener stopped"),
+            Err(_) if enough => {
+                info!(
+                    "setup: nobody new linked for {} s; going on without {}: they get no slot \
+                     this epoch",
+                    GATHER_QUIET.as_secs(),
+                    missing(&links).join(", ")
+                );
+                break;
+            }
+            Err(_) => bail!(
+                "setup: nobody new linked within {} s; missing: {} (every trustee and {} \
+                 clients are needed)",
+                STALL.as_secs(),
+                missing(&links).join(", "),
+                min_clients
+            ),
+        };
+        match ev {
+            Ev::Joined(w, serial, tx) => {
+                // A member linking again replaces its link (its process restarted).
+                links.insert(w, (serial, tx));
+                last_join = tokio::time::Instant::now();
+                info!("setup: {} linked ({}/{all} members)", name(w), links.len());
+            }
+            Ev::Left(w, serial) => {
+                if links.get(&w).is_some_and(|(s, _)| *s == serial) {
+                    links.remove(&w);
+                    info!("setup: {} left before the setup started", name(w));
+                }
+            }
+            Ev::Frame(w, _) => warn!("setup: {} sent a frame before the setup started", name(w)),
+        }
+    }
+    let mut participants = vec![0u8; dissent_core::bits::bitmap_len(desc.clients.len())];
+    for w in links.keys() {
+        if let Who::Client(i) = *w {
+            participants[i / 8] |= 1 << (i % 8);
+        }
+    }
+    let mut relay = SetupRelay::new(
+        config,
+        SetupStorage::with_vecs(&config),
+        vec![0u8; SetupRelay::<Vec<u8>>::collected_len(&config)],
+        &participants,
+    )
+    .map_err(|e| anyhow!("setup: the group does not fit a setup: {e:?}"))?;
+    relay.limit(min_clients, MAX_ATTEMPTS);
+    info!(
+        "setup: {} of {} clients and every trustee linked; opening epoch {}",
+        links.keys().filter(|w| matches!(w, Who::Client(_))).count(),
+        desc.clients.len(),
+        setup.epoch
+    );
+    let broadcast = |links: &Links, frame: &[u8]| {
+        let f = framed(frame);
+        for (_, tx) in links.values() {
+            let _ = tx.try_send(f.clone());
+        }
+    };
+    let mut buf = vec![0u8; dissent_core::epoch::message::CHUNK_HEADER_LEN + MAX_CHUNK_DATA];
+    // The last `Open`: what a client that links during the setup is sent.
+    let mut open = Bytes::new();
+    let mut quiet_since = tokio::time::Instant::now();
+    // When the relay began waiting for the submissions of the attempt under way.
+    let mut submitting: Option<tokio::time::Instant> = None;
+    // Trustees whose link dropped during the setup: the attempt waits for them to link again.
+    let mut trustees_away: Vec<usize> = Vec::new();
+    // Clients that linked again during the setup, sent the next `Open` (which leaves them
+    // out) and closed.
+    let mut late: Vec<mpsc::Sender<Bytes>> = Vec::new();
+    loop {
+        while let Some(n) = relay
+            .poll_broadcast(&mut buf)
+            .map_err(|e| anyhow!("setup: cannot encode a frame: {e:?}"))?
+        {
+            if let Ok(SetupMessage::Open(o)) = SetupMessage::parse(&buf[..n]) {
+                info!(
+                    "setup: attempt {} opened over {} clients and {} trustees",
+                    o.attempt,
+                    relay.counts().1,
+                    o.trustees.count_ones()
+                );
+                open = framed(&buf[..n]);
+                for tx in late.drain(..) {
+                    let _ = tx.try_send(open.clone());
+                }
+            }
+            broadcast(&links, &buf[..n]);
+        }
+        if let Some(f) = relay.failure() {
+            flush(links).await;
+            bail!(
+                "setup of epoch {} failed: {}",
+                setup.epoch,
+                describe(desc, f)
+            );
+        }
+        if relay.established().is_some() {
+            break;
+        }
+        submitting = match (relay.waiting(), submitting) {
+            (Waiting::Submit(_), Some(at)) => Some(at),
+            (Waiting::Submit(_), None) => Some(tokio::time::Instant::now()),
+            _ => None,
+        };
+        let stall = quiet_since + STALL;
+        let deadline = submitting.map_or(stall, |at| stall.min(at + SUBMIT_WAIT));
+        let ev = match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => bail!("setup: the listener stopped"),
+            Err(_) if deadline < stall => {
+                let (submitted, awaited) = relay.counts();
+                warn!(
+                    "setup: {} of {awaited} submissions came within {} s; going on without \
+                     the others",
+                    submitted,
+                    SUBMIT_WAIT.as_secs()
+                );
+                departed(relay.drop_missing(), "did not submit");
+                submitting = None;
+                continue;
+            }
+            Err(_) => {
+                flush(links).await;
+                bail!(
+                    "setup: nothing came for {} s while waiting for {}",
+                    STALL.as_secs(),
+                    awaited(desc, relay.waiting())
+                )
+            }
+        };
+        quiet_since = tokio::time::Instant::now();
+        match ev {
+            Ev::Joined(Who::Trustee(j), serial, tx) => {
+                links.insert(Who::Trustee(j), (serial, tx));
+                if let Some(at) = trustees_away.iter().position(|&t| t == j) {
+                    trustees_away.swap_remove(at);
+                }
+                if trustees_away.is_empty() {
+                    info!(
+                        "setup: trustee {} linked again; a new attempt starts",
+                        desc.trustees[j].name
+                    );
+                    departed(relay.reopen(), "");
+                } else {
+                    info!(
+                        "setup: trustee {} linked again; waiting for the other trustees away",
+                        desc.trustees[j].name
+                    );
+                }
+            }
+            Ev::Joined(Who::Client(i), _, tx) => {
+                // It missed the attempt's frames: it is sent the `Open` that leaves it out
+                // (it sees that it is no participant) and its link closes. A participant
+                // linking again (its process restarted) lost its pseudonym key: the attempt
+                // restarts without it.
+                info!(
+                    "setup: client {} linked during the setup: no slot this epoch; it is told \
+                     so and waits for the next epoch",
+                    desc.clients[i].name
+                );
+                if links.remove(&Who::Client(i)).is_some() {
+                    let why = format!("client {} linked again", desc.clients[i].name);
+                    departed(relay.leave(i as u16), &why);
+                    late.push(tx);
+                } else {
+                    let _ = tx.try_send(open.clone());
+                }
+            }
+            Ev::Left(w, serial) => {
+                if links.get(&w).is_none_or(|(s, _)| *s != serial) {
+                    // A link already replaced, or one the relay closed (a latecomer's).
+                    continue;
+                }
+                links.remove(&w);
+                match w {
+                    Who::Client(i) => {
+                        warn!(
+                            "setup: client {} left during the setup",
+                            desc.clients[i].name
+                        );
+                        let why = format!("client {} left", desc.clients[i].name);
+                        departed(relay.leave(i as u16), &why);
+                    }
+                    Who::Trustee(j) => {
+                        warn!(
+                            "setup: trustee {} left during the setup; waiting up to {} s for \
+                             it to link again",
+                            desc.trustees[j].name,
+                            STALL.as_secs()
+                        );
+                        trustees_away.push(j);
+                    }
+                }
+            }
+            Ev::Frame(Who::Client(i), body) => {
+                if let Err(e) = relay.receive_client(i as u16, &body) {
+                    warn!(
+                        "setup: client {}: submission refused: {e:?}",
+                        desc.clients[i].name
+                    );
+                }
+            }
+            Ev::Frame(Who::Trustee(j), body) => match relay.receive_trustee(j as u8, &body) {
+                RelayStep::Refuse(f) => {
+                    let stale = SetupMessage::parse(&body)
+                        .is_ok_and(|m| relay.attempt().is_some_and(|a| m.epoch_attempt().1 < a));
+                    if stale || relay.waiting() == Waiting::Open {
+                        // A frame of an attempt given up on: expected after a restart.
+                        debug!(
+                            "setup: trustee {}: frame of an earlier attempt",
+                            desc.trustees[j].name
+                        );
+                    } else {
+                        warn!(
+                            "setup: trustee {}: frame refused: {f}",
+                            desc.trustees[j].name
+                        )
+                    }
+                }
+                RelayStep::Forward => broadcast(&links, &body),
+                RelayStep::ForwardEstablished => {
+                    broadcast(&links, &body);
+                }
+                RelayStep::ForwardAndRestart(c) => {
+                    broadcast(&links, &body);
+                    let t = &desc.trustees[usize::from(c.trustee)];
+                    warn!(
+                        "setup: CONVICTED trustee {} ({}): {c}; evidence, its signed message: \
+                         {}; a new attempt starts without it",
+                        t.name,
+                        t.fingerprint(),
+                        hex::encode(relay.evidence())
+                    );
+                }
+                RelayStep::ForwardAndStop(f) => {
+                    broadcast(&links, &body);
+                    if let Failure::TooFewTrustees { conviction, .. } = f {
+                        let t = &desc.trustees[usize::from(conviction.trustee)];
+                        warn!(
+                            "setup: CONVICTED trustee {} ({}): {conviction}; evidence, its \
+                             signed message: {}",
+                            t.name,
+                            t.fingerprint(),
+                            hex::encode(relay.evidence())
+                        );
+                    }
+                    flush(links).await;
+                    bail!(
+                        "setup of epoch {} failed: {}",
+                        setup.epoch,
+                        describe(desc, f)
+                    );
+                }
+            },
+        }
+    }
+    acceptor.abort();
+    let Some(established) = relay.established() else {
+        bail!("setup: not established");
+    };
+    let slots = slots_of(relay.pseudonyms())?;
+    let members = Members::of(&established, relay.participants(), desc);
+    flush(links).await;
+    let open = open.get(4..).unwrap_or(&[]).to_vec();
+    let group = settle(
+        desc,
+        &setup,
+        &established,
+        slots,
+        &members,
+        (None, Some(&open)),
+        key_file,
+    )?;
+    let absent = Absent::new(desc, setup.link_ids(), &members.clients, &open);
+    Ok((group, local, Leaving::serving(serving, absent)))
+}
+
+/// The relay side of a setup link's handshake, with the DC-net links' replay check: a
+/// request whose ephemeral key was authenticated within the window is refused before any
+/// key exchange, so a replayed handshake never stands in for a member's link.
+async fn accept_setup<R, W, T>(
+    r: R,
+    w: W,
+    relay_key: &[u8; 32],
+    ids: &[([u8; 16], [u8; 16])],
+    replays: &crate::relay::admission::Replays,
+    admit: impl FnOnce(usize, &[u8; 32]) -> Option<T>,
+) -> Result<(T, crate::link::LinkReader<R>, crate::link::LinkWriter<W>)>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use crate::relay::admission::Ephemeral;
+    let mut ephemeral = None;
+    let admitted = crate::link::accept_checked(
+        r,
+        w,
+        relay_key,
+        ids,
+        |request| {
+            ephemeral = Some(Ephemeral::of(request));
+            replays.check(std::time::Instant::now(), request)
+        },
+        admit,
+    )
+    .await?;
+    if let Some(e) = ephemeral {
+        replays.insert(std::time::Instant::now(), e)?;
+    }
+    Ok(admitted)
+}
+
+/// Lets every link's writer send what it holds, then closes the links.
+async fn flush(links: Links) {
+    let pending: Vec<_> = links.into_values().map(|(_, tx)| tx).collect();
+    // The writers end once their queue is empty and its sender gone; give them a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    for tx in &pending {
+        while tx.capacity() < QUEUE && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    drop(pending);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Logs what a participant's departure did to the setup (a stop is reported by the caller,
+/// from the relay's failure).
+fn departed(departure: Departure, why: &str) {
+    match departure {
+        Departure::Ignored => {}
+        Departure::Restart { remaining } => info!(
+            "setup: {}a new attempt starts over the {remaining} participants that remain",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!("{why}: ")
+            }
+        ),
+        Departure::Stop(f) => warn!(
+            "setup: {}{f}",
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!("{why}: ")
+            }
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::admission::{Refusal, Replays};
+    use dissent_core::crypto::public_key;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_replayed_setup_handshake_is_refused() {
+        let (node, relay) = ([3u8; 32], [4u8; 32]);
+        let ids = [([1u8; 16], [2u8; 16])];
+        let replays = Replays::new(Duration::from_secs(60), 16);
+        // The bytes a member's handshake request takes on the wire, as an eavesdropper
+        // records them.
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let (ar, aw) = tokio::io::split(a);
+        let (mut br, _bw) = tokio::io::split(b);
+        let relay_pub = public_key(&relay);
+        let dialing = tokio::spawn(async move {
+            let _ = crate::link::connect(ar, aw, &node, &relay_pub, &[1; 16], &[2; 16]).await;
+        });
+        let mut len = [0u8; 2];
+        br.read_exact(&mut len).await.unwrap();
+        let mut request = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        br.read_exact(&mut request).await.unwrap();
+        dialing.abort();
+        let send = |bytes: Vec<u8>| async move {
+            let (a, b) = tokio::io::duplex(1 << 16);
+            let (_ar, mut aw) = tokio::io::split(a);
+            let (br, bw) = tokio::io::split(b);
+            aw.write_all(&bytes).await.unwrap();
+            (br, bw, _ar, aw)
+        };
+        let wire = [len.to_vec(), request].concat();
+
+        // The first time it admits the member; the same bytes again are refused as a
+        // replay, and the member's key is never looked up.
+        let (br, bw, _keep_r, _keep_w) = send(wire.clone()).await;
+        let first = accept_setup(br, bw, &relay, &ids, &replays, |n, k| Some((n, *k))).await;
+        assert_eq!(first.unwrap().0, (0, public_key(&node)));
+        let (br, bw, _keep_r, _keep_w) = send(wire).await;
+        let mut looked_up = false;
+        let again = accept_setup(br, bw, &relay, &ids, &replays, |_, _| {
+            looked_up = true;
+            Some(())
+        })
+        .await;
+        let err = again.err().unwrap();
+        assert!(
+            err.to_string().contains(&Refusal::Replayed.to_string()),
+            "{err:#}"
+        );
+        assert!(!looked_up);
+        assert_eq!(replays.refused(), 1);
+    }
+}
