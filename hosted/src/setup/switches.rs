@@ -66,7 +66,7 @@ pub struct Leaving {
     /// held link (so older held links of the same client see they are superseded).
     ended: tokio::sync::watch::Sender<(bool, u64)>,
     /// The newest held link of each absent client, by link key.
-    held: std::sync::Mutex<HashMap<[u8; 32], u64>>,
+    held: std::sync::Arc<std::sync::Mutex<HashMap<[u8; 32], u64>>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -180,7 +180,7 @@ impl Leaving {
             kinds,
             nodes,
             ended,
-            held: std::sync::Mutex::new(HashMap::new()),
+            held: std::sync::Arc::new(std::sync::Mutex::new(HashMap::new())),
         }
     }
 
@@ -225,10 +225,12 @@ impl Leaving {
         }
     }
 
-    /// Serves an admitted leaving node on its link, then closes it.
+    /// Serves an admitted leaving node on its link, then closes it. An absent client's
+    /// link is held by a task of its own (returned from here at once, so the listener's
+    /// admission deadlines do not close it) until the epoch ends or the client links again.
     pub async fn serve<W>(&self, who: Leaver, writer: LinkWriter<W>)
     where
-        W: tokio::io::AsyncWrite + Unpin,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let (tx, rx) = mpsc::channel(super::QUEUE);
         match who {
@@ -259,7 +261,7 @@ impl Leaving {
                 };
                 self.ended.send_modify(|(_, bumps)| *bumps += 1);
                 let mut ended = self.ended.subscribe();
-                let held = &self.held;
+                let held = self.held.clone();
                 let open = absent.open.clone();
                 let holding = async move {
                     let _ = tx.send(open).await;
@@ -285,13 +287,15 @@ impl Leaving {
                         }
                     }
                 };
-                let writing = writer.run(rx);
-                tokio::pin!(writing);
-                tokio::select! {
-                    _ = &mut writing => return,
-                    () = holding => {}
-                }
-                let _ = writing.await;
+                tokio::spawn(async move {
+                    let writing = writer.run(rx);
+                    tokio::pin!(writing);
+                    tokio::select! {
+                        _ = &mut writing => return,
+                        () = holding => {}
+                    }
+                    let _ = writing.await;
+                });
             }
         }
     }
