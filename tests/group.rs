@@ -787,3 +787,66 @@ fn a_cheating_trustee_is_convicted_and_the_setup_goes_on_without_it_or_stops_cle
         );
     });
 }
+
+/// A participant that goes silent and then drops its link during the setup (stopped, then
+/// killed, after the relay opened the attempt) makes the relay open a new attempt without
+/// it: the epoch is established with the others, who carry bytes.
+#[test]
+fn a_participant_that_leaves_during_the_setup_restarts_it_without_it() {
+    within(LIMIT, |scope| {
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+        let (group, relay_key, trustees, clients) = signed_group(home, 2, 4, &[]);
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &s(&group),
+                "--key",
+                &s(&relay_key),
+                "--exit",
+                "echo",
+            ],
+        );
+        let mut nodes = Vec::new();
+        for (j, t) in trustees.iter().enumerate() {
+            nodes.push(scope.spawn(&format!("trustee{j}"), &["trustee", &s(&group), &s(t)]));
+        }
+        // client2 links first and is stopped: it cannot submit, so the attempt cannot end
+        // before it is killed.
+        let mut leaver = scope.spawn(
+            "client2",
+            &["client", &s(&group), &s(&clients[2]), "-p", "0"],
+        );
+        leaver.wait_for_log("waiting for the relay to open the setup", FORM_TIMEOUT);
+        leaver.signal(libc::SIGSTOP);
+        let base = reserve_ports(4);
+        let mut procs = Vec::new();
+        for i in [0usize, 1, 3] {
+            let p = (base + i as u16).to_string();
+            procs.push(scope.spawn(
+                &format!("client{i}"),
+                &["client", &s(&group), &s(&clients[i]), "-p", &p],
+            ));
+        }
+        relay.wait_for_log("attempt 0 opened over 4 clients", FORM_TIMEOUT);
+        leaver.kill();
+        relay.wait_for_log("established", FORM_TIMEOUT);
+        let log = relay.log();
+        assert!(
+            log.contains("client client2 left during the setup"),
+            "{log}"
+        );
+        assert!(
+            log.contains("a new attempt starts over the 3 participants that remain"),
+            "{log}"
+        );
+        assert!(log.contains("established in attempt 1: 3 slots"), "{log}");
+        assert!(log.contains("without clients client2"), "{log}");
+        for c in &mut procs {
+            c.wait_for_log("sending in interval", FORM_TIMEOUT);
+        }
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i * 3 + i / 7) as u8).collect();
+        echo_through(base, &data);
+    });
+}
