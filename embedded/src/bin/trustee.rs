@@ -14,6 +14,7 @@ use dissent_core::crypto::{IntervalKey, PairKey};
 use dissent_core::schedule::Schedule;
 use dissent_core::trustee::{PeerError, Trustee, TrusteeConfig, TrusteeEvent, TrusteeStorage};
 use dissent_core::wire::NodeRole;
+use dissent_embedded::region::Region;
 use dissent_embedded::stream::{frame_buffer_len, record_buffer_len};
 use dissent_embedded::uplink::{
     fill, now, peer_keys, provisioned, stop_if_replaced, transmit_all, LinkBuffers, Loss, NodeName,
@@ -32,6 +33,11 @@ const MAX_SLOTS: usize = 256;
 const MAX_FRAME: usize = 4096;
 /// Plaintext bytes of the largest record accepted: one whole frame.
 const MAX_RECORD_PLAINTEXT: usize = frame_buffer_len(MAX_FRAME);
+/// What a `BlameReveal` frame may take beyond the largest frame: it carries the trustee's
+/// cell of the exchange (no longer than its cell frames, at most `MAX_FRAME`) and at most 98
+/// bytes more (its fields, the pad bits of 64 members and a 64-byte signature). The output
+/// buffer holds it, so the cell is recomputed and signed where it is sent.
+const REVEAL_SLACK: usize = 128;
 /// The TCP socket's buffers.
 const SOCKET_BUF: usize = 4096;
 /// The online set and the schedule table.
@@ -45,7 +51,7 @@ dissent_embedded::declare_capacity!(
     frame: MAX_FRAME,
 );
 
-type DeviceTrustee = Trustee<&'static mut [PairKey], &'static mut [IntervalKey], &'static mut [u8]>;
+type DeviceTrustee = Trustee<&'static mut [PairKey], &'static mut [IntervalKey], Region>;
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
@@ -100,8 +106,8 @@ fn start(spawner: Spawner, mut board: Board) {
         TrusteeStorage {
             pairs: &mut PAIRS.take()[..],
             interval_keys: &mut KEYS.take()[..],
-            online: &mut ONLINE.take()[..],
-            schedule: &mut TABLE.take()[..],
+            online: Region::Ram(&mut ONLINE.take()[..]),
+            schedule: Region::Ram(&mut TABLE.take()[..]),
         },
     );
     let trustee = match made {
@@ -111,6 +117,14 @@ fn start(spawner: Spawner, mut board: Board) {
             dissent_embedded::exit(1)
         }
     };
+    // What it answers blame rounds with: its identity key, its pad key, and every client's
+    // pad key then every slot's pseudonym key, read where the provisioning has them.
+    let blame_keys = Region::Provisioned(node.peer_keys.as_bytes());
+    if let Err(e) = trustee.set_blame_keys(&node.identity_secret, &node.session_secret, blame_keys)
+    {
+        println!("{}: blame keys: {}", name, e);
+        dissent_embedded::exit(1)
+    }
     println!(
         "{}: keys agreed with {} clients in {} ms; stack peak {} B",
         name,
@@ -223,5 +237,5 @@ type Buffers = LinkBuffers<
     SOCKET_BUF,
     { record_buffer_len(MAX_RECORD_PLAINTEXT) },
     { frame_buffer_len(MAX_FRAME) },
-    { record_buffer_len(frame_buffer_len(MAX_FRAME)) },
+    { record_buffer_len(frame_buffer_len(MAX_FRAME + REVEAL_SLACK)) },
 >;
