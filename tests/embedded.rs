@@ -1511,14 +1511,16 @@ fn emulated_trustee_and_client_serve_beside_hosted_nodes() {
     });
 }
 
-/// A blame round with the emulated trustee in it (the `dissent` binary built with the
+/// A blame round with emulated nodes in it (the `dissent` binary built with the
 /// `disruptor` feature: `cargo test -p dissent --features disruptor --test embedded
-/// a_device_trustee`). A group of four hosted clients and two trustees, trustee 1 emulated;
-/// client 3 garbles every other exchange of other slots. The round that names it has every
-/// trustee's signed reveal, the device's included: the relay never says it went without
-/// trustee 1's, and the evidence, which holds each trustee's signed statement, passes
-/// `dissent blame verify` from the group's public keys. The transfers complete byte-exact.
-/// Prints how long the round took, from the relay's "started" line to its verdict.
+/// a_device_trustee`). A group of four clients and two trustees, trustee 1 and client 2
+/// emulated; client 3 garbles every other exchange of other slots. The round that names it
+/// has every member's and every trustee's signed reveal, the devices' included: the relay
+/// never says it went without trustee 1's, nobody else is named (a member that does not
+/// answer would be, for refusing), and the evidence, which holds each node's signed
+/// statement, passes `dissent blame verify` from the group's public keys. The transfers
+/// complete byte-exact. Prints how long the round took, from the relay's "started" line to
+/// its verdict.
 #[cfg(feature = "disruptor")]
 #[test]
 fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
@@ -1526,6 +1528,7 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
         return;
     }
     firmware("trustee");
+    firmware("client");
     within(Duration::from_secs(240), |scope| {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("cfg");
@@ -1541,12 +1544,14 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
         let device = Device::start(scope, dir.path(), &cfg, "trustee-1", &[]);
         let mut ports = Vec::new();
         let mut clients = Vec::new();
-        for i in 0..3 {
+        for i in 0..2 {
             let id = format!("client-{i}");
             let mut client = scope.spawn(&id, &["client", "-p", "0", &cfg_s, &key_file(&cfg, &id)]);
             ports.push(client.listening_port("listening on"));
             clients.push(client);
         }
+        let forward = reserve_port().to_string();
+        let device_client = Device::start(scope, dir.path(), &cfg, "client-2", &["-p", &forward]);
         let key = key_file(&cfg, "client-3");
         let argv = [
             "client",
@@ -1560,11 +1565,21 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
         let mut garbler = scope.spawn("garbler", &argv);
         garbler.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
         garbler.wait_for_log("sending in interval", FORM_TIMEOUT);
-        assert!(
-            device.console().contains("link up"),
-            "the emulated trustee is not in the group:\n{}",
-            device.console()
-        );
+        // Every client is a member of the running interval, the emulated one included.
+        let wait_console = |d: &Device, needle: &str| {
+            let deadline = Instant::now() + FORM_TIMEOUT;
+            while !d.console().contains(needle) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: no {needle:?} within {FORM_TIMEOUT:?}:\n{}",
+                    d.proc.name,
+                    d.console()
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+        };
+        wait_console(&device, "with 4 clients");
+        wait_console(&device_client, "with 4 clients");
         for port in &ports[..2] {
             support::wait_for_port(*port, FORM_TIMEOUT);
         }
@@ -1656,6 +1671,11 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
             thread::sleep(Duration::from_millis(50));
         };
         assert!(!console.contains("link lost"), "console:\n{console}");
+        let client_console = device_client.console();
+        assert!(
+            !client_console.contains("link lost"),
+            "the emulated client's console:\n{client_console}"
+        );
         let peak: u64 = console
             .lines()
             .rev()

@@ -15,7 +15,7 @@ use dissent_core::schedule::Schedule;
 use dissent_core::trustee::{PeerError, Trustee, TrusteeConfig, TrusteeEvent, TrusteeStorage};
 use dissent_core::wire::NodeRole;
 use dissent_embedded::region::Region;
-use dissent_embedded::stream::{frame_buffer_len, record_buffer_len};
+use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, REVEAL_SLACK};
 use dissent_embedded::uplink::{
     fill, now, peer_keys, provisioned, stop_if_replaced, transmit_all, LinkBuffers, Loss, NodeName,
     RoleError, Target, Uplink,
@@ -33,11 +33,6 @@ const MAX_SLOTS: usize = 256;
 const MAX_FRAME: usize = 4096;
 /// Plaintext bytes of the largest record accepted: one whole frame.
 const MAX_RECORD_PLAINTEXT: usize = frame_buffer_len(MAX_FRAME);
-/// What a `BlameReveal` frame may take beyond the largest frame: it carries the trustee's
-/// cell of the exchange (no longer than its cell frames, at most `MAX_FRAME`) and at most 98
-/// bytes more (its fields, the pad bits of 64 members and a 64-byte signature). The output
-/// buffer holds it, so the cell is recomputed and signed where it is sent.
-const REVEAL_SLACK: usize = 128;
 /// The TCP socket's buffers.
 const SOCKET_BUF: usize = 4096;
 /// The online set and the schedule table.
