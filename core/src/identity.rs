@@ -22,7 +22,7 @@ pub const IDENTITY_SIGNATURE_LEN: usize = 64;
 /// the nonce prefix), and the public key. Its secret is zeroed on drop.
 ///
 /// It expands the seed itself, with the core's reduction
-/// ([`crate::ristretto::scalar_mod_order`], the same value), rather than through
+/// (`ristretto::scalar_mod_order`, the same value), rather than through
 /// `SigningKey`, whose reduction links about 1.6 KiB more into a device trustee; the
 /// signing is ed25519-dalek's (`hazmat::raw_sign`), and RFC 8032's vectors check both.
 pub struct IdentityKey {

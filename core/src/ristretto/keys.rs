@@ -36,7 +36,7 @@ impl SecretKey {
     /// A secret key from 32 bytes read little-endian and reduced modulo the group order
     /// (the value of `Scalar::from_bytes_mod_order`); `None` if that is zero.
     ///
-    /// It reduces with [`super::scalar_mod_order`] (doubling and adding), not the library's
+    /// It reduces with `ristretto::scalar_mod_order` (doubling and adding), not the library's
     /// reduction, which is otherwise the largest part of a device trustee's pad keys; the
     /// time does not depend on the secret.
     pub fn from_bytes_mod_order(bytes: &[u8; 32]) -> Option<Self> {
