@@ -1591,18 +1591,22 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
             let other = other.clone();
             thread::spawn(move || support::echo_bulk(port1, &other))
         };
-        // The round's time, seen from here: its "started" line to its verdict (polled).
-        let started = relay.wait_until(TRANSFER_TIMEOUT, "a blame round", |p| {
-            p.log()
-                .contains("blame round about exchange")
-                .then(Instant::now)
-        });
         let line = relay.wait_for_log("blame evidence written to ", TRANSFER_TIMEOUT);
         let intervals_at_verdict = device.console().matches(": interval ").count();
-        eprintln!(
-            "blame round with the emulated trustee: about {:?} from its start to its verdict",
-            started.elapsed()
-        );
+        // The round's time by the relay's log: its "started" line to its verdict.
+        let log = relay.log();
+        let at = |needle: &str| {
+            log.lines()
+                .find(|l| l.contains("blame round about exchange") && l.contains(needle))
+                .and_then(log_seconds)
+        };
+        if let (Some(start), Some(end)) = (at(" started"), at(" disrupted an exchange")) {
+            eprintln!(
+                "blame round with the emulated trustee and client: {:.1} ms from its start to \
+                 its verdict",
+                (end - start) * 1000.0
+            );
+        }
         let got = support::echo_bulk(port0, &data);
         support::assert_same(&got, &data, "client 0's echo");
         support::assert_same(
@@ -1690,6 +1694,17 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
         );
         assert!(relay.is_running() && clients.iter_mut().all(|c| c.is_running()));
     });
+}
+
+/// The seconds within the day of a hosted log line's timestamp
+/// (`2026-01-02T03:04:05.678901Z ...`), if it has one.
+#[cfg(feature = "disruptor")]
+fn log_seconds(line: &str) -> Option<f64> {
+    let time = line.split_whitespace().next()?;
+    let clock = time.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = clock.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
 }
 
 /// Waits until `back` passes `bytes`; fails after `limit`.
