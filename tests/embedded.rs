@@ -38,6 +38,11 @@ const FIRMWARE_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../embedded/target/thumbv7m-none-eabi/release"
 );
+/// Where `cargo build-mps2-an385-relay-name` puts the client built with `relay-name`.
+const RELAY_NAME_DIR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../embedded/target/relay-name/thumbv7m-none-eabi/release"
+);
 /// Where the board reads the provisioning blob and the seed (`embedded/memory/mps2-an385.x`).
 const PROVISION_ADDR: u32 = 0x003F_0000;
 const SEED_ADDR: u32 = 0x003F_F000;
@@ -71,6 +76,18 @@ fn firmware(app: &str) -> PathBuf {
     assert!(
         elf.is_file(),
         "{} is missing: build the firmware first with `cd embedded && cargo build-mps2-an385` \
+         (scripts/test does)",
+        elf.display()
+    );
+    elf
+}
+
+/// The emulated client built with `relay-name` (off in every board's own build).
+fn relay_name_client() -> PathBuf {
+    let elf = Path::new(RELAY_NAME_DIR).join("client");
+    assert!(
+        elf.is_file(),
+        "{} is missing: build it first with `cd embedded && cargo build-mps2-an385-relay-name` \
          (scripts/test does)",
         elf.display()
     );
@@ -478,7 +495,11 @@ fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
             .map(|i| pad_public_key(&secret(CLIENT_SESSION, i)))
             .collect(),
     };
-    let flat = peers.concat();
+    // Then every slot's pseudonym public key, which blame grounds are checked under.
+    let slots: Vec<[u8; 32]> = (0..CLIENTS)
+        .map(|i| pad_public_key(&secret(PSEUDONYM, i)))
+        .collect();
+    let flat = [peers.concat(), slots.concat()].concat();
     let client = role == NodeRole::Client;
     let pseudonym = [
         secret(PSEUDONYM, index),
@@ -660,7 +681,7 @@ fn check_hello(body: &[u8], role: NodeRole, index: u16) -> [u8; 16] {
         }
         NodeRole::Trustee => {
             assert!(proofs.is_empty() && capacity == 0);
-            assert!(!blame, "a device trustee is built without the blame round");
+            assert!(blame, "a device trustee answers blame requests");
         }
     }
     nonce
@@ -896,7 +917,17 @@ fn trustee_builds_fit_their_budget() {
         thread::sleep(Duration::from_millis(20));
     };
     drop(stream);
+    let over = trustee_budgets_exceeded(peak);
+    assert!(
+        over.is_empty(),
+        "trustee builds over their budget: {over:?}"
+    );
+}
 
+/// Checks every trustee build against its budget with the stack peak `peak` (measured on
+/// the emulated board; real boards run the same code), printing what is left; returns the
+/// builds over it.
+fn trustee_budgets_exceeded(peak: u64) -> Vec<String> {
     let root = Path::new(FIRMWARE_DIR).join("../..");
     let mut over = Vec::new();
     for (board, path, build, flash_budget, ram_budget, radio_budget) in TRUSTEE_BUILDS {
@@ -928,10 +959,7 @@ fn trustee_builds_fit_their_budget() {
             ));
         }
     }
-    assert!(
-        over.is_empty(),
-        "trustee builds over their budget: {over:?}"
-    );
+    over
 }
 
 #[test]
@@ -1240,19 +1268,19 @@ fn a_relay_name_is_looked_up_at_each_dial_and_a_failed_lookup_redialled() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let blob = node_blob(NodeRole::Trustee, 1, 9);
-    let mut node = Node::parse(&blob, NodeRole::Trustee).expect("the trustee blob");
+    let blob = node_blob(NodeRole::Client, 1, 9);
+    let mut node = Node::parse(&blob, NodeRole::Client).expect("the client blob");
     // `.invalid` never resolves (RFC 6761), whatever resolver QEMU's DNS server asks.
     node.relay = Relay::Name("relay.invalid");
     let blob = node.to_blob();
-    let mut qemu = Qemu::boot(dir.path(), &firmware("trustee"), Some(&blob), &[]);
+    let mut qemu = Qemu::boot(dir.path(), &relay_name_client(), Some(&blob), &[]);
     let deadline = Instant::now() + BOOT_LIMIT;
     let console = loop {
         let console = qemu.console();
         if console.contains("dialing relay relay.invalid:9 (attempt 2)") {
             break console;
         }
-        assert!(qemu.exited().is_none(), "the trustee stopped:\n{console}");
+        assert!(qemu.exited().is_none(), "the client stopped:\n{console}");
         assert!(
             Instant::now() < deadline,
             "no second dial within {BOOT_LIMIT:?}:\n{console}"
@@ -1260,7 +1288,7 @@ fn a_relay_name_is_looked_up_at_each_dial_and_a_failed_lookup_redialled() {
         thread::sleep(Duration::from_millis(50));
     };
     assert!(
-        console.contains("trustee 1: on mps2-an385, group of")
+        console.contains("client 1: on mps2-an385,")
             && console.contains("relay relay.invalid:9")
             && console.contains("dialing relay relay.invalid:9 (attempt 1)"),
         "console:\n{console}"
@@ -1481,6 +1509,202 @@ fn emulated_trustee_and_client_serve_beside_hosted_nodes() {
         }
         assert!(relay.is_running() && hosted.iter_mut().all(|p| p.is_running()));
     });
+}
+
+/// A blame round with emulated nodes in it (the `dissent` binary built with the
+/// `disruptor` feature: `cargo test -p dissent --features disruptor --test embedded
+/// a_device_trustee`). A group of four clients and two trustees, trustee 1 and client 2
+/// emulated; client 3 garbles every other exchange of other slots. The round that names it
+/// has every member's and every trustee's signed reveal, the devices' included: the relay
+/// never says it went without trustee 1's, nobody else is named (a member that does not
+/// answer would be, for refusing), and the evidence, which holds each node's signed
+/// statement, passes `dissent blame verify` from the group's public keys. The transfers
+/// complete byte-exact. Prints how long the round took, from the relay's "started" line to
+/// its verdict.
+#[cfg(feature = "disruptor")]
+#[test]
+fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
+    if !have_qemu() {
+        return;
+    }
+    firmware("trustee");
+    firmware("client");
+    within(Duration::from_secs(240), |scope| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cfg = dir.path().join("cfg");
+        let relay_port = reserve_port();
+        generate(&cfg, 4, 2, relay_port);
+        let cfg_s = cfg.display().to_string();
+        let mut relay = scope.spawn("relay", &["relay", "--exit", "echo", &cfg_s]);
+        support::wait_for_port(relay_port, FORM_TIMEOUT);
+        let _hosted_trustee = scope.spawn(
+            "trustee-0",
+            &["trustee", &cfg_s, &key_file(&cfg, "trustee-0")],
+        );
+        let device = Device::start(scope, dir.path(), &cfg, "trustee-1", &[]);
+        let mut ports = Vec::new();
+        let mut clients = Vec::new();
+        for i in 0..2 {
+            let id = format!("client-{i}");
+            let mut client = scope.spawn(&id, &["client", "-p", "0", &cfg_s, &key_file(&cfg, &id)]);
+            ports.push(client.listening_port("listening on"));
+            clients.push(client);
+        }
+        let forward = reserve_port().to_string();
+        let device_client = Device::start(scope, dir.path(), &cfg, "client-2", &["-p", &forward]);
+        let key = key_file(&cfg, "client-3");
+        let argv = [
+            "client",
+            "-p",
+            "0",
+            "--disrupt",
+            "garble-every-other",
+            &cfg_s,
+            &key,
+        ];
+        let mut garbler = scope.spawn("garbler", &argv);
+        garbler.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
+        garbler.wait_for_log("sending in interval", FORM_TIMEOUT);
+        // Every client is a member of the running interval, the emulated one included.
+        let wait_console = |d: &Device, needle: &str| {
+            let deadline = Instant::now() + FORM_TIMEOUT;
+            while !d.console().contains(needle) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: no {needle:?} within {FORM_TIMEOUT:?}:\n{}",
+                    d.proc.name,
+                    d.console()
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+        };
+        wait_console(&device, "with 4 clients");
+        wait_console(&device_client, "with 4 clients");
+        for port in &ports[..2] {
+            support::wait_for_port(*port, FORM_TIMEOUT);
+        }
+
+        let data = pattern(256 * 1024, 41);
+        let other = pattern(256 * 1024, 43);
+        let (port0, port1) = (ports[0], ports[1]);
+        let second = {
+            let other = other.clone();
+            thread::spawn(move || support::echo_bulk(port1, &other))
+        };
+        let line = relay.wait_for_log("blame evidence written to ", TRANSFER_TIMEOUT);
+        let intervals_at_verdict = device.console().matches(": interval ").count();
+        // The round's time by the relay's log: its "started" line to its verdict.
+        let log = relay.log();
+        let at = |needle: &str| {
+            log.lines()
+                .find(|l| l.contains("blame round about exchange") && l.contains(needle))
+                .and_then(log_seconds)
+        };
+        if let (Some(start), Some(end)) = (at(" started"), at(" disrupted an exchange")) {
+            eprintln!(
+                "blame round with the emulated trustee and client: {:.1} ms from its start to \
+                 its verdict",
+                (end - start) * 1000.0
+            );
+        }
+        let got = support::echo_bulk(port0, &data);
+        support::assert_same(&got, &data, "client 0's echo");
+        support::assert_same(
+            &second.join().expect("client 1's echo"),
+            &other,
+            "client 1's echo",
+        );
+        let path = line
+            .lines()
+            .find_map(|l| l.split("blame evidence written to ").nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .expect("the evidence's path")
+            .to_string();
+        let log = relay.log();
+        for line in log
+            .lines()
+            .filter(|l| l.contains("blame") || l.contains("trustee 1"))
+        {
+            eprintln!("relay: {line}");
+        }
+        assert!(
+            log.contains("client 3 disrupted an exchange"),
+            "the round did not name client 3:\n{log}"
+        );
+        assert!(
+            !log.contains("takes no part in blame rounds")
+                && !log.contains("without a reveal from"),
+            "a round went without a trustee's reveal:\n{log}"
+        );
+        for honest in ["client 0 ", "client 1 ", "client 2 ", "trustee "] {
+            assert!(
+                !log.contains(&format!("{honest}disrupted"))
+                    && !log.contains(&format!("{honest}refused blame"))
+                    && !log.contains(&format!("{honest}lied")),
+                "an honest node was named:\n{log}"
+            );
+        }
+        let out = run_once(
+            &["blame", "verify", &path, "--group", &cfg_s, "--json"],
+            support::EXIT_TIMEOUT,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "dissent blame verify refused the evidence: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("\"client\"") && stdout.contains("\"index\": 3"),
+            "{stdout}"
+        );
+        garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
+        // An interval line printed after the verdict has a stack peak that includes answering
+        // the round, which every trustee build's RAM budget must hold too.
+        let intervals = |c: &str| c.matches(": interval ").count();
+        let deadline = Instant::now() + TRANSFER_TIMEOUT;
+        let console = loop {
+            let console = device.console();
+            if intervals(&console) > intervals_at_verdict {
+                break console;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no interval after the round:\n{console}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!console.contains("link lost"), "console:\n{console}");
+        let client_console = device_client.console();
+        assert!(
+            !client_console.contains("link lost"),
+            "the emulated client's console:\n{client_console}"
+        );
+        let peak: u64 = console
+            .lines()
+            .rev()
+            .find_map(|l| l.split("stack peak ").nth(1))
+            .and_then(|p| p.trim_end_matches(" B").parse().ok())
+            .expect("a stack peak on the console");
+        eprintln!("the emulated trustee's stack peak after the round: {peak} B");
+        let over = trustee_budgets_exceeded(peak);
+        assert!(
+            over.is_empty(),
+            "trustee builds over their budget with blame: {over:?}"
+        );
+        assert!(relay.is_running() && clients.iter_mut().all(|c| c.is_running()));
+    });
+}
+
+/// The seconds within the day of a hosted log line's timestamp
+/// (`2026-01-02T03:04:05.678901Z ...`), if it has one.
+#[cfg(feature = "disruptor")]
+fn log_seconds(line: &str) -> Option<f64> {
+    let time = line.split_whitespace().next()?;
+    let clock = time.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = clock.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
 }
 
 /// Waits until `back` passes `bytes`; fails after `limit`.

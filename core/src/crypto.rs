@@ -393,10 +393,69 @@ pub fn xor_into(dst: &mut [u8], src: &[u8]) {
     }
 }
 
+/// A deterministic generator: the ChaCha20 keystream of a 32-byte seed (nonce zero, from
+/// block 0, in whole 32-bit words), the bytes `rand_chacha`'s `ChaCha20Rng::from_seed`
+/// gives, without linking
+/// a second ChaCha20 (a device's flash is tight). For nonces derived from secrets; never
+/// more than 256 GiB from one seed.
+pub struct KeystreamRng(chacha20::ChaCha20);
+
+impl KeystreamRng {
+    /// The generator of `seed`.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        KeystreamRng(chacha20::ChaCha20::new(&seed.into(), &[0u8; 12].into()))
+    }
+}
+
+impl rand_core::RngCore for KeystreamRng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        dest.fill(0);
+        self.0.apply_keystream(dest);
+        // As `ChaCha20Rng`, which takes whole 32-bit words: skip to the next one.
+        let at: u64 = self.0.current_pos();
+        self.0.seek(at.next_multiple_of(4));
+    }
+
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for KeystreamRng {}
+
 #[cfg(test)]
 mod tests {
     // Test code only: each unwrap() is an assertion on a fixture, never on network input.
     use super::*;
+
+    /// The keystream generator gives `rand_chacha`'s bytes for the same seed, so proofs
+    /// whose nonces it draws are what they were with `ChaCha20Rng`.
+    #[test]
+    fn keystream_rng_matches_chacha20_rng() {
+        use rand_chacha::rand_core::{RngCore as _, SeedableRng as _};
+        let seed: [u8; 32] = core::array::from_fn(|i| (i * 11 + 5) as u8);
+        let mut ours = KeystreamRng::from_seed(seed);
+        let mut theirs = rand_chacha::ChaCha20Rng::from_seed(seed);
+        for len in [64, 1, 7, 300, 64] {
+            let (mut a, mut b) = (std::vec![0u8; len], std::vec![0u8; len]);
+            rand_core::RngCore::fill_bytes(&mut ours, &mut a);
+            theirs.fill_bytes(&mut b);
+            assert_eq!(a, b, "{len} bytes");
+        }
+    }
 
     pub(crate) fn unhex<const N: usize>(s: &str) -> [u8; N] {
         let mut out = [0u8; N];

@@ -10,14 +10,37 @@
 //!
 //! Owns the key type and the checks; it must not know what is signed.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
+use ed25519_dalek::{Signature, VerifyingKey};
+use sha2::{Digest, Sha512};
 
 /// Bytes of an identity signature.
 pub const IDENTITY_SIGNATURE_LEN: usize = 64;
 
-/// A node's identity signing key. Its secret is zeroed on drop.
-#[derive(Clone)]
-pub struct IdentityKey(SigningKey);
+/// A node's identity signing key: the secret expanded as RFC 8032 §5.1.5 says (SHA-512 of
+/// the seed; its first half clamped and reduced modulo `l` is the scalar, its second half
+/// the nonce prefix), and the public key. Its secret is zeroed on drop.
+///
+/// It expands the seed itself, with the core's reduction
+/// (`ristretto::scalar_mod_order`, the same value), rather than through
+/// `SigningKey`, whose reduction links about 1.6 KiB more into a device trustee; the
+/// signing is ed25519-dalek's (`hazmat::raw_sign`), and RFC 8032's vectors check both.
+pub struct IdentityKey {
+    secret: ExpandedSecretKey,
+    public: VerifyingKey,
+}
+
+impl Clone for IdentityKey {
+    fn clone(&self) -> Self {
+        IdentityKey {
+            secret: ExpandedSecretKey {
+                scalar: self.secret.scalar,
+                hash_prefix: self.secret.hash_prefix,
+            },
+            public: self.public,
+        }
+    }
+}
 
 impl core::fmt::Debug for IdentityKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -28,7 +51,20 @@ impl core::fmt::Debug for IdentityKey {
 impl IdentityKey {
     /// The key of a 32-byte Ed25519 secret (any bytes are a valid secret).
     pub fn from_bytes(secret: &[u8; 32]) -> Self {
-        IdentityKey(SigningKey::from_bytes(secret))
+        let mut hash: [u8; 64] = Sha512::digest(secret).into();
+        let mut scalar_bytes = [0u8; 32];
+        let mut hash_prefix = [0u8; 32];
+        scalar_bytes.copy_from_slice(&hash[..32]);
+        hash_prefix.copy_from_slice(&hash[32..]);
+        let clamped = curve25519_dalek::scalar::clamp_integer(scalar_bytes);
+        let secret = ExpandedSecretKey {
+            scalar: crate::ristretto::scalar_mod_order(&clamped),
+            hash_prefix,
+        };
+        zeroize::Zeroize::zeroize(&mut hash);
+        zeroize::Zeroize::zeroize(&mut scalar_bytes);
+        let public = VerifyingKey::from(&secret);
+        IdentityKey { secret, public }
     }
 
     /// The key with this 32-byte secret seed (the same as [`IdentityKey::from_bytes`]).
@@ -36,19 +72,19 @@ impl IdentityKey {
         Self::from_bytes(seed)
     }
 
-    /// The ed25519-dalek key, for the setup's signatures over whole messages.
-    pub(crate) fn signing_key(&self) -> &SigningKey {
-        &self.0
+    /// Signs a whole message (the setup's messages; RFC 8032 Ed25519).
+    pub(crate) fn sign_message(&self, message: &[u8]) -> [u8; IDENTITY_SIGNATURE_LEN] {
+        raw_sign::<Sha512>(&self.secret, message, &self.public).to_bytes()
     }
 
     /// The public key.
     pub fn public(&self) -> [u8; 32] {
-        self.0.verifying_key().to_bytes()
+        self.public.to_bytes()
     }
 
     /// Signs a digest.
     pub fn sign(&self, digest: &[u8; 32]) -> [u8; IDENTITY_SIGNATURE_LEN] {
-        self.0.sign(digest).to_bytes()
+        self.sign_message(digest)
     }
 }
 
@@ -83,11 +119,25 @@ mod tests {
             key.public(),
             hex32("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
         );
-        let sig = key.0.sign(b"").to_bytes();
+        let sig = key.sign_message(b"");
         assert_eq!(
             sig[..32],
             hex32("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155")
         );
+        assert_eq!(
+            sig[32..],
+            hex32("5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+        );
+        // The library's own key signs the same bytes, for every secret.
+        use ed25519_dalek::Signer;
+        for seed in [[0u8; 32], [0xff; 32], secret, [0x42; 32]] {
+            let ours = IdentityKey::from_bytes(&seed);
+            let theirs = ed25519_dalek::SigningKey::from_bytes(&seed);
+            assert_eq!(ours.public(), theirs.verifying_key().to_bytes());
+            for m in [&b""[..], b"abc", &[7; 32]] {
+                assert_eq!(ours.sign_message(m), theirs.sign(m).to_bytes());
+            }
+        }
         let digest = [7u8; 32];
         let s = key.sign(&digest);
         assert!(verify(&key.public(), &digest, &s));

@@ -19,9 +19,10 @@
 //! ```
 //!
 //! A node's payload is postcard's encoding of `(FORMAT, Node)`: the format number
-//! ([`FORMAT`], a varint) and then [`Node`]'s fields in declaration order. The trustees'
-//! (for a client) or clients' (for a trustee) session public keys are one byte string of
-//! 32 bytes per key, in index order. The relay is a [`Relay`]: variant 0 and an IPv4
+//! ([`FORMAT`], a varint) and then [`Node`]'s fields in declaration order. The peers' keys
+//! are one byte string of 32 bytes per key: the trustees' (for a client) or clients' (for a
+//! trustee) session public keys in index order, then every slot's pseudonym public key in
+//! slot order (what a blame round's grounds are checked under). The relay is a [`Relay`]: variant 0 and an IPv4
 //! address (4 bytes), or variant 1 and a DNS name (a string: varint length, then the bytes),
 //! which the device resolves at each dial. The last two fields are the board's own address
 //! when it does not take one by DHCP ([`Ipv4Static`]: an option, 0 for none, or 1, the
@@ -36,8 +37,9 @@
 //! node's identity secret (Ed25519, after the session secret); format 4 the group's policy
 //! (after `min_clients`: the anonymity minimum, then the log window's time in milliseconds
 //! and its size in bytes, each a varint), so that a device trustee holds the relay to the
-//! group's own window; format 5 the client's pseudonym (last). Formats 1 to 4 are refused
-//! with [`ProvisionError::Format`].
+//! group's own window; format 5 the client's pseudonym (last); format 6 the slots'
+//! pseudonym public keys after the peers' session keys, so that a device answers blame
+//! rounds. Formats 1 to 5 are refused with [`ProvisionError::Format`].
 //!
 //! Boards without a hardware RNG get fresh entropy per boot in a separate seed area,
 //! `"SEED"` followed by 32 random bytes ([`parse_seed`]); the host rewrites it before every
@@ -65,7 +67,7 @@ pub const TRUSTEE_APP: [u8; 4] = *b"TRST";
 /// App tag of client firmware.
 pub const CLIENT_APP: [u8; 4] = *b"CLNT";
 /// Version of the node payload; a blob of another format is refused.
-pub const FORMAT: u16 = 5;
+pub const FORMAT: u16 = 6;
 /// Magic at the start of a seed blob.
 pub const SEED_MAGIC: [u8; 4] = *b"SEED";
 /// Bytes of entropy in a seed blob.
@@ -480,8 +482,9 @@ pub struct Node<'a> {
     pub cell_len: u32,
     /// The group's largest cell.
     pub max_cell_len: u32,
-    /// The peers' session public keys: every trustee's for a client, every client's for a
-    /// trustee.
+    /// The peers' session public keys (every trustee's for a client, every client's for a
+    /// trustee), then every slot's pseudonym public key: [`Node::pad_keys`] and
+    /// [`Node::pseudonym_keys`].
     #[serde(borrow)]
     pub peer_keys: PeerKeys<'a>,
     /// A client's local TCP port for applications (0 for a trustee).
@@ -583,6 +586,23 @@ impl<'a> Node<'a> {
         Ok(node)
     }
 
+    /// The peers' session public keys (32 bytes each, in index order): the trustees' for a
+    /// client, the clients' for a trustee.
+    pub fn pad_keys(&self) -> &'a [u8] {
+        let peers = match self.role {
+            NodeRole::Client => self.trustees,
+            NodeRole::Trustee => self.clients,
+        };
+        let bytes = self.peer_keys.as_bytes();
+        bytes.get(..usize::from(peers) * KEY_LEN).unwrap_or(bytes)
+    }
+
+    /// Every slot's pseudonym public key (32 bytes each, in slot order).
+    pub fn pseudonym_keys(&self) -> &'a [u8] {
+        let bytes = self.peer_keys.as_bytes();
+        bytes.get(self.pad_keys().len()..).unwrap_or_default()
+    }
+
     /// The group's policy, as the blob gives it.
     pub fn policy(&self) -> Policy {
         Policy {
@@ -604,6 +624,7 @@ impl<'a> Node<'a> {
             }
         };
         let (clients, trustees) = (usize::from(self.clients), usize::from(self.trustees));
+        let slots = usize::from(self.slots);
         field(clients > 0 && clients <= MAX_CLIENTS, "clients")?;
         field(trustees > 0 && trustees <= MAX_TRUSTEES, "trustees")?;
         field(self.slots > 0, "slots")?;
@@ -637,12 +658,12 @@ impl<'a> Node<'a> {
                     self.pseudonym.is_some_and(|p| p.0.len() == PSEUDONYM_LEN),
                     "pseudonym",
                 )?;
-                field(self.peer_keys.len() == trustees, "peer_keys")
+                field(self.peer_keys.len() == trustees + slots, "peer_keys")
             }
             NodeRole::Trustee => {
                 field(self.index < self.trustees, "index")?;
                 field(self.pseudonym.is_none(), "pseudonym")?;
-                field(self.peer_keys.len() == clients, "peer_keys")
+                field(self.peer_keys.len() == clients + slots, "peer_keys")
             }
         }
     }
@@ -801,16 +822,19 @@ mod tests {
 
     #[test]
     fn node_round_trips_borrowing_the_keys() {
-        let flat = keys(3);
+        let flat = keys(6);
         let node = trustee(&flat);
         let blob = node.to_blob();
         assert_eq!(blob.len(), HEADER_LEN + node.payload_len());
         assert_eq!(&blob[..8], b"DSPVTRST");
         let back = Node::parse(&blob, NodeRole::Trustee).unwrap();
         assert_eq!(back, node);
-        assert_eq!(back.peer_keys.len(), 3);
+        assert_eq!(back.peer_keys.len(), 6);
         assert_eq!(back.peer_keys.get(2).unwrap(), flat[64..96]);
-        assert_eq!(back.peer_keys.get(3), None);
+        assert_eq!(back.peer_keys.get(6), None);
+        // Three clients' pad keys, then three slots' pseudonym keys.
+        assert_eq!(back.pad_keys(), &flat[..96]);
+        assert_eq!(back.pseudonym_keys(), &flat[96..]);
         let again: Vec<[u8; 32]> = back.peer_keys.iter().collect();
         assert_eq!(again.concat(), flat);
         // The keys are read in place, not copied.
@@ -822,18 +846,24 @@ mod tests {
             &blob[at..at + flat.len()]
         ));
 
-        let flat = keys(2);
+        let flat = keys(5);
         let node = client(&flat);
         let mut area = [0xFFu8; 512];
         let n = node.emit(&mut area).unwrap();
         assert_eq!(&area[..8], b"DSPVCLNT");
+        // Two trustees' pad keys, then three slots' pseudonym keys.
+        assert_eq!(
+            (node.pad_keys(), node.pseudonym_keys()),
+            (&flat[..64], &flat[64..])
+        );
         assert_eq!(Node::parse(&area, NodeRole::Client).unwrap(), node);
         assert_eq!(&area[..n], node.to_blob().as_slice());
     }
 
     #[test]
     fn payload_bytes_are_the_documented_layout() {
-        let flat = [0xAB; 32];
+        // One client's pad key, then three slots' pseudonym keys.
+        let flat = [[0xAB; 32], [0xCD; 32], [0xCD; 32], [0xCD; 32]].concat();
         let node = Node {
             clients: 1,
             trustees: 1,
@@ -850,7 +880,7 @@ mod tests {
         let blob = node.to_blob();
         let mut expect = Vec::new();
         expect.extend_from_slice(b"DSPVTRST");
-        let mut payload = std::vec![5, 1, 0]; // format 5, Trustee, index 0
+        let mut payload = std::vec![6, 1, 0]; // format 6, Trustee, index 0
         payload.extend([1; 16]);
         payload.extend([2; 16]);
         payload.extend([3; 32]);
@@ -859,8 +889,9 @@ mod tests {
         payload.extend([5; 32]);
         payload.extend([0, 10, 0, 2, 2, 0xAC, 0x02]); // Relay::Ipv4, address, port 300
         payload.extend([1, 1, 3, 0, 100, 0x80, 0x01]); // clients … max_cell_len 128
-        payload.push(32);
+        payload.extend([0x80, 0x01]); // 128 bytes of keys: the client's, then the slots'
         payload.extend([0xAB; 32]);
+        payload.extend([0xCD; 96]);
         payload.extend([0, 1]); // local_port, min_clients
         payload.extend([1, 0xe8, 0x07, 0xac, 0x02]); // min_anonymity, window 1000 ms, 300 B
         payload.extend([0, 0, 0]); // no address, no Wi-Fi, no pseudonym
@@ -871,7 +902,8 @@ mod tests {
 
     #[test]
     fn a_relay_name_and_wifi_are_the_documented_layout() {
-        let flat = [0xAB; 32];
+        // The trustee's pad key, then the slot's pseudonym key.
+        let flat = [[0xAB; 32], [0xCD; 32]].concat();
         let node = Node {
             role: NodeRole::Client,
             index: 0,
@@ -902,7 +934,7 @@ mod tests {
             ..trustee(&flat)
         };
         let blob = node.to_blob();
-        let mut payload = std::vec![5, 0, 0]; // format 5, Client, index 0
+        let mut payload = std::vec![6, 0, 0]; // format 6, Client, index 0
         payload.extend([1; 16]);
         payload.extend([2; 16]);
         payload.extend([3; 32]);
@@ -913,8 +945,9 @@ mod tests {
         payload.extend(b"relay.example.org");
         payload.extend([0xd8, 0x36]); // port 7000 (varint)
         payload.extend([1, 1, 1, 0, 100, 0x80, 0x01]); // clients … max_cell_len 128
-        payload.push(32);
+        payload.push(64);
         payload.extend([0xAB; 32]);
+        payload.extend([0xCD; 32]);
         payload.extend([0xb8, 0x08, 1]); // local_port 1080, min_clients
         payload.extend([1, 0xe8, 0x07, 0xac, 0x02]); // min_anonymity, window 1000 ms, 300 B
         payload.extend([1, 192, 168, 1, 20, 24, 192, 168, 1, 1, 0, 0, 0, 0]); // Some(Ipv4Static)
@@ -957,7 +990,7 @@ mod tests {
 
     #[test]
     fn bad_static_addresses_are_named() {
-        let flat = keys(3);
+        let flat = keys(6);
         let ok = Ipv4Static {
             address: [192, 168, 1, 20],
             prefix_len: 24,
@@ -1028,7 +1061,7 @@ mod tests {
 
     #[test]
     fn bad_relay_names_and_wifi_are_named() {
-        let flat = keys(3);
+        let flat = keys(6);
         for name in [
             "",
             "-relay.org",
@@ -1100,7 +1133,7 @@ mod tests {
 
     #[test]
     fn a_blob_for_the_other_role_or_app_is_refused() {
-        let flat = keys(3);
+        let flat = keys(6);
         let blob = trustee(&flat).to_blob();
         assert_eq!(
             Node::parse(&blob, NodeRole::Client),
@@ -1144,7 +1177,7 @@ mod tests {
             "{err}"
         );
         // Another format version, older or newer.
-        for format in [1, 2, 3, 4, 6] {
+        for format in [1, 2, 3, 4, 5, 7] {
             let mut other = blob.clone();
             other[HEADER_LEN] = format;
             assert_eq!(
@@ -1156,7 +1189,7 @@ mod tests {
 
     #[test]
     fn inconsistent_fields_are_named() {
-        let flat = keys(3);
+        let flat = keys(6);
         let cases: [(Node<'_>, &str); 15] = [
             (
                 Node {
@@ -1231,34 +1264,34 @@ mod tests {
             (
                 Node {
                     slot: 3,
-                    ..client(&flat[..64])
+                    ..client(&flat[..160])
                 },
                 "slot",
             ),
             (
                 Node {
                     local_port: 0,
-                    ..client(&flat[..64])
+                    ..client(&flat[..160])
                 },
                 "local_port",
             ),
             (
                 Node {
                     pseudonym: None,
-                    ..client(&flat[..64])
+                    ..client(&flat[..160])
                 },
                 "pseudonym",
             ),
             (
                 Node {
                     pseudonym: Some(Pseudonym(&PSEUDONYM[..63])),
-                    ..client(&flat[..64])
+                    ..client(&flat[..160])
                 },
                 "pseudonym",
             ),
             (
                 Node {
-                    pseudonym: client(&flat[..64]).pseudonym,
+                    pseudonym: client(&flat[..160]).pseudonym,
                     ..trustee(&flat)
                 },
                 "pseudonym",
@@ -1277,7 +1310,7 @@ mod tests {
 
     #[test]
     fn cut_or_padded_payloads_are_refused() {
-        let flat = keys(3);
+        let flat = keys(6);
         let blob = trustee(&flat).to_blob();
         for cut in [0, 5, HEADER_LEN, HEADER_LEN + 1, blob.len() - 1] {
             let mut short = blob[..cut].to_vec();
@@ -1316,7 +1349,7 @@ mod tests {
 
     #[test]
     fn emit_refuses_a_short_buffer() {
-        let flat = keys(3);
+        let flat = keys(6);
         let node = trustee(&flat);
         let need = HEADER_LEN + node.payload_len();
         assert_eq!(

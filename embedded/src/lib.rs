@@ -18,6 +18,7 @@
 pub use dissent_core as core_protocol;
 
 pub mod board;
+pub mod region;
 pub mod stream;
 
 /// Provisioning and seed blobs, read with the same code the host tool writes them with.

@@ -60,6 +60,13 @@ pub const fn record_buffer_len(plaintext: usize) -> usize {
     plaintext + OVERHEAD
 }
 
+/// What a blame round's `BlameReveal` frame may take beyond a node's largest frame: it
+/// carries the node's cell of the exchange (no longer than its cell frames, at most
+/// `max_frame`) and at most 98 bytes more (its fields, the pad bits of up to 64 members and a
+/// 64-byte signature). A role's output buffer holds it, so the cell is recomputed and signed
+/// where it is sent.
+pub const REVEAL_SLACK: usize = 128;
+
 /// Bytes a frame buffer needs for frame bodies of at most `max_frame` bytes.
 pub const fn frame_buffer_len(max_frame: usize) -> usize {
     max_frame + FRAME_HEADER_LEN

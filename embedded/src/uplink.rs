@@ -147,10 +147,10 @@ pub fn provisioned(
     }
 }
 
-/// The node's peer keys (32 bytes each, end to end in the provisioning), viewed in place;
-/// if they are not whole keys, says so and stops the firmware.
+/// The node's peers' session keys (32 bytes each, end to end in the provisioning), viewed
+/// in place; if they are not whole keys, says so and stops the firmware.
 pub fn peer_keys(node: &Node<'static>, name: NodeName) -> &'static [[u8; 32]] {
-    let bytes: &'static [u8] = node.peer_keys.as_bytes();
+    let bytes: &'static [u8] = node.pad_keys();
     match bytemuck::try_cast_slice::<u8, [u8; 32]>(bytes) {
         Ok(keys) => keys,
         Err(_) => {

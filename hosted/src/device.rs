@@ -55,10 +55,10 @@ impl BoardKind {
     }
 
     /// Whether the board's firmware looks the relay's name up itself (built with the
-    /// `relay-name` feature). The real boards' firmware is built without it, to keep their
-    /// trustees within their flash budgets: a name is looked up here, once, for them.
+    /// `relay-name` feature). No board's is, to keep their trustees within their flash
+    /// budgets: a name is looked up here, once, for them.
     pub fn looks_up_names(self) -> bool {
-        self == BoardKind::Mps2An385
+        false
     }
 
     /// Whether the board's blob must give its address: the NUCLEO-F767ZI's firmware is
@@ -220,12 +220,15 @@ pub fn pseudonym_bytes(group: &Group, node: &NodeSecrets) -> Vec<u8> {
     }
 }
 
-/// The peers' session keys a device of `role` holds, end to end.
+/// The peers' keys a device of `role` holds, end to end: the peers' session keys, then
+/// every slot's pseudonym key (what it answers blame rounds with).
 pub fn peer_keys(group: &Group, role: &Role) -> Vec<u8> {
-    match role {
+    let mut keys = match role {
         Role::Trustee(_) => group.client_session_keys.concat(),
         _ => group.trustee_session_keys.concat(),
-    }
+    };
+    keys.extend_from_slice(&group.slots.concat());
+    keys
 }
 
 /// A group count as the provisioning format holds it.

@@ -138,14 +138,13 @@ pub fn prove_dh(
     secret: &crate::ristretto::keys::SecretKey,
     peer: &crate::ristretto::keys::PublicKey,
 ) -> ([u8; 32], [u8; crate::ristretto::dleq::PROOF_LEN]) {
-    use rand_core::SeedableRng;
     let seed: [u8; 32] = Sha256::new()
         .chain_update(b"dissent-rs v3 blame dh nonce")
         .chain_update(secret.to_bytes())
         .chain_update(context)
         .finalize()
         .into();
-    let mut rng = rand_chacha::ChaCha20Rng::from_seed(seed);
+    let mut rng = crate::crypto::KeystreamRng::from_seed(seed);
     crate::ristretto::dleq::prove_dh(context, secret, peer, &mut rng)
 }
 

@@ -10,8 +10,6 @@
 //! Owns the signing boundary only; what is signed is `message.rs`'s, the key type is
 //! `crate::identity`'s.
 
-use ed25519_dalek::Signer;
-
 pub use crate::identity::verify;
 use crate::identity::{IdentityKey, IDENTITY_SIGNATURE_LEN};
 
@@ -33,7 +31,7 @@ pub type Ed25519Identity = IdentityKey;
 
 impl IdentitySigner for IdentityKey {
     fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
-        self.signing_key().sign(message).to_bytes()
+        self.sign_message(message)
     }
     fn public(&self) -> [u8; IDENTITY_LEN] {
         IdentityKey::public(self)

@@ -36,20 +36,11 @@ impl SecretKey {
     /// A secret key from 32 bytes read little-endian and reduced modulo the group order
     /// (the value of `Scalar::from_bytes_mod_order`); `None` if that is zero.
     ///
-    /// It doubles and adds with the library's scalar addition, a byte at a time from the top
-    /// (`x = 256·x + byte`), instead of calling `from_bytes_mod_order`: the library's reduction
-    /// (a multiplication by R and a Montgomery reduction, about 2.2 KiB of code on a
-    /// Cortex-M3) is otherwise the largest part of a device trustee's pad keys, which reads
-    /// only this one secret. Every step is the library's constant-time addition of reduced
-    /// scalars, so the result is reduced and the time does not depend on the secret.
+    /// It reduces with `ristretto::scalar_mod_order` (doubling and adding), not the library's
+    /// reduction, which is otherwise the largest part of a device trustee's pad keys; the
+    /// time does not depend on the secret.
     pub fn from_bytes_mod_order(bytes: &[u8; 32]) -> Option<Self> {
-        let mut scalar = Scalar::ZERO;
-        for byte in bytes.iter().rev() {
-            for _ in 0..8 {
-                scalar += scalar;
-            }
-            scalar += Scalar::from(*byte);
-        }
+        let mut scalar = super::scalar_mod_order(bytes);
         let zero = scalar.ct_eq(&Scalar::ZERO);
         let key = (!bool::from(zero)).then_some(Self(scalar));
         scalar.zeroize();

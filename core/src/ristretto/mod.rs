@@ -92,10 +92,44 @@ pub(crate) fn decode_key_point(bytes: &[u8; 32]) -> Result<RistrettoPoint, Point
     Ok(point)
 }
 
-/// Decodes a canonical scalar from the first 32 bytes of `bytes`.
+/// The group order `l = 2^252 + 27742317777372353535851937790883648493`, little-endian.
+const ORDER: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// Decodes a canonical scalar (below `l`) from the first 32 bytes of `bytes`: the value of
+/// `Scalar::from_canonical_bytes`. The comparison with `l` takes time that depends on the
+/// bytes: for the public scalars of proofs only.
+///
+/// Not `from_canonical_bytes`, whose check multiplies by R and reduces (about 1.6 KiB of a
+/// device's flash, linked for nothing else once [`scalar_mod_order`] expands signing keys).
 pub(crate) fn decode_scalar_at(bytes: &[u8]) -> Option<Scalar> {
     let array: [u8; 32] = bytes.get(..SCALAR_LEN)?.try_into().ok()?;
-    Option::from(Scalar::from_canonical_bytes(array))
+    let below = array
+        .iter()
+        .rev()
+        .zip(ORDER.iter().rev())
+        .find(|(b, l)| b != l)
+        .is_some_and(|(b, l)| b < l);
+    below.then(|| scalar_mod_order(&array))
+}
+
+/// 32 bytes read little-endian, reduced modulo `l`: the value of
+/// `Scalar::from_bytes_mod_order`, doubling and adding with the library's scalar addition a
+/// byte at a time from the top (`x = 256·x + byte`) instead of its reduction (a
+/// multiplication by R and a Montgomery reduction, about 1.6 KiB of code on a Cortex-M3).
+/// Every step is the library's constant-time addition of reduced scalars, so the result is
+/// reduced and the time does not depend on the bytes. The caller zeroes a secret result.
+pub(crate) fn scalar_mod_order(bytes: &[u8; 32]) -> Scalar {
+    let mut scalar = Scalar::ZERO;
+    for byte in bytes.iter().rev() {
+        for _ in 0..8 {
+            scalar += scalar;
+        }
+        scalar += Scalar::from(*byte);
+    }
+    scalar
 }
 
 /// A challenge scalar: 64 transcript bytes reduced modulo the group order.
@@ -122,4 +156,51 @@ pub(crate) fn mul_base(s: &Scalar) -> RistrettoPoint {
 #[inline(never)]
 pub(crate) fn vartime_double_base(a: &Scalar, p: &RistrettoPoint, b: &Scalar) -> RistrettoPoint {
     RistrettoPoint::vartime_double_scalar_mul_basepoint(a, p, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+    /// The decoding and the reduction give the library's values: canonical scalars below `l`
+    /// only, and `from_bytes_mod_order` for any bytes.
+    #[test]
+    fn scalars_decode_and_reduce_as_the_library_does() {
+        let mut cases = std::vec![[0u8; 32], [0xff; 32], ORDER];
+        for delta in [1u8, 2, 0xec] {
+            let mut below = ORDER;
+            below[0] -= delta;
+            let mut above = ORDER;
+            above[0] += delta.min(0x12);
+            cases.extend([below, above]);
+        }
+        let mut top = [0u8; 32];
+        top[31] = 0x10;
+        cases.push(top);
+        top[31] = 0x0f;
+        cases.push(top);
+        top[31] = 0x80;
+        cases.push(top);
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([9; 32]);
+        for i in 0..200 {
+            let mut b = [0u8; 32];
+            rng.fill_bytes(&mut b);
+            // Half of them in the range of the group order's top byte.
+            if i % 2 == 0 {
+                b[31] &= 0x1f;
+            }
+            cases.push(b);
+        }
+        for b in cases {
+            let library: Option<Scalar> = Scalar::from_canonical_bytes(b).into();
+            assert_eq!(decode_scalar_at(&b), library, "{b:02x?}");
+            assert_eq!(
+                scalar_mod_order(&b),
+                Scalar::from_bytes_mod_order(b),
+                "{b:02x?}"
+            );
+        }
+        assert_eq!(decode_scalar_at(&[0; 31]), None);
+    }
 }

@@ -26,7 +26,8 @@ use dissent_core::client::{
 };
 use dissent_core::schedule::Schedule;
 use dissent_core::wire::{ConnId, NodeRole};
-use dissent_embedded::stream::{frame_buffer_len, record_buffer_len};
+use dissent_embedded::region::Region;
+use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, REVEAL_SLACK};
 use dissent_embedded::uplink::{
     now, peer_keys, provisioned, send_frame, stop_if_replaced, transmit_all, LinkBuffers, Loss,
     NodeName, RoleError, Target, Uplink,
@@ -90,7 +91,7 @@ dissent_embedded::declare_capacity!(
     frame: MAX_FRAME,
 );
 
-type DeviceClient = Client<&'static mut [u8]>;
+type DeviceClient = Client<Region>;
 type Shared<T> = Mutex<ThreadModeRawMutex, RefCell<T>>;
 
 /// How a local connection's downstream ends.
@@ -228,12 +229,12 @@ fn start(spawner: Spawner, mut board: Board) {
     static ANONYMITY: ConstStaticCell<[u8; BITMAP_LEN]> = ConstStaticCell::new([0; BITMAP_LEN]);
     static ONLINE: ConstStaticCell<[u8; BITMAP_LEN]> = ConstStaticCell::new([0; BITMAP_LEN]);
     let storage = ClientStorage {
-        schedule: &mut TABLE.take()[..],
-        stage: &mut STAGE.take()[..],
-        sent: &mut SENT.take()[..],
-        replay: &mut REPLAY.take()[..],
-        anonymity: &mut ANONYMITY.take()[..],
-        online: &mut ONLINE.take()[..],
+        schedule: Region::Ram(&mut TABLE.take()[..]),
+        stage: Region::Ram(&mut STAGE.take()[..]),
+        sent: Region::Ram(&mut SENT.take()[..]),
+        replay: Region::Ram(&mut REPLAY.take()[..]),
+        anonymity: Region::Ram(&mut ANONYMITY.take()[..]),
+        online: Region::Ram(&mut ONLINE.take()[..]),
     };
     let client = match Client::new(&config, storage) {
         Ok(c) => c,
@@ -259,12 +260,26 @@ fn start(spawner: Spawner, mut board: Board) {
     if let Some((secret, relay_dh)) = node.pseudonym.and_then(|p| p.secret().zip(p.relay_dh())) {
         let set = client.lock(|c| {
             c.borrow_mut()
-                .set_pseudonym(&secret, &relay_dh, &mut SEALED.take()[..])
+                .set_pseudonym(&secret, &relay_dh, Region::Ram(&mut SEALED.take()[..]))
         });
         if let Err(e) = set {
             println!("{}: pseudonym: {}", name, e);
             dissent_embedded::exit(1)
         }
+    }
+    // What it answers blame rounds with: its identity key, its pad key, the trustees' pad
+    // keys and every slot's pseudonym key, read where the provisioning has them.
+    let set = client.lock(|c| {
+        c.borrow_mut().set_blame_keys(
+            &node.identity_secret,
+            &node.session_secret,
+            trustee_keys,
+            Region::Provisioned(node.pseudonym_keys()),
+        )
+    });
+    if let Err(e) = set {
+        println!("{}: blame keys: {}", name, e);
+        dissent_embedded::exit(1)
     }
 
     static LOCAL_BUFFERS: ConstStaticCell<[LocalBuffers; MAX_LOCAL]> =
@@ -353,7 +368,7 @@ type Buffers = LinkBuffers<
     SOCKET_BUF,
     { record_buffer_len(frame_buffer_len(MAX_FRAME)) },
     { frame_buffer_len(MAX_FRAME) },
-    { record_buffer_len(frame_buffer_len(MAX_FRAME)) },
+    { record_buffer_len(frame_buffer_len(MAX_FRAME + REVEAL_SLACK)) },
 >;
 
 /// The relay link: drives the client, dialling again whenever the link drops.

@@ -14,7 +14,8 @@ use dissent_core::crypto::{IntervalKey, PairKey};
 use dissent_core::schedule::Schedule;
 use dissent_core::trustee::{PeerError, Trustee, TrusteeConfig, TrusteeEvent, TrusteeStorage};
 use dissent_core::wire::NodeRole;
-use dissent_embedded::stream::{frame_buffer_len, record_buffer_len};
+use dissent_embedded::region::Region;
+use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, REVEAL_SLACK};
 use dissent_embedded::uplink::{
     fill, now, peer_keys, provisioned, stop_if_replaced, transmit_all, LinkBuffers, Loss, NodeName,
     RoleError, Target, Uplink,
@@ -45,7 +46,7 @@ dissent_embedded::declare_capacity!(
     frame: MAX_FRAME,
 );
 
-type DeviceTrustee = Trustee<&'static mut [PairKey], &'static mut [IntervalKey], &'static mut [u8]>;
+type DeviceTrustee = Trustee<&'static mut [PairKey], &'static mut [IntervalKey], Region>;
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
@@ -100,8 +101,8 @@ fn start(spawner: Spawner, mut board: Board) {
         TrusteeStorage {
             pairs: &mut PAIRS.take()[..],
             interval_keys: &mut KEYS.take()[..],
-            online: &mut ONLINE.take()[..],
-            schedule: &mut TABLE.take()[..],
+            online: Region::Ram(&mut ONLINE.take()[..]),
+            schedule: Region::Ram(&mut TABLE.take()[..]),
         },
     );
     let trustee = match made {
@@ -111,6 +112,14 @@ fn start(spawner: Spawner, mut board: Board) {
             dissent_embedded::exit(1)
         }
     };
+    // What it answers blame rounds with: its identity key, its pad key, and every client's
+    // pad key then every slot's pseudonym key, read where the provisioning has them.
+    let blame_keys = Region::Provisioned(node.peer_keys.as_bytes());
+    if let Err(e) = trustee.set_blame_keys(&node.identity_secret, &node.session_secret, blame_keys)
+    {
+        println!("{}: blame keys: {}", name, e);
+        dissent_embedded::exit(1)
+    }
     println!(
         "{}: keys agreed with {} clients in {} ms; stack peak {} B",
         name,
@@ -223,5 +232,5 @@ type Buffers = LinkBuffers<
     SOCKET_BUF,
     { record_buffer_len(MAX_RECORD_PLAINTEXT) },
     { frame_buffer_len(MAX_FRAME) },
-    { record_buffer_len(frame_buffer_len(MAX_FRAME)) },
+    { record_buffer_len(frame_buffer_len(MAX_FRAME + REVEAL_SLACK)) },
 >;

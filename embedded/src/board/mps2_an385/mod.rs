@@ -246,6 +246,17 @@ mod device {
         semihosting::process::exit(i32::from(status))
     }
 
+    extern "C" {
+        /// cortex-m-rt's entry for `DefaultHandler` below (it reads the interrupt's number).
+        fn DefaultHandler();
+    }
+
+    /// The vector table's interrupts: the AN385's 32 lines (CMSDK), each to `DefaultHandler`.
+    /// Without a device crate, cortex-m-rt would link ARMv7-M's 240 (832 B more flash).
+    #[link_section = ".vector_table.interrupts"]
+    #[no_mangle]
+    static __INTERRUPTS: [unsafe extern "C" fn(); 32] = [DefaultHandler; 32];
+
     #[cortex_m_rt::exception]
     unsafe fn DefaultHandler(irqn: i16) {
         if irqn == LAN9118_IRQ as i16 {
