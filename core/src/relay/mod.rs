@@ -258,8 +258,7 @@ pub enum RelayEvent<'a> {
         /// The accused exchange.
         exchange: u64,
     },
-    /// A trustee joined that takes no part in blame rounds (its Hello said so, as a device
-    /// trustee's does): rounds do not wait for its reveal, and the ones that need it end
+    /// A trustee joined that takes no part in blame rounds (its Hello said so): rounds do not wait for its reveal, and the ones that need it end
     /// without a verdict on anyone but members that convict themselves or refuse
     /// ([`RelayEvent::BlameIncomplete`]).
     TrusteeWithoutBlame {

@@ -976,8 +976,8 @@ impl Hub {
                     RelayEvent::TrusteeWithoutBlame { trustee } => {
                         warn!(
                             "trustee {trustee} takes no part in blame rounds (its hello says \
-                             so; only a device trustee should): rounds do not wait for it, and \
-                             those that need its reveal end with no verdict"
+                             so; no trustee this project ships does): rounds do not wait for \
+                             it, and those that need its reveal end with no verdict"
                         );
                     }
                     RelayEvent::BlameEnded {
