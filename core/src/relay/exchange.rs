@@ -12,6 +12,7 @@ use super::{
 };
 use super::{Peer, PendingClientRequest};
 use crate::bits;
+use crate::blame::commit::{ExchangeKey, FINGERPRINT_LEN};
 use crate::crypto::xor_into;
 use crate::wire::{
     ClientRequest, ConnId, Down, Kind, Message, OutputsView, TrusteeRequest, WireError,
@@ -103,6 +104,9 @@ pub(super) struct Window<B> {
     fingerprints: B,
     /// Bytes of one row.
     fingerprint_row: usize,
+    /// One per place: the fingerprint key of the (interval, exchange) it was last made for,
+    /// so that it is derived once per exchange, not once per cell.
+    keys: Vec<Option<(u32, u64, ExchangeKey)>, MAX_WINDOW>,
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Window<B> {
@@ -117,6 +121,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Window<B> {
         fingerprint_row: usize,
     ) -> Self {
         let mut issued = Vec::new();
+        let mut keys = Vec::new();
         for _ in 0..len {
             // len <= MAX_WINDOW, checked with the configuration.
             let _ = issued.push(Issued {
@@ -125,6 +130,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Window<B> {
                 trustees: 0,
                 clients: 0,
             });
+            let _ = keys.push(None);
         }
         Window {
             issued,
@@ -134,6 +140,40 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Window<B> {
             accumulator_len,
             fingerprints,
             fingerprint_row,
+            keys,
+        }
+    }
+
+    /// The fingerprint of `cell` of `exchange` of `interval` under `secret`; the exchange's
+    /// key is derived on its first cell and kept in the exchange's place.
+    fn fingerprint(
+        &mut self,
+        secret: &[u8; 32],
+        interval: u32,
+        exchange: u64,
+        cell: &[u8],
+    ) -> [u8; FINGERPRINT_LEN] {
+        let place = self.place(exchange);
+        let Some(kept) = self.keys.get_mut(place) else {
+            return ExchangeKey::new(secret, interval, exchange).fingerprint(cell);
+        };
+        if !matches!(kept, Some((i, e, _)) if *i == interval && *e == exchange) {
+            *kept = None;
+        }
+        let (_, _, key) = kept.get_or_insert_with(|| {
+            (
+                interval,
+                exchange,
+                ExchangeKey::new(secret, interval, exchange),
+            )
+        });
+        key.fingerprint(cell)
+    }
+
+    /// Forgets every kept fingerprint key (the secret changed).
+    pub(super) fn forget_keys(&mut self) {
+        for k in self.keys.iter_mut() {
+            *k = None;
         }
     }
 
@@ -303,9 +343,8 @@ where
                 PeerId::Client(i) => usize::from(i),
                 PeerId::Trustee(t) => usize::from(self.cfg.clients) + usize::from(t),
             };
-            let key = crate::blame::commit::ExchangeKey::new(secret, interval, exchange);
-            self.window
-                .set_fingerprint(exchange, node, &key.fingerprint(cell));
+            let fingerprint = self.window.fingerprint(secret, interval, exchange, cell);
+            self.window.set_fingerprint(exchange, node, &fingerprint);
         }
         Ok(())
     }

@@ -560,6 +560,7 @@ where
     /// and takes accusations (`blame::commit`).
     pub fn set_fingerprint_secret(&mut self, secret: &[u8; 32]) {
         self.fingerprint_secret = Some(*secret);
+        self.window.forget_keys();
     }
 
     /// The relay's fingerprint of `node`'s cell of `exchange` of `interval`, if it kept the
