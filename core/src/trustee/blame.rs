@@ -124,8 +124,18 @@ where
         self.blame.members.update(nonce);
     }
 
-    /// The interval's start: its trustee nonces and its view.
+    /// The link is new or gone: no round accepted before is answered any more.
+    pub(super) fn forget_rounds(&mut self) {
+        self.blame.accepted = None;
+        self.blame.tasks.clear();
+    }
+
+    /// The interval's start: its trustee nonces and its view. Rounds are about the running
+    /// interval only: the cells of any earlier one (another interval with the same number
+    /// included) are forgotten.
     pub(super) fn note_start(&mut self, nonces: &[u8], view: &[u8; 32]) {
+        self.sent_cells.clear();
+        self.forget_rounds();
         self.blame.members_digest = core::mem::take(&mut self.blame.members).finalize().into();
         self.blame.trustee_nonces = nonces_digest(
             nonces
