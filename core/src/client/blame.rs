@@ -22,7 +22,9 @@
 use heapless::{Deque, Vec};
 
 use super::Client;
-use crate::blame::{cell_hash, dh_context, nonces_digest, Culprit, Facts, Grounds, Statement};
+use crate::blame::{
+    cell_hash, dh_context, grounds_digest, nonces_digest, Culprit, Facts, Grounds, Statement,
+};
 use crate::crypto::IntervalKey;
 use crate::error::{ConfigError, PeerError};
 use crate::identity::IdentityKey;
@@ -52,6 +54,8 @@ enum Task {
         interval: u32,
         exchange: u64,
         bit: u32,
+        /// The digest of the grounds it checked, which its statement signs.
+        grounds: [u8; 32],
     },
     Dh {
         interval: u32,
@@ -251,13 +255,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             len,
             bit,
         };
-        if Grounds::parse(grounds)
-            .and_then(|g| g.check(&facts))
-            .is_err()
-        {
+        let Ok(checked) = Grounds::parse(grounds).and_then(|g| g.check(&facts).map(|()| g)) else {
             // Refused: nothing is revealed.
             return Ok(());
-        }
+        };
+        let digest = grounds_digest(&view, slot, len as u32, &checked);
         // Its own accusation, if it was this one, has done its work.
         if self
             .pending
@@ -270,6 +272,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             interval,
             exchange,
             bit,
+            grounds: digest,
         });
         Ok(())
     }
@@ -307,7 +310,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     interval,
                     exchange,
                     bit,
-                } => self.emit_reveal(interval, exchange, bit, out)?,
+                    grounds,
+                } => self.emit_reveal(interval, exchange, bit, &grounds, out)?,
                 Task::Dh {
                     interval,
                     exchange,
@@ -326,6 +330,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         interval: u32,
         exchange: u64,
         bit: u32,
+        grounds: &[u8; 32],
         out: &mut [u8],
     ) -> Result<Option<usize>, WireError> {
         let (Some(keys), Some(ctx)) = (self.blame_keys.as_ref(), self.context(interval)) else {
@@ -380,6 +385,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             interval,
             exchange,
             bit,
+            grounds,
             pad_nonce: &nonce,
             trustee_nonces: &ctx.trustee_nonces,
             own: &own,
