@@ -529,6 +529,9 @@ struct Mallory {
     out: Vec<u8>,
     /// Members the start being confirmed marks lost: they are owed no replays.
     marked: BTreeSet<usize>,
+    /// `BlameReveal` bodies clients sent while the harness played their shell: (client,
+    /// body).
+    reveals: Vec<(usize, Vec<u8>)>,
 }
 
 impl Mallory {
@@ -609,6 +612,7 @@ impl Mallory {
             trap: TRAP_SECRET,
             out: vec![0u8; MAX_FRAME as usize + 64],
             marked: BTreeSet::new(),
+            reveals: Vec::new(),
         };
         for t in 0..M {
             m.reconnect_trustee(t);
@@ -697,8 +701,12 @@ impl Mallory {
         }
         while let Some(n) = self.clients[i].poll_transmit(&mut self.out).unwrap() {
             self.traces[i].push(Out::Control(n));
-            if let Ok(Message::Ack { macs, .. }) = Message::parse(body_of(&self.out[..n])) {
-                self.acks[i] = Some(macs.to_vec());
+            match Message::parse(body_of(&self.out[..n])) {
+                Ok(Message::Ack { macs, .. }) => self.acks[i] = Some(macs.to_vec()),
+                Ok(Message::BlameReveal { .. }) => {
+                    self.reveals.push((i, body_of(&self.out[..n]).to_vec()));
+                }
+                _ => {}
             }
         }
         self.clients[i].prepare(self.now, &mut self.apps[i]);
@@ -2763,6 +2771,10 @@ struct Tally {
     trustee_reveals: usize,
 }
 
+/// A request a client took: (client, interval, exchange, bit, the grounds' trap secret, the
+/// link whose record it is about, if any).
+type Asked = (usize, u32, u64, u32, [u8; 32], Option<usize>);
+
 /// The searching relay's world: the harness, the cells each client sent, its members.
 struct Restarts {
     m: Mallory,
@@ -2778,6 +2790,9 @@ struct Restarts {
     conn: Option<ConnId>,
     rng: Rng,
     tally: Tally,
+    /// Requests clients took and may still answer: (client, interval, exchange, bit, the
+    /// grounds' trap secret, the link whose record the request is about, if any).
+    asked: Vec<Asked>,
 }
 
 impl Restarts {
@@ -2821,6 +2836,7 @@ impl Restarts {
             conn: None,
             rng,
             tally: Tally::default(),
+            asked: Vec::new(),
         };
         r.start(20);
         r
@@ -2995,76 +3011,104 @@ impl Restarts {
         } else {
             (self.rng.next() % N as u64) as usize
         };
-        let what = format!(
-            "client {i} asked {interval}/{exchange} bit {bit} slot {slot} (owner {}), {:?}",
-            self.owner, self.members[i]
-        );
+        let what = format!("client {i} asked {interval}/{exchange} bit {bit} slot {slot}");
         let handled = self.m.clients[i]
             .handle_frame(self.m.now, &request, &mut self.m.out)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(handled.cell.is_none(), "{what}");
-        let mut reveal = None;
-        while let Some(n) = self.m.clients[i].poll_transmit(&mut self.m.out).unwrap() {
-            if let Ok(Message::BlameReveal {
-                interval: ri,
-                exchange: re,
-                bit: rb,
-                pad_bits,
-                cell,
-                ..
-            }) = Message::parse(body_of(&self.m.out[..n]))
-            {
-                assert_eq!((ri, re, rb), (interval, exchange, bit), "{what}");
-                reveal = Some((cell.to_vec(), pad_bits.to_vec()));
-            }
-        }
-        let Some((cell, pad_bits)) = reveal else {
-            // Refused: count requests whose only fault was another instance's point.
-            let mem = &self.members[i];
-            let under_other = [mem.running, mem.left]
-                .into_iter()
-                .flatten()
-                .find(|&(_, iv)| iv == interval)
-                .and_then(|(l, _)| {
-                    self.sent.iter().rev().find(|s| {
-                        (s.client, s.link, s.interval, s.exchange) == (i, l, interval, exchange)
-                    })
-                })
-                .is_some_and(|s| s.trap != trap);
-            self.tally.refused_other_point += usize::from(under_other);
-            return;
-        };
         // The round is about the running interval of its link, or the one its last link
-        // left; the cell is the one it sent there.
+        // left: the record of that link, if the client has one.
         let mem = &self.members[i];
         let link = [mem.running, mem.left]
             .into_iter()
             .flatten()
             .find(|&(_, iv)| iv == interval)
-            .map(|(l, _)| l)
-            .unwrap_or_else(|| panic!("{what}: revealed an interval it is not in"));
-        let sent = self
-            .sent
-            .iter()
-            .rev()
-            .find(|s| (s.client, s.link, s.interval, s.exchange) == (i, link, interval, exchange))
-            .unwrap_or_else(|| panic!("{what}: revealed a cell it did not send"));
-        assert_eq!(cell, sent.cell, "{what}: not the cell it sent on that link");
-        assert_eq!(
-            sent.trap, trap,
-            "{what}: grounds under another trap point than its cell's"
-        );
-        assert!(!bits::test(&sent.wrote, bit as usize), "{what}: wrote 1");
-        let pads = (0..M).fold(false, |x, t| x ^ bits::test(&pad_bits, t));
-        assert_eq!(
-            bits::test(&cell, bit as usize),
-            pads,
-            "{what}: convicts itself"
-        );
-        self.tally.reveals += 1;
-        self.tally.owner_reveals += usize::from(i == self.owner);
-        self.tally.left_reveals += usize::from(mem.running.is_none_or(|r| r.1 != interval));
-        let _ = issued_trap;
+            .map(|(l, _)| l);
+        self.asked.push((i, interval, exchange, bit, trap, link));
+        // Answered now, or left pending across whatever the relay does next.
+        if !self.rng.chance(3) {
+            self.answer(i);
+        }
+    }
+
+    /// Client `i`'s answers: every reveal is checked against the request it answers.
+    fn answer(&mut self, i: usize) {
+        let mut out = vec![0u8; MAX_FRAME as usize + 64];
+        while let Some(n) = self.m.clients[i].poll_transmit(&mut out).unwrap() {
+            if let Ok(Message::BlameReveal { .. }) = Message::parse(body_of(&out[..n])) {
+                self.m.reveals.push((i, body_of(&out[..n]).to_vec()));
+            }
+        }
+        self.check_reveals();
+        // Requests under another instance's point than the record's: refused (a reveal of
+        // one would have failed the check above).
+        for a in self.asked.iter().filter(|a| a.0 == i) {
+            let other = a.5.is_some_and(|l| {
+                self.sent
+                    .iter()
+                    .rev()
+                    .find(|s| (s.client, s.link, s.interval, s.exchange) == (i, l, a.1, a.2))
+                    .is_some_and(|s| s.trap != a.4)
+            });
+            self.tally.refused_other_point += usize::from(other);
+        }
+        self.asked.retain(|a| a.0 != i);
+    }
+
+    /// Checks every reveal the clients sent since the last check.
+    fn check_reveals(&mut self) {
+        for (i, body) in core::mem::take(&mut self.m.reveals) {
+            let Ok(Message::BlameReveal {
+                interval,
+                exchange,
+                bit,
+                pad_bits,
+                cell,
+                ..
+            }) = Message::parse(&body)
+            else {
+                unreachable!("a reveal")
+            };
+            let what = format!(
+                "client {i} revealed {interval}/{exchange} bit {bit} (owner {}), {:?}",
+                self.owner, self.members[i]
+            );
+            let &(_, _, _, _, trap, link) = self
+                .asked
+                .iter()
+                .rev()
+                .find(|a| (a.0, a.1, a.2, a.3) == (i, interval, exchange, bit))
+                .unwrap_or_else(|| panic!("{what}: never asked"));
+            let link = link.unwrap_or_else(|| panic!("{what}: not in that interval when asked"));
+            let sent = self
+                .sent
+                .iter()
+                .rev()
+                .find(|s| {
+                    (s.client, s.link, s.interval, s.exchange) == (i, link, interval, exchange)
+                })
+                .unwrap_or_else(|| panic!("{what}: revealed a cell it did not send"));
+            assert_eq!(
+                cell,
+                &sent.cell[..],
+                "{what}: not the cell it sent on that link"
+            );
+            assert_eq!(
+                sent.trap, trap,
+                "{what}: grounds under another trap point than its cell's"
+            );
+            assert!(!bits::test(&sent.wrote, bit as usize), "{what}: wrote 1");
+            let pads = (0..M).fold(false, |x, t| x ^ bits::test(pad_bits, t));
+            assert_eq!(
+                bits::test(cell, bit as usize),
+                pads,
+                "{what}: convicts itself"
+            );
+            self.tally.reveals += 1;
+            self.tally.owner_reveals += usize::from(i == self.owner);
+            let mem = &self.members[i];
+            self.tally.left_reveals += usize::from(mem.running.is_none_or(|r| r.0 != link));
+        }
     }
 
     /// Trustee `t` is sent `request`: it reveals only the running interval's cells.
@@ -3099,7 +3143,7 @@ fn restart_search(seed: u64) -> Tally {
     let mut r = Restarts::new(seed);
     let mut interval = 20;
     for _ in 0..40 {
-        match r.rng.next() % 12 {
+        match r.rng.next() % 13 {
             0..=3 => {
                 let k = (r.rng.next() % 6 + 1) as usize;
                 r.run(k);
@@ -3117,6 +3161,15 @@ fn restart_search(seed: u64) -> Tally {
                 interval += 1;
                 r.start(interval);
             }
+            10 => {
+                // Pending answers go out (or not) now, after whatever happened since.
+                let i = if r.rng.chance(2) {
+                    r.owner
+                } else {
+                    (r.rng.next() % N as u64) as usize
+                };
+                r.answer(i);
+            }
             _ => {
                 let i = if r.rng.chance(2) {
                     r.owner
@@ -3126,10 +3179,14 @@ fn restart_search(seed: u64) -> Tally {
                 r.drop_link(i);
             }
         }
+        r.check_reveals();
         // Asked while in the middle of things: a few more requests.
         if r.rng.chance(3) {
             r.ask();
         }
+    }
+    for i in 0..N {
+        r.answer(i);
     }
     r.tally
 }

@@ -51,6 +51,10 @@ pub(super) struct BlameKeys<B> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Task {
     Reveal {
+        /// The link whose record the grounds were checked against: the reveal is of that
+        /// record or nothing (a relay restarted within the interval number meanwhile gets
+        /// nothing of another link's cell under these grounds).
+        link: u32,
         interval: u32,
         exchange: u64,
         bit: u32,
@@ -269,6 +273,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         }
         self.blame.accepted = Some((link, interval, exchange));
         self.push_task(Task::Reveal {
+            link,
             interval,
             exchange,
             bit,
@@ -307,11 +312,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         while let Some(task) = self.blame.tasks.pop_front() {
             let n = match task {
                 Task::Reveal {
+                    link,
                     interval,
                     exchange,
                     bit,
                     grounds,
-                } => self.emit_reveal(interval, exchange, bit, &grounds, out)?,
+                } => self.emit_reveal(link, interval, exchange, bit, &grounds, out)?,
                 Task::Dh {
                     interval,
                     exchange,
@@ -327,13 +333,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
 
     fn emit_reveal(
         &self,
+        link: u32,
         interval: u32,
         exchange: u64,
         bit: u32,
         grounds: &[u8; 32],
         out: &mut [u8],
     ) -> Result<Option<usize>, WireError> {
-        let (Some(keys), Some(ctx)) = (self.blame_keys.as_ref(), self.context(interval)) else {
+        let ctx = self.context(interval).filter(|c| c.link == link);
+        let (Some(keys), Some(ctx)) = (self.blame_keys.as_ref(), ctx) else {
             return Ok(None);
         };
         let Some(&answered) = self.answered_on(ctx.link, interval, exchange) else {
