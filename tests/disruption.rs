@@ -303,3 +303,63 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
         net.assert_relay_up();
     });
 }
+
+/// Benchmark, not part of the default run (it prints, never asserts a time): how long a
+/// disruptor lasts with real processes. 64 clients and 2 trustees on this machine; client 63
+/// comes back with `--disrupt garble-all`; once it sends in the running interval, client 0
+/// starts a 64 KiB echo (owned exchanges for it to garble), and the time until the
+/// disruptor is told `Goodbye{Excluded}` is printed, with the echo's outcome:
+///
+/// `cargo test -p dissent --features disruptor --test disruption --release -- --ignored
+/// --nocapture exclusion_time_with_real_processes`
+#[test]
+#[ignore = "benchmark: 64 client processes; run it by name with --ignored"]
+fn exclusion_time_with_real_processes_at_64_clients() {
+    const CLIENTS: usize = 64;
+    within(Duration::from_secs(600), move |scope| {
+        let started = Instant::now();
+        let mut net = Net::start(scope, CLIENTS, 2, "echo");
+        println!("{CLIENTS} clients formed in {:?}", started.elapsed());
+        let d = CLIENTS - 1;
+        net.clients[d].signal(libc::SIGKILL);
+        net.clients[d]
+            .wait_exit(EXIT_TIMEOUT)
+            .expect("the client dies");
+        let argv = Group::new(&net.cfg).client(
+            net.relay_port,
+            d,
+            0,
+            &["--disrupt".to_string(), "garble-all".to_string()],
+        );
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut garbler = scope.spawn("garbler", &argv);
+        garbler.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
+        garbler.wait_for_log("sending in interval", Duration::from_secs(120));
+        let port = net.client_ports[0];
+        let data = pattern(64 * 1024, 41);
+        let first = Instant::now();
+        let echo = thread::spawn(move || {
+            let got = echo_bulk(port, &data);
+            if got == data {
+                "completed byte-exact".to_string()
+            } else {
+                let same = got.iter().zip(&data).take_while(|(a, b)| a == b).count();
+                format!(
+                    "came back different: {} of {} bytes, the first {same} the same",
+                    got.len(),
+                    data.len()
+                )
+            }
+        });
+        garbler.wait_for_log("excluded", Duration::from_secs(120));
+        let excluded = first.elapsed();
+        let echo = echo
+            .join()
+            .unwrap_or_else(|_| "failed (its thread panicked: see above)".to_string());
+        println!(
+            "{CLIENTS} clients, 2 trustees, garble-all: excluded {excluded:?} after the first \
+             data it could garble (wall clock, this machine); the echo {echo}"
+        );
+        net.assert_relay_up();
+    });
+}

@@ -173,6 +173,76 @@ impl NetConfig {
     }
 }
 
+/// The relay configuration of a net of `cfg`, starting at interval `first`.
+fn relay_config(cfg: &NetConfig, first: u32) -> RelayConfig {
+    let (n, m) = (cfg.clients, cfg.trustees);
+    RelayConfig {
+        group_id: GROUP,
+        session_id: SESSION,
+        clients: n as u16,
+        trustees: m as u16,
+        slots: n as u16,
+        cell_len: cfg.cell_len,
+        max_cell_len: cfg.max_cell_len,
+        window: cfg.window,
+        downstream_len: cfg.downstream_len,
+        min_clients: cfg.min_clients,
+        idle_gap: cfg.idle_gap,
+        idle_budget: 1 << 30,
+        exchange_budget: cfg.exchange_budget,
+        exchange_timeout: cfg.exchange_timeout,
+        join_delay: cfg.join_delay,
+        probe_timeout: Duration::from_millis(100),
+        period: cfg.period,
+        admit: cfg.admit,
+        capacity: cfg.capacity,
+        log_len: cfg.log_len,
+        policy: cfg.policy,
+        first_interval: first,
+        epoch: cfg.epoch,
+        stall: cfg.stall,
+    }
+}
+
+/// The relay of a net of `cfg` whose slots are `slots`, starting at interval `first`.
+fn new_relay(cfg: &NetConfig, slots: &[u16], first: u32) -> Relay<Vec<Peer>, Vec<u8>> {
+    let n = cfg.clients;
+    let m = cfg.trustees;
+    let client_pubs: Vec<_> = (0..n).map(|i| pad_public_key(&secret(1, i))).collect();
+    let trustee_pubs: Vec<_> = (0..m).map(|j| pad_public_key(&secret(2, j))).collect();
+    let rcfg = relay_config(cfg, first);
+    // Harness set-up only (never bytes from a network): a failure is a test's mistake.
+    let mut relay = Relay::new(rcfg, RelayStorage::with_vecs(&rcfg)).expect("relay configuration");
+    relay
+        .set_dh_secret(&relay_dh_secret())
+        .expect("relay DH secret");
+    relay.set_fingerprint_secret(&secret(9, 0));
+    for (i, &slot) in slots.iter().enumerate() {
+        relay
+            .set_pseudonym(slot, &pad_public_key(&pseudonym_secret(i)))
+            .expect("pseudonym slot");
+    }
+    for (i, dh) in client_pubs.iter().enumerate() {
+        relay
+            .set_node_keys(
+                PeerId::Client(i as u16),
+                &identity_public_key(&client_identity(i)),
+                dh,
+            )
+            .expect("client keys");
+    }
+    for (j, dh) in trustee_pubs.iter().enumerate() {
+        relay
+            .set_node_keys(
+                PeerId::Trustee(j as u16),
+                &identity_public_key(&trustee_identity(j)),
+                dh,
+            )
+            .expect("trustee keys");
+    }
+    relay
+}
+
 /// Client `i` of a net of `cfg`.
 fn new_client(
     cfg: &NetConfig,
@@ -469,67 +539,13 @@ impl Net {
             .find(|s| gcd(*s, n) == 1 && *s > 1)
             .unwrap_or(1);
         let slots: Vec<u16> = (0..n).map(|i| ((i * step + 3) % n) as u16).collect();
-        let rcfg = RelayConfig {
-            group_id: GROUP,
-            session_id: SESSION,
-            clients: n as u16,
-            trustees: m as u16,
-            slots: n as u16,
-            cell_len: cfg.cell_len,
-            max_cell_len: cfg.max_cell_len,
-            window: cfg.window,
-            downstream_len: cfg.downstream_len,
-            min_clients: cfg.min_clients,
-            idle_gap: cfg.idle_gap,
-            idle_budget: 1 << 30,
-            exchange_budget: cfg.exchange_budget,
-            exchange_timeout: cfg.exchange_timeout,
-            join_delay: cfg.join_delay,
-            probe_timeout: Duration::from_millis(100),
-            period: cfg.period,
-            admit: cfg.admit,
-            capacity: cfg.capacity,
-            log_len: cfg.log_len,
-            policy: cfg.policy,
-            first_interval: 100,
-            epoch: cfg.epoch,
-            stall: cfg.stall,
-        };
-        // Harness set-up only (never bytes from a network): a failure is a test's mistake.
-        let mut relay =
-            Relay::new(rcfg, RelayStorage::with_vecs(&rcfg)).expect("relay configuration");
-        relay
-            .set_dh_secret(&relay_dh_secret())
-            .expect("relay DH secret");
-        relay.set_fingerprint_secret(&secret(9, 0));
-        for (i, &slot) in slots.iter().enumerate() {
-            relay
-                .set_pseudonym(slot, &pad_public_key(&pseudonym_secret(i)))
-                .expect("pseudonym slot");
-        }
+        let relay = new_relay(&cfg, &slots, 100);
+        let relay_frame_len = relay_config(&cfg, 100).max_frame_len();
         // Every slot's pseudonym public key, in slot order.
         let mut pseudonyms = vec![0u8; n * 32];
         for (i, &slot) in slots.iter().enumerate() {
             let at = usize::from(slot) * 32;
             pseudonyms[at..at + 32].copy_from_slice(&pad_public_key(&pseudonym_secret(i)));
-        }
-        for (i, dh) in client_pubs.iter().enumerate() {
-            relay
-                .set_node_keys(
-                    PeerId::Client(i as u16),
-                    &identity_public_key(&client_identity(i)),
-                    dh,
-                )
-                .expect("client keys");
-        }
-        for (j, dh) in trustee_pubs.iter().enumerate() {
-            relay
-                .set_node_keys(
-                    PeerId::Trustee(j as u16),
-                    &identity_public_key(&trustee_identity(j)),
-                    dh,
-                )
-                .expect("trustee keys");
         }
         let clients = (0..n)
             .map(|i| {
@@ -616,7 +632,7 @@ impl Net {
             wires: InFlight::default(),
             seq: 0,
             out: vec![0u8; cfg.max_frame as usize + 64],
-            relay_out: vec![0u8; rcfg.max_frame_len()],
+            relay_out: vec![0u8; relay_frame_len],
             fanout: Vec::new(),
         }
     }
@@ -628,6 +644,30 @@ impl Net {
             .map(|j| pad_public_key(&secret(2, j)))
             .collect();
         self.clients[i] = new_client(&self.cfg, i, session_secret, &trustee_pubs, self.slots[i]);
+    }
+
+    /// The relay restarts: every link is cut (every node notices; frames in flight are
+    /// lost), a new relay instance `epoch` (its own trap secrets) starts at interval
+    /// `first`, and every trustee and client connects to it again.
+    pub fn restart_relay(&mut self, epoch: [u8; 16], first: u32) {
+        let nodes: Vec<Node> = self.node_link.keys().copied().collect();
+        for node in nodes {
+            let Some(link) = self.node_link.remove(&node) else {
+                continue;
+            };
+            self.links.remove(&link);
+            self.queued.remove(&link);
+            match node {
+                Node::Client(i) => {
+                    self.clients[i].handle_disconnected(self.now);
+                    self.client_events(i);
+                }
+                Node::Trustee(j) => self.trustees[j].handle_disconnected(self.now),
+            }
+        }
+        self.cfg.epoch = epoch;
+        self.relay = new_relay(&self.cfg, &self.slots, first);
+        self.connect_all();
     }
 
     /// Whether `node` has a link up.

@@ -178,14 +178,16 @@ fn slot_key(slot: u16) -> wire::SlotKey {
     wire::SlotKey::owner(&secret, &relay, &GROUP, &SESSION, slot).expect("slot key")
 }
 
-/// The trap secret this relay announces (the same in every interval).
+/// The trap secret a relay instance announces unless a test restarts it with another (the
+/// same in every interval of one instance).
 const TRAP_SECRET: [u8; 32] = [13; 32];
 
 /// The plain body (`Next`, records, zeros) of a slot exchange's decoded cell, decrypted
 /// with the slot's key as a relay that does not check tags would read it (the trap bytes
 /// of `exchange` of `interval` taken out, then XChaCha20 from block 1, as
-/// XChaCha20-Poly1305 encrypts; zeros stay zeros).
-fn unseal(x: &[u8], slot: u16, interval: u32, exchange: u64) -> Vec<u8> {
+/// XChaCha20-Poly1305 encrypts; zeros stay zeros). `trap` is the relay instance's trap
+/// secret.
+fn unseal(x: &[u8], slot: u16, interval: u32, exchange: u64, trap: &[u8; 32]) -> Vec<u8> {
     use chacha20::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
     let sealed_len = wire::sealed_len(x.len());
     let body_len = sealed_len.saturating_sub(wire::SLOT_OVERHEAD);
@@ -194,7 +196,7 @@ fn unseal(x: &[u8], slot: u16, interval: u32, exchange: u64) -> Vec<u8> {
     }
     let traps = wire::TrapKey::owner(
         &secret(5, usize::from(slot)),
-        &pad_public_key(&TRAP_SECRET),
+        &pad_public_key(trap),
         &GROUP,
         &SESSION,
         interval,
@@ -250,8 +252,14 @@ enum Up {
 
 /// The records of a data exchange's plaintext (a sealed cell), as the relay takes them
 /// (`None`: garbled).
-fn upstream(cell: &[u8], slot: u16, interval: u32, exchange: u64) -> Option<Vec<Up>> {
-    let plain = unseal(cell, slot, interval, exchange);
+fn upstream(
+    cell: &[u8],
+    slot: u16,
+    interval: u32,
+    exchange: u64,
+    trap: &[u8; 32],
+) -> Option<Vec<Up>> {
+    let plain = unseal(cell, slot, interval, exchange, trap);
     let view = CellView::parse(&plain).ok()?;
     let mut ups = Vec::new();
     for r in view.records() {
@@ -364,6 +372,8 @@ impl View {
 #[derive(Debug, Clone)]
 struct Start {
     interval: u32,
+    /// The relay instance's trap secret (`R_I` is its point).
+    trap: [u8; 32],
     online: Vec<usize>,
     nonces: Vec<[u8; NONCE_LEN]>,
     history: Vec<IntervalRecord>,
@@ -385,7 +395,7 @@ impl Start {
                 bitmap(self.lost.iter().copied())
             },
             nonces: &self.nonces.concat(),
-            trap: pad_public_key(&TRAP_SECRET),
+            trap: pad_public_key(&self.trap),
             window: 1,
             params: params(),
             history: self.history.iter().copied().collect(),
@@ -411,6 +421,7 @@ impl PadEngine for Counting<'_> {
 struct Issued {
     interval: u32,
     exchange: u64,
+    trap: [u8; 32],
     kind: Kind,
     trustee_cells: Vec<Vec<u8>>,
     client_cells: BTreeMap<usize, Vec<u8>>,
@@ -423,6 +434,8 @@ struct Issued {
 struct Decoded {
     interval: u32,
     exchange: u64,
+    /// The trap secret of the relay instance that issued it.
+    trap: [u8; 32],
     kind: Kind,
     /// The XOR of every cell the relay has: all it learns.
     xor: Vec<u8>,
@@ -452,7 +465,13 @@ impl Decoded {
 
     /// What the relay hands its exit from this exchange (`None`: not a well-formed cell).
     fn records(&self) -> Option<Vec<Up>> {
-        upstream(&self.xor, self.slot()?, self.interval, self.exchange)
+        upstream(
+            &self.xor,
+            self.slot()?,
+            self.interval,
+            self.exchange,
+            &self.trap,
+        )
     }
 
     fn carries(&self, conn: ConnId, bytes: &[u8]) -> bool {
@@ -505,9 +524,14 @@ struct Mallory {
     /// Upstream records that reached the exit, by slot.
     upstream: Vec<(u16, Up)>,
     run: Option<Run>,
+    /// This relay instance's trap secret.
+    trap: [u8; 32],
     out: Vec<u8>,
     /// Members the start being confirmed marks lost: they are owed no replays.
     marked: BTreeSet<usize>,
+    /// `BlameReveal` bodies clients sent while the harness played their shell: (client,
+    /// body).
+    reveals: Vec<(usize, Vec<u8>)>,
 }
 
 impl Mallory {
@@ -585,8 +609,10 @@ impl Mallory {
             exit: VecDeque::new(),
             upstream: Vec::new(),
             run: None,
+            trap: TRAP_SECRET,
             out: vec![0u8; MAX_FRAME as usize + 64],
             marked: BTreeSet::new(),
+            reveals: Vec::new(),
         };
         for t in 0..M {
             m.reconnect_trustee(t);
@@ -675,8 +701,12 @@ impl Mallory {
         }
         while let Some(n) = self.clients[i].poll_transmit(&mut self.out).unwrap() {
             self.traces[i].push(Out::Control(n));
-            if let Ok(Message::Ack { macs, .. }) = Message::parse(body_of(&self.out[..n])) {
-                self.acks[i] = Some(macs.to_vec());
+            match Message::parse(body_of(&self.out[..n])) {
+                Ok(Message::Ack { macs, .. }) => self.acks[i] = Some(macs.to_vec()),
+                Ok(Message::BlameReveal { .. }) => {
+                    self.reveals.push((i, body_of(&self.out[..n]).to_vec()));
+                }
+                _ => {}
             }
         }
         self.clients[i].prepare(self.now, &mut self.apps[i]);
@@ -776,6 +806,7 @@ impl Mallory {
             .unwrap_or(0);
         Start {
             interval,
+            trap: self.trap,
             online: members.to_vec(),
             nonces: nonces.to_vec(),
             history: self.history.clone(),
@@ -1037,6 +1068,7 @@ impl Mallory {
         Issued {
             interval,
             exchange,
+            trap: self.trap,
             kind,
             trustee_cells,
             client_cells,
@@ -1073,12 +1105,18 @@ impl Mallory {
                 wire::emit_requests_output(&mut buf, 0, &requests)
             }
             Kind::Slot { slot, .. } => {
-                let ups = upstream(&x, slot, issued.interval, issued.exchange);
+                let ups = upstream(&x, slot, issued.interval, issued.exchange, &issued.trap);
                 let next = match &ups {
                     Some(ups) => {
                         self.upstream.extend(ups.iter().map(|u| (slot, u.clone())));
-                        CellView::parse(&unseal(&x, slot, issued.interval, issued.exchange))
-                            .map_or(0, |v| v.next())
+                        CellView::parse(&unseal(
+                            &x,
+                            slot,
+                            issued.interval,
+                            issued.exchange,
+                            &issued.trap,
+                        ))
+                        .map_or(0, |v| v.next())
                     }
                     None => 0,
                 };
@@ -1099,6 +1137,7 @@ impl Mallory {
         Decoded {
             interval: issued.interval,
             exchange: issued.exchange,
+            trap: issued.trap,
             kind: issued.kind,
             xor: x,
             wrote: issued.wrote,
@@ -1464,6 +1503,7 @@ fn a_forced_drop_ends_no_connection_and_sends_no_close() {
         slot_of(owner),
         abandoned.interval,
         abandoned.exchange,
+        &abandoned.trap,
     )
     .expect("a well-formed cell");
     assert!(carries(&wrote, a, b"gamma"));
@@ -1826,7 +1866,7 @@ fn owner_and_non_owner_emit_the_same() {
             d.exchange
         );
         if d.slot() == Some(slot_of(a)) {
-            assert!(upstream(&d.wrote[&a], slot_of(a), d.interval, d.exchange).is_some());
+            assert!(upstream(&d.wrote[&a], slot_of(a), d.interval, d.exchange, &d.trap).is_some());
         }
     }
     // The owner's cells are sealed (a fresh nonce each), and so cost it the same copy
@@ -2511,8 +2551,9 @@ impl World {
             }
             let shown = match d.records() {
                 Some(records) if d.slot().is_some() => {
-                    let next = CellView::parse(&unseal(&d.xor, TARGET, d.interval, d.exchange))
-                        .map_or(0, |v| v.next());
+                    let next =
+                        CellView::parse(&unseal(&d.xor, TARGET, d.interval, d.exchange, &d.trap))
+                            .map_or(0, |v| v.next());
                     let records: Vec<String> = records
                         .iter()
                         .map(|u| match u {
@@ -2665,4 +2706,581 @@ fn a_relay_that_grants_absurd_upstream_credit_is_held_to_the_owners_cap() {
     );
     assert_eq!(m.clients[0].send_credit(stranger), 0);
     assert!(!m.apps[0].granted.contains_key(&stranger));
+}
+
+// ---------------------------------------------------------------------------------------
+// A relay restarted within one interval number, and what its blame requests get
+//
+// A restarted relay (or one that pretends to be) announces an interval number again with
+// another trap point `R_I` and numbers its exchanges from 0 again, while every member still
+// holds what it answered before. The relay then starts blame rounds on trap grounds it makes
+// itself (it holds `r_I`, so any slot, exchange and trap bit will do) and sees what members
+// reveal. Three things must hold of every reveal, whatever the relay did before:
+//
+// - it is the cell the member sent on the link and in the interval the round is about (the
+//   running one, or the one its last link left), so the relay's fingerprint of that cell
+//   matches and an honest member is never refused or convicted;
+// - the member wrote 0 at the bit (cell bit = XOR of its pad bits), so owner and non-owner
+//   reveal alike and the judge convicts neither;
+// - the grounds' trap point is the one in force when the member answered that exchange
+//   (grounds under another instance's point get nothing: they may name bits the owner's
+//   cell did not keep at zero).
+
+/// Trap secret number `k` of the searching relay's instances.
+fn trap_secret(k: u64) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&k.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+    s[8] = 0x5a;
+    s
+}
+
+/// A cell a member sent, as the test knows it.
+#[derive(Debug, Clone)]
+struct SentCell {
+    client: usize,
+    /// The test's count of the member's links when it sent it.
+    link: usize,
+    interval: u32,
+    exchange: u64,
+    /// The trap secret of the instance it answered.
+    trap: [u8; 32],
+    cell: Vec<u8>,
+    wrote: Vec<u8>,
+}
+
+/// What the searching relay tracks of each client besides the harness.
+#[derive(Debug, Default, Clone)]
+struct Member {
+    link: usize,
+    /// (link, interval) it runs, once confirmed.
+    running: Option<(usize, u32)>,
+    /// (link, interval) it was running when a link of its dropped, until it is shown a
+    /// start.
+    left: Option<(usize, u32)>,
+}
+
+/// Tallies of one search, so that it is seen to exercise what it claims.
+#[derive(Debug, Default)]
+struct Tally {
+    restarts_same_number: usize,
+    asks: usize,
+    reveals: usize,
+    owner_reveals: usize,
+    left_reveals: usize,
+    refused_other_point: usize,
+    trustee_reveals: usize,
+}
+
+/// A request a client took: (client, interval, exchange, bit, the grounds' trap secret, the
+/// link whose record it is about, if any).
+type Asked = (usize, u32, u64, u32, [u8; 32], Option<usize>);
+
+/// The searching relay's world: the harness, the cells each client sent, its members.
+struct Restarts {
+    m: Mallory,
+    sent: Vec<SentCell>,
+    members: Vec<Member>,
+    /// Every trap secret an instance used, the running one last.
+    traps: Vec<[u8; 32]>,
+    /// Slot exchanges issued: (interval, exchange, slot, len, trap).
+    issued: Vec<(u32, u64, u16, usize, [u8; 32])>,
+    /// Each trustee's cells of the running interval: exchange → cell.
+    trustee_cells: Vec<BTreeMap<u64, Vec<u8>>>,
+    owner: usize,
+    conn: Option<ConnId>,
+    rng: Rng,
+    tally: Tally,
+    /// Requests clients took and may still answer: (client, interval, exchange, bit, the
+    /// grounds' trap secret, the link whose record the request is about, if any).
+    asked: Vec<Asked>,
+}
+
+impl Restarts {
+    fn new(seed: u64) -> Self {
+        let mut m = Mallory::new(1);
+        let tkeys = trustee_keys();
+        let ckeys: Vec<[u8; 32]> = (0..N).map(|i| pad_public_key(&secret(1, i))).collect();
+        let mut pseudonyms = vec![0u8; N * 32];
+        for s in 0..N {
+            pseudonyms[s * 32..s * 32 + 32].copy_from_slice(&pad_public_key(&secret(5, s)));
+        }
+        for i in 0..N {
+            m.clients[i]
+                .set_blame_keys(&secret(10, i), &secret(1, i), &tkeys, pseudonyms.clone())
+                .expect("blame keys");
+        }
+        for t in 0..M {
+            let mut keys: Vec<u8> = ckeys.iter().flatten().copied().collect();
+            keys.extend_from_slice(&pseudonyms);
+            m.trustees[t]
+                .set_blame_keys(&secret(11, t), &secret(2, t), keys)
+                .expect("blame keys");
+        }
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let owner = (rng.next() % N as u64) as usize;
+        m.trap = trap_secret(seed << 16);
+        let mut r = Restarts {
+            traps: vec![m.trap],
+            m,
+            sent: Vec::new(),
+            members: vec![
+                Member {
+                    link: 1,
+                    ..Member::default()
+                };
+                N
+            ],
+            issued: Vec::new(),
+            trustee_cells: vec![BTreeMap::new(); M],
+            owner,
+            conn: None,
+            rng,
+            tally: Tally::default(),
+            asked: Vec::new(),
+        };
+        r.start(20);
+        r
+    }
+
+    /// Interval `interval` starts for everyone connected, under the running instance.
+    fn start(&mut self, interval: u32) {
+        if self.m.run.is_some() {
+            self.m.end_interval();
+        }
+        self.m.run_interval(interval, &all());
+        for (i, mem) in self.members.iter_mut().enumerate() {
+            let _ = i;
+            mem.running = Some((mem.link, interval));
+            mem.left = None;
+        }
+        self.trustee_cells = vec![BTreeMap::new(); M];
+    }
+
+    /// `k` exchanges; the owner has bytes to send in each.
+    fn run(&mut self, k: usize) {
+        if self
+            .conn
+            .is_none_or(|c| !self.m.clients[self.owner].is_open(c))
+        {
+            self.conn = Some(self.m.open_conn(self.owner));
+        }
+        let conn = self.conn.expect("opened");
+        let n = (self.rng.next() % 40 + 1) as usize;
+        self.m.send(self.owner, conn, &pattern(n, 20 + n));
+        for _ in 0..k {
+            let issued = self.m.issue();
+            for (&i, cell) in &issued.client_cells {
+                self.sent.push(SentCell {
+                    client: i,
+                    link: self.members[i].link,
+                    interval: issued.interval,
+                    exchange: issued.exchange,
+                    trap: issued.trap,
+                    cell: cell.clone(),
+                    wrote: issued.wrote[&i].clone(),
+                });
+            }
+            for (t, cell) in issued.trustee_cells.iter().enumerate() {
+                self.trustee_cells[t].insert(issued.exchange, cell.clone());
+            }
+            if let Kind::Slot { slot, len } = issued.kind {
+                self.issued.push((
+                    issued.interval,
+                    issued.exchange,
+                    slot,
+                    len as usize,
+                    issued.trap,
+                ));
+            }
+            self.m.decode(issued);
+        }
+    }
+
+    /// The relay restarts with a new trap secret: every link drops and comes back, and
+    /// it announces `interval` (the same number, or another).
+    fn restart(&mut self, interval: u32) {
+        if self.m.run.is_some() {
+            self.m.end_interval();
+        }
+        let trap = trap_secret(self.rng.next());
+        self.m.trap = trap;
+        self.traps.push(trap);
+        for i in 0..N {
+            self.drop_link(i);
+        }
+        for t in 0..M {
+            self.m.trustees[t].handle_disconnected(self.m.now);
+            self.m.reconnect_trustee(t);
+        }
+        self.start(interval);
+    }
+
+    /// Client `i`'s link drops and comes back; it is out of the running interval.
+    fn drop_link(&mut self, i: usize) {
+        self.m.disconnect(i);
+        let mem = &mut self.members[i];
+        if mem.running.is_some() {
+            mem.left = mem.running.take();
+        }
+        mem.link += 1;
+        self.m.connect(i);
+        if let Some(run) = self.m.run.as_mut() {
+            run.members.retain(|&c| c != i);
+        }
+    }
+
+    /// A blame request on trap grounds the relay makes under `trap` for `bit` of
+    /// `exchange` (slot `slot`) of `interval`.
+    fn grounds(trap: &[u8; 32], interval: u32, slot: u16) -> Vec<u8> {
+        let secret = dissent_core::crypto::pad_secret(trap).expect("a trap secret");
+        let mut rng = <rand_chacha::ChaCha20Rng as rand_chacha::rand_core::SeedableRng>::from_seed(
+            [interval as u8; 32],
+        );
+        let g = dissent_core::blame::trap::TrapGrounds::prove(
+            &secret,
+            &pad_public_key(&secret_of_slot(slot)),
+            &GROUP,
+            &SESSION,
+            interval,
+            slot,
+            &mut rng,
+        )
+        .expect("a valid pseudonym key");
+        let mut out = vec![0u8; dissent_core::blame::grounds::MAX_GROUNDS_LEN];
+        let n = dissent_core::blame::grounds::Grounds::Trap(g)
+            .emit(&mut out)
+            .expect("room");
+        out.truncate(n);
+        out
+    }
+
+    /// One request to a member or a trustee, chosen by the generator; checks the answer.
+    fn ask(&mut self) {
+        let Some(&(interval, exchange, slot, len, issued_trap)) = ({
+            let mut pick = None;
+            // Mostly an exchange of the owner's slot.
+            for _ in 0..8 {
+                let k = (self.rng.next() % self.issued.len().max(1) as u64) as usize;
+                pick = self.issued.get(k);
+                if pick.is_some_and(|p| p.2 == slot_of(self.owner)) {
+                    break;
+                }
+            }
+            pick
+        }) else {
+            return;
+        };
+        let trap = match self.rng.next() % 10 {
+            0..=4 => issued_trap,
+            5..=7 => self.m.trap,
+            _ => self.traps[(self.rng.next() % self.traps.len() as u64) as usize],
+        };
+        let key = wire::TrapKey::owner(
+            &secret_of_slot(slot),
+            &pad_public_key(&trap),
+            &GROUP,
+            &SESSION,
+            interval,
+            slot,
+        )
+        .expect("trap key");
+        let traps: Vec<u32> = (0..(len * 8) as u32)
+            .filter(|&b| key.is_trap_bit(exchange, len, b))
+            .collect();
+        let bit = if self.rng.chance(5) || traps.is_empty() {
+            (self.rng.next() % (len * 8) as u64) as u32
+        } else {
+            traps[(self.rng.next() % traps.len() as u64) as usize]
+        };
+        let grounds = Self::grounds(&trap, interval, slot);
+        let request = frame_body(&Message::BlameRequest {
+            interval,
+            exchange,
+            bit,
+            slot,
+            grounds: &grounds,
+        });
+        self.tally.asks += 1;
+        if self.rng.chance(4) {
+            let t = (self.rng.next() % M as u64) as usize;
+            self.ask_trustee(t, &request, interval, exchange, bit);
+            return;
+        }
+        let i = if self.rng.chance(2) {
+            self.owner
+        } else {
+            (self.rng.next() % N as u64) as usize
+        };
+        let what = format!("client {i} asked {interval}/{exchange} bit {bit} slot {slot}");
+        let handled = self.m.clients[i]
+            .handle_frame(self.m.now, &request, &mut self.m.out)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(handled.cell.is_none(), "{what}");
+        // The round is about the running interval of its link, or the one its last link
+        // left: the record of that link, if the client has one.
+        let mem = &self.members[i];
+        let link = [mem.running, mem.left]
+            .into_iter()
+            .flatten()
+            .find(|&(_, iv)| iv == interval)
+            .map(|(l, _)| l);
+        self.asked.push((i, interval, exchange, bit, trap, link));
+        // Answered now, or left pending across whatever the relay does next.
+        if !self.rng.chance(3) {
+            self.answer(i);
+        }
+    }
+
+    /// Client `i`'s answers: every reveal is checked against the request it answers.
+    fn answer(&mut self, i: usize) {
+        let mut out = vec![0u8; MAX_FRAME as usize + 64];
+        while let Some(n) = self.m.clients[i].poll_transmit(&mut out).unwrap() {
+            if let Ok(Message::BlameReveal { .. }) = Message::parse(body_of(&out[..n])) {
+                self.m.reveals.push((i, body_of(&out[..n]).to_vec()));
+            }
+        }
+        self.check_reveals();
+        // Requests under another instance's point than the record's: refused (a reveal of
+        // one would have failed the check above).
+        for a in self.asked.iter().filter(|a| a.0 == i) {
+            let other = a.5.is_some_and(|l| {
+                self.sent
+                    .iter()
+                    .rev()
+                    .find(|s| (s.client, s.link, s.interval, s.exchange) == (i, l, a.1, a.2))
+                    .is_some_and(|s| s.trap != a.4)
+            });
+            self.tally.refused_other_point += usize::from(other);
+        }
+        self.asked.retain(|a| a.0 != i);
+    }
+
+    /// Checks every reveal the clients sent since the last check.
+    fn check_reveals(&mut self) {
+        for (i, body) in core::mem::take(&mut self.m.reveals) {
+            let Ok(Message::BlameReveal {
+                interval,
+                exchange,
+                bit,
+                pad_bits,
+                cell,
+                ..
+            }) = Message::parse(&body)
+            else {
+                unreachable!("a reveal")
+            };
+            let what = format!(
+                "client {i} revealed {interval}/{exchange} bit {bit} (owner {}), {:?}",
+                self.owner, self.members[i]
+            );
+            let &(_, _, _, _, trap, link) = self
+                .asked
+                .iter()
+                .rev()
+                .find(|a| (a.0, a.1, a.2, a.3) == (i, interval, exchange, bit))
+                .unwrap_or_else(|| panic!("{what}: never asked"));
+            let link = link.unwrap_or_else(|| panic!("{what}: not in that interval when asked"));
+            let sent = self
+                .sent
+                .iter()
+                .rev()
+                .find(|s| {
+                    (s.client, s.link, s.interval, s.exchange) == (i, link, interval, exchange)
+                })
+                .unwrap_or_else(|| panic!("{what}: revealed a cell it did not send"));
+            assert_eq!(
+                cell,
+                &sent.cell[..],
+                "{what}: not the cell it sent on that link"
+            );
+            assert_eq!(
+                sent.trap, trap,
+                "{what}: grounds under another trap point than its cell's"
+            );
+            assert!(!bits::test(&sent.wrote, bit as usize), "{what}: wrote 1");
+            let pads = (0..M).fold(false, |x, t| x ^ bits::test(pad_bits, t));
+            assert_eq!(
+                bits::test(cell, bit as usize),
+                pads,
+                "{what}: convicts itself"
+            );
+            self.tally.reveals += 1;
+            self.tally.owner_reveals += usize::from(i == self.owner);
+            let mem = &self.members[i];
+            self.tally.left_reveals += usize::from(mem.running.is_none_or(|r| r.0 != link));
+        }
+    }
+
+    /// Trustee `t` is sent `request`: it reveals only the running interval's cells.
+    fn ask_trustee(&mut self, t: usize, request: &[u8], interval: u32, exchange: u64, bit: u32) {
+        self.m.trustees[t]
+            .handle_frame(self.m.now, request)
+            .expect("a request is taken");
+        let mut out = vec![0u8; MAX_FRAME as usize + 64];
+        while let Some(n) = self.m.trustees[t].poll_transmit(&mut out).unwrap() {
+            if let Ok(Message::BlameReveal { cell, .. }) = Message::parse(body_of(&out[..n])) {
+                let run = self.m.run.as_ref().expect("an interval runs");
+                assert_eq!(run.interval, interval, "trustee {t}: another interval");
+                assert_eq!(
+                    Some(&cell.to_vec()),
+                    self.trustee_cells[t].get(&exchange),
+                    "trustee {t}: {interval}/{exchange} bit {bit}: not the cell it sent"
+                );
+                self.tally.trustee_reveals += 1;
+            }
+        }
+    }
+}
+
+/// The pseudonym secret of `slot` (each slot's key belongs to its slot here).
+fn secret_of_slot(slot: u16) -> [u8; 32] {
+    secret(5, usize::from(slot))
+}
+
+/// One world of the search: a random sequence of restarts (mostly re-announcing the same
+/// interval number), new intervals, dropped links, exchanges and blame requests.
+fn restart_search(seed: u64) -> Tally {
+    let mut r = Restarts::new(seed);
+    let mut interval = 20;
+    for _ in 0..40 {
+        match r.rng.next() % 13 {
+            0..=3 => {
+                let k = (r.rng.next() % 6 + 1) as usize;
+                r.run(k);
+            }
+            4..=7 => r.ask(),
+            8 => {
+                let same = !r.rng.chance(4);
+                if !same {
+                    interval += 1;
+                }
+                r.tally.restarts_same_number += usize::from(same);
+                r.restart(interval);
+            }
+            9 => {
+                interval += 1;
+                r.start(interval);
+            }
+            10 => {
+                // Pending answers go out (or not) now, after whatever happened since.
+                let i = if r.rng.chance(2) {
+                    r.owner
+                } else {
+                    (r.rng.next() % N as u64) as usize
+                };
+                r.answer(i);
+            }
+            _ => {
+                let i = if r.rng.chance(2) {
+                    r.owner
+                } else {
+                    (r.rng.next() % N as u64) as usize
+                };
+                r.drop_link(i);
+            }
+        }
+        r.check_reveals();
+        // Asked while in the middle of things: a few more requests.
+        if r.rng.chance(3) {
+            r.ask();
+        }
+    }
+    for i in 0..N {
+        r.answer(i);
+    }
+    r.tally
+}
+
+/// Regression: a relay restarted within one interval number with a new trap point. The
+/// owner lays out its cells for the new point (what it sent decodes), and a request about
+/// an exchange it answered under the old point, on grounds under the new one, gets nothing;
+/// grounds under the point in force when it answered get the cell it sent, at a bit where
+/// it wrote 0.
+#[test]
+fn a_relay_restarted_within_one_interval_number_learns_nothing_from_blame() {
+    let mut r = Restarts::new(7);
+    let owner = r.owner;
+    r.run(12);
+    let old = r.m.trap;
+    let before: Vec<_> = r
+        .issued
+        .iter()
+        .filter(|x| x.2 == slot_of(owner))
+        .copied()
+        .collect();
+    assert!(!before.is_empty());
+    r.restart(20);
+    r.run(12);
+    let new = r.m.trap;
+    assert_ne!(old, new);
+    // The owner's cells after the restart decode under the new point.
+    let conn = r.conn.expect("a connection");
+    assert!(
+        r.m.upstream.iter().any(|(s, _)| *s == slot_of(owner)),
+        "nothing of the owner decoded"
+    );
+    let _ = conn;
+    // Old exchanges asked on grounds under the new point: nothing.
+    for &(interval, exchange, slot, len, _) in &before {
+        let key = wire::TrapKey::owner(
+            &secret_of_slot(slot),
+            &pad_public_key(&new),
+            &GROUP,
+            &SESSION,
+            interval,
+            slot,
+        )
+        .unwrap();
+        let grounds = Restarts::grounds(&new, interval, slot);
+        for bit in (0..(len * 8) as u32).filter(|&b| key.is_trap_bit(exchange, len, b)) {
+            // Only exchanges the new instance has not issued again are about the old cell.
+            if r.issued
+                .iter()
+                .filter(|x| x.4 == new)
+                .any(|x| (x.0, x.1) == (interval, exchange))
+            {
+                continue;
+            }
+            let request = frame_body(&Message::BlameRequest {
+                interval,
+                exchange,
+                bit,
+                slot,
+                grounds: &grounds,
+            });
+            let handled = r.m.clients[owner]
+                .handle_frame(r.m.now, &request, &mut r.m.out)
+                .unwrap();
+            assert!(handled.cell.is_none());
+            assert_eq!(
+                r.m.clients[owner].poll_transmit(&mut r.m.out).unwrap(),
+                None,
+                "{interval}/{exchange} bit {bit}: answered under the new point"
+            );
+        }
+    }
+}
+
+/// The search: over many seeds, no request of a restarting, re-announcing relay gets a
+/// reveal that shows the owner, misstates a cell, or convicts an honest member.
+#[test]
+fn a_restarting_relay_searching_with_blame_requests_learns_nothing() {
+    let mut total = Tally::default();
+    for seed in 0..24 {
+        let t = restart_search(seed);
+        total.restarts_same_number += t.restarts_same_number;
+        total.asks += t.asks;
+        total.reveals += t.reveals;
+        total.owner_reveals += t.owner_reveals;
+        total.left_reveals += t.left_reveals;
+        total.refused_other_point += t.refused_other_point;
+        total.trustee_reveals += t.trustee_reveals;
+    }
+    println!("{total:?}");
+    // The search reached what it is about.
+    assert!(total.restarts_same_number > 10, "{total:?}");
+    assert!(total.owner_reveals > 10, "{total:?}");
+    assert!(total.left_reveals > 0, "{total:?}");
+    assert!(total.trustee_reveals > 0, "{total:?}");
+    assert!(total.refused_other_point > 0, "{total:?}");
 }

@@ -22,7 +22,9 @@
 //! ```
 //!
 //! The signatures are [`super::Statement`]s; every member's covers the decoded cell's hash
-//! it was sent, so a forged decoding is attested by the members who were shown it. A refused blame names who the relay saw
+//! it was sent (zeros if it was not shown it: a member whose link dropped before the
+//! `Disrupted` frame reached it), so a forged decoding is attested by the members who were
+//! shown it. A refused blame names who the relay saw
 //! refuse; the reveals it holds are included, but the refusal itself is the relay's word.
 //!
 //! Owns the format and its verification; it must not know where the bytes come from.
@@ -107,6 +109,9 @@ pub enum EvidenceError {
     BadSignature(usize),
     /// The reveals lead to a dispute the evidence does not settle with a valid proof.
     Unresolved,
+    /// A refused blame named against a node whose signed reveal the evidence holds (and
+    /// no unsettled dispute of its), or a node that is not in it.
+    UnfoundedRefusal,
     /// The reveals convict someone else than the recorded verdict.
     WrongVerdict {
         /// What the reveals show.
@@ -125,6 +130,9 @@ impl core::fmt::Display for EvidenceError {
             EvidenceError::BadTrap(e) => write!(f, "the trap grounds do not hold: {e}"),
             EvidenceError::BadSignature(i) => write!(f, "reveal {i}: invalid signature"),
             EvidenceError::Unresolved => f.write_str("a dispute is not settled by a valid proof"),
+            EvidenceError::UnfoundedRefusal => {
+                f.write_str("a refused blame names a node whose reveal the evidence holds")
+            }
             EvidenceError::WrongVerdict { who, kind } => {
                 write!(
                     f,
@@ -460,6 +468,15 @@ impl<'b> Draft<'b> {
         put(at + 2 + NONCE_LEN + 33 + bits_len, signature);
     }
 
+    /// The link nonce the member at `position` had in the round's interval (its place).
+    pub fn client_nonce(&self, position: usize) -> [u8; NONCE_LEN] {
+        let at = self.client_at(position) + 2;
+        self.out
+            .get(at..at + NONCE_LEN)
+            .and_then(|n| n.try_into().ok())
+            .unwrap_or([0; NONCE_LEN])
+    }
+
     /// Writes only the index and link nonce of the member at `position` (before its reveal
     /// arrives, or for good if none does).
     pub fn client_place(&mut self, position: usize, index: u16, nonce: &[u8; NONCE_LEN]) {
@@ -750,45 +767,50 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
     let decoded_hash: [u8; 32] = *e.field(122);
     let proof: [u8; PROOF_LEN] = *e.field(154);
     let pseudonym = keys.pseudonym(slot).ok_or(EvidenceError::UnknownKey)?;
-    if let Some(at) = e.tail_at {
-        // A sprung trap: `R_I` is the file's (every member checked it against the
-        // interval's announcement before revealing), the proof shows `Z = r_I·P_s` for the
-        // slot's key, and the bit lies in a trap byte, where the owner wrote 0.
-        let grounds = TrapGrounds {
-            announced: *e.field(at),
-            point: *e.field(at + 32),
-            proof,
-        };
-        let cell_len = u32::from_be_bytes(*e.field(at + 64)) as usize;
-        let facts = TrapFacts {
-            group_id: *group_id,
-            session_id: *session_id,
-            interval,
-            announced: grounds.announced,
-            slot,
-            pseudonym,
-            exchange,
-            len: cell_len,
-        };
-        grounds.check(bit, &facts).map_err(EvidenceError::BadTrap)?;
-    } else {
-        let accusation = Accusation {
-            exchange,
-            bit,
-            proof,
-        };
-        if !verify_accusation(
-            &accusation,
-            interval,
-            &pseudonym,
-            group_id,
-            session_id,
-            view,
-            slot,
-        ) {
-            return Err(EvidenceError::BadAccusation);
+    // The grounds, and the cell length their check uses (the trap form's).
+    let (grounds, cell_len) = match e.tail_at {
+        Some(at) => (
+            Grounds::Trap(TrapGrounds {
+                announced: *e.field(at),
+                point: *e.field(at + 32),
+                proof,
+            }),
+            u32::from_be_bytes(*e.field(at + 64)),
+        ),
+        None => (
+            Grounds::Accused(Accusation {
+                exchange,
+                bit,
+                proof,
+            }),
+            0,
+        ),
+    };
+    match &grounds {
+        Grounds::Trap(t) => {
+            // A sprung trap: the proof shows `Z = r_I·P_s` for the slot's key, and the bit
+            // lies in a trap byte, where the owner wrote 0. That `R_I` was the announced
+            // point and the length the exchange's is what every member checked before it
+            // signed `G`, which covers both.
+            let facts = TrapFacts {
+                group_id: *group_id,
+                session_id: *session_id,
+                interval,
+                announced: t.announced,
+                slot,
+                pseudonym,
+                exchange,
+                len: cell_len as usize,
+            };
+            t.check(bit, &facts).map_err(EvidenceError::BadTrap)?;
+        }
+        Grounds::Accused(a) => {
+            if !verify_accusation(a, interval, &pseudonym, group_id, session_id, view, slot) {
+                return Err(EvidenceError::BadAccusation);
+            }
         }
     }
+    let grounds = super::grounds::grounds_digest(view, slot, cell_len, &grounds);
     let trustee_nonces = nonces_digest((0..e.m).map(|t| e.trustee_nonce(t)));
     let client_nonces = nonces_digest((0..e.n).map(|p| e.client_nonce(p)));
     let mut last = None;
@@ -811,6 +833,7 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
             interval,
             exchange,
             bit,
+            grounds: &grounds,
             pad_nonce,
             trustee_nonces: &trustee_nonces,
             own: &own,
@@ -821,11 +844,20 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
             count: e.m as u16,
         };
         let sig = e.field::<64>(at + 33 + bits::bitmap_len(e.m));
+        // Every byte counts: a cell bit is 0 or 1, and an absent reveal is zeros.
+        if !entry_well_formed(e.bytes, at, bits::bitmap_len(e.m), sig) {
+            return Err(EvidenceError::Malformed);
+        }
         if *sig == [0; 64] {
             absent = true;
             continue;
         }
-        if !s.verify(&k.identity, sig) {
+        // A member not shown the decoded cell signed zeros for it.
+        let unshown = Statement {
+            decoded_hash: &[0; 32],
+            ..s
+        };
+        if !s.verify(&k.identity, sig) && !unshown.verify(&k.identity, sig) {
             return Err(EvidenceError::BadSignature(p));
         }
     }
@@ -839,6 +871,7 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
             interval,
             exchange,
             bit,
+            grounds: &grounds,
             pad_nonce,
             trustee_nonces: &trustee_nonces,
             own: &client_nonces,
@@ -849,6 +882,9 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
             count: e.n as u16,
         };
         let sig = e.field::<64>(at + 33 + bits::bitmap_len(e.n));
+        if !entry_well_formed(e.bytes, at, bits::bitmap_len(e.n), sig) {
+            return Err(EvidenceError::Malformed);
+        }
         if *sig == [0; 64] {
             absent = true;
             continue;
@@ -856,6 +892,15 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
         if !s.verify(&k.identity, sig) {
             return Err(EvidenceError::BadSignature(e.n + t));
         }
+    }
+    // A dispute's prover is 0 (the member) or 1 (the trustee).
+    if (0..e.disputes).any(|d| {
+        !matches!(
+            e.bytes.get(e.disputes_at + d * DISPUTE_LEN + 4),
+            Some(0 | 1)
+        )
+    }) {
+        return Err(EvidenceError::Malformed);
     }
     let verified = |who, kind, offline| Verified {
         interval,
@@ -869,6 +914,31 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
         decoded_hash,
     };
     if e.kind == BlameKind::RefusedBlame {
+        // The relay's word, but only about a node whose signed reveal the evidence lacks
+        // (the relay keeps every reveal that checks), or a member in a dispute that no
+        // proof in it settles.
+        let client_signed = |p: usize| {
+            *e.field::<64>(e.client_at(p) + 2 + NONCE_LEN + 33 + bits::bitmap_len(e.m)) != [0; 64]
+        };
+        let founded = match e.who {
+            Culprit::Client(i) => match (0..e.n).find(|&p| e.client_index(p) == i) {
+                Some(p) if !client_signed(p) => true,
+                Some(p) => {
+                    !absent
+                        && e.disputes == 0
+                        && matches!(judge(&e), Finding::Dispute { position, .. } if position == p)
+                }
+                None => false,
+            },
+            Culprit::Trustee(t) => {
+                let t = usize::from(t);
+                t < e.m && *e.field::<64>(e.trustee_at(t) + 33 + bits::bitmap_len(e.n)) == [0; 64]
+            }
+            Culprit::Relay => false,
+        };
+        if !founded {
+            return Err(EvidenceError::UnfoundedRefusal);
+        }
         return Ok(verified(e.who, e.kind, false));
     }
     if absent {
@@ -930,6 +1000,16 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
         return Err(EvidenceError::WrongVerdict { who, kind });
     }
     Ok(verified(who, kind, true))
+}
+
+/// Whether a reveal entry (cell hash at `at`, cell bit, `bits_len` bytes of pad bits, then
+/// `sig`) is well formed: its cell bit 0 or 1, and all zeros if it has no signature.
+fn entry_well_formed(bytes: &[u8], at: usize, bits_len: usize, sig: &[u8; 64]) -> bool {
+    let Some(entry) = bytes.get(at..at + 33 + bits_len) else {
+        return false;
+    };
+    let bit_ok = matches!(entry.get(32), Some(0 | 1));
+    bit_ok && (*sig != [0; 64] || entry.iter().all(|&b| b == 0))
 }
 
 /// SHA-256 of a cell (what reveals sign and the evidence names).

@@ -6,7 +6,14 @@
 //!         | 0x01 ‖ TrapGrounds (128)    a trap the relay found sprung (trap.rs)
 //! ```
 //!
-//! Owns the tag and the dispatch of the check. It must not run the round.
+//! Every reveal signs the digest `G` of the grounds it checked ([`grounds_digest`]): the
+//! tag and payload, with the view, the slot and (for trap grounds) the cell length its
+//! check used, so evidence carries nothing the verdict depends on that no signature
+//! covers.
+//!
+//! Owns the tag, the dispatch of the check and `G`. It must not run the round.
+
+use sha2::{Digest, Sha256};
 
 use super::trap::{TrapError, TrapFacts, TrapGrounds, TRAP_GROUNDS_LEN};
 use crate::wire::{Accusation, ACCUSE_LEN};
@@ -17,6 +24,28 @@ pub const GROUNDS_ACCUSED: u8 = 0;
 pub const GROUNDS_TRAP: u8 = 1;
 /// Bytes of the longest grounds.
 pub const MAX_GROUNDS_LEN: usize = 1 + TRAP_GROUNDS_LEN;
+
+const GROUNDS_LABEL: &[u8] = b"dissent-rs v3 blame grounds";
+
+/// `G`, what every reveal signs of the grounds it checked: SHA-256 of
+/// `"dissent-rs v3 blame grounds" ‖ view (32) ‖ slot (u16 BE) ‖ cell length (u32 BE: the
+/// exchange's for trap grounds, 0 for an accusation) ‖ tag ‖ payload`.
+pub fn grounds_digest(view: &[u8; 32], slot: u16, len: u32, grounds: &Grounds) -> [u8; 32] {
+    let mut bytes = [0u8; MAX_GROUNDS_LEN];
+    let n = grounds.emit(&mut bytes).unwrap_or(0);
+    let len = match grounds {
+        Grounds::Accused(_) => 0,
+        Grounds::Trap(_) => len,
+    };
+    Sha256::new()
+        .chain_update(GROUNDS_LABEL)
+        .chain_update(view)
+        .chain_update(slot.to_be_bytes())
+        .chain_update(len.to_be_bytes())
+        .chain_update(bytes.get(..n).unwrap_or(&[]))
+        .finalize()
+        .into()
+}
 
 /// The grounds of a blame round about `bit` of `exchange` of a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,5 +172,49 @@ impl Grounds {
                 )
                 .map_err(GroundsError::Trap),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blame::TrapGrounds;
+
+    fn hex(b: &[u8]) -> std::string::String {
+        b.iter().map(|x| std::format!("{x:02x}")).collect()
+    }
+
+    /// docs/protocol.md, "Reveal statement": `G` of an accusation and of trap grounds
+    /// (cross-checked with Python's hashlib over the documented concatenation).
+    #[test]
+    fn grounds_digest_vectors() {
+        let accused = Grounds::Accused(Accusation {
+            exchange: 300,
+            bit: 1234,
+            proof: [0x66; 64],
+        });
+        let trap = Grounds::Trap(TrapGrounds {
+            announced: [0x99; 32],
+            point: [0xaa; 32],
+            proof: [0x66; 64],
+        });
+        // An accusation's `G` has length 0 whatever the length given.
+        assert_eq!(
+            grounds_digest(&[3; 32], 3, 256, &accused),
+            grounds_digest(&[3; 32], 3, 0, &accused)
+        );
+        assert_eq!(
+            hex(&grounds_digest(&[3; 32], 3, 0, &accused)),
+            "2f597b18a54088c31424c907f0a4e50c9896ab759223ec0285bd9ac391dd0bd7"
+        );
+        assert_eq!(
+            hex(&grounds_digest(&[3; 32], 3, 256, &trap)),
+            "948dd078a2d6dab8a9308498e37a6d56fc6dc0b74543d11f30c0d1bf1a429eec"
+        );
+        // Every input counts.
+        let g = grounds_digest(&[3; 32], 3, 256, &trap);
+        assert_ne!(g, grounds_digest(&[4; 32], 3, 256, &trap));
+        assert_ne!(g, grounds_digest(&[3; 32], 4, 256, &trap));
+        assert_ne!(g, grounds_digest(&[3; 32], 3, 257, &trap));
     }
 }

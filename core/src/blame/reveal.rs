@@ -2,7 +2,8 @@
 //!
 //! The statement's digest is SHA-256 of
 //! `"dissent-rs v3 blame reveal" ‖ group (16) ‖ session (16) ‖ role (1: 0 client, 1
-//! trustee) ‖ index (2) ‖ interval (4) ‖ exchange (8) ‖ bit (4) ‖ pad nonce (24) ‖
+//! trustee) ‖ index (2) ‖ interval (4) ‖ exchange (8) ‖ bit (4) ‖ grounds digest (32,
+//! [`super::grounds_digest`]) ‖ pad nonce (24) ‖
 //! trustee nonces digest (32) ‖ own part (a client: its link nonce, 16; a trustee: the
 //! digest of the members' link nonces, 32) ‖ SHA-256 of the decoded cell it was sent
 //! (32; a trustee: zeros) ‖ SHA-256(cell) (32) ‖ cell bit (1) ‖ pad bit
@@ -39,6 +40,8 @@ pub struct Statement<'a> {
     pub exchange: u64,
     /// The accused bit.
     pub bit: u32,
+    /// The digest of the grounds the member checked ([`super::grounds_digest`]).
+    pub grounds: &'a [u8; 32],
     /// The exchange's pad nonce.
     pub pad_nonce: &'a PadNonce,
     /// SHA-256 of the interval's trustee nonces, in trustee order.
@@ -81,6 +84,7 @@ impl Statement<'_> {
             .chain_update(self.interval.to_be_bytes())
             .chain_update(self.exchange.to_be_bytes())
             .chain_update(self.bit.to_be_bytes())
+            .chain_update(self.grounds)
             .chain_update(self.pad_nonce)
             .chain_update(self.trustee_nonces)
             .chain_update(own)
@@ -171,6 +175,7 @@ mod tests {
             interval: 7,
             exchange: 300,
             bit: 1234,
+            grounds: &[0x99; 32],
             pad_nonce: &[0x33; 24],
             trustee_nonces: &trustee_nonces,
             own: &own,
@@ -206,15 +211,15 @@ mod tests {
     }
 
     /// The digests cross-checked with Python's hashlib over the concatenation the module
-    /// documents.
+    /// documents (`G` = `99`×32), the signature with Python's `cryptography` Ed25519.
     const VECTORS: [&str; 7] = [
         "1ccaa784d603c082ea050d6a9c2e0f41f387c042316c3f30e3c5be4c3108f6bf",
         "4cfdb328c67e66bc7775e58eba49b83c8c0f569f25a50a5048cee84561199f98",
-        "cadbc76314643edc69551548a1f301abc8e760b206ec84616bf62fd4b09fb338",
+        "00927e96e5b8b246fe91283becfb080ccbba281253006f8dc2407c0c168fbd81",
         "34b4d9043156cb6dcf0beb0a2949b7559c940d2bcb6dbe8c53a9b30278e3a746",
-        "0db774740dae56e1f3cc00fe520e089cdb9e2898dc942e09a3f6e0277fc03fac\
-         6bda440b3a622f91f8bed12585a3e14b5f5e21801ab365fc0013f14151212e0b",
-        "e35666d1dfbff4ae0607fbd56ea97e62135b8ddc02a57030f5b71e02425fa616",
+        "8ee3a905b39b4245dc8e72f01d1f98f23ef0266017c8ba472541bf31b8efcff3\
+         66e01895c4d49b86f5086e33b7a3ad3c22d9f8b3efbe90c8a1097b73347bd20e",
+        "2b68acf8e298382af1f9f9c96d467ed45af90f82d6475bca17df03ced49dbeca",
         "64697373656e742d727320763320626c616d65206468\
          01010101010101010101010101010101\
          02020202020202020202020202020202\

@@ -24,6 +24,8 @@ pub(super) const ASKED: usize = 16;
 /// An owned exchange whose sealed bytes are kept, and where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Kept {
+    /// The link it was sent on.
+    pub(super) link: u32,
     pub(super) interval: u32,
     pub(super) exchange: u64,
     pub(super) len: usize,

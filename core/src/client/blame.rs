@@ -9,13 +9,23 @@
 //! round it did not accept. It keeps the hash of every decoded cell the relay showed it
 //! (`Disrupted` frames), which its statement signs.
 //!
+//! A round is about one interval of one link: what it answered and kept is tagged with the
+//! link, so a relay restarted within one interval number (which numbers intervals and
+//! exchanges again) never gets an answer about a cell of the old link under the new link's
+//! facts. When its link drops in an interval, it keeps what that interval's round needs
+//! ([`Left`]) until the next interval is shown, so that a member that reconnects within the
+//! round answers it (a member whose answer the round lacks refused blame).
+//!
 //! Owns the answers and the keys they need. It must not decide what a cell holds or keep
 //! pad nonces (`reveal.rs` recomputes the cell and the pad bits).
 
 use heapless::{Deque, Vec};
 
 use super::Client;
-use crate::blame::{cell_hash, dh_context, nonces_digest, Culprit, Facts, Grounds, Statement};
+use crate::blame::{
+    cell_hash, dh_context, grounds_digest, nonces_digest, Culprit, Facts, Grounds, Statement,
+};
+use crate::crypto::IntervalKey;
 use crate::error::{ConfigError, PeerError};
 use crate::identity::IdentityKey;
 use crate::ristretto::keys::{PublicKey, SecretKey};
@@ -41,9 +51,15 @@ pub(super) struct BlameKeys<B> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Task {
     Reveal {
+        /// The link whose record the grounds were checked against: the reveal is of that
+        /// record or nothing (a relay restarted within the interval number meanwhile gets
+        /// nothing of another link's cell under these grounds).
+        link: u32,
         interval: u32,
         exchange: u64,
         bit: u32,
+        /// The digest of the grounds it checked, which its statement signs.
+        grounds: [u8; 32],
     },
     Dh {
         interval: u32,
@@ -52,15 +68,37 @@ enum Task {
     },
 }
 
+/// The interval a client was running when its link dropped: what a round about it needs.
+#[derive(Debug, Clone)]
+pub(super) struct Left {
+    link: u32,
+    interval: u32,
+    view: [u8; 32],
+    link_nonce: [u8; NONCE_LEN],
+    trustee_nonces: [u8; 32],
+    keys: Vec<IntervalKey, MAX_TRUSTEES>,
+}
+
+/// The interval a round is about, as this client answered it.
+struct Context<'a> {
+    link: u32,
+    view: [u8; 32],
+    link_nonce: [u8; NONCE_LEN],
+    trustee_nonces: [u8; 32],
+    keys: &'a [IntervalKey],
+}
+
 /// What a client holds for blame rounds besides its keys.
 #[derive(Debug, Default)]
 pub(super) struct BlameState {
     /// SHA-256 of the interval's trustee nonces (set when an interval is shown).
     trustee_nonces: [u8; 32],
-    /// (interval, exchange, SHA-256 of the decoded cell it was shown).
-    decoded: Deque<(u32, u64, [u8; 32]), DECODED>,
-    /// The round it accepted last: (interval, exchange).
-    accepted: Option<(u32, u64)>,
+    /// (link, interval, exchange, SHA-256 of the decoded cell it was shown).
+    decoded: Deque<(u32, u32, u64, [u8; 32]), DECODED>,
+    /// The round it accepted last: (link, interval, exchange).
+    accepted: Option<(u32, u32, u64)>,
+    /// The interval it was running when its link dropped, until the next one is shown.
+    left: Option<Left>,
     tasks: Deque<Task, 4>,
     /// Tests only: its reveals claim the pad bit it shares with trustee 0 flipped.
     #[cfg(feature = "disruptor")]
@@ -114,8 +152,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         self.slots as usize * 32
     }
 
-    /// The interval shown has these trustee nonces (its statement signs their digest).
+    /// The interval shown has these trustee nonces (its statement signs their digest). The
+    /// interval it left, if any, is no longer answered for: its round has ended.
     pub(super) fn note_trustee_nonces(&mut self, nonces: &[u8]) {
+        self.blame.left = None;
         self.blame.trustee_nonces = nonces_digest(
             nonces
                 .chunks_exact(NONCE_LEN)
@@ -131,7 +171,48 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let _ = self
             .blame
             .decoded
-            .push_back((interval, exchange, cell_hash(cell)));
+            .push_back((self.link, interval, exchange, cell_hash(cell)));
+    }
+
+    /// The link drops: the running interval is kept for a round about it.
+    pub(super) fn keep_for_blame(&mut self) {
+        let super::Phase::Running(running) = &self.phase else {
+            return;
+        };
+        self.blame.left = Some(Left {
+            link: self.link,
+            interval: running.interval,
+            view: running.view,
+            link_nonce: self.link_nonce,
+            trustee_nonces: self.blame.trustee_nonces,
+            keys: self.interval_keys.clone(),
+        });
+    }
+
+    /// The interval a round about `interval` is answered from: the running one, or the one
+    /// its last link left.
+    fn context(&self, interval: u32) -> Option<Context<'_>> {
+        match &self.phase {
+            super::Phase::Running(r) if r.interval == interval => Some(Context {
+                link: self.link,
+                view: r.view,
+                link_nonce: self.link_nonce,
+                trustee_nonces: self.blame.trustee_nonces,
+                keys: &self.interval_keys,
+            }),
+            _ => self
+                .blame
+                .left
+                .as_ref()
+                .filter(|l| l.interval == interval)
+                .map(|l| Context {
+                    link: l.link,
+                    view: l.view,
+                    link_nonce: l.link_nonce,
+                    trustee_nonces: l.trustee_nonces,
+                    keys: &l.keys,
+                }),
+        }
     }
 
     fn pseudonym_of(&self, slot: u16) -> Option<[u8; 32]> {
@@ -140,7 +221,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         keys.pseudonyms.as_ref().get(at..at + 32)?.try_into().ok()
     }
 
-    /// A `BlameRequest`: answered only if its grounds hold for the running interval.
+    /// A `BlameRequest`: answered only if its grounds hold for the interval it is about,
+    /// the running one or the one its last link left.
     pub(super) fn on_blame_request(
         &mut self,
         interval: u32,
@@ -149,25 +231,27 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         slot: u16,
         grounds: &[u8],
     ) -> Result<(), PeerError> {
-        let super::Phase::Running(running) = &self.phase else {
+        let Some(ctx) = self.context(interval) else {
+            // Refused: nothing is revealed.
             return Ok(());
         };
-        let view = running.view;
+        let (link, view) = (ctx.link, ctx.view);
         let Some(pseudonym) = self.pseudonym_of(slot) else {
             return Ok(());
         };
-        // The cell length is its own (the exchange it answered); without one it has
-        // nothing to reveal, and trap grounds name no trap byte. The trap point is the one
-        // in force when it answered: grounds under another point (a relay that announced
-        // the interval's number again) name bits its cell's layout did not keep at zero.
+        // The cell length is its own (the exchange it answered on that link); without one
+        // it has nothing to reveal, and trap grounds name no trap byte. The trap point is
+        // the one in force when it answered: grounds under another point (a relay that
+        // announced the interval's number again) name bits its cell's layout did not keep
+        // at zero.
         let (len, announced) = self
-            .answered_at(interval, exchange)
-            .map_or((0, running.trap), |a| (a.len, a.trap));
+            .answered_on(link, interval, exchange)
+            .map_or((0, [0; 32]), |a| (a.len, a.trap));
         let facts = Facts {
             group_id: self.group_id,
             session_id: self.session_id,
             view,
-            interval: running.interval,
+            interval,
             announced,
             slot,
             pseudonym,
@@ -175,11 +259,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             len,
             bit,
         };
-        let holds = Grounds::parse(grounds).and_then(|g| g.check(&facts));
-        if interval != running.interval || holds.is_err() {
+        let Ok(checked) = Grounds::parse(grounds).and_then(|g| g.check(&facts).map(|()| g)) else {
             // Refused: nothing is revealed.
             return Ok(());
-        }
+        };
+        let digest = grounds_digest(&view, slot, len as u32, &checked);
         // Its own accusation, if it was this one, has done its work.
         if self
             .pending
@@ -187,18 +271,26 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         {
             self.pending = None;
         }
-        self.blame.accepted = Some((interval, exchange));
+        self.blame.accepted = Some((link, interval, exchange));
         self.push_task(Task::Reveal {
+            link,
             interval,
             exchange,
             bit,
+            grounds: digest,
         });
         Ok(())
     }
 
-    /// A `BlameDhRequest` about the round it accepted, naming a trustee.
+    /// A `BlameDhRequest` about the round it accepted (of the running interval or the one
+    /// its last link left), naming a trustee.
     pub(super) fn on_blame_dh_request(&mut self, interval: u32, exchange: u64, peer: u16) {
-        if self.blame.accepted == Some((interval, exchange)) && usize::from(peer) < self.pairs.len()
+        let current = self.context(interval).map(|c| c.link);
+        if self
+            .blame
+            .accepted
+            .is_some_and(|a| Some(a.0) == current && (a.1, a.2) == (interval, exchange))
+            && usize::from(peer) < self.pairs.len()
         {
             self.push_task(Task::Dh {
                 interval,
@@ -220,10 +312,12 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         while let Some(task) = self.blame.tasks.pop_front() {
             let n = match task {
                 Task::Reveal {
+                    link,
                     interval,
                     exchange,
                     bit,
-                } => self.emit_reveal(interval, exchange, bit, out)?,
+                    grounds,
+                } => self.emit_reveal(link, interval, exchange, bit, &grounds, out)?,
                 Task::Dh {
                     interval,
                     exchange,
@@ -239,20 +333,21 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
 
     fn emit_reveal(
         &self,
+        link: u32,
         interval: u32,
         exchange: u64,
         bit: u32,
+        grounds: &[u8; 32],
         out: &mut [u8],
     ) -> Result<Option<usize>, WireError> {
-        let (Some(keys), Some(len)) = (
-            self.blame_keys.as_ref(),
-            self.answered_at(interval, exchange).map(|a| a.len),
-        ) else {
+        let ctx = self.context(interval).filter(|c| c.link == link);
+        let (Some(keys), Some(ctx)) = (self.blame_keys.as_ref(), ctx) else {
             return Ok(None);
         };
-        let Some(nonce) = self.answered_at(interval, exchange).map(|a| a.nonce) else {
+        let Some(&answered) = self.answered_on(ctx.link, interval, exchange) else {
             return Ok(None);
         };
+        let (len, nonce) = (answered.len, answered.nonce);
         let m = self.pairs.len();
         let bits_len = m.div_ceil(8);
         let f = wire::reveal_frame(interval, exchange, bit, bits_len, len, out)?;
@@ -260,13 +355,19 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let Some(cell) = tail.get_mut(..len) else {
             return Ok(None);
         };
-        if self.recompute_cell(interval, exchange, cell).is_err() {
+        if self
+            .recompute_on(ctx.link, ctx.keys, interval, exchange, cell)
+            .is_err()
+        {
             return Ok(None);
         }
         let Some(bits) = head.get_mut(f.pad_bits..f.pad_bits + bits_len) else {
             return Ok(None);
         };
-        if self.pad_bits(interval, exchange, bit, bits).is_err() {
+        if self
+            .pad_bits_on(ctx.link, ctx.keys, interval, exchange, bit, bits)
+            .is_err()
+        {
             return Ok(None);
         }
         #[cfg(feature = "disruptor")]
@@ -279,10 +380,11 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             .blame
             .decoded
             .iter()
-            .find(|d| d.0 == interval && d.1 == exchange)
-            .map_or([0; 32], |d| d.2);
+            .rev()
+            .find(|d| (d.0, d.1, d.2) == (ctx.link, interval, exchange))
+            .map_or([0; 32], |d| d.3);
         let mut own = [0u8; 32];
-        crate::field::put(&mut own, 0, &self.link_nonce);
+        crate::field::put(&mut own, 0, &ctx.link_nonce);
         let hash = cell_hash(cell);
         let statement = Statement {
             group_id: &self.group_id,
@@ -291,8 +393,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             interval,
             exchange,
             bit,
+            grounds,
             pad_nonce: &nonce,
-            trustee_nonces: &self.blame.trustee_nonces,
+            trustee_nonces: &ctx.trustee_nonces,
             own: &own,
             decoded_hash: &decoded,
             cell_hash: &hash,

@@ -288,6 +288,10 @@ pub struct Client<B> {
     /// The running interval's pad key with each trustee.
     interval_keys: Vec<IntervalKey, MAX_TRUSTEES>,
     link_nonce: [u8; NONCE_LEN],
+    /// Links this client opened (wrapping): what it answered and kept is tagged with the
+    /// link, since a relay restarted within one interval number numbers its intervals and
+    /// exchanges again.
+    link: u32,
     last_interval: Option<u32>,
     phase: Phase,
     hello_pending: bool,
@@ -437,6 +441,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             pairs,
             interval_keys: Vec::new(),
             link_nonce: [0; NONCE_LEN],
+            link: 0,
             last_interval: None,
             phase: Phase::Disconnected,
             hello_pending: false,
@@ -584,6 +589,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         // The keystream of one seed lasts 256 GiB: 2^34 links.
         self.link_nonce = [0; NONCE_LEN];
         self.link_rng.apply_keystream(&mut self.link_nonce);
+        self.link = self.link.wrapping_add(1);
         self.last_interval = None;
         self.phase = Phase::AwaitStart;
         self.hello_pending = true;
@@ -597,6 +603,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// settled against the history of the next interval, and downstream records not yet
     /// delivered are asked for again.
     pub fn handle_disconnected(&mut self, _now: Instant) {
+        // What it needs to answer a blame round about the interval it leaves.
+        #[cfg(feature = "blame-round")]
+        self.keep_for_blame();
         self.phase = Phase::Disconnected;
         self.head = self.delivered;
         self.hello_pending = false;

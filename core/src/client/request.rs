@@ -172,6 +172,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let nonce = running.transcript.pad_nonce();
         SerialPads.xor_pads(&self.interval_keys, &nonce, cell);
         self.record_answered(reveal::Answered {
+            link: self.link,
             interval,
             exchange,
             len,

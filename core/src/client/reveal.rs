@@ -8,7 +8,7 @@
 //! holds the identity key).
 
 use super::Client;
-use crate::crypto::{pad_bit, PadEngine, PadNonce, SerialPads};
+use crate::crypto::{pad_bit, IntervalKey, PadEngine, PadNonce, SerialPads};
 
 /// Exchanges whose pad nonces a client keeps, the latest ones.
 pub const ANSWERED: usize = 2 * crate::MAX_WINDOW;
@@ -27,6 +27,8 @@ pub(super) enum Wrote {
 /// One answered exchange.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Answered {
+    /// The link it answered on.
+    pub(super) link: u32,
     pub(super) interval: u32,
     pub(super) exchange: u64,
     pub(super) len: usize,
@@ -61,13 +63,19 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let _ = self.answered_ring.push_back(answered);
     }
 
+    /// The record of `exchange` of `interval` answered on the running link.
     pub(super) fn answered_at(&self, interval: u32, exchange: u64) -> Option<&Answered> {
-        // The latest: a relay restarted within one interval number numbers its exchanges
-        // again.
+        self.answered_on(self.link, interval, exchange)
+    }
+
+    /// The record of `exchange` of `interval` answered on `link`: a relay restarted within
+    /// one interval number numbers its exchanges again, on another link (and the latest
+    /// record wins on one link).
+    pub(super) fn answered_on(&self, link: u32, interval: u32, exchange: u64) -> Option<&Answered> {
         self.answered_ring
             .iter()
             .rev()
-            .find(|a| a.interval == interval && a.exchange == exchange)
+            .find(|a| a.link == link && a.interval == interval && a.exchange == exchange)
     }
 
     /// Recomputes the cell this client sent for `exchange` of `interval` (the running
@@ -78,12 +86,25 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         exchange: u64,
         out: &mut [u8],
     ) -> Result<usize, RevealError> {
-        let a = *self
-            .answered_at(interval, exchange)
-            .ok_or(RevealError::Forgotten)?;
         if self.interval_keys.is_empty() || self.running_interval() != Some(interval) {
             return Err(RevealError::Forgotten);
         }
+        self.recompute_on(self.link, &self.interval_keys, interval, exchange, out)
+    }
+
+    /// [`Client::recompute_cell`] for `exchange` of `interval` answered on `link` with
+    /// `keys`.
+    pub(super) fn recompute_on(
+        &self,
+        link: u32,
+        keys: &[IntervalKey],
+        interval: u32,
+        exchange: u64,
+        out: &mut [u8],
+    ) -> Result<usize, RevealError> {
+        let a = *self
+            .answered_on(link, interval, exchange)
+            .ok_or(RevealError::Forgotten)?;
         let cell = out.get_mut(..a.len).ok_or(RevealError::BufferTooSmall)?;
         cell.fill(0);
         match a.wrote {
@@ -93,13 +114,13 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             }
             Wrote::Sealed => {
                 let kept = self
-                    .kept_cell(interval, exchange)
+                    .kept_cell_on(link, interval, exchange)
                     .filter(|k| k.len() == a.len)
                     .ok_or(RevealError::SealedForgotten)?;
                 cell.copy_from_slice(kept);
             }
         }
-        SerialPads.xor_pads(&self.interval_keys, &a.nonce, cell);
+        SerialPads.xor_pads(keys, &a.nonce, cell);
         // A disruptor reveals the cell it really sent (and so convicts itself).
         #[cfg(feature = "disruptor")]
         if let Some(d) = &self.disruptor {
@@ -118,18 +139,34 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         bit: u32,
         out: &mut [u8],
     ) -> Result<usize, RevealError> {
-        let a = *self
-            .answered_at(interval, exchange)
-            .ok_or(RevealError::Forgotten)?;
         if self.interval_keys.is_empty() || self.running_interval() != Some(interval) {
             return Err(RevealError::Forgotten);
         }
-        let n = self.interval_keys.len();
+        self.pad_bits_on(self.link, &self.interval_keys, interval, exchange, bit, out)
+    }
+
+    /// [`Client::pad_bits`] for `exchange` of `interval` answered on `link` with `keys`.
+    pub(super) fn pad_bits_on(
+        &self,
+        link: u32,
+        keys: &[IntervalKey],
+        interval: u32,
+        exchange: u64,
+        bit: u32,
+        out: &mut [u8],
+    ) -> Result<usize, RevealError> {
+        let a = *self
+            .answered_on(link, interval, exchange)
+            .ok_or(RevealError::Forgotten)?;
+        if keys.is_empty() {
+            return Err(RevealError::Forgotten);
+        }
+        let n = keys.len();
         let bitmap = out
             .get_mut(..n.div_ceil(8))
             .ok_or(RevealError::BufferTooSmall)?;
         bitmap.fill(0);
-        for (t, key) in self.interval_keys.iter().enumerate() {
+        for (t, key) in keys.iter().enumerate() {
             if pad_bit(key, &a.nonce, bit) {
                 crate::bits::set(bitmap, t);
             }

@@ -188,11 +188,17 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         }
     }
 
-    /// The sealed bytes this client wrote into `exchange` of `interval`, if kept.
+    /// The sealed bytes this client wrote into `exchange` of `interval` on the running
+    /// link, if kept.
     pub(super) fn kept_cell(&self, interval: u32, exchange: u64) -> Option<&[u8]> {
+        self.kept_cell_on(self.link, interval, exchange)
+    }
+
+    /// The sealed bytes this client wrote into `exchange` of `interval` on `link`, if kept.
+    pub(super) fn kept_cell_on(&self, link: u32, interval: u32, exchange: u64) -> Option<&[u8]> {
         let sealer = self.sealer.as_ref()?;
         let (at, kept) = sealer.kept.iter().enumerate().find_map(|(at, k)| {
-            k.filter(|k| k.interval == interval && k.exchange == exchange)
+            k.filter(|k| k.link == link && k.interval == interval && k.exchange == exchange)
                 .map(|k| (at, k))
         })?;
         let start = (2 + at) * sealer.stride;
@@ -394,6 +400,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         exchange: u64,
         cell: &mut [u8],
     ) -> Option<Prepared> {
+        let link = self.link;
         if let (Some(sealer), None) = (&mut self.sealer, self.stage.taken) {
             let found = sealer.prepared.iter().enumerate().find_map(|(i, p)| {
                 p.filter(|p| {
@@ -419,6 +426,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                     sealer.copied = Some((
                         i,
                         Kept {
+                            link,
                             interval: running.interval,
                             exchange,
                             len: cell.len(),

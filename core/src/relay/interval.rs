@@ -204,6 +204,17 @@ where
         self.draining && !matches!(self.phase, Phase::Running(_))
     }
 
+    /// Whether a blame round about `interval` holds it open (`round.rs`).
+    fn round_holds(&self, interval: u32) -> bool {
+        #[cfg(feature = "blame-round")]
+        return self.blame_holds(interval);
+        #[cfg(not(feature = "blame-round"))]
+        {
+            let _ = interval;
+            false
+        }
+    }
+
     /// Moves between phases as connections and progress allow.
     pub(super) fn advance(&mut self, now: Instant) {
         loop {
@@ -259,14 +270,17 @@ where
                         Some(Stop::Drain)
                             if running.done == running.next
                                 && running.client_request.is_none()
-                                && self.decoding.is_none() =>
+                                && self.decoding.is_none()
+                                && !self.round_holds(running.interval) =>
                         {
                             let asked = running.asked;
                             self.end_interval(running.interval, running.done, asked);
                             continue;
                         }
                         Some(Stop::Abort { end_at })
-                            if running.done >= end_at && self.decoding.is_none() =>
+                            if running.done >= end_at
+                                && self.decoding.is_none()
+                                && !self.round_holds(running.interval) =>
                         {
                             let asked = running.asked;
                             self.end_interval(running.interval, running.done, asked);

@@ -291,6 +291,11 @@ where
             PeerId::Trustee(j) => self.trustees |= 1 << j,
         }
         self.push_event(RelayEvent::Joined { peer });
+        #[cfg(feature = "blame-round")]
+        if let (PeerId::Client(i), true) = (peer, running_member) {
+            // A member back within a blame round about its interval answers it.
+            self.blame_rejoined(i);
+        }
         if let (PeerId::Trustee(trustee), false) = (peer, hello.blame) {
             self.push_event(RelayEvent::TrusteeWithoutBlame { trustee });
         }

@@ -37,8 +37,8 @@ use crate::bits::Bits;
 use crate::blame::commit::{ExchangeKey, FINGERPRINT_LEN};
 use crate::blame::evidence::Draft;
 use crate::blame::{
-    cell_hash, nonces_digest, resolve_dispute, BlameKind, Culprit, DisputeFacts, Facts, Finding,
-    Grounds, Header, Statement, MAX_GROUNDS_LEN,
+    cell_hash, grounds_digest, nonces_digest, resolve_dispute, BlameKind, Culprit, DisputeFacts,
+    Facts, Finding, Grounds, Header, Statement, MAX_GROUNDS_LEN,
 };
 use crate::crypto::PadNonce;
 use crate::error::ConfigError;
@@ -82,6 +82,8 @@ struct Active {
     decoded_hash: [u8; 32],
     trustee_nonces: [u8; 32],
     members_digest: [u8; 32],
+    /// The grounds' digest every reveal signs.
+    grounds_digest: [u8; 32],
     deadline: Instant,
     /// Trustees that said in their Hello they take no part (bit `j` for trustee `j`): the
     /// round does not wait for them.
@@ -110,6 +112,9 @@ pub(super) struct Rounds<B> {
     decoded: Deque<(u32, u64, [u8; 32]), 16>,
     /// Rounds that ended without every trustee's reveal.
     incomplete: u64,
+    /// Members of the running round that came back on a new link before answering: owed
+    /// its request again.
+    resend: Deque<u16, 8>,
     /// Tests only: sprung traps start no round (owners' accusations alone are exercised).
     #[cfg(feature = "disruptor")]
     traps_ignored: bool,
@@ -129,6 +134,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
             traps_ignored: false,
             decoded: Deque::new(),
             incomplete: 0,
+            resend: Deque::new(),
         }
     }
 
@@ -314,6 +320,37 @@ where
         self.rounds.active.is_some()
     }
 
+    /// Whether a round about `interval` runs: the interval does not end before the round
+    /// does (a member that leaves is waited for until the deadline, and refused blame if
+    /// it has not answered by then; the others answer from that interval's state).
+    pub(super) fn blame_holds(&self, interval: u32) -> bool {
+        self.rounds.active.is_some_and(|a| a.q.interval == interval)
+    }
+
+    /// Client `i` came back on a new link while a round about its interval runs, before
+    /// it answered: it is sent the request again.
+    pub(super) fn blame_rejoined(&mut self, i: u16) {
+        let Some(a) = self.rounds.active else {
+            return;
+        };
+        if !a.request_sent || a.dispute.is_some() || self.member_position(i).is_none() {
+            return;
+        }
+        let (answered, _, _) = self.rounds.flags();
+        if crate::bits::test(answered, usize::from(i)) || self.rounds.resend.iter().any(|&r| r == i)
+        {
+            return;
+        }
+        if self.rounds.resend.push_back(i).is_err() {
+            // More came back than are remembered: the request to everyone again (a
+            // member that answered already is not counted twice).
+            self.rounds.resend.clear();
+            if let Some(active) = &mut self.rounds.active {
+                active.request_sent = false;
+            }
+        }
+    }
+
     /// When the running round times out.
     pub(super) fn blame_deadline(&self) -> Option<Instant> {
         match self.rounds.active {
@@ -414,6 +451,7 @@ where
         if grounds.check(&facts).is_err() {
             return drop(self);
         }
+        let digest_of_grounds = grounds_digest(&facts.view, q.slot, cell_len, &grounds);
         let decoded_hash = self
             .rounds
             .decoded
@@ -501,6 +539,7 @@ where
             decoded_hash,
             trustee_nonces: trustee_digest,
             members_digest,
+            grounds_digest: digest_of_grounds,
             deadline: now + self.cfg.exchange_timeout,
             without,
             request_sent: false,
@@ -578,9 +617,16 @@ where
         let identity = self.rounds.key(node, 0).unwrap_or([0; 32]);
         let hash = cell_hash(cell);
         let cell_bit = crate::bits::test(cell, bit as usize);
+        // A member's link nonce is the one it had in the round's interval (the draft holds
+        // it): one that left and came back within the round has another link now.
         let mut own = [0u8; 32];
+        let nonce = {
+            let (_, _, evidence) = self.rounds.flags();
+            position
+                .and_then(|p| Draft::resume(evidence, a.n, a.m).map(|d| d.client_nonce(p)))
+                .unwrap_or([0; NONCE_LEN])
+        };
         if let PeerId::Client(_) = peer {
-            let nonce = self.peer(peer).map_or([0; NONCE_LEN], |p| p.nonce);
             crate::field::put(&mut own, 0, &nonce);
         } else {
             own = a.members_digest;
@@ -596,6 +642,7 @@ where
             interval,
             exchange,
             bit,
+            grounds: &a.grounds_digest,
             pad_nonce: &a.pad_nonce,
             trustee_nonces: &a.trustee_nonces,
             own: &own,
@@ -610,8 +657,18 @@ where
             count: count as u16,
         };
         let signature: Option<&[u8; 64]> = signature.try_into().ok();
+        // A member that was not shown the decoded cell (its link dropped before the
+        // `Disrupted` frame reached it) signs zeros for it.
+        let unshown = Statement {
+            decoded_hash: &[0; 32],
+            ..statement
+        };
+        let signed = signature.is_some_and(|sig| {
+            statement.verify(&identity, sig)
+                || (position.is_some() && unshown.verify(&identity, sig))
+        });
         let ok = pad_bits.len() == crate::bits::bitmap_len(count)
-            && signature.is_some_and(|sig| statement.verify(&identity, sig))
+            && signed
             && self.pinned_matches(node, cell);
         let (_, refused, evidence) = self.rounds.flags();
         if !ok {
@@ -620,11 +677,6 @@ where
         {
             match (peer, position) {
                 (PeerId::Client(i), Some(p)) => {
-                    let nonce = self
-                        .peers
-                        .as_ref()
-                        .get(usize::from(i))
-                        .map_or([0; NONCE_LEN], |p| p.nonce);
                     draft.client(p, i, &nonce, &hash, cell_bit, pad_bits, sig);
                 }
                 (PeerId::Trustee(t), _) => {
@@ -719,11 +771,11 @@ where
             .rounds
             .key(clients + usize::from(d.trustee), 1)
             .unwrap_or([0; 32]);
-        let client_nonce = self
-            .peers
-            .as_ref()
-            .get(usize::from(d.client))
-            .map_or([0; NONCE_LEN], |p| p.nonce);
+        let client_nonce = {
+            let (_, _, evidence) = self.rounds.flags();
+            Draft::resume(evidence, a.n, a.m)
+                .map_or([0; NONCE_LEN], |dr| dr.client_nonce(d.position))
+        };
         let trustee_nonce = self
             .nonces
             .get(usize::from(d.trustee))
@@ -909,6 +961,9 @@ where
             exchange,
             verdict: first,
         });
+        self.rounds.resend.clear();
+        // The interval it held may end now.
+        self.advance(now);
     }
 
     /// The running round's next request: `BlameRequest` to every trustee and member, or a
@@ -934,6 +989,27 @@ where
             }
             return Ok(Some(Transmit {
                 destination: Destination::TrusteesAndMembers,
+                len,
+                close_after: false,
+            }));
+        }
+        while let Some(i) = self.rounds.resend.pop_front() {
+            let Some(link) = self.link_of(PeerId::Client(i)) else {
+                continue;
+            };
+            let Some(grounds) = a.q.grounds.get(..a.q.grounds_len) else {
+                return Ok(None);
+            };
+            let len = Message::BlameRequest {
+                interval: a.q.interval,
+                exchange: a.q.exchange,
+                bit: a.q.bit,
+                slot: a.q.slot,
+                grounds,
+            }
+            .emit_frame(out)?;
+            return Ok(Some(Transmit {
+                destination: Destination::Link(link),
                 len,
                 close_after: false,
             }));

@@ -49,7 +49,9 @@ where
                 earliest(since + self.cfg.exchange_timeout)
             }
             Phase::Running(running) => {
-                if running.done < running.next {
+                // An aborted interval waits for no cell (it may be held by a blame round).
+                let aborted = matches!(running.stop, Some(Stop::Abort { .. }));
+                if running.done < running.next && !aborted {
                     if let Some(oldest) = self.window.issued(running.done) {
                         earliest(oldest.issued + self.cfg.exchange_timeout);
                         let q = self.quorums.exchange(running.interval, running.done);

@@ -455,6 +455,12 @@ impl BlameGroup {
         let trustee_nonces = nonces_digest(&self.trustee_nonces);
         let client_nonces = nonces_digest(&self.client_nonces);
         let decoded_hash = cell_hash(&x.decoded);
+        let grounds = crate::blame::grounds_digest(
+            &VIEW,
+            slot,
+            0,
+            &crate::blame::Grounds::Accused(*accusation),
+        );
         let statement = |who, own: &[u8; 32], hash: &[u8; 32], cell_bit, bits: &[u8], count| {
             let trustee = matches!(who, Culprit::Trustee(_));
             Statement {
@@ -464,6 +470,7 @@ impl BlameGroup {
                 interval: INTERVAL,
                 exchange: accusation.exchange,
                 bit: b,
+                grounds: &grounds,
                 pad_nonce: &x.pad_nonce,
                 trustee_nonces: &trustee_nonces,
                 own,

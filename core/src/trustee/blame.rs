@@ -12,7 +12,9 @@ use heapless::Deque;
 use sha2::{Digest, Sha256};
 
 use super::{Phase, Trustee};
-use crate::blame::{cell_hash, dh_context, nonces_digest, Culprit, Facts, Grounds, Statement};
+use crate::blame::{
+    cell_hash, dh_context, grounds_digest, nonces_digest, Culprit, Facts, Grounds, Statement,
+};
 use crate::crypto::{IntervalKey, PairKey};
 use crate::error::{ConfigError, PeerError};
 use crate::identity::IdentityKey;
@@ -37,6 +39,8 @@ enum Task {
         interval: u32,
         exchange: u64,
         bit: u32,
+        /// The digest of the grounds it checked, which its statement signs.
+        grounds: [u8; 32],
     },
     Dh {
         interval: u32,
@@ -124,8 +128,18 @@ where
         self.blame.members.update(nonce);
     }
 
-    /// The interval's start: its trustee nonces and its view.
+    /// The link is new or gone: no round accepted before is answered any more.
+    pub(super) fn forget_rounds(&mut self) {
+        self.blame.accepted = None;
+        self.blame.tasks.clear();
+    }
+
+    /// The interval's start: its trustee nonces and its view. Rounds are about the running
+    /// interval only: the cells of any earlier one (another interval with the same number
+    /// included) are forgotten.
     pub(super) fn note_start(&mut self, nonces: &[u8], view: &[u8; 32]) {
+        self.sent_cells.clear();
+        self.forget_rounds();
         self.blame.members_digest = core::mem::take(&mut self.blame.members).finalize().into();
         self.blame.trustee_nonces = nonces_digest(
             nonces
@@ -171,15 +185,17 @@ where
             len,
             bit,
         };
-        let holds = Grounds::parse(grounds).and_then(|g| g.check(&facts));
-        if interval != running_interval || holds.is_err() {
+        let holds = Grounds::parse(grounds).and_then(|g| g.check(&facts).map(|()| g));
+        let (true, Ok(checked)) = (interval == running_interval, holds) else {
             return Ok(());
-        }
+        };
+        let digest = grounds_digest(&facts.view, slot, len as u32, &checked);
         self.blame.accepted = Some((interval, exchange));
         self.push_task(Task::Reveal {
             interval,
             exchange,
             bit,
+            grounds: digest,
         });
         Ok(())
     }
@@ -210,7 +226,8 @@ where
                     interval,
                     exchange,
                     bit,
-                } => self.emit_reveal(interval, exchange, bit, out)?,
+                    grounds,
+                } => self.emit_reveal(interval, exchange, bit, &grounds, out)?,
                 Task::Dh {
                     interval,
                     exchange,
@@ -229,6 +246,7 @@ where
         interval: u32,
         exchange: u64,
         bit: u32,
+        grounds: &[u8; 32],
         out: &mut [u8],
     ) -> Result<Option<usize>, WireError> {
         let Some(keys) = self.blame_keys.as_ref() else {
@@ -267,6 +285,7 @@ where
             interval,
             exchange,
             bit,
+            grounds,
             pad_nonce: &nonce,
             trustee_nonces: &self.blame.trustee_nonces,
             own: &self.blame.members_digest,

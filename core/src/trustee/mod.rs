@@ -277,6 +277,13 @@ where
         self.refusal = None;
         self.unreported.clear();
         self.cells.clear();
+        // A relay restarted within one interval number numbers its exchanges again: no
+        // round on another link is answered from this link's cells, or the other way.
+        #[cfg(feature = "blame-round")]
+        {
+            self.sent_cells.clear();
+            self.forget_rounds();
+        }
     }
 
     /// Handles one frame body from the relay.

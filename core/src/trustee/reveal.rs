@@ -42,6 +42,7 @@ where
         let cell = *self
             .sent_cells
             .iter()
+            .rev()
             .find(|c| c.interval == interval && c.exchange == exchange)
             .ok_or(RevealError::Forgotten)?;
         let keys = self.interval_keys.as_ref();
