@@ -547,6 +547,9 @@ impl Net {
             let at = usize::from(slot) * 32;
             pseudonyms[at..at + 32].copy_from_slice(&pad_public_key(&pseudonym_secret(i)));
         }
+        let identity = |s: [u8; 32]| crate::identity::IdentityKey::from_bytes(&s).public();
+        let client_ids: Vec<[u8; 32]> = (0..n).map(|i| identity(client_identity(i))).collect();
+        let trustee_ids: Vec<[u8; 32]> = (0..m).map(|j| identity(trustee_identity(j))).collect();
         let clients = (0..n)
             .map(|i| {
                 let mut c = new_client(&cfg, i, client_secrets[i], &trustee_pubs, slots[i]);
@@ -554,6 +557,7 @@ impl Net {
                     &client_identity(i),
                     &client_secrets[i],
                     &trustee_pubs,
+                    &trustee_ids,
                     pseudonyms.clone(),
                 )
                 .expect("blame keys");
@@ -581,6 +585,7 @@ impl Net {
                 let mut trustee = Trustee::with_vecs(&t).expect("trustee configuration");
                 let mut keys: Vec<u8> = client_pubs.iter().flatten().copied().collect();
                 keys.extend_from_slice(&pseudonyms);
+                keys.extend(client_ids.iter().flatten());
                 trustee
                     .set_blame_keys(&trustee_identity(j), &trustee_secrets[j], keys)
                     .expect("blame keys");

@@ -37,7 +37,7 @@ pub use evidence::{
 };
 pub use grounds::{grounds_digest, Facts, Grounds, GroundsError, MAX_GROUNDS_LEN};
 pub use judge::{judge, resolve_dispute, DisputeFacts, Finding, Reveals};
-pub use reveal::{dh_context, nonces_digest, Statement, DH_CONTEXT_LEN};
+pub use reveal::{dh_context, nonces_digest, DhRequest, Shown, Statement, DH_CONTEXT_LEN};
 pub use trap::{trap_context, TrapError, TrapFacts, TrapGrounds, TRAP_GROUNDS_LEN};
 
 /// Who a verdict names.

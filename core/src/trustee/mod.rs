@@ -328,12 +328,10 @@ where
                 grounds,
             } => self.on_blame_request(interval, exchange, bit, slot, grounds),
             #[cfg(feature = "blame-round")]
-            Message::BlameDhRequest {
-                interval,
-                exchange,
-                peer,
-            } => {
-                self.on_blame_dh_request(interval, exchange, peer);
+            m @ Message::BlameDhRequest { .. } => {
+                if let Some(r) = crate::blame::DhRequest::of(&m) {
+                    self.on_blame_dh_request(&r);
+                }
                 Ok(())
             }
             _ => Err(PeerError::Unexpected),
