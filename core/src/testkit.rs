@@ -48,6 +48,8 @@ use crate::{Duration, Instant};
 
 /// The first byte of a `BlameReveal` body (postcard's variant index).
 const BLAME_REVEAL_VARIANT: u8 = 20;
+/// The first byte of a `BlameDhRequest` body.
+const BLAME_DH_REQUEST_VARIANT: u8 = 21;
 /// The first byte of a `BlameDhProof` body.
 const BLAME_DH_PROOF_VARIANT: u8 = 22;
 
@@ -443,6 +445,14 @@ pub struct Net {
     pub reveals: Vec<PeerId>,
     /// Nodes whose blame answers never reach the relay (they refuse blame).
     pub refuse_blame: Vec<Node>,
+    /// `BlameDhRequest` bodies delivered to nodes, by receiver.
+    pub dh_requests: Vec<(Node, Vec<u8>)>,
+    /// `BlameDhProof` bodies nodes sent, by sender (recorded whether or not they reach the
+    /// relay).
+    pub dh_proofs: Vec<(Node, Vec<u8>)>,
+    /// Whether `BlameDhProof` frames are dropped before the relay (a dispute then stays
+    /// open until its deadline).
+    pub drop_dh_proofs: bool,
     /// Nodes whose `BlameReveal` reaches the relay with its cell's last byte flipped.
     pub garble_reveal: Vec<Node>,
     links: HashMap<LinkId, LinkState>,
@@ -629,6 +639,9 @@ impl Net {
             excluded: Vec::new(),
             reveals: Vec::new(),
             refuse_blame: Vec::new(),
+            dh_requests: Vec::new(),
+            dh_proofs: Vec::new(),
+            drop_dh_proofs: false,
             garble_reveal: Vec::new(),
             links: HashMap::new(),
             node_link: HashMap::new(),
@@ -1051,8 +1064,11 @@ impl Net {
                 body = &garbled;
             }
         }
-        if self.refuse_blame.contains(&node) && body.first() == Some(&BLAME_DH_PROOF_VARIANT) {
-            return;
+        if body.first() == Some(&BLAME_DH_PROOF_VARIANT) {
+            self.dh_proofs.push((node, body.to_vec()));
+            if self.drop_dh_proofs || self.refuse_blame.contains(&node) {
+                return;
+            }
         }
         let state = self.links.get_mut(&link).expect("the link is known");
         if !state.hello_done {
@@ -1082,6 +1098,9 @@ impl Net {
                 }
                 return;
             }
+        }
+        if body.first() == Some(&BLAME_DH_REQUEST_VARIANT) {
+            self.dh_requests.push((node, body.to_vec()));
         }
         let failed = match node {
             Node::Client(i) => self.deliver_to_client(i, link, body),
