@@ -6,7 +6,8 @@
 //!   decoded cell has 1, never one where it wrote 1).
 //! - [`reveal`]: what a member signs with its identity key when it reveals its part of an
 //!   exchange at one bit: its cell's hash and bit, its pad bits, and the nonces its pads
-//!   were made with.
+//!   were made with; and [`reveal::Shown`], the other side's reveal a dispute's request
+//!   must show before a member proves a pair's Diffie–Hellman secret.
 //! - [`mod@judge`]: the verdict the reveals force (a member whose cell bit is not the XOR of
 //!   its own pad bits convicts itself; a pair that disagrees about its pad bit is a
 //!   dispute, settled by the pair's Diffie–Hellman secret with a DLEQ proof; everyone
