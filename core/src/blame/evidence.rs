@@ -605,12 +605,16 @@ impl Draft<'_> {
             )
         };
         let e = draft.get(at..at + nonce + 33 + bits + 64)?;
+        let (nonce, rest) = e.split_at_checked(nonce)?;
+        let (cell_hash, rest) = rest.split_at_checked(32)?;
+        let (&cell_bit, rest) = rest.split_first()?;
+        let (pad_bits, signature) = rest.split_at_checked(bits)?;
         Some(Entry {
-            nonce: &e[..nonce],
-            cell_hash: &e[nonce..nonce + 32],
-            cell_bit: e[nonce + 32] == 1,
-            pad_bits: &e[nonce + 33..nonce + 33 + bits],
-            signature: &e[nonce + 33 + bits..],
+            nonce,
+            cell_hash,
+            cell_bit: cell_bit == 1,
+            pad_bits,
+            signature,
         })
     }
 }

@@ -203,25 +203,32 @@ impl Shown<'_> {
         let mut own = [0u8; 32];
         let mut decoded = [0u8; 32];
         let r = self.reveal;
-        let rest = match who {
-            Culprit::Client(_) if r.len() == SHOWN_CLIENT_LEN => {
-                crate::field::put(&mut own, 0, &r[..NONCE_LEN]);
-                crate::field::put(&mut decoded, 0, &r[NONCE_LEN..NONCE_LEN + 32]);
-                &r[NONCE_LEN + 32..]
-            }
-            Culprit::Trustee(_) if r.len() == SHOWN_TRUSTEE_LEN => {
-                crate::field::put(&mut own, 0, &r[..32]);
-                &r[32..]
-            }
+        let (own_len, decoded_len) = match who {
+            Culprit::Client(_) if r.len() == SHOWN_CLIENT_LEN => (NONCE_LEN, 32),
+            Culprit::Trustee(_) if r.len() == SHOWN_TRUSTEE_LEN => (32, 0),
             _ => return false,
         };
+        let Some((own_part, rest)) = r.split_at_checked(own_len) else {
+            return false;
+        };
+        let Some((decoded_part, rest)) = rest.split_at_checked(decoded_len) else {
+            return false;
+        };
+        crate::field::put(&mut own, 0, own_part);
+        crate::field::put(&mut decoded, 0, decoded_part);
+        let Some((cell_hash, rest)) = rest.split_at_checked(32) else {
+            return false;
+        };
+        let Some((&cell_bit, signature)) = rest.split_first() else {
+            return false;
+        };
         let (Ok(cell_hash), Ok(signature)) = (
-            <&[u8; 32]>::try_from(&rest[..32]),
-            <&[u8; 64]>::try_from(&rest[33..]),
+            <&[u8; 32]>::try_from(cell_hash),
+            <&[u8; 64]>::try_from(signature),
         ) else {
             return false;
         };
-        if rest[32] > 1
+        if cell_bit > 1
             || at >= usize::from(count)
             || self.pad_bits.len() != crate::bits::bitmap_len(usize::from(count))
             || crate::bits::test(self.pad_bits, at) == mine
@@ -233,7 +240,7 @@ impl Shown<'_> {
             own: &own,
             decoded_hash: &decoded,
             cell_hash,
-            cell_bit: rest[32] == 1,
+            cell_bit: cell_bit == 1,
             bits: self.pad_bits,
             count,
             ..*round
