@@ -1,11 +1,12 @@
-//! A trustee's part in blame rounds (core feature `blame-round`, which the device trustee is
-//! built without): it checks a `BlameRequest`'s grounds ([`crate::blame::Grounds::check`])
-//! and, only if they hold, answers `BlameReveal` (its cell recomputed, its pad bits at the
-//! bit, one per member of the interval in index order, and its identity key's signature
-//! over the statement); asked in a dispute, it answers `BlameDhProof` for the named client
-//! only if the request shows that client's signed reveal of the same round claiming
-//! another pad bit for the pair than the trustee revealed ([`crate::blame::Shown`]): the
-//! secret fixes every pad of the pair, so a relay never learns it without a real dispute.
+//! A trustee's part in blame rounds (core feature `blame-round`): it checks a
+//! `BlameRequest`'s grounds ([`crate::blame::Grounds::check`]) and, only if they hold,
+//! answers `BlameReveal` (its cell recomputed, its pad bits at the bit, one per member of
+//! the interval in index order, and its identity key's signature over the statement);
+//! asked in a dispute (core feature `trustee-dh`, which a device trustee is built
+//! without), it answers `BlameDhProof` for the named client only if the request shows that
+//! client's signed reveal of the same round claiming another pad bit for the pair than the
+//! trustee revealed ([`crate::blame::Shown`]): the secret fixes every pad of the pair, so a
+//! relay never learns it without a real dispute.
 //!
 //! Owns the answers, the keys they need and the digests its statements sign (the members'
 //! link nonces, the trustee nonces, the interval's view). It must not change the cell path
@@ -15,18 +16,22 @@ use heapless::Deque;
 use sha2::{Digest, Sha256};
 
 use super::{Phase, Trustee};
-use crate::blame::{
-    cell_hash, dh_context, grounds_digest, nonces_digest, Culprit, DhRequest, Facts, Grounds,
-    Statement,
-};
+use crate::blame::{cell_hash, grounds_digest, nonces_digest, Culprit, Facts, Grounds, Statement};
+#[cfg(feature = "trustee-dh")]
+use crate::blame::{dh_context, DhRequest};
 use crate::crypto::{IntervalKey, PairKey};
 use crate::error::{ConfigError, PeerError};
 use crate::identity::IdentityKey;
-use crate::ristretto::keys::{PublicKey, SecretKey};
-use crate::wire::{self, Message, WireError};
+#[cfg(feature = "trustee-dh")]
+use crate::ristretto::keys::PublicKey;
+use crate::ristretto::keys::SecretKey;
+#[cfg(feature = "trustee-dh")]
+use crate::wire::Message;
+use crate::wire::{self, WireError};
 use crate::NONCE_LEN;
 
 /// The keys a trustee answers blame with.
+#[cfg_attr(not(feature = "trustee-dh"), allow(dead_code))]
 pub(super) struct BlameKeys<B> {
     identity: IdentityKey,
     dh: SecretKey,
@@ -46,6 +51,7 @@ enum Task {
         /// The digest of the grounds it checked, which its statement signs.
         grounds: [u8; 32],
     },
+    #[cfg(feature = "trustee-dh")]
     Dh {
         interval: u32,
         exchange: u64,
@@ -206,10 +212,12 @@ where
         Ok(())
     }
 
-    /// A `BlameDhRequest` about the round it accepted, naming a client: answered only if
+    /// A `BlameDhRequest` about the round it accepted, naming a client (core feature
+    /// `trustee-dh`): answered only if
     /// it shows that client's signed reveal of the round claiming another pad bit for the
     /// pair than this trustee revealed. Refusing anything else is what an honest trustee
     /// does (an honest relay only asks with such a reveal).
+    #[cfg(feature = "trustee-dh")]
     pub(super) fn on_blame_dh_request(&mut self, r: &DhRequest<'_>) {
         if self.shows_dispute(r) {
             self.push_task(Task::Dh {
@@ -220,6 +228,7 @@ where
         }
     }
 
+    #[cfg(feature = "trustee-dh")]
     fn shows_dispute(&self, r: &DhRequest<'_>) -> bool {
         let Some((interval, exchange, bit, grounds)) = self.blame.accepted else {
             return false;
@@ -293,6 +302,7 @@ where
                     bit,
                     grounds,
                 } => self.emit_reveal(interval, exchange, bit, &grounds, out)?,
+                #[cfg(feature = "trustee-dh")]
                 Task::Dh {
                     interval,
                     exchange,
@@ -365,6 +375,7 @@ where
         Ok(Some(f.len))
     }
 
+    #[cfg(feature = "trustee-dh")]
     fn emit_dh(
         &self,
         interval: u32,
