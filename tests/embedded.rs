@@ -468,6 +468,11 @@ fn secret(tag: u8, i: u16) -> [u8; 32] {
     dissent_core::testkit::secret(tag, usize::from(i))
 }
 
+/// The identity public key of an identity secret.
+fn identity_public(secret: &[u8; 32]) -> [u8; 32] {
+    dissent_core::identity::IdentityKey::from_bytes(secret).public()
+}
+
 const RELAY: u8 = 1;
 const CLIENT_LINK: u8 = 2;
 const CLIENT_SESSION: u8 = 3;
@@ -499,7 +504,16 @@ fn node_blob(role: NodeRole, index: u16, relay_port: u16) -> Vec<u8> {
     let slots: Vec<[u8; 32]> = (0..CLIENTS)
         .map(|i| pad_public_key(&secret(PSEUDONYM, i)))
         .collect();
-    let flat = [peers.concat(), slots.concat()].concat();
+    // Then the peers' identity public keys, which a dispute's request is checked under.
+    let ids: Vec<[u8; 32]> = match role {
+        NodeRole::Client => (0..TRUSTEES)
+            .map(|j| identity_public(&secret(IDENTITY, j + CLIENTS)))
+            .collect(),
+        NodeRole::Trustee => (0..CLIENTS)
+            .map(|i| identity_public(&secret(IDENTITY, i)))
+            .collect(),
+    };
+    let flat = [peers.concat(), slots.concat(), ids.concat()].concat();
     let client = role == NodeRole::Client;
     let pseudonym = [
         secret(PSEUDONYM, index),

@@ -22,7 +22,8 @@
 //! ([`FORMAT`], a varint) and then [`Node`]'s fields in declaration order. The peers' keys
 //! are one byte string of 32 bytes per key: the trustees' (for a client) or clients' (for a
 //! trustee) session public keys in index order, then every slot's pseudonym public key in
-//! slot order (what a blame round's grounds are checked under). The relay is a [`Relay`]: variant 0 and an IPv4
+//! slot order (what a blame round's grounds are checked under), then the peers' Ed25519
+//! identity public keys in index order (what a dispute's request is checked under). The relay is a [`Relay`]: variant 0 and an IPv4
 //! address (4 bytes), or variant 1 and a DNS name (a string: varint length, then the bytes),
 //! which the device resolves at each dial. The last two fields are the board's own address
 //! when it does not take one by DHCP ([`Ipv4Static`]: an option, 0 for none, or 1, the
@@ -39,7 +40,9 @@
 //! and its size in bytes, each a varint), so that a device trustee holds the relay to the
 //! group's own window; format 5 the client's pseudonym (last); format 6 the slots'
 //! pseudonym public keys after the peers' session keys, so that a device answers blame
-//! rounds. Formats 1 to 5 are refused with [`ProvisionError::Format`].
+//! rounds; format 7 the peers' identity public keys after them, so that a device proves a
+//! pair's secret only when shown its peer's contradicting reveal. Formats 1 to 6 are
+//! refused with [`ProvisionError::Format`].
 //!
 //! Boards without a hardware RNG get fresh entropy per boot in a separate seed area,
 //! `"SEED"` followed by 32 random bytes ([`parse_seed`]); the host rewrites it before every
@@ -67,7 +70,7 @@ pub const TRUSTEE_APP: [u8; 4] = *b"TRST";
 /// App tag of client firmware.
 pub const CLIENT_APP: [u8; 4] = *b"CLNT";
 /// Version of the node payload; a blob of another format is refused.
-pub const FORMAT: u16 = 6;
+pub const FORMAT: u16 = 7;
 /// Magic at the start of a seed blob.
 pub const SEED_MAGIC: [u8; 4] = *b"SEED";
 /// Bytes of entropy in a seed blob.
@@ -483,8 +486,9 @@ pub struct Node<'a> {
     /// The group's largest cell.
     pub max_cell_len: u32,
     /// The peers' session public keys (every trustee's for a client, every client's for a
-    /// trustee), then every slot's pseudonym public key: [`Node::pad_keys`] and
-    /// [`Node::pseudonym_keys`].
+    /// trustee), then every slot's pseudonym public key, then the peers' identity public
+    /// keys (what a blame dispute's request is signed with): [`Node::pad_keys`],
+    /// [`Node::pseudonym_keys`] and [`Node::identity_keys`].
     #[serde(borrow)]
     pub peer_keys: PeerKeys<'a>,
     /// A client's local TCP port for applications (0 for a trustee).
@@ -600,7 +604,19 @@ impl<'a> Node<'a> {
     /// Every slot's pseudonym public key (32 bytes each, in slot order).
     pub fn pseudonym_keys(&self) -> &'a [u8] {
         let bytes = self.peer_keys.as_bytes();
-        bytes.get(self.pad_keys().len()..).unwrap_or_default()
+        let at = self.pad_keys().len();
+        bytes
+            .get(at..at + usize::from(self.slots) * KEY_LEN)
+            .unwrap_or_default()
+    }
+
+    /// The peers' Ed25519 identity public keys (32 bytes each, in index order): the
+    /// trustees' for a client, the clients' for a trustee.
+    pub fn identity_keys(&self) -> &'a [u8] {
+        let bytes = self.peer_keys.as_bytes();
+        bytes
+            .get(self.pad_keys().len() + self.pseudonym_keys().len()..)
+            .unwrap_or_default()
     }
 
     /// The group's policy, as the blob gives it.
@@ -658,12 +674,12 @@ impl<'a> Node<'a> {
                     self.pseudonym.is_some_and(|p| p.0.len() == PSEUDONYM_LEN),
                     "pseudonym",
                 )?;
-                field(self.peer_keys.len() == trustees + slots, "peer_keys")
+                field(self.peer_keys.len() == 2 * trustees + slots, "peer_keys")
             }
             NodeRole::Trustee => {
                 field(self.index < self.trustees, "index")?;
                 field(self.pseudonym.is_none(), "pseudonym")?;
-                field(self.peer_keys.len() == clients + slots, "peer_keys")
+                field(self.peer_keys.len() == 2 * clients + slots, "peer_keys")
             }
         }
     }
@@ -822,19 +838,21 @@ mod tests {
 
     #[test]
     fn node_round_trips_borrowing_the_keys() {
-        let flat = keys(6);
+        let flat = keys(9);
         let node = trustee(&flat);
         let blob = node.to_blob();
         assert_eq!(blob.len(), HEADER_LEN + node.payload_len());
         assert_eq!(&blob[..8], b"DSPVTRST");
         let back = Node::parse(&blob, NodeRole::Trustee).unwrap();
         assert_eq!(back, node);
-        assert_eq!(back.peer_keys.len(), 6);
+        assert_eq!(back.peer_keys.len(), 9);
         assert_eq!(back.peer_keys.get(2).unwrap(), flat[64..96]);
-        assert_eq!(back.peer_keys.get(6), None);
-        // Three clients' pad keys, then three slots' pseudonym keys.
+        assert_eq!(back.peer_keys.get(9), None);
+        // Three clients' pad keys, three slots' pseudonym keys, three clients' identity
+        // keys.
         assert_eq!(back.pad_keys(), &flat[..96]);
-        assert_eq!(back.pseudonym_keys(), &flat[96..]);
+        assert_eq!(back.pseudonym_keys(), &flat[96..192]);
+        assert_eq!(back.identity_keys(), &flat[192..]);
         let again: Vec<[u8; 32]> = back.peer_keys.iter().collect();
         assert_eq!(again.concat(), flat);
         // The keys are read in place, not copied.
@@ -846,15 +864,15 @@ mod tests {
             &blob[at..at + flat.len()]
         ));
 
-        let flat = keys(5);
+        let flat = keys(7);
         let node = client(&flat);
         let mut area = [0xFFu8; 512];
         let n = node.emit(&mut area).unwrap();
         assert_eq!(&area[..8], b"DSPVCLNT");
-        // Two trustees' pad keys, then three slots' pseudonym keys.
+        // Two trustees' pad keys, three slots' pseudonym keys, two trustees' identity keys.
         assert_eq!(
-            (node.pad_keys(), node.pseudonym_keys()),
-            (&flat[..64], &flat[64..])
+            (node.pad_keys(), node.pseudonym_keys(), node.identity_keys()),
+            (&flat[..64], &flat[64..160], &flat[160..])
         );
         assert_eq!(Node::parse(&area, NodeRole::Client).unwrap(), node);
         assert_eq!(&area[..n], node.to_blob().as_slice());
@@ -862,8 +880,8 @@ mod tests {
 
     #[test]
     fn payload_bytes_are_the_documented_layout() {
-        // One client's pad key, then three slots' pseudonym keys.
-        let flat = [[0xAB; 32], [0xCD; 32], [0xCD; 32], [0xCD; 32]].concat();
+        // One client's pad key, three slots' pseudonym keys, the client's identity key.
+        let flat = [[0xAB; 32], [0xCD; 32], [0xCD; 32], [0xCD; 32], [0xEF; 32]].concat();
         let node = Node {
             clients: 1,
             trustees: 1,
@@ -880,7 +898,7 @@ mod tests {
         let blob = node.to_blob();
         let mut expect = Vec::new();
         expect.extend_from_slice(b"DSPVTRST");
-        let mut payload = std::vec![6, 1, 0]; // format 6, Trustee, index 0
+        let mut payload = std::vec![7, 1, 0]; // format 7, Trustee, index 0
         payload.extend([1; 16]);
         payload.extend([2; 16]);
         payload.extend([3; 32]);
@@ -889,9 +907,11 @@ mod tests {
         payload.extend([5; 32]);
         payload.extend([0, 10, 0, 2, 2, 0xAC, 0x02]); // Relay::Ipv4, address, port 300
         payload.extend([1, 1, 3, 0, 100, 0x80, 0x01]); // clients … max_cell_len 128
-        payload.extend([0x80, 0x01]); // 128 bytes of keys: the client's, then the slots'
+                                                       // 160 bytes of keys: the client's pad key, the slots', the client's identity key
+        payload.extend([0xA0, 0x01]);
         payload.extend([0xAB; 32]);
         payload.extend([0xCD; 96]);
+        payload.extend([0xEF; 32]);
         payload.extend([0, 1]); // local_port, min_clients
         payload.extend([1, 0xe8, 0x07, 0xac, 0x02]); // min_anonymity, window 1000 ms, 300 B
         payload.extend([0, 0, 0]); // no address, no Wi-Fi, no pseudonym
@@ -902,8 +922,8 @@ mod tests {
 
     #[test]
     fn a_relay_name_and_wifi_are_the_documented_layout() {
-        // The trustee's pad key, then the slot's pseudonym key.
-        let flat = [[0xAB; 32], [0xCD; 32]].concat();
+        // The trustee's pad key, the slot's pseudonym key, the trustee's identity key.
+        let flat = [[0xAB; 32], [0xCD; 32], [0xEF; 32]].concat();
         let node = Node {
             role: NodeRole::Client,
             index: 0,
@@ -934,7 +954,7 @@ mod tests {
             ..trustee(&flat)
         };
         let blob = node.to_blob();
-        let mut payload = std::vec![6, 0, 0]; // format 6, Client, index 0
+        let mut payload = std::vec![7, 0, 0]; // format 7, Client, index 0
         payload.extend([1; 16]);
         payload.extend([2; 16]);
         payload.extend([3; 32]);
@@ -945,9 +965,10 @@ mod tests {
         payload.extend(b"relay.example.org");
         payload.extend([0xd8, 0x36]); // port 7000 (varint)
         payload.extend([1, 1, 1, 0, 100, 0x80, 0x01]); // clients … max_cell_len 128
-        payload.push(64);
+        payload.push(96);
         payload.extend([0xAB; 32]);
         payload.extend([0xCD; 32]);
+        payload.extend([0xEF; 32]);
         payload.extend([0xb8, 0x08, 1]); // local_port 1080, min_clients
         payload.extend([1, 0xe8, 0x07, 0xac, 0x02]); // min_anonymity, window 1000 ms, 300 B
         payload.extend([1, 192, 168, 1, 20, 24, 192, 168, 1, 1, 0, 0, 0, 0]); // Some(Ipv4Static)
@@ -990,7 +1011,7 @@ mod tests {
 
     #[test]
     fn bad_static_addresses_are_named() {
-        let flat = keys(6);
+        let flat = keys(9);
         let ok = Ipv4Static {
             address: [192, 168, 1, 20],
             prefix_len: 24,
@@ -1061,7 +1082,7 @@ mod tests {
 
     #[test]
     fn bad_relay_names_and_wifi_are_named() {
-        let flat = keys(6);
+        let flat = keys(9);
         for name in [
             "",
             "-relay.org",
@@ -1133,7 +1154,7 @@ mod tests {
 
     #[test]
     fn a_blob_for_the_other_role_or_app_is_refused() {
-        let flat = keys(6);
+        let flat = keys(9);
         let blob = trustee(&flat).to_blob();
         assert_eq!(
             Node::parse(&blob, NodeRole::Client),
@@ -1177,7 +1198,7 @@ mod tests {
             "{err}"
         );
         // Another format version, older or newer.
-        for format in [1, 2, 3, 4, 5, 7] {
+        for format in [1, 2, 3, 4, 5, 6, 8] {
             let mut other = blob.clone();
             other[HEADER_LEN] = format;
             assert_eq!(
@@ -1189,7 +1210,7 @@ mod tests {
 
     #[test]
     fn inconsistent_fields_are_named() {
-        let flat = keys(6);
+        let flat = keys(9);
         let cases: [(Node<'_>, &str); 15] = [
             (
                 Node {
@@ -1310,7 +1331,7 @@ mod tests {
 
     #[test]
     fn cut_or_padded_payloads_are_refused() {
-        let flat = keys(6);
+        let flat = keys(9);
         let blob = trustee(&flat).to_blob();
         for cut in [0, 5, HEADER_LEN, HEADER_LEN + 1, blob.len() - 1] {
             let mut short = blob[..cut].to_vec();
@@ -1349,7 +1370,7 @@ mod tests {
 
     #[test]
     fn emit_refuses_a_short_buffer() {
-        let flat = keys(6);
+        let flat = keys(9);
         let node = trustee(&flat);
         let need = HEADER_LEN + node.payload_len();
         assert_eq!(

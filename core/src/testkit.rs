@@ -48,6 +48,8 @@ use crate::{Duration, Instant};
 
 /// The first byte of a `BlameReveal` body (postcard's variant index).
 const BLAME_REVEAL_VARIANT: u8 = 20;
+/// The first byte of a `BlameDhRequest` body.
+const BLAME_DH_REQUEST_VARIANT: u8 = 21;
 /// The first byte of a `BlameDhProof` body.
 const BLAME_DH_PROOF_VARIANT: u8 = 22;
 
@@ -443,6 +445,14 @@ pub struct Net {
     pub reveals: Vec<PeerId>,
     /// Nodes whose blame answers never reach the relay (they refuse blame).
     pub refuse_blame: Vec<Node>,
+    /// `BlameDhRequest` bodies delivered to nodes, by receiver.
+    pub dh_requests: Vec<(Node, Vec<u8>)>,
+    /// `BlameDhProof` bodies nodes sent, by sender (recorded whether or not they reach the
+    /// relay).
+    pub dh_proofs: Vec<(Node, Vec<u8>)>,
+    /// Whether `BlameDhProof` frames are dropped before the relay (a dispute then stays
+    /// open until its deadline).
+    pub drop_dh_proofs: bool,
     /// Nodes whose `BlameReveal` reaches the relay with its cell's last byte flipped.
     pub garble_reveal: Vec<Node>,
     links: HashMap<LinkId, LinkState>,
@@ -547,6 +557,9 @@ impl Net {
             let at = usize::from(slot) * 32;
             pseudonyms[at..at + 32].copy_from_slice(&pad_public_key(&pseudonym_secret(i)));
         }
+        let identity = |s: [u8; 32]| crate::identity::IdentityKey::from_bytes(&s).public();
+        let client_ids: Vec<[u8; 32]> = (0..n).map(|i| identity(client_identity(i))).collect();
+        let trustee_ids: Vec<[u8; 32]> = (0..m).map(|j| identity(trustee_identity(j))).collect();
         let clients = (0..n)
             .map(|i| {
                 let mut c = new_client(&cfg, i, client_secrets[i], &trustee_pubs, slots[i]);
@@ -554,6 +567,7 @@ impl Net {
                     &client_identity(i),
                     &client_secrets[i],
                     &trustee_pubs,
+                    &trustee_ids,
                     pseudonyms.clone(),
                 )
                 .expect("blame keys");
@@ -581,6 +595,7 @@ impl Net {
                 let mut trustee = Trustee::with_vecs(&t).expect("trustee configuration");
                 let mut keys: Vec<u8> = client_pubs.iter().flatten().copied().collect();
                 keys.extend_from_slice(&pseudonyms);
+                keys.extend(client_ids.iter().flatten());
                 trustee
                     .set_blame_keys(&trustee_identity(j), &trustee_secrets[j], keys)
                     .expect("blame keys");
@@ -624,6 +639,9 @@ impl Net {
             excluded: Vec::new(),
             reveals: Vec::new(),
             refuse_blame: Vec::new(),
+            dh_requests: Vec::new(),
+            dh_proofs: Vec::new(),
+            drop_dh_proofs: false,
             garble_reveal: Vec::new(),
             links: HashMap::new(),
             node_link: HashMap::new(),
@@ -1046,8 +1064,11 @@ impl Net {
                 body = &garbled;
             }
         }
-        if self.refuse_blame.contains(&node) && body.first() == Some(&BLAME_DH_PROOF_VARIANT) {
-            return;
+        if body.first() == Some(&BLAME_DH_PROOF_VARIANT) {
+            self.dh_proofs.push((node, body.to_vec()));
+            if self.drop_dh_proofs || self.refuse_blame.contains(&node) {
+                return;
+            }
         }
         let state = self.links.get_mut(&link).expect("the link is known");
         if !state.hello_done {
@@ -1077,6 +1098,9 @@ impl Net {
                 }
                 return;
             }
+        }
+        if body.first() == Some(&BLAME_DH_REQUEST_VARIANT) {
+            self.dh_requests.push((node, body.to_vec()));
         }
         let failed = match node {
             Node::Client(i) => self.deliver_to_client(i, link, body),

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use dissent_core::client::DisruptorMode;
 use dissent_core::relay::PeerId;
-use dissent_core::testkit::{pattern, Net, NetConfig};
+use dissent_core::testkit::{frame_body, pattern, Net, NetConfig, Node};
+use dissent_core::wire::Message;
 
 const CLIENTS: usize = 6;
 /// The client that misbehaves.
@@ -291,4 +292,247 @@ fn members_recompute_their_reservation_cells_and_the_jammer_convicts_itself() {
         let cell_bit = cell[bit as usize / 8] >> (bit % 8) & 1 == 1;
         assert_eq!(cell_bit == xor, i != MALLORY, "client {i}");
     }
+}
+
+/// The fields of a `BlameDhRequest` body, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DhAsk {
+    interval: u32,
+    exchange: u64,
+    peer: u16,
+    bit: u32,
+    reveal: Vec<u8>,
+    pad_bits: Vec<u8>,
+}
+
+impl DhAsk {
+    fn parse(body: &[u8]) -> Self {
+        match Message::parse(body).unwrap() {
+            Message::BlameDhRequest {
+                interval,
+                exchange,
+                peer,
+                bit,
+                reveal,
+                pad_bits,
+            } => DhAsk {
+                interval,
+                exchange,
+                peer,
+                bit,
+                reveal: reveal.to_vec(),
+                pad_bits: pad_bits.to_vec(),
+            },
+            m => panic!("not a DH request: {m:?}"),
+        }
+    }
+
+    fn body(&self) -> Vec<u8> {
+        frame_body(&Message::BlameDhRequest {
+            interval: self.interval,
+            exchange: self.exchange,
+            peer: self.peer,
+            bit: self.bit,
+            reveal: &self.reveal,
+            pad_bits: &self.pad_bits,
+        })
+    }
+}
+
+/// Who proved a secret with whom since `from`: (prover, the peer it names).
+fn proofs_since(net: &Net, from: usize) -> Vec<(Node, u16)> {
+    net.dh_proofs[from..]
+        .iter()
+        .map(|(node, body)| match Message::parse(body).unwrap() {
+            Message::BlameDhProof { peer, .. } => (*node, peer),
+            m => panic!("not a DH proof: {m:?}"),
+        })
+        .collect()
+}
+
+/// A relay that asks for a pair's Diffie–Hellman secret without a real dispute about that
+/// pair in that round learns nothing: the secret fixes every pad of the pair, so with a
+/// client's secrets with every trustee (or an honest trustee's with every client) it would
+/// unmask slot owners. A real round with a dispute (trustee 0 lies about the pad bits it
+/// shares with members 0 and 1; the disruptor hides its flipped bit the same way) gives
+/// the relay genuine signed reveals; its proofs are held back so the dispute stays open.
+/// It then asks the honest members and trustee 1 with no reveal, forged reveals, reveals of
+/// another exchange, bit or pair, agreeing reveals, and a search over random mutations of
+/// the genuine requests: only clients 0 and 1, shown trustee 0's reveal that contradicts
+/// theirs, ever prove a secret, and only the one with trustee 0 (who holds it anyway).
+#[test]
+fn a_relay_without_a_real_dispute_learns_no_diffie_hellman_secret() {
+    let mut cfg = NetConfig::new(CLIENTS, 2, 256);
+    cfg.max_cell_len = 1024;
+    let mut net = Net::new(cfg);
+    net.run_until(100_000, |s| {
+        s.relay.interval().is_some_and(|(_, n)| n == CLIENTS)
+    });
+    net.relay.set_ignore_traps(true);
+    net.trustees[0].set_lie_about_pads(true);
+    net.clients[MALLORY].set_lie_about_pads(true);
+    net.clients[MALLORY].set_disruptor(Some(DisruptorMode::GarbleEveryOther));
+    net.drop_dh_proofs = true;
+    for i in 0..MALLORY {
+        let conn = net.open(i);
+        net.send_bytes(i, conn, pattern(i, 3000));
+    }
+    // Until both sides of the dispute were asked and answered (held back).
+    for _ in 0..400_000 {
+        if net.dh_proofs.len() >= 2 || !net.step() {
+            break;
+        }
+    }
+    assert!(net.blame_ended.is_empty(), "the dispute is still open");
+    let to_client = net
+        .dh_requests
+        .iter()
+        .find(|(n, _)| *n == Node::Client(0))
+        .map(|(_, b)| DhAsk::parse(b))
+        .expect("client 0 was asked, shown trustee 0's reveal");
+    let to_trustee = net
+        .dh_requests
+        .iter()
+        .find(|(n, _)| *n == Node::Trustee(0))
+        .map(|(_, b)| DhAsk::parse(b))
+        .expect("trustee 0 was asked, shown client 0's reveal");
+    assert_eq!((to_client.peer, to_trustee.peer), (0, 0));
+    // The real dispute is answered: client 0 shown trustee 0's contradicting reveal.
+    assert!(
+        proofs_since(&net, 0).contains(&(Node::Client(0), 0)),
+        "{:?}",
+        proofs_since(&net, 0)
+    );
+    let honest: Vec<Node> = (0..MALLORY)
+        .map(Node::Client)
+        .chain([Node::Trustee(1)])
+        .collect();
+    // What an honest node may prove: clients 0 and 1, with trustee 0 only.
+    let allowed = |node: Node, peer: u16| matches!(node, Node::Client(0 | 1)) && peer == 0;
+
+    // Named cases, to every honest node.
+    let mut cases: Vec<(Node, DhAsk)> = Vec::new();
+    for &node in &honest {
+        let base = match node {
+            Node::Client(_) => to_client.clone(),
+            Node::Trustee(_) => to_trustee.clone(),
+        };
+        // No reveal at all.
+        cases.push((
+            node,
+            DhAsk {
+                reveal: Vec::new(),
+                pad_bits: Vec::new(),
+                ..base.clone()
+            },
+        ));
+        // A forged reveal: a signature or a signed field changed.
+        for at in [0, 20, 60, base.reveal.len() - 1] {
+            let mut forged = base.clone();
+            forged.reveal[at] ^= 0x10;
+            cases.push((node, forged));
+        }
+        let mut forged = base.clone();
+        forged.pad_bits[0] ^= 0b100;
+        cases.push((node, forged));
+        // The reveal of another exchange, bit or pair.
+        cases.push((
+            node,
+            DhAsk {
+                exchange: base.exchange + 1,
+                ..base.clone()
+            },
+        ));
+        cases.push((
+            node,
+            DhAsk {
+                bit: base.bit ^ 1,
+                ..base.clone()
+            },
+        ));
+        cases.push((
+            node,
+            DhAsk {
+                peer: 1,
+                ..base.clone()
+            },
+        ));
+        // Another interval.
+        cases.push((
+            node,
+            DhAsk {
+                interval: base.interval + 1,
+                ..base.clone()
+            },
+        ));
+    }
+    // Agreeing reveals: trustee 0's reveal is truthful about members 2 to 4, and client
+    // 0's about trustee 1.
+    for i in 2..MALLORY {
+        cases.push((Node::Client(i), to_client.clone()));
+    }
+    cases.push((Node::Trustee(1), to_trustee.clone()));
+    let from = net.dh_proofs.len();
+    for (node, ask) in &cases {
+        net.relay_says(*node, &ask.body());
+    }
+    net.run_steps(2_000);
+    assert!(net.blame_ended.is_empty(), "the dispute is still open");
+    let got = proofs_since(&net, from);
+    assert!(got.is_empty(), "proved without a real dispute: {got:?}");
+
+    // A search over random mutations of the genuine requests, to random honest nodes.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let from = net.dh_proofs.len();
+    let mut sent = Vec::new();
+    for _ in 0..400 {
+        let node = honest[(next() % honest.len() as u64) as usize];
+        let mut ask = if next() % 2 == 0 {
+            to_client.clone()
+        } else {
+            to_trustee.clone()
+        };
+        for _ in 0..1 + next() % 3 {
+            match next() % 7 {
+                0 => ask.peer = (next() % 8) as u16,
+                1 => ask.exchange = ask.exchange.wrapping_add(next() % 3).wrapping_sub(1),
+                2 => ask.bit = (next() % 2048) as u32,
+                3 => {
+                    let at = (next() % ask.reveal.len().max(1) as u64) as usize;
+                    if let Some(b) = ask.reveal.get_mut(at) {
+                        *b ^= 1 << (next() % 8);
+                    }
+                }
+                4 => {
+                    if let Some(b) = ask.pad_bits.first_mut() {
+                        *b ^= 1 << (next() % 8);
+                    }
+                }
+                5 => ask.reveal.truncate((next() % 160) as usize),
+                _ => {
+                    ask.reveal = (0..(next() % 160) as usize).map(|_| next() as u8).collect();
+                }
+            }
+        }
+        net.relay_says(node, &ask.body());
+        sent.push((node, ask));
+        if sent.len() % 25 == 0 {
+            net.run_steps(300);
+        }
+    }
+    net.run_steps(2_000);
+    assert!(net.blame_ended.is_empty(), "the dispute is still open");
+    for (node, peer) in proofs_since(&net, from) {
+        assert!(
+            allowed(node, peer),
+            "{node:?} proved its secret with {peer}"
+        );
+    }
+    assert!(net.node_errors.is_empty(), "{:?}", net.node_errors);
 }

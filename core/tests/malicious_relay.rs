@@ -2727,6 +2727,11 @@ fn a_relay_that_grants_absurd_upstream_credit_is_held_to_the_owners_cap() {
 //   cell did not keep at zero).
 
 /// Trap secret number `k` of the searching relay's instances.
+/// The identity public key of an identity secret.
+fn identity_public(secret: &[u8; 32]) -> [u8; 32] {
+    dissent_core::identity::IdentityKey::from_bytes(secret).public()
+}
+
 fn trap_secret(k: u64) -> [u8; 32] {
     let mut s = [0u8; 32];
     s[..8].copy_from_slice(&k.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
@@ -2804,14 +2809,24 @@ impl Restarts {
         for s in 0..N {
             pseudonyms[s * 32..s * 32 + 32].copy_from_slice(&pad_public_key(&secret(5, s)));
         }
+        let tids: Vec<[u8; 32]> = (0..M).map(|t| identity_public(&secret(11, t))).collect();
         for i in 0..N {
             m.clients[i]
-                .set_blame_keys(&secret(10, i), &secret(1, i), &tkeys, pseudonyms.clone())
+                .set_blame_keys(
+                    &secret(10, i),
+                    &secret(1, i),
+                    &tkeys,
+                    &tids,
+                    pseudonyms.clone(),
+                )
                 .expect("blame keys");
         }
         for t in 0..M {
             let mut keys: Vec<u8> = ckeys.iter().flatten().copied().collect();
             keys.extend_from_slice(&pseudonyms);
+            for i in 0..N {
+                keys.extend_from_slice(&identity_public(&secret(10, i)));
+            }
             m.trustees[t]
                 .set_blame_keys(&secret(11, t), &secret(2, t), keys)
                 .expect("blame keys");

@@ -220,14 +220,17 @@ pub fn pseudonym_bytes(group: &Group, node: &NodeSecrets) -> Vec<u8> {
     }
 }
 
-/// The peers' keys a device of `role` holds, end to end: the peers' session keys, then
-/// every slot's pseudonym key (what it answers blame rounds with).
+/// The peers' keys a device of `role` holds, end to end: the peers' session keys, every
+/// slot's pseudonym key, then the peers' identity keys (what it answers blame rounds with).
 pub fn peer_keys(group: &Group, role: &Role) -> Vec<u8> {
-    let mut keys = match role {
-        Role::Trustee(_) => group.client_session_keys.concat(),
-        _ => group.trustee_session_keys.concat(),
+    let (mut keys, peers) = match role {
+        Role::Trustee(_) => (group.client_session_keys.concat(), &group.clients),
+        _ => (group.trustee_session_keys.concat(), &group.trustees),
     };
     keys.extend_from_slice(&group.slots.concat());
+    for p in peers {
+        keys.extend_from_slice(&p.identity);
+    }
     keys
 }
 

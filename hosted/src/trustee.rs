@@ -83,9 +83,12 @@ pub async fn run(group: Group, node: NodeSecrets, relay: String, min_clients: u1
     let mut trustee =
         Trustee::with_vecs(&cfg).map_err(|e| anyhow::anyhow!("trustee configuration: {e}"))?;
     // What it answers blame rounds with: its identity key, its pad key, every client's pad
-    // key and every slot's pseudonym key.
+    // key, every slot's pseudonym key and every client's identity key.
     let mut blame_keys: Vec<u8> = group.client_session_keys.concat();
     blame_keys.extend_from_slice(&group.slots.concat());
+    for c in &group.clients {
+        blame_keys.extend_from_slice(&c.identity);
+    }
     trustee
         .set_blame_keys(&node.identity_private_key, &cfg.session_secret, blame_keys)
         .map_err(|e| anyhow::anyhow!("blame keys: {e}"))?;

@@ -562,6 +562,63 @@ impl<'b> Draft<'b> {
     }
 }
 
+/// One reveal as a draft holds it ([`Draft::reveal_in`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// A member's link nonce (empty for a trustee).
+    pub nonce: &'a [u8],
+    /// SHA-256 of its cell.
+    pub cell_hash: &'a [u8],
+    /// Its cell bit.
+    pub cell_bit: bool,
+    /// Its pad bits.
+    pub pad_bits: &'a [u8],
+    /// Its signature (64 zeros if it did not reveal).
+    pub signature: &'a [u8],
+}
+
+impl Draft<'_> {
+    /// The reveal of the member at `position` (`trustee` false) or of trustee `position`
+    /// in a draft laid out for `n` members and `m` trustees, read in place.
+    pub fn reveal_in(
+        draft: &[u8],
+        n: usize,
+        m: usize,
+        trustee: bool,
+        position: usize,
+    ) -> Option<Entry<'_>> {
+        let members = HEADER_LEN + m * NONCE_LEN;
+        let (at, nonce, bits) = if trustee {
+            if position >= m {
+                return None;
+            }
+            let at = members + n * client_entry_len(m) + position * trustee_entry_len(n);
+            (at, 0, bits::bitmap_len(n))
+        } else {
+            if position >= n {
+                return None;
+            }
+            (
+                members + position * client_entry_len(m) + 2,
+                NONCE_LEN,
+                bits::bitmap_len(m),
+            )
+        };
+        let e = draft.get(at..at + nonce + 33 + bits + 64)?;
+        let (nonce, rest) = e.split_at_checked(nonce)?;
+        let (cell_hash, rest) = rest.split_at_checked(32)?;
+        let (&cell_bit, rest) = rest.split_first()?;
+        let (pad_bits, signature) = rest.split_at_checked(bits)?;
+        Some(Entry {
+            nonce,
+            cell_hash,
+            cell_bit: cell_bit == 1,
+            pad_bits,
+            signature,
+        })
+    }
+}
+
 /// A dispute settled in a round, as the evidence records it: the member's position, the
 /// trustee, whether the member made the proof, the proven Diffie–Hellman secret, the proof.
 pub type ProvenDispute<'a> = (u16, u16, bool, &'a [u8; 32], &'a [u8; PROOF_LEN]);

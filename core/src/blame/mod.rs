@@ -6,7 +6,8 @@
 //!   decoded cell has 1, never one where it wrote 1).
 //! - [`reveal`]: what a member signs with its identity key when it reveals its part of an
 //!   exchange at one bit: its cell's hash and bit, its pad bits, and the nonces its pads
-//!   were made with.
+//!   were made with; and [`reveal::Shown`], the other side's reveal a dispute's request
+//!   must show before a member proves a pair's Diffie–Hellman secret.
 //! - [`mod@judge`]: the verdict the reveals force (a member whose cell bit is not the XOR of
 //!   its own pad bits convicts itself; a pair that disagrees about its pad bit is a
 //!   dispute, settled by the pair's Diffie–Hellman secret with a DLEQ proof; everyone
@@ -37,7 +38,7 @@ pub use evidence::{
 };
 pub use grounds::{grounds_digest, Facts, Grounds, GroundsError, MAX_GROUNDS_LEN};
 pub use judge::{judge, resolve_dispute, DisputeFacts, Finding, Reveals};
-pub use reveal::{dh_context, nonces_digest, Statement, DH_CONTEXT_LEN};
+pub use reveal::{dh_context, nonces_digest, DhRequest, Shown, Statement, DH_CONTEXT_LEN};
 pub use trap::{trap_context, TrapError, TrapFacts, TrapGrounds, TRAP_GROUNDS_LEN};
 
 /// Who a verdict names.

@@ -103,6 +103,152 @@ impl Statement<'_> {
     }
 }
 
+/// Bytes of a client's reveal in a `BlameDhRequest` (its pad bits apart): link nonce,
+/// decoded cell's hash, cell hash, cell bit, signature.
+pub const SHOWN_CLIENT_LEN: usize = NONCE_LEN + 32 + 32 + 1 + 64;
+/// Bytes of a trustee's: members' digest, cell hash, cell bit, signature.
+pub const SHOWN_TRUSTEE_LEN: usize = 32 + 32 + 1 + 64;
+
+/// The other side's signed reveal a `BlameDhRequest` shows: what a member must be shown
+/// before it proves a pair's Diffie–Hellman secret (the secret fixes every pad of the pair,
+/// so a relay that could ask for it at will would unmask slot owners).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shown<'a> {
+    /// Its reveal but its pad bits, as the request's `reveal` field lays it out.
+    pub reveal: &'a [u8],
+    /// Its pad bits, a bitmap.
+    pub pad_bits: &'a [u8],
+}
+
+/// A `BlameDhRequest`'s fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DhRequest<'a> {
+    /// The interval of the accused exchange.
+    pub interval: u32,
+    /// The accused exchange.
+    pub exchange: u64,
+    /// The other side's index.
+    pub peer: u16,
+    /// The accused bit.
+    pub bit: u32,
+    /// The other side's reveal.
+    pub shown: Shown<'a>,
+}
+
+#[cfg(feature = "blame-round")]
+impl<'a> DhRequest<'a> {
+    /// The fields of `m` if it is a `BlameDhRequest`.
+    pub fn of(m: &crate::wire::Message<'a>) -> Option<Self> {
+        match *m {
+            crate::wire::Message::BlameDhRequest {
+                interval,
+                exchange,
+                peer,
+                bit,
+                reveal,
+                pad_bits,
+            } => Some(DhRequest {
+                interval,
+                exchange,
+                peer,
+                bit,
+                shown: Shown { reveal, pad_bits },
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl Shown<'_> {
+    /// Lays out `who`'s reveal (a client's `own` is its link nonce in the first 16 bytes)
+    /// in `out`; returns its length.
+    pub fn lay_out(
+        who: Culprit,
+        own: &[u8; 32],
+        decoded: &[u8; 32],
+        cell_hash: &[u8],
+        cell_bit: bool,
+        signature: &[u8],
+        out: &mut [u8; SHOWN_CLIENT_LEN],
+    ) -> usize {
+        let parts: [&[u8]; 4] = match who {
+            Culprit::Client(_) => [&own[..NONCE_LEN], decoded, cell_hash, &[]],
+            _ => [own, cell_hash, &[], &[]],
+        };
+        let mut at = 0;
+        for p in parts {
+            crate::field::put(out, at, p);
+            at += p.len();
+        }
+        crate::field::put(out, at, &[u8::from(cell_bit)]);
+        crate::field::put(out, at + 1, signature);
+        at + 65
+    }
+
+    /// Whether this is `who`'s reveal of the round `round` describes (its group, session,
+    /// interval, exchange, bit, grounds digest, pad nonce and trustee nonces' digest, as
+    /// the member itself signed them), signed with `identity` over `count` pad bits, and
+    /// claims at position `at` another pad bit than `mine` (the bit the member revealed
+    /// for the pair): a real dispute about this pair in this round. Anything else shows
+    /// none, and the member proves nothing.
+    pub fn disputes(
+        &self,
+        round: &Statement<'_>,
+        who: Culprit,
+        identity: &[u8; 32],
+        count: u16,
+        at: usize,
+        mine: bool,
+    ) -> bool {
+        let mut own = [0u8; 32];
+        let mut decoded = [0u8; 32];
+        let r = self.reveal;
+        let (own_len, decoded_len) = match who {
+            Culprit::Client(_) if r.len() == SHOWN_CLIENT_LEN => (NONCE_LEN, 32),
+            Culprit::Trustee(_) if r.len() == SHOWN_TRUSTEE_LEN => (32, 0),
+            _ => return false,
+        };
+        let Some((own_part, rest)) = r.split_at_checked(own_len) else {
+            return false;
+        };
+        let Some((decoded_part, rest)) = rest.split_at_checked(decoded_len) else {
+            return false;
+        };
+        crate::field::put(&mut own, 0, own_part);
+        crate::field::put(&mut decoded, 0, decoded_part);
+        let Some((cell_hash, rest)) = rest.split_at_checked(32) else {
+            return false;
+        };
+        let Some((&cell_bit, signature)) = rest.split_first() else {
+            return false;
+        };
+        let (Ok(cell_hash), Ok(signature)) = (
+            <&[u8; 32]>::try_from(cell_hash),
+            <&[u8; 64]>::try_from(signature),
+        ) else {
+            return false;
+        };
+        if cell_bit > 1
+            || at >= usize::from(count)
+            || self.pad_bits.len() != crate::bits::bitmap_len(usize::from(count))
+            || crate::bits::test(self.pad_bits, at) == mine
+        {
+            return false;
+        }
+        Statement {
+            who,
+            own: &own,
+            decoded_hash: &decoded,
+            cell_hash,
+            cell_bit: cell_bit == 1,
+            bits: self.pad_bits,
+            count,
+            ..*round
+        }
+        .verify(identity, signature)
+    }
+}
+
 /// Bytes of a dispute proof's context.
 pub const DH_CONTEXT_LEN: usize = DH_LABEL.len() + 16 + 16 + 32 + 32;
 

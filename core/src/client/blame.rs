@@ -6,7 +6,10 @@
 //! Diffie–Hellman secret with the trustee and a DLEQ proof of it).
 //!
 //! A request whose grounds fail gets nothing, and neither does a dispute request about a
-//! round it did not accept. It keeps the hash of every decoded cell the relay showed it
+//! round it did not accept, nor one that does not show the trustee's signed reveal of that
+//! round claiming another pad bit for the pair than this client revealed
+//! ([`crate::blame::Shown`]): the secret fixes every pad of the pair, so a relay never
+//! learns it without a real dispute. It keeps the hash of every decoded cell the relay showed it
 //! (`Disrupted` frames), which its statement signs.
 //!
 //! A round is about one interval of one link: what it answered and kept is tagged with the
@@ -23,7 +26,8 @@ use heapless::{Deque, Vec};
 
 use super::Client;
 use crate::blame::{
-    cell_hash, dh_context, grounds_digest, nonces_digest, Culprit, Facts, Grounds, Statement,
+    cell_hash, dh_context, grounds_digest, nonces_digest, Culprit, DhRequest, Facts, Grounds,
+    Statement,
 };
 use crate::crypto::IntervalKey;
 use crate::error::{ConfigError, PeerError};
@@ -43,6 +47,8 @@ pub(super) struct BlameKeys<B> {
     dh_public: [u8; 32],
     /// The trustees' pad public keys.
     trustees: Vec<[u8; 32], MAX_TRUSTEES>,
+    /// The trustees' identity public keys.
+    identities: Vec<[u8; 32], MAX_TRUSTEES>,
     /// Every slot's pseudonym public key, 32 bytes each.
     pseudonyms: B,
 }
@@ -95,8 +101,8 @@ pub(super) struct BlameState {
     trustee_nonces: [u8; 32],
     /// (link, interval, exchange, SHA-256 of the decoded cell it was shown).
     decoded: Deque<(u32, u32, u64, [u8; 32]), DECODED>,
-    /// The round it accepted last: (link, interval, exchange).
-    accepted: Option<(u32, u32, u64)>,
+    /// The round it accepted last: (link, interval, exchange, bit, grounds digest).
+    accepted: Option<(u32, u32, u64, u32, [u8; 32])>,
     /// The interval it was running when its link dropped, until the next one is shown.
     left: Option<Left>,
     tasks: Deque<Task, 4>,
@@ -115,12 +121,13 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         identity: &[u8; 32],
         pad_secret: &[u8; 32],
         trustees: &[[u8; 32]],
+        identities: &[[u8; 32]],
         pseudonyms: B,
     ) -> Result<(), ConfigError> {
         if pseudonyms.as_ref().len() < self.pseudonyms_len() {
             return Err(ConfigError::StorageTooSmall("pseudonyms"));
         }
-        if trustees.len() != self.pairs.len() {
+        if trustees.len() != self.pairs.len() || identities.len() != self.pairs.len() {
             return Err(ConfigError::Counts);
         }
         let dh = crate::crypto::pad_secret(pad_secret)
@@ -129,11 +136,16 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         for k in trustees {
             let _ = t.push(*k);
         }
+        let mut ids = Vec::new();
+        for k in identities {
+            let _ = ids.push(*k);
+        }
         self.blame_keys = Some(BlameKeys {
             identity: IdentityKey::from_bytes(identity),
             dh_public: dh.public_key().to_bytes(),
             dh,
             trustees: t,
+            identities: ids,
             pseudonyms,
         });
         Ok(())
@@ -271,7 +283,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         {
             self.pending = None;
         }
-        self.blame.accepted = Some((link, interval, exchange));
+        self.blame.accepted = Some((link, interval, exchange, bit, digest));
         self.push_task(Task::Reveal {
             link,
             interval,
@@ -283,21 +295,78 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     }
 
     /// A `BlameDhRequest` about the round it accepted (of the running interval or the one
-    /// its last link left), naming a trustee.
-    pub(super) fn on_blame_dh_request(&mut self, interval: u32, exchange: u64, peer: u16) {
-        let current = self.context(interval).map(|c| c.link);
-        if self
-            .blame
-            .accepted
-            .is_some_and(|a| Some(a.0) == current && (a.1, a.2) == (interval, exchange))
-            && usize::from(peer) < self.pairs.len()
-        {
+    /// its last link left), naming a trustee: answered only if it shows that trustee's
+    /// signed reveal of the round claiming another pad bit for the pair than this client
+    /// revealed. Refusing anything else is what an honest client does (an honest relay only
+    /// asks with such a reveal).
+    pub(super) fn on_blame_dh_request(&mut self, r: &DhRequest<'_>) {
+        if self.shows_dispute(r) {
             self.push_task(Task::Dh {
-                interval,
-                exchange,
-                peer,
+                interval: r.interval,
+                exchange: r.exchange,
+                peer: r.peer,
             });
         }
+    }
+
+    fn shows_dispute(&self, r: &DhRequest<'_>) -> bool {
+        let Some((link, interval, exchange, bit, grounds)) = self.blame.accepted else {
+            return false;
+        };
+        let ctx = self.context(interval).filter(|c| c.link == link);
+        let (Some(keys), Some(ctx)) = (self.blame_keys.as_ref(), ctx) else {
+            return false;
+        };
+        let peer = usize::from(r.peer);
+        if (interval, exchange, bit) != (r.interval, r.exchange, r.bit) {
+            return false;
+        }
+        let (Some(identity), Some(key), Some(answered)) = (
+            keys.identities.get(peer),
+            ctx.keys.get(peer),
+            self.answered_on(link, interval, exchange),
+        ) else {
+            return false;
+        };
+        // Its position among the interval's members, and their count.
+        let online = self.online.as_ref();
+        let index = usize::from(self.index);
+        let members = (0..usize::from(self.clients))
+            .filter(|&i| crate::bits::test(online, i))
+            .count();
+        let position = (0..index).filter(|&i| crate::bits::test(online, i)).count();
+        #[allow(unused_mut)]
+        let mut mine = crate::crypto::pad_bit(key, &answered.nonce, bit);
+        #[cfg(feature = "disruptor")]
+        if self.blame.lies && peer == 0 {
+            mine = !mine;
+        }
+        let round = Statement {
+            group_id: &self.group_id,
+            session_id: &self.session_id,
+            who: Culprit::Trustee(r.peer),
+            interval,
+            exchange,
+            bit,
+            grounds: &grounds,
+            pad_nonce: &answered.nonce,
+            trustee_nonces: &ctx.trustee_nonces,
+            own: &[0; 32],
+            decoded_hash: &[0; 32],
+            cell_hash: &[0; 32],
+            cell_bit: false,
+            bits: &[],
+            count: 0,
+        };
+        crate::bits::test(online, index)
+            && r.shown.disputes(
+                &round,
+                Culprit::Trustee(r.peer),
+                identity,
+                members as u16,
+                position,
+                mine,
+            )
     }
 
     fn push_task(&mut self, task: Task) {

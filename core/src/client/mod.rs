@@ -698,12 +698,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 Ok(Handled::default())
             }
             #[cfg(feature = "blame-round")]
-            Message::BlameDhRequest {
-                interval,
-                exchange,
-                peer,
-            } => {
-                self.on_blame_dh_request(interval, exchange, peer);
+            m @ Message::BlameDhRequest { .. } => {
+                if let Some(r) = crate::blame::DhRequest::of(&m) {
+                    self.on_blame_dh_request(&r);
+                }
                 Ok(Handled::default())
             }
             _ => Err(PeerError::Unexpected),

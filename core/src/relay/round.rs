@@ -15,8 +15,9 @@
 //!   members that convict themselves and refusers (reported as
 //!   [`RelayEvent::BlameIncomplete`], counted);
 //! - otherwise the verdict is [`crate::blame::judge`]'s; a dispute asks both sides for a
-//!   `BlameDhProof` and the first valid proof settles it (at the deadline without one, the
-//!   member refused).
+//!   `BlameDhProof`, showing each the other's signed reveal (a member proves a secret only
+//!   when shown a reveal that contradicts its own), and the first valid proof settles it
+//!   (at the deadline without one, the member refused).
 //!
 //! Every verdict ends in [`Relay::exclude_convicted`]; the evidence stays in the caller's
 //! storage until the next round ends ([`Relay::evidence`]). Exchanges go on during a round.
@@ -966,6 +967,46 @@ where
         self.advance(now);
     }
 
+    /// The decoded cell's hash member `client`'s reveal `e` signed: the running round's,
+    /// or zeros (a member that was not shown it).
+    fn decoded_signed(
+        &self,
+        a: &Active,
+        client: u16,
+        own: &[u8; 32],
+        e: &crate::blame::evidence::Entry<'_>,
+    ) -> [u8; 32] {
+        let identity = self.rounds.key(usize::from(client), 0).unwrap_or([0; 32]);
+        let (Ok(cell_hash), Ok(signature)) = (
+            <&[u8; 32]>::try_from(e.cell_hash),
+            <&[u8; 64]>::try_from(e.signature),
+        ) else {
+            return [0; 32];
+        };
+        let statement = Statement {
+            group_id: &self.cfg.group_id,
+            session_id: &self.cfg.session_id,
+            who: Culprit::Client(client),
+            interval: a.q.interval,
+            exchange: a.q.exchange,
+            bit: a.q.bit,
+            grounds: &a.grounds_digest,
+            pad_nonce: &a.pad_nonce,
+            trustee_nonces: &a.trustee_nonces,
+            own,
+            decoded_hash: &a.decoded_hash,
+            cell_hash,
+            cell_bit: e.cell_bit,
+            bits: e.pad_bits,
+            count: a.m as u16,
+        };
+        if statement.verify(&identity, signature) {
+            a.decoded_hash
+        } else {
+            [0; 32]
+        }
+    }
+
     /// The running round's next request: `BlameRequest` to every trustee and member, or a
     /// dispute's `BlameDhRequest` to each side.
     pub(super) fn transmit_round(&mut self, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
@@ -1035,10 +1076,51 @@ where
             let Some(link) = self.link_of(node) else {
                 continue;
             };
+            // The other side's reveal, which the asked side checks before it proves
+            // anything.
+            let to_client = matches!(node, PeerId::Client(_));
+            let evidence = self
+                .rounds
+                .region
+                .as_ref()
+                .get(self.rounds.evidence_at()..)
+                .unwrap_or(&[]);
+            let (side, at) = if to_client {
+                (true, usize::from(d.trustee))
+            } else {
+                (false, d.position)
+            };
+            let Some(e) = Draft::reveal_in(evidence, a.n, a.m, side, at) else {
+                continue;
+            };
+            let mut own = [0u8; 32];
+            let (who, decoded) = if to_client {
+                own = a.members_digest;
+                (Culprit::Trustee(d.trustee), [0; 32])
+            } else {
+                crate::field::put(&mut own, 0, e.nonce);
+                (
+                    Culprit::Client(d.client),
+                    self.decoded_signed(&a, d.client, &own, &e),
+                )
+            };
+            let mut reveal = [0u8; crate::blame::reveal::SHOWN_CLIENT_LEN];
+            let n = crate::blame::Shown::lay_out(
+                who,
+                &own,
+                &decoded,
+                e.cell_hash,
+                e.cell_bit,
+                e.signature,
+                &mut reveal,
+            );
             let len = Message::BlameDhRequest {
                 interval: a.q.interval,
                 exchange: a.q.exchange,
                 peer,
+                bit: a.q.bit,
+                reveal: reveal.get(..n).unwrap_or(&[]),
+                pad_bits: e.pad_bits,
             }
             .emit_frame(out)?;
             return Ok(Some(Transmit {

@@ -1,8 +1,12 @@
-//! A trustee's part in blame rounds (core feature `blame-round`, which the device trustee is
-//! built without): it checks a `BlameRequest`'s grounds ([`crate::blame::Grounds::check`])
-//! and, only if they hold, answers `BlameReveal` (its cell recomputed, its pad bits at the
-//! bit, one per member of the interval in index order, and its identity key's signature
-//! over the statement); asked in a dispute, it answers `BlameDhProof` for the named client.
+//! A trustee's part in blame rounds (core feature `blame-round`): it checks a
+//! `BlameRequest`'s grounds ([`crate::blame::Grounds::check`]) and, only if they hold,
+//! answers `BlameReveal` (its cell recomputed, its pad bits at the bit, one per member of
+//! the interval in index order, and its identity key's signature over the statement);
+//! asked in a dispute (core feature `trustee-dh`, which a device trustee is built
+//! without), it answers `BlameDhProof` for the named client only if the request shows that
+//! client's signed reveal of the same round claiming another pad bit for the pair than the
+//! trustee revealed ([`crate::blame::Shown`]): the secret fixes every pad of the pair, so a
+//! relay never learns it without a real dispute.
 //!
 //! Owns the answers, the keys they need and the digests its statements sign (the members'
 //! link nonces, the trustee nonces, the interval's view). It must not change the cell path
@@ -12,17 +16,22 @@ use heapless::Deque;
 use sha2::{Digest, Sha256};
 
 use super::{Phase, Trustee};
-use crate::blame::{
-    cell_hash, dh_context, grounds_digest, nonces_digest, Culprit, Facts, Grounds, Statement,
-};
+use crate::blame::{cell_hash, grounds_digest, nonces_digest, Culprit, Facts, Grounds, Statement};
+#[cfg(feature = "trustee-dh")]
+use crate::blame::{dh_context, DhRequest};
 use crate::crypto::{IntervalKey, PairKey};
 use crate::error::{ConfigError, PeerError};
 use crate::identity::IdentityKey;
-use crate::ristretto::keys::{PublicKey, SecretKey};
-use crate::wire::{self, Message, WireError};
+#[cfg(feature = "trustee-dh")]
+use crate::ristretto::keys::PublicKey;
+use crate::ristretto::keys::SecretKey;
+#[cfg(feature = "trustee-dh")]
+use crate::wire::Message;
+use crate::wire::{self, WireError};
 use crate::NONCE_LEN;
 
 /// The keys a trustee answers blame with.
+#[cfg_attr(not(feature = "trustee-dh"), allow(dead_code))]
 pub(super) struct BlameKeys<B> {
     identity: IdentityKey,
     dh: SecretKey,
@@ -42,6 +51,7 @@ enum Task {
         /// The digest of the grounds it checked, which its statement signs.
         grounds: [u8; 32],
     },
+    #[cfg(feature = "trustee-dh")]
     Dh {
         interval: u32,
         exchange: u64,
@@ -60,7 +70,8 @@ pub(super) struct BlameState {
     trustee_nonces: [u8; 32],
     /// The interval's view.
     view: [u8; 32],
-    accepted: Option<(u32, u64)>,
+    /// The round it accepted last: (interval, exchange, bit, grounds digest).
+    accepted: Option<(u32, u64, u32, [u8; 32])>,
     tasks: Deque<Task, 4>,
     /// Tests only: its reveals claim the pad bits it shares with the first two members
     /// flipped (the XOR unchanged, so only a dispute shows the lie).
@@ -77,7 +88,8 @@ where
     /// Sets what this trustee answers blame rounds with: its Ed25519 identity secret, its
     /// pad secret (the configuration's `session_secret`), and `keys`
     /// ([`Trustee::blame_keys_len`] bytes): every client's pad public key by index, then
-    /// every slot's pseudonym public key, 32 bytes each. Without them it answers no round.
+    /// every slot's pseudonym public key, then every client's identity public key by
+    /// index, 32 bytes each. Without them it answers no round.
     pub fn set_blame_keys(
         &mut self,
         identity: &[u8; 32],
@@ -108,7 +120,7 @@ where
 
     /// Bytes of [`Trustee::set_blame_keys`]'s `keys`.
     pub const fn blame_keys_len(&self) -> usize {
-        (self.clients + self.slots as usize) * 32
+        (2 * self.clients + self.slots as usize) * 32
     }
 
     fn key_at(&self, at: usize) -> Option<[u8; 32]> {
@@ -190,7 +202,7 @@ where
             return Ok(());
         };
         let digest = grounds_digest(&facts.view, slot, len as u32, &checked);
-        self.blame.accepted = Some((interval, exchange));
+        self.blame.accepted = Some((interval, exchange, bit, digest));
         self.push_task(Task::Reveal {
             interval,
             exchange,
@@ -200,15 +212,77 @@ where
         Ok(())
     }
 
-    /// A `BlameDhRequest` about the round it accepted, naming a client.
-    pub(super) fn on_blame_dh_request(&mut self, interval: u32, exchange: u64, peer: u16) {
-        if self.blame.accepted == Some((interval, exchange)) && usize::from(peer) < self.clients {
+    /// A `BlameDhRequest` about the round it accepted, naming a client (core feature
+    /// `trustee-dh`): answered only if
+    /// it shows that client's signed reveal of the round claiming another pad bit for the
+    /// pair than this trustee revealed. Refusing anything else is what an honest trustee
+    /// does (an honest relay only asks with such a reveal).
+    #[cfg(feature = "trustee-dh")]
+    pub(super) fn on_blame_dh_request(&mut self, r: &DhRequest<'_>) {
+        if self.shows_dispute(r) {
             self.push_task(Task::Dh {
-                interval,
-                exchange,
-                peer,
+                interval: r.interval,
+                exchange: r.exchange,
+                peer: r.peer,
             });
         }
+    }
+
+    #[cfg(feature = "trustee-dh")]
+    fn shows_dispute(&self, r: &DhRequest<'_>) -> bool {
+        let Some((interval, exchange, bit, grounds)) = self.blame.accepted else {
+            return false;
+        };
+        let peer = usize::from(r.peer);
+        if (interval, exchange, bit) != (r.interval, r.exchange, r.bit) || peer >= self.clients {
+            return false;
+        }
+        let Some(identity) = self.key_at(self.clients + usize::from(self.slots) + peer) else {
+            return false;
+        };
+        // The client's position among the interval's members.
+        let online = self.online.as_ref();
+        if !crate::bits::test(online, peer) {
+            return false;
+        }
+        let position = (0..peer).filter(|&i| crate::bits::test(online, i)).count();
+        let Ok((keys, sent)) = self.answered(interval, exchange) else {
+            return false;
+        };
+        let Some(key) = keys.get(position) else {
+            return false;
+        };
+        #[allow(unused_mut)]
+        let mut mine = crate::crypto::pad_bit(key, &sent.nonce, bit);
+        #[cfg(feature = "disruptor")]
+        if self.blame.lies && keys.len() >= 2 && position < 2 {
+            mine = !mine;
+        }
+        let round = Statement {
+            group_id: &self.group_id,
+            session_id: &self.session_id,
+            who: Culprit::Client(r.peer),
+            interval,
+            exchange,
+            bit,
+            grounds: &grounds,
+            pad_nonce: &sent.nonce,
+            trustee_nonces: &self.blame.trustee_nonces,
+            own: &[0; 32],
+            decoded_hash: &[0; 32],
+            cell_hash: &[0; 32],
+            cell_bit: false,
+            bits: &[],
+            count: 0,
+        };
+        r.shown.disputes(
+            &round,
+            Culprit::Client(r.peer),
+            &identity,
+            self.trustees,
+            usize::from(self.index),
+            mine,
+        )
     }
 
     fn push_task(&mut self, task: Task) {
@@ -228,6 +302,7 @@ where
                     bit,
                     grounds,
                 } => self.emit_reveal(interval, exchange, bit, &grounds, out)?,
+                #[cfg(feature = "trustee-dh")]
                 Task::Dh {
                     interval,
                     exchange,
@@ -300,6 +375,7 @@ where
         Ok(Some(f.len))
     }
 
+    #[cfg(feature = "trustee-dh")]
     fn emit_dh(
         &self,
         interval: u32,

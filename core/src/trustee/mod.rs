@@ -328,14 +328,16 @@ where
                 grounds,
             } => self.on_blame_request(interval, exchange, bit, slot, grounds),
             #[cfg(feature = "blame-round")]
-            Message::BlameDhRequest {
-                interval,
-                exchange,
-                peer,
-            } => {
-                self.on_blame_dh_request(interval, exchange, peer);
+            #[cfg(feature = "trustee-dh")]
+            m @ Message::BlameDhRequest { .. } => {
+                if let Some(r) = crate::blame::DhRequest::of(&m) {
+                    self.on_blame_dh_request(&r);
+                }
                 Ok(())
             }
+            // Without `trustee-dh` (a device trustee) it proves no secret.
+            #[cfg(all(feature = "blame-round", not(feature = "trustee-dh")))]
+            Message::BlameDhRequest { .. } => Ok(()),
             _ => Err(PeerError::Unexpected),
         }
     }

@@ -198,7 +198,10 @@ pub enum Message<'a> {
         cell: &'a [u8],
     },
     /// Relay → one side of a (client, trustee) pair whose pad bits differ: prove the
-    /// pair's Diffie–Hellman secret.
+    /// pair's Diffie–Hellman secret. It carries the other side's signed reveal of the
+    /// round (`blame::Shown`): a member proves its secret only if that reveal checks
+    /// under the other side's identity key and claims another pad bit for the pair than
+    /// the member revealed.
     #[cfg(feature = "blame-round")]
     BlameDhRequest {
         /// The interval of the accused exchange.
@@ -207,6 +210,19 @@ pub enum Message<'a> {
         exchange: u64,
         /// The other side: a trustee's index to a client, a client's to a trustee.
         peer: u16,
+        /// The accused bit.
+        bit: u32,
+        /// The other side's reveal but its pad bits (`blame::Shown`): a client's link nonce
+        /// (16 bytes) ‖ the decoded cell's hash it signed (32) ‖ SHA-256 of its cell (32) ‖
+        /// its cell bit (1: 0 or 1) ‖ its signature (64); a trustee's digest of the members'
+        /// link nonces (32) ‖ SHA-256 of its cell (32) ‖ its cell bit (1) ‖ its signature
+        /// (64).
+        #[serde(borrow)]
+        reveal: &'a [u8],
+        /// The other side's pad bits at `bit`, a bitmap (a client: one per trustee; a
+        /// trustee: one per member).
+        #[serde(borrow)]
+        pad_bits: &'a [u8],
     },
     /// Client or trustee → relay: the pair's Diffie–Hellman secret and its DLEQ proof
     /// (`dleq::prove_dh`, context `blame::dh_context`).
@@ -835,8 +851,27 @@ mod tests {
                     interval: 7,
                     exchange: 300,
                     peer: 2,
+                    bit: 1234,
+                    reveal: &cat(&[
+                        &rep(0x22, 16),
+                        &rep(0x44, 32),
+                        &rep(0x55, 32),
+                        &[0x01],
+                        &rep(0x77, 64),
+                    ]),
+                    pad_bits: &[0x02],
                 },
-                std::vec![0, 0, 0, 5, 0x15, 0x07, 0xAC, 0x02, 0x02],
+                cat(&[
+                    &[
+                        0, 0, 0, 0x9C, 0x15, 0x07, 0xAC, 0x02, 0x02, 0xD2, 0x09, 0x91, 0x01,
+                    ],
+                    &rep(0x22, 16),
+                    &rep(0x44, 32),
+                    &rep(0x55, 32),
+                    &[0x01],
+                    &rep(0x77, 64),
+                    &[0x01, 0x02],
+                ]),
             ),
             (
                 Message::BlameDhProof {

@@ -268,12 +268,16 @@ fn start(spawner: Spawner, mut board: Board) {
         }
     }
     // What it answers blame rounds with: its identity key, its pad key, the trustees' pad
-    // keys and every slot's pseudonym key, read where the provisioning has them.
+    // and identity keys and every slot's pseudonym key, read where the provisioning has
+    // them.
+    let identities: &[[u8; 32]] =
+        bytemuck::try_cast_slice(node.identity_keys()).unwrap_or_default();
     let set = client.lock(|c| {
         c.borrow_mut().set_blame_keys(
             &node.identity_secret,
             &node.session_secret,
             trustee_keys,
+            identities,
             Region::Provisioned(node.pseudonym_keys()),
         )
     });

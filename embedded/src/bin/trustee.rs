@@ -113,7 +113,8 @@ fn start(spawner: Spawner, mut board: Board) {
         }
     };
     // What it answers blame rounds with: its identity key, its pad key, and every client's
-    // pad key then every slot's pseudonym key, read where the provisioning has them.
+    // pad key, every slot's pseudonym key and every client's identity key, read where the
+    // provisioning has them.
     let blame_keys = Region::Provisioned(node.peer_keys.as_bytes());
     if let Err(e) = trustee.set_blame_keys(&node.identity_secret, &node.session_secret, blame_keys)
     {

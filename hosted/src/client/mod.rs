@@ -127,12 +127,14 @@ fn core_client(
         .set_pseudonym(&pseudonym, &group.relay_dh, sealed)
         .map_err(|e| anyhow::anyhow!("pseudonym key: {e}"))?;
     // What it answers blame rounds with: its identity key, its pad key, the trustees' pad
-    // keys and every slot's pseudonym key.
+    // and identity keys and every slot's pseudonym key.
+    let trustee_identities: Vec<[u8; 32]> = group.trustees.iter().map(|t| t.identity).collect();
     client
         .set_blame_keys(
             &node.identity_private_key,
             &session_secret,
             &group.trustee_session_keys,
+            &trustee_identities,
             group.slots.concat(),
         )
         .map_err(|e| anyhow::anyhow!("blame keys: {e}"))?;
