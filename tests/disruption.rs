@@ -436,7 +436,14 @@ fn exclusion_time_with_real_processes_at_64_clients() {
             }
         }
         if !exact {
-            // The last words of the relay, the echo's client and its buddy.
+            // Which exchanges were disrupted and what the rounds found; then the last words
+            // of the relay, the echo's client and its buddy.
+            for l in relay
+                .lines()
+                .filter(|l| l.contains("was disrupted") || l.contains("blame round"))
+            {
+                println!("  {l}");
+            }
             for (name, log) in [
                 ("relay", relay.as_str()),
                 ("client 0", client.as_str()),
