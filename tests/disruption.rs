@@ -304,11 +304,77 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
     });
 }
 
+/// What became of an echo of `data` through client port `port`, for a benchmark that
+/// reports rather than asserts: whether it came back byte-exact, and if not, how it ended
+/// (bytes lost or changed, the connection closed by the client, the reader's own timeout).
+fn echo_outcome(port: u16, data: &[u8]) -> (bool, String) {
+    use std::io::ErrorKind;
+    let mut conn = connect(port, TRANSFER_TIMEOUT);
+    conn.set_read_timeout(Some(TRANSFER_TIMEOUT))
+        .expect("read timeout");
+    let mut writer = conn.try_clone().expect("clone");
+    let out = data.to_vec();
+    let w = thread::spawn(move || writer.write_all(&out));
+    let mut got = Vec::with_capacity(data.len());
+    let mut buf = [0u8; 16 * 1024];
+    // Bounded: every read returns within the timeout, and the loop ends at the first that
+    // brings nothing.
+    let ended = loop {
+        if got.len() >= data.len() {
+            break None;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) => break Some("the client closed the connection".to_string()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break Some(format!(
+                    "the test's reader timed out ({TRANSFER_TIMEOUT:?} without a byte)"
+                ))
+            }
+            Err(e) => break Some(format!("reading failed: {e}")),
+        }
+    };
+    drop(conn);
+    let written = match w.join() {
+        Ok(Ok(())) => String::new(),
+        Ok(Err(e)) => format!("; writing failed: {e}"),
+        Err(_) => "; the writer panicked".to_string(),
+    };
+    let same = got.iter().zip(data).take_while(|(a, b)| a == b).count();
+    let changed = if same < got.len().min(data.len()) {
+        format!("; byte {same} and on differ")
+    } else {
+        String::new()
+    };
+    match ended {
+        None if got == data && written.is_empty() => (true, "completed byte-exact".to_string()),
+        None => (
+            false,
+            format!(
+                "came back different: {} of {} bytes, the first {same} the same{changed}{written}",
+                got.len(),
+                data.len()
+            ),
+        ),
+        Some(why) => (
+            false,
+            format!(
+                "ended after {} of {} bytes, the first {same} the same{changed}: {why}{written}",
+                got.len(),
+                data.len()
+            ),
+        ),
+    }
+}
+
 /// Benchmark, not part of the default run (it prints, never asserts a time): how long a
 /// disruptor lasts with real processes. 64 clients and 2 trustees on this machine; client 63
 /// comes back with `--disrupt garble-all`; once it sends in the running interval, client 0
 /// starts a 64 KiB echo (owned exchanges for it to garble), and the time until the
-/// disruptor is told `Goodbye{Excluded}` is printed, with the echo's outcome:
+/// disruptor is told `Goodbye{Excluded}` is printed, with the echo's outcome (and, when it
+/// is not byte-exact or anyone else was refused, backed off or lost a connection, the log
+/// lines that say so):
 ///
 /// `cargo test -p dissent --features disruptor --test disruption --release -- --ignored
 /// --nocapture exclusion_time_with_real_processes`
@@ -338,28 +404,58 @@ fn exclusion_time_with_real_processes_at_64_clients() {
         let port = net.client_ports[0];
         let data = pattern(64 * 1024, 41);
         let first = Instant::now();
-        let echo = thread::spawn(move || {
-            let got = echo_bulk(port, &data);
-            if got == data {
-                "completed byte-exact".to_string()
-            } else {
-                let same = got.iter().zip(&data).take_while(|(a, b)| a == b).count();
-                format!(
-                    "came back different: {} of {} bytes, the first {same} the same",
-                    got.len(),
-                    data.len()
-                )
-            }
-        });
+        let echo = thread::spawn(move || echo_outcome(port, &data));
         garbler.wait_for_log("excluded", Duration::from_secs(120));
         let excluded = first.elapsed();
-        let echo = echo
+        let (exact, echo) = echo
             .join()
-            .unwrap_or_else(|_| "failed (its thread panicked: see above)".to_string());
+            .unwrap_or_else(|_| (false, "failed (its thread panicked: see above)".to_string()));
         println!(
             "{CLIENTS} clients, 2 trustees, garble-all: excluded {excluded:?} after the first \
              data it could garble (wall clock, this machine); the echo {echo}"
         );
+        // Whoever else the relay refused, backed off or cut, and what client 0 said: what
+        // a run whose echo did not come back intact needs to be told apart.
+        let relay = net.relay.log();
+        let client = net.clients[0].log();
+        let lines: Vec<&str> = relay
+            .lines()
+            .filter(|l| {
+                (l.contains("refused until") && !l.contains(&format!("client {d} ")))
+                    || l.contains("backed off")
+                    || l.contains("refused blame")
+            })
+            .chain(client.lines().filter(|l| {
+                l.contains("lost") || l.contains("local connection") || l.contains("ERROR")
+            }))
+            .collect();
+        if !exact || !lines.is_empty() {
+            println!("the relay's and client 0's lines on it:");
+            for l in lines {
+                println!("  {l}");
+            }
+        }
+        if !exact {
+            // Which exchanges were disrupted and what the rounds found; then the last words
+            // of the relay, the echo's client and its buddy.
+            for l in relay
+                .lines()
+                .filter(|l| l.contains("was disrupted") || l.contains("blame round"))
+            {
+                println!("  {l}");
+            }
+            for (name, log) in [
+                ("relay", relay.as_str()),
+                ("client 0", client.as_str()),
+                ("client 1", net.clients[1].log().as_str()),
+            ] {
+                let all: Vec<&str> = log.lines().collect();
+                println!("{name}'s last lines:");
+                for l in &all[all.len().saturating_sub(40)..] {
+                    println!("  {l}");
+                }
+            }
+        }
         net.assert_relay_up();
     });
 }

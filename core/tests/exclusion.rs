@@ -137,3 +137,88 @@ fn an_excluded_disruptor_is_gone_for_the_epoch_and_honest_traffic_completes() {
         );
     }
 }
+
+/// Transfers in flight while a `garble-all` disruptor springs a trap, is convicted by the
+/// blame round and excluded: every byte arrives at the exit and back at its owner, once and
+/// in order, and no connection is lost. Over seeds: the group's size, the window, the
+/// largest cell, the links' latency, how many clients send, and whether the disruptor
+/// starts before the transfers or a little after.
+#[cfg(feature = "disruptor")]
+#[test]
+fn transfers_in_flight_while_a_garbler_is_excluded_arrive_intact_both_ways() {
+    use dissent_core::client::DisruptorMode;
+    use dissent_core::Duration;
+    // Owners' cells disrupted (their bytes sent again), over all seeds.
+    let mut resent = 0;
+    for seed in 0..24usize {
+        let clients = 5 + seed % 6;
+        let window = [4u16, 8, 16][seed % 3];
+        let mallory = (seed * 7 + 3) % clients;
+        let mut cfg = NetConfig::new(clients, 2, 256);
+        cfg.max_cell_len = [1024, 4096, 8192][(seed / 3) % 3];
+        cfg.window = window;
+        cfg.latency = Duration::from_millis([0u64, 1, 5][(seed / 9) % 3]);
+        let mut net = Net::new(cfg);
+        net.run_until(1_000_000, |s| {
+            s.relay.interval().is_some_and(|(_, n)| n == clients)
+        });
+        net.run_steps(seed * 37);
+        let before = seed % 2 == 0;
+        if before {
+            net.clients[mallory].set_disruptor(Some(DisruptorMode::GarbleAll));
+        }
+        let mut expect = BTreeMap::new();
+        for i in (0..clients).filter(|&i| i != mallory).take(1 + seed % 3) {
+            let conn = net.open(i);
+            let data = pattern(seed * 100 + i, 16 * 1024 + 97 * (seed % 7));
+            net.send_bytes(i, conn, data.clone());
+            expect.insert(conn, (i, data));
+        }
+        if !before {
+            // Some of the transfers' cells are out already.
+            net.run_steps(seed % 5 * 7);
+            net.clients[mallory].set_disruptor(Some(DisruptorMode::GarbleAll));
+        }
+        let m = PeerId::Client(mallory as u16);
+        let what = format!(
+            "seed {seed}: {clients} clients, window {window}, mallory {mallory}, before {before}"
+        );
+        net.run_until(2_000_000, |s| {
+            s.excluded.iter().any(|x| x.1 == m)
+                && expect.iter().all(|(c, (i, d))| {
+                    s.exit.upstream.get(c) == Some(d) && s.apps[*i].received.get(c) == Some(d)
+                })
+        });
+        assert!(
+            net.exit.garbled > 0 || !net.exit.sprung.is_empty(),
+            "{what}: nothing was disrupted"
+        );
+        resent += expect
+            .values()
+            .map(|(i, _)| net.apps[*i].disrupted.len())
+            .sum::<usize>();
+        resent += expect
+            .values()
+            .map(|(i, _)| net.apps[*i].disrupted.len())
+            .sum::<usize>();
+        for (c, (i, d)) in &expect {
+            assert_eq!(net.exit.upstream.get(c), Some(d), "{what}");
+            assert_eq!(net.apps[*i].received.get(c), Some(d), "{what}");
+            assert_eq!(net.exit.opened.get(c), Some(&1), "{what}");
+            assert!(net.apps[*i].lost.is_empty(), "{what}");
+        }
+        assert!(
+            net.excluded.iter().all(|x| x.1 == m),
+            "{what}: {:?}",
+            net.excluded
+        );
+        assert!(
+            net.node_errors.iter().all(|(n, _)| n.peer() == m),
+            "{what}: {:?}",
+            net.node_errors
+        );
+    }
+    // The owners' cells were disrupted and sent again, not merely delivered before.
+    assert!(resent > 24, "{resent} owners' cells disrupted");
+    println!("{resent} owners' cells disrupted and sent again");
+}
