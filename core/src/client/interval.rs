@@ -167,14 +167,24 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             !lost.is_empty() && buddies::group_touches(lost, self.index, self.clients, k);
         // A cell of its slot the relay showed disrupted, whose output the ended interval
         // never reported: abandoned like any disrupted cell (the interval's history counts
-        // it as decoded).
+        // it as decoded). Its own by the schedule, as when the output is reported (the
+        // kept sealed cells, a few and none on a device, miss some), or by a kept cell.
         if let Phase::Running(r) = &self.phase {
             let ended = r.interval;
+            let first_unreported = r.next_exchange.saturating_sub(self.unreported.len() as u64);
+            let own = |e: u64| {
+                e.checked_sub(first_unreported)
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| self.unreported.iter().nth(i))
+                    .is_some_and(
+                        |k| matches!(k, crate::wire::Kind::Slot { slot, .. } if *slot == self.slot),
+                    )
+            };
             let first = self
                 .disrupted
                 .iter()
                 .map(|d| d.0)
-                .find(|&e| self.kept_cell(ended, e).is_some());
+                .find(|&e| own(e) || self.kept_cell(ended, e).is_some());
             if let Some(e) = first {
                 self.abandon_from(ended, e);
                 self.unprepare();
