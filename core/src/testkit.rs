@@ -127,6 +127,9 @@ pub struct NetConfig {
     pub slow_delay: Duration,
     /// The relay instance (its trap secrets derive from it).
     pub epoch: [u8; 16],
+    /// Whether clients keep their last sent sealed cells for accusations (a device keeps
+    /// none: its storage holds only the two prepared cells).
+    pub keep_sealed: bool,
 }
 
 impl NetConfig {
@@ -165,6 +168,7 @@ impl NetConfig {
             stall: StallConfig::DEFAULT,
             slow_delay: Duration::from_millis(9_500),
             epoch: [9; 16],
+            keep_sealed: true,
         }
     }
 
@@ -275,7 +279,12 @@ fn new_client(
     };
     // Harness set-up only (never bytes from a network): a failure is a test's mistake.
     let mut client = Client::with_vecs(&c).expect("client configuration");
-    let sealed = vec![0; client.sealed_len()];
+    let sealed_cells = if cfg.keep_sealed {
+        2 + crate::client::KEPT
+    } else {
+        2
+    };
+    let sealed = vec![0; client.sealed_len() / (2 + crate::client::KEPT) * sealed_cells];
     client
         .set_pseudonym(
             &pseudonym_secret(i),

@@ -13,7 +13,7 @@ use super::Client;
 use crate::wire::{self, RECORD_HEADER_LEN};
 
 /// Owned exchanges whose sealed bytes are kept, the latest ones.
-pub(super) const KEPT: usize = 16;
+pub(crate) const KEPT: usize = 16;
 
 /// Owned cells an accusation goes out in, at most.
 pub(super) const MAX_SENDS: u8 = 8;
