@@ -509,6 +509,19 @@ impl crate::blame::Directory for NetDirectory {
 }
 
 impl Net {
+    /// A running group of `clients` clients and two trustees, 256-byte cells up to 1 KiB
+    /// and a window of `window`: returned once every client is in the running interval.
+    pub fn running_group(clients: usize, window: u16) -> Net {
+        let mut cfg = NetConfig::new(clients, 2, 256);
+        cfg.max_cell_len = 1024;
+        cfg.window = window;
+        let mut net = Net::new(cfg);
+        net.run_until(400_000, |s| {
+            s.relay.interval().is_some_and(|(_, n)| n == clients)
+        });
+        net
+    }
+
     /// The group's public keys.
     pub fn directory(&self) -> NetDirectory {
         NetDirectory {

@@ -15,19 +15,7 @@
 use dissent_core::blame::{self, BlameKind, Culprit};
 use dissent_core::client::DisruptorMode;
 use dissent_core::relay::{Exclusion, PeerId};
-use dissent_core::testkit::{pattern, Net, NetConfig, Node};
-
-/// A running group of `clients` (and two trustees) with a window of `window`.
-fn group(clients: usize, window: u16) -> Net {
-    let mut cfg = NetConfig::new(clients, 2, 256);
-    cfg.max_cell_len = 1024;
-    cfg.window = window;
-    let mut net = Net::new(cfg);
-    net.run_until(400_000, |s| {
-        s.relay.interval().is_some_and(|(_, n)| n == clients)
-    });
-    net
-}
+use dissent_core::testkit::{pattern, Net, Node};
 
 const MODES: [DisruptorMode; 4] = [
     DisruptorMode::GarbleAll,
@@ -104,7 +92,7 @@ fn a_disruptor_that_leaves_mid_round_does_not_escape() {
             Back::After(1 + seed * 7)
         };
         let what = format!("seed {seed}, {mode:?}, {clients} clients, window {window}, {back:?}");
-        let mut net = group(clients, window);
+        let mut net = Net::running_group(clients, window);
         run(&mut net, mallory, mode, mallory, back, seed);
         only(&net, mallory, &what);
         let &(_, _, why) = net
@@ -145,7 +133,7 @@ fn an_honest_member_that_drops_and_comes_back_within_the_round_is_not_convicted(
         let what = format!(
             "seed {seed}, {mode:?}, {clients} clients, window {window}, client {honest} {back:?}"
         );
-        let mut net = group(clients, window);
+        let mut net = Net::running_group(clients, window);
         let reveals_before = net.reveals.len();
         run(&mut net, mallory, mode, honest, back, seed);
         only(&net, mallory, &what);

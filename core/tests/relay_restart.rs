@@ -14,19 +14,7 @@
 use dissent_core::blame::{self, BlameKind, Culprit};
 use dissent_core::client::DisruptorMode;
 use dissent_core::relay::PeerId;
-use dissent_core::testkit::{pattern, Net, NetConfig};
-
-/// A running group of `clients` (and two trustees) with a window of `window`.
-fn group(clients: usize, window: u16) -> Net {
-    let mut cfg = NetConfig::new(clients, 2, 256);
-    cfg.max_cell_len = 1024;
-    cfg.window = window;
-    let mut net = Net::new(cfg);
-    net.run_until(400_000, |s| {
-        s.relay.interval().is_some_and(|(_, n)| n == clients)
-    });
-    net
-}
+use dissent_core::testkit::{pattern, Net};
 
 /// Every client but `except` uploads `len` bytes; returns (client, conn, bytes).
 fn uploads(
@@ -66,7 +54,7 @@ fn a_relay_restarted_within_one_interval_number_convicts_no_honest_owner() {
         let mallory = (seed * 3 + 1) % clients;
         let mode = modes[seed % modes.len()];
         let what = format!("seed {seed}, {clients} clients, window {window}, {mode:?}");
-        let mut net = group(clients, window);
+        let mut net = Net::running_group(clients, window);
         // Owners send under the first instance, which the restart cuts short.
         let _ = uploads(&mut net, None, seed, 1500);
         net.run_steps(200 + 150 * (seed % 4));

@@ -22,18 +22,6 @@ use dissent_core::testkit::{frame_body, pattern, Net, NetConfig, Node};
 use dissent_core::wire::Message;
 use dissent_core::{Duration, Instant};
 
-/// A running group of `clients` (and two trustees) with a window of `window`.
-fn group(clients: usize, window: u16) -> Net {
-    let mut cfg = NetConfig::new(clients, 2, 256);
-    cfg.max_cell_len = 1024;
-    cfg.window = window;
-    let mut net = Net::new(cfg);
-    net.run_until(400_000, |s| {
-        s.relay.interval().is_some_and(|(_, n)| n == clients)
-    });
-    net
-}
-
 /// Every honest client uploads a few KiB; `mallory` turns `mode` on. Runs until the first
 /// blame round ends (or `steps`); returns when the first exchange was disrupted (or a
 /// forged request shown), if one was.
@@ -125,7 +113,7 @@ fn each_accusable_disruptor_is_convicted_excluded_and_honest_traffic_resumes() {
         let mallory = (seed * 5 + 1) % clients;
         let what =
             format!("seed {seed}, {name}, {clients} clients, window {window}, mallory {mallory}");
-        let mut net = group(clients, window);
+        let mut net = Net::running_group(clients, window);
         disrupt(&mut net, mallory, mode, seed, 400_000);
         only(&net, mallory, &what);
         let Some(&(_, interval, exchange, verdict)) = net.blame_ended.first() else {
@@ -180,7 +168,7 @@ fn each_trap_springing_disruptor_is_convicted_excluded_and_honest_traffic_resume
         let mallory = (seed * 5 + 2) % clients;
         let what =
             format!("seed {seed}, {name}, {clients} clients, window {window}, mallory {mallory}");
-        let mut net = group(clients, window);
+        let mut net = Net::running_group(clients, window);
         net.clients[mallory].set_disruptor(Some(mode));
         for i in (0..clients).filter(|&i| i != mallory) {
             let conn = net.open(i);
@@ -270,7 +258,7 @@ fn each_trap_springing_disruptor_is_convicted_excluded_and_honest_traffic_resume
 #[test]
 fn an_honest_group_runs_no_round() {
     for seed in 0..3usize {
-        let mut net = group(6, 8);
+        let mut net = Net::running_group(6, 8);
         for i in 0..6 {
             let conn = net.open(i);
             net.send_bytes(i, conn, pattern(seed * 10 + i, 4000));
@@ -287,7 +275,7 @@ fn an_honest_group_runs_no_round() {
 #[test]
 fn a_member_that_does_not_answer_is_refused_blame() {
     for seed in 0..4usize {
-        let mut net = group(6, 8);
+        let mut net = Net::running_group(6, 8);
         let (mallory, silent) = (5, seed % 5);
         net.refuse_blame.push(Node::Client(silent));
         disrupt(
@@ -335,7 +323,7 @@ fn a_member_that_does_not_answer_is_refused_blame() {
 /// round goes on for everyone else.
 #[test]
 fn a_member_that_answers_garbage_is_refused_blame_and_nobody_else() {
-    let mut net = group(6, 8);
+    let mut net = Net::running_group(6, 8);
     let (mallory, garbler) = (5, 2);
     net.garble_reveal.push(Node::Client(garbler));
     disrupt(
@@ -380,7 +368,7 @@ fn a_member_that_answers_garbage_is_refused_blame_and_nobody_else() {
 #[test]
 fn a_trustee_that_answers_nothing_is_not_convicted_and_the_disruptor_still_is() {
     for (seed, silent) in [(0usize, 0usize), (1, 1)] {
-        let mut net = group(6, 8);
+        let mut net = Net::running_group(6, 8);
         net.refuse_blame.push(Node::Trustee(silent));
         let mallory = 4;
         disrupt(
@@ -525,7 +513,7 @@ fn a_trustee_that_says_it_takes_no_part_is_not_waited_for_and_the_disruptor_is_e
 #[test]
 fn lies_about_pad_bits_are_convicted_by_the_dispute() {
     for (seed, liar) in [(0usize, None), (1, Some(0usize)), (2, Some(1)), (3, None)] {
-        let mut net = group(6, 8);
+        let mut net = Net::running_group(6, 8);
         let mallory = 5;
         net.clients[mallory].set_lie_about_pads(true);
         if let Some(t) = liar {
@@ -572,7 +560,7 @@ fn lies_about_pad_bits_are_convicted_by_the_dispute() {
 /// real one about another exchange or bit) gets no reveal from any member or trustee.
 #[test]
 fn a_relay_with_forged_grounds_gets_no_reveal() {
-    let mut net = group(6, 8);
+    let mut net = Net::running_group(6, 8);
     let conn = net.open(0);
     net.send_bytes(0, conn, pattern(4, 3000));
     net.run_steps(5000);
