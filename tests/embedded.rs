@@ -1606,7 +1606,6 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
             thread::spawn(move || support::echo_bulk(port1, &other))
         };
         let line = relay.wait_for_log("blame evidence written to ", TRANSFER_TIMEOUT);
-        let intervals_at_verdict = device.console().matches(": interval ").count();
         // The round's time by the relay's log: its "started" line to its verdict.
         let log = relay.log();
         let at = |needle: &str| {
@@ -1673,13 +1672,35 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
             "{stdout}"
         );
         garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
-        // An interval line printed after the verdict has a stack peak that includes answering
-        // the round, which every trustee build's RAM budget must hold too.
-        let intervals = |c: &str| c.matches(": interval ").count();
+        // The line of an interval after the round's own (the relay starts it only after the
+        // verdict) has a stack peak that includes answering the round, which every trustee
+        // build's RAM budget must hold too. The device may print it before the relay's verdict
+        // line is read here, so it is found by its number, not by counting lines.
+        let round_interval: u64 = log
+            .lines()
+            .find_map(|l| {
+                let rest = l.split("blame round about exchange ").nth(1)?;
+                rest.split(" of interval ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .expect("the round's interval in the relay's log");
+        let after_round = |c: &str| {
+            c.lines().any(|l| {
+                l.split(": interval ")
+                    .nth(1)
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|n| n > round_interval)
+            })
+        };
         let deadline = Instant::now() + TRANSFER_TIMEOUT;
         let console = loop {
             let console = device.console();
-            if intervals(&console) > intervals_at_verdict {
+            if after_round(&console) {
                 break console;
             }
             assert!(
