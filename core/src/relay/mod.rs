@@ -286,8 +286,8 @@ pub enum RelayEvent<'a> {
         exchange: u64,
     },
     /// A blame round ended: the node it named first (every one named is excluded), or
-    /// `None` (inconclusive). Its evidence, if any, is [`Relay::evidence`] until the next
-    /// round ends.
+    /// `None` (inconclusive). Its evidence, if any, is `Relay::evidence` (feature
+    /// `blame-round`) until the next round ends.
     BlameEnded {
         /// The interval.
         interval: u32,

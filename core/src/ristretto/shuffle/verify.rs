@@ -16,7 +16,7 @@ use super::{
 
 /// Verifies that `outputs` is a re-encryption shuffle of `inputs` under `key`.
 ///
-/// With the `std` feature this is [`verify_batched`] (one multiscalar multiplication),
+/// With the `std` feature this is `verify_batched` (one multiscalar multiplication),
 /// which on failure runs [`verify_streaming`] to name the failing equation; without it,
 /// [`verify_streaming`]. Both accept exactly the same proofs, up to probability 2^-252.
 pub fn verify(
