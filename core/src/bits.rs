@@ -119,6 +119,17 @@ pub fn next_set(bytes: &[u8], mut from: usize, end: usize) -> usize {
     from
 }
 
+/// Number of set positions below `i`: the place of position `i` among the set ones.
+pub fn rank(bytes: &[u8], i: usize) -> usize {
+    let full = (i / 8).min(bytes.len());
+    let below = bytes.get(..full).map_or(0, count);
+    let part = match bytes.get(i / 8) {
+        Some(b) => (b & ((1u8 << (i % 8)) - 1)).count_ones() as usize,
+        None => 0,
+    };
+    below + part
+}
+
 /// Number of set positions.
 pub fn count(bytes: &[u8]) -> usize {
     bytes.iter().map(|b| b.count_ones() as usize).sum()
@@ -128,6 +139,16 @@ pub fn count(bytes: &[u8]) -> usize {
 mod tests {
     // Test code only: each unwrap() is an assertion on a fixture, never on network input.
     use super::*;
+
+    #[test]
+    fn rank_counts_the_set_positions_below() {
+        let bytes = [0b1010_0101u8, 0b0000_0011, 0b1000_0000];
+        for i in 0..30 {
+            let slow = (0..i).filter(|&k| test(&bytes, k)).count();
+            assert_eq!(rank(&bytes, i), slow, "position {i}");
+        }
+        assert_eq!(rank(&[], 5), 0);
+    }
 
     #[test]
     fn layout_is_lsb_first() {

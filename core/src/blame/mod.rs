@@ -38,7 +38,7 @@ pub use evidence::{
 };
 pub use grounds::{grounds_digest, Facts, Grounds, GroundsError, MAX_GROUNDS_LEN};
 pub use judge::{judge, resolve_dispute, DisputeFacts, Finding, Reveals};
-pub use reveal::{dh_context, nonces_digest, DhRequest, Shown, Statement, DH_CONTEXT_LEN};
+pub use reveal::{dh_context, nonces_digest, DhRequest, Round, Shown, Statement, DH_CONTEXT_LEN};
 pub use trap::{trap_context, TrapError, TrapFacts, TrapGrounds, TRAP_GROUNDS_LEN};
 
 /// Who a verdict names.
@@ -125,4 +125,14 @@ impl core::fmt::Display for Culprit {
             Culprit::Relay => f.write_str("the relay"),
         }
     }
+}
+
+/// Queues `item` at the back of `queue`, dropping the oldest entry when it is full (a
+/// member's pending blame answers: the newest request is the one a relay waits for).
+#[cfg(feature = "blame-round")]
+pub(crate) fn push_newest<T, const N: usize>(queue: &mut heapless::Deque<T, N>, item: T) {
+    if queue.is_full() {
+        queue.pop_front();
+    }
+    let _ = queue.push_back(item);
 }

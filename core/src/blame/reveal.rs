@@ -159,6 +159,28 @@ impl<'a> DhRequest<'a> {
     }
 }
 
+/// What every reveal of one blame round signs alike: the round as a member that accepted
+/// it knows it ([`Shown::disputes`] checks another member's reveal against it).
+#[derive(Debug, Clone, Copy)]
+pub struct Round<'a> {
+    /// The group.
+    pub group_id: &'a [u8; 16],
+    /// The session.
+    pub session_id: &'a [u8; 16],
+    /// The interval.
+    pub interval: u32,
+    /// The exchange.
+    pub exchange: u64,
+    /// The accused bit.
+    pub bit: u32,
+    /// The digest of the grounds ([`super::grounds_digest`]).
+    pub grounds: &'a [u8; 32],
+    /// The exchange's pad nonce.
+    pub pad_nonce: &'a PadNonce,
+    /// SHA-256 of the interval's trustee nonces, in trustee order.
+    pub trustee_nonces: &'a [u8; 32],
+}
+
 impl Shown<'_> {
     /// Lays out `who`'s reveal (a client's `own` is its link nonce in the first 16 bytes)
     /// in `out`; returns its length.
@@ -185,15 +207,13 @@ impl Shown<'_> {
         at + 65
     }
 
-    /// Whether this is `who`'s reveal of the round `round` describes (its group, session,
-    /// interval, exchange, bit, grounds digest, pad nonce and trustee nonces' digest, as
-    /// the member itself signed them), signed with `identity` over `count` pad bits, and
+    /// Whether this is `who`'s reveal of `round` (as the member itself signed it), signed with `identity` over `count` pad bits, and
     /// claims at position `at` another pad bit than `mine` (the bit the member revealed
     /// for the pair): a real dispute about this pair in this round. Anything else shows
     /// none, and the member proves nothing.
     pub fn disputes(
         &self,
-        round: &Statement<'_>,
+        round: &Round<'_>,
         who: Culprit,
         identity: &[u8; 32],
         count: u16,
@@ -236,14 +256,21 @@ impl Shown<'_> {
             return false;
         }
         Statement {
+            group_id: round.group_id,
+            session_id: round.session_id,
             who,
+            interval: round.interval,
+            exchange: round.exchange,
+            bit: round.bit,
+            grounds: round.grounds,
+            pad_nonce: round.pad_nonce,
+            trustee_nonces: round.trustee_nonces,
             own: &own,
             decoded_hash: &decoded,
             cell_hash,
             cell_bit: cell_bit == 1,
             bits: self.pad_bits,
             count,
-            ..*round
         }
         .verify(identity, signature)
     }
@@ -277,6 +304,34 @@ pub fn nonces_digest<'n>(nonces: impl IntoIterator<Item = &'n [u8; NONCE_LEN]>) 
         h.update(n);
     }
     h.finalize().into()
+}
+
+/// A member's `BlameDhProof` frame in `out` (its length): the Diffie–Hellman secret of its
+/// `secret` with the peer's public key `peer` and its proof under `context` ([`dh_context`]);
+/// `None` if `peer` is not a key.
+#[cfg(feature = "blame-round")]
+pub fn dh_proof_frame(
+    context: &[u8],
+    secret: &crate::ristretto::keys::SecretKey,
+    peer: &[u8; 32],
+    interval: u32,
+    exchange: u64,
+    peer_index: u16,
+    out: &mut [u8],
+) -> Result<Option<usize>, crate::wire::WireError> {
+    let Ok(peer_key) = crate::ristretto::keys::PublicKey::from_bytes(peer) else {
+        return Ok(None);
+    };
+    let (secret, proof) = prove_dh(context, secret, &peer_key);
+    let n = crate::wire::Message::BlameDhProof {
+        interval,
+        exchange,
+        peer: peer_index,
+        secret: &secret,
+        proof: &proof,
+    }
+    .emit_frame(out)?;
+    Ok(Some(n))
 }
 
 /// A DLEQ proof of the Diffie–Hellman secret of `secret` with `peer`, its nonce drawn from

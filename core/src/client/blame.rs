@@ -25,15 +25,16 @@
 use heapless::{Deque, Vec};
 
 use super::Client;
+use crate::blame::reveal::dh_proof_frame;
 use crate::blame::{
     cell_hash, dh_context, grounds_digest, nonces_digest, Culprit, DhRequest, Facts, Grounds,
-    Statement,
+    Round, Statement,
 };
 use crate::crypto::IntervalKey;
 use crate::error::{ConfigError, PeerError};
 use crate::identity::IdentityKey;
-use crate::ristretto::keys::{PublicKey, SecretKey};
-use crate::wire::{self, Message, WireError};
+use crate::ristretto::keys::SecretKey;
+use crate::wire::{self, WireError};
 use crate::{MAX_TRUSTEES, NONCE_LEN};
 
 /// Decoded cells whose hashes a client keeps, the latest ones.
@@ -331,32 +332,23 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         // Its position among the interval's members, and their count.
         let online = self.online.as_ref();
         let index = usize::from(self.index);
-        let members = (0..usize::from(self.clients))
-            .filter(|&i| crate::bits::test(online, i))
-            .count();
-        let position = (0..index).filter(|&i| crate::bits::test(online, i)).count();
+        let members = crate::bits::rank(online, usize::from(self.clients));
+        let position = crate::bits::rank(online, index);
         #[allow(unused_mut)]
         let mut mine = crate::crypto::pad_bit(key, &answered.nonce, bit);
         #[cfg(feature = "disruptor")]
         if self.blame.lies && peer == 0 {
             mine = !mine;
         }
-        let round = Statement {
+        let round = Round {
             group_id: &self.group_id,
             session_id: &self.session_id,
-            who: Culprit::Trustee(r.peer),
             interval,
             exchange,
             bit,
             grounds: &grounds,
             pad_nonce: &answered.nonce,
             trustee_nonces: &ctx.trustee_nonces,
-            own: &[0; 32],
-            decoded_hash: &[0; 32],
-            cell_hash: &[0; 32],
-            cell_bit: false,
-            bits: &[],
-            count: 0,
         };
         crate::bits::test(online, index)
             && r.shown.disputes(
@@ -370,10 +362,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     }
 
     fn push_task(&mut self, task: Task) {
-        if self.blame.tasks.is_full() {
-            self.blame.tasks.pop_front();
-        }
-        let _ = self.blame.tasks.push_back(task);
+        crate::blame::push_newest(&mut self.blame.tasks, task);
     }
 
     /// The next blame answer, if one is due (part of [`Client::poll_transmit`]).
@@ -490,19 +479,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         let Some(trustee) = keys.trustees.get(usize::from(peer)) else {
             return Ok(None);
         };
-        let Ok(peer_key) = PublicKey::from_bytes(trustee) else {
-            return Ok(None);
-        };
         let context = dh_context(&self.group_id, &self.session_id, &keys.dh_public, trustee);
-        let (secret, proof) = crate::blame::reveal::prove_dh(&context, &keys.dh, &peer_key);
-        let n = Message::BlameDhProof {
-            interval,
-            exchange,
-            peer,
-            secret: &secret,
-            proof: &proof,
-        }
-        .emit_frame(out)?;
-        Ok(Some(n))
+        dh_proof_frame(&context, &keys.dh, trustee, interval, exchange, peer, out)
     }
 }

@@ -58,6 +58,7 @@ use crate::wire::{self, ConnId, Head, Hello, Kind, Message, NodeRole, Resume, Wi
 use crate::{MAC_LEN, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
 mod accuse;
+#[cfg(feature = "testkit")]
 pub(crate) use accuse::KEPT;
 #[cfg(feature = "blame-round")]
 mod blame;

@@ -16,17 +16,15 @@ use heapless::Deque;
 use sha2::{Digest, Sha256};
 
 use super::{Phase, Trustee};
+#[cfg(feature = "trustee-dh")]
+use crate::blame::reveal::dh_proof_frame;
 use crate::blame::{cell_hash, grounds_digest, nonces_digest, Culprit, Facts, Grounds, Statement};
 #[cfg(feature = "trustee-dh")]
-use crate::blame::{dh_context, DhRequest};
+use crate::blame::{dh_context, DhRequest, Round};
 use crate::crypto::{IntervalKey, PairKey};
 use crate::error::{ConfigError, PeerError};
 use crate::identity::IdentityKey;
-#[cfg(feature = "trustee-dh")]
-use crate::ristretto::keys::PublicKey;
 use crate::ristretto::keys::SecretKey;
-#[cfg(feature = "trustee-dh")]
-use crate::wire::Message;
 use crate::wire::{self, WireError};
 use crate::NONCE_LEN;
 
@@ -245,7 +243,7 @@ where
         if !crate::bits::test(online, peer) {
             return false;
         }
-        let position = (0..peer).filter(|&i| crate::bits::test(online, i)).count();
+        let position = crate::bits::rank(online, peer);
         let Ok((keys, sent)) = self.answered(interval, exchange) else {
             return false;
         };
@@ -258,22 +256,15 @@ where
         if self.blame.lies && keys.len() >= 2 && position < 2 {
             mine = !mine;
         }
-        let round = Statement {
+        let round = Round {
             group_id: &self.group_id,
             session_id: &self.session_id,
-            who: Culprit::Client(r.peer),
             interval,
             exchange,
             bit,
             grounds: &grounds,
             pad_nonce: &sent.nonce,
             trustee_nonces: &self.blame.trustee_nonces,
-            own: &[0; 32],
-            decoded_hash: &[0; 32],
-            cell_hash: &[0; 32],
-            cell_bit: false,
-            bits: &[],
-            count: 0,
         };
         r.shown.disputes(
             &round,
@@ -286,10 +277,7 @@ where
     }
 
     fn push_task(&mut self, task: Task) {
-        if self.blame.tasks.is_full() {
-            self.blame.tasks.pop_front();
-        }
-        let _ = self.blame.tasks.push_back(task);
+        crate::blame::push_newest(&mut self.blame.tasks, task);
     }
 
     /// The next blame answer, if one is due (part of [`Trustee::poll_transmit`]).
@@ -387,19 +375,7 @@ where
         else {
             return Ok(None);
         };
-        let Ok(peer_key) = PublicKey::from_bytes(&client) else {
-            return Ok(None);
-        };
         let context = dh_context(&self.group_id, &self.session_id, &client, &keys.dh_public);
-        let (secret, proof) = crate::blame::reveal::prove_dh(&context, &keys.dh, &peer_key);
-        let n = Message::BlameDhProof {
-            interval,
-            exchange,
-            peer,
-            secret: &secret,
-            proof: &proof,
-        }
-        .emit_frame(out)?;
-        Ok(Some(n))
+        dh_proof_frame(&context, &keys.dh, &client, interval, exchange, peer, out)
     }
 }

@@ -1,0 +1,565 @@
+//! A blame round's answers and its end: each `BlameReveal` and `BlameDhProof` checked and
+//! written into the evidence, the verdict once every answer is in or at the deadline, and
+//! the requests the round sends.
+//!
+//! Owns nothing of its own: the running round and its storage are the parent module's.
+
+use super::*;
+
+impl<P, B> Relay<P, B>
+where
+    P: AsMut<[Peer]> + AsRef<[Peer]>,
+    B: AsMut<[u8]> + AsRef<[u8]>,
+{
+    /// The position of client `i` among the running round's members (index order).
+    pub(super) fn member_position(&self, i: u16) -> Option<usize> {
+        let online = self.online_bits();
+        if !crate::bits::test(online, usize::from(i)) {
+            return None;
+        }
+        Some(crate::bits::rank(online, usize::from(i)))
+    }
+
+    /// A `BlameReveal` from `peer`. A reveal that does not belong to the running round is
+    /// ignored; one that does but does not check (its cell against the fingerprint, its
+    /// signature, its length) is a refusal.
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::relay) fn on_blame_reveal(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        interval: u32,
+        exchange: u64,
+        bit: u32,
+        pad_bits: &[u8],
+        signature: &[u8],
+        cell: &[u8],
+    ) {
+        let Some(a) = self.rounds.active else {
+            return;
+        };
+        if (a.q.interval, a.q.exchange, a.q.bit) != (interval, exchange, bit) || a.dispute.is_some()
+        {
+            return;
+        }
+        let Some(node) = self.node_position(peer) else {
+            return;
+        };
+        let position = match peer {
+            PeerId::Client(i) => match self.member_position(i) {
+                Some(p) => Some(p),
+                None => return,
+            },
+            PeerId::Trustee(_) => None,
+        };
+        {
+            let (answered, _, _) = self.rounds.flags();
+            if crate::bits::test(answered, node) {
+                return;
+            }
+            crate::bits::set(answered, node);
+        }
+        let count = if position.is_some() { a.m } else { a.n };
+        let identity = self.rounds.key(node, 0).unwrap_or([0; 32]);
+        let hash = cell_hash(cell);
+        let cell_bit = crate::bits::test(cell, bit as usize);
+        // A member's link nonce is the one it had in the round's interval (the draft holds
+        // it): one that left and came back within the round has another link now.
+        let mut own = [0u8; 32];
+        let nonce = {
+            let (_, _, evidence) = self.rounds.flags();
+            position
+                .and_then(|p| Draft::resume(evidence, a.n, a.m).map(|d| d.client_nonce(p)))
+                .unwrap_or([0; NONCE_LEN])
+        };
+        if let PeerId::Client(_) = peer {
+            crate::field::put(&mut own, 0, &nonce);
+        } else {
+            own = a.members_digest;
+        }
+        let who = match peer {
+            PeerId::Client(i) => Culprit::Client(i),
+            PeerId::Trustee(t) => Culprit::Trustee(t),
+        };
+        let statement = Statement {
+            group_id: &self.cfg.group_id,
+            session_id: &self.cfg.session_id,
+            who,
+            interval,
+            exchange,
+            bit,
+            grounds: &a.grounds_digest,
+            pad_nonce: &a.pad_nonce,
+            trustee_nonces: &a.trustee_nonces,
+            own: &own,
+            decoded_hash: if position.is_some() {
+                &a.decoded_hash
+            } else {
+                &[0; 32]
+            },
+            cell_hash: &hash,
+            cell_bit,
+            bits: pad_bits,
+            count: count as u16,
+        };
+        let signature: Option<&[u8; 64]> = signature.try_into().ok();
+        // A member that was not shown the decoded cell (its link dropped before the
+        // `Disrupted` frame reached it) signs zeros for it.
+        let unshown = Statement {
+            decoded_hash: &[0; 32],
+            ..statement
+        };
+        let signed = signature.is_some_and(|sig| {
+            statement.verify(&identity, sig)
+                || (position.is_some() && unshown.verify(&identity, sig))
+        });
+        let ok = pad_bits.len() == crate::bits::bitmap_len(count)
+            && signed
+            && self.pinned_matches(node, cell);
+        let (_, refused, evidence) = self.rounds.flags();
+        if !ok {
+            crate::bits::set(refused, node);
+        } else if let (Some(sig), Some(mut draft)) = (signature, Draft::resume(evidence, a.n, a.m))
+        {
+            match (peer, position) {
+                (PeerId::Client(i), Some(p)) => {
+                    draft.client(p, i, &nonce, &hash, cell_bit, pad_bits, sig);
+                }
+                (PeerId::Trustee(t), _) => {
+                    draft.trustee(usize::from(t), &hash, cell_bit, pad_bits, sig);
+                }
+                _ => {}
+            }
+        }
+        if self.round_answered() {
+            self.conclude(now);
+        }
+    }
+
+    /// Whether `cell` is what node `node` sent in the running round's exchange, by the
+    /// fingerprint the round pinned.
+    fn pinned_matches(&mut self, node: usize, cell: &[u8]) -> bool {
+        let (Some(secret), Some(a)) = (self.fingerprint_secret, self.rounds.active) else {
+            return false;
+        };
+        let (_, _, row, _) = self.rounds.parts();
+        let Some(kept) = row.get(node * FINGERPRINT_LEN..(node + 1) * FINGERPRINT_LEN) else {
+            return false;
+        };
+        ExchangeKey::new(&secret, a.q.interval, a.q.exchange).fingerprint(cell) == *kept
+    }
+
+    /// Whether every member of the round and every trustee that takes part answered.
+    fn round_answered(&mut self) -> bool {
+        let without = self.rounds.active.map_or(0, |a| a.without);
+        let clients = usize::from(self.cfg.clients);
+        let trustees = usize::from(self.cfg.trustees);
+        let online = self.online_bits();
+        let mut all = true;
+        let mut check = |answered: &[u8], node: usize| {
+            all &= crate::bits::test(answered, node);
+        };
+        let answered = {
+            let len = crate::bits::bitmap_len(self.rounds.nodes);
+            let start = self.rounds.nodes * 64;
+            self.rounds
+                .region
+                .as_ref()
+                .get(start..start + len)
+                .unwrap_or(&[])
+        };
+        if let Ok(bits) = Bits::new_checked(online, clients) {
+            for i in bits.iter() {
+                check(answered, i);
+            }
+        }
+        for t in (0..trustees).filter(|&t| without & 1 << t == 0) {
+            check(answered, clients + t);
+        }
+        all
+    }
+
+    /// A `BlameDhProof` from `peer` about the running round's dispute.
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::relay) fn on_blame_dh_proof(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        interval: u32,
+        exchange: u64,
+        other: u16,
+        secret: &[u8],
+        proof: &[u8],
+    ) {
+        let Some(a) = self.rounds.active else {
+            return;
+        };
+        let Some(d) = a.dispute else {
+            return;
+        };
+        if (a.q.interval, a.q.exchange) != (interval, exchange) {
+            return;
+        }
+        let by_client = match peer {
+            PeerId::Client(i) if i == d.client && other == d.trustee => true,
+            PeerId::Trustee(t) if t == d.trustee && other == d.client => false,
+            _ => return,
+        };
+        let (Ok(shared), Ok(proof)) = (
+            <&[u8; 32]>::try_from(secret),
+            <&[u8; crate::ristretto::dleq::PROOF_LEN]>::try_from(proof),
+        ) else {
+            return;
+        };
+        let clients = usize::from(self.cfg.clients);
+        let client_dh = self.rounds.key(usize::from(d.client), 1).unwrap_or([0; 32]);
+        let trustee_dh = self
+            .rounds
+            .key(clients + usize::from(d.trustee), 1)
+            .unwrap_or([0; 32]);
+        let client_nonce = {
+            let (_, _, evidence) = self.rounds.flags();
+            Draft::resume(evidence, a.n, a.m)
+                .map_or([0; NONCE_LEN], |dr| dr.client_nonce(d.position))
+        };
+        let trustee_nonce = self
+            .nonces
+            .get(usize::from(d.trustee))
+            .copied()
+            .unwrap_or([0; NONCE_LEN]);
+        let facts = DisputeFacts {
+            group_id: &self.cfg.group_id,
+            session_id: &self.cfg.session_id,
+            client_dh: &client_dh,
+            trustee_dh: &trustee_dh,
+            interval,
+            trustee_nonce: &trustee_nonce,
+            client_nonce: &client_nonce,
+            pad_nonce: &a.pad_nonce,
+            bit: a.q.bit,
+        };
+        let Some(truth) = resolve_dispute(&facts, by_client, shared, proof) else {
+            return;
+        };
+        let (_, _, evidence) = self.rounds.flags();
+        let Some(draft) = Draft::resume(evidence, a.n, a.m) else {
+            return;
+        };
+        let who = if draft.client_pad_bit(d.position, usize::from(d.trustee)) != truth {
+            Culprit::Client(d.client)
+        } else {
+            Culprit::Trustee(d.trustee)
+        };
+        let len = draft.finish(
+            Some((d.position as u16, d.trustee, by_client, shared, proof)),
+            who,
+            BlameKind::LiedAboutPad,
+        );
+        self.end_round(now, &[(who, BlameKind::LiedAboutPad)], Some(len));
+    }
+
+    /// Ends the running round with what it holds (every reveal in, or its deadline).
+    pub(super) fn conclude(&mut self, now: Instant) {
+        let Some(a) = self.rounds.active else {
+            return;
+        };
+        let clients = usize::from(self.cfg.clients);
+        if let Some(d) = a.dispute {
+            // Nobody proved the pair's secret in time: the member refused (a trustee that
+            // cannot answer is never convicted for it).
+            let who = Culprit::Client(d.client);
+            let (_, _, evidence) = self.rounds.flags();
+            let len = Draft::resume(evidence, a.n, a.m)
+                .map(|draft| draft.finish(None, who, BlameKind::RefusedBlame));
+            self.end_round(now, &[(who, BlameKind::RefusedBlame)], len);
+            return;
+        }
+        // Who refused: a member that did not answer or answered what does not check; a
+        // trustee that answered what does not check (one that did not answer at all may
+        // be one that cannot take part: never convicted for it).
+        let mut verdicts: heapless::Vec<(Culprit, BlameKind), 16> = heapless::Vec::new();
+        let mut absent = 0u16;
+        let nodes = self.rounds.nodes;
+        let (answered, refused) = {
+            let len = crate::bits::bitmap_len(nodes);
+            let start = nodes * 64;
+            let r = self.rounds.region.as_ref();
+            (
+                r.get(start..start + len).unwrap_or(&[]),
+                r.get(start + len..start + 2 * len).unwrap_or(&[]),
+            )
+        };
+        if let Ok(bits) = Bits::new_checked(self.online_bits(), clients) {
+            for i in bits.iter() {
+                if !crate::bits::test(answered, i) || crate::bits::test(refused, i) {
+                    let _ = verdicts.push((Culprit::Client(i as u16), BlameKind::RefusedBlame));
+                }
+            }
+        }
+        for t in 0..a.m {
+            if !crate::bits::test(answered, clients + t) {
+                absent |= 1 << t;
+            } else if crate::bits::test(refused, clients + t) {
+                let _ = verdicts.push((Culprit::Trustee(t as u16), BlameKind::RefusedBlame));
+            }
+        }
+        if absent != 0 {
+            self.rounds.incomplete += 1;
+            self.push_event(RelayEvent::BlameIncomplete {
+                interval: a.q.interval,
+                exchange: a.q.exchange,
+                absent,
+                count: self.rounds.incomplete,
+            });
+        }
+        let (_, _, evidence) = self.rounds.flags();
+        let Some(draft) = Draft::resume(evidence, a.n, a.m) else {
+            self.end_round(now, &verdicts, None);
+            return;
+        };
+        if !verdicts.is_empty() || absent != 0 {
+            // Members that convict themselves are convicted with them (offline-verifiable
+            // from their own reveals alone).
+            let mut first_self = None;
+            for p in 0..a.n {
+                if draft.revealed(p) && draft.client_convicts_itself(p) {
+                    let who = Culprit::Client(draft.client_index(p));
+                    first_self = first_self.or(Some(who));
+                    if !verdicts.iter().any(|v| v.0 == who) {
+                        let _ = verdicts.push((who, BlameKind::Disrupted));
+                    }
+                }
+            }
+            // The evidence names one: a member convicted by its own reveal if there is one
+            // (offline-verifiable), else the first that refused; it is named first.
+            if let Some(at) = verdicts.iter().position(|v| v.1 == BlameKind::Disrupted) {
+                verdicts.swap(0, at);
+            }
+            let len = verdicts
+                .first()
+                .map(|&(who, kind)| draft.finish(None, who, kind));
+            self.end_round(now, &verdicts, len);
+            return;
+        }
+        match draft.judge() {
+            Finding::Convicted { who, kind } => {
+                let len = draft.finish(None, who, kind);
+                self.end_round(now, &[(who, kind)], Some(len));
+            }
+            Finding::Dispute { position, trustee } => {
+                let client = draft.client_index(position);
+                if let Some(active) = &mut self.rounds.active {
+                    active.dispute = Some(Dispute {
+                        position,
+                        client,
+                        trustee: trustee as u16,
+                        ask_client: true,
+                        ask_trustee: true,
+                    });
+                    active.deadline = now + self.cfg.exchange_timeout;
+                }
+            }
+        }
+    }
+
+    /// Ends the running round: every verdict excludes its node (a member that refused is
+    /// penalized first), the evidence (`len` bytes) is kept for the shell.
+    fn end_round(&mut self, now: Instant, verdicts: &[(Culprit, BlameKind)], len: Option<usize>) {
+        let Some(a) = self.rounds.active.take() else {
+            return;
+        };
+        let (interval, exchange) = (a.q.interval, a.q.exchange);
+        // The trap form ends with the grounds' points and the cell length.
+        let trap = a.q.grounds.get(..a.q.grounds_len).map(Grounds::parse);
+        let len = match (len, trap) {
+            (Some(len), Some(Ok(Grounds::Trap(t)))) => {
+                let at = self.rounds.evidence_at() + len;
+                let tail = crate::blame::evidence::trap_tail(&t, a.cell_len);
+                self.rounds
+                    .region
+                    .as_mut()
+                    .get_mut(at..at + tail.len())
+                    .map(|dst| {
+                        dst.copy_from_slice(&tail);
+                        len + tail.len()
+                    })
+            }
+            (len, _) => len,
+        };
+        self.rounds.evidence = len.map(|len| (interval, exchange, len));
+        let first = verdicts.first().copied();
+        for &(who, kind) in verdicts {
+            let node = match who {
+                Culprit::Client(i) => {
+                    if kind == BlameKind::RefusedBlame {
+                        let _ = self.add_penalty(now, i, Stall::RefusedBlame);
+                    }
+                    PeerId::Client(i)
+                }
+                Culprit::Trustee(t) => PeerId::Trustee(t),
+                // The relay does not exclude itself; its members were told by the evidence.
+                Culprit::Relay => continue,
+            };
+            self.exclude_convicted(now, node, interval, exchange, kind);
+        }
+        self.push_event(RelayEvent::BlameEnded {
+            interval,
+            exchange,
+            verdict: first,
+        });
+        self.rounds.resend.clear();
+        // The interval it held may end now.
+        self.advance(now);
+    }
+
+    /// The decoded cell's hash member `client`'s reveal `e` signed: the running round's,
+    /// or zeros (a member that was not shown it).
+    fn decoded_signed(
+        &self,
+        a: &Active,
+        client: u16,
+        own: &[u8; 32],
+        e: &crate::blame::evidence::Entry<'_>,
+    ) -> [u8; 32] {
+        let identity = self.rounds.key(usize::from(client), 0).unwrap_or([0; 32]);
+        let (Ok(cell_hash), Ok(signature)) = (
+            <&[u8; 32]>::try_from(e.cell_hash),
+            <&[u8; 64]>::try_from(e.signature),
+        ) else {
+            return [0; 32];
+        };
+        let statement = Statement {
+            group_id: &self.cfg.group_id,
+            session_id: &self.cfg.session_id,
+            who: Culprit::Client(client),
+            interval: a.q.interval,
+            exchange: a.q.exchange,
+            bit: a.q.bit,
+            grounds: &a.grounds_digest,
+            pad_nonce: &a.pad_nonce,
+            trustee_nonces: &a.trustee_nonces,
+            own,
+            decoded_hash: &a.decoded_hash,
+            cell_hash,
+            cell_bit: e.cell_bit,
+            bits: e.pad_bits,
+            count: a.m as u16,
+        };
+        if statement.verify(&identity, signature) {
+            a.decoded_hash
+        } else {
+            [0; 32]
+        }
+    }
+
+    /// The running round's next request: `BlameRequest` to every trustee and member, or a
+    /// dispute's `BlameDhRequest` to each side.
+    pub(in crate::relay) fn transmit_round(
+        &mut self,
+        out: &mut [u8],
+    ) -> Result<Option<Transmit>, WireError> {
+        let Some(a) = self.rounds.active else {
+            return Ok(None);
+        };
+        if !a.request_sent {
+            let Some(len) = a.q.emit_request(out)? else {
+                return Ok(None);
+            };
+            if let Some(active) = &mut self.rounds.active {
+                active.request_sent = true;
+            }
+            return Ok(Some(Transmit {
+                destination: Destination::TrusteesAndMembers,
+                len,
+                close_after: false,
+            }));
+        }
+        while let Some(i) = self.rounds.resend.pop_front() {
+            let Some(link) = self.link_of(PeerId::Client(i)) else {
+                continue;
+            };
+            let Some(len) = a.q.emit_request(out)? else {
+                return Ok(None);
+            };
+            return Ok(Some(Transmit {
+                destination: Destination::Link(link),
+                len,
+                close_after: false,
+            }));
+        }
+        loop {
+            let Some(Some(d)) = self.rounds.active.map(|a| a.dispute) else {
+                return Ok(None);
+            };
+            let (node, peer) = if d.ask_client {
+                (PeerId::Client(d.client), d.trustee)
+            } else if d.ask_trustee {
+                (PeerId::Trustee(d.trustee), d.client)
+            } else {
+                return Ok(None);
+            };
+            if let Some(Some(dispute)) = self.rounds.active.as_mut().map(|a| a.dispute.as_mut()) {
+                if d.ask_client {
+                    dispute.ask_client = false;
+                } else {
+                    dispute.ask_trustee = false;
+                }
+            }
+            let Some(link) = self.link_of(node) else {
+                continue;
+            };
+            // The other side's reveal, which the asked side checks before it proves
+            // anything.
+            let to_client = matches!(node, PeerId::Client(_));
+            let evidence = self
+                .rounds
+                .region
+                .as_ref()
+                .get(self.rounds.evidence_at()..)
+                .unwrap_or(&[]);
+            let (side, at) = if to_client {
+                (true, usize::from(d.trustee))
+            } else {
+                (false, d.position)
+            };
+            let Some(e) = Draft::reveal_in(evidence, a.n, a.m, side, at) else {
+                continue;
+            };
+            let mut own = [0u8; 32];
+            let (who, decoded) = if to_client {
+                own = a.members_digest;
+                (Culprit::Trustee(d.trustee), [0; 32])
+            } else {
+                crate::field::put(&mut own, 0, e.nonce);
+                (
+                    Culprit::Client(d.client),
+                    self.decoded_signed(&a, d.client, &own, &e),
+                )
+            };
+            let mut reveal = [0u8; crate::blame::reveal::SHOWN_CLIENT_LEN];
+            let n = crate::blame::Shown::lay_out(
+                who,
+                &own,
+                &decoded,
+                e.cell_hash,
+                e.cell_bit,
+                e.signature,
+                &mut reveal,
+            );
+            let len = Message::BlameDhRequest {
+                interval: a.q.interval,
+                exchange: a.q.exchange,
+                peer,
+                bit: a.q.bit,
+                reveal: reveal.get(..n).unwrap_or(&[]),
+                pad_bits: e.pad_bits,
+            }
+            .emit_frame(out)?;
+            return Ok(Some(Transmit {
+                destination: Destination::Link(link),
+                len,
+                close_after: false,
+            }));
+        }
+    }
+}
