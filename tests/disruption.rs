@@ -187,7 +187,16 @@ fn a_client_that_answers_late_is_cut_and_backed_off_and_the_others_echo() {
 /// it; and another client's transfer completes byte-exact.
 #[test]
 fn a_garbling_client_is_named_excluded_and_the_evidence_checks() {
-    a_disruptor_is_named_excluded_and_the_evidence_checks("garble-every-other", None);
+    a_disruptor_is_named_excluded_and_the_evidence_checks("garble-every-other", None, false);
+}
+
+/// A garbling client that also lies in its reveal about the pad bit it shares with trustee 0
+/// (which would hide its flipped cell bit) starts a dispute: the relay asks both sides to
+/// prove the pair's Diffie–Hellman secret, trustee 0 proves it, and the proven bit convicts
+/// the client of lying. The evidence, with the proof in it, passes `dissent blame verify`.
+#[test]
+fn a_garbling_client_that_lies_about_its_pads_is_convicted_by_the_dispute() {
+    a_disruptor_is_named_excluded_and_the_evidence_checks("garble-every-other", None, true);
 }
 
 /// A client that garbles every exchange of other slots (its owners' accusations garbled
@@ -196,15 +205,17 @@ fn a_garbling_client_is_named_excluded_and_the_evidence_checks() {
 /// `dissent blame verify`; another client's transfer completes with its SHA-256 intact.
 #[test]
 fn a_client_garbling_every_cell_is_named_on_a_trap_excluded_and_the_evidence_checks() {
-    a_disruptor_is_named_excluded_and_the_evidence_checks("garble-all", Some("trap"));
+    a_disruptor_is_named_excluded_and_the_evidence_checks("garble-all", Some("trap"), false);
 }
 
-/// Client 3 restarted with `--disrupt mode` in a group of four while clients 0 and 1 echo
-/// 256 KiB each: it is named (on `grounds`, if given) and excluded, nobody else is, the
-/// evidence checks, and the transfers complete byte-exact.
+/// Client 3 restarted with `--disrupt mode` (and `--lie-about-pads` if `lies`) in a group
+/// of four while clients 0 and 1 echo 256 KiB each: it is named (on `grounds`, if given;
+/// of lying about a pad bit if it lies, of disrupting otherwise) and excluded, nobody else
+/// is, the evidence checks, and the transfers complete byte-exact.
 fn a_disruptor_is_named_excluded_and_the_evidence_checks(
     mode: &'static str,
     grounds: Option<&'static str>,
+    lies: bool,
 ) {
     use sha2::{Digest, Sha256};
     within(Duration::from_secs(240), move |scope| {
@@ -213,12 +224,11 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
         net.clients[3]
             .wait_exit(EXIT_TIMEOUT)
             .expect("client 3 dies");
-        let argv = Group::new(&net.cfg).client(
-            net.relay_port,
-            3,
-            0,
-            &["--disrupt".to_string(), mode.to_string()],
-        );
+        let mut extra = vec!["--disrupt".to_string(), mode.to_string()];
+        if lies {
+            extra.push("--lie-about-pads".to_string());
+        }
+        let argv = Group::new(&net.cfg).client(net.relay_port, 3, 0, &extra);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let mut garbler = scope.spawn("garbler", &argv);
         garbler.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
@@ -256,15 +266,24 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
             .expect("the evidence's path")
             .to_string();
         let log = net.relay.log();
-        assert!(
-            log.contains("client 3 disrupted an exchange"),
-            "the round did not name client 3"
-        );
-        for honest in ["client 0 ", "client 1 ", "client 2 "] {
+        let (verdict, kind) = if lies {
+            ("client 3 lied about a pad bit", "lied-about-pad")
+        } else {
+            ("client 3 disrupted an exchange", "disrupted")
+        };
+        assert!(log.contains(verdict), "the round did not find {verdict:?}");
+        for honest in [
+            "client 0 ",
+            "client 1 ",
+            "client 2 ",
+            "trustee 0 ",
+            "trustee 1 ",
+        ] {
             assert!(
                 !log.contains(&format!("{honest}disrupted"))
-                    && !log.contains(&format!("{honest}refused blame")),
-                "an honest client was named"
+                    && !log.contains(&format!("{honest}refused blame"))
+                    && !log.contains(&format!("{honest}lied")),
+                "an honest node was named"
             );
         }
         let cfg = net.cfg.display().to_string();
@@ -280,6 +299,11 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
         );
         assert!(stdout.contains("\"client\""), "{stdout}");
         assert!(stdout.contains("\"index\": 3"), "{stdout}");
+        assert!(
+            stdout.contains(&format!("\"kind\": \"{kind}\"")),
+            "{stdout}"
+        );
+        assert!(stdout.contains("\"offline_verifiable\": true"), "{stdout}");
         if let Some(grounds) = grounds {
             assert!(
                 stdout.contains(&format!("\"grounds\": \"{grounds}\"")),

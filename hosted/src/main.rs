@@ -372,6 +372,11 @@ struct ClientArgs {
     #[cfg(feature = "disruptor")]
     #[arg(long, value_name = "MODE")]
     disrupt: Option<String>,
+    /// In blame rounds, reveal a false pad bit for the pair with trustee 0, for testing the
+    /// dispute that convicts such a liar (`disruptor` feature only).
+    #[cfg(feature = "disruptor")]
+    #[arg(long)]
+    lie_about_pads: bool,
     #[command(flatten)]
     small: SmallSet,
     #[command(flatten)]
@@ -1094,6 +1099,7 @@ async fn run(command: Command) -> Result<()> {
                     min_anonymity: 0,
                     quiet: true,
                     disrupt: None,
+                    lie_about_pads: false,
                 },
             )
             .await
@@ -1276,6 +1282,10 @@ async fn run_client(
             disrupt: a.disrupt.clone(),
             #[cfg(not(feature = "disruptor"))]
             disrupt: None,
+            #[cfg(feature = "disruptor")]
+            lie_about_pads: a.lie_about_pads,
+            #[cfg(not(feature = "disruptor"))]
+            lie_about_pads: false,
         },
     )
     .await

@@ -74,6 +74,9 @@ pub struct ClientOptions {
     pub quiet: bool,
     /// Misbehave on purpose as this mode says (`--disrupt`, feature `disruptor` only).
     pub disrupt: Option<String>,
+    /// In blame rounds, reveal a false pad bit for the pair with trustee 0
+    /// (`--lie-about-pads`, feature `disruptor` only): a dispute settles it.
+    pub lie_about_pads: bool,
 }
 
 /// Builds the core client of `node`.
@@ -160,6 +163,15 @@ pub async fn run(
         }
         #[cfg(not(feature = "disruptor"))]
         bail!("--disrupt {name}: this build has no disruptor");
+    }
+    if opts.lie_about_pads {
+        #[cfg(feature = "disruptor")]
+        {
+            warn!("this client lies about its pad bits in blame rounds, on purpose");
+            client.set_lie_about_pads(true);
+        }
+        #[cfg(not(feature = "disruptor"))]
+        bail!("--lie-about-pads: this build has no disruptor");
     }
     let listener = TcpListener::bind(listen)
         .await

@@ -70,6 +70,7 @@ fn requests_are_answered_while_a_local_task_holds_the_main_runtime() {
         min_anonymity: 0,
         quiet,
         disrupt: None,
+        lie_about_pads: false,
     };
 
     // The relay, the trustee and client 1 on a runtime of their own.
