@@ -16,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use dissent_core::epoch::message::{SetupMessage, Stage};
+use dissent_core::epoch::message::{SetupMessage, Stage, MAX_CHUNK_DATA};
 use dissent_core::epoch::{RelayStep, Waiting};
 use dissent_core::testkit::epoch::{Driver, EpochNet, EpochSpec};
 use rand_chacha::rand_core::SeedableRng;
@@ -117,7 +117,8 @@ fn run(n: usize, m: usize) {
         trustees: m,
         min_trustees: m,
         epoch: 1,
-        chunk_len: 16 * 1024,
+        // As the hosted setup sends them: the most a chunk carries.
+        chunk_len: MAX_CHUNK_DATA,
     };
     let start = Instant::now();
     let mut net = EpochNet::new(spec, &|_| true, ChaCha20Rng::from_seed([9; 32]));
