@@ -130,6 +130,36 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
         self.max_attempts = max_attempts.max(1);
     }
 
+    /// A relay that restarted: its next attempt is `next_attempt` (one past the last it
+    /// opened before, as it kept it), so that no node is shown an attempt number again with
+    /// other content. Only before it opens an attempt; never lowers the number.
+    pub fn resume(&mut self, next_attempt: u8) {
+        if self.open_pending {
+            self.next_attempt = self.next_attempt.max(next_attempt);
+        }
+    }
+
+    /// One frame of an attempt that convicted a trustee, as this relay recorded it (after a
+    /// restart, before it opens an attempt): checked as every node checks it, so the relay
+    /// knows the conviction again, and its next `Open` leaves the trustee out. The same
+    /// frames are what the relay shows every node that links ([`Event::Restarting`] at the
+    /// convicting frame).
+    pub fn witness(&mut self, frame: &[u8]) -> Result<Event, Failure> {
+        if !self.open_pending || self.stopped.is_some() {
+            return Err(Failure::Relay(super::RelayFault::Unexpected));
+        }
+        let event = self.follower.accept(frame);
+        if let Ok(SetupMessage::Open(o)) = SetupMessage::parse(frame) {
+            if event.is_ok() {
+                self.next_attempt = self.next_attempt.max(o.attempt.saturating_add(1));
+            }
+        }
+        if let Err(f @ Failure::TooFewTrustees { .. }) = event {
+            self.stopped = Some(f);
+        }
+        event
+    }
+
     fn n(&self) -> usize {
         self.follower.config.clients.len()
     }
