@@ -415,6 +415,12 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
         self.follower.participants()
     }
 
+    /// The trustees of the attempt opened last (bit `j`: trustee `j`; none before the
+    /// first): every trustee not convicted.
+    pub fn trustees(&self) -> u16 {
+        self.follower.attempt.map_or(0, |_| self.follower.trustees)
+    }
+
     /// The attempt opened last, if any.
     pub fn attempt(&self) -> Option<u8> {
         self.follower.attempt
