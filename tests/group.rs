@@ -998,3 +998,79 @@ fn a_trustee_restarted_after_a_cheating_trustee_is_convicted_follows_the_restart
         echo_through(base, &data);
     });
 }
+
+/// A trustee that goes silent in a group whose policy allows going on without one
+/// (`--min-trustees 2` of 3) is named by the relay once its turn's bound passes, left out
+/// on the relay's word, and the setup goes on with the two others; the group carries
+/// bytes.
+#[test]
+fn a_silent_trustee_is_named_and_left_out_when_the_group_allows_it() {
+    within(LIMIT, |scope| {
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+        let (group, relay_key, trustees, clients) =
+            signed_group(home, 3, 3, &["--min-trustees", "2"]);
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &s(&group),
+                "--key",
+                &s(&relay_key),
+                "--exit",
+                "echo",
+            ],
+        );
+        let mut nodes = Vec::new();
+        for (j, t) in trustees.iter().enumerate() {
+            nodes.push(scope.spawn(&format!("trustee{j}"), &["trustee", &s(&group), &s(t)]));
+        }
+        // trustee2 links and then goes silent.
+        nodes[2].wait_for_log("waiting for the relay to open the setup", FORM_TIMEOUT);
+        nodes[2].signal(libc::SIGSTOP);
+        let base = reserve_ports(3);
+        let mut procs = Vec::new();
+        for (i, c) in clients.iter().enumerate() {
+            let p = (base + i as u16).to_string();
+            procs.push(scope.spawn(
+                &format!("client{i}"),
+                &["client", &s(&group), &s(c), "-p", &p],
+            ));
+        }
+        relay.wait_for_log(
+            "attempt 0 opened over 3 clients and 3 trustees",
+            FORM_TIMEOUT,
+        );
+        // The bound on a trustee's turn: 60 s and 50 ms per client.
+        relay.wait_for_log("established", Duration::from_secs(120));
+        let log = relay.log();
+        assert!(
+            log.contains("trustee trustee2 (SHA256:")
+                && log.contains("did not send the key within 60 s: SILENT, on the relay's word"),
+            "{log}"
+        );
+        assert!(
+            log.contains("attempt 1 opened over 3 clients and 2 trustees"),
+            "{log}"
+        );
+        assert!(
+            log.contains("established in attempt 1: 3 slots, 2 trustees"),
+            "{log}"
+        );
+        assert!(
+            log.contains("without trustees trustee2 left out as silent or absent"),
+            "{log}"
+        );
+        for c in &mut procs {
+            c.wait_for_log("sending in interval", FORM_TIMEOUT);
+            assert!(
+                c.log().contains("attempt opened without trustees trustee2"),
+                "{}",
+                c.log()
+            );
+        }
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i * 3 + i / 17) as u8).collect();
+        echo_through(base + 2, &data);
+        nodes[2].kill();
+    });
+}

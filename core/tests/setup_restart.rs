@@ -144,7 +144,7 @@ fn a_relay_restarted_mid_setup_opens_the_next_attempt_and_every_node_follows_it(
 
     // The relay restarted with the attempt it kept: attempt 1 opens, every node follows.
     net.relay = fresh_relay(&net);
-    net.relay.resume(kept);
+    net.relay.resume(kept, 0);
     let mut second = Recorder::default();
     let notes = net.run(&mut second);
     assert!(notes.is_empty(), "{notes:?}");
@@ -361,7 +361,7 @@ fn a_relay_restarted_after_a_conviction_knows_it_from_its_record_and_nodes_ignor
         }
     }
     assert_eq!(convicted, Some(0));
-    net.relay.resume(kept);
+    net.relay.resume(kept, 0);
     for f in &record {
         for node in 1..net.nodes() {
             assert_eq!(net.give(node, f), Ok(Event::Progress), "node {node}");

@@ -86,6 +86,8 @@ pub(crate) struct Follower<'c, B> {
     pub(crate) attempt: Option<u8>,
     pub(crate) trustees: u16,
     pub(crate) convicted: u16,
+    /// Trustees the relay left out without a conviction (silent, on its word).
+    pub(crate) silenced: u16,
     pub(crate) participants: usize,
     keys: [Option<PublicKey>; MAX_TRUSTEES],
     pub(crate) joint: Option<PublicKey>,
@@ -127,6 +129,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             attempt: None,
             trustees: 0,
             convicted: 0,
+            silenced: 0,
             participants: 0,
             keys: [None; MAX_TRUSTEES],
             joint: None,
@@ -256,7 +259,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         }
         self.evidence_len = frame.len().min(MAX_SIGNED_LEN);
         self.convicted |= 1 << trustee;
-        let remaining = (self.all_trustees() & !self.convicted).count_ones() as u8;
+        let remaining = (self.all_trustees() & !self.convicted & !self.silenced).count_ones() as u8;
         let minimum = self.config.min_trustees as u8;
         if remaining < minimum {
             return Err(self.fail(Failure::TooFewTrustees {
@@ -604,13 +607,21 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             // This trustee checked its own stage as shown to it (a replay) and it failed.
             return Err(Failure::Relay(RelayFault::Excluded));
         }
-        if open.trustees != expected {
+        // Trustees left out without a conviction: silent, on the relay's word. Only in a
+        // group whose minimum is at least 2 and while it remains, never one taken back.
+        let silenced = expected & !open.trustees;
+        let remaining = open.trustees.count_ones() as usize;
+        let silence_ok = self.config.min_trustees >= 2 && remaining >= self.config.min_trustees;
+        if open.trustees & !(expected & !self.silenced) != 0 || (silenced != 0 && !silence_ok) {
             // Left out without this node's own conviction: the others convicted it (a
             // trustee does not re-verify its own stages), or the relay excludes it.
             if me != 0 && open.trustees == expected & !me {
                 return Err(Failure::Relay(RelayFault::Excluded));
             }
             return Err(bad);
+        }
+        if silenced & me != 0 {
+            return Err(Failure::Relay(RelayFault::Excluded));
         }
         let participants = bits::Bits::new_checked(open.participants, self.config.clients.len())
             .map_err(|_| bad)?
@@ -625,6 +636,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             .ok_or(bad)?
             .copy_from_slice(open.participants);
         self.attempt = Some(open.attempt);
+        self.silenced = silenced;
         self.open_hash = hash;
         self.replay = replay;
         self.pending = Pending::Nothing;

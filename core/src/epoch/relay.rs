@@ -79,6 +79,8 @@ pub struct SetupRelay<'c, B> {
     stopped: Option<Failure>,
     min_clients: usize,
     max_attempts: u8,
+    /// Trustees left out as silent (on the relay's word).
+    silent: u16,
 }
 
 impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
@@ -120,6 +122,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
             stopped: None,
             min_clients: 1,
             max_attempts: MAX_ATTEMPTS,
+            silent: 0,
         })
     }
 
@@ -133,9 +136,12 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
     /// A relay that restarted: its next attempt is `next_attempt` (one past the last it
     /// opened before, as it kept it), so that no node is shown an attempt number again with
     /// other content. Only before it opens an attempt; never lowers the number.
-    pub fn resume(&mut self, next_attempt: u8) {
+    /// It also leaves out the trustees it had left out as silent (`silent`, a bitmap).
+    pub fn resume(&mut self, next_attempt: u8, silent: u16) {
         if self.open_pending {
             self.next_attempt = self.next_attempt.max(next_attempt);
+            let all = ((1u32 << self.follower.config.trustees.len()) - 1) as u16;
+            self.silent |= silent & all;
         }
     }
 
@@ -192,7 +198,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
                 epoch: config.epoch,
                 attempt: self.next_attempt,
                 group: config.group,
-                trustees: all & !self.follower.convicted,
+                trustees: all & !self.follower.convicted & !self.silent,
                 clients: self.n() as u16,
                 participants,
             });
@@ -348,6 +354,58 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
             .get(self.next_range())
             .map_or(0, |b| b.iter().map(|x| x.count_ones() as usize).sum());
         self.restart(remaining)
+    }
+
+    /// The trustee awaited now (its key, a stage, its record) did not send it within the
+    /// shell's bound; before the first `Open`, `trustee` is one that never linked. The next
+    /// `Open` leaves it out, on the relay's word (nothing proves silence), when the group's
+    /// `min_trustees` is at least 2 and that many remain: nodes accept no more than that.
+    /// Otherwise the setup stops ([`Failure::TrusteeSilent`]). Silence does not count
+    /// against the most attempts (each trustee is left out at most once).
+    pub fn silent(&mut self, trustee: u8) -> Departure {
+        if self.stopped.is_some() || self.follower.established() {
+            return Departure::Ignored;
+        }
+        let awaited = match self.waiting() {
+            Waiting::Key(j) | Waiting::Chunk(j, _) | Waiting::Seal(j, _) | Waiting::Record(j) => {
+                Some(j)
+            }
+            _ => None,
+        };
+        let config = self.follower.config;
+        let all = ((1u32 << config.trustees.len()) - 1) as u16;
+        let before_open = self.follower.attempt.is_none() && self.open_pending;
+        let bit = 1u16.checked_shl(u32::from(trustee)).unwrap_or(0);
+        if (!before_open && awaited != Some(trustee)) || bit & all == 0 {
+            return Departure::Ignored;
+        }
+        let left = all & !self.follower.convicted & !self.silent & !bit;
+        let remaining = left.count_ones() as u8;
+        let minimum = config.min_trustees as u8;
+        if minimum < 2 || remaining < minimum {
+            let f = Failure::TrusteeSilent {
+                trustee,
+                remaining,
+                minimum,
+            };
+            self.stopped = Some(f);
+            return Departure::Stop(f);
+        }
+        self.silent |= bit;
+        self.open_pending = true;
+        let participants = self
+            .collected
+            .as_ref()
+            .get(self.next_range())
+            .map_or(0, |b| b.iter().map(|x| x.count_ones() as usize).sum());
+        Departure::Restart {
+            remaining: participants,
+        }
+    }
+
+    /// Trustees left out as silent so far (bit `j`: trustee `j`).
+    pub fn silenced(&self) -> u16 {
+        self.silent
     }
 
     fn check_remaining(&mut self, remaining: usize) -> Departure {

@@ -161,22 +161,48 @@ pub async fn relay(
             .map(name)
             .collect()
     };
-    // Gathering: every member, or every trustee and enough clients and a quiet moment.
+    // Gathering: every member, or every trustee and enough clients and a quiet moment (or,
+    // as the group allows, enough trustees and a longer one).
     let mut last_join = tokio::time::Instant::now();
+    let mut absent_trustees: Vec<usize> = Vec::new();
+    // The bound on a trustee's turn (and on one absent at gathering); silence is acted on
+    // only as the group's policy allows.
+    let wait = trustee_wait(desc.clients.len());
+    let silence = setup.min_trustees >= 2;
     while links.len() < all {
         let trustees = links
             .keys()
             .filter(|w| matches!(w, Who::Trustee(_)))
             .count();
-        let enough = trustees == desc.trustees.len() && links.len() - trustees >= min_clients;
+        let clients = links.len() - trustees;
+        let enough = trustees == desc.trustees.len() && clients >= min_clients;
+        // Without some trustees, on the relay's word: only as the group's policy allows.
+        let enough_without =
+            setup.min_trustees >= 2 && trustees >= setup.min_trustees && clients >= min_clients;
         let deadline = if enough {
             last_join + GATHER_QUIET
+        } else if enough_without {
+            last_join + wait
         } else {
             last_join + STALL
         };
         let ev = match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
             Ok(Some(ev)) => ev,
             Ok(None) => bail!("setup: the listener stopped"),
+            Err(_) if enough_without && !enough => {
+                absent_trustees = (0..desc.trustees.len())
+                    .filter(|&j| !links.contains_key(&Who::Trustee(j)))
+                    .collect();
+                warn!(
+                    "setup: nobody new linked for {} s; going on without {}: the trustees \
+                     among them are left out as absent, on the relay's word (nothing proves \
+                     it; the group's min_trustees {} allows it)",
+                    wait.as_secs(),
+                    missing(&links).join(", "),
+                    setup.min_trustees
+                );
+                break;
+            }
             Err(_) if enough => {
                 info!(
                     "setup: nobody new linked for {} s; going on without {}: they get no slot \
@@ -237,7 +263,16 @@ pub async fn relay(
             }
         }
     }
-    relay.resume(kept.next_attempt);
+    relay.resume(kept.next_attempt, kept.silent);
+    for &j in &absent_trustees {
+        if let Departure::Stop(f) = relay.silent(j as u8) {
+            bail!("setup of epoch {} failed: {f}", setup.epoch);
+        }
+    }
+    if !absent_trustees.is_empty() {
+        kept.silent = relay.silenced();
+        kept.save(key_file)?;
+    }
     info!(
         "setup: {} of {} clients and every trustee linked; opening epoch {}",
         links.keys().filter(|w| matches!(w, Who::Client(_))).count(),
@@ -263,6 +298,8 @@ pub async fn relay(
     let mut late: Vec<mpsc::Sender<Bytes>> = Vec::new();
     // The frames of the attempt under way, as broadcast: kept as its record if it convicts.
     let mut attempt_frames: Vec<Bytes> = Vec::new();
+    // The trustee step awaited and since when (reset by each of its frames).
+    let mut turn: Option<(Waiting, tokio::time::Instant)> = None;
     loop {
         while let Some(n) = relay
             .poll_broadcast(&mut buf)
@@ -303,11 +340,49 @@ pub async fn relay(
             (Waiting::Submit(_), None) => Some(tokio::time::Instant::now()),
             _ => None,
         };
+        let waiting = relay.waiting();
+        let awaited_trustee = match waiting {
+            Waiting::Key(j) | Waiting::Chunk(j, _) | Waiting::Seal(j, _) | Waiting::Record(j) => {
+                Some(j)
+            }
+            _ => None,
+        };
+        turn = match (awaited_trustee, turn) {
+            (None, _) => None,
+            (Some(_), Some((w, at))) if w == waiting => Some((w, at)),
+            (Some(_), _) => Some((waiting, tokio::time::Instant::now())),
+        };
         let stall = quiet_since + STALL;
-        let deadline = submitting.map_or(stall, |at| stall.min(at + SUBMIT_WAIT));
+        let submit_at = submitting.map(|at| at + SUBMIT_WAIT);
+        let turn_at = turn.filter(|_| silence).map(|(_, at)| at + wait);
+        let deadline = [Some(stall), submit_at, turn_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(stall);
         let ev = match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
             Ok(Some(ev)) => ev,
             Ok(None) => bail!("setup: the listener stopped"),
+            Err(_) if turn_at == Some(deadline) && deadline < stall => {
+                let Some(j) = awaited_trustee else { continue };
+                let t = &desc.trustees[usize::from(j)];
+                warn!(
+                    "setup: trustee {} ({}) did not send {} within {} s: SILENT, on the \
+                     relay's word (nothing proves it)",
+                    t.name,
+                    t.fingerprint(),
+                    awaited_step(desc, waiting),
+                    wait.as_secs()
+                );
+                let departure = relay.silent(j);
+                if let Departure::Restart { .. } = departure {
+                    kept.silent = relay.silenced();
+                    kept.save(key_file)?;
+                }
+                departed(departure, &format!("trustee {} is left out", t.name));
+                turn = None;
+                continue;
+            }
             Err(_) if deadline < stall => {
                 let (submitted, awaited) = relay.counts();
                 warn!(
@@ -434,6 +509,10 @@ pub async fn relay(
                     }
                 }
                 RelayStep::Forward => {
+                    if let Some((w, _)) = turn {
+                        // The awaited trustee is sending: its bound starts again.
+                        turn = Some((w, tokio::time::Instant::now()));
+                    }
                     attempt_frames.push(framed(&body));
                     broadcast(&links, &body);
                 }
@@ -491,7 +570,11 @@ pub async fn relay(
         &established,
         slots,
         &members,
-        (None, Some(&open)),
+        Settled {
+            pseudonym: None,
+            open: Some(&open),
+            silenced: relay.silenced(),
+        },
         key_file,
     )?;
     let absent = Absent::new(desc, setup.link_ids(), &members.clients, &open);
@@ -517,6 +600,9 @@ struct SetupFile {
     group: String,
     epoch: u64,
     next_attempt: u8,
+    /// Trustees left out as silent or absent (bit `j`: trustee `j`).
+    #[serde(default)]
+    silent: u16,
     /// Each attempt that convicted: its frames, hex, as broadcast (`Length ‖ Body`).
     #[serde(with = "records_hex")]
     records: Vec<Vec<Bytes>>,
@@ -566,6 +652,7 @@ impl SetupFile {
             group: desc.fingerprint(),
             epoch: epoch_of(desc),
             next_attempt: 0,
+            silent: 0,
             records: Vec::new(),
         };
         let path = Self::path(key_file);
