@@ -8,7 +8,10 @@
 //! a new attempt ([`SetupRelay::leave`], [`SetupRelay::drop_missing`]), as long as the
 //! group's minimum of clients remains and the relay has opened fewer than its most
 //! attempts ([`SetupRelay::limit`]); otherwise the setup stops, saying which. A setup never
-//! waits for a node that is gone.
+//! waits for a node that is gone. A trustee silent on its turn is left out on the relay's
+//! word ([`SetupRelay::silent`]) only as far as the group's `min_trustees` lets nodes accept.
+//! A relay that restarted goes on from what it kept ([`SetupRelay::resume`],
+//! [`SetupRelay::witness`]).
 //!
 //! Owns the collection and the order of the stream; the checks are the follower's.
 
