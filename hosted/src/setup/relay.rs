@@ -562,7 +562,6 @@ pub async fn relay(
     let slots = slots_of(relay.pseudonyms())?;
     let members = Members::of(&established, relay.participants(), desc);
     flush(links).await;
-    SetupFile::remove(key_file);
     let open = open.get(4..).unwrap_or(&[]).to_vec();
     let group = settle(
         desc,
@@ -577,6 +576,9 @@ pub async fn relay(
         },
         key_file,
     )?;
+    // Only once the epoch file is written: a relay that restarts in between rejoins the
+    // epoch rather than opening a setup no node takes part in.
+    SetupFile::remove(key_file);
     let absent = Absent::new(desc, setup.link_ids(), &members.clients, &open);
     Ok((group, local, Leaving::serving(serving, absent)))
 }
