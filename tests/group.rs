@@ -850,3 +850,227 @@ fn a_participant_that_leaves_during_the_setup_restarts_it_without_it() {
         echo_through(base, &data);
     });
 }
+
+/// The relay killed in the middle of the setup and started again: it opens the next
+/// attempt (never one it opened before), every node links again and follows it with fresh
+/// keys, and the group carries bytes.
+#[test]
+fn a_relay_killed_mid_setup_and_started_again_sets_up_the_group() {
+    within(LIMIT, |scope| {
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+        let (group, relay_key, trustees, clients) = signed_group(home, 2, 3, &[]);
+        let relay_args = [
+            "relay",
+            &s(&group),
+            "--key",
+            &s(&relay_key),
+            "--exit",
+            "echo",
+        ];
+        let mut relay = scope.spawn("relay", &relay_args);
+        let mut nodes = Vec::new();
+        for (j, t) in trustees.iter().enumerate() {
+            nodes.push(scope.spawn(&format!("trustee{j}"), &["trustee", &s(&group), &s(t)]));
+        }
+        // client2 links first and is stopped: attempt 0 waits for its submission, so the
+        // relay is killed in the middle of it.
+        let mut slow = scope.spawn(
+            "client2",
+            &["client", &s(&group), &s(&clients[2]), "-p", "0"],
+        );
+        slow.wait_for_log("waiting for the relay to open the setup", FORM_TIMEOUT);
+        slow.signal(libc::SIGSTOP);
+        let base = reserve_ports(3);
+        let mut procs = Vec::new();
+        for i in [0usize, 1] {
+            let p = (base + i as u16).to_string();
+            procs.push(scope.spawn(
+                &format!("client{i}"),
+                &["client", &s(&group), &s(&clients[i]), "-p", &p],
+            ));
+        }
+        relay.wait_for_log("attempt 0 opened over 3 clients", FORM_TIMEOUT);
+        procs[0].wait_for_log("every trustee's key is in", FORM_TIMEOUT);
+        relay.kill();
+        for n in &mut nodes {
+            n.wait_for_log("linking again", FORM_TIMEOUT);
+        }
+        let mut relay = scope.spawn("relay again", &relay_args);
+        slow.signal(libc::SIGCONT);
+        relay.wait_for_log("established", FORM_TIMEOUT);
+        let log = relay.log();
+        assert!(
+            log.contains("going on with the setup this relay began before it restarted"),
+            "{log}"
+        );
+        assert!(log.contains("attempt 1 opened over 3 clients"), "{log}");
+        assert!(log.contains("established in attempt 1: 3 slots"), "{log}");
+        for n in nodes.iter_mut().chain(procs.iter_mut()) {
+            n.wait_for_log("established in attempt 1", FORM_TIMEOUT);
+        }
+        slow.wait_for_log("established in attempt 1", FORM_TIMEOUT);
+        // The relay keeps no record of a setup once its epoch is established.
+        assert!(!home.join("relay").join("relay.key.setup").exists());
+        for c in &mut procs {
+            c.wait_for_log("sending in interval", FORM_TIMEOUT);
+        }
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i * 5 + i / 11) as u8).collect();
+        echo_through(base, &data);
+    });
+}
+
+/// An honest trustee whose process is started afresh after a conviction (it never saw the
+/// conviction) is shown the attempt that convicted, convicts the cheater itself and follows
+/// the next attempt: the epoch runs with the two honest trustees.
+#[cfg(feature = "disruptor")]
+#[test]
+fn a_trustee_restarted_after_a_cheating_trustee_is_convicted_follows_the_restart() {
+    within(LIMIT, |scope| {
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+        let (group, relay_key, trustees, clients) = signed_group(home, 3, 3, &[]);
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &s(&group),
+                "--key",
+                &s(&relay_key),
+                "--exit",
+                "echo",
+            ],
+        );
+        let trustee_args = |j: usize| -> Vec<String> {
+            let mut args = vec!["trustee".to_string(), s(&group), s(&trustees[j])];
+            if j == 1 {
+                args.extend(["--cheat".to_string(), "swap".to_string()]);
+            }
+            args
+        };
+        let mut nodes = Vec::new();
+        for j in 0..3 {
+            let args = trustee_args(j);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            nodes.push(scope.spawn(&format!("trustee{j}"), &args));
+        }
+        // client2 is stopped once linked: attempt 0 waits for its submission until trustee2
+        // is stopped too (its part of attempt 0 done), so attempt 1 then waits for trustee2.
+        let mut slow = scope.spawn(
+            "client2",
+            &["client", &s(&group), &s(&clients[2]), "-p", "0"],
+        );
+        slow.wait_for_log("waiting for the relay to open the setup", FORM_TIMEOUT);
+        slow.signal(libc::SIGSTOP);
+        let base = reserve_ports(3);
+        let mut procs = Vec::new();
+        for i in [0usize, 1] {
+            let p = (base + i as u16).to_string();
+            procs.push(scope.spawn(
+                &format!("client{i}"),
+                &["client", &s(&group), &s(&clients[i]), "-p", &p],
+            ));
+        }
+        nodes[2].wait_for_log("every trustee's key is in", FORM_TIMEOUT);
+        nodes[2].signal(libc::SIGSTOP);
+        slow.signal(libc::SIGCONT);
+        relay.wait_for_log("attempt 1 opened", FORM_TIMEOUT);
+        assert!(relay.log().contains("CONVICTED trustee trustee1"));
+        // trustee2 never saw the conviction: its process ends and a fresh one starts.
+        nodes[2].kill();
+        let args = trustee_args(2);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut fresh = scope.spawn("trustee2 afresh", &args);
+        relay.wait_for_log("established", FORM_TIMEOUT);
+        let log = relay.log();
+        assert!(log.contains("established in attempt 2: 3 slots"), "{log}");
+        assert!(log.contains("without convicted trustees trustee1"), "{log}");
+        fresh.wait_for_log("every proof and signature checked", FORM_TIMEOUT);
+        assert!(
+            fresh.log().contains("CONVICTED trustee trustee1"),
+            "{}",
+            fresh.log()
+        );
+        for c in &mut procs {
+            c.wait_for_log("sending in interval", FORM_TIMEOUT);
+        }
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        echo_through(base, &data);
+    });
+}
+
+/// A trustee that goes silent in a group whose policy allows going on without one
+/// (`--min-trustees 2` of 3) is named by the relay once its turn's bound passes, left out
+/// on the relay's word, and the setup goes on with the two others; the group carries
+/// bytes.
+#[test]
+fn a_silent_trustee_is_named_and_left_out_when_the_group_allows_it() {
+    within(LIMIT, |scope| {
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+        let (group, relay_key, trustees, clients) =
+            signed_group(home, 3, 3, &["--min-trustees", "2"]);
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &s(&group),
+                "--key",
+                &s(&relay_key),
+                "--exit",
+                "echo",
+            ],
+        );
+        let mut nodes = Vec::new();
+        for (j, t) in trustees.iter().enumerate() {
+            nodes.push(scope.spawn(&format!("trustee{j}"), &["trustee", &s(&group), &s(t)]));
+        }
+        // trustee2 links and then goes silent.
+        nodes[2].wait_for_log("waiting for the relay to open the setup", FORM_TIMEOUT);
+        nodes[2].signal(libc::SIGSTOP);
+        let base = reserve_ports(3);
+        let mut procs = Vec::new();
+        for (i, c) in clients.iter().enumerate() {
+            let p = (base + i as u16).to_string();
+            procs.push(scope.spawn(
+                &format!("client{i}"),
+                &["client", &s(&group), &s(c), "-p", &p],
+            ));
+        }
+        relay.wait_for_log(
+            "attempt 0 opened over 3 clients and 3 trustees",
+            FORM_TIMEOUT,
+        );
+        // The bound on a trustee's turn: 60 s and 50 ms per client.
+        relay.wait_for_log("established", Duration::from_secs(120));
+        let log = relay.log();
+        assert!(
+            log.contains("trustee trustee2 (SHA256:")
+                && log.contains("did not send the key within 60 s: SILENT, on the relay's word"),
+            "{log}"
+        );
+        assert!(
+            log.contains("attempt 1 opened over 3 clients and 2 trustees"),
+            "{log}"
+        );
+        assert!(
+            log.contains("established in attempt 1: 3 slots, 2 trustees"),
+            "{log}"
+        );
+        assert!(
+            log.contains("without trustees trustee2 left out as silent or absent"),
+            "{log}"
+        );
+        for c in &mut procs {
+            c.wait_for_log("sending in interval", FORM_TIMEOUT);
+            assert!(
+                c.log().contains("attempt opened without trustees trustee2"),
+                "{}",
+                c.log()
+            );
+        }
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i * 3 + i / 17) as u8).collect();
+        echo_through(base + 2, &data);
+        nodes[2].kill();
+    });
+}

@@ -60,22 +60,8 @@ where
         frame: &[u8],
         rng: &mut impl CryptoRngCore,
     ) -> Result<Event, Failure> {
-        if let Ok(SetupMessage::Submit(m)) = SetupMessage::parse(frame) {
-            // Another submission under this client's name, validly signed with its identity
-            // key, in the current attempt: its own pseudonym key cannot be in the list.
-            let config = &self.follower.config;
-            let own = self.submission.as_ref().map(|s| s.as_slice());
-            if m.client == self.index
-                && own.is_some_and(|own| own != frame)
-                && Some(m.attempt) == self.follower.attempt
-                && m.epoch == config.epoch
-                && config
-                    .clients
-                    .get(usize::from(self.index))
-                    .is_some_and(|key| message::signature_holds(frame, &config.group, key))
-            {
-                return Err(self.follower.fail(Failure::Refused(Refusal::KeyMissing)));
-            }
+        if self.follower.is_stale(frame) {
+            return Ok(Event::Progress);
         }
         let event = match self.follower.accept(frame) {
             Ok(e) => e,
@@ -93,7 +79,8 @@ where
                         .fail(Failure::Refused(Refusal::NotParticipant)));
                 }
             }
-            Event::KeysComplete => self.submit(rng),
+            // In a replay of an attempt this client began before, it submits nothing again.
+            Event::KeysComplete if !self.follower.replay => self.submit(rng),
             Event::ListReady => self.find_own_key()?,
             _ => {}
         }

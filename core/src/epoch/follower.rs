@@ -86,6 +86,8 @@ pub(crate) struct Follower<'c, B> {
     pub(crate) attempt: Option<u8>,
     pub(crate) trustees: u16,
     pub(crate) convicted: u16,
+    /// Trustees the relay left out without a conviction (silent, on its word).
+    pub(crate) silenced: u16,
     pub(crate) participants: usize,
     keys: [Option<PublicKey>; MAX_TRUSTEES],
     pub(crate) joint: Option<PublicKey>,
@@ -100,6 +102,11 @@ pub(crate) struct Follower<'c, B> {
     /// A trustee's own index: its own stages are not re-verified.
     own: Option<u8>,
     pending: Pending,
+    /// SHA-256 of the current attempt's `Open`: the same `Open` again is a replay of it.
+    open_hash: [u8; 32],
+    /// The current attempt is a replay of one this node began before: it is followed and
+    /// checked, but the node does not take part in it again.
+    pub(crate) replay: bool,
 }
 
 fn stage_len(stage: Stage, n: usize) -> usize {
@@ -122,6 +129,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             attempt: None,
             trustees: 0,
             convicted: 0,
+            silenced: 0,
             participants: 0,
             keys: [None; MAX_TRUSTEES],
             joint: None,
@@ -135,7 +143,34 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             evidence_len: 0,
             own,
             pending: Pending::Nothing,
+            open_hash: [0; 32],
+            replay: false,
         }
+    }
+
+    /// Whether `frame` belongs to an attempt before the current one (a replay of an attempt
+    /// this node has gone past, which it ignores: as a dropped frame, it changes nothing),
+    /// or is the current attempt's `Open` again after this node convicted in it.
+    pub(crate) fn is_stale(&self, frame: &[u8]) -> bool {
+        let Ok(m) = SetupMessage::parse(frame) else {
+            return false;
+        };
+        let (epoch, attempt) = m.epoch_attempt();
+        let Some(current) = self.attempt else {
+            return false;
+        };
+        if epoch != self.config.epoch || self.phase == Phase::Established {
+            return false;
+        }
+        if attempt < current {
+            return true;
+        }
+        // The attempt this node convicted in, shown again (the relay shows every node that
+        // links the attempts that convicted): it has drawn its conclusion already.
+        attempt == current
+            && self.phase == Phase::Restarting
+            && matches!(m, SetupMessage::Open(_))
+            && self.open_hash == <[u8; 32]>::from(Sha256::digest(frame))
     }
 
     pub(crate) fn failure(&self) -> Option<Failure> {
@@ -224,7 +259,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         }
         self.evidence_len = frame.len().min(MAX_SIGNED_LEN);
         self.convicted |= 1 << trustee;
-        let remaining = (self.all_trustees() & !self.convicted).count_ones() as u8;
+        let remaining = (self.all_trustees() & !self.convicted & !self.silenced).count_ones() as u8;
         let minimum = self.config.min_trustees as u8;
         if remaining < minimum {
             return Err(self.fail(Failure::TooFewTrustees {
@@ -553,7 +588,11 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
 
     fn open(&mut self, frame: &[u8], open: &super::message::Open<'_>) -> Result<Event, Failure> {
         let bad = Failure::Relay(RelayFault::BadOpen);
-        let later = self.attempt.is_none_or(|a| open.attempt > a);
+        let hash: [u8; 32] = Sha256::digest(frame).into();
+        // The current attempt's `Open` again: the relay replays the attempt (to a node that
+        // links again, or after it restarted). The node follows it anew but takes no part.
+        let replay = self.attempt == Some(open.attempt) && hash == self.open_hash;
+        let later = self.attempt.is_none_or(|a| open.attempt > a) || replay;
         let expected = self.all_trustees() & !self.convicted;
         if open.epoch != self.config.epoch
             || open.group != self.config.group
@@ -563,14 +602,26 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         {
             return Err(bad);
         }
-        if open.trustees != expected {
+        let me = self.own.map_or(0, |j| 1u16 << j);
+        if me & self.convicted != 0 {
+            // This trustee checked its own stage as shown to it (a replay) and it failed.
+            return Err(Failure::Relay(RelayFault::Excluded));
+        }
+        // Trustees left out without a conviction: silent, on the relay's word. Only in a
+        // group whose minimum is at least 2 and while it remains, never one taken back.
+        let silenced = expected & !open.trustees;
+        let remaining = open.trustees.count_ones() as usize;
+        let silence_ok = self.config.min_trustees >= 2 && remaining >= self.config.min_trustees;
+        if open.trustees & !(expected & !self.silenced) != 0 || (silenced != 0 && !silence_ok) {
             // Left out without this node's own conviction: the others convicted it (a
             // trustee does not re-verify its own stages), or the relay excludes it.
-            let me = self.own.map_or(0, |j| 1u16 << j);
             if me != 0 && open.trustees == expected & !me {
                 return Err(Failure::Relay(RelayFault::Excluded));
             }
             return Err(bad);
+        }
+        if silenced & me != 0 {
+            return Err(Failure::Relay(RelayFault::Excluded));
         }
         let participants = bits::Bits::new_checked(open.participants, self.config.clients.len())
             .map_err(|_| bad)?
@@ -585,6 +636,10 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             .ok_or(bad)?
             .copy_from_slice(open.participants);
         self.attempt = Some(open.attempt);
+        self.silenced = silenced;
+        self.open_hash = hash;
+        self.replay = replay;
+        self.pending = Pending::Nothing;
         self.trustees = open.trustees;
         self.participants = participants;
         self.keys = [None; MAX_TRUSTEES];

@@ -20,8 +20,16 @@
 //! stream, so every node checks every signature and every proof. A trustee whose proof
 //! fails is convicted with its signed message ([`Conviction`]); the relay opens a new
 //! attempt without it if at least `min_trustees` remain, and every node checks that it left
-//! out exactly the trustees it convicted itself. Everything else that goes wrong names the
-//! relay ([`Failure`]). A client refuses the epoch when its key is missing or appears twice.
+//! out exactly the trustees it convicted itself (and, in a group whose `min_trustees` is at
+//! least 2, at most as many more as the relay names silent, on its word). Everything else
+//! that goes wrong names the relay ([`Failure`]). A client refuses the epoch when its key
+//! is missing or appears twice.
+//!
+//! Restarts: a node takes part in each attempt number once. Frames of an earlier attempt
+//! are ignored; the current attempt's `Open` again is followed and checked without taking
+//! part (a replay); a relay that restarted resumes at the next attempt it kept
+//! ([`SetupRelay::resume`]) and shows every node the attempts that convicted, so a node
+//! started afresh checks each conviction itself.
 //!
 //! Roles: [`SetupRelay`], [`SetupTrustee`], [`SetupClient`]. Identity signatures go through
 //! [`identity::IdentitySigner`]. Storage comes from the caller ([`SetupStorage`], sized by

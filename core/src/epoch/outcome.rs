@@ -141,6 +141,17 @@ pub enum Failure {
         /// Attempts opened.
         attempts: u8,
     },
+    /// A trustee did not answer in time (on the relay's word), and the setup cannot go on
+    /// without it: the group's minimum would not remain, or it is 1 (docs/protocol.md §11,
+    /// "Silent trustees").
+    TrusteeSilent {
+        /// The trustee.
+        trustee: u8,
+        /// Trustees that would remain.
+        remaining: u8,
+        /// The group's minimum.
+        minimum: u8,
+    },
 }
 
 impl fmt::Display for Failure {
@@ -180,6 +191,16 @@ impl fmt::Display for Failure {
             Failure::TooManyAttempts { attempts } => write!(
                 f,
                 "participants left after {attempts} attempts, the most a setup opens: setup stops"
+            ),
+            Failure::TrusteeSilent {
+                trustee,
+                remaining,
+                minimum,
+            } => write!(
+                f,
+                "trustee {trustee} did not answer in time (the relay says so; nothing proves \
+                 it); {remaining} trustees would remain and the group needs {minimum} (at \
+                 least 2 to go on without a silent trustee): setup stops"
             ),
         }
     }

@@ -8,7 +8,10 @@
 //! a new attempt ([`SetupRelay::leave`], [`SetupRelay::drop_missing`]), as long as the
 //! group's minimum of clients remains and the relay has opened fewer than its most
 //! attempts ([`SetupRelay::limit`]); otherwise the setup stops, saying which. A setup never
-//! waits for a node that is gone.
+//! waits for a node that is gone. A trustee silent on its turn is left out on the relay's
+//! word ([`SetupRelay::silent`]) only as far as the group's `min_trustees` lets nodes accept.
+//! A relay that restarted goes on from what it kept ([`SetupRelay::resume`],
+//! [`SetupRelay::witness`]).
 //!
 //! Owns the collection and the order of the stream; the checks are the follower's.
 
@@ -79,6 +82,8 @@ pub struct SetupRelay<'c, B> {
     stopped: Option<Failure>,
     min_clients: usize,
     max_attempts: u8,
+    /// Trustees left out as silent (on the relay's word).
+    silent: u16,
 }
 
 impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
@@ -120,6 +125,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
             stopped: None,
             min_clients: 1,
             max_attempts: MAX_ATTEMPTS,
+            silent: 0,
         })
     }
 
@@ -128,6 +134,39 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
     pub fn limit(&mut self, min_clients: usize, max_attempts: u8) {
         self.min_clients = min_clients.max(1);
         self.max_attempts = max_attempts.max(1);
+    }
+
+    /// A relay that restarted: its next attempt is `next_attempt` (one past the last it
+    /// opened before, as it kept it), so that no node is shown an attempt number again with
+    /// other content. Only before it opens an attempt; never lowers the number.
+    /// It also leaves out the trustees it had left out as silent (`silent`, a bitmap).
+    pub fn resume(&mut self, next_attempt: u8, silent: u16) {
+        if self.open_pending {
+            self.next_attempt = self.next_attempt.max(next_attempt);
+            let all = ((1u32 << self.follower.config.trustees.len()) - 1) as u16;
+            self.silent |= silent & all;
+        }
+    }
+
+    /// One frame of an attempt that convicted a trustee, as this relay recorded it (after a
+    /// restart, before it opens an attempt): checked as every node checks it, so the relay
+    /// knows the conviction again, and its next `Open` leaves the trustee out. The same
+    /// frames are what the relay shows every node that links ([`Event::Restarting`] at the
+    /// convicting frame).
+    pub fn witness(&mut self, frame: &[u8]) -> Result<Event, Failure> {
+        if !self.open_pending || self.stopped.is_some() {
+            return Err(Failure::Relay(super::RelayFault::Unexpected));
+        }
+        let event = self.follower.accept(frame);
+        if let Ok(SetupMessage::Open(o)) = SetupMessage::parse(frame) {
+            if event.is_ok() {
+                self.next_attempt = self.next_attempt.max(o.attempt.saturating_add(1));
+            }
+        }
+        if let Err(f @ Failure::TooFewTrustees { .. }) = event {
+            self.stopped = Some(f);
+        }
+        event
     }
 
     fn n(&self) -> usize {
@@ -162,7 +201,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
                 epoch: config.epoch,
                 attempt: self.next_attempt,
                 group: config.group,
-                trustees: all & !self.follower.convicted,
+                trustees: all & !self.follower.convicted & !self.silent,
                 clients: self.n() as u16,
                 participants,
             });
@@ -320,6 +359,58 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
         self.restart(remaining)
     }
 
+    /// The trustee awaited now (its key, a stage, its record) did not send it within the
+    /// shell's bound; before the first `Open`, `trustee` is one that never linked. The next
+    /// `Open` leaves it out, on the relay's word (nothing proves silence), when the group's
+    /// `min_trustees` is at least 2 and that many remain: nodes accept no more than that.
+    /// Otherwise the setup stops ([`Failure::TrusteeSilent`]). Silence does not count
+    /// against the most attempts (each trustee is left out at most once).
+    pub fn silent(&mut self, trustee: u8) -> Departure {
+        if self.stopped.is_some() || self.follower.established() {
+            return Departure::Ignored;
+        }
+        let awaited = match self.waiting() {
+            Waiting::Key(j) | Waiting::Chunk(j, _) | Waiting::Seal(j, _) | Waiting::Record(j) => {
+                Some(j)
+            }
+            _ => None,
+        };
+        let config = self.follower.config;
+        let all = ((1u32 << config.trustees.len()) - 1) as u16;
+        let before_open = self.follower.attempt.is_none() && self.open_pending;
+        let bit = 1u16.checked_shl(u32::from(trustee)).unwrap_or(0);
+        if (!before_open && awaited != Some(trustee)) || bit & all == 0 {
+            return Departure::Ignored;
+        }
+        let left = all & !self.follower.convicted & !self.silent & !bit;
+        let remaining = left.count_ones() as u8;
+        let minimum = config.min_trustees as u8;
+        if minimum < 2 || remaining < minimum {
+            let f = Failure::TrusteeSilent {
+                trustee,
+                remaining,
+                minimum,
+            };
+            self.stopped = Some(f);
+            return Departure::Stop(f);
+        }
+        self.silent |= bit;
+        self.open_pending = true;
+        let participants = self
+            .collected
+            .as_ref()
+            .get(self.next_range())
+            .map_or(0, |b| b.iter().map(|x| x.count_ones() as usize).sum());
+        Departure::Restart {
+            remaining: participants,
+        }
+    }
+
+    /// Trustees left out as silent so far (bit `j`: trustee `j`).
+    pub fn silenced(&self) -> u16 {
+        self.silent
+    }
+
     fn check_remaining(&mut self, remaining: usize) -> Departure {
         if remaining < self.min_clients || remaining == 0 {
             let f = Failure::TooFewClients {
@@ -383,6 +474,12 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> SetupRelay<'c, B> {
     /// clients, bit `i` = client `i`, least significant first.
     pub fn participants(&self) -> &[u8] {
         self.follower.participants()
+    }
+
+    /// The trustees of the attempt opened last (bit `j`: trustee `j`; none before the
+    /// first): every trustee not convicted.
+    pub fn trustees(&self) -> u16 {
+        self.follower.attempt.map_or(0, |_| self.follower.trustees)
     }
 
     /// The attempt opened last, if any.

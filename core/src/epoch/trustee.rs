@@ -82,6 +82,11 @@ pub struct SetupTrustee<'c, B, S, I> {
     secret: Option<SecretKey>,
     out: Out,
     acted: Waiting,
+    /// The share of the key this trustee made in the current attempt.
+    own_key: Option<[u8; 32]>,
+    /// This trustee takes no part in the current attempt: a replay of one it began before
+    /// (or began in an earlier process), or one whose `Key` under its index it did not make.
+    witness: bool,
     #[cfg(feature = "testkit")]
     cheat: Option<Cheat>,
 }
@@ -119,6 +124,8 @@ where
             secret: None,
             out: Out::Nothing,
             acted: Waiting::Nothing,
+            own_key: None,
+            witness: false,
             #[cfg(feature = "testkit")]
             cheat: None,
         })
@@ -136,6 +143,10 @@ where
         frame: &[u8],
         rng: &mut impl CryptoRngCore,
     ) -> Result<Event, Failure> {
+        if self.follower.is_stale(frame) {
+            return Ok(Event::Progress);
+        }
+        self.check_own_key(frame);
         let event = match self.follower.accept(frame) {
             Ok(e) => e,
             Err(f) => return Err(self.follower.fail(f)),
@@ -162,6 +173,10 @@ where
             // The work of the frame before is finished first.
             while self.work(rng).is_pending() {}
         }
+        if self.follower.is_stale(frame) {
+            return Poll::Ready(Ok(Event::Progress));
+        }
+        self.check_own_key(frame);
         match self.follower.begin(frame) {
             Poll::Pending => {
                 self.work = Work::Checking;
@@ -177,6 +192,31 @@ where
                 }
             }
         }
+    }
+
+    /// A `Key` under this trustee's index in the current attempt that is not the one it
+    /// made (the relay replays an attempt this trustee began in an earlier process, or
+    /// splices in its key of an earlier run): the trustee holds no secret for it, so it
+    /// takes no further part in the attempt (its shares could only fail, and convict it).
+    fn check_own_key(&mut self, frame: &[u8]) {
+        let Ok(SetupMessage::Key(m)) = SetupMessage::parse(frame) else {
+            return;
+        };
+        let current = (self.follower.config.epoch, self.follower.attempt);
+        if m.trustee == self.index
+            && (m.epoch, Some(m.attempt)) == current
+            && self.own_key != Some(m.share)
+        {
+            self.witness = true;
+            self.out = Out::Nothing;
+        }
+    }
+
+    /// Whether this trustee takes no part in the current attempt, only checks it: the
+    /// relay replays an attempt it began before (to show the conviction in it, or after
+    /// the relay restarted), or forwarded a key under its index that it did not make.
+    pub fn witnessing(&self) -> bool {
+        self.witness
     }
 
     /// Whether work is under way ([`SetupTrustee::work`] has more to do).
@@ -303,13 +343,15 @@ where
             self.out = Out::Nothing;
             self.acted = Waiting::Nothing;
             self.work = Work::Nothing;
+            self.own_key = None;
+            self.witness = event == Event::Opened && self.follower.replay;
         }
         self.act(rng);
     }
 
     fn act(&mut self, rng: &mut impl CryptoRngCore) {
         let waiting = self.follower.waiting;
-        if waiting == self.acted || self.out != Out::Nothing || self.working() {
+        if waiting == self.acted || self.out != Out::Nothing || self.working() || self.witness {
             return;
         }
         let me = self.index;
@@ -326,10 +368,9 @@ where
                     let other = SecretKey::generate(rng);
                     proof = prove_knowledge(&context, &other, rng);
                 }
-                self.out = Out::Key {
-                    share: secret.public_key().to_bytes(),
-                    proof,
-                };
+                let share = secret.public_key().to_bytes();
+                self.out = Out::Key { share, proof };
+                self.own_key = Some(share);
                 self.secret = Some(secret);
             }
             Waiting::Chunk(j, Stage::Shuffle) if j == me => {

@@ -80,6 +80,23 @@ pub(super) const STALL: Duration = Duration::from_secs(120);
 /// Once every trustee and the group's minimum of clients are linked, how long the relay
 /// waits for anyone new before it opens the setup without the absent clients.
 pub const GATHER_QUIET: Duration = Duration::from_secs(10);
+/// How long the relay waits for the trustee whose turn it is (its key, each chunk of a
+/// stage, its record), or at gathering for a trustee that has not linked once the others
+/// and the clients have, before it leaves it out as silent, on its own word: only in a
+/// group whose `min_trustees` is at least 2 and while that many remain (else the setup
+/// stops, naming it). The bound is this plus [`TRUSTEE_WAIT_PER_CLIENT`] per client of
+/// the version ([`trustee_wait`]): a trustee checks the stage before its own and then
+/// shuffles before its first chunk. A group with min_trustees 1 keeps waiting up to
+/// [`STALL`] for any frame, and then stops naming what it waited for.
+pub const TRUSTEE_WAIT: Duration = Duration::from_secs(60);
+/// What the bound on a trustee's turn grows by per client of the version.
+pub const TRUSTEE_WAIT_PER_CLIENT: Duration = Duration::from_millis(50);
+
+/// The bound on a trustee's turn in a version of `clients` clients.
+pub fn trustee_wait(clients: usize) -> Duration {
+    TRUSTEE_WAIT
+        + TRUSTEE_WAIT_PER_CLIENT.saturating_mul(u32::try_from(clients).unwrap_or(u32::MAX))
+}
 /// How long the relay waits for the participants' submissions once every trustee's key is
 /// in, before it opens a new attempt without those that did not submit.
 pub const SUBMIT_WAIT: Duration = Duration::from_secs(30);
@@ -267,6 +284,14 @@ pub fn load_node(
     Ok((desc, keys))
 }
 
+/// What a node settles besides the epoch: a client's own pseudonym secret and slot, the
+/// relay's `Open` that established it, and the trustees left out as silent or absent.
+struct Settled<'a> {
+    pseudonym: Option<(Key, usize)>,
+    open: Option<&'a [u8]>,
+    silenced: u16,
+}
+
 /// Logs an established epoch, keeps its file beside the node's key (with the node's own
 /// pseudonym key and slot, for a client) and returns the group it runs as.
 fn settle(
@@ -275,7 +300,11 @@ fn settle(
     established: &Established,
     slots: Vec<Key>,
     members: &Members,
-    (pseudonym, open): (Option<(Key, usize)>, Option<&[u8]>),
+    Settled {
+        pseudonym,
+        open,
+        silenced,
+    }: Settled<'_>,
     key_file: &Path,
 ) -> Result<Group> {
     let names = |list: &[crate::config::keys::PublicKeys], at: &[usize]| -> Vec<String> {
@@ -284,13 +313,21 @@ fn settle(
             .map(|i| list[i].name.clone())
             .collect()
     };
+    let silent: Vec<usize> = (0..desc.trustees.len())
+        .filter(|&j| j < 16 && silenced & (1 << j) != 0)
+        .collect();
+    let kept_or_silent: Vec<usize> = members.trustees.iter().chain(&silent).copied().collect();
     let (absent, convicted) = (
         names(&desc.clients, &members.clients),
-        names(&desc.trustees, &members.trustees),
+        names(&desc.trustees, &kept_or_silent),
     );
+    let silent: Vec<String> = silent
+        .iter()
+        .map(|&j| desc.trustees[j].name.clone())
+        .collect();
     info!(
         "setup: epoch {} established in attempt {}: {} slots, {} trustees, list {}; every \
-         proof and signature checked{}{}",
+         proof and signature checked{}{}{}",
         established.epoch,
         established.attempt,
         established.slots,
@@ -308,6 +345,14 @@ fn settle(
             String::new()
         } else {
             format!("; without convicted trustees {}", convicted.join(", "))
+        },
+        if silent.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; without trustees {} left out as silent or absent, on the relay's word",
+                silent.join(", ")
+            )
         }
     );
     let session_id = session::session_id(&setup.digest, established);
@@ -475,6 +520,15 @@ impl EpochFile {
             trustees: members.trustees,
         }
         .group()
+    }
+}
+
+/// A trustee's awaited step, in words.
+fn awaited_step(desc: &GroupDesc, waiting: dissent_core::epoch::Waiting) -> String {
+    let full = awaited(desc, waiting);
+    match full.find(" of trustee") {
+        Some(at) => full[..at].to_string(),
+        None => full,
     }
 }
 

@@ -136,6 +136,9 @@ pub async fn node(
     info!("setup: linked; waiting for the relay to open the setup");
     let mut out = vec![0u8; dissent_core::epoch::message::CHUNK_HEADER_LEN + MAX_CHUNK_DATA];
     let mut rng = OsRng;
+    // Trustees this node convicted (the others left out of the epoch, if any, were left
+    // out as silent on the relay's word).
+    let mut convicted: u16 = 0;
     loop {
         // This node's frames first (a trustee's key, shuffle, shares, record; a submission).
         let mut lost: Option<String> = None;
@@ -202,10 +205,33 @@ pub async fn node(
         };
         match event {
             Ok(Event::Progress) => {}
-            Ok(Event::Opened) => info!("setup: attempt opened"),
+            Ok(Event::Opened) => {
+                let left_out: Vec<&str> = match SetupMessage::parse(&body) {
+                    Ok(SetupMessage::Open(o)) => desc
+                        .trustees
+                        .iter()
+                        .enumerate()
+                        .filter(|&(j, _)| j < 16 && o.trustees & (1 << j) == 0)
+                        .filter(|&(j, _)| convicted & (1 << j) == 0)
+                        .map(|(_, t)| t.name.as_str())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                if left_out.is_empty() {
+                    info!("setup: attempt opened");
+                } else {
+                    warn!(
+                        "setup: attempt opened without trustees {}, left out as silent or \
+                         absent on the relay's word (nothing proves it; the group's \
+                         min_trustees allows it)",
+                        left_out.join(", ")
+                    );
+                }
+            }
             Ok(Event::KeysComplete) => info!("setup: every trustee's key is in"),
             Ok(Event::ListReady) => info!("setup: pseudonym list decrypted"),
             Ok(Event::Restarting(c)) => {
+                convicted |= 1u16.checked_shl(u32::from(c.trustee)).unwrap_or(0);
                 let evidence = match &machine {
                     Machine::Trustee(t) => hex::encode(t.evidence()),
                     Machine::Client(c) => hex::encode(c.evidence()),
@@ -272,7 +298,14 @@ pub async fn node(
         &established,
         slots,
         &members,
-        (pseudonym, None),
+        Settled {
+            pseudonym,
+            open: None,
+            silenced: {
+                let all = ((1u32 << desc.trustees.len().min(16)) - 1) as u16;
+                all & !established.trustees & !convicted
+            },
+        },
         key_file,
     )?;
     Ok((group, node_secrets(keys, role, pseudonym)))

@@ -149,6 +149,9 @@ pub async fn relay(
     });
 
     let mut links: Links = HashMap::new();
+    // After a restart: the attempts it opened and those that convicted, as it kept them;
+    // the latter are shown to every member that links.
+    let mut kept = SetupFile::load(key_file, desc)?;
     let all = desc.trustees.len() + desc.clients.len();
     let missing = |links: &Links| -> Vec<String> {
         (0..desc.trustees.len())
@@ -158,22 +161,48 @@ pub async fn relay(
             .map(name)
             .collect()
     };
-    // Gathering: every member, or every trustee and enough clients and a quiet moment.
+    // Gathering: every member, or every trustee and enough clients and a quiet moment (or,
+    // as the group allows, enough trustees and a longer one).
     let mut last_join = tokio::time::Instant::now();
+    let mut absent_trustees: Vec<usize> = Vec::new();
+    // The bound on a trustee's turn (and on one absent at gathering); silence is acted on
+    // only as the group's policy allows.
+    let wait = trustee_wait(desc.clients.len());
+    let silence = setup.min_trustees >= 2;
     while links.len() < all {
         let trustees = links
             .keys()
             .filter(|w| matches!(w, Who::Trustee(_)))
             .count();
-        let enough = trustees == desc.trustees.len() && links.len() - trustees >= min_clients;
+        let clients = links.len() - trustees;
+        let enough = trustees == desc.trustees.len() && clients >= min_clients;
+        // Without some trustees, on the relay's word: only as the group's policy allows.
+        let enough_without =
+            setup.min_trustees >= 2 && trustees >= setup.min_trustees && clients >= min_clients;
         let deadline = if enough {
             last_join + GATHER_QUIET
+        } else if enough_without {
+            last_join + wait
         } else {
             last_join + STALL
         };
         let ev = match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
             Ok(Some(ev)) => ev,
             Ok(None) => bail!("setup: the listener stopped"),
+            Err(_) if enough_without && !enough => {
+                absent_trustees = (0..desc.trustees.len())
+                    .filter(|&j| !links.contains_key(&Who::Trustee(j)))
+                    .collect();
+                warn!(
+                    "setup: nobody new linked for {} s; going on without {}: the trustees \
+                     among them are left out as absent, on the relay's word (nothing proves \
+                     it; the group's min_trustees {} allows it)",
+                    wait.as_secs(),
+                    missing(&links).join(", "),
+                    setup.min_trustees
+                );
+                break;
+            }
             Err(_) if enough => {
                 info!(
                     "setup: nobody new linked for {} s; going on without {}: they get no slot \
@@ -194,6 +223,7 @@ pub async fn relay(
         match ev {
             Ev::Joined(w, serial, tx) => {
                 // A member linking again replaces its link (its process restarted).
+                show_records(&tx, &kept.records);
                 links.insert(w, (serial, tx));
                 last_join = tokio::time::Instant::now();
                 info!("setup: {} linked ({}/{all} members)", name(w), links.len());
@@ -221,6 +251,28 @@ pub async fn relay(
     )
     .map_err(|e| anyhow!("setup: the group does not fit a setup: {e:?}"))?;
     relay.limit(min_clients, MAX_ATTEMPTS);
+    // After a restart: the attempts it opened and the attempts that convicted, as kept.
+    for (k, record) in kept.records.iter().enumerate() {
+        for frame in record {
+            if let Err(f) = relay.witness(frame.get(4..).unwrap_or(&[])) {
+                bail!(
+                    "setup: the recorded attempt {k} that convicted ({}) does not check: {}",
+                    SetupFile::path(key_file).display(),
+                    describe(desc, f)
+                );
+            }
+        }
+    }
+    relay.resume(kept.next_attempt, kept.silent);
+    for &j in &absent_trustees {
+        if let Departure::Stop(f) = relay.silent(j as u8) {
+            bail!("setup of epoch {} failed: {f}", setup.epoch);
+        }
+    }
+    if !absent_trustees.is_empty() {
+        kept.silent = relay.silenced();
+        kept.save(key_file)?;
+    }
     info!(
         "setup: {} of {} clients and every trustee linked; opening epoch {}",
         links.keys().filter(|w| matches!(w, Who::Client(_))).count(),
@@ -244,12 +296,20 @@ pub async fn relay(
     // Clients that linked again during the setup, sent the next `Open` (which leaves them
     // out) and closed.
     let mut late: Vec<mpsc::Sender<Bytes>> = Vec::new();
+    // The frames of the attempt under way, as broadcast: kept as its record if it convicts.
+    let mut attempt_frames: Vec<Bytes> = Vec::new();
+    // The trustee step awaited and since when (reset by each of its frames).
+    let mut turn: Option<(Waiting, tokio::time::Instant)> = None;
     loop {
         while let Some(n) = relay
             .poll_broadcast(&mut buf)
             .map_err(|e| anyhow!("setup: cannot encode a frame: {e:?}"))?
         {
             if let Ok(SetupMessage::Open(o)) = SetupMessage::parse(&buf[..n]) {
+                // Kept before any node sees it: a restarted relay never opens it again.
+                kept.next_attempt = o.attempt.saturating_add(1);
+                kept.save(key_file)?;
+                attempt_frames.clear();
                 info!(
                     "setup: attempt {} opened over {} clients and {} trustees",
                     o.attempt,
@@ -261,6 +321,7 @@ pub async fn relay(
                     let _ = tx.try_send(open.clone());
                 }
             }
+            attempt_frames.push(framed(&buf[..n]));
             broadcast(&links, &buf[..n]);
         }
         if let Some(f) = relay.failure() {
@@ -279,11 +340,49 @@ pub async fn relay(
             (Waiting::Submit(_), None) => Some(tokio::time::Instant::now()),
             _ => None,
         };
+        let waiting = relay.waiting();
+        let awaited_trustee = match waiting {
+            Waiting::Key(j) | Waiting::Chunk(j, _) | Waiting::Seal(j, _) | Waiting::Record(j) => {
+                Some(j)
+            }
+            _ => None,
+        };
+        turn = match (awaited_trustee, turn) {
+            (None, _) => None,
+            (Some(_), Some((w, at))) if w == waiting => Some((w, at)),
+            (Some(_), _) => Some((waiting, tokio::time::Instant::now())),
+        };
         let stall = quiet_since + STALL;
-        let deadline = submitting.map_or(stall, |at| stall.min(at + SUBMIT_WAIT));
+        let submit_at = submitting.map(|at| at + SUBMIT_WAIT);
+        let turn_at = turn.filter(|_| silence).map(|(_, at)| at + wait);
+        let deadline = [Some(stall), submit_at, turn_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(stall);
         let ev = match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
             Ok(Some(ev)) => ev,
             Ok(None) => bail!("setup: the listener stopped"),
+            Err(_) if turn_at == Some(deadline) && deadline < stall => {
+                let Some(j) = awaited_trustee else { continue };
+                let t = &desc.trustees[usize::from(j)];
+                warn!(
+                    "setup: trustee {} ({}) did not send {} within {} s: SILENT, on the \
+                     relay's word (nothing proves it)",
+                    t.name,
+                    t.fingerprint(),
+                    awaited_step(desc, waiting),
+                    wait.as_secs()
+                );
+                let departure = relay.silent(j);
+                if let Departure::Restart { .. } = departure {
+                    kept.silent = relay.silenced();
+                    kept.save(key_file)?;
+                }
+                departed(departure, &format!("trustee {} is left out", t.name));
+                turn = None;
+                continue;
+            }
             Err(_) if deadline < stall => {
                 let (submitted, awaited) = relay.counts();
                 warn!(
@@ -307,7 +406,18 @@ pub async fn relay(
         };
         quiet_since = tokio::time::Instant::now();
         match ev {
+            Ev::Joined(Who::Trustee(j), _, tx) if relay.trustees() & (1 << j) == 0 => {
+                // A convicted trustee: shown the records and the attempt that leaves it out
+                // (it stops), never waited for.
+                show_records(&tx, &kept.records);
+                let _ = tx.try_send(open.clone());
+                info!(
+                    "setup: convicted trustee {} linked again; it is shown the attempt                      without it",
+                    desc.trustees[j].name
+                );
+            }
             Ev::Joined(Who::Trustee(j), serial, tx) => {
+                show_records(&tx, &kept.records);
                 links.insert(Who::Trustee(j), (serial, tx));
                 if let Some(at) = trustees_away.iter().position(|&t| t == j) {
                     trustees_away.swap_remove(at);
@@ -326,6 +436,7 @@ pub async fn relay(
                 }
             }
             Ev::Joined(Who::Client(i), _, tx) => {
+                show_records(&tx, &kept.records);
                 // It missed the attempt's frames: it is sent the `Open` that leaves it out
                 // (it sees that it is no participant) and its link closes. A participant
                 // linking again (its process restarted) lost its pseudonym key: the attempt
@@ -357,6 +468,9 @@ pub async fn relay(
                         );
                         let why = format!("client {} left", desc.clients[i].name);
                         departed(relay.leave(i as u16), &why);
+                    }
+                    Who::Trustee(j) if relay.trustees() & (1 << j) == 0 => {
+                        info!("setup: convicted trustee {} left", desc.trustees[j].name);
                     }
                     Who::Trustee(j) => {
                         warn!(
@@ -394,12 +508,22 @@ pub async fn relay(
                         )
                     }
                 }
-                RelayStep::Forward => broadcast(&links, &body),
+                RelayStep::Forward => {
+                    if let Some((w, _)) = turn {
+                        // The awaited trustee is sending: its bound starts again.
+                        turn = Some((w, tokio::time::Instant::now()));
+                    }
+                    attempt_frames.push(framed(&body));
+                    broadcast(&links, &body);
+                }
                 RelayStep::ForwardEstablished => {
                     broadcast(&links, &body);
                 }
                 RelayStep::ForwardAndRestart(c) => {
                     broadcast(&links, &body);
+                    attempt_frames.push(framed(&body));
+                    kept.records.push(std::mem::take(&mut attempt_frames));
+                    kept.save(key_file)?;
                     let t = &desc.trustees[usize::from(c.trustee)];
                     warn!(
                         "setup: CONVICTED trustee {} ({}): {c}; evidence, its signed message: \
@@ -445,11 +569,118 @@ pub async fn relay(
         &established,
         slots,
         &members,
-        (None, Some(&open)),
+        Settled {
+            pseudonym: None,
+            open: Some(&open),
+            silenced: relay.silenced(),
+        },
         key_file,
     )?;
+    // Only once the epoch file is written: a relay that restarts in between rejoins the
+    // epoch rather than opening a setup no node takes part in.
+    SetupFile::remove(key_file);
     let absent = Absent::new(desc, setup.link_ids(), &members.clients, &open);
     Ok((group, local, Leaving::serving(serving, absent)))
+}
+
+/// Sends a member that links the frames of every attempt that convicted a trustee, in
+/// order (docs/protocol.md §11, "Restarts"): a node that went past them ignores them; one
+/// started afresh checks each conviction itself before it follows the next `Open`.
+fn show_records(tx: &mpsc::Sender<Bytes>, records: &[Vec<Bytes>]) {
+    for frame in records.iter().flatten() {
+        let _ = tx.try_send(frame.clone());
+    }
+}
+
+/// What the relay keeps of a setup under way beside its key file (`FILE.setup`), so that
+/// a restarted relay goes on where it stopped: the next attempt it may open (never one it
+/// opened before) and the frames of each attempt that convicted a trustee. Public data
+/// only (every byte was broadcast); removed once the epoch is established.
+#[derive(Serialize, Deserialize)]
+struct SetupFile {
+    format: String,
+    group: String,
+    epoch: u64,
+    next_attempt: u8,
+    /// Trustees left out as silent or absent (bit `j`: trustee `j`).
+    #[serde(default)]
+    silent: u16,
+    /// Each attempt that convicted: its frames, hex, as broadcast (`Length ‖ Body`).
+    #[serde(with = "records_hex")]
+    records: Vec<Vec<Bytes>>,
+}
+
+const SETUP_FORMAT: &str = "dissent-setup/1";
+
+mod records_hex {
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(r: &[Vec<Bytes>], s: S) -> Result<S::Ok, S::Error> {
+        let hex: Vec<Vec<String>> = r
+            .iter()
+            .map(|a| a.iter().map(hex::encode).collect())
+            .collect();
+        hex.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<Bytes>>, D::Error> {
+        let hex: Vec<Vec<String>> = Vec::deserialize(d)?;
+        hex.into_iter()
+            .map(|a| {
+                a.into_iter()
+                    .map(|h| {
+                        hex::decode(h)
+                            .map(Bytes::from)
+                            .map_err(serde::de::Error::custom)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+impl SetupFile {
+    fn path(key_file: &Path) -> PathBuf {
+        let mut name = key_file.as_os_str().to_owned();
+        name.push(".setup");
+        PathBuf::from(name)
+    }
+
+    /// The kept setup of this group version, or a new one.
+    fn load(key_file: &Path, desc: &GroupDesc) -> Result<SetupFile> {
+        let fresh = SetupFile {
+            format: SETUP_FORMAT.to_string(),
+            group: desc.fingerprint(),
+            epoch: epoch_of(desc),
+            next_attempt: 0,
+            silent: 0,
+            records: Vec::new(),
+        };
+        let path = Self::path(key_file);
+        if !path.exists() {
+            return Ok(fresh);
+        }
+        let kept: SetupFile = crate::config::read_private_json(&path)?;
+        if kept.format != SETUP_FORMAT || kept.group != fresh.group || kept.epoch != fresh.epoch {
+            return Ok(fresh);
+        }
+        info!(
+            "setup: going on with the setup this relay began before it restarted ({}): next              attempt {}, {} attempt(s) that convicted",
+            path.display(),
+            kept.next_attempt,
+            kept.records.len()
+        );
+        Ok(kept)
+    }
+
+    fn save(&self, key_file: &Path) -> Result<()> {
+        crate::config::replace_json(&Self::path(key_file), self, Access::Private)
+    }
+
+    fn remove(key_file: &Path) {
+        let _ = std::fs::remove_file(Self::path(key_file));
+    }
 }
 
 /// The relay side of a setup link's handshake, with the DC-net links' replay check: a
