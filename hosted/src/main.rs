@@ -266,6 +266,11 @@ struct RelayArgs {
     /// then it is dropped and backed off (docs/security.md).
     #[arg(long, value_name = "MS", default_value_t = 500, value_parser = ranged::<u64>(1, 3_600_000, "1-3600000"))]
     straggler_ms: u64,
+    /// Seconds a trustee's turn in a group's setup may take (its key, each chunk of its
+    /// shuffle, its record), plus 50 ms per client, before it is left out as silent where
+    /// the group's min_trustees allows it, 1-86400 (docs/protocol.md §12).
+    #[arg(long, value_name = "SECS", default_value_t = setup::TRUSTEE_WAIT.as_secs(), value_parser = seconds())]
+    trustee_wait_secs: u64,
     /// Largest downstream payload per exchange, in bytes, 1-65535.
     #[arg(long, value_name = "BYTES", default_value_t = dissent_core::MAX_DOWNSTREAM, value_parser = ranged::<usize>(1, dissent_core::MAX_DOWNSTREAM as u64, "1-65535"))]
     downstream_length: usize,
@@ -920,8 +925,13 @@ async fn run(command: Command) -> Result<()> {
                     // The group's minimum holds for every node; a flag may only raise it.
                     let floor = a.min_clients.max(desc.policy.min_clients);
                     misconfigured(|| interval_minimum(floor, desc.clients.len(), a.small))?;
+                    let policy = setup::RelayPolicy {
+                        min_clients: floor,
+                        trustee_wait: Duration::from_secs(a.trustee_wait_secs),
+                    };
                     let (group, bound, serving) =
-                        setup::relay(&desc, &keys, key_file, listen, floor, leaving.take()).await?;
+                        setup::relay(&desc, &keys, key_file, listen, policy, leaving.take())
+                            .await?;
                     listen = bound;
                     let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
                     let running = desc.clone();

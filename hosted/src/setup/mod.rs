@@ -92,10 +92,20 @@ pub const TRUSTEE_WAIT: Duration = Duration::from_secs(60);
 /// What the bound on a trustee's turn grows by per client of the version.
 pub const TRUSTEE_WAIT_PER_CLIENT: Duration = Duration::from_millis(50);
 
-/// The bound on a trustee's turn in a version of `clients` clients.
-pub fn trustee_wait(clients: usize) -> Duration {
-    TRUSTEE_WAIT
-        + TRUSTEE_WAIT_PER_CLIENT.saturating_mul(u32::try_from(clients).unwrap_or(u32::MAX))
+/// The bound on a trustee's turn in a version of `clients` clients: `base` (the relay's
+/// `--trustee-wait-secs`, [`TRUSTEE_WAIT`] by default) and [`TRUSTEE_WAIT_PER_CLIENT`] per
+/// client.
+pub fn trustee_wait(base: Duration, clients: usize) -> Duration {
+    base + TRUSTEE_WAIT_PER_CLIENT.saturating_mul(u32::try_from(clients).unwrap_or(u32::MAX))
+}
+
+/// What the relay's command line sets for a group's setup.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayPolicy {
+    /// Fewest clients a setup runs with (the group's minimum, or a flag's higher one).
+    pub min_clients: u16,
+    /// The base of the bound on a trustee's turn ([`trustee_wait`]).
+    pub trustee_wait: Duration,
 }
 /// How long the relay waits for the participants' submissions once every trustee's key is
 /// in, before it opens a new attempt without those that did not submit.

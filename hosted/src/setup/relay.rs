@@ -48,9 +48,13 @@ pub async fn relay(
     keys: &PrivateKeys,
     key_file: &Path,
     listen: SocketAddr,
-    min_clients: u16,
+    policy: RelayPolicy,
     from: Option<std::sync::Arc<Leaving>>,
 ) -> Result<(Group, SocketAddr, Option<std::sync::Arc<Leaving>>)> {
+    let RelayPolicy {
+        min_clients,
+        trustee_wait: wait_base,
+    } = policy;
     let setup = Setup::new(desc)?;
     if let Some(saved) = EpochFile::load(key_file, desc)? {
         let serving = Leaving::serving(from, saved.absent(desc, &setup)?);
@@ -167,7 +171,7 @@ pub async fn relay(
     let mut absent_trustees: Vec<usize> = Vec::new();
     // The bound on a trustee's turn (and on one absent at gathering); silence is acted on
     // only as the group's policy allows.
-    let wait = trustee_wait(desc.clients.len());
+    let wait = trustee_wait(wait_base, desc.clients.len());
     let silence = setup.min_trustees >= 2;
     while links.len() < all {
         let trustees = links
