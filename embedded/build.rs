@@ -1,5 +1,6 @@
 //! Links the selected board's memory map (`memory/<board>.x`, copied to `memory.x`) and
-//! cortex-m-rt's `link.x` into device binaries. Host builds (unit tests) link nothing.
+//! cortex-m-rt's `link.x` into device binaries (with feature `setup-image`,
+//! `memory/<board>-setup.x`: the trustee's setup image). Host builds (unit tests) link nothing.
 //! Sets `cfg(armv8m)` for ARMv8-M targets (their MPU differs, see `src/guard.rs`).
 
 use std::path::PathBuf;
@@ -30,7 +31,14 @@ fn main() {
         _ => panic!("select exactly one board feature (one of {BOARDS:?}), got {selected:?}"),
     };
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let source = PathBuf::from("memory").join(format!("{board}.x"));
+    // The trustee's setup image has a memory map of its own: it shares the board with the
+    // DC-net trustee image (README.md, "The setup on the device").
+    let map = if env::var_os("CARGO_FEATURE_SETUP_IMAGE").is_some() {
+        format!("{board}-setup.x")
+    } else {
+        format!("{board}.x")
+    };
+    let source = PathBuf::from("memory").join(map);
     fs::copy(&source, out.join("memory.x"))
         .unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
     if board == "mps2-an385" {

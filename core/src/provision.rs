@@ -717,6 +717,94 @@ impl<'a> Node<'a> {
     }
 }
 
+/// App tag of a trustee's setup image (the dealer-free epoch setup on the device).
+pub const SETUP_APP: [u8; 4] = *b"TSET";
+/// Version of the setup payload ([`EpochSetup`]); a blob of another format is refused.
+pub const SETUP_FORMAT: u16 = 1;
+
+/// What a device trustee's setup image needs beside its DC-net node's blob: the group
+/// description's fingerprint, the epoch it sets up, the group's fewest trustees, and the
+/// trustees' Ed25519 identity public keys in trustee order (the clients' come from the
+/// node's blob, [`Node::identity_keys`]).
+///
+/// Its payload is postcard's encoding of `(SETUP_FORMAT, EpochSetup)`: the format (a
+/// varint), the fingerprint (32 bytes), the epoch (a varint), `min_trustees` (a varint)
+/// and the trustees' keys (a byte string of 32 bytes per key), under app tag
+/// [`SETUP_APP`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochSetup<'a> {
+    /// The group description's fingerprint (its digest).
+    pub group: [u8; 32],
+    /// The epoch set up.
+    pub epoch: u64,
+    /// Fewest trustees a setup may run with.
+    pub min_trustees: u16,
+    /// The trustees' identity public keys, in trustee order.
+    #[serde(borrow)]
+    pub trustees: PeerKeys<'a>,
+}
+
+impl<'a> EpochSetup<'a> {
+    /// Reads and checks the setup payload at the start of an area.
+    pub fn parse(area: &'a [u8]) -> Result<Self, ProvisionError> {
+        let (format, setup): (u16, EpochSetup<'a>) = Blob::parse(area)?.decode(SETUP_APP)?;
+        if format != SETUP_FORMAT {
+            return Err(ProvisionError::Format(format));
+        }
+        let trustees = setup.trustees.len();
+        if trustees == 0 || trustees > MAX_TRUSTEES {
+            return Err(ProvisionError::Field("trustees"));
+        }
+        if setup.min_trustees == 0 || usize::from(setup.min_trustees) > trustees {
+            return Err(ProvisionError::Field("min_trustees"));
+        }
+        Ok(setup)
+    }
+
+    /// The provisioning blob of this setup (container and payload).
+    #[cfg(any(test, feature = "std"))]
+    pub fn to_blob(&self) -> std::vec::Vec<u8> {
+        let len = postcard::experimental::serialized_size(&(SETUP_FORMAT, self)).unwrap_or(0);
+        let mut payload = std::vec![0u8; len];
+        // The buffer is exactly as long as the encoding.
+        let n = postcard::to_slice(&(SETUP_FORMAT, self), &mut payload).map_or(0, |p| p.len());
+        let mut out = std::vec![0u8; HEADER_LEN + n];
+        let n = Blob {
+            app: SETUP_APP,
+            payload: payload.get(..n).unwrap_or_default(),
+        }
+        .emit(&mut out)
+        .unwrap_or(0);
+        out.truncate(n);
+        out
+    }
+}
+
+impl Node<'_> {
+    /// Where the session id lies in the node's blob (from the blob's start): after the
+    /// header, the format, the role, the index and the group id. A device trustee's setup
+    /// image writes the established epoch's session id there (and its pseudonym keys
+    /// where [`Node::pseudonym_keys`] are) before it hands the board to the DC-net image.
+    pub fn session_id_offset(&self) -> usize {
+        let varint = |v: u32| match v {
+            0..=0x7f => 1,
+            0x80..=0x3fff => 2,
+            0x4000..=0x1f_ffff => 3,
+            0x20_0000..=0x0fff_ffff => 4,
+            _ => 5,
+        };
+        let role = match self.role {
+            NodeRole::Client => 0,
+            NodeRole::Trustee => 1,
+        };
+        HEADER_LEN
+            + varint(u32::from(FORMAT))
+            + varint(role)
+            + varint(u32::from(self.index))
+            + self.group_id.len()
+    }
+}
+
 /// Why a seed area holds no usable seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -83,6 +83,8 @@ mod console;
 pub mod executor;
 #[cfg(target_os = "none")]
 pub mod guard;
+#[cfg(all(target_os = "none", feature = "setup-image"))]
+pub mod handover;
 #[cfg(target_os = "none")]
 pub mod stack;
 #[cfg(target_os = "none")]
@@ -113,7 +115,13 @@ mod device {
     use crate::executor::Executor;
 
     /// Sockets the network stack has room for (every TCP or UDP socket an app opens at once).
+    #[cfg(not(feature = "setup-image"))]
     pub const NET_SOCKETS: usize = 8;
+    /// Sockets the network stack has room for: the setup image opens one (its link), and
+    /// the DHCP and DNS clients one each when built in.
+    #[cfg(feature = "setup-image")]
+    pub const NET_SOCKETS: usize =
+        1 + cfg!(feature = "dhcp") as usize + cfg!(feature = "relay-name") as usize;
 
     /// Exit status when the board cannot start (no entropy, no network hardware).
     pub const EXIT_BOARD_FAILED: u8 = 3;

@@ -20,7 +20,9 @@
 use core::fmt;
 
 use dissent_core::backoff::{Backoff, BackoffConfig};
-use dissent_core::link::{Initiator, LinkError, Sealer, Transport, HEADER_LEN, REQUEST_LEN};
+use dissent_core::link::{
+    Initiator, LinkError, Sealer, Transport, HEADER_LEN, REQUEST_LEN, RESPONSE_LEN,
+};
 #[cfg(feature = "relay-name")]
 use embassy_net::dns::{DnsQueryType, Error as DnsError};
 use embassy_net::tcp::{ConnectError, Error as TcpError, TcpSocket};
@@ -457,16 +459,8 @@ async fn dial(
     socket.set_keep_alive(None);
     socket.connect(endpoint).await.map_err(DialError::Connect)?;
     let handshake = |e: LinkError| DialError::Handshake(Loss::Seal(e));
-    let mut hs = Initiator::new(
-        &target.link_secret,
-        &target.relay_key,
-        &target.group_id,
-        &target.session_id,
-        entropy,
-    )
-    .map_err(handshake)?;
     let mut request = [0u8; HEADER_LEN + REQUEST_LEN];
-    let n = hs.write_request(&mut request).map_err(handshake)?;
+    let (hs, n) = request_handshake(target, entropy, &mut request).map_err(handshake)?;
     socket
         .write_all(&request[..n])
         .await
@@ -480,7 +474,34 @@ async fn dial(
         }
         fill(socket, inbound).await.map_err(DialError::Handshake)?;
     };
-    hs.read_response(&response).map_err(handshake)
+    read_response(hs, &response).map_err(handshake)
+}
+
+// The handshake's two steps out of line: inlined, their locals (X25519, BLAKE2s) would
+// stay in the calling task's frame for its whole run, beneath everything else it calls.
+
+/// Starts the handshake: the request record, written into `request`, and its length.
+#[inline(never)]
+fn request_handshake(
+    target: &Target,
+    entropy: [u8; 32],
+    request: &mut [u8],
+) -> Result<(Initiator, usize), LinkError> {
+    let mut hs = Initiator::new(
+        &target.link_secret,
+        &target.relay_key,
+        &target.group_id,
+        &target.session_id,
+        entropy,
+    )?;
+    let n = hs.write_request(request)?;
+    Ok((hs, n))
+}
+
+/// Ends the handshake with the relay's response.
+#[inline(never)]
+fn read_response(hs: Initiator, response: &[u8; RESPONSE_LEN]) -> Result<Transport, LinkError> {
+    hs.read_response(response)
 }
 
 /// Reads more stream bytes into `inbound`.

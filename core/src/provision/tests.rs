@@ -688,3 +688,56 @@ fn seed_is_read_and_bad_seeds_refused() {
     assert_eq!(seed[..3], [1, 8, 15]);
     assert_eq!(parse_seed(&area[..35]), Err(SeedError::Missing));
 }
+
+#[test]
+fn the_session_id_lies_where_the_setup_image_writes_it() {
+    let flat = keys(9);
+    for index in [0u16, 1, 127, 128, 300] {
+        let mut node = trustee(&flat);
+        node.trustees = 400;
+        node.index = index;
+        let blob = node.to_blob();
+        let at = node.session_id_offset();
+        assert_eq!(blob[at..at + 16], node.session_id, "index {index}");
+        assert_eq!(blob[at - 16..at], node.group_id, "index {index}");
+    }
+}
+
+#[test]
+fn a_setup_payload_round_trips_and_bad_ones_are_named() {
+    let flat = keys(2);
+    let setup = EpochSetup {
+        group: [6; 32],
+        epoch: 300,
+        min_trustees: 1,
+        trustees: PeerKeys::from_flat(&flat).unwrap(),
+    };
+    let blob = setup.to_blob();
+    // Header, format 1, the fingerprint, epoch 300 (varint ac 02), min_trustees 1, then
+    // 64 bytes of keys (varint 64).
+    assert_eq!(&blob[..8], b"DSPVTSET");
+    let payload = &blob[HEADER_LEN..];
+    assert_eq!(payload[0], 1);
+    assert_eq!(payload[1..33], [6; 32]);
+    assert_eq!(payload[33..37], [0xac, 0x02, 1, 64]);
+    assert_eq!(payload[37..], flat[..]);
+    assert_eq!(EpochSetup::parse(&blob).unwrap(), setup);
+    let mut bad = setup;
+    bad.min_trustees = 3;
+    assert_eq!(
+        EpochSetup::parse(&bad.to_blob()),
+        Err(ProvisionError::Field("min_trustees"))
+    );
+    bad.min_trustees = 0;
+    assert_eq!(
+        EpochSetup::parse(&bad.to_blob()),
+        Err(ProvisionError::Field("min_trustees"))
+    );
+    let mut other = blob.clone();
+    other[HEADER_LEN] = 2;
+    assert_eq!(EpochSetup::parse(&other), Err(ProvisionError::Format(2)));
+    assert!(matches!(
+        EpochSetup::parse(&trustee(&keys(9)).to_blob()),
+        Err(ProvisionError::Blob(BlobError::WrongApp { .. }))
+    ));
+}

@@ -250,6 +250,11 @@ pub fn console_write(bytes: &[u8]) {
     }
 }
 
+/// Before the board goes to another image (`crate::handover`): nothing to hand on, its
+/// entropy is the chip's own.
+#[cfg(feature = "setup-image")]
+pub fn before_hand_over(_rng: &mut Rng) {}
+
 /// Prints the status, pauses, and resets the chip.
 pub fn exit(status: u8) -> ! {
     let pause_s = if status >= crate::EXIT_PANIC { 1 } else { 10 };

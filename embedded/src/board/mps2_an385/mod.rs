@@ -122,11 +122,18 @@ mod device {
             Ok(eth) => eth,
             Err(e) => fail(format_args!("ethernet: {e}")),
         };
+        // The MAC written out byte by byte: `{:x?}` would link the slice `Debug` code.
+        let [m0, m1, m2, m3, m4, m5] = eth.mac();
         crate::println!(
-            "{}: LAN9118 id {:#010x}, MAC {:02x?}",
+            "{}: LAN9118 id {:#010x}, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
             NAME,
             eth.id_rev(),
-            eth.mac()
+            m0,
+            m1,
+            m2,
+            m3,
+            m4,
+            m5
         );
         // SAFETY: the handler (`DefaultHandler` below) is ready; no critical section is open.
         unsafe { cortex_m::peripheral::NVIC::unmask(Lan9118Irq) };
@@ -193,6 +200,27 @@ mod device {
             crate::WATCHDOG_TIMEOUT.as_secs()
         );
         exit(crate::EXIT_WATCHDOG);
+    }
+
+    /// Before the board goes to another image (`crate::handover`): a fresh seed for that
+    /// image's boot, drawn from this boot's RNG (the host's seed was wiped when read), and
+    /// the watchdog fed.
+    #[cfg(feature = "setup-image")]
+    pub fn before_hand_over(rng: &mut Rng) {
+        use rand_core::RngCore;
+        let mut seed = [0u8; provision::SEED_LEN];
+        rng.fill_bytes(&mut seed);
+        extern "C" {
+            static mut _seed_start: u8;
+        }
+        // SAFETY: the SEED area (see `take_seed`), which no Rust object lives in.
+        unsafe {
+            let start = core::ptr::addr_of_mut!(_seed_start);
+            for (i, &b) in provision::SEED_MAGIC.iter().chain(seed.iter()).enumerate() {
+                core::ptr::write_volatile(start.add(i), b);
+            }
+        }
+        feed_watchdog();
     }
 
     /// Reads the boot's seed and wipes it, so it is never used twice.

@@ -1,0 +1,397 @@
+//! trustee-setup: a device trustee's part in the dealer-free epoch setup, as an image of its
+//! own beside the DC-net `trustee` image.
+//!
+//! It reads two blobs: the DC-net node's (app `TRST`, in `PROVISION`: the trustee's index,
+//! link and identity secrets, the relay, and the clients' identity keys) and its own (app
+//! `TSET`, in `SETUP`: the group's fingerprint, the epoch, the group's fewest trustees and
+//! the trustees' identity keys; `dissent_core::provision::EpochSetup`). It links to the
+//! relay under the epoch's setup session id and runs the core's `SetupTrustee` over the
+//! link: its key, every other node's proofs and signatures checked, its shuffle and proof,
+//! its decryption shares, its epoch record, each proof in bounded steps with the other
+//! tasks (the watchdog's, the network's) run between them. A link that drops is dialled
+//! again, and the setup goes on where the relay takes it up.
+//!
+//! Once the epoch is established it completes the DC-net node's blob with what it verified
+//! itself (the epoch's session id and the pseudonym keys in slot order) and hands the board
+//! to the DC-net image (`dissent_embedded::handover`). The DC-net blob is written by the host
+//! for every member of the group: an epoch that leaves out a client or convicts a trustee
+//! does not fit it, and this image stops and says so.
+//!
+//! All storage is static, sized for groups of [`MAX_CLIENTS`] clients.
+#![no_std]
+#![no_main]
+
+use core::task::Poll;
+
+use dissent_core::epoch::message::{CHUNK_HEADER_LEN, MAX_CHUNK_DATA};
+use dissent_core::epoch::session;
+use dissent_core::epoch::{
+    Event, Failure, SetupConfig, SetupStorage, SetupStorageLens, SetupTrustee,
+};
+use dissent_core::identity::IdentityKey;
+use dissent_core::provision::{EpochSetup, Node};
+use dissent_core::ristretto::shuffle::ProverSlot;
+use dissent_core::wire::{NodeRole, WireError};
+use dissent_embedded::handover;
+use dissent_embedded::stream::{frame_buffer_len, record_buffer_len};
+use dissent_embedded::uplink::{fill, provisioned, send_frame, LinkBuffers, Loss, Target, Uplink};
+use dissent_embedded::{println, stack, Board, BoardRng};
+use embassy_executor::Spawner;
+use rand_core::RngCore;
+use static_cell::{ConstStaticCell, StaticCell};
+
+/// Most clients in a group this image sets up.
+const MAX_CLIENTS: usize = 64;
+/// Most trustees in such a group.
+const MAX_TRUSTEES: usize = 16;
+/// Largest frame body this image takes or builds: the largest setup chunk fits it.
+const MAX_FRAME: usize = 4096;
+const _: () = assert!(CHUNK_HEADER_LEN + MAX_CHUNK_DATA <= MAX_FRAME);
+/// The TCP socket's buffers: small, for RAM; a setup moves little (about 60 KiB in to a
+/// trustee of 64 members), and the record buffers hold whole frames.
+const SOCKET_BUF: usize = 256;
+
+dissent_embedded::declare_capacity!(
+    app: dissent_core::provision::SETUP_APP,
+    clients: MAX_CLIENTS,
+    slots: MAX_CLIENTS,
+    frame: MAX_FRAME,
+);
+
+const fn lens() -> SetupStorageLens {
+    SetupConfig {
+        group: [0; 32],
+        epoch: 0,
+        trustees: &[[0; 32]; 1],
+        clients: &[[0; 32]; MAX_CLIENTS],
+        min_trustees: 1,
+        chunk_len: MAX_CHUNK_DATA,
+    }
+    .storage_lens()
+}
+/// The setup storage's regions for the largest group (they depend on the clients only).
+const LENS: SetupStorageLens = lens();
+
+type DeviceSetup = SetupTrustee<'static, &'static mut [u8], &'static mut [ProverSlot], IdentityKey>;
+
+/// What the link task needs beside the setup.
+struct Setup {
+    trustee: &'static mut DeviceSetup,
+    node: Node<'static>,
+    group: [u8; 32],
+    uplink: Uplink,
+}
+
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    dissent_embedded::run(start)
+}
+
+fn fail(what: core::fmt::Arguments<'_>) -> ! {
+    println!("trustee setup: {}", what);
+    dissent_embedded::exit(1)
+}
+
+/// Reads both blobs, builds the setup and spawns the link task.
+fn start(spawner: Spawner, mut board: Board) {
+    let (node, name) = provisioned(board.provisioning, NodeRole::Trustee, "trustee");
+    let setup = match EpochSetup::parse(handover::setup_area()) {
+        Ok(s) => s,
+        Err(e) => fail(format_args!("setup blob: {}", e)),
+    };
+    let capacity = capacity();
+    if u32::from(node.clients) > capacity.clients || setup.trustees.len() > MAX_TRUSTEES {
+        fail(format_args!(
+            "the group has {} clients and {} trustees; this image sets up groups of up to {} and {}",
+            node.clients,
+            setup.trustees.len(),
+            capacity.clients,
+            MAX_TRUSTEES
+        ));
+    }
+    // The two blobs must be of one group: the node's group id is the fingerprint's.
+    if node.group_id != session::group_id(&setup.group)
+        || usize::from(node.trustees) != setup.trustees.len()
+    {
+        fail(format_args!(
+            "the setup blob and the node's blob are not of the same group"
+        ));
+    }
+    let as_keys = |bytes: &'static [u8]| -> &'static [[u8; 32]] {
+        match bytemuck::try_cast_slice::<u8, [u8; 32]>(bytes) {
+            Ok(keys) => keys,
+            Err(_) => fail(format_args!("identity keys are not whole keys")),
+        }
+    };
+    let clients = as_keys(node.identity_keys());
+    let trustees = as_keys(setup.trustees.as_bytes());
+    let config = SetupConfig {
+        group: setup.group,
+        epoch: setup.epoch,
+        trustees,
+        clients,
+        min_trustees: usize::from(setup.min_trustees),
+        chunk_len: MAX_CHUNK_DATA,
+    };
+    println!(
+        "{}: setup of epoch {} on {}: {} clients, {} trustees; relay {}:{}",
+        name,
+        setup.epoch,
+        board.name,
+        clients.len(),
+        trustees.len(),
+        node.relay,
+        node.relay_port
+    );
+    // Zeroed in place in .bss.
+    static PARTICIPANTS: ConstStaticCell<[u8; LENS.participants]> =
+        ConstStaticCell::new([0; LENS.participants]);
+    static ROWS: ConstStaticCell<[u8; LENS.rows]> = ConstStaticCell::new([0; LENS.rows]);
+    static STAGE: ConstStaticCell<[u8; LENS.stage]> = ConstStaticCell::new([0; LENS.stage]);
+    static SLOTS: ConstStaticCell<[ProverSlot; MAX_CLIENTS]> =
+        ConstStaticCell::new([ProverSlot::EMPTY; MAX_CLIENTS]);
+    static TRUSTEE: StaticCell<DeviceSetup> = StaticCell::new();
+    let lens = config.storage_lens();
+    // Built where it stays: a copy on the stack would cost its 6 KiB again.
+    let trustee = TRUSTEE.init_with(|| {
+        match SetupTrustee::new(
+            config,
+            node.index as u8,
+            IdentityKey::from_bytes(&node.identity_secret),
+            // Each region cut to this group's length: the core reads some of them whole.
+            SetupStorage {
+                participants: &mut PARTICIPANTS.take()[..lens.participants],
+                rows: &mut ROWS.take()[..lens.rows],
+                stage: &mut STAGE.take()[..lens.stage],
+            },
+            &mut SLOTS.take()[..],
+        ) {
+            Ok(t) => t,
+            Err(e) => fail(format_args!("{}", e)),
+        }
+    });
+    let mut seed = [0u8; 32];
+    RngCore::fill_bytes(&mut board.rng, &mut seed);
+    let target = Target {
+        session_id: session::setup_session(&setup.group, setup.epoch),
+        ..Target::of(&node)
+    };
+    let uplink = Uplink::new(name, board.net, target, seed);
+    let setup = Setup {
+        trustee,
+        node,
+        group: setup.group,
+        uplink,
+    };
+    // The pool holds this one task, spawned once.
+    spawner.spawn(link(setup, board).unwrap());
+}
+
+/// The setup link: the trustee's frames out, the relay's in, until the epoch is
+/// established; then the hand-over.
+#[embassy_executor::task]
+async fn link(mut setup: Setup, mut board: Board) {
+    static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
+    let (mut socket, mut inbound, mut out) = BUFFERS.take().parts(board.net);
+    board.net.wait_config_up().await;
+    let started = embassy_time::Instant::now();
+    let trustee = &mut *setup.trustee;
+    loop {
+        let transport = setup
+            .uplink
+            .connect(&mut socket, &mut inbound, &mut board.rng)
+            .await;
+        let (mut sealer, mut opener) = transport.split();
+        let loss: Loss<&'static str> = 'link: loop {
+            // Everything the trustee has to send, then the next frame from the relay.
+            loop {
+                // A frame is its length (u32 BE) and the setup message.
+                let (head, body) = out.frame_space().split_at_mut(4);
+                let n = match transmit(trustee, body) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => break,
+                    Err(e) => fail(format_args!("cannot build a setup frame: {}", e)),
+                };
+                head.copy_from_slice(&(n as u32).to_be_bytes());
+                if let Err(loss) = send_frame(&mut socket, &mut out, &mut sealer, 4 + n).await {
+                    break 'link loss;
+                }
+            }
+            let polled = loop {
+                match inbound.next_frame(&mut opener) {
+                    Ok(Some(body)) => break begin(trustee, body, &mut board.rng),
+                    Ok(None) => {}
+                    Err(e) => break 'link Loss::from(e),
+                }
+                if let Err(loss) = fill(&mut socket, &mut inbound).await {
+                    break 'link loss;
+                }
+            };
+            let mut polled = polled;
+            // The proofs in bounded steps, the other tasks run between them.
+            let result = loop {
+                match polled {
+                    Poll::Ready(result) => break result,
+                    Poll::Pending => {
+                        embassy_futures::yield_now().await;
+                        polled = work(trustee, &mut board.rng);
+                    }
+                }
+            };
+            match result {
+                Ok(Event::Opened) => println!("trustee setup: attempt opened"),
+                Ok(Event::KeysComplete) => println!("trustee setup: every trustee's key is in"),
+                Ok(Event::ListReady) => println!("trustee setup: pseudonym list decrypted"),
+                Ok(Event::Restarting(c)) => println!(
+                    "trustee setup: CONVICTED trustee {}: {}; the relay restarts without it",
+                    c.trustee, c
+                ),
+                Ok(Event::Established) => {
+                    socket.abort();
+                    let _ = embassy_time::with_timeout(
+                        embassy_time::Duration::from_millis(100),
+                        socket.flush(),
+                    )
+                    .await;
+                    established(
+                        &setup.node,
+                        setup.group,
+                        trustee,
+                        started,
+                        board.provisioning,
+                        &mut board.rng,
+                    )
+                }
+                Ok(_) => {}
+                Err(f) => failed(f),
+            }
+        };
+        setup.uplink.lost(&mut socket, &loss, None).await;
+    }
+}
+
+/// Says why the setup failed, and stops. Written out here rather than with `Failure`'s
+/// `Display`, whose relay faults are shown with `Debug` (its formatting code is 2 KiB of
+/// flash this image does not have).
+fn failed(f: Failure) -> ! {
+    match f {
+        Failure::TooFewTrustees {
+            conviction,
+            remaining,
+            minimum,
+        } => fail(format_args!(
+            "setup failed: {}; {} trustees remain, the group needs {}",
+            conviction, remaining, minimum
+        )),
+        Failure::Relay(_) => fail(format_args!(
+            "setup failed: the relay broke the setup protocol (or opened an attempt without \
+             this trustee, which the other nodes convicted)"
+        )),
+        Failure::Disagreement { trustee } => fail(format_args!(
+            "setup failed: trustee {} signed another epoch record (it or the relay lies)",
+            trustee
+        )),
+        Failure::TooFewClients { remaining, minimum } => fail(format_args!(
+            "setup failed: {} participants remain, the group needs {}",
+            remaining, minimum
+        )),
+        Failure::TooManyAttempts { attempts } => fail(format_args!(
+            "setup failed: participants left after {} attempts, the most a setup opens",
+            attempts
+        )),
+        _ => fail(format_args!("setup failed")),
+    }
+}
+
+// The trustee's calls, each out of line: inlined into the link task, their locals (the
+// signature checks', the proofs') would stay in its frame, beneath whatever it calls next.
+
+#[inline(never)]
+fn begin(
+    trustee: &mut DeviceSetup,
+    frame: &[u8],
+    rng: &mut BoardRng,
+) -> Poll<Result<Event, Failure>> {
+    trustee.begin(frame, rng)
+}
+
+#[inline(never)]
+fn work(trustee: &mut DeviceSetup, rng: &mut BoardRng) -> Poll<Result<Event, Failure>> {
+    trustee.work(rng)
+}
+
+#[inline(never)]
+fn transmit(trustee: &mut DeviceSetup, out: &mut [u8]) -> Result<Option<usize>, WireError> {
+    trustee.poll_transmit(out)
+}
+
+/// The epoch is established: checks it fits the node's blob, completes the blob with it and
+/// hands the board over.
+fn established(
+    node: &Node<'static>,
+    group: [u8; 32],
+    trustee: &DeviceSetup,
+    started: embassy_time::Instant,
+    area: &'static [u8],
+    rng: &mut BoardRng,
+) -> ! {
+    let Some(epoch) = trustee.established() else {
+        fail(format_args!("no epoch"))
+    };
+    let clients = usize::from(node.clients);
+    let all_clients = (0..clients).all(|i| dissent_core::bits::test(trustee.participants(), i));
+    let all_trustees = (0..node.trustees).all(|j| epoch.trustees & (1 << j) != 0);
+    if !all_clients || !all_trustees || epoch.slots != clients || node.slots != node.clients {
+        fail(format_args!(
+            "epoch {} was established with {} slots and {} trustees: this device's DC-net blob \
+             is for all {} clients and {} trustees, so it cannot serve it (provision it for the \
+             next epoch)",
+            epoch.epoch,
+            epoch.slots,
+            epoch.trustees.count_ones(),
+            clients,
+            node.trustees
+        ));
+    }
+    let session_id = session::session_id(&group, &epoch);
+    println!(
+        "trustee setup: epoch {} established in attempt {} in {} ms: {} slots; every proof and signature checked; stack peak {} B",
+        epoch.epoch,
+        epoch.attempt,
+        started.elapsed().as_millis(),
+        epoch.slots,
+        stack::peak()
+    );
+    // Where the node's blob has its session id and its slots' pseudonym keys.
+    let keys_at = node.pseudonym_keys().as_ptr() as usize - area.as_ptr() as usize;
+    let mut written = handover_write(node.session_id_offset(), &session_id);
+    for (slot, key) in trustee.pseudonyms().enumerate() {
+        written = written.and(handover_write(keys_at + slot * 32, key));
+    }
+    if written.is_err() {
+        fail(format_args!(
+            "cannot complete the DC-net blob: it does not lie in the provisioning area"
+        ));
+    }
+    // Read back as the DC-net image will.
+    match Node::parse(area, NodeRole::Trustee) {
+        Ok(n) if n.session_id == session_id => {}
+        _ => fail(format_args!("the completed DC-net blob does not read back")),
+    }
+    println!("trustee setup: handing over to the DC-net trustee");
+    handover::hand_over(rng)
+}
+
+fn handover_write(offset: usize, bytes: &[u8]) -> Result<(), handover::BlobWrite> {
+    // SAFETY: nothing reads the blob's bytes as they were after this (the blob is parsed
+    // again once written).
+    unsafe { handover::write_provisioning(offset, bytes) }
+}
+
+/// The link's buffers: records and frames of up to one largest frame.
+type Buffers = LinkBuffers<
+    SOCKET_BUF,
+    { record_buffer_len(frame_buffer_len(MAX_FRAME)) },
+    { frame_buffer_len(MAX_FRAME) },
+    { record_buffer_len(frame_buffer_len(MAX_FRAME)) },
+>;

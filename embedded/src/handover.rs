@@ -1,0 +1,105 @@
+//! The trustee's setup image's end: the DC-net node's blob completed with the epoch the
+//! device set up, then the board handed to the DC-net trustee image.
+//!
+//! The setup image (`src/bin/trustee-setup.rs`, feature `setup-image`) shares the board with
+//! the DC-net trustee image, each at its own place in flash (`memory/<board>-setup.x`). It
+//! writes only public outcomes, and only those it verified itself: the established epoch's
+//! session id and its pseudonym list, at their places in the node's blob
+//! ([`complete_blob`]). Then [`hand_over`] quiets the board (interrupts, SysTick, the MPU)
+//! and jumps to the DC-net image's vector table, which starts as from a reset.
+//!
+//! Owns the setup blob's area, the writes into the provisioning area and the jump; the
+//! setup itself is the core's (`dissent_core::epoch`).
+
+use cortex_m::peripheral::{MPU, NVIC, SCB, SYST};
+
+extern "C" {
+    static _setup_start: u8;
+    static _setup_end: u8;
+    static mut _provision_start: u8;
+    static _provision_end: u8;
+    static _dcnet_image: u32;
+}
+
+/// The setup image's own blob's area (`SETUP` in the memory map).
+pub fn setup_area() -> &'static [u8] {
+    // SAFETY: the linker script places these symbols around a memory region that stays
+    // mapped for the whole run and that the firmware never writes.
+    unsafe {
+        let start = core::ptr::addr_of!(_setup_start);
+        let end = core::ptr::addr_of!(_setup_end);
+        core::slice::from_raw_parts(start, end as usize - start as usize)
+    }
+}
+
+/// Why the node's blob could not be completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobWrite {
+    /// A write would leave the provisioning area.
+    OutOfArea,
+    /// The bytes read back are not the bytes written.
+    Mismatch,
+}
+
+/// Writes `bytes` at `offset` in the provisioning area and reads them back.
+///
+/// On the emulated board the area is RAM in QEMU's code memory; a real board's is flash,
+/// which this does not erase or program yet (README.md, "The setup on the device").
+///
+/// # Safety
+///
+/// No reference into the bytes written may be read afterwards as if unchanged (the caller
+/// parses the blob again).
+pub unsafe fn write_provisioning(offset: usize, bytes: &[u8]) -> Result<(), BlobWrite> {
+    // SAFETY: the symbols bound the PROVISION area; the writes stay inside it (checked).
+    unsafe {
+        let start = core::ptr::addr_of_mut!(_provision_start);
+        let len = core::ptr::addr_of!(_provision_end) as usize - start as usize;
+        if offset.checked_add(bytes.len()).is_none_or(|end| end > len) {
+            return Err(BlobWrite::OutOfArea);
+        }
+        for (i, &b) in bytes.iter().enumerate() {
+            core::ptr::write_volatile(start.add(offset + i), b);
+        }
+        for (i, &b) in bytes.iter().enumerate() {
+            if core::ptr::read_volatile(start.add(offset + i)) != b {
+                return Err(BlobWrite::Mismatch);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Hands the board to the DC-net trustee image: fresh entropy for its boot (on a board
+/// whose entropy is a per-boot seed), every interrupt source off and nothing pending,
+/// SysTick stopped, the MPU off (the image arms its own stack guard), the vector table
+/// moved to the image's, and a jump to its reset handler with its initial stack pointer.
+/// The image then starts as from a reset: it zeroes its statics and reads its blob.
+pub fn hand_over(rng: &mut crate::BoardRng) -> ! {
+    crate::board::selected::before_hand_over(rng);
+    cortex_m::interrupt::disable();
+    // SAFETY: this is the last code this image runs: nothing of it uses the peripherals
+    // after this, and the next image sets up each again.
+    unsafe {
+        let syst = &*SYST::PTR;
+        syst.csr.write(0);
+        let nvic = &*NVIC::PTR;
+        for i in 0..nvic.icer.len() {
+            nvic.icer[i].write(u32::MAX);
+            nvic.icpr[i].write(u32::MAX);
+        }
+        let scb = &*SCB::PTR;
+        // PENDSTCLR and PENDSVCLR: no SysTick or PendSV left pending.
+        scb.icsr.write((1 << 25) | (1 << 27));
+        let mpu = &*MPU::PTR;
+        mpu.ctrl.write(0);
+        let table = core::ptr::addr_of!(_dcnet_image);
+        scb.vtor.write(table as u32);
+        cortex_m::asm::dsb();
+        cortex_m::asm::isb();
+        // Interrupts on again, as after a reset: every source is off until the image
+        // enables its own.
+        cortex_m::interrupt::enable();
+        cortex_m::asm::bootload(table)
+    }
+}
