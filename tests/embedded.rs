@@ -942,9 +942,31 @@ fn trustee_builds_fit_their_budget() {
 /// the emulated board; real boards run the same code), printing what is left; returns the
 /// builds over it.
 fn trustee_budgets_exceeded(peak: u64) -> Vec<String> {
+    budgets_exceeded("trustee", &TRUSTEE_BUILDS, peak)
+}
+
+/// The trustee's setup image builds (`trustee-setup`, README.md, "The setup on the
+/// device"), each held to a trustee's budget on its own: (board, ELF under
+/// `embedded/target`, build command, flash and RAM allowed, radio firmware allowed).
+const SETUP_BUILDS: [(&str, &str, &str, u64, u64, u64); 1] = [(
+    "mps2-an385",
+    "thumbv7m-none-eabi/release/trustee-setup",
+    "cargo build-mps2-an385-setup",
+    TRUSTEE_FLASH,
+    TRUSTEE_RAM,
+    0,
+)];
+
+/// Checks each of `builds` (of the image `what`) against its budget with the stack peak
+/// `peak`, printing what is left; returns the builds over it.
+fn budgets_exceeded(
+    what: &str,
+    builds: &[(&str, &str, &str, u64, u64, u64)],
+    peak: u64,
+) -> Vec<String> {
     let root = Path::new(FIRMWARE_DIR).join("../..");
     let mut over = Vec::new();
-    for (board, path, build, flash_budget, ram_budget, radio_budget) in TRUSTEE_BUILDS {
+    for &(board, path, build, flash_budget, ram_budget, radio_budget) in builds {
         let elf = root.join(path);
         assert!(
             elf.is_file(),
@@ -955,21 +977,21 @@ fn trustee_budgets_exceeded(peak: u64) -> Vec<String> {
         // Real boards run the same code: their stack is taken as the emulated board's.
         let total = ram + STACK_GUARD + peak;
         eprintln!(
-            "trustee on {board}: flash {flash} B ({} B left), RAM {ram} B static + {STACK_GUARD} B \
+            "{what} on {board}: flash {flash} B ({} B left), RAM {ram} B static + {STACK_GUARD} B \
              guard + {peak} B stack = {total} B ({} B left)",
             flash_budget as i64 - flash as i64,
             ram_budget as i64 - total as i64
         );
         if radio_budget > 0 {
             eprintln!(
-                "trustee on {board}: radio firmware {radio} B ({} B left)",
+                "{what} on {board}: radio firmware {radio} B ({} B left)",
                 radio_budget as i64 - radio as i64
             );
         }
         if flash > flash_budget || total > ram_budget || radio > radio_budget {
             over.push(format!(
-                "{board}: flash {flash} B of {flash_budget}, RAM {total} B of {ram_budget}, \
-                 radio firmware {radio} B of {radio_budget}"
+                "{what} on {board}: flash {flash} B of {flash_budget}, RAM {total} B of \
+                 {ram_budget}, radio firmware {radio} B of {radio_budget}"
             ));
         }
     }
@@ -1522,6 +1544,178 @@ fn emulated_trustee_and_client_serve_beside_hosted_nodes() {
             wait_all_gone(&qemu, support::EXIT_TIMEOUT);
         }
         assert!(relay.is_running() && hosted.iter_mut().all(|p| p.is_running()));
+    });
+}
+
+/// Runs `dissent ARGS`, which must succeed; returns its standard output.
+fn dissent_ok(args: &[&str]) -> String {
+    let out = run_once(args, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "dissent {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A group with no dealer whose trustee 1 is emulated: a hosted relay with the echo exit, a
+/// hosted trustee 0 and four hosted clients, every node's keys made by `dissent key new`
+/// and the group folder signed by both trustees. `dissent qemu` boots trustee 1's setup
+/// image beside its DC-net image: the device takes its part in the epoch's setup (its key,
+/// its shuffle and proof, its decryption shares and record, each checked by every node,
+/// and every other node's checked by it), completes its DC-net blob with the epoch and
+/// hands the board to the DC-net image, which serves the epoch: bytes through a hosted
+/// client come back intact and no exchange is garbled. The setup image is then held to a
+/// trustee's budget with the stack peak it printed.
+#[test]
+fn device_trustee_sets_up_a_dealer_free_epoch_and_hands_over_to_its_dc_net_image() {
+    if !have_qemu() {
+        return;
+    }
+    firmware("trustee");
+    firmware("trustee-setup");
+    within(MIXED_LIMIT, |scope| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path();
+        let key = |role: &str, name: &str| -> String {
+            let file = home.join(format!("{name}.key"));
+            let file = file.display().to_string();
+            dissent_ok(&["key", "new", "--role", role, &file]);
+            file
+        };
+        let relay_key = key("relay", "relay");
+        let trustees: Vec<String> = (0..2)
+            .map(|j| key("trustee", &format!("trustee{j}")))
+            .collect();
+        let clients: Vec<String> = (0..4)
+            .map(|i| key("client", &format!("client{i}")))
+            .collect();
+        let group = home.join("group").display().to_string();
+        let relay_port = reserve_port();
+        let relay_addr = format!("127.0.0.1:{relay_port}");
+        dissent_ok(&["group", "new", "--relay", &relay_addr, &group]);
+        let publics: Vec<String> = std::iter::once(&relay_key)
+            .chain(&trustees)
+            .chain(&clients)
+            .map(|k| format!("{k}.pub"))
+            .collect();
+        let mut add = vec!["group", "add", group.as_str()];
+        add.extend(publics.iter().map(String::as_str));
+        dissent_ok(&add);
+        for t in &trustees {
+            dissent_ok(&["group", "sign", &group, t]);
+        }
+
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &group,
+                "--key",
+                &relay_key,
+                "--exit",
+                "echo",
+                "--metrics",
+                "0",
+            ],
+        );
+        let metrics_port = relay.listening_port("serving metrics at");
+        let started = Instant::now();
+        let mut trustee0 = scope.spawn("trustee0", &["trustee", &group, &trustees[0]]);
+        let console = home.join("trustee1.console");
+        let console_s = console.display().to_string();
+        let device = Device {
+            proc: scope.spawn(
+                "trustee1",
+                &["qemu", &group, &trustees[1], "--console", &console_s],
+            ),
+            console,
+        };
+        let mut client_procs: Vec<Proc> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| scope.spawn(&format!("client{i}"), &["client", &group, c, "-p", "0"]))
+            .collect();
+
+        // Every node checked every proof and signature, the device's included; the device
+        // established the same epoch and handed over.
+        relay.wait_for_log("established", FORM_TIMEOUT);
+        for c in &mut client_procs {
+            c.wait_for_log("every proof and signature checked", FORM_TIMEOUT);
+        }
+        let deadline = Instant::now() + FORM_TIMEOUT;
+        let console = loop {
+            let console = device.console();
+            if console.contains("handing over to the DC-net trustee")
+                && console
+                    .lines()
+                    .skip_while(|l| !l.contains("handing over"))
+                    .any(|l| l.contains("interval") && l.contains("with 4 clients"))
+            {
+                break console;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no hand-over and interval within {FORM_TIMEOUT:?}:\n{console}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        };
+        eprintln!("set up and handed over in {:?}", started.elapsed());
+        let established = console
+            .lines()
+            .find(|l| l.contains("established in attempt 0"))
+            .unwrap_or_else(|| panic!("no established epoch:\n{console}"));
+        assert!(
+            established.contains("4 slots")
+                && established.contains("every proof and signature checked"),
+            "{established}"
+        );
+        // The DC-net image took up the epoch where the setup image left it: its own boot,
+        // the group of the epoch, its link to the relay's DC-net.
+        let after: Vec<&str> = console
+            .lines()
+            .skip_while(|l| !l.contains("handing over"))
+            .collect();
+        assert!(
+            after
+                .iter()
+                .any(|l| l.contains("trustee 1: on mps2-an385, group of 4 clients, 2 trustees"))
+                && after.iter().any(|l| l.contains("link up")),
+            "console:\n{console}"
+        );
+
+        let port = client_procs[0].listening_port("listening on");
+        client_procs[0].wait_for_log("sending in interval", FORM_TIMEOUT);
+        let data = pattern(16 * 1024, 3);
+        let back = echo_through(port, data.clone())
+            .join()
+            .expect("transfer thread")
+            .expect("echo through client 0");
+        assert!(back == data, "different bytes came back");
+        let page = scrape(metrics_port).expect("relay metrics");
+        assert!(
+            sample(&page, "dissent_exchanges_total").unwrap_or(0.0) > 0.0,
+            "{page}"
+        );
+        assert_eq!(
+            sample(&page, "dissent_garbled_exchanges_total"),
+            Some(0.0),
+            "garbled exchanges:\n{page}"
+        );
+
+        // The setup image within a trustee's budget, with the stack peak it reached.
+        let peak: u64 = established
+            .split("stack peak ")
+            .nth(1)
+            .and_then(|p| p.trim_end_matches(" B").parse().ok())
+            .unwrap_or_else(|| panic!("no stack peak: {established}"));
+        let over = budgets_exceeded("trustee setup image", &SETUP_BUILDS, peak);
+        assert!(
+            over.is_empty(),
+            "setup image builds over their budget: {over:?}"
+        );
+        assert!(relay.is_running() && trustee0.is_running());
+        drop(device);
     });
 }
 

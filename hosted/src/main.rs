@@ -462,6 +462,10 @@ struct QemuArgs {
     /// it, or the release build in the source tree, the first found).
     #[arg(long, value_name = "ELF")]
     firmware: Option<PathBuf>,
+    /// A group folder's trustee: the setup image to boot first (default: `trustee-setup`,
+    /// looked for where the firmware is).
+    #[arg(long, value_name = "ELF")]
+    setup_firmware: Option<PathBuf>,
     /// Relay address as this machine reaches it (default: the one in system.json); the
     /// device reaches this machine's own addresses at 10.0.2.2.
     #[arg(long, value_name = "HOST:PORT")]
@@ -1034,6 +1038,42 @@ async fn run(command: Command) -> Result<()> {
             }
         }
         #[cfg(feature = "tools")]
+        Command::Qemu(a) if config::group::is_group_folder(&a.dir) => {
+            // A group with no dealer: the device runs the epoch's setup in its setup image,
+            // then hands the board to its DC-net image.
+            let role = config::keys::load_private(&a.key_file)?.role;
+            if role != KeyRole::Trustee {
+                bail!(
+                    "{}: `dissent qemu` runs a group folder's trustees; a {role} of a group \
+                     folder runs hosted (`dissent {role}`)",
+                    a.key_file.display()
+                );
+            }
+            let (desc, keys) =
+                misconfigured(|| setup::load_node(&a.dir, &a.key_file, KeyRole::Trustee))?;
+            console::set_role(&keys.name);
+            let (group, node, setup_blob) = tools::qemu::group_trustee(&desc, &keys)?;
+            let floor = a.min_clients.max(desc.policy.min_clients);
+            let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
+            let relay = match a.relay {
+                Some(r) => r,
+                None => desc.relay_address()?,
+            };
+            let opts = tools::qemu::QemuOptions {
+                firmware: a.firmware,
+                relay,
+                port: a.port,
+                console: a.console,
+                min_clients,
+                setup: Some((setup_blob, a.setup_firmware)),
+            };
+            let code = tools::qemu::run(group, node, opts).await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        #[cfg(feature = "tools")]
         Command::Qemu(a) => {
             let group = config::Group::load(&a.dir)?;
             let kind = config::node_kind(&group, &a.key_file)?;
@@ -1046,6 +1086,7 @@ async fn run(command: Command) -> Result<()> {
                 port: a.port,
                 console: a.console,
                 min_clients,
+                setup: None,
             };
             let code = tools::qemu::run(group, node, opts).await?;
             if code != 0 {

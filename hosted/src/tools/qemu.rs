@@ -75,6 +75,46 @@ pub struct QemuOptions {
     pub console: Option<PathBuf>,
     /// Smallest interval the node takes part in.
     pub min_clients: u16,
+    /// A trustee of a group folder: its setup image's blob ([`group_trustee`]), and the
+    /// setup image to boot (default: `trustee-setup` where the firmware is looked for).
+    pub setup: Option<(Vec<u8>, Option<PathBuf>)>,
+}
+
+/// A device trustee of a group with no dealer (a group folder): the group its DC-net image
+/// is provisioned for (every member of the version, the epoch's session id and pseudonym
+/// keys left zero for the setup image to write once it has set the epoch up), its secrets,
+/// and the setup image's blob (`dissent_core::provision::EpochSetup`: the group's
+/// fingerprint, the epoch, the fewest trustees and the trustees' identity keys).
+pub fn group_trustee(
+    desc: &crate::config::group::GroupDesc,
+    keys: &crate::config::keys::PrivateKeys,
+) -> Result<(Group, NodeSecrets, Vec<u8>)> {
+    let own = keys.public();
+    let index = desc
+        .trustees
+        .iter()
+        .position(|k| *k == own)
+        .with_context(|| format!("{} is not a trustee of the group", keys.name))?;
+    let digest = desc.digest();
+    let group = crate::config::group::EpochGroup {
+        desc,
+        group_id: dissent_core::epoch::session::group_id(&digest),
+        session_id: [0; 16],
+        slots: vec![[0; 32]; desc.clients.len()],
+        clients: (0..desc.clients.len()).collect(),
+        trustees: (0..desc.trustees.len()).collect(),
+    }
+    .group()?;
+    let node = crate::config::group::node_secrets(keys, Role::Trustee(index), None);
+    let trustees: Vec<u8> = desc.trustees.iter().flat_map(|k| k.identity).collect();
+    let setup = provision::EpochSetup {
+        group: digest,
+        epoch: crate::setup::epoch_of(desc),
+        min_trustees: desc.policy.min_trustees.max(1),
+        trustees: provision::PeerKeys::from_flat(&trustees)
+            .context("the trustees' identity keys")?,
+    };
+    Ok((group, node, setup.to_blob()))
 }
 
 /// What a firmware ELF declares: its app, capacity and provisioning areas.
@@ -88,7 +128,14 @@ struct Firmware {
     provision_start: u64,
     provision_end: u64,
     seed_start: u64,
+    /// Where the image's vector table is (the board boots the one at its reset address).
+    vector_table: u64,
+    /// A setup image's own blob's place (`_setup_start`).
+    setup_start: Option<u64>,
 }
+
+/// The trustee's setup image's name (`cargo build-mps2-an385-setup`).
+pub const SETUP_IMAGE: &str = "trustee-setup";
 
 /// Boots `node` of `group` under QEMU until QEMU exits or this process is asked to stop;
 /// returns the exit status to pass on (0 when stopped by Ctrl-C or SIGTERM).
@@ -138,9 +185,22 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         },
     )?;
     let blob = device.to_blob();
-    let room = firmware
-        .provision_end
-        .saturating_sub(firmware.provision_start);
+    let setup = match &opts.setup {
+        Some((setup_blob, path)) => {
+            let image = match path {
+                Some(path) => Firmware::read(path)?,
+                None => Firmware::find_named(SETUP_IMAGE)?,
+            };
+            image.check_setup(&group, &firmware, setup_blob)?;
+            Some((image, setup_blob))
+        }
+        None => None,
+    };
+    let room = match &setup {
+        Some((image, _)) => image.provision_end.min(firmware.provision_end),
+        None => firmware.provision_end,
+    }
+    .saturating_sub(firmware.provision_start);
     if blob.len() as u64 > room {
         bail!(
             "{}'s provisioning blob is {} bytes; {} has room for {room}",
@@ -166,10 +226,34 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
     cmd.args(["-machine", MACHINE, "-cpu", "cortex-m3"])
         .args(["-display", "none", "-monitor", "none", "-serial", "null"])
         .args(["-semihosting-config", "enable=on,target=native"])
-        .args(["-nic", &nic])
-        .arg("-kernel")
-        .arg(&firmware.path)
-        .arg("-device")
+        .args(["-nic", &nic]);
+    // A group folder's trustee: the board boots the setup image (its vector table is the
+    // core's at reset), which hands the board to the DC-net image, loaded beside it.
+    let setup_file = match &setup {
+        Some((image, setup_blob)) => {
+            let file = MemoryFile::new("dissent-setup", setup_blob)
+                .context("cannot create a memory file for the setup blob")?;
+            // The DC-net image as the bytes its flash holds: both ELFs have RAM segments,
+            // which QEMU would refuse to load twice.
+            let (at, flat) = flash_image(&firmware.path)?;
+            let dcnet = MemoryFile::new("dissent-dcnet", &flat)
+                .context("cannot create a memory file for the DC-net image")?;
+            cmd.arg("-kernel")
+                .arg(&image.path)
+                .arg("-global")
+                .arg(format!("armv7m.init-nsvtor={:#x}", image.vector_table))
+                .arg("-device")
+                .arg(loader(&dcnet.path(), at))
+                .arg("-device")
+                .arg(loader(&file.path(), image.setup_start.unwrap_or(0)));
+            Some((file, dcnet))
+        }
+        None => {
+            cmd.arg("-kernel").arg(&firmware.path);
+            None
+        }
+    };
+    cmd.arg("-device")
         .arg(loader(&seed_file.path(), firmware.seed_start))
         .arg("-device")
         .arg(loader(&provision_file.path(), firmware.provision_start));
@@ -223,7 +307,7 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         let _ = copy.await;
     }
     // QEMU has read the blobs long since; this process's copies go now.
-    drop((provision_file, seed_file));
+    drop((provision_file, seed_file, setup_file));
     let code = process_group::exit_code(status);
     if code != 0 {
         let lines: Vec<String> = tail
@@ -331,7 +415,11 @@ fn role_name(role: NodeRole) -> &'static str {
 /// the same under `../share/dissent/` from it (an installed layout), and the release build
 /// in the source tree this binary was built from.
 pub fn firmware_candidates(role: NodeRole) -> Vec<PathBuf> {
-    let app = role_name(role);
+    candidates_named(role_name(role))
+}
+
+/// Where [`firmware_candidates`] looks, for the image named `app`.
+fn candidates_named(app: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     if let Some(dir) = std::env::var_os(FIRMWARE_ENV) {
         found.push(Path::new(&dir).join(app));
@@ -423,7 +511,69 @@ impl Firmware {
             provision_start: symbol("_provision_start")?.address(),
             provision_end: symbol("_provision_end")?.address(),
             seed_start: symbol("_seed_start")?.address(),
+            vector_table: elf
+                .section_by_name(".vector_table")
+                .map(|s| s.address())
+                .with_context(|| format!("{shown} has no vector table"))?,
+            setup_start: symbol("_setup_start").ok().map(|s| s.address()),
         })
+    }
+
+    /// The first image named `name` found where [`firmware_candidates`] looks.
+    fn find_named(name: &str) -> Result<Firmware> {
+        let candidates = candidates_named(name);
+        match candidates.iter().find(|p| p.is_file()) {
+            Some(path) => Firmware::read(path),
+            None => bail!(
+                "no {name} image found; looked at:\n{}\nbuild it with `cd embedded && cargo \
+                 build-mps2-an385-setup` in the dissent-rs source tree, put it in one of these \
+                 places (${FIRMWARE_ENV} names a folder), or give one with --setup-firmware ELF",
+                candidates
+                    .iter()
+                    .map(|p| format!("  {}", p.display()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        }
+    }
+
+    /// Refuses a setup image that is not one, does not serve the group, or does not share
+    /// the board with the DC-net image `dcnet` as its memory map says it must.
+    fn check_setup(&self, group: &Group, dcnet: &Firmware, setup_blob: &[u8]) -> Result<()> {
+        let shown = self.path.display();
+        if self.app != provision::SETUP_APP {
+            bail!(
+                "{shown} is firmware for app {}, not the trustee's setup image ({SETUP_IMAGE})",
+                String::from_utf8_lossy(&self.app)
+            );
+        }
+        if group.clients.len() > self.max_clients as usize {
+            bail!(
+                "the group has {} clients; this setup image ({shown}) sets up groups of up to {}",
+                group.clients.len(),
+                self.max_clients
+            );
+        }
+        let Some(setup_start) = self.setup_start else {
+            bail!("{shown} has no setup blob area (_setup_start)");
+        };
+        if self.provision_start != dcnet.provision_start
+            || self.seed_start != dcnet.seed_start
+            || self.vector_table == dcnet.vector_table
+        {
+            bail!(
+                "{shown} and {} do not share the board: their provisioning and seed areas \
+                 must be the same and their images apart",
+                dcnet.path.display()
+            );
+        }
+        if setup_start + setup_blob.len() as u64 > dcnet.seed_start {
+            bail!(
+                "the setup blob of {} bytes does not fit its area",
+                setup_blob.len()
+            );
+        }
+        Ok(())
     }
 
     /// Refuses a firmware for another role, or a group larger than the firmware serves.
@@ -525,6 +675,43 @@ fn seed() -> Result<Vec<u8>> {
         .map_err(|e| anyhow!("no entropy from the OS: {e}"))?;
     Ok([SEED_MAGIC.as_slice(), &bytes].concat())
 }
+
+/// The flash contents of the ELF image at `path`: every loaded segment that has bytes in
+/// the file, at its load address below the RAM (`.data`'s initial image included), end to
+/// end from the lowest; returns that address and the bytes.
+fn flash_image(path: &Path) -> Result<(u64, Vec<u8>)> {
+    use object::read::elf::{ElfFile32, ProgramHeader};
+    let shown = path.display();
+    let data = fs::read(path).with_context(|| format!("cannot read {shown}"))?;
+    let elf = ElfFile32::<object::Endianness>::parse(&*data)
+        .with_context(|| format!("{shown} is not a 32-bit ELF file"))?;
+    let endian = elf.endian();
+    let mut parts = Vec::new();
+    for ph in elf.elf_program_headers() {
+        let (at, len) = (u64::from(ph.p_paddr(endian)), ph.p_filesz(endian));
+        if ph.p_type(endian) != object::elf::PT_LOAD || len == 0 || at >= RAM_START {
+            continue;
+        }
+        let bytes = ph
+            .data(endian, &*data)
+            .map_err(|_| anyhow!("{shown}: a segment lies outside the file"))?;
+        parts.push((at, bytes));
+    }
+    let start = parts.iter().map(|(at, _)| *at).min();
+    let end = parts.iter().map(|(at, b)| at + b.len() as u64).max();
+    let (Some(start), Some(end)) = (start, end) else {
+        bail!("{shown} has nothing to load into flash");
+    };
+    let mut flat = vec![0u8; usize::try_from(end - start)?];
+    for (at, bytes) in parts {
+        let from = usize::try_from(at - start)?;
+        flat[from..from + bytes.len()].copy_from_slice(bytes);
+    }
+    Ok((start, flat))
+}
+
+/// Where the emulated board's RAM begins; below it is its code memory ("flash").
+const RAM_START: u64 = 0x2000_0000;
 
 /// QEMU's option that loads `file` at `addr` before the board starts.
 fn loader(file: &Path, addr: u64) -> String {
