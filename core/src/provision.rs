@@ -13,7 +13,8 @@
 //! offset  size  field
 //!      0     4  magic   "DSPV"
 //!      4     4  app     four ASCII bytes naming the firmware the payload is for:
-//!                       "TRST" (trustee), "CLNT" (client), "NCHK" (netcheck)
+//!                       "TRST" (trustee), "CLNT" (client), "NCHK" (netcheck),
+//!                       "TSET" (a trustee's setup image, [`EpochSetup`])
 //!      8     4  length  payload length, u32 little-endian
 //!     12     n  payload, postcard-encoded
 //! ```
