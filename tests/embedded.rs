@@ -957,6 +957,29 @@ const SETUP_BUILDS: [(&str, &str, &str, u64, u64, u64); 1] = [(
     0,
 )];
 
+/// The setup image's builds for the real boards, measured against the same budget but not
+/// held to it: they are not bootable yet (their boot ROMs start the image at the start of
+/// flash, and the image writes no flash), and both are over it (embedded/README.md, "The
+/// setup on the device").
+const SETUP_BUILDS_MEASURED: [(&str, &str, &str, u64, u64, u64); 2] = [
+    (
+        "nucleo-f767zi",
+        "thumbv7em-none-eabihf/release/trustee-setup",
+        "cargo build-nucleo-f767zi-setup",
+        TRUSTEE_FLASH,
+        TRUSTEE_RAM,
+        0,
+    ),
+    (
+        "pico2-w",
+        "thumbv8m.main-none-eabihf/release/trustee-setup",
+        "cargo build-pico2-w-setup",
+        TRUSTEE_FLASH + RADIO_DRIVER_FLASH,
+        TRUSTEE_RAM + RADIO_DRIVER_RAM,
+        RADIO_FIRMWARE,
+    ),
+];
+
 /// Checks each of `builds` (of the image `what`) against its budget with the stack peak
 /// `peak`, printing what is left; returns the builds over it.
 fn budgets_exceeded(
@@ -1714,6 +1737,8 @@ fn device_trustee_sets_up_a_dealer_free_epoch_and_hands_over_to_its_dc_net_image
             over.is_empty(),
             "setup image builds over their budget: {over:?}"
         );
+        let measured = budgets_exceeded("trustee setup image", &SETUP_BUILDS_MEASURED, peak);
+        eprintln!("setup image builds not held to the budget yet, over it: {measured:?}");
         assert!(relay.is_running() && trustee0.is_running());
         drop(device);
     });

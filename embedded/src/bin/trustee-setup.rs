@@ -77,7 +77,7 @@ type DeviceSetup = SetupTrustee<'static, &'static mut [u8], &'static mut [Prover
 /// What the link task needs beside the setup.
 struct Setup {
     trustee: &'static mut DeviceSetup,
-    node: Node<'static>,
+    dcnet: DcnetBlob,
     group: [u8; 32],
     uplink: Uplink,
 }
@@ -179,7 +179,13 @@ fn start(spawner: Spawner, mut board: Board) {
     let uplink = Uplink::new(name, board.net, target, seed);
     let setup = Setup {
         trustee,
-        node,
+        dcnet: DcnetBlob {
+            clients: node.clients,
+            trustees: node.trustees,
+            slots: node.slots,
+            session_at: node.session_id_offset(),
+            keys_at: node.pseudonym_keys().as_ptr() as usize - board.provisioning.as_ptr() as usize,
+        },
         group: setup.group,
         uplink,
     };
@@ -254,7 +260,7 @@ async fn link(mut setup: Setup, mut board: Board) {
                     )
                     .await;
                     established(
-                        &setup.node,
+                        &setup.dcnet,
                         setup.group,
                         trustee,
                         started,
@@ -325,10 +331,22 @@ fn transmit(trustee: &mut DeviceSetup, out: &mut [u8]) -> Result<Option<usize>, 
     trustee.poll_transmit(out)
 }
 
+/// What the setup image needs of the DC-net node's blob once the epoch is established: the
+/// group it is for, and where its session id and its slots' pseudonym keys lie.
+struct DcnetBlob {
+    clients: u16,
+    trustees: u16,
+    slots: u16,
+    /// The session id's offset in the provisioning area.
+    session_at: usize,
+    /// The first pseudonym key's offset in the provisioning area.
+    keys_at: usize,
+}
+
 /// The epoch is established: checks it fits the node's blob, completes the blob with it and
 /// hands the board over.
 fn established(
-    node: &Node<'static>,
+    node: &DcnetBlob,
     group: [u8; 32],
     trustee: &DeviceSetup,
     started: embassy_time::Instant,
@@ -363,10 +381,9 @@ fn established(
         stack::peak()
     );
     // Where the node's blob has its session id and its slots' pseudonym keys.
-    let keys_at = node.pseudonym_keys().as_ptr() as usize - area.as_ptr() as usize;
-    let mut written = handover_write(node.session_id_offset(), &session_id);
+    let mut written = handover_write(node.session_at, &session_id);
     for (slot, key) in trustee.pseudonyms().enumerate() {
-        written = written.and(handover_write(keys_at + slot * 32, key));
+        written = written.and(handover_write(node.keys_at + slot * 32, key));
     }
     if written.is_err() {
         fail(format_args!(
