@@ -753,7 +753,10 @@ impl<'a> EpochSetup<'a> {
             return Err(ProvisionError::Format(format));
         }
         let trustees = setup.trustees.len();
-        if trustees == 0 || trustees > MAX_TRUSTEES {
+        if trustees == 0
+            || trustees > MAX_TRUSTEES
+            || !setup.trustees.as_bytes().len().is_multiple_of(KEY_LEN)
+        {
             return Err(ProvisionError::Field("trustees"));
         }
         if setup.min_trustees == 0 || usize::from(setup.min_trustees) > trustees {

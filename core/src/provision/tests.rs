@@ -733,6 +733,14 @@ fn a_setup_payload_round_trips_and_bad_ones_are_named() {
         EpochSetup::parse(&bad.to_blob()),
         Err(ProvisionError::Field("min_trustees"))
     );
+    let cut = EpochSetup {
+        trustees: PeerKeys(&flat[..40]),
+        ..setup
+    };
+    assert_eq!(
+        EpochSetup::parse(&cut.to_blob()),
+        Err(ProvisionError::Field("trustees"))
+    );
     let mut other = blob.clone();
     other[HEADER_LEN] = 2;
     assert_eq!(EpochSetup::parse(&other), Err(ProvisionError::Format(2)));

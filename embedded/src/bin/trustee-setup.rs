@@ -29,12 +29,12 @@ use dissent_core::epoch::{
     Event, Failure, SetupConfig, SetupStorage, SetupStorageLens, SetupTrustee,
 };
 use dissent_core::identity::IdentityKey;
-use dissent_core::provision::{EpochSetup, Node};
+use dissent_core::provision::{Blob, EpochSetup, Node, FORMAT, TRUSTEE_APP};
 use dissent_core::ristretto::shuffle::ProverSlot;
 use dissent_core::wire::{NodeRole, WireError};
 use dissent_embedded::handover;
 use dissent_embedded::stream::{frame_buffer_len, record_buffer_len};
-use dissent_embedded::uplink::{fill, provisioned, send_frame, LinkBuffers, Loss, Target, Uplink};
+use dissent_embedded::uplink::{fill, send_frame, LinkBuffers, Loss, NodeName, Target, Uplink};
 use dissent_embedded::{println, stack, Board, BoardRng};
 use embassy_executor::Spawner;
 use rand_core::RngCore;
@@ -92,9 +92,28 @@ fn fail(what: core::fmt::Arguments<'_>) -> ! {
     dissent_embedded::exit(1)
 }
 
+/// The DC-net node's blob, decoded without the field checks the DC-net image makes when it
+/// boots (`Node::parse`; their code does not fit this image): what this image uses of it is
+/// checked where it is used.
+fn dcnet_node(area: &'static [u8]) -> Node<'static> {
+    let decoded = Blob::parse(area).and_then(|b| b.decode::<(u16, Node<'static>)>(TRUSTEE_APP));
+    match decoded {
+        Ok((FORMAT, node)) if node.role == NodeRole::Trustee => node,
+        Ok(_) => fail(format_args!(
+            "the node's blob is not a format-{} trustee's",
+            FORMAT
+        )),
+        Err(e) => fail(format_args!("the node's blob: {}", e)),
+    }
+}
+
 /// Reads both blobs, builds the setup and spawns the link task.
 fn start(spawner: Spawner, mut board: Board) {
-    let (node, name) = provisioned(board.provisioning, NodeRole::Trustee, "trustee");
+    let node = dcnet_node(board.provisioning);
+    let name = NodeName {
+        role: "trustee",
+        index: node.index,
+    };
     let setup = match EpochSetup::parse(handover::setup_area()) {
         Ok(s) => s,
         Err(e) => fail(format_args!("setup blob: {}", e)),
@@ -102,7 +121,7 @@ fn start(spawner: Spawner, mut board: Board) {
     let capacity = capacity();
     if u32::from(node.clients) > capacity.clients || setup.trustees.len() > MAX_TRUSTEES {
         fail(format_args!(
-            "the group has {} clients and {} trustees; this image sets up groups of up to {} and {}",
+            "{} clients and {} trustees; this image serves up to {} and {}",
             node.clients,
             setup.trustees.len(),
             capacity.clients,
@@ -114,7 +133,7 @@ fn start(spawner: Spawner, mut board: Board) {
         || usize::from(node.trustees) != setup.trustees.len()
     {
         fail(format_args!(
-            "the setup blob and the node's blob are not of the same group"
+            "the setup blob is of another group than the node's blob"
         ));
     }
     let as_keys = |bytes: &'static [u8]| -> &'static [[u8; 32]] {
@@ -125,6 +144,13 @@ fn start(spawner: Spawner, mut board: Board) {
     };
     let clients = as_keys(node.identity_keys());
     let trustees = as_keys(setup.trustees.as_bytes());
+    if clients.len() != usize::from(node.clients)
+        || node.pseudonym_keys().len() != usize::from(node.slots) * 32
+    {
+        fail(format_args!(
+            "the node's blob does not list its group's keys"
+        ));
+    }
     let config = SetupConfig {
         group: setup.group,
         epoch: setup.epoch,
@@ -290,11 +316,10 @@ fn failed(f: Failure) -> ! {
             conviction, remaining, minimum
         )),
         Failure::Relay(_) => fail(format_args!(
-            "setup failed: the relay broke the setup protocol (or opened an attempt without \
-             this trustee, which the other nodes convicted)"
+            "setup failed: the relay broke the protocol, or left this trustee out"
         )),
         Failure::Disagreement { trustee } => fail(format_args!(
-            "setup failed: trustee {} signed another epoch record (it or the relay lies)",
+            "setup failed: trustee {} signed another record (it or the relay lies)",
             trustee
         )),
         Failure::TooFewClients { remaining, minimum } => fail(format_args!(
@@ -302,7 +327,7 @@ fn failed(f: Failure) -> ! {
             remaining, minimum
         )),
         Failure::TooManyAttempts { attempts } => fail(format_args!(
-            "setup failed: participants left after {} attempts, the most a setup opens",
+            "setup failed: participants left in all {} attempts",
             attempts
         )),
         _ => fail(format_args!("setup failed")),
@@ -361,9 +386,8 @@ fn established(
     let all_trustees = (0..node.trustees).all(|j| epoch.trustees & (1 << j) != 0);
     if !all_clients || !all_trustees || epoch.slots != clients || node.slots != node.clients {
         fail(format_args!(
-            "epoch {} was established with {} slots and {} trustees: this device's DC-net blob \
-             is for all {} clients and {} trustees, so it cannot serve it (provision it for the \
-             next epoch)",
+            "epoch {} has {} slots and {} trustees; the DC-net blob is for {} clients and {} \
+             trustees: provision the next epoch",
             epoch.epoch,
             epoch.slots,
             epoch.trustees.count_ones(),
@@ -387,12 +411,12 @@ fn established(
     }
     if written.is_err() {
         fail(format_args!(
-            "cannot complete the DC-net blob: it does not lie in the provisioning area"
+            "the DC-net blob does not lie in the provisioning area"
         ));
     }
     // Read back as the DC-net image will.
-    match Node::parse(area, NodeRole::Trustee) {
-        Ok(n) if n.session_id == session_id => {}
+    match Blob::parse(area).and_then(|b| b.decode::<(u16, Node<'static>)>(TRUSTEE_APP)) {
+        Ok((_, n)) if n.session_id == session_id => {}
         _ => fail(format_args!("the completed DC-net blob does not read back")),
     }
     println!("trustee setup: handing over to the DC-net trustee");
