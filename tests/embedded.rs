@@ -1361,6 +1361,52 @@ fn a_relay_name_is_looked_up_at_each_dial_and_a_failed_lookup_redialled() {
     assert!(failed.contains("next dial in"), "{failed}");
 }
 
+/// The trustee's setup image refuses to set up anything unless both its blobs are there and
+/// of one group: no setup blob, or one of another group than the DC-net node's blob, and
+/// it stops with status 1 and says why, before it dials anyone.
+#[test]
+fn the_setup_image_refuses_blobs_of_two_groups() {
+    if !have_qemu() {
+        return;
+    }
+    let elf = firmware("trustee-setup");
+    let dcnet = node_blob(NodeRole::Trustee, 1, 9);
+    let keys: Vec<u8> = (0..TRUSTEES)
+        .flat_map(|j| identity_public(&secret(IDENTITY, 100 + j)))
+        .collect();
+    // `GROUP` is no fingerprint's group id.
+    let other = dissent_core::provision::EpochSetup {
+        group: [0x47; 32],
+        epoch: 1,
+        min_trustees: 1,
+        trustees: PeerKeys::from_flat(&keys).expect("whole keys"),
+    }
+    .to_blob();
+    for (setup, says) in [
+        (None, "setup blob: no provisioning blob"),
+        (
+            Some(other),
+            "the setup blob is of another group than the node's blob",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut extra = vec!["-global", "armv7m.init-nsvtor=0x200000"];
+        let file = dir.path().join("setup.bin");
+        let loader = format!("loader,file={},addr=0x003F8000", file.display());
+        if let Some(blob) = &setup {
+            fs::write(&file, blob).expect("write the setup blob");
+            extra.extend(["-device", loader.as_str()]);
+        }
+        let mut qemu = Qemu::boot_with(dir.path(), &elf, true, Some(&dcnet), &[], &extra);
+        assert_eq!(qemu.wait(BOOT_LIMIT).code(), Some(1), "exit status");
+        let console = qemu.console();
+        assert!(
+            console.contains(says) && !console.contains("dialing"),
+            "console:\n{console}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // `dissent qemu`: emulated nodes in a group with hosted ones
 
