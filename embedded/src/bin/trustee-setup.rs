@@ -47,6 +47,9 @@ const MAX_TRUSTEES: usize = 16;
 /// Largest frame body this image takes or builds: the largest setup chunk fits it.
 const MAX_FRAME: usize = 4096;
 const _: () = assert!(CHUNK_HEADER_LEN + MAX_CHUNK_DATA <= MAX_FRAME);
+/// Longest wait for the relay's next setup frame before the setup is given up (a hosted
+/// node's `setup::STALL`); a link that drops is dialled again instead.
+const STALL: embassy_time::Duration = embassy_time::Duration::from_secs(120);
 /// The TCP socket's buffers: small, for RAM; a setup moves little (about 60 KiB in to a
 /// trustee of 64 members), and the record buffers hold whole frames.
 const SOCKET_BUF: usize = 256;
@@ -255,8 +258,10 @@ async fn link(mut setup: Setup, mut board: Board) {
                     Ok(None) => {}
                     Err(e) => break 'link Loss::from(e),
                 }
-                if let Err(loss) = fill(&mut socket, &mut inbound).await {
-                    break 'link loss;
+                match embassy_time::with_timeout(STALL, fill(&mut socket, &mut inbound)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(loss)) => break 'link loss,
+                    Err(_) => failed(trustee.stalled()),
                 }
             };
             let mut polled = polled;
@@ -329,6 +334,10 @@ fn failed(f: Failure) -> ! {
         Failure::TooManyAttempts { attempts } => fail(format_args!(
             "setup failed: participants left in all {} attempts",
             attempts
+        )),
+        Failure::Stalled(_) => fail(format_args!(
+            "setup failed: nothing came from the relay for {} s",
+            STALL.as_secs()
         )),
         _ => fail(format_args!("setup failed")),
     }
