@@ -534,33 +534,42 @@ impl Net {
     /// Queues bytes on connection `conn` of client `i`.
     pub fn send_bytes(&mut self, i: usize, conn: ConnId, data: Vec<u8>) {
         self.apps[i].pending.push_back((conn, data));
-        self.clients[i].prepare(self.now, &mut self.apps[i]);
+        self.offer(i);
     }
 
     /// Makes connection `conn` of client `i` a bulk sender that always has more to send.
     pub fn send_endless(&mut self, i: usize, conn: ConnId) {
         self.apps[i].endless = Some(conn);
-        self.clients[i].prepare(self.now, &mut self.apps[i]);
+        self.offer(i);
     }
 
     /// Closes connection `conn` of client `i` once its bytes are sent.
     pub fn close(&mut self, i: usize, conn: ConnId) {
         self.apps[i].closing.push_back(conn);
-        self.clients[i].prepare(self.now, &mut self.apps[i]);
+        self.offer(i);
     }
 
     /// Aborts `conn` of client `i` once its queued bytes are sent (its application left).
     pub fn abort(&mut self, i: usize, conn: ConnId) {
         self.apps[i].aborting.push_back(conn);
-        self.clients[i].prepare(self.now, &mut self.apps[i]);
+        self.offer(i);
     }
 
     /// Opens a connection at client `i`.
     pub fn open(&mut self, i: usize) -> ConnId {
         // Harness set-up only (never bytes from a network): a failure is a test's mistake.
         let conn = self.clients[i].open().expect("connection capacity");
-        self.clients[i].prepare(self.now, &mut self.apps[i]);
+        self.offer(i);
         conn
+    }
+
+    /// Client `i`'s application has something new for it: as a shell does, it is
+    /// prepared at once only if the client wants it now ([`Client::wants_upstream`]);
+    /// otherwise the preparation after the client's next cell takes it.
+    fn offer(&mut self, i: usize) {
+        if self.clients[i].wants_upstream() {
+            self.clients[i].prepare(self.now, &mut self.apps[i]);
+        }
     }
 
     /// Runs until `done` holds, failing after `max_steps`.

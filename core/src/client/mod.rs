@@ -9,7 +9,9 @@
 //!    [`Client::poll_replay`] to the application, even if the cell could not be sent (the
 //!    client is past that record now); then [`Client::poll_event`] until `None`;
 //!    then [`Client::poll_transmit`] until `None`; then [`Client::prepare`].
-//! 3. Whenever the application has new bytes or closes a connection: [`Client::prepare`].
+//! 3. Whenever the application has new bytes, closes a connection or took downstream
+//!    bytes, and [`Client::wants_upstream`] says so: [`Client::prepare`]. Otherwise the
+//!    preparation after the next cell (step 2) takes them.
 //! 4. [`Client::handle_disconnected`] when the link drops. Connections stay open: after
 //!    reconnecting, the client asks for the downstream records it missed, and cells the
 //!    relay had not decoded are sent again.
@@ -323,6 +325,10 @@ pub struct Client<B> {
     online: B,
     /// Bytes the application said were still waiting when the stage was last filled.
     pending_hint: usize,
+    /// New upstream bytes are prepared at once ([`Client::wants_upstream`]).
+    prompt: bool,
+    /// A request was answered since the last [`Client::prepare`].
+    answered_since_prepare: bool,
     last_data: Option<Instant>,
     /// The `Next` of this client's last owned cell.
     announced_next: u16,
@@ -461,6 +467,8 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             anonymity: AnonymitySet::new(anonymity, usize::from(config.clients)),
             online,
             pending_hint: 0,
+            prompt: true,
+            answered_since_prepare: false,
             last_data: None,
             announced_next: 0,
             connections: FnvIndexMap::new(),

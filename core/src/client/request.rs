@@ -202,6 +202,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             self.sent.confirm_up_to(running.interval, below);
         }
         running.next_exchange += 1;
+        self.answered_since_prepare = true;
         self.head = head;
         // The record is handed over with this cell.
         self.delivered = head;

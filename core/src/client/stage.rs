@@ -129,6 +129,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// Call it after handling each frame (after sending its cell) and whenever the
     /// application has something new; it never blocks and pulls at most one cell's worth.
     pub fn prepare(&mut self, now: Instant, upstream: &mut dyn Upstream) {
+        let before = (self.stage.len(), self.stage.version);
         self.commit_taken();
         self.keep_copied();
         self.account_transmission();
@@ -157,6 +158,24 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             self.last_data = Some(now);
         }
         self.reseal(now);
+        // Between two cells, one preparation of new bytes out of turn: the first that
+        // staged something. One that staged nothing (the application only took
+        // downstream bytes, or nothing was waiting) leaves the next bytes theirs.
+        let staged = (self.stage.len(), self.stage.version) != before;
+        let after_cell = core::mem::take(&mut self.answered_since_prepare);
+        self.prompt = self.pending_hint == 0 && (after_cell || !staged);
+    }
+
+    /// Whether bytes the application offers now (new bytes, a close, downstream bytes it
+    /// took) should be handed over with a [`Client::prepare`] at once, rather than wait
+    /// for the preparation after the next cell.
+    ///
+    /// True after a cell while the application had nothing more waiting, until a
+    /// preparation stages something: so the first bytes after a quiet spell go out in
+    /// the next owned cell, and a busy sender's bytes wake nothing (each cell's
+    /// preparation takes them, and the cell is sealed once per cell).
+    pub fn wants_upstream(&self) -> bool {
+        self.prompt
     }
 
     /// Stages records of cells to send again; true while some remain after this.

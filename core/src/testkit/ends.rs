@@ -34,6 +34,8 @@ pub struct App {
     pub endless: Option<ConnId>,
     /// Downstream bytes received and not yet reported taken, per connection.
     pub unread: BTreeMap<ConnId, u32>,
+    /// Downstream bytes handed over in the client's last turn, taken once it ends.
+    arrived: BTreeMap<ConnId, u32>,
     /// The application stopped reading: it reports nothing taken.
     pub stalled: bool,
     /// Added to every report of bytes taken (a malicious owner grants what it never took).
@@ -44,6 +46,18 @@ pub struct App {
     blocked: Vec<ConnId>,
     /// Bytes sent of the `endless` connection.
     pub endless_sent: u64,
+}
+
+impl App {
+    /// Takes the bytes handed over in the client's last turn (they are reported at the
+    /// next pull); false if there were none.
+    pub(super) fn take_arrived(&mut self) -> bool {
+        let any = !self.arrived.is_empty();
+        for (conn, n) in core::mem::take(&mut self.arrived) {
+            *self.unread.entry(conn).or_default() += n;
+        }
+        any
+    }
 }
 
 impl Upstream for App {
@@ -245,7 +259,7 @@ pub(super) fn deliver(app: &mut App, d: Delivery<'_>) {
                 .entry(conn)
                 .or_default()
                 .extend_from_slice(data);
-            *app.unread.entry(conn).or_default() += data.len() as u32;
+            *app.arrived.entry(conn).or_default() += data.len() as u32;
         }
         Delivery::Close { conn } => app.closed.push(conn),
         Delivery::Grant { conn, bytes } => {

@@ -378,6 +378,11 @@ impl Net {
         if res.is_none() {
             self.clients[i].prepare(self.now, &mut self.apps[i]);
         }
+        // The application takes what it was handed after the shell's turn, as a hosted
+        // client's writers do, and reports it.
+        if self.apps[i].take_arrived() {
+            self.offer(i);
+        }
         res
     }
 

@@ -4,9 +4,10 @@
 //!
 //! Owns the order of work on a request: the cell goes out first, then the local side gets
 //! one turn (with the downstream bytes, if the record is for one of this client's
-//! connections), then the next owned cell is prepared. New upstream bytes do not wake this
-//! side, except once when the last preparation found nothing to send (so a first byte does
-//! not wait a whole exchange); the next preparation pulls them. It must not read or write
+//! connections), then the next owned cell is prepared. New upstream bytes wake this side
+//! only when the core client wants them at once ([`Client::wants_upstream`]: once between
+//! two cells, so a first byte does not wait a whole exchange); otherwise the next
+//! preparation pulls them. It must not read or write
 //! local sockets, nor wait for the local side: it hands turns over with `try_send` on a
 //! bounded queue and closes a connection that does not keep up.
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use dissent_core::client::{Client, ClientEvent, Delivery, PeerError, Upstream};
+use dissent_core::client::{Client, ClientEvent, Delivery, PeerError};
 use dissent_core::wire::{ConnId, GoodbyeReason};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
@@ -58,9 +59,6 @@ pub(super) struct ClientNode {
     stuck: Option<mpsc::UnboundedReceiver<ConnId>>,
     /// The runtime the local connections' tasks run on.
     local: Handle,
-    /// The last preparation found nothing to send: new upstream bytes may prepare a cell
-    /// at once (else they wait for the preparation after the next cell).
-    armed: bool,
 }
 
 impl ClientNode {
@@ -106,7 +104,6 @@ impl ClientNode {
             turns,
             stuck,
             local: runtime,
-            armed: true,
         }
     }
 
@@ -123,13 +120,16 @@ impl ClientNode {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut link: Option<Connected> = None;
         loop {
+            // New upstream bytes (or bytes the application took) prepare a cell at once
+            // only when the core client wants them now.
+            let armed = self.client.wants_upstream();
             let wake = tokio::select! {
                 _ = &mut shutdown => Wake::Shutdown,
                 w = link_event(&mut link, &mut self.dialer) => w,
                 Some((stream, addr)) = accepted(&mut self.from_listener) => Wake::Accepted(stream, addr),
                 Some(conn) = stuck(&mut self.stuck) => Wake::Stuck(conn),
-                Some(up) = self.pending.rx.recv(), if self.armed && self.pending.partial.is_none() => Wake::Upstream(up),
-                _ = self.pending.taken.added.notified(), if self.armed => Wake::Taken,
+                Some(up) = self.pending.rx.recv(), if armed && self.pending.partial.is_none() => Wake::Upstream(up),
+                _ = self.pending.taken.added.notified(), if armed => Wake::Taken,
                 _ = tick.tick() => Wake::Tick,
             };
             let end = match wake {
@@ -166,11 +166,11 @@ impl ClientNode {
                 }
                 Wake::Upstream(up) => {
                     self.pending.hold(up);
-                    self.prepare_now();
+                    self.prepare();
                     continue;
                 }
                 Wake::Taken => {
-                    self.prepare_now();
+                    self.prepare();
                     continue;
                 }
                 Wake::Tick => {
@@ -257,17 +257,10 @@ impl ClientNode {
         Ok(())
     }
 
-    /// Prepares the next owned cell, after a cell went out.
+    /// Prepares the next owned cell: after a cell went out, or for bytes the core client
+    /// wants at once.
     fn prepare(&mut self) {
         self.client.prepare(self.now(), &mut self.pending);
-        self.armed = self.pending.pending() == 0;
-    }
-
-    /// Prepares the next owned cell for bytes that arrived while there was nothing to send,
-    /// once until the next cell goes out.
-    fn prepare_now(&mut self) {
-        self.client.prepare(self.now(), &mut self.pending);
-        self.armed = false;
     }
 
     /// Hands the application the replayed records the client accepted.
@@ -386,8 +379,8 @@ impl ClientNode {
                     )
                 };
                 self.locals.insert(conn, local);
-                if self.armed {
-                    self.prepare_now();
+                if self.client.wants_upstream() {
+                    self.prepare();
                 }
             }
             Err(e) => warn!("refusing local connection from {addr}: {e}"),
