@@ -119,6 +119,7 @@ fn run(n: usize, m: usize) {
         epoch: 1,
         // As the hosted setup sends them: the most a chunk carries.
         chunk_len: MAX_CHUNK_DATA,
+        spare: 0,
     };
     let start = Instant::now();
     let mut net = EpochNet::new(spec, &|_| true, ChaCha20Rng::from_seed([9; 32]));

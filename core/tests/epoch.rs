@@ -109,12 +109,25 @@ impl Sim {
         seed: u64,
         participant: &dyn Fn(usize) -> bool,
     ) -> Sim {
+        Self::with_spare(n, m, min_trustees, seed, participant, 0)
+    }
+
+    /// As [`Sim::with`], every node's storage `spare` bytes longer in each region.
+    fn with_spare(
+        n: usize,
+        m: usize,
+        min_trustees: usize,
+        seed: u64,
+        participant: &dyn Fn(usize) -> bool,
+        spare: usize,
+    ) -> Sim {
         let spec = EpochSpec {
             clients: n,
             trustees: m,
             min_trustees,
             epoch: EPOCH,
             chunk_len: MAX_CHUNK_DATA,
+            spare,
         };
         let mut seed_bytes = [0u8; 32];
         seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
@@ -251,6 +264,45 @@ fn cheat_check(cheat: Cheat, check: &FailedCheck) -> bool {
             ) || matches!(e, ShuffleError::Equation(_))
         }
         _ => false,
+    }
+}
+
+/// Storage longer than the group needs (a device sizes its regions for the largest group
+/// it takes) changes nothing: with every client a participant or only some, every node
+/// ends as it does with storage of the exact lengths (the same slot order, a latecomer the
+/// same refusal), and no trustee is convicted.
+#[test]
+fn storage_longer_than_the_group_needs_changes_nothing() {
+    let some = |i: usize| i % 3 != 1;
+    let every = |_: usize| true;
+    let choices: [&dyn Fn(usize) -> bool; 2] = [&every, &some];
+    for (k, participant) in choices.into_iter().enumerate() {
+        for seed in 0..3u64 {
+            let exact = {
+                let mut sim = Sim::with(7, 3, 3, seed, participant);
+                assert!(sim.run().is_empty(), "seed {seed}");
+                sim.outcomes()
+            };
+            for spare in [1, 64, 4096] {
+                let mut sim = Sim::with_spare(7, 3, 3, seed, participant, spare);
+                let refused = sim.run();
+                assert!(
+                    refused.is_empty(),
+                    "seed {seed}, spare {spare}: {refused:?}"
+                );
+                let outcomes = sim.outcomes();
+                // Trustees first: each of them established the epoch.
+                let trustees = &outcomes[..3];
+                assert!(
+                    trustees.iter().all(Result::is_ok),
+                    "participants {k}, seed {seed}, spare {spare}: {trustees:?}"
+                );
+                assert_eq!(
+                    outcomes, exact,
+                    "participants {k}, seed {seed}, spare {spare}"
+                );
+            }
+        }
     }
 }
 

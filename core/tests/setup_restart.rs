@@ -27,6 +27,7 @@ fn net(clients: usize, trustees: usize, seed: u64) -> Net {
         min_trustees: 1,
         epoch: 9,
         chunk_len: MAX_CHUNK_DATA,
+        spare: 0,
     };
     EpochNet::new(spec, &|_| true, ChaCha20Rng::seed_from_u64(seed))
 }

@@ -20,6 +20,7 @@ fn net(clients: usize, trustees: usize, min_trustees: usize, seed: u64) -> Net {
         min_trustees,
         epoch: 4,
         chunk_len: MAX_CHUNK_DATA,
+        spare: 0,
     };
     EpochNet::new(spec, &|_| true, ChaCha20Rng::seed_from_u64(seed))
 }

@@ -249,6 +249,7 @@ fn the_next_epoch_gives_the_new_member_a_slot_and_none_to_the_removed_one() {
         min_trustees: 2,
         epoch: 2,
         chunk_len: 1024,
+        spare: 0,
     };
     let mut net = EpochNet::new(spec, &|_| true, ChaCha20Rng::seed_from_u64(2));
     let impostor = SetupClient::new(

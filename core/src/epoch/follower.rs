@@ -204,7 +204,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
     }
 
     pub(crate) fn is_participant(&self, client: u16) -> bool {
-        bits::test(self.storage.participants.as_ref(), usize::from(client))
+        bits::test(self.participants(), usize::from(client))
     }
 
     fn next_trustee(&self, after: Option<u8>) -> Option<u8> {
@@ -214,7 +214,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
 
     fn next_participant(&self, after: Option<u16>) -> Option<u16> {
         let start = after.map_or(0, |a| usize::from(a) + 1);
-        let bitmap = self.storage.participants.as_ref();
+        let bitmap = self.participants();
         (start..self.config.clients.len())
             .find(|&i| bits::test(bitmap, i))
             .and_then(|i| u16::try_from(i).ok())
@@ -506,12 +506,9 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
                     &m.proof,
                 )
                 .map_err(|_| bad)?;
-                let row = bits::Bits::new_checked(
-                    self.storage.participants.as_ref(),
-                    self.config.clients.len(),
-                )
-                .map(|b| b.iter().take_while(|&i| i < usize::from(c)).count())
-                .unwrap_or(0);
+                let row = bits::Bits::new_checked(self.participants(), self.config.clients.len())
+                    .map(|b| b.iter().take_while(|&i| i < usize::from(c)).count())
+                    .unwrap_or(0);
                 let start = row * CIPHERTEXT_LEN;
                 self.storage
                     .rows

@@ -62,6 +62,19 @@ pub struct EpochSpec {
     pub epoch: u64,
     /// Largest chunk of a stage.
     pub chunk_len: usize,
+    /// Bytes every node's storage regions get beyond what the group needs, and prover
+    /// slots beyond one per client (a device sizes them for the largest group it takes).
+    pub spare: usize,
+}
+
+/// Storage of the lengths `config` needs and `spare` bytes more in each region.
+fn storage(config: &SetupConfig<'_>, spare: usize) -> SetupStorage<Vec<u8>> {
+    let lens = config.storage_lens();
+    SetupStorage {
+        participants: vec![0u8; lens.participants + spare],
+        rows: vec![0u8; lens.rows + spare],
+        stage: vec![0u8; lens.stage + spare],
+    }
 }
 
 /// How the relay's broadcast reaches the nodes, and what is watched around each role's work.
@@ -137,8 +150,8 @@ impl<R: CryptoRngCore> EpochNet<R> {
                     config,
                     j as u8,
                     identity(TRUSTEE, j),
-                    SetupStorage::with_vecs(&config),
-                    vec![ProverSlot::EMPTY; spec.clients],
+                    storage(&config, spec.spare),
+                    vec![ProverSlot::EMPTY; spec.clients + spec.spare],
                 )
                 // Harness set-up only (never bytes from a network): a failure is a test's mistake.
                 .expect("a trustee takes the harness's group")
@@ -150,7 +163,7 @@ impl<R: CryptoRngCore> EpochNet<R> {
                     config,
                     i as u16,
                     identity(CLIENT, i),
-                    SetupStorage::with_vecs(&config),
+                    storage(&config, spec.spare),
                 )
                 // Harness set-up only (never bytes from a network): a failure is a test's mistake.
                 .expect("a client takes the harness's group")
