@@ -39,7 +39,7 @@ use crate::NONCE_LEN;
 use super::accuse::verify_accusation;
 use super::grounds::Grounds;
 use super::judge::{judge, resolve_dispute, DisputeFacts, Finding, Reveals};
-use super::reveal::{nonces_digest, Statement};
+use super::reveal::{nonces_digest, Round, Statement};
 use super::trap::{TrapError, TrapFacts, TrapGrounds};
 use super::{BlameKind, Culprit};
 use crate::wire::Accusation;

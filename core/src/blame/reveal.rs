@@ -28,24 +28,10 @@ const DH_LABEL: &[u8] = b"dissent-rs v3 blame dh";
 /// A member's signed reveal at one bit.
 #[derive(Debug, Clone, Copy)]
 pub struct Statement<'a> {
-    /// The group.
-    pub group_id: &'a [u8; 16],
-    /// The session.
-    pub session_id: &'a [u8; 16],
+    /// The round, as the member accepted it.
+    pub round: Round<'a>,
     /// Who reveals: [`Culprit::Client`] or [`Culprit::Trustee`].
     pub who: Culprit,
-    /// The interval.
-    pub interval: u32,
-    /// The exchange.
-    pub exchange: u64,
-    /// The accused bit.
-    pub bit: u32,
-    /// The digest of the grounds the member checked ([`super::grounds_digest`]).
-    pub grounds: &'a [u8; 32],
-    /// The exchange's pad nonce.
-    pub pad_nonce: &'a PadNonce,
-    /// SHA-256 of the interval's trustee nonces, in trustee order.
-    pub trustee_nonces: &'a [u8; 32],
     /// A client: its link nonce (the first 16 bytes; the rest zero and not signed). A
     /// trustee: SHA-256 of the members' link nonces, in index order.
     pub own: &'a [u8; 32],
@@ -54,9 +40,9 @@ pub struct Statement<'a> {
     pub decoded_hash: &'a [u8; 32],
     /// SHA-256 of the member's whole cell for the exchange.
     pub cell_hash: &'a [u8; 32],
-    /// The cell's bit at `bit`.
+    /// The cell's bit at the round's `bit`.
     pub cell_bit: bool,
-    /// The member's pad bits at `bit`: a client's one per trustee, a trustee's one per
+    /// The member's pad bits at the round's `bit`: a client's one per trustee, a trustee's one per
     /// member, as a bitmap.
     pub bits: &'a [u8],
     /// How many pad bits `bits` holds.
@@ -75,18 +61,19 @@ impl Statement<'_> {
             .bits
             .get(..crate::bits::bitmap_len(usize::from(self.count)))
             .unwrap_or(self.bits);
+        let r = &self.round;
         Sha256::new()
             .chain_update(REVEAL_LABEL)
-            .chain_update(self.group_id)
-            .chain_update(self.session_id)
+            .chain_update(r.group_id)
+            .chain_update(r.session_id)
             .chain_update([role])
             .chain_update(index.to_be_bytes())
-            .chain_update(self.interval.to_be_bytes())
-            .chain_update(self.exchange.to_be_bytes())
-            .chain_update(self.bit.to_be_bytes())
-            .chain_update(self.grounds)
-            .chain_update(self.pad_nonce)
-            .chain_update(self.trustee_nonces)
+            .chain_update(r.interval.to_be_bytes())
+            .chain_update(r.exchange.to_be_bytes())
+            .chain_update(r.bit.to_be_bytes())
+            .chain_update(r.grounds)
+            .chain_update(r.pad_nonce)
+            .chain_update(r.trustee_nonces)
             .chain_update(own)
             .chain_update(self.decoded_hash)
             .chain_update(self.cell_hash)
@@ -256,15 +243,8 @@ impl Shown<'_> {
             return false;
         }
         Statement {
-            group_id: round.group_id,
-            session_id: round.session_id,
+            round: *round,
             who,
-            interval: round.interval,
-            exchange: round.exchange,
-            bit: round.bit,
-            grounds: round.grounds,
-            pad_nonce: round.pad_nonce,
-            trustee_nonces: round.trustee_nonces,
             own: &own,
             decoded_hash: &decoded,
             cell_hash,
@@ -370,15 +350,17 @@ mod tests {
         let mut own = [0u8; 32];
         own[..NONCE_LEN].copy_from_slice(&[0x22; NONCE_LEN]);
         let client = Statement {
-            group_id: &[0x01; 16],
-            session_id: &[0x02; 16],
+            round: Round {
+                group_id: &[0x01; 16],
+                session_id: &[0x02; 16],
+                interval: 7,
+                exchange: 300,
+                bit: 1234,
+                grounds: &[0x99; 32],
+                pad_nonce: &[0x33; 24],
+                trustee_nonces: &trustee_nonces,
+            },
             who: Culprit::Client(1),
-            interval: 7,
-            exchange: 300,
-            bit: 1234,
-            grounds: &[0x99; 32],
-            pad_nonce: &[0x33; 24],
-            trustee_nonces: &trustee_nonces,
             own: &own,
             decoded_hash: &[0x44; 32],
             cell_hash: &[0x55; 32],

@@ -445,15 +445,17 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         crate::field::put(&mut own, 0, &ctx.link_nonce);
         let hash = cell_hash(cell);
         let statement = Statement {
-            group_id: &self.group_id,
-            session_id: &self.session_id,
+            round: Round {
+                group_id: &self.group_id,
+                session_id: &self.session_id,
+                interval,
+                exchange,
+                bit,
+                grounds,
+                pad_nonce: &nonce,
+                trustee_nonces: &ctx.trustee_nonces,
+            },
             who: Culprit::Client(self.index),
-            interval,
-            exchange,
-            bit,
-            grounds,
-            pad_nonce: &nonce,
-            trustee_nonces: &ctx.trustee_nonces,
             own: &own,
             decoded_hash: &decoded,
             cell_hash: &hash,

@@ -41,7 +41,7 @@ use crate::blame::commit::{ExchangeKey, FINGERPRINT_LEN};
 use crate::blame::evidence::Draft;
 use crate::blame::{
     cell_hash, grounds_digest, nonces_digest, resolve_dispute, BlameKind, Culprit, DisputeFacts,
-    Facts, Finding, Grounds, Header, Statement, MAX_GROUNDS_LEN,
+    Facts, Finding, Grounds, Header, Round, Statement, MAX_GROUNDS_LEN,
 };
 use crate::crypto::PadNonce;
 use crate::error::ConfigError;

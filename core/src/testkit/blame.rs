@@ -464,15 +464,17 @@ impl BlameGroup {
         let statement = |who, own: &[u8; 32], hash: &[u8; 32], cell_bit, bits: &[u8], count| {
             let trustee = matches!(who, Culprit::Trustee(_));
             Statement {
-                group_id: &self.group_id,
-                session_id: &self.session_id,
+                round: crate::blame::Round {
+                    group_id: &self.group_id,
+                    session_id: &self.session_id,
+                    interval: INTERVAL,
+                    exchange: accusation.exchange,
+                    bit: b,
+                    grounds: &grounds,
+                    pad_nonce: &x.pad_nonce,
+                    trustee_nonces: &trustee_nonces,
+                },
                 who,
-                interval: INTERVAL,
-                exchange: accusation.exchange,
-                bit: b,
-                grounds: &grounds,
-                pad_nonce: &x.pad_nonce,
-                trustee_nonces: &trustee_nonces,
                 own,
                 decoded_hash: if trustee { &[0; 32] } else { &decoded_hash },
                 cell_hash: hash,

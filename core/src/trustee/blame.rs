@@ -18,9 +18,11 @@ use sha2::{Digest, Sha256};
 use super::{Phase, Trustee};
 #[cfg(feature = "trustee-dh")]
 use crate::blame::reveal::dh_proof_frame;
-use crate::blame::{cell_hash, grounds_digest, nonces_digest, Culprit, Facts, Grounds, Statement};
+use crate::blame::{
+    cell_hash, grounds_digest, nonces_digest, Culprit, Facts, Grounds, Round, Statement,
+};
 #[cfg(feature = "trustee-dh")]
-use crate::blame::{dh_context, DhRequest, Round};
+use crate::blame::{dh_context, DhRequest};
 use crate::crypto::{IntervalKey, PairKey};
 use crate::error::{ConfigError, PeerError};
 use crate::identity::IdentityKey;
@@ -342,15 +344,17 @@ where
         }
         let hash = cell_hash(cell);
         let statement = Statement {
-            group_id: &self.group_id,
-            session_id: &self.session_id,
+            round: Round {
+                group_id: &self.group_id,
+                session_id: &self.session_id,
+                interval,
+                exchange,
+                bit,
+                grounds,
+                pad_nonce: &nonce,
+                trustee_nonces: &self.blame.trustee_nonces,
+            },
             who: Culprit::Trustee(self.index),
-            interval,
-            exchange,
-            bit,
-            grounds,
-            pad_nonce: &nonce,
-            trustee_nonces: &self.blame.trustee_nonces,
             own: &self.blame.members_digest,
             decoded_hash: &[0; 32],
             cell_hash: &hash,

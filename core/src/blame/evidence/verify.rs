@@ -207,15 +207,17 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
         own[..NONCE_LEN].copy_from_slice(e.client_nonce(p));
         let at = e.client_at(p) + 2 + NONCE_LEN;
         let s = Statement {
-            group_id,
-            session_id,
+            round: Round {
+                group_id,
+                session_id,
+                interval,
+                exchange,
+                bit,
+                grounds: &grounds,
+                pad_nonce,
+                trustee_nonces: &trustee_nonces,
+            },
             who: Culprit::Client(index),
-            interval,
-            exchange,
-            bit,
-            grounds: &grounds,
-            pad_nonce,
-            trustee_nonces: &trustee_nonces,
             own: &own,
             decoded_hash: &decoded_hash,
             cell_hash: e.field(at),
@@ -245,15 +247,17 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
         let k = keys.trustee(t as u16).ok_or(EvidenceError::UnknownKey)?;
         let at = e.trustee_at(t);
         let s = Statement {
-            group_id,
-            session_id,
+            round: Round {
+                group_id,
+                session_id,
+                interval,
+                exchange,
+                bit,
+                grounds: &grounds,
+                pad_nonce,
+                trustee_nonces: &trustee_nonces,
+            },
             who: Culprit::Trustee(t as u16),
-            interval,
-            exchange,
-            bit,
-            grounds: &grounds,
-            pad_nonce,
-            trustee_nonces: &trustee_nonces,
             own: &client_nonces,
             decoded_hash: &[0; 32],
             cell_hash: e.field(at),

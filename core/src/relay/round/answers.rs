@@ -82,15 +82,17 @@ where
             PeerId::Trustee(t) => Culprit::Trustee(t),
         };
         let statement = Statement {
-            group_id: &self.cfg.group_id,
-            session_id: &self.cfg.session_id,
+            round: Round {
+                group_id: &self.cfg.group_id,
+                session_id: &self.cfg.session_id,
+                interval,
+                exchange,
+                bit,
+                grounds: &a.grounds_digest,
+                pad_nonce: &a.pad_nonce,
+                trustee_nonces: &a.trustee_nonces,
+            },
             who,
-            interval,
-            exchange,
-            bit,
-            grounds: &a.grounds_digest,
-            pad_nonce: &a.pad_nonce,
-            trustee_nonces: &a.trustee_nonces,
             own: &own,
             decoded_hash: if position.is_some() {
                 &a.decoded_hash
@@ -429,15 +431,17 @@ where
             return [0; 32];
         };
         let statement = Statement {
-            group_id: &self.cfg.group_id,
-            session_id: &self.cfg.session_id,
+            round: Round {
+                group_id: &self.cfg.group_id,
+                session_id: &self.cfg.session_id,
+                interval: a.q.interval,
+                exchange: a.q.exchange,
+                bit: a.q.bit,
+                grounds: &a.grounds_digest,
+                pad_nonce: &a.pad_nonce,
+                trustee_nonces: &a.trustee_nonces,
+            },
             who: Culprit::Client(client),
-            interval: a.q.interval,
-            exchange: a.q.exchange,
-            bit: a.q.bit,
-            grounds: &a.grounds_digest,
-            pad_nonce: &a.pad_nonce,
-            trustee_nonces: &a.trustee_nonces,
             own,
             decoded_hash: &a.decoded_hash,
             cell_hash,
