@@ -267,6 +267,36 @@ fn cheat_check(cheat: Cheat, check: &FailedCheck) -> bool {
     }
 }
 
+/// The frames one whole attempt sends every node never exceed what
+/// `SetupConfig::frames_per_attempt` says (a setup link's queue is sized from it), with
+/// small and large chunks and any number of trustees.
+#[test]
+fn an_attempt_sends_no_more_frames_than_frames_per_attempt_says() {
+    for (n, m, chunk_len) in [
+        (3, 1, MAX_CHUNK_DATA),
+        (12, 3, MAX_CHUNK_DATA),
+        (40, 2, 200),
+    ] {
+        let spec = EpochSpec {
+            clients: n,
+            trustees: m,
+            min_trustees: m,
+            epoch: EPOCH,
+            chunk_len,
+            spare: 0,
+        };
+        let mut net = EpochNet::new(spec, &|_| true, ChaCha20Rng::from_seed([3; 32]));
+        let mut plan = Plan::default();
+        assert!(net.run(&mut plan).is_empty());
+        let bound = net.config.frames_per_attempt();
+        assert!(
+            plan.sent <= bound && plan.sent + 2 * m >= bound,
+            "{n} clients, {m} trustees, chunks of {chunk_len}: {} frames, bound {bound}",
+            plan.sent
+        );
+    }
+}
+
 /// Storage longer than the group needs (a device sizes its regions for the largest group
 /// it takes) changes nothing: with every client a participant or only some, every node
 /// ends as it does with storage of the exact lengths (the same slot order, a latecomer the

@@ -99,6 +99,22 @@ impl SetupConfig<'_> {
         Ok(())
     }
 
+    /// The most frames the relay forwards to every node in one attempt: the `Open`, every
+    /// client's submission, and each trustee's key, shuffle chunks, shares chunks, their
+    /// two seals and its record (what a setup link's queue must hold for a node that reads
+    /// them only once the burst is over).
+    pub const fn frames_per_attempt(&self) -> usize {
+        let n = self.clients.len();
+        let chunk = if self.chunk_len == 0 {
+            1
+        } else {
+            self.chunk_len
+        };
+        let shuffle = (rows_len(n, 1) + proof_len(n, 1)).div_ceil(chunk);
+        let shares = proof::shares_len(n).div_ceil(chunk);
+        1 + n + self.trustees.len() * (1 + shuffle + shares + 3)
+    }
+
     /// How long each region of a node's setup storage must be.
     pub const fn storage_lens(&self) -> SetupStorageLens {
         let n = self.clients.len();

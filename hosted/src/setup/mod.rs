@@ -110,8 +110,16 @@ pub struct RelayPolicy {
 /// How long the relay waits for the participants' submissions once every trustee's key is
 /// in, before it opens a new attempt without those that did not submit.
 pub const SUBMIT_WAIT: Duration = Duration::from_secs(30);
-/// Frames a setup link may queue.
+/// Frames a setup link may queue, at the least: a group's queue holds two whole attempts
+/// (a conviction's frames shown first, then the attempt under way; [`queue_len`]).
 const QUEUE: usize = 4096;
+
+/// Frames a setup link of `config`'s group may queue: two whole attempts, at least
+/// [`QUEUE`]. A frame past it is not queued, and the node then misses it (its setup stops
+/// or times out naming what it waited for); the relay logs that it dropped one.
+fn queue_len(config: &dissent_core::epoch::SetupConfig<'_>) -> usize {
+    QUEUE.max(2 * config.frames_per_attempt() + 64)
+}
 
 /// The epoch a group version sets up: one epoch per version (a switch moves the group to
 /// the next version and its epoch).

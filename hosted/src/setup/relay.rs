@@ -87,6 +87,7 @@ pub async fn relay(
         Who::Client(i) => format!("client {}", desc.clients[i].name),
     };
     let (ev_tx, mut ev_rx) = mpsc::channel::<Ev>(QUEUE);
+    let queue = queue_len(&config);
     let relay_key = keys.link;
     let mut ids = vec![(group_id, setup_id)];
     if let Some(f) = &from {
@@ -137,7 +138,7 @@ pub async fn relay(
                         return;
                     }
                 };
-                let (tx, rx) = mpsc::channel(QUEUE);
+                let (tx, rx) = mpsc::channel(queue);
                 if ev_tx.send(Ev::Joined(who, serial, tx)).await.is_err() {
                     return;
                 }
@@ -285,8 +286,15 @@ pub async fn relay(
     );
     let broadcast = |links: &Links, frame: &[u8]| {
         let f = framed(frame);
-        for (_, tx) in links.values() {
-            let _ = tx.try_send(f.clone());
+        for (who, (_, tx)) in links {
+            // A closed link's departure is on its way; a full one's node misses this frame.
+            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(f.clone()) {
+                warn!(
+                    "setup: the link of {} holds {queue} frames unsent: a frame was not queued \
+                     for it",
+                    name(*who)
+                );
+            }
         }
     };
     let mut buf = vec![0u8; dissent_core::epoch::message::CHUNK_HEADER_LEN + MAX_CHUNK_DATA];
@@ -728,7 +736,7 @@ async fn flush(links: Links) {
     // The writers end once their queue is empty and its sender gone; give them a moment.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     for tx in &pending {
-        while tx.capacity() < QUEUE && tokio::time::Instant::now() < deadline {
+        while tx.capacity() < tx.max_capacity() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
