@@ -14,7 +14,7 @@
 
 use chacha20::cipher::{KeyIvInit, StreamCipher};
 use chacha20::ChaCha20;
-use polyval::universal_hash::{KeyInit, UniversalHash};
+use polyval::universal_hash::UniversalHash;
 use polyval::Polyval;
 
 /// Bytes of a fingerprint.
