@@ -171,21 +171,8 @@ fn a_group_with_no_dealer_sets_up_over_the_relay_and_carries_bytes() {
         );
 
         let relay_dir = home.join("relay");
-        let mut relay = scope.spawn(
-            "relay",
-            &[
-                "relay",
-                &s(&group),
-                "--key",
-                &s(&relay_key),
-                "--exit",
-                "echo",
-            ],
-        );
-        let mut nodes = Vec::new();
-        for (j, t) in trustees.iter().enumerate() {
-            nodes.push(scope.spawn(&format!("trustee{j}"), &["trustee", &s(&group), &s(t)]));
-        }
+        let mut relay = spawn_relay(scope, "relay", &group, &relay_key, &[]);
+        let _trustees = spawn_trustees(scope, &group, &trustees);
         let mut client_procs = Vec::new();
         for (i, c) in clients.iter().enumerate() {
             client_procs.push(scope.spawn(
@@ -559,6 +546,41 @@ fn signed_group(
     (group, relay_key, trustees, clients)
 }
 
+/// The relay of `group` (its key file `key`), exiting to an echo, with `extra` options.
+fn spawn_relay(scope: &Scope, name: &str, group: &Path, key: &Path, extra: &[&str]) -> Proc {
+    let (group, key) = (s(group), s(key));
+    let mut args = vec!["relay", &group, "--key", &key, "--exit", "echo"];
+    args.extend_from_slice(extra);
+    scope.spawn(name, &args)
+}
+
+/// Every trustee of `group`, named `trusteeJ`.
+fn spawn_trustees(scope: &Scope, group: &Path, trustees: &[PathBuf]) -> Vec<Proc> {
+    let group = s(group);
+    (trustees.iter().enumerate())
+        .map(|(j, t)| scope.spawn(&format!("trustee{j}"), &["trustee", &group, &s(t)]))
+        .collect()
+}
+
+/// Clients `which` of `group`, named `clientI` and listening on port `base + I`.
+fn spawn_clients(
+    scope: &Scope,
+    group: &Path,
+    clients: &[PathBuf],
+    which: impl IntoIterator<Item = usize>,
+    base: u16,
+) -> Vec<Proc> {
+    let group = s(group);
+    which
+        .into_iter()
+        .map(|i| {
+            let port = (base + i as u16).to_string();
+            let args = ["client", &group, &s(&clients[i]), "-p", &port];
+            scope.spawn(&format!("client{i}"), &args)
+        })
+        .collect()
+}
+
 /// A client absent when the setup opens gets no slot: the setup goes on with the members
 /// present (every trustee and the group's minimum of clients). The absent client, started
 /// later, is told it has no slot this epoch and waits; at the next switch it takes part
@@ -582,19 +604,9 @@ fn an_absent_client_never_stalls_the_setup_and_gets_in_at_the_next_epoch() {
                 "echo",
             ],
         );
-        let mut nodes = Vec::new();
-        for (j, t) in trustees.iter().enumerate() {
-            nodes.push(scope.spawn(&format!("trustee{j}"), &["trustee", &s(&group), &s(t)]));
-        }
+        let _trustees = spawn_trustees(scope, &group, &trustees);
         let base = reserve_ports(4);
-        let mut procs = Vec::new();
-        for (i, c) in clients[..3].iter().enumerate() {
-            let p = (base + i as u16).to_string();
-            procs.push(scope.spawn(
-                &format!("client{i}"),
-                &["client", &s(&group), &s(c), "-p", &p],
-            ));
-        }
+        let mut procs = spawn_clients(scope, &group, &clients, 0..3, base);
         relay.wait_for_log("going on without client client3", FORM_TIMEOUT);
         relay.wait_for_log("established", FORM_TIMEOUT);
         let log = relay.log();
@@ -654,17 +666,7 @@ fn a_cheating_trustee_is_convicted_and_the_setup_goes_on_without_it_or_stops_cle
         let home = tempfile::tempdir().unwrap();
         let home = home.path();
         let (group, relay_key, trustees, clients) = signed_group(home, 3, 3, &[]);
-        let mut relay = scope.spawn(
-            "relay",
-            &[
-                "relay",
-                &s(&group),
-                "--key",
-                &s(&relay_key),
-                "--exit",
-                "echo",
-            ],
-        );
+        let mut relay = spawn_relay(scope, "relay", &group, &relay_key, &[]);
         let mut nodes = Vec::new();
         for (j, t) in trustees.iter().enumerate() {
             let mut args = vec!["trustee", &s(&group), &s(t)]
@@ -678,14 +680,7 @@ fn a_cheating_trustee_is_convicted_and_the_setup_goes_on_without_it_or_stops_cle
             nodes.push(scope.spawn(&format!("trustee{j}"), &args));
         }
         let base = reserve_ports(3);
-        let mut procs = Vec::new();
-        for (i, c) in clients.iter().enumerate() {
-            let p = (base + i as u16).to_string();
-            procs.push(scope.spawn(
-                &format!("client{i}"),
-                &["client", &s(&group), &s(c), "-p", &p],
-            ));
-        }
+        let mut procs = spawn_clients(scope, &group, &clients, 0..clients.len(), base);
         relay.wait_for_log("established", FORM_TIMEOUT);
         let log = relay.log();
         assert!(
@@ -797,21 +792,8 @@ fn a_participant_that_leaves_during_the_setup_restarts_it_without_it() {
         let home = tempfile::tempdir().unwrap();
         let home = home.path();
         let (group, relay_key, trustees, clients) = signed_group(home, 2, 4, &[]);
-        let mut relay = scope.spawn(
-            "relay",
-            &[
-                "relay",
-                &s(&group),
-                "--key",
-                &s(&relay_key),
-                "--exit",
-                "echo",
-            ],
-        );
-        let mut nodes = Vec::new();
-        for (j, t) in trustees.iter().enumerate() {
-            nodes.push(scope.spawn(&format!("trustee{j}"), &["trustee", &s(&group), &s(t)]));
-        }
+        let mut relay = spawn_relay(scope, "relay", &group, &relay_key, &[]);
+        let _trustees = spawn_trustees(scope, &group, &trustees);
         // client2 links first and is stopped: it cannot submit, so the attempt cannot end
         // before it is killed.
         let mut leaver = scope.spawn(
@@ -821,14 +803,7 @@ fn a_participant_that_leaves_during_the_setup_restarts_it_without_it() {
         leaver.wait_for_log("waiting for the relay to open the setup", FORM_TIMEOUT);
         leaver.signal(libc::SIGSTOP);
         let base = reserve_ports(4);
-        let mut procs = Vec::new();
-        for i in [0usize, 1, 3] {
-            let p = (base + i as u16).to_string();
-            procs.push(scope.spawn(
-                &format!("client{i}"),
-                &["client", &s(&group), &s(&clients[i]), "-p", &p],
-            ));
-        }
+        let mut procs = spawn_clients(scope, &group, &clients, [0usize, 1, 3], base);
         relay.wait_for_log("attempt 0 opened over 4 clients", FORM_TIMEOUT);
         leaver.kill();
         relay.wait_for_log("established", FORM_TIMEOUT);
@@ -869,10 +844,7 @@ fn a_relay_killed_mid_setup_and_started_again_sets_up_the_group() {
             "echo",
         ];
         let mut relay = scope.spawn("relay", &relay_args);
-        let mut nodes = Vec::new();
-        for (j, t) in trustees.iter().enumerate() {
-            nodes.push(scope.spawn(&format!("trustee{j}"), &["trustee", &s(&group), &s(t)]));
-        }
+        let mut nodes = spawn_trustees(scope, &group, &trustees);
         // client2 links first and is stopped: attempt 0 waits for its submission, so the
         // relay is killed in the middle of it.
         let mut slow = scope.spawn(
@@ -882,14 +854,7 @@ fn a_relay_killed_mid_setup_and_started_again_sets_up_the_group() {
         slow.wait_for_log("waiting for the relay to open the setup", FORM_TIMEOUT);
         slow.signal(libc::SIGSTOP);
         let base = reserve_ports(3);
-        let mut procs = Vec::new();
-        for i in [0usize, 1] {
-            let p = (base + i as u16).to_string();
-            procs.push(scope.spawn(
-                &format!("client{i}"),
-                &["client", &s(&group), &s(&clients[i]), "-p", &p],
-            ));
-        }
+        let mut procs = spawn_clients(scope, &group, &clients, [0usize, 1], base);
         relay.wait_for_log("attempt 0 opened over 3 clients", FORM_TIMEOUT);
         procs[0].wait_for_log("every trustee's key is in", FORM_TIMEOUT);
         relay.kill();
@@ -930,17 +895,7 @@ fn a_trustee_restarted_after_a_cheating_trustee_is_convicted_follows_the_restart
         let home = tempfile::tempdir().unwrap();
         let home = home.path();
         let (group, relay_key, trustees, clients) = signed_group(home, 3, 3, &[]);
-        let mut relay = scope.spawn(
-            "relay",
-            &[
-                "relay",
-                &s(&group),
-                "--key",
-                &s(&relay_key),
-                "--exit",
-                "echo",
-            ],
-        );
+        let mut relay = spawn_relay(scope, "relay", &group, &relay_key, &[]);
         let trustee_args = |j: usize| -> Vec<String> {
             let mut args = vec!["trustee".to_string(), s(&group), s(&trustees[j])];
             if j == 1 {
@@ -963,14 +918,7 @@ fn a_trustee_restarted_after_a_cheating_trustee_is_convicted_follows_the_restart
         slow.wait_for_log("waiting for the relay to open the setup", FORM_TIMEOUT);
         slow.signal(libc::SIGSTOP);
         let base = reserve_ports(3);
-        let mut procs = Vec::new();
-        for i in [0usize, 1] {
-            let p = (base + i as u16).to_string();
-            procs.push(scope.spawn(
-                &format!("client{i}"),
-                &["client", &s(&group), &s(&clients[i]), "-p", &p],
-            ));
-        }
+        let mut procs = spawn_clients(scope, &group, &clients, [0usize, 1], base);
         nodes[2].wait_for_log("every trustee's key is in", FORM_TIMEOUT);
         nodes[2].signal(libc::SIGSTOP);
         slow.signal(libc::SIGCONT);
@@ -1010,35 +958,19 @@ fn a_silent_trustee_is_named_and_left_out_when_the_group_allows_it() {
         let home = home.path();
         let (group, relay_key, trustees, clients) =
             signed_group(home, 3, 3, &["--min-trustees", "2"]);
-        let mut relay = scope.spawn(
+        let mut relay = spawn_relay(
+            scope,
             "relay",
-            &[
-                "relay",
-                &s(&group),
-                "--key",
-                &s(&relay_key),
-                "--exit",
-                "echo",
-                "--trustee-wait-secs",
-                "3",
-            ],
+            &group,
+            &relay_key,
+            &["--trustee-wait-secs", "3"],
         );
-        let mut nodes = Vec::new();
-        for (j, t) in trustees.iter().enumerate() {
-            nodes.push(scope.spawn(&format!("trustee{j}"), &["trustee", &s(&group), &s(t)]));
-        }
+        let mut nodes = spawn_trustees(scope, &group, &trustees);
         // trustee2 links and then goes silent.
         nodes[2].wait_for_log("waiting for the relay to open the setup", FORM_TIMEOUT);
         nodes[2].signal(libc::SIGSTOP);
         let base = reserve_ports(3);
-        let mut procs = Vec::new();
-        for (i, c) in clients.iter().enumerate() {
-            let p = (base + i as u16).to_string();
-            procs.push(scope.spawn(
-                &format!("client{i}"),
-                &["client", &s(&group), &s(c), "-p", &p],
-            ));
-        }
+        let mut procs = spawn_clients(scope, &group, &clients, 0..clients.len(), base);
         relay.wait_for_log(
             "attempt 0 opened over 3 clients and 3 trustees",
             FORM_TIMEOUT,
