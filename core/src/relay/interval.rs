@@ -271,6 +271,7 @@ where
                             if running.done == running.next
                                 && running.client_request.is_none()
                                 && self.decoding.is_none()
+                                && self.disrupted.is_empty()
                                 && !self.round_holds(running.interval) =>
                         {
                             let asked = running.asked;
@@ -280,6 +281,7 @@ where
                         Some(Stop::Abort { end_at })
                             if running.done >= end_at
                                 && self.decoding.is_none()
+                                && self.disrupted.is_empty()
                                 && !self.round_holds(running.interval) =>
                         {
                             let asked = running.asked;

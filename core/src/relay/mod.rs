@@ -380,7 +380,9 @@ pub struct Relay<P, B> {
     /// The running interval's view (`T_start`), which owners' cells bind.
     view: [u8; 32],
     /// Disrupted exchanges whose decoded cell still has to go to every member (before
-    /// any further request: their cells stay in the window until then).
+    /// any further request: their cells stay in the window until then), and before the
+    /// interval ends: its history counts them decoded, so an owner never told would take
+    /// its cell for delivered and never send its bytes again.
     disrupted: Deque<u64, { 2 * MAX_WINDOW }>,
     /// The fingerprints of the latest disrupted exchanges: what an accusation may be
     /// about.

@@ -34,7 +34,7 @@ use heapless::Deque;
 use sha2::{Digest, Sha256};
 
 use super::fingerprints::RESERVATION;
-use super::interval::Phase;
+use super::interval::{Phase, Stop};
 use super::{Destination, Instant, Peer, PeerId, Relay, RelayEvent, Stall, Transmit};
 use crate::bits::Bits;
 use crate::blame::commit::{ExchangeKey, FINGERPRINT_LEN};
@@ -417,8 +417,9 @@ where
         }
     }
 
-    /// Begins round `q`; `false` if it cannot run (not the running interval, no kept
-    /// fingerprints, grounds that do not hold).
+    /// Begins round `q`; `false` if it cannot run (not the running interval or one that is
+    /// ending because a member left or was excluded, no kept fingerprints, grounds that do
+    /// not hold).
     fn begin(&mut self, now: Instant, q: Queued) -> bool {
         let drop = |relay: &mut Self| {
             relay.push_event(RelayEvent::BlameDropped {
@@ -428,7 +429,12 @@ where
             false
         };
         let running = match self.phase {
-            Phase::Running(running) if running.interval == q.interval => running,
+            Phase::Running(running)
+                if running.interval == q.interval
+                    && !matches!(running.stop, Some(Stop::Abort { .. })) =>
+            {
+                running
+            }
             _ => return drop(self),
         };
         let row = if self.kept.row(q.interval, q.exchange, q.slot).is_some() {
