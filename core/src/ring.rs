@@ -268,6 +268,28 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> EntryRing<B> {
             .compact(self.storage.as_mut(), self.entry_len, keep);
     }
 
+    /// Moves the entries in bytes `from..to` behind every later entry, in place, and
+    /// returns how far they moved (the later entries moved back by `to - from`). Only while
+    /// the entries lie in one run (after [`EntryRing::compact`], and pushes since that did
+    /// not wrap) and `from..to` starts and ends at entries; `None`, and nothing moved,
+    /// otherwise.
+    pub(crate) fn move_run_to_back(&mut self, from: usize, to: usize) -> Option<usize> {
+        let Ring {
+            start,
+            end,
+            wrap_at,
+            ..
+        } = self.ring;
+        if wrap_at.is_some() || from < start || from > to || to > end {
+            return None;
+        }
+        self.storage
+            .as_mut()
+            .get_mut(from..end)?
+            .rotate_left(to - from);
+        Some(end - to)
+    }
+
     /// Removes the first entry.
     pub(crate) fn pop_front(&mut self) {
         self.ring.pop(self.storage.as_ref(), self.entry_len);

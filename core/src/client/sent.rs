@@ -56,6 +56,9 @@ pub(super) enum State {
     Resend = 3,
     /// Sent in an interval the relay no longer remembers: its connections end.
     Lost = 4,
+    /// To be sent again, and already waiting for that before cells were just abandoned
+    /// (only while [`Client::abandon_from`] or [`Client::settle`] runs).
+    Waiting = 5,
 }
 
 impl State {
@@ -65,6 +68,7 @@ impl State {
             2 => Some(State::Confirmed),
             3 => Some(State::Resend),
             4 => Some(State::Lost),
+            5 => Some(State::Waiting),
             _ => None,
         }
     }
@@ -100,6 +104,11 @@ impl<'a> SentEntry<'a> {
     /// The cell's records.
     pub(super) fn records(&self) -> &'a [u8] {
         self.bytes.get(HEADER_LEN..).unwrap_or(&[])
+    }
+
+    /// The whole entry's length.
+    fn len(&self) -> usize {
+        self.bytes.len()
     }
 }
 
@@ -230,7 +239,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
             let whole = entry.len();
             match resend_at {
                 Some(a)
-                    if state == Some(State::Resend)
+                    if matches!(state, Some(State::Resend | State::Waiting))
                         && a >= from + HEADER_LEN
                         && a <= from + whole =>
                 {
@@ -246,6 +255,67 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
             }
         });
         self.resend_at = moved;
+    }
+
+    /// Sets every cell to send again to [`State::Waiting`], before more cells are
+    /// abandoned: the stage and those cells carry bytes that come before what these have
+    /// left to send ([`SentRing::waiting_to_back`] puts them behind).
+    fn hold_waiting(&mut self) {
+        self.set_all(State::Resend, State::Waiting);
+    }
+
+    /// After [`SentRing::hold_waiting`], the ring compacted and the stage requeued: moves
+    /// the cells that were waiting behind every other entry, and they are cells to send
+    /// again as before. Those cells form one run (everything abandoned since was appended
+    /// behind them); the run moves only while the ring is one run too, as compacting and
+    /// pushing leave it.
+    fn waiting_to_back(&mut self) {
+        let mut run: Option<(usize, usize)> = None;
+        let mut whole = true;
+        for (at, e) in self.iter() {
+            if e.state() != Some(State::Waiting) {
+                continue;
+            }
+            run = match run {
+                None => Some((at, at + e.len())),
+                Some((from, to)) if to == at => Some((from, at + e.len())),
+                Some(r) => {
+                    whole = false;
+                    Some(r)
+                }
+            };
+        }
+        if let (Some((from, to)), true) = (run, whole) {
+            if let Some(shift) = self.entries.move_run_to_back(from, to) {
+                // The cursor is in the run's first entry.
+                self.resend_at = self.resend_at.map(|r| {
+                    if (from..=to).contains(&r) {
+                        r + shift
+                    } else {
+                        r
+                    }
+                });
+            }
+        }
+        self.set_all(State::Waiting, State::Resend);
+    }
+
+    /// Sets every entry in state `from` to state `to`.
+    fn set_all(&mut self, from: State, to: State) {
+        loop {
+            let offsets: Vec<usize, SORT_BATCH> = self
+                .iter()
+                .filter(|(_, e)| e.state() == Some(from))
+                .take(SORT_BATCH)
+                .map(|(at, _)| at)
+                .collect();
+            if offsets.is_empty() {
+                return;
+            }
+            for at in offsets {
+                self.set_state(at, to);
+            }
+        }
     }
 
     /// Marks as confirmed the cells of `interval` up to exchange `below`, which decoded
@@ -312,7 +382,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
                 continue;
             };
             if state != Some(State::Sent) || interval == current {
-                resend_any |= state == Some(State::Resend);
+                resend_any |= matches!(state, Some(State::Resend | State::Waiting));
                 continue;
             }
             let state = match history.iter().find(|h| h.interval == interval) {
@@ -336,13 +406,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// Sorts unconfirmed cells at the start of a confirmed interval: decoded ones are done,
     /// abandoned ones are sent again first, and those of forgotten intervals are lost.
     pub(super) fn settle(&mut self, current: u32, history: &[IntervalRecord]) {
-        // Cells an earlier interval's end left to send again and not all sent yet: their
-        // bytes come after those sent again since (behind them in the ring) and the stage.
-        let waiting = self
-            .sent
-            .iter()
-            .take_while(|(_, e)| e.state() == Some(State::Resend))
-            .count();
+        // Cells an earlier interval's end or disruption left to send again, not all sent
+        // again yet: what the stage took of them, and the cells abandoned now (which carry
+        // what was sent of them since), come before the rest of their bytes.
+        self.sent.hold_waiting();
         let (lost_any, resend_any) = self.sent.sort(current, history);
         if lost_any {
             self.lose_lost_entries();
@@ -356,11 +423,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             // Bytes staged but never sent go after the ones to send again.
             self.requeue_stage();
         }
-        let entries = self.sent.iter().count();
-        if waiting > 0 && entries > waiting {
-            self.move_to_back(waiting);
-            self.sent.pop_done();
-        }
+        self.sent.waiting_to_back();
         self.purge_stage();
     }
 
@@ -369,39 +432,32 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// sent again, in order, before anything staged since. Returns whether any was.
     pub(super) fn abandon_from(&mut self, interval: u32, exchange: u64) -> bool {
         self.commit_taken();
-        let waiting = self
+        let hits: Vec<usize, SORT_BATCH> = self
             .sent
             .iter()
-            .take_while(|(_, e)| e.state() == Some(State::Resend))
-            .count();
-        let offsets: Vec<usize, 256> = self.sent.iter().take(256).map(|(at, _)| at).collect();
-        let mut any = false;
-        for at in offsets {
-            let hit = self.sent.entry(at).is_some_and(|e| {
+            .filter(|(_, e)| {
                 e.state() == Some(State::Sent)
                     && e.interval() == interval
                     && e.exchange() >= exchange
-            });
-            if hit {
-                self.sent.set_state(at, State::Resend);
-                any = true;
-            }
-        }
-        if !any {
+            })
+            .take(SORT_BATCH)
+            .map(|(at, _)| at)
+            .collect();
+        if hits.is_empty() {
             return false;
         }
         // As at an interval's start: the room below is needed as one block, bytes staged
-        // go after the ones to send again, and cells to send again that were partly sent
-        // again go after the parts just abandoned.
+        // go after the ones to send again, and cells waiting to be sent again, which the
+        // abandoned cells and the stage carry the first bytes of, go behind them all.
+        self.sent.hold_waiting();
+        for at in hits {
+            self.sent.set_state(at, State::Resend);
+        }
         self.sent.compact();
         if !self.stage.is_empty() {
             self.requeue_stage();
         }
-        let entries = self.sent.iter().count();
-        if waiting > 0 && entries > waiting {
-            self.move_to_back(waiting);
-            self.sent.pop_done();
-        }
+        self.sent.waiting_to_back();
         self.purge_stage();
         true
     }
@@ -419,41 +475,6 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             };
             self.sent.set_state(at, State::Confirmed);
             self.lose(gone);
-        }
-    }
-
-    /// Moves the first `n` entries (cells to send again) behind the rest, keeping only
-    /// what the stage has not taken from the first. The stage must be empty: it holds each
-    /// entry on its way.
-    fn move_to_back(&mut self, n: usize) {
-        for i in 0..n {
-            let Some(at) = self.sent.entries.front() else {
-                break;
-            };
-            let Some(entry) = self.sent.entry(at) else {
-                break;
-            };
-            let start = at + HEADER_LEN;
-            let end = start + entry.records().len();
-            let from = match self.sent.resend_at {
-                Some(a) if i == 0 && a >= start && a <= end => a,
-                _ => start,
-            };
-            let rest = entry.records().get(from - start..).unwrap_or(&[]);
-            let len = self.stage.hold(rest);
-            self.sent.entries.pop_front();
-            self.sent.resend_at = None;
-            if len == 0 {
-                continue;
-            }
-            // Popping the entry freed at least as much contiguous room as it needs.
-            match self.sent.push(State::Resend, 0, 0, len) {
-                Some(dst) => dst.copy_from_slice(self.stage.held(len)),
-                None => {
-                    let gone = connections_in(self.stage.held(len));
-                    self.lose(gone);
-                }
-            }
         }
     }
 
@@ -549,6 +570,47 @@ mod tests {
         assert_eq!(ring.iter().count(), 0);
         assert_eq!(ring.resend_at, None);
         assert_eq!(ring.entries.max_push(), 100);
+    }
+
+    #[test]
+    fn cells_waiting_to_be_sent_again_go_behind_the_ones_abandoned_after_them() {
+        // An older cell still in flight, a cell waiting to be sent again (whose first 5
+        // record bytes the stage took), and a cell sent since with bytes of it, which is
+        // now abandoned too; then the stage's bytes are queued behind.
+        let mut ring = SentRing::new([0u8; 200]);
+        ring.push(State::Sent, 1, 0, 10).unwrap().fill(1);
+        ring.push(State::Resend, 1, 1, 20).unwrap().fill(2);
+        let sent_since = HEADER_LEN + 10 + HEADER_LEN + 20;
+        ring.push(State::Sent, 1, 2, 8).unwrap().fill(3);
+        ring.resend_at = Some(HEADER_LEN + 10 + HEADER_LEN + 5);
+        ring.hold_waiting();
+        ring.set_state(sent_since, State::Resend);
+        ring.compact();
+        ring.push(State::Resend, 0, 0, 5).unwrap().fill(4);
+        ring.waiting_to_back();
+        let order: Vec<(Option<State>, u8, usize), 4> = ring
+            .iter()
+            .map(|(_, e)| (e.state(), e.records()[0], e.records().len()))
+            .collect();
+        assert_eq!(
+            &order[..],
+            &[
+                (Some(State::Sent), 1, 10),
+                (Some(State::Resend), 3, 8),
+                (Some(State::Resend), 4, 5),
+                (Some(State::Resend), 2, 15),
+            ]
+        );
+        // The cursor moved with the entry it is in: at its (trimmed) records' start.
+        let last = ring.iter().last().unwrap().0;
+        assert_eq!(ring.resend_at, Some(last + HEADER_LEN));
+        // Nothing waiting: nothing moves.
+        let before: Vec<usize, 4> = ring.iter().map(|(at, _)| at).collect();
+        ring.hold_waiting();
+        ring.set_all(State::Waiting, State::Resend);
+        ring.waiting_to_back();
+        let after: Vec<usize, 4> = ring.iter().map(|(at, _)| at).collect();
+        assert_eq!(before, after);
     }
 
     #[test]

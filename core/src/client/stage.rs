@@ -103,23 +103,6 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Stage<B> {
             .get_mut(self.used..end)
             .unwrap_or(&mut [])
     }
-
-    /// Copies `bytes` to the start of the (empty) stage to hold them on their way through
-    /// the sent ring; returns how many it holds.
-    pub(super) fn hold(&mut self, bytes: &[u8]) -> usize {
-        self.version = self.version.wrapping_add(1);
-        let storage = self.storage.as_mut();
-        let n = bytes.len().min(storage.len());
-        if let (Some(dst), Some(src)) = (storage.get_mut(..n), bytes.get(..n)) {
-            dst.copy_from_slice(src);
-        }
-        n
-    }
-
-    /// The first `len` bytes [`Stage::hold`] holds.
-    pub(super) fn held(&self, len: usize) -> &[u8] {
-        self.storage.as_ref().get(..len).unwrap_or(&[])
-    }
 }
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
