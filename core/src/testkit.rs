@@ -209,6 +209,14 @@ pub struct Net {
     pub drop_dh_proofs: bool,
     /// Nodes whose `BlameReveal` reaches the relay with its cell's last byte flipped.
     pub garble_reveal: Vec<Node>,
+    /// How much later than the latency every `BlameReveal` reaches the relay (a reveal
+    /// computed beside the exchanges, which go on meanwhile: a long round).
+    pub reveal_late: Duration,
+    /// Whether the relay's shell handles every frame that arrived at the same moment
+    /// before it polls the relay's events and frames (as a busy hosted relay drains its
+    /// links first): exchanges can then be complete but not yet decoded when a frame ends
+    /// the interval.
+    pub relay_batch: bool,
     links: HashMap<LinkId, LinkState>,
     node_link: HashMap<Node, LinkId>,
     /// Frames from the relay on their way on each link.
@@ -410,6 +418,8 @@ impl Net {
             dh_proofs: Vec::new(),
             drop_dh_proofs: false,
             garble_reveal: Vec::new(),
+            reveal_late: Duration::default(),
+            relay_batch: false,
             links: HashMap::new(),
             node_link: HashMap::new(),
             queued: HashMap::new(),

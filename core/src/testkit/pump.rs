@@ -15,7 +15,17 @@ impl Net {
                 Node::Trustee(j) => self.trustees[j].poll_transmit(&mut out),
             };
             match n {
-                Ok(Some(n)) => self.send(true, link, Rc::from(&out[..n])),
+                Ok(Some(n)) => {
+                    let reveal = wire::split_frame(&out[..n])
+                        .ok()
+                        .flatten()
+                        .is_some_and(|(body, _)| body.first() == Some(&BLAME_REVEAL_VARIANT));
+                    if reveal && self.reveal_late > Duration::default() {
+                        self.send_late(link, Rc::from(&out[..n]), self.reveal_late);
+                    } else {
+                        self.send(true, link, Rc::from(&out[..n]));
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
                     self.node_errors.push((node, std::format!("{e}")));
@@ -287,7 +297,14 @@ impl Net {
         } else if let Err(e) = self.relay.handle_frame(self.now, link, peer, body) {
             self.relay_errors.push((peer, std::format!("{e}")));
         }
-        self.flush_relay();
+        let more = self.relay_batch
+            && self
+                .wires
+                .front()
+                .is_some_and(|w| w.to_relay && w.at <= self.now);
+        if !more {
+            self.flush_relay();
+        }
     }
 
     fn deliver_to_node(&mut self, link: LinkId, body: &[u8], close_after: bool) {
