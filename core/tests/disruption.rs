@@ -421,7 +421,7 @@ fn owners_next_to_a_garbler_of_every_other_exchange_lose_no_byte() {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut cfg = NetConfig::new(N, 2, 256);
         cfg.max_cell_len = [1024, 2048, 8192][rng.next_u64() as usize % 3];
-        cfg.window = [4, 8, 16][rng.next_u64() as usize % 3];
+        cfg.window = [4, 8, 16, 32][rng.next_u64() as usize % 4];
         if seed % 3 == 2 {
             // A hosted group's lengths: 1 KiB cells up to 32 KiB, a window of 16.
             cfg.cell_len = 1024;

@@ -12,8 +12,15 @@
 use super::Client;
 use crate::wire::{self, RECORD_HEADER_LEN};
 
-/// Owned exchanges whose sealed bytes are kept, the latest ones.
-pub(crate) const KEPT: usize = 16;
+/// Owned exchanges whose sealed bytes are kept, the latest ones, at most. An owner that
+/// keeps this many still holds the cell a blame round asks about when the round starts on a
+/// trap the cell sprang, whatever the window: the relay asks before it issues the next
+/// exchange, so the owner has answered at most `window - 1` exchanges since.
+pub(crate) const KEPT: usize = crate::MAX_WINDOW;
+
+/// What a device client keeps ([`Client::sealed_len_keeping`]): enough for a window of
+/// 16.
+pub const DEVICE_KEPT: usize = 16;
 
 /// Owned cells an accusation goes out in, at most.
 pub(super) const MAX_SENDS: u8 = 8;

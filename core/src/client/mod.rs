@@ -60,6 +60,7 @@ use crate::wire::{self, ConnId, Head, Hello, Kind, Message, NodeRole, Resume, Wi
 use crate::{MAC_LEN, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
 mod accuse;
+pub use accuse::DEVICE_KEPT;
 #[cfg(feature = "testkit")]
 pub(crate) use accuse::KEPT;
 #[cfg(feature = "blame-round")]
@@ -394,7 +395,15 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// `max_frame` (its two prepared cells and the owned cells it keeps), for a shell that
     /// sizes it at compile time; [`Client::sealed_len`] is what one client needs.
     pub const fn sealed_len_for(max_frame: u32) -> usize {
-        (2 + accuse::KEPT) * max_cell(max_frame)
+        Self::sealed_len_keeping(max_frame, accuse::KEPT)
+    }
+
+    /// Like [`Client::sealed_len_for`], keeping `keep` owned cells (at most
+    /// [`Client::sealed_len_for`]'s): a device's storage. An owner keeping fewer than the
+    /// group's window may not hold a cell a blame round asks about, and is then convicted
+    /// of refusing blame.
+    pub const fn sealed_len_keeping(max_frame: u32, keep: usize) -> usize {
+        (2 + keep) * max_cell(max_frame)
     }
 
     /// Creates a client in `storage`, each of whose regions holds at least what

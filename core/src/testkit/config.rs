@@ -234,8 +234,10 @@ pub(super) fn new_client(
     };
     // Harness set-up only (never bytes from a network): a failure is a test's mistake.
     let mut client = Client::with_vecs(&c).expect("client configuration");
+    // What a hosted client keeps, but no more than twice the window needs (a net of
+    // thousands of clients stays small).
     let sealed_cells = if cfg.keep_sealed {
-        2 + crate::client::KEPT
+        2 + (2 * usize::from(cfg.window)).clamp(16, crate::client::KEPT)
     } else {
         2
     };

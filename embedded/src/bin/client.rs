@@ -66,7 +66,8 @@ const TABLE_LEN: usize = Schedule::table_len(MAX_RESERVED);
 const BITMAP_LEN: usize = 4096 / 8;
 const STAGE_LEN: usize = DeviceClient::max_cell(MAX_FRAME as u32);
 /// The sealed cells' storage (`Client::set_pseudonym`).
-const SEALED_LEN: usize = DeviceClient::sealed_len_for(MAX_FRAME as u32);
+const SEALED_LEN: usize =
+    DeviceClient::sealed_len_keeping(MAX_FRAME as u32, dissent_core::client::DEVICE_KEPT);
 /// The relay socket's buffers.
 const SOCKET_BUF: usize = 4096;
 /// A local socket's receive and send buffers.
