@@ -110,17 +110,21 @@ where
                     &self.cfg.session_id,
                 );
                 let empty = self.window.cell(exchange, len).iter().all(|&b| b == 0);
-                // The trap point: one scalar multiplication at the slot's first owned
-                // exchange of the interval.
-                let traps = if empty {
+                // The trap key: one scalar multiplication at the slot's first owned
+                // exchange of the interval, kept for the interval.
+                let trap_key = if empty {
                     None
                 } else {
                     self.trap_key(slot, interval)
                 };
                 let cell = self.window.cell_mut(exchange, len);
+                // The cell's trap bytes, drawn once for every pass over it.
+                let traps = trap_key
+                    .as_ref()
+                    .and_then(|k| k.draw(exchange, cell.len(), self.traps.as_mut()));
                 let (opened, sprung) = match (&key, &traps) {
                     _ if empty => (wire::Opened::Empty, None),
-                    (Some(key), Some(traps)) => open_laid_out(cell, &ctx, key, traps, exchange),
+                    (Some(key), Some(traps)) => open_laid_out(cell, &ctx, key, traps),
                     _ => (wire::Opened::Disrupted, None),
                 };
                 if let Some(sprung) = sprung {
@@ -341,22 +345,22 @@ where
     }
 }
 
-/// Checks the trap bytes of a decoded owned cell of `exchange`, then gathers its sealed
-/// bytes to its front and opens them there. A cell that does not open is put back as it
-/// was decoded (every member is shown it); one that opens keeps its body, decrypted, at
-/// the front (`decode` reads it there). A sprung trap is reported either way.
+/// Checks the trap bytes of a decoded owned cell, then gathers its sealed bytes to its
+/// front and opens them there. A cell that does not open is put back as it was decoded
+/// (every member is shown it); one that opens keeps its body, decrypted, at the front
+/// (`decode` reads it there). A sprung trap is reported either way. `traps` were drawn
+/// once for the cell: no pass runs the trap stream again.
 fn open_laid_out(
     cell: &mut [u8],
     ctx: &wire::SlotContext,
     key: &wire::SlotKey,
-    traps: &wire::TrapKey,
-    exchange: u64,
+    traps: &wire::CellTraps<'_>,
 ) -> (wire::Opened, Option<wire::Sprung>) {
-    let sprung = wire::sprung(cell, traps, exchange);
+    let sprung = traps.sprung(cell);
     // Zeros in every trap (the usual case): moved a run at a time, put back with zeros.
     let n = match sprung {
-        None => wire::gather_clean(cell, traps, exchange),
-        Some(_) => wire::gather(cell, traps, exchange),
+        None => traps.gather_clean(cell),
+        Some(_) => traps.gather(cell),
     };
     let opened = match cell.get_mut(..n) {
         Some(sealed) => wire::open(sealed, ctx, key),
@@ -364,8 +368,8 @@ fn open_laid_out(
     };
     if opened == wire::Opened::Disrupted {
         match sprung {
-            None => wire::scatter_clean(cell, traps, exchange),
-            Some(_) => wire::scatter(cell, traps, exchange),
+            None => traps.scatter_clean(cell),
+            Some(_) => traps.scatter(cell),
         }
     }
     (opened, sprung)

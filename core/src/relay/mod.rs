@@ -377,6 +377,8 @@ pub struct Relay<P, B> {
     dh: Option<crate::ristretto::keys::SecretKey>,
     /// The running interval's trap secret and announced point (`traps.rs`).
     trap: Option<traps::IntervalTrap>,
+    /// The trap bytes of the owned cell being decoded, drawn once ([`RelayStorage::traps`]).
+    traps: B,
     /// The running interval's view (`T_start`), which owners' cells bind.
     view: [u8; 32],
     /// Disrupted exchanges whose decoded cell still has to go to every member (before
@@ -462,6 +464,7 @@ where
             slots,
             fingerprints,
             kept_fingerprints,
+            traps,
             blame,
         } = storage;
         #[cfg(not(feature = "blame-round"))]
@@ -493,6 +496,7 @@ where
             slots: Slots::new(slots),
             dh: None,
             trap: None,
+            traps,
             view: [0; 32],
             disrupted: Deque::new(),
             kept: fingerprints::Fingerprints::new(

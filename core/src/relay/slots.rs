@@ -1,7 +1,7 @@
 //! What the relay knows of each pseudonym slot: its owner's public key, the slot's cell key
-//! (derived on first use and kept), its trap point of the running interval (computed at its
-//! first owned exchange of the interval and kept for the interval), which of the slot's exchanges in the running interval
-//! comes next (the ordinal its owner seals), and, after a disruption, which of the slot's
+//! (derived on first use and kept), its trap key of the running interval (derived from its
+//! trap point at its first owned exchange of the interval and kept for the interval), which
+//! of the slot's exchanges in the running interval comes next (the ordinal its owner seals), and, after a disruption, which of the slot's
 //! cells its owner wrote before it learned of it.
 //!
 //! One entry per slot in [`RelayStorage::slots`](super::RelayStorage):
@@ -9,12 +9,12 @@
 //! ```text
 //! Entry = key (32) ‖ cell key (32) ‖ cell key state (1) ‖ interval (u32 BE)
 //!         ‖ ordinal (u32 BE) ‖ abandon_below (u64 BE)
-//!         ‖ trap point (32) ‖ trap interval (u32 BE) ‖ trap state (1)
+//!         ‖ trap key (32) ‖ trap interval (u32 BE) ‖ trap state (1)
 //!         ‖ disruptions pending (u16 BE)
 //! ```
 //!
-//! The trap state is 0 until the trap point of the trap interval is computed, 1 once it
-//! is, 2 if there is none (no valid public key, or no trap secret).
+//! The trap state is 0 until the trap key of the trap interval is derived, 1 once it is,
+//! 2 if there is none (no valid public key, or no trap secret).
 //!
 //! The cell key state is 0 until the cell key is derived, 1 once it is, 2 if the public key
 //! is no key (no cell of the slot is authentic).
@@ -29,7 +29,7 @@
 
 use crate::field;
 use crate::ristretto::keys::SecretKey;
-use crate::wire::SlotKey;
+use crate::wire::{SlotKey, TrapKey};
 
 /// Bytes of one slot's entry.
 pub(super) const ENTRY: usize = 32 + 32 + 1 + 4 + 4 + 8 + 32 + 4 + 1 + 2;
@@ -40,7 +40,7 @@ const STATE: usize = 64;
 const INTERVAL: usize = 65;
 const ORDINAL: usize = 69;
 const ABANDON: usize = 73;
-const TRAP_POINT: usize = 81;
+const TRAP_KEY: usize = 81;
 const TRAP_INTERVAL: usize = 113;
 const TRAP_STATE: usize = 117;
 const PENDING: usize = 118;
@@ -125,34 +125,39 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slots<B> {
         }
     }
 
-    /// `slot`'s trap point of `interval`, `Z = r_I·P_s`: computed from `trap` (the
-    /// interval's trap secret) on first use in the interval and kept for it. `None` if the
-    /// slot has no valid public key or there is no trap secret.
-    pub(super) fn trap_point(
+    /// `slot`'s trap key of `interval`, derived from its trap point `Z = r_I·P_s`, which
+    /// is computed from `trap` (the interval's trap secret) on first use in the interval;
+    /// the key is kept for the interval. `None` if the slot has no valid public key or
+    /// there is no trap secret.
+    pub(super) fn trap_key(
         &mut self,
         slot: u16,
         interval: u32,
         trap: Option<&SecretKey>,
-    ) -> Option<[u8; 32]> {
+        group_id: &[u8; 16],
+        session_id: &[u8; 16],
+    ) -> Option<TrapKey> {
         let e = self.entry_mut(slot)?;
         let state = e.get(TRAP_STATE).copied()?;
         if field::u32_at(e, TRAP_INTERVAL) == interval && state == DERIVED {
-            return e.get(TRAP_POINT..TRAP_POINT + 32)?.try_into().ok();
+            let bytes = e.get(TRAP_KEY..TRAP_KEY + 32)?.try_into().ok()?;
+            return Some(TrapKey::from_bytes(bytes));
         }
         if field::u32_at(e, TRAP_INTERVAL) == interval && state == NO_KEY {
             return None;
         }
         let public: [u8; 32] = e.get(KEY..KEY + 32)?.try_into().ok()?;
         let z = crate::ristretto::keys::dh(trap?, &public).ok();
+        let key = z.map(|z| TrapKey::from_point(&z, group_id, session_id, interval, slot));
         field::put(e, TRAP_INTERVAL, &interval.to_be_bytes());
-        match &z {
-            Some(z) => {
-                field::put(e, TRAP_POINT, z);
+        match &key {
+            Some(key) => {
+                field::put(e, TRAP_KEY, key.as_bytes());
                 field::put(e, TRAP_STATE, &[DERIVED]);
             }
             None => field::put(e, TRAP_STATE, &[NO_KEY]),
         }
-        z
+        key
     }
 
     /// Moves `slot`'s counters to `interval` (restarting them for a new one).
@@ -232,23 +237,28 @@ mod tests {
         assert!(slots.set_key(1, &pad_public_key(&[10; 32])));
         let other = slots.cell_key(1, Some(&relay), &[1; 16], &[2; 16]);
         assert!(other.is_some() && other != got);
-        // The trap point: once per interval, the owner's `x·R_I`.
+        // The trap key: once per interval, from the owner's `x·R_I`.
+        let (g, s) = (&[1; 16], &[2; 16]);
         let trap = pad_secret(&[12; 32]).unwrap();
-        let z = slots.trap_point(1, 7, Some(&trap)).unwrap();
-        let owner = pad_secret(&[10; 32]).unwrap();
+        let k = slots.trap_key(1, 7, Some(&trap), g, s).unwrap();
         let announced = trap.public_key().to_bytes();
-        assert_eq!(crate::ristretto::keys::dh(&owner, &announced).unwrap(), z);
+        let owner = TrapKey::owner(&[10; 32], &announced, g, s, 7, 1).unwrap();
+        assert_eq!(k, owner);
         assert_eq!(
-            slots.trap_point(1, 7, None),
-            Some(z),
+            slots.trap_key(1, 7, None, g, s),
+            Some(k),
             "kept for the interval"
         );
         assert_eq!(
-            slots.trap_point(1, 8, None),
+            slots.trap_key(1, 8, None, g, s),
             None,
             "a new interval needs its secret"
         );
-        assert_eq!(slots.trap_point(0, 7, Some(&trap)), None, "no key, no trap");
+        assert_eq!(
+            slots.trap_key(0, 7, Some(&trap), g, s),
+            None,
+            "no key, no trap"
+        );
         // The counters are apart from the key.
         assert_eq!(slots.next_ordinal(1, 7), 0);
         assert_eq!(slots.next_ordinal(1, 7), 1);

@@ -4,7 +4,7 @@
 //!
 //! Owns the sizes of the regions and the check that the caller's storage holds them. It must
 //! not give the regions meaning: each is handed, whole, to the part of the relay that owns
-//! it (`peers.rs`, `exchange.rs`, `log.rs`, `losses.rs`, `fingerprints.rs`).
+//! it (`peers.rs`, `exchange.rs`, `log.rs`, `losses.rs`, `fingerprints.rs`, `decode.rs`).
 
 use super::{Peer, RelayConfig};
 use crate::bits::bitmap_len;
@@ -48,6 +48,8 @@ pub struct RelayStorage<P, B> {
     pub fingerprints: B,
     /// The rows of the latest disrupted exchanges (`fingerprints.rs`).
     pub kept_fingerprints: B,
+    /// The trap bytes of the owned cell being decoded, drawn once (`decode.rs`).
+    pub traps: B,
     /// The blame rounds' region: every node's identity and pad keys, the round's
     /// answers and its evidence (core feature `blame-round`; empty without it).
     pub blame: B,
@@ -84,6 +86,8 @@ pub struct RelayStorageLens {
     pub fingerprints: usize,
     /// Bytes of [`RelayStorage::kept_fingerprints`].
     pub kept_fingerprints: usize,
+    /// Bytes of [`RelayStorage::traps`].
+    pub traps: usize,
     /// [`RelayStorage::blame`].
     pub blame: usize,
 }
@@ -104,6 +108,7 @@ impl RelayStorageLens {
             + self.slots
             + self.fingerprints
             + self.kept_fingerprints
+            + self.traps
             + self.blame
     }
 }
@@ -128,6 +133,7 @@ impl RelayConfig {
             slots: self.slots as usize * super::slots::ENTRY,
             fingerprints: window * self.fingerprint_row(),
             kept_fingerprints: self.kept_fingerprint_rows() * self.fingerprint_row(),
+            traps: wire::traps_in(self.max_exchange_len()),
             blame: blame_region_len(self.clients as usize, self.trustees as usize),
         }
     }
@@ -156,7 +162,7 @@ where
 {
     /// Checks every region against `lens`; names the first one that is too short.
     pub(super) fn check(&self, lens: &RelayStorageLens) -> Result<(), ConfigError> {
-        let regions: [(&'static str, usize, usize); 15] = [
+        let regions: [(&'static str, usize, usize); 16] = [
             ("peers", self.peers.as_ref().len(), lens.peers),
             ("connected", self.connected.as_ref().len(), lens.connected),
             ("online", self.online.as_ref().len(), lens.online),
@@ -191,6 +197,7 @@ where
                 self.kept_fingerprints.as_ref().len(),
                 lens.kept_fingerprints,
             ),
+            ("traps", self.traps.as_ref().len(), lens.traps),
             ("blame", self.blame.as_ref().len(), lens.blame),
         ];
         match regions.iter().find(|(_, have, need)| have < need) {
@@ -221,6 +228,7 @@ impl RelayStorage<std::vec::Vec<Peer>, std::vec::Vec<u8>> {
             slots: bytes(lens.slots),
             fingerprints: bytes(lens.fingerprints),
             kept_fingerprints: bytes(lens.kept_fingerprints),
+            traps: bytes(lens.traps),
             blame: bytes(lens.blame),
         }
     }

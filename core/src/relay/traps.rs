@@ -1,6 +1,6 @@
 //! Trap bytes at the relay: each interval's trap secret `r_I` and the point `R_I` it
-//! announces in `IntervalStart`, each slot's trap key (its trap point `Z = r_I·P_s`
-//! computed at the slot's first owned exchange of the interval, `slots.rs` keeps it), and
+//! announces in `IntervalStart`, each slot's trap key (derived from its trap point
+//! `Z = r_I·P_s` at the slot's first owned exchange of the interval, `slots.rs` keeps it), and
 //! the grounds of a blame round on a sprung trap (`blame::trap`).
 //!
 //! Owns the interval's trap secret and [`Relay::trap_grounds`]. It must not decode cells
@@ -46,22 +46,21 @@ where
         self.trap.as_ref().map_or([0; 32], |t| t.point)
     }
 
-    /// `slot`'s trap key of `interval` (its trap point computed on first use in the
-    /// interval); `None` without a trap secret for the interval or a key for the slot.
+    /// `slot`'s trap key of `interval` (derived on first use in the interval and kept for
+    /// it); `None` without a trap secret for the interval or a key for the slot.
     pub(super) fn trap_key(&mut self, slot: u16, interval: u32) -> Option<TrapKey> {
         let secret = self
             .trap
             .as_ref()
             .filter(|t| t.interval == interval)
             .map(|t| &t.secret);
-        let z = self.slots.trap_point(slot, interval, secret)?;
-        Some(TrapKey::from_point(
-            &z,
+        self.slots.trap_key(
+            slot,
+            interval,
+            secret,
             &self.cfg.group_id,
             &self.cfg.session_id,
-            interval,
-            slot,
-        ))
+        )
     }
 
     /// The grounds of a blame round on a sprung trap of `slot` in the running `interval`

@@ -62,8 +62,9 @@ pub use prefix::{cell_frame_len, Prefix};
 pub use prefix::{reveal_frame, RevealFrame};
 pub use slot::{
     body, body_mut, cell_len_for, gather, gather_clean, lay_out, open, scatter, scatter_clean,
-    seal, sealed_len, sprung, trap_secret, traps_in, Opened, SlotContext, SlotKey, Sprung, TrapKey,
-    AAD_LEN, MIN_OWNED_CELL, MIN_SEALED_CELL, SLOT_NONCE_LEN, SLOT_OVERHEAD, TAG_LEN, TRAP_BLOCK,
+    seal, sealed_len, sprung, trap_secret, traps_in, CellTraps, Opened, SlotContext, SlotKey,
+    Sprung, TrapKey, AAD_LEN, MIN_OWNED_CELL, MIN_SEALED_CELL, SLOT_NONCE_LEN, SLOT_OVERHEAD,
+    TAG_LEN, TRAP_BLOCK,
 };
 
 /// Protocol version carried in [`Message::Hello`].

@@ -290,6 +290,30 @@ impl TrapKey {
         byte < len && self.trap_of(exchange, len, byte / TRAP_BLOCK) == Some(byte)
     }
 
+    /// Draws the trap bytes of a `len`-byte cell of `exchange` once, into `storage` (at
+    /// least [`traps_in`]`(len)` bytes): every pass over the cell after reads them there
+    /// instead of running the trap stream again. `None` if `storage` is shorter.
+    pub fn draw<'a>(
+        &self,
+        exchange: u64,
+        len: usize,
+        storage: &'a mut [u8],
+    ) -> Option<CellTraps<'a>> {
+        let offsets = storage.get_mut(..traps_in(len))?;
+        offsets.fill(0);
+        self.stream(exchange, 0).apply_keystream(offsets);
+        // Every block's offset is a mask but the last one's, which divides when the block
+        // is short (the same offsets as `blocks`).
+        if let Some(last) = offsets.last_mut() {
+            let size = len - (traps_in(len) - 1) * TRAP_BLOCK;
+            *last = u8::try_from(usize::from(*last) % size).unwrap_or(0);
+        }
+        if let Some((_, whole)) = offsets.split_last_mut() {
+            whole.iter_mut().for_each(|o| *o &= (TRAP_BLOCK - 1) as u8);
+        }
+        Some(CellTraps { offsets, len })
+    }
+
     /// Calls `f(start, size, trap)` for every block of a `len`-byte cell of `exchange`, in
     /// order (`rev`: last block first).
     fn blocks(&self, exchange: u64, len: usize, rev: bool, mut f: impl FnMut(usize, usize, usize)) {
@@ -320,6 +344,93 @@ impl TrapKey {
                 };
                 f(start, size, start + offset);
             }
+        }
+    }
+}
+
+/// The trap bytes of one cell of one exchange, drawn once ([`TrapKey::draw`]): each
+/// block's trap offset, in the caller's storage. [`CellTraps::sprung`], the gathers and
+/// the scatters do what the free functions of the same names do with the trap key, without
+/// running the trap stream again; they are for a cell of the length the traps were drawn
+/// for, and do nothing to one of another length.
+#[derive(Debug)]
+pub struct CellTraps<'a> {
+    offsets: &'a [u8],
+    len: usize,
+}
+
+impl CellTraps<'_> {
+    /// Where the trap byte of block `block` is (an offset into the cell); `None` past the
+    /// cell.
+    pub fn trap_of(&self, block: usize) -> Option<usize> {
+        let offset = self.offsets.get(block)?;
+        Some(block * TRAP_BLOCK + usize::from(*offset))
+    }
+
+    /// [`sprung`] with these traps (`None` for a cell of another length).
+    pub fn sprung(&self, cell: &[u8]) -> Option<Sprung> {
+        (cell.len() == self.len).then(|| sprung_in(cell, self))?
+    }
+
+    /// [`gather`] with these traps (0, the cell untouched, for one of another length).
+    pub fn gather(&self, cell: &mut [u8]) -> usize {
+        if cell.len() != self.len {
+            return 0;
+        }
+        gather_in(cell, self)
+    }
+
+    /// [`gather_clean`] with these traps (0, the cell untouched, for one of another
+    /// length).
+    pub fn gather_clean(&self, cell: &mut [u8]) -> usize {
+        if cell.len() != self.len {
+            return 0;
+        }
+        gather_clean_in(cell, self)
+    }
+
+    /// [`scatter`] with these traps (nothing for a cell of another length).
+    pub fn scatter(&self, cell: &mut [u8]) {
+        if cell.len() == self.len {
+            scatter_in(cell, self);
+        }
+    }
+
+    /// [`scatter_clean`] with these traps (nothing for a cell of another length).
+    pub fn scatter_clean(&self, cell: &mut [u8]) {
+        if cell.len() == self.len {
+            scatter_clean_in(cell, self);
+        }
+    }
+}
+
+/// Where a pass over a cell learns its trap bytes: the trap stream, or traps drawn once.
+trait Blocks {
+    /// Calls `f(start, size, trap)` for every block of a `len`-byte cell, in order (`rev`:
+    /// last block first).
+    fn each(&self, len: usize, rev: bool, f: impl FnMut(usize, usize, usize));
+}
+
+impl Blocks for (&TrapKey, u64) {
+    fn each(&self, len: usize, rev: bool, f: impl FnMut(usize, usize, usize)) {
+        self.0.blocks(self.1, len, rev, f);
+    }
+}
+
+impl Blocks for CellTraps<'_> {
+    fn each(&self, len: usize, rev: bool, mut f: impl FnMut(usize, usize, usize)) {
+        let mut visit = |(k, offset): (usize, &u8)| {
+            let start = k * TRAP_BLOCK;
+            f(
+                start,
+                (len - start).min(TRAP_BLOCK),
+                start + usize::from(*offset),
+            );
+        };
+        if rev {
+            self.offsets.iter().enumerate().rev().for_each(&mut visit);
+        } else {
+            self.offsets.iter().enumerate().for_each(&mut visit);
         }
     }
 }
@@ -423,8 +534,12 @@ pub struct Sprung {
 
 /// Checks the trap bytes of a decoded cell of `exchange`: `None` if every one is zero.
 pub fn sprung(cell: &[u8], traps: &TrapKey, exchange: u64) -> Option<Sprung> {
+    sprung_in(cell, &(traps, exchange))
+}
+
+fn sprung_in(cell: &[u8], traps: &impl Blocks) -> Option<Sprung> {
     let mut found: Option<Sprung> = None;
-    traps.blocks(exchange, cell.len(), false, |_, _, trap| {
+    traps.each(cell.len(), false, |_, _, trap| {
         let b = cell.get(trap).copied().unwrap_or(0);
         if b != 0 {
             match &mut found {
@@ -443,9 +558,13 @@ pub fn sprung(cell: &[u8], traps: &TrapKey, exchange: u64) -> Option<Sprung> {
 /// trap bytes go to its end); returns how many there are ([`sealed_len`]). [`scatter`]
 /// undoes it exactly.
 pub fn gather(cell: &mut [u8], traps: &TrapKey, exchange: u64) -> usize {
+    gather_in(cell, &(traps, exchange))
+}
+
+fn gather_in(cell: &mut [u8], traps: &impl Blocks) -> usize {
     // Byte by byte, a swap for each sealed byte: the same swaps in reverse order undo it.
     let mut w = 0;
-    traps.blocks(exchange, cell.len(), false, |start, size, trap| {
+    traps.each(cell.len(), false, |start, size, trap| {
         for i in start..start + size {
             if i != trap {
                 cell.swap(w, i);
@@ -461,8 +580,12 @@ pub fn gather(cell: &mut [u8], traps: &TrapKey, exchange: u64) -> usize {
 /// [`scatter_clean`] puts them back with zeros in the traps. On a cell with a sprung trap
 /// the trap bytes' values would be lost: use [`gather`] there.
 pub fn gather_clean(cell: &mut [u8], traps: &TrapKey, exchange: u64) -> usize {
+    gather_clean_in(cell, &(traps, exchange))
+}
+
+fn gather_clean_in(cell: &mut [u8], traps: &impl Blocks) -> usize {
     let mut w = 0;
-    traps.blocks(exchange, cell.len(), false, |start, size, trap| {
+    traps.each(cell.len(), false, |start, size, trap| {
         if size == TRAP_BLOCK {
             // 16 bytes written at `w ≤ start`: the 16th is the next block's to overwrite,
             // and none is a byte of a later block not yet read.
@@ -481,8 +604,12 @@ pub fn gather_clean(cell: &mut [u8], traps: &TrapKey, exchange: u64) -> usize {
 
 /// Undoes [`gather_clean`]: the sealed bytes back in place, zeros in the trap bytes.
 pub fn scatter_clean(cell: &mut [u8], traps: &TrapKey, exchange: u64) {
+    scatter_clean_in(cell, &(traps, exchange));
+}
+
+fn scatter_clean_in(cell: &mut [u8], traps: &impl Blocks) {
     let mut w = sealed_len(cell.len());
-    traps.blocks(exchange, cell.len(), true, |start, size, trap| {
+    traps.each(cell.len(), true, |start, size, trap| {
         if size == TRAP_BLOCK {
             // Last block first: the 16 bytes written at `start ≥ w` hold no byte of an
             // earlier block not yet moved.
@@ -505,8 +632,12 @@ pub fn scatter_clean(cell: &mut [u8], traps: &TrapKey, exchange: u64) {
 
 /// Undoes [`gather`]: the cell is byte for byte what it was before.
 pub fn scatter(cell: &mut [u8], traps: &TrapKey, exchange: u64) {
+    scatter_in(cell, &(traps, exchange));
+}
+
+fn scatter_in(cell: &mut [u8], traps: &impl Blocks) {
     let mut w = sealed_len(cell.len());
-    traps.blocks(exchange, cell.len(), true, |start, size, trap| {
+    traps.each(cell.len(), true, |start, size, trap| {
         for i in (start..start + size).rev() {
             if i != trap {
                 w -= 1;

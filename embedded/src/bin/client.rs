@@ -423,15 +423,22 @@ async fn link(
                     Either::First(Ok(0)) => break Err(Loss::Closed),
                     Either::First(Ok(n)) => inbound.filled(n),
                     Either::First(Err(e)) => break Err(Loss::Tcp(e)),
-                    Either::Second(()) => {
-                        let mut upstream = LocalUpstream {
-                            next: &mut next,
-                            to_close: &mut to_close,
-                            stats: &mut stats,
-                            blocked: [false; MAX_LOCAL],
-                        };
-                        client.lock(|c| c.borrow_mut().prepare(now(), &mut upstream));
-                    }
+                    // New bytes, or a connection opened or finished: prepared at once
+                    // only when the client wants them now (once between two cells, so a
+                    // first byte does not wait a whole exchange); otherwise the
+                    // preparation after the next frame takes them from the pipes.
+                    Either::Second(()) => client.lock(|c| {
+                        let mut c = c.borrow_mut();
+                        if c.wants_upstream() {
+                            let mut upstream = LocalUpstream {
+                                next: &mut next,
+                                to_close: &mut to_close,
+                                stats: &mut stats,
+                                blocked: [false; MAX_LOCAL],
+                            };
+                            c.prepare(now(), &mut upstream);
+                        }
+                    }),
                 }
             };
             let body = match body {

@@ -435,3 +435,55 @@ fn a_changed_trap_byte_springs_and_the_first_set_bit_is_named() {
     let s = sprung(&c, &key, 300).unwrap();
     assert!(s.count >= 6, "{s:?}");
 }
+
+#[test]
+fn traps_drawn_once_are_the_stream_s_and_every_pass_with_them_agrees() {
+    let key = trap_key();
+    let mut rng = ChaCha20Rng::from_seed([0x3C; 32]);
+    let mut storage = std::vec![0xEEu8; traps_in(65_535)];
+    for len in (1..=300).chain([1023, 1024, 1025, 16 * 1024, 65_535]) {
+        for exchange in [0u64, 300, u64::MAX] {
+            let drawn = key.draw(exchange, len, &mut storage).unwrap();
+            for k in 0..=traps_in(len) {
+                assert_eq!(drawn.trap_of(k), key.trap_of(exchange, len, k), "len {len}");
+            }
+            let mut sealed = std::vec![0u8; sealed_len(len)];
+            rng.fill_bytes(&mut sealed);
+            let mut cell = std::vec![0u8; len];
+            assert!(lay_out(&mut cell, Some(&sealed), &key, exchange));
+            // A clean cell, and one with a trap byte or two changed.
+            let mut garbled = cell.clone();
+            rng.fill_bytes(&mut garbled[len / 2..]);
+            for decoded in [cell, garbled] {
+                assert_eq!(
+                    drawn.sprung(&decoded),
+                    sprung(&decoded, &key, exchange),
+                    "len {len}"
+                );
+                let (mut a, mut b) = (decoded.clone(), decoded.clone());
+                assert_eq!(drawn.gather(&mut a), gather(&mut b, &key, exchange));
+                assert_eq!(a, b, "len {len}");
+                drawn.scatter(&mut a);
+                assert_eq!(a, decoded, "len {len}: scattered back exactly");
+                if drawn.sprung(&decoded).is_none() {
+                    b.copy_from_slice(&decoded);
+                    let n = drawn.gather_clean(&mut a);
+                    assert_eq!(n, gather_clean(&mut b, &key, exchange));
+                    assert_eq!(a[..n], b[..n], "len {len}");
+                    drawn.scatter_clean(&mut a);
+                    assert_eq!(a, decoded, "len {len}: scattered back exactly");
+                }
+            }
+            // A cell of another length is left alone.
+            let mut other = std::vec![7u8; len + 1];
+            assert_eq!(drawn.gather(&mut other), 0);
+            assert_eq!(drawn.gather_clean(&mut other), 0);
+            drawn.scatter(&mut other);
+            drawn.scatter_clean(&mut other);
+            assert!(other.iter().all(|&b| b == 7));
+            assert_eq!(drawn.sprung(&other), None);
+        }
+    }
+    // Storage too short for the cell's traps: nothing is drawn.
+    assert!(key.draw(0, 65_535, &mut storage[1..]).is_none());
+}
