@@ -72,7 +72,9 @@ enum Pending {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Compared with `matches!`: a derived `PartialEq` would compare the `Failure` too (its
+/// code took 372 B of a device's flash).
+#[derive(Clone, Copy)]
 enum Phase {
     Running,
     Restarting,
@@ -159,7 +161,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         let Some(current) = self.attempt else {
             return false;
         };
-        if epoch != self.config.epoch || self.phase == Phase::Established {
+        if epoch != self.config.epoch || matches!(self.phase, Phase::Established) {
             return false;
         }
         if attempt < current {
@@ -168,7 +170,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         // The attempt this node convicted in, shown again (the relay shows every node that
         // links the attempts that convicted): it has drawn its conclusion already.
         attempt == current
-            && self.phase == Phase::Restarting
+            && matches!(self.phase, Phase::Restarting)
             && matches!(m, SetupMessage::Open(_))
             && self.open_hash == <[u8; 32]>::from(Sha256::digest(frame))
     }
@@ -181,7 +183,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
     }
 
     pub(crate) fn established(&self) -> bool {
-        self.phase == Phase::Established
+        matches!(self.phase, Phase::Established)
     }
 
     pub(crate) fn fail(&mut self, failure: Failure) -> Failure {
@@ -383,7 +385,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         let Waiting::Seal(j, stage) = self.waiting else {
             return None;
         };
-        if self.phase != Phase::Running
+        if !matches!(self.phase, Phase::Running)
             || m.trustee != j
             || m.stage != stage
             || self.own == Some(j)
@@ -452,7 +454,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         if let SetupMessage::Open(open) = message {
             return self.open(frame, &open);
         }
-        if self.phase != Phase::Running {
+        if !matches!(self.phase, Phase::Running) {
             return Err(Self::unexpected());
         }
         let attempt = self.current(&message)?;
@@ -595,7 +597,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             || open.group != self.config.group
             || usize::from(open.clients) != self.config.clients.len()
             || !later
-            || self.phase == Phase::Established
+            || matches!(self.phase, Phase::Established)
         {
             return Err(bad);
         }
