@@ -947,21 +947,19 @@ fn trustee_budgets_exceeded(peak: u64) -> Vec<String> {
 
 /// The trustee's setup image builds (`trustee-setup`, README.md, "The setup on the
 /// device"), each held to a trustee's budget on its own: (board, ELF under
-/// `embedded/target`, build command, flash and RAM allowed, radio firmware allowed).
-const SETUP_BUILDS: [(&str, &str, &str, u64, u64, u64); 1] = [(
-    "mps2-an385",
-    "thumbv7m-none-eabi/release/trustee-setup",
-    "cargo build-mps2-an385-setup",
-    TRUSTEE_FLASH,
-    TRUSTEE_RAM,
-    0,
-)];
-
-/// The setup image's builds for the real boards, measured against the same budget but not
-/// held to it: they are not bootable yet (their boot ROMs start the image at the start of
-/// flash, and the image writes no flash), and both are over it (embedded/README.md, "The
-/// setup on the device").
-const SETUP_BUILDS_MEASURED: [(&str, &str, &str, u64, u64, u64); 2] = [
+/// `embedded/target`, build command, flash and RAM allowed, radio firmware allowed). The real
+/// boards' are not bootable yet (their boot ROMs start the image at the start of flash, and
+/// the image writes no flash), but they are held to it all the same, so that they fit when
+/// they are.
+const SETUP_BUILDS: [(&str, &str, &str, u64, u64, u64); 3] = [
+    (
+        "mps2-an385",
+        "thumbv7m-none-eabi/release/trustee-setup",
+        "cargo build-mps2-an385-setup",
+        TRUSTEE_FLASH,
+        TRUSTEE_RAM,
+        0,
+    ),
     (
         "nucleo-f767zi",
         "thumbv7em-none-eabihf/release/trustee-setup",
@@ -1634,8 +1632,8 @@ fn dissent_ok(args: &[&str]) -> String {
 /// its shuffle and proof, its decryption shares and record, each checked by every node,
 /// and every other node's checked by it), completes its DC-net blob with the epoch and
 /// hands the board to the DC-net image, which serves the epoch: bytes through a hosted
-/// client come back intact and no exchange is garbled. The setup image is then held to a
-/// trustee's budget with the stack peak it printed.
+/// client come back intact and no exchange is garbled. The setup image's build for every
+/// board is then held to a trustee's budget with the stack peak it printed.
 #[test]
 fn device_trustee_sets_up_a_dealer_free_epoch_and_hands_over_to_its_dc_net_image() {
     if !have_qemu() {
@@ -1772,7 +1770,8 @@ fn device_trustee_sets_up_a_dealer_free_epoch_and_hands_over_to_its_dc_net_image
             "garbled exchanges:\n{page}"
         );
 
-        // The setup image within a trustee's budget, with the stack peak it reached.
+        // Every board's setup image within a trustee's budget, with the stack peak the
+        // emulated one reached (the real boards run the same code).
         let peak: u64 = established
             .split("stack peak ")
             .nth(1)
@@ -1783,8 +1782,6 @@ fn device_trustee_sets_up_a_dealer_free_epoch_and_hands_over_to_its_dc_net_image
             over.is_empty(),
             "setup image builds over their budget: {over:?}"
         );
-        let measured = budgets_exceeded("trustee setup image", &SETUP_BUILDS_MEASURED, peak);
-        eprintln!("setup image builds not held to the budget yet, over it: {measured:?}");
         assert!(relay.is_running() && trustee0.is_running());
         drop(device);
     });

@@ -72,7 +72,9 @@ enum Pending {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Compared with `matches!`: a derived `PartialEq` would compare the `Failure` too (its
+/// code took 372 B of a device's flash).
+#[derive(Clone, Copy)]
 enum Phase {
     Running,
     Restarting,
@@ -159,7 +161,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         let Some(current) = self.attempt else {
             return false;
         };
-        if epoch != self.config.epoch || self.phase == Phase::Established {
+        if epoch != self.config.epoch || matches!(self.phase, Phase::Established) {
             return false;
         }
         if attempt < current {
@@ -168,7 +170,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         // The attempt this node convicted in, shown again (the relay shows every node that
         // links the attempts that convicted): it has drawn its conclusion already.
         attempt == current
-            && self.phase == Phase::Restarting
+            && matches!(self.phase, Phase::Restarting)
             && matches!(m, SetupMessage::Open(_))
             && self.open_hash == <[u8; 32]>::from(Sha256::digest(frame))
     }
@@ -181,7 +183,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
     }
 
     pub(crate) fn established(&self) -> bool {
-        self.phase == Phase::Established
+        matches!(self.phase, Phase::Established)
     }
 
     pub(crate) fn fail(&mut self, failure: Failure) -> Failure {
@@ -376,6 +378,12 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
     }
 
     /// In bounded mode, a valid `Seal` of another trustee's stage starts its check.
+    ///
+    /// Not inlined, nor are the steps below that take a message: each keeps its locals (a
+    /// proof's checker, the one-call checks' state) in a frame of its own, so the signature
+    /// check every message goes through runs beneath small frames (on a device, 4.2 KiB
+    /// less stack than with them inlined into one).
+    #[inline(never)]
     fn start_check(&mut self, frame: &[u8]) -> Option<Poll<Result<Event, Failure>>> {
         let Ok(SetupMessage::Seal(m)) = SetupMessage::parse(frame) else {
             return None;
@@ -383,7 +391,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         let Waiting::Seal(j, stage) = self.waiting else {
             return None;
         };
-        if self.phase != Phase::Running
+        if !matches!(self.phase, Phase::Running)
             || m.trustee != j
             || m.stage != stage
             || self.own == Some(j)
@@ -400,6 +408,19 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
                 RelayFault::TranscriptMismatch { trustee: j },
             ))));
         }
+        self.pend_check(j, stage, frame)
+    }
+
+    /// Starts the bounded check of trustee `j`'s `stage`, sealed by `frame`, whose signature
+    /// and digest hold. Not inlined: its checker, built here, would otherwise sit in the
+    /// frame beneath the signature check's.
+    #[inline(never)]
+    fn pend_check(
+        &mut self,
+        j: u8,
+        stage: Stage,
+        frame: &[u8],
+    ) -> Option<Poll<Result<Event, Failure>>> {
         let attempt = self.attempt.unwrap_or(0);
         let n = self.participants;
         let mut seal = [0u8; SEAL_LEN];
@@ -446,13 +467,16 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         Some(Poll::Pending)
     }
 
+    /// Takes a message at once, with every check it calls for (not inlined: see
+    /// [`Follower::start_check`]).
+    #[inline(never)]
     fn accept_now(&mut self, frame: &[u8]) -> Result<Event, Failure> {
         let message =
             SetupMessage::parse(frame).map_err(|e| Failure::Relay(RelayFault::Malformed(e)))?;
         if let SetupMessage::Open(open) = message {
             return self.open(frame, &open);
         }
-        if self.phase != Phase::Running {
+        if !matches!(self.phase, Phase::Running) {
             return Err(Self::unexpected());
         }
         let attempt = self.current(&message)?;
@@ -583,6 +607,8 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         }
     }
 
+    /// Takes an `Open` (not inlined: see [`Follower::start_check`]).
+    #[inline(never)]
     fn open(&mut self, frame: &[u8], open: &super::message::Open<'_>) -> Result<Event, Failure> {
         let bad = Failure::Relay(RelayFault::BadOpen);
         let hash: [u8; 32] = Sha256::digest(frame).into();
@@ -595,7 +621,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             || open.group != self.config.group
             || usize::from(open.clients) != self.config.clients.len()
             || !later
-            || self.phase == Phase::Established
+            || matches!(self.phase, Phase::Established)
         {
             return Err(bad);
         }
@@ -652,6 +678,8 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         Ok(Event::Opened)
     }
 
+    /// Checks a sealed shuffle in one call (not inlined: see [`Follower::start_check`]).
+    #[inline(never)]
     fn seal_shuffle(&mut self, j: u8, attempt: u8, frame: &[u8]) -> Result<Event, Failure> {
         let n = self.n();
         let rows_len = shuffle::rows_len(n, 1);
@@ -696,6 +724,9 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
         Ok(Event::Progress)
     }
 
+    /// Checks sealed decryption shares in one call (not inlined: see
+    /// [`Follower::start_check`]).
+    #[inline(never)]
     fn seal_shares(&mut self, j: u8, frame: &[u8]) -> Result<Event, Failure> {
         let n = self.n();
         let key = self

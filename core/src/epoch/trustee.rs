@@ -336,7 +336,9 @@ where
         }
     }
 
-    /// After the follower took a frame with `event`: this trustee's turn, if it is one.
+    /// After the follower took a frame with `event`: this trustee's turn, if it is one. Not
+    /// inlined: its prover's locals would sit beneath the follower's signature checks.
+    #[inline(never)]
     fn accepted(&mut self, event: Event, rng: &mut impl CryptoRngCore) {
         self.event = event;
         if matches!(event, Event::Opened | Event::Restarting(_)) {

@@ -26,7 +26,7 @@ use merlin::Transcript;
 use rand_core::CryptoRngCore;
 
 use super::keys::{PublicKey, SecretKey};
-use super::{challenge_scalar, decode_key_point, decode_point, decode_scalar_at, PointError};
+use super::{challenge_scalar, decode_key_point, decode_point, decode_scalar_at, neg, PointError};
 
 /// Bytes of a DLEQ proof: challenge ‖ response.
 pub const PROOF_LEN: usize = 64;
@@ -117,7 +117,8 @@ pub fn verify(
         base.compress().as_bytes(),
         shared.compress().as_bytes(),
     );
-    let r1 = RistrettoPoint::vartime_double_scalar_mul_basepoint(&-c, public.point(), &response);
+    let r1 =
+        RistrettoPoint::vartime_double_scalar_mul_basepoint(&neg(&c), public.point(), &response);
     let r2 = response * base - c * shared;
     if challenge(t, &r1, &r2) == c {
         Ok(())
@@ -147,9 +148,12 @@ pub fn verify_vartime(
             base.compress().as_bytes(),
             shared.compress().as_bytes(),
         );
-        let r1 =
-            RistrettoPoint::vartime_double_scalar_mul_basepoint(&-c, public.point(), &response);
-        let r2 = RistrettoPoint::vartime_multiscalar_mul([response, -c], [*base, *shared]);
+        let r1 = RistrettoPoint::vartime_double_scalar_mul_basepoint(
+            &neg(&c),
+            public.point(),
+            &response,
+        );
+        let r2 = RistrettoPoint::vartime_multiscalar_mul([response, neg(&c)], [*base, *shared]);
         if challenge(t, &r1, &r2) == c {
             Ok(())
         } else {
@@ -179,7 +183,8 @@ pub fn verify_knowledge(
         base.as_bytes(),
         public.as_bytes(),
     );
-    let r = RistrettoPoint::vartime_double_scalar_mul_basepoint(&-c, public.point(), &response);
+    let r =
+        RistrettoPoint::vartime_double_scalar_mul_basepoint(&neg(&c), public.point(), &response);
     if challenge(t, &r, &r) == c {
         Ok(())
     } else {

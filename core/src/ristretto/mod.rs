@@ -132,6 +132,15 @@ pub(crate) fn scalar_mod_order(bytes: &[u8; 32]) -> Scalar {
     scalar
 }
 
+/// `-s`: zero minus `s`, with the library's constant-time subtraction of reduced scalars.
+///
+/// Not `Neg`, which reduces its operand again first (a multiplication by R and a Montgomery
+/// reduction inlined into it, about 1.9 KiB of a device's flash); every `Scalar` is reduced,
+/// so the two give the same scalar.
+pub(crate) fn neg(s: &Scalar) -> Scalar {
+    Scalar::ZERO - s
+}
+
 /// A challenge scalar: 64 transcript bytes reduced modulo the group order.
 pub(crate) fn challenge_scalar(transcript: &mut Transcript, label: &'static [u8]) -> Scalar {
     let mut wide = [0u8; 64];
@@ -202,5 +211,21 @@ mod tests {
             );
         }
         assert_eq!(decode_scalar_at(&[0; 31]), None);
+    }
+
+    /// The negation is the library's, for the edge scalars and random ones.
+    #[test]
+    fn scalars_negate_as_the_library_does() {
+        let mut cases = std::vec![Scalar::ZERO, Scalar::ONE, Scalar::ZERO - Scalar::ONE];
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([10; 32]);
+        for _ in 0..200 {
+            let mut b = [0u8; 64];
+            rng.fill_bytes(&mut b);
+            cases.push(Scalar::from_bytes_mod_order_wide(&b));
+        }
+        for s in cases {
+            assert_eq!(neg(&s), -s, "{:02x?}", s.as_bytes());
+            assert_eq!(neg(&s) + s, Scalar::ZERO);
+        }
     }
 }

@@ -31,7 +31,7 @@ pub(crate) mod area {
     //! The provisioning and seed areas named by the board's memory map, and what a board
     //! itself reads from a node's blob: its address and its Wi-Fi network.
 
-    use dissent_core::provision::{Blob, Node, CLIENT_APP, TRUSTEE_APP};
+    use dissent_core::provision::{Blob, Node, TRUSTEE_APP};
     use dissent_core::wire::NodeRole;
 
     extern "C" {
@@ -51,8 +51,10 @@ pub(crate) mod area {
     }
 
     /// The client or trustee blob in the provisioning area, whichever role it is for.
+    #[cfg(not(feature = "setup-image"))]
     #[cfg_attr(feature = "mps2-an385", allow(dead_code))]
     pub fn node() -> Result<Node<'static>, &'static str> {
+        use dissent_core::provision::CLIENT_APP;
         let area = provisioning();
         let role = match Blob::parse(area).map(|b| b.app) {
             Ok(TRUSTEE_APP) => NodeRole::Trustee,
@@ -61,6 +63,29 @@ pub(crate) mod area {
         };
         // The app reads the blob again and says what is wrong with it.
         Node::parse(area, role).map_err(|_| "the provisioning blob is not readable")
+    }
+
+    /// The setup image's DC-net node blob (a trustee's) in the provisioning area, decoded
+    /// as the setup image decodes it: without `Node::parse`'s checks of every field, which
+    /// the DC-net image makes when it boots (their code would take 1.2 KiB of the setup
+    /// image's flash). What a board reads of it, its address and its Wi-Fi network, is
+    /// checked as `Node::parse` checks it.
+    #[cfg(feature = "setup-image")]
+    #[cfg_attr(feature = "mps2-an385", allow(dead_code))]
+    pub fn node() -> Result<Node<'static>, &'static str> {
+        use dissent_core::provision::FORMAT;
+        let decoded =
+            Blob::parse(provisioning()).and_then(|b| b.decode::<(u16, Node<'static>)>(TRUSTEE_APP));
+        match decoded {
+            Ok((FORMAT, node))
+                if node.role == NodeRole::Trustee
+                    && node.ipv4.is_none_or(|ip| ip.is_valid())
+                    && node.wifi.is_none_or(|wifi| wifi.is_valid()) =>
+            {
+                Ok(node)
+            }
+            _ => Err("the provisioning blob is not readable"),
+        }
     }
 
     /// The network configuration of a real board: the address its blob gives, else DHCP

@@ -493,3 +493,19 @@ fn the_steps_are_bounded_and_give_the_one_call_result() {
     assert_eq!(steps + 1, 5 * 8 + 16);
     assert_eq!((stepped_outputs, stepped_proof), (outputs, proof));
 }
+
+/// An equation is named in a refusal as its `Debug` writes it.
+#[test]
+fn equations_display_as_their_debug() {
+    use std::format;
+    for e in [
+        Equation::PermutationSum,
+        Equation::ChainEnd,
+        Equation::Commitment,
+        Equation::Reencryption(2),
+        Equation::Chain(63),
+        Equation::Batch,
+    ] {
+        assert_eq!(format!("{e}"), format!("{e:?}"));
+    }
+}

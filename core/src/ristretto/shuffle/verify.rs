@@ -8,7 +8,7 @@ use curve25519_dalek::traits::Identity;
 use merlin::Transcript;
 
 use super::super::keys::PublicKey;
-use super::super::{decode_point, generators, mul, vartime_double_base};
+use super::super::{decode_point, generators, mul, neg, vartime_double_base};
 use super::{
     check_shape, ciphertexts, final_challenge, first_announcement, first_t, row_challenge,
     statement_transcript, Equation, Item, Part, ProofView, Shape, ShuffleError, MAX_WIDTH,
@@ -351,13 +351,13 @@ impl Verifier {
         let (shape, c) = (self.shape, self.c);
         let [t1, t2, _] = proof.t;
         let t1 = announcement(t1, first_t(shape.n))?;
-        let holds = vartime_double_base(&-c, &self.sums[0], &self.r.s[0]);
+        let holds = vartime_double_base(&neg(&c), &self.sums[0], &self.r.s[0]);
         check(holds == t1, Equation::PermutationSum)?;
 
         let t2 = announcement(t2, first_t(shape.n) + 1)?;
         let chain_end = point(proof.chain_end, Part::CommitmentChain, shape.n - 1)?;
         let end = chain_end - mul(&self.product, &generators::h());
-        let holds = vartime_double_base(&-c, &end, &self.r.s[1]);
+        let holds = vartime_double_base(&neg(&c), &end, &self.r.s[1]);
         check(holds == t2, Equation::ChainEnd)?;
         self.weighted_commitments = self.sums[1];
         Ok(())
@@ -398,8 +398,8 @@ impl Verifier {
     fn chain_end(&mut self, proof: &ProofView<'_>) -> Result<(), ShuffleError> {
         let [_, _, t3] = proof.t;
         let t3 = announcement(t3, first_t(self.shape.n) + 2)?;
-        let holds =
-            vartime_double_base(&-self.c, &self.weighted_commitments, &self.r.s[2]) + self.sums[1];
+        let holds = vartime_double_base(&neg(&self.c), &self.weighted_commitments, &self.r.s[2])
+            + self.sums[1];
         check(holds == t3, Equation::Commitment)
     }
 
@@ -459,7 +459,7 @@ impl Verifier {
         let t4b = announcement(t4b, first_t4(shape) + 2 * k + 1)?;
         let [a, b, weighted_a, weighted_b] = self.sums;
         let a = a - mul(&c, &weighted_a);
-        let b = b + vartime_double_base(&-c, &weighted_b, &-s4);
+        let b = b + vartime_double_base(&neg(&c), &weighted_b, &neg(&s4));
         check(a == t4a && b == t4b, Equation::Reencryption(k))
     }
 }
@@ -588,9 +588,9 @@ fn batch_holds(
         // H_i, c_i, ĉ_i.
         scalars.push(rho[0] * c + rho[2] * s_prime);
         points.push(generators::h_i(i));
-        scalars.push(-(rho[0] * c) - rho[2] * c * u);
+        scalars.push(neg(&(rho[0] * c)) - rho[2] * c * u);
         points.push(point(commitment, Part::PermutationCommitment, index)?);
-        let mut chain_weight = -(rho_hat * c);
+        let mut chain_weight = neg(&(rho_hat * c));
         match next_link {
             Some(next) => chain_weight += next,
             None => chain_weight -= rho[1] * c,
@@ -605,23 +605,23 @@ fn batch_holds(
             let (output_a, output_b) = ciphertext(output, Part::Outputs, at)?;
             let cu = c * u;
             scalars.extend([
-                -(rho4[0] * cu),
-                -(rho4[1] * cu),
+                neg(&(rho4[0] * cu)),
+                neg(&(rho4[1] * cu)),
                 rho4[0] * s_prime,
                 rho4[1] * s_prime,
             ]);
             points.extend([input_a, input_b, output_a, output_b]);
         }
         // t̂_i.
-        scalars.push(-rho_hat);
+        scalars.push(neg(rho_hat));
         points.push(announcement(t_hat, first_announcement(n) + index)?);
     }
     for (which, (rho, t)) in rho.iter().zip(proof.t).enumerate() {
-        scalars.push(-rho);
+        scalars.push(neg(rho));
         points.push(announcement(t, first_t(n) + which)?);
     }
     for (k, (rho4, [t4a, t4b])) in rho4.iter().zip(proof.t4).enumerate() {
-        scalars.extend([-rho4[0], -rho4[1]]);
+        scalars.extend([neg(&rho4[0]), neg(&rho4[1])]);
         points.push(announcement(t4a, first_t4(shape) + 2 * k)?);
         points.push(announcement(t4b, first_t4(shape) + 2 * k + 1)?);
     }
