@@ -42,6 +42,17 @@ fn recording_target() -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
     (port, seen)
 }
 
+/// The time of day, in seconds, of a log line that starts with an RFC 3339 timestamp
+/// (`2026-12-07T09:01:18.780449Z ...`).
+fn seconds_of_day(line: &str) -> Option<f64> {
+    let t = line.trim_start().split('T').nth(1)?.split('Z').next()?;
+    let mut parts = t.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
 /// A client that XORs a plain cell of its own making into another slot's exchanges (what
 /// an unsigned slot would have delivered) gets nothing of it to the exit: every such
 /// exchange is reported disrupted (and the trap it springs has it named and excluded), and
@@ -438,9 +449,26 @@ fn exclusion_time_with_real_processes_at_64_clients() {
             "{CLIENTS} clients, 2 trustees, garble-all: excluded {excluded:?} after the first \
              data it could garble (wall clock, this machine); the echo {echo}"
         );
+        // By the relay's own clock: from the first exchange it found disrupted to the
+        // exclusion (the garbler may have spoiled an exchange before the echo started).
+        let relay = net.relay.log();
+        let first_disrupted = relay
+            .lines()
+            .find(|l| l.contains("was disrupted") || l.contains("sprang"))
+            .and_then(seconds_of_day);
+        let refused = relay
+            .lines()
+            .find(|l| l.contains(&format!("client {d} is refused until")))
+            .and_then(seconds_of_day);
+        if let (Some(a), Some(b)) = (first_disrupted, refused) {
+            println!(
+                "the relay excluded it {:.1} ms after the first exchange it found disrupted \
+                 (its log's clock)",
+                (b - a) * 1000.0
+            );
+        }
         // Whoever else the relay refused, backed off or cut, and what client 0 said: what
         // a run whose echo did not come back intact needs to be told apart.
-        let relay = net.relay.log();
         let client = net.clients[0].log();
         let lines: Vec<&str> = relay
             .lines()
