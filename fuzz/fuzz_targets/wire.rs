@@ -87,6 +87,18 @@ fuzz_target!(|data: &[u8]| {
             assert!(s.count >= 1 && traps.is_trap_bit(300, data.len(), s.bit));
             assert_ne!(data[s.bit as usize / 8] & (1 << (s.bit % 8)), 0);
         }
+        // The traps drawn once (what the relay reads) find and move the same bytes.
+        let mut storage = vec![0u8; wire::traps_in(data.len())];
+        let drawn = traps
+            .draw(300, data.len(), &mut storage)
+            .expect("storage for every trap");
+        assert_eq!(drawn.sprung(data), sprung);
+        let (mut a, mut b) = (data.to_vec(), data.to_vec());
+        assert_eq!(drawn.gather(&mut a), wire::gather(&mut b, &traps, 300));
+        assert_eq!(a, b);
+        drawn.scatter(&mut a);
+        wire::scatter(&mut b, &traps, 300);
+        assert_eq!(a, b);
     }
     // Blame grounds: whatever parses is written again byte for byte, and forged trap
     // grounds never check.
