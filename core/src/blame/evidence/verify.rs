@@ -193,6 +193,17 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
     let grounds = crate::blame::grounds::grounds_digest(view, slot, cell_len, &grounds);
     let trustee_nonces = nonces_digest((0..e.m).map(|t| e.trustee_nonce(t)));
     let client_nonces = nonces_digest((0..e.n).map(|p| e.client_nonce(p)));
+    // What every reveal of the round signs alike.
+    let round = Round {
+        group_id,
+        session_id,
+        interval,
+        exchange,
+        bit,
+        grounds: &grounds,
+        pad_nonce,
+        trustee_nonces: &trustee_nonces,
+    };
     let mut last = None;
     // A node that did not reveal has a signature of zeros.
     let mut absent = false;
@@ -207,16 +218,7 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
         own[..NONCE_LEN].copy_from_slice(e.client_nonce(p));
         let at = e.client_at(p) + 2 + NONCE_LEN;
         let s = Statement {
-            round: Round {
-                group_id,
-                session_id,
-                interval,
-                exchange,
-                bit,
-                grounds: &grounds,
-                pad_nonce,
-                trustee_nonces: &trustee_nonces,
-            },
+            round,
             who: Culprit::Client(index),
             own: &own,
             decoded_hash: &decoded_hash,
@@ -247,16 +249,7 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
         let k = keys.trustee(t as u16).ok_or(EvidenceError::UnknownKey)?;
         let at = e.trustee_at(t);
         let s = Statement {
-            round: Round {
-                group_id,
-                session_id,
-                interval,
-                exchange,
-                bit,
-                grounds: &grounds,
-                pad_nonce,
-                trustee_nonces: &trustee_nonces,
-            },
+            round,
             who: Culprit::Trustee(t as u16),
             own: &client_nonces,
             decoded_hash: &[0; 32],
