@@ -371,7 +371,8 @@ async fn run(command: Command) -> Result<()> {
         #[cfg(feature = "tools")]
         Command::Qemu(a) if config::group::is_group_folder(&a.dir) => {
             // A group with no dealer: the device runs the epoch's setup in its setup image,
-            // then hands the board to its DC-net image.
+            // then hands the board to its DC-net image; one that restarts within the epoch
+            // rejoins it, as a hosted trustee does.
             let role = config::keys::load_private(&a.key_file)?.role;
             if role != KeyRole::Trustee {
                 bail!(
@@ -383,7 +384,19 @@ async fn run(command: Command) -> Result<()> {
             let (desc, keys) =
                 misconfigured(|| setup::load_node(&a.dir, &a.key_file, KeyRole::Trustee))?;
             console::set_role(&keys.name);
-            let (group, node, setup_blob) = tools::qemu::group_trustee(&desc, &keys)?;
+            let (group, node, setup) = match tools::qemu::group_trustee(&desc, &keys, &a.key_file)?
+            {
+                tools::qemu::GroupStart::Rejoin(group, node) => (group, node, None),
+                tools::qemu::GroupStart::Setup(group, node, blob) => {
+                    let setup = tools::qemu::SetupImage {
+                        blob,
+                        firmware: a.setup_firmware,
+                        desc: desc.clone(),
+                        key_file: a.key_file.clone(),
+                    };
+                    (group, node, Some(setup))
+                }
+            };
             let floor = a.min_clients.max(desc.policy.min_clients);
             let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
             let relay = match a.relay {
@@ -396,7 +409,7 @@ async fn run(command: Command) -> Result<()> {
                 port: a.port,
                 console: a.console,
                 min_clients,
-                setup: Some((setup_blob, a.setup_firmware)),
+                setup,
             };
             let code = tools::qemu::run(group, node, opts).await?;
             if code != 0 {
