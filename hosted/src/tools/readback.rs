@@ -167,7 +167,7 @@ pub fn completed_epoch(written: &[u8], read: &[u8]) -> Result<([u8; 16], Vec<Key
         .chunks_exact(32)
         .filter_map(|k| Key::try_from(k).ok())
         .collect();
-    if slots.len() != usize::from(theirs.slots) || slots.iter().any(|k| *k == [0; 32]) {
+    if slots.len() != usize::from(theirs.slots) || slots.contains(&[0; 32]) {
         bail!("the device wrote no pseudonym key for some slot");
     }
     Ok((theirs.session_id, slots))
