@@ -983,6 +983,7 @@ mod tests {
         let (read_id, read_slots) = readback::completed_epoch(&written, &completed).unwrap();
         assert_eq!((read_id, &read_slots), (session_id, &slots));
         let kept = crate::setup::keep_device_epoch(&desc, &key_file, read_id, &read_slots).unwrap();
+        assert!(kept.is_file(), "{}", kept.display());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
