@@ -2301,9 +2301,11 @@ fn number_after(log: &str, marker: &str) -> Option<u64> {
 /// `dissent qemu` is stopped (SIGTERM) and started again, and then while its QEMU is killed
 /// (SIGKILL) and it is started again: each time it rejoins the kept epoch (its log says so,
 /// its console shows no setup image, the relay opened one setup only), and the transfer
-/// comes back byte-exact with no honest member excluded. Then the group moves to its next
-/// version: the kept epoch is not served, and the device sets the new epoch up. Prints how
-/// long each restart took to serve again.
+/// comes back byte-exact with no honest member excluded. Then the group switches to its
+/// next version while the device serves: `dissent qemu` follows the switch and sets the new
+/// epoch up on the device. Last, the group moves on while the device is away: started again,
+/// it does not serve the epoch it kept, now stale, and sets the new one up. Prints how long
+/// each restart took to serve again.
 #[test]
 fn a_device_trustee_restarted_within_its_epoch_rejoins_it_with_no_new_setup() {
     if !have_qemu() {
@@ -2463,38 +2465,68 @@ fn a_device_trustee_restarted_within_its_epoch_rejoins_it_with_no_new_setup() {
         );
         assert_eq!(sample(&page, "dissent_online_clients"), Some(4.0), "{page}");
 
-        // The group moves to its next version (client 3 taken out), the device away: the
-        // epoch it kept is not served, and it sets up the new one.
+        // A next version of the group: `client` taken out, signed by every trustee, and
+        // the relay told to read the folder again.
+        let take_out = |client: &str, relay: &mut Proc, switches: usize| {
+            let show = dissent_ok(&["key", "show", &format!("{client}.pub")]);
+            let fingerprint = show.split_whitespace().next().expect("a fingerprint");
+            dissent_ok(&["group", "remove", &group, fingerprint]);
+            for t in &trustees {
+                dissent_ok(&["group", "sign", &group, t]);
+            }
+            relay.signal(libc::SIGHUP);
+            relay.wait_until(FORM_TIMEOUT, "the switch announced", |p| {
+                (p.log().matches("switch announced").count() == switches).then_some(())
+            });
+        };
+        // The device's set-up of `epoch` in `log` and its console: the setup image, the
+        // hand-over, the epoch kept.
+        let set_up = |device: &mut Device, epoch: u64| {
+            device
+                .proc
+                .wait_until(FORM_TIMEOUT, "the epoch set up and kept", |p| {
+                    let log = p.log();
+                    let kept = format!("epoch {epoch} established on the device");
+                    (log.contains(&kept) && log.contains("and kept in")).then_some(())
+                });
+            let console = device.console();
+            assert!(
+                console.contains(&format!("setup of epoch {epoch} on mps2-an385"))
+                    && console.contains(&format!("epoch {epoch} established"))
+                    && console.contains("handing over"),
+                "{console}"
+            );
+        };
+
+        // The group switches to its next version (client 3 taken out) while the device
+        // serves: told of it by the relay, `dissent qemu` fetches and checks the version as
+        // `dissent trustee` does, and sets its epoch up on the device.
+        take_out(&clients[3], &mut relay, 1);
+        let log = device.proc.wait_for_log("setting up epoch ", FORM_TIMEOUT);
+        let next = number_after(&log, "setting up epoch ").expect("an epoch");
+        assert!(
+            next > epoch && log.contains("stopping QEMU to follow the switch"),
+            "{log}"
+        );
+        set_up(&mut device, next);
+
+        // Away while the group moves on again (client 2 taken out): started again with the
+        // epoch it kept, now stale, the device does not serve it and sets the new one up.
         device.proc.signal(libc::SIGTERM);
         device.proc.wait_exit(support::EXIT_TIMEOUT);
         let _ = fs::remove_file(&console);
-        let show = dissent_ok(&["key", "show", &format!("{}.pub", clients[3])]);
-        let fingerprint = show.split_whitespace().next().expect("a fingerprint");
-        dissent_ok(&["group", "remove", &group, fingerprint]);
-        for t in &trustees {
-            dissent_ok(&["group", "sign", &group, t]);
-        }
-        relay.signal(libc::SIGHUP);
-        relay.wait_for_log("switch announced", FORM_TIMEOUT);
+        take_out(&clients[2], &mut relay, 2);
         device = Device {
-            proc: scope.spawn("trustee1 (next version)", &qemu_args),
+            proc: scope.spawn("trustee1 (a version later)", &qemu_args),
             console: console.clone(),
         };
         let log = device.proc.wait_for_log("setting up epoch ", FORM_TIMEOUT);
-        let next = number_after(&log, "setting up epoch ").expect("an epoch");
-        assert!(next > epoch, "{log}");
-        assert!(log.contains("is of another group version"), "{log}");
-        device.proc.wait_for_log(
-            "read back from its provisioning area and kept in",
-            FORM_TIMEOUT,
-        );
-        let console = device.console();
+        let last = number_after(&log, "setting up epoch ").expect("an epoch");
         assert!(
-            console.contains(&format!("setup of epoch {next} on mps2-an385"))
-                && console.contains(&format!("epoch {next} established"))
-                && console.contains("handing over"),
-            "{console}"
+            last > next && log.contains("is of another group version"),
+            "{log}"
         );
+        set_up(&mut device, last);
         assert!(relay.is_running(), "the relay stopped");
         drop((trustee0, client_procs));
     });

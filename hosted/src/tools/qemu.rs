@@ -16,7 +16,9 @@
 //! DC-net image once the epoch is set up; `dissent qemu` then reads the epoch back from the
 //! board ([`crate::tools::readback`]) and keeps it beside the key file, as a hosted trustee
 //! keeps its own, and started again within the epoch boots the DC-net image with it at once
-//! ([`group_trustee`]): the emulated board's stand-in for a real board's flash.
+//! ([`group_trustee`]): the emulated board's stand-in for a real board's flash. A switch
+//! the relay announces to the device ends the run ([`Ended::Switch`]) for the caller to
+//! follow it as `dissent trustee` does.
 //!
 //! QEMU runs in its own process group, so a terminal's Ctrl-C reaches only this process,
 //! which then stops QEMU; QEMU's exit status (the firmware's, through semihosting) is this
@@ -80,10 +82,16 @@ pub struct QemuOptions {
     pub port: Option<u16>,
     /// A file for the device's console instead of the terminal.
     pub console: Option<PathBuf>,
+    /// A later run of the same `dissent qemu` (after a switch): the console file is
+    /// appended to, not started anew.
+    pub console_continues: bool,
     /// Smallest interval the node takes part in.
     pub min_clients: u16,
     /// A trustee of a group folder that sets its epoch up on the device ([`group_trustee`]).
     pub setup: Option<SetupImage>,
+    /// A trustee of a group folder: a switch the relay announces to the device ends the run
+    /// ([`Ended::Switch`]).
+    pub group_trustee: bool,
 }
 
 /// A device trustee's epoch setup: what its setup image is given, and where the epoch it
@@ -197,9 +205,29 @@ struct Firmware {
 /// The trustee's setup image's name (`cargo build-mps2-an385-setup`).
 pub const SETUP_IMAGE: &str = "trustee-setup";
 
-/// Boots `node` of `group` under QEMU until QEMU exits or this process is asked to stop;
-/// returns the exit status to pass on (0 when stopped by Ctrl-C or SIGTERM).
-pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i32> {
+/// How a run of QEMU ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The exit status to pass on (0 when stopped by Ctrl-C or SIGTERM).
+    Exit(i32),
+    /// A group folder's trustee was told the group switches to a new version (the relay's
+    /// `Goodbye{Switch}`, on the device's console): QEMU is stopped, for the caller to fetch
+    /// the version and set its epoch up, as `dissent trustee` does.
+    Switch,
+}
+
+/// What a group folder's trustee says on its console that `dissent qemu` acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeviceSaid {
+    /// The setup image hands over: the DC-net blob holds the epoch.
+    HandedOver,
+    /// The relay said the group switches to a new version.
+    Switch,
+}
+
+/// Boots `node` of `group` under QEMU until QEMU exits, this process is asked to stop, or
+/// (a group folder's trustee) the group switches to a new version.
+pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<Ended> {
     let role = match node.role {
         Role::Client(_) => NodeRole::Client,
         Role::Trustee(_) => NodeRole::Trustee,
@@ -317,9 +345,16 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         .arg("-device")
         .arg(loader(&provision_file.path(), firmware.provision_start));
     let console: Option<Arc<Mutex<File>>> = match &opts.console {
-        Some(file) => Some(Arc::new(Mutex::new(File::create(file).with_context(
-            || format!("cannot write the console to {}", file.display()),
-        )?))),
+        Some(file) => {
+            let opened = if opts.console_continues {
+                fs::OpenOptions::new().create(true).append(true).open(file)
+            } else {
+                File::create(file)
+            };
+            Some(Arc::new(Mutex::new(opened.with_context(|| {
+                format!("cannot write the console to {}", file.display())
+            })?)))
+        }
         None => None,
     };
     if let Some(readback) = &readback {
@@ -329,12 +364,13 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {QEMU}"))?;
-    let (handed_over, mut on_hand_over) = match &readback {
-        Some(_) => {
-            let (tx, rx) = tokio::sync::oneshot::channel();
+    // What a group folder's trustee says on its console that this process acts on.
+    let (said, mut device_said) = match opts.group_trustee {
+        true => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             (Some(tx), Some(rx))
         }
-        None => (None, None),
+        false => (None, None),
     };
     if let Some(r) = readback.as_mut() {
         r.started()?;
@@ -346,7 +382,7 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
             out,
             console.clone(),
             tail.clone(),
-            handed_over,
+            said,
         )));
     }
     if let Some(err) = child.stderr.take() {
@@ -369,9 +405,9 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
     let shutdown = process::shutdown_signal();
     tokio::pin!(shutdown);
     let status = loop {
-        let handed = async {
-            match on_hand_over.as_mut() {
-                Some(rx) => rx.await.is_ok(),
+        let said = async {
+            match device_said.as_mut() {
+                Some(rx) => rx.recv().await,
                 None => std::future::pending().await,
             }
         };
@@ -380,14 +416,25 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
             _ = &mut shutdown => {
                 info!("stopping QEMU");
                 stop(&mut child).await;
-                return Ok(0);
+                return Ok(Ended::Exit(0));
             }
-            handed = handed => {
-                on_hand_over = None;
-                if let (true, Some(r), Some((_, setup))) = (handed, readback.as_mut(), &setup) {
-                    keep_epoch(r, &blob, firmware.provision_start, setup).await;
+            said = said => match said {
+                Some(DeviceSaid::HandedOver) => {
+                    if let (Some(r), Some((_, setup))) = (readback.as_mut(), &setup) {
+                        keep_epoch(r, &blob, firmware.provision_start, setup).await;
+                    }
                 }
-            }
+                Some(DeviceSaid::Switch) => {
+                    info!(
+                        "the relay told the device that the group switches to a new version: \
+                         stopping QEMU to follow the switch"
+                    );
+                    stop(&mut child).await;
+                    return Ok(Ended::Switch);
+                }
+                // The console ended: QEMU is stopping.
+                None => device_said = None,
+            },
         }
     };
     for copy in copies {
@@ -416,12 +463,29 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
             }
         );
     }
-    Ok(code)
+    Ok(Ended::Exit(code))
 }
 
 /// The setup image's console line as it hands the board to the DC-net image
 /// (`embedded/src/bin/trustee-setup.rs`): the DC-net blob is complete by then.
 const HAND_OVER_LINE: &str = "trustee setup: handing over to the DC-net trustee";
+
+/// What the device's console says when the relay ends its link for a switch (the core's
+/// words: `PeerError`'s `Display`, which the firmware prints in its `link lost` line).
+fn switch_line() -> String {
+    dissent_core::error::PeerError::Goodbye(dissent_core::wire::GoodbyeReason::Switch).to_string()
+}
+
+/// What a console `line` of a group folder's trustee says that its shell acts on.
+fn device_said(line: &str, switch: &str) -> Option<DeviceSaid> {
+    if line.starts_with(HAND_OVER_LINE) {
+        Some(DeviceSaid::HandedOver)
+    } else if line.contains(switch) {
+        Some(DeviceSaid::Switch)
+    } else {
+        None
+    }
+}
 
 /// Reads back the epoch the device wrote into its DC-net blob (`written`, loaded at `at`)
 /// and keeps it beside the trustee's key file; says what it did.
@@ -450,21 +514,20 @@ async fn keep_epoch(readback: &mut ReadBack, written: &[u8], at: u64, setup: &Se
 }
 
 /// Copies QEMU's output line by line to the console file (or this process's standard
-/// output), keeping the last [`CONSOLE_TAIL`] lines in `tail`; says on `handed_over` when
-/// the setup image's line for the hand-over ([`HAND_OVER_LINE`]) has passed.
+/// output), keeping the last [`CONSOLE_TAIL`] lines in `tail`; tells `said` of the lines a
+/// group folder's trustee's shell acts on ([`device_said`]).
 async fn pass_console(
     from: impl AsyncRead + Unpin,
     file: Option<Arc<Mutex<File>>>,
     tail: Arc<Mutex<VecDeque<String>>>,
-    mut handed_over: Option<tokio::sync::oneshot::Sender<()>>,
+    said: Option<tokio::sync::mpsc::UnboundedSender<DeviceSaid>>,
 ) {
+    let switch = switch_line();
     let mut lines = BufReader::new(from).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if line.starts_with(HAND_OVER_LINE) {
-            if let Some(tx) = handed_over.take() {
-                // Nobody waits any more only when QEMU is being stopped.
-                let _ = tx.send(());
-            }
+        if let (Some(tx), Some(what)) = (&said, device_said(&line, &switch)) {
+            // Nobody listens any more only when QEMU is being stopped.
+            let _ = tx.send(what);
         }
         match &file {
             Some(file) => {
@@ -1029,6 +1092,27 @@ mod tests {
         // Cut short.
         let short = &complete(&written, [9; 16], &slots)[..written.len() - 1];
         assert!(err(short).contains("read back of a blob"), "{}", err(short));
+    }
+
+    #[test]
+    fn the_lines_a_group_trustee_acts_on_are_the_firmwares() {
+        let switch = switch_line();
+        let said = |l: &str| device_said(l, &switch);
+        assert_eq!(
+            said("trustee setup: handing over to the DC-net trustee"),
+            Some(DeviceSaid::HandedOver)
+        );
+        assert_eq!(
+            said(
+                "trustee 1: link lost after 812 ms: relay said goodbye: the group switches to a \
+                 new version at the end of this epoch; next dial in 93 ms; stack peak 14244 B"
+            ),
+            Some(DeviceSaid::Switch)
+        );
+        assert_eq!(
+            said("trustee 1: link up (attempt 1); stack peak 14244 B"),
+            None
+        );
     }
 
     #[test]
