@@ -2237,3 +2237,297 @@ fn dissent_qemu_refuses_what_cannot_run() {
         "{err}"
     );
 }
+
+/// Longest the rejoin test may take: a setup, a transfer with two restarts, a switch to the
+/// next version and the device's setup of its epoch.
+const REJOIN_LIMIT: Duration = Duration::from_secs(300);
+
+/// A group with no dealer made as its members make it (`dissent key new`, `dissent group
+/// new/add/sign`) in `home`: a relay, `trustees` trustees and `clients` clients. Returns the
+/// group folder, the relay's address, and the relay's, trustees' and clients' key files.
+fn dealer_free_group(
+    home: &Path,
+    trustees: usize,
+    clients: usize,
+) -> (String, String, String, Vec<String>, Vec<String>) {
+    let key = |role: &str, name: &str| -> String {
+        let file = home.join(format!("{name}.key")).display().to_string();
+        dissent_ok(&["key", "new", "--role", role, &file]);
+        file
+    };
+    let relay_key = key("relay", "relay");
+    let trustees: Vec<String> = (0..trustees)
+        .map(|j| key("trustee", &format!("trustee{j}")))
+        .collect();
+    let clients: Vec<String> = (0..clients)
+        .map(|i| key("client", &format!("client{i}")))
+        .collect();
+    let group = home.join("group").display().to_string();
+    let relay_addr = format!("127.0.0.1:{}", reserve_port());
+    dissent_ok(&["group", "new", "--relay", &relay_addr, &group]);
+    let publics: Vec<String> = std::iter::once(&relay_key)
+        .chain(&trustees)
+        .chain(&clients)
+        .map(|k| format!("{k}.pub"))
+        .collect();
+    let mut add = vec!["group", "add", group.as_str()];
+    add.extend(publics.iter().map(String::as_str));
+    dissent_ok(&add);
+    for t in &trustees {
+        dissent_ok(&["group", "sign", &group, t]);
+    }
+    (group, relay_addr, relay_key, trustees, clients)
+}
+
+/// Moves the console file of a `dissent qemu` run that ended into `seen`, so that the
+/// next run's file holds its own lines only.
+fn consoles_seen(console: &Path, seen: &mut Vec<String>) {
+    seen.push(fs::read_to_string(console).unwrap_or_default());
+    let _ = fs::remove_file(console);
+}
+
+/// The number after `marker` in `log` (the first such line), e.g. the epoch of
+/// "setting up epoch 3".
+fn number_after(log: &str, marker: &str) -> Option<u64> {
+    let rest = &log[log.find(marker)? + marker.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// A device trustee of a dealer-free group that restarts within the epoch rejoins it with
+/// no new setup, as a hosted trustee does. The first `dissent qemu` sets the epoch up on the
+/// device and keeps what the device established (read back from the board, mode 600
+/// beside the key file). A transfer through a hosted client runs while the device's
+/// `dissent qemu` is stopped (SIGTERM) and started again, and then while its QEMU is killed
+/// (SIGKILL) and it is started again: each time it rejoins the kept epoch (its log says so,
+/// its console shows no setup image, the relay opened one setup only), and the transfer
+/// comes back byte-exact with no honest member excluded. Then the group switches to its
+/// next version while the device serves: `dissent qemu` follows the switch and sets the new
+/// epoch up on the device. Last, the group moves on while the device is away: started again,
+/// it does not serve the epoch it kept, now stale, and sets the new one up. Prints how long
+/// each restart took to serve again.
+#[test]
+fn a_device_trustee_restarted_within_its_epoch_rejoins_it_with_no_new_setup() {
+    if !have_qemu() {
+        return;
+    }
+    firmware("trustee");
+    firmware("trustee-setup");
+    within(REJOIN_LIMIT, |scope| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path();
+        let (group, _, relay_key, trustees, clients) = dealer_free_group(home, 2, 4);
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &group,
+                "--key",
+                &relay_key,
+                "--exit",
+                "echo",
+                "--metrics",
+                "0",
+            ],
+        );
+        let metrics_port = relay.listening_port("serving metrics at");
+        let trustee0 = scope.spawn("trustee0", &["trustee", &group, &trustees[0]]);
+        let console = home.join("trustee1.console");
+        let console_s = console.display().to_string();
+        let qemu_args = ["qemu", &group, &trustees[1], "--console", &console_s];
+        let mut device = Device {
+            proc: scope.spawn("trustee1", &qemu_args),
+            console: console.clone(),
+        };
+        let mut client_procs: Vec<Proc> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| scope.spawn(&format!("client{i}"), &["client", &group, c, "-p", "0"]))
+            .collect();
+
+        // The device sets the epoch up, hands over, and its epoch is kept.
+        let log = device.proc.wait_for_log(
+            "read back from its provisioning area and kept in",
+            FORM_TIMEOUT,
+        );
+        let epoch = number_after(&log, "setting up epoch ")
+            .unwrap_or_else(|| panic!("no setting-up line:\n{log}"));
+        let kept = PathBuf::from(format!("{}.epoch", trustees[1]));
+        assert_eq!(support::mode(&kept), 0o600, "{}", kept.display());
+        relay.wait_until(FORM_TIMEOUT, "an interval with 4 clients", |_| {
+            let page = scrape(metrics_port)?;
+            (sample(&page, "dissent_online_clients")? == 4.0).then_some(())
+        });
+        let port = client_procs[0].listening_port("listening on");
+        client_procs[0].wait_for_log("sending in interval", FORM_TIMEOUT);
+
+        let data = pattern(512 * 1024, 5);
+        let back = Arc::new(AtomicUsize::new(0));
+        let transfer = echo_counting(port, data.clone(), back.clone());
+        wait_bytes(&back, 16 * 1024, TRANSFER_TIMEOUT, "before the restarts");
+
+        // Stopped (SIGTERM), then QEMU killed outright: each time started again, it
+        // rejoins the epoch it kept and the transfer goes on.
+        // Each run's console, the set-up run's first.
+        let mut consoles: Vec<String> = Vec::new();
+        for (round, how) in ["SIGTERM to dissent qemu", "SIGKILL to QEMU"]
+            .into_iter()
+            .enumerate()
+        {
+            assert!(
+                back.load(Ordering::Relaxed) < data.len(),
+                "the transfer ended before the {how}"
+            );
+            if round == 0 {
+                device.proc.signal(libc::SIGTERM);
+                let status = device.proc.wait_exit(support::EXIT_TIMEOUT);
+                assert_eq!(status.and_then(|s| s.code()), Some(0), "{how}");
+            } else {
+                let qemu = support::children(device.proc.pid());
+                assert_eq!(qemu.len(), 1, "one QEMU child");
+                // SAFETY: signalling the QEMU child of our own `dissent qemu`, found just
+                // above.
+                unsafe { libc::kill(qemu[0] as libc::pid_t, libc::SIGKILL) };
+                let status = device.proc.wait_exit(support::EXIT_TIMEOUT);
+                assert_eq!(status.and_then(|s| s.code()), Some(128 + 9), "{how}");
+            }
+            // The new run's console only: the last run's says "link up" too.
+            consoles_seen(&console, &mut consoles);
+            let before = back.load(Ordering::Relaxed);
+            let restarted = Instant::now();
+            device = Device {
+                proc: scope.spawn(&format!("trustee1 again ({how})"), &qemu_args),
+                console: console.clone(),
+            };
+            let log = device
+                .proc
+                .wait_for_log(&format!("rejoining epoch {epoch} "), FORM_TIMEOUT);
+            assert!(log.contains("no new setup"), "{log}");
+            let link_up = device
+                .proc
+                .wait_until(FORM_TIMEOUT, "the device's link up", |_| {
+                    let text = fs::read_to_string(&console).unwrap_or_default();
+                    text.contains("link up").then(|| restarted.elapsed())
+                });
+            wait_bytes(
+                &back,
+                before + 1,
+                TRANSFER_TIMEOUT,
+                &format!("after the restart ({how})"),
+            );
+            let flowing = restarted.elapsed();
+            wait_bytes(
+                &back,
+                (before + 16 * 1024).min(data.len()),
+                TRANSFER_TIMEOUT,
+                &format!("after the restart ({how})"),
+            );
+            eprintln!(
+                "restart ({how}): from the new `dissent qemu` to the device's link up \
+                 {link_up:?}, to the first byte back {flowing:?}"
+            );
+        }
+        consoles.push(device.console());
+        let got = transfer
+            .join()
+            .expect("transfer thread")
+            .expect("echo through client 0");
+        assert_eq!(got.len(), data.len(), "bytes back");
+        assert_eq!(
+            got.iter().zip(&data).position(|(a, b)| a != b),
+            None,
+            "the bytes back differ"
+        );
+
+        // No new setup: the relay opened one attempt of one epoch, and the restarted
+        // device never booted its setup image.
+        let log = relay.log();
+        assert_eq!(log.matches("setup: attempt ").count(), 1, "{log}");
+        assert_eq!(log.matches("setup of epoch").count(), 1, "{log}");
+        assert_eq!(consoles.len(), 3);
+        assert!(consoles[0].contains("handing over"), "{}", consoles[0]);
+        for console in &consoles[1..] {
+            assert!(
+                !console.contains("trustee setup") && console.contains("link up"),
+                "{console}"
+            );
+        }
+        // No honest member excluded, nothing garbled, every client still online.
+        assert!(
+            !log.contains("is refused until an operator admits it"),
+            "{log}"
+        );
+        let page = scrape(metrics_port).expect("relay metrics");
+        assert_eq!(
+            sample(&page, "dissent_garbled_exchanges_total"),
+            Some(0.0),
+            "{page}"
+        );
+        assert_eq!(sample(&page, "dissent_online_clients"), Some(4.0), "{page}");
+
+        // A next version of the group: `client` taken out, signed by every trustee, and
+        // the relay told to read the folder again.
+        let take_out = |client: &str, relay: &mut Proc, switches: usize| {
+            let show = dissent_ok(&["key", "show", &format!("{client}.pub")]);
+            let fingerprint = show.split_whitespace().next().expect("a fingerprint");
+            dissent_ok(&["group", "remove", &group, fingerprint]);
+            for t in &trustees {
+                dissent_ok(&["group", "sign", &group, t]);
+            }
+            relay.signal(libc::SIGHUP);
+            relay.wait_until(FORM_TIMEOUT, "the switch announced", |p| {
+                (p.log().matches("switch announced").count() == switches).then_some(())
+            });
+        };
+        // The device's set-up of `epoch` in `log` and its console: the setup image, the
+        // hand-over, the epoch kept.
+        let set_up = |device: &mut Device, epoch: u64| {
+            device
+                .proc
+                .wait_until(FORM_TIMEOUT, "the epoch set up and kept", |p| {
+                    let log = p.log();
+                    let kept = format!("epoch {epoch} established on the device");
+                    (log.contains(&kept) && log.contains("and kept in")).then_some(())
+                });
+            let console = device.console();
+            assert!(
+                console.contains(&format!("setup of epoch {epoch} on mps2-an385"))
+                    && console.contains(&format!("epoch {epoch} established"))
+                    && console.contains("handing over"),
+                "{console}"
+            );
+        };
+
+        // The group switches to its next version (client 3 taken out) while the device
+        // serves: told of it by the relay, `dissent qemu` fetches and checks the version as
+        // `dissent trustee` does, and sets its epoch up on the device.
+        take_out(&clients[3], &mut relay, 1);
+        let log = device.proc.wait_for_log("setting up epoch ", FORM_TIMEOUT);
+        let next = number_after(&log, "setting up epoch ").expect("an epoch");
+        assert!(
+            next > epoch && log.contains("stopping QEMU to follow the switch"),
+            "{log}"
+        );
+        set_up(&mut device, next);
+
+        // Away while the group moves on again (client 2 taken out): started again with the
+        // epoch it kept, now stale, the device does not serve it and sets the new one up.
+        device.proc.signal(libc::SIGTERM);
+        device.proc.wait_exit(support::EXIT_TIMEOUT);
+        let _ = fs::remove_file(&console);
+        take_out(&clients[2], &mut relay, 2);
+        device = Device {
+            proc: scope.spawn("trustee1 (a version later)", &qemu_args),
+            console: console.clone(),
+        };
+        let log = device.proc.wait_for_log("setting up epoch ", FORM_TIMEOUT);
+        let last = number_after(&log, "setting up epoch ").expect("an epoch");
+        assert!(
+            last > next && log.contains("is of another group version"),
+            "{log}"
+        );
+        set_up(&mut device, last);
+        assert!(relay.is_running(), "the relay stopped");
+        drop((trustee0, client_procs));
+    });
+}

@@ -371,7 +371,8 @@ async fn run(command: Command) -> Result<()> {
         #[cfg(feature = "tools")]
         Command::Qemu(a) if config::group::is_group_folder(&a.dir) => {
             // A group with no dealer: the device runs the epoch's setup in its setup image,
-            // then hands the board to its DC-net image.
+            // then hands the board to its DC-net image; one that restarts within the epoch
+            // rejoins it, as a hosted trustee does.
             let role = config::keys::load_private(&a.key_file)?.role;
             if role != KeyRole::Trustee {
                 bail!(
@@ -380,29 +381,55 @@ async fn run(command: Command) -> Result<()> {
                     a.key_file.display()
                 );
             }
-            let (desc, keys) =
-                misconfigured(|| setup::load_node(&a.dir, &a.key_file, KeyRole::Trustee))?;
-            console::set_role(&keys.name);
-            let (group, node, setup_blob) = tools::qemu::group_trustee(&desc, &keys)?;
-            let floor = a.min_clients.max(desc.policy.min_clients);
-            let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
-            let relay = match a.relay {
-                Some(r) => r,
-                None => desc.relay_address()?,
-            };
-            let opts = tools::qemu::QemuOptions {
-                firmware: a.firmware,
-                relay,
-                port: a.port,
-                console: a.console,
-                min_clients,
-                setup: Some((setup_blob, a.setup_firmware)),
-            };
-            let code = tools::qemu::run(group, node, opts).await?;
-            if code != 0 {
-                std::process::exit(code);
+            let mut first = true;
+            loop {
+                let (desc, keys) =
+                    misconfigured(|| setup::load_node(&a.dir, &a.key_file, KeyRole::Trustee))?;
+                console::set_role(&keys.name);
+                let (group, node, setup) =
+                    match tools::qemu::group_trustee(&desc, &keys, &a.key_file)? {
+                        tools::qemu::GroupStart::Rejoin(group, node) => (group, node, None),
+                        tools::qemu::GroupStart::Setup(group, node, blob) => {
+                            let setup = tools::qemu::SetupImage {
+                                blob,
+                                firmware: a.setup_firmware.clone(),
+                                desc: desc.clone(),
+                                key_file: a.key_file.clone(),
+                            };
+                            (group, node, Some(setup))
+                        }
+                    };
+                let floor = a.min_clients.max(desc.policy.min_clients);
+                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
+                let relay = match &a.relay {
+                    Some(r) => r.clone(),
+                    None => desc.relay_address()?,
+                };
+                let opts = tools::qemu::QemuOptions {
+                    firmware: a.firmware.clone(),
+                    relay: relay.clone(),
+                    port: a.port,
+                    console: a.console.clone(),
+                    console_continues: !std::mem::take(&mut first),
+                    min_clients,
+                    setup,
+                    group_trustee: true,
+                };
+                match tools::qemu::run(group, node, opts).await? {
+                    tools::qemu::Ended::Exit(0) => return Ok(()),
+                    tools::qemu::Ended::Exit(code) => std::process::exit(code),
+                    // Told of a switch: the next version fetched and checked as `dissent
+                    // trustee` does, then its epoch set up on the device.
+                    tools::qemu::Ended::Switch => {
+                        let switching = Err(anyhow::Error::new(link::dial::Switching));
+                        let running = Some((desc, keys));
+                        if !next_epoch(&a.dir, running, KeyRole::Trustee, &relay, switching).await?
+                        {
+                            return Ok(());
+                        }
+                    }
+                }
             }
-            Ok(())
         }
         #[cfg(feature = "tools")]
         Command::Qemu(a) => {
@@ -416,14 +443,16 @@ async fn run(command: Command) -> Result<()> {
                 relay,
                 port: a.port,
                 console: a.console,
+                console_continues: false,
                 min_clients,
                 setup: None,
+                group_trustee: false,
             };
-            let code = tools::qemu::run(group, node, opts).await?;
-            if code != 0 {
-                std::process::exit(code);
+            match tools::qemu::run(group, node, opts).await? {
+                tools::qemu::Ended::Exit(code) if code != 0 => std::process::exit(code),
+                // A group without a folder has no switch.
+                _ => Ok(()),
             }
-            Ok(())
         }
         Command::Device(DeviceCommand::Provision(a)) => {
             let group = config::Group::load(&a.dir)?;

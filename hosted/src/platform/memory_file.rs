@@ -2,7 +2,9 @@
 //! the platform allows it: on Linux an anonymous memory file (`memfd_create`) that the
 //! child opens at `/proc/self/fd/N` through the descriptor it inherits, gone once every
 //! descriptor of it is closed, so a kill leaves nothing behind; elsewhere a file only its
-//! owner can read, in a fresh temporary folder removed when this is dropped.
+//! owner can read, in a fresh temporary folder removed when this is dropped. A child may
+//! also write it at that path, for this process to read back (`dissent qemu` has QEMU save
+//! the device's memory into one).
 
 use std::io;
 use std::path::PathBuf;
@@ -24,13 +26,18 @@ impl MemoryFile {
     pub fn path(&self) -> PathBuf {
         self.inner.path()
     }
+
+    /// What the file holds now (a child may have written it at [`MemoryFile::path`]).
+    pub fn contents(&self) -> io::Result<Vec<u8>> {
+        self.inner.contents()
+    }
 }
 
 #[cfg(target_os = "linux")]
 mod imp {
     use std::ffi::CString;
     use std::fs::File;
-    use std::io::{self, Write};
+    use std::io::{self, Read, Seek, Write};
     use std::os::fd::{AsRawFd, FromRawFd};
     use std::path::PathBuf;
 
@@ -55,6 +62,14 @@ mod imp {
 
         pub fn path(&self) -> PathBuf {
             PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+        }
+
+        pub fn contents(&self) -> io::Result<Vec<u8>> {
+            let mut file = &self.file;
+            file.seek(io::SeekFrom::Start(0))?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)?;
+            Ok(bytes)
         }
     }
 }
@@ -82,6 +97,10 @@ mod imp {
         pub fn path(&self) -> PathBuf {
             self.path.clone()
         }
+
+        pub fn contents(&self) -> io::Result<Vec<u8>> {
+            std::fs::read(&self.path)
+        }
     }
 }
 
@@ -93,5 +112,12 @@ mod tests {
     fn a_memory_file_reads_back_at_its_path() {
         let m = MemoryFile::new("test", b"secret bytes").unwrap();
         assert_eq!(std::fs::read(m.path()).unwrap(), b"secret bytes");
+    }
+
+    #[test]
+    fn what_a_child_writes_at_its_path_is_read_back() {
+        let m = MemoryFile::new("test", b"before").unwrap();
+        std::fs::write(m.path(), b"written after").unwrap();
+        assert_eq!(m.contents().unwrap(), b"written after");
     }
 }

@@ -13,6 +13,8 @@
 //!   its clients' SOCKS5 ports).
 //! - [`memory_file`]: secret bytes for a child process to read, off disks where possible
 //!   (`dissent qemu`'s provisioning blob and seed).
+//! - [`child_socket`]: a private socket to a child process (`dissent qemu`'s channel to
+//!   QEMU's monitor; Unix only).
 //! - [`open_files`]: the open-file limit the relay sizes its tables to.
 //! - [`state_dir`]: where `dissent up` keeps its state.
 //! - [`process_stats`]: CPU time and peak memory of a process, for `dissent bench` (Linux
@@ -23,6 +25,8 @@
 //! `libc`, `std::os::unix`, `windows_sys`). No protocol logic and no role policy here: the
 //! callers decide what to do; these modules only do it the platform's way.
 
+#[cfg(feature = "tools")]
+pub mod child_socket;
 pub mod file_lock;
 pub mod listening;
 #[cfg(feature = "tools")]

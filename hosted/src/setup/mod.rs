@@ -388,6 +388,53 @@ fn settle(
     .group()
 }
 
+/// The epoch kept beside a device trustee's `key_file` (`dissent qemu`), checked as a hosted
+/// trustee checks its own ([`node()`]): its group and the trustee's secrets when it is an
+/// epoch of the version `desc` with the trustee in it; `None` when it must set up anew.
+pub fn rejoin_trustee(
+    desc: &GroupDesc,
+    keys: &PrivateKeys,
+    key_file: &Path,
+) -> Result<Option<(Group, NodeSecrets)>> {
+    let own = keys.public();
+    let Some(index) = desc.trustees.iter().position(|k| *k == own) else {
+        bail!(
+            "trustee {} ({}) is not a trustee of group version {}",
+            keys.name,
+            own.fingerprint(),
+            desc.version
+        );
+    };
+    node::saved(desc, keys, key_file, Role::Trustee(index))
+}
+
+/// Keeps beside a device trustee's `key_file` the epoch it established, as a hosted
+/// trustee keeps its own: its session id and pseudonym keys in slot order, as the device
+/// wrote them into its DC-net blob (`dissent qemu` reads them back from the device, never
+/// from the relay). Every member of the version is the epoch's: the device's setup image
+/// serves no other epoch. Returns the file's path.
+pub fn keep_device_epoch(
+    desc: &GroupDesc,
+    key_file: &Path,
+    session_id: [u8; 16],
+    slots: &[Key],
+) -> Result<PathBuf> {
+    if slots.len() != desc.clients.len() {
+        bail!(
+            "{} pseudonym keys for the {} clients of group version {}",
+            slots.len(),
+            desc.clients.len(),
+            desc.version
+        );
+    }
+    let members = Members {
+        clients: (0..desc.clients.len()).collect(),
+        trustees: (0..desc.trustees.len()).collect(),
+    };
+    EpochFile::new(desc, session_id, slots, &members, None).save(key_file)?;
+    Ok(EpochFile::path(key_file))
+}
+
 /// What a node keeps of an established epoch beside its key file (`FILE.epoch`, private),
 /// so that a restart within the epoch keeps its slot: the group version, the epoch's
 /// session id, the pseudonym list and, for a client, its own pseudonym secret and slot.

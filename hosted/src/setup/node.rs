@@ -67,17 +67,8 @@ pub async fn node(
         Role::Trustee(_) => Role::Trustee(index),
         _ => Role::Client(index),
     };
-    if let Some(saved) = EpochFile::load(key_file, desc)? {
-        let pseudonym = match (saved.pseudonym()?, saved.slot) {
-            (Some(k), Some(slot)) => Some((k, slot)),
-            _ => None,
-        };
-        let members = saved.members(desc);
-        if let Some(role) = members.role(role) {
-            if keys.role == KeyRole::Trustee || pseudonym.is_some() {
-                return Ok((saved.group(desc)?, node_secrets(keys, role, pseudonym)));
-            }
-        }
+    if let Some(kept) = saved(desc, keys, key_file, role)? {
+        return Ok(kept);
     }
     // The machines borrow the setup for the process's life (one setup per process).
     let setup: &'static Setup = Box::leak(Box::new(Setup::new(desc)?));
@@ -309,6 +300,38 @@ pub async fn node(
         key_file,
     )?;
     Ok((group, node_secrets(keys, role, pseudonym)))
+}
+
+/// The epoch kept beside `key_file` ([`EpochFile`]) when it is of the version `desc` and
+/// the node, in `role` of the version, is one of its members (a client with its pseudonym):
+/// the epoch's group and the node's secrets for it, to rejoin it with no new setup.
+pub(super) fn saved(
+    desc: &GroupDesc,
+    keys: &PrivateKeys,
+    key_file: &Path,
+    role: Role,
+) -> Result<Option<(Group, NodeSecrets)>> {
+    let Some(saved) = EpochFile::load(key_file, desc)? else {
+        return Ok(None);
+    };
+    let pseudonym = match (saved.pseudonym()?, saved.slot) {
+        (Some(k), Some(slot)) => Some((k, slot)),
+        _ => None,
+    };
+    let members = saved.members(desc);
+    if let Some(role) = members.role(role) {
+        if keys.role == KeyRole::Trustee || pseudonym.is_some() {
+            return Ok(Some((
+                saved.group(desc)?,
+                node_secrets(keys, role, pseudonym),
+            )));
+        }
+    }
+    info!(
+        "setup: this node is not a member of the kept epoch {}; setting up anew",
+        saved.epoch
+    );
+    Ok(None)
 }
 
 /// A client with no slot this epoch: holds its setup link (the relay holds it until the

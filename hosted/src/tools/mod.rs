@@ -8,4 +8,5 @@
 pub mod bench;
 pub mod load;
 pub mod qemu;
+pub mod readback;
 pub mod timing;

@@ -12,6 +12,14 @@
 //! script put its `PROVISION` and `SEED` areas (`_provision_start`, `_seed_start`), read
 //! from the ELF.
 //!
+//! A trustee of a group folder boots the setup image first, which hands the board to the
+//! DC-net image once the epoch is set up; `dissent qemu` then reads the epoch back from the
+//! board ([`crate::tools::readback`]) and keeps it beside the key file, as a hosted trustee
+//! keeps its own, and started again within the epoch boots the DC-net image with it at once
+//! ([`group_trustee`]): the emulated board's stand-in for a real board's flash. A switch
+//! the relay announces to the device ends the run ([`Ended::Switch`]) for the caller to
+//! follow it as `dissent trustee` does.
+//!
 //! QEMU runs in its own process group, so a terminal's Ctrl-C reaches only this process,
 //! which then stops QEMU; QEMU's exit status (the firmware's, through semihosting) is this
 //! process's. The console passes through this process, which keeps its last lines: when
@@ -32,13 +40,14 @@ use dissent_core::wire::NodeRole;
 use object::{Object, ObjectSection, ObjectSymbol};
 use rand::RngCore;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::addr::{Host, HostPort};
 use crate::config::{Group, NodeSecrets, Role};
 use crate::platform::memory_file::MemoryFile;
 use crate::platform::process_group;
 use crate::process;
+use crate::tools::readback::{self, ReadBack};
 
 /// QEMU's Arm system emulator.
 const QEMU: &str = "qemu-system-arm";
@@ -73,19 +82,78 @@ pub struct QemuOptions {
     pub port: Option<u16>,
     /// A file for the device's console instead of the terminal.
     pub console: Option<PathBuf>,
+    /// A later run of the same `dissent qemu` (after a switch): the console file is
+    /// appended to, not started anew.
+    pub console_continues: bool,
     /// Smallest interval the node takes part in.
     pub min_clients: u16,
-    /// A trustee of a group folder: its setup image's blob ([`group_trustee`]), and the
-    /// setup image to boot (default: `trustee-setup` where the firmware is looked for).
-    pub setup: Option<(Vec<u8>, Option<PathBuf>)>,
+    /// A trustee of a group folder that sets its epoch up on the device ([`group_trustee`]).
+    pub setup: Option<SetupImage>,
+    /// A trustee of a group folder: a switch the relay announces to the device ends the run
+    /// ([`Ended::Switch`]).
+    pub group_trustee: bool,
 }
 
-/// A device trustee of a group with no dealer (a group folder): the group its DC-net image
-/// is provisioned for (every member of the version, the epoch's session id and pseudonym
+/// A device trustee's epoch setup: what its setup image is given, and where the epoch it
+/// establishes is kept for a restart within it.
+#[derive(Debug, Clone)]
+pub struct SetupImage {
+    /// The setup image's blob (`dissent_core::provision::EpochSetup`).
+    pub blob: Vec<u8>,
+    /// The setup image to boot (default: `trustee-setup` where the firmware is looked for).
+    pub firmware: Option<PathBuf>,
+    /// The group version it sets up.
+    pub desc: crate::config::group::GroupDesc,
+    /// The trustee's key file, beside which the established epoch is kept
+    /// (`crate::setup::keep_device_epoch`).
+    pub key_file: PathBuf,
+}
+
+/// What the emulated board boots for a trustee of a group folder.
+#[derive(Debug)]
+pub enum GroupStart {
+    /// The epoch kept beside the key file is the version's: the DC-net image serves it at
+    /// once, with no new setup (as a hosted trustee rejoins its epoch).
+    Rejoin(Group, NodeSecrets),
+    /// The setup image sets the version's epoch up first: the group with the epoch's
+    /// session id and pseudonym keys left zero (the setup image writes them), and its blob.
+    Setup(Group, NodeSecrets, Vec<u8>),
+}
+
+/// What a device trustee of a group folder boots: the DC-net image with the kept epoch when
+/// it is still the group's (the version in the folder), else the setup image
+/// ([`group_setup`]). Says which, and why.
+pub fn group_trustee(
+    desc: &crate::config::group::GroupDesc,
+    keys: &crate::config::keys::PrivateKeys,
+    key_file: &Path,
+) -> Result<GroupStart> {
+    let epoch = crate::setup::epoch_of(desc);
+    if let Some((group, node)) = crate::setup::rejoin_trustee(desc, keys, key_file)? {
+        info!(
+            "rejoining epoch {epoch} (session {}), kept beside {}: no new setup; booting the \
+             DC-net image with it",
+            hex::encode(group.session_id),
+            key_file.display()
+        );
+        return Ok(GroupStart::Rejoin(group, node));
+    }
+    info!(
+        "setting up epoch {epoch} of group version {} on the device: no epoch of this version \
+         kept beside {}",
+        desc.version,
+        key_file.display()
+    );
+    let (group, node, blob) = group_setup(desc, keys)?;
+    Ok(GroupStart::Setup(group, node, blob))
+}
+
+/// A device trustee of a group with no dealer (a group folder) that sets its epoch up: the
+/// group its DC-net image is provisioned for (every member of the version, the epoch's session id and pseudonym
 /// keys left zero for the setup image to write once it has set the epoch up), its secrets,
 /// and the setup image's blob (`dissent_core::provision::EpochSetup`: the group's
 /// fingerprint, the epoch, the fewest trustees and the trustees' identity keys).
-pub fn group_trustee(
+pub fn group_setup(
     desc: &crate::config::group::GroupDesc,
     keys: &crate::config::keys::PrivateKeys,
 ) -> Result<(Group, NodeSecrets, Vec<u8>)> {
@@ -137,9 +205,29 @@ struct Firmware {
 /// The trustee's setup image's name (`cargo build-mps2-an385-setup`).
 pub const SETUP_IMAGE: &str = "trustee-setup";
 
-/// Boots `node` of `group` under QEMU until QEMU exits or this process is asked to stop;
-/// returns the exit status to pass on (0 when stopped by Ctrl-C or SIGTERM).
-pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i32> {
+/// How a run of QEMU ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The exit status to pass on (0 when stopped by Ctrl-C or SIGTERM).
+    Exit(i32),
+    /// A group folder's trustee was told the group switches to a new version (the relay's
+    /// `Goodbye{Switch}`, on the device's console): QEMU is stopped, for the caller to fetch
+    /// the version and set its epoch up, as `dissent trustee` does.
+    Switch,
+}
+
+/// What a group folder's trustee says on its console that `dissent qemu` acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeviceSaid {
+    /// The setup image hands over: the DC-net blob holds the epoch.
+    HandedOver,
+    /// The relay said the group switches to a new version.
+    Switch,
+}
+
+/// Boots `node` of `group` under QEMU until QEMU exits, this process is asked to stop, or
+/// (a group folder's trustee) the group switches to a new version.
+pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<Ended> {
     let role = match node.role {
         Role::Client(_) => NodeRole::Client,
         Role::Trustee(_) => NodeRole::Trustee,
@@ -168,31 +256,15 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
     }
 
     let (relay_addr, relay_port) = device_relay(&opts.relay).await?;
-    let peers = crate::device::peer_keys(&group, &node.role);
-    let pseudonym = crate::device::pseudonym_bytes(&group, &node);
-    let device = crate::device::node_config(
-        &group,
-        &node,
-        &peers,
-        &pseudonym,
-        crate::device::DeviceSettings {
-            relay: dissent_core::provision::Relay::Ipv4(relay_addr.octets()),
-            relay_port,
-            local_port: DEVICE_PROXY_PORT,
-            min_clients: opts.min_clients,
-            ipv4: None,
-            wifi: None,
-        },
-    )?;
-    let blob = device.to_blob();
+    let blob = node_blob(&group, &node, (relay_addr, relay_port), opts.min_clients)?;
     let setup = match &opts.setup {
-        Some((setup_blob, path)) => {
-            let image = match path {
+        Some(setup) => {
+            let image = match &setup.firmware {
                 Some(path) => Firmware::read(path)?,
                 None => Firmware::find_named(SETUP_IMAGE)?,
             };
-            image.check_setup(&group, &firmware, setup_blob)?;
-            Some((image, setup_blob))
+            image.check_setup(&group, &firmware, &setup.blob)?;
+            Some((image, setup))
         }
         None => None,
     };
@@ -215,6 +287,21 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         .context("cannot create a memory file for the provisioning blob")?;
     let seed_file = MemoryFile::new("dissent-seed", &seed()?)
         .context("cannot create a memory file for the seed")?;
+    // A device that sets its epoch up: QEMU's monitor, on a socket only this process holds,
+    // saves its provisioning area into a memory file once it has handed over.
+    let mut readback = match &setup {
+        Some(_) => match ReadBack::new() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warn!(
+                    "the epoch the device sets up cannot be read back ({e:#}); it is not \
+                     kept, and a restart sets it up again"
+                );
+                None
+            }
+        },
+        None => None,
+    };
 
     let mut nic = "user,model=lan9118".to_string();
     if let Some(port) = forward {
@@ -230,8 +317,8 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
     // A group folder's trustee: the board boots the setup image (its vector table is the
     // core's at reset), which hands the board to the DC-net image, loaded beside it.
     let setup_file = match &setup {
-        Some((image, setup_blob)) => {
-            let file = MemoryFile::new("dissent-setup", setup_blob)
+        Some((image, setup)) => {
+            let file = MemoryFile::new("dissent-setup", &setup.blob)
                 .context("cannot create a memory file for the setup blob")?;
             // The DC-net image as the bytes its flash holds: both ELFs have RAM segments,
             // which QEMU would refuse to load twice.
@@ -258,15 +345,36 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
         .arg("-device")
         .arg(loader(&provision_file.path(), firmware.provision_start));
     let console: Option<Arc<Mutex<File>>> = match &opts.console {
-        Some(file) => Some(Arc::new(Mutex::new(File::create(file).with_context(
-            || format!("cannot write the console to {}", file.display()),
-        )?))),
+        Some(file) => {
+            let opened = if opts.console_continues {
+                fs::OpenOptions::new().create(true).append(true).open(file)
+            } else {
+                File::create(file)
+            };
+            Some(Arc::new(Mutex::new(opened.with_context(|| {
+                format!("cannot write the console to {}", file.display())
+            })?)))
+        }
         None => None,
     };
+    if let Some(readback) = &readback {
+        cmd.args(readback.qemu_args());
+    }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {QEMU}"))?;
+    // What a group folder's trustee says on its console that this process acts on.
+    let (said, mut device_said) = match opts.group_trustee {
+        true => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
+    if let Some(r) = readback.as_mut() {
+        r.started()?;
+    }
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let mut copies = Vec::new();
     if let Some(out) = child.stdout.take() {
@@ -274,6 +382,7 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
             out,
             console.clone(),
             tail.clone(),
+            said,
         )));
     }
     if let Some(err) = child.stderr.take() {
@@ -281,6 +390,7 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
             err,
             console.clone(),
             tail.clone(),
+            None,
         )));
     }
     info!(
@@ -294,12 +404,37 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
     );
     let shutdown = process::shutdown_signal();
     tokio::pin!(shutdown);
-    let status = tokio::select! {
-        status = child.wait() => status.with_context(|| format!("waiting for {QEMU}"))?,
-        _ = &mut shutdown => {
-            info!("stopping QEMU");
-            stop(&mut child).await;
-            return Ok(0);
+    let status = loop {
+        let said = async {
+            match device_said.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            status = child.wait() => break status.with_context(|| format!("waiting for {QEMU}"))?,
+            _ = &mut shutdown => {
+                info!("stopping QEMU");
+                stop(&mut child).await;
+                return Ok(Ended::Exit(0));
+            }
+            said = said => match said {
+                Some(DeviceSaid::HandedOver) => {
+                    if let (Some(r), Some((_, setup))) = (readback.as_mut(), &setup) {
+                        keep_epoch(r, &blob, firmware.provision_start, setup).await;
+                    }
+                }
+                Some(DeviceSaid::Switch) => {
+                    info!(
+                        "the relay told the device that the group switches to a new version: \
+                         stopping QEMU to follow the switch"
+                    );
+                    stop(&mut child).await;
+                    return Ok(Ended::Switch);
+                }
+                // The console ended: QEMU is stopping.
+                None => device_said = None,
+            },
         }
     };
     for copy in copies {
@@ -328,18 +463,72 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<i
             }
         );
     }
-    Ok(code)
+    Ok(Ended::Exit(code))
+}
+
+/// The setup image's console line as it hands the board to the DC-net image
+/// (`embedded/src/bin/trustee-setup.rs`): the DC-net blob is complete by then.
+const HAND_OVER_LINE: &str = "trustee setup: handing over to the DC-net trustee";
+
+/// What the device's console says when the relay ends its link for a switch (the core's
+/// words: `PeerError`'s `Display`, which the firmware prints in its `link lost` line).
+fn switch_line() -> String {
+    dissent_core::error::PeerError::Goodbye(dissent_core::wire::GoodbyeReason::Switch).to_string()
+}
+
+/// What a console `line` of a group folder's trustee says that its shell acts on.
+fn device_said(line: &str, switch: &str) -> Option<DeviceSaid> {
+    if line.starts_with(HAND_OVER_LINE) {
+        Some(DeviceSaid::HandedOver)
+    } else if line.contains(switch) {
+        Some(DeviceSaid::Switch)
+    } else {
+        None
+    }
+}
+
+/// Reads back the epoch the device wrote into its DC-net blob (`written`, loaded at `at`)
+/// and keeps it beside the trustee's key file; says what it did.
+async fn keep_epoch(readback: &mut ReadBack, written: &[u8], at: u64, setup: &SetupImage) {
+    let kept = async {
+        let read = readback.memory(at, written.len()).await?;
+        let (session_id, slots) = readback::completed_epoch(written, &read)?;
+        let path =
+            crate::setup::keep_device_epoch(&setup.desc, &setup.key_file, session_id, &slots)?;
+        anyhow::Ok((session_id, path))
+    }
+    .await;
+    let epoch = crate::setup::epoch_of(&setup.desc);
+    match kept {
+        Ok((session_id, path)) => info!(
+            "epoch {epoch} established on the device (session {}), read back from its \
+             provisioning area and kept in {}: a restart within the epoch rejoins it",
+            hex::encode(session_id),
+            path.display()
+        ),
+        Err(e) => warn!(
+            "epoch {epoch} established on the device is not kept ({e:#}): a restart sets it \
+             up again"
+        ),
+    }
 }
 
 /// Copies QEMU's output line by line to the console file (or this process's standard
-/// output), keeping the last [`CONSOLE_TAIL`] lines in `tail`.
+/// output), keeping the last [`CONSOLE_TAIL`] lines in `tail`; tells `said` of the lines a
+/// group folder's trustee's shell acts on ([`device_said`]).
 async fn pass_console(
     from: impl AsyncRead + Unpin,
     file: Option<Arc<Mutex<File>>>,
     tail: Arc<Mutex<VecDeque<String>>>,
+    said: Option<tokio::sync::mpsc::UnboundedSender<DeviceSaid>>,
 ) {
+    let switch = switch_line();
     let mut lines = BufReader::new(from).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        if let (Some(tx), Some(what)) = (&said, device_said(&line, &switch)) {
+            // Nobody listens any more only when QEMU is being stopped.
+            let _ = tx.send(what);
+        }
         match &file {
             Some(file) => {
                 if let Ok(mut f) = file.lock() {
@@ -614,6 +803,33 @@ impl Firmware {
     }
 }
 
+/// The provisioning blob of `node` of `group` on the emulated board, which reaches the relay
+/// at `relay`.
+fn node_blob(
+    group: &Group,
+    node: &NodeSecrets,
+    (relay_addr, relay_port): (Ipv4Addr, u16),
+    min_clients: u16,
+) -> Result<Vec<u8>> {
+    let peers = crate::device::peer_keys(group, &node.role);
+    let pseudonym = crate::device::pseudonym_bytes(group, node);
+    let device = crate::device::node_config(
+        group,
+        node,
+        &peers,
+        &pseudonym,
+        crate::device::DeviceSettings {
+            relay: dissent_core::provision::Relay::Ipv4(relay_addr.octets()),
+            relay_port,
+            local_port: DEVICE_PROXY_PORT,
+            min_clients,
+            ipv4: None,
+            wifi: None,
+        },
+    )?;
+    Ok(device.to_blob())
+}
+
 /// The smallest frame limit the relay accepts from a member of `group`.
 fn min_node_frame(group: &Group) -> usize {
     let clamp = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
@@ -771,6 +987,132 @@ mod tests {
         assert!(found
             .iter()
             .any(|p| p.ends_with("firmware/mps2-an385/trustee")));
+    }
+
+    /// A group version of a relay, two trustees and two clients, and trustee 1's keys.
+    fn group_version() -> (
+        crate::config::group::GroupDesc,
+        crate::config::keys::PrivateKeys,
+    ) {
+        use crate::config::group::{GroupDesc, GroupPolicy};
+        use crate::config::keys::{KeyRole, PrivateKeys};
+        let relay: HostPort = "127.0.0.1:7000".parse().unwrap();
+        let mut desc = GroupDesc::new(&relay, GroupPolicy::default());
+        let mut trustee = None;
+        for (role, name) in [
+            (KeyRole::Relay, "r"),
+            (KeyRole::Trustee, "t0"),
+            (KeyRole::Trustee, "t1"),
+            (KeyRole::Client, "c0"),
+            (KeyRole::Client, "c1"),
+        ] {
+            let keys = PrivateKeys::generate(role, name).unwrap();
+            desc.add(keys.public()).unwrap();
+            if name == "t1" {
+                trustee = Some(keys);
+            }
+        }
+        desc.changed();
+        (desc, trustee.unwrap())
+    }
+
+    /// The setup image's writes: `session_id` and `slots` at their places in `blob`.
+    fn complete(blob: &[u8], session_id: [u8; 16], slots: &[[u8; 32]]) -> Vec<u8> {
+        let node = provision::Node::parse(blob, NodeRole::Trustee).unwrap();
+        let keys_at = node.pseudonym_keys().as_ptr() as usize - blob.as_ptr() as usize;
+        let mut completed = blob.to_vec();
+        let at = node.session_id_offset();
+        completed[at..at + 16].copy_from_slice(&session_id);
+        for (i, key) in slots.iter().enumerate() {
+            completed[keys_at + 32 * i..][..32].copy_from_slice(key);
+        }
+        completed
+    }
+
+    #[test]
+    fn a_kept_epoch_boots_the_blob_the_setup_image_completed_and_only_in_its_version() {
+        let (desc, keys) = group_version();
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("t1.json");
+        let relay = (HOST_FROM_DEVICE, 7000);
+        // Nothing kept: the setup image sets the epoch up.
+        let GroupStart::Setup(group, node, _) = group_trustee(&desc, &keys, &key_file).unwrap()
+        else {
+            panic!("set up with nothing kept");
+        };
+        let written = node_blob(&group, &node, relay, 2).unwrap();
+        let (session_id, slots) = ([9u8; 16], vec![[0x11u8; 32], [0x22; 32]]);
+        let completed = complete(&written, session_id, &slots);
+        let (read_id, read_slots) = readback::completed_epoch(&written, &completed).unwrap();
+        assert_eq!((read_id, &read_slots), (session_id, &slots));
+        let kept = crate::setup::keep_device_epoch(&desc, &key_file, read_id, &read_slots).unwrap();
+        assert!(kept.is_file(), "{}", kept.display());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&kept).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", kept.display());
+        }
+        // Kept: a restart boots the DC-net image with the very blob the device completed.
+        let GroupStart::Rejoin(group, node) = group_trustee(&desc, &keys, &key_file).unwrap()
+        else {
+            panic!("no rejoin with the epoch kept");
+        };
+        assert_eq!(node_blob(&group, &node, relay, 2).unwrap(), completed);
+        // The group moved on to its next version: the kept epoch is not served.
+        let mut next = desc.clone();
+        next.changed();
+        assert!(matches!(
+            group_trustee(&next, &keys, &key_file).unwrap(),
+            GroupStart::Setup(..)
+        ));
+    }
+
+    #[test]
+    fn a_blob_read_back_is_kept_only_with_an_epoch_and_nothing_else_changed() {
+        let (desc, keys) = group_version();
+        let (group, node, _) = group_setup(&desc, &keys).unwrap();
+        let written = node_blob(&group, &node, (HOST_FROM_DEVICE, 7000), 2).unwrap();
+        let slots = [[0x11u8; 32], [0x22; 32]];
+        let err = |read: &[u8]| {
+            readback::completed_epoch(&written, read)
+                .unwrap_err()
+                .to_string()
+        };
+        // Not set up: nothing written.
+        assert!(err(&written).contains("no epoch"), "{}", err(&written));
+        // A slot left without its key.
+        let half = complete(&written, [9; 16], &slots[..1]);
+        assert!(err(&half).contains("no pseudonym key"), "{}", err(&half));
+        // A byte of the node's secrets changed: not the blob the setup image completes.
+        let mut other = complete(&written, [9; 16], &slots);
+        let last = other.len() - 1;
+        other[last] ^= 1;
+        assert!(err(&other).contains("differs"), "{}", err(&other));
+        // Cut short.
+        let short = &complete(&written, [9; 16], &slots)[..written.len() - 1];
+        assert!(err(short).contains("read back of a blob"), "{}", err(short));
+    }
+
+    #[test]
+    fn the_lines_a_group_trustee_acts_on_are_the_firmwares() {
+        let switch = switch_line();
+        let said = |l: &str| device_said(l, &switch);
+        assert_eq!(
+            said("trustee setup: handing over to the DC-net trustee"),
+            Some(DeviceSaid::HandedOver)
+        );
+        assert_eq!(
+            said(
+                "trustee 1: link lost after 812 ms: relay said goodbye: the group switches to a \
+                 new version at the end of this epoch; next dial in 93 ms; stack peak 14244 B"
+            ),
+            Some(DeviceSaid::Switch)
+        );
+        assert_eq!(
+            said("trustee 1: link up (attempt 1); stack peak 14244 B"),
+            None
+        );
     }
 
     #[test]
