@@ -2082,6 +2082,21 @@ fn device_blame_round(lies: bool) {
                 "a dispute in the evidence"
             );
         }
+        // The device says when it proves a pair's secret, and only then.
+        let proving: Vec<String> = device
+            .console()
+            .lines()
+            .filter(|l| l.contains("proving the pair's secret"))
+            .map(str::to_string)
+            .collect();
+        if lies {
+            assert!(
+                proving.len() == 1 && proving[0].contains("dispute with client 3 "),
+                "the emulated trustee's console: {proving:?}"
+            );
+        } else {
+            assert!(proving.is_empty(), "{proving:?}");
+        }
         garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
         // The emulated client, which revealed in the round, moves bytes once the garbler is
         // gone.

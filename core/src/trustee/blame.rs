@@ -225,6 +225,11 @@ where
                 exchange: r.exchange,
                 peer: r.peer,
             });
+            self.event = Some(super::TrusteeEvent::SecretProven {
+                interval: r.interval,
+                exchange: r.exchange,
+                client: r.peer,
+            });
         }
     }
 

@@ -77,6 +77,17 @@ pub enum TrusteeEvent {
         /// The newest `oldest` the window allows.
         required: u64,
     },
+    /// A dispute's request showed a client's signed reveal contradicting this trustee's pad
+    /// bit for the pair (core feature `trustee-dh`): its next frames prove the pair's
+    /// Diffie–Hellman secret, which fixes every pad of the pair for the session.
+    SecretProven {
+        /// The round's interval.
+        interval: u32,
+        /// The round's exchange.
+        exchange: u64,
+        /// The client of the pair.
+        client: u16,
+    },
     /// A member's proof or acknowledgement did not check; the trustee refused the interval.
     Refused {
         /// The interval.
