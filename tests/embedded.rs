@@ -1492,6 +1492,25 @@ fn the_setup_image_refuses_blobs_of_two_groups() {
     }
 }
 
+/// What a device trustee computes in a dispute, on the board: `disputecheck` checks a
+/// signature and proves a pair's Diffie–Hellman secret, timing each in instructions (the
+/// board's clock counts them), checks the proof and refuses a changed signature.
+#[test]
+fn the_devices_core_checks_a_reveal_and_proves_a_pairs_secret() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut qemu = Qemu::boot_counted(dir.path(), &firmware("disputecheck"));
+    let status = qemu.wait(Duration::from_secs(120));
+    let console = qemu.console();
+    assert_eq!(status.code(), Some(0), "console:\n{console}");
+    assert!(console.contains("disputecheck: ok"), "console:\n{console}");
+    for line in console.lines().filter(|l| l.starts_with("disputecheck:")) {
+        eprintln!("{line}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // `dissent qemu`: emulated nodes in a group with hosted ones
 
