@@ -12,7 +12,8 @@
 //! answers the Noise handshake with the core's link layer, reads the node's Hello, and then
 //! drops the connection, as a relay restart would; the node must dial again, later each
 //! time, and no sooner than a relay's `Goodbye{BackOff}` asks. `setupcheck` runs a whole
-//! dealer-free setup of 64 members on the board. Then against the real thing: `dissent qemu` boots an emulated trustee and client
+//! dealer-free setup of 64 members on the board, `disputecheck` a dispute's signature check
+//! and proof. Every trustee and client build, emulated or real, is held to its budget. Then against the real thing: `dissent qemu` boots an emulated trustee and client
 //! in a group with a hosted relay, trustee and clients, and bytes go through both kinds of
 //! client while the relay's metrics show every exchange decoding; and both trustees, the
 //! hosted and the emulated one, restart during a transfer through the emulated client,
