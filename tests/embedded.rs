@@ -12,7 +12,8 @@
 //! answers the Noise handshake with the core's link layer, reads the node's Hello, and then
 //! drops the connection, as a relay restart would; the node must dial again, later each
 //! time, and no sooner than a relay's `Goodbye{BackOff}` asks. `setupcheck` runs a whole
-//! dealer-free setup of 64 members on the board. Then against the real thing: `dissent qemu` boots an emulated trustee and client
+//! dealer-free setup of 64 members on the board, `disputecheck` a dispute's signature check
+//! and proof. Every trustee and client build, emulated or real, is held to its budget. Then against the real thing: `dissent qemu` boots an emulated trustee and client
 //! in a group with a hosted relay, trustee and clients, and bytes go through both kinds of
 //! client while the relay's metrics show every exchange decoding; and both trustees, the
 //! hosted and the emulated one, restart during a transfer through the emulated client,
@@ -906,31 +907,7 @@ fn trustee_builds_fit_their_budget() {
     }
     // The stack peak, measured on the emulated board once the link is up (building the
     // trustee and the Noise handshake are the deepest; serving exchanges stays below).
-    let dir = tempfile::tempdir().expect("temp dir");
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind relay");
-    listener
-        .set_nonblocking(true)
-        .expect("nonblocking listener");
-    let port = listener.local_addr().unwrap().port();
-    let blob = node_blob(NodeRole::Trustee, 1, port);
-    let mut qemu = Qemu::boot(dir.path(), &firmware("trustee"), Some(&blob), &[]);
-    let mut stream = accept_within(&listener, &mut qemu, BOOT_LIMIT);
-    relay_handshake(&mut stream, &public_key(&link_secret(NodeRole::Trustee, 1)));
-    let deadline = Instant::now() + BOOT_LIMIT;
-    let peak: u64 = loop {
-        let console = qemu.console();
-        let found = console
-            .lines()
-            .find(|l| l.contains("link up"))
-            .and_then(|l| l.split("stack peak ").nth(1))
-            .and_then(|p| p.trim_end_matches(" B").parse().ok());
-        if let Some(peak) = found {
-            break peak;
-        }
-        assert!(Instant::now() < deadline, "no stack peak:\n{console}");
-        thread::sleep(Duration::from_millis(20));
-    };
-    drop(stream);
+    let peak = stack_peak_at_link_up(NodeRole::Trustee, "trustee");
     let over = trustee_budgets_exceeded(peak);
     assert!(
         over.is_empty(),
@@ -938,11 +915,122 @@ fn trustee_builds_fit_their_budget() {
     );
 }
 
+/// Every client build within its budget, with the emulated client's stack peak once its
+/// link is up (the blame test checks them again with the peak after a blame round and a
+/// transfer).
+#[test]
+fn client_builds_fit_their_budget() {
+    if !have_qemu() {
+        return;
+    }
+    let peak = stack_peak_at_link_up(NodeRole::Client, "client");
+    let over = client_budgets_exceeded(peak);
+    assert!(over.is_empty(), "client builds over their budget: {over:?}");
+}
+
+/// Boots the emulated `app` as node 1 of `role` against a stand-in relay and returns the
+/// stack peak its console gives once its link is up.
+fn stack_peak_at_link_up(role: NodeRole, app: &str) -> u64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind relay");
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let port = listener.local_addr().unwrap().port();
+    let blob = node_blob(role, 1, port);
+    let mut qemu = Qemu::boot(dir.path(), &firmware(app), Some(&blob), &[]);
+    let mut stream = accept_within(&listener, &mut qemu, BOOT_LIMIT);
+    relay_handshake(&mut stream, &public_key(&link_secret(role, 1)));
+    let deadline = Instant::now() + BOOT_LIMIT;
+    loop {
+        let console = qemu.console();
+        let found = console
+            .lines()
+            .find(|l| l.contains("link up"))
+            .and_then(|l| l.split("stack peak ").nth(1))
+            .and_then(|p| p.trim_end_matches(" B").parse().ok());
+        if let Some(peak) = found {
+            return peak;
+        }
+        assert!(Instant::now() < deadline, "no stack peak:\n{console}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Checks every trustee build against its budget with the stack peak `peak` (measured on
 /// the emulated board; real boards run the same code), printing what is left; returns the
 /// builds over it.
 fn trustee_budgets_exceeded(peak: u64) -> Vec<String> {
     budgets_exceeded("trustee", &TRUSTEE_BUILDS, peak)
+}
+
+/// A client's flash budget on every board, the Pico 2 W's radio driver on top (its
+/// firmware blob checked on its own, as a trustee's): 160 KiB, well within every board's
+/// flash, and a line that growth must cross on purpose (embedded/README.md, "Size"). Its
+/// RAM budget is the board's own RAM (the `RAM` region of its memory map,
+/// `embedded/memory/<board>.x`): statics, the stack guard and the stack peak within it.
+const CLIENT_FLASH: u64 = 160 * 1024;
+/// The client builds of every board: (board, ELF under `embedded/target`, build command,
+/// flash allowed, radio firmware allowed).
+const CLIENT_BUILDS: [(&str, &str, &str, u64, u64); 3] = [
+    (
+        "mps2-an385",
+        "thumbv7m-none-eabi/release/client",
+        "cargo build-mps2-an385",
+        CLIENT_FLASH,
+        0,
+    ),
+    (
+        "nucleo-f767zi",
+        "thumbv7em-none-eabihf/release/client",
+        "cargo build-nucleo-f767zi",
+        CLIENT_FLASH,
+        0,
+    ),
+    (
+        "pico2-w",
+        "thumbv8m.main-none-eabihf/release/client",
+        "cargo build-pico2-w",
+        CLIENT_FLASH + RADIO_DRIVER_FLASH,
+        RADIO_FIRMWARE,
+    ),
+];
+
+/// Checks every client build against its budget with the stack peak `peak` (measured on
+/// the emulated board), printing what is left; returns the builds over it.
+fn client_budgets_exceeded(peak: u64) -> Vec<String> {
+    let builds: Vec<_> = CLIENT_BUILDS
+        .iter()
+        .map(|&(board, path, build, flash, radio)| {
+            (board, path, build, flash, board_ram(board), radio)
+        })
+        .collect();
+    budgets_exceeded("client", &builds, peak)
+}
+
+/// Bytes of RAM the memory map of `board` gives (`embedded/memory/<board>.x`, its `RAM`
+/// region's `LENGTH`: a number of bytes, or of `K` or `M`).
+fn board_ram(board: &str) -> u64 {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../embedded/memory/{board}.x"));
+    let map = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let length = map
+        .lines()
+        .find(|l| l.trim_start().starts_with("RAM ") || l.trim_start().starts_with("RAM:"))
+        .and_then(|l| l.split("LENGTH").nth(1))
+        .map(|l| l.trim_start_matches([' ', '=']).trim())
+        .unwrap_or_else(|| panic!("{}: no RAM region", path.display()));
+    let (digits, unit) = match length.strip_suffix('K') {
+        Some(d) => (d, 1024),
+        None => match length.strip_suffix('M') {
+            Some(d) => (d, 1024 * 1024),
+            None => (length, 1),
+        },
+    };
+    let n = match digits.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => digits.parse(),
+    };
+    n.unwrap_or_else(|e| panic!("{}: RAM LENGTH {length:?}: {e}", path.display())) * unit
 }
 
 /// The trustee's setup image builds (`trustee-setup`, README.md, "The setup on the
@@ -1405,6 +1493,25 @@ fn the_setup_image_refuses_blobs_of_two_groups() {
     }
 }
 
+/// What a device trustee computes in a dispute, on the board: `disputecheck` checks a
+/// signature and proves a pair's Diffie–Hellman secret, timing each in instructions (the
+/// board's clock counts them), checks the proof and refuses a changed signature.
+#[test]
+fn the_devices_core_checks_a_reveal_and_proves_a_pairs_secret() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut qemu = Qemu::boot_counted(dir.path(), &firmware("disputecheck"));
+    let status = qemu.wait(Duration::from_secs(120));
+    let console = qemu.console();
+    assert_eq!(status.code(), Some(0), "console:\n{console}");
+    assert!(console.contains("disputecheck: ok"), "console:\n{console}");
+    for line in console.lines().filter(|l| l.starts_with("disputecheck:")) {
+        eprintln!("{line}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // `dissent qemu`: emulated nodes in a group with hosted ones
 
@@ -1789,7 +1896,7 @@ fn device_trustee_sets_up_a_dealer_free_epoch_and_hands_over_to_its_dc_net_image
 
 /// A blame round with emulated nodes in it (the `dissent` binary built with the
 /// `disruptor` feature: `cargo test -p dissent --features disruptor --test embedded
-/// a_device_trustee`). A group of four clients and two trustees, trustee 1 and client 2
+/// a_device_trustee`). A group of four clients and two trustees, trustee 1 and client 1
 /// emulated; client 3 garbles every other exchange of other slots. The round that names it
 /// has every member's and every trustee's signed reveal, the devices' included: the relay
 /// never says it went without trustee 1's, nobody else is named (a member that does not
@@ -1800,12 +1907,41 @@ fn device_trustee_sets_up_a_dealer_free_epoch_and_hands_over_to_its_dc_net_image
 #[cfg(feature = "disruptor")]
 #[test]
 fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
+    device_blame_round(false);
+}
+
+/// A dispute settled by the device trustee (built with `disruptor`, as above). The same
+/// group, trustee 0 emulated this time: client 3 garbles and lies in its reveal about the
+/// pad bit it shares with trustee 0, which hides its flipped cell bit. The relay shows the
+/// device the client's signed reveal; the device checks its Ed25519 signature and proves
+/// the pair's Diffie–Hellman secret, and the proven bit convicts the client of lying about
+/// a pad bit. The liar never proves the secret that convicts it (its copy of the group's
+/// keys has another identity key for trustee 0, so the trustee's reveal it is shown does
+/// not check): the evidence's one dispute is proven by trustee 0, the device, and passes
+/// `dissent blame verify`. Nobody honest is named, and the transfers complete byte-exact.
+#[cfg(feature = "disruptor")]
+#[test]
+fn a_device_trustee_proves_the_secret_of_a_pair_whose_client_lies_about_its_pads() {
+    device_blame_round(true);
+}
+
+/// A group of four clients (0 and 2 hosted, 1 emulated, 3 a hosted disruptor that garbles
+/// every other exchange, and lies about the pad bit it shares with trustee 0 if `lies`) and
+/// two trustees (trustee 0 emulated if `lies`, trustee 1 otherwise): the round names client
+/// 3 (of lying about a pad bit, proven by the emulated trustee, if `lies`), nobody else,
+/// with every trustee's reveal; the evidence checks offline; a transfer through hosted
+/// client 0 during the round and one through the emulated client after it come back
+/// byte-exact; every trustee and client build is within its budget with the stack peaks
+/// the devices reach answering the round. The emulated client is client 1, of client 0's
+/// buddy group: client 2's, the disruptor's, sends nothing once the disruptor is gone.
+#[cfg(feature = "disruptor")]
+fn device_blame_round(lies: bool) {
     if !have_qemu() {
         return;
     }
     firmware("trustee");
     firmware("client");
-    within(Duration::from_secs(240), |scope| {
+    within(Duration::from_secs(240), move |scope| {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = dir.path().join("cfg");
         let relay_port = reserve_port();
@@ -1813,31 +1949,45 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
         let cfg_s = cfg.display().to_string();
         let mut relay = scope.spawn("relay", &["relay", "--exit", "echo", &cfg_s]);
         support::wait_for_port(relay_port, FORM_TIMEOUT);
+        let (emulated, hosted) = if lies { (0, 1) } else { (1, 0) };
+        let hosted_id = format!("trustee-{hosted}");
         let _hosted_trustee = scope.spawn(
-            "trustee-0",
-            &["trustee", &cfg_s, &key_file(&cfg, "trustee-0")],
+            &hosted_id,
+            &["trustee", &cfg_s, &key_file(&cfg, &hosted_id)],
         );
-        let device = Device::start(scope, dir.path(), &cfg, "trustee-1", &[]);
+        let device = Device::start(scope, dir.path(), &cfg, &format!("trustee-{emulated}"), &[]);
         let mut ports = Vec::new();
         let mut clients = Vec::new();
-        for i in 0..2 {
+        for i in [0, 2] {
             let id = format!("client-{i}");
             let mut client = scope.spawn(&id, &["client", "-p", "0", &cfg_s, &key_file(&cfg, &id)]);
             ports.push(client.listening_port("listening on"));
             clients.push(client);
         }
-        let forward = reserve_port().to_string();
-        let device_client = Device::start(scope, dir.path(), &cfg, "client-2", &["-p", &forward]);
-        let key = key_file(&cfg, "client-3");
-        let argv = [
+        let forward = reserve_port();
+        let forward_s = forward.to_string();
+        let device_client = Device::start(scope, dir.path(), &cfg, "client-1", &["-p", &forward_s]);
+        // The liar reads the group from a copy in which trustee 0's identity key is another:
+        // shown the trustee's signed reveal, it finds no dispute and proves nothing.
+        let garbler_cfg = if lies {
+            liar_group(&cfg, &dir.path().join("liar"))
+        } else {
+            cfg.clone()
+        };
+        let garbler_cfg_s = garbler_cfg.display().to_string();
+        let key = key_file(&garbler_cfg, "client-3");
+        let mut argv = vec![
             "client",
             "-p",
             "0",
             "--disrupt",
             "garble-every-other",
-            &cfg_s,
+            &garbler_cfg_s,
             &key,
         ];
+        if lies {
+            argv.insert(5, "--lie-about-pads");
+        }
         let mut garbler = scope.spawn("garbler", &argv);
         garbler.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
         garbler.wait_for_log("sending in interval", FORM_TIMEOUT);
@@ -1861,12 +2011,7 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
         }
 
         let data = pattern(256 * 1024, 41);
-        let other = pattern(256 * 1024, 43);
-        let (port0, port1) = (ports[0], ports[1]);
-        let second = {
-            let other = other.clone();
-            thread::spawn(move || support::echo_bulk(port1, &other))
-        };
+        let port0 = ports[0];
         let line = relay.wait_for_log("blame evidence written to ", TRANSFER_TIMEOUT);
         // The round's time by the relay's log: its "started" line to its verdict.
         let log = relay.log();
@@ -1875,20 +2020,25 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
                 .find(|l| l.contains("blame round about exchange") && l.contains(needle))
                 .and_then(log_seconds)
         };
-        if let (Some(start), Some(end)) = (at(" started"), at(" disrupted an exchange")) {
+        let verdict = if lies {
+            "client 3 lied about a pad bit"
+        } else {
+            "client 3 disrupted an exchange"
+        };
+        if let (Some(start), Some(end)) = (at(" started"), at(verdict)) {
             eprintln!(
-                "blame round with the emulated trustee and client: {:.1} ms from its start to \
-                 its verdict",
+                "blame round with the emulated trustee {emulated} and client 1{}: {:.1} ms \
+                 from its start to its verdict",
+                if lies {
+                    ", a dispute the device settled"
+                } else {
+                    ""
+                },
                 (end - start) * 1000.0
             );
         }
         let got = support::echo_bulk(port0, &data);
         support::assert_same(&got, &data, "client 0's echo");
-        support::assert_same(
-            &second.join().expect("client 1's echo"),
-            &other,
-            "client 1's echo",
-        );
         let path = line
             .lines()
             .find_map(|l| l.split("blame evidence written to ").nth(1))
@@ -1898,13 +2048,13 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
         let log = relay.log();
         for line in log
             .lines()
-            .filter(|l| l.contains("blame") || l.contains("trustee 1"))
+            .filter(|l| l.contains("blame") || l.contains(&format!("trustee {emulated}")))
         {
             eprintln!("relay: {line}");
         }
         assert!(
-            log.contains("client 3 disrupted an exchange"),
-            "the round did not name client 3:\n{log}"
+            log.contains(verdict),
+            "the round did not find {verdict:?}:\n{log}"
         );
         assert!(
             !log.contains("takes no part in blame rounds")
@@ -1933,11 +2083,54 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
             stdout.contains("\"client\"") && stdout.contains("\"index\": 3"),
             "{stdout}"
         );
+        let evidence = fs::read(&path).expect("the evidence file");
+        if lies {
+            assert!(
+                stdout.contains("\"kind\": \"lied-about-pad\"")
+                    && stdout.contains("\"offline_verifiable\": true"),
+                "{stdout}"
+            );
+            assert_eq!(
+                evidence_dispute(&evidence),
+                Some((0, true)),
+                "the evidence's dispute is not the one the emulated trustee 0 proved"
+            );
+        } else {
+            assert_eq!(
+                evidence_dispute(&evidence),
+                None,
+                "a dispute in the evidence"
+            );
+        }
+        // The device says when it proves a pair's secret, and only then.
+        let proving: Vec<String> = device
+            .console()
+            .lines()
+            .filter(|l| l.contains("proving the pair's secret"))
+            .map(str::to_string)
+            .collect();
+        if lies {
+            assert!(
+                proving.len() == 1 && proving[0].contains("dispute with client 3 "),
+                "the emulated trustee's console: {proving:?}"
+            );
+        } else {
+            assert!(proving.is_empty(), "{proving:?}");
+        }
         garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
-        // The line of an interval after the round's own (the relay starts it only after the
-        // verdict) has a stack peak that includes answering the round, which every trustee
-        // build's RAM budget must hold too. The device may print it before the relay's verdict
-        // line is read here, so it is found by its number, not by counting lines.
+        // The emulated client, which revealed in the round, moves bytes once the garbler is
+        // gone.
+        let device_data = pattern(16 * 1024, 45);
+        let got = echo_through(forward, device_data.clone())
+            .join()
+            .expect("transfer thread")
+            .unwrap_or_else(|e| panic!("16 KiB via the emulated client: {e}"));
+        support::assert_same(&got, &device_data, "the emulated client's echo");
+        // The line of an interval after the round's own and after the transfer has a stack
+        // peak that includes answering the round and moving the bytes, which every build's
+        // RAM budget must hold too. Client 2 (hosted, idle since its buddy left) leaves, so
+        // the relay starts one. A device may print a line before the relay's is read here,
+        // so intervals are told by their numbers, not by counting lines.
         let round_interval: u64 = log
             .lines()
             .find_map(|l| {
@@ -1950,47 +2143,118 @@ fn a_device_trustee_reveals_its_pads_in_the_round_that_names_a_disruptor() {
                     .ok()
             })
             .expect("the round's interval in the relay's log");
-        let after_round = |c: &str| {
-            c.lines().any(|l| {
-                l.split(": interval ")
-                    .nth(1)
-                    .and_then(|rest| rest.split(' ').next())
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .is_some_and(|n| n > round_interval)
-            })
+        let newest = |c: &str| {
+            c.lines()
+                .filter_map(|l| {
+                    l.split(": interval ")
+                        .nth(1)
+                        .and_then(|rest| rest.split(' ').next())
+                        .and_then(|n| n.parse::<u64>().ok())
+                })
+                .max()
+                .unwrap_or(0)
         };
-        let deadline = Instant::now() + TRANSFER_TIMEOUT;
-        let console = loop {
-            let console = device.console();
-            if after_round(&console) {
-                break console;
-            }
+        let before = round_interval
+            .max(newest(&device.console()))
+            .max(newest(&device_client.console()));
+        clients[1].signal(libc::SIGKILL);
+        clients[1]
+            .wait_exit(support::EXIT_TIMEOUT)
+            .expect("client 2 leaves");
+        let last_peak = |d: &Device| -> u64 {
+            let deadline = Instant::now() + TRANSFER_TIMEOUT;
+            let console = loop {
+                let console = d.console();
+                if newest(&console) > before {
+                    break console;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: no interval after the round and the transfer:\n{console}",
+                    d.proc.name
+                );
+                thread::sleep(Duration::from_millis(50));
+            };
             assert!(
-                Instant::now() < deadline,
-                "no interval after the round:\n{console}"
+                !console.contains("link lost"),
+                "{}: console:\n{console}",
+                d.proc.name
             );
-            thread::sleep(Duration::from_millis(50));
+            console
+                .lines()
+                .rev()
+                .find_map(|l| l.split("stack peak ").nth(1))
+                .and_then(|p| p.trim_end_matches(" B").parse().ok())
+                .expect("a stack peak on the console")
         };
-        assert!(!console.contains("link lost"), "console:\n{console}");
-        let client_console = device_client.console();
-        assert!(
-            !client_console.contains("link lost"),
-            "the emulated client's console:\n{client_console}"
-        );
-        let peak: u64 = console
-            .lines()
-            .rev()
-            .find_map(|l| l.split("stack peak ").nth(1))
-            .and_then(|p| p.trim_end_matches(" B").parse().ok())
-            .expect("a stack peak on the console");
-        eprintln!("the emulated trustee's stack peak after the round: {peak} B");
+        let peak = last_peak(&device);
+        eprintln!("the emulated trustee's stack peak after the round and the transfer: {peak} B");
         let over = trustee_budgets_exceeded(peak);
         assert!(
             over.is_empty(),
             "trustee builds over their budget with blame: {over:?}"
         );
-        assert!(relay.is_running() && clients.iter_mut().all(|c| c.is_running()));
+        let client_peak = last_peak(&device_client);
+        eprintln!(
+            "the emulated client's stack peak after the round and the transfer: {client_peak} B"
+        );
+        let over = client_budgets_exceeded(client_peak);
+        assert!(
+            over.is_empty(),
+            "client builds over their budget with blame: {over:?}"
+        );
+        assert!(relay.is_running() && clients[0].is_running());
     });
+}
+
+/// A copy of the group `cfg` at `to` in which trustee 0's identity public key is another
+/// node's (a key nobody in the group holds): a client that reads it checks no signature of
+/// trustee 0.
+#[cfg(feature = "disruptor")]
+fn liar_group(cfg: &Path, to: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(to).expect("the liar's group folder");
+    for entry in fs::read_dir(cfg).expect("the group folder") {
+        let entry = entry.expect("a group file");
+        let target = to.join(entry.file_name());
+        fs::copy(entry.path(), &target).expect("copy a group file");
+        let mode = entry
+            .metadata()
+            .expect("a group file's mode")
+            .permissions()
+            .mode();
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).expect("its mode");
+    }
+    let system = to.join("system.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&fs::read(&system).expect("system.json")).expect("its JSON");
+    json["trustees"][0]["identity"] = hex::encode(identity_public(&secret(0x99, 0))).into();
+    fs::write(&system, serde_json::to_vec_pretty(&json).expect("JSON")).expect("system.json");
+    to.to_path_buf()
+}
+
+/// The one dispute an evidence file holds, as (its trustee, whether the trustee proved the
+/// secret), or `None` if it holds none; read by the layout of
+/// `dissent_core::blame::evidence`: a 222-byte header ending with the trustee count `m` and
+/// the member count `n`, the trustee nonces, the members' and the trustees' reveals, the
+/// dispute count, then each dispute: member position (2), trustee (2), prover (1: 0 the
+/// member, 1 the trustee), the secret and its proof.
+#[cfg(feature = "disruptor")]
+fn evidence_dispute(evidence: &[u8]) -> Option<(u16, bool)> {
+    let u16_at = |at: usize| {
+        Some(u16::from_be_bytes(
+            evidence.get(at..at + 2)?.try_into().ok()?,
+        ))
+    };
+    let (m, n) = (usize::from(u16_at(218)?), usize::from(u16_at(220)?));
+    let members = n * (2 + 16 + 32 + 1 + m.div_ceil(8) + 64);
+    let trustees = m * (32 + 1 + n.div_ceil(8) + 64);
+    let at = 222 + m * 16 + members + trustees;
+    match u16_at(at)? {
+        0 => None,
+        1 => Some((u16_at(at + 4)?, *evidence.get(at + 6)? == 1)),
+        d => panic!("{d} disputes in the evidence"),
+    }
 }
 
 /// The seconds within the day of a hosted log line's timestamp

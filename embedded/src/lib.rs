@@ -12,7 +12,8 @@
 //!
 //! The pure parts (the link's record and frame buffers in [`stream`] and the LAN9118 FIFO
 //! framing) also build for the host, where `cargo test --lib --target <host triple>` runs
-//! their unit tests; the provisioning format lives in `dissent_core::provision`.
+//! their unit tests, with a check of signatures as a device builds ed25519-dalek; the
+//! provisioning format lives in `dissent_core::provision`.
 #![cfg_attr(not(test), no_std)]
 
 pub use dissent_core as core_protocol;
@@ -222,5 +223,41 @@ mod device {
     unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
         crate::println!("hard fault at pc {:#010x}", frame.pc());
         exit(EXIT_FAULT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dissent_core::identity::{verify, IdentityKey};
+
+    /// Signatures are checked as on a device (ed25519-dalek with `legacy_compatibility`,
+    /// whose own check reads only the top three bits of a signature's `S`): one whose `S`
+    /// is past the group order `l` (`S + l`, which makes the same equation hold) is refused
+    /// all the same, by the core's own check.
+    #[test]
+    fn a_signature_with_a_scalar_past_the_order_is_refused_as_on_a_device() {
+        /// `l = 2^252 + 27742317777372353535851937790883648493`, little-endian.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let key = IdentityKey::from_bytes(&[5; 32]);
+        let digest = [9u8; 32];
+        let good = key.sign(&digest);
+        assert!(verify(&key.public(), &digest, &good));
+        let mut past = good;
+        let mut carry = 0u16;
+        for (i, l) in L.iter().enumerate() {
+            let sum = u16::from(good[32 + i]) + u16::from(*l) + carry;
+            past[32 + i] = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!((carry, past[63] & 0xe0), (0, 0));
+        // The library as the devices build it takes it: the core's check is what refuses it.
+        let library = ed25519_dalek::VerifyingKey::from_bytes(&key.public())
+            .unwrap()
+            .verify_strict(&digest, &ed25519_dalek::Signature::from_bytes(&past));
+        assert!(library.is_ok());
+        assert!(!verify(&key.public(), &digest, &past));
     }
 }

@@ -93,7 +93,7 @@ pub(crate) fn decode_key_point(bytes: &[u8; 32]) -> Result<RistrettoPoint, Point
 }
 
 /// The group order `l = 2^252 + 27742317777372353535851937790883648493`, little-endian.
-const ORDER: [u8; 32] = [
+pub(crate) const ORDER: [u8; 32] = [
     0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
 ];
@@ -106,13 +106,18 @@ const ORDER: [u8; 32] = [
 /// device's flash, linked for nothing else once [`scalar_mod_order`] expands signing keys).
 pub(crate) fn decode_scalar_at(bytes: &[u8]) -> Option<Scalar> {
     let array: [u8; 32] = bytes.get(..SCALAR_LEN)?.try_into().ok()?;
-    let below = array
+    below_order(&array).then(|| scalar_mod_order(&array))
+}
+
+/// Whether 32 bytes read little-endian are below `l` (a canonical scalar's encoding), by
+/// comparison: time that depends on the bytes, for public scalars only.
+pub(crate) fn below_order(bytes: &[u8; 32]) -> bool {
+    bytes
         .iter()
         .rev()
         .zip(ORDER.iter().rev())
         .find(|(b, l)| b != l)
-        .is_some_and(|(b, l)| b < l);
-    below.then(|| scalar_mod_order(&array))
+        .is_some_and(|(b, l)| b < l)
 }
 
 /// 32 bytes read little-endian, reduced modulo `l`: the value of

@@ -2,11 +2,11 @@
 //! `BlameRequest`'s grounds ([`crate::blame::Grounds::check`]) and, only if they hold,
 //! answers `BlameReveal` (its cell recomputed, its pad bits at the bit, one per member of
 //! the interval in index order, and its identity key's signature over the statement);
-//! asked in a dispute (core feature `trustee-dh`, which a device trustee is built
-//! without), it answers `BlameDhProof` for the named client only if the request shows that
-//! client's signed reveal of the same round claiming another pad bit for the pair than the
-//! trustee revealed ([`crate::blame::Shown`]): the secret fixes every pad of the pair, so a
-//! relay never learns it without a real dispute.
+//! asked in a dispute (core feature `trustee-dh`, hosted and device trustees alike), it
+//! answers `BlameDhProof` for the named client only if the request shows that client's
+//! signed reveal of the same round claiming another pad bit for the pair than the trustee
+//! revealed ([`crate::blame::Shown`]): the secret fixes every pad of the pair, so a relay
+//! never learns it without a real dispute.
 //!
 //! Owns the answers, the keys they need and the digests its statements sign (the members'
 //! link nonces, the trustee nonces, the interval's view). It must not change the cell path
@@ -224,6 +224,11 @@ where
                 interval: r.interval,
                 exchange: r.exchange,
                 peer: r.peer,
+            });
+            self.event = Some(super::TrusteeEvent::SecretProven {
+                interval: r.interval,
+                exchange: r.exchange,
+                client: r.peer,
             });
         }
     }

@@ -77,6 +77,17 @@ pub enum TrusteeEvent {
         /// The newest `oldest` the window allows.
         required: u64,
     },
+    /// A dispute's request showed a client's signed reveal contradicting this trustee's pad
+    /// bit for the pair (core feature `trustee-dh`): its next frames prove the pair's
+    /// Diffie–Hellman secret, which fixes every pad of the pair for the session.
+    SecretProven {
+        /// The round's interval.
+        interval: u32,
+        /// The round's exchange.
+        exchange: u64,
+        /// The client of the pair.
+        client: u16,
+    },
     /// A member's proof or acknowledgement did not check; the trustee refused the interval.
     Refused {
         /// The interval.
@@ -253,7 +264,7 @@ where
 
     /// Tests only (core feature `disruptor`): whether the trustee takes part in blame
     /// rounds. One that does not says so in its next Hello and leaves blame requests
-    /// unanswered, as a device trustee (built without `blame-round`) does.
+    /// unanswered, as a trustee built without `blame-round` does.
     #[cfg(feature = "disruptor")]
     pub fn set_takes_part_in_blame(&mut self, takes_part: bool) {
         self.takes_part_in_blame = takes_part && cfg!(feature = "blame-round");
@@ -288,7 +299,7 @@ where
 
     /// Handles one frame body from the relay.
     pub fn handle_frame(&mut self, now: Instant, body: &[u8]) -> Result<(), PeerError> {
-        // Without the blame round (a device trustee), its requests are left unanswered,
+        // Without the blame round, its requests are left unanswered,
         // not refused as malformed: the Hello said so, and the relay ends its rounds
         // without waiting for this trustee's reveal (docs/protocol.md).
         if !self.takes_part_in_blame
@@ -335,7 +346,7 @@ where
                 }
                 Ok(())
             }
-            // Without `trustee-dh` (a device trustee) it proves no secret.
+            // Without `trustee-dh` it proves no secret.
             #[cfg(all(feature = "blame-round", not(feature = "trustee-dh")))]
             Message::BlameDhRequest { .. } => Ok(()),
             _ => Err(PeerError::Unexpected),

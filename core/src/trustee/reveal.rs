@@ -1,5 +1,5 @@
-//! What a trustee reveals of an exchange it answered (core feature `blame-round`, which
-//! the device trustee is built without): the cell it sent, recomputed from the pad nonce
+//! What a trustee reveals of an exchange it answered (core feature `blame-round`, hosted
+//! and device trustees alike): the cell it sent, recomputed from the pad nonce
 //! it keeps for its last [`ANSWERED`] cells, and its pad bits at one bit, one per member of
 //! the interval in index order.
 //!

@@ -201,6 +201,12 @@ async fn link(
                         "{}: refused interval {}: the relay claims to hold records from {} only, the log window needs {}",
                         name, interval, oldest, required
                     ),
+                    TrusteeEvent::SecretProven {
+                        interval, exchange, client,
+                    } => println!(
+                        "{}: dispute with client {} about exchange {} of interval {}: proving the pair's secret",
+                        name, client, exchange, interval
+                    ),
                     TrusteeEvent::Refused {
                         interval, client, ..
                     } => println!(
