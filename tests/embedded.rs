@@ -1751,34 +1751,7 @@ fn device_trustee_sets_up_a_dealer_free_epoch_and_hands_over_to_its_dc_net_image
     within(MIXED_LIMIT, |scope| {
         let dir = tempfile::tempdir().expect("temp dir");
         let home = dir.path();
-        let key = |role: &str, name: &str| -> String {
-            let file = home.join(format!("{name}.key"));
-            let file = file.display().to_string();
-            dissent_ok(&["key", "new", "--role", role, &file]);
-            file
-        };
-        let relay_key = key("relay", "relay");
-        let trustees: Vec<String> = (0..2)
-            .map(|j| key("trustee", &format!("trustee{j}")))
-            .collect();
-        let clients: Vec<String> = (0..4)
-            .map(|i| key("client", &format!("client{i}")))
-            .collect();
-        let group = home.join("group").display().to_string();
-        let relay_port = reserve_port();
-        let relay_addr = format!("127.0.0.1:{relay_port}");
-        dissent_ok(&["group", "new", "--relay", &relay_addr, &group]);
-        let publics: Vec<String> = std::iter::once(&relay_key)
-            .chain(&trustees)
-            .chain(&clients)
-            .map(|k| format!("{k}.pub"))
-            .collect();
-        let mut add = vec!["group", "add", group.as_str()];
-        add.extend(publics.iter().map(String::as_str));
-        dissent_ok(&add);
-        for t in &trustees {
-            dissent_ok(&["group", "sign", &group, t]);
-        }
+        let (group, _, relay_key, trustees, clients) = dealer_free_group(home, 2, 4);
 
         let mut relay = scope.spawn(
             "relay",
