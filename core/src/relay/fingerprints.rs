@@ -91,6 +91,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Fingerprints<B> {
     }
 
     /// The slot's ordinal of `exchange` of `interval` in `slot`, if its row is kept.
+    #[cfg(feature = "blame-round")]
     pub(super) fn ordinal(&self, interval: u32, exchange: u64, slot: u16) -> Option<u64> {
         let at = self.position(interval, exchange, slot)?;
         self.kept.get(at).copied().flatten().map(|k| k.ordinal)

@@ -183,6 +183,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slots<B> {
     }
 
     /// Exchanges of `slot` decoded so far in `interval` (the ordinal of its next one).
+    #[cfg(any(test, feature = "blame-round"))]
     pub(super) fn decoded(&self, slot: u16, interval: u32) -> u64 {
         self.entry(slot)
             .filter(|e| field::u32_at(e, INTERVAL) == interval)
