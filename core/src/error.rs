@@ -280,6 +280,17 @@ pub enum IntervalError {
     /// The start's bitmap of lost members says of this client what its own state does
     /// not: it lost its connections and the start hides it, or the other way round.
     Lost,
+    /// The interval's window needs an owner to keep more of its sent cells than this
+    /// client's storage holds (`crate::blame::horizon`): in a blame round it could not
+    /// give back a cell it sent, and would be convicted of refusing.
+    TooFewKept {
+        /// The interval's window.
+        window: u16,
+        /// Owned cells this client keeps.
+        kept: usize,
+        /// Owned cells the window needs kept.
+        needs: usize,
+    },
 }
 
 impl fmt::Display for IntervalError {
@@ -307,6 +318,16 @@ impl fmt::Display for IntervalError {
             IntervalError::Lost => {
                 f.write_str("the interval misstates whether this client lost its connections")
             }
+            IntervalError::TooFewKept {
+                window,
+                kept,
+                needs,
+            } => write!(
+                f,
+                "a window of {window} needs the last {needs} sent cells kept for blame rounds, \
+                 this client keeps {kept} (window {} at most)",
+                crate::blame::largest_window(*kept)
+            ),
         }
     }
 }

@@ -184,8 +184,8 @@ pub struct Net {
     pub blame_started: Vec<(Instant, u32, u64)>,
     /// Blame rounds the relay ended: when, interval, exchange, the first verdict.
     pub blame_ended: Vec<(Instant, u32, u64, Verdict)>,
-    /// Blame rounds the relay dropped: interval, exchange.
-    pub blame_dropped: Vec<(u32, u64)>,
+    /// Blame rounds the relay dropped: interval, exchange, why.
+    pub blame_dropped: Vec<(u32, u64, crate::relay::BlameDropReason)>,
     /// Blame rounds that ended without every trustee's reveal: (time, interval, exchange,
     /// bitmap of the absent trustees).
     pub blame_incomplete: Vec<(Instant, u32, u64, u16)>,
@@ -323,7 +323,9 @@ impl Net {
         let step = (1..n.max(2))
             .find(|s| gcd(*s, n) == 1 && *s > 1)
             .unwrap_or(1);
-        let slots: Vec<u16> = (0..n).map(|i| ((i * step + 3) % n) as u16).collect();
+        let slots: Vec<u16> = (0..n)
+            .map(|i| ((i * step + cfg.slot_shift) % n) as u16)
+            .collect();
         let relay = new_relay(&cfg, &slots, 100);
         let relay_frame_len = relay_config(&cfg, 100).max_frame_len();
         // Every slot's pseudonym public key, in slot order.

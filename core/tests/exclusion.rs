@@ -20,22 +20,25 @@ const MALLORY: usize = 5;
 
 #[test]
 fn an_excluded_disruptor_is_gone_for_the_epoch_and_honest_traffic_completes() {
-    excluded_and_completes(true);
+    // As a hosted client: the keep horizon of the largest window.
+    excluded_and_completes(Some(dissent_core::blame::keep_horizon(
+        dissent_core::MAX_WINDOW as u16,
+    )));
 }
 
-/// The same with clients that keep no sent cells for accusations, as a device: an owned
-/// cell the disruptor spoiled whose output the ended interval never reported is still
-/// known as the client's own (by the schedule) and sent again.
+/// The same with clients that keep only what the window needs, as a device: an owned cell
+/// the disruptor spoiled whose output the ended interval never reported is still known as
+/// the client's own (by the schedule or a kept cell) and sent again.
 #[test]
-fn honest_traffic_completes_when_clients_keep_no_sent_cells() {
-    excluded_and_completes(false);
+fn honest_traffic_completes_when_clients_keep_only_what_the_window_needs() {
+    excluded_and_completes(None);
 }
 
-fn excluded_and_completes(keep_sealed: bool) {
+fn excluded_and_completes(kept_cells: Option<usize>) {
     for seed in 0..4u64 {
         let mut cfg = NetConfig::new(CLIENTS, 2, 256);
         cfg.max_cell_len = 1024;
-        cfg.keep_sealed = keep_sealed;
+        cfg.kept_cells = kept_cells;
         let mut net = Net::new(cfg);
         net.run_until(100_000, |s| {
             s.relay.interval().is_some_and(|(_, n)| n == CLIENTS)

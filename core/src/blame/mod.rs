@@ -15,6 +15,8 @@
 //! - [`trap`]: the grounds of a round the relay starts itself, a sprung trap byte (the
 //!   slot's trap point and the relay's DLEQ proof of it), and every member's check.
 //! - [`grounds`]: what a `BlameRequest` stands on (an accusation or a sprung trap).
+//! - [`horizon`]: how far behind a slot's latest exchanges a round may begin, and so how
+//!   many owned cells an owner keeps.
 //! - [`evidence`]: the evidence file's binary format, written once and checked once
 //!   ([`evidence::verify`]) from public keys only.
 //!
@@ -25,6 +27,7 @@ pub mod accuse;
 pub mod commit;
 pub mod evidence;
 pub mod grounds;
+pub mod horizon;
 pub mod judge;
 pub mod reveal;
 pub mod trap;
@@ -37,6 +40,7 @@ pub use evidence::{
     Verified,
 };
 pub use grounds::{grounds_digest, Facts, Grounds, GroundsError, MAX_GROUNDS_LEN};
+pub use horizon::{keep_horizon, largest_window, within_horizon};
 pub use judge::{judge, resolve_dispute, DisputeFacts, Finding, Reveals};
 pub use reveal::{dh_context, nonces_digest, DhRequest, Round, Shown, Statement, DH_CONTEXT_LEN};
 pub use trap::{trap_context, TrapError, TrapFacts, TrapGrounds, TRAP_GROUNDS_LEN};

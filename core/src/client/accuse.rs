@@ -12,15 +12,16 @@
 use super::Client;
 use crate::wire::{self, RECORD_HEADER_LEN};
 
-/// Owned exchanges whose sealed bytes are kept, the latest ones, at most. An owner that
-/// keeps this many still holds the cell a blame round asks about when the round starts on a
-/// trap the cell sprang, whatever the window: the relay asks before it issues the next
-/// exchange, so the owner has answered at most `window - 1` exchanges since.
-pub(crate) const KEPT: usize = crate::MAX_WINDOW;
+/// Owned exchanges whose sealed bytes are kept, the latest ones, at most: the keep horizon
+/// of the largest window ([`crate::blame::keep_horizon`]). The relay begins no blame round
+/// about an exchange of a slot once that many exchanges of the slot were issued after it,
+/// so an owner that keeps this many holds the cell of every round at any window.
+pub const KEPT: usize = crate::blame::keep_horizon(crate::MAX_WINDOW as u16);
 
-/// What a device client keeps ([`Client::sealed_len_keeping`]): enough for a window of
-/// 16.
-pub const DEVICE_KEPT: usize = 16;
+/// What a device client keeps ([`Client::sealed_len_keeping`]): the keep horizon of a
+/// window of 16, the hosted relay's default (a device refuses an interval with a larger
+/// window, [`crate::error::IntervalError::TooFewKept`]).
+pub const DEVICE_KEPT: usize = crate::blame::keep_horizon(16);
 
 /// Owned cells an accusation goes out in, at most.
 pub(super) const MAX_SENDS: u8 = 8;

@@ -135,6 +135,18 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         {
             return Err(IntervalError::Parameters.into());
         }
+        // A blame round may ask for any of its last `keep_horizon(window)` owned cells.
+        if let Some(kept) = self.kept_cells(params.max_len as usize) {
+            let needs = crate::blame::keep_horizon(window);
+            if kept < needs {
+                return Err(IntervalError::TooFewKept {
+                    window,
+                    kept,
+                    needs,
+                }
+                .into());
+            }
+        }
         let ok = params.base_len as usize == self.cell_len
             && params.max_len as usize <= self.max_cell
             && bitmap_len(usize::from(self.slots)) <= self.max_cell
@@ -191,6 +203,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             }
         }
         self.disrupted.clear();
+        // The earlier interval's cells are no longer asked for: the storage is laid out
+        // for this one's longest cell.
+        self.fit_sealed(params.max_len as usize);
         self.last_interval = Some(interval);
         self.unreported.clear();
         self.phase = Phase::AwaitConfirm {

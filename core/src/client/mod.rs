@@ -60,9 +60,7 @@ use crate::wire::{self, ConnId, Head, Hello, Kind, Message, NodeRole, Resume, Wi
 use crate::{MAC_LEN, MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
 
 mod accuse;
-pub use accuse::DEVICE_KEPT;
-#[cfg(feature = "testkit")]
-pub(crate) use accuse::KEPT;
+pub use accuse::{DEVICE_KEPT, KEPT};
 #[cfg(feature = "blame-round")]
 mod blame;
 mod buddies;
@@ -400,10 +398,17 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
 
     /// Like [`Client::sealed_len_for`], keeping `keep` owned cells (at most
     /// [`Client::sealed_len_for`]'s): a device's storage. An owner keeping fewer than the
-    /// group's window may not hold a cell a blame round asks about, and is then convicted
-    /// of refusing blame.
+    /// keep horizon of an interval's window ([`crate::blame::keep_horizon`]) refuses the
+    /// interval.
     pub const fn sealed_len_keeping(max_frame: u32, keep: usize) -> usize {
-        (2 + keep) * max_cell(max_frame)
+        Self::sealed_len_at(max_cell(max_frame), keep)
+    }
+
+    /// Bytes of the storage [`Client::set_pseudonym`] takes to keep `keep` owned cells
+    /// beside its two prepared ones in a group whose longest cell is `max_len` bytes (an
+    /// interval with longer cells keeps fewer).
+    pub const fn sealed_len_at(max_len: usize, keep: usize) -> usize {
+        (2 + keep) * max_len
     }
 
     /// Creates a client in `storage`, each of whose regions holds at least what

@@ -14,9 +14,10 @@
 //! which only the request gives. A non-owner does the same work writing zeros.
 //!
 //! It also keeps the last owned cells it sent (up to [`KEPT`], as many as its storage holds
-//! beyond the two prepared ones), as laid out, which an accusation needs (`accuse.rs`):
-//! laid out again in [`Client::prepare`], off the cell path. A client whose storage holds
-//! only the two prepared cells (a device) keeps none and so never accuses.
+//! beyond the two prepared ones), as laid out, which an accusation and a blame round need
+//! (`accuse.rs`, `reveal.rs`): laid out again in [`Client::prepare`], off the cell path. A
+//! client refuses an interval whose window's keep horizon is more than it keeps
+//! (`interval.rs`, [`crate::blame::horizon`]).
 //!
 //! Owns the prepared cells, the kept ones and the slot's cell key. It must not pull bytes
 //! from the application (`stage.rs`) or keep sent records (`sent.rs`).
@@ -68,7 +69,8 @@ pub(super) struct Sealer<B> {
     /// number with another point, and a key kept by number alone would lay the owner's
     /// cell out where that relay (and every member's check) expects trap bytes.
     traps: Option<(u32, [u8; 32], wire::TrapKey)>,
-    /// Two prepared cells of the longest length, then [`KEPT`] kept ones.
+    /// Two prepared cells, then the kept ones, each `stride` bytes: the running interval's
+    /// longest cell (before the first interval, the client's).
     cells: B,
     stride: usize,
     prepared: [Option<Prepared>; 2],
@@ -82,6 +84,29 @@ pub(super) struct Sealer<B> {
     keep: usize,
     /// The keystream the cells' nonces are drawn from.
     rng: ChaCha20,
+}
+
+impl<B: AsRef<[u8]>> Sealer<B> {
+    /// Cells kept beside the two prepared ones when each takes `stride` bytes.
+    fn keeps_at(&self, stride: usize) -> usize {
+        (self.cells.as_ref().len() / stride.max(1))
+            .saturating_sub(2)
+            .min(KEPT)
+    }
+
+    /// Lays the storage out for cells of at most `max_len` bytes (an interval's longest):
+    /// what was prepared or kept at another stride is forgotten.
+    pub(super) fn fit(&mut self, max_len: usize) {
+        if max_len == self.stride || max_len == 0 {
+            return;
+        }
+        self.stride = max_len;
+        self.keep = self.keeps_at(max_len);
+        self.prepared = [None, None];
+        self.copied = None;
+        self.kept = [None; KEPT];
+        self.next_kept = 0;
+    }
 }
 
 impl<B> Sealer<B> {
@@ -122,7 +147,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         cells: B,
     ) -> Result<(), crate::error::ConfigError> {
         use crate::error::ConfigError;
-        if cells.as_ref().len() < 2 * self.max_cell {
+        if cells.as_ref().len() < 2 * wire::MIN_OWNED_CELL {
             return Err(ConfigError::StorageTooSmall("sealed"));
         }
         let key = wire::SlotKey::owner(
@@ -135,14 +160,16 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         .map_err(ConfigError::Key)?;
         let scalar = crate::crypto::pad_secret(secret)
             .ok_or(ConfigError::Key(crate::crypto::KeyError::ZeroSecret))?;
-        let keep = (cells.as_ref().len() / self.max_cell.max(1))
+        // Laid out for the client's longest cell until an interval says its own.
+        let stride = self.max_cell.min(cells.as_ref().len() / 2);
+        let keep = (cells.as_ref().len() / stride.max(1))
             .saturating_sub(2)
             .min(KEPT);
         self.sealer = Some(Sealer::new(
             key,
             scalar,
             cells,
-            self.max_cell,
+            stride,
             keep,
             &self.seal_seed,
         ));
@@ -153,11 +180,25 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         Ok(())
     }
 
-    /// Bytes of storage [`Client::set_pseudonym`] takes: two prepared cells and `KEPT` (16)
-    /// kept ones, of the longest length. It needs the two prepared ones; each further cell
-    /// of storage keeps one more sent cell for accusations.
+    /// Bytes of storage [`Client::set_pseudonym`] takes: two prepared cells and
+    /// `keep_horizon(MAX_WINDOW)` kept ones, of the longest length this client builds
+    /// ([`Client::sealed_len_at`] sizes them for a group's longest cell).
     pub const fn sealed_len(&self) -> usize {
         (2 + KEPT) * self.max_cell
+    }
+
+    /// Owned cells this client keeps in an interval whose longest cell is `max_len` bytes
+    /// (`None` without a pseudonym): an interval whose window's keep horizon is more is
+    /// refused.
+    pub fn kept_cells(&self, max_len: usize) -> Option<usize> {
+        self.sealer.as_ref().map(|s| s.keeps_at(max_len))
+    }
+
+    /// Lays the sealed cells' storage out for an interval whose longest cell is `max_len`.
+    pub(super) fn fit_sealed(&mut self, max_len: usize) {
+        if let Some(sealer) = &mut self.sealer {
+            sealer.fit(max_len);
+        }
     }
 
     /// Keeps the owned cell the cell path copied last, laid out as it was sent (part of
@@ -341,7 +382,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         } = &mut sealer;
         for (i, (slot, &len)) in prepared.iter_mut().zip(lens.iter()).enumerate() {
             if i == 1 && Some(&len) == lens.first()
-                || len > self.max_cell
+                || len > self.max_cell.min(*stride)
                 || len < wire::MIN_OWNED_CELL
             {
                 *slot = None;

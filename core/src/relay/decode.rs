@@ -84,6 +84,7 @@ where
                         interval: running.interval,
                         exchange,
                         slot: super::fingerprints::RESERVATION,
+                        ordinal: 0,
                     };
                     self.kept.keep(what, self.window.fingerprints(exchange));
                 }
@@ -142,6 +143,7 @@ where
                             interval,
                             exchange,
                             slot,
+                            ordinal,
                         };
                         self.kept.keep(what, self.window.fingerprints(exchange));
                     }
@@ -173,6 +175,7 @@ where
                             interval,
                             exchange,
                             slot,
+                            ordinal,
                         };
                         self.kept.keep(what, self.window.fingerprints(exchange));
                     }

@@ -19,12 +19,22 @@ pub const MAX_KEPT: usize = 2 * MAX_WINDOW;
 pub(super) const RESERVATION: u16 = u16::MAX;
 
 /// A kept row: the interval, the exchange and its slot ([`RESERVATION`] for a reservation
-/// exchange that showed a request: a forged one is accused at its owner's bit).
+/// exchange that showed a request: a forged one is accused at its owner's bit), and the
+/// slot's ordinal of the exchange in the interval (0 for a reservation exchange): how many
+/// exchanges of the slot came before it, from which a round counts those after it
+/// ([`crate::blame::horizon`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct KeptRow {
     pub(super) interval: u32,
     pub(super) exchange: u64,
     pub(super) slot: u16,
+    pub(super) ordinal: u64,
+}
+
+impl KeptRow {
+    fn is(&self, interval: u32, exchange: u64, slot: u16) -> bool {
+        self.interval == interval && self.exchange == exchange && self.slot == slot
+    }
 }
 
 /// The kept rows, a ring over the caller's storage.
@@ -75,14 +85,22 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Fingerprints<B> {
 
     /// The kept row of `exchange` of `interval` in `slot`, if it is kept.
     pub(super) fn row(&self, interval: u32, exchange: u64, slot: u16) -> Option<&[u8]> {
-        let want = KeptRow {
-            interval,
-            exchange,
-            slot,
-        };
-        let at = self.kept.iter().position(|k| *k == Some(want))?;
+        let at = self.position(interval, exchange, slot)?;
         let start = at * self.row_len;
         self.rows.as_ref().get(start..start + self.row_len)
+    }
+
+    /// The slot's ordinal of `exchange` of `interval` in `slot`, if its row is kept.
+    #[cfg(feature = "blame-round")]
+    pub(super) fn ordinal(&self, interval: u32, exchange: u64, slot: u16) -> Option<u64> {
+        let at = self.position(interval, exchange, slot)?;
+        self.kept.get(at).copied().flatten().map(|k| k.ordinal)
+    }
+
+    fn position(&self, interval: u32, exchange: u64, slot: u16) -> Option<usize> {
+        self.kept
+            .iter()
+            .position(|k| k.is_some_and(|k| k.is(interval, exchange, slot)))
     }
 
     /// Node `node`'s fingerprint in a kept row.

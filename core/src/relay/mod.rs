@@ -140,6 +140,35 @@ pub struct Transmit {
     pub close_after: bool,
 }
 
+/// Why a blame round was not run ([`RelayEvent::BlameDropped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlameDropReason {
+    /// One round was running and four were waiting.
+    QueueFull,
+    /// Its interval ended or is ending, or the exchange's fingerprints or pad nonce are no
+    /// longer kept.
+    Forgotten,
+    /// Its grounds do not hold for the relay.
+    Grounds,
+    /// `keep_horizon(window)` or more exchanges of its slot were issued after it
+    /// ([`crate::blame::horizon`]): its owner may no longer hold its cell.
+    PastHorizon,
+}
+
+impl core::fmt::Display for BlameDropReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            BlameDropReason::QueueFull => "one round runs and four wait",
+            BlameDropReason::Forgotten => "its exchange or interval is gone",
+            BlameDropReason::Grounds => "its grounds do not hold",
+            BlameDropReason::PastHorizon => {
+                "its slot has moved on past the keep horizon: its owner may no longer hold the cell"
+            }
+        })
+    }
+}
+
 /// What the relay reports to its shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -277,13 +306,14 @@ pub enum RelayEvent<'a> {
         /// Such rounds since the relay started, this one included.
         count: u64,
     },
-    /// A blame round was not run (another was running and four were waiting, or its
-    /// exchange's fingerprints, pad nonce or interval are gone, or its grounds fail).
+    /// A blame round was not run: why.
     BlameDropped {
         /// The interval.
         interval: u32,
         /// The accused exchange.
         exchange: u64,
+        /// Why it was not run.
+        reason: BlameDropReason,
     },
     /// A blame round ended: the node it named first (every one named is excluded), or
     /// `None` (inconclusive). Its evidence, if any, is `Relay::evidence` (feature

@@ -35,10 +35,13 @@ use sha2::{Digest, Sha256};
 
 use super::fingerprints::RESERVATION;
 use super::interval::{Phase, Stop};
-use super::{Destination, Instant, Peer, PeerId, Relay, RelayEvent, Stall, Transmit};
+use super::{
+    BlameDropReason, Destination, Instant, Peer, PeerId, Relay, RelayEvent, Stall, Transmit,
+};
 use crate::bits::Bits;
 use crate::blame::commit::{ExchangeKey, FINGERPRINT_LEN};
 use crate::blame::evidence::Draft;
+use crate::blame::within_horizon;
 use crate::blame::{
     cell_hash, grounds_digest, nonces_digest, resolve_dispute, BlameKind, Culprit, DisputeFacts,
     Facts, Finding, Grounds, Header, Round, Statement, MAX_GROUNDS_LEN,
@@ -284,17 +287,21 @@ where
         if self.rounds.active.is_some_and(|a| same(&a.q)) || self.rounds.queue.iter().any(same) {
             return true;
         }
-        match grounds.emit(&mut q.grounds) {
+        let reason = match grounds.emit(&mut q.grounds) {
             Some(n) if !self.rounds.queue.is_full() => {
                 q.grounds_len = n;
                 let _ = self.rounds.queue.push_back(q);
-                true
+                return true;
             }
-            _ => {
-                self.push_event(RelayEvent::BlameDropped { interval, exchange });
-                false
-            }
-        }
+            Some(_) => BlameDropReason::QueueFull,
+            None => BlameDropReason::Grounds,
+        };
+        self.push_event(RelayEvent::BlameDropped {
+            interval,
+            exchange,
+            reason,
+        });
+        false
     }
 
     /// A trap of `slot` sprang in `exchange` at `bit`: a blame round on the trap's grounds
@@ -418,13 +425,14 @@ where
     }
 
     /// Begins round `q`; `false` if it cannot run (not the running interval or one that is
-    /// ending because a member left or was excluded, no kept fingerprints, grounds that do
-    /// not hold).
+    /// ending because a member left or was excluded, no kept fingerprints, an exchange of a
+    /// slot past the keep horizon, grounds that do not hold).
     fn begin(&mut self, now: Instant, q: Queued) -> bool {
-        let drop = |relay: &mut Self| {
+        let drop = |relay: &mut Self, reason| {
             relay.push_event(RelayEvent::BlameDropped {
                 interval: q.interval,
                 exchange: q.exchange,
+                reason,
             });
             false
         };
@@ -435,19 +443,23 @@ where
             {
                 running
             }
-            _ => return drop(self),
+            _ => return drop(self, BlameDropReason::Forgotten),
         };
-        let row = if self.kept.row(q.interval, q.exchange, q.slot).is_some() {
+        let row = if let Some(within) = self.within_keep_horizon(q.interval, q.exchange, q.slot) {
+            // The owner gives back the cell it sealed: only while it must still hold it.
+            if !within {
+                return drop(self, BlameDropReason::PastHorizon);
+            }
             Some(q.slot)
         } else if q.bit == u32::from(q.slot)
             && self.kept.row(q.interval, q.exchange, RESERVATION).is_some()
         {
             None
         } else {
-            return drop(self);
+            return drop(self, BlameDropReason::Forgotten);
         };
         let Some(Ok(grounds)) = q.grounds.get(..q.grounds_len).map(Grounds::parse) else {
-            return drop(self);
+            return drop(self, BlameDropReason::Grounds);
         };
         let Some((pad_nonce, cell_len)) = self
             .rounds
@@ -456,7 +468,7 @@ where
             .find(|p| p.0 == q.exchange)
             .map(|p| (p.1, p.2))
         else {
-            return drop(self);
+            return drop(self, BlameDropReason::Forgotten);
         };
         let facts = Facts {
             group_id: self.cfg.group_id,
@@ -475,7 +487,7 @@ where
             bit: q.bit,
         };
         if grounds.check(&facts).is_err() {
-            return drop(self);
+            return drop(self, BlameDropReason::Grounds);
         }
         let digest_of_grounds = grounds_digest(&facts.view, q.slot, cell_len, &grounds);
         let decoded_hash = self
@@ -539,10 +551,10 @@ where
         refused.fill(0);
         match kept {
             Some(kept) if kept.len() == pinned.len() => pinned.copy_from_slice(kept),
-            _ => return drop(self),
+            _ => return drop(self, BlameDropReason::Forgotten),
         }
         let Some(mut draft) = Draft::new(&header, evidence) else {
-            return drop(self);
+            return drop(self, BlameDropReason::Forgotten);
         };
         if let Ok(online) = Bits::new_checked(online, clients) {
             for (position, i) in online.iter().enumerate() {
@@ -576,5 +588,36 @@ where
             exchange: q.exchange,
         });
         true
+    }
+
+    /// Whether a round about `exchange` of `slot` in `interval` may still begin as far as
+    /// the keep horizon goes ([`crate::blame::horizon`]): fewer than `keep_horizon(window)`
+    /// exchanges of the slot were issued after it. `None` if `interval` is not the running
+    /// one or the relay keeps no fingerprints of that exchange in that slot. It reads only
+    /// the schedule's count of the slot's exchanges, never who owns the slot.
+    pub fn within_keep_horizon(&self, interval: u32, exchange: u64, slot: u16) -> Option<bool> {
+        let Phase::Running(running) = self.phase else {
+            return None;
+        };
+        if running.interval != interval {
+            return None;
+        }
+        let ordinal = self.kept.ordinal(interval, exchange, slot)?;
+        let later = self.issued_after(&running, slot, ordinal);
+        Some(within_horizon(self.cfg.window, later))
+    }
+
+    /// Exchanges of `slot` issued in the running interval after its exchange of slot
+    /// ordinal `ordinal`: those decoded since, and those in flight.
+    fn issued_after(&self, running: &super::interval::Running, slot: u16, ordinal: u64) -> u64 {
+        let decoded = self.slots.decoded(slot, running.interval);
+        let in_flight = (running.done..running.next)
+            .filter(|&x| {
+                self.window
+                    .issued(x)
+                    .is_some_and(|i| matches!(i.kind, Kind::Slot { slot: s, .. } if s == slot))
+            })
+            .count() as u64;
+        (decoded + in_flight).saturating_sub(ordinal + 1)
     }
 }

@@ -182,6 +182,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Slots<B> {
         u64::from(n)
     }
 
+    /// Exchanges of `slot` decoded so far in `interval` (the ordinal of its next one).
+    #[cfg(any(test, feature = "blame-round"))]
+    pub(super) fn decoded(&self, slot: u16, interval: u32) -> u64 {
+        self.entry(slot)
+            .filter(|e| field::u32_at(e, INTERVAL) == interval)
+            .map_or(0, |e| u64::from(field::u32_at(e, ORDINAL)))
+    }
+
     /// Whether `slot`'s cell of `exchange` was written before its owner learned of a
     /// disruption of the slot: it is not delivered.
     pub(super) fn abandoned(&mut self, slot: u16, interval: u32, exchange: u64) -> bool {
@@ -262,6 +270,8 @@ mod tests {
         // The counters are apart from the key.
         assert_eq!(slots.next_ordinal(1, 7), 0);
         assert_eq!(slots.next_ordinal(1, 7), 1);
+        assert_eq!(slots.decoded(1, 7), 2);
+        assert_eq!(slots.decoded(1, 8), 0, "another interval's count");
         assert_eq!(slots.cell_key(1, None, &[1; 16], &[2; 16]), other);
     }
 }

@@ -82,9 +82,13 @@ pub struct NetConfig {
     pub slow_delay: Duration,
     /// The relay instance (its trap secrets derive from it).
     pub epoch: [u8; 16],
-    /// Whether clients keep their last sent sealed cells for accusations (a device keeps
-    /// none: its storage holds only the two prepared cells).
-    pub keep_sealed: bool,
+    /// Owned cells each client keeps for accusations and blame rounds: `None`, the keep
+    /// horizon of the net's window (`blame::keep_horizon`, what an interval needs);
+    /// `Some(n)`, `n` (fewer than the horizon: the client refuses the interval).
+    pub kept_cells: Option<usize>,
+    /// Client `i` owns slot `(i × step + slot_shift) mod clients` (`step` the least
+    /// number above 1 prime to the count): which client owns which slot.
+    pub slot_shift: usize,
 }
 
 impl NetConfig {
@@ -123,7 +127,8 @@ impl NetConfig {
             stall: StallConfig::DEFAULT,
             slow_delay: Duration::from_millis(9_500),
             epoch: [9; 16],
-            keep_sealed: true,
+            kept_cells: None,
+            slot_shift: 3,
         }
     }
 
@@ -234,14 +239,12 @@ pub(super) fn new_client(
     };
     // Harness set-up only (never bytes from a network): a failure is a test's mistake.
     let mut client = Client::with_vecs(&c).expect("client configuration");
-    // What a hosted client keeps, but no more than twice the window needs (a net of
-    // thousands of clients stays small).
-    let sealed_cells = if cfg.keep_sealed {
-        2 + (2 * usize::from(cfg.window)).clamp(16, crate::client::KEPT)
-    } else {
-        2
-    };
-    let sealed = vec![0; client.sealed_len() / (2 + crate::client::KEPT) * sealed_cells];
+    // What the window needs kept, of the net's longest cell, no more (a net of thousands
+    // of clients stays small).
+    let kept = cfg
+        .kept_cells
+        .unwrap_or(crate::blame::keep_horizon(cfg.window));
+    let sealed = vec![0; Client::<Vec<u8>>::sealed_len_at(cfg.max_cell_len, kept)];
     client
         .set_pseudonym(
             &pseudonym_secret(i),

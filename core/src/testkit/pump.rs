@@ -99,9 +99,11 @@ impl Net {
                 RelayEvent::BlameStarted { interval, exchange } => {
                     self.blame_started.push((now, interval, exchange))
                 }
-                RelayEvent::BlameDropped { interval, exchange } => {
-                    self.blame_dropped.push((interval, exchange))
-                }
+                RelayEvent::BlameDropped {
+                    interval,
+                    exchange,
+                    reason,
+                } => self.blame_dropped.push((interval, exchange, reason)),
                 RelayEvent::BlameIncomplete {
                     interval,
                     exchange,

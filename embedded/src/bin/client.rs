@@ -21,8 +21,8 @@
 use core::cell::{Cell, RefCell};
 
 use dissent_core::client::{
-    Chunk, Client, ClientConfig, ClientEvent, ClientStorage, Delivery, PeerError, SendCredits,
-    Upstream,
+    Chunk, Client, ClientConfig, ClientEvent, ClientStorage, Delivery, IntervalError, PeerError,
+    SendCredits, Upstream,
 };
 use dissent_core::schedule::Schedule;
 use dissent_core::wire::{ConnId, NodeRole};
@@ -474,6 +474,21 @@ async fn link(
         };
         client.lock(|c| c.borrow_mut().handle_disconnected(now()));
         events(name, client, &stats);
+        if let Loss::Role(RoleError::Frame(PeerError::Interval(IntervalError::TooFewKept {
+            window,
+            kept,
+            ..
+        }))) = &loss
+        {
+            println!(
+                "{}: the relay runs a window of {}; this device keeps its last {} sent cells for blame rounds, enough for a window of {} at most: run the relay with --window {}",
+                name,
+                window,
+                kept,
+                dissent_core::blame::largest_window(*kept),
+                dissent_core::blame::largest_window(*kept)
+            );
+        }
         let goodbye = match &loss {
             Loss::Role(RoleError::Frame(e)) => e.goodbye(),
             _ => None,

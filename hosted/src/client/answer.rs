@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use dissent_core::client::{Client, ClientEvent, Delivery, PeerError};
+use dissent_core::client::{Client, ClientEvent, Delivery, IntervalError, PeerError};
 use dissent_core::wire::{ConnId, GoodbyeReason};
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
@@ -224,6 +224,12 @@ impl ClientNode {
                     }
                 }
                 Err(PeerError::Goodbye(r)) => return Err(End::Goodbye(r)),
+                Err(PeerError::Interval(e @ IntervalError::TooFewKept { .. })) => {
+                    return Err(End::Lost(format!(
+                        "refusing the relay's interval: {e}; in a blame round this client \
+                         could not give back a cell it sent (the relay's --window is too large)"
+                    )))
+                }
                 Err(e) => return Err(End::Lost(format!("dropping the relay link: {e}"))),
             };
             if answered && self.client.disrupts_slowly() {

@@ -125,7 +125,17 @@ fn core_client(
     let pseudonym = node
         .pseudonym_private_key
         .context("the client has no pseudonym key")?;
-    let sealed = vec![0; client.sealed_len()];
+    // The last `keep_horizon(64)` owned cells of the group's longest cell (what any window
+    // needs kept), zeros the OS maps lazily: only the cells written take memory.
+    let sealed = vec![
+        0;
+        Client::<Vec<u8>>::sealed_len_at(
+            group
+                .max_cell_length
+                .min(Client::<Vec<u8>>::max_cell(MAX_FRAME_BODY as u32)),
+            dissent_core::client::KEPT
+        )
+    ];
     client
         .set_pseudonym(&pseudonym, &group.relay_dh, sealed)
         .map_err(|e| anyhow::anyhow!("pseudonym key: {e}"))?;

@@ -44,10 +44,14 @@ impl Hub {
                             "blame round about exchange {exchange} of interval {interval} started"
                         );
                     }
-                    RelayEvent::BlameDropped { interval, exchange } => {
+                    RelayEvent::BlameDropped {
+                        interval,
+                        exchange,
+                        reason,
+                    } => {
                         warn!(
                             "blame round about exchange {exchange} of interval {interval} not \
-                             run (another runs and others wait, or its exchange is forgotten)"
+                             run: {reason}"
                         );
                     }
                     RelayEvent::BlameIncomplete {
