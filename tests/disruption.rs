@@ -203,8 +203,10 @@ fn a_garbling_client_is_named_excluded_and_the_evidence_checks() {
 
 /// A garbling client that also lies in its reveal about the pad bit it shares with trustee 0
 /// (which would hide its flipped cell bit) starts a dispute: the relay asks both sides to
-/// prove the pair's Diffie–Hellman secret, trustee 0 proves it, and the proven bit convicts
-/// the client of lying. The evidence, with the proof in it, passes `dissent blame verify`.
+/// prove the pair's Diffie–Hellman secret; the liar proves nothing, trustee 0 proves it
+/// (and says so in its log, trustee 1 does not), and the proven bit convicts the client of
+/// lying. The evidence's one dispute is client 3's with trustee 0, proven by the trustee,
+/// and the evidence passes `dissent blame verify`.
 #[test]
 fn a_garbling_client_that_lies_about_its_pads_is_convicted_by_the_dispute() {
     a_disruptor_is_named_excluded_and_the_evidence_checks("garble-every-other", None, true);
@@ -221,8 +223,9 @@ fn a_client_garbling_every_cell_is_named_on_a_trap_excluded_and_the_evidence_che
 
 /// Client 3 restarted with `--disrupt mode` (and `--lie-about-pads` if `lies`) in a group
 /// of four while clients 0 and 1 echo 256 KiB each: it is named (on `grounds`, if given;
-/// of lying about a pad bit if it lies, of disrupting otherwise) and excluded, nobody else
-/// is, the evidence checks, and the transfers complete byte-exact.
+/// of lying about a pad bit if it lies, on trustee 0's proof of their pair's secret, of
+/// disrupting otherwise, with no dispute) and excluded, nobody else is, the evidence
+/// checks, and the transfers complete byte-exact.
 fn a_disruptor_is_named_excluded_and_the_evidence_checks(
     mode: &'static str,
     grounds: Option<&'static str>,
@@ -321,6 +324,41 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
                 "{stdout}"
             );
         }
+        // Who proved the pair's secret: trustee 0, the only prover a liar leaves, in the
+        // evidence and in its own log; nobody in a round without a dispute.
+        let evidence = std::fs::read(&path).expect("the evidence file");
+        let proving: Vec<Vec<String>> = net
+            .trustees
+            .iter()
+            .map(|t| {
+                t.log()
+                    .lines()
+                    .filter(|l| l.contains("proving the pair's secret"))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .collect();
+        if lies {
+            assert_eq!(
+                evidence_disputes(&evidence),
+                [(3, 0, true)],
+                "the evidence's dispute is not client 3's with trustee 0, proven by the trustee"
+            );
+            assert!(
+                proving[0].len() == 1
+                    && proving[0][0].contains("dispute with client 3 about exchange "),
+                "trustee 0's log: {:?}",
+                proving[0]
+            );
+            assert!(proving[1].is_empty(), "trustee 1's log: {:?}", proving[1]);
+        } else {
+            assert_eq!(
+                evidence_disputes(&evidence),
+                [],
+                "a dispute in the evidence"
+            );
+            assert!(proving.iter().all(Vec::is_empty), "{proving:?}");
+        }
         // Excluded: its key is on the relay's refusal list.
         garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
         let refused = run_once(&["relay", "refused", &cfg], EXIT_TIMEOUT);
@@ -337,6 +375,27 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
         assert_same(&got, &again, "client 1's echo after the exclusion");
         net.assert_relay_up();
     });
+}
+
+/// The disputes an evidence file holds, as (member position, trustee, whether the trustee
+/// proved the secret), read by the layout of `dissent_core::blame::evidence`: a header
+/// ending with the trustee and member counts; the dispute count just before the disputes,
+/// each a member position (2), a trustee (2), the prover (1: 0 the member, 1 the trustee),
+/// the secret and its proof; then the 4-byte verdict and, in the trap form, its tail.
+fn evidence_disputes(evidence: &[u8]) -> Vec<(u16, u16, bool)> {
+    use dissent_core::blame::evidence::evidence_len;
+    let be16 = |at: usize| {
+        let b = evidence.get(at..at + 2).expect("evidence too short");
+        u16::from_be_bytes([b[0], b[1]])
+    };
+    let header = evidence_len(0, 0, 0) - 2 - 4;
+    let (m, n) = (usize::from(be16(header - 4)), usize::from(be16(header - 2)));
+    let count = evidence_len(n, m, 0) - 4 - 2;
+    let each = evidence_len(n, m, 1) - evidence_len(n, m, 0);
+    (0..usize::from(be16(count)))
+        .map(|d| count + 2 + d * each)
+        .map(|at| (be16(at), be16(at + 2), evidence[at + 4] == 1))
+        .collect()
 }
 
 /// What became of an echo of `data` through client port `port`, for a benchmark that
