@@ -19,6 +19,9 @@
 //! ([`Left`]) until the next interval is shown, so that a member that reconnects within the
 //! round answers it (a member whose answer the round lacks refused blame).
 //!
+//! A test disruptor (core feature `disruptor`) lies in its reveals and withholds the proof
+//! that would convict it as `super::disruptor::PadLie` says; nothing else changes here.
+//!
 //! Owns the answers and the keys they need. It must not decide what a cell holds or keep
 //! pad nonces (`reveal.rs` recomputes the cell and the pad bits).
 
