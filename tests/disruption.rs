@@ -326,7 +326,7 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
         }
         // Who proved the pair's secret: trustee 0, the only prover a liar leaves, in the
         // evidence and in its own log; nobody in a round without a dispute.
-        let evidence = std::fs::read(&path).expect("the evidence file");
+        let json: serde_json::Value = serde_json::from_str(&stdout).expect("the JSON");
         let proving: Vec<Vec<String>> = net
             .trustees
             .iter()
@@ -340,8 +340,8 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
             .collect();
         if lies {
             assert_eq!(
-                evidence_disputes(&evidence),
-                [(3, 0, true)],
+                json["dispute"],
+                serde_json::json!({"client": 3, "trustee": 0, "proven_by": "trustee"}),
                 "the evidence's dispute is not client 3's with trustee 0, proven by the trustee"
             );
             assert!(
@@ -352,10 +352,9 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
             );
             assert!(proving[1].is_empty(), "trustee 1's log: {:?}", proving[1]);
         } else {
-            assert_eq!(
-                evidence_disputes(&evidence),
-                [],
-                "a dispute in the evidence"
+            assert!(
+                json["dispute"].is_null(),
+                "a dispute in the evidence: {stdout}"
             );
             assert!(proving.iter().all(Vec::is_empty), "{proving:?}");
         }
@@ -375,27 +374,6 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
         assert_same(&got, &again, "client 1's echo after the exclusion");
         net.assert_relay_up();
     });
-}
-
-/// The disputes an evidence file holds, as (member position, trustee, whether the trustee
-/// proved the secret), read by the layout of `dissent_core::blame::evidence`: a header
-/// ending with the trustee and member counts; the dispute count just before the disputes,
-/// each a member position (2), a trustee (2), the prover (1: 0 the member, 1 the trustee),
-/// the secret and its proof; then the 4-byte verdict and, in the trap form, its tail.
-fn evidence_disputes(evidence: &[u8]) -> Vec<(u16, u16, bool)> {
-    use dissent_core::blame::evidence::evidence_len;
-    let be16 = |at: usize| {
-        let b = evidence.get(at..at + 2).expect("evidence too short");
-        u16::from_be_bytes([b[0], b[1]])
-    };
-    let header = evidence_len(0, 0, 0) - 2 - 4;
-    let (m, n) = (usize::from(be16(header - 4)), usize::from(be16(header - 2)));
-    let count = evidence_len(n, m, 0) - 4 - 2;
-    let each = evidence_len(n, m, 1) - evidence_len(n, m, 0);
-    (0..usize::from(be16(count)))
-        .map(|d| count + 2 + d * each)
-        .map(|at| (be16(at), be16(at + 2), evidence[at + 4] == 1))
-        .collect()
 }
 
 /// What became of an echo of `data` through client port `port`, for a benchmark that

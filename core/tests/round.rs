@@ -16,7 +16,7 @@
 #![cfg(feature = "disruptor")]
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
-use dissent_core::blame::{self, BlameKind, Culprit};
+use dissent_core::blame::{self, BlameKind, Culprit, ProvenDispute};
 use dissent_core::client::DisruptorMode;
 use dissent_core::relay::{Exclusion, PeerId};
 use dissent_core::testkit::{frame_body, pattern, Net, NetConfig, Node};
@@ -557,29 +557,11 @@ fn lies_about_pad_bits_are_convicted_by_the_dispute() {
     }
 }
 
-/// The disputes an evidence file holds, as (member position, trustee, whether the trustee
-/// proved the secret), read by the layout of `dissent_core::blame::evidence`: a header
-/// ending with the trustee and member counts; the dispute count just before the disputes,
-/// each a member position (2), a trustee (2), the prover (1: 0 the member, 1 the trustee),
-/// the secret and its proof; then the 4-byte verdict.
-fn disputes(evidence: &[u8]) -> Vec<(u16, u16, bool)> {
-    use dissent_core::blame::evidence::evidence_len;
-    let be16 = |at: usize| u16::from_be_bytes([evidence[at], evidence[at + 1]]);
-    let header = evidence_len(0, 0, 0) - 2 - 4;
-    let (m, n) = (usize::from(be16(header - 4)), usize::from(be16(header - 2)));
-    let count = evidence_len(n, m, 0) - 4 - 2;
-    let each = evidence_len(n, m, 1) - evidence_len(n, m, 0);
-    (0..usize::from(be16(count)))
-        .map(|d| count + 2 + d * each)
-        .map(|at| (be16(at), be16(at + 2), evidence[at + 4] == 1))
-        .collect()
-}
-
 /// A liar about the pad bit it shares with trustee 0 never proves that pair's secret: the
 /// dispute is settled by trustee 0's proof, which the evidence holds, and it convicts the
 /// liar. A careless liar that proves the secret when asked is convicted on its own proof
 /// (it is asked first). Either way the verdict is `LiedAboutPad` naming the liar, nobody
-/// else is dropped, and the evidence checks offline.
+/// else is dropped, and the evidence checks offline and says whose proof settled it.
 #[test]
 fn a_liar_is_convicted_on_the_trustees_proof_and_a_careless_one_on_its_own() {
     for (seed, proves) in [(0usize, false), (1, false), (2, true), (3, true)] {
@@ -618,11 +600,15 @@ fn a_liar_is_convicted_on_the_trustees_proof_and_a_careless_one_on_its_own() {
             proves || provers.contains(&(Node::Trustee(0), mallory as u16)),
             "{what}: {provers:?}"
         );
-        // Mallory is the last of the six members. The proof in the evidence is the
-        // trustee's, unless the liar proved (asked first, it answers first).
+        // The proof in the evidence is the trustee's, unless the liar proved (asked first,
+        // it answers first).
         assert_eq!(
-            disputes(&net.evidence[0]),
-            [(mallory as u16, 0, !proves)],
+            v.dispute,
+            Some(ProvenDispute {
+                client: mallory as u16,
+                trustee: 0,
+                by_trustee: !proves
+            }),
             "{what}"
         );
         assert!(
