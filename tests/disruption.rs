@@ -203,8 +203,10 @@ fn a_garbling_client_is_named_excluded_and_the_evidence_checks() {
 
 /// A garbling client that also lies in its reveal about the pad bit it shares with trustee 0
 /// (which would hide its flipped cell bit) starts a dispute: the relay asks both sides to
-/// prove the pair's Diffie–Hellman secret, trustee 0 proves it, and the proven bit convicts
-/// the client of lying. The evidence, with the proof in it, passes `dissent blame verify`.
+/// prove the pair's Diffie–Hellman secret; the liar proves nothing, trustee 0 proves it
+/// (and says so in its log, trustee 1 does not), and the proven bit convicts the client of
+/// lying. The evidence's one dispute is client 3's with trustee 0, proven by the trustee,
+/// and the evidence passes `dissent blame verify`.
 #[test]
 fn a_garbling_client_that_lies_about_its_pads_is_convicted_by_the_dispute() {
     a_disruptor_is_named_excluded_and_the_evidence_checks("garble-every-other", None, true);
@@ -221,8 +223,9 @@ fn a_client_garbling_every_cell_is_named_on_a_trap_excluded_and_the_evidence_che
 
 /// Client 3 restarted with `--disrupt mode` (and `--lie-about-pads` if `lies`) in a group
 /// of four while clients 0 and 1 echo 256 KiB each: it is named (on `grounds`, if given;
-/// of lying about a pad bit if it lies, of disrupting otherwise) and excluded, nobody else
-/// is, the evidence checks, and the transfers complete byte-exact.
+/// of lying about a pad bit if it lies, on trustee 0's proof of their pair's secret, of
+/// disrupting otherwise, with no dispute) and excluded, nobody else is, the evidence
+/// checks, and the transfers complete byte-exact.
 fn a_disruptor_is_named_excluded_and_the_evidence_checks(
     mode: &'static str,
     grounds: Option<&'static str>,
@@ -320,6 +323,40 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
                 stdout.contains(&format!("\"grounds\": \"{grounds}\"")),
                 "{stdout}"
             );
+        }
+        // Who proved the pair's secret: trustee 0, the only prover a liar leaves, in the
+        // evidence and in its own log; nobody in a round without a dispute.
+        let json: serde_json::Value = serde_json::from_str(&stdout).expect("the JSON");
+        let proving: Vec<Vec<String>> = net
+            .trustees
+            .iter()
+            .map(|t| {
+                t.log()
+                    .lines()
+                    .filter(|l| l.contains("proving the pair's secret"))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .collect();
+        if lies {
+            assert_eq!(
+                json["dispute"],
+                serde_json::json!({"client": 3, "trustee": 0, "proven_by": "trustee"}),
+                "the evidence's dispute is not client 3's with trustee 0, proven by the trustee"
+            );
+            assert!(
+                proving[0].len() == 1
+                    && proving[0][0].contains("dispute with client 3 about exchange "),
+                "trustee 0's log: {:?}",
+                proving[0]
+            );
+            assert!(proving[1].is_empty(), "trustee 1's log: {:?}", proving[1]);
+        } else {
+            assert!(
+                json["dispute"].is_null(),
+                "a dispute in the evidence: {stdout}"
+            );
+            assert!(proving.iter().all(Vec::is_empty), "{proving:?}");
         }
         // Excluded: its key is on the relay's refusal list.
         garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);

@@ -8,14 +8,15 @@
 //! what does not check, is refused blame (and nobody else is); a trustee that says it takes
 //! no part is not waited for, and one that answers nothing is not convicted for it; a
 //! trustee that lies about a
-//! pad bit is convicted by the dispute; a relay that starts a round on forged grounds gets
+//! pad bit is convicted by the dispute, and so is a client that does (on the trustee's
+//! proof, or on its own if it proves the secret all the same); a relay that starts a round on forged grounds gets
 //! no reveal from anyone. The modes only traps can name are convicted on the relay's own
 //! trap grounds, with the same outcome.
 
 #![cfg(feature = "disruptor")]
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
-use dissent_core::blame::{self, BlameKind, Culprit};
+use dissent_core::blame::{self, BlameKind, Culprit, ProvenDispute};
 use dissent_core::client::DisruptorMode;
 use dissent_core::relay::{Exclusion, PeerId};
 use dissent_core::testkit::{frame_body, pattern, Net, NetConfig, Node};
@@ -507,7 +508,7 @@ fn a_trustee_that_says_it_takes_no_part_is_not_waited_for_and_the_disruptor_is_e
 
 /// A disruptor that hides its flipped cell bit by lying about the pad bit it shares with
 /// trustee 0 is caught by the dispute: the pair's Diffie–Hellman secret, proven with a DLEQ
-/// proof, gives the true bit. A trustee that lies about the pad bits it shares with two
+/// proof (by trustee 0: the liar proves nothing), gives the true bit. A trustee that lies about the pad bits it shares with two
 /// members (its own cell bit does not show it) is caught the same way when the dispute
 /// comes to it first. The evidence checks offline either way.
 #[test]
@@ -552,6 +553,75 @@ fn lies_about_pad_bits_are_convicted_by_the_dispute() {
         );
         for d in &net.dropped {
             assert_eq!(*d, excluded, "seed {seed}: an honest node dropped");
+        }
+    }
+}
+
+/// A liar about the pad bit it shares with trustee 0 never proves that pair's secret: the
+/// dispute is settled by trustee 0's proof, which the evidence holds, and it convicts the
+/// liar. A careless liar that proves the secret when asked is convicted on its own proof
+/// (it is asked first). Either way the verdict is `LiedAboutPad` naming the liar, nobody
+/// else is dropped, and the evidence checks offline and says whose proof settled it.
+#[test]
+fn a_liar_is_convicted_on_the_trustees_proof_and_a_careless_one_on_its_own() {
+    for (seed, proves) in [(0usize, false), (1, false), (2, true), (3, true)] {
+        let mut net = Net::running_group(6, 8);
+        let mallory = 5;
+        net.clients[mallory].set_lie_about_pads(true);
+        net.clients[mallory].set_liar_proves(proves);
+        disrupt(
+            &mut net,
+            mallory,
+            DisruptorMode::GarbleEveryOther,
+            seed,
+            400_000,
+        );
+        let what = format!("seed {seed}, the liar proves: {proves}");
+        let &(_, _, _, verdict) = net.blame_ended.first().expect("a round ended");
+        let liar = Culprit::Client(mallory as u16);
+        assert_eq!(verdict, Some((liar, BlameKind::LiedAboutPad)), "{what}");
+        let v = blame::verify(&net.evidence[0], &net.directory()).unwrap();
+        assert_eq!((v.who, v.kind), (liar, BlameKind::LiedAboutPad), "{what}");
+        assert!(v.offline, "{what}");
+        let provers: Vec<(Node, u16)> = net
+            .dh_proofs
+            .iter()
+            .map(|(node, body)| match Message::parse(body).unwrap() {
+                Message::BlameDhProof { peer, .. } => (*node, peer),
+                m => panic!("not a DH proof: {m:?}"),
+            })
+            .collect();
+        assert_eq!(
+            provers.contains(&(Node::Client(mallory), 0)),
+            proves,
+            "{what}: {provers:?}"
+        );
+        assert!(
+            proves || provers.contains(&(Node::Trustee(0), mallory as u16)),
+            "{what}: {provers:?}"
+        );
+        // The proof in the evidence is the trustee's, unless the liar proved (asked first,
+        // it answers first).
+        assert_eq!(
+            v.dispute,
+            Some(ProvenDispute {
+                client: mallory as u16,
+                trustee: 0,
+                by_trustee: !proves
+            }),
+            "{what}"
+        );
+        assert!(
+            net.dropped.contains(&PeerId::Client(mallory as u16)),
+            "{what}: {:?}",
+            net.dropped
+        );
+        for d in &net.dropped {
+            assert_eq!(
+                *d,
+                PeerId::Client(mallory as u16),
+                "{what}: an honest node dropped"
+            );
         }
     }
 }

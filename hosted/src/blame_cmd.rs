@@ -126,6 +126,11 @@ pub fn run(command: BlameCommand) -> Result<()> {
             "kind": kind_name(v.kind),
             "offline_verifiable": v.offline,
             "decoded_cell_sha256": hex::encode(v.decoded_hash),
+            "dispute": v.dispute.map(|d| serde_json::json!({
+                "client": d.client,
+                "trustee": d.trustee,
+                "proven_by": if d.by_trustee { "trustee" } else { "client" },
+            })),
         });
         println!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(());
@@ -157,6 +162,16 @@ pub fn run(command: BlameCommand) -> Result<()> {
         println!("verified from public keys only");
     } else {
         println!("not offline-verifiable: the signatures it holds are valid");
+    }
+    if let Some(d) = v.dispute {
+        let (client, trustee) = (Culprit::Client(d.client), Culprit::Trustee(d.trustee));
+        let prover = if d.by_trustee { trustee } else { client };
+        println!(
+            "the dispute of {} and {} settled by {}'s proof of their secret",
+            name(&keys.0, client),
+            name(&keys.0, trustee),
+            name(&keys.0, prover)
+        );
     }
     println!("decoded cell SHA-256 {}", hex::encode(v.decoded_hash));
     Ok(())

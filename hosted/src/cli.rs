@@ -349,8 +349,9 @@ pub(crate) struct ClientArgs {
     #[cfg(feature = "disruptor")]
     #[arg(long, value_name = "MODE")]
     pub(crate) disrupt: Option<String>,
-    /// In blame rounds, reveal a false pad bit for the pair with trustee 0, for testing the
-    /// dispute that convicts such a liar (`disruptor` feature only).
+    /// In blame rounds, reveal a false pad bit for the pair with trustee 0 and never prove
+    /// that pair's secret, for testing the dispute that convicts such a liar on the
+    /// trustee's proof (`disruptor` feature only).
     #[cfg(feature = "disruptor")]
     #[arg(long)]
     pub(crate) lie_about_pads: bool,

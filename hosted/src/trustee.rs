@@ -1,5 +1,6 @@
 //! `dissent trustee`: answers every exchange with the XOR of its pads with every online
-//! client, computed on every core when there is enough of it.
+//! client, computed on every core when there is enough of it, and logs what the core
+//! reports (intervals, refusals, the pair secrets it proves in disputes).
 
 use anyhow::{bail, Context, Result};
 use dissent_core::crypto::{xor_into, IntervalKey, PadEngine, PadNonce, PairKey, SerialPads};
@@ -182,6 +183,14 @@ async fn serve(
                     client,
                     what,
                 } => warn!("refused interval {interval}: client {client}: {what}"),
+                TrusteeEvent::SecretProven {
+                    interval,
+                    exchange,
+                    client,
+                } => info!(
+                    "dispute with client {client} about exchange {exchange} of interval \
+                     {interval}: proving the pair's secret"
+                ),
                 _ => {}
             }
         }

@@ -174,6 +174,19 @@ pub struct Verified {
     /// SHA-256 of the decoded cell the relay published (members compare it with the
     /// `Disrupted` frame they were sent, to check a forged decoding).
     pub decoded_hash: [u8; 32],
+    /// The dispute whose proof settled the verdict, if one did.
+    pub dispute: Option<ProvenDispute>,
+}
+
+/// A dispute settled by a proof of the pair's Diffie–Hellman secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProvenDispute {
+    /// The client of the pair (its index).
+    pub client: u16,
+    /// The trustee of the pair.
+    pub trustee: u16,
+    /// Whether the trustee proved the secret (else the client did).
+    pub by_trustee: bool,
 }
 
 /// The fixed part of the evidence.

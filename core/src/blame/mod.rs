@@ -37,7 +37,7 @@ pub use accuse::prove_accusation;
 pub use accuse::{pick_bit, verify_accusation};
 pub use evidence::{
     cell_hash, evidence_len, verify, Directory, EvidenceError, EvidenceWriter, Header, MemberKeys,
-    Verified,
+    ProvenDispute, Verified,
 };
 pub use grounds::{grounds_digest, Facts, Grounds, GroundsError, MAX_GROUNDS_LEN};
 pub use horizon::{keep_horizon, largest_window, within_horizon};

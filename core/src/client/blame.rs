@@ -19,6 +19,9 @@
 //! ([`Left`]) until the next interval is shown, so that a member that reconnects within the
 //! round answers it (a member whose answer the round lacks refused blame).
 //!
+//! A test disruptor (core feature `disruptor`) lies in its reveals and withholds the proof
+//! that would convict it as `super::disruptor::PadLie` says; nothing else changes here.
+//!
 //! Owns the answers and the keys they need. It must not decide what a cell holds or keep
 //! pad nonces (`reveal.rs` recomputes the cell and the pad bits).
 
@@ -107,9 +110,9 @@ pub(super) struct BlameState {
     /// The interval it was running when its link dropped, until the next one is shown.
     left: Option<Left>,
     tasks: Deque<Task, 4>,
-    /// Tests only: its reveals claim the pad bit it shares with trustee 0 flipped.
+    /// Tests only: how it lies about the pad bit it shares with trustee 0.
     #[cfg(feature = "disruptor")]
-    lies: bool,
+    lie: super::disruptor::PadLie,
 }
 
 impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
@@ -153,11 +156,20 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     }
 
     /// Tests only (core feature `disruptor`): this client's reveals lie about the pad bit
-    /// it shares with trustee 0 (a disruptor that hides its flipped cell bit that way is
-    /// caught by the dispute).
+    /// it shares with trustee 0, and it never proves that pair's secret (a disruptor that
+    /// hides its flipped cell bit that way is caught by the dispute, on the trustee's
+    /// proof).
     #[cfg(feature = "disruptor")]
     pub fn set_lie_about_pads(&mut self, lie: bool) {
-        self.blame.lies = lie;
+        self.blame.lie.lies = lie;
+    }
+
+    /// Tests only (core feature `disruptor`): a client that lies about its pads
+    /// ([`Client::set_lie_about_pads`]) still proves the pair's secret when a dispute's
+    /// request asks, and so convicts itself.
+    #[cfg(feature = "disruptor")]
+    pub fn set_liar_proves(&mut self, proves: bool) {
+        self.blame.lie.proves = proves;
     }
 
     /// Bytes [`Client::set_blame_keys`] needs for the pseudonym keys.
@@ -301,6 +313,10 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
     /// revealed. Refusing anything else is what an honest client does (an honest relay only
     /// asks with such a reveal).
     pub(super) fn on_blame_dh_request(&mut self, r: &DhRequest<'_>) {
+        #[cfg(feature = "disruptor")]
+        if !self.blame.lie.proves(usize::from(r.peer)) {
+            return;
+        }
         if self.shows_dispute(r) {
             self.push_task(Task::Dh {
                 interval: r.interval,
@@ -337,7 +353,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         #[allow(unused_mut)]
         let mut mine = crate::crypto::pad_bit(key, &answered.nonce, bit);
         #[cfg(feature = "disruptor")]
-        if self.blame.lies && peer == 0 {
+        if self.blame.lie.flips(peer) {
             mine = !mine;
         }
         let round = Round {
@@ -429,11 +445,7 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             return Ok(None);
         }
         #[cfg(feature = "disruptor")]
-        if self.blame.lies {
-            if let Some(b) = bits.first_mut() {
-                *b ^= 1;
-            }
-        }
+        self.blame.lie.tell(bits);
         let decoded = self
             .blame
             .decoded

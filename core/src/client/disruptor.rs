@@ -1,8 +1,9 @@
 //! A client that misbehaves on purpose, for tests (core feature `disruptor`, off in every
 //! shipped build): what it does to the cell it answers an exchange with, after the pads,
-//! and whether it withholds its acknowledgement of a view.
+//! whether it withholds its acknowledgement of a view, and how it lies about its pads in a
+//! blame round ([`PadLie`]).
 //!
-//! Owns the modes. It must not change what the client does for itself (its own slot, its
+//! Owns the modes and the lie. It must not change what the client does for itself (its own slot, its
 //! connections): only what it adds to other slots' exchanges.
 
 use chacha20::cipher::StreamCipher;
@@ -52,6 +53,48 @@ impl Mode {
     /// The mode named `name` on the command line.
     pub fn from_name(name: &str) -> Option<Mode> {
         Mode::ALL.iter().find(|(n, _)| *n == name).map(|&(_, m)| m)
+    }
+}
+
+/// How a client lies about the pad bit it shares with trustee 0 in a blame round (set with
+/// `Client::set_lie_about_pads` and `Client::set_liar_proves`; `blame.rs` asks it).
+///
+/// A liar claims that bit flipped in its reveal, which hides a flipped cell bit, and the
+/// trustee's reveal then contradicts it: a dispute. As a liar would, it never proves the
+/// pair's secret (which convicts it), so the trustee's proof settles the dispute; a
+/// careless liar (`proves`) answers the dispute's request anyway, and its own proof
+/// convicts it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct PadLie {
+    /// Its reveals claim the pad bit it shares with trustee 0 flipped.
+    pub(super) lies: bool,
+    /// It proves that pair's secret when asked all the same.
+    pub(super) proves: bool,
+}
+
+impl PadLie {
+    /// The trustee whose pad bit it lies about.
+    const TRUSTEE: usize = 0;
+
+    /// Whether its reveal claims the pad bit it shares with `trustee` flipped.
+    pub(super) fn flips(self, trustee: usize) -> bool {
+        self.lies && trustee == Self::TRUSTEE
+    }
+
+    /// Changes its pad bits (one per trustee, in trustee order) to what its reveal claims.
+    pub(super) fn tell(self, bits: &mut [u8]) {
+        if self.lies {
+            if let Some(b) = bits.get_mut(Self::TRUSTEE / 8) {
+                *b ^= 1 << (Self::TRUSTEE % 8);
+            }
+        }
+    }
+
+    /// Whether it proves the secret it shares with `trustee` when a dispute's request
+    /// asks (an honest client's checks passed): not for the pair it lied about, unless
+    /// careless.
+    pub(super) fn proves(self, trustee: usize) -> bool {
+        !self.flips(trustee) || self.proves
     }
 }
 

@@ -74,8 +74,9 @@ pub struct ClientOptions {
     pub quiet: bool,
     /// Misbehave on purpose as this mode says (`--disrupt`, feature `disruptor` only).
     pub disrupt: Option<String>,
-    /// In blame rounds, reveal a false pad bit for the pair with trustee 0
-    /// (`--lie-about-pads`, feature `disruptor` only): a dispute settles it.
+    /// In blame rounds, reveal a false pad bit for the pair with trustee 0 and never prove
+    /// that pair's secret (`--lie-about-pads`, feature `disruptor` only): the trustee's
+    /// proof settles the dispute.
     pub lie_about_pads: bool,
 }
 

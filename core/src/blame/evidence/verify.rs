@@ -279,7 +279,7 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
     }) {
         return Err(EvidenceError::Malformed);
     }
-    let verified = |who, kind, offline| Verified {
+    let verified = |who, kind, offline, dispute| Verified {
         interval,
         exchange,
         bit,
@@ -289,6 +289,7 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
         kind,
         offline,
         decoded_hash,
+        dispute,
     };
     if e.kind == BlameKind::RefusedBlame {
         // The relay's word, but only about a node whose signed reveal the evidence lacks
@@ -316,7 +317,7 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
         if !founded {
             return Err(EvidenceError::UnfoundedRefusal);
         }
-        return Ok(verified(e.who, e.kind, false));
+        return Ok(verified(e.who, e.kind, false, None));
     }
     if absent {
         // Only a member that convicts itself by its own signed reveal is convicted without
@@ -330,10 +331,10 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
         if e.kind != BlameKind::Disrupted || !convicts_itself {
             return Err(EvidenceError::Unresolved);
         }
-        return Ok(verified(e.who, e.kind, true));
+        return Ok(verified(e.who, e.kind, true, None));
     }
-    let (who, kind) = match judge(&e) {
-        Finding::Convicted { who, kind } => (who, kind),
+    let (who, kind, dispute) = match judge(&e) {
+        Finding::Convicted { who, kind } => (who, kind, None),
         Finding::Dispute { position, trustee } => {
             let client = keys
                 .client(e.client_index(position))
@@ -352,7 +353,7 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
                 pad_nonce,
                 bit,
             };
-            let truth = (0..e.disputes)
+            let (truth, by_client) = (0..e.disputes)
                 .map(|d| e.disputes_at + d * DISPUTE_LEN)
                 .filter(|&at| {
                     be16(e.bytes, at) == Some(position as u16)
@@ -361,22 +362,33 @@ pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceE
                 .find_map(|at| {
                     let by_client = e.bytes.get(at + 4) == Some(&0);
                     resolve_dispute(&facts, by_client, e.field(at + 5), e.field(at + 37))
+                        .map(|truth| (truth, by_client))
                 })
                 .ok_or(EvidenceError::Unresolved)?;
+            let proven = ProvenDispute {
+                client: e.client_index(position),
+                trustee: trustee as u16,
+                by_trustee: !by_client,
+            };
             if e.client_pad_bit(position, trustee) != truth {
                 (
                     Culprit::Client(e.client_index(position)),
                     BlameKind::LiedAboutPad,
+                    Some(proven),
                 )
             } else {
-                (Culprit::Trustee(trustee as u16), BlameKind::LiedAboutPad)
+                (
+                    Culprit::Trustee(trustee as u16),
+                    BlameKind::LiedAboutPad,
+                    Some(proven),
+                )
             }
         }
     };
     if (who, kind) != (e.who, e.kind) {
         return Err(EvidenceError::WrongVerdict { who, kind });
     }
-    Ok(verified(who, kind, true))
+    Ok(verified(who, kind, true, dispute))
 }
 
 /// Whether a reveal entry (cell hash at `at`, cell bit, `bits_len` bytes of pad bits, then
