@@ -391,6 +391,7 @@ fn settle(
 /// The epoch kept beside a device trustee's `key_file` (`dissent qemu`), checked as a hosted
 /// trustee checks its own ([`node()`]): its group and the trustee's secrets when it is an
 /// epoch of the version `desc` with the trustee in it; `None` when it must set up anew.
+#[cfg(feature = "tools")]
 pub fn rejoin_trustee(
     desc: &GroupDesc,
     keys: &PrivateKeys,
@@ -413,6 +414,7 @@ pub fn rejoin_trustee(
 /// wrote them into its DC-net blob (`dissent qemu` reads them back from the device, never
 /// from the relay). Every member of the version is the epoch's: the device's setup image
 /// serves no other epoch. Returns the file's path.
+#[cfg(feature = "tools")]
 pub fn keep_device_epoch(
     desc: &GroupDesc,
     key_file: &Path,
