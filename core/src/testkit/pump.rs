@@ -38,6 +38,13 @@ impl Net {
 
     /// Delivers every event and frame the relay has, like a shell.
     pub fn flush_relay(&mut self) {
+        // As the hosted relay drives its core: events, then frames, again while frames went
+        // out (sending one can make the next events ready).
+        while self.flush_relay_once() {}
+    }
+
+    /// One pass of [`Net::flush_relay`]: whether a frame went out.
+    fn flush_relay_once(&mut self) -> bool {
         let now = self.now;
         while let Some(ev) = self.relay.poll_event(now) {
             match ev {
@@ -130,6 +137,7 @@ impl Net {
         }
         let mut out = core::mem::take(&mut self.relay_out);
         let mut slow: Vec<LinkId> = Vec::new();
+        let mut sent = false;
         loop {
             let t = match self.relay.poll_transmit(now, &mut out, &mut self.exit) {
                 Ok(Some(t)) => t,
@@ -142,6 +150,7 @@ impl Net {
                 }
                 Err(e) => panic!("relay cannot encode a frame: {e}"),
             };
+            sent = true;
             let frame: Rc<[u8]> = Rc::from(&out[..t.len]);
             if let Ok(Some((body, _))) = wire::split_frame(&frame) {
                 if body.first() == Some(&10) {
@@ -179,10 +188,8 @@ impl Net {
                     .drop_peer(now, node.peer(), GoodbyeReason::TooSlow);
             }
         }
-        if dropped {
-            // Their goodbyes, and whatever the drops changed.
-            self.flush_relay();
-        }
+        // Their goodbyes, and whatever the drops changed, go out in the next pass.
+        sent || dropped
     }
 
     /// Reports room on the link a replay waits for; false if there is none to report.
