@@ -1974,8 +1974,15 @@ fn device_blame_round(lies: bool) {
             support::wait_for_port(*port, FORM_TIMEOUT);
         }
 
+        // Client 0's echo runs while the garbler changes its cells: the round needs a
+        // disrupted cell, and an idle group has none (client 2 shares its buddy group with
+        // the garbler, whose exclusion ends its connections).
         let data = pattern(256 * 1024, 41);
         let port0 = ports[0];
+        let first = {
+            let data = data.clone();
+            thread::spawn(move || support::echo_bulk(port0, &data))
+        };
         let line = relay.wait_for_log("blame evidence written to ", TRANSFER_TIMEOUT);
         // The round's time by the relay's log: its "started" line to its verdict.
         let log = relay.log();
@@ -2001,7 +2008,7 @@ fn device_blame_round(lies: bool) {
                 (end - start) * 1000.0
             );
         }
-        let got = support::echo_bulk(port0, &data);
+        let got = first.join().expect("client 0's echo");
         support::assert_same(&got, &data, "client 0's echo");
         let path = line
             .lines()
