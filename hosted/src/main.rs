@@ -386,25 +386,27 @@ async fn run(command: Command) -> Result<()> {
                 let (desc, keys) =
                     misconfigured(|| setup::load_node(&a.dir, &a.key_file, KeyRole::Trustee))?;
                 console::set_role(&keys.name);
-                let (group, node, setup) =
-                    match tools::qemu::group_trustee(&desc, &keys, &a.key_file)? {
-                        tools::qemu::GroupStart::Rejoin(group, node) => (group, node, None),
-                        tools::qemu::GroupStart::Setup(group, node, blob) => {
-                            let setup = tools::qemu::SetupImage {
-                                blob,
-                                firmware: a.setup_firmware.clone(),
-                                desc: desc.clone(),
-                                key_file: a.key_file.clone(),
-                            };
-                            (group, node, Some(setup))
-                        }
-                    };
-                let floor = a.min_clients.max(desc.policy.min_clients);
-                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
                 let relay = match &a.relay {
                     Some(r) => r.clone(),
                     None => desc.relay_address()?,
                 };
+                let started =
+                    tools::qemu::group_trustee(&desc, &keys, &a.key_file, &relay.to_string())
+                        .await?;
+                let (group, node, setup) = match started {
+                    tools::qemu::GroupStart::Rejoin(group, node) => (group, node, None),
+                    tools::qemu::GroupStart::Setup(group, node, blob) => {
+                        let setup = tools::qemu::SetupImage {
+                            blob,
+                            firmware: a.setup_firmware.clone(),
+                            desc: desc.clone(),
+                            key_file: a.key_file.clone(),
+                        };
+                        (group, node, Some(setup))
+                    }
+                };
+                let floor = a.min_clients.max(desc.policy.min_clients);
+                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
                 let opts = tools::qemu::QemuOptions {
                     firmware: a.firmware.clone(),
                     relay: relay.clone(),

@@ -57,7 +57,7 @@ pub async fn relay(
     } = policy;
     let setup = Setup::new(desc)?;
     if let Some(saved) = EpochFile::load(key_file, desc)? {
-        let serving = Leaving::serving(from, saved.absent(desc, &setup)?);
+        let serving = Leaving::serving(from, saved.absent(desc, &setup)?, saved.rejoining(desc)?);
         return Ok((saved.group(desc)?, listen, serving));
     }
     let config = setup.config();
@@ -529,6 +529,7 @@ pub async fn relay(
                     broadcast(&links, &body);
                 }
                 RelayStep::ForwardEstablished => {
+                    attempt_frames.push(framed(&body));
                     broadcast(&links, &body);
                 }
                 RelayStep::ForwardAndRestart(c) => {
@@ -575,6 +576,13 @@ pub async fn relay(
     let members = Members::of(&established, relay.participants(), desc);
     flush(links).await;
     let open = open.get(4..).unwrap_or(&[]).to_vec();
+    // The epoch trustees' records, kept for a trustee that lost the epoch (rejoin links).
+    let records: Vec<Vec<u8>> = attempt_frames
+        .iter()
+        .filter_map(|f| f.get(4..))
+        .filter(|b| matches!(SetupMessage::parse(b), Ok(SetupMessage::Record(_))))
+        .map(<[u8]>::to_vec)
+        .collect();
     let group = settle(
         desc,
         &setup,
@@ -584,6 +592,7 @@ pub async fn relay(
         Settled {
             pseudonym: None,
             open: Some(&open),
+            records: &records,
             silenced: relay.silenced(),
         },
         key_file,
@@ -592,7 +601,9 @@ pub async fn relay(
     // epoch rather than opening a setup no node takes part in.
     SetupFile::remove(key_file);
     let absent = Absent::new(desc, setup.link_ids(), &members.clients, &open);
-    Ok((group, local, Leaving::serving(serving, absent)))
+    let slots = slots_of(relay.pseudonyms())?;
+    let rejoining = Rejoining::new(desc, &members.trustees, &open, &records, &slots);
+    Ok((group, local, Leaving::serving(serving, absent, rejoining)))
 }
 
 /// Sends a member that links the frames of every attempt that convicted a trustee, in

@@ -68,6 +68,12 @@ const CONSOLE_TAIL: usize = 12;
 pub const DEVICE_PROXY_PORT: u16 = crate::device::DEVICE_PROXY_PORT;
 /// The host's loopback as the device sees it under QEMU user networking.
 const HOST_FROM_DEVICE: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+/// Tests only: `dissent qemu` kills QEMU and exits with [`STOPPED_BEFORE_KEEPING`] as soon
+/// as the setup image hands over, before it reads the epoch back and keeps it (a crash at
+/// that point, made deterministic).
+pub const STOP_BEFORE_KEEPING_ENV: &str = "DISSENT_QEMU_TEST_STOP_BEFORE_KEEPING";
+/// The exit status of a run stopped by [`STOP_BEFORE_KEEPING_ENV`].
+pub const STOPPED_BEFORE_KEEPING: i32 = 86;
 /// How long QEMU has to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -121,12 +127,15 @@ pub enum GroupStart {
 }
 
 /// What a device trustee of a group folder boots: the DC-net image with the kept epoch when
-/// it is still the group's (the version in the folder), else the setup image
-/// ([`group_setup`]). Says which, and why.
-pub fn group_trustee(
+/// it is still the group's (the version in the folder), or with the epoch taken back from
+/// the relay at `relay` when none is kept and the relay serves one this trustee signed
+/// (`crate::setup::take_back`: `dissent qemu` stopped between the hand-over and keeping the
+/// epoch), else the setup image ([`group_setup`]). Says which, and why.
+pub async fn group_trustee(
     desc: &crate::config::group::GroupDesc,
     keys: &crate::config::keys::PrivateKeys,
     key_file: &Path,
+    relay: &str,
 ) -> Result<GroupStart> {
     let epoch = crate::setup::epoch_of(desc);
     if let Some((group, node)) = crate::setup::rejoin_trustee(desc, keys, key_file)? {
@@ -135,6 +144,30 @@ pub fn group_trustee(
              DC-net image with it",
             hex::encode(group.session_id),
             key_file.display()
+        );
+        return Ok(GroupStart::Rejoin(group, node));
+    }
+    let own = keys.public();
+    let index = desc
+        .trustees
+        .iter()
+        .position(|k| *k == own)
+        .with_context(|| format!("{} is not a trustee of the group", keys.name))?;
+    if let Some((group, node)) = crate::setup::take_back(desc, keys, key_file, index, relay).await?
+    {
+        // The DC-net blob names every member of the version (see `group_setup`).
+        if group.clients.len() != desc.clients.len() || group.trustees.len() != desc.trustees.len()
+        {
+            bail!(
+                "epoch {epoch} left members of group version {} out; the device serves only an \
+                 epoch of every member",
+                desc.version
+            );
+        }
+        info!(
+            "rejoining epoch {epoch} (session {}), taken back from the relay: no new setup; \
+             booting the DC-net image with it",
+            hex::encode(group.session_id)
         );
         return Ok(GroupStart::Rejoin(group, node));
     }
@@ -420,6 +453,14 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<E
             }
             said = said => match said {
                 Some(DeviceSaid::HandedOver) => {
+                    if std::env::var_os(STOP_BEFORE_KEEPING_ENV).is_some() {
+                        // A test's crash at the worst moment: the epoch is established and
+                        // nothing kept it.
+                        warn!("{STOP_BEFORE_KEEPING_ENV} is set: stopping before keeping the epoch");
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                        std::process::exit(STOPPED_BEFORE_KEEPING);
+                    }
                     if let (Some(r), Some((_, setup))) = (readback.as_mut(), &setup) {
                         keep_epoch(r, &blob, firmware.provision_start, setup).await;
                     }
@@ -1029,14 +1070,29 @@ mod tests {
         completed
     }
 
-    #[test]
-    fn a_kept_epoch_boots_the_blob_the_setup_image_completed_and_only_in_its_version() {
+    /// A relay setting the version up, as a rejoin link sees it: it refuses the handshake.
+    async fn relay_in_setup() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_kept_epoch_boots_the_blob_the_setup_image_completed_and_only_in_its_version() {
         let (desc, keys) = group_version();
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("t1.json");
         let relay = (HOST_FROM_DEVICE, 7000);
-        // Nothing kept: the setup image sets the epoch up.
-        let GroupStart::Setup(group, node, _) = group_trustee(&desc, &keys, &key_file).unwrap()
+        let in_setup = relay_in_setup().await;
+        // Nothing kept, and the relay sets the version up: the setup image sets it up.
+        let GroupStart::Setup(group, node, _) = group_trustee(&desc, &keys, &key_file, &in_setup)
+            .await
+            .unwrap()
         else {
             panic!("set up with nothing kept");
         };
@@ -1054,7 +1110,9 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600, "{}", kept.display());
         }
         // Kept: a restart boots the DC-net image with the very blob the device completed.
-        let GroupStart::Rejoin(group, node) = group_trustee(&desc, &keys, &key_file).unwrap()
+        let GroupStart::Rejoin(group, node) = group_trustee(&desc, &keys, &key_file, &in_setup)
+            .await
+            .unwrap()
         else {
             panic!("no rejoin with the epoch kept");
         };
@@ -1063,7 +1121,9 @@ mod tests {
         let mut next = desc.clone();
         next.changed();
         assert!(matches!(
-            group_trustee(&next, &keys, &key_file).unwrap(),
+            group_trustee(&next, &keys, &key_file, &in_setup)
+                .await
+                .unwrap(),
             GroupStart::Setup(..)
         ));
     }
