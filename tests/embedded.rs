@@ -2715,3 +2715,119 @@ fn a_device_trustee_restarted_within_its_epoch_rejoins_it_with_no_new_setup() {
         drop((trustee0, client_procs));
     });
 }
+
+/// A device trustee whose `dissent qemu` stops between the device's hand-over and keeping
+/// the epoch (the test hook `DISSENT_QEMU_TEST_STOP_BEFORE_KEEPING` kills QEMU and exits
+/// at that very point, deterministically) keeps nothing, while the relay has established
+/// the epoch. Started again, it takes the epoch back from the relay on a rejoin link (its
+/// own signature on the records), keeps it, boots the DC-net image with it at once, and
+/// the group serves again: no setup image on the console, one setup in the relay's log, no
+/// 120 s wait. Prints how long from the restart to the device's link up.
+#[test]
+fn a_device_trustee_whose_host_stopped_before_keeping_its_epoch_takes_it_back() {
+    if !have_qemu() {
+        return;
+    }
+    firmware("trustee");
+    firmware("trustee-setup");
+    within(REJOIN_LIMIT, |scope| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path();
+        let (group, _, relay_key, trustees, clients) = dealer_free_group(home, 2, 4);
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &group,
+                "--key",
+                &relay_key,
+                "--exit",
+                "echo",
+                "--metrics",
+                "0",
+            ],
+        );
+        let metrics_port = relay.listening_port("serving metrics at");
+        let _trustee0 = scope.spawn("trustee0", &["trustee", &group, &trustees[0]]);
+        let console = home.join("trustee1.console");
+        let console_s = console.display().to_string();
+        let qemu_args = ["qemu", &group, &trustees[1], "--console", &console_s];
+        let mut device = Device {
+            proc: scope.spawn_env(
+                "trustee1 (stops before keeping)",
+                &qemu_args,
+                &[("DISSENT_QEMU_TEST_STOP_BEFORE_KEEPING", "1")],
+            ),
+            console: console.clone(),
+        };
+        let mut client_procs: Vec<Proc> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| scope.spawn(&format!("client{i}"), &["client", &group, c, "-p", "0"]))
+            .collect();
+
+        // The device sets the epoch up and hands over; its host stops before keeping it.
+        let status = device.proc.wait_exit(FORM_TIMEOUT);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(86),
+            "{}",
+            device.proc.log()
+        );
+        assert!(
+            device.console().contains("handing over"),
+            "{}",
+            device.console()
+        );
+        let kept = PathBuf::from(format!("{}.epoch", trustees[1]));
+        assert!(!kept.exists(), "nothing kept: {}", kept.display());
+        relay.wait_for_log("established", FORM_TIMEOUT);
+        let _ = fs::remove_file(&console);
+
+        // Started again: the epoch taken back from the relay, the DC-net image booted.
+        let restarted = Instant::now();
+        device = Device {
+            proc: scope.spawn("trustee1 again", &qemu_args),
+            console: console.clone(),
+        };
+        let log = device
+            .proc
+            .wait_for_log("taken back from the relay", FORM_TIMEOUT);
+        assert!(log.contains("no new setup"), "{log}");
+        assert!(!log.contains("setting up epoch"), "{log}");
+        assert_eq!(support::mode(&kept), 0o600, "{}", kept.display());
+        let link_up = device
+            .proc
+            .wait_until(FORM_TIMEOUT, "the device's link up", |_| {
+                let text = fs::read_to_string(&console).unwrap_or_default();
+                text.contains("link up").then(|| restarted.elapsed())
+            });
+        relay.wait_until(FORM_TIMEOUT, "an interval with 4 clients", |_| {
+            let page = scrape(metrics_port)?;
+            (sample(&page, "dissent_online_clients")? == 4.0).then_some(())
+        });
+        let port = client_procs[0].listening_port("listening on");
+        client_procs[0].wait_for_log("sending in interval", FORM_TIMEOUT);
+        let data = pattern(64 * 1024, 7);
+        let got = echo_through(port, data.clone())
+            .join()
+            .expect("transfer thread")
+            .expect("echo through client 0");
+        assert_eq!(got, data, "the bytes back differ");
+        eprintln!("restart after a stop before keeping: to the device's link up {link_up:?}");
+
+        let console_text = device.console();
+        assert!(!console_text.contains("trustee setup"), "{console_text}");
+        let log = relay.log();
+        assert!(log.contains("rejoin: trustee trustee1 linked"), "{log}");
+        assert_eq!(log.matches("setup of epoch").count(), 1, "{log}");
+        assert_eq!(log.matches("setup: attempt ").count(), 1, "{log}");
+        let page = scrape(metrics_port).expect("relay metrics");
+        assert_eq!(
+            sample(&page, "dissent_garbled_exchanges_total"),
+            Some(0.0),
+            "{page}"
+        );
+        drop(client_procs.drain(..));
+    });
+}
