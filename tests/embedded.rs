@@ -2831,3 +2831,98 @@ fn a_device_trustee_whose_host_stopped_before_keeping_its_epoch_takes_it_back() 
         drop(client_procs.drain(..));
     });
 }
+
+/// `dissent device provision` for a trustee of a group folder writes both of a real board's
+/// blobs beside the trustee's key file, mode 600, never into the group folder: the DC-net
+/// node's (every member of the version, the epoch's session id and pseudonym keys zero for
+/// the setup image to write) and the setup image's (`EpochSetup`: the group, the epoch,
+/// the trustees' identity keys), each with its flash address. A client of a group folder is
+/// refused: it runs hosted.
+#[test]
+fn a_group_folders_trustee_is_provisioned_with_both_blobs_for_a_real_board() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = dir.path();
+    let (group, _, _, trustees, clients) = dealer_free_group(home, 2, 4);
+    let before: Vec<_> = fs::read_dir(&group)
+        .expect("group folder")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    let out = run_once(
+        &[
+            "device",
+            "provision",
+            "--board",
+            "nucleo-f767zi",
+            "--relay",
+            "192.0.2.10:12345",
+            "--address",
+            "192.0.2.20/24",
+            "--gateway",
+            "192.0.2.1",
+            &group,
+            &trustees[1],
+        ],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("it goes at 0x081c0000"), "{stdout}");
+    assert!(stdout.contains("it goes at 0x08180000"), "{stdout}");
+    let dcnet = home.join("trustee1.nucleo-f767zi.bin");
+    let setup = home.join("trustee1.nucleo-f767zi.setup.bin");
+    for file in [&dcnet, &setup] {
+        assert_eq!(support::mode(file), 0o600, "{}", file.display());
+    }
+    let after: Vec<_> = fs::read_dir(&group)
+        .expect("group folder")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(before, after, "nothing written into the group folder");
+
+    let blob = fs::read(&dcnet).expect("the DC-net blob");
+    let node = Node::parse(&blob, NodeRole::Trustee).expect("a trustee blob");
+    assert_eq!(node.index, 1);
+    assert_eq!((node.clients, node.trustees, node.slots), (4, 2, 4));
+    assert_eq!(node.session_id, [0; 16], "no epoch yet");
+    assert!(
+        node.pseudonym_keys().iter().all(|&b| b == 0),
+        "no epoch yet"
+    );
+    assert_eq!(node.relay, Relay::Ipv4([192, 0, 2, 10]));
+    let setup_bytes = fs::read(&setup).expect("the setup blob");
+    let epoch_setup =
+        dissent_core::provision::EpochSetup::parse(&setup_bytes).expect("a setup blob");
+    assert_eq!(epoch_setup.trustees.len(), 2);
+    let desc: serde_json::Value =
+        serde_json::from_slice(&fs::read(Path::new(&group).join("group.json")).expect("group"))
+            .expect("group.json");
+    assert_eq!(
+        Some(epoch_setup.epoch),
+        desc["version"].as_u64(),
+        "the epoch is the version's"
+    );
+
+    let out = run_once(
+        &[
+            "device",
+            "provision",
+            "--board",
+            "pico2-w",
+            "--wifi-ssid",
+            "net",
+            "--wifi-open",
+            "--relay",
+            "192.0.2.10:12345",
+            &group,
+            &clients[0],
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("runs hosted"), "{stderr}");
+}

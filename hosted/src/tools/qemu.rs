@@ -44,6 +44,7 @@ use tracing::{error, info, warn};
 
 use crate::config::addr::{Host, HostPort};
 use crate::config::{Group, NodeSecrets, Role};
+use crate::device::group_setup;
 use crate::platform::memory_file::MemoryFile;
 use crate::platform::process_group;
 use crate::process;
@@ -179,43 +180,6 @@ pub async fn group_trustee(
     );
     let (group, node, blob) = group_setup(desc, keys)?;
     Ok(GroupStart::Setup(group, node, blob))
-}
-
-/// A device trustee of a group with no dealer (a group folder) that sets its epoch up: the
-/// group its DC-net image is provisioned for (every member of the version, the epoch's session id and pseudonym
-/// keys left zero for the setup image to write once it has set the epoch up), its secrets,
-/// and the setup image's blob (`dissent_core::provision::EpochSetup`: the group's
-/// fingerprint, the epoch, the fewest trustees and the trustees' identity keys).
-pub fn group_setup(
-    desc: &crate::config::group::GroupDesc,
-    keys: &crate::config::keys::PrivateKeys,
-) -> Result<(Group, NodeSecrets, Vec<u8>)> {
-    let own = keys.public();
-    let index = desc
-        .trustees
-        .iter()
-        .position(|k| *k == own)
-        .with_context(|| format!("{} is not a trustee of the group", keys.name))?;
-    let digest = desc.digest();
-    let group = crate::config::group::EpochGroup {
-        desc,
-        group_id: dissent_core::epoch::session::group_id(&digest),
-        session_id: [0; 16],
-        slots: vec![[0; 32]; desc.clients.len()],
-        clients: (0..desc.clients.len()).collect(),
-        trustees: (0..desc.trustees.len()).collect(),
-    }
-    .group()?;
-    let node = crate::config::group::node_secrets(keys, Role::Trustee(index), None);
-    let trustees: Vec<u8> = desc.trustees.iter().flat_map(|k| k.identity).collect();
-    let setup = provision::EpochSetup {
-        group: digest,
-        epoch: crate::setup::epoch_of(desc),
-        min_trustees: desc.policy.min_trustees.max(1),
-        trustees: provision::PeerKeys::from_flat(&trustees)
-            .context("the trustees' identity keys")?,
-    };
-    Ok((group, node, setup.to_blob()))
 }
 
 /// What a firmware ELF declares: its app, capacity and provisioning areas.
@@ -1126,6 +1090,36 @@ mod tests {
                 .unwrap(),
             GroupStart::Setup(..)
         ));
+    }
+
+    #[test]
+    fn a_real_boards_blobs_are_what_dissent_qemu_writes() {
+        let (desc, keys) = group_version();
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("t1.key");
+        let opts = crate::device::ProvisionOptions {
+            board: crate::device::BoardKind::Mps2An385,
+            relay: "10.0.2.2:7000".parse().unwrap(),
+            local_port: DEVICE_PROXY_PORT,
+            min_clients: 2,
+            out: None,
+            wifi: None,
+            ipv4: None,
+        };
+        let (dcnet, setup) = crate::device::provision_group(&desc, &keys, &key_file, opts).unwrap();
+        assert_eq!(dcnet, dir.path().join("t1.mps2-an385.bin"));
+        assert_eq!(setup, dir.path().join("t1.mps2-an385.setup.bin"));
+        // What `dissent qemu` loads into the emulated board for the same trustee.
+        let (group, node, setup_blob) = group_setup(&desc, &keys).unwrap();
+        let written = node_blob(&group, &node, (HOST_FROM_DEVICE, 7000), 2).unwrap();
+        assert_eq!(fs::read(&dcnet).unwrap(), written);
+        assert_eq!(fs::read(&setup).unwrap(), setup_blob);
+        #[cfg(unix)]
+        for file in [&dcnet, &setup] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        }
     }
 
     #[test]
