@@ -1061,6 +1061,13 @@ fn a_trustee_that_lost_its_epoch_takes_it_back_from_the_relay_with_no_new_setup(
         );
         assert_eq!(count(&log, "setup of epoch"), 1, "{log}");
         assert_eq!(count(&log, "opened over"), 1, "{log}");
+        // At the first start, each trustee asked on a rejoin link first, and was told to
+        // take part in the setup.
+        assert_eq!(
+            count(&log, "on a rejoin link; it is not established yet"),
+            2,
+            "{log}"
+        );
         assert!(relay.is_running(), "the relay stopped");
     });
 }

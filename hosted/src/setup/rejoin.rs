@@ -92,7 +92,8 @@ impl Rejoining {
 /// A trustee of `desc` (at `index` in the version) with no epoch of it kept asks the relay
 /// for the epoch on a rejoin link. The epoch when the relay serves one this trustee signed
 /// (kept beside `key_file` before it is returned), `None` when the relay is setting the
-/// version up (it refuses the link) and the trustee takes part in the setup. Waits for a
+/// version up (it closes the link before any frame, or refuses it) and the trustee takes
+/// part in the setup. Waits for a
 /// relay that cannot be reached yet, as the setup's dial would.
 pub async fn take_back(
     desc: &GroupDesc,
@@ -115,6 +116,9 @@ pub async fn take_back(
         match TcpStream::connect(relay_addr).await {
             Ok(s) => break s,
             Err(e) => {
+                if wait == Duration::from_millis(100) {
+                    info!("rejoin: relay {relay_addr} not reachable yet ({e}); retrying");
+                }
                 debug!("rejoin: relay {relay_addr} not reachable ({e}); trying again");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(1));
@@ -136,18 +140,26 @@ pub async fn take_back(
     let j = u8::try_from(index).map_err(|_| anyhow!("trustee index {index}"))?;
     let mut rejoin = Rejoin::new(config, j, storage).map_err(|e| anyhow!("rejoin: {e:?}"))?;
     let taking = async {
+        let mut first = true;
         loop {
             let frame = match frames.next().await {
                 Ok(Some(f)) => f,
+                // Closed before any frame: a relay setting the version up.
+                Ok(None) | Err(_) if first => return Ok(None),
                 Ok(None) | Err(_) => return Err(rejoin.ended()),
             };
+            first = false;
             if let Some(e) = rejoin.receive(&frame)? {
-                return Ok(e);
+                return Ok(Some(e));
             }
         }
     };
     let established = match tokio::time::timeout(TAKE_BACK_WITHIN, taking).await {
-        Ok(Ok(e)) => e,
+        Ok(Ok(Some(e))) => e,
+        Ok(Ok(None)) => {
+            debug!("rejoin: the relay closed the rejoin link: no epoch of this version yet");
+            return Ok(None);
+        }
         Ok(Err(e)) => bail!(
             "rejoin: the relay serves epoch {} of this version, and what it sent is refused: \
              {e}",
