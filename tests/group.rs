@@ -1064,7 +1064,7 @@ fn a_trustee_that_lost_its_epoch_takes_it_back_from_the_relay_with_no_new_setup(
         // At the first start, each trustee asked on a rejoin link first, and was told to
         // take part in the setup.
         assert_eq!(
-            count(&log, "on a rejoin link; it is not established yet"),
+            count(&log, "on a rejoin link while it is being set up"),
             2,
             "{log}"
         );

@@ -149,9 +149,8 @@ pub async fn relay(
                             Who::Trustee(j) | Who::Client(j) => j,
                         };
                         info!(
-                            "setup: trustee {} asked for epoch {epoch} on a rejoin link; it is \
-                             not established yet: link closed, the trustee takes part in the \
-                             setup",
+                            "setup: trustee {} asked for epoch {epoch} on a rejoin link while it is \
+                             being set up: link closed, the trustee takes part in the setup",
                             trustee_names.get(j).map_or("?", String::as_str),
                         );
                         return;
