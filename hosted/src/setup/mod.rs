@@ -19,6 +19,12 @@
 //! `Open` that left it out, waits for the next epoch ([`LeftOut`]) and takes part in its
 //! setup.
 //!
+//! A trustee with no epoch of its version kept first asks the relay for it on a rejoin link
+//! ([`take_back`], `rejoin.rs`): a relay serving the established epoch gives back its
+//! records and pseudonym list, which the trustee takes only with its own signature on them
+//! (`dissent_core::epoch::rejoin`); a relay setting the version up closes the link, and
+//! the trustee takes part in the setup.
+//!
 //! Every step is logged; a failure names the node (trustee or client, by name) and why.
 //!
 //! Switches (docs/protocol.md §12, "Switches"): the relay's [`Watch`] reads the group

@@ -16,7 +16,10 @@
 //! DC-net image once the epoch is set up; `dissent qemu` then reads the epoch back from the
 //! board ([`crate::tools::readback`]) and keeps it beside the key file, as a hosted trustee
 //! keeps its own, and started again within the epoch boots the DC-net image with it at once
-//! ([`group_trustee`]): the emulated board's stand-in for a real board's flash. A switch
+//! ([`group_trustee`]): the emulated board's stand-in for a real board's flash. Started
+//! with no epoch kept while the relay serves one (stopped between the hand-over and
+//! keeping it), it takes the epoch back from the relay as a hosted trustee does
+//! (`crate::setup::take_back`) rather than boot a setup the relay never opens. A switch
 //! the relay announces to the device ends the run ([`Ended::Switch`]) for the caller to
 //! follow it as `dissent trustee` does.
 //!
