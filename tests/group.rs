@@ -1068,6 +1068,31 @@ fn a_trustee_that_lost_its_epoch_takes_it_back_from_the_relay_with_no_new_setup(
             2,
             "{log}"
         );
+
+        // A relay started again serves the epoch from its own file, records included: trustee
+        // 0, its epoch file gone too, takes the epoch back from it.
+        relay.kill();
+        let mut relay = spawn_relay(scope, "relay again", &group, &relay_key, &[]);
+        relay.wait_for_log("relay listening on", FORM_TIMEOUT);
+        let kept_file = PathBuf::from(format!("{}.epoch", trustees[0].display()));
+        nodes[0].kill();
+        fs::remove_file(&kept_file).unwrap();
+        let mut again0 = scope.spawn("trustee0 again", &["trustee", &s(&group), &s(&trustees[0])]);
+        again0.wait_for_log("back from the relay", FORM_TIMEOUT);
+        again0.wait_for_log("starting (relay", FORM_TIMEOUT);
+        let before = relay.log().len();
+        relay.wait_until(FORM_TIMEOUT, "an interval with every client", |p| {
+            p.log()[before..]
+                .contains("started with 3 clients")
+                .then_some(())
+        });
+        echo_through(base, &data);
+        let log = relay.log();
+        assert!(
+            log.contains("rejoin: trustee trustee0 linked with no epoch kept"),
+            "{log}"
+        );
+        assert_eq!(count(&log, "setup of epoch"), 0, "no new setup: {log}");
         assert!(relay.is_running(), "the relay stopped");
     });
 }
