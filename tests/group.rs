@@ -875,7 +875,9 @@ fn a_relay_killed_mid_setup_and_started_again_sets_up_the_group() {
             n.wait_for_log("established in attempt 1", FORM_TIMEOUT);
         }
         slow.wait_for_log("established in attempt 1", FORM_TIMEOUT);
-        // The relay keeps no record of a setup once its epoch is established.
+        // The relay keeps no record of a setup once its epoch is established (and kept: it
+        // removes the record after it saved the epoch, before its DC-net listens).
+        relay.wait_for_log("relay listening on", FORM_TIMEOUT);
         assert!(!home.join("relay").join("relay.key.setup").exists());
         for c in &mut procs {
             c.wait_for_log("sending in interval", FORM_TIMEOUT);
