@@ -464,7 +464,11 @@ fn established(
         Ok((_, n)) if n.session_id == session_id => {}
         _ => fail(format_args!("the completed DC-net blob does not read back")),
     }
-    println!("trustee setup: handing over to the DC-net trustee");
+    // The stack peak again: the blob's update runs below the link task's frame.
+    println!(
+        "trustee setup: handing over to the DC-net trustee; stack peak {} B",
+        stack::peak()
+    );
     handover::hand_over(rng)
 }
 
