@@ -1851,12 +1851,20 @@ fn device_trustee_sets_up_a_dealer_free_epoch_and_hands_over_to_its_dc_net_image
         );
 
         // Every board's setup image within a trustee's budget, with the stack peak the
-        // emulated one reached (the real boards run the same code).
-        let peak: u64 = established
-            .split("stack peak ")
-            .nth(1)
-            .and_then(|p| p.trim_end_matches(" B").parse().ok())
-            .unwrap_or_else(|| panic!("no stack peak: {established}"));
+        // emulated one reached (the real boards run the same code): the larger of the
+        // peaks once the epoch is established and at the hand-over, after the blob's update.
+        let peak_in = |line: &str| -> u64 {
+            line.split("stack peak ")
+                .nth(1)
+                .and_then(|p| p.trim_end_matches(" B").parse().ok())
+                .unwrap_or_else(|| panic!("no stack peak: {line}"))
+        };
+        let handing_over = console
+            .lines()
+            .find(|l| l.contains("handing over"))
+            .unwrap_or_else(|| panic!("no hand-over:\n{console}"));
+        let peak = peak_in(established).max(peak_in(handing_over));
+        eprintln!("the setup image's stack peak: {peak} B ({handing_over})");
         let over = budgets_exceeded("trustee setup image", &SETUP_BUILDS, peak);
         assert!(
             over.is_empty(),
@@ -2714,4 +2722,215 @@ fn a_device_trustee_restarted_within_its_epoch_rejoins_it_with_no_new_setup() {
         assert!(relay.is_running(), "the relay stopped");
         drop((trustee0, client_procs));
     });
+}
+
+/// A device trustee whose `dissent qemu` stops between the device's hand-over and keeping
+/// the epoch (the test hook `DISSENT_QEMU_TEST_STOP_BEFORE_KEEPING` kills QEMU and exits
+/// at that very point, deterministically) keeps nothing, while the relay has established
+/// the epoch. Started again, it takes the epoch back from the relay on a rejoin link (its
+/// own signature on the records), keeps it, boots the DC-net image with it at once, and
+/// the group serves again: no setup image on the console, one setup in the relay's log, no
+/// 120 s wait. Prints how long from the restart to the device's link up.
+#[test]
+fn a_device_trustee_whose_host_stopped_before_keeping_its_epoch_takes_it_back() {
+    if !have_qemu() {
+        return;
+    }
+    firmware("trustee");
+    firmware("trustee-setup");
+    within(REJOIN_LIMIT, |scope| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path();
+        let (group, _, relay_key, trustees, clients) = dealer_free_group(home, 2, 4);
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &group,
+                "--key",
+                &relay_key,
+                "--exit",
+                "echo",
+                "--metrics",
+                "0",
+            ],
+        );
+        let metrics_port = relay.listening_port("serving metrics at");
+        let _trustee0 = scope.spawn("trustee0", &["trustee", &group, &trustees[0]]);
+        let console = home.join("trustee1.console");
+        let console_s = console.display().to_string();
+        let qemu_args = ["qemu", &group, &trustees[1], "--console", &console_s];
+        let mut device = Device {
+            proc: scope.spawn_env(
+                "trustee1 (stops before keeping)",
+                &qemu_args,
+                &[("DISSENT_QEMU_TEST_STOP_BEFORE_KEEPING", "1")],
+            ),
+            console: console.clone(),
+        };
+        let mut client_procs: Vec<Proc> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| scope.spawn(&format!("client{i}"), &["client", &group, c, "-p", "0"]))
+            .collect();
+
+        // The device sets the epoch up and hands over; its host stops before keeping it.
+        let status = device.proc.wait_exit(FORM_TIMEOUT);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(86),
+            "{}",
+            device.proc.log()
+        );
+        assert!(
+            device.console().contains("handing over"),
+            "{}",
+            device.console()
+        );
+        let kept = PathBuf::from(format!("{}.epoch", trustees[1]));
+        assert!(!kept.exists(), "nothing kept: {}", kept.display());
+        relay.wait_for_log("established", FORM_TIMEOUT);
+        let _ = fs::remove_file(&console);
+
+        // Started again: the epoch taken back from the relay, the DC-net image booted.
+        let restarted = Instant::now();
+        device = Device {
+            proc: scope.spawn("trustee1 again", &qemu_args),
+            console: console.clone(),
+        };
+        let log = device
+            .proc
+            .wait_for_log("taken back from the relay", FORM_TIMEOUT);
+        assert!(log.contains("no new setup"), "{log}");
+        assert!(!log.contains("setting up epoch"), "{log}");
+        assert_eq!(support::mode(&kept), 0o600, "{}", kept.display());
+        let link_up = device
+            .proc
+            .wait_until(FORM_TIMEOUT, "the device's link up", |_| {
+                let text = fs::read_to_string(&console).unwrap_or_default();
+                text.contains("link up").then(|| restarted.elapsed())
+            });
+        relay.wait_until(FORM_TIMEOUT, "an interval with 4 clients", |_| {
+            let page = scrape(metrics_port)?;
+            (sample(&page, "dissent_online_clients")? == 4.0).then_some(())
+        });
+        let port = client_procs[0].listening_port("listening on");
+        client_procs[0].wait_for_log("sending in interval", FORM_TIMEOUT);
+        let data = pattern(64 * 1024, 7);
+        let got = echo_through(port, data.clone())
+            .join()
+            .expect("transfer thread")
+            .expect("echo through client 0");
+        assert_eq!(got, data, "the bytes back differ");
+        eprintln!("restart after a stop before keeping: to the device's link up {link_up:?}");
+
+        let console_text = device.console();
+        assert!(!console_text.contains("trustee setup"), "{console_text}");
+        let log = relay.log();
+        assert!(log.contains("rejoin: trustee trustee1 linked"), "{log}");
+        assert_eq!(log.matches("setup of epoch").count(), 1, "{log}");
+        assert_eq!(log.matches("setup: attempt ").count(), 1, "{log}");
+        let page = scrape(metrics_port).expect("relay metrics");
+        assert_eq!(
+            sample(&page, "dissent_garbled_exchanges_total"),
+            Some(0.0),
+            "{page}"
+        );
+        drop(client_procs.drain(..));
+    });
+}
+
+/// `dissent device provision` for a trustee of a group folder writes both of a real board's
+/// blobs beside the trustee's key file, mode 600, never into the group folder: the DC-net
+/// node's (every member of the version, the epoch's session id and pseudonym keys zero for
+/// the setup image to write) and the setup image's (`EpochSetup`: the group, the epoch,
+/// the trustees' identity keys), each with its flash address. A client of a group folder is
+/// refused: it runs hosted.
+#[test]
+fn a_group_folders_trustee_is_provisioned_with_both_blobs_for_a_real_board() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = dir.path();
+    let (group, _, _, trustees, clients) = dealer_free_group(home, 2, 4);
+    let before: Vec<_> = fs::read_dir(&group)
+        .expect("group folder")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    let out = run_once(
+        &[
+            "device",
+            "provision",
+            "--board",
+            "nucleo-f767zi",
+            "--relay",
+            "192.0.2.10:12345",
+            "--address",
+            "192.0.2.20/24",
+            "--gateway",
+            "192.0.2.1",
+            &group,
+            &trustees[1],
+        ],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("it goes at 0x081c0000"), "{stdout}");
+    assert!(stdout.contains("it goes at 0x08180000"), "{stdout}");
+    let dcnet = home.join("trustee1.nucleo-f767zi.bin");
+    let setup = home.join("trustee1.nucleo-f767zi.setup.bin");
+    for file in [&dcnet, &setup] {
+        assert_eq!(support::mode(file), 0o600, "{}", file.display());
+    }
+    let after: Vec<_> = fs::read_dir(&group)
+        .expect("group folder")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(before, after, "nothing written into the group folder");
+
+    let blob = fs::read(&dcnet).expect("the DC-net blob");
+    let node = Node::parse(&blob, NodeRole::Trustee).expect("a trustee blob");
+    assert_eq!(node.index, 1);
+    assert_eq!((node.clients, node.trustees, node.slots), (4, 2, 4));
+    assert_eq!(node.session_id, [0; 16], "no epoch yet");
+    assert!(
+        node.pseudonym_keys().iter().all(|&b| b == 0),
+        "no epoch yet"
+    );
+    assert_eq!(node.relay, Relay::Ipv4([192, 0, 2, 10]));
+    let setup_bytes = fs::read(&setup).expect("the setup blob");
+    let epoch_setup =
+        dissent_core::provision::EpochSetup::parse(&setup_bytes).expect("a setup blob");
+    assert_eq!(epoch_setup.trustees.len(), 2);
+    let desc: serde_json::Value =
+        serde_json::from_slice(&fs::read(Path::new(&group).join("group.json")).expect("group"))
+            .expect("group.json");
+    assert_eq!(
+        Some(epoch_setup.epoch),
+        desc["version"].as_u64(),
+        "the epoch is the version's"
+    );
+
+    let out = run_once(
+        &[
+            "device",
+            "provision",
+            "--board",
+            "pico2-w",
+            "--wifi-ssid",
+            "net",
+            "--wifi-open",
+            "--relay",
+            "192.0.2.10:12345",
+            &group,
+            &clients[0],
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("runs hosted"), "{stderr}");
 }

@@ -875,7 +875,9 @@ fn a_relay_killed_mid_setup_and_started_again_sets_up_the_group() {
             n.wait_for_log("established in attempt 1", FORM_TIMEOUT);
         }
         slow.wait_for_log("established in attempt 1", FORM_TIMEOUT);
-        // The relay keeps no record of a setup once its epoch is established.
+        // The relay keeps no record of a setup once its epoch is established (and kept: it
+        // removes the record after it saved the epoch, before its DC-net listens).
+        relay.wait_for_log("relay listening on", FORM_TIMEOUT);
         assert!(!home.join("relay").join("relay.key.setup").exists());
         for c in &mut procs {
             c.wait_for_log("sending in interval", FORM_TIMEOUT);
@@ -1006,5 +1008,93 @@ fn a_silent_trustee_is_named_and_left_out_when_the_group_allows_it() {
         let data: Vec<u8> = (0..30_000u32).map(|i| (i * 3 + i / 17) as u8).collect();
         echo_through(base + 2, &data);
         nodes[2].kill();
+    });
+}
+
+/// A trustee stopped after the epoch was established and before it kept it (its process
+/// killed, its epoch file gone) takes the epoch back from the relay on a rejoin link, with
+/// no new setup: the relay sends the epoch's records and pseudonym list, the trustee takes
+/// them only with its own signature on them, keeps the very epoch it had (same session id,
+/// same list) and the group carries bytes again; the relay opened one attempt of one setup.
+#[test]
+fn a_trustee_that_lost_its_epoch_takes_it_back_from_the_relay_with_no_new_setup() {
+    within(LIMIT, |scope| {
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path();
+        let (group, relay_key, trustees, clients) = signed_group(home, 2, 3, &[]);
+        let mut relay = spawn_relay(scope, "relay", &group, &relay_key, &[]);
+        let mut nodes = spawn_trustees(scope, &group, &trustees);
+        let base = reserve_ports(3);
+        let mut procs = spawn_clients(scope, &group, &clients, 0..3, base);
+        relay.wait_for_log("established", FORM_TIMEOUT);
+        for c in &mut procs {
+            c.wait_for_log("sending in interval", FORM_TIMEOUT);
+        }
+        let data: Vec<u8> = (0..30_000u32).map(|i| (i * 3 + i / 7) as u8).collect();
+        echo_through(base, &data);
+
+        // Trustee 1 gone, and with it what it kept of the epoch.
+        let kept_file = PathBuf::from(format!("{}.epoch", trustees[1].display()));
+        nodes[1].wait_for_log("every proof and signature checked", FORM_TIMEOUT);
+        let kept: serde_json::Value =
+            serde_json::from_slice(&fs::read(&kept_file).unwrap()).unwrap();
+        nodes[1].kill();
+        fs::remove_file(&kept_file).unwrap();
+
+        let mut again = scope.spawn("trustee1 again", &["trustee", &s(&group), &s(&trustees[1])]);
+        let log = again.wait_for_log("back from the relay", FORM_TIMEOUT);
+        assert!(log.contains("no new setup"), "{log}");
+        assert!(!log.contains("linking to relay"), "no setup link: {log}");
+        let back: serde_json::Value =
+            serde_json::from_slice(&fs::read(&kept_file).unwrap()).unwrap();
+        assert_eq!(mode(&kept_file) & 0o777, 0o600);
+        assert_eq!(back["session_id"], kept["session_id"], "the same epoch");
+        assert_eq!(back["slots"], kept["slots"], "the same list");
+        again.wait_for_log("starting (relay", FORM_TIMEOUT);
+        for c in &mut procs {
+            c.wait_for_log("sending in interval", FORM_TIMEOUT);
+        }
+        echo_through(base, &data);
+
+        let log = relay.log();
+        assert!(
+            log.contains("rejoin: trustee trustee1 linked with no epoch kept"),
+            "{log}"
+        );
+        assert_eq!(count(&log, "setup of epoch"), 1, "{log}");
+        assert_eq!(count(&log, "opened over"), 1, "{log}");
+        // At the first start, each trustee asked on a rejoin link first, and was told to
+        // take part in the setup.
+        assert_eq!(
+            count(&log, "on a rejoin link while it is being set up"),
+            2,
+            "{log}"
+        );
+
+        // A relay started again serves the epoch from its own file, records included: trustee
+        // 0, its epoch file gone too, takes the epoch back from it.
+        relay.kill();
+        let mut relay = spawn_relay(scope, "relay again", &group, &relay_key, &[]);
+        relay.wait_for_log("relay listening on", FORM_TIMEOUT);
+        let kept_file = PathBuf::from(format!("{}.epoch", trustees[0].display()));
+        nodes[0].kill();
+        fs::remove_file(&kept_file).unwrap();
+        let mut again0 = scope.spawn("trustee0 again", &["trustee", &s(&group), &s(&trustees[0])]);
+        again0.wait_for_log("back from the relay", FORM_TIMEOUT);
+        again0.wait_for_log("starting (relay", FORM_TIMEOUT);
+        let before = relay.log().len();
+        relay.wait_until(FORM_TIMEOUT, "an interval with every client", |p| {
+            p.log()[before..]
+                .contains("started with 3 clients")
+                .then_some(())
+        });
+        echo_through(base, &data);
+        let log = relay.log();
+        assert!(
+            log.contains("rejoin: trustee trustee0 linked with no epoch kept"),
+            "{log}"
+        );
+        assert_eq!(count(&log, "setup of epoch"), 0, "no new setup: {log}");
+        assert!(relay.is_running(), "the relay stopped");
     });
 }

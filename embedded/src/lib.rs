@@ -18,6 +18,7 @@
 
 pub use dissent_core as core_protocol;
 
+pub mod blob_update;
 pub mod board;
 pub mod region;
 pub mod stream;

@@ -368,7 +368,8 @@ pub(crate) struct ClientArgs {
 #[derive(Subcommand, Debug)]
 pub(crate) enum DeviceCommand {
     /// Write the provisioning blob of a client or trustee of DIR for a board (mode 600), and
-    /// say where to flash it.
+    /// say where to flash it. For a trustee of a group folder, two blobs beside its key
+    /// file: its DC-net node's and its setup image's.
     Provision(ProvisionArgs),
 }
 
@@ -408,7 +409,8 @@ pub(crate) struct ProvisionArgs {
     /// For a client: the device's port for local applications, 1-65535.
     #[arg(short, long, value_name = "PORT", default_value_t = device::DEVICE_PROXY_PORT, value_parser = port())]
     pub(crate) port: u16,
-    /// Where to write the blob (default: DIR/ID.BOARD.bin).
+    /// Where to write the blob (default: DIR/ID.BOARD.bin; for a group folder's trustee
+    /// NAME.BOARD.bin beside its key file, and its setup blob as NAME.BOARD.setup.bin).
     #[arg(short, long, value_name = "FILE")]
     pub(crate) out: Option<PathBuf>,
     /// Refuse intervals with fewer clients online than this (the anonymity set), 2-65535

@@ -7,6 +7,11 @@
 //! node: its keys and index, the group's parameters, the relay (an IPv4 address, or a DNS
 //! name the board looks up at each dial) and, for a Wi-Fi board, the network to join.
 //!
+//! A trustee of a group folder (no dealer) gets two blobs ([`provision_group`]): its
+//! DC-net node's, with the epoch's session id and pseudonym keys left zero for the setup
+//! image to write, and the setup image's (`EpochSetup`), the same two `dissent qemu`
+//! writes for the emulated board ([`group_setup`]).
+//!
 //! This module owns the mapping from a group's files to a device's [`Node`]; it does not
 //! run anything (`dissent qemu` boots the emulated board).
 
@@ -75,6 +80,16 @@ impl BoardKind {
             BoardKind::NucleoF767zi => (0x081C_0000, 256 * 1024),
             BoardKind::Pico2W => (0x103F_0000, 64 * 1024),
             BoardKind::Mps2An385 => (0x003F_0000, 60 * 1024),
+        }
+    }
+
+    /// Where the trustee's setup image's own blob (`EpochSetup`, app `TSET`) starts and
+    /// how long its area is (`SETUP` in `embedded/memory/BOARD-setup.x`).
+    pub fn setup_area(self) -> (u64, u64) {
+        match self {
+            BoardKind::NucleoF767zi => (0x0818_0000, 256 * 1024),
+            BoardKind::Pico2W => (0x103E_0000, 64 * 1024),
+            BoardKind::Mps2An385 => (0x003F_8000, 28 * 1024),
         }
     }
 
@@ -209,6 +224,42 @@ pub fn node_config<'g>(
         .check()
         .map_err(|e| anyhow!("cannot provision {}: {e}", node.id))?;
     Ok(device)
+}
+
+/// A device trustee of a group with no dealer (a group folder) that sets its epoch up: the
+/// group its DC-net image is provisioned for (every member of the version, the epoch's session id and pseudonym
+/// keys left zero for the setup image to write once it has set the epoch up), its secrets,
+/// and the setup image's blob (`dissent_core::provision::EpochSetup`: the group's
+/// fingerprint, the epoch, the fewest trustees and the trustees' identity keys).
+pub fn group_setup(
+    desc: &crate::config::group::GroupDesc,
+    keys: &crate::config::keys::PrivateKeys,
+) -> Result<(Group, NodeSecrets, Vec<u8>)> {
+    let own = keys.public();
+    let index = desc
+        .trustees
+        .iter()
+        .position(|k| *k == own)
+        .with_context(|| format!("{} is not a trustee of the group", keys.name))?;
+    let digest = desc.digest();
+    let group = crate::config::group::EpochGroup {
+        desc,
+        group_id: dissent_core::epoch::session::group_id(&digest),
+        session_id: [0; 16],
+        slots: vec![[0; 32]; desc.clients.len()],
+        clients: (0..desc.clients.len()).collect(),
+        trustees: (0..desc.trustees.len()).collect(),
+    }
+    .group()?;
+    let node = crate::config::group::node_secrets(keys, Role::Trustee(index), None);
+    let trustees: Vec<u8> = desc.trustees.iter().flat_map(|k| k.identity).collect();
+    let setup = dissent_core::provision::EpochSetup {
+        group: digest,
+        epoch: crate::setup::epoch_of(desc),
+        min_trustees: desc.policy.min_trustees.max(1),
+        trustees: PeerKeys::from_flat(&trustees).context("the trustees' identity keys")?,
+    };
+    Ok((group, node, setup.to_blob()))
 }
 
 /// A client's pseudonym as its blob holds it: its pseudonym secret and the relay's DH
@@ -397,6 +448,79 @@ pub fn provision(
         opts.board.flash_steps(device.role, &out)
     );
     Ok(out)
+}
+
+/// Writes a group folder's trustee's two blobs for a board: the DC-net node's (as
+/// [`provision`], the epoch's session id and pseudonym keys zero) and the setup image's,
+/// each mode 600, by default beside the trustee's key file (`NAME.BOARD.bin` and
+/// `NAME.BOARD.setup.bin`: never in the group folder, which other members read). Returns
+/// both paths.
+pub fn provision_group(
+    desc: &crate::config::group::GroupDesc,
+    keys: &crate::config::keys::PrivateKeys,
+    key_file: &Path,
+    mut opts: ProvisionOptions,
+) -> Result<(PathBuf, PathBuf)> {
+    let (group, node, setup_blob) = group_setup(desc, keys)?;
+    let dir = key_file.parent().unwrap_or(Path::new("."));
+    let out = opts
+        .out
+        .take()
+        .unwrap_or_else(|| dir.join(format!("{}.{}.bin", keys.name, opts.board.name())));
+    let setup_out = setup_path(&out);
+    let (setup_addr, setup_room) = opts.board.setup_area();
+    if setup_blob.len() as u64 > setup_room {
+        bail!(
+            "the setup image's blob is {} bytes; the {} setup area holds {setup_room}",
+            setup_blob.len(),
+            opts.board.name()
+        );
+    }
+    let board = opts.board;
+    opts.out = Some(out);
+    let out = provision(dir, group, node, opts)?;
+    write_secret(&setup_out, &setup_blob)?;
+    println!(
+        "wrote {} ({} bytes, mode 600: epoch {} of group version {}, its trustees' identity \
+         keys) for the trustee-setup firmware; it goes at {setup_addr:#010x} (the setup \
+         area){}",
+        setup_out.display(),
+        setup_blob.len(),
+        crate::setup::epoch_of(desc),
+        desc.version,
+        match board {
+            BoardKind::Mps2An385 => String::new(),
+            _ => format!(
+                ", written like the first:\n  probe-rs download --chip {} --binary-format bin \
+                 --base-address {setup_addr:#010x} {}\n  and the setup image (cargo build-{}-setup) \
+                 flashed beside the trustee image. The DC-net blob names no epoch yet: the setup \
+                 image writes it in once it has set the epoch up (embedded/README.md, \"What a \
+                 real board still needs to run the setup\")",
+                if board == BoardKind::NucleoF767zi {
+                    "STM32F767ZITx"
+                } else {
+                    "RP235x"
+                },
+                setup_out.display(),
+                board.name()
+            ),
+        }
+    );
+    Ok((out, setup_out))
+}
+
+/// Where the setup image's blob goes beside the DC-net blob at `out`: `X.setup.bin` for
+/// `X.bin`, `X.setup` otherwise.
+fn setup_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let setup = match name.strip_suffix(".bin") {
+        Some(stem) => format!("{stem}.setup.bin"),
+        None => format!("{name}.setup"),
+    };
+    out.with_file_name(setup)
 }
 
 /// The relay as a board on the network reaches it: an IPv4 address as it is, a name as a

@@ -386,25 +386,27 @@ async fn run(command: Command) -> Result<()> {
                 let (desc, keys) =
                     misconfigured(|| setup::load_node(&a.dir, &a.key_file, KeyRole::Trustee))?;
                 console::set_role(&keys.name);
-                let (group, node, setup) =
-                    match tools::qemu::group_trustee(&desc, &keys, &a.key_file)? {
-                        tools::qemu::GroupStart::Rejoin(group, node) => (group, node, None),
-                        tools::qemu::GroupStart::Setup(group, node, blob) => {
-                            let setup = tools::qemu::SetupImage {
-                                blob,
-                                firmware: a.setup_firmware.clone(),
-                                desc: desc.clone(),
-                                key_file: a.key_file.clone(),
-                            };
-                            (group, node, Some(setup))
-                        }
-                    };
-                let floor = a.min_clients.max(desc.policy.min_clients);
-                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
                 let relay = match &a.relay {
                     Some(r) => r.clone(),
                     None => desc.relay_address()?,
                 };
+                let started =
+                    tools::qemu::group_trustee(&desc, &keys, &a.key_file, &relay.to_string())
+                        .await?;
+                let (group, node, setup) = match started {
+                    tools::qemu::GroupStart::Rejoin(group, node) => (group, node, None),
+                    tools::qemu::GroupStart::Setup(group, node, blob) => {
+                        let setup = tools::qemu::SetupImage {
+                            blob,
+                            firmware: a.setup_firmware.clone(),
+                            desc: desc.clone(),
+                            key_file: a.key_file.clone(),
+                        };
+                        (group, node, Some(setup))
+                    }
+                };
+                let floor = a.min_clients.max(desc.policy.min_clients);
+                let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
                 let opts = tools::qemu::QemuOptions {
                     firmware: a.firmware.clone(),
                     relay: relay.clone(),
@@ -455,11 +457,43 @@ async fn run(command: Command) -> Result<()> {
             }
         }
         Command::Device(DeviceCommand::Provision(a)) => {
-            let group = config::Group::load(&a.dir)?;
-            let kind = config::node_kind(&group, &a.key_file)?;
-            let (group, node) = load_node(&a.dir, &a.key_file, kind)?;
-            let min_clients = interval_minimum(a.min_clients, group.clients.len(), a.small)?;
-            let relay = a.relay.unwrap_or_else(|| group.relay_address.clone());
+            // A group folder's trustee: its DC-net blob and its setup image's.
+            let folder = if config::group::is_group_folder(&a.dir) {
+                let role = config::keys::load_private(&a.key_file)?.role;
+                if role != KeyRole::Trustee {
+                    bail!(
+                        "{}: a {role} of a group folder runs hosted (`dissent {role}`); a board \
+                         runs a group folder's trustees",
+                        a.key_file.display()
+                    );
+                }
+                Some(misconfigured(|| {
+                    setup::load_node(&a.dir, &a.key_file, KeyRole::Trustee)
+                })?)
+            } else {
+                None
+            };
+            let (group, node) = match &folder {
+                Some((desc, keys)) => {
+                    let (group, node, _) = device::group_setup(desc, keys)?;
+                    (group, node)
+                }
+                None => {
+                    let group = config::Group::load(&a.dir)?;
+                    let kind = config::node_kind(&group, &a.key_file)?;
+                    load_node(&a.dir, &a.key_file, kind)?
+                }
+            };
+            let floor = match &folder {
+                Some((desc, _)) => a.min_clients.max(desc.policy.min_clients),
+                None => a.min_clients,
+            };
+            let min_clients = interval_minimum(floor, group.clients.len(), a.small)?;
+            let relay = match (a.relay, &folder) {
+                (Some(r), _) => r,
+                (None, Some((desc, _))) => desc.relay_address()?,
+                (None, None) => group.relay_address.clone(),
+            };
             let wifi = match (a.wifi_ssid, a.wifi_passphrase_file, a.wifi_open) {
                 (None, _, _) => None,
                 (Some(ssid), Some(file), _) => Some(device::WifiNetwork {
@@ -488,7 +522,14 @@ async fn run(command: Command) -> Result<()> {
                     .map(|address| device::static_ipv4(address, a.gateway, a.dns))
                     .transpose()?,
             };
-            device::provision(&a.dir, group, node, opts)?;
+            match folder {
+                Some((desc, keys)) => {
+                    device::provision_group(&desc, &keys, &a.key_file, opts)?;
+                }
+                None => {
+                    device::provision(&a.dir, group, node, opts)?;
+                }
+            }
             Ok(())
         }
         Command::Clients(a) => {

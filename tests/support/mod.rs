@@ -129,7 +129,19 @@ impl Scope {
 
     /// Like [`Scope::spawn`], logging at `level` (a `RUST_LOG` value).
     pub fn spawn_logging(&self, name: &str, args: &[&str], level: &str) -> Proc {
-        let mut child = command(args, level)
+        self.spawn_with(name, args, level, &[])
+    }
+
+    /// Like [`Scope::spawn`], with `envs` set in its environment (test hooks).
+    #[allow(dead_code)] // Not every test target sets one.
+    pub fn spawn_env(&self, name: &str, args: &[&str], envs: &[(&str, &str)]) -> Proc {
+        self.spawn_with(name, args, "info", envs)
+    }
+
+    fn spawn_with(&self, name: &str, args: &[&str], level: &str, envs: &[(&str, &str)]) -> Proc {
+        let mut cmd = command(args, level);
+        cmd.envs(envs.iter().copied());
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {BIN} ({name}): {e}"));
         lock(&self.pids).push(child.id());

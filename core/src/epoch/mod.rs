@@ -31,6 +31,9 @@
 //! ([`SetupRelay::resume`]) and shows every node the attempts that convicted, so a node
 //! started afresh checks each conviction itself.
 //!
+//! A trustee that lost the epoch it helped establish takes it back from the relay with no
+//! new setup ([`rejoin`]).
+//!
 //! Roles: [`SetupRelay`], [`SetupTrustee`], [`SetupClient`]. Identity signatures go through
 //! [`identity::IdentitySigner`]. Storage comes from the caller ([`SetupStorage`], sized by
 //! [`SetupConfig::storage_lens`]); nothing here allocates or panics on input.
@@ -45,6 +48,7 @@ pub mod identity;
 pub mod message;
 mod outcome;
 mod proof;
+pub mod rejoin;
 mod relay;
 pub mod session;
 pub mod switch;

@@ -8,6 +8,7 @@
 //! group_id      = SHA-256("dissent-rs v3 group id"   ‖ group fingerprint)[..16]
 //! setup_session = SHA-256("dissent-rs v3 setup link" ‖ group fingerprint ‖ epoch (u64 BE))[..16]
 //! switch_session = SHA-256("dissent-rs v3 switch link" ‖ group fingerprint ‖ epoch (u64 BE))[..16]
+//! rejoin_session = SHA-256("dissent-rs v3 rejoin link" ‖ group fingerprint ‖ epoch (u64 BE))[..16]
 //! session_id    = SHA-256("dissent-rs v3 epoch"      ‖ group fingerprint ‖ epoch (u64 BE)
 //!                         ‖ attempt (1) ‖ transcript (32) ‖ list (32))[..16]
 //! ```
@@ -50,6 +51,12 @@ pub fn switch_session(group: &[u8; 32], epoch: u64) -> [u8; 16] {
     id16(&[b"dissent-rs v3 switch link", group, &epoch.to_be_bytes()])
 }
 
+/// The session id of the links on which a trustee of established epoch `epoch` that lost
+/// it takes it back from the relay ([`super::rejoin`]).
+pub fn rejoin_session(group: &[u8; 32], epoch: u64) -> [u8; 16] {
+    id16(&[b"dissent-rs v3 rejoin link", group, &epoch.to_be_bytes()])
+}
+
 /// The session id of an established epoch.
 pub fn session_id(group: &[u8; 32], established: &Established) -> [u8; 16] {
     id16(&[
@@ -83,5 +90,7 @@ mod tests {
         assert_ne!(setup_session(&g, 1), setup_session(&g, 2));
         assert_ne!(group_id(&g), setup_session(&g, 1));
         assert_ne!(switch_session(&g, 1), setup_session(&g, 1));
+        assert_ne!(rejoin_session(&g, 1), setup_session(&g, 1));
+        assert_ne!(rejoin_session(&g, 1), switch_session(&g, 1));
     }
 }

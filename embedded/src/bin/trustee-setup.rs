@@ -113,6 +113,20 @@ fn dcnet_node(area: &'static [u8]) -> Node<'static> {
 
 /// Reads both blobs, builds the setup and spawns the link task.
 fn start(spawner: Spawner, mut board: Board) {
+    // An update of the node's blob a reset cut (a hand-over's) is finished or undone first.
+    #[cfg(feature = "mps2-an385")]
+    match handover::recover_blob() {
+        Ok(dissent_embedded::blob_update::Recovered::Completed) => {
+            println!(
+                "trustee setup: the epoch's write into the node's blob, cut by a reset, finished"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => fail(format_args!(
+            "the node's blob cannot be recovered: {}",
+            why(e)
+        )),
+    }
     let node = dcnet_node(board.provisioning);
     let name = NodeName {
         role: "trustee",
@@ -428,14 +442,21 @@ fn established(
         epoch.slots,
         stack::peak()
     );
-    // Where the node's blob has its session id and its slots' pseudonym keys.
-    let mut written = handover_write(node.session_at, &session_id);
-    for (slot, key) in trustee.pseudonyms().enumerate() {
-        written = written.and(handover_write(node.keys_at + slot * 32, key));
-    }
-    if written.is_err() {
+    // The node's blob with its session id and its slots' pseudonym keys at their places.
+    let len =
+        Blob::parse(area).map_or(0, |b| dissent_core::provision::HEADER_LEN + b.payload.len());
+    let mut patch = |at: usize, chunk: &mut [u8]| {
+        overlay(at, chunk, node.session_at, &session_id);
+        for (slot, key) in trustee.pseudonyms().enumerate() {
+            overlay(at, chunk, node.keys_at + slot * 32, key);
+        }
+    };
+    // SAFETY: nothing reads the blob's bytes as they were after this (the blob is parsed
+    // again once written).
+    if let Err(e) = unsafe { handover::complete_blob(len, &mut patch) } {
         fail(format_args!(
-            "the DC-net blob does not lie in the provisioning area"
+            "the DC-net blob cannot be completed: {}",
+            why(e)
         ));
     }
     // Read back as the DC-net image will.
@@ -443,14 +464,34 @@ fn established(
         Ok((_, n)) if n.session_id == session_id => {}
         _ => fail(format_args!("the completed DC-net blob does not read back")),
     }
-    println!("trustee setup: handing over to the DC-net trustee");
+    // The stack peak again: the blob's update runs below the link task's frame.
+    println!(
+        "trustee setup: handing over to the DC-net trustee; stack peak {} B",
+        stack::peak()
+    );
     handover::hand_over(rng)
 }
 
-fn handover_write(offset: usize, bytes: &[u8]) -> Result<(), handover::BlobWrite> {
-    // SAFETY: nothing reads the blob's bytes as they were after this (the blob is parsed
-    // again once written).
-    unsafe { handover::write_provisioning(offset, bytes) }
+/// Why a blob write failed, in words.
+fn why(e: handover::BlobWrite) -> &'static str {
+    match e {
+        handover::BlobWrite::OutOfArea => "it does not lie in the provisioning area",
+        handover::BlobWrite::Mismatch => "it does not read back as written",
+        handover::BlobWrite::Flash => "the flash refused a write",
+    }
+}
+
+/// Copies the part of `bytes` (at blob offset `to`) that falls in `chunk` (at blob offset
+/// `at`).
+fn overlay(at: usize, chunk: &mut [u8], to: usize, bytes: &[u8]) {
+    let from = to.max(at);
+    let end = (to + bytes.len()).min(at + chunk.len());
+    if let (Some(dst), Some(src)) = (
+        chunk.get_mut(from.wrapping_sub(at)..end.wrapping_sub(at)),
+        bytes.get(from.wrapping_sub(to)..end.wrapping_sub(to)),
+    ) {
+        dst.copy_from_slice(src);
+    }
 }
 
 /// The link's buffers: records and frames of up to one largest frame.

@@ -19,6 +19,12 @@
 //! `Open` that left it out, waits for the next epoch ([`LeftOut`]) and takes part in its
 //! setup.
 //!
+//! A trustee with no epoch of its version kept first asks the relay for it on a rejoin link
+//! ([`take_back`], `rejoin.rs`): a relay serving the established epoch gives back its
+//! records and pseudonym list, which the trustee takes only with its own signature on them
+//! (`dissent_core::epoch::rejoin`); a relay setting the version up closes the link, and
+//! the trustee takes part in the setup.
+//!
 //! Every step is logged; a failure names the node (trustee or client, by name) and why.
 //!
 //! Switches (docs/protocol.md §12, "Switches"): the relay's [`Watch`] reads the group
@@ -64,14 +70,17 @@ use crate::config::{Access, Group, Key, NodeSecrets, Role};
 use crate::link::dial::{Dialer, LinkKeys, Switching};
 
 mod node;
+mod rejoin;
 mod relay;
 mod switches;
 
 #[cfg(feature = "disruptor")]
 pub use node::cheat;
 pub use node::{node, LeftOut};
+pub use rejoin::take_back;
 pub use relay::relay;
 
+use rejoin::Rejoining;
 use switches::WAITING;
 pub use switches::{fetch_next, Absent, Fetched, Leaver, Leaving, Watch};
 
@@ -303,10 +312,12 @@ pub fn load_node(
 }
 
 /// What a node settles besides the epoch: a client's own pseudonym secret and slot, the
-/// relay's `Open` that established it, and the trustees left out as silent or absent.
+/// relay's `Open` that established it and the epoch trustees' records, and the trustees
+/// left out as silent or absent.
 struct Settled<'a> {
     pseudonym: Option<(Key, usize)>,
     open: Option<&'a [u8]>,
+    records: &'a [Vec<u8>],
     silenced: u16,
 }
 
@@ -321,6 +332,7 @@ fn settle(
     Settled {
         pseudonym,
         open,
+        records,
         silenced,
     }: Settled<'_>,
     key_file: &Path,
@@ -376,6 +388,9 @@ fn settle(
     let session_id = session::session_id(&setup.digest, established);
     let mut file = EpochFile::new(desc, session_id, &slots, members, pseudonym);
     file.open = open.map(hex::encode);
+    if !records.is_empty() {
+        file.records = Some(records.iter().map(hex::encode).collect());
+    }
     file.save(key_file)?;
     EpochGroup {
         desc,
@@ -461,6 +476,10 @@ struct EpochFile {
     /// the clients it left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     open: Option<String>,
+    /// The relay's: every epoch trustee's `Record` (hex), served with `open` and the list
+    /// on rejoin links to a trustee that lost the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    records: Option<Vec<String>>,
 }
 
 const EPOCH_FORMAT: &str = "dissent-epoch/1";
@@ -497,6 +516,7 @@ impl EpochFile {
             clients: all(&members.clients, desc.clients.len()),
             trustees: all(&members.trustees, desc.trustees.len()),
             open: None,
+            records: None,
             format: EPOCH_FORMAT.to_string(),
             group: desc.fingerprint(),
             epoch: epoch_of(desc),
@@ -570,14 +590,38 @@ impl EpochFile {
         ))
     }
 
+    /// What the relay serves on rejoin links for the saved epoch, if it kept its records.
+    fn rejoining(&self, desc: &GroupDesc) -> Result<Option<Rejoining>> {
+        let (Some(open), Some(records)) = (&self.open, &self.records) else {
+            return Ok(None);
+        };
+        let bad = |what: &str| anyhow!("epoch file: {what}: not hex");
+        let open = hex::decode(open).map_err(|_| bad("open"))?;
+        let records = records
+            .iter()
+            .map(|r| hex::decode(r).map_err(|_| bad("records")))
+            .collect::<Result<Vec<Vec<u8>>>>()?;
+        Ok(Rejoining::new(
+            desc,
+            &self.members(desc).trustees,
+            &open,
+            &records,
+            &self.slots()?,
+        ))
+    }
+
+    fn slots(&self) -> Result<Vec<Key>> {
+        let at = Path::new("epoch file");
+        self.slots
+            .iter()
+            .map(|h| crate::config::parse_hex(at, "slots", h))
+            .collect()
+    }
+
     fn group(&self, desc: &GroupDesc) -> Result<Group> {
         let members = self.members(desc);
         let at = Path::new("epoch file");
-        let slots = self
-            .slots
-            .iter()
-            .map(|h| crate::config::parse_hex(at, "slots", h))
-            .collect::<Result<Vec<Key>>>()?;
+        let slots = self.slots()?;
         EpochGroup {
             desc,
             group_id: session::group_id(&desc.digest()),

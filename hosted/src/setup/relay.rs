@@ -30,6 +30,8 @@ enum Admitted {
     Setup(Who),
     /// A node of the epoch that ended, served the switch.
     Leaving(Leaver),
+    /// A trustee of the version on a rejoin link: the epoch is not established yet.
+    Rejoin(Who),
 }
 
 /// The relay's part: listens on `listen`, gathers the group's members, runs the setup with
@@ -57,7 +59,7 @@ pub async fn relay(
     } = policy;
     let setup = Setup::new(desc)?;
     if let Some(saved) = EpochFile::load(key_file, desc)? {
-        let serving = Leaving::serving(from, saved.absent(desc, &setup)?);
+        let serving = Leaving::serving(from, saved.absent(desc, &setup)?, saved.rejoining(desc)?);
         return Ok((saved.group(desc)?, listen, serving));
     }
     let config = setup.config();
@@ -89,7 +91,13 @@ pub async fn relay(
     let (ev_tx, mut ev_rx) = mpsc::channel::<Ev>(QUEUE);
     let queue = queue_len(&config);
     let relay_key = keys.link;
-    let mut ids = vec![(group_id, setup_id)];
+    // The setup link, then a trustee's rejoin link (served only once the epoch is
+    // established: until then it is closed at once), then the ended epoch's.
+    let rejoin_id = (
+        group_id,
+        session::rejoin_session(&desc.digest(), setup.epoch),
+    );
+    let mut ids = vec![(group_id, setup_id), rejoin_id];
     if let Some(f) = &from {
         ids.extend_from_slice(f.ids());
     }
@@ -101,6 +109,9 @@ pub async fn relay(
         limits.replay_window,
         limits.replay_capacity,
     ));
+    let trustee_names: std::sync::Arc<Vec<String>> =
+        std::sync::Arc::new(desc.trustees.iter().map(|t| t.name.clone()).collect());
+    let epoch = setup.epoch;
     let acceptor = tokio::spawn(async move {
         for serial in 0u64.. {
             let stream = match listener.accept().await {
@@ -118,15 +129,32 @@ pub async fn relay(
             let from = from.clone();
             let ev_tx = ev_tx.clone();
             let replays = replays.clone();
+            let trustee_names = trustee_names.clone();
             tokio::spawn(async move {
                 let (r, w) = stream.into_split();
                 let admitted = accept_setup(r, w, &relay_key, &ids, &replays, |n, k| match n {
                     0 => members.get(k).copied().map(Admitted::Setup),
-                    _ => from.as_ref()?.admit(n - 1, k).map(Admitted::Leaving),
+                    1 => members
+                        .get(k)
+                        .copied()
+                        .filter(|w| matches!(w, Who::Trustee(_)))
+                        .map(Admitted::Rejoin),
+                    _ => from.as_ref()?.admit(n - 2, k).map(Admitted::Leaving),
                 })
                 .await;
                 let (who, mut reader, writer) = match admitted {
                     Ok((Admitted::Setup(who), r, w)) => (who, r, w),
+                    Ok((Admitted::Rejoin(who), _r, _w)) => {
+                        let j = match who {
+                            Who::Trustee(j) | Who::Client(j) => j,
+                        };
+                        info!(
+                            "setup: trustee {} asked for epoch {epoch} on a rejoin link while it is \
+                             being set up: link closed, the trustee takes part in the setup",
+                            trustee_names.get(j).map_or("?", String::as_str),
+                        );
+                        return;
+                    }
                     Ok((Admitted::Leaving(who), _r, w)) => {
                         if let Some(f) = &from {
                             f.serve(who, w).await;
@@ -529,6 +557,7 @@ pub async fn relay(
                     broadcast(&links, &body);
                 }
                 RelayStep::ForwardEstablished => {
+                    attempt_frames.push(framed(&body));
                     broadcast(&links, &body);
                 }
                 RelayStep::ForwardAndRestart(c) => {
@@ -575,6 +604,13 @@ pub async fn relay(
     let members = Members::of(&established, relay.participants(), desc);
     flush(links).await;
     let open = open.get(4..).unwrap_or(&[]).to_vec();
+    // The epoch trustees' records, kept for a trustee that lost the epoch (rejoin links).
+    let records: Vec<Vec<u8>> = attempt_frames
+        .iter()
+        .filter_map(|f| f.get(4..))
+        .filter(|b| matches!(SetupMessage::parse(b), Ok(SetupMessage::Record(_))))
+        .map(<[u8]>::to_vec)
+        .collect();
     let group = settle(
         desc,
         &setup,
@@ -584,6 +620,7 @@ pub async fn relay(
         Settled {
             pseudonym: None,
             open: Some(&open),
+            records: &records,
             silenced: relay.silenced(),
         },
         key_file,
@@ -592,7 +629,9 @@ pub async fn relay(
     // epoch rather than opening a setup no node takes part in.
     SetupFile::remove(key_file);
     let absent = Absent::new(desc, setup.link_ids(), &members.clients, &open);
-    Ok((group, local, Leaving::serving(serving, absent)))
+    let slots = slots_of(relay.pseudonyms())?;
+    let rejoining = Rejoining::new(desc, &members.trustees, &open, &records, &slots);
+    Ok((group, local, Leaving::serving(serving, absent, rejoining)))
 }
 
 /// Sends a member that links the frames of every attempt that convicted a trustee, in

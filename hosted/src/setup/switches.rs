@@ -20,7 +20,7 @@ use rand::RngCore;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::{epoch_of, framed, STALL};
+use super::{epoch_of, framed, Rejoining, STALL};
 use crate::config::group::GroupDesc;
 use crate::config::keys::PrivateKeys;
 use crate::link::dial::{Dialer, LinkKeys};
@@ -53,10 +53,13 @@ pub struct SwitchFrom {
 /// - the clients this epoch's setup went on without ([`Absent`]): one that dials the setup
 ///   is sent the `Open` of the attempt that established the epoch (it sees that it is no
 ///   participant), and its link is held until the epoch ends, when it is told
-///   `Goodbye{Switch}`: it then fetches the next version and takes part in its setup.
+///   `Goodbye{Switch}`: it then fetches the next version and takes part in its setup;
+/// - the epoch's trustees on rejoin links ([`Rejoining`]): one that lost the epoch is sent
+///   its records and pseudonym list, and its link closed.
 pub struct Leaving {
     from: Option<SwitchFrom>,
     absent: Option<Absent>,
+    rejoin: Option<Rejoining>,
     /// The (group id, session id) pairs served, and which part each is.
     ids: Vec<([u8; 16], [u8; 16])>,
     kinds: Vec<Kind>,
@@ -74,6 +77,7 @@ enum Kind {
     Switch,
     Ended,
     Absent,
+    Rejoin,
 }
 
 /// The clients an epoch's setup went on without, and the `Open` they are shown.
@@ -121,28 +125,31 @@ pub enum Leaver {
     Late(String),
     /// A client this epoch's setup went on without.
     Absent { name: String, key: [u8; 32] },
+    /// A trustee of this epoch that lost it, on a rejoin link.
+    Rejoin(String),
 }
 
 impl Leaving {
     /// The nodes of `from.old`, served the switch to `from.next`.
     pub fn new(from: SwitchFrom) -> Self {
-        Self::with(Some(from), None)
+        Self::with(Some(from), None, None)
     }
 
     /// What the epoch's DC-net serves: the switch into it (`from`), the clients its setup
-    /// went on without (`absent`); `None` when neither.
-    pub fn serving(
+    /// went on without (`absent`), its trustees' rejoin links (`rejoin`); `None` when none.
+    pub(super) fn serving(
         from: Option<std::sync::Arc<Leaving>>,
         absent: Option<Absent>,
+        rejoin: Option<Rejoining>,
     ) -> Option<std::sync::Arc<Leaving>> {
-        let Some(absent) = absent else {
+        if absent.is_none() && rejoin.is_none() {
             return from;
-        };
+        }
         let from = from.and_then(|l| l.from.clone());
-        Some(std::sync::Arc::new(Self::with(from, Some(absent))))
+        Some(std::sync::Arc::new(Self::with(from, absent, rejoin)))
     }
 
-    fn with(from: Option<SwitchFrom>, absent: Option<Absent>) -> Self {
+    fn with(from: Option<SwitchFrom>, absent: Option<Absent>, rejoin: Option<Rejoining>) -> Self {
         let mut ids = Vec::new();
         let mut kinds = Vec::new();
         let mut nodes = HashMap::new();
@@ -172,10 +179,15 @@ impl Leaving {
             ids.push(a.ids);
             kinds.push(Kind::Absent);
         }
+        if let Some(r) = &rejoin {
+            ids.push(r.ids);
+            kinds.push(Kind::Rejoin);
+        }
         let (ended, _) = tokio::sync::watch::channel((false, 0));
         Leaving {
             from,
             absent,
+            rejoin,
             ids,
             kinds,
             nodes,
@@ -222,6 +234,7 @@ impl Leaving {
                     key: *key,
                 })
             }
+            Kind::Rejoin => self.rejoin.as_ref()?.admit(key).map(Leaver::Rejoin),
         }
     }
 
@@ -241,6 +254,16 @@ impl Leaving {
                 if let Err(e) = served {
                     warn!("switch: cannot serve {name}: {e}");
                 }
+            }
+            Leaver::Rejoin(name) => {
+                let Some(rejoin) = &self.rejoin else { return };
+                let (served, _) = tokio::join!(
+                    async move {
+                        rejoin.serve(&name, tx).await;
+                    },
+                    writer.run(rx)
+                );
+                served
             }
             Leaver::Late(name) => {
                 if let Some(goodbye) = goodbye_switch() {

@@ -16,7 +16,10 @@
 //! DC-net image once the epoch is set up; `dissent qemu` then reads the epoch back from the
 //! board ([`crate::tools::readback`]) and keeps it beside the key file, as a hosted trustee
 //! keeps its own, and started again within the epoch boots the DC-net image with it at once
-//! ([`group_trustee`]): the emulated board's stand-in for a real board's flash. A switch
+//! ([`group_trustee`]): the emulated board's stand-in for a real board's flash. Started
+//! with no epoch kept while the relay serves one (stopped between the hand-over and
+//! keeping it), it takes the epoch back from the relay as a hosted trustee does
+//! (`crate::setup::take_back`) rather than boot a setup the relay never opens. A switch
 //! the relay announces to the device ends the run ([`Ended::Switch`]) for the caller to
 //! follow it as `dissent trustee` does.
 //!
@@ -44,6 +47,7 @@ use tracing::{error, info, warn};
 
 use crate::config::addr::{Host, HostPort};
 use crate::config::{Group, NodeSecrets, Role};
+use crate::device::group_setup;
 use crate::platform::memory_file::MemoryFile;
 use crate::platform::process_group;
 use crate::process;
@@ -68,6 +72,12 @@ const CONSOLE_TAIL: usize = 12;
 pub const DEVICE_PROXY_PORT: u16 = crate::device::DEVICE_PROXY_PORT;
 /// The host's loopback as the device sees it under QEMU user networking.
 const HOST_FROM_DEVICE: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+/// Tests only: `dissent qemu` kills QEMU and exits with [`STOPPED_BEFORE_KEEPING`] as soon
+/// as the setup image hands over, before it reads the epoch back and keeps it (a crash at
+/// that point, made deterministic).
+pub const STOP_BEFORE_KEEPING_ENV: &str = "DISSENT_QEMU_TEST_STOP_BEFORE_KEEPING";
+/// The exit status of a run stopped by [`STOP_BEFORE_KEEPING_ENV`].
+pub const STOPPED_BEFORE_KEEPING: i32 = 86;
 /// How long QEMU has to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -121,12 +131,15 @@ pub enum GroupStart {
 }
 
 /// What a device trustee of a group folder boots: the DC-net image with the kept epoch when
-/// it is still the group's (the version in the folder), else the setup image
-/// ([`group_setup`]). Says which, and why.
-pub fn group_trustee(
+/// it is still the group's (the version in the folder), or with the epoch taken back from
+/// the relay at `relay` when none is kept and the relay serves one this trustee signed
+/// (`crate::setup::take_back`: `dissent qemu` stopped between the hand-over and keeping the
+/// epoch), else the setup image ([`group_setup`]). Says which, and why.
+pub async fn group_trustee(
     desc: &crate::config::group::GroupDesc,
     keys: &crate::config::keys::PrivateKeys,
     key_file: &Path,
+    relay: &str,
 ) -> Result<GroupStart> {
     let epoch = crate::setup::epoch_of(desc);
     if let Some((group, node)) = crate::setup::rejoin_trustee(desc, keys, key_file)? {
@@ -138,6 +151,30 @@ pub fn group_trustee(
         );
         return Ok(GroupStart::Rejoin(group, node));
     }
+    let own = keys.public();
+    let index = desc
+        .trustees
+        .iter()
+        .position(|k| *k == own)
+        .with_context(|| format!("{} is not a trustee of the group", keys.name))?;
+    if let Some((group, node)) = crate::setup::take_back(desc, keys, key_file, index, relay).await?
+    {
+        // The DC-net blob names every member of the version (see `group_setup`).
+        if group.clients.len() != desc.clients.len() || group.trustees.len() != desc.trustees.len()
+        {
+            bail!(
+                "epoch {epoch} left members of group version {} out; the device serves only an \
+                 epoch of every member",
+                desc.version
+            );
+        }
+        info!(
+            "rejoining epoch {epoch} (session {}), taken back from the relay: no new setup; \
+             booting the DC-net image with it",
+            hex::encode(group.session_id)
+        );
+        return Ok(GroupStart::Rejoin(group, node));
+    }
     info!(
         "setting up epoch {epoch} of group version {} on the device: no epoch of this version \
          kept beside {}",
@@ -146,43 +183,6 @@ pub fn group_trustee(
     );
     let (group, node, blob) = group_setup(desc, keys)?;
     Ok(GroupStart::Setup(group, node, blob))
-}
-
-/// A device trustee of a group with no dealer (a group folder) that sets its epoch up: the
-/// group its DC-net image is provisioned for (every member of the version, the epoch's session id and pseudonym
-/// keys left zero for the setup image to write once it has set the epoch up), its secrets,
-/// and the setup image's blob (`dissent_core::provision::EpochSetup`: the group's
-/// fingerprint, the epoch, the fewest trustees and the trustees' identity keys).
-pub fn group_setup(
-    desc: &crate::config::group::GroupDesc,
-    keys: &crate::config::keys::PrivateKeys,
-) -> Result<(Group, NodeSecrets, Vec<u8>)> {
-    let own = keys.public();
-    let index = desc
-        .trustees
-        .iter()
-        .position(|k| *k == own)
-        .with_context(|| format!("{} is not a trustee of the group", keys.name))?;
-    let digest = desc.digest();
-    let group = crate::config::group::EpochGroup {
-        desc,
-        group_id: dissent_core::epoch::session::group_id(&digest),
-        session_id: [0; 16],
-        slots: vec![[0; 32]; desc.clients.len()],
-        clients: (0..desc.clients.len()).collect(),
-        trustees: (0..desc.trustees.len()).collect(),
-    }
-    .group()?;
-    let node = crate::config::group::node_secrets(keys, Role::Trustee(index), None);
-    let trustees: Vec<u8> = desc.trustees.iter().flat_map(|k| k.identity).collect();
-    let setup = provision::EpochSetup {
-        group: digest,
-        epoch: crate::setup::epoch_of(desc),
-        min_trustees: desc.policy.min_trustees.max(1),
-        trustees: provision::PeerKeys::from_flat(&trustees)
-            .context("the trustees' identity keys")?,
-    };
-    Ok((group, node, setup.to_blob()))
 }
 
 /// What a firmware ELF declares: its app, capacity and provisioning areas.
@@ -420,6 +420,14 @@ pub async fn run(group: Group, node: NodeSecrets, opts: QemuOptions) -> Result<E
             }
             said = said => match said {
                 Some(DeviceSaid::HandedOver) => {
+                    if std::env::var_os(STOP_BEFORE_KEEPING_ENV).is_some() {
+                        // A test's crash at the worst moment: the epoch is established and
+                        // nothing kept it.
+                        warn!("{STOP_BEFORE_KEEPING_ENV} is set: stopping before keeping the epoch");
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                        std::process::exit(STOPPED_BEFORE_KEEPING);
+                    }
                     if let (Some(r), Some((_, setup))) = (readback.as_mut(), &setup) {
                         keep_epoch(r, &blob, firmware.provision_start, setup).await;
                     }
@@ -1029,14 +1037,29 @@ mod tests {
         completed
     }
 
-    #[test]
-    fn a_kept_epoch_boots_the_blob_the_setup_image_completed_and_only_in_its_version() {
+    /// A relay setting the version up, as a rejoin link sees it: it refuses the handshake.
+    async fn relay_in_setup() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                drop(stream);
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_kept_epoch_boots_the_blob_the_setup_image_completed_and_only_in_its_version() {
         let (desc, keys) = group_version();
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("t1.json");
         let relay = (HOST_FROM_DEVICE, 7000);
-        // Nothing kept: the setup image sets the epoch up.
-        let GroupStart::Setup(group, node, _) = group_trustee(&desc, &keys, &key_file).unwrap()
+        let in_setup = relay_in_setup().await;
+        // Nothing kept, and the relay sets the version up: the setup image sets it up.
+        let GroupStart::Setup(group, node, _) = group_trustee(&desc, &keys, &key_file, &in_setup)
+            .await
+            .unwrap()
         else {
             panic!("set up with nothing kept");
         };
@@ -1054,7 +1077,9 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600, "{}", kept.display());
         }
         // Kept: a restart boots the DC-net image with the very blob the device completed.
-        let GroupStart::Rejoin(group, node) = group_trustee(&desc, &keys, &key_file).unwrap()
+        let GroupStart::Rejoin(group, node) = group_trustee(&desc, &keys, &key_file, &in_setup)
+            .await
+            .unwrap()
         else {
             panic!("no rejoin with the epoch kept");
         };
@@ -1063,9 +1088,41 @@ mod tests {
         let mut next = desc.clone();
         next.changed();
         assert!(matches!(
-            group_trustee(&next, &keys, &key_file).unwrap(),
+            group_trustee(&next, &keys, &key_file, &in_setup)
+                .await
+                .unwrap(),
             GroupStart::Setup(..)
         ));
+    }
+
+    #[test]
+    fn a_real_boards_blobs_are_what_dissent_qemu_writes() {
+        let (desc, keys) = group_version();
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("t1.key");
+        let opts = crate::device::ProvisionOptions {
+            board: crate::device::BoardKind::Mps2An385,
+            relay: "10.0.2.2:7000".parse().unwrap(),
+            local_port: DEVICE_PROXY_PORT,
+            min_clients: 2,
+            out: None,
+            wifi: None,
+            ipv4: None,
+        };
+        let (dcnet, setup) = crate::device::provision_group(&desc, &keys, &key_file, opts).unwrap();
+        assert_eq!(dcnet, dir.path().join("t1.mps2-an385.bin"));
+        assert_eq!(setup, dir.path().join("t1.mps2-an385.setup.bin"));
+        // What `dissent qemu` loads into the emulated board for the same trustee.
+        let (group, node, setup_blob) = group_setup(&desc, &keys).unwrap();
+        let written = node_blob(&group, &node, (HOST_FROM_DEVICE, 7000), 2).unwrap();
+        assert_eq!(fs::read(&dcnet).unwrap(), written);
+        assert_eq!(fs::read(&setup).unwrap(), setup_blob);
+        #[cfg(unix)]
+        for file in [&dcnet, &setup] {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+        }
     }
 
     #[test]

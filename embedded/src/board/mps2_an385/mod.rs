@@ -223,6 +223,75 @@ mod device {
         feed_watchdog();
     }
 
+    /// The emulated board's flash as NOR flash for the setup image's blob update
+    /// (`crate::blob_update`): QEMU's code memory is RAM, so erasing fills sectors with
+    /// 0xFF and programming clears bits (as NOR flash does, 1 to 0 only), through the same
+    /// steps a real board's flash takes. Offsets are addresses.
+    #[cfg(feature = "setup-image")]
+    /// The caller is the only writer of the areas it updates.
+    pub struct ProvisionFlash;
+
+    #[cfg(feature = "setup-image")]
+    impl ProvisionFlash {
+        /// The end of the code memory (4 MiB), past which nothing is flash.
+        const CAPACITY: usize = 0x0040_0000;
+    }
+
+    #[cfg(feature = "setup-image")]
+    impl embedded_storage::nor_flash::ErrorType for ProvisionFlash {
+        type Error = embedded_storage::nor_flash::NorFlashErrorKind;
+    }
+
+    #[cfg(feature = "setup-image")]
+    impl embedded_storage::nor_flash::ReadNorFlash for ProvisionFlash {
+        const READ_SIZE: usize = 1;
+
+        fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+            let at = offset as usize;
+            if at
+                .checked_add(bytes.len())
+                .is_none_or(|end| end > Self::CAPACITY)
+            {
+                return Err(embedded_storage::nor_flash::NorFlashErrorKind::OutOfBounds);
+            }
+            for (i, b) in bytes.iter_mut().enumerate() {
+                // SAFETY: an address in the code memory, which is mapped for the whole run.
+                *b = unsafe { core::ptr::read_volatile((at + i) as *const u8) };
+            }
+            Ok(())
+        }
+
+        fn capacity(&self) -> usize {
+            Self::CAPACITY
+        }
+    }
+
+    #[cfg(feature = "setup-image")]
+    impl embedded_storage::nor_flash::NorFlash for ProvisionFlash {
+        const WRITE_SIZE: usize = 4;
+        const ERASE_SIZE: usize = 4096;
+
+        fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+            embedded_storage::nor_flash::check_erase(self, from, to)?;
+            for at in from as usize..to as usize {
+                // SAFETY: whole sectors of the areas the caller updates (checked against
+                // the capacity above); no Rust object lives in them.
+                unsafe { core::ptr::write_volatile(at as *mut u8, 0xFF) };
+            }
+            Ok(())
+        }
+
+        fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+            embedded_storage::nor_flash::check_write(self, offset, bytes.len())?;
+            for (i, &b) in bytes.iter().enumerate() {
+                let at = (offset as usize + i) as *mut u8;
+                // SAFETY: as for `erase`; programming clears bits only, as on NOR flash.
+                unsafe { core::ptr::write_volatile(at, core::ptr::read_volatile(at) & b) };
+            }
+            Ok(())
+        }
+    }
+
     /// Reads the boot's seed and wipes it, so it is never used twice.
     fn take_seed() -> Result<[u8; provision::SEED_LEN], provision::SeedError> {
         extern "C" {
