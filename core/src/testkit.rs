@@ -189,6 +189,9 @@ pub struct Net {
     /// Blame rounds that ended without every trustee's reveal: (time, interval, exchange,
     /// bitmap of the absent trustees).
     pub blame_incomplete: Vec<(Instant, u32, u64, u16)>,
+    /// Blame rounds that parked at their deadline for members away: (time, interval,
+    /// exchange, members awaited).
+    pub blame_awaiting: Vec<(Instant, u32, u64, u16)>,
     /// Trustees that joined saying they take no part in blame rounds.
     pub without_blame: Vec<u16>,
     /// The evidence of each ended round that has one.
@@ -411,6 +414,7 @@ impl Net {
             blame_ended: Vec::new(),
             blame_dropped: Vec::new(),
             blame_incomplete: Vec::new(),
+            blame_awaiting: Vec::new(),
             without_blame: Vec::new(),
             evidence: Vec::new(),
             excluded: Vec::new(),

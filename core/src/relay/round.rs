@@ -111,8 +111,14 @@ struct Active {
     /// Trustees that said in their Hello they take no part (bit `j` for trustee `j`): the
     /// round does not wait for them.
     without: u16,
+    /// The trustees' nonces of the round's interval (a dispute settled after the interval
+    /// ended checks its proof against them).
+    nonces: [[u8; NONCE_LEN]; MAX_TRUSTEES],
     request_sent: bool,
     dispute: Option<Dispute>,
+    /// Parked: some members were away at the deadline; the round waits for their reveals
+    /// until this time (then it ends without a verdict on them) and holds no interval.
+    parked: Option<Instant>,
 }
 
 /// The relay's blame rounds: one at a time, the next few waiting, their evidence in the
@@ -138,6 +144,10 @@ pub(super) struct Rounds<B> {
     /// Members of the running round that came back on a new link before answering: owed
     /// its request again.
     resend: Deque<u16, 8>,
+    /// Members of the running round that came back before answering, and when: each has
+    /// the exchange timeout from then to answer (the latest few; one pushed out is judged
+    /// at the round's next deadline).
+    returned: Deque<(u16, Instant), 8>,
     /// Tests only: sprung traps start no round (owners' accusations alone are exercised).
     #[cfg(feature = "disruptor")]
     traps_ignored: bool,
@@ -158,6 +168,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
             decoded: Deque::new(),
             incomplete: 0,
             resend: Deque::new(),
+            returned: Deque::new(),
         }
     }
 
@@ -228,6 +239,50 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
     /// Offset of the evidence in the region.
     fn evidence_at(&self) -> usize {
         self.nodes * 64 + 2 * crate::bits::bitmap_len(self.nodes) + self.nodes * FINGERPRINT_LEN
+    }
+
+    /// The group index of the running round's member at `position` (its place in the
+    /// evidence: the round's own members, whatever interval runs now).
+    fn member(&self, position: usize) -> Option<u16> {
+        let a = self.active?;
+        let evidence = self.region.as_ref().get(self.evidence_at()..)?;
+        Draft::client_index_in(evidence, a.n, a.m, position)
+    }
+
+    /// The position of client `i` among the running round's members.
+    fn position_of(&self, i: u16) -> Option<usize> {
+        let n = self.active?.n;
+        (0..n).find(|&p| self.member(p) == Some(i))
+    }
+
+    /// Whether node `node` answered the running round.
+    fn has_answered(&self, node: usize) -> bool {
+        let start = self.nodes * 64;
+        let len = crate::bits::bitmap_len(self.nodes);
+        self.region
+            .as_ref()
+            .get(start..start + len)
+            .is_some_and(|answered| crate::bits::test(answered, node))
+    }
+
+    /// Whether client `i` owes the parked round its reveal.
+    fn owes(&self, i: u16) -> bool {
+        self.active.is_some_and(|a| a.parked.is_some())
+            && !self.has_answered(usize::from(i))
+            && self.position_of(i).is_some()
+    }
+
+    /// Clears in `online` (a bitmap over the clients) every member that owes the parked
+    /// round its reveal.
+    pub(super) fn clear_owing(&self, online: &mut [u8]) {
+        let Some(a) = self.active.filter(|a| a.parked.is_some()) else {
+            return;
+        };
+        for p in 0..a.n {
+            if let Some(i) = self.member(p).filter(|&i| !self.has_answered(usize::from(i))) {
+                crate::bits::clear(online, usize::from(i));
+            }
+        }
     }
 }
 
@@ -351,21 +406,42 @@ where
     /// does (a member that leaves is waited for until the deadline, and refused blame if
     /// it has not answered by then; the others answer from that interval's state).
     pub(super) fn blame_holds(&self, interval: u32) -> bool {
-        self.rounds.active.is_some_and(|a| a.q.interval == interval)
+        self.rounds
+            .active
+            .is_some_and(|a| a.q.interval == interval && a.parked.is_none())
     }
 
-    /// Client `i` came back on a new link while a round about its interval runs, before
-    /// it answered: it is sent the request again.
-    pub(super) fn blame_rejoined(&mut self, i: u16) {
+    /// Whether client `client` owes a blame round its reveal: it was a member, its link was
+    /// down at the round's deadline, and it has not answered since. It is admitted to no
+    /// interval until it answers (or the round gives up waiting).
+    pub fn owes_blame(&self, client: u16) -> bool {
+        self.rounds.owes(client)
+    }
+
+    /// Client `i` came back on a new link while a round about its interval runs (or
+    /// waits for it), before it answered: it is sent the request again, and has the
+    /// exchange timeout from now to answer.
+    pub(super) fn blame_rejoined(&mut self, now: Instant, i: u16) {
         let Some(a) = self.rounds.active else {
             return;
         };
-        if !a.request_sent || a.dispute.is_some() || self.member_position(i).is_none() {
+        if a.dispute.is_some()
+            || self.rounds.position_of(i).is_none()
+            || self.rounds.has_answered(usize::from(i))
+        {
             return;
         }
-        let (answered, _, _) = self.rounds.flags();
-        if crate::bits::test(answered, usize::from(i)) || self.rounds.resend.iter().any(|&r| r == i)
-        {
+        let back = now + self.cfg.exchange_timeout;
+        self.rounds.returned.retain(|r| r.0 != i);
+        if self.rounds.returned.is_full() {
+            self.rounds.returned.pop_front();
+        }
+        let _ = self.rounds.returned.push_back((i, now));
+        if let Some(active) = self.rounds.active.as_mut().filter(|a| a.parked.is_some()) {
+            // A parked round looks again once it has had its time.
+            active.deadline = active.deadline.min(back);
+        }
+        if !a.request_sent || self.rounds.resend.iter().any(|&r| r == i) {
             return;
         }
         if self.rounds.resend.push_back(i).is_err() {
@@ -381,8 +457,9 @@ where
     /// When the running round times out.
     pub(super) fn blame_deadline(&self) -> Option<Instant> {
         match self.rounds.active {
-            // Its interval ended: the round ends now.
-            Some(a) if self.interval().map(|(i, _)| i) != Some(a.q.interval) => {
+            // Its interval ended: the round ends now (unless it is parked: it waits for
+            // members that were away at its deadline).
+            Some(a) if a.parked.is_none() && self.interval().map(|(i, _)| i) != Some(a.q.interval) => {
                 Some(Instant::default())
             }
             Some(a) => Some(a.deadline),
@@ -395,6 +472,13 @@ where
     /// deadline (called with the relay's timeouts).
     pub(super) fn blame_tick(&mut self, now: Instant) {
         if let Some(a) = self.rounds.active {
+            if a.parked.is_some() {
+                // It outlives its interval: its members answer from what they kept.
+                if now >= a.deadline {
+                    self.conclude(now);
+                }
+                return;
+            }
             let Some((interval, _)) = self.interval() else {
                 // The interval ended: its members can no longer reveal its cells.
                 self.rounds.active = None;
@@ -568,6 +652,7 @@ where
                     .is_some_and(|p| !p.blame)
             })
             .fold(0u16, |bits, t| bits | 1 << t);
+        self.rounds.returned.clear();
         self.rounds.active = Some(Active {
             q,
             n,
@@ -580,8 +665,10 @@ where
             grounds_digest: digest_of_grounds,
             deadline: now + self.cfg.exchange_timeout,
             without,
+            nonces: self.nonces,
             request_sent: false,
             dispute: None,
+            parked: None,
         });
         self.push_event(RelayEvent::BlameStarted {
             interval: q.interval,

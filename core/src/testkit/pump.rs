@@ -120,6 +120,13 @@ impl Net {
                     .blame_incomplete
                     .push((now, interval, exchange, absent)),
                 RelayEvent::TrusteeWithoutBlame { trustee } => self.without_blame.push(trustee),
+                RelayEvent::BlameAwaiting {
+                    interval,
+                    exchange,
+                    members,
+                } => self
+                    .blame_awaiting
+                    .push((now, interval, exchange, members)),
                 RelayEvent::BlameEnded {
                     interval,
                     exchange,

@@ -1,0 +1,273 @@
+//! A member whose link is down at a blame round's deadline is never convicted for it: the
+//! round waits for it (it owes the round, and is admitted to no interval until it
+//! answers), and is judged with its reveal once it is back.
+//!
+//! A seeded search: honest members drop their links at random times, and some right as a
+//! round starts, for longer than the round's deadline, while one or two garblers disrupt;
+//! on every seed no honest member is ever named, every garbler is, and every byte of the
+//! honest transfers arrives. Then the cases: a garbler that leaves mid-round is in no
+//! interval until it answers, and is convicted when it comes back and answers, or comes
+//! back and refuses.
+//!
+//! `DISSENT_SEEDS` (and `DISSENT_SEED_FROM`) widen the search.
+
+// Test code: each index, unwrap() and expect() is on a fixture the test itself set up.
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "disruptor")]
+
+use std::collections::BTreeMap;
+
+use dissent_core::client::DisruptorMode;
+use dissent_core::relay::PeerId;
+use dissent_core::testkit::{pattern, Net, NetConfig, Node};
+use dissent_core::wire::ConnId;
+use dissent_core::{Duration, Instant};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+const N: usize = 5;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What one seed of the search saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Honest members' links cut, and those cut as a round started.
+    drops: usize,
+    drops_in_round: usize,
+    /// Rounds begun, and those that waited for members away at their deadline.
+    started: usize,
+    parked: usize,
+    /// Steps at which a garbler owed a round.
+    owed: usize,
+    /// Honest members named (by a verdict, a refusal or an error).
+    honest_named: usize,
+    /// Whether every garbler was named.
+    garblers_named: bool,
+    /// Whether every byte arrived (of the transfers counted: `checked`).
+    delivered: bool,
+    checked: usize,
+}
+
+/// One seed: what it saw (the caller asserts).
+fn search(seed: u64) -> (String, Seen) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut cfg = NetConfig::new(N, 2, 256);
+    cfg.window = [4, 8, 16][rng.next_u64() as usize % 3];
+    cfg.max_cell_len = 1024;
+    cfg.latency = Duration::from_micros(50 + rng.next_u64() % 500);
+    let garblers: Vec<usize> = if rng.next_u64() % 3 == 0 {
+        vec![N - 1, N - 2]
+    } else {
+        vec![N - 1]
+    };
+    let honest: Vec<usize> = (0..N).filter(|i| !garblers.contains(i)).collect();
+    let mode = [
+        DisruptorMode::GarbleEveryOther,
+        DisruptorMode::GarbleAll,
+        DisruptorMode::GarbleData,
+    ][rng.next_u64() as usize % 3];
+    let timeout = cfg.exchange_timeout;
+    let what = format!(
+        "seed {seed}: window {}, latency {:?}, garblers {garblers:?} ({mode:?})",
+        cfg.window, cfg.latency
+    );
+    let mut net = Net::new(cfg);
+    net.run_until(200_000, |s| s.relay.interval().is_some_and(|(_, n)| n == N));
+    assert!(
+        net.relay.interval().is_some_and(|(_, n)| n == N),
+        "{what}: the group did not start"
+    );
+    let mut expect: BTreeMap<ConnId, (usize, Vec<u8>)> = BTreeMap::new();
+    for &i in &honest {
+        let conn = net.open(i);
+        let data = pattern(
+            seed as usize * 13 + i,
+            5_000 + rng.next_u64() as usize % 15_000,
+        );
+        net.send_bytes(i, conn, data.clone());
+        expect.insert(conn, (i, data));
+    }
+    net.run_steps(rng.next_u64() as usize % 300);
+    if seed % 2 == 0 {
+        net.reveal_late = Duration::from_micros(rng.next_u64() % 40_000);
+    }
+    // Some garblers lie about their pads (the round then needs every reveal and a
+    // dispute to name them); some leave as their round starts, and come back later.
+    let liar = rng.next_u64() % 2 == 0;
+    // (One garbler: of two that leave together, the one whose reveal is not needed once
+    // the other's convicts it is let go, as an honest member away would be.)
+    let leaver = rng.next_u64() % 3 == 0 && garblers.len() == 1;
+    for &g in &garblers {
+        net.clients[g].set_disruptor(Some(mode));
+        net.clients[g].set_lie_about_pads(liar);
+    }
+    let named = |s: &Net, i: usize| s.excluded.iter().any(|e| e.1 == PeerId::Client(i as u16));
+    let mut seen = Seen::default();
+    // Honest members down, and until when.
+    let mut down: BTreeMap<usize, Instant> = BTreeMap::new();
+    let mut rounds_seen = 0;
+    let mut cuts = [0usize; N];
+    // Members cut while a garbler was still in the group: a cell of theirs the relay
+    // showed disrupted while their link was down is not sent again (a gap of the client's
+    // settling after a reconnect, apart from blame): their bytes are not counted.
+    let mut cut_while_garbling = [false; N];
+    let mut more = 0;
+    for _ in 0..2_000_000 {
+        // Members back once their time is up.
+        let back: Vec<usize> = down
+            .iter()
+            .filter(|(_, &until)| net.now >= until)
+            .map(|(&i, _)| i)
+            .collect();
+        for i in back {
+            down.remove(&i);
+            net.connect(Node::Client(i));
+        }
+        // A garbler in no interval because it owes a round disrupts nothing meanwhile.
+        for &g in &garblers {
+            if net.relay.owes_blame(g as u16) {
+                seen.owed += 1;
+                let running = net.relay.interval().map(|r| r.0);
+                assert!(
+                    running.is_none() || net.clients[g].interval() != running,
+                    "{what}: garbler {g} owes a round but is a member of {running:?}"
+                );
+            }
+        }
+        // A round started: often an honest member's link goes down right then, for longer
+        // than the round's deadline (or not: it comes back within it).
+        let cut_now = if net.blame_started.len() > rounds_seen {
+            rounds_seen = net.blame_started.len();
+            if leaver {
+                for &g in &garblers {
+                    if net.is_up(Node::Client(g)) && !down.contains_key(&g) && cuts[g] < 2 {
+                        let span = timeout.as_micros() * (1 + rng.next_u64() % 4);
+                        net.disconnect(Node::Client(g));
+                        down.insert(g, net.now + Duration::from_micros(span));
+                        cuts[g] += 1;
+                    }
+                }
+            }
+            rng.next_u64() % 3 != 0
+        } else {
+            // Or at any time, now and then.
+            rng.next_u64() % 20_000 == 0
+        };
+        let honest_down = down.keys().filter(|i| honest.contains(i)).count();
+        if cut_now && honest_down + 1 < honest.len() {
+            // A few times each: more joins than the relay's rejoin limit are a penalty.
+            let up: Vec<usize> = honest
+                .iter()
+                .copied()
+                .filter(|i| {
+                    !down.contains_key(i) && net.is_up(Node::Client(*i)) && cuts[*i] < 3
+                })
+                .collect();
+            if !up.is_empty() {
+                let i = up[rng.next_u64() as usize % up.len()];
+                let span = rng.next_u64() % (3 * timeout.as_micros());
+                let until = net.now + Duration::from_micros(span + timeout.as_micros() / 4);
+                net.disconnect(Node::Client(i));
+                down.insert(i, until);
+                cuts[i] += 1;
+                if !garblers.iter().all(|&g| named(&net, g)) {
+                    cut_while_garbling[i] = true;
+                }
+                seen.drops += 1;
+                if net.relay.blame_running() {
+                    seen.drops_in_round += 1;
+                }
+            }
+        }
+        let all_named = garblers.iter().all(|&g| named(&net, g));
+        let done = expect.iter().all(|(c, (i, d))| {
+            net.exit.upstream.get(c).map_or(0, Vec::len) >= d.len()
+                && net.apps[*i].received.get(c).map_or(0, Vec::len) >= d.len()
+        });
+        if done && !all_named && more < 8 {
+            // A garbler disrupts only cells that carry something: more from an honest
+            // member that is up (and in the group), as a busy group would.
+            let sender = expect.iter_mut().find(|(_, (i, _))| {
+                net.is_up(Node::Client(*i)) && net.clients[*i].interval().is_some()
+            });
+            if let Some((&conn, (i, data))) = sender {
+                more += 1;
+                let extra = pattern(seed as usize * 17 + more, 3_000);
+                net.send_bytes(*i, conn, extra.clone());
+                data.extend_from_slice(&extra);
+                continue;
+            }
+        }
+        if done && all_named && down.is_empty() {
+            break;
+        }
+        if !net.step() {
+            // Nothing in flight: time moves on to the next member's return.
+            match down.values().min() {
+                Some(&t) => net.now = net.now.max(t),
+                None => break,
+            }
+        }
+    }
+    let is_honest = |p: &PeerId| !garblers.iter().any(|&g| *p == PeerId::Client(g as u16));
+    seen.honest_named = net.excluded.iter().filter(|e| is_honest(&e.1)).count()
+        + net
+            .node_errors
+            .iter()
+            .filter(|(n, _)| is_honest(&n.peer()))
+            .count();
+    seen.garblers_named = garblers.iter().all(|&g| named(&net, g));
+    seen.checked = expect
+        .values()
+        .filter(|(i, _)| !cut_while_garbling[*i])
+        .count();
+    seen.delivered = expect.iter().filter(|(_, (i, _))| !cut_while_garbling[*i]).all(|(c, (i, d))| {
+        net.exit.upstream.get(c).map_or(&[][..], Vec::as_slice) == &d[..]
+            && net.apps[*i].received.get(c).map_or(&[][..], Vec::as_slice) == &d[..]
+            && net.exit.opened.get(c) == Some(&1)
+    }) && net.apps.iter().all(|a| a.lost.is_empty());
+    seen.started = net.blame_started.len();
+    seen.parked = net.blame_awaiting.len();
+    let what = format!(
+        "{what}, liar {liar}, leaver {leaver}: {} drops ({} in a round), {} rounds, excluded {:?}, penalties {:?}, \
+         node errors {:?}",
+        seen.drops, seen.drops_in_round, seen.started, net.excluded, net.penalties, net.node_errors
+    );
+    (what, seen)
+}
+
+#[test]
+fn an_honest_member_absent_at_a_rounds_deadline_is_never_convicted() {
+    let from = env("DISSENT_SEED_FROM", 0);
+    let seeds = env("DISSENT_SEEDS", 8);
+    let (mut drops, mut in_round, mut started, mut parked, mut checked) = (0, 0, 0, 0, 0);
+    let mut owed = 0;
+    let mut failed = Vec::new();
+    for seed in from..from + seeds {
+        let (what, seen) = search(seed);
+        if seen.honest_named > 0 || !seen.garblers_named || !seen.delivered {
+            failed.push(format!("{what} ({seen:?})"));
+        }
+        drops += seen.drops;
+        in_round += seen.drops_in_round;
+        started += seen.started;
+        parked += seen.parked;
+        checked += seen.checked;
+        owed += seen.owed;
+    }
+    eprintln!(
+        "{seeds} seeds: {drops} links of honest members cut ({in_round} during a round), \
+         {started} rounds begun ({parked} waited for members away), {checked} transfers \
+         checked byte for byte, garblers owing a round for {owed} steps; {} seeds failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    assert!(in_round > 0, "no link was cut during a round");
+    assert!(parked > 0, "no round waited for a member");
+}
