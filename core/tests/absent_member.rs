@@ -18,7 +18,8 @@
 use std::collections::BTreeMap;
 
 use dissent_core::client::DisruptorMode;
-use dissent_core::relay::PeerId;
+use dissent_core::blame::{self, BlameKind, Culprit};
+use dissent_core::relay::{Exclusion, PeerId};
 use dissent_core::testkit::{pattern, Net, NetConfig, Node};
 use dissent_core::wire::ConnId;
 use dissent_core::{Duration, Instant};
@@ -270,4 +271,72 @@ fn an_honest_member_absent_at_a_rounds_deadline_is_never_convicted() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     assert!(in_round > 0, "no link was cut during a round");
     assert!(parked > 0, "no round waited for a member");
+}
+
+/// A garbler leaves as its round starts and stays away past the deadline: it is not
+/// convicted on the relay's word, it owes the round and is a member of no interval while
+/// it does (not even when the group starts a new one beside it), and it is convicted when
+/// it comes back: by its own reveal, or for refusing if it will not answer.
+fn garbler_leaves_mid_round(refuses: bool) {
+    let mut net = Net::running_group(N, 8);
+    let g = N - 1;
+    let conn = net.open(0);
+    net.send_bytes(0, conn, pattern(7, 20_000));
+    net.clients[g].set_disruptor(Some(DisruptorMode::GarbleAll));
+    net.run_until(400_000, |s| !s.blame_started.is_empty());
+    let started = net.now;
+    net.disconnect(Node::Client(g));
+    let timeout = net.cfg.exchange_timeout;
+    net.run_until(400_000, |s| s.now >= started + timeout + timeout);
+    assert_eq!(net.blame_awaiting.len(), 1, "{:?}", net.blame_ended);
+    assert!(net.excluded.is_empty(), "{:?}", net.excluded);
+    assert!(net.relay.owes_blame(g as u16));
+    // Back, owing: a new interval starts (another member leaves and comes back) without it.
+    if refuses {
+        net.refuse_blame.push(Node::Client(g));
+    }
+    net.connect(Node::Client(g));
+    let back = net.now;
+    let first = net.intervals.len();
+    net.disconnect(Node::Client(0));
+    net.connect(Node::Client(0));
+    let mut in_interval = false;
+    for _ in 0..400_000 {
+        if !net.excluded.is_empty() || !net.step() {
+            break;
+        }
+        in_interval |= net.clients[g].interval().is_some();
+    }
+    assert!(!in_interval, "the garbler joined an interval while it owed a round");
+    // One that refuses has the round's timeout to answer: the group went on meanwhile.
+    assert!(
+        !refuses || net.intervals.len() > first,
+        "no interval started meanwhile"
+    );
+    let &(at, who, why) = net.excluded.first().expect("the garbler was not convicted");
+    assert_eq!(who, PeerId::Client(g as u16));
+    assert!(at >= back);
+    let kind = if refuses {
+        BlameKind::RefusedBlame
+    } else {
+        BlameKind::Disrupted
+    };
+    assert!(
+        matches!(why, Exclusion::Convicted { kind: k, .. } if k == kind),
+        "{why:?}"
+    );
+    assert_eq!(net.excluded.len(), 1, "{:?}", net.excluded);
+    let evidence = net.evidence.last().expect("evidence");
+    let v = blame::verify(evidence, &net.directory()).expect("evidence checks offline");
+    assert_eq!((v.who, v.kind), (Culprit::Client(g as u16), kind));
+}
+
+#[test]
+fn a_garbler_that_leaves_mid_round_is_convicted_by_its_reveal_when_back() {
+    garbler_leaves_mid_round(false);
+}
+
+#[test]
+fn a_garbler_that_leaves_mid_round_and_refuses_when_back_is_convicted() {
+    garbler_leaves_mid_round(true);
 }
