@@ -15,10 +15,10 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "disruptor")]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use dissent_core::client::DisruptorMode;
 use dissent_core::blame::{self, BlameKind, Culprit};
+use dissent_core::client::DisruptorMode;
 use dissent_core::relay::{Exclusion, PeerId};
 use dissent_core::testkit::{pattern, Net, NetConfig, Node};
 use dissent_core::wire::ConnId;
@@ -44,6 +44,8 @@ struct Seen {
     /// Rounds begun, and those that waited for members away at their deadline.
     started: usize,
     parked: usize,
+    /// Honest members' processes restarted.
+    restarts: usize,
     /// Steps at which a garbler owed a round.
     owed: usize,
     /// Honest members named (by a verdict, a refusal or an error).
@@ -118,6 +120,8 @@ fn search(seed: u64) -> (String, Seen) {
     // showed disrupted while their link was down is not sent again (a gap of the client's
     // settling after a reconnect, apart from blame): their bytes are not counted.
     let mut cut_while_garbling = [false; N];
+    // Connections of members whose process restarted: they ended with it (not counted).
+    let mut dead: BTreeSet<ConnId> = BTreeSet::new();
     let mut more = 0;
     for _ in 0..2_000_000 {
         // Members back once their time is up.
@@ -166,15 +170,20 @@ fn search(seed: u64) -> (String, Seen) {
             let up: Vec<usize> = honest
                 .iter()
                 .copied()
-                .filter(|i| {
-                    !down.contains_key(i) && net.is_up(Node::Client(*i)) && cuts[*i] < 3
-                })
+                .filter(|i| !down.contains_key(i) && net.is_up(Node::Client(*i)) && cuts[*i] < 3)
                 .collect();
             if !up.is_empty() {
                 let i = up[rng.next_u64() as usize % up.len()];
                 let span = rng.next_u64() % (3 * timeout.as_micros());
                 let until = net.now + Duration::from_micros(span + timeout.as_micros() / 4);
-                net.disconnect(Node::Client(i));
+                // One cut in four is a restart: the process comes back with nothing.
+                if rng.next_u64() % 4 == 0 {
+                    net.restart_client(i);
+                    dead.extend(expect.iter().filter(|(_, (o, _))| *o == i).map(|(&c, _)| c));
+                    seen.restarts += 1;
+                } else {
+                    net.disconnect(Node::Client(i));
+                }
                 down.insert(i, until);
                 cuts[i] += 1;
                 if !garblers.iter().all(|&g| named(&net, g)) {
@@ -187,21 +196,35 @@ fn search(seed: u64) -> (String, Seen) {
             }
         }
         let all_named = garblers.iter().all(|&g| named(&net, g));
-        let done = expect.iter().all(|(c, (i, d))| {
-            net.exit.upstream.get(c).map_or(0, Vec::len) >= d.len()
-                && net.apps[*i].received.get(c).map_or(0, Vec::len) >= d.len()
-        });
-        if done && !all_named && more < 8 {
-            // A garbler disrupts only cells that carry something: more from an honest
-            // member that is up (and in the group), as a busy group would.
-            let sender = expect.iter_mut().find(|(_, (i, _))| {
-                net.is_up(Node::Client(*i)) && net.clients[*i].interval().is_some()
+        let done = expect
+            .iter()
+            .filter(|(c, _)| !dead.contains(c))
+            .all(|(c, (i, d))| {
+                net.exit.upstream.get(c).map_or(0, Vec::len) >= d.len()
+                    && net.apps[*i].received.get(c).map_or(0, Vec::len) >= d.len()
             });
-            if let Some((&conn, (i, data))) = sender {
+        if done && !all_named && more < 8 && !net.relay.blame_running() {
+            // A garbler disrupts only cells that carry something: more from an honest
+            // member that is up (and in the group), as a busy group would (not while a
+            // round runs or waits: what it garbles then starts no round).
+            let sender = honest
+                .iter()
+                .copied()
+                .find(|&i| net.is_up(Node::Client(i)) && net.clients[i].interval().is_some());
+            if let Some(i) = sender {
                 more += 1;
+                let live = expect
+                    .iter()
+                    .find(|(c, (o, _))| *o == i && !dead.contains(c))
+                    .map(|(&c, _)| c);
+                let conn = live.unwrap_or_else(|| net.open(i));
                 let extra = pattern(seed as usize * 17 + more, 3_000);
-                net.send_bytes(*i, conn, extra.clone());
-                data.extend_from_slice(&extra);
+                net.send_bytes(i, conn, extra.clone());
+                expect
+                    .entry(conn)
+                    .or_insert((i, Vec::new()))
+                    .1
+                    .extend_from_slice(&extra);
                 continue;
             }
         }
@@ -225,14 +248,18 @@ fn search(seed: u64) -> (String, Seen) {
             .count();
     seen.garblers_named = garblers.iter().all(|&g| named(&net, g));
     seen.checked = expect
-        .values()
-        .filter(|(i, _)| !cut_while_garbling[*i])
+        .iter()
+        .filter(|(c, (i, _))| !cut_while_garbling[*i] && !dead.contains(c))
         .count();
-    seen.delivered = expect.iter().filter(|(_, (i, _))| !cut_while_garbling[*i]).all(|(c, (i, d))| {
-        net.exit.upstream.get(c).map_or(&[][..], Vec::as_slice) == &d[..]
-            && net.apps[*i].received.get(c).map_or(&[][..], Vec::as_slice) == &d[..]
-            && net.exit.opened.get(c) == Some(&1)
-    }) && net.apps.iter().all(|a| a.lost.is_empty());
+    seen.delivered = expect
+        .iter()
+        .filter(|(c, (i, _))| !cut_while_garbling[*i] && !dead.contains(c))
+        .all(|(c, (i, d))| {
+            net.exit.upstream.get(c).map_or(&[][..], Vec::as_slice) == &d[..]
+                && net.apps[*i].received.get(c).map_or(&[][..], Vec::as_slice) == &d[..]
+                && net.exit.opened.get(c) == Some(&1)
+        })
+        && net.apps.iter().all(|a| a.lost.is_empty());
     seen.started = net.blame_started.len();
     seen.parked = net.blame_awaiting.len();
     let what = format!(
@@ -249,6 +276,7 @@ fn an_honest_member_absent_at_a_rounds_deadline_is_never_convicted() {
     let seeds = env("DISSENT_SEEDS", 8);
     let (mut drops, mut in_round, mut started, mut parked, mut checked) = (0, 0, 0, 0, 0);
     let mut owed = 0;
+    let mut restarts = 0;
     let mut failed = Vec::new();
     for seed in from..from + seeds {
         let (what, seen) = search(seed);
@@ -261,9 +289,11 @@ fn an_honest_member_absent_at_a_rounds_deadline_is_never_convicted() {
         parked += seen.parked;
         checked += seen.checked;
         owed += seen.owed;
+        restarts += seen.restarts;
     }
     eprintln!(
-        "{seeds} seeds: {drops} links of honest members cut ({in_round} during a round), \
+        "{seeds} seeds: {drops} links of honest members cut ({in_round} during a round, \
+         {restarts} restarts), \
          {started} rounds begun ({parked} waited for members away), {checked} transfers \
          checked byte for byte, garblers owing a round for {owed} steps; {} seeds failed",
         failed.len()
@@ -307,7 +337,10 @@ fn garbler_leaves_mid_round(refuses: bool) {
         }
         in_interval |= net.clients[g].interval().is_some();
     }
-    assert!(!in_interval, "the garbler joined an interval while it owed a round");
+    assert!(
+        !in_interval,
+        "the garbler joined an interval while it owed a round"
+    );
     // One that refuses has the round's timeout to answer: the group went on meanwhile.
     assert!(
         !refuses || net.intervals.len() > first,

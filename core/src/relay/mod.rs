@@ -318,6 +318,17 @@ pub enum RelayEvent<'a> {
         /// Members it waits for.
         members: u16,
     },
+    /// A member that owed a blame round its reveal came back from a restart (its Hello has
+    /// no resume point): it cannot answer, is taken at its word and penalized, and the
+    /// round goes on without its reveal.
+    BlameRestarted {
+        /// The interval.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// The member.
+        client: u16,
+    },
     /// A blame round was not run: why.
     BlameDropped {
         /// The interval.

@@ -300,7 +300,7 @@ where
         if let (PeerId::Client(i), true) = (peer, running_member || owes) {
             // A member back within a blame round about its interval (or one that waits for
             // it) answers it.
-            self.blame_rejoined(now, i);
+            self.blame_rejoined(now, i, hello.resume.is_none());
         }
         if let (PeerId::Trustee(trustee), false) = (peer, hello.blame) {
             self.push_event(RelayEvent::TrusteeWithoutBlame { trustee });

@@ -8,12 +8,19 @@
 //! every member and every trustee that takes part (its Hello said `blame`) answered, or at
 //! the deadline (the exchange timeout), the round ends:
 //!
-//! - a member that did not answer, or answered what does not check, refused blame
-//!   (penalized, then excluded: the relay's own observation); so did a trustee whose
-//!   answer does not check; a trustee that did not answer at all is never convicted for
-//!   it (one whose Hello did not say `blame` takes no part), and the round is then
-//!   inconclusive but for members that convict themselves and refusers (reported as
-//!   [`RelayEvent::BlameIncomplete`], counted);
+//! - a member whose link is down at the deadline (or came back less than the exchange
+//!   timeout ago) is not convicted: it owes the round. What the round proves without it
+//!   (members that convict themselves, refusers) ends it; otherwise the round *parks*: it
+//!   keeps its storage, holds no interval, and every member that owes it joins no interval
+//!   ([`Relay::owes_blame`]) until it answers (the round is then judged with every
+//!   reveal) or the round gives up (the longest back-off plus one exchange timeout: no
+//!   verdict on the absent). The rounds behind a parked one wait;
+//! - a member that did not answer while connected, or answered what does not check,
+//!   refused blame (penalized, then excluded: the relay's own observation); so did a
+//!   trustee whose answer does not check; a trustee that did not answer at all is never
+//!   convicted for it (one whose Hello did not say `blame` takes no part), and the round
+//!   is then inconclusive but for members that convict themselves and refusers (reported
+//!   as [`RelayEvent::BlameIncomplete`], counted);
 //! - otherwise the verdict is [`crate::blame::judge`]'s; a dispute asks both sides for a
 //!   `BlameDhProof`, showing each the other's signed reveal (a member proves a secret only
 //!   when shown a reveal that contradicts its own), and the first valid proof settles it
@@ -21,12 +28,13 @@
 //!
 //! Every verdict ends in [`Relay::exclude_convicted`]; the evidence stays in the caller's
 //! storage until the next round ends ([`Relay::evidence`]). Exchanges go on during a round.
-//! If the interval ends first, the round ends with no verdict (its members can no longer
-//! recompute its cells).
+//! If the interval ends before the deadline, the round ends with no verdict (its members
+//! can no longer recompute its cells); a parked round outlives its interval (its members
+//! that owe it kept what they need, and join no other).
 //!
-//! Owns the running round, the queue, the evidence region and the pad nonces and decoded
-//! cells' hashes rounds need. It must not judge (`crate::blame`), decide what is kept
-//! (`fingerprints.rs`) or exclude by other means than `blame.rs`.
+//! Owns the running (or parked) round, the queue, the evidence region and the pad nonces
+//! and decoded cells' hashes rounds need. It must not judge (`crate::blame`), decide what
+//! is kept (`fingerprints.rs`) or exclude by other means than `blame.rs`.
 
 mod answers;
 
@@ -279,7 +287,10 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
             return;
         };
         for p in 0..a.n {
-            if let Some(i) = self.member(p).filter(|&i| !self.has_answered(usize::from(i))) {
+            if let Some(i) = self
+                .member(p)
+                .filter(|&i| !self.has_answered(usize::from(i)))
+            {
                 crate::bits::clear(online, usize::from(i));
             }
         }
@@ -420,8 +431,13 @@ where
 
     /// Client `i` came back on a new link while a round about its interval runs (or
     /// waits for it), before it answered: it is sent the request again, and has the
-    /// exchange timeout from now to answer.
-    pub(super) fn blame_rejoined(&mut self, now: Instant, i: u16) {
+    /// exchange timeout from now to answer. One whose process `restarted` (its Hello has
+    /// no resume point: it has lost what it would reveal) cannot answer: it is taken at its
+    /// word, penalized ([`Stall::Restarted`]: its link stays, but its next Hello within the
+    /// back-off, which doubles with each penalty, is refused), and the round goes on
+    /// without its reveal (it then convicts only members whose own reveals convict them,
+    /// and refusers).
+    pub(super) fn blame_rejoined(&mut self, now: Instant, i: u16, restarted: bool) {
         let Some(a) = self.rounds.active else {
             return;
         };
@@ -429,6 +445,22 @@ where
             || self.rounds.position_of(i).is_none()
             || self.rounds.has_answered(usize::from(i))
         {
+            return;
+        }
+        if restarted {
+            let (answered, _, _) = self.rounds.flags();
+            crate::bits::set(answered, usize::from(i));
+            self.rounds.returned.retain(|r| r.0 != i);
+            self.rounds.resend.retain(|&r| r != i);
+            let _ = self.add_penalty(now, i, Stall::Restarted);
+            self.push_event(RelayEvent::BlameRestarted {
+                interval: a.q.interval,
+                exchange: a.q.exchange,
+                client: i,
+            });
+            if self.round_answered() {
+                self.conclude(now);
+            }
             return;
         }
         let back = now + self.cfg.exchange_timeout;
@@ -459,7 +491,9 @@ where
         match self.rounds.active {
             // Its interval ended: the round ends now (unless it is parked: it waits for
             // members that were away at its deadline).
-            Some(a) if a.parked.is_none() && self.interval().map(|(i, _)| i) != Some(a.q.interval) => {
+            Some(a)
+                if a.parked.is_none() && self.interval().map(|(i, _)| i) != Some(a.q.interval) =>
+            {
                 Some(Instant::default())
             }
             Some(a) => Some(a.deadline),

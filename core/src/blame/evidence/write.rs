@@ -367,7 +367,10 @@ impl Draft<'_> {
         if position >= n {
             return None;
         }
-        be16(draft, HEADER_LEN + m * NONCE_LEN + position * client_entry_len(m))
+        be16(
+            draft,
+            HEADER_LEN + m * NONCE_LEN + position * client_entry_len(m),
+        )
     }
 
     /// The reveal of the member at `position` (`trustee` false) or of trustee `position`

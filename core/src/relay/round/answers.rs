@@ -143,19 +143,17 @@ where
     }
 
     /// Whether every member of the round and every trustee that takes part answered.
-    fn round_answered(&self) -> bool {
+    pub(super) fn round_answered(&self) -> bool {
         let Some(a) = self.rounds.active else {
             return false;
         };
         let clients = usize::from(self.cfg.clients);
         let trustees = usize::from(self.cfg.trustees);
         let r = &self.rounds;
-        (0..a.n).all(|p| {
-            r.member(p)
-                .is_some_and(|i| r.has_answered(usize::from(i)))
-        }) && (0..trustees)
-            .filter(|&t| a.without & 1 << t == 0)
-            .all(|t| r.has_answered(clients + t))
+        (0..a.n).all(|p| r.member(p).is_some_and(|i| r.has_answered(usize::from(i))))
+            && (0..trustees)
+                .filter(|&t| a.without & 1 << t == 0)
+                .all(|t| r.has_answered(clients + t))
     }
 
     /// A `BlameDhProof` from `peer` about the running round's dispute.
@@ -261,6 +259,8 @@ where
         let mut verdicts: heapless::Vec<(Culprit, BlameKind), 16> = heapless::Vec::new();
         let mut absent = 0u16;
         let mut owed = 0usize;
+        // Members that restarted: answered with nothing to reveal.
+        let mut forgot = 0usize;
         // When the next member that came back has had its time.
         let mut look_again: Option<Instant> = None;
         let timeout = self.cfg.exchange_timeout;
@@ -270,9 +270,11 @@ where
             };
             let node = usize::from(i);
             if self.rounds.has_answered(node) {
-                let (_, refused, _) = self.rounds.flags();
+                let (_, refused, evidence) = self.rounds.flags();
                 if crate::bits::test(refused, node) {
                     let _ = verdicts.push((Culprit::Client(i), BlameKind::RefusedBlame));
+                } else if !Draft::resume(evidence, a.n, a.m).is_some_and(|d| d.revealed(p)) {
+                    forgot += 1;
                 }
                 continue;
             }
@@ -326,7 +328,7 @@ where
             self.end_round(now, &verdicts, None);
             return;
         };
-        if !verdicts.is_empty() || absent != 0 || owed > 0 {
+        if !verdicts.is_empty() || absent != 0 || owed > 0 || forgot > 0 {
             // Members that convict themselves are convicted with them (offline-verifiable
             // from their own reveals alone).
             let mut first_self = None;
