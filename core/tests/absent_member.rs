@@ -64,7 +64,7 @@ fn search(seed: u64) -> (String, Seen) {
     cfg.window = [4, 8, 16][rng.next_u64() as usize % 3];
     cfg.max_cell_len = 1024;
     cfg.latency = Duration::from_micros(50 + rng.next_u64() % 500);
-    let garblers: Vec<usize> = if rng.next_u64() % 3 == 0 {
+    let garblers: Vec<usize> = if rng.next_u64().is_multiple_of(3) {
         vec![N - 1, N - 2]
     } else {
         vec![N - 1]
@@ -97,15 +97,15 @@ fn search(seed: u64) -> (String, Seen) {
         expect.insert(conn, (i, data));
     }
     net.run_steps(rng.next_u64() as usize % 300);
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         net.reveal_late = Duration::from_micros(rng.next_u64() % 40_000);
     }
     // Some garblers lie about their pads (the round then needs every reveal and a
     // dispute to name them); some leave as their round starts, and come back later.
-    let liar = rng.next_u64() % 2 == 0;
+    let liar = rng.next_u64().is_multiple_of(2);
     // (One garbler: of two that leave together, the one whose reveal is not needed once
     // the other's convicts it is let go, as an honest member away would be.)
-    let leaver = rng.next_u64() % 3 == 0 && garblers.len() == 1;
+    let leaver = rng.next_u64().is_multiple_of(3) && garblers.len() == 1;
     for &g in &garblers {
         net.clients[g].set_disruptor(Some(mode));
         net.clients[g].set_lie_about_pads(liar);
@@ -159,10 +159,10 @@ fn search(seed: u64) -> (String, Seen) {
                     }
                 }
             }
-            rng.next_u64() % 3 != 0
+            !rng.next_u64().is_multiple_of(3)
         } else {
             // Or at any time, now and then.
-            rng.next_u64() % 20_000 == 0
+            rng.next_u64().is_multiple_of(20_000)
         };
         let honest_down = down.keys().filter(|i| honest.contains(i)).count();
         if cut_now && honest_down + 1 < honest.len() {
@@ -177,7 +177,7 @@ fn search(seed: u64) -> (String, Seen) {
                 let span = rng.next_u64() % (3 * timeout.as_micros());
                 let until = net.now + Duration::from_micros(span + timeout.as_micros() / 4);
                 // One cut in four is a restart: the process comes back with nothing.
-                if rng.next_u64() % 4 == 0 {
+                if rng.next_u64().is_multiple_of(4) {
                     net.restart_client(i);
                     dead.extend(expect.iter().filter(|(_, (o, _))| *o == i).map(|(&c, _)| c));
                     seen.restarts += 1;
