@@ -453,6 +453,9 @@ where
             self.rounds.returned.retain(|r| r.0 != i);
             self.rounds.resend.retain(|&r| r != i);
             let _ = self.add_penalty(now, i, Stall::Restarted);
+            if a.parked.is_some() {
+                self.owing_settled(now);
+            }
             self.push_event(RelayEvent::BlameRestarted {
                 interval: a.q.interval,
                 exchange: a.q.exchange,

@@ -124,6 +124,9 @@ where
                 _ => {}
             }
         }
+        if a.parked.is_some() {
+            self.owing_settled(now);
+        }
         if self.round_answered() {
             self.conclude(now);
         }
@@ -402,6 +405,25 @@ where
         if !verdicts.is_empty() {
             return false;
         }
+        if a.parked.is_none() {
+            if let Some((position, trustee)) = self.revealed_dispute(a) {
+                // A member and a trustee that both revealed disagree about their pad bit: a
+                // proof convicts one of them whatever the absent reveals say, so it is
+                // settled now, while the interval is held.
+                let client = self.rounds.member(position).unwrap_or(0);
+                if let Some(active) = &mut self.rounds.active {
+                    active.dispute = Some(Dispute {
+                        position,
+                        client,
+                        trustee,
+                        ask_client: true,
+                        ask_trustee: true,
+                    });
+                    active.deadline = now + self.cfg.exchange_timeout;
+                }
+                return true;
+            }
+        }
         let expiry = a
             .parked
             .unwrap_or(now + self.cfg.stall.backoff_cap + self.cfg.exchange_timeout);
@@ -428,6 +450,40 @@ where
             self.advance(now);
         }
         true
+    }
+
+    /// The first member (position) and trustee that both revealed in the running round
+    /// and disagree about the pad bit they share.
+    fn revealed_dispute(&self, a: Active) -> Option<(usize, u16)> {
+        let clients = usize::from(self.cfg.clients);
+        let r = &self.rounds;
+        let start = r.nodes * 64 + crate::bits::bitmap_len(r.nodes);
+        let refused = r
+            .region
+            .as_ref()
+            .get(start..start + crate::bits::bitmap_len(r.nodes))?;
+        let evidence = r.region.as_ref().get(r.evidence_at()..)?;
+        let revealed = |e: &crate::blame::evidence::Entry<'_>| e.signature.iter().any(|&b| b != 0);
+        for t in 0..a.m {
+            let node = clients + t;
+            if !r.has_answered(node) || crate::bits::test(refused, node) {
+                continue;
+            }
+            let Some(theirs) = Draft::reveal_in(evidence, a.n, a.m, true, t) else {
+                continue;
+            };
+            for p in 0..a.n {
+                let Some(mine) = Draft::reveal_in(evidence, a.n, a.m, false, p) else {
+                    continue;
+                };
+                if revealed(&mine)
+                    && crate::bits::test(mine.pad_bits, t) != crate::bits::test(theirs.pad_bits, p)
+                {
+                    return Some((p, t as u16));
+                }
+            }
+        }
+        None
     }
 
     /// Ends the running round: every verdict excludes its node (a member that refused is
@@ -484,9 +540,10 @@ where
         self.advance(now);
     }
 
-    /// A parked round ended: its members that are connected and in no interval join the
-    /// next (as any client that connects does).
-    fn owing_settled(&mut self, now: Instant) {
+    /// Members of a parked round stopped owing it (it ended, or they answered): those
+    /// connected, in no interval and owing nothing join the next (as any client that
+    /// connects does).
+    pub(super) fn owing_settled(&mut self, now: Instant) {
         if matches!(self.phase, Phase::Waiting) {
             return;
         }
@@ -495,7 +552,11 @@ where
         for i in 0..n {
             let member = crate::bits::test(self.online_bits(), i);
             if let Some(p) = self.peers.as_mut().get_mut(i) {
-                if p.link.is_some() && p.waiting_since.is_none() && !member {
+                if p.link.is_some()
+                    && p.waiting_since.is_none()
+                    && !member
+                    && !self.rounds.owes(i as u16)
+                {
                     p.waiting_since = Some(now);
                     joiners = true;
                 }
