@@ -257,10 +257,19 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
         Draft::client_index_in(evidence, a.n, a.m, position)
     }
 
-    /// The position of client `i` among the running round's members.
+    /// The position of client `i` among the running round's members (placed in index
+    /// order: a binary search).
     fn position_of(&self, i: u16) -> Option<usize> {
-        let n = self.active?.n;
-        (0..n).find(|&p| self.member(p) == Some(i))
+        let (mut low, mut high) = (0, self.active?.n);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.member(mid)?.cmp(&i) {
+                core::cmp::Ordering::Less => low = mid + 1,
+                core::cmp::Ordering::Equal => return Some(mid),
+                core::cmp::Ordering::Greater => high = mid,
+            }
+        }
+        None
     }
 
     /// Whether node `node` answered the running round.
