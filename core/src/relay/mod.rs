@@ -309,7 +309,7 @@ pub enum RelayEvent<'a> {
     /// A blame round reached its deadline without the reveals of `members` members whose
     /// links were down (or had just come back): none of them is convicted for it. The
     /// round waits for them (parked) and no longer holds its interval; each is admitted to
-    /// no interval until it answers ([`Relay::owes_blame`], feature `blame-round`).
+    /// no interval until it answers (`Relay::owes_blame`, feature `blame-round`).
     BlameAwaiting {
         /// The interval.
         interval: u32,
