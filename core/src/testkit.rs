@@ -189,6 +189,14 @@ pub struct Net {
     /// Blame rounds that ended without every trustee's reveal: (time, interval, exchange,
     /// bitmap of the absent trustees).
     pub blame_incomplete: Vec<(Instant, u32, u64, u16)>,
+    /// Blame rounds that parked at their deadline for members away: (time, interval,
+    /// exchange, members awaited).
+    pub blame_awaiting: Vec<(Instant, u32, u64, u16)>,
+    /// Members that came back from a restart while a round waited for their reveal:
+    /// (time, interval, exchange, client).
+    pub blame_restarted: Vec<(Instant, u32, u64, u16)>,
+    /// Client processes restarted ([`Net::restart_client`]).
+    pub restarts: u32,
     /// Trustees that joined saying they take no part in blame rounds.
     pub without_blame: Vec<u16>,
     /// The evidence of each ended round that has one.
@@ -339,7 +347,8 @@ impl Net {
         let trustee_ids: Vec<[u8; 32]> = (0..m).map(|j| identity(trustee_identity(j))).collect();
         let clients = (0..n)
             .map(|i| {
-                let mut c = new_client(&cfg, i, client_secrets[i], &trustee_pubs, slots[i]);
+                let seed = secret(4, i);
+                let mut c = new_client(&cfg, i, client_secrets[i], &trustee_pubs, slots[i], seed);
                 c.set_blame_keys(
                     &client_identity(i),
                     &client_secrets[i],
@@ -411,6 +420,9 @@ impl Net {
             blame_ended: Vec::new(),
             blame_dropped: Vec::new(),
             blame_incomplete: Vec::new(),
+            blame_awaiting: Vec::new(),
+            blame_restarted: Vec::new(),
+            restarts: 0,
             without_blame: Vec::new(),
             evidence: Vec::new(),
             excluded: Vec::new(),
@@ -440,7 +452,59 @@ impl Net {
         let trustee_pubs: Vec<_> = (0..self.cfg.trustees)
             .map(|j| pad_public_key(&secret(2, j)))
             .collect();
-        self.clients[i] = new_client(&self.cfg, i, session_secret, &trustee_pubs, self.slots[i]);
+        let seed = secret(4, i);
+        self.clients[i] = new_client(
+            &self.cfg,
+            i,
+            session_secret,
+            &trustee_pubs,
+            self.slots[i],
+            seed,
+        );
+    }
+
+    /// Client `i`'s process restarts: its link is cut (if up) and it comes back as a new
+    /// process with the same keys and nothing else (no interval, no cells kept, no
+    /// connections: its application starts afresh too). Call [`Net::connect`] to bring it
+    /// back.
+    pub fn restart_client(&mut self, i: usize) {
+        self.disconnect(Node::Client(i));
+        self.restarts += 1;
+        let n = self.cfg.clients;
+        let trustee_pubs: Vec<_> = (0..self.cfg.trustees)
+            .map(|j| pad_public_key(&secret(2, j)))
+            .collect();
+        let mut pseudonyms = vec![0u8; n * 32];
+        for (c, &slot) in self.slots.iter().enumerate() {
+            let at = usize::from(slot) * 32;
+            pseudonyms[at..at + 32].copy_from_slice(&pad_public_key(&pseudonym_secret(c)));
+        }
+        let identity = |s: [u8; 32]| crate::identity::IdentityKey::from_bytes(&s).public();
+        let trustee_ids: Vec<[u8; 32]> = (0..self.cfg.trustees)
+            .map(|j| identity(trustee_identity(j)))
+            .collect();
+        // Another seed: a new process draws new link nonces.
+        let mut seed = secret(4, i);
+        seed[31] ^= self.restarts as u8;
+        seed[30] ^= (self.restarts >> 8) as u8;
+        let mut c = new_client(
+            &self.cfg,
+            i,
+            secret(1, i),
+            &trustee_pubs,
+            self.slots[i],
+            seed,
+        );
+        c.set_blame_keys(
+            &client_identity(i),
+            &secret(1, i),
+            &trustee_pubs,
+            &trustee_ids,
+            pseudonyms,
+        )
+        .expect("blame keys");
+        self.clients[i] = c;
+        self.apps[i] = App::default();
     }
 
     /// The relay restarts: every link is cut (every node notices; frames in flight are

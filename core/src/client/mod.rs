@@ -674,7 +674,9 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 cell,
             } => {
                 let Phase::Running(running) = &self.phase else {
-                    return Err(PeerError::Unexpected);
+                    // Back on a new link within the interval it left (held by a blame
+                    // round): the relay still counts it a member, it runs none.
+                    return Ok(Handled::default());
                 };
                 if running.interval != interval || exchange >= running.next_exchange {
                     return Err(PeerError::Unexpected);

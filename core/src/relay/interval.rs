@@ -224,8 +224,6 @@ where
                         && self.trustees == self.all_trustees
                         && self.connected_clients >= usize::from(self.cfg.min_clients.max(1))
                     {
-                        let interval = self.next_interval;
-                        self.next_interval = self.next_interval.wrapping_add(1);
                         // The interval's online set: the clients connected now.
                         let len = bitmap_len(usize::from(self.cfg.clients));
                         let online = self.online.as_mut();
@@ -233,7 +231,19 @@ where
                         for (member, &c) in online.iter_mut().zip(connected).take(len) {
                             *member = c;
                         }
+                        // Not the members that owe a blame round their reveal.
+                        #[cfg(feature = "blame-round")]
+                        {
+                            let online = self.online.as_mut();
+                            let len = len.min(online.len());
+                            self.rounds.clear_owing(online.split_at_mut(len).0);
+                        }
                         let members = bits::count(self.online_bits()) as u32;
+                        if (members as usize) < usize::from(self.cfg.min_clients.max(1)) {
+                            return;
+                        }
+                        let interval = self.next_interval;
+                        self.next_interval = self.next_interval.wrapping_add(1);
                         let n = usize::from(self.cfg.clients);
                         for p in self.peers.as_mut().iter_mut().take(n) {
                             p.waiting_since = None;

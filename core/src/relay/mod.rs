@@ -306,6 +306,29 @@ pub enum RelayEvent<'a> {
         /// Such rounds since the relay started, this one included.
         count: u64,
     },
+    /// A blame round reached its deadline without the reveals of `members` members whose
+    /// links were down (or had just come back): none of them is convicted for it. The
+    /// round waits for them (parked) and no longer holds its interval; each is admitted to
+    /// no interval until it answers (`Relay::owes_blame`, feature `blame-round`).
+    BlameAwaiting {
+        /// The interval.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// Members it waits for.
+        members: u16,
+    },
+    /// A member that owed a blame round its reveal came back from a restart (its Hello has
+    /// no resume point): it cannot answer, is taken at its word and penalized, and the
+    /// round goes on without its reveal.
+    BlameRestarted {
+        /// The interval.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// The member.
+        client: u16,
+    },
     /// A blame round was not run: why.
     BlameDropped {
         /// The interval.

@@ -255,6 +255,11 @@ where
             }
             _ => false,
         };
+        // A member that owes a blame round its reveal joins no interval until it answers.
+        #[cfg(feature = "blame-round")]
+        let owes = matches!(peer, PeerId::Client(i) if self.owes_blame(i));
+        #[cfg(not(feature = "blame-round"))]
+        let owes = false;
         if let Some(p) = self.peer_mut(peer) {
             p.link = Some(link);
             p.nonce = hello.nonce;
@@ -274,10 +279,10 @@ where
             p.block = wire::resume_block(hello.capacity, hello.resume.as_ref());
             p.room = 0;
             p.pending = None;
-            p.waiting_since = (!running_member).then_some(now);
+            p.waiting_since = (!running_member && !owes).then_some(now);
             p.blame = hello.blame;
         }
-        if !running_member && matches!(peer, PeerId::Client(_)) {
+        if !running_member && !owes && matches!(peer, PeerId::Client(_)) {
             let at = now + self.cfg.join_delay;
             self.join_check = Some(self.join_check.map_or(at, |t| t.min(at)));
         }
@@ -292,9 +297,10 @@ where
         }
         self.push_event(RelayEvent::Joined { peer });
         #[cfg(feature = "blame-round")]
-        if let (PeerId::Client(i), true) = (peer, running_member) {
-            // A member back within a blame round about its interval answers it.
-            self.blame_rejoined(i);
+        if let (PeerId::Client(i), true) = (peer, running_member || owes) {
+            // A member back within a blame round about its interval (or one that waits for
+            // it) answers it.
+            self.blame_rejoined(now, i, hello.resume.is_none());
         }
         if let (PeerId::Trustee(trustee), false) = (peer, hello.blame) {
             self.push_event(RelayEvent::TrusteeWithoutBlame { trustee });

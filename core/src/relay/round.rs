@@ -8,12 +8,19 @@
 //! every member and every trustee that takes part (its Hello said `blame`) answered, or at
 //! the deadline (the exchange timeout), the round ends:
 //!
-//! - a member that did not answer, or answered what does not check, refused blame
-//!   (penalized, then excluded: the relay's own observation); so did a trustee whose
-//!   answer does not check; a trustee that did not answer at all is never convicted for
-//!   it (one whose Hello did not say `blame` takes no part), and the round is then
-//!   inconclusive but for members that convict themselves and refusers (reported as
-//!   [`RelayEvent::BlameIncomplete`], counted);
+//! - a member whose link is down at the deadline (or came back less than the exchange
+//!   timeout ago) is not convicted: it owes the round. What the round proves without it
+//!   (members that convict themselves, refusers) ends it; otherwise the round *parks*: it
+//!   keeps its storage, holds no interval, and every member that owes it joins no interval
+//!   ([`Relay::owes_blame`]) until it answers (the round is then judged with every
+//!   reveal) or the round gives up (the longest back-off plus one exchange timeout: no
+//!   verdict on the absent). The rounds behind a parked one wait;
+//! - a member that did not answer while connected, or answered what does not check,
+//!   refused blame (penalized, then excluded: the relay's own observation); so did a
+//!   trustee whose answer does not check; a trustee that did not answer at all is never
+//!   convicted for it (one whose Hello did not say `blame` takes no part), and the round
+//!   is then inconclusive but for members that convict themselves and refusers (reported
+//!   as [`RelayEvent::BlameIncomplete`], counted);
 //! - otherwise the verdict is [`crate::blame::judge`]'s; a dispute asks both sides for a
 //!   `BlameDhProof`, showing each the other's signed reveal (a member proves a secret only
 //!   when shown a reveal that contradicts its own), and the first valid proof settles it
@@ -21,12 +28,13 @@
 //!
 //! Every verdict ends in [`Relay::exclude_convicted`]; the evidence stays in the caller's
 //! storage until the next round ends ([`Relay::evidence`]). Exchanges go on during a round.
-//! If the interval ends first, the round ends with no verdict (its members can no longer
-//! recompute its cells).
+//! If the interval ends before the deadline, the round ends with no verdict (its members
+//! can no longer recompute its cells); a parked round outlives its interval (its members
+//! that owe it kept what they need, and join no other).
 //!
-//! Owns the running round, the queue, the evidence region and the pad nonces and decoded
-//! cells' hashes rounds need. It must not judge (`crate::blame`), decide what is kept
-//! (`fingerprints.rs`) or exclude by other means than `blame.rs`.
+//! Owns the running (or parked) round, the queue, the evidence region and the pad nonces
+//! and decoded cells' hashes rounds need. It must not judge (`crate::blame`), decide what
+//! is kept (`fingerprints.rs`) or exclude by other means than `blame.rs`.
 
 mod answers;
 
@@ -111,8 +119,14 @@ struct Active {
     /// Trustees that said in their Hello they take no part (bit `j` for trustee `j`): the
     /// round does not wait for them.
     without: u16,
+    /// The trustees' nonces of the round's interval (a dispute settled after the interval
+    /// ended checks its proof against them).
+    nonces: [[u8; NONCE_LEN]; MAX_TRUSTEES],
     request_sent: bool,
     dispute: Option<Dispute>,
+    /// Parked: some members were away at the deadline; the round waits for their reveals
+    /// until this time (then it ends without a verdict on them) and holds no interval.
+    parked: Option<Instant>,
 }
 
 /// The relay's blame rounds: one at a time, the next few waiting, their evidence in the
@@ -138,6 +152,10 @@ pub(super) struct Rounds<B> {
     /// Members of the running round that came back on a new link before answering: owed
     /// its request again.
     resend: Deque<u16, 8>,
+    /// Members of the running round that came back before answering, and when: each has
+    /// the exchange timeout from then to answer (the latest few; one pushed out is judged
+    /// at the round's next deadline).
+    returned: Deque<(u16, Instant), 8>,
     /// Tests only: sprung traps start no round (owners' accusations alone are exercised).
     #[cfg(feature = "disruptor")]
     traps_ignored: bool,
@@ -158,6 +176,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
             decoded: Deque::new(),
             incomplete: 0,
             resend: Deque::new(),
+            returned: Deque::new(),
         }
     }
 
@@ -228,6 +247,62 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
     /// Offset of the evidence in the region.
     fn evidence_at(&self) -> usize {
         self.nodes * 64 + 2 * crate::bits::bitmap_len(self.nodes) + self.nodes * FINGERPRINT_LEN
+    }
+
+    /// The group index of the running round's member at `position` (its place in the
+    /// evidence: the round's own members, whatever interval runs now).
+    fn member(&self, position: usize) -> Option<u16> {
+        let a = self.active?;
+        let evidence = self.region.as_ref().get(self.evidence_at()..)?;
+        Draft::client_index_in(evidence, a.n, a.m, position)
+    }
+
+    /// The position of client `i` among the running round's members (placed in index
+    /// order: a binary search).
+    fn position_of(&self, i: u16) -> Option<usize> {
+        let (mut low, mut high) = (0, self.active?.n);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.member(mid)?.cmp(&i) {
+                core::cmp::Ordering::Less => low = mid + 1,
+                core::cmp::Ordering::Equal => return Some(mid),
+                core::cmp::Ordering::Greater => high = mid,
+            }
+        }
+        None
+    }
+
+    /// Whether node `node` answered the running round.
+    fn has_answered(&self, node: usize) -> bool {
+        let start = self.nodes * 64;
+        let len = crate::bits::bitmap_len(self.nodes);
+        self.region
+            .as_ref()
+            .get(start..start + len)
+            .is_some_and(|answered| crate::bits::test(answered, node))
+    }
+
+    /// Whether client `i` owes the parked round its reveal.
+    fn owes(&self, i: u16) -> bool {
+        self.active.is_some_and(|a| a.parked.is_some())
+            && !self.has_answered(usize::from(i))
+            && self.position_of(i).is_some()
+    }
+
+    /// Clears in `online` (a bitmap over the clients) every member that owes the parked
+    /// round its reveal.
+    pub(super) fn clear_owing(&self, online: &mut [u8]) {
+        let Some(a) = self.active.filter(|a| a.parked.is_some()) else {
+            return;
+        };
+        for p in 0..a.n {
+            if let Some(i) = self
+                .member(p)
+                .filter(|&i| !self.has_answered(usize::from(i)))
+            {
+                crate::bits::clear(online, usize::from(i));
+            }
+        }
     }
 }
 
@@ -351,21 +426,66 @@ where
     /// does (a member that leaves is waited for until the deadline, and refused blame if
     /// it has not answered by then; the others answer from that interval's state).
     pub(super) fn blame_holds(&self, interval: u32) -> bool {
-        self.rounds.active.is_some_and(|a| a.q.interval == interval)
+        self.rounds
+            .active
+            .is_some_and(|a| a.q.interval == interval && a.parked.is_none())
     }
 
-    /// Client `i` came back on a new link while a round about its interval runs, before
-    /// it answered: it is sent the request again.
-    pub(super) fn blame_rejoined(&mut self, i: u16) {
+    /// Whether client `client` owes a blame round its reveal: it was a member, its link was
+    /// down at the round's deadline, and it has not answered since. It is admitted to no
+    /// interval until it answers (or the round gives up waiting).
+    pub fn owes_blame(&self, client: u16) -> bool {
+        self.rounds.owes(client)
+    }
+
+    /// Client `i` came back on a new link while a round about its interval runs (or
+    /// waits for it), before it answered: it is sent the request again, and has the
+    /// exchange timeout from now to answer. One whose process `restarted` (its Hello has
+    /// no resume point: it has lost what it would reveal) cannot answer: it is taken at its
+    /// word, penalized ([`Stall::Restarted`]: its link stays, but its next Hello within the
+    /// back-off, which doubles with each penalty, is refused), and the round goes on
+    /// without its reveal (it then convicts only members whose own reveals convict them,
+    /// and refusers).
+    pub(super) fn blame_rejoined(&mut self, now: Instant, i: u16, restarted: bool) {
         let Some(a) = self.rounds.active else {
             return;
         };
-        if !a.request_sent || a.dispute.is_some() || self.member_position(i).is_none() {
+        if a.dispute.is_some()
+            || self.rounds.position_of(i).is_none()
+            || self.rounds.has_answered(usize::from(i))
+        {
             return;
         }
-        let (answered, _, _) = self.rounds.flags();
-        if crate::bits::test(answered, usize::from(i)) || self.rounds.resend.iter().any(|&r| r == i)
-        {
+        if restarted {
+            let (answered, _, _) = self.rounds.flags();
+            crate::bits::set(answered, usize::from(i));
+            self.rounds.returned.retain(|r| r.0 != i);
+            self.rounds.resend.retain(|&r| r != i);
+            let _ = self.add_penalty(now, i, Stall::Restarted);
+            if a.parked.is_some() {
+                self.owing_settled(now);
+            }
+            self.push_event(RelayEvent::BlameRestarted {
+                interval: a.q.interval,
+                exchange: a.q.exchange,
+                client: i,
+            });
+            if self.round_answered() {
+                self.conclude(now);
+            }
+            return;
+        }
+        let back = now + self.cfg.exchange_timeout;
+        self.rounds.returned.retain(|r| r.0 != i);
+        if self.rounds.returned.is_full() {
+            self.rounds.returned.pop_front();
+        }
+        let _ = self.rounds.returned.push_back((i, now));
+        if let Some(active) = self.rounds.active.as_mut().filter(|a| a.parked.is_some()) {
+            // A parked round looks again once it has had its time.
+            active.deadline = active.deadline.min(back);
+        }
+        if !a.request_sent || self.rounds.resend.iter().any(|&r| r == i) {
             return;
         }
         if self.rounds.resend.push_back(i).is_err() {
@@ -381,8 +501,11 @@ where
     /// When the running round times out.
     pub(super) fn blame_deadline(&self) -> Option<Instant> {
         match self.rounds.active {
-            // Its interval ended: the round ends now.
-            Some(a) if self.interval().map(|(i, _)| i) != Some(a.q.interval) => {
+            // Its interval ended: the round ends now (unless it is parked: it waits for
+            // members that were away at its deadline).
+            Some(a)
+                if a.parked.is_none() && self.interval().map(|(i, _)| i) != Some(a.q.interval) =>
+            {
                 Some(Instant::default())
             }
             Some(a) => Some(a.deadline),
@@ -395,6 +518,13 @@ where
     /// deadline (called with the relay's timeouts).
     pub(super) fn blame_tick(&mut self, now: Instant) {
         if let Some(a) = self.rounds.active {
+            if a.parked.is_some() {
+                // It outlives its interval: its members answer from what they kept.
+                if now >= a.deadline {
+                    self.conclude(now);
+                }
+                return;
+            }
             let Some((interval, _)) = self.interval() else {
                 // The interval ended: its members can no longer reveal its cells.
                 self.rounds.active = None;
@@ -568,6 +698,7 @@ where
                     .is_some_and(|p| !p.blame)
             })
             .fold(0u16, |bits, t| bits | 1 << t);
+        self.rounds.returned.clear();
         self.rounds.active = Some(Active {
             q,
             n,
@@ -580,8 +711,10 @@ where
             grounds_digest: digest_of_grounds,
             deadline: now + self.cfg.exchange_timeout,
             without,
+            nonces: self.nonces,
             request_sent: false,
             dispute: None,
+            parked: None,
         });
         self.push_event(RelayEvent::BlameStarted {
             interval: q.interval,

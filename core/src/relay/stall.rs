@@ -105,6 +105,9 @@ pub enum Stall {
     Rejoins,
     /// A blame round refused what it had to answer.
     RefusedBlame,
+    /// It came back from a restart while a blame round waited for its reveal, which it
+    /// no longer had.
+    Restarted,
 }
 
 impl core::fmt::Display for Stall {
@@ -116,6 +119,7 @@ impl core::fmt::Display for Stall {
             Stall::TooSlow => "did not read its link",
             Stall::Rejoins => "rejoined too often",
             Stall::RefusedBlame => "refused a blame round",
+            Stall::Restarted => "restarted while a blame round waited for its reveal",
         })
     }
 }

@@ -216,6 +216,7 @@ pub(super) fn new_client(
     session_secret: [u8; 32],
     trustee_pubs: &[[u8; 32]],
     slot: u16,
+    rng_seed: [u8; 32],
 ) -> Client<Vec<u8>> {
     let c = ClientConfig {
         index: i as u16,
@@ -235,7 +236,7 @@ pub(super) fn new_client(
         policy: cfg.policy,
         min_anonymity: cfg.min_anonymity,
         linger: cfg.linger,
-        rng_seed: secret(4, i),
+        rng_seed,
     };
     // Harness set-up only (never bytes from a network): a failure is a test's mistake.
     let mut client = Client::with_vecs(&c).expect("client configuration");

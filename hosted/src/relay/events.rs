@@ -72,6 +72,30 @@ impl Hub {
                             count(rounds, "round")
                         );
                     }
+                    RelayEvent::BlameAwaiting {
+                        interval,
+                        exchange,
+                        members,
+                    } => {
+                        warn!(
+                            "blame round about exchange {exchange} of interval {interval} \
+                             waits for {} away at its deadline (none is convicted for it; \
+                             each joins no interval until it answers)",
+                            count(u64::from(members), "member")
+                        );
+                    }
+                    RelayEvent::BlameRestarted {
+                        interval,
+                        exchange,
+                        client,
+                    } => {
+                        warn!(
+                            "client {client} came back from a restart while the blame round \
+                             about exchange {exchange} of interval {interval} waited for its \
+                             reveal: it cannot answer; penalized, not convicted, and the round \
+                             goes on without it"
+                        );
+                    }
                     RelayEvent::TrusteeWithoutBlame { trustee } => {
                         warn!(
                             "trustee {trustee} takes no part in blame rounds (its hello says \

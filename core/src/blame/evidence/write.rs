@@ -361,6 +361,18 @@ pub struct Entry<'a> {
 }
 
 impl Draft<'_> {
+    /// The group index of the member at `position` in a draft laid out for `n` members
+    /// and `m` trustees, read in place.
+    pub fn client_index_in(draft: &[u8], n: usize, m: usize, position: usize) -> Option<u16> {
+        if position >= n {
+            return None;
+        }
+        be16(
+            draft,
+            HEADER_LEN + m * NONCE_LEN + position * client_entry_len(m),
+        )
+    }
+
     /// The reveal of the member at `position` (`trustee` false) or of trustee `position`
     /// in a draft laid out for `n` members and `m` trustees, read in place.
     pub fn reveal_in(

@@ -11,15 +11,6 @@ where
     P: AsMut<[Peer]> + AsRef<[Peer]>,
     B: AsMut<[u8]> + AsRef<[u8]>,
 {
-    /// The position of client `i` among the running round's members (index order).
-    pub(super) fn member_position(&self, i: u16) -> Option<usize> {
-        let online = self.online_bits();
-        if !crate::bits::test(online, usize::from(i)) {
-            return None;
-        }
-        Some(crate::bits::rank(online, usize::from(i)))
-    }
-
     /// A `BlameReveal` from `peer`. A reveal that does not belong to the running round is
     /// ignored; one that does but does not check (its cell against the fingerprint, its
     /// signature, its length) is a refusal.
@@ -46,7 +37,7 @@ where
             return;
         };
         let position = match peer {
-            PeerId::Client(i) => match self.member_position(i) {
+            PeerId::Client(i) => match self.rounds.position_of(i) {
                 Some(p) => Some(p),
                 None => return,
             },
@@ -133,6 +124,9 @@ where
                 _ => {}
             }
         }
+        if a.parked.is_some() {
+            self.owing_settled(now);
+        }
         if self.round_answered() {
             self.conclude(now);
         }
@@ -152,33 +146,17 @@ where
     }
 
     /// Whether every member of the round and every trustee that takes part answered.
-    fn round_answered(&mut self) -> bool {
-        let without = self.rounds.active.map_or(0, |a| a.without);
+    pub(super) fn round_answered(&self) -> bool {
+        let Some(a) = self.rounds.active else {
+            return false;
+        };
         let clients = usize::from(self.cfg.clients);
         let trustees = usize::from(self.cfg.trustees);
-        let online = self.online_bits();
-        let mut all = true;
-        let mut check = |answered: &[u8], node: usize| {
-            all &= crate::bits::test(answered, node);
-        };
-        let answered = {
-            let len = crate::bits::bitmap_len(self.rounds.nodes);
-            let start = self.rounds.nodes * 64;
-            self.rounds
-                .region
-                .as_ref()
-                .get(start..start + len)
-                .unwrap_or(&[])
-        };
-        if let Ok(bits) = Bits::new_checked(online, clients) {
-            for i in bits.iter() {
-                check(answered, i);
-            }
-        }
-        for t in (0..trustees).filter(|&t| without & 1 << t == 0) {
-            check(answered, clients + t);
-        }
-        all
+        let r = &self.rounds;
+        (0..a.n).all(|p| r.member(p).is_some_and(|i| r.has_answered(usize::from(i))))
+            && (0..trustees)
+                .filter(|&t| a.without & 1 << t == 0)
+                .all(|t| r.has_answered(clients + t))
     }
 
     /// A `BlameDhProof` from `peer` about the running round's dispute.
@@ -224,7 +202,7 @@ where
             Draft::resume(evidence, a.n, a.m)
                 .map_or([0; NONCE_LEN], |dr| dr.client_nonce(d.position))
         };
-        let trustee_nonce = self
+        let trustee_nonce = a
             .nonces
             .get(usize::from(d.trustee))
             .copied()
@@ -276,11 +254,52 @@ where
             self.end_round(now, &[(who, BlameKind::RefusedBlame)], len);
             return;
         }
-        // Who refused: a member that did not answer or answered what does not check; a
-        // trustee that answered what does not check (one that did not answer at all may
-        // be one that cannot take part: never convicted for it).
+        // Who refused: a member that did not answer while it could or answered what does
+        // not check; a trustee that answered what does not check (one that did not answer
+        // at all may be one that cannot take part: never convicted for it). A member whose
+        // link is down, or came back less than the exchange timeout ago, is owed its
+        // chance: not convicted, the round waits for it (`park`).
         let mut verdicts: heapless::Vec<(Culprit, BlameKind), 16> = heapless::Vec::new();
         let mut absent = 0u16;
+        let mut owed = 0usize;
+        // Members that restarted: answered with nothing to reveal.
+        let mut forgot = 0usize;
+        // When the next member that came back has had its time.
+        let mut look_again: Option<Instant> = None;
+        let timeout = self.cfg.exchange_timeout;
+        for p in 0..a.n {
+            let Some(i) = self.rounds.member(p) else {
+                continue;
+            };
+            let node = usize::from(i);
+            if self.rounds.has_answered(node) {
+                let (_, refused, evidence) = self.rounds.flags();
+                if crate::bits::test(refused, node) {
+                    let _ = verdicts.push((Culprit::Client(i), BlameKind::RefusedBlame));
+                } else if !Draft::resume(evidence, a.n, a.m).is_some_and(|d| d.revealed(p)) {
+                    forgot += 1;
+                }
+                continue;
+            }
+            let back = self
+                .rounds
+                .returned
+                .iter()
+                .find(|r| r.0 == i)
+                .map(|r| r.1 + timeout)
+                .filter(|&t| now < t);
+            if self.link_of(PeerId::Client(i)).is_none() || back.is_some() {
+                owed += 1;
+                if let Some(t) = back {
+                    look_again = Some(look_again.map_or(t, |l| l.min(t)));
+                }
+            } else {
+                let _ = verdicts.push((Culprit::Client(i), BlameKind::RefusedBlame));
+            }
+        }
+        if owed > 0 && self.park(now, a, &mut verdicts, look_again) {
+            return;
+        }
         let nodes = self.rounds.nodes;
         let (answered, refused) = {
             let len = crate::bits::bitmap_len(nodes);
@@ -291,13 +310,6 @@ where
                 r.get(start + len..start + 2 * len).unwrap_or(&[]),
             )
         };
-        if let Ok(bits) = Bits::new_checked(self.online_bits(), clients) {
-            for i in bits.iter() {
-                if !crate::bits::test(answered, i) || crate::bits::test(refused, i) {
-                    let _ = verdicts.push((Culprit::Client(i as u16), BlameKind::RefusedBlame));
-                }
-            }
-        }
         for t in 0..a.m {
             if !crate::bits::test(answered, clients + t) {
                 absent |= 1 << t;
@@ -319,7 +331,7 @@ where
             self.end_round(now, &verdicts, None);
             return;
         };
-        if !verdicts.is_empty() || absent != 0 {
+        if !verdicts.is_empty() || absent != 0 || owed > 0 || forgot > 0 {
             // Members that convict themselves are convicted with them (offline-verifiable
             // from their own reveals alone).
             let mut first_self = None;
@@ -362,6 +374,116 @@ where
                 }
             }
         }
+    }
+
+    /// Members were owed their chance at the round's end (`owed` of them, away or just
+    /// back): the verdicts sound without their reveals (members that convict themselves,
+    /// added to `verdicts`, and refusers) stand and end the round; without one, the round
+    /// parks until `look_again` (or its expiry) and `true` is returned. It parks at most
+    /// the longest back-off plus one exchange timeout from its first deadline (a member
+    /// backed off comes back within it); then it ends with no verdict on the absent.
+    fn park(
+        &mut self,
+        now: Instant,
+        a: Active,
+        verdicts: &mut heapless::Vec<(Culprit, BlameKind), 16>,
+        look_again: Option<Instant>,
+    ) -> bool {
+        {
+            let (_, _, evidence) = self.rounds.flags();
+            if let Some(draft) = Draft::resume(evidence, a.n, a.m) {
+                for p in 0..a.n {
+                    if draft.revealed(p) && draft.client_convicts_itself(p) {
+                        let who = Culprit::Client(draft.client_index(p));
+                        if !verdicts.iter().any(|v| v.0 == who) {
+                            let _ = verdicts.push((who, BlameKind::Disrupted));
+                        }
+                    }
+                }
+            }
+        }
+        if !verdicts.is_empty() {
+            return false;
+        }
+        if a.parked.is_none() {
+            if let Some((position, trustee)) = self.revealed_dispute(a) {
+                // A member and a trustee that both revealed disagree about their pad bit: a
+                // proof convicts one of them whatever the absent reveals say, so it is
+                // settled now, while the interval is held.
+                let client = self.rounds.member(position).unwrap_or(0);
+                if let Some(active) = &mut self.rounds.active {
+                    active.dispute = Some(Dispute {
+                        position,
+                        client,
+                        trustee,
+                        ask_client: true,
+                        ask_trustee: true,
+                    });
+                    active.deadline = now + self.cfg.exchange_timeout;
+                }
+                return true;
+            }
+        }
+        let expiry = a
+            .parked
+            .unwrap_or(now + self.cfg.stall.backoff_cap + self.cfg.exchange_timeout);
+        if now >= expiry {
+            return false;
+        }
+        if let Some(active) = &mut self.rounds.active {
+            active.parked = Some(expiry);
+            active.deadline = look_again.map_or(expiry, |t| t.min(expiry));
+        }
+        if a.parked.is_none() {
+            let mut away = 0u16;
+            for p in 0..a.n {
+                if let Some(i) = self.rounds.member(p) {
+                    away += u16::from(!self.rounds.has_answered(usize::from(i)));
+                }
+            }
+            self.push_event(RelayEvent::BlameAwaiting {
+                interval: a.q.interval,
+                exchange: a.q.exchange,
+                members: away,
+            });
+            // The interval it held may end now.
+            self.advance(now);
+        }
+        true
+    }
+
+    /// The first member (position) and trustee that both revealed in the running round
+    /// and disagree about the pad bit they share.
+    fn revealed_dispute(&self, a: Active) -> Option<(usize, u16)> {
+        let clients = usize::from(self.cfg.clients);
+        let r = &self.rounds;
+        let start = r.nodes * 64 + crate::bits::bitmap_len(r.nodes);
+        let refused = r
+            .region
+            .as_ref()
+            .get(start..start + crate::bits::bitmap_len(r.nodes))?;
+        let evidence = r.region.as_ref().get(r.evidence_at()..)?;
+        let revealed = |e: &crate::blame::evidence::Entry<'_>| e.signature.iter().any(|&b| b != 0);
+        for t in 0..a.m {
+            let node = clients + t;
+            if !r.has_answered(node) || crate::bits::test(refused, node) {
+                continue;
+            }
+            let Some(theirs) = Draft::reveal_in(evidence, a.n, a.m, true, t) else {
+                continue;
+            };
+            for p in 0..a.n {
+                let Some(mine) = Draft::reveal_in(evidence, a.n, a.m, false, p) else {
+                    continue;
+                };
+                if revealed(&mine)
+                    && crate::bits::test(mine.pad_bits, t) != crate::bits::test(theirs.pad_bits, p)
+                {
+                    return Some((p, t as u16));
+                }
+            }
+        }
+        None
     }
 
     /// Ends the running round: every verdict excludes its node (a member that refused is
@@ -410,8 +532,40 @@ where
             verdict: first,
         });
         self.rounds.resend.clear();
+        self.rounds.returned.clear();
+        if a.parked.is_some() {
+            self.owing_settled(now);
+        }
         // The interval it held may end now.
         self.advance(now);
+    }
+
+    /// Members of a parked round stopped owing it (it ended, or they answered): those
+    /// connected, in no interval and owing nothing join the next (as any client that
+    /// connects does).
+    pub(super) fn owing_settled(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Waiting) {
+            return;
+        }
+        let n = usize::from(self.cfg.clients);
+        let mut joiners = false;
+        for i in 0..n {
+            let member = crate::bits::test(self.online_bits(), i);
+            if let Some(p) = self.peers.as_mut().get_mut(i) {
+                if p.link.is_some()
+                    && p.waiting_since.is_none()
+                    && !member
+                    && !self.rounds.owes(i as u16)
+                {
+                    p.waiting_since = Some(now);
+                    joiners = true;
+                }
+            }
+        }
+        if joiners {
+            let at = now + self.cfg.join_delay;
+            self.join_check = Some(self.join_check.map_or(at, |t| t.min(at)));
+        }
     }
 
     /// The decoded cell's hash member `client`'s reveal `e` signed: the running round's,

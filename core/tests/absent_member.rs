@@ -1,0 +1,432 @@
+//! A member whose link is down at a blame round's deadline is never convicted for it: the
+//! round waits for it (it owes the round, and is admitted to no interval until it
+//! answers), and is judged with its reveal once it is back.
+//!
+//! A seeded search: honest members drop their links at random times, and some right as a
+//! round starts, for longer than the round's deadline, while one or two garblers disrupt;
+//! on every seed no honest member is ever named, every garbler is, and every byte of the
+//! honest transfers arrives. Then the cases: a garbler that leaves mid-round is in no
+//! interval until it answers, and is convicted when it comes back and answers, or comes
+//! back and refuses.
+//!
+//! `DISSENT_SEEDS` (and `DISSENT_SEED_FROM`) widen the search.
+
+// Test code: each index, unwrap() and expect() is on a fixture the test itself set up.
+#![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![cfg(feature = "disruptor")]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dissent_core::blame::{self, BlameKind, Culprit};
+use dissent_core::client::DisruptorMode;
+use dissent_core::relay::{Exclusion, PeerId};
+use dissent_core::testkit::{pattern, Net, NetConfig, Node};
+use dissent_core::wire::ConnId;
+use dissent_core::{Duration, Instant};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+const N: usize = 5;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What one seed of the search saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Honest members' links cut, and those cut as a round started.
+    drops: usize,
+    drops_in_round: usize,
+    /// Rounds begun, and those that waited for members away at their deadline.
+    started: usize,
+    parked: usize,
+    /// Honest members' processes restarted.
+    restarts: usize,
+    /// Steps at which a garbler owed a round.
+    owed: usize,
+    /// Honest members named (excluded by a verdict or a refusal).
+    honest_named: usize,
+    /// Honest members' links ended on an error of theirs.
+    honest_errors: usize,
+    /// Whether every garbler was named.
+    garblers_named: bool,
+    /// Whether every byte arrived (of the transfers counted: `checked`).
+    delivered: bool,
+    checked: usize,
+}
+
+/// One seed: what it saw (the caller asserts).
+fn search(seed: u64) -> (String, Seen) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut cfg = NetConfig::new(N, 2, 256);
+    cfg.window = [4, 8, 16][rng.next_u64() as usize % 3];
+    cfg.max_cell_len = 1024;
+    cfg.latency = Duration::from_micros(50 + rng.next_u64() % 500);
+    let garblers: Vec<usize> = if rng.next_u64().is_multiple_of(3) {
+        vec![N - 1, N - 2]
+    } else {
+        vec![N - 1]
+    };
+    let honest: Vec<usize> = (0..N).filter(|i| !garblers.contains(i)).collect();
+    let mode = [
+        DisruptorMode::GarbleEveryOther,
+        DisruptorMode::GarbleAll,
+        DisruptorMode::GarbleData,
+    ][rng.next_u64() as usize % 3];
+    let timeout = cfg.exchange_timeout;
+    let what = format!(
+        "seed {seed}: window {}, latency {:?}, garblers {garblers:?} ({mode:?})",
+        cfg.window, cfg.latency
+    );
+    let mut net = Net::new(cfg);
+    net.run_until(200_000, |s| s.relay.interval().is_some_and(|(_, n)| n == N));
+    assert!(
+        net.relay.interval().is_some_and(|(_, n)| n == N),
+        "{what}: the group did not start"
+    );
+    let mut expect: BTreeMap<ConnId, (usize, Vec<u8>)> = BTreeMap::new();
+    for &i in &honest {
+        let conn = net.open(i);
+        let data = pattern(
+            seed as usize * 13 + i,
+            5_000 + rng.next_u64() as usize % 15_000,
+        );
+        net.send_bytes(i, conn, data.clone());
+        expect.insert(conn, (i, data));
+    }
+    net.run_steps(rng.next_u64() as usize % 300);
+    if seed.is_multiple_of(2) {
+        net.reveal_late = Duration::from_micros(rng.next_u64() % 40_000);
+    }
+    // Some garblers lie about their pads (the round then needs every reveal and a
+    // dispute to name them); some leave as their round starts, and come back later.
+    let liar = rng.next_u64().is_multiple_of(2);
+    // (One garbler: of two that leave together, the one whose reveal is not needed once
+    // the other's convicts it is let go, as an honest member away would be.)
+    let leaver = rng.next_u64().is_multiple_of(2) && garblers.len() == 1;
+    for &g in &garblers {
+        net.clients[g].set_disruptor(Some(mode));
+        net.clients[g].set_lie_about_pads(liar);
+    }
+    let named = |s: &Net, i: usize| s.excluded.iter().any(|e| e.1 == PeerId::Client(i as u16));
+    let mut seen = Seen::default();
+    // Honest members down, and until when.
+    let mut down: BTreeMap<usize, Instant> = BTreeMap::new();
+    let mut rounds_seen = 0;
+    let mut cuts = [0usize; N];
+    // Members cut while a garbler was still in the group: a cell of theirs the relay
+    // showed disrupted while their link was down is not sent again (a gap of the client's
+    // settling after a reconnect, apart from blame): their bytes are not counted.
+    let mut cut_while_garbling = [false; N];
+    // Connections of members whose process restarted: they ended with it (not counted).
+    let mut dead: BTreeSet<ConnId> = BTreeSet::new();
+    let mut more = 0;
+    for _ in 0..2_000_000 {
+        // Members back once their time is up.
+        let back: Vec<usize> = down
+            .iter()
+            .filter(|(_, &until)| net.now >= until)
+            .map(|(&i, _)| i)
+            .collect();
+        for i in back {
+            down.remove(&i);
+            net.connect(Node::Client(i));
+        }
+        // A garbler in no interval because it owes a round disrupts nothing meanwhile.
+        for &g in &garblers {
+            if net.relay.owes_blame(g as u16) {
+                seen.owed += 1;
+                let running = net.relay.interval().map(|r| r.0);
+                assert!(
+                    running.is_none() || net.clients[g].interval() != running,
+                    "{what}: garbler {g} owes a round but is a member of {running:?}"
+                );
+            }
+        }
+        // A round started: often an honest member's link goes down right then, for longer
+        // than the round's deadline (or not: it comes back within it).
+        let cut_now = if net.blame_started.len() > rounds_seen {
+            rounds_seen = net.blame_started.len();
+            if leaver {
+                for &g in &garblers {
+                    if net.is_up(Node::Client(g)) && !down.contains_key(&g) && cuts[g] < 2 {
+                        let span = timeout.as_micros() * (1 + rng.next_u64() % 4);
+                        net.disconnect(Node::Client(g));
+                        down.insert(g, net.now + Duration::from_micros(span));
+                        cuts[g] += 1;
+                    }
+                }
+            }
+            !rng.next_u64().is_multiple_of(3)
+        } else {
+            // Or at any time, now and then.
+            rng.next_u64().is_multiple_of(20_000)
+        };
+        let honest_down = down.keys().filter(|i| honest.contains(i)).count();
+        if cut_now && honest_down + 1 < honest.len() {
+            // A few times each: more joins than the relay's rejoin limit are a penalty.
+            let up: Vec<usize> = honest
+                .iter()
+                .copied()
+                .filter(|i| !down.contains_key(i) && net.is_up(Node::Client(*i)) && cuts[*i] < 3)
+                .collect();
+            if !up.is_empty() {
+                let i = up[rng.next_u64() as usize % up.len()];
+                let span = rng.next_u64() % (3 * timeout.as_micros());
+                let until = net.now + Duration::from_micros(span + timeout.as_micros() / 4);
+                // One cut in four is a restart: the process comes back with nothing.
+                if rng.next_u64().is_multiple_of(4) {
+                    net.restart_client(i);
+                    dead.extend(expect.iter().filter(|(_, (o, _))| *o == i).map(|(&c, _)| c));
+                    seen.restarts += 1;
+                } else {
+                    net.disconnect(Node::Client(i));
+                }
+                down.insert(i, until);
+                cuts[i] += 1;
+                if !garblers.iter().all(|&g| named(&net, g)) {
+                    cut_while_garbling[i] = true;
+                }
+                seen.drops += 1;
+                if net.relay.blame_running() {
+                    seen.drops_in_round += 1;
+                }
+            }
+        }
+        let all_named = garblers.iter().all(|&g| named(&net, g));
+        let done = expect
+            .iter()
+            .filter(|(c, _)| !dead.contains(c))
+            .all(|(c, (i, d))| {
+                net.exit.upstream.get(c).map_or(0, Vec::len) >= d.len()
+                    && net.apps[*i].received.get(c).map_or(0, Vec::len) >= d.len()
+            });
+        if done && !all_named && more < 8 && !net.relay.blame_running() {
+            // A garbler disrupts only cells that carry something: more from an honest
+            // member that is up (and in the group), as a busy group would (not while a
+            // round runs or waits: what it garbles then starts no round).
+            let sender = honest
+                .iter()
+                .copied()
+                .find(|&i| net.is_up(Node::Client(i)) && net.clients[i].interval().is_some());
+            if let Some(i) = sender {
+                more += 1;
+                let live = expect
+                    .iter()
+                    .find(|(c, (o, _))| *o == i && !dead.contains(c))
+                    .map(|(&c, _)| c);
+                let conn = live.unwrap_or_else(|| net.open(i));
+                let extra = pattern(seed as usize * 17 + more, 3_000);
+                net.send_bytes(i, conn, extra.clone());
+                expect
+                    .entry(conn)
+                    .or_insert((i, Vec::new()))
+                    .1
+                    .extend_from_slice(&extra);
+                continue;
+            }
+        }
+        if done && all_named && down.is_empty() {
+            break;
+        }
+        if !net.step() {
+            // Nothing in flight: time moves on to the next member's return.
+            match down.values().min() {
+                Some(&t) => net.now = net.now.max(t),
+                None => break,
+            }
+        }
+    }
+    let is_honest = |p: &PeerId| !garblers.iter().any(|&g| *p == PeerId::Client(g as u16));
+    seen.honest_named = net.excluded.iter().filter(|e| is_honest(&e.1)).count();
+    // Not a conviction, counted apart: an honest member that came back within an interval
+    // a round holds can be sent that interval's frames on its new link, which it refuses
+    // (a gap of rejoining, apart from blame).
+    seen.honest_errors = net
+        .node_errors
+        .iter()
+        .filter(|(n, _)| is_honest(&n.peer()))
+        .count();
+    seen.garblers_named = garblers.iter().all(|&g| named(&net, g));
+    seen.checked = expect
+        .iter()
+        .filter(|(c, (i, _))| !cut_while_garbling[*i] && !dead.contains(c))
+        .count();
+    seen.delivered = expect
+        .iter()
+        .filter(|(c, (i, _))| !cut_while_garbling[*i] && !dead.contains(c))
+        .all(|(c, (i, d))| {
+            net.exit.upstream.get(c).map_or(&[][..], Vec::as_slice) == &d[..]
+                && net.apps[*i].received.get(c).map_or(&[][..], Vec::as_slice) == &d[..]
+                && net.exit.opened.get(c) == Some(&1)
+        })
+        && net.apps.iter().all(|a| a.lost.is_empty());
+    seen.started = net.blame_started.len();
+    seen.parked = net.blame_awaiting.len();
+    let what = format!(
+        "{what}, liar {liar}, leaver {leaver}: {} drops ({} in a round), {} rounds, excluded {:?}, penalties {:?}, \
+         node errors {:?}",
+        seen.drops, seen.drops_in_round, seen.started, net.excluded, net.penalties, net.node_errors
+    );
+    (what, seen)
+}
+
+#[test]
+fn an_honest_member_absent_at_a_rounds_deadline_is_never_convicted() {
+    let from = env("DISSENT_SEED_FROM", 0);
+    let seeds = env("DISSENT_SEEDS", 8);
+    let (mut drops, mut in_round, mut started, mut parked, mut checked) = (0, 0, 0, 0, 0);
+    let mut owed = 0;
+    let mut restarts = 0;
+    let mut errors = 0;
+    let mut failed = Vec::new();
+    for seed in from..from + seeds {
+        let (what, seen) = search(seed);
+        if seen.honest_named > 0 || !seen.garblers_named || !seen.delivered {
+            failed.push(format!("{what} ({seen:?})"));
+        }
+        drops += seen.drops;
+        in_round += seen.drops_in_round;
+        started += seen.started;
+        parked += seen.parked;
+        checked += seen.checked;
+        owed += seen.owed;
+        restarts += seen.restarts;
+        errors += seen.honest_errors;
+    }
+    eprintln!(
+        "{seeds} seeds: {drops} links of honest members cut ({in_round} during a round, \
+         {restarts} restarts), \
+         {started} rounds begun ({parked} waited for members away), {checked} transfers \
+         checked byte for byte, garblers owing a round for {owed} steps, honest links ended \
+         on an error {errors}; {} seeds failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    assert!(in_round > 0, "no link was cut during a round");
+    assert!(parked > 0, "no round waited for a member");
+}
+
+/// A garbler leaves as its round starts and stays away past the deadline: it is not
+/// convicted on the relay's word, it owes the round and is a member of no interval while
+/// it does (not even when the group starts a new one beside it), and it is convicted when
+/// it comes back: by its own reveal, or for refusing if it will not answer.
+fn garbler_leaves_mid_round(refuses: bool) {
+    let mut net = Net::running_group(N, 8);
+    let g = N - 1;
+    let conn = net.open(0);
+    net.send_bytes(0, conn, pattern(7, 20_000));
+    net.clients[g].set_disruptor(Some(DisruptorMode::GarbleAll));
+    net.run_until(400_000, |s| !s.blame_started.is_empty());
+    let started = net.now;
+    net.disconnect(Node::Client(g));
+    let timeout = net.cfg.exchange_timeout;
+    net.run_until(400_000, |s| s.now >= started + timeout + timeout);
+    assert_eq!(net.blame_awaiting.len(), 1, "{:?}", net.blame_ended);
+    assert!(net.excluded.is_empty(), "{:?}", net.excluded);
+    assert!(net.relay.owes_blame(g as u16));
+    // Back, owing: a new interval starts (another member leaves and comes back) without it.
+    if refuses {
+        net.refuse_blame.push(Node::Client(g));
+    }
+    net.connect(Node::Client(g));
+    let back = net.now;
+    let first = net.intervals.len();
+    net.disconnect(Node::Client(0));
+    net.connect(Node::Client(0));
+    let mut in_interval = false;
+    for _ in 0..400_000 {
+        if !net.excluded.is_empty() || !net.step() {
+            break;
+        }
+        in_interval |= net.clients[g].interval().is_some();
+    }
+    assert!(
+        !in_interval,
+        "the garbler joined an interval while it owed a round"
+    );
+    // One that refuses has the round's timeout to answer: the group went on meanwhile.
+    assert!(
+        !refuses || net.intervals.len() > first,
+        "no interval started meanwhile"
+    );
+    let &(at, who, why) = net.excluded.first().expect("the garbler was not convicted");
+    assert_eq!(who, PeerId::Client(g as u16));
+    assert!(at >= back);
+    let kind = if refuses {
+        BlameKind::RefusedBlame
+    } else {
+        BlameKind::Disrupted
+    };
+    assert!(
+        matches!(why, Exclusion::Convicted { kind: k, .. } if k == kind),
+        "{why:?}"
+    );
+    assert_eq!(net.excluded.len(), 1, "{:?}", net.excluded);
+    let evidence = net.evidence.last().expect("evidence");
+    let v = blame::verify(evidence, &net.directory()).expect("evidence checks offline");
+    assert_eq!((v.who, v.kind), (Culprit::Client(g as u16), kind));
+}
+
+#[test]
+fn a_garbler_that_leaves_mid_round_is_convicted_by_its_reveal_when_back() {
+    garbler_leaves_mid_round(false);
+}
+
+#[test]
+fn a_garbler_that_leaves_mid_round_and_refuses_when_back_is_convicted() {
+    garbler_leaves_mid_round(true);
+}
+
+/// An honest member away at its round's deadline whose process then restarts comes back
+/// with nothing to reveal: it is taken at its word (no resume point in its Hello), not
+/// convicted, penalized, and joins the group again; the round goes on without its reveal
+/// and still waits for the garbler, which left as well: back, its reveal convicts it.
+#[test]
+fn an_honest_member_that_restarts_while_it_owes_a_round_is_not_convicted() {
+    let mut net = Net::running_group(N, 8);
+    let g = N - 1;
+    let conn = net.open(0);
+    net.send_endless(0, conn);
+    net.clients[g].set_disruptor(Some(DisruptorMode::GarbleAll));
+    net.run_until(400_000, |s| !s.blame_started.is_empty());
+    let started = net.now;
+    net.disconnect(Node::Client(1));
+    net.disconnect(Node::Client(g));
+    let timeout = net.cfg.exchange_timeout;
+    net.run_until(400_000, |s| s.now >= started + timeout + timeout);
+    // The round waits for both.
+    assert_eq!(net.blame_awaiting.len(), 1, "{:?}", net.blame_ended);
+    assert_eq!(net.blame_awaiting[0].3, 2);
+    assert!(net.relay.owes_blame(1) && net.relay.owes_blame(g as u16));
+    net.restart_client(1);
+    net.connect(Node::Client(1));
+    net.run_until(400_000, |s| !s.blame_restarted.is_empty());
+    assert_eq!(net.blame_restarted[0].3, 1);
+    assert!(!net.relay.owes_blame(1) && net.relay.owes_blame(g as u16));
+    assert!(net
+        .penalties
+        .iter()
+        .any(|p| p.1 == PeerId::Client(1) && p.2 == dissent_core::relay::Stall::Restarted));
+    // Back in the group while the garbler still owes the round.
+    net.run_until(400_000, |s| s.clients[1].interval().is_some());
+    assert!(net.excluded.is_empty(), "{:?}", net.excluded);
+    net.connect(Node::Client(g));
+    let g_named = |s: &Net| s.excluded.iter().any(|e| e.1 == PeerId::Client(g as u16));
+    net.run_until(400_000, g_named);
+    assert_eq!(net.excluded.len(), 1, "{:?}", net.excluded);
+    let Exclusion::Convicted { kind, .. } = net.excluded[0].2 else {
+        panic!("{:?}", net.excluded);
+    };
+    assert_eq!(kind, BlameKind::Disrupted);
+    let evidence = net.evidence.last().expect("evidence");
+    let v = blame::verify(evidence, &net.directory()).expect("evidence checks offline");
+    assert_eq!(
+        (v.who, v.kind),
+        (Culprit::Client(g as u16), BlameKind::Disrupted)
+    );
+}
