@@ -278,46 +278,6 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         wire::sealed_len(len).saturating_sub(wire::SLOT_OVERHEAD + wire::NEXT_LEN)
     }
 
-    /// Writes the records of `plan` and `next` into `body` (an owned cell's body).
-    fn write_plan(&self, plan: &Plan, next: u16, body: &mut [u8]) {
-        let stage = self.stage.records();
-        let mut writer = wire::CellWriter::new(body);
-        let mut at = 0;
-        while at < plan.whole {
-            let Some(rest) = stage.get(at..) else { break };
-            let (conn, open, n) = read_record_header(rest);
-            let payload = rest
-                .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + n)
-                .unwrap_or(&[]);
-            // The plan fits the body.
-            let kind = wire::read_record(rest).1;
-            let _ = if kind == Some(wire::RecordKind::Accuse) {
-                match wire::Accusation::parse(payload) {
-                    Some(accusation) => writer.push_accuse(self.slot, &accusation),
-                    None => Ok(()),
-                }
-            } else if kind == Some(wire::RecordKind::Abort) {
-                writer.push_abort(conn)
-            } else if kind == Some(wire::RecordKind::Grant) {
-                let bytes = payload.first_chunk::<4>().copied().unwrap_or_default();
-                writer.push_grant(conn, u32::from_be_bytes(bytes))
-            } else if n == 0 && !open {
-                writer.push_close(conn)
-            } else {
-                writer.push_data(conn, open, payload)
-            };
-            at += RECORD_HEADER_LEN + n;
-        }
-        if let (Some(part), Some(rest)) = (plan.part, stage.get(plan.whole..)) {
-            let (conn, open, _) = read_record_header(rest);
-            let payload = rest
-                .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + part)
-                .unwrap_or(&[]);
-            let _ = writer.push_data(conn, open, payload);
-        }
-        writer.finish(next);
-    }
-
     /// The lengths this client's next owned exchange can have: the length its slot is
     /// reserved at now (the base length if it is not), and the one its last `Next` asks for.
     fn candidate_lens(&self, running: &Running) -> [usize; 2] {
@@ -335,20 +295,21 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
 
     /// Builds and seals the cells of this client's next owned exchange that are not
     /// prepared already (part of [`Client::prepare`]).
+    ///
+    /// It borrows the sealer in place: moving it out and back copied its kept cells'
+    /// records (a few KiB) at every preparation.
     pub(super) fn reseal(&mut self, now: Instant) {
-        let Some(mut sealer) = self.sealer.take() else {
-            return;
-        };
         let running = match &self.phase {
             Phase::Running(r) if r.may_send && self.stage.taken.is_none() => Some(*r),
             _ => None,
         };
-        let Some(running) = running else {
-            sealer.prepared = [None, None];
-            self.sealer = Some(sealer);
+        let Some(sealer) = &mut self.sealer else {
             return;
         };
-        let lens = self.candidate_lens(&running);
+        let Some(running) = running else {
+            sealer.prepared = [None, None];
+            return;
+        };
         if sealer
             .traps
             .as_ref()
@@ -369,46 +330,45 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
         if sealer.traps.is_none() {
             // No trap point announced: nothing the relay can check, so nothing is sent.
             sealer.prepared = [None, None];
-            self.sealer = Some(sealer);
             return;
         }
-        let Sealer {
-            key,
-            cells,
-            stride,
-            prepared,
-            rng,
-            ..
-        } = &mut sealer;
-        for (i, (slot, &len)) in prepared.iter_mut().zip(lens.iter()).enumerate() {
-            if i == 1 && Some(&len) == lens.first()
-                || len > self.max_cell.min(*stride)
+        let stride = sealer.stride;
+        let lens = self.candidate_lens(&running);
+        for (i, &len) in lens.iter().enumerate() {
+            let want = if i == 1 && Some(&len) == lens.first()
+                || len > self.max_cell.min(stride)
                 || len < wire::MIN_OWNED_CELL
             {
-                *slot = None;
-                continue;
-            }
-            let plan = self.plan(len);
-            let next = self.next_length(now, &running, plan.left);
-            if plan.sent() == 0 && next == 0 {
-                // Nothing to say: zeros, as a non-owner writes.
-                *slot = None;
-                continue;
-            }
-            let want = Prepared {
-                interval: running.interval,
-                ordinal: running.ordinal,
-                len,
-                next,
-                plan,
-                staged: (self.stage.len(), self.stage.version),
+                None
+            } else {
+                let plan = self.plan(len);
+                let next = self.next_length(now, &running, plan.left);
+                // With nothing to say: zeros, as a non-owner writes.
+                (plan.sent() > 0 || next != 0).then_some(Prepared {
+                    interval: running.interval,
+                    ordinal: running.ordinal,
+                    len,
+                    next,
+                    plan,
+                    staged: (self.stage.len(), self.stage.version),
+                })
             };
-            if *slot == Some(want) {
+            let Some(sealer) = &mut self.sealer else {
+                return;
+            };
+            let Some(slot) = sealer.prepared.get_mut(i) else {
+                continue;
+            };
+            if *slot == want {
                 continue;
             }
+            let Some(want) = want else {
+                *slot = None;
+                continue;
+            };
             let mut nonce = [0u8; wire::SLOT_NONCE_LEN];
             // 24 bytes a cell: the keystream lasts for billions of cells.
-            rng.apply_keystream(&mut nonce);
+            sealer.rng.apply_keystream(&mut nonce);
             let ctx = wire::SlotContext {
                 group_id: self.group_id,
                 session_id: self.session_id,
@@ -418,18 +378,21 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
                 ordinal: running.ordinal,
             };
             let sealed = wire::sealed_len(len);
-            let Some(cell) = cells.as_mut().get_mut(i * *stride..i * *stride + sealed) else {
+            let Some(cell) = sealer
+                .cells
+                .as_mut()
+                .get_mut(i * stride..i * stride + sealed)
+            else {
                 *slot = None;
                 continue;
             };
             cell.fill(0);
             if let Some(body) = wire::body_mut(cell) {
-                self.write_plan(&plan, next, body);
+                write_plan(self.stage.records(), self.slot, &want.plan, want.next, body);
             }
-            let ok = wire::seal(cell, &ctx, &nonce, key);
+            let ok = wire::seal(cell, &ctx, &nonce, &sealer.key);
             *slot = ok.then_some(want);
         }
-        self.sealer = Some(sealer);
     }
 
     /// The cell path of an owned exchange: lays the prepared cell of this length out around
@@ -502,4 +465,43 @@ impl<B: AsMut<[u8]> + AsRef<[u8]>> Client<B> {
             sealer.prepared = [None, None];
         }
     }
+}
+
+/// Writes the records of `plan` and `next` into `body` (an owned cell's body).
+fn write_plan(stage: &[u8], slot: u16, plan: &Plan, next: u16, body: &mut [u8]) {
+    let mut writer = wire::CellWriter::new(body);
+    let mut at = 0;
+    while at < plan.whole {
+        let Some(rest) = stage.get(at..) else { break };
+        let (conn, open, n) = read_record_header(rest);
+        let payload = rest
+            .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + n)
+            .unwrap_or(&[]);
+        // The plan fits the body.
+        let kind = wire::read_record(rest).1;
+        let _ = if kind == Some(wire::RecordKind::Accuse) {
+            match wire::Accusation::parse(payload) {
+                Some(accusation) => writer.push_accuse(slot, &accusation),
+                None => Ok(()),
+            }
+        } else if kind == Some(wire::RecordKind::Abort) {
+            writer.push_abort(conn)
+        } else if kind == Some(wire::RecordKind::Grant) {
+            let bytes = payload.first_chunk::<4>().copied().unwrap_or_default();
+            writer.push_grant(conn, u32::from_be_bytes(bytes))
+        } else if n == 0 && !open {
+            writer.push_close(conn)
+        } else {
+            writer.push_data(conn, open, payload)
+        };
+        at += RECORD_HEADER_LEN + n;
+    }
+    if let (Some(part), Some(rest)) = (plan.part, stage.get(plan.whole..)) {
+        let (conn, open, _) = read_record_header(rest);
+        let payload = rest
+            .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + part)
+            .unwrap_or(&[]);
+        let _ = writer.push_data(conn, open, payload);
+    }
+    writer.finish(next);
 }

@@ -321,17 +321,25 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
     /// Marks as confirmed the cells of `interval` up to exchange `below`, which decoded
     /// before the relay issued the current request.
     pub(super) fn confirm_up_to(&mut self, interval: u32, below: u64) {
-        let sent: Vec<(usize, u32, u64), 64> = self
-            .iter()
-            .filter(|(_, e)| e.state() == Some(State::Sent))
-            .take(64)
-            .map(|(at, e)| (at, e.interval(), e.exchange()))
-            .collect();
-        for (at, i, e) in sent {
+        // The first 64 sent cells, in order, one at a time: a confirmed one is no longer
+        // sent, and `passed` counts those of other intervals. (Collected into a list first,
+        // they were copied twice at every request.)
+        let mut passed = 0;
+        for _ in 0..64 {
+            let next = self
+                .iter()
+                .filter(|(_, e)| e.state() == Some(State::Sent))
+                .nth(passed)
+                .map(|(at, e)| (at, e.interval(), e.exchange()));
+            let Some((at, i, e)) = next else {
+                break;
+            };
             if i == interval && e <= below {
                 self.set_state(at, State::Confirmed);
             } else if i == interval {
                 break;
+            } else {
+                passed += 1;
             }
         }
         self.pop_done();
