@@ -161,7 +161,12 @@ where
         if self.history.is_full() {
             self.history.pop_front();
         }
-        let _ = self.history.push_back(IntervalRecord { interval, done });
+        let _ = self.history.push_back(IntervalRecord {
+            interval,
+            done,
+            disrupted: self.disrupted_recent,
+        });
+        self.disrupted_recent = 0;
         // Members that stayed got every record and request of the interval.
         let n = usize::from(self.cfg.clients);
         let head = self.log.head();
