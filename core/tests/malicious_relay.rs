@@ -993,6 +993,7 @@ impl Mallory {
         self.history.push(IntervalRecord {
             interval: run.interval,
             done: run.done,
+            disrupted: 0,
         });
         if self.history.len() > wire::MAX_HISTORY {
             self.history.remove(0);
@@ -1214,7 +1215,8 @@ fn after_first_message(owner: usize, min: u16) -> (Mallory, ConnId) {
         m.history,
         [IntervalRecord {
             interval: 10,
-            done: 2
+            done: 2,
+            disrupted: 0,
         }]
     );
     (m, conn)
@@ -1514,7 +1516,11 @@ fn a_forced_drop_ends_no_connection_and_sends_no_close() {
     let done = abandoned.exchange;
     assert_eq!(
         m.history.last(),
-        Some(&IntervalRecord { interval: 20, done })
+        Some(&IntervalRecord {
+            interval: 20,
+            done,
+            disrupted: 0
+        })
     );
 
     // Interval 21 runs without them; meanwhile the exit sends on `a`, closes `b` and sends

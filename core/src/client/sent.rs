@@ -355,6 +355,9 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
         // device's stack holds this list. Setting a state moves no entry, so the next batch
         // starts where this one ended.
         let mut sorted = 0;
+        // The interval of an own cell the history shows disrupted: its later cells there
+        // (which the relay withheld) are sent again after it.
+        let mut disrupted_in = None;
         loop {
             let offsets: Vec<usize, SORT_BATCH> = self
                 .iter()
@@ -366,7 +369,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
                 break;
             }
             sorted += offsets.len();
-            let (lost, resend) = self.sort_at(&offsets, current, history);
+            let (lost, resend) = self.sort_at(&offsets, current, history, &mut disrupted_in);
             lost_any |= lost;
             resend_any |= resend;
         }
@@ -379,6 +382,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
         offsets: &[usize],
         current: u32,
         history: &[IntervalRecord],
+        disrupted_in: &mut Option<u32>,
     ) -> (bool, bool) {
         let mut lost_any = false;
         let mut resend_any = false;
@@ -394,8 +398,15 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> SentRing<B> {
                 continue;
             }
             let state = match history.iter().find(|h| h.interval == interval) {
-                Some(h) if exchange < h.done => State::Confirmed,
-                Some(_) => {
+                Some(h) if h.decoded(exchange) && *disrupted_in != Some(interval) => {
+                    State::Confirmed
+                }
+                Some(h) => {
+                    if exchange < h.done {
+                        // Disrupted while this client was away (or after it): as when
+                        // the relay's `Disrupted` output is reported.
+                        *disrupted_in = Some(interval);
+                    }
                     resend_any = true;
                     State::Resend
                 }
@@ -633,6 +644,7 @@ mod tests {
         let history = [IntervalRecord {
             interval: 1,
             done: n - 10,
+            disrupted: 0,
         }];
         let (lost, resend) = ring.sort(2, &history);
         assert!(!lost && resend);
@@ -653,6 +665,32 @@ mod tests {
         }
         assert_eq!(ring.sort(2, &[]), (true, false));
         assert!(ring.iter().all(|(_, e)| e.state() == Some(State::Lost)));
+    }
+
+    #[test]
+    fn a_cell_the_history_shows_disrupted_is_sent_again_with_every_later_one() {
+        // Interval 1 decoded 0 .. 10, exchange 6 disrupted (bit 3); this client's cells at
+        // 2, 6 and 8, and at 12 (abandoned); interval 2's cell at 1 decoded.
+        let mut ring = SentRing::new(std::vec![0u8; 1024]);
+        for (i, e) in [(1, 2), (1, 6), (1, 8), (1, 12), (2, 1)] {
+            ring.push(State::Sent, i, e, 8).unwrap().fill(1);
+        }
+        let history = [
+            IntervalRecord {
+                interval: 1,
+                done: 10,
+                disrupted: 1 << 3,
+            },
+            IntervalRecord {
+                interval: 2,
+                done: 5,
+                disrupted: 1 << 2,
+            },
+        ];
+        assert_eq!(ring.sort(3, &history), (false, true));
+        let states: std::vec::Vec<_> = ring.iter().map(|(_, e)| e.state()).collect();
+        let (c, r) = (Some(State::Confirmed), Some(State::Resend));
+        assert_eq!(states, [c, r, r, r, c]);
     }
 
     #[test]

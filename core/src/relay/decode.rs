@@ -58,6 +58,7 @@ where
         }
         let exchange = running.done;
         running.done += 1;
+        self.disrupted_recent <<= 1;
         self.decoded += 1;
         self.phase = Phase::Running(running);
         let kind = self
@@ -170,6 +171,9 @@ where
                     self.outputs.push_disrupted(&digest);
                     // At most 2 × window exchanges wait to be reported, each at most once.
                     let _ = self.disrupted.push_back(exchange);
+                    // Decoded in order: `exchange` is `done − 1`. An owner away now learns
+                    // of it from the history when it is back.
+                    self.disrupted_recent |= 1;
                     if self.fingerprint_secret.is_some() {
                         let what = super::fingerprints::KeptRow {
                             interval,

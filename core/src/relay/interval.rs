@@ -161,8 +161,14 @@ where
         if self.history.is_full() {
             self.history.pop_front();
         }
-        let _ = self.history.push_back(IntervalRecord { interval, done });
-        // Members that stayed got every record and request of the interval.
+        let _ = self.history.push_back(IntervalRecord {
+            interval,
+            done,
+            disrupted: self.disrupted_recent,
+        });
+        self.disrupted_recent = 0;
+        // Members that stayed got every record and request of the interval (not one back
+        // on a new link within it: that link got none, and it holds what it said).
         let n = usize::from(self.cfg.clients);
         let head = self.log.head();
         let peers = self.peers.as_mut();
@@ -172,7 +178,7 @@ where
             .into_iter()
             .flat_map(|b| b.iter())
         {
-            if let Some(p) = peers.get_mut(i).filter(|p| p.link.is_some()) {
+            if let Some(p) = peers.get_mut(i).filter(|p| p.link.is_some() && !p.rejoined) {
                 p.follows = Follows::Log {
                     seq: head.seq,
                     bytes: head.bytes,
@@ -181,6 +187,9 @@ where
                     p.answered = Some(interval);
                 }
             }
+        }
+        for p in peers.iter_mut().take(n) {
+            p.rejoined = false;
         }
         self.push_event(RelayEvent::IntervalEnded { interval, done });
         self.unreported.clear();

@@ -439,6 +439,9 @@ pub struct Relay<P, B> {
     /// interval ends: its history counts them decoded, so an owner never told would take
     /// its cell for delivered and never send its bytes again.
     disrupted: Deque<u64, { 2 * MAX_WINDOW }>,
+    /// Which of the 64 exchanges below the running interval's `done` decoded disrupted
+    /// (bit `k`: exchange `done − 1 − k`), for its history record.
+    disrupted_recent: u64,
     /// The fingerprints of the latest disrupted exchanges: what an accusation may be
     /// about.
     kept: fingerprints::Fingerprints<B>,
@@ -575,6 +578,7 @@ where
             },
             next_interval: cfg.first_interval,
             history: Deque::new(),
+            disrupted_recent: 0,
             events: Deque::new(),
             goodbyes: Deque::new(),
             shutdown_position: None,

@@ -44,6 +44,9 @@ pub struct Peer {
     pub(super) pending: Option<PendingHello>,
     /// When this client connected without being in the running interval.
     pub(super) waiting_since: Option<Instant>,
+    /// A member back on a new link within the running interval (one a blame round holds):
+    /// this link got none of the interval's frames, so it holds what its Hello said.
+    pub(super) rejoined: bool,
     /// Its penalties and place on the refusal list, kept across its reconnects.
     pub(super) standing: Standing,
     /// Whether it answers blame requests (its Hello's `blame`; a trustee's counts).
@@ -91,6 +94,7 @@ impl Peer {
         room: 0,
         pending: None,
         waiting_since: None,
+        rejoined: false,
         standing: Standing::CLEAN,
         blame: false,
     };
@@ -280,6 +284,7 @@ where
             p.room = 0;
             p.pending = None;
             p.waiting_since = (!running_member && !owes).then_some(now);
+            p.rejoined = running_member;
             p.blame = hello.blame;
         }
         if !running_member && !owes && matches!(peer, PeerId::Client(_)) {

@@ -580,6 +580,7 @@ where
         self.unreported.clear();
         self.outputs.clear();
         self.disrupted.clear();
+        self.disrupted_recent = 0;
         self.idle = false;
         self.burst = false;
         self.gap = Duration::default();

@@ -56,6 +56,24 @@ pub struct IntervalRecord {
     pub interval: u32,
     /// Exchanges `0 .. done` of that interval were decoded; later ones were abandoned.
     pub done: u64,
+    /// Which of the 64 exchanges below `done` decoded disrupted: bit `k` is exchange
+    /// `done − 1 − k` (every member was sent their `Disrupted` frames; one away missed them).
+    pub disrupted: u64,
+}
+
+impl IntervalRecord {
+    /// Whether `exchange` of this interval decoded to its owner's cell: below `done` and
+    /// not disrupted (an exchange more than 64 below `done` counts as decoded).
+    pub fn decoded(&self, exchange: u64) -> bool {
+        let Some(k) = self
+            .done
+            .checked_sub(exchange)
+            .and_then(|d| d.checked_sub(1))
+        else {
+            return false;
+        };
+        k >= 64 || self.disrupted & (1 << k) == 0
+    }
 }
 
 /// What a client already holds of the relay's downstream log, sent when it reconnects.

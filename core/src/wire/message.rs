@@ -15,6 +15,9 @@ use crate::NONCE_LEN;
 /// A protocol message (the body of one frame).
 ///
 /// Variable-length fields borrow the frame body, so a parsed message is small.
+// `IntervalStart` holds its history inline (8 records, no allocator in the core): a
+// message is parsed once per frame on the stack, where the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message<'a> {
     /// Node → relay, the first frame on a link.
@@ -471,6 +474,7 @@ mod tests {
             .push(IntervalRecord {
                 interval: 6,
                 done: 1000,
+                disrupted: 5,
             })
             .unwrap();
         // Next(256) of an earlier slot exchange, then slot 5's request as a list.
@@ -603,14 +607,14 @@ mod tests {
                     largest: 300,
                 }),
                 cat(&[
-                    &[0, 0, 0, 0x8C, 0x07, 0x07],
+                    &[0, 0, 0, 0x8D, 0x07, 0x07],
                     &rep(9, 16),
                     &[0x01, 0x05, 0x01, 0x04, 0x20],
                     &nonces,
                     &rep(0x77, 32),
                     &[0x08],
                     &[0x80, 0x02, 0x80, 0x20, 0x80, 0x80, 0x01, 0x10, 0x40, 0x40],
-                    &[0x01, 0x06, 0xE8, 0x07],
+                    &[0x01, 0x06, 0xE8, 0x07, 0x05],
                     &[0x03, 0xAC, 0x02],
                     &rep(0xEE, 32),
                     &[0x01],
