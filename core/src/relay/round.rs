@@ -49,11 +49,11 @@ use super::{
 use crate::bits::Bits;
 use crate::blame::commit::{ExchangeKey, FINGERPRINT_LEN};
 use crate::blame::evidence::Draft;
-use crate::blame::{within_answered, within_horizon};
 use crate::blame::{
     cell_hash, grounds_digest, nonces_digest, resolve_dispute, BlameKind, Culprit, DisputeFacts,
     Facts, Finding, Grounds, Header, Round, Statement, MAX_GROUNDS_LEN,
 };
+use crate::blame::{within_answered, within_horizon};
 use crate::crypto::PadNonce;
 use crate::error::ConfigError;
 use crate::transcript::Transcript;
