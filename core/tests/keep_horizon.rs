@@ -34,6 +34,9 @@ struct Seen {
     exchanges_to_named: u64,
     started: usize,
     past_horizon: usize,
+    /// Rounds dropped as `Forgotten`: their exchange gone from what every node keeps (or
+    /// their fingerprints from the relay's ring, or the interval ended).
+    forgotten: usize,
 }
 
 fn env(name: &str, default: u64) -> u64 {
@@ -190,6 +193,11 @@ fn search_at(seed: u64, accused_window: Option<u16>) -> Seen {
             .iter()
             .filter(|d| d.2 == BlameDropReason::PastHorizon)
             .count(),
+        forgotten: net
+            .blame_dropped
+            .iter()
+            .filter(|d| d.2 == BlameDropReason::Forgotten)
+            .count(),
     }
 }
 
@@ -198,16 +206,17 @@ fn no_honest_owner_is_convicted_for_a_cell_it_let_go() {
     let from = env("DISSENT_SEED_FROM", 0);
     let seeds = env("DISSENT_SEEDS", 8);
     let mut most = 0;
-    let (mut started, mut past) = (0, 0);
+    let (mut started, mut past, mut forgotten) = (0, 0, 0);
     for seed in from..from + seeds {
         let seen = search(seed);
         most = most.max(seen.exchanges_to_named);
         started += seen.started;
         past += seen.past_horizon;
+        forgotten += seen.forgotten;
     }
     eprintln!(
-        "{seeds} seeds: {started} rounds begun, {past} dropped past the keep horizon; \
-         every garbler named within {most} exchanges"
+        "{seeds} seeds: {started} rounds begun, {past} dropped past the keep horizon, \
+         {forgotten} forgotten; every garbler named within {most} exchanges"
     );
     assert!(started > 0);
 }
