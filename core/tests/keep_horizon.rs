@@ -25,8 +25,6 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 const N: usize = 5;
-/// The largest window of the seeds whose rounds start on owners' accusations alone.
-const ACCUSED_WINDOW: u16 = 48;
 
 /// What one seed of the search saw.
 #[derive(Debug, Default)]
@@ -36,6 +34,9 @@ struct Seen {
     exchanges_to_named: u64,
     started: usize,
     past_horizon: usize,
+    /// Rounds dropped as `Forgotten`: their exchange gone from what every node keeps (or
+    /// their fingerprints from the relay's ring, or the interval ended).
+    forgotten: usize,
 }
 
 fn env(name: &str, default: u64) -> u64 {
@@ -47,23 +48,23 @@ fn env(name: &str, default: u64) -> u64 {
 
 /// One seed: the property, asserted; what it saw.
 fn search(seed: u64) -> Seen {
+    search_at(seed, None)
+}
+
+/// One seed, at `accused_window` with rounds on owners' accusations alone if given.
+fn search_at(seed: u64, accused_window: Option<u16>) -> Seen {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let mut cfg = NetConfig::new(N, 2, 256);
-    let accusations_only = rng.next_u64() % 3 == 0;
-    // A round on an accusation begins about `2 × window` exchanges after its exchange, and
-    // needs the pad nonces every node keeps of its last 128 exchanges: windows up to
-    // `ACCUSED_WINDOW` (docs/security.md).
-    let largest = if accusations_only {
-        ACCUSED_WINDOW
-    } else {
-        MAX_WINDOW as u16
-    };
+    let accusations_only = rng.next_u64() % 3 == 0 || accused_window.is_some();
     cfg.window = match seed % 4 {
         // The hosted relay's default, which a device serves.
         0 => 16,
-        1 => largest,
-        _ => 1 + (rng.next_u64() % u64::from(largest)) as u16,
+        1 => MAX_WINDOW as u16,
+        _ => 1 + (rng.next_u64() % MAX_WINDOW as u64) as u16,
     };
+    if let Some(window) = accused_window {
+        cfg.window = window;
+    }
     cfg.max_cell_len = [1024, 2048, 4096][rng.next_u64() as usize % 3];
     cfg.latency = Duration::from_micros(50 + rng.next_u64() % 1000);
     // Every owner keeps only what the window needs: the least the rule allows.
@@ -192,6 +193,11 @@ fn search(seed: u64) -> Seen {
             .iter()
             .filter(|d| d.2 == BlameDropReason::PastHorizon)
             .count(),
+        forgotten: net
+            .blame_dropped
+            .iter()
+            .filter(|d| d.2 == BlameDropReason::Forgotten)
+            .count(),
     }
 }
 
@@ -200,18 +206,33 @@ fn no_honest_owner_is_convicted_for_a_cell_it_let_go() {
     let from = env("DISSENT_SEED_FROM", 0);
     let seeds = env("DISSENT_SEEDS", 8);
     let mut most = 0;
-    let (mut started, mut past) = (0, 0);
+    let (mut started, mut past, mut forgotten) = (0, 0, 0);
     for seed in from..from + seeds {
         let seen = search(seed);
         most = most.max(seen.exchanges_to_named);
         started += seen.started;
         past += seen.past_horizon;
+        forgotten += seen.forgotten;
     }
     eprintln!(
-        "{seeds} seeds: {started} rounds begun, {past} dropped past the keep horizon; \
-         every garbler named within {most} exchanges"
+        "{seeds} seeds: {started} rounds begun, {past} dropped past the keep horizon, \
+         {forgotten} forgotten; every garbler named within {most} exchanges"
     );
     assert!(started > 0);
+}
+
+/// Traps ignored, a garbler of every other exchange is named through its victims'
+/// accusations at the smallest window (the accused exchange's fingerprints are still
+/// kept when the accusation comes) and at the largest (the round begins within the pad
+/// nonces every node keeps).
+#[test]
+fn owners_accusations_name_the_garbler_at_the_smallest_and_largest_window() {
+    for window in [1, MAX_WINDOW as u16] {
+        for seed in 0..2 {
+            let seen = search_at(seed, Some(window));
+            assert!(seen.started > 0, "window {window}, seed {seed}: no round");
+        }
+    }
 }
 
 /// The relay's decision whether a round about an exchange may still begin is the same

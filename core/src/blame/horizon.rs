@@ -11,6 +11,16 @@
 //! public facts only (the window, the schedule's exchanges of the slot), so the decision
 //! says nothing about who owns the slot.
 //!
+//! A round also needs every node's pad nonce of `e`, which each keeps for its last
+//! [`ANSWERED`] exchanges of the interval (every slot's and reservation exchanges alike).
+//! The relay begins no round about `e` once [`ANSWERED`] or more exchanges of the interval
+//! were issued after it ([`within_answered`]), before it asks anyone; a node answers at
+//! most the exchanges the relay issued, so it still holds the nonce of every round the
+//! relay begins. [`ANSWERED`] is the horizon of the largest window plus [`HORIZON_SLACK`]
+//! exchanges (for reservation exchanges between a slot's): an owner's accusation, about
+//! 137 exchanges after its exchange at a window of 64 with its slot the busy one, falls
+//! within both.
+//!
 //! Owns the rule. It must not count exchanges (the relay's `round.rs`) or keep cells (the
 //! client's `seal.rs`).
 
@@ -25,6 +35,17 @@ pub const HORIZON_SLACK: usize = 8;
 /// latest owned cells an owner keeps.
 pub const fn keep_horizon(window: u16) -> usize {
     2 * window as usize + HORIZON_SLACK
+}
+
+/// Exchanges of an interval whose pad nonces every node keeps, the latest ones (and whose
+/// fingerprint rows the relay keeps at most): the keep horizon of the largest window and
+/// [`HORIZON_SLACK`] more.
+pub const ANSWERED: usize = keep_horizon(crate::MAX_WINDOW as u16) + HORIZON_SLACK;
+
+/// Whether a blame round about an exchange may begin once `later` exchanges of the
+/// interval (of any slot) were issued after it: every node still keeps its pad nonce.
+pub const fn within_answered(later: u64) -> bool {
+    later < ANSWERED as u64
 }
 
 /// Whether a blame round about an exchange of a slot may begin once `later` exchanges of
@@ -58,6 +79,8 @@ mod tests {
             assert!(!within_horizon(window, h as u64));
         }
         assert_eq!(largest_window(0), 0);
+        assert!(ANSWERED > keep_horizon(crate::MAX_WINDOW as u16));
+        assert!(within_answered(ANSWERED as u64 - 1) && !within_answered(ANSWERED as u64));
         assert_eq!(largest_window(usize::MAX), crate::MAX_WINDOW as u16);
     }
 }

@@ -40,7 +40,7 @@ pub use evidence::{
     ProvenDispute, Verified,
 };
 pub use grounds::{grounds_digest, Facts, Grounds, GroundsError, MAX_GROUNDS_LEN};
-pub use horizon::{keep_horizon, largest_window, within_horizon};
+pub use horizon::{keep_horizon, largest_window, within_answered, within_horizon, ANSWERED};
 pub use judge::{judge, resolve_dispute, DisputeFacts, Finding, Reveals};
 pub use reveal::{dh_context, nonces_digest, DhRequest, Round, Shown, Statement, DH_CONTEXT_LEN};
 pub use trap::{trap_context, TrapError, TrapFacts, TrapGrounds, TRAP_GROUNDS_LEN};

@@ -10,8 +10,8 @@
 use super::Client;
 use crate::crypto::{pad_bit, IntervalKey, PadEngine, PadNonce, SerialPads};
 
-/// Exchanges whose pad nonces a client keeps, the latest ones.
-pub const ANSWERED: usize = 2 * crate::MAX_WINDOW;
+/// Exchanges whose pad nonces a client keeps, the latest ones ([`crate::blame::horizon::ANSWERED`]).
+pub const ANSWERED: usize = crate::blame::horizon::ANSWERED;
 
 /// What a client wrote into an exchange before its pads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! The relay's commitments to what each node sent ([`crate::blame::commit`]): a row of
 //! fingerprints per exchange in flight (every member's and trustee's cell, clients by
-//! index, then trustees), and the rows of the latest disrupted exchanges (and reservation
-//! exchanges that showed a request), kept for the blame rounds their accusations start.
+//! index, then trustees), and the rows of the latest `keep_horizon(window)` disrupted
+//! exchanges (and reservation exchanges that showed a request), kept for the blame rounds
+//! their accusations start.
 //!
 //! Owns the kept rows and which exchanges they are. It must not decide when a cell counts
 //! (`exchange.rs`) or when an exchange is disrupted (`decode.rs`); the rows in flight live
@@ -12,8 +13,9 @@ use heapless::Vec;
 use crate::blame::commit::FINGERPRINT_LEN;
 use crate::MAX_WINDOW;
 
-/// Disrupted exchanges whose rows are kept, at most (the configuration's `2 × window`).
-pub const MAX_KEPT: usize = 2 * MAX_WINDOW;
+/// Disrupted exchanges whose rows are kept, at most (the configuration's
+/// `keep_horizon(window)`, as many as a slot's exchanges a round may begin behind).
+pub const MAX_KEPT: usize = crate::blame::keep_horizon(MAX_WINDOW as u16);
 
 /// The slot of a kept reservation exchange's row.
 pub(super) const RESERVATION: u16 = u16::MAX;

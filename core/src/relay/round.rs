@@ -49,16 +49,16 @@ use super::{
 use crate::bits::Bits;
 use crate::blame::commit::{ExchangeKey, FINGERPRINT_LEN};
 use crate::blame::evidence::Draft;
-use crate::blame::within_horizon;
 use crate::blame::{
     cell_hash, grounds_digest, nonces_digest, resolve_dispute, BlameKind, Culprit, DisputeFacts,
     Facts, Finding, Grounds, Header, Round, Statement, MAX_GROUNDS_LEN,
 };
+use crate::blame::{within_answered, within_horizon};
 use crate::crypto::PadNonce;
 use crate::error::ConfigError;
 use crate::transcript::Transcript;
 use crate::wire::{Kind, Message, WireError};
-use crate::{MAX_TRUSTEES, MAX_WINDOW, NONCE_LEN};
+use crate::{MAX_TRUSTEES, NONCE_LEN};
 
 /// A blame round waiting for the one running to end: what [`Relay::start_blame`] was
 /// given.
@@ -144,7 +144,7 @@ pub(super) struct Rounds<B> {
     /// The running interval's transcript, and the pad nonces of its latest exchanges.
     transcript: Option<Transcript>,
     /// (exchange, its pad nonce, its cell length if a slot's).
-    pad_nonces: Deque<(u64, PadNonce, u32), { 2 * MAX_WINDOW }>,
+    pad_nonces: Deque<(u64, PadNonce, u32), { crate::blame::ANSWERED }>,
     /// SHA-256 of the latest disrupted exchanges' decoded cells.
     decoded: Deque<(u32, u64, [u8; 32]), 16>,
     /// Rounds that ended without every trustee's reveal.
@@ -575,6 +575,10 @@ where
             }
             _ => return drop(self, BlameDropReason::Forgotten),
         };
+        // Every node keeps the pad nonces of its last `ANSWERED` exchanges only.
+        if !within_answered(running.next.saturating_sub(q.exchange + 1)) {
+            return drop(self, BlameDropReason::Forgotten);
+        }
         let row = if let Some(within) = self.within_keep_horizon(q.interval, q.exchange, q.slot) {
             // The owner gives back the cell it sealed: only while it must still hold it.
             if !within {

@@ -144,10 +144,11 @@ impl RelayConfig {
         (self.clients as usize + self.trustees as usize) * crate::blame::commit::FINGERPRINT_LEN
     }
 
-    /// Disrupted exchanges whose fingerprints are kept: twice the window (an owner
-    /// accuses its latest disrupted cell, in its next owned cell).
+    /// Disrupted exchanges whose fingerprints are kept: the window's keep horizon (an
+    /// owner accuses its latest disrupted cell in its next owned cell, and a round about
+    /// an exchange may begin while it is within the horizon, `blame::horizon`).
     pub(super) const fn kept_fingerprint_rows(&self) -> usize {
-        2 * self.window as usize
+        crate::blame::keep_horizon(self.window)
     }
 
     pub(super) const fn output_stride(&self) -> usize {

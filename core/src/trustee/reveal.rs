@@ -11,8 +11,8 @@ use super::{Phase, Trustee};
 use crate::client::RevealError;
 use crate::crypto::{pad_bit, IntervalKey, PadEngine, PairKey, SerialPads};
 
-/// Cells whose pad nonces a trustee keeps, the latest ones.
-pub const ANSWERED: usize = 2 * crate::MAX_WINDOW;
+/// Cells whose pad nonces a trustee keeps, the latest ones ([`crate::blame::horizon::ANSWERED`]).
+pub const ANSWERED: usize = crate::blame::horizon::ANSWERED;
 
 impl<P, I, B> Trustee<P, I, B>
 where
