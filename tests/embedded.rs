@@ -1751,38 +1751,18 @@ fn device_trustee_sets_up_a_dealer_free_epoch_and_hands_over_to_its_dc_net_image
     within(MIXED_LIMIT, |scope| {
         let dir = tempfile::tempdir().expect("temp dir");
         let home = dir.path();
-        let (group, _, relay_key, trustees, clients) = dealer_free_group(home, 2, 4);
-
-        let mut relay = scope.spawn(
-            "relay",
-            &[
-                "relay",
-                &group,
-                "--key",
-                &relay_key,
-                "--exit",
-                "echo",
-                "--metrics",
-                "0",
-            ],
-        );
-        let metrics_port = relay.listening_port("serving metrics at");
-        let started = Instant::now();
-        let mut trustee0 = scope.spawn("trustee0", &["trustee", &group, &trustees[0]]);
-        let console = home.join("trustee1.console");
-        let console_s = console.display().to_string();
-        let device = Device {
-            proc: scope.spawn(
-                "trustee1",
-                &["qemu", &group, &trustees[1], "--console", &console_s],
-            ),
-            console,
-        };
-        let mut client_procs: Vec<Proc> = clients
-            .iter()
-            .enumerate()
-            .map(|(i, c)| scope.spawn(&format!("client{i}"), &["client", &group, c, "-p", "0"]))
-            .collect();
+        let DealerFreeNet {
+            group: _,
+            trustees: _,
+            clients: _,
+            mut relay,
+            metrics_port,
+            mut trustee0,
+            device,
+            mut client_procs,
+            qemu_args: _,
+            started,
+        } = DealerFreeNet::start(scope, home, &[]);
 
         // Every node checked every proof and signature, the device's included; the device
         // established the same epoch and handed over.
@@ -2471,6 +2451,79 @@ fn dealer_free_group(
     (group, relay_addr, relay_key, trustees, clients)
 }
 
+/// A dealer-free group of 2 trustees and 4 clients ([`dealer_free_group`]) running: the
+/// relay (echo exit, metrics), trustee 0 hosted, trustee 1 on the emulated board through
+/// `dissent qemu` (its environment `qemu_env`), and every client.
+struct DealerFreeNet {
+    group: String,
+    trustees: Vec<String>,
+    clients: Vec<String>,
+    relay: Proc,
+    metrics_port: u16,
+    trustee0: Proc,
+    device: Device,
+    client_procs: Vec<Proc>,
+    /// `dissent qemu`'s arguments, to start the device again.
+    qemu_args: Vec<String>,
+    /// When the relay was listening, before any trustee started.
+    started: Instant,
+}
+
+impl DealerFreeNet {
+    fn start(scope: &Scope, home: &Path, qemu_env: &[(&str, &str)]) -> DealerFreeNet {
+        let (group, _, relay_key, trustees, clients) = dealer_free_group(home, 2, 4);
+        let mut relay = scope.spawn(
+            "relay",
+            &[
+                "relay",
+                &group,
+                "--key",
+                &relay_key,
+                "--exit",
+                "echo",
+                "--metrics",
+                "0",
+            ],
+        );
+        let metrics_port = relay.listening_port("serving metrics at");
+        let started = Instant::now();
+        let trustee0 = scope.spawn("trustee0", &["trustee", &group, &trustees[0]]);
+        let console = home.join("trustee1.console");
+        let console_s = console.display().to_string();
+        let qemu_args: Vec<String> = ["qemu", &group, &trustees[1], "--console", &console_s]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let args: Vec<&str> = qemu_args.iter().map(String::as_str).collect();
+        let name = if qemu_env.is_empty() {
+            "trustee1"
+        } else {
+            "trustee1 (stops before keeping)"
+        };
+        let device = Device {
+            proc: scope.spawn_env(name, &args, qemu_env),
+            console,
+        };
+        let client_procs = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| scope.spawn(&format!("client{i}"), &["client", &group, c, "-p", "0"]))
+            .collect();
+        DealerFreeNet {
+            group,
+            trustees,
+            clients,
+            relay,
+            metrics_port,
+            trustee0,
+            device,
+            client_procs,
+            qemu_args,
+            started,
+        }
+    }
+}
+
 /// Moves the console file of a `dissent qemu` run that ended into `seen`, so that the
 /// next run's file holds its own lines only.
 fn consoles_seen(console: &Path, seen: &mut Vec<String>) {
@@ -2508,34 +2561,20 @@ fn a_device_trustee_restarted_within_its_epoch_rejoins_it_with_no_new_setup() {
     within(REJOIN_LIMIT, |scope| {
         let dir = tempfile::tempdir().expect("temp dir");
         let home = dir.path();
-        let (group, _, relay_key, trustees, clients) = dealer_free_group(home, 2, 4);
-        let mut relay = scope.spawn(
-            "relay",
-            &[
-                "relay",
-                &group,
-                "--key",
-                &relay_key,
-                "--exit",
-                "echo",
-                "--metrics",
-                "0",
-            ],
-        );
-        let metrics_port = relay.listening_port("serving metrics at");
-        let trustee0 = scope.spawn("trustee0", &["trustee", &group, &trustees[0]]);
-        let console = home.join("trustee1.console");
-        let console_s = console.display().to_string();
-        let qemu_args = ["qemu", &group, &trustees[1], "--console", &console_s];
-        let mut device = Device {
-            proc: scope.spawn("trustee1", &qemu_args),
-            console: console.clone(),
-        };
-        let mut client_procs: Vec<Proc> = clients
-            .iter()
-            .enumerate()
-            .map(|(i, c)| scope.spawn(&format!("client{i}"), &["client", &group, c, "-p", "0"]))
-            .collect();
+        let DealerFreeNet {
+            group,
+            trustees,
+            clients,
+            mut relay,
+            metrics_port,
+            trustee0,
+            mut device,
+            mut client_procs,
+            qemu_args,
+            started: _,
+        } = DealerFreeNet::start(scope, home, &[]);
+        let qemu_args: Vec<&str> = qemu_args.iter().map(String::as_str).collect();
+        let console = device.console.clone();
 
         // The device sets the epoch up, hands over, and its epoch is kept.
         let log = device.proc.wait_for_log(
@@ -2741,38 +2780,24 @@ fn a_device_trustee_whose_host_stopped_before_keeping_its_epoch_takes_it_back() 
     within(REJOIN_LIMIT, |scope| {
         let dir = tempfile::tempdir().expect("temp dir");
         let home = dir.path();
-        let (group, _, relay_key, trustees, clients) = dealer_free_group(home, 2, 4);
-        let mut relay = scope.spawn(
-            "relay",
-            &[
-                "relay",
-                &group,
-                "--key",
-                &relay_key,
-                "--exit",
-                "echo",
-                "--metrics",
-                "0",
-            ],
+        let DealerFreeNet {
+            group: _,
+            trustees,
+            clients: _,
+            mut relay,
+            metrics_port,
+            trustee0: _trustee0,
+            mut device,
+            mut client_procs,
+            qemu_args,
+            started: _,
+        } = DealerFreeNet::start(
+            scope,
+            home,
+            &[("DISSENT_QEMU_TEST_STOP_BEFORE_KEEPING", "1")],
         );
-        let metrics_port = relay.listening_port("serving metrics at");
-        let _trustee0 = scope.spawn("trustee0", &["trustee", &group, &trustees[0]]);
-        let console = home.join("trustee1.console");
-        let console_s = console.display().to_string();
-        let qemu_args = ["qemu", &group, &trustees[1], "--console", &console_s];
-        let mut device = Device {
-            proc: scope.spawn_env(
-                "trustee1 (stops before keeping)",
-                &qemu_args,
-                &[("DISSENT_QEMU_TEST_STOP_BEFORE_KEEPING", "1")],
-            ),
-            console: console.clone(),
-        };
-        let mut client_procs: Vec<Proc> = clients
-            .iter()
-            .enumerate()
-            .map(|(i, c)| scope.spawn(&format!("client{i}"), &["client", &group, c, "-p", "0"]))
-            .collect();
+        let qemu_args: Vec<&str> = qemu_args.iter().map(String::as_str).collect();
+        let console = device.console.clone();
 
         // The device sets the epoch up and hands over; its host stops before keeping it.
         let status = device.proc.wait_exit(FORM_TIMEOUT);
