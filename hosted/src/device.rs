@@ -235,12 +235,7 @@ pub fn group_setup(
     desc: &crate::config::group::GroupDesc,
     keys: &crate::config::keys::PrivateKeys,
 ) -> Result<(Group, NodeSecrets, Vec<u8>)> {
-    let own = keys.public();
-    let index = desc
-        .trustees
-        .iter()
-        .position(|k| *k == own)
-        .with_context(|| format!("{} is not a trustee of the group", keys.name))?;
+    let index = desc.trustee_index(keys)?;
     let digest = desc.digest();
     let group = crate::config::group::EpochGroup {
         desc,

@@ -234,6 +234,21 @@ impl GroupDesc {
         h.finalize().into()
     }
 
+    /// The index of the trustee whose keys are `keys` in this version; an error naming it
+    /// if it is not one of its trustees.
+    pub fn trustee_index(&self, keys: &super::keys::PrivateKeys) -> Result<usize> {
+        let own = keys.public();
+        match self.trustees.iter().position(|k| *k == own) {
+            Some(index) => Ok(index),
+            None => bail!(
+                "trustee {} ({}) is not a trustee of group version {}",
+                keys.name,
+                own.fingerprint(),
+                self.version
+            ),
+        }
+    }
+
     /// The group fingerprint members compare out of band.
     pub fn fingerprint(&self) -> String {
         format!("SHA256:{}", STANDARD_NO_PAD.encode(self.digest()))

@@ -412,15 +412,7 @@ pub fn rejoin_trustee(
     keys: &PrivateKeys,
     key_file: &Path,
 ) -> Result<Option<(Group, NodeSecrets)>> {
-    let own = keys.public();
-    let Some(index) = desc.trustees.iter().position(|k| *k == own) else {
-        bail!(
-            "trustee {} ({}) is not a trustee of group version {}",
-            keys.name,
-            own.fingerprint(),
-            desc.version
-        );
-    };
+    let index = desc.trustee_index(keys)?;
     node::saved(desc, keys, key_file, Role::Trustee(index))
 }
 

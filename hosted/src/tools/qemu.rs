@@ -151,12 +151,7 @@ pub async fn group_trustee(
         );
         return Ok(GroupStart::Rejoin(group, node));
     }
-    let own = keys.public();
-    let index = desc
-        .trustees
-        .iter()
-        .position(|k| *k == own)
-        .with_context(|| format!("{} is not a trustee of the group", keys.name))?;
+    let index = desc.trustee_index(keys)?;
     if let Some((group, node)) = crate::setup::take_back(desc, keys, key_file, index, relay).await?
     {
         // The DC-net blob names every member of the version (see `group_setup`).
