@@ -118,6 +118,16 @@ fn stage_len(stage: Stage, n: usize) -> usize {
     }
 }
 
+/// The hash of the pseudonym list, keys in slot order (what every trustee's `Record` signs).
+pub(crate) fn list_hash<'a>(keys: impl Iterator<Item = &'a [u8]>) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(b"dissent-rs v3 pseudonym list");
+    for key in keys {
+        hash.update(key);
+    }
+    hash.finalize().into()
+}
+
 fn absorb(hash: &mut Sha256, frame: &[u8]) {
     hash.update((frame.len() as u32).to_be_bytes());
     hash.update(frame);
@@ -767,12 +777,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             return Ok(Event::Progress);
         }
         self.transcript = self.hash.clone().finalize().into();
-        let mut list = Sha256::new();
-        list.update(b"dissent-rs v3 pseudonym list");
-        for p in self.pseudonyms() {
-            list.update(p);
-        }
-        self.list = list.finalize().into();
+        self.list = list_hash(self.pseudonyms());
         self.waiting = self
             .next_trustee(None)
             .map_or(Waiting::Nothing, Waiting::Record);

@@ -29,8 +29,6 @@
 //!
 //! Owns the rejoin link's frames and their checks; the link and the keeping are the shells'.
 
-use sha2::{Digest, Sha256};
-
 use super::message::{signature_holds, SetupMessage, HEADER_LEN};
 use super::{Established, SetupConfig};
 use crate::bits::bitmap_len;
@@ -342,12 +340,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Rejoin<'c, B> {
         if self.records != open.trustees || self.filled < open.slots {
             return Ok(None);
         }
-        let mut hash = Sha256::new();
-        hash.update(b"dissent-rs v3 pseudonym list");
-        for p in self.pseudonyms() {
-            hash.update(p);
-        }
-        if <[u8; 32]>::from(hash.finalize()) != list {
+        if super::follower::list_hash(self.pseudonyms()) != list {
             return Err(RejoinError::WrongList);
         }
         Ok(Some(Established {
