@@ -87,6 +87,8 @@ pub mod executor;
 pub mod guard;
 #[cfg(all(target_os = "none", feature = "setup-image"))]
 pub mod handover;
+#[cfg(all(target_os = "none", feature = "setup-image"))]
+mod mem;
 #[cfg(target_os = "none")]
 pub mod stack;
 #[cfg(target_os = "none")]
