@@ -5,9 +5,10 @@
 //! the DC-net trustee image, each at its own place in flash (`memory/<board>-setup.x`). It
 //! writes only public outcomes, and only those it verified itself: the established epoch's
 //! session id and its pseudonym list, at their places in the node's blob
-//! ([`complete_blob`]; on the emulated board through `crate::blob_update`, so a reset at
-//! any point leaves the blob old or new, [`recover_blob`] at the next boot). Then [`hand_over`] quiets the board (interrupts, SysTick, the MPU)
-//! and jumps to the DC-net image's vector table, which starts as from a reset.
+//! ([`complete_blob`], through `crate::blob_update`, so a reset at any point leaves the blob
+//! old or new: `crate::board::area::recover` at the next boot). Then [`hand_over`] quiets
+//! the board (interrupts, SysTick, the MPU) and jumps to the DC-net image's vector table,
+//! which starts as from a reset.
 //!
 //! Owns the setup blob's area, the writes into the provisioning area and the jump; the
 //! setup itself is the core's (`dissent_core::epoch`).
@@ -17,8 +18,6 @@ use cortex_m::peripheral::{MPU, NVIC, SCB, SYST};
 extern "C" {
     static _setup_start: u8;
     static _setup_end: u8;
-    static mut _provision_start: u8;
-    static _provision_end: u8;
     static _dcnet_image: u32;
 }
 
@@ -55,48 +54,11 @@ impl<E> From<crate::blob_update::UpdateError<E>> for BlobWrite {
     }
 }
 
-/// The provisioning and scratch areas, as the blob update takes them.
-#[cfg(feature = "mps2-an385")]
-fn areas() -> crate::blob_update::Areas {
-    extern "C" {
-        static _provision_start: u8;
-        static _provision_end: u8;
-        static _scratch_start: u8;
-        static _scratch_end: u8;
-    }
-    // Only the symbols' addresses are taken.
-    let at = |s: *const u8| s as usize as u32;
-    let (blob, blob_end) = (
-        at(core::ptr::addr_of!(_provision_start)),
-        at(core::ptr::addr_of!(_provision_end)),
-    );
-    let (scratch, scratch_end) = (
-        at(core::ptr::addr_of!(_scratch_start)),
-        at(core::ptr::addr_of!(_scratch_end)),
-    );
-    crate::blob_update::Areas {
-        blob,
-        blob_len: blob_end - blob,
-        scratch,
-        scratch_len: scratch_end - scratch,
-    }
-}
-
-/// At boot, before the node's blob is read: an update of it that a reset cut is finished
-/// or undone (`crate::blob_update::recover`), so the blob is whole, old or new.
-#[cfg(feature = "mps2-an385")]
-pub fn recover_blob() -> Result<crate::blob_update::Recovered, BlobWrite> {
-    let mut flash = crate::board::selected::ProvisionFlash;
-    Ok(crate::blob_update::recover(&mut flash, areas())?)
-}
-
 /// Completes the node's blob of `len` bytes: `patch(offset, chunk)` turns each chunk of it
-/// (its bytes at `offset..`) into the completed blob's.
-///
-/// On the emulated board it goes through `crate::blob_update` (a scratch copy first, then
-/// the blob's sectors erased and programmed), as a real board's flash needs; a real board's
-/// image writes its area in place as RAM, which its flash is not (README.md, "What a real
-/// board still needs to run the setup").
+/// (its bytes at `offset..`) into the completed blob's, through `crate::blob_update` (a
+/// scratch copy first, then the blob's sectors erased and programmed), so that a reset at
+/// any point leaves the old blob or the new one (`crate::board::area::recover` at the next
+/// boot).
 ///
 /// # Safety
 ///
@@ -106,38 +68,13 @@ pub unsafe fn complete_blob(
     len: usize,
     patch: &mut dyn FnMut(usize, &mut [u8]),
 ) -> Result<(), BlobWrite> {
-    #[cfg(feature = "mps2-an385")]
-    {
-        let mut flash = crate::board::selected::ProvisionFlash;
-        Ok(crate::blob_update::update(&mut flash, areas(), len, patch)?)
-    }
-    #[cfg(not(feature = "mps2-an385"))]
-    // SAFETY: the symbols bound the PROVISION area; the writes stay inside it (checked).
-    unsafe {
-        let start = core::ptr::addr_of_mut!(_provision_start);
-        let area = core::ptr::addr_of!(_provision_end) as usize - start as usize;
-        if len > area {
-            return Err(BlobWrite::OutOfArea);
-        }
-        let mut chunk = [0u8; 64];
-        let mut at = 0;
-        while at < len {
-            let n = chunk.len().min(len - at);
-            let part = &mut chunk[..n];
-            for (i, b) in part.iter_mut().enumerate() {
-                *b = core::ptr::read_volatile(start.add(at + i));
-            }
-            patch(at, part);
-            for (i, &b) in part.iter().enumerate() {
-                core::ptr::write_volatile(start.add(at + i), b);
-                if core::ptr::read_volatile(start.add(at + i)) != b {
-                    return Err(BlobWrite::Mismatch);
-                }
-            }
-            at += n;
-        }
-        Ok(())
-    }
+    let mut flash = crate::board::selected::ProvisionFlash::take();
+    Ok(crate::blob_update::update(
+        &mut flash,
+        crate::board::area::update_areas(),
+        len,
+        patch,
+    )?)
 }
 
 /// Hands the board to the DC-net trustee image: fresh entropy for its boot (on a board

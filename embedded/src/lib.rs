@@ -180,6 +180,8 @@ mod device {
         let mut core = cortex_m::Peripherals::take().unwrap();
         crate::guard::arm(&mut core.MPU, &mut core.SCB);
         let hardware = selected::init(core);
+        // Before the board's start-up or the app reads the node's blob.
+        crate::board::area::recover();
         static EXECUTOR: StaticCell<Executor> = StaticCell::new();
         EXECUTOR.init(Executor::new()).run(move |spawner| {
             // The pool holds this one task, spawned once.

@@ -50,6 +50,55 @@ pub(crate) mod area {
         }
     }
 
+    /// The node's blob's area and the scratch area its updates go through
+    /// (`crate::blob_update`), as offsets in the board's flash (`ProvisionFlash`).
+    pub fn update_areas() -> crate::blob_update::Areas {
+        extern "C" {
+            static _scratch_start: u8;
+            static _scratch_end: u8;
+        }
+        // Only the symbols' addresses are taken.
+        let at = |s: *const u8| s as usize as u32 - super::selected::ProvisionFlash::BASE;
+        let (blob, blob_end) = (
+            at(core::ptr::addr_of!(_provision_start)),
+            at(core::ptr::addr_of!(_provision_end)),
+        );
+        let (scratch, scratch_end) = (
+            at(core::ptr::addr_of!(_scratch_start)),
+            at(core::ptr::addr_of!(_scratch_end)),
+        );
+        crate::blob_update::Areas {
+            blob,
+            blob_len: blob_end - blob,
+            scratch,
+            scratch_len: scratch_end - scratch,
+        }
+    }
+
+    /// At boot, before anything reads the node's blob: an update of it that a reset cut is
+    /// finished or undone (`crate::blob_update::recover`), so the blob is whole, old or
+    /// new. A flash that fails stops the board (a real board resets and tries again).
+    pub fn recover() {
+        use crate::blob_update::{recover, Recovered};
+        let name = super::selected::NAME;
+        match recover(&mut super::selected::ProvisionFlash::take(), update_areas()) {
+            Ok(Recovered::Completed) => {
+                crate::println!(
+                    "{}: an update of the node's blob, cut by a reset, finished",
+                    name
+                )
+            }
+            Ok(_) => {}
+            Err(_) => {
+                crate::println!(
+                    "{}: the node's blob cannot be recovered: flash failed",
+                    name
+                );
+                crate::exit(crate::EXIT_BOARD_FAILED)
+            }
+        }
+    }
+
     /// The client or trustee blob in the provisioning area, whichever role it is for.
     #[cfg(not(feature = "setup-image"))]
     #[cfg_attr(feature = "mps2-an385", allow(dead_code))]
