@@ -1,5 +1,7 @@
-//! The trustee's setup image's end: the DC-net node's blob completed with the epoch the
-//! device set up, then the board handed to the DC-net trustee image.
+//! The hand-overs between a trustee's two images: the setup image's end (the DC-net node's
+//! blob completed with the epoch the device set up, then the board handed to the DC-net
+//! trustee image), and on a real board the DC-net image's start when its blob names no
+//! epoch yet (the board handed to the setup image, [`to_setup_image`]).
 //!
 //! The setup image (`src/bin/trustee-setup.rs`, feature `setup-image`) shares the board with
 //! the DC-net trustee image, each at its own place in flash (`memory/<board>-setup.x`). It
@@ -10,11 +12,12 @@
 //! the board (interrupts, SysTick, the MPU) and jumps to the DC-net image's vector table,
 //! which starts as from a reset.
 //!
-//! Owns the setup blob's area, the writes into the provisioning area and the jump; the
+//! Owns the setup blob's area, the writes into the provisioning area and the jumps; the
 //! setup itself is the core's (`dissent_core::epoch`).
 
 use cortex_m::peripheral::{MPU, NVIC, SCB, SYST};
 
+#[cfg(feature = "setup-image")]
 extern "C" {
     static _setup_start: u8;
     static _setup_end: u8;
@@ -22,6 +25,7 @@ extern "C" {
 }
 
 /// The setup image's own blob's area (`SETUP` in the memory map).
+#[cfg(feature = "setup-image")]
 pub fn setup_area() -> &'static [u8] {
     // SAFETY: the linker script places these symbols around a memory region that stays
     // mapped for the whole run and that the firmware never writes.
@@ -33,6 +37,7 @@ pub fn setup_area() -> &'static [u8] {
 }
 
 /// Why the node's blob could not be completed.
+#[cfg(feature = "setup-image")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlobWrite {
     /// The blob does not lie in the provisioning area (or the areas break the flash's
@@ -44,6 +49,7 @@ pub enum BlobWrite {
     Flash,
 }
 
+#[cfg(feature = "setup-image")]
 impl<E> From<crate::blob_update::UpdateError<E>> for BlobWrite {
     fn from(e: crate::blob_update::UpdateError<E>) -> Self {
         match e {
@@ -64,6 +70,7 @@ impl<E> From<crate::blob_update::UpdateError<E>> for BlobWrite {
 ///
 /// No reference into the blob may be read afterwards as if unchanged (the caller parses
 /// the blob again).
+#[cfg(feature = "setup-image")]
 pub unsafe fn complete_blob(
     len: usize,
     patch: &mut dyn FnMut(usize, &mut [u8]),
@@ -77,12 +84,51 @@ pub unsafe fn complete_blob(
     )?)
 }
 
-/// Hands the board to the DC-net trustee image: fresh entropy for its boot (on a board
-/// whose entropy is a per-boot seed), every interrupt source off and nothing pending,
-/// SysTick stopped, the MPU off (the image arms its own stack guard), the vector table
-/// moved to the image's, and a jump to its reset handler with its initial stack pointer.
-/// The image then starts as from a reset: it zeroes its statics and reads its blob.
+/// Hands the board to the DC-net trustee image (see [`jump`]).
+#[cfg(feature = "setup-image")]
 pub fn hand_over(rng: &mut crate::BoardRng) -> ! {
+    jump(rng, core::ptr::addr_of!(_dcnet_image))
+}
+
+/// On a real board, the DC-net trustee image's start when its blob names no epoch (a
+/// dealer-free group's trustee, whose blob the host writes with the session id zero): hands
+/// the board to the setup image (`_setup_image` in the memory map, see [`jump`]), which sets
+/// the epoch up, writes it into the blob and hands the board back. Returns when no image
+/// is flashed there (its vector table's stack pointer not in RAM, or its reset handler not
+/// in its area).
+#[cfg(not(any(feature = "setup-image", feature = "mps2-an385")))]
+pub fn to_setup_image(rng: &mut crate::BoardRng) {
+    extern "C" {
+        static _setup_image: u32;
+        static _setup_image_end: u32;
+    }
+    let table = core::ptr::addr_of!(_setup_image);
+    let end = core::ptr::addr_of!(_setup_image_end) as usize;
+    // SAFETY: the first two words of the area, flash mapped for the whole run.
+    let (sp, reset) = unsafe {
+        (
+            core::ptr::read_volatile(table) as usize,
+            core::ptr::read_volatile(table.add(1)) as usize,
+        )
+    };
+    let handler = reset & !1;
+    // Both boards' RAM is at 0x2000_0000; a reset handler is Thumb code (bit 0 set).
+    if sp & 0xFFF0_0000 == 0x2000_0000
+        && reset & 1 == 1
+        && handler > table as usize
+        && handler < end
+    {
+        jump(rng, table)
+    }
+}
+
+/// Hands the board to the image whose vector table is at `table`: fresh entropy for its
+/// boot (on a board whose entropy is a per-boot seed) and the network hardware's DMA
+/// stopped (the board's `before_hand_over`), every interrupt source off and nothing
+/// pending, SysTick stopped, the MPU off (the image arms its own stack guard), the vector
+/// table moved to the image's, and a jump to its reset handler with its initial stack
+/// pointer. The image then starts as from a reset: it zeroes its statics and reads its blob.
+fn jump(rng: &mut crate::BoardRng, table: *const u32) -> ! {
     crate::board::selected::before_hand_over(rng);
     cortex_m::interrupt::disable();
     // SAFETY: this is the last code this image runs: nothing of it uses the peripherals
@@ -100,7 +146,6 @@ pub fn hand_over(rng: &mut crate::BoardRng) -> ! {
         scb.icsr.write((1 << 25) | (1 << 27));
         let mpu = &*MPU::PTR;
         mpu.ctrl.write(0);
-        let table = core::ptr::addr_of!(_dcnet_image);
         scb.vtor.write(table as u32);
         cortex_m::asm::dsb();
         cortex_m::asm::isb();

@@ -85,7 +85,10 @@ mod console;
 pub mod executor;
 #[cfg(target_os = "none")]
 pub mod guard;
-#[cfg(all(target_os = "none", feature = "setup-image"))]
+#[cfg(all(
+    target_os = "none",
+    any(feature = "setup-image", not(feature = "mps2-an385"))
+))]
 pub mod handover;
 #[cfg(all(target_os = "none", feature = "setup-image"))]
 mod mem;

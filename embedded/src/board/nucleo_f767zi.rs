@@ -255,7 +255,6 @@ pub fn console_write(bytes: &[u8]) {
 /// held in reset and released (its DMA would go on writing received frames into RAM the
 /// next image uses for other things), and the watchdog fed. Nothing to hand on: the
 /// entropy is the chip's own.
-#[cfg(feature = "setup-image")]
 pub fn before_hand_over(_rng: &mut Rng) {
     use embassy_stm32::pac::RCC;
     RCC.ahb1rstr().modify(|w| w.set_ethrst(true));

@@ -328,7 +328,6 @@ pub fn console_write(bytes: &[u8]) {
 /// drive the radio's bus put in reset (a transfer under way would go on writing into RAM
 /// the next image uses for other things; its start-up takes them out of reset), and the
 /// watchdog fed. Nothing to hand on: the entropy is the chip's own.
-#[cfg(feature = "setup-image")]
 pub fn before_hand_over(_rng: &mut Rng) {
     embassy_rp::pac::RESETS.reset().modify(|w| {
         w.set_dma(true);
