@@ -10,7 +10,11 @@
 //! - `async start(spawner, parts)`, which brings up the network (Ethernet, or Wi-Fi after
 //!   loading the radio's firmware) and the network stack (spawning the stack's task) and
 //!   returns the [`crate::Board`];
-//! - `console_write(bytes)` and `exit(status)`.
+//! - `console_write(bytes)` and `exit(status)`;
+//! - `ProvisionFlash`, its flash as `embedded_storage`'s `NorFlash` (`BASE`, the address of
+//!   offset 0, and `take()`), through which the node's blob is updated and recovered;
+//! - `before_hand_over(rng)`, what the board does before one image jumps to the other
+//!   (`crate::handover`).
 
 #[cfg(any(test, all(target_os = "none", feature = "mps2-an385")))]
 pub mod mps2_an385;
@@ -28,8 +32,9 @@ pub(crate) use pico2_w as selected;
 
 #[cfg(target_os = "none")]
 pub(crate) mod area {
-    //! The provisioning and seed areas named by the board's memory map, and what a board
-    //! itself reads from a node's blob: its address and its Wi-Fi network.
+    //! The provisioning and seed areas named by the board's memory map, the scratch area
+    //! the node's blob is updated through and its recovery at boot, and what a board itself
+    //! reads from a node's blob: its address and its Wi-Fi network.
 
     use dissent_core::provision::{Blob, Node, TRUSTEE_APP};
     use dissent_core::wire::NodeRole;
