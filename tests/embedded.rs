@@ -1311,6 +1311,67 @@ fn a_wifi_board_is_provisioned_with_its_network() {
     );
 }
 
+/// An update of the node's blob that a reset cut after it committed (the new blob and its
+/// trailer whole in the scratch area, the blob itself torn) is finished at the next boot,
+/// before anything reads the blob (`embedded/src/blob_update.rs`, run by every image): the
+/// firmware says so and serves with the new blob, whose link key the relay's handshake
+/// checks.
+#[test]
+fn a_blob_update_cut_by_a_reset_is_finished_at_the_next_boot() {
+    use sha2::{Digest, Sha256};
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind relay");
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let port = listener.local_addr().unwrap().port();
+    let blob = node_blob(NodeRole::Trustee, 1, port);
+    // The scratch area (`SCRATCH` in embedded/memory/mps2-an385.x, 32 KiB): the new blob,
+    // then the trailer in its last 256 bytes: "DSUP", the blob's length and its SHA-256.
+    let mut scratch = vec![0xFFu8; 32 * 1024];
+    scratch[..blob.len()].copy_from_slice(&blob);
+    let trailer = scratch.len() - 256;
+    scratch[trailer..trailer + 4].copy_from_slice(b"DSUP");
+    scratch[trailer + 4..trailer + 8].copy_from_slice(&(blob.len() as u32).to_le_bytes());
+    scratch[trailer + 8..trailer + 40].copy_from_slice(&Sha256::digest(&blob));
+    let scratch_file = dir.path().join("scratch.bin");
+    fs::write(&scratch_file, &scratch).expect("write scratch");
+    // The blob as a reset during its rewrite leaves it: erased up to the cut, old bytes
+    // (here: none of the new one's) after it. Booted as it is, it would not parse.
+    let torn: Vec<u8> = blob
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if i < blob.len() / 2 { 0xFF } else { !b })
+        .collect();
+    let loader = format!("loader,file={},addr=0x003E0000", scratch_file.display());
+    let mut qemu = Qemu::boot_with(
+        dir.path(),
+        &firmware("trustee"),
+        true,
+        Some(&torn),
+        &[],
+        &["-device", &loader],
+    );
+    let mut stream = accept_within(&listener, &mut qemu, BOOT_LIMIT);
+    relay_handshake(&mut stream, &public_key(&link_secret(NodeRole::Trustee, 1)));
+    let deadline = Instant::now() + BOOT_LIMIT;
+    let console = loop {
+        let console = qemu.console();
+        if console.contains("link up") {
+            break console;
+        }
+        assert!(Instant::now() < deadline, "no link:\n{console}");
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        console.contains("mps2-an385: an update of the node's blob, cut by a reset, finished"),
+        "{console}"
+    );
+}
+
 #[test]
 fn a_provisioned_blob_boots_the_trustee_firmware() {
     if !have_qemu() {

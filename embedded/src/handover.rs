@@ -1,28 +1,31 @@
-//! The trustee's setup image's end: the DC-net node's blob completed with the epoch the
-//! device set up, then the board handed to the DC-net trustee image.
+//! The hand-overs between a trustee's two images: the setup image's end (the DC-net node's
+//! blob completed with the epoch the device set up, then the board handed to the DC-net
+//! trustee image), and on a real board the DC-net image's start when its blob names no
+//! epoch yet (the board handed to the setup image, [`to_setup_image`]).
 //!
 //! The setup image (`src/bin/trustee-setup.rs`, feature `setup-image`) shares the board with
 //! the DC-net trustee image, each at its own place in flash (`memory/<board>-setup.x`). It
 //! writes only public outcomes, and only those it verified itself: the established epoch's
 //! session id and its pseudonym list, at their places in the node's blob
-//! ([`complete_blob`]; on the emulated board through `crate::blob_update`, so a reset at
-//! any point leaves the blob old or new, [`recover_blob`] at the next boot). Then [`hand_over`] quiets the board (interrupts, SysTick, the MPU)
-//! and jumps to the DC-net image's vector table, which starts as from a reset.
+//! ([`complete_blob`], through `crate::blob_update`, so a reset at any point leaves the blob
+//! old or new: `crate::board::area::recover` at the next boot). Then [`hand_over`] quiets
+//! the board (interrupts, SysTick, the MPU) and jumps to the DC-net image's vector table,
+//! which starts as from a reset.
 //!
-//! Owns the setup blob's area, the writes into the provisioning area and the jump; the
+//! Owns the setup blob's area, the writes into the provisioning area and the jumps; the
 //! setup itself is the core's (`dissent_core::epoch`).
 
 use cortex_m::peripheral::{MPU, NVIC, SCB, SYST};
 
+#[cfg(feature = "setup-image")]
 extern "C" {
     static _setup_start: u8;
     static _setup_end: u8;
-    static mut _provision_start: u8;
-    static _provision_end: u8;
     static _dcnet_image: u32;
 }
 
 /// The setup image's own blob's area (`SETUP` in the memory map).
+#[cfg(feature = "setup-image")]
 pub fn setup_area() -> &'static [u8] {
     // SAFETY: the linker script places these symbols around a memory region that stays
     // mapped for the whole run and that the firmware never writes.
@@ -34,6 +37,7 @@ pub fn setup_area() -> &'static [u8] {
 }
 
 /// Why the node's blob could not be completed.
+#[cfg(feature = "setup-image")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlobWrite {
     /// The blob does not lie in the provisioning area (or the areas break the flash's
@@ -45,6 +49,7 @@ pub enum BlobWrite {
     Flash,
 }
 
+#[cfg(feature = "setup-image")]
 impl<E> From<crate::blob_update::UpdateError<E>> for BlobWrite {
     fn from(e: crate::blob_update::UpdateError<E>) -> Self {
         match e {
@@ -55,97 +60,75 @@ impl<E> From<crate::blob_update::UpdateError<E>> for BlobWrite {
     }
 }
 
-/// The provisioning and scratch areas, as the blob update takes them.
-#[cfg(feature = "mps2-an385")]
-fn areas() -> crate::blob_update::Areas {
-    extern "C" {
-        static _provision_start: u8;
-        static _provision_end: u8;
-        static _scratch_start: u8;
-        static _scratch_end: u8;
-    }
-    // Only the symbols' addresses are taken.
-    let at = |s: *const u8| s as usize as u32;
-    let (blob, blob_end) = (
-        at(core::ptr::addr_of!(_provision_start)),
-        at(core::ptr::addr_of!(_provision_end)),
-    );
-    let (scratch, scratch_end) = (
-        at(core::ptr::addr_of!(_scratch_start)),
-        at(core::ptr::addr_of!(_scratch_end)),
-    );
-    crate::blob_update::Areas {
-        blob,
-        blob_len: blob_end - blob,
-        scratch,
-        scratch_len: scratch_end - scratch,
-    }
-}
-
-/// At boot, before the node's blob is read: an update of it that a reset cut is finished
-/// or undone (`crate::blob_update::recover`), so the blob is whole, old or new.
-#[cfg(feature = "mps2-an385")]
-pub fn recover_blob() -> Result<crate::blob_update::Recovered, BlobWrite> {
-    let mut flash = crate::board::selected::ProvisionFlash;
-    Ok(crate::blob_update::recover(&mut flash, areas())?)
-}
-
 /// Completes the node's blob of `len` bytes: `patch(offset, chunk)` turns each chunk of it
-/// (its bytes at `offset..`) into the completed blob's.
-///
-/// On the emulated board it goes through `crate::blob_update` (a scratch copy first, then
-/// the blob's sectors erased and programmed), as a real board's flash needs; a real board's
-/// image writes its area in place as RAM, which its flash is not (README.md, "What a real
-/// board still needs to run the setup").
+/// (its bytes at `offset..`) into the completed blob's, through `crate::blob_update` (a
+/// scratch copy first, then the blob's sectors erased and programmed), so that a reset at
+/// any point leaves the old blob or the new one (`crate::board::area::recover` at the next
+/// boot).
 ///
 /// # Safety
 ///
 /// No reference into the blob may be read afterwards as if unchanged (the caller parses
 /// the blob again).
+#[cfg(feature = "setup-image")]
 pub unsafe fn complete_blob(
     len: usize,
     patch: &mut dyn FnMut(usize, &mut [u8]),
 ) -> Result<(), BlobWrite> {
-    #[cfg(feature = "mps2-an385")]
-    {
-        let mut flash = crate::board::selected::ProvisionFlash;
-        Ok(crate::blob_update::update(&mut flash, areas(), len, patch)?)
+    let mut flash = crate::board::selected::ProvisionFlash::take();
+    Ok(crate::blob_update::update(
+        &mut flash,
+        crate::board::area::update_areas(),
+        len,
+        patch,
+    )?)
+}
+
+/// Hands the board to the DC-net trustee image (see [`jump`]).
+#[cfg(feature = "setup-image")]
+pub fn hand_over(rng: &mut crate::BoardRng) -> ! {
+    jump(rng, core::ptr::addr_of!(_dcnet_image))
+}
+
+/// On a real board, the DC-net trustee image's start when its blob names no epoch (a
+/// dealer-free group's trustee, whose blob the host writes with the session id zero): hands
+/// the board to the setup image (`_setup_image` in the memory map, see [`jump`]), which sets
+/// the epoch up, writes it into the blob and hands the board back. Returns when no image
+/// is flashed there (its vector table's stack pointer not in RAM, or its reset handler not
+/// in its area).
+#[cfg(not(any(feature = "setup-image", feature = "mps2-an385")))]
+pub fn to_setup_image(rng: &mut crate::BoardRng) {
+    extern "C" {
+        static _setup_image: u32;
+        static _setup_image_end: u32;
     }
-    #[cfg(not(feature = "mps2-an385"))]
-    // SAFETY: the symbols bound the PROVISION area; the writes stay inside it (checked).
-    unsafe {
-        let start = core::ptr::addr_of_mut!(_provision_start);
-        let area = core::ptr::addr_of!(_provision_end) as usize - start as usize;
-        if len > area {
-            return Err(BlobWrite::OutOfArea);
-        }
-        let mut chunk = [0u8; 64];
-        let mut at = 0;
-        while at < len {
-            let n = chunk.len().min(len - at);
-            let part = &mut chunk[..n];
-            for (i, b) in part.iter_mut().enumerate() {
-                *b = core::ptr::read_volatile(start.add(at + i));
-            }
-            patch(at, part);
-            for (i, &b) in part.iter().enumerate() {
-                core::ptr::write_volatile(start.add(at + i), b);
-                if core::ptr::read_volatile(start.add(at + i)) != b {
-                    return Err(BlobWrite::Mismatch);
-                }
-            }
-            at += n;
-        }
-        Ok(())
+    let table = core::ptr::addr_of!(_setup_image);
+    let end = core::ptr::addr_of!(_setup_image_end) as usize;
+    // SAFETY: the first two words of the area, flash mapped for the whole run.
+    let (sp, reset) = unsafe {
+        (
+            core::ptr::read_volatile(table) as usize,
+            core::ptr::read_volatile(table.add(1)) as usize,
+        )
+    };
+    let handler = reset & !1;
+    // Both boards' RAM is at 0x2000_0000; a reset handler is Thumb code (bit 0 set).
+    if sp & 0xFFF0_0000 == 0x2000_0000
+        && reset & 1 == 1
+        && handler > table as usize
+        && handler < end
+    {
+        jump(rng, table)
     }
 }
 
-/// Hands the board to the DC-net trustee image: fresh entropy for its boot (on a board
-/// whose entropy is a per-boot seed), every interrupt source off and nothing pending,
-/// SysTick stopped, the MPU off (the image arms its own stack guard), the vector table
-/// moved to the image's, and a jump to its reset handler with its initial stack pointer.
-/// The image then starts as from a reset: it zeroes its statics and reads its blob.
-pub fn hand_over(rng: &mut crate::BoardRng) -> ! {
+/// Hands the board to the image whose vector table is at `table`: fresh entropy for its
+/// boot (on a board whose entropy is a per-boot seed) and the network hardware's DMA
+/// stopped (the board's `before_hand_over`), every interrupt source off and nothing
+/// pending, SysTick stopped, the MPU off (the image arms its own stack guard), the vector
+/// table moved to the image's, and a jump to its reset handler with its initial stack
+/// pointer. The image then starts as from a reset: it zeroes its statics and reads its blob.
+fn jump(rng: &mut crate::BoardRng, table: *const u32) -> ! {
     crate::board::selected::before_hand_over(rng);
     cortex_m::interrupt::disable();
     // SAFETY: this is the last code this image runs: nothing of it uses the peripherals
@@ -163,7 +146,6 @@ pub fn hand_over(rng: &mut crate::BoardRng) -> ! {
         scb.icsr.write((1 << 25) | (1 << 27));
         let mpu = &*MPU::PTR;
         mpu.ctrl.write(0);
-        let table = core::ptr::addr_of!(_dcnet_image);
         scb.vtor.write(table as u32);
         cortex_m::asm::dsb();
         cortex_m::asm::isb();

@@ -85,8 +85,13 @@ mod console;
 pub mod executor;
 #[cfg(target_os = "none")]
 pub mod guard;
-#[cfg(all(target_os = "none", feature = "setup-image"))]
+#[cfg(all(
+    target_os = "none",
+    any(feature = "setup-image", not(feature = "mps2-an385"))
+))]
 pub mod handover;
+#[cfg(all(target_os = "none", feature = "setup-image"))]
+mod mem;
 #[cfg(target_os = "none")]
 pub mod stack;
 #[cfg(target_os = "none")]
@@ -178,6 +183,8 @@ mod device {
         let mut core = cortex_m::Peripherals::take().unwrap();
         crate::guard::arm(&mut core.MPU, &mut core.SCB);
         let hardware = selected::init(core);
+        // Before the board's start-up or the app reads the node's blob.
+        crate::board::area::recover();
         static EXECUTOR: StaticCell<Executor> = StaticCell::new();
         EXECUTOR.init(Executor::new()).run(move |spawner| {
             // The pool holds this one task, spawned once.

@@ -113,20 +113,6 @@ fn dcnet_node(area: &'static [u8]) -> Node<'static> {
 
 /// Reads both blobs, builds the setup and spawns the link task.
 fn start(spawner: Spawner, mut board: Board) {
-    // An update of the node's blob a reset cut (a hand-over's) is finished or undone first.
-    #[cfg(feature = "mps2-an385")]
-    match handover::recover_blob() {
-        Ok(dissent_embedded::blob_update::Recovered::Completed) => {
-            println!(
-                "trustee setup: the epoch's write into the node's blob, cut by a reset, finished"
-            )
-        }
-        Ok(_) => {}
-        Err(e) => fail(format_args!(
-            "the node's blob cannot be recovered: {}",
-            why(e)
-        )),
-    }
     let node = dcnet_node(board.provisioning);
     let name = NodeName {
         role: "trustee",

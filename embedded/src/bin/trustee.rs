@@ -2,7 +2,9 @@
 //!
 //! It reads its node configuration from the provisioning blob (app `TRST`, see
 //! `dissent_core::provision`), dials the relay (redialling with backoff whenever the link
-//! drops), and serves pads for every exchange of every interval. The group may have up to
+//! drops), and serves pads for every exchange of every interval. On a real board, a blob
+//! that names no epoch yet hands the board to the setup image (`trustee-setup`), which
+//! sets it up and hands the board back. The group may have up to
 //! [`MAX_CLIENTS`] clients; all storage is static and sized at compile time.
 //!
 //! Console: one line per link event and one per interval.
@@ -56,6 +58,19 @@ fn main() -> ! {
 /// Reads the provisioning, agrees the keys and spawns the link task.
 fn start(spawner: Spawner, mut board: Board) {
     let (node, name) = provisioned(board.provisioning, NodeRole::Trustee, "trustee");
+    // A dealer-free group's trustee whose blob names no epoch yet (the host writes its
+    // session id zero): on a real board, the setup image sets the epoch up and hands the
+    // board back (`dissent qemu` boots the emulated board's setup image itself).
+    #[cfg(not(feature = "mps2-an385"))]
+    if node.session_id == [0; 16] {
+        println!("{}: no epoch in the blob; starting the setup image", name);
+        dissent_embedded::handover::to_setup_image(&mut board.rng);
+        println!(
+            "{}: no setup image flashed: flash `trustee-setup` (README.md)",
+            name
+        );
+        dissent_embedded::exit(1)
+    }
     let capacity = capacity();
     if u32::from(node.clients) > capacity.clients || u32::from(node.slots) > capacity.slots {
         println!(

@@ -10,7 +10,11 @@
 //! - `async start(spawner, parts)`, which brings up the network (Ethernet, or Wi-Fi after
 //!   loading the radio's firmware) and the network stack (spawning the stack's task) and
 //!   returns the [`crate::Board`];
-//! - `console_write(bytes)` and `exit(status)`.
+//! - `console_write(bytes)` and `exit(status)`;
+//! - `ProvisionFlash`, its flash as `embedded_storage`'s `NorFlash` (`BASE`, the address of
+//!   offset 0, and `take()`), through which the node's blob is updated and recovered;
+//! - `before_hand_over(rng)`, what the board does before one image jumps to the other
+//!   (`crate::handover`).
 
 #[cfg(any(test, all(target_os = "none", feature = "mps2-an385")))]
 pub mod mps2_an385;
@@ -28,8 +32,9 @@ pub(crate) use pico2_w as selected;
 
 #[cfg(target_os = "none")]
 pub(crate) mod area {
-    //! The provisioning and seed areas named by the board's memory map, and what a board
-    //! itself reads from a node's blob: its address and its Wi-Fi network.
+    //! The provisioning and seed areas named by the board's memory map, the scratch area
+    //! the node's blob is updated through and its recovery at boot, and what a board itself
+    //! reads from a node's blob: its address and its Wi-Fi network.
 
     use dissent_core::provision::{Blob, Node, TRUSTEE_APP};
     use dissent_core::wire::NodeRole;
@@ -47,6 +52,55 @@ pub(crate) mod area {
             let start = core::ptr::addr_of!(_provision_start);
             let end = core::ptr::addr_of!(_provision_end);
             core::slice::from_raw_parts(start, end as usize - start as usize)
+        }
+    }
+
+    /// The node's blob's area and the scratch area its updates go through
+    /// (`crate::blob_update`), as offsets in the board's flash (`ProvisionFlash`).
+    pub fn update_areas() -> crate::blob_update::Areas {
+        extern "C" {
+            static _scratch_start: u8;
+            static _scratch_end: u8;
+        }
+        // Only the symbols' addresses are taken.
+        let at = |s: *const u8| s as usize as u32 - super::selected::ProvisionFlash::BASE;
+        let (blob, blob_end) = (
+            at(core::ptr::addr_of!(_provision_start)),
+            at(core::ptr::addr_of!(_provision_end)),
+        );
+        let (scratch, scratch_end) = (
+            at(core::ptr::addr_of!(_scratch_start)),
+            at(core::ptr::addr_of!(_scratch_end)),
+        );
+        crate::blob_update::Areas {
+            blob,
+            blob_len: blob_end - blob,
+            scratch,
+            scratch_len: scratch_end - scratch,
+        }
+    }
+
+    /// At boot, before anything reads the node's blob: an update of it that a reset cut is
+    /// finished or undone (`crate::blob_update::recover`), so the blob is whole, old or
+    /// new. A flash that fails stops the board (a real board resets and tries again).
+    pub fn recover() {
+        use crate::blob_update::{recover, Recovered};
+        let name = super::selected::NAME;
+        match recover(&mut super::selected::ProvisionFlash::take(), update_areas()) {
+            Ok(Recovered::Completed) => {
+                crate::println!(
+                    "{}: an update of the node's blob, cut by a reset, finished",
+                    name
+                )
+            }
+            Ok(_) => {}
+            Err(_) => {
+                crate::println!(
+                    "{}: the node's blob cannot be recovered: flash failed",
+                    name
+                );
+                crate::exit(crate::EXIT_BOARD_FAILED)
+            }
         }
     }
 

@@ -14,7 +14,8 @@
 //! - Watchdog: the independent watchdog (IWDG, on the LSI clock), fed by a task every
 //!   second; an executor stuck for [`crate::WATCHDOG_TIMEOUT`] resets the chip.
 //! - Exit: prints the status, then resets after a pause (see [`crate::exit`]).
-//! - Provisioning: the last 256 KiB flash sector (see `memory/nucleo-f767zi.x`).
+//! - Provisioning: the last 256 KiB flash sector, updated through a scratch copy in sector 7
+//!   ([`ProvisionFlash`]; see `memory/nucleo-f767zi.x`).
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -250,10 +251,80 @@ pub fn console_write(bytes: &[u8]) {
     }
 }
 
-/// Before the board goes to another image (`crate::handover`): nothing to hand on, its
+/// Before the board goes to another image (`crate::handover`): the Ethernet MAC and its DMA
+/// held in reset and released (its DMA would go on writing received frames into RAM the
+/// next image uses for other things), and the watchdog fed. Nothing to hand on: the
 /// entropy is the chip's own.
-#[cfg(feature = "setup-image")]
-pub fn before_hand_over(_rng: &mut Rng) {}
+pub fn before_hand_over(_rng: &mut Rng) {
+    use embassy_stm32::pac::RCC;
+    RCC.ahb1rstr().modify(|w| w.set_ethrst(true));
+    RCC.ahb1rstr().modify(|w| w.set_ethrst(false));
+    feed_watchdog();
+}
+
+/// The chip's flash as NOR flash for the node's blob update (`crate::blob_update`):
+/// embassy-stm32's blocking driver, whose erase stalls code fetched from the flash (nothing
+/// else runs meanwhile). Offsets are from [`ProvisionFlash::BASE`]; it erases 256 KiB
+/// sectors (sector 5 on in single-bank mode), feeding the watchdog before each (an erase
+/// takes up to 2.6 s, the watchdog 8 s).
+pub struct ProvisionFlash(embassy_stm32::flash::Flash<'static, embassy_stm32::flash::Blocking>);
+
+impl ProvisionFlash {
+    /// The address of offset 0.
+    pub const BASE: u32 = 0x0800_0000;
+
+    /// The flash, for one update or recovery at a time.
+    pub fn take() -> Self {
+        // SAFETY: nothing else drives the flash controller (embassy-stm32's start-up sets
+        // its wait states before), and the update and the recovery take it one at a time.
+        let flash = unsafe { embassy_stm32::peripherals::FLASH::steal() };
+        ProvisionFlash(embassy_stm32::flash::Flash::new_blocking(flash))
+    }
+}
+
+impl embedded_storage::nor_flash::ErrorType for ProvisionFlash {
+    type Error = embassy_stm32::flash::Error;
+}
+
+impl embedded_storage::nor_flash::ReadNorFlash for ProvisionFlash {
+    const READ_SIZE: usize = embassy_stm32::flash::READ_SIZE;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.blocking_read(offset, bytes)
+    }
+
+    fn capacity(&self) -> usize {
+        embassy_stm32::flash::FLASH_SIZE
+    }
+}
+
+impl embedded_storage::nor_flash::NorFlash for ProvisionFlash {
+    const WRITE_SIZE: usize = embassy_stm32::flash::WRITE_SIZE;
+    const ERASE_SIZE: usize = embassy_stm32::flash::MAX_ERASE_SIZE;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        let mut at = from;
+        while at < to {
+            let end = to.min(at + Self::ERASE_SIZE as u32);
+            feed_watchdog();
+            self.0.blocking_erase(at, end)?;
+            at = end;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.0.blocking_write(offset, bytes)
+    }
+}
+
+/// Reloads the independent watchdog's counter (what its task does every second).
+fn feed_watchdog() {
+    use embassy_stm32::pac::iwdg::vals::Key;
+    embassy_stm32::pac::IWDG
+        .kr()
+        .write(|w| w.set_key(Key::RESET));
+}
 
 /// Prints the status, pauses, and resets the chip.
 pub fn exit(status: u8) -> ! {

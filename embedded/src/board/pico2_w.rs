@@ -16,7 +16,8 @@
 //! - Watchdog: the RP2350 watchdog, fed by a task every second; an executor stuck for
 //!   [`crate::WATCHDOG_TIMEOUT`] resets the chip.
 //! - Exit: prints the status, then resets after a pause (see [`crate::exit`]).
-//! - Provisioning: the last 64 KiB of flash (see `memory/pico2-w.x`).
+//! - Provisioning: the last 64 KiB of flash, updated through a scratch copy below the setup
+//!   image's blob ([`ProvisionFlash`]; see `memory/pico2-w.x`).
 
 use core::cell::RefCell;
 
@@ -27,7 +28,7 @@ use dissent_core::provision::Wifi;
 use embassy_executor::Spawner;
 use embassy_net::{Runner, StackResources};
 use embassy_rp::gpio::{Level, Output};
-use embassy_rp::peripherals::{PIO0, TRNG};
+use embassy_rp::peripherals::{FLASH, PIO0, TRNG};
 use embassy_rp::pio::{self, Pio};
 use embassy_rp::uart::{self, Blocking, UartTx};
 use embassy_rp::watchdog::Watchdog;
@@ -323,10 +324,86 @@ pub fn console_write(bytes: &[u8]) {
     critical_section::with(|cs| CONSOLE.borrow_ref_mut(cs).replace(uart));
 }
 
-/// Before the board goes to another image (`crate::handover`): nothing to hand on, its
-/// entropy is the chip's own.
-#[cfg(feature = "setup-image")]
-pub fn before_hand_over(_rng: &mut Rng) {}
+/// Before the board goes to another image (`crate::handover`): the DMA and the PIO block that
+/// drive the radio's bus put in reset (a transfer under way would go on writing into RAM
+/// the next image uses for other things; its start-up takes them out of reset), and the
+/// watchdog fed. Nothing to hand on: the entropy is the chip's own.
+pub fn before_hand_over(_rng: &mut Rng) {
+    embassy_rp::pac::RESETS.reset().modify(|w| {
+        w.set_dma(true);
+        w.set_pio0(true);
+    });
+    feed_watchdog();
+}
+
+/// Reloads the watchdog's counter (microseconds), as its task does every second.
+fn feed_watchdog() {
+    embassy_rp::pac::WATCHDOG
+        .load()
+        .write_value(embassy_rp::pac::watchdog::regs::Load(
+            crate::WATCHDOG_TIMEOUT.as_micros() as u32,
+        ));
+}
+
+/// Bytes of the board's flash.
+const FLASH_SIZE: usize = 4 * 1024 * 1024;
+
+/// The board's flash as NOR flash for the node's blob update (`crate::blob_update`):
+/// embassy-rp's blocking driver, which erases (4 KiB sectors) and programs through the boot
+/// ROM from RAM with interrupts off, as the flash the code runs from needs. Offsets are
+/// from [`ProvisionFlash::BASE`]; the watchdog is fed before each erase.
+pub struct ProvisionFlash(
+    embassy_rp::flash::Flash<'static, FLASH, embassy_rp::flash::Blocking, FLASH_SIZE>,
+);
+
+impl ProvisionFlash {
+    /// The address of offset 0.
+    pub const BASE: u32 = 0x1000_0000;
+
+    /// The flash, for one update or recovery at a time.
+    pub fn take() -> Self {
+        // SAFETY: nothing else drives the flash (the program only reads it, through XIP),
+        // and the update and the recovery take it one at a time.
+        let flash = unsafe { FLASH::steal() };
+        ProvisionFlash(embassy_rp::flash::Flash::new_blocking(flash))
+    }
+}
+
+impl embedded_storage::nor_flash::ErrorType for ProvisionFlash {
+    type Error = embassy_rp::flash::Error;
+}
+
+impl embedded_storage::nor_flash::ReadNorFlash for ProvisionFlash {
+    const READ_SIZE: usize = embassy_rp::flash::READ_SIZE;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.blocking_read(offset, bytes)
+    }
+
+    fn capacity(&self) -> usize {
+        FLASH_SIZE
+    }
+}
+
+impl embedded_storage::nor_flash::NorFlash for ProvisionFlash {
+    const WRITE_SIZE: usize = embassy_rp::flash::WRITE_SIZE;
+    const ERASE_SIZE: usize = embassy_rp::flash::ERASE_SIZE;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        let mut at = from;
+        while at < to {
+            let end = to.min(at + Self::ERASE_SIZE as u32);
+            feed_watchdog();
+            self.0.blocking_erase(at, end)?;
+            at = end;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        self.0.blocking_write(offset, bytes)
+    }
+}
 
 /// Prints the status, pauses, and resets the chip.
 pub fn exit(status: u8) -> ! {

@@ -223,26 +223,29 @@ mod device {
         feed_watchdog();
     }
 
-    /// The emulated board's flash as NOR flash for the setup image's blob update
+    /// The emulated board's flash as NOR flash for the node's blob update
     /// (`crate::blob_update`): QEMU's code memory is RAM, so erasing fills sectors with
     /// 0xFF and programming clears bits (as NOR flash does, 1 to 0 only), through the same
     /// steps a real board's flash takes. Offsets are addresses.
-    #[cfg(feature = "setup-image")]
     /// The caller is the only writer of the areas it updates.
     pub struct ProvisionFlash;
 
-    #[cfg(feature = "setup-image")]
     impl ProvisionFlash {
         /// The end of the code memory (4 MiB), past which nothing is flash.
         const CAPACITY: usize = 0x0040_0000;
+        /// The address of offset 0.
+        pub const BASE: u32 = 0;
+
+        /// The flash, for one update or recovery at a time.
+        pub fn take() -> Self {
+            ProvisionFlash
+        }
     }
 
-    #[cfg(feature = "setup-image")]
     impl embedded_storage::nor_flash::ErrorType for ProvisionFlash {
         type Error = embedded_storage::nor_flash::NorFlashErrorKind;
     }
 
-    #[cfg(feature = "setup-image")]
     impl embedded_storage::nor_flash::ReadNorFlash for ProvisionFlash {
         const READ_SIZE: usize = 1;
 
@@ -266,7 +269,6 @@ mod device {
         }
     }
 
-    #[cfg(feature = "setup-image")]
     impl embedded_storage::nor_flash::NorFlash for ProvisionFlash {
         const WRITE_SIZE: usize = 4;
         const ERASE_SIZE: usize = 4096;
