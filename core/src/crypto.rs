@@ -7,9 +7,9 @@
 //! prk          = HKDF-SHA256-Extract(salt = group_id | session_id, ikm = dh)
 //! pad key      = HKDF-SHA256-Expand(prk, "dissent-rs v3 pad key" | client_pub | trustee_pub, 32)
 //! mac key      = HKDF-SHA256-Expand(prk, "dissent-rs v3 mac key" | client_pub | trustee_pub, 32)
-//! interval key = HKDF-SHA256-Expand(pad key, "dissent-rs v3 interval" | interval (u32 BE)
+//! interval key = HKDF-SHA256-Expand(pad key, "dissent-rs v4 interval" | interval (u32 BE)
 //!                                  | trustee nonce (16) | client nonce (16), 32)
-//! pad(e)       = XChaCha20(key = interval key, nonce = first 24 bytes of the transcript
+//! pad(e)       = XChaCha12(key = interval key, nonce = first 24 bytes of the transcript
 //!                          hash T_e, counter 0), cell-length bytes
 //! proof        = HMAC-SHA256(mac key, "dissent-rs v3 presence" | group_id | session_id
 //!                            | client index (u16 BE) | link nonce | resume block)[..16]
@@ -30,12 +30,19 @@
 //! noise. Any exchange's pad is computed directly from its key and nonce, so pads can be
 //! recomputed later for accountability.
 //!
+//! The pads are XChaCha12 (HChaCha12 subkey, then ChaCha12: 12 rounds, not 20): the best
+//! published attacks on ChaCha reach 7 rounds, and 12 is the margin of Adiantum and of
+//! `rand`'s `StdRng` (docs/security.md, "The pad cipher"). Every pad and pad bit is
+//! computed by [`IntervalKey::apply_pad`] and [`pad_bit`] from one stream (`pad_stream`).
+//! The interval key's label is "v4" since the pads became XChaCha12 (protocol version 4), so
+//! a key is never used under both ciphers.
+//!
 //! Owns key agreement, key derivation, pads and MACs (from well-kept crates, never a
 //! hand-rolled primitive); it must not know about frames, intervals' phases or storage.
 
 use chacha20::cipher::StreamCipherSeek;
 use chacha20::cipher::{KeyIvInit, StreamCipher};
-use chacha20::XChaCha20;
+use chacha20::XChaCha12;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -46,7 +53,7 @@ use crate::{MAC_LEN, NONCE_LEN};
 
 const PAD_KEY_INFO: &[u8] = b"dissent-rs v3 pad key";
 const MAC_KEY_INFO: &[u8] = b"dissent-rs v3 mac key";
-const INTERVAL_INFO: &[u8] = b"dissent-rs v3 interval";
+const INTERVAL_INFO: &[u8] = b"dissent-rs v4 interval";
 const PRESENCE_LABEL: &[u8] = b"dissent-rs v3 presence";
 const CONFIRM_LABEL: &[u8] = b"dissent-rs v3 confirm";
 const ACK_LABEL: &[u8] = b"dissent-rs v3 ack";
@@ -103,7 +110,7 @@ pub fn pad_public_key(secret: &[u8; 32]) -> [u8; 32] {
 /// Bit `bit` of the pad of `key` for `nonce`: byte `bit / 8` of the keystream, bit
 /// `bit % 8` (least significant first), as in a bitmap.
 pub fn pad_bit(key: &IntervalKey, nonce: &PadNonce, bit: u32) -> bool {
-    let mut cipher = XChaCha20::new(&key.0.into(), nonce.into());
+    let mut cipher = pad_stream(key, nonce);
     let mut byte = [0u8; 1];
     cipher.seek(u64::from(bit / 8));
     cipher.apply_keystream(&mut byte);
@@ -343,16 +350,23 @@ impl IntervalKey {
 
     /// XORs the pad for `nonce` into `buf` (as many bytes as `buf` holds).
     pub fn apply_pad(&self, nonce: &PadNonce, buf: &mut [u8]) {
-        let mut cipher = XChaCha20::new(&self.0.into(), nonce.into());
         // A cell is at most 64 KiB, far below the 256 GiB keystream limit of one nonce, so
         // this cannot run out of keystream.
-        cipher.apply_keystream(buf);
+        pad_stream(self, nonce).apply_keystream(buf);
     }
 
     /// The raw key bytes (for test vectors and blame).
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+}
+
+/// The pad stream of `key` for `nonce`, from its first byte: XChaCha12, the HChaCha12
+/// subkey of `nonce[..16]`, then ChaCha12 with nonce `0⁴ ‖ nonce[16..]`, counter 0.
+///
+/// The only place the pad cipher is named: every pad and pad bit comes from here.
+fn pad_stream(key: &IntervalKey, nonce: &PadNonce) -> XChaCha12 {
+    XChaCha12::new(&key.0.into(), nonce.into())
 }
 
 /// XORs many pairs' pads into a cell: the hot loop of every trustee and client.
@@ -481,8 +495,8 @@ mod tests {
         );
     }
 
-    /// Vectors computed independently with Python's `cryptography` and `hmac` modules
-    /// (docs/vectors/pads.py; see docs/protocol.md, "Test vectors").
+    /// Vectors computed independently in Python (docs/vectors/pads.py: its own ChaCha12 and
+    /// Ristretto255, `hmac`; see docs/protocol.md, "Test vectors").
     #[test]
     fn derivation_vectors() {
         let client = [0x11u8; 32];
@@ -512,7 +526,7 @@ mod tests {
         // Single bits, as a blame reveal states them (pads.py: `pad_bits.0.13.521`).
         let nonce = [0x77; PAD_NONCE_LEN];
         let bits = [0u32, 13, 521].map(|b| pad_bit(&ik, &nonce, b) as u8);
-        assert_eq!(bits, [1, 0, 0]);
+        assert_eq!(bits, [0, 0, 1]);
         for b in 0..72 * 8 {
             assert_eq!(
                 pad_bit(&ik, &nonce, b),
@@ -640,9 +654,9 @@ mod tests {
     const PAD_KEY_HEX: &str = "c47aa2bbfba07a89b578e770a46de55f59b4aa6c38d80eccc200e431ea8428e8";
     const MAC_KEY_HEX: &str = "1d7e6e4299cdb528d0cc69e1ed28a3ba4e3fcc87771318d6d7b1ed76dadb6a1b";
     const INTERVAL_KEY_HEX: &str =
-        "cb41e1adb0f07539cd1c256c540b809847cf853dd1ed8039b954b2c21d650763";
-    const PAD_HEAD_HEX: &str = "890212889a9d98692008725eb9f26796";
-    const PAD_TAIL_HEX: &str = "328d2ce8a84f5f1a";
+        "3798e3aac23bd61eb5636b1fd529f2411b0dbd1aa2c75439583deff4888b70ef";
+    const PAD_HEAD_HEX: &str = "101730645239e61297c67826e9ab5181";
+    const PAD_TAIL_HEX: &str = "648e9e65675005b9";
     const PROOF_HEX: &str = "7a2888ca60484c6c980a57ea675296ca";
     const CONFIRM_HEX: &str = "295c1b0f8be1e2927e0b00f7f9269eb2";
     const ACK_HEX: &str = "6ceac841f56c20b2bcf7f876454e0b04";

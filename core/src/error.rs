@@ -225,7 +225,11 @@ impl fmt::Display for HelloError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HelloError::NotHello => f.write_str("first frame is not a hello"),
-            HelloError::Version(v) => write!(f, "protocol version {v} not supported"),
+            HelloError::Version(v) => write!(
+                f,
+                "protocol version {v} not supported (this relay speaks {})",
+                crate::wire::PROTOCOL_VERSION
+            ),
             HelloError::WrongGroup => f.write_str("hello for another group or session"),
             HelloError::WrongIdentity => {
                 f.write_str("hello names another node than the link's key")

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use dissent_core::client::{Client, ClientConfig, ClientStorage, NoUpstream};
 use dissent_core::crypto::pad_public_key;
-use dissent_core::error::{ConfigError, IntervalError, PeerError, RequestError};
+use dissent_core::error::{ConfigError, HelloError, IntervalError, PeerError, RequestError};
 use dissent_core::policy::{LogWindow, Policy};
-use dissent_core::relay::PeerId;
+use dissent_core::relay::{Destination, NoDownstream, PeerId};
 use dissent_core::relay::{Relay, RelayConfig, RelayStorage, StallConfig};
 use dissent_core::testkit::{frame_body, pattern, secret, Net, NetConfig, Node, GROUP, SESSION};
 use dissent_core::trustee::{Trustee, TrusteeConfig, TrusteeStorage};
@@ -263,6 +263,40 @@ fn the_relay_refuses_hellos_that_do_not_match_the_link() {
     assert!(r
         .handle_hello(now, link, PeerId::Client(0), &[1, 2, 3])
         .is_err());
+    // A node of protocol version 3 computes other pads (XChaCha20) than this group
+    // (XChaCha12): refused at its Hello, and told so by a `Goodbye{Version}`.
+    let old = frame_body(&Message::Hello(wire::Hello {
+        version: 3,
+        group_id: GROUP,
+        session_id: SESSION,
+        role: wire::NodeRole::Client,
+        index: 0,
+        nonce: [0; 16],
+        max_frame: 16 * 1024,
+        capacity: 0,
+        resume: None,
+        proofs: &[0; 16],
+        blame: true,
+    }));
+    assert_eq!(
+        r.handle_hello(now, link, PeerId::Client(0), &old)
+            .unwrap_err(),
+        PeerError::Hello(HelloError::Version(3))
+    );
+    // The relay's goodbyes, in order (the refusals above queued theirs first).
+    let mut out = std::vec![0u8; 64 * 1024];
+    let mut goodbyes = std::vec::Vec::new();
+    while let Some(t) = r.poll_transmit(now, &mut out, &mut NoDownstream).unwrap() {
+        assert_eq!(
+            (t.destination, t.close_after),
+            (Destination::Link(link), true)
+        );
+        match Message::parse(&out[wire::FRAME_HEADER_LEN..t.len]).unwrap() {
+            Message::Goodbye { reason } => goodbyes.push(reason),
+            other => panic!("not a goodbye: {other:?}"),
+        }
+    }
+    assert_eq!(goodbyes.last(), Some(&wire::GoodbyeReason::Version));
     let small = frame_body(&Message::Hello(wire::Hello {
         version: wire::PROTOCOL_VERSION,
         group_id: GROUP,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Test vectors for protocol v3's keys, pads, MACs, transcript and owned-cell layout, computed apart
+"""Test vectors for protocol v4's keys, pads, MACs, transcript and owned-cell layout, computed apart
 from the Rust code.
 
 Follows the formulas in core/src/crypto.rs and core/src/transcript.rs with:
@@ -8,12 +8,15 @@ Follows the formulas in core/src/crypto.rs and core/src/transcript.rs with:
 - ChaCha20 and ChaCha20-Poly1305 from Python's `cryptography` package (XChaCha20-Poly1305
   is the HChaCha20 subkey below with `cryptography`'s ChaCha20-Poly1305);
 - HKDF-SHA256 (RFC 5869), HMAC-SHA256 and SHA-256 from the standard `hmac`/`hashlib`;
-- XChaCha20 (draft-irtf-cfrg-xchacha): `cryptography` has none, so HChaCha20 is written here
-  on a ChaCha20 block function written from RFC 8439's pseudocode. The script checks that
-  block function against `cryptography`'s ChaCha20, HChaCha20 against the draft's
-  section 2.2.1 vector, and computes each pad twice (own block function only, and
-  HChaCha20 subkey + `cryptography`'s ChaCha20), refusing to print if they differ.
-  No pycryptodome.
+- the pads' XChaCha12 (draft-irtf-cfrg-xchacha's construction with 12 rounds, the
+  `chacha20` crate's `XChaCha12`): `cryptography` has no XChaCha and no 12-round ChaCha,
+  so the ChaCha block function is written here from RFC 8439's pseudocode (section 2.3)
+  with the number of rounds as a parameter, and HChaCha on it. The script checks, at 20
+  rounds, that block function against RFC 8439's section 2.3.2 vector and against
+  `cryptography`'s ChaCha20, and HChaCha against the draft's section 2.2.1 vector; at 12
+  rounds, the block function against draft-strombergson-chacha-test-vectors-00's TC1
+  (256-bit key); it refuses to print if any differs. The pads are then HChaCha12 +
+  ChaCha12 of that one function. No pycryptodome.
 
 The inputs are those of `crypto::tests::derivation_vectors`,
 `transcript::tests::transcript_vectors` and
@@ -53,10 +56,14 @@ def quarter_round(s, a, b, c, d):
     s[b] = rotl(s[b] ^ s[c], 7)
 
 
-def rounds(state):
-    """The 20 ChaCha rounds (RFC 8439 section 2.3), without the final addition."""
+PAD_ROUNDS = 12
+
+
+def rounds(state, n):
+    """`n` ChaCha rounds (RFC 8439 section 2.3 has 20), without the final addition."""
+    assert n % 2 == 0
     s = list(state)
-    for _ in range(10):
+    for _ in range(n // 2):
         quarter_round(s, 0, 4, 8, 12)
         quarter_round(s, 1, 5, 9, 13)
         quarter_round(s, 2, 6, 10, 14)
@@ -71,17 +78,23 @@ def rounds(state):
 CONSTANTS = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)
 
 
-def chacha20_block(key, counter, nonce12):
-    """RFC 8439 section 2.3: one 64-byte keystream block."""
+def chacha_block(key, counter, nonce12, n_rounds):
+    """RFC 8439 section 2.3: one 64-byte keystream block, after `n_rounds` rounds."""
     state = list(CONSTANTS) + list(struct.unpack("<8I", key)) + [counter]
     state += list(struct.unpack("<3I", nonce12))
-    out = [(x + y) & MASK for x, y in zip(rounds(state), state)]
+    out = [(x + y) & MASK for x, y in zip(rounds(state, n_rounds), state)]
     return struct.pack("<16I", *out)
 
 
-def chacha20_own(key, nonce12, n, counter=0):
-    blocks = b"".join(chacha20_block(key, counter + i, nonce12) for i in range((n + 63) // 64))
+def chacha_own(key, nonce12, n, counter=0, n_rounds=20):
+    blocks = b"".join(
+        chacha_block(key, counter + i, nonce12, n_rounds) for i in range((n + 63) // 64)
+    )
     return blocks[:n]
+
+
+def chacha20_own(key, nonce12, n, counter=0):
+    return chacha_own(key, nonce12, n, counter, 20)
 
 
 def chacha20_lib(key, nonce12, n, counter=0):
@@ -90,25 +103,52 @@ def chacha20_lib(key, nonce12, n, counter=0):
     return Cipher(algorithms.ChaCha20(key, full), mode=None).encryptor().update(bytes(n))
 
 
-def hchacha20(key, nonce16):
+def hchacha(key, nonce16, n_rounds):
     """draft-irtf-cfrg-xchacha section 2.2: words 0-3 and 12-15 of the rounds, no addition."""
     state = list(CONSTANTS) + list(struct.unpack("<8I", key)) + list(struct.unpack("<4I", nonce16))
-    s = rounds(state)
+    s = rounds(state, n_rounds)
     return struct.pack("<8I", *(s[0:4] + s[12:16]))
 
 
-def xchacha20(key, nonce24, n, chacha):
-    """draft-irtf-cfrg-xchacha section 2.3: subkey from nonce[0..16], then ChaCha20, counter 0."""
-    subkey = hchacha20(key, nonce24[:16])
-    return chacha(subkey, bytes(4) + nonce24[16:], n)
+def hchacha20(key, nonce16):
+    return hchacha(key, nonce16, 20)
+
+
+def xchacha(key, nonce24, n, n_rounds):
+    """draft-irtf-cfrg-xchacha section 2.3 with `n_rounds` rounds in both steps: subkey from
+    nonce[0..16], then ChaCha with nonce 0^4 | nonce[16..24], counter 0."""
+    subkey = hchacha(key, nonce24[:16], n_rounds)
+    return chacha_own(subkey, bytes(4) + nonce24[16:], n, 0, n_rounds)
+
+
+def pad(key, nonce24, n):
+    """A pad: XChaCha12 (core/src/crypto.rs, `pad_stream`)."""
+    return xchacha(key, nonce24, n, PAD_ROUNDS)
 
 
 def self_check():
     key = bytes(range(32))
     nonce = bytes.fromhex("000000090000004a00000000")
+    # RFC 8439 section 2.3.2: the serialized block of this key and nonce, counter 1.
+    assert chacha_block(key, 1, nonce, 20).hex() == (
+        "10f1e7e4d13b5915500fdd1fa32071c4c7d1f4c733c068030422aa9ac3d46c4e"
+        "d2826446079faa0914c2d705d98b02a2b5129cd1de164eb9cbd083e8a2503c4e"
+    )
     assert chacha20_own(key, nonce, 200, 1) == chacha20_lib(key, nonce, 200, 1)
     subkey = hchacha20(key, bytes.fromhex("000000090000004a0000000031415927"))
     assert subkey.hex() == "82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc"
+    # draft-strombergson-chacha-test-vectors-00, TC1 (all-zero 256-bit key and IV), 12
+    # rounds: the first block. With a zero nonce and counter the original ChaCha's state is
+    # RFC 8439's.
+    assert chacha_block(bytes(32), 0, bytes(12), PAD_ROUNDS).hex() == (
+        "9bf49a6a0755f953811fce125f2683d50429c3bb49e074147e0089a52eae155f"
+        "0564f879d27ae3c02ce82834acfa8c793a629f2ca0de6919610be82f411326be"
+    )
+    # The XChaCha20 construction at 20 rounds is HChaCha20 + `cryptography`'s ChaCha20.
+    nonce24 = bytes(range(24))
+    assert xchacha(key, nonce24, 200, 20) == chacha20_lib(
+        hchacha20(key, nonce24[:16]), bytes(4) + nonce24[16:], 200
+    )
 
 
 def hkdf_extract(salt, ikm):
@@ -179,10 +219,9 @@ def main():
     pad_key = hkdf_expand(prk, b"dissent-rs v3 pad key" + cpub + tpub, 32)
     mac_key = hkdf_expand(prk, b"dissent-rs v3 mac key" + cpub + tpub, 32)
     interval_key = hkdf_expand(
-        pad_key, b"dissent-rs v3 interval" + u32(7) + trustee_nonce + client_nonce, 32
+        pad_key, b"dissent-rs v4 interval" + u32(7) + trustee_nonce + client_nonce, 32
     )
-    pad = xchacha20(interval_key, pad_nonce, 72, chacha20_own)
-    assert pad == xchacha20(interval_key, pad_nonce, 72, chacha20_lib)
+    pads = pad(interval_key, pad_nonce, 72)
     # Resume block: capacity 65536, flags 3 (a resume point with a last interval), epoch
     # 04x16, seq 77, 1000 bytes, last interval 9.
     resume = (
@@ -203,10 +242,10 @@ def main():
     emit("pad_key", pad_key)
     emit("mac_key", mac_key)
     emit("interval_key", interval_key)
-    emit("pad[0..16]", pad[:16])
-    emit("pad[64..72]", pad[64:])
+    emit("pad[0..16]", pads[:16])
+    emit("pad[64..72]", pads[64:])
     # Single pad bits, as a blame reveal states them (bit 0, bit 13, bit 521).
-    emit("pad_bits.0.13.521", bytes([pad_bit(pad, 0), pad_bit(pad, 13), pad_bit(pad, 521)]))
+    emit("pad_bits.0.13.521", bytes([pad_bit(pads, 0), pad_bit(pads, 13), pad_bit(pads, 521)]))
     emit("presence_proof", proof)
     emit("confirmation", confirm)
     emit("acknowledgement", ack)

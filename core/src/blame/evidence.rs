@@ -5,7 +5,7 @@
 //! significant bit first):
 //!
 //! ```text
-//! magic "DISSENT-BLAME-v3" (an owner's accusation) | "DISSENT-TRAPS-v3" (a sprung trap)
+//! magic "DISSENT-BLAME-v4" (an owner's accusation) | "DISSENT-TRAPS-v4" (a sprung trap)
 //! group (16) ‖ session (16) ‖ view (32) ‖ interval (4) ‖ exchange (8) ‖ bit (4) ‖
 //! slot (2) ‖ pad nonce (24) ‖ SHA-256 of the decoded cell (32) ‖ proof (64: the
 //!     accusation's, or the trap grounds' DLEQ proof)
@@ -51,9 +51,13 @@ pub use verify::verify;
 pub use write::{Draft, Entry, EvidenceWriter};
 
 /// The first bytes of every evidence file.
-pub const MAGIC: &[u8; 16] = b"DISSENT-BLAME-v3";
+///
+/// The version is the pads' (4: XChaCha12): a file's pad bits and disputes are checked
+/// with the pads of its version, so a file of another one is refused
+/// ([`EvidenceError::Version`]), never judged with the wrong pads.
+pub const MAGIC: &[u8; 16] = b"DISSENT-BLAME-v4";
 /// The first bytes of the evidence of a round on a sprung trap.
-pub const TRAP_MAGIC: &[u8; 16] = b"DISSENT-TRAPS-v3";
+pub const TRAP_MAGIC: &[u8; 16] = b"DISSENT-TRAPS-v4";
 /// Bytes the trap form adds after the verdict: `R_I`, `Z` and the cell length.
 pub const TRAP_TAIL_LEN: usize = 32 + 32 + 4;
 
@@ -105,6 +109,9 @@ pub trait Directory {
 pub enum EvidenceError {
     /// Not the format (length, magic, an unknown kind, member indices out of order).
     Malformed,
+    /// Evidence of another protocol version (its last magic byte), whose pads this build
+    /// does not compute (version 3's were XChaCha20).
+    Version(u8),
     /// A key the evidence needs is not in the group.
     UnknownKey,
     /// The accusation's pseudonym proof does not verify.
@@ -131,6 +138,11 @@ impl core::fmt::Display for EvidenceError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             EvidenceError::Malformed => f.write_str("not blame evidence (malformed)"),
+            EvidenceError::Version(v) => write!(
+                f,
+                "blame evidence of protocol version {}, not 4: check it with a build of that version",
+                char::from(*v)
+            ),
             EvidenceError::UnknownKey => f.write_str("a key it needs is not in the group"),
             EvidenceError::BadAccusation => f.write_str("the accusation's proof is invalid"),
             EvidenceError::BadTrap(e) => write!(f, "the trap grounds do not hold: {e}"),
@@ -309,9 +321,9 @@ mod tests {
         assert_eq!(
             cell_hash(bytes),
             [
-                0x62, 0xb3, 0xdb, 0x16, 0x9c, 0x28, 0xad, 0x73, 0x27, 0x05, 0x05, 0x94, 0x1b, 0x89,
-                0x68, 0xe9, 0x6b, 0xb2, 0x03, 0x24, 0xe8, 0xf9, 0x5c, 0xe6, 0xa1, 0xab, 0x88, 0xab,
-                0x6a, 0x0d, 0x1f, 0x39,
+                0x4f, 0xbe, 0x38, 0x05, 0xfc, 0xc7, 0x49, 0xc9, 0x77, 0xb4, 0xe5, 0x0c, 0x9a, 0x80,
+                0x61, 0x4e, 0x13, 0x7f, 0xe8, 0x84, 0x99, 0x69, 0x6a, 0x4d, 0x45, 0xdf, 0xd0, 0x05,
+                0xf7, 0xd4, 0xe3, 0x4a,
             ]
         );
         // It parses (the keys are what is missing); without its tail, or under the
@@ -323,6 +335,14 @@ mod tests {
         );
         let mut other = bytes.to_vec();
         other[..16].copy_from_slice(MAGIC);
+        assert_eq!(verify(&other, &Nobody), Err(EvidenceError::Malformed));
+        // The same file under version 3's magic (XChaCha20 pads) is refused by its version,
+        // under either form, before anything in it is judged.
+        for magic in [b"DISSENT-TRAPS-v3", b"DISSENT-BLAME-v3"] {
+            other[..16].copy_from_slice(magic);
+            assert_eq!(verify(&other, &Nobody), Err(EvidenceError::Version(b'3')));
+        }
+        other[15] = 0xff;
         assert_eq!(verify(&other, &Nobody), Err(EvidenceError::Malformed));
     }
 }

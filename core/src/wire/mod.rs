@@ -67,8 +67,8 @@ pub use slot::{
     TAG_LEN, TRAP_BLOCK,
 };
 
-/// Protocol version carried in [`Message::Hello`].
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Protocol version carried in [`Message::Hello`] (4: XChaCha12 pads).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Bytes of the frame length prefix.
 pub const FRAME_HEADER_LEN: usize = 4;

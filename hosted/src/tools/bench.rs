@@ -10,7 +10,7 @@
 //!   the net idles (exchanges/s and CPU of the whole net), a first echo on a new connection
 //!   after the idle spell, 32-byte echoes one at a time on a warm connection (RTT), then one
 //!   sender streaming through client 0 for S seconds, every echoed byte checked (goodput).
-//!   The pad limit is this machine's XChaCha20 rate, measured here, times the cores, over
+//!   The pad limit is this machine's pad rate (XChaCha12), measured here, times the cores, over
 //!   the pad bytes the whole net computes per goodput byte.
 //! - `dissent bench core` measures the protocol's CPU cost in memory with the core's own
 //!   test network (`dissent_core::testkit`), every client keeping its slot busy.
@@ -557,7 +557,7 @@ impl Report {
             if self.verified { "yes" } else { "no" }
         );
         println!(
-            "pad_limit_goodput_bytes_per_sec: {:.0} ({:.2} MB/s; XChaCha20 {:.0} MB/s per core, {} cores)",
+            "pad_limit_goodput_bytes_per_sec: {:.0} ({:.2} MB/s; pads {:.0} MB/s per core, {} cores)",
             self.pad_limit_goodput_bytes_per_sec,
             self.pad_limit_goodput_bytes_per_sec / 1e6,
             self.pad_bytes_per_sec_per_core / 1e6,
@@ -577,7 +577,7 @@ impl Report {
     }
 }
 
-/// This machine's XChaCha20 rate on one core, in pad bytes per second.
+/// This machine's pad rate on one core (XChaCha12, `apply_pad`), in bytes per second.
 fn pad_rate() -> f64 {
     let key = PairKey::from_shared(&[1; 32], &[2; 16], &[3; 16], &[4; 32], &[5; 32])
         .interval_key(1, &[6; 16], &[7; 16]);

@@ -135,6 +135,12 @@ impl Reveals for Parsed<'_> {
 /// signature, the verdict the reveals force (settling a dispute with the proven
 /// Diffie–Hellman secret and the pad derivation), and that it is the recorded one.
 pub fn verify(bytes: &[u8], keys: &impl Directory) -> Result<Verified, EvidenceError> {
+    if let (Some(head), Some(&version)) = (bytes.get(..15), bytes.get(15)) {
+        let ours = head == &MAGIC[..15] || head == &TRAP_MAGIC[..15];
+        if ours && version != MAGIC[15] && version.is_ascii_digit() {
+            return Err(EvidenceError::Version(version));
+        }
+    }
     let e = Parsed::parse(bytes).ok_or(EvidenceError::Malformed)?;
     let group_id: &[u8; 16] = e.field(16);
     let session_id: &[u8; 16] = e.field(32);
