@@ -1,6 +1,6 @@
-//! The relay's blame rounds (core feature `blame-round`): one at a time, started through
-//! [`Relay::start_blame`] (an owner's accusation; the relay's own grounds use the same
-//! entry point), the next few waiting.
+//! The relay's blame rounds (core feature `blame-round`): one running at a time, started
+//! through [`Relay::start_blame`] (an owner's accusation; the relay's own grounds use the
+//! same entry point), up to [`MAX_PARKED`] parked beside it, the next few waiting.
 //!
 //! A round: `BlameRequest` to every member of the interval and every trustee; each
 //! `BlameReveal` is checked (its length, its cell against the kept fingerprint, its
@@ -11,10 +11,13 @@
 //! - a member whose link is down at the deadline (or came back less than the exchange
 //!   timeout ago) is not convicted: it owes the round. What the round proves without it
 //!   (members that convict themselves, refusers) ends it; otherwise the round *parks*: it
-//!   keeps its storage, holds no interval, and every member that owes it joins no interval
-//!   ([`Relay::owes_blame`]) until it answers (the round is then judged with every
-//!   reveal) or the round gives up (the longest back-off plus one exchange timeout: no
-//!   verdict on the absent). The rounds behind a parked one wait;
+//!   keeps its place in the storage, holds no interval, and every member that owes it
+//!   joins no interval ([`Relay::owes_blame`]) until it answers (the round is then judged
+//!   with every reveal) or the round gives up (the longest back-off plus one exchange
+//!   timeout: no verdict on the absent). A parked round steps aside: the next waiting
+//!   round begins at once. When one more would park beyond [`MAX_PARKED`], the one that
+//!   parked first gives up ([`RelayEvent::BlameGaveUp`]). A reveal goes to the round
+//!   about its exchange, running or parked;
 //! - a member that did not answer while connected, or answered what does not check,
 //!   refused blame (penalized, then excluded: the relay's own observation); so did a
 //!   trustee whose answer does not check; a trustee that did not answer at all is never
@@ -26,13 +29,19 @@
 //!   when shown a reveal that contradicts its own), and the first valid proof settles it
 //!   (at the deadline without one, the member refused).
 //!
-//! Every verdict ends in [`Relay::exclude_convicted`]; the evidence stays in the caller's
-//! storage until the next round ends ([`Relay::evidence`]). Exchanges go on during a round.
-//! If the interval ends before the deadline, the round ends with no verdict (its members
-//! can no longer recompute its cells); a parked round outlives its interval (its members
-//! that owe it kept what they need, and join no other).
+//! Every verdict ends in [`Relay::exclude_convicted`]; the evidence stays in its place
+//! until the next round with a verdict ends ([`Relay::evidence`]; at most one ends per
+//! call). Exchanges go on during a round. If the interval ends before the deadline, the
+//! running round ends with no verdict (its members can no longer recompute its cells); a
+//! parked round outlives its interval (its members that owe it kept what they need, and
+//! join no other).
 //!
-//! Owns the running (or parked) round, the queue, the evidence region and the pad nonces
+//! Storage: the caller's blame region holds every node's keys, then
+//! [`super::BLAME_PLACES`] places of one round each (the running one, the parked ones, the
+//! last evidence): its answered, refused and resend bitmaps, its pinned fingerprint row and
+//! its evidence (`storage.rs` sizes them).
+//!
+//! Owns the rounds (running and parked), the queue, the blame region and the pad nonces
 //! and decoded cells' hashes rounds need. It must not judge (`crate::blame`), decide what
 //! is kept (`fingerprints.rs`) or exclude by other means than `blame.rs`.
 
