@@ -50,7 +50,7 @@ mod answers;
 use heapless::Deque;
 use sha2::{Digest, Sha256};
 
-use super::fingerprints::RESERVATION;
+use super::fingerprints::{MAX_KEPT, RESERVATION};
 use super::interval::{Phase, Stop};
 use super::{
     BlameDropReason, Destination, Instant, Peer, PeerId, Relay, RelayEvent, Stall, Transmit,
@@ -163,8 +163,11 @@ pub(super) struct Rounds<B> {
     transcript: Option<Transcript>,
     /// (exchange, its pad nonce, its cell length if a slot's).
     pad_nonces: Deque<(u64, PadNonce, u32), { crate::blame::ANSWERED }>,
-    /// SHA-256 of the latest disrupted exchanges' decoded cells.
-    decoded: Deque<(u32, u64, [u8; 32]), 16>,
+    /// SHA-256 of the latest disrupted exchanges' decoded cells: as many as the kept
+    /// fingerprint rows at most, so a round finds the hash of every disrupted exchange whose
+    /// row is still kept (one pushed out would be taken as zeros, and the reveals of members
+    /// shown the cell would not check).
+    decoded: Deque<(u32, u64, [u8; 32]), MAX_KEPT>,
     /// Rounds that ended without every trustee's reveal.
     incomplete: u64,
     /// Members of a round that came back before answering, the round's place, and when:
