@@ -199,10 +199,12 @@ fn search(seed: u64) -> (String, Seen) {
                 net.exit.upstream.get(c).map_or(0, Vec::len) >= d.len()
                     && net.apps[*i].received.get(c).map_or(0, Vec::len) >= d.len()
             });
-        if done && !all_named && more < 8 && !net.relay.blame_running() {
+        let quiet = !net.relay.blame_running() && net.relay.blame_parked() == 0;
+        if done && !all_named && more < 8 && quiet {
             // A garbler disrupts only cells that carry something: more from an honest
             // member that is up (and in the group), as a busy group would (not while a
-            // round runs or waits: what it garbles then starts no round).
+            // round runs or is parked: a garbler that owes one garbles nothing meanwhile,
+            // and the few top-ups are kept for when it is back).
             let sender = honest
                 .iter()
                 .copied()
