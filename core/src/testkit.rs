@@ -195,6 +195,9 @@ pub struct Net {
     /// Members that came back from a restart while a round waited for their reveal:
     /// (time, interval, exchange, client).
     pub blame_restarted: Vec<(Instant, u32, u64, u16)>,
+    /// Parked rounds that gave up early, to park another: (time, interval, exchange,
+    /// members it waited for).
+    pub blame_gave_up: Vec<(Instant, u32, u64, u16)>,
     /// Client processes restarted ([`Net::restart_client`]).
     pub restarts: u32,
     /// Trustees that joined saying they take no part in blame rounds.
@@ -422,6 +425,7 @@ impl Net {
             blame_incomplete: Vec::new(),
             blame_awaiting: Vec::new(),
             blame_restarted: Vec::new(),
+            blame_gave_up: Vec::new(),
             restarts: 0,
             without_blame: Vec::new(),
             evidence: Vec::new(),

@@ -82,6 +82,14 @@ use stall::Quorums;
 pub use stall::{quorum, Exclusion, Stall, StallConfig, Standing};
 pub use storage::{RelayStorage, RelayStorageLens};
 
+/// Blame rounds parked at once, at most (each waits for members away at its deadline):
+/// one more to park makes the oldest give up ([`RelayEvent::BlameGaveUp`]).
+pub const MAX_PARKED: usize = 4;
+
+/// Places of rounds in the blame region ([`RelayStorage::blame`]): the running round's, one
+/// per parked round, and the one holding the evidence of the round that ended last.
+pub(crate) const BLAME_PLACES: usize = MAX_PARKED + 2;
+
 /// A node of the group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PeerId {
@@ -316,6 +324,18 @@ pub enum RelayEvent<'a> {
         /// The accused exchange.
         exchange: u64,
         /// Members it waits for.
+        members: u16,
+    },
+    /// A parked blame round gave up waiting for its `members` members away before its
+    /// time: another round parked while [`MAX_PARKED`] were parked, and this one parked
+    /// first. None of them is convicted for it, and each owes it nothing more. Reported
+    /// before its [`RelayEvent::BlameEnded`] (no verdict).
+    BlameGaveUp {
+        /// The interval.
+        interval: u32,
+        /// The accused exchange.
+        exchange: u64,
+        /// Members it waited for.
         members: u16,
     },
     /// A member that owed a blame round its reveal came back from a restart (its Hello has

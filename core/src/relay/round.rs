@@ -1,6 +1,6 @@
-//! The relay's blame rounds (core feature `blame-round`): one at a time, started through
-//! [`Relay::start_blame`] (an owner's accusation; the relay's own grounds use the same
-//! entry point), the next few waiting.
+//! The relay's blame rounds (core feature `blame-round`): one running at a time, started
+//! through [`Relay::start_blame`] (an owner's accusation; the relay's own grounds use the
+//! same entry point), up to [`MAX_PARKED`] parked beside it, the next few waiting.
 //!
 //! A round: `BlameRequest` to every member of the interval and every trustee; each
 //! `BlameReveal` is checked (its length, its cell against the kept fingerprint, its
@@ -11,10 +11,13 @@
 //! - a member whose link is down at the deadline (or came back less than the exchange
 //!   timeout ago) is not convicted: it owes the round. What the round proves without it
 //!   (members that convict themselves, refusers) ends it; otherwise the round *parks*: it
-//!   keeps its storage, holds no interval, and every member that owes it joins no interval
-//!   ([`Relay::owes_blame`]) until it answers (the round is then judged with every
-//!   reveal) or the round gives up (the longest back-off plus one exchange timeout: no
-//!   verdict on the absent). The rounds behind a parked one wait;
+//!   keeps its place in the storage, holds no interval, and every member that owes it
+//!   joins no interval ([`Relay::owes_blame`]) until it answers (the round is then judged
+//!   with every reveal) or the round gives up (the longest back-off plus one exchange
+//!   timeout: no verdict on the absent). A parked round steps aside: the next waiting
+//!   round begins at once. When one more would park beyond [`MAX_PARKED`], the one that
+//!   parked first gives up ([`RelayEvent::BlameGaveUp`]). A reveal goes to the round
+//!   about its exchange, running or parked;
 //! - a member that did not answer while connected, or answered what does not check,
 //!   refused blame (penalized, then excluded: the relay's own observation); so did a
 //!   trustee whose answer does not check; a trustee that did not answer at all is never
@@ -26,13 +29,19 @@
 //!   when shown a reveal that contradicts its own), and the first valid proof settles it
 //!   (at the deadline without one, the member refused).
 //!
-//! Every verdict ends in [`Relay::exclude_convicted`]; the evidence stays in the caller's
-//! storage until the next round ends ([`Relay::evidence`]). Exchanges go on during a round.
-//! If the interval ends before the deadline, the round ends with no verdict (its members
-//! can no longer recompute its cells); a parked round outlives its interval (its members
-//! that owe it kept what they need, and join no other).
+//! Every verdict ends in [`Relay::exclude_convicted`]; the evidence stays in its place
+//! until the next round with a verdict ends ([`Relay::evidence`]; at most one ends per
+//! call). Exchanges go on during a round. If the interval ends before the deadline, the
+//! running round ends with no verdict (its members can no longer recompute its cells); a
+//! parked round outlives its interval (its members that owe it kept what they need, and
+//! join no other).
 //!
-//! Owns the running (or parked) round, the queue, the evidence region and the pad nonces
+//! Storage: the caller's blame region holds every node's keys, then
+//! [`super::BLAME_PLACES`] places of one round each (the running one, the parked ones, the
+//! last evidence): its answered, refused and resend bitmaps, its pinned fingerprint row and
+//! its evidence (`storage.rs` sizes them).
+//!
+//! Owns the rounds (running and parked), the queue, the blame region and the pad nonces
 //! and decoded cells' hashes rounds need. It must not judge (`crate::blame`), decide what
 //! is kept (`fingerprints.rs`) or exclude by other means than `blame.rs`.
 
@@ -41,10 +50,11 @@ mod answers;
 use heapless::Deque;
 use sha2::{Digest, Sha256};
 
-use super::fingerprints::RESERVATION;
+use super::fingerprints::{MAX_KEPT, RESERVATION};
 use super::interval::{Phase, Stop};
 use super::{
     BlameDropReason, Destination, Instant, Peer, PeerId, Relay, RelayEvent, Stall, Transmit,
+    BLAME_PLACES as PLACES, MAX_PARKED,
 };
 use crate::bits::Bits;
 use crate::blame::commit::{ExchangeKey, FINGERPRINT_LEN};
@@ -101,7 +111,7 @@ struct Dispute {
     ask_trustee: bool,
 }
 
-/// The running round.
+/// A round, running or parked.
 #[derive(Debug, Clone, Copy)]
 struct Active {
     q: Queued,
@@ -123,59 +133,77 @@ struct Active {
     /// ended checks its proof against them).
     nonces: [[u8; NONCE_LEN]; MAX_TRUSTEES],
     request_sent: bool,
+    /// Members that came back on a new link before answering are marked in the place's
+    /// resend bitmap: owed the request again.
+    resend: bool,
     dispute: Option<Dispute>,
     /// Parked: some members were away at the deadline; the round waits for their reveals
     /// until this time (then it ends without a verdict on them) and holds no interval.
     parked: Option<Instant>,
 }
 
-/// The relay's blame rounds: one at a time, the next few waiting, their evidence in the
-/// caller's storage.
+/// The relay's blame rounds: one running, up to [`MAX_PARKED`] parked, the next few
+/// waiting, each in its own place of the caller's storage.
 #[derive(Debug)]
 pub(super) struct Rounds<B> {
-    /// Every node's identity key then pad key (64 bytes each, clients then trustees), the
-    /// answered and refused bitmaps over the nodes, then the evidence.
+    /// Every node's identity key then pad key (64 bytes each, clients then trustees), then
+    /// [`PLACES`] places of equal length, each a round's answered, refused and resend
+    /// bitmaps over the nodes, its pinned fingerprint row and its evidence.
     region: B,
     nodes: usize,
-    active: Option<Active>,
+    /// The round in each place: at most one running (not parked), the others parked.
+    places: [Option<Active>; PLACES],
     queue: Deque<Queued, 4>,
-    /// The evidence of the round that ended last: (interval, exchange, length).
-    evidence: Option<(u32, u64, usize)>,
+    /// The evidence of the round that ended last with a verdict: (interval, exchange,
+    /// length, place).
+    evidence: Option<(u32, u64, usize, usize)>,
+    /// Rounds that ended with evidence since the relay started (a tick ends at most one).
+    ended: u64,
     /// The running interval's transcript, and the pad nonces of its latest exchanges.
     transcript: Option<Transcript>,
     /// (exchange, its pad nonce, its cell length if a slot's).
     pad_nonces: Deque<(u64, PadNonce, u32), { crate::blame::ANSWERED }>,
-    /// SHA-256 of the latest disrupted exchanges' decoded cells.
-    decoded: Deque<(u32, u64, [u8; 32]), 16>,
+    /// SHA-256 of the latest disrupted exchanges' decoded cells: as many as the kept
+    /// fingerprint rows at most, so a round finds the hash of every disrupted exchange whose
+    /// row is still kept (one pushed out would be taken as zeros, and the reveals of members
+    /// shown the cell would not check).
+    decoded: Deque<(u32, u64, [u8; 32]), MAX_KEPT>,
     /// Rounds that ended without every trustee's reveal.
     incomplete: u64,
-    /// Members of the running round that came back on a new link before answering: owed
-    /// its request again.
-    resend: Deque<u16, 8>,
-    /// Members of the running round that came back before answering, and when: each has
-    /// the exchange timeout from then to answer (the latest few; one pushed out is judged
-    /// at the round's next deadline).
-    returned: Deque<(u16, Instant), 8>,
+    /// Members of a round that came back before answering, the round's place, and when:
+    /// each has the exchange timeout from then to answer (the latest few; one pushed out
+    /// is judged at its round's next deadline).
+    returned: Deque<(usize, u16, Instant), 16>,
     /// Tests only: sprung traps start no round (owners' accusations alone are exercised).
     #[cfg(feature = "disruptor")]
     traps_ignored: bool,
 }
+
+/// A place's parts: the answered, refused and resend bitmaps, the pinned row and the
+/// evidence.
+type Parts<'a> = (
+    &'a mut [u8],
+    &'a mut [u8],
+    &'a mut [u8],
+    &'a mut [u8],
+    &'a mut [u8],
+);
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
     pub(super) fn new(region: B, nodes: usize) -> Self {
         Rounds {
             region,
             nodes,
-            active: None,
+            places: [None; PLACES],
             queue: Deque::new(),
             evidence: None,
+            ended: 0,
             transcript: None,
             pad_nonces: Deque::new(),
             #[cfg(feature = "disruptor")]
             traps_ignored: false,
             decoded: Deque::new(),
             incomplete: 0,
-            resend: Deque::new(),
             returned: Deque::new(),
         }
     }
@@ -224,46 +252,102 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
         self.region.as_ref().get(at..at + 32)?.try_into().ok()
     }
 
-    /// The answered and refused bitmaps and the evidence.
-    fn flags(&mut self) -> (&mut [u8], &mut [u8], &mut [u8]) {
-        let (answered, refused, _, evidence) = self.parts();
+    /// The round in place `k`.
+    fn round(&self, k: usize) -> Option<Active> {
+        self.places.get(k).copied().flatten()
+    }
+
+    /// The round in place `k`, to change.
+    fn round_mut(&mut self, k: usize) -> Option<&mut Active> {
+        self.places.get_mut(k).and_then(Option::as_mut)
+    }
+
+    /// The place of the running (not parked) round.
+    fn running(&self) -> Option<usize> {
+        self.places
+            .iter()
+            .position(|p| p.is_some_and(|a| a.parked.is_none()))
+    }
+
+    /// The place of the round (running or parked) about `exchange` of `interval`.
+    fn about(&self, interval: u32, exchange: u64) -> Option<usize> {
+        self.places
+            .iter()
+            .position(|p| p.is_some_and(|a| (a.q.interval, a.q.exchange) == (interval, exchange)))
+    }
+
+    /// Rounds parked now.
+    fn parked(&self) -> usize {
+        self.places
+            .iter()
+            .filter(|p| p.is_some_and(|a| a.parked.is_some()))
+            .count()
+    }
+
+    /// Bytes of one place.
+    fn place_len(&self) -> usize {
+        self.region.as_ref().len().saturating_sub(self.nodes * 64) / PLACES
+    }
+
+    /// Offset of place `k` in the region.
+    fn place_at(&self, k: usize) -> usize {
+        self.nodes * 64 + k * self.place_len()
+    }
+
+    /// Offset of place `k`'s evidence in the region.
+    fn evidence_at(&self, k: usize) -> usize {
+        self.place_at(k) + 3 * crate::bits::bitmap_len(self.nodes) + self.nodes * FINGERPRINT_LEN
+    }
+
+    /// Place `k`'s answered and refused bitmaps and its evidence.
+    fn flags(&mut self, k: usize) -> (&mut [u8], &mut [u8], &mut [u8]) {
+        let (answered, refused, _, _, evidence) = self.parts(k);
         (answered, refused, evidence)
     }
 
-    /// The answered and refused bitmaps, the running round's fingerprint row (kept here:
-    /// the relay's ring of kept rows may drop it while the round runs) and the evidence.
-    fn parts(&mut self) -> (&mut [u8], &mut [u8], &mut [u8], &mut [u8]) {
+    /// Place `k`'s answered, refused and resend bitmaps, its round's fingerprint row
+    /// (kept here: the relay's ring of kept rows may drop it while the round runs) and
+    /// its evidence.
+    fn parts(&mut self, k: usize) -> Parts<'_> {
         let len = crate::bits::bitmap_len(self.nodes);
         let row = self.nodes * FINGERPRINT_LEN;
+        let (at, place) = (self.place_at(k), self.place_len());
         let region = self.region.as_mut();
-        let keys = (self.nodes * 64).min(region.len());
-        let (_, rest) = region.split_at_mut(keys);
-        let (answered, rest) = rest.split_at_mut(len.min(rest.len()));
+        let place = region.get_mut(at..at + place).unwrap_or(&mut []);
+        let (answered, rest) = place.split_at_mut(len.min(place.len()));
         let (refused, rest) = rest.split_at_mut(len.min(rest.len()));
+        let (resend, rest) = rest.split_at_mut(len.min(rest.len()));
         let (row, evidence) = rest.split_at_mut(row.min(rest.len()));
-        (answered, refused, row, evidence)
+        (answered, refused, resend, row, evidence)
     }
 
-    /// Offset of the evidence in the region.
-    fn evidence_at(&self) -> usize {
-        self.nodes * 64 + 2 * crate::bits::bitmap_len(self.nodes) + self.nodes * FINGERPRINT_LEN
+    /// Place `k`'s bitmap `which` (0 answered, 1 refused, 2 resend).
+    fn bitmap(&self, k: usize, which: usize) -> &[u8] {
+        let len = crate::bits::bitmap_len(self.nodes);
+        let at = self.place_at(k) + which * len;
+        self.region.as_ref().get(at..at + len).unwrap_or(&[])
     }
 
-    /// The group index of the running round's member at `position` (its place in the
-    /// evidence: the round's own members, whatever interval runs now).
-    fn member(&self, position: usize) -> Option<u16> {
-        let a = self.active?;
-        let evidence = self.region.as_ref().get(self.evidence_at()..)?;
-        Draft::client_index_in(evidence, a.n, a.m, position)
+    /// Place `k`'s evidence.
+    fn evidence_of(&self, k: usize) -> &[u8] {
+        let (at, end) = (self.evidence_at(k), self.place_at(k) + self.place_len());
+        self.region.as_ref().get(at..end).unwrap_or(&[])
     }
 
-    /// The position of client `i` among the running round's members (placed in index
-    /// order: a binary search).
-    fn position_of(&self, i: u16) -> Option<usize> {
-        let (mut low, mut high) = (0, self.active?.n);
+    /// The group index of round `k`'s member at `position` (its place in the evidence:
+    /// the round's own members, whatever interval runs now).
+    fn member(&self, k: usize, position: usize) -> Option<u16> {
+        let a = self.round(k)?;
+        Draft::client_index_in(self.evidence_of(k), a.n, a.m, position)
+    }
+
+    /// The position of client `i` among round `k`'s members (placed in index order: a
+    /// binary search).
+    fn position_of(&self, k: usize, i: u16) -> Option<usize> {
+        let (mut low, mut high) = (0, self.round(k)?.n);
         while low < high {
             let mid = low + (high - low) / 2;
-            match self.member(mid)?.cmp(&i) {
+            match self.member(k, mid)?.cmp(&i) {
                 core::cmp::Ordering::Less => low = mid + 1,
                 core::cmp::Ordering::Equal => return Some(mid),
                 core::cmp::Ordering::Greater => high = mid,
@@ -272,37 +356,51 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Rounds<B> {
         None
     }
 
-    /// Whether node `node` answered the running round.
-    fn has_answered(&self, node: usize) -> bool {
-        let start = self.nodes * 64;
-        let len = crate::bits::bitmap_len(self.nodes);
-        self.region
-            .as_ref()
-            .get(start..start + len)
-            .is_some_and(|answered| crate::bits::test(answered, node))
+    /// Whether node `node` answered round `k`.
+    fn has_answered(&self, k: usize, node: usize) -> bool {
+        crate::bits::test(self.bitmap(k, 0), node)
     }
 
-    /// Whether client `i` owes the parked round its reveal.
+    /// Whether client `i` owes a parked round its reveal.
     fn owes(&self, i: u16) -> bool {
-        self.active.is_some_and(|a| a.parked.is_some())
-            && !self.has_answered(usize::from(i))
-            && self.position_of(i).is_some()
+        (0..PLACES).any(|k| {
+            self.round(k).is_some_and(|a| a.parked.is_some())
+                && !self.has_answered(k, usize::from(i))
+                && self.position_of(k, i).is_some()
+        })
     }
 
-    /// Clears in `online` (a bitmap over the clients) every member that owes the parked
+    /// Clears in `online` (a bitmap over the clients) every member that owes a parked
     /// round its reveal.
     pub(super) fn clear_owing(&self, online: &mut [u8]) {
-        let Some(a) = self.active.filter(|a| a.parked.is_some()) else {
-            return;
-        };
-        for p in 0..a.n {
-            if let Some(i) = self
-                .member(p)
-                .filter(|&i| !self.has_answered(usize::from(i)))
-            {
-                crate::bits::clear(online, usize::from(i));
+        for k in 0..PLACES {
+            let Some(a) = self.round(k).filter(|a| a.parked.is_some()) else {
+                continue;
+            };
+            for p in 0..a.n {
+                if let Some(i) = self
+                    .member(k, p)
+                    .filter(|&i| !self.has_answered(k, usize::from(i)))
+                {
+                    crate::bits::clear(online, usize::from(i));
+                }
             }
         }
+    }
+
+    /// A free place for a round to begin in: not the last evidence's if another is free
+    /// (one always is: at most [`MAX_PARKED`] are parked when none runs).
+    fn free_place(&mut self) -> Option<usize> {
+        let kept = self.evidence.map(|e| e.3);
+        let free = |k: &usize| self.places.get(*k).is_some_and(Option::is_none);
+        let k = (0..PLACES)
+            .filter(free)
+            .find(|&k| Some(k) != kept)
+            .or_else(|| (0..PLACES).find(free))?;
+        if Some(k) == kept {
+            self.evidence = None;
+        }
+        Some(k)
     }
 }
 
@@ -340,8 +438,8 @@ where
     /// Starts a blame round about `bit` of `exchange` of `interval` on `grounds` (its
     /// members check them before they reveal anything); `slot` is the accusing slot (for
     /// a reservation exchange, the accused bit's). The one entry point of every round:
-    /// it runs once the round in progress ends (at most four wait; another is dropped,
-    /// reported as [`RelayEvent::BlameDropped`]). `false` if dropped.
+    /// it runs once the round in progress ends or parks (at most four wait; another is
+    /// dropped, reported as [`RelayEvent::BlameDropped`]). `false` if dropped.
     pub fn start_blame(
         &mut self,
         interval: u32,
@@ -359,7 +457,7 @@ where
             grounds_len: 0,
         };
         let same = |o: &Queued| o.interval == interval && o.exchange == exchange;
-        if self.rounds.active.is_some_and(|a| same(&a.q)) || self.rounds.queue.iter().any(same) {
+        if self.rounds.about(interval, exchange).is_some() || self.rounds.queue.iter().any(same) {
             return true;
         }
         let reason = match grounds.emit(&mut q.grounds) {
@@ -382,15 +480,15 @@ where
     /// A trap of `slot` sprang in `exchange` at `bit`: a blame round on the trap's grounds
     /// ([`Relay::trap_grounds`]), the relay's own, with no accusation. One round about a
     /// slot of an interval runs or waits at a time (a disruptor springs a trap in every
-    /// cell it changes: the next one is taken up if this one names nobody), and none is
-    /// proven while the queue is full.
+    /// cell it changes: the next one is taken up if this one names nobody; a parked one
+    /// counts), and none is proven while the queue is full.
     pub(super) fn trap_sprung(&mut self, interval: u32, exchange: u64, slot: u16, bit: u32) {
         #[cfg(feature = "disruptor")]
         if self.rounds.traps_ignored {
             return;
         }
         let same = |o: &Queued| o.interval == interval && o.slot == slot;
-        if self.rounds.active.is_some_and(|a| same(&a.q))
+        if self.rounds.places.iter().flatten().any(|a| same(&a.q))
             || self.rounds.queue.iter().any(same)
             || self.rounds.queue.is_full()
         {
@@ -411,15 +509,20 @@ where
     /// The evidence of the round that ended last: its interval, exchange and bytes (for the
     /// shell to write, after [`RelayEvent::BlameEnded`]).
     pub fn evidence(&self) -> Option<(u32, u64, &[u8])> {
-        let (interval, exchange, len) = self.rounds.evidence?;
-        let start = self.rounds.evidence_at();
-        let bytes = self.rounds.region.as_ref().get(start..start + len)?;
+        let (interval, exchange, len, k) = self.rounds.evidence?;
+        let bytes = self.rounds.evidence_of(k).get(..len)?;
         Some((interval, exchange, bytes))
     }
 
-    /// Whether a blame round is running.
+    /// Whether a blame round is running (one that is parked is not: it waits aside).
     pub fn blame_running(&self) -> bool {
-        self.rounds.active.is_some()
+        self.rounds.running().is_some()
+    }
+
+    /// Rounds parked now, waiting for members away at their deadlines (at most
+    /// [`MAX_PARKED`]).
+    pub fn blame_parked(&self) -> usize {
+        self.rounds.parked()
     }
 
     /// Whether a round about `interval` runs: the interval does not end before the round
@@ -427,125 +530,141 @@ where
     /// it has not answered by then; the others answer from that interval's state).
     pub(super) fn blame_holds(&self, interval: u32) -> bool {
         self.rounds
-            .active
-            .is_some_and(|a| a.q.interval == interval && a.parked.is_none())
+            .running()
+            .and_then(|k| self.rounds.round(k))
+            .is_some_and(|a| a.q.interval == interval)
     }
 
     /// Whether client `client` owes a blame round its reveal: it was a member, its link was
     /// down at the round's deadline, and it has not answered since. It is admitted to no
-    /// interval until it answers (or the round gives up waiting).
+    /// interval until it answers every round it owes (or each gives up waiting).
     pub fn owes_blame(&self, client: u16) -> bool {
         self.rounds.owes(client)
     }
 
     /// Client `i` came back on a new link while a round about its interval runs (or
-    /// waits for it), before it answered: it is sent the request again, and has the
-    /// exchange timeout from now to answer. One whose process `restarted` (its Hello has
-    /// no resume point: it has lost what it would reveal) cannot answer: it is taken at its
-    /// word, penalized ([`Stall::Restarted`]: its link stays, but its next Hello within the
-    /// back-off, which doubles with each penalty, is refused), and the round goes on
-    /// without its reveal (it then convicts only members whose own reveals convict them,
-    /// and refusers).
+    /// rounds wait for it), before it answered: each such round sends it the request
+    /// again, and it has the exchange timeout from now to answer. One whose process
+    /// `restarted` (its Hello has no resume point: it has lost what it would reveal)
+    /// cannot answer: it is taken at its word, penalized once ([`Stall::Restarted`]: its
+    /// link stays, but its next Hello within the back-off, which doubles with each
+    /// penalty, is refused), and each round goes on without its reveal (it then convicts
+    /// only members whose own reveals convict them, and refusers).
     pub(super) fn blame_rejoined(&mut self, now: Instant, i: u16, restarted: bool) {
-        let Some(a) = self.rounds.active else {
-            return;
-        };
-        if a.dispute.is_some()
-            || self.rounds.position_of(i).is_none()
-            || self.rounds.has_answered(usize::from(i))
-        {
-            return;
-        }
-        if restarted {
-            let (answered, _, _) = self.rounds.flags();
-            crate::bits::set(answered, usize::from(i));
-            self.rounds.returned.retain(|r| r.0 != i);
-            self.rounds.resend.retain(|&r| r != i);
-            let _ = self.add_penalty(now, i, Stall::Restarted);
-            if a.parked.is_some() {
-                self.owing_settled(now);
-            }
-            self.push_event(RelayEvent::BlameRestarted {
-                interval: a.q.interval,
-                exchange: a.q.exchange,
-                client: i,
-            });
-            if self.round_answered() {
-                self.conclude(now);
-            }
-            return;
-        }
-        let back = now + self.cfg.exchange_timeout;
-        self.rounds.returned.retain(|r| r.0 != i);
-        if self.rounds.returned.is_full() {
-            self.rounds.returned.pop_front();
-        }
-        let _ = self.rounds.returned.push_back((i, now));
-        if let Some(active) = self.rounds.active.as_mut().filter(|a| a.parked.is_some()) {
-            // A parked round looks again once it has had its time.
-            active.deadline = active.deadline.min(back);
-        }
-        if !a.request_sent || self.rounds.resend.iter().any(|&r| r == i) {
-            return;
-        }
-        if self.rounds.resend.push_back(i).is_err() {
-            // More came back than are remembered: the request to everyone again (a
-            // member that answered already is not counted twice).
-            self.rounds.resend.clear();
-            if let Some(active) = &mut self.rounds.active {
-                active.request_sent = false;
-            }
-        }
-    }
-
-    /// When the running round times out.
-    pub(super) fn blame_deadline(&self) -> Option<Instant> {
-        match self.rounds.active {
-            // Its interval ended: the round ends now (unless it is parked: it waits for
-            // members that were away at its deadline).
-            Some(a)
-                if a.parked.is_none() && self.interval().map(|(i, _)| i) != Some(a.q.interval) =>
+        let mut penalized = false;
+        for k in 0..PLACES {
+            let Some(a) = self.rounds.round(k) else {
+                continue;
+            };
+            if a.dispute.is_some()
+                || self.rounds.position_of(k, i).is_none()
+                || self.rounds.has_answered(k, usize::from(i))
             {
-                Some(Instant::default())
+                continue;
             }
-            Some(a) => Some(a.deadline),
-            None if !self.rounds.queue.is_empty() => Some(Instant::default()),
-            None => None,
-        }
-    }
-
-    /// Starts the next waiting round if none runs, and ends the running one at its
-    /// deadline (called with the relay's timeouts).
-    pub(super) fn blame_tick(&mut self, now: Instant) {
-        if let Some(a) = self.rounds.active {
-            if a.parked.is_some() {
-                // It outlives its interval: its members answer from what they kept.
-                if now >= a.deadline {
-                    self.conclude(now);
+            self.rounds.returned.retain(|r| (r.0, r.1) != (k, i));
+            if restarted {
+                let (answered, _, _) = self.rounds.flags(k);
+                crate::bits::set(answered, usize::from(i));
+                if !penalized {
+                    penalized = true;
+                    let _ = self.add_penalty(now, i, Stall::Restarted);
                 }
-                return;
-            }
-            let Some((interval, _)) = self.interval() else {
-                // The interval ended: its members can no longer reveal its cells.
-                self.rounds.active = None;
-                self.push_event(RelayEvent::BlameEnded {
+                if a.parked.is_some() {
+                    self.owing_settled(now);
+                }
+                self.push_event(RelayEvent::BlameRestarted {
                     interval: a.q.interval,
                     exchange: a.q.exchange,
-                    verdict: None,
+                    client: i,
                 });
+                if self.round_answered(k) {
+                    self.conclude(now, k);
+                }
+                continue;
+            }
+            let back = now + self.cfg.exchange_timeout;
+            if self.rounds.returned.is_full() {
+                self.rounds.returned.pop_front();
+            }
+            let _ = self.rounds.returned.push_back((k, i, now));
+            let sent = a.request_sent;
+            if let Some(round) = self.rounds.round_mut(k) {
+                if round.parked.is_some() {
+                    // A parked round looks again once it has had its time.
+                    round.deadline = round.deadline.min(back);
+                }
+                round.resend |= sent;
+            }
+            if sent {
+                let (_, _, resend, _, _) = self.rounds.parts(k);
+                crate::bits::set(resend, usize::from(i));
+            }
+        }
+    }
+
+    /// When the next round times out (a parked one included), or now if the running one's
+    /// interval ended or a round waits to begin.
+    pub(super) fn blame_deadline(&self) -> Option<Instant> {
+        let running = self.interval().map(|(i, _)| i);
+        let mut at: Option<Instant> = None;
+        for a in self.rounds.places.iter().flatten() {
+            // A running round whose interval ended ends now (a parked one outlives its
+            // interval: it waits for members that were away at its deadline).
+            let t = if a.parked.is_none() && running != Some(a.q.interval) {
+                Instant::default()
+            } else {
+                a.deadline
+            };
+            at = Some(at.map_or(t, |at| at.min(t)));
+        }
+        if self.rounds.running().is_none() && !self.rounds.queue.is_empty() {
+            at = Some(Instant::default());
+        }
+        at
+    }
+
+    /// Ends each parked round at its deadline and the running one at its own (or when its
+    /// interval ends), and starts the next waiting round if none runs (called with the
+    /// relay's timeouts). At most one round ends with evidence per call, so the shell
+    /// reads each ([`Relay::evidence`]) before the next replaces it.
+    pub(super) fn blame_tick(&mut self, now: Instant) {
+        let ended = self.rounds.ended;
+        for k in 0..PLACES {
+            if self.rounds.ended != ended {
+                return;
+            }
+            // It outlives its interval: its members answer from what they kept.
+            if let Some(a) = self.rounds.round(k).filter(|a| a.parked.is_some()) {
+                if now >= a.deadline {
+                    self.conclude(now, k);
+                }
+            }
+        }
+        if self.rounds.ended != ended {
+            return;
+        }
+        if let Some(k) = self.rounds.running() {
+            let Some(a) = self.rounds.round(k) else {
                 return;
             };
-            if interval != a.q.interval {
-                self.rounds.active = None;
+            if self.interval().map(|(i, _)| i) != Some(a.q.interval) {
+                // The interval ended: its members can no longer reveal its cells.
+                self.rounds.returned.retain(|r| r.0 != k);
+                if let Some(place) = self.rounds.places.get_mut(k) {
+                    *place = None;
+                }
                 self.push_event(RelayEvent::BlameEnded {
                     interval: a.q.interval,
                     exchange: a.q.exchange,
                     verdict: None,
                 });
             } else if now >= a.deadline {
-                self.conclude(now);
+                self.conclude(now, k);
             }
-            return;
+            if self.rounds.running().is_some() || self.rounds.ended != ended {
+                return;
+            }
         }
         while let Some(q) = self.rounds.queue.pop_front() {
             if self.begin(now, q) {
@@ -671,6 +790,9 @@ where
             trustees: m as u16,
             clients: n as u16,
         };
+        let Some(k) = self.rounds.free_place() else {
+            return drop(self, BlameDropReason::QueueFull);
+        };
         // Lay out the evidence, every member in its place.
         let online = self.online.as_ref();
         let online = online
@@ -680,9 +802,10 @@ where
         let kept = self
             .kept
             .row(q.interval, q.exchange, row.unwrap_or(RESERVATION));
-        let (answered, refused, pinned, evidence) = self.rounds.parts();
+        let (answered, refused, resend, pinned, evidence) = self.rounds.parts(k);
         answered.fill(0);
         refused.fill(0);
+        resend.fill(0);
         match kept {
             Some(kept) if kept.len() == pinned.len() => pinned.copy_from_slice(kept),
             _ => return drop(self, BlameDropReason::Forgotten),
@@ -702,8 +825,11 @@ where
                     .is_some_and(|p| !p.blame)
             })
             .fold(0u16, |bits, t| bits | 1 << t);
-        self.rounds.returned.clear();
-        self.rounds.active = Some(Active {
+        self.rounds.returned.retain(|r| r.0 != k);
+        let Some(place) = self.rounds.places.get_mut(k) else {
+            return drop(self, BlameDropReason::QueueFull);
+        };
+        *place = Some(Active {
             q,
             n,
             m,
@@ -717,6 +843,7 @@ where
             without,
             nonces: self.nonces,
             request_sent: false,
+            resend: false,
             dispute: None,
             parked: None,
         });

@@ -50,8 +50,9 @@ pub struct RelayStorage<P, B> {
     pub kept_fingerprints: B,
     /// The trap bytes of the owned cell being decoded, drawn once (`decode.rs`).
     pub traps: B,
-    /// The blame rounds' region: every node's identity and pad keys, the round's
-    /// answers and its evidence (core feature `blame-round`; empty without it).
+    /// The blame rounds' region: every node's identity and pad keys, then for each round
+    /// held at once (running, parked, the last ended) its answers and its evidence (core
+    /// feature `blame-round`; empty without it).
     pub blame: B,
 }
 
@@ -236,16 +237,23 @@ impl RelayStorage<std::vec::Vec<Peer>, std::vec::Vec<u8>> {
 }
 
 /// Bytes of the blame region of a relay of `clients` and `trustees`: every node's identity
-/// and pad keys (64 bytes), two bitmaps over the nodes, the running round's fingerprint row
-/// and the evidence of one round.
+/// and pad keys (64 bytes), then one place per round it holds at once
+/// ([`super::BLAME_PLACES`]: the running one, [`super::MAX_PARKED`] parked ones, the last
+/// evidence), each three bitmaps over the nodes, the round's fingerprint row and the
+/// evidence of one round.
 const fn blame_region_len(clients: usize, trustees: usize) -> usize {
     if !cfg!(feature = "blame-round") {
         return 0;
     }
     let nodes = clients + trustees;
-    nodes * 64
-        + 2 * bitmap_len(nodes)
+    nodes * 64 + super::BLAME_PLACES * blame_place_len(clients, trustees)
+}
+
+/// Bytes of one round's place in the blame region.
+const fn blame_place_len(clients: usize, trustees: usize) -> usize {
+    let nodes = clients + trustees;
+    3 * bitmap_len(nodes)
         + nodes * crate::blame::commit::FINGERPRINT_LEN
-        + crate::blame::evidence_len(nodes - trustees, trustees, 1)
+        + crate::blame::evidence_len(clients, trustees, 1)
         + crate::blame::evidence::TRAP_TAIL_LEN
 }

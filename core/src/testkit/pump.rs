@@ -125,6 +125,11 @@ impl Net {
                     exchange,
                     client,
                 } => self.blame_restarted.push((now, interval, exchange, client)),
+                RelayEvent::BlameGaveUp {
+                    interval,
+                    exchange,
+                    members,
+                } => self.blame_gave_up.push((now, interval, exchange, members)),
                 RelayEvent::BlameAwaiting {
                     interval,
                     exchange,

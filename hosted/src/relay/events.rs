@@ -84,6 +84,19 @@ impl Hub {
                             count(u64::from(members), "member")
                         );
                     }
+                    RelayEvent::BlameGaveUp {
+                        interval,
+                        exchange,
+                        members,
+                    } => {
+                        warn!(
+                            "blame round about exchange {exchange} of interval {interval} \
+                             gave up waiting for {} (another round parked while {} were \
+                             parked): none is convicted for it",
+                            count(u64::from(members), "member"),
+                            dissent_core::relay::MAX_PARKED
+                        );
+                    }
                     RelayEvent::BlameRestarted {
                         interval,
                         exchange,

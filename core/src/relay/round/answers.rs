@@ -2,7 +2,10 @@
 //! written into the evidence, the verdict once every answer is in or at the deadline, and
 //! the requests the round sends.
 //!
-//! Owns nothing of its own: the running round and its storage are the parent module's.
+//! Each round is named by its place (`k`) in the parent module's storage; a parked round
+//! is answered, judged and ended as the running one is.
+//!
+//! Owns nothing of its own: the rounds and their storage are the parent module's.
 
 use super::*;
 
@@ -11,9 +14,9 @@ where
     P: AsMut<[Peer]> + AsRef<[Peer]>,
     B: AsMut<[u8]> + AsRef<[u8]>,
 {
-    /// A `BlameReveal` from `peer`. A reveal that does not belong to the running round is
-    /// ignored; one that does but does not check (its cell against the fingerprint, its
-    /// signature, its length) is a refusal.
+    /// A `BlameReveal` from `peer`, to the round (running or parked) about its exchange. A
+    /// reveal that belongs to no round is ignored; one that does but does not check (its
+    /// cell against the fingerprint, its signature, its length) is a refusal.
     #[allow(clippy::too_many_arguments)]
     pub(in crate::relay) fn on_blame_reveal(
         &mut self,
@@ -26,25 +29,27 @@ where
         signature: &[u8],
         cell: &[u8],
     ) {
-        let Some(a) = self.rounds.active else {
+        let Some(k) = self.rounds.about(interval, exchange) else {
             return;
         };
-        if (a.q.interval, a.q.exchange, a.q.bit) != (interval, exchange, bit) || a.dispute.is_some()
-        {
+        let Some(a) = self.rounds.round(k) else {
+            return;
+        };
+        if a.q.bit != bit || a.dispute.is_some() {
             return;
         }
         let Some(node) = self.node_position(peer) else {
             return;
         };
         let position = match peer {
-            PeerId::Client(i) => match self.rounds.position_of(i) {
+            PeerId::Client(i) => match self.rounds.position_of(k, i) {
                 Some(p) => Some(p),
                 None => return,
             },
             PeerId::Trustee(_) => None,
         };
         {
-            let (answered, _, _) = self.rounds.flags();
+            let (answered, _, _) = self.rounds.flags(k);
             if crate::bits::test(answered, node) {
                 return;
             }
@@ -58,7 +63,7 @@ where
         // it): one that left and came back within the round has another link now.
         let mut own = [0u8; 32];
         let nonce = {
-            let (_, _, evidence) = self.rounds.flags();
+            let (_, _, evidence) = self.rounds.flags(k);
             position
                 .and_then(|p| Draft::resume(evidence, a.n, a.m).map(|d| d.client_nonce(p)))
                 .unwrap_or([0; NONCE_LEN])
@@ -108,8 +113,8 @@ where
         });
         let ok = pad_bits.len() == crate::bits::bitmap_len(count)
             && signed
-            && self.pinned_matches(node, cell);
-        let (_, refused, evidence) = self.rounds.flags();
+            && self.pinned_matches(k, node, cell);
+        let (_, refused, evidence) = self.rounds.flags(k);
         if !ok {
             crate::bits::set(refused, node);
         } else if let (Some(sig), Some(mut draft)) = (signature, Draft::resume(evidence, a.n, a.m))
@@ -127,39 +132,41 @@ where
         if a.parked.is_some() {
             self.owing_settled(now);
         }
-        if self.round_answered() {
-            self.conclude(now);
+        if self.round_answered(k) {
+            self.conclude(now, k);
         }
     }
 
-    /// Whether `cell` is what node `node` sent in the running round's exchange, by the
-    /// fingerprint the round pinned.
-    fn pinned_matches(&mut self, node: usize, cell: &[u8]) -> bool {
-        let (Some(secret), Some(a)) = (self.fingerprint_secret, self.rounds.active) else {
+    /// Whether `cell` is what node `node` sent in round `k`'s exchange, by the fingerprint
+    /// the round pinned.
+    fn pinned_matches(&mut self, k: usize, node: usize, cell: &[u8]) -> bool {
+        let (Some(secret), Some(a)) = (self.fingerprint_secret, self.rounds.round(k)) else {
             return false;
         };
-        let (_, _, row, _) = self.rounds.parts();
+        let (_, _, _, row, _) = self.rounds.parts(k);
         let Some(kept) = row.get(node * FINGERPRINT_LEN..(node + 1) * FINGERPRINT_LEN) else {
             return false;
         };
         ExchangeKey::new(&secret, a.q.interval, a.q.exchange).fingerprint(cell) == *kept
     }
 
-    /// Whether every member of the round and every trustee that takes part answered.
-    pub(super) fn round_answered(&self) -> bool {
-        let Some(a) = self.rounds.active else {
+    /// Whether every member of round `k` and every trustee that takes part answered.
+    pub(super) fn round_answered(&self, k: usize) -> bool {
+        let Some(a) = self.rounds.round(k) else {
             return false;
         };
         let clients = usize::from(self.cfg.clients);
         let trustees = usize::from(self.cfg.trustees);
         let r = &self.rounds;
-        (0..a.n).all(|p| r.member(p).is_some_and(|i| r.has_answered(usize::from(i))))
-            && (0..trustees)
-                .filter(|&t| a.without & 1 << t == 0)
-                .all(|t| r.has_answered(clients + t))
+        (0..a.n).all(|p| {
+            r.member(k, p)
+                .is_some_and(|i| r.has_answered(k, usize::from(i)))
+        }) && (0..trustees)
+            .filter(|&t| a.without & 1 << t == 0)
+            .all(|t| r.has_answered(k, clients + t))
     }
 
-    /// A `BlameDhProof` from `peer` about the running round's dispute.
+    /// A `BlameDhProof` from `peer` about the dispute of the round about its exchange.
     #[allow(clippy::too_many_arguments)]
     pub(in crate::relay) fn on_blame_dh_proof(
         &mut self,
@@ -171,15 +178,15 @@ where
         secret: &[u8],
         proof: &[u8],
     ) {
-        let Some(a) = self.rounds.active else {
+        let Some(k) = self.rounds.about(interval, exchange) else {
+            return;
+        };
+        let Some(a) = self.rounds.round(k) else {
             return;
         };
         let Some(d) = a.dispute else {
             return;
         };
-        if (a.q.interval, a.q.exchange) != (interval, exchange) {
-            return;
-        }
         let by_client = match peer {
             PeerId::Client(i) if i == d.client && other == d.trustee => true,
             PeerId::Trustee(t) if t == d.trustee && other == d.client => false,
@@ -198,7 +205,7 @@ where
             .key(clients + usize::from(d.trustee), 1)
             .unwrap_or([0; 32]);
         let client_nonce = {
-            let (_, _, evidence) = self.rounds.flags();
+            let (_, _, evidence) = self.rounds.flags(k);
             Draft::resume(evidence, a.n, a.m)
                 .map_or([0; NONCE_LEN], |dr| dr.client_nonce(d.position))
         };
@@ -221,7 +228,7 @@ where
         let Some(truth) = resolve_dispute(&facts, by_client, shared, proof) else {
             return;
         };
-        let (_, _, evidence) = self.rounds.flags();
+        let (_, _, evidence) = self.rounds.flags(k);
         let Some(draft) = Draft::resume(evidence, a.n, a.m) else {
             return;
         };
@@ -235,12 +242,12 @@ where
             who,
             BlameKind::LiedAboutPad,
         );
-        self.end_round(now, &[(who, BlameKind::LiedAboutPad)], Some(len));
+        self.end_round(now, k, &[(who, BlameKind::LiedAboutPad)], Some(len));
     }
 
-    /// Ends the running round with what it holds (every reveal in, or its deadline).
-    pub(super) fn conclude(&mut self, now: Instant) {
-        let Some(a) = self.rounds.active else {
+    /// Ends round `k` with what it holds (every reveal in, or its deadline).
+    pub(super) fn conclude(&mut self, now: Instant, k: usize) {
+        let Some(a) = self.rounds.round(k) else {
             return;
         };
         let clients = usize::from(self.cfg.clients);
@@ -248,10 +255,10 @@ where
             // Nobody proved the pair's secret in time: the member refused (a trustee that
             // cannot answer is never convicted for it).
             let who = Culprit::Client(d.client);
-            let (_, _, evidence) = self.rounds.flags();
+            let (_, _, evidence) = self.rounds.flags(k);
             let len = Draft::resume(evidence, a.n, a.m)
                 .map(|draft| draft.finish(None, who, BlameKind::RefusedBlame));
-            self.end_round(now, &[(who, BlameKind::RefusedBlame)], len);
+            self.end_round(now, k, &[(who, BlameKind::RefusedBlame)], len);
             return;
         }
         // Who refused: a member that did not answer while it could or answered what does
@@ -268,12 +275,12 @@ where
         let mut look_again: Option<Instant> = None;
         let timeout = self.cfg.exchange_timeout;
         for p in 0..a.n {
-            let Some(i) = self.rounds.member(p) else {
+            let Some(i) = self.rounds.member(k, p) else {
                 continue;
             };
             let node = usize::from(i);
-            if self.rounds.has_answered(node) {
-                let (_, refused, evidence) = self.rounds.flags();
+            if self.rounds.has_answered(k, node) {
+                let (_, refused, evidence) = self.rounds.flags(k);
                 if crate::bits::test(refused, node) {
                     let _ = verdicts.push((Culprit::Client(i), BlameKind::RefusedBlame));
                 } else if !Draft::resume(evidence, a.n, a.m).is_some_and(|d| d.revealed(p)) {
@@ -285,8 +292,8 @@ where
                 .rounds
                 .returned
                 .iter()
-                .find(|r| r.0 == i)
-                .map(|r| r.1 + timeout)
+                .find(|r| (r.0, r.1) == (k, i))
+                .map(|r| r.2 + timeout)
                 .filter(|&t| now < t);
             if self.link_of(PeerId::Client(i)).is_none() || back.is_some() {
                 owed += 1;
@@ -297,19 +304,10 @@ where
                 let _ = verdicts.push((Culprit::Client(i), BlameKind::RefusedBlame));
             }
         }
-        if owed > 0 && self.park(now, a, &mut verdicts, look_again) {
+        if owed > 0 && self.park(now, k, a, &mut verdicts, look_again) {
             return;
         }
-        let nodes = self.rounds.nodes;
-        let (answered, refused) = {
-            let len = crate::bits::bitmap_len(nodes);
-            let start = nodes * 64;
-            let r = self.rounds.region.as_ref();
-            (
-                r.get(start..start + len).unwrap_or(&[]),
-                r.get(start + len..start + 2 * len).unwrap_or(&[]),
-            )
-        };
+        let (answered, refused) = (self.rounds.bitmap(k, 0), self.rounds.bitmap(k, 1));
         for t in 0..a.m {
             if !crate::bits::test(answered, clients + t) {
                 absent |= 1 << t;
@@ -326,9 +324,9 @@ where
                 count: self.rounds.incomplete,
             });
         }
-        let (_, _, evidence) = self.rounds.flags();
+        let (_, _, evidence) = self.rounds.flags(k);
         let Some(draft) = Draft::resume(evidence, a.n, a.m) else {
-            self.end_round(now, &verdicts, None);
+            self.end_round(now, k, &verdicts, None);
             return;
         };
         if !verdicts.is_empty() || absent != 0 || owed > 0 || forgot > 0 {
@@ -352,17 +350,17 @@ where
             let len = verdicts
                 .first()
                 .map(|&(who, kind)| draft.finish(None, who, kind));
-            self.end_round(now, &verdicts, len);
+            self.end_round(now, k, &verdicts, len);
             return;
         }
         match draft.judge() {
             Finding::Convicted { who, kind } => {
                 let len = draft.finish(None, who, kind);
-                self.end_round(now, &[(who, kind)], Some(len));
+                self.end_round(now, k, &[(who, kind)], Some(len));
             }
             Finding::Dispute { position, trustee } => {
                 let client = draft.client_index(position);
-                if let Some(active) = &mut self.rounds.active {
+                if let Some(active) = self.rounds.round_mut(k) {
                     active.dispute = Some(Dispute {
                         position,
                         client,
@@ -381,16 +379,19 @@ where
     /// added to `verdicts`, and refusers) stand and end the round; without one, the round
     /// parks until `look_again` (or its expiry) and `true` is returned. It parks at most
     /// the longest back-off plus one exchange timeout from its first deadline (a member
-    /// backed off comes back within it); then it ends with no verdict on the absent.
+    /// backed off comes back within it); then it ends with no verdict on the absent. A
+    /// parked round steps aside: the next waiting round begins. When [`MAX_PARKED`] are
+    /// parked already, the oldest gives up first ([`RelayEvent::BlameGaveUp`]).
     fn park(
         &mut self,
         now: Instant,
+        k: usize,
         a: Active,
         verdicts: &mut heapless::Vec<(Culprit, BlameKind), 16>,
         look_again: Option<Instant>,
     ) -> bool {
         {
-            let (_, _, evidence) = self.rounds.flags();
+            let (_, _, evidence) = self.rounds.flags(k);
             if let Some(draft) = Draft::resume(evidence, a.n, a.m) {
                 for p in 0..a.n {
                     if draft.revealed(p) && draft.client_convicts_itself(p) {
@@ -406,12 +407,12 @@ where
             return false;
         }
         if a.parked.is_none() {
-            if let Some((position, trustee)) = self.revealed_dispute(a) {
+            if let Some((position, trustee)) = self.revealed_dispute(k, a) {
                 // A member and a trustee that both revealed disagree about their pad bit: a
                 // proof convicts one of them whatever the absent reveals say, so it is
                 // settled now, while the interval is held.
-                let client = self.rounds.member(position).unwrap_or(0);
-                if let Some(active) = &mut self.rounds.active {
+                let client = self.rounds.member(k, position).unwrap_or(0);
+                if let Some(active) = self.rounds.round_mut(k) {
                     active.dispute = Some(Dispute {
                         position,
                         client,
@@ -430,17 +431,15 @@ where
         if now >= expiry {
             return false;
         }
-        if let Some(active) = &mut self.rounds.active {
+        if a.parked.is_none() && self.rounds.parked() >= MAX_PARKED {
+            self.give_up_oldest(now);
+        }
+        if let Some(active) = self.rounds.round_mut(k) {
             active.parked = Some(expiry);
             active.deadline = look_again.map_or(expiry, |t| t.min(expiry));
         }
         if a.parked.is_none() {
-            let mut away = 0u16;
-            for p in 0..a.n {
-                if let Some(i) = self.rounds.member(p) {
-                    away += u16::from(!self.rounds.has_answered(usize::from(i)));
-                }
-            }
+            let away = self.away(k);
             self.push_event(RelayEvent::BlameAwaiting {
                 interval: a.q.interval,
                 exchange: a.q.exchange,
@@ -452,21 +451,47 @@ where
         true
     }
 
-    /// The first member (position) and trustee that both revealed in the running round
-    /// and disagree about the pad bit they share.
-    fn revealed_dispute(&self, a: Active) -> Option<(usize, u16)> {
+    /// Members of round `k` that have not answered it.
+    fn away(&self, k: usize) -> u16 {
+        let Some(a) = self.rounds.round(k) else {
+            return 0;
+        };
+        (0..a.n)
+            .filter_map(|p| self.rounds.member(k, p))
+            .filter(|&i| !self.rounds.has_answered(k, usize::from(i)))
+            .count() as u16
+    }
+
+    /// The oldest parked round (the first to have parked) gives up waiting: it ends with
+    /// no verdict on the members it waits for, who owe it nothing more.
+    fn give_up_oldest(&mut self, now: Instant) {
+        let oldest = (0..PLACES)
+            .filter_map(|k| Some((k, self.rounds.round(k)?.parked?)))
+            .min_by_key(|&(_, expiry)| expiry)
+            .map(|(k, _)| k);
+        let Some((k, a)) = oldest.and_then(|k| Some((k, self.rounds.round(k)?))) else {
+            return;
+        };
+        let members = self.away(k);
+        self.push_event(RelayEvent::BlameGaveUp {
+            interval: a.q.interval,
+            exchange: a.q.exchange,
+            members,
+        });
+        self.end_round(now, k, &[], None);
+    }
+
+    /// The first member (position) and trustee that both revealed in round `k` and
+    /// disagree about the pad bit they share.
+    fn revealed_dispute(&self, k: usize, a: Active) -> Option<(usize, u16)> {
         let clients = usize::from(self.cfg.clients);
         let r = &self.rounds;
-        let start = r.nodes * 64 + crate::bits::bitmap_len(r.nodes);
-        let refused = r
-            .region
-            .as_ref()
-            .get(start..start + crate::bits::bitmap_len(r.nodes))?;
-        let evidence = r.region.as_ref().get(r.evidence_at()..)?;
+        let refused = r.bitmap(k, 1);
+        let evidence = r.evidence_of(k);
         let revealed = |e: &crate::blame::evidence::Entry<'_>| e.signature.iter().any(|&b| b != 0);
         for t in 0..a.m {
             let node = clients + t;
-            if !r.has_answered(node) || crate::bits::test(refused, node) {
+            if !r.has_answered(k, node) || crate::bits::test(refused, node) {
                 continue;
             }
             let Some(theirs) = Draft::reveal_in(evidence, a.n, a.m, true, t) else {
@@ -486,10 +511,16 @@ where
         None
     }
 
-    /// Ends the running round: every verdict excludes its node (a member that refused is
+    /// Ends round `k`: every verdict excludes its node (a member that refused is
     /// penalized first), the evidence (`len` bytes) is kept for the shell.
-    fn end_round(&mut self, now: Instant, verdicts: &[(Culprit, BlameKind)], len: Option<usize>) {
-        let Some(a) = self.rounds.active.take() else {
+    fn end_round(
+        &mut self,
+        now: Instant,
+        k: usize,
+        verdicts: &[(Culprit, BlameKind)],
+        len: Option<usize>,
+    ) {
+        let Some(a) = self.rounds.places.get_mut(k).and_then(Option::take) else {
             return;
         };
         let (interval, exchange) = (a.q.interval, a.q.exchange);
@@ -497,7 +528,7 @@ where
         let trap = a.q.grounds.get(..a.q.grounds_len).map(Grounds::parse);
         let len = match (len, trap) {
             (Some(len), Some(Ok(Grounds::Trap(t)))) => {
-                let at = self.rounds.evidence_at() + len;
+                let at = self.rounds.evidence_at(k) + len;
                 let tail = crate::blame::evidence::trap_tail(&t, a.cell_len);
                 self.rounds
                     .region
@@ -510,7 +541,16 @@ where
             }
             (len, _) => len,
         };
-        self.rounds.evidence = len.map(|len| (interval, exchange, len));
+        if let Some(len) = len {
+            self.rounds.evidence = Some((interval, exchange, len, k));
+            self.rounds.ended += 1;
+        } else if self
+            .rounds
+            .evidence
+            .is_some_and(|e| (e.0, e.1) == (interval, exchange))
+        {
+            self.rounds.evidence = None;
+        }
         let first = verdicts.first().copied();
         for &(who, kind) in verdicts {
             let node = match who {
@@ -531,8 +571,7 @@ where
             exchange,
             verdict: first,
         });
-        self.rounds.resend.clear();
-        self.rounds.returned.clear();
+        self.rounds.returned.retain(|r| r.0 != k);
         if a.parked.is_some() {
             self.owing_settled(now);
         }
@@ -541,7 +580,7 @@ where
     }
 
     /// Members of a parked round stopped owing it (it ended, or they answered): those
-    /// connected, in no interval and owing nothing join the next (as any client that
+    /// connected, in no interval and owing no round join the next (as any client that
     /// connects does).
     pub(super) fn owing_settled(&mut self, now: Instant) {
         if matches!(self.phase, Phase::Waiting) {
@@ -610,20 +649,31 @@ where
         }
     }
 
-    /// The running round's next request: `BlameRequest` to every trustee and member, or a
+    /// The rounds' next request: a `BlameRequest` to every trustee and member of the
+    /// running round, one again to a member back on a new link (of any round), or a
     /// dispute's `BlameDhRequest` to each side.
     pub(in crate::relay) fn transmit_round(
         &mut self,
         out: &mut [u8],
     ) -> Result<Option<Transmit>, WireError> {
-        let Some(a) = self.rounds.active else {
+        for k in 0..PLACES {
+            if let Some(t) = self.transmit_place(k, out)? {
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Round `k`'s next request.
+    fn transmit_place(&mut self, k: usize, out: &mut [u8]) -> Result<Option<Transmit>, WireError> {
+        let Some(a) = self.rounds.round(k) else {
             return Ok(None);
         };
         if !a.request_sent {
             let Some(len) = a.q.emit_request(out)? else {
                 return Ok(None);
             };
-            if let Some(active) = &mut self.rounds.active {
+            if let Some(active) = self.rounds.round_mut(k) {
                 active.request_sent = true;
             }
             return Ok(Some(Transmit {
@@ -632,21 +682,37 @@ where
                 close_after: false,
             }));
         }
-        while let Some(i) = self.rounds.resend.pop_front() {
-            let Some(link) = self.link_of(PeerId::Client(i)) else {
-                continue;
-            };
-            let Some(len) = a.q.emit_request(out)? else {
-                return Ok(None);
-            };
-            return Ok(Some(Transmit {
-                destination: Destination::Link(link),
-                len,
-                close_after: false,
-            }));
+        // Members back on a new link: the request again, one at a time (one whose link went
+        // down again is marked again when it is back).
+        if a.resend {
+            // Each turn clears one mark: it ends.
+            loop {
+                // (Only clients are marked; the bitmap spans every node.)
+                let marked = Bits::new_checked(self.rounds.bitmap(k, 2), self.rounds.nodes)
+                    .ok()
+                    .and_then(|b| b.iter().next());
+                let Some(i) = marked else {
+                    if let Some(active) = self.rounds.round_mut(k) {
+                        active.resend = false;
+                    }
+                    break;
+                };
+                let (_, _, resend, _, _) = self.rounds.parts(k);
+                crate::bits::clear(resend, i);
+                if let Some(link) = self.link_of(PeerId::Client(i as u16)) {
+                    let Some(len) = a.q.emit_request(out)? else {
+                        return Ok(None);
+                    };
+                    return Ok(Some(Transmit {
+                        destination: Destination::Link(link),
+                        len,
+                        close_after: false,
+                    }));
+                }
+            }
         }
         loop {
-            let Some(Some(d)) = self.rounds.active.map(|a| a.dispute) else {
+            let Some(Some(d)) = self.rounds.round(k).map(|a| a.dispute) else {
                 return Ok(None);
             };
             let (node, peer) = if d.ask_client {
@@ -656,7 +722,7 @@ where
             } else {
                 return Ok(None);
             };
-            if let Some(Some(dispute)) = self.rounds.active.as_mut().map(|a| a.dispute.as_mut()) {
+            if let Some(dispute) = self.rounds.round_mut(k).and_then(|a| a.dispute.as_mut()) {
                 if d.ask_client {
                     dispute.ask_client = false;
                 } else {
@@ -669,12 +735,7 @@ where
             // The other side's reveal, which the asked side checks before it proves
             // anything.
             let to_client = matches!(node, PeerId::Client(_));
-            let evidence = self
-                .rounds
-                .region
-                .as_ref()
-                .get(self.rounds.evidence_at()..)
-                .unwrap_or(&[]);
+            let evidence = self.rounds.evidence_of(k);
             let (side, at) = if to_client {
                 (true, usize::from(d.trustee))
             } else {
