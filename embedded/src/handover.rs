@@ -17,15 +17,20 @@
 
 use cortex_m::peripheral::{MPU, NVIC, SCB, SYST};
 
-#[cfg(feature = "setup-image")]
+#[cfg(any(feature = "setup-image", not(feature = "mps2-an385")))]
 extern "C" {
     static _setup_start: u8;
     static _setup_end: u8;
+}
+
+#[cfg(feature = "setup-image")]
+extern "C" {
     static _dcnet_image: u32;
 }
 
-/// The setup image's own blob's area (`SETUP` in the memory map).
-#[cfg(feature = "setup-image")]
+/// The setup image's own blob's area (`SETUP` in the memory map; on a real board the DC-net
+/// trustee image checks it before it hands over).
+#[cfg(any(feature = "setup-image", not(feature = "mps2-an385")))]
 pub fn setup_area() -> &'static [u8] {
     // SAFETY: the linker script places these symbols around a memory region that stays
     // mapped for the whole run and that the firmware never writes.

@@ -424,6 +424,12 @@ impl Uplink {
         );
     }
 
+    /// Links under `session_id` from the next dial on (a trustee's setup image moves from
+    /// its rejoin link to the setup link).
+    pub fn set_session(&mut self, session_id: [u8; 16]) {
+        self.target.session_id = session_id;
+    }
+
     fn schedule(&mut self, next: dissent_core::Instant) {
         self.next_dial = Instant::from_micros(next.as_micros());
     }

@@ -390,9 +390,7 @@ async fn run(command: Command) -> Result<()> {
                     Some(r) => r.clone(),
                     None => desc.relay_address()?,
                 };
-                let started =
-                    tools::qemu::group_trustee(&desc, &keys, &a.key_file, &relay.to_string())
-                        .await?;
+                let started = tools::qemu::group_trustee(&desc, &keys, &a.key_file)?;
                 let (group, node, setup) = match started {
                     tools::qemu::GroupStart::Rejoin(group, node) => (group, node, None),
                     tools::qemu::GroupStart::Setup(group, node, blob) => {

@@ -119,7 +119,7 @@ fn stage_len(stage: Stage, n: usize) -> usize {
 }
 
 /// The hash of the pseudonym list, keys in slot order (what every trustee's `Record` signs).
-pub(crate) fn list_hash<'a>(keys: impl Iterator<Item = &'a [u8]>) -> [u8; 32] {
+pub(crate) fn list_hash<'a>(keys: &mut dyn Iterator<Item = &'a [u8]>) -> [u8; 32] {
     let mut hash = Sha256::new();
     hash.update(b"dissent-rs v3 pseudonym list");
     for key in keys {
@@ -777,7 +777,8 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Follower<'c, B> {
             return Ok(Event::Progress);
         }
         self.transcript = self.hash.clone().finalize().into();
-        self.list = list_hash(self.pseudonyms());
+        let list = list_hash(&mut self.pseudonyms());
+        self.list = list;
         self.waiting = self
             .next_trustee(None)
             .map_or(Waiting::Nothing, Waiting::Record);

@@ -208,20 +208,23 @@ impl<'a> Reader<'a> {
         self.bytes = rest;
         Ok(head)
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+    /// The next `N` bytes, borrowed: a result of a reference is a pointer, so each field
+    /// is copied once, into the message (a result of the array itself was copied again
+    /// through the stack at every field: 1.5 KiB of a device's flash).
+    fn array<const N: usize>(&mut self) -> Result<&'a [u8; N], WireError> {
         self.take(N)?.try_into().map_err(|_| WireError::Malformed)
     }
     fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(u8::from_be_bytes(self.array()?))
+        Ok(u8::from_be_bytes(*self.array()?))
     }
     fn u16(&mut self) -> Result<u16, WireError> {
-        Ok(u16::from_be_bytes(self.array()?))
+        Ok(u16::from_be_bytes(*self.array()?))
     }
     fn u32(&mut self) -> Result<u32, WireError> {
-        Ok(u32::from_be_bytes(self.array()?))
+        Ok(u32::from_be_bytes(*self.array()?))
     }
     fn u64(&mut self) -> Result<u64, WireError> {
-        Ok(u64::from_be_bytes(self.array()?))
+        Ok(u64::from_be_bytes(*self.array()?))
     }
 }
 
@@ -260,7 +263,7 @@ impl<'a> SetupMessage<'a> {
         let attempt = r.u8()?;
         let message = match tag {
             OPEN => {
-                let group = r.array()?;
+                let group = *r.array()?;
                 let trustees = r.u16()?;
                 let clients = r.u16()?;
                 let participants = r.take(bitmap_len(usize::from(clients)))?;
@@ -279,17 +282,17 @@ impl<'a> SetupMessage<'a> {
                 epoch,
                 attempt,
                 trustee: r.u8()?,
-                share: r.array()?,
-                proof: r.array()?,
-                signature: r.array()?,
+                share: *r.array()?,
+                proof: *r.array()?,
+                signature: *r.array()?,
             }),
             SUBMIT => SetupMessage::Submit(Submit {
                 epoch,
                 attempt,
                 client: r.u16()?,
-                ciphertext: r.array()?,
-                proof: r.array()?,
-                signature: r.array()?,
+                ciphertext: *r.array()?,
+                proof: *r.array()?,
+                signature: *r.array()?,
             }),
             CHUNK => {
                 let trustee = r.u8()?;
@@ -313,16 +316,16 @@ impl<'a> SetupMessage<'a> {
                 attempt,
                 trustee: r.u8()?,
                 stage: Stage::from_byte(r.u8()?)?,
-                digest: r.array()?,
-                signature: r.array()?,
+                digest: *r.array()?,
+                signature: *r.array()?,
             }),
             RECORD => SetupMessage::Record(Record {
                 epoch,
                 attempt,
                 trustee: r.u8()?,
-                transcript: r.array()?,
-                list: r.array()?,
-                signature: r.array()?,
+                transcript: *r.array()?,
+                list: *r.array()?,
+                signature: *r.array()?,
             }),
             _ => return Err(WireError::Malformed),
         };

@@ -238,6 +238,12 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Rejoin<'c, B> {
         RejoinError::Incomplete
     }
 
+    /// The storage back, for the setup that follows when the relay closes the rejoin link
+    /// before any frame (it is setting the epoch up).
+    pub fn into_storage(self) -> B {
+        self.storage
+    }
+
     /// The epoch's participants, a bitmap over the clients (once the `Open` is in).
     pub fn participants(&self) -> &[u8] {
         let n = bitmap_len(self.config.clients.len());
@@ -340,7 +346,7 @@ impl<'c, B: AsRef<[u8]> + AsMut<[u8]>> Rejoin<'c, B> {
         if self.records != open.trustees || self.filled < open.slots {
             return Ok(None);
         }
-        if super::follower::list_hash(self.pseudonyms()) != list {
+        if super::follower::list_hash(&mut self.pseudonyms()) != list {
             return Err(RejoinError::WrongList);
         }
         Ok(Some(Established {

@@ -24,9 +24,10 @@
 use core::task::Poll;
 
 use dissent_core::epoch::message::{CHUNK_HEADER_LEN, MAX_CHUNK_DATA};
+use dissent_core::epoch::rejoin::{Rejoin, RejoinError};
 use dissent_core::epoch::session;
 use dissent_core::epoch::{
-    Event, Failure, SetupConfig, SetupStorage, SetupStorageLens, SetupTrustee,
+    Established, Event, Failure, SetupConfig, SetupStorage, SetupStorageLens, SetupTrustee,
 };
 use dissent_core::error::ConfigError;
 use dissent_core::identity::IdentityKey;
@@ -34,10 +35,11 @@ use dissent_core::provision::{Blob, EpochSetup, Node, FORMAT, TRUSTEE_APP};
 use dissent_core::ristretto::shuffle::ProverSlot;
 use dissent_core::wire::{NodeRole, WireError};
 use dissent_embedded::handover;
-use dissent_embedded::stream::{frame_buffer_len, record_buffer_len};
+use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, Inbound, Outbound};
 use dissent_embedded::uplink::{fill, send_frame, LinkBuffers, Loss, NodeName, Target, Uplink};
 use dissent_embedded::{println, stack, Board, BoardRng};
 use embassy_executor::Spawner;
+use embassy_net::tcp::TcpSocket;
 use rand_core::RngCore;
 use static_cell::{ConstStaticCell, StaticCell};
 
@@ -62,28 +64,31 @@ dissent_embedded::declare_capacity!(
     frame: MAX_FRAME,
 );
 
-const fn lens() -> SetupStorageLens {
-    SetupConfig {
-        group: [0; 32],
-        epoch: 0,
-        trustees: &[[0; 32]; 1],
-        clients: &[[0; 32]; MAX_CLIENTS],
-        min_trustees: 1,
-        chunk_len: MAX_CHUNK_DATA,
-    }
-    .storage_lens()
-}
+/// A group of the most clients this image sets up, for the storage's lengths.
+const LARGEST: SetupConfig<'static> = SetupConfig {
+    group: [0; 32],
+    epoch: 0,
+    trustees: &[[0; 32]; 1],
+    clients: &[[0; 32]; MAX_CLIENTS],
+    min_trustees: 1,
+    chunk_len: MAX_CHUNK_DATA,
+};
 /// The setup storage's regions for the largest group (they depend on the clients only).
-const LENS: SetupStorageLens = lens();
+const LENS: SetupStorageLens = LARGEST.storage_lens();
 
 type DeviceSetup = SetupTrustee<'static, &'static mut [u8], &'static mut [ProverSlot], IdentityKey>;
+type DeviceRejoin = Rejoin<'static, &'static mut [u8]>;
 
-/// What the link task needs beside the setup.
+/// What the link task needs to take the epoch back or set it up.
 struct Setup {
     trustee: &'static mut DeviceSetup,
+    config: SetupConfig<'static>,
+    /// This trustee's index in the group.
+    index: u8,
     dcnet: DcnetBlob,
-    group: [u8; 32],
-    uplink: Uplink,
+    name: NodeName,
+    /// The relay, under the setup's session id.
+    target: Target,
 }
 
 #[cortex_m_rt::entry]
@@ -92,27 +97,41 @@ fn main() -> ! {
 }
 
 fn fail(what: core::fmt::Arguments<'_>) -> ! {
-    println!("trustee setup: {}", what);
+    say(what);
     dissent_embedded::exit(1)
+}
+
+/// A line of the setup's progress on the console.
+fn say(what: core::fmt::Arguments<'_>) {
+    println!("trustee setup: {}", what);
 }
 
 /// The DC-net node's blob, decoded without the field checks the DC-net image makes when it
 /// boots (`Node::parse`; their code does not fit this image): what this image uses of it is
 /// checked where it is used.
+///
+/// A blob that does not decode is said in this image's words, not with the provisioning
+/// errors' `Display` (1.4 KiB of flash with the setup blob's, below): on a real board the
+/// DC-net image, which boots first, has said what is wrong with either blob before it
+/// hands over; on the emulated board `dissent qemu` wrote both.
 fn dcnet_node(area: &'static [u8]) -> Node<'static> {
     let decoded = Blob::parse(area).and_then(|b| b.decode::<(u16, Node<'static>)>(TRUSTEE_APP));
     match decoded {
         Ok((FORMAT, node)) if node.role == NodeRole::Trustee => node,
-        Ok(_) => fail(format_args!(
-            "the node's blob is not a format-{} trustee's",
-            FORMAT
-        )),
-        Err(e) => fail(format_args!("the node's blob: {}", e)),
+        _ => unreadable("the node's blob"),
     }
 }
 
+/// A blob that does not decode: says which, and stops.
+fn unreadable(which: &str) -> ! {
+    fail(format_args!(
+        "{} is not one this firmware reads: write the blobs `dissent device provision` made for it",
+        which
+    ))
+}
+
 /// Reads both blobs, builds the setup and spawns the link task.
-fn start(spawner: Spawner, mut board: Board) {
+fn start(spawner: Spawner, board: Board) {
     let node = dcnet_node(board.provisioning);
     let name = NodeName {
         role: "trustee",
@@ -120,7 +139,7 @@ fn start(spawner: Spawner, mut board: Board) {
     };
     let setup = match EpochSetup::parse(handover::setup_area()) {
         Ok(s) => s,
-        Err(e) => fail(format_args!("setup blob: {}", e)),
+        Err(_) => unreadable("the setup blob"),
     };
     let capacity = capacity();
     if u32::from(node.clients) > capacity.clients || setup.trustees.len() > MAX_TRUSTEES {
@@ -184,7 +203,8 @@ fn start(spawner: Spawner, mut board: Board) {
     let lens = config.storage_lens();
     // Built where it stays, as the result `new` returns: a copy on the stack would cost its
     // 6 KiB again (taking the trustee out of the result in the closure kept one in this
-    // frame, 11.7 KiB then, 8.4 KiB now).
+    // frame, 11.7 KiB then, 8.4 KiB now). Built here, before the link task runs: built
+    // there, this frame would lie on the task's.
     let built = TRUSTEE.init_with(|| {
         SetupTrustee::new(
             config,
@@ -203,47 +223,82 @@ fn start(spawner: Spawner, mut board: Board) {
         Ok(t) => t,
         Err(e) => unbuilt(*e),
     };
-    let mut seed = [0u8; 32];
-    RngCore::fill_bytes(&mut board.rng, &mut seed);
     let target = Target {
         session_id: session::setup_session(&setup.group, setup.epoch),
         ..Target::of(&node)
     };
-    let uplink = Uplink::new(name, board.net, target, seed);
     let setup = Setup {
         trustee,
+        config,
+        index: node.index as u8,
         dcnet: DcnetBlob {
+            group: config.group,
             clients: node.clients,
             trustees: node.trustees,
             slots: node.slots,
             session_at: node.session_id_offset(),
             keys_at: node.pseudonym_keys().as_ptr() as usize - board.provisioning.as_ptr() as usize,
         },
-        group: setup.group,
-        uplink,
+        name,
+        target,
     };
     // The pool holds this one task, spawned once.
     spawner.spawn(link(setup, board).unwrap());
 }
 
-/// The setup link: the trustee's frames out, the relay's in, until the epoch is
-/// established; then the hand-over.
+/// Which link the setup image is on.
+enum Phase {
+    /// The rejoin link: its storage is the output buffer, idle while the device only
+    /// listens; the setup waits.
+    Rejoin(DeviceRejoin, &'static mut DeviceSetup),
+    /// The setup link, with its output buffer.
+    Setup(&'static mut DeviceSetup, Outbound<'static>),
+}
+
+/// The link to the relay: first a rejoin link, which gives the epoch back when the relay
+/// established it already (this trustee signed its record, then the board was reset
+/// before the epoch was written into flash); when the relay closes it before any frame it
+/// is setting the epoch up, and the setup link follows: the trustee's frames out, the
+/// relay's in, until the epoch is established. Then the hand-over.
 #[embassy_executor::task]
-async fn link(mut setup: Setup, mut board: Board) {
+async fn link(setup: Setup, mut board: Board) {
     static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
-    let (mut socket, mut inbound, mut out) = BUFFERS.take().parts(board.net);
+    let LinkBuffers {
+        socket_rx,
+        socket_tx,
+        raw,
+        plain,
+        out,
+    } = BUFFERS.take();
+    let mut socket = TcpSocket::new(board.net, socket_rx, socket_tx);
+    let mut inbound = Inbound::new(raw, plain);
     board.net.wait_config_up().await;
     let started = embassy_time::Instant::now();
-    let trustee = &mut *setup.trustee;
+    let group = setup.config.group;
+    let mut seed = [0u8; 32];
+    RngCore::fill_bytes(&mut board.rng, &mut seed);
+    let mut uplink = Uplink::new(
+        setup.name,
+        board.net,
+        Target {
+            session_id: session::rejoin_session(&group, setup.config.epoch),
+            ..setup.target
+        },
+        seed,
+    );
+    let mut phase = match Rejoin::new(setup.config, setup.index, &mut out[..]) {
+        Ok(r) => Phase::Rejoin(r, setup.trustee),
+        Err(e) => unbuilt(e),
+    };
     loop {
-        let transport = setup
-            .uplink
+        let transport = uplink
             .connect(&mut socket, &mut inbound, &mut board.rng)
             .await;
         let (mut sealer, mut opener) = transport.split();
+        let mut framed = false;
         let loss: Loss<&'static str> = 'link: loop {
             // Everything the trustee has to send, then the next frame from the relay.
-            loop {
+            while let Phase::Setup(trustee, out) = &mut phase {
                 // A frame is its length (u32 BE) and the setup message.
                 let (head, body) = out.frame_space().split_at_mut(4);
                 let n = match transmit(trustee, body) {
@@ -252,23 +307,35 @@ async fn link(mut setup: Setup, mut board: Board) {
                     Err(e) => fail(format_args!("cannot build a setup frame: {}", e)),
                 };
                 head.copy_from_slice(&(n as u32).to_be_bytes());
-                if let Err(loss) = send_frame(&mut socket, &mut out, &mut sealer, 4 + n).await {
+                if let Err(loss) = send_frame(&mut socket, out, &mut sealer, 4 + n).await {
                     break 'link loss;
                 }
             }
-            let polled = loop {
+            let frame = loop {
                 match inbound.next_frame(&mut opener) {
-                    Ok(Some(body)) => break begin(trustee, body, &mut board.rng),
+                    Ok(Some(body)) => break body,
                     Ok(None) => {}
                     Err(e) => break 'link Loss::from(e),
                 }
                 match embassy_time::with_timeout(STALL, fill(&mut socket, &mut inbound)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(loss)) => break 'link loss,
-                    Err(_) => failed(trustee.stalled()),
+                    Err(_) => match &mut phase {
+                        Phase::Setup(trustee, _) => failed(trustee.stalled()),
+                        // As a link that ended (below).
+                        Phase::Rejoin(..) => break 'link Loss::Closed,
+                    },
                 }
             };
-            let mut polled = polled;
+            framed = true;
+            let trustee = match &mut phase {
+                Phase::Setup(trustee, _) => trustee,
+                Phase::Rejoin(rejoin, _) => {
+                    take_back(rejoin, frame, &setup.dcnet, started, &mut board);
+                    continue;
+                }
+            };
+            let mut polled = begin(trustee, frame, &mut board.rng);
             // The proofs in bounded steps, the other tasks run between them.
             let result = loop {
                 match polled {
@@ -280,13 +347,13 @@ async fn link(mut setup: Setup, mut board: Board) {
                 }
             };
             match result {
-                Ok(Event::Opened) => println!("trustee setup: attempt opened"),
-                Ok(Event::KeysComplete) => println!("trustee setup: every trustee's key is in"),
-                Ok(Event::ListReady) => println!("trustee setup: pseudonym list decrypted"),
-                Ok(Event::Restarting(c)) => println!(
-                    "trustee setup: CONVICTED trustee {}: {}; the relay restarts without it",
+                Ok(Event::Opened) => say(format_args!("attempt opened")),
+                Ok(Event::KeysComplete) => say(format_args!("every trustee's key is in")),
+                Ok(Event::ListReady) => say(format_args!("pseudonym list decrypted")),
+                Ok(Event::Restarting(c)) => say(format_args!(
+                    "CONVICTED trustee {}: {}; the relay restarts without it",
                     c.trustee, c
-                ),
+                )),
                 Ok(Event::Established) => {
                     socket.abort();
                     let _ = embassy_time::with_timeout(
@@ -294,21 +361,41 @@ async fn link(mut setup: Setup, mut board: Board) {
                         socket.flush(),
                     )
                     .await;
-                    established(
-                        &setup.dcnet,
-                        setup.group,
-                        trustee,
-                        started,
-                        board.provisioning,
-                        &mut board.rng,
-                    )
+                    set_up(trustee, &setup.dcnet, started, &mut board)
                 }
                 Ok(_) => {}
                 Err(f) => failed(f),
             }
         };
-        setup.uplink.lost(&mut socket, &loss, None).await;
+        match &phase {
+            // Closed before any frame: the relay is setting the epoch up. The setup link
+            // is dialled at once.
+            Phase::Rejoin(..) if !framed => {
+                socket.abort();
+                say(format_args!("no epoch to take back"));
+                phase = match phase {
+                    Phase::Rejoin(rejoin, trustee) => {
+                        Phase::Setup(trustee, Outbound::new(rejoin.into_storage()))
+                    }
+                    setup => setup,
+                };
+                uplink.set_session(setup.target.session_id);
+            }
+            Phase::Rejoin(rejoin, _) => rejoin_failed(rejoin.ended()),
+            Phase::Setup(..) => uplink.lost(&mut socket, &loss, None).await,
+        }
     }
+}
+
+/// What the relay sent on the rejoin link does not give the epoch back: says so, and stops
+/// (the board resets and its setup image asks again). In the image's own words, not with
+/// `RejoinError`'s `Display` (its text and code take flash this image does not have): which
+/// check failed is in the relay's log.
+fn rejoin_failed(_: RejoinError) -> ! {
+    fail(format_args!(
+        "the epoch on the rejoin link did not come whole, or does not verify with this \
+         trustee's own record signature"
+    ))
 }
 
 /// Says why the setup could not be built, and stops. Written out here rather than with
@@ -383,6 +470,8 @@ fn transmit(trustee: &mut DeviceSetup, out: &mut [u8]) -> Result<Option<usize>, 
 /// What the setup image needs of the DC-net node's blob once the epoch is established: the
 /// group it is for, and where its session id and its slots' pseudonym keys lie.
 struct DcnetBlob {
+    /// The group's fingerprint.
+    group: [u8; 32],
     clients: u16,
     trustees: u16,
     slots: u16,
@@ -392,50 +481,107 @@ struct DcnetBlob {
     keys_at: usize,
 }
 
-/// The epoch is established: checks it fits the node's blob, completes the blob with it and
-/// hands the board over.
-fn established(
+/// The rejoin link's next frame; once the epoch is back, the hand-over. Out of line:
+/// inlined into the link task, the signature check's locals would stay in its frame.
+#[inline(never)]
+fn take_back(
+    rejoin: &mut DeviceRejoin,
+    frame: &[u8],
     node: &DcnetBlob,
-    group: [u8; 32],
-    trustee: &DeviceSetup,
     started: embassy_time::Instant,
-    area: &'static [u8],
-    rng: &mut BoardRng,
+    board: &mut Board,
+) {
+    match rejoin.receive(frame) {
+        Ok(Some(epoch)) => established(
+            node,
+            epoch,
+            (
+                "taken back from the relay, established",
+                "this trustee's own signature on it",
+            ),
+            rejoin.participants(),
+            &|at, chunk, to| {
+                for (slot, key) in rejoin.pseudonyms().enumerate() {
+                    overlay(at, chunk, to + slot * 32, key);
+                }
+            },
+            started,
+            board,
+        ),
+        Ok(None) => {}
+        Err(e) => rejoin_failed(e),
+    }
+}
+
+/// The setup established the epoch: the hand-over.
+#[inline(never)]
+fn set_up(
+    trustee: &DeviceSetup,
+    node: &DcnetBlob,
+    started: embassy_time::Instant,
+    board: &mut Board,
 ) -> ! {
     let Some(epoch) = trustee.established() else {
         fail(format_args!("no epoch"))
     };
+    established(
+        node,
+        epoch,
+        ("established", "every proof and signature checked"),
+        trustee.participants(),
+        &|at, chunk, to| {
+            for (slot, key) in trustee.pseudonyms().enumerate() {
+                overlay(at, chunk, to + slot * 32, key);
+            }
+        },
+        started,
+        board,
+    )
+}
+
+/// The epoch is established (`how`: set up here, or taken back from the relay, and why it
+/// is this trustee's): checks it
+/// fits the node's blob, completes the blob with it (`keys` writes the pseudonym keys, the
+/// first at the given offset, into the part of the blob at `at`) and hands the board over.
+fn established(
+    node: &DcnetBlob,
+    epoch: Established,
+    how: (&str, &str),
+    participants: &[u8],
+    keys: &dyn Fn(usize, &mut [u8], usize),
+    started: embassy_time::Instant,
+    board: &mut Board,
+) -> ! {
+    let area = board.provisioning;
     let clients = usize::from(node.clients);
-    let all_clients = (0..clients).all(|i| dissent_core::bits::test(trustee.participants(), i));
+    let all_clients = (0..clients).all(|i| dissent_core::bits::test(participants, i));
     let all_trustees = (0..node.trustees).all(|j| epoch.trustees & (1 << j) != 0);
     if !all_clients || !all_trustees || epoch.slots != clients || node.slots != node.clients {
         fail(format_args!(
-            "epoch {} has {} slots and {} trustees; the DC-net blob is for {} clients and {} \
-             trustees: provision the next epoch",
+            "epoch {} has {} slots and {} trustees; the DC-net blob names every member: \
+             provision the next epoch",
             epoch.epoch,
             epoch.slots,
             epoch.trustees.count_ones(),
-            clients,
-            node.trustees
         ));
     }
-    let session_id = session::session_id(&group, &epoch);
-    println!(
-        "trustee setup: epoch {} established in attempt {} in {} ms: {} slots; every proof and signature checked; stack peak {} B",
+    let session_id = session::session_id(&node.group, &epoch);
+    say(format_args!(
+        "epoch {} {} in attempt {} in {} ms: {} slots; {}; stack peak {} B",
         epoch.epoch,
+        how.0,
         epoch.attempt,
         started.elapsed().as_millis(),
         epoch.slots,
+        how.1,
         stack::peak()
-    );
+    ));
     // The node's blob with its session id and its slots' pseudonym keys at their places.
     let len =
         Blob::parse(area).map_or(0, |b| dissent_core::provision::HEADER_LEN + b.payload.len());
     let mut patch = |at: usize, chunk: &mut [u8]| {
         overlay(at, chunk, node.session_at, &session_id);
-        for (slot, key) in trustee.pseudonyms().enumerate() {
-            overlay(at, chunk, node.keys_at + slot * 32, key);
-        }
+        keys(at, chunk, node.keys_at);
     };
     // SAFETY: nothing reads the blob's bytes as they were after this (the blob is parsed
     // again once written).
@@ -445,17 +591,12 @@ fn established(
             why(e)
         ));
     }
-    // Read back as the DC-net image will.
-    match Blob::parse(area).and_then(|b| b.decode::<(u16, Node<'static>)>(TRUSTEE_APP)) {
-        Ok((_, n)) if n.session_id == session_id => {}
-        _ => fail(format_args!("the completed DC-net blob does not read back")),
-    }
     // The stack peak again: the blob's update runs below the link task's frame.
-    println!(
-        "trustee setup: handing over to the DC-net trustee; stack peak {} B",
+    say(format_args!(
+        "handing over to the DC-net trustee; stack peak {} B",
         stack::peak()
-    );
-    handover::hand_over(rng)
+    ));
+    handover::hand_over(&mut board.rng)
 }
 
 /// Why a blob write failed, in words.
@@ -480,10 +621,14 @@ fn overlay(at: usize, chunk: &mut [u8], to: usize, bytes: &[u8]) {
     }
 }
 
-/// The link's buffers: records and frames of up to one largest frame.
+/// The link's buffers: records and frames of up to one largest frame. The output buffer is
+/// the rejoin link's storage first.
 type Buffers = LinkBuffers<
     SOCKET_BUF,
     { record_buffer_len(frame_buffer_len(MAX_FRAME)) },
     { frame_buffer_len(MAX_FRAME) },
     { record_buffer_len(frame_buffer_len(MAX_FRAME)) },
 >;
+const _: () = assert!(
+    record_buffer_len(frame_buffer_len(MAX_FRAME)) >= Rejoin::<&mut [u8]>::storage_len(&LARGEST)
+);

@@ -63,6 +63,13 @@ fn start(spawner: Spawner, mut board: Board) {
     // board back (`dissent qemu` boots the emulated board's setup image itself).
     #[cfg(not(feature = "mps2-an385"))]
     if node.session_id == [0; 16] {
+        // The setup image says only that a blob does not decode: the words are here.
+        if let Err(e) =
+            dissent_core::provision::EpochSetup::parse(dissent_embedded::handover::setup_area())
+        {
+            println!("{}: no epoch in the blob, and the setup blob: {}", name, e);
+            dissent_embedded::exit(1)
+        }
         println!("{}: no epoch in the blob; starting the setup image", name);
         dissent_embedded::handover::to_setup_image(&mut board.rng);
         println!(

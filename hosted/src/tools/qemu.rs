@@ -18,8 +18,8 @@
 //! keeps its own, and started again within the epoch boots the DC-net image with it at once
 //! ([`group_trustee`]): the emulated board's stand-in for a real board's flash. Started
 //! with no epoch kept while the relay serves one (stopped between the hand-over and
-//! keeping it), it takes the epoch back from the relay as a hosted trustee does
-//! (`crate::setup::take_back`) rather than boot a setup the relay never opens. A switch
+//! keeping it), the setup image takes the epoch back from the relay on a rejoin link, as
+//! on a real board, rather than wait for a setup the relay never opens. A switch
 //! the relay announces to the device ends the run ([`Ended::Switch`]) for the caller to
 //! follow it as `dissent trustee` does.
 //!
@@ -131,15 +131,14 @@ pub enum GroupStart {
 }
 
 /// What a device trustee of a group folder boots: the DC-net image with the kept epoch when
-/// it is still the group's (the version in the folder), or with the epoch taken back from
-/// the relay at `relay` when none is kept and the relay serves one this trustee signed
-/// (`crate::setup::take_back`: `dissent qemu` stopped between the hand-over and keeping the
-/// epoch), else the setup image ([`group_setup`]). Says which, and why.
-pub async fn group_trustee(
+/// it is still the group's (the version in the folder), else the setup image
+/// ([`group_setup`]), which first asks the relay for the epoch on a rejoin link (when the
+/// relay serves one this trustee signed: `dissent qemu` stopped between the hand-over and
+/// keeping it) and sets it up only when the relay is setting it up. Says which, and why.
+pub fn group_trustee(
     desc: &crate::config::group::GroupDesc,
     keys: &crate::config::keys::PrivateKeys,
     key_file: &Path,
-    relay: &str,
 ) -> Result<GroupStart> {
     let epoch = crate::setup::epoch_of(desc);
     if let Some((group, node)) = crate::setup::rejoin_trustee(desc, keys, key_file)? {
@@ -151,28 +150,9 @@ pub async fn group_trustee(
         );
         return Ok(GroupStart::Rejoin(group, node));
     }
-    let index = desc.trustee_index(keys)?;
-    if let Some((group, node)) = crate::setup::take_back(desc, keys, key_file, index, relay).await?
-    {
-        // The DC-net blob names every member of the version (see `group_setup`).
-        if group.clients.len() != desc.clients.len() || group.trustees.len() != desc.trustees.len()
-        {
-            bail!(
-                "epoch {epoch} left members of group version {} out; the device serves only an \
-                 epoch of every member",
-                desc.version
-            );
-        }
-        info!(
-            "rejoining epoch {epoch} (session {}), taken back from the relay: no new setup; \
-             booting the DC-net image with it",
-            hex::encode(group.session_id)
-        );
-        return Ok(GroupStart::Rejoin(group, node));
-    }
     info!(
-        "setting up epoch {epoch} of group version {} on the device: no epoch of this version \
-         kept beside {}",
+        "setting up epoch {epoch} of group version {} on the device (or taking it back from \
+         the relay, which established it already): no epoch of this version kept beside {}",
         desc.version,
         key_file.display()
     );
@@ -1032,29 +1012,14 @@ mod tests {
         completed
     }
 
-    /// A relay setting the version up, as a rejoin link sees it: it refuses the handshake.
-    async fn relay_in_setup() -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                drop(stream);
-            }
-        });
-        addr
-    }
-
-    #[tokio::test]
-    async fn a_kept_epoch_boots_the_blob_the_setup_image_completed_and_only_in_its_version() {
+    #[test]
+    fn a_kept_epoch_boots_the_blob_the_setup_image_completed_and_only_in_its_version() {
         let (desc, keys) = group_version();
         let dir = tempfile::tempdir().unwrap();
         let key_file = dir.path().join("t1.json");
         let relay = (HOST_FROM_DEVICE, 7000);
-        let in_setup = relay_in_setup().await;
-        // Nothing kept, and the relay sets the version up: the setup image sets it up.
-        let GroupStart::Setup(group, node, _) = group_trustee(&desc, &keys, &key_file, &in_setup)
-            .await
-            .unwrap()
+        // Nothing kept: the setup image takes the epoch back or sets it up.
+        let GroupStart::Setup(group, node, _) = group_trustee(&desc, &keys, &key_file).unwrap()
         else {
             panic!("set up with nothing kept");
         };
@@ -1072,9 +1037,7 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600, "{}", kept.display());
         }
         // Kept: a restart boots the DC-net image with the very blob the device completed.
-        let GroupStart::Rejoin(group, node) = group_trustee(&desc, &keys, &key_file, &in_setup)
-            .await
-            .unwrap()
+        let GroupStart::Rejoin(group, node) = group_trustee(&desc, &keys, &key_file).unwrap()
         else {
             panic!("no rejoin with the epoch kept");
         };
@@ -1083,9 +1046,7 @@ mod tests {
         let mut next = desc.clone();
         next.changed();
         assert!(matches!(
-            group_trustee(&next, &keys, &key_file, &in_setup)
-                .await
-                .unwrap(),
+            group_trustee(&next, &keys, &key_file).unwrap(),
             GroupStart::Setup(..)
         ));
     }
