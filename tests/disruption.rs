@@ -239,15 +239,7 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
             "client 0's echo (sha256)"
         );
         assert_same(&got, &data, "client 0's echo");
-        let line = net
-            .relay
-            .wait_for_log("blame evidence written to ", TRANSFER_TIMEOUT);
-        let path = line
-            .lines()
-            .find_map(|l| l.split("blame evidence written to ").nth(1))
-            .and_then(|rest| rest.split(' ').next())
-            .expect("the evidence's path")
-            .to_string();
+        let stdout = verify_evidence(&mut net.relay, &net.cfg);
         let log = net.relay.log();
         let (verdict, kind) = if lies {
             ("client 3 lied about a pad bit", "lied-about-pad")
@@ -258,17 +250,6 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
         assert_none_named(
             &log,
             &["client 0", "client 1", "client 2", "trustee 0", "trustee 1"],
-        );
-        let cfg = net.cfg.display().to_string();
-        let out = run_once(
-            &["blame", "verify", &path, "--group", &cfg, "--json"],
-            EXIT_TIMEOUT,
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "dissent blame verify refused the evidence: {}",
-            String::from_utf8_lossy(&out.stderr)
         );
         assert!(stdout.contains("\"client\""), "{stdout}");
         assert!(stdout.contains("\"index\": 3"), "{stdout}");
@@ -345,6 +326,29 @@ fn assert_none_named(log: &str, honest: &[&str]) {
     }
 }
 
+/// The first blame evidence the relay wrote, checked by `dissent blame verify --json` from
+/// the group's public keys: its JSON output.
+fn verify_evidence(relay: &mut Proc, cfg: &std::path::Path) -> String {
+    let line = relay.wait_for_log("blame evidence written to ", TRANSFER_TIMEOUT);
+    let path = line
+        .lines()
+        .find_map(|l| l.split("blame evidence written to ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the evidence's path")
+        .to_string();
+    let cfg = cfg.display().to_string();
+    let out = run_once(
+        &["blame", "verify", &path, "--group", &cfg, "--json"],
+        EXIT_TIMEOUT,
+    );
+    assert!(
+        out.status.success(),
+        "dissent blame verify refused the evidence: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The relay's client refusal list (`dissent relay refused`), one line per refused client.
 fn refused(cfg: &std::path::Path) -> String {
     let cfg = cfg.display().to_string();
@@ -360,7 +364,8 @@ fn refused(cfg: &std::path::Path) -> String {
 /// Once the relay's log says a round began and client 1's that it holds the request, it is
 /// killed and started again without the hook. The relay takes the restart as one (the
 /// member cannot answer: penalized, not convicted) and the round goes on; the garbler
-/// (client 3, `garble-all`) is convicted and excluded; no one else is named or refused;
+/// (client 3, `garble-all`) is convicted and excluded, and the round's evidence passes
+/// `dissent blame verify` naming it; no one else is named or refused;
 /// the restarted client sends in an interval again; echoes through client 0 (in flight
 /// across the round) and through the restarted client 1 come back byte-exact.
 #[test]
@@ -424,6 +429,15 @@ fn an_honest_client_killed_in_a_blame_round_is_not_named_and_serves_again() {
             list.contains("client-3"),
             "client 3 is not the refused one: {list}"
         );
+        // The round's evidence, judged without client 1's reveal, names client 3 offline.
+        let verdict = verify_evidence(&mut net.relay, &net.cfg);
+        for field in [
+            "\"index\": 3",
+            "\"kind\": \"disrupted\"",
+            "\"offline_verifiable\": true",
+        ] {
+            assert!(verdict.contains(field), "no {field} in {verdict}");
+        }
 
         // The restarted client sends again, and bytes go through it and client 0 intact.
         net.clients[1].wait_for_log("sending in interval", TRANSFER_TIMEOUT);
