@@ -147,10 +147,11 @@ fn console_init() {
 }
 
 /// Stops a board whose flash is in dual-bank mode (option bit nDBANK clear), before
-/// anything uses the flash driver: its sectors are then not those of the memory maps
-/// (`memory/nucleo-f767zi*.x`), and embassy-stm32's driver, built `single-bank`, would
-/// panic without saying why. The setup image leaves it out: it runs only after the
-/// trustee image's start-up has checked (README.md, "Memory maps of the real boards").
+/// anything uses the flash driver: its sectors are then numbered and sized otherwise than
+/// the memory maps (`memory/nucleo-f767zi*.x`) and embassy-stm32's driver, built
+/// `single-bank`, take them, and the driver would panic without saying why. The setup
+/// image leaves it out: it runs only after the trustee image's start-up has checked
+/// (README.md, "Memory maps of the real boards").
 #[cfg(not(feature = "setup-image"))]
 fn single_bank() {
     if !embassy_stm32::pac::FLASH.optcr().read().n_dbank() {
