@@ -64,19 +64,7 @@ fn nothing_an_injecting_client_writes_reaches_the_exit() {
         let exit = format!("tcp:127.0.0.1:{target}");
         let mut net = Net::start_with(scope, 2, 1, &["--exit", &exit, "--allow-private-exit"]);
         // Client 1 comes back as a disruptor.
-        net.clients[1].signal(libc::SIGKILL);
-        net.clients[1]
-            .wait_exit(EXIT_TIMEOUT)
-            .expect("client 1 dies");
-        let argv = Group::new(&net.cfg).client(
-            net.relay_port,
-            1,
-            0,
-            &["--disrupt".to_string(), "inject".to_string()],
-        );
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let mut injector = scope.spawn("injector", &argv);
-        injector.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
+        let mut injector = net.restart_disrupting(scope, 1, "injector", &["--disrupt", "inject"]);
 
         let data = pattern(16 * 1024, 7);
         let mut up = net.connect(0);
@@ -140,19 +128,7 @@ fn a_stalling_client_is_backed_off_and_the_others_echo(mode: &str, why: &str) {
     let (mode, why) = (mode.to_string(), why.to_string());
     within(Duration::from_secs(180), move |scope| {
         let mut net = Net::start(scope, 4, 1, "echo");
-        net.clients[3].signal(libc::SIGKILL);
-        net.clients[3]
-            .wait_exit(EXIT_TIMEOUT)
-            .expect("client 3 dies");
-        let argv = Group::new(&net.cfg).client(
-            net.relay_port,
-            3,
-            0,
-            &["--disrupt".to_string(), mode.clone()],
-        );
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let mut staller = scope.spawn("staller", &argv);
-        staller.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
+        let mut staller = net.restart_disrupting(scope, 3, "staller", &["--disrupt", &mode]);
         net.relay.wait_for_log(
             &format!("client 3 {why}: backed off for 1.0 s"),
             TRANSFER_TIMEOUT,
@@ -234,18 +210,11 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
     use sha2::{Digest, Sha256};
     within(Duration::from_secs(240), move |scope| {
         let mut net = Net::start(scope, 4, 2, "echo");
-        net.clients[3].signal(libc::SIGKILL);
-        net.clients[3]
-            .wait_exit(EXIT_TIMEOUT)
-            .expect("client 3 dies");
-        let mut extra = vec!["--disrupt".to_string(), mode.to_string()];
+        let mut extra = vec!["--disrupt", mode];
         if lies {
-            extra.push("--lie-about-pads".to_string());
+            extra.push("--lie-about-pads");
         }
-        let argv = Group::new(&net.cfg).client(net.relay_port, 3, 0, &extra);
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let mut garbler = scope.spawn("garbler", &argv);
-        garbler.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
+        let mut garbler = net.restart_disrupting(scope, 3, "garbler", &extra);
         // A member of the running interval: the transfers below run while it can disrupt
         // (256 KiB can pass within the interval it missed).
         garbler.wait_for_log("sending in interval", FORM_TIMEOUT);
@@ -270,15 +239,7 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
             "client 0's echo (sha256)"
         );
         assert_same(&got, &data, "client 0's echo");
-        let line = net
-            .relay
-            .wait_for_log("blame evidence written to ", TRANSFER_TIMEOUT);
-        let path = line
-            .lines()
-            .find_map(|l| l.split("blame evidence written to ").nth(1))
-            .and_then(|rest| rest.split(' ').next())
-            .expect("the evidence's path")
-            .to_string();
+        let stdout = verify_evidence(&mut net.relay, &net.cfg);
         let log = net.relay.log();
         let (verdict, kind) = if lies {
             ("client 3 lied about a pad bit", "lied-about-pad")
@@ -286,30 +247,9 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
             ("client 3 disrupted an exchange", "disrupted")
         };
         assert!(log.contains(verdict), "the round did not find {verdict:?}");
-        for honest in [
-            "client 0 ",
-            "client 1 ",
-            "client 2 ",
-            "trustee 0 ",
-            "trustee 1 ",
-        ] {
-            assert!(
-                !log.contains(&format!("{honest}disrupted"))
-                    && !log.contains(&format!("{honest}refused blame"))
-                    && !log.contains(&format!("{honest}lied")),
-                "an honest node was named"
-            );
-        }
-        let cfg = net.cfg.display().to_string();
-        let out = run_once(
-            &["blame", "verify", &path, "--group", &cfg, "--json"],
-            EXIT_TIMEOUT,
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "dissent blame verify refused the evidence: {}",
-            String::from_utf8_lossy(&out.stderr)
+        assert_none_named(
+            &log,
+            &["client 0", "client 1", "client 2", "trustee 0", "trustee 1"],
         );
         assert!(stdout.contains("\"client\""), "{stdout}");
         assert!(stdout.contains("\"index\": 3"), "{stdout}");
@@ -360,8 +300,7 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
         }
         // Excluded: its key is on the relay's refusal list.
         garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
-        let refused = run_once(&["relay", "refused", &cfg], EXIT_TIMEOUT);
-        let refused = String::from_utf8_lossy(&refused.stdout).into_owned();
+        let refused = refused(&net.cfg);
         assert_eq!(
             refused.lines().count(),
             1,
@@ -372,6 +311,154 @@ fn a_disruptor_is_named_excluded_and_the_evidence_checks(
         let again = pattern(64 * 1024, 34);
         let got = echo_bulk(net.client_ports[1], &again);
         assert_same(&got, &again, "client 1's echo after the exclusion");
+        net.assert_relay_up();
+    });
+}
+
+/// Panics if the relay's `log` names any of `honest` (`client 0`, `trustee 1`): as having
+/// disrupted, lied or refused blame, or as refused until an operator admits it.
+fn assert_none_named(log: &str, honest: &[&str]) {
+    for who in honest {
+        for verdict in ["disrupted", "lied", "refused blame", "is refused until"] {
+            let said = format!("{who} {verdict}");
+            assert!(!log.contains(&said), "an honest node was named: {said:?}");
+        }
+    }
+}
+
+/// The first blame evidence the relay wrote, checked by `dissent blame verify --json` from
+/// the group's public keys: its JSON output.
+fn verify_evidence(relay: &mut Proc, cfg: &std::path::Path) -> String {
+    let line = relay.wait_for_log("blame evidence written to ", TRANSFER_TIMEOUT);
+    let path = line
+        .lines()
+        .find_map(|l| l.split("blame evidence written to ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the evidence's path")
+        .to_string();
+    let cfg = cfg.display().to_string();
+    let out = run_once(
+        &["blame", "verify", &path, "--group", &cfg, "--json"],
+        EXIT_TIMEOUT,
+    );
+    assert!(
+        out.status.success(),
+        "dissent blame verify refused the evidence: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The relay's client refusal list (`dissent relay refused`), one line per refused client.
+fn refused(cfg: &std::path::Path) -> String {
+    let cfg = cfg.display().to_string();
+    let out = run_once(&["relay", "refused", &cfg], EXIT_TIMEOUT);
+    assert!(out.status.success(), "dissent relay refused: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An honest client killed (SIGKILL) inside a blame round, before it answered, and started
+/// again. Client 1 runs with the test hook of `disruptor` builds that holds a blame round's
+/// request unanswered (`DISSENT_TEST_HOLD_BLAME_REQUEST`, hosted/src/client/answer.rs):
+/// without it the round is over within milliseconds, before a test reading logs can act.
+/// Once the relay's log says a round began and client 1's that it holds the request, it is
+/// killed and started again without the hook. The relay takes the restart as one (the
+/// member cannot answer: penalized, not convicted) and the round goes on; the garbler
+/// (client 3, `garble-all`) is convicted and excluded, and the round's evidence passes
+/// `dissent blame verify` naming it; no one else is named or refused;
+/// the restarted client sends in an interval again; echoes through client 0 (in flight
+/// across the round) and through the restarted client 1 come back byte-exact.
+#[test]
+fn an_honest_client_killed_in_a_blame_round_is_not_named_and_serves_again() {
+    within(Duration::from_secs(120), |scope| {
+        let began = Instant::now();
+        let mut net = Net::start(scope, 4, 2, "echo");
+        net.kill_client(1);
+        net.spawn_client_env(scope, 1, &[("DISSENT_TEST_HOLD_BLAME_REQUEST", "1")]);
+        net.clients[1].wait_for_log("sending in interval", FORM_TIMEOUT);
+        let mut garbler = net.restart_disrupting(scope, 3, "garbler", &["--disrupt", "garble-all"]);
+        garbler.wait_for_log("sending in interval", FORM_TIMEOUT);
+        // Owned cells for it to garble: client 0's echo (a disrupted cell is sent again).
+        let data = pattern(64 * 1024, 51);
+        let port0 = net.client_ports[0];
+        let first = {
+            let data = data.clone();
+            thread::spawn(move || echo_bulk(port0, &data))
+        };
+
+        let started = net
+            .relay
+            .wait_until(TRANSFER_TIMEOUT, "a blame round's start", |relay| {
+                relay
+                    .log()
+                    .lines()
+                    .find(|l| l.contains("blame round about exchange") && l.ends_with(" started"))
+                    .map(str::to_string)
+            });
+        net.clients[1].wait_for_log("holding a blame request unanswered", TRANSFER_TIMEOUT);
+        assert!(
+            !net.relay.log().contains("client 3 disrupted an exchange"),
+            "the round ended before client 1 was killed"
+        );
+        net.kill_client(1);
+        let killed_at = began.elapsed();
+        net.spawn_client(scope, 1);
+
+        // The relay takes the restart: the member owes the round and cannot answer.
+        net.relay.wait_for_log(
+            "client 1 came back from a restart while the blame round",
+            TRANSFER_TIMEOUT,
+        );
+        // The garbler is convicted and excluded, by the relay's log, its own and the list.
+        let convicted = net.relay.wait_for_log(
+            "client 3 is refused until an operator admits it: convicted",
+            TRANSFER_TIMEOUT,
+        );
+        assert!(
+            convicted.contains("client 3 disrupted an exchange"),
+            "no verdict on client 3 in the relay's log"
+        );
+        garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
+        let list = refused(&net.cfg);
+        assert_eq!(
+            list.lines().count(),
+            1,
+            "one client refused, and only one: {list}"
+        );
+        assert!(
+            list.contains("client-3"),
+            "client 3 is not the refused one: {list}"
+        );
+        // The round's evidence, judged without client 1's reveal, names client 3 offline.
+        let verdict = verify_evidence(&mut net.relay, &net.cfg);
+        for field in [
+            "\"index\": 3",
+            "\"kind\": \"disrupted\"",
+            "\"offline_verifiable\": true",
+        ] {
+            assert!(verdict.contains(field), "no {field} in {verdict}");
+        }
+
+        // The restarted client sends again, and bytes go through it and client 0 intact.
+        net.clients[1].wait_for_log("sending in interval", TRANSFER_TIMEOUT);
+        assert_same(
+            &first.join().expect("client 0's echo"),
+            &data,
+            "client 0's echo across the round",
+        );
+        let again = pattern(64 * 1024, 52);
+        let got = echo_bulk(net.client_ports[1], &again);
+        assert_same(&got, &again, "the restarted client 1's echo");
+
+        let log = net.relay.log();
+        assert_none_named(
+            &log,
+            &["client 0", "client 1", "client 2", "trustee 0", "trustee 1"],
+        );
+        println!(
+            "{started}\nclient 1 killed {killed_at:?} into the test; all done in {:?}",
+            began.elapsed()
+        );
         net.assert_relay_up();
     });
 }
@@ -459,19 +546,7 @@ fn exclusion_time_with_real_processes_at_64_clients() {
         let mut net = Net::start(scope, CLIENTS, 2, "echo");
         println!("{CLIENTS} clients formed in {:?}", started.elapsed());
         let d = CLIENTS - 1;
-        net.clients[d].signal(libc::SIGKILL);
-        net.clients[d]
-            .wait_exit(EXIT_TIMEOUT)
-            .expect("the client dies");
-        let argv = Group::new(&net.cfg).client(
-            net.relay_port,
-            d,
-            0,
-            &["--disrupt".to_string(), "garble-all".to_string()],
-        );
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let mut garbler = scope.spawn("garbler", &argv);
-        garbler.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
+        let mut garbler = net.restart_disrupting(scope, d, "garbler", &["--disrupt", "garble-all"]);
         garbler.wait_for_log("sending in interval", Duration::from_secs(120));
         let port = net.client_ports[0];
         let data = pattern(64 * 1024, 41);

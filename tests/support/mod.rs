@@ -764,9 +764,42 @@ impl Net {
 
     /// Starts client `i` again, on a port the system picks; `client_ports[i]` is its new port.
     pub fn spawn_client(&mut self, scope: &Scope, i: usize) {
-        let mut client = self.client_on(scope, i, 0);
+        self.spawn_client_env(scope, i, &[]);
+    }
+
+    /// Like [`Net::spawn_client`], with `envs` set in its environment (test hooks).
+    pub fn spawn_client_env(&mut self, scope: &Scope, i: usize, envs: &[(&str, &str)]) {
+        let argv = Group::new(&self.cfg).client(self.relay_port, i, 0, &[]);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut client = scope.spawn_env(&format!("client-{i}"), &argv, envs);
         self.client_ports[i] = client.listening_port(ports::CLIENT_LISTENING);
         self.clients[i] = client;
+    }
+
+    /// SIGKILLs client `i` and waits for it to exit.
+    pub fn kill_client(&mut self, i: usize) {
+        self.clients[i].signal(libc::SIGKILL);
+        if self.clients[i].wait_exit(EXIT_TIMEOUT).is_none() {
+            panic!("client {i} did not exit within {EXIT_TIMEOUT:?} of SIGKILL");
+        }
+    }
+
+    /// Kills client `i` and starts it again as `name` with `extra` arguments (a binary
+    /// built with the `disruptor` feature: `--disrupt MODE`, `--lie-about-pads`); returns
+    /// it once it says it disrupts on purpose. `clients[i]` keeps the dead process.
+    pub fn restart_disrupting(
+        &mut self,
+        scope: &Scope,
+        i: usize,
+        name: &str,
+        extra: &[&str],
+    ) -> Proc {
+        self.kill_client(i);
+        let argv = Group::new(&self.cfg).client(self.relay_port, i, 0, &group::args(extra));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut disruptor = scope.spawn(name, &argv);
+        disruptor.wait_for_log("disrupts on purpose", FORM_TIMEOUT);
+        disruptor
     }
 
     fn trustee_process(&self, scope: &Scope, j: usize) -> Proc {

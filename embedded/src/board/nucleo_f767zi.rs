@@ -16,6 +16,8 @@
 //! - Exit: prints the status, then resets after a pause (see [`crate::exit`]).
 //! - Provisioning: the last 256 KiB flash sector, updated through a scratch copy in sector 7
 //!   ([`ProvisionFlash`]; see `memory/nucleo-f767zi.x`).
+//! - Flash mode: single-bank, which the memory maps assume; a DC-net image on a board in
+//!   dual-bank mode says how to switch and stops (`single_bank`, exit status 3).
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -90,6 +92,8 @@ pub fn init(_core: cortex_m::Peripherals) -> Parts {
     // Taken so that nothing else drives them.
     let (_usart, _tx) = (p.USART3, p.PD8);
     console_init();
+    #[cfg(not(feature = "setup-image"))]
+    single_bank();
 
     let mut watchdog = IndependentWatchdog::new(p.IWDG, crate::WATCHDOG_TIMEOUT.as_micros() as u32);
     watchdog.unleash();
@@ -140,6 +144,25 @@ fn console_init() {
         w.set_ue(true);
     });
     CONSOLE.store(true, Ordering::Release);
+}
+
+/// Stops a board whose flash is in dual-bank mode (option bit nDBANK clear), before
+/// anything uses the flash driver: its sectors are then numbered and sized otherwise than
+/// the memory maps (`memory/nucleo-f767zi*.x`) and embassy-stm32's driver, built
+/// `single-bank`, take them, and the driver would panic without saying why. The setup
+/// image leaves it out: it runs only after the trustee image's start-up has checked
+/// (README.md, "Memory maps of the real boards").
+#[cfg(not(feature = "setup-image"))]
+fn single_bank() {
+    if !embassy_stm32::pac::FLASH.optcr().read().n_dbank() {
+        crate::println!(
+            "{}: flash in dual-bank mode, the firmware needs single-bank: set nDBANK with \
+             STM32CubeProgrammer (STM32_Programmer_CLI -c port=SWD -ob nDBANK=1), then \
+             flash the board again",
+            NAME
+        );
+        exit(crate::EXIT_BOARD_FAILED)
+    }
 }
 
 /// Words the RNG health check draws.
