@@ -1,12 +1,12 @@
 //! Rejoin links (docs/protocol.md §11, "Rejoin links"): the relay of an established epoch
 //! gives its records and pseudonym list back to a trustee of the epoch that lost it
-//! ([`Rejoining`]), and a trustee with no kept epoch asks for them before it sets up
-//! ([`take_back`]), so a trustee stopped between the establishment and keeping the epoch
-//! (a crash, a kill, a device's host killed just after the hand-over) serves again with no
-//! new setup.
+//! ([`Rejoining`]), and a hosted trustee with no kept epoch asks for them before it sets
+//! up ([`take_back`]), so a trustee stopped between the establishment and keeping the epoch
+//! (a crash, a kill) serves again with no new setup. A device trustee's setup image dials
+//! the same link itself (`embedded/src/bin/trustee-setup.rs`).
 //!
-//! Owns the rejoin link's shell on both sides; what is taken back is the core's decision
-//! (`dissent_core::epoch::rejoin`).
+//! Owns the hosted side of the rejoin link, relay and trustee; what is taken back is the
+//! core's decision (`dissent_core::epoch::rejoin`).
 
 use std::time::Duration;
 
