@@ -151,7 +151,9 @@ fn search(seed: u64, garbling: Garbling) -> Seen {
                         let Kind::Slot { slot, .. } = v.kind else {
                             return None;
                         };
-                        if slot == v.own_slot || !(busy.contains(&slot) || v.exchange % 2 == 0) {
+                        if slot == v.own_slot
+                            || !(busy.contains(&slot) || v.exchange.is_multiple_of(2))
+                        {
                             return None;
                         }
                         let mut mask = vec![0u8; v.cell.len()];
