@@ -1,12 +1,16 @@
 //! An owner's accusation is taken whenever a round about it may still begin, however many
-//! slots are disrupted at once: the relay keeps the fingerprint rows of disrupted
-//! exchanges for as long as a round about them may begin (`relay/fingerprints.rs`,
-//! `blame::horizon`). A seeded search over the shortest windows (1 to 4), groups with many
-//! busy slots, one or two garblers of other slots' cells, rounds that wait (reveals that
-//! reach the relay late) and rounds on owners' accusations alone (sprung traps ignored):
-//! no honest member is ever named, every byte arrives, every garbler is named within a
-//! bound, and no round is dropped because the relay forgot the accused exchange's row while
-//! the exchange was within both horizons.
+//! slots are disrupted at once: the relay keeps the fingerprint rows of its latest
+//! `ANSWERED` disrupted exchanges (`relay/fingerprints.rs`, `blame::horizon`). A seeded
+//! search over the shortest windows (1 to 4, where `keep_horizon(window)` is least), groups
+//! of 7 to 24 clients with many busy slots and some that send now and then (whose owners
+//! accuse late, once their slot is scheduled again), one or two garblers, rounds that wait
+//! (reveals that reach the relay late) and rounds on owners' accusations alone (sprung
+//! traps ignored). At every step, no row of a disrupted exchange goes while a round about
+//! it may still begin (within its slot's keep horizon and fewer than `ANSWERED` exchanges
+//! after it); no honest member is ever named, every byte arrives, and every garbler is
+//! named within [`NAMED_WITHIN`] exchanges of its first garbled one. Accusations taken
+//! while one round runs and four wait are dropped (`QueueFull`): the running round names
+//! the garbler.
 //!
 //! `DISSENT_SEEDS` (and `DISSENT_SEED_FROM`) widen the search.
 
@@ -40,6 +44,11 @@ struct Seen {
     /// Rounds dropped as `Forgotten` before the first exclusion (which ends the interval,
     /// and with it the rounds waiting).
     forgotten: usize,
+    /// Rounds dropped as `QueueFull` before the first exclusion (while one round runs and
+    /// four wait: the running one names the garbler).
+    queue_full: usize,
+    /// Rounds dropped as `PastHorizon` before the first exclusion.
+    past_horizon: usize,
     /// Disrupted exchanges whose row the relay let go while a round about them could still
     /// begin (within their slot's keep horizon, fewer than `ANSWERED` exchanges after).
     rows_lost: usize,
@@ -172,7 +181,7 @@ fn search(seed: u64, garbling: Garbling) -> Seen {
             .all(|&g| s.excluded.iter().any(|e| e.1 == PeerId::Client(g as u16)))
     };
     let mut at_named = None;
-    let mut forgotten = None;
+    let mut dropped_before = None;
     let mut more = 0;
     let mut trickled = 0;
     // The disrupted exchanges whose rows the relay keeps within their slot's horizon:
@@ -244,13 +253,8 @@ fn search(seed: u64, garbling: Garbling) -> Seen {
         if at_named.is_none() && named(&net) {
             at_named = Some(net.relay.exchanges_decoded());
         }
-        if forgotten.is_none() && !net.excluded.is_empty() {
-            let dropped = net.blame_dropped.iter();
-            forgotten = Some(
-                dropped
-                    .filter(|d| d.2 == BlameDropReason::Forgotten)
-                    .count(),
-            );
+        if dropped_before.is_none() && !net.excluded.is_empty() {
+            dropped_before = Some(net.blame_dropped.clone());
         }
         if at_named.is_none() && net.relay.exchanges_decoded() - decoded > NAMED_WITHIN {
             break;
@@ -283,7 +287,21 @@ fn search(seed: u64, garbling: Garbling) -> Seen {
         exchanges_to_named: at_named.map_or(u64::MAX, |n| n - decoded),
         started: net.blame_started.len(),
         accused: net.exit.accused.len(),
-        forgotten: forgotten.unwrap_or(0),
+        forgotten: dropped_before
+            .iter()
+            .flatten()
+            .filter(|d| d.2 == BlameDropReason::Forgotten)
+            .count(),
+        queue_full: dropped_before
+            .iter()
+            .flatten()
+            .filter(|d| d.2 == BlameDropReason::QueueFull)
+            .count(),
+        past_horizon: dropped_before
+            .iter()
+            .flatten()
+            .filter(|d| d.2 == BlameDropReason::PastHorizon)
+            .count(),
         rows_lost: rows_lost.len(),
         pending_lost,
         first_lost: rows_lost.iter().take(4).copied().collect(),
@@ -349,6 +367,7 @@ fn run(garbling: Garbling) {
     let seeds = env("DISSENT_SEEDS", 8);
     let mut most = 0;
     let (mut started, mut accused, mut forgotten, mut lost, mut pending) = (0, 0, 0, 0, 0);
+    let (mut queue_full, mut past_horizon) = (0, 0);
     let mut failed = Vec::new();
     for seed in from..from + seeds {
         // Every seed runs: the failures are counted, then reported together.
@@ -376,12 +395,15 @@ fn run(garbling: Garbling) {
         started += seen.started;
         accused += seen.accused;
         forgotten += seen.forgotten;
+        queue_full += seen.queue_full;
+        past_horizon += seen.past_horizon;
         lost += seen.rows_lost;
         pending += seen.pending_lost;
     }
     eprintln!(
         "{garbling:?}, {seeds} seeds, {} failed: {accused} accusations taken, {started} rounds begun, \
-         {forgotten} forgotten before the first exclusion, {lost} rows let go within the \
+         before the first exclusion {forgotten} dropped as forgotten, {queue_full} as the \
+         queue was full, {past_horizon} past the horizon; {lost} rows let go within the \
          horizon ({pending} with an accusation pending); every garbler named within {most} exchanges",
         failed.len()
     );
