@@ -18,10 +18,10 @@
 //! most the exchanges the relay issued, so it still holds the nonce of every round the
 //! relay begins. The relay keeps the fingerprint rows of its latest [`ANSWERED`] disrupted
 //! exchanges (the relay's `fingerprints.rs`), so it too holds the row of every exchange a
-//! round may still begin about, however many slots are disrupted at once. [`ANSWERED`] is the horizon of the largest window plus [`HORIZON_SLACK`]
-//! exchanges (for reservation exchanges between a slot's): an owner's accusation, about
-//! 137 exchanges after its exchange at a window of 64 with its slot the busy one, falls
-//! within both.
+//! round may still begin about, however many slots are disrupted at once. [`ANSWERED`] is
+//! the horizon of the largest window plus [`HORIZON_SLACK`] exchanges (for reservation
+//! exchanges between a slot's): an owner's accusation, about 137 exchanges after its
+//! exchange at a window of 64 with its slot the busy one, falls within both.
 //!
 //! Owns the rule. It must not count exchanges (the relay's `round.rs`) or keep cells (the
 //! client's `seal.rs`).
