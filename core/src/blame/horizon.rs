@@ -16,10 +16,12 @@
 //! The relay begins no round about `e` once [`ANSWERED`] or more exchanges of the interval
 //! were issued after it ([`within_answered`]), before it asks anyone; a node answers at
 //! most the exchanges the relay issued, so it still holds the nonce of every round the
-//! relay begins. [`ANSWERED`] is the horizon of the largest window plus [`HORIZON_SLACK`]
-//! exchanges (for reservation exchanges between a slot's): an owner's accusation, about
-//! 137 exchanges after its exchange at a window of 64 with its slot the busy one, falls
-//! within both.
+//! relay begins. The relay keeps the fingerprint rows of its latest [`ANSWERED`] disrupted
+//! exchanges (the relay's `fingerprints.rs`), so it too holds the row of every exchange a
+//! round may still begin about, however many slots are disrupted at once. [`ANSWERED`] is
+//! the horizon of the largest window plus [`HORIZON_SLACK`] exchanges (for reservation
+//! exchanges between a slot's): an owner's accusation, about 137 exchanges after its
+//! exchange at a window of 64 with its slot the busy one, falls within both.
 //!
 //! Owns the rule. It must not count exchanges (the relay's `round.rs`) or keep cells (the
 //! client's `seal.rs`).
@@ -37,9 +39,9 @@ pub const fn keep_horizon(window: u16) -> usize {
     2 * window as usize + HORIZON_SLACK
 }
 
-/// Exchanges of an interval whose pad nonces every node keeps, the latest ones (and whose
-/// fingerprint rows the relay keeps at most): the keep horizon of the largest window and
-/// [`HORIZON_SLACK`] more.
+/// Exchanges of an interval whose pad nonces every node keeps, the latest ones (and the
+/// disrupted ones among which the relay keeps fingerprint rows): the keep horizon of the
+/// largest window and [`HORIZON_SLACK`] more.
 pub const ANSWERED: usize = keep_horizon(crate::MAX_WINDOW as u16) + HORIZON_SLACK;
 
 /// Whether a blame round about an exchange may begin once `later` exchanges of the

@@ -13,7 +13,8 @@ pub enum BlameDropReason {
     /// One round was running and four were waiting.
     QueueFull,
     /// Its interval ended or is ending, or the exchange's fingerprints or pad nonce are no
-    /// longer kept.
+    /// longer kept (for an exchange whose fingerprints were kept: [`crate::blame::ANSWERED`]
+    /// or more exchanges of the interval were issued after it).
     Forgotten,
     /// Its grounds do not hold for the relay.
     Grounds,

@@ -1,8 +1,22 @@
 //! The relay's commitments to what each node sent ([`crate::blame::commit`]): a row of
 //! fingerprints per exchange in flight (every member's and trustee's cell, clients by
-//! index, then trustees), and the rows of the latest `keep_horizon(window)` disrupted
-//! exchanges (and reservation exchanges that showed a request), kept for the blame rounds
-//! their accusations start.
+//! index, then trustees), and the rows of the latest [`ANSWERED`] disrupted exchanges
+//! (and reservation exchanges that showed a request), kept for the blame rounds their
+//! accusations start.
+//!
+//! Why [`ANSWERED`] rows, whatever the window: the relay begins a round about an exchange
+//! `e` only while fewer than [`ANSWERED`] exchanges of the interval were issued after it
+//! ([`crate::blame::within_answered`]). Each decoded exchange keeps at most one row, in the
+//! order the exchanges decode, so once `e`'s row is pushed out [`ANSWERED`] later
+//! exchanges were decoded, and issued, after it: no round about `e` may begin any more.
+//! Every exchange a round may still begin about has its row, however many slots are
+//! disrupted at once. No ring of fewer rows does that, however it chose what to let go:
+//! [`ANSWERED`] exchanges in a row may all be disrupted and all still within their slots'
+//! keep horizons (four busy slots at a window of 16, ⌈144 / `keep_horizon(window)`⌉ in
+//! general), and a round may begin about any of them. A ring of `keep_horizon(window)` rows
+//! (as before) let go of an exchange still within its slot's horizon once more than that
+//! many other exchanges were disrupted since, which several disrupted slots reach within a
+//! few exchanges of each (`core/tests/kept_rows.rs`).
 //!
 //! Owns the kept rows and which exchanges they are. It must not decide when a cell counts
 //! (`exchange.rs`) or when an exchange is disrupted (`decode.rs`); the rows in flight live
@@ -11,11 +25,11 @@
 use heapless::Vec;
 
 use crate::blame::commit::FINGERPRINT_LEN;
-use crate::MAX_WINDOW;
+use crate::blame::ANSWERED;
 
-/// Disrupted exchanges whose rows are kept, at most (the configuration's
-/// `keep_horizon(window)`, as many as a slot's exchanges a round may begin behind).
-pub const MAX_KEPT: usize = crate::blame::keep_horizon(MAX_WINDOW as u16);
+/// Disrupted exchanges whose rows are kept: [`ANSWERED`], as many exchanges of the
+/// interval as a round may begin behind.
+pub const MAX_KEPT: usize = ANSWERED;
 
 /// The slot of a kept reservation exchange's row.
 pub(super) const RESERVATION: u16 = u16::MAX;

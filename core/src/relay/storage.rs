@@ -145,11 +145,11 @@ impl RelayConfig {
         (self.clients as usize + self.trustees as usize) * crate::blame::commit::FINGERPRINT_LEN
     }
 
-    /// Disrupted exchanges whose fingerprints are kept: the window's keep horizon (an
-    /// owner accuses its latest disrupted cell in its next owned cell, and a round about
-    /// an exchange may begin while it is within the horizon, `blame::horizon`).
+    /// Disrupted exchanges whose fingerprints are kept: as many as exchanges of the
+    /// interval a round may begin behind (`blame::ANSWERED`, whatever the window:
+    /// `fingerprints.rs` says why).
     pub(super) const fn kept_fingerprint_rows(&self) -> usize {
-        crate::blame::keep_horizon(self.window)
+        super::fingerprints::MAX_KEPT
     }
 
     pub(super) const fn output_stride(&self) -> usize {
