@@ -623,6 +623,50 @@ impl Net {
         self.offer(i);
     }
 
+    /// Whether as many bytes as `expect` holds (connection → its client and the bytes it
+    /// sent) reached the exit and came back to the client, on every connection.
+    pub fn delivered(&self, expect: &BTreeMap<ConnId, (usize, Vec<u8>)>) -> bool {
+        expect.iter().all(|(c, (i, d))| {
+            self.exit.upstream.get(c).map_or(0, Vec::len) >= d.len()
+                && self
+                    .apps
+                    .get(*i)
+                    .and_then(|a| a.received.get(c))
+                    .map_or(0, Vec::len)
+                    >= d.len()
+        })
+    }
+
+    /// Panics, naming `what`, unless every byte of `expect` arrived once and in order at the
+    /// exit and back at its client, each connection was opened once at the exit, and no
+    /// client lost a connection.
+    pub fn assert_delivered(&self, expect: &BTreeMap<ConnId, (usize, Vec<u8>)>, what: &str) {
+        for (c, (i, d)) in expect {
+            let up = self.exit.upstream.get(c).map_or(&[][..], Vec::as_slice);
+            let down = self
+                .apps
+                .get(*i)
+                .and_then(|a| a.received.get(c))
+                .map_or(&[][..], Vec::as_slice);
+            assert!(
+                up == &d[..],
+                "{what}: client {i}: {} of {} at the exit",
+                up.len(),
+                d.len()
+            );
+            assert!(
+                down == &d[..],
+                "{what}: client {i}: {} of {} back",
+                down.len(),
+                d.len()
+            );
+            assert_eq!(self.exit.opened.get(c), Some(&1), "{what}");
+        }
+        for app in &self.apps {
+            assert!(app.lost.is_empty(), "{what}: {:?}", app.lost);
+        }
+    }
+
     /// Closes connection `conn` of client `i` once its bytes are sent.
     pub fn close(&mut self, i: usize, conn: ConnId) {
         self.apps[i].closing.push_back(conn);

@@ -133,10 +133,7 @@ fn search_at(seed: u64, accused_window: Option<u16>) -> Seen {
         if at_named.is_none() && named(&net) {
             at_named = Some(net.relay.exchanges_decoded());
         }
-        let done = expect.iter().all(|(c, (i, d))| {
-            net.exit.upstream.get(c).map_or(0, Vec::len) >= d.len()
-                && net.apps[*i].received.get(c).map_or(0, Vec::len) >= d.len()
-        });
+        let done = net.delivered(&expect);
         if done && at_named.is_none() && more < 8 {
             more += 1;
             if let Some((&conn, (i, data))) = expect.iter_mut().find(|(_, (i, _))| *i == 0) {
@@ -163,26 +160,7 @@ fn search_at(seed: u64, accused_window: Option<u16>) -> Seen {
         net.node_errors
     );
     // Every byte arrives, once and in order, at the exit and back at its owner.
-    for (c, (i, d)) in &expect {
-        let up = net.exit.upstream.get(c).map_or(&[][..], Vec::as_slice);
-        let down = net.apps[*i].received.get(c).map_or(&[][..], Vec::as_slice);
-        assert!(
-            up == &d[..],
-            "{what}: client {i}: {} of {} at the exit",
-            up.len(),
-            d.len()
-        );
-        assert!(
-            down == &d[..],
-            "{what}: client {i}: {} of {} back",
-            down.len(),
-            d.len()
-        );
-        assert_eq!(net.exit.opened.get(c), Some(&1), "{what}");
-    }
-    for app in &net.apps {
-        assert!(app.lost.is_empty(), "{what}: {:?}", app.lost);
-    }
+    net.assert_delivered(&expect, &what);
     // Every garbler named.
     let at_named = at_named.unwrap_or_else(|| panic!("{what}: a garbler was never named"));
     Seen {

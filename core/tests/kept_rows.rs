@@ -259,10 +259,7 @@ fn search(seed: u64, garbling: Garbling) -> Seen {
         if at_named.is_none() && net.relay.exchanges_decoded() - decoded > NAMED_WITHIN {
             break;
         }
-        let done = expect.iter().all(|(c, (i, d))| {
-            net.exit.upstream.get(c).map_or(0, Vec::len) >= d.len()
-                && net.apps[*i].received.get(c).map_or(0, Vec::len) >= d.len()
-        });
+        let done = net.delivered(&expect);
         if done && at_named.is_none() && more < 16 {
             // Every byte so far went through and a garbler is not yet named: every owner
             // sends more, as a busy group would.
@@ -325,26 +322,7 @@ fn search(seed: u64, garbling: Garbling) -> Seen {
         "{what}: a garbler was not named within {NAMED_WITHIN} exchanges"
     );
     // Every byte arrives, once and in order, at the exit and back at its owner.
-    for (c, (i, d)) in &expect {
-        let up = net.exit.upstream.get(c).map_or(&[][..], Vec::as_slice);
-        let down = net.apps[*i].received.get(c).map_or(&[][..], Vec::as_slice);
-        assert!(
-            up == &d[..],
-            "{what}: client {i}: {} of {} at the exit",
-            up.len(),
-            d.len()
-        );
-        assert!(
-            down == &d[..],
-            "{what}: client {i}: {} of {} back",
-            down.len(),
-            d.len()
-        );
-        assert_eq!(net.exit.opened.get(c), Some(&1), "{what}");
-    }
-    for app in &net.apps {
-        assert!(app.lost.is_empty(), "{what}: {:?}", app.lost);
-    }
+    net.assert_delivered(&expect, &what);
     seen
 }
 

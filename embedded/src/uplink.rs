@@ -201,6 +201,16 @@ impl<const SOCKET: usize, const RAW: usize, const PLAIN: usize, const OUT: usize
         &mut self,
         net: embassy_net::Stack<'static>,
     ) -> (TcpSocket<'_>, Inbound<'_>, Outbound<'_>) {
+        let (socket, inbound, out) = self.split(net);
+        (socket, inbound, Outbound::new(out))
+    }
+
+    /// The link's TCP socket and inbound stream, and the output buffer as it is (for a
+    /// use of its own before it becomes the [`Outbound`] stream).
+    pub fn split(
+        &mut self,
+        net: embassy_net::Stack<'static>,
+    ) -> (TcpSocket<'_>, Inbound<'_>, &mut [u8; OUT]) {
         let LinkBuffers {
             socket_rx,
             socket_tx,
@@ -211,7 +221,7 @@ impl<const SOCKET: usize, const RAW: usize, const PLAIN: usize, const OUT: usize
         (
             TcpSocket::new(net, socket_rx, socket_tx),
             Inbound::new(raw, plain),
-            Outbound::new(out),
+            out,
         )
     }
 }

@@ -35,11 +35,10 @@ use dissent_core::provision::{Blob, EpochSetup, Node, FORMAT, TRUSTEE_APP};
 use dissent_core::ristretto::shuffle::ProverSlot;
 use dissent_core::wire::{NodeRole, WireError};
 use dissent_embedded::handover;
-use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, Inbound, Outbound};
+use dissent_embedded::stream::{frame_buffer_len, record_buffer_len, Outbound};
 use dissent_embedded::uplink::{fill, send_frame, LinkBuffers, Loss, NodeName, Target, Uplink};
 use dissent_embedded::{println, stack, Board, BoardRng};
 use embassy_executor::Spawner;
-use embassy_net::tcp::TcpSocket;
 use rand_core::RngCore;
 use static_cell::{ConstStaticCell, StaticCell};
 
@@ -263,15 +262,7 @@ enum Phase {
 #[embassy_executor::task]
 async fn link(setup: Setup, mut board: Board) {
     static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers::new());
-    let LinkBuffers {
-        socket_rx,
-        socket_tx,
-        raw,
-        plain,
-        out,
-    } = BUFFERS.take();
-    let mut socket = TcpSocket::new(board.net, socket_rx, socket_tx);
-    let mut inbound = Inbound::new(raw, plain);
+    let (mut socket, mut inbound, out) = BUFFERS.take().split(board.net);
     board.net.wait_config_up().await;
     let started = embassy_time::Instant::now();
     let group = setup.config.group;
