@@ -119,7 +119,7 @@ fn stage_len(stage: Stage, n: usize) -> usize {
 }
 
 /// The hash of the pseudonym list, keys in slot order (what every trustee's `Record` signs).
-pub(crate) fn list_hash<'a>(keys: &mut dyn Iterator<Item = &'a [u8]>) -> [u8; 32] {
+pub(crate) fn list_hash(keys: &mut dyn Iterator<Item = &[u8]>) -> [u8; 32] {
     let mut hash = Sha256::new();
     hash.update(b"dissent-rs v3 pseudonym list");
     for key in keys {
