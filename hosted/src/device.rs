@@ -105,7 +105,8 @@ impl BoardKind {
                  --base-address {addr:#010x} {blob}\n  \
                  probe-rs run --chip STM32F767ZITx target/thumbv7em-none-eabihf/release/{app}\n\
                  (the second command writes only the last flash sector, the firmware never \
-                 touches it; see embedded/README.md, \"Flashing a board\")",
+                 touches it; see embedded/README.md, \"From a fresh board to a trustee in \
+                 the group\")",
                 blob = blob.display()
             ),
             BoardKind::Pico2W => format!(
@@ -115,7 +116,7 @@ impl BoardKind {
                  --base-address {addr:#010x} {blob}\n  \
                  probe-rs run --chip RP235x target/thumbv8m.main-none-eabihf/release/{app}\n\
                  (the firmware never touches the provisioning area; see embedded/README.md, \
-                 \"Flashing a board\")",
+                 \"From a fresh board to a trustee in the group\")",
                 blob = blob.display()
             ),
             BoardKind::Mps2An385 => format!(
@@ -489,8 +490,8 @@ pub fn provision_group(
                 ", written like the first:\n  probe-rs download --chip {} --binary-format bin \
                  --base-address {setup_addr:#010x} {}\n  and the setup image (cargo build-{}-setup) \
                  flashed beside the trustee image. The DC-net blob names no epoch yet: the setup \
-                 image writes it in once it has set the epoch up (embedded/README.md, \"What a \
-                 real board still needs to run the setup\")",
+                 image writes it in once it has set the epoch up or taken it back from the relay \
+                 (embedded/README.md, \"The setup on the device\")",
                 if board == BoardKind::NucleoF767zi {
                     "STM32F767ZITx"
                 } else {
