@@ -130,7 +130,7 @@ fn a_stalling_client_is_backed_off_and_the_others_echo(mode: &str, why: &str) {
         let mut net = Net::start(scope, 4, 1, "echo");
         let mut staller = net.restart_disrupting(scope, 3, "staller", &["--disrupt", &mode]);
         net.relay.wait_for_log(
-            &format!("client 3 {why}: backed off for 1.0 s"),
+            &format!("client 3 {why}: penalized; a new Hello from it within 1.0 s is refused"),
             TRANSFER_TIMEOUT,
         );
         let data = pattern(256 * 1024, 21);
@@ -138,7 +138,7 @@ fn a_stalling_client_is_backed_off_and_the_others_echo(mode: &str, why: &str) {
         assert_same(&got, &data, "client 0's echo while client 3 stalls");
         // It came back after its back-off and stalled again: twice as long.
         net.relay.wait_for_log(
-            &format!("client 3 {why}: backed off for 2.0 s"),
+            &format!("client 3 {why}: penalized; a new Hello from it within 2.0 s is refused"),
             TRANSFER_TIMEOUT,
         );
         staller.wait_for_log("backed off for", TRANSFER_TIMEOUT);
@@ -404,9 +404,15 @@ fn an_honest_client_killed_in_a_blame_round_is_not_named_and_serves_again() {
         let killed_at = began.elapsed();
         net.spawn_client(scope, 1);
 
-        // The relay takes the restart: the member owes the round and cannot answer.
+        // The relay takes the restart: the member owes the round and cannot answer. It is
+        // penalized (a new Hello within its back-off would be refused), its link stays.
         net.relay.wait_for_log(
             "client 1 came back from a restart while the blame round",
+            TRANSFER_TIMEOUT,
+        );
+        net.relay.wait_for_log(
+            "client 1 restarted while a blame round waited for its reveal: penalized; a new \
+             Hello from it within 1.0 s is refused",
             TRANSFER_TIMEOUT,
         );
         // The garbler is convicted and excluded, by the relay's log, its own and the list.
@@ -586,7 +592,7 @@ fn exclusion_time_with_real_processes_at_64_clients() {
             .lines()
             .filter(|l| {
                 (l.contains("refused until") && !l.contains(&format!("client {d} ")))
-                    || l.contains("backed off")
+                    || l.contains("penalized")
                     || l.contains("refused blame")
             })
             .chain(client.lines().filter(|l| {
