@@ -469,6 +469,178 @@ fn an_honest_client_killed_in_a_blame_round_is_not_named_and_serves_again() {
     });
 }
 
+/// An honest trustee killed (SIGKILL) inside a blame round, before it revealed, and started
+/// again. Trustee 0 runs with the test hook of `disruptor` builds that holds a blame round's
+/// request unanswered (`DISSENT_TEST_HOLD_BLAME_REQUEST`, hosted/src/test_hooks.rs). Once
+/// the relay's log says a round began and trustee 0's that it holds the request, it is
+/// killed and started again without the hook. A trustee is never owed a round, nor asked
+/// again when it is back (docs/protocol.md §3, "The round"): the round neither parks nor
+/// ends when the trustee leaves, but at its deadline (`exchange_timeout`, 10 s), without a
+/// reveal from trustee 0, so it convicts only members whose own reveals convict them. The
+/// garbler (client 3, `garble-all`, which reveals the cell it sent) is one: it is
+/// convicted and excluded, the only client refused, and the evidence, with trustee 0's
+/// entry absent, passes `dissent blame verify` naming it; no trustee or other client is
+/// named; the next interval runs with the restarted trustee, and echoes through client 0
+/// (in flight across the round) and client 1 (after it) come back byte-exact.
+#[test]
+fn an_honest_trustee_killed_in_a_blame_round_is_not_named_and_serves_again() {
+    within(Duration::from_secs(120), |scope| {
+        let began = Instant::now();
+        let mut net = Net::start(scope, 4, 2, "echo");
+        net.kill_trustee(0);
+        net.spawn_trustee_env(scope, 0, &[("DISSENT_TEST_HOLD_BLAME_REQUEST", "1")]);
+        // It sends in an interval only once every trustee (the hooked one too) is back.
+        let mut garbler = net.restart_disrupting(scope, 3, "garbler", &["--disrupt", "garble-all"]);
+        garbler.wait_for_log("sending in interval", FORM_TIMEOUT);
+        let data = pattern(64 * 1024, 61);
+        let port0 = net.client_ports[0];
+        let first = {
+            let data = data.clone();
+            thread::spawn(move || echo_bulk(port0, &data))
+        };
+
+        // "blame round about exchange E of interval I": the first round, the one trustee 0
+        // holds (it holds the first request it gets).
+        let round = net
+            .relay
+            .wait_until(TRANSFER_TIMEOUT, "a blame round's start", |relay| {
+                relay.log().lines().find_map(|l| {
+                    let at = l.find("blame round about exchange ")?;
+                    l.strip_suffix(" started").map(|l| l[at..].to_string())
+                })
+            });
+        net.trustees[0].wait_for_log("holding a blame request unanswered", TRANSFER_TIMEOUT);
+        let log = net.relay.log();
+        assert!(
+            !log.contains(&format!("{round}:")) && !log.contains(&format!("{round} ended")),
+            "the round ended before trustee 0 was killed"
+        );
+        net.kill_trustee(0);
+        let killed_at = began.elapsed();
+        net.spawn_trustee(scope, 0);
+
+        // The round ends without trustee 0's reveal, at its deadline, and names the garbler
+        // on its own reveal.
+        let incomplete = format!(
+            "{round} ended without a reveal from trustee 0: it convicts only members that \
+             refuse or convict themselves"
+        );
+        let log = net.relay.wait_for_log(&incomplete, TRANSFER_TIMEOUT);
+        let verdict = format!("{round}: client 3 disrupted an exchange");
+        let log = if log.contains(&verdict) {
+            log
+        } else {
+            net.relay.wait_for_log(&verdict, TRANSFER_TIMEOUT)
+        };
+        // Its lines in order: the start, trustee 0 gone (the earlier restart, before the
+        // hook, is not this), the end.
+        let lines: Vec<&str> = log.lines().collect();
+        let line = |from: usize, needle: &str| {
+            (from..lines.len())
+                .find(|&i| lines[i].contains(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} in the relay's log from line {from}"))
+        };
+        let start = line(0, &format!("{round} started"));
+        let left = line(start, "trustee 0 disconnected");
+        let end = line(start, &incomplete);
+        assert!(
+            left < end,
+            "the round ended before trustee 0 left: {:?}",
+            &lines[start..=end]
+        );
+        assert!(
+            !log.contains(&format!("{round} waits for")),
+            "the round parked for a trustee"
+        );
+        // By the relay's own clock: not when trustee 0 left, but at the deadline, 10 s after
+        // the round began (its line is written within moments of the deadline being set).
+        let waited = seconds_of_day(lines[end]).zip(seconds_of_day(lines[start]));
+        // (Across midnight the end's time of day is the smaller.)
+        let waited = waited
+            .map(|(e, s)| (e - s).rem_euclid(86_400.0))
+            .expect("timestamped lines");
+        assert!(
+            waited > 9.5,
+            "the round ended {waited:.3} s after it began, before its deadline"
+        );
+        let excluded = net.relay.wait_for_log(
+            "client 3 is refused until an operator admits it: convicted",
+            TRANSFER_TIMEOUT,
+        );
+        let which = round
+            .strip_prefix("blame round about ")
+            .expect("exchange E of interval I");
+        assert!(
+            excluded.contains(&format!(
+                "convicted of Disrupted in the blame round of {which}"
+            )),
+            "client 3 was not excluded for this round"
+        );
+        garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
+        let list = refused(&net.cfg);
+        assert_eq!(
+            list.lines().count(),
+            1,
+            "one client refused, and only one: {list}"
+        );
+        assert!(
+            list.contains("client-3"),
+            "client 3 is not the refused one: {list}"
+        );
+        // The round's evidence, without trustee 0's reveal, names client 3 offline.
+        let verified = verify_evidence(&mut net.relay, &net.cfg);
+        for field in [
+            "\"role\": \"client\"",
+            "\"index\": 3",
+            "\"kind\": \"disrupted\"",
+            "\"offline_verifiable\": true",
+            "\"dispute\": null",
+        ] {
+            assert!(verified.contains(field), "no {field} in {verified}");
+        }
+
+        // The next interval runs with the restarted trustee (none runs without every
+        // trustee), and bytes go through client 0 and client 1 intact.
+        net.relay
+            .wait_until(TRANSFER_TIMEOUT, "an interval after the round", |relay| {
+                relay
+                    .log()
+                    .lines()
+                    .skip(end + 1)
+                    .find(|l| l.contains("interval ") && l.contains(" started with 3 clients"))
+                    .map(str::to_string)
+            });
+        assert_same(
+            &first.join().expect("client 0's echo"),
+            &data,
+            "client 0's echo across the round",
+        );
+        let again = pattern(64 * 1024, 62);
+        let got = echo_bulk(net.client_ports[1], &again);
+        assert_same(&got, &again, "client 1's echo after the round");
+
+        let log = net.relay.log();
+        assert_none_named(
+            &log,
+            &["client 0", "client 1", "client 2", "trustee 0", "trustee 1"],
+        );
+        for (j, t) in net.trustees.iter_mut().enumerate() {
+            assert!(t.is_running(), "trustee {j} exited: {:?}", t.status);
+            let log = t.log();
+            assert!(
+                !log.contains("the relay ended the link"),
+                "the relay ended trustee {j}'s link: {log}"
+            );
+        }
+        println!(
+            "{round} started; trustee 0 killed {killed_at:?} into the test; the round ended \
+             {waited:.3} s after it began (the relay's clock); all done in {:?}",
+            began.elapsed()
+        );
+        net.assert_relay_up();
+    });
+}
+
 /// What became of an echo of `data` through client port `port`, for a benchmark that
 /// reports rather than asserts: whether it came back byte-exact, and if not, how it ended
 /// (bytes lost or changed, the connection closed by the client, the reader's own timeout).
