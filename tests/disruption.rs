@@ -1,6 +1,8 @@
-//! End-to-end tests with a client that misbehaves on purpose: the real `dissent` binary built
-//! with the `disruptor` feature (`cargo test -p dissent --features disruptor --test
-//! disruption`; scripts/test runs them). Without the feature this file is empty.
+//! End-to-end tests with a client that misbehaves on purpose, and with honest members and
+//! trustees killed inside the blame rounds it causes (held there by a test hook): the real
+//! `dissent` binary built with the `disruptor` feature (`cargo test -p dissent --features
+//! disruptor --test disruption`; scripts/test runs them). Without the feature this file is
+//! empty.
 #![cfg(feature = "disruptor")]
 
 use std::io::{Read, Write};
