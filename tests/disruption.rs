@@ -447,8 +447,25 @@ fn an_honest_client_killed_in_a_blame_round_is_not_named_and_serves_again() {
             assert!(verdict.contains(field), "no {field} in {verdict}");
         }
 
-        // The restarted client sends again, and bytes go through it and client 0 intact.
-        net.clients[1].wait_for_log("sending in interval", TRANSFER_TIMEOUT);
+        // The restarted client sends in the very next interval the relay starts (the back-off
+        // refuses only a new Hello; its link stays), and bytes go through it and client 0
+        // intact.
+        let next =
+            net.relay
+                .wait_until(TRANSFER_TIMEOUT, "an interval after the penalty", |relay| {
+                    relay
+                        .log()
+                        .lines()
+                        .skip_while(|l| !l.contains("client 1 restarted while a blame round"))
+                        .find_map(|l| {
+                            let (n, _) = l
+                                .split(" relay: interval ")
+                                .nth(1)?
+                                .split_once(" started")?;
+                            Some(n.to_string())
+                        })
+                });
+        net.clients[1].wait_for_log(&format!("sending in interval {next} "), TRANSFER_TIMEOUT);
         assert_same(
             &first.join().expect("client 0's echo"),
             &data,
