@@ -1,6 +1,8 @@
-//! End-to-end tests with a client that misbehaves on purpose: the real `dissent` binary built
-//! with the `disruptor` feature (`cargo test -p dissent --features disruptor --test
-//! disruption`; scripts/test runs them). Without the feature this file is empty.
+//! End-to-end tests with a client that misbehaves on purpose, and with honest members and
+//! trustees killed inside the blame rounds it causes (held there by a test hook): the real
+//! `dissent` binary built with the `disruptor` feature (`cargo test -p dissent --features
+//! disruptor --test disruption`; scripts/test runs them). Without the feature this file is
+//! empty.
 #![cfg(feature = "disruptor")]
 
 use std::io::{Read, Write};
@@ -130,7 +132,7 @@ fn a_stalling_client_is_backed_off_and_the_others_echo(mode: &str, why: &str) {
         let mut net = Net::start(scope, 4, 1, "echo");
         let mut staller = net.restart_disrupting(scope, 3, "staller", &["--disrupt", &mode]);
         net.relay.wait_for_log(
-            &format!("client 3 {why}: backed off for 1.0 s"),
+            &format!("client 3 {why}: penalized; a new Hello from it within 1.0 s is refused"),
             TRANSFER_TIMEOUT,
         );
         let data = pattern(256 * 1024, 21);
@@ -138,7 +140,7 @@ fn a_stalling_client_is_backed_off_and_the_others_echo(mode: &str, why: &str) {
         assert_same(&got, &data, "client 0's echo while client 3 stalls");
         // It came back after its back-off and stalled again: twice as long.
         net.relay.wait_for_log(
-            &format!("client 3 {why}: backed off for 2.0 s"),
+            &format!("client 3 {why}: penalized; a new Hello from it within 2.0 s is refused"),
             TRANSFER_TIMEOUT,
         );
         staller.wait_for_log("backed off for", TRANSFER_TIMEOUT);
@@ -404,9 +406,15 @@ fn an_honest_client_killed_in_a_blame_round_is_not_named_and_serves_again() {
         let killed_at = began.elapsed();
         net.spawn_client(scope, 1);
 
-        // The relay takes the restart: the member owes the round and cannot answer.
+        // The relay takes the restart: the member owes the round and cannot answer. It is
+        // penalized (a new Hello within its back-off would be refused), its link stays.
         net.relay.wait_for_log(
             "client 1 came back from a restart while the blame round",
+            TRANSFER_TIMEOUT,
+        );
+        net.relay.wait_for_log(
+            "client 1 restarted while a blame round waited for its reveal: penalized; a new \
+             Hello from it within 1.0 s is refused",
             TRANSFER_TIMEOUT,
         );
         // The garbler is convicted and excluded, by the relay's log, its own and the list.
@@ -439,8 +447,25 @@ fn an_honest_client_killed_in_a_blame_round_is_not_named_and_serves_again() {
             assert!(verdict.contains(field), "no {field} in {verdict}");
         }
 
-        // The restarted client sends again, and bytes go through it and client 0 intact.
-        net.clients[1].wait_for_log("sending in interval", TRANSFER_TIMEOUT);
+        // The restarted client sends in the very next interval the relay starts (the back-off
+        // refuses only a new Hello; its link stays), and bytes go through it and client 0
+        // intact.
+        let next =
+            net.relay
+                .wait_until(TRANSFER_TIMEOUT, "an interval after the penalty", |relay| {
+                    relay
+                        .log()
+                        .lines()
+                        .skip_while(|l| !l.contains("client 1 restarted while a blame round"))
+                        .find_map(|l| {
+                            let (n, _) = l
+                                .split(" relay: interval ")
+                                .nth(1)?
+                                .split_once(" started")?;
+                            Some(n.to_string())
+                        })
+                });
+        net.clients[1].wait_for_log(&format!("sending in interval {next} "), TRANSFER_TIMEOUT);
         assert_same(
             &first.join().expect("client 0's echo"),
             &data,
@@ -457,6 +482,178 @@ fn an_honest_client_killed_in_a_blame_round_is_not_named_and_serves_again() {
         );
         println!(
             "{started}\nclient 1 killed {killed_at:?} into the test; all done in {:?}",
+            began.elapsed()
+        );
+        net.assert_relay_up();
+    });
+}
+
+/// An honest trustee killed (SIGKILL) inside a blame round, before it revealed, and started
+/// again. Trustee 0 runs with the test hook of `disruptor` builds that holds a blame round's
+/// request unanswered (`DISSENT_TEST_HOLD_BLAME_REQUEST`, hosted/src/test_hooks.rs). Once
+/// the relay's log says a round began and trustee 0's that it holds the request, it is
+/// killed and started again without the hook. A trustee is never owed a round, nor asked
+/// again when it is back (docs/protocol.md §3, "The round"): the round neither parks nor
+/// ends when the trustee leaves, but at its deadline (`exchange_timeout`, 10 s), without a
+/// reveal from trustee 0, so it convicts only members whose own reveals convict them. The
+/// garbler (client 3, `garble-all`, which reveals the cell it sent) is one: it is
+/// convicted and excluded, the only client refused, and the evidence, with trustee 0's
+/// entry absent, passes `dissent blame verify` naming it; no trustee or other client is
+/// named; the next interval runs with the restarted trustee, and echoes through client 0
+/// (in flight across the round) and client 1 (after it) come back byte-exact.
+#[test]
+fn an_honest_trustee_killed_in_a_blame_round_is_not_named_and_serves_again() {
+    within(Duration::from_secs(120), |scope| {
+        let began = Instant::now();
+        let mut net = Net::start(scope, 4, 2, "echo");
+        net.kill_trustee(0);
+        net.spawn_trustee_env(scope, 0, &[("DISSENT_TEST_HOLD_BLAME_REQUEST", "1")]);
+        // It sends in an interval only once every trustee (the hooked one too) is back.
+        let mut garbler = net.restart_disrupting(scope, 3, "garbler", &["--disrupt", "garble-all"]);
+        garbler.wait_for_log("sending in interval", FORM_TIMEOUT);
+        let data = pattern(64 * 1024, 61);
+        let port0 = net.client_ports[0];
+        let first = {
+            let data = data.clone();
+            thread::spawn(move || echo_bulk(port0, &data))
+        };
+
+        // "blame round about exchange E of interval I": the first round, the one trustee 0
+        // holds (it holds the first request it gets).
+        let round = net
+            .relay
+            .wait_until(TRANSFER_TIMEOUT, "a blame round's start", |relay| {
+                relay.log().lines().find_map(|l| {
+                    let at = l.find("blame round about exchange ")?;
+                    l.strip_suffix(" started").map(|l| l[at..].to_string())
+                })
+            });
+        net.trustees[0].wait_for_log("holding a blame request unanswered", TRANSFER_TIMEOUT);
+        let log = net.relay.log();
+        assert!(
+            !log.contains(&format!("{round}:")) && !log.contains(&format!("{round} ended")),
+            "the round ended before trustee 0 was killed"
+        );
+        net.kill_trustee(0);
+        let killed_at = began.elapsed();
+        net.spawn_trustee(scope, 0);
+
+        // The round ends without trustee 0's reveal, at its deadline, and names the garbler
+        // on its own reveal.
+        let incomplete = format!(
+            "{round} ended without a reveal from trustee 0: it convicts only members that \
+             refuse or convict themselves"
+        );
+        let log = net.relay.wait_for_log(&incomplete, TRANSFER_TIMEOUT);
+        let verdict = format!("{round}: client 3 disrupted an exchange");
+        let log = if log.contains(&verdict) {
+            log
+        } else {
+            net.relay.wait_for_log(&verdict, TRANSFER_TIMEOUT)
+        };
+        // Its lines in order: the start, trustee 0 gone (the earlier restart, before the
+        // hook, is not this), the end.
+        let lines: Vec<&str> = log.lines().collect();
+        let line = |from: usize, needle: &str| {
+            (from..lines.len())
+                .find(|&i| lines[i].contains(needle))
+                .unwrap_or_else(|| panic!("no {needle:?} in the relay's log from line {from}"))
+        };
+        let start = line(0, &format!("{round} started"));
+        let left = line(start, "trustee 0 disconnected");
+        let end = line(start, &incomplete);
+        assert!(
+            left < end,
+            "the round ended before trustee 0 left: {:?}",
+            &lines[start..=end]
+        );
+        assert!(
+            !log.contains(&format!("{round} waits for")),
+            "the round parked for a trustee"
+        );
+        // By the relay's own clock: not when trustee 0 left, but at the deadline, 10 s after
+        // the round began (its line is written within moments of the deadline being set).
+        let waited = seconds_of_day(lines[end]).zip(seconds_of_day(lines[start]));
+        // (Across midnight the end's time of day is the smaller.)
+        let waited = waited
+            .map(|(e, s)| (e - s).rem_euclid(86_400.0))
+            .expect("timestamped lines");
+        assert!(
+            waited > 9.5,
+            "the round ended {waited:.3} s after it began, before its deadline"
+        );
+        let excluded = net.relay.wait_for_log(
+            "client 3 is refused until an operator admits it: convicted",
+            TRANSFER_TIMEOUT,
+        );
+        let which = round
+            .strip_prefix("blame round about ")
+            .expect("exchange E of interval I");
+        assert!(
+            excluded.contains(&format!(
+                "convicted of Disrupted in the blame round of {which}"
+            )),
+            "client 3 was not excluded for this round"
+        );
+        garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
+        let list = refused(&net.cfg);
+        assert_eq!(
+            list.lines().count(),
+            1,
+            "one client refused, and only one: {list}"
+        );
+        assert!(
+            list.contains("client-3"),
+            "client 3 is not the refused one: {list}"
+        );
+        // The round's evidence, without trustee 0's reveal, names client 3 offline.
+        let verified = verify_evidence(&mut net.relay, &net.cfg);
+        for field in [
+            "\"role\": \"client\"",
+            "\"index\": 3",
+            "\"kind\": \"disrupted\"",
+            "\"offline_verifiable\": true",
+            "\"dispute\": null",
+        ] {
+            assert!(verified.contains(field), "no {field} in {verified}");
+        }
+
+        // The next interval runs with the restarted trustee (none runs without every
+        // trustee), and bytes go through client 0 and client 1 intact.
+        net.relay
+            .wait_until(TRANSFER_TIMEOUT, "an interval after the round", |relay| {
+                relay
+                    .log()
+                    .lines()
+                    .skip(end + 1)
+                    .find(|l| l.contains("interval ") && l.contains(" started with 3 clients"))
+                    .map(str::to_string)
+            });
+        assert_same(
+            &first.join().expect("client 0's echo"),
+            &data,
+            "client 0's echo across the round",
+        );
+        let again = pattern(64 * 1024, 62);
+        let got = echo_bulk(net.client_ports[1], &again);
+        assert_same(&got, &again, "client 1's echo after the round");
+
+        let log = net.relay.log();
+        assert_none_named(
+            &log,
+            &["client 0", "client 1", "client 2", "trustee 0", "trustee 1"],
+        );
+        for (j, t) in net.trustees.iter_mut().enumerate() {
+            assert!(t.is_running(), "trustee {j} exited: {:?}", t.status);
+            let log = t.log();
+            assert!(
+                !log.contains("the relay ended the link"),
+                "the relay ended trustee {j}'s link: {log}"
+            );
+        }
+        println!(
+            "{round} started; trustee 0 killed {killed_at:?} into the test; the round ended \
+             {waited:.3} s after it began (the relay's clock); all done in {:?}",
             began.elapsed()
         );
         net.assert_relay_up();
@@ -586,7 +783,7 @@ fn exclusion_time_with_real_processes_at_64_clients() {
             .lines()
             .filter(|l| {
                 (l.contains("refused until") && !l.contains(&format!("client {d} ")))
-                    || l.contains("backed off")
+                    || l.contains("penalized")
                     || l.contains("refused blame")
             })
             .chain(client.lines().filter(|l| {

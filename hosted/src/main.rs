@@ -26,6 +26,8 @@ mod setup;
 mod state_lock;
 mod status;
 mod supervisor;
+#[cfg(feature = "disruptor")]
+mod test_hooks;
 #[cfg(feature = "tools")]
 mod tools;
 mod trustee;

@@ -163,6 +163,12 @@ async fn serve(
             Ok(None) => return End::Lost("closed by the relay".into()),
             Err(e) => return End::Lost(e.to_string()),
         };
+        // The test hook: nothing more is handled, until Ctrl-C.
+        #[cfg(feature = "disruptor")]
+        if crate::test_hooks::holds_blame_request(&body) {
+            shutdown.as_mut().await;
+            return End::Shutdown;
+        }
         match trustee.handle_frame(clock::core_now(origin), &body) {
             Ok(()) => {}
             Err(PeerError::Goodbye(r)) => return End::Goodbye(r),

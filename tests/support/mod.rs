@@ -731,7 +731,7 @@ impl Net {
             _dir: dir,
         };
         for j in 0..trustees {
-            let trustee = net.trustee_process(scope, j);
+            let trustee = net.trustee_process(scope, j, &[]);
             net.trustees.push(trustee);
         }
         for i in 0..clients {
@@ -802,15 +802,28 @@ impl Net {
         disruptor
     }
 
-    fn trustee_process(&self, scope: &Scope, j: usize) -> Proc {
+    fn trustee_process(&self, scope: &Scope, j: usize, envs: &[(&str, &str)]) -> Proc {
         let argv = Group::new(&self.cfg).trustee(self.relay_port, j, &[]);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        scope.spawn(&format!("trustee-{j}"), &argv)
+        scope.spawn_env(&format!("trustee-{j}"), &argv, envs)
     }
 
     /// Starts trustee `j` (again).
     pub fn spawn_trustee(&mut self, scope: &Scope, j: usize) {
-        self.trustees[j] = self.trustee_process(scope, j);
+        self.spawn_trustee_env(scope, j, &[]);
+    }
+
+    /// Like [`Net::spawn_trustee`], with `envs` set in its environment (test hooks).
+    pub fn spawn_trustee_env(&mut self, scope: &Scope, j: usize, envs: &[(&str, &str)]) {
+        self.trustees[j] = self.trustee_process(scope, j, envs);
+    }
+
+    /// SIGKILLs trustee `j` and waits for it to exit.
+    pub fn kill_trustee(&mut self, j: usize) {
+        self.trustees[j].signal(libc::SIGKILL);
+        if self.trustees[j].wait_exit(EXIT_TIMEOUT).is_none() {
+            panic!("trustee {j} did not exit within {EXIT_TIMEOUT:?} of SIGKILL");
+        }
     }
 
     /// A new connection into client `i`'s port.

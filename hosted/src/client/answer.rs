@@ -37,24 +37,6 @@ use crate::link::dial::{self, Connected, Dialer, End, LinkKeys};
 /// answers each request (just under the relay's default 10 s timeout).
 const SLOW_DISRUPTOR_DELAY: Duration = Duration::from_millis(9_500);
 
-/// Test hook of `disruptor` builds (never in a shipped one): a client run with this variable
-/// set holds the first blame round request it gets, unhandled and unanswered, and its
-/// answering side handles nothing after it, so that a test can kill an honest member that
-/// owes a round (tests/disruption.rs). It says so in its log first.
-#[cfg(feature = "disruptor")]
-const HOLD_BLAME_REQUEST_ENV: &str = "DISSENT_TEST_HOLD_BLAME_REQUEST";
-
-/// Whether `body` is a blame round's request that the test hook holds
-/// ([`HOLD_BLAME_REQUEST_ENV`]).
-#[cfg(feature = "disruptor")]
-fn holds_blame_request(body: &[u8]) -> bool {
-    use dissent_core::wire::{Message, BLAME_ROUND_VARIANTS};
-    body.first()
-        .is_some_and(|v| BLAME_ROUND_VARIANTS.contains(v))
-        && matches!(Message::parse(body), Ok(Message::BlameRequest { .. }))
-        && std::env::var_os(HOLD_BLAME_REQUEST_ENV).is_some()
-}
-
 /// One client's answering side: the core state machine, its relay link, and the handles
 /// of its local connections.
 pub(super) struct ClientNode {
@@ -219,9 +201,9 @@ impl ClientNode {
     async fn frames(&mut self, link: &mut Connected, first: Bytes) -> Result<(), End> {
         let mut body = Some(first);
         while let Some(b) = body.take() {
+            // The test hook: nothing more is handled.
             #[cfg(feature = "disruptor")]
-            if holds_blame_request(&b) {
-                warn!("holding a blame request unanswered ({HOLD_BLAME_REQUEST_ENV} is set)");
+            if crate::test_hooks::holds_blame_request(&b) {
                 std::future::pending::<()>().await;
             }
             let now = self.now();

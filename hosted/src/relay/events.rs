@@ -184,15 +184,16 @@ impl Hub {
                         back_off,
                     } => {
                         crate::metrics::link_events("backed_off");
+                        // The back-off refuses its Hellos only: a link it has stays (one
+                        // the core ends has a line of its own, "dropping ...").
                         let secs = back_off.as_micros() as f64 / 1e6;
-                        warn!("{peer} {why}: backed off for {secs:.1} s");
+                        let text = format!(
+                            "{peer} {why}: penalized; a new Hello from it within {secs:.1} s \
+                             is refused"
+                        );
+                        warn!("{text}");
                         if let Some(s) = &mut self.status {
-                            let mut e = status::Event::new(
-                                unix_ms(),
-                                "backed_off",
-                                "warn",
-                                format!("{peer} {why}: backed off for {secs:.1} s"),
-                            );
+                            let mut e = status::Event::new(unix_ms(), "backed_off", "warn", text);
                             e.node = Some(peer.to_string());
                             s.board.event(e);
                         }
