@@ -111,8 +111,9 @@ pub enum RelayEvent<'a> {
         /// Which process keeps the peer's place.
         outcome: ProbeOutcome,
     },
-    /// A client was penalized for stalling the group: its Hellos are refused for
-    /// `back_off` (its link is ended, or was).
+    /// A client was penalized for stalling the group: a new Hello from it is refused for
+    /// `back_off`. Whether its link is also ended is reported apart
+    /// ([`RelayEvent::Dropped`]): a client that came back from a restart keeps its link.
     Penalized {
         /// The client.
         peer: PeerId,
