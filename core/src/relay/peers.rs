@@ -1,5 +1,6 @@
 //! The relay's peers: links saying hello, admission, probes of a node that says hello
-//! twice, links that close, and goodbyes.
+//! twice, links that close (a trustee's is told to the blame rounds, which stop waiting
+//! for it: `round.rs`), and goodbyes.
 //!
 //! Owns the per-node [`Peer`] records and the connected-clients bitmap. It must not touch
 //! an interval's state except through `Relay::abort` and `Relay::advance` (a member
@@ -372,6 +373,11 @@ where
         };
         if member {
             self.abort();
+        }
+        // A trustee forgets the blame rounds it was asked in with its link.
+        #[cfg(feature = "blame-round")]
+        if let PeerId::Trustee(j) = peer {
+            self.blame_trustee_gone(now, j);
         }
         self.advance(now);
     }

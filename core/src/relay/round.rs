@@ -6,7 +6,11 @@
 //! `BlameReveal` is checked (its length, its cell against the kept fingerprint, its
 //! identity signature over the statement) and written at its place in the evidence; once
 //! every member and every trustee that takes part (its Hello said `blame`) answered, or at
-//! the deadline (the exchange timeout), the round ends:
+//! the deadline (the exchange timeout), the round ends. A trustee whose link dropped after
+//! it was asked (or was down when the request went out) is not waited for: it forgot the
+//! round with its link and is not asked again, so nothing it could send would come before
+//! the deadline; the round ends as soon as every other answer is in, with the verdict the
+//! deadline would give ([`Relay::blame_trustee_gone`]). The end:
 //!
 //! - a member whose link is down at the deadline (or came back less than the exchange
 //!   timeout ago) is not convicted: it owes the round. What the round proves without it
@@ -129,6 +133,11 @@ struct Active {
     /// Trustees that said in their Hello they take no part (bit `j` for trustee `j`): the
     /// round does not wait for them.
     without: u16,
+    /// Trustees that cannot answer (bit `j` for trustee `j`): their link dropped after the
+    /// request went out and before they answered, or was down when it went out. A trustee
+    /// forgets its rounds with its link and is not asked again: the round does not wait
+    /// for them.
+    gone: u16,
     /// The trustees' nonces of the round's interval (a dispute settled after the interval
     /// ended checks its proof against them).
     nonces: [[u8; NONCE_LEN]; MAX_TRUSTEES],
@@ -603,6 +612,32 @@ where
         }
     }
 
+    /// Trustee `t`'s link dropped: it forgets every round it was asked in, and is not asked
+    /// again when it is back, so no round waits for its reveal any more. A round that then
+    /// has every answer it can get (every member answered, every other trustee that takes
+    /// part too) ends at once, at the next [`Relay::handle_timeout`] (at most one with
+    /// evidence per call), with the verdict its deadline would give: the same answers,
+    /// the same absent trustees. A round settling a dispute waits for its proof as before.
+    pub(super) fn blame_trustee_gone(&mut self, now: Instant, t: u16) {
+        let node = usize::from(self.cfg.clients) + usize::from(t);
+        for k in 0..PLACES {
+            let Some(a) = self.rounds.round(k) else {
+                continue;
+            };
+            if !a.request_sent || self.rounds.has_answered(k, node) {
+                continue;
+            }
+            if let Some(round) = self.rounds.round_mut(k) {
+                round.gone |= 1 << t;
+            }
+            if a.dispute.is_none() && self.round_answered(k) {
+                if let Some(round) = self.rounds.round_mut(k) {
+                    round.deadline = round.deadline.min(now);
+                }
+            }
+        }
+    }
+
     /// When the next round times out (a parked one included), or now if the running one's
     /// interval ended or a round waits to begin.
     pub(super) fn blame_deadline(&self) -> Option<Instant> {
@@ -841,6 +876,7 @@ where
             grounds_digest: digest_of_grounds,
             deadline: now + self.cfg.exchange_timeout,
             without,
+            gone: 0,
             nonces: self.nonces,
             request_sent: false,
             resend: false,

@@ -150,7 +150,8 @@ where
         ExchangeKey::new(&secret, a.q.interval, a.q.exchange).fingerprint(cell) == *kept
     }
 
-    /// Whether every member of round `k` and every trustee that takes part answered.
+    /// Whether every member of round `k` answered, and every trustee that takes part and
+    /// can still answer (its link did not drop since it was asked).
     pub(super) fn round_answered(&self, k: usize) -> bool {
         let Some(a) = self.rounds.round(k) else {
             return false;
@@ -162,7 +163,7 @@ where
             r.member(k, p)
                 .is_some_and(|i| r.has_answered(k, usize::from(i)))
         }) && (0..trustees)
-            .filter(|&t| a.without & 1 << t == 0)
+            .filter(|&t| (a.without | a.gone) & 1 << t == 0)
             .all(|t| r.has_answered(k, clients + t))
     }
 
@@ -673,8 +674,13 @@ where
             let Some(len) = a.q.emit_request(out)? else {
                 return Ok(None);
             };
+            // It reaches the trustees connected now, and no other ever.
+            let down = (0..a.m)
+                .filter(|&t| self.link_of(PeerId::Trustee(t as u16)).is_none())
+                .fold(0u16, |bits, t| bits | 1 << t);
             if let Some(active) = self.rounds.round_mut(k) {
                 active.request_sent = true;
+                active.gone |= down;
             }
             return Ok(Some(Transmit {
                 destination: Destination::TrusteesAndMembers,
