@@ -331,13 +331,8 @@ fn assert_none_named(log: &str, honest: &[&str]) {
 /// The first blame evidence the relay wrote, checked by `dissent blame verify --json` from
 /// the group's public keys: its JSON output.
 fn verify_evidence(relay: &mut Proc, cfg: &std::path::Path) -> String {
-    let line = relay.wait_for_log("blame evidence written to ", TRANSFER_TIMEOUT);
-    let path = line
-        .lines()
-        .find_map(|l| l.split("blame evidence written to ").nth(1))
-        .and_then(|rest| rest.split(' ').next())
-        .expect("the evidence's path")
-        .to_string();
+    let line = relay.wait_for_log(support::EVIDENCE_WRITTEN, TRANSFER_TIMEOUT);
+    let path = support::evidence_path(&line);
     let cfg = cfg.display().to_string();
     let out = run_once(
         &["blame", "verify", &path, "--group", &cfg, "--json"],

@@ -2032,7 +2032,7 @@ fn device_blame_round(lies: bool) {
             let data = data.clone();
             thread::spawn(move || support::echo_bulk(port0, &data))
         };
-        let line = relay.wait_for_log("blame evidence written to ", TRANSFER_TIMEOUT);
+        let line = relay.wait_for_log(support::EVIDENCE_WRITTEN, TRANSFER_TIMEOUT);
         // The round's time by the relay's log: its "started" line to its verdict.
         let log = relay.log();
         let at = |needle: &str| {
@@ -2059,12 +2059,7 @@ fn device_blame_round(lies: bool) {
         }
         let got = first.join().expect("client 0's echo");
         support::assert_same(&got, &data, "client 0's echo");
-        let path = line
-            .lines()
-            .find_map(|l| l.split("blame evidence written to ").nth(1))
-            .and_then(|rest| rest.split(' ').next())
-            .expect("the evidence's path")
-            .to_string();
+        let path = support::evidence_path(&line);
         let log = relay.log();
         for line in log
             .lines()

@@ -914,6 +914,18 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     dissent_harness::pattern::bytes(len, seed)
 }
 
+/// What the relay logs when it writes a blame round's evidence, before the file's path.
+pub const EVIDENCE_WRITTEN: &str = "blame evidence written to ";
+
+/// The evidence file's path in a relay's log (the first [`EVIDENCE_WRITTEN`] line).
+pub fn evidence_path(log: &str) -> String {
+    log.lines()
+        .find_map(|l| l.split(EVIDENCE_WRITTEN).nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .expect("the evidence's path")
+        .to_string()
+}
+
 /// Panics with the lengths and the first differing offset if `got != want`.
 pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
     if got == want {
