@@ -354,6 +354,17 @@ fn refused(cfg: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Asserts that `dissent relay refused` lists one client, and that it is `name`.
+fn assert_only_refused(cfg: &std::path::Path, name: &str) {
+    let list = refused(cfg);
+    assert_eq!(
+        list.lines().count(),
+        1,
+        "one client refused, and only one: {list}"
+    );
+    assert!(list.contains(name), "{name} is not the refused one: {list}");
+}
+
 /// An honest client killed (SIGKILL) inside a blame round, before it answered, and started
 /// again. Client 1 runs with the test hook of `disruptor` builds that holds a blame round's
 /// request unanswered (`DISSENT_TEST_HOLD_BLAME_REQUEST`, hosted/src/client/answer.rs):
@@ -422,16 +433,7 @@ fn an_honest_client_killed_in_a_blame_round_is_not_named_and_serves_again() {
             "no verdict on client 3 in the relay's log"
         );
         garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
-        let list = refused(&net.cfg);
-        assert_eq!(
-            list.lines().count(),
-            1,
-            "one client refused, and only one: {list}"
-        );
-        assert!(
-            list.contains("client-3"),
-            "client 3 is not the refused one: {list}"
-        );
+        assert_only_refused(&net.cfg, "client-3");
         // The round's evidence, judged without client 1's reveal, names client 3 offline.
         let verdict = verify_evidence(&mut net.relay, &net.cfg);
         for field in [
@@ -596,16 +598,7 @@ fn an_honest_trustee_killed_in_a_blame_round_is_not_named_and_serves_again() {
             "client 3 was not excluded for this round"
         );
         garbler.wait_for_log("excluded", TRANSFER_TIMEOUT);
-        let list = refused(&net.cfg);
-        assert_eq!(
-            list.lines().count(),
-            1,
-            "one client refused, and only one: {list}"
-        );
-        assert!(
-            list.contains("client-3"),
-            "client 3 is not the refused one: {list}"
-        );
+        assert_only_refused(&net.cfg, "client-3");
         // The round's evidence, without trustee 0's reveal, names client 3 offline.
         let verified = verify_evidence(&mut net.relay, &net.cfg);
         for field in [

@@ -623,6 +623,25 @@ impl Net {
         self.offer(i);
     }
 
+    /// Opens a connection on each of clients `0..owners` and queues `len(i)` bytes of
+    /// `pattern(seed * 13 + i, ..)` on client `i`'s: what each sent, by connection (for
+    /// [`Net::delivered`] and [`Net::assert_delivered`]).
+    pub fn send_patterns(
+        &mut self,
+        owners: usize,
+        seed: usize,
+        mut len: impl FnMut(usize) -> usize,
+    ) -> BTreeMap<ConnId, (usize, Vec<u8>)> {
+        let mut expect = BTreeMap::new();
+        for i in 0..owners {
+            let conn = self.open(i);
+            let data = pattern(seed * 13 + i, len(i));
+            self.send_bytes(i, conn, data.clone());
+            expect.insert(conn, (i, data));
+        }
+        expect
+    }
+
     /// Whether as many bytes as `expect` holds (connection → its client and the bytes it
     /// sent) reached the exit and came back to the client, on every connection.
     pub fn delivered(&self, expect: &BTreeMap<ConnId, (usize, Vec<u8>)>) -> bool {

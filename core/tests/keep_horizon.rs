@@ -13,13 +13,10 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "disruptor")]
 
-use std::collections::BTreeMap;
-
 use dissent_core::blame::keep_horizon;
 use dissent_core::client::DisruptorMode;
 use dissent_core::relay::{BlameDropReason, PeerId};
 use dissent_core::testkit::{pattern, Net, NetConfig};
-use dissent_core::wire::ConnId;
 use dissent_core::{Duration, MAX_WINDOW};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -97,16 +94,9 @@ fn search_at(seed: u64, accused_window: Option<u16>) -> Seen {
         "{what}: the group did not start"
     );
     net.run_steps(rng.next_u64() as usize % 5_000);
-    let mut expect: BTreeMap<ConnId, (usize, Vec<u8>)> = BTreeMap::new();
-    for i in 0..owners {
-        let conn = net.open(i);
-        let data = pattern(
-            seed as usize * 13 + i,
-            10_000 + rng.next_u64() as usize % 30_000,
-        );
-        net.send_bytes(i, conn, data.clone());
-        expect.insert(conn, (i, data));
-    }
+    let mut expect = net.send_patterns(owners, seed as usize, |_| {
+        10_000 + rng.next_u64() as usize % 30_000
+    });
     net.run_steps(rng.next_u64() as usize % 300);
     net.relay.set_ignore_traps(accusations_only);
     // Most seeds: rounds take long (reveals reach the relay late, the exchanges go on

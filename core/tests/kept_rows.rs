@@ -18,13 +18,11 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 #![cfg(feature = "disruptor")]
 
-use std::collections::BTreeMap;
-
 use dissent_core::blame::ANSWERED;
 use dissent_core::client::DisruptorMode;
 use dissent_core::relay::{BlameDropReason, PeerId};
 use dissent_core::testkit::{pattern, Net, NetConfig, Tamper, TamperView};
-use dissent_core::wire::{ConnId, Kind};
+use dissent_core::wire::Kind;
 use dissent_core::Duration;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -124,18 +122,13 @@ fn search(seed: u64, garbling: Garbling) -> Seen {
         Garbling::Flush => i % 3 == 1,
     };
     let trickle_every = 100 + rng.next_u64() as usize % 900;
-    let mut expect: BTreeMap<ConnId, (usize, Vec<u8>)> = BTreeMap::new();
-    for i in 0..owners {
-        let conn = net.open(i);
-        let len = if trickles(i) {
+    let mut expect = net.send_patterns(owners, seed as usize, |i| {
+        if trickles(i) {
             100 + rng.next_u64() as usize % 300
         } else {
             20_000 + rng.next_u64() as usize % 30_000
-        };
-        let data = pattern(seed as usize * 13 + i, len);
-        net.send_bytes(i, conn, data.clone());
-        expect.insert(conn, (i, data));
-    }
+        }
+    });
     net.run_steps(rng.next_u64() as usize % 300);
     net.relay.set_ignore_traps(true);
     // Most seeds: rounds take long, so they wait behind one another and owners' later
