@@ -24,7 +24,7 @@
 use core::task::Poll;
 
 use dissent_core::epoch::message::{CHUNK_HEADER_LEN, MAX_CHUNK_DATA};
-use dissent_core::epoch::rejoin::{Rejoin, RejoinError};
+use dissent_core::epoch::rejoin::Rejoin;
 use dissent_core::epoch::session;
 use dissent_core::epoch::{
     Established, Event, Failure, SetupConfig, SetupStorage, SetupStorageLens, SetupTrustee,
@@ -372,7 +372,7 @@ async fn link(setup: Setup, mut board: Board) {
                 };
                 uplink.set_session(setup.target.session_id);
             }
-            Phase::Rejoin(rejoin, _) => rejoin_failed(rejoin.ended()),
+            Phase::Rejoin(..) => rejoin_failed(),
             Phase::Setup(..) => uplink.lost(&mut socket, &loss, None).await,
         }
     }
@@ -380,9 +380,9 @@ async fn link(setup: Setup, mut board: Board) {
 
 /// What the relay sent on the rejoin link does not give the epoch back: says so, and stops
 /// (the board resets and its setup image asks again). In the image's own words, not with
-/// `RejoinError`'s `Display` (its text and code take flash this image does not have): which
-/// check failed is in the relay's log.
-fn rejoin_failed(_: RejoinError) -> ! {
+/// `RejoinError`'s `Display` (its text and code take flash this image does not have), so
+/// without naming the check that failed.
+fn rejoin_failed() -> ! {
     fail(format_args!(
         "the epoch on the rejoin link did not come whole, or does not verify with this \
          trustee's own record signature"
@@ -500,7 +500,7 @@ fn take_back(
             board,
         ),
         Ok(None) => {}
-        Err(e) => rejoin_failed(e),
+        Err(_) => rejoin_failed(),
     }
 }
 
